@@ -1,0 +1,61 @@
+"""Typed errors of mdivicomtools.
+
+Library code raises these; only the CLI turns them into one-line messages and
+exit codes, so the Python API keeps full information and the CLI stays uniform.
+Each class carries the exit code INTERFACE.md assigns to its kind of failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MdivicomError(Exception):
+    """Base of every error mdivicomtools raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(MdivicomError):
+    """The request itself is wrong; nothing was run (exit 2)."""
+
+    exit_code = 2
+
+
+class InvalidReference(UsageError):
+    """A plugin reference that is not `<id>` or `<publisher>/<id>`."""
+
+
+class PluginNotFound(UsageError):
+    """No installed plugin matches a reference."""
+
+    def __init__(self, ref: str, suggestions: Sequence[str] = ()) -> None:
+        self.ref = ref
+        self.suggestions = list(suggestions)
+        message = f"no plugin named {ref!r} is installed"
+        if self.suggestions:
+            message += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            message += "; run 'mdivicom plugins list' to see the installed plugins"
+        super().__init__(message)
+
+
+class AmbiguousReference(UsageError):
+    """A bare id that more than one publisher provides."""
+
+    def __init__(self, ref: str, candidates: Sequence[str]) -> None:
+        self.ref = ref
+        self.candidates = sorted(candidates)
+        super().__init__(
+            f"plugin id {ref!r} is provided by several publishers; name one of: "
+            + ", ".join(self.candidates)
+        )
+
+
+class PluginBroken(UsageError):
+    """The referenced plugin exists but could not be loaded or validated."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"plugin {ref!r} is broken: {reason}")
