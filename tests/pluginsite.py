@@ -18,8 +18,14 @@ from pathlib import Path
 MDIVICOM = str(Path(sys.executable).with_name("mdivicom"))
 
 
-def plugin_dict(plugin_id: str, *, publisher: str | None = "lab", kind: str = "python",
-                run_module: str = "pkg_run", **meta: object) -> dict:
+def plugin_dict(
+    plugin_id: str,
+    *,
+    publisher: str | None = "lab",
+    kind: str = "python",
+    run_module: str = "pkg_run",
+    **meta: object,
+) -> dict:
     base: dict = {
         "api_version": "mdivicomtools.plugin.v0.1",
         "id": plugin_id,
@@ -32,8 +38,10 @@ def plugin_dict(plugin_id: str, *, publisher: str | None = "lab", kind: str = "p
     base.update(meta)
     if kind == "python":
         return {"meta": base, "entry": {"callable": f"{run_module}:run"}}
-    return {"meta": base, "container": {"image": "localhost/mdivicom-test:1",
-                                        "command": ["sh", "-c", "true"]}}
+    return {
+        "meta": base,
+        "container": {"image": "localhost/mdivicom-test:1", "command": ["sh", "-c", "true"]},
+    }
 
 
 class PluginSite:
@@ -51,40 +59,68 @@ class PluginSite:
         path.write_text(textwrap.dedent(source), encoding="utf-8")
         return path
 
-    def distribution(self, name: str, entry_points: dict[str, str], *, version: str = "1.0.0",
-                     group: str = "mdivicomtools.plugins") -> Path:
+    def distribution(
+        self,
+        name: str,
+        entry_points: dict[str, str],
+        *,
+        version: str = "1.0.0",
+        group: str = "mdivicomtools.plugins",
+    ) -> Path:
         dist_info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
         dist_info.mkdir()
         (dist_info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+        )
         lines = [f"[{group}]"] + [f"{k} = {v}" for k, v in entry_points.items()]
         (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return dist_info
 
-    def plugin(self, plugin_id: str, *, dist: str | None = None, ep_name: str | None = None,
-               data: dict | None = None, marker: Path | None = None, **kwargs: object) -> str:
+    def plugin(
+        self,
+        plugin_id: str,
+        *,
+        dist: str | None = None,
+        ep_name: str | None = None,
+        data: dict | None = None,
+        marker: Path | None = None,
+        **kwargs: object,
+    ) -> str:
         """A complete python plugin package: a light get_plugin module and a run module.
 
         When `marker` is given, importing the run module creates that file, which
         is how the tests prove listing never imports run code.
         """
-        pkg = "p_" + plugin_id.replace("-", "_").replace(".", "_") + "_" + (dist or "d").replace(
-            "-", "_")
-        data = data if data is not None else plugin_dict(plugin_id, run_module=f"{pkg}.run",
-                                                         **kwargs)
+        pkg = (
+            "p_"
+            + plugin_id.replace("-", "_").replace(".", "_")
+            + "_"
+            + (dist or "d").replace("-", "_")
+        )
+        data = (
+            data if data is not None else plugin_dict(plugin_id, run_module=f"{pkg}.run", **kwargs)
+        )
         self.module(f"{pkg}.__init__", "")
-        self.module(f"{pkg}.plugin", f"""
+        self.module(
+            f"{pkg}.plugin",
+            f"""
             import json
             def get_plugin():
                 return json.loads({json.dumps(json.dumps(data))})
-            """)
-        marker_line = (f"open({str(marker)!r}, 'w').write('imported')" if marker else "")
-        self.module(f"{pkg}.run", f"""
+            """,
+        )
+        marker_line = f"open({str(marker)!r}, 'w').write('imported')" if marker else ""
+        self.module(
+            f"{pkg}.run",
+            f"""
             {marker_line}
             def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
                 return {{"ok": True}}
-            """)
-        self.distribution(dist or f"{plugin_id}-dist", {ep_name or plugin_id: f"{pkg}.plugin:get_plugin"})
+            """,
+        )
+        self.distribution(
+            dist or f"{plugin_id}-dist", {ep_name or plugin_id: f"{pkg}.plugin:get_plugin"}
+        )
         return pkg
 
     def manifest(self, filename: str, content: str | dict) -> Path:
@@ -96,11 +132,18 @@ class PluginSite:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(self.root), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep)
+            os.pathsep
+        )
         env["MDIVICOM_PLUGIN_PATH"] = str(self.manifests)
         env.update(extra)
         return env
 
     def cli(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MDIVICOM, *args], capture_output=True, text=True,
-                              env=self.env(**extra_env), timeout=120, check=False)
+        return subprocess.run(
+            [MDIVICOM, *args],
+            capture_output=True,
+            text=True,
+            env=self.env(**extra_env),
+            timeout=120,
+            check=False,
+        )

@@ -21,16 +21,25 @@ def test_entry_point_plugin_is_listed_with_its_distribution(site):
     assert record.ref == "lab/sync-audio"
     assert record.source == "entry_point"
     assert (record.distribution.name, record.distribution.version) == (
-        "mditools-sync-audio", "1.0.0")
+        "mditools-sync-audio",
+        "1.0.0",
+    )
     assert record.spec.entry.callable.endswith(".run:run")
     assert "sync-audio = " in record.origin
 
 
 def test_optional_and_unknown_meta_fields_are_kept(site):
     schema = {"type": "object", "properties": {"max_lag_s": {"type": "number"}}}
-    site.plugin("pupil", inputs=["gaze"], outputs={"dataset": "openSIDS"}, config_schema=schema,
-                homepage="https://example.org", license="MIT", authors=[{"name": "A"}],
-                x_lab_specific={"colour": "blue"})
+    site.plugin(
+        "pupil",
+        inputs=["gaze"],
+        outputs={"dataset": "openSIDS"},
+        config_schema=schema,
+        homepage="https://example.org",
+        license="MIT",
+        authors=[{"name": "A"}],
+        x_lab_specific={"colour": "blue"},
+    )
     meta = by_origin_id(discover(), "pupil").details()["meta"]
     assert meta["config_schema"] == schema
     assert meta["inputs"] == ["gaze"] and meta["outputs"] == {"dataset": "openSIDS"}
@@ -44,18 +53,29 @@ GOOD_META = plugin_dict("x")["meta"]
 @pytest.mark.parametrize(
     ("source", "reason"),
     [
-        ("def get_plugin():\n    import not_a_module_anywhere\n",
-         "get_plugin() raised ModuleNotFoundError: No module named 'not_a_module_anywhere'"),
-        ("def get_plugin():\n    raise RuntimeError('boom\\nsecond line')\n",
-         "get_plugin() raised RuntimeError: boom second line"),
+        (
+            "def get_plugin():\n    import not_a_module_anywhere\n",
+            "get_plugin() raised ModuleNotFoundError: No module named 'not_a_module_anywhere'",
+        ),
+        (
+            "def get_plugin():\n    raise RuntimeError('boom\\nsecond line')\n",
+            "get_plugin() raised RuntimeError: boom second line",
+        ),
         ("def get_plugin():\n    raise SystemExit(3)\n", "get_plugin() raised SystemExit: 3"),
-        ("def get_plugin():\n    return ['not', 'a', 'dict']\n",
-         "get_plugin() returned a list, not a dict"),
+        (
+            "def get_plugin():\n    return ['not', 'a', 'dict']\n",
+            "get_plugin() returned a list, not a dict",
+        ),
         ("get_plugin = {'meta': 1}\n", "is a dict, not a get_plugin() function"),
-        ("def get_plugin():\n    return {'meta': {'id': 'x', 'tags': {1, 2}}}\n",
-         "not JSON-safe: $.meta.tags is a set, not a JSON value"),
-        ("def get_plugin():\n    return {'meta': {'id': 'x', 'score': float('nan')},"
-         " 'entry': {'callable': 'a:b'}}\n", "not JSON-safe: $.meta.score is nan"),
+        (
+            "def get_plugin():\n    return {'meta': {'id': 'x', 'tags': {1, 2}}}\n",
+            "not JSON-safe: $.meta.tags is a set, not a JSON value",
+        ),
+        (
+            "def get_plugin():\n    return {'meta': {'id': 'x', 'score': float('nan')},"
+            " 'entry': {'callable': 'a:b'}}\n",
+            "not JSON-safe: $.meta.score is nan",
+        ),
         ("def get_plugin():\n    return {'entry': {'callable': 'a:b'}}\n", "meta is missing"),
     ],
 )
@@ -94,31 +114,50 @@ def _meta(**changes):
     ("data", "reason"),
     [
         ({"meta": _meta(version=None), "entry": {"callable": "a:b"}}, "meta.version is missing"),
-        ({"meta": _meta(description=None), "entry": {"callable": "a:b"}},
-         "meta.description is missing"),
-        ({"meta": _meta(version=3), "entry": {"callable": "a:b"}},
-         "meta.version: expected `str`, got `int`"),
+        (
+            {"meta": _meta(description=None), "entry": {"callable": "a:b"}},
+            "meta.description is missing",
+        ),
+        (
+            {"meta": _meta(version=3), "entry": {"callable": "a:b"}},
+            "meta.version: expected `str`, got `int`",
+        ),
         ({"meta": _meta(kind="wasm"), "entry": {"callable": "a:b"}}, "meta.kind"),
-        ({"meta": _meta(id="../x"), "entry": {"callable": "a:b"}},
-         "meta.id '../x' is not a safe slug"),
-        ({"meta": _meta(id="Sync Audio"), "entry": {"callable": "a:b"}},
-         "meta.id 'Sync Audio' is not a safe slug"),
-        ({"meta": _meta(publisher="Lab/Evil"), "entry": {"callable": "a:b"}},
-         "meta.publisher 'Lab/Evil' is not a safe slug"),
-        ({"meta": _meta(api_version="mdivicomtools.plugin.v1.0"), "entry": {"callable": "a:b"}},
-         "has unknown major v1"),
-        ({"meta": _meta(api_version="v0.1"), "entry": {"callable": "a:b"}},
-         "is not of the form"),
+        (
+            {"meta": _meta(id="../x"), "entry": {"callable": "a:b"}},
+            "meta.id '../x' is not a safe slug",
+        ),
+        (
+            {"meta": _meta(id="Sync Audio"), "entry": {"callable": "a:b"}},
+            "meta.id 'Sync Audio' is not a safe slug",
+        ),
+        (
+            {"meta": _meta(publisher="Lab/Evil"), "entry": {"callable": "a:b"}},
+            "meta.publisher 'Lab/Evil' is not a safe slug",
+        ),
+        (
+            {"meta": _meta(api_version="mdivicomtools.plugin.v1.0"), "entry": {"callable": "a:b"}},
+            "has unknown major v1",
+        ),
+        ({"meta": _meta(api_version="v0.1"), "entry": {"callable": "a:b"}}, "is not of the form"),
         ({"meta": _meta()}, "entry.callable is missing"),
-        ({"meta": _meta(), "entry": {"callable": "no colon here"}},
-         "is not of the form 'package.module:function'"),
+        (
+            {"meta": _meta(), "entry": {"callable": "no colon here"}},
+            "is not of the form 'package.module:function'",
+        ),
         ({"meta": _meta(kind="container")}, "container is missing"),
-        ({"meta": _meta(kind="container"), "container": {"image": "i", "netwrok": True}},
-         "container.netwrok is not a known field"),
-        ({"meta": _meta(kind="container"), "container": {"image": "i", "command": "sh -c x"}},
-         "container.command is a string; give an argv list"),
-        ({"meta": _meta(kind="container"), "container": {"image": "i", "pull": "sometimes"}},
-         "container.pull"),
+        (
+            {"meta": _meta(kind="container"), "container": {"image": "i", "netwrok": True}},
+            "container.netwrok is not a known field",
+        ),
+        (
+            {"meta": _meta(kind="container"), "container": {"image": "i", "command": "sh -c x"}},
+            "container.command is a string; give an argv list",
+        ),
+        (
+            {"meta": _meta(kind="container"), "container": {"image": "i", "pull": "sometimes"}},
+            "container.pull",
+        ),
     ],
 )
 def test_invalid_meta_names_the_field(site, data, reason):
@@ -178,20 +217,27 @@ def test_missing_publisher_defaults_to_local_with_a_note(site):
 def test_legacy_flat_shape_is_accepted_with_a_deprecation_note(site):
     site.module("p_flat.__init__", "")
     site.module("p_flat.run", "def run(dataset_dir, out_dir, config, **kw):\n    return None\n")
-    site.module("p_flat.plugin", """
+    site.module(
+        "p_flat.plugin",
+        """
         from p_flat.run import run
         def get_plugin():
             return {"id": "flat", "kind": "python", "version": "0.9", "publisher": "old",
                     "description": "old style", "run": run}
-        """)
+        """,
+    )
     site.module("p_flat2.__init__", "")
-    site.module("p_flat2.plugin", """
+    site.module(
+        "p_flat2.plugin",
+        """
         def get_plugin():
             return {"id": "flat2", "kind": "python", "version": "0.9", "description": "d",
                     "run_ref": "p_flat2.run:run"}
-        """)
-    site.distribution("flat-dist", {"flat": "p_flat.plugin:get_plugin",
-                                    "flat2": "p_flat2.plugin:get_plugin"})
+        """,
+    )
+    site.distribution(
+        "flat-dist", {"flat": "p_flat.plugin:get_plugin", "flat2": "p_flat2.plugin:get_plugin"}
+    )
     found = discover()
     flat = by_origin_id(found, "flat")
     assert flat.ok and flat.spec.entry.callable == "p_flat.run:run"
@@ -203,7 +249,9 @@ def test_legacy_flat_shape_is_accepted_with_a_deprecation_note(site):
 
 def test_manifest_json_and_toml(site):
     site.manifest("count.json", plugin_dict("count-lines", kind="container"))
-    site.manifest("tool.toml", """
+    site.manifest(
+        "tool.toml",
+        """
         [meta]
         api_version = "mdivicomtools.plugin.v0.1"
         id = "toml-tool"
@@ -217,7 +265,8 @@ def test_manifest_json_and_toml(site):
         command = ["sh", "-c", "echo {out_dir}"]
         network = false
         pull = "never"
-        """.replace("\n        ", "\n"))
+        """.replace("\n        ", "\n"),
+    )
     site.manifest("README.md", "not a manifest")
     found = discover()
     assert found.refs() == ["lab/count-lines", "lab/toml-tool"]
@@ -245,17 +294,21 @@ def test_plugin_path_that_is_not_a_folder_is_a_warning(site, monkeypatch, tmp_pa
     site.manifest("ok.json", plugin_dict("ok-tool", kind="container"))
     found = discover()
     assert found.refs() == ["lab/ok-tool"]
-    assert found.warnings == [f"MDIVICOM_PLUGIN_PATH names '{tmp_path / 'nope'}', "
-                              "which is not a folder"]
+    assert found.warnings == [
+        f"MDIVICOM_PLUGIN_PATH names '{tmp_path / 'nope'}', which is not a folder"
+    ]
 
 
 def test_chatty_get_plugin_does_not_write_to_stdout(site, capsys):
     site.module("p_chatty.__init__", "print('hello from import')")
-    site.module("p_chatty.plugin", f"""
+    site.module(
+        "p_chatty.plugin",
+        f"""
         def get_plugin():
             print('hello from get_plugin')
-            return {plugin_dict('chatty', run_module='p_chatty.run')!r}
-        """)
+            return {plugin_dict("chatty", run_module="p_chatty.run")!r}
+        """,
+    )
     site.distribution("chatty-dist", {"chatty": "p_chatty.plugin:get_plugin"})
     assert discover().refs() == ["lab/chatty"]
     out, err = capsys.readouterr()

@@ -204,8 +204,9 @@ def parse_plugin(data: object) -> PluginSpec:
     meta_in = data.get("meta")
     if not isinstance(meta_in, dict):
         got = "missing" if meta_in is None else f"a {type(meta_in).__name__}"
-        raise InvalidPlugin(f"meta is {got}; expected an object with api_version, id, kind, "
-                            "version and description")
+        raise InvalidPlugin(
+            f"meta is {got}; expected an object with api_version, id, kind, version and description"
+        )
     unknown_top = sorted(set(data) - {"meta", "entry", "container"})
     if unknown_top:
         notes.append("ignored unknown top-level field(s): " + ", ".join(unknown_top))
@@ -259,7 +260,8 @@ def _check_semantics(spec: PluginSpec) -> None:
             raise InvalidPlugin("entry.callable is missing (required for kind 'python')")
         if not _CALLABLE_RE.match(spec.entry.callable):
             raise InvalidPlugin(
-                f"entry.callable {spec.entry.callable!r} is not of the form 'package.module:function'"
+                f"entry.callable {spec.entry.callable!r} is not of the form "
+                "'package.module:function'"
             )
         if spec.container is not None:
             raise InvalidPlugin("container is given but meta.kind is 'python'")

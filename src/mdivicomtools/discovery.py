@@ -372,8 +372,8 @@ def discover() -> Discovery:
 
 def parse_ref(ref: str) -> tuple[str | None, str]:
     """Split `<id>` or `<publisher>/<id>`; raise InvalidReference otherwise."""
-    publisher, _, plugin_id = ref.rpartition("/")
-    if "/" in publisher or (publisher and not is_slug(publisher)) or not is_slug(plugin_id):
+    publisher, slash, plugin_id = ref.rpartition("/")
+    if (slash and not is_slug(publisher)) or not is_slug(plugin_id):
         raise InvalidReference(
             f"{ref!r} is not a plugin reference; use '<id>' or '<publisher>/<id>' with lowercase "
             "letters, digits, '.', '_' or '-'"
@@ -381,9 +381,9 @@ def parse_ref(ref: str) -> tuple[str | None, str]:
     return (publisher or None), plugin_id
 
 
-def _matching(records: Iterable[PluginRecord], publisher: str | None, plugin_id: str) -> list[
-    PluginRecord
-]:
+def _matching(
+    records: Iterable[PluginRecord], publisher: str | None, plugin_id: str
+) -> list[PluginRecord]:
     return [
         r for r in records if r.id == plugin_id and (publisher is None or r.publisher == publisher)
     ]

@@ -29,7 +29,9 @@ class _State:
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, "--version", prog_name="mdivicom", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="mdivicom", message="%(prog)s %(version)s"
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug details on errors.")
 def cli(verbose: bool) -> None:
     """Discover and run mdivicomtools analysis plugins.
@@ -57,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     _State.verbose = False
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="mdivicom",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="mdivicom",
+            standalone_mode=False,
+        )
         sys.stdout.flush()
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -41,8 +41,11 @@ def list_command(as_json: bool) -> None:
         echo_json([record.summary() for record in found.plugins])
         return
     if not found.plugins:
-        click.echo("No plugins found. Install a plugin package, or set MDIVICOM_PLUGIN_PATH "
-                   "to a folder of manifest files.", err=True)
+        click.echo(
+            "No plugins found. Install a plugin package, or set MDIVICOM_PLUGIN_PATH "
+            "to a folder of manifest files.",
+            err=True,
+        )
         return
     from mdivicomtools.textui import table
 

@@ -1,0 +1,227 @@
+"""The real `mdivicom` console script, run in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from mdivicomtools import __version__
+from pluginsite import MDIVICOM, plugin_dict
+
+SUMMARY_FIELDS = {
+    "ref",
+    "id",
+    "publisher",
+    "kind",
+    "version",
+    "description",
+    "status",
+    "error",
+    "source",
+    "distribution",
+}
+
+
+def test_version():
+    result = subprocess.run([MDIVICOM, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"mdivicom {__version__}"
+
+
+def test_every_command_has_help():
+    for args in (
+        ["--help"],
+        ["plugins", "--help"],
+        ["plugins", "list", "--help"],
+        ["plugins", "info", "--help"],
+    ):
+        result = subprocess.run([MDIVICOM, *args], capture_output=True, text=True, check=True)
+        assert result.stdout.startswith("Usage: mdivicom"), args
+
+
+def test_list_json_shape_and_order(site):
+    site.plugin("sync-audio", dist="mditools-sync-audio", publisher="zlab")
+    site.plugin("gaze", publisher="alab")
+    site.manifest("count.json", plugin_dict("count-lines", kind="container", publisher="mlab"))
+    site.manifest("broken.json", {"meta": {"id": "broken", "publisher": "blab"}})
+    result = site.cli("plugins", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)
+    assert [i["ref"] for i in items] == [
+        "alab/gaze",
+        "blab/broken",
+        "mlab/count-lines",
+        "zlab/sync-audio",
+    ]
+    for item in items:
+        assert SUMMARY_FIELDS <= set(item)
+    sync = items[3]
+    assert sync["distribution"] == {"name": "mditools-sync-audio", "version": "1.0.0"}
+    assert (sync["status"], sync["error"], sync["source"], sync["kind"]) == (
+        "ok",
+        None,
+        "entry_point",
+        "python",
+    )
+    assert items[2]["source"] == "manifest" and items[2]["distribution"] is None
+    assert items[1]["status"] == "broken" and "meta.api_version is missing" in items[1]["error"]
+
+
+def test_list_table_shows_broken_reasons(site):
+    site.plugin("sync-audio")
+    site.manifest("broken.json", {"meta": {"id": "broken", "publisher": "lab"}})
+    result = site.cli("plugins", "list")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["REF", "KIND", "VERSION", "STATUS", "DESCRIPTION", "/", "PROBLEM"]
+    broken = next(line for line in lines if line.startswith("lab/broken"))
+    assert "broken" in broken and "meta.api_version is missing" in broken
+    ok = next(line for line in lines if line.startswith("lab/sync-audio"))
+    assert "ok" in ok.split() and "The sync-audio plugin." in ok
+    # columns are aligned: STATUS starts at the same offset on every line
+    offsets = {
+        line.index(word, len(line.split()[0]))
+        for line, word in zip(lines, ["STATUS", "broken", "ok"], strict=False)
+    }
+    assert len(offsets) == 1
+
+
+def test_info_json_has_meta_and_entry(site):
+    site.plugin("sync-audio", config_schema={"type": "object"}, x_extra=1)
+    result = site.cli("plugins", "info", "sync-audio", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert SUMMARY_FIELDS <= set(info)
+    assert info["meta"]["config_schema"] == {"type": "object"}
+    assert info["meta"]["x_extra"] == 1
+    assert info["entry"]["callable"].endswith(".run:run")
+    assert "container" not in info
+
+
+def test_info_json_of_a_container_plugin(site):
+    site.manifest("count.json", plugin_dict("count-lines", kind="container"))
+    info = json.loads(site.cli("plugins", "info", "lab/count-lines", "--json").stdout)
+    assert info["container"] == {
+        "image": "localhost/mdivicom-test:1",
+        "command": ["sh", "-c", "true"],
+    }
+    assert "entry" not in info
+
+
+def test_info_human_output_and_deprecation_note(site):
+    site.module("p_flatcli.__init__", "")
+    site.module(
+        "p_flatcli.plugin",
+        """
+        def get_plugin():
+            return {"id": "flat", "kind": "python", "version": "0.9", "publisher": "old",
+                    "description": "old style", "run_ref": "p_flatcli.run:run"}
+        """,
+    )
+    site.distribution("flat-dist", {"flat": "p_flatcli.plugin:get_plugin"})
+    result = site.cli("plugins", "info", "old/flat")
+    assert result.returncode == 0, result.stderr
+    assert "ref:" in result.stdout and "old/flat" in result.stdout
+    assert "distribution:  flat-dist 1.0.0" in result.stdout
+    assert "note:" in result.stdout and "deprecated flat plugin shape" in result.stdout
+
+
+def test_info_of_a_broken_plugin_shows_the_reason(site):
+    site.manifest("broken.json", {"meta": {"id": "broken", "publisher": "lab"}})
+    result = site.cli("plugins", "info", "broken")
+    assert result.returncode == 0
+    assert "broken: meta.api_version is missing" in result.stdout
+
+
+def test_unknown_ref_is_one_line_exit_2_no_traceback(site):
+    site.plugin("sync-audio")
+    result = site.cli("plugins", "info", "sync-audoi")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: no plugin named 'sync-audoi' is installed; did you mean 'lab/sync-audio'?\n"
+    )
+
+
+def test_ambiguous_ref_exit_2(site):
+    site.plugin("sync", dist="a-dist", publisher="lab-a")
+    site.plugin("sync", dist="b-dist", publisher="lab-b")
+    result = site.cli("plugins", "info", "sync", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "name one of: lab-a/sync, lab-b/sync" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_ref_exit_2(site):
+    result = site.cli("plugins", "info", "../etc")
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: '../etc' is not a plugin reference")
+
+
+def test_usage_error_exit_2():
+    result = subprocess.run([MDIVICOM, "plugins", "frobnicate"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_list_and_info_never_import_run_code(site, tmp_path):
+    markers = [tmp_path / f"marker-{i}" for i in range(3)]
+    packages = [site.plugin(f"heavy-{i}", marker=marker) for i, marker in enumerate(markers)]
+    for args in (
+        ["plugins", "list"],
+        ["plugins", "list", "--json"],
+        ["plugins", "info", "heavy-0"],
+        ["plugins", "info", "lab/heavy-1", "--json"],
+    ):
+        result = site.cli(*args)
+        assert result.returncode == 0, result.stderr
+    assert [m.exists() for m in markers] == [False, False, False]
+    # the marker mechanism itself works: importing the run module does leave it
+    subprocess.run([sys.executable, "-c", f"import {packages[0]}.run"], env=site.env(), check=True)
+    assert markers[0].exists()
+
+
+def test_closed_pipe_gives_no_traceback(site):
+    for index in range(400):
+        site.manifest(
+            f"tool-{index:03}.json",
+            plugin_dict(f"tool-{index:03}", kind="container", description="x" * 200),
+        )
+    result = subprocess.run(
+        f"'{MDIVICOM}' plugins list | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=site.env(),
+    )
+    assert result.stdout.startswith("REF")
+    assert result.stderr == ""
+
+
+def test_plugin_path_warning_goes_to_stderr(site, tmp_path):
+    site.manifest("count.json", plugin_dict("count-lines", kind="container"))
+    result = site.cli(
+        "plugins", "list", "--json", MDIVICOM_PLUGIN_PATH=f"{tmp_path / 'missing'}:{site.manifests}"
+    )
+    assert json.loads(result.stdout)[0]["ref"] == "lab/count-lines"
+    assert "Warning: MDIVICOM_PLUGIN_PATH names" in result.stderr
+
+
+def test_cli_startup_imports_only_what_the_command_needs():
+    probe = (
+        "import sys\n"
+        "from mdivicomtools.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith(('mdivicomtools.', 'msgspec',"
+        " 'importlib.metadata', 'pluggy')))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    loaded = set(result.stdout.strip().splitlines()[-1].split(","))
+    assert loaded == {
+        "mdivicomtools._version",
+        "mdivicomtools.cli",
+        "mdivicomtools.cli.plugins",
+        "mdivicomtools.errors",
+    }
