@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from engines import ENGINES, need_engine
 from pluginsite import PluginSite
 
 
@@ -20,3 +21,10 @@ def site(tmp_path, monkeypatch) -> PluginSite:
     for name in set(sys.modules) - before:
         if name.startswith("p_"):
             del sys.modules[name]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Each real container engine in turn; skipped or failed per MDIVICOM_REQUIRE_ENGINES."""
+    need_engine(request.param)
+    return request.param

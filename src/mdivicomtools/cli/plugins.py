@@ -12,8 +12,14 @@ if TYPE_CHECKING:
 
 
 def echo_json(value: Any) -> None:
-    """One JSON document on stdout, nothing else (the contract of every --json)."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """One JSON document on stdout, nothing else (the contract of every --json).
+
+    msgspec encodes several times faster than json.dumps with indent, which is
+    pure Python; with hundreds of plugins that shows in `plugins list --json`.
+    """
+    import msgspec
+
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode("utf-8"))
 
 
 def _warn(messages: list[str]) -> None:
@@ -71,7 +77,7 @@ def _info_pairs(record: PluginRecord) -> list[tuple[str, str]]:
         ("kind", record.kind or "?"),
         ("version", record.version or "?"),
         ("description", record.description or ""),
-        ("source", f"{record.source}: {record.origin}"),
+        ("source", record.origin),
         ("distribution", f"{dist.name} {dist.version}" if dist else "-"),
     ]
     if "entry" in details:

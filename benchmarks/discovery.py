@@ -1,0 +1,146 @@
+"""Benchmark plugin discovery and CLI start-up against baselines measured in the same run.
+
+Creates N synthetic plugin distributions (default 200) whose run modules sleep
+on import (standing in for torch and friends), then times, interleaved and
+repeated, the median wall time of:
+
+  baseline        a bare script: entry_points(group=...), ep.load()(), json.dumps
+  list --json     mdivicom plugins list --json
+  python -c pass  the interpreter alone
+  --help          mdivicom --help
+  info REF        mdivicom plugins info REF --json (fast path, one entry point)
+
+Targets (issue 2): list --json <= 1.5 x baseline; --help <= 2 x (python -c pass) + 60 ms.
+There is no discovery cache, so there is no cold/warm distinction to report.
+
+Usage: python benchmarks/discovery.py [--plugins 200] [--runs 7] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE = """
+import importlib.metadata, json
+plugins = [ep.load()() for ep in importlib.metadata.entry_points(group="mdivicomtools.plugins")]
+json.dumps(plugins)
+"""
+
+
+def make_site(root: Path, count: int, import_delay_s: float) -> None:
+    for index in range(count):
+        pkg = f"bench_plugin_{index:03}"
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "__init__.py").write_text("")
+        (root / pkg / "plugin.py").write_text(
+            "def get_plugin():\n"
+            "    return {'meta': {'api_version': 'mdivicomtools.plugin.v0.1',"
+            f" 'id': 'bench-{index:03}', 'kind': 'python', 'version': '1.0.{index}',"
+            f" 'description': 'Synthetic plugin {index}', 'publisher': 'bench',"
+            " 'config_schema': {'type': 'object', 'properties': {'x': {'type': 'number'}}}},"
+            f" 'entry': {{'callable': '{pkg}.run:run'}}}}\n"
+        )
+        (root / pkg / "run.py").write_text(
+            f"import time\ntime.sleep({import_delay_s})\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    return None\n"
+        )
+        dist = root / f"bench_plugin_{index:03}-1.0.{index}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: bench-plugin-{index:03}\nVersion: 1.0.{index}\n"
+        )
+        (dist / "entry_points.txt").write_text(
+            f"[mdivicomtools.plugins]\nbench-{index:03} = {pkg}.plugin:get_plugin\n"
+        )
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{argv} failed: {result.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plugins", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--import-delay", type=float, default=0.2, help="seconds each run module sleeps on import"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args()
+
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        site = Path(tmp) / "site"
+        make_site(site, args.plugins, args.import_delay)
+        env = dict(os.environ, PYTHONPATH=str(site), MDIVICOM_PLUGIN_PATH="")
+        cases = {
+            "baseline (bare script)": [sys.executable, "-c", BASELINE],
+            "mdivicom plugins list --json": [mdivicom, "plugins", "list", "--json"],
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "mdivicom --help": [mdivicom, "--help"],
+            "mdivicom plugins info REF --json": [
+                mdivicom,
+                "plugins",
+                "info",
+                "bench-100",
+                "--json",
+            ],
+        }
+        for argv in cases.values():  # warm the page cache once, untimed
+            timed(argv, env)
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, argv in cases.items():
+                samples[name].append(timed(argv, env))
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    base, bare = med["baseline (bare script)"], med["python -c pass"]
+    rows = [
+        ("baseline (bare script)", med["baseline (bare script)"], "1.00x baseline", ""),
+        (
+            "mdivicom plugins list --json",
+            med["mdivicom plugins list --json"],
+            f"{med['mdivicom plugins list --json'] / base:.2f}x baseline",
+            "<= 1.50x baseline",
+        ),
+        (
+            "mdivicom plugins info REF --json",
+            med["mdivicom plugins info REF --json"],
+            f"{med['mdivicom plugins info REF --json'] / base:.2f}x baseline",
+            "",
+        ),
+        ("python -c pass", bare, "", ""),
+        (
+            "mdivicom --help",
+            med["mdivicom --help"],
+            f"{med['mdivicom --help'] / bare:.1f}x python -c pass",
+            f"<= 2x python -c pass + 60 ms = {(2 * bare + 0.060) * 1000:.0f} ms",
+        ),
+    ]
+    print(
+        f"# discovery: {args.plugins} plugins, run modules sleep {args.import_delay}s on "
+        f"import; median of {args.runs} runs; Python {sys.version.split()[0]}"
+    )
+    if args.markdown:
+        print("| case | median | ratio | target |\n|---|---:|---|---|")
+        for name, value, ratio, target in rows:
+            print(f"| {name} | {value * 1000:.0f} ms | {ratio} | {target} |")
+    else:
+        for name, value, ratio, target in rows:
+            print(f"{name:<34} {value * 1000:8.0f} ms  {ratio:<34} {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""mdivicom-hello: the smallest complete mdivicomtools plugin package."""

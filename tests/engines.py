@@ -1,0 +1,65 @@
+"""Which real container engines this test run may use.
+
+A contributor's laptop may have neither engine, so engine tests skip there with
+the reason. CI sets MDIVICOM_REQUIRE_ENGINES=docker,podman (see .ci/run), and
+then an engine that does not answer fails the test instead: a green CI must mean
+the container behaviour was checked on real engines.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+
+import pytest
+
+TEST_IMAGE = "localhost/mdivicom-test:1"
+PODMAN_URL = os.environ.get("MDIVICOM_PODMAN_URL", "unix:///run/podman/podman.sock")
+ENGINES = ("docker", "podman")
+
+
+def engine_cli(engine: str) -> list[str]:
+    return ["docker"] if engine == "docker" else ["podman", "--remote", "--url", PODMAN_URL]
+
+
+def required_engines() -> set[str]:
+    raw = os.environ.get("MDIVICOM_REQUIRE_ENGINES", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+@functools.cache
+def engine_problem(engine: str) -> str | None:
+    """None when `engine` answers and has the test image, else why not."""
+    binary = engine_cli(engine)[0]
+    if shutil.which(binary) is None:
+        return f"the {binary} command is not installed"
+    try:
+        version = subprocess.run(
+            [*engine_cli(engine), "version"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return f"{engine} did not answer within 20 s"
+    if version.returncode != 0:
+        last = (version.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"{engine} does not answer: {last}"
+    image = subprocess.run(
+        [*engine_cli(engine), "image", "inspect", TEST_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    if image.returncode != 0:
+        return f"{engine} has no {TEST_IMAGE} (build it with: bash .ci/engines.sh)"
+    return None
+
+
+def need_engine(engine: str) -> None:
+    """Skip (or, when CI requires the engine, fail) unless `engine` is usable."""
+    problem = engine_problem(engine)
+    if problem is None:
+        return
+    if engine in required_engines():
+        pytest.fail(f"MDIVICOM_REQUIRE_ENGINES names {engine}, but {problem}")
+    pytest.skip(f"{engine} not usable here: {problem}")
