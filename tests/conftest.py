@@ -28,3 +28,13 @@ def engine(request) -> str:
     """Each real container engine in turn; skipped or failed per MDIVICOM_REQUIRE_ENGINES."""
     need_engine(request.param)
     return request.param
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A small dataset folder: two files, one in a sub-folder."""
+    root = tmp_path / "dataset"
+    (root / "sessions" / "ses-01").mkdir(parents=True)
+    (root / "a.txt").write_text("one\ntwo\n")
+    (root / "sessions" / "ses-01" / "b.txt").write_text("three\n")
+    return root

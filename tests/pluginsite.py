@@ -84,12 +84,14 @@ class PluginSite:
         ep_name: str | None = None,
         data: dict | None = None,
         marker: Path | None = None,
+        run_source: str | None = None,
         **kwargs: object,
     ) -> str:
         """A complete python plugin package: a light get_plugin module and a run module.
 
         When `marker` is given, importing the run module creates that file, which
-        is how the tests prove listing never imports run code.
+        is how the tests prove listing never imports run code. `run_source`
+        replaces the default run module (which returns {"ok": True}).
         """
         pkg = (
             "p_"
@@ -110,14 +112,12 @@ class PluginSite:
             """,
         )
         marker_line = f"open({str(marker)!r}, 'w').write('imported')" if marker else ""
-        self.module(
-            f"{pkg}.run",
-            f"""
+        default_run = f"""
             {marker_line}
             def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
                 return {{"ok": True}}
-            """,
-        )
+            """
+        self.module(f"{pkg}.run", run_source if run_source is not None else default_run)
         self.distribution(
             dist or f"{plugin_id}-dist", {ep_name or plugin_id: f"{pkg}.plugin:get_plugin"}
         )

@@ -13,12 +13,16 @@ from mdivicomtools._version import __version__
 
 if TYPE_CHECKING:
     from mdivicomtools.discovery import discover, resolve
+    from mdivicomtools.markers import hookimpl
+    from mdivicomtools.runner import run_plugin
 
-__all__ = ["__version__", "discover", "resolve"]
+__all__ = ["__version__", "discover", "hookimpl", "resolve", "run_plugin"]
 
 _LAZY = {
     "discover": "mdivicomtools.discovery",
     "resolve": "mdivicomtools.discovery",
+    "hookimpl": "mdivicomtools.markers",
+    "run_plugin": "mdivicomtools.runner",
 }
 
 

@@ -121,13 +121,13 @@ class Discovery(msgspec.Struct):
         return [record.ref for record in self.plugins]
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= _REASON_LIMIT else line[: _REASON_LIMIT - 3] + "..."
 
 
 def _describe_exception(exc: BaseException) -> str:
-    message = _one_line(str(exc))
+    message = one_line(str(exc))
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -204,7 +204,7 @@ def _broken(
         version=_str_or_none(meta.get("version")),
         description=_str_or_none(meta.get("description")),
         status="broken",
-        error=_one_line(reason),
+        error=one_line(reason),
         source=source,
         origin=origin,
         distribution=distribution,
@@ -219,7 +219,7 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
-def _distribution_of(ep: importlib.metadata.EntryPoint) -> Distribution | None:
+def distribution_of(ep: importlib.metadata.EntryPoint) -> Distribution | None:
     dist = getattr(ep, "dist", None)
     if dist is None:
         return None
@@ -262,7 +262,7 @@ def _quiet_stdout() -> Iterator[None]:
 
 def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
     """Load one entry point and call its `get_plugin()`, isolating every failure."""
-    distribution = _distribution_of(ep)
+    distribution = distribution_of(ep)
     origin = f"entry point '{ep.name} = {ep.value}'"
     if distribution is not None:
         origin += f" of {distribution.name} {distribution.version}"
@@ -373,7 +373,7 @@ def _mark_duplicates(records: list[PluginRecord]) -> None:
         for record in group:
             others = "; ".join(other.origin for other in group if other is not record)
             record.status = "broken"
-            record.error = _one_line(f"duplicate plugin {ref}: also provided by {others}")
+            record.error = one_line(f"duplicate plugin {ref}: also provided by {others}")
 
 
 def _sort_key(record: PluginRecord) -> tuple[str, str, str]:

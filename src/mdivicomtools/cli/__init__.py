@@ -15,7 +15,10 @@ from collections.abc import Sequence
 import click
 
 from mdivicomtools._version import __version__
+from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
+from mdivicomtools.cli.run import run_command
+from mdivicomtools.cli.runs import runs_group
 
 #: exit status of a process whose reader closed the pipe (128 + SIGPIPE), as coreutils
 EXIT_BROKEN_PIPE = 141
@@ -43,7 +46,8 @@ def cli(verbose: bool) -> None:
     _State.verbose = verbose
 
 
-cli.add_command(plugins_group)
+for command in (plugins_group, hooks_group, run_command, runs_group):
+    cli.add_command(command)
 
 
 def _silence_stdout() -> None:

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from mdivicomtools.cli.output import echo_json, warn
+
 if TYPE_CHECKING:
     from mdivicomtools.discovery import PluginRecord
-
-
-def echo_json(value: Any) -> None:
-    """One JSON document on stdout, nothing else (the contract of every --json).
-
-    msgspec encodes several times faster than json.dumps with indent, which is
-    pure Python; with hundreds of plugins that shows in `plugins list --json`.
-    """
-    import msgspec
-
-    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode("utf-8"))
-
-
-def _warn(messages: list[str]) -> None:
-    for message in messages:
-        click.echo(f"Warning: {message}", err=True)
 
 
 @click.group("plugins")
@@ -42,7 +28,7 @@ def list_command(as_json: bool) -> None:
     from mdivicomtools.discovery import discover
 
     found = discover()
-    _warn(found.warnings)
+    warn(found.warnings)
     if as_json:
         echo_json([record.summary() for record in found.plugins])
         return

@@ -1,0 +1,40 @@
+"""`mdivicom hooks list`: the hook modules, built-in and installed."""
+
+from __future__ import annotations
+
+import click
+
+from mdivicomtools.cli.output import echo_json
+
+
+@click.group("hooks")
+def hooks_group() -> None:
+    """Inspect hook modules (entry-point group mdivicomtools.hooks)."""
+
+
+@hooks_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_command(as_json: bool) -> None:
+    """List every hook module: name, distribution, hooks it implements, status.
+
+    Set MDIVICOM_DISABLE_HOOKS=name,... to skip installed modules by name.
+    """
+    from mdivicomtools.hooks import load_hooks
+
+    modules = load_hooks().modules
+    if as_json:
+        echo_json([module.summary() for module in modules])
+        return
+    from mdivicomtools.textui import table
+
+    rows = []
+    for module in modules:
+        dist = module.distribution
+        provider = (
+            "(built-in)"
+            if module.builtin
+            else (f"{dist.name} {dist.version}" if dist else module.origin)
+        )
+        detail = ", ".join(module.hooks) if module.status == "ok" else str(module.error)
+        rows.append([module.name, module.status, provider, detail])
+    click.echo(table(["NAME", "STATUS", "PROVIDED BY", "HOOKS / PROBLEM"], rows))

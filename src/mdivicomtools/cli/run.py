@@ -1,0 +1,133 @@
+"""`mdivicom run`: run one plugin on a dataset."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from mdivicomtools.cli.output import echo_json
+
+if TYPE_CHECKING:
+    from mdivicomtools.run_types import RunRecord
+
+
+def _summary(record: RunRecord) -> str:
+    from mdivicomtools.textui import fields
+
+    pairs = [
+        (record.status, f"{record.plugin.ref} {record.plugin.version} in {record.duration_s:.2f} s")
+    ]
+    if record.error is not None:
+        pairs.append(("error", f"{record.error.type}: {record.error.message}"))
+    if record.status == "succeeded":
+        pairs.append(("outputs", f"{record.out_dir}/ ({len(record.outputs)} file(s))"))
+    else:
+        pairs.append(("outputs", f"{record.out_dir}/ was not changed"))
+    pairs.append(("record", f"{record.run_out_dir}/_runs/{record.run_id}.json"))
+    if record.log:
+        pairs.append(("log", f"{record.run_out_dir}/{record.log}"))
+    pairs.extend(("warning", w) for w in record.warnings)
+    pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
+    return fields(pairs)
+
+
+@click.command("run")
+@click.argument("ref")
+@click.option("--dataset", required=True, metavar="DIR", help="The dataset folder (read-only).")
+@click.option(
+    "--out",
+    required=True,
+    metavar="DIR",
+    help="The run root: outputs go to DIR/<id>/, records to DIR/_runs/.",
+)
+@click.option(
+    "--config",
+    "config_option",
+    metavar="JSON_OR_PATH",
+    help="Plugin config: a JSON object, or a .json/.toml file.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set one config key (dotted for nesting); VALUE is JSON when it parses. "
+    "Repeatable; applied after --config.",
+)
+@click.option(
+    "--work", metavar="DIR", help="A work folder to keep (default: a temporary one inside --out)."
+)
+@click.option(
+    "--backend",
+    metavar="NAME",
+    help="auto, python, docker, podman or an installed backend "
+    "[default: $MDIVICOM_BACKEND or auto].",
+)
+@click.option("--dry-run", is_flag=True, help="Pass dry_run to the plugin; outputs are not kept.")
+@click.option(
+    "--timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Stop the plugin after this long (exit 124); implies --isolate for python.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing DIR/<id>/, only once the new run has succeeded.",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Run a python plugin in a child process (survives crashes, allows timeouts).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+def run_command(
+    ref: str,
+    dataset: str,
+    out: str,
+    config_option: str | None,
+    sets: tuple[str, ...],
+    work: str | None,
+    backend: str | None,
+    dry_run: bool,
+    timeout: float | None,
+    overwrite: bool,
+    isolate: bool,
+    as_json: bool,
+) -> None:
+    """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
+
+    Exit status: 0 succeeded (or dry run), 1 the plugin failed, 2 nothing was
+    run (bad input), 124 timed out, 130 interrupted.
+    """
+    from mdivicomtools.run_types import EXIT_CODES
+    from mdivicomtools.runner import RunInterrupted, run_plugin
+
+    def progress(message: str) -> None:
+        click.echo(f"[mdivicom] {message}", err=True)
+
+    try:
+        record = run_plugin(
+            ref,
+            dataset=dataset,
+            out=out,
+            config=config_option,
+            sets=sets,
+            work=work,
+            backend=backend,
+            dry_run=dry_run,
+            timeout=timeout,
+            overwrite=overwrite,
+            isolate=isolate,
+            progress=progress,
+            echo=sys.stderr,
+        )
+    except RunInterrupted as exc:
+        record = exc.record
+    if as_json:
+        echo_json(record)
+    else:
+        click.echo(_summary(record))
+    raise click.exceptions.Exit(EXIT_CODES[record.status])

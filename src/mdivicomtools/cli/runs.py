@@ -1,0 +1,89 @@
+"""`mdivicom runs ...`: the run records under an output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mdivicomtools.cli.output import echo_json, warn
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """List and show run records (OUT/_runs/*.json)."""
+
+
+@runs_group.command("list")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_command(out: Path, as_json: bool) -> None:
+    """List the runs recorded under OUT, oldest first."""
+    from mdivicomtools.records import load_records
+
+    records, problems = load_records(out)
+    warn(problems)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "plugin": r.plugin.ref,
+                    "version": r.plugin.version,
+                    "started_at": r.started_at,
+                    "duration_s": r.duration_s,
+                    "exit_code": r.exit_code,
+                    "error": r.error,
+                    "record": str(out / "_runs" / f"{r.run_id}.json"),
+                }
+                for r in records
+            ]
+        )
+        return
+    if not records:
+        click.echo(f"No run records under {out}.", err=True)
+        return
+    from mdivicomtools.textui import table
+
+    rows = [
+        [
+            r.run_id,
+            r.status,
+            r.plugin.ref,
+            r.plugin.version,
+            f"{r.duration_s:.2f}s",
+            f"{r.error.type}: {r.error.message}" if r.error else "",
+        ]
+        for r in records
+    ]
+    click.echo(table(["RUN_ID", "STATUS", "PLUGIN", "VERSION", "DURATION", "ERROR"], rows))
+
+
+@runs_group.command("show")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def show_command(out: Path, run_id: str, as_json: bool) -> None:
+    """Show the record of RUN_ID (or `latest`) under OUT."""
+    import msgspec
+
+    from mdivicomtools.records import find_record
+
+    record = find_record(out, run_id)
+    if as_json:
+        echo_json(record)
+        return
+    from mdivicomtools.textui import fields
+
+    data = msgspec.to_builtins(record)
+    pairs = []
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            if not value:
+                continue
+            text = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+        else:
+            text = "-" if value is None else str(value)
+        pairs.append((key, text))
+    click.echo(fields(pairs))

@@ -1,0 +1,205 @@
+"""The python execution backend: in-process by default, a child process when isolated.
+
+In-process is cheapest and what most plugins need. `--isolate` (implied by
+`--timeout`) runs the plugin in a child interpreter of its own session, so a
+segfault or `os._exit` in native code cannot take the runner down, a timeout can
+be enforced, and Ctrl-C stops exactly that process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from mdivicomtools.callables import CallableImportError, import_callable
+from mdivicomtools.contract import find_unsafe_json
+from mdivicomtools.execution import Availability
+from mdivicomtools.run_types import ErrorInfo, RunOutcome, RunRequest
+from mdivicomtools.runlog import RunLog
+
+#: seconds between SIGTERM and SIGKILL when a child must stop
+STOP_GRACE_S = 5.0
+
+
+def _engine() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}"
+
+
+def _keep_result(outcome: RunOutcome, value: Any) -> None:
+    if value is None:
+        return
+    problem = find_unsafe_json(value, "result")
+    if problem:
+        outcome.warnings.append(f"the plugin's return value was not kept: {problem}")
+    else:
+        outcome.result = value
+
+
+class PythonBackend:
+    """Runs `kind: python` plugins with this interpreter."""
+
+    name = "python"
+    kinds = frozenset({"python"})
+
+    def availability(self) -> Availability:
+        return Availability(available=True, engine=_engine(), version=platform.python_version())
+
+    def execute(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        outcome.engine = _engine()
+        if request.isolate or request.timeout is not None:
+            self._run_isolated(request, outcome, log)
+        else:
+            self._run_in_process(request, outcome, log)
+
+    # -- in-process -------------------------------------------------------------
+
+    def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        assert request.spec.entry is not None  # kind python is validated to have one
+        with log.capture_python_streams():
+            try:
+                func = import_callable(request.spec.entry.callable)
+                value = func(
+                    str(request.dataset_dir),
+                    str(outcome.staging_dir),
+                    copy.deepcopy(request.config),
+                    work_dir=str(request.work_dir),
+                    dry_run=request.dry_run,
+                )
+            except CallableImportError as exc:
+                log.write(traceback.format_exc())
+                outcome.fail("PluginImportError", str(exc), exit_code=1)
+                return
+            except (Exception, SystemExit) as exc:
+                log.write(traceback.format_exc())
+                outcome.fail(type(exc).__name__, str(exc) or repr(exc), exit_code=1)
+                return
+        outcome.status = "succeeded"
+        outcome.exit_code = 0
+        _keep_result(outcome, value)
+
+    # -- isolated ---------------------------------------------------------------
+
+    def _run_isolated(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        assert request.spec.entry is not None
+        result_path = request.runs_dir / f".{request.run_id}.result.json"
+        job = {
+            "callable": request.spec.entry.callable,
+            "dataset_dir": str(request.dataset_dir),
+            "out_dir": str(outcome.staging_dir),
+            "work_dir": str(request.work_dir),
+            "config": request.config,
+            "dry_run": request.dry_run,
+            "result_path": str(result_path),
+        }
+        env = dict(os.environ)
+        # the child must import what this process can, including sys.path entries
+        # added at run time (embedding applications, test fixtures)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mdivicomtools._child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        reader = threading.Thread(target=_pump, args=(proc, log), daemon=True)
+        reader.start()
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(job).encode("utf-8"))
+            proc.stdin.close()
+            deadline = None if request.timeout is None else time.monotonic() + request.timeout
+            try:
+                returncode = proc.wait(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                reader.join()
+                outcome.status = "timed_out"
+                outcome.error = _timeout_error(request.timeout)
+                return
+        except BaseException:
+            _stop(proc)
+            reader.join(timeout=STOP_GRACE_S)
+            raise
+        finally:
+            report = _read_report(result_path)
+        reader.join()
+        self._interpret(outcome, returncode, report)
+
+    @staticmethod
+    def _interpret(outcome: RunOutcome, returncode: int, report: dict[str, Any] | None) -> None:
+        if returncode == 0 and report and report.get("ok"):
+            outcome.status = "succeeded"
+            outcome.exit_code = 0
+            if report.get("unsafe"):
+                outcome.warnings.append(
+                    f"the plugin's return value was not kept: {report['unsafe']}"
+                )
+            else:
+                _keep_result(outcome, report.get("result"))
+            return
+        if report and not report.get("ok"):
+            error = report["error"]
+            outcome.fail(error["type"], error["message"] or error["type"], exit_code=returncode)
+        elif returncode < 0:
+            name = signal.Signals(-returncode).name
+            outcome.fail(
+                "PluginCrashed",
+                f"the plugin process was killed by {name}",
+                exit_code=128 - returncode,
+            )
+        else:
+            outcome.fail(
+                "PluginExited",
+                f"the plugin process exited with status {returncode} without returning "
+                "(os._exit or a crash in native code?)",
+                exit_code=returncode,
+            )
+
+
+def _timeout_error(timeout: float | None) -> ErrorInfo:
+    return ErrorInfo(
+        type="Timeout", message=f"the plugin did not finish within {timeout:g} s and was stopped"
+    )
+
+
+def _pump(proc: subprocess.Popen[bytes], log: RunLog) -> None:
+    assert proc.stdout is not None
+    for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        log.write(chunk)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL after a grace period."""
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _read_report(path: Any) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,84 @@
+"""The run log, `_runs/<run_id>.log`: the plugin's output, kept whole.
+
+Output is also echoed live to a terminal stream (stderr by default), so the
+user watches the plugin work while stdout stays free for `--json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TextIO
+
+
+class RunLog:
+    """An append-only log file with an optional live echo; safe across threads."""
+
+    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
+        self.path = path
+        self.echo = echo
+        self._lock = threading.Lock()
+        self._file: IO[bytes] = path.open("ab")
+
+    def write(self, data: str | bytes) -> None:
+        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        with self._lock:
+            self._file.write(raw)
+            self._file.flush()
+            if self.echo is not None:
+                try:
+                    self.echo.write(raw.decode("utf-8", "replace"))
+                    self.echo.flush()
+                except (OSError, ValueError):
+                    self.echo = None  # the terminal went away; keep logging to the file
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def capture_python_streams(self) -> Iterator[None]:
+        """Route sys.stdout and sys.stderr of in-process plugin code into the log.
+
+        Only Python-level writes are caught; output written by C code straight
+        to file descriptor 1 or 2 bypasses this (run with --isolate to log it).
+        """
+        tee = _LogStream(self)
+        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            yield
+
+
+class _LogStream:
+    """A text stream that writes into a RunLog."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, log: RunLog) -> None:
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return sys.__stderr__.fileno() if sys.__stderr__ else 2

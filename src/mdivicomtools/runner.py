@@ -1,0 +1,332 @@
+"""One run: resolve -> validate -> stage -> execute -> finalise -> record.
+
+`run_plugin` is the public API and the CLI's only way to run anything. Every
+outcome after validation (succeeded, failed, timed out, interrupted, dry run)
+ends with a record in `<out>/_runs/`, and only a successful run replaces
+`<out>/<id>/`. Problems found before anything runs are raised as
+ValidationFailed (exit 2) and leave no trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from mdivicomtools.config import build_config, config_sha256, redact
+from mdivicomtools.discovery import PluginRecord, resolve
+from mdivicomtools.errors import UsageError
+from mdivicomtools.execution import ExecutionBackend, choose_backend
+from mdivicomtools.fingerprint import compare, fingerprint
+from mdivicomtools.hooks import HookManager, load_hooks
+from mdivicomtools.records import new_run_id, write_record
+from mdivicomtools.run_types import (
+    BackendInfo,
+    ErrorInfo,
+    HookError,
+    HostInfo,
+    PluginInfo,
+    RunOutcome,
+    RunRecord,
+    RunRequest,
+)
+from mdivicomtools.runlog import RunLog
+from mdivicomtools.staging import (
+    create_staging,
+    discard_staging,
+    plugin_lock,
+    promote,
+    staging_root,
+)
+
+HOST_HOOK_MODULE = "mdivicomtools.host"
+
+Progress = Callable[[str], None]
+
+
+class ValidationFailed(UsageError):
+    """Pre-run checks found problems; all of them are listed, nothing was run."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the run was not started:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; its record was written first."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__(record.run_id)
+        self.record = record
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so both take the same path."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM while the record is written; re-raise afterwards."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield pending
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _plugin_info(record: PluginRecord) -> PluginInfo:
+    assert record.spec is not None
+    meta = record.spec.meta
+    return PluginInfo(
+        id=meta.id,
+        publisher=meta.effective_publisher,
+        version=meta.version,
+        kind=meta.kind,
+        api_version=meta.api_version,
+        source=record.source,
+        distribution=record.distribution,
+    )
+
+
+def _validate(hooks: HookManager, request: RunRequest) -> list[str]:
+    results, errors = hooks.call_each("mdivicom_validate_run", request=request)
+    problems: list[str] = []
+    for _name, found in results:
+        problems.extend(str(p) for p in (found or []))
+    problems.extend(f"validation hook {e.plugin!r} raised {e.error}" for e in errors)
+    return problems
+
+
+class _Run:
+    """The state of one run between validation and its record."""
+
+    def __init__(
+        self,
+        request: RunRequest,
+        backend: ExecutionBackend,
+        hooks: HookManager,
+        progress: Progress,
+        echo: TextIO | None,
+    ) -> None:
+        self.request = request
+        self.backend = backend
+        self.hooks = hooks
+        self.say = progress
+        self.echo = echo
+        self.hook_errors: list[HookError] = []
+
+    def execute(self) -> tuple[RunRecord, KeyboardInterrupt | None]:
+        request = self.request
+        staging = create_staging(request.run_out_dir, request.run_id, request.plugin.id)
+        request.work_dir.mkdir(parents=True, exist_ok=True)
+        outcome = RunOutcome(status="failed", staging_dir=staging)
+        started = _utc_now()
+        interrupt: KeyboardInterrupt | None = None
+        with RunLog(request.log_path, echo=self.echo) as log:
+            try:
+                with _sigterm_as_interrupt():
+                    self._execute(outcome, log)
+            except KeyboardInterrupt as exc:
+                interrupt = exc
+                outcome.status = "interrupted"
+                outcome.exit_code = None
+                how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C (SIGINT)"
+                outcome.error = ErrorInfo(type="Interrupted", message=f"interrupted by {how}")
+            except Exception as exc:  # a backend bug: still record the run
+                log.write(traceback.format_exc())
+                outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
+            with _deferred_interrupts() as pending:
+                record = self._finish(outcome, started, log)
+            if pending and interrupt is None:
+                interrupt = _Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
+        return record, interrupt
+
+    def _execute(self, outcome: RunOutcome, log: RunLog) -> None:
+        request = self.request
+        before = fingerprint(request.dataset_dir) if request.plugin.kind == "python" else None
+        self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
+        self.backend.execute(request, outcome, log)
+        if before is not None:
+            changes = compare(before, fingerprint(request.dataset_dir))
+            if changes:
+                outcome.fail(
+                    "DatasetModified",
+                    "the plugin modified the dataset, which is read-only: " + changes.describe(),
+                )
+
+    def _finish(self, outcome: RunOutcome, started: datetime, log: RunLog) -> RunRecord:
+        request = self.request
+        if outcome.status == "succeeded" and request.dry_run:
+            outcome.status = "dry_run"
+        _, errors = self.hooks.call_each(
+            "mdivicom_finalize_outputs", request=request, outcome=outcome
+        )
+        self.hook_errors.extend(errors)
+        if outcome.status == "succeeded":
+            try:
+                promote(outcome.staging_dir, request.out_dir)
+            except OSError as exc:
+                outcome.fail("PromotionError", f"could not move the output into place: {exc}")
+                outcome.outputs = []
+        self.say(f"finalise: {outcome.status}, {len(outcome.outputs)} output file(s)")
+        # the default work folder lives in staging and goes with it; a --work folder stays
+        discard_staging(request.run_out_dir, request.run_id)
+        provenance, errors = self.hooks.json_results(
+            "mdivicom_capture_provenance", request=request, outcome=outcome
+        )
+        self.hook_errors.extend(errors)
+        for error in self.hook_errors:
+            log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
+        host = provenance.pop(HOST_HOOK_MODULE, None) or {}
+        finished = _utc_now()
+        record = RunRecord(
+            run_id=request.run_id,
+            status=outcome.status,
+            plugin=request.plugin,
+            backend=BackendInfo(name=self.backend.name, engine=outcome.engine),
+            dataset_dir=str(request.dataset_dir),
+            out_dir=str(request.out_dir),
+            run_out_dir=str(request.run_out_dir),
+            work_dir=str(request.work_dir),
+            config=redact(request.config),
+            config_sha256=config_sha256(request.config),
+            started_at=_iso(started),
+            finished_at=_iso(finished),
+            duration_s=round((finished - started).total_seconds(), 3),
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            outputs=outcome.outputs,
+            resultbundles=outcome.resultbundles,
+            host=HostInfo(
+                hostname=str(host.get("hostname", "")),
+                platform=str(host.get("platform", "")),
+                python=str(host.get("python", "")),
+                mdivicomtools=str(host.get("mdivicomtools", "")),
+            ),
+            extensions=provenance,
+            container=outcome.container,
+            dry_run=request.dry_run,
+            result=outcome.result,
+            log=str(request.log_path.relative_to(request.run_out_dir)),
+            warnings=outcome.warnings,
+            hook_errors=self.hook_errors,
+        )
+        write_record(request.record_path, record)
+        self.say(f"record: {request.record_path}")
+        return record
+
+
+def run_plugin(
+    ref: str,
+    *,
+    dataset: str | Path,
+    out: str | Path,
+    config: str | dict[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    work: str | Path | None = None,
+    backend: str | None = None,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    overwrite: bool = False,
+    isolate: bool = False,
+    progress: Progress | None = None,
+    echo: TextIO | None = None,
+    hooks: HookManager | None = None,
+) -> RunRecord:
+    """Run the plugin `ref` on `dataset`, writing into `out/<id>/` and `out/_runs/`.
+
+    Returns the run record whatever the plugin did (check `record.status`).
+    Raises a UsageError subclass when nothing could be run (unknown plugin, bad
+    config, validation problems, output collision, another run holding the
+    lock), and RunInterrupted (a KeyboardInterrupt) after recording a run that
+    Ctrl-C or SIGTERM stopped. `progress` receives one line per phase; `echo`
+    receives the plugin's output live (it always goes to the run's log file).
+    """
+    say = progress or (lambda message: None)
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    found = resolve(ref)
+    assert found.spec is not None
+    plugin = _plugin_info(found)
+    say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {found.origin})")
+    run_config = build_config(config, sets)
+    hooks = hooks or load_hooks()
+    chosen = choose_backend(backend, plugin.kind, hooks)
+    run_id = new_run_id()
+    run_out_dir = Path(out).expanduser().absolute()
+    work_dir = (
+        Path(work).expanduser().absolute()
+        if work is not None
+        else staging_root(run_out_dir, run_id) / "_work"
+    )
+    request = RunRequest(
+        run_id=run_id,
+        plugin=plugin,
+        spec=found.spec,
+        dataset_dir=Path(dataset).expanduser().absolute(),
+        run_out_dir=run_out_dir,
+        out_dir=run_out_dir / plugin.id,
+        work_dir=work_dir,
+        config=run_config,
+        backend=chosen.name,
+        dry_run=dry_run,
+        timeout=timeout,
+        isolate=isolate or (timeout is not None and plugin.kind == "python"),
+        overwrite=overwrite,
+    )
+    problems = _validate(hooks, request)
+    if problems:
+        raise ValidationFailed(problems)
+    say(f"validate: ok ({len(hooks.pm.hook.mdivicom_validate_run.get_hookimpls())} check(s))")
+    with plugin_lock(run_out_dir, plugin.id):
+        # the output may have appeared since validation; decide again under the lock
+        from mdivicomtools.builtin_hooks.validation import check_existing_output
+
+        problems = check_existing_output(request)
+        if problems:
+            raise ValidationFailed(problems)
+        run = _Run(request, chosen, hooks, say, echo)
+        record, interrupt = run.execute()
+    if interrupt is not None:
+        raise RunInterrupted(record) from interrupt
+    return record

@@ -1,0 +1,115 @@
+"""Config parsing, merging, hashing and redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from mdivicomtools.config import (
+    REDACTED,
+    ConfigError,
+    apply_sets,
+    build_config,
+    config_sha256,
+    parse_config_option,
+    redact,
+)
+
+
+def test_config_from_json_text_json_file_and_toml_file(tmp_path):
+    assert parse_config_option('{"a": 1, "b": {"c": "x"}}') == {"a": 1, "b": {"c": "x"}}
+    (tmp_path / "c.json").write_text('{"a": 2}')
+    assert parse_config_option(str(tmp_path / "c.json")) == {"a": 2}
+    (tmp_path / "c.toml").write_text('a = 3\n[sync]\nmax_lag_s = 5.5\n')
+    assert parse_config_option(str(tmp_path / "c.toml")) == {"a": 3, "sync": {"max_lag_s": 5.5}}
+    assert parse_config_option(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{not json", "--config: not valid JSON"),
+        ("[1, 2]", "is neither a JSON object nor a .json/.toml file path"),
+        ("missing.json", "--config: no such file 'missing.json'"),
+        ("settings.yaml", "is neither a JSON object nor a .json/.toml file path"),
+    ],
+)
+def test_config_option_errors(value, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        parse_config_option(value)
+
+
+def test_config_file_errors_name_the_line(tmp_path):
+    (tmp_path / "bad.json").write_text('{\n  "a": 1,\n}')
+    with pytest.raises(ConfigError, match="at line 3 column 1"):
+        parse_config_option(str(tmp_path / "bad.json"))
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ConfigError, match="expected a JSON object, got list"):
+        parse_config_option(str(tmp_path / "list.json"))
+    (tmp_path / "bad.toml").write_text("a = \n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        parse_config_option(str(tmp_path / "bad.toml"))
+
+
+def test_sets_parse_json_values_and_nest_dotted_keys():
+    config = apply_sets(
+        {"keep": 1, "sync": {"ref": "cam1"}},
+        ["sync.max_lag_s=5", "flag=true", "name=alice", 'quoted="5"', "list=[1,2]",
+         "sync.ref=cam2", "deep.a.b=null", "eq=a=b"],
+    )
+    assert config == {
+        "keep": 1,
+        "sync": {"ref": "cam2", "max_lag_s": 5},
+        "flag": True,
+        "name": "alice",
+        "quoted": "5",
+        "list": [1, 2],
+        "deep": {"a": {"b": None}},
+        "eq": "a=b",
+    }
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [("novalue", "expected KEY=VALUE"), ("a..b=1", "expected KEY=VALUE"), ("=1", "KEY=VALUE"),
+     ("keep.x=1", "keep is already set to a int, not an object")],
+)
+def test_bad_sets(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_sets({"keep": 1}, [assignment])
+
+
+def test_sets_apply_after_config_and_do_not_mutate_it():
+    base = {"a": {"b": 1}}
+    assert build_config(base, ["a.b=2"]) == {"a": {"b": 2}}
+    assert base == {"a": {"b": 1}}
+
+
+def test_toml_datetimes_are_refused_as_not_json_safe(tmp_path):
+    (tmp_path / "c.toml").write_text("when = 2026-01-01T00:00:00Z\n")
+    with pytest.raises(ConfigError, match="config.when is a datetime"):
+        build_config(str(tmp_path / "c.toml"))
+
+
+def test_config_hash_is_canonical_sorted_compact_utf8():
+    config = {"b": 1, "a": {"z": "é", "y": [1, 2]}}
+    expected = hashlib.sha256('{"a":{"y":[1,2],"z":"é"},"b":1}'.encode()).hexdigest()
+    assert config_sha256(config) == expected
+    assert config_sha256({"a": {"y": [1, 2], "z": "é"}, "b": 1}) == expected
+
+
+def test_redaction_at_any_depth_and_any_case():
+    config = {
+        "api_key": "s1", "Token": "s2", "nested": {"client_SECRET": "s3", "list": [
+            {"password": "s4", "user": "u"}]}, "keyboard_layout": "de", "plain": "ok",
+    }
+    redacted = redact(config)
+    assert redacted == {
+        "api_key": REDACTED, "Token": REDACTED,
+        "nested": {"client_SECRET": REDACTED, "list": [{"password": REDACTED, "user": "u"}]},
+        "keyboard_layout": REDACTED, "plain": "ok",
+    }
+    assert config["api_key"] == "s1"
+    assert "s1" not in json.dumps(redacted)

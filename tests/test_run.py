@@ -1,0 +1,314 @@
+"""Running python plugins through the public API, `mdivicomtools.run_plugin`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+import mdivicomtools
+from mdivicomtools.errors import PluginNotFound, UsageError
+from mdivicomtools.execution import BackendUnavailable
+from mdivicomtools.records import read_record
+from mdivicomtools.runner import ValidationFailed, run_plugin
+
+WRITE_TWO = """
+import json, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    out = pathlib.Path(out_dir)
+    if dry_run:
+        return {"would_write": 2}
+    (out / "sub").mkdir()
+    (out / "result.txt").write_text(config.get("text", "hello"))
+    (out / "sub" / "n.json").write_text(json.dumps(len(list(pathlib.Path(dataset_dir).rglob("*")))))
+    pathlib.Path(work_dir, "scratch").write_text("tmp")
+    print("plugin says hi")
+    return {"status": "ok", "files": 2}
+"""
+
+RAISE = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    open(out_dir + "/partial.txt", "w").write("half")
+    raise ValueError("bad input: no audio streams")
+"""
+
+RECORD_FIELDS = {
+    "schema", "run_id", "status", "plugin", "backend", "dataset_dir", "out_dir", "run_out_dir",
+    "work_dir", "config", "config_sha256", "started_at", "finished_at", "duration_s",
+    "exit_code", "error", "outputs", "resultbundles", "host", "extensions", "container",
+}
+
+
+def record_json(record, out):
+    return json.loads((out / "_runs" / f"{record.run_id}.json").read_text())
+
+
+def test_success_writes_outputs_and_a_complete_record(site, dataset, tmp_path):
+    site.plugin("writer", dist="writer-dist", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    record = run_plugin("writer", dataset=dataset, out=out, sets=["text=bonjour"])
+    assert record.status == "succeeded"
+    assert (out / "writer" / "result.txt").read_text() == "bonjour"
+    data = record_json(record, out)
+    assert set(data) >= RECORD_FIELDS
+    assert data["schema"] == "mdivicomtools.run.v1"
+    assert data["plugin"] == {
+        "id": "writer", "publisher": "lab", "version": "1.0.0", "kind": "python",
+        "api_version": "mdivicomtools.plugin.v0.1", "source": "entry_point",
+        "distribution": {"name": "writer-dist", "version": "1.0.0"},
+    }
+    assert data["backend"]["name"] == "python" and data["backend"]["engine"].startswith("CPython")
+    assert data["dataset_dir"] == str(dataset)
+    assert data["out_dir"] == str(out / "writer") and data["run_out_dir"] == str(out)
+    assert data["config"] == {"text": "bonjour"}
+    assert data["exit_code"] == 0 and data["error"] is None and data["container"] is None
+    assert data["result"] == {"status": "ok", "files": 2}
+    assert set(data["host"]) == {"hostname", "platform", "python", "mdivicomtools"}
+    assert data["host"]["mdivicomtools"] == mdivicomtools.__version__
+    assert data["started_at"].endswith("Z") and data["finished_at"] >= data["started_at"]
+    assert data["run_id"][:8].isdigit() and len(data["run_id"].split("_")[1]) == 8
+    assert data["outputs"] == [
+        {"path": "result.txt", "size": 7, "sha256": hashlib.sha256(b"bonjour").hexdigest()},
+        {"path": "sub/n.json", "size": 1, "sha256": hashlib.sha256(b"4").hexdigest()},
+    ]
+    assert "plugin says hi" in (out / "_runs" / f"{record.run_id}.log").read_text()
+    # nothing is left in staging, and the default work folder went with it
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", "writer"]
+
+
+def test_plugin_exception_fails_without_touching_the_earlier_output(site, dataset, tmp_path):
+    site.plugin("flaky", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    assert run_plugin("flaky", dataset=dataset, out=out).status == "succeeded"
+    before = (out / "flaky" / "result.txt").read_text()
+    site.module("p_flaky_d.run", RAISE)  # the same plugin now fails
+    for name in [m for m in list(__import__("sys").modules) if m.startswith("p_flaky")]:
+        del __import__("sys").modules[name]
+    record = run_plugin("flaky", dataset=dataset, out=out, overwrite=True)
+    assert record.status == "failed" and record.exit_code == 1
+    assert record.error.type == "ValueError"
+    assert record.error.message == "bad input: no audio streams"
+    assert record.outputs == []
+    assert (out / "flaky" / "result.txt").read_text() == before
+    assert not (out / "flaky" / "partial.txt").exists()
+    log = (out / "_runs" / f"{record.run_id}.log").read_text()
+    assert "Traceback" in log and "ValueError: bad input" in log
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", "flaky"]
+
+
+def test_writing_into_the_dataset_fails_the_run_and_names_the_files(site, dataset, tmp_path):
+    site.plugin("vandal", run_source="""
+import os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "ok.txt").write_text("fine")
+    pathlib.Path(dataset_dir, "new.txt").write_text("x")
+    pathlib.Path(dataset_dir, "a.txt").write_text("changed and longer")
+    os.remove(os.path.join(dataset_dir, "sessions", "ses-01", "b.txt"))
+""")
+    out = tmp_path / "out"
+    record = run_plugin("vandal", dataset=dataset, out=out)
+    assert record.status == "failed"
+    assert record.error.type == "DatasetModified"
+    assert record.error.message == (
+        "the plugin modified the dataset, which is read-only: changed a.txt; added new.txt; "
+        "removed sessions/ses-01/b.txt"
+    )
+    assert not (out / "vandal").exists()
+
+
+def test_dry_run_passes_the_flag_records_and_keeps_no_output(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    record = run_plugin("writer", dataset=dataset, out=out, dry_run=True)
+    assert record.status == "dry_run" and record.dry_run is True
+    assert record.result == {"would_write": 2}
+    assert not (out / "writer").exists()
+    assert read_record(out / "_runs" / f"{record.run_id}.json").status == "dry_run"
+
+
+def test_existing_output_is_refused_without_overwrite(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    first = run_plugin("writer", dataset=dataset, out=out)
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin("writer", dataset=dataset, out=out)
+    assert excinfo.value.problems == [
+        f"'{out / 'writer'}' already exists (from run {first.run_id}); pass --overwrite to "
+        "replace it once the new run succeeds, or choose another --out"
+    ]
+    assert len(list((out / "_runs").glob("*.json"))) == 1
+
+
+def test_overwrite_replaces_only_after_success(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out, sets=["text=old"])
+    (out / "writer" / "stale.txt").write_text("from an older version")
+    record = run_plugin("writer", dataset=dataset, out=out, sets=["text=new"], overwrite=True)
+    assert record.status == "succeeded"
+    assert (out / "writer" / "result.txt").read_text() == "new"
+    assert not (out / "writer" / "stale.txt").exists()
+
+
+def test_another_publishers_output_is_refused_even_with_overwrite(site, dataset, tmp_path):
+    site.plugin("sync", dist="a-dist", publisher="lab-a", run_source=WRITE_TWO)
+    site.plugin("sync", dist="b-dist", ep_name="sync-b", publisher="lab-b", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    run_plugin("lab-a/sync", dataset=dataset, out=out)
+    with pytest.raises(ValidationFailed, match="holds the output of lab-a/sync"):
+        run_plugin("lab-b/sync", dataset=dataset, out=out, overwrite=True)
+    assert run_plugin("lab-a/sync", dataset=dataset, out=out, overwrite=True).status == "succeeded"
+
+
+def test_all_validation_problems_are_reported_together(site, tmp_path):
+    site.plugin("strict", config_schema={
+        "type": "object",
+        "properties": {"max_lag_s": {"type": "number"}, "ref": {"type": "string"}},
+        "required": ["ref"],
+        "additionalProperties": False,
+    })
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin("strict", dataset=tmp_path / "nope", out=tmp_path / "out",
+                   sets=["max_lag_s=fast", "colour=red"])
+    assert excinfo.value.problems == [
+        f"--dataset '{tmp_path / 'nope'}' does not exist; give an existing dataset folder",
+        "config: 'ref' is a required property",
+        "config: Additional properties are not allowed ('colour' was unexpected)",
+        "config.max_lag_s: 'fast' is not of type 'number'",
+    ]
+    assert excinfo.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_config_schema_is_blamed_on_the_plugin(site, dataset, tmp_path):
+    site.plugin("badschema", config_schema={"type": "nonsense"})
+    with pytest.raises(ValidationFailed, match="declares an invalid config_schema"):
+        run_plugin("badschema", dataset=dataset, out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("where", ["inside", "around"])
+def test_out_and_dataset_must_not_nest(site, dataset, tmp_path, where):
+    site.plugin("writer", run_source=WRITE_TWO)
+    if where == "inside":
+        out, message = dataset / "derived", "is inside the dataset"
+    else:
+        out, message = dataset.parent, "is inside --out"
+    with pytest.raises(ValidationFailed, match=message):
+        run_plugin("writer", dataset=dataset, out=out)
+
+
+def test_work_folder_is_kept_when_given_and_refused_inside_the_dataset(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", work=tmp_path / "work")
+    assert record.work_dir == str(tmp_path / "work")
+    assert (tmp_path / "work" / "scratch").read_text() == "tmp"
+    with pytest.raises(ValidationFailed, match="--work .* is inside the dataset"):
+        run_plugin("writer", dataset=dataset, out=tmp_path / "out2", work=dataset / "w")
+
+
+def test_config_is_redacted_in_the_record_but_hashed_unredacted(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    config = {"api_key": "hunter2", "nested": {"token": "t"}, "text": "x"}
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", config=config)
+    raw = (tmp_path / "out" / "_runs" / f"{record.run_id}.json").read_text()
+    assert "hunter2" not in raw
+    assert record.config == {"api_key": "***REDACTED***", "nested": {"token": "***REDACTED***"},
+                             "text": "x"}
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert record.config_sha256 == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_non_json_safe_return_value_is_dropped_with_a_warning(site, dataset, tmp_path):
+    site.plugin("odd", run_source="""
+import datetime
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return {"when": datetime.date(2026, 1, 1)}
+""")
+    record = run_plugin("odd", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "succeeded" and record.result is None
+    assert record.warnings == [
+        "the plugin's return value was not kept: result.when is a date, not a JSON value"
+    ]
+
+
+def test_unimportable_callable_fails_the_run(site, dataset, tmp_path):
+    site.plugin("ghost", data={"meta": {
+        "api_version": "mdivicomtools.plugin.v0.1", "id": "ghost", "kind": "python",
+        "version": "1", "description": "d", "publisher": "lab"},
+        "entry": {"callable": "p_no_such_module.run:run"}})
+    record = run_plugin("ghost", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "failed" and record.error.type == "PluginImportError"
+    assert "cannot import 'p_no_such_module.run'" in record.error.message
+
+
+@pytest.mark.parametrize(
+    ("source", "error_type", "exit_code", "message"),
+    [
+        ("import os\ndef run(*a, **k):\n    os._exit(7)\n", "PluginExited", 7,
+         "the plugin process exited with status 7 without returning"),
+        ("import ctypes\ndef run(*a, **k):\n    ctypes.string_at(0)\n", "PluginCrashed", 139,
+         "the plugin process was killed by SIGSEGV"),
+        ("def run(*a, **k):\n    raise KeyError('missing stream')\n", "KeyError", 1,
+         "'missing stream'"),
+    ],
+)
+def test_isolate_survives_hard_exits_and_crashes(site, dataset, tmp_path, source, error_type,
+                                                 exit_code, message):
+    site.plugin("hard", run_source=source)
+    record = run_plugin("hard", dataset=dataset, out=tmp_path / "out", isolate=True)
+    assert record.status == "failed"
+    assert record.error.type == error_type and record.exit_code == exit_code
+    assert record.error.message.startswith(message)
+    assert not (tmp_path / "out" / "hard").exists()
+
+
+def test_isolated_success_keeps_result_and_log(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", isolate=True)
+    assert record.status == "succeeded" and record.result == {"status": "ok", "files": 2}
+    assert [o.path for o in record.outputs] == ["result.txt", "sub/n.json"]
+    log = (tmp_path / "out" / record.log).read_text()
+    assert "plugin says hi" in log
+
+
+def test_timeout_stops_the_plugin_process(site, dataset, tmp_path):
+    pidfile = tmp_path / "pid"
+    site.plugin("sleepy", run_source=f"""
+import os, time
+def run(*a, **k):
+    open({str(pidfile)!r}, "w").write(str(os.getpid()))
+    time.sleep(60)
+""")
+    started = time.monotonic()
+    record = run_plugin("sleepy", dataset=dataset, out=tmp_path / "out", timeout=1.5)
+    assert time.monotonic() - started < 30
+    assert record.status == "timed_out" and record.exit_code is None
+    assert record.error.type == "Timeout"
+    assert record.error.message == "the plugin did not finish within 1.5 s and was stopped"
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE_TWO)
+    with pytest.raises(UsageError, match="--timeout must be a positive number"):
+        run_plugin("writer", dataset=dataset, out=tmp_path / "o", timeout=0)
+    with pytest.raises(PluginNotFound, match="did you mean 'lab/writer'"):
+        run_plugin("writr", dataset=dataset, out=tmp_path / "o")
+    with pytest.raises(BackendUnavailable, match="backend 'docker' is not installed; "
+                       "installed backends: python; install it with: pip install"):
+        run_plugin("writer", dataset=dataset, out=tmp_path / "o", backend="docker")
+
+
+def test_container_plugin_without_a_container_backend_is_refused(site, dataset, tmp_path):
+    from pluginsite import plugin_dict
+
+    site.manifest("count.json", plugin_dict("count-lines", kind="container"))
+    with pytest.raises(BackendUnavailable, match="no installed backend runs container plugins"):
+        run_plugin("count-lines", dataset=dataset, out=tmp_path / "o")
+    with pytest.raises(BackendUnavailable, match="backend 'python' cannot run container plugins"):
+        run_plugin("count-lines", dataset=dataset, out=tmp_path / "o", backend="python")
