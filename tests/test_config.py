@@ -22,7 +22,7 @@ def test_config_from_json_text_json_file_and_toml_file(tmp_path):
     assert parse_config_option('{"a": 1, "b": {"c": "x"}}') == {"a": 1, "b": {"c": "x"}}
     (tmp_path / "c.json").write_text('{"a": 2}')
     assert parse_config_option(str(tmp_path / "c.json")) == {"a": 2}
-    (tmp_path / "c.toml").write_text('a = 3\n[sync]\nmax_lag_s = 5.5\n')
+    (tmp_path / "c.toml").write_text("a = 3\n[sync]\nmax_lag_s = 5.5\n")
     assert parse_config_option(str(tmp_path / "c.toml")) == {"a": 3, "sync": {"max_lag_s": 5.5}}
     assert parse_config_option(None) == {}
 
@@ -56,8 +56,16 @@ def test_config_file_errors_name_the_line(tmp_path):
 def test_sets_parse_json_values_and_nest_dotted_keys():
     config = apply_sets(
         {"keep": 1, "sync": {"ref": "cam1"}},
-        ["sync.max_lag_s=5", "flag=true", "name=alice", 'quoted="5"', "list=[1,2]",
-         "sync.ref=cam2", "deep.a.b=null", "eq=a=b"],
+        [
+            "sync.max_lag_s=5",
+            "flag=true",
+            "name=alice",
+            'quoted="5"',
+            "list=[1,2]",
+            "sync.ref=cam2",
+            "deep.a.b=null",
+            "eq=a=b",
+        ],
     )
     assert config == {
         "keep": 1,
@@ -73,8 +81,12 @@ def test_sets_parse_json_values_and_nest_dotted_keys():
 
 @pytest.mark.parametrize(
     ("assignment", "message"),
-    [("novalue", "expected KEY=VALUE"), ("a..b=1", "expected KEY=VALUE"), ("=1", "KEY=VALUE"),
-     ("keep.x=1", "keep is already set to a int, not an object")],
+    [
+        ("novalue", "expected KEY=VALUE"),
+        ("a..b=1", "expected KEY=VALUE"),
+        ("=1", "KEY=VALUE"),
+        ("keep.x=1", "keep is already set to a int, not an object"),
+    ],
 )
 def test_bad_sets(assignment, message):
     with pytest.raises(ConfigError, match=message):
@@ -89,7 +101,7 @@ def test_sets_apply_after_config_and_do_not_mutate_it():
 
 def test_toml_datetimes_are_refused_as_not_json_safe(tmp_path):
     (tmp_path / "c.toml").write_text("when = 2026-01-01T00:00:00Z\n")
-    with pytest.raises(ConfigError, match="config.when is a datetime"):
+    with pytest.raises(ConfigError, match=r"config\.when is a datetime"):
         build_config(str(tmp_path / "c.toml"))
 
 
@@ -102,14 +114,19 @@ def test_config_hash_is_canonical_sorted_compact_utf8():
 
 def test_redaction_at_any_depth_and_any_case():
     config = {
-        "api_key": "s1", "Token": "s2", "nested": {"client_SECRET": "s3", "list": [
-            {"password": "s4", "user": "u"}]}, "keyboard_layout": "de", "plain": "ok",
+        "api_key": "s1",
+        "Token": "s2",
+        "nested": {"client_SECRET": "s3", "list": [{"password": "s4", "user": "u"}]},
+        "keyboard_layout": "de",
+        "plain": "ok",
     }
     redacted = redact(config)
     assert redacted == {
-        "api_key": REDACTED, "Token": REDACTED,
+        "api_key": REDACTED,
+        "Token": REDACTED,
         "nested": {"client_SECRET": REDACTED, "list": [{"password": REDACTED, "user": "u"}]},
-        "keyboard_layout": REDACTED, "plain": "ok",
+        "keyboard_layout": REDACTED,
+        "plain": "ok",
     }
     assert config["api_key"] == "s1"
     assert "s1" not in json.dumps(redacted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -36,9 +37,27 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 """
 
 RECORD_FIELDS = {
-    "schema", "run_id", "status", "plugin", "backend", "dataset_dir", "out_dir", "run_out_dir",
-    "work_dir", "config", "config_sha256", "started_at", "finished_at", "duration_s",
-    "exit_code", "error", "outputs", "resultbundles", "host", "extensions", "container",
+    "schema",
+    "run_id",
+    "status",
+    "plugin",
+    "backend",
+    "dataset_dir",
+    "out_dir",
+    "run_out_dir",
+    "work_dir",
+    "config",
+    "config_sha256",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "exit_code",
+    "error",
+    "outputs",
+    "resultbundles",
+    "host",
+    "extensions",
+    "container",
 }
 
 
@@ -56,8 +75,12 @@ def test_success_writes_outputs_and_a_complete_record(site, dataset, tmp_path):
     assert set(data) >= RECORD_FIELDS
     assert data["schema"] == "mdivicomtools.run.v1"
     assert data["plugin"] == {
-        "id": "writer", "publisher": "lab", "version": "1.0.0", "kind": "python",
-        "api_version": "mdivicomtools.plugin.v0.1", "source": "entry_point",
+        "id": "writer",
+        "publisher": "lab",
+        "version": "1.0.0",
+        "kind": "python",
+        "api_version": "mdivicomtools.plugin.v0.1",
+        "source": "entry_point",
         "distribution": {"name": "writer-dist", "version": "1.0.0"},
     }
     assert data["backend"]["name"] == "python" and data["backend"]["engine"].startswith("CPython")
@@ -85,8 +108,7 @@ def test_plugin_exception_fails_without_touching_the_earlier_output(site, datase
     assert run_plugin("flaky", dataset=dataset, out=out).status == "succeeded"
     before = (out / "flaky" / "result.txt").read_text()
     site.module("p_flaky_d.run", RAISE)  # the same plugin now fails
-    for name in [m for m in list(__import__("sys").modules) if m.startswith("p_flaky")]:
-        del __import__("sys").modules[name]
+    del sys.modules["p_flaky_d.run"]  # imported by the first run in this process
     record = run_plugin("flaky", dataset=dataset, out=out, overwrite=True)
     assert record.status == "failed" and record.exit_code == 1
     assert record.error.type == "ValueError"
@@ -100,14 +122,17 @@ def test_plugin_exception_fails_without_touching_the_earlier_output(site, datase
 
 
 def test_writing_into_the_dataset_fails_the_run_and_names_the_files(site, dataset, tmp_path):
-    site.plugin("vandal", run_source="""
+    site.plugin(
+        "vandal",
+        run_source="""
 import os, pathlib
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     pathlib.Path(out_dir, "ok.txt").write_text("fine")
     pathlib.Path(dataset_dir, "new.txt").write_text("x")
     pathlib.Path(dataset_dir, "a.txt").write_text("changed and longer")
     os.remove(os.path.join(dataset_dir, "sessions", "ses-01", "b.txt"))
-""")
+""",
+    )
     out = tmp_path / "out"
     record = run_plugin("vandal", dataset=dataset, out=out)
     assert record.status == "failed"
@@ -164,15 +189,22 @@ def test_another_publishers_output_is_refused_even_with_overwrite(site, dataset,
 
 
 def test_all_validation_problems_are_reported_together(site, tmp_path):
-    site.plugin("strict", config_schema={
-        "type": "object",
-        "properties": {"max_lag_s": {"type": "number"}, "ref": {"type": "string"}},
-        "required": ["ref"],
-        "additionalProperties": False,
-    })
+    site.plugin(
+        "strict",
+        config_schema={
+            "type": "object",
+            "properties": {"max_lag_s": {"type": "number"}, "ref": {"type": "string"}},
+            "required": ["ref"],
+            "additionalProperties": False,
+        },
+    )
     with pytest.raises(ValidationFailed) as excinfo:
-        run_plugin("strict", dataset=tmp_path / "nope", out=tmp_path / "out",
-                   sets=["max_lag_s=fast", "colour=red"])
+        run_plugin(
+            "strict",
+            dataset=tmp_path / "nope",
+            out=tmp_path / "out",
+            sets=["max_lag_s=fast", "colour=red"],
+        )
     assert excinfo.value.problems == [
         f"--dataset '{tmp_path / 'nope'}' does not exist; give an existing dataset folder",
         "config: 'ref' is a required property",
@@ -205,7 +237,7 @@ def test_work_folder_is_kept_when_given_and_refused_inside_the_dataset(site, dat
     record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", work=tmp_path / "work")
     assert record.work_dir == str(tmp_path / "work")
     assert (tmp_path / "work" / "scratch").read_text() == "tmp"
-    with pytest.raises(ValidationFailed, match="--work .* is inside the dataset"):
+    with pytest.raises(ValidationFailed, match=r"--work .* is inside the dataset"):
         run_plugin("writer", dataset=dataset, out=tmp_path / "out2", work=dataset / "w")
 
 
@@ -215,18 +247,24 @@ def test_config_is_redacted_in_the_record_but_hashed_unredacted(site, dataset, t
     record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", config=config)
     raw = (tmp_path / "out" / "_runs" / f"{record.run_id}.json").read_text()
     assert "hunter2" not in raw
-    assert record.config == {"api_key": "***REDACTED***", "nested": {"token": "***REDACTED***"},
-                             "text": "x"}
+    assert record.config == {
+        "api_key": "***REDACTED***",
+        "nested": {"token": "***REDACTED***"},
+        "text": "x",
+    }
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert record.config_sha256 == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_non_json_safe_return_value_is_dropped_with_a_warning(site, dataset, tmp_path):
-    site.plugin("odd", run_source="""
+    site.plugin(
+        "odd",
+        run_source="""
 import datetime
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     return {"when": datetime.date(2026, 1, 1)}
-""")
+""",
+    )
     record = run_plugin("odd", dataset=dataset, out=tmp_path / "out")
     assert record.status == "succeeded" and record.result is None
     assert record.warnings == [
@@ -235,10 +273,20 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 
 
 def test_unimportable_callable_fails_the_run(site, dataset, tmp_path):
-    site.plugin("ghost", data={"meta": {
-        "api_version": "mdivicomtools.plugin.v0.1", "id": "ghost", "kind": "python",
-        "version": "1", "description": "d", "publisher": "lab"},
-        "entry": {"callable": "p_no_such_module.run:run"}})
+    site.plugin(
+        "ghost",
+        data={
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": "ghost",
+                "kind": "python",
+                "version": "1",
+                "description": "d",
+                "publisher": "lab",
+            },
+            "entry": {"callable": "p_no_such_module.run:run"},
+        },
+    )
     record = run_plugin("ghost", dataset=dataset, out=tmp_path / "out")
     assert record.status == "failed" and record.error.type == "PluginImportError"
     assert "cannot import 'p_no_such_module.run'" in record.error.message
@@ -247,16 +295,29 @@ def test_unimportable_callable_fails_the_run(site, dataset, tmp_path):
 @pytest.mark.parametrize(
     ("source", "error_type", "exit_code", "message"),
     [
-        ("import os\ndef run(*a, **k):\n    os._exit(7)\n", "PluginExited", 7,
-         "the plugin process exited with status 7 without returning"),
-        ("import ctypes\ndef run(*a, **k):\n    ctypes.string_at(0)\n", "PluginCrashed", 139,
-         "the plugin process was killed by SIGSEGV"),
-        ("def run(*a, **k):\n    raise KeyError('missing stream')\n", "KeyError", 1,
-         "'missing stream'"),
+        (
+            "import os\ndef run(*a, **k):\n    os._exit(7)\n",
+            "PluginExited",
+            7,
+            "the plugin process exited with status 7 without returning",
+        ),
+        (
+            "import ctypes\ndef run(*a, **k):\n    ctypes.string_at(0)\n",
+            "PluginCrashed",
+            139,
+            "the plugin process was killed by SIGSEGV",
+        ),
+        (
+            "def run(*a, **k):\n    raise KeyError('missing stream')\n",
+            "KeyError",
+            1,
+            "'missing stream'",
+        ),
     ],
 )
-def test_isolate_survives_hard_exits_and_crashes(site, dataset, tmp_path, source, error_type,
-                                                 exit_code, message):
+def test_isolate_survives_hard_exits_and_crashes(
+    site, dataset, tmp_path, source, error_type, exit_code, message
+):
     site.plugin("hard", run_source=source)
     record = run_plugin("hard", dataset=dataset, out=tmp_path / "out", isolate=True)
     assert record.status == "failed"
@@ -276,12 +337,15 @@ def test_isolated_success_keeps_result_and_log(site, dataset, tmp_path):
 
 def test_timeout_stops_the_plugin_process(site, dataset, tmp_path):
     pidfile = tmp_path / "pid"
-    site.plugin("sleepy", run_source=f"""
+    site.plugin(
+        "sleepy",
+        run_source=f"""
 import os, time
 def run(*a, **k):
     open({str(pidfile)!r}, "w").write(str(os.getpid()))
     time.sleep(60)
-""")
+""",
+    )
     started = time.monotonic()
     record = run_plugin("sleepy", dataset=dataset, out=tmp_path / "out", timeout=1.5)
     assert time.monotonic() - started < 30
@@ -299,8 +363,11 @@ def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(site, dataset, 
         run_plugin("writer", dataset=dataset, out=tmp_path / "o", timeout=0)
     with pytest.raises(PluginNotFound, match="did you mean 'lab/writer'"):
         run_plugin("writr", dataset=dataset, out=tmp_path / "o")
-    with pytest.raises(BackendUnavailable, match="backend 'docker' is not installed; "
-                       "installed backends: python; install it with: pip install"):
+    with pytest.raises(
+        BackendUnavailable,
+        match="backend 'docker' is not installed; "
+        "installed backends: python; install it with: pip install",
+    ):
         run_plugin("writer", dataset=dataset, out=tmp_path / "o", backend="docker")
 
 

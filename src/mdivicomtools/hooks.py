@@ -11,7 +11,6 @@ by name and costs nobody else their result.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import os
@@ -91,6 +90,8 @@ class HookManager:
             pass
         else:
             return None
+        import difflib  # only on the error path
+
         unknown = sorted(
             caller.name
             for caller in self.pm.get_hookcallers(module) or []
@@ -114,9 +115,15 @@ class HookManager:
             module = importlib.import_module(module_name)
             self.add_module(module, name, builtin=True, origin=module_name)
 
-    def load_entry_points(self, disabled: Iterable[str] = ()) -> None:
+    def load_entry_points(
+        self,
+        disabled: Iterable[str] = (),
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    ) -> None:
         skip = set(disabled)
-        for ep in importlib.metadata.entry_points(group=HOOK_GROUP):
+        if entry_points is None:
+            entry_points = importlib.metadata.entry_points(group=HOOK_GROUP)
+        for ep in entry_points:
             distribution = distribution_of(ep)
             info: dict[str, Any] = {
                 "origin": f"entry point '{ep.name} = {ep.value}'",
@@ -175,16 +182,21 @@ class HookManager:
         return kept, errors
 
 
-def load_hooks(*, extra: Iterable[tuple[str, ModuleType | object]] = ()) -> HookManager:
+def load_hooks(
+    *,
+    extra: Iterable[tuple[str, ModuleType | object]] = (),
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> HookManager:
     """The hook manager for a run: built-ins, installed hook modules, then `extra`.
 
     `extra` registers in-process modules (name, module) after the installed ones;
     tests and embedding applications use it instead of an entry point.
+    `entry_points` may pass the group's entry points from an earlier scan.
     """
     manager = HookManager()
     manager.load_builtins()
     disabled = disabled_names()
-    manager.load_entry_points(disabled)
+    manager.load_entry_points(disabled, entry_points)
     for name, module in extra:
         if name in disabled:
             manager._report(name, "disabled", error=f"disabled by {DISABLE_ENV}", origin="extra")

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 import traceback
 from typing import Any
 
+from mdivicomtools.builtin_hooks.host import python_version
 from mdivicomtools.callables import CallableImportError, import_callable
 from mdivicomtools.contract import find_unsafe_json
 from mdivicomtools.execution import Availability
@@ -32,7 +32,10 @@ STOP_GRACE_S = 5.0
 
 
 def _engine() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()}"
+    name = {"cpython": "CPython", "pypy": "PyPy"}.get(
+        sys.implementation.name, sys.implementation.name
+    )
+    return f"{name} {python_version()}"
 
 
 def _keep_result(outcome: RunOutcome, value: Any) -> None:
@@ -52,7 +55,7 @@ class PythonBackend:
     kinds = frozenset({"python"})
 
     def availability(self) -> Availability:
-        return Availability(available=True, engine=_engine(), version=platform.python_version())
+        return Availability(available=True, engine=_engine(), version=python_version())
 
     def execute(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         outcome.engine = _engine()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +21,7 @@ class RecordNotFound(UsageError):
 def new_run_id(now: datetime | None = None) -> str:
     """`<UTC YYYYmmddTHHMMSSZ>_<8 hex>`: sorts by start time, unique without coordination."""
     now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}_{secrets.token_hex(4)}"
+    return f"{now:%Y%m%dT%H%M%SZ}_{os.urandom(4).hex()}"
 
 
 def write_record(path: Path, record: RunRecord) -> None:

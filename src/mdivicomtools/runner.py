@@ -19,11 +19,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mdivicomtools.config import build_config, config_sha256, redact
-from mdivicomtools.discovery import PluginRecord, resolve
+from mdivicomtools.discovery import (
+    ENTRY_POINT_GROUP,
+    PluginRecord,
+    resolve,
+    scan_entry_points,
+)
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution import ExecutionBackend, choose_backend
 from mdivicomtools.fingerprint import compare, fingerprint
-from mdivicomtools.hooks import HookManager, load_hooks
+from mdivicomtools.hooks import HOOK_GROUP, HookManager, load_hooks
 from mdivicomtools.records import new_run_id, write_record
 from mdivicomtools.run_types import (
     BackendInfo,
@@ -285,12 +290,13 @@ def run_plugin(
     say = progress or (lambda message: None)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    found = resolve(ref)
+    scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
+    found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
     assert found.spec is not None
     plugin = _plugin_info(found)
     say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {found.origin})")
     run_config = build_config(config, sets)
-    hooks = hooks or load_hooks()
+    hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
     chosen = choose_backend(backend, plugin.kind, hooks)
     run_id = new_run_id()
     run_out_dir = Path(out).expanduser().absolute()

@@ -63,12 +63,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     _State.verbose = False
     try:
-        cli.main(
+        code = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="mdivicom",
             standalone_mode=False,
         )
         sys.stdout.flush()
+        # without standalone mode click returns the code of click.exceptions.Exit
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

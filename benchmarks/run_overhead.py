@@ -1,0 +1,110 @@
+"""Benchmark: what `mdivicom run` costs on top of calling a no-op plugin directly.
+
+Baseline, measured in the same run: a bare Python script that imports the
+plugin's run module and calls run() on the same folders. Each `mdivicom run`
+goes to a fresh --out (so nothing is refused) and pays for everything a user
+gets: discovery of the one plugin, hook loading, validation, staging, the
+dataset fingerprint, inventory, promotion and the record.
+
+Target (issue 3): overhead <= 80 ms wall on top of the bare script, medians.
+
+Usage: python benchmarks/run_overhead.py [--runs 9] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import medians, print_table, timed
+
+PLUGIN = """
+def get_plugin():
+    return {"meta": {"api_version": "mdivicomtools.plugin.v0.1", "id": "noop",
+                     "kind": "python", "version": "1.0.0", "description": "Does nothing.",
+                     "publisher": "bench"},
+            "entry": {"callable": "bench_noop.run:run"}}
+"""
+RUN = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return None
+"""
+BARE = """
+import sys
+from bench_noop.run import run
+run(sys.argv[1], sys.argv[2], {}, work_dir=None, dry_run=False)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--dataset-files", type=int, default=20)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        root = Path(tmp)
+        pkg = root / "site" / "bench_noop"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "plugin.py").write_text(PLUGIN)
+        (pkg / "run.py").write_text(RUN)
+        dist = root / "site" / "bench_noop-1.0.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-noop\nVersion: 1.0.0\n")
+        (dist / "entry_points.txt").write_text(
+            "[mdivicomtools.plugins]\nnoop = bench_noop.plugin:get_plugin\n"
+        )
+        dataset = root / "dataset"
+        dataset.mkdir()
+        for index in range(args.dataset_files):
+            (dataset / f"f{index}.txt").write_text("x" * 100)
+        env = dict(os.environ, PYTHONPATH=str(root / "site"), MDIVICOM_PLUGIN_PATH="")
+        bare_out = root / "bare-out"
+        bare_out.mkdir()
+        counter = iter(range(10_000))
+
+        def run_cli() -> float:
+            out = root / f"out-{next(counter)}"
+            return timed(
+                [mdivicom, "run", "noop", "--dataset", str(dataset), "--out", str(out)], env
+            )
+
+        cases = {
+            "bare script (import + run())": lambda: timed(
+                [sys.executable, "-c", BARE, str(dataset), str(bare_out)], env
+            ),
+            "mdivicom run noop": run_cli,
+        }
+        for case in cases.values():
+            case()  # warm-up, untimed
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                samples[name].append(case())
+    med = medians(samples)
+    bare, cli = med["bare script (import + run())"], med["mdivicom run noop"]
+    rows = [
+        ("bare script (import + run())", f"{bare * 1000:.0f} ms", "baseline", ""),
+        (
+            "mdivicom run noop",
+            f"{cli * 1000:.0f} ms",
+            f"+{(cli - bare) * 1000:.0f} ms over baseline",
+            "<= +80 ms",
+        ),
+    ]
+    print_table(
+        f"# run overhead: no-op python plugin, {args.dataset_files}-file dataset; "
+        f"median of {args.runs} runs; Python {sys.version.split()[0]}",
+        rows,
+        args.markdown,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""mdivicom-site-provenance: an example hook package for mdivicomtools."""

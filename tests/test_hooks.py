@@ -1,0 +1,350 @@
+"""Hook modules: loading from real entry points, isolation, and every hook's effect."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mdivicomtools import hookimpl, hookspecs
+from mdivicomtools.hooks import HOOK_NAMES, load_hooks
+from mdivicomtools.runner import ValidationFailed, run_plugin
+from pluginsite import MDIVICOM
+
+WRITE = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "out.txt").write_text("x")
+"""
+
+PROVENANCE = """
+import os
+from mdivicomtools import hookimpl
+
+@hookimpl
+def mdivicom_capture_provenance(request, outcome):
+    return {"lab": os.environ.get("LAB_NAME", "none"), "plugin": request.plugin.ref,
+            "status": outcome.status}
+"""
+
+
+def hook_dist(site, name, source, dist=None):
+    module = "h_" + name.replace("-", "_")
+    site.module(module, source)
+    site.distribution(dist or f"{name}-hooks", {name: module}, group="mdivicomtools.hooks")
+
+
+def test_provenance_hook_from_a_real_entry_point(site, dataset, tmp_path, monkeypatch):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(site, "site-prov", PROVENANCE)
+    monkeypatch.setenv("LAB_NAME", "interaction-lab")
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert record.extensions == {
+        "site-prov": {"lab": "interaction-lab", "plugin": "lab/writer", "status": "succeeded"}
+    }
+    saved = json.loads((tmp_path / "out" / "_runs" / f"{record.run_id}.json").read_text())
+    assert saved["extensions"]["site-prov"]["lab"] == "interaction-lab"
+
+
+def test_raising_and_unusable_hooks_are_reported_by_name_and_lose_nothing(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(site, "good", PROVENANCE)
+    hook_dist(
+        site,
+        "raiser",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_capture_provenance(request, outcome):
+    raise RuntimeError("no database")
+@hookimpl
+def mdivicom_finalize_outputs(request, outcome):
+    raise OSError("disk quota")
+""",
+    )
+    hook_dist(
+        site,
+        "odd",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_capture_provenance():
+    return {"when": object()}
+""",
+    )
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "succeeded"
+    assert set(record.extensions) == {"good"}
+    errors = {(e.plugin, e.hook): e.error for e in record.hook_errors}
+    assert errors == {
+        ("raiser", "mdivicom_finalize_outputs"): "OSError: disk quota",
+        ("raiser", "mdivicom_capture_provenance"): "RuntimeError: no database",
+        ("odd", "mdivicom_capture_provenance"): "not kept: $.when is a object, not a JSON value",
+    }
+    assert (tmp_path / "out" / "writer" / "out.txt").exists()
+    log = (tmp_path / "out" / record.log).read_text()
+    assert "hook 'raiser' (mdivicom_capture_provenance) failed: RuntimeError: no database" in log
+
+
+def test_validation_hook_problems_stop_the_run(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(
+        site,
+        "site-rules",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_run(request):
+    if "participants" not in request.config:
+        return ["config.participants is required at this site"]
+""",
+    )
+    hook_dist(
+        site,
+        "broken-rule",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_run(request):
+    raise ValueError("cannot reach the ethics database")
+""",
+    )
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert sorted(excinfo.value.problems) == [
+        "config.participants is required at this site",
+        "validation hook 'broken-rule' raised ValueError: cannot reach the ethics database",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_finalize_hook_can_fail_a_run_before_promotion(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(
+        site,
+        "qc",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_finalize_outputs(request, outcome):
+    if outcome.status == "succeeded" and not (outcome.staging_dir / "report.json").exists():
+        outcome.fail("QualityCheck", "no report.json written")
+""",
+    )
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "failed" and record.error.message == "no report.json written"
+    assert not (tmp_path / "out" / "writer").exists()
+
+
+def test_execution_backend_from_a_hook_module(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(
+        site,
+        "echo-backend",
+        """
+from mdivicomtools import hookimpl
+from mdivicomtools.execution import Availability
+
+class EchoBackend:
+    name = "echo"
+    kinds = frozenset({"python"})
+    def availability(self):
+        return Availability(available=True, engine="echo 1.0")
+    def execute(self, request, outcome, log):
+        (outcome.staging_dir / "echo.txt").write_text(request.plugin.ref)
+        log.write("echo ran\\n")
+        outcome.status, outcome.exit_code, outcome.engine = "succeeded", 0, "echo 1.0"
+
+@hookimpl
+def mdivicom_execution_backends():
+    return [EchoBackend()]
+""",
+    )
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", backend="echo")
+    assert record.backend.name == "echo" and record.backend.engine == "echo 1.0"
+    assert (tmp_path / "out" / "writer" / "echo.txt").read_text() == "lab/writer"
+
+
+def test_broken_hook_modules_are_isolated(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(
+        site,
+        "typo",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_capture_provenence(request, outcome):
+    return {"x": 1}
+""",
+    )
+    hook_dist(
+        site,
+        "badargs",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_run(request, colour):
+    return []
+""",
+    )
+    site.distribution("missing-hooks", {"missing": "h_not_there"}, group="mdivicomtools.hooks")
+    hook_dist(site, "good", PROVENANCE)
+    modules = {m.name: m for m in load_hooks().modules}
+    assert modules["typo"].status == "broken"
+    assert modules["typo"].error.startswith(
+        "unknown hook mdivicom_capture_provenence (did you mean mdivicom_capture_provenance?)"
+    )
+    assert modules["badargs"].status == "broken" and "colour" in modules["badargs"].error
+    assert modules["missing"].status == "broken"
+    assert modules["missing"].error.startswith("import failed: ModuleNotFoundError")
+    assert modules["good"].status == "ok" and modules["good"].hooks == [
+        "mdivicom_capture_provenance"
+    ]
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "succeeded" and set(record.extensions) == {"good"}
+
+
+def test_disable_hooks_by_name(site, dataset, tmp_path, monkeypatch):
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(site, "site-prov", PROVENANCE)
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "site-prov, other")
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert record.extensions == {}
+    (module,) = [m for m in load_hooks().modules if m.name == "site-prov"]
+    assert module.status == "disabled" and module.error == "disabled by MDIVICOM_DISABLE_HOOKS"
+
+
+def test_in_process_modules_can_be_registered(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+
+    class Inline:
+        @hookimpl
+        def mdivicom_capture_provenance(self, outcome):
+            return {"seen": outcome.status}
+
+    record = run_plugin(
+        "writer",
+        dataset=dataset,
+        out=tmp_path / "out",
+        hooks=load_hooks(extra=[("inline", Inline())]),
+    )
+    assert record.extensions == {"inline": {"seen": "succeeded"}}
+
+
+def test_hooks_list_cli(site):
+    hook_dist(site, "site-prov", PROVENANCE, dist="lab-hooks")
+    hook_dist(
+        site,
+        "typo",
+        """
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_rnu(request):
+    return []
+""",
+    )
+    result = site.cli("hooks", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    items = {item["name"]: item for item in json.loads(result.stdout)}
+    assert items["mdivicomtools.validation"]["builtin"] is True
+    assert items["mdivicomtools.python"]["hooks"] == ["mdivicom_execution_backends"]
+    assert items["site-prov"] == {
+        "name": "site-prov",
+        "status": "ok",
+        "hooks": ["mdivicom_capture_provenance"],
+        "error": None,
+        "builtin": False,
+        "origin": "entry point 'site-prov = h_site_prov'",
+        "distribution": {"name": "lab-hooks", "version": "1.0.0"},
+    }
+    assert items["typo"]["status"] == "broken"
+    table = site.cli("hooks", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "PROVIDED", "BY", "HOOKS", "/", "PROBLEM"]
+    assert any(line.startswith("site-prov") and "lab-hooks 1.0.0" in line for line in table)
+    assert any(
+        line.startswith("typo") and "did you mean mdivicom_validate_run?" in line for line in table
+    )
+
+
+def test_site_provenance_example_package(tmp_path, dataset):
+    """The extender's guide example, installed with real pip, adds to every record."""
+    root = Path(__file__).parents[1] / "examples"
+    target = tmp_path / "target"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(root / "site-provenance"),
+            str(root / "minimal-plugin"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    env = {
+        "PYTHONPATH": str(target),
+        "PATH": "/usr/bin:/bin",
+        "MDIVICOM_PLUGIN_PATH": "",
+        "MDIVICOM_SITE_LAB": "interaction-lab",
+        "SLURM_JOB_ID": "4242",
+        "USER": "ada",
+    }
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [MDIVICOM, "run", "hello", "--dataset", str(dataset), "--out", str(out), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["extensions"] == {
+        "site-provenance": {
+            "lab": "interaction-lab",
+            "scheduler": "slurm",
+            "job_id": "4242",
+            "user": "ada",
+            "run_status": "succeeded",
+        }
+    }
+    env.pop("SLURM_JOB_ID")
+    env["MDIVICOM_SITE_REQUIRE_JOB"] = "1"
+    refused = subprocess.run(
+        [MDIVICOM, "run", "hello", "--dataset", str(dataset), "--out", str(tmp_path / "out2")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "this site runs plugins only inside a scheduler job" in refused.stderr
+
+
+def test_every_hookspec_has_an_example_and_a_test():
+    """Meta-test: a hook without documentation or a test is not finished."""
+    tests_text = (
+        "".join(
+            p.read_text()
+            for p in Path(__file__).parent.glob("test_*.py")
+            if p.name != "test_hooks.py"
+        )
+        + Path(__file__).read_text().split("def test_every_hookspec_has_an_example_and_a_test")[0]
+    )
+    tree = ast.parse(Path(hookspecs.__file__).read_text())
+    specs = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert sorted(spec.name for spec in specs) == list(HOOK_NAMES)
+    assert len(specs) == 4
+    for spec in specs:
+        doc = ast.get_docstring(spec) or ""
+        assert "Example::" in doc and "@hookimpl" in doc, f"{spec.name} has no example"
+        assert f"def {spec.name}(" in tests_text, f"{spec.name} has no test implementing it"

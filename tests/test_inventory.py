@@ -1,0 +1,49 @@
+"""The output inventory and the dataset fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from mdivicomtools.fingerprint import compare, fingerprint
+from mdivicomtools.inventory import inventory
+
+
+def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
+    expected = []
+    for index in range(20):
+        data = os.urandom(1000 * index + 1)
+        path = tmp_path / f"d{index % 3}" / f"f{index:02}.bin"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        expected.append(
+            (path.relative_to(tmp_path).as_posix(), len(data), hashlib.sha256(data).hexdigest())
+        )
+    (tmp_path / "link").symlink_to(tmp_path / "d0")
+    parallel = inventory(tmp_path, workers=4)
+    assert [(o.path, o.size, o.sha256) for o in parallel] == sorted(expected)
+    assert inventory(tmp_path, workers=1) == parallel
+
+
+def test_inventory_of_an_empty_folder(tmp_path):
+    assert inventory(tmp_path) == []
+
+
+def test_fingerprint_detects_changes_additions_removals_and_folders(tmp_path):
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_text("2")
+    before = fingerprint(tmp_path)
+    assert not compare(before, fingerprint(tmp_path))
+    (tmp_path / "a").write_text("11")
+    (tmp_path / "sub" / "b").unlink()
+    (tmp_path / "new").mkdir()
+    changes = compare(before, fingerprint(tmp_path))
+    assert (changes.changed, changes.added, changes.removed) == (["a"], ["new/"], ["sub/b"])
+    assert changes.describe() == "changed a; added new/; removed sub/b"
+
+
+def test_fingerprint_description_is_bounded():
+    before = {f"f{i:03}": ("f", 1, 1) for i in range(30)}
+    changes = compare(before, {})
+    assert changes.describe(limit=3) == "removed f000, f001, f002 and 27 more"

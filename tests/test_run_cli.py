@@ -1,0 +1,305 @@
+"""`mdivicom run` and `mdivicom runs` through the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pluginsite import MDIVICOM
+
+WRITE = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "out.txt").write_text(config.get("text", "v1"))
+    return {"status": "ok"}
+"""
+
+
+def slow_plugin(started, seconds=60):
+    return f"""
+import pathlib, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "partial.txt").write_text("half")
+    pathlib.Path({str(started)!r}).write_text("started")
+    time.sleep({seconds})
+    pathlib.Path(out_dir, "out.txt").write_text("late")
+"""
+
+
+def wait_for(path, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def records(out):
+    """Every record under out, oldest first."""
+    found = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    return sorted(found, key=lambda r: (r["started_at"], r["run_id"]))
+
+
+def test_run_success_human_output_and_exit_0(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    result = site.cli("run", "writer", "--dataset", str(dataset), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (record,) = records(out)
+    assert result.stdout.splitlines() == [
+        f"succeeded:  lab/writer 1.0.0 in {record['duration_s']:.2f} s",
+        f"outputs:    {out}/writer/ (1 file(s))",
+        f"record:     {out}/_runs/{record['run_id']}.json",
+        f"log:        {out}/_runs/{record['run_id']}.log",
+    ]
+    phases = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert phases == [
+        "[mdivicom] resolve",
+        "[mdivicom] validate",
+        "[mdivicom] run",
+        "[mdivicom] finalise",
+        "[mdivicom] record",
+    ]
+
+
+def test_run_json_prints_only_the_record(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    result = site.cli(
+        "run",
+        "lab/writer",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--config",
+        '{"text": "v2", "password": "pw"}',
+        "--json",
+    )
+    assert result.returncode == 0
+    record = json.loads(result.stdout)
+    assert record == records(out)[0]
+    assert record["config"] == {"text": "v2", "password": "***REDACTED***"}
+
+
+def test_plugin_failure_exit_1_and_summary(site, dataset, tmp_path):
+    site.plugin("boom", run_source="def run(*a, **k):\n    raise RuntimeError('kaput')\n")
+    out = tmp_path / "out"
+    result = site.cli("run", "boom", "--dataset", str(dataset), "--out", str(out))
+    assert result.returncode == 1
+    summary = {k: v.strip() for k, v in (ln.split(":", 1) for ln in result.stdout.splitlines())}
+    assert summary["failed"] == "lab/boom 1.0.0 in 0.00 s"
+    assert summary["error"] == "RuntimeError: kaput"
+    assert summary["outputs"] == f"{out}/boom/ was not changed"
+    assert "Traceback" in result.stderr  # the plugin's own traceback, echoed live from the log
+    assert records(out)[0]["status"] == "failed"
+
+
+def test_validation_errors_exit_2_all_at_once(site, tmp_path):
+    site.plugin("strict", config_schema={"type": "object", "required": ["ref"]})
+    result = site.cli(
+        "run",
+        "strict",
+        "--dataset",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "out"),
+        "--set",
+        "x=1",
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-3:] == [
+        "Error: the run was not started:",
+        f"  - --dataset '{tmp_path / 'missing'}' does not exist; give an existing dataset folder",
+        "  - config: 'ref' is a required property",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "{oops"], "Error: --config: not valid JSON"),
+        (["--set", "novalue"], "Error: --set 'novalue': expected KEY=VALUE"),
+        (["--timeout", "-1"], "Error: --timeout must be a positive number of seconds, got -1"),
+        (
+            ["--backend", "nope"],
+            "Error: backend 'nope' is not installed; installed backends: python",
+        ),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(site, dataset, tmp_path, args, message):
+    site.plugin("writer", run_source=WRITE)
+    result = site.cli(
+        "run", "writer", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *args
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_timeout_exit_124(site, dataset, tmp_path):
+    site.plugin("sleepy", run_source=slow_plugin(tmp_path / "started"))
+    out = tmp_path / "out"
+    result = site.cli(
+        "run", "sleepy", "--dataset", str(dataset), "--out", str(out), "--timeout", "1"
+    )
+    assert result.returncode == 124
+    (record,) = records(out)
+    assert record["status"] == "timed_out"
+    assert not (out / "sleepy").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("isolate", [False, True])
+def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_path, sig, isolate):
+    started = tmp_path / "started"
+    site.plugin("slow", run_source=WRITE)
+    out = tmp_path / "out"
+    assert site.cli("run", "slow", "--dataset", str(dataset), "--out", str(out)).returncode == 0
+    site.module("p_slow_d.run", slow_plugin(started))
+    args = [MDIVICOM, "run", "slow", "--dataset", str(dataset), "--out", str(out), "--overwrite"]
+    proc = subprocess.Popen(
+        [*args, *(["--isolate"] if isolate else [])],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(started)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    newest = records(out)[-1]
+    assert newest["status"] == "interrupted"
+    expected = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    assert newest["error"] == {"type": "Interrupted", "message": f"interrupted by {expected}"}
+    assert "interrupted:" in stdout
+    assert (out / "slow" / "out.txt").read_text() == "v1"  # the earlier output, untouched
+    assert not (out / "slow" / "partial.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", "slow"]  # staging cleaned
+
+
+def test_same_plugin_twice_at_once_is_refused(site, dataset, tmp_path):
+    started = tmp_path / "started"
+    site.plugin("slow", run_source=slow_plugin(started, seconds=3))
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [MDIVICOM, "run", "slow", "--dataset", str(dataset), "--out", str(out)],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(started)
+    second = site.cli("run", "slow", "--dataset", str(dataset), "--out", str(out))
+    assert second.returncode == 2
+    assert second.stderr.splitlines()[-1] == (
+        f"Error: another run of 'slow' is writing into '{out}' right now; wait for it to "
+        "finish or choose another --out"
+    )
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert [r["status"] for r in records(out)] == ["succeeded"]
+
+
+def test_different_plugins_into_the_same_out_at_once_both_succeed(site, dataset, tmp_path):
+    site.plugin("one", run_source=slow_plugin(tmp_path / "one-started", seconds=2))
+    site.plugin("two", run_source=slow_plugin(tmp_path / "two-started", seconds=2))
+    out = tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            [MDIVICOM, "run", name, "--dataset", str(dataset), "--out", str(out)],
+            env=site.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
+    for proc in procs:
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    assert sorted(r["plugin"]["id"] for r in records(out)) == ["one", "two"]
+    assert (out / "one" / "out.txt").exists() and (out / "two" / "out.txt").exists()
+
+
+def test_runs_list_and_show(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    site.plugin("boom", run_source="def run(*a, **k):\n    raise RuntimeError('kaput')\n")
+    out = tmp_path / "out"
+    site.cli("run", "writer", "--dataset", str(dataset), "--out", str(out))
+    site.cli("run", "boom", "--dataset", str(dataset), "--out", str(out))
+    listing = site.cli("runs", "list", str(out))
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["RUN_ID", "STATUS", "PLUGIN", "VERSION", "DURATION", "ERROR"]
+    assert "succeeded" in lines[1] and "lab/writer" in lines[1]
+    assert "failed" in lines[2] and "RuntimeError: kaput" in lines[2]
+    items = json.loads(site.cli("runs", "list", str(out), "--json").stdout)
+    assert [(i["plugin"], i["status"]) for i in items] == [
+        ("lab/writer", "succeeded"),
+        ("lab/boom", "failed"),
+    ]
+    latest = json.loads(site.cli("runs", "show", str(out), "latest", "--json").stdout)
+    assert latest["run_id"] == items[1]["run_id"] and latest["status"] == "failed"
+    shown = site.cli("runs", "show", str(out), items[0]["run_id"])
+    assert "run_id:" in shown.stdout and items[0]["run_id"] in shown.stdout
+    missing = site.cli("runs", "show", str(out), "20990101T000000Z_deadbeef")
+    assert missing.returncode == 2
+    assert "no run '20990101T000000Z_deadbeef'" in missing.stderr and "latest" in missing.stderr
+
+
+def test_runs_list_of_an_empty_folder(tmp_path):
+    result = subprocess.run(
+        [MDIVICOM, "runs", "list", str(tmp_path), "--json"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and json.loads(result.stdout) == []
+    result = subprocess.run(
+        [MDIVICOM, "runs", "show", str(tmp_path), "latest"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no run records in" in result.stderr
+
+
+def test_runs_list_reports_unreadable_records(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    site.cli("run", "writer", "--dataset", str(dataset), "--out", str(out))
+    (out / "_runs" / "garbage.json").write_text("{not json")
+    result = site.cli("runs", "list", str(out), "--json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == 1
+    assert "garbage.json: not a readable run record" in result.stderr
+
+
+def test_keyboard_interrupt_before_a_run_exits_130_without_traceback(site, dataset, tmp_path):
+    # a get_plugin() that never returns: Ctrl-C lands during discovery, before any run
+    site.module("p_hang.__init__", "")
+    site.module(
+        "p_hang.plugin",
+        f"""
+import pathlib, time
+def get_plugin():
+    pathlib.Path({str(tmp_path / "hanging")!r}).write_text("x")
+    time.sleep(60)
+""",
+    )
+    site.distribution("hang-dist", {"hang": "p_hang.plugin:get_plugin"})
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "hang", "--dataset", str(dataset), "--out", str(tmp_path / "out")],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(tmp_path / "hanging")
+    os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "Aborted."
+    assert "Traceback" not in stderr
