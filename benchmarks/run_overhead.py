@@ -80,6 +80,9 @@ def main() -> None:
                 [sys.executable, "-c", BARE, str(dataset), str(bare_out)], env
             ),
             "mdivicom run noop": run_cli,
+            "floor: import click, importlib.metadata, msgspec, pluggy": lambda: timed(
+                [sys.executable, "-c", "import click, importlib.metadata, msgspec, pluggy"], env
+            ),
         }
         for case in cases.values():
             case()  # warm-up, untimed
@@ -89,6 +92,7 @@ def main() -> None:
                 samples[name].append(case())
     med = medians(samples)
     bare, cli = med["bare script (import + run())"], med["mdivicom run noop"]
+    floor = med["floor: import click, importlib.metadata, msgspec, pluggy"]
     rows = [
         ("bare script (import + run())", f"{bare * 1000:.0f} ms", "baseline", ""),
         (
@@ -96,6 +100,12 @@ def main() -> None:
             f"{cli * 1000:.0f} ms",
             f"+{(cli - bare) * 1000:.0f} ms over baseline",
             "<= +80 ms",
+        ),
+        (
+            "floor: import click, importlib.metadata, msgspec, pluggy",
+            f"{floor * 1000:.0f} ms",
+            f"+{(floor - bare) * 1000:.0f} ms over baseline",
+            "what the dependencies alone cost",
         ),
     ]
     print_table(

@@ -323,7 +323,8 @@ def run_plugin(
     problems = _validate(hooks, request)
     if problems:
         raise ValidationFailed(problems)
-    say(f"validate: ok ({len(hooks.pm.hook.mdivicom_validate_run.get_hookimpls())} check(s))")
+    checks = len(hooks.pm.hook.mdivicom_validate_run.get_hookimpls())
+    say(f"validate: ok ({checks} validation hook(s))")
     with plugin_lock(run_out_dir, plugin.id):
         # the output may have appeared since validation; decide again under the lock
         from mdivicomtools.builtin_hooks.validation import check_existing_output
