@@ -42,8 +42,8 @@ def test_config_option_errors(value, message):
 
 
 def test_config_file_errors_name_the_line(tmp_path):
-    (tmp_path / "bad.json").write_text('{\n  "a": 1,\n}')
-    with pytest.raises(ConfigError, match="at line 3 column 1"):
+    (tmp_path / "bad.json").write_text('{\n  "a": 1\n  "b": 2\n}')
+    with pytest.raises(ConfigError, match="at line 3 column 3"):
         parse_config_option(str(tmp_path / "bad.json"))
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(ConfigError, match="expected a JSON object, got list"):
