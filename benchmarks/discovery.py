@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import medians, print_table, timed
 
 BASELINE = """
 import importlib.metadata, json
@@ -62,15 +62,6 @@ def make_site(root: Path, count: int, import_delay_s: float) -> None:
         )
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{argv} failed: {result.stderr.decode()[-2000:]}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugins", type=int, default=200)
@@ -105,7 +96,7 @@ def main() -> None:
         for _ in range(args.runs):
             for name, argv in cases.items():
                 samples[name].append(timed(argv, env))
-    med = {name: statistics.median(values) for name, values in samples.items()}
+    med = medians(samples)
     base, bare = med["baseline (bare script)"], med["python -c pass"]
     rows = [
         ("baseline (bare script)", med["baseline (bare script)"], "1.00x baseline", ""),
@@ -129,17 +120,12 @@ def main() -> None:
             f"<= 2x python -c pass + 60 ms = {(2 * bare + 0.060) * 1000:.0f} ms",
         ),
     ]
-    print(
+    print_table(
         f"# discovery: {args.plugins} plugins, run modules sleep {args.import_delay}s on "
-        f"import; median of {args.runs} runs; Python {sys.version.split()[0]}"
+        f"import; median of {args.runs} runs; Python {sys.version.split()[0]}",
+        [(name, f"{value * 1000:.0f} ms", ratio, target) for name, value, ratio, target in rows],
+        args.markdown,
     )
-    if args.markdown:
-        print("| case | median | ratio | target |\n|---|---:|---|---|")
-        for name, value, ratio, target in rows:
-            print(f"| {name} | {value * 1000:.0f} ms | {ratio} | {target} |")
-    else:
-        for name, value, ratio, target in rows:
-            print(f"{name:<34} {value * 1000:8.0f} ms  {ratio:<34} {target}")
 
 
 if __name__ == "__main__":

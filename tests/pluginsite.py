@@ -147,3 +147,25 @@ class PluginSite:
             timeout=120,
             check=False,
         )
+
+
+def pip_install_target(target: Path, *projects: Path) -> None:
+    """Install projects with real pip into a folder that can go on PYTHONPATH."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            *map(str, projects),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

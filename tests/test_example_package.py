@@ -7,31 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, pip_install_target
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "minimal-plugin"
 
 
 def test_minimal_plugin_package_installs_and_lists(tmp_path):
     target = tmp_path / "target"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(EXAMPLE),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    pip_install_target(target, EXAMPLE)
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "MDIVICOM_PLUGIN_PATH": ""}
     result = subprocess.run(
         [MDIVICOM, "plugins", "info", "hello", "--json"],

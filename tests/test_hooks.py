@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from mdivicomtools import hookimpl, hookspecs
 from mdivicomtools.hooks import HOOK_NAMES, load_hooks
 from mdivicomtools.runner import ValidationFailed, run_plugin
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, pip_install_target
 
 WRITE = """
 import pathlib
@@ -274,25 +273,7 @@ def test_site_provenance_example_package(tmp_path, dataset):
     """The extender's guide example, installed with real pip, adds to every record."""
     root = Path(__file__).parents[1] / "examples"
     target = tmp_path / "target"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(root / "site-provenance"),
-            str(root / "minimal-plugin"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    pip_install_target(target, root / "site-provenance", root / "minimal-plugin")
     env = {
         "PYTHONPATH": str(target),
         "PATH": "/usr/bin:/bin",
