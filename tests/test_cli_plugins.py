@@ -230,5 +230,7 @@ def test_cli_startup_imports_only_what_the_command_needs():
         "mdivicomtools.discovery",
         "mdivicomtools.runner",
         "mdivicomtools.hooks",
+        "pathlib",
+        "json",
     }
     assert loaded & heavy == set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import click
@@ -55,6 +54,8 @@ def list_command(as_json: bool) -> None:
 
 
 def _info_pairs(record: PluginRecord) -> list[tuple[str, str]]:
+    import json
+
     details = record.details()
     dist = record.distribution
     pairs = [
