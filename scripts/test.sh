@@ -10,8 +10,9 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "[test] creating .venv with $($PYTHON --version 2>&1)"
   "$PYTHON" -m venv .venv
 fi
-echo "[test] installing mdivicomtools and its dev tools into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+echo "[test] installing mdivicomtools, its docker and podman backends and dev tools into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+  -e backends/docker -e backends/podman
 
 echo "[test] ruff"
 .venv/bin/ruff check .

@@ -38,3 +38,9 @@ def dataset(tmp_path):
     (root / "a.txt").write_text("one\ntwo\n")
     (root / "sessions" / "ses-01" / "b.txt").write_text("three\n")
     return root
+
+
+@pytest.fixture
+def without_container_backends(monkeypatch):
+    """Leave the installed docker and podman backends out, as if not installed."""
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "mdivicomtools-docker,mdivicomtools-podman")

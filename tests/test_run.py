@@ -357,7 +357,9 @@ def run(*a, **k):
         os.kill(pid, 0)
 
 
-def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(site, dataset, tmp_path):
+def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(
+    site, dataset, tmp_path, without_container_backends
+):
     site.plugin("writer", run_source=WRITE_TWO)
     with pytest.raises(UsageError, match="--timeout must be a positive number"):
         run_plugin("writer", dataset=dataset, out=tmp_path / "o", timeout=0)
@@ -371,7 +373,9 @@ def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(site, dataset, 
         run_plugin("writer", dataset=dataset, out=tmp_path / "o", backend="docker")
 
 
-def test_container_plugin_without_a_container_backend_is_refused(site, dataset, tmp_path):
+def test_container_plugin_without_a_container_backend_is_refused(
+    site, dataset, tmp_path, without_container_backends
+):
     from pluginsite import plugin_dict
 
     site.manifest("count.json", plugin_dict("count-lines", kind="container"))

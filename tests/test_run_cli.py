@@ -130,7 +130,7 @@ def test_validation_errors_exit_2_all_at_once(site, tmp_path):
         (["--timeout", "-1"], "Error: --timeout must be a positive number of seconds, got -1"),
         (
             ["--backend", "nope"],
-            "Error: backend 'nope' is not installed; installed backends: python",
+            "Error: backend 'nope' is not installed; installed backends: ",
         ),
     ],
 )

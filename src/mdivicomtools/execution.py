@@ -67,31 +67,75 @@ def collect_backends(hooks: HookManager) -> dict[str, ExecutionBackend]:
     return backends
 
 
-def choose_backend(requested: str | None, kind: str, hooks: HookManager) -> ExecutionBackend:
-    """Resolve `--backend` (default: MDIVICOM_BACKEND, then auto) for a plugin kind."""
-    backends = collect_backends(hooks)
-    name = requested or os.environ.get(BACKEND_ENV) or "auto"
+def _preferences(kind: str) -> list[str]:
+    """Backend names in the order `auto` tries them."""
+    from mdivicomtools.userconfig import configured_backend
+
+    preferences = [os.environ.get(BACKEND_ENV, ""), configured_backend() or ""]
+    preferences.extend(["python"] if kind == "python" else CONTAINER_PREFERENCE)
+    return [name for name in preferences if name and name != "auto"]
+
+
+def close_backends(backends: dict[str, ExecutionBackend]) -> None:
+    """Let backends release what they hold (a connection, a private Podman service)."""
+    for backend in backends.values():
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+def choose_backend(
+    requested: str | None, kind: str, backends: dict[str, ExecutionBackend]
+) -> ExecutionBackend:
+    """Resolve `--backend` for a plugin kind (INTERFACE.md section 3).
+
+    An explicit name must work or it is an error (exit 2) that lists what is
+    available. Without --backend, MDIVICOM_BACKEND is the default and just as
+    strict (an operator who set podman because Docker is not allowed must never
+    silently get Docker), except for plugin kinds it cannot run: python plugins
+    still run on python. `auto` tries MDIVICOM_BACKEND, the user config file's
+    `backend`, then python for python plugins or docker, podman for container
+    plugins, and takes the first that runs this kind and answers.
+    """
+    name = requested
+    if name is None:
+        env_choice = os.environ.get(BACKEND_ENV)
+        if env_choice and env_choice != "auto":
+            chosen = backends.get(env_choice)
+            if chosen is None or kind in chosen.kinds:
+                return _explicit(env_choice, kind, backends, source=BACKEND_ENV)
+        name = "auto"
     if name == "auto":
-        candidates = [n for n, b in backends.items() if kind in b.kinds]
-        if kind == "python":
-            candidates = ["python"] if "python" in backends else candidates
-        else:
-            preferred = [n for n in CONTAINER_PREFERENCE if n in candidates]
-            candidates = preferred + [n for n in candidates if n not in preferred]
-        for candidate in candidates:
+        tried: list[str] = []
+        for candidate in _preferences(kind):
+            backend = backends.get(candidate)
+            if backend is None or kind not in backend.kinds or candidate in tried:
+                continue
+            tried.append(candidate)
+            if backend.availability().available:
+                return backend
+        others = [n for n, b in backends.items() if kind in b.kinds and n not in tried]
+        for candidate in others:  # third-party backends last
             if backends[candidate].availability().available:
                 return backends[candidate]
         raise BackendUnavailable(_none_available(kind, backends))
+    return _explicit(name, kind, backends, source="--backend")
+
+
+def _explicit(
+    name: str, kind: str, backends: dict[str, ExecutionBackend], source: str
+) -> ExecutionBackend:
     backend = backends.get(name)
+    where = "" if source == "--backend" else f" (from {source})"
     if backend is None:
+        hint = (
+            f"; install it with: pip install 'mdivicomtools[{name}]'"
+            if name in CONTAINER_PREFERENCE
+            else ""
+        )
         raise BackendUnavailable(
-            f"backend {name!r} is not installed; installed backends: "
-            f"{', '.join(sorted(backends)) or 'none'}"
-            + (
-                f"; install it with: pip install 'mdivicomtools[{name}]'"
-                if name in CONTAINER_PREFERENCE
-                else ""
-            )
+            f"backend {name!r}{where} is not installed; installed backends: "
+            f"{', '.join(sorted(backends)) or 'none'}{hint}"
         )
     if kind not in backend.kinds:
         raise BackendUnavailable(
@@ -101,7 +145,7 @@ def choose_backend(requested: str | None, kind: str, hooks: HookManager) -> Exec
     status = backend.availability()
     if not status.available:
         raise BackendUnavailable(
-            f"backend {name!r} is not available: {status.reason}"
+            f"backend {name!r}{where} is not available: {status.reason}"
             + (f"; {status.fix}" if status.fix else "")
             + f"; available backends: {_available_names(backends)}"
         )
@@ -121,4 +165,7 @@ def _none_available(kind: str, backends: dict[str, ExecutionBackend]) -> str:
             "pip install 'mdivicomtools[docker]' (or [podman])"
         )
     reasons = "; ".join(f"{n}: {backends[n].availability().reason}" for n in able)
-    return f"no backend that runs {kind} plugins is available ({reasons})"
+    return (
+        f"no backend that runs {kind} plugins is available ({reasons}); "
+        "see `mdivicom backends list` for how to fix each"
+    )

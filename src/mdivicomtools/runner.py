@@ -25,8 +25,13 @@ from mdivicomtools.discovery import (
     resolve,
     scan_entry_points,
 )
-from mdivicomtools.errors import UsageError
-from mdivicomtools.execution import ExecutionBackend, choose_backend
+from mdivicomtools.errors import MdivicomError, UsageError
+from mdivicomtools.execution import (
+    ExecutionBackend,
+    choose_backend,
+    close_backends,
+    collect_backends,
+)
 from mdivicomtools.fingerprint import compare, fingerprint
 from mdivicomtools.hooks import HOOK_GROUP, HookManager, load_hooks
 from mdivicomtools.records import new_run_id, write_record
@@ -297,7 +302,41 @@ def run_plugin(
     say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {found.origin})")
     run_config = build_config(config, sets)
     hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
-    chosen = choose_backend(backend, plugin.kind, hooks)
+    backends = collect_backends(hooks)
+    try:
+        chosen = choose_backend(backend, plugin.kind, backends)
+        request = _request(
+            found,
+            plugin,
+            run_config,
+            chosen,
+            dataset,
+            out,
+            work,
+            dry_run,
+            timeout,
+            overwrite,
+            isolate,
+        )
+        return _run_with(chosen, hooks, request, say, echo)
+    finally:
+        close_backends(backends)
+
+
+def _request(
+    found: PluginRecord,
+    plugin: PluginInfo,
+    run_config: dict[str, Any],
+    chosen: ExecutionBackend,
+    dataset: str | Path,
+    out: str | Path,
+    work: str | Path | None,
+    dry_run: bool,
+    timeout: float | None,
+    overwrite: bool,
+    isolate: bool,
+) -> RunRequest:
+    assert found.spec is not None
     run_id = new_run_id()
     run_out_dir = Path(out).expanduser().absolute()
     work_dir = (
@@ -305,7 +344,7 @@ def run_plugin(
         if work is not None
         else staging_root(run_out_dir, run_id) / "_work"
     )
-    request = RunRequest(
+    return RunRequest(
         run_id=run_id,
         plugin=plugin,
         spec=found.spec,
@@ -320,12 +359,34 @@ def run_plugin(
         isolate=isolate or (timeout is not None and plugin.kind == "python"),
         overwrite=overwrite,
     )
+
+
+def _preflight(backend: ExecutionBackend, request: RunRequest) -> list[str]:
+    """The backend's own pre-run checks (a container image present, its pin matching)."""
+    preflight = getattr(backend, "preflight", None)
+    if preflight is None:
+        return []
+    try:
+        return list(preflight(request))
+    except MdivicomError as exc:
+        return [f"backend {backend.name!r}: {exc}"]
+
+
+def _run_with(
+    chosen: ExecutionBackend,
+    hooks: HookManager,
+    request: RunRequest,
+    say: Progress,
+    echo: TextIO | None,
+) -> RunRecord:
     problems = _validate(hooks, request)
+    if not problems:
+        problems = _preflight(chosen, request)
     if problems:
         raise ValidationFailed(problems)
     checks = len(hooks.pm.hook.mdivicom_validate_run.get_hookimpls())
     say(f"validate: ok ({checks} validation hook(s))")
-    with plugin_lock(run_out_dir, plugin.id):
+    with plugin_lock(request.run_out_dir, request.plugin.id):
         # the output may have appeared since validation; decide again under the lock
         from mdivicomtools.builtin_hooks.validation import check_existing_output
 

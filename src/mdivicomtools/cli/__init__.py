@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from mdivicomtools._version import __version__
+from mdivicomtools.cli.backends import backends_group
 from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.run import run_command
@@ -46,7 +47,7 @@ def cli(verbose: bool) -> None:
     _State.verbose = verbose
 
 
-for command in (plugins_group, hooks_group, run_command, runs_group):
+for command in (plugins_group, hooks_group, backends_group, run_command, runs_group):
     cli.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""mdivicomtools-docker: run container plugins on Docker Engine through docker-py."""

@@ -1,0 +1,1 @@
+"""mdivicomtools-podman: run container plugins on Podman through podman-py."""

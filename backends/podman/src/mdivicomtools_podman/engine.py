@@ -1,0 +1,223 @@
+"""The ContainerEngine adapter for Podman, over podman-py and the Podman API service.
+
+Where no service socket answers but the `podman` command exists, a private
+`podman system service` is started on a socket in a temporary folder for the
+lifetime of the run and stopped afterwards, so Podman works without any set-up.
+podman-py details that matter: bind mounts take lower-case keys with
+"read_only" (Docker's spelling is accepted and silently mounted read-write),
+wait() returns an int, and image ids are bare hex.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from podman import PodmanClient
+from podman import errors as podman_errors
+from podman.domain.containers import Container
+
+from mdivicomtools.containers import ContainerPlan, EngineError, EngineUnreachable, ImageFacts
+
+ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
+PRIVATE_SERVICE_WAIT_S = 20.0
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def _errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (podman_errors.PodmanError, OSError) as exc:
+        raise EngineError(f"podman: {action} failed: {_short(exc)}") from exc
+
+
+def candidate_endpoints() -> list[str]:
+    """Where a Podman service may listen: CONTAINER_HOST, rootful, then rootless."""
+    endpoints = []
+    if os.environ.get("CONTAINER_HOST"):
+        endpoints.append(os.environ["CONTAINER_HOST"])
+    endpoints.append(ROOTFUL_SOCKET)
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    endpoints.append(f"unix://{runtime_dir}/podman/podman.sock")
+    return list(dict.fromkeys(endpoints))
+
+
+def _answers(endpoint: str) -> PodmanClient | None:
+    if endpoint.startswith("unix://") and not Path(endpoint[len("unix://") :]).exists():
+        return None
+    client = PodmanClient(base_url=endpoint)
+    try:
+        if client.ping():
+            return client
+    except Exception:  # any failure to answer means: not this endpoint
+        pass
+    client.close()
+    return None
+
+
+def _start_private_service() -> tuple[PodmanClient, str, Callable[[], None]]:
+    folder = Path(tempfile.mkdtemp(prefix="mdivicom-podman-"))
+    endpoint = f"unix://{folder / 'podman.sock'}"
+    log = (folder / "service.log").open("wb")
+    process = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", endpoint],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    deadline = time.monotonic() + PRIVATE_SERVICE_WAIT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        client = _answers(endpoint)
+        if client is not None:
+            return client, endpoint, stop
+        time.sleep(0.1)
+    tail = (folder / "service.log").read_text(errors="replace")[-500:]
+    stop()
+    raise EngineUnreachable(
+        f"started a private `podman system service` on {endpoint}, but it did not answer: "
+        + " ".join(tail.split())
+    )
+
+
+class PodmanEngine:
+    name = "podman"
+
+    def __init__(
+        self, client: PodmanClient, endpoint: str, on_close: Callable[[], None] | None = None
+    ) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        self._on_close = on_close
+
+    @classmethod
+    def connect(cls) -> PodmanEngine:
+        endpoints = candidate_endpoints()
+        for endpoint in endpoints:
+            client = _answers(endpoint)
+            if client is not None:
+                return cls(client, endpoint)
+        if shutil.which("podman") is None:
+            raise EngineUnreachable(
+                f"no Podman service answers at {', '.join(endpoints)}, and the podman command "
+                "is not installed to start one"
+            )
+        client, endpoint, stop = _start_private_service()
+        return cls(client, endpoint, on_close=stop)
+
+    def version(self) -> str:
+        with _errors("version"):
+            return str(self.client.version().get("Version", "unknown"))
+
+    def image(self, ref: str) -> ImageFacts | None:
+        try:
+            image = self.client.images.get(ref)
+        except podman_errors.ImageNotFound:
+            return None
+        except podman_errors.PodmanError as exc:
+            raise EngineError(f"podman: inspecting image {ref!r} failed: {_short(exc)}") from exc
+        return ImageFacts(id=image.id, repo_digests=list(image.attrs.get("RepoDigests") or []))
+
+    def pull(self, ref: str) -> None:
+        with _errors(f"pulling {ref!r}"):
+            self.client.images.pull(ref)
+
+    def create(self, plan: ContainerPlan) -> str:
+        mounts = [
+            {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+            for m in plan.mounts
+        ]
+        options = {
+            "command": plan.command,
+            "entrypoint": plan.entrypoint,
+            "environment": plan.env,
+            "user": plan.user,
+            "mounts": mounts,
+            "labels": plan.labels,
+        }
+        if not plan.network:
+            options["network_mode"] = "none"
+        with _errors("creating the container"):
+            container = self.client.containers.create(
+                plan.image_id, **{k: v for k, v in options.items() if v is not None}
+            )
+        return str(container.id)
+
+    def _get(self, container_id: str) -> Container:
+        return self.client.containers.get(container_id)
+
+    def mounts(self, container_id: str) -> dict[str, bool]:
+        with _errors("inspecting the container"):
+            container = self._get(container_id)
+            container.reload()
+            return {m["Destination"]: bool(m["RW"]) for m in container.attrs.get("Mounts", [])}
+
+    def start(self, container_id: str) -> None:
+        with _errors("starting the container"):
+            self._get(container_id).start()
+
+    def logs(self, container_id: str) -> Iterator[bytes]:
+        with _errors("reading logs"):
+            yield from self._get(container_id).logs(stream=True, follow=True)
+
+    def wait(self, container_id: str) -> int:
+        with _errors("waiting for the container"):
+            return int(self._get(container_id).wait())
+
+    def state(self, container_id: str) -> tuple[int | None, bool]:
+        with _errors("inspecting the container"):
+            container = self._get(container_id)
+            container.reload()
+            state = container.attrs.get("State", {})
+        return state.get("ExitCode"), bool(state.get("OOMKilled"))
+
+    def stop(self, container_id: str, grace_s: int) -> None:
+        try:
+            self._get(container_id).stop(timeout=grace_s)
+        except podman_errors.NotFound:
+            return
+        except podman_errors.PodmanError as exc:
+            raise EngineError(f"podman: stopping the container failed: {_short(exc)}") from exc
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self._get(container_id).remove(force=True)
+        except podman_errors.NotFound:
+            return
+        except podman_errors.PodmanError as exc:
+            raise EngineError(f"podman: removing the container failed: {_short(exc)}") from exc
+
+    def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        with _errors("listing containers"):
+            found = self.client.containers.list(all=True, filters={"label": label})
+        return [(str(c.id), dict(c.labels or {})) for c in found]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._on_close is not None:
+            self._on_close()

@@ -1,0 +1,25 @@
+"""Registers the podman backend with mdivicomtools, as any third-party backend would."""
+
+from __future__ import annotations
+
+from mdivicomtools import hookimpl
+from mdivicomtools.containers import ContainerBackend, ContainerEngine
+from mdivicomtools.execution import ExecutionBackend
+
+FIX = (
+    "start the Podman API service (`systemctl --user start podman.socket`, or as root "
+    "`podman system service --time=0 unix:///run/podman/podman.sock &`), point CONTAINER_HOST "
+    "at it, or install podman so mdivicom can start a private service"
+)
+
+
+def _connect() -> ContainerEngine:
+    # imported here: podman-py is only needed once a container actually runs
+    from mdivicomtools_podman.engine import PodmanEngine
+
+    return PodmanEngine.connect()
+
+
+@hookimpl
+def mdivicom_execution_backends() -> list[ExecutionBackend]:
+    return [ContainerBackend("podman", _connect, fix=FIX)]

@@ -1,0 +1,407 @@
+"""Running container plugins, whatever the engine (INTERFACE.md section 2).
+
+Everything that must be the same on Docker and Podman lives here: the mounts,
+argv and environment a container gets, the checks before it starts, timeouts,
+Ctrl-C, leftovers and what goes into the record. An engine distribution
+(mdivicomtools-docker, mdivicomtools-podman) only supplies a ContainerEngine,
+a thin adapter over its client library, so the two cannot drift apart in the
+guarantees that matter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from mdivicomtools.errors import MdivicomError
+from mdivicomtools.execution import Availability
+from mdivicomtools.run_types import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
+from mdivicomtools.runlog import RunLog
+
+MOUNT_ROOT = "/mdivicom"
+DATASET_MOUNT = f"{MOUNT_ROOT}/dataset"
+OUT_MOUNT = f"{MOUNT_ROOT}/out"
+WORK_MOUNT = f"{MOUNT_ROOT}/work"
+CONFIG_MOUNT = f"{MOUNT_ROOT}/config.json"
+PLACEHOLDERS = {
+    "{dataset_dir}": DATASET_MOUNT,
+    "{out_dir}": OUT_MOUNT,
+    "{work_dir}": WORK_MOUNT,
+    "{config_path}": CONFIG_MOUNT,
+}
+LABEL_RUN_ID = "mdivicomtools.run_id"
+LABEL_PLUGIN = "mdivicomtools.plugin"
+LABEL_PID = "mdivicomtools.pid"
+LABEL_HOST = "mdivicomtools.host"
+#: seconds a container gets between SIGTERM and SIGKILL when it must stop
+STOP_GRACE_S = 5
+_POLL_S = 0.2
+
+
+class EngineError(MdivicomError):
+    """An engine call failed; the message says which call and why."""
+
+
+class EngineUnreachable(EngineError):
+    """No engine answers at the expected endpoint."""
+
+
+class Mount(msgspec.Struct, frozen=True):
+    source: str
+    target: str
+    read_only: bool
+
+
+class ContainerPlan(msgspec.Struct, kw_only=True):
+    """Exactly what will be run; `--dry-run` prints it, the engine receives it."""
+
+    engine: str
+    image: str
+    image_id: str
+    command: list[str] | None
+    entrypoint: list[str] | None
+    env: dict[str, str]
+    mounts: list[Mount]
+    user: str
+    network: bool
+    labels: dict[str, str]
+
+
+class ImageFacts(msgspec.Struct, kw_only=True):
+    id: str
+    repo_digests: list[str] = []
+
+
+class ContainerEngine(Protocol):
+    """The engine-specific operations; each raises EngineError on failure."""
+
+    name: str
+    endpoint: str
+
+    def version(self) -> str: ...
+    def image(self, ref: str) -> ImageFacts | None: ...
+    def pull(self, ref: str) -> None: ...
+    def create(self, plan: ContainerPlan) -> str: ...
+    def mounts(self, container_id: str) -> dict[str, bool]: ...
+    def start(self, container_id: str) -> None: ...
+    def logs(self, container_id: str) -> Iterator[bytes]: ...
+    def wait(self, container_id: str) -> int: ...
+    def state(self, container_id: str) -> tuple[int | None, bool]: ...
+    def stop(self, container_id: str, grace_s: int) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]: ...
+    def close(self) -> None: ...
+
+
+def expand(argv: list[str] | None) -> list[str] | None:
+    """Replace the four placeholders with container paths; other braces stay as they are."""
+    if argv is None:
+        return None
+    expanded = []
+    for arg in argv:
+        for placeholder, path in PLACEHOLDERS.items():
+            arg = arg.replace(placeholder, path)
+        expanded.append(arg)
+    return expanded
+
+
+def build_plan(
+    request: RunRequest, engine: str, image_id: str, staging_dir: Path, config_path: Path
+) -> ContainerPlan:
+    spec = request.spec.container
+    assert spec is not None  # kind container is validated to have one
+    env = dict(spec.env)
+    env.update(
+        {
+            "MDIVICOM_DATASET_DIR": DATASET_MOUNT,
+            "MDIVICOM_OUT_DIR": OUT_MOUNT,
+            "MDIVICOM_WORK_DIR": WORK_MOUNT,
+            "MDIVICOM_CONFIG": CONFIG_MOUNT,
+            # a dry run prints this plan and starts nothing, so a container that
+            # runs always runs for real
+            "MDIVICOM_DRY_RUN": "0",
+            "MDIVICOM_RUN_ID": request.run_id,
+            # the container runs as the invoking user, who has no home in the image
+            "HOME": WORK_MOUNT,
+            "TMPDIR": f"{WORK_MOUNT}/.tmp",
+        }
+    )
+    return ContainerPlan(
+        engine=engine,
+        image=spec.image,
+        image_id=image_id,
+        command=expand(spec.command),
+        entrypoint=expand(spec.entrypoint),
+        env=env,
+        mounts=[
+            Mount(str(request.dataset_dir), DATASET_MOUNT, read_only=True),
+            Mount(str(staging_dir), OUT_MOUNT, read_only=False),
+            Mount(str(request.work_dir), WORK_MOUNT, read_only=False),
+            Mount(str(config_path), CONFIG_MOUNT, read_only=True),
+        ],
+        user=f"{os.getuid()}:{os.getgid()}",
+        network=spec.network,
+        labels={
+            LABEL_RUN_ID: request.run_id,
+            LABEL_PLUGIN: request.plugin.ref,
+            LABEL_PID: str(os.getpid()),
+            LABEL_HOST: os.uname().nodename,
+        },
+    )
+
+
+def describe_plan(plan: ContainerPlan) -> str:
+    """The plan as lines a person can check (the `--dry-run` output)."""
+    lines = [
+        f"engine:     {plan.engine}",
+        f"image:      {plan.image} ({plan.image_id})",
+        f"entrypoint: {json.dumps(plan.entrypoint) if plan.entrypoint else '(image default)'}",
+        f"command:    {json.dumps(plan.command) if plan.command else '(image default)'}",
+        f"user:       {plan.user}",
+        f"network:    {'default' if plan.network else 'none'}",
+    ]
+    lines += [
+        f"mount:      {m.source} -> {m.target} ({'ro' if m.read_only else 'rw'})"
+        for m in plan.mounts
+    ]
+    lines += [f"env:        {key}={value}" for key, value in sorted(plan.env.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _pinned_digest(ref: str) -> str | None:
+    return ref.split("@", 1)[1] if "@sha256:" in ref else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ContainerBackend:
+    """An ExecutionBackend for container plugins on top of one ContainerEngine.
+
+    The engine is connected lazily and kept for the backend's lifetime (one
+    run), so availability, preflight and execution share one connection (and,
+    for Podman, one private service when it had to start one).
+    """
+
+    kinds = frozenset({"container"})
+
+    def __init__(self, name: str, connect: Callable[[], ContainerEngine], fix: str) -> None:
+        self.name = name
+        self._connect = connect
+        self._fix = fix
+        self._engine: ContainerEngine | None = None
+        self._version: str | None = None
+
+    def engine(self) -> ContainerEngine:
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def availability(self) -> Availability:
+        try:
+            engine = self.engine()
+            if self._version is None:
+                self._version = engine.version()
+        except EngineError as exc:
+            return Availability(available=False, reason=str(exc), fix=self._fix)
+        return Availability(
+            available=True, engine=f"{engine.name} {self._version}", version=self._version
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                self._engine.close()
+            self._engine = None
+
+    # -- before the run ---------------------------------------------------------
+
+    def preflight(self, request: RunRequest) -> list[str]:
+        """Problems that mean the container cannot start: checked before anything runs."""
+        spec = request.spec.container
+        assert spec is not None
+        engine = self.engine()
+        ref = spec.image
+        try:
+            facts = engine.image(ref)
+            if spec.pull == "always" or (facts is None and spec.pull == "missing"):
+                engine.pull(ref)
+                facts = engine.image(ref)
+        except EngineError as exc:
+            return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
+        if facts is None:
+            return [
+                f"image {ref!r} is not on {engine.name} and the plugin's pull policy is "
+                f"'{spec.pull}'; load it first (e.g. `{engine.name} load` or `{engine.name} "
+                "pull`), or choose another --backend"
+            ]
+        pinned = _pinned_digest(ref)
+        if pinned and not any(d.endswith("@" + pinned) for d in facts.repo_digests):
+            return [
+                f"image {ref!r} is pinned to {pinned}, but {engine.name}'s image has digests "
+                f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
+            ]
+        return []
+
+    # -- the run ----------------------------------------------------------------
+
+    def execute(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        spec = request.spec.container
+        assert spec is not None
+        engine = self.engine()
+        availability = self.availability()
+        outcome.engine = availability.engine
+        facts = engine.image(spec.image)
+        if facts is None:  # removed since preflight
+            outcome.fail("ImageMissing", f"image {spec.image!r} disappeared before the run")
+            return
+        outcome.container = ContainerInfo(
+            image=spec.image,
+            image_id=facts.id,
+            repo_digests=list(facts.repo_digests),
+            engine=engine.name,
+            engine_version=availability.version,
+        )
+        config_path = outcome.staging_dir.parent / "config.json"
+        config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
+        (request.work_dir / ".tmp").mkdir(parents=True, exist_ok=True)
+        plan = build_plan(request, engine.name, facts.id, outcome.staging_dir, config_path)
+        if request.dry_run:
+            log.write(describe_plan(plan))
+            outcome.result = {"plan": msgspec.to_builtins(plan)}
+            outcome.status, outcome.exit_code = "succeeded", None
+            return
+        self._remove_leftovers(engine, log)
+        container_id = engine.create(plan)
+        outcome.container.container_id = container_id
+        try:
+            self._run(engine, container_id, plan, request, outcome, log)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                engine.stop(container_id, STOP_GRACE_S)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                engine.remove(container_id)
+
+    def _run(
+        self,
+        engine: ContainerEngine,
+        container_id: str,
+        plan: ContainerPlan,
+        request: RunRequest,
+        outcome: RunOutcome,
+        log: RunLog,
+    ) -> None:
+        assert outcome.container is not None
+        wanted = {m.target: not m.read_only for m in plan.mounts}
+        actual = engine.mounts(container_id)
+        wrong = [t for t, rw in wanted.items() if actual.get(t) is not rw]
+        if wrong:
+            outcome.fail(
+                "MountCheckFailed",
+                f"{engine.name} did not apply the requested mount modes for {', '.join(wrong)} "
+                f"(wanted {wanted}, got {actual}); the container was not started",
+            )
+            return
+        engine.start(container_id)
+        pump = threading.Thread(target=self._pump, args=(engine, container_id, log), daemon=True)
+        pump.start()
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(
+            target=self._wait, args=(engine, container_id, result), daemon=True
+        )
+        waiter.start()
+        deadline = None if request.timeout is None else time.monotonic() + request.timeout
+        while waiter.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                engine.stop(container_id, STOP_GRACE_S)
+                waiter.join(timeout=STOP_GRACE_S + 30)
+                pump.join(timeout=5)
+                outcome.status = "timed_out"
+                outcome.exit_code = None
+                outcome.error = ErrorInfo(
+                    type="Timeout",
+                    message=f"the container did not finish within {request.timeout:g} s "
+                    "and was stopped",
+                )
+                self._record_state(engine, container_id, outcome)
+                return
+            waiter.join(timeout=_POLL_S)
+        pump.join(timeout=5)
+        if "error" in result:
+            raise result["error"]
+        self._record_state(engine, container_id, outcome)
+        exit_code = outcome.container.exit_code
+        outcome.exit_code = exit_code
+        if exit_code == 0:
+            outcome.status = "succeeded"
+        elif outcome.container.oom_killed:
+            outcome.fail(
+                "OutOfMemory",
+                "the container was killed for running out of memory",
+                exit_code=exit_code,
+            )
+        else:
+            outcome.fail(
+                "ContainerFailed",
+                f"the container exited with status {exit_code}",
+                exit_code=exit_code,
+            )
+
+    @staticmethod
+    def _record_state(engine: ContainerEngine, container_id: str, outcome: RunOutcome) -> None:
+        assert outcome.container is not None
+        exit_code, oom_killed = engine.state(container_id)
+        outcome.container.exit_code = exit_code
+        outcome.container.oom_killed = oom_killed
+
+    @staticmethod
+    def _pump(engine: ContainerEngine, container_id: str, log: RunLog) -> None:
+        with contextlib.suppress(Exception):  # the stream ends when the container is removed
+            for chunk in engine.logs(container_id):
+                log.write(chunk)
+
+    @staticmethod
+    def _wait(engine: ContainerEngine, container_id: str, result: dict[str, Any]) -> None:
+        try:
+            result["status"] = engine.wait(container_id)
+        except Exception as exc:
+            result["error"] = exc
+
+    @staticmethod
+    def _remove_leftovers(engine: ContainerEngine, log: RunLog) -> None:
+        """Remove containers that a killed runner on this host left behind."""
+        host = os.uname().nodename
+        for container_id, labels in engine.labelled(LABEL_RUN_ID):
+            if labels.get(LABEL_HOST) != host:
+                continue
+            try:
+                pid = int(labels.get(LABEL_PID, ""))
+            except ValueError:
+                continue
+            if pid == os.getpid() or _process_alive(pid):
+                continue
+            with contextlib.suppress(EngineError):
+                engine.stop(container_id, 0)
+            with contextlib.suppress(EngineError):
+                engine.remove(container_id)
+                log.write(
+                    f"[mdivicom] removed leftover container {container_id[:12]} of run "
+                    f"{labels.get(LABEL_RUN_ID)} (its runner, pid {pid}, is gone)\n"
+                )
