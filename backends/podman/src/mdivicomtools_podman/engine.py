@@ -43,11 +43,11 @@ def _errors(action: str) -> Iterator[None]:
 
 
 def candidate_endpoints() -> list[str]:
-    """Where a Podman service may listen: CONTAINER_HOST, rootful, then rootless."""
-    endpoints = []
+    """Where a Podman service may listen: CONTAINER_HOST alone when set (as for the
+    podman command itself), else the rootful socket, then the user's rootless one."""
     if os.environ.get("CONTAINER_HOST"):
-        endpoints.append(os.environ["CONTAINER_HOST"])
-    endpoints.append(ROOTFUL_SOCKET)
+        return [os.environ["CONTAINER_HOST"]]
+    endpoints = [ROOTFUL_SOCKET]
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
     endpoints.append(f"unix://{runtime_dir}/podman/podman.sock")
     return list(dict.fromkeys(endpoints))
@@ -121,6 +121,11 @@ class PodmanEngine:
             client = _answers(endpoint)
             if client is not None:
                 return cls(client, endpoint)
+        if os.environ.get("CONTAINER_HOST"):
+            raise EngineUnreachable(
+                f"no Podman service answers at CONTAINER_HOST={endpoints[0]}; start it there, "
+                "or unset CONTAINER_HOST to use the default sockets"
+            )
         if shutil.which("podman") is None:
             raise EngineUnreachable(
                 f"no Podman service answers at {', '.join(endpoints)}, and the podman command "
@@ -143,8 +148,12 @@ class PodmanEngine:
         return ImageFacts(id=image.id, repo_digests=list(image.attrs.get("RepoDigests") or []))
 
     def pull(self, ref: str) -> None:
+        # podman-py's plain pull() returns an empty Image on failure; the streamed
+        # form carries the registry's error
         with _errors(f"pulling {ref!r}"):
-            self.client.images.pull(ref)
+            for line in self.client.images.pull(ref, stream=True, decode=True):
+                if isinstance(line, dict) and line.get("error"):
+                    raise EngineError(f"podman: pulling {ref!r} failed: {_short(line['error'])}")
 
     def create(self, plan: ContainerPlan) -> str:
         mounts = [

@@ -1,0 +1,142 @@
+"""ContainerBackend logic against a fake engine: the paths real engines rarely take."""
+
+from __future__ import annotations
+
+import pytest
+
+from mdivicomtools import hookimpl
+from mdivicomtools.containers import (
+    ContainerBackend,
+    ContainerPlan,
+    EngineUnreachable,
+    ImageFacts,
+    expand,
+)
+from mdivicomtools.hooks import load_hooks
+from mdivicomtools.runner import run_plugin
+from pluginsite import plugin_dict
+
+
+class FakeEngine:
+    name = "fake"
+    endpoint = "unix:///fake.sock"
+
+    def __init__(self, *, drop_read_only=False, exit_code=0, oom=False):
+        self.drop_read_only = drop_read_only
+        self.exit_code = exit_code
+        self.oom = oom
+        self.calls: list[str] = []
+        self.plan: ContainerPlan | None = None
+
+    def version(self):
+        return "1.0"
+
+    def image(self, ref):
+        return ImageFacts(id="sha256:abc", repo_digests=[])
+
+    def pull(self, ref):
+        self.calls.append("pull")
+
+    def create(self, plan):
+        self.plan = plan
+        self.calls.append("create")
+        return "c" * 64
+
+    def mounts(self, container_id):
+        assert self.plan is not None
+        return {
+            m.target: (True if self.drop_read_only else not m.read_only) for m in self.plan.mounts
+        }
+
+    def start(self, container_id):
+        self.calls.append("start")
+
+    def logs(self, container_id):
+        yield b"fake output\n"
+
+    def wait(self, container_id):
+        return self.exit_code
+
+    def state(self, container_id):
+        return self.exit_code, self.oom
+
+    def stop(self, container_id, grace_s):
+        self.calls.append("stop")
+
+    def remove(self, container_id):
+        self.calls.append("remove")
+
+    def labelled(self, label):
+        return []
+
+    def close(self):
+        self.calls.append("close")
+
+
+def run_with(site, dataset, tmp_path, engine):
+    site.manifest("tool.json", plugin_dict("tool", kind="container"))
+
+    class Module:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [ContainerBackend("fake", lambda: engine, fix="n/a")]
+
+    hooks = load_hooks(extra=[("fake-backend", Module())])
+    return run_plugin("tool", dataset=dataset, out=tmp_path / "out", backend="fake", hooks=hooks)
+
+
+def test_a_lost_read_only_flag_refuses_to_start_the_container(site, dataset, tmp_path):
+    engine = FakeEngine(drop_read_only=True)
+    record = run_with(site, dataset, tmp_path, engine)
+    assert record.status == "failed" and record.error.type == "MountCheckFailed"
+    assert "/mdivicom/dataset" in record.error.message
+    assert "/mdivicom/config.json" in record.error.message
+    assert "start" not in engine.calls
+    assert engine.calls[-2:] == ["remove", "close"]
+
+
+def test_oom_kill_is_recorded(site, dataset, tmp_path):
+    record = run_with(site, dataset, tmp_path, FakeEngine(exit_code=137, oom=True))
+    assert record.status == "failed" and record.error.type == "OutOfMemory"
+    assert record.container.oom_killed is True and record.exit_code == 137
+
+
+def test_success_through_a_third_party_engine(site, dataset, tmp_path):
+    engine = FakeEngine()
+    record = run_with(site, dataset, tmp_path, engine)
+    assert record.status == "succeeded"
+    assert engine.calls == ["create", "start", "remove", "close"]
+    assert "fake output" in (tmp_path / "out" / record.log).read_text()
+    assert record.backend.engine == "fake 1.0"
+
+
+def test_unreachable_engine_is_reported_with_the_fix(site, dataset, tmp_path):
+    def connect():
+        raise EngineUnreachable("nothing at unix:///fake.sock")
+
+    backend = ContainerBackend("fake", connect, fix="start the fake engine")
+    status = backend.availability()
+    assert (status.available, status.reason, status.fix) == (
+        False,
+        "nothing at unix:///fake.sock",
+        "start the fake engine",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expanded"),
+    [
+        (
+            ["sh", "-c", "cp {dataset_dir}/a {out_dir}/b"],
+            ["sh", "-c", "cp /mdivicom/dataset/a /mdivicom/out/b"],
+        ),
+        (
+            ["tool", "--config={config_path}", "--tmp", "{work_dir}"],
+            ["tool", "--config=/mdivicom/config.json", "--tmp", "/mdivicom/work"],
+        ),
+        (["awk", "{print $1}", "{unknown}"], ["awk", "{print $1}", "{unknown}"]),
+    ],
+)
+def test_placeholders_expand_and_other_braces_stay(argv, expanded):
+    assert expand(argv) == expanded
+    assert expand(None) is None

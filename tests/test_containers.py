@@ -1,0 +1,474 @@
+"""Container plugins on the real Docker Engine and the real Podman service.
+
+Every test that takes the `engine` fixture runs once per engine; CI requires
+both (MDIVICOM_REQUIRE_ENGINES), elsewhere a missing engine skips with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from engines import TEST_IMAGE, engine_cli, need_engine
+from mdivicomtools.runner import ValidationFailed, run_plugin
+from pluginsite import MDIVICOM
+
+pytestmark = pytest.mark.engines
+
+
+def container_plugin(site, plugin_id, script, **container):
+    spec = {"image": TEST_IMAGE, "command": ["sh", "-c", script], "pull": "never", **container}
+    site.manifest(
+        f"{plugin_id}.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": plugin_id,
+                "kind": "container",
+                "version": "1.0.0",
+                "publisher": "lab",
+                "description": f"container plugin {plugin_id}",
+            },
+            "container": spec,
+        },
+    )
+
+
+def leftover_containers(engine, run_id=None):
+    label = "mdivicomtools.run_id" + (f"={run_id}" if run_id else "")
+    result = subprocess.run(
+        [*engine_cli(engine), "ps", "-a", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.split()
+
+
+def image_inspect(engine):
+    result = subprocess.run(
+        [*engine_cli(engine), "image", "inspect", TEST_IMAGE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(result.stdout)[0]
+
+
+COUNT = (
+    "wc -l < {dataset_dir}/a.txt > {out_dir}/lines.txt && "
+    "mkdir -p {out_dir}/deep && cp {config_path} {out_dir}/deep/config.json && "
+    "echo done-$MDIVICOM_RUN_ID"
+)
+
+
+def test_outputs_are_written_promoted_and_owned_by_the_user(site, dataset, tmp_path, engine):
+    container_plugin(site, "count", COUNT)
+    out = tmp_path / "out"
+    record = run_plugin("count", dataset=dataset, out=out, backend=engine, sets=["k=1"])
+    assert record.status == "succeeded", record.error
+    assert record.exit_code == 0 and record.backend.name == engine
+    assert (out / "count" / "lines.txt").read_text().strip() == "2"
+    assert json.loads((out / "count" / "deep" / "config.json").read_text()) == {"k": 1}
+    assert [o.path for o in record.outputs] == ["deep/config.json", "lines.txt"]
+    for path in (out / "count").rglob("*"):
+        stat = path.stat()
+        assert (stat.st_uid, stat.st_gid) == (os.getuid(), os.getgid()), path
+    assert f"done-{record.run_id}" in (out / record.log).read_text()
+    assert leftover_containers(engine, record.run_id) == []
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", "count"]
+
+
+def test_record_pins_the_image_the_engine_reports(site, dataset, tmp_path, engine):
+    container_plugin(site, "count", COUNT)
+    record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend=engine)
+    info = image_inspect(engine)
+    container = record.container
+    assert container.image == TEST_IMAGE
+    assert container.image_id.removeprefix("sha256:") == info["Id"].removeprefix("sha256:")
+    assert container.repo_digests == (info.get("RepoDigests") or [])
+    assert container.engine == engine and container.engine_version
+    assert container.exit_code == 0 and container.oom_killed is False
+    assert len(container.container_id) == 64
+    assert record.backend.engine == f"{engine} {container.engine_version}"
+
+
+def test_the_container_runs_as_the_invoking_user_with_writable_home(
+    site, dataset, tmp_path, engine
+):
+    container_plugin(
+        site,
+        "whoami",
+        "id -u > {out_dir}/uid; id -g > {out_dir}/gid; "
+        "touch $HOME/h $TMPDIR/t && echo ok > {out_dir}/home",
+    )
+    out = tmp_path / "out"
+    record = run_plugin("whoami", dataset=dataset, out=out, backend=engine)
+    assert record.status == "succeeded", (out / record.log).read_text()
+    assert (out / "whoami" / "uid").read_text().strip() == str(os.getuid())
+    assert (out / "whoami" / "gid").read_text().strip() == str(os.getgid())
+    assert (out / "whoami" / "home").read_text().strip() == "ok"
+
+
+def test_writing_into_the_dataset_fails_inside_the_container(site, dataset, tmp_path, engine):
+    container_plugin(site, "vandal", "echo x > {out_dir}/ok; touch {dataset_dir}/new.txt")
+    out = tmp_path / "out"
+    record = run_plugin("vandal", dataset=dataset, out=out, backend=engine)
+    assert record.status == "failed" and record.exit_code == 1
+    assert record.error.type == "ContainerFailed"
+    assert "Read-only file system" in (out / record.log).read_text()
+    assert not (dataset / "new.txt").exists()
+    assert not (out / "vandal").exists()
+
+
+def test_nonzero_exit_fails_with_the_exit_code_and_keeps_earlier_output(
+    site, dataset, tmp_path, engine
+):
+    container_plugin(site, "flaky", "echo v1 > {out_dir}/v")
+    out = tmp_path / "out"
+    assert run_plugin("flaky", dataset=dataset, out=out, backend=engine).status == "succeeded"
+    container_plugin(site, "flaky", "echo v2 > {out_dir}/v; echo broken >&2; exit 42")
+    result = site.cli(
+        "run",
+        "flaky",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--backend",
+        engine,
+        "--overwrite",
+        "--json",
+    )
+    assert result.returncode == 1
+    record = json.loads(result.stdout)
+    assert record["status"] == "failed" and record["exit_code"] == 42
+    assert record["container"]["exit_code"] == 42
+    assert record["error"] == {
+        "type": "ContainerFailed",
+        "message": "the container exited with status 42",
+    }
+    assert "broken" in result.stderr  # live logs on stderr
+    assert (out / "flaky" / "v").read_text() == "v1\n"
+
+
+def test_timeout_stops_and_removes_the_container(site, dataset, tmp_path, engine):
+    container_plugin(site, "sleepy", "echo started; sleep 300")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    result = site.cli(
+        "run",
+        "sleepy",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--backend",
+        engine,
+        "--timeout",
+        "2",
+        "--json",
+    )
+    assert time.monotonic() - started < 60
+    assert result.returncode == 124, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "timed_out" and record["error"]["type"] == "Timeout"
+    assert leftover_containers(engine, record["run_id"]) == []
+    assert not (out / "sleepy").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_and_removes_the_container(site, dataset, tmp_path, engine, sig):
+    container_plugin(site, "sleepy", "echo started; sleep 300")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            MDIVICOM,
+            "run",
+            "sleepy",
+            "--dataset",
+            str(dataset),
+            "--out",
+            str(out),
+            "--backend",
+            engine,
+            "--json",
+        ],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    log = None
+    while time.monotonic() < deadline:
+        logs = list((out / "_runs").glob("*.log")) if (out / "_runs").exists() else []
+        if logs and "started" in logs[0].read_text():
+            log = logs[0]
+            break
+        time.sleep(0.1)
+    assert log is not None, "the container never started"
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    record = json.loads(stdout)
+    assert record["status"] == "interrupted"
+    assert record["container"]["container_id"]
+    assert leftover_containers(engine, record["run_id"]) == []
+    assert sorted(p.name for p in out.iterdir()) == ["_runs"]
+
+
+def test_missing_image_with_pull_never_is_exit_2(site, dataset, tmp_path, engine):
+    container_plugin(site, "ghost", "true", image="localhost/no-such-image:9")
+    result = site.cli(
+        "run",
+        "ghost",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(tmp_path / "out"),
+        "--backend",
+        engine,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"  - image 'localhost/no-such-image:9' is not on {engine} and the plugin's pull policy "
+        f"is 'never'; load it first (e.g. `{engine} load` or `{engine} pull`), or choose "
+        "another --backend"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_pull_missing_without_a_registry_is_exit_2_naming_the_pull(site, dataset, tmp_path, engine):
+    container_plugin(site, "ghost", "true", image="localhost/no-such-image:9", pull="missing")
+    result = site.cli(
+        "run",
+        "ghost",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(tmp_path / "out"),
+        "--backend",
+        engine,
+    )
+    assert result.returncode == 2
+    assert "image 'localhost/no-such-image:9' (pull policy 'missing'): " in result.stderr
+    assert "pulling 'localhost/no-such-image:9' failed" in result.stderr
+
+
+def test_pinned_digest_must_match(site, dataset, tmp_path, engine):
+    wrong = "sha256:" + "0" * 64
+    container_plugin(site, "pinned", "true", image=f"localhost/mdivicom-test@{wrong}")
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin("pinned", dataset=dataset, out=tmp_path / "out", backend=engine)
+    (problem,) = excinfo.value.problems
+    assert "localhost/mdivicom-test@" + wrong in problem
+
+
+def test_pinned_digest_that_matches_runs(site, dataset, tmp_path):
+    need_engine("podman")  # only Podman gives an imported image a repo digest
+    digest = image_inspect("podman")["RepoDigests"][0].split("@", 1)[1]
+    container_plugin(
+        site, "pinned", "echo ok > {out_dir}/ok", image=f"localhost/mdivicom-test@{digest}"
+    )
+    record = run_plugin("pinned", dataset=dataset, out=tmp_path / "out", backend="podman")
+    assert record.status == "succeeded"
+    assert record.container.repo_digests == [f"localhost/mdivicom-test@{digest}"]
+
+
+def test_no_network_by_default(site, dataset, tmp_path, engine):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    container_plugin(
+        site,
+        "netprobe",
+        f"ls /sys/class/net > {{out_dir}}/ifaces; "
+        f"if nc -w 2 127.0.0.1 {port} </dev/null; then echo reached; "
+        f"else echo unreachable; fi > {{out_dir}}/probe",
+    )
+    out = tmp_path / "out"
+    try:
+        record = run_plugin("netprobe", dataset=dataset, out=out, backend=engine)
+    finally:
+        server.close()
+    assert record.status == "succeeded"
+    assert (out / "netprobe" / "ifaces").read_text().split() == ["lo"]
+    assert (out / "netprobe" / "probe").read_text().strip() == "unreachable"
+    assert accepted == []
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engine):
+    container_plugin(site, "count", COUNT, env={"LAB": "x"})
+    out = tmp_path / "out"
+    result = site.cli(
+        "run",
+        "count",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--backend",
+        engine,
+        "--dry-run",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "dry_run"
+    plan = record["result"]["plan"]
+    assert plan["engine"] == engine and plan["image"] == TEST_IMAGE
+    assert plan["user"] == f"{os.getuid()}:{os.getgid()}" and plan["network"] is False
+    assert plan["command"][2].startswith("wc -l < /mdivicom/dataset/a.txt > /mdivicom/out/")
+    assert [(m["target"], m["read_only"]) for m in plan["mounts"]] == [
+        ("/mdivicom/dataset", True),
+        ("/mdivicom/out", False),
+        ("/mdivicom/work", False),
+        ("/mdivicom/config.json", True),
+    ]
+    assert plan["env"]["LAB"] == "x" and plan["env"]["MDIVICOM_DATASET_DIR"] == "/mdivicom/dataset"
+    assert f"image:      {TEST_IMAGE}" in result.stderr
+    assert "mount:      " + str(dataset) + " -> /mdivicom/dataset (ro)" in result.stderr
+    assert record["container"]["container_id"] is None
+    assert leftover_containers(engine, record["run_id"]) == []
+    assert not (out / "count").exists()
+
+
+def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset, tmp_path, engine):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    labels = [
+        "--label",
+        "mdivicomtools.run_id=20000101T000000Z_deadbeef",
+        "--label",
+        f"mdivicomtools.pid={dead.pid}",
+        "--label",
+        f"mdivicomtools.host={os.uname().nodename}",
+    ]
+    subprocess.run(
+        [*engine_cli(engine), "create", "--network", "none", *labels, TEST_IMAGE, "sleep", "300"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert leftover_containers(engine, "20000101T000000Z_deadbeef")
+    container_plugin(site, "count", COUNT)
+    record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend=engine)
+    assert record.status == "succeeded"
+    assert leftover_containers(engine, "20000101T000000Z_deadbeef") == []
+    assert "removed leftover container" in (tmp_path / "out" / record.log).read_text()
+
+
+def test_same_plugin_gives_identical_outputs_on_both_engines(site, dataset, tmp_path):
+    for engine in ("docker", "podman"):
+        need_engine(engine)
+    container_plugin(
+        site,
+        "checksums",
+        "cd {dataset_dir} && find . -type f | sort | xargs sha256sum "
+        "> {out_dir}/SHA256SUMS && wc -c a.txt > {out_dir}/size",
+    )
+    records = {
+        engine: run_plugin("checksums", dataset=dataset, out=tmp_path / engine, backend=engine)
+        for engine in ("docker", "podman")
+    }
+    assert {e: r.status for e, r in records.items()} == {
+        "docker": "succeeded",
+        "podman": "succeeded",
+    }
+    assert records["docker"].outputs == records["podman"].outputs
+    assert len(records["docker"].outputs) == 2
+
+
+def test_engine_unreachable_is_exit_2_naming_the_socket(site, dataset, tmp_path):
+    container_plugin(site, "count", COUNT)
+    args = ["run", "count", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    docker = site.cli(*args, "--backend", "docker", DOCKER_HOST="unix:///tmp/no-docker.sock")
+    assert docker.returncode == 2
+    assert docker.stderr.splitlines()[-1].startswith(
+        "Error: backend 'docker' is not available: cannot reach Docker Engine at "
+        "unix:///tmp/no-docker.sock"
+    )
+    assert "available backends:" in docker.stderr
+    podman = site.cli(*args, "--backend", "podman", CONTAINER_HOST="unix:///tmp/no-podman.sock")
+    assert podman.returncode == 2
+    assert "no Podman service answers at CONTAINER_HOST=unix:///tmp/no-podman.sock" in podman.stderr
+
+
+def test_backend_choice_env_and_user_config(site, dataset, tmp_path):
+    for engine in ("docker", "podman"):
+        need_engine(engine)
+    container_plugin(site, "count", COUNT)
+    common = ["--dataset", str(dataset), "--json"]
+    chosen = {}
+    config = tmp_path / "user.toml"
+    config.write_text('backend = "podman"\n')
+    for label, args, env in [
+        ("auto", [], {}),
+        ("env", [], {"MDIVICOM_BACKEND": "podman"}),
+        ("config", ["--backend", "auto"], {"MDIVICOM_CONFIG_FILE": str(config)}),
+        ("explicit", ["--backend", "docker"], {"MDIVICOM_BACKEND": "podman"}),
+    ]:
+        result = site.cli("run", "count", "--out", str(tmp_path / label), *common, *args, **env)
+        assert result.returncode == 0, result.stderr
+        chosen[label] = json.loads(result.stdout)["backend"]["name"]
+    assert chosen == {"auto": "docker", "env": "podman", "config": "podman", "explicit": "docker"}
+    strict = site.cli(
+        "run",
+        "count",
+        "--out",
+        str(tmp_path / "strict"),
+        *common,
+        MDIVICOM_BACKEND="podman",
+        CONTAINER_HOST="unix:///tmp/no-podman.sock",
+    )
+    assert strict.returncode == 2
+    assert "backend 'podman' (from MDIVICOM_BACKEND) is not available" in strict.stderr
+    site.plugin("pyplug")
+    python = site.cli(
+        "run", "pyplug", "--out", str(tmp_path / "py"), *common, MDIVICOM_BACKEND="podman"
+    )
+    assert python.returncode == 0 and json.loads(python.stdout)["backend"]["name"] == "python"
+
+
+def test_backends_list(site):
+    result = site.cli("backends", "list", "--json", DOCKER_HOST="unix:///tmp/no-docker.sock")
+    assert result.returncode == 0
+    items = {item["name"]: item for item in json.loads(result.stdout)}
+    assert items["python"]["available"] is True and items["python"]["kinds"] == ["python"]
+    assert items["docker"]["available"] is False
+    assert "unix:///tmp/no-docker.sock" in items["docker"]["reason"]
+    assert "DOCKER_HOST" in items["docker"]["fix"]
+    table = site.cli("backends", "list").stdout
+    assert table.splitlines()[0].split() == ["NAME", "RUNS", "AVAILABLE", "ENGINE", "/", "PROBLEM"]
+
+
+def test_podman_starts_a_private_service_when_none_answers(site, dataset, tmp_path, monkeypatch):
+    need_engine("podman")
+    import mdivicomtools_podman.engine as podman_engine
+
+    monkeypatch.delenv("CONTAINER_HOST", raising=False)
+    monkeypatch.setattr(podman_engine, "ROOTFUL_SOCKET", f"unix://{tmp_path}/none.sock")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    container_plugin(site, "count", COUNT)
+    record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend="podman")
+    assert record.status == "succeeded"
+    services = subprocess.run(
+        ["pgrep", "-f", "podman system service --time=0 unix:///tmp/mdivi"],
+        capture_output=True,
+        text=True,
+    )
+    assert services.stdout.strip() == ""  # the private service was stopped after the run
