@@ -51,7 +51,7 @@ def engine_problem(engine: str) -> str | None:
         timeout=20,
     )
     if image.returncode != 0:
-        return f"{engine} has no {TEST_IMAGE} (build it with: bash .ci/engines.sh)"
+        return f"{engine} has no {TEST_IMAGE} (build it with: bash scripts/setup-engines.sh)"
     return None
 
 

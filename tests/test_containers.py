@@ -100,6 +100,7 @@ def test_record_pins_the_image_the_engine_reports(site, dataset, tmp_path, engin
     assert container.exit_code == 0 and container.oom_killed is False
     assert len(container.container_id) == 64
     assert record.backend.engine == f"{engine} {container.engine_version}"
+    assert container.endpoint.startswith("unix://")
 
 
 def test_the_container_runs_as_the_invoking_user_with_writable_home(
@@ -466,6 +467,7 @@ def test_podman_starts_a_private_service_when_none_answers(site, dataset, tmp_pa
     container_plugin(site, "count", COUNT)
     record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend="podman")
     assert record.status == "succeeded"
+    assert record.container.endpoint.startswith("unix:///tmp/mdivicom-podman-")
     services = subprocess.run(
         ["pgrep", "-f", "podman system service --time=0 unix:///tmp/mdivi"],
         capture_output=True,

@@ -276,6 +276,7 @@ class ContainerBackend:
             repo_digests=list(facts.repo_digests),
             engine=engine.name,
             engine_version=availability.version,
+            endpoint=engine.endpoint,
         )
         config_path = outcome.staging_dir.parent / "config.json"
         config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")

@@ -80,6 +80,7 @@ class ContainerInfo(msgspec.Struct, kw_only=True):
     oom_killed: bool = False
     engine: str | None = None
     engine_version: str | None = None
+    endpoint: str | None = None
 
 
 class HookError(msgspec.Struct, kw_only=True):

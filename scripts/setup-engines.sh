@@ -9,7 +9,7 @@
 #
 # Works on a fresh Debian 12 machine (root, nothing installed, no daemons
 # running) and is idempotent: on a machine where everything is already set up it
-# only checks and returns in about a second. See /work/shared/ENGINES.md for the
+# only checks and returns in about a second. See docs/development.md for the
 # facts this relies on.
 #
 # Run it, don't source it; it exports nothing. Daemon logs go to
@@ -197,7 +197,7 @@ if [[ -f $CONTAINERS_CONF ]]; then
   fi
 else
   {
-    echo "# Written by mdivicomtools .ci/engines.sh: crun fails on hybrid cgroups here,"
+    echo "# Written by mdivicomtools scripts/setup-engines.sh: crun fails on hybrid cgroups here,"
     echo "# and Podman's default ulimits exceed the host's hard limits."
     merge_containers_conf </dev/null
   } >"$CONTAINERS_CONF"
