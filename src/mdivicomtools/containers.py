@@ -206,6 +206,7 @@ class ContainerBackend:
         self._fix = fix
         self._engine: ContainerEngine | None = None
         self._version: str | None = None
+        self._images: dict[str, ImageFacts] = {}
 
     def engine(self) -> ContainerEngine:
         if self._engine is None:
@@ -256,6 +257,7 @@ class ContainerBackend:
                 f"image {ref!r} is pinned to {pinned}, but {engine.name}'s image has digests "
                 f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
             ]
+        self._images[ref] = facts
         return []
 
     # -- the run ----------------------------------------------------------------
@@ -266,9 +268,10 @@ class ContainerBackend:
         engine = self.engine()
         availability = self.availability()
         outcome.engine = availability.engine
-        facts = engine.image(spec.image)
-        if facts is None:  # removed since preflight
-            outcome.fail("ImageMissing", f"image {spec.image!r} disappeared before the run")
+        # the facts preflight checked; the container is created from exactly this image id
+        facts = self._images.get(spec.image) or engine.image(spec.image)
+        if facts is None:
+            outcome.fail("ImageMissing", f"image {spec.image!r} is not on {engine.name}")
             return
         outcome.container = ContainerInfo(
             image=spec.image,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 from docker.types import Mount
 
 from mdivicomtools.containers import ContainerPlan, EngineError, EngineUnreachable, ImageFacts
@@ -39,13 +40,15 @@ class DockerEngine:
     def __init__(self, client: docker.DockerClient, endpoint: str) -> None:
         self.client = client
         self.endpoint = endpoint
+        # Container objects from create(): each containers.get() is another API round trip
+        self._containers: dict[str, Container] = {}
 
     @classmethod
     def connect(cls) -> DockerEngine:
         endpoint = os.environ.get("DOCKER_HOST", DEFAULT_ENDPOINT)
         try:
+            # from_env() negotiates the API version, which already needs an answer
             client = docker.from_env()
-            client.ping()
         except docker.errors.DockerException as exc:
             raise EngineUnreachable(
                 f"cannot reach Docker Engine at {endpoint}: {_short(exc)}"
@@ -86,33 +89,41 @@ class DockerEngine:
                 labels=plan.labels,
                 detach=True,
             )
+        self._containers[container.id] = container
         return str(container.id)
+
+    def _get(self, container_id: str) -> Container:
+        container = self._containers.get(container_id)
+        return container if container is not None else self.client.containers.get(container_id)
 
     def mounts(self, container_id: str) -> dict[str, bool]:
         with _errors("inspecting the container"):
-            container = self.client.containers.get(container_id)
+            container = self._get(container_id)
+            container.reload()
             return {m["Destination"]: bool(m["RW"]) for m in container.attrs.get("Mounts", [])}
 
     def start(self, container_id: str) -> None:
         with _errors("starting the container"):
-            self.client.containers.get(container_id).start()
+            self._get(container_id).start()
 
     def logs(self, container_id: str) -> Iterator[bytes]:
         with _errors("reading logs"):
-            yield from self.client.containers.get(container_id).logs(stream=True, follow=True)
+            yield from self._get(container_id).logs(stream=True, follow=True)
 
     def wait(self, container_id: str) -> int:
         with _errors("waiting for the container"):
-            return int(self.client.containers.get(container_id).wait()["StatusCode"])
+            return int(self._get(container_id).wait()["StatusCode"])
 
     def state(self, container_id: str) -> tuple[int | None, bool]:
         with _errors("inspecting the container"):
-            state = self.client.containers.get(container_id).attrs.get("State", {})
+            container = self._get(container_id)
+            container.reload()
+            state = container.attrs.get("State", {})
         return state.get("ExitCode"), bool(state.get("OOMKilled"))
 
     def stop(self, container_id: str, grace_s: int) -> None:
         try:
-            self.client.containers.get(container_id).stop(timeout=grace_s)
+            self._get(container_id).stop(timeout=grace_s)
         except docker.errors.NotFound:
             return
         except docker.errors.DockerException as exc:
@@ -120,11 +131,13 @@ class DockerEngine:
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.containers.get(container_id).remove(force=True)
+            self._get(container_id).remove(force=True)
         except docker.errors.NotFound:
-            return
+            pass
         except docker.errors.DockerException as exc:
             raise EngineError(f"docker: removing the container failed: {_short(exc)}") from exc
+        finally:
+            self._containers.pop(container_id, None)
 
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
         with _errors("listing containers"):

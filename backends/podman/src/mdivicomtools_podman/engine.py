@@ -53,20 +53,29 @@ def candidate_endpoints() -> list[str]:
     return list(dict.fromkeys(endpoints))
 
 
-def _answers(endpoint: str) -> PodmanClient | None:
+def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
+    """A client for `endpoint` and the Podman version, if a service answers there.
+
+    The version comes from the _ping response's Server header ("Libpod/4.3.1"):
+    Podman's /version endpoint takes a third of a second, longer than a small
+    container's whole run.
+    """
     if endpoint.startswith("unix://") and not Path(endpoint[len("unix://") :]).exists():
         return None
     client = PodmanClient(base_url=endpoint)
     try:
-        if client.ping():
-            return client
+        response = client.api.get("/_ping")
+        if response.status_code == 200:
+            server = response.headers.get("Server", "")
+            version = server.split("/", 1)[1].split()[0] if server.startswith("Libpod/") else None
+            return client, version or response.headers.get("Libpod-Api-Version")
     except Exception:  # any failure to answer means: not this endpoint
         pass
     client.close()
     return None
 
 
-def _start_private_service() -> tuple[PodmanClient, str, Callable[[], None]]:
+def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[], None]]:
     folder = Path(tempfile.mkdtemp(prefix="mdivicom-podman-"))
     endpoint = f"unix://{folder / 'podman.sock'}"
     log = (folder / "service.log").open("wb")
@@ -92,9 +101,9 @@ def _start_private_service() -> tuple[PodmanClient, str, Callable[[], None]]:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
-        client = _answers(endpoint)
-        if client is not None:
-            return client, endpoint, stop
+        answer = _answers(endpoint)
+        if answer is not None:
+            return answer[0], answer[1], endpoint, stop
         time.sleep(0.1)
     tail = (folder / "service.log").read_text(errors="replace")[-500:]
     stop()
@@ -108,19 +117,26 @@ class PodmanEngine:
     name = "podman"
 
     def __init__(
-        self, client: PodmanClient, endpoint: str, on_close: Callable[[], None] | None = None
+        self,
+        client: PodmanClient,
+        endpoint: str,
+        version: str | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.endpoint = endpoint
+        self._version = version
         self._on_close = on_close
+        # Container objects from create(): each containers.get() is another API round trip
+        self._containers: dict[str, Container] = {}
 
     @classmethod
     def connect(cls) -> PodmanEngine:
         endpoints = candidate_endpoints()
         for endpoint in endpoints:
-            client = _answers(endpoint)
-            if client is not None:
-                return cls(client, endpoint)
+            answer = _answers(endpoint)
+            if answer is not None:
+                return cls(answer[0], endpoint, version=answer[1])
         if os.environ.get("CONTAINER_HOST"):
             raise EngineUnreachable(
                 f"no Podman service answers at CONTAINER_HOST={endpoints[0]}; start it there, "
@@ -131,12 +147,14 @@ class PodmanEngine:
                 f"no Podman service answers at {', '.join(endpoints)}, and the podman command "
                 "is not installed to start one"
             )
-        client, endpoint, stop = _start_private_service()
-        return cls(client, endpoint, on_close=stop)
+        client, version, endpoint, stop = _start_private_service()
+        return cls(client, endpoint, version=version, on_close=stop)
 
     def version(self) -> str:
-        with _errors("version"):
-            return str(self.client.version().get("Version", "unknown"))
+        if self._version is None:
+            with _errors("version"):
+                self._version = str(self.client.version().get("Version", "unknown"))
+        return self._version
 
     def image(self, ref: str) -> ImageFacts | None:
         try:
@@ -174,10 +192,12 @@ class PodmanEngine:
             container = self.client.containers.create(
                 plan.image_id, **{k: v for k, v in options.items() if v is not None}
             )
+        self._containers[container.id] = container
         return str(container.id)
 
     def _get(self, container_id: str) -> Container:
-        return self.client.containers.get(container_id)
+        container = self._containers.get(container_id)
+        return container if container is not None else self.client.containers.get(container_id)
 
     def mounts(self, container_id: str) -> dict[str, bool]:
         with _errors("inspecting the container"):
@@ -216,9 +236,11 @@ class PodmanEngine:
         try:
             self._get(container_id).remove(force=True)
         except podman_errors.NotFound:
-            return
+            pass
         except podman_errors.PodmanError as exc:
             raise EngineError(f"podman: removing the container failed: {_short(exc)}") from exc
+        finally:
+            self._containers.pop(container_id, None)
 
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
         with _errors("listing containers"):
