@@ -54,6 +54,9 @@ class FakeEngine:
     def logs(self, container_id):
         yield b"fake output\n"
 
+    def all_logs(self, container_id):
+        return b"fake output\n"
+
     def wait(self, container_id):
         return self.exit_code
 

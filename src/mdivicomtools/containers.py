@@ -44,6 +44,9 @@ LABEL_HOST = "mdivicomtools.host"
 #: seconds a container gets between SIGTERM and SIGKILL when it must stop
 STOP_GRACE_S = 5
 _POLL_S = 0.2
+#: how long the followed log stream may lag behind the container's exit before the
+#: rest is fetched in one call (Podman ends the stream up to 0.25 s late)
+LOG_SETTLE_S = 0.05
 
 
 class EngineError(MdivicomError):
@@ -93,6 +96,7 @@ class ContainerEngine(Protocol):
     def mounts(self, container_id: str) -> dict[str, bool]: ...
     def start(self, container_id: str) -> None: ...
     def logs(self, container_id: str) -> Iterator[bytes]: ...
+    def all_logs(self, container_id: str) -> bytes: ...
     def wait(self, container_id: str) -> int: ...
     def state(self, container_id: str) -> tuple[int | None, bool]: ...
     def stop(self, container_id: str, grace_s: int) -> None: ...
@@ -188,6 +192,47 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _LogFollower:
+    """Copies a container's output into the run log while it runs, and completes it after.
+
+    Following the stream keeps the log live; once the container has exited, a
+    stream that has not ended yet is cut short and the missing tail is fetched
+    in one call, so the run does not wait for the engine to close the stream.
+    """
+
+    def __init__(self, engine: ContainerEngine, container_id: str, log: RunLog) -> None:
+        self._engine = engine
+        self._container_id = container_id
+        self._log = log
+        self._lock = threading.Lock()
+        self._written = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # the stream ends when the container is removed
+            for chunk in self._engine.logs(self._container_id):
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._log.write(chunk)
+                    self._written += len(chunk)
+
+    def finish(self) -> None:
+        """Call once the container has exited: make the log complete."""
+        self._thread.join(timeout=LOG_SETTLE_S)
+        if not self._thread.is_alive():
+            return
+        with self._lock:
+            self._closed = True
+            written = self._written
+        with contextlib.suppress(Exception):
+            self._log.write(self._engine.all_logs(self._container_id)[written:])
 
 
 class ContainerBackend:
@@ -324,8 +369,8 @@ class ContainerBackend:
             )
             return
         engine.start(container_id)
-        pump = threading.Thread(target=self._pump, args=(engine, container_id, log), daemon=True)
-        pump.start()
+        logs = _LogFollower(engine, container_id, log)
+        logs.start()
         result: dict[str, Any] = {}
         waiter = threading.Thread(
             target=self._wait, args=(engine, container_id, result), daemon=True
@@ -336,7 +381,7 @@ class ContainerBackend:
             if deadline is not None and time.monotonic() >= deadline:
                 engine.stop(container_id, STOP_GRACE_S)
                 waiter.join(timeout=STOP_GRACE_S + 30)
-                pump.join(timeout=5)
+                logs.finish()
                 outcome.status = "timed_out"
                 outcome.exit_code = None
                 outcome.error = ErrorInfo(
@@ -347,7 +392,7 @@ class ContainerBackend:
                 self._record_state(engine, container_id, outcome)
                 return
             waiter.join(timeout=_POLL_S)
-        pump.join(timeout=5)
+        logs.finish()
         if "error" in result:
             raise result["error"]
         self._record_state(engine, container_id, outcome)
@@ -374,12 +419,6 @@ class ContainerBackend:
         exit_code, oom_killed = engine.state(container_id)
         outcome.container.exit_code = exit_code
         outcome.container.oom_killed = oom_killed
-
-    @staticmethod
-    def _pump(engine: ContainerEngine, container_id: str, log: RunLog) -> None:
-        with contextlib.suppress(Exception):  # the stream ends when the container is removed
-            for chunk in engine.logs(container_id):
-                log.write(chunk)
 
     @staticmethod
     def _wait(engine: ContainerEngine, container_id: str, result: dict[str, Any]) -> None:

@@ -110,6 +110,11 @@ class DockerEngine:
         with _errors("reading logs"):
             yield from self._get(container_id).logs(stream=True, follow=True)
 
+    def all_logs(self, container_id: str) -> bytes:
+        with _errors("reading logs"):
+            data = self._get(container_id).logs(stream=False)
+        return data if isinstance(data, bytes) else b"".join(data)
+
     def wait(self, container_id: str) -> int:
         with _errors("waiting for the container"):
             return int(self._get(container_id).wait()["StatusCode"])

@@ -188,6 +188,10 @@ class PodmanEngine:
         }
         if not plan.network:
             options["network_mode"] = "none"
+        if os.getuid() != 0:
+            # rootless Podman maps container uids into the user's subordinate range;
+            # keep-id maps the invoking user to itself, so outputs stay the user's
+            options["userns_mode"] = "keep-id"
         with _errors("creating the container"):
             container = self.client.containers.create(
                 plan.image_id, **{k: v for k, v in options.items() if v is not None}
@@ -212,6 +216,11 @@ class PodmanEngine:
     def logs(self, container_id: str) -> Iterator[bytes]:
         with _errors("reading logs"):
             yield from self._get(container_id).logs(stream=True, follow=True)
+
+    def all_logs(self, container_id: str) -> bytes:
+        with _errors("reading logs"):
+            data = self._get(container_id).logs(stream=False)
+        return data if isinstance(data, bytes) else b"".join(data)
 
     def wait(self, container_id: str) -> int:
         with _errors("waiting for the container"):
