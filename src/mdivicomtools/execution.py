@@ -68,11 +68,19 @@ def collect_backends(hooks: HookManager) -> dict[str, ExecutionBackend]:
 
 
 def _preferences(kind: str) -> list[str]:
-    """Backend names in the order `auto` tries them."""
-    from mdivicomtools.userconfig import configured_backend
+    """Backend names in the order `auto` tries them.
 
-    preferences = [os.environ.get(BACKEND_ENV, ""), configured_backend() or ""]
-    preferences.extend(["python"] if kind == "python" else CONTAINER_PREFERENCE)
+    Python plugins run on python (or MDIVICOM_BACKEND when that backend runs
+    python plugins); only container plugins consult the user config file.
+    """
+    preferences = [os.environ.get(BACKEND_ENV, "")]
+    if kind == "python":
+        preferences.append("python")
+    else:
+        from mdivicomtools.userconfig import configured_backend
+
+        preferences.append(configured_backend() or "")
+        preferences.extend(CONTAINER_PREFERENCE)
     return [name for name in preferences if name and name != "auto"]
 
 
