@@ -6,6 +6,7 @@ both (MDIVICOM_REQUIRE_ENGINES), elsewhere a missing engine skips with the reaso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -293,7 +294,12 @@ def test_no_network_by_default(site, dataset, tmp_path, engine):
     server.listen(1)
     port = server.getsockname()[1]
     accepted = []
-    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+
+    def accept():
+        with contextlib.suppress(OSError):  # the socket is closed when the test ends
+            accepted.append(server.accept())
+
+    threading.Thread(target=accept, daemon=True).start()
     container_plugin(
         site,
         "netprobe",

@@ -11,7 +11,6 @@ import copy
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,11 @@ def _load_file(path: Path) -> object:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {str(path)!r}: {exc.strerror}") from None
     if path.suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10 only
-            import tomli as tomllib
+        from mdivicomtools import tomlio
+
         try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            return tomlio.loads(text)
+        except tomlio.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {str(path)!r} is not valid TOML: {exc}") from None
     try:
         return json.loads(text)

@@ -332,11 +332,9 @@ def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:
 def _read_manifest(path: Path) -> object:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - exercised on Python 3.10 only
-            import tomli as tomllib
-        return tomllib.loads(text)
+        from mdivicomtools import tomlio
+
+        return tomlio.loads(text)
     return json.loads(text)
 
 

@@ -10,7 +10,6 @@ Podman the default where Docker is not allowed, without wrapping every call:
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,11 @@ def load_user_config() -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise UsageError(f"cannot read the user config {str(path)!r}: {exc.strerror}") from None
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10 only
-        import tomli as tomllib
+    from mdivicomtools import tomlio
+
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomlio.loads(text)
+    except tomlio.TOMLDecodeError as exc:
         raise UsageError(f"the user config {str(path)!r} is not valid TOML: {exc}") from None
 
 

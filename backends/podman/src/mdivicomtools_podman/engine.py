@@ -10,36 +10,22 @@ wait() returns an int, and image ids are bare hex.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from podman import PodmanClient
 from podman import errors as podman_errors
-from podman.domain.containers import Container
 
-from mdivicomtools.containers import ContainerPlan, EngineError, EngineUnreachable, ImageFacts
+from mdivicomtools.containers import ContainerPlan, EngineError, EngineUnreachable
+from mdivicomtools.engine_clients import ClientEngine, short_message
 
 ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
 PRIVATE_SERVICE_WAIT_S = 20.0
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) < 300 else text[:297] + "..."
-
-
-@contextlib.contextmanager
-def _errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (podman_errors.PodmanError, OSError) as exc:
-        raise EngineError(f"podman: {action} failed: {_short(exc)}") from exc
 
 
 def candidate_endpoints() -> list[str]:
@@ -113,8 +99,11 @@ def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[]
     )
 
 
-class PodmanEngine:
+class PodmanEngine(ClientEngine):
     name = "podman"
+    library_error = podman_errors.PodmanError
+    not_found = podman_errors.NotFound
+    image_not_found = podman_errors.ImageNotFound
 
     def __init__(
         self,
@@ -123,12 +112,9 @@ class PodmanEngine:
         version: str | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self.client = client
-        self.endpoint = endpoint
+        super().__init__(client, endpoint)
         self._version = version
         self._on_close = on_close
-        # Container objects from create(): each containers.get() is another API round trip
-        self._containers: dict[str, Container] = {}
 
     @classmethod
     def connect(cls) -> PodmanEngine:
@@ -152,26 +138,19 @@ class PodmanEngine:
 
     def version(self) -> str:
         if self._version is None:
-            with _errors("version"):
+            with self.errors("version"):
                 self._version = str(self.client.version().get("Version", "unknown"))
         return self._version
-
-    def image(self, ref: str) -> ImageFacts | None:
-        try:
-            image = self.client.images.get(ref)
-        except podman_errors.ImageNotFound:
-            return None
-        except podman_errors.PodmanError as exc:
-            raise EngineError(f"podman: inspecting image {ref!r} failed: {_short(exc)}") from exc
-        return ImageFacts(id=image.id, repo_digests=list(image.attrs.get("RepoDigests") or []))
 
     def pull(self, ref: str) -> None:
         # podman-py's plain pull() returns an empty Image on failure; the streamed
         # form carries the registry's error
-        with _errors(f"pulling {ref!r}"):
+        with self.errors(f"pulling {ref!r}"):
             for line in self.client.images.pull(ref, stream=True, decode=True):
                 if isinstance(line, dict) and line.get("error"):
-                    raise EngineError(f"podman: pulling {ref!r} failed: {_short(line['error'])}")
+                    raise EngineError(
+                        f"podman: pulling {ref!r} failed: {short_message(line['error'])}"
+                    )
 
     def create(self, plan: ContainerPlan) -> str:
         mounts = [
@@ -192,72 +171,13 @@ class PodmanEngine:
             # rootless Podman maps container uids into the user's subordinate range;
             # keep-id maps the invoking user to itself, so outputs stay the user's
             options["userns_mode"] = "keep-id"
-        with _errors("creating the container"):
+        with self.errors("creating the container"):
             container = self.client.containers.create(
                 plan.image_id, **{k: v for k, v in options.items() if v is not None}
             )
-        self._containers[container.id] = container
-        return str(container.id)
-
-    def _get(self, container_id: str) -> Container:
-        container = self._containers.get(container_id)
-        return container if container is not None else self.client.containers.get(container_id)
-
-    def mounts(self, container_id: str) -> dict[str, bool]:
-        with _errors("inspecting the container"):
-            container = self._get(container_id)
-            container.reload()
-            return {m["Destination"]: bool(m["RW"]) for m in container.attrs.get("Mounts", [])}
-
-    def start(self, container_id: str) -> None:
-        with _errors("starting the container"):
-            self._get(container_id).start()
-
-    def logs(self, container_id: str) -> Iterator[bytes]:
-        with _errors("reading logs"):
-            yield from self._get(container_id).logs(stream=True, follow=True)
-
-    def all_logs(self, container_id: str) -> bytes:
-        with _errors("reading logs"):
-            data = self._get(container_id).logs(stream=False)
-        return data if isinstance(data, bytes) else b"".join(data)
-
-    def wait(self, container_id: str) -> int:
-        with _errors("waiting for the container"):
-            return int(self._get(container_id).wait())
-
-    def state(self, container_id: str) -> tuple[int | None, bool]:
-        with _errors("inspecting the container"):
-            container = self._get(container_id)
-            container.reload()
-            state = container.attrs.get("State", {})
-        return state.get("ExitCode"), bool(state.get("OOMKilled"))
-
-    def stop(self, container_id: str, grace_s: int) -> None:
-        try:
-            self._get(container_id).stop(timeout=grace_s)
-        except podman_errors.NotFound:
-            return
-        except podman_errors.PodmanError as exc:
-            raise EngineError(f"podman: stopping the container failed: {_short(exc)}") from exc
-
-    def remove(self, container_id: str) -> None:
-        try:
-            self._get(container_id).remove(force=True)
-        except podman_errors.NotFound:
-            pass
-        except podman_errors.PodmanError as exc:
-            raise EngineError(f"podman: removing the container failed: {_short(exc)}") from exc
-        finally:
-            self._containers.pop(container_id, None)
-
-    def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
-        with _errors("listing containers"):
-            found = self.client.containers.list(all=True, filters={"label": label})
-        return [(str(c.id), dict(c.labels or {})) for c in found]
+        return self.keep(container)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
+        super().close()
         if self._on_close is not None:
             self._on_close()
