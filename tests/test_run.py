@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -221,15 +222,21 @@ def test_invalid_config_schema_is_blamed_on_the_plugin(site, dataset, tmp_path):
         run_plugin("badschema", dataset=dataset, out=tmp_path / "out")
 
 
-@pytest.mark.parametrize("where", ["inside", "around"])
-def test_out_and_dataset_must_not_nest(site, dataset, tmp_path, where):
+def test_out_inside_the_dataset_is_refused(site, dataset, tmp_path):
     site.plugin("writer", run_source=WRITE_TWO)
-    if where == "inside":
-        out, message = dataset / "derived", "is inside the dataset"
-    else:
-        out, message = dataset.parent, "is inside --out"
-    with pytest.raises(ValidationFailed, match=message):
-        run_plugin("writer", dataset=dataset, out=out)
+    for out in (dataset / "derived", dataset):
+        with pytest.raises(ValidationFailed, match="is inside the dataset"):
+            run_plugin("writer", dataset=dataset, out=out)
+
+
+@pytest.mark.parametrize("folder", ["writer", "_staging", "_runs"])
+def test_dataset_inside_what_the_run_manages_is_refused(site, dataset, tmp_path, folder):
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    inner = out / folder / "data"
+    shutil.copytree(dataset, inner)
+    with pytest.raises(ValidationFailed, match="which this run would replace or write"):
+        run_plugin("writer", dataset=inner, out=out, overwrite=True)
 
 
 def test_work_folder_is_kept_when_given_and_refused_inside_the_dataset(site, dataset, tmp_path):

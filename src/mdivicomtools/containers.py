@@ -132,7 +132,7 @@ def build_plan(
             # a dry run prints this plan and starts nothing, so a container that
             # runs always runs for real
             "MDIVICOM_DRY_RUN": "0",
-            "MDIVICOM_RUN_ID": request.run_id,
+            **request.plugin_env(),
             # the container runs as the invoking user, who has no home in the image
             "HOME": WORK_MOUNT,
             "TMPDIR": f"{WORK_MOUNT}/.tmp",

@@ -36,6 +36,7 @@ BUILTIN_MODULES = {
     "mdivicomtools.validation": "mdivicomtools.builtin_hooks.validation",
     "mdivicomtools.host": "mdivicomtools.builtin_hooks.host",
     "mdivicomtools.inventory": "mdivicomtools.builtin_hooks.inventory",
+    "mdivicomtools.bundles": "mdivicomtools.builtin_hooks.bundles",
     "mdivicomtools.python": "mdivicomtools.builtin_hooks.python_backend",
 }
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from mdivicomtools.builtin_hooks.host import python_version
@@ -68,7 +69,7 @@ class PythonBackend:
 
     def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None  # kind python is validated to have one
-        with log.capture_python_streams():
+        with log.capture_python_streams(), _environment(request.plugin_env()):
             try:
                 func = import_callable(request.spec.entry.callable)
                 value = func(
@@ -108,6 +109,7 @@ class PythonBackend:
         # the child must import what this process can, including sys.path entries
         # added at run time (embedding applications, test fixtures)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(request.plugin_env())
         proc = subprocess.Popen(
             [sys.executable, "-m", "mdivicomtools._child"],
             stdin=subprocess.PIPE,
@@ -171,6 +173,21 @@ class PythonBackend:
                 "(os._exit or a crash in native code?)",
                 exit_code=returncode,
             )
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for an in-process plugin call, then restore them."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _timeout_error(timeout: float | None) -> ErrorInfo:

@@ -107,6 +107,16 @@ class RunRequest(msgspec.Struct, kw_only=True):
     timeout: float | None = None
     isolate: bool = False
     overwrite: bool = False
+    strict_bundles: bool = False
+
+    def plugin_env(self) -> dict[str, str]:
+        """Variables a running plugin sees, so helpers such as the result-bundle
+        writer can name the producer without being told."""
+        return {
+            "MDIVICOM_RUN_ID": self.run_id,
+            "MDIVICOM_PLUGIN": self.plugin.ref,
+            "MDIVICOM_PLUGIN_VERSION": self.plugin.version,
+        }
 
     @property
     def runs_dir(self) -> Path:

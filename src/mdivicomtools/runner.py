@@ -53,6 +53,7 @@ from mdivicomtools.staging import (
     promote,
     staging_root,
 )
+from mdivicomtools.userconfig import configured_strict_bundles
 
 HOST_HOOK_MODULE = "mdivicomtools.host"
 
@@ -279,6 +280,7 @@ def run_plugin(
     timeout: float | None = None,
     overwrite: bool = False,
     isolate: bool = False,
+    strict_bundles: bool | None = None,
     progress: Progress | None = None,
     echo: TextIO | None = None,
     hooks: HookManager | None = None,
@@ -291,6 +293,8 @@ def run_plugin(
     lock), and RunInterrupted (a KeyboardInterrupt) after recording a run that
     Ctrl-C or SIGTERM stopped. `progress` receives one line per phase; `echo`
     receives the plugin's output live (it always goes to the run's log file).
+    `strict_bundles` fails a run that wrote an invalid result bundle (default:
+    `strict_bundles` in the user config file, else False).
     """
     say = progress or (lambda message: None)
     if timeout is not None and timeout <= 0:
@@ -317,6 +321,9 @@ def run_plugin(
             timeout,
             overwrite,
             isolate,
+        )
+        request.strict_bundles = (
+            strict_bundles if strict_bundles is not None else configured_strict_bundles()
         )
         return _run_with(chosen, hooks, request, say, echo)
     finally:

@@ -49,3 +49,11 @@ def configured_backend() -> str | None:
     if value is not None and not isinstance(value, str):
         raise UsageError(f"'backend' in {str(config_file())!r} must be a string such as \"podman\"")
     return value
+
+
+def configured_strict_bundles() -> bool:
+    """`strict_bundles = true` makes every run fail on an invalid result bundle."""
+    value = load_user_config().get("strict_bundles", False)
+    if not isinstance(value, bool):
+        raise UsageError(f"'strict_bundles' in {str(config_file())!r} must be true or false")
+    return value

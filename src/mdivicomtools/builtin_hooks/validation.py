@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.markers import hookimpl
-from mdivicomtools.records import output_owner
+from mdivicomtools.records import RUNS_DIR, output_owner
 from mdivicomtools.run_types import RunRequest
+from mdivicomtools.staging import STAGING_DIR
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -33,10 +34,14 @@ def check_out_dir(request: RunRequest) -> list[str]:
             f"--out {str(out)!r} is inside the dataset {str(dataset)!r}, which must stay "
             "read-only; choose an output folder outside the dataset"
         ]
-    if _inside(dataset, out):
+    # a dataset inside --out is how plugins chain (the next plugin reads
+    # <out>/<other-id>/dataset), but never inside what this run replaces or manages
+    own = [out / request.plugin.id, out / STAGING_DIR, out / RUNS_DIR]
+    if any(_inside(dataset, folder) for folder in own):
         return [
-            f"the dataset {str(dataset)!r} is inside --out {str(out)!r}; outputs would be "
-            "written around the dataset; choose an output folder outside it"
+            f"the dataset {str(dataset)!r} is inside {str(out / request.plugin.id)!r} or "
+            f"the run's own folders under --out, which this run would replace or write; "
+            "copy it elsewhere or choose another --out"
         ]
     if _inside(request.work_dir.resolve(), dataset):
         return [

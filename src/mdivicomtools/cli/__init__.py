@@ -16,6 +16,7 @@ import click
 
 from mdivicomtools._version import __version__
 from mdivicomtools.cli.backends import backends_group
+from mdivicomtools.cli.bundles import bundles_group
 from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.run import run_command
@@ -47,7 +48,14 @@ def cli(verbose: bool) -> None:
     _State.verbose = verbose
 
 
-for command in (plugins_group, hooks_group, backends_group, run_command, runs_group):
+for command in (
+    plugins_group,
+    hooks_group,
+    backends_group,
+    run_command,
+    runs_group,
+    bundles_group,
+):
     cli.add_command(command)
 
 

@@ -28,6 +28,10 @@ def _summary(record: RunRecord) -> str:
     pairs.append(("record", f"{record.run_out_dir}/_runs/{record.run_id}.json"))
     if record.log:
         pairs.append(("log", f"{record.run_out_dir}/{record.log}"))
+    for bundle in record.resultbundles:
+        state = "valid" if bundle["valid"] else "INVALID"
+        pairs.append(("bundle", f"{bundle['path']} ({bundle['type']}): {state}"))
+        pairs.extend(("problem", problem) for problem in bundle["problems"])
     pairs.extend(("warning", w) for w in record.warnings)
     pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
     return fields(pairs)
@@ -82,6 +86,13 @@ def _summary(record: RunRecord) -> str:
     is_flag=True,
     help="Run a python plugin in a child process (survives crashes, allows timeouts).",
 )
+@click.option(
+    "--strict-bundles",
+    is_flag=True,
+    default=None,
+    help="Fail the run if it wrote an invalid resultbundle.json "
+    "[default: strict_bundles in the user config, else off].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def run_command(
     ref: str,
@@ -95,6 +106,7 @@ def run_command(
     timeout: float | None,
     overwrite: bool,
     isolate: bool,
+    strict_bundles: bool | None,
     as_json: bool,
 ) -> None:
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
@@ -121,6 +133,7 @@ def run_command(
             timeout=timeout,
             overwrite=overwrite,
             isolate=isolate,
+            strict_bundles=strict_bundles,
             progress=progress,
             echo=sys.stderr,
         )

@@ -1,0 +1,57 @@
+"""`mdivicom bundles validate`: check result-bundle sidecars."""
+
+from __future__ import annotations
+
+import click
+
+from mdivicomtools.cli.output import echo_json
+
+
+@click.group("bundles")
+def bundles_group() -> None:
+    """Validate result bundles (resultbundle.json sidecars)."""
+
+
+@bundles_group.command("validate")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
+def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
+    """Validate sidecar files, or every resultbundle.json under the given folders.
+
+    Exit status: 0 all valid, 1 any invalid, 2 a PATH that does not exist or
+    holds no sidecar.
+    """
+    from pathlib import Path
+
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.resultbundle import find_sidecars, validate_file
+
+    sidecars: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = find_sidecars(path)
+            if not found:
+                raise UsageError(f"no resultbundle.json under {raw!r}")
+            sidecars.extend(found)
+        elif path.is_file():
+            sidecars.append(path)
+        else:
+            raise UsageError(f"{raw!r} does not exist; give a resultbundle.json or a folder")
+    reports = [validate_file(sidecar) for sidecar in sidecars]
+    if as_json:
+        import msgspec
+
+        echo_json(msgspec.to_builtins(reports))
+    else:
+        for report in reports:
+            kind = f"{report.resultbundle_type or '?'} {report.schema_version or '?'}"
+            click.echo(f"{'valid  ' if report.valid else 'INVALID'}  {report.path}  ({kind})")
+            for message in report.messages():
+                click.echo(f"  - {message}")
+            for note in report.notes:
+                click.echo(f"  note: {note}")
+        bad = sum(not r.valid for r in reports)
+        click.echo(f"{len(reports)} sidecar(s), {bad} invalid", err=True)
+    if any(not report.valid for report in reports):
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,347 @@
+"""Result-bundle sidecars: the model, every validation rule, the writer, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mdivicomtools import schemas
+from mdivicomtools.resultbundle import (
+    FileTime,
+    build_resultbundle,
+    find_sidecars,
+    infer_format,
+    load_resultbundle,
+    validate_data,
+    validate_file,
+    write_resultbundle,
+)
+from pluginsite import MDIVICOM
+
+
+def sidecar(folder: Path, **changes) -> Path:
+    data = {
+        "resultbundle_type": "pupilcloud.raw_export.v4",
+        "schema_version": "1.0.0",
+        "time_reference": {"kind": "session", "unit": "ns"},
+        "files": [
+            {
+                "path": "gaze.tsv",
+                "role": "samples",
+                "format": "tsv",
+                "required": True,
+                "key_columns": {"timestamp_ns": "timestamp [ns]", "person_id": "section id"},
+                "time": {"kind": "point", "key": "timestamp_ns"},
+            },
+            {
+                "path": "fixations.csv.gz",
+                "role": "events",
+                "format": "csv.gz",
+                "required": True,
+                "time": {"kind": "interval", "start_key": "start", "end_key": "end"},
+            },
+            {"path": "video.mp4", "role": "scene", "format": "mp4", "required": False},
+        ],
+    }
+    data.update(changes)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gaze.tsv").write_text("section id\ttimestamp [ns]\tgaze x [px]\nA\t1\t0.5\n")
+    with gzip.open(folder / "fixations.csv.gz", "wt") as handle:
+        handle.write('"start",end,"duration, ms"\n1,2,3\n')
+    path = folder / "resultbundle.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def pointers(report):
+    return [p.pointer for p in report.problems]
+
+
+def test_a_good_sidecar_is_valid(tmp_path):
+    report = validate_file(sidecar(tmp_path / "b"))
+    assert report.valid, report.messages()
+    assert (report.resultbundle_type, report.schema_version) == (
+        "pupilcloud.raw_export.v4",
+        "1.0.0",
+    )
+    assert report.problems == [] and report.notes == []
+
+
+def test_unknown_fields_and_extra_columns_are_allowed(tmp_path):
+    path = sidecar(tmp_path / "b", x_vendor={"any": 1})
+    data = json.loads(path.read_text())
+    data["files"][0]["checksum"] = "abc"
+    data["time_reference"]["origin"] = "recording start"
+    report = validate_data(data, path)
+    assert report.valid, report.messages()
+    bundle, extras = load_resultbundle(path)
+    assert extras == {"x_vendor": {"any": 1}}
+    assert bundle.files[0].key_columns == {
+        "timestamp_ns": "timestamp [ns]",
+        "person_id": "section id",
+    }
+
+
+def test_missing_optional_file_is_fine_missing_required_is_not(tmp_path):
+    path = sidecar(tmp_path / "b")
+    (tmp_path / "b" / "gaze.tsv").unlink()
+    report = validate_file(path)
+    assert pointers(report) == ["/files/0/path"]
+    assert "required file 'gaze.tsv' does not exist" in report.problems[0].message
+    assert report.problems[0].expected == "the file to exist"
+
+
+def test_every_envelope_problem_is_reported_at_once(tmp_path):
+    path = sidecar(tmp_path / "b", schema_version=1, time_reference={"kind": "session"})
+    data = json.loads(path.read_text())
+    del data["resultbundle_type"]
+    del data["files"][1]["role"]
+    data["files"][2]["required"] = "no"
+    report = validate_data(data, path)
+    assert not report.valid
+    assert sorted(pointers(report)) == sorted(
+        ["", "/files/1", "/files/2/required", "/schema_version", "/time_reference"]
+    )
+    messages = "\n".join(report.messages())
+    assert f"{path}: /: 'resultbundle_type' is a required property" in messages
+    assert "/schema_version: 1 is not of type 'string' (expected type string)" in messages
+    assert "/time_reference: 'unit' is a required property" in messages
+    assert "/files/1: 'role' is a required property" in messages
+
+
+def test_header_without_the_mapped_column(tmp_path):
+    path = sidecar(tmp_path / "b")
+    (tmp_path / "b" / "gaze.tsv").write_text("timestamp [ns]\tgaze x [px]\n1\t2\n")
+    report = validate_file(path)
+    assert pointers(report) == ["/files/0/key_columns/person_id"]
+    problem = report.problems[0]
+    assert problem.message == "column 'section id' is not in the header of 'gaze.tsv'"
+    assert problem.expected == "one of the header's columns: timestamp [ns], gaze x [px]"
+
+
+def test_time_key_resolves_through_key_columns_or_names_the_column(tmp_path):
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][0]["time"] = {"kind": "point", "key": "gaze x [px]"}  # an unmapped real column
+    assert validate_data(data, path).valid
+    data["files"][0]["time"] = {"kind": "point", "key": "timestamp_ns"}  # mapped
+    assert validate_data(data, path).valid
+    data["files"][0]["time"] = {"kind": "point", "key": "t"}
+    assert pointers(validate_data(data, path)) == ["/files/0/time/key"]
+
+
+def test_interval_without_end_key_and_point_without_key(tmp_path):
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][1]["time"] = {"kind": "interval", "start_key": "start"}
+    data["files"][0]["time"] = {"kind": "point"}
+    report = validate_data(data, path)
+    assert pointers(report) == ["/files/0/time/key", "/files/1/time/end_key"]
+    assert [p.message for p in report.problems] == [
+        "a point time needs key",
+        "an interval time needs end_key",
+    ]
+
+
+def test_gzip_tables_are_read_for_headers_only(tmp_path):
+    path = sidecar(tmp_path / "b")
+    with gzip.open(tmp_path / "b" / "fixations.csv.gz", "wt") as handle:
+        handle.write("start,duration\n")
+    report = validate_file(path)
+    assert pointers(report) == ["/files/1/time/end_key"]
+    assert "column 'end' is not in the header of 'fixations.csv.gz'" in report.messages()[0]
+
+
+def test_non_tabular_formats_skip_the_column_check_and_say_so(tmp_path):
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    (tmp_path / "b" / "video.mp4").write_bytes(b"\x00")
+    data["files"][2]["key_columns"] = {"frame": "frame_index"}
+    report = validate_data(data, path)
+    assert report.valid
+    assert report.notes == ["column checks skipped for non-tabular format(s): mp4"]
+
+
+def test_paths_may_not_leave_the_payload_root(tmp_path):
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][2]["path"] = "../elsewhere.mp4"
+    assert pointers(validate_data(data, path)) == ["/files/2/path"]
+
+
+def test_detached_sidecar_resolves_source_root(tmp_path):
+    payload = tmp_path / "vendor" / "export"
+    sidecar(payload)
+    (payload / "resultbundle.json").unlink()
+    registry = tmp_path / "out" / "resultbundles" / "pupil"
+    registry.mkdir(parents=True)
+    good = json.loads(sidecar(tmp_path / "template").read_text())
+    relative = dict(good, source={"root": "../../../vendor/export"})
+    (registry / "resultbundle.json").write_text(json.dumps(relative))
+    assert validate_file(registry / "resultbundle.json").valid
+    based = dict(good, source={"root": "export", "root_base": str(tmp_path / "vendor")})
+    (registry / "resultbundle.json").write_text(json.dumps(based))
+    assert validate_file(registry / "resultbundle.json").valid
+    wrong = dict(good, source={"root": "export", "root_base": str(tmp_path / "nowhere")})
+    (registry / "resultbundle.json").write_text(json.dumps(wrong))
+    report = validate_file(registry / "resultbundle.json")
+    assert pointers(report) == ["/files/0/path", "/files/1/path"]
+
+
+def test_malformed_json_is_a_problem_with_a_line(tmp_path):
+    (tmp_path / "resultbundle.json").write_text('{\n  "files": [\n  oops\n]}')
+    report = validate_file(tmp_path / "resultbundle.json")
+    assert not report.valid
+    assert report.problems[0].message.startswith("invalid JSON at line 3 column 3")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=8),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "files",
+                        "path",
+                        "time",
+                        "kind",
+                        "key_columns",
+                        "source",
+                        "root",
+                        "required",
+                        "role",
+                        "format",
+                        "key",
+                        "x",
+                    ]
+                )
+                | st.text(max_size=6),
+                children,
+                max_size=5,
+            )
+        ),
+        max_leaves=20,
+    )
+)
+def test_the_validator_never_crashes_on_arbitrary_json(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("fuzz")
+    report = validate_data(data, folder / "resultbundle.json")
+    assert isinstance(report.valid, bool)
+    assert report.valid is (report.problems == [])
+
+
+def test_writer_round_trip(tmp_path, monkeypatch):
+    folder = tmp_path / "out"
+    (folder / "tables").mkdir(parents=True)
+    (folder / "tables" / "events.tsv").write_text(
+        "onset\tduration\ttier\tlabel\n0\t1\tspeech\thi\n"
+    )
+    (folder / "report.json").write_text("{}")
+    monkeypatch.setenv("MDIVICOM_PLUGIN", "lab/annotate")
+    monkeypatch.setenv("MDIVICOM_PLUGIN_VERSION", "2.0.0")
+    monkeypatch.setenv("MDIVICOM_RUN_ID", "20260101T000000Z_abcdef01")
+    path = write_resultbundle(
+        folder,
+        resultbundle_type="lab.annotations.v1",
+        roles={"tables/events.tsv": "events"},
+        times={
+            "tables/events.tsv": FileTime(kind="interval", start_key="onset", end_key="duration")
+        },
+    )
+    assert path == folder / "resultbundle.json"
+    assert validate_file(path).valid
+    bundle, extras = load_resultbundle(path)
+    assert extras == {}
+    assert [(f.path, f.role, f.format, f.required) for f in bundle.files] == [
+        ("report.json", "data", "json", True),
+        ("tables/events.tsv", "events", "tsv", True),
+    ]
+    assert bundle.producer.tool_ref == "lab/annotate"
+    assert bundle.producer.pipeline_run_id == "20260101T000000Z_abcdef01"
+    assert bundle.created_at.endswith("Z")
+
+
+def test_writer_refuses_to_write_an_invalid_bundle(tmp_path):
+    (tmp_path / "t.tsv").write_text("a\tb\n")
+    with pytest.raises(ValueError, match="column 'missing' is not in the header"):
+        write_resultbundle(
+            tmp_path, resultbundle_type="x.v1", key_columns={"t.tsv": {"id": "missing"}}
+        )
+    assert not (tmp_path / "resultbundle.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.tsv.gz", "tsv.gz"),
+        ("b.CSV", "csv"),
+        ("c.mp4", "mp4"),
+        ("d.weird", "weird"),
+        ("noext", "binary"),
+    ],
+)
+def test_format_inference(name, fmt):
+    assert infer_format(name) == fmt
+
+
+def test_build_without_a_run_has_no_producer(tmp_path, monkeypatch):
+    monkeypatch.delenv("MDIVICOM_PLUGIN", raising=False)
+    (tmp_path / "x.txt").write_text("x")
+    assert build_resultbundle(tmp_path, resultbundle_type="x.v1").producer is None
+
+
+def test_generated_schemas_are_up_to_date():
+    folder = Path(__file__).parents[1] / "docs" / "schemas"
+    for name in schemas.SCHEMAS:
+        assert (folder / name).read_bytes() == schemas.render(name), (
+            f"docs/schemas/{name} is out of date: run python -m mdivicomtools.schemas docs/schemas"
+        )
+
+
+def test_bundles_validate_cli(tmp_path):
+    good = sidecar(tmp_path / "data" / "good")
+    bad = sidecar(tmp_path / "data" / "nested" / "bad")
+    (bad.parent / "gaze.tsv").unlink()
+    assert find_sidecars(tmp_path / "data") == [good, bad]
+    ok = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(good)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("valid")
+    both = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(tmp_path / "data")], capture_output=True, text=True
+    )
+    assert both.returncode == 1
+    assert f"INVALID  {bad}" in both.stdout
+    assert f"  - {bad}: /files/0/path: required file 'gaze.tsv' does not exist" in both.stdout
+    assert both.stderr.strip() == "2 sidecar(s), 1 invalid"
+    as_json = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(tmp_path / "data"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    reports = json.loads(as_json.stdout)
+    assert [r["valid"] for r in reports] == [True, False]
+    assert reports[1]["problems"][0]["pointer"] == "/files/0/path"
+    missing = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(empty)], capture_output=True, text=True
+    )
+    assert none.returncode == 2 and "no resultbundle.json under" in none.stderr

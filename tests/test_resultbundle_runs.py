@@ -1,0 +1,128 @@
+"""Result bundles in real runs: the finalise hook, strict mode, and chaining plugins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mdivicomtools.runner import run_plugin
+
+WRITES_BUNDLE = """
+import pathlib
+from mdivicomtools.resultbundle import FileTime, write_resultbundle
+
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    view = pathlib.Path(out_dir, "dataset", "sessions", "ses-01", "derived", "annotations")
+    view.mkdir(parents=True)
+    (view / "events.tsv").write_text("onset\\tduration\\ttier\\tlabel\\n0.5\\t1.0\\tspeech\\thi\\n")
+    write_resultbundle(
+        pathlib.Path(out_dir, "dataset"), resultbundle_type="lab.annotations.v1",
+        roles={"sessions/ses-01/derived/annotations/events.tsv": "events"},
+        times={"sessions/ses-01/derived/annotations/events.tsv":
+               FileTime(kind="interval", start_key="onset", end_key="duration")})
+"""
+
+WRITES_BROKEN_BUNDLE = """
+import json, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "resultbundle.json").write_text(json.dumps({
+        "resultbundle_type": "lab.broken.v1", "schema_version": "1.0.0",
+        "time_reference": {"kind": "session", "unit": "s"},
+        "files": [{"path": "missing.tsv", "role": "data", "format": "tsv", "required": True}]}))
+"""
+
+READS_BUNDLE = """
+import json, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    bundle = json.loads(pathlib.Path(dataset_dir, "resultbundle.json").read_text())
+    (events,) = [f for f in bundle["files"] if f["role"] == "events"]
+    rows = pathlib.Path(dataset_dir, events["path"]).read_text().splitlines()[1:]
+    total = sum(float(r.split("\\t")[1]) for r in rows)
+    pathlib.Path(out_dir, "summary.json").write_text(json.dumps(
+        {"from": bundle["producer"]["tool_ref"], "events": len(rows), "seconds": total}))
+"""
+
+
+def test_a_valid_bundle_is_listed_with_its_producer(site, dataset, tmp_path):
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    out = tmp_path / "out"
+    record = run_plugin("annotate", dataset=dataset, out=out)
+    assert record.status == "succeeded"
+    assert record.resultbundles == [
+        {
+            "path": "dataset/resultbundle.json",
+            "type": "lab.annotations.v1",
+            "schema_version": "1.0.0",
+            "valid": True,
+            "problems": [],
+        }
+    ]
+    sidecar = json.loads((out / "annotate" / "dataset" / "resultbundle.json").read_text())
+    assert sidecar["producer"] == {
+        "tool_ref": "lab/annotate",
+        "tool_version": "1.0.0",
+        "pipeline_run_id": record.run_id,
+    }
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_an_invalid_bundle_is_a_warning_by_default(site, dataset, tmp_path, isolate):
+    site.plugin("sloppy", run_source=WRITES_BROKEN_BUNDLE)
+    out = tmp_path / "out"
+    record = run_plugin("sloppy", dataset=dataset, out=out, isolate=isolate)
+    assert record.status == "succeeded"
+    (bundle,) = record.resultbundles
+    assert bundle["valid"] is False and bundle["type"] == "lab.broken.v1"
+    assert bundle["problems"] == [
+        "resultbundle.json: /files/0/path: required file 'missing.tsv' does not exist under "
+        f"'{out / '_staging' / record.run_id / 'sloppy'}' (expected the file to exist)"
+    ]
+    assert record.warnings == [
+        "result bundle resultbundle.json is invalid (1 problem(s)); see the record's "
+        "resultbundles or `mdivicom bundles validate`"
+    ]
+    assert (out / "sloppy" / "resultbundle.json").exists()
+
+
+def test_strict_bundles_fail_the_run_before_promotion(site, dataset, tmp_path, monkeypatch):
+    site.plugin("sloppy", run_source=WRITES_BROKEN_BUNDLE)
+    record = run_plugin("sloppy", dataset=dataset, out=tmp_path / "a", strict_bundles=True)
+    assert record.status == "failed" and record.error.type == "InvalidResultBundle"
+    assert not (tmp_path / "a" / "sloppy").exists()
+    config = tmp_path / "user.toml"
+    config.write_text("strict_bundles = true\n")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    assert run_plugin("sloppy", dataset=dataset, out=tmp_path / "b").status == "failed"
+    assert (
+        run_plugin("sloppy", dataset=dataset, out=tmp_path / "c", strict_bundles=False).status
+        == "succeeded"
+    )
+
+
+def test_cli_says_clearly_that_a_bundle_is_invalid(site, dataset, tmp_path):
+    site.plugin("sloppy", run_source=WRITES_BROKEN_BUNDLE)
+    result = site.cli("run", "sloppy", "--dataset", str(dataset), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0
+    assert "resultbundle.json (lab.broken.v1): INVALID" in result.stdout
+    assert "required file 'missing.tsv' does not exist" in result.stdout
+    strict = site.cli(
+        "run", "sloppy", "--dataset", str(dataset), "--out", str(tmp_path / "s"), "--strict-bundles"
+    )
+    assert strict.returncode == 1
+    assert "InvalidResultBundle: invalid result bundle(s) with --strict-bundles" in strict.stdout
+
+
+def test_chaining_two_plugins_through_a_result_bundle(site, dataset, tmp_path):
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("summarise", run_source=READS_BUNDLE)
+    out = tmp_path / "out"
+    first = run_plugin("annotate", dataset=dataset, out=out)
+    second = run_plugin("summarise", dataset=out / "annotate" / "dataset", out=out)
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    assert json.loads((out / "summarise" / "summary.json").read_text()) == {
+        "from": "lab/annotate",
+        "events": 1,
+        "seconds": 1.0,
+    }
+    assert second.dataset_dir == str(out / "annotate" / "dataset")
