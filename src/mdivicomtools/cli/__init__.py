@@ -17,6 +17,7 @@ import click
 from mdivicomtools._version import __version__
 from mdivicomtools.cli.backends import backends_group
 from mdivicomtools.cli.bundles import bundles_group
+from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.run import run_command
@@ -55,6 +56,7 @@ for command in (
     run_command,
     runs_group,
     bundles_group,
+    dataset_group,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,296 @@
+"""`mdivicom dataset check`: does a folder follow the openSIDS v0.1 layout?
+
+openSIDS is a draft ("illustrative, not yet strict"), so the checker separates
+errors (what breaks tools: a missing manifest, files that do not parse, an
+events table without its pivot columns) from warnings (what the layout
+recommends: session and stream sidecars, names, timebase maps). Every finding
+names the file and, for text formats, the line; a malformed file is a finding,
+never a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.errors import UsageError
+
+MANIFEST = "dataset_manifest.yaml"
+SESSION_RE = re.compile(r"^ses-[A-Za-z0-9]+$")
+STREAM_RE = re.compile(r"^str-[A-Za-z0-9._-]+$")
+STREAM_TYPES = ("video", "audio", "gaze", "imu")
+EVENT_COLUMNS = ("onset", "duration", "tier", "label")
+TIMEBASE_SUFFIX = "_timebase_map.json"
+
+
+class Finding(msgspec.Struct, kw_only=True, frozen=True):
+    severity: Literal["error", "warning"]
+    path: str
+    message: str
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{self.severity}: {where}: {self.message}"
+
+
+class DatasetReport(msgspec.Struct, kw_only=True):
+    root: str
+    sessions: int
+    streams: int
+    findings: list[Finding]
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+
+class _Checker:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.findings: list[Finding] = []
+        self.sessions = 0
+        self.streams = 0
+
+    def add(
+        self,
+        severity: Literal["error", "warning"],
+        path: Path,
+        message: str,
+        line: int | None = None,
+    ) -> None:
+        relative = path.relative_to(self.root).as_posix() if path != self.root else "."
+        self.findings.append(Finding(severity=severity, path=relative, message=message, line=line))
+
+    # -- file readers that turn malformed content into findings -------------------
+
+    def yaml_mapping(self, path: Path) -> dict[str, Any] | None:
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.add(
+                "error",
+                path,
+                f"not valid YAML: {problem}",
+                line=mark.line + 1 if mark is not None else None,
+            )
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self.add("error", path, f"unreadable: {exc}")
+            return None
+        if not isinstance(data, dict):
+            self.add(
+                "error",
+                path,
+                f"expected a mapping of keys to values, got {type(data).__name__}",
+                line=1,
+            )
+            return None
+        return data
+
+    def json_value(self, path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            self.add(
+                "error", path, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            self.add("error", path, f"unreadable: {exc}")
+        return None
+
+    def tsv_rows(self, path: Path) -> Iterator[tuple[int, list[str]]]:
+        """(line number, cells) of a TSV; ragged rows become findings."""
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                width = None
+                for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+                    if not row:
+                        continue
+                    if width is None:
+                        width = len(row)
+                    elif len(row) != width:
+                        self.add(
+                            "error",
+                            path,
+                            f"has {len(row)} column(s) where the header has {width}",
+                            line=number,
+                        )
+                        continue
+                    yield number, row
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            self.add("error", path, f"not a readable TSV table: {exc}")
+
+    # -- the layout ------------------------------------------------------------------
+
+    def run(self) -> None:
+        manifest = self.root / MANIFEST
+        if manifest.is_file():
+            self.yaml_mapping(manifest)
+        else:
+            self.add(
+                "error",
+                self.root,
+                f"{MANIFEST} is missing; an openSIDS dataset starts "
+                "with one (name, version, description)",
+            )
+        sessions = self.root / "sessions"
+        if not sessions.is_dir():
+            self.add(
+                "error", self.root, "sessions/ is missing; recordings go in sessions/ses-<id>/"
+            )
+            return
+        for entry in sorted(sessions.iterdir()):
+            if not entry.is_dir():
+                self.add(
+                    "warning",
+                    entry,
+                    "a file directly in sessions/; expected only ses-<id>/ folders",
+                )
+            elif not SESSION_RE.match(entry.name):
+                self.add(
+                    "warning", entry, "session folders are named ses-<id> (letters and digits)"
+                )
+            else:
+                self.session(entry)
+
+    def session(self, folder: Path) -> None:
+        self.sessions += 1
+        sidecar = folder / f"{folder.name}_session.yaml"
+        if sidecar.is_file():
+            self.yaml_mapping(sidecar)
+        else:
+            self.add("warning", folder, f"{sidecar.name} is missing (the session's metadata)")
+        streams: set[str] = set()
+        raw = folder / "raw"
+        if raw.is_dir():
+            streams = self.raw(raw)
+        else:
+            self.add("warning", folder, "no raw/ folder: the session has no recorded streams")
+        self.sync(folder / "derived" / "sync", streams)
+        for events in sorted(folder.rglob("events.tsv")):
+            self.events(events)
+
+    def raw(self, raw: Path) -> set[str]:
+        streams: set[str] = set()
+        for type_folder in sorted(p for p in raw.iterdir() if p.is_dir()):
+            if type_folder.name not in STREAM_TYPES:
+                self.add(
+                    "warning",
+                    type_folder,
+                    f"unknown stream type; openSIDS names {', '.join(STREAM_TYPES)}",
+                )
+            for stream in sorted(p for p in type_folder.iterdir() if p.is_dir()):
+                if not STREAM_RE.match(stream.name):
+                    self.add("warning", stream, "stream folders are named str-<id>")
+                    continue
+                self.streams += 1
+                streams.add(stream.name)
+                sidecar = stream / f"{stream.name}_stream.yaml"
+                if sidecar.is_file():
+                    self.yaml_mapping(sidecar)
+                else:
+                    self.add(
+                        "warning",
+                        stream,
+                        f"{sidecar.name} is missing; a stream declares its native timebase there",
+                    )
+        return streams
+
+    def sync(self, sync: Path, streams: set[str]) -> None:
+        if not sync.is_dir():
+            return
+        mapped: set[str] = set()
+        maps = sync / "timebase_maps"
+        if maps.is_dir():
+            for path in sorted(maps.iterdir()):
+                if not path.name.endswith(TIMEBASE_SUFFIX):
+                    self.add(
+                        "warning", path, f"timebase maps are named <stream_id>{TIMEBASE_SUFFIX}"
+                    )
+                    continue
+                stream_id = path.name[: -len(TIMEBASE_SUFFIX)]
+                mapped.add(stream_id)
+                if stream_id not in streams:
+                    self.add("warning", path, f"no raw stream {stream_id} in this session")
+                value = self.json_value(path)
+                if value is not None and not isinstance(value, dict):
+                    self.add("error", path, "a timebase map is a JSON object", line=1)
+        for stream_id in sorted(streams - mapped):
+            self.add(
+                "warning",
+                sync,
+                f"stream {stream_id} has no "
+                f"timebase_maps/{stream_id}{TIMEBASE_SUFFIX}; aligned streams need one",
+            )
+        markers = sync / "sync_markers.tsv"
+        if markers.is_file():
+            for _ in self.tsv_rows(markers):
+                pass
+
+    def events(self, path: Path) -> None:
+        rows = self.tsv_rows(path)
+        first = next(rows, None)
+        if first is None:
+            self.add(
+                "error",
+                path,
+                "empty; the annotation pivot needs a header with " + ", ".join(EVENT_COLUMNS),
+            )
+            return
+        header = first[1]
+        missing = [c for c in EVENT_COLUMNS if c not in header]
+        if missing:
+            self.add(
+                "error",
+                path,
+                "missing pivot column(s) "
+                + ", ".join(missing)
+                + " (onset and duration in session seconds, tier, label)",
+                line=first[0],
+            )
+            return
+        onset, duration = header.index("onset"), header.index("duration")
+        for number, row in rows:
+            for name, index in (("onset", onset), ("duration", duration)):
+                try:
+                    value = float(row[index])
+                except ValueError:
+                    self.add(
+                        "error",
+                        path,
+                        f"{name} {row[index]!r} is not a number of seconds",
+                        line=number,
+                    )
+                    continue
+                if name == "duration" and value < 0:
+                    self.add("error", path, f"duration {value:g} is negative", line=number)
+
+
+def check_dataset(root: str | Path) -> DatasetReport:
+    """Check `root` against the openSIDS v0.1 layout; raises UsageError if it is no folder."""
+    folder = Path(root)
+    if not folder.is_dir():
+        raise UsageError(f"{str(root)!r} is not a folder; give the dataset's root folder")
+    checker = _Checker(folder)
+    checker.run()
+    return DatasetReport(
+        root=str(folder),
+        sessions=checker.sessions,
+        streams=checker.streams,
+        findings=checker.findings,
+    )

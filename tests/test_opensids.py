@@ -1,0 +1,119 @@
+"""`mdivicom dataset check` on a well-formed sample dataset and on broken ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from mdivicomtools.errors import UsageError
+from mdivicomtools.opensids import check_dataset
+from opensids_sample import make_dataset
+from pluginsite import MDIVICOM
+
+
+def findings(report):
+    return [(f.severity, f.path, f.line, f.message) for f in report.findings]
+
+
+def test_a_well_formed_dataset_has_no_findings(tmp_path):
+    report = check_dataset(make_dataset(tmp_path / "ds"))
+    assert findings(report) == []
+    assert (report.sessions, report.streams, report.errors) == (2, 4, 0)
+
+
+def test_missing_manifest_and_sessions_are_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = check_dataset(tmp_path / "empty")
+    assert [(f.severity, f.message.split(";")[0]) for f in report.findings] == [
+        ("error", "dataset_manifest.yaml is missing"),
+        ("error", "sessions/ is missing"),
+    ]
+
+
+def test_malformed_yaml_json_and_tsv_are_findings_with_lines(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    ses = root / "sessions" / "ses-01"
+    (root / "dataset_manifest.yaml").write_text("name: x\nversion: [unclosed\n")
+    (ses / "raw" / "audio" / "str-cam1" / "str-cam1_stream.yaml").write_text("- a list\n")
+    (ses / "derived" / "sync" / "timebase_maps" / "str-cam2_timebase_map.json").write_text(
+        '{\n  "offset_s": 1.0,\n}'
+    )
+    (ses / "derived" / "sync" / "sync_markers.tsv").write_text("t\tstream\n1.0\tstr-cam1\textra\n")
+    report = check_dataset(root)
+    assert [(f.severity, f.path, f.line) for f in report.findings] == [
+        ("error", "dataset_manifest.yaml", 3),
+        ("error", "sessions/ses-01/raw/audio/str-cam1/str-cam1_stream.yaml", 1),
+        ("error", "sessions/ses-01/derived/sync/timebase_maps/str-cam2_timebase_map.json", 3),
+        ("error", "sessions/ses-01/derived/sync/sync_markers.tsv", 2),
+    ]
+    assert report.findings[0].message.startswith("not valid YAML")
+    assert report.findings[1].message == "expected a mapping of keys to values, got list"
+    assert report.findings[3].message == "has 3 column(s) where the header has 2"
+
+
+def test_events_pivot_columns_and_values(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text("onset\tduration\ttier\tlabel\n0.5\tlong\tspeech\thi\nx\t-1\tspeech\tyo\n")
+    report = check_dataset(root)
+    assert [(f.line, f.message) for f in report.findings] == [
+        (2, "duration 'long' is not a number of seconds"),
+        (3, "onset 'x' is not a number of seconds"),
+        (3, "duration -1 is negative"),
+    ]
+    events.write_text("start\tduration\tlabel\n")
+    (finding,) = check_dataset(root).findings
+    assert finding.message.startswith("missing pivot column(s) onset, tier")
+    assert finding.line == 1
+
+
+def test_layout_warnings(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    ses = root / "sessions" / "ses-01"
+    (root / "sessions" / "session2").mkdir()
+    (root / "sessions" / "notes.txt").write_text("x")
+    (ses / "ses-01_session.yaml").unlink()
+    (ses / "raw" / "audio" / "str-cam2" / "str-cam2_stream.yaml").unlink()
+    (ses / "raw" / "eeg" / "str-e1").mkdir(parents=True)
+    (ses / "raw" / "eeg" / "str-e1" / "str-e1_stream.yaml").write_text("rate: 500\n")
+    (ses / "raw" / "audio" / "camera3").mkdir()
+    report = check_dataset(root)
+    assert report.errors == 0
+    messages = [(f.path, f.message.split(";")[0]) for f in report.findings]
+    assert messages == [
+        ("sessions/notes.txt", "a file directly in sessions/"),
+        ("sessions/ses-01", "ses-01_session.yaml is missing (the session's metadata)"),
+        ("sessions/ses-01/raw/audio/camera3", "stream folders are named str-<id>"),
+        ("sessions/ses-01/raw/audio/str-cam2", "str-cam2_stream.yaml is missing"),
+        ("sessions/ses-01/raw/eeg", "unknown stream type"),
+        (
+            "sessions/ses-01/derived/sync",
+            "stream str-e1 has no timebase_maps/str-e1_timebase_map.json",
+        ),
+        ("sessions/session2", "session folders are named ses-<id> (letters and digits)"),
+    ]
+
+
+def test_cli_exit_codes_and_json(tmp_path):
+    good = make_dataset(tmp_path / "good")
+    ok = subprocess.run([MDIVICOM, "dataset", "check", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0
+    assert ok.stdout.strip() == f"{good}: 2 session(s), 4 stream(s), 0 error(s), 0 warning(s)"
+    (good / "dataset_manifest.yaml").unlink()
+    bad = subprocess.run(
+        [MDIVICOM, "dataset", "check", str(good), "--json"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert report["errors"] == 1 and report["findings"][0]["severity"] == "error"
+    missing = subprocess.run(
+        [MDIVICOM, "dataset", "check", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_not_a_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError):
+        check_dataset(tmp_path / "missing")
