@@ -483,16 +483,31 @@ def test_podman_starts_a_private_service_when_none_answers(site, dataset, tmp_pa
 
 
 def test_a_container_plugins_result_bundle_is_validated(site, dataset, tmp_path, engine):
-    sidecar = json.dumps({
-        "resultbundle_type": "lab.checksums.v1", "schema_version": "1.0.0",
-        "time_reference": {"kind": "none", "unit": "s"},
-        "files": [{"path": "SHA256SUMS", "role": "checksums", "format": "txt",
-                   "required": True}]})
-    container_plugin(site, "checksums",
-                     "cd {dataset_dir} && find . -type f | sort | xargs sha256sum "
-                     f"> {{out_dir}}/SHA256SUMS && printf '%s' '{sidecar}' "
-                     "> {out_dir}/resultbundle.json")
+    sidecar = json.dumps(
+        {
+            "resultbundle_type": "lab.checksums.v1",
+            "schema_version": "1.0.0",
+            "time_reference": {"kind": "none", "unit": "s"},
+            "files": [
+                {"path": "SHA256SUMS", "role": "checksums", "format": "txt", "required": True}
+            ],
+        }
+    )
+    container_plugin(
+        site,
+        "checksums",
+        "cd {dataset_dir} && find . -type f | sort | xargs sha256sum "
+        f"> {{out_dir}}/SHA256SUMS && printf '%s' '{sidecar}' "
+        "> {out_dir}/resultbundle.json",
+    )
     record = run_plugin("checksums", dataset=dataset, out=tmp_path / "out", backend=engine)
     assert record.status == "succeeded", record.error
-    assert record.resultbundles == [{"path": "resultbundle.json", "type": "lab.checksums.v1",
-                                     "schema_version": "1.0.0", "valid": True, "problems": []}]
+    assert record.resultbundles == [
+        {
+            "path": "resultbundle.json",
+            "type": "lab.checksums.v1",
+            "schema_version": "1.0.0",
+            "valid": True,
+            "problems": [],
+        }
+    ]
