@@ -24,12 +24,16 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}_{os.urandom(4).hex()}"
 
 
-def write_record(path: Path, record: RunRecord) -> None:
-    """Write atomically: a reader (or a crash) never sees half a record."""
+def write_json_atomic(path: Path, value: msgspec.Struct) -> None:
+    """Write atomically: a reader (or a crash) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(record), indent=2) + b"\n")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n")
     os.replace(tmp, path)
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    write_json_atomic(path, record)
 
 
 def read_record(path: Path) -> RunRecord:
@@ -98,3 +102,38 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
     raise RecordNotFound(
         f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
     )
+
+
+def session_folders(out: Path) -> list[Path]:
+    """Sub-folders of a batch's --out that are run roots of their own (have _runs/)."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_dir() and (p / RUNS_DIR).is_dir())
+
+
+def latest_by_session(out: Path) -> tuple[list[dict[str, object]], list[str]]:
+    """Per session and plugin: the latest run's status, its id and how many runs there were."""
+    rows: list[dict[str, object]] = []
+    problems: list[str] = []
+    for folder in session_folders(out):
+        records, found_problems = load_records(folder)
+        problems.extend(found_problems)
+        by_plugin: dict[str, list[RunRecord]] = {}
+        for record in records:
+            by_plugin.setdefault(record.plugin.ref, []).append(record)
+        for plugin, runs in sorted(by_plugin.items()):
+            latest = runs[-1]
+            rows.append(
+                {
+                    "session": folder.name,
+                    "plugin": plugin,
+                    "status": latest.status,
+                    "run_id": latest.run_id,
+                    "started_at": latest.started_at,
+                    "runs": len(runs),
+                    "error": f"{latest.error.type}: {latest.error.message}"
+                    if latest.error
+                    else None,
+                }
+            )
+    return rows, problems

@@ -9,11 +9,9 @@ ValidationFailed (exit 2) and leave no trace.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +44,7 @@ from mdivicomtools.run_types import (
     RunRequest,
 )
 from mdivicomtools.runlog import RunLog
+from mdivicomtools.signals import Terminated, deferred_interrupts, sigterm_as_interrupt
 from mdivicomtools.staging import (
     create_staging,
     discard_staging,
@@ -78,51 +77,12 @@ class RunInterrupted(KeyboardInterrupt):
         self.record = record
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be so both take the same path."""
-
-
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _deferred_interrupts() -> Iterator[list[int]]:
-    """Hold Ctrl-C and SIGTERM while the record is written; re-raise afterwards."""
-    pending: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        pending.append(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield pending
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _plugin_info(record: PluginRecord) -> PluginInfo:
@@ -175,21 +135,21 @@ class _Run:
         interrupt: KeyboardInterrupt | None = None
         with RunLog(request.log_path, echo=self.echo) as log:
             try:
-                with _sigterm_as_interrupt():
+                with sigterm_as_interrupt():
                     self._execute(outcome, log)
             except KeyboardInterrupt as exc:
                 interrupt = exc
                 outcome.status = "interrupted"
                 outcome.exit_code = None
-                how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C (SIGINT)"
+                how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
                 outcome.error = ErrorInfo(type="Interrupted", message=f"interrupted by {how}")
             except Exception as exc:  # a backend bug: still record the run
                 log.write(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
-            with _deferred_interrupts() as pending:
+            with deferred_interrupts() as pending:
                 record = self._finish(outcome, started, log)
             if pending and interrupt is None:
-                interrupt = _Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
+                interrupt = Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
         return record, interrupt
 
     def _execute(self, outcome: RunOutcome, log: RunLog) -> None:
@@ -328,6 +288,58 @@ def run_plugin(
         return _run_with(chosen, hooks, request, say, echo)
     finally:
         close_backends(backends)
+
+
+def check_runs(
+    ref: str,
+    targets: Sequence[tuple[str | Path, str | Path, str | Path | None]],
+    *,
+    config: str | dict[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    backend: str | None = None,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    overwrite: bool = False,
+    isolate: bool = False,
+) -> tuple[PluginInfo, str, list[list[str]]]:
+    """Validate many runs of one plugin without running any.
+
+    `targets` are (dataset, out, work) triples. Returns the plugin, the
+    config's sha256 and each target's problems (empty when it may run). Errors
+    that concern every run alike (unknown plugin, bad config, no backend) are
+    raised as the usual UsageError subclasses. Batch runs use this to report
+    every problem before the first session starts.
+    """
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
+    found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
+    plugin = _plugin_info(found)
+    run_config = build_config(config, sets)
+    hooks = load_hooks(entry_points=scan[HOOK_GROUP])
+    backends = collect_backends(hooks)
+    try:
+        chosen = choose_backend(backend, plugin.kind, backends)
+        all_problems = []
+        for dataset, out, work in targets:
+            request = _request(
+                found,
+                plugin,
+                run_config,
+                chosen,
+                dataset,
+                out,
+                work,
+                dry_run,
+                timeout,
+                overwrite,
+                isolate,
+            )
+            problems = _validate(hooks, request)
+            all_problems.append(problems or _preflight(chosen, request))
+    finally:
+        close_backends(backends)
+    return plugin, config_sha256(run_config), all_problems
 
 
 def _request(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -93,7 +94,42 @@ def _summary(record: RunRecord) -> str:
     help="Fail the run if it wrote an invalid resultbundle.json "
     "[default: strict_bundles in the user config, else off].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@click.option(
+    "--sessions",
+    metavar="GLOB",
+    help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    metavar="N",
+    help="Sessions at once with --executor local [default: the CPUs available].",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Where sessions run: worker processes here, or Dask.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://host:8786 [default: $MDIVICOM_DASK_SCHEDULER, "
+    "else a LocalCluster].",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="With --sessions: skip sessions whose latest run succeeded with the same "
+    "plugin version and config.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the run record (or with --sessions the batch summary) as JSON.",
+)
 def run_command(
     ref: str,
     dataset: str,
@@ -107,6 +143,11 @@ def run_command(
     overwrite: bool,
     isolate: bool,
     strict_bundles: bool | None,
+    sessions: str | None,
+    jobs: int | None,
+    executor: str,
+    scheduler: str | None,
+    resume: bool,
     as_json: bool,
 ) -> None:
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
@@ -119,6 +160,31 @@ def run_command(
 
     def progress(message: str) -> None:
         click.echo(f"[mdivicom] {message}", err=True)
+
+    if sessions is not None:
+        _run_batch(
+            ref,
+            dataset=dataset,
+            out=out,
+            config=config_option,
+            sets=sets,
+            work=work,
+            backend=backend,
+            dry_run=dry_run,
+            timeout=timeout,
+            overwrite=overwrite,
+            isolate=isolate,
+            strict_bundles=strict_bundles,
+            sessions=sessions,
+            jobs=jobs,
+            executor=executor,
+            scheduler=scheduler,
+            resume=resume,
+            as_json=as_json,
+            progress=progress,
+        )
+    if resume or jobs is not None or scheduler is not None or executor != "local":
+        raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
 
     try:
         record = run_plugin(
@@ -144,3 +210,40 @@ def run_command(
     else:
         click.echo(_summary(record))
     raise click.exceptions.Exit(EXIT_CODES[record.status])
+
+
+def _run_batch(ref: str, *, as_json: bool, progress: Callable[[str], None], **options: Any) -> None:
+    from mdivicomtools.batch import BatchSummaryInterrupted, run_batch
+    from mdivicomtools.cli.batch_view import BatchProgress, render_summary
+    from mdivicomtools.signals import sigterm_as_interrupt
+
+    view: BatchProgress | None = None
+
+    def on_start(total: int) -> None:
+        nonlocal view
+        view = BatchProgress(total)
+
+    def on_event(kind: str, job: Any, result: Any) -> None:
+        if view is not None:
+            view.event(kind, job, result)
+
+    interrupted = False
+    try:
+        with sigterm_as_interrupt():
+            summary = run_batch(
+                ref, progress=progress, on_start=on_start, on_event=on_event, **options
+            )
+    except BatchSummaryInterrupted as exc:
+        summary, interrupted = exc.summary, True
+    finally:
+        if view is not None:
+            view.close()
+    from pathlib import Path
+
+    path = str(Path(summary.out_dir) / "_batches" / f"{summary.batch_id}.json")
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(render_summary(summary, path))
+    code = 130 if interrupted else (1 if summary.status == "failed" else 0)
+    raise click.exceptions.Exit(code)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.group("runs")
@@ -19,8 +24,11 @@ def list_command(out: str, as_json: bool) -> None:
     """List the runs recorded under OUT, oldest first."""
     from pathlib import Path  # pathlib costs 5 ms of start-up for every command
 
-    from mdivicomtools.records import load_records
+    from mdivicomtools.records import load_records, session_folders
 
+    if session_folders(Path(out)):
+        _list_sessions(Path(out), as_json)
+        return
     records, problems = load_records(Path(out))
     warn(problems)
     if as_json:
@@ -58,6 +66,35 @@ def list_command(out: str, as_json: bool) -> None:
         for r in records
     ]
     click.echo(table(["RUN_ID", "STATUS", "PLUGIN", "VERSION", "DURATION", "ERROR"], rows))
+
+
+def _list_sessions(out: Path, as_json: bool) -> None:
+    """A batch's --out: one line per session and plugin, with the latest status."""
+    from mdivicomtools.records import latest_by_session
+
+    rows, problems = latest_by_session(out)
+    warn(problems)
+    if as_json:
+        echo_json(rows)
+        return
+    from mdivicomtools.textui import table
+
+    click.echo(
+        table(
+            ["SESSION", "PLUGIN", "LATEST", "RUN_ID", "RUNS", "ERROR"],
+            [
+                [
+                    str(r["session"]),
+                    str(r["plugin"]),
+                    str(r["status"]),
+                    str(r["run_id"]),
+                    str(r["runs"]),
+                    str(r["error"] or ""),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @runs_group.command("show")

@@ -1,0 +1,99 @@
+"""How `mdivicom run --sessions` shows a batch: a live bar on a terminal, lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from mdivicomtools.batch import BatchSummary
+    from mdivicomtools.executors import SessionJob, SessionResult
+
+
+class BatchProgress:
+    """Done/failed/running counts and an ETA on stderr.
+
+    On a terminal a rich progress bar, refreshed from the main loop (no refresh
+    thread: the local executor forks workers, and forking with threads running
+    is unsafe); elsewhere (CI logs, pipes) one line per finished session.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.counts: Counter[str] = Counter()
+        self.running = 0
+        self._live: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._live = Progress(
+                TextColumn("[bold]sessions"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                auto_refresh=False,
+            )
+            self._task = self._live.add_task("batch", total=total, detail="")
+            self._live.start()
+
+    def event(self, kind: str, job: SessionJob, result: SessionResult | None) -> None:
+        if kind == "started":
+            self.running += 1
+        else:
+            assert result is not None
+            self.running -= 1 if result.status != "not_started" else 0
+            self.counts[result.status] += 1
+            if self._live is None:
+                done = sum(self.counts.values())
+                detail = (
+                    f": {result.error}" if result.error and result.status != "succeeded" else ""
+                )
+                click.echo(
+                    f"[mdivicom] {job.session} {result.status}{detail} ({done}/{self.total})",
+                    err=True,
+                )
+        if self._live is not None:
+            failed = self.counts["failed"] + self.counts["timed_out"]
+            detail = (
+                f"done {self.counts['succeeded']}  failed {failed}  running {max(self.running, 0)}"
+            )
+            self._live.update(self._task, completed=sum(self.counts.values()), detail=detail)
+            self._live.refresh()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def render_summary(summary: BatchSummary, path: str) -> str:
+    from mdivicomtools.textui import table
+
+    rows = [
+        [r.session, r.status, r.run_id or "-", f"{r.duration_s:.2f}s", r.error or ""]
+        for r in summary.sessions
+    ]
+    totals = ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items()))
+    return "\n".join(
+        [
+            table(["SESSION", "STATUS", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
+            f"{summary.status}: {summary.plugin} {summary.plugin_version} on "
+            f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s ({totals})",
+            f"outputs:  {summary.out_dir}/<session>/",
+            f"summary:  {path}",
+        ]
+    )

@@ -1,0 +1,421 @@
+"""Batch runs over sessions: local executor, resume, Ctrl-C, Dask, containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engines import TEST_IMAGE
+from mdivicomtools.batch import BatchValidationFailed, run_batch
+from opensids_sample import make_dataset
+from pluginsite import MDIVICOM
+
+SESSION_PLUGIN = """
+import json, os, pathlib, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    session = pathlib.Path(dataset_dir).name
+    fail_marker = pathlib.Path(config.get("fail_marker", "/nonexistent"))
+    if fail_marker.exists() and session in fail_marker.read_text().split():
+        raise RuntimeError("bad recording in " + session)
+    if session == config.get("die_in"):
+        os._exit(9)
+    if config.get("slow_after") and session > config["slow_after"]:
+        pathlib.Path(config["started_dir"], session).write_text("started")
+        time.sleep(60)
+    wavs = sorted(p.name for p in pathlib.Path(dataset_dir).rglob("*.wav"))
+    pathlib.Path(out_dir, "streams.json").write_text(json.dumps(wavs))
+    return {"session": session, "pid": os.getpid()}
+"""
+
+
+@pytest.fixture
+def study(tmp_path):
+    return make_dataset(tmp_path / "study", sessions=8)
+
+
+@pytest.fixture
+def session_plugin(site):
+    site.plugin("per-session", run_source=SESSION_PLUGIN)
+    return site
+
+
+def summary_of(out: Path) -> dict:
+    (path,) = sorted((out / "_batches").glob("*.json"))[-1:]
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_local_executor_runs_every_session(session_plugin, study, tmp_path, jobs):
+    out = tmp_path / "out"
+    summary = run_batch("per-session", dataset=study, out=out, sessions="ses-*", jobs=jobs)
+    assert summary.status == "succeeded" and summary.totals == {"succeeded": 8}
+    assert summary.executor == "local" and summary.jobs == jobs and summary.scheduler is None
+    assert [r.session for r in summary.sessions] == [f"ses-{i:02d}" for i in range(1, 9)]
+    for result in summary.sessions:
+        session_out = out / result.session
+        assert json.loads((session_out / "per-session" / "streams.json").read_text()) == [
+            "str-cam1.wav",
+            "str-cam2.wav",
+        ]
+        (record,) = [json.loads(p.read_text()) for p in (session_out / "_runs").glob("*.json")]
+        assert record["run_id"] == result.run_id and record["status"] == "succeeded"
+        assert record["dataset_dir"] == str(study / "sessions" / result.session)
+    pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
+    assert os.getpid() not in pids  # sessions ran in worker processes
+    assert summary_of(out)["batch_id"] == summary.batch_id
+
+
+def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
+    marker = tmp_path / "fail"
+    marker.write_text("ses-03")
+    out = tmp_path / "out"
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(out),
+        "--sessions",
+        "ses-*",
+        "--jobs",
+        "2",
+        "--set",
+        f"fail_marker={marker}",
+        "--json",
+    )
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed"
+    assert summary["totals"] == {"succeeded": 7, "failed": 1}
+    (failed,) = [s for s in summary["sessions"] if s["status"] == "failed"]
+    assert failed["session"] == "ses-03"
+    assert failed["error"] == "RuntimeError: bad recording in ses-03"
+    assert not (out / "ses-03" / "per-session").exists()
+    assert "[mdivicom] ses-03 failed: RuntimeError: bad recording in ses-03" in result.stderr
+
+
+def test_resume_after_a_partial_failure(session_plugin, study, tmp_path):
+    marker = tmp_path / "fail"
+    marker.write_text("ses-02 ses-05")
+    out = tmp_path / "out"
+    common = dict(
+        dataset=study, out=out, sessions="ses-*", jobs=2, config={"fail_marker": str(marker)}
+    )
+    first = run_batch("per-session", **common)
+    assert first.totals == {"succeeded": 6, "failed": 2}
+    marker.write_text("")  # the recordings were fixed
+    messages = []
+    second = run_batch("per-session", resume=True, progress=messages.append, **common)
+    assert second.status == "succeeded"
+    assert second.totals == {"skipped": 6, "succeeded": 2}
+    ran = sorted(r.session for r in second.sessions if r.status == "succeeded")
+    assert ran == ["ses-02", "ses-05"]
+    skipped = [r for r in second.sessions if r.status == "skipped"]
+    assert skipped[0].error.startswith("succeeded in run ")
+    assert skipped[0].error.endswith("with per-session 1.0.0 and the same config")
+    assert messages[0] == (
+        "resume: skipping 6 session(s) whose latest run of lab/per-session "
+        "1.0.0 succeeded with the same config"
+    )
+    changed = run_batch(
+        "per-session",
+        resume=True,
+        overwrite=True,
+        **{**common, "config": {"fail_marker": str(marker), "v": 2}},
+    )
+    assert changed.totals == {"succeeded": 8}  # a different config is not resumed
+
+
+def test_problems_are_reported_once_before_anything_runs(site, study, tmp_path):
+    site.plugin(
+        "strict", config_schema={"type": "object", "required": ["ref"]}, run_source=SESSION_PLUGIN
+    )
+    with pytest.raises(BatchValidationFailed) as excinfo:
+        run_batch("strict", dataset=study, out=tmp_path / "out", sessions="ses-*")
+    assert excinfo.value.common == ["config: 'ref' is a required property"]
+    assert excinfo.value.per_session == {}
+    assert str(excinfo.value).count("required property") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_session_glob_that_matches_nothing_is_exit_2(session_plugin, study, tmp_path):
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "o"),
+        "--sessions",
+        "sub-*",
+    )
+    assert result.returncode == 2
+    assert "--sessions 'sub-*' matches no folder" in result.stderr
+    assert "(there are: ses-01, ses-02" in result.stderr
+    no_sessions = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--jobs",
+        "2",
+    )
+    assert no_sessions.returncode == 2
+    assert "--jobs, --executor, --scheduler and --resume need --sessions" in no_sessions.stderr
+
+
+def test_a_worker_that_dies_fails_its_session_only(session_plugin, study, tmp_path):
+    summary = run_batch(
+        "per-session",
+        dataset=study,
+        out=tmp_path / "out",
+        sessions="ses-*",
+        jobs=2,
+        config={"die_in": "ses-04"},
+    )
+    assert summary.totals == {"succeeded": 7, "failed": 1}
+    (dead,) = [r for r in summary.sessions if r.status == "failed"]
+    assert dead.session == "ses-04"
+    assert dead.error == "WorkerDied: the worker process died (exit status 9)"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp_path, sig):
+    started = tmp_path / "started"
+    started.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            MDIVICOM,
+            "run",
+            "per-session",
+            "--dataset",
+            str(study),
+            "--out",
+            str(out),
+            "--sessions",
+            "ses-*",
+            "--jobs",
+            "2",
+            "--set",
+            "slow_after=ses-04",
+            "--set",
+            f"started_dir={started}",
+            "--json",
+        ],
+        env=session_plugin.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:
+        assert time.monotonic() < deadline, "the slow sessions never started"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    by_status = {}
+    for session in summary["sessions"]:
+        by_status.setdefault(session["status"], []).append(session["session"])
+    assert by_status["succeeded"] == ["ses-01", "ses-02", "ses-03", "ses-04"]
+    assert by_status["interrupted"] == ["ses-05", "ses-06"]
+    assert by_status["not_started"] == ["ses-07", "ses-08"]
+    for session in ("ses-05", "ses-06"):
+        (record,) = [json.loads(p.read_text()) for p in (out / session / "_runs").glob("*.json")]
+        assert record["status"] == "interrupted"
+        assert not (out / session / "per-session").exists()
+    assert (out / "ses-01" / "per-session" / "streams.json").exists()
+
+
+def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):
+    marker = tmp_path / "fail"
+    marker.write_text("ses-02")
+    out = tmp_path / "out"
+    run_batch(
+        "per-session",
+        dataset=study,
+        out=out,
+        sessions="ses-0[123]",
+        jobs=2,
+        config={"fail_marker": str(marker)},
+    )
+    listing = subprocess.run(
+        [MDIVICOM, "runs", "list", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=session_plugin.env(),
+    )
+    rows = json.loads(listing.stdout)
+    assert [(r["session"], r["status"], r["runs"]) for r in rows] == [
+        ("ses-01", "succeeded", 1),
+        ("ses-02", "failed", 1),
+        ("ses-03", "succeeded", 1),
+    ]
+    table = subprocess.run(
+        [MDIVICOM, "runs", "list", str(out)], capture_output=True, text=True
+    ).stdout.splitlines()
+    assert table[0].split() == ["SESSION", "PLUGIN", "LATEST", "RUN_ID", "RUNS", "ERROR"]
+    assert "RuntimeError: bad recording in ses-02" in table[2]
+
+
+def test_dask_local_cluster(session_plugin, study, tmp_path):
+    out = tmp_path / "out"
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(out),
+        "--sessions",
+        "ses-0[1-4]",
+        "--executor",
+        "dask",
+        "--jobs",
+        "2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["executor"] == "dask" and summary["scheduler"].startswith("tcp://127.0.0.1:")
+    assert summary["totals"] == {"succeeded": 4}
+    pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
+    assert len(pids) == 2  # two worker processes shared the four sessions
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_path):
+    dask = str(Path(sys.executable).with_name("dask"))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = session_plugin.env()
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(logs / "scheduler.log").open("w"),
+        )
+    ]
+    try:
+        for index in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(logs / f"worker-{index}.log").open("w"),
+                )
+            )
+        out = tmp_path / "out"
+        result = session_plugin.cli(
+            "run",
+            "per-session",
+            "--dataset",
+            str(study),
+            "--out",
+            str(out),
+            "--sessions",
+            "ses-*",
+            "--executor",
+            "dask",
+            "--scheduler",
+            address,
+            "--json",
+        )
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["scheduler"] == address and summary["totals"] == {"succeeded": 8}
+        pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
+        worker_pids = {p.pid for p in processes[1:]}
+        assert pids and not pids & {os.getpid()}
+        assert len(pids) <= 2 + len(worker_pids)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "out"),
+        "--sessions",
+        "ses-01",
+        "--executor",
+        "dask",
+        "--scheduler",
+        f"tcp://127.0.0.1:{_free_port()}",
+    )
+    assert result.returncode == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.engines
+def test_container_plugin_fanned_out_over_sessions(site, study, tmp_path, engine):
+    site.manifest(
+        "count.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": "count-wavs",
+                "kind": "container",
+                "version": "1.0.0",
+                "publisher": "lab",
+                "description": "count the WAV files of a session",
+            },
+            "container": {
+                "image": TEST_IMAGE,
+                "pull": "never",
+                "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
+            },
+        },
+    )
+    out = tmp_path / "out"
+    summary = run_batch(
+        "count-wavs", dataset=study, out=out, sessions="ses-0[1-4]", jobs=2, backend=engine
+    )
+    assert summary.totals == {"succeeded": 4}, summary.sessions
+    for index in range(1, 5):
+        assert (out / f"ses-{index:02d}" / "count-wavs" / "n").read_text().strip() == "2"
