@@ -390,3 +390,21 @@ def test_container_plugin_without_a_container_backend_is_refused(
         run_plugin("count-lines", dataset=dataset, out=tmp_path / "o")
     with pytest.raises(BackendUnavailable, match="backend 'python' cannot run container plugins"):
         run_plugin("count-lines", dataset=dataset, out=tmp_path / "o", backend="python")
+
+
+def test_float_subclasses_in_a_return_value_are_not_kept(site, dataset, tmp_path):
+    """A numpy.float64 passes isinstance(x, float) but breaks JSON encoders."""
+    site.plugin(
+        "subclassy",
+        run_source="""
+class Float(float):
+    pass
+def run(*a, **k):
+    return {"offset": Float(1.5), "ok": 1.5}
+""",
+    )
+    record = run_plugin("subclassy", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "succeeded" and record.result is None
+    assert record.warnings == [
+        "the plugin's return value was not kept: result.offset is a Float, not a JSON value"
+    ]

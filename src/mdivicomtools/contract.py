@@ -111,27 +111,30 @@ def find_unsafe_json(value: object, path: str = "$") -> str | None:
 
     The contract requires registration data to be JSON-safe so lists, records and
     manifests carry it unchanged; tuples, sets, objects and NaN would each be
-    silently altered or rejected somewhere later.
+    silently altered or rejected somewhere later. Only the exact built-in types
+    pass: a numpy.float64 is a float subclass that no JSON encoder must be
+    trusted with.
     """
-    if value is None or isinstance(value, (bool, str, int)):
+    kind = type(value)
+    if value is None or kind in (bool, str, int):
         return None
-    if isinstance(value, float):
+    if kind is float:
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
-    if isinstance(value, list):
+    if kind is list:
         for index, item in enumerate(value):
             problem = find_unsafe_json(item, f"{path}[{index}]")
             if problem:
                 return problem
         return None
-    if isinstance(value, dict):
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 return f"{path} has a non-string key {key!r}"
             problem = find_unsafe_json(item, f"{path}.{key}")
             if problem:
                 return problem
         return None
-    return f"{path} is a {type(value).__name__}, not a JSON value"
+    return f"{path} is a {kind.__name__}, not a JSON value"
 
 
 def _callable_ref(func: Callable[..., Any]) -> str:
