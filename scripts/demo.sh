@@ -1,38 +1,42 @@
 #!/usr/bin/env bash
-# The main job: install mdivicomtools and the example plugin package into a
-# virtual environment of its own (.demo/venv, apart from the test .venv), make a
-# small sample dataset, run the plugin on it, and show where the outputs and the
-# run record are.
+# The main job: install mdivicomtools and the sync-audio example plugin into a
+# virtual environment of its own (.demo/venv, apart from the test .venv),
+# generate a small synthetic openSIDS study (cameras that started up to 5 s
+# apart, different gains and sample rates, noise at 10 dB SNR), sync every
+# session with `mdivicom run --sessions`, and print the recovered offsets next
+# to the true ones, the output folder and the run records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 DEMO=.demo
 [[ -x $DEMO/venv/bin/python ]] || "$PYTHON" -m venv "$DEMO/venv"
-echo "[demo] installing mdivicomtools and examples/minimal-plugin into $DEMO/venv" >&2
+echo "[demo] installing mdivicomtools and examples/sync-audio into $DEMO/venv" >&2
 "$DEMO/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  . ./examples/minimal-plugin
+  . ./examples/sync-audio
 MDIVICOM=$DEMO/venv/bin/mdivicom
 
-echo "[demo] writing a sample dataset to $DEMO/dataset" >&2
-rm -rf "$DEMO/dataset"
-"$DEMO/venv/bin/python" - "$DEMO/dataset" <<'PY'
-import math, pathlib, struct, sys, wave
-root = pathlib.Path(sys.argv[1])
-for session in ("01", "02"):
-    for stream in ("cam1", "cam2"):
-        folder = root / "sessions" / f"ses-{session}" / "raw" / "audio" / f"str-{stream}"
-        folder.mkdir(parents=True)
-        with wave.open(str(folder / f"str-{stream}.wav"), "wb") as out:
-            out.setnchannels(1); out.setsampwidth(2); out.setframerate(16000)
-            tone = (int(8000 * math.sin(2 * math.pi * 440 * i / 16000)) for i in range(16000))
-            out.writeframes(b"".join(struct.pack("<h", s) for s in tone))
-PY
+echo "[demo] generating a sample study in $DEMO/study" >&2
+rm -rf "$DEMO/study" "$DEMO/results"
+"$DEMO/venv/bin/python" -m mdivicom_sync_audio.sample "$DEMO/study" --sessions 3 --seed 11
 
-echo "[demo] mdivicom plugins list" >&2
-"$MDIVICOM" plugins list
-echo "[demo] mdivicom run hello (counting the WAV files)" >&2
-"$MDIVICOM" run hello --dataset "$DEMO/dataset" --out "$DEMO/results" --overwrite \
-  --set 'pattern=*.wav'
-echo "[demo] the plugin's output, $DEMO/results/hello/summary.json:" >&2
-cat "$DEMO/results/hello/summary.json"
+echo "[demo] mdivicom run sync-audio over every session" >&2
+"$MDIVICOM" run sync-audio --dataset "$DEMO/study" --out "$DEMO/results" --sessions 'ses-*'
+
+echo >&2
+echo "[demo] recovered versus true offsets (t_reference = t_stream + offset_s)" >&2
+"$DEMO/venv/bin/python" - "$DEMO/study" "$DEMO/results" <<'PY'
+import json, pathlib, sys
+study, results = map(pathlib.Path, sys.argv[1:])
+truth = json.loads((study / "sample_truth.json").read_text())
+print(f"{'SESSION':8} {'STREAM':9} {'TRUE s':>10} {'FOUND s':>10} {'ERROR ms':>9} {'CONF':>7}")
+for session, info in truth.items():
+    maps = results / session / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
+    for stream, true in info["offsets_s"].items():
+        found = json.loads((maps / f"{stream}_timebase_map.json").read_text())
+        error = (found["offset_s"] - true) * 1000
+        conf = "ref" if found["confidence"] is None else f"{found['confidence']:.0f}"
+        print(f"{session:8} {stream:9} {true:10.4f} {found['offset_s']:10.4f} {error:9.3f} {conf:>7}")
+    records = sorted((results / session / "_runs").glob("*.json"))
+    print(f"  outputs: {results / session / 'sync-audio'}/   record: {records[-1]}")
+PY

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -474,12 +475,14 @@ def test_podman_starts_a_private_service_when_none_answers(site, dataset, tmp_pa
     record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend="podman")
     assert record.status == "succeeded"
     assert record.container.endpoint.startswith("unix:///tmp/mdivicom-podman-")
+    endpoint = record.container.endpoint
     services = subprocess.run(
-        ["pgrep", "-f", "podman system service --time=0 unix:///tmp/mdivi"],
+        ["pgrep", "-f", f"podman system service --time=0 {endpoint}"],
         capture_output=True,
         text=True,
     )
     assert services.stdout.strip() == ""  # the private service was stopped after the run
+    assert not Path(endpoint.removeprefix("unix://")).exists()
 
 
 def test_a_container_plugins_result_bundle_is_validated(site, dataset, tmp_path, engine):
