@@ -100,3 +100,43 @@ def info_command(ref: str, as_json: bool) -> None:
     from mdivicomtools.textui import fields
 
     click.echo(fields(_info_pairs(record)))
+
+
+@plugins_group.command("check")
+@click.argument("ref")
+@click.option(
+    "--dataset",
+    metavar="DIR",
+    help="Run on this dataset instead of a generated sample openSIDS session.",
+)
+@click.option(
+    "--config",
+    "config_option",
+    metavar="JSON_OR_PATH",
+    help="Config for the test runs (as for `mdivicom run`).",
+)
+@click.option("--backend", metavar="NAME", help="Backend for container plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of checks.")
+def check_command(
+    ref: str, dataset: str | None, config_option: str | None, backend: str | None, as_json: bool
+) -> None:
+    """Check that the plugin REF keeps the contract: one line per check.
+
+    Registration, callable or image, a dry run and a real run in a temporary
+    sandbox (on a sample openSIDS session unless --dataset is given), the dataset
+    untouched, nothing written outside out_dir, provenance.json and result
+    bundles valid. Exit status 1 if any check fails.
+    """
+    from mdivicomtools.config import build_config
+    from mdivicomtools.conformance import check_plugin
+
+    checks = check_plugin(ref, dataset=dataset, config=build_config(config_option), backend=backend)
+    if as_json:
+        import msgspec
+
+        echo_json(msgspec.to_builtins(checks))
+    else:
+        for check in checks:
+            click.echo(f"{check.status.upper():5} {check.name}: {check.detail}")
+    if any(check.status == "fail" for check in checks):
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,108 @@
+"""`mdivicom plugins check` on a conforming plugin and on deliberately broken ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mdivicomtools.conformance import check_plugin
+
+GOOD = """
+import json, pathlib
+from mdivicomtools.resultbundle import write_resultbundle
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if dry_run:
+        return {"would": "count"}
+    wavs = sorted(str(p) for p in pathlib.Path(dataset_dir).rglob("*.wav"))
+    pathlib.Path(out_dir, "wavs.json").write_text(json.dumps(wavs))
+    pathlib.Path(work_dir, "scratch").write_text("ok")
+    pathlib.Path(out_dir, "provenance.json").write_text(json.dumps({"tool": "good"}))
+    write_resultbundle(out_dir, resultbundle_type="lab.wavs.v1")
+"""
+
+BROKEN = {
+    "bad-signature": (
+        "def run(dataset_dir):\n    pass\n",
+        "callable",
+        "run() must accept (dataset_dir, out_dir, config) positionally",
+    ),
+    "no-kwargs": (
+        "def run(dataset_dir, out_dir, config):\n    pass\n",
+        "callable",
+        "run() must accept the keyword argument(s) work_dir, dry_run",
+    ),
+    "writes-outside": (
+        "import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path('stray.txt').write_text('x')\n"
+        "    pathlib.Path(out_dir, '..', '..', '..', 'beside.txt').write_text('x')\n"
+        "    pathlib.Path(out_dir, '..', '..', '..', '..', 'elsewhere.txt').write_text('x')\n",
+        "writes only to out_dir",
+        "wrote elsewhere.txt, out/beside.txt, stray.txt",
+    ),
+    "modifies-dataset": (
+        "import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    if not dry_run:\n"
+        "        pathlib.Path(dataset_dir, 'ses-01_session.yaml').write_text('changed: 1')\n",
+        "run",
+        "DatasetModified",
+    ),
+    "invalid-sidecar": (
+        "import json, pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path(out_dir, 'resultbundle.json').write_text(json.dumps({'files': []}))\n",
+        "resultbundle",
+        "'resultbundle_type' is a required property",
+    ),
+}
+
+
+def statuses(checks):
+    return {check.name: check.status for check in checks}
+
+
+def test_a_conforming_plugin_passes_every_check(site):
+    site.plugin("good", run_source=GOOD)
+    checks = check_plugin("good")
+    assert statuses(checks) == {
+        "meta": "pass",
+        "api_version": "pass",
+        "callable": "pass",
+        "dry run": "pass",
+        "run": "pass",
+        "dataset untouched": "pass",
+        "writes only to out_dir": "pass",
+        "provenance.json": "pass",
+        "resultbundle": "pass",
+    }
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_plugins_fail_the_right_check(site, case):
+    source, failing, detail = BROKEN[case]
+    site.plugin(case, run_source=source)
+    checks = {check.name: check for check in check_plugin(case)}
+    assert checks[failing].status == "fail", checks
+    assert detail in checks[failing].detail
+
+
+def test_a_broken_registration_fails_meta(site):
+    site.manifest("broken.json", {"meta": {"id": "broken", "publisher": "lab"}})
+    (check,) = check_plugin("broken")
+    assert (check.name, check.status) == ("meta", "fail")
+    assert "meta.api_version is missing" in check.detail
+
+
+def test_cli_lines_and_exit_codes(site):
+    site.plugin("good", run_source=GOOD)
+    site.plugin("bad-signature", run_source=BROKEN["bad-signature"][0])
+    ok = site.cli("plugins", "check", "good")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[0].startswith("PASS  meta: lab/good 1.0.0")
+    bad = site.cli("plugins", "check", "bad-signature", "--json")
+    assert bad.returncode == 1
+    assert {"name": "callable", "status": "fail"}.items() <= json.loads(bad.stdout)[-1].items()
+    unknown = site.cli("plugins", "check", "nope")
+    assert unknown.returncode == 2
