@@ -140,3 +140,35 @@ def check_command(
             click.echo(f"{check.status.upper():5} {check.name}: {check.detail}")
     if any(check.status == "fail" for check in checks):
         raise click.exceptions.Exit(1)
+
+
+@plugins_group.command("new")
+@click.argument("name")
+@click.option(
+    "--kind", type=click.Choice(["python", "container"]), default="python", show_default=True
+)
+@click.option("--dir", "folder", metavar="DIR", help="Where to write it [default: ./NAME].")
+@click.option(
+    "--publisher",
+    default="local",
+    show_default=True,
+    help="Your lab or user name (a lowercase slug).",
+)
+@click.option(
+    "--image",
+    default="docker.io/library/busybox:1.36",
+    show_default=True,
+    help="The image of a container plugin.",
+)
+def new_command(name: str, kind: str, folder: str | None, publisher: str, image: str) -> None:
+    """Scaffold a plugin NAME that passes `plugins check` and its own tests at once."""
+    from mdivicomtools.scaffold import scaffold
+
+    root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image)
+    click.echo(f"created {root}/")
+    if kind == "python":
+        click.echo(
+            f"next: pip install -e '{root}[test]' && mdivicom plugins check {name} && pytest {root}"
+        )
+    else:
+        click.echo(f"next: export MDIVICOM_PLUGIN_PATH={root} && mdivicom plugins check {name}")

@@ -1,0 +1,99 @@
+"""`mdivicom plugins new`: the scaffolded package conforms and passes its own tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pluginsite import MDIVICOM, pip_install_target
+
+
+def test_python_scaffold_installs_conforms_and_passes_its_tests(tmp_path):
+    made = subprocess.run(
+        [
+            MDIVICOM,
+            "plugins",
+            "new",
+            "gaze-count",
+            "--dir",
+            str(tmp_path / "gaze-count"),
+            "--publisher",
+            "mylab",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith(f"created {tmp_path / 'gaze-count'}/")
+    target = tmp_path / "site"
+    pip_install_target(target, tmp_path / "gaze-count")
+    env = dict(os.environ, PYTHONPATH=str(target), MDIVICOM_PLUGIN_PATH="")
+    check = subprocess.run(
+        [MDIVICOM, "plugins", "check", "mylab/gaze-count", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert {c["status"] for c in json.loads(check.stdout)} == {"pass"}
+    tests = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "gaze-count" / "tests"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "gaze-count",
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "2 passed" in tests.stdout
+
+
+def test_container_scaffold_is_a_valid_manifest(tmp_path):
+    made = subprocess.run(
+        [
+            MDIVICOM,
+            "plugins",
+            "new",
+            "lister",
+            "--kind",
+            "container",
+            "--dir",
+            str(tmp_path / "lister"),
+            "--image",
+            "localhost/mdivicom-test:1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    env = dict(os.environ, MDIVICOM_PLUGIN_PATH=str(tmp_path / "lister"))
+    info = subprocess.run(
+        [MDIVICOM, "plugins", "info", "lister", "--json"], env=env, capture_output=True, text=True
+    )
+    assert info.returncode == 0 and json.loads(info.stdout)["status"] == "ok"
+    assert json.loads(info.stdout)["container"]["image"] == "localhost/mdivicom-test:1"
+
+
+def test_bad_names_and_existing_folders_are_exit_2(tmp_path):
+    bad = subprocess.run(
+        [MDIVICOM, "plugins", "new", "Bad Name", "--dir", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "is not a plugin id" in bad.stderr
+    (tmp_path / "taken").mkdir()
+    taken = subprocess.run(
+        [MDIVICOM, "plugins", "new", "taken", "--dir", str(tmp_path / "taken")],
+        capture_output=True,
+        text=True,
+    )
+    assert taken.returncode == 2 and "already exists" in taken.stderr
