@@ -169,3 +169,15 @@ def pip_install_target(target: Path, *projects: Path) -> None:
         text=True,
         timeout=300,
     )
+
+
+def interruptible() -> None:
+    """preexec_fn for a child that a test will Ctrl-C.
+
+    A shell's background job (a CI harness, `tox &`) inherits SIGINT ignored,
+    and Python then never turns SIGINT into KeyboardInterrupt; the tests that
+    press Ctrl-C must not depend on how they were started.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -16,7 +16,7 @@ import pytest
 from engines import TEST_IMAGE
 from mdivicomtools.batch import BatchValidationFailed, run_batch
 from opensids_sample import make_dataset
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, interruptible
 
 SESSION_PLUGIN = """
 import json, os, pathlib, time
@@ -218,6 +218,7 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     while len(list(started.iterdir())) < 2:

@@ -20,7 +20,7 @@ import pytest
 
 from engines import TEST_IMAGE, engine_cli, need_engine
 from mdivicomtools.runner import ValidationFailed, run_plugin
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, interruptible
 
 pytestmark = pytest.mark.engines
 
@@ -210,6 +210,7 @@ def test_interrupt_stops_and_removes_the_container(site, dataset, tmp_path, engi
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     log = None

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, interruptible
 
 WRITE = """
 import pathlib
@@ -171,6 +171,7 @@ def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     wait_for(started)
     proc.send_signal(sig)
@@ -297,6 +298,7 @@ def get_plugin():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     wait_for(tmp_path / "hanging")
     os.kill(proc.pid, signal.SIGINT)
