@@ -154,7 +154,7 @@ def test_nonzero_exit_fails_with_the_exit_code_and_keeps_earlier_output(
     )
     assert result.returncode == 1
     record = json.loads(result.stdout)
-    assert record["status"] == "failed" and record["exit_code"] == 42
+    assert record["status"] == "failed" and record["exit_code"] == 42, record["error"]
     assert record["container"]["exit_code"] == 42
     assert record["error"] == {
         "type": "ContainerFailed",

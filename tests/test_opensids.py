@@ -38,7 +38,7 @@ def test_malformed_yaml_json_and_tsv_are_findings_with_lines(tmp_path):
     (root / "dataset_manifest.yaml").write_text("name: x\nversion: [unclosed\n")
     (ses / "raw" / "audio" / "str-cam1" / "str-cam1_stream.yaml").write_text("- a list\n")
     (ses / "derived" / "sync" / "timebase_maps" / "str-cam2_timebase_map.json").write_text(
-        '{\n  "offset_s": 1.0,\n}'
+        '{\n  "offset_s": 1.0\n  "stream": "x"\n}'
     )
     (ses / "derived" / "sync" / "sync_markers.tsv").write_text("t\tstream\n1.0\tstr-cam1\textra\n")
     report = check_dataset(root)

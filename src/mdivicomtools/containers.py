@@ -394,7 +394,15 @@ class ContainerBackend:
             waiter.join(timeout=_POLL_S)
         logs.finish()
         if "error" in result:
-            raise result["error"]
+            # a wait request can fail (a dropped stream, an engine under load) while the
+            # container itself finished: its state is the authority on how it ended
+            exit_code, _ = engine.state(container_id)
+            if exit_code is None:
+                raise result["error"]
+            log.write(
+                f"[mdivicom] waiting for the container failed ({result['error']}); "
+                f"its state says it exited with status {exit_code}\n"
+            )
         self._record_state(engine, container_id, outcome)
         exit_code = outcome.container.exit_code
         outcome.exit_code = exit_code

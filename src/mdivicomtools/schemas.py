@@ -25,8 +25,24 @@ def _without(schema: dict[str, Any], struct: str, fields: tuple[str, ...]) -> No
             definition["required"].remove(name)
 
 
+def _normalise(node: Any) -> Any:
+    """Descriptions come from docstrings, whose whitespace differs between Python
+    versions (3.13 dedents at compile time); one space between words everywhere
+    keeps the generated files identical on every supported Python."""
+    if isinstance(node, dict):
+        return {
+            key: " ".join(value.split())
+            if key == "description" and isinstance(value, str)
+            else _normalise(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_normalise(item) for item in node]
+    return node
+
+
 def _document(struct: type, title: str, description: str) -> dict[str, Any]:
-    schema = msgspec.json.schema(struct)
+    schema = _normalise(msgspec.json.schema(struct))
     return {"$schema": SCHEMA_DRAFT, "title": title, "description": description, **schema}
 
 
