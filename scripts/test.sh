@@ -18,5 +18,8 @@ echo "[test] ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "[test] mkdocs build --strict"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+
 echo "[test] pytest"
 exec .venv/bin/python -m pytest "$@"
