@@ -124,3 +124,53 @@ def test_dry_run_and_config_schema(installed, study, tmp_path):
     )
     assert bad.returncode == 2
     assert "config.max_lag_s: -1 is less than or equal to the minimum of 0" in bad.stderr
+
+
+def test_drift_is_estimated_and_the_offset_refers_to_time_zero(installed, tmp_path):
+    root = tmp_path / "drifting"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdivicom_sync_audio.sample",
+            str(root),
+            "--sessions",
+            "2",
+            "--seed",
+            "5",
+            "--seconds",
+            "40",
+            "--drift-ppm",
+            "80",
+        ],
+        env=installed,
+        check=True,
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            MDIVICOM,
+            "run",
+            "sync-audio",
+            "--dataset",
+            str(root),
+            "--out",
+            str(out),
+            "--sessions",
+            "ses-*",
+        ],
+        env=installed,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((root / "sample_truth.json").read_text())
+    for session, info in truth.items():
+        maps = out / session / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
+        for stream, true_offset in info["offsets_s"].items():
+            if stream == "str-cam1":
+                continue
+            found = json.loads((maps / f"{stream}_timebase_map.json").read_text())
+            # 40 s recordings: the drift line rests on 4 s windows, good to about 10 ppm
+            assert abs(found["drift_ppm"] - info["drift_ppm"][stream]) < 10, found
+            assert abs(found["offset_s"] - true_offset) * 1000 < 1.0, found

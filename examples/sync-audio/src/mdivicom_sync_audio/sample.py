@@ -2,8 +2,9 @@
 
 Each session is one acoustic scene (random claps and speech-like noise bursts)
 recorded by cameras that started at different times (up to +-5 s apart), at
-different sample rates and gains, each with its own noise at 10 dB SNR. The
-true offsets go to <root>/sample_truth.json, outside the sessions, for tests.
+different sample rates and gains, each with its own noise at 10 dB SNR, and
+optionally with a clock drift. The true offsets (and drifts) go to
+<root>/sample_truth.json, outside the sessions, for tests.
 
     python -m mdivicom_sync_audio.sample DIR [--sessions 4] [--seed 1]
 """
@@ -48,6 +49,7 @@ def make_session(
     seconds: float = 30.0,
     max_delay_s: float = 5.0,
     snr_db: float = 10.0,
+    drift_ppm: float = 0.0,
 ) -> dict:
     streams = int(rng.integers(2, 5))
     margin = max_delay_s + 1.0
@@ -55,6 +57,7 @@ def make_session(
     starts = rng.uniform(-max_delay_s, max_delay_s, size=streams)
     starts[0] = rng.uniform(-max_delay_s / 2, max_delay_s / 2)
     truth = {}
+    drifts = {}
     folder.mkdir(parents=True)
     (folder / f"{folder.name}_session.yaml").write_text(
         f"id: {folder.name}\nsynthetic: true\nstreams: {streams}\n"
@@ -62,7 +65,9 @@ def make_session(
     for index in range(streams):
         sid = f"str-cam{index + 1}"
         rate = int(rng.choice(RATES))
-        times = starts[index] + margin + np.arange(int(seconds * rate)) / rate
+        # a camera clock off by `drift_ppm` (the reference's is taken as exact)
+        skew = 1 + (drift_ppm if index else 0.0) * 1e-6
+        times = starts[index] + margin + np.arange(int(seconds * rate)) / rate * skew
         signal = np.interp(times * SCENE_RATE, np.arange(len(scene)), scene)
         signal *= rng.uniform(0.2, 3.0)
         power = float(np.mean(signal**2))
@@ -75,10 +80,13 @@ def make_session(
         )
         # t_reference = t_stream + offset, with str-cam1 as the reference
         truth[sid] = round(float(starts[index] - starts[0]), 9)
-    return {"reference_stream": "str-cam1", "offsets_s": truth}
+        drifts[sid] = drift_ppm if index else 0.0
+    return {"reference_stream": "str-cam1", "offsets_s": truth, "drift_ppm": drifts}
 
 
-def make_dataset(root: Path, sessions: int = 4, seed: int = 1, seconds: float = 30.0) -> Path:
+def make_dataset(
+    root: Path, sessions: int = 4, seed: int = 1, seconds: float = 30.0, drift_ppm: float = 0.0
+) -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset_manifest.yaml").write_text(
@@ -88,7 +96,9 @@ def make_dataset(root: Path, sessions: int = 4, seed: int = 1, seconds: float = 
     truth = {}
     for index in range(1, sessions + 1):
         name = f"ses-{index:02d}"
-        truth[name] = make_session(root / "sessions" / name, rng, seconds=seconds)
+        truth[name] = make_session(
+            root / "sessions" / name, rng, seconds=seconds, drift_ppm=drift_ppm
+        )
     (root / "sample_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return root
 
@@ -99,8 +109,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--drift-ppm", type=float, default=0.0, help="clock drift of every camera but the first"
+    )
     args = parser.parse_args()
-    make_dataset(args.root, args.sessions, args.seed, args.seconds)
+    make_dataset(args.root, args.sessions, args.seed, args.seconds, args.drift_ppm)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ timing information, so different gains, microphones and room colouring do not
 move the peak, and broadband events (claps, speech onsets) give a sharp one.
 The peak is refined to a fraction of a sample by parabolic interpolation. The
 confidence is how far the peak stands out from the rest of the correlation.
-Drift is estimated by measuring the offset separately in the first and the last
-third of the overlap; it is reported only when both estimates are confident.
+Drift is the slope of a line fitted to offsets measured in short windows along
+the recording; it is reported only when enough windows are confident.
 
 Convention: `offset_s` maps the stream's own time to the reference stream's:
 t_reference = t_stream + offset_s.
@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 MIN_DRIFT_SPAN_S = 20.0
-DRIFT_CONFIDENCE = 8.0
+WINDOW_S = 4.0
+WINDOW_CONFIDENCE = 20.0
+WINDOW_GUARD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -124,40 +126,53 @@ def gcc_phat(reference: np.ndarray, other: np.ndarray, rate: int, max_lag_s: flo
 
 
 def estimate(reference: Track, other: Track, *, analysis_rate: int, max_lag_s: float) -> Estimate:
-    """Offset, confidence and (when the recordings are long enough) drift."""
+    """Offset, confidence and (when the recordings are long enough) drift.
+
+    With drift, `offset_s` is the offset at the stream's time zero, so that
+    t_reference = t_stream * (1 + drift_ppm * 1e-6) + offset_s holds throughout.
+    """
     ref = resample(reference.samples, reference.rate, analysis_rate)
     oth = resample(other.samples, other.rate, analysis_rate)
     overall = gcc_phat(ref, oth, analysis_rate, max_lag_s)
-    drift = _drift(ref, oth, analysis_rate, max_lag_s, overall)
+    line = _drift(ref, oth, analysis_rate, max_lag_s, overall)
+    if line is None:
+        return Estimate(offset_s=float(overall.offset_s), confidence=float(overall.confidence))
+    slope, intercept = line
     return Estimate(
-        offset_s=float(overall.offset_s),
+        offset_s=float(intercept),
         confidence=float(overall.confidence),
-        drift_ppm=None if drift is None else float(drift),
+        drift_ppm=float(slope * 1e6),
     )
 
 
 def _drift(
     ref: np.ndarray, oth: np.ndarray, rate: int, max_lag_s: float, overall: Estimate
-) -> float | None:
-    """Offsets measured on the first and last thirds of `other`; None if not estimable."""
-    length = len(oth)
-    if length / rate < MIN_DRIFT_SPAN_S:
+) -> tuple[float, float] | None:
+    """(slope, offset at time zero) of a line fitted to offsets measured in short
+    windows along `other`; None if too few confident windows span enough time.
+
+    Short windows keep the drift within one window well under a sample, so each
+    local peak stays sharp; a least-squares line through many of them averages
+    out their individual errors.
+    """
+    window = int(WINDOW_S * rate)
+    if len(oth) / rate < MIN_DRIFT_SPAN_S or len(oth) < 3 * window:
         return None
-    third = length // 3
-    points = []
-    for start in (0, length - third):
-        piece = oth[start : start + third]
-        # the matching part of the reference, with room for the lag search
+    guard = int(WINDOW_GUARD_S * rate)
+    times, offsets = [], []
+    for start in range(0, len(oth) - window + 1, window):
+        piece = oth[start : start + window]
         centre = start + round(overall.offset_s * rate)
-        lo = max(0, centre - int(max_lag_s * rate) // 4)
-        hi = min(len(ref), centre + third + int(max_lag_s * rate) // 4)
-        if hi - lo < third // 2:
-            return None
-        local = gcc_phat(ref[lo:hi], piece, rate, max_lag_s)
-        if local.confidence < DRIFT_CONFIDENCE:
-            return None
+        if centre < 0 or centre + window > len(ref):
+            continue  # this part of the stream is not (wholly) in the reference recording
+        lo, hi = max(0, centre - guard), min(len(ref), centre + window + guard)
+        local = gcc_phat(ref[lo:hi], piece, rate, WINDOW_GUARD_S)
+        if local.confidence < WINDOW_CONFIDENCE:
+            continue
         # t_ref = t_piece + local.offset + lo, with t_piece = t_other - start
-        offset = local.offset_s + lo / rate - start / rate
-        points.append(((start + third / 2) / rate, offset))
-    (t1, o1), (t2, o2) = points
-    return float((o2 - o1) / (t2 - t1) * 1e6)
+        offsets.append(local.offset_s + (lo - start) / rate)
+        times.append((start + window / 2) / rate)
+    if len(times) < 3 or times[-1] - times[0] < MIN_DRIFT_SPAN_S / 2:
+        return None
+    slope, intercept = np.polyfit(np.array(times), np.array(offsets), 1)
+    return float(slope), float(intercept)
