@@ -257,15 +257,8 @@ def run_plugin(
     `strict_bundles` in the user config file, else False).
     """
     say = progress or (lambda message: None)
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
-    found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
-    assert found.spec is not None
-    plugin = _plugin_info(found)
+    found, plugin, run_config, hooks = _prepare(ref, config, sets, timeout, hooks)
     say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {found.origin})")
-    run_config = build_config(config, sets)
-    hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
     backends = collect_backends(hooks)
     try:
         chosen = choose_backend(backend, plugin.kind, backends)
@@ -290,6 +283,26 @@ def run_plugin(
         close_backends(backends)
 
 
+def _prepare(
+    ref: str,
+    config: str | dict[str, Any] | None,
+    sets: Iterable[str],
+    timeout: float | None,
+    hooks: HookManager | None,
+) -> tuple[PluginRecord, PluginInfo, dict[str, Any], HookManager]:
+    """What every run of `ref` needs first: the plugin, its config and the hooks.
+
+    One entry-point scan serves both plugin resolution and hook loading.
+    """
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
+    found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
+    plugin = _plugin_info(found)
+    run_config = build_config(config, sets)
+    return found, plugin, run_config, hooks or load_hooks(entry_points=scan[HOOK_GROUP])
+
+
 def check_runs(
     ref: str,
     targets: Sequence[tuple[str | Path, str | Path, str | Path | None]],
@@ -310,13 +323,7 @@ def check_runs(
     raised as the usual UsageError subclasses. Batch runs use this to report
     every problem before the first session starts.
     """
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
-    found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
-    plugin = _plugin_info(found)
-    run_config = build_config(config, sets)
-    hooks = load_hooks(entry_points=scan[HOOK_GROUP])
+    found, plugin, run_config, hooks = _prepare(ref, config, sets, timeout, None)
     backends = collect_backends(hooks)
     try:
         chosen = choose_backend(backend, plugin.kind, backends)

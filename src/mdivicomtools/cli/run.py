@@ -161,20 +161,23 @@ def run_command(
     def progress(message: str) -> None:
         click.echo(f"[mdivicom] {message}", err=True)
 
+    # what a single run and a batch share
+    options: dict[str, Any] = {
+        "dataset": dataset,
+        "out": out,
+        "config": config_option,
+        "sets": sets,
+        "work": work,
+        "backend": backend,
+        "dry_run": dry_run,
+        "timeout": timeout,
+        "overwrite": overwrite,
+        "isolate": isolate,
+        "strict_bundles": strict_bundles,
+    }
     if sessions is not None:
         _run_batch(
             ref,
-            dataset=dataset,
-            out=out,
-            config=config_option,
-            sets=sets,
-            work=work,
-            backend=backend,
-            dry_run=dry_run,
-            timeout=timeout,
-            overwrite=overwrite,
-            isolate=isolate,
-            strict_bundles=strict_bundles,
             sessions=sessions,
             jobs=jobs,
             executor=executor,
@@ -182,27 +185,13 @@ def run_command(
             resume=resume,
             as_json=as_json,
             progress=progress,
+            **options,
         )
     if resume or jobs is not None or scheduler is not None or executor != "local":
         raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
 
     try:
-        record = run_plugin(
-            ref,
-            dataset=dataset,
-            out=out,
-            config=config_option,
-            sets=sets,
-            work=work,
-            backend=backend,
-            dry_run=dry_run,
-            timeout=timeout,
-            overwrite=overwrite,
-            isolate=isolate,
-            strict_bundles=strict_bundles,
-            progress=progress,
-            echo=sys.stderr,
-        )
+        record = run_plugin(ref, progress=progress, echo=sys.stderr, **options)
     except RunInterrupted as exc:
         record = exc.record
     if as_json:
