@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
 from _common import print_table, timed
-from opensids_sample import make_dataset
+from mdivicomtools.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
 def get_plugin():

@@ -15,7 +15,7 @@ import pytest
 
 from engines import TEST_IMAGE
 from mdivicomtools.batch import BatchValidationFailed, run_batch
-from opensids_sample import make_dataset
+from mdivicomtools.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM, interruptible
 
 SESSION_PLUGIN = """

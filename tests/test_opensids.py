@@ -9,7 +9,7 @@ import pytest
 
 from mdivicomtools.errors import UsageError
 from mdivicomtools.opensids import check_dataset
-from opensids_sample import make_dataset
+from mdivicomtools.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM
 
 

@@ -199,7 +199,8 @@ def run_batch(
             )
         )
     if problems:
-        common, per_session = _split_problems(problems, len(problems))
+        # "common" means every session validated had it, not just the failing ones
+        common, per_session = _split_problems(problems, len(targets) - len(skipped))
         raise BatchValidationFailed(common, per_session)
     if skipped:
         say(
