@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import print_table, timed
-from mdivicomtools.sampledata import make_sample_dataset as make_dataset
+from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
 def get_plugin():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import print_table, timed
-from mdivicomtools.resultbundle import validate_file
+from mdivicomtools.bundles.resultbundle import validate_file
 
 HEADER = "timestamp [ns]\tsection id\tgaze x [px]\tgaze y [px]\n"
 

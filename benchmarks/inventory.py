@@ -2,7 +2,7 @@
 
 Writes N files (default 64 x 16 MiB = 1 GiB) of random data, then times,
 interleaved and repeated, `sha256sum` over all of them (the baseline) and
-`mdivicomtools.inventory.inventory()` over the folder (in a fresh interpreter
+`mdivicomtools.records.inventory.inventory()` over the folder (in a fresh interpreter
 each time, so both pay start-up). The page cache is warm for both after the
 untimed first round, so this compares hashing, not the disk.
 
@@ -25,7 +25,7 @@ from _common import medians, print_table, timed
 INVENTORY = """
 import sys
 from pathlib import Path
-from mdivicomtools.inventory import inventory
+from mdivicomtools.records.inventory import inventory
 inventory(Path(sys.argv[1]))
 """
 

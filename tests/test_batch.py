@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engines import TEST_IMAGE
+from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.batch import BatchValidationFailed, run_batch
-from mdivicomtools.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM, interruptible
 
 SESSION_PLUGIN = """

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mdivicomtools.config import (
+from mdivicomtools.runner.config import (
     REDACTED,
     ConfigError,
     apply_sets,

@@ -5,14 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mdivicomtools import hookimpl
-from mdivicomtools.containers import (
-    ContainerBackend,
-    ContainerPlan,
-    EngineUnreachable,
-    ImageFacts,
-    expand,
-)
-from mdivicomtools.hooks import load_hooks
+from mdivicomtools.execution.container.engine import EngineUnreachable, ImageFacts
+from mdivicomtools.execution.container.plan import ContainerPlan, expand
+from mdivicomtools.execution.container.runtime import ContainerBackend
+from mdivicomtools.hooks.manager import load_hooks
 from mdivicomtools.runner import run_plugin
 from pluginsite import plugin_dict
 

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engines import TEST_IMAGE, engine_cli, need_engine
@@ -506,7 +507,7 @@ def test_a_container_plugins_result_bundle_is_validated(site, dataset, tmp_path,
     )
     record = run_plugin("checksums", dataset=dataset, out=tmp_path / "out", backend=engine)
     assert record.status == "succeeded", record.error
-    assert record.resultbundles == [
+    assert msgspec.to_builtins(record.resultbundles) == [
         {
             "path": "resultbundle.json",
             "type": "lab.checksums.v1",

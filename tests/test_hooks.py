@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mdivicomtools import hookimpl, hookspecs
-from mdivicomtools.hooks import HOOK_NAMES, load_hooks
+from mdivicomtools import hookimpl
+from mdivicomtools.hooks import specs as hookspecs
+from mdivicomtools.hooks.manager import HOOK_NAMES, load_hooks
 from mdivicomtools.runner import ValidationFailed, run_plugin
 from pluginsite import MDIVICOM, pip_install_target
 
@@ -146,7 +147,7 @@ def test_execution_backend_from_a_hook_module(site, dataset, tmp_path):
         "echo-backend",
         """
 from mdivicomtools import hookimpl
-from mdivicomtools.execution import Availability
+from mdivicomtools.execution.base import Availability
 
 class EchoBackend:
     name = "echo"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from mdivicomtools.fingerprint import compare, fingerprint
-from mdivicomtools.inventory import inventory
+from mdivicomtools.records.inventory import inventory
+from mdivicomtools.runner.fingerprint import compare, fingerprint
 
 
 def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):

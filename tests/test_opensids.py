@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
+from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
+from mdivicomtools.bundles.opensids import check_dataset
 from mdivicomtools.errors import UsageError
-from mdivicomtools.opensids import check_dataset
-from mdivicomtools.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM
 
 

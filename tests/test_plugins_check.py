@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mdivicomtools.conformance import check_plugin
+from mdivicomtools.authoring.check import check_plugin
 
 GOOD = """
 import json, pathlib

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdivicomtools import schemas
-from mdivicomtools.resultbundle import (
+from mdivicomtools.bundles.resultbundle import (
     FileTime,
     build_resultbundle,
     find_sidecars,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from mdivicomtools.runner import run_plugin
@@ -49,7 +50,7 @@ def test_a_valid_bundle_is_listed_with_its_producer(site, dataset, tmp_path):
     out = tmp_path / "out"
     record = run_plugin("annotate", dataset=dataset, out=out)
     assert record.status == "succeeded"
-    assert record.resultbundles == [
+    assert msgspec.to_builtins(record.resultbundles) == [
         {
             "path": "dataset/resultbundle.json",
             "type": "lab.annotations.v1",

@@ -13,8 +13,8 @@ import pytest
 
 import mdivicomtools
 from mdivicomtools.errors import PluginNotFound, UsageError
-from mdivicomtools.execution import BackendUnavailable
-from mdivicomtools.records import read_record
+from mdivicomtools.execution.base import BackendUnavailable
+from mdivicomtools.records.store import read_record
 from mdivicomtools.runner import ValidationFailed, run_plugin
 
 WRITE_TWO = """

@@ -1,8 +1,14 @@
 """mdivicomtools: discover and run analysis plugins over multimodal recordings.
 
-The public API is imported lazily so that `import mdivicomtools` (and therefore
-the `mdivicom` command's start-up) stays cheap; each name pulls in its module on
-first use.
+The public API: `run_plugin(ref, options)` with `RunOptions`, `run_batch`
+with `BatchOptions`, `discover` and `resolve` for plugins, `hookimpl` for
+extenders, and the typed values hooks receive (`RunRequest`, `RunOutcome`,
+`RunRecord`). Plugin authors also use `mdivicomtools.resultbundle` and the
+pytest plugin `mdivicomtools.testing`.
+
+Names are imported lazily so that `import mdivicomtools` (and therefore the
+`mdivicom` command's start-up) stays cheap; each pulls in its module on first
+use.
 """
 
 from __future__ import annotations
@@ -12,24 +18,45 @@ from typing import TYPE_CHECKING, Any
 from mdivicomtools._version import __version__
 
 if TYPE_CHECKING:
+    from mdivicomtools.batch import run_batch
     from mdivicomtools.discovery import discover, resolve
-    from mdivicomtools.markers import hookimpl
+    from mdivicomtools.hooks.markers import hookimpl
+    from mdivicomtools.model.options import BatchOptions, RunOptions
+    from mdivicomtools.model.run import RunOutcome, RunRecord, RunRequest
     from mdivicomtools.runner import run_plugin
 
-__all__ = ["__version__", "discover", "hookimpl", "resolve", "run_plugin"]
-
 _LAZY = {
+    "BatchOptions": "mdivicomtools.model.options",
+    "RunOptions": "mdivicomtools.model.options",
+    "RunOutcome": "mdivicomtools.model.run",
+    "RunRecord": "mdivicomtools.model.run",
+    "RunRequest": "mdivicomtools.model.run",
     "discover": "mdivicomtools.discovery",
+    "hookimpl": "mdivicomtools.hooks.markers",
     "resolve": "mdivicomtools.discovery",
-    "hookimpl": "mdivicomtools.markers",
+    "run_batch": "mdivicomtools.batch",
     "run_plugin": "mdivicomtools.runner",
 }
+
+__all__ = [
+    "BatchOptions",
+    "RunOptions",
+    "RunOutcome",
+    "RunRecord",
+    "RunRequest",
+    "__version__",
+    "discover",
+    "hookimpl",
+    "resolve",
+    "run_batch",
+    "run_plugin",
+]
 
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'mdivicomtools' has no attribute {name!r}")
-    import importlib
+    import importlib  # only on first use of a lazy name
 
     return getattr(importlib.import_module(module_name), name)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from mdivicomtools.run_types import RunRecord
+    from mdivicomtools.model.run import RunRecord
 
 _COUNTER = itertools.count()
 
@@ -32,7 +32,7 @@ _COUNTER = itertools.count()
 @pytest.fixture
 def mdivicom_sample_dataset(tmp_path: Path) -> Path:
     """A small, well-formed openSIDS dataset (two sessions, two audio streams each)."""
-    from mdivicomtools.sampledata import make_sample_dataset
+    from mdivicomtools.authoring.sampledata import make_sample_dataset
 
     return make_sample_dataset(tmp_path / "mdivicom-sample")
 
@@ -61,7 +61,7 @@ def mdivicom_run(tmp_path: Path, mdivicom_session: Path) -> Callable[..., RunRec
 
 def assert_plugin_conforms(ref: str, **options: Any) -> None:
     """Fail the test with every failing check of `mdivicom plugins check REF`."""
-    from mdivicomtools.conformance import check_plugin
+    from mdivicomtools.authoring.check import check_plugin
 
     checks = check_plugin(ref, **options)
     failed = [f"{c.name}: {c.detail}" for c in checks if c.status == "fail"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.output import echo_json, warn
 
 
 @click.group("backends")
@@ -20,39 +20,24 @@ def list_command(as_json: bool) -> None:
     Checking availability connects to each engine (and may start a private
     Podman service for a moment).
     """
-    from mdivicomtools.execution import close_backends, collect_backends
-    from mdivicomtools.hooks import load_hooks
+    from mdivicomtools.hooks.manager import load_hooks
 
-    backends = collect_backends(load_hooks())
-    try:
-        items = []
-        for name, backend in sorted(backends.items()):
-            status = backend.availability()
-            items.append(
-                {
-                    "name": name,
-                    "kinds": sorted(backend.kinds),
-                    "available": status.available,
-                    "engine": status.engine,
-                    "version": status.version,
-                    "reason": status.reason,
-                    "fix": status.fix,
-                }
-            )
-    finally:
-        close_backends(backends)
+    with load_hooks().get_backends() as registry:
+        items = registry.items()
+        failures = list(registry.errors)
     if as_json:
         echo_json(items)
         return
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     rows = [
         [
-            item["name"],
-            ",".join(item["kinds"]),
-            "yes" if item["available"] else "no",
-            item["engine"] or f"{item['reason']} (fix: {item['fix']})",
+            item.name,
+            ",".join(item.kinds),
+            "yes" if item.available else "no",
+            item.engine if item.available else f"{item.reason} (fix: {item.fix})",
         ]
         for item in items
     ]
     click.echo(table(["NAME", "RUNS", "AVAILABLE", "ENGINE / PROBLEM"], rows))
+    warn(f"hook module {e.plugin!r} could not provide backends: {e.error}" for e in failures)

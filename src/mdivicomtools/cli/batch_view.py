@@ -10,7 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from mdivicomtools.batch import BatchSummary
-    from mdivicomtools.executors import SessionJob, SessionResult
+    from mdivicomtools.batch.executors import SessionJob, SessionResult
 
 
 class BatchProgress:
@@ -81,7 +81,7 @@ class BatchProgress:
 
 
 def render_summary(summary: BatchSummary, path: str) -> str:
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     rows = [
         [r.session, r.status, r.run_id or "-", f"{r.duration_s:.2f}s", r.error or ""]

@@ -23,8 +23,8 @@ def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
     """
     from pathlib import Path
 
+    from mdivicomtools.bundles.resultbundle import find_sidecars, validate_file
     from mdivicomtools.errors import UsageError
-    from mdivicomtools.resultbundle import find_sidecars, validate_file
 
     sidecars: list[Path] = []
     for raw in paths:

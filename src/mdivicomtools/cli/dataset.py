@@ -22,7 +22,7 @@ def check_command(folder: str, as_json: bool) -> None:
     """
     import msgspec
 
-    from mdivicomtools.opensids import check_dataset
+    from mdivicomtools.bundles.opensids import check_dataset
 
     report = check_dataset(folder)
     if as_json:

@@ -19,13 +19,13 @@ def list_command(as_json: bool) -> None:
 
     Set MDIVICOM_DISABLE_HOOKS=name,... to skip installed modules by name.
     """
-    from mdivicomtools.hooks import load_hooks
+    from mdivicomtools.hooks.manager import load_hooks
 
     modules = load_hooks().modules
     if as_json:
-        echo_json([module.summary() for module in modules])
+        echo_json(modules)
         return
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     rows = []
     for module in modules:

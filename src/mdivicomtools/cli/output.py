@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -13,11 +14,11 @@ def echo_json(value: Any) -> None:
     msgspec encodes several times faster than json.dumps with indent, which is
     pure Python; with hundreds of plugins that shows in `plugins list --json`.
     """
-    import msgspec
+    from mdivicomtools.common.jsonio import pretty  # msgspec: not needed for --help
 
-    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode("utf-8"))
+    click.echo(pretty(value).decode("utf-8"), nl=False)
 
 
-def warn(messages: list[str]) -> None:
+def warn(messages: Iterable[str]) -> None:
     for message in messages:
         click.echo(f"Warning: {message}", err=True)

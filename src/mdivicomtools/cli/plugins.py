@@ -38,7 +38,7 @@ def list_command(as_json: bool) -> None:
             err=True,
         )
         return
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     rows = [
         [
@@ -97,7 +97,7 @@ def info_command(ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(record.details())
         return
-    from mdivicomtools.textui import fields
+    from mdivicomtools.cli.textui import fields
 
     click.echo(fields(_info_pairs(record)))
 
@@ -127,8 +127,8 @@ def check_command(
     untouched, nothing written outside out_dir, provenance.json and result
     bundles valid. Exit status 1 if any check fails.
     """
-    from mdivicomtools.config import build_config
-    from mdivicomtools.conformance import check_plugin
+    from mdivicomtools.authoring.check import check_plugin
+    from mdivicomtools.runner.config import build_config
 
     checks = check_plugin(ref, dataset=dataset, config=build_config(config_option), backend=backend)
     if as_json:
@@ -162,7 +162,7 @@ def check_command(
 )
 def new_command(name: str, kind: str, folder: str | None, publisher: str, image: str) -> None:
     """Scaffold a plugin NAME that passes `plugins check` and its own tests at once."""
-    from mdivicomtools.scaffold import scaffold
+    from mdivicomtools.authoring.scaffold import scaffold
 
     root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image)
     click.echo(f"created {root}/")

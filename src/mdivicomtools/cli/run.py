@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from mdivicomtools.cli.output import echo_json
 
 if TYPE_CHECKING:
-    from mdivicomtools.run_types import RunRecord
+    from mdivicomtools.batch.session import SessionJob, SessionResult
+    from mdivicomtools.model.options import BatchOptions, RunOptions
+    from mdivicomtools.model.run import RunRecord
 
 
 def _summary(record: RunRecord) -> str:
-    from mdivicomtools.textui import fields
+    from mdivicomtools.cli.textui import fields
 
     pairs = [
         (record.status, f"{record.plugin.ref} {record.plugin.version} in {record.duration_s:.2f} s")
@@ -30,9 +32,9 @@ def _summary(record: RunRecord) -> str:
     if record.log:
         pairs.append(("log", f"{record.run_out_dir}/{record.log}"))
     for bundle in record.resultbundles:
-        state = "valid" if bundle["valid"] else "INVALID"
-        pairs.append(("bundle", f"{bundle['path']} ({bundle['type']}): {state}"))
-        pairs.extend(("problem", problem) for problem in bundle["problems"])
+        state = "valid" if bundle.valid else "INVALID"
+        pairs.append(("bundle", f"{bundle.path} ({bundle.type}): {state}"))
+        pairs.extend(("problem", problem) for problem in bundle.problems)
     pairs.extend(("warning", w) for w in record.warnings)
     pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
     return fields(pairs)
@@ -155,43 +157,37 @@ def run_command(
     Exit status: 0 succeeded (or dry run), 1 the plugin failed, 2 nothing was
     run (bad input), 124 timed out, 130 interrupted.
     """
-    from mdivicomtools.run_types import EXIT_CODES
+    from mdivicomtools.model.options import BatchOptions, RunOptions
+    from mdivicomtools.model.run import EXIT_CODES
     from mdivicomtools.runner import RunInterrupted, run_plugin
 
     def progress(message: str) -> None:
         click.echo(f"[mdivicom] {message}", err=True)
 
-    # what a single run and a batch share
-    options: dict[str, Any] = {
-        "dataset": dataset,
-        "out": out,
-        "config": config_option,
-        "sets": sets,
-        "work": work,
-        "backend": backend,
-        "dry_run": dry_run,
-        "timeout": timeout,
-        "overwrite": overwrite,
-        "isolate": isolate,
-        "strict_bundles": strict_bundles,
-    }
+    # built once, here, and passed whole to a single run or to every session
+    options = RunOptions.build(
+        dataset=dataset,
+        out=out,
+        config=config_option,
+        sets=sets,
+        work=work,
+        backend=backend,
+        dry_run=dry_run,
+        timeout=timeout,
+        overwrite=overwrite,
+        isolate=isolate,
+        strict_bundles=strict_bundles,
+    )
     if sessions is not None:
-        _run_batch(
-            ref,
-            sessions=sessions,
-            jobs=jobs,
-            executor=executor,
-            scheduler=scheduler,
-            resume=resume,
-            as_json=as_json,
-            progress=progress,
-            **options,
+        batch = BatchOptions(
+            sessions=sessions, jobs=jobs, executor=executor, scheduler=scheduler, resume=resume
         )
+        _run_batch(ref, options, batch, as_json=as_json, progress=progress)
     if resume or jobs is not None or scheduler is not None or executor != "local":
         raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
 
     try:
-        record = run_plugin(ref, progress=progress, echo=sys.stderr, **options)
+        record = run_plugin(ref, options, progress=progress, echo=sys.stderr)
     except RunInterrupted as exc:
         record = exc.record
     if as_json:
@@ -201,10 +197,17 @@ def run_command(
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
 
-def _run_batch(ref: str, *, as_json: bool, progress: Callable[[str], None], **options: Any) -> None:
+def _run_batch(
+    ref: str,
+    options: RunOptions,
+    batch: BatchOptions,
+    *,
+    as_json: bool,
+    progress: Callable[[str], None],
+) -> None:
     from mdivicomtools.batch import BatchSummaryInterrupted, run_batch
     from mdivicomtools.cli.batch_view import BatchProgress, render_summary
-    from mdivicomtools.signals import sigterm_as_interrupt
+    from mdivicomtools.common.signals import sigterm_as_interrupt
 
     view: BatchProgress | None = None
 
@@ -212,7 +215,7 @@ def _run_batch(ref: str, *, as_json: bool, progress: Callable[[str], None], **op
         nonlocal view
         view = BatchProgress(total)
 
-    def on_event(kind: str, job: Any, result: Any) -> None:
+    def on_event(kind: str, job: SessionJob, result: SessionResult | None) -> None:
         if view is not None:
             view.event(kind, job, result)
 
@@ -220,19 +223,16 @@ def _run_batch(ref: str, *, as_json: bool, progress: Callable[[str], None], **op
     try:
         with sigterm_as_interrupt():
             summary = run_batch(
-                ref, progress=progress, on_start=on_start, on_event=on_event, **options
+                ref, options, batch, progress=progress, on_start=on_start, on_event=on_event
             )
     except BatchSummaryInterrupted as exc:
         summary, interrupted = exc.summary, True
     finally:
         if view is not None:
             view.close()
-    from pathlib import Path
-
-    path = str(Path(summary.out_dir) / "_batches" / f"{summary.batch_id}.json")
     if as_json:
         echo_json(summary)
     else:
-        click.echo(render_summary(summary, path))
+        click.echo(render_summary(summary, str(summary.path)))
     code = 130 if interrupted else (1 if summary.status == "failed" else 0)
     raise click.exceptions.Exit(code)

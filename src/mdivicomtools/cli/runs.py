@@ -24,7 +24,7 @@ def list_command(out: str, as_json: bool) -> None:
     """List the runs recorded under OUT, oldest first."""
     from pathlib import Path  # pathlib costs 5 ms of start-up for every command
 
-    from mdivicomtools.records import load_records, session_folders
+    from mdivicomtools.records.store import RunListItem, load_records, session_folders
 
     if session_folders(Path(out)):
         _list_sessions(Path(out), as_json)
@@ -32,27 +32,12 @@ def list_command(out: str, as_json: bool) -> None:
     records, problems = load_records(Path(out))
     warn(problems)
     if as_json:
-        echo_json(
-            [
-                {
-                    "run_id": r.run_id,
-                    "status": r.status,
-                    "plugin": r.plugin.ref,
-                    "version": r.plugin.version,
-                    "started_at": r.started_at,
-                    "duration_s": r.duration_s,
-                    "exit_code": r.exit_code,
-                    "error": r.error,
-                    "record": str(Path(out) / "_runs" / f"{r.run_id}.json"),
-                }
-                for r in records
-            ]
-        )
+        echo_json([RunListItem.of(r, Path(out)) for r in records])
         return
     if not records:
         click.echo(f"No run records under {out}.", err=True)
         return
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     rows = [
         [
@@ -70,29 +55,19 @@ def list_command(out: str, as_json: bool) -> None:
 
 def _list_sessions(out: Path, as_json: bool) -> None:
     """A batch's --out: one line per session and plugin, with the latest status."""
-    from mdivicomtools.records import latest_by_session
+    from mdivicomtools.records.store import latest_by_session
 
     rows, problems = latest_by_session(out)
     warn(problems)
     if as_json:
         echo_json(rows)
         return
-    from mdivicomtools.textui import table
+    from mdivicomtools.cli.textui import table
 
     click.echo(
         table(
             ["SESSION", "PLUGIN", "LATEST", "RUN_ID", "RUNS", "ERROR"],
-            [
-                [
-                    str(r["session"]),
-                    str(r["plugin"]),
-                    str(r["status"]),
-                    str(r["run_id"]),
-                    str(r["runs"]),
-                    str(r["error"] or ""),
-                ]
-                for r in rows
-            ],
+            [[r.session, r.plugin, r.status, r.run_id, str(r.runs), r.error or ""] for r in rows],
         )
     )
 
@@ -107,13 +82,14 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
 
     import msgspec
 
-    from mdivicomtools.records import find_record
+    from mdivicomtools.records.store import find_record
 
     record = find_record(Path(out), run_id)
     if as_json:
         echo_json(record)
         return
-    from mdivicomtools.textui import fields
+    from mdivicomtools.cli.textui import fields
+    from mdivicomtools.common.jsonio import pretty
 
     data = msgspec.to_builtins(record)
     pairs = []
@@ -121,7 +97,7 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
         if isinstance(value, (dict, list)):
             if not value:
                 continue
-            text = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+            text = pretty(value).decode().rstrip()
         else:
             text = "-" if value is None else str(value)
         pairs.append((key, text))

@@ -13,8 +13,10 @@ import docker
 import docker.errors
 from docker.types import Mount
 
-from mdivicomtools.containers import ContainerPlan, EngineUnreachable
-from mdivicomtools.engine_clients import ClientEngine, short_message
+from mdivicomtools.common.text import one_line
+from mdivicomtools.execution.container.client import ClientEngine
+from mdivicomtools.execution.container.engine import EngineUnreachable
+from mdivicomtools.execution.container.plan import ContainerPlan
 
 DEFAULT_ENDPOINT = "unix:///var/run/docker.sock"
 
@@ -33,7 +35,7 @@ class DockerEngine(ClientEngine):
             client = docker.from_env()
         except docker.errors.DockerException as exc:
             raise EngineUnreachable(
-                f"cannot reach Docker Engine at {endpoint}: {short_message(exc)}"
+                f"cannot reach Docker Engine at {endpoint}: {one_line(str(exc))}"
             ) from exc
         return cls(client, endpoint)
 

@@ -21,8 +21,10 @@ from pathlib import Path
 from podman import PodmanClient
 from podman import errors as podman_errors
 
-from mdivicomtools.containers import ContainerPlan, EngineError, EngineUnreachable
-from mdivicomtools.engine_clients import ClientEngine, short_message
+from mdivicomtools.common.text import one_line
+from mdivicomtools.execution.container.client import ClientEngine
+from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable
+from mdivicomtools.execution.container.plan import ContainerPlan
 
 ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
 PRIVATE_SERVICE_WAIT_S = 20.0
@@ -149,7 +151,7 @@ class PodmanEngine(ClientEngine):
             for line in self.client.images.pull(ref, stream=True, decode=True):
                 if isinstance(line, dict) and line.get("error"):
                     raise EngineError(
-                        f"podman: pulling {ref!r} failed: {short_message(line['error'])}"
+                        f"podman: pulling {ref!r} failed: {one_line(str(line['error']))}"
                     )
 
     def create(self, plan: ContainerPlan) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mdivicomtools import hookimpl
-from mdivicomtools.containers import ContainerBackend, ContainerEngine
-from mdivicomtools.execution import ExecutionBackend
+from mdivicomtools.execution.base import ExecutionBackend
+from mdivicomtools.execution.container.engine import ContainerEngine
+from mdivicomtools.execution.container.runtime import ContainerBackend
 
 FIX = (
     "start the Podman API service (`systemctl --user start podman.socket`, or as root "

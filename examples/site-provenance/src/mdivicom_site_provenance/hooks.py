@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mdivicomtools import hookimpl
 
 if TYPE_CHECKING:
-    from mdivicomtools.run_types import RunOutcome, RunRequest
+    from mdivicomtools import RunOutcome, RunRequest
 
 #: environment variables that name the current batch job, by scheduler
 SCHEDULER_JOB_VARS = {

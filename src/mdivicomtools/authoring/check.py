@@ -1,0 +1,215 @@
+"""`mdivicom plugins check`: does an installed plugin keep the contract?
+
+Each check is one line, pass, warn or fail: the plugin's registration, its
+callable or container image, then a dry run and a real run on a sample openSIDS
+session in a temporary sandbox, watching that the dataset stays untouched and
+nothing is written outside the plugin's output and work folders, and that the
+provenance.json and result bundles it writes are valid. The same function backs
+`assert_plugin_conforms` in mdivicomtools.testing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.authoring.sampledata import make_sample_dataset
+from mdivicomtools.bundles.resultbundle import validate_file
+from mdivicomtools.discovery import resolve
+from mdivicomtools.errors import UsageError
+from mdivicomtools.execution.python_child import CallableImportError, import_callable
+from mdivicomtools.model.layout import managed_folders
+from mdivicomtools.runner import ValidationFailed, run_plugin
+from mdivicomtools.runner.fingerprint import compare, fingerprint
+
+Status = Literal["pass", "warn", "fail", "skip"]
+
+
+class Check(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    status: Status
+    detail: str
+
+
+def _signature_problem(func: Any) -> str | None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # builtins and the like: nothing to inspect
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
+    var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
+    if len(positional) < 3 and not var_positional:
+        return "run() must accept (dataset_dir, out_dir, config) positionally"
+    names = {p.name for p in params}
+    missing = [n for n in ("work_dir", "dry_run") if n not in names and not var_keyword]
+    if missing:
+        return "run() must accept the keyword argument(s) " + ", ".join(missing)
+    return None
+
+
+def _snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
+    found = {}
+    for path in root.rglob("*"):
+        if any(path == s or s in path.parents for s in skip):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            continue  # files are what a plugin leaves behind; folders come with them
+        stat = path.lstat()
+        found[path.relative_to(root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def check_plugin(
+    ref: str,
+    *,
+    dataset: str | Path | None = None,
+    config: dict[str, Any] | None = None,
+    backend: str | None = None,
+) -> list[Check]:
+    """Run every conformance check on the plugin `ref`; never raises for plugin faults."""
+    checks: list[Check] = []
+
+    def add(name: str, status: Status, detail: str) -> None:
+        checks.append(Check(name=name, status=status, detail=detail))
+
+    record = resolve(ref, allow_broken=True)
+    if not record.ok or record.spec is None:
+        add("meta", "fail", record.error or "the plugin is broken")
+        return checks
+    meta = record.spec.meta
+    add("meta", "pass", f"{record.ref} {meta.version}: valid and JSON-safe ({record.origin})")
+    add("api_version", "pass", f"{meta.api_version} is supported")
+    if meta.publisher is None:
+        add("publisher", "warn", "meta.publisher is not set; the plugin is published as local/")
+    if record.spec.entry is not None:
+        try:
+            func = import_callable(record.spec.entry.callable)
+        except CallableImportError as exc:
+            add("callable", "fail", str(exc))
+            return checks
+        problem = _signature_problem(func)
+        if problem:
+            add("callable", "fail", f"{record.spec.entry.callable}: {problem}")
+            return checks
+        add(
+            "callable",
+            "pass",
+            f"{record.spec.entry.callable} imports with the contract's signature",
+        )
+    # relative paths a plugin writes to land in the sandbox, where they are seen
+    with tempfile.TemporaryDirectory(prefix="mdivicom-check-") as tmp, _chdir(tmp):
+        _run_checks(ref, Path(tmp), dataset, config or {}, backend, record.spec, add)
+    return checks
+
+
+@contextlib.contextmanager
+def _chdir(path: str) -> Iterator[None]:  # contextlib.chdir exists only from Python 3.11
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _run_checks(
+    ref: str,
+    sandbox: Path,
+    dataset: str | Path | None,
+    config: dict[str, Any],
+    backend: str | None,
+    spec: Any,
+    add: Any,
+) -> None:
+    if dataset is None:
+        data = make_sample_dataset(sandbox / "dataset", sessions=1) / "sessions" / "ses-01"
+        where = "a generated sample openSIDS session"
+    else:
+        data = Path(dataset)
+        where = str(data)
+    out, work = sandbox / "out", sandbox / "work"
+    # what the runner itself manages; everything else must stay as it was
+    managed = (*managed_folders(out, spec.meta.id), work)
+    before = fingerprint(data)
+    outside_before = _snapshot(sandbox, managed)
+    try:
+        dry = run_plugin(
+            ref, dataset=data, out=out, work=work, config=config, backend=backend, dry_run=True
+        )
+    except ValidationFailed as exc:
+        add(
+            "image" if spec.container is not None else "validation", "fail", "; ".join(exc.problems)
+        )
+        return
+    except UsageError as exc:
+        add("backend", "fail", str(exc))
+        return
+    if spec.container is not None:
+        image = dry.container.image_id if dry.container else "?"
+        add("image", "pass", f"{spec.container.image} is present ({image})")
+    add(
+        "dry run",
+        "pass" if dry.status == "dry_run" else "fail",
+        f"status {dry.status}" + (f": {dry.error.type}: {dry.error.message}" if dry.error else ""),
+    )
+    real = run_plugin(
+        ref, dataset=data, out=out, work=work, config=config, backend=backend, overwrite=True
+    )
+    detail = f"status {real.status} on {where}, {len(real.outputs)} output file(s)"
+    if real.error:
+        detail += f": {real.error.type}: {real.error.message}"
+    add("run", "pass" if real.status == "succeeded" else "fail", detail)
+    changes = compare(before, fingerprint(data))
+    add(
+        "dataset untouched",
+        "fail" if changes else "pass",
+        changes.describe() if changes else "no file in the dataset changed",
+    )
+    outside_after = _snapshot(sandbox, managed)
+    written = sorted(set(outside_after) - set(outside_before)) + sorted(
+        p
+        for p in set(outside_before) & set(outside_after)
+        if outside_before[p] != outside_after[p] and not p.startswith("dataset")
+    )
+    add(
+        "writes only to out_dir",
+        "fail" if written else "pass",
+        ("wrote " + ", ".join(written[:5])) if written else "nothing written outside out_dir",
+    )
+    if real.status != "succeeded":
+        return
+    provenance = Path(real.out_dir) / "provenance.json"
+    if provenance.exists():
+        try:
+            ok = isinstance(json.loads(provenance.read_text(encoding="utf-8")), dict)
+        except (ValueError, OSError):
+            ok = False
+        add(
+            "provenance.json",
+            "pass" if ok else "fail",
+            "a JSON object" if ok else "provenance.json is not a JSON object",
+        )
+    else:
+        add(
+            "provenance.json",
+            "warn",
+            "not written (the contract recommends <out_dir>/provenance.json)",
+        )
+    bundles = [validate_file(Path(real.out_dir) / b.path) for b in real.resultbundles]
+    for report in bundles:
+        add(
+            "resultbundle",
+            "pass" if report.valid else "fail",
+            f"{Path(report.path).relative_to(real.out_dir)}: "
+            + ("valid" if report.valid else "; ".join(report.messages())),
+        )

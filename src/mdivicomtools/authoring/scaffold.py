@@ -1,0 +1,201 @@
+"""`mdivicom plugins new`: a plugin package that conforms and tests itself from the start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.contract import API_VERSION, is_slug
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{dist}"
+version = "0.1.0"
+description = "An mdivicomtools plugin: {id}."
+requires-python = ">=3.10"
+dependencies = ["mdivicomtools"]
+
+[project.optional-dependencies]
+test = ["pytest"]
+
+[project.entry-points."mdivicomtools.plugins"]
+{id} = "{package}.plugin:get_plugin"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+
+PLUGIN = '''\
+"""Registration: imported to list the plugin, so keep heavy imports out of here."""
+
+
+def get_plugin() -> dict:
+    return {{
+        "meta": {{
+            "api_version": "{api}",
+            "id": "{id}",
+            "kind": "python",
+            "version": "0.1.0",
+            "publisher": "{publisher}",
+            "description": "TODO: say in one line what {id} does.",
+            "config_schema": {{
+                "type": "object",
+                "properties": {{"pattern": {{"type": "string", "default": "*"}}}},
+                "additionalProperties": False,
+            }},
+        }},
+        "entry": {{"callable": "{package}.run:run"}},
+    }}
+'''
+
+RUN = '''\
+"""The plugin's work; heavy imports (numpy, torch, ...) belong here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.resultbundle import write_resultbundle
+
+
+def run(
+    dataset_dir: str,
+    out_dir: str,
+    config: dict[str, Any],
+    *,
+    work_dir: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    files = sorted(p for p in Path(dataset_dir).rglob(config.get("pattern", "*")) if p.is_file())
+    summary = {{"files": len(files)}}
+    if dry_run:
+        return {{"status": "dry_run", **summary}}
+    Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=2) + "\\n")
+    Path(out_dir, "provenance.json").write_text(
+        json.dumps({{"tool": "{id}", "version": "0.1.0", "config": config}}, indent=2) + "\\n"
+    )
+    write_resultbundle(out_dir, resultbundle_type="{publisher}.{id}.v1")
+    return {{"status": "ok", **summary}}
+'''
+
+PY_TEST = '''\
+"""Tests through the real mdivicomtools pipeline (fixtures from mdivicomtools.testing)."""
+
+import json
+from pathlib import Path
+
+from mdivicomtools.testing import assert_plugin_conforms
+
+
+def test_counts_the_sample_session(mdivicom_run):
+    record = mdivicom_run("{id}", config={{"pattern": "*.wav"}})
+    assert record.status == "succeeded"
+    assert json.loads((Path(record.out_dir) / "summary.json").read_text()) == {{"files": 2}}
+    assert record.resultbundles[0].valid is True
+
+
+def test_conforms_to_the_contract():
+    assert_plugin_conforms("{id}")
+'''
+
+MANIFEST_TEST = '''\
+"""Checks the manifest through the real pipeline; needs Docker or Podman with the image."""
+
+import os
+from pathlib import Path
+
+from mdivicomtools.testing import assert_plugin_conforms
+
+os.environ.setdefault("MDIVICOM_PLUGIN_PATH", str(Path(__file__).parents[1]))
+
+
+def test_conforms_to_the_contract():
+    assert_plugin_conforms("{id}")
+'''
+
+README = """\
+# {id}
+
+An mdivicomtools plugin, scaffolded by `mdivicom plugins new`.
+
+{install}
+    mdivicom plugins check {id}
+    pytest
+"""
+
+
+def scaffold(
+    name: str,
+    *,
+    kind: str = "python",
+    folder: str | Path | None = None,
+    publisher: str = "local",
+    image: str = "docker.io/library/busybox:1.36",
+) -> Path:
+    """Write a new plugin project for `name` and return its folder."""
+    if not is_slug(name):
+        raise UsageError(
+            f"{name!r} is not a plugin id: use 1-64 lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    if not is_slug(publisher):
+        raise UsageError(f"--publisher {publisher!r} is not a lowercase slug")
+    if kind not in ("python", "container"):
+        raise UsageError(f"--kind must be python or container, got {kind!r}")
+    root = Path(folder) if folder is not None else Path(name)
+    if root.exists():
+        raise UsageError(f"{str(root)!r} already exists; choose another name or --dir")
+    values = {
+        "id": name,
+        "publisher": publisher,
+        "api": API_VERSION,
+        "package": "mdivicom_" + name.replace("-", "_").replace(".", "_"),
+        "dist": f"mdivicom-{name}",
+    }
+    files: dict[str, str] = {}
+    if kind == "python":
+        package = f"src/{values['package']}"
+        files = {
+            "pyproject.toml": PYPROJECT.format(**values),
+            f"{package}/__init__.py": f'"""{name}: an mdivicomtools plugin."""\n',
+            f"{package}/plugin.py": PLUGIN.format(**values),
+            f"{package}/run.py": RUN.format(**values),
+            f"tests/test_{values['package']}.py": PY_TEST.format(**values),
+            "README.md": README.format(id=name, install="    pip install -e '.[test]'"),
+        }
+    else:
+        manifest = {
+            "meta": {
+                "api_version": API_VERSION,
+                "id": name,
+                "kind": "container",
+                "version": "0.1.0",
+                "publisher": publisher,
+                "description": f"TODO: say in one line what {name} does.",
+            },
+            "container": {
+                "image": image,
+                "pull": "missing",
+                "network": False,
+                "command": ["sh", "-c", "ls -R {dataset_dir} > {out_dir}/listing.txt"],
+            },
+        }
+        files = {
+            f"{name}.json": json.dumps(manifest, indent=2) + "\n",
+            "tests/test_manifest.py": MANIFEST_TEST.format(**values),
+            "README.md": README.format(
+                id=name, install=f"    export MDIVICOM_PLUGIN_PATH=$PWD   # {name}.json is here"
+            ),
+        }
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root

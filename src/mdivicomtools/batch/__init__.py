@@ -1,0 +1,127 @@
+"""Many sessions at once: plan, execute on an executor, summarise.
+
+`run_batch` fans one plugin out over `<dataset>/sessions/<glob>/`: each
+session is a complete single run with `<out>/<session>/` as its run root.
+`plan` validates everything before the first session starts (problems common
+to all sessions are reported once) and skips sessions that already succeeded
+(`resume`); an executor (`local`: forked workers, `dask_cluster`: Dask) runs
+the `session` jobs; `summary` writes `<out>/_batches/<batch_id>.json`
+whatever happens.
+
+May import `runner` and everything below it; only `cli` imports `batch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from mdivicomtools.batch.dask_cluster import DaskExecutor
+from mdivicomtools.batch.local import LocalExecutor
+from mdivicomtools.batch.plan import BatchValidationFailed, plan_batch
+from mdivicomtools.batch.session import BatchInterrupted, Report, SessionJob, SessionResult
+from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
+from mdivicomtools.common.timefmt import stamp_id, utc_now
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
+
+__all__ = [
+    "BatchOptions",
+    "BatchSummary",
+    "BatchSummaryInterrupted",
+    "BatchValidationFailed",
+    "SessionJob",
+    "SessionResult",
+    "default_jobs",
+    "run_batch",
+]
+
+_BATCH_FIELDS = frozenset(BatchOptions.__struct_fields__)
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use (respecting affinity, e.g. a Slurm allocation)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - not Linux
+
+
+def _executor(batch: BatchOptions, jobs: int) -> LocalExecutor | DaskExecutor:
+    if batch.executor not in EXECUTORS:
+        raise UsageError(
+            f"--executor must be one of {', '.join(EXECUTORS)}, got {batch.executor!r}"
+        )
+    if batch.executor == "local":
+        return LocalExecutor(jobs)
+    return DaskExecutor(batch.scheduler, jobs)
+
+
+def run_batch(
+    ref: str,
+    options: RunOptions | None = None,
+    batch: BatchOptions | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_event: Report | None = None,
+    **fields: Any,
+) -> BatchSummary:
+    """Run `ref` on every matching session; returns (and writes) the batch summary.
+
+    Pass RunOptions and BatchOptions, or their fields as keywords
+    (`dataset=..., out=..., sessions=..., jobs=...`). Raises
+    BatchValidationFailed (exit 2) before anything runs, and
+    BatchSummaryInterrupted after writing the summary of an interrupted batch.
+    `on_start` gets the number of sessions about to run; `on_event` gets
+    ("started" | "finished", job, result) as sessions start and finish.
+    """
+    batch_fields = {k: fields.pop(k) for k in list(fields) if k in _BATCH_FIELDS}
+    if options is None:
+        options = RunOptions.build(**fields)
+    elif fields:
+        options = options.with_changes(**fields)
+    if batch is None:
+        batch = BatchOptions(**batch_fields)
+    elif batch_fields:
+        batch = BatchOptions(**{**{f: getattr(batch, f) for f in _BATCH_FIELDS}, **batch_fields})
+    say = progress or (lambda message: None)
+    jobs = batch.jobs if batch.jobs is not None else default_jobs()
+    executor = _executor(batch, jobs)
+
+    plan = plan_batch(ref, options, batch)
+    if plan.skipped:
+        say(
+            f"resume: skipping {len(plan.skipped)} session(s) whose latest run of "
+            f"{plan.plugin.ref} {plan.plugin.version} succeeded with the same config"
+        )
+    say(
+        f"batch: {len(plan.to_run)} session(s) of {plan.plugin.ref} on the {executor.name} "
+        "executor" + (f" with {jobs} job(s)" if batch.executor == "local" else "")
+    )
+    if on_start is not None:
+        on_start(len(plan.to_run))
+
+    batch_id = stamp_id()
+    started = utc_now()
+    interrupted = False
+    try:
+        results = executor.run(plan.to_run, on_event or (lambda kind, job, result: None))
+    except BatchInterrupted as exc:
+        interrupted, results = True, exc.results
+    summary = summarise(
+        plan,
+        batch,
+        batch_id=batch_id,
+        executor=executor.name,
+        address=executor.address,
+        jobs=jobs,
+        results=results,
+        interrupted=interrupted,
+        started=started,
+        finished=utc_now(),
+    )
+    say(f"summary: {summary.path}")
+    if interrupted:
+        raise BatchSummaryInterrupted(summary, summary.path)
+    return summary

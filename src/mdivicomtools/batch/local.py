@@ -1,0 +1,115 @@
+"""The local executor: sessions in forked worker processes on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.batch.session import (
+    BatchInterrupted,
+    Report,
+    SessionJob,
+    SessionResult,
+    not_started,
+    run_session,
+)
+from mdivicomtools.common.signals import signal_of
+from mdivicomtools.common.timing import POLL_S
+from mdivicomtools.errors import UsageError
+
+
+class LocalExecutor:
+    """Up to `jobs` sessions at once, each in a forked worker process of its own.
+
+    A process per session (forked from this one, which has already imported
+    everything) costs a few milliseconds, and a worker that dies (a segfault,
+    os._exit, the OOM killer) costs exactly its own session, which is recorded
+    as failed; a shared pool would break for every session queued behind it.
+    """
+
+    name = "local"
+
+    def __init__(self, jobs: int) -> None:
+        if jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {jobs}")
+        self.jobs = jobs
+        self.address: str | None = None
+
+    def run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
+        context = multiprocessing.get_context("fork")
+        pending = deque(jobs)
+        running: dict[Any, tuple[Any, Any, SessionJob]] = {}
+        results: list[SessionResult] = []
+        interrupted: BaseException | None = None
+        while pending or running:
+            try:
+                while pending and len(running) < self.jobs and interrupted is None:
+                    job = pending.popleft()
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_worker_main, args=(job, sender))
+                    process.start()
+                    sender.close()
+                    running[process.sentinel] = (process, receiver, job)
+                    report("started", job, None)
+                for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_S):
+                    process, receiver, job = running.pop(sentinel)
+                    result = _collect(process, receiver, job)
+                    results.append(result)
+                    report("finished", job, result)
+            except KeyboardInterrupt as exc:
+                if interrupted is not None:  # a second Ctrl-C: stop waiting
+                    for process, _, _ in running.values():
+                        process.kill()
+                    continue
+                interrupted = exc
+                signum = signal_of(exc)
+                for process, _, _ in running.values():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signum)
+                while pending:
+                    job = pending.popleft()
+                    result = not_started(job)
+                    results.append(result)
+                    report("finished", job, result)
+        if interrupted is not None:
+            raise BatchInterrupted(results) from interrupted
+        return results
+
+
+def _worker_main(job: SessionJob, sender: Any) -> None:
+    # the parent's handlers (and its SIGTERM-as-interrupt) are not this process's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        result = run_session(job)
+        sender.send(msgspec.msgpack.encode(result))
+    finally:
+        sender.close()
+        # skip the parent's atexit handlers and buffered output inherited by fork
+        os._exit(0)
+
+
+def _collect(process: Any, receiver: Any, job: SessionJob) -> SessionResult:
+    data = None
+    with contextlib.suppress(EOFError, OSError):
+        if receiver.poll():
+            data = receiver.recv()
+    receiver.close()
+    process.join()
+    if data is not None:
+        return msgspec.msgpack.decode(data, type=SessionResult)
+    code = process.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}"
+    return SessionResult(
+        session=job.session,
+        status="failed",
+        error=f"WorkerDied: the worker process died ({how})",
+        out=job.out,
+    )

@@ -1,0 +1,96 @@
+"""One session of a batch: the job a worker receives and the result it sends back.
+
+Every session is an ordinary `run_plugin` call in the worker, so each keeps
+all the guarantees of a single run (staging, records, isolation); executors
+only decide where and how many at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+
+from mdivicomtools.errors import MdivicomError
+from mdivicomtools.model.options import RunOptions
+from mdivicomtools.model.run import RunRecord
+from mdivicomtools.runner import RunInterrupted, run_plugin
+
+SessionStatus = Literal[
+    "succeeded", "failed", "timed_out", "interrupted", "dry_run", "skipped", "not_started"
+]
+
+
+class SessionJob(msgspec.Struct, kw_only=True, frozen=True):
+    """One session of a batch: everything a worker needs, nothing it cannot pickle.
+
+    `options` are the batch's RunOptions with this session's dataset, out and
+    work folders and the config already built (a Dask worker on another
+    machine may not see a `--config` file).
+    """
+
+    session: str
+    ref: str
+    options: RunOptions
+
+    @property
+    def out(self) -> str:
+        return self.options.out
+
+
+class SessionResult(msgspec.Struct, kw_only=True):
+    session: str
+    status: SessionStatus
+    run_id: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    out: str | None = None
+
+
+Report = Callable[[str, SessionJob, SessionResult | None], None]
+
+
+def not_started(job: SessionJob) -> SessionResult:
+    return SessionResult(
+        session=job.session, status="not_started", error="the batch was interrupted", out=job.out
+    )
+
+
+def run_session(job: SessionJob) -> SessionResult:
+    """Run one session in this process; every outcome becomes a SessionResult."""
+    started = time.monotonic()
+
+    def result(
+        status: SessionStatus, error: str | None = None, record: RunRecord | None = None
+    ) -> SessionResult:
+        return SessionResult(
+            session=job.session,
+            status=status,
+            run_id=record.run_id if record is not None else None,
+            duration_s=round(time.monotonic() - started, 3),
+            error=error,
+            out=job.out,
+        )
+
+    try:
+        record = run_plugin(job.ref, job.options)
+    except RunInterrupted as exc:
+        return result("interrupted", "interrupted", exc.record)
+    except KeyboardInterrupt:
+        return result("interrupted", "interrupted before the run started")
+    except MdivicomError as exc:
+        return result("failed", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug must cost one session, not the batch
+        return result("failed", f"{type(exc).__name__}: {exc}")
+    error = f"{record.error.type}: {record.error.message}" if record.error else None
+    return result(record.status, error, record)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a batch; `results` holds every session's outcome."""
+
+    def __init__(self, results: list[SessionResult]) -> None:
+        super().__init__("batch interrupted")
+        self.results = results

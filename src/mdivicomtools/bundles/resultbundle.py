@@ -1,0 +1,505 @@
+"""Result bundles: the typed `resultbundle.json` sidecars plugins hand to each other.
+
+The openSIDS draft fixes the fields; this module makes them concrete: msgspec
+Structs (the source of the published JSON Schema), a validator that reports
+every problem at once with the sidecar, a JSON pointer and what was expected,
+and a writer for plugin authors. Validation is deliberately v0.1-minimal:
+the envelope, required files present, and join/time key columns present in the
+headers of tabular files. Unknown fields and extra columns are always allowed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.common.jsonio import pretty
+from mdivicomtools.common.schema import struct_schema
+from mdivicomtools.common.timefmt import iso, utc_now
+
+SIDECAR_NAME = "resultbundle.json"
+TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
+#: extension -> `format`, for the writer (longest suffix wins)
+FORMATS = {
+    ".tsv.gz": "tsv.gz",
+    ".csv.gz": "csv.gz",
+    ".tsv": "tsv",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".txt": "txt",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".wav": "wav",
+    ".flac": "flac",
+    ".mp3": "mp3",
+    ".mp4": "mp4",
+    ".mkv": "mkv",
+    ".avi": "avi",
+    ".mov": "mov",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".csv.zip": "csv.zip",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".edf": "edf",
+    ".xdf": "xdf",
+}
+
+
+# --- the model ------------------------------------------------------------------
+
+
+class TimeReference(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How times in the bundle relate to the session: at least `kind` and `unit`."""
+
+    kind: str
+    unit: str
+
+
+class FileTime(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Time columns of a table: `point` (`key`) or `interval` (`start_key`, `end_key`)."""
+
+    kind: Literal["point", "interval"]
+    key: str | None = None
+    start_key: str | None = None
+    end_key: str | None = None
+    unit: str | None = None
+
+
+class BundleFile(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One file of the payload; `path` is relative to the payload root."""
+
+    path: str
+    role: str
+    format: str
+    required: bool
+    key_columns: dict[str, str] | None = None
+    time: FileTime | None = None
+    description: str | None = None
+
+
+class Producer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Who wrote the sidecar."""
+
+    tool_ref: str
+    tool_version: str
+    git_sha: str | None = None
+    pipeline_run_id: str | None = None
+
+
+class UpstreamTool(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The vendor tool or exporter that made the payload, if not the producer."""
+
+    name: str
+    version: str | None = None
+
+
+class Source(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where a detached sidecar's payload is: `root`, relative to `root_base`.
+
+    `root_base` is "sidecar" (the folder holding the sidecar; the default) or an
+    absolute folder; `root` may itself be absolute.
+    """
+
+    root: str
+    root_base: str = "sidecar"
+
+
+class ResultBundle(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A `resultbundle.json` sidecar (openSIDS v0.1 result bundles)."""
+
+    resultbundle_type: str
+    schema_version: str
+    time_reference: TimeReference
+    files: list[BundleFile]
+    created_at: str | None = None
+    producer: Producer | None = None
+    upstream_tool: UpstreamTool | None = None
+    source: Source | None = None
+
+
+# --- validation -------------------------------------------------------------------
+
+
+class Problem(msgspec.Struct, kw_only=True, frozen=True):
+    pointer: str
+    message: str
+    expected: str | None = None
+
+    def describe(self, sidecar: str) -> str:
+        text = f"{sidecar}: {self.pointer or '/'}: {self.message}"
+        return f"{text} (expected {self.expected})" if self.expected else text
+
+
+class BundleReport(msgspec.Struct, kw_only=True):
+    """The outcome of validating one sidecar."""
+
+    path: str
+    valid: bool
+    resultbundle_type: str | None = None
+    schema_version: str | None = None
+    problems: list[Problem] = []
+    notes: list[str] = []
+
+    def messages(self) -> list[str]:
+        return [problem.describe(self.path) for problem in self.problems]
+
+
+def _pointer(parts: Iterable[Any]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_SCHEMA_VALIDATOR: Any = None
+
+
+def _schema_problems(data: Any) -> list[Problem]:
+    """Every envelope problem, from the JSON Schema generated from the Structs.
+
+    msgspec decides valid/invalid fast (most sidecars are valid); only an invalid
+    one pays for jsonschema, which lists all problems instead of the first.
+    """
+    try:
+        msgspec.convert(data, ResultBundle)
+    except msgspec.ValidationError:
+        pass
+    else:
+        return []
+    global _SCHEMA_VALIDATOR
+    if _SCHEMA_VALIDATOR is None:
+        import jsonschema
+
+        schema = resultbundle_schema()
+        _SCHEMA_VALIDATOR = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for error in sorted(_SCHEMA_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        expected = _expected(error)
+        problems.append(
+            Problem(pointer=_pointer(error.absolute_path), message=error.message, expected=expected)
+        )
+    return problems
+
+
+def _expected(error: Any) -> str | None:
+    validator = error.validator
+    if validator == "type":
+        return f"type {error.validator_value}"
+    if validator == "required":
+        return "the required fields " + ", ".join(error.validator_value)
+    if validator == "enum":
+        return "one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+    return None
+
+
+def read_header(path: Path, delimiter: str) -> list[str] | None:
+    """The header row of a (possibly gzipped) table, reading nothing past it."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
+        line = handle.readline()
+    if not line:
+        return None
+    return next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+
+
+def _table_delimiter(path: str) -> str | None:
+    name = path.lower().removesuffix(".gz")
+    for suffix, delimiter in TABULAR_SUFFIXES.items():
+        if name.endswith(suffix):
+            return delimiter
+    return None
+
+
+def payload_root(sidecar: Path, source: Any) -> Path:
+    """The folder that `files[].path` are relative to."""
+    if not isinstance(source, dict) or not isinstance(source.get("root"), str):
+        return sidecar.parent
+    root = Path(source["root"])
+    if root.is_absolute():
+        return root
+    base = source.get("root_base", "sidecar")
+    if isinstance(base, str) and base not in ("", "sidecar"):
+        return Path(base) / root
+    return sidecar.parent / root
+
+
+def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """(column, pointer) pairs that must be in the header, and time-spec problems."""
+    columns: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    key_columns = entry.get("key_columns") or {}
+    if isinstance(key_columns, dict):
+        for key, column in key_columns.items():
+            if isinstance(column, str):
+                columns.append((column, f"/key_columns/{key}"))
+    time = entry.get("time")
+    if isinstance(time, dict):
+        kind = time.get("kind")
+        needed = {"point": ("key",), "interval": ("start_key", "end_key")}.get(kind, ())
+        for name in needed:
+            key = time.get(name)
+            if not isinstance(key, str) or not key:
+                problems.append(
+                    Problem(
+                        pointer=f"/time/{name}",
+                        message=f"{'an' if kind == 'interval' else 'a'} {kind} time needs {name}",
+                        expected=f"the name of the table's {name.replace('_', ' ')} column",
+                    )
+                )
+                continue
+            mapped = key_columns.get(key) if isinstance(key_columns, dict) else None
+            columns.append((mapped if isinstance(mapped, str) else key, f"/time/{name}"))
+    return columns, problems
+
+
+def validate_data(data: Any, sidecar: Path, *, check_files: bool = True) -> BundleReport:
+    """Validate a sidecar's parsed JSON; never raises on odd input."""
+    problems = _schema_problems(data)
+    notes: list[str] = []
+    envelope = data if isinstance(data, dict) else {}
+    files = envelope.get("files")
+    root = payload_root(sidecar, envelope.get("source"))
+    if check_files and isinstance(files, list):
+        skipped_formats: set[str] = set()
+        for index, entry in enumerate(files):
+            if isinstance(entry, dict):
+                problems += _check_file(entry, index, root, skipped_formats)
+        if skipped_formats:
+            notes.append(
+                "column checks skipped for non-tabular format(s): "
+                + ", ".join(sorted(skipped_formats))
+            )
+    rtype = envelope.get("resultbundle_type")
+    version = envelope.get("schema_version")
+    return BundleReport(
+        path=str(sidecar),
+        valid=not problems,
+        resultbundle_type=rtype if isinstance(rtype, str) else None,
+        schema_version=version if isinstance(version, str) else None,
+        problems=problems,
+        notes=notes,
+    )
+
+
+def _check_file(
+    entry: dict[str, Any], index: int, root: Path, skipped_formats: set[str]
+) -> list[Problem]:
+    base = f"/files/{index}"
+    path_value = entry.get("path")
+    if not isinstance(path_value, str) or not path_value:
+        return []  # the schema reported it
+    relative = Path(path_value)
+    if relative.is_absolute() or ".." in relative.parts:
+        return [
+            Problem(
+                pointer=f"{base}/path",
+                message=f"{path_value!r} leaves the payload root",
+                expected="a path relative to the payload root, without '..'",
+            )
+        ]
+    columns, problems = _required_columns(entry)
+    problems = [
+        Problem(pointer=base + p.pointer, message=p.message, expected=p.expected) for p in problems
+    ]
+    target = root / relative
+    if not target.is_file():
+        if entry.get("required") is True:
+            problems.append(
+                Problem(
+                    pointer=f"{base}/path",
+                    message=f"required file {path_value!r} does not exist under {str(root)!r}",
+                    expected="the file to exist",
+                )
+            )
+        return problems
+    if not columns:
+        return problems
+    delimiter = _table_delimiter(path_value)
+    if delimiter is None:
+        fmt = entry.get("format")
+        skipped_formats.add(fmt if isinstance(fmt, str) else Path(path_value).suffix)
+        return problems
+    try:
+        header = read_header(target, delimiter)
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        problems.append(
+            Problem(
+                pointer=f"{base}/path",
+                message=f"cannot read the header of {path_value!r}: {exc}",
+                expected="a readable table",
+            )
+        )
+        return problems
+    present = set(header or [])
+    for column, pointer in columns:
+        if column not in present:
+            problems.append(
+                Problem(
+                    pointer=base + pointer,
+                    message=f"column {column!r} is not in the header of {path_value!r}",
+                    expected="one of the header's columns: " + ", ".join(header or []),
+                )
+            )
+    return problems
+
+
+def validate_file(path: Path) -> BundleReport:
+    """Read and validate one sidecar file; unreadable JSON is a problem, not a crash."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return BundleReport(
+            path=str(path),
+            valid=False,
+            problems=[
+                Problem(
+                    pointer="",
+                    message=f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                    expected="a JSON object",
+                )
+            ],
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        return BundleReport(
+            path=str(path),
+            valid=False,
+            problems=[Problem(pointer="", message=f"unreadable: {exc}")],
+        )
+    return validate_data(data, path)
+
+
+def find_sidecars(folder: Path) -> list[Path]:
+    """Every resultbundle.json under folder (recursively), sorted."""
+    found = []
+    for current, dirs, files in os.walk(folder):
+        dirs.sort()
+        if SIDECAR_NAME in files:
+            found.append(Path(current) / SIDECAR_NAME)
+    return found
+
+
+# --- the writer --------------------------------------------------------------------
+
+
+def infer_format(path: str) -> str:
+    name = path.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    suffix = Path(name).suffix
+    return suffix.lstrip(".") or "binary"
+
+
+def producer_from_run() -> Producer | None:
+    """The producer of a sidecar written inside `mdivicom run`, from the run's environment."""
+    ref = os.environ.get("MDIVICOM_PLUGIN")
+    version = os.environ.get("MDIVICOM_PLUGIN_VERSION")
+    if not ref or not version:
+        return None
+    return Producer(
+        tool_ref=ref, tool_version=version, pipeline_run_id=os.environ.get("MDIVICOM_RUN_ID")
+    )
+
+
+def _walk_files(root: Path) -> Iterator[str]:
+    for current, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            yield (Path(current) / name).relative_to(root).as_posix()
+
+
+def build_resultbundle(
+    root: str | Path,
+    *,
+    resultbundle_type: str,
+    schema_version: str = "1.0.0",
+    time_reference: TimeReference | dict[str, str] | None = None,
+    files: Iterable[BundleFile] | None = None,
+    roles: dict[str, str] | None = None,
+    key_columns: dict[str, dict[str, str]] | None = None,
+    times: dict[str, FileTime] | None = None,
+    producer: Producer | None = None,
+    upstream_tool: UpstreamTool | None = None,
+) -> ResultBundle:
+    """A sidecar describing the files under `root`.
+
+    Without `files`, every file under root (but the sidecar itself) is listed,
+    required, with its format inferred from the extension and the role from
+    `roles` (by path; default "data"); `key_columns` and `times` attach join and
+    time keys by path. The producer comes from the surrounding `mdivicom run`
+    when there is one.
+    """
+    base = Path(root)
+    if files is None:
+        roles = roles or {}
+        key_columns = key_columns or {}
+        times = times or {}
+        files = [
+            BundleFile(
+                path=path,
+                role=roles.get(path, "data"),
+                format=infer_format(path),
+                required=True,
+                key_columns=key_columns.get(path),
+                time=times.get(path),
+            )
+            for path in _walk_files(base)
+            if path != SIDECAR_NAME
+        ]
+    if time_reference is None:
+        time_reference = TimeReference(kind="session", unit="s")
+    elif isinstance(time_reference, dict):
+        time_reference = msgspec.convert(time_reference, TimeReference)
+    return ResultBundle(
+        resultbundle_type=resultbundle_type,
+        schema_version=schema_version,
+        time_reference=time_reference,
+        files=list(files),
+        created_at=iso(utc_now(), "seconds"),
+        producer=producer or producer_from_run(),
+        upstream_tool=upstream_tool,
+    )
+
+
+def write_resultbundle(root: str | Path, **options: Any) -> Path:
+    """Build a sidecar for `root` (see build_resultbundle) and write it there.
+
+    Returns the sidecar's path. Raises ValueError if the result would not
+    validate, so a plugin never hands on a broken bundle by accident.
+    """
+    bundle = build_resultbundle(root, **options)
+    path = Path(root) / SIDECAR_NAME
+    data = msgspec.to_builtins(bundle)
+    report = validate_data(data, path)
+    if not report.valid:
+        raise ValueError("the result bundle would be invalid: " + "; ".join(report.messages()))
+    path.write_bytes(pretty(bundle))
+    return path
+
+
+def load_resultbundle(path: str | Path) -> tuple[ResultBundle, dict[str, Any]]:
+    """The typed sidecar and its unknown top-level fields (kept, never rejected)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    known = set(ResultBundle.__struct_fields__)
+    bundle = msgspec.convert({k: v for k, v in data.items() if k in known}, ResultBundle)
+    return bundle, {k: v for k, v in data.items() if k not in known}
+
+
+def resultbundle_schema() -> dict[str, Any]:
+    return struct_schema(
+        ResultBundle,
+        "mdivicomtools result bundle sidecar (resultbundle.json)",
+        "openSIDS v0.1 result bundle sidecar; unknown fields are allowed.",
+    )

@@ -1,0 +1,198 @@
+"""What discovery knows about one plugin: a PluginRecord, usable or broken.
+
+Turning a plugin dict into a record is the one step every source shares
+(entry points and manifest files), so a plugin is judged the same way wherever
+it came from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.common.entrypoints import Distribution
+from mdivicomtools.common.text import one_line
+from mdivicomtools.model.contract import (
+    DEFAULT_PUBLISHER,
+    InvalidPlugin,
+    PluginSpec,
+    parse_plugin,
+)
+
+Source = Literal["entry_point", "manifest"]
+
+
+class PluginRecord(msgspec.Struct, kw_only=True):
+    """One discovered plugin, usable or broken, as lists and refs see it.
+
+    `spec` is set only for usable plugins. For broken ones the summary fields
+    hold whatever could be read, so the user can still tell which plugin it is.
+    """
+
+    id: str
+    publisher: str | None
+    kind: str | None
+    version: str | None
+    description: str | None
+    status: Literal["ok", "broken"]
+    error: str | None
+    source: Source
+    origin: str
+    distribution: Distribution | None = None
+    notes: list[str] = []
+    spec: PluginSpec | None = None
+    raw_meta: dict[str, Any] | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.publisher}/{self.id}" if self.publisher else self.id
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> dict[str, Any]:
+        """The fields of one `plugins list --json` item (INTERFACE.md section 3)."""
+        return {
+            "ref": self.ref,
+            "id": self.id,
+            "publisher": self.publisher,
+            "kind": self.kind,
+            "version": self.version,
+            "description": self.description,
+            "status": self.status,
+            "error": self.error,
+            "source": self.source,
+            "distribution": msgspec.to_builtins(self.distribution),
+            "origin": self.origin,
+            "notes": list(self.notes),
+        }
+
+    def details(self) -> dict[str, Any]:
+        """The `plugins info --json` object: the summary plus meta and entry/container."""
+        data = self.summary()
+        if self.spec is not None:
+            data["meta"] = self.spec.meta.to_dict()
+            if self.spec.entry is not None:
+                data["entry"] = msgspec.to_builtins(self.spec.entry)
+            if self.spec.container is not None:
+                data["container"] = msgspec.to_builtins(self.spec.container)
+        else:
+            data["meta"] = self.raw_meta
+        return data
+
+
+class Discovery(msgspec.Struct):
+    """Everything discovery found, plus warnings about the search itself."""
+
+    plugins: list[PluginRecord]
+    warnings: list[str] = []
+
+    def refs(self) -> list[str]:
+        return [record.ref for record in self.plugins]
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _raw_meta(data: object) -> dict[str, Any] | None:
+    """Best-effort meta of a plugin dict that failed validation (for display only)."""
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("meta") if "meta" in data else data
+    if not isinstance(meta, dict):
+        return None
+    return {k: v for k, v in meta.items() if isinstance(k, str) and not callable(v)}
+
+
+def make_record(
+    data: object,
+    *,
+    fallback_id: str,
+    source: Source,
+    origin: str,
+    distribution: Distribution | None,
+) -> PluginRecord:
+    try:
+        spec = parse_plugin(data)
+    except InvalidPlugin as exc:
+        return broken(
+            str(exc),
+            raw_meta=_raw_meta(data),
+            fallback_id=fallback_id,
+            source=source,
+            origin=origin,
+            distribution=distribution,
+        )
+    meta = spec.meta
+    notes = list(spec.notes)
+    if meta.publisher is None:
+        notes.append(
+            f"meta.publisher is not set; using {DEFAULT_PUBLISHER!r} (set it to your lab or "
+            "user name so that <publisher>/<id> stays unique)"
+        )
+    return PluginRecord(
+        id=meta.id,
+        publisher=meta.effective_publisher,
+        kind=meta.kind,
+        version=meta.version,
+        description=meta.description,
+        status="ok",
+        error=None,
+        source=source,
+        origin=origin,
+        distribution=distribution,
+        notes=notes,
+        spec=spec,
+    )
+
+
+def broken(
+    reason: str,
+    *,
+    raw_meta: dict[str, Any] | None,
+    fallback_id: str,
+    source: Source,
+    origin: str,
+    distribution: Distribution | None,
+) -> PluginRecord:
+    meta = raw_meta or {}
+    return PluginRecord(
+        id=_str_or_none(meta.get("id")) or fallback_id,
+        publisher=_str_or_none(meta.get("publisher")),
+        kind=_str_or_none(meta.get("kind")),
+        version=_str_or_none(meta.get("version")),
+        description=_str_or_none(meta.get("description")),
+        status="broken",
+        error=one_line(reason),
+        source=source,
+        origin=origin,
+        distribution=distribution,
+        raw_meta=raw_meta,
+    )
+
+
+def mark_duplicates(records: list[PluginRecord]) -> None:
+    """Mark every provider of a publisher/id that more than one source provides.
+
+    Picking one silently would make a run depend on install order; marking all
+    of them broken tells the user to uninstall one.
+    """
+    groups: dict[str, list[PluginRecord]] = defaultdict(list)
+    for record in records:
+        if record.ok:
+            groups[record.ref].append(record)
+    for ref, group in groups.items():
+        if len(group) < 2:
+            continue
+        for record in group:
+            others = "; ".join(other.origin for other in group if other is not record)
+            record.status = "broken"
+            record.error = one_line(f"duplicate plugin {ref}: also provided by {others}")
+
+
+def sort_key(record: PluginRecord) -> tuple[str, str, str]:
+    return (record.publisher or "", record.id, record.origin)

@@ -1,0 +1,146 @@
+"""Where plugins come from: entry points and manifest files.
+
+Each source is read in its own try, so one broken plugin is listed with its
+reason and every other plugin still works. An entry point's `get_plugin()` is
+called, but never the plugin's `entry.callable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.common.entrypoints import distribution_of
+from mdivicomtools.common.text import describe_exception
+from mdivicomtools.discovery.records import (
+    Discovery,
+    PluginRecord,
+    broken,
+    make_record,
+    mark_duplicates,
+    sort_key,
+)
+
+ENTRY_POINT_GROUP = "mdivicomtools.plugins"
+PLUGIN_PATH_ENV = "MDIVICOM_PLUGIN_PATH"
+MANIFEST_SUFFIXES = (".json", ".toml")
+
+
+def plugin_entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send anything a plugin prints while loading to stderr.
+
+    `--json` promises one JSON document on stdout; a chatty get_plugin() must not
+    corrupt it.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
+    """Load one entry point and call its `get_plugin()`, isolating every failure."""
+    distribution = distribution_of(ep)
+    origin = f"entry point '{ep.name} = {ep.value}'"
+    if distribution is not None:
+        origin += f" of {distribution.name} {distribution.version}"
+    common: dict[str, Any] = {
+        "fallback_id": ep.name,
+        "source": "entry_point",
+        "origin": origin,
+        "distribution": distribution,
+    }
+    try:
+        with _quiet_stdout():
+            factory = ep.load()
+    except (Exception, SystemExit) as exc:
+        return broken(f"import failed: {describe_exception(exc)}", raw_meta=None, **common)
+    if not callable(factory):
+        return broken(
+            f"{ep.value} is a {type(factory).__name__}, not a get_plugin() function",
+            raw_meta=None,
+            **common,
+        )
+    try:
+        with _quiet_stdout():
+            data = factory()
+    except (Exception, SystemExit) as exc:
+        return broken(f"get_plugin() raised {describe_exception(exc)}", raw_meta=None, **common)
+    if not isinstance(data, dict):
+        return broken(
+            f"get_plugin() returned a {type(data).__name__}, not a dict", raw_meta=None, **common
+        )
+    return make_record(data, **common)
+
+
+def plugin_path_folders(value: str | None = None) -> list[Path]:
+    """The folders named by MDIVICOM_PLUGIN_PATH (os.pathsep-separated)."""
+    raw = os.environ.get(PLUGIN_PATH_ENV, "") if value is None else value
+    return [Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip()]
+
+
+def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            warnings.append(f"{PLUGIN_PATH_ENV} names {str(folder)!r}, which is not a folder")
+            continue
+        files.extend(
+            sorted(p for p in folder.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        )
+    return files
+
+
+def _read_manifest(path: Path) -> object:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        from mdivicomtools.common import tomlio
+
+        return tomlio.loads(text)
+    return json.loads(text)
+
+
+def load_manifest(path: Path) -> PluginRecord:
+    """Read one manifest file; a file that does not parse is a broken plugin."""
+    common: dict[str, Any] = {
+        "fallback_id": path.stem,
+        "source": "manifest",
+        "origin": f"manifest {path}",
+        "distribution": None,
+    }
+    try:
+        data = _read_manifest(path)
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        return broken(reason, raw_meta=None, **common)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # tomllib.TOMLDecodeError is a ValueError whose message carries line and column
+        return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
+    if not isinstance(data, dict):
+        return broken(
+            f"manifest holds a {type(data).__name__}, not an object", raw_meta=None, **common
+        )
+    return make_record(data, **common)
+
+
+def manifest_records(warnings: list[str]) -> list[PluginRecord]:
+    return [load_manifest(path) for path in _manifest_files(plugin_path_folders(), warnings)]
+
+
+def discover() -> Discovery:
+    """Find every plugin: all `mdivicomtools.plugins` entry points and manifests."""
+    warnings: list[str] = []
+    records = [load_entry_point(ep) for ep in plugin_entry_points()]
+    records.extend(manifest_records(warnings))
+    mark_duplicates(records)
+    records.sort(key=sort_key)
+    return Discovery(plugins=records, warnings=warnings)

@@ -1,0 +1,128 @@
+"""Exactly what a container plugin's container gets: mounts, argv, env, user, labels.
+
+The plan is made before anything starts, printed by `--dry-run`, recorded,
+and handed to the engine whole; it is the same for Docker and Podman, so the
+two cannot differ in what the container sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import msgspec
+
+from mdivicomtools.model.run import RunRequest
+
+MOUNT_ROOT = "/mdivicom"
+DATASET_MOUNT = f"{MOUNT_ROOT}/dataset"
+OUT_MOUNT = f"{MOUNT_ROOT}/out"
+WORK_MOUNT = f"{MOUNT_ROOT}/work"
+CONFIG_MOUNT = f"{MOUNT_ROOT}/config.json"
+PLACEHOLDERS = {
+    "{dataset_dir}": DATASET_MOUNT,
+    "{out_dir}": OUT_MOUNT,
+    "{work_dir}": WORK_MOUNT,
+    "{config_path}": CONFIG_MOUNT,
+}
+LABEL_RUN_ID = "mdivicomtools.run_id"
+LABEL_PLUGIN = "mdivicomtools.plugin"
+LABEL_PID = "mdivicomtools.pid"
+LABEL_HOST = "mdivicomtools.host"
+
+
+class Mount(msgspec.Struct, frozen=True):
+    source: str
+    target: str
+    read_only: bool
+
+
+class ContainerPlan(msgspec.Struct, kw_only=True):
+    """Exactly what will be run; `--dry-run` prints it, the engine receives it."""
+
+    engine: str
+    image: str
+    image_id: str
+    command: list[str] | None
+    entrypoint: list[str] | None
+    env: dict[str, str]
+    mounts: list[Mount]
+    user: str
+    network: bool
+    labels: dict[str, str]
+
+
+def expand(argv: list[str] | None) -> list[str] | None:
+    """Replace the four placeholders with container paths; other braces stay as they are."""
+    if argv is None:
+        return None
+    expanded = []
+    for arg in argv:
+        for placeholder, path in PLACEHOLDERS.items():
+            arg = arg.replace(placeholder, path)
+        expanded.append(arg)
+    return expanded
+
+
+def build_plan(
+    request: RunRequest, engine: str, image_id: str, staging_dir: Path, config_path: Path
+) -> ContainerPlan:
+    spec = request.spec.container
+    assert spec is not None  # kind container is validated to have one
+    env = dict(spec.env)
+    env.update(
+        {
+            "MDIVICOM_DATASET_DIR": DATASET_MOUNT,
+            "MDIVICOM_OUT_DIR": OUT_MOUNT,
+            "MDIVICOM_WORK_DIR": WORK_MOUNT,
+            "MDIVICOM_CONFIG": CONFIG_MOUNT,
+            # a dry run prints this plan and starts nothing, so a container that
+            # runs always runs for real
+            "MDIVICOM_DRY_RUN": "0",
+            **request.plugin_env(),
+            # the container runs as the invoking user, who has no home in the image
+            "HOME": WORK_MOUNT,
+            "TMPDIR": f"{WORK_MOUNT}/.tmp",
+        }
+    )
+    return ContainerPlan(
+        engine=engine,
+        image=spec.image,
+        image_id=image_id,
+        command=expand(spec.command),
+        entrypoint=expand(spec.entrypoint),
+        env=env,
+        mounts=[
+            Mount(str(request.dataset_dir), DATASET_MOUNT, read_only=True),
+            Mount(str(staging_dir), OUT_MOUNT, read_only=False),
+            Mount(str(request.work_dir), WORK_MOUNT, read_only=False),
+            Mount(str(config_path), CONFIG_MOUNT, read_only=True),
+        ],
+        user=f"{os.getuid()}:{os.getgid()}",
+        network=spec.network,
+        labels={
+            LABEL_RUN_ID: request.run_id,
+            LABEL_PLUGIN: request.plugin.ref,
+            LABEL_PID: str(os.getpid()),
+            LABEL_HOST: os.uname().nodename,
+        },
+    )
+
+
+def describe_plan(plan: ContainerPlan) -> str:
+    """The plan as lines a person can check (the `--dry-run` output)."""
+    lines = [
+        f"engine:     {plan.engine}",
+        f"image:      {plan.image} ({plan.image_id})",
+        f"entrypoint: {json.dumps(plan.entrypoint) if plan.entrypoint else '(image default)'}",
+        f"command:    {json.dumps(plan.command) if plan.command else '(image default)'}",
+        f"user:       {plan.user}",
+        f"network:    {'default' if plan.network else 'none'}",
+    ]
+    lines += [
+        f"mount:      {m.source} -> {m.target} ({'ro' if m.read_only else 'rw'})"
+        for m in plan.mounts
+    ]
+    lines += [f"env:        {key}={value}" for key, value in sorted(plan.env.items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,314 @@
+"""Running container plugins, whatever the engine.
+
+Everything that must be the same on Docker and Podman lives here: the checks
+before a container starts, timeouts, Ctrl-C, leftovers, logs and what goes
+into the record. The engine adapters only supply a ContainerEngine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.common.timing import POLL_S, STOP_GRACE_S
+from mdivicomtools.execution.base import Availability
+from mdivicomtools.execution.container.engine import ContainerEngine, EngineError, ImageFacts
+from mdivicomtools.execution.container.plan import (
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_RUN_ID,
+    ContainerPlan,
+    build_plan,
+    describe_plan,
+)
+from mdivicomtools.execution.runlog import RunLog
+from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
+
+#: how long the followed log stream may lag behind the container's exit before the
+#: rest is fetched in one call (Podman ends the stream up to 0.25 s late)
+LOG_SETTLE_S = 0.05
+
+
+def _pinned_digest(ref: str) -> str | None:
+    return ref.split("@", 1)[1] if "@sha256:" in ref else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _LogFollower:
+    """Copies a container's output into the run log while it runs, and completes it after.
+
+    Following the stream keeps the log live; once the container has exited, a
+    stream that has not ended yet is cut short and the missing tail is fetched
+    in one call, so the run does not wait for the engine to close the stream.
+    """
+
+    def __init__(self, engine: ContainerEngine, container_id: str, log: RunLog) -> None:
+        self._engine = engine
+        self._container_id = container_id
+        self._log = log
+        self._lock = threading.Lock()
+        self._written = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # the stream ends when the container is removed
+            for chunk in self._engine.logs(self._container_id):
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._log.write(chunk)
+                    self._written += len(chunk)
+
+    def finish(self) -> None:
+        """Call once the container has exited: make the log complete."""
+        self._thread.join(timeout=LOG_SETTLE_S)
+        if not self._thread.is_alive():
+            return
+        with self._lock:
+            self._closed = True
+            written = self._written
+        with contextlib.suppress(Exception):
+            self._log.write(self._engine.all_logs(self._container_id)[written:])
+
+
+class ContainerBackend:
+    """An ExecutionBackend for container plugins on top of one ContainerEngine.
+
+    The engine is connected lazily and kept for the backend's lifetime (one
+    run), so availability, preflight and execution share one connection (and,
+    for Podman, one private service when it had to start one).
+    """
+
+    kinds = frozenset({"container"})
+
+    def __init__(self, name: str, connect: Callable[[], ContainerEngine], fix: str) -> None:
+        self.name = name
+        self._connect = connect
+        self._fix = fix
+        self._engine: ContainerEngine | None = None
+        self._version: str | None = None
+        self._images: dict[str, ImageFacts] = {}
+
+    def engine(self) -> ContainerEngine:
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def availability(self) -> Availability:
+        try:
+            engine = self.engine()
+            if self._version is None:
+                self._version = engine.version()
+        except EngineError as exc:
+            return Availability(available=False, reason=str(exc), fix=self._fix)
+        return Availability(
+            available=True, engine=f"{engine.name} {self._version}", version=self._version
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                self._engine.close()
+            self._engine = None
+
+    # -- before the run ---------------------------------------------------------
+
+    def preflight(self, request: RunRequest) -> list[str]:
+        """Problems that mean the container cannot start: checked before anything runs."""
+        spec = request.spec.container
+        assert spec is not None
+        engine = self.engine()
+        ref = spec.image
+        try:
+            facts = engine.image(ref)
+            if spec.pull == "always" or (facts is None and spec.pull == "missing"):
+                engine.pull(ref)
+                facts = engine.image(ref)
+        except EngineError as exc:
+            return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
+        if facts is None:
+            return [
+                f"image {ref!r} is not on {engine.name} and the plugin's pull policy is "
+                f"'{spec.pull}'; load it first (e.g. `{engine.name} load` or `{engine.name} "
+                "pull`), or choose another --backend"
+            ]
+        pinned = _pinned_digest(ref)
+        if pinned and not any(d.endswith("@" + pinned) for d in facts.repo_digests):
+            return [
+                f"image {ref!r} is pinned to {pinned}, but {engine.name}'s image has digests "
+                f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
+            ]
+        self._images[ref] = facts
+        return []
+
+    # -- the run ----------------------------------------------------------------
+
+    def execute(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        spec = request.spec.container
+        assert spec is not None
+        engine = self.engine()
+        availability = self.availability()
+        outcome.engine = availability.engine
+        # the facts preflight checked; the container is created from exactly this image id
+        facts = self._images.get(spec.image) or engine.image(spec.image)
+        if facts is None:
+            outcome.fail("ImageMissing", f"image {spec.image!r} is not on {engine.name}")
+            return
+        outcome.container = ContainerInfo(
+            image=spec.image,
+            image_id=facts.id,
+            repo_digests=list(facts.repo_digests),
+            engine=engine.name,
+            engine_version=availability.version,
+            endpoint=engine.endpoint,
+        )
+        config_path = outcome.staging_dir.parent / "config.json"
+        config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
+        (request.work_dir / ".tmp").mkdir(parents=True, exist_ok=True)
+        plan = build_plan(request, engine.name, facts.id, outcome.staging_dir, config_path)
+        if request.dry_run:
+            log.write(describe_plan(plan))
+            outcome.result = {"plan": msgspec.to_builtins(plan)}
+            outcome.status, outcome.exit_code = "succeeded", None
+            return
+        self._remove_leftovers(engine, log)
+        container_id = engine.create(plan)
+        outcome.container.container_id = container_id
+        try:
+            self._run(engine, container_id, plan, request, outcome, log)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                engine.stop(container_id, STOP_GRACE_S)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                engine.remove(container_id)
+
+    def _run(
+        self,
+        engine: ContainerEngine,
+        container_id: str,
+        plan: ContainerPlan,
+        request: RunRequest,
+        outcome: RunOutcome,
+        log: RunLog,
+    ) -> None:
+        assert outcome.container is not None
+        wanted = {m.target: not m.read_only for m in plan.mounts}
+        actual = engine.mounts(container_id)
+        wrong = [t for t, rw in wanted.items() if actual.get(t) is not rw]
+        if wrong:
+            outcome.fail(
+                "MountCheckFailed",
+                f"{engine.name} did not apply the requested mount modes for {', '.join(wrong)} "
+                f"(wanted {wanted}, got {actual}); the container was not started",
+            )
+            return
+        engine.start(container_id)
+        logs = _LogFollower(engine, container_id, log)
+        logs.start()
+        result: dict[str, Any] = {}
+        waiter = threading.Thread(
+            target=self._wait, args=(engine, container_id, result), daemon=True
+        )
+        waiter.start()
+        deadline = None if request.timeout is None else time.monotonic() + request.timeout
+        while waiter.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                engine.stop(container_id, STOP_GRACE_S)
+                waiter.join(timeout=STOP_GRACE_S + 30)
+                logs.finish()
+                outcome.status = "timed_out"
+                outcome.exit_code = None
+                outcome.error = ErrorInfo(
+                    type="Timeout",
+                    message=f"the container did not finish within {request.timeout:g} s "
+                    "and was stopped",
+                )
+                self._record_state(engine, container_id, outcome)
+                return
+            waiter.join(timeout=POLL_S)
+        logs.finish()
+        if "error" in result:
+            # a wait request can fail (a dropped stream, an engine under load) while the
+            # container itself finished: its state is the authority on how it ended
+            exit_code, _ = engine.state(container_id)
+            if exit_code is None:
+                raise result["error"]
+            log.write(
+                f"[mdivicom] waiting for the container failed ({result['error']}); "
+                f"its state says it exited with status {exit_code}\n"
+            )
+        self._record_state(engine, container_id, outcome)
+        exit_code = outcome.container.exit_code
+        outcome.exit_code = exit_code
+        if exit_code == 0:
+            outcome.status = "succeeded"
+        elif outcome.container.oom_killed:
+            outcome.fail(
+                "OutOfMemory",
+                "the container was killed for running out of memory",
+                exit_code=exit_code,
+            )
+        else:
+            outcome.fail(
+                "ContainerFailed",
+                f"the container exited with status {exit_code}",
+                exit_code=exit_code,
+            )
+
+    @staticmethod
+    def _record_state(engine: ContainerEngine, container_id: str, outcome: RunOutcome) -> None:
+        assert outcome.container is not None
+        exit_code, oom_killed = engine.state(container_id)
+        outcome.container.exit_code = exit_code
+        outcome.container.oom_killed = oom_killed
+
+    @staticmethod
+    def _wait(engine: ContainerEngine, container_id: str, result: dict[str, Any]) -> None:
+        try:
+            result["status"] = engine.wait(container_id)
+        except Exception as exc:
+            result["error"] = exc
+
+    @staticmethod
+    def _remove_leftovers(engine: ContainerEngine, log: RunLog) -> None:
+        """Remove containers that a killed runner on this host left behind."""
+        host = os.uname().nodename
+        for container_id, labels in engine.labelled(LABEL_RUN_ID):
+            if labels.get(LABEL_HOST) != host:
+                continue
+            try:
+                pid = int(labels.get(LABEL_PID, ""))
+            except ValueError:
+                continue
+            if pid == os.getpid() or _process_alive(pid):
+                continue
+            with contextlib.suppress(EngineError):
+                engine.stop(container_id, 0)
+            with contextlib.suppress(EngineError):
+                engine.remove(container_id)
+                log.write(
+                    f"[mdivicom] removed leftover container {container_id[:12]} of run "
+                    f"{labels.get(LABEL_RUN_ID)} (its runner, pid {pid}, is gone)\n"
+                )

@@ -1,0 +1,226 @@
+"""The python execution backend: in-process by default, a child process when isolated.
+
+In-process is cheapest and what most plugins need. `--isolate` (implied by
+`--timeout`) runs the plugin in a child interpreter of its own session, so a
+segfault or `os._exit` in native code cannot take the runner down, a timeout can
+be enforced, and Ctrl-C stops exactly that process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.platform import interpreter, python_version
+from mdivicomtools.common.timing import STOP_GRACE_S
+from mdivicomtools.execution.base import Availability
+from mdivicomtools.execution.python_child import (
+    CallableImportError,
+    ChildJob,
+    ChildReport,
+    import_callable,
+)
+from mdivicomtools.execution.runlog import RunLog
+from mdivicomtools.model.run import ErrorInfo, RunOutcome, RunRequest
+
+
+def _keep_result(outcome: RunOutcome, value: Any) -> None:
+    if value is None:
+        return
+    problem = find_unsafe_json(value, "result")
+    if problem:
+        outcome.warnings.append(f"the plugin's return value was not kept: {problem}")
+    else:
+        outcome.result = value
+
+
+class PythonBackend:
+    """Runs `kind: python` plugins with this interpreter."""
+
+    name = "python"
+    kinds = frozenset({"python"})
+
+    def availability(self) -> Availability:
+        return Availability(available=True, engine=interpreter(), version=python_version())
+
+    def preflight(self, request: RunRequest) -> list[str]:
+        return []  # importing the plugin is part of the run, so its failure is recorded
+
+    def close(self) -> None:
+        return None
+
+    def execute(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        outcome.engine = interpreter()
+        if request.isolate or request.timeout is not None:
+            self._run_isolated(request, outcome, log)
+        else:
+            self._run_in_process(request, outcome, log)
+
+    # -- in-process -------------------------------------------------------------
+
+    def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        assert request.spec.entry is not None  # kind python is validated to have one
+        with log.capture_python_streams(), _environment(request.plugin_env()):
+            try:
+                func = import_callable(request.spec.entry.callable)
+                value = func(
+                    str(request.dataset_dir),
+                    str(outcome.staging_dir),
+                    copy.deepcopy(request.config),
+                    work_dir=str(request.work_dir),
+                    dry_run=request.dry_run,
+                )
+            except CallableImportError as exc:
+                log.write(traceback.format_exc())
+                outcome.fail("PluginImportError", str(exc), exit_code=1)
+                return
+            except (Exception, SystemExit) as exc:
+                log.write(traceback.format_exc())
+                outcome.fail(type(exc).__name__, str(exc) or repr(exc), exit_code=1)
+                return
+        outcome.status = "succeeded"
+        outcome.exit_code = 0
+        _keep_result(outcome, value)
+
+    # -- isolated ---------------------------------------------------------------
+
+    def _run_isolated(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
+        assert request.spec.entry is not None
+        result_path = request.runs_dir / f".{request.run_id}.result.json"
+        job = ChildJob(
+            callable=request.spec.entry.callable,
+            dataset_dir=str(request.dataset_dir),
+            out_dir=str(outcome.staging_dir),
+            work_dir=str(request.work_dir),
+            config=request.config,
+            dry_run=request.dry_run,
+            result_path=str(result_path),
+        )
+        env = dict(os.environ)
+        # the child must import what this process can, including sys.path entries
+        # added at run time (embedding applications, test fixtures)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(request.plugin_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mdivicomtools.execution.python_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        reader = threading.Thread(target=_pump, args=(proc, log), daemon=True)
+        reader.start()
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(msgspec.json.encode(job))
+            proc.stdin.close()
+            deadline = None if request.timeout is None else time.monotonic() + request.timeout
+            try:
+                returncode = proc.wait(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                reader.join()
+                outcome.status = "timed_out"
+                outcome.error = _timeout_error(request.timeout)
+                return
+        except BaseException:
+            _stop(proc)
+            reader.join(timeout=STOP_GRACE_S)
+            raise
+        finally:
+            report = _read_report(result_path)
+        reader.join()
+        self._interpret(outcome, returncode, report)
+
+    @staticmethod
+    def _interpret(outcome: RunOutcome, returncode: int, report: ChildReport | None) -> None:
+        if returncode == 0 and report is not None and report.ok:
+            outcome.status = "succeeded"
+            outcome.exit_code = 0
+            if report.unsafe:
+                outcome.warnings.append(f"the plugin's return value was not kept: {report.unsafe}")
+            else:
+                _keep_result(outcome, report.result)
+            return
+        if report is not None and report.error is not None:
+            error = report.error
+            outcome.fail(error.type, error.message or error.type, exit_code=returncode)
+        elif returncode < 0:
+            name = signal.Signals(-returncode).name
+            outcome.fail(
+                "PluginCrashed",
+                f"the plugin process was killed by {name}",
+                exit_code=128 - returncode,
+            )
+        else:
+            outcome.fail(
+                "PluginExited",
+                f"the plugin process exited with status {returncode} without returning "
+                "(os._exit or a crash in native code?)",
+                exit_code=returncode,
+            )
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for an in-process plugin call, then restore them."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _timeout_error(timeout: float | None) -> ErrorInfo:
+    return ErrorInfo(
+        type="Timeout", message=f"the plugin did not finish within {timeout:g} s and was stopped"
+    )
+
+
+def _pump(proc: subprocess.Popen[bytes], log: RunLog) -> None:
+    assert proc.stdout is not None
+    for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        log.write(chunk)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL after a grace period."""
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _read_report(path: Path) -> ChildReport | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=ChildReport)
+    except (OSError, msgspec.DecodeError):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -1,0 +1,95 @@
+"""The child process of an isolated python run (`--isolate`, `--timeout`).
+
+Reads a ChildJob from stdin, imports and calls the plugin, and writes a
+ChildReport file; its stdout and stderr are the run log. A crash or `os._exit`
+here costs only this process: the runner sees the exit status and records it.
+Importing a plugin's `entry.callable` lives here too, because both lanes (in
+this process or in the child) do it the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.common.jsonio import find_unsafe_json
+
+
+class CallableImportError(Exception):
+    """`entry.callable` could not be imported or is not callable."""
+
+
+class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
+    """What the runner asks the child to do."""
+
+    callable: str
+    dataset_dir: str
+    out_dir: str
+    work_dir: str
+    config: dict[str, Any]
+    dry_run: bool
+    result_path: str
+
+
+class ChildError(msgspec.Struct, kw_only=True, frozen=True):
+    type: str
+    message: str
+
+
+class ChildReport(msgspec.Struct, kw_only=True, frozen=True):
+    """What the child tells the runner; absent when the child died."""
+
+    ok: bool
+    result: Any = None
+    unsafe: str | None = None
+    error: ChildError | None = None
+
+
+def import_callable(ref: str) -> Callable[..., Any]:
+    module_name, _, attr_path = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise CallableImportError(
+            f"cannot import {module_name!r} for entry.callable {ref!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    for attr in attr_path.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            raise CallableImportError(
+                f"entry.callable {ref!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if not callable(target):
+        raise CallableImportError(f"entry.callable {ref!r} is a {type(target).__name__}")
+    return target
+
+
+def main() -> int:
+    job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
+    result_path = Path(job.result_path)
+    try:
+        func = import_callable(job.callable)
+        value = func(
+            job.dataset_dir, job.out_dir, job.config, work_dir=job.work_dir, dry_run=job.dry_run
+        )
+    except BaseException as exc:  # report everything, SystemExit included
+        traceback.print_exc()
+        sys.stderr.flush()
+        report = ChildReport(ok=False, error=ChildError(type=type(exc).__name__, message=str(exc)))
+        result_path.write_bytes(msgspec.json.encode(report))
+        return 1
+    problem = find_unsafe_json(value, "result") if value is not None else None
+    report = ChildReport(ok=True, result=None if problem else value, unsafe=problem)
+    result_path.write_bytes(msgspec.json.encode(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

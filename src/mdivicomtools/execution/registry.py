@@ -1,0 +1,228 @@
+"""Every backend the hook modules provide, by name, and the choice of one for a run.
+
+The hook manager builds a BackendRegistry from the `mdivicom_execution_backends`
+results (see `HookManager.get_backends`). Two modules providing the same name
+are a conflict naming both, never a silent first-wins; a module whose hook
+raised is remembered, so "backend unavailable" can say why a backend is
+missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import msgspec
+
+from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
+from mdivicomtools.model.run import HookError
+from mdivicomtools.settings import configured_backend
+
+BACKEND_ENV = "MDIVICOM_BACKEND"
+#: container backends tried in this order by `--backend auto`
+CONTAINER_PREFERENCE = ("docker", "podman")
+_CONFLICT_FIX = "disable all but one with MDIVICOM_DISABLE_HOOKS=<name>"
+
+
+class BackendItem(msgspec.Struct, kw_only=True):
+    """One line of `mdivicom backends list`."""
+
+    name: str
+    kinds: list[str]
+    available: bool
+    engine: str | None
+    version: str | None
+    reason: str | None
+    fix: str | None
+    provided_by: list[str]
+    conflict: bool = False
+
+
+class BackendRegistry:
+    """The backends of one hook manager; close it when the run is over."""
+
+    def __init__(
+        self,
+        provided: list[tuple[str, ExecutionBackend]],
+        errors: list[HookError] | None = None,
+    ) -> None:
+        self.providers: dict[str, list[str]] = {}
+        self.backends: dict[str, ExecutionBackend] = {}
+        self.errors: list[HookError] = list(errors or [])
+        for module, backend in provided:
+            self.providers.setdefault(backend.name, []).append(module)
+            self.backends.setdefault(backend.name, backend)
+        self._all = [backend for _, backend in provided]
+        self._status: dict[str, Availability] = {}
+
+    # -- looking things up ----------------------------------------------------
+
+    @property
+    def conflicts(self) -> dict[str, list[str]]:
+        """Backend names that more than one module provides, with every provider."""
+        return {name: mods for name, mods in self.providers.items() if len(mods) > 1}
+
+    def availability(self, name: str) -> Availability:
+        """Asked once per backend: it may connect to an engine or start a service."""
+        if name not in self._status:
+            self._status[name] = self.backends[name].availability()
+        return self._status[name]
+
+    def _usable(self, name: str, kind: str | None) -> bool:
+        """Runs `kind` (any kind when None), has one provider and answers."""
+        backend = self.backends.get(name)
+        return (
+            backend is not None
+            and name not in self.conflicts
+            and (kind is None or kind in backend.kinds)
+            and self.availability(name).available
+        )
+
+    def get_backend(self, name: str, kind: str, source: str = "--backend") -> ExecutionBackend:
+        """The backend `name` for a plugin of `kind`, or BackendUnavailable saying why
+        and listing the valid choices."""
+        where = "" if source == "--backend" else f" (from {source})"
+        backend = self.backends.get(name)
+        if backend is None:
+            hint = (
+                f"; install it with: pip install 'mdivicomtools[{name}]'"
+                if name in CONTAINER_PREFERENCE
+                else ""
+            )
+            raise BackendUnavailable(
+                f"backend {name!r}{where} is not installed; installed backends: "
+                f"{', '.join(sorted(self.backends)) or 'none'}{hint}{self._hook_failures()}"
+            )
+        if name in self.conflicts:
+            raise BackendUnavailable(
+                f"backend {name!r}{where} is provided by several hook modules "
+                f"({', '.join(self.conflicts[name])}); {_CONFLICT_FIX}"
+            )
+        if kind not in backend.kinds:
+            raise BackendUnavailable(
+                f"backend {name!r} cannot run {kind} plugins; "
+                f"it runs: {', '.join(sorted(backend.kinds))}; backends that run {kind} "
+                f"plugins: {', '.join(self._able(kind)) or 'none'}"
+            )
+        status = self.availability(name)
+        if not status.available:
+            raise BackendUnavailable(
+                f"backend {name!r}{where} is not available: {status.reason}"
+                + (f"; {status.fix}" if status.fix else "")
+                + f"; available backends: {self._available_names()}"
+            )
+        return backend
+
+    def choose(self, requested: str | None, kind: str) -> ExecutionBackend:
+        """Resolve `--backend` for a plugin kind.
+
+        An explicit name must work or it is an error (exit 2) that lists what is
+        available. Without --backend, MDIVICOM_BACKEND is the default and just as
+        strict (an operator who set podman because Docker is not allowed must
+        never silently get Docker), except for plugin kinds it cannot run: python
+        plugins still run on python. `auto` tries MDIVICOM_BACKEND, the user
+        config file's `backend`, then python for python plugins or docker, podman
+        for container plugins, then any other installed backend, and takes the
+        first that runs this kind and answers.
+        """
+        if requested is None:
+            env_choice = os.environ.get(BACKEND_ENV)
+            if env_choice and env_choice != "auto":
+                chosen = self.backends.get(env_choice)
+                if chosen is None or kind in chosen.kinds:
+                    return self.get_backend(env_choice, kind, source=BACKEND_ENV)
+            requested = "auto"
+        if requested != "auto":
+            return self.get_backend(requested, kind)
+        candidates = _preferences(kind) + sorted(self.backends)
+        for candidate in dict.fromkeys(candidates):
+            if self._usable(candidate, kind):
+                return self.backends[candidate]
+        raise BackendUnavailable(self._none_available(kind))
+
+    # -- listing and closing --------------------------------------------------
+
+    def items(self) -> list[BackendItem]:
+        items = []
+        for name, backend in sorted(self.backends.items()):
+            status = self.availability(name)
+            conflict = name in self.conflicts
+            reason = status.reason
+            if conflict:
+                reason = "provided by several hook modules: " + ", ".join(self.providers[name])
+            items.append(
+                BackendItem(
+                    name=name,
+                    kinds=sorted(backend.kinds),
+                    available=status.available and not conflict,
+                    engine=status.engine,
+                    version=status.version,
+                    reason=reason,
+                    fix=_CONFLICT_FIX if conflict else status.fix,
+                    provided_by=self.providers[name],
+                    conflict=conflict,
+                )
+            )
+        return items
+
+    def close(self) -> None:
+        """Let every backend release what it holds (a connection, a private service)."""
+        for backend in self._all:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def __enter__(self) -> BackendRegistry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- messages ---------------------------------------------------------------
+
+    def _able(self, kind: str) -> list[str]:
+        return [n for n, b in sorted(self.backends.items()) if kind in b.kinds]
+
+    def _available_names(self) -> str:
+        names = [n for n in sorted(self.backends) if self._usable(n, None)]
+        return ", ".join(names) or "none"
+
+    def _hook_failures(self) -> str:
+        if not self.errors:
+            return ""
+        failed = "; ".join(f"{e.plugin}: {e.error}" for e in self.errors)
+        return f"; hook modules that failed to provide backends: {failed}"
+
+    def _none_available(self, kind: str) -> str:
+        able = self._able(kind)
+        if not able:
+            return (
+                f"no installed backend runs {kind} plugins; install one with: "
+                "pip install 'mdivicomtools[docker]' (or [podman])" + self._hook_failures()
+            )
+        reasons = "; ".join(
+            f"{n}: provided by several hook modules"
+            if n in self.conflicts
+            else f"{n}: {self.availability(n).reason}"
+            for n in able
+        )
+        return (
+            f"no backend that runs {kind} plugins is available ({reasons}); "
+            "see `mdivicom backends list` for how to fix each"
+        )
+
+
+def _preferences(kind: str) -> list[str]:
+    """Backend names in the order `auto` tries them first.
+
+    Python plugins run on python (or MDIVICOM_BACKEND when that backend runs
+    python plugins); only container plugins consult the user config file.
+    """
+    preferences = [os.environ.get(BACKEND_ENV, "")]
+    if kind == "python":
+        preferences.append("python")
+    else:
+        preferences.append(configured_backend() or "")
+        preferences.extend(CONTAINER_PREFERENCE)
+    return [name for name in preferences if name and name != "auto"]

@@ -1,0 +1,43 @@
+"""Built-in output finalisation: find and validate result-bundle sidecars.
+
+Every `resultbundle.json` a successful run wrote is validated and listed in the
+record's `resultbundles`. An invalid sidecar is a warning (the run's outputs are
+still worth keeping) unless the run asked for strict bundles, which fails it
+before its output is promoted.
+"""
+
+from __future__ import annotations
+
+from mdivicomtools.bundles.resultbundle import find_sidecars, validate_file
+from mdivicomtools.hooks.markers import hookimpl
+from mdivicomtools.model.run import BundleSummary, RunOutcome, RunRequest
+
+
+@hookimpl
+def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
+    if outcome.status != "succeeded":
+        return
+    invalid = []
+    for sidecar in find_sidecars(outcome.staging_dir):
+        report = validate_file(sidecar)
+        relative = sidecar.relative_to(outcome.staging_dir).as_posix()
+        outcome.resultbundles.append(
+            BundleSummary(
+                path=relative,
+                type=report.resultbundle_type,
+                schema_version=report.schema_version,
+                valid=report.valid,
+                problems=[p.describe(relative) for p in report.problems],
+            )
+        )
+        if not report.valid:
+            invalid.append(relative)
+            outcome.warnings.append(
+                f"result bundle {relative} is invalid ({len(report.problems)} problem(s)); "
+                f"see the record's resultbundles or `mdivicom bundles validate`"
+            )
+    if invalid and request.strict_bundles:
+        outcome.fail(
+            "InvalidResultBundle",
+            "invalid result bundle(s) with --strict-bundles: " + ", ".join(invalid),
+        )

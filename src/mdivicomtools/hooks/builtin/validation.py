@@ -1,0 +1,87 @@
+"""Built-in pre-run checks: dataset, output folder, config schema, existing output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.hooks.markers import hookimpl
+from mdivicomtools.model.layout import managed_folders
+from mdivicomtools.model.run import RunRequest
+from mdivicomtools.records.owner import existing_output_problems
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_dataset(request: RunRequest) -> list[str]:
+    dataset = request.dataset_dir
+    if not dataset.exists():
+        return [f"--dataset {str(dataset)!r} does not exist; give an existing dataset folder"]
+    if not dataset.is_dir():
+        return [f"--dataset {str(dataset)!r} is not a folder; give the dataset's folder"]
+    return []
+
+
+def check_out_dir(request: RunRequest) -> list[str]:
+    out = request.run_out_dir.resolve()
+    dataset = request.dataset_dir.resolve()
+    if out.exists() and not out.is_dir():
+        return [f"--out {str(out)!r} exists and is not a folder; choose a folder for the outputs"]
+    if _inside(out, dataset):
+        return [
+            f"--out {str(out)!r} is inside the dataset {str(dataset)!r}, which must stay "
+            "read-only; choose an output folder outside the dataset"
+        ]
+    # a dataset inside --out is how plugins chain (the next plugin reads
+    # <out>/<other-id>/dataset), but never inside what this run replaces or manages
+    if any(_inside(dataset, folder) for folder in managed_folders(out, request.plugin.id)):
+        return [
+            f"the dataset {str(dataset)!r} is inside {str(out / request.plugin.id)!r} or "
+            f"the run's own folders under --out, which this run would replace or write; "
+            "copy it elsewhere or choose another --out"
+        ]
+    if _inside(request.work_dir.resolve(), dataset):
+        return [
+            f"--work {str(request.work_dir)!r} is inside the dataset {str(dataset)!r}, which "
+            "must stay read-only; choose a work folder outside the dataset"
+        ]
+    return []
+
+
+def _location(path: Any) -> str:
+    text = "config"
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def check_config(request: RunRequest) -> list[str]:
+    """Validate the config against the plugin's `config_schema` (JSON Schema)."""
+    schema = request.spec.meta.config_schema
+    if schema is None:
+        return []
+    import jsonschema
+
+    validator_cls = jsonschema.validators.validator_for(schema)
+    try:
+        validator_cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [
+            f"plugin {request.plugin.ref} declares an invalid config_schema ({exc.message}); "
+            "report this to the plugin's authors"
+        ]
+    validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(request.config), key=lambda e: list(e.absolute_path))
+    return [f"{_location(error.absolute_path)}: {error.message}" for error in errors]
+
+
+@hookimpl
+def mdivicom_validate_run(request: RunRequest) -> list[str]:
+    problems = check_dataset(request)
+    if not problems:
+        problems += check_out_dir(request)
+    problems += check_config(request)
+    problems += existing_output_problems(request)
+    return problems

@@ -1,0 +1,320 @@
+"""Loading hook modules and calling hooks through pluggy, one failure at a time.
+
+Two groups of entry points stay apart: `mdivicomtools.plugins` (analysis
+plugins, see `discovery`) and `mdivicomtools.hooks` (pluggy modules, loaded
+here). Each hook module is loaded, registered and checked in its own try, so a
+module that fails to import or misspells a hook is listed as broken and every
+other module still works.
+
+Hooks are called through pluggy's own machinery, so `tryfirst`, `trylast` and
+`@hookimpl(wrapper=True)` behave as pluggy documents. What pluggy does not do
+is isolate failures: one raising implementation would abort the whole call and
+cost the run its record. So at registration each implementation is wrapped in
+a guard that reports an exception as a HookError naming the module and lets
+the call go on; a wrapper's guard does the same around its own code.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import importlib
+import importlib.metadata
+import os
+from collections.abc import Callable, Generator, Iterable
+from types import ModuleType
+from typing import Any, Literal
+
+import msgspec
+import pluggy
+
+from mdivicomtools.common.entrypoints import Distribution, distribution_of
+from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.text import describe_exception, one_line
+from mdivicomtools.execution.base import ExecutionBackend, missing_members
+from mdivicomtools.execution.registry import BackendRegistry
+from mdivicomtools.hooks import specs
+from mdivicomtools.hooks.markers import PROJECT_NAME
+from mdivicomtools.model.run import HookError
+
+HOOK_GROUP = "mdivicomtools.hooks"
+DISABLE_ENV = "MDIVICOM_DISABLE_HOOKS"
+HOOK_NAMES = tuple(sorted(name for name in vars(specs) if name.startswith("mdivicom_")))
+
+#: the core's own behaviour, registered like any hook module (name -> module)
+BUILTIN_MODULES = {
+    "mdivicomtools.validation": "mdivicomtools.hooks.builtin.validation",
+    "mdivicomtools.host": "mdivicomtools.hooks.builtin.host",
+    "mdivicomtools.inventory": "mdivicomtools.hooks.builtin.inventory",
+    "mdivicomtools.bundles": "mdivicomtools.hooks.builtin.bundles",
+    "mdivicomtools.python": "mdivicomtools.hooks.builtin.python_backend",
+}
+
+Status = Literal["ok", "broken", "disabled"]
+
+
+class HookModule(msgspec.Struct, kw_only=True):
+    """One hook module as `mdivicom hooks list` shows it."""
+
+    name: str
+    status: Status
+    hooks: list[str] = []
+    error: str | None = None
+    builtin: bool = False
+    origin: str = ""
+    distribution: Distribution | None = None
+
+
+class HookResults(msgspec.Struct, kw_only=True):
+    """What one hook call gave: each implementation's value by module, and failures."""
+
+    results: list[tuple[str, Any]] = []
+    errors: list[HookError] = []
+
+
+#: the call being made, so the guards know where to report
+_CURRENT: contextvars.ContextVar[HookResults | None] = contextvars.ContextVar(
+    "mdivicom_hook_call", default=None
+)
+
+
+def _report_error(hook: str, module: str, exc: BaseException) -> None:
+    current = _CURRENT.get()
+    if current is None:  # called through pm.hook directly: behave as plain pluggy
+        raise exc
+    current.errors.append(HookError(hook=hook, plugin=module, error=describe_exception(exc)))
+
+
+def _guard(hook: str, module: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(*args: Any) -> Any:
+        try:
+            value = function(*args)
+        except Exception as exc:
+            _report_error(hook, module, exc)
+            return None
+        current = _CURRENT.get()
+        if current is not None:
+            current.results.append((module, value))
+        return value
+
+    return guarded
+
+
+def _guard_wrapper(
+    hook: str, module: str, function: Callable[..., Generator[None, Any, Any]]
+) -> Callable[..., Generator[None, Any, Any]]:
+    """A new-style wrapper whose own code may raise without aborting the call.
+
+    If the code before its `yield` raises, the wrapper is skipped; if the code
+    after it raises, the result of the inner implementations stands.
+    """
+
+    def guarded(*args: Any) -> Generator[None, Any, Any]:
+        try:
+            inner = function(*args)
+            next(inner)
+        except StopIteration:
+            _report_error(hook, module, RuntimeError("the wrapper did not yield"))
+            return (yield)
+        except Exception as exc:
+            _report_error(hook, module, exc)
+            return (yield)
+        try:
+            result = yield
+        except BaseException as exc:  # an interrupt: let the wrapper clean up
+            try:
+                inner.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            raise
+        try:
+            inner.send(result)
+        except StopIteration as stop:
+            return stop.value
+        except Exception as exc:
+            _report_error(hook, module, exc)
+            return result
+        inner.close()
+        _report_error(hook, module, RuntimeError("the wrapper yielded more than once"))
+        return result
+
+    return guarded
+
+
+def disabled_names(value: str | None = None) -> set[str]:
+    raw = os.environ.get(DISABLE_ENV, "") if value is None else value
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+class HookManager:
+    """A pluggy PluginManager plus the load report of every hook module."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(specs)
+        self.modules: list[HookModule] = []
+
+    # -- loading --------------------------------------------------------------
+
+    def add_module(self, module: object, name: str, **info: Any) -> HookModule:
+        """Register one module and check its hooks; on failure leave it out, broken."""
+        try:
+            self.pm.register(module, name=name)
+        except Exception as exc:  # PluginValidationError, or a duplicate name
+            return self._report(name, "broken", error=one_line(str(exc)), **info)
+        problem = self._unknown_hooks(module) or self._guard_all(module, name)
+        if problem is not None:
+            self.pm.unregister(module)
+            return self._report(name, "broken", error=problem, **info)
+        hooks = sorted(caller.name for caller in self.pm.get_hookcallers(module) or [])
+        return self._report(name, "ok", hooks=hooks, **info)
+
+    def _guard_all(self, module: object, name: str) -> str | None:
+        """Wrap each implementation of `module` in its failure guard."""
+        for caller in self.pm.get_hookcallers(module) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not module:
+                    continue
+                if impl.hookwrapper:
+                    return (
+                        f"{caller.name} uses an old-style hookwrapper=True, which mdivicomtools "
+                        "does not support; use @hookimpl(wrapper=True)"
+                    )
+                guard = _guard_wrapper if impl.wrapper else _guard
+                # HookImpl.function is what pluggy calls; the module itself is untouched
+                impl.function = guard(caller.name, name, impl.function)  # type: ignore[misc]
+        return None
+
+    def _unknown_hooks(self, module: object) -> str | None:
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return None
+        unknown = sorted(
+            caller.name
+            for caller in self.pm.get_hookcallers(module) or []
+            if caller.name not in HOOK_NAMES
+        )
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, HOOK_NAMES, n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        return "unknown hook " + ", ".join(hints) + "; known hooks: " + ", ".join(HOOK_NAMES)
+
+    def _report(self, name: str, status: Status, **info: Any) -> HookModule:
+        record = HookModule(name=name, status=status, **info)
+        self.modules.append(record)
+        return record
+
+    def load_builtins(self) -> None:
+        for name, module_name in BUILTIN_MODULES.items():
+            module = importlib.import_module(module_name)
+            self.add_module(module, name, builtin=True, origin=module_name)
+
+    def load_entry_points(
+        self,
+        disabled: Iterable[str] = (),
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    ) -> None:
+        skip = set(disabled)
+        if entry_points is None:
+            entry_points = importlib.metadata.entry_points(group=HOOK_GROUP)
+        for ep in entry_points:
+            info: dict[str, Any] = {
+                "origin": f"entry point '{ep.name} = {ep.value}'",
+                "distribution": distribution_of(ep),
+            }
+            if ep.name in skip:
+                self._report(ep.name, "disabled", error=f"disabled by {DISABLE_ENV}", **info)
+                continue
+            try:
+                module = ep.load()
+            except (Exception, SystemExit) as exc:
+                message = describe_exception(exc)
+                self._report(ep.name, "broken", error=f"import failed: {message}", **info)
+                continue
+            self.add_module(module, ep.name, **info)
+
+    @property
+    def broken(self) -> list[HookModule]:
+        return [module for module in self.modules if module.status == "broken"]
+
+    # -- calling --------------------------------------------------------------
+
+    def call(self, hook: str, **kwargs: Any) -> HookResults:
+        """Call `hook` through pluggy; every implementation's failure is reported, not raised."""
+        collected = HookResults()
+        token = _CURRENT.set(collected)
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        finally:
+            _CURRENT.reset(token)
+        return collected
+
+    def count(self, hook: str) -> int:
+        """How many modules implement `hook` (for progress messages)."""
+        return sum(1 for module in self.modules if module.status == "ok" and hook in module.hooks)
+
+    def json_results(self, hook: str, **kwargs: Any) -> HookResults:
+        """Dict results of a hook by module name; anything else is a HookError."""
+        called = self.call(hook, **kwargs)
+        kept = HookResults(errors=list(called.errors))
+        for name, value in called.results:
+            if value is None:
+                continue
+            problem = (
+                f"returned a {type(value).__name__}, not a dict"
+                if not isinstance(value, dict)
+                else find_unsafe_json(value)
+            )
+            if problem:
+                kept.errors.append(HookError(hook=hook, plugin=name, error=f"not kept: {problem}"))
+            else:
+                kept.results.append((name, value))
+        return kept
+
+    def get_backends(self) -> BackendRegistry:
+        """Every backend the modules provide; duplicates and failures are kept, not hidden."""
+        called = self.call("mdivicom_execution_backends")
+        provided: list[tuple[str, ExecutionBackend]] = []
+        errors = list(called.errors)
+        for module, backends in called.results:
+            for backend in backends or ():
+                missing = missing_members(backend)
+                if not missing:
+                    provided.append((module, backend))
+                    continue
+                errors.append(
+                    HookError(
+                        hook="mdivicom_execution_backends",
+                        plugin=module,
+                        error=f"returned a {type(backend).__name__}, not an ExecutionBackend "
+                        f"(it has no {', '.join(missing)})",
+                    )
+                )
+        return BackendRegistry(provided, errors)
+
+
+def load_hooks(
+    *,
+    extra: Iterable[tuple[str, ModuleType | object]] = (),
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> HookManager:
+    """The hook manager for a run: built-ins, installed hook modules, then `extra`.
+
+    `extra` registers in-process modules (name, module) after the installed ones;
+    tests and embedding applications use it instead of an entry point.
+    `entry_points` may pass the group's entry points from an earlier scan.
+    """
+    manager = HookManager()
+    manager.load_builtins()
+    disabled = disabled_names()
+    manager.load_entry_points(disabled, entry_points)
+    for name, module in extra:
+        if name in disabled:
+            manager._report(name, "disabled", error=f"disabled by {DISABLE_ENV}", origin="extra")
+        else:
+            manager.add_module(module, name, origin="extra")
+    return manager

@@ -1,0 +1,103 @@
+"""The hooks an extender can implement (INTERFACE.md section 5).
+
+Hook modules register under the entry-point group `mdivicomtools.hooks`:
+
+    [project.entry-points."mdivicomtools.hooks"]
+    site-provenance = "mylab_mdivicom.hooks"
+
+and mark their functions with `from mdivicomtools import hookimpl`. The core's
+own behaviour (validation, host provenance, output inventory, the python
+backend) is written as implementations of these same hooks, in
+`mdivicomtools.hooks.builtin`.
+
+Every hook is called with keyword arguments, and an implementation may accept
+any subset of them. Each implementation is called on its own: one that raises is
+reported by its name and never costs the run its record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mdivicomtools.hooks.markers import hookspec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mdivicomtools.execution.base import ExecutionBackend
+    from mdivicomtools.model.run import RunOutcome, RunRequest
+
+
+@hookspec
+def mdivicom_validate_run(request: RunRequest) -> list[str] | None:
+    """Check a run before anything executes; return problems as one-line strings.
+
+    Problems from every implementation are collected and shown together, and the
+    run stops with exit status 2 before the plugin starts. Return an empty list
+    or None when all is well. Use it for site rules that must hold before
+    compute is spent, such as required config keys or dataset naming.
+
+    Example::
+
+        @hookimpl
+        def mdivicom_validate_run(request):
+            if "participant_ids" not in request.config:
+                return ["config.participant_ids is required at this site; "
+                        "add --set participant_ids='[\\"p1\\",\\"p2\\"]'"]
+            return []
+    """
+
+
+@hookspec
+def mdivicom_capture_provenance(request: RunRequest, outcome: RunOutcome) -> dict[str, Any] | None:
+    """Return JSON-safe facts to keep in the run record, or None.
+
+    Called after every run, whatever its status. The returned dict is stored in
+    the record under ``extensions[<hook module name>]``; a value that is not
+    JSON-safe is dropped with a note in the record's ``hook_errors``.
+
+    Example::
+
+        import os
+
+        @hookimpl
+        def mdivicom_capture_provenance(request, outcome):
+            return {"lab": "interaction-lab",
+                    "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    """
+
+
+@hookspec
+def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
+    """Inspect or annotate the outputs after the plugin finished, on success and failure.
+
+    ``outcome.staging_dir`` holds what the plugin wrote (it becomes
+    ``request.out_dir`` only if the run succeeds). An implementation may append
+    to ``outcome.outputs`` or ``outcome.warnings``, or set ``outcome.status`` to
+    "failed" with ``outcome.error`` to stop a bad output from being promoted.
+    The built-in implementation makes the output inventory (path, size, sha256).
+
+    Example::
+
+        @hookimpl
+        def mdivicom_finalize_outputs(request, outcome):
+            if outcome.status == "succeeded" and not any(outcome.staging_dir.iterdir()):
+                outcome.warnings.append("the plugin wrote no files")
+    """
+
+
+@hookspec
+def mdivicom_execution_backends() -> Iterable[ExecutionBackend] | None:
+    """Return the execution backends this module provides.
+
+    A backend runs a plugin of a given kind (see ``ExecutionBackend`` in
+    mdivicomtools.execution.base) and is chosen with ``mdivicom run --backend NAME``.
+    The python backend is built in; the docker and podman backends come from
+    their own distributions through this hook, as a site's own backend would.
+
+    Example::
+
+        @hookimpl
+        def mdivicom_execution_backends():
+            return [SlurmContainerBackend()]
+    """

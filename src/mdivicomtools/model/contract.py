@@ -1,0 +1,247 @@
+"""The plugin contract v0.1 as typed msgspec Structs, and its validation.
+
+A plugin hands us a plain dict (from `get_plugin()` or a manifest file). This
+module is the one place that turns such a dict into typed values, or into a
+one-line reason naming the offending field, so discovery, `plugins info` and the
+runner all agree on what a valid plugin is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.common.jsonio import find_unsafe_json
+
+API_VERSION = "mdivicomtools.plugin.v0.1"
+#: api_version majors this release understands; a plugin written for another
+#: major may rely on behaviour we do not have, so it is listed as broken.
+SUPPORTED_API_MAJORS = frozenset({0})
+DEFAULT_PUBLISHER = "local"
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_API_RE = re.compile(r"^mdivicomtools\.plugin\.v(\d+)(?:\.(\d+))?$")
+_CALLABLE_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+Kind = Literal["python", "container"]
+PullPolicy = Literal["missing", "always", "never"]
+
+
+class InvalidPlugin(ValueError):
+    """A plugin dict that breaks the contract; the message names the field."""
+
+
+class PluginMeta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`meta` of a plugin: what lists, refs and run records are made of.
+
+    The optional fields are the ones published plugins already use. Fields this
+    release does not know are kept in `extra` (and given back in `plugins info`),
+    because newer plugins must not break older runners.
+    """
+
+    api_version: str
+    id: str
+    kind: Kind
+    version: str
+    description: str
+    publisher: str | None = None
+    inputs: list[Any] | dict[str, Any] | None = None
+    outputs: list[Any] | dict[str, Any] | None = None
+    config_schema: dict[str, Any] | None = None
+    homepage: str | None = None
+    license: str | None = None
+    authors: list[str | dict[str, Any]] | str | None = None
+    extra: dict[str, Any] = {}
+
+    @property
+    def effective_publisher(self) -> str:
+        return self.publisher if self.publisher is not None else DEFAULT_PUBLISHER
+
+    def to_dict(self) -> dict[str, Any]:
+        """The meta as the plugin gave it: known fields plus the kept extras."""
+        data = msgspec.to_builtins(self)
+        extra = data.pop("extra", {})
+        return {**data, **extra}
+
+
+class PythonEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`entry` of a python plugin: where its `run` function lives."""
+
+    callable: str
+
+
+class ContainerSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """`container` of a container plugin (INTERFACE.md section 2).
+
+    Unknown fields are refused here, unlike in meta: a misspelt `netwrok: true`
+    or `read_only` silently ignored would change what a container may touch.
+    """
+
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = {}
+    network: bool = False
+    pull: PullPolicy = "missing"
+
+
+class PluginSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A validated plugin: meta plus how to run it."""
+
+    meta: PluginMeta
+    entry: PythonEntry | None = None
+    container: ContainerSpec | None = None
+    #: deprecation notes and the like, shown by `plugins info`
+    notes: list[str] = []
+
+
+def is_slug(value: object) -> bool:
+    return isinstance(value, str) and SLUG_RE.match(value) is not None
+
+
+def api_major(api_version: str) -> int | None:
+    match = _API_RE.match(api_version)
+    return int(match.group(1)) if match else None
+
+
+def _callable_ref(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}:{func.__qualname__}"
+
+
+def _from_flat(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Convert the pre-v0.1 flat shape (id/kind/... at top level) to meta + entry."""
+    flat = dict(data)
+    run = flat.pop("run", None)
+    run_ref = flat.pop("run_ref", None)
+    entry = flat.pop("entry", None)
+    container = flat.pop("container", None)
+    flat.setdefault("api_version", API_VERSION)
+    shaped: dict[str, Any] = {"meta": flat}
+    if entry is not None:
+        shaped["entry"] = entry
+    elif isinstance(run_ref, str):
+        shaped["entry"] = {"callable": run_ref}
+    elif isinstance(run, str):
+        shaped["entry"] = {"callable": run}
+    elif callable(run):
+        shaped["entry"] = {"callable": _callable_ref(run)}
+    if container is not None:
+        shaped["container"] = container
+    note = (
+        "deprecated flat plugin shape (id/kind/... at the top level); return "
+        "{'meta': {...}, 'entry': {'callable': 'module:run'}} instead"
+    )
+    return shaped, [note]
+
+
+_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+
+
+def _explain(error: msgspec.ValidationError) -> str:
+    """Rewrite msgspec's message as `<field>: <problem>` in contract terms."""
+    match = _MSGSPEC_AT.match(str(error))
+    assert match is not None  # the pattern matches any string
+    message = match.group("msg")
+    path = (match.group("path") or "").lstrip(".")
+    missing = _MISSING.match(message)
+    if missing:
+        field = f"{path}.{missing.group('field')}" if path else missing.group("field")
+        return f"{field} is missing (required)"
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        field = f"{path}.{unknown.group('field')}" if path else unknown.group("field")
+        return f"{field} is not a known field"
+    message = message[0].lower() + message[1:] if message else message
+    return f"{path}: {message}" if path else message
+
+
+def parse_plugin(data: object) -> PluginSpec:
+    """Validate a plugin dict against the contract and return it typed.
+
+    Raises InvalidPlugin with a one-line reason naming the field; the caller adds
+    where the dict came from.
+    """
+    if not isinstance(data, dict):
+        raise InvalidPlugin(f"expected a dict, got {type(data).__name__}")
+    notes: list[str] = []
+    if "meta" not in data and "id" in data:
+        data, notes = _from_flat(data)
+    problem = find_unsafe_json(data)
+    if problem:
+        raise InvalidPlugin(f"not JSON-safe: {problem}")
+    meta_in = data.get("meta")
+    if not isinstance(meta_in, dict):
+        got = "missing" if meta_in is None else f"a {type(meta_in).__name__}"
+        raise InvalidPlugin(
+            f"meta is {got}; expected an object with api_version, id, kind, version and description"
+        )
+    unknown_top = sorted(set(data) - {"meta", "entry", "container"})
+    if unknown_top:
+        notes.append("ignored unknown top-level field(s): " + ", ".join(unknown_top))
+    known = set(PluginMeta.__struct_fields__) - {"extra"}
+    meta_known = {k: v for k, v in meta_in.items() if k in known}
+    meta_extra = {k: v for k, v in meta_in.items() if k not in known}
+    shaped = {"meta": meta_known}
+    for key in ("entry", "container"):
+        if data.get(key) is not None:
+            shaped[key] = data[key]
+    container_in = data.get("container")
+    if isinstance(container_in, dict):
+        for field in ("command", "entrypoint"):
+            if isinstance(container_in.get(field), str):
+                raise InvalidPlugin(
+                    f"container.{field} is a string; give an argv list such as "
+                    '["sh", "-c", "..."] (a shell string is never split for you)'
+                )
+    try:
+        spec = msgspec.convert(shaped, PluginSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidPlugin(_explain(exc)) from None
+    spec.meta.extra = meta_extra
+    spec.notes = notes
+    _check_semantics(spec)
+    return spec
+
+
+def _check_semantics(spec: PluginSpec) -> None:
+    meta = spec.meta
+    major = api_major(meta.api_version)
+    if major is None:
+        raise InvalidPlugin(
+            f"meta.api_version {meta.api_version!r} is not of the form "
+            f"'mdivicomtools.plugin.v<major>.<minor>' (this release speaks {API_VERSION!r})"
+        )
+    if major not in SUPPORTED_API_MAJORS:
+        raise InvalidPlugin(
+            f"meta.api_version {meta.api_version!r} has unknown major v{major}; this "
+            f"release of mdivicomtools speaks {API_VERSION!r} (upgrade mdivicomtools)"
+        )
+    for field in ("id", "publisher"):
+        value = getattr(meta, field)
+        if value is not None and not is_slug(value):
+            raise InvalidPlugin(
+                f"meta.{field} {value!r} is not a safe slug: use 1-64 lowercase letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit"
+            )
+    if meta.kind == "python":
+        if spec.entry is None:
+            raise InvalidPlugin("entry.callable is missing (required for kind 'python')")
+        if not _CALLABLE_RE.match(spec.entry.callable):
+            raise InvalidPlugin(
+                f"entry.callable {spec.entry.callable!r} is not of the form "
+                "'package.module:function'"
+            )
+        if spec.container is not None:
+            raise InvalidPlugin("container is given but meta.kind is 'python'")
+    else:
+        if spec.container is None:
+            raise InvalidPlugin("container is missing (required for kind 'container')")
+        if spec.entry is not None:
+            raise InvalidPlugin("entry is given but meta.kind is 'container'")
+        if not spec.container.image.strip():
+            raise InvalidPlugin("container.image is empty")

@@ -1,0 +1,202 @@
+"""The typed values of one run: request, outcome and the record written at the end.
+
+The runner builds a RunRequest, hands it to hooks and to an execution backend,
+collects a RunOutcome, and turns both into a RunRecord (INTERFACE.md section 4).
+Hooks receive the request and outcome objects themselves, so they see typed
+attributes (``request.plugin.id``) rather than loose dicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from mdivicomtools.common.entrypoints import Distribution
+from mdivicomtools.model.contract import PluginSpec
+from mdivicomtools.model.layout import RUNS_DIR
+
+RUN_SCHEMA = "mdivicomtools.run.v1"
+
+Status = Literal["succeeded", "failed", "interrupted", "timed_out", "dry_run"]
+
+#: the `mdivicom` exit status for each final run status (INTERFACE.md section 3)
+EXIT_CODES: dict[str, int] = {
+    "succeeded": 0,
+    "dry_run": 0,
+    "failed": 1,
+    "timed_out": 124,
+    "interrupted": 130,
+}
+
+
+class PluginInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """Who ran: the record's `plugin` section and `request.plugin`."""
+
+    id: str
+    publisher: str
+    version: str
+    kind: str
+    api_version: str
+    source: str
+    distribution: Distribution | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.publisher}/{self.id}"
+
+
+class BackendInfo(msgspec.Struct, kw_only=True):
+    name: str
+    engine: str | None = None
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    type: str
+    message: str
+
+
+class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
+    path: str
+    size: int
+    sha256: str
+
+
+class HostInfo(msgspec.Struct, kw_only=True):
+    """The machine and software of a run (empty when the host hook is disabled)."""
+
+    hostname: str = ""
+    platform: str = ""
+    python: str = ""
+    mdivicomtools: str = ""
+
+
+class BundleSummary(msgspec.Struct, kw_only=True):
+    """One result-bundle sidecar a run wrote, as validated after the run."""
+
+    path: str
+    type: str | None
+    schema_version: str | None
+    valid: bool
+    problems: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        """Mapping-style access (`bundle["valid"]`), as 0.1 gave plain dicts."""
+        if key not in self.__struct_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class ContainerInfo(msgspec.Struct, kw_only=True):
+    """What a container backend reports: enough to pin the exact image that ran."""
+
+    image: str
+    image_id: str | None = None
+    repo_digests: list[str] = []
+    container_id: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    engine: str | None = None
+    engine_version: str | None = None
+    endpoint: str | None = None
+
+
+class HookError(msgspec.Struct, kw_only=True):
+    """A hook implementation that raised or returned something unusable."""
+
+    hook: str
+    plugin: str
+    error: str
+
+
+class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything decided before a run starts; hooks and backends read it."""
+
+    run_id: str
+    plugin: PluginInfo
+    spec: PluginSpec
+    dataset_dir: Path
+    run_out_dir: Path
+    out_dir: Path
+    work_dir: Path
+    config: dict[str, Any]
+    backend: str
+    dry_run: bool = False
+    timeout: float | None = None
+    isolate: bool = False
+    overwrite: bool = False
+    strict_bundles: bool = False
+
+    def plugin_env(self) -> dict[str, str]:
+        """Variables a running plugin sees, so helpers such as the result-bundle
+        writer can name the producer without being told."""
+        return {
+            "MDIVICOM_RUN_ID": self.run_id,
+            "MDIVICOM_PLUGIN": self.plugin.ref,
+            "MDIVICOM_PLUGIN_VERSION": self.plugin.version,
+        }
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.run_out_dir / RUNS_DIR
+
+    @property
+    def log_path(self) -> Path:
+        return self.runs_dir / f"{self.run_id}.log"
+
+    @property
+    def record_path(self) -> Path:
+        return self.runs_dir / f"{self.run_id}.json"
+
+
+class RunOutcome(msgspec.Struct, kw_only=True):
+    """What happened; finalisation hooks may add outputs and warnings, or fail it."""
+
+    status: Status
+    staging_dir: Path
+    exit_code: int | None = None
+    error: ErrorInfo | None = None
+    result: Any = None
+    outputs: list[OutputFile] = []
+    resultbundles: list[BundleSummary] = []
+    warnings: list[str] = []
+    container: ContainerInfo | None = None
+    engine: str | None = None
+
+    def fail(self, error_type: str, message: str, exit_code: int | None = None) -> None:
+        self.status = "failed"
+        self.error = ErrorInfo(type=error_type, message=message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class RunRecord(msgspec.Struct, kw_only=True):
+    """`_runs/<run_id>.json`, schema mdivicomtools.run.v1 (INTERFACE.md section 4)."""
+
+    schema: str = RUN_SCHEMA
+    run_id: str
+    status: Status
+    plugin: PluginInfo
+    backend: BackendInfo
+    dataset_dir: str
+    out_dir: str
+    run_out_dir: str
+    work_dir: str
+    config: dict[str, Any]
+    config_sha256: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    exit_code: int | None
+    error: ErrorInfo | None
+    outputs: list[OutputFile]
+    resultbundles: list[BundleSummary]
+    host: HostInfo
+    extensions: dict[str, Any]
+    container: ContainerInfo | None = None
+    dry_run: bool = False
+    result: Any = None
+    log: str | None = None
+    warnings: list[str] = []
+    hook_errors: list[HookError] = []

@@ -1,0 +1,62 @@
+"""Who produced an output folder, and whether a run may replace it.
+
+Both the pre-run validation and the runner (again, under the plugin's lock)
+ask this, so the rule lives in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from mdivicomtools.model.run import RunRequest
+from mdivicomtools.records.store import record_paths
+
+
+class _OwnerView(msgspec.Struct):
+    """Just the fields needed to tell who produced an output folder."""
+
+    class _Plugin(msgspec.Struct):
+        id: str
+        publisher: str
+
+    run_id: str
+    status: str
+    started_at: str
+    plugin: _Plugin
+
+
+def output_owner(run_out_dir: Path, plugin_id: str) -> tuple[str, str] | None:
+    """(publisher, run_id) of the latest successful run that produced `<out>/<id>/`."""
+    best: _OwnerView | None = None
+    for path in record_paths(run_out_dir):
+        try:
+            view = msgspec.json.decode(path.read_bytes(), type=_OwnerView)
+        except (OSError, msgspec.DecodeError):
+            continue
+        if view.plugin.id != plugin_id or view.status != "succeeded":
+            continue
+        if best is None or (view.started_at, view.run_id) > (best.started_at, best.run_id):
+            best = view
+    return (best.plugin.publisher, best.run_id) if best else None
+
+
+def existing_output_problems(request: RunRequest) -> list[str]:
+    """Refuse to replace `<out>/<id>/` unless asked, and never across publishers."""
+    target = request.out_dir
+    if not target.exists():
+        return []
+    owner = output_owner(request.run_out_dir, request.plugin.id)
+    if owner is not None and owner[0] != request.plugin.publisher:
+        return [
+            f"{str(target)!r} holds the output of {owner[0]}/{request.plugin.id} (run {owner[1]}), "
+            f"another publisher's plugin; choose another --out for {request.plugin.ref}"
+        ]
+    if request.overwrite or request.dry_run:
+        return []
+    since = f" (from run {owner[1]})" if owner else ""
+    return [
+        f"{str(target)!r} already exists{since}; pass --overwrite to replace it once the new "
+        "run succeeds, or choose another --out"
+    ]

@@ -1,0 +1,140 @@
+"""Reading and writing run records (`<out>/_runs/<run_id>.json`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.timefmt import stamp_id
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import RUNS_DIR, runs_dir
+from mdivicomtools.model.run import ErrorInfo, RunRecord
+
+
+class RecordNotFound(UsageError):
+    """`runs show` was asked for a run that has no record."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """`<UTC YYYYmmddTHHMMSSZ>_<8 hex>`: sorts by start time, unique without coordination."""
+    return stamp_id(now)
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    write_json_atomic(path, record)
+
+
+def read_record(path: Path) -> RunRecord:
+    return msgspec.json.decode(path.read_bytes(), type=RunRecord)
+
+
+def record_paths(run_out_dir: Path) -> list[Path]:
+    runs = runs_dir(run_out_dir)
+    if not runs.is_dir():
+        return []
+    return sorted(p for p in runs.glob("*.json") if not p.name.startswith("."))
+
+
+def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
+    """Every readable record, oldest first, and a warning per unreadable file."""
+    records: list[RunRecord] = []
+    problems: list[str] = []
+    for path in record_paths(run_out_dir):
+        try:
+            records.append(read_record(path))
+        except (OSError, msgspec.DecodeError) as exc:
+            problems.append(f"{path}: not a readable run record ({exc})")
+    records.sort(key=lambda r: (r.started_at, r.run_id))
+    return records, problems
+
+
+def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
+    """A run by id, or the newest with `latest`; unknown ids list what exists."""
+    records, _ = load_records(run_out_dir)
+    if not records:
+        raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
+    if run_id == "latest":
+        return records[-1]
+    for record in records:
+        if record.run_id == run_id:
+            return record
+    recent = ", ".join(r.run_id for r in records[-3:])
+    raise RecordNotFound(
+        f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
+    )
+
+
+class RunListItem(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of `runs list` over a single run root."""
+
+    run_id: str
+    status: str
+    plugin: str
+    version: str
+    started_at: str
+    duration_s: float
+    exit_code: int | None
+    error: ErrorInfo | None
+    record: str
+
+    @classmethod
+    def of(cls, record: RunRecord, run_out_dir: Path) -> RunListItem:
+        return cls(
+            run_id=record.run_id,
+            status=record.status,
+            plugin=record.plugin.ref,
+            version=record.plugin.version,
+            started_at=record.started_at,
+            duration_s=record.duration_s,
+            exit_code=record.exit_code,
+            error=record.error,
+            record=str(runs_dir(run_out_dir) / f"{record.run_id}.json"),
+        )
+
+
+class RunRow(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of `runs list` over a batch: a session's latest run of one plugin."""
+
+    session: str
+    plugin: str
+    status: str
+    run_id: str
+    started_at: str
+    runs: int
+    error: str | None
+
+
+def session_folders(out: Path) -> list[Path]:
+    """Sub-folders of a batch's --out that are run roots of their own (have _runs/)."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_dir() and (p / RUNS_DIR).is_dir())
+
+
+def latest_by_session(out: Path) -> tuple[list[RunRow], list[str]]:
+    """Per session and plugin: the latest run's status, its id and how many runs there were."""
+    rows: list[RunRow] = []
+    problems: list[str] = []
+    for folder in session_folders(out):
+        records, found_problems = load_records(folder)
+        problems.extend(found_problems)
+        by_plugin: dict[str, list[RunRecord]] = {}
+        for record in records:
+            by_plugin.setdefault(record.plugin.ref, []).append(record)
+        for plugin, runs in sorted(by_plugin.items()):
+            latest = runs[-1]
+            rows.append(
+                RunRow(
+                    session=folder.name,
+                    plugin=plugin,
+                    status=latest.status,
+                    run_id=latest.run_id,
+                    started_at=latest.started_at,
+                    runs=len(runs),
+                    error=f"{latest.error.type}: {latest.error.message}" if latest.error else None,
+                )
+            )
+    return rows, problems

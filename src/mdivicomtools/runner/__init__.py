@@ -1,0 +1,83 @@
+"""One run of one plugin, start to record: the only way anything is run.
+
+`run_plugin(ref, options)` is the public API and what the CLI calls;
+`check_runs` validates many targets at once for a batch. Modules: `prepare`
+(plugin, config, hooks, backend and the frozen RunRequest), `run` (execute,
+finalise, record), `staging` (lock, staging folder, promotion), `fingerprint`
+(the dataset check), `config` (`--config`/`--set`, hash, redaction).
+
+May import everything below it (`discovery`, `hooks`, `execution`, `records`,
+`bundles`, `model`, `common`); only `batch`, `authoring` and `cli` import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from mdivicomtools.hooks.manager import HookManager
+from mdivicomtools.model.options import RunOptions
+from mdivicomtools.model.run import PluginInfo, RunRecord
+from mdivicomtools.runner.prepare import Prepared, ValidationFailed
+from mdivicomtools.runner.run import RunInterrupted, execute_prepared
+
+__all__ = ["RunInterrupted", "RunOptions", "ValidationFailed", "check_runs", "run_plugin"]
+
+Progress = Callable[[str], None]
+
+
+def _options(options: RunOptions | None, fields: dict[str, Any]) -> RunOptions:
+    if options is None:
+        return RunOptions.build(**fields)
+    return options.with_changes(**fields) if fields else options
+
+
+def run_plugin(
+    ref: str,
+    options: RunOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    echo: TextIO | None = None,
+    hooks: HookManager | None = None,
+    **fields: Any,
+) -> RunRecord:
+    """Run the plugin `ref` as `options` say, writing into `out/<id>/` and `out/_runs/`.
+
+    Pass a RunOptions, or its fields as keywords (`dataset=..., out=...`), or
+    both (the keywords replace the options' fields). Returns the run record
+    whatever the plugin did (check `record.status`). Raises a UsageError
+    subclass when nothing could be run (unknown plugin, bad config, validation
+    problems, output collision, another run holding the lock), and
+    RunInterrupted (a KeyboardInterrupt) after recording a run that Ctrl-C or
+    SIGTERM stopped. `progress` receives one line per phase; `echo` receives
+    the plugin's output live (it always goes to the run's log file).
+    """
+    options = _options(options, fields)
+    say = progress or (lambda message: None)
+    with Prepared(ref, options, hooks) as prepared:
+        plugin = prepared.plugin
+        say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {prepared.found.origin})")
+        request = prepared.request(options.dataset, options.out, options.work)
+        return execute_prepared(prepared, request, say, echo)
+
+
+def check_runs(
+    ref: str,
+    targets: Sequence[tuple[str | Path, str | Path, str | Path | None]],
+    options: RunOptions,
+) -> tuple[PluginInfo, dict[str, Any], str, list[list[str]]]:
+    """Validate many runs of one plugin without running any.
+
+    `targets` are (dataset, out, work) triples. Returns the plugin, the built
+    config, its sha256 and each target's problems (empty when it may run).
+    Errors that concern every run alike (unknown plugin, bad config, no
+    backend) are raised as the usual UsageError subclasses. Batch runs use this
+    to report every problem before the first session starts.
+    """
+    with Prepared(ref, options, None) as prepared:
+        problems = [
+            prepared.problems(prepared.request(dataset, out, work))
+            for dataset, out, work in targets
+        ]
+        return prepared.plugin, prepared.config, prepared.config_sha256, problems

@@ -1,0 +1,140 @@
+"""Run configuration: `--config` and `--set` parsing, hashing and redaction.
+
+The hash is computed on the unredacted config in one canonical JSON form, so
+two runs with the same settings share a `config_sha256` however the settings
+were spelled on the command line; the record itself shows secrets redacted.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.errors import UsageError
+
+REDACTED = "***REDACTED***"
+_SECRET_RE = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+class ConfigError(UsageError):
+    """A config that cannot be read or merged; nothing was run."""
+
+
+def _load_file(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {str(path)!r}: {exc.strerror}") from None
+    if path.suffix == ".toml":
+        from mdivicomtools.common import tomlio
+
+        try:
+            return tomlio.loads(text)
+        except tomlio.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {str(path)!r} is not valid TOML: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--config: {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}"
+        ) from None
+
+
+def parse_config_option(value: str | None) -> dict[str, Any]:
+    """`--config` takes a JSON object, or a path to a .json or .toml file."""
+    if value is None or not value.strip():
+        return {}
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--config: not valid JSON: {exc.msg} at column {exc.colno}; quote it for the "
+                """shell, e.g. --config '{"max_lag_s": 5}'"""
+            ) from None
+    else:
+        path = Path(text).expanduser()
+        if path.suffix not in (".json", ".toml"):
+            raise ConfigError(
+                f"--config: {text!r} is neither a JSON object nor a .json/.toml file path"
+            )
+        if not path.is_file():
+            raise ConfigError(f"--config: no such file {text!r}")
+        data = _load_file(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
+    """Apply `--set a.b=VALUE` assignments to a copy of `config`.
+
+    VALUE is parsed as JSON when it parses (`1`, `true`, `[1,2]`, `"x"`), otherwise
+    kept as a plain string, so `--set name=alice` needs no extra quoting.
+    """
+    merged = copy.deepcopy(config)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        parts = key.split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise ConfigError(
+                f"--set {assignment!r}: expected KEY=VALUE with a dotted KEY such as "
+                "sync.max_lag_s=5"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = merged
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"--set {assignment!r}: {where} is already set to a {type(child).__name__}, "
+                    "not an object"
+                )
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def build_config(config_option: str | dict[str, Any] | None, sets: Iterable[str] = ()) -> dict:
+    """The run's config: `--config` first, then each `--set` in order."""
+    from mdivicomtools.common.jsonio import find_unsafe_json
+
+    base = config_option if isinstance(config_option, dict) else parse_config_option(config_option)
+    merged = apply_sets(base, sets)
+    problem = find_unsafe_json(merged, "config")
+    if problem:
+        raise ConfigError(f"the config is not JSON-safe: {problem}")
+    return merged
+
+
+def canonical_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def config_sha256(config: dict[str, Any]) -> str:
+    """sha256 of the unredacted config in canonical JSON (INTERFACE.md section 4)."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def is_secret_key(key: str) -> bool:
+    return _SECRET_RE.search(key) is not None
+
+
+def redact(value: Any) -> Any:
+    """A copy with the value of every secret-looking key, at any depth, replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value

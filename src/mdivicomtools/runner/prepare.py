@@ -1,0 +1,137 @@
+"""Everything a run of one plugin needs before it starts, decided once.
+
+`prepare` resolves the plugin, builds its config, loads the hooks and the
+backends; `Prepared.request` turns RunOptions into the frozen RunRequest for
+one (dataset, out) target. A single run makes one request, a batch one per
+session; both go through here, so they cannot disagree on what a run is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.discovery import (
+    ENTRY_POINT_GROUP,
+    PluginRecord,
+    resolve,
+    scan_entry_points,
+)
+from mdivicomtools.errors import MdivicomError, UsageError
+from mdivicomtools.execution.base import ExecutionBackend
+from mdivicomtools.execution.registry import BackendRegistry
+from mdivicomtools.hooks.manager import HOOK_GROUP, HookManager, load_hooks
+from mdivicomtools.model.layout import staging_root
+from mdivicomtools.model.options import RunOptions
+from mdivicomtools.model.run import PluginInfo, RunRequest
+from mdivicomtools.records.store import new_run_id
+from mdivicomtools.runner.config import build_config, config_sha256
+from mdivicomtools.settings import configured_strict_bundles
+
+
+class ValidationFailed(UsageError):
+    """Pre-run checks found problems; all of them are listed, nothing was run."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the run was not started:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+def plugin_info(record: PluginRecord) -> PluginInfo:
+    assert record.spec is not None
+    meta = record.spec.meta
+    return PluginInfo(
+        id=meta.id,
+        publisher=meta.effective_publisher,
+        version=meta.version,
+        kind=meta.kind,
+        api_version=meta.api_version,
+        source=record.source,
+        distribution=record.distribution,
+    )
+
+
+class Prepared:
+    """One plugin, its config, the hooks and the chosen backend; close() when done."""
+
+    def __init__(self, ref: str, options: RunOptions, hooks: HookManager | None) -> None:
+        if options.timeout is not None and options.timeout <= 0:
+            raise UsageError(
+                f"--timeout must be a positive number of seconds, got {options.timeout:g}"
+            )
+        # one entry-point scan serves both plugin resolution and hook loading
+        scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
+        self.found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
+        self.plugin = plugin_info(self.found)
+        self.options = options
+        self.config: dict[str, Any] = build_config(options.config, options.sets)
+        self.config_sha256 = config_sha256(self.config)
+        self.strict_bundles = (
+            options.strict_bundles
+            if options.strict_bundles is not None
+            else configured_strict_bundles()
+        )
+        self.hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
+        self.backends: BackendRegistry = self.hooks.get_backends()
+        try:
+            self.backend: ExecutionBackend = self.backends.choose(options.backend, self.plugin.kind)
+        except BaseException:
+            self.backends.close()
+            raise
+
+    def close(self) -> None:
+        self.backends.close()
+
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(self, dataset: str | Path, out: str | Path, work: str | Path | None) -> RunRequest:
+        assert self.found.spec is not None
+        run_id = new_run_id()
+        run_out_dir = Path(out).expanduser().absolute()
+        work_dir = (
+            Path(work).expanduser().absolute()
+            if work is not None
+            else staging_root(run_out_dir, run_id) / "_work"
+        )
+        options = self.options
+        # a timeout needs a process to stop, so it isolates a python plugin
+        isolate = options.isolate or (options.timeout is not None and self.plugin.kind == "python")
+        return RunRequest(
+            run_id=run_id,
+            plugin=self.plugin,
+            spec=self.found.spec,
+            dataset_dir=Path(dataset).expanduser().absolute(),
+            run_out_dir=run_out_dir,
+            out_dir=run_out_dir / self.plugin.id,
+            work_dir=work_dir,
+            config=self.config,
+            backend=self.backend.name,
+            dry_run=options.dry_run,
+            timeout=options.timeout,
+            isolate=isolate,
+            overwrite=options.overwrite,
+            strict_bundles=self.strict_bundles,
+        )
+
+    def problems(self, request: RunRequest) -> list[str]:
+        """Every validation hook's problems, else the backend's own pre-run checks."""
+        called = self.hooks.call("mdivicom_validate_run", request=request)
+        problems = [str(p) for _, found in called.results for p in (found or [])]
+        problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
+        return problems or self._preflight(request)
+
+    def _preflight(self, request: RunRequest) -> list[str]:
+        """The backend's own pre-run checks (a container image present, its pin matching)."""
+        preflight = getattr(self.backend, "preflight", None)
+        if preflight is None:
+            return []
+        try:
+            return list(preflight(request))
+        except MdivicomError as exc:
+            return [f"backend {self.backend.name!r}: {exc}"]

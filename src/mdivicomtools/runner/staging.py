@@ -1,0 +1,75 @@
+"""Output isolation: the per-plugin lock, the staging folder and promotion.
+
+A plugin writes into `<out>/_staging/<run_id>/<id>/`, never into `<out>/<id>/`.
+Only a successful run replaces `<out>/<id>/`, by renames within one file system,
+and with `--overwrite` the previous output is removed only after the new one is
+in place. So a failed, interrupted or timed-out run cannot damage what was there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
+
+
+class OutputLocked(UsageError):
+    """Another run of the same plugin is writing into the same --out."""
+
+
+@contextlib.contextmanager
+def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<out>` for `plugin_id` for the whole run.
+
+    flock is released by the kernel when the process dies, so a killed runner
+    never leaves a stale lock behind.
+    """
+    runs = runs_dir(run_out_dir)
+    runs.mkdir(parents=True, exist_ok=True)
+    lock_path = runs / f".{plugin_id}.lock"
+    handle = lock_path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLocked(
+                f"another run of {plugin_id!r} is writing into {str(run_out_dir)!r} right now; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
+    staging = staging_root(run_out_dir, run_id) / plugin_id
+    staging.mkdir(parents=True)
+    return staging
+
+
+def discard_staging(run_out_dir: Path, run_id: str) -> None:
+    shutil.rmtree(staging_root(run_out_dir, run_id), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (run_out_dir / STAGING_DIR).rmdir()  # only when no other run is staging
+
+
+def promote(staging: Path, target: Path) -> None:
+    """Move the staged output to `target`, replacing an existing one only at the end."""
+    previous = staging.parent / f".previous-{target.name}"
+    had_previous = target.exists()
+    if had_previous:
+        os.replace(target, previous)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if had_previous:
+            os.replace(previous, target)
+        raise
+    if had_previous:
+        shutil.rmtree(previous, ignore_errors=True)
