@@ -2,7 +2,7 @@
 
 Library code raises these; only the CLI turns them into one-line messages and
 exit codes, so the Python API keeps full information and the CLI stays uniform.
-Each class carries the exit code INTERFACE.md assigns to its kind of failure.
+Each class carries the exit code docs/reference/exit-codes.md assigns to its kind of failure.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and exit with INTERFACE.md's codes."""
+    """Console-script entry point: run the CLI and exit with the documented codes (docs/reference/exit-codes.md)."""
     from mdivicomtools.errors import MdivicomError
 
     _State.verbose = False

@@ -54,7 +54,7 @@ class PluginRecord(msgspec.Struct, kw_only=True):
         return self.status == "ok"
 
     def summary(self) -> dict[str, Any]:
-        """The fields of one `plugins list --json` item (INTERFACE.md section 3)."""
+        """The fields of one `plugins list --json` item (docs/cli.md)."""
         return {
             "ref": self.ref,
             "id": self.id,

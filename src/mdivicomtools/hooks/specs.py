@@ -1,4 +1,4 @@
-"""The hooks an extender can implement (INTERFACE.md section 5).
+"""The hooks an extender can implement (docs/reference/hooks.md).
 
 Hook modules register under the entry-point group `mdivicomtools.hooks`:
 

@@ -74,7 +74,7 @@ class PythonEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ContainerSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
-    """`container` of a container plugin (INTERFACE.md section 2).
+    """`container` of a container plugin (docs/reference/container-manifest.md).
 
     Unknown fields are refused here, unlike in meta: a misspelt `netwrok: true`
     or `read_only` silently ignored would change what a container may touch.

@@ -1,7 +1,7 @@
 """The typed values of one run: request, outcome and the record written at the end.
 
 The runner builds a RunRequest, hands it to hooks and to an execution backend,
-collects a RunOutcome, and turns both into a RunRecord (INTERFACE.md section 4).
+collects a RunOutcome, and turns both into a RunRecord (docs/reference/run-record.md).
 Hooks receive the request and outcome objects themselves, so they see typed
 attributes (``request.plugin.id``) rather than loose dicts.
 """
@@ -21,7 +21,7 @@ RUN_SCHEMA = "mdivicomtools.run.v1"
 
 Status = Literal["succeeded", "failed", "interrupted", "timed_out", "dry_run"]
 
-#: the `mdivicom` exit status for each final run status (INTERFACE.md section 3)
+#: the `mdivicom` exit status for each final run status (docs/reference/exit-codes.md)
 EXIT_CODES: dict[str, int] = {
     "succeeded": 0,
     "dry_run": 0,
@@ -172,7 +172,7 @@ class RunOutcome(msgspec.Struct, kw_only=True):
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
-    """`_runs/<run_id>.json`, schema mdivicomtools.run.v1 (INTERFACE.md section 4)."""
+    """`_runs/<run_id>.json`, schema mdivicomtools.run.v1 (docs/reference/run-record.md)."""
 
     schema: str = RUN_SCHEMA
     run_id: str

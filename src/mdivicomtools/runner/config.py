@@ -123,7 +123,7 @@ def canonical_json(config: dict[str, Any]) -> str:
 
 
 def config_sha256(config: dict[str, Any]) -> str:
-    """sha256 of the unredacted config in canonical JSON (INTERFACE.md section 4)."""
+    """sha256 of the unredacted config in canonical JSON (docs/reference/run-record.md)."""
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
 
 
