@@ -69,7 +69,10 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and exit with the documented codes (docs/reference/exit-codes.md)."""
+    """Console-script entry point: run the CLI and exit with the documented codes.
+
+    The codes are listed in docs/reference/exit-codes.md.
+    """
     from mdivicomtools.errors import MdivicomError
 
     _State.verbose = False
