@@ -38,13 +38,27 @@ from mdivicomtools.model.run import ErrorInfo, RunOutcome, RunRequest
 
 
 def _keep_result(outcome: RunOutcome, value: Any) -> None:
+    """Keep a JSON-safe return value; its top-level `warnings` become the run's.
+
+    A plugin that wants a person to look at something (a low-confidence result,
+    a skipped stream) returns `{"warnings": ["..."]}`; those reach the record's
+    `warnings` and the terminal, not just a report file nobody opens.
+    """
     if value is None:
         return
     problem = find_unsafe_json(value, "result")
     if problem:
         outcome.warnings.append(f"the plugin's return value was not kept: {problem}")
-    else:
-        outcome.result = value
+        return
+    outcome.result = value
+    if isinstance(value, dict) and "warnings" in value:
+        returned = value["warnings"]
+        if isinstance(returned, list) and all(isinstance(w, str) for w in returned):
+            outcome.warnings.extend(returned)
+        else:
+            outcome.warnings.append(
+                "the plugin returned `warnings` that is not a list of strings; it was not used"
+            )
 
 
 class PythonBackend:

@@ -120,6 +120,8 @@ class Run:
                 outcome.fail("PromotionError", f"could not move the output into place: {exc}")
                 outcome.outputs = []
         self.say(f"finalise: {outcome.status}, {len(outcome.outputs)} output file(s)")
+        for warning in outcome.warnings:
+            self.say(f"warning: {warning}")
         # the default work folder lives in staging and goes with it; a --work folder stays
         discard_staging(request.run_out_dir, request.run_id)
         captured = self.hooks.json_results(
