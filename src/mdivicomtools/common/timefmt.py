@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 
@@ -19,7 +20,5 @@ def stamp_id(now: datetime | None = None) -> str:
 
     Run ids and batch ids share this form, so a folder of records sorts by time.
     """
-    import os
-
     now = now or utc_now()
     return f"{now:%Y%m%dT%H%M%SZ}_{os.urandom(4).hex()}"

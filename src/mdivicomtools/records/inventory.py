@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mdivicomtools.model.run import OutputFile
@@ -64,7 +65,5 @@ def inventory(root: Path, *, workers: int | None = None) -> list[OutputFile]:
     if workers == 1 or len(files) == 1:
         return [entry(path) for path in files]
     # imported here: concurrent.futures pulls in logging, a cost every run would pay
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-hash") as pool:
         return list(pool.map(entry, files))

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mdivicomtools.common import tomlio
+from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.errors import UsageError
 
 REDACTED = "***REDACTED***"
@@ -31,8 +33,6 @@ def _load_file(path: Path) -> object:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {str(path)!r}: {exc.strerror}") from None
     if path.suffix == ".toml":
-        from mdivicomtools.common import tomlio
-
         try:
             return tomlio.loads(text)
         except tomlio.TOMLDecodeError as exc:
@@ -108,8 +108,6 @@ def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
 
 def build_config(config_option: str | dict[str, Any] | None, sets: Iterable[str] = ()) -> dict:
     """The run's config: `--config` first, then each `--set` in order."""
-    from mdivicomtools.common.jsonio import find_unsafe_json
-
     base = config_option if isinstance(config_option, dict) else parse_config_option(config_option)
     merged = apply_sets(base, sets)
     problem = find_unsafe_json(merged, "config")
