@@ -9,7 +9,7 @@ The layers, bottom to top (docs/architecture.md draws them):
     hooks, resultbundle           extension points; the plugin authors' facade
     runner                        one run
     batch                         many sessions
-    authoring schemas             for plugin authors and the docs
+    authoring schemas reference   for plugin authors and the docs
     testing                       the pytest plugin, over authoring
     cli, __main__                 the command
 
@@ -43,6 +43,7 @@ LAYERS = {
     "batch": 6,
     "authoring": 7,
     "schemas": 7,
+    "reference": 7,
     "testing": 8,
     "cli": 9,
     "__main__": 10,
