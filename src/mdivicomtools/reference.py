@@ -36,6 +36,7 @@ import msgspec.inspect as mi
 from mdivicomtools.common.entrypoints import Distribution
 from mdivicomtools.model.contract import ContainerSpec, PluginMeta
 from mdivicomtools.model.run import (
+    EXIT_CODES,
     BackendInfo,
     BundleSummary,
     ContainerInfo,
@@ -187,6 +188,17 @@ MEANINGS: dict[type, dict[str, str]] = {
     },
 }
 
+#: when a run ends with each status; the exit status itself comes from EXIT_CODES
+STATUS_MEANINGS: dict[str, str] = {
+    "succeeded": "The plugin finished and no finalisation hook failed the run; its output "
+    "replaced `<out>/<id>/`.",
+    "dry_run": "`--dry-run` finished; nothing was kept.",
+    "failed": "An exception, a crash, a non-zero exit, a modified dataset, an invalid result "
+    "bundle with `--strict-bundles`, or a finalisation hook that failed the run.",
+    "timed_out": "`--timeout` expired and the plugin was stopped.",
+    "interrupted": "Ctrl-C or SIGTERM stopped the run.",
+}
+
 #: fields that are not part of the file format (kept in memory only)
 HIDDEN: dict[type, frozenset[str]] = {PluginMeta: frozenset({"extra"})}
 
@@ -300,11 +312,25 @@ def _record_sections() -> str:
     )
 
 
+def status_table() -> str:
+    """Each final run status with the exit status `mdivicom run` gives it (EXIT_CODES)."""
+    lines = ["| record `status` | exit status | when |", "|---|---|---|"]
+    for status, code in sorted(
+        EXIT_CODES.items(), key=lambda item: (item[1], item[0] != "succeeded")
+    ):
+        lines.append(f"| `{status}` | {code} | {_cell(STATUS_MEANINGS.get(status, ''))} |")
+    return "\n".join(lines) + "\n"
+
+
 #: page (in docs/reference/) -> block name -> what goes between its markers
 BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "run-record.md": {
         "run-record fields": lambda: field_table(RunRecord),
         "run-record sections": _record_sections,
+        "run status exit codes": status_table,
+    },
+    "exit-codes.md": {
+        "run status exit codes": status_table,
     },
     "container-manifest.md": {
         "container fields": lambda: field_table(ContainerSpec),
@@ -325,6 +351,13 @@ def problems() -> list[str]:
             f"{struct.__name__}.{name} is described but is not a field"
             for name in sorted(set(meanings) - fields)
         ]
+    found += [
+        f"EXIT_CODES[{s!r}] has no meaning" for s in sorted(set(EXIT_CODES) - set(STATUS_MEANINGS))
+    ]
+    found += [
+        f"status {s!r} is described but is not in EXIT_CODES"
+        for s in sorted(set(STATUS_MEANINGS) - set(EXIT_CODES))
+    ]
     return found
 
 

@@ -1,0 +1,87 @@
+"""The reference pages in docs/reference/ list exactly the fields the Structs have."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from mdivicomtools import reference
+from mdivicomtools.model.contract import ContainerSpec
+from mdivicomtools.model.run import EXIT_CODES, RunRecord
+
+FOLDER = Path(__file__).parents[1] / "docs" / "reference"
+FIX = "run: python -m mdivicomtools.reference docs/reference"
+
+
+@pytest.mark.parametrize("page", sorted(reference.BLOCKS))
+def test_generated_reference_pages_are_up_to_date(page):
+    text = (FOLDER / page).read_text(encoding="utf-8")
+    assert reference.update(text, reference.BLOCKS[page]) == text, f"{page} is out of date; {FIX}"
+
+
+def test_every_field_and_status_has_a_meaning():
+    assert reference.problems() == []
+
+
+def test_a_new_field_without_a_meaning_is_reported():
+    class Grown(msgspec.Struct, kw_only=True):
+        run_id: str
+        gpu_seconds: float = 0.0
+
+    reference.MEANINGS[Grown] = {"run_id": "the id", "gone": "a field that was removed"}
+    try:
+        assert reference.problems() == [
+            "Grown.gpu_seconds has no meaning",
+            "Grown.gone is described but is not a field",
+        ]
+    finally:
+        del reference.MEANINGS[Grown]
+
+
+def test_tables_list_every_field_with_type_and_default():
+    record = reference.field_table(RunRecord)
+    for name in RunRecord.__struct_fields__:
+        assert f"| `{name}` |" in record
+    assert '| `schema` | string | `"mdivicomtools.run.v1"` |' in record
+    assert "| `exit_code` | integer or null | required |" in record
+    assert "| `warnings` | array of strings | `[]` |" in record
+    container = reference.field_table(ContainerSpec)
+    assert '| `pull` | one of `"always"`, `"missing"`, `"never"` | `"missing"` |' in container
+    assert "| `env` | object of strings | `{}` |" in container
+
+
+def test_status_table_follows_exit_codes():
+    table = reference.status_table()
+    for status, code in EXIT_CODES.items():
+        assert f"| `{status}` | {code} |" in table
+
+
+def test_update_rewrites_only_between_markers_and_refuses_unknown_or_missing_blocks():
+    blocks = {"x": lambda: "NEW\n"}
+    text = "before\n<!-- generated: x -->\nOLD\n<!-- end generated -->\nafter\n"
+    assert reference.update(text, blocks) == (
+        "before\n<!-- generated: x -->\n\nNEW\n\n<!-- end generated -->\nafter\n"
+    )
+    with pytest.raises(ValueError, match="missing generated block"):
+        reference.update("no markers\n", blocks)
+    with pytest.raises(ValueError, match="unknown generated block 'y'"):
+        reference.update("<!-- generated: y -->\n<!-- end generated -->\n", blocks)
+
+
+def test_the_command_rewrites_a_stale_page_and_check_reports_it(tmp_path):
+    for page in reference.BLOCKS:
+        (tmp_path / page).write_text((FOLDER / page).read_text(encoding="utf-8"), encoding="utf-8")
+    stale = tmp_path / "run-record.md"
+    stale.write_text(stale.read_text(encoding="utf-8").replace("| `schema` |", "| `schemas` |"))
+    command = [sys.executable, "-m", "mdivicomtools.reference"]
+    check = subprocess.run([*command, "--check", str(tmp_path)], capture_output=True, text=True)
+    assert check.returncode == 1 and "run-record.md is out of date" in check.stderr
+    write = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True)
+    assert write.returncode == 0 and write.stdout == f"wrote {stale}\n"
+    assert stale.read_text(encoding="utf-8") == (FOLDER / "run-record.md").read_text(
+        encoding="utf-8"
+    )
