@@ -25,6 +25,8 @@ def list_command(as_json: bool) -> None:
     with load_hooks().get_backends() as registry:
         items = registry.items()
         failures = list(registry.errors)
+    # diagnostics go to stderr in both forms, so `--json` keeps one document on stdout
+    warn(f"hook module {e.plugin!r} could not provide backends: {e.error}" for e in failures)
     if as_json:
         echo_json(items)
         return
@@ -40,4 +42,3 @@ def list_command(as_json: bool) -> None:
         for item in items
     ]
     click.echo(table(["NAME", "RUNS", "AVAILABLE", "ENGINE / PROBLEM"], rows))
-    warn(f"hook module {e.plugin!r} could not provide backends: {e.error}" for e in failures)

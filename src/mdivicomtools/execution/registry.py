@@ -21,7 +21,10 @@ from mdivicomtools.settings import configured_backend
 BACKEND_ENV = "MDIVICOM_BACKEND"
 #: container backends tried in this order by `--backend auto`
 CONTAINER_PREFERENCE = ("docker", "podman")
-_CONFLICT_FIX = "disable all but one with MDIVICOM_DISABLE_HOOKS=<name>"
+_CONFLICT_FIX = (
+    "disable all but one with MDIVICOM_DISABLE_HOOKS=<module> "
+    "(built-in modules cannot be disabled: rename the other module's backend)"
+)
 
 
 class BackendItem(msgspec.Struct, kw_only=True):

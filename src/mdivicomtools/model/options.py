@@ -37,14 +37,26 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     isolate: bool = False
     strict_bundles: bool | None = None
 
+    def __post_init__(self) -> None:
+        """Store plain values whatever callers pass (paths, lists), and refuse wrong
+        types here rather than deep inside a run (msgspec checks types only when
+        decoding, not in the constructor)."""
+        for name in ("dataset", "out", "work"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                msgspec.structs.force_setattr(self, name, str(value))
+            elif value is not None and not isinstance(value, str):
+                raise TypeError(f"RunOptions.{name} must be a path or a string, got {value!r}")
+        if not isinstance(self.sets, tuple):
+            msgspec.structs.force_setattr(self, "sets", tuple(self.sets or ()))
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+        ):
+            raise TypeError(f"RunOptions.timeout must be a number of seconds, got {self.timeout!r}")
+
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:
-        """Accept what callers naturally pass (paths, lists) and store plain values."""
-        for name in ("dataset", "out", "work"):
-            if isinstance(fields.get(name), Path):
-                fields[name] = str(fields[name])
-        if "sets" in fields:
-            fields["sets"] = tuple(fields["sets"] or ())
+        """The keyword form the API and the CLI use; the same as calling the class."""
         return cls(**fields)
 
     def with_changes(self, **fields: Any) -> RunOptions:

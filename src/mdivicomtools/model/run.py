@@ -64,7 +64,7 @@ class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class HostInfo(msgspec.Struct, kw_only=True):
-    """The machine and software of a run (empty when the host hook is disabled)."""
+    """The machine and software of a run (empty only if the built-in host hook failed)."""
 
     hostname: str = ""
     platform: str = ""
