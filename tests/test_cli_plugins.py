@@ -147,7 +147,9 @@ def test_ambiguous_ref_exit_2(site):
     site.plugin("sync", dist="a-dist", publisher="lab-a")
     site.plugin("sync", dist="b-dist", publisher="lab-b")
     result = site.cli("plugins", "info", "sync", "--json")
-    assert result.returncode == 2 and result.stdout == ""
+    # with --json an error is also one JSON document on stdout (was: nothing)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"]["type"] == "AmbiguousReference"
     assert "name one of: lab-a/sync, lab-b/sync" in result.stderr
     assert "Traceback" not in result.stderr
 

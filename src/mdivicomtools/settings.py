@@ -1,21 +1,47 @@
-"""The user's own defaults, in the platform's config folder.
+"""The user's own defaults: the config file, the environment, and where each came from.
 
 `~/.config/mdivicomtools/config.toml` on Linux (platformdirs decides the folder
 elsewhere; MDIVICOM_CONFIG_FILE names another file). Operators use it to make
 Podman the default where Docker is not allowed, without wrapping every call:
 
     backend = "podman"
+
+The file is read into a typed UserConfig that refuses unknown keys: a typo
+such as `backnd = "podman"` silently sending runs to Docker is exactly what an
+operator who set it must never get. `effective_settings` answers `mdivicom
+config show`: each setting's value and its origin, as `git config
+--show-origin` does.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from mdivicomtools.errors import UsageError
 
 CONFIG_FILE_ENV = "MDIVICOM_CONFIG_FILE"
+BACKEND_ENV = "MDIVICOM_BACKEND"
+PLUGIN_PATH_ENV = "MDIVICOM_PLUGIN_PATH"
+DISABLE_HOOKS_ENV = "MDIVICOM_DISABLE_HOOKS"
+SCHEDULER_ENV = "MDIVICOM_DASK_SCHEDULER"
+
+
+class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the user config file may set; every key is optional."""
+
+    #: the default of `run --backend` for container plugins (auto, docker, podman, ...)
+    backend: str | None = None
+    #: fail every run that wrote an invalid result bundle
+    strict_bundles: bool | None = None
+
+
+class UserConfigError(UsageError):
+    """The user config file cannot be used as it is; nothing was run."""
 
 
 def config_file() -> Path:
@@ -27,33 +53,109 @@ def config_file() -> Path:
     return platformdirs.user_config_path("mdivicomtools") / "config.toml"
 
 
-def load_user_config() -> dict[str, Any]:
-    """The user config as a dict; a missing file is an empty config."""
+def _explain(error: msgspec.ValidationError, path: Path) -> str:
+    message = str(error)
+    where = f"the user config {str(path)!r}"
+    if message.startswith("Object contains unknown field"):
+        key = message.split("`")[1]
+        known = list(UserConfig.__struct_fields__)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r} in {where}{hint}; known keys: {', '.join(known)}"
+    return f"{where}: {message}"
+
+
+def load_user_config() -> UserConfig:
+    """The user config; a missing default file is an empty config.
+
+    A file named by MDIVICOM_CONFIG_FILE must exist: the variable was set on
+    purpose, and ignoring it would run with settings nobody chose.
+    """
     path = config_file()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
+        if os.environ.get(CONFIG_FILE_ENV):
+            raise UserConfigError(
+                f"{CONFIG_FILE_ENV} names {str(path)!r}, which does not exist; create it or "
+                f"unset {CONFIG_FILE_ENV}"
+            ) from None
+        return UserConfig()
     except OSError as exc:
-        raise UsageError(f"cannot read the user config {str(path)!r}: {exc.strerror}") from None
+        raise UserConfigError(
+            f"cannot read the user config {str(path)!r}: {exc.strerror}"
+        ) from None
     from mdivicomtools.common import tomlio  # 25 ms, only when the file exists
 
     try:
-        return tomlio.loads(text)
+        data = tomlio.loads(text)
     except tomlio.TOMLDecodeError as exc:
-        raise UsageError(f"the user config {str(path)!r} is not valid TOML: {exc}") from None
+        raise UserConfigError(f"the user config {str(path)!r} is not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(data, UserConfig)
+    except msgspec.ValidationError as exc:
+        raise UserConfigError(_explain(exc, path)) from None
 
 
 def configured_backend() -> str | None:
-    value = load_user_config().get("backend")
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"'backend' in {str(config_file())!r} must be a string such as \"podman\"")
-    return value
+    return load_user_config().backend
 
 
 def configured_strict_bundles() -> bool:
     """`strict_bundles = true` makes every run fail on an invalid result bundle."""
-    value = load_user_config().get("strict_bundles", False)
-    if not isinstance(value, bool):
-        raise UsageError(f"'strict_bundles' in {str(config_file())!r} must be true or false")
-    return value
+    return bool(load_user_config().strict_bundles)
+
+
+Origin = Literal["default", "user config file", "environment", "command line"]
+
+
+class Setting(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of `mdivicom config show`."""
+
+    name: str
+    value: Any
+    origin: Origin
+    source: str | None = None
+
+
+def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setting]:
+    """Every setting a run would use now, and where its value comes from.
+
+    The precedence is the one runs apply: command line, then environment, then
+    the user config file, then the default.
+    """
+    given = {k: v for k, v in (command_line or {}).items() if v is not None}
+    path = config_file()
+    user = load_user_config()
+    file_origin = ("user config file", str(path))
+    settings: list[Setting] = []
+
+    def add(name: str, default: Any, env: str | None, from_file: Any, flag: str | None) -> None:
+        if flag is not None and name in given:
+            settings.append(
+                Setting(name=name, value=given[name], origin="command line", source=flag)
+            )
+        elif env is not None and os.environ.get(env):
+            settings.append(
+                Setting(name=name, value=os.environ[env], origin="environment", source=env)
+            )
+        elif from_file is not None:
+            origin, source = file_origin
+            settings.append(Setting(name=name, value=from_file, origin=origin, source=source))
+        else:
+            settings.append(Setting(name=name, value=default, origin="default"))
+
+    settings.append(
+        Setting(
+            name="config_file",
+            value=str(path),
+            origin="environment" if os.environ.get(CONFIG_FILE_ENV) else "default",
+            source=CONFIG_FILE_ENV if os.environ.get(CONFIG_FILE_ENV) else None,
+        )
+    )
+    add("backend", "auto", BACKEND_ENV, user.backend, "--backend")
+    add("strict_bundles", False, None, user.strict_bundles, "--strict-bundles")
+    add("plugin_path", "", PLUGIN_PATH_ENV, None, None)
+    add("disable_hooks", "", DISABLE_HOOKS_ENV, None, None)
+    add("dask_scheduler", None, SCHEDULER_ENV, None, "--scheduler")
+    return settings

@@ -23,7 +23,7 @@ import msgspec
 
 from mdivicomtools.authoring.sampledata import make_sample_dataset
 from mdivicomtools.bundles.resultbundle import validate_file
-from mdivicomtools.discovery import resolve
+from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
 from mdivicomtools.model.layout import managed_folders
@@ -106,10 +106,30 @@ def check_plugin(
             "pass",
             f"{record.spec.entry.callable} imports with the contract's signature",
         )
-    # relative paths a plugin writes to land in the sandbox, where they are seen
-    with tempfile.TemporaryDirectory(prefix="mdivicom-check-") as tmp, _chdir(tmp):
-        _run_checks(ref, Path(tmp), dataset, config or {}, backend, record.spec, add)
+    # relative paths a plugin writes to land in the sandbox, where they are seen; what
+    # the user gave relative to their own folder is made absolute before moving there
+    data = Path(dataset).absolute() if dataset is not None else None
+    folders = os.pathsep.join(str(folder.absolute()) for folder in plugin_path_folders())
+    with (
+        tempfile.TemporaryDirectory(prefix="mdivicom-check-") as tmp,
+        _pinned_env(PLUGIN_PATH_ENV, folders),
+        _chdir(tmp),
+    ):
+        _run_checks(ref, Path(tmp), data, config or {}, backend, record.spec, add)
     return checks
+
+
+@contextlib.contextmanager
+def _pinned_env(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 @contextlib.contextmanager

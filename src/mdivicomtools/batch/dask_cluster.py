@@ -15,8 +15,7 @@ from mdivicomtools.batch.session import (
     run_session,
 )
 from mdivicomtools.errors import UsageError
-
-SCHEDULER_ENV = "MDIVICOM_DASK_SCHEDULER"
+from mdivicomtools.settings import SCHEDULER_ENV
 
 
 class DaskExecutor:

@@ -70,6 +70,10 @@ class TimeReference(msgspec.Struct, kw_only=True, omit_defaults=True):
     unit: str
 
 
+#: the time_reference of a bundle whose files have no time column
+NO_TIME_AXIS = TimeReference(kind="none", unit="none")
+
+
 class FileTime(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Time columns of a table: `point` (`key`) or `interval` (`start_key`, `end_key`)."""
 
@@ -438,8 +442,10 @@ def build_resultbundle(
     Without `files`, every file under root (but the sidecar itself) is listed,
     required, with its format inferred from the extension and the role from
     `roles` (by path; default "data"); `key_columns` and `times` attach join and
-    time keys by path. The producer comes from the surrounding `mdivicom run`
-    when there is one.
+    time keys by path. Without `time_reference`, a bundle with time columns is
+    on the session clock in seconds and one without any is
+    `{"kind": "none", "unit": "none"}`. The producer comes from the surrounding
+    `mdivicom run` when there is one.
     """
     base = Path(root)
     if files is None:
@@ -458,15 +464,19 @@ def build_resultbundle(
             for path in _walk_files(base)
             if path != SIDECAR_NAME
         ]
+    files = list(files)
     if time_reference is None:
-        time_reference = TimeReference(kind="session", unit="s")
+        # seconds on the session clock only when a file has a time column; a bundle
+        # of per-session summaries has no time axis and must not claim one
+        timed = any(entry.time is not None for entry in files)
+        time_reference = NO_TIME_AXIS if not timed else TimeReference(kind="session", unit="s")
     elif isinstance(time_reference, dict):
         time_reference = msgspec.convert(time_reference, TimeReference)
     return ResultBundle(
         resultbundle_type=resultbundle_type,
         schema_version=schema_version,
         time_reference=time_reference,
-        files=list(files),
+        files=files,
         created_at=iso(utc_now(), "seconds"),
         producer=producer or producer_from_run(),
         upstream_tool=upstream_tool,

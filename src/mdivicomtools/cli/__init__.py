@@ -8,15 +8,18 @@ turned into one-line messages here, at the edge.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
 from mdivicomtools._version import __version__
 from mdivicomtools.cli.backends import backends_group
 from mdivicomtools.cli.bundles import bundles_group
+from mdivicomtools.cli.config import config_group
 from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
@@ -26,6 +29,8 @@ from mdivicomtools.cli.runs import runs_group
 #: exit status of a process whose reader closed the pipe (128 + SIGPIPE), as coreutils
 EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
+#: set by the completion scripts click generates (`_MDIVICOM_COMPLETE=bash_source mdivicom`)
+COMPLETE_ENV = "_MDIVICOM_COMPLETE"
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -57,6 +62,7 @@ for command in (
     runs_group,
     bundles_group,
     dataset_group,
+    config_group,
 ):
     cli.add_command(command)
 
@@ -68,27 +74,52 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _wants_json(args: Sequence[str]) -> bool:
+    """`--json` anywhere before `--`: then even an error is a JSON document on stdout."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _fail(message: str, code: int, error_type: str, as_json: bool) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    if as_json:
+        from mdivicomtools.cli.output import echo_json
+
+        with contextlib.suppress(OSError):
+            echo_json({"error": {"type": error_type, "message": message, "exit_code": code}})
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the documented codes.
 
-    The codes are listed in docs/reference/exit-codes.md.
+    The codes are listed in docs/reference/exit-codes.md. Click's own main loop
+    is not used: it turns a closed pipe into exit status 1, indistinguishable
+    from a failed plugin; here every command exits 141 when its reader went
+    away, as coreutils do.
     """
     from mdivicomtools.errors import MdivicomError
 
     _State.verbose = False
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol, then exit
+        cli.main(args=args, prog_name="mdivicom", complete_var=COMPLETE_ENV)
+    as_json = _wants_json(args)
     try:
-        code = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="mdivicom",
-            standalone_mode=False,
-        )
+        with cli.make_context("mdivicom", args) as ctx:
+            cli.invoke(ctx)
         sys.stdout.flush()
-        # without standalone mode click returns the code of click.exceptions.Exit
-        if isinstance(code, int) and code != 0:
-            sys.exit(code)
     except click.exceptions.Exit as exc:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if as_json:
+            _fail(exc.format_message(), exc.exit_code, type(exc).__name__, as_json)
         exc.show()
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
@@ -102,13 +133,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
     except Exception as exc:
         if _State.verbose:
             raise
-        click.echo(
-            f"Error: internal error ({type(exc).__name__}: {exc}); run with -v for the traceback",
-            err=True,
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback",
+            1,
+            "InternalError",
+            as_json,
         )
-        sys.exit(1)

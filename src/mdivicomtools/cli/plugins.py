@@ -18,8 +18,13 @@ def plugins_group() -> None:
 
 
 @plugins_group.command("list")
+@click.option(
+    "--kind", type=click.Choice(["python", "container"]), help="Only plugins of this kind."
+)
+@click.option("--publisher", metavar="SLUG", help="Only plugins of this publisher.")
+@click.option("--broken", is_flag=True, help="Only broken plugins (with the reason).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def list_command(as_json: bool) -> None:
+def list_command(kind: str | None, publisher: str | None, broken: bool, as_json: bool) -> None:
     """List every plugin, usable or broken, sorted by publisher then id.
 
     Listing never imports a plugin's run code.
@@ -28,10 +33,20 @@ def list_command(as_json: bool) -> None:
 
     found = discover()
     warn(found.warnings)
+    plugins = [
+        record
+        for record in found.plugins
+        if (kind is None or record.kind == kind)
+        and (publisher is None or record.publisher == publisher)
+        and (not broken or not record.ok)
+    ]
     if as_json:
-        echo_json([record.summary() for record in found.plugins])
+        echo_json([record.summary() for record in plugins])
         return
-    if not found.plugins:
+    if not plugins and found.plugins:
+        click.echo("No plugin matches these filters.", err=True)
+        return
+    if not plugins:
         click.echo(
             "No plugins found. Install a plugin package, or set MDIVICOM_PLUGIN_PATH "
             "to a folder of manifest files.",
@@ -48,7 +63,7 @@ def list_command(as_json: bool) -> None:
             record.status,
             record.description or "" if record.ok else f"{record.error}",
         ]
-        for record in found.plugins
+        for record in plugins
     ]
     click.echo(table(["REF", "KIND", "VERSION", "STATUS", "DESCRIPTION / PROBLEM"], rows))
 
@@ -162,13 +177,22 @@ def check_command(
 )
 def new_command(name: str, kind: str, folder: str | None, publisher: str, image: str) -> None:
     """Scaffold a plugin NAME that passes `plugins check` and its own tests at once."""
+    import shlex
+
     from mdivicomtools.authoring.scaffold import scaffold
 
-    root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image)
+    root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image).absolute()
     click.echo(f"created {root}/")
+    where = shlex.quote(str(root))
     if kind == "python":
         click.echo(
-            f"next: pip install -e '{root}[test]' && mdivicom plugins check {name} && pytest {root}"
+            f"next: pip install -e {shlex.quote(f'{root}[test]')} && mdivicom plugins check "
+            f"{name} && pytest {where}"
         )
     else:
-        click.echo(f"next: export MDIVICOM_PLUGIN_PATH={root} && mdivicom plugins check {name}")
+        click.echo(f"next: export MDIVICOM_PLUGIN_PATH={where} && mdivicom plugins check {name}")
+        click.echo(
+            f"note: the image {image} must be on your engine first (`docker pull {image}` or "
+            "`docker load`); without a registry, scaffold with --image set to an image you have "
+            "(`docker images`)"
+        )

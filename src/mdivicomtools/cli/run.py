@@ -105,7 +105,8 @@ def _summary(record: RunRecord) -> str:
     "--jobs",
     type=int,
     metavar="N",
-    help="Sessions at once with --executor local [default: the CPUs available].",
+    help="Sessions at once: local worker processes, or the workers of the Dask "
+    "LocalCluster [default: the CPUs available].",
 )
 @click.option(
     "--executor",
@@ -178,6 +179,11 @@ def run_command(
         isolate=isolate,
         strict_bundles=strict_bundles,
     )
+    if scheduler is not None and executor != "dask":
+        raise click.UsageError(
+            "--scheduler names a Dask scheduler; add --executor dask (without it the "
+            "sessions would run here, on local workers)"
+        )
     if sessions is not None:
         batch = BatchOptions(
             sessions=sessions, jobs=jobs, executor=executor, scheduler=scheduler, resume=resume
@@ -187,7 +193,8 @@ def run_command(
         raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
 
     try:
-        record = run_plugin(ref, options, progress=progress, echo=sys.stderr)
+        verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+        record = run_plugin(ref, options, progress=progress, echo=sys.stderr, verbose=verbose)
     except RunInterrupted as exc:
         record = exc.record
     if as_json:

@@ -24,8 +24,11 @@ def list_command(out: str, as_json: bool) -> None:
     """List the runs recorded under OUT, oldest first."""
     from pathlib import Path  # pathlib costs 5 ms of start-up for every command
 
+    from mdivicomtools.errors import UsageError
     from mdivicomtools.records.store import RunListItem, load_records, session_folders
 
+    if not Path(out).is_dir():
+        raise UsageError(f"{out!r} is not a folder; give the --out folder of earlier runs")
     if session_folders(Path(out)):
         _list_sessions(Path(out), as_json)
         return

@@ -54,7 +54,20 @@ class PluginRecord(msgspec.Struct, kw_only=True):
         return self.status == "ok"
 
     def summary(self) -> dict[str, Any]:
-        """The fields of one `plugins list --json` item (docs/cli.md)."""
+        """One `plugins list --json` item: who the plugin is, and its declared contract.
+
+        Scripts written for the contract read `api_version`, `meta`, `entry`,
+        `config_schema`, `inputs` and `outputs` from each item; all come from
+        `get_plugin()` or the manifest, so listing still imports no run code.
+        """
+        meta: dict[str, Any] | None
+        if self.spec is not None:
+            meta = self.spec.meta.to_dict()
+            entry = msgspec.to_builtins(self.spec.entry)
+            container = msgspec.to_builtins(self.spec.container)
+        else:
+            meta, entry, container = self.raw_meta, None, None
+        declared = meta or {}
         return {
             "ref": self.ref,
             "id": self.id,
@@ -68,19 +81,22 @@ class PluginRecord(msgspec.Struct, kw_only=True):
             "distribution": msgspec.to_builtins(self.distribution),
             "origin": self.origin,
             "notes": list(self.notes),
+            "api_version": declared.get("api_version"),
+            "meta": meta,
+            "entry": entry,
+            "container": container,
+            "config_schema": declared.get("config_schema"),
+            "inputs": declared.get("inputs"),
+            "outputs": declared.get("outputs"),
         }
 
     def details(self) -> dict[str, Any]:
-        """The `plugins info --json` object: the summary plus meta and entry/container."""
+        """The `plugins info --json` object: the summary, with only the section
+        (`entry` or `container`) the plugin has."""
         data = self.summary()
-        if self.spec is not None:
-            data["meta"] = self.spec.meta.to_dict()
-            if self.spec.entry is not None:
-                data["entry"] = msgspec.to_builtins(self.spec.entry)
-            if self.spec.container is not None:
-                data["container"] = msgspec.to_builtins(self.spec.container)
-        else:
-            data["meta"] = self.raw_meta
+        for section in ("entry", "container"):
+            if data[section] is None:
+                del data[section]
         return data
 
 

@@ -26,9 +26,9 @@ from mdivicomtools.discovery.records import (
     mark_duplicates,
     sort_key,
 )
+from mdivicomtools.settings import PLUGIN_PATH_ENV
 
 ENTRY_POINT_GROUP = "mdivicomtools.plugins"
-PLUGIN_PATH_ENV = "MDIVICOM_PLUGIN_PATH"
 MANIFEST_SUFFIXES = (".json", ".toml")
 
 

@@ -98,11 +98,11 @@ class PythonBackend:
                     dry_run=request.dry_run,
                 )
             except CallableImportError as exc:
-                log.write(traceback.format_exc())
+                log.diagnostic(traceback.format_exc())
                 outcome.fail("PluginImportError", str(exc), exit_code=1)
                 return
             except (Exception, SystemExit) as exc:
-                log.write(traceback.format_exc())
+                log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, str(exc) or repr(exc), exit_code=1)
                 return
         outcome.status = "succeeded"
@@ -160,6 +160,8 @@ class PythonBackend:
         finally:
             report = _read_report(result_path)
         reader.join()
+        if report is not None and report.error is not None and report.error.traceback:
+            log.diagnostic(report.error.traceback)
         self._interpret(outcome, returncode, report)
 
     @staticmethod

@@ -40,6 +40,8 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
 class ChildError(msgspec.Struct, kw_only=True, frozen=True):
     type: str
     message: str
+    #: kept for the run log; the terminal shows it only with -v
+    traceback: str = ""
 
 
 class ChildReport(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,9 +82,10 @@ def main() -> int:
             job.dataset_dir, job.out_dir, job.config, work_dir=job.work_dir, dry_run=job.dry_run
         )
     except BaseException as exc:  # report everything, SystemExit included
-        traceback.print_exc()
-        sys.stderr.flush()
-        report = ChildReport(ok=False, error=ChildError(type=type(exc).__name__, message=str(exc)))
+        error = ChildError(
+            type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc()
+        )
+        report = ChildReport(ok=False, error=error)
         result_path.write_bytes(msgspec.json.encode(report))
         return 1
     problem = find_unsafe_json(value, "result") if value is not None else None

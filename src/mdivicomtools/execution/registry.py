@@ -16,9 +16,8 @@ import msgspec
 
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.model.run import HookError
-from mdivicomtools.settings import configured_backend
+from mdivicomtools.settings import BACKEND_ENV, configured_backend
 
-BACKEND_ENV = "MDIVICOM_BACKEND"
 #: container backends tried in this order by `--backend auto`
 CONTAINER_PREFERENCE = ("docker", "podman")
 _CONFLICT_FIX = (

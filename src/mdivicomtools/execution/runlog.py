@@ -17,9 +17,12 @@ from typing import IO, TextIO
 class RunLog:
     """An append-only log file with an optional live echo; safe across threads."""
 
-    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
+    def __init__(
+        self, path: Path, echo: TextIO | None = None, echo_diagnostics: bool = False
+    ) -> None:
         self.path = path
         self.echo = echo
+        self.echo_diagnostics = echo_diagnostics
         self._lock = threading.Lock()
         self._file: IO[bytes] = path.open("ab")
 
@@ -34,6 +37,17 @@ class RunLog:
                     self.echo.flush()
                 except (OSError, ValueError):
                     self.echo = None  # the terminal went away; keep logging to the file
+
+    def diagnostic(self, text: str) -> None:
+        """A traceback or similar detail: always in the log file, on the terminal only
+        when asked (`-v`); the run's summary already names the error in one line."""
+        if self.echo_diagnostics:
+            self.write(text)
+            return
+        raw = text.encode("utf-8", "replace")
+        with self._lock:
+            self._file.write(raw)
+            self._file.flush()
 
     def close(self) -> None:
         with self._lock:

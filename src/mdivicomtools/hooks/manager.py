@@ -36,9 +36,9 @@ from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks import specs
 from mdivicomtools.hooks.markers import PROJECT_NAME
 from mdivicomtools.model.run import HookError
+from mdivicomtools.settings import DISABLE_HOOKS_ENV as DISABLE_ENV
 
 HOOK_GROUP = "mdivicomtools.hooks"
-DISABLE_ENV = "MDIVICOM_DISABLE_HOOKS"
 HOOK_NAMES = tuple(sorted(name for name in vars(specs) if name.startswith("mdivicom_")))
 
 #: the core's own behaviour, registered like any hook module (name -> module)

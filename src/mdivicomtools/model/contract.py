@@ -154,10 +154,25 @@ def _explain(error: msgspec.ValidationError) -> str:
         return f"{field} is missing (required)"
     unknown = _UNKNOWN.match(message)
     if unknown:
-        field = f"{path}.{unknown.group('field')}" if path else unknown.group("field")
-        return f"{field} is not a known field"
+        name = unknown.group("field")
+        field = f"{path}.{name}" if path else name
+        return f"{field} is not a known field" + _did_you_mean(name, path)
     message = message[0].lower() + message[1:] if message else message
     return f"{path}: {message}" if path else message
+
+
+def _did_you_mean(name: str, path: str) -> str:
+    """`; did you mean container.network?` for a misspelt field of a strict section."""
+    import difflib  # only on the error path
+
+    sections: dict[str, type[msgspec.Struct]] = {"container": ContainerSpec, "entry": PythonEntry}
+    struct = sections.get(path)
+    if struct is None:
+        return ""
+    close = difflib.get_close_matches(name, list(struct.__struct_fields__), n=1)
+    known = ", ".join(struct.__struct_fields__)
+    hint = f"; did you mean {path}.{close[0]}?" if close else ""
+    return f"{hint}; known fields of {path}: {known}"
 
 
 def parse_plugin(data: object) -> PluginSpec:

@@ -52,15 +52,32 @@ def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
 
 
 def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
-    """A run by id, or the newest with `latest`; unknown ids list what exists."""
+    """A run by id, by a unique prefix of its id, or the newest with `latest`.
+
+    Unknown ids list what exists; a batch's --out, which keeps records per
+    session, says so and names a session to look in.
+    """
     records, _ = load_records(run_out_dir)
     if not records:
+        sessions = session_folders(run_out_dir)
+        if sessions:
+            raise RecordNotFound(
+                f"{str(run_out_dir)!r} is a batch output: its run records are per session, "
+                f"e.g. `mdivicom runs show {sessions[0]} {run_id}` (or `mdivicom runs list "
+                f"{run_out_dir}` for every session)"
+            )
         raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
     if run_id == "latest":
         return records[-1]
-    for record in records:
-        if record.run_id == run_id:
-            return record
+    exact = [record for record in records if record.run_id == run_id]
+    matches = exact or [record for record in records if record.run_id.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(record.run_id for record in matches[:5])
+        raise RecordNotFound(
+            f"{run_id!r} is the start of several run ids ({shown}); give more of it"
+        )
     recent = ", ".join(r.run_id for r in records[-3:])
     raise RecordNotFound(
         f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"

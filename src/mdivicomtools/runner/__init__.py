@@ -40,6 +40,7 @@ def run_plugin(
     progress: Progress | None = None,
     echo: TextIO | None = None,
     hooks: HookManager | None = None,
+    verbose: bool = False,
     **fields: Any,
 ) -> RunRecord:
     """Run the plugin `ref` as `options` say, writing into `out/<id>/` and `out/_runs/`.
@@ -51,7 +52,8 @@ def run_plugin(
     problems, output collision, another run holding the lock), and
     RunInterrupted (a KeyboardInterrupt) after recording a run that Ctrl-C or
     SIGTERM stopped. `progress` receives one line per phase; `echo` receives
-    the plugin's output live (it always goes to the run's log file).
+    the plugin's output live (it always goes to the run's log file); a failing
+    plugin's traceback goes only to the log file unless `verbose`.
     """
     options = _options(options, fields)
     say = progress or (lambda message: None)
@@ -59,7 +61,7 @@ def run_plugin(
         plugin = prepared.plugin
         say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {prepared.found.origin})")
         request = prepared.request(options.dataset, options.out, options.work)
-        return execute_prepared(prepared, request, say, echo)
+        return execute_prepared(prepared, request, say, echo, verbose)
 
 
 def check_runs(

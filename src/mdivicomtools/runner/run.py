@@ -60,8 +60,10 @@ class Run:
         hooks: HookManager,
         progress: Progress,
         echo: TextIO | None,
+        verbose: bool = False,
     ) -> None:
         self.request = request
+        self.verbose = verbose
         self.backend = backend
         self.hooks = hooks
         self.say = progress
@@ -75,7 +77,7 @@ class Run:
         outcome = RunOutcome(status="failed", staging_dir=staging)
         started = utc_now()
         interrupt: KeyboardInterrupt | None = None
-        with RunLog(request.log_path, echo=self.echo) as log:
+        with RunLog(request.log_path, echo=self.echo, echo_diagnostics=self.verbose) as log:
             try:
                 with sigterm_as_interrupt():
                     self._execute(outcome, log)
@@ -86,7 +88,7 @@ class Run:
                 how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
                 outcome.error = ErrorInfo(type="Interrupted", message=f"interrupted by {how}")
             except Exception as exc:  # a backend bug: still record the run
-                log.write(traceback.format_exc())
+                log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
             with deferred_interrupts() as pending:
                 record = self._finish(outcome, started, log)
@@ -174,7 +176,11 @@ def _host(found: object) -> HostInfo:
 
 
 def execute_prepared(
-    prepared: Prepared, request: RunRequest, say: Progress, echo: TextIO | None
+    prepared: Prepared,
+    request: RunRequest,
+    say: Progress,
+    echo: TextIO | None,
+    verbose: bool = False,
 ) -> RunRecord:
     """Validate `request`, then run it under the plugin's output lock and record it."""
     problems = prepared.problems(request)
@@ -186,7 +192,7 @@ def execute_prepared(
         problems = existing_output_problems(request)
         if problems:
             raise ValidationFailed(problems)
-        run = Run(request, prepared.backend, prepared.hooks, say, echo)
+        run = Run(request, prepared.backend, prepared.hooks, say, echo, verbose)
         record, interrupt = run.execute()
     if interrupt is not None:
         raise RunInterrupted(record) from interrupt

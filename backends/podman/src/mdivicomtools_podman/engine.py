@@ -97,8 +97,24 @@ def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[]
     stop()
     raise EngineUnreachable(
         f"started a private `podman system service` on {endpoint}, but it did not answer: "
-        + " ".join(tail.split())
+        + " ".join(tail.split()),
+        fix=service_failure_fix(tail),
     )
+
+
+def service_failure_fix(log_tail: str) -> str | None:
+    """The fix for a private service that would not start, when its log names one.
+
+    Rootless Podman needs newuidmap/newgidmap, which Debian and Ubuntu ship in
+    the `uidmap` package, not with podman: "install podman" would send the user
+    to reinstall what they have.
+    """
+    if "newuidmap" in log_tail or "newgidmap" in log_tail:
+        return (
+            "install the uidmap package (e.g. `apt-get install uidmap`), which provides the "
+            "newuidmap and newgidmap that rootless Podman needs"
+        )
+    return None
 
 
 class PodmanEngine(ClientEngine):

@@ -21,7 +21,11 @@ class EngineError(MdivicomError):
 
 
 class EngineUnreachable(EngineError):
-    """No engine answers at the expected endpoint."""
+    """No engine answers at the expected endpoint; `fix` says how, when the cause is known."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class ImageFacts(msgspec.Struct, kw_only=True):

@@ -120,7 +120,8 @@ class ContainerBackend:
             if self._version is None:
                 self._version = engine.version()
         except EngineError as exc:
-            return Availability(available=False, reason=str(exc), fix=self._fix)
+            fix = getattr(exc, "fix", None) or self._fix
+            return Availability(available=False, reason=str(exc), fix=fix)
         return Availability(
             available=True, engine=f"{engine.name} {self._version}", version=self._version
         )

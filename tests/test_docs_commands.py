@@ -1,0 +1,159 @@
+"""Every `mdivicom ...` command line in README.md, docs/ and the examples' READMEs is
+checked against the real CLI: the command exists, each option exists, and a REF
+names a plugin that the docs install. A renamed option or plugin fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+
+from mdivicomtools.cli import cli
+
+ROOT = Path(__file__).parents[1]
+DOCS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    *sorted(ROOT.glob("examples/*/README.md")),
+]
+FENCE = re.compile(r"^\s*```")
+#: commands whose first argument is a plugin REF
+TAKES_REF = {("run",), ("plugins", "info"), ("plugins", "check")}
+PLACEHOLDER = re.compile(r"^(<[^>]+>|[A-Z][A-Z_|]*)$")
+
+
+def _example_refs() -> set[str]:
+    """Plugins the docs install: the examples, and what the docs scaffold."""
+    refs: set[str] = set()
+    for path in [*ROOT.glob("examples/*/*.json"), *ROOT.glob("examples/*/src/*/plugin.py")]:
+        text = path.read_text(encoding="utf-8")
+        ids = re.findall(r'"id":\s*"([^"]+)"', text)
+        publishers = re.findall(r'"publisher":\s*"([^"]+)"', text) or ["local"]
+        for plugin_id in ids:
+            refs.update({plugin_id, f"{publishers[0]}/{plugin_id}"})
+    return refs
+
+
+def _commands() -> list[tuple[str, int, list[str], bool]]:
+    """(file, line, tokens after `mdivicom`, shown failing) for every documented command."""
+    found = []
+    for path in DOCS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        inside = False
+        index = 0
+        while index < len(lines):
+            line = lines[index]
+            if FENCE.match(line):
+                inside = not inside
+                index += 1
+                continue
+            start = index
+            if inside and re.search(r"(^|[\s$])mdivicom\s", line):
+                text = line
+                while text.rstrip().endswith("\\") and index + 1 < len(lines):
+                    index += 1
+                    text = text.rstrip()[:-1] + " " + lines[index]
+                following = lines[index + 1] if index + 1 < len(lines) else ""
+                tokens = _tokens(text)
+                if tokens is not None:
+                    where = f"{path.relative_to(ROOT)}:{start + 1}"
+                    found.append((where, start + 1, tokens, following.startswith("Error:")))
+            index += 1
+    return found
+
+
+def _tokens(text: str) -> list[str] | None:
+    text = text.strip().removeprefix("$ ").strip()
+    try:
+        words = shlex.split(text, comments=True)
+    except ValueError:
+        return None
+    while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value before the command
+        words.pop(0)
+    if not words or words[0] != "mdivicom":
+        return None
+    tokens = []
+    for word in words[1:]:
+        if word in ("|", "&&", ";", "||") or word.startswith((">", "|")):
+            break
+        word = word.strip("[]")
+        if word and word != "...":
+            tokens.append(word)
+    return tokens
+
+
+COMMANDS = _commands()
+REFS = _example_refs()
+
+
+def test_the_docs_have_commands_to_check():
+    assert len(COMMANDS) > 40
+    assert {"sync-audio", "mdivicom/sync-audio", "hello", "checksum-dataset"} <= REFS
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "tokens", "failing"), COMMANDS, ids=[c[0] for c in COMMANDS]
+)
+def test_documented_command_matches_the_cli(where, line, tokens, failing):
+    command: click.Command = cli
+    path: list[str] = []
+    rest = list(tokens)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        assert name in command.commands, f"{where}: no command `mdivicom {' '.join([*path, name])}`"
+        command = command.commands[name]
+        path.append(name)
+    if isinstance(command, click.Group):
+        return  # `mdivicom plugins --help` and the like
+    options = {
+        opt: param for param in command.params for opt in [*param.opts, *param.secondary_opts]
+    }
+    options.update({"--help": None, "-h": None})
+    positionals: list[str] = []
+    while rest:
+        token = rest.pop(0)
+        if token.startswith("-") and token != "-":
+            name = token.split("=", 1)[0]
+            assert name in options, f"{where}: `mdivicom {' '.join(path)}` has no option {name}"
+            param = options[name]
+            takes_value = (
+                param is not None and not getattr(param, "is_flag", False) and "=" not in token
+            )
+            if takes_value and rest:
+                rest.pop(0)
+        else:
+            positionals.append(token)
+    if tuple(path) in TAKES_REF and positionals and not failing:
+        ref = positionals[0]
+        if not PLACEHOLDER.match(ref):
+            created = _scaffolded()
+            assert ref in REFS | created, f"{where}: {ref!r} is not a plugin the docs install"
+
+
+def _scaffolded() -> set[str]:
+    """Plugins the docs create with `mdivicom plugins new NAME [--publisher P]`."""
+    names: set[str] = set()
+    for _, _, tokens, _ in COMMANDS:
+        if tokens[:2] == ["plugins", "new"] and len(tokens) > 2:
+            publisher = "local"
+            if "--publisher" in tokens:
+                publisher = tokens[tokens.index("--publisher") + 1]
+            names.update({tokens[2], f"{publisher}/{tokens[2]}"})
+    return names
+
+
+def test_the_checker_catches_a_renamed_option():
+    with pytest.raises(AssertionError, match="has no option --datasett"):
+        test_documented_command_matches_the_cli(
+            "x.md:1", 1, ["run", "sync-audio", "--datasett", "d"], False
+        )
+    with pytest.raises(AssertionError, match="'lab/sync-audio' is not a plugin the docs install"):
+        test_documented_command_matches_the_cli(
+            "x.md:1", 1, ["plugins", "info", "lab/sync-audio"], False
+        )
+    assert json.dumps(sorted(REFS))  # the refs are plain strings
