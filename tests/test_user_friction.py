@@ -25,13 +25,16 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 """
 
 
-def _cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`mdivicom ARGS` in `cwd`, with `env` (default: this process's) plus `extra`."""
     return subprocess.run(
         [MDIVICOM, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, **env},
+        env={**(env if env is not None else os.environ), **extra},
         timeout=120,
         check=False,
     )
@@ -78,29 +81,22 @@ def test_1_plugins_check_takes_a_relative_dataset_and_plugin_path(site, tmp_path
     (tmp_path / "study" / "ses-01").mkdir(parents=True)
     (tmp_path / "study" / "ses-01" / "a.txt").write_text("x")
     env = site.env()
-    checked = subprocess.run(
-        [MDIVICOM, "plugins", "check", "writer", "--dataset", "study/ses-01"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    checked = _cli("plugins", "check", "writer", "--dataset", "study/ses-01", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "internal error" not in checked.stderr
     assert f"on {tmp_path / 'study' / 'ses-01'}" in checked.stdout
     manifests = Path(env["MDIVICOM_PLUGIN_PATH"])
     (manifests / "count.json").write_text(json.dumps(plugin_dict("count-lines", kind="container")))
     relative = os.path.relpath(manifests, tmp_path)
-    listed = subprocess.run(
-        [MDIVICOM, "plugins", "check", "count-lines", "--backend", "nope"],
-        capture_output=True,
-        text=True,
+    listed = _cli(
+        "plugins",
+        "check",
+        "count-lines",
+        "--backend",
+        "nope",
         cwd=tmp_path,
-        env={**env, "MDIVICOM_PLUGIN_PATH": relative},
-        timeout=120,
-        check=False,
+        env=env,
+        MDIVICOM_PLUGIN_PATH=relative,
     )
     assert "no plugin named" not in listed.stdout + listed.stderr
 
