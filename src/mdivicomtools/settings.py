@@ -57,3 +57,11 @@ def configured_strict_bundles() -> bool:
     if not isinstance(value, bool):
         raise UsageError(f"'strict_bundles' in {str(config_file())!r} must be true or false")
     return value
+
+
+def configured_hash_dataset() -> bool:
+    """`hash_dataset = true` makes every run record its dataset's content digest."""
+    value = load_user_config().get("hash_dataset", False)
+    if not isinstance(value, bool):
+        raise UsageError(f"'hash_dataset' in {str(config_file())!r} must be true or false")
+    return value
