@@ -46,9 +46,9 @@ def private_digest_cache(tmp_path, monkeypatch):
 
 def manual_digest(root):
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        digest.update(f"{rel}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{hashlib.sha256(files[rel].read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()
 
 
@@ -123,7 +123,10 @@ def test_an_unusable_cache_costs_speed_never_the_digest(dataset, tmp_path):
 
 def test_hashing_many_files_with_bounded_threads_matches_one_thread(tmp_path):
     root = tmp_path / "many"
-    root.mkdir()
+    (root / "a").mkdir(parents=True)
+    # "a-c" sorts before "a/b" as a string (the digest's order), after it as a Path
+    (root / "a-c").write_text("dash")
+    (root / "a" / "b").write_text("slash")
     for i in range(50):
         (root / f"f{i:02}.bin").write_bytes(os.urandom(i * 100))
     threaded, _ = scan_dataset(root, contents=True, workers=4, cache=False)
@@ -185,6 +188,23 @@ def test_old_records_without_a_dataset_section_still_load(site, dataset, tmp_pat
     assert old.dataset is None and old.rerun_of is None
     [report] = verify_out(out)
     assert report.ok and report.dataset.checked == "not recorded"
+
+
+def test_plugins_are_told_their_final_output_folder(site, dataset, tmp_path):
+    site.plugin(
+        "where",
+        run_source=(
+            "import os, pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'where.txt').write_text(\n"
+            "        out_dir + '\\n' + os.environ['MDIVICOM_FINAL_OUT_DIR'])\n"
+        ),
+    )
+    out = tmp_path / "out"
+    record = run_plugin("where", dataset=dataset, out=out)
+    staged, final = (out / "where" / "where.txt").read_text().splitlines()
+    assert "_staging" in staged and not os.path.exists(staged)
+    assert final == str(out / "where") == record.out_dir and os.path.isdir(final)
 
 
 # -- verify ------------------------------------------------------------------

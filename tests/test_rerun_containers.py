@@ -1,0 +1,143 @@
+"""`rerun` of container runs on the real Docker Engine and Podman service: the image is pinned.
+
+Each test tags the shared test image under a name of its own, so moving that
+tag to another image never disturbs a test running in parallel; the images
+and containers it creates are removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from engines import TEST_IMAGE, engine_cli
+from mdivicomtools import rerun, run_plugin, verify_out
+from mdivicomtools.runner import ValidationFailed
+
+pytestmark = pytest.mark.engines
+
+MARK = (
+    "cat /marker > {out_dir}/marker 2>/dev/null || echo original > {out_dir}/marker; "
+    "wc -c < {dataset_dir}/a.txt > {out_dir}/size"
+)
+
+
+def engine_run(engine, *args):
+    return subprocess.run(
+        [*engine_cli(engine), *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+
+
+@pytest.fixture
+def own_tag(engine):
+    """`localhost/mdivicom-repro-<random>:1`, first on the test image; removed afterwards."""
+    tag = f"localhost/mdivicom-repro-{uuid.uuid4().hex[:8]}:1"
+    engine_run(engine, "tag", TEST_IMAGE, tag)
+    made: list[str] = []
+    yield tag, made
+    for ref in [tag, *made]:
+        subprocess.run(
+            [*engine_cli(engine), "rmi", ref], capture_output=True, timeout=120, check=False
+        )
+
+
+def move_tag_to_a_new_image(engine, tag, made):
+    """Commit a container of the test image with /marker changed, under `tag`."""
+    name = f"mdivicom-repro-{uuid.uuid4().hex[:8]}"
+    engine_run(
+        engine, "run", "--name", name, "--network", "none", TEST_IMAGE, "sh", "-c",
+        "echo moved > /marker",
+    )  # fmt: skip
+    try:
+        new_id = engine_run(engine, "commit", name, tag)
+    finally:
+        engine_run(engine, "rm", "-f", name)
+    made.append(new_id)
+    return new_id
+
+
+def container_plugin(site, plugin_id, image, script):
+    site.manifest(
+        f"{plugin_id}.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": plugin_id,
+                "kind": "container",
+                "version": "1.0.0",
+                "publisher": "lab",
+                "description": f"container plugin {plugin_id}",
+            },
+            "container": {"image": image, "command": ["sh", "-c", script], "pull": "never"},
+        },
+    )
+
+
+def test_rerun_uses_the_pinned_image_after_the_tag_moved(site, dataset, tmp_path, engine, own_tag):
+    tag, made = own_tag
+    container_plugin(site, "mark", tag, MARK)
+    out = tmp_path / "out"
+    original = run_plugin("mark", dataset=dataset, out=out, backend=engine, hash_dataset=True)
+    assert original.status == "succeeded", (out / original.log).read_text()
+    assert (out / "mark" / "marker").read_text().strip() == "original"
+
+    new_id = move_tag_to_a_new_image(engine, tag, made)
+    assert new_id.removeprefix("sha256:") != original.container.image_id.removeprefix("sha256:")
+    # an ordinary run now gets the new image behind the tag ...
+    moved = run_plugin("mark", dataset=dataset, out=tmp_path / "plain", backend=engine)
+    assert (tmp_path / "plain" / "mark" / "marker").read_text().strip() == "moved"
+    assert moved.container.image_id != original.container.image_id
+
+    # ... and the rerun the image the record pinned
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.record.status == "succeeded"
+    assert (tmp_path / "again" / "mark" / "marker").read_text().strip() == "original"
+    assert report.record.container.image_id == original.container.image_id
+    assert report.same_outputs and report.identical == ["marker", "size"]
+    assert report.record.rerun_of == original.run_id and report.dataset_matches is True
+    [checked] = verify_out(out)
+    assert checked.ok
+
+
+def test_rerun_refuses_when_the_pinned_image_is_gone(site, dataset, tmp_path, engine, own_tag):
+    tag, made = own_tag
+    name = f"mdivicom-repro-{uuid.uuid4().hex[:8]}"
+    engine_run(engine, "run", "--name", name, "--network", "none", TEST_IMAGE, "true")
+    try:
+        temporary = engine_run(engine, "commit", name, tag)
+    finally:
+        engine_run(engine, "rm", "-f", name)
+    made.append(temporary)
+    container_plugin(site, "mark", tag, MARK)
+    out = tmp_path / "out"
+    original = run_plugin("mark", dataset=dataset, out=out, backend=engine)
+    assert original.status == "succeeded"
+    engine_run(engine, "rmi", "-f", tag)  # the tag and the only image behind it
+    with pytest.raises(ValidationFailed) as caught:
+        rerun(out, original.run_id, new_out=tmp_path / "again")
+    message = str(caught.value)
+    assert "rerun pins the image run" in message and original.container.image_id in message
+    assert "by digest, not by tag" in message
+    assert not (tmp_path / "again" / "mark").exists()
+    result = site.cli("rerun", str(out), original.run_id, "--out", str(tmp_path / "cli"))
+    assert result.returncode == 2 and "rerun pins the image" in result.stderr
+
+
+def test_rerun_of_a_container_run_through_the_cli(site, dataset, tmp_path, engine, own_tag):
+    tag, _ = own_tag
+    container_plugin(site, "mark", tag, MARK)
+    out = tmp_path / "out"
+    first = site.cli(
+        "run", "mark", "--dataset", str(dataset), "--out", str(out), "--backend", engine, "--json"
+    )
+    assert first.returncode == 0, first.stderr
+    original = json.loads(first.stdout)
+    result = site.cli("rerun", str(out), "latest", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["original"] == original["run_id"]
+    assert report["image"] == original["container"]["image_id"]
+    assert report["identical"] == ["marker", "size"]
