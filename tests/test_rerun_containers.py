@@ -141,3 +141,23 @@ def test_rerun_of_a_container_run_through_the_cli(site, dataset, tmp_path, engin
     assert report["original"] == original["run_id"]
     assert report["image"] == original["container"]["image_id"]
     assert report["identical"] == ["marker", "size"]
+
+
+def test_resume_reruns_sessions_whose_image_changed(site, tmp_path, engine, own_tag):
+    from mdivicomtools import run_batch
+
+    tag, made = own_tag
+    container_plugin(site, "mark", tag, MARK)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+        (data / "sessions" / name / "a.txt").write_text(name)
+    out = tmp_path / "batch"
+    common = {"dataset": data, "out": out, "sessions": "*", "jobs": 1, "backend": engine}
+    assert run_batch("mark", **common).status == "succeeded"
+    assert run_batch("mark", resume=True, **common).totals == {"skipped": 2}
+    move_tag_to_a_new_image(engine, tag, made)
+    summary = run_batch("mark", resume=True, **common)
+    assert summary.totals == {"succeeded": 2}
+    assert all(r.reason.startswith("image changed (") for r in summary.sessions)
+    assert (out / "ses-01" / "mark" / "marker").read_text().strip() == "moved"

@@ -15,6 +15,7 @@ from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.store import load_records
 from mdivicomtools.runner import check_runs
+from mdivicomtools.runner.facts import run_facts
 
 
 class BatchValidationFailed(UsageError):
@@ -67,16 +68,27 @@ def _missing_outputs(record: RunRecord) -> list[str]:
     return missing
 
 
+def _same_image(a: str, b: str) -> bool:
+    """Docker reports `sha256:<hex>`, Podman the bare hex."""
+    return a.removeprefix("sha256:") == b.removeprefix("sha256:")
+
+
 def resume_decision(
-    session_out: Path, dataset: Path | None, plugin_id: str, version: str, sha: str
+    session_out: Path,
+    dataset: Path | None,
+    plugin_id: str,
+    version: str,
+    sha: str,
+    image_id: str | None = None,
 ) -> tuple[str | None, str | None]:
     """(why the session is skipped, None) or (None, why it runs again; None for a first run).
 
     Skipped only when the latest run of this plugin succeeded with the same
-    plugin version and config, its outputs are all still there, and the
-    dataset is what it was then: by content digest when that run recorded
-    one (the digest cache makes this a stat walk for unchanged files), else
-    by its stat fingerprint. `dataset` None skips the dataset check.
+    plugin version, config and (`image_id`, for a container plugin) image,
+    its outputs are all still there, and the dataset is what it was then: by
+    content digest when that run recorded one (the digest cache makes this a
+    stat walk for unchanged files), else by its stat fingerprint. `dataset`
+    None skips the dataset check.
     """
     records, _ = load_records(session_out)
     mine = [r for r in records if r.plugin.id == plugin_id and r.status != "dry_run"]
@@ -89,6 +101,10 @@ def resume_decision(
         return None, f"plugin version changed ({latest.plugin.version} -> {version})"
     if latest.config_sha256 != sha:
         return None, "config changed"
+    pinned = latest.container.image_id if latest.container is not None else None
+    if image_id is not None and pinned is not None and not _same_image(pinned, image_id):
+        before, now = pinned.removeprefix("sha256:"), image_id.removeprefix("sha256:")
+        return None, f"image changed ({before[:12]} -> {now[:12]})"
     missing = _missing_outputs(latest)
     if missing:
         return None, f"output missing: {len(missing)} file(s)"
@@ -134,10 +150,11 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
     ]
     decisions: dict[str, tuple[str | None, str | None]] = {}
     if batch.resume:
-        plugin, config, sha, _ = check_runs(ref, [], options)
+        facts = run_facts(ref, options)
+        plugin, config, sha = facts.plugin, facts.config, facts.config_sha256
         for folder, session_out, _work in targets:
             decisions[folder.name] = resume_decision(
-                session_out, folder, plugin.id, plugin.version, sha
+                session_out, folder, plugin.id, plugin.version, sha, facts.image_id
             )
     skipped: list[SessionResult] = []
     pending = []

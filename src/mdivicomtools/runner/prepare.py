@@ -144,6 +144,19 @@ class Prepared:
             rerun_of=options.rerun_of,
         )
 
+    def image_id(self) -> str | None:
+        """The id of the image a container plugin would run now; None for python plugins,
+        when the image is not there, or when the backend cannot say (no `engine()`)."""
+        container = self.spec.container
+        engine = getattr(self.backend, "engine", None)
+        if container is None or engine is None:
+            return None
+        try:
+            facts = engine().image(container.image)
+        except MdivicomError:
+            return None
+        return facts.id if facts is not None else None
+
     def problems(self, request: RunRequest) -> list[str]:
         """Every validation hook's problems, else the backend's own pre-run checks."""
         called = self.hooks.call("mdivicom_validate_run", request=request)
