@@ -161,3 +161,31 @@ def test_resume_reruns_sessions_whose_image_changed(site, tmp_path, engine, own_
     assert summary.totals == {"succeeded": 2}
     assert all(r.reason.startswith("image changed (") for r in summary.sessions)
     assert (out / "ses-01" / "mark" / "marker").read_text().strip() == "moved"
+
+
+def test_a_container_run_exports_its_image_digest_to_a_valid_crate(
+    site, dataset, tmp_path, engine, monkeypatch
+):
+    from crates import serve_context, validation_problems
+    from mdivicomtools.records.crate import export_crate
+
+    serve_context(monkeypatch)
+    container_plugin(site, "mark", TEST_IMAGE, MARK)
+    out = tmp_path / "out"
+    record = run_plugin("mark", dataset=dataset, out=out, backend=engine)
+    assert record.status == "succeeded"
+    crate = tmp_path / "crate"
+    export_crate(out, record.run_id, crate)
+    assert validation_problems(crate) == []
+    entities = {
+        e["@id"]: e for e in json.loads((crate / "ro-crate-metadata.json").read_text())["@graph"]
+    }
+    action = entities[f"#run/{record.run_id}"]
+    image = entities[action["containerImage"]["@id"]]
+    assert image["@type"] == "ContainerImage"
+    assert image["sha256"] == record.container.image_id.removeprefix("sha256:")
+    assert (image["registry"], image["name"], image["tag"]) == (
+        "localhost",
+        "mdivicom-test",
+        "1",
+    )
