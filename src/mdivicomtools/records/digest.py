@@ -21,10 +21,10 @@ import contextlib
 import hashlib
 import os
 import sqlite3
-import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from stat import S_ISREG
 
 import msgspec
 
@@ -35,6 +35,8 @@ from mdivicomtools.records.inventory import default_workers, sha256_file
 
 #: the cache file; "off" (or an empty value) disables the cache
 CACHE_ENV = "MDIVICOM_DIGEST_CACHE"
+#: inodes per cache query (SQLite allows 999 parameters in older builds)
+_CHUNK = 500
 MANIFEST_SCHEMA = "mdivicomtools.dataset-manifest.v1"
 MANIFESTS_DIR = "datasets"
 
@@ -123,7 +125,7 @@ def _walk(root: Path) -> list[_Entry]:
                     # a dangling link or a link loop: listed by its target text
                     found.append(_Entry(rel, entry.path, -1, 0, None))
                     continue
-                if not _is_regular(st.st_mode):
+                if not S_ISREG(st.st_mode):
                     if entry.is_symlink():  # a link to a folder: listed, not followed
                         found.append(_Entry(rel, entry.path, -1, 0, None))
                     continue
@@ -133,28 +135,21 @@ def _walk(root: Path) -> list[_Entry]:
     return found
 
 
-def _is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
-
-
 def _link_hash(path: str) -> str:
     """A stand-in content hash for a link that leads to no file: the link's target text."""
     return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
 
 
 def stat_fingerprint(files: Iterable[DatasetFile]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.path}\0{f.size}\0{f.mtime_ns}\n".encode())
-    return digest.hexdigest()
+    """sha256 over each file's relative path, size and mtime_ns, in the given (path) order."""
+    text = "".join(f"{f.path}\0{f.size}\0{f.mtime_ns}\n" for f in files)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def content_digest(files: Iterable[DatasetFile]) -> str:
     """sha256 over the sorted relative paths and each file's content sha256."""
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.path}\0{f.sha256}\n".encode())
-    return digest.hexdigest()
+    text = "".join(f"{f.path}\0{f.sha256}\n" for f in files)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 # -- the cache --------------------------------------------------------------
@@ -170,9 +165,12 @@ def cache_path() -> Path | None:
     return platformdirs.user_cache_path("mdivicomtools") / "sha256-cache.sqlite"
 
 
+_TOP = 1 << 63
+
+
 def _signed(value: int) -> int:
     """SQLite integers are signed 64-bit; st_dev and st_ino are unsigned."""
-    return value - (1 << 64) if value >= (1 << 63) else value
+    return value - (_TOP << 1) if value >= _TOP else value
 
 
 class DigestCache:
@@ -203,22 +201,38 @@ class DigestCache:
         self._db = db
 
     def get_many(self, keys: list[tuple[int, int, int, int, int]]) -> list[str | None]:
+        """The cached sha256 for each key, None where the file changed or is not cached.
+
+        Looked up in chunks of inodes per device (one query per 500 files, not
+        one per file): this is the whole cost of a warm digest besides the walk.
+        """
         if self._db is None:
             return [None] * len(keys)
-        found: list[str | None] = []
+        rows: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+        ids = [(_signed(dev), _signed(ino)) for dev, ino, *_ in keys]
+        by_dev: dict[int, list[int]] = {}
+        for dev, ino in ids:
+            by_dev.setdefault(dev, []).append(ino)
         try:
-            cursor = self._db.cursor()
-            for dev, ino, size, mtime_ns, ctime_ns in keys:
-                row = cursor.execute(
-                    "SELECT size, mtime_ns, ctime_ns, sha256 FROM sha256 WHERE dev=? AND ino=?",
-                    (_signed(dev), _signed(ino)),
-                ).fetchone()
-                hit = (
-                    row is not None and row[0] == size and row[1] == mtime_ns and row[2] == ctime_ns
-                )
-                found.append(row[3] if hit else None)
+            for dev, inos in by_dev.items():
+                for start in range(0, len(inos), _CHUNK):
+                    chunk = inos[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for ino, size, mtime_ns, ctime_ns, sha in self._db.execute(
+                        "SELECT ino, size, mtime_ns, ctime_ns, sha256 FROM sha256 "
+                        f"WHERE dev=? AND ino IN ({marks})",
+                        (dev, *chunk),
+                    ):
+                        rows[dev, ino] = (size, mtime_ns, ctime_ns, sha)
         except sqlite3.Error:
             return [None] * len(keys)
+        found: list[str | None] = []
+        for ident, (_, _, size, mtime_ns, ctime_ns) in zip(ids, keys, strict=True):
+            row = rows.get(ident)
+            if row is not None and row[0] == size and row[1] == mtime_ns and row[2] == ctime_ns:
+                found.append(row[3])
+            else:
+                found.append(None)
         return found
 
     def put_many(self, items: list[tuple[tuple[int, int, int, int, int], str]]) -> None:
