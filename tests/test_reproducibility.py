@@ -231,6 +231,26 @@ def test_verify_right_after_a_run_matches_and_exits_0(site, verified_run):
     assert "dataset: matches the record's digest" in result.stdout
 
 
+def test_verify_follows_a_moved_output_folder(site, verified_run, dataset, tmp_path):
+    out, _ = verified_run
+    moved = tmp_path / "archive" / "results"
+    moved.parent.mkdir()
+    out.rename(moved)
+    [report] = verify_out(moved)
+    assert report.ok and report.out_dir == str(moved / "copy")
+    later(dataset / "a.txt", "edited after the move\n")
+    [changed] = verify_out(moved)
+    assert changed.dataset.changed == ["a.txt"]  # the file list beside the record still found
+
+
+def test_verify_all_with_no_succeeded_run_is_bad_input(site, dataset, tmp_path):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
+    out = tmp_path / "out"
+    run_plugin("bad", dataset=dataset, out=out)
+    result = site.cli("verify", str(out), "--all")
+    assert result.returncode == 2 and "no succeeded run" in result.stderr
+
+
 def test_verify_names_a_modified_output_byte(site, verified_run):
     out, record = verified_run
     target = out / "copy" / "a.txt"

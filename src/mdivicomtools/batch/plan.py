@@ -55,9 +55,9 @@ def find_sessions(dataset: Path, pattern: str) -> list[Path]:
     return found
 
 
-def _missing_outputs(record: RunRecord) -> list[str]:
+def _missing_outputs(record: RunRecord, session_out: Path) -> list[str]:
     """Recorded outputs that are gone or have another size now (a stat each, no read)."""
-    out_dir = Path(record.out_dir)
+    out_dir = session_out / record.plugin.id
     missing = []
     for output in record.outputs:
         try:
@@ -105,7 +105,7 @@ def resume_decision(
     if image_id is not None and pinned is not None and not _same_image(pinned, image_id):
         before, now = pinned.removeprefix("sha256:"), image_id.removeprefix("sha256:")
         return None, f"image changed ({before[:12]} -> {now[:12]})"
-    missing = _missing_outputs(latest)
+    missing = _missing_outputs(latest, session_out)
     if missing:
         return None, f"output missing: {len(missing)} file(s)"
     if dataset is not None:

@@ -77,11 +77,13 @@ def _image_parts(image: str) -> tuple[str, str, str | None]:
     return "docker.io", name, tag
 
 
-def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, RunRecord]]:
+def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunRecord]]:
+    """(session, run root, record) of each run to export; the run root is where the
+    record was found, so a moved output folder still exports."""
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
     if (out / RUNS_DIR).is_dir():
-        return [(None, find_record(out, run_id))]
+        return [(None, out, find_record(out, run_id))]
     sessions = session_folders(out)
     if not sessions:
         raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
@@ -95,7 +97,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, RunRecord]
         records, _ = load_records(folder)
         done = [r for r in records if r.status == "succeeded"]
         if done:
-            chosen.append((folder.name, done[-1]))
+            chosen.append((folder.name, folder, done[-1]))
     if not chosen:
         raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
     return chosen
@@ -130,13 +132,13 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         raise UsageError(
             f"{str(dest)!r} exists and is not an empty folder; choose another --ro-crate"
         )
-    for session, record in runs:
+    for session, root, record in runs:
         for output in record.outputs:
-            if not (Path(record.out_dir) / output.path).is_file():
+            if not (root / record.plugin.id / output.path).is_file():
                 where = f"{session}: " if session else ""
                 raise UsageError(
                     f"{where}output {output.path!r} of run {record.run_id} is missing from "
-                    f"{record.out_dir!r}; `mdivicom verify` shows what changed"
+                    f"{str(root / record.plugin.id)!r}; `mdivicom verify` shows what changed"
                 )
 
     # RO-Crate 1.1: the version the Process Run Crate 0.5 profile builds on
@@ -151,7 +153,7 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
     )
     root = crate.root_dataset
     root["conformsTo"] = profile
-    first = runs[0][1]
+    first = runs[0][2]
     if len(runs) == 1:
         root["name"] = f"{first.plugin.ref} {first.plugin.version}, run {first.run_id}"
     else:
@@ -167,14 +169,14 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         )
     else:
         root["license"] = license or NO_LICENSE
-    for session, record in runs:
-        _add_run(crate, ContextEntity, session, record)
+    for session, root, record in runs:
+        _add_run(crate, ContextEntity, session, root, record)
     dest.mkdir(parents=True, exist_ok=True)
     crate.write(dest)
     return dest / "ro-crate-metadata.json"
 
 
-def _add_run(crate: Any, entity: Any, session: str | None, record: RunRecord) -> None:
+def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: RunRecord) -> None:
     plugin = record.plugin
     prefix = f"{session}/" if session else ""
     tool_id = f"#plugin/{plugin.publisher}/{plugin.id}/{plugin.version}"
@@ -252,7 +254,7 @@ def _add_run(crate: Any, entity: Any, session: str | None, record: RunRecord) ->
             file_props["encodingFormat"] = media_type
         results.append(
             crate.add_file(
-                Path(record.out_dir) / output.path,
+                root / plugin.id / output.path,
                 dest_path=f"{prefix}{plugin.id}/{output.path}",
                 properties=file_props,
             )

@@ -73,8 +73,14 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     dataset: DatasetCheck
 
 
-def check_dataset(record: RunRecord, dataset_dir: Path | None = None) -> DatasetCheck:
-    """Compare the dataset (the record's, or `dataset_dir`) with what the record saw."""
+def check_dataset(
+    record: RunRecord, dataset_dir: Path | None = None, run_root: Path | None = None
+) -> DatasetCheck:
+    """Compare the dataset (the record's, or `dataset_dir`) with what the record saw.
+
+    `run_root` is where the record was found (its manifest is beside it),
+    which may differ from the recorded `run_out_dir` after the folder moved.
+    """
     path = dataset_dir or Path(record.dataset_dir)
     recorded = record.dataset
     if recorded is None:
@@ -94,7 +100,10 @@ def check_dataset(record: RunRecord, dataset_dir: Path | None = None) -> Dataset
     except OSError as exc:
         return DatasetCheck(checked=kind, path=str(path), matches=False, note=f"unreadable: {exc}")
     changes = compare_dataset(
-        recorded, read_manifest(Path(record.run_out_dir), recorded.manifest), current, now
+        recorded,
+        read_manifest(run_root or Path(record.run_out_dir), recorded.manifest),
+        current,
+        now,
     )
     return DatasetCheck(
         checked=kind,
@@ -107,17 +116,23 @@ def check_dataset(record: RunRecord, dataset_dir: Path | None = None) -> Dataset
     )
 
 
-def verify_record(record: RunRecord, *, session: str | None = None) -> VerifyReport:
-    """Hash the record's output folder again and check its dataset."""
+def verify_record(
+    record: RunRecord, *, session: str | None = None, run_root: Path | None = None
+) -> VerifyReport:
+    """Hash the record's output folder again and check its dataset.
+
+    The output folder is `<run_root>/<plugin id>`: results travel, so the
+    folder the record was found in counts, not the path recorded at run time.
+    """
     if record.status != "succeeded":
         raise UsageError(
             f"run {record.run_id} {record.status.replace('_', ' ')}, so it kept no outputs to "
             "verify; name a succeeded run, or use 'latest'"
         )
-    out_dir = Path(record.out_dir)
+    out_dir = run_root / record.plugin.id if run_root is not None else Path(record.out_dir)
     actual = inventory(out_dir) if out_dir.is_dir() else []
     changes = compare_outputs(record.outputs, actual)
-    dataset = check_dataset(record)
+    dataset = check_dataset(record, run_root=run_root)
     return VerifyReport(
         run_id=record.run_id,
         plugin=record.plugin.ref,
@@ -178,11 +193,14 @@ def verify_out(
             if not any(r.status == "succeeded" for r in records):
                 continue
             for record in _pick(records, run_id, every_plugin, folder):
-                reports.append(verify_record(record, session=folder.name))
+                reports.append(verify_record(record, session=folder.name, run_root=folder))
         if not reports:
             raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
         return reports
     records, _ = load_records(out)
     if not records:
         raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
-    return [verify_record(record) for record in _pick(records, run_id, every_plugin, out)]
+    chosen = _pick(records, run_id, every_plugin, out)
+    if not chosen:
+        raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
+    return [verify_record(record, run_root=out) for record in chosen]
