@@ -17,6 +17,7 @@ Targets (issue 12): cold digest >= 0.9x sha256sum's throughput, warm digest of
 
 Usage: python benchmarks/dataset_digest.py [--files 2000] [--mib 2048]
        [--warm-files 10000] [--verify-files 64] [--verify-mib 16] [--runs 5] [--markdown]
+       [--only cold|warm|verify ...]
 """
 
 from __future__ import annotations
@@ -101,24 +102,25 @@ def warm(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str]]
     write_random_files(root, args.warm_files, args.warm_files * 4096)
     cache = tmp / "warm-cache.sqlite"
     scan_dataset(root, contents=True, cache=cache)  # fills the cache
-    samples: dict[str, list[float]] = {"stat walk (fingerprint only)": [], "digest, warm cache": []}
+    names = ("stat walk (fingerprint only)", "digest, warm cache")
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.runs):
-        start = time.perf_counter()
-        scan_dataset(root, contents=False)
-        samples["stat walk (fingerprint only)"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        scan_dataset(root, contents=True, cache=cache)
-        samples["digest, warm cache"].append(time.perf_counter() - start)
-    med = medians(samples)
-    base = med["stat walk (fingerprint only)"]
+        for name, contents in zip(names, (False, True), strict=True):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            scan_dataset(root, contents=contents, cache=cache)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    med, med_cpu = medians(wall), medians(cpu)
+    base = med[names[0]]
     return [
         (
             name,
-            f"{seconds:.3f} s",
-            f"{seconds / base:.2f}x the stat walk's time",
-            "" if name.startswith("stat") else "<= 0.3 s",
+            f"{med[name]:.3f} s (CPU {med_cpu[name]:.3f} s)",
+            f"{med[name] / base:.2f}x the stat walk's time",
+            "" if name == names[0] else "<= 0.3 s",
         )
-        for name, seconds in med.items()
+        for name in names
     ]
 
 
@@ -152,9 +154,9 @@ def verify(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str
     out = tmp / "out"
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     config = json.dumps({"files": args.verify_files, "mib": args.verify_mib})
+    argv = [mdivicom, "run", "bench-writer", "--dataset", str(dataset), "--out", str(out)]
     subprocess.run(
-        [mdivicom, "run", "bench-writer", "--dataset", str(dataset), "--out", str(out)]
-        + ["--config", config],
+        [*argv, "--config", config],
         env=env,
         check=True,
         capture_output=True,
@@ -197,30 +199,38 @@ def main() -> None:
     parser.add_argument("--verify-mib", type=int, default=16, help="size of each output file")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--only", choices=("cold", "warm", "verify"), action="append", help="run only these parts"
+    )
     args = parser.parse_args()
+    parts = set(args.only or ("cold", "warm", "verify"))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as name:
         tmp = Path(name)
-        print_table(
-            f"# cold digest: {args.files} files, {args.mib} MiB in all; median of {args.runs} "
-            f"runs; {cpus} CPUs",
-            cold(args, tmp),
-            args.markdown,
-        )
-        print()
-        print_table(
-            f"# warm digest: {args.warm_files} unchanged files of 4 KiB; median of {args.runs} "
-            "runs, in-process",
-            warm(args, tmp),
-            args.markdown,
-        )
-        print()
-        print_table(
-            f"# verify: {args.verify_files} output files x {args.verify_mib} MiB; median of "
-            f"{args.runs} runs; fresh processes",
-            verify(args, tmp),
-            args.markdown,
-        )
+        if "cold" in parts:
+            print_table(
+                f"# cold digest: {args.files} files, {args.mib} MiB in all; median of {args.runs} "
+                f"runs; {cpus} CPUs",
+                cold(args, tmp),
+                args.markdown,
+            )
+            print()
+        if "warm" in parts:
+            print_table(
+                f"# warm digest: {args.warm_files} unchanged files of 4 KiB; median of {args.runs} "
+                "runs, in-process",
+                warm(args, tmp),
+                args.markdown,
+            )
+            print()
+        if "verify" in parts:
+            print_table(
+                f"# verify: {args.verify_files} output files x {args.verify_mib} MiB; median of "
+                f"{args.runs} runs; fresh processes",
+                verify(args, tmp),
+                args.markdown,
+            )
+            print()
 
 
 if __name__ == "__main__":
