@@ -163,7 +163,10 @@ def test_an_unreadable_dataset_file_fails_the_run_with_a_record(
     record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
     assert record.status == "failed"
     assert record.error.type == "DatasetUnreadable"
-    assert "b.txt" in record.error.message and "make every file readable" in record.error.message
+    assert (
+        "b.txt" in record.error.message
+        and "make every file and folder of the dataset readable" in record.error.message
+    )
     assert not (out / "copy").exists()
     assert (out / "_runs" / f"{record.run_id}.json").exists()
 

@@ -116,16 +116,18 @@ class Run:
     def _scan_dataset(self, outcome: RunOutcome) -> bool:
         """Record what the dataset is before the plugin reads it; False fails the run."""
         request = self.request
-        what = "hash" if request.hash_dataset else "fingerprint"
+        what = "hash" if request.hash_dataset else "list"
         try:
             self.dataset, self.manifest = scan_dataset(
                 request.dataset_dir, contents=request.hash_dataset
             )
         except OSError as exc:
+            fix = "make every file and folder of the dataset readable"
+            if request.hash_dataset:
+                fix += " (or run without --hash-dataset)"
             outcome.fail(
                 "DatasetUnreadable",
-                f"could not {what} the dataset {str(request.dataset_dir)!r}: {exc}; "
-                "make every file readable (or run without --hash-dataset)",
+                f"could not {what} the dataset {str(request.dataset_dir)!r}: {exc}; {fix}",
             )
             return False
         if self.dataset.digest:  # a stat fingerprint is too quick to be worth a line
