@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from engines import TEST_IMAGE, engine_cli
+from engines import TEST_IMAGE, engine_cli, need_engine
 from mdivicomtools import rerun, run_plugin, verify_out
 from mdivicomtools.runner import ValidationFailed
 
@@ -189,3 +189,21 @@ def test_a_container_run_exports_its_image_digest_to_a_valid_crate(
         "mdivicom-test",
         "1",
     )
+
+
+def test_rerun_falls_back_to_the_repo_digest_when_the_image_id_is_gone(site, dataset, tmp_path):
+    # Podman gives an imported image a repo digest (Docker does not), so this runs on Podman
+    need_engine("podman")
+    container_plugin(site, "mark", TEST_IMAGE, MARK)
+    out = tmp_path / "out"
+    original = run_plugin("mark", dataset=dataset, out=out, backend="podman")
+    assert original.status == "succeeded"
+    [digest, *_] = original.container.repo_digests
+    path = out / "_runs" / f"{original.run_id}.json"
+    data = json.loads(path.read_text())
+    data["container"]["image_id"] = "0" * 64  # as if that image had been removed
+    path.write_text(json.dumps(data))
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.image == digest
+    assert report.record.container.image_id == original.container.image_id
+    assert report.same_outputs

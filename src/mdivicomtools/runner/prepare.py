@@ -57,18 +57,20 @@ def plugin_info(record: PluginRecord) -> PluginInfo:
 
 
 def _pinned_spec(spec: PluginSpec | None, image: str | None) -> PluginSpec:
-    """The plugin's spec, with the container image replaced by `image` (an image id).
+    """The plugin's spec, with the container image replaced by `image`.
 
-    `rerun` pins the image a record names: the id is exact where a tag may
-    have moved, and pull "never" means a missing image is refused, not
-    replaced by whatever a registry serves under that name now.
+    `rerun` pins the image a record names: an image id is exact where a tag
+    may have moved, and is never pulled (a missing image is refused, not
+    replaced by whatever a registry serves under that name now); a repo
+    digest (`name@sha256:...`) names the same content and may be pulled.
     """
     assert spec is not None
     if image is None:
         return spec
     if spec.container is None:
         raise UsageError(f"an image was given ({image!r}) but the plugin is not a container plugin")
-    container = msgspec.structs.replace(spec.container, image=image, pull="never")
+    pull = "missing" if "@sha256:" in image else "never"
+    container = msgspec.structs.replace(spec.container, image=image, pull=pull)
     return msgspec.structs.replace(spec, container=container)
 
 

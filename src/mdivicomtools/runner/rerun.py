@@ -71,6 +71,20 @@ def redacted_keys(config: Any, prefix: str = "") -> list[str]:
     return []
 
 
+def image_refs(original: RunRecord) -> list[str]:
+    """How to name the exact image a container run used, best first.
+
+    The image id is exact and needs no registry; the repo digests
+    (`name@sha256:...`) name the same content and can be pulled from a
+    registry when the image is no longer on the engine. A tag is never used.
+    """
+    container = original.container
+    if container is None:
+        return []
+    refs = [container.image_id] if container.image_id else []
+    return refs + [d for d in container.repo_digests if "@sha256:" in d]
+
+
 def _dataset_matches(original: RunRecord, new: RunRecord) -> bool | None:
     if original.dataset is None or new.dataset is None:
         return None
@@ -112,9 +126,7 @@ def rerun_options(
             f"{installed} is installed; install {original.plugin.version} to repeat it exactly, "
             "or pass --allow-version-change"
         )
-    image = None
-    if original.container is not None:
-        image = original.container.image_id or original.container.image
+    refs = image_refs(original)
     target = (
         Path(new_out).expanduser().absolute()
         if new_out is not None
@@ -127,7 +139,7 @@ def rerun_options(
         backend=original.backend.name,
         timeout=timeout,
         hash_dataset=original.dataset is not None and original.dataset.digest is not None,
-        image=image,
+        image=refs[0] if refs else None,
         rerun_of=original.run_id,
     )
 
@@ -147,8 +159,9 @@ def rerun(
     """Repeat the run `run_id` (or `latest`) recorded under `out`; compare the outputs.
 
     Raises VersionChanged or SecretsMissing (exit 2) before anything runs, and
-    ValidationFailed when the pinned image is not present (nothing is pulled
-    by tag: that might bring a different image).
+    ValidationFailed when the pinned image is neither on the engine by its id
+    nor pullable by one of its repo digests (nothing is pulled by tag: that
+    might bring a different image).
     """
     original = find_record(Path(out), run_id)
     options = rerun_options(
@@ -160,18 +173,28 @@ def rerun(
         allow_version_change=allow_version_change,
         timeout=timeout,
     )
-    try:
-        record = run_plugin(original.plugin.ref, options, progress=progress, echo=echo)
-    except ValidationFailed as exc:
-        if options.image is not None and original.container is not None:
-            digests = ", ".join(original.container.repo_digests) or "none recorded"
-            exc.problems.append(
-                f"rerun pins the image run {original.run_id} used: {original.container.image} "
-                f"as {options.image} (repo digests: {digests}); load or pull that exact image "
-                "(by digest, not by tag), then rerun"
-            )
-            raise ValidationFailed(exc.problems) from None
-        raise
+    refs = image_refs(original)
+    problems: list[str] = []
+    for ref in refs or [None]:
+        if ref is not None:
+            options = options.with_changes(image=ref)
+        try:
+            record = run_plugin(original.plugin.ref, options, progress=progress, echo=echo)
+            break
+        except ValidationFailed as exc:
+            if ref is None or not any(ref in problem for problem in exc.problems):
+                raise  # not about the image: trying another reference cannot help
+            problems.extend(p for p in exc.problems if p not in problems)
+    else:
+        assert original.container is not None  # refs is not empty
+        digests = ", ".join(original.container.repo_digests) or "none recorded"
+        problems.append(
+            f"rerun pins the image run {original.run_id} used: {original.container.image} "
+            f"as {original.container.image_id} (repo digests: {digests}); it is not on the "
+            "engine and could not be pulled by digest; load or pull that exact image (by "
+            "digest, not by tag), then rerun"
+        )
+        raise ValidationFailed(problems)
     changes = compare_outputs(original.outputs, record.outputs)
     assert isinstance(options.config, dict)  # rerun_options always passes the built config
     return RerunReport(
