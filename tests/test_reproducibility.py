@@ -104,7 +104,9 @@ def test_a_warm_digest_reads_no_file_and_a_changed_file_is_read_again(
     first, _ = scan_dataset(dataset, contents=True, cache=cache)
     reads = []
     real = digest_module.sha256_file
-    monkeypatch.setattr(digest_module, "sha256_file", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(
+        digest_module, "sha256_file", lambda p, *stop: reads.append(p) or real(p, *stop)
+    )
     second, _ = scan_dataset(dataset, contents=True, cache=cache)
     assert second.digest == first.digest and reads == []
     later(dataset / "a.txt", "changed\n")
@@ -134,6 +136,39 @@ def test_hashing_many_files_with_bounded_threads_matches_one_thread(tmp_path):
     assert threaded.digest == single.digest == manual_digest(root)
 
 
+def test_hashing_gives_up_between_blocks_once_told_to_stop(tmp_path):
+    import threading
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    stop = threading.Event()
+    assert digest_module.sha256_file(big, stop) == hashlib.sha256(big.read_bytes()).hexdigest()
+    stop.set()
+    with pytest.raises(digest_module.HashingStopped):
+        digest_module.sha256_file(big, stop)
+
+
+def test_an_error_while_hashing_stops_the_other_threads(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    root.mkdir()
+    for i in range(20):
+        (root / f"f{i:02}").write_bytes(os.urandom(2 << 20))
+    started = []
+    real = digest_module.sha256_file
+
+    def sha256_file(path, stop=None):
+        started.append(path.name)
+        if path.name == "f03":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, stop)
+
+    monkeypatch.setattr(digest_module, "sha256_file", sha256_file)
+    with pytest.raises(PermissionError):
+        scan_dataset(root, contents=True, workers=2, cache=False)
+    # bounded: the files after the failing one were never all started
+    assert len(started) < 20
+
+
 def test_symlinked_files_are_hashed_by_content_and_dangling_links_by_target(tmp_path):
     root = tmp_path / "annexed"
     (root / ".git" / "annex").mkdir(parents=True)
@@ -152,10 +187,10 @@ def test_an_unreadable_dataset_file_fails_the_run_with_a_record(
     # root reads every file, so the permission error is simulated at the read
     real = digest_module.sha256_file
 
-    def sha256_file(path):
+    def sha256_file(path, *stop):
         if path.name == "b.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
+        return real(path, *stop)
 
     monkeypatch.setattr(digest_module, "sha256_file", sha256_file)
     site.plugin("copy", run_source=COPY)

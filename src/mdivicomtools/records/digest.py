@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -31,7 +32,7 @@ import msgspec
 from mdivicomtools.common.jsonio import write_json_atomic
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
-from mdivicomtools.records.inventory import default_workers, sha256_file
+from mdivicomtools.records.inventory import default_workers
 
 #: the cache file; "off" (or an empty value) disables the cache
 CACHE_ENV = "MDIVICOM_DIGEST_CACHE"
@@ -258,27 +259,57 @@ class DigestCache:
 # -- hashing ----------------------------------------------------------------
 
 
+_BLOCK = 1 << 20
+
+
+class HashingStopped(Exception):
+    """Hashing was given up because the digest as a whole is being abandoned."""
+
+
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
+    """sha256 of a file, read in 1 MiB blocks.
+
+    Between blocks it gives up once `stop` is set: Ctrl-C during the digest of
+    a 50 GB video must not wait for the other threads to finish their files.
+    """
+    digest = hashlib.sha256()
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise HashingStopped(str(path))
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
 def hash_bounded(paths: list[str], workers: int | None = None) -> Iterator[tuple[int, str]]:
     """(index, sha256) for each path, hashed by `workers` threads.
 
     At most twice as many files as threads are in flight, so memory stays at a
-    few read buffers however many files there are.
+    few read buffers however many files there are. If the caller stops early
+    (an exception, Ctrl-C), the files in flight are abandoned within a block.
     """
     workers = workers or default_workers()
     if workers == 1 or len(paths) <= 1:
         for index, path in enumerate(paths):
             yield index, sha256_file(Path(path))
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-digest") as pool:
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-digest")
+    try:
         pending: dict[Future[str], int] = {}
         for index, path in enumerate(paths):
-            pending[pool.submit(sha256_file, Path(path))] = index
+            pending[pool.submit(sha256_file, Path(path), stop)] = index
             if len(pending) >= 2 * workers:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield pending.pop(future), future.result()
         for future in list(pending):
             yield pending.pop(future), future.result()
+    finally:
+        stop.set()  # a no-op after a complete digest; otherwise it ends the threads' work
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def scan_dataset(
