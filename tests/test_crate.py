@@ -120,3 +120,19 @@ def test_export_refuses_a_non_empty_target_and_missing_outputs(site, dataset, tm
     (out / "writer" / "result.csv").unlink()
     with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
         export_crate(out, "latest", tmp_path / "crate")
+
+
+@pytest.mark.parametrize(
+    ("image", "parts"),
+    [
+        ("localhost/tool:1", ("localhost", "tool", "1")),
+        ("lab/tool", ("docker.io", "lab/tool", None)),
+        ("python:3.11", ("docker.io", "python", "3.11")),
+        ("ghcr.io/lab/tool:2@sha256:" + "0" * 64, ("ghcr.io", "lab/tool", "2")),
+        ("registry:5000/tool", ("registry:5000", "tool", None)),
+    ],
+)
+def test_image_references_split_into_registry_name_and_tag(image, parts):
+    from mdivicomtools.records.crate import _image_parts
+
+    assert _image_parts(image) == parts
