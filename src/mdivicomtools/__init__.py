@@ -1,10 +1,11 @@
 """mdivicomtools: discover and run analysis plugins over multimodal recordings.
 
 The public API: `run_plugin(ref, options)` with `RunOptions`, `run_batch`
-with `BatchOptions`, `discover` and `resolve` for plugins, `hookimpl` for
-extenders, and the typed values hooks receive (`RunRequest`, `RunOutcome`,
-`RunRecord`). Plugin authors also use `mdivicomtools.resultbundle` and the
-pytest plugin `mdivicomtools.testing`.
+with `BatchOptions`, `verify_out` and `rerun` (docs/reproducibility.md),
+`discover` and `resolve` for plugins, `hookimpl` for extenders, and the
+typed values hooks receive (`RunRequest`, `RunOutcome`, `RunRecord`).
+Plugin authors also use `mdivicomtools.resultbundle` and the pytest plugin
+`mdivicomtools.testing`.
 
 Names are imported lazily so that `import mdivicomtools` (and therefore the
 `mdivicom` command's start-up) stays cheap; each pulls in its module on first
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from mdivicomtools.hooks.markers import hookimpl
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import RunOutcome, RunRecord, RunRequest
+    from mdivicomtools.records.verify import verify_out
     from mdivicomtools.runner import run_plugin
+    from mdivicomtools.runner.rerun import rerun
 
 _LAZY = {
     "BatchOptions": "mdivicomtools.model.options",
@@ -36,6 +39,8 @@ _LAZY = {
     "resolve": "mdivicomtools.discovery",
     "run_batch": "mdivicomtools.batch",
     "run_plugin": "mdivicomtools.runner",
+    "rerun": "mdivicomtools.runner.rerun",
+    "verify_out": "mdivicomtools.records.verify",
 }
 
 __all__ = [
@@ -47,9 +52,11 @@ __all__ = [
     "__version__",
     "discover",
     "hookimpl",
+    "rerun",
     "resolve",
     "run_batch",
     "run_plugin",
+    "verify_out",
 ]
 
 

@@ -40,6 +40,7 @@ from mdivicomtools.model.run import (
     BackendInfo,
     BundleSummary,
     ContainerInfo,
+    DatasetInfo,
     ErrorInfo,
     HookError,
     HostInfo,
@@ -97,6 +98,19 @@ MEANINGS: dict[type, dict[str, str]] = {
         "invalid result bundle.",
         "hook_errors": "Hook implementations that raised or returned something unusable, "
         "see [`hook_errors[]`](#hook_errors).",
+        "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
+        "null in older records.",
+        "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",
+    },
+    DatasetInfo: {
+        "files": "Number of files (symlinks to files count, and are followed).",
+        "bytes": "Their total size.",
+        "fingerprint": "sha256 over each file's relative path, size and mtime_ns, in path "
+        "order: a stat walk that notices changes on this machine.",
+        "digest": "With `--hash-dataset`: sha256 over each relative path and the sha256 of "
+        "its content, in path order; proves the content wherever it is copied. Else null.",
+        "manifest": "The per-file list beside the record, relative to `run_out_dir` "
+        "(`_runs/datasets/<run_id>.json`), so `verify` and `--resume` can name changed files.",
     },
     PluginInfo: {
         "id": "`meta.id`.",
@@ -308,6 +322,7 @@ def _record_sections() -> str:
             ("host", HostInfo),
             ("container", ContainerInfo),
             ("hook_errors[]", HookError),
+            ("dataset", DatasetInfo),
         ]
     )
 

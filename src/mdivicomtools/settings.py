@@ -38,6 +38,8 @@ class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backend: str | None = None
     #: fail every run that wrote an invalid result bundle
     strict_bundles: bool | None = None
+    #: record every run's dataset content digest (`run --hash-dataset`)
+    hash_dataset: bool | None = None
 
 
 class UserConfigError(UsageError):
@@ -106,6 +108,11 @@ def configured_strict_bundles() -> bool:
     return bool(load_user_config().strict_bundles)
 
 
+def configured_hash_dataset() -> bool:
+    """`hash_dataset = true` makes every run record its dataset's content digest."""
+    return bool(load_user_config().hash_dataset)
+
+
 Origin = Literal["default", "user config file", "environment", "command line"]
 
 
@@ -155,6 +162,7 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     )
     add("backend", "auto", BACKEND_ENV, user.backend, "--backend")
     add("strict_bundles", False, None, user.strict_bundles, "--strict-bundles")
+    add("hash_dataset", False, None, user.hash_dataset, "--hash-dataset")
     add("plugin_path", "", PLUGIN_PATH_ENV, None, None)
     add("disable_hooks", "", DISABLE_HOOKS_ENV, None, None)
     add("dask_scheduler", None, SCHEDULER_ENV, None, "--scheduler")

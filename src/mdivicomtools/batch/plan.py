@@ -11,9 +11,11 @@ import msgspec
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import BatchOptions, RunOptions
-from mdivicomtools.model.run import PluginInfo
+from mdivicomtools.model.run import PluginInfo, RunRecord
+from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.store import load_records
 from mdivicomtools.runner import check_runs
+from mdivicomtools.runner.facts import run_facts
 
 
 class BatchValidationFailed(UsageError):
@@ -53,19 +55,79 @@ def find_sessions(dataset: Path, pattern: str) -> list[Path]:
     return found
 
 
-def resume_reason(session_out: Path, plugin_id: str, version: str, sha: str) -> str | None:
-    """Why a session can be skipped, or None: its latest run of this plugin succeeded
-    with the same plugin version and the same config."""
+def _missing_outputs(record: RunRecord, session_out: Path) -> list[str]:
+    """Recorded outputs that are gone or have another size now (a stat each, no read)."""
+    out_dir = session_out / record.plugin.id
+    missing = []
+    for output in record.outputs:
+        try:
+            if (out_dir / output.path).stat().st_size != output.size:
+                missing.append(output.path)
+        except OSError:
+            missing.append(output.path)
+    return missing
+
+
+def _same_image(a: str, b: str) -> bool:
+    """Docker reports `sha256:<hex>`, Podman the bare hex."""
+    return a.removeprefix("sha256:") == b.removeprefix("sha256:")
+
+
+def resume_decision(
+    session_out: Path,
+    dataset: Path | None,
+    plugin_id: str,
+    version: str,
+    sha: str,
+    image_id: str | None = None,
+) -> tuple[str | None, str | None]:
+    """(why the session is skipped, None) or (None, why it runs again; None for a first run).
+
+    Skipped only when the latest run of this plugin succeeded with the same
+    plugin version, config and (`image_id`, for a container plugin) image,
+    its outputs are all still there, and the dataset is what it was then: by
+    content digest when that run recorded one (the digest cache makes this a
+    stat walk for unchanged files), else by its stat fingerprint. `dataset`
+    None skips the dataset check.
+    """
     records, _ = load_records(session_out)
     mine = [r for r in records if r.plugin.id == plugin_id and r.status != "dry_run"]
     if not mine:
-        return None
+        return None, None
     latest = mine[-1]
     if latest.status != "succeeded":
-        return None
-    if latest.plugin.version != version or latest.config_sha256 != sha:
-        return None
-    return f"succeeded in run {latest.run_id} with {plugin_id} {version} and the same config"
+        return None, f"last run {latest.status.replace('_', ' ')}"
+    if latest.plugin.version != version:
+        return None, f"plugin version changed ({latest.plugin.version} -> {version})"
+    if latest.config_sha256 != sha:
+        return None, "config changed"
+    pinned = latest.container.image_id if latest.container is not None else None
+    if image_id is not None and pinned is not None and not _same_image(pinned, image_id):
+        before, now = pinned.removeprefix("sha256:"), image_id.removeprefix("sha256:")
+        return None, f"image changed ({before[:12]} -> {now[:12]})"
+    missing = _missing_outputs(latest, session_out)
+    if missing:
+        return None, f"output missing: {len(missing)} file(s)"
+    if dataset is not None:
+        recorded = latest.dataset
+        if recorded is None:
+            return None, "input not recorded by the last run (an older record)"
+        try:
+            current, now = scan_dataset(dataset, contents=recorded.digest is not None)
+        except OSError as exc:
+            return None, f"input unreadable: {exc}"
+        changes = compare_dataset(
+            recorded, read_manifest(session_out, recorded.manifest), current, now
+        )
+        if changes:
+            return None, (
+                "input changed" if changes.unnamed else f"input changed: {changes.count} file(s)"
+            )
+    return (
+        f"succeeded in run {latest.run_id} on the same input with {plugin_id} {version} "
+        "and the same config",
+        None,
+    )
 
 
 def _split_problems(problems: dict[str, list[str]], count: int) -> tuple[list[str], dict]:
@@ -86,23 +148,46 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
         (folder, out_dir / folder.name, work_root / folder.name if work_root else None)
         for folder in folders
     ]
-    plugin, config, sha, problem_lists = check_runs(ref, targets, options)
+    decisions: dict[str, tuple[str | None, str | None]] = {}
+    if batch.resume:
+        facts = run_facts(ref, options)
+        plugin, config, sha = facts.plugin, facts.config, facts.config_sha256
+        for folder, session_out, _work in targets:
+            decisions[folder.name] = resume_decision(
+                session_out, folder, plugin.id, plugin.version, sha, facts.image_id
+            )
     skipped: list[SessionResult] = []
+    pending = []
+    for folder, session_out, session_work in targets:
+        reason = decisions.get(folder.name, (None, None))[0]
+        if reason is None:
+            pending.append((folder, session_out, session_work))
+            continue
+        skipped.append(
+            SessionResult(
+                session=folder.name,
+                status="skipped",
+                error=reason,
+                out=str(session_out),
+                reason=reason,
+            )
+        )
+    # a stale session (input, config or version changed, output missing) replaces its
+    # own earlier output: that is what --resume asks for; another publisher's never
+    stale = {f.name for f, _, _ in pending if decisions.get(f.name, (None, None))[1] is not None}
+    problem_of: dict[str, list[str]] = {}
+    for overwrite in (False, True):
+        group = [t for t in pending if (t[0].name in stale) == overwrite]
+        if not group:
+            continue
+        group_options = options.with_changes(overwrite=True) if overwrite else options
+        plugin, config, sha, lists = check_runs(ref, group, group_options)
+        problem_of.update({t[0].name: p for t, p in zip(group, lists, strict=True)})
     to_run: list[SessionJob] = []
     problems: dict[str, list[str]] = {}
-    for (folder, session_out, session_work), session_problems in zip(
-        targets, problem_lists, strict=True
-    ):
-        reason = (
-            resume_reason(session_out, plugin.id, plugin.version, sha) if batch.resume else None
-        )
-        if reason is not None:
-            skipped.append(
-                SessionResult(
-                    session=folder.name, status="skipped", error=reason, out=str(session_out)
-                )
-            )
-            continue
+    for folder, session_out, session_work in pending:
+        why = decisions.get(folder.name, (None, None))[1]
+        session_problems = problem_of[folder.name]
         if session_problems:
             problems[folder.name] = session_problems
             continue
@@ -112,8 +197,11 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
             work=str(session_work) if session_work else None,
             config=config,
             sets=(),
+            overwrite=options.overwrite or folder.name in stale,
         )
-        to_run.append(SessionJob(session=folder.name, ref=plugin.ref, options=session_options))
+        to_run.append(
+            SessionJob(session=folder.name, ref=plugin.ref, options=session_options, reason=why)
+        )
     if problems:
         # "common" means every session validated had it, not just the failing ones
         common, per_session = _split_problems(problems, len(targets) - len(skipped))

@@ -34,6 +34,8 @@ class SessionJob(msgspec.Struct, kw_only=True, frozen=True):
     session: str
     ref: str
     options: RunOptions
+    #: with --resume: why this session runs again ("input changed: 3 file(s)")
+    reason: str | None = None
 
     @property
     def out(self) -> str:
@@ -47,6 +49,8 @@ class SessionResult(msgspec.Struct, kw_only=True):
     duration_s: float = 0.0
     error: str | None = None
     out: str | None = None
+    #: with --resume: why the session ran again, or was skipped
+    reason: str | None = None
 
 
 Report = Callable[[str, SessionJob, SessionResult | None], None]
@@ -72,6 +76,7 @@ def run_session(job: SessionJob) -> SessionResult:
             duration_s=round(time.monotonic() - started, 3),
             error=error,
             out=job.out,
+            reason=job.reason,
         )
 
     try:

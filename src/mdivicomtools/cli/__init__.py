@@ -23,8 +23,10 @@ from mdivicomtools.cli.config import config_group
 from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
 from mdivicomtools.cli.plugins import plugins_group
+from mdivicomtools.cli.rerun import rerun_command
 from mdivicomtools.cli.run import run_command
 from mdivicomtools.cli.runs import runs_group
+from mdivicomtools.cli.verify import verify_command
 
 #: exit status of a process whose reader closed the pipe (128 + SIGPIPE), as coreutils
 EXIT_BROKEN_PIPE = 141
@@ -63,6 +65,8 @@ for command in (
     bundles_group,
     dataset_group,
     config_group,
+    verify_command,
+    rerun_command,
 ):
     cli.add_command(command)
 

@@ -84,7 +84,7 @@ def render_summary(summary: BatchSummary, path: str) -> str:
     from mdivicomtools.cli.textui import table
 
     rows = [
-        [r.session, r.status, r.run_id or "-", f"{r.duration_s:.2f}s", r.error or ""]
+        [r.session, r.status, r.run_id or "-", f"{r.duration_s:.2f}s", r.error or r.reason or ""]
         for r in summary.sessions
     ]
     totals = ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items()))

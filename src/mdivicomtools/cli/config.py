@@ -26,10 +26,20 @@ def config_group() -> None:
     default=None,
     help="Show the effect of `run --strict-bundles`.",
 )
+@click.option(
+    "--hash-dataset",
+    is_flag=True,
+    default=None,
+    help="Show the effect of `run --hash-dataset`.",
+)
 @click.option("--scheduler", metavar="ADDRESS", help="Show the effect of `run --scheduler`.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def show_command(
-    backend: str | None, strict_bundles: bool | None, scheduler: str | None, as_json: bool
+    backend: str | None,
+    strict_bundles: bool | None,
+    hash_dataset: bool | None,
+    scheduler: str | None,
+    as_json: bool,
 ) -> None:
     """Print every setting with its value and origin, like `git config --show-origin`.
 
@@ -40,7 +50,12 @@ def show_command(
     from mdivicomtools.settings import effective_settings
 
     settings = effective_settings(
-        {"backend": backend, "strict_bundles": strict_bundles, "dask_scheduler": scheduler}
+        {
+            "backend": backend,
+            "strict_bundles": strict_bundles,
+            "hash_dataset": hash_dataset,
+            "dask_scheduler": scheduler,
+        }
     )
     if as_json:
         echo_json(settings)

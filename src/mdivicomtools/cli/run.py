@@ -97,6 +97,13 @@ def _summary(record: RunRecord) -> str:
     "[default: strict_bundles in the user config, else off].",
 )
 @click.option(
+    "--hash-dataset",
+    is_flag=True,
+    default=None,
+    help="Record the dataset's content digest (sha256 of every file, cached by inode and "
+    "times) [default: hash_dataset in the user config, else a stat fingerprint only].",
+)
+@click.option(
     "--sessions",
     metavar="GLOB",
     help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
@@ -146,6 +153,7 @@ def run_command(
     overwrite: bool,
     isolate: bool,
     strict_bundles: bool | None,
+    hash_dataset: bool | None,
     sessions: str | None,
     jobs: int | None,
     executor: str,
@@ -178,6 +186,7 @@ def run_command(
         overwrite=overwrite,
         isolate=isolate,
         strict_bundles=strict_bundles,
+        hash_dataset=hash_dataset,
     )
     if scheduler is not None and executor != "dask":
         raise click.UsageError(

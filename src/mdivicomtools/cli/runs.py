@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @click.group("runs")
 def runs_group() -> None:
-    """List and show run records (OUT/_runs/*.json)."""
+    """List, show and export run records (OUT/_runs/*.json)."""
 
 
 @runs_group.command("list")
@@ -105,3 +105,37 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
             text = "-" if value is None else str(value)
         pairs.append((key, text))
     click.echo(fields(pairs))
+
+
+@runs_group.command("export")
+@click.argument("out")
+@click.argument("run_id", default="latest")
+@click.option(
+    "--ro-crate",
+    "crate_dir",
+    required=True,
+    metavar="DIR",
+    help="Write a Workflow Run RO-Crate (Process Run Crate profile) to DIR (new or empty).",
+)
+@click.option(
+    "--license",
+    "license_",
+    metavar="URL_OR_TEXT",
+    help="The crate's license, e.g. https://creativecommons.org/licenses/by/4.0/ "
+    "[default: a note that none was stated].",
+)
+def export_command(out: str, run_id: str, crate_dir: str, license_: str | None) -> None:
+    """Export the provenance of RUN_ID (default `latest`) under OUT as an RO-Crate.
+
+    The crate holds a CreateAction per run (the plugin and, for containers, the
+    image digest as instrument; the dataset and the config as object; the
+    output files, copied in, with their sha256 as result; start and end times
+    and the status). For a batch's --out, every session's latest succeeded run.
+    Needs `pip install 'mdivicomtools[rocrate]'`.
+    """
+    from pathlib import Path
+
+    from mdivicomtools.records.crate import export_crate
+
+    path = export_crate(Path(out), run_id, Path(crate_dir), license=license_)
+    click.echo(f"wrote {path}")

@@ -36,6 +36,12 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     overwrite: bool = False
     isolate: bool = False
     strict_bundles: bool | None = None
+    #: record the dataset's content digest; None: as `hash_dataset` in the user config says
+    hash_dataset: bool | None = None
+    #: run this image (an image id) instead of the plugin's; `rerun` pins the recorded one
+    image: str | None = None
+    #: the run this one repeats (`mdivicom rerun`), linked from the new record
+    rerun_of: str | None = None
 
     def __post_init__(self) -> None:
         """Store plain values whatever callers pass (paths, lists), and refuse wrong

@@ -102,6 +102,23 @@ class ContainerInfo(msgspec.Struct, kw_only=True):
     endpoint: str | None = None
 
 
+class DatasetInfo(msgspec.Struct, kw_only=True):
+    """What the dataset was when the run started (docs/reproducibility.md).
+
+    `fingerprint` is sha256 over each file's relative path, size and mtime_ns:
+    a stat walk, enough to tell a change on the same machine. `digest` (with
+    `--hash-dataset`) is sha256 over each relative path and the sha256 of the
+    file's content: it proves the content anywhere. `manifest` is the per-file
+    list beside the record (relative to the run root), so changes can be named.
+    """
+
+    files: int
+    bytes: int
+    fingerprint: str
+    digest: str | None = None
+    manifest: str | None = None
+
+
 class HookError(msgspec.Struct, kw_only=True):
     """A hook implementation that raised or returned something unusable."""
 
@@ -127,14 +144,24 @@ class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
     isolate: bool = False
     overwrite: bool = False
     strict_bundles: bool = False
+    hash_dataset: bool = False
+    rerun_of: str | None = None
 
     def plugin_env(self) -> dict[str, str]:
         """Variables a running plugin sees, so helpers such as the result-bundle
-        writer can name the producer without being told."""
+        writer can name the producer without being told.
+
+        MDIVICOM_FINAL_OUT_DIR is where the output will be once the run has
+        succeeded: the plugin writes into a staging folder that is renamed into
+        place at the end (so a failed run never touches the previous output),
+        and a plugin that records its own output path should record this one
+        (docs/reproducibility.md says why nothing is rewritten instead).
+        """
         return {
             "MDIVICOM_RUN_ID": self.run_id,
             "MDIVICOM_PLUGIN": self.plugin.ref,
             "MDIVICOM_PLUGIN_VERSION": self.plugin.version,
+            "MDIVICOM_FINAL_OUT_DIR": str(self.out_dir),
         }
 
     @property
@@ -200,3 +227,5 @@ class RunRecord(msgspec.Struct, kw_only=True):
     log: str | None = None
     warnings: list[str] = []
     hook_errors: list[HookError] = []
+    dataset: DatasetInfo | None = None
+    rerun_of: str | None = None

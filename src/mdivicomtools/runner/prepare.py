@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from mdivicomtools.discovery import (
     ENTRY_POINT_GROUP,
     PluginRecord,
@@ -21,12 +23,13 @@ from mdivicomtools.errors import MdivicomError, UsageError
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks.manager import HOOK_GROUP, HookManager, load_hooks
+from mdivicomtools.model.contract import PluginSpec
 from mdivicomtools.model.layout import staging_root
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRequest
 from mdivicomtools.records.store import new_run_id
 from mdivicomtools.runner.config import build_config, config_sha256
-from mdivicomtools.settings import configured_strict_bundles
+from mdivicomtools.settings import configured_hash_dataset, configured_strict_bundles
 
 
 class ValidationFailed(UsageError):
@@ -53,6 +56,24 @@ def plugin_info(record: PluginRecord) -> PluginInfo:
     )
 
 
+def _pinned_spec(spec: PluginSpec | None, image: str | None) -> PluginSpec:
+    """The plugin's spec, with the container image replaced by `image`.
+
+    `rerun` pins the image a record names: an image id is exact where a tag
+    may have moved, and is never pulled (a missing image is refused, not
+    replaced by whatever a registry serves under that name now); a repo
+    digest (`name@sha256:...`) names the same content and may be pulled.
+    """
+    assert spec is not None
+    if image is None:
+        return spec
+    if spec.container is None:
+        raise UsageError(f"an image was given ({image!r}) but the plugin is not a container plugin")
+    pull = "missing" if "@sha256:" in image else "never"
+    container = msgspec.structs.replace(spec.container, image=image, pull=pull)
+    return msgspec.structs.replace(spec, container=container)
+
+
 class Prepared:
     """One plugin, its config, the hooks and the chosen backend; close() when done."""
 
@@ -73,6 +94,10 @@ class Prepared:
             if options.strict_bundles is not None
             else configured_strict_bundles()
         )
+        self.hash_dataset = (
+            options.hash_dataset if options.hash_dataset is not None else configured_hash_dataset()
+        )
+        self.spec = _pinned_spec(self.found.spec, options.image)
         self.hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
         self.backends: BackendRegistry = self.hooks.get_backends()
         try:
@@ -105,7 +130,7 @@ class Prepared:
         return RunRequest(
             run_id=run_id,
             plugin=self.plugin,
-            spec=self.found.spec,
+            spec=self.spec,
             dataset_dir=Path(dataset).expanduser().absolute(),
             run_out_dir=run_out_dir,
             out_dir=run_out_dir / self.plugin.id,
@@ -117,7 +142,22 @@ class Prepared:
             isolate=isolate,
             overwrite=options.overwrite,
             strict_bundles=self.strict_bundles,
+            hash_dataset=self.hash_dataset,
+            rerun_of=options.rerun_of,
         )
+
+    def image_id(self) -> str | None:
+        """The id of the image a container plugin would run now; None for python plugins,
+        when the image is not there, or when the backend cannot say (no `engine()`)."""
+        container = self.spec.container
+        engine = getattr(self.backend, "engine", None)
+        if container is None or engine is None:
+            return None
+        try:
+            facts = engine().image(container.image)
+        except MdivicomError:
+            return None
+        return facts.id if facts is not None else None
 
     def problems(self, request: RunRequest) -> list[str]:
         """Every validation hook's problems, else the backend's own pre-run checks."""

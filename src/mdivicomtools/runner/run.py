@@ -23,6 +23,7 @@ from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import HookManager
 from mdivicomtools.model.run import (
     BackendInfo,
+    DatasetInfo,
     ErrorInfo,
     HookError,
     HostInfo,
@@ -30,6 +31,7 @@ from mdivicomtools.model.run import (
     RunRecord,
     RunRequest,
 )
+from mdivicomtools.records.digest import DatasetManifest, scan_dataset, write_manifest
 from mdivicomtools.records.owner import existing_output_problems
 from mdivicomtools.records.store import write_record
 from mdivicomtools.runner.config import config_sha256, redact
@@ -69,6 +71,8 @@ class Run:
         self.say = progress
         self.echo = echo
         self.hook_errors: list[HookError] = []
+        self.dataset: DatasetInfo | None = None
+        self.manifest: DatasetManifest | None = None
 
     def execute(self) -> tuple[RunRecord, KeyboardInterrupt | None]:
         request = self.request
@@ -98,6 +102,8 @@ class Run:
 
     def _execute(self, outcome: RunOutcome, log: RunLog) -> None:
         request = self.request
+        if not self._scan_dataset(outcome):
+            return
         before = fingerprint(request.dataset_dir) if request.plugin.kind == "python" else None
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
         self.backend.execute(request, outcome, log)
@@ -108,6 +114,30 @@ class Run:
                     "DatasetModified",
                     "the plugin modified the dataset, which is read-only: " + changes.describe(),
                 )
+
+    def _scan_dataset(self, outcome: RunOutcome) -> bool:
+        """Record what the dataset is before the plugin reads it; False fails the run."""
+        request = self.request
+        what = "hash" if request.hash_dataset else "list"
+        try:
+            self.dataset, self.manifest = scan_dataset(
+                request.dataset_dir, contents=request.hash_dataset
+            )
+        except OSError as exc:
+            fix = "make every file and folder of the dataset readable"
+            if request.hash_dataset:
+                fix += " (or run without --hash-dataset)"
+            outcome.fail(
+                "DatasetUnreadable",
+                f"could not {what} the dataset {str(request.dataset_dir)!r}: {exc}; {fix}",
+            )
+            return False
+        if self.dataset.digest:  # a stat fingerprint is too quick to be worth a line
+            self.say(
+                f"dataset: {self.dataset.files} file(s), {self.dataset.bytes} bytes, "
+                f"digest {self.dataset.digest[:12]}"
+            )
+        return True
 
     def _finish(self, outcome: RunOutcome, started: datetime, log: RunLog) -> RunRecord:
         request = self.request
@@ -134,6 +164,13 @@ class Run:
             log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
         provenance = dict(captured.results)
         host = _host(provenance.pop(HOST_HOOK_MODULE, None))
+        if self.dataset is not None and self.manifest is not None:
+            try:
+                self.dataset.manifest = write_manifest(
+                    request.run_out_dir, request.run_id, self.manifest
+                )
+            except OSError as exc:
+                outcome.warnings.append(f"could not write the dataset file list: {exc}")
         finished = utc_now()
         record = RunRecord(
             run_id=request.run_id,
@@ -161,6 +198,8 @@ class Run:
             log=str(request.log_path.relative_to(request.run_out_dir)),
             warnings=outcome.warnings,
             hook_errors=self.hook_errors,
+            dataset=self.dataset,
+            rerun_of=request.rerun_of,
         )
         write_record(request.record_path, record)
         self.say(f"record: {request.record_path}")

@@ -1,0 +1,237 @@
+"""Benchmark: dataset digest (cold and warm) and `mdivicom verify`, against coreutils.
+
+1. Cold digest: N files of random data (default 2,000 files, 2 GiB in all);
+   `sha256sum` over the same files is the baseline. The digest runs with an
+   empty cache file each time (so it hashes everything and fills the cache);
+   both run in fresh processes with the page cache warm, so this compares
+   hashing, not the disk.
+2. Warm digest: 10,000 small unchanged files, cache already filled; the stat
+   walk alone (the fingerprint every run records) is the baseline. Timed
+   in-process, median of several runs.
+3. verify: a real run of a python plugin writes M output files (default 64 x
+   16 MiB = 1 GiB); `mdivicom verify OUT` is timed against `sha256sum -c` over
+   the same files (both fresh processes, page cache warm).
+
+Targets (issue 12): cold digest >= 0.9x sha256sum's throughput, warm digest of
+10,000 files <= 0.3 s, verify >= 0.9x `sha256sum -c`'s throughput.
+
+Usage: python benchmarks/dataset_digest.py [--files 2000] [--mib 2048]
+       [--warm-files 10000] [--verify-files 64] [--verify-mib 16] [--runs 5] [--markdown]
+       [--only cold|warm|verify ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import medians, print_table, timed
+
+DIGEST = """
+import sys
+from pathlib import Path
+from mdivicomtools.records.digest import scan_dataset
+scan_dataset(Path(sys.argv[1]), contents=True, cache=Path(sys.argv[2]))
+"""
+
+PLUGIN = """
+import os
+from pathlib import Path
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    block = os.urandom(1 << 20)
+    for index in range(config["files"]):
+        with Path(out_dir, f"video-{index:03}.bin").open("wb") as handle:
+            for chunk in range(config["mib"]):
+                handle.write(block[chunk:] + block[:chunk])
+    return {}
+"""
+
+
+def write_random_files(root: Path, count: int, total_bytes: int) -> None:
+    root.mkdir(parents=True)
+    size = total_bytes // count
+    block = os.urandom(max(size, 1) + 4096)
+    for index in range(count):
+        offset = index % 4096
+        (root / f"f{index:05}.bin").write_bytes(block[offset : offset + size])
+
+
+def cold(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str]]:
+    root = tmp / "cold"
+    write_random_files(root, args.files, args.mib << 20)
+    files = sorted(str(p) for p in root.iterdir())
+    cache = tmp / "cold-cache.sqlite"
+
+    def digest_argv() -> list[str]:
+        cache.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(cache) + suffix).unlink(missing_ok=True)
+        return [sys.executable, "-c", DIGEST, str(root), str(cache)]
+
+    sha = ["sha256sum", *files]
+    timed(sha)
+    timed(digest_argv())
+    samples: dict[str, list[float]] = {"sha256sum (coreutils)": [], "digest, cold cache": []}
+    for _ in range(args.runs):
+        samples["sha256sum (coreutils)"].append(timed(sha))
+        samples["digest, cold cache"].append(timed(digest_argv()))
+    med = medians(samples)
+    base = med["sha256sum (coreutils)"]
+    return [
+        (
+            name,
+            f"{args.mib / seconds:.0f} MiB/s",
+            f"{base / seconds:.2f}x sha256sum's throughput",
+            "" if name.startswith("sha") else ">= 0.9x",
+        )
+        for name, seconds in med.items()
+    ]
+
+
+def warm(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str]]:
+    from mdivicomtools.records.digest import scan_dataset
+
+    root = tmp / "warm"
+    write_random_files(root, args.warm_files, args.warm_files * 4096)
+    cache = tmp / "warm-cache.sqlite"
+    scan_dataset(root, contents=True, cache=cache)  # fills the cache
+    names = ("stat walk (fingerprint only)", "digest, warm cache")
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.runs):
+        for name, contents in zip(names, (False, True), strict=True):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            scan_dataset(root, contents=contents, cache=cache)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    med, med_cpu = medians(wall), medians(cpu)
+    base = med[names[0]]
+    return [
+        (
+            name,
+            f"{med[name]:.3f} s (CPU {med_cpu[name]:.3f} s)",
+            f"{med[name] / base:.2f}x the stat walk's time",
+            "" if name == names[0] else "<= 0.3 s",
+        )
+        for name in names
+    ]
+
+
+def verify(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str]]:
+    site = tmp / "site"
+    manifests = tmp / "manifests"
+    site.mkdir()
+    manifests.mkdir()
+    (site / "bench_writer.py").write_text(PLUGIN)
+    (manifests / "bench-writer.json").write_text(
+        json.dumps(
+            {
+                "meta": {
+                    "api_version": "mdivicomtools.plugin.v0.1",
+                    "id": "bench-writer",
+                    "kind": "python",
+                    "version": "1.0.0",
+                    "publisher": "bench",
+                    "description": "writes random output files",
+                },
+                "entry": {"callable": "bench_writer:run"},
+            }
+        )
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["MDIVICOM_PLUGIN_PATH"] = str(manifests)
+    dataset = tmp / "dataset"
+    dataset.mkdir()
+    (dataset / "a.txt").write_text("a dataset")
+    out = tmp / "out"
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    config = json.dumps({"files": args.verify_files, "mib": args.verify_mib})
+    argv = [mdivicom, "run", "bench-writer", "--dataset", str(dataset), "--out", str(out)]
+    subprocess.run(
+        [*argv, "--config", config],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    record = json.loads(max((out / "_runs").glob("*.json")).read_text())
+    sums = tmp / "sums.txt"
+    sums.write_text(
+        "".join(f"{o['sha256']}  {out / 'bench-writer' / o['path']}\n" for o in record["outputs"])
+    )
+    cases = {
+        "sha256sum -c (coreutils)": ["sha256sum", "--quiet", "-c", str(sums)],
+        "mdivicom verify": [mdivicom, "verify", str(out)],
+    }
+    for argv in cases.values():
+        timed(argv, env)
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.runs):
+        for name, argv in cases.items():
+            samples[name].append(timed(argv, env))
+    med = medians(samples)
+    base = med["sha256sum -c (coreutils)"]
+    total = args.verify_files * args.verify_mib
+    return [
+        (
+            name,
+            f"{total / seconds:.0f} MiB/s",
+            f"{base / seconds:.2f}x sha256sum -c's throughput",
+            "" if name.startswith("sha") else ">= 0.9x",
+        )
+        for name, seconds in med.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--mib", type=int, default=2048, help="total size of the cold dataset")
+    parser.add_argument("--warm-files", type=int, default=10000)
+    parser.add_argument("--verify-files", type=int, default=64)
+    parser.add_argument("--verify-mib", type=int, default=16, help="size of each output file")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--only", choices=("cold", "warm", "verify"), action="append", help="run only these parts"
+    )
+    args = parser.parse_args()
+    parts = set(args.only or ("cold", "warm", "verify"))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as name:
+        tmp = Path(name)
+        if "cold" in parts:
+            print_table(
+                f"# cold digest: {args.files} files, {args.mib} MiB in all; median of {args.runs} "
+                f"runs; {cpus} CPUs",
+                cold(args, tmp),
+                args.markdown,
+            )
+            print()
+        if "warm" in parts:
+            print_table(
+                f"# warm digest: {args.warm_files} unchanged files of 4 KiB; median of {args.runs} "
+                "runs, in-process",
+                warm(args, tmp),
+                args.markdown,
+            )
+            print()
+        if "verify" in parts:
+            print_table(
+                f"# verify: {args.verify_files} output files x {args.verify_mib} MiB; median of "
+                f"{args.runs} runs; fresh processes",
+                verify(args, tmp),
+                args.markdown,
+            )
+            print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""`mdivicom verify`: re-hash a run's outputs and check its dataset against the record."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from mdivicomtools.cli.output import echo_json
+
+if TYPE_CHECKING:
+    from mdivicomtools.records.verify import VerifyReport
+
+
+def render_report(report: VerifyReport) -> str:
+    """One block per run: a verdict line, then each difference on its own line."""
+    where = f"{report.session}: " if report.session else ""
+    verdict = "ok" if report.ok else "DIFFERS"
+    lines = [f"{where}{report.plugin} run {report.run_id}: {verdict}"]
+    for label, paths in (
+        ("modified", report.modified),
+        ("missing", report.missing),
+        ("extra", report.extra),
+    ):
+        lines.extend(f"  output {label}: {path}" for path in paths)
+    unchanged = report.outputs - len(report.modified) - len(report.missing)
+    lines.append(f"  outputs: {unchanged} of {report.outputs} file(s) as recorded")
+    dataset = report.dataset
+    if dataset.matches is None:
+        lines.append(f"  dataset: not checked ({dataset.note})")
+    elif dataset.matches:
+        lines.append(f"  dataset: matches the record's {dataset.checked}")
+    else:
+        lines.append(f"  dataset: DIFFERS from the record's {dataset.checked} ({dataset.path})")
+        for label, paths in (
+            ("changed", dataset.changed),
+            ("added", dataset.added),
+            ("removed", dataset.removed),
+        ):
+            lines.extend(f"  dataset {label}: {path}" for path in paths)
+        if not (dataset.changed or dataset.added or dataset.removed) and dataset.note:
+            lines.append(f"  dataset: {dataset.note}")
+    return "\n".join(lines)
+
+
+@click.command("verify")
+@click.argument("out")
+@click.argument("run_id", default="latest")
+@click.option(
+    "--all",
+    "every_plugin",
+    is_flag=True,
+    help="Verify the latest succeeded run of every plugin under OUT (not only the newest run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as a JSON array.")
+def verify_command(out: str, run_id: str, every_plugin: bool, as_json: bool) -> None:
+    """Check that a run's outputs and dataset are still what its record says.
+
+    OUT is a run's --out (or a batch's: then every session is checked); RUN_ID
+    defaults to `latest`, the newest succeeded run. The outputs are hashed
+    again (modified, missing and extra files are named); the dataset is
+    compared with the record's content digest, or its stat fingerprint.
+
+    Exit status: 0 everything matches, 1 something differs, 2 bad input.
+    """
+    from pathlib import Path
+
+    from mdivicomtools.records.verify import verify_out
+
+    reports = verify_out(Path(out), run_id, every_plugin=every_plugin)
+    if as_json:
+        echo_json(reports)
+    else:
+        click.echo("\n".join(render_report(r) for r in reports))
+    raise click.exceptions.Exit(0 if all(r.ok for r in reports) else 1)

@@ -1,0 +1,284 @@
+"""`mdivicom runs export --ro-crate`: a run's provenance as a Workflow Run RO-Crate.
+
+An RO-Crate is the packaging research repositories and workflow systems read:
+a folder with the data and an `ro-crate-metadata.json` in JSON-LD. The crate
+follows the "Process Run Crate" profile (https://w3id.org/ro/wfrun/process/0.5):
+each run is a CreateAction whose instrument is the plugin (and for a
+container run the image, by digest), whose object is the dataset and the
+config (as PropertyValues), and whose result is the output files, copied into
+the crate with the checksums the record holds. The JSON-LD is produced by the
+`rocrate` library (ro-crate-py, the extra `mdivicomtools[rocrate]`) rather
+than written by hand, so the crate's structure follows the library that
+implements the specification.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from mdivicomtools.common.timefmt import iso, utc_now
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import RUNS_DIR
+from mdivicomtools.model.run import RunRecord
+from mdivicomtools.records.store import RecordNotFound, find_record, load_records, session_folders
+
+PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
+WFRUN = "https://w3id.org/ro/terms/workflow-run#"
+#: terms of the Workflow Run vocabulary the crate uses, defined inline so that
+#: reading the crate needs no context beyond RO-Crate 1.1's own
+WFRUN_TERMS = {
+    "ContainerImage": f"{WFRUN}ContainerImage",
+    "containerImage": f"{WFRUN}containerImage",
+    "registry": f"{WFRUN}registry",
+    "tag": f"{WFRUN}tag",
+    "sha256": f"{WFRUN}sha256",
+}
+STATUS = {
+    "succeeded": "http://schema.org/CompletedActionStatus",
+    "dry_run": "http://schema.org/CompletedActionStatus",
+}
+FAILED = "http://schema.org/FailedActionStatus"
+
+
+class CrateUnavailable(UsageError):
+    """The `rocrate` library is not installed."""
+
+
+def _flatten(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(config, dict) and config:
+        return [
+            pair
+            for key, value in config.items()
+            for pair in _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    return [(prefix, config)] if prefix else []
+
+
+def _iso8601(stamp: str) -> str:
+    """A record's `...T15:33:22.481Z` as `...T15:33:22.481+00:00`, the form the profile checks."""
+    return stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp
+
+
+def _image_parts(image: str) -> tuple[str, str, str | None]:
+    """(registry, name, tag) of an image reference: `localhost/tool:1` is
+    ("localhost", "tool", "1"), `lab/tool` is ("docker.io", "lab/tool", None)."""
+    name, _, _digest = image.partition("@")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    first = name.split("/", 1)[0]
+    has_registry = "/" in name and ("." in first or ":" in first or first == "localhost")
+    if has_registry:
+        return first, name.split("/", 1)[1], tag
+    return "docker.io", name, tag
+
+
+def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunRecord]]:
+    """(session, run root, record) of each run to export; the run root is where the
+    record was found, so a moved output folder still exports."""
+    if not out.is_dir():
+        raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
+    if (out / RUNS_DIR).is_dir():
+        return [(None, out, find_record(out, run_id))]
+    sessions = session_folders(out)
+    if not sessions:
+        raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
+    if run_id != "latest":
+        raise UsageError(
+            f"{str(out)!r} is a batch folder; export all sessions with 'latest', or one run "
+            f"with `mdivicom runs export {out}/<session> {run_id} --ro-crate DIR`"
+        )
+    chosen = []
+    for folder in sessions:
+        records, _ = load_records(folder)
+        done = [r for r in records if r.status == "succeeded"]
+        if done:
+            chosen.append((folder.name, folder, done[-1]))
+    if not chosen:
+        raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
+    return chosen
+
+
+#: the crate's `license` when none is given: RO-Crate requires one, and the data's
+#: terms are the lab's to state, not this tool's to guess
+NO_LICENSE = (
+    "No license was stated when this crate was exported; ask the owners of the dataset "
+    "and of the outputs before reuse."
+)
+
+
+def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = None) -> Path:
+    """Write the crate of run `run_id` under `out` (or of every session of a batch) to `dest`.
+
+    Returns the path of `ro-crate-metadata.json`. `dest` must not exist or be
+    empty. `license` is a URL (e.g. a Creative Commons licence) or a text;
+    without it the crate says that none was stated. The output files are
+    copied in; their checksums are the record's, so run `verify` first to
+    prove the files still match it.
+    """
+    try:
+        from rocrate.model.contextentity import ContextEntity
+        from rocrate.rocrate import ROCrate
+    except ImportError:
+        raise CrateUnavailable(
+            "exporting an RO-Crate needs the rocrate library: pip install 'mdivicomtools[rocrate]'"
+        ) from None
+    runs = _runs_to_export(out, run_id)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(
+            f"{str(dest)!r} exists and is not an empty folder; choose another --ro-crate"
+        )
+    for session, root, record in runs:
+        for output in record.outputs:
+            if not (root / record.plugin.id / output.path).is_file():
+                where = f"{session}: " if session else ""
+                raise UsageError(
+                    f"{where}output {output.path!r} of run {record.run_id} is missing from "
+                    f"{str(root / record.plugin.id)!r}; `mdivicom verify` shows what changed"
+                )
+
+    # RO-Crate 1.1: the version the Process Run Crate 0.5 profile builds on
+    crate = ROCrate(version="1.1")
+    crate.metadata.extra_terms.update(WFRUN_TERMS)
+    profile = crate.add(
+        ContextEntity(
+            crate,
+            PROCESS_RUN_CRATE,
+            properties={"@type": "CreativeWork", "name": "Process Run Crate", "version": "0.5"},
+        )
+    )
+    root = crate.root_dataset
+    root["conformsTo"] = profile
+    first = runs[0][2]
+    if len(runs) == 1:
+        root["name"] = f"{first.plugin.ref} {first.plugin.version}, run {first.run_id}"
+    else:
+        root["name"] = f"{first.plugin.ref}: {len(runs)} sessions under {out.name}"
+    root["description"] = (
+        "Provenance of mdivicomtools runs exported from their run records: the plugin, the "
+        "dataset, the config and the output files with their sha256."
+    )
+    root["datePublished"] = iso(utc_now())
+    if license and license.startswith(("http://", "https://")):
+        root["license"] = crate.add(
+            ContextEntity(crate, license, properties={"@type": "CreativeWork", "name": license})
+        )
+    else:
+        root["license"] = license or NO_LICENSE
+    for session, root, record in runs:
+        _add_run(crate, ContextEntity, session, root, record)
+    dest.mkdir(parents=True, exist_ok=True)
+    crate.write(dest)
+    return dest / "ro-crate-metadata.json"
+
+
+def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: RunRecord) -> None:
+    plugin = record.plugin
+    prefix = f"{session}/" if session else ""
+    tool_id = f"#plugin/{plugin.publisher}/{plugin.id}/{plugin.version}"
+    tool = crate.get(tool_id) or crate.add(
+        entity(
+            crate,
+            tool_id,
+            properties={
+                "@type": "SoftwareApplication",
+                "name": plugin.ref,
+                "softwareVersion": plugin.version,
+                "description": f"mdivicomtools {plugin.kind} plugin {plugin.ref}",
+            },
+        )
+    )
+    instruments = [tool]
+    image = None
+    if record.container is not None and record.container.image_id:
+        hex_id = record.container.image_id.removeprefix("sha256:")
+        registry, name, tag = _image_parts(record.container.image)
+        image_props: dict[str, Any] = {
+            "@type": "ContainerImage",
+            "additionalType": {"@id": f"{WFRUN}DockerImage"},
+            "name": name,
+            "registry": registry,
+            "sha256": hex_id,
+        }
+        if tag:
+            image_props["tag"] = tag
+        image = crate.get(f"#image-{hex_id}") or crate.add(
+            entity(crate, f"#image-{hex_id}", properties=image_props)
+        )
+
+    dataset_props: dict[str, Any] = {
+        "@type": "Dataset",
+        "name": Path(record.dataset_dir).name or record.dataset_dir,
+        "description": "The input dataset, read-only; not copied into the crate.",
+    }
+    if record.dataset is not None:
+        dataset_props["contentSize"] = str(record.dataset.bytes)
+        dataset_props["identifier"] = (
+            f"sha256-content-digest:{record.dataset.digest}"
+            if record.dataset.digest
+            else f"sha256-stat-fingerprint:{record.dataset.fingerprint}"
+        )
+    dataset_id = Path(record.dataset_dir).as_uri() + "/"
+    dataset = crate.get(dataset_id)
+    if dataset is None:
+        # a data entity by absolute URI: named by the crate, not copied into it
+        dataset = crate.add(entity(crate, dataset_id, properties=dataset_props))
+        crate.root_dataset.append_to("hasPart", dataset)
+    objects = [dataset]
+    for key, value in _flatten(record.config):
+        objects.append(
+            crate.add(
+                entity(
+                    crate,
+                    f"#{record.run_id}/config/{key}",
+                    properties={
+                        "@type": "PropertyValue",
+                        "name": key,
+                        "value": value
+                        if isinstance(value, (str, int, float, bool))
+                        else json.dumps(value),
+                    },
+                )
+            )
+        )
+
+    results = []
+    for output in record.outputs:
+        file_props = {"contentSize": str(output.size), "sha256": output.sha256}
+        media_type, _ = mimetypes.guess_type(output.path)
+        if media_type:
+            file_props["encodingFormat"] = media_type
+        results.append(
+            crate.add_file(
+                root / plugin.id / output.path,
+                dest_path=f"{prefix}{plugin.id}/{output.path}",
+                properties=file_props,
+            )
+        )
+
+    action_props: dict[str, Any] = {
+        "@type": "CreateAction",
+        "name": f"{plugin.ref} {plugin.version} on {dataset_props['name']}"
+        + (f" (session {session})" if session else ""),
+        "description": f"mdivicomtools run {record.run_id} on the {record.backend.name} backend",
+        "identifier": record.run_id,
+        "startTime": _iso8601(record.started_at),
+        "endTime": _iso8601(record.finished_at),
+        "actionStatus": {"@id": STATUS.get(record.status, FAILED)},
+    }
+    if record.error is not None and record.status not in STATUS:
+        action_props["error"] = f"{record.error.type}: {record.error.message}"
+    action = crate.add_action(
+        instruments[0],
+        identifier=f"#run/{record.run_id}",
+        object=objects,
+        result=results,
+        properties=action_props,
+    )
+    if image is not None:
+        action["containerImage"] = image
+    crate.root_dataset.append_to("mentions", action)

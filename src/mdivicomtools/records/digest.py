@@ -1,0 +1,414 @@
+"""What a dataset was when a run read it: a stat fingerprint, and on request a content digest.
+
+The fingerprint (sha256 over each file's relative path, size and mtime_ns)
+costs one stat walk and tells that a folder changed on this machine; the
+digest (sha256 over each relative path and the sha256 of the file's content)
+proves what the content was, wherever it is copied to. Datasets here are
+hours of video, so contents are hashed by a bounded pool of threads (hashlib
+releases the GIL) and each file's sha256 is kept in a small SQLite cache keyed
+by (device, inode, size, mtime_ns, ctime_ns): a second digest of an unchanged
+dataset is a stat walk and one cache lookup per file, not a read. ctime cannot
+be set by a user, so a file rewritten in place with its mtime restored still
+misses the cache.
+
+The per-file list is written beside the record (`_runs/datasets/<run_id>.json`)
+so that `verify`, `rerun` and `--resume` can name the files that changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from stat import S_ISREG
+
+import msgspec
+
+from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.model.layout import RUNS_DIR
+from mdivicomtools.model.run import DatasetInfo
+from mdivicomtools.records.inventory import default_workers
+
+#: the cache file; "off" (or an empty value) disables the cache
+CACHE_ENV = "MDIVICOM_DIGEST_CACHE"
+#: inodes per cache query (SQLite allows 999 parameters in older builds)
+_CHUNK = 500
+MANIFEST_SCHEMA = "mdivicomtools.dataset-manifest.v1"
+MANIFESTS_DIR = "datasets"
+
+
+class DatasetFile(msgspec.Struct, array_like=True, frozen=True):
+    """One file of a dataset: relative path, size, mtime_ns and (with a digest) its sha256."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+
+
+class DatasetManifest(msgspec.Struct, kw_only=True):
+    """`_runs/datasets/<run_id>.json`: the files a run's dataset held, sorted by path."""
+
+    schema: str = MANIFEST_SCHEMA
+    files: list[DatasetFile]
+
+
+class DatasetChanges(msgspec.Struct, kw_only=True, frozen=True):
+    """How a dataset differs from what a record saw, file by file where the record allows."""
+
+    changed: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
+    #: the record has no per-file list: only "it changed" is known
+    unnamed: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.added or self.removed or self.unnamed)
+
+    @property
+    def count(self) -> int:
+        return len(self.changed) + len(self.added) + len(self.removed)
+
+    def describe(self, limit: int = 5) -> str:
+        if self.unnamed:
+            return "the dataset differs (the record lists no files to name)"
+        parts = []
+        for label, paths in (
+            ("changed", self.changed),
+            ("added", self.added),
+            ("removed", self.removed),
+        ):
+            if paths:
+                shown = ", ".join(paths[:limit])
+                more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+                parts.append(f"{label} {shown}{more}")
+        return "; ".join(parts)
+
+
+# -- the walk ---------------------------------------------------------------
+
+
+class _Entry(msgspec.Struct, frozen=True):
+    rel: str
+    path: str
+    size: int
+    mtime_ns: int
+    key: tuple[int, int, int, int, int] | None  # None: not a regular file (a dangling link)
+
+
+def _walk(root: Path) -> list[_Entry]:
+    """Every file under root, sorted by relative path.
+
+    File symlinks are followed (git-annex and datalad datasets are made of
+    them: the content is what matters); directory symlinks are not, so a link
+    loop cannot make the walk endless. A dangling link is listed with size -1.
+    """
+    found: list[_Entry] = []
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, rel + "/"))
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=True)
+                except OSError:
+                    if not entry.is_symlink():
+                        raise
+                    # a dangling link or a link loop: listed by its target text
+                    found.append(_Entry(rel, entry.path, -1, 0, None))
+                    continue
+                if not S_ISREG(st.st_mode):
+                    if entry.is_symlink():  # a link to a folder: listed, not followed
+                        found.append(_Entry(rel, entry.path, -1, 0, None))
+                    continue
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                found.append(_Entry(rel, entry.path, st.st_size, st.st_mtime_ns, key))
+    found.sort(key=lambda e: e.rel)
+    return found
+
+
+def _link_hash(path: str) -> str:
+    """A stand-in content hash for a link that leads to no file: the link's target text."""
+    return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
+
+
+def stat_fingerprint(files: Iterable[DatasetFile]) -> str:
+    """sha256 over each file's relative path, size and mtime_ns, in the given (path) order."""
+    text = "".join(f"{f.path}\0{f.size}\0{f.mtime_ns}\n" for f in files)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def content_digest(files: Iterable[DatasetFile]) -> str:
+    """sha256 over the sorted relative paths and each file's content sha256."""
+    text = "".join(f"{f.path}\0{f.sha256}\n" for f in files)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+# -- the cache --------------------------------------------------------------
+
+
+def cache_path() -> Path | None:
+    """The SQLite cache file: $MDIVICOM_DIGEST_CACHE, else the user cache folder."""
+    override = os.environ.get(CACHE_ENV)
+    if override is not None:
+        return None if override.strip() in ("", "off") else Path(override).expanduser()
+    import platformdirs
+
+    return platformdirs.user_cache_path("mdivicomtools") / "sha256-cache.sqlite"
+
+
+_TOP = 1 << 63
+
+
+def _signed(value: int) -> int:
+    """SQLite integers are signed 64-bit; st_dev and st_ino are unsigned."""
+    return value - (_TOP << 1) if value >= _TOP else value
+
+
+class DigestCache:
+    """sha256 by (device, inode) with the size, mtime_ns and ctime_ns it was computed for.
+
+    Keyed by (device, inode), so an edited file replaces its old entry and the
+    cache does not grow with every edit. It is only an accelerator: a cache that
+    cannot be opened or written (read-only home, a locked file on NFS) makes
+    the digest read every file, never fail.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._db: sqlite3.Connection | None = None
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sha256 (dev INTEGER, ino INTEGER, size INTEGER, "
+                "mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT, PRIMARY KEY (dev, ino)) "
+                "WITHOUT ROWID"
+            )
+            db.commit()
+        except (OSError, sqlite3.Error):
+            return
+        self._db = db
+
+    def get_many(self, keys: list[tuple[int, int, int, int, int]]) -> list[str | None]:
+        """The cached sha256 for each key, None where the file changed or is not cached.
+
+        Looked up in chunks of inodes per device (one query per 500 files, not
+        one per file): this is the whole cost of a warm digest besides the walk.
+        """
+        if self._db is None:
+            return [None] * len(keys)
+        rows: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+        ids = [(_signed(dev), _signed(ino)) for dev, ino, *_ in keys]
+        by_dev: dict[int, list[int]] = {}
+        for dev, ino in ids:
+            by_dev.setdefault(dev, []).append(ino)
+        try:
+            for dev, inos in by_dev.items():
+                for start in range(0, len(inos), _CHUNK):
+                    chunk = inos[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for ino, size, mtime_ns, ctime_ns, sha in self._db.execute(
+                        "SELECT ino, size, mtime_ns, ctime_ns, sha256 FROM sha256 "
+                        f"WHERE dev=? AND ino IN ({marks})",
+                        (dev, *chunk),
+                    ):
+                        rows[dev, ino] = (size, mtime_ns, ctime_ns, sha)
+        except sqlite3.Error:
+            return [None] * len(keys)
+        found: list[str | None] = []
+        for ident, (_, _, size, mtime_ns, ctime_ns) in zip(ids, keys, strict=True):
+            row = rows.get(ident)
+            if row is not None and row[0] == size and row[1] == mtime_ns and row[2] == ctime_ns:
+                found.append(row[3])
+            else:
+                found.append(None)
+        return found
+
+    def put_many(self, items: list[tuple[tuple[int, int, int, int, int], str]]) -> None:
+        if self._db is None or not items:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO sha256 VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (_signed(dev), _signed(ino), size, mtime_ns, ctime_ns, sha)
+                    for (dev, ino, size, mtime_ns, ctime_ns), sha in items
+                ],
+            )
+            self._db.commit()
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
+# -- hashing ----------------------------------------------------------------
+
+
+_BLOCK = 1 << 20
+
+
+class HashingStopped(Exception):
+    """Hashing was given up because the digest as a whole is being abandoned."""
+
+
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
+    """sha256 of a file, read in 1 MiB blocks.
+
+    Between blocks it gives up once `stop` is set: Ctrl-C during the digest of
+    a 50 GB video must not wait for the other threads to finish their files.
+    """
+    digest = hashlib.sha256()
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise HashingStopped(str(path))
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def hash_bounded(paths: list[str], workers: int | None = None) -> Iterator[tuple[int, str]]:
+    """(index, sha256) for each path, hashed by `workers` threads.
+
+    At most twice as many files as threads are in flight, so memory stays at a
+    few read buffers however many files there are. If the caller stops early
+    (an exception, Ctrl-C), the files in flight are abandoned within a block.
+    """
+    workers = workers or default_workers()
+    if workers == 1 or len(paths) <= 1:
+        for index, path in enumerate(paths):
+            yield index, sha256_file(Path(path))
+        return
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-digest")
+    try:
+        pending: dict[Future[str], int] = {}
+        for index, path in enumerate(paths):
+            pending[pool.submit(sha256_file, Path(path), stop)] = index
+            if len(pending) >= 2 * workers:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        for future in list(pending):
+            yield pending.pop(future), future.result()
+    finally:
+        stop.set()  # a no-op after a complete digest; otherwise it ends the threads' work
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scan_dataset(
+    root: Path, *, contents: bool, workers: int | None = None, cache: Path | bool | None = True
+) -> tuple[DatasetInfo, DatasetManifest]:
+    """The dataset's fingerprint, and with `contents` its digest; plus the per-file list.
+
+    `cache` True uses `cache_path()`, a Path that file, None or False none.
+    Raises OSError when a file cannot be read.
+    """
+    entries = _walk(root)
+    hashes: list[str | None] = [None] * len(entries)
+    if contents:
+        db = DigestCache(cache_path() if cache is True else (cache or None))
+        try:
+            regular = [i for i, e in enumerate(entries) if e.key is not None]
+            cached = db.get_many([entries[i].key for i in regular])  # type: ignore[misc]
+            todo = []
+            for i, sha in zip(regular, cached, strict=True):
+                if sha is None:
+                    todo.append(i)
+                else:
+                    hashes[i] = sha
+            fresh: list[tuple[tuple[int, int, int, int, int], str]] = []
+            for j, sha in hash_bounded([entries[i].path for i in todo], workers):
+                i = todo[j]
+                hashes[i] = sha
+                fresh.append((entries[i].key, sha))  # type: ignore[arg-type]
+            db.put_many(fresh)
+        finally:
+            db.close()
+        for i, entry in enumerate(entries):
+            if entry.key is None:
+                hashes[i] = _link_hash(entry.path)
+    files = [
+        DatasetFile(e.rel, e.size, e.mtime_ns, sha) for e, sha in zip(entries, hashes, strict=True)
+    ]
+    info = DatasetInfo(
+        files=len(files),
+        bytes=sum(f.size for f in files if f.size > 0),
+        fingerprint=stat_fingerprint(files),
+        digest=content_digest(files) if contents else None,
+    )
+    return info, DatasetManifest(files=files)
+
+
+# -- the manifest beside the record -----------------------------------------
+
+
+def manifest_relpath(run_id: str) -> str:
+    return f"{RUNS_DIR}/{MANIFESTS_DIR}/{run_id}.json"
+
+
+def write_manifest(run_out_dir: Path, run_id: str, manifest: DatasetManifest) -> str:
+    """Write the per-file list; returns its path relative to the run root."""
+    rel = manifest_relpath(run_id)
+    path = run_out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, manifest)
+    return rel
+
+
+def read_manifest(run_out_dir: Path, rel: str | None) -> DatasetManifest | None:
+    """The per-file list a record points at, or None when it has none or it is unreadable."""
+    if not rel:
+        return None
+    try:
+        return msgspec.json.decode((run_out_dir / rel).read_bytes(), type=DatasetManifest)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def compare_dataset(
+    recorded: DatasetInfo,
+    manifest: DatasetManifest | None,
+    current: DatasetInfo,
+    now: DatasetManifest,
+) -> DatasetChanges:
+    """What changed since the record: by content when both have a digest, else by stat."""
+    by_content = recorded.digest is not None and current.digest is not None
+    same = (
+        recorded.digest == current.digest
+        if by_content
+        else recorded.fingerprint == current.fingerprint
+    )
+    if same:
+        return DatasetChanges()
+    if manifest is None:
+        return DatasetChanges(unnamed=True)
+    before = {f.path: f for f in manifest.files}
+    after = {f.path: f for f in now.files}
+
+    def differs(a: DatasetFile, b: DatasetFile) -> bool:
+        if by_content:
+            return a.sha256 != b.sha256
+        return (a.size, a.mtime_ns) != (b.size, b.mtime_ns)
+
+    return DatasetChanges(
+        changed=sorted(p for p in before.keys() & after.keys() if differs(before[p], after[p])),
+        added=sorted(after.keys() - before.keys()),
+        removed=sorted(before.keys() - after.keys()),
+    )

@@ -1,0 +1,206 @@
+"""`mdivicom verify`: are these outputs, and this dataset, still what a run recorded?
+
+The outputs are hashed again and compared with the record's inventory
+(modified, missing and extra files, each named); the dataset is compared with
+the record's digest when it has one (content: proves it), else with its stat
+fingerprint (sizes and times: enough to notice a change on this machine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.run import OutputFile, RunRecord
+from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
+from mdivicomtools.records.inventory import inventory
+from mdivicomtools.records.store import RecordNotFound, load_records, session_folders
+
+DatasetCheckKind = Literal["digest", "fingerprint", "not recorded", "missing"]
+
+
+class OutputChanges(msgspec.Struct, kw_only=True, frozen=True):
+    """Output files compared with an inventory, each list sorted by path."""
+
+    modified: list[str] = []
+    missing: list[str] = []
+    extra: list[str] = []
+    identical: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.modified or self.missing or self.extra)
+
+
+def compare_outputs(expected: list[OutputFile], actual: list[OutputFile]) -> OutputChanges:
+    before = {f.path: f for f in expected}
+    after = {f.path: f for f in actual}
+    common = before.keys() & after.keys()
+    return OutputChanges(
+        modified=sorted(p for p in common if before[p].sha256 != after[p].sha256),
+        missing=sorted(before.keys() - after.keys()),
+        extra=sorted(after.keys() - before.keys()),
+        identical=sorted(p for p in common if before[p].sha256 == after[p].sha256),
+    )
+
+
+class DatasetCheck(msgspec.Struct, kw_only=True):
+    """How the dataset compares with the record."""
+
+    checked: DatasetCheckKind
+    path: str
+    matches: bool | None
+    changed: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
+    note: str = ""
+
+
+class VerifyReport(msgspec.Struct, kw_only=True):
+    """One run's verification: `ok` is True only when outputs and dataset both match."""
+
+    run_id: str
+    plugin: str
+    session: str | None
+    out_dir: str
+    ok: bool
+    outputs: int
+    modified: list[str]
+    missing: list[str]
+    extra: list[str]
+    dataset: DatasetCheck
+
+
+def check_dataset(
+    record: RunRecord, dataset_dir: Path | None = None, run_root: Path | None = None
+) -> DatasetCheck:
+    """Compare the dataset (the record's, or `dataset_dir`) with what the record saw.
+
+    `run_root` is where the record was found (its manifest is beside it),
+    which may differ from the recorded `run_out_dir` after the folder moved.
+    """
+    path = dataset_dir or Path(record.dataset_dir)
+    recorded = record.dataset
+    if recorded is None:
+        return DatasetCheck(
+            checked="not recorded",
+            path=str(path),
+            matches=None,
+            note="the record predates dataset fingerprints; only the outputs were checked",
+        )
+    kind: DatasetCheckKind = "digest" if recorded.digest else "fingerprint"
+    if not path.is_dir():
+        return DatasetCheck(
+            checked="missing", path=str(path), matches=False, note="the dataset folder is gone"
+        )
+    try:
+        current, now = scan_dataset(path, contents=recorded.digest is not None)
+    except OSError as exc:
+        return DatasetCheck(checked=kind, path=str(path), matches=False, note=f"unreadable: {exc}")
+    changes = compare_dataset(
+        recorded,
+        read_manifest(run_root or Path(record.run_out_dir), recorded.manifest),
+        current,
+        now,
+    )
+    return DatasetCheck(
+        checked=kind,
+        path=str(path),
+        matches=not changes,
+        changed=changes.changed,
+        added=changes.added,
+        removed=changes.removed,
+        note=changes.describe() if changes else "",
+    )
+
+
+def verify_record(
+    record: RunRecord, *, session: str | None = None, run_root: Path | None = None
+) -> VerifyReport:
+    """Hash the record's output folder again and check its dataset.
+
+    The output folder is `<run_root>/<plugin id>`: results travel, so the
+    folder the record was found in counts, not the path recorded at run time.
+    """
+    if record.status != "succeeded":
+        raise UsageError(
+            f"run {record.run_id} {record.status.replace('_', ' ')}, so it kept no outputs to "
+            "verify; name a succeeded run, or use 'latest'"
+        )
+    out_dir = run_root / record.plugin.id if run_root is not None else Path(record.out_dir)
+    actual = inventory(out_dir) if out_dir.is_dir() else []
+    changes = compare_outputs(record.outputs, actual)
+    dataset = check_dataset(record, run_root=run_root)
+    return VerifyReport(
+        run_id=record.run_id,
+        plugin=record.plugin.ref,
+        session=session,
+        out_dir=str(out_dir),
+        ok=not changes and dataset.matches is not False,
+        outputs=len(record.outputs),
+        modified=changes.modified,
+        missing=changes.missing,
+        extra=changes.extra,
+        dataset=dataset,
+    )
+
+
+def _pick(
+    records: list[RunRecord], run_id: str, every_plugin: bool, where: Path
+) -> list[RunRecord]:
+    done = [r for r in records if r.status == "succeeded"]
+    if every_plugin:
+        latest: dict[str, RunRecord] = {}
+        for record in done:
+            latest[record.plugin.ref] = record
+        return list(latest.values())
+    if run_id == "latest":
+        if not done:
+            raise RecordNotFound(f"no succeeded run recorded in {str(where)!r}")
+        return [done[-1]]
+    for record in records:
+        if record.run_id == run_id:
+            return [record]
+    recent = ", ".join(r.run_id for r in records[-3:]) or "none"
+    raise RecordNotFound(
+        f"no run {run_id!r} in {str(where)!r}; the newest are: {recent} (or use 'latest')"
+    )
+
+
+def verify_out(
+    out: Path, run_id: str = "latest", *, every_plugin: bool = False
+) -> list[VerifyReport]:
+    """Verify a run root, or every session of a batch's --out.
+
+    `latest` is the newest succeeded run; `every_plugin` verifies the newest
+    succeeded run of each plugin (each plugin's output folder holds only its
+    latest run). For a batch folder, each session is checked the same way.
+    """
+    if not out.is_dir():
+        raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
+    sessions = session_folders(out)
+    if sessions and not (out / "_runs").is_dir():
+        if run_id != "latest":
+            raise UsageError(
+                f"{str(out)!r} is a batch folder; verify a single run with "
+                f"`mdivicom verify {out}/<session> {run_id}`"
+            )
+        reports = []
+        for folder in sessions:
+            records, _ = load_records(folder)
+            if not any(r.status == "succeeded" for r in records):
+                continue
+            for record in _pick(records, run_id, every_plugin, folder):
+                reports.append(verify_record(record, session=folder.name, run_root=folder))
+        if not reports:
+            raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
+        return reports
+    records, _ = load_records(out)
+    if not records:
+        raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
+    chosen = _pick(records, run_id, every_plugin, out)
+    if not chosen:
+        raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
+    return [verify_record(record, run_root=out) for record in chosen]

@@ -1,0 +1,210 @@
+"""`mdivicom rerun`: run again exactly what a record describes, then compare.
+
+The same plugin at the same version, the same config (secrets, redacted in
+the record, supplied again), the same dataset (or a copy of it) and for a
+container plugin the very image the record pinned, by image id: a tag may
+have been moved since. The new record links to the original (`rerun_of`),
+and its outputs are compared with the original inventory file by file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from mdivicomtools.common.timefmt import stamp_id
+from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.options import RunOptions
+from mdivicomtools.model.run import RunRecord
+from mdivicomtools.records.store import find_record
+from mdivicomtools.records.verify import compare_outputs
+from mdivicomtools.runner import run_plugin
+from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
+from mdivicomtools.runner.prepare import ValidationFailed
+
+#: where a rerun writes when no --out is given: beside the original, never over it
+RERUNS_DIR = "_reruns"
+
+
+class VersionChanged(UsageError):
+    """The installed plugin is not the version the record names."""
+
+
+class SecretsMissing(UsageError):
+    """The record redacted config values that the rerun was not given again."""
+
+
+class RerunReport(msgspec.Struct, kw_only=True):
+    """The new run and how its outputs compare with the original's."""
+
+    original: str
+    record: RunRecord
+    identical: list[str]
+    differing: list[str]
+    missing: list[str]
+    extra: list[str]
+    config_matches: bool
+    dataset_matches: bool | None
+    image: str | None = None
+
+    @property
+    def same_outputs(self) -> bool:
+        return self.record.status == "succeeded" and not (
+            self.differing or self.missing or self.extra
+        )
+
+
+def redacted_keys(config: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value the record shows as redacted."""
+    if config == REDACTED:
+        return [prefix]
+    if isinstance(config, dict):
+        return [
+            key
+            for name, value in config.items()
+            for key in redacted_keys(value, f"{prefix}.{name}" if prefix else str(name))
+        ]
+    return []
+
+
+def image_refs(original: RunRecord) -> list[str]:
+    """How to name the exact image a container run used, best first.
+
+    The image id is exact and needs no registry; the repo digests
+    (`name@sha256:...`) name the same content and can be pulled from a
+    registry when the image is no longer on the engine. A tag is never used.
+    """
+    container = original.container
+    if container is None:
+        return []
+    refs = [container.image_id] if container.image_id else []
+    return refs + [d for d in container.repo_digests if "@sha256:" in d]
+
+
+def _dataset_matches(original: RunRecord, new: RunRecord) -> bool | None:
+    if original.dataset is None or new.dataset is None:
+        return None
+    if original.dataset.digest and new.dataset.digest:
+        return original.dataset.digest == new.dataset.digest
+    return original.dataset.fingerprint == new.dataset.fingerprint
+
+
+def rerun_options(
+    original: RunRecord,
+    *,
+    out: Path,
+    new_out: str | Path | None,
+    dataset: str | Path | None,
+    sets: Sequence[str],
+    allow_version_change: bool,
+    timeout: float | None = None,
+) -> RunOptions:
+    """The RunOptions that repeat `original`; raises UsageError when it cannot be repeated."""
+    if original.status != "succeeded":
+        raise UsageError(
+            f"run {original.run_id} {original.status.replace('_', ' ')}; rerun repeats a "
+            "succeeded run, whose outputs it can compare with"
+        )
+    config = apply_sets(original.config, sets)
+    missing = redacted_keys(config)
+    if missing:
+        hint = " ".join(f"--set {key}=..." for key in missing)
+        raise SecretsMissing(
+            f"the record redacted {', '.join(missing)}; supply the value(s) again: {hint}"
+        )
+    found = resolve(
+        original.plugin.ref, entry_points=scan_entry_points(ENTRY_POINT_GROUP)[ENTRY_POINT_GROUP]
+    )
+    installed = found.spec.meta.version if found.spec is not None else "?"
+    if installed != original.plugin.version and not allow_version_change:
+        raise VersionChanged(
+            f"run {original.run_id} used {original.plugin.ref} {original.plugin.version}, but "
+            f"{installed} is installed; install {original.plugin.version} to repeat it exactly, "
+            "or pass --allow-version-change"
+        )
+    refs = image_refs(original)
+    target = (
+        Path(new_out).expanduser().absolute()
+        if new_out is not None
+        else out.expanduser().absolute() / RERUNS_DIR / stamp_id()
+    )
+    return RunOptions.build(
+        dataset=str(dataset) if dataset is not None else original.dataset_dir,
+        out=str(target),
+        config=config,
+        backend=original.backend.name,
+        timeout=timeout,
+        hash_dataset=original.dataset is not None and original.dataset.digest is not None,
+        image=refs[0] if refs else None,
+        rerun_of=original.run_id,
+    )
+
+
+def rerun(
+    out: str | Path,
+    run_id: str,
+    *,
+    new_out: str | Path | None = None,
+    dataset: str | Path | None = None,
+    sets: Sequence[str] = (),
+    allow_version_change: bool = False,
+    timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    echo: TextIO | None = None,
+) -> RerunReport:
+    """Repeat the run `run_id` (or `latest`) recorded under `out`; compare the outputs.
+
+    Raises VersionChanged or SecretsMissing (exit 2) before anything runs, and
+    ValidationFailed when the pinned image is neither on the engine by its id
+    nor pullable by one of its repo digests (nothing is pulled by tag: that
+    might bring a different image).
+    """
+    original = find_record(Path(out), run_id)
+    options = rerun_options(
+        original,
+        out=Path(out),
+        new_out=new_out,
+        dataset=dataset,
+        sets=sets,
+        allow_version_change=allow_version_change,
+        timeout=timeout,
+    )
+    refs = image_refs(original)
+    problems: list[str] = []
+    for ref in refs or [None]:
+        if ref is not None:
+            options = options.with_changes(image=ref)
+        try:
+            record = run_plugin(original.plugin.ref, options, progress=progress, echo=echo)
+            break
+        except ValidationFailed as exc:
+            if ref is None or not any(ref in problem for problem in exc.problems):
+                raise  # not about the image: trying another reference cannot help
+            problems.extend(p for p in exc.problems if p not in problems)
+    else:
+        assert original.container is not None  # refs is not empty
+        digests = ", ".join(original.container.repo_digests) or "none recorded"
+        problems.append(
+            f"rerun pins the image run {original.run_id} used: {original.container.image} "
+            f"as {original.container.image_id} (repo digests: {digests}); it is not on the "
+            "engine and could not be pulled by digest; load or pull that exact image (by "
+            "digest, not by tag), then rerun"
+        )
+        raise ValidationFailed(problems)
+    changes = compare_outputs(original.outputs, record.outputs)
+    assert isinstance(options.config, dict)  # rerun_options always passes the built config
+    return RerunReport(
+        original=original.run_id,
+        record=record,
+        identical=changes.identical,
+        differing=changes.modified,
+        missing=changes.missing,
+        extra=changes.extra,
+        config_matches=config_sha256(options.config) == original.config_sha256,
+        dataset_matches=_dataset_matches(original, record),
+        image=options.image,
+    )

@@ -1,0 +1,138 @@
+"""`mdivicom runs export --ro-crate`: Process Run Crates, validated by roc-validator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from crates import serve_context, validation_problems
+from mdivicomtools import run_batch, run_plugin
+from mdivicomtools.errors import UsageError
+from mdivicomtools.records.crate import export_crate
+
+WRITE = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "sub").mkdir()
+    pathlib.Path(out_dir, "result.csv").write_text("a,b\\n1,2\\n")
+    pathlib.Path(out_dir, "sub", "notes.txt").write_text(str(config))
+    return {}
+"""
+
+
+@pytest.fixture
+def offline_context(monkeypatch):
+    serve_context(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def private_digest_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDIVICOM_DIGEST_CACHE", str(tmp_path / "sha256.sqlite"))
+
+
+def graph(crate_dir):
+    data = json.loads((crate_dir / "ro-crate-metadata.json").read_text())
+    return {entity["@id"]: entity for entity in data["@graph"]}
+
+
+def ids(value):
+    return [v["@id"] for v in (value if isinstance(value, list) else [value])]
+
+
+def test_a_run_exports_as_a_valid_process_run_crate(site, dataset, tmp_path, offline_context):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    record = run_plugin(
+        "writer", dataset=dataset, out=out, sets=["level=3", "api.token=s3cret"], hash_dataset=True
+    )
+    crate = tmp_path / "crate"
+    result = site.cli("runs", "export", str(out), record.run_id, "--ro-crate", str(crate))
+    assert result.returncode == 0, result.stderr
+    assert validation_problems(crate) == []
+
+    entities = graph(crate)
+    root = entities["./"]
+    assert ids(root["conformsTo"]) == ["https://w3id.org/ro/wfrun/process/0.5"]
+    [action_id] = ids(root["mentions"])
+    action = entities[action_id]
+    assert action["@type"] == "CreateAction"
+    assert action["actionStatus"]["@id"] == "http://schema.org/CompletedActionStatus"
+    assert action["startTime"].endswith("+00:00") and action["endTime"].endswith("+00:00")
+    tool = entities[action["instrument"]["@id"]]
+    assert tool["@type"] == "SoftwareApplication"
+    assert (tool["name"], tool["softwareVersion"]) == ("lab/writer", "1.0.0")
+    objects = [entities[i] for i in ids(action["object"])]
+    [data] = [o for o in objects if o["@type"] == "Dataset"]
+    assert data["identifier"] == f"sha256-content-digest:{record.dataset.digest}"
+    params = {o["name"]: o["value"] for o in objects if o["@type"] == "PropertyValue"}
+    assert params == {"level": 3, "api.token": "***REDACTED***"}
+    results = {i: entities[i] for i in ids(action["result"])}
+    assert sorted(results) == ["writer/result.csv", "writer/sub/notes.txt"]
+    csv = (crate / "writer" / "result.csv").read_bytes()
+    assert results["writer/result.csv"]["sha256"] == hashlib.sha256(csv).hexdigest()
+    assert results["writer/result.csv"]["encodingFormat"] == "text/csv"
+
+
+def test_a_batch_exports_every_session_into_one_valid_crate(site, tmp_path, offline_context):
+    site.plugin("writer", run_source=WRITE)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+        (data / "sessions" / name / "x.txt").write_text(name)
+    out = tmp_path / "batch"
+    assert run_batch("writer", dataset=data, out=out, sessions="*", jobs=1).status == "succeeded"
+    crate = tmp_path / "crate"
+    export_crate(out, "latest", crate, license="https://creativecommons.org/licenses/by/4.0/")
+    assert validation_problems(crate) == []
+    entities = graph(crate)
+    actions = [entities[i] for i in ids(entities["./"]["mentions"])]
+    assert sorted(a["name"] for a in actions) == [
+        "lab/writer 1.0.0 on ses-01 (session ses-01)",
+        "lab/writer 1.0.0 on ses-02 (session ses-02)",
+    ]
+    assert (crate / "ses-02" / "writer" / "result.csv").is_file()
+    assert entities["./"]["license"]["@id"] == "https://creativecommons.org/licenses/by/4.0/"
+
+
+def test_a_failed_run_exports_with_a_failed_status(site, dataset, tmp_path, offline_context):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no audio')\n")
+    out = tmp_path / "out"
+    record = run_plugin("bad", dataset=dataset, out=out)
+    crate = tmp_path / "crate"
+    export_crate(out, record.run_id, crate)
+    assert validation_problems(crate) == []
+    action = graph(crate)[f"#run/{record.run_id}"]
+    assert action["actionStatus"]["@id"] == "http://schema.org/FailedActionStatus"
+    assert action["error"] == "ValueError: no audio"
+
+
+def test_export_refuses_a_non_empty_target_and_missing_outputs(site, dataset, tmp_path):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("")
+    result = site.cli("runs", "export", str(out), "--ro-crate", str(busy))
+    assert result.returncode == 2 and "is not an empty folder" in result.stderr
+    (out / "writer" / "result.csv").unlink()
+    with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
+        export_crate(out, "latest", tmp_path / "crate")
+
+
+@pytest.mark.parametrize(
+    ("image", "parts"),
+    [
+        ("localhost/tool:1", ("localhost", "tool", "1")),
+        ("lab/tool", ("docker.io", "lab/tool", None)),
+        ("python:3.11", ("docker.io", "python", "3.11")),
+        ("ghcr.io/lab/tool:2@sha256:" + "0" * 64, ("ghcr.io", "lab/tool", "2")),
+        ("registry:5000/tool", ("registry:5000", "tool", None)),
+    ],
+)
+def test_image_references_split_into_registry_name_and_tag(image, parts):
+    from mdivicomtools.records.crate import _image_parts
+
+    assert _image_parts(image) == parts

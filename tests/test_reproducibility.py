@@ -1,0 +1,596 @@
+"""Dataset digests, `verify`, `rerun` and content-aware `--resume` with python plugins."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import msgspec
+import pytest
+
+from mdivicomtools import rerun, run_batch, run_plugin, verify_out
+from mdivicomtools.errors import UsageError
+from mdivicomtools.model.run import RunRecord
+from mdivicomtools.records import digest as digest_module
+from mdivicomtools.records.digest import DigestCache, read_manifest, scan_dataset
+from mdivicomtools.records.store import read_record
+from mdivicomtools.runner.rerun import SecretsMissing, VersionChanged
+
+COPY = """
+import pathlib, shutil
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    out = pathlib.Path(out_dir)
+    for src in sorted(pathlib.Path(dataset_dir).rglob("*.txt")):
+        dst = out / src.relative_to(dataset_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(src.read_text().upper() + config.get("suffix", ""))
+    return {"ok": True}
+"""
+
+RANDOM = """
+import os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "stable.txt").write_text("same every time")
+    pathlib.Path(out_dir, "noise.bin").write_bytes(os.urandom(16))
+    return {}
+"""
+
+
+@pytest.fixture(autouse=True)
+def private_digest_cache(tmp_path, monkeypatch):
+    """Each test its own cache file, so no test sees another's (or the user's) entries."""
+    monkeypatch.setenv("MDIVICOM_DIGEST_CACHE", str(tmp_path / "cache" / "sha256.sqlite"))
+
+
+def manual_digest(root):
+    digest = hashlib.sha256()
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{hashlib.sha256(files[rel].read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def later(path, text):
+    """Rewrite a file so that its mtime surely differs from before."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+# -- the dataset digest ------------------------------------------------------
+
+
+def test_hash_dataset_records_a_content_digest_and_the_file_list(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
+    assert record.status == "succeeded"
+    info = record.dataset
+    assert info.digest == manual_digest(dataset)
+    assert (info.files, info.bytes) == (2, len("one\ntwo\n") + len("three\n"))
+    assert info.manifest == f"_runs/datasets/{record.run_id}.json"
+    manifest = read_manifest(out, info.manifest)
+    assert [f.path for f in manifest.files] == ["a.txt", "sessions/ses-01/b.txt"]
+    assert manifest.files[0].sha256 == hashlib.sha256(b"one\ntwo\n").hexdigest()
+    # the record on disk carries the same section; `runs list` ignores the manifest folder
+    assert read_record(out / "_runs" / f"{record.run_id}.json").dataset == info
+    assert site.cli("runs", "list", str(out)).stderr == ""
+
+
+def test_without_the_flag_only_a_stat_fingerprint_is_recorded(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    record = run_plugin("copy", dataset=dataset, out=tmp_path / "out")
+    assert record.dataset.digest is None
+    assert len(record.dataset.fingerprint) == 64 and record.dataset.files == 2
+
+
+def test_the_user_config_can_make_hashing_the_default(site, dataset, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text("hash_dataset = true\n")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    site.plugin("copy", run_source=COPY)
+    record = run_plugin("copy", dataset=dataset, out=tmp_path / "out")
+    assert record.dataset.digest == manual_digest(dataset)
+    off = run_plugin("copy", dataset=dataset, out=tmp_path / "out2", hash_dataset=False)
+    assert off.dataset.digest is None
+
+
+def test_a_warm_digest_reads_no_file_and_a_changed_file_is_read_again(
+    dataset, tmp_path, monkeypatch
+):
+    cache = tmp_path / "c.sqlite"
+    first, _ = scan_dataset(dataset, contents=True, cache=cache)
+    reads = []
+    real = digest_module.sha256_file
+    monkeypatch.setattr(
+        digest_module, "sha256_file", lambda p, *stop: reads.append(p) or real(p, *stop)
+    )
+    second, _ = scan_dataset(dataset, contents=True, cache=cache)
+    assert second.digest == first.digest and reads == []
+    later(dataset / "a.txt", "changed\n")
+    third, _ = scan_dataset(dataset, contents=True, cache=cache)
+    assert [p.name for p in reads] == ["a.txt"]
+    assert third.digest == manual_digest(dataset) != first.digest
+
+
+def test_an_unusable_cache_costs_speed_never_the_digest(dataset, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    info, _ = scan_dataset(dataset, contents=True, cache=blocker / "cache.sqlite")
+    assert info.digest == manual_digest(dataset)
+    assert DigestCache(blocker / "x.sqlite").get_many([(1, 2, 3, 4, 5)]) == [None]
+
+
+def test_hashing_many_files_with_bounded_threads_matches_one_thread(tmp_path):
+    root = tmp_path / "many"
+    (root / "a").mkdir(parents=True)
+    # "a-c" sorts before "a/b" as a string (the digest's order), after it as a Path
+    (root / "a-c").write_text("dash")
+    (root / "a" / "b").write_text("slash")
+    for i in range(50):
+        (root / f"f{i:02}.bin").write_bytes(os.urandom(i * 100))
+    threaded, _ = scan_dataset(root, contents=True, workers=4, cache=False)
+    single, _ = scan_dataset(root, contents=True, workers=1, cache=False)
+    assert threaded.digest == single.digest == manual_digest(root)
+
+
+def test_hashing_gives_up_between_blocks_once_told_to_stop(tmp_path):
+    import threading
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    stop = threading.Event()
+    assert digest_module.sha256_file(big, stop) == hashlib.sha256(big.read_bytes()).hexdigest()
+    stop.set()
+    with pytest.raises(digest_module.HashingStopped):
+        digest_module.sha256_file(big, stop)
+
+
+def test_an_error_while_hashing_stops_the_other_threads(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    root.mkdir()
+    for i in range(20):
+        (root / f"f{i:02}").write_bytes(os.urandom(2 << 20))
+    started = []
+    real = digest_module.sha256_file
+
+    def sha256_file(path, stop=None):
+        started.append(path.name)
+        if path.name == "f03":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, stop)
+
+    monkeypatch.setattr(digest_module, "sha256_file", sha256_file)
+    with pytest.raises(PermissionError):
+        scan_dataset(root, contents=True, workers=2, cache=False)
+    # bounded: the files after the failing one were never all started
+    assert len(started) < 20
+
+
+def test_symlinked_files_are_hashed_by_content_and_dangling_links_by_target(tmp_path):
+    root = tmp_path / "annexed"
+    (root / ".git" / "annex").mkdir(parents=True)
+    (root / ".git" / "annex" / "obj").write_text("video bytes")
+    (root / "video.mp4").symlink_to(".git/annex/obj")
+    (root / "gone.mp4").symlink_to(".git/annex/missing")
+    _, manifest = scan_dataset(root, contents=True, cache=False)
+    files = {f.path: f for f in manifest.files}
+    assert files["video.mp4"].sha256 == hashlib.sha256(b"video bytes").hexdigest()
+    assert files["gone.mp4"].size == -1 and len(files["gone.mp4"].sha256) == 64
+
+
+def test_an_unreadable_dataset_file_fails_the_run_with_a_record(
+    site, dataset, tmp_path, monkeypatch
+):
+    # root reads every file, so the permission error is simulated at the read
+    real = digest_module.sha256_file
+
+    def sha256_file(path, *stop):
+        if path.name == "b.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *stop)
+
+    monkeypatch.setattr(digest_module, "sha256_file", sha256_file)
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
+    assert record.status == "failed"
+    assert record.error.type == "DatasetUnreadable"
+    assert (
+        "b.txt" in record.error.message
+        and "make every file and folder of the dataset readable" in record.error.message
+    )
+    assert not (out / "copy").exists()
+    assert (out / "_runs" / f"{record.run_id}.json").exists()
+
+
+def test_a_symlink_loop_in_the_dataset_is_listed_not_followed(tmp_path):
+    root = tmp_path / "loop"
+    root.mkdir()
+    (root / "self").symlink_to(root / "self")
+    info, manifest = scan_dataset(root, contents=True, cache=False)
+    assert [f.path for f in manifest.files] == ["self"] and info.digest
+
+
+def test_old_records_without_a_dataset_section_still_load(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out)
+    path = out / "_runs" / f"{record.run_id}.json"
+    data = json.loads(path.read_text())
+    del data["dataset"], data["rerun_of"]
+    path.write_text(json.dumps(data))
+    old = msgspec.json.decode(path.read_bytes(), type=RunRecord)
+    assert old.dataset is None and old.rerun_of is None
+    [report] = verify_out(out)
+    assert report.ok and report.dataset.checked == "not recorded"
+
+
+def test_plugins_are_told_their_final_output_folder(site, dataset, tmp_path):
+    site.plugin(
+        "where",
+        run_source=(
+            "import os, pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'where.txt').write_text(\n"
+            "        out_dir + '\\n' + os.environ['MDIVICOM_FINAL_OUT_DIR'])\n"
+        ),
+    )
+    out = tmp_path / "out"
+    record = run_plugin("where", dataset=dataset, out=out)
+    staged, final = (out / "where" / "where.txt").read_text().splitlines()
+    assert "_staging" in staged and not os.path.exists(staged)
+    assert final == str(out / "where") == record.out_dir and os.path.isdir(final)
+
+
+# -- verify ------------------------------------------------------------------
+
+
+@pytest.fixture
+def verified_run(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
+    assert record.status == "succeeded"
+    return out, record
+
+
+def test_verify_right_after_a_run_matches_and_exits_0(site, verified_run):
+    out, record = verified_run
+    [report] = verify_out(out)
+    assert report.ok and report.run_id == record.run_id
+    assert report.dataset.checked == "digest" and report.dataset.matches is True
+    result = site.cli("verify", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"lab/copy run {record.run_id}: ok" in result.stdout
+    assert "outputs: 2 of 2 file(s) as recorded" in result.stdout
+    assert "dataset: matches the record's digest" in result.stdout
+
+
+def test_verify_follows_a_moved_output_folder(site, verified_run, dataset, tmp_path):
+    out, _ = verified_run
+    moved = tmp_path / "archive" / "results"
+    moved.parent.mkdir()
+    out.rename(moved)
+    [report] = verify_out(moved)
+    assert report.ok and report.out_dir == str(moved / "copy")
+    later(dataset / "a.txt", "edited after the move\n")
+    [changed] = verify_out(moved)
+    assert changed.dataset.changed == ["a.txt"]  # the file list beside the record still found
+
+
+def test_verify_all_with_no_succeeded_run_is_bad_input(site, dataset, tmp_path):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
+    out = tmp_path / "out"
+    run_plugin("bad", dataset=dataset, out=out)
+    result = site.cli("verify", str(out), "--all")
+    assert result.returncode == 2 and "no succeeded run" in result.stderr
+
+
+def test_verify_names_a_modified_output_byte(site, verified_run):
+    out, record = verified_run
+    target = out / "copy" / "a.txt"
+    data = bytearray(target.read_bytes())
+    data[0] ^= 1
+    target.write_bytes(bytes(data))
+    result = site.cli("verify", str(out), record.run_id, "--json")
+    assert result.returncode == 1
+    [report] = json.loads(result.stdout)
+    assert report["ok"] is False and report["modified"] == ["a.txt"]
+    assert report["missing"] == [] and report["extra"] == []
+    assert "output modified: a.txt" in site.cli("verify", str(out)).stdout
+
+
+def test_verify_names_deleted_and_added_outputs(site, verified_run):
+    out, _ = verified_run
+    (out / "copy" / "sessions" / "ses-01" / "b.txt").unlink()
+    (out / "copy" / "notes.txt").write_text("added by hand")
+    [report] = verify_out(out)
+    assert not report.ok
+    assert report.missing == ["sessions/ses-01/b.txt"] and report.extra == ["notes.txt"]
+    result = site.cli("verify", str(out))
+    assert result.returncode == 1
+    assert "output missing: sessions/ses-01/b.txt" in result.stdout
+    assert "output extra: notes.txt" in result.stdout
+
+
+def test_verify_names_a_changed_dataset_file(site, verified_run, dataset):
+    out, _ = verified_run
+    later(dataset / "sessions" / "ses-01" / "b.txt", "THREE, edited\n")
+    (dataset / "new.txt").write_text("new")
+    [report] = verify_out(out)
+    assert not report.ok and report.modified == []
+    assert report.dataset.matches is False
+    assert report.dataset.changed == ["sessions/ses-01/b.txt"]
+    assert report.dataset.added == ["new.txt"]
+    result = site.cli("verify", str(out))
+    assert result.returncode == 1
+    assert "dataset changed: sessions/ses-01/b.txt" in result.stdout
+
+
+def test_verify_by_fingerprint_notices_a_changed_size(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    run_plugin("copy", dataset=dataset, out=out)
+    (dataset / "a.txt").write_text("one\ntwo\nthree\n")
+    [report] = verify_out(out)
+    assert report.dataset.checked == "fingerprint"
+    assert report.dataset.changed == ["a.txt"] and not report.ok
+
+
+def test_verify_bad_input_exits_2_with_one_line(site, tmp_path, verified_run):
+    out, _ = verified_run
+    missing = site.cli("verify", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("Error: ") and "is not a folder" in missing.stderr
+    unknown = site.cli("verify", str(out), "20200101T000000Z_deadbeef")
+    assert unknown.returncode == 2 and "no run '20200101T000000Z_deadbeef'" in unknown.stderr
+
+
+def test_verify_a_failed_run_is_refused(site, dataset, tmp_path):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
+    out = tmp_path / "out"
+    record = run_plugin("bad", dataset=dataset, out=out)
+    with pytest.raises(UsageError, match="kept no outputs to verify"):
+        verify_out(out, record.run_id)
+    with pytest.raises(UsageError, match="no succeeded run"):
+        verify_out(out)
+
+
+def test_verify_a_batch_checks_every_session(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+        (data / "sessions" / name / "x.txt").write_text(name)
+    out = tmp_path / "batch"
+    summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, hash_dataset=True)
+    assert summary.status == "succeeded"
+    reports = verify_out(out)
+    assert [(r.session, r.ok) for r in reports] == [("ses-01", True), ("ses-02", True)]
+    (out / "ses-02" / "copy" / "x.txt").write_text("tampered")
+    result = site.cli("verify", str(out), "--all")
+    assert result.returncode == 1
+    assert "ses-01: lab/copy run" in result.stdout and "ses-02: lab/copy run" in result.stdout
+    assert "output modified: x.txt" in result.stdout
+
+
+# -- rerun -------------------------------------------------------------------
+
+
+def test_rerun_of_a_deterministic_plugin_is_identical_and_linked(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out, sets=["suffix=!"], hash_dataset=True)
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.same_outputs and report.config_matches and report.dataset_matches
+    assert report.identical == ["a.txt", "sessions/ses-01/b.txt"]
+    assert report.record.rerun_of == original.run_id
+    assert report.record.dataset.digest == original.dataset.digest
+    assert (tmp_path / "again" / "copy" / "a.txt").read_text() == "ONE\nTWO\n!"
+    result = site.cli("rerun", str(out), "latest")
+    assert result.returncode == 0, result.stderr
+    assert f"rerun of {original.run_id}" in result.stdout
+    assert "identical:  2 file(s)" in result.stdout
+    # without --out the rerun goes beside the original, never over it
+    [folder] = (out / "_reruns").iterdir()
+    assert (folder / "copy" / "a.txt").exists()
+    assert read_record(out / "_runs" / f"{original.run_id}.json").run_id == original.run_id
+
+
+def test_rerun_of_a_non_deterministic_plugin_reports_differences(site, dataset, tmp_path):
+    site.plugin("noisy", run_source=RANDOM)
+    out = tmp_path / "out"
+    original = run_plugin("noisy", dataset=dataset, out=out)
+    result = site.cli("rerun", str(out), original.run_id, "--out", str(tmp_path / "r1"))
+    assert result.returncode == 1
+    assert "differs:    noise.bin" in result.stdout
+    assert "identical:  1 file(s)" in result.stdout
+    accepted = site.cli(
+        "rerun", str(out), original.run_id, "--out", str(tmp_path / "r2"), "--allow-differences"
+    )
+    assert accepted.returncode == 0 and "differs:    noise.bin" in accepted.stdout
+    as_json = site.cli("rerun", str(out), original.run_id, "--out", str(tmp_path / "r3"), "--json")
+    data = json.loads(as_json.stdout)
+    assert data["differing"] == ["noise.bin"] and data["identical"] == ["stable.txt"]
+    assert data["record"]["rerun_of"] == original.run_id
+
+
+def test_rerun_needs_redacted_secrets_again(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out, sets=["api.token=s3cret", "suffix=?"])
+    assert original.config["api"]["token"] == "***REDACTED***"
+    result = site.cli("rerun", str(out), original.run_id)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: the record redacted api.token; supply the value(s) again: --set api.token=..."
+    )
+    assert not (out / "_reruns").exists()
+    report = rerun(out, original.run_id, new_out=tmp_path / "r", sets=["api.token=s3cret"])
+    assert report.same_outputs and report.config_matches
+    wrong = rerun(out, original.run_id, new_out=tmp_path / "w", sets=["api.token=other"])
+    assert wrong.config_matches is False
+
+
+def test_rerun_refuses_another_plugin_version(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out)
+    record = out / "_runs" / f"{original.run_id}.json"
+    data = json.loads(record.read_text())
+    data["plugin"]["version"] = "0.9.0"
+    record.write_text(json.dumps(data))
+    with pytest.raises(VersionChanged, match=r"used lab/copy 0\.9\.0, but 1\.0\.0 is installed"):
+        rerun(out, original.run_id)
+    result = site.cli("rerun", str(out), original.run_id)
+    assert result.returncode == 2 and "--allow-version-change" in result.stderr
+    allowed = site.cli("rerun", str(out), original.run_id, "--allow-version-change")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_rerun_of_a_failed_run_is_refused(site, dataset, tmp_path):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
+    out = tmp_path / "out"
+    record = run_plugin("bad", dataset=dataset, out=out)
+    with pytest.raises(UsageError, match="rerun repeats a succeeded run"):
+        rerun(out, record.run_id)
+
+
+def test_rerun_on_a_moved_dataset(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
+    moved = tmp_path / "moved"
+    shutil.copytree(dataset, moved)
+    report = rerun(out, original.run_id, dataset=moved, new_out=tmp_path / "r")
+    assert report.same_outputs and report.dataset_matches is True
+    assert report.record.dataset_dir == str(moved)
+
+
+def test_secret_keys_missing_are_found_at_any_depth():
+    from mdivicomtools.runner.rerun import redacted_keys
+
+    assert redacted_keys({"a": {"password": "***REDACTED***"}, "token": "***REDACTED***"}) == [
+        "a.password",
+        "token",
+    ]
+    with pytest.raises(SecretsMissing):
+        from mdivicomtools.runner.rerun import rerun_options
+
+        rerun_options(
+            RunRecord(**{**_minimal_record(), "config": {"token": "***REDACTED***"}}),
+            out=__import__("pathlib").Path("/nonexistent"),
+            new_out=None,
+            dataset=None,
+            sets=(),
+            allow_version_change=True,
+        )
+
+
+def _minimal_record():
+    from mdivicomtools.model.run import BackendInfo, HostInfo, PluginInfo
+
+    return {
+        "run_id": "20260101T000000Z_00000000",
+        "status": "succeeded",
+        "plugin": PluginInfo(
+            id="copy",
+            publisher="lab",
+            version="1.0.0",
+            kind="python",
+            api_version="mdivicomtools.plugin.v0.1",
+            source="entry_point",
+        ),
+        "backend": BackendInfo(name="python"),
+        "dataset_dir": "/d",
+        "out_dir": "/o/copy",
+        "run_out_dir": "/o",
+        "work_dir": "/w",
+        "config_sha256": "0" * 64,
+        "started_at": "2026-01-01T00:00:00.000Z",
+        "finished_at": "2026-01-01T00:00:01.000Z",
+        "duration_s": 1.0,
+        "exit_code": 0,
+        "error": None,
+        "outputs": [],
+        "resultbundles": [],
+        "host": HostInfo(),
+        "extensions": {},
+    }
+
+
+# -- content-aware resume ----------------------------------------------------
+
+
+@pytest.fixture
+def three_sessions(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02", "ses-03"):
+        (data / "sessions" / name).mkdir(parents=True)
+        for i in range(3):
+            (data / "sessions" / name / f"f{i}.txt").write_text(f"{name} {i}")
+    out = tmp_path / "batch"
+    first = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1)
+    assert first.status == "succeeded"
+    return data, out
+
+
+def reasons(summary):
+    return {r.session: (r.status, r.reason) for r in summary.sessions}
+
+
+def test_resume_skips_only_unchanged_sessions_and_says_why(site, three_sessions):
+    data, out = three_sessions
+    later(data / "sessions" / "ses-01" / "f0.txt", "edited")
+    (data / "sessions" / "ses-01" / "f9.txt").write_text("new file")
+    (out / "ses-03" / "copy" / "f2.txt").unlink()
+    summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    got = reasons(summary)
+    assert got["ses-01"] == ("succeeded", "input changed: 2 file(s)")
+    assert got["ses-02"][0] == "skipped" and "the same input" in got["ses-02"][1]
+    assert got["ses-03"] == ("succeeded", "output missing: 1 file(s)")
+    # now everything is up to date again
+    again = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    assert again.totals == {"skipped": 3}
+
+
+def test_resume_reruns_every_session_after_a_config_change(site, three_sessions):
+    data, out = three_sessions
+    result = site.cli(
+        "run",
+        "copy",
+        "--dataset",
+        str(data),
+        "--out",
+        str(out),
+        "--sessions",
+        "*",
+        "--jobs",
+        "1",
+        "--resume",
+        "--set",
+        "suffix=v2",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("ses-")]
+    assert len(rows) == 3 and all("config changed" in row for row in rows)
+    assert (out / "ses-02" / "copy" / "f0.txt").read_text().endswith("v2")
+
+
+def test_resume_compares_by_content_when_the_last_run_hashed(site, three_sessions):
+    data, out = three_sessions
+    run_batch(
+        "copy", dataset=data, out=out, sessions="*", jobs=1, hash_dataset=True, overwrite=True
+    )
+    # same bytes written again: the stat fingerprint changes, the content does not
+    target = data / "sessions" / "ses-02" / "f1.txt"
+    later(target, target.read_text())
+    summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    assert summary.totals == {"skipped": 3}
+    later(target, "really different")
+    changed = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    assert reasons(changed)["ses-02"] == ("succeeded", "input changed: 1 file(s)")
