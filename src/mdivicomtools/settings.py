@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from mdivicomtools.errors import UsageError
 
 CONFIG_FILE_ENV = "MDIVICOM_CONFIG_FILE"
@@ -57,3 +59,31 @@ def configured_strict_bundles() -> bool:
     if not isinstance(value, bool):
         raise UsageError(f"'strict_bundles' in {str(config_file())!r} must be true or false")
     return value
+
+
+class ContainerDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[container]` in the user config: site defaults for container plugins.
+
+    They override a manifest's `resources` and `stop_grace_s` (the site knows its
+    machines); `--memory` and the other run options override them in turn.
+    `[container.mounts]` gives host paths for named mounts, used by every plugin
+    that declares a mount of that name.
+    """
+
+    memory: str | int | None = None
+    cpus: float | None = None
+    shm_size: str | int | None = None
+    gpus: str | int | list[str] | None = None
+    stop_grace_s: float | None = None
+    mounts: dict[str, str] = {}
+
+
+def configured_container() -> ContainerDefaults:
+    """The `[container]` table of the user config (empty when there is none)."""
+    value = load_user_config().get("container", {})
+    try:
+        return msgspec.convert(value, ContainerDefaults)
+    except msgspec.ValidationError as exc:
+        raise UsageError(
+            f"[container] in {str(config_file())!r}: {exc}; see docs/operators.md"
+        ) from None

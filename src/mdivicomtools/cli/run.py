@@ -97,6 +97,32 @@ def _summary(record: RunRecord) -> str:
     "[default: strict_bundles in the user config, else off].",
 )
 @click.option(
+    "--memory",
+    metavar="SIZE",
+    help="Container memory limit, e.g. 512m or 8g (overrides the manifest and user config).",
+)
+@click.option("--cpus", type=float, metavar="N", help="Container CPU limit, e.g. 2 or 0.5.")
+@click.option("--shm-size", metavar="SIZE", help="Size of the container's /dev/shm, e.g. 1g.")
+@click.option(
+    "--gpus",
+    metavar="all|N|IDS|none",
+    help="GPUs for the container: all, a count, ids such as 0,1, or none.",
+)
+@click.option(
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Host folder for a named read-only mount the plugin declares. Repeatable.",
+)
+@click.option(
+    "--stop-grace",
+    type=float,
+    metavar="SECONDS",
+    help="Seconds a stopped container gets between SIGTERM and SIGKILL [default: the "
+    "manifest's stop_grace_s, else 5].",
+)
+@click.option(
     "--sessions",
     metavar="GLOB",
     help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
@@ -145,6 +171,12 @@ def run_command(
     overwrite: bool,
     isolate: bool,
     strict_bundles: bool | None,
+    memory: str | None,
+    cpus: float | None,
+    shm_size: str | None,
+    gpus: str | None,
+    mounts: tuple[str, ...],
+    stop_grace: float | None,
     sessions: str | None,
     jobs: int | None,
     executor: str,
@@ -177,6 +209,12 @@ def run_command(
         overwrite=overwrite,
         isolate=isolate,
         strict_bundles=strict_bundles,
+        memory=memory,
+        cpus=cpus,
+        shm_size=shm_size,
+        gpus=gpus,
+        mounts=mounts,
+        stop_grace=stop_grace,
     )
     if sessions is not None:
         batch = BatchOptions(

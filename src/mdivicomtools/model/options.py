@@ -36,6 +36,14 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     overwrite: bool = False
     isolate: bool = False
     strict_bundles: bool | None = None
+    #: container limits that override the manifest and the user config ("2g", 1.5, "all")
+    memory: str | None = None
+    cpus: float | None = None
+    shm_size: str | None = None
+    gpus: str | None = None
+    #: `--mount NAME=PATH`: host folders for the plugin's declared named mounts
+    mounts: tuple[str, ...] = ()
+    stop_grace: float | None = None
 
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:
@@ -45,6 +53,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 fields[name] = str(fields[name])
         if "sets" in fields:
             fields["sets"] = tuple(fields["sets"] or ())
+        if "mounts" in fields:
+            fields["mounts"] = tuple(fields["mounts"] or ())
         return cls(**fields)
 
     def with_changes(self, **fields: Any) -> RunOptions:

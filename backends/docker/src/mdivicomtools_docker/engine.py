@@ -3,22 +3,82 @@
 Two docker-py details matter for safety: bind mounts must be docker.types.Mount
 objects (a plain dict with "read_only" is accepted and silently mounted
 read-write), and wait() returns a dict, not an int (handled in ClientEngine).
+GPUs are docker-py DeviceRequests (what `docker run --gpus` sends); Docker
+serves them through the NVIDIA container runtime or its hook.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.client import ClientEngine
-from mdivicomtools.execution.container.engine import EngineUnreachable
+from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
 from mdivicomtools.execution.container.plan import ContainerPlan
+from mdivicomtools.model.container import Gpus
 
 DEFAULT_ENDPOINT = "unix:///var/run/docker.sock"
+#: the OCI hook Docker Engine runs for `--gpus` device requests (nvidia-container-toolkit)
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
+
+
+def device_requests(gpus: Gpus | None) -> list[DeviceRequest]:
+    """The DeviceRequest `docker run --gpus` sends: every GPU, a count, or device ids."""
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if isinstance(gpus, int):
+        return [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+
+
+def create_options(plan: ContainerPlan) -> dict[str, Any]:
+    """docker-py `containers.create` keywords for `plan` (a pure function: unit-tested)."""
+    settings = plan.settings
+    options: dict[str, Any] = {
+        "image": plan.image_id,
+        "command": plan.command,
+        "entrypoint": plan.entrypoint,
+        "environment": plan.env,
+        "user": plan.user,
+        "mounts": [
+            Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+            for m in plan.mounts
+        ],
+        "network_mode": None if plan.network else "none",
+        "labels": plan.labels,
+        "detach": True,
+        "init": settings.init,
+        "cap_drop": plan.cap_drop,
+        "security_opt": ["no-new-privileges"] if settings.no_new_privileges else None,
+    }
+    if settings.capabilities:
+        options["cap_add"] = list(settings.capabilities)
+    if settings.read_only_rootfs:
+        options["read_only"] = True
+        options["tmpfs"] = {"/tmp": "rw,nosuid,nodev,mode=1777"}
+    if settings.memory:
+        # swap counts against the same limit, so the limit is a limit and not a slowdown
+        options["mem_limit"] = settings.memory
+        options["memswap_limit"] = settings.memory
+    if settings.cpus:
+        options["nano_cpus"] = round(settings.cpus * 1e9)
+    if settings.shm_size:
+        options["shm_size"] = settings.shm_size
+    if settings.pids:
+        options["pids_limit"] = settings.pids
+    requests = device_requests(settings.gpus)
+    if requests:
+        options["device_requests"] = requests
+    return options
 
 
 class DockerEngine(ClientEngine):
@@ -48,20 +108,38 @@ class DockerEngine(ClientEngine):
             self.client.images.pull(ref)
 
     def create(self, plan: ContainerPlan) -> str:
-        mounts = [
-            Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
-            for m in plan.mounts
-        ]
         with self.errors("creating the container"):
-            container = self.client.containers.create(
-                image=plan.image_id,
-                command=plan.command,
-                entrypoint=plan.entrypoint,
-                environment=plan.env,
-                user=plan.user,
-                mounts=mounts,
-                network_mode=None if plan.network else "none",
-                labels=plan.labels,
-                detach=True,
-            )
+            container = self.client.containers.create(**create_options(plan))
         return self.keep(container)
+
+    def gpu_support(self) -> GpuSupport:
+        with self.errors("reading the engine info"):
+            runtimes = self.client.info().get("Runtimes") or {}
+        if "nvidia" in runtimes:
+            return GpuSupport(available=True, detail="the nvidia runtime is registered")
+        local = self.endpoint.startswith("unix://")
+        if local and shutil.which(NVIDIA_HOOK):
+            return GpuSupport(available=True, detail=f"{NVIDIA_HOOK} is installed")
+        return GpuSupport(
+            available=False,
+            detail="no nvidia runtime registered"
+            + (f" and no {NVIDIA_HOOK} installed" if local else "")
+            + " (install nvidia-container-toolkit on the engine's host)",
+        )
+
+    def save(self, refs: list[str], path: Path) -> None:
+        api = self.client.api
+        with self.errors(f"saving {', '.join(refs)}"):
+            response = api._get(api._url("/images/get"), params={"names": refs}, stream=True)
+            api._raise_for_status(response)
+            with path.open("wb") as sink:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    sink.write(chunk)
+
+    def load(self, path: Path) -> list[str]:
+        with self.errors(f"loading {str(path)!r}"), path.open("rb") as source:
+            images = self.client.images.load(source)
+        loaded = [tag for image in images for tag in (image.tags or [image.id])]
+        if not loaded:
+            raise EngineError(f"docker: {str(path)!r} held no image")
+        return loaded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -17,15 +18,22 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.timing import POLL_S, STOP_GRACE_S
+from mdivicomtools.common.timing import POLL_S
+from mdivicomtools.common.units import format_size
 from mdivicomtools.execution.base import Availability
-from mdivicomtools.execution.container.engine import ContainerEngine, EngineError, ImageFacts
+from mdivicomtools.execution.container.engine import (
+    ContainerEngine,
+    EngineError,
+    GpuSupport,
+    ImageFacts,
+)
 from mdivicomtools.execution.container.plan import (
     LABEL_HOST,
     LABEL_PID,
     LABEL_RUN_ID,
     ContainerPlan,
     build_plan,
+    describe_gpus,
     describe_plan,
 )
 from mdivicomtools.execution.runlog import RunLog
@@ -38,6 +46,32 @@ LOG_SETTLE_S = 0.05
 
 def _pinned_digest(ref: str) -> str | None:
     return ref.split("@", 1)[1] if "@sha256:" in ref else None
+
+
+#: exit status of a process killed by SIGKILL (128 + 9), as the OOM killer leaves it
+EXIT_SIGKILL = 137
+
+
+def host_oom_kills() -> int | None:
+    """The host kernel's count of OOM kills so far (/proc/vmstat), None where unreadable.
+
+    Podman 4.3 on cgroup v1 never sets OOMKilled (its conmon misses the cgroup's OOM
+    event), so for an engine on this host a rise of this counter while a
+    memory-limited container ran, ending with SIGKILL, is the evidence instead.
+    """
+    try:
+        with open("/proc/vmstat", encoding="ascii") as stats:
+            for line in stats:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _grace(plan: ContainerPlan) -> int:
+    """Whole seconds for the engine's stop call (both APIs take an integer)."""
+    return math.ceil(plan.settings.stop_grace_s)
 
 
 def _process_alive(pid: int) -> bool:
@@ -159,7 +193,23 @@ class ContainerBackend:
                 f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
             ]
         self._images[ref] = facts
+        settings = request.container
+        if settings is not None and settings.gpus is not None:
+            support = engine.gpu_support()
+            if not support.available:
+                return [
+                    f"the run asks for GPUs ({describe_gpus(settings.gpus)}), but {engine.name} "
+                    f"cannot serve GPU requests: {support.detail}; run where it can (see "
+                    "`mdivicom backends list`), or pass --gpus none"
+                ]
         return []
+
+    def gpu_support(self) -> GpuSupport | None:
+        """Whether the engine can serve GPU requests (`backends list`); None if unreachable."""
+        try:
+            return self.engine().gpu_support()
+        except EngineError:
+            return None
 
     # -- the run ----------------------------------------------------------------
 
@@ -181,6 +231,7 @@ class ContainerBackend:
             engine=engine.name,
             engine_version=availability.version,
             endpoint=engine.endpoint,
+            applied=request.container,
         )
         config_path = outcome.staging_dir.parent / "config.json"
         config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
@@ -198,7 +249,7 @@ class ContainerBackend:
             self._run(engine, container_id, plan, request, outcome, log)
         except BaseException:
             with contextlib.suppress(Exception):
-                engine.stop(container_id, STOP_GRACE_S)
+                engine.stop(container_id, _grace(plan))
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -224,6 +275,8 @@ class ContainerBackend:
                 f"(wanted {wanted}, got {actual}); the container was not started",
             )
             return
+        local = engine.endpoint.startswith("unix://") and plan.settings.memory is not None
+        oom_before = host_oom_kills() if local else None
         engine.start(container_id)
         logs = _LogFollower(engine, container_id, log)
         logs.start()
@@ -235,8 +288,8 @@ class ContainerBackend:
         deadline = None if request.timeout is None else time.monotonic() + request.timeout
         while waiter.is_alive():
             if deadline is not None and time.monotonic() >= deadline:
-                engine.stop(container_id, STOP_GRACE_S)
-                waiter.join(timeout=STOP_GRACE_S + 30)
+                engine.stop(container_id, _grace(plan))
+                waiter.join(timeout=_grace(plan) + 30)
                 logs.finish()
                 outcome.status = "timed_out"
                 outcome.exit_code = None
@@ -262,12 +315,26 @@ class ContainerBackend:
         self._record_state(engine, container_id, outcome)
         exit_code = outcome.container.exit_code
         outcome.exit_code = exit_code
+        if (
+            exit_code == EXIT_SIGKILL
+            and not outcome.container.oom_killed
+            and oom_before is not None
+            and (host_oom_kills() or 0) > oom_before
+        ):
+            outcome.container.oom_killed = True
+            log.write(
+                f"[mdivicom] {engine.name} did not report OOMKilled, but the container was "
+                "killed by SIGKILL while the host's OOM-kill count rose: out of memory\n"
+            )
         if exit_code == 0:
             outcome.status = "succeeded"
         elif outcome.container.oom_killed:
+            limit = plan.settings.memory
             outcome.fail(
                 "OutOfMemory",
-                "the container was killed for running out of memory",
+                f"out of memory (limit {format_size(limit)})"
+                if limit
+                else "out of memory (no limit set: the host ran out)",
                 exit_code=exit_code,
             )
         else:
