@@ -19,6 +19,7 @@ from mdivicomtools.cli.backends import backends_group
 from mdivicomtools.cli.bundles import bundles_group
 from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
+from mdivicomtools.cli.images import images_group
 from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.run import run_command
 from mdivicomtools.cli.runs import runs_group
@@ -57,6 +58,7 @@ for command in (
     runs_group,
     bundles_group,
     dataset_group,
+    images_group,
 ):
     cli.add_command(command)
 

@@ -137,9 +137,17 @@ class DockerEngine(ClientEngine):
                     sink.write(chunk)
 
     def load(self, path: Path) -> list[str]:
+        # the load stream names what was loaded ("Loaded image: name:tag", or an id for
+        # an untagged image); Image.tags would list every other tag of the same id too
+        loaded = []
         with self.errors(f"loading {str(path)!r}"), path.open("rb") as source:
-            images = self.client.images.load(source)
-        loaded = [tag for image in images for tag in (image.tags or [image.id])]
+            for message in self.client.api.load_image(source):
+                if "error" in message:
+                    raise EngineError(f"docker: loading {str(path)!r} failed: {message['error']}")
+                text = str(message.get("stream", "")).strip()
+                for prefix in ("Loaded image: ", "Loaded image ID: "):
+                    if text.startswith(prefix):
+                        loaded.append(text[len(prefix) :])
         if not loaded:
             raise EngineError(f"docker: {str(path)!r} held no image")
         return loaded
