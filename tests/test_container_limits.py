@@ -336,3 +336,15 @@ def test_container_options_are_refused_for_python_plugins(site, dataset, tmp_pat
     )
     assert result.returncode == 2
     assert "--memory only apply to container plugins; lab/py is a python plugin" in (result.stderr)
+
+
+def test_backends_list_reports_gpu_support(site, engine):
+    result = site.cli("backends", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    items = {item["name"]: item for item in json.loads(result.stdout)}
+    # no GPU, no nvidia runtime, no CDI spec on these machines
+    assert items[engine]["gpus"]["available"] is False
+    assert {"docker": "nvidia", "podman": "CDI"}[engine] in items[engine]["gpus"]["detail"]
+    assert items["python"]["gpus"] is None
+    table = site.cli("backends", "list").stdout
+    assert "; GPUs: no (" in next(line for line in table.splitlines() if line.startswith(engine))

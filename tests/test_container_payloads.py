@@ -258,3 +258,35 @@ def test_manifest_container_fields_parse():
     assert spec.resources.memory == "8g" and spec.resources.cpus == 4.0
     assert spec.mounts["models"].required is False
     assert spec.capabilities == ["CAP_SYS_NICE"] and spec.stop_grace_s == 10
+
+
+class _Info:
+    def __init__(self, runtimes):
+        self.runtimes = runtimes
+
+    def info(self):
+        return {"Runtimes": self.runtimes}
+
+
+def test_docker_gpu_support_follows_the_registered_runtimes(monkeypatch):
+    from mdivicomtools_docker import engine as docker_engine
+
+    monkeypatch.setattr(docker_engine.shutil, "which", lambda name: None)
+    with_nvidia = docker_engine.DockerEngine(_Info({"runc": {}, "nvidia": {}}), "unix:///d.sock")
+    assert with_nvidia.gpu_support().available is True
+    without = docker_engine.DockerEngine(_Info({"runc": {}}), "unix:///d.sock")
+    answer = without.gpu_support()
+    assert answer.available is False and "nvidia-container-toolkit" in answer.detail
+
+
+def test_podman_gpu_support_follows_the_cdi_specs(monkeypatch, tmp_path):
+    from mdivicomtools_podman import engine as podman_engine
+
+    monkeypatch.setattr(podman_engine, "CDI_SPEC_DIRS", (str(tmp_path),))
+    engine = podman_engine.PodmanEngine(object(), "unix:///p.sock")
+    assert engine.gpu_support().available is False
+    (tmp_path / "nvidia.yaml").write_text("kind: nvidia.com/gpu\n")
+    answer = engine.gpu_support()
+    assert answer.available is True and str(tmp_path / "nvidia.yaml") in answer.detail
+    remote = podman_engine.PodmanEngine(object(), "tcp://cluster:8888")
+    assert remote.gpu_support().available is False

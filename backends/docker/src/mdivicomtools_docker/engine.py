@@ -124,7 +124,7 @@ class DockerEngine(ClientEngine):
             available=False,
             detail="no nvidia runtime registered"
             + (f" and no {NVIDIA_HOOK} installed" if local else "")
-            + " (install nvidia-container-toolkit on the engine's host)",
+            + "; install nvidia-container-toolkit on the engine's host",
         )
 
     def save(self, refs: list[str], path: Path) -> None:

@@ -100,10 +100,10 @@ def create_options(plan: ContainerPlan, rootless: bool) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def cdi_gpu_specs(folders: tuple[str, ...] = CDI_SPEC_DIRS) -> list[Path]:
+def cdi_gpu_specs(folders: tuple[str, ...] | None = None) -> list[Path]:
     """CDI spec files that define the nvidia.com/gpu kind."""
     found = []
-    for folder in folders:
+    for folder in folders if folders is not None else CDI_SPEC_DIRS:
         base = Path(folder)
         if not base.is_dir():
             continue
@@ -267,8 +267,8 @@ class PodmanEngine(ClientEngine):
             )
         return GpuSupport(
             available=False,
-            detail=f"no CDI spec for {CDI_GPU_KIND} in {' or '.join(CDI_SPEC_DIRS)} "
-            "(generate one with `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)",
+            detail=f"no CDI spec for {CDI_GPU_KIND} in {' or '.join(CDI_SPEC_DIRS)}; generate "
+            "one with `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`",
         )
 
     def save(self, refs: list[str], path: Path) -> None:
