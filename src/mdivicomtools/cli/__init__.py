@@ -70,6 +70,22 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _exit_now_if_requested(code: int) -> None:
+    """End the `mdivicom` process at once when the command said all its work is done
+    (`request_fast_exit`): flush what was printed, then skip the interpreter's teardown.
+    Only for the program itself (argv None), never for a caller of main() in-process."""
+    from mdivicomtools.cli.output import fast_exit_requested
+
+    if fast_exit_requested():
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            os._exit(EXIT_BROKEN_PIPE)
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the documented codes.
 
@@ -89,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except click.exceptions.Exit as exc:
+        if argv is None:
+            _exit_now_if_requested(exc.exit_code)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

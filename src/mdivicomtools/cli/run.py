@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.output import echo_json, request_fast_exit
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -232,6 +232,7 @@ def run_command(
         echo_json(record)
     else:
         click.echo(_summary(record))
+    request_fast_exit()  # the record is written and the engine connection closed
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest, Mount
 
 from mdivicomtools.common.text import one_line
@@ -87,30 +88,51 @@ class DockerEngine(ClientEngine):
     not_found = docker.errors.NotFound
     image_not_found = docker.errors.ImageNotFound
 
+    def __init__(self, client: Any, endpoint: str, version: str | None = None) -> None:
+        super().__init__(client, endpoint)
+        self._version = version
+
     @classmethod
     def connect(cls) -> DockerEngine:
+        """Connect with one /version request: docker-py's own negotiation asks once for
+        the API version and `version()` would ask again for the engine's version."""
         endpoint = os.environ.get("DOCKER_HOST", DEFAULT_ENDPOINT)
         try:
-            # from_env() negotiates the API version, which already needs an answer
-            client = docker.from_env()
-        except docker.errors.DockerException as exc:
+            client = docker.from_env(version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+            answer = client.api.version(api_version=False)
+            # what version="auto" would have chosen, from the same answer
+            client.api._version = str(answer["ApiVersion"])
+        except (docker.errors.DockerException, OSError, KeyError) as exc:
+            detail = f"no ApiVersion in {answer!r}" if isinstance(exc, KeyError) else str(exc)
             raise EngineUnreachable(
-                f"cannot reach Docker Engine at {endpoint}: {one_line(str(exc))}"
+                f"cannot reach Docker Engine at {endpoint}: {one_line(detail)}"
             ) from exc
-        return cls(client, endpoint)
+        return cls(client, endpoint, version=str(answer.get("Version", "unknown")))
 
     def version(self) -> str:
-        with self.errors("version"):
-            return str(self.client.version().get("Version", "unknown"))
+        if self._version is None:
+            with self.errors("version"):
+                self._version = str(self.client.version().get("Version", "unknown"))
+        return self._version
 
     def pull(self, ref: str) -> None:
         with self.errors(f"pulling {ref!r}"):
             self.client.images.pull(ref)
 
     def create(self, plan: ContainerPlan) -> str:
+        # containers.create() inspects the new container at once; the mount check
+        # inspects it anyway, so create through the API and let that be the only one
         with self.errors("creating the container"):
-            container = self.client.containers.create(**create_options(plan))
+            options = {**create_options(plan), "version": self.client.api.api_version}
+            answer = self.client.api.create_container(**_create_container_args(options))
+            container = self.client.containers.prepare_model({"Id": answer["Id"]})
         return self.keep(container)
+
+    def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        # containers.list() inspects every container it lists; the list has the labels
+        with self.errors("listing containers"):
+            found = self.client.api.containers(all=True, filters={"label": label})
+        return [(str(c["Id"]), dict(c.get("Labels") or {})) for c in found]
 
     def gpu_support(self) -> GpuSupport:
         with self.errors("reading the engine info"):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from podman import PodmanClient
+from podman import api as podman_api
 from podman import errors as podman_errors
 
 from mdivicomtools.common.text import one_line
@@ -244,9 +245,19 @@ class PodmanEngine(ClientEngine):
                     )
 
     def create(self, plan: ContainerPlan) -> str:
+        # containers.create() inspects the new container at once; the mount check
+        # inspects it anyway, so post podman-py's own payload and skip that request
         options = create_options(plan, rootless=os.getuid() != 0)
+        manager = self.client.containers
         with self.errors("creating the container"):
-            container = self.client.containers.create(plan.image_id, **options)
+            payload = manager._render_payload({"image": plan.image_id, **options})
+            response = self.client.api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=podman_api.prepare_body(payload),
+            )
+            response.raise_for_status(not_found=podman_errors.ImageNotFound)
+            container = manager.prepare_model({"Id": response.json()["Id"]})
         return self.keep(container)
 
     def wait(self, container_id: str) -> int:

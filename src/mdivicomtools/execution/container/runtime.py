@@ -312,7 +312,11 @@ class ContainerBackend:
                 f"[mdivicom] waiting for the container failed ({result['error']}); "
                 f"its state says it exited with status {exit_code}\n"
             )
-        self._record_state(engine, container_id, outcome)
+        if result.get("status") == 0:
+            # the engine's wait answer is enough for a success: no inspect request
+            outcome.container.exit_code, outcome.container.oom_killed = 0, False
+        else:
+            self._record_state(engine, container_id, outcome)
         exit_code = outcome.container.exit_code
         outcome.exit_code = exit_code
         if (
