@@ -1,13 +1,16 @@
 """`mdivicom images list|pull|save|load` on the real Docker Engine and Podman.
 
-The round trip uses a tag of its own (never the shared test image's name), so a
-load cannot retag the image other tests run.
+The round trip uses an image of its own, imported from a one-file tar with
+random content: loading an archive adds its digest to the image it names (Podman
+keeps digests per image, not per tag), so a round trip through a tag of the
+shared test image would change what other tests see.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import uuid
 
 import pytest
@@ -30,9 +33,15 @@ def image_id(engine, ref):
 
 
 @pytest.fixture
-def own_tag(engine):
-    ref = f"localhost/mdivicom-roundtrip-{uuid.uuid4().hex[:8]}:1"
-    cli_engine(engine, "tag", TEST_IMAGE, ref)
+def own_tag(engine, tmp_path):
+    token = uuid.uuid4().hex
+    content = tmp_path / "token"
+    content.write_text(token * 4000)  # big enough to see that the tar holds a layer
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        tar.add(content, arcname="token")
+    ref = f"localhost/mdivicom-roundtrip-{token[:8]}:1"
+    cli_engine(engine, "import", str(rootfs), ref)
     yield ref
     cli_engine(engine, "rmi", ref, check=False)
 

@@ -42,6 +42,8 @@ from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunReq
 #: how long the followed log stream may lag behind the container's exit before the
 #: rest is fetched in one call (Podman ends the stream up to 0.25 s late)
 LOG_SETTLE_S = 0.05
+#: how long close() waits for a container's removal to finish
+REMOVE_WAIT_S = 60.0
 
 
 def _pinned_digest(ref: str) -> str | None:
@@ -142,6 +144,7 @@ class ContainerBackend:
         self._engine: ContainerEngine | None = None
         self._version: str | None = None
         self._images: dict[str, ImageFacts] = {}
+        self._removals: list[threading.Thread] = []
 
     def engine(self) -> ContainerEngine:
         if self._engine is None:
@@ -160,6 +163,9 @@ class ContainerBackend:
         )
 
     def close(self) -> None:
+        for thread in self._removals:
+            thread.join(timeout=REMOVE_WAIT_S)
+        self._removals.clear()
         if self._engine is not None:
             with contextlib.suppress(Exception):
                 self._engine.close()
@@ -250,10 +256,23 @@ class ContainerBackend:
         except BaseException:
             with contextlib.suppress(Exception):
                 engine.stop(container_id, _grace(plan))
-            raise
-        finally:
             with contextlib.suppress(Exception):
                 engine.remove(container_id)
+            raise
+        self._remove_later(engine, container_id)
+
+    def _remove_later(self, engine: ContainerEngine, container_id: str) -> None:
+        """Remove the exited container while the runner inventories, promotes and records
+        the outputs (an engine takes 20-60 ms to delete one); close() waits for it, so
+        no run returns with its container still there."""
+
+        def remove() -> None:
+            with contextlib.suppress(Exception):
+                engine.remove(container_id)
+
+        thread = threading.Thread(target=remove, name="mdivicom-remove", daemon=True)
+        thread.start()
+        self._removals.append(thread)
 
     def _run(
         self,
