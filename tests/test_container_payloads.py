@@ -290,3 +290,55 @@ def test_podman_gpu_support_follows_the_cdi_specs(monkeypatch, tmp_path):
     assert answer.available is True and str(tmp_path / "nvidia.yaml") in answer.detail
     remote = podman_engine.PodmanEngine(object(), "tcp://cluster:8888")
     assert remote.gpu_support().available is False
+
+
+def _spec(**container: object):
+    return parse_plugin(manifest(**container)).container
+
+
+def test_precedence_manifest_then_user_config_then_run_options(tmp_path, monkeypatch):
+    from mdivicomtools.model.options import RunOptions
+    from mdivicomtools.runner.containers import container_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[container]\nmemory = "2g"\nstop_grace_s = 7\n')
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    spec = _spec(resources={"memory": "1g", "cpus": 2, "pids": 50, "gpus": 1}, stop_grace_s=3)
+    options = RunOptions(dataset="d", out="o")
+    settings = container_settings(spec, options, tmp_path / "out")
+    assert (settings.memory, settings.cpus, settings.pids, settings.gpus) == (
+        2 * 1024**3,
+        2.0,
+        50,
+        1,
+    )
+    assert settings.stop_grace_s == 7
+    options = RunOptions(dataset="d", out="o", memory="512m", cpus=0.5, gpus="none", stop_grace=1)
+    settings = container_settings(spec, options, tmp_path / "out")
+    assert (settings.memory, settings.cpus, settings.gpus) == (512 * 1024**2, 0.5, None)
+    assert settings.stop_grace_s == 1 and settings.init and settings.no_new_privileges
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        ('[container]\nmemory = "lots"\n', {}, "memory 'lots' is not a size"),
+        ("[container]\nbogus = 1\n", {}, "[container] in"),
+        ("", {"memory": "0"}, "--memory must be more than 0 bytes"),
+        ("", {"cpus": -1.0}, "--cpus must be more than 0"),
+        ("", {"gpus": "0,,1"}, "--gpus '0,,1'"),
+        ("", {"stop_grace": 7200.0}, "--stop-grace must be between 0 and 3600"),
+    ],
+)
+def test_bad_overrides_are_usage_errors(tmp_path, monkeypatch, config, options, message):
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import RunOptions
+    from mdivicomtools.runner.containers import container_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(path))
+    with pytest.raises(UsageError) as caught:
+        container_settings(_spec(), RunOptions(dataset="d", out="o", **options), tmp_path / "o")
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2
