@@ -115,6 +115,12 @@ def test_pull_without_a_registry_is_exit_1_naming_the_image(site, engine):
     assert len(result.stderr.splitlines()) == 1
 
 
+def test_save_to_a_folder_is_exit_2(site, tmp_path):
+    result = site.cli("images", "save", TEST_IMAGE, "-o", str(tmp_path))
+    assert result.returncode == 2
+    assert "is a folder; name the tar file to write" in result.stderr
+
+
 def test_load_of_a_missing_file_is_exit_2(site, tmp_path):
     result = site.cli("images", "load", str(tmp_path / "none.tar"))
     assert result.returncode == 2

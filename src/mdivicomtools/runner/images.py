@@ -146,6 +146,8 @@ def save_images(refs: list[str], path: Path, requested: str | None = None) -> st
     target = path.expanduser().absolute()
     if not target.parent.is_dir():
         raise UsageError(f"-o {str(path)!r}: the folder {str(target.parent)!r} does not exist")
+    if target.is_dir():
+        raise UsageError(f"-o {str(path)!r} is a folder; name the tar file to write")
     with _engine(requested) as (name, engine):
         missing = [ref for ref in refs if engine.image(ref) is None]
         if missing:
