@@ -104,6 +104,32 @@ def test_init_makes_a_timeout_prompt(site, dataset, tmp_path, engine):
     assert leftover_containers(engine, record["run_id"]) == []
 
 
+def test_a_tool_that_ignores_sigterm_gets_the_grace_then_sigkill(site, dataset, tmp_path, engine):
+    container_plugin(site, "stubborn", "trap '' TERM; echo started; sleep 600 & wait; sleep 600")
+    out = tmp_path / "out"
+    result, record = run_json(
+        site,
+        "stubborn",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--backend",
+        engine,
+        "--timeout",
+        "1",
+        "--stop-grace",
+        "3",
+    )
+    assert result.returncode == 124, result.stderr
+    assert record["container"]["applied"]["stop_grace_s"] == 8
+    # the engine waited the grace before SIGKILL (a lower bound, not a timing race) ...
+    assert record["duration_s"] >= 1 + 8
+    # ... and then the container was gone: far below the 600 s the tool asked for
+    assert record["duration_s"] < 60
+    assert leftover_containers(engine, record["run_id"]) == []
+
+
 @pytest.mark.parametrize(
     ("capabilities", "bounding"),
     [([], 0), (["NET_BIND_SERVICE", "cap_kill"], (1 << 10) | (1 << 5))],
