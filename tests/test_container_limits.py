@@ -119,7 +119,7 @@ def test_a_tool_that_ignores_sigterm_gets_the_grace_then_sigkill(site, dataset, 
         "--timeout",
         "1",
         "--stop-grace",
-        "3",
+        "8",
     )
     assert result.returncode == 124, result.stderr
     assert record["container"]["applied"]["stop_grace_s"] == 8
