@@ -40,8 +40,9 @@ from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
 #: how long the followed log stream may lag behind the container's exit before the
-#: rest is fetched in one call (Podman ends the stream up to 0.25 s late)
-LOG_SETTLE_S = 0.05
+#: rest is fetched in one call (Podman ends the stream up to 0.25 s late; one more
+#: request, a few ms, costs less than waiting longer)
+LOG_SETTLE_S = 0.01
 #: how long close() waits for a container's removal to finish
 REMOVE_WAIT_S = 60.0
 
