@@ -374,3 +374,20 @@ def test_backends_list_reports_gpu_support(site, engine):
     assert items["python"]["gpus"] is None
     table = site.cli("backends", "list").stdout
     assert "; GPUs: no (" in next(line for line in table.splitlines() if line.startswith(engine))
+
+
+def test_a_long_log_arrives_complete(site, dataset, tmp_path, engine):
+    # the followed stream may end after the container; the tail is then fetched in one call
+    container_plugin(
+        site,
+        "chatty",
+        "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done; echo last-line >&2",
+    )
+    out = tmp_path / "out"
+    record = run_plugin("chatty", dataset=dataset, out=out, backend=engine)
+    assert record.status == "succeeded"
+    lines = (out / record.log).read_text().splitlines()
+    assert [line for line in lines if line.startswith("line-")] == [
+        f"line-{i}" for i in range(20000)
+    ]
+    assert lines.count("last-line") == 1
