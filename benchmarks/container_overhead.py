@@ -13,6 +13,7 @@ Targets (issue 14): mdivicom <= 1.4x `docker run --rm` and <= 1.0x
 `podman --remote run --rm`, medians.
 
 Usage: python benchmarks/container_overhead.py [--runs 15] [--markdown] [--engines docker,podman]
+           [--compare-code OLD/src:OLD/backends/docker/src:OLD/backends/podman/src]
        python benchmarks/container_overhead.py --profile   (where one run's time goes)
 Needs the engines and the image localhost/mdivicom-test:1 (scripts/setup-engines.sh).
 """
@@ -73,6 +74,12 @@ def main() -> None:
     parser.add_argument("--engines", default="docker,podman")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--profile", action="store_true", help="Profile one run per engine.")
+    parser.add_argument(
+        "--compare-code",
+        metavar="PYTHONPATH",
+        help="Also time mdivicom with this PYTHONPATH first (e.g. an older release's src "
+        "folders), interleaved in the same rounds.",
+    )
     args = parser.parse_args()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     engines = [e for e in args.engines.split(",") if e]
@@ -130,8 +137,9 @@ def main() -> None:
             ]
             return timed(argv, env)
 
-        def ours(engine: str) -> float:
+        def ours(engine: str, code: str | None = None) -> float:
             out = root / f"out-{next(counter)}"
+            run_env = env if code is None else dict(env, PYTHONPATH=code)
             return timed(
                 [
                     mdivicom,
@@ -144,7 +152,7 @@ def main() -> None:
                     "--backend",
                     engine,
                 ],
-                env,
+                run_env,
             )
 
         if args.profile:
@@ -157,6 +165,10 @@ def main() -> None:
         for engine in engines:
             cases[f"{engine} run --rm (raw CLI)"] = lambda e=engine: raw(e)
             cases[f"mdivicom run --backend {engine}"] = lambda e=engine: ours(e)
+            if args.compare_code:
+                cases[f"compared code: mdivicom run --backend {engine}"] = lambda e=engine: ours(
+                    e, args.compare_code
+                )
             if engine == "podman":
                 cases["podman run --rm (local CLI)"] = lambda: raw("podman-local")
         for case in cases.values():
@@ -179,6 +191,16 @@ def main() -> None:
                 f"<= {TARGETS.get(engine, 1.4):.2f}x",
             )
         )
+        if args.compare_code:
+            other = med[f"compared code: mdivicom run --backend {engine}"]
+            rows.append(
+                (
+                    f"compared code: mdivicom run --backend {engine}",
+                    f"{other * 1000:.0f} ms",
+                    f"{other / base:.2f}x raw CLI",
+                    "",
+                )
+            )
         if engine == "podman":
             local = med["podman run --rm (local CLI)"]
             rows.append(
