@@ -4,6 +4,8 @@
 #
 #   - Docker Engine (Debian's docker.io): dockerd --iptables=false --bridge=none
 #   - Podman API service: podman system service --time=0 unix:///run/podman/podman.sock
+#   - catatonit, the init process Podman's --init runs (every mdivicomtools
+#     container has one; Docker's docker-init comes with docker.io)
 #   - image localhost/mdivicom-test:1 on both engines, built from Debian's
 #     busybox-static (no registry is reachable on CI machines)
 #
@@ -27,7 +29,7 @@ PODMAN_SOCK=/run/podman/podman.sock
 PODMAN_URL=unix://$PODMAN_SOCK
 CONTAINERS_CONF=/etc/containers/containers.conf
 CONF_CHANGED=
-APT_PACKAGES=(docker.io podman runc busybox-static)
+APT_PACKAGES=(docker.io podman runc catatonit busybox-static)
 # Applets the tests rely on; the image links every applet busybox has, and the
 # build fails if one of these is missing.
 REQUIRED_APPLETS=(sh cat ls wc echo mkdir sleep id sha256sum touch rm cp mv head
@@ -115,7 +117,7 @@ wait_until() {
 have_packages() {
   command -v dockerd >/dev/null && command -v podman >/dev/null &&
     command -v runc >/dev/null && [[ -x /usr/bin/docker || -n $(command -v docker) ]] &&
-    [[ -x /bin/busybox ]] &&
+    [[ -x /bin/busybox ]] && command -v catatonit >/dev/null &&
     [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == "install ok installed" ]]
 }
 if have_packages; then
@@ -140,7 +142,7 @@ else
       install "${APT_PACKAGES[@]}"
   } >>"$APT_LOG" 2>&1 || die "apt-get failed" "$APT_LOG"
   if [[ -n $POLICY_RC_CREATED ]]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=; fi
-  have_packages || die "packages installed but dockerd/podman/runc/busybox-static still missing" "$APT_LOG"
+  have_packages || die "packages installed but dockerd/podman/runc/catatonit/busybox-static still missing" "$APT_LOG"
   step packages "installed ${APT_PACKAGES[*]} (log: $APT_LOG)"
 fi
 

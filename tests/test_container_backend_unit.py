@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mdivicomtools import hookimpl
-from mdivicomtools.execution.container.engine import EngineUnreachable, ImageFacts
+from mdivicomtools.execution.container.engine import EngineUnreachable, GpuSupport, ImageFacts
 from mdivicomtools.execution.container.plan import ContainerPlan, expand
 from mdivicomtools.execution.container.runtime import ContainerBackend
 from mdivicomtools.hooks.manager import load_hooks
@@ -17,7 +17,8 @@ class FakeEngine:
     name = "fake"
     endpoint = "unix:///fake.sock"
 
-    def __init__(self, *, drop_read_only=False, exit_code=0, oom=False):
+    def __init__(self, *, drop_read_only=False, exit_code=0, oom=False, gpus=False):
+        self.gpus = gpus
         self.drop_read_only = drop_read_only
         self.exit_code = exit_code
         self.oom = oom
@@ -71,9 +72,14 @@ class FakeEngine:
     def close(self):
         self.calls.append("close")
 
+    def gpu_support(self):
+        return GpuSupport(available=self.gpus, detail="fake GPUs" if self.gpus else "no fake GPUs")
 
-def run_with(site, dataset, tmp_path, engine):
-    site.manifest("tool.json", plugin_dict("tool", kind="container"))
+
+def run_with(site, dataset, tmp_path, engine, **container):
+    manifest = plugin_dict("tool", kind="container")
+    manifest["container"].update(container)
+    site.manifest("tool.json", manifest)
 
     class Module:
         @hookimpl
@@ -98,6 +104,29 @@ def test_oom_kill_is_recorded(site, dataset, tmp_path):
     record = run_with(site, dataset, tmp_path, FakeEngine(exit_code=137, oom=True))
     assert record.status == "failed" and record.error.type == "OutOfMemory"
     assert record.container.oom_killed is True and record.exit_code == 137
+
+
+def test_oom_message_names_the_limit(site, dataset, tmp_path):
+    engine = FakeEngine(exit_code=137, oom=True)
+    record = run_with(site, dataset, tmp_path, engine, resources={"memory": "1.5g"})
+    assert record.error.message == "out of memory (limit 1.5 GiB)"
+    assert engine.plan.settings.memory == 3 * 1024**3 // 2
+
+
+def test_gpus_reach_the_plan_when_the_engine_serves_them(site, dataset, tmp_path):
+    engine = FakeEngine(gpus=True)
+    record = run_with(site, dataset, tmp_path, engine, resources={"gpus": 2})
+    assert record.status == "succeeded"
+    assert engine.plan.settings.gpus == 2 and record.container.applied.gpus == 2
+
+
+def test_gpus_are_refused_when_the_engine_cannot_serve_them(site, dataset, tmp_path):
+    from mdivicomtools.runner import ValidationFailed
+
+    engine = FakeEngine(gpus=False)
+    with pytest.raises(ValidationFailed, match="cannot serve GPU requests: no fake GPUs"):
+        run_with(site, dataset, tmp_path, engine, resources={"gpus": "all"})
+    assert "create" not in engine.calls
 
 
 def test_success_through_a_third_party_engine(site, dataset, tmp_path):

@@ -34,6 +34,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from mdivicomtools.common.entrypoints import Distribution
+from mdivicomtools.model.container import AppliedMount, ContainerSettings, MountDecl, Resources
 from mdivicomtools.model.contract import ContainerSpec, PluginMeta
 from mdivicomtools.model.run import (
     EXIT_CODES,
@@ -165,6 +166,28 @@ MEANINGS: dict[type, dict[str, str]] = {
         "engine": "The engine's name.",
         "engine_version": "The engine's version.",
         "endpoint": "The engine socket or URL that was used.",
+        "applied": "The limits, named mounts and hardening the container ran under "
+        "(`container.applied` below); null in records of older releases.",
+    },
+    ContainerSettings: {
+        "memory": "Memory limit in bytes (swap included); null: the engine's default (none).",
+        "cpus": "CPU limit in CPUs; null: none.",
+        "shm_size": "Size of `/dev/shm` in bytes; null: the engine's default (64 MiB).",
+        "pids": "Most processes and threads at once; null: the engine's default.",
+        "gpus": '`"all"`, a count or device ids; null: no GPU.',
+        "mounts": "The named read-only mounts, with host path and fingerprint.",
+        "stop_grace_s": "Seconds between SIGTERM and SIGKILL when the container was stopped.",
+        "capabilities": "Linux capabilities added back after all were dropped.",
+        "read_only_rootfs": "Whether the image's filesystem was read-only (with a tmpfs `/tmp`).",
+        "init": "Whether an init process ran as PID 1 (always, in this release).",
+        "no_new_privileges": "Whether no-new-privileges was set (always, in this release).",
+    },
+    AppliedMount: {
+        "name": "The mount's name in the manifest.",
+        "source": "The host path, symbolic links resolved.",
+        "target": "Where the container saw it (read-only).",
+        "fingerprint": "sha256 over the relative paths, sizes and modification times under "
+        "`source` (contents are not read): a different value means different files.",
     },
     HookError: {
         "hook": "The hook that was called.",
@@ -199,6 +222,33 @@ MEANINGS: dict[type, dict[str, str]] = {
         "network": "`false`: no network at all (`none`); `true`: the engine's default network.",
         "pull": "`missing`: pull only when absent; `always`; `never`: a missing image stops "
         "the run before it starts.",
+        "resources": "Limits the tool runs under (`container.resources` below); the user "
+        "config and `--memory`, `--cpus`, `--shm-size`, `--gpus` override them.",
+        "mounts": "Named read-only host folders the tool needs, by name "
+        "(`container.mounts.<name>` below); the user gives the host path with "
+        "`--mount NAME=PATH`.",
+        "stop_grace_s": "Seconds the tool gets between SIGTERM and SIGKILL when it is stopped "
+        "(timeout, Ctrl-C); null: 5, or `--stop-grace`.",
+        "capabilities": 'Linux capabilities given back after all are dropped, e.g. `["SYS_NICE"]`; '
+        "shown in the plan and recorded.",
+        "read_only_rootfs": "`true`: the image's filesystem is read-only and `/tmp` a tmpfs.",
+    },
+    Resources: {
+        "memory": 'Memory limit: bytes, or a size such as `"512m"` or `"8g"` (powers of 1024); '
+        "swap counts against it. A container that exceeds it ends `failed`, "
+        "`OutOfMemory`.",
+        "cpus": "CPU limit in CPUs, e.g. `2` or `0.5`.",
+        "shm_size": 'Size of `/dev/shm`, e.g. `"1g"` (PyTorch data loaders need more than '
+        "the engine's 64 MiB).",
+        "pids": "Most processes and threads at once.",
+        "gpus": '`"all"`, a count, or device ids such as `["0", "1"]`; Docker gets device '
+        "requests, Podman CDI devices `nvidia.com/gpu=...`.",
+    },
+    MountDecl: {
+        "target": "Absolute path in the container, e.g. `/models`; not under `/mdivicom`, "
+        "`/tmp`, `/proc`, `/sys` or `/dev`.",
+        "required": "`true`: a run without a host path for it stops before it starts.",
+        "description": "What the user should mount here; shown in the error when it is missing.",
     },
 }
 
@@ -321,6 +371,8 @@ def _record_sections() -> str:
             ("resultbundles[]", BundleSummary),
             ("host", HostInfo),
             ("container", ContainerInfo),
+            ("container.applied", ContainerSettings),
+            ("container.applied.mounts[]", AppliedMount),
             ("hook_errors[]", HookError),
             ("dataset", DatasetInfo),
         ]
@@ -349,6 +401,8 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     },
     "container-manifest.md": {
         "container fields": lambda: field_table(ContainerSpec),
+        "container resources fields": lambda: field_table(Resources),
+        "container mount fields": lambda: field_table(MountDecl),
         "meta fields": lambda: field_table(PluginMeta),
     },
 }

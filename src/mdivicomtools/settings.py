@@ -31,6 +31,23 @@ DISABLE_HOOKS_ENV = "MDIVICOM_DISABLE_HOOKS"
 SCHEDULER_ENV = "MDIVICOM_DASK_SCHEDULER"
 
 
+class ContainerDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[container]` in the user config: site defaults for container plugins.
+
+    They override a manifest's `resources` and `stop_grace_s` (the site knows its
+    machines); `--memory` and the other run options override them in turn.
+    `[container.mounts]` gives host paths for named mounts, used by every plugin
+    that declares a mount of that name.
+    """
+
+    memory: str | int | None = None
+    cpus: float | None = None
+    shm_size: str | int | None = None
+    gpus: str | int | list[str] | None = None
+    stop_grace_s: float | None = None
+    mounts: dict[str, str] = {}
+
+
 class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What the user config file may set; every key is optional."""
 
@@ -40,6 +57,8 @@ class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     strict_bundles: bool | None = None
     #: record every run's dataset content digest (`run --hash-dataset`)
     hash_dataset: bool | None = None
+    #: `[container]`: site defaults for container plugins (resources, named mounts)
+    container: ContainerDefaults | None = None
 
 
 class UserConfigError(UsageError):
@@ -60,10 +79,13 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
     where = f"the user config {str(path)!r}"
     if message.startswith("Object contains unknown field"):
         key = message.split("`")[1]
-        known = list(UserConfig.__struct_fields__)
+        table = message.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in message else ""
+        struct = ContainerDefaults if table == "container" else UserConfig
+        known = list(struct.__struct_fields__)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {key!r} in {where}{hint}; known keys: {', '.join(known)}"
+        name = f"{table}.{key}" if table else key
+        return f"unknown key {name!r} in {where}{hint}; known keys: {', '.join(known)}"
     return f"{where}: {message}"
 
 
@@ -106,6 +128,11 @@ def configured_backend() -> str | None:
 def configured_strict_bundles() -> bool:
     """`strict_bundles = true` makes every run fail on an invalid result bundle."""
     return bool(load_user_config().strict_bundles)
+
+
+def configured_container() -> ContainerDefaults:
+    """The `[container]` table of the user config (empty when there is none)."""
+    return load_user_config().container or ContainerDefaults()
 
 
 def configured_hash_dataset() -> bool:

@@ -22,6 +22,7 @@ from mdivicomtools.cli.bundles import bundles_group
 from mdivicomtools.cli.config import config_group
 from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
+from mdivicomtools.cli.images import images_group
 from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.rerun import rerun_command
 from mdivicomtools.cli.run import run_command
@@ -67,6 +68,7 @@ for command in (
     config_group,
     verify_command,
     rerun_command,
+    images_group,
 ):
     cli.add_command(command)
 
@@ -98,6 +100,22 @@ def _fail(message: str, code: int, error_type: str, as_json: bool) -> NoReturn:
     sys.exit(code)
 
 
+def _exit_now_if_requested(code: int) -> None:
+    """End the `mdivicom` process at once when the command said all its work is done
+    (`request_fast_exit`): flush what was printed, then skip the interpreter's teardown.
+    Only for the program itself (argv None), never for a caller of main() in-process."""
+    from mdivicomtools.cli.output import fast_exit_requested
+
+    if fast_exit_requested():
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            os._exit(EXIT_BROKEN_PIPE)
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the documented codes.
 
@@ -118,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             cli.invoke(ctx)
         sys.stdout.flush()
     except click.exceptions.Exit as exc:
+        if argv is None:
+            _exit_now_if_requested(exc.exit_code)
         with contextlib.suppress(BrokenPipeError):
             sys.stdout.flush()
         sys.exit(exc.exit_code)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
+
+if TYPE_CHECKING:
+    from mdivicomtools.execution.registry import BackendItem
+
+
+def _engine_text(item: BackendItem) -> str:
+    if item.gpus is None:
+        return item.engine or ""
+    gpus = "yes" if item.gpus.available else "no"
+    return f"{item.engine}; GPUs: {gpus} ({item.gpus.detail})"
 
 
 @click.group("backends")
@@ -15,7 +27,8 @@ def backends_group() -> None:
 @backends_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_command(as_json: bool) -> None:
-    """List every backend: kinds it runs, available or not, engine version, how to fix.
+    """List every backend: kinds it runs, available or not, engine version, GPU support,
+    how to fix.
 
     Checking availability connects to each engine (and may start a private
     Podman service for a moment).
@@ -37,7 +50,7 @@ def list_command(as_json: bool) -> None:
             item.name,
             ",".join(item.kinds),
             "yes" if item.available else "no",
-            item.engine if item.available else f"{item.reason} (fix: {item.fix})",
+            _engine_text(item) if item.available else f"{item.reason} (fix: {item.fix})",
         ]
         for item in items
     ]

@@ -22,3 +22,18 @@ def echo_json(value: Any) -> None:
 def warn(messages: Iterable[str]) -> None:
     for message in messages:
         click.echo(f"Warning: {message}", err=True)
+
+
+class _FastExit:
+    requested = False
+
+
+def request_fast_exit() -> None:
+    """Say that everything this command does is done and recorded: `main` may then end
+    the process without the interpreter's teardown (freeing every module's objects,
+    20-40 ms after a container run), when it runs as the `mdivicom` program."""
+    _FastExit.requested = True
+
+
+def fast_exit_requested() -> bool:
+    return _FastExit.requested

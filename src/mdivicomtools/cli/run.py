@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.output import echo_json, request_fast_exit
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -104,6 +104,32 @@ def _summary(record: RunRecord) -> str:
     "times) [default: hash_dataset in the user config, else a stat fingerprint only].",
 )
 @click.option(
+    "--memory",
+    metavar="SIZE",
+    help="Container memory limit, e.g. 512m or 8g (overrides the manifest and user config).",
+)
+@click.option("--cpus", type=float, metavar="N", help="Container CPU limit, e.g. 2 or 0.5.")
+@click.option("--shm-size", metavar="SIZE", help="Size of the container's /dev/shm, e.g. 1g.")
+@click.option(
+    "--gpus",
+    metavar="all|N|IDS|none",
+    help="GPUs for the container: all, a count, ids such as 0,1, or none.",
+)
+@click.option(
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Host folder for a named read-only mount the plugin declares. Repeatable.",
+)
+@click.option(
+    "--stop-grace",
+    type=float,
+    metavar="SECONDS",
+    help="Seconds a stopped container gets between SIGTERM and SIGKILL [default: the "
+    "manifest's stop_grace_s, else 5].",
+)
+@click.option(
     "--sessions",
     metavar="GLOB",
     help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
@@ -154,6 +180,12 @@ def run_command(
     isolate: bool,
     strict_bundles: bool | None,
     hash_dataset: bool | None,
+    memory: str | None,
+    cpus: float | None,
+    shm_size: str | None,
+    gpus: str | None,
+    mounts: tuple[str, ...],
+    stop_grace: float | None,
     sessions: str | None,
     jobs: int | None,
     executor: str,
@@ -187,6 +219,12 @@ def run_command(
         isolate=isolate,
         strict_bundles=strict_bundles,
         hash_dataset=hash_dataset,
+        memory=memory,
+        cpus=cpus,
+        shm_size=shm_size,
+        gpus=gpus,
+        mounts=mounts,
+        stop_grace=stop_grace,
     )
     if scheduler is not None and executor != "dask":
         raise click.UsageError(
@@ -210,6 +248,7 @@ def run_command(
         echo_json(record)
     else:
         click.echo(_summary(record))
+    request_fast_exit()  # the record is written and the engine connection closed
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
 

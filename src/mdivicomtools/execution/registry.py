@@ -15,6 +15,7 @@ import os
 import msgspec
 
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
+from mdivicomtools.execution.container.engine import GpuSupport
 from mdivicomtools.model.run import HookError
 from mdivicomtools.settings import BACKEND_ENV, configured_backend
 
@@ -38,6 +39,8 @@ class BackendItem(msgspec.Struct, kw_only=True):
     fix: str | None
     provided_by: list[str]
     conflict: bool = False
+    #: whether a container engine can serve GPU requests; null for other backends
+    gpus: GpuSupport | None = None
 
 
 class BackendRegistry:
@@ -163,6 +166,7 @@ class BackendRegistry:
                     fix=_CONFLICT_FIX if conflict else status.fix,
                     provided_by=self.providers[name],
                     conflict=conflict,
+                    gpus=_gpu_support(backend) if status.available and not conflict else None,
                 )
             )
         return items
@@ -228,3 +232,16 @@ def _preferences(kind: str) -> list[str]:
         preferences.append(configured_backend() or "")
         preferences.extend(CONTAINER_PREFERENCE)
     return [name for name in preferences if name and name != "auto"]
+
+
+def _gpu_support(backend: ExecutionBackend) -> GpuSupport | None:
+    """A container backend's answer on GPUs (asked only for `backends list`: it costs
+    an engine request that a run without GPUs does not need)."""
+    ask = getattr(backend, "gpu_support", None)
+    if ask is None:
+        return None
+    try:
+        answer = ask()
+    except Exception:  # a third-party backend's failure must not break the listing
+        return None
+    return answer if isinstance(answer, GpuSupport) else None

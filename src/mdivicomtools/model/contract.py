@@ -15,6 +15,14 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.model.container import (
+    CAPABILITIES,
+    MountDecl,
+    Resources,
+    check_mount_decl,
+    check_resources,
+    normalise_capability,
+)
 
 API_VERSION = "mdivicomtools.plugin.v0.1"
 #: api_version majors this release understands; a plugin written for another
@@ -86,6 +94,14 @@ class ContainerSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unk
     env: dict[str, str] = {}
     network: bool = False
     pull: PullPolicy = "missing"
+    resources: Resources | None = None
+    #: named read-only host folders the user supplies (`--mount NAME=PATH`)
+    mounts: dict[str, MountDecl] = {}
+    #: seconds between SIGTERM and SIGKILL when the container is stopped
+    stop_grace_s: float | None = None
+    #: Linux capabilities given back after all are dropped, e.g. ["SYS_NICE"]
+    capabilities: list[str] = []
+    read_only_rootfs: bool = False
 
 
 class PluginSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -260,3 +276,26 @@ def _check_semantics(spec: PluginSpec) -> None:
             raise InvalidPlugin("entry is given but meta.kind is 'container'")
         if not spec.container.image.strip():
             raise InvalidPlugin("container.image is empty")
+        _check_container(spec.container)
+
+
+def _check_container(container: ContainerSpec) -> None:
+    """The container fields msgspec's types cannot check: sizes, paths, capability names."""
+    try:
+        if container.resources is not None:
+            check_resources(container.resources, "container.resources")
+        for name, decl in container.mounts.items():
+            check_mount_decl(name, decl)
+    except ValueError as exc:
+        raise InvalidPlugin(str(exc)) from None
+    if container.stop_grace_s is not None and not 0 <= container.stop_grace_s <= 3600:
+        raise InvalidPlugin(
+            f"container.stop_grace_s must be between 0 and 3600 seconds, "
+            f"got {container.stop_grace_s:g}"
+        )
+    unknown = [c for c in container.capabilities if normalise_capability(c) not in CAPABILITIES]
+    if unknown:
+        raise InvalidPlugin(
+            f"container.capabilities: unknown Linux capability {unknown[0]!r}; use names such "
+            'as "SYS_NICE" or "NET_BIND_SERVICE" (capabilities(7))'
+        )

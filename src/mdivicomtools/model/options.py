@@ -43,6 +43,15 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     #: the run this one repeats (`mdivicom rerun`), linked from the new record
     rerun_of: str | None = None
 
+    #: container limits that override the manifest and the user config ("2g", 1.5, "all")
+    memory: str | None = None
+    cpus: float | None = None
+    shm_size: str | None = None
+    gpus: str | None = None
+    #: `--mount NAME=PATH`: host folders for the plugin's declared named mounts
+    mounts: tuple[str, ...] = ()
+    stop_grace: float | None = None
+
     def __post_init__(self) -> None:
         """Store plain values whatever callers pass (paths, lists), and refuse wrong
         types here rather than deep inside a run (msgspec checks types only when
@@ -53,8 +62,9 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 msgspec.structs.force_setattr(self, name, str(value))
             elif value is not None and not isinstance(value, str):
                 raise TypeError(f"RunOptions.{name} must be a path or a string, got {value!r}")
-        if not isinstance(self.sets, tuple):
-            msgspec.structs.force_setattr(self, "sets", tuple(self.sets or ()))
+        for name in ("sets", "mounts"):
+            if not isinstance(getattr(self, name), tuple):
+                msgspec.structs.force_setattr(self, name, tuple(getattr(self, name) or ()))
         if self.timeout is not None and (
             isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
         ):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.entrypoints import Distribution
+from mdivicomtools.model.container import ContainerSettings
 from mdivicomtools.model.contract import PluginSpec
 from mdivicomtools.model.layout import RUNS_DIR
 
@@ -100,6 +101,8 @@ class ContainerInfo(msgspec.Struct, kw_only=True):
     engine: str | None = None
     engine_version: str | None = None
     endpoint: str | None = None
+    #: the limits, named mounts and hardening the container ran under
+    applied: ContainerSettings | None = None
 
 
 class DatasetInfo(msgspec.Struct, kw_only=True):
@@ -146,6 +149,8 @@ class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
     strict_bundles: bool = False
     hash_dataset: bool = False
     rerun_of: str | None = None
+    #: a container plugin's resolved resources, named mounts and hardening
+    container: ContainerSettings | None = None
 
     def plugin_env(self) -> dict[str, str]:
         """Variables a running plugin sees, so helpers such as the result-bundle

@@ -4,7 +4,10 @@
 `check_runs` validates many targets at once for a batch. Modules: `prepare`
 (plugin, config, hooks, backend and the frozen RunRequest), `run` (execute,
 finalise, record), `staging` (lock, staging folder, promotion), `fingerprint`
-(the dataset check), `config` (`--config`/`--set`, hash, redaction).
+(the dataset check), `config` (`--config`/`--set`, hash, redaction),
+`containers` (a container plugin's resources, named mounts and hardening,
+resolved into the request), `images` (the plugin images per engine, for
+`mdivicom images`).
 
 May import everything below it (`discovery`, `hooks`, `execution`, `records`,
 `bundles`, `model`, `common`); only `batch`, `authoring` and `cli` import it.

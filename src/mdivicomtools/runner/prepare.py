@@ -29,6 +29,7 @@ from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRequest
 from mdivicomtools.records.store import new_run_id
 from mdivicomtools.runner.config import build_config, config_sha256
+from mdivicomtools.runner.containers import container_settings
 from mdivicomtools.settings import configured_hash_dataset, configured_strict_bundles
 
 
@@ -74,6 +75,30 @@ def _pinned_spec(spec: PluginSpec | None, image: str | None) -> PluginSpec:
     return msgspec.structs.replace(spec, container=container)
 
 
+#: RunOptions fields that only a container plugin can use, with their option names
+CONTAINER_OPTIONS = {
+    "memory": "--memory",
+    "cpus": "--cpus",
+    "shm_size": "--shm-size",
+    "gpus": "--gpus",
+    "mounts": "--mount",
+    "stop_grace": "--stop-grace",
+}
+
+
+def _check_container_options(options: RunOptions, plugin: PluginInfo) -> None:
+    if plugin.kind == "container":
+        return
+    given = [
+        f for field, f in CONTAINER_OPTIONS.items() if getattr(options, field) not in (None, ())
+    ]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} only apply to container plugins; {plugin.ref} is a "
+            f"{plugin.kind} plugin"
+        )
+
+
 class Prepared:
     """One plugin, its config, the hooks and the chosen backend; close() when done."""
 
@@ -86,6 +111,7 @@ class Prepared:
         scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
         self.found = resolve(ref, entry_points=scan[ENTRY_POINT_GROUP])
         self.plugin = plugin_info(self.found)
+        _check_container_options(options, self.plugin)
         self.options = options
         self.config: dict[str, Any] = build_config(options.config, options.sets)
         self.config_sha256 = config_sha256(self.config)
@@ -144,6 +170,11 @@ class Prepared:
             strict_bundles=self.strict_bundles,
             hash_dataset=self.hash_dataset,
             rerun_of=options.rerun_of,
+            container=(
+                container_settings(self.found.spec.container, options, run_out_dir)
+                if self.found.spec.container is not None
+                else None
+            ),
         )
 
     def image_id(self) -> str | None:

@@ -5,7 +5,11 @@ Where no service socket answers but the `podman` command exists, a private
 lifetime of the run and stopped afterwards, so Podman works without any set-up.
 podman-py details that matter: bind mounts take lower-case keys with
 "read_only" (Docker's spelling is accepted and silently mounted read-write),
-wait() returns an int, and image ids are bare hex.
+wait() returns an int, and image ids are bare hex. podman-py ignores
+`nano_cpus` and refuses `tmpfs`, so CPUs go in as a CFS quota and /tmp as a
+tmpfs mount; GPUs are CDI device names (`nvidia.com/gpu=all`), which need a CDI
+spec on the engine's host (`nvidia-ctk cdi generate`). wait() polls libpod
+every 250 ms unless told otherwise, a quarter of a small container's run.
 """
 
 from __future__ import annotations
@@ -17,17 +21,103 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from podman import PodmanClient
+from podman import api as podman_api
 from podman import errors as podman_errors
 
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.client import ClientEngine
-from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable
+from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
 from mdivicomtools.execution.container.plan import ContainerPlan
+from mdivicomtools.model.container import Gpus
 
 ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
 PRIVATE_SERVICE_WAIT_S = 20.0
+#: how often libpod checks whether the container has exited (podman-py's default: 250ms)
+WAIT_INTERVAL = "10ms"
+#: CFS period for a CPU limit; quota = cpus * period (what `podman run --cpus` does)
+CPU_PERIOD_US = 100_000
+#: where CDI specs live (the CDI specification's default folders)
+CDI_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
+CDI_GPU_KIND = "nvidia.com/gpu"
+
+
+def cdi_devices(gpus: Gpus | None) -> list[str]:
+    """CDI device names for a GPU request; a count N means the first N GPUs (0..N-1),
+    since CDI names devices and cannot ask for "any N"."""
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [f"{CDI_GPU_KIND}=all"]
+    if isinstance(gpus, int):
+        return [f"{CDI_GPU_KIND}={index}" for index in range(gpus)]
+    return [f"{CDI_GPU_KIND}={device}" for device in gpus]
+
+
+def create_options(plan: ContainerPlan, rootless: bool) -> dict[str, Any]:
+    """podman-py `containers.create` keywords for `plan` (a pure function: unit-tested)."""
+    settings = plan.settings
+    mounts: list[dict[str, Any]] = [
+        {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+        for m in plan.mounts
+    ]
+    options: dict[str, Any] = {
+        "command": plan.command,
+        "entrypoint": plan.entrypoint,
+        "environment": plan.env,
+        "user": plan.user,
+        "mounts": mounts,
+        "labels": plan.labels,
+        "init": settings.init,
+        "cap_drop": plan.cap_drop,
+        "no_new_privileges": settings.no_new_privileges,
+    }
+    if not plan.network:
+        options["network_mode"] = "none"
+    if rootless:
+        # rootless Podman maps container uids into the user's subordinate range;
+        # keep-id maps the invoking user to itself, so outputs stay the user's
+        options["userns_mode"] = "keep-id"
+    if settings.capabilities:
+        options["cap_add"] = list(settings.capabilities)
+    if settings.read_only_rootfs:
+        options["read_only"] = True
+        mounts.append({"type": "tmpfs", "source": "tmpfs", "target": "/tmp"})
+    if settings.memory:
+        options["mem_limit"] = settings.memory
+        options["memswap_limit"] = settings.memory
+    if settings.cpus:
+        options["cpu_period"] = CPU_PERIOD_US
+        options["cpu_quota"] = round(settings.cpus * CPU_PERIOD_US)
+    if settings.shm_size:
+        options["shm_size"] = settings.shm_size
+    if settings.pids:
+        options["pids_limit"] = settings.pids
+    devices = cdi_devices(settings.gpus)
+    if devices:
+        options["devices"] = devices
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def cdi_gpu_specs(folders: tuple[str, ...] | None = None) -> list[Path]:
+    """CDI spec files that define the nvidia.com/gpu kind."""
+    found = []
+    for folder in folders if folders is not None else CDI_SPEC_DIRS:
+        base = Path(folder)
+        if not base.is_dir():
+            continue
+        for path in sorted(base.iterdir()):
+            if path.suffix not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if CDI_GPU_KIND in text:
+                found.append(path)
+    return found
 
 
 def candidate_endpoints() -> list[str]:
@@ -171,29 +261,65 @@ class PodmanEngine(ClientEngine):
                     )
 
     def create(self, plan: ContainerPlan) -> str:
-        mounts = [
-            {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
-            for m in plan.mounts
-        ]
-        options = {
-            "command": plan.command,
-            "entrypoint": plan.entrypoint,
-            "environment": plan.env,
-            "user": plan.user,
-            "mounts": mounts,
-            "labels": plan.labels,
-        }
-        if not plan.network:
-            options["network_mode"] = "none"
-        if os.getuid() != 0:
-            # rootless Podman maps container uids into the user's subordinate range;
-            # keep-id maps the invoking user to itself, so outputs stay the user's
-            options["userns_mode"] = "keep-id"
+        # containers.create() inspects the new container at once; the mount check
+        # inspects it anyway, so post podman-py's own payload and skip that request
+        options = create_options(plan, rootless=os.getuid() != 0)
+        manager = self.client.containers
         with self.errors("creating the container"):
-            container = self.client.containers.create(
-                plan.image_id, **{k: v for k, v in options.items() if v is not None}
+            payload = manager._render_payload({"image": plan.image_id, **options})
+            response = self.client.api.post(
+                "/containers/create",
+                headers={"content-type": "application/json"},
+                data=podman_api.prepare_body(payload),
             )
+            response.raise_for_status(not_found=podman_errors.ImageNotFound)
+            container = manager.prepare_model({"Id": response.json()["Id"]})
         return self.keep(container)
+
+    def wait(self, container_id: str) -> int:
+        with self.errors("waiting for the container"):
+            return int(self._get(container_id).wait(interval=WAIT_INTERVAL))
+
+    def gpu_support(self) -> GpuSupport:
+        if not self.endpoint.startswith("unix://"):
+            return GpuSupport(
+                available=False,
+                detail=f"CDI specs cannot be checked on a remote engine ({self.endpoint})",
+            )
+        specs = cdi_gpu_specs()
+        if specs:
+            return GpuSupport(
+                available=True,
+                detail=f"CDI spec for {CDI_GPU_KIND}: {', '.join(str(p) for p in specs)}",
+            )
+        return GpuSupport(
+            available=False,
+            detail=f"no CDI spec for {CDI_GPU_KIND} in {' or '.join(CDI_SPEC_DIRS)}; generate "
+            "one with `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`",
+        )
+
+    def save(self, refs: list[str], path: Path) -> None:
+        with self.errors(f"saving {', '.join(refs)}"):
+            response = self.client.api.get(
+                "/images/export",
+                params={"references": refs, "format": "docker-archive", "compress": False},
+                stream=True,
+            )
+            response.raise_for_status()
+            with path.open("wb") as sink:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    sink.write(chunk)
+
+    def load(self, path: Path) -> list[str]:
+        with self.errors(f"loading {str(path)!r}"), path.open("rb") as source:
+            response = self.client.api.post(
+                "/images/load", data=source, headers={"Content-type": "application/x-tar"}
+            )
+            response.raise_for_status()
+            names = list(response.json().get("Names") or [])
+        if not names:
+            raise EngineError(f"podman: {str(path)!r} held no image")
+        return names
 
     def close(self) -> None:
         super().close()

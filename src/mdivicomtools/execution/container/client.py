@@ -63,7 +63,11 @@ class ClientEngine:
             raise EngineError(
                 f"{self.name}: inspecting image {ref!r} failed: {one_line(str(exc))}"
             ) from exc
-        return ImageFacts(id=image.id, repo_digests=list(image.attrs.get("RepoDigests") or []))
+        return ImageFacts(
+            id=image.id,
+            repo_digests=list(image.attrs.get("RepoDigests") or []),
+            size=image.attrs.get("Size"),
+        )
 
     def mounts(self, container_id: str) -> dict[str, bool]:
         with self.errors("inspecting the container"):

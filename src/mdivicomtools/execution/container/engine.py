@@ -8,6 +8,7 @@ must be the same on every engine is in `runtime` and `plan`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -31,6 +32,14 @@ class EngineUnreachable(EngineError):
 class ImageFacts(msgspec.Struct, kw_only=True):
     id: str
     repo_digests: list[str] = []
+    size: int | None = None
+
+
+class GpuSupport(msgspec.Struct, kw_only=True, frozen=True):
+    """Whether an engine can serve GPU requests, and what that was judged from."""
+
+    available: bool
+    detail: str
 
 
 class ContainerEngine(Protocol):
@@ -53,3 +62,6 @@ class ContainerEngine(Protocol):
     def remove(self, container_id: str) -> None: ...
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]: ...
     def close(self) -> None: ...
+    def gpu_support(self) -> GpuSupport: ...
+    def save(self, refs: list[str], path: Path) -> None: ...
+    def load(self, path: Path) -> list[str]: ...

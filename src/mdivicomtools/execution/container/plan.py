@@ -1,8 +1,11 @@
-"""Exactly what a container plugin's container gets: mounts, argv, env, user, labels.
+"""Exactly what a container plugin's container gets: mounts, argv, env, user, labels,
+limits and hardening.
 
 The plan is made before anything starts, printed by `--dry-run`, recorded,
 and handed to the engine whole; it is the same for Docker and Podman, so the
-two cannot differ in what the container sees.
+two cannot differ in what the container sees. Hardening is not optional: every
+container gets an init process (so SIGTERM reaches the tool and a stop is
+prompt), no-new-privileges and no capabilities beyond those the manifest names.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.units import format_size
+from mdivicomtools.model.container import ContainerSettings
 from mdivicomtools.model.run import RunRequest
 
 MOUNT_ROOT = "/mdivicom"
@@ -51,6 +56,13 @@ class ContainerPlan(msgspec.Struct, kw_only=True):
     user: str
     network: bool
     labels: dict[str, str]
+    #: resources, named mounts (also in `mounts`), capabilities, init, grace
+    settings: ContainerSettings = ContainerSettings()
+
+    @property
+    def cap_drop(self) -> list[str]:
+        """Every capability is dropped; `settings.capabilities` are added back."""
+        return ["ALL"]
 
 
 def expand(argv: list[str] | None) -> list[str] | None:
@@ -70,6 +82,7 @@ def build_plan(
 ) -> ContainerPlan:
     spec = request.spec.container
     assert spec is not None  # kind container is validated to have one
+    settings = request.container or ContainerSettings()
     env = dict(spec.env)
     env.update(
         {
@@ -98,6 +111,7 @@ def build_plan(
             Mount(str(staging_dir), OUT_MOUNT, read_only=False),
             Mount(str(request.work_dir), WORK_MOUNT, read_only=False),
             Mount(str(config_path), CONFIG_MOUNT, read_only=True),
+            *(Mount(m.source, m.target, read_only=True) for m in settings.mounts),
         ],
         user=f"{os.getuid()}:{os.getgid()}",
         network=spec.network,
@@ -107,6 +121,7 @@ def build_plan(
             LABEL_PID: str(os.getpid()),
             LABEL_HOST: os.uname().nodename,
         },
+        settings=settings,
     )
 
 
@@ -124,5 +139,32 @@ def describe_plan(plan: ContainerPlan) -> str:
         f"mount:      {m.source} -> {m.target} ({'ro' if m.read_only else 'rw'})"
         for m in plan.mounts
     ]
+    lines += describe_settings(plan.settings)
     lines += [f"env:        {key}={value}" for key, value in sorted(plan.env.items())]
     return "\n".join(lines) + "\n"
+
+
+def describe_gpus(gpus: object) -> str:
+    if gpus is None:
+        return "none"
+    if isinstance(gpus, list):
+        return "devices " + ",".join(gpus)
+    return str(gpus)
+
+
+def describe_settings(settings: ContainerSettings) -> list[str]:
+    """The limits and hardening lines of the `--dry-run` plan."""
+    unlimited = "(engine default)"
+    caps = ",".join(settings.capabilities) if settings.capabilities else "none"
+    return [
+        f"memory:     {format_size(settings.memory) if settings.memory else unlimited}",
+        f"cpus:       {f'{settings.cpus:g}' if settings.cpus else unlimited}",
+        f"shm size:   {format_size(settings.shm_size) if settings.shm_size else unlimited}",
+        f"pids:       {settings.pids if settings.pids else unlimited}",
+        f"gpus:       {describe_gpus(settings.gpus)}",
+        f"init:       {'yes' if settings.init else 'no'} (signals reach the tool; "
+        f"stop grace {settings.stop_grace_s:g} s)",
+        f"privileges: all capabilities dropped, added back: {caps}; no-new-privileges",
+        "root fs:    "
+        + ("read-only, tmpfs /tmp" if settings.read_only_rootfs else "writable (image layer)"),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -17,27 +18,63 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.timing import POLL_S, STOP_GRACE_S
+from mdivicomtools.common.timing import POLL_S
+from mdivicomtools.common.units import format_size
 from mdivicomtools.execution.base import Availability
-from mdivicomtools.execution.container.engine import ContainerEngine, EngineError, ImageFacts
+from mdivicomtools.execution.container.engine import (
+    ContainerEngine,
+    EngineError,
+    GpuSupport,
+    ImageFacts,
+)
 from mdivicomtools.execution.container.plan import (
     LABEL_HOST,
     LABEL_PID,
     LABEL_RUN_ID,
     ContainerPlan,
     build_plan,
+    describe_gpus,
     describe_plan,
 )
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
 #: how long the followed log stream may lag behind the container's exit before the
-#: rest is fetched in one call (Podman ends the stream up to 0.25 s late)
-LOG_SETTLE_S = 0.05
+#: rest is fetched in one call (Podman ends the stream up to 0.25 s late; one more
+#: request, a few ms, costs less than waiting longer)
+LOG_SETTLE_S = 0.01
+#: how long close() waits for a container's removal to finish
+REMOVE_WAIT_S = 60.0
 
 
 def _pinned_digest(ref: str) -> str | None:
     return ref.split("@", 1)[1] if "@sha256:" in ref else None
+
+
+#: exit status of a process killed by SIGKILL (128 + 9), as the OOM killer leaves it
+EXIT_SIGKILL = 137
+
+
+def host_oom_kills() -> int | None:
+    """The host kernel's count of OOM kills so far (/proc/vmstat), None where unreadable.
+
+    Podman 4.3 on cgroup v1 never sets OOMKilled (its conmon misses the cgroup's OOM
+    event), so for an engine on this host a rise of this counter while a
+    memory-limited container ran, ending with SIGKILL, is the evidence instead.
+    """
+    try:
+        with open("/proc/vmstat", encoding="ascii") as stats:
+            for line in stats:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _grace(plan: ContainerPlan) -> int:
+    """Whole seconds for the engine's stop call (both APIs take an integer)."""
+    return math.ceil(plan.settings.stop_grace_s)
 
 
 def _process_alive(pid: int) -> bool:
@@ -108,6 +145,7 @@ class ContainerBackend:
         self._engine: ContainerEngine | None = None
         self._version: str | None = None
         self._images: dict[str, ImageFacts] = {}
+        self._removals: list[threading.Thread] = []
 
     def engine(self) -> ContainerEngine:
         if self._engine is None:
@@ -127,6 +165,9 @@ class ContainerBackend:
         )
 
     def close(self) -> None:
+        for thread in self._removals:
+            thread.join(timeout=REMOVE_WAIT_S)
+        self._removals.clear()
         if self._engine is not None:
             with contextlib.suppress(Exception):
                 self._engine.close()
@@ -160,7 +201,23 @@ class ContainerBackend:
                 f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
             ]
         self._images[ref] = facts
+        settings = request.container
+        if settings is not None and settings.gpus is not None:
+            support = engine.gpu_support()
+            if not support.available:
+                return [
+                    f"the run asks for GPUs ({describe_gpus(settings.gpus)}), but {engine.name} "
+                    f"cannot serve GPU requests: {support.detail}; run where it can (see "
+                    "`mdivicom backends list`), or pass --gpus none"
+                ]
         return []
+
+    def gpu_support(self) -> GpuSupport | None:
+        """Whether the engine can serve GPU requests (`backends list`); None if unreachable."""
+        try:
+            return self.engine().gpu_support()
+        except EngineError:
+            return None
 
     # -- the run ----------------------------------------------------------------
 
@@ -182,6 +239,7 @@ class ContainerBackend:
             engine=engine.name,
             engine_version=availability.version,
             endpoint=engine.endpoint,
+            applied=request.container,
         )
         config_path = outcome.staging_dir.parent / "config.json"
         config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
@@ -199,11 +257,24 @@ class ContainerBackend:
             self._run(engine, container_id, plan, request, outcome, log)
         except BaseException:
             with contextlib.suppress(Exception):
-                engine.stop(container_id, STOP_GRACE_S)
-            raise
-        finally:
+                engine.stop(container_id, _grace(plan))
             with contextlib.suppress(Exception):
                 engine.remove(container_id)
+            raise
+        self._remove_later(engine, container_id)
+
+    def _remove_later(self, engine: ContainerEngine, container_id: str) -> None:
+        """Remove the exited container while the runner inventories, promotes and records
+        the outputs (an engine takes 20-60 ms to delete one); close() waits for it, so
+        no run returns with its container still there."""
+
+        def remove() -> None:
+            with contextlib.suppress(Exception):
+                engine.remove(container_id)
+
+        thread = threading.Thread(target=remove, name="mdivicom-remove", daemon=True)
+        thread.start()
+        self._removals.append(thread)
 
     def _run(
         self,
@@ -225,6 +296,8 @@ class ContainerBackend:
                 f"(wanted {wanted}, got {actual}); the container was not started",
             )
             return
+        local = engine.endpoint.startswith("unix://") and plan.settings.memory is not None
+        oom_before = host_oom_kills() if local else None
         engine.start(container_id)
         logs = _LogFollower(engine, container_id, log)
         logs.start()
@@ -236,8 +309,8 @@ class ContainerBackend:
         deadline = None if request.timeout is None else time.monotonic() + request.timeout
         while waiter.is_alive():
             if deadline is not None and time.monotonic() >= deadline:
-                engine.stop(container_id, STOP_GRACE_S)
-                waiter.join(timeout=STOP_GRACE_S + 30)
+                engine.stop(container_id, _grace(plan))
+                waiter.join(timeout=_grace(plan) + 30)
                 logs.finish()
                 outcome.status = "timed_out"
                 outcome.exit_code = None
@@ -260,15 +333,33 @@ class ContainerBackend:
                 f"[mdivicom] waiting for the container failed ({result['error']}); "
                 f"its state says it exited with status {exit_code}\n"
             )
-        self._record_state(engine, container_id, outcome)
+        if result.get("status") == 0:
+            # the engine's wait answer is enough for a success: no inspect request
+            outcome.container.exit_code, outcome.container.oom_killed = 0, False
+        else:
+            self._record_state(engine, container_id, outcome)
         exit_code = outcome.container.exit_code
         outcome.exit_code = exit_code
+        if (
+            exit_code == EXIT_SIGKILL
+            and not outcome.container.oom_killed
+            and oom_before is not None
+            and (host_oom_kills() or 0) > oom_before
+        ):
+            outcome.container.oom_killed = True
+            log.write(
+                f"[mdivicom] {engine.name} did not report OOMKilled, but the container was "
+                "killed by SIGKILL while the host's OOM-kill count rose: out of memory\n"
+            )
         if exit_code == 0:
             outcome.status = "succeeded"
         elif outcome.container.oom_killed:
+            limit = plan.settings.memory
             outcome.fail(
                 "OutOfMemory",
-                "the container was killed for running out of memory",
+                f"out of memory (limit {format_size(limit)})"
+                if limit
+                else "out of memory (no limit set: the host ran out)",
                 exit_code=exit_code,
             )
         else:

@@ -1,0 +1,42 @@
+"""Sizes as people write them for container limits ("512m", "2g", "64MiB") and back.
+
+One parser for the manifest, the user config and the command line, so "2g"
+means the same bytes wherever it is written; engines receive plain bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: str | int, what: str) -> int:
+    """Bytes for `value`: an int of bytes, or a number with k/m/g/t (powers of 1024,
+    as Docker and Podman read them; "b", "ib" suffixes allowed). Raises ValueError
+    naming `what` when it is not a size."""
+    if isinstance(value, bool):
+        raise ValueError(f'{what} must be a size such as "512m" or "2g", got {value!r}')
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(value)
+        if match is None:
+            raise ValueError(
+                f"{what} {value!r} is not a size; write bytes or a number with k, m, g or t "
+                '(powers of 1024), such as "512m" or "2g"'
+            )
+        size = int(float(match.group(1)) * _FACTORS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"{what} must be more than 0 bytes, got {value!r}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """`size` bytes in the largest binary unit that keeps it short: "64 MiB", "1.5 GiB"."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} B"

@@ -1,0 +1,184 @@
+"""What a container may use and touch: resources, named mounts, capabilities.
+
+A manifest declares what its tool needs (`resources`, `mounts`, `capabilities`,
+`stop_grace_s`, `read_only_rootfs` in ContainerSpec); the user may override the
+resources and supplies the host paths of the mounts; the runner resolves both
+into one ContainerSettings before anything starts. That one value is what the
+plan shows, what the engine receives and what the record keeps, so the three
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+from mdivicomtools.common.timing import STOP_GRACE_S
+from mdivicomtools.common.units import parse_size
+
+#: GPU request: every GPU, a number of GPUs, or device ids / UUIDs
+Gpus = Literal["all"] | int | list[str]
+
+#: seconds a stopped container gets between SIGTERM and SIGKILL unless the manifest says
+DEFAULT_STOP_GRACE_S = float(STOP_GRACE_S)
+MOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Linux capability names (without CAP_), the set Docker and Podman accept
+CAPABILITIES = frozenset(
+    {
+        "AUDIT_CONTROL",
+        "AUDIT_READ",
+        "AUDIT_WRITE",
+        "BLOCK_SUSPEND",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "KILL",
+        "LEASE",
+        "LINUX_IMMUTABLE",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "MKNOD",
+        "NET_ADMIN",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_RAW",
+        "PERFMON",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_CHROOT",
+        "SYS_MODULE",
+        "SYS_NICE",
+        "SYS_PACCT",
+        "SYS_PTRACE",
+        "SYS_RAWIO",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "SYSLOG",
+        "WAKE_ALARM",
+    }
+)
+#: container paths the runner itself mounts; a named mount may not shadow them
+RESERVED_TARGETS = ("/mdivicom", "/tmp", "/proc", "/sys", "/dev")
+
+
+class Resources(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """`container.resources`: limits the tool runs under (docs/container-plugins.md).
+
+    memory and shm_size are bytes or sizes such as "512m" / "2g"; cpus may be
+    fractional; pids caps the number of processes; gpus is "all", a count or a
+    list of device ids.
+    """
+
+    memory: str | int | None = None
+    cpus: float | None = None
+    shm_size: str | int | None = None
+    pids: int | None = None
+    gpus: Gpus | None = None
+
+
+class MountDecl(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One entry of `container.mounts`: a read-only host folder the user supplies by name."""
+
+    target: str
+    required: bool = True
+    description: str | None = None
+
+
+class AppliedMount(msgspec.Struct, kw_only=True, frozen=True):
+    """A named mount as it was given to the container (always read-only)."""
+
+    name: str
+    source: str
+    target: str
+    #: sha256 over the relative paths, sizes and modification times under `source`
+    fingerprint: str | None = None
+
+
+class ContainerSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The resolved limits, mounts and hardening of one container run (recorded)."""
+
+    memory: int | None = None
+    cpus: float | None = None
+    shm_size: int | None = None
+    pids: int | None = None
+    gpus: Gpus | None = None
+    mounts: list[AppliedMount] = []
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S
+    capabilities: list[str] = []
+    read_only_rootfs: bool = False
+    init: bool = True
+    no_new_privileges: bool = True
+
+
+def normalise_capability(name: str) -> str:
+    return name.strip().upper().removeprefix("CAP_")
+
+
+def check_resources(resources: Resources, where: str) -> None:
+    """Raise ValueError naming the field when a resource value cannot be applied."""
+    for field in ("memory", "shm_size"):
+        value = getattr(resources, field)
+        if value is not None:
+            parse_size(value, f"{where}.{field}")
+    if resources.cpus is not None and resources.cpus <= 0:
+        raise ValueError(f"{where}.cpus must be more than 0, got {resources.cpus:g}")
+    if resources.pids is not None and resources.pids <= 0:
+        raise ValueError(f"{where}.pids must be more than 0, got {resources.pids}")
+    check_gpus(resources.gpus, f"{where}.gpus")
+
+
+def check_gpus(gpus: Gpus | None, where: str) -> None:
+    if isinstance(gpus, bool) or (isinstance(gpus, int) and gpus <= 0):
+        raise ValueError(f'{where} must be "all", a count above 0 or a list of ids, got {gpus!r}')
+    if isinstance(gpus, list) and (not gpus or not all(g.strip() for g in gpus)):
+        raise ValueError(f"{where} must list at least one non-empty device id")
+
+
+def check_mount_decl(name: str, decl: MountDecl) -> None:
+    if not MOUNT_NAME_RE.match(name):
+        raise ValueError(
+            f"container.mounts: name {name!r} must be 1-64 lowercase letters, digits, '_' or '-'"
+        )
+    target = decl.target
+    if not target.startswith("/") or "/../" in f"{target}/" or target.rstrip("/") == "":
+        raise ValueError(
+            f"container.mounts.{name}.target {target!r} must be an absolute path such as /models"
+        )
+    clean = target.rstrip("/")
+    for reserved in RESERVED_TARGETS:
+        if clean == reserved or clean.startswith(reserved + "/"):
+            raise ValueError(
+                f"container.mounts.{name}.target {target!r} is inside {reserved}, which "
+                "mdivicomtools or the engine manages; choose another path such as /models"
+            )
+
+
+def parse_gpus_option(text: str) -> Gpus | None:
+    """`--gpus`: "all", a count, comma-separated ids, or "none" to ask for no GPU."""
+    value = text.strip()
+    if value.lower() == "none":
+        return None
+    if value.lower() == "all":
+        return "all"
+    if value.isdigit():
+        count = int(value)
+        if count == 0:
+            return None
+        return count
+    ids = [part.strip() for part in value.split(",")]
+    if not all(ids):
+        raise ValueError(f"--gpus {text!r}: expected all, none, a count or ids such as 0,1")
+    return ids

@@ -1,0 +1,344 @@
+"""What each engine adapter sends for a plan, without an engine: exact create payloads.
+
+These machines have no GPU, so the GPU requests are checked here, as the
+docker-py DeviceRequest and the Podman CDI device names the adapters build;
+the real engines are used for the refusal path (tests/test_container_limits.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from docker.types import DeviceRequest
+from mdivicomtools_docker.engine import create_options as docker_options
+from mdivicomtools_docker.engine import device_requests
+from mdivicomtools_podman.engine import cdi_devices, cdi_gpu_specs
+from mdivicomtools_podman.engine import create_options as podman_options
+
+from mdivicomtools.common.units import format_size, parse_size
+from mdivicomtools.execution.container.plan import ContainerPlan, Mount
+from mdivicomtools.model.container import ContainerSettings, parse_gpus_option
+from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
+
+
+def plan(**settings: object) -> ContainerPlan:
+    return ContainerPlan(
+        engine="x",
+        image="localhost/tool:1",
+        image_id="sha256:abc",
+        command=["run"],
+        entrypoint=None,
+        env={"A": "1"},
+        mounts=[Mount("/data", "/mdivicom/dataset", read_only=True)],
+        user="1000:1000",
+        network=False,
+        labels={},
+        settings=ContainerSettings(**settings),
+    )
+
+
+@pytest.mark.parametrize(
+    ("gpus", "docker", "podman"),
+    [
+        (
+            "all",
+            {
+                "Driver": "",
+                "Count": -1,
+                "DeviceIDs": [],
+                "Capabilities": [["gpu"]],
+                "Options": {},
+            },
+            ["nvidia.com/gpu=all"],
+        ),
+        (
+            2,
+            {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}},
+            ["nvidia.com/gpu=0", "nvidia.com/gpu=1"],
+        ),
+        (
+            ["GPU-3f2a", "1"],
+            {
+                "Driver": "",
+                "Count": 0,
+                "DeviceIDs": ["GPU-3f2a", "1"],
+                "Capabilities": [["gpu"]],
+                "Options": {},
+            },
+            ["nvidia.com/gpu=GPU-3f2a", "nvidia.com/gpu=1"],
+        ),
+    ],
+)
+def test_gpu_requests_as_each_engine_api_wants_them(gpus, docker, podman):
+    [request] = device_requests(gpus)
+    assert isinstance(request, DeviceRequest) and dict(request) == docker
+    assert docker_options(plan(gpus=gpus))["device_requests"] == [request]
+    assert cdi_devices(gpus) == podman
+    assert podman_options(plan(gpus=gpus), rootless=False)["devices"] == podman
+
+
+def test_no_gpu_sends_no_device_request():
+    assert device_requests(None) == [] and cdi_devices(None) == []
+    assert "device_requests" not in docker_options(plan())
+    assert "devices" not in podman_options(plan(), rootless=False)
+
+
+def test_hardening_and_limits_on_docker():
+    options = docker_options(
+        plan(
+            memory=64 * 1024**2,
+            cpus=1.5,
+            shm_size=1024**3,
+            pids=100,
+            capabilities=["SYS_NICE"],
+            read_only_rootfs=True,
+        )
+    )
+    assert options["init"] is True
+    assert options["cap_drop"] == ["ALL"] and options["cap_add"] == ["SYS_NICE"]
+    assert options["security_opt"] == ["no-new-privileges"]
+    assert options["read_only"] is True and options["tmpfs"] == {
+        "/tmp": "rw,nosuid,nodev,mode=1777"
+    }
+    assert (options["mem_limit"], options["memswap_limit"]) == (64 * 1024**2, 64 * 1024**2)
+    assert options["nano_cpus"] == 1_500_000_000
+    assert (options["shm_size"], options["pids_limit"]) == (1024**3, 100)
+    assert options["network_mode"] == "none"
+    [mount] = options["mounts"]
+    assert mount["ReadOnly"] is True and mount["Type"] == "bind"
+
+
+def test_hardening_and_limits_on_podman():
+    options = podman_options(
+        plan(
+            memory=64 * 1024**2,
+            cpus=1.5,
+            shm_size=1024**3,
+            pids=100,
+            capabilities=["SYS_NICE"],
+            read_only_rootfs=True,
+        ),
+        rootless=True,
+    )
+    assert options["init"] is True and options["no_new_privileges"] is True
+    assert options["cap_drop"] == ["ALL"] and options["cap_add"] == ["SYS_NICE"]
+    assert options["read_only"] is True
+    assert options["mounts"] == [
+        {"type": "bind", "source": "/data", "target": "/mdivicom/dataset", "read_only": True},
+        {"type": "tmpfs", "source": "tmpfs", "target": "/tmp"},
+    ]
+    # podman-py drops nano_cpus silently: the limit goes in as a CFS quota
+    assert "nano_cpus" not in options
+    assert (options["cpu_period"], options["cpu_quota"]) == (100_000, 150_000)
+    assert (options["mem_limit"], options["memswap_limit"]) == (64 * 1024**2, 64 * 1024**2)
+    assert (options["shm_size"], options["pids_limit"]) == (1024**3, 100)
+    assert options["userns_mode"] == "keep-id" and options["network_mode"] == "none"
+
+
+def test_defaults_add_nothing_but_the_hardening():
+    docker = docker_options(plan())
+    assert not {
+        "cap_add",
+        "read_only",
+        "tmpfs",
+        "mem_limit",
+        "nano_cpus",
+        "shm_size",
+        "pids_limit",
+    } & set(docker)
+    podman = podman_options(plan(), rootless=False)
+    assert not {
+        "cap_add",
+        "read_only",
+        "mem_limit",
+        "cpu_quota",
+        "shm_size",
+        "pids_limit",
+        "userns_mode",
+    } & set(podman)
+
+
+def test_cdi_specs_are_found_by_kind(tmp_path):
+    (tmp_path / "other.yaml").write_text("kind: example.com/fpga\n")
+    (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n")
+    (tmp_path / "notes.txt").write_text("nvidia.com/gpu\n")
+    assert cdi_gpu_specs((str(tmp_path), str(tmp_path / "missing"))) == [tmp_path / "nvidia.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("64m", 64 * 1024**2),
+        ("64MiB", 64 * 1024**2),
+        ("2g", 2 * 1024**3),
+        ("1.5G", 3 * 1024**3 // 2),
+        ("512", 512),
+        (4096, 4096),
+        ("1t", 1024**4),
+    ],
+)
+def test_sizes(text, size):
+    assert parse_size(text, "memory") == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1m", "0", "2x", True])
+def test_bad_sizes_name_the_field(text):
+    with pytest.raises(ValueError, match="memory"):
+        parse_size(text, "memory")
+
+
+def test_format_size():
+    assert [format_size(n) for n in (64 * 1024**2, 3 * 1024**3 // 2, 100)] == [
+        "64 MiB",
+        "1.5 GiB",
+        "100 B",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "gpus"),
+    [
+        ("all", "all"),
+        ("none", None),
+        ("0", None),
+        ("2", 2),
+        ("0,1", ["0", "1"]),
+        ("GPU-ab", ["GPU-ab"]),
+    ],
+)
+def test_gpus_option(text, gpus):
+    assert parse_gpus_option(text) == gpus
+
+
+def manifest(**container: object) -> dict:
+    return {
+        "meta": {
+            "api_version": "mdivicomtools.plugin.v0.1",
+            "id": "t",
+            "kind": "container",
+            "version": "1",
+            "description": "t",
+        },
+        "container": {"image": "localhost/t:1", **container},
+    }
+
+
+@pytest.mark.parametrize(
+    ("container", "message"),
+    [
+        ({"resources": {"memory": "lots"}}, "container.resources.memory 'lots' is not a size"),
+        ({"resources": {"cpus": 0}}, "container.resources.cpus must be more than 0"),
+        ({"resources": {"pids": -1}}, "container.resources.pids must be more than 0"),
+        ({"resources": {"gpus": 0}}, "container.resources.gpus must be"),
+        ({"resources": {"gpu": 1}}, "container.resources.gpu is not a known field"),
+        ({"mounts": {"models": {"target": "models"}}}, "must be an absolute path"),
+        ({"mounts": {"models": {"target": "/mdivicom/x"}}}, "is inside /mdivicom"),
+        ({"mounts": {"Models": {"target": "/m"}}}, "name 'Models' must be"),
+        ({"mounts": {"m": {"target": "/m", "rw": True}}}, "mounts[...].rw is not a known field"),
+        ({"capabilities": ["SYS_WIZARD"]}, "unknown Linux capability 'SYS_WIZARD'"),
+        ({"stop_grace_s": -1}, "container.stop_grace_s must be between 0 and 3600"),
+        ({"read_only": True}, "container.read_only is not a known field"),
+    ],
+)
+def test_manifest_container_fields_are_checked(container, message):
+    with pytest.raises(InvalidPlugin, match=None) as caught:
+        parse_plugin(manifest(**container))
+    assert message in str(caught.value)
+
+
+def test_manifest_container_fields_parse():
+    spec = parse_plugin(
+        manifest(
+            resources={"memory": "8g", "cpus": 4, "gpus": ["0"]},
+            mounts={"models": {"target": "/models", "required": False}},
+            capabilities=["CAP_SYS_NICE"],
+            stop_grace_s=10,
+            read_only_rootfs=True,
+        )
+    ).container
+    assert spec.resources.memory == "8g" and spec.resources.cpus == 4.0
+    assert spec.mounts["models"].required is False
+    assert spec.capabilities == ["CAP_SYS_NICE"] and spec.stop_grace_s == 10
+
+
+class _Info:
+    def __init__(self, runtimes):
+        self.runtimes = runtimes
+
+    def info(self):
+        return {"Runtimes": self.runtimes}
+
+
+def test_docker_gpu_support_follows_the_registered_runtimes(monkeypatch):
+    from mdivicomtools_docker import engine as docker_engine
+
+    monkeypatch.setattr(docker_engine.shutil, "which", lambda name: None)
+    with_nvidia = docker_engine.DockerEngine(_Info({"runc": {}, "nvidia": {}}), "unix:///d.sock")
+    assert with_nvidia.gpu_support().available is True
+    without = docker_engine.DockerEngine(_Info({"runc": {}}), "unix:///d.sock")
+    answer = without.gpu_support()
+    assert answer.available is False and "nvidia-container-toolkit" in answer.detail
+
+
+def test_podman_gpu_support_follows_the_cdi_specs(monkeypatch, tmp_path):
+    from mdivicomtools_podman import engine as podman_engine
+
+    monkeypatch.setattr(podman_engine, "CDI_SPEC_DIRS", (str(tmp_path),))
+    engine = podman_engine.PodmanEngine(object(), "unix:///p.sock")
+    assert engine.gpu_support().available is False
+    (tmp_path / "nvidia.yaml").write_text("kind: nvidia.com/gpu\n")
+    answer = engine.gpu_support()
+    assert answer.available is True and str(tmp_path / "nvidia.yaml") in answer.detail
+    remote = podman_engine.PodmanEngine(object(), "tcp://cluster:8888")
+    assert remote.gpu_support().available is False
+
+
+def _spec(**container: object):
+    return parse_plugin(manifest(**container)).container
+
+
+def test_precedence_manifest_then_user_config_then_run_options(tmp_path, monkeypatch):
+    from mdivicomtools.model.options import RunOptions
+    from mdivicomtools.runner.containers import container_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[container]\nmemory = "2g"\nstop_grace_s = 7\n')
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    spec = _spec(resources={"memory": "1g", "cpus": 2, "pids": 50, "gpus": 1}, stop_grace_s=3)
+    options = RunOptions(dataset="d", out="o")
+    settings = container_settings(spec, options, tmp_path / "out")
+    assert (settings.memory, settings.cpus, settings.pids, settings.gpus) == (
+        2 * 1024**3,
+        2.0,
+        50,
+        1,
+    )
+    assert settings.stop_grace_s == 7
+    options = RunOptions(dataset="d", out="o", memory="512m", cpus=0.5, gpus="none", stop_grace=1)
+    settings = container_settings(spec, options, tmp_path / "out")
+    assert (settings.memory, settings.cpus, settings.gpus) == (512 * 1024**2, 0.5, None)
+    assert settings.stop_grace_s == 1 and settings.init and settings.no_new_privileges
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        ('[container]\nmemory = "lots"\n', {}, "memory 'lots' is not a size"),
+        ("[container]\nbogus = 1\n", {}, "unknown key 'container.bogus'"),
+        ("", {"memory": "0"}, "--memory must be more than 0 bytes"),
+        ("", {"cpus": -1.0}, "--cpus must be more than 0"),
+        ("", {"gpus": "0,,1"}, "--gpus '0,,1'"),
+        ("", {"stop_grace": 7200.0}, "--stop-grace must be between 0 and 3600"),
+    ],
+)
+def test_bad_overrides_are_usage_errors(tmp_path, monkeypatch, config, options, message):
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import RunOptions
+    from mdivicomtools.runner.containers import container_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(path))
+    with pytest.raises(UsageError) as caught:
+        container_settings(_spec(), RunOptions(dataset="d", out="o", **options), tmp_path / "o")
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2
