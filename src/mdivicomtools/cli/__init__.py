@@ -16,6 +16,7 @@ import click
 
 from mdivicomtools._version import __version__
 from mdivicomtools.cli.backends import backends_group
+from mdivicomtools.cli.batches import batches_group
 from mdivicomtools.cli.bundles import bundles_group
 from mdivicomtools.cli.dataset import dataset_group
 from mdivicomtools.cli.hooks import hooks_group
@@ -57,6 +58,7 @@ for command in (
     runs_group,
     bundles_group,
     dataset_group,
+    batches_group,
 ):
     cli.add_command(command)
 

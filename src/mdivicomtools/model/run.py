@@ -70,6 +70,8 @@ class HostInfo(msgspec.Struct, kw_only=True):
     platform: str = ""
     python: str = ""
     mdivicomtools: str = ""
+    # $SLURM_JOB_ID when the run ran inside a Slurm job (a --executor slurm worker)
+    slurm_job_id: str | None = None
 
 
 class BundleSummary(msgspec.Struct, kw_only=True):
@@ -127,6 +129,7 @@ class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
     isolate: bool = False
     overwrite: bool = False
     strict_bundles: bool = False
+    attempt: int = 1
 
     def plugin_env(self) -> dict[str, str]:
         """Variables a running plugin sees, so helpers such as the result-bundle
@@ -200,3 +203,5 @@ class RunRecord(msgspec.Struct, kw_only=True):
     log: str | None = None
     warnings: list[str] = []
     hook_errors: list[HookError] = []
+    # which try of a batch session this run was (`--retries`); 1 for a first try
+    attempt: int = 1

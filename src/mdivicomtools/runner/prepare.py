@@ -117,6 +117,7 @@ class Prepared:
             isolate=isolate,
             overwrite=options.overwrite,
             strict_bundles=self.strict_bundles,
+            attempt=options.attempt,
         )
 
     def problems(self, request: RunRequest) -> list[str]:

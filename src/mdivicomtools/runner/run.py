@@ -159,6 +159,7 @@ class Run:
             log=str(request.log_path.relative_to(request.run_out_dir)),
             warnings=outcome.warnings,
             hook_errors=self.hook_errors,
+            attempt=request.attempt,
         )
         write_record(request.record_path, record)
         self.say(f"record: {request.record_path}")
