@@ -106,7 +106,14 @@ def run_batch(
         )
     say(
         f"batch: {len(plan.to_run)} session(s) of {plan.plugin.ref} on the {executor.name} "
-        "executor" + (f" with {jobs} job(s)" if batch.executor == "local" else "")
+        "executor"
+        + (
+            f" with {jobs} job(s)"
+            if batch.executor == "local"
+            else f" with {jobs} worker job(s)"
+            if batch.executor == "slurm"
+            else ""
+        )
     )
     if on_start is not None:
         on_start(len(plan.to_run))

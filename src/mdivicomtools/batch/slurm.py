@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.batch.dask_cluster import DaskExecutor
+from mdivicomtools.batch.dask_cluster import _future_result
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -119,6 +120,26 @@ def _slurm(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
 
 
+def import_jobqueue() -> Any:
+    """dask_jobqueue, imported without letting it take over Ctrl-C.
+
+    Importing it (its `runner` module, 0.9) sets a SIGINT handler that calls
+    sys.exit(): Ctrl-C would then end the batch with status 0, without a
+    summary and without cancelling the worker jobs. The handler is put back.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise UsageError(
+            "the slurm executor needs dask-jobqueue: pip install 'mdivicomtools[slurm]'"
+        ) from None
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    return dask_jobqueue
+
+
 class SlurmExecutor:
     """Sessions as Dask tasks on `jobs` worker jobs submitted to Slurm.
 
@@ -133,12 +154,7 @@ class SlurmExecutor:
     def __init__(self, batch: BatchOptions, jobs: int, out: str) -> None:
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {jobs}")
-        try:
-            import dask_jobqueue  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "the slurm executor needs dask-jobqueue: pip install 'mdivicomtools[slurm]'"
-            ) from None
+        import_jobqueue()
         self.settings = slurm_settings(batch)
         check_slurm(self.settings.partition)
         self.jobs = jobs
@@ -151,17 +167,36 @@ class SlurmExecutor:
         self.startup_s: float | None = None
 
     def run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
+        """Run `jobs` on fresh worker jobs; every worker job is gone when this returns."""
+        try:
+            return self._run(jobs, report)
+        except BatchInterrupted:
+            raise
+        except KeyboardInterrupt as exc:  # while the cluster started or stopped
+            raise BatchInterrupted([not_started(job) for job in jobs]) from exc
+
+    def _run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
         import dask
-        from dask_jobqueue import SLURMCluster
         from distributed import Client, as_completed
+
+        SLURMCluster = import_jobqueue().SLURMCluster
 
         self.log_directory.mkdir(parents=True, exist_ok=True)
         settings = self.settings
         with contextlib.ExitStack() as stack:
             stack.callback(self._cancel_all)
-            # a lost worker fails its session (recorded, then maybe retried by
-            # --retries) instead of Dask silently rerunning it on staging debris
-            stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+            # a lost worker fails its session (recorded by the batch) instead of Dask
+            # silently rerunning it on its staging debris elsewhere, so that
+            # --retries decides whether it runs again; and a worker is sent one session
+            # at a time (saturation 1.0), so a lost worker costs only the one it ran
+            stack.enter_context(
+                dask.config.set(
+                    {
+                        "distributed.scheduler.allowed-failures": 0,
+                        "distributed.scheduler.worker-saturation": 1.0,
+                    }
+                )
+            )
             cluster = stack.enter_context(
                 SLURMCluster(
                     cores=settings.cpus,
@@ -184,11 +219,6 @@ class SlurmExecutor:
             cluster.scale(jobs=min(self.jobs, len(jobs)))
             try:
                 client.wait_for_workers(1)
-            except KeyboardInterrupt as exc:
-                results = [not_started(job) for job in jobs]
-                for job, result in zip(jobs, results, strict=True):
-                    report("finished", job, result)
-                raise BatchInterrupted(results) from exc
             finally:
                 self._note_jobs(cluster)
             self.startup_s = round(time.monotonic() - submitted, 3)
@@ -203,7 +233,7 @@ class SlurmExecutor:
                 futures[future.key] = (future, job)
                 report("started", job, None)
             try:
-                results = DaskExecutor._collect(client, futures, report, as_completed)
+                results = _collect(client, futures, report, as_completed)
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
                 raise
@@ -232,3 +262,26 @@ class SlurmExecutor:
             if listed.returncode == 0 and not listed.stdout.strip():
                 return
             time.sleep(0.2)
+
+
+def _collect(
+    client: Any, futures: dict[str, Any], report: Report, as_completed: Any
+) -> list[SessionResult]:
+    """Results as sessions finish; on Ctrl-C stop at once.
+
+    Unlike the Dask executor, the running sessions are not waited for: their
+    worker jobs are cancelled when the cluster closes (a worker job may have
+    hours left), and the batch then records each of them as interrupted
+    (see `retry.settle`).
+    """
+    results: dict[str, SessionResult] = {}
+    try:
+        for future in as_completed([future for future, _ in futures.values()]):
+            _, job = futures[future.key]
+            results[job.session] = _future_result(future, job)
+            report("finished", job, results[job.session])
+    except KeyboardInterrupt as exc:
+        client.cancel([f for f, _ in futures.values() if f.status == "pending"])
+        ordered = [results.get(job.session) or not_started(job) for _, job in futures.values()]
+        raise BatchInterrupted(ordered) from exc
+    return [results.get(job.session) or not_started(job) for _, job in futures.values()]
