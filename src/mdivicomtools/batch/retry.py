@@ -164,6 +164,16 @@ def settle(
         )
         if run_id is not None:
             result.status, result.run_id = "interrupted", run_id
+    else:
+        # a scheduler that reruns a lost worker's task itself (Dask's allowed-failures)
+        # leaves the lost try's staging behind even when the session then succeeded
+        record_lost(
+            job,
+            plugin,
+            status="failed",
+            reason="the worker running this try was lost; the scheduler ran the session again",
+            always=False,
+        )
     return result
 
 
