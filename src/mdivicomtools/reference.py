@@ -97,6 +97,9 @@ MEANINGS: dict[type, dict[str, str]] = {
         "invalid result bundle.",
         "hook_errors": "Hook implementations that raised or returned something unusable, "
         "see [`hook_errors[]`](#hook_errors).",
+        "attempt": "Which try of a batch session this run was (`--retries`): 1 for a first "
+        "try and for single runs. A try whose worker was lost is recorded by the batch, with "
+        "error type `WorkerLost`.",
     },
     PluginInfo: {
         "id": "`meta.id`.",
@@ -140,6 +143,8 @@ MEANINGS: dict[type, dict[str, str]] = {
         "platform": "Operating system and release.",
         "python": "The Python that ran mdivicomtools.",
         "mdivicomtools": "The mdivicomtools version.",
+        "slurm_job_id": "`$SLURM_JOB_ID` when the run ran inside a Slurm job (a session on "
+        "`--executor slurm`, or any run inside an allocation); else null.",
     },
     ContainerInfo: {
         "image": "The image as the manifest names it.",
