@@ -210,6 +210,9 @@ class SlurmExecutor:
                     log_directory=str(self.log_directory),
                     interface=settings.interface,
                     worker_extra_args=["--nthreads", "1"],
+                    # the nanny (Dask's default) is kept although it costs a Python start-up
+                    # per worker job: on scancel it kills the worker process, whose running
+                    # session would otherwise hold the output lock for Slurm's KillWait
                     scheduler_options={"dashboard_address": None},
                 )
             )
