@@ -105,7 +105,8 @@ def _summary(record: RunRecord) -> str:
     "--jobs",
     type=int,
     metavar="N",
-    help="Sessions at once with --executor local [default: the CPUs available].",
+    help="Sessions at once: worker processes (local, a Dask LocalCluster) or worker "
+    "jobs (slurm) [default: the CPUs available here].",
 )
 @click.option(
     "--executor",
