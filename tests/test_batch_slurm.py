@@ -313,3 +313,30 @@ def test_slurm_controller_down_is_exit_2(slurm_site, tmp_path):
     assert "check `sinfo`" in result.stderr
     assert not (tmp_path / "out").exists()
     assert our_jobs() == []
+
+
+def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):
+    from mdivicomtools.batch.slurm import SlurmSettings, slurm_settings
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import BatchOptions
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[slurm]\npartition = "compute"\nmem = "8GB"\ncpus = 2\ndirectives = ["--qos=normal"]\n'
+    )
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    merged = slurm_settings(
+        BatchOptions(sessions="*", slurm_partition="debug", slurm_directives=("--exclusive",))
+    )
+    assert merged == SlurmSettings(
+        partition="debug",
+        time="01:00:00",
+        mem="8GB",
+        cpus=2,
+        directives=("--qos=normal", "--exclusive"),
+    )
+    config.write_text('[slurm]\npartiton = "debug"\n')
+    with pytest.raises(UsageError) as typo:
+        slurm_settings(BatchOptions(sessions="*"))
+    assert "unknown field `partiton`" in str(typo.value)
+    assert "its keys are partition, time, mem, cpus, account, directives" in str(typo.value)

@@ -23,12 +23,11 @@ from mdivicomtools.batch.session import (
     SessionResult,
 )
 from mdivicomtools.common.timefmt import iso, utc_now
-from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
 from mdivicomtools.model.run import BackendInfo, ErrorInfo, HostInfo, PluginInfo, RunRecord
 from mdivicomtools.records.store import new_run_id, write_record
 from mdivicomtools.runner.config import config_sha256, redact
-from mdivicomtools.runner.staging import discard_staging, plugin_lock
+from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock
 
 #: how executors name a session whose worker went away (see local.py, dask_cluster.py)
 LOST_PREFIXES = (
@@ -81,22 +80,18 @@ def record_lost(
     """
     run_out_dir = Path(job.options.out)
     try:
-        lock = plugin_lock(run_out_dir, plugin.id)
-        lock.__enter__()
-    except (MdivicomError, OSError):
+        with plugin_lock(run_out_dir, plugin.id):
+            orphans = orphan_runs(run_out_dir)
+            if not orphans and not always:
+                return None
+            run_ids = orphans or [new_run_id()]
+            for run_id in run_ids:
+                started = _started_at(run_out_dir / STAGING_DIR / run_id)
+                _write(job, plugin, run_id, status, reason, started)
+                discard_staging(run_out_dir, run_id)
+            return run_ids[-1]
+    except OutputLocked:
         return None
-    try:
-        orphans = orphan_runs(run_out_dir)
-        if not orphans and not always:
-            return None
-        run_ids = orphans or [new_run_id()]
-        for run_id in run_ids:
-            started = _started_at(run_out_dir / STAGING_DIR / run_id)
-            _write(job, plugin, run_id, status, reason, started)
-            discard_staging(run_out_dir, run_id)
-        return run_ids[-1]
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _started_at(staging: Path) -> datetime:

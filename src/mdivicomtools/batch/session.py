@@ -69,10 +69,6 @@ class SessionResult(msgspec.Struct, kw_only=True):
     # the Slurm job the session ran in ($SLURM_JOB_ID of the worker), if any
     slurm_job_id: str | None = None
 
-    @property
-    def attempts(self) -> int:
-        return self.attempt
-
 
 Report = Callable[[str, SessionJob, SessionResult | None], None]
 

@@ -40,7 +40,7 @@ from mdivicomtools.settings import config_file, load_user_config
 CANCEL_WAIT_S = 30.0
 
 
-class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True):
+class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The worker jobs' resources: `--slurm-*` options over the config's [slurm] section.
 
     `interface` is the network interface the Dask scheduler and workers bind
