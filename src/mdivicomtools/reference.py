@@ -144,7 +144,7 @@ MEANINGS: dict[type, dict[str, str]] = {
         "python": "The Python that ran mdivicomtools.",
         "mdivicomtools": "The mdivicomtools version.",
         "slurm_job_id": "`$SLURM_JOB_ID` when the run ran inside a Slurm job (a session on "
-        "`--executor slurm`, or any run inside an allocation); else null.",
+        "`--executor slurm`, or any run inside an allocation); absent otherwise.",
     },
     ContainerInfo: {
         "image": "The image as the manifest names it.",

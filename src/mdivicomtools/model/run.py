@@ -63,14 +63,15 @@ class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
     sha256: str
 
 
-class HostInfo(msgspec.Struct, kw_only=True):
+class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The machine and software of a run (empty when the host hook is disabled)."""
 
     hostname: str = ""
     platform: str = ""
     python: str = ""
     mdivicomtools: str = ""
-    # $SLURM_JOB_ID when the run ran inside a Slurm job (a --executor slurm worker)
+    # $SLURM_JOB_ID when the run ran inside a Slurm job (a --executor slurm worker);
+    # omitted otherwise (omit_defaults), so records outside Slurm are as before
     slurm_job_id: str | None = None
 
 
