@@ -1,4 +1,4 @@
-"""Retries and lost workers: every try of a session ends with a record, and no debris.
+"""Retries and lost workers: every try that started a run ends with a record, and no debris.
 
 A worker that is lost mid-session (a node failure, `scancel`, pre-emption, the
 OOM killer) cannot write the record of the run it was doing, and leaves that
@@ -25,7 +25,7 @@ from mdivicomtools.batch.session import (
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
 from mdivicomtools.model.run import BackendInfo, ErrorInfo, HostInfo, PluginInfo, RunRecord
-from mdivicomtools.records.store import new_run_id, write_record
+from mdivicomtools.records.store import write_record
 from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock
 
@@ -62,34 +62,22 @@ def orphan_runs(run_out_dir: Path) -> list[str]:
     )
 
 
-def record_lost(
-    job: SessionJob,
-    plugin: PluginInfo,
-    *,
-    status: str,
-    reason: str,
-    always: bool,
-) -> str | None:
+def record_lost(job: SessionJob, plugin: PluginInfo, *, status: str, reason: str) -> str | None:
     """Write the record of `job`'s lost try and remove its staging; its run id.
 
-    With `always` a record is written even when the try left nothing behind
-    (it was lost before its run started), so every try has a record; without,
-    only a try that had started (a staging folder exists) gets one. None when
-    nothing was written, or when the run still holds its lock (its process is
-    alive somewhere: it will write its own record).
+    None when the try left nothing behind (it was lost before its run started:
+    there was no run to record), or when the run still holds its lock (its
+    process is alive somewhere and will write its own record).
     """
     run_out_dir = Path(job.options.out)
     try:
         with plugin_lock(run_out_dir, plugin.id):
             orphans = orphan_runs(run_out_dir)
-            if not orphans and not always:
-                return None
-            run_ids = orphans or [new_run_id()]
-            for run_id in run_ids:
+            for run_id in orphans:
                 started = _started_at(run_out_dir / STAGING_DIR / run_id)
                 _write(job, plugin, run_id, status, reason, started)
                 discard_staging(run_out_dir, run_id)
-            return run_ids[-1]
+            return orphans[-1] if orphans else None
     except OutputLocked:
         return None
 
@@ -145,9 +133,10 @@ def settle(
             plugin,
             status="interrupted" if interrupted else "failed",
             reason=result.error or "the worker was lost",
-            always=True,
         )
         result.run_id = run_id
+        if run_id is None:
+            result.error = f"{result.error} (lost before its run started: no run record)"
     elif result.status == "not_started":
         # it may have been running when the batch was stopped and its worker ended
         run_id = record_lost(
@@ -155,7 +144,6 @@ def settle(
             plugin,
             status="interrupted",
             reason="the batch was stopped while this session ran, and its worker ended",
-            always=False,
         )
         if run_id is not None:
             result.status, result.run_id = "interrupted", run_id
@@ -167,7 +155,6 @@ def settle(
             plugin,
             status="failed",
             reason="the worker running this try was lost; the scheduler ran the session again",
-            always=False,
         )
     return result
 

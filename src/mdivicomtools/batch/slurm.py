@@ -187,8 +187,8 @@ class SlurmExecutor:
             stack.callback(self._cancel_all)
             # a lost worker fails its session (recorded by the batch) instead of Dask
             # silently rerunning it on its staging debris elsewhere, so that
-            # --retries decides whether it runs again; and a worker is sent one session
-            # at a time (saturation 1.0), so a lost worker costs only the one it ran
+            # --retries decides whether it runs again; with `_feed` handing out one
+            # session per worker, a lost worker costs only the one it was running
             stack.enter_context(
                 dask.config.set(
                     {
@@ -225,18 +225,8 @@ class SlurmExecutor:
             finally:
                 self._note_jobs(cluster)
             self.startup_s = round(time.monotonic() - submitted, 3)
-            futures: dict[str, Any] = {}
-            for job in jobs:
-                future = client.submit(
-                    run_session,
-                    job,
-                    pure=False,
-                    key=f"mdivicom-{job.session}-{os.urandom(4).hex()}",
-                )
-                futures[future.key] = (future, job)
-                report("started", job, None)
             try:
-                results = _collect(client, futures, report, as_completed)
+                results = _feed(client, jobs, min(self.jobs, len(jobs)), report, as_completed)
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
                 raise
@@ -267,24 +257,45 @@ class SlurmExecutor:
             time.sleep(0.2)
 
 
-def _collect(
-    client: Any, futures: dict[str, Any], report: Report, as_completed: Any
+def _feed(
+    client: Any, jobs: list[SessionJob], width: int, report: Report, as_completed: Any
 ) -> list[SessionResult]:
-    """Results as sessions finish; on Ctrl-C stop at once.
+    """Submit `width` sessions, then one more as each finishes; on Ctrl-C stop at once.
 
-    Unlike the Dask executor, the running sessions are not waited for: their
-    worker jobs are cancelled when the cluster closes (a worker job may have
-    hours left), and the batch then records each of them as interrupted
-    (see `retry.settle`).
+    Holding the sessions back here rather than submitting them all keeps Dask
+    from queueing several on one worker: a lost worker job then costs only the
+    session it was running, not the ones waiting behind it.
+
+    Unlike the Dask executor, the running sessions are not waited for on
+    Ctrl-C: their worker jobs are cancelled when the cluster closes (a worker
+    job may have hours left), and the batch then records each of them as
+    interrupted (see `retry.settle`).
     """
+    waiting = list(reversed(jobs))
+    futures: dict[str, tuple[Any, SessionJob]] = {}
     results: dict[str, SessionResult] = {}
+
+    def submit() -> Any:
+        job = waiting.pop()
+        future = client.submit(
+            run_session, job, pure=False, key=f"mdivicom-{job.session}-{os.urandom(4).hex()}"
+        )
+        futures[future.key] = (future, job)
+        report("started", job, None)
+        return future
+
     try:
-        for future in as_completed([future for future, _ in futures.values()]):
+        running = as_completed([submit() for _ in range(min(width, len(waiting)))])
+        for future in running:
             _, job = futures[future.key]
             results[job.session] = _future_result(future, job)
             report("finished", job, results[job.session])
+            if waiting:
+                running.add(submit())
     except KeyboardInterrupt as exc:
         client.cancel([f for f, _ in futures.values() if f.status == "pending"])
-        ordered = [results.get(job.session) or not_started(job) for _, job in futures.values()]
+        ordered = [results.get(job.session) or not_started(job) for job in jobs]
+        for job in waiting:
+            report("finished", job, results.setdefault(job.session, not_started(job)))
         raise BatchInterrupted(ordered) from exc
-    return [results.get(job.session) or not_started(job) for _, job in futures.values()]
+    return [results.get(job.session) or not_started(job) for job in jobs]
