@@ -1,4 +1,4 @@
-"""Benchmark: batch runs over 16 sessions on the local and the Dask executor.
+"""Benchmark: batch runs over 16 sessions on the local, Dask and Slurm executors.
 
 1. 16 sessions of a CPU-bound python plugin (about 0.5 s each, calibrated in
    this run): `--jobs 1` is the baseline; `--jobs 2` (target >= 1.8x faster on
@@ -14,7 +14,9 @@ Usage: python benchmarks/batch.py [--runs 3] [--markdown]
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -78,7 +80,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=16)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--parts", default="local,slurm,containers")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if "local" in parts:
+        local_part(args)
+    if "slurm" in parts:
+        slurm_part(args)
+    if "containers" in parts:
+        for engine in ("docker", "podman"):
+            container_part(args, engine)
+
+
+def local_part(args: argparse.Namespace) -> None:
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     n = calibrate(0.5)
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
@@ -162,6 +176,211 @@ def main() -> None:
         rows,
         args.markdown,
     )
+
+    print()
+
+
+SLURM_CONFIG = '[slurm]\ninterface = "lo"\ntime = "00:20:00"\nmem = "1GB"\n'
+
+
+def slurm_part(args: argparse.Namespace) -> None:
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    n = calibrate(0.5)
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        root = Path(tmp)
+        make_site(root / "site")
+        dataset = make_dataset(root / "study", sessions=args.sessions)
+        (root / "config.toml").write_text(SLURM_CONFIG)
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(root / "site"),
+            MDIVICOM_PLUGIN_PATH="",
+            MDIVICOM_CONFIG_FILE=str(root / "config.toml"),
+        )
+        counter = iter(range(100_000))
+
+        def batch(plugin: str, *extra: str) -> float:
+            out = root / f"out-{next(counter)}"
+            command = [mdivicom, "run", plugin, "--dataset", str(dataset), "--out", str(out)]
+            return timed([*command, "--sessions", "ses-*", "--set", f"n={n}", *extra], env)
+
+        one = ("--sessions", "ses-01")
+        cases = {
+            "local 1": lambda: batch("burn", "--jobs", "1"),
+            "slurm 2": lambda: batch("burn", "--executor", "slurm", "--jobs", "2"),
+            "noop slurm": lambda: batch("noop", "--executor", "slurm", "--jobs", "1", *one),
+            "noop local": lambda: batch("noop", "--jobs", "1", *one),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                samples[name].append(case())
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    startup = med["noop slurm"] - med["noop local"]
+    rows = [
+        (f"{args.sessions} x burn, local --jobs 1", f"{med['local 1']:.2f} s", "baseline", ""),
+        (
+            f"{args.sessions} x burn, slurm 2 worker jobs",
+            f"{med['slurm 2']:.2f} s",
+            f"{med['local 1'] / med['slurm 2']:.2f}x faster",
+            ">= 1.5x",
+        ),
+        ("slurm start-up (1 no-op session, minus local)", f"{startup:.2f} s", "", ""),
+        (
+            f"{args.sessions} x burn, slurm 2 workers without start-up",
+            f"{med['slurm 2'] - startup:.2f} s",
+            f"{med['local 1'] / (med['slurm 2'] - startup):.2f}x faster",
+            "",
+        ),
+    ]
+    print_table(
+        f"# batch on Slurm: {args.sessions} sessions, burn ~0.5 s each (n={n}); median of "
+        f"{args.runs} runs; {os.cpu_count()} CPUs, one Slurm node",
+        rows,
+        args.markdown,
+    )
+    print()
+
+
+IMAGE = "localhost/mdivicom-test:1"
+COUNT = "find {d} -name '*.wav' | wc -l > {o}/n"
+PODMAN_URL = os.environ.get("MDIVICOM_PODMAN_URL", "unix:///run/podman/podman.sock")
+
+
+def engine_cli(engine: str) -> list[str]:
+    return ["docker"] if engine == "docker" else ["podman", "--remote", "--url", PODMAN_URL]
+
+
+def container_part(args: argparse.Namespace, engine: str) -> None:
+    """`--jobs 2` of mdivicom against xargs -P 2 of the raw engine CLI, same mounts."""
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        root = Path(tmp)
+        dataset = make_dataset(root / "study", sessions=args.sessions)
+        (root / "manifests").mkdir()
+        (root / "manifests" / "count.json").write_text(
+            json.dumps(
+                {
+                    "meta": {
+                        "api_version": "mdivicomtools.plugin.v0.1",
+                        "id": "count-wavs",
+                        "kind": "container",
+                        "version": "1.0.0",
+                        "publisher": "bench",
+                        "description": "count a session's WAV files",
+                    },
+                    "container": {
+                        "image": IMAGE,
+                        "pull": "never",
+                        "command": [
+                            "sh",
+                            "-c",
+                            COUNT.format(d="{dataset_dir}", o="{out_dir}"),
+                        ],
+                    },
+                }
+            )
+        )
+        env = dict(os.environ, MDIVICOM_PLUGIN_PATH=str(root / "manifests"))
+        sessions = sorted(p.name for p in (dataset / "sessions").iterdir())
+        counter = iter(range(100_000))
+
+        def mdivicom_batch() -> float:
+            out = root / f"out-{next(counter)}"
+            return timed(
+                [
+                    mdivicom,
+                    "run",
+                    "count-wavs",
+                    "--dataset",
+                    str(dataset),
+                    "--out",
+                    str(out),
+                    "--sessions",
+                    "ses-*",
+                    "--jobs",
+                    "2",
+                    "--backend",
+                    engine,
+                ],
+                env,
+            )
+
+        def raw(parallel: int) -> float:
+            # what mdivicom's plan mounts: the dataset read-only, out, work and config
+            out = root / f"raw-{next(counter)}"
+            lines = []
+            for session in sessions:
+                folder = out / session
+                for sub in ("out", "work/.tmp"):
+                    (folder / sub).mkdir(parents=True)
+                (folder / "config.json").write_text("{}")
+                command = [
+                    *engine_cli(engine),
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--user",
+                    "0:0",
+                    "-v",
+                    f"{dataset / 'sessions' / session}:/mdivicom/dataset:ro",
+                    "-v",
+                    f"{folder / 'out'}:/mdivicom/out",
+                    "-v",
+                    f"{folder / 'work'}:/mdivicom/work",
+                    "-v",
+                    f"{folder / 'config.json'}:/mdivicom/config.json:ro",
+                    "-e",
+                    "HOME=/mdivicom/work",
+                    "-e",
+                    "MDIVICOM_CONFIG=/mdivicom/config.json",
+                    IMAGE,
+                    "sh",
+                    "-c",
+                    COUNT.format(d="/mdivicom/dataset", o="/mdivicom/out"),
+                ]
+                script = folder / "run.sh"
+                script.write_text(shlex.join(command) + "\n")
+                lines.append(str(script))
+            listing = out / "scripts.txt"
+            listing.write_text("\n".join(lines) + "\n")
+            return timed(
+                ["sh", "-c", f"xargs -P {parallel} -n 1 sh < {shlex.quote(str(listing))}"], env
+            )
+
+        cases = {
+            "mdivicom": mdivicom_batch,
+            "xargs 2": lambda: raw(2),
+            "loop": lambda: raw(1),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                samples[name].append(case())
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    rows = [
+        (f"{engine} run in a loop (sequential)", f"{med['loop']:.2f} s", "", ""),
+        (
+            f"xargs -P 2 {engine} run",
+            f"{med['xargs 2']:.2f} s",
+            f"baseline; {med['loop'] / med['xargs 2']:.2f}x faster than the loop",
+            "",
+        ),
+        (
+            f"mdivicom --jobs 2 --backend {engine}",
+            f"{med['mdivicom']:.2f} s",
+            f"{med['mdivicom'] / med['xargs 2']:.2f}x xargs' time",
+            "<= 1.0x",
+        ),
+    ]
+    print_table(
+        f"# batch of containers on {engine}: {args.sessions} sessions; median of "
+        f"{args.runs} runs; {os.cpu_count()} CPUs",
+        rows,
+        args.markdown,
+    )
+    print()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Which real container engines this test run may use.
 
 A contributor's laptop may have neither engine, so engine tests skip there with
-the reason. CI sets MDIVICOM_REQUIRE_ENGINES=docker,podman (see .ci/run), and
+the reason. CI sets MDIVICOM_REQUIRE_ENGINES=docker,podman,slurm (see .ci/run), and
 then an engine that does not answer fails the test instead: a green CI must mean
 the container behaviour was checked on real engines.
 """
@@ -63,3 +63,32 @@ def need_engine(engine: str) -> None:
     if engine in required_engines():
         pytest.fail(f"MDIVICOM_REQUIRE_ENGINES names {engine}, but {problem}")
     pytest.skip(f"{engine} not usable here: {problem}")
+
+
+@functools.cache
+def slurm_problem() -> str | None:
+    """None when a Slurm controller answers and dask-jobqueue is installed, else why not."""
+    if shutil.which("sbatch") is None:
+        return "the sbatch command is not installed (start one with: bash scripts/setup-slurm.sh)"
+    import importlib.util
+
+    # find_spec, not import: importing dask_jobqueue replaces the SIGINT handler
+    if importlib.util.find_spec("dask_jobqueue") is None:
+        return "dask-jobqueue is not installed: pip install -e '.[slurm]'"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol ping failed: {exc}"
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return "the Slurm controller does not answer (start it with: bash scripts/setup-slurm.sh)"
+    return None
+
+
+def need_slurm() -> None:
+    """Skip (or, when CI requires slurm, fail) unless a Slurm cluster is usable."""
+    problem = slurm_problem()
+    if problem is None:
+        return
+    if "slurm" in required_engines():
+        pytest.fail(f"MDIVICOM_REQUIRE_ENGINES names slurm, but {problem}")
+    pytest.skip(f"slurm not usable here: {problem}")

@@ -102,6 +102,9 @@ MEANINGS: dict[type, dict[str, str]] = {
         "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
         "null in older records.",
         "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",
+        "attempt": "Which try of a batch session this run was (`--retries`): 1 for a first "
+        "try and for single runs. A try whose worker was lost is recorded by the batch, with "
+        "error type `WorkerLost`.",
     },
     DatasetInfo: {
         "files": "Number of files (symlinks to files count, and are followed).",
@@ -155,6 +158,8 @@ MEANINGS: dict[type, dict[str, str]] = {
         "platform": "Operating system and release.",
         "python": "The Python that ran mdivicomtools.",
         "mdivicomtools": "The mdivicomtools version.",
+        "slurm_job_id": "`$SLURM_JOB_ID` when the run ran inside a Slurm job (a session on "
+        "`--executor slurm`, or any run inside an allocation); absent otherwise.",
     },
     ContainerInfo: {
         "image": "The image as the manifest names it.",

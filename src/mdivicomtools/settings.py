@@ -48,6 +48,22 @@ class ContainerDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     mounts: dict[str, str] = {}
 
 
+class SlurmDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[slurm]` in the user config: the worker jobs of `--executor slurm`.
+
+    The `--slurm-*` options override each key; `interface` is the network
+    interface the Dask scheduler and workers bind to.
+    """
+
+    partition: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    cpus: int | None = None
+    account: str | None = None
+    directives: list[str] = []
+    interface: str | None = None
+
+
 class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What the user config file may set; every key is optional."""
 
@@ -59,6 +75,8 @@ class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hash_dataset: bool | None = None
     #: `[container]`: site defaults for container plugins (resources, named mounts)
     container: ContainerDefaults | None = None
+    #: `[slurm]`: the worker jobs of `--executor slurm`
+    slurm: SlurmDefaults | None = None
 
 
 class UserConfigError(UsageError):
@@ -80,7 +98,11 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
     if message.startswith("Object contains unknown field"):
         key = message.split("`")[1]
         table = message.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in message else ""
-        struct = ContainerDefaults if table == "container" else UserConfig
+        tables: dict[str, type[msgspec.Struct]] = {
+            "container": ContainerDefaults,
+            "slurm": SlurmDefaults,
+        }
+        struct = tables.get(table, UserConfig)
         known = list(struct.__struct_fields__)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -133,6 +155,11 @@ def configured_strict_bundles() -> bool:
 def configured_container() -> ContainerDefaults:
     """The `[container]` table of the user config (empty when there is none)."""
     return load_user_config().container or ContainerDefaults()
+
+
+def configured_slurm() -> SlurmDefaults:
+    """The `[slurm]` table of the user config (empty when there is none)."""
+    return load_user_config().slurm or SlurmDefaults()
 
 
 def configured_hash_dataset() -> bool:

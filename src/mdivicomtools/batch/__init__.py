@@ -4,9 +4,10 @@
 session is a complete single run with `<out>/<session>/` as its run root.
 `plan` validates everything before the first session starts (problems common
 to all sessions are reported once) and skips sessions that already succeeded
-(`resume`); an executor (`local`: forked workers, `dask_cluster`: Dask) runs
-the `session` jobs; `summary` writes `<out>/_batches/<batch_id>.json`
-whatever happens.
+(`resume`); an executor (`local`: forked workers, `dask_cluster`: Dask,
+`slurm`: Dask workers as Slurm jobs) runs the `session` jobs, `retry` records
+the tries whose worker was lost and reruns failed sessions (`--retries`);
+`summary` writes `<out>/_batches/<batch_id>.json` whatever happens.
 
 May import `runner` and everything below it; only `cli` imports `batch`.
 """
@@ -20,7 +21,9 @@ from typing import Any
 from mdivicomtools.batch.dask_cluster import DaskExecutor
 from mdivicomtools.batch.local import LocalExecutor
 from mdivicomtools.batch.plan import BatchValidationFailed, plan_batch
+from mdivicomtools.batch.retry import run_with_retries, settle
 from mdivicomtools.batch.session import BatchInterrupted, Report, SessionJob, SessionResult
+from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
@@ -47,13 +50,19 @@ def default_jobs() -> int:
     return os.cpu_count() or 1  # pragma: no cover - not Linux
 
 
-def _executor(batch: BatchOptions, jobs: int) -> LocalExecutor | DaskExecutor:
+def _executor(
+    batch: BatchOptions, jobs: int, out: str
+) -> LocalExecutor | DaskExecutor | SlurmExecutor:
     if batch.executor not in EXECUTORS:
         raise UsageError(
             f"--executor must be one of {', '.join(EXECUTORS)}, got {batch.executor!r}"
         )
+    if batch.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, got {batch.retries}")
     if batch.executor == "local":
         return LocalExecutor(jobs)
+    if batch.executor == "slurm":
+        return SlurmExecutor(batch, jobs, out)
     return DaskExecutor(batch.scheduler, jobs)
 
 
@@ -87,7 +96,7 @@ def run_batch(
         batch = BatchOptions(**{**{f: getattr(batch, f) for f in _BATCH_FIELDS}, **batch_fields})
     say = progress or (lambda message: None)
     jobs = batch.jobs if batch.jobs is not None else default_jobs()
-    executor = _executor(batch, jobs)
+    executor = _executor(batch, jobs, options.out)
 
     plan = plan_batch(ref, options, batch)
     if plan.skipped:
@@ -97,7 +106,14 @@ def run_batch(
         )
     say(
         f"batch: {len(plan.to_run)} session(s) of {plan.plugin.ref} on the {executor.name} "
-        "executor" + (f" with {jobs} job(s)" if batch.executor == "local" else "")
+        "executor"
+        + (
+            f" with {jobs} job(s)"
+            if batch.executor == "local"
+            else f" with {jobs} worker job(s)"
+            if batch.executor == "slurm"
+            else ""
+        )
     )
     if on_start is not None:
         on_start(len(plan.to_run))
@@ -105,8 +121,14 @@ def run_batch(
     batch_id = stamp_id()
     started = utc_now()
     interrupted = False
+    report = on_event or (lambda kind, job, result: None)
     try:
-        results = executor.run(plan.to_run, on_event or (lambda kind, job, result: None))
+        results = run_with_retries(
+            plan.to_run,
+            batch.retries,
+            lambda jobs: executor.run(jobs, report),
+            lambda job, result, stopped: settle(job, result, plan.plugin, interrupted=stopped),
+        )
     except BatchInterrupted as exc:
         interrupted, results = True, exc.results
     summary = summarise(
@@ -120,6 +142,8 @@ def run_batch(
         interrupted=interrupted,
         started=started,
         finished=utc_now(),
+        slurm_partition=getattr(executor, "partition", None),
+        slurm_job_ids=getattr(executor, "job_ids", []),
     )
     say(f"summary: {summary.path}")
     if interrupted:

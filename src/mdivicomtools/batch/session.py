@@ -7,6 +7,7 @@ only decide where and how many at once.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -41,6 +42,21 @@ class SessionJob(msgspec.Struct, kw_only=True, frozen=True):
     def out(self) -> str:
         return self.options.out
 
+    @property
+    def attempt(self) -> int:
+        return self.options.attempt
+
+
+class EarlierAttempt(msgspec.Struct, kw_only=True):
+    """A try of a session that failed and was retried (`--retries`)."""
+
+    attempt: int
+    status: SessionStatus
+    run_id: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    slurm_job_id: str | None = None
+
 
 class SessionResult(msgspec.Struct, kw_only=True):
     session: str
@@ -51,6 +67,11 @@ class SessionResult(msgspec.Struct, kw_only=True):
     out: str | None = None
     #: with --resume: why the session ran again, or was skipped
     reason: str | None = None
+    # the try this result is from, and the tries before it (`--retries`)
+    attempt: int = 1
+    earlier: list[EarlierAttempt] = []
+    # the Slurm job the session ran in ($SLURM_JOB_ID of the worker), if any
+    slurm_job_id: str | None = None
 
 
 Report = Callable[[str, SessionJob, SessionResult | None], None]
@@ -77,6 +98,8 @@ def run_session(job: SessionJob) -> SessionResult:
             error=error,
             out=job.out,
             reason=job.reason,
+            attempt=job.attempt,
+            slurm_job_id=os.environ.get("SLURM_JOB_ID") or None,
         )
 
     try:

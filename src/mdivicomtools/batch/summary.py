@@ -41,6 +41,12 @@ class BatchSummary(msgspec.Struct, kw_only=True):
     duration_s: float
     totals: dict[str, int]
     sessions: list[SessionResult]
+    # --retries, and the tries each session took in all
+    retries: int = 0
+    attempts: dict[str, int] = {}
+    # --executor slurm: the partition and every worker job's id
+    slurm_partition: str | None = None
+    slurm_job_ids: list[str] = []
 
     @property
     def path(self) -> Path:
@@ -68,6 +74,8 @@ def summarise(
     interrupted: bool,
     started: datetime,
     finished: datetime,
+    slurm_partition: str | None = None,
+    slurm_job_ids: list[str] | None = None,
 ) -> BatchSummary:
     """Build the summary and write it; the caller decides what to raise."""
     ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
@@ -96,6 +104,27 @@ def summarise(
         duration_s=round((finished - started).total_seconds(), 3),
         totals=dict(Counter(r.status for r in ordered)),
         sessions=ordered,
+        retries=batch.retries,
+        attempts={r.session: r.attempt for r in ordered if r.status != "skipped"},
+        slurm_partition=slurm_partition,
+        slurm_job_ids=list(slurm_job_ids or []),
     )
     write_json_atomic(summary.path, summary)
     return summary
+
+
+def load_summaries(out: Path) -> tuple[list[BatchSummary], list[str]]:
+    """Every batch summary under `<out>/_batches/`, oldest first, and the unreadable ones.
+
+    Batch ids are UTC time stamps, so their order is the order the batches started.
+    """
+    folder = batch_summary_path(out, "x").parent
+    summaries: list[BatchSummary] = []
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            summaries.append(msgspec.json.decode(path.read_bytes(), type=BatchSummary))
+        except (OSError, msgspec.DecodeError) as exc:
+            problems.append(f"skipped {str(path)!r}: {exc}")
+    summaries.sort(key=lambda s: (s.started_at, s.batch_id))
+    return summaries, problems

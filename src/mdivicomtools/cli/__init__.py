@@ -18,6 +18,7 @@ import click
 
 from mdivicomtools._version import __version__
 from mdivicomtools.cli.backends import backends_group
+from mdivicomtools.cli.batches import batches_group
 from mdivicomtools.cli.bundles import bundles_group
 from mdivicomtools.cli.config import config_group
 from mdivicomtools.cli.dataset import dataset_group
@@ -69,6 +70,7 @@ for command in (
     verify_command,
     rerun_command,
     images_group,
+    batches_group,
 ):
     cli.add_command(command)
 

@@ -10,7 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from mdivicomtools.batch import BatchSummary
-    from mdivicomtools.batch.executors import SessionJob, SessionResult
+    from mdivicomtools.batch.session import SessionJob, SessionResult
 
 
 class BatchProgress:
@@ -84,16 +84,33 @@ def render_summary(summary: BatchSummary, path: str) -> str:
     from mdivicomtools.cli.textui import table
 
     rows = [
-        [r.session, r.status, r.run_id or "-", f"{r.duration_s:.2f}s", r.error or r.reason or ""]
+        [
+            r.session,
+            r.status,
+            str(r.attempt) if r.status != "skipped" else "-",
+            r.run_id or "-",
+            f"{r.duration_s:.2f}s",
+            _note(r),
+        ]
         for r in summary.sessions
     ]
     totals = ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items()))
     return "\n".join(
         [
-            table(["SESSION", "STATUS", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
+            table(["SESSION", "STATUS", "TRIES", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
             f"{summary.status}: {summary.plugin} {summary.plugin_version} on "
             f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s ({totals})",
             f"outputs:  {summary.out_dir}/<session>/",
             f"summary:  {path}",
         ]
     )
+
+
+def _note(result: SessionResult) -> str:
+    """The error, and for a retried session what its earlier tries ended with."""
+    note = result.error or result.reason or ""
+    if result.slurm_job_id:
+        note = f"slurm job {result.slurm_job_id}" + (f"; {note}" if note else "")
+    for earlier in result.earlier:
+        note += f"{'; ' if note else ''}try {earlier.attempt} {earlier.status}: {earlier.error}"
+    return note

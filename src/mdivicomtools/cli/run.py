@@ -138,15 +138,15 @@ def _summary(record: RunRecord) -> str:
     "--jobs",
     type=int,
     metavar="N",
-    help="Sessions at once: local worker processes, or the workers of the Dask "
-    "LocalCluster [default: the CPUs available].",
+    help="Sessions at once: worker processes (local, a Dask LocalCluster) or worker "
+    "jobs (slurm) [default: the CPUs available here].",
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "dask"]),
+    type=click.Choice(["local", "dask", "slurm"]),
     default="local",
     show_default=True,
-    help="Where sessions run: worker processes here, or Dask.",
+    help="Where sessions run: worker processes here, Dask, or Dask workers as Slurm jobs.",
 )
 @click.option(
     "--scheduler",
@@ -159,6 +159,48 @@ def _summary(record: RunRecord) -> str:
     is_flag=True,
     help="With --sessions: skip sessions whose latest run succeeded with the same "
     "plugin version and config.",
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="With --sessions: rerun a session that failed (its worker lost included) up to N times.",
+)
+@click.option(
+    "--slurm-partition",
+    metavar="NAME",
+    help="--executor slurm: the partition of the worker jobs [default: [slurm] partition "
+    "in the user config, else the cluster's default].",
+)
+@click.option(
+    "--slurm-time",
+    metavar="D-HH:MM:SS",
+    help="--executor slurm: each worker job's time limit [default: 01:00:00].",
+)
+@click.option(
+    "--slurm-mem",
+    metavar="SIZE",
+    help="--executor slurm: each worker job's memory, e.g. 4GB [default: 2GB].",
+)
+@click.option(
+    "--slurm-cpus",
+    type=int,
+    metavar="N",
+    help="--executor slurm: CPUs of each worker job [default: 1].",
+)
+@click.option(
+    "--slurm-account",
+    metavar="NAME",
+    help="--executor slurm: the account the worker jobs are charged to.",
+)
+@click.option(
+    "--slurm-directive",
+    "slurm_directives",
+    multiple=True,
+    metavar="LINE",
+    help="--executor slurm: an extra #SBATCH line, e.g. '--qos=short' (repeatable).",
 )
 @click.option(
     "--json",
@@ -191,6 +233,13 @@ def run_command(
     executor: str,
     scheduler: str | None,
     resume: bool,
+    retries: int,
+    slurm_partition: str | None,
+    slurm_time: str | None,
+    slurm_mem: str | None,
+    slurm_cpus: int | None,
+    slurm_account: str | None,
+    slurm_directives: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
@@ -233,11 +282,25 @@ def run_command(
         )
     if sessions is not None:
         batch = BatchOptions(
-            sessions=sessions, jobs=jobs, executor=executor, scheduler=scheduler, resume=resume
+            sessions=sessions,
+            jobs=jobs,
+            executor=executor,
+            scheduler=scheduler,
+            resume=resume,
+            retries=retries,
+            slurm_partition=slurm_partition,
+            slurm_time=slurm_time,
+            slurm_mem=slurm_mem,
+            slurm_cpus=slurm_cpus,
+            slurm_account=slurm_account,
+            slurm_directives=slurm_directives,
         )
         _run_batch(ref, options, batch, as_json=as_json, progress=progress)
     if resume or jobs is not None or scheduler is not None or executor != "local":
         raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
+    slurm_given = (slurm_partition, slurm_time, slurm_mem, slurm_cpus, slurm_account)
+    if retries or slurm_directives or any(v is not None for v in slurm_given):
+        raise click.UsageError("--retries and the --slurm-* options need --sessions")
 
     try:
         verbose = bool(click.get_current_context().find_root().params.get("verbose"))

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
-ExecutorName = Literal["local", "dask"]
-EXECUTORS: tuple[str, ...] = ("local", "dask")
+ExecutorName = Literal["local", "dask", "slurm"]
+EXECUTORS: tuple[str, ...] = ("local", "dask", "slurm")
 
 
 class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -51,6 +51,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     #: `--mount NAME=PATH`: host folders for the plugin's declared named mounts
     mounts: tuple[str, ...] = ()
     stop_grace: float | None = None
+    # which try of a batch session this run is (`--retries`); 1 outside batches
+    attempt: int = 1
 
     def __post_init__(self) -> None:
         """Store plain values whatever callers pass (paths, lists), and refuse wrong
@@ -88,3 +90,12 @@ class BatchOptions(msgspec.Struct, kw_only=True, frozen=True):
     executor: ExecutorName = "local"
     scheduler: str | None = None
     resume: bool = False
+    # rerun a session that failed (its worker lost included) up to this many times
+    retries: int = 0
+    # --executor slurm: None means as the user config's [slurm] section says
+    slurm_partition: str | None = None
+    slurm_time: str | None = None
+    slurm_mem: str | None = None
+    slurm_cpus: int | None = None
+    slurm_account: str | None = None
+    slurm_directives: tuple[str, ...] = ()

@@ -64,13 +64,16 @@ class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
     sha256: str
 
 
-class HostInfo(msgspec.Struct, kw_only=True):
+class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The machine and software of a run (empty only if the built-in host hook failed)."""
 
     hostname: str = ""
     platform: str = ""
     python: str = ""
     mdivicomtools: str = ""
+    # $SLURM_JOB_ID when the run ran inside a Slurm job (a --executor slurm worker);
+    # omitted otherwise (omit_defaults), so records outside Slurm are as before
+    slurm_job_id: str | None = None
 
 
 class BundleSummary(msgspec.Struct, kw_only=True):
@@ -151,6 +154,7 @@ class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
     rerun_of: str | None = None
     #: a container plugin's resolved resources, named mounts and hardening
     container: ContainerSettings | None = None
+    attempt: int = 1
 
     def plugin_env(self) -> dict[str, str]:
         """Variables a running plugin sees, so helpers such as the result-bundle
@@ -234,3 +238,5 @@ class RunRecord(msgspec.Struct, kw_only=True):
     hook_errors: list[HookError] = []
     dataset: DatasetInfo | None = None
     rerun_of: str | None = None
+    # which try of a batch session this run was (`--retries`); 1 for a first try
+    attempt: int = 1

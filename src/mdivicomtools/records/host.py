@@ -18,4 +18,5 @@ def host_info() -> HostInfo:
         platform=f"{uname.sysname}-{uname.release}-{uname.machine}",
         python=python_version(),
         mdivicomtools=__version__,
+        slurm_job_id=os.environ.get("SLURM_JOB_ID") or None,
     )

@@ -78,11 +78,19 @@ def check_runs(
     config, its sha256 and each target's problems (empty when it may run).
     Errors that concern every run alike (unknown plugin, bad config, no
     backend) are raised as the usual UsageError subclasses. Batch runs use this
-    to report every problem before the first session starts.
+    to report every problem before the first session starts. The backend's own
+    checks (a container image present, pulled when the plugin says so) are the
+    same for every run of one plugin, so they run once, not once per target.
     """
     with Prepared(ref, options, None) as prepared:
-        problems = [
-            prepared.problems(prepared.request(dataset, out, work))
-            for dataset, out, work in targets
-        ]
+        backend_problems: list[str] | None = None
+        problems = []
+        for dataset, out, work in targets:
+            request = prepared.request(dataset, out, work)
+            found = prepared.hook_problems(request)
+            if not found:
+                if backend_problems is None:
+                    backend_problems = prepared._preflight(request)
+                found = backend_problems
+            problems.append(found)
         return prepared.plugin, prepared.config, prepared.config_sha256, problems

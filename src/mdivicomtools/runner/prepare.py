@@ -175,6 +175,7 @@ class Prepared:
                 if self.found.spec.container is not None
                 else None
             ),
+            attempt=options.attempt,
         )
 
     def image_id(self) -> str | None:
@@ -192,10 +193,14 @@ class Prepared:
 
     def problems(self, request: RunRequest) -> list[str]:
         """Every validation hook's problems, else the backend's own pre-run checks."""
+        return self.hook_problems(request) or self._preflight(request)
+
+    def hook_problems(self, request: RunRequest) -> list[str]:
+        """The validation hooks' problems with `request` (the backend's checks aside)."""
         called = self.hooks.call("mdivicom_validate_run", request=request)
         problems = [str(p) for _, found in called.results for p in (found or [])]
         problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
-        return problems or self._preflight(request)
+        return problems
 
     def _preflight(self, request: RunRequest) -> list[str]:
         """The backend's own pre-run checks (a container image present, its pin matching)."""

@@ -200,6 +200,7 @@ class Run:
             hook_errors=self.hook_errors,
             dataset=self.dataset,
             rerun_of=request.rerun_of,
+            attempt=request.attempt,
         )
         write_record(request.record_path, record)
         self.say(f"record: {request.record_path}")

@@ -1,0 +1,109 @@
+"""`mdivicom batches ...`: the summaries of past batches under an output folder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from mdivicomtools.cli.output import echo_json, warn
+
+if TYPE_CHECKING:
+    from mdivicomtools.batch import BatchSummary
+
+
+@click.group("batches")
+def batches_group() -> None:
+    """List and show past batches (OUT/_batches/*.json, written by run --sessions)."""
+
+
+def _load(out: str) -> list[BatchSummary]:
+    from pathlib import Path
+
+    from mdivicomtools.batch.summary import load_summaries
+    from mdivicomtools.errors import UsageError
+
+    if not Path(out).is_dir():
+        raise UsageError(f"{out!r} is not a folder; pass the --out of a `run --sessions` batch")
+    summaries, problems = load_summaries(Path(out))
+    warn(problems)
+    return summaries
+
+
+def _counts(summary: BatchSummary) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items())) or "none"
+
+
+@batches_group.command("list")
+@click.argument("out")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the summaries.")
+def list_command(out: str, as_json: bool) -> None:
+    """List the batches run into OUT, oldest first."""
+    summaries = _load(out)
+    if as_json:
+        echo_json(summaries)
+        return
+    if not summaries:
+        click.echo(f"No batches under {out} (they are in OUT/_batches/).", err=True)
+        return
+    from mdivicomtools.cli.textui import table
+
+    rows = [
+        [
+            s.batch_id,
+            s.status,
+            s.executor,
+            f"{s.plugin} {s.plugin_version}",
+            f"{s.duration_s:.2f}s",
+            _counts(s),
+        ]
+        for s in summaries
+    ]
+    click.echo(table(["BATCH_ID", "STATUS", "EXECUTOR", "PLUGIN", "DURATION", "SESSIONS"], rows))
+
+
+@batches_group.command("show")
+@click.argument("out")
+@click.argument("batch_id", metavar="BATCH_ID|latest")
+@click.option("--json", "as_json", is_flag=True, help="Print the batch summary as JSON.")
+def show_command(out: str, batch_id: str, as_json: bool) -> None:
+    """Show one batch of OUT: its executor, counts and every session's outcome."""
+    from mdivicomtools.errors import UsageError
+
+    summaries = _load(out)
+    if not summaries:
+        raise UsageError(f"no batches under {out!r}; run one with `mdivicom run --sessions`")
+    if batch_id == "latest":
+        summary = summaries[-1]
+    else:
+        found = [s for s in summaries if s.batch_id == batch_id]
+        if not found:
+            known = ", ".join(s.batch_id for s in summaries[-5:])
+            raise UsageError(
+                f"no batch {batch_id!r} under {out!r} (the latest: {known}); "
+                "see `mdivicom batches list OUT`"
+            )
+        summary = found[0]
+    if as_json:
+        echo_json(summary)
+        return
+    from mdivicomtools.cli.batch_view import render_summary
+    from mdivicomtools.cli.textui import fields
+
+    pairs = [
+        ("batch", summary.batch_id),
+        ("status", summary.status),
+        ("plugin", f"{summary.plugin} {summary.plugin_version}"),
+        ("executor", summary.executor + (f" ({summary.scheduler})" if summary.scheduler else "")),
+        ("jobs", str(summary.jobs)),
+        ("retries", str(summary.retries)),
+        ("started", summary.started_at),
+        ("duration", f"{summary.duration_s:.2f}s"),
+        ("sessions", _counts(summary)),
+    ]
+    if summary.slurm_job_ids or summary.slurm_partition:
+        pairs.append(("partition", summary.slurm_partition or "(the cluster's default)"))
+        pairs.append(("slurm jobs", " ".join(summary.slurm_job_ids) or "-"))
+    click.echo(fields(pairs))
+    click.echo()
+    click.echo(render_summary(summary, str(summary.path)))

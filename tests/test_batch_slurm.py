@@ -1,0 +1,343 @@
+"""`--executor slurm` on a real single-node Slurm (scripts/setup-slurm.sh starts one).
+
+Kept few and small: each test submits at most two worker jobs, and CI runs all
+of them in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engines import TEST_IMAGE, need_slurm
+from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
+from pluginsite import MDIVICOM, interruptible
+
+pytestmark = pytest.mark.slurm
+
+SLURM_PLUGIN = """
+import json, os, pathlib, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    session = pathlib.Path(dataset_dir).name
+    job = os.environ.get("SLURM_JOB_ID")
+    started = pathlib.Path(config.get("started_dir", "/nonexistent"), session)
+    if session in config.get("slow", []) and not started.exists():
+        started.write_text(job or "")
+        time.sleep(120)
+    pathlib.Path(out_dir, "job.json").write_text(json.dumps(job))
+    return {"session": session, "job": job, "pid": os.getpid()}
+"""
+
+
+@pytest.fixture
+def slurm_site(site, tmp_path):
+    """The plugin, a dataset of four sessions and a user config with a [slurm] section."""
+    need_slurm()
+    site.plugin("on-slurm", run_source=SLURM_PLUGIN)
+    config = tmp_path / "config.toml"
+    # interface lo: scheduler and workers are all on this machine
+    config.write_text('[slurm]\ninterface = "lo"\ntime = "00:10:00"\nmem = "1GB"\n')
+    return site, make_dataset(tmp_path / "study", sessions=4), str(config)
+
+
+def our_jobs() -> list[str]:
+    """Slurm jobs of any mdivicom batch still queued or running."""
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=True, timeout=20
+    )
+    return [line for line in listed.stdout.splitlines() if " mdivicom-" in line]
+
+
+def worker_processes(scheduler: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", scheduler], capture_output=True, text=True)
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
+def slurm_run(site, study: Path, out: Path, config: str, *args: str) -> list[str]:
+    return [
+        MDIVICOM,
+        "run",
+        "on-slurm",
+        "--dataset",
+        str(study),
+        "--out",
+        str(out),
+        "--sessions",
+        "ses-*",
+        "--executor",
+        "slurm",
+        "--jobs",
+        "2",
+        "--json",
+        *args,
+    ]
+
+
+def records(session_out: Path) -> list[dict]:
+    return sorted(
+        (json.loads(p.read_text()) for p in (session_out / "_runs").glob("*.json")),
+        key=lambda r: r["attempt"],
+    )
+
+
+def test_python_sessions_run_as_slurm_jobs(slurm_site, tmp_path):
+    site, study, config = slurm_site
+    out = tmp_path / "out"
+    result = subprocess.run(
+        slurm_run(site, study, out, config, "--slurm-partition", "debug"),
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["executor"] == "slurm" and summary["totals"] == {"succeeded": 4}
+    assert summary["slurm_partition"] == "debug"
+    assert 1 <= len(summary["slurm_job_ids"]) <= 2
+    for session in summary["sessions"]:
+        (record,) = records(out / session["session"])
+        job = record["host"]["slurm_job_id"]
+        assert job in summary["slurm_job_ids"] and session["slurm_job_id"] == job
+        assert record["result"]["job"] == job and record["attempt"] == 1
+        assert json.loads((out / session["session"] / "on-slurm" / "job.json").read_text()) == job
+        assert record["result"]["pid"] != os.getpid()
+    logs = sorted(p.name for p in (out / "_batches" / "slurm").iterdir())
+    assert any(name.endswith(".err") for name in logs), logs
+    assert our_jobs() == []
+
+
+@pytest.mark.engines
+def test_container_sessions_on_slurm_workers(slurm_site, tmp_path, engine):
+    site, study, config = slurm_site
+    site.manifest(
+        "count.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": "count-wavs",
+                "kind": "container",
+                "version": "1.0.0",
+                "publisher": "lab",
+                "description": "count the WAV files of a session",
+            },
+            "container": {
+                "image": TEST_IMAGE,
+                "pull": "never",
+                "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
+            },
+        },
+    )
+    out = tmp_path / "out"
+    result = site.cli(
+        "run",
+        "count-wavs",
+        "--dataset",
+        str(study),
+        "--out",
+        str(out),
+        "--sessions",
+        "ses-0[12]",
+        "--backend",
+        engine,
+        "--executor",
+        "slurm",
+        "--jobs",
+        "2",
+        "--json",
+        MDIVICOM_CONFIG_FILE=config,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["totals"] == {"succeeded": 2}, summary["sessions"]
+    for session in ("ses-01", "ses-02"):
+        assert (out / session / "count-wavs" / "n").read_text().strip() == "2"
+        (record,) = records(out / session)
+        assert record["container"]["engine"] == engine
+        assert record["host"]["slurm_job_id"] in summary["slurm_job_ids"]
+    assert our_jobs() == []
+
+
+def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
+    site, study, config = slurm_site
+    started = tmp_path / "started"
+    started.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        slurm_run(
+            site,
+            study,
+            out,
+            config,
+            "--config",
+            json.dumps({"slow": ["ses-03", "ses-04"], "started_dir": str(started)}),
+        ),
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(started.iterdir())) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the slow sessions never started"
+        time.sleep(0.1)
+    proc.send_signal(2)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    by_status = {s["session"]: s["status"] for s in summary["sessions"]}
+    assert by_status == {
+        "ses-01": "succeeded",
+        "ses-02": "succeeded",
+        "ses-03": "interrupted",
+        "ses-04": "interrupted",
+    }
+    assert our_jobs() == []
+    assert worker_processes(summary["scheduler"]) == []
+    for session in ("ses-03", "ses-04"):
+        (record,) = records(out / session)
+        assert record["status"] == "interrupted" and record["error"]["type"] == "WorkerLost"
+        assert not (out / session / "_staging").exists()
+        assert not (out / session / "on-slurm").exists()
+
+
+def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
+    site, study, config = slurm_site
+    started = tmp_path / "started"
+    started.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            *slurm_run(
+                site,
+                study,
+                out,
+                config,
+                "--retries",
+                "1",
+                "--config",
+                json.dumps({"slow": ["ses-02"], "started_dir": str(started)}),
+            ),
+        ],
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = started / "ses-02"
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "ses-02 never started"
+        time.sleep(0.1)
+    lost_job = marker.read_text()
+    subprocess.run(["scancel", lost_job], check=True, timeout=20)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["totals"] == {"succeeded": 4}
+    assert summary["attempts"] == {"ses-01": 1, "ses-02": 2, "ses-03": 1, "ses-04": 1}
+    (retried,) = [s for s in summary["sessions"] if s["session"] == "ses-02"]
+    (earlier,) = retried["earlier"]
+    assert earlier["attempt"] == 1 and earlier["status"] == "failed"
+    assert lost_job in summary["slurm_job_ids"]
+    first, second = records(out / "ses-02")
+    assert (first["attempt"], first["status"], first["error"]["type"]) == (
+        1,
+        "failed",
+        "WorkerLost",
+    )
+    assert first["run_id"] == earlier["run_id"]
+    assert (second["attempt"], second["status"]) == (2, "succeeded")
+    assert second["run_id"] == retried["run_id"]
+    assert second["host"]["slurm_job_id"] != lost_job
+    assert not (out / "ses-02" / "_staging").exists()
+    assert our_jobs() == []
+
+
+def test_slurm_commands_missing_is_exit_2(site, tmp_path):
+    site.plugin("on-slurm", run_source=SLURM_PLUGIN)
+    study = make_dataset(tmp_path / "study", sessions=1)
+    result = site.cli(
+        "run",
+        "on-slurm",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "out"),
+        "--sessions",
+        "ses-*",
+        "--executor",
+        "slurm",
+        PATH=str(tmp_path / "empty"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "Error: --executor slurm needs the Slurm commands, but sbatch, squeue, scancel is "
+        "not on PATH; run on a Slurm login node (or load its module, e.g. `module load slurm`)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_slurm_controller_down_is_exit_2(slurm_site, tmp_path):
+    site, study, config = slurm_site
+    # a copy of the cluster's config naming a controller port nobody listens on
+    conf = Path("/etc/slurm/slurm.conf").read_text()
+    down = tmp_path / "slurm.conf"
+    down.write_text(conf + "\nSlurmctldPort=9\n")
+    result = site.cli(
+        "run",
+        "on-slurm",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "out"),
+        "--sessions",
+        "ses-*",
+        "--executor",
+        "slurm",
+        SLURM_CONF=str(down),
+        MDIVICOM_CONFIG_FILE=config,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Error: --executor slurm: the Slurm controller does not answer")
+    assert "check `sinfo`" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert our_jobs() == []
+
+
+def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):
+    from mdivicomtools.batch.slurm import SlurmSettings, slurm_settings
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import BatchOptions
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[slurm]\npartition = "compute"\nmem = "8GB"\ncpus = 2\ndirectives = ["--qos=normal"]\n'
+    )
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    merged = slurm_settings(
+        BatchOptions(sessions="*", slurm_partition="debug", slurm_directives=("--exclusive",))
+    )
+    assert merged == SlurmSettings(
+        partition="debug",
+        time="01:00:00",
+        mem="8GB",
+        cpus=2,
+        directives=("--qos=normal", "--exclusive"),
+    )
+    config.write_text('[slurm]\npartiton = "debug"\n')
+    with pytest.raises(UsageError) as typo:
+        slurm_settings(BatchOptions(sessions="*"))
+    assert "unknown key 'slurm.partiton'" in str(typo.value)
+    assert "(did you mean 'partition'?)" in str(typo.value)
+    assert "known keys: partition, time, mem, cpus, account, directives" in str(typo.value)
