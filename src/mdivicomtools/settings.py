@@ -57,3 +57,15 @@ def configured_strict_bundles() -> bool:
     if not isinstance(value, bool):
         raise UsageError(f"'strict_bundles' in {str(config_file())!r} must be true or false")
     return value
+
+
+def configured_strict_hooks() -> bool:
+    """`strict_hooks = true` refuses to run while an installed hook module is broken.
+
+    A site's provenance or validation hook that stopped loading would otherwise
+    only warn; sites that depend on their hooks make that an error.
+    """
+    value = load_user_config().get("strict_hooks", False)
+    if not isinstance(value, bool):
+        raise UsageError(f"'strict_hooks' in {str(config_file())!r} must be true or false")
+    return value

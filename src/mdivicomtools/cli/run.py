@@ -97,6 +97,13 @@ def _summary(record: RunRecord) -> str:
     "[default: strict_bundles in the user config, else off].",
 )
 @click.option(
+    "--strict-hooks",
+    is_flag=True,
+    default=None,
+    help="Refuse to run (exit 2) while an installed hook module is broken "
+    "[default: strict_hooks in the user config, else a warning].",
+)
+@click.option(
     "--sessions",
     metavar="GLOB",
     help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
@@ -151,6 +158,7 @@ def run_command(
     scheduler: str | None,
     resume: bool,
     as_json: bool,
+    strict_hooks: bool | None = None,
 ) -> None:
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
 
@@ -177,6 +185,7 @@ def run_command(
         overwrite=overwrite,
         isolate=isolate,
         strict_bundles=strict_bundles,
+        strict_hooks=strict_hooks,
     )
     if sessions is not None:
         batch = BatchOptions(

@@ -36,6 +36,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     overwrite: bool = False
     isolate: bool = False
     strict_bundles: bool | None = None
+    #: None means as `strict_hooks` in the user config says (default off)
+    strict_hooks: bool | None = None
 
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:

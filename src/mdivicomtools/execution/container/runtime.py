@@ -183,7 +183,10 @@ class ContainerBackend:
             endpoint=engine.endpoint,
         )
         config_path = outcome.staging_dir.parent / "config.json"
-        config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
+        # the unredacted config: readable by the user only (0600), also after a crash
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(request.config, ensure_ascii=False))
         (request.work_dir / ".tmp").mkdir(parents=True, exist_ok=True)
         plan = build_plan(request, engine.name, facts.id, outcome.staging_dir, config_path)
         if request.dry_run:
