@@ -42,10 +42,10 @@ from mdivicomtools.model.run import (
     ContainerInfo,
     ErrorInfo,
     HookError,
-    RunnerInfo,
     HostInfo,
     OutputFile,
     PluginInfo,
+    RunnerInfo,
     RunRecord,
 )
 

@@ -10,10 +10,10 @@ this process or in the child) do it the same way.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,7 +34,10 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
     work_dir: str
     config: dict[str, Any]
     dry_run: bool
-    result_path: str
+    #: unused since reports go through `report_fd`; kept so older jobs still decode
+    result_path: str = ""
+    #: the inherited pipe the report is written to (no file: a full disk cannot lose it)
+    report_fd: int = -1
 
 
 class ChildError(msgspec.Struct, kw_only=True, frozen=True):
@@ -71,9 +74,34 @@ def import_callable(ref: str) -> Callable[..., Any]:
     return target
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the runner dies (kill -9 included),
+    so an isolated plugin never outlives a killed runner."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
+def _send(job: ChildJob, report: ChildReport) -> None:
+    data = msgspec.json.encode(report)
+    with open(job.report_fd, "wb") as handle:
+        handle.write(data)
+
+
 def main() -> int:
     job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
-    result_path = Path(job.result_path)
+    _die_with_parent()
+    # processes the plugin starts must not hold the report pipe open
+    os.set_inheritable(job.report_fd, False)
+    if os.getppid() == 1:  # the runner died before the request above took effect
+        return 1
     try:
         func = import_callable(job.callable)
         value = func(
@@ -83,11 +111,11 @@ def main() -> int:
         traceback.print_exc()
         sys.stderr.flush()
         report = ChildReport(ok=False, error=ChildError(type=type(exc).__name__, message=str(exc)))
-        result_path.write_bytes(msgspec.json.encode(report))
+        _send(job, report)
         return 1
     problem = find_unsafe_json(value, "result") if value is not None else None
     report = ChildReport(ok=True, result=None if problem else value, unsafe=problem)
-    result_path.write_bytes(msgspec.json.encode(report))
+    _send(job, report)
     return 0
 
 
