@@ -92,7 +92,11 @@ class PythonBackend:
 
     def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None  # kind python is validated to have one
-        with log.capture_python_streams(), _environment(request.plugin_env()):
+        with (
+            log.capture_python_streams(),
+            _environment(request.plugin_env()),
+            _os_exit_raises(),
+        ):
             try:
                 func = import_callable(request.spec.entry.callable)
                 value = func(
@@ -202,6 +206,31 @@ class PythonBackend:
                 "(os._exit or a crash in native code?)",
                 exit_code=returncode,
             )
+
+
+class HardExit(SystemExit):
+    """An in-process plugin called os._exit: stopped and recorded instead of
+    ending the runner with an undocumented exit status."""
+
+
+@contextlib.contextmanager
+def _os_exit_raises() -> Iterator[None]:
+    """While an in-process plugin runs, os._exit raises HardExit instead.
+
+    os._exit skips every handler, so without this the runner would vanish with
+    the plugin's status and no record. A crash in native code cannot be caught
+    in-process; `--isolate` covers that.
+    """
+    real = os._exit
+
+    def refuse(status: int) -> None:
+        raise HardExit(f"the plugin called os._exit({status}); a plugin must return or raise")
+
+    os._exit = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 @contextlib.contextmanager
