@@ -152,10 +152,14 @@ def containers_left(engine: str, label: str = "mdivicomtools.run_id") -> list[st
     return result.stdout.split()
 
 
-def good_earlier_run(site: PluginSite, plugin_id: str, dataset: Path, out: Path) -> None:
+def good_earlier_run(
+    site: PluginSite, plugin_id: str, dataset: Path, out: Path, *extra: str
+) -> None:
     """The plugin's well-behaved run (config `good`), whose output the fault must keep."""
     done = run_cli(
-        site, "run", plugin_id, "--dataset", str(dataset), "--out", str(out), "--set", "good=true"
+        site,
+        *("run", plugin_id, "--dataset", str(dataset), "--out", str(out)),
+        *("--set", "good=true", *extra),
     )
     assert done.returncode == 0, done.stderr
     assert (out / plugin_id / "result.txt").read_text() == "good\n"

@@ -140,12 +140,17 @@ def writes_outside(dataset_dir, out_dir, config, **_):
     Path(config["target"]).write_text("escaped\n")
 
 
+#: container plugins: the good run (config `{"good": true}`) writes result.txt, any
+#: other run does the one bad thing
+_GOOD = (
+    'if grep -q good "$MDIVICOM_CONFIG"; then echo good > /mdivicom/out/result.txt; exit 0; fi; '
+)
 CONTAINER_SCRIPTS = {
-    "fifo": "mkfifo /mdivicom/out/resultbundle.json",
-    "symlink-host": "ln -s {secret} /mdivicom/out/resultbundle.json",
-    "special": (
+    "fifo": _GOOD + "mkfifo /mdivicom/out/resultbundle.json",
+    "symlink-host": _GOOD + "ln -s {secret} /mdivicom/out/resultbundle.json",
+    "special": _GOOD
+    + (
         "echo x > /mdivicom/out/suid && chmod 4755 /mdivicom/out/suid && "
         "mkfifo /mdivicom/out/pipe && ln -s /etc/passwd /mdivicom/out/passwd"
     ),
-    "sleeps": "touch /mdivicom/out/started; sleep 300",
 }
