@@ -64,7 +64,8 @@ MEANINGS: dict[type, dict[str, str]] = {
         "run_id": "`<UTC YYYYmmddTHHMMSSZ>_<8 hex>`; also the file name of the record and "
         "of the log.",
         "status": "How the run ended; `mdivicom run` exits with the status's code "
-        "(see [Exit codes](exit-codes.md)).",
+        "(see [Exit codes](exit-codes.md)). `running` while the run is in progress; "
+        "`abandoned` once `runs clean` or a later run found its runner dead.",
         "plugin": "Which plugin ran, see [`plugin`](#plugin).",
         "backend": "What ran it, see [`backend`](#backend).",
         "dataset_dir": "Absolute path of `--dataset`.",
