@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from mdivicomtools.batch.session import (
@@ -27,7 +30,11 @@ class DaskExecutor:
     worker that dies mid-session makes Dask retry the task on another worker;
     on the LocalCluster started here that happens once, after which the session
     is failed (KilledWorker). Ctrl-C cancels the sessions not yet started and
-    waits for the running ones (a second Ctrl-C stops waiting).
+    waits for the running ones, which finish and are reported as what they
+    were (a second Ctrl-C stops waiting; their runs then show as `abandoned`).
+    The LocalCluster's worker processes ignore the terminal's Ctrl-C, which
+    reaches every process of the foreground group: only this process decides
+    what stops, and a worker never dies mid-session because of it.
     """
 
     name = "dask"
@@ -64,14 +71,16 @@ class DaskExecutor:
                         }
                     )
                 )
-                cluster = stack.enter_context(
-                    LocalCluster(
-                        n_workers=self.jobs,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
+                # the forked worker processes inherit SIGINT ignored
+                with _sigint_ignored():
+                    cluster = stack.enter_context(
+                        LocalCluster(
+                            n_workers=self.jobs,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=None,
+                        )
                     )
-                )
                 client = stack.enter_context(Client(cluster))
             self.address = client.scheduler.address
             futures = {}
@@ -102,7 +111,14 @@ class DaskExecutor:
                 if interrupted is not None:
                     break
                 interrupted = exc
-                waiting = [f for f, _ in futures.values() if f.status == "pending"]
+                # a future is "pending" while queued and while running alike: ask the
+                # workers which sessions they are executing, and cancel only the others
+                executing = _executing_keys(client)
+                waiting = [
+                    f
+                    for f, _ in futures.values()
+                    if f.status == "pending" and str(f.key) not in executing
+                ]
                 client.cancel(waiting)
                 continue
             _, job = futures[future.key]
@@ -114,6 +130,31 @@ class DaskExecutor:
         if interrupted is not None:
             raise BatchInterrupted(ordered) from interrupted
         return ordered
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    return [str(task.key) for task in dask_worker.state.executing]
+
+
+def _executing_keys(client: Any) -> set[str]:
+    """Keys of the tasks that workers are executing right now (empty if unknown)."""
+    try:
+        found = client.run(_executing)
+    except Exception:  # a worker gone or an old distributed: cancel as before
+        return set()
+    return {key for keys in found.values() for key in keys}
 
 
 def _future_result(future: Any, job: SessionJob) -> SessionResult:

@@ -132,6 +132,7 @@ class PythonBackend:
             dry_run=request.dry_run,
             result_path="",
             report_fd=report_write,
+            runner_pid=os.getpid(),
         )
         env = dict(os.environ)
         # the child must import what this process can, including sys.path entries

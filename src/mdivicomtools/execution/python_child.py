@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.platform import die_with_parent
 
 
 class CallableImportError(Exception):
@@ -38,6 +40,8 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
     result_path: str = ""
     #: the inherited pipe the report is written to (no file: a full disk cannot lose it)
     report_fd: int = -1
+    #: the runner's pid, to notice a runner that died before the child started
+    runner_pid: int = 0
 
 
 class ChildError(msgspec.Struct, kw_only=True, frozen=True):
@@ -74,21 +78,6 @@ def import_callable(ref: str) -> Callable[..., Any]:
     return target
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the runner dies (kill -9 included),
-    so an isolated plugin never outlives a killed runner."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-
-
 def _send(job: ChildJob, report: ChildReport) -> None:
     data = msgspec.json.encode(report)
     with open(job.report_fd, "wb") as handle:
@@ -97,10 +86,11 @@ def _send(job: ChildJob, report: ChildReport) -> None:
 
 def main() -> int:
     job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
-    _die_with_parent()
+    # an isolated plugin never outlives a runner killed with SIGKILL
+    die_with_parent(signal.SIGKILL)
     # processes the plugin starts must not hold the report pipe open
     os.set_inheritable(job.report_fd, False)
-    if os.getppid() == 1:  # the runner died before the request above took effect
+    if job.runner_pid and os.getppid() != job.runner_pid:  # the runner died already
         return 1
     try:
         func = import_callable(job.callable)

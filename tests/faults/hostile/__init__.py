@@ -87,6 +87,14 @@ def sleeps(dataset_dir, out_dir, config, **_):
 
 
 @fault
+def naps(dataset_dir, out_dir, config, **_):
+    """A session that takes a few seconds: long enough to be interrupted mid-run."""
+    Path(out_dir, "started").write_text(str(os.getpid()))
+    time.sleep(3)
+    Path(out_dir, "done.txt").write_text("done\n")
+
+
+@fault
 def non_utf8_output(dataset_dir, out_dir, config, **_):
     with open(os.path.join(os.fsencode(out_dir), b"\xfe\xff.bin"), "wb") as handle:
         handle.write(b"x")

@@ -1,0 +1,104 @@
+"""Faults in batches: Ctrl-C on a Dask batch, kill -9 of a local batch, ignored SIGINT.
+
+A terminal's Ctrl-C reaches every process of the foreground group, so these
+tests start `mdivicom` in a session of its own and signal the whole group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import assert_no_processes_left, assert_no_staging, hostile_plugin
+from mdivicomtools.authoring.sampledata import make_sample_dataset
+from pluginsite import MDIVICOM
+
+
+def _start_batch(site, plugin, study, out, *extra, ignore_sigint=False):
+    def session_leader() -> None:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [MDIVICOM, "run", plugin, "--dataset", str(study), "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=site.env(),
+        preexec_fn=session_leader,
+    )
+
+
+def _wait_started(out, plugin, count, timeout=90):
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob(f"*/_staging/*/{plugin}/started"))) < count:
+        assert time.monotonic() < deadline, "the sessions never started"
+        time.sleep(0.05)
+
+
+def _records(out):
+    return {
+        p.parent.parent.name: json.loads(p.read_text())["status"]
+        for p in out.glob("*/_runs/*.json")
+    }
+
+
+def test_ctrl_c_on_a_dask_batch_lets_running_sessions_finish(hsite, tmp_path):
+    pytest.importorskip("distributed")
+    study = make_sample_dataset(tmp_path / "study", sessions=4)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "naps")
+    proc = _start_batch(
+        hsite, plugin, study, out, "--sessions", "ses-*", "--executor", "dask", "--jobs", "2"
+    )
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    (summary_path,) = (out / "_batches").glob("*.json")
+    summary = json.loads(summary_path.read_text())
+    statuses = {s["session"]: s["status"] for s in summary["sessions"]}
+    # the two running sessions finished and say so; the others never started
+    assert sorted(statuses.values()) == ["not_started", "not_started", "succeeded", "succeeded"]
+    records = _records(out)
+    assert sorted(records.values()) == ["succeeded", "succeeded"]
+    assert {s for s, v in statuses.items() if v == "succeeded"} == set(records)
+    for session in records:
+        assert (out / session / plugin / "done.txt").exists()
+        assert_no_staging(out / session)
+    assert_no_processes_left(str(out))
+
+
+def test_kill_9_of_a_local_batch_stops_its_workers_and_records_their_runs(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2")
+    _wait_started(out, plugin, 2)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert_no_processes_left(str(out), grace=10)
+    records = _records(out)
+    assert sorted(records.values()) == ["interrupted", "interrupted"]
+    for session in records:
+        assert_no_staging(out / session)
+
+
+def test_a_batch_started_with_sigint_ignored_keeps_it_ignored_in_its_workers(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "naps")
+    proc = _start_batch(
+        hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2", ignore_sigint=True
+    )
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # ignored, as nohup or a background job would
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 0, stderr
+    assert sorted(_records(out).values()) == ["succeeded", "succeeded"]
+    assert_no_processes_left(str(out))
