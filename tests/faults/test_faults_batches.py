@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -102,3 +103,33 @@ def test_a_batch_started_with_sigint_ignored_keeps_it_ignored_in_its_workers(hsi
     assert proc.returncode == 0, stderr
     assert sorted(_records(out).values()) == ["succeeded", "succeeded"]
     assert_no_processes_left(str(out))
+
+
+def test_resume_runs_a_session_again_whose_output_was_deleted(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "leaves_background")  # with good=true: writes result.txt
+    args = ("run", plugin, "--dataset", str(study), "--out", str(out), "--sessions", "ses-*")
+    first = subprocess.run(
+        [MDIVICOM, *args, "--set", "good=true"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=90,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(out / "ses-01" / plugin)
+    again = subprocess.run(
+        [MDIVICOM, *args, "--set", "good=true", "--resume", "--json"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=90,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    statuses = {s["session"]: s["status"] for s in json.loads(again.stdout)["sessions"]}
+    assert statuses == {"ses-01": "succeeded", "ses-02": "skipped"}
+    assert (out / "ses-01" / plugin / "result.txt").read_text() == "good\n"
+    assert_no_staging(out / "ses-01")

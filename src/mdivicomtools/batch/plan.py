@@ -11,7 +11,7 @@ import msgspec
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import BatchOptions, RunOptions
-from mdivicomtools.model.run import PluginInfo
+from mdivicomtools.model.run import OutputFile, PluginInfo
 from mdivicomtools.records.store import load_records
 from mdivicomtools.runner import check_runs
 
@@ -53,6 +53,22 @@ def find_sessions(dataset: Path, pattern: str) -> list[Path]:
     return found
 
 
+def _outputs_present(folder: Path, outputs: list[OutputFile]) -> bool:
+    """Whether the recorded output is still there: every entry with its size (lstat
+    only; a content check would read every video of the batch again)."""
+    if not folder.is_dir():
+        return False
+    for entry in outputs:
+        try:
+            # the record holds the escaped form for names that are not UTF-8
+            found = (folder / entry.path).lstat() if not entry.escaped else None
+        except OSError:
+            return False
+        if found is not None and found.st_size != entry.size:
+            return False
+    return True
+
+
 def resume_reason(session_out: Path, plugin_id: str, version: str, sha: str) -> str | None:
     """Why a session can be skipped, or None: its latest run of this plugin succeeded
     with the same plugin version and the same config."""
@@ -65,6 +81,8 @@ def resume_reason(session_out: Path, plugin_id: str, version: str, sha: str) -> 
         return None
     if latest.plugin.version != version or latest.config_sha256 != sha:
         return None
+    if not _outputs_present(session_out / plugin_id, latest.outputs):
+        return None  # the output was deleted or changed since: run it again
     return f"succeeded in run {latest.run_id} with {plugin_id} {version} and the same config"
 
 
