@@ -211,3 +211,18 @@ def test_a_full_disk_frees_staging_and_still_records_the_run(hsite, dataset, tmp
         assert_no_staging(out)
         # the space is free again
         assert os.statvfs(out).f_bfree * os.statvfs(out).f_bsize > 2 * 1024 * 1024
+
+
+def test_plugins_check_sees_a_write_to_an_absolute_path_outside_out_dir(hsite, tmp_path):
+    hostile_plugin(hsite, "writes_outside")
+    target = tmp_path / "elsewhere" / "escaped.txt"
+    target.parent.mkdir()
+    done = run_cli(
+        hsite,
+        *("plugins", "check", "writes-outside", "--json"),
+        *("--config", json.dumps({"target": str(target)})),
+    )
+    assert done.returncode == 1, done.stderr
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert checks["writes only to out_dir"]["status"] == "fail"
+    assert str(target) in checks["writes only to out_dir"]["detail"]
