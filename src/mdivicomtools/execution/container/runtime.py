@@ -36,6 +36,35 @@ from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunReq
 LOG_SETTLE_S = 0.05
 
 
+def _bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> None:
+    """Pull in a helper thread, so --timeout and Ctrl-C stop the wait.
+
+    A registry that accepts connections and never answers would otherwise hold
+    the runner for as long as the engine's own timeouts allow (minutes). The
+    engine may go on pulling in the background; nothing is run with it.
+    """
+    outcome: dict[str, BaseException] = {}
+
+    def pull() -> None:
+        try:
+            engine.pull(ref)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=pull, name="mdivicom-pull", daemon=True)
+    worker.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while worker.is_alive():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise EngineError(
+                f"{engine.name}: pulling {ref!r} did not finish within --timeout {timeout:g} s "
+                "(is the registry reachable?); pull it beforehand or raise --timeout"
+            )
+        worker.join(timeout=POLL_S)  # short waits: Ctrl-C is seen between them
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def _pinned_digest(ref: str) -> str | None:
     return ref.split("@", 1)[1] if "@sha256:" in ref else None
 
@@ -142,7 +171,7 @@ class ContainerBackend:
         try:
             facts = engine.image(ref)
             if spec.pull == "always" or (facts is None and spec.pull == "missing"):
-                engine.pull(ref)
+                _bounded_pull(engine, ref, request.timeout)
                 facts = engine.image(ref)
         except EngineError as exc:
             return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
