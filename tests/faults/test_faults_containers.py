@@ -167,6 +167,7 @@ def test_ctrl_c_stops_a_pull_from_a_silent_registry(
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "Aborted."  # nothing ran, so no record
     assert not (out / "pulls").exists()
     assert_no_staging(out)
 
