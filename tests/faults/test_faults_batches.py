@@ -14,8 +14,8 @@ import subprocess
 import time
 
 import pytest
+from faultkit import assert_no_processes_left, assert_no_staging, hostile_plugin
 
-from conftest import assert_no_processes_left, assert_no_staging, hostile_plugin
 from mdivicomtools.authoring.sampledata import make_sample_dataset
 from pluginsite import MDIVICOM
 

@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile import CONTAINER_SCRIPTS
-
-from conftest import (
+from faultkit import (
     assert_earlier_intact,
     assert_no_staging,
     container_plugin,
@@ -29,6 +27,8 @@ from conftest import (
     run_cli,
     start_cli,
 )
+from hostile import CONTAINER_SCRIPTS
+
 from engines import engine_cli, need_engine
 
 pytestmark = pytest.mark.engines

@@ -12,8 +12,7 @@ import os
 import subprocess
 
 import pytest
-
-from conftest import (
+from faultkit import (
     assert_earlier_intact,
     assert_no_staging,
     good_earlier_run,
@@ -22,6 +21,7 @@ from conftest import (
     records,
     run_cli,
 )
+
 from pluginsite import MDIVICOM, plugin_dict
 
 

@@ -11,7 +11,7 @@ import os
 import stat
 import subprocess
 
-from conftest import (
+from faultkit import (
     assert_earlier_intact,
     assert_no_processes_left,
     assert_no_staging,
@@ -20,6 +20,7 @@ from conftest import (
     last_record,
     run_cli,
 )
+
 from pluginsite import MDIVICOM
 
 

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 
-from conftest import (
+from faultkit import (
     assert_earlier_intact,
     assert_no_processes_left,
     assert_no_staging,
