@@ -133,3 +133,21 @@ def test_resume_runs_a_session_again_whose_output_was_deleted(hsite, tmp_path):
     assert statuses == {"ses-01": "succeeded", "ses-02": "skipped"}
     assert (out / "ses-01" / plugin / "result.txt").read_text() == "good\n"
     assert_no_staging(out / "ses-01")
+
+
+def test_ctrl_c_on_a_terminal_interrupts_a_local_batch_cleanly(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2")
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches every worker too
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    (summary_path,) = (out / "_batches").glob("*.json")
+    statuses = sorted(s["status"] for s in json.loads(summary_path.read_text())["sessions"])
+    assert statuses == ["interrupted", "interrupted", "not_started"]
+    assert sorted(_records(out).values()) == ["interrupted", "interrupted"]
+    for session in _records(out):
+        assert_no_staging(out / session)
+    assert_no_processes_left(str(out))
