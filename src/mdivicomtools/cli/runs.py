@@ -99,7 +99,7 @@ def clean_command(out: str) -> None:
         raise UsageError(f"{out!r} is not a folder; give the --out of earlier runs")
     done: list[str] = []
     for folder in [root, *session_folders(root)]:
-        done.extend(remove_dead_runs(folder))
+        done.extend(remove_dead_runs(folder, every_record=True))
     for line in done:
         click.echo(line)
     click.echo(f"{len(done)} item(s) cleaned under {out}", err=True)

@@ -51,8 +51,13 @@ def _abandon(run_out_dir: Path, record: RunRecord) -> None:
         write_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
 
 
-def remove_dead_runs(run_out_dir: Path) -> list[str]:
-    """Remove the staging of every dead run under run_out_dir; one line per thing done."""
+def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[str]:
+    """Remove the staging of every dead run under run_out_dir; one line per thing done.
+
+    Each run calls this with only the staging folders to look at (cheap however
+    many records there are); `runs clean` also reads every record, to mark
+    `abandoned` the `running` ones whose staging is already gone.
+    """
     done: list[str] = []
     staging = run_out_dir / STAGING_DIR
     folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
@@ -74,6 +79,8 @@ def remove_dead_runs(run_out_dir: Path) -> list[str]:
         done.append(f"removed {folder} ({why})")
     with contextlib.suppress(OSError):
         staging.rmdir()
+    if not every_record:
+        return done
     # records left `running` whose staging is already gone
     for path in record_paths(run_out_dir):
         try:
