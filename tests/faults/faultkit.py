@@ -103,10 +103,14 @@ def marked_processes(mark: str | None = None) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            # a process whose main thread exited shows Z while other threads run on
+            states = [
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                for task in (entry / "task").iterdir()
+            ]
         except OSError:
             continue
-        if mark.encode() in cmdline and state != "Z":
+        if mark.encode() in cmdline and any(state != "Z" for state in states):
             found.append(int(entry.name))
     return found
 

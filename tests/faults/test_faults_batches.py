@@ -20,15 +20,15 @@ from mdivicomtools.authoring.sampledata import make_sample_dataset
 from pluginsite import MDIVICOM
 
 
-def _start_batch(site, plugin, study, out, *extra, ignore_sigint=False):
+def _start_batch(site, plugin, study, out, *extra, ignore_sigint=False, capture=True):
     def session_leader() -> None:
         os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
 
     return subprocess.Popen(
         [MDIVICOM, "run", plugin, "--dataset", str(study), "--out", str(out), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
         text=True,
         env=site.env(),
         preexec_fn=session_leader,
@@ -151,3 +151,40 @@ def test_ctrl_c_on_a_terminal_interrupts_a_local_batch_cleanly(hsite, tmp_path):
     for session in _records(out):
         assert_no_staging(out / session)
     assert_no_processes_left(str(out))
+
+
+def test_kill_9_of_a_dask_batch_leaves_no_worker_and_abandoned_runs(hsite, tmp_path):
+    pytest.importorskip("distributed")
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(
+        hsite,
+        *(plugin, study, out, "--sessions", "ses-*", "--executor", "dask", "--jobs", "2"),
+        capture=False,  # the killed batch's output is not what this test is about
+    )
+    _wait_started(out, plugin, 2)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert_no_processes_left(str(out), grace=15)
+    listed = subprocess.run(
+        [MDIVICOM, "runs", "list", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=60,
+        check=True,
+    )
+    assert sorted(row["status"] for row in json.loads(listed.stdout)) == ["abandoned"] * 2
+    cleaned = subprocess.run(
+        [MDIVICOM, "runs", "clean", str(out)],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=60,
+        check=True,
+    )
+    assert cleaned.stdout.count("its runner is gone") == 2
+    assert sorted(_records(out).values()) == ["abandoned", "abandoned"]
+    for session in _records(out):
+        assert_no_staging(out / session)

@@ -17,6 +17,7 @@ from mdivicomtools.batch.session import (
     not_started,
     run_session,
 )
+from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.errors import UsageError
 
 SCHEDULER_ENV = "MDIVICOM_DASK_SCHEDULER"
@@ -82,6 +83,8 @@ class DaskExecutor:
                         )
                     )
                 client = stack.enter_context(Client(cluster))
+                # workers of a batch killed outright (kill -9) must not run on
+                client.run(_die_with_batch, os.getpid())
             self.address = client.scheduler.address
             futures = {}
             for job in jobs:
@@ -130,6 +133,18 @@ class DaskExecutor:
         if interrupted is not None:
             raise BatchInterrupted(ordered) from interrupted
         return ordered
+
+
+def _die_with_batch(batch_pid: int) -> None:
+    """In a LocalCluster worker: SIGKILL when the batch process dies.
+
+    Not SIGTERM: the worker's handler ends only its main thread, and the
+    session's thread would go on running; the cut-short run's record shows as
+    `abandoned` instead.
+    """
+    die_with_parent(signal.SIGKILL)
+    if os.getppid() != batch_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
