@@ -26,7 +26,9 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     if fail_marker.exists() and session in fail_marker.read_text().split():
         raise RuntimeError("bad recording in " + session)
     if session == config.get("die_in"):
-        os._exit(9)
+        # a worker dying outright; os._exit itself is caught in-process (HardExit)
+        import posix
+        posix._exit(9)
     if config.get("slow_after") and session > config["slow_after"]:
         pathlib.Path(config["started_dir"], session).write_text("started")
         time.sleep(60)

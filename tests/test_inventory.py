@@ -21,7 +21,13 @@ def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
         )
     (tmp_path / "link").symlink_to(tmp_path / "d0")
     parallel = inventory(tmp_path, workers=4)
-    assert [(o.path, o.size, o.sha256) for o in parallel] == sorted(expected)
+    # the symlink is listed with its type, not followed and not hashed
+    link_size = os.lstat(tmp_path / "link").st_size
+    assert [(o.path, o.size, o.sha256) for o in parallel] == sorted(
+        [*expected, ("link", link_size, "")]
+    )
+    assert {o.type for o in parallel if o.path != "link"} == {"file"}
+    assert next(o for o in parallel if o.path == "link").type == "symlink"
     assert inventory(tmp_path, workers=1) == parallel
 
 

@@ -95,8 +95,20 @@ def test_success_writes_outputs_and_a_complete_record(site, dataset, tmp_path):
     assert data["started_at"].endswith("Z") and data["finished_at"] >= data["started_at"]
     assert data["run_id"][:8].isdigit() and len(data["run_id"].split("_")[1]) == 8
     assert data["outputs"] == [
-        {"path": "result.txt", "size": 7, "sha256": hashlib.sha256(b"bonjour").hexdigest()},
-        {"path": "sub/n.json", "size": 1, "sha256": hashlib.sha256(b"4").hexdigest()},
+        {
+            "path": "result.txt",
+            "size": 7,
+            "sha256": hashlib.sha256(b"bonjour").hexdigest(),
+            "type": "file",
+            "escaped": False,
+        },
+        {
+            "path": "sub/n.json",
+            "size": 1,
+            "sha256": hashlib.sha256(b"4").hexdigest(),
+            "type": "file",
+            "escaped": False,
+        },
     ]
     assert "plugin says hi" in (out / "_runs" / f"{record.run_id}.log").read_text()
     # nothing is left in staging, and the default work folder went with it

@@ -59,3 +59,9 @@ class PluginBroken(UsageError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"plugin {ref!r} is broken: {reason}")
+
+
+class RecordNotWritten(MdivicomError):
+    """A run ended but its record could not be written (disk full, permissions)."""
+
+    exit_code = 74

@@ -47,6 +47,7 @@ from mdivicomtools.model.run import (
     HostInfo,
     OutputFile,
     PluginInfo,
+    RunnerInfo,
     RunRecord,
 )
 
@@ -65,7 +66,8 @@ MEANINGS: dict[type, dict[str, str]] = {
         "run_id": "`<UTC YYYYmmddTHHMMSSZ>_<8 hex>`; also the file name of the record and "
         "of the log.",
         "status": "How the run ended; `mdivicom run` exits with the status's code "
-        "(see [Exit codes](exit-codes.md)).",
+        "(see [Exit codes](exit-codes.md)). `running` while the run is in progress; "
+        "`abandoned` once `runs clean` or a later run found its runner dead.",
         "plugin": "Which plugin ran, see [`plugin`](#plugin).",
         "backend": "What ran it, see [`backend`](#backend).",
         "dataset_dir": "Absolute path of `--dataset`.",
@@ -98,7 +100,10 @@ MEANINGS: dict[type, dict[str, str]] = {
         "warnings": "Notes for people, e.g. a return value that was not JSON-safe or an "
         "invalid result bundle.",
         "hook_errors": "Hook implementations that raised or returned something unusable, "
-        "see [`hook_errors[]`](#hook_errors).",
+        "and hook modules that failed to load (hook `(load)`), see "
+        "[`hook_errors[]`](#hook_errors).",
+        "runner": "The process that ran the run, see [`runner`](#runner); `runs list` uses it "
+        "to show a `running` record whose runner died as `abandoned`.",
         "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
         "null in older records.",
         "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",
@@ -142,9 +147,19 @@ MEANINGS: dict[type, dict[str, str]] = {
         "message": "One line saying what happened.",
     },
     OutputFile: {
-        "path": "Relative to `out_dir`, with `/` separators.",
-        "size": "Bytes.",
-        "sha256": "Hex digest of the file's content.",
+        "path": "Relative to `out_dir`, with `/` separators; escaped when the name is not "
+        "UTF-8 (see `escaped`).",
+        "size": "Bytes (of a symlink: the length of its target).",
+        "sha256": "Hex digest of the file's content; empty for a symlink.",
+        "type": "`file`, or `symlink` for a symlink that stays inside the output folder "
+        "(folders are implied by the paths; special files are never promoted).",
+        "escaped": "`true` when the name was not UTF-8: `path` then has every backslash "
+        "doubled and every byte that is not UTF-8 written as `\\xNN`.",
+    },
+    RunnerInfo: {
+        "pid": "The runner's process id.",
+        "hostname": "The machine it ran on.",
+        "boot_id": "The kernel's boot id, so a record from before a reboot is known dead.",
     },
     BundleSummary: {
         "path": "The sidecar, relative to `out_dir`.",
@@ -268,6 +283,15 @@ STATUS_MEANINGS: dict[str, str] = {
     "interrupted": "Ctrl-C or SIGTERM stopped the run.",
 }
 
+#: statuses a record can have that are not the end of a run (no exit status)
+UNFINISHED_MEANINGS: dict[str, str] = {
+    "running": "Written when the run starts, before anything is staged; replaced by the "
+    "final record.",
+    "abandoned": "A `running` record whose runner died (SIGKILL, a lost machine); `runs list` "
+    "shows it so, and `runs clean` or the next run into the folder removes its staging "
+    "and rewrites the record so.",
+}
+
 #: fields that are not part of the file format (kept in memory only)
 HIDDEN: dict[type, frozenset[str]] = {PluginMeta: frozenset({"extra"})}
 
@@ -380,6 +404,7 @@ def _record_sections() -> str:
             ("container.applied.mounts[]", AppliedMount),
             ("hook_errors[]", HookError),
             ("dataset", DatasetInfo),
+            ("runner", RunnerInfo),
         ]
     )
 
@@ -391,6 +416,8 @@ def status_table() -> str:
         EXIT_CODES.items(), key=lambda item: (item[1], item[0] != "succeeded")
     ):
         lines.append(f"| `{status}` | {code} | {_cell(STATUS_MEANINGS.get(status, ''))} |")
+    for status, meaning in UNFINISHED_MEANINGS.items():
+        lines.append(f"| `{status}` | - | {_cell(meaning)} |")
     return "\n".join(lines) + "\n"
 
 

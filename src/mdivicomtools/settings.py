@@ -73,6 +73,8 @@ class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     strict_bundles: bool | None = None
     #: record every run's dataset content digest (`run --hash-dataset`)
     hash_dataset: bool | None = None
+    #: refuse to run (exit 2) while an installed hook module is broken
+    strict_hooks: bool | None = None
     #: `[container]`: site defaults for container plugins (resources, named mounts)
     container: ContainerDefaults | None = None
     #: `[slurm]`: the worker jobs of `--executor slurm`
@@ -162,6 +164,15 @@ def configured_slurm() -> SlurmDefaults:
     return load_user_config().slurm or SlurmDefaults()
 
 
+def configured_strict_hooks() -> bool:
+    """`strict_hooks = true` refuses to run while an installed hook module is broken.
+
+    A site's provenance or validation hook that stopped loading would otherwise
+    only warn; sites that depend on their hooks make that an error.
+    """
+    return bool(load_user_config().strict_hooks)
+
+
 def configured_hash_dataset() -> bool:
     """`hash_dataset = true` makes every run record its dataset's content digest."""
     return bool(load_user_config().hash_dataset)
@@ -217,6 +228,7 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     add("backend", "auto", BACKEND_ENV, user.backend, "--backend")
     add("strict_bundles", False, None, user.strict_bundles, "--strict-bundles")
     add("hash_dataset", False, None, user.hash_dataset, "--hash-dataset")
+    add("strict_hooks", False, None, user.strict_hooks, "--strict-hooks")
     add("plugin_path", "", PLUGIN_PATH_ENV, None, None)
     add("disable_hooks", "", DISABLE_HOOKS_ENV, None, None)
     add("dask_scheduler", None, SCHEDULER_ENV, None, "--scheduler")

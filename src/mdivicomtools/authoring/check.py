@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,58 @@ def check_plugin(
     return checks
 
 
+#: paths opened for writing (or removed, renamed, created) while `_writes_seen` is active
+_WATCHED: list[set[str]] = []
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_PATH_EVENTS = {"os.remove": 0, "os.rmdir": 0, "os.mkdir": 0, "os.rename": 1, "os.truncate": 0}
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook (PEP 578): note every path Python code writes, while watched.
+
+    Catches what a python plugin running in this process does through Python
+    (open, os.*, shutil); writes from native code or other processes are not seen.
+    """
+    if not _WATCHED:
+        return
+    path: Any = None
+    if event == "open" and len(args) >= 3:
+        mode, flags = args[1], args[2]
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
+        path = args[0] if writing else None
+    elif event in _PATH_EVENTS and len(args) > _PATH_EVENTS[event]:
+        path = args[_PATH_EVENTS[event]]
+    if isinstance(path, (str, bytes, os.PathLike)):
+        text = os.path.abspath(os.fsdecode(path))
+        if not text.endswith(".pyc") and not text.startswith(("/dev/", "/proc/")):
+            _WATCHED[-1].add(text)
+
+
+_HOOKED: list[bool] = []
+
+
+@contextlib.contextmanager
+def _writes_seen() -> Iterator[set[str]]:
+    """The absolute paths Python code writes during the block (audit hooks stay
+    installed for the life of the process, so one hook is added once and gated)."""
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    seen: set[str] = set()
+    _WATCHED.append(seen)
+    try:
+        yield seen
+    finally:
+        _WATCHED.pop()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
 @contextlib.contextmanager
 def _pinned_env(name: str, value: str) -> Iterator[None]:
     previous = os.environ.get(name)
@@ -182,9 +235,10 @@ def _run_checks(
         "pass" if dry.status == "dry_run" else "fail",
         f"status {dry.status}" + (f": {dry.error.type}: {dry.error.message}" if dry.error else ""),
     )
-    real = run_plugin(
-        ref, dataset=data, out=out, work=work, config=config, backend=backend, overwrite=True
-    )
+    with _writes_seen() as written_anywhere:
+        real = run_plugin(
+            ref, dataset=data, out=out, work=work, config=config, backend=backend, overwrite=True
+        )
     detail = f"status {real.status} on {where}, {len(real.outputs)} output file(s)"
     if real.error:
         detail += f": {real.error.type}: {real.error.message}"
@@ -201,6 +255,8 @@ def _run_checks(
         for p in set(outside_before) & set(outside_after)
         if outside_before[p] != outside_after[p] and not p.startswith("dataset")
     )
+    # absolute paths outside the sandbox, as a python plugin's own code opened them
+    written += sorted(p for p in written_anywhere if not _inside(Path(p), sandbox))
     add(
         "writes only to out_dir",
         "fail" if written else "pass",

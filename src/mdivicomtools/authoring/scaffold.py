@@ -78,9 +78,10 @@ def run(
     if dry_run:
         return {{"status": "dry_run", **summary}}
     Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=2) + "\\n")
-    Path(out_dir, "provenance.json").write_text(
-        json.dumps({{"tool": "{id}", "version": "0.1.0", "config": config}}, indent=2) + "\\n"
-    )
+    # never the raw config: it may hold passwords or tokens (the run record keeps
+    # a redacted copy and the config's sha256)
+    provenance = {{"tool": "{id}", "version": "0.1.0", "config_keys": sorted(config)}}
+    Path(out_dir, "provenance.json").write_text(json.dumps(provenance, indent=2) + "\\n")
     write_resultbundle(out_dir, resultbundle_type="{publisher}.{id}.v1")
     return {{"status": "ok", **summary}}
 '''

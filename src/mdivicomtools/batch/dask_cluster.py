@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from mdivicomtools.batch.session import (
@@ -14,6 +17,7 @@ from mdivicomtools.batch.session import (
     not_started,
     run_session,
 )
+from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.errors import UsageError
 from mdivicomtools.settings import SCHEDULER_ENV
 
@@ -26,7 +30,11 @@ class DaskExecutor:
     worker that dies mid-session makes Dask retry the task on another worker;
     on the LocalCluster started here that happens once, after which the session
     is failed (KilledWorker). Ctrl-C cancels the sessions not yet started and
-    waits for the running ones (a second Ctrl-C stops waiting).
+    waits for the running ones, which finish and are reported as what they
+    were (a second Ctrl-C stops waiting; their runs then show as `abandoned`).
+    The LocalCluster's worker processes ignore the terminal's Ctrl-C, which
+    reaches every process of the foreground group: only this process decides
+    what stops, and a worker never dies mid-session because of it.
     """
 
     name = "dask"
@@ -63,15 +71,19 @@ class DaskExecutor:
                         }
                     )
                 )
-                cluster = stack.enter_context(
-                    LocalCluster(
-                        n_workers=self.jobs,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
+                # the forked worker processes inherit SIGINT ignored
+                with _sigint_ignored():
+                    cluster = stack.enter_context(
+                        LocalCluster(
+                            n_workers=self.jobs,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=None,
+                        )
                     )
-                )
                 client = stack.enter_context(Client(cluster))
+                # workers of a batch killed outright (kill -9) must not run on
+                client.run(_die_with_batch, os.getpid())
             self.address = client.scheduler.address
             futures = {}
             for job in jobs:
@@ -101,7 +113,14 @@ class DaskExecutor:
                 if interrupted is not None:
                     break
                 interrupted = exc
-                waiting = [f for f, _ in futures.values() if f.status == "pending"]
+                # a future is "pending" while queued and while running alike: ask the
+                # workers which sessions they are executing, and cancel only the others
+                executing = _executing_keys(client)
+                waiting = [
+                    f
+                    for f, _ in futures.values()
+                    if f.status == "pending" and str(f.key) not in executing
+                ]
                 client.cancel(waiting)
                 continue
             _, job = futures[future.key]
@@ -113,6 +132,43 @@ class DaskExecutor:
         if interrupted is not None:
             raise BatchInterrupted(ordered) from interrupted
         return ordered
+
+
+def _die_with_batch(batch_pid: int) -> None:
+    """In a LocalCluster worker: SIGKILL when the batch process dies.
+
+    Not SIGTERM: the worker's handler ends only its main thread, and the
+    session's thread would go on running; the cut-short run's record shows as
+    `abandoned` instead.
+    """
+    die_with_parent(signal.SIGKILL)
+    if os.getppid() != batch_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    return [str(task.key) for task in dask_worker.state.executing]
+
+
+def _executing_keys(client: Any) -> set[str]:
+    """Keys of the tasks that workers are executing right now (empty if unknown)."""
+    try:
+        found = client.run(_executing)
+    except Exception:  # a worker gone or an old distributed: cancel as before
+        return set()
+    return {key for keys in found.values() for key in keys}
 
 
 def _future_result(future: Any, job: SessionJob) -> SessionResult:

@@ -20,6 +20,7 @@ from mdivicomtools.batch.session import (
     not_started,
     run_session,
 )
+from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.common.signals import signal_of
 from mdivicomtools.common.timing import POLL_S
 from mdivicomtools.errors import UsageError
@@ -83,10 +84,26 @@ class LocalExecutor:
         return results
 
 
+def _interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C on a terminal reaches the worker twice (from the terminal and
+    forwarded by the batch): the first stops the session, later ones are ignored
+    so that the session's result still reaches the batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _worker_main(job: SessionJob, sender: Any) -> None:
-    # the parent's handlers (and its SIGTERM-as-interrupt) are not this process's
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # the parent's handlers (and its SIGTERM-as-interrupt) are not this process's;
+    # a SIGINT the parent ignores (a background job) stays ignored here too
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # a batch killed with SIGKILL stops its workers: SIGTERM interrupts the
+    # session's run, which records itself as interrupted
+    die_with_parent(signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the batch died before the request above took effect
     try:
         result = run_session(job)
         sender.send(msgspec.msgpack.encode(result))

@@ -60,8 +60,10 @@ def _missing_outputs(record: RunRecord, session_out: Path) -> list[str]:
     out_dir = session_out / record.plugin.id
     missing = []
     for output in record.outputs:
+        if output.escaped:  # the record holds an escaped form of a name that is not UTF-8
+            continue
         try:
-            if (out_dir / output.path).stat().st_size != output.size:
+            if (out_dir / output.path).lstat().st_size != output.size:
                 missing.append(output.path)
         except OSError:
             missing.append(output.path)

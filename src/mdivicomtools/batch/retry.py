@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import msgspec
+
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     EarlierAttempt,
@@ -24,8 +26,15 @@ from mdivicomtools.batch.session import (
 )
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
-from mdivicomtools.model.run import BackendInfo, ErrorInfo, HostInfo, PluginInfo, RunRecord
-from mdivicomtools.records.store import write_record
+from mdivicomtools.model.run import (
+    UNFINISHED,
+    BackendInfo,
+    ErrorInfo,
+    HostInfo,
+    PluginInfo,
+    RunRecord,
+)
+from mdivicomtools.records.store import read_record, write_record
 from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock
 
@@ -50,16 +59,27 @@ def is_lost(result: SessionResult) -> bool:
 
 
 def orphan_runs(run_out_dir: Path) -> list[str]:
-    """Run ids with a staging folder but no record: runs whose process went away."""
+    """Run ids with a staging folder whose record never got past `running` (or was
+    never written): runs whose process went away. Called under the plugin's
+    lock, so no live run of the plugin can be among them."""
     staging = run_out_dir / STAGING_DIR
     if not staging.is_dir():
         return []
     records = runs_dir(run_out_dir)
-    return sorted(
-        entry.name
-        for entry in staging.iterdir()
-        if entry.is_dir() and not (records / f"{entry.name}.json").exists()
-    )
+    found = []
+    for entry in sorted(staging.iterdir()):
+        if not entry.is_dir():
+            continue
+        path = records / f"{entry.name}.json"
+        try:
+            if read_record(path).status not in UNFINISHED:
+                continue
+        except FileNotFoundError:
+            pass
+        except (OSError, msgspec.DecodeError):
+            continue
+        found.append(entry.name)
+    return found
 
 
 def record_lost(job: SessionJob, plugin: PluginInfo, *, status: str, reason: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import pretty
+from mdivicomtools.common.safefs import UnsafeFile, inside, open_regular, read_regular
 from mdivicomtools.common.schema import struct_schema
 from mdivicomtools.common.timefmt import iso, utc_now
 
@@ -208,11 +209,21 @@ def _expected(error: Any) -> str | None:
     return None
 
 
+#: the longest header line read from a table
+HEADER_LIMIT = 1 << 20
+
+
 def read_header(path: Path, delimiter: str) -> list[str] | None:
-    """The header row of a (possibly gzipped) table, reading nothing past it."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
-        line = handle.readline()
+    """The header row of a (possibly gzipped) table, reading nothing past it.
+
+    Only a regular file is opened (never through a symlink, never a FIFO), and
+    at most HEADER_LIMIT characters are read, so a hostile table cannot hang
+    or exhaust the validator.
+    """
+    with open_regular(path) as raw:
+        binary: Any = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
+        handle = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        line = handle.readline(HEADER_LIMIT)
     if not line:
         return None
     return next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
@@ -268,8 +279,15 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
     return columns, problems
 
 
-def validate_data(data: Any, sidecar: Path, *, check_files: bool = True) -> BundleReport:
-    """Validate a sidecar's parsed JSON; never raises on odd input."""
+def validate_data(
+    data: Any, sidecar: Path, *, check_files: bool = True, confine: Path | None = None
+) -> BundleReport:
+    """Validate a sidecar's parsed JSON; never raises on odd input.
+
+    With `confine`, files the sidecar names are read only if they lie inside
+    that folder (symlinks resolved): a run's check never reads a host file a
+    plugin pointed its payload root at.
+    """
     problems = _schema_problems(data)
     notes: list[str] = []
     envelope = data if isinstance(data, dict) else {}
@@ -279,7 +297,7 @@ def validate_data(data: Any, sidecar: Path, *, check_files: bool = True) -> Bund
         skipped_formats: set[str] = set()
         for index, entry in enumerate(files):
             if isinstance(entry, dict):
-                problems += _check_file(entry, index, root, skipped_formats)
+                problems += _check_file(entry, index, root, skipped_formats, confine)
         if skipped_formats:
             notes.append(
                 "column checks skipped for non-tabular format(s): "
@@ -298,7 +316,11 @@ def validate_data(data: Any, sidecar: Path, *, check_files: bool = True) -> Bund
 
 
 def _check_file(
-    entry: dict[str, Any], index: int, root: Path, skipped_formats: set[str]
+    entry: dict[str, Any],
+    index: int,
+    root: Path,
+    skipped_formats: set[str],
+    confine: Path | None = None,
 ) -> list[Problem]:
     base = f"/files/{index}"
     path_value = entry.get("path")
@@ -318,6 +340,15 @@ def _check_file(
         Problem(pointer=base + p.pointer, message=p.message, expected=p.expected) for p in problems
     ]
     target = root / relative
+    if confine is not None and not inside(confine, target):
+        problems.append(
+            Problem(
+                pointer=f"{base}/path",
+                message=f"{path_value!r} lies outside the output folder; it was not read",
+                expected="a file inside the run's output",
+            )
+        )
+        return problems
     if not target.is_file():
         if entry.get("required") is True:
             problems.append(
@@ -337,7 +368,7 @@ def _check_file(
         return problems
     try:
         header = read_header(target, delimiter)
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error, gzip.BadGzipFile) as exc:
         problems.append(
             Problem(
                 pointer=f"{base}/path",
@@ -359,10 +390,15 @@ def _check_file(
     return problems
 
 
-def validate_file(path: Path) -> BundleReport:
-    """Read and validate one sidecar file; unreadable JSON is a problem, not a crash."""
+def validate_file(path: Path, *, confine: Path | None = None) -> BundleReport:
+    """Read and validate one sidecar file; unreadable JSON is a problem, not a crash.
+
+    The sidecar is read only as a regular file (not a symlink, FIFO or device)
+    of at most `safefs.PARSE_LIMIT` bytes; anything else is reported as a
+    problem without reading it. `confine` is passed to `validate_data`.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except json.JSONDecodeError as exc:
         return BundleReport(
             path=str(path),
@@ -375,13 +411,17 @@ def validate_file(path: Path) -> BundleReport:
                 )
             ],
         )
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnsafeFile as exc:
+        return BundleReport(
+            path=str(path), valid=False, problems=[Problem(pointer="", message=str(exc))]
+        )
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
         return BundleReport(
             path=str(path),
             valid=False,
             problems=[Problem(pointer="", message=f"unreadable: {exc}")],
         )
-    return validate_data(data, path)
+    return validate_data(data, path, confine=confine)
 
 
 def find_sidecars(folder: Path) -> list[Path]:

@@ -34,7 +34,8 @@ def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
             if not found:
                 raise UsageError(f"no resultbundle.json under {raw!r}")
             sidecars.extend(found)
-        elif path.is_file():
+        elif path.is_file() or path.is_symlink() or path.exists():
+            # a FIFO or a symlink is reported as a problem by validate_file, never read
             sidecars.append(path)
         else:
             raise UsageError(f"{raw!r} does not exist; give a resultbundle.json or a folder")

@@ -130,6 +130,13 @@ def _summary(record: RunRecord) -> str:
     "manifest's stop_grace_s, else 5].",
 )
 @click.option(
+    "--strict-hooks",
+    is_flag=True,
+    default=None,
+    help="Refuse to run (exit 2) while an installed hook module is broken "
+    "[default: strict_hooks in the user config, else a warning].",
+)
+@click.option(
     "--sessions",
     metavar="GLOB",
     help="Run once per matching DATASET/sessions/<session>/, into OUT/<session>/.",
@@ -241,6 +248,7 @@ def run_command(
     slurm_account: str | None,
     slurm_directives: tuple[str, ...],
     as_json: bool,
+    strict_hooks: bool | None = None,
 ) -> None:
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
 
@@ -274,6 +282,7 @@ def run_command(
         gpus=gpus,
         mounts=mounts,
         stop_grace=stop_grace,
+        strict_hooks=strict_hooks,
     )
     if scheduler is not None and executor != "dask":
         raise click.UsageError(

@@ -25,7 +25,12 @@ def list_command(out: str, as_json: bool) -> None:
     from pathlib import Path  # pathlib costs 5 ms of start-up for every command
 
     from mdivicomtools.errors import UsageError
-    from mdivicomtools.records.store import RunListItem, load_records, session_folders
+    from mdivicomtools.records.store import (
+        RunListItem,
+        load_records,
+        session_folders,
+        shown_status,
+    )
 
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; give the --out folder of earlier runs")
@@ -45,7 +50,7 @@ def list_command(out: str, as_json: bool) -> None:
     rows = [
         [
             r.run_id,
-            r.status,
+            shown_status(r, Path(out)),
             r.plugin.ref,
             r.plugin.version,
             f"{r.duration_s:.2f}s",
@@ -73,6 +78,34 @@ def _list_sessions(out: Path, as_json: bool) -> None:
             [[r.session, r.plugin, r.status, r.run_id, str(r.runs), r.error or ""] for r in rows],
         )
     )
+
+
+@runs_group.command("clean")
+@click.argument("out")
+def clean_command(out: str) -> None:
+    """Remove what dead runs left under OUT: staging folders, `running` records.
+
+    A run whose runner was killed (kill -9, a lost machine) leaves its
+    `_staging/<run_id>/` and a record that says `running`; this removes the
+    staging and marks the record `abandoned`. Runs still in progress are left
+    alone. The next `mdivicom run` into OUT does the same.
+    """
+    from pathlib import Path
+
+    from mdivicomtools.records.store import session_folders
+    from mdivicomtools.runner.debris import remove_dead_runs
+
+    root = Path(out)
+    if not root.is_dir():
+        from mdivicomtools.errors import UsageError
+
+        raise UsageError(f"{out!r} is not a folder; give the --out of earlier runs")
+    done: list[str] = []
+    for folder in [root, *session_folders(root)]:
+        done.extend(remove_dead_runs(folder, every_record=True))
+    for line in done:
+        click.echo(line)
+    click.echo(f"{len(done)} item(s) cleaned under {out}", err=True)
 
 
 @runs_group.command("show")

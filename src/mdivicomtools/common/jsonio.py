@@ -26,15 +26,24 @@ def write_atomic(path: Path, data: bytes) -> None:
     half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk must not keep half a file (and its blocks) behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
     write_atomic(path, pretty(value))
 
 
-def find_unsafe_json(value: object, path: str = "$") -> str | None:
+#: deeper values are refused: encoders and readers recurse, and a record must stay readable
+MAX_DEPTH = 200
+
+
+def find_unsafe_json(value: object, path: str = "$", depth: int = 0) -> str | None:
     """Return a description of the first value that would not survive JSON, or None.
 
     The contract requires registration data, configs and results to be JSON-safe
@@ -44,13 +53,15 @@ def find_unsafe_json(value: object, path: str = "$") -> str | None:
     encoder must be trusted with.
     """
     kind = type(value)
+    if depth > MAX_DEPTH:
+        return f"{path[:60]}... is nested deeper than {MAX_DEPTH} levels"
     if value is None or kind in (bool, str, int):
         return None
     if kind is float:
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
     if kind is list:
         for index, item in enumerate(value):
-            problem = find_unsafe_json(item, f"{path}[{index}]")
+            problem = find_unsafe_json(item, f"{path}[{index}]", depth + 1)
             if problem:
                 return problem
         return None
@@ -58,7 +69,7 @@ def find_unsafe_json(value: object, path: str = "$") -> str | None:
         for key, item in value.items():
             if type(key) is not str:
                 return f"{path} has a non-string key {key!r}"
-            problem = find_unsafe_json(item, f"{path}.{key}")
+            problem = find_unsafe_json(item, f"{path}.{key}", depth + 1)
             if problem:
                 return problem
         return None

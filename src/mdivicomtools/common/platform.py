@@ -16,3 +16,21 @@ def interpreter() -> str:
         sys.implementation.name, sys.implementation.name
     )
     return f"{name} {python_version()}"
+
+
+def die_with_parent(signum: int) -> None:
+    """Ask Linux to send `signum` to this process when its parent dies.
+
+    A worker or an isolated plugin child must not outlive a runner killed
+    with SIGKILL; elsewhere this does nothing (the record still shows the run
+    as abandoned).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return

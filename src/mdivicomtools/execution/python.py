@@ -4,6 +4,12 @@ In-process is cheapest and what most plugins need. `--isolate` (implied by
 `--timeout`) runs the plugin in a child interpreter of its own session, so a
 segfault or `os._exit` in native code cannot take the runner down, a timeout can
 be enforced, and Ctrl-C stops exactly that process group.
+
+The whole process group goes when the child ends, however it ends: processes
+the plugin started and left behind (a daemon, a child ignoring SIGTERM) are
+killed, and the runner never waits for the end of an output stream that such
+a process holds open. The child reports back through a pipe, not a file, so a
+full disk is reported as the plugin's own error rather than as a crash.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -87,7 +92,11 @@ class PythonBackend:
 
     def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None  # kind python is validated to have one
-        with log.capture_python_streams(), _environment(request.plugin_env()):
+        with (
+            log.capture_python_streams(),
+            _environment(request.plugin_env()),
+            _os_exit_raises(),
+        ):
             try:
                 func = import_callable(request.spec.entry.callable)
                 value = func(
@@ -113,7 +122,7 @@ class PythonBackend:
 
     def _run_isolated(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None
-        result_path = request.runs_dir / f".{request.run_id}.result.json"
+        report_read, report_write = os.pipe()
         job = ChildJob(
             callable=request.spec.entry.callable,
             dataset_dir=str(request.dataset_dir),
@@ -121,7 +130,9 @@ class PythonBackend:
             work_dir=str(request.work_dir),
             config=request.config,
             dry_run=request.dry_run,
-            result_path=str(result_path),
+            result_path="",
+            report_fd=report_write,
+            runner_pid=os.getpid(),
         )
         env = dict(os.environ)
         # the child must import what this process can, including sys.path entries
@@ -135,7 +146,12 @@ class PythonBackend:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            pass_fds=(report_write,),
         )
+        os.close(report_write)
+        reports: list[bytes] = []
+        report_reader = threading.Thread(target=_read_all, args=(report_read, reports), daemon=True)
+        report_reader.start()
         reader = threading.Thread(target=_pump, args=(proc, log), daemon=True)
         reader.start()
         try:
@@ -149,17 +165,20 @@ class PythonBackend:
                 )
             except subprocess.TimeoutExpired:
                 _stop(proc)
-                reader.join()
+                _drain(reader, log)
                 outcome.status = "timed_out"
                 outcome.error = _timeout_error(request.timeout)
                 return
         except BaseException:
             _stop(proc)
-            reader.join(timeout=STOP_GRACE_S)
+            _drain(reader, log)
             raise
         finally:
-            report = _read_report(result_path)
-        reader.join()
+            # whatever the plugin left running in its session goes with it
+            _kill_group(proc.pid)
+            report_reader.join(timeout=STOP_GRACE_S)
+        _drain(reader, log)
+        report = _decode_report(b"".join(reports))
         if report is not None and report.error is not None and report.error.traceback:
             log.diagnostic(report.error.traceback)
         self._interpret(outcome, returncode, report)
@@ -193,6 +212,31 @@ class PythonBackend:
             )
 
 
+class HardExit(SystemExit):
+    """An in-process plugin called os._exit: stopped and recorded instead of
+    ending the runner with an undocumented exit status."""
+
+
+@contextlib.contextmanager
+def _os_exit_raises() -> Iterator[None]:
+    """While an in-process plugin runs, os._exit raises HardExit instead.
+
+    os._exit skips every handler, so without this the runner would vanish with
+    the plugin's status and no record. A crash in native code cannot be caught
+    in-process; `--isolate` covers that.
+    """
+    real = os._exit
+
+    def refuse(status: int) -> None:
+        raise HardExit(f"the plugin called os._exit({status}); a plugin must return or raise")
+
+    os._exit = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
 @contextlib.contextmanager
 def _environment(variables: dict[str, str]) -> Iterator[None]:
     """Set environment variables for an in-process plugin call, then restore them."""
@@ -220,23 +264,56 @@ def _pump(proc: subprocess.Popen[bytes], log: RunLog) -> None:
         log.write(chunk)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's whole process group, then SIGKILL after a grace period."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _read_report(path: Path) -> ChildReport | None:
+def _group_alive(pgid: int) -> bool:
     try:
-        return msgspec.json.decode(path.read_bytes(), type=ChildReport)
-    except (OSError, msgspec.DecodeError):
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL it after a grace period.
+
+    The grace period ends when every process of the group is gone, not only
+    the child: a grandchild that ignores SIGTERM is killed after STOP_GRACE_S.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(proc.pid):
+            break
+        time.sleep(0.05)
+    _kill_group(proc.pid)
+    proc.wait()
+
+
+def _drain(reader: threading.Thread, log: RunLog) -> None:
+    """Wait briefly for the rest of the output; a process that escaped the group
+    (setsid) may hold the pipe open for ever, and the run does not wait for it."""
+    reader.join(timeout=1.0)
+    if reader.is_alive():
+        log.write(
+            "[mdivicom] a process the plugin started left its session and still holds "
+            "the output open; its later output is not logged\n"
+        )
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    with contextlib.suppress(OSError), open(fd, "rb") as handle:
+        into.append(handle.read())
+
+
+def _decode_report(data: bytes) -> ChildReport | None:
+    try:
+        return msgspec.json.decode(data, type=ChildReport)
+    except msgspec.DecodeError:
         return None
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()

@@ -10,15 +10,17 @@ this process or in the child) do it the same way.
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.platform import die_with_parent
 
 
 class CallableImportError(Exception):
@@ -34,7 +36,12 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
     work_dir: str
     config: dict[str, Any]
     dry_run: bool
-    result_path: str
+    #: unused since reports go through `report_fd`; kept so older jobs still decode
+    result_path: str = ""
+    #: the inherited pipe the report is written to (no file: a full disk cannot lose it)
+    report_fd: int = -1
+    #: the runner's pid, to notice a runner that died before the child started
+    runner_pid: int = 0
 
 
 class ChildError(msgspec.Struct, kw_only=True, frozen=True):
@@ -73,9 +80,20 @@ def import_callable(ref: str) -> Callable[..., Any]:
     return target
 
 
+def _send(job: ChildJob, report: ChildReport) -> None:
+    data = msgspec.json.encode(report)
+    with open(job.report_fd, "wb") as handle:
+        handle.write(data)
+
+
 def main() -> int:
     job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
-    result_path = Path(job.result_path)
+    # an isolated plugin never outlives a runner killed with SIGKILL
+    die_with_parent(signal.SIGKILL)
+    # processes the plugin starts must not hold the report pipe open
+    os.set_inheritable(job.report_fd, False)
+    if job.runner_pid and os.getppid() != job.runner_pid:  # the runner died already
+        return 1
     try:
         func = import_callable(job.callable)
         value = func(
@@ -86,11 +104,11 @@ def main() -> int:
             type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc()
         )
         report = ChildReport(ok=False, error=error)
-        result_path.write_bytes(msgspec.json.encode(report))
+        _send(job, report)
         return 1
     problem = find_unsafe_json(value, "result") if value is not None else None
     report = ChildReport(ok=True, result=None if problem else value, unsafe=problem)
-    result_path.write_bytes(msgspec.json.encode(report))
+    _send(job, report)
     return 0
 
 

@@ -25,12 +25,22 @@ class RunLog:
         self.echo_diagnostics = echo_diagnostics
         self._lock = threading.Lock()
         self._file: IO[bytes] = path.open("ab")
+        #: why the file stopped receiving output (a full disk), or None; a log
+        #: that cannot be written never stops the run or its record
+        self.lost: str | None = None
+        self._closed = False
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
         with self._lock:
-            self._file.write(raw)
-            self._file.flush()
+            if self._closed:
+                return  # a process the plugin left behind still writing after the run
+            if self.lost is None:
+                try:
+                    self._file.write(raw)
+                    self._file.flush()
+                except OSError as exc:
+                    self.lost = f"writing {self.path.name} failed: {exc.strerror or exc}"
             if self.echo is not None:
                 try:
                     self.echo.write(raw.decode("utf-8", "replace"))
@@ -51,7 +61,11 @@ class RunLog:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            self._closed = True
+            try:
+                self._file.close()
+            except OSError as exc:  # the last flush on a full disk
+                self.lost = self.lost or f"closing {self.path.name} failed: {exc.strerror or exc}"
 
     def __enter__(self) -> RunLog:
         return self

@@ -30,9 +30,10 @@ API_VERSION = "mdivicomtools.plugin.v0.1"
 SUPPORTED_API_MAJORS = frozenset({0})
 DEFAULT_PUBLISHER = "local"
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_API_RE = re.compile(r"^mdivicomtools\.plugin\.v(\d+)(?:\.(\d+))?$")
-_CALLABLE_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+# \Z, not $: `$` also matches before a final newline, which let "nl\n" pass
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+_API_RE = re.compile(r"^mdivicomtools\.plugin\.v(\d+)(?:\.(\d+))?\Z")
+_CALLABLE_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\Z")
 
 Kind = Literal["python", "container"]
 PullPolicy = Literal["missing", "always", "never"]

@@ -53,6 +53,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     stop_grace: float | None = None
     # which try of a batch session this run is (`--retries`); 1 outside batches
     attempt: int = 1
+    #: None means as `strict_hooks` in the user config says (default off)
+    strict_hooks: bool | None = None
 
     def __post_init__(self) -> None:
         """Store plain values whatever callers pass (paths, lists), and refuse wrong

@@ -20,7 +20,13 @@ from mdivicomtools.model.layout import RUNS_DIR
 
 RUN_SCHEMA = "mdivicomtools.run.v1"
 
-Status = Literal["succeeded", "failed", "interrupted", "timed_out", "dry_run"]
+Status = Literal[
+    "succeeded", "failed", "interrupted", "timed_out", "dry_run", "running", "abandoned"
+]
+
+#: statuses a record has while a run is in progress, or after its runner died
+#: (`running` is written at start; `runs list` shows a dead runner's as `abandoned`)
+UNFINISHED: frozenset[str] = frozenset({"running", "abandoned"})
 
 #: the `mdivicom` exit status for each final run status (docs/reference/exit-codes.md)
 EXIT_CODES: dict[str, int] = {
@@ -30,6 +36,10 @@ EXIT_CODES: dict[str, int] = {
     "timed_out": 124,
     "interrupted": 130,
 }
+
+#: the exit status when a run ended but even its record could not be written
+#: (disk full, permissions); one line on stderr says why
+EXIT_RECORD_NOT_WRITTEN = 74
 
 
 class PluginInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -59,9 +69,18 @@ class ErrorInfo(msgspec.Struct, kw_only=True):
 
 
 class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
+    """One entry of a run's output folder (folders themselves are implied by the paths).
+
+    `type` is "file" or "symlink" (a symlink inside the output folder; its
+    sha256 is empty). `escaped` is true when the name was not UTF-8 and `path`
+    holds the escaped form that `common.safefs.display_name` documents.
+    """
+
     path: str
     size: int
     sha256: str
+    type: str = "file"
+    escaped: bool = False
 
 
 class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -123,6 +142,14 @@ class DatasetInfo(msgspec.Struct, kw_only=True):
     fingerprint: str
     digest: str | None = None
     manifest: str | None = None
+
+
+class RunnerInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """The process that runs a run, so a record left `running` by a dead runner is told apart."""
+
+    pid: int
+    hostname: str
+    boot_id: str
 
 
 class HookError(msgspec.Struct, kw_only=True):
@@ -240,3 +267,4 @@ class RunRecord(msgspec.Struct, kw_only=True):
     rerun_of: str | None = None
     # which try of a batch session this run was (`--retries`); 1 for a first try
     attempt: int = 1
+    runner: RunnerInfo | None = None

@@ -1,4 +1,11 @@
-"""The output inventory: every file a plugin wrote, with its size and sha256.
+"""The output inventory: every entry a plugin wrote, with its type, size and sha256.
+
+Entries are found by `common.safefs.scan` (lstat only, symlinks never
+followed) and files are hashed through `safefs.open_regular`, so a FIFO, a
+device node or a symlink to a host file can neither hang nor leak into the
+runner. Entries that must not be promoted (special files, setuid/setgid
+files, symlinks leaving the folder) are returned as problems for the caller to
+refuse.
 
 Outputs in this field are often large videos, so hashing runs on a thread pool:
 hashlib releases the GIL while it digests, so threads use every core without
@@ -14,13 +21,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mdivicomtools.common.safefs import Entry, display_name, open_regular, scan
 from mdivicomtools.model.run import OutputFile
 
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
+def sha256_file(path: Path | bytes) -> str:
+    with open_regular(path) as handle:
         if sys.version_info >= (3, 11):
             return hashlib.file_digest(handle, "sha256").hexdigest()
         digest = hashlib.sha256()  # pragma: no cover - Python 3.10 only
@@ -33,37 +41,44 @@ def sha256_file(path: Path) -> str:
 
 def iter_files(root: Path) -> Iterator[Path]:
     """Regular files under root, recursively; symlinks are not followed."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    yield Path(entry.path)
+    for entry in scan(root):
+        if entry.type == "file":
+            yield root / os.fsdecode(entry.raw)
 
 
 def default_workers() -> int:
     return min(8, (os.cpu_count() or 1) + 1)
 
 
+def unsafe_entries(entries: list[Entry]) -> list[str]:
+    """One line per entry that must not be promoted: its path and why."""
+    return [f"{e.path} ({e.problem})" for e in entries if e.problem is not None]
+
+
 def inventory(root: Path, *, workers: int | None = None) -> list[OutputFile]:
-    """Size and sha256 of every regular file under root, sorted by relative path."""
-    files = sorted(iter_files(root))
-    if not files:
+    """Every entry under root but folders, sorted by relative path."""
+    return inventory_of(root, scan(root), workers=workers)
+
+
+def inventory_of(
+    root: Path, entries: list[Entry], *, workers: int | None = None
+) -> list[OutputFile]:
+    """The inventory of entries `scan(root)` found (scan once, check and hash)."""
+    listed = [e for e in entries if e.type != "dir"]
+    if not listed:
         return []
     workers = workers or default_workers()
+    root_b = os.fsencode(root)
 
-    def entry(path: Path) -> OutputFile:
+    def output(entry: Entry) -> OutputFile:
+        _, escaped = display_name(entry.raw)
+        digest = sha256_file(os.path.join(root_b, entry.raw)) if entry.type == "file" else ""
         return OutputFile(
-            path=path.relative_to(root).as_posix(),
-            size=path.stat().st_size,
-            sha256=sha256_file(path),
+            path=entry.path, size=entry.size, sha256=digest, type=entry.type, escaped=escaped
         )
 
-    if workers == 1 or len(files) == 1:
-        return [entry(path) for path in files]
+    if workers == 1 or len(listed) == 1:
+        return [output(entry) for entry in listed]
     # imported here: concurrent.futures pulls in logging, a cost every run would pay
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-hash") as pool:
-        return list(pool.map(entry, files))
+        return list(pool.map(output, listed))

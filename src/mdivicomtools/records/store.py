@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.jsonio import pretty, write_atomic
+from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
-from mdivicomtools.model.run import ErrorInfo, RunRecord
+from mdivicomtools.model.run import ErrorInfo, RunnerInfo, RunRecord
 
 
 class RecordNotFound(UsageError):
@@ -23,8 +28,99 @@ def new_run_id(now: datetime | None = None) -> str:
     return stamp_id(now)
 
 
+def _escaped(value: Any) -> Any:
+    """Every string made UTF-8 safe by `safefs.display_name` (names from the disk
+    that are not UTF-8 reach messages as surrogate escapes)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return display_name(value)[0]
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
 def write_record(path: Path, record: RunRecord) -> None:
-    write_json_atomic(path, record)
+    """Write a record atomically, readable by its owner and group only.
+
+    A string that is not valid UTF-8 (a file name the plugin chose) never
+    stops the record: it is written in the escaped form `display_name` documents.
+    """
+    try:
+        data = pretty(record)
+    except UnicodeEncodeError:
+        data = pretty(_escaped(msgspec.to_builtins(record)))
+    write_atomic(path, data)
+
+
+def runner_identity() -> RunnerInfo:
+    """This process, as the `runner` of the records it writes."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""
+    return RunnerInfo(pid=os.getpid(), hostname=os.uname().nodename, boot_id=boot_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_free(run_out_dir: Path, plugin_id: str) -> bool:
+    """Whether nobody holds the plugin's output lock (a live run always does)."""
+    lock_path = runs_dir(run_out_dir) / f".{plugin_id}.lock"
+    try:
+        handle = lock_path.open("rb")
+    except OSError:
+        return True
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return True
+
+
+def runner_gone(record: RunRecord, run_out_dir: Path) -> bool:
+    """Whether the process that wrote a `running` record is gone.
+
+    A live run holds its plugin's lock in `_runs/`, so a free lock proves the
+    runner died. A held lock may belong to a newer run of the same plugin, so
+    then the record's pid is checked when it ran on this machine since its last
+    boot; a run on another machine with the lock held is taken to be alive.
+    """
+    if record.status != "running":
+        return record.status == "abandoned"
+    if lock_free(run_out_dir, record.plugin.id):
+        return True
+    runner = record.runner
+    if runner is None:
+        return False
+    here = runner_identity()
+    if runner.hostname != here.hostname:
+        return False
+    if runner.boot_id and here.boot_id and runner.boot_id != here.boot_id:
+        return True
+    return runner.pid != here.pid and not _pid_alive(runner.pid)
+
+
+def shown_status(record: RunRecord, run_out_dir: Path) -> str:
+    """The status to show: `abandoned` for a `running` record whose runner died."""
+    if record.status == "running" and runner_gone(record, run_out_dir):
+        return "abandoned"
+    return record.status
 
 
 def read_record(path: Path) -> RunRecord:
@@ -101,7 +197,7 @@ class RunListItem(msgspec.Struct, kw_only=True, frozen=True):
     def of(cls, record: RunRecord, run_out_dir: Path) -> RunListItem:
         return cls(
             run_id=record.run_id,
-            status=record.status,
+            status=shown_status(record, run_out_dir),
             plugin=record.plugin.ref,
             version=record.plugin.version,
             started_at=record.started_at,
@@ -147,7 +243,7 @@ def latest_by_session(out: Path) -> tuple[list[RunRow], list[str]]:
                 RunRow(
                     session=folder.name,
                     plugin=plugin,
-                    status=latest.status,
+                    status=shown_status(latest, folder),
                     run_id=latest.run_id,
                     started_at=latest.started_at,
                     runs=len(runs),

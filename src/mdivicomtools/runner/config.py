@@ -10,17 +10,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common import tomlio
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.secrets import REDACTED, is_secret_key, redact  # noqa: F401 - re-exported
 from mdivicomtools.errors import UsageError
-
-REDACTED = "***REDACTED***"
-_SECRET_RE = re.compile(r"key|token|secret|password", re.IGNORECASE)
 
 
 class ConfigError(UsageError):
@@ -123,16 +120,3 @@ def canonical_json(config: dict[str, Any]) -> str:
 def config_sha256(config: dict[str, Any]) -> str:
     """sha256 of the unredacted config in canonical JSON (docs/reference/run-record.md)."""
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
-
-
-def is_secret_key(key: str) -> bool:
-    return _SECRET_RE.search(key) is not None
-
-
-def redact(value: Any) -> Any:
-    """A copy with the value of every secret-looking key, at any depth, replaced."""
-    if isinstance(value, dict):
-        return {k: REDACTED if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value

@@ -1,8 +1,14 @@
 """A cheap fingerprint of a folder tree, to prove a python plugin left the dataset alone.
 
 Python plugins run in our process, so nothing stops them from writing into the
-dataset; comparing paths, sizes and modification times before and after catches
-it without reading file contents.
+dataset; comparing each entry's type, size, modification time, status-change
+time (ctime) and inode before and after catches it without reading file
+contents. ctime cannot be set back from user space (`os.utime` sets only
+atime and mtime, and itself moves ctime), so a rewrite in place that keeps
+the size and restores the mtime is still caught; the inode catches a file
+replaced by a rename. What it does not catch: a change undone completely
+between the two scans by someone able to set the clock, and reads (the check
+is about writes). A change is detected, not undone.
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ from pathlib import Path
 
 import msgspec
 
-#: relative path -> (kind, size, mtime_ns); kind "d" for folders, "f" files, "l" links
-Fingerprint = dict[str, tuple[str, int, int]]
+from mdivicomtools.common.safefs import display_name
+
+#: relative path -> (kind, size, mtime_ns, ctime_ns, inode); kind "d" for folders,
+#: "f" files, "l" links; names that are not UTF-8 in the escaped form of display_name
+Stat = tuple[str, int, int, int, int]
+Fingerprint = dict[str, Stat]
 
 
 class TreeChanges(msgspec.Struct, frozen=True):
@@ -39,26 +49,45 @@ class TreeChanges(msgspec.Struct, frozen=True):
 
 
 def fingerprint(root: Path) -> Fingerprint:
+    """Every entry under root with what `same_entry` compares; raises OSError
+    (PermissionError for an unreadable folder) when the tree cannot be read."""
     result: Fingerprint = {}
     stack = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                rel = prefix + entry.name
+                rel = prefix + display_name(entry.name)[0]
                 stat = entry.stat(follow_symlinks=False)
                 if entry.is_dir(follow_symlinks=False):
-                    result[rel + "/"] = ("d", 0, 0)
+                    result[rel + "/"] = ("d", 0, 0, 0, stat.st_ino)
                     stack.append((Path(entry.path), rel + "/"))
                 else:
                     kind = "l" if entry.is_symlink() else "f"
-                    result[rel] = (kind, stat.st_size, stat.st_mtime_ns)
+                    result[rel] = (
+                        kind,
+                        stat.st_size,
+                        stat.st_mtime_ns,
+                        stat.st_ctime_ns,
+                        stat.st_ino,
+                    )
     return result
+
+
+def same_entry(before: Stat, after: Stat) -> bool:
+    """The one comparison of the dataset check: type, size, mtime, ctime and inode.
+
+    Folders compare type and inode only: their times move whenever an entry is
+    added or removed, which the path sets already report.
+    """
+    return before == after
 
 
 def compare(before: Fingerprint, after: Fingerprint) -> TreeChanges:
     return TreeChanges(
-        changed=sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
+        changed=sorted(
+            p for p in before.keys() & after.keys() if not same_entry(before[p], after[p])
+        ),
         added=sorted(after.keys() - before.keys()),
         removed=sorted(before.keys() - after.keys()),
     )

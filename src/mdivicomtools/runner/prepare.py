@@ -30,7 +30,11 @@ from mdivicomtools.model.run import PluginInfo, RunRequest
 from mdivicomtools.records.store import new_run_id
 from mdivicomtools.runner.config import build_config, config_sha256
 from mdivicomtools.runner.containers import container_settings
-from mdivicomtools.settings import configured_hash_dataset, configured_strict_bundles
+from mdivicomtools.settings import (
+    configured_hash_dataset,
+    configured_strict_bundles,
+    configured_strict_hooks,
+)
 
 
 class ValidationFailed(UsageError):
@@ -125,6 +129,16 @@ class Prepared:
         )
         self.spec = _pinned_spec(self.found.spec, options.image)
         self.hooks = hooks or load_hooks(entry_points=scan[HOOK_GROUP])
+        broken = self.hooks.broken
+        strict_hooks = (
+            options.strict_hooks if options.strict_hooks is not None else configured_strict_hooks()
+        )
+        if broken and strict_hooks:
+            raise UsageError(
+                "broken hook module(s) with --strict-hooks: "
+                + "; ".join(f"{m.name}: {m.error}" for m in broken)
+                + " (fix or uninstall them, or set MDIVICOM_DISABLE_HOOKS)"
+            )
         self.backends: BackendRegistry = self.hooks.get_backends()
         try:
             self.backend: ExecutionBackend = self.backends.choose(options.backend, self.plugin.kind)

@@ -1,9 +1,14 @@
-"""One run: validate -> stage -> execute -> finalise -> record.
+"""One run: validate -> record `running` -> stage -> execute -> finalise -> record.
 
 Every outcome after validation (succeeded, failed, timed out, interrupted, dry
 run) ends with a record in `<out>/_runs/`, and only a successful run replaces
-`<out>/<id>/`. Problems found before anything runs are raised as
-ValidationFailed (exit 2) and leave no trace.
+`<out>/<id>/`. The record is first written with status `running` before
+anything is staged, so a runner killed with SIGKILL still leaves a record that
+`runs list` shows as `abandoned`, and the next run into the same folder (or
+`mdivicom runs clean`) removes its staging. The final record is written after
+the staging data is freed, so a full disk still gets a record; if even that
+fails the run raises RecordNotWritten (exit 74). Problems found before
+anything runs are raised as ValidationFailed (exit 2) and leave no trace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import msgspec
 
 from mdivicomtools.common.signals import Terminated, deferred_interrupts, sigterm_as_interrupt
 from mdivicomtools.common.timefmt import iso, utc_now
+from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import HookManager
@@ -33,9 +39,10 @@ from mdivicomtools.model.run import (
 )
 from mdivicomtools.records.digest import DatasetManifest, scan_dataset, write_manifest
 from mdivicomtools.records.owner import existing_output_problems
-from mdivicomtools.records.store import write_record
+from mdivicomtools.records.store import runner_identity, write_record
 from mdivicomtools.runner.config import config_sha256, redact
-from mdivicomtools.runner.fingerprint import compare, fingerprint
+from mdivicomtools.runner.debris import remove_dead_runs
+from mdivicomtools.runner.fingerprint import Fingerprint, compare, fingerprint
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.staging import create_staging, discard_staging, plugin_lock, promote
 
@@ -63,6 +70,7 @@ class Run:
         progress: Progress,
         echo: TextIO | None,
         verbose: bool = False,
+        before: Fingerprint | None = None,
     ) -> None:
         self.request = request
         self.verbose = verbose
@@ -70,20 +78,41 @@ class Run:
         self.hooks = hooks
         self.say = progress
         self.echo = echo
-        self.hook_errors: list[HookError] = []
         self.dataset: DatasetInfo | None = None
         self.manifest: DatasetManifest | None = None
+        self.before = before
+        # a hook module that failed to load is left out of the run: say so, and record it
+        self.hook_errors: list[HookError] = [
+            HookError(hook="(load)", plugin=module.name, error=module.error or "broken")
+            for module in hooks.broken
+        ]
+        for error in self.hook_errors:
+            self.say(f"warning: hook module {error.plugin!r} is broken and left out: {error.error}")
 
     def execute(self) -> tuple[RunRecord, KeyboardInterrupt | None]:
         request = self.request
-        staging = create_staging(request.run_out_dir, request.run_id, request.plugin.id)
-        request.work_dir.mkdir(parents=True, exist_ok=True)
-        outcome = RunOutcome(status="failed", staging_dir=staging)
         started = utc_now()
+        outcome = RunOutcome(
+            status="running",
+            staging_dir=request.run_out_dir / "_staging" / request.run_id / request.plugin.id,
+        )
+        try:
+            # before anything is staged: a runner killed from here on leaves this record
+            write_record(request.record_path, self._record(outcome, started, started, {}))
+        except OSError as exc:
+            raise RecordNotWritten(
+                f"the run was not started: cannot write its record {str(request.record_path)!r} "
+                f"({exc.strerror or exc}); free space or fix the folder's permissions"
+            ) from None
+        outcome.status = "failed"
         interrupt: KeyboardInterrupt | None = None
         with RunLog(request.log_path, echo=self.echo, echo_diagnostics=self.verbose) as log:
             try:
                 with sigterm_as_interrupt():
+                    outcome.staging_dir = create_staging(
+                        request.run_out_dir, request.run_id, request.plugin.id
+                    )
+                    request.work_dir.mkdir(parents=True, exist_ok=True)
                     self._execute(outcome, log)
             except KeyboardInterrupt as exc:
                 interrupt = exc
@@ -91,6 +120,9 @@ class Run:
                 outcome.exit_code = None
                 how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
                 outcome.error = ErrorInfo(type="Interrupted", message=f"interrupted by {how}")
+            except OSError as exc:  # disk full, permissions: name the cause, not the backend
+                log.write(traceback.format_exc())
+                outcome.fail(type(exc).__name__, f"the run could not continue: {exc}")
             except Exception as exc:  # a backend bug: still record the run
                 log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
@@ -104,7 +136,7 @@ class Run:
         request = self.request
         if not self._scan_dataset(outcome):
             return
-        before = fingerprint(request.dataset_dir) if request.plugin.kind == "python" else None
+        before = self.before
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
         self.backend.execute(request, outcome, log)
         if before is not None:
@@ -145,6 +177,12 @@ class Run:
             outcome.status = "dry_run"
         finalised = self.hooks.call("mdivicom_finalize_outputs", request=request, outcome=outcome)
         self.hook_errors.extend(finalised.errors)
+        if outcome.status == "succeeded" and any(
+            e.plugin == "mdivicomtools.inventory" for e in finalised.errors
+        ):
+            # an output that cannot even be listed is never promoted unseen
+            outcome.fail("InventoryFailed", "the output could not be listed; see hook_errors")
+            outcome.outputs = []
         if outcome.status == "succeeded":
             try:
                 promote(outcome.staging_dir, request.out_dir)
@@ -162,8 +200,8 @@ class Run:
         self.hook_errors.extend(captured.errors)
         for error in self.hook_errors:
             log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
-        provenance = dict(captured.results)
-        host = _host(provenance.pop(HOST_HOOK_MODULE, None))
+        if log.lost is not None:
+            outcome.warnings.append(f"the run log is incomplete: {log.lost}")
         if self.dataset is not None and self.manifest is not None:
             try:
                 self.dataset.manifest = write_manifest(
@@ -171,8 +209,32 @@ class Run:
                 )
             except OSError as exc:
                 outcome.warnings.append(f"could not write the dataset file list: {exc}")
-        finished = utc_now()
-        record = RunRecord(
+        record = self._record(outcome, started, utc_now(), dict(captured.results))
+        try:
+            write_record(request.record_path, record)
+        except OSError as first:
+            # the staging data is already freed; one more try, then say so in one line
+            try:
+                write_record(request.record_path, record)
+            except OSError:
+                raise RecordNotWritten(
+                    f"the run ended {record.status} but its record could not be written to "
+                    f"{str(request.record_path)!r} ({first.strerror or first}); "
+                    "free space and see `mdivicom runs list`"
+                ) from None
+        self.say(f"record: {request.record_path}")
+        return record
+
+    def _record(
+        self,
+        outcome: RunOutcome,
+        started: datetime,
+        finished: datetime,
+        provenance: dict[str, object],
+    ) -> RunRecord:
+        request = self.request
+        host = _host(provenance.pop(HOST_HOOK_MODULE, None))
+        return RunRecord(
             run_id=request.run_id,
             status=outcome.status,
             plugin=request.plugin,
@@ -201,10 +263,8 @@ class Run:
             dataset=self.dataset,
             rerun_of=request.rerun_of,
             attempt=request.attempt,
+            runner=runner_identity(),
         )
-        write_record(request.record_path, record)
-        self.say(f"record: {request.record_path}")
-        return record
 
 
 def _host(found: object) -> HostInfo:
@@ -224,6 +284,17 @@ def execute_prepared(
 ) -> RunRecord:
     """Validate `request`, then run it under the plugin's output lock and record it."""
     problems = prepared.problems(request)
+    before = None
+    if not problems and request.plugin.kind == "python":
+        try:
+            before = fingerprint(request.dataset_dir)
+        except OSError as exc:
+            # an unreadable dataset is bad input: nothing ran yet
+            problems = [
+                f"the dataset cannot be read: {exc.strerror or exc}: "
+                f"{str(exc.filename or request.dataset_dir)!r}; "
+                "give the user running mdivicom read access to every folder in it"
+            ]
     if problems:
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
@@ -232,7 +303,9 @@ def execute_prepared(
         problems = existing_output_problems(request)
         if problems:
             raise ValidationFailed(problems)
-        run = Run(request, prepared.backend, prepared.hooks, say, echo, verbose)
+        for removed in remove_dead_runs(request.run_out_dir):
+            say(f"cleaned: {removed}")
+        run = Run(request, prepared.backend, prepared.hooks, say, echo, verbose, before)
         record, interrupt = run.execute()
     if interrupt is not None:
         raise RunInterrupted(record) from interrupt

@@ -48,8 +48,13 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
 
 
 def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
-    staging = staging_root(run_out_dir, run_id) / plugin_id
-    staging.mkdir(parents=True)
+    """`<out>/_staging/<run_id>/<id>/`; the run folder is private to the user (0700),
+    as it may hold the plugin's unredacted config."""
+    root = staging_root(run_out_dir, run_id)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700)
+    staging = root / plugin_id
+    staging.mkdir()
     return staging
 
 

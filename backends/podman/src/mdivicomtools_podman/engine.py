@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +28,7 @@ from podman import PodmanClient
 from podman import api as podman_api
 from podman import errors as podman_errors
 
+from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.client import ClientEngine
 from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
@@ -153,6 +155,10 @@ def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
     return None
 
 
+def _stop_with_runner() -> None:
+    die_with_parent(signal.SIGTERM)
+
+
 def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[], None]]:
     folder = Path(tempfile.mkdtemp(prefix="mdivicom-podman-"))
     endpoint = f"unix://{folder / 'podman.sock'}"
@@ -163,6 +169,8 @@ def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[]
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # a runner killed with SIGKILL never calls stop(): the kernel stops the service
+        preexec_fn=_stop_with_runner,
     )
 
     def stop() -> None:

@@ -47,6 +47,35 @@ LOG_SETTLE_S = 0.01
 REMOVE_WAIT_S = 60.0
 
 
+def _bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> None:
+    """Pull in a helper thread, so --timeout and Ctrl-C stop the wait.
+
+    A registry that accepts connections and never answers would otherwise hold
+    the runner for as long as the engine's own timeouts allow (minutes). The
+    engine may go on pulling in the background; nothing is run with it.
+    """
+    outcome: dict[str, BaseException] = {}
+
+    def pull() -> None:
+        try:
+            engine.pull(ref)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=pull, name="mdivicom-pull", daemon=True)
+    worker.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while worker.is_alive():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise EngineError(
+                f"{engine.name}: pulling {ref!r} did not finish within --timeout {timeout:g} s "
+                "(is the registry reachable?); pull it beforehand or raise --timeout"
+            )
+        worker.join(timeout=POLL_S)  # short waits: Ctrl-C is seen between them
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def _pinned_digest(ref: str) -> str | None:
     return ref.split("@", 1)[1] if "@sha256:" in ref else None
 
@@ -184,7 +213,7 @@ class ContainerBackend:
         try:
             facts = engine.image(ref)
             if spec.pull == "always" or (facts is None and spec.pull == "missing"):
-                engine.pull(ref)
+                _bounded_pull(engine, ref, request.timeout)
                 facts = engine.image(ref)
         except EngineError as exc:
             return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
@@ -242,7 +271,10 @@ class ContainerBackend:
             applied=request.container,
         )
         config_path = outcome.staging_dir.parent / "config.json"
-        config_path.write_text(json.dumps(request.config, ensure_ascii=False), encoding="utf-8")
+        # the unredacted config: readable by the user only (0600), also after a crash
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(request.config, ensure_ascii=False))
         (request.work_dir / ".tmp").mkdir(parents=True, exist_ok=True)
         plan = build_plan(request, engine.name, facts.id, outcome.staging_dir, config_path)
         if request.dry_run:

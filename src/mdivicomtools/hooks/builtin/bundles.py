@@ -19,7 +19,7 @@ def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
         return
     invalid = []
     for sidecar in find_sidecars(outcome.staging_dir):
-        report = validate_file(sidecar)
+        report = validate_file(sidecar, confine=outcome.staging_dir)
         relative = sidecar.relative_to(outcome.staging_dir).as_posix()
         outcome.resultbundles.append(
             BundleSummary(

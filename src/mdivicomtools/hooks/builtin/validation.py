@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mdivicomtools.common.secrets import scrub
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.layout import managed_folders
 from mdivicomtools.model.run import RunRequest
@@ -74,7 +75,11 @@ def check_config(request: RunRequest) -> list[str]:
         ]
     validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(request.config), key=lambda e: list(e.absolute_path))
-    return [f"{_location(error.absolute_path)}: {error.message}" for error in errors]
+    # a validator quotes the offending value: never a secret's
+    return [
+        scrub(f"{_location(error.absolute_path)}: {error.message}", request.config)
+        for error in errors
+    ]
 
 
 @hookimpl

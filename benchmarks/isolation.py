@@ -1,0 +1,125 @@
+"""Benchmark: what isolating python plugins by default would cost.
+
+Three ways to run a no-op python plugin, measured in the same run, interleaved,
+medians: in-process (the default), `--isolate` (a fresh child interpreter that
+imports mdivicomtools and the plugin), and, inside one process that has done
+its imports, calling the plugin directly against forking a child that calls it
+(what a fork-based isolation would pay per run).
+
+Usage: python benchmarks/isolation.py [--runs 15] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import medians, print_table, timed
+
+PLUGIN = """
+def get_plugin():
+    return {"meta": {"api_version": "mdivicomtools.plugin.v0.1", "id": "noop",
+                     "kind": "python", "version": "1.0.0", "description": "Does nothing.",
+                     "publisher": "bench"},
+            "entry": {"callable": "bench_noop.run:run"}}
+"""
+RUN = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return None
+"""
+
+
+def fork_costs(runs: int) -> tuple[float, float]:
+    """(direct call, fork + call + exit + wait) in this process, after the imports."""
+    import mdivicomtools.runner  # noqa: F401 - the imports a runner has done
+
+    def noop() -> None:
+        return None
+
+    direct: list[float] = []
+    forked: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        noop()
+        direct.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            noop()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        forked.append(time.perf_counter() - start)
+    return sorted(direct)[runs // 2], sorted(forked)[runs // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        root = Path(tmp)
+        pkg = root / "site" / "bench_noop"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "plugin.py").write_text(PLUGIN)
+        (pkg / "run.py").write_text(RUN)
+        dist = root / "site" / "bench_noop-1.0.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-noop\nVersion: 1.0.0\n")
+        (dist / "entry_points.txt").write_text(
+            "[mdivicomtools.plugins]\nnoop = bench_noop.plugin:get_plugin\n"
+        )
+        dataset = root / "dataset"
+        dataset.mkdir()
+        (dataset / "a.txt").write_text("x")
+        env = dict(os.environ, PYTHONPATH=str(root / "site"), MDIVICOM_PLUGIN_PATH="")
+        counter = iter(range(10_000))
+
+        def run(*extra: str) -> float:
+            out = root / f"out-{next(counter)}"
+            argv = [mdivicom, "run", "noop", "--dataset", str(dataset), "--out", str(out)]
+            return timed([*argv, *extra], env)
+
+        cases = {"in-process": lambda: run(), "--isolate": lambda: run("--isolate")}
+        for case in cases.values():
+            case()  # warm-up, untimed
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, case in cases.items():
+                samples[name].append(case())
+    med = medians(samples)
+    direct, forked = fork_costs(max(args.runs, 50))
+    base = med["in-process"]
+    rows = [
+        ("mdivicom run noop (in-process)", f"{base * 1000:.0f} ms", "baseline", ""),
+        (
+            "mdivicom run noop --isolate",
+            f"{med['--isolate'] * 1000:.0f} ms",
+            f"+{(med['--isolate'] - base) * 1000:.0f} ms over in-process",
+            "",
+        ),
+        ("direct call, after the imports", f"{direct * 1e6:.0f} us", "", ""),
+        (
+            "fork + call + exit + wait, after the imports",
+            f"{forked * 1000:.1f} ms",
+            f"+{(forked - direct) * 1000:.1f} ms per run",
+            "what fork-based isolation would add",
+        ),
+    ]
+    print_table(
+        f"# isolation: no-op python plugin; median of {args.runs} runs; "
+        f"Python {sys.version.split()[0]}",
+        rows,
+        args.markdown,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Reading what a plugin wrote without trusting it: the one safe-output mechanism.
+
+A plugin's output folder is written by code we do not control, possibly as
+root inside a container. Everything the runner does with it (the inventory,
+the result-bundle check, `bundles validate`, promotion) goes through here:
+
+- `scan` walks a folder with lstat only (`os.scandir`, never following a
+  symlink), gives every entry a type, and names each entry that must not be
+  promoted: FIFOs, sockets, device nodes, files with the setuid or setgid bit,
+  and symlinks that leave the folder (absolute, or resolving outside it).
+- `open_regular` opens a file for reading with O_NOFOLLOW | O_NONBLOCK and
+  checks with fstat that it is a regular file, so a FIFO cannot block the
+  runner and a symlink cannot make it read a host file as the runner's user.
+- `read_regular` adds a size cap for content that is parsed.
+- `display_name` turns a file name that is not UTF-8 into a lossless,
+  documented text form, so records can always be written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import msgspec
+
+EntryType = Literal[
+    "file", "dir", "symlink", "fifo", "socket", "block_device", "char_device", "unknown"
+]
+
+#: the most the runner reads of a file whose content it parses (a sidecar, a header)
+PARSE_LIMIT = 16 * 1024 * 1024
+
+
+class UnsafeFile(OSError):
+    """A path that is not a regular file, is a symlink, or is too large to parse."""
+
+
+class Entry(msgspec.Struct, kw_only=True, frozen=True):
+    """One entry under a scanned folder; `problem` says why it must not be promoted."""
+
+    path: str
+    raw: bytes
+    type: EntryType
+    size: int
+    problem: str | None = None
+
+
+def display_name(name: str | bytes) -> tuple[str, bool]:
+    """A path as text that survives JSON, and whether it had to be escaped.
+
+    Names that are valid UTF-8 are returned unchanged. Any other name is
+    escaped: every backslash is doubled and every byte that is not part of a
+    valid UTF-8 sequence is written as `\\xNN` (two lowercase hex digits). The
+    flag tells a reader which form it has, so the original bytes can always be
+    rebuilt.
+    """
+    raw = name if isinstance(name, bytes) else os.fsencode(name)
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "surrogateescape").replace("\\", "\\\\")
+        escaped = "".join(
+            f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch for ch in text
+        )
+        return escaped, True
+
+
+def _type_of(mode: int) -> EntryType:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISBLK(mode):
+        return "block_device"
+    if stat.S_ISCHR(mode):
+        return "char_device"
+    return "unknown"
+
+
+def _symlink_problem(root: bytes, link: bytes) -> str | None:
+    """Why a symlink must not be promoted, or None if it stays inside root."""
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        return "a symlink to an absolute path"
+    resolved = os.path.realpath(os.path.join(os.path.dirname(link), target))
+    real_root = os.path.realpath(root)
+    if resolved != real_root and not resolved.startswith(real_root + b"/"):
+        return "a symlink that leaves the output folder"
+    return None
+
+
+def scan(root: Path) -> list[Entry]:
+    """Every entry under root (folders included), sorted by path, never following links."""
+    root_b = os.fsencode(root)
+    found: list[Entry] = []
+    stack = [root_b]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for item in entries:
+                st = item.stat(follow_symlinks=False)
+                kind = _type_of(st.st_mode)
+                rel = os.path.relpath(item.path, root_b)
+                problem = None
+                if kind == "dir":
+                    stack.append(item.path)
+                elif kind == "symlink":
+                    problem = _symlink_problem(root_b, item.path)
+                elif kind == "file":
+                    if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                        problem = "a file with the setuid or setgid bit"
+                else:
+                    problem = f"a {kind.replace('_', ' ')}, not a regular file"
+                text, _ = display_name(rel)
+                found.append(Entry(path=text, raw=rel, type=kind, size=st.st_size, problem=problem))
+    found.sort(key=lambda e: e.raw)
+    return found
+
+
+def open_regular(path: Path | bytes | str) -> BinaryIO:
+    """Open a regular file for reading; refuse symlinks, FIFOs, devices and sockets.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
+    writer; the fstat check then refuses it before a single read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise UnsafeFile(f"{os.fsdecode(path)} is a symlink; it was not read") from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsafeFile(
+                f"{os.fsdecode(path)} is a {_type_of(mode).replace('_', ' ')}, "
+                "not a regular file; it was not read"
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path | bytes | str, limit: int = PARSE_LIMIT) -> bytes:
+    """The content of a regular file, refusing anything larger than `limit` bytes."""
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFile(f"{os.fsdecode(path)} is larger than {limit} bytes; it was not read")
+    return data
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path`, with every symlink resolved, is root or below it."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip("/") + "/")

@@ -1,0 +1,93 @@
+"""What a dead runner leaves behind, found and removed.
+
+A runner killed with SIGKILL (or a machine that lost power) cannot clean up:
+its `_staging/<run_id>/` stays, holding partial outputs and, for container
+runs, the plugin's config; its record still says `running`. Every run writes
+its record before it stages anything, so a staging folder is debris when its
+record is final, or `running` with its runner gone (`records.store.runner_gone`),
+or when it has no record at all and no run of its plugin holds the lock.
+The next run into the same folder and `mdivicom runs clean OUT` remove it,
+and rewrite a dead run's record as `abandoned`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+import msgspec
+
+from mdivicomtools.common.timefmt import iso, utc_now
+from mdivicomtools.model.layout import STAGING_DIR, runs_dir
+from mdivicomtools.model.run import ErrorInfo, RunRecord
+from mdivicomtools.records.store import (
+    lock_free,
+    read_record,
+    record_paths,
+    runner_gone,
+    write_record,
+)
+
+ABANDONED = (
+    "the runner stopped before the run finished (killed, or the machine went down); "
+    "its staging folder was removed"
+)
+
+
+def _record_of(run_out_dir: Path, run_id: str) -> RunRecord | None:
+    path = runs_dir(run_out_dir) / f"{run_id}.json"
+    try:
+        return read_record(path)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def _abandon(run_out_dir: Path, record: RunRecord) -> None:
+    record.status = "abandoned"
+    record.error = ErrorInfo(type="Abandoned", message=ABANDONED)
+    record.finished_at = iso(utc_now())
+    with contextlib.suppress(OSError):
+        write_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
+
+
+def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[str]:
+    """Remove the staging of every dead run under run_out_dir; one line per thing done.
+
+    Each run calls this with only the staging folders to look at (cheap however
+    many records there are); `runs clean` also reads every record, to mark
+    `abandoned` the `running` ones whose staging is already gone.
+    """
+    done: list[str] = []
+    staging = run_out_dir / STAGING_DIR
+    folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+    for folder in folders:
+        record = _record_of(run_out_dir, folder.name)
+        if record is None:
+            plugins = [p.name for p in folder.iterdir() if not p.name.startswith("_")]
+            if not all(lock_free(run_out_dir, plugin) for plugin in plugins):
+                continue
+            why = "no record"
+        elif record.status == "running":
+            if not runner_gone(record, run_out_dir):
+                continue
+            _abandon(run_out_dir, record)
+            why = "its runner is gone"
+        else:
+            why = f"the run ended {record.status}"
+        shutil.rmtree(folder, ignore_errors=True)
+        done.append(f"removed {folder} ({why})")
+    with contextlib.suppress(OSError):
+        staging.rmdir()
+    if not every_record:
+        return done
+    # records left `running` whose staging is already gone
+    for path in record_paths(run_out_dir):
+        try:
+            record = read_record(path)
+        except (OSError, msgspec.DecodeError):
+            continue
+        if record.status == "running" and runner_gone(record, run_out_dir):
+            _abandon(run_out_dir, record)
+            done.append(f"marked run {record.run_id} abandoned (its runner is gone)")
+    return done

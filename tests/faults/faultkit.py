@@ -1,0 +1,163 @@
+"""Helpers of the fault-injection suite: hostile plugins, runs and the leak checks.
+
+Every fault test asserts, besides the exit code and the record: the earlier
+output intact, no `_staging` left, and no process (scanned in /proc by a marker
+in its argv) or container (by label, on the real engines) left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from engines import TEST_IMAGE, engine_cli
+from pluginsite import MDIVICOM, PluginSite, interruptible, plugin_dict
+
+HOSTILE = Path(__file__).parent / "hostile"
+MARK_ENV = "HOSTILE_MARK"
+
+
+def hostile_plugin(site: PluginSite, function: str, plugin_id: str | None = None) -> str:
+    """Register `hostile:<function>` as the python plugin `plugin_id` (default: its name)."""
+    plugin_id = plugin_id or function.replace("_", "-")
+    data = plugin_dict(plugin_id)
+    data["entry"] = {"callable": f"hostile:{function}"}
+    site.plugin(plugin_id, data=data)
+    return plugin_id
+
+
+def container_plugin(site: PluginSite, plugin_id: str, script: str) -> str:
+    site.manifest(
+        f"{plugin_id}.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": plugin_id,
+                "kind": "container",
+                "version": "1.0.0",
+                "publisher": "lab",
+                "description": f"hostile container plugin {plugin_id}",
+            },
+            "container": {
+                "image": TEST_IMAGE,
+                "command": ["sh", "-c", script],
+                "pull": "never",
+            },
+        },
+    )
+    return plugin_id
+
+
+def run_cli(site: PluginSite, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """`mdivicom ARGS`; a run that hangs fails the test at `timeout` instead of blocking CI."""
+    return subprocess.run(
+        [MDIVICOM, *args],
+        capture_output=True,
+        text=True,
+        env=site.env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_cli(site: PluginSite, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MDIVICOM, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=site.env(),
+        preexec_fn=interruptible,
+    )
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "_runs").glob("*.json"))]
+
+
+def last_record(out: Path) -> dict:
+    """The record of the faulty run: the one that was not the good earlier run."""
+    found = [r for r in records(out) if r["config"].get("good") is not True]
+    assert len(found) == 1, f"expected one record of the faulty run under {out}/_runs: {found}"
+    return found[0]
+
+
+def marked_processes(mark: str | None = None) -> list[int]:
+    """Pids whose command line carries the test's marker (the hostile plugins' sleepers)."""
+    mark = mark or os.environ[MARK_ENV]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            # a process whose main thread exited shows Z while other threads run on
+            states = [
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                for task in (entry / "task").iterdir()
+            ]
+        except OSError:
+            continue
+        if mark.encode() in cmdline and any(state != "Z" for state in states):
+            found.append(int(entry.name))
+    return found
+
+
+def processes_with_cwd_or_arg(text: str) -> list[int]:
+    """Pids whose command line mentions `text` (a run's out folder, say)."""
+    return marked_processes(text)
+
+
+def assert_no_processes_left(mark: str | None = None, grace: float = 5.0) -> None:
+    deadline = time.monotonic() + grace
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:  # do not let a failing test leak into the next one
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running: {left}"
+
+
+def assert_no_staging(out: Path) -> None:
+    staging = out / "_staging"
+    assert not staging.exists() or not any(staging.iterdir()), list(staging.rglob("*"))
+
+
+def containers_left(engine: str, label: str = "mdivicomtools.run_id") -> list[str]:
+    result = subprocess.run(
+        [*engine_cli(engine), "ps", "-a", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.split()
+
+
+def good_earlier_run(
+    site: PluginSite, plugin_id: str, dataset: Path, out: Path, *extra: str
+) -> None:
+    """The plugin's well-behaved run (config `good`), whose output the fault must keep."""
+    done = run_cli(
+        site,
+        *("run", plugin_id, "--dataset", str(dataset), "--out", str(out)),
+        *("--set", "good=true", *extra),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / plugin_id / "result.txt").read_text() == "good\n"
+
+
+def assert_earlier_intact(out: Path, plugin_id: str) -> None:
+    assert sorted(p.name for p in (out / plugin_id).iterdir()) == ["result.txt"]
+    assert (out / plugin_id / "result.txt").read_text() == "good\n"

@@ -1,0 +1,164 @@
+"""Hostile plugins: each function is one plugin's `run`, doing one bad thing.
+
+They are registered by `conftest.hostile_plugin` as `hostile:<function>`; the
+container ones are shell scripts in `CONTAINER_SCRIPTS`. Each is as small as
+the fault it reproduces.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: a file outside every output folder that a plugin must never get the runner to read
+SECRET_ENV = "HOSTILE_SECRET_FILE"
+#: a marker in the command line of every process a hostile plugin leaves running
+MARK_ENV = "HOSTILE_MARK"
+
+
+def _sleeper(seconds: int, *, ignore_term: bool = False) -> list[str]:
+    """A python process that sleeps, carrying the test's marker in its argv."""
+    code = "import signal,time\n"
+    if ignore_term:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += f"time.sleep({seconds})\n"
+    return [sys.executable, "-c", code, os.environ.get(MARK_ENV, "hostile-mark")]
+
+
+def fault(function):
+    """Run as a well-behaved plugin when the config says `good`: that run writes the
+    earlier output (`result.txt`) that the faulty run with --overwrite must not damage."""
+
+    def run(dataset_dir, out_dir, config, **options):
+        if config.get("good"):
+            Path(out_dir, "result.txt").write_text("good\n")
+            return None
+        return function(dataset_dir, out_dir, config, **options)
+
+    run.__doc__ = function.__doc__
+    return run
+
+
+@fault
+def fifo_bundle(dataset_dir, out_dir, config, **_):
+    os.mkfifo(Path(out_dir, "resultbundle.json"))
+
+
+@fault
+def symlink_host_file(dataset_dir, out_dir, config, **_):
+    os.symlink(os.environ[SECRET_ENV], Path(out_dir, "resultbundle.json"))
+
+
+@fault
+def symlink_dev_zero(dataset_dir, out_dir, config, **_):
+    os.symlink("/dev/zero", Path(out_dir, "resultbundle.json"))
+
+
+@fault
+def special_files(dataset_dir, out_dir, config, **_):
+    """What a root container could leave: a device node, a setuid file, a way out."""
+    os.mknod(Path(out_dir, "disk"), 0o600 | 0o060000, os.makedev(7, 0))
+    suid = Path(out_dir, "suid")
+    suid.write_text("#!/bin/sh\n")
+    suid.chmod(0o4755)
+    os.symlink("../../..", Path(out_dir, "up"))
+
+
+@fault
+def grandchild_ignores_term(dataset_dir, out_dir, config, **_):
+    subprocess.Popen(_sleeper(300, ignore_term=True))
+    time.sleep(300)
+
+
+@fault
+def leaves_background(dataset_dir, out_dir, config, **_):
+    subprocess.Popen(_sleeper(300))  # inherits stdout: the log stream stays open
+    Path(out_dir, "done.txt").write_text("done\n")
+
+
+@fault
+def sleeps(dataset_dir, out_dir, config, **_):
+    Path(out_dir, "started").write_text(str(os.getpid()))
+    time.sleep(300)
+
+
+@fault
+def naps(dataset_dir, out_dir, config, **_):
+    """A session that takes a few seconds: long enough to be interrupted mid-run."""
+    Path(out_dir, "started").write_text(str(os.getpid()))
+    time.sleep(3)
+    Path(out_dir, "done.txt").write_text("done\n")
+
+
+@fault
+def non_utf8_output(dataset_dir, out_dir, config, **_):
+    with open(os.path.join(os.fsencode(out_dir), b"\xfe\xff.bin"), "wb") as handle:
+        handle.write(b"x")
+
+
+@fault
+def non_utf8_into_dataset(dataset_dir, out_dir, config, **_):
+    with open(os.path.join(os.fsencode(dataset_dir), b"bad-\xff"), "wb") as handle:
+        handle.write(b"x")
+
+
+@fault
+def fills_disk(dataset_dir, out_dir, config, **_):
+    """Writes until the file system is full (the test gives it a small one)."""
+    with open(Path(out_dir, "big.bin"), "wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+
+
+@fault
+def rewrites_dataset_in_place(dataset_dir, out_dir, config, **_):
+    """Same size, mtime restored: only ctime (and content) tell."""
+    target = Path(dataset_dir, "a.txt")
+    before = target.stat()
+    data = target.read_bytes()
+    target.write_bytes(data.upper() if data.upper() != data else data.lower())
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@fault
+def exits_hard(dataset_dir, out_dir, config, **_):
+    os._exit(7)
+
+
+@fault
+def kills_itself(dataset_dir, out_dir, config, **_):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@fault
+def deep_return(dataset_dir, out_dir, config, **_):
+    value: list = []
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+@fault
+def writes_outside(dataset_dir, out_dir, config, **_):
+    Path(config["target"]).write_text("escaped\n")
+
+
+#: container plugins: the good run (config `{"good": true}`) writes result.txt, any
+#: other run does the one bad thing
+_GOOD = (
+    'if grep -q good "$MDIVICOM_CONFIG"; then echo good > /mdivicom/out/result.txt; exit 0; fi; '
+)
+CONTAINER_SCRIPTS = {
+    "fifo": _GOOD + "mkfifo /mdivicom/out/resultbundle.json",
+    "symlink-host": _GOOD + "ln -s {secret} /mdivicom/out/resultbundle.json",
+    "special": _GOOD
+    + (
+        "echo x > /mdivicom/out/suid && chmod 4755 /mdivicom/out/suid && "
+        "mkfifo /mdivicom/out/pipe && ln -s /etc/passwd /mdivicom/out/passwd"
+    ),
+}

@@ -1,0 +1,190 @@
+"""Faults in batches: Ctrl-C on a Dask batch, kill -9 of a local batch, ignored SIGINT.
+
+A terminal's Ctrl-C reaches every process of the foreground group, so these
+tests start `mdivicom` in a session of its own and signal the whole group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from faultkit import assert_no_processes_left, assert_no_staging, hostile_plugin
+
+from mdivicomtools.authoring.sampledata import make_sample_dataset
+from pluginsite import MDIVICOM
+
+
+def _start_batch(site, plugin, study, out, *extra, ignore_sigint=False, capture=True):
+    def session_leader() -> None:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [MDIVICOM, "run", plugin, "--dataset", str(study), "--out", str(out), *extra],
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
+        text=True,
+        env=site.env(),
+        preexec_fn=session_leader,
+    )
+
+
+def _wait_started(out, plugin, count, timeout=90):
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob(f"*/_staging/*/{plugin}/started"))) < count:
+        assert time.monotonic() < deadline, "the sessions never started"
+        time.sleep(0.05)
+
+
+def _records(out):
+    return {
+        p.parent.parent.name: json.loads(p.read_text())["status"]
+        for p in out.glob("*/_runs/*.json")
+    }
+
+
+def test_ctrl_c_on_a_dask_batch_lets_running_sessions_finish(hsite, tmp_path):
+    pytest.importorskip("distributed")
+    study = make_sample_dataset(tmp_path / "study", sessions=4)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "naps")
+    proc = _start_batch(
+        hsite, plugin, study, out, "--sessions", "ses-*", "--executor", "dask", "--jobs", "2"
+    )
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    (summary_path,) = (out / "_batches").glob("*.json")
+    summary = json.loads(summary_path.read_text())
+    statuses = {s["session"]: s["status"] for s in summary["sessions"]}
+    # the two running sessions finished and say so; the others never started
+    assert sorted(statuses.values()) == ["not_started", "not_started", "succeeded", "succeeded"]
+    records = _records(out)
+    assert sorted(records.values()) == ["succeeded", "succeeded"]
+    assert {s for s, v in statuses.items() if v == "succeeded"} == set(records)
+    for session in records:
+        assert (out / session / plugin / "done.txt").exists()
+        assert_no_staging(out / session)
+    assert_no_processes_left(str(out))
+
+
+def test_kill_9_of_a_local_batch_stops_its_workers_and_records_their_runs(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2")
+    _wait_started(out, plugin, 2)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert_no_processes_left(str(out), grace=10)
+    records = _records(out)
+    assert sorted(records.values()) == ["interrupted", "interrupted"]
+    for session in records:
+        assert_no_staging(out / session)
+
+
+def test_a_batch_started_with_sigint_ignored_keeps_it_ignored_in_its_workers(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "naps")
+    proc = _start_batch(
+        hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2", ignore_sigint=True
+    )
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # ignored, as nohup or a background job would
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 0, stderr
+    assert sorted(_records(out).values()) == ["succeeded", "succeeded"]
+    assert_no_processes_left(str(out))
+
+
+def test_resume_runs_a_session_again_whose_output_was_deleted(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "leaves_background")  # with good=true: writes result.txt
+    args = ("run", plugin, "--dataset", str(study), "--out", str(out), "--sessions", "ses-*")
+    first = subprocess.run(
+        [MDIVICOM, *args, "--set", "good=true"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=90,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(out / "ses-01" / plugin)
+    again = subprocess.run(
+        [MDIVICOM, *args, "--set", "good=true", "--resume", "--json"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=90,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    statuses = {s["session"]: s["status"] for s in json.loads(again.stdout)["sessions"]}
+    assert statuses == {"ses-01": "succeeded", "ses-02": "skipped"}
+    assert (out / "ses-01" / plugin / "result.txt").read_text() == "good\n"
+    assert_no_staging(out / "ses-01")
+
+
+def test_ctrl_c_on_a_terminal_interrupts_a_local_batch_cleanly(hsite, tmp_path):
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2")
+    _wait_started(out, plugin, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches every worker too
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    (summary_path,) = (out / "_batches").glob("*.json")
+    statuses = sorted(s["status"] for s in json.loads(summary_path.read_text())["sessions"])
+    assert statuses == ["interrupted", "interrupted", "not_started"]
+    assert sorted(_records(out).values()) == ["interrupted", "interrupted"]
+    for session in _records(out):
+        assert_no_staging(out / session)
+    assert_no_processes_left(str(out))
+
+
+def test_kill_9_of_a_dask_batch_leaves_no_worker_and_abandoned_runs(hsite, tmp_path):
+    pytest.importorskip("distributed")
+    study = make_sample_dataset(tmp_path / "study", sessions=3)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "sleeps")
+    proc = _start_batch(
+        hsite,
+        *(plugin, study, out, "--sessions", "ses-*", "--executor", "dask", "--jobs", "2"),
+        capture=False,  # the killed batch's output is not what this test is about
+    )
+    _wait_started(out, plugin, 2)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert_no_processes_left(str(out), grace=15)
+    listed = subprocess.run(
+        [MDIVICOM, "runs", "list", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=60,
+        check=True,
+    )
+    assert sorted(row["status"] for row in json.loads(listed.stdout)) == ["abandoned"] * 2
+    cleaned = subprocess.run(
+        [MDIVICOM, "runs", "clean", str(out)],
+        capture_output=True,
+        text=True,
+        env=hsite.env(),
+        timeout=60,
+        check=True,
+    )
+    assert cleaned.stdout.count("its runner is gone") == 2
+    assert sorted(_records(out).values()) == ["abandoned", "abandoned"]
+    for session in _records(out):
+        assert_no_staging(out / session)
