@@ -110,9 +110,8 @@ def make_session(
     folder: Path, rng: np.random.Generator, clips: list[np.ndarray], cond: Condition
 ) -> dict:
     """Write one session's camera files; return its truth."""
-    from scipy import signal
-
     from mdivicom_sync_audio.io import write_mp4, write_wav
+    from scipy import signal
 
     room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras)
     margin = cond.max_delay_s + 1.0
@@ -141,8 +140,8 @@ def make_session(
         rate = int(rng.choice([16_000, 32_000, 44_100, 48_000]))
         drift = cond.drift_ppm[cam] if cam and cam < len(cond.drift_ppm) else 0.0
         up = signal.resample_poly(received, 3, 1)  # 48 kHz for accurate interpolation
-        times = starts[cam] + margin + np.arange(int(cond.seconds * rate)) / rate * (
-            1 + drift * 1e-6
+        times = (
+            starts[cam] + margin + np.arange(int(cond.seconds * rate)) / rate * (1 + drift * 1e-6)
         )
         cam_signal = np.interp(times * 3 * ROOM_RATE, np.arange(len(up)), up)
         cam_signal *= rng.uniform(0.2, 3.0)

@@ -24,7 +24,6 @@ from mdivicom_sync_audio import coarse, fine
 from mdivicom_sync_audio.io import Audio
 
 MIN_DRIFT_SPAN_S = 20.0
-RIVAL_RATIO = 0.6
 RUNNER_UP_RATIO = 0.8
 SILENCE_RMS = 1e-5
 SIGNIFICANCE_MARGIN = 2.0
@@ -94,8 +93,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         jitter = 1.0
         notes.append(f"{stream_id}: only {blocks} usable block(s) of overlap, bound is rough")
     bound = max(jitter, floor_ms)
-    if result.rival_ratio >= RIVAL_RATIO:
-        bound = max(bound, result.rival_distance_ms)
+    bound = max(bound, result.rival_distance_ms)
     if found.runner_up >= RUNNER_UP_RATIO * found.salience:
         # a similar sound elsewhere (a repeated beep, a loop): the match may be that one
         bound = max(bound, abs(found.runner_up_lag - found.lag) / found.rate * 1000)
@@ -110,7 +108,9 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         if blocks >= 4:
             fitted = np.polyfit(times, result.block_lags, 1)
             residual = result.block_lags - np.polyval(fitted, times)
-            scale = np.sqrt(np.sum(residual**2) / (blocks - 2) / np.sum((times - times.mean()) ** 2))
+            scale = np.sqrt(
+                np.sum(residual**2) / (blocks - 2) / np.sum((times - times.mean()) ** 2)
+            )
             drift_error = float(3 * max(scale, 0.25 / (result.drift_span_s * rate)) / rate * 1e6)
     offset_s = shift_s + result.lag / rate - (oth.start_s * result.drift if drift_ppm else 0.0)
     return Result(

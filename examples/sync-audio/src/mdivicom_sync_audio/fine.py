@@ -29,9 +29,10 @@ BLOCK_S = 4.0
 FRAME_S = 0.128
 SEARCH_S = 0.03
 TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
-ONSET_MARGIN = 2.0
+ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
 MAX_DRIFT_PPM = 300.0
+RIVAL_RATIO = 0.6
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Fine:
     curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
     peak_height: float = 0.0
     rival_ratio: float = 0.0  # highest other peak within the search span / chosen
-    rival_distance_ms: float = 0.0
+    rival_distance_ms: float = 0.0  # farthest peak at least RIVAL_RATIO as high
     block_spread_ms: float = 0.0
 
 
@@ -208,11 +209,14 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
     # the highest other peak in the search span, at least 0.5 ms away
     away = np.abs(lags - lag) > 0.0005 * rate
     rivals = np.where(away, values, -np.inf)
-    # a rival is a local maximum, not the chosen peak's own flank
+    # rivals are local maxima (not the chosen peak's own flank); the farthest one
+    # that comes close in height says how wrong the choice could be
     local = np.r_[False, (rivals[1:-1] > rivals[:-2]) & (rivals[1:-1] >= rivals[2:]), False]
-    rival_index = int(np.argmax(np.where(local, rivals, -np.inf))) if local.any() else None
-    rival_ratio = float(values[rival_index] / height) if rival_index is not None else 0.0
-    rival_distance = abs(lags[rival_index] - lag) / rate * 1000 if rival_index is not None else 0
+    strong = local & (rivals >= RIVAL_RATIO * height)
+    rival_ratio = float(np.max(np.where(local, rivals, -np.inf)) / height) if local.any() else 0.0
+    rival_distance = (
+        float(np.max(np.abs(lags[strong] - lag))) / rate * 1000 if strong.any() else 0.0
+    )
     # each block's own peak near the combined one: their scatter measures the noise
     own, own_times = [], []
     bins = np.arange(blocks.frame + 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdivicom_sync_audio.sync import write_wav
+from mdivicom_sync_audio.io import write_wav
 
 SCENE_RATE = 48_000
 RATES = (16_000, 22_050, 44_100, 48_000)
