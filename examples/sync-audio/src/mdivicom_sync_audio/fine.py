@@ -33,6 +33,10 @@ ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
 MAX_DRIFT_PPM = 300.0
 RIVAL_RATIO = 0.6
+CANDIDATE_RATIO = 0.5
+ECHO_MIN_S = 0.0005
+ECHO_MAX_S = 0.025
+ECHO_WEIGHT = 0.5
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Blocks:
     times_s: np.ndarray  # block centres, in the other stream's sample time
     shifts: np.ndarray  # integer lag (samples) each block was taken at
     spectra: np.ndarray  # (blocks, bins) onset-weighted, whitened cross-spectra
+    log_ratio: np.ndarray  # (bins,) onset-weighted mean of log|X_ref|^2 - log|X_other|^2
     weights: np.ndarray  # total weight per block
     frame: int
     rate: int = 8000
@@ -85,6 +90,7 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
     block = int(BLOCK_S * rate)
     lead = int(1.0 * rate)  # history so the first frames know the tail before them
     spectra, weights, centres, shifts = [], [], [], []
+    log_ratio = np.zeros(frame + 1)
     for start, lag in zip(times, lag_at, strict=True):
         shift = round(lag)
         seg_o = oth.segment(start - lead, start + block)
@@ -98,12 +104,15 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
         cross /= np.maximum(np.abs(cross), 1e-30)
         spectra.append((w[skip:] * cross).sum(axis=0))
         weights.append(float(w[skip:].sum()))
+        ratio = np.log(np.abs(x_r[skip:]) ** 2 + 1e-30) - np.log(np.abs(x_o[skip:]) ** 2 + 1e-30)
+        log_ratio += (w[skip:] * ratio).sum(axis=0)
         centres.append((start + block / 2) / rate)
         shifts.append(shift)
     return Blocks(
         times_s=np.array(centres),
         shifts=np.array(shifts, dtype=float),
         spectra=np.array(spectra),
+        log_ratio=log_ratio / max(float(np.sum(weights)), 1e-30),
         weights=np.array(weights),
         frame=frame,
     )
@@ -142,6 +151,41 @@ def _peak(lags: np.ndarray, values: np.ndarray) -> tuple[float, float]:
                 centre - 0.25 * (left - right) * offset
             )
     return float(lags[index]), float(values[index])
+
+
+def _echo_score(
+    lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, candidate: float, rate: int
+) -> float:
+    """How well the correlation around `candidate` looks like the direct-direct peak.
+
+    Beside the direct-direct peak, the reference's own reflections appear at
+    positive lags and the other's at negative lags; `pattern` (the cepstrum of
+    the two recordings' log power ratio) has the reference's reflection delays
+    as positive and the other's as negative peaks. An echo peak instead has the
+    direct peak on the wrong side at one of those delays, which scores negative.
+    """
+    u = np.arange(int(ECHO_MIN_S * rate), int(ECHO_MAX_S * rate))
+    after = np.interp(candidate + u, lags, values, left=0.0, right=0.0)
+    before = np.interp(candidate - u, lags, values, left=0.0, right=0.0)
+    return float(np.sum((after - before) * pattern[u]))
+
+
+def _direct_path(
+    lags: np.ndarray, values: np.ndarray, blocks: Blocks, rate: int
+) -> tuple[float, float]:
+    """Among the strong peaks, the one whose surroundings say "direct sound"."""
+    top = float(values.max())
+    local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    candidates = np.flatnonzero(local & (values >= CANDIDATE_RATIO * top))
+    pattern = np.fft.irfft(blocks.log_ratio, 2 * blocks.frame)
+    if len(candidates) <= 1:
+        return _peak(lags, values)
+    scores = np.array([_echo_score(lags, values, pattern, lags[i], rate) for i in candidates])
+    # height and echo test together: the test alone is noisy when reflections are weak
+    merit = values[candidates] / top + ECHO_WEIGHT * scores / (np.max(np.abs(scores)) or 1.0)
+    best = candidates[int(np.argmax(merit))]
+    lo, hi = max(0, best - 1), min(len(values), best + 2)
+    return _peak(lags[lo:hi], values[lo:hi])
 
 
 def _sharpness(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> float:
@@ -205,7 +249,7 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
     base = round(lag_mid)
     spectrum = _combined(blocks, drift, base, mid_s, rate)
     lags, values = _curve(spectrum, blocks.frame, rate)
-    lag, height = _peak(lags, values)
+    lag, height = _direct_path(lags, values, blocks, rate)
     # the highest other peak in the search span, at least 0.5 ms away
     away = np.abs(lags - lag) > 0.0005 * rate
     rivals = np.where(away, values, -np.inf)

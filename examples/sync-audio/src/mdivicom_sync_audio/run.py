@@ -57,7 +57,8 @@ def run(
         raise ValueError(f"reference_stream {reference!r} is not one of {', '.join(streams)}")
     if dry_run:
         return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
-    from mdivicom_sync_audio.estimate import SyncProblem, align, check_audible
+    from mdivicom_sync_audio.estimate import SyncProblem, check_audible
+    from mdivicom_sync_audio.network import solve
 
     max_lag = config.get("max_lag_s")
     rate = int(config.get("analysis_rate_hz", 8000))
@@ -68,13 +69,13 @@ def run(
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
+    usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
-            results[sid] = _entry(stream, 0.0, 0.0, None, None, "reference")
             continue
         try:
             check_audible(stream, sid)
-            found = align(audio[reference], stream, sid, max_lag)
+            usable.append(sid)
         except SyncProblem as problem:
             warnings.append(str(problem))
             results[sid] = {
@@ -82,6 +83,14 @@ def run(
                 "error": str(problem),
             }
             panels[sid] = {"error": str(problem)}
+    solved, routes = solve(audio, reference, usable, max_lag)
+    results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
+    for sid, found in solved.items():
+        stream = audio[sid]
+        if isinstance(found, SyncProblem):
+            warnings.append(str(found))
+            results[sid] = {**_entry(stream, None, None, None, None, "failed"), "error": str(found)}
+            panels[sid] = {"error": str(found)}
             continue
         warnings.extend(found.notes)
         status = "ok"
@@ -105,12 +114,14 @@ def run(
             found.drift_error_ppm,
             status,
         )
+        results[sid]["via"] = routes[sid][1:-1]
         panels[sid] = {
             **found.plot,
             "offset_s": found.offset_s,
             "bound_ms": found.error_bound_ms,
             "drift_ppm": found.drift_ppm,
         }
+    results = dict(sorted(results.items()))
     if not any(r["status"] in ("ok", "doubtful") for r in results.values()):
         raise RuntimeError(f"{session.name}: no stream could be synced: " + "; ".join(warnings))
     if config.get("strict") and warnings:
