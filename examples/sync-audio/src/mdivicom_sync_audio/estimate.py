@@ -76,6 +76,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
             f"{stream_id}: no common sound found with the reference "
             f"(best peak {found.salience:.1f} sd, noise reaches {found.expected_noise:.1f} sd, "
             f"next best {found.runner_up:.1f} sd)"
+            + ("" if max_lag_s is None else f"; the search was limited to +-{max_lag_s:g} s")
         )
     lag0 = found.lag * rate / found.rate
     first = max(0.0, -lag0)

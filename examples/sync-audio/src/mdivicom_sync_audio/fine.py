@@ -31,7 +31,7 @@ SEARCH_S = 0.03
 TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
 ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
-MAX_DRIFT_PPM = 300.0
+MAX_DRIFT_PPM = 250.0
 RIVAL_RATIO = 0.6
 CANDIDATE_RATIO = 0.5
 ECHO_MIN_S = 0.0005
@@ -189,13 +189,18 @@ def _direct_path(
 
 
 def _sharpness(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> float:
-    return _peak(*_curve(_combined(blocks, drift, base, mid_s, rate), blocks.frame, rate))[1]
+    """Height of the combined peak, without oversampling (only compared with its neighbours)."""
+    spectrum = _combined(blocks, drift, base, mid_s, rate)
+    corr = np.fft.irfft(spectrum, 2 * blocks.frame)
+    reach = int(SEARCH_S * rate)
+    values = np.concatenate([corr[-reach:], corr[: reach + 1]])
+    return _peak(np.arange(len(values), dtype=float), values)[1]
 
 
 def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: float) -> float:
     """The drift within centre +- reach whose re-phased blocks give the highest peak."""
     rate_span = (blocks.times_s[-1] - blocks.times_s[0]) * blocks.rate
-    step = 0.25 / rate_span  # a quarter-sample lag change over the span
+    step = 0.5 / rate_span  # a half-sample lag change over the span
     grid = np.arange(centre - reach, centre + reach + step / 2, step)
     rate = blocks.rate
     scores = [_sharpness(blocks, d, base, mid_s, rate) for d in grid]

@@ -55,18 +55,28 @@ SOUND_SPEED = 343.0
 
 
 def room_response(rng: np.random.Generator, rt60: float, distance_m: float) -> np.ndarray:
-    """A synthetic impulse response at SCENE_RATE: direct path, reflections, diffuse tail."""
+    """A synthetic impulse response at SCENE_RATE: direct path, reflections, diffuse tail.
+
+    Levels follow simple room acoustics so the demo poses a realistic problem:
+    a reflection that travels c*delay further is that much weaker (and loses
+    10-40 % at the wall); the diffuse tail builds up over ~10 ms and carries the
+    energy a direct-to-reverberant ratio of (1 m / distance)^2 gives (a 1 m
+    critical distance, typical of a small meeting room).
+    """
     length = int(rt60 * SCENE_RATE)
     response = np.zeros(length)
     direct = round(distance_m / SOUND_SPEED * SCENE_RATE)
-    response[direct] = 1.0 / max(distance_m, 0.5)
-    for _ in range(8):  # early reflections: 1-25 ms after the direct sound, a bit weaker
-        at = direct + int(rng.uniform(0.001, 0.025) * SCENE_RATE)
-        response[at] += rng.choice([-1, 1]) * rng.uniform(0.3, 0.8) * response[direct]
-    start = direct + int(0.005 * SCENE_RATE)
-    t = np.arange(length - start) / SCENE_RATE
-    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
-    response[start:] += tail * response[direct] * 0.25
+    level = 1.0 / max(distance_m, 0.5)
+    response[direct] = level
+    for _ in range(8):  # early reflections, 1-25 ms after the direct sound
+        delay = rng.uniform(0.001, 0.025)
+        at = direct + int(delay * SCENE_RATE)
+        weaker = distance_m / (distance_m + SOUND_SPEED * delay) * rng.uniform(0.6, 0.9)
+        response[at] += rng.choice([-1, 1]) * weaker * level
+    t = np.arange(length - direct) / SCENE_RATE
+    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * (1 - np.exp(-t / 0.01))
+    energy = level**2 * max(distance_m, 0.5) ** 2  # DRR = (1 m / distance)^2
+    response[direct:] += tail * np.sqrt(energy / float(np.sum(tail**2)))
     return response
 
 
