@@ -72,7 +72,7 @@ def room_response(rng: np.random.Generator, rt60: float, distance_m: float) -> n
         delay = rng.uniform(0.001, 0.025)
         at = direct + int(delay * SCENE_RATE)
         weaker = distance_m / (distance_m + SOUND_SPEED * delay) * rng.uniform(0.6, 0.9)
-        response[at] += rng.choice([-1, 1]) * weaker * level
+        response[at] += weaker * level
     t = np.arange(length - direct) / SCENE_RATE
     tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * (1 - np.exp(-t / 0.01))
     energy = level**2 * max(distance_m, 0.5) ** 2  # DRR = (1 m / distance)^2
