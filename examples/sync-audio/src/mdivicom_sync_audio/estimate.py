@@ -114,6 +114,11 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
                 np.sum(residual**2) / (blocks - 2) / np.sum((times - times.mean()) ** 2)
             )
             drift_error = float(3 * max(scale, 0.25 / (result.drift_span_s * rate)) / rate * 1e6)
+    if drift_error is not None:
+        # offset_s is at the stream's time zero, extrapolated from the middle of
+        # the overlap along the drift line: the slope's uncertainty counts there
+        middle_s = (first + last) / 2 / rate
+        bound += drift_error * 1e-6 * middle_s * 1000
     offset_s = shift_s + result.lag / rate - (oth.start_s * result.drift if drift_ppm else 0.0)
     return Result(
         offset_s=float(offset_s),

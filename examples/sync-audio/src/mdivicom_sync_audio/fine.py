@@ -188,22 +188,31 @@ def _direct_path(
     return _peak(lags[lo:hi], values[lo:hi])
 
 
-def _sharpness(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> float:
-    """Height of the combined peak, without oversampling (only compared with its neighbours)."""
-    spectrum = _combined(blocks, drift, base, mid_s, rate)
-    corr = np.fft.irfft(spectrum, 2 * blocks.frame)
-    reach = int(SEARCH_S * rate)
-    values = np.concatenate([corr[-reach:], corr[: reach + 1]])
-    return _peak(np.arange(len(values), dtype=float), values)[1]
-
-
 def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: float) -> float:
-    """The drift within centre +- reach whose re-phased blocks give the highest peak."""
-    rate_span = (blocks.times_s[-1] - blocks.times_s[0]) * blocks.rate
-    step = 0.5 / rate_span  # a half-sample lag change over the span
-    grid = np.arange(centre - reach, centre + reach + step / 2, step)
+    """The drift within centre +- reach whose re-phased blocks give the highest peak.
+
+    The grid is walked with one complex multiply per block and bin per step
+    (the phase of each step is the previous one's times a constant), which
+    keeps thousands of candidate drifts cheap on long recordings.
+    """
     rate = blocks.rate
-    scores = [_sharpness(blocks, d, base, mid_s, rate) for d in grid]
+    step = 0.5 / ((blocks.times_s[-1] - blocks.times_s[0]) * rate)  # half a sample over the span
+    grid = np.arange(centre - reach, centre + reach + step / 2, step)
+    size = 2 * blocks.frame
+    bins = np.arange(size // 2 + 1)
+    reach_lags = int(SEARCH_S * rate)
+    spectra = blocks.spectra * np.exp(
+        2j
+        * np.pi
+        * np.outer(grid[0] * (blocks.times_s - mid_s) * rate - blocks.shifts + base, bins)
+        / size
+    )
+    advance = np.exp(2j * np.pi * np.outer(step * (blocks.times_s - mid_s) * rate, bins) / size)
+    scores = np.empty(len(grid))
+    for index in range(len(grid)):
+        corr = np.fft.irfft(spectra.sum(axis=0), size)
+        scores[index] = max(corr[-reach_lags:].max(), corr[: reach_lags + 1].max())
+        spectra *= advance
     best = int(np.argmax(scores))
     drift = float(grid[best])
     if 0 < best < len(grid) - 1:
@@ -241,14 +250,19 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         blocks.rate = rate
         base = round(lag_mid)
         span = blocks.times_s[-1] - blocks.times_s[0] if len(chosen) > 1 else 0.0
-        if estimate_drift and span > 0 and blocks.weights.sum() > 0:
+        # a drift needs sound at three or more places along the span (a lone clap
+        # fits every drift); until then the search stays wide open
+        heard = blocks.times_s[blocks.weights > 0.1 * max(float(blocks.weights.max()), 1e-30)]
+        determined = len(heard) >= 3 and heard[-1] - heard[0] >= span / 2
+        if estimate_drift and span > 0 and determined:
             drift = _best_drift(blocks, drift, reach, base, mid_s)
         spectrum = _combined(blocks, drift, base, mid_s, rate)
         lag_mid = base + _peak(*_curve(spectrum, blocks.frame, rate))[0]
         if len(chosen) == len(every):
             break
         half_s *= 4
-        reach = max(4 * 0.25 / (span * rate), 2e-6) if span > 0 else reach
+        if span > 0 and determined:
+            reach = max(4 * 0.5 / (span * rate), 2e-6)
     if not blocks.weights.sum() > 0:
         return None
     base = round(lag_mid)
