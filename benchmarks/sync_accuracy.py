@@ -53,7 +53,8 @@ CONDITIONS = [
 ]
 
 VENVS = {
-    "ours": [str(ROOT), str(ROOT / "examples" / "sync-audio"), "pyroomacoustics>=0.7"],
+    # editable: the benchmark measures the working tree, not a copy from when the venv was made
+    "ours": ["-e", str(ROOT), "-e", str(ROOT / "examples" / "sync-audio"), "pyroomacoustics>=0.7"],
     "audio-offset-finder": ["audio-offset-finder"],
     "audalign": ["audalign"],
 }
