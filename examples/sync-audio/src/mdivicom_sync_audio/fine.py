@@ -306,7 +306,7 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         drift_span_s=float(span),
         block_lags=own_arr + base + drift * (np.array(own_times) - mid_s) * rate,
         block_times=np.array(own_times),
-        curve_lags_ms=lags / rate * 1000,
+        curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak
         curve=values / max(height, 1e-30),
         peak_height=height,
         rival_ratio=rival_ratio,
