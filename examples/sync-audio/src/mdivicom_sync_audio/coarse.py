@@ -17,11 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft
 
 COARSE_RATE = 1000
 MIN_OVERLAP_S = 2.0
 CHUNK = 1 << 18
+CANDIDATE_REACH_S = 0.25
+CANDIDATE_RATIO = 0.6
+CANDIDATE_GAP_S = 0.02
+MAX_CANDIDATES = 6
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Coarse:
     runner_up: float  # best peak more than 50 ms away, same units
     runner_up_lag: float  # where that peak is (samples at `rate`)
     expected_noise: float  # what noise alone would reach over the searched lags
+    candidates: tuple[float, ...] = ()  # strong local peaks near the best (samples at `rate`)
 
 
 def decimate(samples: np.ndarray, rate: int, target: int = COARSE_RATE) -> np.ndarray:
@@ -50,9 +54,26 @@ def decimate(samples: np.ndarray, rate: int, target: int = COARSE_RATE) -> np.nd
     return out
 
 
+def fast_length(minimum: int) -> int:
+    """The smallest 2^a 3^b 5^c >= minimum: FFT sizes that are fast, and much
+    closer to the need than the next power of two (memory on long tracks)."""
+    best = 1 << max(0, (minimum - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            size = three
+            while size < minimum:
+                size *= 2
+            best = min(best, size)
+            three *= 3
+        five *= 5
+    return best
+
+
 def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
     centred = samples - np.float32(samples.mean())
-    spectrum = fft.rfft(centred, size, workers=-1)
+    spectrum = np.fft.rfft(centred, size)
     spectrum /= np.maximum(np.abs(spectrum), np.float32(1e-20))
     return spectrum
 
@@ -67,10 +88,10 @@ def search(
         low, high = max(low, -int(max_lag_s * rate)), min(high, int(max_lag_s * rate))
     if high <= low:
         return None
-    size = fft.next_fast_len(len(reference) + len(other), real=True)
+    size = fast_length(len(reference) + len(other))
     cross = _whitened_spectrum(reference, size)
     cross *= np.conj(_whitened_spectrum(other, size))
-    corr = fft.irfft(cross, size, workers=-1)
+    corr = np.fft.irfft(cross, size)
     del cross
     # lags low..high, where corr[l] = sum reference[n + l] * other[n]
     lags = np.concatenate([corr[low:], corr[: high + 1]]) if low < 0 else corr[low : high + 1]
@@ -84,6 +105,19 @@ def search(
     runner_up = float(elsewhere.max()) if len(elsewhere) else 0.0
     second = int(np.argmax(elsewhere)) if len(elsewhere) else peak
     second += 0 if second < max(0, peak - guard) else 2 * guard + 1 - max(0, guard - peak)
+    # in a room the best coarse peak may be a late echo tens of ms off: the strong
+    # peaks near it say how far off it could be
+    reach = int(CANDIDATE_REACH_S * rate)
+    lo, hi = max(1, peak - reach), min(len(scores) - 1, peak + reach + 1)
+    near = scores[lo - 1 : hi + 1]
+    local = np.flatnonzero((near[1:-1] > near[:-2]) & (near[1:-1] >= near[2:])) + lo
+    strong = local[scores[local] >= CANDIDATE_RATIO * scores[peak]]
+    chosen: list[int] = []
+    for index in strong[np.argsort(scores[strong])[::-1]]:
+        if all(abs(index - c) >= CANDIDATE_GAP_S * rate for c in chosen):
+            chosen.append(int(index))
+        if len(chosen) == MAX_CANDIDATES:
+            break
     return Coarse(
         lag=float(peak + low),
         rate=rate,
@@ -91,4 +125,5 @@ def search(
         runner_up=runner_up,
         runner_up_lag=float(second + low),
         expected_noise=float(np.sqrt(2 * np.log(max(len(scores), 2)))),
+        candidates=tuple(float(c + low) for c in chosen) or (float(peak + low),),
     )

@@ -96,6 +96,12 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         notes.append(f"{stream_id}: only {blocks} usable block(s) of overlap, bound is rough")
     bound = max(jitter, floor_ms)
     bound = max(bound, result.rival_distance_ms)
+    # the whole-overlap search may have landed on a late echo tens of ms off, out
+    # of the direct-path stage's reach: its strong neighbours widen the bound
+    for candidate in found.candidates:
+        distance_ms = abs(candidate - found.lag) / found.rate * 1000
+        if distance_ms > fine.SEARCH_S * 1000 / 2:
+            bound = max(bound, distance_ms + fine.SEARCH_S * 1000)
     if found.runner_up >= RUNNER_UP_RATIO * found.salience:
         # a similar sound elsewhere (a repeated beep, a loop): the match may be that one
         bound = max(bound, abs(found.runner_up_lag - found.lag) / found.rate * 1000)

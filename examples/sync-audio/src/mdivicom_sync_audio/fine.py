@@ -27,7 +27,7 @@ from mdivicom_sync_audio.io import Audio
 
 BLOCK_S = 4.0
 FRAME_S = 0.128
-SEARCH_S = 0.03
+SEARCH_S = 0.05
 TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
 ONSET_MARGIN = 4.0
 OVERSAMPLE = 8

@@ -54,18 +54,36 @@ def _chain(first: Link, second: Link) -> Link:
 
 
 def solve(
-    audio: dict[str, Audio], reference: str, usable: list[str], max_lag_s: float | None
+    audio: dict[str, Audio],
+    reference: str,
+    usable: list[str],
+    max_lag_s: float | None,
+    max_error_ms: float,
 ) -> tuple[dict[str, Result | SyncProblem], dict[str, list[str]]]:
     """Per stream: its result against the reference (composed along the best chain,
-    or the direct pair's problem) and the chain it took."""
+    or the direct pair's problem) and the chain it took.
+
+    The pairs without the reference are aligned only when a direct pair failed
+    or is doubtful (bound above max_error_ms): a clean session costs no more
+    than one alignment per camera.
+    """
     pairs: dict[tuple[str, str], Result] = {}
     problems: dict[tuple[str, str], SyncProblem] = {}
-    for index, first in enumerate(usable):
-        for second in usable[index + 1 :]:
-            try:
-                pairs[first, second] = align(audio[first], audio[second], second, max_lag_s)
-            except SyncProblem as problem:
-                problems[first, second] = problem
+    wanted = [(reference, sid) for sid in usable if sid != reference]
+    wanted += [
+        (first, second)
+        for index, first in enumerate(usable)
+        for second in usable[index + 1 :]
+        if reference not in (first, second)
+    ]
+    for index, (first, second) in enumerate(wanted):
+        clean = not problems and all(r.error_bound_ms <= max_error_ms for r in pairs.values())
+        if index == len(usable) - 1 and clean:
+            break
+        try:
+            pairs[first, second] = align(audio[first], audio[second], second, max_lag_s)
+        except SyncProblem as problem:
+            problems[first, second] = problem
     links: dict[str, dict[str, Link]] = {sid: {} for sid in usable}
     for (first, second), result in pairs.items():
         links[first][second] = _link(result)  # t_first from t_second
@@ -89,14 +107,7 @@ def solve(
     for sid in usable:
         if sid == reference:
             continue
-        key = (
-            (reference, sid)
-            if (reference, sid) in pairs or (reference, sid) in problems
-            else (
-                sid,
-                reference,
-            )
-        )
+        key = (reference, sid)
         direct = pairs.get(key)
         if sid not in best:
             out[sid] = problems.get(key) or SyncProblem(

@@ -80,6 +80,12 @@ def room_response(rng: np.random.Generator, rt60: float, distance_m: float) -> n
     return response
 
 
+def _convolve(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
+    size = 1 << (len(signal) + len(response) - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(response, size), size)
+    return wet[: len(signal)]
+
+
 def make_session(
     folder: Path,
     rng: np.random.Generator,
@@ -101,14 +107,12 @@ def make_session(
     delays = np.zeros(streams)
     heard = [scene] * streams
     if room:
-        from scipy.signal import fftconvolve
-
         rt60 = rng.uniform(0.3, 0.8)
         heard = []
         for index in range(streams):
             distance = rng.uniform(1.0, 6.0)
             delays[index] = round(distance / SOUND_SPEED * SCENE_RATE) / SCENE_RATE
-            wet = fftconvolve(scene, room_response(rng, rt60, distance))[: len(scene)]
+            wet = _convolve(scene, room_response(rng, rt60, distance))
             heard.append(wet)
     folder.mkdir(parents=True)
     (folder / f"{folder.name}_session.yaml").write_text(
