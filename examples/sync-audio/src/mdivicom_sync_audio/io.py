@@ -65,6 +65,27 @@ class Audio:
         return out
 
 
+class _Samples:
+    """A growing float16 array: decoded frames are small (~170 samples at 8 kHz),
+    and a list of millions of tiny arrays costs more in overhead than in data."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(capacity, 1), dtype=np.float16)
+        self.size = 0
+
+    def add(self, piece: np.ndarray) -> None:
+        end = self.size + len(piece)
+        if end > len(self.data):
+            grown = np.empty(max(end, len(self.data) + len(self.data) // 4), dtype=np.float16)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = piece
+        self.size = end
+
+    def samples(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
 def _seconds(value: int | None, time_base: Any) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
@@ -103,7 +124,8 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         codec = stream.codec_context.name
         fmt = container.format.name
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks: list[np.ndarray] = []
+        expected = (container.duration or 0) / 1e6 * rate
+        buffer = _Samples(int(expected * 1.01) + rate)
         first_packet_pts: int | None = None
         first_time: float | None = None
         try:
@@ -114,15 +136,14 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
                     if first_time is None:
                         first_time = _seconds(frame.pts, frame.time_base)
                     for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray().reshape(-1).astype(np.float16))
+                        buffer.add(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1).astype(np.float16))
+                buffer.add(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as error:
             raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float16)
-    del chunks
+    samples = buffer.samples()
     if not len(samples):
         raise MediaError(f"{path}: the audio track decodes to no samples")
     dropped = 0
