@@ -72,8 +72,8 @@ def fast_length(minimum: int) -> int:
 
 
 def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
-    centred = samples - np.float32(samples.mean())
-    spectrum = np.fft.rfft(centred, size)
+    spectrum = np.fft.rfft(samples, size)
+    spectrum[0] = 0  # the mean carries no timing
     spectrum /= np.maximum(np.abs(spectrum), np.float32(1e-20))
     return spectrum
 
@@ -96,9 +96,14 @@ def search(
     # lags low..high, where corr[l] = sum reference[n + l] * other[n]
     lags = np.concatenate([corr[low:], corr[: high + 1]]) if low < 0 else corr[low : high + 1]
     del corr
-    centre = np.median(lags)
-    spread = 1.4826 * float(np.median(np.abs(lags - centre))) or 1e-12
-    scores = (lags - centre) / spread
+    # robust level and spread from every 8th lag, and scores in place: on hours
+    # of audio each temporary copy of the correlation is tens of MB
+    sample = lags[::8]
+    centre = float(np.median(sample))
+    spread = 1.4826 * float(np.median(np.abs(sample - centre))) or 1e-12
+    scores = lags
+    scores -= centre
+    scores /= spread
     peak = int(np.argmax(scores))
     guard = int(0.05 * rate)
     elsewhere = np.concatenate([scores[: max(0, peak - guard)], scores[peak + guard + 1 :]])

@@ -110,7 +110,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
             f"lies {abs(found.runner_up_lag - found.lag) / found.rate:.2f} s away"
         )
     drift_ppm = drift_error = None
-    if estimate_drift and result.drift_span_s >= MIN_DRIFT_SPAN_S:
+    if estimate_drift and result.drift_pinned and result.drift_span_s >= MIN_DRIFT_SPAN_S:
         drift_ppm = result.drift * 1e6
         times = result.block_times
         if blocks >= 4:

@@ -33,6 +33,7 @@ ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
 MAX_DRIFT_PPM = 250.0
 RIVAL_RATIO = 0.6
+DETERMINED_RATIO = 1.5
 CANDIDATE_RATIO = 0.5
 ECHO_MIN_S = 0.0005
 ECHO_MAX_S = 0.025
@@ -55,6 +56,7 @@ class Fine:
     lag: float  # samples: reference index = other index * (1 + drift) + lag
     drift: float  # fraction (ppm * 1e-6)
     drift_span_s: float
+    drift_pinned: bool  # False: no span's sound told drifts apart (drift taken as 0)
     block_lags: np.ndarray  # each usable block's own peak (samples, on the line's scale)
     block_times: np.ndarray
     curve_lags_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -188,12 +190,16 @@ def _direct_path(
     return _peak(lags[lo:hi], values[lo:hi])
 
 
-def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: float) -> float:
+def _best_drift(
+    blocks: Blocks, centre: float, reach: float, base: int, mid_s: float
+) -> tuple[float, bool]:
     """The drift within centre +- reach whose re-phased blocks give the highest peak.
 
     The grid is walked with one complex multiply per block and bin per step
     (the phase of each step is the previous one's times a constant), which
-    keeps thousands of candidate drifts cheap on long recordings.
+    keeps thousands of candidate drifts cheap on long recordings. The drift is
+    determined only when the best peak stands out (1.5x the median over the
+    grid): one lone clap in the span fits every drift equally well.
     """
     rate = blocks.rate
     step = 0.5 / ((blocks.times_s[-1] - blocks.times_s[0]) * rate)  # half a sample over the span
@@ -220,7 +226,7 @@ def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: f
         denominator = left - 2 * centre_score + right
         if denominator < 0:
             drift += float(0.5 * (left - right) / denominator * step)
-    return drift
+    return drift, bool(scores[best] >= DETERMINED_RATIO * np.median(scores))
 
 
 def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> Fine | None:
@@ -239,6 +245,7 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
     every = np.arange(first, max(first + 1, last - block // 2), block)
     mid_s = (first + last) / 2 / rate
     half_s, drift, reach = 15.0, 0.0, MAX_DRIFT_PPM * 1e-6
+    pinned = False
     lag_mid = coarse_lag
     while True:
         centres = (every + block / 2) / rate
@@ -250,12 +257,13 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         blocks.rate = rate
         base = round(lag_mid)
         span = blocks.times_s[-1] - blocks.times_s[0] if len(chosen) > 1 else 0.0
-        # a drift needs sound at three or more places along the span (a lone clap
-        # fits every drift); until then the search stays wide open
-        heard = blocks.times_s[blocks.weights > 0.1 * max(float(blocks.weights.max()), 1e-30)]
-        determined = len(heard) >= 3 and heard[-1] - heard[0] >= span / 2
-        if estimate_drift and span > 0 and determined:
-            drift = _best_drift(blocks, drift, reach, base, mid_s)
+        # until a span's sound pins the drift down, the search stays wide open
+        determined = False
+        if estimate_drift and span > 0 and blocks.weights.sum() > 0:
+            found, determined = _best_drift(blocks, drift, reach, base, mid_s)
+            if determined:
+                drift = found
+                pinned = True
         spectrum = _combined(blocks, drift, base, mid_s, rate)
         lag_mid = base + _peak(*_curve(spectrum, blocks.frame, rate))[0]
         if len(chosen) == len(every):
@@ -304,6 +312,7 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         lag=lag_mid - drift * mid_s * rate,
         drift=drift,
         drift_span_s=float(span),
+        drift_pinned=pinned,
         block_lags=own_arr + base + drift * (np.array(own_times) - mid_s) * rate,
         block_times=np.array(own_times),
         curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak
