@@ -261,7 +261,8 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         determined = False
         if estimate_drift and span > 0 and blocks.weights.sum() > 0:
             found, determined = _best_drift(blocks, drift, reach, base, mid_s)
-            if determined:
+            # once pinned, the narrowed grid is all near the peak: its refinement counts
+            if determined or pinned:
                 drift = found
                 pinned = True
         spectrum = _combined(blocks, drift, base, mid_s, rate)
