@@ -174,3 +174,195 @@ def test_drift_is_estimated_and_the_offset_refers_to_time_zero(installed, tmp_pa
             # 40 s recordings: the drift line rests on 4 s windows, good to about 10 ppm
             assert abs(found["drift_ppm"] - info["drift_ppm"][stream]) < 10, found
             assert abs(found["offset_s"] - true_offset) * 1000 < 1.0, found
+
+
+# --- issue 15: reverberant rooms, camera files, whole-overlap search, never silently wrong ---
+
+CASE_RATE = 16_000
+
+
+def _scene(seconds: float, seed: int):
+    """Claps and noise bursts under a syllable-rate envelope: something to align on."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    count = int(seconds * CASE_RATE)
+    scene = rng.standard_normal(count) * 0.002
+    for _ in range(int(seconds * 1.5)):
+        length = int(rng.uniform(0.05, 0.6) * CASE_RATE)
+        start = int(rng.integers(0, count - length))
+        envelope = np.exp(-np.arange(length) / (length / 4))
+        scene[start : start + length] += rng.standard_normal(length) * envelope
+    return scene
+
+
+def _write(path: Path, samples, rate: int = CASE_RATE) -> None:
+    import wave
+
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    peak = float(np.max(np.abs(samples))) or 1.0
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(np.round(samples / peak * 20000).astype("<i2").tobytes())
+
+
+def _cut(scene, start_s: float, seconds: float):
+    return scene[int(start_s * CASE_RATE) : int((start_s + seconds) * CASE_RATE)]
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """Hand-made sessions whose truth is exact: each camera is a cut of one scene."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("cases")
+    scene = _scene(70, seed=3)
+    audio = root / "sessions"
+    # a camera that started 14 s after the reference: beyond the old 10 s window
+    _write(audio / "ses-far/raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 30))
+    _write(audio / "ses-far/raw/audio/str-cam2/cam2.wav", _cut(scene, 14, 30))
+    # only 5 s in common
+    _write(audio / "ses-short/raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 30))
+    _write(audio / "ses-short/raw/audio/str-cam2/cam2.wav", _cut(scene, 25, 30))
+    # a muted camera next to a good one
+    _write(audio / "ses-silent/raw/audio/str-cam1/cam1.wav", _cut(scene, 2, 20))
+    _write(audio / "ses-silent/raw/audio/str-cam2/cam2.wav", _cut(scene, 0, 20))
+    _write(audio / "ses-silent/raw/audio/str-cam3/cam3.wav", np.zeros(20 * CASE_RATE))
+    # a camera file that is not a media file at all
+    _write(audio / "ses-corrupt/raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 10))
+    bad = audio / "ses-corrupt/raw/video/str-cam2/C0042.MP4"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    truth = {"ses-far": 14.0, "ses-short": 25.0, "ses-silent": -2.0}
+    return root, truth
+
+
+def _run(env, dataset: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MDIVICOM, "run", "sync-audio", "--dataset", str(dataset), "--out", str(out), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _map(out: Path, session: str, stream: str) -> dict:
+    maps = out / session / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
+    return json.loads((maps / f"{stream}_timebase_map.json").read_text())
+
+
+def _record(out: Path, session: str) -> dict:
+    (path,) = (out / session / "_runs").glob("*.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def case_runs(installed, cases, tmp_path_factory):
+    root, _ = cases
+    out = tmp_path_factory.mktemp("case-runs")
+    result = _run(installed, root, out, "--sessions", "ses-[fs]*", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_offsets_beyond_ten_seconds_and_short_overlaps_are_found(cases, case_runs):
+    _, truth = cases
+    for session in ("ses-far", "ses-short"):
+        found = _map(case_runs, session, "str-cam2")
+        error_ms = abs(found["offset_s"] - truth[session]) * 1000
+        assert error_ms < 1.0, found
+        assert error_ms <= found["error_bound_ms"], found  # the bound holds
+        assert found["confidence"] == pytest.approx(1 / found["error_bound_ms"], rel=0.02)
+    assert _map(case_runs, "ses-short", "str-cam2")["drift_ppm"] is None  # 5 s: no drift claim
+
+
+def test_a_limited_search_that_misses_the_offset_says_so(installed, cases, tmp_path):
+    root, _ = cases
+    result = _run(
+        installed, root / "sessions" / "ses-far", tmp_path / "out", "--set", "max_lag_s=10"
+    )
+    # not a wrong number: the only other stream cannot be synced, so the run fails
+    assert result.returncode == 1
+    assert "str-cam2: no common sound found with the reference" in result.stderr
+    assert "the search was limited to +-10 s" in result.stderr
+
+
+def test_a_silent_stream_is_a_clear_failure_not_a_number(cases, case_runs):
+    _, truth = cases
+    silent = _map(case_runs, "ses-silent", "str-cam3")
+    assert silent["offset_s"] is None and silent["status"] == "failed"
+    assert "silent" in silent["error"] and "cam3.wav" in silent["error"]
+    good = _map(case_runs, "ses-silent", "str-cam2")
+    assert abs(good["offset_s"] - truth["ses-silent"]) * 1000 < 1.0
+    record = _record(case_runs, "ses-silent")
+    assert any("str-cam3" in w and "silent" in w for w in record["result"]["warnings"])
+    png = case_runs / "ses-silent/sync-audio/dataset/derived/sync/reports/sync_audio.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strict_turns_a_warning_into_a_failed_run(installed, cases, tmp_path):
+    root, _ = cases
+    result = _run(
+        installed, root / "sessions" / "ses-silent", tmp_path / "out", "--set", "strict=true"
+    )
+    assert result.returncode != 0
+    assert "strict: 1 doubtful result(s): str-cam3: cam3.wav is silent" in result.stderr
+
+
+def test_a_corrupt_file_is_an_error_naming_the_file(installed, cases, tmp_path):
+    root, _ = cases
+    result = _run(installed, root / "sessions" / "ses-corrupt", tmp_path / "out")
+    assert result.returncode != 0
+    assert "C0042.MP4" in result.stderr, result.stderr
+
+
+def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
+    """A room (direct path, reflections, tail) and an AAC camera file with unmarked priming."""
+    root = tmp_path / "room"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdivicom_sync_audio.sample",
+            str(root),
+            "--sessions",
+            "2",
+            "--seed",
+            "4",
+            "--seconds",
+            "40",
+            "--scenes",
+            "room+mp4",
+            "--drift-ppm",
+            "60",
+        ],
+        env=installed,
+        check=True,
+    )
+    out = tmp_path / "out"
+    result = _run(installed, root, out, "--sessions", "ses-*", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((root / "sample_truth.json").read_text())
+    checked_mp4 = False
+    for session, info in truth.items():
+        for stream, true_offset in info["offsets_s"].items():
+            if stream == "str-cam1":
+                continue
+            found = _map(out, session, stream)
+            error_ms = abs(found["offset_s"] - true_offset) * 1000
+            assert error_ms <= found["error_bound_ms"], (session, stream, found)
+            if found["status"] == "ok":
+                assert error_ms < 1.0, (session, stream, found)
+                assert abs(found["drift_ppm"] - info["drift_ppm"][stream]) < 10, found
+            if stream == "str-cam2":  # the MP4 camera
+                checked_mp4 = True
+                assert found["audio"]["codec"] == "aac"
+                assert found["audio"]["priming_samples_dropped"] == 1024
+                (video,) = found["video"]
+                assert video["fps"] == 25.0
+                assert video["offset_frames"] == pytest.approx(video["offset_s"] * 25, abs=0.01)
+    assert checked_mp4

@@ -7,14 +7,18 @@ def get_plugin() -> dict:
             "api_version": "mdivicomtools.plugin.v0.1",
             "id": "sync-audio",
             "kind": "python",
-            "version": "0.1.0",
+            "version": "0.2.0",
             "publisher": "mdivicom",
             "description": "Sync multi-camera audio streams of a session by cross-correlation.",
-            "inputs": ["raw/audio/str-<id>/*.wav"],
+            "inputs": [
+                "raw/audio/str-<id>/<file> (WAV, FLAC, MP3, M4A, ...)",
+                "raw/video/str-<id>/<file> (MP4, MOV, MTS, MKV, ... with an audio track)",
+            ],
             "outputs": [
                 "dataset/derived/sync/timebase_maps/str-<id>_timebase_map.json",
                 "dataset/derived/sync/sync_markers.tsv",
                 "dataset/derived/sync/reports/sync_audio.json",
+                "dataset/derived/sync/reports/sync_audio.png",
                 "dataset/resultbundle.json",
             ],
             "license": "MIT",
@@ -26,9 +30,32 @@ def get_plugin() -> dict:
                         "description": "stream id to align to, e.g. str-cam1 "
                         "(default: the first stream by name)",
                     },
-                    "max_lag_s": {"type": "number", "exclusiveMinimum": 0, "default": 10},
-                    "analysis_rate_hz": {"type": "integer", "minimum": 1000, "default": 8000},
-                    "min_confidence": {"type": "number", "minimum": 0, "default": 6},
+                    "max_lag_s": {
+                        "type": ["number", "null"],
+                        "exclusiveMinimum": 0,
+                        "default": None,
+                        "description": "limit the search to +-this many seconds "
+                        "(default: the whole overlap)",
+                    },
+                    "analysis_rate_hz": {"type": "integer", "minimum": 4000, "default": 8000},
+                    "max_error_ms": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "default": 1.0,
+                        "description": "results whose error bound is larger are warnings",
+                    },
+                    "audio_track": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "default": None,
+                        "description": "which audio track of a file (0 = first; "
+                        "default: the file's main track)",
+                    },
+                    "strict": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "fail the run when any result is a warning",
+                    },
                 },
                 "additionalProperties": False,
             },

@@ -1,4 +1,10 @@
-"""The plugin's run(): find the session's audio streams, align them, write the results."""
+"""The plugin's run(): find the session's streams, align them, write the results.
+
+Problems never pass silently: every stream whose result is doubtful (error
+bound above `max_error_ms`, a rough drift, a silent track) is named in the
+`warnings` list that run() returns (the runner copies it into the run record
+and prints it), and `strict=true` turns any of them into a failed run.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mdivicom_sync_audio.sync import Track, estimate, read_wav
+from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, read_audio
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
+VERSION = "0.2.0"
+MAX_DRIFT_ERROR_PPM = 10.0
+
+
+class StrictFailure(RuntimeError):
+    """strict=true and at least one stream's result is doubtful."""
 
 
 def find_streams(session: Path) -> dict[str, Path]:
-    """str-<id> -> its first WAV file, from raw/audio/str-<id>/*.wav."""
-    streams = {}
-    for folder in sorted((session / "raw" / "audio").glob("str-*")):
-        wavs = sorted(folder.glob("*.wav"))
-        if folder.is_dir() and wavs:
-            streams[folder.name] = wavs[0]
-    return streams
+    """str-<id> -> its first media file, from raw/audio/str-<id>/ or raw/video/str-<id>/."""
+    streams: dict[str, Path] = {}
+    for kind in ("audio", "video"):
+        for folder in sorted((session / "raw" / kind).glob("str-*")):
+            files = sorted(
+                p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+            )
+            if folder.is_dir() and files and folder.name not in streams:
+                streams[folder.name] = files[0]
+    return dict(sorted(streams.items()))
 
 
 def run(
@@ -34,34 +49,88 @@ def run(
     streams = find_streams(session)
     if len(streams) < 2:
         raise ValueError(
-            f"{session} has {len(streams)} audio stream(s) under raw/audio/str-<id>/*.wav; "
-            "syncing needs at least two"
+            f"{session} has {len(streams)} stream(s) with a media file under "
+            "raw/audio/str-<id>/ or raw/video/str-<id>/; syncing needs at least two"
         )
     reference = config.get("reference_stream") or next(iter(streams))
     if reference not in streams:
         raise ValueError(f"reference_stream {reference!r} is not one of {', '.join(streams)}")
     if dry_run:
         return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
-    max_lag = float(config.get("max_lag_s", 10))
+    from mdivicom_sync_audio.estimate import SyncProblem, check_audible
+    from mdivicom_sync_audio.network import solve
+
+    max_lag = config.get("max_lag_s")
     rate = int(config.get("analysis_rate_hz", 8000))
-    min_confidence = float(config.get("min_confidence", 6))
-    tracks = {sid: Track(sid, path, *read_wav(path)) for sid, path in streams.items()}
-    results = {}
-    warnings = []
-    for sid, track in tracks.items():
+    max_error = float(config.get("max_error_ms", 1.0))
+    track = config.get("audio_track")
+    audio = {sid: read_audio(path, rate, track) for sid, path in streams.items()}
+    check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
+    results: dict[str, dict[str, Any]] = {}
+    panels: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    usable = [reference]
+    for sid, stream in audio.items():
         if sid == reference:
-            results[sid] = {"offset_s": 0.0, "drift_ppm": 0.0, "confidence": None}
             continue
-        found = estimate(tracks[reference], track, analysis_rate=rate, max_lag_s=max_lag)
-        results[sid] = {
-            "offset_s": round(found.offset_s, 6),
+        try:
+            check_audible(stream, sid)
+            usable.append(sid)
+        except SyncProblem as problem:
+            warnings.append(str(problem))
+            results[sid] = {
+                **_entry(stream, None, None, None, None, "failed"),
+                "error": str(problem),
+            }
+            panels[sid] = {"error": str(problem)}
+    solved, routes = solve(audio, reference, usable, max_lag, max_error)
+    results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
+    for sid, found in solved.items():
+        stream = audio[sid]
+        if isinstance(found, SyncProblem):
+            warnings.append(str(found))
+            results[sid] = {**_entry(stream, None, None, None, None, "failed"), "error": str(found)}
+            panels[sid] = {"error": str(found)}
+            continue
+        warnings.extend(found.notes)
+        status = "ok"
+        if found.error_bound_ms > max_error:
+            status = "doubtful"
+            warnings.append(
+                f"{sid}: offset {found.offset_s:+.4f} s is only good to "
+                f"+-{found.error_bound_ms:.2f} ms (max_error_ms {max_error:g})"
+            )
+        if found.drift_error_ppm is not None and found.drift_error_ppm > MAX_DRIFT_ERROR_PPM:
+            status = "doubtful"
+            warnings.append(
+                f"{sid}: drift {found.drift_ppm:+.1f} ppm is only good to "
+                f"+-{found.drift_error_ppm:.0f} ppm"
+            )
+        results[sid] = _entry(
+            stream,
+            found.offset_s,
+            found.drift_ppm,
+            found.error_bound_ms,
+            found.drift_error_ppm,
+            status,
+        )
+        results[sid]["via"] = routes[sid][1:-1]
+        panels[sid] = {
+            **found.plot,
+            "offset_s": found.offset_s,
+            "bound_ms": found.error_bound_ms,
             "drift_ppm": found.drift_ppm,
-            "confidence": round(found.confidence, 2),
         }
-        if found.confidence < min_confidence:
-            warnings.append(f"{sid}: low confidence {found.confidence:.1f} (< {min_confidence})")
+    results = dict(sorted(results.items()))
+    if not any(r["status"] in ("ok", "doubtful") for r in results.values()):
+        raise RuntimeError(f"{session.name}: no stream could be synced: " + "; ".join(warnings))
+    if config.get("strict") and warnings:
+        raise StrictFailure(f"strict: {len(warnings)} doubtful result(s): " + "; ".join(warnings))
     view = Path(out_dir, "dataset")
-    write_outputs(view, tracks, reference, results, config, warnings)
+    write_outputs(view, audio, reference, results, config, warnings)
+    from mdivicom_sync_audio.plot import draw
+
+    draw(view / "derived" / "sync" / "reports" / "sync_audio.png", reference, panels)
     from mdivicomtools.resultbundle import write_resultbundle
 
     write_resultbundle(
@@ -77,7 +146,7 @@ def run(
         json.dumps(
             {
                 "tool": "sync-audio",
-                "version": "0.1.0",
+                "version": VERSION,
                 "session": session.name,
                 "reference_stream": reference,
                 "streams": {s: str(p) for s, p in streams.items()},
@@ -95,9 +164,48 @@ def run(
     }
 
 
+def _entry(
+    stream: Audio,
+    offset_s: float | None,
+    drift_ppm: float | None,
+    bound_ms: float | None,
+    drift_error_ppm: float | None,
+    status: str,
+) -> dict[str, Any]:
+    drift = drift_ppm or 0.0
+    video = []
+    for item in stream.video:
+        entry = dict(item)
+        if offset_s is not None:
+            # reference time of the video's first frame, in seconds and in its frames
+            first = item["start_s"] * (1 + drift * 1e-6) + offset_s
+            entry["offset_s"] = round(first, 6)
+            entry["offset_frames"] = round(first * item["fps"], 3) if item["fps"] else None
+        video.append(entry)
+    return {
+        "offset_s": None if offset_s is None else round(offset_s, 6),
+        "drift_ppm": None if drift_ppm is None else round(drift_ppm, 2),
+        "drift_error_ppm": None if drift_error_ppm is None else round(drift_error_ppm, 2),
+        "error_bound_ms": None if bound_ms is None else round(bound_ms, 3),
+        "confidence": None if not bound_ms else round(1 / bound_ms, 2),
+        "status": status,
+        "audio": {
+            "file": stream.path.name,
+            "codec": stream.codec,
+            "container": stream.container,
+            "rate_hz": stream.source_rate,
+            "channels": stream.channels,
+            "start_s": stream.start_s,
+            "priming_samples_dropped": stream.priming_dropped,
+            "duration_s": round(stream.duration_s, 3),
+        },
+        "video": video,
+    }
+
+
 def write_outputs(
     view: Path,
-    tracks: dict[str, Track],
+    audio: dict[str, Audio],
     reference: str,
     results: dict[str, dict[str, Any]],
     config: dict[str, Any],
@@ -113,11 +221,9 @@ def write_outputs(
                 {
                     "stream": sid,
                     "reference_stream": reference,
-                    "offset_s": result["offset_s"],
-                    "drift_ppm": result["drift_ppm"],
-                    "confidence": result["confidence"],
+                    **result,
                     "mapping": "t_reference = t_stream * (1 + drift_ppm * 1e-6) + offset_s",
-                    "method": "gcc-phat",
+                    "method": "onset-weighted gcc-phat, whole-overlap search, drift search",
                 },
                 indent=2,
             )
@@ -125,11 +231,12 @@ def write_outputs(
         )
     lines = ["t_reference\tstream\tt_stream\tlabel\tconfidence"]
     for sid, result in results.items():
-        if sid == reference:
+        if sid == reference or result["offset_s"] is None:
             continue
-        t_stream = tracks[sid].duration_s / 2
+        t_stream = audio[sid].start_s + audio[sid].duration_s / 2
+        drift = (result["drift_ppm"] or 0.0) * 1e-6
         lines.append(
-            f"{t_stream + result['offset_s']:.6f}\t{sid}\t{t_stream:.6f}\t"
+            f"{t_stream * (1 + drift) + result['offset_s']:.6f}\t{sid}\t{t_stream:.6f}\t"
             f"xcorr-peak\t{result['confidence']}"
         )
     (sync / "sync_markers.tsv").write_text("\n".join(lines) + "\n")
@@ -138,15 +245,7 @@ def write_outputs(
             {
                 "reference_stream": reference,
                 "config": config,
-                "streams": {
-                    sid: {
-                        "file": tracks[sid].path.name,
-                        "rate_hz": tracks[sid].rate,
-                        "duration_s": round(tracks[sid].duration_s, 3),
-                        **results[sid],
-                    }
-                    for sid in results
-                },
+                "streams": results,
                 "warnings": warnings,
             },
             indent=2,

@@ -6,7 +6,16 @@ different sample rates and gains, each with its own noise at 10 dB SNR, and
 optionally with a clock drift. The true offsets (and drifts) go to
 <root>/sample_truth.json, outside the sessions, for tests.
 
-    python -m mdivicom_sync_audio.sample DIR [--sessions 4] [--seed 1]
+`--scenes` picks, per session in turn, a dry scene ("dry") or a reverberant
+room ("room"): each camera then hears the scene through an impulse response of
+its own, a direct path (1-6 m away), early reflections and an exponentially
+decaying tail (RT60 0.3-0.8 s). That is cheap and deterministic, and poses the
+real problem: echo peaks nearly as high as the direct one. "+mp4" makes the
+second camera an MP4 file (AAC audio, with the encoder priming left unmarked,
+plus a small video track), as cameras write them. The true offset is then the
+acoustic one: start offset minus the direct-path delay difference.
+
+    python -m mdivicom_sync_audio.sample DIR [--sessions 4] [--seed 1] [--scenes dry,room+mp4]
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdivicom_sync_audio.sync import write_wav
+from mdivicom_sync_audio.io import write_mp4, write_wav
 
 SCENE_RATE = 48_000
 RATES = (16_000, 22_050, 44_100, 48_000)
@@ -42,6 +51,41 @@ def _scene(rng: np.random.Generator, seconds: float) -> np.ndarray:
     return np.fft.irfft(spectrum, n=count)
 
 
+SOUND_SPEED = 343.0
+
+
+def room_response(rng: np.random.Generator, rt60: float, distance_m: float) -> np.ndarray:
+    """A synthetic impulse response at SCENE_RATE: direct path, reflections, diffuse tail.
+
+    Levels follow simple room acoustics so the demo poses a realistic problem:
+    a reflection that travels c*delay further is that much weaker (and loses
+    10-40 % at the wall); the diffuse tail builds up over ~10 ms and carries the
+    energy a direct-to-reverberant ratio of (1 m / distance)^2 gives (a 1 m
+    critical distance, typical of a small meeting room).
+    """
+    length = int(rt60 * SCENE_RATE)
+    response = np.zeros(length)
+    direct = round(distance_m / SOUND_SPEED * SCENE_RATE)
+    level = 1.0 / max(distance_m, 0.5)
+    response[direct] = level
+    for _ in range(8):  # early reflections, 1-25 ms after the direct sound
+        delay = rng.uniform(0.001, 0.025)
+        at = direct + int(delay * SCENE_RATE)
+        weaker = distance_m / (distance_m + SOUND_SPEED * delay) * rng.uniform(0.6, 0.9)
+        response[at] += weaker * level
+    t = np.arange(length - direct) / SCENE_RATE
+    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * (1 - np.exp(-t / 0.01))
+    energy = level**2 * max(distance_m, 0.5) ** 2  # DRR = (1 m / distance)^2
+    response[direct:] += tail * np.sqrt(energy / float(np.sum(tail**2)))
+    return response
+
+
+def _convolve(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
+    size = 1 << (len(signal) + len(response) - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(response, size), size)
+    return wet[: len(signal)]
+
+
 def make_session(
     folder: Path,
     rng: np.random.Generator,
@@ -50,6 +94,8 @@ def make_session(
     max_delay_s: float = 5.0,
     snr_db: float = 10.0,
     drift_ppm: float = 0.0,
+    room: bool = False,
+    mp4: bool = False,
 ) -> dict:
     streams = int(rng.integers(2, 5))
     margin = max_delay_s + 1.0
@@ -58,6 +104,16 @@ def make_session(
     starts[0] = rng.uniform(-max_delay_s / 2, max_delay_s / 2)
     truth = {}
     drifts = {}
+    delays = np.zeros(streams)
+    heard = [scene] * streams
+    if room:
+        rt60 = rng.uniform(0.3, 0.8)
+        heard = []
+        for index in range(streams):
+            distance = rng.uniform(1.0, 6.0)
+            delays[index] = round(distance / SOUND_SPEED * SCENE_RATE) / SCENE_RATE
+            wet = _convolve(scene, room_response(rng, rt60, distance))
+            heard.append(wet)
     folder.mkdir(parents=True)
     (folder / f"{folder.name}_session.yaml").write_text(
         f"id: {folder.name}\nsynthetic: true\nstreams: {streams}\n"
@@ -68,24 +124,38 @@ def make_session(
         # a camera clock off by `drift_ppm` (the reference's is taken as exact)
         skew = 1 + (drift_ppm if index else 0.0) * 1e-6
         times = starts[index] + margin + np.arange(int(seconds * rate)) / rate * skew
-        signal = np.interp(times * SCENE_RATE, np.arange(len(scene)), scene)
+        signal = np.interp(times * SCENE_RATE, np.arange(len(scene)), heard[index])
         signal *= rng.uniform(0.2, 3.0)
         power = float(np.mean(signal**2))
         signal += rng.standard_normal(len(signal)) * np.sqrt(power / 10 ** (snr_db / 10))
         stream_dir = folder / "raw" / "audio" / sid
         stream_dir.mkdir(parents=True)
-        write_wav(stream_dir / f"{sid}.wav", rate, signal)
+        if mp4 and index == 1:
+            write_mp4(stream_dir / f"{sid}.mp4", rate, signal, mark_priming=False)
+        else:
+            write_wav(stream_dir / f"{sid}.wav", rate, signal)
         (stream_dir / f"{sid}_stream.yaml").write_text(
             f"timebase:\n  kind: samples\n  rate_hz: {rate}\nmodality: audio\n"
         )
         # t_reference = t_stream + offset, with str-cam1 as the reference
-        truth[sid] = round(float(starts[index] - starts[0]), 9)
+        # acoustically, the direct sounds align: the start offset minus the path delays
+        truth[sid] = round(float(starts[index] - starts[0] - (delays[index] - delays[0])), 9)
         drifts[sid] = drift_ppm if index else 0.0
-    return {"reference_stream": "str-cam1", "offsets_s": truth, "drift_ppm": drifts}
+    return {
+        "reference_stream": "str-cam1",
+        "offsets_s": truth,
+        "drift_ppm": drifts,
+        "scene": ("room" if room else "dry") + ("+mp4" if mp4 else ""),
+    }
 
 
 def make_dataset(
-    root: Path, sessions: int = 4, seed: int = 1, seconds: float = 30.0, drift_ppm: float = 0.0
+    root: Path,
+    sessions: int = 4,
+    seed: int = 1,
+    seconds: float = 30.0,
+    drift_ppm: float = 0.0,
+    scenes: tuple[str, ...] = ("dry",),
 ) -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -96,8 +166,14 @@ def make_dataset(
     truth = {}
     for index in range(1, sessions + 1):
         name = f"ses-{index:02d}"
+        scene = scenes[(index - 1) % len(scenes)]
         truth[name] = make_session(
-            root / "sessions" / name, rng, seconds=seconds, drift_ppm=drift_ppm
+            root / "sessions" / name,
+            rng,
+            seconds=seconds,
+            drift_ppm=drift_ppm,
+            room=scene.startswith("room"),
+            mp4=scene.endswith("+mp4"),
         )
     (root / "sample_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return root
@@ -112,8 +188,17 @@ def main() -> None:
     parser.add_argument(
         "--drift-ppm", type=float, default=0.0, help="clock drift of every camera but the first"
     )
+    parser.add_argument(
+        "--scenes",
+        default="dry",
+        help="comma-separated, used in turn per session: dry, room, dry+mp4, room+mp4",
+    )
     args = parser.parse_args()
-    make_dataset(args.root, args.sessions, args.seed, args.seconds, args.drift_ppm)
+    scenes = tuple(args.scenes.split(","))
+    unknown = set(scenes) - {"dry", "room", "dry+mp4", "room+mp4"}
+    if unknown:
+        parser.error(f"unknown scene(s): {', '.join(sorted(unknown))}")
+    make_dataset(args.root, args.sessions, args.seed, args.seconds, args.drift_ppm, scenes)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,180 @@
+"""Reverberant multi-camera sessions for the sync-audio evaluation (pyroomacoustics).
+
+Each session is one shoebox room (RT60 0.3-0.8 s, image sources plus ray
+tracing) with one or two talkers reading real recorded speech (the LibriVox
+and CMU utterances that Debian's pocketsphinx-testdata ships) and 2-4 cameras
+at different places, sample rates, start times, gains and clock drifts, each
+with its own noise. Truth is acoustic: the direct sound of the (first) talker
+aligns at the start offset minus the path-length difference over c; with two
+talkers either talker's alignment is accepted (both are acoustically right;
+see docs/performance.md).
+
+Used by sync_accuracy.py; needs numpy, scipy, pyroomacoustics.
+"""
+
+from __future__ import annotations
+
+import json
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPEECH_DIR = Path("/usr/share/pocketsphinx/test/data")
+ROOM_RATE = 16_000
+SOUND_SPEED = 343.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    seconds: float
+    rt60: float
+    snr_db: float
+    cameras: int
+    talkers: int = 1
+    drift_ppm: tuple[float, ...] = ()
+    max_delay_s: float = 8.0
+    stereo: bool = False
+    bits: int = 16
+    container: str = "wav"
+
+
+def speech_library() -> list[np.ndarray]:
+    """Every utterance the package ships, 16 kHz float."""
+    clips = []
+    for path in sorted(SPEECH_DIR.rglob("*.wav")):
+        with wave.open(str(path)) as handle:
+            if handle.getframerate() != ROOM_RATE or handle.getsampwidth() != 2:
+                continue
+            raw = handle.readframes(handle.getnframes())
+        clips.append(np.frombuffer(raw, "<i2").astype(float) / 32768)
+    for path in sorted(SPEECH_DIR.glob("*.raw")):
+        clips.append(np.frombuffer(path.read_bytes(), "<i2").astype(float) / 32768)
+    if not clips:
+        raise SystemExit(f"no speech under {SPEECH_DIR}: apt-get install pocketsphinx-testdata")
+    return clips
+
+
+def talk(rng: np.random.Generator, clips: list[np.ndarray], seconds: float) -> np.ndarray:
+    """Utterances in random order with pauses, `seconds` long."""
+    out = np.zeros(int(seconds * ROOM_RATE))
+    at = int(rng.uniform(0, 1) * ROOM_RATE)
+    while at < len(out):
+        clip = clips[rng.integers(len(clips))]
+        # a reused utterance is never the same twice: a random pitch and tempo change
+        factor = rng.uniform(0.8, 1.25)
+        clip = np.interp(np.arange(0, len(clip) - 1, factor), np.arange(len(clip)), clip)
+        clip = clip / (np.std(clip) or 1) * rng.uniform(0.5, 1.5)
+        end = min(len(out), at + len(clip))
+        out[at:end] += clip[: end - at]
+        at = end + int(rng.uniform(0.2, 1.5) * ROOM_RATE)
+    return out
+
+
+def _rir_room(rng: np.random.Generator, rt60: float, talkers: int, cameras: int):
+    import pyroomacoustics as pra
+
+    dims = np.array([rng.uniform(4, 9), rng.uniform(3.5, 7), rng.uniform(2.6, 3.5)])
+    absorption, max_order = pra.inverse_sabine(rt60, dims)
+    room = pra.ShoeBox(
+        dims,
+        fs=ROOM_RATE,
+        materials=pra.Material(absorption),
+        max_order=min(max_order, 12),
+        ray_tracing=True,
+        air_absorption=True,
+    )
+    room.set_ray_tracing(receiver_radius=0.5, n_rays=4000, energy_thres=1e-5)
+
+    def inside(height: tuple[float, float]) -> np.ndarray:
+        return np.array(
+            [
+                rng.uniform(0.5, dims[0] - 0.5),
+                rng.uniform(0.5, dims[1] - 0.5),
+                rng.uniform(*height),
+            ]
+        )
+
+    sources = [inside((1.1, 1.7)) for _ in range(talkers)]
+    mics = np.array([inside((1.0, 2.2)) for _ in range(cameras)]).T
+    for position in sources:
+        room.add_source(position)
+    room.add_microphone_array(mics)
+    room.compute_rir()
+    return room, sources, mics
+
+
+def make_session(
+    folder: Path, rng: np.random.Generator, clips: list[np.ndarray], cond: Condition
+) -> dict:
+    """Write one session's camera files; return its truth."""
+    from mdivicom_sync_audio.io import write_mp4, write_wav
+    from scipy import signal
+
+    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras)
+    margin = cond.max_delay_s + 1.0
+    world = cond.seconds + 2 * margin
+    speech = [talk(rng, clips, world) for _ in sources]
+    if cond.talkers == 2:  # alternate turns: each talker owns every other 4-8 s stretch
+        turns = np.zeros(len(speech[0]), dtype=bool)
+        at, who = 0, False
+        while at < len(turns):
+            length = int(rng.uniform(4, 8) * ROOM_RATE)
+            turns[at : at + length] = who
+            at, who = at + length, not who
+        speech[0] *= ~turns
+        speech[1] *= turns
+    starts = rng.uniform(-cond.max_delay_s, cond.max_delay_s, size=cond.cameras)
+    starts[0] = rng.uniform(-1, 1)
+    distances = [np.linalg.norm(mics - s[:, None], axis=0) for s in sources]
+    truth: dict = {"offsets_s": {}, "alternatives_s": {}, "drift_ppm": {}}
+    folder.mkdir(parents=True)
+    (folder / f"{folder.name}_session.yaml").write_text(f"id: {folder.name}\n")
+    for cam in range(cond.cameras):
+        received = np.zeros(len(speech[0]))
+        for index, talker in enumerate(speech):
+            wet = signal.fftconvolve(talker, room.rir[cam][index])[: len(received)]
+            received += wet
+        rate = int(rng.choice([16_000, 32_000, 44_100, 48_000]))
+        drift = cond.drift_ppm[cam] if cam and cam < len(cond.drift_ppm) else 0.0
+        up = signal.resample_poly(received, 3, 1)  # 48 kHz for accurate interpolation
+        times = (
+            starts[cam] + margin + np.arange(int(cond.seconds * rate)) / rate * (1 + drift * 1e-6)
+        )
+        cam_signal = np.interp(times * 3 * ROOM_RATE, np.arange(len(up)), up)
+        cam_signal *= rng.uniform(0.2, 3.0)
+        power = float(np.mean(cam_signal**2))
+        noise = rng.standard_normal(len(cam_signal)) * np.sqrt(power / 10 ** (cond.snr_db / 10))
+        cam_signal = cam_signal + noise
+        sid = f"str-cam{cam + 1}"
+        stream_dir = folder / "raw" / "audio" / sid
+        stream_dir.mkdir(parents=True)
+        if cond.container == "mp4" and cam:
+            write_mp4(stream_dir / f"{sid}.mp4", rate, cam_signal, mark_priming=False)
+        elif cond.stereo:
+            second = cam_signal * 0.7 + noise[::-1]
+            write_wav(stream_dir / f"{sid}.wav", rate, np.stack([cam_signal, second], 1), cond.bits)
+        else:
+            write_wav(stream_dir / f"{sid}.wav", rate, cam_signal, cond.bits)
+        options = []
+        for dist in distances:
+            path_diff = (dist[cam] - dist[0]) / SOUND_SPEED
+            options.append(round(float(starts[cam] - starts[0] - path_diff), 9))
+        truth["offsets_s"][sid] = options[0]
+        truth["alternatives_s"][sid] = options
+        truth["drift_ppm"][sid] = drift
+    return truth
+
+
+def make_study(root: Path, conditions: list[Condition], seed: int) -> dict:
+    """sessions/<condition>/... and truth.json, one session per condition."""
+    rng = np.random.default_rng(seed)
+    clips = speech_library()
+    truth = {}
+    for cond in conditions:
+        truth[cond.name] = make_session(root / "sessions" / cond.name, rng, clips, cond)
+    (root / "dataset_manifest.yaml").write_text("name: sync-audio rooms\nversion: 0.1.0\n")
+    (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
+    return truth

@@ -1,0 +1,134 @@
+"""Finding roughly where two recordings overlap, searching every possible lag.
+
+A camera may have started minutes before or after the recorder, and a wrong
+window silently gives a wrong answer, so the first pass searches the whole
+overlap (unless the user limits it) at a low rate where even two hours fit in
+one FFT: 1 kHz keeps speech fundamentals and first formants, which is plenty
+to land within a few tens of milliseconds of the answer. The phase transform
+(GCC-PHAT) makes the peak independent of gains and room colouring.
+
+Significance is judged against the correlation itself: with M candidate lags,
+pure noise reaches about sqrt(2 ln M) standard deviations, so a peak must
+clear that by a margin and beat the best peak elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COARSE_RATE = 1000
+MIN_OVERLAP_S = 2.0
+CHUNK = 1 << 18
+CANDIDATE_REACH_S = 0.25
+CANDIDATE_RATIO = 0.6
+CANDIDATE_GAP_S = 0.02
+MAX_CANDIDATES = 6
+
+
+@dataclass(frozen=True)
+class Coarse:
+    lag: float  # samples at `rate`: reference index = other index + lag
+    rate: int
+    salience: float  # peak height in robust standard deviations of the correlation
+    runner_up: float  # best peak more than 50 ms away, same units
+    runner_up_lag: float  # where that peak is (samples at `rate`)
+    expected_noise: float  # what noise alone would reach over the searched lags
+    candidates: tuple[float, ...] = ()  # strong local peaks near the best (samples at `rate`)
+
+
+def decimate(samples: np.ndarray, rate: int, target: int = COARSE_RATE) -> np.ndarray:
+    """Means of consecutive n samples, in chunks so a long track is never copied whole.
+
+    A boxcar lets some aliasing through, but both tracks alias alike, so the
+    coarse lag does not move; it avoids scipy.signal's import time and memory.
+    """
+    factor = max(1, rate // target)
+    count = len(samples) // factor
+    out = np.empty(count, dtype=np.float32)
+    for start in range(0, count, CHUNK):
+        stop = min(count, start + CHUNK)
+        piece = samples[start * factor : stop * factor].astype(np.float32)
+        out[start:stop] = piece.reshape(-1, factor).mean(axis=1)
+    return out
+
+
+def fast_length(minimum: int) -> int:
+    """The smallest 2^a 3^b 5^c >= minimum: FFT sizes that are fast, and much
+    closer to the need than the next power of two (memory on long tracks)."""
+    best = 1 << max(0, (minimum - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            size = three
+            while size < minimum:
+                size *= 2
+            best = min(best, size)
+            three *= 3
+        five *= 5
+    return best
+
+
+def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
+    spectrum = np.fft.rfft(samples, size)
+    spectrum[0] = 0  # the mean carries no timing
+    spectrum /= np.maximum(np.abs(spectrum), np.float32(1e-20))
+    return spectrum
+
+
+def search(
+    reference: np.ndarray, other: np.ndarray, rate: int, max_lag_s: float | None
+) -> Coarse | None:
+    """The best lag over the whole overlap (or +-max_lag_s); None when nothing overlaps."""
+    min_overlap = int(min(MIN_OVERLAP_S * rate, len(reference) // 2, len(other) // 2))
+    low, high = -(len(other) - min_overlap), len(reference) - min_overlap
+    if max_lag_s is not None:
+        low, high = max(low, -int(max_lag_s * rate)), min(high, int(max_lag_s * rate))
+    if high <= low:
+        return None
+    size = fast_length(len(reference) + len(other))
+    cross = _whitened_spectrum(reference, size)
+    cross *= np.conj(_whitened_spectrum(other, size))
+    corr = np.fft.irfft(cross, size)
+    del cross
+    # lags low..high, where corr[l] = sum reference[n + l] * other[n]
+    lags = np.concatenate([corr[low:], corr[: high + 1]]) if low < 0 else corr[low : high + 1]
+    del corr
+    # robust level and spread from every 8th lag, and scores in place: on hours
+    # of audio each temporary copy of the correlation is tens of MB
+    sample = lags[::8]
+    centre = float(np.median(sample))
+    spread = 1.4826 * float(np.median(np.abs(sample - centre))) or 1e-12
+    scores = lags
+    scores -= centre
+    scores /= spread
+    peak = int(np.argmax(scores))
+    guard = int(0.05 * rate)
+    elsewhere = np.concatenate([scores[: max(0, peak - guard)], scores[peak + guard + 1 :]])
+    runner_up = float(elsewhere.max()) if len(elsewhere) else 0.0
+    second = int(np.argmax(elsewhere)) if len(elsewhere) else peak
+    second += 0 if second < max(0, peak - guard) else 2 * guard + 1 - max(0, guard - peak)
+    # in a room the best coarse peak may be a late echo tens of ms off: the strong
+    # peaks near it say how far off it could be
+    reach = int(CANDIDATE_REACH_S * rate)
+    lo, hi = max(1, peak - reach), min(len(scores) - 1, peak + reach + 1)
+    near = scores[lo - 1 : hi + 1]
+    local = np.flatnonzero((near[1:-1] > near[:-2]) & (near[1:-1] >= near[2:])) + lo
+    strong = local[scores[local] >= CANDIDATE_RATIO * scores[peak]]
+    chosen: list[int] = []
+    for index in strong[np.argsort(scores[strong])[::-1]]:
+        if all(abs(index - c) >= CANDIDATE_GAP_S * rate for c in chosen):
+            chosen.append(int(index))
+        if len(chosen) == MAX_CANDIDATES:
+            break
+    return Coarse(
+        lag=float(peak + low),
+        rate=rate,
+        salience=float(scores[peak]),
+        runner_up=runner_up,
+        runner_up_lag=float(second + low),
+        expected_noise=float(np.sqrt(2 * np.log(max(len(scores), 2)))),
+        candidates=tuple(float(c + low) for c in chosen) or (float(peak + low),),
+    )

@@ -1,0 +1,144 @@
+"""One stream against the reference: offset, drift, and an error bound that can be trusted.
+
+Convention: t_reference = t_stream * (1 + drift_ppm * 1e-6) + offset_s, where
+both times are each container's presentation time (see io.py).
+
+The error bound (`error_bound_ms`) is what a user should read as "the offset is
+within this many milliseconds of where the direct sound aligns". It is the
+largest of: the scatter of the per-block direct-path peaks around the combined
+one (3 standard errors), a floor for the analysis rate, and, when another peak
+within +-30 ms comes close in height to the chosen one (an echo that may be the
+real direct path), the distance to that peak. When the whole-overlap search
+found nothing that clears noise, there is no bound: the result is a failure,
+not a number. The benchmark checks that the bound holds on every case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mdivicom_sync_audio import coarse, fine
+from mdivicom_sync_audio.io import Audio
+
+MIN_DRIFT_SPAN_S = 20.0
+RUNNER_UP_RATIO = 0.8
+SILENCE_RMS = 1e-5
+FLOOR_MS = 0.1  # small systematic errors (resampling, codecs) seen on the evaluation
+SIGNIFICANCE_MARGIN = 2.0
+
+
+class SyncProblem(Exception):
+    """A stream that cannot be aligned; the message says why in one line."""
+
+
+@dataclass
+class Result:
+    offset_s: float
+    drift_ppm: float | None
+    error_bound_ms: float
+    drift_error_ppm: float | None
+    overlap_s: float
+    coarse_salience: float
+    plot: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_audible(audio: Audio, stream_id: str) -> None:
+    """A silent track (muted camera, unplugged microphone) cannot be synced: say so."""
+    rms = 0.0
+    step = 1 << 20
+    total = 0
+    for start in range(0, len(audio.samples), step):
+        piece = audio.samples[start : start + step].astype(np.float64)
+        rms += float(np.sum((piece - piece.mean()) ** 2))
+        total += len(piece)
+    if not total or np.sqrt(rms / total) < SILENCE_RMS:
+        raise SyncProblem(f"{stream_id}: {audio.path.name} is silent, nothing to sync on")
+
+
+def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Result:
+    rate = ref.rate
+    # lags are searched in sample indices; the containers' start times shift them
+    shift_s = ref.start_s - oth.start_s
+    window = None if max_lag_s is None else max_lag_s + abs(shift_s)
+    low_ref = coarse.decimate(ref.samples, rate)
+    low_oth = coarse.decimate(oth.samples, rate)
+    found = coarse.search(low_ref, low_oth, coarse.COARSE_RATE, window)
+    del low_ref, low_oth
+    if found is None:
+        raise SyncProblem(f"{stream_id}: the recordings cannot overlap within the lag limit")
+    significant = found.salience >= found.expected_noise + SIGNIFICANCE_MARGIN
+    if not significant:
+        raise SyncProblem(
+            f"{stream_id}: no common sound found with the reference "
+            f"(best peak {found.salience:.1f} sd, noise reaches {found.expected_noise:.1f} sd, "
+            f"next best {found.runner_up:.1f} sd)"
+            + ("" if max_lag_s is None else f"; the search was limited to +-{max_lag_s:g} s")
+        )
+    lag0 = found.lag * rate / found.rate
+    first = max(0.0, -lag0)
+    last = min(len(oth.samples), len(ref.samples) - lag0)
+    overlap_s = (last - first) / rate
+    estimate_drift = overlap_s >= MIN_DRIFT_SPAN_S + fine.BLOCK_S
+    result = fine.refine(ref, oth, lag0, estimate_drift)
+    if result is None:
+        raise SyncProblem(f"{stream_id}: the overlap with the reference has no sound onsets")
+    notes = []
+    blocks = len(result.block_lags)
+    floor_ms = max(FLOOR_MS, 0.8 * 1000 / rate)
+    if blocks >= 3 and np.isfinite(result.block_spread_ms):
+        jitter = 3 * max(result.block_spread_ms, floor_ms) / np.sqrt(blocks)
+    else:
+        jitter = 1.0
+        notes.append(f"{stream_id}: only {blocks} usable block(s) of overlap, bound is rough")
+    bound = max(jitter, floor_ms)
+    bound = max(bound, result.rival_distance_ms)
+    # the whole-overlap search may have landed on a late echo tens of ms off, out
+    # of the direct-path stage's reach: its strong neighbours widen the bound
+    for candidate in found.candidates:
+        distance_ms = abs(candidate - found.lag) / found.rate * 1000
+        if distance_ms > fine.SEARCH_S * 1000 / 2:
+            bound = max(bound, distance_ms + fine.SEARCH_S * 1000)
+    if found.runner_up >= RUNNER_UP_RATIO * found.salience:
+        # a similar sound elsewhere (a repeated beep, a loop): the match may be that one
+        bound = max(bound, abs(found.runner_up_lag - found.lag) / found.rate * 1000)
+        notes.append(
+            f"{stream_id}: a second match {found.runner_up / found.salience:.0%} as strong "
+            f"lies {abs(found.runner_up_lag - found.lag) / found.rate:.2f} s away"
+        )
+    drift_ppm = drift_error = None
+    if estimate_drift and result.drift_pinned and result.drift_span_s >= MIN_DRIFT_SPAN_S:
+        drift_ppm = result.drift * 1e6
+        times = result.block_times
+        if blocks >= 4:
+            fitted = np.polyfit(times, result.block_lags, 1)
+            residual = result.block_lags - np.polyval(fitted, times)
+            scale = np.sqrt(
+                np.sum(residual**2) / (blocks - 2) / np.sum((times - times.mean()) ** 2)
+            )
+            drift_error = float(3 * max(scale, 0.25 / (result.drift_span_s * rate)) / rate * 1e6)
+    if drift_error is not None:
+        # offset_s is at the stream's time zero, extrapolated from the middle of
+        # the overlap along the drift line: the slope's uncertainty counts there
+        middle_s = (first + last) / 2 / rate
+        bound += drift_error * 1e-6 * middle_s * 1000
+    offset_s = shift_s + result.lag / rate - (oth.start_s * result.drift if drift_ppm else 0.0)
+    return Result(
+        offset_s=float(offset_s),
+        drift_ppm=None if drift_ppm is None else float(drift_ppm),
+        error_bound_ms=float(bound),
+        drift_error_ppm=drift_error,
+        overlap_s=float(overlap_s),
+        coarse_salience=float(found.salience),
+        plot={
+            "lags_ms": result.curve_lags_ms,
+            "curve": result.curve,
+            "block_times_s": result.block_times,
+            "block_lags_ms": result.block_lags / rate * 1000,
+            "line_ms": (result.lag + result.drift * result.block_times * rate) / rate * 1000,
+        },
+        notes=notes,
+    )

@@ -1,0 +1,231 @@
+"""Reading the audio track of any camera or recorder file through PyAV (FFmpeg).
+
+Files can be hours long, so nothing holds the file's own samples: PyAV decodes
+in blocks, FFmpeg's resampler mixes every block down to mono at the analysis
+rate as it goes, and only that (float16, half the bytes of float32; its 11-bit
+mantissa is far below the noise of any room recording) is kept. A 2-hour track
+at 8 kHz is then 115 MB whatever the file's own rate and channel count.
+
+Time: a stream's time is the container's presentation time in seconds,
+counted from the container's start, so a video frame's time from the same
+container maps with the same offset. One trap is handled on purpose: AAC
+encoders prepend 1024 "priming" samples (21.3 ms at 48 kHz) that MP4/MOV mark
+with an edit list and FFmpeg then drops; files written without that mark (some
+muxers, MPEG-TS) decode with the priming at time zero, which would shift the
+audio 21 ms late against the camera's video and against a WAV of the same
+recording. When an AAC track in an MP4, MOV or MPEG-TS file starts at a packet
+time of zero or later (nothing marks the priming), the first 1024 decoded
+samples are dropped and the next sample is the stream's time zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AAC_PRIMING_SAMPLES = 1024
+PRIMING_FORMATS = ("mov", "mp4", "mpegts")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
+MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
+
+
+class MediaError(ValueError):
+    """A file that cannot be read as audio; the message names the file."""
+
+
+@dataclass
+class Audio:
+    """One stream's audio at the analysis rate, plus what the container says about it."""
+
+    path: Path
+    rate: int  # the analysis rate of `samples`
+    samples: np.ndarray  # mono float16
+    source_rate: int
+    channels: int
+    codec: str
+    container: str
+    start_s: float  # time of samples[0] on the container's clock (from its start)
+    priming_dropped: int = 0
+    video: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate
+
+    def segment(self, start: int, stop: int) -> np.ndarray:
+        """float64 samples[start:stop], zero outside the recording."""
+        out = np.zeros(max(0, stop - start))
+        lo, hi = max(0, start), min(len(self.samples), stop)
+        if hi > lo:
+            out[lo - start : hi - start] = self.samples[lo:hi]
+        return out
+
+
+class _Samples:
+    """A growing float16 array: decoded frames are small (~170 samples at 8 kHz),
+    and a list of millions of tiny arrays costs more in overhead than in data."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(capacity, 1), dtype=np.float16)
+        self.size = 0
+
+    def add(self, piece: np.ndarray) -> None:
+        end = self.size + len(piece)
+        if end > len(self.data):
+            grown = np.empty(max(end, len(self.data) + len(self.data) // 4), dtype=np.float16)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = piece
+        self.size = end
+
+    def samples(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+def _seconds(value: int | None, time_base: Any) -> float | None:
+    return None if value is None or time_base is None else float(value * time_base)
+
+
+def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
+    """Decode the chosen audio track of `path` to mono float16 at `rate` Hz.
+
+    `track` indexes the file's audio streams (0 = first); None takes the one
+    FFmpeg ranks best (the default track of a camera file).
+    """
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise MediaError(f"{path}: cannot open as audio or video ({error})") from error
+    with container:
+        streams = list(container.streams.audio)
+        if not streams:
+            raise MediaError(f"{path}: has no audio track")
+        if track is None:
+            stream = container.streams.best("audio") or streams[0]
+        elif 0 <= track < len(streams):
+            stream = streams[track]
+        else:
+            raise MediaError(f"{path}: audio_track {track} asked, file has {len(streams)}")
+        origin = container.start_time / 1e6 if container.start_time is not None else 0.0
+        video = [
+            {
+                "index": v.index,
+                "fps": float(v.average_rate or v.guessed_rate or 0) or None,
+                "start_s": round((_seconds(v.start_time, v.time_base) or origin) - origin, 6),
+            }
+            for v in container.streams.video
+        ]
+        codec = stream.codec_context.name
+        fmt = container.format.name
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        expected = (container.duration or 0) / 1e6 * rate
+        buffer = _Samples(int(expected * 1.01) + rate)
+        first_packet_pts: int | None = None
+        first_time: float | None = None
+        try:
+            for packet in container.demux(stream):
+                if first_packet_pts is None and packet.pts is not None:
+                    first_packet_pts = packet.pts
+                for frame in packet.decode():
+                    if first_time is None:
+                        first_time = _seconds(frame.pts, frame.time_base)
+                    for out in resampler.resample(frame):
+                        buffer.add(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                buffer.add(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as error:
+            raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
+        source_rate = int(stream.rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+    samples = buffer.samples()
+    if not len(samples):
+        raise MediaError(f"{path}: the audio track decodes to no samples")
+    dropped = 0
+    unmarked = first_packet_pts is not None and first_packet_pts >= 0
+    if codec == "aac" and unmarked and any(name in PRIMING_FORMATS for name in fmt.split(",")):
+        dropped = AAC_PRIMING_SAMPLES
+        samples = samples[round(dropped * rate / source_rate) :]
+    start = (first_time if first_time is not None else origin) - origin
+    return Audio(
+        path=path,
+        rate=rate,
+        samples=samples,
+        source_rate=source_rate,
+        channels=channels,
+        codec=codec,
+        container=fmt,
+        start_s=round(start, 6),
+        priming_dropped=dropped,
+        video=video,
+    )
+
+
+def write_wav(path: Path, rate: int, samples: np.ndarray, bits: int = 16) -> None:
+    """Write PCM (mono, or channels in columns), the loudest sample at -1 dBFS."""
+    import wave
+
+    data = np.asarray(samples, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    peak = float(np.max(np.abs(data))) or 1.0
+    scale = 0.89 / peak * (2 ** (bits - 1) - 1)
+    pcm = np.round(data * scale).astype(np.int32)
+    if bits == 16:
+        raw = pcm.astype("<i2").tobytes()
+    elif bits == 24:
+        raw = pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    else:
+        raise ValueError(f"bits must be 16 or 24, not {bits}")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(data.shape[1])
+        handle.setsampwidth(bits // 8)
+        handle.setframerate(rate)
+        handle.writeframes(raw)
+
+
+def write_mp4(
+    path: Path, rate: int, samples: np.ndarray, *, video_fps: int | None = 25, mark_priming: bool
+) -> None:
+    """An MP4 camera file: AAC audio (and a tiny black video track) with PyAV.
+
+    `mark_priming=False` gives frames no timestamps, which is how a file ends
+    up with unmarked encoder priming (see the module docstring).
+    """
+    import av
+
+    data = np.asarray(samples, dtype=np.float64)
+    data = (data / (float(np.max(np.abs(data))) or 1.0) * 0.89).astype(np.float32)
+    with av.open(str(path), "w", format="mp4") as out:
+        audio = out.add_stream("aac", rate=rate)
+        audio.layout = "mono"
+        video = None
+        if video_fps:
+            video = out.add_stream("mpeg4", rate=video_fps)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        block = 1024
+        for start in range(0, len(data), block):
+            frame = av.AudioFrame.from_ndarray(
+                data[None, start : start + block], format="flt", layout="mono"
+            )
+            frame.rate = rate
+            if mark_priming:
+                frame.pts = start
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+        if video is not None:
+            black = np.zeros((48, 64, 3), dtype=np.uint8)
+            for index in range(int(len(data) / rate * video_fps)):
+                picture = av.VideoFrame.from_ndarray(black, format="rgb24")
+                picture.pts = index
+                for packet in video.encode(picture):
+                    out.mux(packet)
+            for packet in video.encode(None):
+                out.mux(packet)
