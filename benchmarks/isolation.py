@@ -19,19 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, print_table, timed
-
-PLUGIN = """
-def get_plugin():
-    return {"meta": {"api_version": "mdivicomtools.plugin.v0.1", "id": "noop",
-                     "kind": "python", "version": "1.0.0", "description": "Does nothing.",
-                     "publisher": "bench"},
-            "entry": {"callable": "bench_noop.run:run"}}
-"""
-RUN = """
-def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
-    return None
-"""
+from _common import medians, noop_plugin_site, print_table, timed
 
 
 def fork_costs(runs: int) -> tuple[float, float]:
@@ -65,21 +53,10 @@ def main() -> None:
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
-        pkg = root / "site" / "bench_noop"
-        pkg.mkdir(parents=True)
-        (pkg / "__init__.py").write_text("")
-        (pkg / "plugin.py").write_text(PLUGIN)
-        (pkg / "run.py").write_text(RUN)
-        dist = root / "site" / "bench_noop-1.0.0.dist-info"
-        dist.mkdir()
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-noop\nVersion: 1.0.0\n")
-        (dist / "entry_points.txt").write_text(
-            "[mdivicomtools.plugins]\nnoop = bench_noop.plugin:get_plugin\n"
-        )
+        env = noop_plugin_site(root)
         dataset = root / "dataset"
         dataset.mkdir()
         (dataset / "a.txt").write_text("x")
-        env = dict(os.environ, PYTHONPATH=str(root / "site"), MDIVICOM_PLUGIN_PATH="")
         counter = iter(range(10_000))
 
         def run(*extra: str) -> float:

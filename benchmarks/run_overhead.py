@@ -14,25 +14,13 @@ Usage: python benchmarks/run_overhead.py [--runs 9] [--markdown]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, print_table, timed
+from _common import medians, noop_plugin_site, print_table, timed
 
-PLUGIN = """
-def get_plugin():
-    return {"meta": {"api_version": "mdivicomtools.plugin.v0.1", "id": "noop",
-                     "kind": "python", "version": "1.0.0", "description": "Does nothing.",
-                     "publisher": "bench"},
-            "entry": {"callable": "bench_noop.run:run"}}
-"""
-RUN = """
-def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
-    return None
-"""
 BARE = """
 import sys
 from bench_noop.run import run
@@ -49,22 +37,11 @@ def main() -> None:
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
-        pkg = root / "site" / "bench_noop"
-        pkg.mkdir(parents=True)
-        (pkg / "__init__.py").write_text("")
-        (pkg / "plugin.py").write_text(PLUGIN)
-        (pkg / "run.py").write_text(RUN)
-        dist = root / "site" / "bench_noop-1.0.0.dist-info"
-        dist.mkdir()
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-noop\nVersion: 1.0.0\n")
-        (dist / "entry_points.txt").write_text(
-            "[mdivicomtools.plugins]\nnoop = bench_noop.plugin:get_plugin\n"
-        )
+        env = noop_plugin_site(root)
         dataset = root / "dataset"
         dataset.mkdir()
         for index in range(args.dataset_files):
             (dataset / f"f{index}.txt").write_text("x" * 100)
-        env = dict(os.environ, PYTHONPATH=str(root / "site"), MDIVICOM_PLUGIN_PATH="")
         bare_out = root / "bare-out"
         bare_out.mkdir()
         counter = iter(range(10_000))
