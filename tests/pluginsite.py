@@ -181,3 +181,23 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def count_wavs_manifest(image: str) -> dict:
+    """A container plugin that counts a session's WAV files into `n`: the batch tests'
+    smallest real container work, the same on every executor."""
+    return {
+        "meta": {
+            "api_version": "mdivicomtools.plugin.v0.1",
+            "id": "count-wavs",
+            "kind": "container",
+            "version": "1.0.0",
+            "publisher": "lab",
+            "description": "count the WAV files of a session",
+        },
+        "container": {
+            "image": image,
+            "pull": "never",
+            "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
+        },
+    }

@@ -16,7 +16,7 @@ import pytest
 from engines import TEST_IMAGE
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.batch import BatchValidationFailed, run_batch
-from pluginsite import MDIVICOM, interruptible
+from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
 SESSION_PLUGIN = """
 import json, os, pathlib, time
@@ -398,24 +398,7 @@ def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
 
 @pytest.mark.engines
 def test_container_plugin_fanned_out_over_sessions(site, study, tmp_path, engine):
-    site.manifest(
-        "count.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": "count-wavs",
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": "count the WAV files of a session",
-            },
-            "container": {
-                "image": TEST_IMAGE,
-                "pull": "never",
-                "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
-            },
-        },
-    )
+    site.manifest("count.json", count_wavs_manifest(TEST_IMAGE))
     out = tmp_path / "out"
     summary = run_batch(
         "count-wavs", dataset=study, out=out, sessions="ses-0[1-4]", jobs=2, backend=engine

@@ -11,7 +11,7 @@ import pytest
 
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.batch import run_batch
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, count_wavs_manifest
 
 FLAKY_PLUGIN = """
 import json, os, pathlib, posix
@@ -228,24 +228,7 @@ def test_container_image_is_checked_once_per_batch(site, tmp_path, engine, monke
         return original(self, request)
 
     monkeypatch.setattr(ContainerBackend, "preflight", counting)
-    site.manifest(
-        "count.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": "count-wavs",
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": "count the WAV files of a session",
-            },
-            "container": {
-                "image": TEST_IMAGE,
-                "pull": "never",
-                "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
-            },
-        },
-    )
+    site.manifest("count.json", count_wavs_manifest(TEST_IMAGE))
     study = make_dataset(tmp_path / "study", sessions=4)
     out = tmp_path / "out"
     summary = run_batch(

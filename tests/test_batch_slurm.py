@@ -16,7 +16,7 @@ import pytest
 
 from engines import TEST_IMAGE, need_slurm
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
-from pluginsite import MDIVICOM, interruptible
+from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
 pytestmark = pytest.mark.slurm
 
@@ -115,24 +115,7 @@ def test_python_sessions_run_as_slurm_jobs(slurm_site, tmp_path):
 @pytest.mark.engines
 def test_container_sessions_on_slurm_workers(slurm_site, tmp_path, engine):
     site, study, config = slurm_site
-    site.manifest(
-        "count.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": "count-wavs",
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": "count the WAV files of a session",
-            },
-            "container": {
-                "image": TEST_IMAGE,
-                "pull": "never",
-                "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
-            },
-        },
-    )
+    site.manifest("count.json", count_wavs_manifest(TEST_IMAGE))
     out = tmp_path / "out"
     result = site.cli(
         "run",
