@@ -254,21 +254,21 @@ def test_missing_image_with_pull_never_is_exit_2(site, dataset, tmp_path, engine
     assert not (tmp_path / "out").exists()
 
 
-def test_pull_missing_without_a_registry_is_exit_2_naming_the_pull(site, dataset, tmp_path, engine):
+def test_a_pull_without_a_registry_is_a_failed_run_naming_the_pull(site, dataset, tmp_path, engine):
     container_plugin(site, "ghost", "true", image="localhost/no-such-image:9", pull="missing")
+    out = tmp_path / "out"
     result = site.cli(
-        "run",
-        "ghost",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(tmp_path / "out"),
-        "--backend",
-        engine,
+        "run", "ghost", "--dataset", str(dataset), "--out", str(out), "--backend", engine
     )
-    assert result.returncode == 2
-    assert "image 'localhost/no-such-image:9' (pull policy 'missing'): " in result.stderr
-    assert "pulling 'localhost/no-such-image:9' failed" in result.stderr
+    assert result.returncode == 1, result.stderr
+    [record_path] = (out / "_runs").glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "failed" and record["error"]["type"] == "PullFailed"
+    assert record["error"]["message"].startswith(
+        "could not pull 'localhost/no-such-image:9' from localhost: "
+    )
+    assert "PullFailed: could not pull 'localhost/no-such-image:9'" in result.stdout
+    assert not (out / "ghost").exists() and not (out / "_staging").exists()
 
 
 def test_pinned_digest_must_match(site, dataset, tmp_path, engine):

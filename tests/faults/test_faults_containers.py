@@ -8,6 +8,7 @@ runner or promoted; each test also checks that no container is left.
 from __future__ import annotations
 
 import contextlib
+import selectors
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from faultkit import (
     containers_left,
     good_earlier_run,
     last_record,
+    records,
     run_cli,
     start_cli,
 )
@@ -88,32 +90,80 @@ def test_container_setuid_fifo_and_escaping_symlink(hsite, engine, dataset, tmp_
     assert containers_left(engine, f"mdivicomtools.run_id={last_record(out)['run_id']}") == []
 
 
+class SilentRegistry:
+    """A registry address that accepts connections, reads what it is sent and never
+    answers; it counts the connections the engine still holds open."""
+
+    def __init__(self) -> None:
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.setblocking(False)
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._server, selectors.EVENT_READ)
+        self._lock = threading.Lock()
+        self._open = 0
+        self.contacted = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.1):
+                sock = key.fileobj
+                if sock is self._server:
+                    with contextlib.suppress(OSError):
+                        connection, _ = self._server.accept()
+                        connection.setblocking(False)
+                        self._selector.register(connection, selectors.EVENT_READ)
+                        with self._lock:
+                            self._open += 1
+                        self.contacted.set()
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:  # the engine closed it: it gave up on this pull
+                    self._selector.unregister(sock)
+                    sock.close()
+                    with self._lock:
+                        self._open -= 1
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return self._open
+
+    def assert_abandoned(self, within: float = 30.0) -> None:
+        """The engine let go of the registry: no pull is left going on engine-side."""
+        deadline = time.monotonic() + within
+        while self.open_connections():
+            assert time.monotonic() < deadline, (
+                f"the engine still holds {self.open_connections()} connection(s) to the "
+                f"registry {within:g} s after the run ended: its pull goes on"
+            )
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()
+        self._selector.close()
+
+
 @pytest.fixture
 def silent_registry():
-    """A registry address that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                accepted.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}", accepted
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    server.close()
+    registry = SilentRegistry()
+    yield registry
+    registry.close()
 
 
-def _pull_plugin(hsite, registry):
+def _pull_plugin(hsite, image):
     hsite.manifest(
         "pulls.json",
         {
@@ -123,53 +173,84 @@ def _pull_plugin(hsite, registry):
                 "kind": "container",
                 "version": "1.0.0",
                 "publisher": "lab",
-                "description": "An image from a registry that never answers.",
+                "description": "An image that must be pulled first.",
             },
-            "container": {
-                "image": f"{registry}/lab/never:1",
-                "command": ["true"],
-                "pull": "always",
-            },
+            "container": {"image": image, "command": ["true"], "pull": "always"},
         },
     )
+
+
+def _assert_pull_recorded(out, status, *named):
+    [record] = records(out)
+    assert record["status"] == status, record
+    for text in named:
+        assert text in record["error"]["message"], record["error"]
+    assert not (out / "pulls").exists()
+    assert_no_staging(out)
+    return record
 
 
 def test_a_pull_from_a_silent_registry_obeys_timeout(
     hsite, engine, dataset, tmp_path, silent_registry
 ):
-    _pull_plugin(hsite, silent_registry[0])
+    image = f"{silent_registry.address}/lab/never:1"
+    _pull_plugin(hsite, image)
     out = tmp_path / "out"
+    started = time.monotonic()
     done = run_cli(
         hsite,
         *("run", "pulls", "--dataset", str(dataset), "--out", str(out)),
         *("--backend", engine, "--timeout", "2"),
         timeout=60,
     )
-    assert done.returncode == 2, done.stderr
-    assert "did not finish within --timeout 2 s" in done.stderr
-    assert not (out / "pulls").exists()
-    assert_no_staging(out)
+    assert done.returncode == 124, done.stderr
+    assert time.monotonic() - started < 30
+    record = _assert_pull_recorded(
+        out, "timed_out", f"pulling {image!r} from {silent_registry.address}", "--timeout 2 s"
+    )
+    assert record["error"]["type"] == "Timeout"
+    silent_registry.assert_abandoned()
 
 
-def test_ctrl_c_stops_a_pull_from_a_silent_registry(
-    hsite, engine, dataset, tmp_path, silent_registry
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_an_interrupted_pull_from_a_silent_registry_is_recorded(
+    hsite, engine, dataset, tmp_path, silent_registry, sig
 ):
-    registry, accepted = silent_registry
-    _pull_plugin(hsite, registry)
+    image = f"{silent_registry.address}/lab/never:1"
+    _pull_plugin(hsite, image)
     out = tmp_path / "out"
     proc = start_cli(
         hsite, "run", "pulls", "--dataset", str(dataset), "--out", str(out), "--backend", engine
     )
-    deadline = time.monotonic() + 60
-    while not accepted:  # the engine is connected and waiting for an answer
-        assert time.monotonic() < deadline, "the engine never contacted the registry"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    # the engine is connected and waiting for an answer
+    assert silent_registry.contacted.wait(60), "the engine never contacted the registry"
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "Aborted."  # nothing ran, so no record
-    assert not (out / "pulls").exists()
-    assert_no_staging(out)
+    record = _assert_pull_recorded(
+        out, "interrupted", f"while pulling {image!r} from {silent_registry.address}"
+    )
+    assert record["error"]["message"].startswith(
+        "interrupted by " + ("Ctrl-C (SIGINT)" if sig == signal.SIGINT else "SIGTERM")
+    )
+    silent_registry.assert_abandoned()
+
+
+def test_a_failed_pull_is_a_failed_run(hsite, engine, dataset, tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on: the engine is refused at once
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    image = f"{address}/lab/never:1"
+    _pull_plugin(hsite, image)
+    out = tmp_path / "out"
+    done = run_cli(
+        hsite,
+        *("run", "pulls", "--dataset", str(dataset), "--out", str(out), "--backend", engine),
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    record = _assert_pull_recorded(out, "failed", f"could not pull {image!r} from {address}")
+    assert record["error"]["type"] == "PullFailed"
 
 
 PRIVATE_SERVICE_RUN = """

@@ -226,6 +226,8 @@ class RunOutcome(msgspec.Struct, kw_only=True):
     warnings: list[str] = []
     container: ContainerInfo | None = None
     engine: str | None = None
+    #: what the backend is waiting on (a pull, say), named in an interruption's error
+    activity: str | None = None
 
     def fail(self, error_type: str, message: str, exit_code: int | None = None) -> None:
         self.status = "failed"

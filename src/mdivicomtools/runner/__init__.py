@@ -90,7 +90,7 @@ def check_runs(
             found = prepared.hook_problems(request)
             if not found:
                 if backend_problems is None:
-                    backend_problems = prepared._preflight(request)
+                    backend_problems = prepared.pull_ahead(request) or prepared._preflight(request)
                 found = backend_problems
             problems.append(found)
         return prepared.plugin, prepared.config, prepared.config_sha256, problems

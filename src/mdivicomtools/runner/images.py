@@ -20,7 +20,7 @@ import msgspec
 from mdivicomtools.discovery import discover
 from mdivicomtools.errors import MdivicomError, UsageError
 from mdivicomtools.execution.container.engine import ContainerEngine, EngineError
-from mdivicomtools.execution.container.runtime import ContainerBackend
+from mdivicomtools.execution.container.runtime import ContainerBackend, bounded_pull
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks.manager import load_hooks
 
@@ -178,3 +178,18 @@ def load_images(path: Path, requested: str | None = None) -> tuple[str, list[str
             return name, engine.load(source)
         except EngineError as exc:
             raise ImageOperationFailed(str(exc)) from None
+
+
+def ensure_pinned_image(ref: str, requested: str | None, timeout: float | None) -> str | None:
+    """Pull an image pinned by digest unless the engine has it; None when it is there,
+    else the problem. For `rerun`, which tries each recorded digest in turn before its
+    run starts (a run's own pulls are part of the run and recorded)."""
+    with _engine(requested) as (name, engine):
+        try:
+            if engine.image(ref) is None:
+                bounded_pull(engine, ref, timeout)
+            if engine.image(ref) is not None:
+                return None
+        except EngineError as exc:
+            return f"image {ref!r} (pulled by digest): {exc}"
+        return f"image {ref!r} is not on {name} after pulling it"

@@ -216,6 +216,16 @@ class Prepared:
         problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
         return problems
 
+    def pull_ahead(self, request: RunRequest) -> list[str]:
+        """A batch's one pull of the plugin's image before its sessions (see ContainerBackend)."""
+        pull = getattr(self.backend, "pull_ahead", None)
+        if pull is None:
+            return []
+        try:
+            return list(pull(request))
+        except MdivicomError as exc:
+            return [f"backend {self.backend.name!r}: {exc}"]
+
     def _preflight(self, request: RunRequest) -> list[str]:
         """The backend's own pre-run checks (a container image present, its pin matching)."""
         preflight = getattr(self.backend, "preflight", None)

@@ -24,6 +24,7 @@ from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
+from mdivicomtools.runner.images import ensure_pinned_image
 from mdivicomtools.runner.prepare import ValidationFailed
 
 #: where a rerun writes when no --out is given: beside the original, never over it
@@ -178,6 +179,11 @@ def rerun(
     for ref in refs or [None]:
         if ref is not None:
             options = options.with_changes(image=ref)
+            if "@sha256:" in ref:  # pulled here, so a digest that is not there is no run
+                problem = ensure_pinned_image(ref, options.backend, timeout)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
         try:
             record = run_plugin(original.plugin.ref, options, progress=progress, echo=echo)
             break

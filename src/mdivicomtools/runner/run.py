@@ -119,7 +119,10 @@ class Run:
                 outcome.status = "interrupted"
                 outcome.exit_code = None
                 how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
-                outcome.error = ErrorInfo(type="Interrupted", message=f"interrupted by {how}")
+                during = f" while {outcome.activity}" if outcome.activity else ""
+                outcome.error = ErrorInfo(
+                    type="Interrupted", message=f"interrupted by {how}{during}"
+                )
             except OSError as exc:  # disk full, permissions: name the cause, not the backend
                 log.write(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the run could not continue: {exc}")

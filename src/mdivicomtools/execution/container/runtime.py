@@ -47,12 +47,27 @@ LOG_SETTLE_S = 0.01
 REMOVE_WAIT_S = 60.0
 
 
-def _bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> None:
+class PullTimedOut(EngineError):
+    """A pull did not finish within --timeout; the run records `timed_out`."""
+
+
+def registry_of(ref: str) -> str:
+    """The registry an image reference is pulled from, as the engines decide it: the
+    first path component when it names a host (a dot, a port or `localhost`), else
+    Docker Hub."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> None:
     """Pull in a helper thread, so --timeout and Ctrl-C stop the wait.
 
     A registry that accepts connections and never answers would otherwise hold
     the runner for as long as the engine's own timeouts allow (minutes). The
-    engine may go on pulling in the background; nothing is run with it.
+    helper's connection closes when the runner's process ends (or the backend
+    closes its engine), and both engines then abandon the pull.
     """
     outcome: dict[str, BaseException] = {}
 
@@ -67,9 +82,10 @@ def _bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> N
     deadline = None if timeout is None else time.monotonic() + timeout
     while worker.is_alive():
         if deadline is not None and time.monotonic() >= deadline:
-            raise EngineError(
-                f"{engine.name}: pulling {ref!r} did not finish within --timeout {timeout:g} s "
-                "(is the registry reachable?); pull it beforehand or raise --timeout"
+            raise PullTimedOut(
+                f"pulling {ref!r} from {registry_of(ref)} did not finish within --timeout "
+                f"{timeout:g} s (is the registry reachable?); pull it beforehand "
+                "(`mdivicom images pull`) or raise --timeout"
             )
         worker.join(timeout=POLL_S)  # short waits: Ctrl-C is seen between them
     if "error" in outcome:
@@ -78,6 +94,16 @@ def _bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> N
 
 def _pinned_digest(ref: str) -> str | None:
     return ref.split("@", 1)[1] if "@sha256:" in ref else None
+
+
+def _pin_problem(engine: ContainerEngine, ref: str, facts: ImageFacts) -> str | None:
+    pinned = _pinned_digest(ref)
+    if pinned and not any(d.endswith("@" + pinned) for d in facts.repo_digests):
+        return (
+            f"image {ref!r} is pinned to {pinned}, but {engine.name}'s image has digests "
+            f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
+        )
+    return None
 
 
 #: exit status of a process killed by SIGKILL (128 + 9), as the OOM killer leaves it
@@ -212,24 +238,45 @@ class ContainerBackend:
         ref = spec.image
         try:
             facts = engine.image(ref)
-            if spec.pull == "always" or (facts is None and spec.pull == "missing"):
-                _bounded_pull(engine, ref, request.timeout)
-                facts = engine.image(ref)
         except EngineError as exc:
             return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
+        if spec.pull == "always" or (facts is None and spec.pull == "missing"):
+            # pulled by execute(), once the run's `running` record exists: a pull can
+            # hang on a registry, so it obeys --timeout and Ctrl-C and gets a record
+            self._images.pop(ref, None)
+            return self._gpu_problems(engine, request)
         if facts is None:
             return [
                 f"image {ref!r} is not on {engine.name} and the plugin's pull policy is "
                 f"'{spec.pull}'; load it first (e.g. `{engine.name} load` or `{engine.name} "
                 "pull`), or choose another --backend"
             ]
-        pinned = _pinned_digest(ref)
-        if pinned and not any(d.endswith("@" + pinned) for d in facts.repo_digests):
-            return [
-                f"image {ref!r} is pinned to {pinned}, but {engine.name}'s image has digests "
-                f"{facts.repo_digests or 'none'}; refusing an image that may have changed"
-            ]
+        problem = _pin_problem(engine, ref, facts)
+        if problem:
+            return [problem]
         self._images[ref] = facts
+        return self._gpu_problems(engine, request)
+
+    def pull_ahead(self, request: RunRequest) -> list[str]:
+        """Pull the image now, if its policy asks for a pull; the problems if that failed.
+
+        For a batch's plan: one pull before any session starts (bounded by
+        --timeout, like a run's), instead of one per session. A single run pulls
+        inside the run instead, so its pull has a record.
+        """
+        spec = request.spec.container
+        assert spec is not None
+        engine = self.engine()
+        ref = spec.image
+        try:
+            if spec.pull == "always" or (spec.pull == "missing" and engine.image(ref) is None):
+                bounded_pull(engine, ref, request.timeout)
+        except EngineError as exc:
+            return [f"image {ref!r} (pull policy '{spec.pull}'): {exc}"]
+        return []
+
+    @staticmethod
+    def _gpu_problems(engine: ContainerEngine, request: RunRequest) -> list[str]:
         settings = request.container
         if settings is not None and settings.gpus is not None:
             support = engine.gpu_support()
@@ -256,10 +303,12 @@ class ContainerBackend:
         engine = self.engine()
         availability = self.availability()
         outcome.engine = availability.engine
-        # the facts preflight checked; the container is created from exactly this image id
-        facts = self._images.get(spec.image) or engine.image(spec.image)
+        # the facts preflight checked (or the pull brought); the container is created
+        # from exactly this image id
+        facts = self._images.get(spec.image)
         if facts is None:
-            outcome.fail("ImageMissing", f"image {spec.image!r} is not on {engine.name}")
+            facts = self._pull(engine, request, outcome, log)
+        if facts is None:
             return
         outcome.container = ContainerInfo(
             image=spec.image,
@@ -294,6 +343,39 @@ class ContainerBackend:
                 engine.remove(container_id)
             raise
         self._remove_later(engine, container_id)
+
+    def _pull(
+        self, engine: ContainerEngine, request: RunRequest, outcome: RunOutcome, log: RunLog
+    ) -> ImageFacts | None:
+        """Pull the plugin's image as part of the run; None when the run ended here
+        (the outcome says why: `timed_out`, or `failed` naming the image and registry)."""
+        spec = request.spec.container
+        assert spec is not None
+        ref, registry = spec.image, registry_of(spec.image)
+        log.write(f"[mdivicom] pulling {ref} from {registry} on {engine.name}\n")
+        outcome.activity = f"pulling {ref!r} from {registry}"
+        try:
+            bounded_pull(engine, ref, request.timeout)
+            facts = engine.image(ref)
+        except PullTimedOut as exc:
+            outcome.status, outcome.exit_code = "timed_out", None
+            outcome.error = ErrorInfo(type="Timeout", message=str(exc))
+            return None
+        except EngineError as exc:
+            outcome.fail("PullFailed", f"could not pull {ref!r} from {registry}: {exc}")
+            return None
+        outcome.activity = None
+        if facts is None:
+            outcome.fail(
+                "PullFailed", f"{engine.name} reported {ref!r} pulled but does not list it"
+            )
+            return None
+        problem = _pin_problem(engine, ref, facts)
+        if problem:
+            outcome.fail("ImagePinMismatch", problem)
+            return None
+        self._images[ref] = facts
+        return facts
 
     def _remove_later(self, engine: ContainerEngine, container_id: str) -> None:
         """Remove the exited container while the runner inventories, promotes and records
