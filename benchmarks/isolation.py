@@ -1,10 +1,12 @@
 """Benchmark: what isolating python plugins by default would cost.
 
-Three ways to run a no-op python plugin, measured in the same run, interleaved,
-medians: in-process (the default), `--isolate` (a fresh child interpreter that
-imports mdivicomtools and the plugin), and, inside one process that has done
-its imports, calling the plugin directly against forking a child that calls it
-(what a fork-based isolation would pay per run).
+Ways to run a no-op python plugin, measured in the same run, interleaved,
+medians: in-process (the default, under the `mdivicom` supervisor), in-process
+without the supervisor (`MDIVICOM_SUPERVISOR=0`: what `mdivicom run` did before
+it), `--isolate` (a fresh child interpreter that imports mdivicomtools and the
+plugin), and, inside one process that has done its imports, calling the plugin
+directly against forking a child that calls it (what a fork-based isolation
+would pay per run).
 
 Usage: python benchmarks/isolation.py [--runs 15] [--markdown]
 """
@@ -59,12 +61,18 @@ def main() -> None:
         (dataset / "a.txt").write_text("x")
         counter = iter(range(10_000))
 
-        def run(*extra: str) -> float:
+        unsupervised = {**env, "MDIVICOM_SUPERVISOR": "0"}
+
+        def run(*extra: str, environ: dict[str, str] = env) -> float:
             out = root / f"out-{next(counter)}"
             argv = [mdivicom, "run", "noop", "--dataset", str(dataset), "--out", str(out)]
-            return timed([*argv, *extra], env)
+            return timed([*argv, *extra], environ)
 
-        cases = {"in-process": lambda: run(), "--isolate": lambda: run("--isolate")}
+        cases = {
+            "in-process": lambda: run(),
+            "no supervisor": lambda: run(environ=unsupervised),
+            "--isolate": lambda: run("--isolate"),
+        }
         for case in cases.values():
             case()  # warm-up, untimed
         samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -74,8 +82,15 @@ def main() -> None:
     med = medians(samples)
     direct, forked = fork_costs(max(args.runs, 50))
     base = med["in-process"]
+    bare = med["no supervisor"]
     rows = [
         ("mdivicom run noop (in-process)", f"{base * 1000:.0f} ms", "baseline", ""),
+        (
+            "the same, MDIVICOM_SUPERVISOR=0",
+            f"{bare * 1000:.0f} ms",
+            f"{base / bare:.3f}x: the supervisor costs {(base - bare) * 1000:+.0f} ms",
+            "what the crash supervisor costs a run",
+        ),
         (
             "mdivicom run noop --isolate",
             f"{med['--isolate'] * 1000:.0f} ms",

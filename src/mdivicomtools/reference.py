@@ -278,8 +278,11 @@ STATUS_MEANINGS: dict[str, str] = {
     "replaced `<out>/<id>/`.",
     "dry_run": "`--dry-run` finished; nothing was kept.",
     "failed": "An exception, a crash, a non-zero exit, a modified dataset, an invalid result "
-    "bundle with `--strict-bundles`, or a finalisation hook that failed the run.",
-    "timed_out": "`--timeout` expired and the plugin was stopped.",
+    "bundle with `--strict-bundles`, a finalisation hook that failed the run, a pull the "
+    "engine refused (`PullFailed`), or a runner process that died from a signal "
+    "(`RunnerCrashed`, written by the `mdivicom` supervisor).",
+    "timed_out": "`--timeout` expired (for the plugin, or for the pull of its image) and the "
+    "plugin or the pull was stopped.",
     "interrupted": "Ctrl-C or SIGTERM stopped the run.",
 }
 
@@ -287,7 +290,8 @@ STATUS_MEANINGS: dict[str, str] = {
 UNFINISHED_MEANINGS: dict[str, str] = {
     "running": "Written when the run starts, before anything is staged; replaced by the "
     "final record.",
-    "abandoned": "A `running` record whose runner died (SIGKILL, a lost machine); `runs list` "
+    "abandoned": "A `running` record whose runner died (SIGKILL of `mdivicom` itself, a lost "
+    "machine, `MDIVICOM_SUPERVISOR=0`); `runs list` "
     "shows it so, and `runs clean` or the next run into the folder removes its staging "
     "and rewrites the record so.",
 }

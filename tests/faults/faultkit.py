@@ -161,3 +161,60 @@ def good_earlier_run(
 def assert_earlier_intact(out: Path, plugin_id: str) -> None:
     assert sorted(p.name for p in (out / plugin_id).iterdir()) == ["result.txt"]
     assert (out / plugin_id / "result.txt").read_text() == "good\n"
+
+
+def faulty_run(
+    site: PluginSite, function: str, dataset: Path, out: Path, *extra: str
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """`hostile:<function>`'s good run into `out`, then its faulty run with --overwrite
+    and `extra`; returns the plugin id and the faulty run."""
+    plugin = hostile_plugin(site, function)
+    good_earlier_run(site, plugin, dataset, out)
+    done = run_cli(
+        site, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite", *extra
+    )
+    return plugin, done
+
+
+def assert_contained(
+    out: Path,
+    plugin: str,
+    done: subprocess.CompletedProcess[str],
+    code: int,
+    status: str,
+    error_type: str,
+    *named: str,
+) -> dict:
+    """The faulty run exited `code` with a record of `status` and `error_type` whose message
+    names each of `named`; the earlier output is intact and no staging is left."""
+    assert done.returncode == code, done.stderr
+    record = last_record(out)
+    assert record["status"] == status, record
+    assert record["error"]["type"] == error_type, record["error"]
+    for text in named:
+        assert text in record["error"]["message"], record["error"]["message"]
+    assert_earlier_intact(out, plugin)
+    assert_no_staging(out)
+    return record
+
+
+def start_faulty(
+    site: PluginSite, function: str, dataset: Path, out: Path, *extra: str
+) -> tuple[str, subprocess.Popen[str]]:
+    """Like faulty_run, but the faulty run is started and left running for the test."""
+    plugin = hostile_plugin(site, function)
+    good_earlier_run(site, plugin, dataset, out)
+    proc = start_cli(
+        site, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite", *extra
+    )
+    return plugin, proc
+
+
+def wait_started(out: Path, plugin: str, timeout: float = 60) -> Path:
+    """The `started` file a hostile plugin writes into its staging folder (it holds the
+    pid of the process the plugin runs in)."""
+    deadline = time.monotonic() + timeout
+    while (started := next((out / "_staging").glob(f"*/{plugin}/started"), None)) is None:
+        assert time.monotonic() < deadline, "the plugin never started"
+        time.sleep(0.05)
+    return started

@@ -7,14 +7,20 @@ test's marker in their argv, which /proc is scanned for).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import signal
+import subprocess
 import time
 
+import pytest
 from faultkit import (
+    assert_contained,
     assert_earlier_intact,
     assert_no_processes_left,
     assert_no_staging,
+    faulty_run,
     good_earlier_run,
     hostile_plugin,
     last_record,
@@ -22,23 +28,17 @@ from faultkit import (
     records,
     run_cli,
     start_cli,
+    start_faulty,
+    wait_started,
 )
+
+from pluginsite import MDIVICOM, interruptible
 
 
 def test_timeout_kills_a_grandchild_that_ignores_sigterm(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "grandchild_ignores_term")
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite,
-        *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
-        *("--overwrite", "--timeout", "1"),
-    )
-    assert done.returncode == 124, done.stderr
-    record = last_record(out)
-    assert record["status"] == "timed_out" and record["error"]["type"] == "Timeout"
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "grandchild_ignores_term", dataset, out, "--timeout", "1")
+    assert_contained(out, plugin, done, 124, "timed_out", "Timeout")
     assert_no_processes_left(grace=0)
 
 
@@ -61,13 +61,7 @@ def test_a_background_process_left_by_a_finished_plugin_is_stopped(hsite, datase
 
 def test_ctrl_c_stops_the_grandchildren_too(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "grandchild_ignores_term")
-    good_earlier_run(hsite, plugin, dataset, out)
-    proc = start_cli(
-        hsite,
-        *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
-        *("--overwrite", "--isolate"),
-    )
+    plugin, proc = start_faulty(hsite, "grandchild_ignores_term", dataset, out, "--isolate")
     deadline = time.monotonic() + 60
     while len(marked_processes()) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -86,19 +80,8 @@ def test_kill_9_of_the_runner_leaves_an_abandoned_record_that_runs_clean_clears(
     hsite, dataset, tmp_path
 ):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "sleeps")
-    good_earlier_run(hsite, plugin, dataset, out)
-    proc = start_cli(
-        hsite,
-        *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
-        *("--overwrite", "--isolate"),
-    )
-    started = None
-    deadline = time.monotonic() + 60
-    while started is None and time.monotonic() < deadline:
-        started = next((out / "_staging").glob(f"*/{plugin}/started"), None)
-        time.sleep(0.05)
-    assert started is not None, "the plugin never started"
+    plugin, proc = start_faulty(hsite, "sleeps", dataset, out, "--isolate")
+    started = wait_started(out, plugin)
     child = int(started.read_text())
     proc.kill()
     proc.communicate(timeout=60)
@@ -130,10 +113,7 @@ def test_the_next_run_removes_a_dead_runs_staging(hsite, dataset, tmp_path):
     plugin = hostile_plugin(hsite, "sleeps")
     other = hostile_plugin(hsite, "deep_return")
     proc = start_cli(hsite, "run", plugin, "--dataset", str(dataset), "--out", str(out))
-    deadline = time.monotonic() + 60
-    while not list((out / "_staging").glob(f"*/{plugin}/started")):
-        assert time.monotonic() < deadline, "the plugin never started"
-        time.sleep(0.05)
+    wait_started(out, plugin)
     proc.kill()
     proc.communicate(timeout=60)
     done = run_cli(hsite, "run", other, "--dataset", str(dataset), "--out", str(out))
@@ -145,48 +125,119 @@ def test_the_next_run_removes_a_dead_runs_staging(hsite, dataset, tmp_path):
 
 def test_os_exit_in_an_isolated_plugin_is_a_recorded_failure(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "exits_hard")
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite,
-        *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
-        *("--overwrite", "--isolate"),
-    )
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "PluginExited"
+    plugin, done = faulty_run(hsite, "exits_hard", dataset, out, "--isolate")
+    record = assert_contained(out, plugin, done, 1, "failed", "PluginExited")
     assert record["exit_code"] == 7
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
 
 
 def test_os_exit_in_an_in_process_plugin_is_a_recorded_failure(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "exits_hard")
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"
-    )
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "HardExit"
-    assert "os._exit(7)" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "exits_hard", dataset, out)
+    assert_contained(out, plugin, done, 1, "failed", "HardExit", "os._exit(7)")
 
 
 def test_a_native_crash_in_an_isolated_plugin_is_a_recorded_failure(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "kills_itself")
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite,
-        *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
-        *("--overwrite", "--isolate"),
+    plugin, done = faulty_run(hsite, "kills_itself", dataset, out, "--isolate")
+    assert_contained(out, plugin, done, 1, "failed", "PluginCrashed", "SIGSEGV")
+
+
+def _assert_runner_crash_recorded(out, plugin, done, signal_name):
+    record = assert_contained(
+        out,
+        plugin,
+        done,
+        1,
+        "failed",
+        "RunnerCrashed",
+        f"the runner died from {signal_name} (",
+        "run with --isolate to contain it",
     )
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "PluginCrashed"
-    assert "SIGSEGV" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    record_path = out / "_runs" / f"{record['run_id']}.json"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {record['error']['message']}; the run is recorded failed: {record_path}"
+    )
+    return record
+
+
+def test_a_native_crash_in_an_in_process_plugin_is_a_recorded_failure(hsite, dataset, tmp_path):
+    out = tmp_path / "out"
+    plugin, done = faulty_run(hsite, "segfaults", dataset, out)
+    record = _assert_runner_crash_recorded(out, plugin, done, "SIGSEGV")
+    assert "a crash in native code" in record["error"]["message"]
+    # what the plugin printed before the crash is kept, and the log ends saying why
+    log = (out / record["log"]).read_text()
+    assert "about to read address 0" in log and "about to read address 0" in done.stderr
+    assert log.splitlines()[-1] == f"[mdivicom] {record['error']['message']}"
+    assert record["finished_at"] >= record["started_at"]
+
+
+def test_a_runner_killed_by_sigkill_mid_run_is_a_recorded_failure(hsite, dataset, tmp_path):
+    """What the OOM killer does to a runner whose in-process plugin ate the memory."""
+    out = tmp_path / "out"
+    plugin, proc = start_faulty(hsite, "sleeps", dataset, out)
+    runner = int(
+        wait_started(out, plugin).read_text()
+    )  # in-process: the plugin's pid is the runner's
+    assert runner != proc.pid
+    os.kill(runner, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=60)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    record = _assert_runner_crash_recorded(out, plugin, done, "SIGKILL")
+    assert record["runner"]["pid"] == runner
+    assert "OOM killer" in record["error"]["message"]
+    listed = run_cli(hsite, "runs", "list", str(out))
+    assert "abandoned" not in listed.stdout
+
+
+@pytest.mark.parametrize("to", ["pid", "group"])
+def test_sigint_sent_to_mdivicom_reaches_the_run_once(hsite, dataset, tmp_path, to):
+    """`kill -INT PID` reaches only the supervisor, which passes it on; `kill -INT -PGID`
+    (what a batch system or a harness does) reaches both, and is not passed on."""
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "counts_sigint")
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", plugin, "--dataset", str(dataset), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=hsite.env(),
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
+    wait_started(out, plugin)
+    if to == "pid":
+        proc.send_signal(signal.SIGINT)  # the pid the shell knows: the supervisor's
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert (out / plugin / "sigints.txt").read_text() == "1\n"
+
+
+def test_ctrl_c_at_a_terminal_reaches_the_run_once(hsite, dataset, tmp_path):
+    """The terminal sends SIGINT to the whole foreground group: the supervisor does not
+    pass on what the runner already got."""
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "counts_sigint")
+    pid, terminal = pty.fork()
+    if pid == 0:  # pragma: no cover - the child execs at once
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        argv = [MDIVICOM, "run", plugin, "--dataset", str(dataset), "--out", str(out)]
+        os.execve(MDIVICOM, argv, hsite.env())
+    try:
+        wait_started(out, plugin)
+        os.write(terminal, b"\x03")  # Ctrl-C, as typed
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                os.read(terminal, 65536)  # keep the terminal drained
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            assert time.monotonic() < deadline, "mdivicom did not end after Ctrl-C"
+            time.sleep(0.05)
+    finally:
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (out / plugin / "sigints.txt").read_text() == "1\n"

@@ -132,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(argv) if argv is not None else sys.argv[1:]
     if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol, then exit
         cli.main(args=args, prog_name="mdivicom", complete_var=COMPLETE_ENV)
+    if argv is None:  # the program itself, never a caller of main() in-process
+        from mdivicomtools.cli.supervisor import supervise
+
+        supervise(args)
     as_json = _wants_json(args)
     try:
         with cli.make_context("mdivicom", args) as ctx:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
-from mdivicomtools.model.run import ErrorInfo, RunRecord
+from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
     lock_free,
     read_record,
@@ -91,3 +92,42 @@ def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[s
             _abandon(run_out_dir, record)
             done.append(f"marked run {record.run_id} abandoned (its runner is gone)")
     return done
+
+
+def finish_dead_run(
+    record_path: Path, staging_dir: Path, status: Status, error: ErrorInfo
+) -> RunRecord | None:
+    """Finish a run whose runner died from a signal, for the supervisor that outlived it.
+
+    The `running` record becomes final (`status`, `error`), its staging folder
+    is removed and the log says why. Returns the record, or None when there was
+    nothing to finish (the record already final, or unreadable).
+    """
+    try:
+        record = read_record(record_path)
+    except (OSError, msgspec.DecodeError):
+        record = None
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging_dir.parent.rmdir()  # `_staging/` itself, when it is now empty
+    if record is None or record.status != "running":
+        return None
+    finished = utc_now()
+    record.status = status
+    record.error = error
+    record.exit_code = None
+    record.finished_at = iso(finished)
+    with contextlib.suppress(ValueError):
+        started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+        record.duration_s = round((finished - started).total_seconds(), 3)
+    if record.log:
+        with (
+            contextlib.suppress(OSError),
+            open(Path(record.run_out_dir) / record.log, "a", encoding="utf-8") as log,
+        ):
+            log.write(f"[mdivicom] {error.message}\n")
+    try:
+        write_record(record_path, record)
+    except OSError:
+        return None
+    return record

@@ -21,12 +21,14 @@ from typing import TextIO
 
 import msgspec
 
+from mdivicomtools.common import supervision
 from mdivicomtools.common.signals import Terminated, deferred_interrupts, sigterm_as_interrupt
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import HookManager
+from mdivicomtools.model.layout import staging_root
 from mdivicomtools.model.run import (
     BackendInfo,
     DatasetInfo,
@@ -104,6 +106,9 @@ class Run:
                 f"the run was not started: cannot write its record {str(request.record_path)!r} "
                 f"({exc.strerror or exc}); free space or fix the folder's permissions"
             ) from None
+        supervision.run_started(
+            request.record_path, staging_root(request.run_out_dir, request.run_id)
+        )
         outcome.status = "failed"
         interrupt: KeyboardInterrupt | None = None
         with RunLog(request.log_path, echo=self.echo, echo_diagnostics=self.verbose) as log:
@@ -130,7 +135,10 @@ class Run:
                 log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
             with deferred_interrupts() as pending:
-                record = self._finish(outcome, started, log)
+                try:
+                    record = self._finish(outcome, started, log)
+                finally:
+                    supervision.run_finished(request.record_path)
             if pending and interrupt is None:
                 interrupt = Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
         return record, interrupt

@@ -136,6 +136,29 @@ def kills_itself(dataset_dir, out_dir, config, **_):
 
 
 @fault
+def counts_sigint(dataset_dir, out_dir, config, **_):
+    """Counts the SIGINTs that reach the runner's process (in-process plugins share it)."""
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    Path(out_dir, "started").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # a second, duplicated SIGINT would arrive by now
+    Path(out_dir, "sigints.txt").write_text(f"{len(received)}\n")
+
+
+@fault
+def segfaults(dataset_dir, out_dir, config, **_):
+    """A crash in native code: reads address 0 through ctypes."""
+    import ctypes
+
+    Path(out_dir, "partial.txt").write_text("half\n")
+    print("about to read address 0", flush=True)
+    ctypes.string_at(0)
+
+
+@fault
 def deep_return(dataset_dir, out_dir, config, **_):
     value: list = []
     for _ in range(100_000):
