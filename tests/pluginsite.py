@@ -15,7 +15,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-MDIVICOM = str(Path(sys.executable).with_name("mdivicom"))
+#: the `mdivicom` under test: this interpreter's, or MDIVICOM_TEST_COMMAND (another
+#: version's, to show that a fault test fails there: see tests/faults/README.md)
+MDIVICOM = os.environ.get("MDIVICOM_TEST_COMMAND") or str(
+    Path(sys.executable).with_name("mdivicom")
+)
 
 
 def plugin_dict(

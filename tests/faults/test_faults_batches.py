@@ -12,9 +12,10 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from faultkit import assert_no_processes_left, assert_no_staging, hostile_plugin
+from faultkit import assert_no_processes_left, assert_no_staging, hostile_plugin, run_cli
 
 from mdivicomtools.authoring.sampledata import make_sample_dataset
 from pluginsite import MDIVICOM
@@ -40,6 +41,19 @@ def _wait_started(out, plugin, count, timeout=90):
     while len(list(out.glob(f"*/_staging/*/{plugin}/started"))) < count:
         assert time.monotonic() < deadline, "the sessions never started"
         time.sleep(0.05)
+
+
+def _disposition(pid, signum):
+    """How process `pid` treats `signum`: ignored, caught or default (/proc/PID/status)."""
+    fields = dict(
+        line.split(":\t", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":\t" in line
+    )
+    bit = 1 << (signum - 1)
+    if int(fields["SigIgn"], 16) & bit:
+        return "ignored"
+    return "caught" if int(fields["SigCgt"], 16) & bit else "default"
 
 
 def _records(out):
@@ -98,6 +112,9 @@ def test_a_batch_started_with_sigint_ignored_keeps_it_ignored_in_its_workers(hsi
         hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2", ignore_sigint=True
     )
     _wait_started(out, plugin, 2)
+    # each session runs in its worker's process: the worker still ignores SIGINT
+    for started in out.glob(f"*/_staging/*/{plugin}/started"):
+        assert _disposition(int(started.read_text()), signal.SIGINT) == "ignored"
     os.killpg(proc.pid, signal.SIGINT)  # ignored, as nohup or a background job would
     _, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 0, stderr
@@ -110,24 +127,10 @@ def test_resume_runs_a_session_again_whose_output_was_deleted(hsite, tmp_path):
     out = tmp_path / "out"
     plugin = hostile_plugin(hsite, "leaves_background")  # with good=true: writes result.txt
     args = ("run", plugin, "--dataset", str(study), "--out", str(out), "--sessions", "ses-*")
-    first = subprocess.run(
-        [MDIVICOM, *args, "--set", "good=true"],
-        capture_output=True,
-        text=True,
-        env=hsite.env(),
-        timeout=90,
-        check=False,
-    )
+    first = run_cli(hsite, *args, "--set", "good=true")
     assert first.returncode == 0, first.stderr
     shutil.rmtree(out / "ses-01" / plugin)
-    again = subprocess.run(
-        [MDIVICOM, *args, "--set", "good=true", "--resume", "--json"],
-        capture_output=True,
-        text=True,
-        env=hsite.env(),
-        timeout=90,
-        check=False,
-    )
+    again = run_cli(hsite, *args, "--set", "good=true", "--resume", "--json")
     assert again.returncode == 0, again.stderr
     statuses = {s["session"]: s["status"] for s in json.loads(again.stdout)["sessions"]}
     assert statuses == {"ses-01": "succeeded", "ses-02": "skipped"}
@@ -167,23 +170,11 @@ def test_kill_9_of_a_dask_batch_leaves_no_worker_and_abandoned_runs(hsite, tmp_p
     proc.kill()
     proc.wait(timeout=60)
     assert_no_processes_left(str(out), grace=15)
-    listed = subprocess.run(
-        [MDIVICOM, "runs", "list", str(out), "--json"],
-        capture_output=True,
-        text=True,
-        env=hsite.env(),
-        timeout=60,
-        check=True,
-    )
+    listed = run_cli(hsite, "runs", "list", str(out), "--json", timeout=60)
+    assert listed.returncode == 0, listed.stderr
     assert sorted(row["status"] for row in json.loads(listed.stdout)) == ["abandoned"] * 2
-    cleaned = subprocess.run(
-        [MDIVICOM, "runs", "clean", str(out)],
-        capture_output=True,
-        text=True,
-        env=hsite.env(),
-        timeout=60,
-        check=True,
-    )
+    cleaned = run_cli(hsite, "runs", "clean", str(out), timeout=60)
+    assert cleaned.returncode == 0, cleaned.stderr
     assert cleaned.stdout.count("its runner is gone") == 2
     assert sorted(_records(out).values()) == ["abandoned", "abandoned"]
     for session in _records(out):

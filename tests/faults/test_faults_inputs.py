@@ -13,8 +13,10 @@ import subprocess
 
 import pytest
 from faultkit import (
+    assert_contained,
     assert_earlier_intact,
     assert_no_staging,
+    faulty_run,
     good_earlier_run,
     hostile_plugin,
     last_record,
@@ -27,17 +29,8 @@ from pluginsite import MDIVICOM, plugin_dict
 
 def test_an_in_place_rewrite_with_the_mtime_restored_is_caught(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin = hostile_plugin(hsite, "rewrites_dataset_in_place")
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"
-    )
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "DatasetModified"
-    assert "changed a.txt" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "rewrites_dataset_in_place", dataset, out)
+    assert_contained(out, plugin, done, 1, "failed", "DatasetModified", "changed a.txt")
 
 
 def test_an_unreadable_dataset_folder_is_bad_input_not_a_failed_plugin(hsite, dataset, tmp_path):

@@ -9,52 +9,35 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 
 from faultkit import (
-    assert_earlier_intact,
+    assert_contained,
     assert_no_processes_left,
     assert_no_staging,
-    good_earlier_run,
-    hostile_plugin,
+    faulty_run,
     last_record,
     run_cli,
 )
 
-from pluginsite import MDIVICOM
-
-
-def _fault_run(hsite, function, dataset, out, *extra):
-    plugin = hostile_plugin(hsite, function)
-    good_earlier_run(hsite, plugin, dataset, out)
-    done = run_cli(
-        hsite, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite", *extra
-    )
-    return plugin, done
-
 
 def test_fifo_resultbundle_fails_the_run_instead_of_hanging_it(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "fifo_bundle", dataset, out)
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed"
-    assert record["error"]["type"] == "UnsafeOutput"
-    assert "resultbundle.json (a fifo, not a regular file)" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "fifo_bundle", dataset, out)
+    assert_contained(
+        out,
+        plugin,
+        done,
+        1,
+        "failed",
+        "UnsafeOutput",
+        "resultbundle.json (a fifo, not a regular file)",
+    )
     assert_no_processes_left()
 
 
-def test_bundles_validate_does_not_block_on_a_fifo(tmp_path):
+def test_bundles_validate_does_not_block_on_a_fifo(hsite, tmp_path):
     os.mkfifo(tmp_path / "resultbundle.json")
-    done = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(hsite, "bundles", "validate", str(tmp_path), timeout=60)
     assert done.returncode == 1
     assert "is a fifo, not a regular file; it was not read" in done.stdout
 
@@ -64,49 +47,49 @@ def test_symlink_to_a_host_file_is_never_read(hsite, dataset, tmp_path, monkeypa
     secret.write_text('{"resultbundle_type": "TOP-SECRET-CONTENT"}')
     monkeypatch.setenv("HOSTILE_SECRET_FILE", str(secret))
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "symlink_host_file", dataset, out)
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "UnsafeOutput"
-    assert "resultbundle.json (a symlink to an absolute path)" in record["error"]["message"]
+    plugin, done = faulty_run(hsite, "symlink_host_file", dataset, out)
+    record = assert_contained(
+        out,
+        plugin,
+        done,
+        1,
+        "failed",
+        "UnsafeOutput",
+        "resultbundle.json (a symlink to an absolute path)",
+    )
     text = (out / "_runs" / f"{record['run_id']}.json").read_text()
     assert "TOP-SECRET" not in text + done.stdout + done.stderr
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
 
 
 def test_symlink_to_dev_zero_is_refused_not_read(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "symlink_dev_zero", dataset, out)
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "UnsafeOutput"
-    assert "resultbundle.json" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "symlink_dev_zero", dataset, out)
+    assert_contained(out, plugin, done, 1, "failed", "UnsafeOutput", "resultbundle.json")
 
 
 def test_device_nodes_setuid_files_and_escaping_symlinks_are_never_promoted(
     hsite, dataset, tmp_path
 ):
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "special_files", dataset, out)
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "UnsafeOutput"
-    message = record["error"]["message"]
-    assert "disk (a block device, not a regular file)" in message
-    assert "suid (a file with the setuid or setgid bit)" in message
-    assert "up (a symlink that leaves the output folder)" in message
+    plugin, done = faulty_run(hsite, "special_files", dataset, out)
+    record = assert_contained(
+        out,
+        plugin,
+        done,
+        1,
+        "failed",
+        "UnsafeOutput",
+        "disk (a block device, not a regular file)",
+        "suid (a file with the setuid or setgid bit)",
+        "up (a symlink that leaves the output folder)",
+    )
     assert record["outputs"] == []
-    assert_earlier_intact(out, plugin)
     assert not any(stat.S_ISBLK(p.lstat().st_mode) for p in out.rglob("*"))
-    assert_no_staging(out)
 
 
 def test_non_utf8_output_names_are_recorded_escaped(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "non_utf8_output", dataset, out)
+    plugin, done = faulty_run(hsite, "non_utf8_output", dataset, out)
     assert done.returncode == 0, done.stderr
     record = last_record(out)
     assert record["status"] == "succeeded"
@@ -126,18 +109,13 @@ def test_non_utf8_output_names_are_recorded_escaped(hsite, dataset, tmp_path):
 
 def test_a_non_utf8_name_added_to_the_dataset_is_reported_and_recorded(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    plugin, done = _fault_run(hsite, "non_utf8_into_dataset", dataset, out)
-    assert done.returncode == 1, done.stderr
-    record = last_record(out)
-    assert record["status"] == "failed" and record["error"]["type"] == "DatasetModified"
-    assert "added bad-\\xff" in record["error"]["message"]
-    assert_earlier_intact(out, plugin)
-    assert_no_staging(out)
+    plugin, done = faulty_run(hsite, "non_utf8_into_dataset", dataset, out)
+    assert_contained(out, plugin, done, 1, "failed", "DatasetModified", "added bad-\\xff")
 
 
 def test_a_too_deep_return_value_is_a_warning_not_a_failed_run(hsite, dataset, tmp_path):
     out = tmp_path / "out"
-    _, done = _fault_run(hsite, "deep_return", dataset, out)
+    _, done = faulty_run(hsite, "deep_return", dataset, out)
     assert done.returncode == 0, done.stderr
     record = last_record(out)
     assert record["status"] == "succeeded" and record["exit_code"] == 0
