@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 #: the `mdivicom` under test: this interpreter's, or MDIVICOM_TEST_COMMAND (another
-#: version's, to show that a fault test fails there: see tests/faults/README.md)
+#: version's, to show that a fault test fails there: see tests/faults/faultkit.py)
 MDIVICOM = os.environ.get("MDIVICOM_TEST_COMMAND") or str(
     Path(sys.executable).with_name("mdivicom")
 )

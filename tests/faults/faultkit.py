@@ -3,6 +3,15 @@
 Every fault test asserts, besides the exit code and the record: the earlier
 output intact, no `_staging` left, and no process (scanned in /proc by a marker
 in its argv) or container (by label, on the real engines) left behind.
+
+Every fault test must fail on the version before the fix. The tests drive the
+`mdivicom` command, so they run against another version's command as they are:
+
+    git worktree add --detach ../old 6bd6dc0   # 0.1, with its own venv
+    MDIVICOM_TEST_COMMAND=../old/.venv/bin/mdivicom pytest tests/faults
+
+(the private-service test runs that version's interpreter too). A test that
+passes there proves nothing about its fault.
 """
 
 from __future__ import annotations

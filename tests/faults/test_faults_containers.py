@@ -32,6 +32,7 @@ from faultkit import (
 from hostile import CONTAINER_SCRIPTS
 
 from engines import engine_cli, need_engine
+from pluginsite import MDIVICOM
 
 pytestmark = pytest.mark.engines
 
@@ -253,6 +254,8 @@ def test_a_failed_pull_is_a_failed_run(hsite, engine, dataset, tmp_path):
     assert record["error"]["type"] == "PullFailed"
 
 
+#: the interpreter of the `mdivicom` under test (another version's with MDIVICOM_TEST_COMMAND)
+RUNNER_PYTHON = str(Path(MDIVICOM).with_name(Path(sys.executable).name))
 PRIVATE_SERVICE_RUN = """
 import sys
 import mdivicomtools_podman.engine as podman_engine
@@ -269,7 +272,7 @@ def test_a_private_podman_service_dies_with_a_killed_runner(hsite, dataset, tmp_
     env = hsite.env(XDG_RUNTIME_DIR=str(tmp_path / "runtime"))
     env.pop("CONTAINER_HOST", None)
     runner = subprocess.Popen(
-        [sys.executable, "-c", PRIVATE_SERVICE_RUN, str(tmp_path), str(dataset), str(out)],
+        [RUNNER_PYTHON, "-c", PRIVATE_SERVICE_RUN, str(tmp_path), str(dataset), str(out)],
         env=env,
     )
     deadline = time.monotonic() + 90

@@ -116,7 +116,10 @@ def test_the_next_run_removes_a_dead_runs_staging(hsite, dataset, tmp_path):
     wait_started(out, plugin)
     proc.kill()
     proc.communicate(timeout=60)
-    done = run_cli(hsite, "run", other, "--dataset", str(dataset), "--out", str(out))
+    # a well-behaved run of another plugin (`good`: the hostile one does nothing bad)
+    done = run_cli(
+        hsite, "run", other, "--dataset", str(dataset), "--out", str(out), "--set", "good=true"
+    )
     assert done.returncode == 0, done.stderr
     assert "its runner is gone" in done.stderr
     assert {r["status"] for r in records(out)} == {"abandoned", "succeeded"}
@@ -179,7 +182,6 @@ def test_a_runner_killed_by_sigkill_mid_run_is_a_recorded_failure(hsite, dataset
     runner = int(
         wait_started(out, plugin).read_text()
     )  # in-process: the plugin's pid is the runner's
-    assert runner != proc.pid
     os.kill(runner, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=60)
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
