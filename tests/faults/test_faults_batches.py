@@ -179,3 +179,22 @@ def test_kill_9_of_a_dask_batch_leaves_no_worker_and_abandoned_runs(hsite, tmp_p
     assert sorted(_records(out).values()) == ["abandoned", "abandoned"]
     for session in _records(out):
         assert_no_staging(out / session)
+
+
+def test_a_native_crash_in_a_local_batch_costs_only_its_session(hsite, tmp_path):
+    """Each session of a local batch runs in a worker process: a segfault there ends
+    that worker, and the batch records the session and goes on."""
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "segfaults")
+    args = ("run", plugin, "--dataset", str(study), "--out", str(out), "--sessions", "ses-*")
+    done = run_cli(hsite, *args, "--jobs", "2", "--json")
+    assert done.returncode == 1, done.stderr
+    sessions = json.loads(done.stdout)["sessions"]
+    assert [s["status"] for s in sessions] == ["failed", "failed"]
+    for session in sessions:
+        assert "SIGSEGV" in session["error"], session
+    # every run has a final record, none is left `running`
+    assert sorted(_records(out).values()) == ["failed", "failed"]
+    for session in ("ses-01", "ses-02"):
+        assert_no_staging(out / session)
