@@ -24,7 +24,7 @@ from faultkit import (
     run_cli,
 )
 
-from pluginsite import MDIVICOM, plugin_dict
+from pluginsite import MDIVICOM, pip_install_target, plugin_dict
 
 
 def test_an_in_place_rewrite_with_the_mtime_restored_is_caught(hsite, dataset, tmp_path):
@@ -219,3 +219,21 @@ def test_plugins_check_sees_a_write_to_an_absolute_path_outside_out_dir(hsite, t
     checks = {c["name"]: c for c in json.loads(done.stdout)}
     assert checks["writes only to out_dir"]["status"] == "fail"
     assert str(target) in checks["writes only to out_dir"]["detail"]
+
+
+def test_the_plugins_new_template_keeps_config_values_out_of_its_provenance(
+    hsite, dataset, tmp_path
+):
+    made = run_cli(hsite, "plugins", "new", "templ", "--dir", str(tmp_path / "templ"))
+    assert made.returncode == 0, made.stderr
+    pip_install_target(hsite.root, tmp_path / "templ")
+    out = tmp_path / "out"
+    done = run_cli(
+        hsite,
+        *("run", "templ", "--dataset", str(dataset), "--out", str(out)),
+        *("--set", "pattern=*-123456789"),  # the template's one config key stands in for a secret
+    )
+    assert done.returncode == 0, done.stderr
+    provenance = (out / "templ" / "provenance.json").read_text()
+    assert "123456789" not in provenance
+    assert json.loads(provenance)["config_keys"] == ["pattern"]
