@@ -13,7 +13,9 @@ reached both (a terminal's Ctrl-C, a kill of the process group, Slurm or
 systemd signalling every process) must not reach the child twice, so the child
 reports each signal it receives on a second pipe (`signal.set_wakeup_fd`) and
 the parent passes a signal on only when the child has not reported the same
-one within MATCH_S.
+one within MATCH_S. (A plugin whose asyncio loop installs signal handlers takes
+the wakeup descriptor over; after that a group signal may reach the child
+twice, as a double Ctrl-C would.)
 
 When the child died from a signal, the parent finishes the runs the child had
 started and not finished (learnt through an inherited pipe, see
