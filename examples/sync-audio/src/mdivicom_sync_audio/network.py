@@ -115,6 +115,19 @@ def solve(
             )
             continue
         chosen = best[sid]
+        # every other way to reach the stream (the direct pair, or one stream
+        # between) is an independent measurement: where one disagrees with the
+        # chosen chain, the truth could be on its side, so the bound covers it
+        routes_to = [links[reference].get(sid)] + [
+            _chain(links[reference][middle], links[middle][sid])
+            for middle in links[reference]
+            if middle != sid and sid in links[middle]
+        ]
+        spread_ms = max(
+            [abs(r.offset_s - chosen.offset_s) * 1000 for r in routes_to if r is not None] + [0.0]
+        )
+        if spread_ms > chosen.bound_ms:
+            chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
         plot = direct.plot if direct is not None else {}
         # a direct pair's doubts do not apply when the chain went around it
         notes = list(direct.notes) if direct is not None and len(route[sid]) == 2 else []
