@@ -47,6 +47,8 @@ class Result:
     coarse_salience: float
     plot: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # with sound from two places: the other place's alignment (same convention)
+    other_source_offsets_s: list[float] = field(default_factory=list)
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:
@@ -86,8 +88,13 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     last = min(len(oth.samples), len(ref.samples) - lag0)
     overlap_s = (last - first) / rate
     estimate_drift = overlap_s >= MIN_DRIFT_SPAN_S + fine.BLOCK_S
-    candidates = tuple(c * rate / found.rate for c in found.candidates)
-    result = fine.refine(ref, oth, lag0, estimate_drift, candidates)
+    candidates = [c * rate / found.rate for c in found.candidates]
+    repeated = found.runner_up >= RUNNER_UP_RATIO * found.salience
+    if repeated:
+        # a similar sound elsewhere (a repeated beep, a loop, a late echo at 1 kHz):
+        # the direct-path stage looks there too, and keeps it as a doubt unless ruled out
+        candidates.append(found.runner_up_lag * rate / found.rate)
+    result = fine.refine(ref, oth, lag0, estimate_drift, tuple(candidates))
     if result is None:
         raise SyncProblem(f"{stream_id}: the overlap with the reference has no sound onsets")
     notes = []
@@ -101,9 +108,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     # the direct path could be at a peak the evidence did not rule out: the answer
     # is then that far off, give or take the noise
     bound = max(jitter, floor_ms) + result.rival_distance_ms
-    if found.runner_up >= RUNNER_UP_RATIO * found.salience:
-        # a similar sound elsewhere (a repeated beep, a loop): the match may be that one
-        bound = max(bound, abs(found.runner_up_lag - found.lag) / found.rate * 1000)
+    if repeated and candidates[-1] in result.far_kept:
         notes.append(
             f"{stream_id}: a second match {found.runner_up / found.salience:.0%} as strong "
             f"lies {abs(found.runner_up_lag - found.lag) / found.rate:.2f} s away"
@@ -124,7 +129,9 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         # the overlap along the drift line: the slope's uncertainty counts there
         middle_s = (first + last) / 2 / rate
         bound += drift_error * 1e-6 * middle_s * 1000
-    offset_s = shift_s + result.lag / rate - (oth.start_s * result.drift if drift_ppm else 0.0)
+    start_shift = oth.start_s * result.drift if drift_ppm else 0.0
+    offset_s = shift_s + result.lag / rate - start_shift
+    others = [shift_s + lag / rate - start_shift for lag in result.other_source_lags]
     return Result(
         offset_s=float(offset_s),
         drift_ppm=None if drift_ppm is None else float(drift_ppm),
@@ -140,4 +147,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
             "line_ms": (result.lag + result.drift * result.block_times * rate) / rate * 1000,
         },
         notes=notes,
+        other_source_offsets_s=others,
     )

@@ -89,6 +89,7 @@ class Fine:
     halves_ms: list[float] = field(default_factory=list)
     rivals_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, merit gap)
     far_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, height ratio)
+    far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
 
 
 def _frames(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
@@ -411,7 +412,8 @@ def refine(
     ]
     # strong whole-overlap peaks beyond this stage's reach: the direct path could
     # be near one of them, so each is looked at the same way, on the same blocks
-    far = []
+    far: list[tuple[float, float]] = []
+    kept: list[float] = []
     subset = np.abs(blocks.times_s - mid_s) <= FAR_SPAN_S / 2
     subset &= everything
     if subset.sum() < 2:
@@ -438,6 +440,8 @@ def refine(
             at = round(centre) + there.lag
             return refine(ref, oth, at, estimate_drift, others, moved=True)
         far.append((float((round(centre) + there.lag - base - lag) / rate * 1000), ratio))
+        if ratio >= FAR_RATIO:
+            kept.append(candidate)
     # each block's own peak near the combined one: their scatter measures the noise
     own, own_times = [], []
     bins = np.arange(blocks.frame + 1)
@@ -476,4 +480,5 @@ def refine(
         halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
         rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals],
         far_ms=far,
+        far_kept=kept,
     )

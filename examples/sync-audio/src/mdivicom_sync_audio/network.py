@@ -140,5 +140,10 @@ def solve(
             coarse_salience=direct.coarse_salience if direct is not None else 0.0,
             plot=plot,
             notes=notes,
+            other_source_offsets_s=(
+                list(direct.other_source_offsets_s)
+                if direct is not None and len(route[sid]) == 2
+                else []
+            ),
         )
     return out, route
