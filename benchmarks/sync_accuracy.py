@@ -302,7 +302,8 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
     print(
         f"our error bound: held on {sum(not _violated(r) for r in streams)}/{len(streams)} "
         f"streams ({sum(_violated(r) for r in streams)} violated); "
-        f"{len(warned)} streams warned (bound over 1 ms), of which "
+        f"{len(warned)} streams warned (not ok: bound over 1 ms or drift not known to "
+        f"10 ppm), of which "
         f"{sum(r['errors']['ours'] > 2 for r in warned)} were wrong by > 2 ms; "
         f"{len(quiet)} not warned, of which {sum(r['errors']['ours'] > 2 for r in quiet)} "
         f"wrong by > 2 ms (worst {max([r['errors']['ours'] for r in quiet] + [0.0]):.3f} ms); "

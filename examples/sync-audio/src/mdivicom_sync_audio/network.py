@@ -5,7 +5,10 @@ echoes against the reference, yet clearly against a camera between them. Each
 pair's error bound is known, so each stream takes the chain of pairs from the
 reference whose bounds add up to the least (a shortest path; with 2-4 cameras
 that is at most 6 pairs). Offsets and drifts compose exactly along the chain;
-the bounds add, which keeps them conservative.
+the bounds add, which keeps them conservative. A pair can still be confidently
+wrong (a far camera whose strong reflection wins every test), so every other
+route to the stream is compared with the chosen one, and a disagreement
+beyond the chosen bound widens it.
 """
 
 from __future__ import annotations
