@@ -124,7 +124,7 @@ def main() -> None:
         print("| case | peak RSS | wall time | offset error | target |")
         print("|---|---:|---:|---:|---|")
         print(
-            f"| mdivicom run sync-audio | {peak_mb:.0f} MB | {elapsed:.1f} s | "
+            f"| mdivicom run sync-audio | {peak_mb:.1f} MiB | {elapsed:.1f} s | "
             f"{error_ms:+.3f} ms (bound {found['error_bound_ms']} ms) | <= 500 MB |"
         )
     finally:

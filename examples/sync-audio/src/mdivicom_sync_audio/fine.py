@@ -15,6 +15,20 @@ recording; instead of fitting a line through noisy per-block peaks (which under
 reverberation often sit on an echo), every candidate drift re-phases the blocks
 and sums them, and the drift that gives the sharpest combined peak wins. The
 combined correlation then uses all the recording's onsets at once.
+
+Why sources: with two talkers at different places each has its own
+direct-path alignment and its own echoes; summed, the two sets of peaks
+interleave and an echo of one talker can outscore both direct peaks. Blocks
+are split by the shape of their correlation (_sources); when the two groups
+differ, each is analysed on its own and the alignment of the group heard most
+is the answer (the other is kept in `other_source_lags`).
+
+Why the checks at the end: the same choice made on every other block, the
+merit of the runner-up peaks, and the direct-path peak near every other strong
+whole-overlap match (the 1 kHz search can land on a late echo out of this
+stage's reach; a match far stronger there moves the search) give the
+alternatives the evidence does not rule out: `rival_distance_ms`, the farthest
+of them, is what the error bound is built on.
 """
 
 from __future__ import annotations
@@ -32,7 +46,13 @@ TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still c
 ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
 MAX_DRIFT_PPM = 250.0
-RIVAL_RATIO = 0.6
+SOURCE_LIKENESS = 0.65
+SAME_SOURCE_S = 0.0003
+MERIT_MARGIN = 0.2
+MOVE_RATIO = 2.0
+FAR_RATIO = 0.4
+FAR_REACH_S = 0.02
+FAR_SPAN_S = 60.0
 DETERMINED_RATIO = 1.5
 CANDIDATE_RATIO = 0.5
 ECHO_MIN_S = 0.0005
@@ -45,7 +65,7 @@ class Blocks:
     times_s: np.ndarray  # block centres, in the other stream's sample time
     shifts: np.ndarray  # integer lag (samples) each block was taken at
     spectra: np.ndarray  # (blocks, bins) onset-weighted, whitened cross-spectra
-    log_ratio: np.ndarray  # (bins,) onset-weighted mean of log|X_ref|^2 - log|X_other|^2
+    log_ratio: np.ndarray  # (blocks, bins) onset-weighted sums of log|X_ref|^2 - log|X_other|^2
     weights: np.ndarray  # total weight per block
     frame: int
     rate: int = 8000
@@ -62,9 +82,14 @@ class Fine:
     curve_lags_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
     peak_height: float = 0.0
-    rival_ratio: float = 0.0  # highest other peak within the search span / chosen
-    rival_distance_ms: float = 0.0  # farthest peak at least RIVAL_RATIO as high
+    rival_distance_ms: float = 0.0  # how far the answer could be (other half's, close rival's)
     block_spread_ms: float = 0.0
+    source_likeness: float = 1.0  # cosine between the two block groups' shapes (see _sources)
+    other_source_lags: list[float] = field(default_factory=list)  # at time zero, like `lag`
+    halves_ms: list[float] = field(default_factory=list)
+    rivals_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, merit gap)
+    far_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, height ratio)
+    far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
 
 
 def _frames(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
@@ -92,7 +117,7 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
     block = int(BLOCK_S * rate)
     lead = int(1.0 * rate)  # history so the first frames know the tail before them
     spectra, weights, centres, shifts = [], [], [], []
-    log_ratio = np.zeros(frame + 1)
+    ratios = []
     for start, lag in zip(times, lag_at, strict=True):
         shift = round(lag)
         seg_o = oth.segment(start - lead, start + block)
@@ -107,14 +132,14 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
         spectra.append((w[skip:] * cross).sum(axis=0))
         weights.append(float(w[skip:].sum()))
         ratio = np.log(np.abs(x_r[skip:]) ** 2 + 1e-30) - np.log(np.abs(x_o[skip:]) ** 2 + 1e-30)
-        log_ratio += (w[skip:] * ratio).sum(axis=0)
+        ratios.append((w[skip:] * ratio).sum(axis=0).astype(np.float32))
         centres.append((start + block / 2) / rate)
         shifts.append(shift)
     return Blocks(
         times_s=np.array(centres),
         shifts=np.array(shifts, dtype=float),
         spectra=np.array(spectra),
-        log_ratio=log_ratio / max(float(np.sum(weights)), 1e-30),
+        log_ratio=np.array(ratios),
         weights=np.array(weights),
         frame=frame,
     )
@@ -172,22 +197,92 @@ def _echo_score(
     return float(np.sum((after - before) * pattern[u]))
 
 
-def _direct_path(
-    lags: np.ndarray, values: np.ndarray, blocks: Blocks, rate: int
-) -> tuple[float, float]:
+@dataclass
+class Choice:
+    """The direct-path peak of one set of blocks, and the peaks that nearly won."""
+
+    lag: float  # samples, relative to the base the curve was taken at
+    height: float
+    lags: np.ndarray
+    values: np.ndarray
+    rivals: list[tuple[float, float]]  # (lag, merit behind the winner) of the other candidates
+
+
+def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
     """Among the strong peaks, the one whose surroundings say "direct sound"."""
     top = float(values.max())
     local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
     candidates = np.flatnonzero(local & (values >= CANDIDATE_RATIO * top))
-    pattern = np.fft.irfft(blocks.log_ratio, 2 * blocks.frame)
     if len(candidates) <= 1:
-        return _peak(lags, values)
+        lag, height = _peak(lags, values)
+        return Choice(lag, height, lags, values, [])
     scores = np.array([_echo_score(lags, values, pattern, lags[i], rate) for i in candidates])
     # height and echo test together: the test alone is noisy when reflections are weak
     merit = values[candidates] / top + ECHO_WEIGHT * scores / (np.max(np.abs(scores)) or 1.0)
-    best = candidates[int(np.argmax(merit))]
+    winner = int(np.argmax(merit))
+    best = candidates[winner]
     lo, hi = max(0, best - 1), min(len(values), best + 2)
-    return _peak(lags[lo:hi], values[lo:hi])
+    lag, height = _peak(lags[lo:hi], values[lo:hi])
+    rivals = [
+        (float(lags[c]), float(merit[winner] - m))
+        for index, (c, m) in enumerate(zip(candidates, merit, strict=True))
+        if index != winner
+    ]
+    return Choice(lag, height, lags, values, rivals)
+
+
+def _aligned(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> np.ndarray:
+    """Each block's spectrum re-phased onto the line (not summed: see _sources)."""
+    size = 2 * blocks.frame
+    bins = np.arange(size // 2 + 1)
+    delta = drift * (blocks.times_s - mid_s) * rate - blocks.shifts + base
+    return blocks.spectra * np.exp(2j * np.pi * np.outer(delta, bins) / size)
+
+
+def _block_curves(aligned: np.ndarray, frame: int, rate: int) -> np.ndarray:
+    """Each block's correlation within +-SEARCH_S (blocks x lags), a few blocks at a time."""
+    reach = int(SEARCH_S * rate)
+    out = np.empty((len(aligned), 2 * reach + 1), dtype=np.float32)
+    for start in range(0, len(aligned), 128):
+        corr = np.fft.irfft(aligned[start : start + 128], 2 * frame, axis=1)
+        out[start : start + 128] = np.concatenate([corr[:, -reach:], corr[:, : reach + 1]], axis=1)
+    return out
+
+
+def _sources(curves: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Blocks split in two by the shape of their correlation, and how alike the halves are.
+
+    Each place a sound comes from has its own direct-path alignment and its own
+    echo pattern, so the blocks in which one talker speaks share a set of peaks
+    and those of another talker share another. Summed, the two sets interleave
+    and the direct-path test sees a mixture of two rooms. A two-way split
+    (spherical k-means, weighted by onset weight) returns the labels and the
+    cosine between the two groups' mean shapes: near 1 for one source (the
+    split only divides noise), low for two.
+    """
+    shape = np.clip(curves.astype(np.float64), 0, None)
+    norms = np.linalg.norm(shape, axis=1)
+    usable = (weights > 0) & (norms > 0)
+    labels = np.zeros(len(curves), dtype=int)
+    if usable.sum() < 4:
+        return labels, 1.0
+    unit = shape / np.maximum(norms, 1e-30)[:, None]
+    mass = np.where(usable, weights, 0.0)
+    first = int(np.argmax(mass))
+    second = int(np.argmin(np.where(usable, unit @ unit[first], np.inf)))
+    centres = unit[[first, second]].copy()
+    for _ in range(30):
+        new = np.argmax(unit @ centres.T, axis=1)
+        for group in (0, 1):
+            members = usable & (new == group)
+            if members.any():
+                centre = (mass[members, None] * unit[members]).sum(axis=0)
+                centres[group] = centre / max(float(np.linalg.norm(centre)), 1e-30)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    labels = np.where(usable, labels, -1)
+    return labels, float(centres[0] @ centres[1])
 
 
 def _best_drift(
@@ -229,7 +324,22 @@ def _best_drift(
     return drift, bool(scores[best] >= DETERMINED_RATIO * np.median(scores))
 
 
-def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> Fine | None:
+def _choose(aligned: np.ndarray, blocks: Blocks, group: np.ndarray, rate: int) -> Choice:
+    """The direct path of the blocks in `group`, with their own echo pattern."""
+    spectrum = aligned[group].sum(axis=0)
+    ratio = blocks.log_ratio[group].sum(axis=0) / max(float(blocks.weights[group].sum()), 1e-30)
+    pattern = np.fft.irfft(ratio, 2 * blocks.frame)
+    return _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate)
+
+
+def refine(
+    ref: Audio,
+    oth: Audio,
+    coarse_lag: float,
+    estimate_drift: bool,
+    candidates: tuple[float, ...] = (),
+    moved: bool = False,
+) -> Fine | None:
     """Direct-path lag (and drift) near `coarse_lag` (samples at the analysis rate).
 
     Long recordings are taken in growing spans around the middle of the overlap
@@ -275,26 +385,67 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
     if not blocks.weights.sum() > 0:
         return None
     base = round(lag_mid)
-    spectrum = _combined(blocks, drift, base, mid_s, rate)
-    lags, values = _curve(spectrum, blocks.frame, rate)
-    lag, height = _direct_path(lags, values, blocks, rate)
-    # the highest other peak in the search span, at least 0.5 ms away
-    away = np.abs(lags - lag) > 0.0005 * rate
-    rivals = np.where(away, values, -np.inf)
-    # rivals are local maxima (not the chosen peak's own flank); the farthest one
-    # that comes close in height says how wrong the choice could be
-    local = np.r_[False, (rivals[1:-1] > rivals[:-2]) & (rivals[1:-1] >= rivals[2:]), False]
-    strong = local & (rivals >= RIVAL_RATIO * height)
-    rival_ratio = float(np.max(np.where(local, rivals, -np.inf)) / height) if local.any() else 0.0
-    rival_distance = (
-        float(np.max(np.abs(lags[strong] - lag))) / rate * 1000 if strong.any() else 0.0
-    )
+    aligned = _aligned(blocks, drift, base, mid_s, rate)
+    labels, likeness = _sources(_block_curves(aligned, blocks.frame, rate), blocks.weights)
+    everything = blocks.weights > 0
+    groups = [everything]
+    if likeness < SOURCE_LIKENESS:
+        groups = [labels == 0, labels == 1]
+    choices = [_choose(aligned, blocks, group, rate) for group in groups]
+    masses = [float(blocks.weights[group].sum()) for group in groups]
+    other_lags: list[float] = []
+    if len(choices) == 2 and abs(choices[0].lag - choices[1].lag) > SAME_SOURCE_S * rate:
+        # two places: the offset is the alignment of the one heard most
+        main = int(np.argmax(masses))
+        selected, choice = groups[main], choices[main]
+        other_lags.append(base + choices[1 - main].lag)
+    else:
+        selected, choice = everything, _choose(aligned, blocks, everything, rate)
+    lags, values, lag, height = choice.lags, choice.values, choice.lag, choice.height
+    # the same choice made on every other block (two halves of the evidence):
+    # when a half picks another peak, the answer could be there
+    indices = np.flatnonzero(selected)
+    halves = [
+        _choose(aligned, blocks, np.isin(np.arange(len(selected)), part), rate)
+        for part in (indices[0::2], indices[1::2])
+        if len(part)
+    ]
+    # strong whole-overlap peaks beyond this stage's reach: the direct path could
+    # be near one of them, so each is looked at the same way, on the same blocks
+    far: list[tuple[float, float]] = []
+    kept: list[float] = []
+    subset = np.abs(blocks.times_s - mid_s) <= FAR_SPAN_S / 2
+    subset &= everything
+    if subset.sum() < 2:
+        subset = everything
+    if (subset & selected).any():
+        subset &= selected
+    here = _choose(aligned, blocks, subset, rate)
+    for candidate in candidates:
+        centre = candidate  # an average over the overlap: the lag at its middle, like base
+        if abs(centre - (base + lag)) <= FAR_REACH_S * rate:
+            continue
+        times = every[subset]
+        elsewhere = collect_blocks(
+            ref, oth, centre + drift * ((times + block / 2) / rate - mid_s) * rate, times
+        )
+        elsewhere.rate = rate
+        shifted = _aligned(elsewhere, drift, round(centre), mid_s, rate)
+        there = _choose(shifted, elsewhere, elsewhere.weights > 0, rate)
+        ratio = there.height / max(here.height, 1e-30)
+        if ratio >= MOVE_RATIO and not moved:
+            # the whole-overlap search landed on an echo out of reach: start again there
+            # (at the peak found there, so the new search is centred on it)
+            others = (*(c for c in candidates if c != candidate), coarse_lag)
+            at = round(centre) + there.lag
+            return refine(ref, oth, at, estimate_drift, others, moved=True)
+        far.append((float((round(centre) + there.lag - base - lag) / rate * 1000), ratio))
+        if ratio >= FAR_RATIO:
+            kept.append(candidate)
     # each block's own peak near the combined one: their scatter measures the noise
     own, own_times = [], []
     bins = np.arange(blocks.frame + 1)
-    for index in range(len(blocks.times_s)):
-        if blocks.weights[index] <= 0:
-            continue
+    for index in np.flatnonzero(selected):
         delta = drift * (blocks.times_s[index] - mid_s) * rate - blocks.shifts[index] + base
         single = blocks.spectra[index] * np.exp(2j * np.pi * bins * delta / (2 * blocks.frame))
         b_lags, b_values = _curve(single, blocks.frame, rate)
@@ -308,6 +459,9 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         if len(own_arr) >= 3
         else float("nan")
     )
+    doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
+    doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
+    doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,
@@ -319,7 +473,12 @@ def refine(ref: Audio, oth: Audio, coarse_lag: float, estimate_drift: bool) -> F
         curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak
         curve=values / max(height, 1e-30),
         peak_height=height,
-        rival_ratio=rival_ratio,
-        rival_distance_ms=float(rival_distance),
+        rival_distance_ms=max([d for d in doubts if d > SAME_SOURCE_S * 1000] + [0.0]),
         block_spread_ms=spread,
+        source_likeness=likeness,
+        other_source_lags=[at - drift * mid_s * rate for at in other_lags],
+        halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
+        rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals],
+        far_ms=far,
+        far_kept=kept,
     )

@@ -5,7 +5,10 @@ echoes against the reference, yet clearly against a camera between them. Each
 pair's error bound is known, so each stream takes the chain of pairs from the
 reference whose bounds add up to the least (a shortest path; with 2-4 cameras
 that is at most 6 pairs). Offsets and drifts compose exactly along the chain;
-the bounds add, which keeps them conservative.
+the bounds add, which keeps them conservative. A pair can still be confidently
+wrong (a far camera whose strong reflection wins every test), so every other
+route to the stream is compared with the chosen one, and a disagreement
+beyond the chosen bound widens it.
 """
 
 from __future__ import annotations
@@ -115,6 +118,19 @@ def solve(
             )
             continue
         chosen = best[sid]
+        # every other way to reach the stream (the direct pair, or one stream
+        # between) is an independent measurement: where one disagrees with the
+        # chosen chain, the truth could be on its side, so the bound covers it
+        routes_to = [links[reference].get(sid)] + [
+            _chain(links[reference][middle], links[middle][sid])
+            for middle in links[reference]
+            if middle != sid and sid in links[middle]
+        ]
+        spread_ms = max(
+            [abs(r.offset_s - chosen.offset_s) * 1000 for r in routes_to if r is not None] + [0.0]
+        )
+        if spread_ms > chosen.bound_ms:
+            chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
         plot = direct.plot if direct is not None else {}
         # a direct pair's doubts do not apply when the chain went around it
         notes = list(direct.notes) if direct is not None and len(route[sid]) == 2 else []
@@ -127,5 +143,10 @@ def solve(
             coarse_salience=direct.coarse_salience if direct is not None else 0.0,
             plot=plot,
             notes=notes,
+            other_source_offsets_s=(
+                list(direct.other_source_offsets_s)
+                if direct is not None and len(route[sid]) == 2
+                else []
+            ),
         )
     return out, route

@@ -115,6 +115,9 @@ def run(
             status,
         )
         results[sid]["via"] = routes[sid][1:-1]
+        results[sid]["other_source_offsets_s"] = [
+            round(other, 6) for other in found.other_source_offsets_s
+        ]
         panels[sid] = {
             **found.plot,
             "offset_s": found.offset_s,
