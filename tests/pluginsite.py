@@ -183,21 +183,30 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def count_wavs_manifest(image: str) -> dict:
-    """A container plugin that counts a session's WAV files into `n`: the batch tests'
-    smallest real container work, the same on every executor."""
+def container_manifest(plugin_id: str, container: dict, description: str | None = None) -> dict:
+    """A container plugin's manifest (version 1.0.0, publisher lab) around `container`."""
     return {
         "meta": {
             "api_version": "mdivicomtools.plugin.v0.1",
-            "id": "count-wavs",
+            "id": plugin_id,
             "kind": "container",
             "version": "1.0.0",
             "publisher": "lab",
-            "description": "count the WAV files of a session",
+            "description": description or f"container plugin {plugin_id}",
         },
-        "container": {
+        "container": container,
+    }
+
+
+def count_wavs_manifest(image: str) -> dict:
+    """A container plugin that counts a session's WAV files into `n`: the batch tests'
+    smallest real container work, the same on every executor."""
+    return container_manifest(
+        "count-wavs",
+        {
             "image": image,
             "pull": "never",
             "command": ["sh", "-c", "find {dataset_dir} -name '*.wav' | wc -l > {out_dir}/n"],
         },
-    }
+        "count the WAV files of a session",
+    )
