@@ -45,12 +45,23 @@ def slurm_site(site, tmp_path):
     return site, make_dataset(tmp_path / "study", sessions=4), str(config)
 
 
-def our_jobs() -> list[str]:
-    """Slurm jobs of any mdivicom batch still queued or running."""
+def our_jobs(tmp_path: Path) -> list[str]:
+    """This test's Slurm jobs still queued or running: those whose log goes under its
+    tmp_path (a batch's worker logs go to <out>/_batches/slurm). The cluster is shared
+    with other test runs (CI runs two Pythons at once), whose jobs are none of ours."""
     listed = subprocess.run(
-        ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=True, timeout=20
+        ["squeue", "-h", "-O", "JobID:|,Name:|,StdOut:"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     )
-    return [line for line in listed.stdout.splitlines() if " mdivicom-" in line]
+    jobs = [line.split("|", 2) for line in listed.stdout.splitlines() if line.count("|") >= 2]
+    return [
+        f"{job} {name}"
+        for job, name, stdout in jobs
+        if name.startswith("mdivicom-") and stdout.startswith(f"{tmp_path}/")
+    ]
 
 
 def worker_processes(scheduler: str) -> list[str]:
@@ -109,7 +120,7 @@ def test_python_sessions_run_as_slurm_jobs(slurm_site, tmp_path):
         assert record["result"]["pid"] != os.getpid()
     logs = sorted(p.name for p in (out / "_batches" / "slurm").iterdir())
     assert any(name.endswith(".err") for name in logs), logs
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 @pytest.mark.engines
@@ -143,7 +154,7 @@ def test_container_sessions_on_slurm_workers(slurm_site, tmp_path, engine):
         (record,) = records(out / session)
         assert record["container"]["engine"] == engine
         assert record["host"]["slurm_job_id"] in summary["slurm_job_ids"]
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
@@ -184,7 +195,7 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
         "ses-03": "interrupted",
         "ses-04": "interrupted",
     }
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
     assert worker_processes(summary["scheduler"]) == []
     for session in ("ses-03", "ses-04"):
         (record,) = records(out / session)
@@ -244,7 +255,7 @@ def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
     assert second["run_id"] == retried["run_id"]
     assert second["host"]["slurm_job_id"] != lost_job
     assert not (out / "ses-02" / "_staging").exists()
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_slurm_commands_missing_is_exit_2(site, tmp_path):
@@ -295,7 +306,7 @@ def test_slurm_controller_down_is_exit_2(slurm_site, tmp_path):
     assert result.stderr.startswith("Error: --executor slurm: the Slurm controller does not answer")
     assert "check `sinfo`" in result.stderr
     assert not (tmp_path / "out").exists()
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):

@@ -263,11 +263,14 @@ def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engin
 
 
 def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset, tmp_path, engine):
+    # a run id of its own: another test run (CI runs two Pythons at once) may plant
+    # and clear its own leftover at the same time
+    run_id = f"20000101T000000Z_{os.urandom(4).hex()}"
     dead = subprocess.Popen(["true"])
     dead.wait()
     labels = [
         "--label",
-        "mdivicomtools.run_id=20000101T000000Z_deadbeef",
+        f"mdivicomtools.run_id={run_id}",
         "--label",
         f"mdivicomtools.pid={dead.pid}",
         "--label",
@@ -279,11 +282,11 @@ def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset,
         capture_output=True,
         timeout=60,
     )
-    assert leftover_containers(engine, "20000101T000000Z_deadbeef")
+    assert leftover_containers(engine, run_id)
     container_plugin(site, "count", COUNT)
     record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend=engine)
     assert record.status == "succeeded"
-    assert leftover_containers(engine, "20000101T000000Z_deadbeef") == []
+    assert leftover_containers(engine, run_id) == []
     assert "removed leftover container" in (tmp_path / "out" / record.log).read_text()
 
 
