@@ -18,7 +18,9 @@ from engines import TEST_IMAGE, need_slurm
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
-pytestmark = pytest.mark.slurm
+# serial: the one-node cluster has two CPUs; two suites' worker jobs at once would
+# queue behind each other and stretch the tests' waits
+pytestmark = [pytest.mark.slurm, pytest.mark.serial]
 
 SLURM_PLUGIN = """
 import json, os, pathlib, time

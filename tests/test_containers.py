@@ -262,9 +262,10 @@ def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engin
     assert not (out / "count").exists()
 
 
+# serial: any container run on this host removes a dead runner's containers, so a
+# test run at the same time could clear the planted one before this run does
+@pytest.mark.serial
 def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset, tmp_path, engine):
-    # a run id of its own: another test run (CI runs two Pythons at once) may plant
-    # and clear its own leftover at the same time
     run_id = f"20000101T000000Z_{os.urandom(4).hex()}"
     dead = subprocess.Popen(["true"])
     dead.wait()
