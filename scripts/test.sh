@@ -14,7 +14,8 @@
 #                           then run one Python after the other; 0 runs each whole
 #                           suite in turn. Each concurrent suite's output goes to
 #                           build/test-logs/pytest-<version>.log and is printed
-#                           when it ends.
+#                           when it ends. (The Slurm tests take turns through a
+#                           lock of their own, tests/engines.py slurm_lock.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -116,8 +117,9 @@ pytest_in() {
 if ((parallel)); then
   # Every test but the `serial` ones keeps to its own tmp_path, run id, image tag,
   # labels and process marker, so two suites can share the engines and the
-  # machine; the `serial` ones (the one-node Slurm, leftovers any run may clear)
-  # run below, one Python at a time.
+  # machine (the Slurm tests take turns through a lock); the `serial` ones (a
+  # planted leftover that any other container run may clear) run below, one
+  # Python at a time.
   t=$SECONDS
   pids=()
   for version in "${versions[@]}"; do

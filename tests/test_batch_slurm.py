@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from engines import TEST_IMAGE, need_slurm
+from engines import TEST_IMAGE, need_slurm, slurm_lock
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
-# serial: the one-node cluster has two CPUs; two suites' worker jobs at once would
-# queue behind each other and stretch the tests' waits
-pytestmark = [pytest.mark.slurm, pytest.mark.serial]
+pytestmark = pytest.mark.slurm
 
 SLURM_PLUGIN = """
 import json, os, pathlib, time
@@ -38,13 +36,19 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 
 @pytest.fixture
 def slurm_site(site, tmp_path):
-    """The plugin, a dataset of four sessions and a user config with a [slurm] section."""
+    """The plugin, a dataset of four sessions and a user config with a [slurm] section.
+
+    Holds the machine's Slurm test lock for the test: the one node has two CPUs,
+    and another suite's worker jobs at the same time (CI runs two Pythons at once)
+    would queue these tests' jobs behind theirs and stretch every wait.
+    """
     need_slurm()
     site.plugin("on-slurm", run_source=SLURM_PLUGIN)
     config = tmp_path / "config.toml"
     # interface lo: scheduler and workers are all on this machine
     config.write_text('[slurm]\ninterface = "lo"\ntime = "00:10:00"\nmem = "1GB"\n')
-    return site, make_dataset(tmp_path / "study", sessions=4), str(config)
+    with slurm_lock():
+        yield site, make_dataset(tmp_path / "study", sessions=4), str(config)
 
 
 def our_jobs(tmp_path: Path) -> list[str]:
@@ -66,9 +70,19 @@ def our_jobs(tmp_path: Path) -> list[str]:
     ]
 
 
-def worker_processes(scheduler: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", scheduler], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+def worker_processes(scheduler: str, wait_s: float = 30) -> list[str]:
+    """Worker processes of this scheduler still running after up to `wait_s` seconds.
+
+    A cancelled job leaves the queue at once, but Slurm ends its processes with
+    SIGTERM and only after KillWait (30 s by default) with SIGKILL, and a loaded
+    machine can take seconds to see a Dask worker out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = subprocess.run(["pgrep", "-af", scheduler], capture_output=True, text=True)
+        left = [line for line in found.stdout.splitlines() if "pgrep" not in line]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
 
 
 def slurm_run(site, study: Path, out: Path, config: str, *args: str) -> list[str]:
