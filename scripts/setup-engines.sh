@@ -35,35 +35,16 @@ APT_PACKAGES=(docker.io podman runc catatonit busybox-static)
 REQUIRED_APPLETS=(sh cat ls wc echo mkdir sleep id sha256sum touch rm cp mv head
   tail env printf test true false find sort uniq tr dd stat date pwd kill yes)
 
-T_START=$EPOCHREALTIME
-T_STEP=$EPOCHREALTIME
+LIB_TAG=engines
+LIB_STEP_WIDTH=16
+# shellcheck source=scripts/_lib.sh
+source "$(dirname "$0")/_lib.sh"
 
-# elapsed seconds since $1 (an $EPOCHREALTIME value), one decimal
-_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-# one line per finished step: "[engines] <step>: <what happened> (<s>s)"
-step() {
-  printf '[engines] %-16s %s (%ss)\n' "$1:" "$2" "$(_since "$T_STEP")"
-  T_STEP=$EPOCHREALTIME
-}
-die() {
-  printf '[engines] ERROR: %s\n' "$1" >&2
-  if [[ -n ${2:-} && -f $2 ]]; then
-    printf '[engines] last lines of %s:\n' "$2" >&2
-    tail -n 40 "$2" | sed 's/^/    /' >&2
-  fi
-  exit 1
-}
-
-[[ $EUID -eq 0 ]] || die "must run as root (installs packages and starts daemons)"
+need_root
 mkdir -p "$LOG_DIR"
 
 TMP=$(mktemp -d)
-POLICY_RC_CREATED=
-cleanup() {
-  rm -rf "$TMP"
-  if [[ -n $POLICY_RC_CREATED ]]; then rm -f /usr/sbin/policy-rc.d; fi
-}
-trap cleanup EXIT
+trap 'rm -rf "$TMP"' EXIT
 
 docker_ok() { timeout 10 docker version >/dev/null 2>&1; }
 podman_ok() { timeout 10 podman --remote --url "$PODMAN_URL" version >/dev/null 2>&1; }
@@ -125,23 +106,8 @@ if have_packages; then
 else
   APT_LOG=$LOG_DIR/apt.log
   # Debian's docker.io postinst would start dockerd with default options where an
-  # init script can run; keep services from starting, we start dockerd ourselves.
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  {
-    echo "=== $(date -Is) apt-get update"
-    apt-get -q -o DPkg::Lock::Timeout=300 update
-    echo "=== $(date -Is) apt-get install ${APT_PACKAGES[*]}"
-    apt-get -q -y --no-install-recommends \
-      -o DPkg::Lock::Timeout=300 \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-      install "${APT_PACKAGES[@]}"
-  } >>"$APT_LOG" 2>&1 || die "apt-get failed" "$APT_LOG"
-  if [[ -n $POLICY_RC_CREATED ]]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=; fi
+  # init script can run; apt_install keeps services from starting.
+  apt_install "$APT_LOG" "${APT_PACKAGES[@]}"
   have_packages || die "packages installed but dockerd/podman/runc/catatonit/busybox-static still missing" "$APT_LOG"
   step packages "installed ${APT_PACKAGES[*]} (log: $APT_LOG)"
 fi

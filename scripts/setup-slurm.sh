@@ -23,23 +23,12 @@ CONF=/etc/slurm/slurm.conf
 PARTITION=debug
 APT_PACKAGES=(slurmctld slurmd slurm-client munge)
 
-T_START=$EPOCHREALTIME
-T_STEP=$EPOCHREALTIME
-_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-step() {
-  printf '[slurm] %-12s %s (%ss)\n' "$1:" "$2" "$(_since "$T_STEP")"
-  T_STEP=$EPOCHREALTIME
-}
-die() {
-  printf '[slurm] ERROR: %s\n' "$1" >&2
-  if [[ -n ${2:-} && -f $2 ]]; then
-    printf '[slurm] last lines of %s:\n' "$2" >&2
-    tail -n 40 "$2" | sed 's/^/    /' >&2
-  fi
-  exit 1
-}
+LIB_TAG=slurm
+LIB_STEP_WIDTH=12
+# shellcheck source=scripts/_lib.sh
+source "$(dirname "$0")/_lib.sh"
 
-[[ $EUID -eq 0 ]] || die "must run as root (installs packages and starts daemons)"
+need_root
 mkdir -p "$LOG_DIR"
 
 node_state() { timeout 10 sinfo -h -N -o %T 2>/dev/null | head -n1; }
@@ -62,24 +51,7 @@ if have_packages; then
   step packages "already installed"
 else
   APT_LOG=$LOG_DIR/apt.log
-  POLICY_RC_CREATED=
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    POLICY_RC_CREATED=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  {
-    echo "=== $(date -Is) apt-get install ${APT_PACKAGES[*]}"
-    apt-get -q -y --no-install-recommends -o DPkg::Lock::Timeout=300 \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-      install "${APT_PACKAGES[@]}" ||
-      { apt-get -q -o DPkg::Lock::Timeout=300 update &&
-        apt-get -q -y --no-install-recommends -o DPkg::Lock::Timeout=300 \
-          -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-          install "${APT_PACKAGES[@]}"; }
-  } >>"$APT_LOG" 2>&1 || { [[ -n $POLICY_RC_CREATED ]] && rm -f /usr/sbin/policy-rc.d; die "apt-get failed" "$APT_LOG"; }
-  if [[ -n $POLICY_RC_CREATED ]]; then rm -f /usr/sbin/policy-rc.d; fi
+  apt_install "$APT_LOG" "${APT_PACKAGES[@]}"
   have_packages || die "packages installed but slurmctld/slurmd/sbatch/munged still missing" "$APT_LOG"
   step packages "installed ${APT_PACKAGES[*]} (log: $APT_LOG)"
 fi

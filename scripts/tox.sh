@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Run tox across every Python 3.10-3.13 that pyenv has installed. pyenv's shims
 # hide all but the active version from tox, so hand tox the interpreters directly.
+#
+# Like scripts/test.sh, the environments run side by side except for the tests
+# marked `serial` (they share the one-node Slurm and the engines' leftovers with
+# any run at the same time), which a second, sequential pass runs afterwards.
+# Extra arguments go to pytest in both passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 discover=()
@@ -11,7 +16,9 @@ if command -v pyenv >/dev/null 2>&1; then
   done
 fi
 [[ -x .venv/bin/tox ]] || bash scripts/test.sh --co -q >/dev/null
-if ((${#discover[@]})); then
-  exec .venv/bin/tox -p --discover "${discover[@]}" -- "$@"
-fi
-exec .venv/bin/tox -p -- "$@"
+tox=(.venv/bin/tox)
+if ((${#discover[@]})); then tox+=(--discover "${discover[@]}"); fi
+status=0
+"${tox[@]}" -p -- -m "not serial" "$@" || status=$?
+"${tox[@]}" -e py310,py311,py312,py313 -- -m serial "$@" || status=$?
+exit "$status"

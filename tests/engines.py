@@ -8,10 +8,13 @@ the container behaviour was checked on real engines.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -92,3 +95,18 @@ def need_slurm() -> None:
     if "slurm" in required_engines():
         pytest.fail(f"MDIVICOM_REQUIRE_ENGINES names slurm, but {problem}")
     pytest.skip(f"slurm not usable here: {problem}")
+
+
+#: one lock per machine, whichever checkout or Python the suite runs from
+SLURM_LOCK = "/tmp/mdivicom-tests-slurm.lock"
+
+
+@contextlib.contextmanager
+def slurm_lock() -> Iterator[None]:
+    """Hold the machine-wide lock of the tests that submit Slurm jobs (blocks until free)."""
+    with open(SLURM_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engines import TEST_IMAGE, need_slurm
+from engines import TEST_IMAGE, need_slurm, slurm_lock
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
@@ -36,26 +36,53 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 
 @pytest.fixture
 def slurm_site(site, tmp_path):
-    """The plugin, a dataset of four sessions and a user config with a [slurm] section."""
+    """The plugin, a dataset of four sessions and a user config with a [slurm] section.
+
+    Holds the machine's Slurm test lock for the test: the one node has two CPUs,
+    and another suite's worker jobs at the same time (CI runs two Pythons at once)
+    would queue these tests' jobs behind theirs and stretch every wait.
+    """
     need_slurm()
     site.plugin("on-slurm", run_source=SLURM_PLUGIN)
     config = tmp_path / "config.toml"
     # interface lo: scheduler and workers are all on this machine
     config.write_text('[slurm]\ninterface = "lo"\ntime = "00:10:00"\nmem = "1GB"\n')
-    return site, make_dataset(tmp_path / "study", sessions=4), str(config)
+    with slurm_lock():
+        yield site, make_dataset(tmp_path / "study", sessions=4), str(config)
 
 
-def our_jobs() -> list[str]:
-    """Slurm jobs of any mdivicom batch still queued or running."""
+def our_jobs(tmp_path: Path) -> list[str]:
+    """This test's Slurm jobs still queued or running: those whose log goes under its
+    tmp_path (a batch's worker logs go to <out>/_batches/slurm). The cluster is shared
+    with other test runs (CI runs two Pythons at once), whose jobs are none of ours."""
     listed = subprocess.run(
-        ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=True, timeout=20
+        ["squeue", "-h", "-O", "JobID:|,Name:|,StdOut:"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     )
-    return [line for line in listed.stdout.splitlines() if " mdivicom-" in line]
+    jobs = [line.split("|", 2) for line in listed.stdout.splitlines() if line.count("|") >= 2]
+    return [
+        f"{job} {name}"
+        for job, name, stdout in jobs
+        if name.startswith("mdivicom-") and stdout.startswith(f"{tmp_path}/")
+    ]
 
 
-def worker_processes(scheduler: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", scheduler], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+def worker_processes(scheduler: str, wait_s: float = 30) -> list[str]:
+    """Worker processes of this scheduler still running after up to `wait_s` seconds.
+
+    A cancelled job leaves the queue at once, but Slurm ends its processes with
+    SIGTERM and only after KillWait (30 s by default) with SIGKILL, and a loaded
+    machine can take seconds to see a Dask worker out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = subprocess.run(["pgrep", "-af", scheduler], capture_output=True, text=True)
+        left = [line for line in found.stdout.splitlines() if "pgrep" not in line]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
 
 
 def slurm_run(site, study: Path, out: Path, config: str, *args: str) -> list[str]:
@@ -109,7 +136,7 @@ def test_python_sessions_run_as_slurm_jobs(slurm_site, tmp_path):
         assert record["result"]["pid"] != os.getpid()
     logs = sorted(p.name for p in (out / "_batches" / "slurm").iterdir())
     assert any(name.endswith(".err") for name in logs), logs
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 @pytest.mark.engines
@@ -143,7 +170,7 @@ def test_container_sessions_on_slurm_workers(slurm_site, tmp_path, engine):
         (record,) = records(out / session)
         assert record["container"]["engine"] == engine
         assert record["host"]["slurm_job_id"] in summary["slurm_job_ids"]
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
@@ -184,7 +211,7 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
         "ses-03": "interrupted",
         "ses-04": "interrupted",
     }
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
     assert worker_processes(summary["scheduler"]) == []
     for session in ("ses-03", "ses-04"):
         (record,) = records(out / session)
@@ -244,7 +271,7 @@ def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
     assert second["run_id"] == retried["run_id"]
     assert second["host"]["slurm_job_id"] != lost_job
     assert not (out / "ses-02" / "_staging").exists()
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_slurm_commands_missing_is_exit_2(site, tmp_path):
@@ -295,7 +322,7 @@ def test_slurm_controller_down_is_exit_2(slurm_site, tmp_path):
     assert result.stderr.startswith("Error: --executor slurm: the Slurm controller does not answer")
     assert "check `sinfo`" in result.stderr
     assert not (tmp_path / "out").exists()
-    assert our_jobs() == []
+    assert our_jobs(tmp_path) == []
 
 
 def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from containerkit import container_plugin, leftover_containers, run_on
 from mdivicomtools.runner import run_plugin
-from test_containers import container_plugin, leftover_containers
 
 pytestmark = pytest.mark.engines
 
@@ -28,17 +28,10 @@ LIMITS = (
 GROW_UNTIL_KILLED = "x=0123456789abcdef; while true; do x=$x$x; done"
 
 
-def run_json(site, *args):
-    result = site.cli("run", *args, "--json")
-    return result, (json.loads(result.stdout) if result.stdout.strip() else None)
-
-
 def test_memory_limit_kills_with_a_clear_error(site, dataset, tmp_path, engine):
     container_plugin(site, "hog", GROW_UNTIL_KILLED, resources={"memory": "64m"})
     out = tmp_path / "out"
-    result, record = run_json(
-        site, "hog", "--dataset", str(dataset), "--out", str(out), "--backend", engine
-    )
+    result, record = run_on(site, engine, "hog", dataset, out)
     assert result.returncode == 1, result.stderr
     assert record["status"] == "failed"
     assert record["error"] == {"type": "OutOfMemory", "message": "out of memory (limit 64 MiB)"}
@@ -50,19 +43,8 @@ def test_memory_limit_kills_with_a_clear_error(site, dataset, tmp_path, engine):
 def test_cpus_pids_and_memory_are_visible_inside(site, dataset, tmp_path, engine):
     container_plugin(site, "limits", "(" + LIMITS + ") > {out_dir}/limits", resources={"pids": 64})
     out = tmp_path / "out"
-    result, record = run_json(
-        site,
-        "limits",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--cpus",
-        "0.5",
-        "--memory",
-        "256m",
+    result, record = run_on(
+        site, engine, "limits", dataset, out, "--cpus", "0.5", "--memory", "256m"
     )
     assert result.returncode == 0, result.stderr
     values = (out / "limits" / "limits").read_text().split()
@@ -82,18 +64,7 @@ def test_init_makes_a_timeout_prompt(site, dataset, tmp_path, engine):
     container_plugin(site, "sleeper", "echo started; sleep 600", stop_grace_s=60)
     out = tmp_path / "out"
     started = time.monotonic()
-    result, record = run_json(
-        site,
-        "sleeper",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--timeout",
-        "1",
-    )
+    result, record = run_on(site, engine, "sleeper", dataset, out, "--timeout", "1")
     elapsed = time.monotonic() - started
     assert result.returncode == 124, result.stderr
     assert record["status"] == "timed_out"
@@ -107,24 +78,13 @@ def test_init_makes_a_timeout_prompt(site, dataset, tmp_path, engine):
 def test_a_tool_that_ignores_sigterm_gets_the_grace_then_sigkill(site, dataset, tmp_path, engine):
     container_plugin(site, "stubborn", "trap '' TERM; echo started; sleep 600 & wait; sleep 600")
     out = tmp_path / "out"
-    result, record = run_json(
-        site,
-        "stubborn",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--timeout",
-        "1",
-        "--stop-grace",
-        "8",
+    result, record = run_on(
+        site, engine, "stubborn", dataset, out, "--timeout", "1", "--stop-grace", "3"
     )
     assert result.returncode == 124, result.stderr
-    assert record["container"]["applied"]["stop_grace_s"] == 8
+    assert record["container"]["applied"]["stop_grace_s"] == 3
     # the engine waited the grace before SIGKILL (a lower bound, not a timing race) ...
-    assert record["duration_s"] >= 1 + 8
+    assert record["duration_s"] >= 1 + 3
     # ... and then the container was gone: far below the 600 s the tool asked for
     assert record["duration_s"] < 60
     assert leftover_containers(engine, record["run_id"]) == []
@@ -185,18 +145,7 @@ def test_named_mount_is_read_only_and_recorded(site, dataset, tmp_path, engine):
         mounts={"models": {"target": "/models", "description": "pose models"}},
     )
     out = tmp_path / "out"
-    result, record = run_json(
-        site,
-        "pose",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--mount",
-        f"models={models}",
-    )
+    result, record = run_on(site, engine, "pose", dataset, out, "--mount", f"models={models}")
     assert result.returncode == 0, result.stderr
     assert (out / "pose" / "size").read_text().strip() == "100"
     assert (out / "pose" / "wrote").read_text() == "no\n"
@@ -209,17 +158,8 @@ def test_named_mount_is_read_only_and_recorded(site, dataset, tmp_path, engine):
 
     # the same files give the same fingerprint; a changed file a different one
     def fingerprint(out_dir):
-        result, again = run_json(
-            site,
-            "pose",
-            "--dataset",
-            str(dataset),
-            "--out",
-            str(out_dir),
-            "--backend",
-            engine,
-            "--mount",
-            f"models={models}",
+        result, again = run_on(
+            site, engine, "pose", dataset, out_dir, "--mount", f"models={models}"
         )
         assert result.returncode == 0, result.stderr
         return again["container"]["applied"]["mounts"][0]["fingerprint"]
@@ -239,21 +179,10 @@ def test_named_mount_from_the_user_config(site, dataset, tmp_path, engine):
         site, "pose", "ls /models > {out_dir}/ls", mounts={"models": {"target": "/models"}}
     )
     out = tmp_path / "out"
-    result = site.cli(
-        "run",
-        "pose",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--json",
-        MDIVICOM_CONFIG_FILE=str(config),
-    )
+    result, record = run_on(site, engine, "pose", dataset, out, MDIVICOM_CONFIG_FILE=str(config))
     assert result.returncode == 0, result.stderr
     assert (out / "pose" / "ls").read_text() == "m\n"
-    applied = json.loads(result.stdout)["container"]["applied"]
+    applied = record["container"]["applied"]
     assert applied["memory"] == 128 * 1024**2 and applied["mounts"][0]["source"] == str(models)
 
 
@@ -280,9 +209,7 @@ def test_bad_mounts_are_exit_2_before_anything_runs(
     out = tmp_path / "out"
     (out / "cache").mkdir(parents=True)
     args = [a.replace("{out}", str(out)) for a in mount_args]
-    result = site.cli(
-        "run", "pose", "--dataset", str(dataset), "--out", str(out), "--backend", engine, *args
-    )
+    result, _ = run_on(site, engine, "pose", dataset, out, *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
@@ -295,26 +222,13 @@ def test_gpus_are_refused_before_anything_starts(site, dataset, tmp_path, engine
     # these machines have no GPU, no nvidia runtime and no CDI spec
     container_plugin(site, "gpu", "true", resources={"gpus": "all"})
     out = tmp_path / "out"
-    result = site.cli(
-        "run", "gpu", "--dataset", str(dataset), "--out", str(out), "--backend", engine
-    )
+    result, _ = run_on(site, engine, "gpu", dataset, out)
     assert result.returncode == 2, result.stderr
     assert f"the run asks for GPUs (all), but {engine} cannot serve GPU requests" in result.stderr
     assert "--gpus none" in result.stderr
     assert not (out / "_runs").exists()
     # --gpus none drops the manifest's request, and the run goes ahead
-    result = site.cli(
-        "run",
-        "gpu",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--gpus",
-        "none",
-    )
+    result, _ = run_on(site, engine, "gpu", dataset, out, "--gpus", "none")
     assert result.returncode == 0, result.stderr
 
 
@@ -327,19 +241,7 @@ def test_dry_run_plan_shows_limits_and_hardening(site, dataset, tmp_path, engine
         capabilities=["SYS_NICE"],
         read_only_rootfs=True,
     )
-    result = site.cli(
-        "run",
-        "planned",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(tmp_path / "o"),
-        "--backend",
-        engine,
-        "--dry-run",
-        "--cpus",
-        "2",
-    )
+    result, _ = run_on(site, engine, "planned", dataset, tmp_path / "o", "--dry-run", "--cpus", "2")
     assert result.returncode == 0, result.stderr
     for line in (
         "memory:     1 GiB",

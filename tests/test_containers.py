@@ -19,52 +19,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from containerkit import container_plugin, image_inspect, leftover_containers, run_on
 from engines import TEST_IMAGE, engine_cli, need_engine
 from mdivicomtools.runner import ValidationFailed, run_plugin
 from pluginsite import MDIVICOM, interruptible
 
 pytestmark = pytest.mark.engines
-
-
-def container_plugin(site, plugin_id, script, **container):
-    spec = {"image": TEST_IMAGE, "command": ["sh", "-c", script], "pull": "never", **container}
-    site.manifest(
-        f"{plugin_id}.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": plugin_id,
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": f"container plugin {plugin_id}",
-            },
-            "container": spec,
-        },
-    )
-
-
-def leftover_containers(engine, run_id=None):
-    label = "mdivicomtools.run_id" + (f"={run_id}" if run_id else "")
-    result = subprocess.run(
-        [*engine_cli(engine), "ps", "-a", "-q", "--filter", f"label={label}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return result.stdout.split()
-
-
-def image_inspect(engine):
-    result = subprocess.run(
-        [*engine_cli(engine), "image", "inspect", TEST_IMAGE],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(result.stdout)[0]
 
 
 COUNT = (
@@ -141,20 +101,8 @@ def test_nonzero_exit_fails_with_the_exit_code_and_keeps_earlier_output(
     out = tmp_path / "out"
     assert run_plugin("flaky", dataset=dataset, out=out, backend=engine).status == "succeeded"
     container_plugin(site, "flaky", "echo v2 > {out_dir}/v; echo broken >&2; exit 42")
-    result = site.cli(
-        "run",
-        "flaky",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--overwrite",
-        "--json",
-    )
+    result, record = run_on(site, engine, "flaky", dataset, out, "--overwrite")
     assert result.returncode == 1
-    record = json.loads(result.stdout)
     assert record["status"] == "failed" and record["exit_code"] == 42, record["error"]
     assert record["container"]["exit_code"] == 42
     assert record["error"] == {
@@ -169,22 +117,9 @@ def test_timeout_stops_and_removes_the_container(site, dataset, tmp_path, engine
     container_plugin(site, "sleepy", "echo started; sleep 300")
     out = tmp_path / "out"
     started = time.monotonic()
-    result = site.cli(
-        "run",
-        "sleepy",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--timeout",
-        "2",
-        "--json",
-    )
+    result, record = run_on(site, engine, "sleepy", dataset, out, "--timeout", "2")
     assert time.monotonic() - started < 60
     assert result.returncode == 124, result.stderr
-    record = json.loads(result.stdout)
     assert record["status"] == "timed_out" and record["error"]["type"] == "Timeout"
     assert leftover_containers(engine, record["run_id"]) == []
     assert not (out / "sleepy").exists()
@@ -235,16 +170,7 @@ def test_interrupt_stops_and_removes_the_container(site, dataset, tmp_path, engi
 
 def test_missing_image_with_pull_never_is_exit_2(site, dataset, tmp_path, engine):
     container_plugin(site, "ghost", "true", image="localhost/no-such-image:9")
-    result = site.cli(
-        "run",
-        "ghost",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(tmp_path / "out"),
-        "--backend",
-        engine,
-    )
+    result, _ = run_on(site, engine, "ghost", dataset, tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         f"  - image 'localhost/no-such-image:9' is not on {engine} and the plugin's pull policy "
@@ -324,20 +250,8 @@ def test_no_network_by_default(site, dataset, tmp_path, engine):
 def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engine):
     container_plugin(site, "count", COUNT, env={"LAB": "x"})
     out = tmp_path / "out"
-    result = site.cli(
-        "run",
-        "count",
-        "--dataset",
-        str(dataset),
-        "--out",
-        str(out),
-        "--backend",
-        engine,
-        "--dry-run",
-        "--json",
-    )
+    result, record = run_on(site, engine, "count", dataset, out, "--dry-run")
     assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
     assert record["status"] == "dry_run"
     plan = record["result"]["plan"]
     assert plan["engine"] == engine and plan["image"] == TEST_IMAGE
@@ -357,12 +271,16 @@ def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engin
     assert not (out / "count").exists()
 
 
+# serial: any container run on this host removes a dead runner's containers, so a
+# test run at the same time could clear the planted one before this run does
+@pytest.mark.serial
 def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset, tmp_path, engine):
+    run_id = f"20000101T000000Z_{os.urandom(4).hex()}"
     dead = subprocess.Popen(["true"])
     dead.wait()
     labels = [
         "--label",
-        "mdivicomtools.run_id=20000101T000000Z_deadbeef",
+        f"mdivicomtools.run_id={run_id}",
         "--label",
         f"mdivicomtools.pid={dead.pid}",
         "--label",
@@ -374,11 +292,11 @@ def test_leftovers_of_a_killed_runner_are_removed_on_the_next_run(site, dataset,
         capture_output=True,
         timeout=60,
     )
-    assert leftover_containers(engine, "20000101T000000Z_deadbeef")
+    assert leftover_containers(engine, run_id)
     container_plugin(site, "count", COUNT)
     record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend=engine)
     assert record.status == "succeeded"
-    assert leftover_containers(engine, "20000101T000000Z_deadbeef") == []
+    assert leftover_containers(engine, run_id) == []
     assert "removed leftover container" in (tmp_path / "out" / record.log).read_text()
 
 

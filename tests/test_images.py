@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
+from containerkit import container_plugin
 from engines import TEST_IMAGE, engine_cli
-from test_containers import container_plugin
 
 pytestmark = pytest.mark.engines
 

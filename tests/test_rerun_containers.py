@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from containerkit import container_plugin, run_on
 from engines import TEST_IMAGE, engine_cli, need_engine
 from mdivicomtools import rerun, run_plugin, verify_out
 from mdivicomtools.runner import ValidationFailed
@@ -59,26 +60,9 @@ def move_tag_to_a_new_image(engine, tag, made):
     return new_id
 
 
-def container_plugin(site, plugin_id, image, script):
-    site.manifest(
-        f"{plugin_id}.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": plugin_id,
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": f"container plugin {plugin_id}",
-            },
-            "container": {"image": image, "command": ["sh", "-c", script], "pull": "never"},
-        },
-    )
-
-
 def test_rerun_uses_the_pinned_image_after_the_tag_moved(site, dataset, tmp_path, engine, own_tag):
     tag, made = own_tag
-    container_plugin(site, "mark", tag, MARK)
+    container_plugin(site, "mark", MARK, image=tag)
     out = tmp_path / "out"
     original = run_plugin("mark", dataset=dataset, out=out, backend=engine, hash_dataset=True)
     assert original.status == "succeeded", (out / original.log).read_text()
@@ -111,7 +95,7 @@ def test_rerun_refuses_when_the_pinned_image_is_gone(site, dataset, tmp_path, en
     finally:
         engine_run(engine, "rm", "-f", name)
     made.append(temporary)
-    container_plugin(site, "mark", tag, MARK)
+    container_plugin(site, "mark", MARK, image=tag)
     out = tmp_path / "out"
     original = run_plugin("mark", dataset=dataset, out=out, backend=engine)
     assert original.status == "succeeded"
@@ -128,13 +112,10 @@ def test_rerun_refuses_when_the_pinned_image_is_gone(site, dataset, tmp_path, en
 
 def test_rerun_of_a_container_run_through_the_cli(site, dataset, tmp_path, engine, own_tag):
     tag, _ = own_tag
-    container_plugin(site, "mark", tag, MARK)
+    container_plugin(site, "mark", MARK, image=tag)
     out = tmp_path / "out"
-    first = site.cli(
-        "run", "mark", "--dataset", str(dataset), "--out", str(out), "--backend", engine, "--json"
-    )
+    first, original = run_on(site, engine, "mark", dataset, out)
     assert first.returncode == 0, first.stderr
-    original = json.loads(first.stdout)
     result = site.cli("rerun", str(out), "latest", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -147,7 +128,7 @@ def test_resume_reruns_sessions_whose_image_changed(site, tmp_path, engine, own_
     from mdivicomtools import run_batch
 
     tag, made = own_tag
-    container_plugin(site, "mark", tag, MARK)
+    container_plugin(site, "mark", MARK, image=tag)
     data = tmp_path / "data"
     for name in ("ses-01", "ses-02"):
         (data / "sessions" / name).mkdir(parents=True)
@@ -170,7 +151,7 @@ def test_a_container_run_exports_its_image_digest_to_a_valid_crate(
     from mdivicomtools.records.crate import export_crate
 
     serve_context(monkeypatch)
-    container_plugin(site, "mark", TEST_IMAGE, MARK)
+    container_plugin(site, "mark", MARK, image=TEST_IMAGE)
     out = tmp_path / "out"
     record = run_plugin("mark", dataset=dataset, out=out, backend=engine)
     assert record.status == "succeeded"
@@ -194,7 +175,7 @@ def test_a_container_run_exports_its_image_digest_to_a_valid_crate(
 def test_rerun_falls_back_to_the_repo_digest_when_the_image_id_is_gone(site, dataset, tmp_path):
     # Podman gives an imported image a repo digest (Docker does not), so this runs on Podman
     need_engine("podman")
-    container_plugin(site, "mark", TEST_IMAGE, MARK)
+    container_plugin(site, "mark", MARK, image=TEST_IMAGE)
     out = tmp_path / "out"
     original = run_plugin("mark", dataset=dataset, out=out, backend="podman")
     assert original.status == "succeeded"

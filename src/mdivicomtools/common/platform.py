@@ -34,3 +34,20 @@ def die_with_parent(signum: int) -> None:
         libc.prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts).
+
+    The record store and the container backend ask it of a runner that wrote a
+    record or labelled a container: a gone runner's leftovers are fair to clear.
+    """
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -16,3 +16,18 @@ def describe_exception(exc: BaseException) -> str:
     """`Type: message` on one line, or just the type when the message is empty."""
     message = one_line(str(exc))
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def describe_changes(changed: list[str], added: list[str], removed: list[str], limit: int) -> str:
+    """`changed a, b and 3 more; removed c`: the paths a check found different.
+
+    A tree-comparison message must stay one readable line however many files
+    differ, so each kind names at most `limit` paths and counts the rest.
+    """
+    parts = []
+    for label, paths in (("changed", changed), ("added", added), ("removed", removed)):
+        if paths:
+            shown = ", ".join(paths[:limit])
+            more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+            parts.append(f"{label} {shown}{more}")
+    return "; ".join(parts)

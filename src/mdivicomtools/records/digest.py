@@ -30,6 +30,7 @@ from stat import S_ISREG
 import msgspec
 
 from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
 from mdivicomtools.records.inventory import default_workers
@@ -77,17 +78,7 @@ class DatasetChanges(msgspec.Struct, kw_only=True, frozen=True):
     def describe(self, limit: int = 5) -> str:
         if self.unnamed:
             return "the dataset differs (the record lists no files to name)"
-        parts = []
-        for label, paths in (
-            ("changed", self.changed),
-            ("added", self.added),
-            ("removed", self.removed),
-        ):
-            if paths:
-                shown = ", ".join(paths[:limit])
-                more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
-                parts.append(f"{label} {shown}{more}")
-        return "; ".join(parts)
+        return describe_changes(self.changed, self.added, self.removed, limit)
 
 
 # -- the walk ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from mdivicomtools.common.jsonio import pretty, write_atomic
+from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
@@ -66,16 +67,6 @@ def runner_identity() -> RunnerInfo:
     return RunnerInfo(pid=os.getpid(), hostname=os.uname().nodename, boot_id=boot_id)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lock_free(run_out_dir: Path, plugin_id: str) -> bool:
     """Whether nobody holds the plugin's output lock (a live run always does)."""
     lock_path = runs_dir(run_out_dir) / f".{plugin_id}.lock"
@@ -113,7 +104,7 @@ def runner_gone(record: RunRecord, run_out_dir: Path) -> bool:
         return False
     if runner.boot_id and here.boot_id and runner.boot_id != here.boot_id:
         return True
-    return runner.pid != here.pid and not _pid_alive(runner.pid)
+    return runner.pid != here.pid and not pid_alive(runner.pid)
 
 
 def shown_status(record: RunRecord, run_out_dir: Path) -> str:

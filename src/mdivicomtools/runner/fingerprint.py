@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.common.safefs import display_name
+from mdivicomtools.common.text import describe_changes
 
 #: relative path -> (kind, size, mtime_ns, ctime_ns, inode); kind "d" for folders,
 #: "f" files, "l" links; names that are not UTF-8 in the escaped form of display_name
@@ -35,17 +36,7 @@ class TreeChanges(msgspec.Struct, frozen=True):
         return bool(self.changed or self.added or self.removed)
 
     def describe(self, limit: int = 10) -> str:
-        parts = []
-        for label, paths in (
-            ("changed", self.changed),
-            ("added", self.added),
-            ("removed", self.removed),
-        ):
-            if paths:
-                shown = ", ".join(paths[:limit])
-                more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
-                parts.append(f"{label} {shown}{more}")
-        return "; ".join(parts)
+        return describe_changes(self.changed, self.added, self.removed, limit)
 
 
 def fingerprint(root: Path) -> Fingerprint:

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.timing import POLL_S
 from mdivicomtools.common.units import format_size
 from mdivicomtools.execution.base import Availability
@@ -130,16 +131,6 @@ def host_oom_kills() -> int | None:
 def _grace(plan: ContainerPlan) -> int:
     """Whole seconds for the engine's stop call (both APIs take an integer)."""
     return math.ceil(plan.settings.stop_grace_s)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _LogFollower:
@@ -508,7 +499,7 @@ class ContainerBackend:
                 pid = int(labels.get(LABEL_PID, ""))
             except ValueError:
                 continue
-            if pid == os.getpid() or _process_alive(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
             with contextlib.suppress(EngineError):
                 engine.stop(container_id, 0)
