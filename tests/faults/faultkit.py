@@ -23,7 +23,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from engines import TEST_IMAGE, engine_cli
 from pluginsite import MDIVICOM, PluginSite, interruptible, plugin_dict
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -36,28 +35,6 @@ def hostile_plugin(site: PluginSite, function: str, plugin_id: str | None = None
     data = plugin_dict(plugin_id)
     data["entry"] = {"callable": f"hostile:{function}"}
     site.plugin(plugin_id, data=data)
-    return plugin_id
-
-
-def container_plugin(site: PluginSite, plugin_id: str, script: str) -> str:
-    site.manifest(
-        f"{plugin_id}.json",
-        {
-            "meta": {
-                "api_version": "mdivicomtools.plugin.v0.1",
-                "id": plugin_id,
-                "kind": "container",
-                "version": "1.0.0",
-                "publisher": "lab",
-                "description": f"hostile container plugin {plugin_id}",
-            },
-            "container": {
-                "image": TEST_IMAGE,
-                "command": ["sh", "-c", script],
-                "pull": "never",
-            },
-        },
-    )
     return plugin_id
 
 
@@ -141,17 +118,6 @@ def assert_no_processes_left(mark: str | None = None, grace: float = 5.0) -> Non
 def assert_no_staging(out: Path) -> None:
     staging = out / "_staging"
     assert not staging.exists() or not any(staging.iterdir()), list(staging.rglob("*"))
-
-
-def containers_left(engine: str, label: str = "mdivicomtools.run_id") -> list[str]:
-    result = subprocess.run(
-        [*engine_cli(engine), "ps", "-a", "-q", "--filter", f"label={label}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return result.stdout.split()
 
 
 def good_earlier_run(

@@ -21,8 +21,6 @@ import pytest
 from faultkit import (
     assert_earlier_intact,
     assert_no_staging,
-    container_plugin,
-    containers_left,
     good_earlier_run,
     last_record,
     records,
@@ -31,6 +29,7 @@ from faultkit import (
 )
 from hostile import CONTAINER_SCRIPTS
 
+from containerkit import container_plugin, leftover_containers
 from engines import engine_cli, need_engine
 from pluginsite import MDIVICOM
 
@@ -38,7 +37,8 @@ pytestmark = pytest.mark.engines
 
 
 def _fault(hsite, engine, dataset, out, name, **fmt):
-    plugin = container_plugin(hsite, f"c-{name}", CONTAINER_SCRIPTS[name].format(**fmt))
+    plugin = f"c-{name}"
+    container_plugin(hsite, plugin, CONTAINER_SCRIPTS[name].format(**fmt))
     good_earlier_run(hsite, plugin, dataset, out, "--backend", engine)
     done = run_cli(
         hsite,
@@ -63,7 +63,7 @@ def test_container_fifo_resultbundle(hsite, engine, dataset, tmp_path):
     out = tmp_path / "out"
     plugin, done = _fault(hsite, engine, dataset, out, "fifo")
     _assert_refused(out, plugin, done, "resultbundle.json (a fifo, not a regular file)")
-    assert containers_left(engine, f"mdivicomtools.run_id={last_record(out)['run_id']}") == []
+    assert leftover_containers(engine, last_record(out)["run_id"]) == []
 
 
 def test_container_symlink_to_a_host_file(hsite, engine, dataset, tmp_path):
@@ -74,7 +74,7 @@ def test_container_symlink_to_a_host_file(hsite, engine, dataset, tmp_path):
     _assert_refused(out, plugin, done, "resultbundle.json (a symlink to an absolute path)")
     record_file = out / "_runs" / f"{last_record(out)['run_id']}.json"
     assert "TOP-SECRET" not in record_file.read_text() + done.stdout + done.stderr
-    assert containers_left(engine, f"mdivicomtools.run_id={last_record(out)['run_id']}") == []
+    assert leftover_containers(engine, last_record(out)["run_id"]) == []
 
 
 def test_container_setuid_fifo_and_escaping_symlink(hsite, engine, dataset, tmp_path):
@@ -88,7 +88,7 @@ def test_container_setuid_fifo_and_escaping_symlink(hsite, engine, dataset, tmp_
         "pipe (a fifo, not a regular file)",
         "passwd (a symlink to an absolute path)",
     )
-    assert containers_left(engine, f"mdivicomtools.run_id={last_record(out)['run_id']}") == []
+    assert leftover_containers(engine, last_record(out)["run_id"]) == []
 
 
 class SilentRegistry:
@@ -294,7 +294,7 @@ def test_a_private_podman_service_dies_with_a_killed_runner(hsite, dataset, tmp_
             assert time.monotonic() < deadline, "the private podman service outlived its runner"
             time.sleep(0.1)
     finally:
-        for container in containers_left("podman", f"mdivicomtools.run_id={run_id}"):
+        for container in leftover_containers("podman", run_id):
             subprocess.run(
                 [*engine_cli("podman"), "rm", "-f", container], capture_output=True, check=False
             )
