@@ -439,3 +439,25 @@ def test_two_talkers_give_the_alignment_of_the_one_heard_most(installed, tmp_pat
     # the other talker's alignment is reported beside it, not blended into it
     (other,) = found["other_source_offsets_s"]
     assert abs(other - talker_b) * 1000 < 0.5, found
+
+
+def test_the_split_real_fft_equals_numpys(installed):
+    """The whole-overlap search's memory-saving FFT (two half-size transforms) gives
+    numpy's rfft within float32 rounding, padded or not, odd lengths included."""
+    check = """
+import numpy as np
+from mdivicom_sync_audio import coarse
+rng = np.random.default_rng(3)
+size = 2 * coarse.SPLIT_MIN
+for length in (size, size - 1, size * 3 // 4 + 1):
+    x = rng.standard_normal(length).astype(np.float32)
+    expected, got = np.fft.rfft(x, size), coarse.real_spectrum(x, size)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.max(np.abs(got - expected)) <= 1e-6 * np.max(np.abs(expected)), length
+print("equal")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", check], env=installed, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "equal"
