@@ -308,6 +308,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _wait_until_listening(port: int, scheduler: subprocess.Popen, log: Path) -> None:
+    """A scheduler takes seconds to import and bind (many more on a busy machine); the
+    batch's client gives up after its connect timeout, so the test waits for the port."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert scheduler.poll() is None, log.read_text()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert time.monotonic() < deadline, "the Dask scheduler never listened: " + log.read_text()
+        time.sleep(0.1)
+
+
 def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_path):
     dask = str(Path(sys.executable).with_name("dask"))
     port = _free_port()
@@ -324,6 +337,7 @@ def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_p
         )
     ]
     try:
+        _wait_until_listening(port, processes[0], logs / "scheduler.log")
         for index in range(2):
             processes.append(
                 subprocess.Popen(
@@ -394,6 +408,8 @@ def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
     )
     assert result.returncode == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert ": ;" not in line and line.endswith("(--scheduler or MDIVICOM_DASK_SCHEDULER)")
 
 
 @pytest.mark.engines

@@ -57,8 +57,16 @@ class DaskExecutor:
                 try:
                     client = stack.enter_context(Client(self.scheduler, timeout=15))
                 except OSError as exc:
+                    # distributed's connect timeout carries no text of its own
+                    reason = str(exc) or (
+                        "no answer within 15 s"
+                        if isinstance(exc, TimeoutError)
+                        else type(exc).__name__
+                    )
                     raise UsageError(
-                        f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
+                        f"cannot reach the Dask scheduler at {self.scheduler}: {reason}; "
+                        "check that it is running at that address (--scheduler or "
+                        "MDIVICOM_DASK_SCHEDULER)"
                     ) from None
             else:
                 stack.enter_context(
