@@ -7,7 +7,12 @@ import pytest
 from mdivicomtools import hookimpl
 from mdivicomtools.execution.container.engine import EngineUnreachable, GpuSupport, ImageFacts
 from mdivicomtools.execution.container.plan import ContainerPlan, expand
-from mdivicomtools.execution.container.runtime import ContainerBackend
+from mdivicomtools.execution.container.runtime import (
+    LOG_RESENT_MARKER,
+    ContainerBackend,
+    _LogFollower,
+)
+from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import load_hooks
 from mdivicomtools.runner import run_plugin
 from pluginsite import plugin_dict
@@ -168,3 +173,37 @@ def test_unreachable_engine_is_reported_with_the_fix(site, dataset, tmp_path):
 def test_placeholders_expand_and_other_braces_stay(argv, expanded):
     assert expand(argv) == expanded
     assert expand(None) is None
+
+
+class _Streams:
+    """An engine whose live stream and stored log can disagree, as Podman's do under load."""
+
+    def __init__(self, live: list[bytes], stored: bytes) -> None:
+        self.live, self.stored = live, stored
+
+    def logs(self, container_id):
+        yield from self.live
+
+    def all_logs(self, container_id):
+        return self.stored
+
+
+@pytest.mark.parametrize(
+    ("live", "stored", "expected"),
+    [
+        ([b"a\n", b"b\n"], b"a\nb\n", b"a\nb\n"),  # the stream had it all
+        ([b"a\n", b"b"], b"a\nb\nc\n", b"a\nb\nc\n"),  # it ended early: the tail is appended
+        (
+            [b"a\n", b"c\n"],  # it skipped a line: the stored log is written whole
+            b"a\nb\nc\n",
+            b"a\nc\n\n" + LOG_RESENT_MARKER.encode() + b"\na\nb\nc\n",
+        ),
+    ],
+)
+def test_the_log_ends_complete_whatever_the_live_stream_lost(tmp_path, live, stored, expected):
+    path = tmp_path / "run.log"
+    with RunLog(path) as log:
+        follower = _LogFollower(_Streams(live, stored), "c1", log)  # type: ignore[arg-type]
+        follower.start()
+        follower.finish()
+    assert path.read_bytes() == expected

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from containerkit import container_plugin, leftover_containers, run_on
+from mdivicomtools.execution.container.runtime import LOG_RESENT_MARKER
 from mdivicomtools.runner import run_plugin
 
 pytestmark = pytest.mark.engines
@@ -289,6 +290,9 @@ def test_a_long_log_arrives_complete(site, dataset, tmp_path, engine):
     record = run_plugin("chatty", dataset=dataset, out=out, backend=engine)
     assert record.status == "succeeded"
     lines = (out / record.log).read_text().splitlines()
+    if LOG_RESENT_MARKER in lines:
+        # the live stream lost part of it (Podman under load): the stored copy follows
+        lines = lines[len(lines) - lines[::-1].index(LOG_RESENT_MARKER) :]
     assert [line for line in lines if line.startswith("line-")] == [
         f"line-{i}" for i in range(20000)
     ]

@@ -8,6 +8,7 @@ into the record. The engine adapters only supply a ContainerEngine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -40,12 +41,18 @@ from mdivicomtools.execution.container.plan import (
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
-#: how long the followed log stream may lag behind the container's exit before the
-#: rest is fetched in one call (Podman ends the stream up to 0.25 s late; one more
-#: request, a few ms, costs less than waiting longer)
-LOG_SETTLE_S = 0.01
+#: how long the followed log stream may stay quiet after the container's exit before
+#: it is cut (both engines usually end it within ~10 ms of the exit, Podman sometimes
+#: 0.25 s late; the wait ends as soon as it does) and the stored log completes it
+LOG_SETTLE_S = 0.3
 #: how long close() waits for a container's removal to finish
 REMOVE_WAIT_S = 60.0
+#: the line before a container's complete stored log, written when the live stream
+#: lost or reordered part of the output
+LOG_RESENT_MARKER = (
+    "[mdivicom] the engine's live log stream lost or reordered part of the output; "
+    "the container's complete log follows"
+)
 
 
 class PullTimedOut(EngineError):
@@ -136,9 +143,13 @@ def _grace(plan: ContainerPlan) -> int:
 class _LogFollower:
     """Copies a container's output into the run log while it runs, and completes it after.
 
-    Following the stream keeps the log live; once the container has exited, a
-    stream that has not ended yet is cut short and the missing tail is fetched
-    in one call, so the run does not wait for the engine to close the stream.
+    Following the stream keeps the log live, but the stream is not the record:
+    on a busy machine Podman's follow stream has been seen to end early or skip
+    part of a long output. So once the container has exited and the stream has
+    ended (or gone quiet), the engine's stored log is fetched once and checked
+    against what was copied (same length prefix, same SHA-256): the missing
+    tail is appended, or, when the stream lost or reordered data, a marker line
+    and the complete stored log follow, so the log always ends complete.
     """
 
     def __init__(self, engine: ContainerEngine, container_id: str, log: RunLog) -> None:
@@ -147,6 +158,7 @@ class _LogFollower:
         self._log = log
         self._lock = threading.Lock()
         self._written = 0
+        self._digest = hashlib.sha256()
         self._closed = False
         self._thread = threading.Thread(target=self._follow, daemon=True)
 
@@ -161,17 +173,29 @@ class _LogFollower:
                         return
                     self._log.write(chunk)
                     self._written += len(chunk)
+                    self._digest.update(chunk)
 
     def finish(self) -> None:
         """Call once the container has exited: make the log complete."""
-        self._thread.join(timeout=LOG_SETTLE_S)
-        if not self._thread.is_alive():
-            return
+        while self._thread.is_alive():
+            with self._lock:
+                before = self._written
+            self._thread.join(timeout=LOG_SETTLE_S)
+            with self._lock:
+                if self._written == before:
+                    break  # quiet: cut it rather than wait for the engine to close it
         with self._lock:
             self._closed = True
-            written = self._written
-        with contextlib.suppress(Exception):
-            self._log.write(self._engine.all_logs(self._container_id)[written:])
+            written, digest = self._written, self._digest.hexdigest()
+        try:
+            stored = self._engine.all_logs(self._container_id)
+        except Exception:  # the engine lost the log: the live copy is all there is
+            return
+        if len(stored) >= written and hashlib.sha256(stored[:written]).hexdigest() == digest:
+            self._log.write(stored[written:])
+            return
+        self._log.write(f"\n{LOG_RESENT_MARKER}\n")
+        self._log.write(stored)
 
 
 class ContainerBackend:
