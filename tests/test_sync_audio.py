@@ -461,3 +461,66 @@ print("equal")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "equal"
+
+
+_NETWORK_CASE = r"""
+import json, sys
+import numpy as np
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+lags = np.arange(-50, 50.001, 0.125)
+
+def pair(offset_s, bound_ms, peaks):
+    # a correlation with a peak of each height at each lag (ms from the chosen peak)
+    curve = sum(h * np.exp(-0.5 * ((lags - at) / 0.1) ** 2) for at, h in peaks.items())
+    return Result(offset_s, None, bound_ms, None, 60.0, 20.0,
+                  plot={"lags_ms": lags, "curve": curve})
+
+# truth: t_cam1 = t_cam2 + 2 s = t_cam3 + 5 s. Camera 2 has a strong reflection 9.9 ms
+# after its direct sound: the cam2-cam3 pair (cam2 as its reference) picked it,
+# +9.9 ms off and sure of it; the cam1-cam2 pair picked the direct sound but
+# saw the reflection (at -9.9 ms) nearly as high, so its bound is wide.
+echo = 0.0099
+wrong_chain = {
+    ("str-cam1", "str-cam2"): pair(2.0, 10.2, {0.0: 1.0, -9.9: 0.84}),
+    ("str-cam1", "str-cam3"): pair(5.0, 0.15, {0.0: 1.0}),
+    ("str-cam2", "str-cam3"): pair(3.0 + echo, 0.4, {0.0: 1.0, -1.9: 0.9, -9.9: 0.25}),
+}
+# the mirror case: the direct pair picked camera 3's own reflection (the chain
+# is right); the direct pair's alignment puts camera 3's sound later, not earlier
+wrong_direct = {
+    ("str-cam1", "str-cam2"): pair(2.0, 0.15, {0.0: 1.0}),
+    ("str-cam1", "str-cam3"): pair(5.0 - 0.0084, 20.0, {0.0: 1.0, 8.4: 0.7}),
+    ("str-cam2", "str-cam3"): pair(3.0, 0.2, {0.0: 1.0, -8.4: 0.5}),
+}
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+out = {}
+for name, pairs in (("wrong_chain", wrong_chain), ("wrong_direct", wrong_direct)):
+    solved, routes = combine(pairs, {}, "str-cam1", streams, {s: 30.0 for s in streams})
+    out[name] = {s: [solved[s].offset_s, solved[s].error_bound_ms, routes[s]] for s in streams[1:]}
+print(json.dumps(out))
+"""
+
+
+def test_a_chain_through_a_cameras_reflection_loses_to_the_earlier_direct_pair(installed):
+    """A camera's reflection closes the loops as well as its direct sound does, but
+    arrives later: the network keeps the earlier alignment when every pair with the
+    camera has a peak there, and otherwise the chain the error bounds choose."""
+    result = subprocess.run(
+        [sys.executable, "-c", _NETWORK_CASE],
+        env=installed,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    offset, bound, route = found["wrong_chain"]["str-cam2"]
+    assert route == ["str-cam1", "str-cam2"]
+    assert abs(offset - 2.0) * 1000 < 0.01
+    assert abs(offset - 2.0) * 1000 <= bound
+    offset, bound, route = found["wrong_direct"]["str-cam3"]
+    assert route == ["str-cam1", "str-cam2", "str-cam3"]
+    assert abs(offset - 5.0) * 1000 < 0.01
+    # camera 3 is reached directly in the first case and stays so
+    assert found["wrong_chain"]["str-cam3"][2] == ["str-cam1", "str-cam3"]

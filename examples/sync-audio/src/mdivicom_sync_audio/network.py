@@ -9,14 +9,28 @@ the bounds add, which keeps them conservative. A pair can still be confidently
 wrong (a far camera whose strong reflection wins every test), so every other
 route to the stream is compared with the chosen one, and a disagreement
 beyond the chosen bound widens it.
+
+Bounds cannot tell a camera's direct sound from its own strong reflection: a
+pair that picks the reflection is as sure of itself, and the loops still close
+(the reflection sits at the same delay in every pair with that camera). What
+tells them apart is that the reflection comes later; so when the direct pair
+puts a stream's sound earlier than the chosen chain does, by a reflection's
+delay, and every pair with that stream has a peak there, the direct pair wins.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
+import numpy as np
+
+from mdivicom_sync_audio import fine
 from mdivicom_sync_audio.estimate import Result, SyncProblem, align
 from mdivicom_sync_audio.io import Audio
+
+CLOSURE_RATIO = 0.2  # a peak, not the floor between peaks, of a correlation
+PEAK_WIDTH_MS = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,64 @@ def _chain(first: Link, second: Link) -> Link:
     )
 
 
+def _at(link: Link, time_s: float) -> float:
+    return time_s * (1 + link.drift) + link.offset_s
+
+
+def _support(result: Result, shift_ms: float) -> float:
+    """The pair's correlation `shift_ms` away from its chosen peak, against its top."""
+    lags = np.asarray(result.plot.get("lags_ms", ()))
+    values = np.asarray(result.plot.get("curve", ()))
+    near = np.abs(lags - shift_ms) <= PEAK_WIDTH_MS
+    if not near.any() or values.max() <= 0:
+        return 0.0
+    return float(values[near].max() / values.max())
+
+
+def _direct_came_first(
+    sid: str,
+    reference: str,
+    best: dict[str, Link],
+    route: dict[str, list[str]],
+    links: dict[str, dict[str, Link]],
+    pairs: dict[tuple[str, str], Result],
+    time_s: float,
+) -> bool:
+    """Whether the direct pair, not the chain the bounds chose, has the stream's direct sound.
+
+    A camera's own reflection arrives after its direct sound, at the same delay
+    in every pair it is in, so a pair that picks it (often the stronger peak)
+    still closes the loops with the others: closure alone cannot tell the two
+    apart. Precedence can: when the direct pair puts the stream's sound earlier
+    (by a reflection's delay) than the chain does, and every other pair with
+    this stream has a peak where that earlier alignment puts it, the chain's
+    answer is explained as the stream's reflection and the direct pair's is not.
+    """
+    direct = links[reference].get(sid)
+    if direct is None:
+        return False
+    ahead_ms = (_at(direct, time_s) - _at(best[sid], time_s)) * 1000
+    if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
+        return False
+    for (first, second), result in pairs.items():
+        if sid not in (first, second) or reference in (first, second):
+            continue
+        other = first if second == sid else second
+        if other not in best or sid in route[other]:
+            return False
+        # where the other camera's clock is when the stream's is at time_s, per the
+        # direct pair and the other's own solution, against what this pair measured
+        ref_time = _at(direct, time_s)
+        implied = (ref_time - best[other].offset_s) / (1 + best[other].drift)
+        measured = _at(links[other][sid], time_s)
+        shift_ms = (implied - measured) * 1000  # in t_other - t_sid
+        if first == sid:
+            shift_ms = -shift_ms
+        if _support(result, shift_ms) < CLOSURE_RATIO:
+            return False
+    return True
+
+
 def solve(
     audio: dict[str, Audio],
     reference: str,
@@ -87,6 +159,22 @@ def solve(
             pairs[first, second] = align(audio[first], audio[second], second, max_lag_s)
         except SyncProblem as problem:
             problems[first, second] = problem
+    middles = {sid: audio[sid].duration_s / 2 for sid in usable}
+    return combine(pairs, problems, reference, usable, middles)
+
+
+def combine(
+    pairs: dict[tuple[str, str], Result],
+    problems: dict[tuple[str, str], SyncProblem],
+    reference: str,
+    usable: list[str],
+    middles_s: dict[str, float],
+) -> tuple[dict[str, Result | SyncProblem], dict[str, list[str]]]:
+    """The pairs' results (t_first from t_second) composed into one per stream, as `solve`.
+
+    `middles_s`: a time inside each stream's recording, where routes are compared
+    (at time zero, a drift's extrapolation would blur them).
+    """
     links: dict[str, dict[str, Link]] = {sid: {} for sid in usable}
     for (first, second), result in pairs.items():
         links[first][second] = _link(result)  # t_first from t_second
@@ -106,6 +194,21 @@ def solve(
             if neighbour not in best or candidate.bound_ms < best[neighbour].bound_ms:
                 best[neighbour] = candidate
                 route[neighbour] = [*route[node], neighbour]
+    for sid in usable:
+        if (
+            sid in best
+            and len(route[sid]) > 2
+            and _direct_came_first(sid, reference, best, route, links, pairs, middles_s[sid])
+        ):
+            best[sid], route[sid] = links[reference][sid], [reference, sid]
+            # the streams reached through this one follow it
+            for node, path in list(route.items()):
+                if sid in path[:-1]:
+                    rest = path[path.index(sid) :]
+                    link = best[sid]
+                    for before, after in pairwise(rest):
+                        link = _chain(link, links[before][after])
+                    best[node], route[node] = link, [reference, *rest]
     out: dict[str, Result | SyncProblem] = {}
     for sid in usable:
         if sid == reference:
