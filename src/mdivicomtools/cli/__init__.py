@@ -28,11 +28,9 @@ from mdivicomtools.cli.plugins import plugins_group
 from mdivicomtools.cli.rerun import rerun_command
 from mdivicomtools.cli.run import run_command
 from mdivicomtools.cli.runs import runs_group
+from mdivicomtools.cli.supervisor import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, supervise
 from mdivicomtools.cli.verify import verify_command
 
-#: exit status of a process whose reader closed the pipe (128 + SIGPIPE), as coreutils
-EXIT_BROKEN_PIPE = 141
-EXIT_INTERRUPTED = 130
 #: set by the completion scripts click generates (`_MDIVICOM_COMPLETE=bash_source mdivicom`)
 COMPLETE_ENV = "_MDIVICOM_COMPLETE"
 
@@ -133,8 +131,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol, then exit
         cli.main(args=args, prog_name="mdivicom", complete_var=COMPLETE_ENV)
     if argv is None:  # the program itself, never a caller of main() in-process
-        from mdivicomtools.cli.supervisor import supervise
-
         supervise(args)
     as_json = _wants_json(args)
     try:

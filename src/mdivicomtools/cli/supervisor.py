@@ -42,7 +42,8 @@ INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 #: (then it was sent to both) before it is passed on; also how far apart two reports
 #: of one signal may be
 MATCH_S = 0.25
-EXIT_FAILED = 1
+#: the shell's codes for Ctrl-C and a closed pipe (128 + signal), which the command
+#: itself uses too (cli/__init__ imports them from here, a module it loads anyway)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
@@ -220,7 +221,9 @@ def _child_died(signum: int, received: bytes) -> int:
         status, code, error_type = "failed", EXIT_BROKEN_PIPE, "RunnerCrashed"
         message = "the runner died from SIGPIPE (the reader of its output went away)"
     else:
-        status, code, error_type = "failed", EXIT_FAILED, "RunnerCrashed"
+        from mdivicomtools.model.run import EXIT_CODES
+
+        status, code, error_type = "failed", EXIT_CODES["failed"], "RunnerCrashed"
         if signum in NATIVE_CRASHES:
             cause = "a crash in native code: the plugin or a library it uses"
         elif signum == signal.SIGKILL:
