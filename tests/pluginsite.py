@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 #: the `mdivicom` under test: this interpreter's, or MDIVICOM_TEST_COMMAND (another
@@ -222,3 +223,12 @@ def count_wavs_manifest(image: str) -> dict:
         },
         "count the WAV files of a session",
     )
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    """Until a file a plugin or runner writes appears (a marker that it has started)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)

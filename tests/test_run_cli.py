@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from pluginsite import MDIVICOM, interruptible
+from pluginsite import MDIVICOM, interruptible, wait_for
 
 WRITE = """
 import pathlib
@@ -29,14 +28,6 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     time.sleep({seconds})
     pathlib.Path(out_dir, "out.txt").write_text("late")
 """
-
-
-def wait_for(path, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.05)
 
 
 def records(out):
@@ -175,7 +166,7 @@ def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_p
         text=True,
         preexec_fn=interruptible,
     )
-    wait_for(started)
+    wait_for(started, timeout=30)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -201,7 +192,7 @@ def test_same_plugin_twice_at_once_is_refused(site, dataset, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(started)
+    wait_for(started, timeout=30)
     second = site.cli("run", "slow", "--dataset", str(dataset), "--out", str(out))
     assert second.returncode == 2
     assert second.stderr.splitlines()[-1] == (
@@ -302,7 +293,7 @@ def get_plugin():
         text=True,
         preexec_fn=interruptible,
     )
-    wait_for(tmp_path / "hanging")
+    wait_for(tmp_path / "hanging", timeout=30)
     os.kill(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130

@@ -61,14 +61,6 @@ def start_cli(site: PluginSite, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.05)
-
-
 def records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "_runs").glob("*.json"))]
 
