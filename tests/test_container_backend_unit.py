@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import struct
+
 import pytest
 
 from mdivicomtools import hookimpl
 from mdivicomtools.execution.container.engine import EngineUnreachable, GpuSupport, ImageFacts
+from mdivicomtools.execution.container.logstream import (
+    MAX_PARTIAL,
+    STDERR,
+    STDOUT,
+    Frame,
+    LineJoiner,
+    read_frames,
+)
 from mdivicomtools.execution.container.plan import ContainerPlan, expand
 from mdivicomtools.execution.container.runtime import (
     LOG_RESENT_MARKER,
@@ -54,10 +65,10 @@ class FakeEngine:
         self.calls.append("start")
 
     def logs(self, container_id):
-        yield b"fake output\n"
+        yield STDOUT, b"fake output\n"
 
     def all_logs(self, container_id):
-        return b"fake output\n"
+        return [(STDOUT, b"fake output\n")]
 
     def wait(self, container_id):
         return self.exit_code
@@ -178,7 +189,7 @@ def test_placeholders_expand_and_other_braces_stay(argv, expanded):
 class _Streams:
     """An engine whose live stream and stored log can disagree, as Podman's do under load."""
 
-    def __init__(self, live: list[bytes], stored: bytes) -> None:
+    def __init__(self, live: list[Frame], stored: list[Frame]) -> None:
         self.live, self.stored = live, stored
 
     def logs(self, container_id):
@@ -188,15 +199,27 @@ class _Streams:
         return self.stored
 
 
+def _out(*chunks: bytes) -> list[Frame]:
+    return [(STDOUT, chunk) for chunk in chunks]
+
+
 @pytest.mark.parametrize(
     ("live", "stored", "expected"),
     [
-        ([b"a\n", b"b\n"], b"a\nb\n", b"a\nb\n"),  # the stream had it all
-        ([b"a\n", b"b"], b"a\nb\nc\n", b"a\nb\nc\n"),  # it ended early: the tail is appended
+        (_out(b"a\n", b"b\n"), _out(b"a\nb\n"), b"a\nb\n"),  # the stream had it all
+        # it ended early: the tail is appended
+        (_out(b"a\n", b"b"), _out(b"a\nb\nc\n"), b"a\nb\nc\n"),
         (
-            [b"a\n", b"c\n"],  # it skipped a line: the stored log is written whole
-            b"a\nb\nc\n",
+            _out(b"a\n", b"c\n"),  # it skipped a line: the stored log is written whole
+            _out(b"a\nb\nc\n"),
             b"a\nc\n\n" + LOG_RESENT_MARKER.encode() + b"\na\nb\nc\n",
+        ),
+        (
+            # Podman cut a stdout line where its read stopped and the stderr line came
+            # next: each line stays whole, in the order it ended
+            [*_out(b"line-1\nline-"), (STDERR, b"last\n"), *_out(b"2\n")],
+            [*_out(b"line-1\nline-"), (STDERR, b"last\n"), *_out(b"2\n")],
+            b"line-1\nlast\nline-2\n",
         ),
     ],
 )
@@ -207,3 +230,38 @@ def test_the_log_ends_complete_whatever_the_live_stream_lost(tmp_path, live, sto
         follower.start()
         follower.finish()
     assert path.read_bytes() == expected
+
+
+def test_unfinished_lines_are_written_at_the_end_one_per_stream():
+    joiner = LineJoiner()
+    assert joiner.feed(STDOUT, b"50%") == b""
+    assert joiner.feed(STDERR, b"warn") == b""
+    assert joiner.feed(STDOUT, b" 100%") == b""
+    assert joiner.flush() == b"50% 100%\nwarn"
+    assert joiner.flush() == b""
+
+
+def test_a_line_longer_than_the_limit_is_written_anyway():
+    joiner = LineJoiner()
+    blob = b"x" * (MAX_PARTIAL + 1)
+    assert joiner.feed(STDOUT, blob) == blob
+    assert joiner.feed(STDOUT, b"y\n") == b"y\n"
+
+
+def test_frames_are_read_across_short_socket_reads():
+    payloads = [(STDOUT, b"hello\n"), (STDERR, b"oops"), (STDOUT, b"")]
+    wire = b"".join(struct.pack(">BxxxL", stream, len(data)) + data for stream, data in payloads)
+
+    class Trickle(io.RawIOBase):
+        """A socket that hands out three bytes per read."""
+
+        def __init__(self) -> None:
+            self.rest = wire
+
+        def read(self, size: int = -1) -> bytes:
+            chunk, self.rest = self.rest[: min(size, 3)], self.rest[min(size, 3) :]
+            return chunk
+
+    assert list(read_frames(Trickle())) == [(STDOUT, b"hello\n"), (STDERR, b"oops")]
+    # a stream cut inside a frame yields what arrived and stops
+    assert list(read_frames(io.BytesIO(wire[:10]))) == [(STDOUT, b"he")]

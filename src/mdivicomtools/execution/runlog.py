@@ -32,6 +32,8 @@ class RunLog:
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        if not raw:
+            return
         with self._lock:
             if self._closed:
                 return  # a process the plugin left behind still writing after the run

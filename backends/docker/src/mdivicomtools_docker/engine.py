@@ -128,6 +128,19 @@ class DockerEngine(ClientEngine):
             container = self.client.containers.prepare_model({"Id": answer["Id"]})
         return self.keep(container)
 
+    def log_response(self, container_id: str, follow: bool) -> Any:
+        # docker-py's logs() drops each frame's stream type; ask the API directly.
+        # No read timeout: a quiet container is not a dead connection.
+        api = self.client.api
+        response = api._get(
+            api._url("/containers/{0}/logs", container_id),
+            params={"stdout": 1, "stderr": 1, "follow": int(follow)},
+            stream=True,
+            timeout=None,
+        )
+        api._raise_for_status(response)
+        return response
+
     def labelled(self, label: str) -> list[tuple[str, dict[str, str]]]:
         # containers.list() inspects every container it lists; the list has the labels
         with self.errors("listing containers"):

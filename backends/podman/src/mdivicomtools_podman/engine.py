@@ -288,6 +288,15 @@ class PodmanEngine(ClientEngine):
         with self.errors("waiting for the container"):
             return int(self._get(container_id).wait(interval=WAIT_INTERVAL))
 
+    def log_response(self, container_id: str, follow: bool) -> Any:
+        response = self.client.api.get(
+            f"/containers/{container_id}/logs",
+            params={"stdout": True, "stderr": True, "follow": follow},
+            stream=True,
+        )
+        response.raise_for_status()
+        return response
+
     def gpu_support(self) -> GpuSupport:
         if not self.endpoint.startswith("unix://"):
             return GpuSupport(

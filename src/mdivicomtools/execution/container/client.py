@@ -16,13 +16,15 @@ from typing import Any
 
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.engine import EngineError, ImageFacts
+from mdivicomtools.execution.container.logstream import Frame, read_frames
 
 
 class ClientEngine:
     """A ContainerEngine over a docker-py-shaped client.
 
     Subclasses set `name`, the exception classes and implement `connect`,
-    `version`, `pull` and `create` (which should call `self.keep(container)`).
+    `version`, `pull`, `create` (which should call `self.keep(container)`) and
+    `log_response`.
     """
 
     name: str = ""
@@ -79,14 +81,29 @@ class ClientEngine:
         with self.errors("starting the container"):
             self._get(container_id).start()
 
-    def logs(self, container_id: str) -> Iterator[bytes]:
-        with self.errors("reading logs"):
-            yield from self._get(container_id).logs(stream=True, follow=True)
+    def log_response(self, container_id: str, follow: bool) -> Any:
+        """The engine's streamed `/containers/{id}/logs` answer, status checked.
 
-    def all_logs(self, container_id: str) -> bytes:
+        Implemented by each adapter: neither library hands out the frames with
+        their stream type, which the run log needs to keep lines whole.
+        """
+        raise NotImplementedError
+
+    def logs(self, container_id: str) -> Iterator[Frame]:
         with self.errors("reading logs"):
-            data = self._get(container_id).logs(stream=False)
-        return data if isinstance(data, bytes) else b"".join(data)
+            response = self.log_response(container_id, follow=True)
+            try:
+                yield from read_frames(response.raw)
+            finally:
+                response.close()
+
+    def all_logs(self, container_id: str) -> list[Frame]:
+        with self.errors("reading logs"):
+            response = self.log_response(container_id, follow=False)
+            try:
+                return list(read_frames(response.raw))
+            finally:
+                response.close()
 
     def wait(self, container_id: str) -> int:
         with self.errors("waiting for the container"):

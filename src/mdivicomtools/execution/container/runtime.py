@@ -29,6 +29,7 @@ from mdivicomtools.execution.container.engine import (
     GpuSupport,
     ImageFacts,
 )
+from mdivicomtools.execution.container.logstream import LineJoiner, joined
 from mdivicomtools.execution.container.plan import (
     LABEL_HOST,
     LABEL_PID,
@@ -149,7 +150,9 @@ class _LogFollower:
     ended (or gone quiet), the engine's stored log is fetched once and checked
     against what was copied (same length prefix, same SHA-256): the missing
     tail is appended, or, when the stream lost or reordered data, a marker line
-    and the complete stored log follow, so the log always ends complete.
+    and the complete stored log follow, so the log always ends complete. Both
+    copies go through `logstream`, which writes whole lines only, so stdout and
+    stderr never meet inside a line.
     """
 
     def __init__(self, engine: ContainerEngine, container_id: str, log: RunLog) -> None:
@@ -157,6 +160,7 @@ class _LogFollower:
         self._container_id = container_id
         self._log = log
         self._lock = threading.Lock()
+        self._lines = LineJoiner()
         self._written = 0
         self._digest = hashlib.sha256()
         self._closed = False
@@ -167,10 +171,11 @@ class _LogFollower:
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception):  # the stream ends when the container is removed
-            for chunk in self._engine.logs(self._container_id):
+            for stream, data in self._engine.logs(self._container_id):
                 with self._lock:
                     if self._closed:
                         return
+                    chunk = self._lines.feed(stream, data)
                     self._log.write(chunk)
                     self._written += len(chunk)
                     self._digest.update(chunk)
@@ -188,8 +193,9 @@ class _LogFollower:
             self._closed = True
             written, digest = self._written, self._digest.hexdigest()
         try:
-            stored = self._engine.all_logs(self._container_id)
+            stored = joined(self._engine.all_logs(self._container_id))
         except Exception:  # the engine lost the log: the live copy is all there is
+            self._log.write(self._lines.flush())
             return
         if len(stored) >= written and hashlib.sha256(stored[:written]).hexdigest() == digest:
             self._log.write(stored[written:])

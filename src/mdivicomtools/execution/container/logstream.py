@@ -1,0 +1,88 @@
+"""A container's output as the engines send it, and as whole lines for the run log.
+
+Docker and Podman send a container's log (no TTY) as frames, each tagged
+stdout or stderr. The engines cut a stream into frames wherever their reads
+happened to stop, not at line ends: Podman's conmon reads 8 KiB at a time, so a
+frame can end mid-line and the next frame can be the other stream's. Joining
+the payloads in arrival order then glues a stderr line into the middle of a
+stdout line (`line-196` + `last-line` + `03`), so the run log keeps each
+stream's partial line back until its end arrives and writes whole lines only.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+STDOUT = 1
+STDERR = 2
+#: a partial line longer than this is written anyway (a progress bar, binary output)
+MAX_PARTIAL = 64 * 1024
+
+_HEADER = struct.Struct(">BxxxL")
+
+Frame = tuple[int, bytes]
+
+
+def read_frames(raw: BinaryIO) -> Iterator[Frame]:
+    """The frames of the engines' multiplexed log stream, until it ends.
+
+    The format (one byte stream type, three zero bytes, a big-endian length, the
+    payload) is the same for Docker's and Podman's `/containers/{id}/logs`.
+    """
+    while True:
+        header = _read_exactly(raw, _HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        stream, length = _HEADER.unpack(header)
+        if not length:
+            continue
+        payload = _read_exactly(raw, length)
+        if payload:
+            yield stream, payload
+        if len(payload) < length:
+            return
+
+
+def _read_exactly(raw: BinaryIO, size: int) -> bytes:
+    # a socket read may return less than asked even when more is coming
+    parts: list[bytes] = []
+    while size:
+        part = raw.read(size)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+class LineJoiner:
+    """Turns frames into whole lines, each stream's partial line held back until it ends."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, bytes] = {}
+
+    def feed(self, stream: int, data: bytes) -> bytes:
+        """The bytes that can be written now: every line of `stream` that has ended."""
+        data = self._pending.pop(stream, b"") + data
+        end = data.rfind(b"\n") + 1
+        if len(data) - end > MAX_PARTIAL:
+            end = len(data)
+        if end < len(data):
+            self._pending[stream] = data[end:]
+        return data[:end]
+
+    def flush(self) -> bytes:
+        """What is left once the container has exited: the unfinished lines, one per stream."""
+        parts = [self._pending[stream] for stream in sorted(self._pending)]
+        self._pending.clear()
+        return b"\n".join(parts)
+
+
+def joined(frames: Iterable[Frame]) -> bytes:
+    """A complete log (the stored one) as the run log writes it."""
+    joiner = LineJoiner()
+    out = [joiner.feed(stream, data) for stream, data in frames]
+    out.append(joiner.flush())
+    return b"".join(out)
