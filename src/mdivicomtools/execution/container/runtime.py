@@ -42,10 +42,6 @@ from mdivicomtools.execution.container.plan import (
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
-#: how long the followed log stream may stay quiet after the container's exit before
-#: it is cut (both engines usually end it within ~10 ms of the exit, Podman sometimes
-#: 0.25 s late; the wait ends as soon as it does) and the stored log completes it
-LOG_SETTLE_S = 0.3
 #: how long close() waits for a container's removal to finish
 REMOVE_WAIT_S = 60.0
 #: the line before a container's complete stored log, written when the live stream
@@ -146,8 +142,8 @@ class _LogFollower:
 
     Following the stream keeps the log live, but the stream is not the record:
     on a busy machine Podman's follow stream has been seen to end early or skip
-    part of a long output. So once the container has exited and the stream has
-    ended (or gone quiet), the engine's stored log is fetched once and checked
+    part of a long output. So once the container has exited, the engine's
+    stored log is fetched once and checked
     against what was copied (same length prefix, same SHA-256): the missing
     tail is appended, or, when the stream lost or reordered data, a marker line
     and the complete stored log follow, so the log always ends complete. Both
@@ -181,14 +177,12 @@ class _LogFollower:
                     self._digest.update(chunk)
 
     def finish(self) -> None:
-        """Call once the container has exited: make the log complete."""
-        while self._thread.is_alive():
-            with self._lock:
-                before = self._written
-            self._thread.join(timeout=LOG_SETTLE_S)
-            with self._lock:
-                if self._written == before:
-                    break  # quiet: cut it rather than wait for the engine to close it
+        """Call once the container has exited: make the log complete.
+
+        The live stream is cut at once rather than waited for: the stored log
+        has everything, and Podman keeps a followed stream open until the
+        container is removed, which cost every run a wait.
+        """
         with self._lock:
             self._closed = True
             written, digest = self._written, self._digest.hexdigest()
