@@ -400,6 +400,18 @@ def test_rerun_of_a_deterministic_plugin_is_identical_and_linked(site, dataset, 
     assert read_record(out / "_runs" / f"{original.run_id}.json").run_id == original.run_id
 
 
+def test_rerun_repeats_timeout_and_isolation(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out, timeout=90, isolate=True)
+    assert (original.timeout_s, original.isolate) == (90, True)
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.same_outputs and report.mounts_match is None
+    assert (report.record.timeout_s, report.record.isolate) == (90, True)
+    shorter = rerun(out, original.run_id, new_out=tmp_path / "shorter", timeout=30)
+    assert (shorter.record.timeout_s, shorter.record.isolate) == (30, True)
+
+
 def test_rerun_of_a_non_deterministic_plugin_reports_differences(site, dataset, tmp_path):
     site.plugin("noisy", run_source=RANDOM)
     out = tmp_path / "out"

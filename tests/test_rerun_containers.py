@@ -188,3 +188,54 @@ def test_rerun_falls_back_to_the_repo_digest_when_the_image_id_is_gone(site, dat
     assert report.image == digest
     assert report.record.container.image_id == original.container.image_id
     assert report.same_outputs
+
+
+#: the memory limit the container sees (cgroup v1 on these machines, else v2) and the model
+LIMIT_AND_MODEL = (
+    "(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+    "|| cat /sys/fs/cgroup/memory.max) > {out_dir}/limit; cat /models/m > {out_dir}/model"
+)
+
+
+def test_rerun_repeats_the_limits_mounts_and_timeout_of_the_original(
+    site, dataset, tmp_path, engine
+):
+    """A rerun runs under what the record says, whatever the user config says now."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "m").write_text("v1\n")
+    container_plugin(
+        site, "pose", LIMIT_AND_MODEL, mounts={"models": {"target": "/models", "required": True}}
+    )
+    out = tmp_path / "out"
+    first, original = run_on(
+        site, engine, "pose", dataset, out,
+        "--memory", "96m", "--mount", f"models={models}", "--timeout", "120", "--stop-grace", "2",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert int((out / "pose" / "limit").read_text()) == 96 * 1024**2
+    assert original["timeout_s"] == 120 and original["isolate"] is False
+
+    # the site's defaults change since: another limit, another model folder
+    elsewhere = tmp_path / "other-models"
+    elsewhere.mkdir()
+    (elsewhere / "m").write_text("v2\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[container]\nmemory = "160m"\n[container.mounts]\nmodels = "{elsewhere}"\n')
+    result = site.cli("rerun", str(out), "latest", "--json", MDIVICOM_CONFIG_FILE=str(config))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["identical"] == ["limit", "model"] and report["mounts_match"] is True
+    applied = report["record"]["container"]["applied"]
+    assert applied["memory"] == 96 * 1024**2 and applied["stop_grace_s"] == 2
+    assert applied["mounts"][0]["source"] == str(models)
+    assert report["record"]["timeout_s"] == 120
+
+    # the model folder itself changed: the outputs differ and the report says why
+    (models / "m").write_text("v1 retrained\n")
+    changed = site.cli("rerun", str(out), original["run_id"], "--timeout", "60")
+    assert changed.returncode == 1, changed.stderr
+    assert "mounts:     DIFFERENT" in changed.stdout and "differs:    model" in changed.stdout
+    [latest] = sorted((out / "_reruns").iterdir())[-1:]
+    record = json.loads(next((latest / "_runs").glob("*.json")).read_text())
+    assert record["timeout_s"] == 60  # --timeout given to rerun wins

@@ -110,6 +110,10 @@ MEANINGS: dict[type, dict[str, str]] = {
         "attempt": "Which try of a batch session this run was (`--retries`): 1 for a first "
         "try and for single runs. A try whose worker was lost is recorded by the batch, with "
         "error type `WorkerLost`.",
+        "timeout_s": "The run's `--timeout` in seconds, or null for none; `rerun` repeats it "
+        "unless given another.",
+        "isolate": "Whether the python plugin ran in a child process (`--isolate`); `rerun` "
+        "repeats it.",
     },
     DatasetInfo: {
         "files": "Number of files (symlinks to files count, and are followed).",

@@ -138,6 +138,8 @@ def _write(
         log=str(log.relative_to(run_out_dir)) if log.exists() else None,
         warnings=["recorded by the batch after the worker running this session was lost"],
         attempt=job.attempt,
+        timeout_s=job.options.timeout,
+        isolate=job.options.isolate,
     )
     write_record(runs_dir(run_out_dir) / f"{run_id}.json", record)
 

@@ -30,6 +30,9 @@ def render_rerun(report: RerunReport) -> str:
     if report.dataset_matches is not None:
         same = "same as the original" if report.dataset_matches else "DIFFERENT"
         pairs.append(("dataset", same))
+    if report.mounts_match is not None:
+        same = "same as the original" if report.mounts_match else "DIFFERENT"
+        pairs.append(("mounts", same))
     pairs.append(("identical", f"{len(report.identical)} file(s)"))
     pairs.extend(("differs", path) for path in report.differing)
     pairs.extend(("missing", path) for path in report.missing)
@@ -64,7 +67,12 @@ def render_rerun(report: RerunReport) -> str:
     is_flag=True,
     help="Exit 0 even if the outputs differ from the original's (they are still reported).",
 )
-@click.option("--timeout", type=float, metavar="SECONDS", help="Stop the plugin after this long.")
+@click.option(
+    "--timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Stop the plugin after this long [default: the original run's --timeout].",
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the comparison and new record as JSON."
 )

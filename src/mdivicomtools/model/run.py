@@ -270,3 +270,6 @@ class RunRecord(msgspec.Struct, kw_only=True):
     # which try of a batch session this run was (`--retries`); 1 for a first try
     attempt: int = 1
     runner: RunnerInfo | None = None
+    #: `--timeout` and `--isolate` as the run had them, so `rerun` repeats them
+    timeout_s: float | None = None
+    isolate: bool = False

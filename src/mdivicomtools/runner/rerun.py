@@ -1,9 +1,10 @@
 """`mdivicom rerun`: run again exactly what a record describes, then compare.
 
 The same plugin at the same version, the same config (secrets, redacted in
-the record, supplied again), the same dataset (or a copy of it) and for a
-container plugin the very image the record pinned, by image id: a tag may
-have been moved since. The new record links to the original (`rerun_of`),
+the record, supplied again), the same dataset (or a copy of it), the same
+--timeout and --isolate, and for a container plugin the very image the record
+pinned, by image id (a tag may have been moved since), under the limits and
+with the named mounts it ran with. The new record links to the original (`rerun_of`),
 and its outputs are compared with the original inventory file by file.
 """
 
@@ -51,6 +52,8 @@ class RerunReport(msgspec.Struct, kw_only=True):
     config_matches: bool
     dataset_matches: bool | None
     image: str | None = None
+    #: whether each named mount's folder has the fingerprint it had (None: no mounts)
+    mounts_match: bool | None = None
 
     @property
     def same_outputs(self) -> bool:
@@ -92,6 +95,15 @@ def _dataset_matches(original: RunRecord, new: RunRecord) -> bool | None:
     if original.dataset.digest and new.dataset.digest:
         return original.dataset.digest == new.dataset.digest
     return original.dataset.fingerprint == new.dataset.fingerprint
+
+
+def _mounts_match(original: RunRecord, new: RunRecord) -> bool | None:
+    def prints(record: RunRecord) -> dict[str, str | None]:
+        applied = record.container.applied if record.container is not None else None
+        return {m.name: m.fingerprint for m in applied.mounts} if applied is not None else {}
+
+    before = prints(original)
+    return None if not before else before == prints(new)
 
 
 def rerun_options(
@@ -138,11 +150,36 @@ def rerun_options(
         out=str(target),
         config=config,
         backend=original.backend.name,
-        timeout=timeout,
+        timeout=timeout if timeout is not None else original.timeout_s,
+        isolate=original.isolate,
         hash_dataset=original.dataset is not None and original.dataset.digest is not None,
         image=refs[0] if refs else None,
         rerun_of=original.run_id,
+        **_container_options(original),
     )
+
+
+def _container_options(original: RunRecord) -> dict[str, Any]:
+    """The limits and named mounts the original container ran under, as run options.
+
+    Given explicitly, they win over the manifest and the user config: either may
+    have changed since, and a rerun under another memory limit or with another
+    model folder is not the run the record describes.
+    """
+    applied = original.container.applied if original.container is not None else None
+    if applied is None:
+        return {}
+    gpus = applied.gpus
+    return {
+        "memory": str(applied.memory) if applied.memory is not None else None,
+        "cpus": applied.cpus,
+        "shm_size": str(applied.shm_size) if applied.shm_size is not None else None,
+        "gpus": (
+            "none" if gpus is None else ",".join(gpus) if isinstance(gpus, list) else str(gpus)
+        ),
+        "mounts": tuple(f"{mount.name}={mount.source}" for mount in applied.mounts),
+        "stop_grace": applied.stop_grace_s,
+    }
 
 
 def rerun(
@@ -213,4 +250,5 @@ def rerun(
         config_matches=config_sha256(options.config) == original.config_sha256,
         dataset_matches=_dataset_matches(original, record),
         image=options.image,
+        mounts_match=_mounts_match(original, record),
     )

@@ -275,6 +275,8 @@ class Run:
             rerun_of=request.rerun_of,
             attempt=request.attempt,
             runner=runner_identity(),
+            timeout_s=request.timeout,
+            isolate=request.isolate,
         )
 
 
