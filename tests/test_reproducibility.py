@@ -281,6 +281,20 @@ def test_verify_follows_a_moved_output_folder(site, verified_run, dataset, tmp_p
     assert changed.dataset.changed == ["a.txt"]  # the file list beside the record still found
 
 
+def test_verify_of_an_older_run_says_it_was_superseded(site, verified_run, dataset):
+    out, first = verified_run
+    second = run_plugin("copy", dataset=dataset, out=out, sets=["suffix=!"], overwrite=True)
+    assert second.status == "succeeded"
+    result = site.cli("verify", str(out), first.run_id)
+    assert result.returncode == 1  # the outputs there are not the first run's
+    assert f"superseded by run {second.run_id}, whose outputs replaced this run's" in result.stdout
+    assert "output modified: a.txt" in result.stdout
+    [older] = verify_out(out, first.run_id)
+    [newest] = verify_out(out)
+    assert older.superseded_by == second.run_id and not older.ok
+    assert newest.superseded_by is None and newest.ok
+
+
 def test_verify_all_with_no_succeeded_run_is_bad_input(site, dataset, tmp_path):
     site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
     out = tmp_path / "out"

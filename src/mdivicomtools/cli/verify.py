@@ -17,6 +17,12 @@ def render_report(report: VerifyReport) -> str:
     where = f"{report.session}: " if report.session else ""
     verdict = "ok" if report.ok else "DIFFERS"
     lines = [f"{where}{report.plugin} run {report.run_id}: {verdict}"]
+    if report.superseded_by:
+        lines.append(
+            f"  superseded by run {report.superseded_by}, whose outputs replaced this run's: "
+            f"the differences below are that run's; `mdivicom rerun OUT {report.run_id}` "
+            "repeats this one"
+        )
     for label, paths in (
         ("modified", report.modified),
         ("missing", report.missing),

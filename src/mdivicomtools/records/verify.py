@@ -71,6 +71,9 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     missing: list[str]
     extra: list[str]
     dataset: DatasetCheck
+    #: a later succeeded run of the same plugin in the same folder: its outputs replaced
+    #: this run's, so the differences listed are that run's
+    superseded_by: str | None = None
 
 
 def check_dataset(
@@ -117,7 +120,11 @@ def check_dataset(
 
 
 def verify_record(
-    record: RunRecord, *, session: str | None = None, run_root: Path | None = None
+    record: RunRecord,
+    *,
+    session: str | None = None,
+    run_root: Path | None = None,
+    superseded_by: str | None = None,
 ) -> VerifyReport:
     """Hash the record's output folder again and check its dataset.
 
@@ -144,7 +151,16 @@ def verify_record(
         missing=changes.missing,
         extra=changes.extra,
         dataset=dataset,
+        superseded_by=superseded_by,
     )
+
+
+def _successor(records: list[RunRecord], record: RunRecord) -> str | None:
+    """The newest later succeeded run of the same plugin, whose outputs replaced `record`'s."""
+    position = next(index for index, candidate in enumerate(records) if candidate is record)
+    later = records[position + 1 :]
+    found = [r.run_id for r in later if r.status == "succeeded" and r.plugin.id == record.plugin.id]
+    return found[-1] if found else None
 
 
 def _pick(
@@ -193,7 +209,14 @@ def verify_out(
             if not any(r.status == "succeeded" for r in records):
                 continue
             for record in _pick(records, run_id, every_plugin, folder):
-                reports.append(verify_record(record, session=folder.name, run_root=folder))
+                reports.append(
+                    verify_record(
+                        record,
+                        session=folder.name,
+                        run_root=folder,
+                        superseded_by=_successor(records, record),
+                    )
+                )
         if not reports:
             raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
         return reports
@@ -203,4 +226,7 @@ def verify_out(
     chosen = _pick(records, run_id, every_plugin, out)
     if not chosen:
         raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
-    return [verify_record(record, run_root=out) for record in chosen]
+    return [
+        verify_record(record, run_root=out, superseded_by=_successor(records, record))
+        for record in chosen
+    ]
