@@ -237,6 +237,19 @@ def test_an_interrupted_pull_from_a_silent_registry_is_recorded(
     silent_registry.assert_abandoned()
 
 
+def test_images_pull_from_a_silent_registry_obeys_timeout(hsite, engine, silent_registry):
+    image = f"{silent_registry.address}/lab/never:1"
+    started = time.monotonic()
+    done = run_cli(
+        hsite, "images", "pull", image, "--backend", engine, "--timeout", "2", timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 30
+    assert f"pulling {image!r} from {silent_registry.address} did not finish within" in done.stderr
+    assert "--timeout 2 s" in done.stderr and "Traceback" not in done.stderr
+    silent_registry.assert_abandoned()
+
+
 def test_a_failed_pull_is_a_failed_run(hsite, engine, dataset, tmp_path):
     with socket.socket() as probe:  # a port nobody listens on: the engine is refused at once
         probe.bind(("127.0.0.1", 0))

@@ -66,11 +66,17 @@ def list_command(backend: str | None, as_json: bool) -> None:
 @images_group.command("pull")
 @click.argument("refs", nargs=-1, metavar="[IMAGE...]")
 @click.option("--backend", metavar="NAME", help=BACKEND_HELP)
-def pull_command(refs: tuple[str, ...], backend: str | None) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on an image whose pull takes longer than this (exit 1).",
+)
+def pull_command(refs: tuple[str, ...], backend: str | None, timeout: float | None) -> None:
     """Pull the named images, or every container plugin's image."""
     from mdivicomtools.runner.images import pull_images
 
-    engine, pulled = pull_images(list(refs), backend)
+    engine, pulled = pull_images(list(refs), backend, timeout)
     for ref in pulled:
         click.echo(f"pulled {ref} into {engine}")
 

@@ -116,15 +116,21 @@ def _refs_or_plugin_images(refs: list[str]) -> list[str]:
     return images
 
 
-def pull_images(refs: list[str], requested: str | None = None) -> tuple[str, list[str]]:
+def pull_images(
+    refs: list[str], requested: str | None = None, timeout: float | None = None
+) -> tuple[str, list[str]]:
     """Pull each image (every plugin image without `refs`); returns the engine and the
-    pulled references. Raises ImageOperationFailed naming every image that failed."""
+    pulled references. Raises ImageOperationFailed naming every image that failed.
+
+    `timeout` bounds each pull: a registry that accepts the connection and never
+    answers would otherwise hold the command for as long as the engine waits.
+    """
     wanted = _refs_or_plugin_images(refs)
     with _engine(requested) as (name, engine):
         failed = []
         for ref in wanted:
             try:
-                engine.pull(ref)
+                bounded_pull(engine, ref, timeout, hint="check the registry, or raise --timeout")
             except EngineError as exc:
                 failed.append(str(exc))
         if failed:

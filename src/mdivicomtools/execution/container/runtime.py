@@ -66,7 +66,12 @@ def registry_of(ref: str) -> str:
     return "docker.io"
 
 
-def bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> None:
+def bounded_pull(
+    engine: ContainerEngine,
+    ref: str,
+    timeout: float | None,
+    hint: str = "pull it beforehand (`mdivicom images pull`) or raise --timeout",
+) -> None:
     """Pull in a helper thread, so --timeout and Ctrl-C stop the wait.
 
     A registry that accepts connections and never answers would otherwise hold
@@ -89,8 +94,7 @@ def bounded_pull(engine: ContainerEngine, ref: str, timeout: float | None) -> No
         if deadline is not None and time.monotonic() >= deadline:
             raise PullTimedOut(
                 f"pulling {ref!r} from {registry_of(ref)} did not finish within --timeout "
-                f"{timeout:g} s (is the registry reachable?); pull it beforehand "
-                "(`mdivicom images pull`) or raise --timeout"
+                f"{timeout:g} s (is the registry reachable?); {hint}"
             )
         worker.join(timeout=POLL_S)  # short waits: Ctrl-C is seen between them
     if "error" in outcome:
