@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -34,6 +33,10 @@ from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
 from mdivicomtools.records.inventory import default_workers
+
+if TYPE_CHECKING:
+    import sqlite3
+    from concurrent.futures import Future
 
 #: the cache file; "off" (or an empty value) disables the cache
 CACHE_ENV = "MDIVICOM_DIGEST_CACHE"
@@ -175,6 +178,11 @@ class DigestCache:
     """
 
     def __init__(self, path: Path | None) -> None:
+        # imported here, as concurrent.futures below: only a digest needs them, and
+        # every run would otherwise pay for both (logging comes with the latter)
+        import sqlite3
+
+        self._error = sqlite3.Error
         self._db: sqlite3.Connection | None = None
         if path is None:
             return
@@ -216,7 +224,7 @@ class DigestCache:
                         (dev, *chunk),
                     ):
                         rows[dev, ino] = (size, mtime_ns, ctime_ns, sha)
-        except sqlite3.Error:
+        except self._error:
             return [None] * len(keys)
         found: list[str | None] = []
         for ident, (_, _, size, mtime_ns, ctime_ns) in zip(ids, keys, strict=True):
@@ -230,7 +238,7 @@ class DigestCache:
     def put_many(self, items: list[tuple[tuple[int, int, int, int, int], str]]) -> None:
         if self._db is None or not items:
             return
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(self._error):
             self._db.executemany(
                 "INSERT OR REPLACE INTO sha256 VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -242,7 +250,7 @@ class DigestCache:
 
     def close(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(self._error):
                 self._db.close()
             self._db = None
 
@@ -281,6 +289,8 @@ def hash_bounded(paths: list[str], workers: int | None = None) -> Iterator[tuple
     few read buffers however many files there are. If the caller stops early
     (an exception, Ctrl-C), the files in flight are abandoned within a block.
     """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     workers = workers or default_workers()
     if workers == 1 or len(paths) <= 1:
         for index, path in enumerate(paths):

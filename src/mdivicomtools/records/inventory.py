@@ -18,7 +18,6 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mdivicomtools.common.safefs import Entry, display_name, open_regular, scan
@@ -80,5 +79,7 @@ def inventory_of(
     if workers == 1 or len(listed) == 1:
         return [output(entry) for entry in listed]
     # imported here: concurrent.futures pulls in logging, a cost every run would pay
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-hash") as pool:
         return list(pool.map(output, listed))
