@@ -1,7 +1,7 @@
 """A container's output as the engines send it, and as whole lines for the run log.
 
-Docker and Podman send a container's log (no TTY) as frames, each tagged
-stdout or stderr. The engines cut a stream into frames wherever their reads
+Docker and Podman send the log of a container without a TTY (mdivicom never
+asks for one) as frames, each tagged stdout or stderr. The engines cut a stream into frames wherever their reads
 happened to stop, not at line ends: Podman's conmon reads 8 KiB at a time, so a
 frame can end mid-line and the next frame can be the other stream's. Joining
 the payloads in arrival order then glues a stderr line into the middle of a
