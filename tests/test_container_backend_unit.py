@@ -241,6 +241,14 @@ def test_unfinished_lines_are_written_at_the_end_one_per_stream():
     assert joiner.flush() == b""
 
 
+def test_a_progress_bar_is_written_at_each_redraw():
+    joiner = LineJoiner()
+    assert joiner.feed(STDERR, b" 10%|#") == b""
+    assert joiner.feed(STDERR, b"  |\r 20%|##") == b" 10%|#  |\r"
+    assert joiner.feed(STDOUT, b"done\n") == b"done\n"
+    assert joiner.flush() == b" 20%|##"
+
+
 def test_a_line_longer_than_the_limit_is_written_anyway():
     joiner = LineJoiner()
     blob = b"x" * (MAX_PARTIAL + 1)

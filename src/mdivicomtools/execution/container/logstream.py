@@ -1,12 +1,13 @@
 """A container's output as the engines send it, and as whole lines for the run log.
 
 Docker and Podman send the log of a container without a TTY (mdivicom never
-asks for one) as frames, each tagged stdout or stderr. The engines cut a stream into frames wherever their reads
-happened to stop, not at line ends: Podman's conmon reads 8 KiB at a time, so a
-frame can end mid-line and the next frame can be the other stream's. Joining
-the payloads in arrival order then glues a stderr line into the middle of a
-stdout line (`line-196` + `last-line` + `03`), so the run log keeps each
-stream's partial line back until its end arrives and writes whole lines only.
+asks for one) as frames, each tagged stdout or stderr. The engines cut a
+stream into frames wherever their reads happened to stop, not at line ends:
+Podman's conmon reads 8 KiB at a time, so a frame can end mid-line and the
+next frame can be the other stream's. Joining the payloads in arrival order
+then glues a stderr line into the middle of a stdout line (`line-196` +
+`last-line` + `03`), so the run log keeps each stream's partial line back
+until its end arrives and writes whole lines only.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class LineJoiner:
     def feed(self, stream: int, data: bytes) -> bytes:
         """The bytes that can be written now: every line of `stream` that has ended."""
         data = self._pending.pop(stream, b"") + data
-        end = data.rfind(b"\n") + 1
+        # a carriage return ends a line too: progress bars redraw with it and would
+        # otherwise show nothing until their last update
+        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
         if len(data) - end > MAX_PARTIAL:
             end = len(data)
         if end < len(data):
