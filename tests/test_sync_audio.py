@@ -524,3 +524,54 @@ def test_a_chain_through_a_cameras_reflection_loses_to_the_earlier_direct_pair(i
     assert abs(offset - 5.0) * 1000 < 0.01
     # camera 3 is reached directly in the first case and stays so
     assert found["wrong_chain"]["str-cam3"][2] == ["str-cam1", "str-cam3"]
+
+
+_GRID_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio import fine
+
+rate = 8000
+lags = np.arange(-400, 400.001, 1 / fine.OVERSAMPLE)  # samples
+pattern = np.zeros(2048)  # no echo evidence: the heights alone decide
+
+def curve(peaks):
+    # a peak of each height at each lag (ms)
+    ms = lags / rate * 1000
+    return sum(h * np.exp(-0.5 * ((ms - at) / 0.08) ** 2) for at, h in peaks.items())
+
+# direct-direct at 0 ms; the reference has a reflection 2.3 ms late that is
+# 1.3x its direct sound (two images arriving together), the other stream one
+# 3.0 ms late at 0.7: peaks at 0, +2.3, -3.0 and -0.7 with heights 1, 1.3, 0.7, 0.91
+grid = {0.0: 1.0, 2.3: 1.3, -3.0: 0.7, -0.7: 0.91}
+# the same four lags with heights that do not factor: not a reflection grid
+loose = {0.0: 0.66, 2.3: 1.3, -3.0: 0.7, -0.7: 0.66}
+out = {}
+for name, peaks in (("grid", grid), ("loose", loose)):
+    values = curve(peaks)
+    out[name] = [
+        fine._direct_path(lags, values, pattern, rate, grid=g).lag / rate * 1000
+        for g in (False, True)
+    ]
+print(json.dumps(out))
+"""
+
+
+def test_an_outer_corner_of_a_reflection_grid_gives_way_to_an_inner_one(installed):
+    """A strong reflection in each recording makes four peaks whose heights factor;
+    the direct-direct alignment is an inner corner, so a winner on an outer corner
+    (a reflection against a direct sound) gives way when the grid is consulted,
+    and a set of peaks whose heights do not factor changes nothing."""
+    result = subprocess.run(
+        [sys.executable, "-c", _GRID_CASE],
+        env=installed,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    plain, with_grid = found["grid"]
+    assert abs(plain - 2.3) < 0.02  # the highest peak, a reflection
+    assert abs(with_grid - 0.0) < 0.02  # the inner corner with the better merit
+    plain, with_grid = found["loose"]
+    assert abs(plain - 2.3) < 0.02 and abs(with_grid - 2.3) < 0.02
