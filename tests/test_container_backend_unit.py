@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 
 import pytest
 
@@ -191,9 +192,11 @@ class _Streams:
 
     def __init__(self, live: list[Frame], stored: list[Frame]) -> None:
         self.live, self.stored = live, stored
+        self.drained = threading.Event()  # the follower has taken every live frame
 
     def logs(self, container_id):
         yield from self.live
+        self.drained.set()
 
     def all_logs(self, container_id):
         return self.stored
@@ -225,9 +228,12 @@ def _out(*chunks: bytes) -> list[Frame]:
 )
 def test_the_log_ends_complete_whatever_the_live_stream_lost(tmp_path, live, stored, expected):
     path = tmp_path / "run.log"
+    streams = _Streams(live, stored)
     with RunLog(path) as log:
-        follower = _LogFollower(_Streams(live, stored), "c1", log)  # type: ignore[arg-type]
+        follower = _LogFollower(streams, "c1", log)  # type: ignore[arg-type]
         follower.start()
+        # finish() cuts the live stream at once: let it deliver what it has first
+        assert streams.drained.wait(10)
         follower.finish()
     assert path.read_bytes() == expected
 
