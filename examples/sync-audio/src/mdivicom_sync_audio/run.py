@@ -83,7 +83,7 @@ def run(
                 "error": str(problem),
             }
             panels[sid] = {"error": str(problem)}
-    solved, routes = solve(audio, reference, usable, max_lag, max_error)
+    solved, routes = solve(audio, reference, usable, max_lag)
     results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
     for sid, found in solved.items():
         stream = audio[sid]
