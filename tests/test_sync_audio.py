@@ -463,6 +463,14 @@ print("equal")
     assert done.stdout.strip() == "equal"
 
 
+def _run_case(code: str, env: dict[str, str]) -> dict:
+    """Run `code` with the installed example importable; the JSON it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
 _NETWORK_CASE = r"""
 import json, sys
 import numpy as np
@@ -507,14 +515,7 @@ def test_a_chain_through_a_cameras_reflection_loses_to_the_earlier_direct_pair(i
     """A camera's reflection closes the loops as well as its direct sound does, but
     arrives later: the network keeps the earlier alignment when every pair with the
     camera has a peak there, and otherwise the chain the error bounds choose."""
-    result = subprocess.run(
-        [sys.executable, "-c", _NETWORK_CASE],
-        env=installed,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = json.loads(result.stdout)
+    found = _run_case(_NETWORK_CASE, installed)
     offset, bound, route = found["wrong_chain"]["str-cam2"]
     assert route == ["str-cam1", "str-cam2"]
     assert abs(offset - 2.0) * 1000 < 0.01
@@ -562,14 +563,7 @@ def test_an_outer_corner_of_a_reflection_grid_gives_way_to_an_inner_one(installe
     the direct-direct alignment is an inner corner, so a winner on an outer corner
     (a reflection against a direct sound) gives way when the grid is consulted,
     and a set of peaks whose heights do not factor changes nothing."""
-    result = subprocess.run(
-        [sys.executable, "-c", _GRID_CASE],
-        env=installed,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = json.loads(result.stdout)
+    found = _run_case(_GRID_CASE, installed)
     plain, with_grid = found["grid"]
     assert abs(plain - 2.3) < 0.02  # the highest peak, a reflection
     assert abs(with_grid - 0.0) < 0.02  # the inner corner with the better merit
