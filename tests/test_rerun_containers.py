@@ -233,9 +233,11 @@ def test_rerun_repeats_the_limits_mounts_and_timeout_of_the_original(
 
     # the model folder itself changed: the outputs differ and the report says why
     (models / "m").write_text("v1 retrained\n")
-    changed = site.cli("rerun", str(out), original["run_id"], "--timeout", "60")
+    again = tmp_path / "again"
+    changed = site.cli(
+        "rerun", str(out), original["run_id"], "--timeout", "60", "--out", str(again)
+    )
     assert changed.returncode == 1, changed.stderr
     assert "mounts:     DIFFERENT" in changed.stdout and "differs:    model" in changed.stdout
-    [latest] = sorted((out / "_reruns").iterdir())[-1:]
-    record = json.loads(next((latest / "_runs").glob("*.json")).read_text())
-    assert record["timeout_s"] == 60  # --timeout given to rerun wins
+    [record_path] = (again / "_runs").glob("*.json")
+    assert json.loads(record_path.read_text())["timeout_s"] == 60  # rerun's --timeout wins
