@@ -211,8 +211,12 @@ else
     mkdir -p "$(dirname "$PODMAN_SOCK")"
     rm -f "$PODMAN_SOCK" # stale socket of a service that is gone
     echo "=== $(date -Is) podman system service --time=0 $PODMAN_URL" >>"$PODMAN_LOG"
+    # started from the log folder: conmon writes a file named `oom` into the
+    # service's working directory when a container is OOM-killed
+    pushd "$LOG_DIR" >/dev/null
     setsid nohup podman system service --time=0 "$PODMAN_URL" </dev/null >>"$PODMAN_LOG" 2>&1 &
     pid=$!
+    popd >/dev/null
     what="started (pid $pid, log $PODMAN_LOG)"
   fi
   wait_until "podman service" "$pid" "$PODMAN_LOG" -f "$PODMAN_PATTERN" -- podman_ok

@@ -313,6 +313,39 @@ def test_a_private_podman_service_dies_with_a_killed_runner(hsite, dataset, tmp_
             )
 
 
+PRIVATE_SERVICE_OOM = """
+import sys
+import mdivicomtools_podman.engine as podman_engine
+from mdivicomtools import run_plugin
+podman_engine.ROOTFUL_SOCKET = "unix://" + sys.argv[1] + "/none.sock"
+record = run_plugin("c-hog", dataset=sys.argv[2], out=sys.argv[3], backend="podman")
+print(record.error.type if record.error else record.status)
+"""
+
+
+def test_an_oom_kill_under_a_private_podman_service_leaves_nothing_in_the_users_folder(
+    hsite, dataset, tmp_path
+):
+    """conmon writes `oom` into its working directory when a container is OOM-killed;
+    the private service runs in its own folder, not in the folder mdivicom was run from."""
+    need_engine("podman")
+    container_plugin(
+        hsite, "c-hog", "x=0123456789abcdef; while true; do x=$x$x; done",
+        resources={"memory": "64m"},
+    )  # fmt: skip
+    here = tmp_path / "where-the-user-is"
+    here.mkdir()
+    env = hsite.env(XDG_RUNTIME_DIR=str(tmp_path / "runtime"))
+    env.pop("CONTAINER_HOST", None)
+    argv = [RUNNER_PYTHON, "-c", PRIVATE_SERVICE_OOM, str(tmp_path), str(dataset)]
+    done = subprocess.run(
+        [*argv, str(tmp_path / "out")],
+        env=env, cwd=here, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.stdout.strip() == "OutOfMemory", done.stderr
+    assert list(here.iterdir()) == []
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

@@ -169,6 +169,9 @@ def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[]
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # conmon writes a file named `oom` into its working directory when a
+        # container is OOM-killed: not into the user's
+        cwd=folder,
         # a runner killed with SIGKILL never calls stop(): the kernel stops the service
         preexec_fn=_stop_with_runner,
     )
