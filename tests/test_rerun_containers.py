@@ -53,9 +53,14 @@ def move_tag_to_a_new_image(engine, tag, made):
         "echo moved > /marker",
     )  # fmt: skip
     try:
-        new_id = engine_run(engine, "commit", name, tag)
+        engine_run(engine, "commit", name, tag)
     finally:
         engine_run(engine, "rm", "-f", name)
+    # the id behind the tag, not commit's printed one: once, under two concurrent test
+    # runs, Podman's remote commit printed the base image's id
+    new_id = engine_run(engine, "image", "inspect", "--format", "{{.Id}}", tag)
+    base = engine_run(engine, "image", "inspect", "--format", "{{.Id}}", TEST_IMAGE)
+    assert new_id != base, f"committing {name} as {tag} left the tag on the test image"
     made.append(new_id)
     return new_id
 
