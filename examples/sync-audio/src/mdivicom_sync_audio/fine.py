@@ -392,6 +392,16 @@ def _choose(
     return _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate, grid)
 
 
+def _doubts(
+    at: float, halves: list[Choice], picked: Choice, far: list[tuple[float, float]], rate: int
+) -> list[float]:
+    """How far (ms) from `at` lie the alternatives the evidence did not rule out: the
+    halves' picks, close rivals and strong far matches."""
+    found = [abs(half.lag - at) / rate * 1000 for half in halves]
+    found += [abs(lag - at) / rate * 1000 for lag, gap in picked.rivals if gap < MERIT_MARGIN]
+    return found + [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
+
+
 def refine(
     ref: Audio,
     oth: Audio,
@@ -505,9 +515,7 @@ def refine(
     # evidence already divided (either half, a close rival or a far match
     # elsewhere): the reflection grid decides among the peaks, and the first
     # choice stays a doubt
-    doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
-    doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
-    doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
+    doubts = _doubts(lag, halves, choice, far, rate)
     first_lag = lag
     if max([*doubts, 0.0]) > GRID_DOUBT_MS:
         choice = _choose(aligned, blocks, selected, rate, grid=True)
@@ -530,9 +538,7 @@ def refine(
         if len(own_arr) >= 3
         else float("nan")
     )
-    doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
-    doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
-    doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
+    doubts = _doubts(lag, halves, choice, far, rate)
     doubts.append(abs(first_lag - lag) / rate * 1000)
     lag_mid = base + lag
     return Fine(

@@ -109,6 +109,7 @@ def _direct_came_first(
     ahead_ms = (_at(direct, time_s) - _at(best[sid], time_s)) * 1000
     if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
         return False
+    ref_time = _at(direct, time_s)
     for (first, second), result in pairs.items():
         if sid not in (first, second) or reference in (first, second):
             continue
@@ -117,7 +118,6 @@ def _direct_came_first(
             return False
         # where the other camera's clock is when the stream's is at time_s, per the
         # direct pair and the other's own solution, against what this pair measured
-        ref_time = _at(direct, time_s)
         implied = (ref_time - best[other].offset_s) / (1 + best[other].drift)
         measured = _at(links[other][sid], time_s)
         shift_ms = (implied - measured) * 1000  # in t_other - t_sid
