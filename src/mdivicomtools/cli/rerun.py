@@ -26,13 +26,16 @@ def render_rerun(report: RerunReport) -> str:
         pairs.append(("error", f"{record.error.type}: {record.error.message}"))
     if report.image:
         pairs.append(("image", f"pinned to {report.image}"))
-    pairs.append(("config", "same as the original" if report.config_matches else "DIFFERENT"))
-    if report.dataset_matches is not None:
-        same = "same as the original" if report.dataset_matches else "DIFFERENT"
-        pairs.append(("dataset", same))
-    if report.mounts_match is not None:
-        same = "same as the original" if report.mounts_match else "DIFFERENT"
-        pairs.append(("mounts", same))
+    checks = (
+        ("config", report.config_matches),
+        ("dataset", report.dataset_matches),
+        ("mounts", report.mounts_match),
+    )
+    pairs.extend(
+        (label, "same as the original" if same else "DIFFERENT")
+        for label, same in checks
+        if same is not None
+    )
     pairs.append(("identical", f"{len(report.identical)} file(s)"))
     pairs.extend(("differs", path) for path in report.differing)
     pairs.extend(("missing", path) for path in report.missing)

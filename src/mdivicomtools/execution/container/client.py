@@ -90,20 +90,18 @@ class ClientEngine:
         raise NotImplementedError
 
     def logs(self, container_id: str) -> Iterator[Frame]:
-        with self.errors("reading logs"):
-            response = self.log_response(container_id, follow=True)
-            try:
-                yield from read_frames(response.raw)
-            finally:
-                response.close()
+        with (
+            self.errors("reading logs"),
+            contextlib.closing(self.log_response(container_id, follow=True)) as response,
+        ):
+            yield from read_frames(response.raw)
 
     def all_logs(self, container_id: str) -> list[Frame]:
-        with self.errors("reading logs"):
-            response = self.log_response(container_id, follow=False)
-            try:
-                return list(read_frames(response.raw))
-            finally:
-                response.close()
+        with (
+            self.errors("reading logs"),
+            contextlib.closing(self.log_response(container_id, follow=False)) as response,
+        ):
+            return list(read_frames(response.raw))
 
     def wait(self, container_id: str) -> int:
         with self.errors("waiting for the container"):

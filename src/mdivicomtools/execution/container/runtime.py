@@ -145,14 +145,13 @@ class _LogFollower:
     """Copies a container's output into the run log while it runs, and completes it after.
 
     Following the stream keeps the log live, but the stream is not the record:
-    on a busy machine Podman's follow stream has been seen to end early or skip
-    part of a long output. So once the container has exited, the engine's
-    stored log is fetched once and checked
-    against what was copied (same length prefix, same SHA-256): the missing
-    tail is appended, or, when the stream lost or reordered data, a marker line
-    and the complete stored log follow, so the log always ends complete. Both
-    copies go through `logstream`, which writes whole lines only, so stdout and
-    stderr never meet inside a line.
+    it is cut when the container exits, and may have ended early or skipped
+    data. So the engine's stored log is then fetched once and checked against
+    what was copied (same length prefix, same SHA-256): the missing tail is
+    appended, or, when the stream lost or reordered data, a marker line and the
+    complete stored log follow, so the log always ends complete. Both copies go
+    through `logstream`, which writes whole lines only, so stdout and stderr
+    never meet inside a line.
     """
 
     def __init__(self, engine: ContainerEngine, container_id: str, log: RunLog) -> None:
