@@ -527,45 +527,45 @@ def test_a_chain_through_a_cameras_reflection_loses_to_the_earlier_direct_pair(i
     assert found["wrong_chain"]["str-cam3"][2] == ["str-cam1", "str-cam3"]
 
 
-_GRID_CASE = r"""
+_WHITEN_CASE = r"""
 import json
 import numpy as np
 from mdivicom_sync_audio import fine
 
-rate = 8000
-lags = np.arange(-400, 400.001, 1 / fine.OVERSAMPLE)  # samples
-pattern = np.zeros(2048)  # no echo evidence: the heights alone decide
-
-def curve(peaks):
-    # a peak of each height at each lag (ms)
-    ms = lags / rate * 1000
-    return sum(h * np.exp(-0.5 * ((ms - at) / 0.08) ** 2) for at, h in peaks.items())
-
-# direct-direct at 0 ms; the reference has a reflection 2.3 ms late that is
-# 1.3x its direct sound (two images arriving together), the other stream one
-# 3.0 ms late at 0.7: peaks at 0, +2.3, -3.0 and -0.7 with heights 1, 1.3, 0.7, 0.91
-grid = {0.0: 1.0, 2.3: 1.3, -3.0: 0.7, -0.7: 0.91}
-# the same four lags with heights that do not factor: not a reflection grid
-loose = {0.0: 0.66, 2.3: 1.3, -3.0: 0.7, -0.7: 0.66}
-out = {}
-for name, peaks in (("grid", grid), ("loose", loose)):
-    values = curve(peaks)
-    out[name] = [
-        fine._direct_path(lags, values, pattern, rate, grid=g).lag / rate * 1000
-        for g in (False, True)
-    ]
+rate, frame = 8000, 1024
+size = 2 * frame
+freqs = np.arange(frame + 1) * rate / size
+omega = 2 * np.pi * np.arange(frame + 1) / size  # per sample
+direct, echo = 0.0, 3.0 * rate / 1000  # lags (samples): the truth, a reflection 3 ms later
+# below 1 kHz two reflections arriving together outweigh the direct sound
+# (1.6x); above it they are half as strong as the direct sound
+low = freqs < 1000
+mix = np.where(low, 1.6, 0.5)
+phase = np.exp(-1j * omega * direct) + mix * np.exp(-1j * omega * echo)
+phase /= np.abs(phase)
+# summed over frames, the low bands carry four times the weight (speech, onsets)
+spectrum = phase * np.where(low, 4.0, 1.0)
+blocks = fine.Blocks(
+    times_s=np.array([2.0]),
+    shifts=np.array([0.0]),
+    spectra=spectrum[None, :],
+    log_ratio=np.zeros((1, frame + 1), dtype=np.float32),
+    weights=np.array([1.0]),
+    frame=frame,
+)
+every = np.array([True])
+out = {
+    name: fine._choose(blocks.spectra, blocks, every, rate, whiten=whiten).lag / rate * 1000
+    for name, whiten in (("weighted", False), ("whitened", True))
+}
 print(json.dumps(out))
 """
 
 
-def test_an_outer_corner_of_a_reflection_grid_gives_way_to_an_inner_one(installed):
-    """A strong reflection in each recording makes four peaks whose heights factor;
-    the direct-direct alignment is an inner corner, so a winner on an outer corner
-    (a reflection against a direct sound) gives way when the grid is consulted,
-    and a set of peaks whose heights do not factor changes nothing."""
-    found = _run_case(_GRID_CASE, installed)
-    plain, with_grid = found["grid"]
-    assert abs(plain - 2.3) < 0.02  # the highest peak, a reflection
-    assert abs(with_grid - 0.0) < 0.02  # the inner corner with the better merit
-    plain, with_grid = found["loose"]
-    assert abs(plain - 2.3) < 0.02 and abs(with_grid - 2.3) < 0.02
+def test_the_summed_evidence_is_whitened_so_high_bands_time_the_direct_path(installed):
+    """Speech puts most of the summed evidence below 1 kHz, where reflections merge
+    with the direct sound into one broad lobe; with every band given one vote the
+    high bands' timing picks the direct-direct peak instead of the reflection's."""
+    found = _run_case(_WHITEN_CASE, installed)
+    assert abs(found["weighted"] - 3.0) < 0.1  # the band weights pull to the reflection
+    assert abs(found["whitened"]) < 0.05

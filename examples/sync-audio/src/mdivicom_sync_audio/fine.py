@@ -30,11 +30,16 @@ stage's reach; a match far stronger there moves the search) give the
 alternatives the evidence does not rule out: `rival_distance_ms`, the farthest
 of them, is what the error bound is built on.
 
-Why a reflection grid when those checks leave a doubt: a camera whose strong
-early reflections arrive together can hear them louder than its direct sound,
-and then a reflection-against-direct peak outscores the direct-direct one and
-the echo test too. Such a peak is an outer corner of the grid of four peaks two
-reflections make (see _inner_corner); the direct-direct peak is an inner one.
+Why the evidence is whitened a second time before the direct path is chosen:
+each frame's cross-spectrum is whitened, but their weighted sum is not flat:
+speech and its onsets sit below 1 kHz, so there the sum is 2-3 times its mean
+and at 2-4 kHz a quarter of it (median over the evaluation's camera pairs).
+Low bands alone cannot resolve arrivals a few milliseconds apart: their broad
+lobe merges the direct-direct peak with its reflections' and often leans to a
+reflection. Whitening the sum (the classic GCC-PHAT of the averaged
+cross-spectrum) gives every band one vote, and the high bands' fine timing
+decides. The far-match checks keep the band weights: there the question is how
+much evidence there is for a match, not where exactly it sits.
 """
 
 from __future__ import annotations
@@ -64,9 +69,6 @@ CANDIDATE_RATIO = 0.5
 ECHO_MIN_S = 0.0005
 ECHO_MAX_S = 0.025
 ECHO_WEIGHT = 0.5
-CORNER_TOLERANCE_S = 0.0001
-CORNER_PRODUCT_RATIO = 1.5
-GRID_DOUBT_MS = 1.0
 
 
 @dataclass
@@ -206,50 +208,6 @@ def _echo_score(
     return float(np.sum((after - before) * pattern[u]))
 
 
-def _inner_corner(
-    lags: np.ndarray, heights: np.ndarray, winner: int, rate: int
-) -> tuple[int, int] | None:
-    """The inner corners of a reflection grid that has `winner` as an outer corner, if any.
-
-    One strong early reflection in each recording (or several arriving
-    together) splits the direct-direct peak into four: x, x + d_a (the
-    reference's reflection against the other's direct sound), x - d_b (the
-    other way round) and x + d_a - d_b (both reflections), with heights that
-    factor as 1, g_a, g_b, g_a * g_b. The direct-direct alignment is one of the
-    two inner corners, never an outer one: when the winner sits at an outer
-    corner of such a parallelogram of candidates (opposite corners summing to
-    the same lag, heights that factor), it is a reflection against a direct
-    sound, and the answer is one of the inner two. The grid with the strongest
-    weakest corner is taken.
-    """
-    low, high = ECHO_MIN_S * rate, ECHO_MAX_S * rate
-    tolerance = CORNER_TOLERANCE_S * rate
-    here, top = lags[winner], heights[winner]
-    best, strength = None, 0.0
-    for far in range(len(lags)):
-        span = lags[far] - here  # the opposite corner: the winner is the lowest or highest
-        if far == winner or not 2 * low <= abs(span) <= 2 * high:
-            continue
-        sign = 1.0 if span > 0 else -1.0
-        for first in range(len(lags)):
-            step = (lags[first] - here) * sign
-            if first in (winner, far) or not low <= step <= high:
-                continue
-            wanted = here + lags[far] - lags[first]
-            second = int(np.argmin(np.abs(lags - wanted)))
-            if second in (winner, far, first) or abs(lags[second] - wanted) > tolerance:
-                continue
-            if not low <= (lags[second] - here) * sign <= high:
-                continue
-            product = top * heights[far] / (heights[first] * heights[second])
-            if not 1 / CORNER_PRODUCT_RATIO <= product <= CORNER_PRODUCT_RATIO:
-                continue
-            weakest = min(heights[far], heights[first], heights[second])
-            if weakest > strength:
-                best, strength = (first, second), weakest
-    return best
-
-
 @dataclass
 class Choice:
     """The direct-path peak of one set of blocks, and the peaks that nearly won."""
@@ -261,9 +219,7 @@ class Choice:
     rivals: list[tuple[float, float]]  # (lag, merit behind the winner) of the other candidates
 
 
-def _direct_path(
-    lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int, grid: bool = False
-) -> Choice:
+def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
     """Among the strong peaks, the one whose surroundings say "direct sound"."""
     top = float(values.max())
     local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
@@ -275,9 +231,6 @@ def _direct_path(
     # height and echo test together: the test alone is noisy when reflections are weak
     merit = values[candidates] / top + ECHO_WEIGHT * scores / (np.max(np.abs(scores)) or 1.0)
     winner = int(np.argmax(merit))
-    inner = _inner_corner(lags[candidates], values[candidates], winner, rate) if grid else None
-    if inner is not None:
-        winner = max(inner, key=lambda index: merit[index])
     best = candidates[winner]
     lo, hi = max(0, best - 1), min(len(values), best + 2)
     lag, height = _peak(lags[lo:hi], values[lo:hi])
@@ -383,13 +336,19 @@ def _best_drift(
 
 
 def _choose(
-    aligned: np.ndarray, blocks: Blocks, group: np.ndarray, rate: int, grid: bool = False
+    aligned: np.ndarray, blocks: Blocks, group: np.ndarray, rate: int, whiten: bool = True
 ) -> Choice:
-    """The direct path of the blocks in `group`, with their own echo pattern."""
+    """The direct path of the blocks in `group`, with their own echo pattern.
+
+    `whiten`: every band one vote (see the module's notes); False keeps the
+    bands' weights, for comparing how strong two matches are.
+    """
     spectrum = aligned[group].sum(axis=0)
+    if whiten:
+        spectrum = spectrum / np.maximum(np.abs(spectrum), 1e-30)
     ratio = blocks.log_ratio[group].sum(axis=0) / max(float(blocks.weights[group].sum()), 1e-30)
     pattern = np.fft.irfft(ratio, 2 * blocks.frame)
-    return _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate, grid)
+    return _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate)
 
 
 def _doubts(
@@ -490,7 +449,7 @@ def refine(
         subset = everything
     if (subset & selected).any():
         subset &= selected
-    here = _choose(aligned, blocks, subset, rate)
+    here = _choose(aligned, blocks, subset, rate, whiten=False)
     for candidate in candidates:
         centre = candidate  # an average over the overlap: the lag at its middle, like base
         if abs(centre - (base + lag)) <= FAR_REACH_S * rate:
@@ -501,7 +460,7 @@ def refine(
         )
         elsewhere.rate = rate
         shifted = _aligned(elsewhere, drift, round(centre), mid_s, rate)
-        there = _choose(shifted, elsewhere, elsewhere.weights > 0, rate)
+        there = _choose(shifted, elsewhere, elsewhere.weights > 0, rate, whiten=False)
         ratio = there.height / max(here.height, 1e-30)
         if ratio >= MOVE_RATIO and not moved:
             # the whole-overlap search landed on an echo out of reach: start again there
@@ -512,15 +471,6 @@ def refine(
         far.append((float((round(centre) + there.lag - base - lag) / rate * 1000), ratio))
         if ratio >= FAR_RATIO:
             kept.append(candidate)
-    # evidence already divided (either half, a close rival or a far match
-    # elsewhere): the reflection grid decides among the peaks, and the first
-    # choice stays a doubt
-    doubts = _doubts(lag, halves, choice, far, rate)
-    first_lag = lag
-    if max([*doubts, 0.0]) > GRID_DOUBT_MS:
-        choice = _choose(aligned, blocks, selected, rate, grid=True)
-        lags, values, lag, height = choice.lags, choice.values, choice.lag, choice.height
-        far = [(distance - (lag - first_lag) / rate * 1000, ratio) for distance, ratio in far]
     # each block's own peak near the combined one: their scatter measures the noise
     own, own_times = [], []
     bins = np.arange(blocks.frame + 1)
@@ -539,7 +489,6 @@ def refine(
         else float("nan")
     )
     doubts = _doubts(lag, halves, choice, far, rate)
-    doubts.append(abs(first_lag - lag) / rate * 1000)
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,
