@@ -20,5 +20,13 @@ tox=(.venv/bin/tox)
 if ((${#discover[@]})); then tox+=(--discover "${discover[@]}"); fi
 status=0
 "${tox[@]}" -p -- -m "not serial" "$@" || status=$?
-"${tox[@]}" -e py310,py311,py312,py313 -- -m serial "$@" || status=$?
+# the second pass only when the arguments select a serial test (pytest would
+# exit 5, "no tests collected", in every environment otherwise)
+selected=0
+.venv/bin/python -m pytest --co -q -m serial "$@" >/dev/null 2>&1 || selected=$?
+if ((selected == 0)); then
+  "${tox[@]}" -e py310,py311,py312,py313 -- -m serial "$@" || status=$?
+elif ((selected != 5)); then
+  status=$selected
+fi
 exit "$status"
