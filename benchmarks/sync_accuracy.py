@@ -324,13 +324,15 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
     ]
     _table(header, "|---|---|---:|---:|---:|", lines, args.markdown)
     print()
-    groups: list[tuple[str, set[int]]] = [(f"seed {seed}", {seed}) for seed in args.seed]
+    per_seed = [(f"seed {seed}", {seed}) for seed in args.seed]
+    sets: list[tuple[str, set[int]]] = []  # the summaries over several seeds
     development = {seed for seed in args.seed if seed < HELD_OUT_FROM}
     held_out = {seed for seed in args.seed if seed >= HELD_OUT_FROM}
     if development and held_out:
-        groups += [("development", development), ("held out", held_out)]
+        sets += [("development", development), ("held out", held_out)]
     if len(args.seed) > 1:
-        groups.append(("all", set(args.seed)))
+        sets.append(("all", set(args.seed)))
+    groups = per_seed + sets
     print(
         "| tool | study | median error ms | worst error ms | within 0.5 ms | within 2 ms | CPU s |"
     )
@@ -345,7 +347,7 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
                 f"{sum(e <= 2 for e in errs)}/{len(errs)} | {cpu:.1f} |"
             )
     print()
-    for label, seeds in groups[len(args.seed) :] or groups:
+    for label, seeds in sets or per_seed:
         rows = [r for r in streams if r["seed"] in seeds]
         drift = [r["drift_error"] for r in rows if r["drift_error"] is not None]
         if drift:

@@ -351,16 +351,6 @@ def _choose(
     return _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate)
 
 
-def _doubts(
-    at: float, halves: list[Choice], picked: Choice, far: list[tuple[float, float]], rate: int
-) -> list[float]:
-    """How far (ms) from `at` lie the alternatives the evidence did not rule out: the
-    halves' picks, close rivals and strong far matches."""
-    found = [abs(half.lag - at) / rate * 1000 for half in halves]
-    found += [abs(lag - at) / rate * 1000 for lag, gap in picked.rivals if gap < MERIT_MARGIN]
-    return found + [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
-
-
 def refine(
     ref: Audio,
     oth: Audio,
@@ -488,7 +478,9 @@ def refine(
         if len(own_arr) >= 3
         else float("nan")
     )
-    doubts = _doubts(lag, halves, choice, far, rate)
+    doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
+    doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
+    doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,

@@ -106,10 +106,10 @@ def _direct_came_first(
     direct = links[reference].get(sid)
     if direct is None:
         return False
-    ahead_ms = (_at(direct, time_s) - _at(best[sid], time_s)) * 1000
+    ref_time = _at(direct, time_s)
+    ahead_ms = (ref_time - _at(best[sid], time_s)) * 1000
     if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
         return False
-    ref_time = _at(direct, time_s)
     for (first, second), result in pairs.items():
         if sid not in (first, second) or reference in (first, second):
             continue
