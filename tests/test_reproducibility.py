@@ -29,6 +29,15 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     return {"ok": True}
 """
 
+BUNDLED = """
+import pathlib
+from mdivicomtools.resultbundle import write_resultbundle
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "rows.tsv").write_text("onset\\tlabel\\n1.5\\tnod\\n")
+    write_resultbundle(out_dir, resultbundle_type="lab.rows.v1")
+    return {}
+"""
+
 RANDOM = """
 import os, pathlib
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
@@ -442,6 +451,60 @@ def test_rerun_of_a_non_deterministic_plugin_reports_differences(site, dataset, 
     data = json.loads(as_json.stdout)
     assert data["differing"] == ["noise.bin"] and data["identical"] == ["stable.txt"]
     assert data["record"]["rerun_of"] == original.run_id
+
+
+def test_rerun_sets_aside_only_the_run_stamps_of_result_bundles(site, dataset, tmp_path):
+    site.plugin("rows", run_source=BUNDLED)
+    out = tmp_path / "out"
+    original = run_plugin("rows", dataset=dataset, out=out)
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    sidecars = [
+        json.loads((folder / "rows" / "resultbundle.json").read_text())
+        for folder in (out, tmp_path / "again")
+    ]
+    # each run stamps its own id into the sidecar, so the bytes always differ
+    assert [s["producer"]["pipeline_run_id"] for s in sidecars] == [
+        original.run_id,
+        report.record.run_id,
+    ]
+    assert report.same_outputs and report.differing == []
+    assert (report.identical, report.stamped) == (["rows.tsv"], ["resultbundle.json"])
+    result = site.cli("rerun", str(out), original.run_id, "--out", str(tmp_path / "cli"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same data:  resultbundle.json (only its run stamps differ)" in result.stdout
+    # an original sidecar changed since its run proves nothing: a plain difference
+    sidecar = out / "rows" / "resultbundle.json"
+    sidecar.write_text(sidecar.read_text().replace("lab.rows.v1", "lab.rows.v2"))
+    tampered = rerun(out, original.run_id, new_out=tmp_path / "after")
+    assert tampered.differing == ["resultbundle.json"] and not tampered.same_outputs
+
+
+def test_sidecars_compare_equal_only_when_nothing_but_the_stamps_differ(tmp_path):
+    from mdivicomtools.records.inventory import sha256_file
+    from mdivicomtools.records.stamps import same_apart_from_run_stamps
+
+    base = {
+        "resultbundle_type": "lab.rows.v1",
+        "files": [{"path": "rows.tsv"}],
+        "created_at": "2026-11-26T10:00:00Z",
+        "producer": {"tool_ref": "lab/rows", "tool_version": "1.0", "pipeline_run_id": "a"},
+    }
+    original = tmp_path / "original.json"
+    original.write_text(json.dumps(base))
+    sha = sha256_file(original)
+
+    def compare(**changes):
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({**base, **changes}))
+        return same_apart_from_run_stamps(original, sha, other)
+
+    stamps = {"pipeline_run_id": "b", "tool_ref": "lab/rows", "tool_version": "1.0"}
+    assert compare(created_at="2026-11-27T08:00:00Z", producer=stamps)
+    assert not compare(producer={**stamps, "tool_version": "1.1"})
+    assert not compare(files=[{"path": "rows.tsv"}, {"path": "more.tsv"}])
+    assert not same_apart_from_run_stamps(original, "0" * 64, original)  # not what was recorded
+    (tmp_path / "other.json").write_text("{not json")
+    assert not same_apart_from_run_stamps(original, sha, tmp_path / "other.json")
 
 
 def test_rerun_needs_redacted_secrets_again(site, dataset, tmp_path):

@@ -85,6 +85,31 @@ def test_recovered_offsets_are_within_a_millisecond(installed, study, tmp_path):
     assert max(errors_ms) < 1.0, errors_ms
 
 
+def test_a_rerun_on_the_same_files_is_the_same(installed, study, tmp_path):
+    """Every output is the same again; the sidecar differs only in its run stamps."""
+    out = tmp_path / "out"
+    session = str(study / "sessions" / "ses-02")
+    first = subprocess.run(
+        [MDIVICOM, "run", "sync-audio", "--dataset", session, "--out", str(out)],
+        env=installed,
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(
+        [MDIVICOM, "rerun", str(out), "latest", "--json"],
+        env=installed,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads(again.stdout)
+    assert report["differing"] == [] and report["missing"] == [] and report["extra"] == []
+    assert report["stamped"] == ["dataset/resultbundle.json"]
+    assert "provenance.json" in report["identical"]
+    assert "dataset/derived/sync/reports/sync_audio.png" in report["identical"]
+
+
 def test_dry_run_and_config_schema(installed, study, tmp_path):
     session = study / "sessions" / "ses-01"
     dry = subprocess.run(

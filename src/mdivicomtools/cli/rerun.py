@@ -37,6 +37,7 @@ def render_rerun(report: RerunReport) -> str:
         if same is not None
     )
     pairs.append(("identical", f"{len(report.identical)} file(s)"))
+    pairs.extend(("same data", f"{path} (only its run stamps differ)") for path in report.stamped)
     pairs.extend(("differs", path) for path in report.differing)
     pairs.extend(("missing", path) for path in report.missing)
     pairs.extend(("extra", path) for path in report.extra)
@@ -95,6 +96,9 @@ def rerun_command(
     The same plugin version, config and dataset; for a container plugin the
     image the record pinned (by id). The new record names the original in
     `rerun_of`.
+
+    Result bundle sidecars that differ only in their run stamps (`created_at`,
+    `producer.pipeline_run_id`) count as the same data.
 
     Exit status: 0 identical outputs, 1 they differ (or the rerun failed),
     2 the run cannot be repeated (version, secret, image, bad input),

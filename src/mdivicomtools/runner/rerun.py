@@ -21,6 +21,7 @@ from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_point
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
+from mdivicomtools.records.stamps import is_sidecar, same_apart_from_run_stamps
 from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs
 from mdivicomtools.runner import run_plugin
@@ -46,6 +47,9 @@ class RerunReport(msgspec.Struct, kw_only=True):
     original: str
     record: RunRecord
     identical: list[str]
+    #: result bundle sidecars that differ only in their run stamps (`created_at`,
+    #: `producer.pipeline_run_id`): the same data, written by another run
+    stamped: list[str] = []
     differing: list[str]
     missing: list[str]
     extra: list[str]
@@ -104,6 +108,24 @@ def _mounts_match(original: RunRecord, new: RunRecord) -> bool | None:
 
     before = prints(original)
     return None if not before else before == prints(new)
+
+
+def _stamped_only(
+    original: RunRecord, original_dir: Path, new: RunRecord, modified: list[str]
+) -> list[str]:
+    """The modified sidecars that differ from the original only in their run stamps.
+
+    The original's files are read from the folder it was found in (results
+    travel), and only while they still have the sha256 the original recorded.
+    """
+    recorded = {f.path: f.sha256 for f in original.outputs}
+    return [
+        path
+        for path in modified
+        if is_sidecar(path)
+        and (sha := recorded.get(path)) is not None
+        and same_apart_from_run_stamps(original_dir / path, sha, Path(new.out_dir) / path)
+    ]
 
 
 def rerun_options(
@@ -239,12 +261,14 @@ def rerun(
         )
         raise ValidationFailed(problems)
     changes = compare_outputs(original.outputs, record.outputs)
+    stamped = _stamped_only(original, Path(out) / original.plugin.id, record, changes.modified)
     assert isinstance(options.config, dict)  # rerun_options always passes the built config
     return RerunReport(
         original=original.run_id,
         record=record,
         identical=changes.identical,
-        differing=changes.modified,
+        stamped=stamped,
+        differing=[path for path in changes.modified if path not in stamped],
         missing=changes.missing,
         extra=changes.extra,
         config_matches=config_sha256(options.config) == original.config_sha256,

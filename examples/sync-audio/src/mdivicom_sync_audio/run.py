@@ -9,7 +9,6 @@ and prints it), and `strict=true` turns any of them into a failed run.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +144,8 @@ def run(
             "derived/sync/reports/sync_audio.json": "report",
         },
     )
+    # no wall-clock stamp: the run record has the times, and a rerun on the same
+    # files must write the same bytes
     Path(out_dir, "provenance.json").write_text(
         json.dumps(
             {
@@ -153,7 +154,6 @@ def run(
                 "session": session.name,
                 "reference_stream": reference,
                 "streams": {s: str(p) for s, p in streams.items()},
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
             indent=2,
         )

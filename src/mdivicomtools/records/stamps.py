@@ -1,0 +1,72 @@
+"""Run stamps: the fields of a result bundle that say when and in which run it was written.
+
+A result bundle sidecar must carry `created_at` and may carry
+`producer.pipeline_run_id`; both change with every run by design, so two
+runs that produced the very same data still write sidecars that differ in
+bytes. `rerun` would then call every plugin that writes a typed bundle
+non-deterministic. Comparing the sidecars with these two fields set aside
+tells a real difference from a new timestamp, while every other byte of the
+outputs is still compared by sha256.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.bundles.resultbundle import SIDECAR_NAME
+from mdivicomtools.common.safefs import open_regular
+from mdivicomtools.records.inventory import sha256_file
+
+#: the sidecar fields that belong to the run, not to the data: (object path, key)
+RUN_STAMPS: tuple[tuple[tuple[str, ...], str], ...] = (
+    ((), "created_at"),
+    (("producer",), "pipeline_run_id"),
+)
+
+#: a sidecar larger than this is compared by bytes only (sidecars are a few kB)
+_MAX_SIDECAR_BYTES = 16 << 20
+
+
+def is_sidecar(path: str) -> bool:
+    """Whether an output path (relative, '/'-separated) names a result bundle sidecar."""
+    return path.rsplit("/", 1)[-1] == SIDECAR_NAME
+
+
+def _without_stamps(path: Path) -> Any:
+    """The sidecar's JSON with its run stamps removed, or None when it cannot be read."""
+    try:
+        with open_regular(path) as handle:
+            data = handle.read(_MAX_SIDECAR_BYTES + 1)
+        if len(data) > _MAX_SIDECAR_BYTES:
+            return None
+        document = msgspec.json.decode(data)
+    except (OSError, msgspec.DecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    for parents, key in RUN_STAMPS:
+        holder: Any = document
+        for name in parents:
+            holder = holder.get(name) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(key, None)
+    return document
+
+
+def same_apart_from_run_stamps(original: Path, original_sha256: str, new: Path) -> bool:
+    """Whether two sidecars differ only in their run stamps.
+
+    `original_sha256` is what the original run recorded: a sidecar rewritten
+    since (or replaced by a later run) no longer proves anything about that
+    run, so it never counts as the same.
+    """
+    try:
+        if sha256_file(original) != original_sha256:
+            return False
+    except OSError:
+        return False
+    before = _without_stamps(original)
+    return before is not None and before == _without_stamps(new)
