@@ -552,6 +552,36 @@ def test_a_chain_through_a_cameras_reflection_loses_to_the_earlier_direct_pair(i
     assert found["wrong_chain"]["str-cam3"][2] == ["str-cam1", "str-cam3"]
 
 
+_PARTIAL_DRIFT_CASE = r"""
+import json
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+def pair(drift_ppm, offset_s, bound_ms, drift_error_ppm):
+    return Result(offset_s, drift_ppm, bound_ms, drift_error_ppm, 120.0, 20.0)
+
+# no pair with the reference pinned a drift (too few onsets at one end, say) but
+# the cam2-cam3 pair did, unsure of it; the bounds choose the chain through cam3
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+pairs = {
+    ("str-cam1", "str-cam2"): pair(None, 2.0, 7.6, None),
+    ("str-cam1", "str-cam3"): pair(None, 5.0, 0.4, None),
+    ("str-cam2", "str-cam3"): pair(-160.0, 3.0, 1.5, 15.0),
+}
+out, routes = combine(pairs, {}, "str-cam1", streams, {s: 60.0 for s in streams})
+cam2 = out["str-cam2"]
+print(json.dumps([routes["str-cam2"], cam2.drift_ppm, cam2.drift_error_ppm]))
+"""
+
+
+def test_a_chain_without_a_drift_has_no_drift_error(installed):
+    """A drift error without a drift made the plugin fail while writing its warning
+    (TypeError formatting None): a chain has a drift error only when it has a drift."""
+    route, drift, error = _run_case(_PARTIAL_DRIFT_CASE, installed)
+    assert route == ["str-cam1", "str-cam3", "str-cam2"]
+    assert (drift, error) == (None, None)
+
+
 _WHITEN_CASE = r"""
 import json
 import numpy as np

@@ -61,12 +61,14 @@ def _reverse(link: Link) -> Link:
 def _chain(first: Link, second: Link) -> Link:
     """first: t_a from t_b; second: t_b from t_c; result: t_a from t_c."""
     errors = [e for e in (first.drift_error_ppm, second.drift_error_ppm) if e is not None]
+    has_drift = first.has_drift and second.has_drift
     return Link(
         offset_s=second.offset_s * (1 + first.drift) + first.offset_s,
         drift=(1 + first.drift) * (1 + second.drift) - 1,
         bound_ms=first.bound_ms + second.bound_ms,
-        drift_error_ppm=sum(errors) if errors else None,
-        has_drift=first.has_drift and second.has_drift,
+        # a chain with a pair that measured no drift has no drift, nor an error for it
+        drift_error_ppm=sum(errors) if errors and has_drift else None,
+        has_drift=has_drift,
     )
 
 
