@@ -1,7 +1,8 @@
 """Run stamps: the fields of a result bundle that say when and in which run it was written.
 
-A result bundle sidecar must carry `created_at` and may carry
-`producer.pipeline_run_id`; both change with every run by design, so two
+A result bundle sidecar records when it was written (`created_at`) and, when
+written inside `mdivicom run`, by which run (`producer.pipeline_run_id`):
+`write_resultbundle` fills both. They change with every run by design, so two
 runs that produced the very same data still write sidecars that differ in
 bytes. `rerun` would then call every plugin that writes a typed bundle
 non-deterministic. Comparing the sidecars with these two fields set aside
