@@ -481,7 +481,7 @@ def test_rerun_sets_aside_only_the_run_stamps_of_result_bundles(site, dataset, t
 
 def test_sidecars_compare_equal_only_when_nothing_but_the_stamps_differ(tmp_path):
     from mdivicomtools.records.inventory import sha256_file
-    from mdivicomtools.records.stamps import same_apart_from_run_stamps
+    from mdivicomtools.runner.stamps import same_apart_from_run_stamps
 
     base = {
         "resultbundle_type": "lab.rows.v1",

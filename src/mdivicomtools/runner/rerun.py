@@ -21,13 +21,13 @@ from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_point
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
-from mdivicomtools.records.stamps import is_sidecar, same_apart_from_run_stamps
 from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
 from mdivicomtools.runner.images import ensure_pinned_image
 from mdivicomtools.runner.prepare import ValidationFailed
+from mdivicomtools.runner.stamps import is_sidecar, same_apart_from_run_stamps
 
 #: where a rerun writes when no --out is given: beside the original, never over it
 RERUNS_DIR = "_reruns"
