@@ -12,14 +12,14 @@ outputs is still compared by sha256.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from mdivicomtools.bundles.resultbundle import SIDECAR_NAME
-from mdivicomtools.common.safefs import open_regular
-from mdivicomtools.records.inventory import sha256_file
+from mdivicomtools.common.safefs import read_regular
 
 #: the sidecar fields that belong to the run, not to the data: (object path, key)
 RUN_STAMPS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -27,24 +27,17 @@ RUN_STAMPS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("producer",), "pipeline_run_id"),
 )
 
-#: a sidecar larger than this is compared by bytes only (sidecars are a few kB)
-_MAX_SIDECAR_BYTES = 16 << 20
-
 
 def is_sidecar(path: str) -> bool:
     """Whether an output path (relative, '/'-separated) names a result bundle sidecar."""
     return path.rsplit("/", 1)[-1] == SIDECAR_NAME
 
 
-def _without_stamps(path: Path) -> Any:
-    """The sidecar's JSON with its run stamps removed, or None when it cannot be read."""
+def _without_stamps(data: bytes) -> Any:
+    """The sidecar's JSON with its run stamps removed, or None when it is not a JSON object."""
     try:
-        with open_regular(path) as handle:
-            data = handle.read(_MAX_SIDECAR_BYTES + 1)
-        if len(data) > _MAX_SIDECAR_BYTES:
-            return None
         document = msgspec.json.decode(data)
-    except (OSError, msgspec.DecodeError):
+    except msgspec.DecodeError:
         return None
     if not isinstance(document, dict):
         return None
@@ -62,12 +55,14 @@ def same_apart_from_run_stamps(original: Path, original_sha256: str, new: Path) 
 
     `original_sha256` is what the original run recorded: a sidecar rewritten
     since (or replaced by a later run) no longer proves anything about that
-    run, so it never counts as the same.
+    run, so it never counts as the same. Each file is read once, within the
+    size cap the runner puts on everything it parses.
     """
     try:
-        if sha256_file(original) != original_sha256:
-            return False
-    except OSError:
+        before, after = read_regular(original), read_regular(new)
+    except OSError:  # gone, not a regular file, or over the cap: compared by bytes only
         return False
-    before = _without_stamps(original)
-    return before is not None and before == _without_stamps(new)
+    if hashlib.sha256(before).hexdigest() != original_sha256:
+        return False
+    stripped = _without_stamps(before)
+    return stripped is not None and stripped == _without_stamps(after)
