@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from mdivicomtools.batch.feeder import session_result
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -132,7 +133,7 @@ class DaskExecutor:
                 client.cancel(waiting)
                 continue
             _, job = futures[future.key]
-            results[job.session] = _future_result(future, job)
+            results[job.session] = session_result(future, job)
             report("finished", job, results[job.session])
         ordered = []
         for _, job in futures.values():
@@ -177,14 +178,3 @@ def _executing_keys(client: Any) -> set[str]:
     except Exception:  # a worker gone or an old distributed: cancel as before
         return set()
     return {key for keys in found.values() for key in keys}
-
-
-def _future_result(future: Any, job: SessionJob) -> SessionResult:
-    if future.status == "cancelled":
-        return not_started(job)
-    try:
-        return future.result()
-    except Exception as exc:  # KilledWorker and friends: this session, not the batch
-        return SessionResult(
-            session=job.session, status="failed", error=f"{type(exc).__name__}: {exc}", out=job.out
-        )

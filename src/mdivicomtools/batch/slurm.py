@@ -22,14 +22,13 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.batch.dask_cluster import _future_result
+from mdivicomtools.batch.feeder import feed_idle_workers
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
     SessionJob,
     SessionResult,
     not_started,
-    run_session,
 )
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR
@@ -175,7 +174,7 @@ class SlurmExecutor:
 
     def _run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
         import dask
-        from distributed import Client, as_completed
+        from distributed import Client
 
         SLURMCluster = import_jobqueue().SLURMCluster
 
@@ -185,16 +184,9 @@ class SlurmExecutor:
             stack.callback(self._cancel_all)
             # a lost worker fails its session (recorded by the batch) instead of Dask
             # silently rerunning it on its staging debris elsewhere, so that
-            # --retries decides whether it runs again; with `_feed` handing out one
-            # session per worker, a lost worker costs only the one it was running
-            stack.enter_context(
-                dask.config.set(
-                    {
-                        "distributed.scheduler.allowed-failures": 0,
-                        "distributed.scheduler.worker-saturation": 1.0,
-                    }
-                )
-            )
+            # --retries decides whether it runs again; with `feed_idle_workers` handing
+            # out one session per idle worker, a lost worker costs only the one it ran
+            stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
             cluster = stack.enter_context(
                 SLURMCluster(
                     cores=settings.cpus,
@@ -224,7 +216,9 @@ class SlurmExecutor:
                 self._note_jobs(cluster)
             self.startup_s = round(time.monotonic() - submitted, 3)
             try:
-                results = _feed(client, jobs, min(self.jobs, len(jobs)), report, as_completed)
+                results = feed_idle_workers(
+                    client, jobs, report, workers_may_join=self._jobs_may_start
+                )
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
                 raise
@@ -244,6 +238,11 @@ class SlurmExecutor:
             if result.slurm_job_id and result.slurm_job_id not in self.job_ids:
                 self.job_ids.append(result.slurm_job_id)
 
+    def _jobs_may_start(self) -> bool:
+        """A worker job of this batch is queued or running, so a worker may still connect."""
+        listed = _slurm(["squeue", "-h", "--name", self.job_name, "-t", "PD,CF,R", "-o", "%i"])
+        return listed.returncode != 0 or bool(listed.stdout.strip())
+
     def _cancel_all(self) -> None:
         """Cancel every job of this batch that is still queued or running, and wait."""
         _slurm(["scancel", "--name", self.job_name])
@@ -253,47 +252,3 @@ class SlurmExecutor:
             if listed.returncode == 0 and not listed.stdout.strip():
                 return
             time.sleep(0.2)
-
-
-def _feed(
-    client: Any, jobs: list[SessionJob], width: int, report: Report, as_completed: Any
-) -> list[SessionResult]:
-    """Submit `width` sessions, then one more as each finishes; on Ctrl-C stop at once.
-
-    Holding the sessions back here rather than submitting them all keeps Dask
-    from queueing several on one worker: a lost worker job then costs only the
-    session it was running, not the ones waiting behind it.
-
-    Unlike the Dask executor, the running sessions are not waited for on
-    Ctrl-C: their worker jobs are cancelled when the cluster closes (a worker
-    job may have hours left), and the batch then records each of them as
-    interrupted (see `retry.settle`).
-    """
-    waiting = list(reversed(jobs))
-    futures: dict[str, tuple[Any, SessionJob]] = {}
-    results: dict[str, SessionResult] = {}
-
-    def submit() -> Any:
-        job = waiting.pop()
-        future = client.submit(
-            run_session, job, pure=False, key=f"mdivicom-{job.session}-{os.urandom(4).hex()}"
-        )
-        futures[future.key] = (future, job)
-        report("started", job, None)
-        return future
-
-    try:
-        running = as_completed([submit() for _ in range(min(width, len(waiting)))])
-        for future in running:
-            _, job = futures[future.key]
-            results[job.session] = _future_result(future, job)
-            report("finished", job, results[job.session])
-            if waiting:
-                running.add(submit())
-    except KeyboardInterrupt as exc:
-        client.cancel([f for f, _ in futures.values() if f.status == "pending"])
-        ordered = [results.get(job.session) or not_started(job) for job in jobs]
-        for job in waiting:
-            report("finished", job, results.setdefault(job.session, not_started(job)))
-        raise BatchInterrupted(ordered) from exc
-    return [results.get(job.session) or not_started(job) for job in jobs]

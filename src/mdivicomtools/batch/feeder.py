@@ -1,0 +1,171 @@
+"""Handing sessions to Dask workers one at a time, each to a worker with nothing to do.
+
+Dask assigns a task to a worker as soon as it is submitted and, when every
+worker is busy, queues it behind a running one. On Slurm a worker is a job
+that can be cancelled, pre-empted or lose its node at any time, and a session
+queued on it is then lost with it without ever having run (with `--retries 0`
+it fails for nothing). So a session is pinned to a worker that runs nothing,
+and the sessions still waiting wait here, where no worker's end can reach
+them. Worker jobs that start late are given work as they join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from mdivicomtools.batch.session import (
+    BatchInterrupted,
+    Report,
+    SessionJob,
+    SessionResult,
+    not_started,
+    run_session,
+)
+
+#: seconds between looks at the workers while every session placed is still running
+POLL_S = 0.2
+#: seconds between asking whether worker jobs may still join, while none is connected
+IDLE_POLL_S = 1.0
+
+#: why a session that never started fails when no worker is left to run it; the
+#: prefix makes the batch treat it as lost (retry.is_lost), so --retries reruns it
+NO_WORKER_LEFT = "WorkerLost: every worker job of this batch ended before the session could start"
+
+
+class _Placed(msgspec.Struct, frozen=True):
+    future: Any
+    job: SessionJob
+    worker: str
+
+
+def feed_idle_workers(
+    client: Any,
+    jobs: list[SessionJob],
+    report: Report,
+    *,
+    workers_may_join: Callable[[], bool],
+    task: Callable[[SessionJob], SessionResult] = run_session,
+) -> list[SessionResult]:
+    """Run `jobs` with `task`, each on a worker that runs nothing else; results in job order.
+
+    `workers_may_join` says whether a worker can still connect (a worker job
+    queued or starting); it is asked only while no worker is connected and no
+    session runs, and when it says no the sessions left fail as lost.
+
+    On Ctrl-C the running sessions are not waited for: their workers are
+    ended with the cluster, and the batch records them as interrupted (see
+    `retry.settle`); the waiting ones are not started.
+    """
+    from distributed import wait
+
+    waiting = deque(jobs)
+    running: dict[str, _Placed] = {}
+    results: dict[str, SessionResult] = {}
+    announced: set[str] = set()
+
+    def finish(job: SessionJob, result: SessionResult) -> None:
+        results[job.session] = result
+        report("finished", job, result)
+
+    try:
+        while waiting or running:
+            workers = set(client.nthreads())
+            busy = {placed.worker for placed in running.values()}
+            for worker in sorted(workers - busy):
+                if not waiting:
+                    break
+                job = waiting.popleft()
+                future = client.submit(
+                    task,
+                    job,
+                    pure=False,
+                    key=f"mdivicom-{job.session}-{os.urandom(4).hex()}",
+                    workers=[worker],
+                    allow_other_workers=False,
+                )
+                running[future.key] = _Placed(future, job, worker)
+                if job.session not in announced:
+                    announced.add(job.session)
+                    report("started", job, None)
+            for key in _stranded(client, running, workers):
+                # pinned to a worker that left before the scheduler could place it:
+                # it never ran, so it goes back to the front of the queue
+                placed = running.pop(key)
+                placed.future.cancel()
+                waiting.appendleft(placed.job)
+            if not running:
+                if waiting and not workers and not workers_may_join():
+                    while waiting:
+                        job = waiting.popleft()
+                        finish(job, _no_worker_left(job))
+                    break
+                time.sleep(IDLE_POLL_S if not workers else POLL_S)
+                continue
+            for future in _first_done(wait, [placed.future for placed in running.values()]):
+                placed = running.pop(future.key)
+                finish(placed.job, session_result(future, placed.job))
+    except KeyboardInterrupt as exc:
+        pending = [placed.future for placed in running.values()]
+        client.cancel([future for future in pending if future.status == "pending"])
+        for job in waiting:
+            finish(job, not_started(job))
+        raise BatchInterrupted(_in_order(jobs, results)) from exc
+    return _in_order(jobs, results)
+
+
+def _in_order(jobs: list[SessionJob], results: dict[str, SessionResult]) -> list[SessionResult]:
+    return [results.get(job.session) or not_started(job) for job in jobs]
+
+
+def _no_worker_left(job: SessionJob) -> SessionResult:
+    return SessionResult(session=job.session, status="failed", error=NO_WORKER_LEFT, out=job.out)
+
+
+def _first_done(wait: Callable[..., Any], futures: list[Any]) -> Iterable[Any]:
+    """The futures done within POLL_S (none on timeout), so that new workers are seen."""
+    try:
+        done, _ = wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED")
+    except (TimeoutError, asyncio.TimeoutError):
+        return ()
+    return done
+
+
+def _stranded(client: Any, running: dict[str, _Placed], workers: set[str]) -> list[str]:
+    """Keys of sessions pinned to a worker that left and never placed on it.
+
+    A session that was running there fails on its own (Dask's KilledWorker,
+    allowed-failures 0); only the scheduler can tell the two apart.
+    """
+    gone = [
+        key
+        for key, placed in running.items()
+        if placed.worker not in workers and not placed.future.done()
+    ]
+    if not gone:
+        return []
+    return list(client.run_on_scheduler(_never_placed, gone))
+
+
+def _never_placed(keys: list[str], dask_scheduler: Any = None) -> list[str]:
+    """On the scheduler: which of `keys` wait for a worker they may not leave for."""
+    tasks = dask_scheduler.tasks
+    return [key for key in keys if key in tasks and tasks[key].state == "no-worker"]
+
+
+def session_result(future: Any, job: SessionJob) -> SessionResult:
+    """A finished future's result; a lost worker fails only this session, not the batch."""
+    if future.status == "cancelled":
+        return not_started(job)
+    try:
+        return future.result()
+    except Exception as exc:  # KilledWorker and friends: this session, not the batch
+        return SessionResult(
+            session=job.session, status="failed", error=f"{type(exc).__name__}: {exc}", out=job.out
+        )

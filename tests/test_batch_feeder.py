@@ -1,0 +1,167 @@
+"""feed_idle_workers on a real in-process Dask cluster: one session per idle worker.
+
+The Slurm executor's tests (test_batch_slurm.py) prove the same against real
+worker jobs; these pin down the cases a real cluster makes hard to time: a
+worker that joins late, every worker gone, a worker leaving before its session
+was placed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import dask
+import pytest
+from distributed import Client, LocalCluster, get_worker
+
+from mdivicomtools.batch.feeder import NO_WORKER_LEFT, feed_idle_workers
+from mdivicomtools.batch.retry import is_lost
+from mdivicomtools.batch.session import SessionJob, SessionResult
+from mdivicomtools.model.options import RunOptions
+
+#: sessions named here block until the test sets the event
+SLOW: dict[str, threading.Event] = {}
+#: session -> the worker that ran it
+RAN_ON: dict[str, str] = {}
+
+
+def fake_session(job: SessionJob) -> SessionResult:
+    RAN_ON[job.session] = get_worker().address
+    if job.session in SLOW:
+        SLOW[job.session].wait(60)
+    return SessionResult(session=job.session, status="succeeded", out=job.out)
+
+
+def jobs(tmp_path: Path, count: int) -> list[SessionJob]:
+    return [
+        SessionJob(
+            session=f"ses-{n:02d}",
+            ref="fake",
+            options=RunOptions(dataset=str(tmp_path / f"ses-{n:02d}"), out=str(tmp_path / "out")),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+def cluster():
+    SLOW.clear()
+    RAN_ON.clear()
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as local,
+        Client(local) as client,
+    ):
+        yield local, client
+    for event in SLOW.values():
+        event.set()
+
+
+def until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def feed_in_thread(client, todo, **kwargs):
+    """Run the feeder in a thread; its results and the reported events come back."""
+    events: list[tuple[str, str]] = []
+    out: dict[str, list[SessionResult]] = {}
+
+    def report(event, job, result):
+        events.append((event, job.session))
+
+    def run():
+        out["results"] = feed_idle_workers(client, todo, report, task=fake_session, **kwargs)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out, events
+
+
+def test_sessions_wait_for_an_idle_worker_and_a_late_worker_gets_them(cluster, tmp_path):
+    local, client = cluster
+    SLOW["ses-01"] = threading.Event()
+    (first,) = client.nthreads()
+    thread, out, events = feed_in_thread(client, jobs(tmp_path, 4), workers_may_join=lambda: True)
+    until(lambda: "ses-01" in RAN_ON)
+    time.sleep(1.0)  # the one worker is busy: nothing else may be handed to it
+    assert events == [("started", "ses-01")]
+    assert len(client.processing()[first]) == 1
+    local.scale(2)  # a worker job that starts late
+    until(lambda: len(RAN_ON) == 4)
+    second = RAN_ON["ses-02"]
+    assert second != first
+    assert {RAN_ON[s] for s in ("ses-02", "ses-03", "ses-04")} == {second}
+    SLOW["ses-01"].set()
+    thread.join(30)
+    assert [r.status for r in out["results"]] == ["succeeded"] * 4
+
+
+def test_a_lost_worker_costs_only_the_session_it_ran(cluster, tmp_path):
+    local, client = cluster
+    SLOW["ses-01"] = threading.Event()
+    thread, out, _ = feed_in_thread(client, jobs(tmp_path, 4), workers_may_join=lambda: True)
+    until(lambda: "ses-01" in RAN_ON)
+    lost = RAN_ON["ses-01"]
+    local.scale(2)
+    until(lambda: len(RAN_ON) == 4)
+    (name,) = [n for n, w in local.workers.items() if w.address == lost]
+    local.sync(local.workers[name].close, executor_wait=False)
+    thread.join(30)
+    results = {r.session: r for r in out["results"]}
+    assert results["ses-01"].status == "failed" and is_lost(results["ses-01"])
+    assert results["ses-01"].error.startswith("KilledWorker")
+    assert [results[s].status for s in ("ses-02", "ses-03", "ses-04")] == ["succeeded"] * 3
+
+
+def test_with_no_worker_left_the_waiting_sessions_fail_as_lost(cluster, tmp_path):
+    local, client = cluster
+    SLOW["ses-01"] = threading.Event()
+    thread, out, events = feed_in_thread(client, jobs(tmp_path, 3), workers_may_join=lambda: False)
+    until(lambda: "ses-01" in RAN_ON)
+    (name,) = local.workers
+    local.sync(local.workers[name].close, executor_wait=False)
+    thread.join(30)
+    assert not thread.is_alive()
+    first, second, third = out["results"]
+    assert first.error.startswith("KilledWorker")
+    assert (second.error, third.error) == (NO_WORKER_LEFT, NO_WORKER_LEFT)
+    assert all(is_lost(r) for r in out["results"])
+    assert ("finished", "ses-03") in events and ("started", "ses-03") not in events
+
+
+def test_a_session_pinned_to_a_worker_that_left_is_placed_again(cluster, tmp_path):
+    """A worker seen idle can leave before the scheduler places the session on it."""
+    _, client = cluster
+
+    class OneGhostWorker:
+        """The client, but its first look at the workers shows one that has gone."""
+
+        looks = 0
+
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def nthreads(self):
+            self.looks += 1
+            found = dict(client.nthreads())
+            if self.looks == 1:
+                found = {"tcp://127.0.0.1:9": 1, **found}
+            return found
+
+    thread, out, events = feed_in_thread(
+        OneGhostWorker(), jobs(tmp_path, 2), workers_may_join=lambda: True
+    )
+    thread.join(30)
+    assert [r.status for r in out["results"]] == ["succeeded", "succeeded"]
+    assert set(RAN_ON.values()) == set(client.nthreads())
+    assert [e for e in events if e[0] == "started"] == [
+        ("started", "ses-01"),
+        ("started", "ses-02"),
+    ]
