@@ -624,3 +624,46 @@ def test_the_summed_evidence_is_whitened_so_high_bands_time_the_direct_path(inst
     found = _run_case(_WHITEN_CASE, installed)
     assert abs(found["weighted"] - 3.0) < 0.1  # the band weights pull to the reflection
     assert abs(found["whitened"]) < 0.05
+
+
+_DRIFT_EDGE_CASE = r"""
+import json
+from pathlib import Path
+import numpy as np
+from mdivicom_sync_audio import fine
+from mdivicom_sync_audio.io import Audio
+
+rate, seconds, ppm = 8000, 40, 100.0
+rng = np.random.default_rng(5)
+scene = rng.standard_normal(seconds * rate) * 0.01
+for start in rng.integers(0, (seconds - 1) * rate, 60):
+    burst = rng.standard_normal(rate // 5) * np.exp(-np.arange(rate // 5) / (rate / 40))
+    scene[start : start + rate // 5] += burst
+# the other camera's clock runs 100 ppm fast: its sample n is the scene at n / (1 + 1e-4)
+other = np.interp(np.arange(seconds * rate) / (1 + ppm * 1e-6), np.arange(len(scene)), scene)
+
+def audio(samples):
+    return Audio(Path("x.wav"), rate, samples.astype(np.float16), rate, 1, "pcm", "wav", 0.0)
+
+ref, oth = audio(scene), audio(other)
+times = np.arange(0, (seconds - 5) * rate, int(fine.BLOCK_S * rate))
+mid_s = seconds / 2
+lag_at = -ppm * 1e-6 * ((times + fine.BLOCK_S * rate / 2) / rate - mid_s) * rate
+blocks = fine.collect_blocks(ref, oth, lag_at, times)
+blocks.rate = rate
+found = {}
+# both grids are wide, so the best stands out of their median either way
+for name, centre, reach in (("around", -100e-6, 150e-6), ("beside", 100e-6, 180e-6)):
+    drift, determined = fine._best_drift(blocks, centre, reach, 0, mid_s)
+    found[name] = [drift * 1e6, determined]
+print(json.dumps(found))
+"""
+
+
+def test_a_drift_search_whose_best_is_its_edge_has_not_found_the_drift(installed):
+    """A grid that stops short of the drift peaks at its edge, which is no located
+    peak: the drift search must say so rather than pin the drift there."""
+    found = _run_case(_DRIFT_EDGE_CASE, installed)
+    around, beside = found["around"], found["beside"]
+    assert around[1] is True and abs(around[0] + 100) < 8, found  # 35 s of blocks
+    assert beside[1] is False and abs(beside[0] + 80) < 1, found

@@ -14,7 +14,9 @@ each taken at the lag predicted so far. A clock drift moves the lag along the
 recording; instead of fitting a line through noisy per-block peaks (which under
 reverberation often sit on an echo), every candidate drift re-phases the blocks
 and sums them, and the drift that gives the sharpest combined peak wins. The
-combined correlation then uses all the recording's onsets at once.
+combined correlation then uses all the recording's onsets at once. A best drift
+at the edge of its grid is not a located peak (the drift lies beyond the
+grid) and does not count as found.
 
 Why sources: with two talkers at different places each has its own
 direct-path alignment and its own echoes; summed, the two sets of peaks
@@ -332,7 +334,9 @@ def _best_drift(
         denominator = left - 2 * centre_score + right
         if denominator < 0:
             drift += float(0.5 * (left - right) / denominator * step)
-    return drift, bool(scores[best] >= DETERMINED_RATIO * np.median(scores))
+    # a maximum at the grid's edge is no located peak: the drift lies beyond the grid
+    inside = 0 < best < len(grid) - 1
+    return drift, inside and bool(scores[best] >= DETERMINED_RATIO * np.median(scores))
 
 
 def _choose(
