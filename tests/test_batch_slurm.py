@@ -351,3 +351,56 @@ def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):
     assert "unknown key 'slurm.partiton'" in str(typo.value)
     assert "(did you mean 'partition'?)" in str(typo.value)
     assert "known keys: partition, time, mem, cpus, account, directives" in str(typo.value)
+
+
+def test_with_every_worker_job_gone_the_waiting_sessions_are_retried(slurm_site, tmp_path):
+    """One worker job, cancelled while it runs the first session: the sessions
+    waiting for it never ran, fail as lost without waiting for ever, and the
+    retry round runs all of them on a new worker job."""
+    site, study, config = slurm_site
+    started = tmp_path / "started"
+    started.mkdir()
+    out = tmp_path / "out"
+    command = slurm_run(
+        site,
+        study,
+        out,
+        config,
+        "--retries",
+        "1",
+        "--config",
+        json.dumps({"slow": ["ses-01"], "started_dir": str(started)}),
+    )
+    command[command.index("--jobs") + 1] = "1"
+    proc = subprocess.Popen(
+        command,
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = started / "ses-01"
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "ses-01 never started"
+        time.sleep(0.1)
+    lost_job = marker.read_text()
+    subprocess.run(["scancel", lost_job], check=True, timeout=20)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["totals"] == {"succeeded": 4}
+    assert summary["attempts"] == {"ses-01": 2, "ses-02": 2, "ses-03": 2, "ses-04": 2}
+    by_session = {s["session"]: s for s in summary["sessions"]}
+    (first_try,) = by_session["ses-01"]["earlier"]
+    assert first_try["status"] == "failed" and first_try["run_id"] is not None
+    for session in ("ses-02", "ses-03", "ses-04"):
+        (never_ran,) = by_session[session]["earlier"]
+        assert never_ran["run_id"] is None, never_ran
+        assert never_ran["error"].startswith("WorkerLost: every worker job of this batch ended")
+        assert "no run record" in never_ran["error"]
+        (record,) = records(out / session)
+        assert (record["attempt"], record["status"]) == (2, "succeeded")
+        assert record["host"]["slurm_job_id"] != lost_job
+    assert our_jobs(tmp_path) == []
