@@ -220,40 +220,49 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
         assert not (out / session / "on-slurm").exists()
 
 
-def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
+def cancel_the_slow_sessions_job(
+    slurm_site, tmp_path: Path, slow: str, jobs: int = 2
+) -> tuple[dict, str, Path]:
+    """Run the four sessions with --retries 1, `slow` held back on its first try,
+    and cancel the worker job running it once it started; the batch's summary,
+    the cancelled job and the output folder."""
     site, study, config = slurm_site
     started = tmp_path / "started"
     started.mkdir()
     out = tmp_path / "out"
+    command = slurm_run(
+        site,
+        study,
+        out,
+        config,
+        "--retries",
+        "1",
+        "--config",
+        json.dumps({"slow": [slow], "started_dir": str(started)}),
+    )
+    command[command.index("--jobs") + 1] = str(jobs)
     proc = subprocess.Popen(
-        [
-            *slurm_run(
-                site,
-                study,
-                out,
-                config,
-                "--retries",
-                "1",
-                "--config",
-                json.dumps({"slow": ["ses-02"], "started_dir": str(started)}),
-            ),
-        ],
+        command,
         env=site.env(MDIVICOM_CONFIG_FILE=config),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    marker = started / "ses-02"
+    marker = started / slow
     deadline = time.monotonic() + 120
     while not marker.exists() or not marker.read_text():
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "ses-02 never started"
+        assert time.monotonic() < deadline, f"{slow} never started"
         time.sleep(0.1)
     lost_job = marker.read_text()
     subprocess.run(["scancel", lost_job], check=True, timeout=20)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr
-    summary = json.loads(stdout)
+    return json.loads(stdout), lost_job, out
+
+
+def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
+    summary, lost_job, out = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-02")
     assert summary["totals"] == {"succeeded": 4}
     assert summary["attempts"] == {"ses-01": 1, "ses-02": 2, "ses-03": 1, "ses-04": 1}
     (retried,) = [s for s in summary["sessions"] if s["session"] == "ses-02"]
@@ -357,39 +366,7 @@ def test_with_every_worker_job_gone_the_waiting_sessions_are_retried(slurm_site,
     """One worker job, cancelled while it runs the first session: the sessions
     waiting for it never ran, fail as lost without waiting for ever, and the
     retry round runs all of them on a new worker job."""
-    site, study, config = slurm_site
-    started = tmp_path / "started"
-    started.mkdir()
-    out = tmp_path / "out"
-    command = slurm_run(
-        site,
-        study,
-        out,
-        config,
-        "--retries",
-        "1",
-        "--config",
-        json.dumps({"slow": ["ses-01"], "started_dir": str(started)}),
-    )
-    command[command.index("--jobs") + 1] = "1"
-    proc = subprocess.Popen(
-        command,
-        env=site.env(MDIVICOM_CONFIG_FILE=config),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = started / "ses-01"
-    deadline = time.monotonic() + 120
-    while not marker.exists() or not marker.read_text():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "ses-01 never started"
-        time.sleep(0.1)
-    lost_job = marker.read_text()
-    subprocess.run(["scancel", lost_job], check=True, timeout=20)
-    stdout, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 0, stderr
-    summary = json.loads(stdout)
+    summary, lost_job, out = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-01", jobs=1)
     assert summary["totals"] == {"succeeded": 4}
     assert summary["attempts"] == {"ses-01": 2, "ses-02": 2, "ses-03": 2, "ses-04": 2}
     by_session = {s["session"]: s for s in summary["sessions"]}
