@@ -9,13 +9,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from mdivicomtools.batch.feeder import session_result
+from mdivicomtools.batch.feeder import in_order, session_result, task_key
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
     SessionJob,
     SessionResult,
-    not_started,
     run_session,
 )
 from mdivicomtools.common.platform import die_with_parent
@@ -100,7 +99,7 @@ class DaskExecutor:
                     run_session,
                     job,
                     pure=False,
-                    key=f"mdivicom-{job.session}-{os.urandom(4).hex()}",
+                    key=task_key(job),
                 )
                 futures[future.key] = (future, job)
                 report("started", job, None)
@@ -135,9 +134,7 @@ class DaskExecutor:
             _, job = futures[future.key]
             results[job.session] = session_result(future, job)
             report("finished", job, results[job.session])
-        ordered = []
-        for _, job in futures.values():
-            ordered.append(results.get(job.session) or not_started(job))
+        ordered = in_order((job for _, job in futures.values()), results)
         if interrupted is not None:
             raise BatchInterrupted(ordered) from interrupted
         return ordered

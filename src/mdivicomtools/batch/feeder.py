@@ -86,7 +86,7 @@ def feed_idle_workers(
                     task,
                     job,
                     pure=False,
-                    key=f"mdivicom-{job.session}-{os.urandom(4).hex()}",
+                    key=task_key(job),
                     workers=[worker],
                     allow_other_workers=False,
                 )
@@ -116,11 +116,18 @@ def feed_idle_workers(
         client.cancel([future for future in pending if future.status == "pending"])
         for job in waiting:
             finish(job, not_started(job))
-        raise BatchInterrupted(_in_order(jobs, results)) from exc
-    return _in_order(jobs, results)
+        raise BatchInterrupted(in_order(jobs, results)) from exc
+    return in_order(jobs, results)
 
 
-def _in_order(jobs: list[SessionJob], results: dict[str, SessionResult]) -> list[SessionResult]:
+def task_key(job: SessionJob) -> str:
+    """A Dask key of one try of `job`: the session is readable in Dask's own logs,
+    and no two tries share a key (Dask would hand back the earlier result)."""
+    return f"mdivicom-{job.session}-{os.urandom(4).hex()}"
+
+
+def in_order(jobs: Iterable[SessionJob], results: dict[str, SessionResult]) -> list[SessionResult]:
+    """One result per job, in the jobs' order; a job without one was not started."""
     return [results.get(job.session) or not_started(job) for job in jobs]
 
 
