@@ -606,6 +606,7 @@ blocks = fine.Blocks(
     spectra=spectrum[None, :],
     log_ratio=np.zeros((1, frame + 1), dtype=np.float32),
     weights=np.array([1.0]),
+    band_weights=np.ones((1, frame + 1)),
     frame=frame,
 )
 every = np.array([True])
@@ -624,6 +625,61 @@ def test_the_summed_evidence_is_whitened_so_high_bands_time_the_direct_path(inst
     found = _run_case(_WHITEN_CASE, installed)
     assert abs(found["weighted"] - 3.0) < 0.1  # the band weights pull to the reflection
     assert abs(found["whitened"]) < 0.05
+
+
+_EARLY_PHASE_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio import fine
+
+rate, frame = 8000, 1024
+size = 2 * frame
+omega = 2 * np.pi * np.arange(frame + 1) / size  # per sample
+direct, delay, strength = 40.0, 3.0 * rate / 1000, 0.7
+# the reference hears a floor reflection 3 ms after the direct sound; the other does not
+early = 1 + strength * np.exp(-1j * omega * delay)
+log_gain = np.log(np.abs(early))
+found = fine._early_phase(log_gain, frame, 200)  # reflections up to 25 ms
+phase_error = np.abs(np.angle(np.exp(1j * (found - np.angle(early)))))
+cross = np.exp(-1j * omega * direct) * early
+blocks = fine.Blocks(
+    times_s=np.array([2.0]),
+    shifts=np.array([0.0]),
+    spectra=(cross / np.abs(cross))[None, :],
+    log_ratio=(2 * log_gain)[None, :].astype(np.float32),
+    weights=np.array([1.0]),
+    band_weights=np.ones((1, frame + 1)),
+    frame=frame,
+)
+lags, plain = fine._curve(blocks.spectra[0], frame, rate)
+corrected = blocks.spectra[0] * np.exp(-1j * found)
+_, clean = fine._curve(corrected, frame, rate)
+at_echo = np.abs(lags - (direct + delay)) < 0.5
+choice = fine._choose(blocks.spectra, blocks, np.array([True]), rate)
+print(json.dumps({
+    "phase_error": float(phase_error.max()),
+    "plain_echo": float(plain[at_echo].max() / plain.max()),
+    "clean_echo": float(clean[at_echo].max() / clean.max()),
+    "clean_peak": float(lags[np.argmax(clean)]),
+    "lag": choice.lag,
+    "elsewhere": [r for r in choice.rivals if r[1] == 0.0],
+}))
+"""
+
+
+def test_the_phase_of_a_recordings_early_reflection_comes_from_its_level(installed):
+    """A minimum-phase early response's phase follows from its level, and the two
+    recordings' level difference is measured: taking that phase out of the
+    cross-spectrum removes the reflection's peak and leaves the direct-direct one,
+    which all three views then agree on."""
+    found = _run_case(_EARLY_PHASE_CASE, installed)
+    assert found["phase_error"] < 0.02, found  # radians, over every band
+    assert found["plain_echo"] > 0.3, found  # the reflection is a peak of its own
+    assert found["clean_echo"] < 0.05, found  # and corrected away
+    assert found["clean_peak"] == 40.0, found
+    assert abs(found["lag"] - 40.0) < 0.05, found
+    # the views that were not chosen agree: no doubt beyond a hundredth of a sample
+    assert all(abs(lag - 40.0) < 0.05 for lag, _ in found["elsewhere"]), found
 
 
 _DRIFT_EDGE_CASE = r"""
