@@ -144,6 +144,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         plot={
             "lags_ms": result.curve_lags_ms,
             "curve": result.curve,
+            "view": result.curve_view,
             "block_times_s": result.block_times,
             "block_lags_ms": result.block_lags / rate * 1000,
             "line_ms": (result.lag + result.drift * result.block_times * rate) / rate * 1000,

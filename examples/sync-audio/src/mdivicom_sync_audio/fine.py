@@ -62,7 +62,7 @@ elsewhere is a rival with no merit behind, which the error bound covers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -112,6 +112,7 @@ class Fine:
     block_times: np.ndarray
     curve_lags_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    curve_view: str = "plain"  # which view of the early reflections `curve` is
     peak_height: float = 0.0
     rival_distance_ms: float = 0.0  # how far the answer could be (other half's, close rival's)
     block_spread_ms: float = 0.0
@@ -241,6 +242,7 @@ class Choice:
     # (lag, merit behind the winner) of the other candidates; a view of the
     # early reflections that chose elsewhere has no merit behind (see _choose)
     rivals: list[tuple[float, float]]
+    view: str = "plain"  # the curve the lag was taken on (see _choose)
 
 
 def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
@@ -398,13 +400,14 @@ def _choose(
     views = [plain]
     for reach_s in EARLY_REACH_S:
         phase = _early_phase(gain, blocks.frame, int(reach_s * rate))
-        views.append(
-            _direct_path(*_curve(spectrum * np.exp(-1j * phase), blocks.frame, rate), pattern, rate)
-        )
+        corrected = spectrum * np.exp(-1j * phase)
+        view = _direct_path(*_curve(corrected, blocks.frame, rate), pattern, rate)
+        view.view = f"reflections up to {reach_s * 1000:g} ms taken out"
+        views.append(view)
     views.sort(key=lambda view: view.lag)
     middle = views[len(views) // 2]
     elsewhere = [(view.lag, 0.0) for view in views if view is not middle]
-    return Choice(middle.lag, middle.height, middle.lags, middle.values, middle.rivals + elsewhere)
+    return replace(middle, rivals=middle.rivals + elsewhere)
 
 
 def refine(
@@ -547,6 +550,7 @@ def refine(
         block_times=np.array(own_times),
         curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak
         curve=values / max(height, 1e-30),
+        curve_view=choice.view,
         peak_height=height,
         rival_distance_ms=max([d for d in doubts if d > SAME_SOURCE_S * 1000] + [0.0]),
         block_spread_ms=spread,
