@@ -402,7 +402,7 @@ def _choose(
         phase = _early_phase(gain, blocks.frame, int(reach_s * rate))
         corrected = spectrum * np.exp(-1j * phase)
         view = _direct_path(*_curve(corrected, blocks.frame, rate), pattern, rate)
-        view.view = f"reflections up to {reach_s * 1000:g} ms taken out"
+        view.view = f"reflections to {reach_s * 1000:g} ms out"
         views.append(view)
     views.sort(key=lambda view: view.lag)
     middle = views[len(views) // 2]

@@ -111,8 +111,7 @@ def draw(path: Path, reference: str, panels: dict[str, dict[str, Any]]) -> None:
             np.asarray(panel["lags_ms"]),
             np.asarray(panel["curve"]),
             title=f"{title}: {panel['offset_s']:+.4f} s +-{panel['bound_ms']:.2f} ms",
-            xlabel="lag around the chosen peak (ms); onset-weighted GCC-PHAT, "
-            + panel.get("view", "plain"),
+            xlabel="lag around the chosen peak (ms); GCC-PHAT, " + panel.get("view", "plain"),
         )
         drift = panel.get("drift_ppm")
         times = np.asarray(panel["block_times_s"])
