@@ -389,13 +389,14 @@ def _choose(
     spectrum = aligned[group].sum(axis=0)
     if whiten:
         spectrum = spectrum / np.maximum(np.abs(spectrum), 1e-30)
-    ratio = blocks.log_ratio[group].sum(axis=0) / max(float(blocks.weights[group].sum()), 1e-30)
+    log_ratio = blocks.log_ratio[group].sum(axis=0)
+    ratio = log_ratio / max(float(blocks.weights[group].sum()), 1e-30)
     pattern = np.fft.irfft(ratio, 2 * blocks.frame)
     plain = _direct_path(*_curve(spectrum, blocks.frame, rate), pattern, rate)
     if not whiten:
         return plain
     # per band, the mean log level difference of the two recordings (|H_ref| / |H_other|)
-    gain = 0.5 * blocks.log_ratio[group].sum(axis=0)
+    gain = 0.5 * log_ratio
     gain /= np.maximum(blocks.band_weights[group].sum(axis=0), 1e-30)
     views = [plain]
     for reach_s in EARLY_REACH_S:
@@ -478,7 +479,9 @@ def refine(
         selected, choice = groups[main], choices[main]
         other_lags.append(base + choices[1 - main].lag)
     else:
-        selected, choice = everything, _choose(aligned, blocks, everything, rate)
+        # one group is all the blocks: its choice is already made
+        whole = choices[0] if len(groups) == 1 else _choose(aligned, blocks, everything, rate)
+        selected, choice = everything, whole
     lags, values, lag, height = choice.lags, choice.values, choice.lag, choice.height
     # the same choice made on every other block (two halves of the evidence):
     # when a half picks another peak, the answer could be there
