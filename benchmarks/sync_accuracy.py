@@ -29,12 +29,12 @@ positions, speech and noise. Seeds 1-22 are the development set: the method and
 its constants were chosen looking at them (1-12 first; 13-22 were held out
 until their results were published stream by stream). Seeds 23-52 and 63-72
 are held out: never used to choose a rule or constant (a drift rule was judged
-on 43-52 and dropped; 63-72 were rendered after the last change to the method
-and run once). Seeds 53-62 decided whether to keep that change (sync-audio
-0.3.0's views of the early reflections). A claim about unseen rooms rests on
-the held-out seeds. All of them are published stream by stream
-(docs/performance.md), so the next change to the method is to be judged on
-seeds 73 onwards.
+on 43-52 and dropped; 63-72 were rendered after 0.3.0's change and run once).
+Seeds 53-62 decided whether to keep sync-audio 0.3.0's views of the early
+reflections, seeds 73-82 whether to keep 0.3.1's drift search and drift
+routes (JUDGE_SEEDS). A claim about unseen rooms rests on the held-out seeds.
+All of them are published stream by stream (docs/performance.md), so the
+next change to the method is to be judged on seeds 83 onwards.
 
 Needs the Debian package pocketsphinx-testdata (the recorded speech).
 """
@@ -61,7 +61,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
-JUDGE_SEEDS = range(53, 63)  # the seeds that decided whether to keep the last change
+# the seeds that decided whether to keep a change, each rendered before it was first run
+JUDGE_SEEDS = {"0.3.0": range(53, 63), "0.3.1": range(73, 83)}
 
 CONDITIONS = [
     Condition("rt0.3 20dB 2cam 30s", 30, 0.3, 20, 2),
@@ -331,9 +332,12 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
     per_seed = [(f"seed {seed}", {seed}) for seed in args.seed]
     sets: list[tuple[str, set[int]]] = []  # the summaries over several seeds
     development = {seed for seed in args.seed if seed < HELD_OUT_FROM}
-    judge = {seed for seed in args.seed if seed in JUDGE_SEEDS}
-    held_out = set(args.seed) - development - judge
-    named = [("development", development), ("held out", held_out), ("judge", judge)]
+    judges = [
+        (f"judge of {version}", {seed for seed in args.seed if seed in seeds})
+        for version, seeds in JUDGE_SEEDS.items()
+    ]
+    held_out = set(args.seed) - development - set().union(*(seeds for _, seeds in judges))
+    named = [("development", development), ("held out", held_out), *judges]
     if sum(bool(seeds) for _, seeds in named) > 1:
         sets += [(label, seeds) for label, seeds in named if seeds]
     if len(args.seed) > 1:

@@ -710,8 +710,8 @@ blocks.rate = rate
 found = {}
 # both grids are wide, so the best stands out of their median either way
 for name, centre, reach in (("around", -100e-6, 150e-6), ("beside", 100e-6, 180e-6)):
-    drift, determined = fine._best_drift(blocks, centre, reach, 0, mid_s)
-    found[name] = [drift * 1e6, determined]
+    fit = fine._best_drift(blocks, centre, reach, 0, mid_s)
+    found[name] = [fit.drift * 1e6, fit.determined]
 print(json.dumps(found))
 """
 
@@ -723,3 +723,109 @@ def test_a_drift_search_whose_best_is_its_edge_has_not_found_the_drift(installed
     around, beside = found["around"], found["beside"]
     assert around[1] is True and abs(around[0] + 100) < 8, found  # 35 s of blocks
     assert beside[1] is False and abs(beside[0] + 80) < 1, found
+
+
+_DRIFT_RIVAL_CASE = r"""
+import json
+from pathlib import Path
+import numpy as np
+from mdivicom_sync_audio import fine
+from mdivicom_sync_audio.io import Audio
+
+rate, seconds = 8000, 120
+rng = np.random.default_rng(11)
+
+def bursts(count):
+    out = rng.standard_normal(seconds * rate) * 0.01
+    for start in rng.integers(0, (seconds - 1) * rate, count):
+        burst = rng.standard_normal(rate // 5) * np.exp(-np.arange(rate // 5) / (rate / 40))
+        out[start : start + rate // 5] += burst
+    return out
+
+def warped(sound, ppm):
+    # heard on a clock `ppm` fast, aligned with the reference at the recording's middle
+    n = np.arange(seconds * rate)
+    mid = seconds * rate / 2
+    return np.interp(mid + (n - mid) / (1 + ppm * 1e-6), np.arange(len(sound)), sound)
+
+def audio(samples):
+    return Audio(Path("x.wav"), rate, samples.astype(np.float16), rate, 1, "pcm", "wav", 0.0)
+
+scene, decoy = bursts(200), bursts(300)
+middle = np.abs(np.arange(seconds * rate) / rate - seconds / 2) < 15
+# the camera's clock runs 60 ppm slow (drift +60 ppm); in the middle 30 s a louder,
+# busier sound lines up along a drift of about -130 ppm
+ref = scene + 1.4 * middle * decoy
+other = warped(scene, -60.0) + 1.4 * middle * warped(decoy, 127.0)
+spans = []
+search = fine._best_drift
+def recorded(blocks, centre, reach, base, mid_s):
+    fit = search(blocks, centre, reach, base, mid_s)
+    span = float(blocks.times_s[-1] - blocks.times_s[0])
+    spans.append([span, fit.drift * 1e6, [r * 1e6 for r in fit.rivals]])
+    return fit
+fine._best_drift = recorded
+found = fine.refine(audio(ref), audio(other), 0.0, True)
+print(json.dumps({"drift_ppm": found.drift * 1e6, "pinned": found.drift_pinned, "spans": spans}))
+"""
+
+
+def test_a_drift_a_short_span_cannot_rule_out_is_decided_by_a_longer_one(installed):
+    """The drift search starts on the middle 30 s and narrows around what it found
+    there; a held-out two-talker room had its drift 185 ppm off because a weak
+    middle span favoured a wrong drift and the narrowed search never looked back.
+    A drift nearly as good as the best stays in play until a longer span decides."""
+    found = _run_case(_DRIFT_RIVAL_CASE, installed)
+    first_span, first_drift, first_rivals = found["spans"][0]
+    # the case is what it claims: the first span alone prefers the decoy's line
+    assert first_span < 40 and abs(first_drift + 130) < 5, found
+    assert any(abs(r - 60) < 5 for r in first_rivals), found
+    assert found["pinned"] and abs(found["drift_ppm"] - 60) < 1, found
+
+
+_DRIFT_ROUTE_CASE = r"""
+import json
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+def pair(drift_ppm, offset_s, bound_ms, drift_error_ppm):
+    return Result(offset_s, drift_ppm, bound_ms, drift_error_ppm, 120.0, 20.0)
+
+# truth: camera 2 runs 100 ppm fast, camera 3 60 ppm slow. The cam1-cam2 pair has the
+# tightest offset bound but a poorly measured drift; through camera 3 the drifts
+# are measured well. Offsets are at each stream's time zero; 60 s is the middle.
+middle = 60.0
+def offset(drift_ppm, at_middle):
+    return at_middle - middle * (1 + drift_ppm * 1e-6)
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+pairs = {
+    ("str-cam1", "str-cam2"): pair(87.5, offset(87.5, 62.0), 0.3, 15.0),
+    ("str-cam1", "str-cam3"): pair(-59.5, offset(-59.5, 65.0), 2.0, 1.0),
+    ("str-cam3", "str-cam2"): pair(160.0, offset(160.0, 57.0), 2.0, 2.0),
+}
+out, routes = combine(pairs, {}, "str-cam1", streams, {s: middle for s in streams})
+cam2 = out["str-cam2"]
+print(json.dumps({
+    "route": routes["str-cam2"],
+    "drift_ppm": cam2.drift_ppm,
+    "drift_error_ppm": cam2.drift_error_ppm,
+    "at_middle": middle * (1 + cam2.drift_ppm * 1e-6) + cam2.offset_s,
+    "bound_ms": cam2.error_bound_ms,
+    "moved_ms": abs(cam2.offset_s - pairs["str-cam1", "str-cam2"].offset_s) * 1000,
+}))
+"""
+
+
+def test_the_drift_takes_the_route_whose_drifts_are_best_measured(installed):
+    """A pair can pin the offset well and the drift badly: the offset keeps the
+    route of the tightest bounds, the drift takes the route of the smallest drift
+    errors, and the stream's reference time at its middle stays the offset route's."""
+    found = _run_case(_DRIFT_ROUTE_CASE, installed)
+    assert found["route"] == ["str-cam1", "str-cam2"], found
+    # (1 - 59.5e-6) * (1 + 160e-6) - 1: the chain through camera 3
+    assert abs(found["drift_ppm"] - 100.49) < 0.01, found
+    assert abs(found["drift_error_ppm"] - 3.0) < 1e-9, found
+    assert abs(found["at_middle"] - 62.0) < 1e-9, found
+    # at time zero the offset moved with the drift (0.78 ms); the other routes'
+    # disagreement there is in the bound, which covers the move
+    assert 0.7 < found["moved_ms"] <= found["bound_ms"], found

@@ -16,7 +16,11 @@ reverberation often sit on an echo), every candidate drift re-phases the blocks
 and sums them, and the drift that gives the sharpest combined peak wins. The
 combined correlation then uses all the recording's onsets at once. A best drift
 at the edge of its grid is not a located peak (the drift lies beyond the
-grid) and does not count as found.
+grid) and does not count as found. The search starts on the middle 30 s and
+narrows around what each span found; a drift that scored nearly as well (80 %)
+stays in play and is searched again on the next, longer span, which decides.
+Without that, a weak middle span (a held-out two-talker room) pinned a drift
+185 ppm off that the narrowed search could not leave.
 
 Why sources: with two talkers at different places each has its own
 direct-path alignment and its own echoes; summed, the two sets of peaks
@@ -83,6 +87,10 @@ FAR_RATIO = 0.4
 FAR_REACH_S = 0.02
 FAR_SPAN_S = 60.0
 DETERMINED_RATIO = 1.5
+DRIFT_RIVAL_RATIO = 0.8
+DRIFT_RIVAL_GAP = 4  # grid steps (half a sample each over the span): a separate peak
+MAX_DRIFT_RIVALS = 2
+RETAKE_FRACTION = 0.01  # of a frame: blocks taken this far off the final line are taken again
 CANDIDATE_RATIO = 0.5
 ECHO_MIN_S = 0.0005
 ECHO_MAX_S = 0.025
@@ -322,16 +330,26 @@ def _sources(curves: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float
     return labels, float(centres[0] @ centres[1])
 
 
-def _best_drift(
-    blocks: Blocks, centre: float, reach: float, base: int, mid_s: float
-) -> tuple[float, bool]:
+@dataclass
+class DriftFit:
+    """The best drift on a grid, whether it stands out, and the drifts that nearly won."""
+
+    drift: float
+    determined: bool
+    score: float
+    rivals: list[float]  # other local maxima at least DRIFT_RIVAL_RATIO as high
+
+
+def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: float) -> DriftFit:
     """The drift within centre +- reach whose re-phased blocks give the highest peak.
 
     The grid is walked with one complex multiply per block and bin per step
     (the phase of each step is the previous one's times a constant), which
     keeps thousands of candidate drifts cheap on long recordings. The drift is
     determined only when the best peak stands out (1.5x the median over the
-    grid): one lone clap in the span fits every drift equally well.
+    grid): one lone clap in the span fits every drift equally well. Other
+    peaks of the score nearly as high are returned as rivals: a short span
+    cannot rule them out.
     """
     rate = blocks.rate
     step = 0.5 / ((blocks.times_s[-1] - blocks.times_s[0]) * rate)  # half a sample over the span
@@ -360,7 +378,17 @@ def _best_drift(
             drift += float(0.5 * (left - right) / denominator * step)
     # a maximum at the grid's edge is no located peak: the drift lies beyond the grid
     inside = 0 < best < len(grid) - 1
-    return drift, inside and bool(scores[best] >= DETERMINED_RATIO * np.median(scores))
+    top = float(scores[best])
+    local = np.r_[False, (scores[1:-1] > scores[:-2]) & (scores[1:-1] >= scores[2:]), False]
+    apart = np.abs(np.arange(len(grid)) - best) > DRIFT_RIVAL_GAP
+    rivals = np.flatnonzero(local & apart & (scores >= DRIFT_RIVAL_RATIO * top))
+    rivals = rivals[np.argsort(scores[rivals])[::-1][:MAX_DRIFT_RIVALS]]
+    return DriftFit(
+        drift,
+        inside and bool(top >= DETERMINED_RATIO * np.median(scores)),
+        top,
+        [float(grid[index]) for index in rivals],
+    )
 
 
 def _early_phase(log_gain: np.ndarray, frame: int, reach: int) -> np.ndarray:
@@ -435,12 +463,14 @@ def refine(
     mid_s = (first + last) / 2 / rate
     half_s, drift, reach = 15.0, 0.0, MAX_DRIFT_PPM * 1e-6
     pinned = False
+    hypotheses: list[float] = []  # drifts a shorter span could not rule out
     lag_mid = coarse_lag
     while True:
         centres = (every + block / 2) / rate
         chosen = every[np.abs(centres - mid_s) <= half_s + BLOCK_S / 2]
         if not len(chosen):
             chosen = every
+        taken_at = drift
         predicted = lag_mid + drift * ((chosen + block / 2) / rate - mid_s) * rate
         blocks = collect_blocks(ref, oth, predicted, chosen)
         blocks.rate = rate
@@ -449,11 +479,28 @@ def refine(
         # until a span's sound pins the drift down, the search stays wide open
         determined = False
         if estimate_drift and span > 0 and blocks.weights.sum() > 0:
-            found, determined = _best_drift(blocks, drift, reach, base, mid_s)
+            fits = [_best_drift(blocks, at, reach, base, mid_s) for at in [drift, *hypotheses]]
+            fit = max(fits, key=lambda f: f.score)
+            determined = fit.determined
             # once pinned, the narrowed grid is all near the peak: its refinement counts
             if determined or pinned:
-                drift = found
+                drift = fit.drift
                 pinned = True
+                # a drift nearly as good stays in play until a longer span decides
+                apart = DRIFT_RIVAL_GAP * 0.5 / (span * rate)
+                hypotheses = [
+                    f.drift
+                    for f in fits
+                    if f.score >= DRIFT_RIVAL_RATIO * fit.score and abs(f.drift - drift) > apart
+                ] + fit.rivals
+        if (
+            len(chosen) == len(every)
+            and abs(drift - taken_at) * span / 2 * rate > RETAKE_FRACTION * blocks.frame
+        ):
+            # the last span switched to another drift: its blocks were taken along the old line
+            predicted = lag_mid + drift * ((chosen + block / 2) / rate - mid_s) * rate
+            blocks = collect_blocks(ref, oth, predicted, chosen)
+            blocks.rate = rate
         spectrum = _combined(blocks, drift, base, mid_s, rate)
         lag_mid = base + _peak(*_curve(spectrum, blocks.frame, rate))[0]
         if len(chosen) == len(every):

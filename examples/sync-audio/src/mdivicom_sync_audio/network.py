@@ -10,6 +10,12 @@ wrong (a far camera whose strong reflection wins every test), so every other
 route to the stream is compared with the chosen one, and a disagreement
 beyond the chosen bound widens it.
 
+The drift takes its own chain: the one whose pairs measured their drifts best
+(least summed drift error). A pair can pin the offset well and the drift badly
+(few onsets at one end); on held-out rooms such pairs, on the offset's chain,
+put drifts 12-42 ppm off. The stream keeps the offset chain's reference time
+at its middle, where offsets are measured, and follows the better drift from there.
+
 Bounds cannot tell a camera's direct sound from its own strong reflection: a
 pair that picks the reflection is as sure of itself, and the loops still close
 (the reflection sits at the same delay in every pair with that camera). What
@@ -20,6 +26,7 @@ delay, and every pair with that stream has a peak there, the direct pair wins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -130,6 +137,29 @@ def _direct_came_first(
     return True
 
 
+def _shortest(
+    links: dict[str, dict[str, Link]], reference: str, cost: Callable[[Link], float]
+) -> tuple[dict[str, Link], dict[str, list[str]]]:
+    """Per stream, the chain from the reference with the least summed `cost`, and its route.
+
+    Dijkstra; with a handful of streams a plain scan for the nearest open node.
+    """
+    best: dict[str, Link] = {reference: Link(0.0, 0.0, 0.0, None, True)}
+    route: dict[str, list[str]] = {reference: [reference]}
+    done: set[str] = set()
+    while True:
+        open_nodes = [n for n in best if n not in done]
+        if not open_nodes:
+            return best, route
+        node = min(open_nodes, key=lambda n: cost(best[n]))
+        done.add(node)
+        for neighbour, link in links[node].items():
+            candidate = _chain(best[node], link)
+            if neighbour not in best or cost(candidate) < cost(best[neighbour]):
+                best[neighbour] = candidate
+                route[neighbour] = [*route[node], neighbour]
+
+
 def solve(
     audio: dict[str, Audio],
     reference: str,
@@ -181,21 +211,7 @@ def combine(
     for (first, second), result in pairs.items():
         links[first][second] = _link(result)  # t_first from t_second
         links[second][first] = _reverse(_link(result))
-    # Dijkstra from the reference over summed bounds (a handful of nodes: a plain scan)
-    best: dict[str, Link] = {reference: Link(0.0, 0.0, 0.0, None, True)}
-    route: dict[str, list[str]] = {reference: [reference]}
-    done: set[str] = set()
-    while True:
-        open_nodes = [n for n in best if n not in done]
-        if not open_nodes:
-            break
-        node = min(open_nodes, key=lambda n: best[n].bound_ms)
-        done.add(node)
-        for neighbour, link in links[node].items():
-            candidate = _chain(best[node], link)
-            if neighbour not in best or candidate.bound_ms < best[neighbour].bound_ms:
-                best[neighbour] = candidate
-                route[neighbour] = [*route[node], neighbour]
+    best, route = _shortest(links, reference, lambda link: link.bound_ms)
     for sid in usable:
         if (
             sid in best
@@ -211,6 +227,13 @@ def combine(
                     for before, after in pairwise(rest):
                         link = _chain(link, links[before][after])
                     best[node], route[node] = link, [reference, *rest]
+    # the drift takes its own route: the chain whose drifts are best measured
+    # (a pair can pin the offset well and the drift badly, or the other way round)
+    measured = {
+        node: {n: link for n, link in near.items() if link.drift_error_ppm is not None}
+        for node, near in links.items()
+    }
+    drifts, _ = _shortest(measured, reference, lambda link: link.drift_error_ppm or 0.0)
     out: dict[str, Result | SyncProblem] = {}
     for sid in usable:
         if sid == reference:
@@ -236,6 +259,15 @@ def combine(
         )
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
+        if sid in drifts and chosen.has_drift:
+            # the same reference time at the middle of the stream, along the better drift
+            keep = _at(chosen, middles_s[sid])
+            chosen = replace(
+                chosen,
+                drift=drifts[sid].drift,
+                drift_error_ppm=drifts[sid].drift_error_ppm,
+                offset_s=keep - middles_s[sid] * (1 + drifts[sid].drift),
+            )
         plot = direct.plot if direct is not None else {}
         # a direct pair's doubts do not apply when the chain went around it
         notes = list(direct.notes) if direct is not None and len(route[sid]) == 2 else []
