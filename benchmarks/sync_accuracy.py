@@ -17,12 +17,15 @@ medians of --runs runs; CPU rather than wall time because the shared machine
 this was written on is noisy (wall time there mostly measures the neighbours).
 
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
-        [--tools ours] [--condition drift] [--jobs 2]
+        [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
 
 --tools and --condition run a part of the evaluation (e.g. only ours, on the
 conditions being worked on): the peers take four times our CPU time and
 their answers do not change with our method. --jobs evaluates sessions side by
 side, each in a worker process of its own (CPU times stay per tool).
+--surfaces graded renders the same rooms (same seeds, positions, speech and
+noise) with absorption rising with frequency and some scattering instead of
+one absorption at all frequencies (sync_rooms.py), into study-<seed>-graded.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -125,7 +128,7 @@ def venv(cache: Path, name: str) -> Path:
     return python
 
 
-def make_study(python: Path, root: Path, seed: int) -> dict:
+def make_study(python: Path, root: Path, seed: int, surfaces: str = "flat") -> dict:
     if (root / "truth.json").exists():
         return json.loads((root / "truth.json").read_text())
     spec = json.dumps([asdict(c) for c in CONDITIONS])
@@ -135,10 +138,14 @@ def make_study(python: Path, root: Path, seed: int) -> dict:
         "from sync_rooms import Condition, make_study; "
         "conds = [Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}) "
         "for c in json.loads(sys.argv[1])]; "
-        "make_study(Path(sys.argv[2]), conds, int(sys.argv[3]))"
+        "make_study(Path(sys.argv[2]), conds, int(sys.argv[3]), sys.argv[4])"
     )
-    subprocess.run([str(python), "-c", code, spec, str(root), str(seed)], check=True)
+    subprocess.run([str(python), "-c", code, spec, str(root), str(seed), surfaces], check=True)
     return json.loads((root / "truth.json").read_text())
+
+
+def study_dir(cache: Path, seed: int, surfaces: str) -> Path:
+    return cache / (f"study-{seed}" if surfaces == "flat" else f"study-{seed}-{surfaces}")
 
 
 def timed_json(argv: list[str]) -> tuple[float, str]:
@@ -193,6 +200,7 @@ def evaluate(
     tools: list[str],
     pythons: dict[str, Path],
     runs: int,
+    surfaces: str = "flat",
 ) -> tuple[dict, list[dict]]:
     """One session (seed, condition, the study's truth) through every tool: its CPU
     times and one row per camera stream.
@@ -201,7 +209,7 @@ def evaluate(
     process is counted apart from the other sessions running beside it.
     """
     seed, cond, truth = job
-    session = cache / f"study-{seed}" / "sessions" / cond.name
+    session = study_dir(cache, seed, surfaces) / "sessions" / cond.name
     files = {p.parent.name: p for p in sorted((session / "raw" / "audio").glob("str-*/*.*"))}
     info = truth[cond.name]
     results: dict[str, dict] = {}
@@ -259,12 +267,25 @@ def main() -> None:
     parser.add_argument(
         "--condition", nargs="+", help="only the conditions whose name contains one of these"
     )
+    parser.add_argument(
+        "--surfaces",
+        choices=["flat", "graded"],
+        default="flat",
+        help="the rooms' walls: one absorption at all frequencies (the evaluation), or "
+        "absorption rising with frequency plus scattering (see sync_rooms.py)",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
     pythons = {name: venv(args.cache, name) for name in {"ours", *tools}}
     jobs = [
-        (seed, cond, make_study(pythons["ours"], args.cache / f"study-{seed}", seed))
+        (
+            seed,
+            cond,
+            make_study(
+                pythons["ours"], study_dir(args.cache, seed, args.surfaces), seed, args.surfaces
+            ),
+        )
         for seed in args.seed
         for cond in CONDITIONS
         if not args.condition or any(part in cond.name for part in args.condition)
@@ -272,7 +293,14 @@ def main() -> None:
     streams: list[dict] = []  # one row per camera stream
     sessions: list[dict] = []  # one row per session: CPU seconds per tool
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        work = partial(evaluate, cache=args.cache, tools=tools, pythons=pythons, runs=args.runs)
+        work = partial(
+            evaluate,
+            cache=args.cache,
+            tools=tools,
+            pythons=pythons,
+            runs=args.runs,
+            surfaces=args.surfaces,
+        )
         done = pool.map(work, jobs)
         for session, rows in done:
             sessions.append(session)

@@ -9,6 +9,13 @@ aligns at the start offset minus the path-length difference over c; with two
 talkers either talker's alignment is accepted (both are acoustically right;
 see docs/performance.md).
 
+Surfaces: "flat" (the evaluation's rooms) gives every wall, floor and
+ceiling one absorption at all frequencies, from RT60 by Sabine's formula;
+"graded" keeps that absorption at 500 Hz but lets it rise with frequency
+(0.6x at 125 Hz to 2x at 4 kHz) and adds scattering (0.05-0.4), as furnished
+rooms with real materials have. The random draws are the same, so a seed
+gives the same rooms, positions, speech and noise with either surface.
+
 Used by sync_accuracy.py; needs numpy, scipy, pyroomacoustics.
 """
 
@@ -73,7 +80,26 @@ def talk(rng: np.random.Generator, clips: list[np.ndarray], seconds: float) -> n
     return out
 
 
-def _rir_room(rng: np.random.Generator, rt60: float, talkers: int, cameras: int):
+OCTAVES_HZ = [125, 250, 500, 1000, 2000, 4000]
+GRADED_ABSORPTION = [0.6, 0.8, 1.0, 1.2, 1.6, 2.0]  # times the flat absorption, per octave
+GRADED_SCATTERING = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4]
+
+
+def _surfaces(kind: str, absorption: float):
+    import pyroomacoustics as pra
+
+    if kind == "flat":
+        return pra.Material(absorption)
+    bands = [min(0.9, absorption * factor) for factor in GRADED_ABSORPTION]
+    return pra.Material(
+        {"coeffs": bands, "center_freqs": OCTAVES_HZ},
+        {"coeffs": GRADED_SCATTERING, "center_freqs": OCTAVES_HZ},
+    )
+
+
+def _rir_room(
+    rng: np.random.Generator, rt60: float, talkers: int, cameras: int, surfaces: str = "flat"
+):
     import pyroomacoustics as pra
 
     dims = np.array([rng.uniform(4, 9), rng.uniform(3.5, 7), rng.uniform(2.6, 3.5)])
@@ -81,7 +107,7 @@ def _rir_room(rng: np.random.Generator, rt60: float, talkers: int, cameras: int)
     room = pra.ShoeBox(
         dims,
         fs=ROOM_RATE,
-        materials=pra.Material(absorption),
+        materials=_surfaces(surfaces, absorption),
         max_order=min(max_order, 12),
         ray_tracing=True,
         air_absorption=True,
@@ -107,13 +133,17 @@ def _rir_room(rng: np.random.Generator, rt60: float, talkers: int, cameras: int)
 
 
 def make_session(
-    folder: Path, rng: np.random.Generator, clips: list[np.ndarray], cond: Condition
+    folder: Path,
+    rng: np.random.Generator,
+    clips: list[np.ndarray],
+    cond: Condition,
+    surfaces: str = "flat",
 ) -> dict:
     """Write one session's camera files; return its truth."""
     from mdivicom_sync_audio.io import write_mp4, write_wav
     from scipy import signal
 
-    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras)
+    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras, surfaces)
     margin = cond.max_delay_s + 1.0
     world = cond.seconds + 2 * margin
     speech = [talk(rng, clips, world) for _ in sources]
@@ -168,13 +198,14 @@ def make_session(
     return truth
 
 
-def make_study(root: Path, conditions: list[Condition], seed: int) -> dict:
+def make_study(root: Path, conditions: list[Condition], seed: int, surfaces: str = "flat") -> dict:
     """sessions/<condition>/... and truth.json, one session per condition."""
     rng = np.random.default_rng(seed)
     clips = speech_library()
     truth = {}
     for cond in conditions:
-        truth[cond.name] = make_session(root / "sessions" / cond.name, rng, clips, cond)
+        folder = root / "sessions" / cond.name
+        truth[cond.name] = make_session(folder, rng, clips, cond, surfaces)
     (root / "dataset_manifest.yaml").write_text("name: sync-audio rooms\nversion: 0.1.0\n")
     (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
