@@ -198,6 +198,7 @@ def test_drift_is_estimated_and_the_offset_refers_to_time_zero(installed, tmp_pa
             found = json.loads((maps / f"{stream}_timebase_map.json").read_text())
             # 40 s recordings: the drift line rests on 4 s windows, good to about 10 ppm
             assert abs(found["drift_ppm"] - info["drift_ppm"][stream]) < 10, found
+            assert isinstance(found["drift_via"], list), found
             assert abs(found["offset_s"] - true_offset) * 1000 < 1.0, found
 
 
@@ -812,6 +813,8 @@ print(json.dumps({
     "at_middle": middle * (1 + cam2.drift_ppm * 1e-6) + cam2.offset_s,
     "bound_ms": cam2.error_bound_ms,
     "moved_ms": abs(cam2.offset_s - pairs["str-cam1", "str-cam2"].offset_s) * 1000,
+    "drift_via": cam2.drift_via,
+    "cam3_drift_via": out["str-cam3"].drift_via,
 }))
 """
 
@@ -822,6 +825,8 @@ def test_the_drift_takes_the_route_whose_drifts_are_best_measured(installed):
     errors, and the stream's reference time at its middle stays the offset route's."""
     found = _run_case(_DRIFT_ROUTE_CASE, installed)
     assert found["route"] == ["str-cam1", "str-cam2"], found
+    # the record says where each came from: the offset directly, the drift via camera 3
+    assert found["drift_via"] == ["str-cam3"] and found["cam3_drift_via"] == [], found
     # (1 - 59.5e-6) * (1 + 160e-6) - 1: the chain through camera 3
     assert abs(found["drift_ppm"] - 100.49) < 0.01, found
     assert abs(found["drift_error_ppm"] - 3.0) < 1e-9, found

@@ -51,6 +51,8 @@ class Result:
     notes: list[str] = field(default_factory=list)
     # with sound from two places: the other place's alignment (same convention)
     other_source_offsets_s: list[float] = field(default_factory=list)
+    # the streams the drift was chained through (set by the network of pairs)
+    drift_via: list[str] = field(default_factory=list)
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:

@@ -233,7 +233,7 @@ def combine(
         node: {n: link for n, link in near.items() if link.drift_error_ppm is not None}
         for node, near in links.items()
     }
-    drifts, _ = _shortest(measured, reference, lambda link: link.drift_error_ppm or 0.0)
+    drifts, drift_routes = _shortest(measured, reference, lambda link: link.drift_error_ppm or 0.0)
     out: dict[str, Result | SyncProblem] = {}
     for sid in usable:
         if sid == reference:
@@ -259,8 +259,10 @@ def combine(
         )
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
+        drift_via = route[sid][1:-1] if chosen.has_drift else []
         if sid in drifts and chosen.has_drift:
             # the same reference time at the middle of the stream, along the better drift
+            drift_via = drift_routes[sid][1:-1]
             keep = _at(chosen, middles_s[sid])
             chosen = replace(
                 chosen,
@@ -285,5 +287,6 @@ def combine(
                 if direct is not None and len(route[sid]) == 2
                 else []
             ),
+            drift_via=drift_via,
         )
     return out, route

@@ -114,6 +114,7 @@ def run(
             status,
         )
         results[sid]["via"] = routes[sid][1:-1]
+        results[sid]["drift_via"] = found.drift_via
         results[sid]["other_source_offsets_s"] = [
             round(other, 6) for other in found.other_source_offsets_s
         ]
