@@ -184,7 +184,18 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
         weights=np.array(weights),
         band_weights=np.array(bands),
         frame=frame,
+        rate=rate,
     )
+
+
+def _blocks_along(
+    ref: Audio, oth: Audio, lag_mid: float, drift: float, starts: np.ndarray, mid_s: float
+) -> Blocks:
+    """Blocks starting at `starts` (other's samples), each taken where the line
+    `lag(t) = lag_mid + drift * (t - mid_s)` puts its centre."""
+    rate = ref.rate
+    centres_s = (starts + int(BLOCK_S * rate) / 2) / rate
+    return collect_blocks(ref, oth, lag_mid + drift * (centres_s - mid_s) * rate, starts)
 
 
 def _combined(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> np.ndarray:
@@ -471,9 +482,7 @@ def refine(
         if not len(chosen):
             chosen = every
         taken_at = drift
-        predicted = lag_mid + drift * ((chosen + block / 2) / rate - mid_s) * rate
-        blocks = collect_blocks(ref, oth, predicted, chosen)
-        blocks.rate = rate
+        blocks = _blocks_along(ref, oth, lag_mid, drift, chosen, mid_s)
         base = round(lag_mid)
         span = blocks.times_s[-1] - blocks.times_s[0] if len(chosen) > 1 else 0.0
         # until a span's sound pins the drift down, the search stays wide open
@@ -498,9 +507,7 @@ def refine(
             and abs(drift - taken_at) * span / 2 * rate > RETAKE_FRACTION * blocks.frame
         ):
             # the last span switched to another drift: its blocks were taken along the old line
-            predicted = lag_mid + drift * ((chosen + block / 2) / rate - mid_s) * rate
-            blocks = collect_blocks(ref, oth, predicted, chosen)
-            blocks.rate = rate
+            blocks = _blocks_along(ref, oth, lag_mid, drift, chosen, mid_s)
         spectrum = _combined(blocks, drift, base, mid_s, rate)
         lag_mid = base + _peak(*_curve(spectrum, blocks.frame, rate))[0]
         if len(chosen) == len(every):
@@ -553,11 +560,7 @@ def refine(
         centre = candidate  # an average over the overlap: the lag at its middle, like base
         if abs(centre - (base + lag)) <= FAR_REACH_S * rate:
             continue
-        times = every[subset]
-        elsewhere = collect_blocks(
-            ref, oth, centre + drift * ((times + block / 2) / rate - mid_s) * rate, times
-        )
-        elsewhere.rate = rate
+        elsewhere = _blocks_along(ref, oth, centre, drift, every[subset], mid_s)
         shifted = _aligned(elsewhere, drift, round(centre), mid_s, rate)
         there = _choose(shifted, elsewhere, elsewhere.weights > 0, rate, whiten=False)
         ratio = there.height / max(here.height, 1e-30)
