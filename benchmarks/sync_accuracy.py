@@ -35,9 +35,10 @@ are held out: never used to choose a rule or constant (a drift rule was judged
 on 43-52 and dropped; 63-72 were rendered after 0.3.0's change and run once).
 Seeds 53-62 decided whether to keep sync-audio 0.3.0's views of the early
 reflections, seeds 73-82 whether to keep 0.3.1's drift search and drift
-routes (JUDGE_SEEDS). A claim about unseen rooms rests on the held-out seeds.
+routes, seeds 83-92 whether to keep 0.3.2's near-equal peaks in the bound
+(JUDGE_SEEDS). A claim about unseen rooms rests on the held-out seeds.
 All of them are published stream by stream (docs/performance.md), so the
-next change to the method is to be judged on seeds 83 onwards.
+next change to the method is to be judged on seeds 93 onwards.
 
 Needs the Debian package pocketsphinx-testdata (the recorded speech).
 """
@@ -65,7 +66,7 @@ from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
 # the seeds that decided whether to keep a change, each rendered before it was first run
-JUDGE_SEEDS = {"0.3.0": range(53, 63), "0.3.1": range(73, 83)}
+JUDGE_SEEDS = {"0.3.0": range(53, 63), "0.3.1": range(73, 83), "0.3.2": range(83, 93)}
 
 CONDITIONS = [
     Condition("rt0.3 20dB 2cam 30s", 30, 0.3, 20, 2),

@@ -8,9 +8,10 @@ within this many milliseconds of where the direct sound aligns". It is the
 noise of the chosen peak (3 standard errors of the per-block peaks, with a
 floor for the analysis rate) plus the distance to the farthest alternative the
 evidence did not rule out: the peak that either half of the blocks picks on
-its own, a peak that nearly won the direct-path test, the peak another view of
-the early reflections picks (see fine.py), or the direct-path peak near
-another strong whole-overlap match that is at least 40 % as high. When
+its own, a peak that nearly won the direct-path test, a peak within 25 ms at
+least 70 % as high as the chosen one, the peak another view of the early
+reflections picks (see fine.py), or the direct-path peak near another strong
+whole-overlap match that is at least 40 % as high. When
 all of these agree, the bound is the noise alone (about 0.1-0.3 ms); when they
 do not, it is as wide as the disagreement. When the whole-overlap search found
 nothing that clears noise, there is no bound: the result is a failure, not a

@@ -30,11 +30,12 @@ differ, each is analysed on its own and the alignment of the group heard most
 is the answer (the other is kept in `other_source_lags`).
 
 Why the checks at the end: the same choice made on every other block, the
-merit of the runner-up peaks, and the direct-path peak near every other strong
-whole-overlap match (the 1 kHz search can land on a late echo out of this
-stage's reach; a match far stronger there moves the search) give the
-alternatives the evidence does not rule out: `rival_distance_ms`, the farthest
-of them, is what the error bound is built on.
+merit of the runner-up peaks, any peak nearly as high as the chosen one
+within an early reflection's reach, and the direct-path peak near every
+other strong whole-overlap match (the 1 kHz search can land on a late echo
+out of this stage's reach; a match far stronger there moves the search) give
+the alternatives the evidence does not rule out: `rival_distance_ms`, the
+farthest of them, is what the error bound is built on.
 
 Why the evidence is whitened a second time before the direct path is chosen:
 each frame's cross-spectrum is whitened, but their weighted sum is not flat:
@@ -92,6 +93,7 @@ DRIFT_RIVAL_GAP = 4  # grid steps (half a sample each over the span): a separate
 MAX_DRIFT_RIVALS = 2
 RETAKE_FRACTION = 0.01  # of a frame: blocks taken this far off the final line are taken again
 CANDIDATE_RATIO = 0.5
+NEAR_EQUAL_RATIO = 0.7  # a peak this high beside the answer is a doubt whatever its merit
 ECHO_MIN_S = 0.0005
 ECHO_MAX_S = 0.025
 ECHO_WEIGHT = 0.5
@@ -128,6 +130,7 @@ class Fine:
     other_source_lags: list[float] = field(default_factory=list)  # at time zero, like `lag`
     halves_ms: list[float] = field(default_factory=list)
     rivals_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, merit gap)
+    near_equal_ms: list[float] = field(default_factory=list)  # peaks nearly as high (distance)
     far_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, height ratio)
     far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
 
@@ -285,6 +288,26 @@ def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate
         if index != winner
     ]
     return Choice(lag, height, lags, values, rivals)
+
+
+def _near_equal(choice: Choice, rate: int) -> list[float]:
+    """Lags of the peaks within an early reflection's reach nearly as high as the chosen one.
+
+    The direct-path test weighs height against the order of echoes, and its
+    echo evidence fails in a way no consistency check sees: when a recording's
+    own reflections arrive together and outweigh its direct sound (a camera
+    near a wall and the floor), every pair with that recording, every half of
+    the blocks and every view agree on the reflection. What stays visible is a
+    second peak nearly as high (not always the direct one: the sign of a
+    correlation where the choice can go wrong), so such a peak bounds the
+    answer whatever its merit.
+    """
+    lags, values = choice.lags, choice.values
+    local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    distance = np.abs(lags - choice.lag)
+    near = (distance > SAME_SOURCE_S * rate) & (distance <= ECHO_MAX_S * rate)
+    strong = values >= NEAR_EQUAL_RATIO * choice.height
+    return [float(at) for at in lags[local & near & strong]]
 
 
 def _aligned(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> np.ndarray:
@@ -593,6 +616,8 @@ def refine(
     doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
     doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
     doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
+    near_equal = [(at - lag) / rate * 1000 for at in _near_equal(choice, rate)]
+    doubts += [abs(distance) for distance in near_equal]
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,
@@ -611,6 +636,7 @@ def refine(
         other_source_lags=[at - drift * mid_s * rate for at in other_lags],
         halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
         rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals],
+        near_equal_ms=near_equal,
         far_ms=far,
         far_kept=kept,
     )

@@ -7,7 +7,7 @@ def get_plugin() -> dict:
             "api_version": "mdivicomtools.plugin.v0.1",
             "id": "sync-audio",
             "kind": "python",
-            "version": "0.3.1",
+            "version": "0.3.2",
             "publisher": "mdivicom",
             "description": "Sync multi-camera audio streams of a session by cross-correlation.",
             "inputs": [
