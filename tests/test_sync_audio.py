@@ -351,6 +351,33 @@ def test_a_corrupt_file_is_an_error_naming_the_file(installed, cases, tmp_path):
     assert "C0042.MP4" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
+    """A camera in a corner hears every sound twice, its walls' reflections 3 ms
+    after the direct sound and twice as loud: the offset is warned, and the
+    warning names the alternative that widened the bound, so a user knows what
+    to look at."""
+    import numpy as np
+
+    scene = _scene(40, seed=5)
+    echo = int(0.003 * CASE_RATE)
+    camera = _cut(scene, 3, 30)
+    camera = camera + 2.0 * np.concatenate([np.zeros(echo), camera[:-echo]])
+    session = tmp_path / "ses-wall"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 30))
+    _write(session / "raw/audio/str-cam2/cam2.wav", camera)
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    found = _map(tmp_path, "out", "str-cam2")
+    assert found["status"] == "doubtful", found
+    (warning,) = [w for w in _record(tmp_path, "out")["warnings"] if "cam2" in w]
+    said, reason = warning.split(" (max_error_ms 1): ")
+    assert said.endswith(f"only good to +-{found['error_bound_ms']:.2f} ms"), warning
+    assert abs(found["offset_s"] - 3.0) * 1000 < 0.1, found  # the direct sound won
+    # the reason names the reflection's peak, 3 ms away, which the bound covers
+    assert reason.endswith(" 3.00 ms away"), reason
+    assert found["error_bound_ms"] > 3.0, found
+
+
 def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
     """A room (direct path, reflections, tail) and an AAC camera file with unmarked priming."""
     root = tmp_path / "room"
@@ -698,7 +725,7 @@ def peak(at_ms, height):
 for at_ms, height in ((0.0, 1.0), (3.5, 0.8), (-5.0, 0.6), (30.0, 0.95), (0.1, 0.9)):
     peak(at_ms, height)
 choice = fine.Choice(lag=0.0, height=1.0, lags=lags, values=values, rivals=[])
-print(json.dumps([at / rate * 1000 for at in fine._near_equal(choice, rate)]))
+print(json.dumps([[at / rate * 1000, ratio] for at, ratio in fine._near_equal(choice, rate)]))
 """
 
 
@@ -710,7 +737,8 @@ def test_a_peak_nearly_as_high_as_the_answer_widens_its_bound(installed):
     Such a peak is a doubt whatever its merit; lower peaks, peaks beyond an
     early reflection's reach and the chosen peak's own shoulder are not."""
     found = _run_case(_NEAR_EQUAL_CASE, installed)
-    assert len(found) == 1 and abs(found[0] - 3.5) < 0.02, found
+    assert len(found) == 1 and abs(found[0][0] - 3.5) < 0.02, found
+    assert abs(found[0][1] - 0.8) < 0.01, found  # its height, for the warning
 
 
 _BURSTS = r"""

@@ -54,6 +54,8 @@ class Result:
     other_source_offsets_s: list[float] = field(default_factory=list)
     # the streams the drift was chained through (set by the network of pairs)
     drift_via: list[str] = field(default_factory=list)
+    # the largest part of the bound, in words: what a doubtful result's warning says
+    bound_reason: str = ""
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:
@@ -112,7 +114,12 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         notes.append(f"{stream_id}: only {blocks} usable block(s) of overlap, bound is rough")
     # the direct path could be at a peak the evidence did not rule out: the answer
     # is then that far off, give or take the noise
-    bound = max(jitter, floor_ms) + result.rival_distance_ms
+    noise_ms = max(jitter, floor_ms)
+    bound = noise_ms + result.rival_distance_ms
+    parts = [
+        (noise_ms, f"the blocks' own peaks scatter ({noise_ms:.2f} ms)"),
+        (result.rival_distance_ms, result.rival_reason),
+    ]
     if repeated and candidates[-1] in result.far_kept:
         notes.append(
             f"{stream_id}: a second match {found.runner_up / found.salience:.0%} as strong "
@@ -133,7 +140,11 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         # offset_s is at the stream's time zero, extrapolated from the middle of
         # the overlap along the drift line: the slope's uncertainty counts there
         middle_s = (first + last) / 2 / rate
-        bound += drift_error * 1e-6 * middle_s * 1000
+        carried_ms = drift_error * 1e-6 * middle_s * 1000
+        bound += carried_ms
+        parts.append(
+            (carried_ms, f"a drift good to +-{drift_error:.1f} ppm carries it to time zero")
+        )
     start_shift = oth.start_s * result.drift if drift_ppm else 0.0
     offset_s = shift_s + result.lag / rate - start_shift
     others = [shift_s + lag / rate - start_shift for lag in result.other_source_lags]
@@ -154,4 +165,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         },
         notes=notes,
         other_source_offsets_s=others,
+        bound_reason=max(parts, key=lambda part: part[0])[1],
     )

@@ -125,6 +125,7 @@ class Fine:
     curve_view: str = "plain"  # which view of the early reflections `curve` is
     peak_height: float = 0.0
     rival_distance_ms: float = 0.0  # how far the answer could be (other half's, close rival's)
+    rival_reason: str = ""  # what put the farthest alternative there, for the user
     block_spread_ms: float = 0.0
     source_likeness: float = 1.0  # cosine between the two block groups' shapes (see _sources)
     other_source_lags: list[float] = field(default_factory=list)  # at time zero, like `lag`
@@ -265,6 +266,7 @@ class Choice:
     # early reflections that chose elsewhere has no merit behind (see _choose)
     rivals: list[tuple[float, float]]
     view: str = "plain"  # the curve the lag was taken on (see _choose)
+    views_elsewhere: list[float] = field(default_factory=list)  # other views' lags
 
 
 def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
@@ -290,8 +292,9 @@ def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate
     return Choice(lag, height, lags, values, rivals)
 
 
-def _near_equal(choice: Choice, rate: int) -> list[float]:
-    """Lags of the peaks within an early reflection's reach nearly as high as the chosen one.
+def _near_equal(choice: Choice, rate: int) -> list[tuple[float, float]]:
+    """(lag, height ratio) of the peaks within an early reflection's reach nearly
+    as high as the chosen one.
 
     The direct-path test weighs height against the order of echoes, and its
     echo evidence fails in a way no consistency check sees: when a recording's
@@ -307,7 +310,11 @@ def _near_equal(choice: Choice, rate: int) -> list[float]:
     distance = np.abs(lags - choice.lag)
     near = (distance > SAME_SOURCE_S * rate) & (distance <= ECHO_MAX_S * rate)
     strong = values >= NEAR_EQUAL_RATIO * choice.height
-    return [float(at) for at in lags[local & near & strong]]
+    picked = local & near & strong
+    return [
+        (float(at), float(value / choice.height))
+        for at, value in zip(lags[picked], values[picked], strict=True)
+    ]
 
 
 def _aligned(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> np.ndarray:
@@ -470,7 +477,9 @@ def _choose(
     views.sort(key=lambda view: view.lag)
     middle = views[len(views) // 2]
     elsewhere = [(view.lag, 0.0) for view in views if view is not middle]
-    return replace(middle, rivals=middle.rivals + elsewhere)
+    return replace(
+        middle, rivals=middle.rivals + elsewhere, views_elsewhere=[lag for lag, _ in elsewhere]
+    )
 
 
 def refine(
@@ -613,11 +622,33 @@ def refine(
         if len(own_arr) >= 3
         else float("nan")
     )
-    doubts = [abs(half.lag - lag) / rate * 1000 for half in halves]
-    doubts += [abs(at - lag) / rate * 1000 for at, gap in choice.rivals if gap < MERIT_MARGIN]
-    doubts += [abs(distance) for distance, ratio in far if ratio >= FAR_RATIO]
-    near_equal = [(at - lag) / rate * 1000 for at in _near_equal(choice, rate)]
-    doubts += [abs(distance) for distance in near_equal]
+    # each alternative with what a user should be told about it
+    doubts = [
+        (abs(half.lag - lag) / rate * 1000, "half of the blocks picks a peak {:.2f} ms away")
+        for half in halves
+    ]
+    doubts += [
+        (
+            abs(at - lag) / rate * 1000,
+            "a view with the early reflections taken out picks a peak {:.2f} ms away"
+            if at in choice.views_elsewhere
+            else "a peak {:.2f} ms away nearly passed the direct-path test",
+        )
+        for at, gap in choice.rivals
+        if gap < MERIT_MARGIN
+    ]
+    doubts += [
+        (abs(distance), "a match {:.2f} ms away is " + f"{ratio:.0%} as strong")
+        for distance, ratio in far
+        if ratio >= FAR_RATIO
+    ]
+    near_equal = [((at - lag) / rate * 1000, ratio) for at, ratio in _near_equal(choice, rate)]
+    doubts += [
+        (abs(distance), "another peak {:.2f} ms away is " + f"{ratio:.0%} as high")
+        for distance, ratio in near_equal
+    ]
+    counted = [(d, why) for d, why in doubts if d > SAME_SOURCE_S * 1000]
+    farthest, reason = max(counted, default=(0.0, ""), key=lambda doubt: doubt[0])
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,
@@ -630,13 +661,14 @@ def refine(
         curve=values / max(height, 1e-30),
         curve_view=choice.view,
         peak_height=height,
-        rival_distance_ms=max([d for d in doubts if d > SAME_SOURCE_S * 1000] + [0.0]),
+        rival_distance_ms=farthest,
+        rival_reason=reason.format(farthest),
         block_spread_ms=spread,
         source_likeness=likeness,
         other_source_lags=[at - drift * mid_s * rate for at in other_lags],
         halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
         rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals],
-        near_equal_ms=near_equal,
+        near_equal_ms=[distance for distance, _ in near_equal],
         far_ms=far,
         far_kept=kept,
     )

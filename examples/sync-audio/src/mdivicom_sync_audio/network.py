@@ -257,8 +257,10 @@ def combine(
         spread_ms = max(
             [abs(r.offset_s - chosen.offset_s) * 1000 for r in routes_to if r is not None] + [0.0]
         )
+        reason = _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
+            reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         if sid in drifts and chosen.has_drift:
             # the same reference time at the middle of the stream, along the better drift
@@ -288,5 +290,15 @@ def combine(
                 else []
             ),
             drift_via=drift_via,
+            bound_reason=reason,
         )
     return out, route
+
+
+def _reason(path: list[str], pairs: dict[tuple[str, str], Result]) -> str:
+    """What widens a chain's bound most: the reason of its loosest pair."""
+    hops = [pairs.get((a, b)) or pairs.get((b, a)) for a, b in pairwise(path)]
+    loosest = max((hop for hop in hops if hop is not None), key=lambda hop: hop.error_bound_ms)
+    if len(path) == 2:
+        return loosest.bound_reason
+    return f"through {', '.join(path[1:-1])}: {loosest.bound_reason}"

@@ -98,6 +98,7 @@ def run(
             warnings.append(
                 f"{sid}: offset {found.offset_s:+.4f} s is only good to "
                 f"+-{found.error_bound_ms:.2f} ms (max_error_ms {max_error:g})"
+                + (f": {found.bound_reason}" if found.bound_reason else "")
             )
         if found.drift_error_ppm is not None and found.drift_error_ppm > MAX_DRIFT_ERROR_PPM:
             status = "doubtful"
