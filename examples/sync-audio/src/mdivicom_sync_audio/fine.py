@@ -237,6 +237,11 @@ def _peak(lags: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return float(lags[index]), float(values[index])
 
 
+def _local_maxima(values: np.ndarray) -> np.ndarray:
+    """Where a curve peaks (the first sample of a flat top counts; the ends never do)."""
+    return np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+
+
 def _echo_score(
     lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, candidate: float, rate: int
 ) -> float:
@@ -272,7 +277,7 @@ class Choice:
 def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
     """Among the strong peaks, the one whose surroundings say "direct sound"."""
     top = float(values.max())
-    local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    local = _local_maxima(values)
     candidates = np.flatnonzero(local & (values >= CANDIDATE_RATIO * top))
     if len(candidates) <= 1:
         lag, height = _peak(lags, values)
@@ -306,7 +311,7 @@ def _near_equal(choice: Choice, rate: int) -> list[tuple[float, float]]:
     answer whatever its merit.
     """
     lags, values = choice.lags, choice.values
-    local = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    local = _local_maxima(values)
     distance = np.abs(lags - choice.lag)
     near = (distance > SAME_SOURCE_S * rate) & (distance <= ECHO_MAX_S * rate)
     strong = values >= NEAR_EQUAL_RATIO * choice.height
@@ -420,7 +425,7 @@ def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: f
     # a maximum at the grid's edge is no located peak: the drift lies beyond the grid
     inside = 0 < best < len(grid) - 1
     top = float(scores[best])
-    local = np.r_[False, (scores[1:-1] > scores[:-2]) & (scores[1:-1] >= scores[2:]), False]
+    local = _local_maxima(scores)
     apart = np.abs(np.arange(len(grid)) - best) > DRIFT_RIVAL_GAP
     rivals = np.flatnonzero(local & apart & (scores >= DRIFT_RIVAL_RATIO * top))
     rivals = rivals[np.argsort(scores[rivals])[::-1][:MAX_DRIFT_RIVALS]]
