@@ -75,6 +75,53 @@ def test_local_executor_runs_every_session(session_plugin, study, tmp_path, jobs
     assert summary_of(out)["batch_id"] == summary.batch_id
 
 
+def test_a_caller_running_threads_gets_spawned_workers(
+    session_plugin, study, tmp_path, monkeypatch
+):
+    """Forking a process that runs other threads can leave a lock held for ever in
+    the child (a Dask worker forked that way once hung this suite on a log
+    stream's lock); a caller with threads (a Jupyter kernel, a Dask client) gets
+    spawned workers, which run the same sessions with the same guarantees, a
+    worker death included."""
+    import threading
+    import warnings
+
+    from mdivicomtools.batch.local import start_method
+
+    with monkeypatch.context() as patched:  # the command line's case: no other thread
+        patched.setattr(threading, "active_count", lambda: 1)
+        assert start_method() == "fork"
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, daemon=True)
+    busy.start()
+    try:
+        assert start_method() == "spawn"
+        out = tmp_path / "out"
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a multi-threaded process forks: it must not
+            warnings.filterwarnings(
+                "error", message=".*multi-threaded.*fork", category=DeprecationWarning
+            )
+            summary = run_batch(
+                "per-session",
+                dataset=study,
+                out=out,
+                sessions="ses-0[1-4]",
+                jobs=2,
+                config={"die_in": "ses-03"},
+            )
+    finally:
+        stop.set()
+        busy.join()
+    assert summary.totals == {"succeeded": 3, "failed": 1}, summary.sessions
+    (dead,) = [r for r in summary.sessions if r.status == "failed"]
+    assert dead.session == "ses-03"
+    assert dead.error == "WorkerDied: the worker process died (exit status 9)"
+    records = [json.loads(p.read_text()) for p in out.glob("*/_runs/*.json")]
+    pids = {r["result"]["pid"] for r in records if r["status"] == "succeeded"}
+    assert len(pids) == 3 and os.getpid() not in pids
+
+
 def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
     marker = tmp_path / "fail"
     marker.write_text("ses-03")

@@ -1,4 +1,4 @@
-"""The local executor: sessions in forked worker processes on this machine."""
+"""The local executor: sessions in worker processes of their own on this machine."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 from collections import deque
 from typing import Any
 
@@ -27,12 +28,18 @@ from mdivicomtools.errors import UsageError
 
 
 class LocalExecutor:
-    """Up to `jobs` sessions at once, each in a forked worker process of its own.
+    """Up to `jobs` sessions at once, each in a worker process of its own.
 
     A process per session (forked from this one, which has already imported
     everything) costs a few milliseconds, and a worker that dies (a segfault,
     os._exit, the OOM killer) costs exactly its own session, which is recorded
     as failed; a shared pool would break for every session queued behind it.
+    Forking is safe only while this process runs no other thread: a lock
+    another thread holds at that moment (a log stream's, an allocator's) stays
+    locked in the child for ever. The command line keeps the batch
+    single-threaded; a caller that is not (a Jupyter kernel, a script with a
+    Dask client) gets spawned workers instead, a fresh interpreter each (about
+    half a second more per session).
     """
 
     name = "local"
@@ -44,7 +51,7 @@ class LocalExecutor:
         self.address: str | None = None
 
     def run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context(start_method())
         pending = deque(jobs)
         running: dict[Any, tuple[Any, Any, SessionJob]] = {}
         results: list[SessionResult] = []
@@ -84,6 +91,11 @@ class LocalExecutor:
         return results
 
 
+def start_method() -> str:
+    """How a worker is started: fork while this process runs no other thread."""
+    return "fork" if threading.active_count() == 1 else "spawn"
+
+
 def _interrupt_once(signum: int, frame: object) -> None:
     """Ctrl-C on a terminal reaches the worker twice (from the terminal and
     forwarded by the batch): the first stops the session, later ones are ignored
@@ -110,6 +122,7 @@ def _worker_main(job: SessionJob, sender: Any) -> None:
     finally:
         sender.close()
         # skip the parent's atexit handlers and buffered output inherited by fork
+        # (a spawned worker has neither to skip, and ends the same way)
         os._exit(0)
 
 
