@@ -267,11 +267,11 @@ class Choice:
     height: float
     lags: np.ndarray
     values: np.ndarray
-    # (lag, merit behind the winner) of the other candidates; a view of the
-    # early reflections that chose elsewhere has no merit behind (see _choose)
-    rivals: list[tuple[float, float]]
+    rivals: list[tuple[float, float]]  # (lag, merit behind the winner) of the other candidates
     view: str = "plain"  # the curve the lag was taken on (see _choose)
-    views_elsewhere: list[float] = field(default_factory=list)  # other views' lags
+    # the lags the other views of the early reflections chose, when they differ
+    # from this one's: alternatives with no merit behind (see _choose)
+    views_elsewhere: list[float] = field(default_factory=list)
 
 
 def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate: int) -> Choice:
@@ -481,10 +481,7 @@ def _choose(
         views.append(view)
     views.sort(key=lambda view: view.lag)
     middle = views[len(views) // 2]
-    elsewhere = [(view.lag, 0.0) for view in views if view is not middle]
-    return replace(
-        middle, rivals=middle.rivals + elsewhere, views_elsewhere=[lag for lag, _ in elsewhere]
-    )
+    return replace(middle, views_elsewhere=[view.lag for view in views if view is not middle])
 
 
 def refine(
@@ -633,14 +630,16 @@ def refine(
         for half in halves
     ]
     doubts += [
-        (
-            abs(at - lag) / rate * 1000,
-            "a view with the early reflections taken out picks a peak {:.2f} ms away"
-            if at in choice.views_elsewhere
-            else "a peak {:.2f} ms away nearly passed the direct-path test",
-        )
+        (abs(at - lag) / rate * 1000, "a peak {:.2f} ms away nearly passed the direct-path test")
         for at, gap in choice.rivals
         if gap < MERIT_MARGIN
+    ]
+    doubts += [
+        (
+            abs(at - lag) / rate * 1000,
+            "a view with the early reflections taken out picks a peak {:.2f} ms away",
+        )
+        for at in choice.views_elsewhere
     ]
     doubts += [
         (abs(distance), "a match {:.2f} ms away is " + f"{ratio:.0%} as strong")
@@ -672,7 +671,8 @@ def refine(
         source_likeness=likeness,
         other_source_lags=[at - drift * mid_s * rate for at in other_lags],
         halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
-        rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals],
+        rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals]
+        + [((at - lag) / rate * 1000, 0.0) for at in choice.views_elsewhere],
         near_equal_ms=[distance for distance, _ in near_equal],
         far_ms=far,
         far_kept=kept,
