@@ -1,5 +1,7 @@
 """Registration only: listing the plugin must not import numpy."""
 
+VERSION = "0.3.2"  # the plugin's, in its meta and in every result bundle it writes
+
 
 def get_plugin() -> dict:
     return {
@@ -7,7 +9,7 @@ def get_plugin() -> dict:
             "api_version": "mdivicomtools.plugin.v0.1",
             "id": "sync-audio",
             "kind": "python",
-            "version": "0.3.2",
+            "version": VERSION,
             "publisher": "mdivicom",
             "description": "Sync multi-camera audio streams of a session by cross-correlation.",
             "inputs": [

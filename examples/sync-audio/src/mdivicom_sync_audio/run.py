@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, read_audio
+from mdivicom_sync_audio.plugin import VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
-VERSION = "0.3.2"
 MAX_DRIFT_ERROR_PPM = 10.0
 
 
