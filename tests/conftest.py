@@ -1,22 +1,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import pytest
 
 from engines import ENGINES, need_engine
 from pluginsite import PluginSite
-
-# Dask's info messages off, here and in every `mdivicom` these tests start (they
-# inherit the environment). A LocalCluster forks its workers from a process whose
-# other threads log; a fork while one of them holds a log stream's lock leaves the
-# new worker waiting for that lock forever (seen under load: a worker stuck in
-# StreamHandler.flush, its test hung until pytest-timeout). At "error", the info
-# calls return before any handler or stream lock is touched. The fork itself is
-# batch/dask_cluster.py's choice, reported to its owners.
-os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from mdivicomtools.batch import BatchValidationFailed, run_batch
 from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
 SESSION_PLUGIN = """
-import json, os, pathlib, time
+import json, os, pathlib, sys, time
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     session = pathlib.Path(dataset_dir).name
     fail_marker = pathlib.Path(config.get("fail_marker", "/nonexistent"))
@@ -34,7 +34,9 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
         time.sleep(60)
     wavs = sorted(p.name for p in pathlib.Path(dataset_dir).rglob("*.wav"))
     pathlib.Path(out_dir, "streams.json").write_text(json.dumps(wavs))
-    return {"session": session, "pid": os.getpid()}
+    # a spawned worker is a fresh interpreter started with this flag
+    return {"session": session, "pid": os.getpid(),
+            "spawned": "--multiprocessing-fork" in sys.orig_argv}
 """
 
 
@@ -344,9 +346,12 @@ def test_dask_local_cluster(session_plugin, study, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["executor"] == "dask" and summary["scheduler"].startswith("tcp://127.0.0.1:")
     assert summary["totals"] == {"succeeded": 4}
-    pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
+    results = [json.loads(p.read_text())["result"] for p in out.glob("*/_runs/*.json")]
     # sessions ran in the cluster's worker processes (Dask decides how to spread them)
-    assert 1 <= len(pids) <= 2
+    assert 1 <= len({result["pid"] for result in results}) <= 2
+    # spawned, not forked: the workers start from the client's IO-loop thread while
+    # other threads run, and a forked one once stayed stuck on a log stream's lock
+    assert [result["spawned"] for result in results] == [True] * 4
 
 
 def _free_port() -> int:

@@ -244,5 +244,5 @@ def test_container_image_is_checked_once_per_batch(site, tmp_path, engine, monke
     for index in range(1, 5):
         assert (out / f"ses-{index:02d}" / "count-wavs" / "n").read_text().strip() == "2"
     # the plan checked (and would have pulled) the image once; the sessions ran in
-    # forked workers, whose own checks of the image are not counted here
+    # worker processes, whose own checks of the image are not counted here
     assert checked == ["ses-01"]

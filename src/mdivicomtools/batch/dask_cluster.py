@@ -73,13 +73,16 @@ class DaskExecutor:
                     dask.config.set(
                         {
                             "distributed.scheduler.allowed-failures": 1,
-                            # forked workers start in 0.1 s instead of 0.5 s and inherit the
-                            # imports (mdivicomtools, the plugin's get_plugin) of this process
-                            "distributed.worker.multiprocessing-method": "fork",
+                            # not fork (about 1 s faster to start): the workers are started
+                            # from the client's IO-loop thread while other threads run, and a
+                            # lock one of them held (a log stream's) stayed locked in a forked
+                            # worker for good; spawn is Dask's default, set here against a
+                            # site's dask config that says otherwise
+                            "distributed.worker.multiprocessing-method": "spawn",
                         }
                     )
                 )
-                # the forked worker processes inherit SIGINT ignored
+                # the worker processes inherit SIGINT ignored (kept across exec)
                 with _sigint_ignored():
                     cluster = stack.enter_context(
                         LocalCluster(
