@@ -16,7 +16,7 @@ import dask
 import pytest
 from distributed import Client, LocalCluster, get_worker
 
-from mdivicomtools.batch.feeder import NO_WORKER_LEFT, feed_idle_workers
+from mdivicomtools.batch.feeder import JOBS_ENDED, feed_idle_workers
 from mdivicomtools.batch.retry import is_lost
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.model.options import RunOptions
@@ -88,7 +88,7 @@ def test_sessions_wait_for_an_idle_worker_and_a_late_worker_gets_them(cluster, t
     local, client = cluster
     SLOW["ses-01"] = threading.Event()
     (first,) = client.nthreads()
-    thread, out, events = feed_in_thread(client, jobs(tmp_path, 4), workers_may_join=lambda: True)
+    thread, out, events = feed_in_thread(client, jobs(tmp_path, 4), no_worker_can_join=lambda: None)
     until(lambda: "ses-01" in RAN_ON)
     time.sleep(1.0)  # the one worker is busy: nothing else may be handed to it
     assert events == [("started", "ses-01")]
@@ -106,7 +106,7 @@ def test_sessions_wait_for_an_idle_worker_and_a_late_worker_gets_them(cluster, t
 def test_a_lost_worker_costs_only_the_session_it_ran(cluster, tmp_path):
     local, client = cluster
     SLOW["ses-01"] = threading.Event()
-    thread, out, _ = feed_in_thread(client, jobs(tmp_path, 4), workers_may_join=lambda: True)
+    thread, out, _ = feed_in_thread(client, jobs(tmp_path, 4), no_worker_can_join=lambda: None)
     until(lambda: "ses-01" in RAN_ON)
     lost = RAN_ON["ses-01"]
     local.scale(2)
@@ -123,7 +123,9 @@ def test_a_lost_worker_costs_only_the_session_it_ran(cluster, tmp_path):
 def test_with_no_worker_left_the_waiting_sessions_fail_as_lost(cluster, tmp_path):
     local, client = cluster
     SLOW["ses-01"] = threading.Event()
-    thread, out, events = feed_in_thread(client, jobs(tmp_path, 3), workers_may_join=lambda: False)
+    thread, out, events = feed_in_thread(
+        client, jobs(tmp_path, 3), no_worker_can_join=lambda: JOBS_ENDED
+    )
     until(lambda: "ses-01" in RAN_ON)
     (name,) = local.workers
     local.sync(local.workers[name].close, executor_wait=False)
@@ -131,7 +133,7 @@ def test_with_no_worker_left_the_waiting_sessions_fail_as_lost(cluster, tmp_path
     assert not thread.is_alive()
     first, second, third = out["results"]
     assert first.error.startswith("KilledWorker")
-    assert (second.error, third.error) == (NO_WORKER_LEFT, NO_WORKER_LEFT)
+    assert second.error == third.error == f"WorkerLost: {JOBS_ENDED}"
     assert all(is_lost(r) for r in out["results"])
     assert ("finished", "ses-03") in events and ("started", "ses-03") not in events
 
@@ -156,7 +158,7 @@ def test_a_session_pinned_to_a_worker_that_left_is_placed_again(cluster, tmp_pat
             return found
 
     thread, out, events = feed_in_thread(
-        OneGhostWorker(), jobs(tmp_path, 2), workers_may_join=lambda: True
+        OneGhostWorker(), jobs(tmp_path, 2), no_worker_can_join=lambda: None
     )
     thread.join(30)
     assert [r.status for r in out["results"]] == ["succeeded", "succeeded"]

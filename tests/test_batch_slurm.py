@@ -362,6 +362,130 @@ def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):
     assert "known keys: partition, time, mem, cpus, account, directives" in str(typo.value)
 
 
+def test_a_failing_squeue_is_waited_out_for_a_while_then_named(monkeypatch):
+    """With no worker connected, the batch asks squeue whether a worker job can still
+    come; a controller restarting is waited out, a controller gone for good is not
+    waited on for ever (the sessions left then fail as lost, saying why)."""
+    import subprocess as sp
+
+    from mdivicomtools.batch import slurm
+    from mdivicomtools.batch.feeder import JOBS_ENDED
+
+    answers: list[sp.CompletedProcess[str]] = []
+    asked: list[list[str]] = []
+
+    def fake_slurm(command):
+        asked.append(command)
+        return answers.pop(0)
+
+    down = sp.CompletedProcess(
+        [], 1, "", "squeue: error: Unable to contact slurm controller (connect failure)\n"
+    )
+    monkeypatch.setattr(slurm, "_slurm", fake_slurm)
+    now = [1000.0]
+    watch = slurm.QueueWatch("mdivicom-abc123", clock=lambda: now[0])
+
+    answers.append(sp.CompletedProcess([], 0, "4242\n", ""))
+    assert watch() is None  # a worker job is queued
+    assert asked[0][:4] == ["squeue", "-h", "--name", "mdivicom-abc123"]
+    answers.append(down)
+    assert watch() is None  # failing since now
+    now[0] += slurm.SQUEUE_GRACE_S - 1
+    answers.append(down)
+    assert watch() is None  # still within the grace
+    answers.append(sp.CompletedProcess([], 0, "4242\n", ""))
+    assert watch() is None  # back: the grace starts again at the next failure
+    answers.append(down)
+    assert watch() is None
+    now[0] += slurm.SQUEUE_GRACE_S
+    answers.append(down)
+    assert watch() == (
+        "squeue failed for 300 s (squeue: error: Unable to contact slurm controller "
+        "(connect failure)), so no worker job of this batch could be seen queued or running"
+    )
+    answers.append(sp.CompletedProcess([], 0, "", ""))
+    assert watch() == JOBS_ENDED  # answered: nothing of this batch is queued or running
+
+
+def test_a_worker_job_slurm_would_refuse_is_exit_2_before_anything(slurm_site, tmp_path):
+    """Resources the node does not have: `sbatch --test-only` says so before any job
+    is submitted (before, the refused submission left the batch waiting for ever)."""
+    site, study, config = slurm_site
+    out = tmp_path / "out"
+    result = subprocess.run(
+        slurm_run(site, study, out, config, "--slurm-directive=--gres=gpu:1"),
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "Error: --executor slurm: Slurm refuses the worker job (sbatch: error: Invalid "
+        "generic resource (gres) specification); check the --slurm-* options and the "
+        "[slurm] section of the config (`mdivicom config show`)"
+    )
+    assert not out.exists()
+    assert our_jobs(tmp_path) == []
+
+
+FAKE_SBATCH = """#!/bin/bash
+# --test-only goes to the real sbatch; a real submission is refused or made to end at once
+for arg; do [ "$arg" = --test-only ] && exec %(real)s "$@"; done
+script="${@: -1}"
+if [ %(mode)s = refuse ]; then
+    echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy" >&2
+    exit 1
+fi
+name=$(sed -n 's/^#SBATCH -J //p' "$script")
+log=$(sed -n 's/^#SBATCH -o //p' "$script")
+exec %(real)s -J "$name" -o "$log" -t 00:01:00 --mem=100M --wrap "exit 3"
+"""
+
+
+@pytest.mark.parametrize(
+    "mode, error",
+    [
+        (
+            "refuse",
+            "WorkerLost: Slurm refused the worker jobs (sbatch: error: Batch job submission "
+            "failed: Job violates accounting/QOS policy)",
+        ),
+        ("die", "WorkerLost: every worker job of this batch ended before the session"),
+    ],
+)
+def test_worker_jobs_that_never_connect_fail_the_sessions_instead_of_a_wait(
+    slurm_site, tmp_path, mode, error
+):
+    """A submission that passes the check but is refused (a QOS limit reached), or
+    worker jobs that end before their worker connects (no Python on the node):
+    the sessions fail as lost, saying why, instead of the batch waiting for ever."""
+    import shutil
+
+    site, study, config = slurm_site
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SBATCH % {"real": shutil.which("sbatch"), "mode": mode})
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        slurm_run(site, study, out, config),
+        env=site.env(
+            MDIVICOM_CONFIG_FILE=config, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["totals"] == {"failed": 4}
+    for session in summary["sessions"]:
+        assert session["run_id"] is None and session["error"].startswith(error), session
+    assert "Traceback" not in result.stderr
+    assert our_jobs(tmp_path) == []
+
+
 def test_with_every_worker_job_gone_the_waiting_sessions_are_retried(slurm_site, tmp_path):
     """One worker job, cancelled while it runs the first session: the sessions
     waiting for it never ran, fail as lost without waiting for ever, and the

@@ -36,7 +36,8 @@ IDLE_POLL_S = 1.0
 
 #: why a session that never started fails when no worker is left to run it; the
 #: prefix makes the batch treat it as lost (retry.is_lost), so --retries reruns it
-NO_WORKER_LEFT = "WorkerLost: every worker job of this batch ended before the session could start"
+#: why the sessions left fail when the worker jobs are gone (the usual reason)
+JOBS_ENDED = "every worker job of this batch ended before the session could start"
 
 
 class _Placed(msgspec.Struct, frozen=True):
@@ -50,14 +51,15 @@ def feed_idle_workers(
     jobs: list[SessionJob],
     report: Report,
     *,
-    workers_may_join: Callable[[], bool],
+    no_worker_can_join: Callable[[], str | None],
     task: Callable[[SessionJob], SessionResult] = run_session,
 ) -> list[SessionResult]:
     """Run `jobs` with `task`, each on a worker that runs nothing else; results in job order.
 
-    `workers_may_join` says whether a worker can still connect (a worker job
-    queued or starting); it is asked only while no worker is connected and no
-    session runs, and when it says no the sessions left fail as lost.
+    `no_worker_can_join` gives None while a worker can still connect (a worker
+    job queued or starting), else why not; it is asked only while no worker is
+    connected and no session runs, and once it gives a reason the sessions left
+    fail as lost with it.
 
     On Ctrl-C the running sessions are not waited for: their workers are
     ended with the cluster, and the batch records them as interrupted (see
@@ -101,10 +103,11 @@ def feed_idle_workers(
                 placed.future.cancel()
                 waiting.appendleft(placed.job)
             if not running:
-                if waiting and not workers and not workers_may_join():
+                reason = no_worker_can_join() if waiting and not workers else None
+                if reason is not None:
                     while waiting:
                         job = waiting.popleft()
-                        finish(job, _no_worker_left(job))
+                        finish(job, no_worker_left(job, reason))
                     break
                 time.sleep(IDLE_POLL_S if not workers else POLL_S)
                 continue
@@ -131,8 +134,11 @@ def in_order(jobs: Iterable[SessionJob], results: dict[str, SessionResult]) -> l
     return [results.get(job.session) or not_started(job) for job in jobs]
 
 
-def _no_worker_left(job: SessionJob) -> SessionResult:
-    return SessionResult(session=job.session, status="failed", error=NO_WORKER_LEFT, out=job.out)
+def no_worker_left(job: SessionJob, reason: str) -> SessionResult:
+    """A session that never started because no worker was left to run it (lost: retried)."""
+    return SessionResult(
+        session=job.session, status="failed", error=f"WorkerLost: {reason}", out=job.out
+    )
 
 
 def _first_done(wait: Callable[..., Any], futures: list[Any]) -> Iterable[Any]:

@@ -4,25 +4,33 @@ dask-jobqueue's SLURMCluster submits `--jobs` worker jobs with `sbatch` (one
 Dask worker, one thread per job, started with this process's Python, so the
 workers have the same environment); the sessions are Dask tasks on them, as
 with `--executor dask`. Everything is checked before the first job is
-submitted: `sbatch` on PATH, the controller answering, the partition existing.
-Whatever ends the batch (its end, an error, Ctrl-C or SIGTERM), every worker
-job is cancelled and the executor waits until `squeue` no longer lists them.
+submitted: `sbatch` on PATH, the controller answering, the partition existing,
+the worker job's script accepted by `sbatch --test-only`. Worker jobs that
+never bring a worker (refused, or ended first) fail the sessions as lost
+instead of leaving the batch waiting. Whatever ends the batch (its end, an
+error, Ctrl-C or SIGTERM), every worker job is cancelled and the executor waits
+until `squeue` no longer lists them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from mdivicomtools.batch.feeder import feed_idle_workers
+from mdivicomtools.batch.feeder import JOBS_ENDED, feed_idle_workers, no_worker_left
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -37,6 +45,11 @@ from mdivicomtools.settings import configured_slurm
 
 #: seconds to wait for `squeue` to stop listing the cancelled worker jobs
 CANCEL_WAIT_S = 30.0
+#: seconds `squeue` may keep failing (a controller restarting or failing over)
+#: before a batch with no worker connected stops waiting for its worker jobs
+SQUEUE_GRACE_S = 300.0
+#: seconds between looks at the worker jobs while the batch waits for its first worker
+FIRST_WORKER_POLL_S = 2.0
 
 
 class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -110,11 +123,128 @@ def check_slurm(partition: str | None) -> None:
             )
 
 
+def check_worker_job(script: str) -> None:
+    """Raise UsageError (exit 2) if Slurm would refuse the worker job: before any is submitted.
+
+    `sbatch --test-only` validates the script's directives (resources the
+    nodes do not have, a time or memory over the partition's limits, an
+    unknown account or gres) without submitting; without this a refused
+    submission left the batch waiting for a worker that could never come.
+    """
+    with tempfile.NamedTemporaryFile("w", prefix="mdivicom-worker-", suffix=".sh") as file:
+        file.write(script)
+        file.flush()
+        tried = _slurm(["sbatch", "--test-only", file.name])
+    if tried.returncode != 0:
+        said = tried.stderr.strip().splitlines() or [f"sbatch exited {tried.returncode}"]
+        raise UsageError(
+            f"--executor slurm: Slurm refuses the worker job ({said[-1]}); check the "
+            "--slurm-* options and the [slurm] section of the config "
+            "(`mdivicom config show`)"
+        )
+
+
 def _slurm(command: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
+
+
+class QueueWatch:
+    """Why no worker job of a batch can connect any more (None: one still can).
+
+    Asked while no worker is connected: every submission refused by `sbatch`
+    (its last line of error) or, once all were accepted, none queued or
+    running in `squeue`. A failing `squeue` is waited out for SQUEUE_GRACE_S
+    (the controller may be restarting), but not for ever: with no worker
+    connected, the batch would wait with nothing to show for it.
+    """
+
+    def __init__(
+        self,
+        job_name: str,
+        submissions: Callable[[], list[Any]] = list,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job_name = job_name
+        self.submissions = submissions
+        self.clock = clock
+        self.failing_since: float | None = None
+
+    def __call__(self) -> str | None:
+        submitted = self.submissions()
+        refused = [job.refused for job in submitted if job.refused is not None]
+        if refused and len(refused) == len(submitted):
+            return f"Slurm refused the worker jobs ({refused[-1]})"
+        if any(job.job_id is None and job.refused is None for job in submitted):
+            return None  # sbatch has not answered for every job yet
+        listed = _slurm(["squeue", "-h", "--name", self.job_name, "-t", "PD,CF,R", "-o", "%i"])
+        if listed.returncode == 0:
+            self.failing_since = None
+            return None if listed.stdout.strip() else JOBS_ENDED
+        now = self.clock()
+        if self.failing_since is None:
+            self.failing_since = now
+        if now - self.failing_since < SQUEUE_GRACE_S:
+            return None
+        detail = (listed.stderr.strip().splitlines() or [f"exit status {listed.returncode}"])[-1]
+        return (
+            f"squeue failed for {SQUEUE_GRACE_S:.0f} s ({detail}), so no worker job of "
+            "this batch could be seen queued or running"
+        )
+
+
+def _noted_job(base: type, submissions: weakref.WeakSet[Any]) -> type:
+    """A worker-job class that adds each job to `submissions` and keeps a refusal.
+
+    dask-jobqueue submits jobs in the background and only logs a refused
+    `sbatch`; the executor needs to know, and a refused job marked failed lets
+    the cluster close (it asserts that no job is left merely "created").
+    """
+    from distributed.core import Status
+
+    class NotedJob(base):  # type: ignore[misc, valid-type]
+        refused: str | None = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            submissions.add(self)
+
+        async def start(self) -> None:
+            try:
+                await super().start()
+            except Exception as exc:
+                said = [line for line in str(exc).splitlines() if line.strip()]
+                self.refused = said[-1] if said else type(exc).__name__
+                self.status = Status.failed
+                setattr(exc, _REFUSED, True)
+                raise
+
+    return NotedJob
+
+
+#: marks the exception of a refused submission, which the batch reports itself
+_REFUSED = "mdivicom_refused_submission"
+
+
+class _QuietRefusals(logging.Filter):
+    """Drops the event loop's traceback of a refused submission: the sessions say it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and getattr(record.exc_info[1], _REFUSED, False))
+
+
+def _first_worker(client: Any, watch: QueueWatch) -> str | None:
+    """Wait until a worker connects (None), or until `watch` says why none will."""
+    while True:
+        try:
+            client.wait_for_workers(1, timeout=FIRST_WORKER_POLL_S)
+            return None
+        except (TimeoutError, asyncio.TimeoutError):
+            reason = watch()
+            if reason is not None:
+                return reason
 
 
 def import_jobqueue() -> Any:
@@ -151,13 +281,18 @@ class SlurmExecutor:
     def __init__(self, batch: BatchOptions, jobs: int, out: str) -> None:
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {jobs}")
-        import_jobqueue()
+        jobqueue = import_jobqueue()
         self.settings = slurm_settings(batch)
         check_slurm(self.settings.partition)
         self.jobs = jobs
         self.address: str | None = None
         self.log_directory = Path(out).expanduser().absolute() / BATCHES_DIR / "slurm"
         self.job_name = f"mdivicom-{os.urandom(3).hex()}"
+        check_worker_job(
+            jobqueue.slurm.SLURMJob(
+                scheduler="tcp://127.0.0.1:8786", name="check", **self._job_options(logs=None)
+            ).job_script()
+        )
         self.job_ids: list[str] = []
         self.partition: str | None = self.settings.partition
         #: seconds from submitting the worker jobs until the first worker was ready
@@ -176,10 +311,10 @@ class SlurmExecutor:
         import dask
         from distributed import Client
 
-        SLURMCluster = import_jobqueue().SLURMCluster
+        jobqueue = import_jobqueue()
+        SLURMCluster = jobqueue.SLURMCluster
 
         self.log_directory.mkdir(parents=True, exist_ok=True)
-        settings = self.settings
         with contextlib.ExitStack() as stack:
             stack.callback(self._cancel_all)
             # a lost worker fails its session (recorded by the batch) instead of Dask
@@ -187,38 +322,39 @@ class SlurmExecutor:
             # --retries decides whether it runs again; with `feed_idle_workers` handing
             # out one session per idle worker, a lost worker costs only the one it ran
             stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+            # weak, as the cluster's own set: it asserts at close that every job still
+            # alive was closed, and dask-jobqueue's jobs do not say so once scancelled
+            submissions: weakref.WeakSet[Any] = weakref.WeakSet()
+            quiet = _QuietRefusals()
+            logging.getLogger("tornado.application").addFilter(quiet)
+            stack.callback(logging.getLogger("tornado.application").removeFilter, quiet)
             cluster = stack.enter_context(
                 SLURMCluster(
-                    cores=settings.cpus,
-                    processes=1,
-                    memory=settings.mem,
-                    queue=settings.partition,
-                    account=settings.account,
-                    walltime=settings.time,
-                    job_name=self.job_name,
-                    job_extra_directives=list(settings.directives),
-                    log_directory=str(self.log_directory),
-                    interface=settings.interface,
-                    worker_extra_args=["--nthreads", "1"],
+                    job_cls=_noted_job(jobqueue.slurm.SLURMJob, submissions),
                     # the nanny (Dask's default) is kept although it costs a Python start-up
                     # per worker job: on scancel it kills the worker process, whose running
                     # session would otherwise hold the output lock for Slurm's KillWait
                     scheduler_options={"dashboard_address": None},
+                    **self._job_options(logs=str(self.log_directory)),
                 )
             )
             client = stack.enter_context(Client(cluster))
             self.address = client.scheduler.address
+            watch = QueueWatch(self.job_name, submissions=lambda: list(submissions))
             submitted = time.monotonic()
             cluster.scale(jobs=min(self.jobs, len(jobs)))
             try:
-                client.wait_for_workers(1)
+                none_will_come = _first_worker(client, watch)
             finally:
                 self._note_jobs(cluster)
+            if none_will_come is not None:
+                results = [no_worker_left(job, none_will_come) for job in jobs]
+                for job, result in zip(jobs, results, strict=True):
+                    report("finished", job, result)
+                return results
             self.startup_s = round(time.monotonic() - submitted, 3)
             try:
-                results = feed_idle_workers(
-                    client, jobs, report, workers_may_join=self._jobs_may_start
-                )
+                results = feed_idle_workers(client, jobs, report, no_worker_can_join=watch)
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
                 raise
@@ -226,6 +362,23 @@ class SlurmExecutor:
                 self._note_jobs(cluster)
         self._note_results(results)
         return results
+
+    def _job_options(self, logs: str | None) -> dict[str, Any]:
+        """The worker jobs' options: for the cluster, and for the script checked beforehand."""
+        settings = self.settings
+        return {
+            "cores": settings.cpus,
+            "processes": 1,
+            "memory": settings.mem,
+            "queue": settings.partition,
+            "account": settings.account,
+            "walltime": settings.time,
+            "job_name": self.job_name,
+            "job_extra_directives": list(settings.directives),
+            "log_directory": logs,
+            "interface": settings.interface,
+            "worker_extra_args": ["--nthreads", "1"],
+        }
 
     def _note_jobs(self, cluster: Any) -> None:
         for worker in list(cluster.workers.values()):
@@ -237,11 +390,6 @@ class SlurmExecutor:
         for result in results:
             if result.slurm_job_id and result.slurm_job_id not in self.job_ids:
                 self.job_ids.append(result.slurm_job_id)
-
-    def _jobs_may_start(self) -> bool:
-        """A worker job of this batch is queued or running, so a worker may still connect."""
-        listed = _slurm(["squeue", "-h", "--name", self.job_name, "-t", "PD,CF,R", "-o", "%i"])
-        return listed.returncode != 0 or bool(listed.stdout.strip())
 
     def _cancel_all(self) -> None:
         """Cancel every job of this batch that is still queued or running, and wait."""
