@@ -443,6 +443,70 @@ def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_p
                 process.kill()
 
 
+def test_a_scheduler_without_workers_says_what_the_batch_waits_for(
+    session_plugin, study, tmp_path, monkeypatch
+):
+    """A batch sent to a scheduler with no worker used to wait in silence; it says
+    what it waits for (once), and runs the sessions when a worker comes."""
+    from mdivicomtools.batch import feeder
+
+    monkeypatch.setattr(feeder, "WAITING_NOTE_S", 0.0)
+    monkeypatch.setattr(feeder, "FIRST_WORKER_POLL_S", 0.5)
+    dask = str(Path(sys.executable).with_name("dask"))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = session_plugin.env()
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(logs / "scheduler.log").open("w"),
+        )
+    ]
+    note = (
+        f"waiting for a worker: the Dask scheduler at {address} has none yet; "
+        f"start one (`dask worker {address}`), or Ctrl-C"
+    )
+    said: list[str] = []
+
+    def progress(message: str) -> None:
+        said.append(message)
+        if message == note and len(processes) == 1:
+            processes.append(
+                subprocess.Popen(
+                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(logs / "worker.log").open("w"),
+                )
+            )
+
+    try:
+        _wait_until_listening(port, processes[0], logs / "scheduler.log")
+        summary = run_batch(
+            "per-session",
+            dataset=study,
+            out=tmp_path / "out",
+            sessions="ses-0[1-2]",
+            executor="dask",
+            scheduler=address,
+            progress=progress,
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert summary.totals == {"succeeded": 2}
+    assert said.count(note) == 1 and len(processes) == 2
+
+
 def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
     result = session_plugin.cli(
         "run",

@@ -51,7 +51,7 @@ def default_jobs() -> int:
 
 
 def _executor(
-    batch: BatchOptions, jobs: int, out: str
+    batch: BatchOptions, jobs: int, out: str, say: Callable[[str], None]
 ) -> LocalExecutor | DaskExecutor | SlurmExecutor:
     if batch.executor not in EXECUTORS:
         raise UsageError(
@@ -62,8 +62,8 @@ def _executor(
     if batch.executor == "local":
         return LocalExecutor(jobs)
     if batch.executor == "slurm":
-        return SlurmExecutor(batch, jobs, out)
-    return DaskExecutor(batch.scheduler, jobs)
+        return SlurmExecutor(batch, jobs, out, say)
+    return DaskExecutor(batch.scheduler, jobs, say)
 
 
 def run_batch(
@@ -96,7 +96,7 @@ def run_batch(
         batch = BatchOptions(**{**{f: getattr(batch, f) for f in _BATCH_FIELDS}, **batch_fields})
     say = progress or (lambda message: None)
     jobs = batch.jobs if batch.jobs is not None else default_jobs()
-    executor = _executor(batch, jobs, options.out)
+    executor = _executor(batch, jobs, options.out, say)
 
     plan = plan_batch(ref, options, batch)
     if plan.skipped:

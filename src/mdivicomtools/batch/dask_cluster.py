@@ -6,15 +6,16 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from mdivicomtools.batch.feeder import in_order, session_result, task_key
+from mdivicomtools.batch.feeder import in_order, session_result, task_key, wait_for_a_worker
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
     SessionJob,
     SessionResult,
+    not_started,
     run_session,
 )
 from mdivicomtools.common.platform import die_with_parent
@@ -39,9 +40,15 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None, jobs: int) -> None:
+    def __init__(
+        self,
+        scheduler: str | None,
+        jobs: int,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
         self.jobs = jobs
+        self.say = say
         self.address: str | None = self.scheduler
 
     def run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
@@ -68,6 +75,15 @@ class DaskExecutor:
                         "check that it is running at that address (--scheduler or "
                         "MDIVICOM_DASK_SCHEDULER)"
                     ) from None
+                try:
+                    wait_for_a_worker(
+                        client,
+                        f"waiting for a worker: the Dask scheduler at {self.scheduler} has "
+                        f"none yet; start one (`dask worker {self.scheduler}`), or Ctrl-C",
+                        self.say,
+                    )
+                except KeyboardInterrupt as exc:
+                    raise BatchInterrupted([not_started(job) for job in jobs]) from exc
             else:
                 stack.enter_context(
                     dask.config.set(

@@ -33,10 +33,14 @@ from mdivicomtools.batch.session import (
 POLL_S = 0.2
 #: seconds between asking whether worker jobs may still join, while none is connected
 IDLE_POLL_S = 1.0
+#: seconds without any worker before a batch says what it is waiting for
+WAITING_NOTE_S = 30.0
+#: seconds between looks while a batch waits for its first worker
+FIRST_WORKER_POLL_S = 2.0
 
-#: why a session that never started fails when no worker is left to run it; the
-#: prefix makes the batch treat it as lost (retry.is_lost), so --retries reruns it
-#: why the sessions left fail when the worker jobs are gone (the usual reason)
+#: why the sessions left fail when the worker jobs are gone (the usual reason);
+#: no_worker_left prefixes a reason with "WorkerLost: ", which makes the batch treat
+#: the session as lost (retry.is_lost), so --retries reruns it
 JOBS_ENDED = "every worker job of this batch ended before the session could start"
 
 
@@ -121,6 +125,33 @@ def feed_idle_workers(
             finish(job, not_started(job))
         raise BatchInterrupted(in_order(jobs, results)) from exc
     return in_order(jobs, results)
+
+
+def wait_for_a_worker(
+    client: Any,
+    note: str,
+    say: Callable[[str], None],
+    gone: Callable[[], str | None] = lambda: None,
+) -> str | None:
+    """Wait until a worker connects (None), or until `gone` says why none will.
+
+    A batch waiting in silence looks hung: after WAITING_NOTE_S without a
+    worker it says `note` (what it waits for, and what the user can do) once.
+    """
+    started = time.monotonic()
+    noted = False
+    while True:
+        try:
+            client.wait_for_workers(1, timeout=FIRST_WORKER_POLL_S)
+            return None
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+        reason = gone()
+        if reason is not None:
+            return reason
+        if not noted and time.monotonic() - started >= WAITING_NOTE_S:
+            say(note)
+            noted = True
 
 
 def task_key(job: SessionJob) -> str:

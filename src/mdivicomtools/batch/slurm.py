@@ -14,7 +14,6 @@ until `squeue` no longer lists them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -30,7 +29,12 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.batch.feeder import JOBS_ENDED, feed_idle_workers, no_worker_left
+from mdivicomtools.batch.feeder import (
+    JOBS_ENDED,
+    feed_idle_workers,
+    no_worker_left,
+    wait_for_a_worker,
+)
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -48,8 +52,6 @@ CANCEL_WAIT_S = 30.0
 #: seconds `squeue` may keep failing (a controller restarting or failing over)
 #: before a batch with no worker connected stops waiting for its worker jobs
 SQUEUE_GRACE_S = 300.0
-#: seconds between looks at the worker jobs while the batch waits for its first worker
-FIRST_WORKER_POLL_S = 2.0
 
 
 class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -235,18 +237,6 @@ class _QuietRefusals(logging.Filter):
         return not (record.exc_info and getattr(record.exc_info[1], _REFUSED, False))
 
 
-def _first_worker(client: Any, watch: QueueWatch) -> str | None:
-    """Wait until a worker connects (None), or until `watch` says why none will."""
-    while True:
-        try:
-            client.wait_for_workers(1, timeout=FIRST_WORKER_POLL_S)
-            return None
-        except (TimeoutError, asyncio.TimeoutError):
-            reason = watch()
-            if reason is not None:
-                return reason
-
-
 def import_jobqueue() -> Any:
     """dask_jobqueue, imported without letting it take over Ctrl-C.
 
@@ -278,13 +268,20 @@ class SlurmExecutor:
 
     name = "slurm"
 
-    def __init__(self, batch: BatchOptions, jobs: int, out: str) -> None:
+    def __init__(
+        self,
+        batch: BatchOptions,
+        jobs: int,
+        out: str,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> None:
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {jobs}")
         jobqueue = import_jobqueue()
         self.settings = slurm_settings(batch)
         check_slurm(self.settings.partition)
         self.jobs = jobs
+        self.say = say
         self.address: str | None = None
         self.log_directory = Path(out).expanduser().absolute() / BATCHES_DIR / "slurm"
         self.job_name = f"mdivicom-{os.urandom(3).hex()}"
@@ -344,7 +341,13 @@ class SlurmExecutor:
             submitted = time.monotonic()
             cluster.scale(jobs=min(self.jobs, len(jobs)))
             try:
-                none_will_come = _first_worker(client, watch)
+                none_will_come = wait_for_a_worker(
+                    client,
+                    f"waiting for a worker job to start (`squeue --name {self.job_name}`); "
+                    "the sessions run as soon as one does, Ctrl-C stops the batch",
+                    self.say,
+                    gone=watch,
+                )
             finally:
                 self._note_jobs(cluster)
             if none_will_come is not None:
