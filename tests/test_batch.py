@@ -373,43 +373,53 @@ def _wait_until_listening(port: int, scheduler: subprocess.Popen, log: Path) -> 
         time.sleep(0.1)
 
 
-def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_path):
-    dask = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = session_plugin.env()
-    logs = tmp_path / "dask-logs"
-    logs.mkdir()
-    processes = [
-        subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(logs / "scheduler.log").open("w"),
+class DaskProcesses:
+    """A `dask scheduler` on loopback (listening when the block starts) and the
+    workers a test starts on it; all of them ended when the block ends."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.dask = str(Path(sys.executable).with_name("dask"))
+        self.env = env
+        self.logs = logs
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> DaskProcesses:
+        self.logs.mkdir()
+        self._start(["scheduler", "--port", str(self.port)], "scheduler")
+        _wait_until_listening(self.port, self.processes[0], self.logs / "scheduler.log")
+        return self
+
+    def worker(self) -> subprocess.Popen:
+        return self._start(
+            ["worker", self.address, "--nthreads", "1", "--nworkers", "1"],
+            f"worker-{len(self.processes)}",
         )
-    ]
-    try:
-        _wait_until_listening(port, processes[0], logs / "scheduler.log")
-        for index in range(2):
-            processes.append(
-                subprocess.Popen(
-                    [
-                        dask,
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--nworkers",
-                        "1",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / f"worker-{index}.log").open("w"),
-                )
-            )
+
+    def _start(self, args: list[str], name: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [self.dask, *args, "--host", "127.0.0.1", "--no-dashboard"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.logs / f"{name}.log").open("w"),
+        )
+        self.processes.append(process)
+        return process
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_path):
+    with DaskProcesses(session_plugin.env(), tmp_path / "dask-logs") as dask:
+        workers = [dask.worker(), dask.worker()]
         out = tmp_path / "out"
         result = session_plugin.cli(
             "run",
@@ -423,24 +433,15 @@ def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_p
             "--executor",
             "dask",
             "--scheduler",
-            address,
+            dask.address,
             "--json",
         )
-        assert result.returncode == 0, result.stderr
-        summary = json.loads(result.stdout)
-        assert summary["scheduler"] == address and summary["totals"] == {"succeeded": 8}
-        pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
-        worker_pids = {p.pid for p in processes[1:]}
-        assert pids and not pids & {os.getpid()}
-        assert len(pids) <= 2 + len(worker_pids)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["scheduler"] == dask.address and summary["totals"] == {"succeeded": 8}
+    pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
+    assert pids and not pids & {os.getpid()}
+    assert len(pids) <= 2 + len(workers)
 
 
 def test_a_scheduler_without_workers_says_what_the_batch_waits_for(
@@ -452,59 +453,30 @@ def test_a_scheduler_without_workers_says_what_the_batch_waits_for(
 
     monkeypatch.setattr(feeder, "WAITING_NOTE_S", 0.0)
     monkeypatch.setattr(feeder, "FIRST_WORKER_POLL_S", 0.5)
-    dask = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = session_plugin.env()
-    logs = tmp_path / "dask-logs"
-    logs.mkdir()
-    processes = [
-        subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(logs / "scheduler.log").open("w"),
-        )
-    ]
-    note = (
-        f"waiting for a worker: the Dask scheduler at {address} has none yet; "
-        f"start one (`dask worker {address}`), or Ctrl-C"
-    )
     said: list[str] = []
+    with DaskProcesses(session_plugin.env(), tmp_path / "dask-logs") as dask:
+        note = (
+            f"waiting for a worker: the Dask scheduler at {dask.address} has none yet; "
+            f"start one (`dask worker {dask.address}`), or Ctrl-C"
+        )
 
-    def progress(message: str) -> None:
-        said.append(message)
-        if message == note and len(processes) == 1:
-            processes.append(
-                subprocess.Popen(
-                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(logs / "worker.log").open("w"),
-                )
-            )
+        def progress(message: str) -> None:
+            said.append(message)
+            if message == note and len(dask.processes) == 1:
+                dask.worker()
 
-    try:
-        _wait_until_listening(port, processes[0], logs / "scheduler.log")
         summary = run_batch(
             "per-session",
             dataset=study,
             out=tmp_path / "out",
             sessions="ses-0[1-2]",
             executor="dask",
-            scheduler=address,
+            scheduler=dask.address,
             progress=progress,
         )
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        started = len(dask.processes)
     assert summary.totals == {"succeeded": 2}
-    assert said.count(note) == 1 and len(processes) == 2
+    assert said.count(note) == 1 and started == 2
 
 
 def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
