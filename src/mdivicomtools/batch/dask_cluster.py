@@ -35,7 +35,9 @@ class DaskExecutor:
     were (a second Ctrl-C stops waiting; their runs then show as `abandoned`).
     The LocalCluster's worker processes ignore the terminal's Ctrl-C, which
     reaches every process of the foreground group: only this process decides
-    what stops, and a worker never dies mid-session because of it.
+    what stops, and a worker never dies mid-session because of it. A
+    scheduler of your own with no worker yet is waited for (the batch says so
+    after 30 s).
     """
 
     name = "dask"
