@@ -18,6 +18,7 @@ this was written on is noisy (wall time there mostly measures the neighbours).
 
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
         [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
+        [--reference close]
 
 --tools and --condition run a part of the evaluation (e.g. only ours, on the
 conditions being worked on): the peers take four times our CPU time and
@@ -26,6 +27,9 @@ side, each in a worker process of its own (CPU times stay per tool).
 --surfaces graded renders the same rooms (same seeds, positions, speech and
 noise) with absorption rising with frequency and some scattering instead of
 one absorption at all frequencies (sync_rooms.py), into study-<seed>-graded.
+--reference close renders the same rooms with the first stream recorded by a
+microphone 0.3 m from the first talker (a lapel or table microphone) instead
+of a camera placed anywhere, into study-<seed>-close.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -129,7 +133,9 @@ def venv(cache: Path, name: str) -> Path:
     return python
 
 
-def make_study(python: Path, root: Path, seed: int, surfaces: str = "flat") -> dict:
+def make_study(
+    python: Path, root: Path, seed: int, surfaces: str = "flat", reference: str = "anywhere"
+) -> dict:
     if (root / "truth.json").exists():
         return json.loads((root / "truth.json").read_text())
     spec = json.dumps([asdict(c) for c in CONDITIONS])
@@ -139,14 +145,17 @@ def make_study(python: Path, root: Path, seed: int, surfaces: str = "flat") -> d
         "from sync_rooms import Condition, make_study; "
         "conds = [Condition(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}) "
         "for c in json.loads(sys.argv[1])]; "
-        "make_study(Path(sys.argv[2]), conds, int(sys.argv[3]), sys.argv[4])"
+        "make_study(Path(sys.argv[2]), conds, int(sys.argv[3]), sys.argv[4], sys.argv[5])"
     )
-    subprocess.run([str(python), "-c", code, spec, str(root), str(seed), surfaces], check=True)
+    subprocess.run(
+        [str(python), "-c", code, spec, str(root), str(seed), surfaces, reference], check=True
+    )
     return json.loads((root / "truth.json").read_text())
 
 
-def study_dir(cache: Path, seed: int, surfaces: str) -> Path:
-    return cache / (f"study-{seed}" if surfaces == "flat" else f"study-{seed}-{surfaces}")
+def study_dir(cache: Path, seed: int, surfaces: str, reference: str = "anywhere") -> Path:
+    variant = [part for part in (surfaces, reference) if part not in ("flat", "anywhere")]
+    return cache / "-".join([f"study-{seed}", *variant])
 
 
 def timed_json(argv: list[str]) -> tuple[float, str]:
@@ -202,6 +211,7 @@ def evaluate(
     pythons: dict[str, Path],
     runs: int,
     surfaces: str = "flat",
+    reference: str = "anywhere",
 ) -> tuple[dict, list[dict]]:
     """One session (seed, condition, the study's truth) through every tool: its CPU
     times and one row per camera stream.
@@ -210,7 +220,7 @@ def evaluate(
     process is counted apart from the other sessions running beside it.
     """
     seed, cond, truth = job
-    session = study_dir(cache, seed, surfaces) / "sessions" / cond.name
+    session = study_dir(cache, seed, surfaces, reference) / "sessions" / cond.name
     files = {p.parent.name: p for p in sorted((session / "raw" / "audio").glob("str-*/*.*"))}
     info = truth[cond.name]
     results: dict[str, dict] = {}
@@ -275,6 +285,13 @@ def main() -> None:
         help="the rooms' walls: one absorption at all frequencies (the evaluation), or "
         "absorption rising with frequency plus scattering (see sync_rooms.py)",
     )
+    parser.add_argument(
+        "--reference",
+        choices=["anywhere", "close"],
+        default="anywhere",
+        help="where the first stream (the reference) records: a camera placed anywhere "
+        "like the others (the evaluation), or a microphone 0.3 m from the first talker",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
@@ -284,7 +301,11 @@ def main() -> None:
             seed,
             cond,
             make_study(
-                pythons["ours"], study_dir(args.cache, seed, args.surfaces), seed, args.surfaces
+                pythons["ours"],
+                study_dir(args.cache, seed, args.surfaces, args.reference),
+                seed,
+                args.surfaces,
+                args.reference,
             ),
         )
         for seed in args.seed
@@ -301,6 +322,7 @@ def main() -> None:
             pythons=pythons,
             runs=args.runs,
             surfaces=args.surfaces,
+            reference=args.reference,
         )
         done = pool.map(work, jobs)
         for session, rows in done:

@@ -83,6 +83,10 @@ def talk(rng: np.random.Generator, clips: list[np.ndarray], seconds: float) -> n
 OCTAVES_HZ = [125, 250, 500, 1000, 2000, 4000]
 GRADED_ABSORPTION = [0.6, 0.8, 1.0, 1.2, 1.6, 2.0]  # times the flat absorption, per octave
 GRADED_SCATTERING = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4]
+#: --reference close: the first stream's microphone this far from the first talker,
+#: in front of and a little below the mouth
+CLOSE_M = 0.3
+CLOSE_DIRECTION = np.array([0.6, 0.6, -0.5]) / np.linalg.norm([0.6, 0.6, -0.5])
 
 
 def _surfaces(kind: str, absorption: float):
@@ -98,7 +102,12 @@ def _surfaces(kind: str, absorption: float):
 
 
 def _rir_room(
-    rng: np.random.Generator, rt60: float, talkers: int, cameras: int, surfaces: str = "flat"
+    rng: np.random.Generator,
+    rt60: float,
+    talkers: int,
+    cameras: int,
+    surfaces: str = "flat",
+    reference: str = "anywhere",
 ):
     import pyroomacoustics as pra
 
@@ -125,6 +134,11 @@ def _rir_room(
 
     sources = [inside((1.1, 1.7)) for _ in range(talkers)]
     mics = np.array([inside((1.0, 2.2)) for _ in range(cameras)]).T
+    if reference == "close":
+        # the first stream is a microphone near the (first) talker, as a lapel or table
+        # microphone is; placed without drawing from rng, so that everything else (room,
+        # other cameras, speech, noise) is the same room as without it
+        mics[:, 0] = np.clip(sources[0] + CLOSE_M * CLOSE_DIRECTION, 0.1, dims - 0.1)
     for position in sources:
         room.add_source(position)
     room.add_microphone_array(mics)
@@ -138,12 +152,13 @@ def make_session(
     clips: list[np.ndarray],
     cond: Condition,
     surfaces: str = "flat",
+    reference: str = "anywhere",
 ) -> dict:
     """Write one session's camera files; return its truth."""
     from mdivicom_sync_audio.io import write_mp4, write_wav
     from scipy import signal
 
-    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras, surfaces)
+    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras, surfaces, reference)
     margin = cond.max_delay_s + 1.0
     world = cond.seconds + 2 * margin
     speech = [talk(rng, clips, world) for _ in sources]
@@ -198,14 +213,20 @@ def make_session(
     return truth
 
 
-def make_study(root: Path, conditions: list[Condition], seed: int, surfaces: str = "flat") -> dict:
+def make_study(
+    root: Path,
+    conditions: list[Condition],
+    seed: int,
+    surfaces: str = "flat",
+    reference: str = "anywhere",
+) -> dict:
     """sessions/<condition>/... and truth.json, one session per condition."""
     rng = np.random.default_rng(seed)
     clips = speech_library()
     truth = {}
     for cond in conditions:
         folder = root / "sessions" / cond.name
-        truth[cond.name] = make_session(folder, rng, clips, cond, surfaces)
+        truth[cond.name] = make_session(folder, rng, clips, cond, surfaces, reference)
     (root / "dataset_manifest.yaml").write_text("name: sync-audio rooms\nversion: 0.1.0\n")
     (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
