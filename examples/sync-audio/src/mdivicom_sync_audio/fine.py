@@ -624,19 +624,23 @@ def refine(
         if len(own_arr) >= 3
         else float("nan")
     )
+
+    def ms_from_answer(at: float) -> float:
+        return float((at - lag) / rate * 1000)
+
     # each alternative with what a user should be told about it
     doubts = [
-        (abs(half.lag - lag) / rate * 1000, "half of the blocks picks a peak {:.2f} ms away")
+        (abs(ms_from_answer(half.lag)), "half of the blocks picks a peak {:.2f} ms away")
         for half in halves
     ]
     doubts += [
-        (abs(at - lag) / rate * 1000, "a peak {:.2f} ms away nearly passed the direct-path test")
+        (abs(ms_from_answer(at)), "a peak {:.2f} ms away nearly passed the direct-path test")
         for at, gap in choice.rivals
         if gap < MERIT_MARGIN
     ]
     doubts += [
         (
-            abs(at - lag) / rate * 1000,
+            abs(ms_from_answer(at)),
             "a view with the early reflections taken out picks a peak {:.2f} ms away",
         )
         for at in choice.views_elsewhere
@@ -646,7 +650,7 @@ def refine(
         for distance, ratio in far
         if ratio >= FAR_RATIO
     ]
-    near_equal = [((at - lag) / rate * 1000, ratio) for at, ratio in _near_equal(choice, rate)]
+    near_equal = [(ms_from_answer(at), ratio) for at, ratio in _near_equal(choice, rate)]
     doubts += [
         (abs(distance), "another peak {:.2f} ms away is " + f"{ratio:.0%} as high")
         for distance, ratio in near_equal
@@ -670,9 +674,9 @@ def refine(
         block_spread_ms=spread,
         source_likeness=likeness,
         other_source_lags=[at - drift * mid_s * rate for at in other_lags],
-        halves_ms=[float((half.lag - lag) / rate * 1000) for half in halves],
-        rivals_ms=[((at - lag) / rate * 1000, gap) for at, gap in choice.rivals]
-        + [((at - lag) / rate * 1000, 0.0) for at in choice.views_elsewhere],
+        halves_ms=[ms_from_answer(half.lag) for half in halves],
+        rivals_ms=[(ms_from_answer(at), gap) for at, gap in choice.rivals]
+        + [(ms_from_answer(at), 0.0) for at in choice.views_elsewhere],
         near_equal_ms=[distance for distance, _ in near_equal],
         far_ms=far,
         far_kept=kept,
