@@ -29,6 +29,14 @@ def _sleeper(seconds: int, *, ignore_term: bool = False) -> list[str]:
     return [sys.executable, "-c", code, os.environ.get(MARK_ENV, "hostile-mark")]
 
 
+def _announce_start(out_dir) -> None:
+    """Write `started` (this process's pid) whole: a test polling for the file may read
+    it the moment it appears, so it is written aside and renamed into place."""
+    aside = Path(out_dir, ".started")
+    aside.write_text(str(os.getpid()))
+    aside.rename(Path(out_dir, "started"))
+
+
 def fault(function):
     """Run as a well-behaved plugin when the config says `good`: that run writes the
     earlier output (`result.txt`) that the faulty run with --overwrite must not damage."""
@@ -82,14 +90,14 @@ def leaves_background(dataset_dir, out_dir, config, **_):
 
 @fault
 def sleeps(dataset_dir, out_dir, config, **_):
-    Path(out_dir, "started").write_text(str(os.getpid()))
+    _announce_start(out_dir)
     time.sleep(300)
 
 
 @fault
 def naps(dataset_dir, out_dir, config, **_):
     """A session that takes a few seconds: long enough to be interrupted mid-run."""
-    Path(out_dir, "started").write_text(str(os.getpid()))
+    _announce_start(out_dir)
     time.sleep(3)
     Path(out_dir, "done.txt").write_text("done\n")
 
@@ -140,7 +148,7 @@ def counts_sigint(dataset_dir, out_dir, config, **_):
     """Counts the SIGINTs that reach the runner's process (in-process plugins share it)."""
     received = []
     signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    Path(out_dir, "started").write_text(str(os.getpid()))
+    _announce_start(out_dir)
     deadline = time.monotonic() + 60
     while not received and time.monotonic() < deadline:
         time.sleep(0.05)
