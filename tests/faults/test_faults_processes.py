@@ -13,6 +13,7 @@ import pty
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from faultkit import (
@@ -190,6 +191,43 @@ def test_a_runner_killed_by_sigkill_mid_run_is_a_recorded_failure(hsite, dataset
     assert "OOM killer" in record["error"]["message"]
     listed = run_cli(hsite, "runs", "list", str(out))
     assert "abandoned" not in listed.stdout
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2]
+
+
+def test_a_killed_runner_not_yet_reaped_counts_as_gone(hsite, dataset, tmp_path):
+    """A runner killed with SIGKILL stays a zombie until its parent collects its exit
+    status (a Dask worker until its nanny notices, while the scheduler already gives
+    its session to another worker). The next run into the folder holds the plugin's
+    lock itself, so only the dead runner's pid can tell it is gone: a zombie is."""
+    out = tmp_path / "out"
+    plugin, proc = start_faulty(hsite, "sleeps", dataset, out)
+    supervisor = proc.pid  # `mdivicom run` supervises the runner it forks
+    try:
+        runner = int(wait_started(out, plugin).read_text())
+        os.kill(supervisor, signal.SIGSTOP)  # a parent too busy to reap its child
+        os.kill(runner, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _state(runner) != "Z":
+            assert time.monotonic() < deadline, "the killed runner never became a zombie"
+            time.sleep(0.02)
+        again = run_cli(
+            hsite,
+            *("run", plugin, "--dataset", str(dataset), "--out", str(out)),
+            *("--overwrite", "--set", "good=true"),
+        )
+        assert _state(runner) == "Z"  # still unreaped while the next run looked
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+        proc.communicate(timeout=60)
+    assert again.returncode == 0, again.stderr
+    killed = last_record(out)
+    assert (killed["status"], killed["error"]["type"]) == ("abandoned", "Abandoned")
+    assert killed["runner"]["pid"] == runner
+    assert_no_staging(out)
 
 
 @pytest.mark.parametrize("to", ["pid", "group"])

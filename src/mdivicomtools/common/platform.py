@@ -37,10 +37,15 @@ def die_with_parent(signum: int) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one we may not signal counts).
+    """Whether a process with this pid is still running (one we may not signal counts).
 
     The record store and the container backend ask it of a runner that wrote a
     record or labelled a container: a gone runner's leftovers are fair to clear.
+    A zombie counts as gone: it has exited and released its files and locks,
+    only its parent has not collected its exit status yet. A Dask worker killed
+    mid-run stays one until its nanny notices, and the scheduler may already
+    have given its session to another worker, whose run must see the dead try
+    as dead.
     """
     import os
 
@@ -49,5 +54,17 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether Linux lists `pid` as a zombie (elsewhere: never known, so False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    # `pid (comm) state ...`: comm may hold spaces and parentheses, the state
+    # follows the last closing one
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
