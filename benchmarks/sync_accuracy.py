@@ -39,12 +39,20 @@ are held out: never used to choose a rule or constant (a drift rule was judged
 on 43-52 and dropped; 63-72 were rendered after 0.3.0's change and run once).
 Seeds 53-62 decided whether to keep sync-audio 0.3.0's views of the early
 reflections, seeds 73-82 whether to keep 0.3.1's drift search and drift
-routes, seeds 83-92 whether to keep 0.3.2's near-equal peaks in the bound
-(JUDGE_SEEDS). A claim about unseen rooms rests on the held-out seeds.
+routes, seeds 83-92 whether to keep 0.3.2's near-equal peaks in the bound,
+seeds 93-102 with seeds 23-32 of --reference close whether to keep 0.3.3's
+one-sided test (JUDGE_SEEDS; --reference close seeds 1-22 were its
+development set). A claim about unseen rooms rests on the held-out seeds.
 All of them are published stream by stream (docs/performance.md), so the
-next change to the method is to be judged on seeds 93 onwards.
+next change to the method is to be judged on seeds 103 onwards (33 onwards
+with --reference close).
 
-Needs the Debian package pocketsphinx-testdata (the recorded speech).
+Needs the Debian package pocketsphinx-testdata (the recorded speech) and
+Python 3.11 or newer for the venvs. The rooms' audio depends on the versions
+of pyroomacoustics, numpy and scipy (the same seeds rendered again on a fresh
+machine with other versions moved a few results in the hardest rooms by
+milliseconds), so they are pinned and each study records them
+(rendered_with.json; the tables' header says which).
 """
 
 from __future__ import annotations
@@ -70,7 +78,12 @@ from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
 # the seeds that decided whether to keep a change, each rendered before it was first run
-JUDGE_SEEDS = {"0.3.0": range(53, 63), "0.3.1": range(73, 83), "0.3.2": range(83, 93)}
+JUDGE_SEEDS = {
+    "0.3.0": range(53, 63),
+    "0.3.1": range(73, 83),
+    "0.3.2": range(83, 93),
+    "0.3.3": range(93, 103),
+}
 
 CONDITIONS = [
     Condition("rt0.3 20dB 2cam 30s", 30, 0.3, 20, 2),
@@ -87,7 +100,17 @@ CONDITIONS = [
 
 VENVS = {
     # editable: the benchmark measures the working tree, not a copy from when the venv was made
-    "ours": ["-e", str(ROOT), "-e", str(ROOT / "examples" / "sync-audio"), "pyroomacoustics>=0.7"],
+    # the rooms' audio depends on these versions (rendered_with.json in each study):
+    # pinned, so that a seed renders the same rooms on every machine
+    "ours": [
+        "-e",
+        str(ROOT),
+        "-e",
+        str(ROOT / "examples" / "sync-audio"),
+        "pyroomacoustics==0.10.1",
+        "numpy==2.4.6",
+        "scipy==1.17.1",
+    ],
     "audio-offset-finder": ["audio-offset-finder"],
     "audalign": ["audalign"],
 }
@@ -156,6 +179,15 @@ def make_study(
 def study_dir(cache: Path, seed: int, surfaces: str, reference: str = "anywhere") -> Path:
     variant = [part for part in (surfaces, reference) if part not in ("flat", "anywhere")]
     return cache / "-".join([f"study-{seed}", *variant])
+
+
+def rendered(study: Path) -> str:
+    """Which library versions rendered a study (studies from before this was kept: unknown)."""
+    try:
+        versions = json.loads((study / "rendered_with.json").read_text())
+    except FileNotFoundError:
+        return "versions not recorded"
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
 def timed_json(argv: list[str]) -> tuple[float, str]:
@@ -350,6 +382,10 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
         f"seeds {seeds}; CPU times, medians of {args.runs} runs; "
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
     )
+    renders = {
+        rendered(study_dir(args.cache, seed, args.surfaces, args.reference)) for seed in args.seed
+    }
+    print(f"# rooms rendered with {'; '.join(sorted(renders))}")
     header = (
         "| seed | condition | stream | ours error ms | our bound ms | our status | "
         "drift err ppm | aof error ms | audalign error ms |"

@@ -228,5 +228,14 @@ def make_study(
         folder = root / "sessions" / cond.name
         truth[cond.name] = make_session(folder, rng, clips, cond, surfaces, reference)
     (root / "dataset_manifest.yaml").write_text("name: sync-audio rooms\nversion: 0.1.0\n")
+    # the same seed renders slightly different audio with other versions of these
+    (root / "rendered_with.json").write_text(json.dumps(rendered_with(), indent=2) + "\n")
     (root / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
+
+
+def rendered_with() -> dict[str, str]:
+    """The versions of the libraries that shape a study's audio."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("pyroomacoustics", "numpy", "scipy")}

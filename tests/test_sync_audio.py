@@ -742,6 +742,72 @@ def test_a_peak_nearly_as_high_as_the_answer_widens_its_bound(installed):
     assert abs(found[0][1] - 0.8) < 0.01, found  # its height, for the warning
 
 
+_DRY_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio import fine
+
+rate, frame = 8000, 1024
+size = 2 * frame
+omega = 2 * np.pi * np.arange(frame + 1) / size  # per sample
+
+def room(seed):
+    # a camera's response: the direct sound (1), then ten reflections within 20 ms
+    # of up to 1.6 times its strength, then a weak diffuse tail
+    rng = np.random.default_rng(seed)
+    delays = np.sort(rng.uniform(1.0, 20.0, 10)) * rate / 1000
+    response = 1.0 + sum(
+        a * np.exp(-1j * omega * d) for d, a in zip(delays, rng.uniform(0.5, 1.6, 10))
+    )
+    decay = np.exp(-11.5 * np.arange(int(0.3 * rate)) / rate)  # a 0.6 s RT60
+    tail = rng.standard_normal(len(decay)) * decay
+    return response + np.fft.rfft(np.r_[0.0, 0.2 * tail], size)
+
+def choose(cross, log_ratio):
+    blocks = fine.Blocks(
+        times_s=np.array([2.0]),
+        shifts=np.array([0.0]),
+        spectra=(cross / np.abs(cross))[None, :],
+        log_ratio=log_ratio[None, :].astype(np.float32),
+        weights=np.array([1.0]),
+        band_weights=np.ones((1, frame + 1)),
+        frame=frame,
+    )
+    choice = fine._choose(blocks.spectra, blocks, np.array([True]), rate)
+    elsewhere = [float(lag / rate * 1000) for lag in choice.views_elsewhere]
+    return {"lag": float(choice.lag / rate * 1000), "view": choice.view, "elsewhere": elsewhere}
+
+camera, other_camera = room(6), room(2)
+out = {
+    # lag = reference index - other index: the camera's reflections arrive after
+    # its direct sound, so they sit at earlier lags when the camera is the other
+    "dry reference": choose(np.conj(camera), -2 * np.log(np.abs(camera))),
+    "dry other": choose(camera, 2 * np.log(np.abs(camera))),
+    "both reverberant": choose(
+        other_camera * np.conj(camera),
+        2 * np.log(np.abs(other_camera)) - 2 * np.log(np.abs(camera)),
+    ),
+}
+print(json.dumps(out))
+"""
+
+
+def test_with_one_recording_dry_the_outermost_strong_peak_is_the_direct_path(installed):
+    """A close microphone hears little of the room, so its correlation with a camera
+    is the camera's own response: the direct sound first, then reflections that
+    here add up to more than it. The direct peak is the outermost strong one with
+    nothing beyond it, on whichever side the dry recording puts it; the views'
+    choices stay as alternatives (the bound covers them). Two reverberant
+    recordings have reflections on both sides, and the test does not apply."""
+    found = _run_case(_DRY_CASE, installed)
+    for orientation in ("dry reference", "dry other"):
+        case = found[orientation]
+        assert abs(case["lag"]) < 0.05, found
+        assert case["view"] == "one side nearly dry", found
+        assert max(abs(lag) for lag in case["elsewhere"]) > 2.0, found  # a reflection
+    assert found["both reverberant"]["view"] != "one side nearly dry", found
+
+
 _BURSTS = r"""
 import json
 from pathlib import Path

@@ -63,6 +63,15 @@ often as the plain one, but on other streams. So `_choose` looks three ways:
 the plain curve and the curve corrected for reflections up to 8 ms and up to
 25 ms; the middle of the three lags is the answer and a view that chose
 elsewhere is a rival with no merit behind, which the error bound covers.
+
+Why a one-sided test after the views: with a close microphone in the pair
+(one recording nearly dry) the correlation is the other recording's own room
+response, all of its reflections on one side of the direct peak and nothing
+but noise on the other. There the views, built for two reverberant
+recordings, can settle on a reflection that outweighs the direct sound, while
+the outermost strong peak on the busy side is the direct one (_one_sided).
+When at least two peaks are strong and exactly one side is quiet, that peak
+is the answer, and the views' choices stay alternatives for the bound.
 """
 
 from __future__ import annotations
@@ -98,6 +107,9 @@ ECHO_MIN_S = 0.0005
 ECHO_MAX_S = 0.025
 ECHO_WEIGHT = 0.5
 EARLY_REACH_S = (0.008, 0.025)  # reflections the minimum-phase views take out
+DRY_PEAK_RATIO = 0.4  # of the highest peak: a strong peak, for the one-sided test
+DRY_SIDE_RATIO = 0.3  # of the outermost strong peak: the most the quiet side may reach
+DRY_VIEW = "one side nearly dry"  # the view named when the one-sided test chose
 
 
 @dataclass
@@ -297,6 +309,41 @@ def _direct_path(lags: np.ndarray, values: np.ndarray, pattern: np.ndarray, rate
     return Choice(lag, height, lags, values, rivals)
 
 
+def _one_sided(lags: np.ndarray, values: np.ndarray, rate: int) -> int | None:
+    """The direct-path peak's index when one recording is nearly dry, else None.
+
+    A microphone close to the talker (a lapel or table microphone) hears
+    little of the room, so its correlation with a camera is that camera's own
+    room response: the direct sound, then the camera's reflections, all on one
+    side of it (earlier lags when the dry one is the reference, later when it
+    is the other). The direct peak is then the outermost strong peak, with
+    nothing but noise beyond it, however high the reflections behind it add
+    up. With two reverberant recordings both sides of the direct peak carry
+    reflections, and the test does not apply. On the evaluation's rooms with a
+    close reference the highest peak was a reflection's on 30 of 114 streams
+    (noise-free responses); the outermost strong peak never was.
+    """
+    top = int(np.argmax(values))
+    reach = ECHO_MAX_S * rate
+    strong = np.flatnonzero(
+        _local_maxima(values)
+        & (values >= DRY_PEAK_RATIO * values[top])
+        & (np.abs(lags - lags[top]) <= reach)
+    )
+    if len(strong) < 2:
+        # one strong peak and a weaker one beside it: a dry reference with a louder
+        # reflection, or a dry other with a weaker one; the curve cannot tell which
+        return None
+    quiet = []
+    for index, side in ((strong[-1], 1.0), (strong[0], -1.0)):
+        beyond = side * (lags - lags[index])
+        zone = (beyond > SAME_SOURCE_S * rate) & (beyond <= reach)
+        if zone.any() and values[zone].max() < DRY_SIDE_RATIO * values[index]:
+            quiet.append(int(index))
+    # quiet beyond both outermost peaks: nothing says which recording is the dry one
+    return quiet[0] if len(quiet) == 1 else None
+
+
 def _near_equal(choice: Choice, rate: int) -> list[tuple[float, float]]:
     """(lag, height ratio) of the peaks within an early reflection's reach nearly
     as high as the chosen one.
@@ -481,6 +528,13 @@ def _choose(
         views.append(view)
     views.sort(key=lambda view: view.lag)
     middle = views[len(views) // 2]
+    dry = _one_sided(plain.lags, plain.values, rate)
+    if dry is not None and abs(plain.lags[dry] - middle.lag) > SAME_SOURCE_S * rate:
+        # one recording nearly dry: its direct peak is the outermost strong one,
+        # and the views' choices stay alternatives
+        lag, height = _peak(plain.lags[dry - 1 : dry + 2], plain.values[dry - 1 : dry + 2])
+        edge = Choice(lag, height, plain.lags, plain.values, [], DRY_VIEW)
+        return replace(edge, views_elsewhere=[view.lag for view in views])
     return replace(middle, views_elsewhere=[view.lag for view in views if view is not middle])
 
 
@@ -638,13 +692,13 @@ def refine(
         for at, gap in choice.rivals
         if gap < MERIT_MARGIN
     ]
-    doubts += [
-        (
-            abs(ms_from_answer(at)),
-            "a view with the early reflections taken out picks a peak {:.2f} ms away",
-        )
-        for at in choice.views_elsewhere
-    ]
+    view_doubt = (
+        "a view of the early reflections picks a peak {:.2f} ms away (the outermost "
+        "strong peak was taken: one recording sounds nearly dry)"
+        if choice.view == DRY_VIEW
+        else "a view with the early reflections taken out picks a peak {:.2f} ms away"
+    )
+    doubts += [(abs(ms_from_answer(at)), view_doubt) for at in choice.views_elsewhere]
     doubts += [
         (abs(distance), "a match {:.2f} ms away is " + f"{ratio:.0%} as strong")
         for distance, ratio in far
