@@ -47,8 +47,9 @@ All of them are published stream by stream (docs/performance.md), so the
 next change to the method is to be judged on seeds 103 onwards (33 onwards
 with --reference close).
 
-Needs the Debian package pocketsphinx-testdata (the recorded speech) and
-Python 3.11 or newer for the venvs. The rooms' audio depends on the versions
+Needs the Debian package pocketsphinx-testdata (the recorded speech), ffmpeg
+on PATH for audio-offset-finder (it converts every file with it) and Python
+3.11 or newer for the venvs. The rooms' audio depends on the versions
 of pyroomacoustics, numpy and scipy (the same seeds rendered again on a fresh
 machine with other versions moved a few results in the hardest rooms by
 milliseconds), so they are pinned and each study records them
@@ -327,6 +328,11 @@ def main() -> None:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
+    if "audio-offset-finder" in tools and shutil.which("ffmpeg") is None:
+        raise SystemExit(
+            "audio-offset-finder converts every file with ffmpeg, which is not on PATH: "
+            "install it (Debian: apt install ffmpeg) or leave the tool out (--tools ours audalign)"
+        )
     pythons = {name: venv(args.cache, name) for name in {"ours", *tools}}
     jobs = [
         (
