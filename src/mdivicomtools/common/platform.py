@@ -67,4 +67,5 @@ def _zombie(pid: int) -> bool:
         return False
     # `pid (comm) state ...`: comm may hold spaces and parentheses, the state
     # follows the last closing one
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+    state = stat.rfind(b")") + 2
+    return stat[state : state + 1] == b"Z"

@@ -533,8 +533,9 @@ def _choose(
         # one recording nearly dry: its direct peak is the outermost strong one,
         # and the views' choices stay alternatives
         lag, height = _peak(plain.lags[dry - 1 : dry + 2], plain.values[dry - 1 : dry + 2])
-        edge = Choice(lag, height, plain.lags, plain.values, [], DRY_VIEW)
-        return replace(edge, views_elsewhere=[view.lag for view in views])
+        return Choice(
+            lag, height, plain.lags, plain.values, [], DRY_VIEW, [view.lag for view in views]
+        )
     return replace(middle, views_elsewhere=[view.lag for view in views if view is not middle])
 
 
