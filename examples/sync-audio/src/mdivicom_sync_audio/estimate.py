@@ -56,6 +56,8 @@ class Result:
     drift_via: list[str] = field(default_factory=list)
     # the largest part of the bound, in words: what a doubtful result's warning says
     bound_reason: str = ""
+    # where each alternative the bound covers would put the offset, in ms from it
+    alternatives_ms: list[float] = field(default_factory=list)
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:
@@ -166,4 +168,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         notes=notes,
         other_source_offsets_s=others,
         bound_reason=max(parts, key=lambda part: part[0])[1],
+        alternatives_ms=list(result.alternatives_ms),
     )

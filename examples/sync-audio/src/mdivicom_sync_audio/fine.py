@@ -141,10 +141,8 @@ class Fine:
     block_spread_ms: float = 0.0
     source_likeness: float = 1.0  # cosine between the two block groups' shapes (see _sources)
     other_source_lags: list[float] = field(default_factory=list)  # at time zero, like `lag`
-    halves_ms: list[float] = field(default_factory=list)
-    rivals_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, merit gap)
-    near_equal_ms: list[float] = field(default_factory=list)  # peaks nearly as high (distance)
-    far_ms: list[tuple[float, float]] = field(default_factory=list)  # (distance, height ratio)
+    # where each alternative the bound covers would put the answer (ms, signed like lag)
+    alternatives_ms: list[float] = field(default_factory=list)
     far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
 
 
@@ -683,13 +681,14 @@ def refine(
     def ms_from_answer(at: float) -> float:
         return float((at - lag) / rate * 1000)
 
-    # each alternative with what a user should be told about it
+    # each alternative (signed: where it would put the answer) with what a user
+    # should be told about it
     doubts = [
-        (abs(ms_from_answer(half.lag)), "half of the blocks picks a peak {:.2f} ms away")
+        (ms_from_answer(half.lag), "half of the blocks picks a peak {:.2f} ms away")
         for half in halves
     ]
     doubts += [
-        (abs(ms_from_answer(at)), "a peak {:.2f} ms away nearly passed the direct-path test")
+        (ms_from_answer(at), "a peak {:.2f} ms away nearly passed the direct-path test")
         for at, gap in choice.rivals
         if gap < MERIT_MARGIN
     ]
@@ -699,19 +698,18 @@ def refine(
         if choice.view == DRY_VIEW
         else "a view with the early reflections taken out picks a peak {:.2f} ms away"
     )
-    doubts += [(abs(ms_from_answer(at)), view_doubt) for at in choice.views_elsewhere]
+    doubts += [(ms_from_answer(at), view_doubt) for at in choice.views_elsewhere]
     doubts += [
-        (abs(distance), "a match {:.2f} ms away is " + f"{ratio:.0%} as strong")
+        (distance, "a match {:.2f} ms away is " + f"{ratio:.0%} as strong")
         for distance, ratio in far
         if ratio >= FAR_RATIO
     ]
-    near_equal = [(ms_from_answer(at), ratio) for at, ratio in _near_equal(choice, rate)]
     doubts += [
-        (abs(distance), "another peak {:.2f} ms away is " + f"{ratio:.0%} as high")
-        for distance, ratio in near_equal
+        (ms_from_answer(at), "another peak {:.2f} ms away is " + f"{ratio:.0%} as high")
+        for at, ratio in _near_equal(choice, rate)
     ]
-    counted = [(d, why) for d, why in doubts if d > SAME_SOURCE_S * 1000]
-    farthest, reason = max(counted, default=(0.0, ""), key=lambda doubt: doubt[0])
+    counted = [(d, why) for d, why in doubts if abs(d) > SAME_SOURCE_S * 1000]
+    farthest, reason = max(counted, default=(0.0, ""), key=lambda doubt: abs(doubt[0]))
     lag_mid = base + lag
     return Fine(
         lag=lag_mid - drift * mid_s * rate,
@@ -724,15 +722,11 @@ def refine(
         curve=values / max(height, 1e-30),
         curve_view=choice.view,
         peak_height=height,
-        rival_distance_ms=farthest,
-        rival_reason=reason.format(farthest),
+        rival_distance_ms=abs(farthest),
+        rival_reason=reason.format(abs(farthest)),
         block_spread_ms=spread,
         source_likeness=likeness,
         other_source_lags=[at - drift * mid_s * rate for at in other_lags],
-        halves_ms=[ms_from_answer(half.lag) for half in halves],
-        rivals_ms=[(ms_from_answer(at), gap) for at, gap in choice.rivals]
-        + [(ms_from_answer(at), 0.0) for at in choice.views_elsewhere],
-        near_equal_ms=[distance for distance, _ in near_equal],
-        far_ms=far,
+        alternatives_ms=[d for d, _ in counted],
         far_kept=kept,
     )
