@@ -602,6 +602,67 @@ print(json.dumps([routes["str-cam2"], cam2.drift_ppm, cam2.drift_error_ppm]))
 """
 
 
+_AGREEING_CHAIN_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+lags = np.arange(-50, 50.001, 0.125)
+
+def pair(offset_s, bound_ms, peaks, alternatives_ms=()):
+    curve = sum(h * np.exp(-0.5 * ((lags - at) / 0.1) ** 2) for at, h in peaks.items())
+    return Result(offset_s, None, bound_ms, None, 60.0, 20.0,
+                  plot={"lags_ms": lags, "curve": curve}, alternatives_ms=list(alternatives_ms))
+
+# truth: t_cam1 = t_cam2 + 2 s = t_cam3 + 5 s. Camera 2's reflection, 3 ms after its
+# direct sound, outscores it in every pair with camera 2: the direct pair picked it
+# but kept the direct sound (3 ms earlier: +3 ms in t_cam1 - t_cam2) as a doubt; the
+# cam2-cam3 pair picked it too, sure of itself, so the chain through camera 3
+# agrees with the direct pair and its bound is the tighter one.
+echo = 0.003
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+cam3 = pair(5.0, 0.15, {0.0: 1.0})
+cases = {
+    # the cam2-cam3 pair has a peak where the earlier alignment puts it
+    "not_ruled_out": (pair(2.0 - echo, 3.4, {0.0: 1.0, 3.0: 0.8}, [3.0]),
+                      pair(3.0 + echo, 0.2, {0.0: 1.0, -3.0: 0.5})),
+    # it has none there: the chain rules the direct pair's doubt out
+    "ruled_out": (pair(2.0 - echo, 3.4, {0.0: 1.0, 3.0: 0.8}, [3.0]),
+                  pair(3.0 + echo, 0.2, {0.0: 1.0})),
+    # the doubt is later than the answer: no reflection of camera 2 explains it
+    "later": (pair(2.0 - echo, 3.4, {0.0: 1.0, -3.0: 0.8}, [-3.0]),
+              pair(3.0 + echo, 0.2, {0.0: 1.0, 3.0: 0.5})),
+}
+out = {}
+for name, (direct, cross) in cases.items():
+    pairs = {("str-cam1", "str-cam2"): direct, ("str-cam1", "str-cam3"): cam3,
+             ("str-cam2", "str-cam3"): cross}
+    solved, routes = combine(pairs, {}, "str-cam1", streams, {s: 30.0 for s in streams})
+    cam2 = solved["str-cam2"]
+    out[name] = [cam2.offset_s, cam2.error_bound_ms, routes["str-cam2"], cam2.bound_reason]
+print(json.dumps(out))
+"""
+
+
+def test_an_agreeing_chain_keeps_the_direct_pairs_earlier_doubt(installed):
+    """A chain that agrees with the direct pair may sit on the same reflection of the
+    stream (every pair with the stream has it): the direct pair's doubt that the
+    sound came earlier stays in the bound unless a pair with the stream has no peak
+    there. Offsets do not move; only what is claimed about them."""
+    found = _run_case(_AGREEING_CHAIN_CASE, installed)
+    offset, bound, route, reason = found["not_ruled_out"]
+    assert route == ["str-cam1", "str-cam3", "str-cam2"]
+    error_ms = abs(offset - 2.0) * 1000
+    assert 2.9 < error_ms <= bound, (error_ms, bound)
+    assert "3.00 ms earlier" in reason
+    for name in ("ruled_out", "later"):
+        offset, bound, route, reason = found[name]
+        assert route == ["str-cam1", "str-cam3", "str-cam2"], name
+        assert bound < 0.5, (name, bound, reason)
+        assert "earlier" not in reason, name
+
+
 def test_a_chain_without_a_drift_has_no_drift_error(installed):
     """A drift error without a drift made the plugin fail while writing its warning
     (TypeError formatting None): a chain has a drift error only when it has a drift."""

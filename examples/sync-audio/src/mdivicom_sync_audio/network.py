@@ -22,6 +22,10 @@ pair that picks the reflection is as sure of itself, and the loops still close
 tells them apart is that the reflection comes later; so when the direct pair
 puts a stream's sound earlier than the chosen chain does, by a reflection's
 delay, and every pair with that stream has a peak there, the direct pair wins.
+For the same reason a chain that agrees with the direct pair proves less than
+its tight bound says: both can sit on the stream's reflection. So the direct
+pair's doubts that put the stream's sound earlier stay in the bound, unless a
+pair of the stream with another camera has no peak where they would put it.
 """
 
 from __future__ import annotations
@@ -93,6 +97,47 @@ def _support(result: Result, shift_ms: float) -> float:
     return float(values[near].max() / values.max())
 
 
+def _peaks_where(
+    sid: str,
+    ref_time: float,
+    time_s: float,
+    reference: str,
+    best: dict[str, Link],
+    route: dict[str, list[str]],
+    links: dict[str, dict[str, Link]],
+    pairs: dict[tuple[str, str], Result],
+) -> list[float | None]:
+    """Each pair of the stream with another camera, at the place where the stream
+    would be if its time `time_s` were the reference's `ref_time`: the pair's
+    correlation there against its top (None when that cannot be told: the other
+    camera's own solution goes through this stream, or the place is beyond the
+    stretch of correlation the pair kept).
+
+    A stream's own reflection arrives at the same delay in every pair with that
+    stream, so an alignment of the stream is only ruled out by a pair that has
+    no peak where it would put the pair's two recordings.
+    """
+    found: list[float | None] = []
+    for (first, second), result in pairs.items():
+        if sid not in (first, second) or reference in (first, second):
+            continue
+        other = first if second == sid else second
+        if other not in best or sid in route[other]:
+            found.append(None)
+            continue
+        # where the other camera's clock is when the stream's is at time_s, per this
+        # alignment and the other's own solution, against what this pair measured
+        implied = (ref_time - best[other].offset_s) / (1 + best[other].drift)
+        measured = _at(links[other][sid], time_s)
+        shift_ms = (implied - measured) * 1000  # in t_other - t_sid
+        if first == sid:
+            shift_ms = -shift_ms
+        lags = np.asarray(result.plot.get("lags_ms", ()))
+        inside = lags.size > 0 and lags.min() <= shift_ms <= lags.max()
+        found.append(_support(result, shift_ms) if inside else None)
+    return found
+
+
 def _direct_came_first(
     sid: str,
     reference: str,
@@ -119,22 +164,48 @@ def _direct_came_first(
     ahead_ms = (ref_time - _at(best[sid], time_s)) * 1000
     if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
         return False
-    for (first, second), result in pairs.items():
-        if sid not in (first, second) or reference in (first, second):
+    peaks = _peaks_where(sid, ref_time, time_s, reference, best, route, links, pairs)
+    return all(peak is not None and peak >= CLOSURE_RATIO for peak in peaks)
+
+
+def _earlier_not_ruled_out(
+    sid: str,
+    reference: str,
+    chosen: Link,
+    best: dict[str, Link],
+    route: dict[str, list[str]],
+    links: dict[str, dict[str, Link]],
+    pairs: dict[tuple[str, str], Result],
+    time_s: float,
+) -> float:
+    """How much earlier than `chosen` (ms) the stream's sound could be, by the direct
+    pair's alternatives that no other pair with the stream rules out (0: none).
+
+    When a chain agrees with the direct pair, the chain's tight bound used to
+    stand, though the direct pair itself had doubted its answer: both can sit
+    on the stream's own reflection, which every pair with the stream shares.
+    An alternative earlier than the answer is what that mistake hides; one
+    later is not (the reflection comes after the direct sound), so only the
+    earlier ones are kept. Two streams of the evaluation were 3.6 and 2.9 ms
+    off with bounds of 0.37 and 0.22 ms this way, while their direct pairs'
+    bounds (9.0 and 3.1 ms) covered the truth.
+    """
+    direct = pairs.get((reference, sid))
+    if direct is None:
+        return 0.0
+    direct_ms = _at(links[reference][sid], time_s) * 1000
+    chosen_ms = _at(chosen, time_s) * 1000
+    farthest = 0.0
+    for alternative_ms in direct.alternatives_ms:
+        earlier_ms = direct_ms + alternative_ms - chosen_ms  # in t_ref - t_sid: the sound earlier
+        if earlier_ms <= max(chosen.bound_ms, farthest):
             continue
-        other = first if second == sid else second
-        if other not in best or sid in route[other]:
-            return False
-        # where the other camera's clock is when the stream's is at time_s, per the
-        # direct pair and the other's own solution, against what this pair measured
-        implied = (ref_time - best[other].offset_s) / (1 + best[other].drift)
-        measured = _at(links[other][sid], time_s)
-        shift_ms = (implied - measured) * 1000  # in t_other - t_sid
-        if first == sid:
-            shift_ms = -shift_ms
-        if _support(result, shift_ms) < CLOSURE_RATIO:
-            return False
-    return True
+        peaks = _peaks_where(
+            sid, (direct_ms + alternative_ms) / 1000, time_s, reference, best, route, links, pairs
+        )
+        if not any(peak is not None and peak < CLOSURE_RATIO for peak in peaks):
+            farthest = earlier_ms
+    return farthest
 
 
 def _shortest(
@@ -261,6 +332,16 @@ def combine(
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
             reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
+        if len(route[sid]) > 2:
+            earlier_ms = _earlier_not_ruled_out(
+                sid, reference, chosen, best, route, links, pairs, middles_s[sid]
+            )
+            if earlier_ms:
+                chosen = replace(chosen, bound_ms=earlier_ms + chosen.bound_ms)
+                reason = (
+                    f"the direct pair has a peak {earlier_ms:.2f} ms earlier "
+                    "that no other pair with this stream rules out"
+                )
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         if sid in drifts and chosen.has_drift:
             # the same reference time at the middle of the stream, along the better drift
