@@ -97,16 +97,19 @@ def _support(result: Result, shift_ms: float) -> float:
     return float(values[near].max() / values.max())
 
 
-def _peaks_where(
-    sid: str,
-    ref_time: float,
-    time_s: float,
-    reference: str,
-    best: dict[str, Link],
-    route: dict[str, list[str]],
-    links: dict[str, dict[str, Link]],
-    pairs: dict[tuple[str, str], Result],
-) -> list[float | None]:
+@dataclass(frozen=True)
+class _Network:
+    """The pairs, their links both ways, and each stream's chain so far: what the
+    checks on one stream's answer look at (`best` and `route` change as they run)."""
+
+    reference: str
+    pairs: dict[tuple[str, str], Result]
+    links: dict[str, dict[str, Link]]
+    best: dict[str, Link]
+    route: dict[str, list[str]]
+
+
+def _peaks_where(net: _Network, sid: str, ref_time: float, time_s: float) -> list[float | None]:
     """Each pair of the stream with another camera, at the place where the stream
     would be if its time `time_s` were the reference's `ref_time`: the pair's
     correlation there against its top (None when that cannot be told: the other
@@ -118,17 +121,18 @@ def _peaks_where(
     no peak where it would put the pair's two recordings.
     """
     found: list[float | None] = []
-    for (first, second), result in pairs.items():
-        if sid not in (first, second) or reference in (first, second):
+    for (first, second), result in net.pairs.items():
+        if sid not in (first, second) or net.reference in (first, second):
             continue
         other = first if second == sid else second
-        if other not in best or sid in route[other]:
+        if other not in net.best or sid in net.route[other]:
             found.append(None)
             continue
         # where the other camera's clock is when the stream's is at time_s, per this
         # alignment and the other's own solution, against what this pair measured
-        implied = (ref_time - best[other].offset_s) / (1 + best[other].drift)
-        measured = _at(links[other][sid], time_s)
+        solved = net.best[other]
+        implied = (ref_time - solved.offset_s) / (1 + solved.drift)
+        measured = _at(net.links[other][sid], time_s)
         shift_ms = (implied - measured) * 1000  # in t_other - t_sid
         if first == sid:
             shift_ms = -shift_ms
@@ -138,15 +142,7 @@ def _peaks_where(
     return found
 
 
-def _direct_came_first(
-    sid: str,
-    reference: str,
-    best: dict[str, Link],
-    route: dict[str, list[str]],
-    links: dict[str, dict[str, Link]],
-    pairs: dict[tuple[str, str], Result],
-    time_s: float,
-) -> bool:
+def _direct_came_first(net: _Network, sid: str, time_s: float) -> bool:
     """Whether the direct pair, not the chain the bounds chose, has the stream's direct sound.
 
     A camera's own reflection arrives after its direct sound, at the same delay
@@ -157,27 +153,18 @@ def _direct_came_first(
     this stream has a peak where that earlier alignment puts it, the chain's
     answer is explained as the stream's reflection and the direct pair's is not.
     """
-    direct = links[reference].get(sid)
+    direct = net.links[net.reference].get(sid)
     if direct is None:
         return False
     ref_time = _at(direct, time_s)
-    ahead_ms = (ref_time - _at(best[sid], time_s)) * 1000
+    ahead_ms = (ref_time - _at(net.best[sid], time_s)) * 1000
     if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
         return False
-    peaks = _peaks_where(sid, ref_time, time_s, reference, best, route, links, pairs)
+    peaks = _peaks_where(net, sid, ref_time, time_s)
     return all(peak is not None and peak >= CLOSURE_RATIO for peak in peaks)
 
 
-def _earlier_not_ruled_out(
-    sid: str,
-    reference: str,
-    chosen: Link,
-    best: dict[str, Link],
-    route: dict[str, list[str]],
-    links: dict[str, dict[str, Link]],
-    pairs: dict[tuple[str, str], Result],
-    time_s: float,
-) -> float:
+def _earlier_not_ruled_out(net: _Network, sid: str, chosen: Link, time_s: float) -> float:
     """How much earlier than `chosen` (ms) the stream's sound could be, by the direct
     pair's alternatives that no other pair with the stream rules out (0: none).
 
@@ -190,19 +177,17 @@ def _earlier_not_ruled_out(
     off with bounds of 0.37 and 0.22 ms this way, while their direct pairs'
     bounds (9.0 and 3.1 ms) covered the truth.
     """
-    direct = pairs.get((reference, sid))
+    direct = net.pairs.get((net.reference, sid))
     if direct is None:
         return 0.0
-    direct_ms = _at(links[reference][sid], time_s) * 1000
+    direct_ms = _at(net.links[net.reference][sid], time_s) * 1000
     chosen_ms = _at(chosen, time_s) * 1000
     farthest = 0.0
     for alternative_ms in direct.alternatives_ms:
         earlier_ms = direct_ms + alternative_ms - chosen_ms  # in t_ref - t_sid: the sound earlier
         if earlier_ms <= max(chosen.bound_ms, farthest):
             continue
-        peaks = _peaks_where(
-            sid, (direct_ms + alternative_ms) / 1000, time_s, reference, best, route, links, pairs
-        )
+        peaks = _peaks_where(net, sid, (direct_ms + alternative_ms) / 1000, time_s)
         if not any(peak is not None and peak < CLOSURE_RATIO for peak in peaks):
             farthest = earlier_ms
     return farthest
@@ -283,12 +268,9 @@ def combine(
         links[first][second] = _link(result)  # t_first from t_second
         links[second][first] = _reverse(_link(result))
     best, route = _shortest(links, reference, lambda link: link.bound_ms)
+    net = _Network(reference, pairs, links, best, route)
     for sid in usable:
-        if (
-            sid in best
-            and len(route[sid]) > 2
-            and _direct_came_first(sid, reference, best, route, links, pairs, middles_s[sid])
-        ):
+        if sid in best and len(route[sid]) > 2 and _direct_came_first(net, sid, middles_s[sid]):
             best[sid], route[sid] = links[reference][sid], [reference, sid]
             # the streams reached through this one follow it
             for node, path in list(route.items()):
@@ -333,9 +315,7 @@ def combine(
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
             reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
         if len(route[sid]) > 2:
-            earlier_ms = _earlier_not_ruled_out(
-                sid, reference, chosen, best, route, links, pairs, middles_s[sid]
-            )
+            earlier_ms = _earlier_not_ruled_out(net, sid, chosen, middles_s[sid])
             if earlier_ms:
                 chosen = replace(chosen, bound_ms=earlier_ms + chosen.bound_ms)
                 reason = (
