@@ -43,10 +43,12 @@ routes, seeds 83-92 whether to keep 0.3.2's near-equal peaks in the bound,
 seeds 93-102 with seeds 23-32 of --reference close whether to keep 0.3.3's
 one-sided test (--reference close seeds 1-22 were its development set), seeds
 103-112 with seeds 33-42 of --reference close whether to keep 0.3.4's
-earlier doubts of an agreeing chain (JUDGE_SEEDS). A claim about unseen rooms
-rests on the held-out seeds. All of them are published stream by stream
-(docs/performance.md), so the next change to the method is to be judged on
-seeds 113 onwards (43 onwards with --reference close).
+earlier doubts of an agreeing chain, seeds 113-122 with seeds 43-52 of
+--reference close whether to keep 0.3.5's earlier doubts of every pair
+(JUDGE_SEEDS). A claim about unseen rooms rests on the held-out seeds. All of
+them are published stream by stream (docs/performance.md), so the next change
+to the method is to be judged on seeds 123 onwards (53 onwards with
+--reference close).
 
 Needs the Debian package pocketsphinx-testdata (the recorded speech), ffmpeg
 on PATH for audio-offset-finder (it converts every file with it) and Python
@@ -86,6 +88,7 @@ JUDGE_SEEDS = {
     "0.3.2": range(83, 93),
     "0.3.3": range(93, 103),
     "0.3.4": range(103, 113),
+    "0.3.5": range(113, 123),
 }
 
 CONDITIONS = [

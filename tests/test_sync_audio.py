@@ -633,6 +633,14 @@ cases = {
     # the doubt is later than the answer: no reflection of camera 2 explains it
     "later": (pair(2.0 - echo, 3.4, {0.0: 1.0, -3.0: 0.8}, [-3.0]),
               pair(3.0 + echo, 0.2, {0.0: 1.0, 3.0: 0.5})),
+    # the direct pair is sure of itself and is the route; the cam2-cam3 pair kept the
+    # direct sound (-3 ms in t_cam2 - t_cam3) as a doubt, and the direct pair's
+    # correlation has a peak there too
+    "cross_doubt": (pair(2.0 - echo, 0.15, {0.0: 1.0, 3.0: 0.6}),
+                    pair(3.0 + echo, 3.4, {0.0: 1.0, -3.0: 0.8}, [-3.0])),
+    # the same, but the direct pair has no peak there: it rules the doubt out
+    "cross_doubt_ruled_out": (pair(2.0 - echo, 0.15, {0.0: 1.0}),
+                              pair(3.0 + echo, 3.4, {0.0: 1.0, -3.0: 0.8}, [-3.0])),
 }
 out = {}
 for name, (direct, cross) in cases.items():
@@ -645,11 +653,11 @@ print(json.dumps(out))
 """
 
 
-def test_an_agreeing_chain_keeps_the_direct_pairs_earlier_doubt(installed):
-    """A chain that agrees with the direct pair may sit on the same reflection of the
-    stream (every pair with the stream has it): the direct pair's doubt that the
-    sound came earlier stays in the bound unless a pair with the stream has no peak
-    there. Offsets do not move; only what is claimed about them."""
+def test_routes_that_agree_keep_a_pairs_doubt_that_the_sound_came_earlier(installed):
+    """Routes that agree may all sit on the same reflection of the stream (every pair
+    with the stream has it): any pair's doubt that the stream's sound came earlier
+    stays in the bound unless a pair with the stream has no peak there, whichever
+    route was taken. Offsets do not move; only what is claimed about them."""
     found = _run_case(_AGREEING_CHAIN_CASE, installed)
     offset, bound, route, reason = found["not_ruled_out"]
     assert route == ["str-cam1", "str-cam3", "str-cam2"]
@@ -661,6 +669,14 @@ def test_an_agreeing_chain_keeps_the_direct_pairs_earlier_doubt(installed):
         assert route == ["str-cam1", "str-cam3", "str-cam2"], name
         assert bound < 0.5, (name, bound, reason)
         assert "earlier" not in reason, name
+    offset, bound, route, reason = found["cross_doubt"]
+    assert route == ["str-cam1", "str-cam2"]
+    error_ms = abs(offset - 2.0) * 1000
+    assert 2.9 < error_ms <= bound, (error_ms, bound)
+    assert reason.startswith("the pair with str-cam3 has a peak 3.00 ms earlier"), reason
+    offset, bound, route, reason = found["cross_doubt_ruled_out"]
+    assert route == ["str-cam1", "str-cam2"]
+    assert bound < 0.5, (bound, reason)
 
 
 def test_a_chain_without_a_drift_has_no_drift_error(installed):

@@ -22,10 +22,11 @@ pair that picks the reflection is as sure of itself, and the loops still close
 tells them apart is that the reflection comes later; so when the direct pair
 puts a stream's sound earlier than the chosen chain does, by a reflection's
 delay, and every pair with that stream has a peak there, the direct pair wins.
-For the same reason a chain that agrees with the direct pair proves less than
-its tight bound says: both can sit on the stream's reflection. So the direct
-pair's doubts that put the stream's sound earlier stay in the bound, unless a
-pair of the stream with another camera has no peak where they would put it.
+For the same reason routes that agree prove less than their tight bounds say:
+all of them can sit on the stream's reflection. So a doubt of any pair with
+the stream (the direct pair, or one with another camera) that puts the
+stream's sound earlier stays in the bound, unless some pair with the stream
+has no peak where it would put it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ def _support(result: Result, shift_ms: float) -> float:
     return float(values[near].max() / values.max())
 
 
+def _support_within(result: Result, shift_ms: float) -> float | None:
+    """`_support`, or None beyond the stretch of correlation the pair kept."""
+    lags = np.asarray(result.plot.get("lags_ms", ()))
+    if not (lags.size > 0 and lags.min() <= shift_ms <= lags.max()):
+        return None
+    return _support(result, shift_ms)
+
+
 @dataclass(frozen=True)
 class _Network:
     """The pairs, their links both ways, and each stream's chain so far: what the
@@ -136,9 +145,7 @@ def _peaks_where(net: _Network, sid: str, ref_time: float, time_s: float) -> lis
         shift_ms = (implied - measured) * 1000  # in t_other - t_sid
         if first == sid:
             shift_ms = -shift_ms
-        lags = np.asarray(result.plot.get("lags_ms", ()))
-        inside = lags.size > 0 and lags.min() <= shift_ms <= lags.max()
-        found.append(_support(result, shift_ms) if inside else None)
+        found.append(_support_within(result, shift_ms))
     return found
 
 
@@ -164,33 +171,63 @@ def _direct_came_first(net: _Network, sid: str, time_s: float) -> bool:
     return all(peak is not None and peak >= CLOSURE_RATIO for peak in peaks)
 
 
-def _earlier_not_ruled_out(net: _Network, sid: str, chosen: Link, time_s: float) -> float:
-    """How much earlier than `chosen` (ms) the stream's sound could be, by the direct
-    pair's alternatives that no other pair with the stream rules out (0: none).
-
-    When a chain agrees with the direct pair, the chain's tight bound used to
-    stand, though the direct pair itself had doubted its answer: both can sit
-    on the stream's own reflection, which every pair with the stream shares.
-    An alternative earlier than the answer is what that mistake hides; one
-    later is not (the reflection comes after the direct sound), so only the
-    earlier ones are kept. Two streams of the evaluation were 3.6 and 2.9 ms
-    off with bounds of 0.37 and 0.22 ms this way, while their direct pairs'
-    bounds (9.0 and 3.1 ms) covered the truth.
-    """
+def _earlier_places(net: _Network, sid: str, time_s: float) -> list[tuple[float, str]]:
+    """The reference's time (ms) at the stream's `time_s` by each alternative that
+    a pair with the stream kept in its bound, and the pair: the direct pair's, and
+    those of the pairs with another camera, through that camera's own solution."""
+    places = []
     direct = net.pairs.get((net.reference, sid))
-    if direct is None:
-        return 0.0
-    direct_ms = _at(net.links[net.reference][sid], time_s) * 1000
+    if direct is not None:
+        at_ms = _at(net.links[net.reference][sid], time_s) * 1000
+        places += [(at_ms + a, "the direct pair") for a in direct.alternatives_ms]
+    for (first, second), result in net.pairs.items():
+        if sid not in (first, second) or net.reference in (first, second):
+            continue
+        other = first if second == sid else second
+        if other not in net.best or sid in net.route[other]:
+            continue
+        # the pair's alternatives are in t_first - t_second; the stream's sound
+        # earlier is a larger t_other - t_sid
+        at_ms = _at(net.best[other], _at(net.links[other][sid], time_s)) * 1000
+        sign = 1 if second == sid else -1
+        places += [
+            (at_ms + sign * alternative, f"the pair with {other}")
+            for alternative in result.alternatives_ms
+        ]
+    return places
+
+
+def _earlier_not_ruled_out(
+    net: _Network, sid: str, chosen: Link, time_s: float
+) -> tuple[float, str]:
+    """How much earlier than `chosen` (ms) the stream's sound could be, by the
+    alternatives of the pairs with the stream that no pair with it rules out (0:
+    none), and which pair kept the farthest.
+
+    The stream's own reflection is at the same delay in every pair with the
+    stream, so all of them, and every route through them, can agree on it and
+    be sure of it; a pair that doubted its answer is then the only sign. A
+    reflection comes after the direct sound, so what such an agreement can
+    hide is an alignment earlier than the answer; one later is left out. It
+    stays in the bound unless some pair with the stream has no peak where it
+    would put the pair's recordings. Three streams of the evaluation were 2.8-
+    3.6 ms off with bounds of 0.2-0.6 ms this way, while a pair with the stream
+    had kept the truth as an alternative.
+    """
     chosen_ms = _at(chosen, time_s) * 1000
-    farthest = 0.0
-    for alternative_ms in direct.alternatives_ms:
-        earlier_ms = direct_ms + alternative_ms - chosen_ms  # in t_ref - t_sid: the sound earlier
+    direct = net.pairs.get((net.reference, sid))
+    direct_ms = _at(net.links[net.reference][sid], time_s) * 1000 if direct is not None else 0.0
+    farthest, source = 0.0, ""
+    for place_ms, kept_by in _earlier_places(net, sid, time_s):
+        earlier_ms = place_ms - chosen_ms  # in t_ref - t_sid: the stream's sound earlier
         if earlier_ms <= max(chosen.bound_ms, farthest):
             continue
-        peaks = _peaks_where(net, sid, (direct_ms + alternative_ms) / 1000, time_s)
+        peaks = _peaks_where(net, sid, place_ms / 1000, time_s)
+        if direct is not None:
+            peaks.append(_support_within(direct, place_ms - direct_ms))
         if not any(peak is not None and peak < CLOSURE_RATIO for peak in peaks):
-            farthest = earlier_ms
-    return farthest
+            farthest, source = earlier_ms, kept_by
+    return farthest, source
 
 
 def _shortest(
@@ -314,14 +351,13 @@ def combine(
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
             reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
-        if len(route[sid]) > 2:
-            earlier_ms = _earlier_not_ruled_out(net, sid, chosen, middles_s[sid])
-            if earlier_ms:
-                chosen = replace(chosen, bound_ms=earlier_ms + chosen.bound_ms)
-                reason = (
-                    f"the direct pair has a peak {earlier_ms:.2f} ms earlier "
-                    "that no other pair with this stream rules out"
-                )
+        earlier_ms, source = _earlier_not_ruled_out(net, sid, chosen, middles_s[sid])
+        if earlier_ms:
+            chosen = replace(chosen, bound_ms=earlier_ms + chosen.bound_ms)
+            reason = (
+                f"{source} has a peak {earlier_ms:.2f} ms earlier "
+                "that no other pair with this stream rules out"
+            )
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         if sid in drifts and chosen.has_drift:
             # the same reference time at the middle of the stream, along the better drift
