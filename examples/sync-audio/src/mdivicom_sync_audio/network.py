@@ -31,7 +31,7 @@ has no peak where it would put it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -118,6 +118,15 @@ class _Network:
     route: dict[str, list[str]]
 
 
+def _cross_pairs(net: _Network, sid: str) -> Iterator[tuple[str, Result, int]]:
+    """The stream's pairs with cameras other than the reference: the other camera,
+    the pair's result, and the sign that turns the pair's t_first - t_second
+    into t_other - t_sid."""
+    for (first, second), result in net.pairs.items():
+        if sid in (first, second) and net.reference not in (first, second):
+            yield (first, result, 1) if second == sid else (second, result, -1)
+
+
 def _peaks_where(net: _Network, sid: str, ref_time: float, time_s: float) -> list[float | None]:
     """Each pair of the stream with another camera, at the place where the stream
     would be if its time `time_s` were the reference's `ref_time`: the pair's
@@ -130,10 +139,7 @@ def _peaks_where(net: _Network, sid: str, ref_time: float, time_s: float) -> lis
     no peak where it would put the pair's two recordings.
     """
     found: list[float | None] = []
-    for (first, second), result in net.pairs.items():
-        if sid not in (first, second) or net.reference in (first, second):
-            continue
-        other = first if second == sid else second
+    for other, result, sign in _cross_pairs(net, sid):
         if other not in net.best or sid in net.route[other]:
             found.append(None)
             continue
@@ -142,10 +148,7 @@ def _peaks_where(net: _Network, sid: str, ref_time: float, time_s: float) -> lis
         solved = net.best[other]
         implied = (ref_time - solved.offset_s) / (1 + solved.drift)
         measured = _at(net.links[other][sid], time_s)
-        shift_ms = (implied - measured) * 1000  # in t_other - t_sid
-        if first == sid:
-            shift_ms = -shift_ms
-        found.append(_support_within(result, shift_ms))
+        found.append(_support_within(result, sign * (implied - measured) * 1000))
     return found
 
 
@@ -180,16 +183,11 @@ def _earlier_places(net: _Network, sid: str, time_s: float) -> list[tuple[float,
     if direct is not None:
         at_ms = _at(net.links[net.reference][sid], time_s) * 1000
         places += [(at_ms + a, "the direct pair") for a in direct.alternatives_ms]
-    for (first, second), result in net.pairs.items():
-        if sid not in (first, second) or net.reference in (first, second):
-            continue
-        other = first if second == sid else second
+    for other, result, sign in _cross_pairs(net, sid):
         if other not in net.best or sid in net.route[other]:
             continue
-        # the pair's alternatives are in t_first - t_second; the stream's sound
-        # earlier is a larger t_other - t_sid
+        # the stream's sound earlier is a larger t_other - t_sid
         at_ms = _at(net.best[other], _at(net.links[other][sid], time_s)) * 1000
-        sign = 1 if second == sid else -1
         places += [
             (at_ms + sign * alternative, f"the pair with {other}")
             for alternative in result.alternatives_ms
