@@ -426,6 +426,140 @@ def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
     assert checked_mp4
 
 
+_GAPPED_FILE = r"""
+import fractions, sys
+import av
+import numpy as np
+# a camera file whose audio drops packets: the samples in each gap never reach
+# the file, and its timestamps jump over them (as a busy capture card leaves them)
+path, rate, codec = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+samples = np.load(sys.argv[4])
+gaps = [(float(a), float(b)) for a, b in (g.split(":") for g in sys.argv[5:])]
+data = (samples / np.abs(samples).max() * 0.89).astype(np.float32)
+with av.open(path, "w", format="matroska") as out:
+    stream = out.add_stream(codec, rate=rate)
+    stream.layout = "mono"
+    for start in range(0, len(data), 1024):
+        if any(at <= start / rate < at + length for at, length in gaps):
+            continue
+        block = data[None, start : start + 1024]
+        if codec == "pcm_s16le":
+            block, kind = (block * 32767).astype(np.int16), "s16"
+        else:
+            kind = "fltp"
+        frame = av.AudioFrame.from_ndarray(block, format=kind, layout="mono")
+        frame.rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+"""
+
+
+def test_audio_that_drops_packets_keeps_its_timestamps(installed, tmp_path):
+    """A camera file whose audio lost 0.26 s at 5 s (its timestamps jump over the
+    gap) is synced on the container's time: laid end to end, everything after the
+    gap was 0.26 s early and the offset came out 256 ms off, status ok. The gap is
+    filled with silence and reported; a second file beside a stream's first is
+    named in a warning, not passed over."""
+    import numpy as np
+
+    scene = _scene(45, seed=8)
+    session = tmp_path / "ses-gap"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 40))
+    camera = session / "raw/video/str-cam2"
+    camera.mkdir(parents=True)
+    np.save(tmp_path / "cam2.npy", _cut(scene, 5, 30))
+    # a camera that splits its recordings into chapter files names them like this
+    for name, codec in (("GX010042.mkv", "pcm_s16le"), ("GX020042.mkv", "aac")):
+        subprocess.run(
+            [
+                *(sys.executable, "-c", _GAPPED_FILE, str(camera / name), str(CASE_RATE)),
+                *(codec, str(tmp_path / "cam2.npy"), "5.0:0.3"),  # 0.3 s lost from 5 s
+            ],
+            env=installed,
+            check=True,
+        )
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    found = _map(tmp_path, "out", "str-cam2")
+    assert abs(found["offset_s"] - 5.0) * 1000 < 0.5, found
+    assert found["status"] == "ok" and abs(found["drift_ppm"]) < 5, found
+    # whole 1024-sample packets were dropped: from 5.056 s, four of them
+    assert found["audio"]["file"] == "GX010042.mkv"
+    assert found["audio"]["gaps"] == [{"at_s": 5.056, "length_s": 0.256}], found["audio"]
+    assert found["audio"]["gap_count"] == 1
+    (warning,) = _record(tmp_path, "out")["warnings"]
+    assert warning.startswith("str-cam2: read GX010042.mkv only, not GX020042.mkv: "), warning
+    assert "own str-<id> folder" in warning
+
+
+_TIMELINE_CASE = r"""
+import fractions, json
+import av
+import numpy as np
+from mdivicom_sync_audio.io import MediaError, _Timeline
+
+RATE = 1000
+def frame(start, count, layout="mono", fmt="fltp"):
+    # frame k's samples are their own time in ms: where each lands is visible
+    values = np.arange(start, start + count, dtype=np.float32)
+    channels = 2 if layout == "stereo" else 1
+    if fmt == "fltp":
+        data = np.repeat(values[None], channels, 0)
+    else:  # packed: the channels interleaved in one row
+        data = np.repeat(values, channels)[None]
+    made = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
+    made.rate, made.pts, made.time_base = RATE, start, fractions.Fraction(1, RATE)
+    return made
+
+def lay(starts, count=100, **kind):
+    timeline, out = _Timeline("cam.mkv", 0.0), []
+    for start in starts:
+        for placed in timeline.place(frame(start, count, **kind)):
+            out.append(placed.to_ndarray()[0][:: 1 if kind.get("fmt", "fltp") == "fltp" else 2])
+    return np.concatenate(out).tolist(), timeline.gaps
+
+found = {}
+found["jitter"] = lay([0, 100, 203, 300])  # 3 ms of rounding: not a gap
+found["gap"] = lay([0, 100, 350, 450], fmt="flt", layout="stereo")
+found["overlap"] = lay([0, 100, 200, 300, 150, 250, 350, 450])
+found["long_overlap"] = lay([0, 100, 200, 300, 400, 500, 180, 280, 380, 480, 580, 680])
+for label, starts in (("reset", [0, 100, 200, -2500]), ("join", [0, 100, 700_100])):
+    try:
+        lay(starts)
+    except MediaError as error:
+        found[label] = str(error)
+print(json.dumps(found))
+"""
+
+
+def test_decoded_frames_go_where_their_timestamps_put_them(installed):
+    """Rounding of a few ms is not a gap; a jump ahead is filled with silence, a jump
+    back drops the overlap (also when it spans whole frames), and a jump beyond
+    what a dropout or an overlap can be is an error naming the file and the time."""
+    found = _run_case(_TIMELINE_CASE, installed)
+    samples, gaps = found["jitter"]
+    assert samples == list(range(100)) + list(range(100, 200)) + list(range(203, 303)) + list(
+        range(300, 400)
+    )
+    assert gaps == []
+    samples, gaps = found["gap"]
+    assert samples == list(range(200)) + [0] * 150 + list(range(350, 550)), samples
+    assert gaps == [[0.2, 0.15]]
+    samples, gaps = found["overlap"]  # 150-399 came again: 400 goes on after 399
+    assert samples == list(range(550)), samples
+    assert gaps == [[0.4, -0.25]]
+    samples, gaps = found["long_overlap"]  # back 420 ms: four frames dropped whole
+    assert samples == list(range(780)), samples
+    assert gaps == [[0.6, -0.42]]
+    assert found["reset"].startswith("cam.mkv: its audio timestamps jump -2.800 s at 0.300 s"), (
+        found
+    )
+    assert "cannot be placed in time: split it there" in found["reset"]
+    assert found["join"].startswith("cam.mkv: its audio timestamps jump +699.900 s at 0.200 s")
+
+
 def _room(rng, distance_m: float, rt60: float = 0.5):
     """An impulse response at CASE_RATE: direct sound, early reflections, a diffuse tail."""
     import numpy as np

@@ -16,6 +16,19 @@ audio 21 ms late against the camera's video and against a WAV of the same
 recording. When an AAC track in an MP4, MOV or MPEG-TS file starts at a packet
 time of zero or later (nothing marks the priming), the first 1024 decoded
 samples are dropped and the next sample is the stream's time zero.
+
+Another is a gap in the audio: a camera or capture program that drops audio
+packets (a busy card, a lost USB buffer) leaves its timestamps jumping over
+them. Decoded samples laid end to end would then put everything after the
+gap early by the gap's length, while the video frames keep the container's
+time: an offset measured after a 0.26 s dropout was 256 ms off, with a tight
+bound. So each decoded frame goes where its timestamp puts it: a jump ahead
+is filled with silence, an overlap is dropped. A jump must be a whole jump,
+at least half the frame's own length, so that timestamps rounded by their
+container (to the millisecond, in WebM) or slowly drifting from the sample
+count never nudge the audio; such slow drift is the drift the sync measures.
+A jump beyond what a dropout can be (a file joined from two recordings, a
+clock reset) cannot be placed and is an error naming the file and the time.
 """
 
 from __future__ import annotations
@@ -27,6 +40,9 @@ from typing import Any
 import numpy as np
 
 AAC_PRIMING_SAMPLES = 1024
+GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding, not a gap
+MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
+MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
 PRIMING_FORMATS = ("mov", "mp4", "mpegts")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
@@ -51,6 +67,9 @@ class Audio:
     start_s: float  # time of samples[0] on the container's clock (from its start)
     priming_dropped: int = 0
     video: list[dict[str, Any]] = field(default_factory=list)
+    # (container time s, length s) of each jump in the audio's timestamps: silence
+    # filled in, or (negative) overlapping audio dropped
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -88,6 +107,84 @@ class _Samples:
 
 def _seconds(value: int | None, time_base: Any) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
+
+
+class _Timeline:
+    """Puts each decoded frame where its timestamp says (see the module docstring):
+    the frames to hand on for one decoded frame, and the jumps met so far."""
+
+    def __init__(self, path: Path, origin: float) -> None:
+        self.path = path
+        self.origin = origin
+        self.end: float | None = None  # where the audio placed so far ends
+        self.gaps: list[tuple[float, float]] = []
+        self.behind = False  # the last frame was dropped whole, as overlap
+
+    def place(self, frame: Any) -> list[Any]:
+        at = frame.time  # pts in seconds, None without one
+        length = frame.samples / frame.sample_rate
+        if at is None or self.end is None:
+            self.end = (self.end or 0.0) + length if at is None else at + length
+            return [frame]
+        jump = at - self.end
+        # rounding, except that an overlap being dropped ends exactly where it ends
+        if abs(jump) < GAP_FRACTION * length and not (self.behind and jump < 0):
+            self.end, self.behind = at + length, False
+            return [frame]
+        here = round(self.end - self.origin, 6)
+        if jump > MAX_GAP_S or (jump < -MAX_OVERLAP_S and not self.behind):
+            raise MediaError(
+                f"{self.path}: its audio timestamps jump {jump:+.3f} s at {here:.3f} s, more "
+                f"than a dropout ({MAX_GAP_S:g} s ahead) or an overlap ({MAX_OVERLAP_S:g} s "
+                "back) can be; a file joined from two recordings or with a clock reset "
+                "cannot be placed in time: split it there"
+            )
+        if jump > 0:
+            self.gaps.append((here, round(jump, 6)))
+            self.end, self.behind = at + length, False
+            return [*_silence(frame, round(jump * frame.sample_rate)), frame]
+        drop = min(frame.samples, round(-jump * frame.sample_rate))
+        if self.behind:  # the same overlap, going on
+            here, dropped_s = self.gaps.pop()
+        else:
+            dropped_s = 0.0
+        self.gaps.append((here, round(dropped_s - drop / frame.sample_rate, 6)))
+        self.behind = True
+        if drop == frame.samples:
+            return []
+        self.end, self.behind = at + length, False
+        return [_without_start(frame, drop)]
+
+
+def _planes(frame: Any, array: np.ndarray) -> Any:
+    """A frame like `frame` (format, layout, rate) holding `array` (as to_ndarray gives)."""
+    import av
+
+    made = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(array), format=frame.format.name, layout=frame.layout.name
+    )
+    made.sample_rate = frame.sample_rate
+    return made
+
+
+def _silence(like: Any, count: int) -> list[Any]:
+    """`count` silent samples in frames of `like`'s format, a second at most each,
+    so that a long gap never needs more than a second of source samples at once."""
+    channels = len(like.layout.channels)
+    rows = channels if like.format.is_planar else 1
+    per_sample = 1 if like.format.is_planar else channels
+    dtype = like.to_ndarray().dtype
+    frames = []
+    for start in range(0, count, like.sample_rate):
+        size = min(like.sample_rate, count - start)
+        frames.append(_planes(like, np.zeros((rows, size * per_sample), dtype=dtype)))
+    return frames
+
+
+def _without_start(frame: Any, count: int) -> Any:
+    """`frame` without its first `count` samples."""
+    per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
+    return _planes(frame, frame.to_ndarray()[:, count * per_sample :])
 
 
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
@@ -128,6 +225,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         buffer = _Samples(int(expected * 1.01) + rate)
         first_packet_pts: int | None = None
         first_time: float | None = None
+        timeline = _Timeline(path, origin)
         try:
             for packet in container.demux(stream):
                 if first_packet_pts is None and packet.pts is not None:
@@ -135,8 +233,9 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
                 for frame in packet.decode():
                     if first_time is None:
                         first_time = _seconds(frame.pts, frame.time_base)
-                    for out in resampler.resample(frame):
-                        buffer.add(out.to_ndarray().reshape(-1))
+                    for placed in timeline.place(frame):
+                        for out in resampler.resample(placed):
+                            buffer.add(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 buffer.add(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as error:
@@ -152,6 +251,8 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         dropped = AAC_PRIMING_SAMPLES
         samples = samples[round(dropped * rate / source_rate) :]
     start = (first_time if first_time is not None else origin) - origin
+    skipped_s = dropped / source_rate if dropped else 0.0  # the priming is before time zero
+    gaps = [(round(at - skipped_s, 6), length) for at, length in timeline.gaps]
     return Audio(
         path=path,
         rate=rate,
@@ -163,6 +264,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         start_s=round(start, 6),
         priming_dropped=dropped,
         video=video,
+        gaps=gaps,
     )
 
 

@@ -17,23 +17,41 @@ from mdivicom_sync_audio.plugin import VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
 MAX_DRIFT_ERROR_PPM = 10.0
+MAX_GAPS_LISTED = 100  # in a map; `gap_count` has them all
 
 
 class StrictFailure(RuntimeError):
     """strict=true and at least one stream's result is doubtful."""
 
 
-def find_streams(session: Path) -> dict[str, Path]:
-    """str-<id> -> its first media file, from raw/audio/str-<id>/ or raw/video/str-<id>/."""
-    streams: dict[str, Path] = {}
+def find_streams(session: Path) -> dict[str, list[Path]]:
+    """str-<id> -> its media files by name, from raw/audio/str-<id>/ or raw/video/str-<id>/.
+
+    A stream is one recording, read from the first of them; the others are
+    named in a warning (`unread_files`), never passed over in silence: a
+    camera that splits a long recording into chapter files would otherwise be
+    synced on its first chapter alone without a word.
+    """
+    streams: dict[str, list[Path]] = {}
     for kind in ("audio", "video"):
         for folder in sorted((session / "raw" / kind).glob("str-*")):
             files = sorted(
                 p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
             )
             if folder.is_dir() and files and folder.name not in streams:
-                streams[folder.name] = files[0]
+                streams[folder.name] = files
     return dict(sorted(streams.items()))
+
+
+def unread_files(streams: dict[str, list[Path]]) -> list[str]:
+    """A warning for each stream folder with media files beside the one read."""
+    return [
+        f"{sid}: read {files[0].name} only, not {', '.join(f.name for f in files[1:])}: "
+        "a stream is one recording (one file); give each other recording its own "
+        "str-<id> folder to sync it"
+        for sid, files in streams.items()
+        if len(files) > 1
+    ]
 
 
 def run(
@@ -63,11 +81,11 @@ def run(
     rate = int(config.get("analysis_rate_hz", 8000))
     max_error = float(config.get("max_error_ms", 1.0))
     track = config.get("audio_track")
-    audio = {sid: read_audio(path, rate, track) for sid, path in streams.items()}
+    audio = {sid: read_audio(files[0], rate, track) for sid, files in streams.items()}
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
+    warnings: list[str] = unread_files(streams)
     usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
@@ -155,7 +173,7 @@ def run(
                 "version": VERSION,
                 "session": session.name,
                 "reference_stream": reference,
-                "streams": {s: str(p) for s, p in streams.items()},
+                "streams": {sid: str(audio[sid].path) for sid in streams},
             },
             indent=2,
         )
@@ -203,6 +221,11 @@ def _entry(
             "start_s": stream.start_s,
             "priming_samples_dropped": stream.priming_dropped,
             "duration_s": round(stream.duration_s, 3),
+            # where the timestamps jumped: silence put in, or (negative) overlap dropped
+            "gaps": [
+                {"at_s": at, "length_s": length} for at, length in stream.gaps[:MAX_GAPS_LISTED]
+            ],
+            "gap_count": len(stream.gaps),
         },
         "video": video,
     }
