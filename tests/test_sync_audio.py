@@ -426,6 +426,48 @@ def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
     assert checked_mp4
 
 
+_PRIMING_CASE = r"""
+import json, sys, tempfile
+from pathlib import Path
+import av
+import numpy as np
+from mdivicom_sync_audio.io import read_audio, write_wav
+
+rate = 48000
+sound = np.random.default_rng(4).standard_normal(rate * 3).astype(np.float32) * 0.2
+folder = Path(tempfile.mkdtemp())
+write_wav(folder / "same.wav", rate, sound)
+for name, kind in (("raw.aac", "adts"), ("unmarked.mp4", "mp4"), ("camera.ts", "mpegts")):
+    with av.open(str(folder / name), "w", format=kind) as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, len(sound), 1024):  # no timestamps: nothing marks the priming
+            block = sound[None, start : start + 1024]
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
+            frame.rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+wav = read_audio(folder / "same.wav", rate).samples.astype(float)
+found = {}
+for name in ("raw.aac", "unmarked.mp4", "camera.ts"):
+    audio = read_audio(folder / name, rate)
+    score = np.correlate(audio.samples[: rate].astype(float), wav[2048 : rate - 2048], "valid")
+    found[name] = [int(np.argmax(score)) - 2048, audio.priming_dropped, audio.container]
+print(json.dumps(found))
+"""
+
+
+def test_aac_priming_is_dropped_wherever_nothing_marks_it(installed):
+    """AAC encoders put 1024 samples of priming first. An MP4 written without an edit
+    list, an MPEG-TS camera file and a raw AAC (ADTS) file cannot mark them: each
+    decodes with its sound where a WAV of the same recording has it, not 21 ms late."""
+    found = _run_case(_PRIMING_CASE, installed)
+    for name, (late, dropped, container) in found.items():
+        assert (late, dropped) == (0, 1024), (name, container, late)
+
+
 _GAPPED_FILE = r"""
 import fractions, sys
 import av

@@ -11,9 +11,9 @@ counted from the container's start, so a video frame's time from the same
 container maps with the same offset. One trap is handled on purpose: AAC
 encoders prepend 1024 "priming" samples (21.3 ms at 48 kHz) that MP4/MOV mark
 with an edit list and FFmpeg then drops; files written without that mark (some
-muxers, MPEG-TS) decode with the priming at time zero, which would shift the
+muxers, MPEG-TS, raw AAC) decode with the priming at time zero, which would shift the
 audio 21 ms late against the camera's video and against a WAV of the same
-recording. When an AAC track in an MP4, MOV or MPEG-TS file starts at a packet
+recording. When an AAC track in an MP4, MOV, MPEG-TS or raw AAC (ADTS) file starts at a packet
 time of zero or later (nothing marks the priming), the first 1024 decoded
 samples are dropped and the next sample is the stream's time zero.
 
@@ -43,7 +43,7 @@ AAC_PRIMING_SAMPLES = 1024
 GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding, not a gap
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
-PRIMING_FORMATS = ("mov", "mp4", "mpegts")
+PRIMING_FORMATS = ("mov", "mp4", "mpegts", "aac")  # aac: raw ADTS
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
 MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
