@@ -468,6 +468,60 @@ def test_aac_priming_is_dropped_wherever_nothing_marks_it(installed):
         assert (late, dropped) == (0, 1024), (name, container, late)
 
 
+_JOINED_CASE = r"""
+import fractions, json, tempfile
+from pathlib import Path
+import av
+import numpy as np
+from mdivicom_sync_audio.io import MediaError, read_audio
+
+folder = Path(tempfile.mkdtemp())
+def part(path, layout, rate, start_s):
+    channels = 2 if layout == "stereo" else 1
+    sound = np.random.default_rng(1).standard_normal((channels, rate * 2)) * 0.2
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("mp2", rate=rate)
+        stream.layout = layout
+        for start in range(0, rate * 2, 1152):
+            block = (sound[:, start : start + 1152].T.reshape(1, -1) * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout=layout)
+            frame.rate, frame.time_base = rate, fractions.Fraction(1, rate)
+            frame.pts = round(start_s * rate) + start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path.read_bytes()
+found = {}
+# MPEG-TS files join by concatenation; the second recording is stereo at another rate
+first = part(folder / "a.ts", "mono", 48000, 0.0)
+(folder / "goes-on.ts").write_bytes(first + part(folder / "b.ts", "stereo", 44100, 2.0))
+(folder / "restarts.ts").write_bytes(first + part(folder / "c.ts", "stereo", 44100, 0.0))
+audio = read_audio(folder / "goes-on.ts", 8000)
+found["goes_on"] = [audio.duration_s, audio.gaps]
+try:
+    read_audio(folder / "restarts.ts", 8000)
+except MediaError as error:
+    found["restarts"] = str(error)
+print(json.dumps(found))
+"""
+
+
+def test_a_track_that_changes_rate_and_channels_midway_is_read_on(installed):
+    """One resampler takes one rate and channel layout: a camera file joined from two
+    recordings (MPEG-TS joins by concatenation) read on its second part at its own
+    rate and layout, in place; when the second part's clock starts again from zero
+    it cannot be placed, and the error names the file and the time."""
+    found = _run_case(_JOINED_CASE, installed)
+    seconds, gaps = found["goes_on"]
+    assert abs(seconds - 4.0) < 0.03, found
+    # the first part's last frame is padded past 2.0 s: that much is dropped again
+    (at_s, length_s), *more = gaps
+    assert not more and 2.0 < at_s < 2.03 and -0.03 < length_s < 0, found
+    assert "restarts.ts: its audio timestamps jump -2.0" in found["restarts"], found
+    assert found["restarts"].endswith("cannot be placed in time: split it there"), found
+
+
 _GAPPED_FILE = r"""
 import fractions, sys
 import av

@@ -29,6 +29,8 @@ container (to the millisecond, in WebM) or slowly drifting from the sample
 count never nudge the audio; such slow drift is the drift the sync measures.
 A jump beyond what a dropout can be (a file joined from two recordings, a
 clock reset) cannot be placed and is an error naming the file and the time.
+A join whose clock goes on is read on, also when the rate or the channel
+layout changes there.
 """
 
 from __future__ import annotations
@@ -156,6 +158,34 @@ class _Timeline:
         return [_without_start(frame, drop)]
 
 
+class _Mixdown:
+    """FFmpeg's resampler to mono float at `rate`, made again when the track's own
+    rate, channel layout or sample format changes on the way (an MPEG-TS file
+    joined from two recordings, a broadcast switching to 5.1): one resampler
+    takes one setup only."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.setup: tuple[str, str, int] | None = None
+        self.resampler: Any = None
+
+    def __call__(self, frame: Any) -> list[np.ndarray]:
+        import av
+
+        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        out = []
+        if setup != self.setup:
+            out = self.flush()
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            self.setup = setup
+        return out + [block.to_ndarray().reshape(-1) for block in self.resampler.resample(frame)]
+
+    def flush(self) -> list[np.ndarray]:
+        if self.resampler is None:
+            return []
+        return [block.to_ndarray().reshape(-1) for block in self.resampler.resample(None)]
+
+
 def _planes(frame: Any, array: np.ndarray) -> Any:
     """A frame like `frame` (format, layout, rate) holding `array` (as to_ndarray gives)."""
     import av
@@ -220,7 +250,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         ]
         codec = stream.codec_context.name
         fmt = container.format.name
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        mixdown = _Mixdown(rate)
         expected = (container.duration or 0) / 1e6 * rate
         buffer = _Samples(int(expected * 1.01) + rate)
         first_packet_pts: int | None = None
@@ -234,10 +264,10 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
                     if first_time is None:
                         first_time = _seconds(frame.pts, frame.time_base)
                     for placed in timeline.place(frame):
-                        for out in resampler.resample(placed):
-                            buffer.add(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                buffer.add(out.to_ndarray().reshape(-1))
+                        for block in mixdown(placed):
+                            buffer.add(block)
+            for block in mixdown.flush():
+                buffer.add(block)
         except av.error.FFmpegError as error:
             raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
         source_rate = int(stream.rate or 0)
