@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -161,8 +163,19 @@ def pip_install_target(target: Path, *projects: Path) -> None:
     isolated one: setting that up asks the package index for setuptools and costs
     10-15 s per install. pip still refuses a project whose build requirements this
     venv does not satisfy (--check-build-dependencies).
+
+    Each project is built from a private copy: pip builds in the source tree, and
+    two tests (or the two Pythons CI runs at once) building the same example
+    there race on its build/ and *.egg-info folders (seen once in CI).
     """
-    subprocess.run(
+    copies = []
+    for project in projects:
+        copy = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent)) / project.name
+        shutil.copytree(
+            project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        )
+        copies.append(copy)
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -175,13 +188,18 @@ def pip_install_target(target: Path, *projects: Path) -> None:
             "--disable-pip-version-check",
             "--target",
             str(target),
-            *map(str, projects),
+            *map(str, copies),
         ],
-        check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
+    for copy in copies:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    if done.returncode:
+        raise AssertionError(
+            f"pip install of {', '.join(map(str, projects))} failed:\n{done.stderr}"
+        )
 
 
 def interruptible() -> None:
