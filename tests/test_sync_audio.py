@@ -590,6 +590,39 @@ def test_audio_that_drops_packets_keeps_its_timestamps(installed, tmp_path):
     assert "own str-<id> folder" in warning
 
 
+def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(installed, tmp_path):
+    """A WAV has no timestamps: a computer's recording that lost 0.1 s of samples
+    40 s in is 100 ms off from there on. One offset cannot hold on both sides; it
+    was reported for the larger part, status ok, bound 0.1 ms. Each stretch is
+    searched again on its own: the one after the loss is named with its jump, and
+    the stream is doubtful. The same recording without the loss passes."""
+    import numpy as np
+
+    scene = _scene(75, seed=12)
+    camera = _cut(scene, 5, 60)
+    lost = np.concatenate([camera[: 40 * CASE_RATE], camera[int(40.1 * CASE_RATE) :]])
+    sessions = tmp_path / "study" / "sessions"
+    for name, samples in (("ses-lost", lost), ("ses-whole", camera)):
+        _write(sessions / name / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 70))
+        _write(sessions / name / "raw/audio/str-cam2/cam2.wav", samples)
+    out = tmp_path / "out"
+    result = _run(installed, tmp_path / "study", out, "--sessions", "ses-*", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    whole = _map(out, "ses-whole", "str-cam2")
+    assert whole["status"] == "ok" and whole["jumps"] == [], whole
+    found = _map(out, "ses-lost", "str-cam2")
+    assert abs(found["offset_s"] - 5.0) * 1000 < 0.5, found  # right for the first 40 s
+    assert found["status"] == "doubtful", found
+    ((jump),) = found["jumps"]
+    # the overlap (59.9 s) in two stretches: the second is 100 ms off from 40 s on
+    assert jump == {"from_s": 29.95, "to_s": 59.9, "by_ms": 100.0}, found["jumps"]
+    (warning,) = _record(out, "ses-lost")["warnings"]
+    assert warning.startswith(
+        "str-cam2: from 30 to 60 s of its recording the sound matches the reference "
+        "+100 ms from this offset: samples were lost or added near one end of that stretch"
+    ), warning
+
+
 _TIMELINE_CASE = r"""
 import fractions, json
 import av

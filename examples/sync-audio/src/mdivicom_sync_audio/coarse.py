@@ -107,6 +107,21 @@ def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
     return spectrum
 
 
+def whitened_correlation(reference: np.ndarray, other: np.ndarray, size: int) -> np.ndarray:
+    """corr[l] = sum reference[n + l] * other[n], circular over `size` points, with
+    both spectra whitened (GCC-PHAT)."""
+    cross = _whitened_spectrum(reference, size)
+    cross *= np.conj(_whitened_spectrum(other, size))
+    return np.fft.irfft(cross, size)
+
+
+def robust_level(sample: np.ndarray) -> tuple[float, float]:
+    """The median and the spread (1.4826 MAD, a standard deviation for Gaussian
+    noise) of a correlation: what its peaks are measured against."""
+    centre = float(np.median(sample))
+    return centre, 1.4826 * float(np.median(np.abs(sample - centre))) or 1e-12
+
+
 def search(
     reference: np.ndarray, other: np.ndarray, rate: int, max_lag_s: float | None
 ) -> Coarse | None:
@@ -118,18 +133,13 @@ def search(
     if high <= low:
         return None
     size = fast_length(len(reference) + len(other))
-    cross = _whitened_spectrum(reference, size)
-    cross *= np.conj(_whitened_spectrum(other, size))
-    corr = np.fft.irfft(cross, size)
-    del cross
+    corr = whitened_correlation(reference, other, size)
     # lags low..high, where corr[l] = sum reference[n + l] * other[n]
     lags = np.concatenate([corr[low:], corr[: high + 1]]) if low < 0 else corr[low : high + 1]
     del corr
     # robust level and spread from every 8th lag, and scores in place: on hours
     # of audio each temporary copy of the correlation is tens of MB
-    sample = lags[::8]
-    centre = float(np.median(sample))
-    spread = 1.4826 * float(np.median(np.abs(sample - centre))) or 1e-12
+    centre, spread = robust_level(lags[::8])
     scores = lags
     scores -= centre
     scores /= spread

@@ -1,7 +1,8 @@
 """The plugin's run(): find the session's streams, align them, write the results.
 
 Problems never pass silently: every stream whose result is doubtful (error
-bound above `max_error_ms`, a rough drift, a silent track) is named in the
+bound above `max_error_ms`, a rough drift, a silent track, a stretch of the
+recording the offset does not hold on) is named in the
 `warnings` list that run() returns (the runner copies it into the run record
 and prints it), and `strict=true` turns any of them into a failed run.
 """
@@ -74,6 +75,7 @@ def run(
         raise ValueError(f"reference_stream {reference!r} is not one of {', '.join(streams)}")
     if dry_run:
         return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
+    from mdivicom_sync_audio.continuity import describe, find_jumps
     from mdivicom_sync_audio.estimate import SyncProblem, check_audible
     from mdivicom_sync_audio.network import solve
 
@@ -111,6 +113,12 @@ def run(
             continue
         warnings.extend(found.notes)
         status = "ok"
+        # one line must hold over the whole recording: a stretch that matches elsewhere
+        # (samples lost or added without a trace) makes the offset wrong there
+        jumps = find_jumps(audio[reference], stream, found.offset_s, found.drift_ppm)
+        if jumps:
+            status = "doubtful"
+            warnings.extend(describe(sid, jump) for jump in jumps)
         if found.error_bound_ms > max_error:
             status = "doubtful"
             warnings.append(
@@ -133,6 +141,14 @@ def run(
             status,
         )
         results[sid]["via"] = routes[sid][1:-1]
+        results[sid]["jumps"] = [
+            {
+                "from_s": round(j.from_s, 3),
+                "to_s": round(j.to_s, 3),
+                "by_ms": round(j.by_s * 1000, 1),
+            }
+            for j in jumps
+        ]
         results[sid]["drift_via"] = found.drift_via
         results[sid]["other_source_offsets_s"] = [
             round(other, 6) for other in found.other_source_offsets_s
