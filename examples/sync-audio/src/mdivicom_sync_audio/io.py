@@ -11,11 +11,12 @@ counted from the container's start, so a video frame's time from the same
 container maps with the same offset. One trap is handled on purpose: AAC
 encoders prepend 1024 "priming" samples (21.3 ms at 48 kHz) that MP4/MOV mark
 with an edit list and FFmpeg then drops; files written without that mark (some
-muxers, MPEG-TS, raw AAC) decode with the priming at time zero, which would shift the
-audio 21 ms late against the camera's video and against a WAV of the same
-recording. When an AAC track in an MP4, MOV, MPEG-TS or raw AAC (ADTS) file starts at a packet
-time of zero or later (nothing marks the priming), the first 1024 decoded
-samples are dropped and the next sample is the stream's time zero.
+muxers, MPEG-TS, raw AAC) decode with the priming at time zero, which would
+shift the audio 21 ms late against the camera's video and against a WAV of
+the same recording. When an AAC track in an MP4, MOV, MPEG-TS or raw AAC
+(ADTS) file starts at a packet time of zero or later (nothing marks the
+priming), the first 1024 decoded samples are dropped and the next sample is
+the stream's time zero.
 
 Another is a gap in the audio: a camera or capture program that drops audio
 packets (a busy card, a lost USB buffer) leaves its timestamps jumping over
@@ -262,7 +263,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
                     first_packet_pts = packet.pts
                 for frame in packet.decode():
                     if first_time is None:
-                        first_time = _seconds(frame.pts, frame.time_base)
+                        first_time = frame.time
                     for placed in timeline.place(frame):
                         for block in mixdown(placed):
                             buffer.add(block)
