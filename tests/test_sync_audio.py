@@ -427,7 +427,7 @@ def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
 
 
 _PRIMING_CASE = r"""
-import json, sys, tempfile
+import json, sys
 from pathlib import Path
 import av
 import numpy as np
@@ -435,7 +435,7 @@ from mdivicom_sync_audio.io import read_audio, write_wav
 
 rate = 48000
 sound = np.random.default_rng(4).standard_normal(rate * 3).astype(np.float32) * 0.2
-folder = Path(tempfile.mkdtemp())
+folder = Path(sys.argv[1])
 write_wav(folder / "same.wav", rate, sound)
 for name, kind in (("raw.aac", "adts"), ("unmarked.mp4", "mp4"), ("camera.ts", "mpegts")):
     with av.open(str(folder / name), "w", format=kind) as out:
@@ -459,23 +459,23 @@ print(json.dumps(found))
 """
 
 
-def test_aac_priming_is_dropped_wherever_nothing_marks_it(installed):
+def test_aac_priming_is_dropped_wherever_nothing_marks_it(installed, tmp_path):
     """AAC encoders put 1024 samples of priming first. An MP4 written without an edit
     list, an MPEG-TS camera file and a raw AAC (ADTS) file cannot mark them: each
     decodes with its sound where a WAV of the same recording has it, not 21 ms late."""
-    found = _run_case(_PRIMING_CASE, installed)
+    found = _run_case(_PRIMING_CASE, installed, str(tmp_path))
     for name, (late, dropped, container) in found.items():
         assert (late, dropped) == (0, 1024), (name, container, late)
 
 
 _JOINED_CASE = r"""
-import fractions, json, tempfile
+import fractions, json, sys
 from pathlib import Path
 import av
 import numpy as np
 from mdivicom_sync_audio.io import MediaError, read_audio
 
-folder = Path(tempfile.mkdtemp())
+folder = Path(sys.argv[1])
 def part(path, layout, rate, start_s):
     channels = 2 if layout == "stereo" else 1
     sound = np.random.default_rng(1).standard_normal((channels, rate * 2)) * 0.2
@@ -507,12 +507,12 @@ print(json.dumps(found))
 """
 
 
-def test_a_track_that_changes_rate_and_channels_midway_is_read_on(installed):
+def test_a_track_that_changes_rate_and_channels_midway_is_read_on(installed, tmp_path):
     """One resampler takes one rate and channel layout: a camera file joined from two
     recordings (MPEG-TS joins by concatenation) read on its second part at its own
     rate and layout, in place; when the second part's clock starts again from zero
     it cannot be placed, and the error names the file and the time."""
-    found = _run_case(_JOINED_CASE, installed)
+    found = _run_case(_JOINED_CASE, installed, str(tmp_path))
     seconds, gaps = found["goes_on"]
     assert abs(seconds - 4.0) < 0.03, found
     # the first part's last frame is padded past 2.0 s: that much is dropped again
@@ -779,10 +779,11 @@ print("equal")
     assert done.stdout.strip() == "equal"
 
 
-def _run_case(code: str, env: dict[str, str]) -> dict:
-    """Run `code` with the installed example importable; the JSON it printed."""
+def _run_case(code: str, env: dict[str, str], *args: str) -> dict:
+    """Run `code` (with `args` in sys.argv) with the installed example importable;
+    the JSON it printed."""
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
     )
     return json.loads(result.stdout)
 
