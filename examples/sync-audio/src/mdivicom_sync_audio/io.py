@@ -187,6 +187,12 @@ class _Mixdown:
         return [block.to_ndarray().reshape(-1) for block in self.resampler.resample(None)]
 
 
+def _interleaved(frame: Any) -> int:
+    """Values per sample in a row of `frame.to_ndarray()`: its channels when they
+    are interleaved in one row (packed formats), 1 when each has its own (planar)."""
+    return 1 if frame.format.is_planar else len(frame.layout.channels)
+
+
 def _planes(frame: Any, array: np.ndarray) -> Any:
     """A frame like `frame` (format, layout, rate) holding `array` (as to_ndarray gives)."""
     import av
@@ -201,21 +207,18 @@ def _planes(frame: Any, array: np.ndarray) -> Any:
 def _silence(like: Any, count: int) -> list[Any]:
     """`count` silent samples in frames of `like`'s format, a second at most each,
     so that a long gap never needs more than a second of source samples at once."""
-    channels = len(like.layout.channels)
-    rows = channels if like.format.is_planar else 1
-    per_sample = 1 if like.format.is_planar else channels
+    rows = len(like.layout.channels) if like.format.is_planar else 1
     dtype = like.to_ndarray().dtype
     frames = []
     for start in range(0, count, like.sample_rate):
         size = min(like.sample_rate, count - start)
-        frames.append(_planes(like, np.zeros((rows, size * per_sample), dtype=dtype)))
+        frames.append(_planes(like, np.zeros((rows, size * _interleaved(like)), dtype=dtype)))
     return frames
 
 
 def _without_start(frame: Any, count: int) -> Any:
     """`frame` without its first `count` samples."""
-    per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
-    return _planes(frame, frame.to_ndarray()[:, count * per_sample :])
+    return _planes(frame, frame.to_ndarray()[:, count * _interleaved(frame) :])
 
 
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
