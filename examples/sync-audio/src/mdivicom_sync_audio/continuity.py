@@ -152,13 +152,13 @@ def find_jumps(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
     it empty on the far side, though a stretch the jump falls inside has both.
     """
     stretches = _stretches(ref, oth, offset_s, drift_ppm)
-    if not stretches:
-        return []
     clear = _clear(_check_rate(oth)[1])
     holding = [st for st in stretches if st.near >= clear and st.near >= st.far]
+    if not holding:
+        return []
     found: list[Jump] = []
     for st in stretches:
-        if not holding or st.far < clear or st.near >= RUNNER_UP_RATIO * st.far:
+        if st.far < clear or st.near >= RUNNER_UP_RATIO * st.far:
             continue
         if all(other.best_near(st.by_s) >= clear for other in holding):
             continue  # the room's or the sound's: there where the map holds too
