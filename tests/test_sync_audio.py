@@ -1247,6 +1247,118 @@ def test_a_drift_a_short_span_cannot_rule_out_is_decided_by_a_longer_one(install
     assert found["pinned"] and abs(found["drift_ppm"] - 60) < 1, found
 
 
+def _sample(env, root: Path, *args: str) -> dict:
+    """A generated dataset (mdivicom_sync_audio.sample) and its truth."""
+    command = [sys.executable, "-m", "mdivicom_sync_audio.sample", str(root), *args]
+    subprocess.run(command, env=env, check=True)
+    return json.loads((root / "sample_truth.json").read_text())
+
+
+def test_a_clock_a_thousandth_off_is_measured_and_one_beyond_the_search_is_not(installed, tmp_path):
+    """Video conformed to 29.97 fps runs its audio 0.1 % slow (-999 ppm). The drift
+    search went to +-250 ppm and the frames inside each 4-s block were summed at
+    one lag, though it moves 4 ms across the block: such a camera came out 240 ppm
+    off, and a clock at 400 ppm read +160.8 ppm "good to +-45". Now the frames are
+    aligned along the drift and, while no drift is pinned, the search looks up to
+    +-1200 ppm. A clock at 3000 ppm gets no drift, a doubtful status, and a bound
+    that covers its offset."""
+    truth = _sample(
+        installed, tmp_path / "pulled", "--sessions", "2", "--seed", "7", "--seconds", "60",
+        "--drift-ppm", "-999", "--scenes", "dry,room",
+    )  # fmt: skip
+    out = tmp_path / "out"
+    result = _run(installed, tmp_path / "pulled", out, "--sessions", "ses-*", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    for session, info in truth.items():
+        for stream, true_offset in info["offsets_s"].items():
+            if stream == "str-cam1":
+                continue
+            found = _map(out, session, stream)
+            assert abs(found["drift_ppm"] + 999) < 1, found
+            assert abs(found["offset_s"] - true_offset) * 1000 < 0.5, found
+            if info["scene"] == "dry":
+                assert found["status"] == "ok", found
+    truth = _sample(
+        installed, tmp_path / "far", "--sessions", "1", "--seed", "7", "--seconds", "60",
+        "--drift-ppm", "3000",
+    )  # fmt: skip
+    result = _run(installed, tmp_path / "far", tmp_path / "far-out", "--sessions", "ses-*")
+    assert result.returncode == 0, result.stderr
+    for stream, true_offset in truth["ses-01"]["offsets_s"].items():
+        if stream != "str-cam1":
+            found = _map(tmp_path / "far-out", "ses-01", stream)
+            assert found["drift_ppm"] is None and found["status"] == "doubtful", found
+            # 60 s at 3000 ppm: 90 ms across the recording, which the bound covers here
+            assert abs(found["offset_s"] - true_offset) * 1000 <= found["error_bound_ms"], found
+
+
+_WIDE_CASE = (
+    _BURSTS
+    + r"""
+import sys
+seconds, ppm = 60, float(sys.argv[1])
+scene = bursts(np.random.default_rng(3), seconds + 5, 90)
+# the camera's clock runs `ppm` fast: its sample n is the scene at n * (1 + ppm * 1e-6)
+other = np.interp(np.arange(seconds * rate) * (1 + ppm * 1e-6), np.arange(len(scene)), scene)
+found = fine.refine(audio(scene), audio(other), 0.0, True)
+print(json.dumps({"drift_ppm": found.drift * 1e6, "pinned": found.drift_pinned,
+                  "refuted": found.drift_refuted}))
+"""
+)
+
+
+def test_a_drift_beyond_the_usual_range_is_kept_only_when_its_blocks_confirm_it(installed):
+    """Beyond +-250 ppm the drift is looked for up to +-1200 ppm, on blocks whose
+    frames are smeared until the drift is known: a far drift counts only when the
+    blocks taken again along it peak 1.5 times higher. When the wide search peaks
+    at its limit (a clock further off) no drift is claimed and the result says so."""
+    for ppm in (-1000.0, 600.0):
+        found = _run_case(_WIDE_CASE, installed, str(ppm))
+        assert found["pinned"] and abs(found["drift_ppm"] - ppm) < 1, (ppm, found)
+    # just beyond the limit the wide search peaks at it: no drift, and it says why
+    found = _run_case(_WIDE_CASE, installed, "1250")
+    assert not found["pinned"] and found["refuted"], found
+
+
+_MIDDLE_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio import coarse
+
+rate, seconds, ppm, start = coarse.COARSE_RATE, 600, -1000.0, 3.0
+rng = np.random.default_rng(4)
+scene = rng.standard_normal((seconds + 20) * rate) * 0.05
+for at in rng.integers(0, (seconds + 19) * rate, 900):
+    scene[at : at + 200] += rng.standard_normal(200) * np.exp(-np.arange(200) / 30)
+# the camera starts 3 s into the reference and its clock runs 1000 ppm slow:
+# t_reference = t_camera * (1 - 0.001) + 3
+camera = np.interp(
+    (start + np.arange(seconds * rate) / rate * (1 + ppm * 1e-6)) * rate,
+    np.arange(len(scene)),
+    scene,
+)
+found = coarse.search(scene, camera, rate, None)
+middle = coarse.at_middle(scene, camera, found.lag, round(0.4 * rate))
+true_middle = (start + seconds / 2 * ppm * 1e-6) * rate
+print(json.dumps({
+    "whole_ms": (found.lag - true_middle) / rate * 1000,
+    "middle_ms": (middle.lag - true_middle) / rate * 1000,
+    "clear": middle.salience > middle.expected_noise + 2,
+}))
+"""
+
+
+def test_with_a_drifting_clock_the_search_starts_where_the_middle_is(installed):
+    """A drift smears the whole-overlap peak over every lag the recording passes
+    through (0.6 s over 10 minutes at 1000 ppm) and its top can be far from the
+    lag at the middle, where the direct-path stage starts and looks only 50 ms
+    either side: a 10-minute camera at -1000 ppm came out 245 ppm and 250 ms off.
+    The middle 30 s searched again within the drift's reach gives the lag there."""
+    found = _run_case(_MIDDLE_CASE, installed)
+    assert abs(found["whole_ms"]) > 25, found  # the case is what it claims
+    assert abs(found["middle_ms"]) <= 2 and found["clear"], found
+
+
 _DRIFT_ROUTE_CASE = r"""
 import json
 from mdivicom_sync_audio.estimate import Result

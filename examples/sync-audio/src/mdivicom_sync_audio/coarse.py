@@ -7,6 +7,10 @@ one FFT: 1 kHz keeps speech fundamentals and first formants, which is plenty
 to land within a few tens of milliseconds of the answer. The phase transform
 (GCC-PHAT) makes the peak independent of gains and room colouring.
 
+A clock drift smears that peak over every lag the recording passes through,
+so the lag where the next stage starts, the middle of the overlap, is found
+again on the middle stretch alone (at_middle).
+
 Significance is judged against the correlation itself: with M candidate lags,
 pure noise reaches about sqrt(2 ln M) standard deviations, so a peak must
 clear that by a margin and beat the best peak elsewhere.
@@ -25,6 +29,7 @@ CANDIDATE_REACH_S = 0.25
 CANDIDATE_RATIO = 0.6
 CANDIDATE_GAP_S = 0.02
 MAX_CANDIDATES = 6
+MIDDLE_S = 30.0  # the stretch the direct-path stage starts on (see at_middle)
 SPLIT_MIN = 1 << 20  # below this the FFT's working memory does not matter
 
 
@@ -120,6 +125,51 @@ def robust_level(sample: np.ndarray) -> tuple[float, float]:
     noise) of a correlation: what its peaks are measured against."""
     centre = float(np.median(sample))
     return centre, 1.4826 * float(np.median(np.abs(sample - centre))) or 1e-12
+
+
+def scores_near(window: np.ndarray, piece: np.ndarray, offset: int, reach: int) -> np.ndarray:
+    """The whitened correlation of `piece` against `window` at lags offset-reach ..
+    offset+reach (window index = piece index + lag), in robust standard deviations."""
+    size = fast_length(len(window) + len(piece))
+    corr = whitened_correlation(window, piece, size)
+    values = corr[np.arange(offset - reach, offset + reach + 1) % size]
+    centre, spread = robust_level(values)
+    return (values - centre) / spread
+
+
+@dataclass(frozen=True)
+class Middle:
+    lag: float  # samples at the search's rate, like Coarse.lag
+    salience: float  # robust standard deviations, like Coarse.salience
+    expected_noise: float
+
+
+def at_middle(reference: np.ndarray, other: np.ndarray, lag: float, reach: int) -> Middle | None:
+    """The best lag within +-reach of `lag` for the middle MIDDLE_S of the overlap.
+
+    With a clock drift the lag moves along the recording (0.6 s over 10
+    minutes at 1000 ppm), so the whole-overlap peak is smeared over every lag
+    the recording passes through and its top can be anywhere along them; the
+    direct-path stage starts at the middle of the overlap and needs the lag
+    there. None when the overlap is not longer than the middle stretch.
+    """
+    first = max(0, -round(lag))
+    last = min(len(other), len(reference) - round(lag))
+    half = round(MIDDLE_S * COARSE_RATE) // 2  # samples at the search's rate
+    if last - first <= 2 * half:
+        return None
+    centre = (first + last) // 2
+    piece = other[centre - half : centre + half]
+    start = max(0, centre - half + round(lag) - reach)
+    window = reference[start : centre + half + round(lag) + reach]
+    offset = centre - half + round(lag) - start
+    scores = scores_near(window, piece, offset, reach)
+    peak = int(np.argmax(scores))
+    return Middle(
+        lag=float(round(lag) + peak - reach),
+        salience=float(scores[peak]),
+        expected_noise=float(np.sqrt(2 * np.log(max(len(scores), 2)))),
+    )
 
 
 def search(

@@ -43,6 +43,7 @@ STRETCH_S = 20.0  # at least; the stretches share the overlap evenly
 REACH_S = 5.0  # a jump up to this is looked for; beyond it a stretch is another recording
 ROOM_S = 0.05  # a sound's alignment moves this much with its place in a room: not a jump
 SAME_JUMP_S = 0.002
+MAX_DESCRIBED = 2  # jumps a warning names one by one
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,6 @@ class Jump:
     from_s: float
     to_s: float
     by_s: float
-
-
-def _scores(window: np.ndarray, piece: np.ndarray, offset: int, reach: int) -> np.ndarray:
-    """The whitened correlation of `piece` against `window` at lags offset-reach ..
-    offset+reach (window index = piece index + lag), in robust standard deviations."""
-    size = coarse.fast_length(len(window) + len(piece))
-    corr = coarse.whitened_correlation(window, piece, size)
-    values = corr[np.arange(offset - reach, offset + reach + 1) % size]
-    centre, spread = coarse.robust_level(values)
-    return (values - centre) / spread
 
 
 def _check_rate(audio: Audio) -> tuple[int, int]:
@@ -119,7 +110,7 @@ def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
             ref.rate,
             rate,
         )
-        scores = _scores(window, piece, reach, reach)
+        scores = coarse.scores_near(window, piece, reach, reach)
         far = scores.copy()
         far[reach - room : reach + room + 1] = -np.inf
         best = int(np.argmax(far))
@@ -170,11 +161,22 @@ def find_jumps(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
     return found
 
 
-def describe(stream_id: str, jump: Jump) -> str:
-    """The warning for one jump: what was seen, and what it means."""
+def describe(stream_id: str, jumps: list[Jump]) -> str:
+    """One warning for a stream's jumps: what was seen, and what it means.
+
+    A clock drift beyond the search makes every stretch match elsewhere, each
+    by a little more: one line says so instead of one line per stretch.
+    """
+    where = [
+        f"from {jump.from_s:.0f} to {jump.to_s:.0f} s of its recording the sound matches the "
+        f"reference {jump.by_s * 1000:+.0f} ms from this offset"
+        for jump in jumps[:MAX_DESCRIBED]
+    ]
+    if len(jumps) > MAX_DESCRIBED:
+        where.append(f"{len(jumps) - MAX_DESCRIBED} more stretches up to {jumps[-1].to_s:.0f} s")
+    ends = "one end of that stretch" if len(jumps) == 1 else "the ends of those stretches"
     return (
-        f"{stream_id}: from {jump.from_s:.0f} to {jump.to_s:.0f} s of its recording the sound "
-        f"matches the reference {jump.by_s * 1000:+.0f} ms from this offset: samples were lost "
-        "or added near one end of that stretch (in this recording or the reference), and the "
-        "offset does not hold on it"
+        f"{stream_id}: {'; '.join(where)}: samples were lost or added near {ends} (in this "
+        "recording or the reference), or its clock drifts more than was measured, and the "
+        "offset does not hold there"
     )

@@ -73,6 +73,12 @@ def check_audible(audio: Audio, stream_id: str) -> None:
         raise SyncProblem(f"{stream_id}: {audio.path.name} is silent, nothing to sync on")
 
 
+def _drift_reach_s(samples: int) -> float:
+    """How far the lag can move from its whole-overlap place within the largest
+    drift searched: half the recording's length times the drift, and a margin."""
+    return fine.WIDE_DRIFT_PPM * 1e-6 * samples / coarse.COARSE_RATE / 2 + fine.SEARCH_S
+
+
 def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Result:
     rate = ref.rate
     # lags are searched in sample indices; the containers' start times shift them
@@ -81,7 +87,6 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     low_ref = coarse.decimate(ref.samples, rate)
     low_oth = coarse.decimate(oth.samples, rate)
     found = coarse.search(low_ref, low_oth, coarse.COARSE_RATE, window)
-    del low_ref, low_oth
     if found is None:
         raise SyncProblem(f"{stream_id}: the recordings cannot overlap within the lag limit")
     significant = found.salience >= found.expected_noise + SIGNIFICANCE_MARGIN
@@ -93,6 +98,18 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
             + ("" if max_lag_s is None else f"; the search was limited to +-{max_lag_s:g} s")
         )
     lag0 = found.lag * rate / found.rate
+    middle = coarse.at_middle(
+        low_ref, low_oth, found.lag, round(_drift_reach_s(len(low_oth)) * found.rate)
+    )
+    del low_ref, low_oth
+    if (
+        middle is not None
+        and middle.salience >= middle.expected_noise + SIGNIFICANCE_MARGIN
+        and abs(middle.lag - found.lag) > fine.ECHO_MAX_S * found.rate
+    ):
+        # a clock drift smeared the whole-overlap peak: start where the middle is
+        # (a move within a room's echoes is left to the direct-path stage)
+        lag0 = middle.lag * rate / found.rate
     first = max(0.0, -lag0)
     last = min(len(oth.samples), len(ref.samples) - lag0)
     overlap_s = (last - first) / rate
@@ -146,6 +163,24 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         bound += carried_ms
         parts.append(
             (carried_ms, f"a drift good to +-{drift_error:.1f} ppm carries it to time zero")
+        )
+    if result.drift_refuted:
+        # no drift within the search held, so the clocks may differ by more: the
+        # offset, measured at the middle, is carried to time zero by at least that
+        middle_s = (first + last) / 2 / rate
+        carried_ms = fine.WIDE_DRIFT_PPM * 1e-6 * middle_s * 1000
+        bound += carried_ms
+        notes.append(
+            f"{stream_id}: no clock drift within +-{fine.WIDE_DRIFT_PPM:g} ppm of the "
+            "reference's held on its sound, so none is given; a clock further off than that "
+            "(a wrong nominal rate?) leaves the offset right near the middle of the overlap only"
+        )
+        parts.append(
+            (
+                carried_ms,
+                f"no clock drift within +-{fine.WIDE_DRIFT_PPM:g} ppm held, and a clock further "
+                f"off carries it over {carried_ms:.0f} ms to time zero",
+            )
         )
     start_shift = oth.start_s * result.drift if drift_ppm else 0.0
     offset_s = shift_s + result.lag / rate - start_shift

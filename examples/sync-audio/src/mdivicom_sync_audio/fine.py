@@ -22,6 +22,18 @@ stays in play and is searched again on the next, longer span, which decides.
 Without that, a weak middle span (a held-out two-talker room) pinned a drift
 185 ppm off that the narrowed search could not leave.
 
+Why frames are moved along the drift, and a wider look: a drift moves the
+lag inside each block too (0.4 ms over a 4-s block at 100 ppm, 4 ms at the
+0.1 % of video conformed to 29.97 fps); frames summed at one lag cancel in
+every band whose period is shorter than that, and the high bands are the
+ones that time the direct sound. So each frame is moved along the drift
+found so far before its block is summed (collect_blocks), and each drift
+still in play is scored on blocks taken along its own line (frames aligned
+on one drift would favour it). The first span is also searched up to
++-WIDE_DRIFT_PPM (_far_drift: 30 s show 250 ppm as 7.5 ms across the span);
+a far drift counts only when the span's blocks, taken again along it, peak
+CONFIRM_RATIO times higher.
+
 Why sources: with two talkers at different places each has its own
 direct-path alignment and its own echoes; summed, the two sets of peaks
 interleave and an echo of one talker can outscore both direct peaks. Blocks
@@ -88,7 +100,9 @@ SEARCH_S = 0.05
 TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
 ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
-MAX_DRIFT_PPM = 250.0
+MAX_DRIFT_PPM = 250.0  # the drifts searched on every span
+WIDE_DRIFT_PPM = 1200.0  # looked at on the first span; at this limit, none is measured
+FIRST_HALF_S = 15.0  # the first span: the middle 30 s of the overlap
 SOURCE_LIKENESS = 0.65
 SAME_SOURCE_S = 0.0003
 MERIT_MARGIN = 0.2
@@ -101,6 +115,8 @@ DRIFT_RIVAL_RATIO = 0.8
 DRIFT_RIVAL_GAP = 4  # grid steps (half a sample each over the span): a separate peak
 MAX_DRIFT_RIVALS = 2
 RETAKE_FRACTION = 0.01  # of a frame: blocks taken this far off the final line are taken again
+RETAKE_REACH = 0.25  # of a wide drift: how far an answer from smeared blocks may be off
+CONFIRM_RATIO = 1.5  # how much sharper the blocks taken along a wide drift must peak
 CANDIDATE_RATIO = 0.5
 NEAR_EQUAL_RATIO = 0.7  # a peak this high beside the answer is a doubt whatever its merit
 ECHO_MIN_S = 0.0005
@@ -144,6 +160,9 @@ class Fine:
     # where each alternative the bound covers would put the answer (ms, signed like lag)
     alternatives_ms: list[float] = field(default_factory=list)
     far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
+    # not pinned, and a drift was found that did not hold (at +-MAX_DRIFT_PPM, or
+    # its retake summed no sharper): the clocks may differ by more than that
+    drift_refuted: bool = False
 
 
 def _frames(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
@@ -163,13 +182,23 @@ def _onset_weight(power: np.ndarray, hop_s: float) -> np.ndarray:
     return np.clip(1 - ONSET_MARGIN * tail / np.maximum(power, 1e-30), 0, 1)
 
 
-def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray) -> Blocks:
-    """Onset-weighted cross-spectra of blocks starting at `times` (other's samples)."""
+def collect_blocks(
+    ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray, drift: float = 0.0
+) -> Blocks:
+    """Onset-weighted cross-spectra of blocks starting at `times` (other's samples).
+
+    The reference's frames of a block are cut at one shift, but with a clock
+    drift the lag moves inside the block (4 ms over a 4-s block at 1000 ppm):
+    summed as they are, the frames' peaks smear and the high bands, which time
+    the direct sound, cancel. Each frame's cross-spectrum is therefore moved
+    to the block centre's lag along `drift` before the frames are summed.
+    """
     rate = ref.rate
     frame = 1 << int(np.ceil(np.log2(FRAME_S * rate)))
     hop = frame // 4
     block = int(BLOCK_S * rate)
     lead = int(1.0 * rate)  # history so the first frames know the tail before them
+    bins = np.arange(frame + 1)
     spectra, weights, centres, shifts = [], [], [], []
     ratios, bands = [], []
     for start, lag in zip(times, lag_at, strict=True):
@@ -183,6 +212,15 @@ def collect_blocks(ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray
         skip = lead // hop
         cross = x_r[skip:] * np.conj(x_o[skip:])
         cross /= np.maximum(np.abs(cross), 1e-30)
+        if drift:
+            # each frame's lag is ahead of the block centre's by drift * (its time
+            # from the centre), a step of drift * hop per frame: its phase ramp is
+            # the first frame's times the step's, once per frame (no exp per bin)
+            first = drift * (skip * hop + frame / 2 - lead - block / 2)
+            ramps = np.empty_like(cross)
+            ramps[0] = np.exp(1j * np.pi * first * bins / frame)
+            ramps[1:] = np.exp(1j * np.pi * drift * hop * bins / frame)
+            cross *= np.cumprod(ramps, axis=0)
         spectra.append((w[skip:] * cross).sum(axis=0))
         weights.append(float(w[skip:].sum()))
         ratio = np.log(np.abs(x_r[skip:]) ** 2 + 1e-30) - np.log(np.abs(x_o[skip:]) ** 2 + 1e-30)
@@ -209,7 +247,7 @@ def _blocks_along(
     `lag(t) = lag_mid + drift * (t - mid_s)` puts its centre."""
     rate = ref.rate
     centres_s = (starts + int(BLOCK_S * rate) / 2) / rate
-    return collect_blocks(ref, oth, lag_mid + drift * (centres_s - mid_s) * rate, starts)
+    return collect_blocks(ref, oth, lag_mid + drift * (centres_s - mid_s) * rate, starts, drift)
 
 
 def _combined(blocks: Blocks, drift: float, base: int, mid_s: float, rate: int) -> np.ndarray:
@@ -429,6 +467,7 @@ class DriftFit:
     determined: bool
     score: float
     rivals: list[float]  # other local maxima at least DRIFT_RIVAL_RATIO as high
+    at_limit: bool = False  # the best is at +-WIDE_DRIFT_PPM: the drift may lie beyond
 
 
 def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: float) -> DriftFit:
@@ -444,7 +483,9 @@ def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: f
     """
     rate = blocks.rate
     step = 0.5 / ((blocks.times_s[-1] - blocks.times_s[0]) * rate)  # half a sample over the span
-    grid = np.arange(centre - reach, centre + reach + step / 2, step)
+    limit = WIDE_DRIFT_PPM * 1e-6
+    low, high = max(centre - reach, -limit), min(centre + reach, limit)
+    grid = np.arange(low, max(high, low) + step / 2, step)
     size = 2 * blocks.frame
     bins = np.arange(size // 2 + 1)
     reach_lags = int(SEARCH_S * rate)
@@ -469,6 +510,7 @@ def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: f
             drift += float(0.5 * (left - right) / denominator * step)
     # a maximum at the grid's edge is no located peak: the drift lies beyond the grid
     inside = 0 < best < len(grid) - 1
+    at_limit = (best == 0 and low == -limit) or (best == len(grid) - 1 and high == limit)
     top = float(scores[best])
     local = _local_maxima(scores)
     apart = np.abs(np.arange(len(grid)) - best) > DRIFT_RIVAL_GAP
@@ -479,6 +521,7 @@ def _best_drift(blocks: Blocks, centre: float, reach: float, base: int, mid_s: f
         inside and bool(top >= DETERMINED_RATIO * np.median(scores)),
         top,
         [float(grid[index]) for index in rivals],
+        at_limit,
     )
 
 
@@ -537,6 +580,48 @@ def _choose(
     return replace(middle, views_elsewhere=[view.lag for view in views if view is not middle])
 
 
+@dataclass
+class FarLook:
+    """A drift beyond MAX_DRIFT_PPM that the span's sound confirms, or why there is none."""
+
+    fit: DriftFit | None = None
+    blocks: Blocks | None = None
+    taken_at: float = 0.0
+    beyond: bool = False  # the wide search peaked at its limit: the clock may be further off
+
+
+def _far_drift(
+    ref: Audio,
+    oth: Audio,
+    blocks: Blocks,
+    usual: DriftFit,
+    lag_mid: float,
+    starts: np.ndarray,
+    mid_s: float,
+) -> FarLook:
+    """The span's drift searched up to +-WIDE_DRIFT_PPM, kept only when confirmed.
+
+    The blocks were taken before any drift was known, so with a large drift
+    their frames are smeared and the wide grid, many times the usual one,
+    offers noise many more places to peak (a weak two-talker span peaked at
+    360 ppm for a -60 ppm clock). A far drift that beats the usual range's
+    best is therefore taken again, the span's blocks along its own line, and
+    kept only if they then peak CONFIRM_RATIO times higher (the clocks' drift
+    sharpens them: 4 to 24 at 1000 ppm; that spurious one, 0.12 to 0.15).
+    """
+    base = round(lag_mid)
+    wide = _best_drift(blocks, 0.0, WIDE_DRIFT_PPM * 1e-6, base, mid_s)
+    if abs(wide.drift) <= MAX_DRIFT_PPM * 1e-6 or wide.score <= usual.score:
+        return FarLook()
+    along = _blocks_along(ref, oth, lag_mid, wide.drift, starts, mid_s)
+    again = _best_drift(along, wide.drift, RETAKE_REACH * abs(wide.drift), base, mid_s)
+    if again.at_limit or wide.at_limit:
+        return FarLook(beyond=True)
+    if again.score < CONFIRM_RATIO * wide.score or not again.determined:
+        return FarLook()
+    return FarLook(replace(again, determined=True), along, wide.drift)
+
+
 def refine(
     ref: Audio,
     oth: Audio,
@@ -559,10 +644,17 @@ def refine(
         return None
     every = np.arange(first, max(first + 1, last - block // 2), block)
     mid_s = (first + last) / 2 / rate
-    half_s, drift, reach = 15.0, 0.0, MAX_DRIFT_PPM * 1e-6
+    half_s, drift, reach = FIRST_HALF_S, 0.0, MAX_DRIFT_PPM * 1e-6
     pinned = False
     hypotheses: list[float] = []  # drifts a shorter span could not rule out
     lag_mid = coarse_lag
+    beyond = False  # a wide look peaked at its limit (see _far_drift)
+
+    def needs_own(at: float) -> bool:
+        """Whether frames aligned along `at` and along `drift` differ by a sample
+        within a block (else the blocks taken along `drift` serve `at` as well)."""
+        return abs(at - drift) * BLOCK_S * rate > 1.0
+
     while True:
         centres = (every + block / 2) / rate
         chosen = every[np.abs(centres - mid_s) <= half_s + BLOCK_S / 2]
@@ -575,8 +667,23 @@ def refine(
         # until a span's sound pins the drift down, the search stays wide open
         determined = False
         if estimate_drift and span > 0 and blocks.weights.sum() > 0:
-            fits = [_best_drift(blocks, at, reach, base, mid_s) for at in [drift, *hypotheses]]
-            fit = max(fits, key=lambda f: f.score)
+            # each drift in play is scored on blocks taken along its own line: frames
+            # aligned along one drift would favour it over the others
+            takes = [(drift, blocks)] + [
+                (at, _blocks_along(ref, oth, lag_mid, at, chosen, mid_s))
+                if needs_own(at)
+                else (at, blocks)
+                for at in hypotheses
+            ]
+            fits = [_best_drift(along, at, reach, base, mid_s) for at, along in takes]
+            best = int(np.argmax([f.score for f in fits]))
+            fit = fits[best]
+            taken_at, blocks = takes[best]
+            if half_s == FIRST_HALF_S:
+                far = _far_drift(ref, oth, blocks, fit, lag_mid, chosen, mid_s)
+                beyond = beyond or far.beyond
+                if far.fit is not None and far.blocks is not None:
+                    fit, blocks, taken_at, fits = far.fit, far.blocks, far.taken_at, [far.fit]
             determined = fit.determined
             # once pinned, the narrowed grid is all near the peak: its refinement counts
             if determined or pinned:
@@ -716,6 +823,7 @@ def refine(
         drift=drift,
         drift_span_s=float(span),
         drift_pinned=pinned,
+        drift_refuted=beyond and not pinned,
         block_lags=own_arr + base + drift * (np.array(own_times) - mid_s) * rate,
         block_times=np.array(own_times),
         curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak

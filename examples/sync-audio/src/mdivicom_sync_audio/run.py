@@ -118,7 +118,7 @@ def run(
         jumps = find_jumps(audio[reference], stream, found.offset_s, found.drift_ppm)
         if jumps:
             status = "doubtful"
-            warnings.extend(describe(sid, jump) for jump in jumps)
+            warnings.append(describe(sid, jumps))
         if found.error_bound_ms > max_error:
             status = "doubtful"
             warnings.append(
