@@ -623,6 +623,34 @@ def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(ins
     ), warning
 
 
+def test_stretches_of_noise_beside_a_loud_cue_are_no_jump(installed, tmp_path):
+    """The memory benchmark's session (a recorder's FLAC and a camera's AAC
+    hearing a short cue a minute under -55 dBFS noise) was reported with jumps:
+    a 20-s stretch of noise alone, searched against a reference window with a
+    loud cue in it, had a chance peak of 8 robust standard deviations (the cue
+    makes the correlation's spread uneven across lags), with others nearly as
+    high. A clear match must also beat the best peak elsewhere, as in the
+    whole-overlap search. Here 10 minutes and 5, written by the benchmark."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "sync_memory.py"
+    spec = importlib.util.spec_from_file_location("sync_memory", path)
+    assert spec is not None and spec.loader is not None
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    session = tmp_path / "study" / "sessions" / "ses-quiet"
+    (session / "raw/audio/str-a").mkdir(parents=True)
+    (session / "raw/video/str-b").mkdir(parents=True)
+    memory.write(session / "raw/audio/str-a/recorder.flac", "flac", 600.0, 0.0, 2)
+    memory.write(session / "raw/video/str-b/camera.mp4", "aac", 300.0, memory.CAMERA_START_S, 1)
+    out = tmp_path / "out"
+    result = _run(installed, tmp_path / "study", out, "--sessions", "ses-*")
+    assert result.returncode == 0, result.stderr
+    found = _map(out, "ses-quiet", "str-b")
+    assert abs(found["offset_s"] - memory.CAMERA_START_S) * 1000 < 0.5, found
+    assert found["jumps"] == [] and found["status"] == "ok", found
+
+
 _TIMELINE_CASE = r"""
 import fractions, json
 import av

@@ -24,8 +24,12 @@ evaluation's first 12 development seeds, at their true offsets, had a
 stretch matching 58-72 ms away; at 4 kHz (half the cost), one two-talker
 room at RT60 0.8 s of 72 seeds had one matching 95 ms away; at 8 kHz none of
 2356 streams did (seeds 1-22, 53-62, 73-82, 93-122, and 1-52 with a close
-microphone). It costs about 0.14 s of CPU per stream of 30-120 s, a tenth
-of what syncing them takes.
+microphone). A clear match must also beat every other peak of its stretch
+by the whole-overlap search's RUNNER_UP_RATIO: with a loud cue in the
+reference window and noise alone in the stretch, chance peaks reached 8-12
+robust sd (the memory benchmark's session), but many at a time. It costs
+about 0.14 s of CPU per stream of 30-120 s, a tenth of what syncing them
+takes.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class _Stretch:
     length_s: float
     near: float  # the best score within ROOM_S of where the map puts it
     far: float  # the best score beyond that
+    standing: float  # that peak's score, 0 when a peak elsewhere is nearly as high
     by_s: float  # where that is, from the map's place
     pooled: np.ndarray  # every score, the best of each `bin_s` (for the others' peaks)
     bin_s: float
@@ -114,6 +119,16 @@ def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
         far = scores.copy()
         far[reach - room : reach + room + 1] = -np.inf
         best = int(np.argmax(far))
+        # like the whole-overlap search's, a clear match also beats the best peak
+        # elsewhere (beyond +-ROOM_S of it and of the map's place) by the same
+        # ratio: where a loud sound of the reference overlaps the stretch, the
+        # correlation's spread differs across lags and the robust level
+        # understates its tail (stretches of noise alone reached 8-12 sd), but
+        # such chance peaks come many at a time
+        elsewhere = far.copy()
+        elsewhere[max(0, best - room) : best + room + 1] = -np.inf
+        second = float(elsewhere.max())
+        standing = float(far[best]) if second < RUNNER_UP_RATIO * far[best] else 0.0
         pooled = scores[: len(scores) // ms * ms].reshape(-1, ms).max(axis=1)
         out.append(
             _Stretch(
@@ -121,6 +136,7 @@ def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
                 length_s=length_s,
                 near=float(scores[reach - room : reach + room + 1].max()),
                 far=float(far[best]),
+                standing=standing,
                 by_s=(best - reach) / rate,
                 pooled=pooled.astype(np.float32),
                 bin_s=ms / rate,
@@ -149,7 +165,7 @@ def find_jumps(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
         return []
     found: list[Jump] = []
     for st in stretches:
-        if st.far < clear or st.near >= RUNNER_UP_RATIO * st.far:
+        if st.standing < clear or st.near >= RUNNER_UP_RATIO * st.far:
             continue
         if all(other.best_near(st.by_s) >= clear for other in holding):
             continue  # the room's or the sound's: there where the map holds too
