@@ -160,8 +160,8 @@ class Fine:
     # where each alternative the bound covers would put the answer (ms, signed like lag)
     alternatives_ms: list[float] = field(default_factory=list)
     far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
-    # not pinned, and a drift was found that did not hold (at +-MAX_DRIFT_PPM, or
-    # its retake summed no sharper): the clocks may differ by more than that
+    # not pinned, and the first span's wide search peaked at its limit
+    # (+-WIDE_DRIFT_PPM): the clocks may differ by more than that
     drift_refuted: bool = False
 
 
