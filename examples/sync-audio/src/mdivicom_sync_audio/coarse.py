@@ -120,6 +120,12 @@ def whitened_correlation(reference: np.ndarray, other: np.ndarray, size: int) ->
     return np.fft.irfft(cross, size)
 
 
+def noise_reach(lags: int) -> float:
+    """How high, in standard deviations, the best of `lags` scores of pure noise
+    gets: about sqrt(2 ln M). A peak is judged against this, plus a margin."""
+    return float(np.sqrt(2 * np.log(max(lags, 2))))
+
+
 def robust_level(sample: np.ndarray) -> tuple[float, float]:
     """The median and the spread (1.4826 MAD, a standard deviation for Gaussian
     noise) of a correlation: what its peaks are measured against."""
@@ -168,7 +174,7 @@ def at_middle(reference: np.ndarray, other: np.ndarray, lag: float, reach: int) 
     return Middle(
         lag=float(round(lag) + peak - reach),
         salience=float(scores[peak]),
-        expected_noise=float(np.sqrt(2 * np.log(max(len(scores), 2)))),
+        expected_noise=noise_reach(len(scores)),
     )
 
 
@@ -218,6 +224,6 @@ def search(
         salience=float(scores[peak]),
         runner_up=runner_up,
         runner_up_lag=float(second + low),
-        expected_noise=float(np.sqrt(2 * np.log(max(len(scores), 2)))),
+        expected_noise=noise_reach(len(scores)),
         candidates=tuple(float(c + low) for c in chosen) or (float(peak + low),),
     )

@@ -68,7 +68,7 @@ def _check_rate(audio: Audio) -> tuple[int, int]:
 
 def _clear(rate: int) -> float:
     """A score noise alone does not reach over the searched lags, with a margin."""
-    return float(np.sqrt(2 * np.log(2 * REACH_S * rate + 1))) + SIGNIFICANCE_MARGIN
+    return coarse.noise_reach(round(2 * REACH_S * rate) + 1) + SIGNIFICANCE_MARGIN
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,7 @@ def collect_blocks(
     block = int(BLOCK_S * rate)
     lead = int(1.0 * rate)  # history so the first frames know the tail before them
     bins = np.arange(frame + 1)
+    ramps: np.ndarray | None = None  # the frames' phase ramps: the same for every block
     spectra, weights, centres, shifts = [], [], [], []
     ratios, bands = [], []
     for start, lag in zip(times, lag_at, strict=True):
@@ -213,14 +214,16 @@ def collect_blocks(
         cross = x_r[skip:] * np.conj(x_o[skip:])
         cross /= np.maximum(np.abs(cross), 1e-30)
         if drift:
-            # each frame's lag is ahead of the block centre's by drift * (its time
-            # from the centre), a step of drift * hop per frame: its phase ramp is
-            # the first frame's times the step's, once per frame (no exp per bin)
-            first = drift * (skip * hop + frame / 2 - lead - block / 2)
-            ramps = np.empty_like(cross)
-            ramps[0] = np.exp(1j * np.pi * first * bins / frame)
-            ramps[1:] = np.exp(1j * np.pi * drift * hop * bins / frame)
-            cross *= np.cumprod(ramps, axis=0)
+            if ramps is None:
+                # each frame's lag is ahead of the block centre's by drift * (its time
+                # from the centre), a step of drift * hop per frame: its phase ramp is
+                # the first frame's times the step's, once per frame (no exp per bin)
+                first = drift * (skip * hop + frame / 2 - lead - block / 2)
+                steps = np.empty_like(cross)
+                steps[0] = np.exp(1j * np.pi * first * bins / frame)
+                steps[1:] = np.exp(1j * np.pi * drift * hop * bins / frame)
+                ramps = np.cumprod(steps, axis=0)
+            cross *= ramps
         spectra.append((w[skip:] * cross).sum(axis=0))
         weights.append(float(w[skip:].sum()))
         ratio = np.log(np.abs(x_r[skip:]) ** 2 + 1e-30) - np.log(np.abs(x_o[skip:]) ** 2 + 1e-30)
@@ -681,7 +684,7 @@ def refine(
             taken_at, blocks = takes[best]
             if half_s == FIRST_HALF_S:
                 far = _far_drift(ref, oth, blocks, fit, lag_mid, chosen, mid_s)
-                beyond = beyond or far.beyond
+                beyond = far.beyond
                 if far.fit is not None and far.blocks is not None:
                     fit, blocks, taken_at, fits = far.fit, far.blocks, far.taken_at, [far.fit]
             determined = fit.determined
