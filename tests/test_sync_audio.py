@@ -1320,6 +1320,46 @@ def test_a_clock_a_thousandth_off_is_measured_and_one_beyond_the_search_is_not(i
             assert abs(found["offset_s"] - true_offset) * 1000 <= found["error_bound_ms"], found
 
 
+def test_a_clock_beyond_the_wide_search_gets_no_drift_and_says_so(installed, tmp_path):
+    """Five minutes at 1250 ppm, just beyond the +-1200 ppm looked at: the wide
+    search peaks at its limit, so no drift is given and the terminal and the
+    record say why; the run succeeds (exit 0) with the stream doubtful, and
+    `--set strict=true` fails it (exit 1)."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    seconds, ppm = 300, 1250.0
+    count = (seconds + 20) * CASE_RATE
+    scene = rng.standard_normal(count) * 0.002
+    for _ in range(int(seconds * 1.5)):
+        length = int(rng.uniform(0.05, 0.6) * CASE_RATE)
+        start = int(rng.integers(0, count - length))
+        scene[start : start + length] += rng.standard_normal(length) * np.exp(
+            -np.arange(length) / (length / 4)
+        )
+    # the camera started 5 s in and its clock runs 1250 ppm fast
+    times = 5 + np.arange(seconds * CASE_RATE) / CASE_RATE * (1 + ppm * 1e-6)
+    camera = np.interp(times * CASE_RATE, np.arange(count), scene)
+    session = tmp_path / "ses-far"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, seconds + 10))
+    _write(session / "raw/audio/str-cam2/cam2.wav", camera)
+    said = (
+        "str-cam2: no clock drift within +-1200 ppm of the reference's held on its sound, "
+        "so none is given"
+    )
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert said in result.stderr, result.stderr
+    (path,) = (tmp_path / "out" / "_runs").glob("*.json")
+    assert any(w.startswith(said) for w in json.loads(path.read_text())["warnings"])
+    maps = tmp_path / "out" / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
+    found = json.loads((maps / "str-cam2_timebase_map.json").read_text())
+    assert found["drift_ppm"] is None and found["status"] == "doubtful", found
+    strict = _run(installed, session, tmp_path / "strict", "--set", "strict=true")
+    assert strict.returncode == 1, strict.stderr
+    assert said in strict.stdout + strict.stderr
+
+
 _WIDE_CASE = (
     _BURSTS
     + r"""
