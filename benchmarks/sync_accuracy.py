@@ -18,7 +18,7 @@ this was written on is noisy (wall time there mostly measures the neighbours).
 
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
         [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
-        [--reference close]
+        [--reference close] [--long]
 
 --tools and --condition run a part of the evaluation (e.g. only ours, on the
 conditions being worked on): the peers take four times our CPU time and
@@ -30,6 +30,12 @@ one absorption at all frequencies (sync_rooms.py), into study-<seed>-graded.
 --reference close renders the same rooms with the first stream recorded by a
 microphone 0.3 m from the first talker (a lapel or table microphone) instead
 of a camera placed anywhere, into study-<seed>-close.
+--long renders, instead of the ten rooms, four long sessions (5 to 30
+minutes: three with cameras whose audio plays 0.1 % slow, as video conformed
+from 30 to 29.97 fps does, and two talkers over 30 minutes at 60 ppm) into
+study-<seed>-long: a drift smears the whole-overlap match of a long
+recording over a second of lags (LONG_CONDITIONS). The peers take minutes a
+session there.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -111,6 +117,18 @@ CONDITIONS = [
     Condition("rt0.8 5dB 2cam 90s 2 talkers drift", 90, 0.8, 5, 2, talkers=2, drift_ppm=(0, -60)),
 ]
 
+# long recordings whose clocks drift as far as video conformed from 30 to 29.97
+# fps (its audio plays 0.1 % slow): the whole-overlap match smears over a
+# second of lags (--long; study-<seed>-long)
+LONG_CONDITIONS = [
+    Condition("rt0.6 10dB 3cam 300s two conformed", 300, 0.6, 10, 3, drift_ppm=(0, -999, -999)),
+    Condition("rt0.7 5dB 3cam 600s one conformed", 600, 0.7, 5, 3, drift_ppm=(0, -999, 40)),
+    Condition("rt0.5 10dB 2cam 1200s conformed", 1200, 0.5, 10, 2, drift_ppm=(0, -999)),
+    Condition(
+        "rt0.6 5dB 2cam 1800s 2 talkers drift", 1800, 0.6, 5, 2, talkers=2, drift_ppm=(0, 60)
+    ),
+]
+
 VENVS = {
     # editable: the benchmark measures the working tree, not a copy from when the venv was made
     # the rooms' audio depends on these versions (rendered_with.json in each study):
@@ -170,11 +188,16 @@ def venv(cache: Path, name: str) -> Path:
 
 
 def make_study(
-    python: Path, root: Path, seed: int, surfaces: str = "flat", reference: str = "anywhere"
+    python: Path,
+    root: Path,
+    seed: int,
+    surfaces: str = "flat",
+    reference: str = "anywhere",
+    conditions: list[Condition] = CONDITIONS,
 ) -> dict:
     if (root / "truth.json").exists():
         return json.loads((root / "truth.json").read_text())
-    spec = json.dumps([asdict(c) for c in CONDITIONS])
+    spec = json.dumps([asdict(c) for c in conditions])
     code = (
         "import json, sys; from pathlib import Path; "
         f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
@@ -189,8 +212,11 @@ def make_study(
     return json.loads((root / "truth.json").read_text())
 
 
-def study_dir(cache: Path, seed: int, surfaces: str, reference: str = "anywhere") -> Path:
+def study_dir(
+    cache: Path, seed: int, surfaces: str, reference: str = "anywhere", long: bool = False
+) -> Path:
     variant = [part for part in (surfaces, reference) if part not in ("flat", "anywhere")]
+    variant += ["long"] if long else []
     return cache / "-".join([f"study-{seed}", *variant])
 
 
@@ -250,13 +276,10 @@ def error_ms(found: dict, info: dict, sid: str, duration_s: float) -> float | No
 
 
 def evaluate(
-    job: tuple[int, Condition, dict],
-    cache: Path,
+    job: tuple[int, Condition, dict, Path],
     tools: list[str],
     pythons: dict[str, Path],
     runs: int,
-    surfaces: str = "flat",
-    reference: str = "anywhere",
 ) -> tuple[dict, list[dict]]:
     """One session (seed, condition, the study's truth) through every tool: its CPU
     times and one row per camera stream.
@@ -264,8 +287,8 @@ def evaluate(
     Runs in a worker process of its own, so the CPU time of each tool's child
     process is counted apart from the other sessions running beside it.
     """
-    seed, cond, truth = job
-    session = study_dir(cache, seed, surfaces, reference) / "sessions" / cond.name
+    seed, cond, truth, study = job
+    session = study / "sessions" / cond.name
     files = {p.parent.name: p for p in sorted((session / "raw" / "audio").glob("str-*/*.*"))}
     info = truth[cond.name]
     results: dict[str, dict] = {}
@@ -339,6 +362,12 @@ def main() -> None:
         help="where the first stream (the reference) records: a camera placed anywhere "
         "like the others (the evaluation), or a microphone 0.3 m from the first talker",
     )
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="long recordings (5-30 minutes), most with a camera conformed to 29.97 fps "
+        "(-999 ppm), instead of the evaluation's rooms (LONG_CONDITIONS)",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
@@ -348,34 +377,25 @@ def main() -> None:
             "install it (Debian: apt install ffmpeg) or leave the tool out (--tools ours audalign)"
         )
     pythons = {name: venv(args.cache, name) for name in {"ours", *tools}}
-    jobs = [
-        (
-            seed,
-            cond,
-            make_study(
-                pythons["ours"],
-                study_dir(args.cache, seed, args.surfaces, args.reference),
-                seed,
-                args.surfaces,
-                args.reference,
-            ),
-        )
+    conditions = LONG_CONDITIONS if args.long else CONDITIONS
+    studies = {
+        seed: study_dir(args.cache, seed, args.surfaces, args.reference, args.long)
         for seed in args.seed
-        for cond in CONDITIONS
+    }
+    truths = {
+        seed: make_study(pythons["ours"], study, seed, args.surfaces, args.reference, conditions)
+        for seed, study in studies.items()
+    }
+    jobs = [
+        (seed, cond, truths[seed], studies[seed])
+        for seed in args.seed
+        for cond in conditions
         if not args.condition or any(part in cond.name for part in args.condition)
     ]
     streams: list[dict] = []  # one row per camera stream
     sessions: list[dict] = []  # one row per session: CPU seconds per tool
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        work = partial(
-            evaluate,
-            cache=args.cache,
-            tools=tools,
-            pythons=pythons,
-            runs=args.runs,
-            surfaces=args.surfaces,
-            reference=args.reference,
-        )
+        work = partial(evaluate, tools=tools, pythons=pythons, runs=args.runs)
         done = pool.map(work, jobs)
         for session, rows in done:
             sessions.append(session)
@@ -403,7 +423,8 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
     )
     renders = {
-        rendered(study_dir(args.cache, seed, args.surfaces, args.reference)) for seed in args.seed
+        rendered(study_dir(args.cache, seed, args.surfaces, args.reference, args.long))
+        for seed in args.seed
     }
     print(f"# rooms rendered with {'; '.join(sorted(renders))}")
     header = (
