@@ -1427,6 +1427,110 @@ def test_with_a_drifting_clock_the_search_starts_where_the_middle_is(installed):
     assert abs(found["middle_ms"]) <= 2 and found["clear"], found
 
 
+_PIECES_CASE = r"""
+import json
+import numpy as np
+from mdivicom_sync_audio import coarse, pieces
+
+rate, seconds, ppm, start = coarse.COARSE_RATE, 1200, 1000.0, 3.0
+def scene(seed, length_s):
+    rng = np.random.default_rng(seed)
+    out = rng.standard_normal(length_s * rate) * 0.05
+    for at in rng.integers(0, (length_s - 1) * rate, int(length_s * 1.5)):
+        out[at : at + 200] += rng.standard_normal(200) * np.exp(-np.arange(200) / 30)
+    return out
+found = {}
+for kind in ("drift", "unrelated", "loop"):
+    if kind == "loop":  # the same 200 s over and over: every lag 200 s apart matches as well
+        reference = np.tile(scene(4, 200), 7)
+    else:
+        reference = scene(4, seconds + 20)
+    # the camera starts 3 s into the reference and its clock runs 1000 ppm fast
+    source = scene(5, seconds + 20) if kind == "unrelated" else reference
+    camera = np.interp(
+        (start + np.arange(seconds * rate) / rate * (1 + ppm * 1e-6)) * rate,
+        np.arange(len(source)),
+        source,
+    )
+    whole = coarse.search(reference, camera, rate, None)
+    line = pieces.search(reference, camera, rate, -len(camera) + 1, len(reference) - 1)
+    middle = seconds * rate / 2
+    found[kind] = {
+        "whole_clear": whole.salience >= whole.expected_noise + 2,
+        "line": line is not None,
+        "middle_ms": None if line is None else (
+            line.lag_at(middle, len(camera)) - (start + seconds / 2 * ppm * 1e-6) * rate
+        ) / rate * 1000,
+        "slope_ppm": None if line is None else line.slope * 1e6,
+        "agreeing": None if line is None else line.agreeing,
+    }
+print(json.dumps(found))
+"""
+
+
+def test_a_match_smeared_by_drift_is_found_on_pieces_and_only_a_clear_one(installed):
+    """20 minutes at 1000 ppm pass through 1.2 s of lags: the whole-overlap match
+    is smeared below what noise reaches and such a camera failed with "no common
+    sound found". Pieces of 30 s each searched against the whole reference agree
+    on one line. A camera of unrelated sound gives no line, and neither does a
+    looped sound, whose every repeat supports a line as well as the right one."""
+    found = _run_case(_PIECES_CASE, installed)
+    drift = found["drift"]
+    assert not drift["whole_clear"], drift  # the case is what it claims
+    assert drift["line"] and abs(drift["middle_ms"]) <= 10, drift
+    assert abs(drift["slope_ppm"] - 1000) <= 30 and drift["agreeing"] >= 20, drift
+    assert not found["unrelated"]["whole_clear"] and not found["unrelated"]["line"], found
+    assert not found["loop"]["line"], found
+
+
+def test_a_conformed_camera_in_a_room_over_five_minutes_is_synced(installed, tmp_path):
+    """Five minutes of a camera at -999 ppm in a reverberant room: the whole-overlap
+    match is smeared over 0.3 s of lags, its top 50 ms or more from the lag at the
+    middle, and the middle 30 s did not clear noise, so the direct-path stage started
+    out of its reach: the camera came out 125 ms off with a drift of -197 ppm. The
+    line 30-s pieces agree on gives the middle, and the drift is measured."""
+    truth = _sample(
+        installed, tmp_path / "room", "--sessions", "1", "--seed", "11", "--seconds", "300",
+        "--drift-ppm", "-999", "--scenes", "room",
+    )  # fmt: skip
+    result = _run(installed, tmp_path / "room", tmp_path / "out", "--sessions", "ses-*")
+    assert result.returncode == 0, result.stderr
+    found = _map(tmp_path / "out", "ses-01", "str-cam2")
+    assert abs(found["drift_ppm"] + 999) < 1, found
+    assert abs(found["offset_s"] - truth["ses-01"]["offsets_s"]["str-cam2"]) * 1000 < 0.5, found
+
+
+def test_a_long_recording_from_a_camera_conformed_to_29_97_fps_is_synced(installed, tmp_path):
+    """Twenty minutes of a camera whose audio plays 0.1 % slow (video conformed
+    from 30 to 29.97 fps): the whole-overlap match is smeared over 1.2 s of lags
+    and the run failed; now the pieces find the overlap and the direct-path stage
+    measures the drift."""
+    import numpy as np
+
+    rate, seconds, ppm = 4000, 1200, -999.0
+    rng = np.random.default_rng(5)
+    count = (seconds + 20) * rate
+    scene = rng.standard_normal(count) * 0.002
+    for _ in range(int(seconds * 1.5)):
+        length = int(rng.uniform(0.05, 0.6) * rate)
+        start = int(rng.integers(0, count - length))
+        scene[start : start + length] += rng.standard_normal(length) * np.exp(
+            -np.arange(length) / (length / 4)
+        )
+    # the camera started 5 s in: t_reference = t_camera * (1 - 999e-6) + 5
+    times = 5 + np.arange(seconds * rate) / rate * (1 + ppm * 1e-6)
+    session = tmp_path / "ses-long"
+    _write(session / "raw/audio/str-cam1/cam1.wav", scene[: (seconds + 10) * rate], rate)
+    camera = np.interp(times * rate, np.arange(count), scene)
+    _write(session / "raw/audio/str-cam2/cam2.wav", camera, rate)
+    result = _run(installed, session, tmp_path / "out", "--set", "analysis_rate_hz=4000")
+    assert result.returncode == 0, result.stderr
+    maps = tmp_path / "out" / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
+    found = json.loads((maps / "str-cam2_timebase_map.json").read_text())
+    assert abs(found["drift_ppm"] - ppm) < 1 and found["status"] == "ok", found
+    assert abs(found["offset_s"] - 5) * 1000 < 0.5, found
+
+
 _DRIFT_ROUTE_CASE = r"""
 import json
 from mdivicom_sync_audio.estimate import Result

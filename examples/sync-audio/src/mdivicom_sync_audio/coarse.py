@@ -9,7 +9,8 @@ to land within a few tens of milliseconds of the answer. The phase transform
 
 A clock drift smears that peak over every lag the recording passes through,
 so the lag where the next stage starts, the middle of the overlap, is found
-again on the middle stretch alone (at_middle).
+again on the middle stretch alone (at_middle), and on a long recording from
+the line its pieces agree on (pieces.py).
 
 Significance is judged against the correlation itself: with M candidate lags,
 pure noise reaches about sqrt(2 ln M) standard deviations, so a peak must
@@ -105,7 +106,7 @@ def real_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
+def whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
     spectrum = real_spectrum(samples, size)
     spectrum[0] = 0  # the mean carries no timing
     spectrum /= np.maximum(np.abs(spectrum), np.float32(1e-20))
@@ -115,8 +116,8 @@ def _whitened_spectrum(samples: np.ndarray, size: int) -> np.ndarray:
 def whitened_correlation(reference: np.ndarray, other: np.ndarray, size: int) -> np.ndarray:
     """corr[l] = sum reference[n + l] * other[n], circular over `size` points, with
     both spectra whitened (GCC-PHAT)."""
-    cross = _whitened_spectrum(reference, size)
-    cross *= np.conj(_whitened_spectrum(other, size))
+    cross = whitened_spectrum(reference, size)
+    cross *= np.conj(whitened_spectrum(other, size))
     return np.fft.irfft(cross, size)
 
 

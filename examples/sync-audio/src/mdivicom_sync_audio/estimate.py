@@ -21,12 +21,12 @@ method was developed on and on held-out ones (docs/performance.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from mdivicom_sync_audio import coarse, fine
+from mdivicom_sync_audio import coarse, fine, pieces
 from mdivicom_sync_audio.io import Audio
 
 MIN_DRIFT_SPAN_S = 20.0
@@ -34,6 +34,7 @@ RUNNER_UP_RATIO = 0.8
 SILENCE_RMS = 1e-5
 FLOOR_MS = 0.1  # small systematic errors (resampling, codecs) seen on the evaluation
 SIGNIFICANCE_MARGIN = 2.0
+STRONG_MARGIN = 6.0  # sd over what noise reaches: pieces are then searched near the match only
 
 
 class SyncProblem(Exception):
@@ -79,6 +80,91 @@ def _drift_reach_s(samples: int) -> float:
     return fine.WIDE_DRIFT_PPM * 1e-6 * samples / coarse.COARSE_RATE / 2 + fine.SEARCH_S
 
 
+@dataclass(frozen=True)
+class Start:
+    found: coarse.Coarse
+    lag: float  # samples at found.rate, at the middle of the overlap
+    drift: float | None = None  # the slope of the line pieces agree on
+
+
+def _start(
+    low_ref: np.ndarray,
+    low_oth: np.ndarray,
+    window: float | None,
+    stream_id: str,
+    max_lag_s: float | None,
+) -> Start:
+    """The whole-overlap match, the lag (at its rate) at the middle of the
+    overlap, where the direct-path stage starts, and the drift pieces suggest.
+
+    A clock drift smears the whole-overlap match along the lags the recording
+    passes through: its top can lie anywhere along them, the middle 30 s
+    searched again may not clear noise in a room, and on a long recording the
+    match may fall below noise (a chance peak elsewhere can then just clear
+    it). So on recordings long enough, pieces of it are searched too (near the
+    match when it is strong, everywhere when it is not or when they do not
+    confirm it there) and the line they agree on gives the middle (pieces.py).
+    """
+    rate = coarse.COARSE_RATE
+    found = coarse.search(low_ref, low_oth, rate, window)
+    if found is None:
+        raise SyncProblem(f"{stream_id}: the recordings cannot overlap within the lag limit")
+    margin = found.salience - found.expected_noise
+    low, high = -(len(low_oth) - 1), len(low_ref) - 1
+    if window is not None:
+        low, high = max(low, -round(window * rate)), min(high, round(window * rate))
+    line = None
+    if margin >= STRONG_MARGIN:
+        ridge = round(fine.WIDE_DRIFT_PPM * 1e-6 * len(low_oth) + pieces.TOLERANCE_S * rate)
+        near = max(low, round(found.lag) - ridge), min(high, round(found.lag) + ridge)
+        line = pieces.search(low_ref, low_oth, rate, *near)
+    if line is None:
+        # the match is weak, or the pieces do not confirm it where it is (on
+        # uneven sound a chance peak can stand well clear of noise): everywhere
+        line = pieces.search(low_ref, low_oth, rate, low, high)
+    if margin < SIGNIFICANCE_MARGIN and line is None:
+        raise SyncProblem(
+            f"{stream_id}: no common sound found with the reference "
+            f"(best peak {found.salience:.1f} sd, noise reaches {found.expected_noise:.1f} sd, "
+            f"next best {found.runner_up:.1f} sd"
+            + (
+                ")"
+                if len(low_oth) < pieces.MIN_PIECES * pieces.PIECE_S * rate
+                else f"; nor do {pieces.PIECE_S:g}-s pieces of it agree on one lag or drift)"
+            )
+            + ("" if max_lag_s is None else f"; the search was limited to +-{max_lag_s:g} s")
+        )
+    lag = found.lag
+    if margin >= SIGNIFICANCE_MARGIN:
+        middle = coarse.at_middle(
+            low_ref, low_oth, found.lag, round(_drift_reach_s(len(low_oth)) * rate)
+        )
+        if (
+            middle is not None
+            and middle.salience >= middle.expected_noise + SIGNIFICANCE_MARGIN
+            and abs(middle.lag - found.lag) > fine.ECHO_MAX_S * rate
+        ):
+            # a move within a room's echoes is left to the direct-path stage
+            lag = middle.lag
+    if line is None:
+        return Start(found, lag)
+    at = line.lag_at(len(low_oth) / 2, len(low_oth))
+    for _ in range(3):  # the middle of the overlap depends on the lag there
+        first, last = max(0.0, -at), min(len(low_oth), len(low_ref) - at)
+        at = line.lag_at((first + last) / 2, len(low_oth))
+    if margin >= SIGNIFICANCE_MARGIN and abs(lag - at) <= fine.ECHO_MAX_S * rate:
+        return Start(found, lag, line.slope)
+    ends = sorted((line.lag_at(0, len(low_oth)), line.lag_at(len(low_oth), len(low_oth))))
+    tolerance = pieces.TOLERANCE_S * rate
+    if margin >= SIGNIFICANCE_MARGIN and ends[0] - tolerance <= found.lag <= ends[1] + tolerance:
+        return Start(found, at, line.slope)  # on the line: its nearby peaks stay candidates
+    # a chance peak, or nothing, where the pieces agree on a line elsewhere
+    elsewhere = replace(
+        found, lag=at, salience=line.salience, runner_up=0.0, runner_up_lag=at, candidates=(at,)
+    )
+    return Start(elsewhere, at, line.slope)
+
+
 def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Result:
     rate = ref.rate
     # lags are searched in sample indices; the containers' start times shift them
@@ -86,30 +172,10 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     window = None if max_lag_s is None else max_lag_s + abs(shift_s)
     low_ref = coarse.decimate(ref.samples, rate)
     low_oth = coarse.decimate(oth.samples, rate)
-    found = coarse.search(low_ref, low_oth, coarse.COARSE_RATE, window)
-    if found is None:
-        raise SyncProblem(f"{stream_id}: the recordings cannot overlap within the lag limit")
-    significant = found.salience >= found.expected_noise + SIGNIFICANCE_MARGIN
-    if not significant:
-        raise SyncProblem(
-            f"{stream_id}: no common sound found with the reference "
-            f"(best peak {found.salience:.1f} sd, noise reaches {found.expected_noise:.1f} sd, "
-            f"next best {found.runner_up:.1f} sd)"
-            + ("" if max_lag_s is None else f"; the search was limited to +-{max_lag_s:g} s")
-        )
-    lag0 = found.lag * rate / found.rate
-    middle = coarse.at_middle(
-        low_ref, low_oth, found.lag, round(_drift_reach_s(len(low_oth)) * found.rate)
-    )
+    start = _start(low_ref, low_oth, window, stream_id, max_lag_s)
     del low_ref, low_oth
-    if (
-        middle is not None
-        and middle.salience >= middle.expected_noise + SIGNIFICANCE_MARGIN
-        and abs(middle.lag - found.lag) > fine.ECHO_MAX_S * found.rate
-    ):
-        # a clock drift smeared the whole-overlap peak: start where the middle is
-        # (a move within a room's echoes is left to the direct-path stage)
-        lag0 = middle.lag * rate / found.rate
+    found = start.found
+    lag0 = start.lag * rate / found.rate
     first = max(0.0, -lag0)
     last = min(len(oth.samples), len(ref.samples) - lag0)
     overlap_s = (last - first) / rate
@@ -120,7 +186,12 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         # a similar sound elsewhere (a repeated beep, a loop, a late echo at 1 kHz):
         # the direct-path stage looks there too, and keeps it as a doubt unless ruled out
         candidates.append(found.runner_up_lag * rate / found.rate)
-    result = fine.refine(ref, oth, lag0, estimate_drift, tuple(candidates))
+    far = (
+        None
+        if start.drift is None or abs(start.drift) <= fine.MAX_DRIFT_PPM * 1e-6
+        else start.drift
+    )
+    result = fine.refine(ref, oth, lag0, estimate_drift, tuple(candidates), offered_drift=far)
     if result is None:
         raise SyncProblem(f"{stream_id}: the overlap with the reference has no sound onsets")
     notes = []

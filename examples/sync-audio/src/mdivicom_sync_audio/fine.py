@@ -31,8 +31,9 @@ found so far before its block is summed (collect_blocks), and each drift
 still in play is scored on blocks taken along its own line (frames aligned
 on one drift would favour it). The first span is also searched up to
 +-WIDE_DRIFT_PPM (_far_drift: 30 s show 250 ppm as 7.5 ms across the span);
-a far drift counts only when the span's blocks, taken again along it, peak
-CONFIRM_RATIO times higher.
+a far drift (the wide search's best or a rival, or the drift of the line the
+recording's pieces agree on) counts only when the span's blocks, taken again
+along it, peak CONFIRM_RATIO times higher than the best on the smeared ones.
 
 Why sources: with two talkers at different places each has its own
 direct-path alignment and its own echoes; summed, the two sets of peaks
@@ -601,28 +602,47 @@ def _far_drift(
     lag_mid: float,
     starts: np.ndarray,
     mid_s: float,
+    offered: tuple[float, ...] = (),
 ) -> FarLook:
     """The span's drift searched up to +-WIDE_DRIFT_PPM, kept only when confirmed.
 
     The blocks were taken before any drift was known, so with a large drift
     their frames are smeared and the wide grid, many times the usual one,
     offers noise many more places to peak (a weak two-talker span peaked at
-    360 ppm for a -60 ppm clock). A far drift that beats the usual range's
-    best is therefore taken again, the span's blocks along its own line, and
-    kept only if they then peak CONFIRM_RATIO times higher (the clocks' drift
-    sharpens them: 4 to 24 at 1000 ppm; that spurious one, 0.12 to 0.15).
+    360 ppm for a -60 ppm clock). Every far drift in play (the wide grid's
+    best and its rivals, and `offered`: the line pieces of the recording
+    agree on) is therefore taken again, the span's blocks along its own line,
+    and kept only if they then peak CONFIRM_RATIO times higher than the best
+    on the smeared blocks (the clocks' drift sharpens them: 4 to 24 at 1000
+    ppm; that spurious one, 0.12 to 0.15). Smeared, the clocks' drift need
+    not be the grid's best: in a room at 8 kHz a camera at 1000 ppm scored
+    below 207 ppm, its rival.
     """
     base = round(lag_mid)
     wide = _best_drift(blocks, 0.0, WIDE_DRIFT_PPM * 1e-6, base, mid_s)
-    if abs(wide.drift) <= MAX_DRIFT_PPM * 1e-6 or wide.score <= usual.score:
-        return FarLook()
-    along = _blocks_along(ref, oth, lag_mid, wide.drift, starts, mid_s)
-    again = _best_drift(along, wide.drift, RETAKE_REACH * abs(wide.drift), base, mid_s)
-    if again.at_limit or wide.at_limit:
-        return FarLook(beyond=True)
-    if again.score < CONFIRM_RATIO * wide.score or not again.determined:
-        return FarLook()
-    return FarLook(replace(again, determined=True), along, wide.drift)
+    bar = CONFIRM_RATIO * max(wide.score, usual.score)
+    tried: list[float] = []
+    best: FarLook | None = None
+    beyond = False
+    # the grid's best counts only when it beats the usual range's (a far rival or
+    # an offered drift is compared with the bar alone)
+    first = (wide.drift,) if wide.score > usual.score else ()
+    for at in (*first, *wide.rivals, *offered):
+        if abs(at) <= MAX_DRIFT_PPM * 1e-6 or any(
+            abs(at - t) <= RETAKE_REACH * abs(t) for t in tried
+        ):
+            continue
+        tried.append(at)
+        along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
+        again = _best_drift(along, at, RETAKE_REACH * abs(at), base, mid_s)
+        if first and at == wide.drift and (again.at_limit or wide.at_limit):
+            beyond = True
+            continue
+        if again.at_limit or again.score < bar or not again.determined:
+            continue
+        if best is None or best.fit is None or again.score > best.fit.score:
+            best = FarLook(replace(again, determined=True), along, at)
+    return best if best is not None else FarLook(beyond=beyond)
 
 
 def refine(
@@ -632,6 +652,7 @@ def refine(
     estimate_drift: bool,
     candidates: tuple[float, ...] = (),
     moved: bool = False,
+    offered_drift: float | None = None,
 ) -> Fine | None:
     """Direct-path lag (and drift) near `coarse_lag` (samples at the analysis rate).
 
@@ -683,7 +704,16 @@ def refine(
             fit = fits[best]
             taken_at, blocks = takes[best]
             if half_s == FIRST_HALF_S:
-                far = _far_drift(ref, oth, blocks, fit, lag_mid, chosen, mid_s)
+                far = _far_drift(
+                    ref,
+                    oth,
+                    blocks,
+                    fit,
+                    lag_mid,
+                    chosen,
+                    mid_s,
+                    () if offered_drift is None else (offered_drift,),
+                )
                 beyond = far.beyond
                 if far.fit is not None and far.blocks is not None:
                     fit, blocks, taken_at, fits = far.fit, far.blocks, far.taken_at, [far.fit]
@@ -766,7 +796,7 @@ def refine(
             # (at the peak found there, so the new search is centred on it)
             others = (*(c for c in candidates if c != candidate), coarse_lag)
             at = round(centre) + there.lag
-            return refine(ref, oth, at, estimate_drift, others, moved=True)
+            return refine(ref, oth, at, estimate_drift, others, True, offered_drift)
         far.append((float((round(centre) + there.lag - base - lag) / rate * 1000), ratio))
         if ratio >= FAR_RATIO:
             kept.append(candidate)
