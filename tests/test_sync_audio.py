@@ -1320,29 +1320,38 @@ def test_a_clock_a_thousandth_off_is_measured_and_one_beyond_the_search_is_not(i
             assert abs(found["offset_s"] - true_offset) * 1000 <= found["error_bound_ms"], found
 
 
+def _drifting_session(
+    session: Path, seconds: int, ppm: float, seed: int, rate: int = CASE_RATE
+) -> None:
+    """A reference and a camera that started 5 s into it and whose clock runs `ppm`
+    off (t_reference = t_camera * (1 + ppm * 1e-6) + 5), both hearing noise bursts."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    count = (seconds + 20) * rate
+    scene = rng.standard_normal(count) * 0.002
+    for _ in range(int(seconds * 1.5)):
+        length = int(rng.uniform(0.05, 0.6) * rate)
+        start = int(rng.integers(0, count - length))
+        scene[start : start + length] += rng.standard_normal(length) * np.exp(
+            -np.arange(length) / (length / 4)
+        )
+    times = 5 + np.arange(seconds * rate) / rate * (1 + ppm * 1e-6)
+    _write(session / "raw/audio/str-cam1/cam1.wav", scene[: (seconds + 10) * rate], rate)
+    _write(
+        session / "raw/audio/str-cam2/cam2.wav",
+        np.interp(times * rate, np.arange(count), scene),
+        rate,
+    )
+
+
 def test_a_clock_beyond_the_wide_search_gets_no_drift_and_says_so(installed, tmp_path):
     """Five minutes at 1250 ppm, just beyond the +-1200 ppm looked at: the wide
     search peaks at its limit, so no drift is given and the terminal and the
     record say why; the run succeeds (exit 0) with the stream doubtful, and
     `--set strict=true` fails it (exit 1)."""
-    import numpy as np
-
-    rng = np.random.default_rng(3)
-    seconds, ppm = 300, 1250.0
-    count = (seconds + 20) * CASE_RATE
-    scene = rng.standard_normal(count) * 0.002
-    for _ in range(int(seconds * 1.5)):
-        length = int(rng.uniform(0.05, 0.6) * CASE_RATE)
-        start = int(rng.integers(0, count - length))
-        scene[start : start + length] += rng.standard_normal(length) * np.exp(
-            -np.arange(length) / (length / 4)
-        )
-    # the camera started 5 s in and its clock runs 1250 ppm fast
-    times = 5 + np.arange(seconds * CASE_RATE) / CASE_RATE * (1 + ppm * 1e-6)
-    camera = np.interp(times * CASE_RATE, np.arange(count), scene)
     session = tmp_path / "ses-far"
-    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, seconds + 10))
-    _write(session / "raw/audio/str-cam2/cam2.wav", camera)
+    _drifting_session(session, 300, 1250.0, seed=3)
     said = (
         "str-cam2: no clock drift within +-1200 ppm of the reference's held on its sound, "
         "so none is given"
@@ -1505,24 +1514,9 @@ def test_a_long_recording_from_a_camera_conformed_to_29_97_fps_is_synced(install
     from 30 to 29.97 fps): the whole-overlap match is smeared over 1.2 s of lags
     and the run failed; now the pieces find the overlap and the direct-path stage
     measures the drift."""
-    import numpy as np
-
-    rate, seconds, ppm = 4000, 1200, -999.0
-    rng = np.random.default_rng(5)
-    count = (seconds + 20) * rate
-    scene = rng.standard_normal(count) * 0.002
-    for _ in range(int(seconds * 1.5)):
-        length = int(rng.uniform(0.05, 0.6) * rate)
-        start = int(rng.integers(0, count - length))
-        scene[start : start + length] += rng.standard_normal(length) * np.exp(
-            -np.arange(length) / (length / 4)
-        )
-    # the camera started 5 s in: t_reference = t_camera * (1 - 999e-6) + 5
-    times = 5 + np.arange(seconds * rate) / rate * (1 + ppm * 1e-6)
+    ppm = -999.0
     session = tmp_path / "ses-long"
-    _write(session / "raw/audio/str-cam1/cam1.wav", scene[: (seconds + 10) * rate], rate)
-    camera = np.interp(times * rate, np.arange(count), scene)
-    _write(session / "raw/audio/str-cam2/cam2.wav", camera, rate)
+    _drifting_session(session, 1200, ppm, seed=5, rate=4000)
     result = _run(installed, session, tmp_path / "out", "--set", "analysis_rate_hz=4000")
     assert result.returncode == 0, result.stderr
     maps = tmp_path / "out" / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
