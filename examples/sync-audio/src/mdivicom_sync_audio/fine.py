@@ -616,7 +616,10 @@ def _far_drift(
     on the smeared blocks (the clocks' drift sharpens them: 4 to 24 at 1000
     ppm; that spurious one, 0.12 to 0.15). Smeared, the clocks' drift need
     not be the grid's best: in a room at 8 kHz a camera at 1000 ppm scored
-    below 207 ppm, its rival.
+    below 207 ppm, its rival. A retake that moves the drift by more than a
+    sample across a block was itself taken along a line still that far off:
+    it is taken once more along what it chose (a camera at -999 ppm: -850,
+    then -1022 at 0.24, then -998 at 0.40, over the bar of 0.32).
     """
     base = round(lag_mid)
     wide = _best_drift(blocks, 0.0, WIDE_DRIFT_PPM * 1e-6, base, mid_s)
@@ -627,10 +630,9 @@ def _far_drift(
     # the grid's best counts only when it beats the usual range's (a far rival or
     # an offered drift is compared with the bar alone)
     first = (wide.drift,) if wide.score > usual.score else ()
+    sample = 1.0 / (BLOCK_S * ref.rate)  # drifts this far apart: a sample across a block
     for at in (*first, *wide.rivals, *offered):
-        if abs(at) <= MAX_DRIFT_PPM * 1e-6 or any(
-            abs(at - t) <= RETAKE_REACH * abs(t) for t in tried
-        ):
+        if abs(at) <= MAX_DRIFT_PPM * 1e-6 or any(abs(at - t) <= sample for t in tried):
             continue
         tried.append(at)
         along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
@@ -638,6 +640,12 @@ def _far_drift(
         if first and at == wide.drift and (again.at_limit or wide.at_limit):
             beyond = True
             continue
+        moved = abs(again.drift - at)
+        if moved > sample and not again.at_limit:
+            # the blocks were still smeared along `at`: once more along what they chose
+            at = again.drift
+            along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
+            again = _best_drift(along, at, moved, base, mid_s)
         if again.at_limit or again.score < bar or not again.determined:
             continue
         if best is None or best.fit is None or again.score > best.fit.score:
