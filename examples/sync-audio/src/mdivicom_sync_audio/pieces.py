@@ -126,12 +126,12 @@ def _chance(
     return pairs * tail
 
 
-def _on_line(pieces: list[_Piece], i: int, j: int, tolerance: float) -> tuple[np.ndarray, float]:
-    a, b = pieces[i], pieces[j]
-    slope = (b.lag - a.lag) / (b.centre - a.centre)
-    lags = np.array([p.lag for p in pieces])
-    centres = np.array([p.centre for p in pieces])
-    return np.abs(lags - (a.lag + slope * (centres - a.centre))) <= tolerance, slope
+def _on_line(
+    centres: np.ndarray, lags: np.ndarray, i: int, j: int, tolerance: float
+) -> tuple[np.ndarray, float]:
+    """The pieces within `tolerance` of the line through pieces i and j, and its slope."""
+    slope = (lags[j] - lags[i]) / (centres[j] - centres[i])
+    return np.abs(lags - (lags[i] + slope * (centres - centres[i]))) <= tolerance, float(slope)
 
 
 def search(reference: np.ndarray, other: np.ndarray, rate: int, low: int, high: int) -> Line | None:
@@ -148,19 +148,19 @@ def search(reference: np.ndarray, other: np.ndarray, rate: int, low: int, high: 
         return None
     tolerance = TOLERANCE_S * rate
     slope_limit = fine.WIDE_DRIFT_PPM * 1e-6
+    centres = np.array([p.centre for p in pieces])
+    best = np.array([p.lag for p in pieces])
     lines: list[tuple[int, np.ndarray, float]] = []
     for i in range(len(pieces)):
         for j in range(i + 1, len(pieces)):
-            members, slope = _on_line(pieces, i, j, tolerance)
+            members, slope = _on_line(centres, best, i, j, tolerance)
             if abs(slope) <= slope_limit:
                 lines.append((int(members.sum()), members, slope))
     if not lines:
         return None
     lines.sort(key=lambda line: -line[0])
     count, members, _ = lines[0]
-    centres = np.array([p.centre for p in pieces])[members]
-    lags_on = np.array([p.lag for p in pieces])[members]
-    slope, intercept = np.polyfit(centres - len(other) / 2, lags_on, 1)
+    slope, intercept = np.polyfit(centres[members] - len(other) / 2, best[members], 1)
     # another line that most pieces off this one agree on: a repeated sound
     rival = max(
         (c for c, m, _ in lines if not np.any(m & members)),
