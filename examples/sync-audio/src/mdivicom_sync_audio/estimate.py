@@ -144,7 +144,8 @@ def _start(
             and middle.salience >= middle.expected_noise + SIGNIFICANCE_MARGIN
             and abs(middle.lag - found.lag) > fine.ECHO_MAX_S * rate
         ):
-            # a move within a room's echoes is left to the direct-path stage
+            # a clock drift smeared the whole-overlap peak: start where the middle is
+            # (a move within a room's echoes is left to the direct-path stage)
             lag = middle.lag
     if line is None:
         return Start(found, lag)
