@@ -594,6 +594,12 @@ class FarLook:
     beyond: bool = False  # the wide search peaked at its limit: the clock may be further off
 
 
+def _a_sample_apart(first: float, second: float, rate: int) -> bool:
+    """Whether frames aligned along drifts `first` and `second` differ by more than
+    a sample within a block (else blocks taken along one serve the other as well)."""
+    return abs(first - second) * BLOCK_S * rate > 1.0
+
+
 def _far_drift(
     ref: Audio,
     oth: Audio,
@@ -630,9 +636,10 @@ def _far_drift(
     # the grid's best counts only when it beats the usual range's (a far rival or
     # an offered drift is compared with the bar alone)
     first = (wide.drift,) if wide.score > usual.score else ()
-    sample = 1.0 / (BLOCK_S * ref.rate)  # drifts this far apart: a sample across a block
     for at in (*first, *wide.rivals, *offered):
-        if abs(at) <= MAX_DRIFT_PPM * 1e-6 or any(abs(at - t) <= sample for t in tried):
+        if abs(at) <= MAX_DRIFT_PPM * 1e-6 or any(
+            not _a_sample_apart(at, t, ref.rate) for t in tried
+        ):
             continue
         tried.append(at)
         along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
@@ -640,9 +647,9 @@ def _far_drift(
         if first and at == wide.drift and (again.at_limit or wide.at_limit):
             beyond = True
             continue
-        moved = abs(again.drift - at)
-        if moved > sample and not again.at_limit:
+        if _a_sample_apart(again.drift, at, ref.rate) and not again.at_limit:
             # the blocks were still smeared along `at`: once more along what they chose
+            moved = abs(again.drift - at)
             at = again.drift
             along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
             again = _best_drift(along, at, moved, base, mid_s)
@@ -682,11 +689,6 @@ def refine(
     lag_mid = coarse_lag
     beyond = False  # a wide look peaked at its limit (see _far_drift)
 
-    def needs_own(at: float) -> bool:
-        """Whether frames aligned along `at` and along `drift` differ by a sample
-        within a block (else the blocks taken along `drift` serve `at` as well)."""
-        return abs(at - drift) * BLOCK_S * rate > 1.0
-
     while True:
         centres = (every + block / 2) / rate
         chosen = every[np.abs(centres - mid_s) <= half_s + BLOCK_S / 2]
@@ -703,7 +705,7 @@ def refine(
             # aligned along one drift would favour it over the others
             takes = [(drift, blocks)] + [
                 (at, _blocks_along(ref, oth, lag_mid, at, chosen, mid_s))
-                if needs_own(at)
+                if _a_sample_apart(at, drift, rate)
                 else (at, blocks)
                 for at in hypotheses
             ]

@@ -41,9 +41,7 @@ class Line:
     lag: float  # samples at `rate` at the middle of `other` (reference index = other index + lag)
     slope: float  # lag change per sample of `other`: the drift, roughly
     agreeing: int  # pieces whose best lag lies on the line
-    tried: int
     salience: float  # median height of the agreeing pieces' peaks, robust sd
-    chance: float  # expected number of lines as well supported from unrelated sound
 
     def lag_at(self, index: float, length: int) -> float:
         """The lag at sample `index` of `other` (of `length` samples)."""
@@ -173,7 +171,5 @@ def search(reference: np.ndarray, other: np.ndarray, rate: int, low: int, high: 
         lag=float(intercept),
         slope=float(slope),
         agreeing=count,
-        tried=len(pieces),
         salience=float(np.median([p.salience for p, m in zip(pieces, members, strict=True) if m])),
-        chance=chance,
     )
