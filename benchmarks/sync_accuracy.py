@@ -36,8 +36,9 @@ from 30 to 29.97 fps does, and two talkers over 30 minutes at 60 ppm) into
 study-<seed>-long: a drift smears the whole-overlap match of a long
 recording over a second of lags (LONG_CONDITIONS). The peers take minutes a
 session there. Seeds 1-3 of --long were looked at while sync-audio 0.3.8's
-search on pieces was built; seeds 4-6 judged it (LONG_JUDGE_SEEDS), so the
-next change is to be judged on seeds 7 onwards.
+search on pieces was built; seeds 4-6 judged it, and seeds 7-9 its retake of
+a far drift, which was built looking at seed 6 (LONG_JUDGE_SEEDS), so the
+next change is to be judged on seeds 10 onwards.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -131,9 +132,10 @@ LONG_CONDITIONS = [
     ),
 ]
 
-# --long: seeds 1-3 were looked at while 0.3.8's pieces were built; 4-6 judged it
+# --long: seeds 1-3 were looked at while 0.3.8's pieces were built; 4-6 judged
+# them, 7-9 the far drift's second retake (built looking at seed 6)
 LONG_HELD_OUT_FROM = 4
-LONG_JUDGE_SEEDS = {"0.3.8": range(4, 7)}
+LONG_JUDGE_SEEDS = {"0.3.8": range(4, 7), "0.3.8's retake": range(7, 10)}
 
 VENVS = {
     # editable: the benchmark measures the working tree, not a copy from when the venv was made
