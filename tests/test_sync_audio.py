@@ -319,6 +319,20 @@ def test_a_limited_search_that_misses_the_offset_says_so(installed, cases, tmp_p
     assert "the search was limited to +-10 s" in said
 
 
+def test_unrelated_long_recordings_say_the_pieces_found_nothing_either(installed, tmp_path):
+    """Two 100-s recordings of different scenes: long enough for the search on
+    30-s pieces, which finds no line either; the run fails (exit 1) with one line
+    that says both searches came up empty, not a number."""
+    session = tmp_path / "ses-unrelated"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _scene(100, seed=3))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _scene(100, seed=4))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 1
+    said = result.stdout + result.stderr
+    assert "str-cam2: no common sound found with the reference" in said
+    assert "nor do 30-s pieces of it agree on one lag or drift" in said
+
+
 def test_a_silent_stream_is_a_clear_failure_not_a_number(cases, case_runs):
     _, truth = cases
     silent = _map(case_runs, "ses-silent", "str-cam3")
