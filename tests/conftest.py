@@ -1,12 +1,29 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import pytest
 
 from engines import ENGINES, need_engine
 from pluginsite import PluginSite
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """MDIVICOM_TEST_MODULE_ORDER=reversed runs the test files last first.
+
+    scripts/test.sh sets it for every other suite it runs side by side: the
+    suite is half waiting on engines (container and fault tests) and half
+    number crunching (sync-audio), and two suites in the same order crunch at
+    the same time on a 2-core machine while at other times both wait. A
+    file's own tests keep their order.
+    """
+    if os.environ.get("MDIVICOM_TEST_MODULE_ORDER") != "reversed":
+        return
+    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in items))
+    rank = {name: -index for index, name in enumerate(files)}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
 @pytest.fixture
