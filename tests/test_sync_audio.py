@@ -1223,8 +1223,7 @@ ref, oth = audio(scene), audio(other)
 times = np.arange(0, (seconds - 5) * rate, int(fine.BLOCK_S * rate))
 mid_s = seconds / 2
 lag_at = -ppm * 1e-6 * ((times + fine.BLOCK_S * rate / 2) / rate - mid_s) * rate
-blocks = fine.collect_blocks(ref, oth, lag_at, times)
-blocks.rate = rate
+blocks = fine.collect_blocks(fine.Analysed(ref), fine.Analysed(oth), lag_at, times)
 found = {}
 # both grids are wide, so the best stands out of their median either way
 for name, centre, reach in (("around", -100e-6, 150e-6), ("beside", 100e-6, 180e-6)):

@@ -93,13 +93,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mdivicom_sync_audio.frames import BLOCK_S, Analysed
 from mdivicom_sync_audio.io import Audio
 
-BLOCK_S = 4.0
-FRAME_S = 0.128
 SEARCH_S = 0.05
-TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
-ONSET_MARGIN = 4.0
 OVERSAMPLE = 8
 MAX_DRIFT_PPM = 250.0  # the drifts searched on every span
 WIDE_DRIFT_PPM = 1200.0  # looked at on the first span; at this limit, none is measured
@@ -166,25 +163,8 @@ class Fine:
     drift_refuted: bool = False
 
 
-def _frames(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
-    count = 1 + (len(samples) - frame) // hop
-    strides = (samples.strides[0] * hop, samples.strides[0])
-    view = np.lib.stride_tricks.as_strided(samples, (count, frame), strides)
-    return np.fft.rfft(view * np.hanning(frame), 2 * frame)
-
-
-def _onset_weight(power: np.ndarray, hop_s: float) -> np.ndarray:
-    """Per frame and band: how far the power rises above the decaying tail of the past."""
-    decay = 10 ** (-TAIL_DB_PER_S * hop_s / 10)
-    tail = np.empty_like(power)
-    tail[0] = power[0]
-    for index in range(1, len(power)):
-        tail[index] = np.maximum(tail[index - 1] * decay, power[index - 1])
-    return np.clip(1 - ONSET_MARGIN * tail / np.maximum(power, 1e-30), 0, 1)
-
-
 def collect_blocks(
-    ref: Audio, oth: Audio, lag_at: np.ndarray, times: np.ndarray, drift: float = 0.0
+    ref: Analysed, oth: Analysed, lag_at: np.ndarray, times: np.ndarray, drift: float = 0.0
 ) -> Blocks:
     """Onset-weighted cross-spectra of blocks starting at `times` (other's samples).
 
@@ -194,42 +174,33 @@ def collect_blocks(
     the direct sound, cancel. Each frame's cross-spectrum is therefore moved
     to the block centre's lag along `drift` before the frames are summed.
     """
-    rate = ref.rate
-    frame = 1 << int(np.ceil(np.log2(FRAME_S * rate)))
-    hop = frame // 4
-    block = int(BLOCK_S * rate)
-    lead = int(1.0 * rate)  # history so the first frames know the tail before them
+    rate, frame, hop, block = ref.rate, ref.frame, ref.hop, ref.block
     bins = np.arange(frame + 1)
     ramps: np.ndarray | None = None  # the frames' phase ramps: the same for every block
     spectra, weights, centres, shifts = [], [], [], []
     ratios, bands = [], []
     for start, lag in zip(times, lag_at, strict=True):
         shift = round(lag)
-        seg_o = oth.segment(start - lead, start + block)
-        seg_r = ref.segment(start + shift - lead, start + shift + block)
-        x_o, x_r = _frames(seg_o, frame, hop), _frames(seg_r, frame, hop)
-        w = _onset_weight(np.abs(x_o) ** 2, hop / rate) * _onset_weight(
-            np.abs(x_r) ** 2, hop / rate
-        )
-        skip = lead // hop
-        cross = x_r[skip:] * np.conj(x_o[skip:])
-        cross /= np.maximum(np.abs(cross), 1e-30)
+        other, mine = oth.stretch(int(start)), ref.stretch(int(start) + shift)
+        w = other.onset * mine.onset
+        cross = mine.phase * np.conj(other.phase)
         if drift:
             if ramps is None:
                 # each frame's lag is ahead of the block centre's by drift * (its time
                 # from the centre), a step of drift * hop per frame: its phase ramp is
                 # the first frame's times the step's, once per frame (no exp per bin)
-                first = drift * (skip * hop + frame / 2 - lead - block / 2)
+                skip = ref.lead // hop
+                first = drift * (skip * hop + frame / 2 - ref.lead - block / 2)
                 steps = np.empty_like(cross)
                 steps[0] = np.exp(1j * np.pi * first * bins / frame)
                 steps[1:] = np.exp(1j * np.pi * drift * hop * bins / frame)
                 ramps = np.cumprod(steps, axis=0)
             cross *= ramps
-        spectra.append((w[skip:] * cross).sum(axis=0))
-        weights.append(float(w[skip:].sum()))
-        ratio = np.log(np.abs(x_r[skip:]) ** 2 + 1e-30) - np.log(np.abs(x_o[skip:]) ** 2 + 1e-30)
-        ratios.append((w[skip:] * ratio).sum(axis=0).astype(np.float32))
-        bands.append(w[skip:].sum(axis=0))
+        spectra.append((w * cross).sum(axis=0))
+        weights.append(float(w.sum()))
+        ratio = mine.log_power - other.log_power
+        ratios.append((w * ratio).sum(axis=0).astype(np.float32))
+        bands.append(w.sum(axis=0))
         centres.append((start + block / 2) / rate)
         shifts.append(shift)
     return Blocks(
@@ -245,12 +216,12 @@ def collect_blocks(
 
 
 def _blocks_along(
-    ref: Audio, oth: Audio, lag_mid: float, drift: float, starts: np.ndarray, mid_s: float
+    ref: Analysed, oth: Analysed, lag_mid: float, drift: float, starts: np.ndarray, mid_s: float
 ) -> Blocks:
     """Blocks starting at `starts` (other's samples), each taken where the line
     `lag(t) = lag_mid + drift * (t - mid_s)` puts its centre."""
     rate = ref.rate
-    centres_s = (starts + int(BLOCK_S * rate) / 2) / rate
+    centres_s = (starts + ref.block / 2) / rate
     return collect_blocks(ref, oth, lag_mid + drift * (centres_s - mid_s) * rate, starts, drift)
 
 
@@ -601,8 +572,8 @@ def _a_sample_apart(first: float, second: float, rate: int) -> bool:
 
 
 def _far_drift(
-    ref: Audio,
-    oth: Audio,
+    ref: Analysed,
+    oth: Analysed,
     blocks: Blocks,
     usual: DriftFit,
     lag_mid: float,
@@ -666,7 +637,6 @@ def refine(
     coarse_lag: float,
     estimate_drift: bool,
     candidates: tuple[float, ...] = (),
-    moved: bool = False,
     offered_drift: float | None = None,
 ) -> Fine | None:
     """Direct-path lag (and drift) near `coarse_lag` (samples at the analysis rate).
@@ -675,10 +645,23 @@ def refine(
     (30 s, then 4x wider each time), each span's drift narrowing the search of
     the next and placing its blocks where the lag has moved to.
     """
-    rate = ref.rate
-    block = int(BLOCK_S * rate)
+    return _refine(
+        Analysed(ref), Analysed(oth), coarse_lag, estimate_drift, candidates, False, offered_drift
+    )
+
+
+def _refine(
+    ref: Analysed,
+    oth: Analysed,
+    coarse_lag: float,
+    estimate_drift: bool,
+    candidates: tuple[float, ...],
+    moved: bool,
+    offered_drift: float | None,
+) -> Fine | None:
+    rate, block = ref.rate, ref.block
     first = max(0, int(np.ceil(-coarse_lag)))
-    last = min(len(oth.samples), int(len(ref.samples) - coarse_lag))
+    last = min(len(oth.audio.samples), int(len(ref.audio.samples) - coarse_lag))
     if last - first < rate:
         return None
     every = np.arange(first, max(first + 1, last - block // 2), block)
@@ -806,7 +789,7 @@ def refine(
             # (at the peak found there, so the new search is centred on it)
             others = (*(c for c in candidates if c != candidate), coarse_lag)
             at = round(centre) + there.lag
-            return refine(ref, oth, at, estimate_drift, others, True, offered_drift)
+            return _refine(ref, oth, at, estimate_drift, others, True, offered_drift)
         far.append((float((round(centre) + there.lag - base - lag) / rate * 1000), ratio))
         if ratio >= FAR_RATIO:
             kept.append(candidate)

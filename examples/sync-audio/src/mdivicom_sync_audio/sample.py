@@ -81,8 +81,18 @@ def room_response(rng: np.random.Generator, rt60: float, distance_m: float) -> n
 
 
 def _convolve(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
-    size = 1 << (len(signal) + len(response) - 1).bit_length()
-    wet = np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(response, size), size)
+    """`signal` heard through `response`, as long as `signal`.
+
+    Overlap-add in pieces a few times the response's length: one FFT over a
+    5-minute scene (2^24 points at 48 kHz) took 3 s per camera, the pieces 0.5 s.
+    """
+    size = 1 << (4 * len(response)).bit_length()
+    step = size - len(response) + 1
+    kernel = np.fft.rfft(response, size)
+    wet = np.zeros(len(signal) + size)
+    for start in range(0, len(signal), step):
+        piece = np.fft.rfft(signal[start : start + step], size)
+        wet[start : start + size] += np.fft.irfft(piece * kernel, size)
     return wet[: len(signal)]
 
 
