@@ -151,6 +151,7 @@ def test_dry_run_and_config_schema(installed, study, tmp_path):
     assert "config.max_lag_s: -1 is less than or equal to the minimum of 0" in bad.stderr
 
 
+@pytest.mark.heavy
 def test_drift_is_estimated_and_the_offset_refers_to_time_zero(installed, tmp_path):
     root = tmp_path / "drifting"
     subprocess.run(
@@ -392,6 +393,7 @@ def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     assert found["error_bound_ms"] > 3.0, found
 
 
+@pytest.mark.heavy
 def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
     """A room (direct path, reflections, tail) and an AAC camera file with unmarked priming."""
     root = tmp_path / "room"
@@ -637,6 +639,7 @@ def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(ins
     ), warning
 
 
+@pytest.mark.heavy
 def test_stretches_of_noise_beside_a_loud_cue_are_no_jump(installed, tmp_path):
     """The memory benchmark's session (a recorder's FLAC and a camera's AAC
     hearing a short cue a minute under -55 dBFS noise) was reported with jumps:
@@ -1295,6 +1298,7 @@ def _sample(env, root: Path, *args: str) -> dict:
     return json.loads((root / "sample_truth.json").read_text())
 
 
+@pytest.mark.heavy
 def test_a_clock_a_thousandth_off_is_measured_and_one_beyond_the_search_is_not(installed, tmp_path):
     """Video conformed to 29.97 fps runs its audio 0.1 % slow (-999 ppm). The drift
     search went to +-250 ppm and the frames inside each 4-s block were summed at
@@ -1358,6 +1362,7 @@ def _drifting_session(
     )
 
 
+@pytest.mark.heavy
 def test_a_clock_beyond_the_wide_search_gets_no_drift_and_says_so(installed, tmp_path):
     """Five minutes at 1250 ppm, just beyond the +-1200 ppm looked at: the wide
     search peaks at its limit, so no drift is given and the terminal and the
@@ -1397,6 +1402,7 @@ print(json.dumps({"drift_ppm": found.drift * 1e6, "pinned": found.drift_pinned,
 )
 
 
+@pytest.mark.heavy
 def test_a_drift_beyond_the_usual_range_is_kept_only_when_its_blocks_confirm_it(installed):
     """Beyond +-250 ppm the drift is looked for up to +-1200 ppm, on blocks whose
     frames are smeared until the drift is known: a far drift counts only when the
@@ -1495,6 +1501,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.heavy
 def test_a_match_smeared_by_drift_is_found_on_pieces_and_only_a_clear_one(installed):
     """20 minutes at 1000 ppm pass through 1.2 s of lags: the whole-overlap match
     is smeared below what noise reaches and such a camera failed with "no common
@@ -1513,6 +1520,7 @@ def test_a_match_smeared_by_drift_is_found_on_pieces_and_only_a_clear_one(instal
     assert not found["split"]["line"], found
 
 
+@pytest.mark.heavy
 def test_a_conformed_camera_in_a_room_over_five_minutes_is_synced(installed, tmp_path):
     """Five minutes of a camera at -999 ppm in a reverberant room: the whole-overlap
     match is smeared over 0.3 s of lags, its top 50 ms or more from the lag at the
