@@ -1573,6 +1573,55 @@ print(json.dumps({
 """
 
 
+_FAR_APART_CASE = r"""
+import json
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+# camera 2 runs 999 ppm slow, camera 3 999 ppm fast (video conformed, or not):
+# each pair with the reference measures its drift, but cameras 2 and 3 are
+# 2000 ppm apart, beyond the drift search, so their pair gives none: its offset
+# is the lag at the middle (60 s). At the middle camera 2 is at 62 s of the
+# reference and camera 3 at 65 s.
+middle = 60.0
+def offset(drift_ppm, at_middle):
+    return at_middle - middle * (1 + drift_ppm * 1e-6)
+cam3_at_62 = middle - 3.0 / (1 + 999e-6)  # camera 3's clock when the reference is at 62 s
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+pairs = {
+    ("str-cam1", "str-cam2"): Result(offset(-999, 62.0), -999.0, 0.2, 0.5, 120.0, 20.0),
+    ("str-cam1", "str-cam3"): Result(offset(999, 65.0), 999.0, 0.2, 0.5, 120.0, 20.0),
+    # measured around camera 2's 60 s (the middle of their overlap)
+    ("str-cam3", "str-cam2"): Result(
+        cam3_at_62 - middle, None, 0.3, None, 120.0, 20.0, measured_at_s=middle
+    ),
+}
+out, routes = combine(pairs, {}, "str-cam1", streams, {s: middle for s in streams})
+print(json.dumps({
+    sid: {
+        "bound_ms": out[sid].error_bound_ms,
+        "at_middle": middle * (1 + out[sid].drift_ppm * 1e-6) + out[sid].offset_s,
+        "route": routes[sid],
+    }
+    for sid in ("str-cam2", "str-cam3")
+}))
+"""
+
+
+def test_routes_are_compared_where_a_route_without_drift_measured_its_offset(installed):
+    """Two cameras 2000 ppm apart have no drift between them; the route through
+    their pair carried its middle lag to time zero at no drift, 120 ms from
+    the direct pairs there, and both cameras' bounds grew by that much though
+    every route agrees where their pair measured. A route without a drift is
+    compared there (camera 3's clock 3 s before its own middle: compared at
+    the stream's middle, 3 s at 2000 ppm still put them 6 ms apart)."""
+    found = _run_case(_FAR_APART_CASE, installed)
+    for sid, at_middle in (("str-cam2", 62.0), ("str-cam3", 65.0)):
+        assert found[sid]["route"] == ["str-cam1", sid], found
+        assert abs(found[sid]["at_middle"] - at_middle) < 1e-9, found
+        assert abs(found[sid]["bound_ms"] - 0.2) < 1e-6, found  # were 120 and 114 ms
+
+
 def test_the_drift_takes_the_route_whose_drifts_are_best_measured(installed):
     """A pair can pin the offset well and the drift badly: the offset keeps the
     route of the tightest bounds, the drift takes the route of the smallest drift

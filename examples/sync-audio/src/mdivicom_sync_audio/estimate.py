@@ -59,6 +59,9 @@ class Result:
     bound_reason: str = ""
     # where each alternative the bound covers would put the offset, in ms from it
     alternatives_ms: list[float] = field(default_factory=list)
+    # the other stream's time (container seconds) at the middle of the overlap,
+    # around which the offset was measured (None: not known)
+    measured_at_s: float | None = None
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:
@@ -276,4 +279,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         other_source_offsets_s=others,
         bound_reason=max(parts, key=lambda part: part[0])[1],
         alternatives_ms=list(result.alternatives_ms),
+        measured_at_s=float((first + last) / 2 / rate + oth.start_s),
     )

@@ -54,26 +54,38 @@ class Link:
     bound_ms: float
     drift_error_ppm: float | None
     has_drift: bool
+    # without a drift: t_b where the offset was measured (it holds best there)
+    at_s: float | None = None
 
 
 def _link(result: Result) -> Link:
+    has_drift = result.drift_ppm is not None
     return Link(
         offset_s=result.offset_s,
         drift=(result.drift_ppm or 0.0) * 1e-6,
         bound_ms=result.error_bound_ms,
         drift_error_ppm=result.drift_error_ppm,
-        has_drift=result.drift_ppm is not None,
+        has_drift=has_drift,
+        at_s=None if has_drift else result.measured_at_s,
     )
 
 
 def _reverse(link: Link) -> Link:
-    return replace(link, offset_s=-link.offset_s / (1 + link.drift), drift=1 / (1 + link.drift) - 1)
+    return replace(
+        link,
+        offset_s=-link.offset_s / (1 + link.drift),
+        drift=1 / (1 + link.drift) - 1,
+        at_s=None if link.at_s is None else _at(link, link.at_s),
+    )
 
 
 def _chain(first: Link, second: Link) -> Link:
     """first: t_a from t_b; second: t_b from t_c; result: t_a from t_c."""
     errors = [e for e in (first.drift_error_ppm, second.drift_error_ppm) if e is not None]
     has_drift = first.has_drift and second.has_drift
+    at_s = second.at_s  # t_c
+    if at_s is None and first.at_s is not None:
+        at_s = (first.at_s - second.offset_s) / (1 + second.drift)
     return Link(
         offset_s=second.offset_s * (1 + first.drift) + first.offset_s,
         drift=(1 + first.drift) * (1 + second.drift) - 1,
@@ -81,6 +93,7 @@ def _chain(first: Link, second: Link) -> Link:
         # a chain with a pair that measured no drift has no drift, nor an error for it
         drift_error_ppm=sum(errors) if errors and has_drift else None,
         has_drift=has_drift,
+        at_s=at_s,
     )
 
 
@@ -228,6 +241,24 @@ def _earlier_not_ruled_out(
     return farthest, source
 
 
+def _apart_ms(route: Link, chosen: Link) -> float:
+    """How far `route` puts the stream's reference time from `chosen` (ms).
+
+    Where both have a drift, at time zero, where the offset is given: a
+    disagreement in drift is a disagreement there. A route without one (a
+    pair whose clocks are too far apart for the drift search, or too short)
+    measured its offset around the middle of its overlap and carries it to
+    time zero at no drift, which the other clocks' drift need not share:
+    with cameras 0.1 % fast and 0.1 % slow their pair put the routes 60-360
+    ms apart at time zero, each right to 0.02 ms where it was measured. Such
+    a route is compared there.
+    """
+    at = route.at_s if route.at_s is not None else chosen.at_s
+    if at is None or (route.has_drift and chosen.has_drift):
+        at = 0.0
+    return abs(_at(route, at) - _at(chosen, at)) * 1000
+
+
 def _shortest(
     links: dict[str, dict[str, Link]], reference: str, cost: Callable[[Link], float]
 ) -> tuple[dict[str, Link], dict[str, list[str]]]:
@@ -342,9 +373,7 @@ def combine(
             for middle in links[reference]
             if middle != sid and sid in links[middle]
         ]
-        spread_ms = max(
-            [abs(r.offset_s - chosen.offset_s) * 1000 for r in routes_to if r is not None] + [0.0]
-        )
+        spread_ms = max([_apart_ms(r, chosen) for r in routes_to if r is not None] + [0.0])
         reason = _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
