@@ -121,7 +121,7 @@ pytest_in() {
 }
 # The tests marked `heavy` (numeric work whose outcome does not depend on the
 # Python version, minutes of CPU in all) run on the last Python only: on a
-# 2-core machine two suites crunching them at once were most of CI's time.
+# 2-core machine, two suites crunching them at once took a third of their CPU.
 last=${versions[${#versions[@]} - 1]}
 heavy_filter() { [[ $1 == "$last" ]] && echo "" || echo " and not heavy"; }
 echo "[test] the tests marked heavy run on Python $last only"
