@@ -183,6 +183,7 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     first = max(0.0, -lag0)
     last = min(len(oth.samples), len(ref.samples) - lag0)
     overlap_s = (last - first) / rate
+    middle_s = (first + last) / 2 / rate  # the other's samples: where the offset is measured
     estimate_drift = overlap_s >= MIN_DRIFT_SPAN_S + fine.BLOCK_S
     candidates = [c * rate / found.rate for c in found.candidates]
     repeated = found.runner_up >= RUNNER_UP_RATIO * found.salience
@@ -233,7 +234,6 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     if drift_error is not None:
         # offset_s is at the stream's time zero, extrapolated from the middle of
         # the overlap along the drift line: the slope's uncertainty counts there
-        middle_s = (first + last) / 2 / rate
         carried_ms = drift_error * 1e-6 * middle_s * 1000
         bound += carried_ms
         parts.append(
@@ -242,7 +242,6 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     if result.drift_refuted:
         # no drift within the search held, so the clocks may differ by more: the
         # offset, measured at the middle, is carried to time zero by at least that
-        middle_s = (first + last) / 2 / rate
         carried_ms = fine.WIDE_DRIFT_PPM * 1e-6 * middle_s * 1000
         bound += carried_ms
         notes.append(
@@ -279,5 +278,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         other_source_offsets_s=others,
         bound_reason=max(parts, key=lambda part: part[0])[1],
         alternatives_ms=list(result.alternatives_ms),
-        measured_at_s=float((first + last) / 2 / rate + oth.start_s),
+        measured_at_s=float(middle_s + oth.start_s),
     )

@@ -79,7 +79,6 @@ class Analysed:
         self.block = int(BLOCK_S * audio.rate)
         self.lead = int(LEAD_S * audio.rate)
         self.budget = budget_bytes
-        self.made = 0  # analyses made (the rest were looked up)
         self._kept: OrderedDict[int, Stretch] = OrderedDict()
         self._bytes = 0
 
@@ -90,7 +89,6 @@ class Analysed:
             self._kept.move_to_end(start)
             return found
         made = self._analyse(start)
-        self.made += 1
         self._kept[start] = made
         self._bytes += made.nbytes
         while self._bytes > self.budget and len(self._kept) > 1:

@@ -253,9 +253,8 @@ def _apart_ms(route: Link, chosen: Link) -> float:
     ms apart at time zero, each right to 0.02 ms where it was measured. Such
     a route is compared there.
     """
-    at = route.at_s if route.at_s is not None else chosen.at_s
-    if at is None or (route.has_drift and chosen.has_drift):
-        at = 0.0
+    # only a link without a drift has a point (and so does a chain with one)
+    at = next((a for a in (route.at_s, chosen.at_s) if a is not None), 0.0)
     return abs(_at(route, at) - _at(chosen, at)) * 1000
 
 
