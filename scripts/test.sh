@@ -19,6 +19,10 @@
 #                           lock of their own, tests/engines.py slurm_lock.)
 #                           Every other suite runs its test files last first
 #                           (MDIVICOM_TEST_MODULE_ORDER=reversed, tests/conftest.py).
+#   MDIVICOM_TEST_WORKERS   pytest-xdist processes per suite (default 2), each
+#                           taking whole test files; 0 runs a suite in one process
+#                           (for --pdb). The tests marked `serial` always run
+#                           afterwards in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,11 +66,37 @@ lint_and_docs() {
   NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet
 }
 
+# Half of a suite waits on the engines, Dask and Slurm (CPU/wall 0.2-0.5 in the
+# container, fault and batch files), so a suite is spread over pytest-xdist
+# workers, whole files each (a file's module fixtures are made once), and one
+# worker's waits meet another's number crunching.
+workers=${MDIVICOM_TEST_WORKERS:-2}
+spread=(-n "$workers" --dist loadfile)
+
+# the exit code of two parts of one suite: "no tests collected" (5) only when
+# neither part selected a test, else the first failure
+combined() {
+  if (($1 == 5 && $2 == 5)); then echo 5
+  elif (($1 != 0 && $1 != 5)); then echo "$1"
+  elif (($2 != 0 && $2 != 5)); then echo "$2"
+  else echo 0
+  fi
+}
+
 if [[ -z ${MDIVICOM_TEST_PYTHONS:-} ]]; then
   prepare "${PYTHON:-python3}" .venv
   lint_and_docs .venv
-  echo "[test] pytest"
-  exec .venv/bin/python -m pytest "$@"
+  if ((workers == 0)); then
+    echo "[test] pytest"
+    exec .venv/bin/python -m pytest "$@"
+  fi
+  echo "[test] pytest (not serial, $workers workers)"
+  spread_code=0
+  .venv/bin/python -m pytest "${spread[@]}" -m "not serial" "$@" || spread_code=$?
+  echo "[test] pytest (serial)"
+  serial_code=0
+  .venv/bin/python -m pytest -n 0 -m serial "$@" || serial_code=$?
+  exit "$(combined "$spread_code" "$serial_code")"
 fi
 
 # elapsed seconds since $1 (a $SECONDS value), for the timing lines
@@ -140,7 +170,7 @@ if ((parallel)); then
     order=$( ((i % 2)) && echo reversed || echo forward)
     echo "[test] pytest on Python $version (not serial, files $order), output in $logs/pytest-$version.log"
     MDIVICOM_TEST_MODULE_ORDER=$order \
-      pytest_in ".venv-$version" -m "not serial$(heavy_filter "$version")" "$@" \
+      pytest_in ".venv-$version" "${spread[@]}" -m "not serial$(heavy_filter "$version")" "$@" \
       >"$logs/pytest-$version.log" 2>&1 &
     pids+=($!)
   done
@@ -153,15 +183,17 @@ if ((parallel)); then
   for version in "${versions[@]}"; do
     t=$SECONDS
     echo "[test] pytest on Python $version (serial)"
-    pytest_in ".venv-$version" -m serial "$@" || status=1
+    pytest_in ".venv-$version" -n 0 -m serial "$@" || status=1
     echo "[test] serial part on Python $version done ($(took "$t"))"
   done
 else
   for version in "${versions[@]}"; do
     t=$SECONDS
-    echo "[test] pytest on Python $version"
-    filter=$(heavy_filter "$version")
-    pytest_in ".venv-$version" ${filter:+-m "not heavy"} "$@" || status=1
+    echo "[test] pytest on Python $version (not serial, $workers workers)"
+    pytest_in ".venv-$version" "${spread[@]}" -m "not serial$(heavy_filter "$version")" "$@" ||
+      status=1
+    echo "[test] pytest on Python $version (serial)"
+    pytest_in ".venv-$version" -n 0 -m serial "$@" || status=1
     echo "[test] pytest on Python $version done ($(took "$t"))"
   done
 fi

@@ -10,6 +10,23 @@ from engines import ENGINES, need_engine
 from pluginsite import PluginSite
 
 
+def pytest_configure(config) -> None:
+    """In a pytest-xdist worker, fork's warning about threads is about xdist's own.
+
+    The worker talks to the controller from a thread that execnet starts below
+    `threading` (so the local executor, which forks only while
+    threading.active_count() is 1, cannot see it), and Python 3.12+ warns at
+    every fork. The forked child never touches that thread's channel. Run
+    without xdist (`-n 0`), the warning is shown as before.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        config.addinivalue_line(
+            "filterwarnings",
+            r"ignore:This process \(pid=\d+\) is multi-threaded, use of fork"
+            r"(pty)?\(\) may lead to deadlocks:DeprecationWarning",
+        )
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """MDIVICOM_TEST_MODULE_ORDER=reversed runs the test files last first.
 
