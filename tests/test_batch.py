@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -327,22 +328,29 @@ def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):
 
 def test_dask_local_cluster(session_plugin, study, tmp_path):
     out = tmp_path / "out"
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(out),
-        "--sessions",
-        "ses-0[1-4]",
-        "--executor",
-        "dask",
-        "--jobs",
-        "2",
-        "--json",
-    )
+    # Dask's default HTTP port taken (a notebook's cluster, another batch): the
+    # batch's scheduler serves elsewhere, with no warning on the terminal
+    with socket.socket() as holder:
+        with contextlib.suppress(OSError):  # already taken: just as good
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        result = session_plugin.cli(
+            "run",
+            "per-session",
+            "--dataset",
+            str(study),
+            "--out",
+            str(out),
+            "--sessions",
+            "ses-0[1-4]",
+            "--executor",
+            "dask",
+            "--jobs",
+            "2",
+            "--json",
+        )
     assert result.returncode == 0, result.stderr
+    assert "8787" not in result.stderr, result.stderr
     summary = json.loads(result.stdout)
     assert summary["executor"] == "dask" and summary["scheduler"].startswith("tcp://127.0.0.1:")
     assert summary["totals"] == {"succeeded": 4}

@@ -9,7 +9,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mdivicomtools.batch.feeder import in_order, session_result, task_key, wait_for_a_worker
+from mdivicomtools.batch.feeder import (
+    SCHEDULER_HTTP,
+    in_order,
+    session_result,
+    task_key,
+    wait_for_a_worker,
+)
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -107,7 +113,7 @@ class DaskExecutor:
                             n_workers=self.jobs,
                             threads_per_worker=1,
                             processes=True,
-                            dashboard_address=None,
+                            dashboard_address=SCHEDULER_HTTP,
                         )
                     )
                 client = stack.enter_context(Client(cluster))

@@ -43,6 +43,12 @@ FIRST_WORKER_POLL_S = 2.0
 #: the session as lost (retry.is_lost), so --retries reruns it
 JOBS_ENDED = "every worker job of this batch ended before the session could start"
 
+#: where the scheduler of a cluster a batch starts serves HTTP: Dask starts that
+#: server even with no dashboard asked for, on port 8787 when it is free and with a
+#: "Port 8787 is already in use" warning on the terminal when not (a second batch,
+#: a notebook's own cluster). Loopback and any free port: nothing here reads it.
+SCHEDULER_HTTP = "127.0.0.1:0"
+
 
 class _Placed(msgspec.Struct, frozen=True):
     future: Any

@@ -31,6 +31,7 @@ import msgspec
 
 from mdivicomtools.batch.feeder import (
     JOBS_ENDED,
+    SCHEDULER_HTTP,
     feed_idle_workers,
     no_worker_left,
     wait_for_a_worker,
@@ -331,7 +332,7 @@ class SlurmExecutor:
                     # the nanny (Dask's default) is kept although it costs a Python start-up
                     # per worker job: on scancel it kills the worker process, whose running
                     # session would otherwise hold the output lock for Slurm's KillWait
-                    scheduler_options={"dashboard_address": None},
+                    scheduler_options={"dashboard_address": SCHEDULER_HTTP},
                     **self._job_options(logs=str(self.log_directory)),
                 )
             )
