@@ -108,6 +108,7 @@ def _rir_room(
     cameras: int,
     surfaces: str = "flat",
     reference: str = "anywhere",
+    ray_seed: int | None = None,
 ):
     import pyroomacoustics as pra
 
@@ -142,8 +143,69 @@ def _rir_room(
     for position in sources:
         room.add_source(position)
     room.add_microphone_array(mics)
+    if ray_seed is not None:
+        # the rays are drawn from pyroomacoustics' own generator, seeded from the
+        # machine's entropy unless told: without this the late tail (and the
+        # finest structure of the hardest rooms) differs every time a seed is rendered
+        pra.random.seed(numpy=ray_seed, libroom=ray_seed)
     room.compute_rir()
     return room, sources, mics
+
+
+#: the band sync-audio times the direct sound in (its default analysis rate, 8 kHz)
+VISIBLE_BAND_HZ = (100.0, 4000.0)
+ECHO_REACH_S = 0.025  # how far from the direct peak a rival is looked for
+SAME_PEAK_S = 0.0003
+
+
+def visibility(first: np.ndarray, second: np.ndarray, lag: float) -> float:
+    """How the direct-direct peak stands in the ideal correlation of two room responses.
+
+    A phase-whitened correlation of two recordings of long, noise-free
+    speech converges to the whitened cross-spectrum of their rooms'
+    responses, so this is the best evidence a correlation of whole recordings
+    can reach: noise and short recordings only blur it. (sync-audio weighs
+    sound onsets, which hear less of the room, and so can do better; the
+    number says which pairs leave it that alone.) Returned: the curve at the
+    direct sounds' lag (`lag`, samples at ROOM_RATE) over the highest other
+    peak within ECHO_REACH_S of it. Below 1, a pair of reflections outweighs
+    the direct sounds even there; at or below 0, the direct lag is no peak.
+    """
+    size = 1 << int(np.ceil(np.log2(len(first) + len(second) + 1)))
+    cross = np.fft.rfft(first, size) * np.conj(np.fft.rfft(second, size))
+    freqs = np.fft.rfftfreq(size, 1 / ROOM_RATE)
+    band = (freqs >= VISIBLE_BAND_HZ[0]) & (freqs <= VISIBLE_BAND_HZ[1])
+    whitened = np.where(band, cross / np.maximum(np.abs(cross), 1e-30), 0)
+    curve = np.fft.irfft(whitened, size)
+    reach = int(ECHO_REACH_S * ROOM_RATE) + 2
+    lags = np.arange(-reach, reach + 1) + round(lag)
+    values = curve[lags % size]
+    apart = np.abs(lags - lag)
+    direct = values[apart <= 1.5].max()
+    peaks = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    others = peaks & (apart > SAME_PEAK_S * ROOM_RATE) & (apart <= ECHO_REACH_S * ROOM_RATE)
+    return round(float(direct / values[others].max()), 3)
+
+
+def _visibilities(room, distances: list[np.ndarray], cameras: int) -> dict:
+    """Each camera's visibility (see `visibility`) with the reference, and along its
+    best route (the route whose weakest pair is strongest): sync-audio also reaches
+    a camera through others. With two talkers, the talker better seen."""
+    pair = np.zeros((cameras, cameras))
+    for a in range(cameras):
+        for b in range(cameras):
+            if a != b:
+                lags = [(d[a] - d[b]) / SOUND_SPEED * ROOM_RATE for d in distances]
+                pair[a, b] = max(
+                    visibility(room.rir[a][t], room.rir[b][t], lag) for t, lag in enumerate(lags)
+                )
+    best = pair[0].copy()  # widest path from the reference, relaxed until it settles
+    for _ in range(cameras):
+        best = np.maximum(best, np.max(np.minimum(best[:, None], pair), axis=0))
+    return {
+        f"str-cam{cam + 1}": {"reference": float(pair[0, cam]), "route": float(best[cam])}
+        for cam in range(1, cameras)
+    }
 
 
 def make_session(
@@ -153,12 +215,15 @@ def make_session(
     cond: Condition,
     surfaces: str = "flat",
     reference: str = "anywhere",
-) -> dict:
-    """Write one session's camera files; return its truth."""
+    ray_seed: int | None = None,
+) -> tuple[dict, dict]:
+    """Write one session's camera files; return its truth and each camera's visibility."""
     from mdivicom_sync_audio.io import write_mp4, write_wav
     from scipy import signal
 
-    room, sources, mics = _rir_room(rng, cond.rt60, cond.talkers, cond.cameras, surfaces, reference)
+    room, sources, mics = _rir_room(
+        rng, cond.rt60, cond.talkers, cond.cameras, surfaces, reference, ray_seed
+    )
     margin = cond.max_delay_s + 1.0
     world = cond.seconds + 2 * margin
     speech = [talk(rng, clips, world) for _ in sources]
@@ -210,7 +275,7 @@ def make_session(
         truth["offsets_s"][sid] = options[0]
         truth["alternatives_s"][sid] = options
         truth["drift_ppm"][sid] = drift
-    return truth
+    return truth, _visibilities(room, distances, cond.cameras)
 
 
 def make_study(
@@ -220,13 +285,18 @@ def make_study(
     surfaces: str = "flat",
     reference: str = "anywhere",
 ) -> dict:
-    """sessions/<condition>/... and truth.json, one session per condition."""
+    """sessions/<condition>/..., truth.json and visibility.json, one session per condition."""
     rng = np.random.default_rng(seed)
     clips = speech_library()
-    truth = {}
-    for cond in conditions:
+    truth, seen = {}, {}
+    for index, cond in enumerate(conditions):
         folder = root / "sessions" / cond.name
-        truth[cond.name] = make_session(folder, rng, clips, cond, surfaces, reference)
+        # the rays get a seed of their own (not drawn from rng: the rooms' sizes,
+        # places, speech and noise stay those of studies rendered before it was set)
+        truth[cond.name], seen[cond.name] = make_session(
+            folder, rng, clips, cond, surfaces, reference, ray_seed=seed * 1000 + index
+        )
+    (root / "visibility.json").write_text(json.dumps(seen, indent=2) + "\n")
     (root / "dataset_manifest.yaml").write_text("name: sync-audio rooms\nversion: 0.1.0\n")
     # the same seed renders slightly different audio with other versions of these
     (root / "rendered_with.json").write_text(json.dumps(rendered_with(), indent=2) + "\n")
