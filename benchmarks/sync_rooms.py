@@ -184,7 +184,8 @@ def visibility(first: np.ndarray, second: np.ndarray, lag: float) -> float:
     direct = values[apart <= 1.5].max()
     peaks = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
     others = peaks & (apart > SAME_PEAK_S * ROOM_RATE) & (apart <= ECHO_REACH_S * ROOM_RATE)
-    return round(float(direct / values[others].max()), 3)
+    rival = float(values[others].max()) if others.any() else 0.0
+    return round(float(direct) / max(rival, 1e-9), 3)
 
 
 def _visibilities(room, distances: list[np.ndarray], cameras: int) -> dict:
