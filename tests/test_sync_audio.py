@@ -996,6 +996,51 @@ def test_a_chain_without_a_drift_has_no_drift_error(installed):
     assert (drift, error) == (None, None)
 
 
+_DRIFT_ROUTES_CASE = r"""
+import json
+from mdivicom_sync_audio.estimate import Result
+from mdivicom_sync_audio.network import combine
+
+def pair(drift_ppm, offset_s, bound_ms, drift_error_ppm):
+    return Result(offset_s, drift_ppm, bound_ms, drift_error_ppm, 300.0, 20.0)
+
+# cameras 2 and 3 both run 999 ppm slow; in a 300-s room (long seed 10 of the
+# evaluation) the reference-camera 3 pair pinned -109.8 ppm and was sure of it
+streams = ["str-cam1", "str-cam2", "str-cam3"]
+out = {}
+for name, third in (("one pair far off", -109.8), ("all agree", -999.2)):
+    pairs = {
+        ("str-cam1", "str-cam2"): pair(-999.0, 2.0, 4.5, 1.2),
+        ("str-cam1", "str-cam3"): pair(third, 5.0, 28.3, 2.5),
+        ("str-cam2", "str-cam3"): pair(-0.06, 3.0, 19.1, 0.43),
+    }
+    solved, routes = combine(pairs, {}, "str-cam1", streams, {s: 150.0 for s in streams})
+    out[name] = {
+        sid: [r.drift_ppm, r.drift_error_ppm, r.drift_via, r.drift_reason]
+        for sid, r in solved.items()
+    }
+print(json.dumps(out))
+"""
+
+
+def test_a_drift_other_routes_disagree_with_is_not_sure(installed):
+    """Each stream's drift takes the chain of pairs that reports the least error, but
+    a pair can pin a drift 889 ppm off with an error of 2.5 ppm, and when another
+    camera's pair is the one that moves the choice, the wrong drift was reported
+    "good to +-3 ppm". Like the offset's bound, the drift's error covers every
+    other route that measured a drift and disagrees; where they agree it stays."""
+    found = _run_case(_DRIFT_ROUTES_CASE, installed)
+    drift, error, via, reason = found["one pair far off"]["str-cam3"]
+    assert abs(drift + 999.06) < 0.01 and via == ["str-cam2"], found
+    assert error >= 889.2 + 1.6, found  # covers -109.8 ppm, on top of its own error
+    assert reason == "another chain of pairs measures it 889.3 ppm away", found
+    drift, error, via, reason = found["one pair far off"]["str-cam2"]
+    assert abs(drift + 999.0) < 0.01 and error >= 889.2, found  # through cam3: -109.7 ppm
+    for sid in ("str-cam2", "str-cam3"):
+        drift, error, via, reason = found["all agree"][sid]
+        assert error < 2 and reason == "", found
+
+
 _WHITEN_CASE = r"""
 import json
 import numpy as np

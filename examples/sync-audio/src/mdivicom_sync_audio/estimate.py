@@ -57,6 +57,8 @@ class Result:
     drift_via: list[str] = field(default_factory=list)
     # the largest part of the bound, in words: what a doubtful result's warning says
     bound_reason: str = ""
+    # what widened the drift's error, in words (set by the network of pairs)
+    drift_reason: str = ""
     # where each alternative the bound covers would put the offset, in ms from it
     alternatives_ms: list[float] = field(default_factory=list)
     # the other stream's time (container seconds) at the middle of the overlap,

@@ -385,6 +385,7 @@ def combine(
                 "that no other pair with this stream rules out"
             )
         drift_via = route[sid][1:-1] if chosen.has_drift else []
+        drift_reason = ""
         if sid in drifts and chosen.has_drift:
             # the same reference time at the middle of the stream, along the better drift
             drift_via = drift_routes[sid][1:-1]
@@ -395,6 +396,10 @@ def combine(
                 drift_error_ppm=drifts[sid].drift_error_ppm,
                 offset_s=keep - middles_s[sid] * (1 + drifts[sid].drift),
             )
+            spread_ppm = _drift_spread_ppm(measured, reference, sid, drifts[sid])
+            if spread_ppm > 0 and chosen.drift_error_ppm is not None:
+                chosen = replace(chosen, drift_error_ppm=spread_ppm + chosen.drift_error_ppm)
+                drift_reason = f"another chain of pairs measures it {spread_ppm:.1f} ppm away"
         plot = direct.plot if direct is not None else {}
         # a direct pair's doubts do not apply when the chain went around it
         notes = list(direct.notes) if direct is not None and len(route[sid]) == 2 else []
@@ -414,8 +419,41 @@ def combine(
             ),
             drift_via=drift_via,
             bound_reason=reason,
+            drift_reason=drift_reason,
         )
     return out, route
+
+
+def _drift_spread_ppm(
+    measured: dict[str, dict[str, Link]], reference: str, sid: str, chosen: Link
+) -> float:
+    """How far the other routes with a measured drift (the direct pair, or one
+    stream between) that disagree with `chosen` put the stream's drift, at most
+    (ppm; 0 when none disagrees).
+
+    The drift's chain is the one whose pairs report the least error, but a
+    pair can pin a drift far off and be sure of it (a 300-s room with a camera
+    at -999 ppm: -109.8 +- 2.5 ppm against the reference, while the chain
+    through the other camera said -999.1 +- 1.6). Two measurements disagree
+    when they are further apart than both errors together (a route measured
+    poorly, 87.5 +- 15 ppm against 100.5 +- 3, does not dispute it); then, as
+    with the offset's bound, the drift's error covers the other: the truth
+    may lie with it.
+    """
+    near = measured[reference]
+    routes = [near.get(sid)] + [
+        _chain(near[middle], measured[middle][sid])
+        for middle in near
+        if middle != sid and sid in measured[middle]
+    ]
+    mine = chosen.drift_error_ppm or 0.0
+    apart = [
+        abs(route.drift - chosen.drift) * 1e6
+        for route in routes
+        if route is not None
+        and abs(route.drift - chosen.drift) * 1e6 > (route.drift_error_ppm or 0.0) + mine
+    ]
+    return max(apart, default=0.0)
 
 
 def _reason(path: list[str], pairs: dict[tuple[str, str], Result]) -> str:

@@ -131,6 +131,7 @@ def run(
             warnings.append(
                 f"{sid}: drift {found.drift_ppm:+.1f} ppm is only good to "
                 f"+-{found.drift_error_ppm:.0f} ppm"
+                + (f": {found.drift_reason}" if found.drift_reason else "")
             )
         results[sid] = _entry(
             stream,
