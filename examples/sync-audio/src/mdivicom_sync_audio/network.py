@@ -15,6 +15,9 @@ The drift takes its own chain: the one whose pairs measured their drifts best
 (few onsets at one end); on held-out rooms such pairs, on the offset's chain,
 put drifts 12-42 ppm off. The stream keeps the offset chain's reference time
 at its middle, where offsets are measured, and follows the better drift from there.
+A pair can also pin a drift far off and be sure of it, so the other routes'
+drifts are compared too: one that disagrees beyond both errors widens the
+drift's error to cover it (_drift_spread_ppm).
 
 Bounds cannot tell a camera's direct sound from its own strong reflection: a
 pair that picks the reflection is as sure of itself, and the loops still close
