@@ -38,8 +38,9 @@ recording over a second of lags (LONG_CONDITIONS). The peers take minutes a
 session there. Seeds 1-3 of --long were looked at while sync-audio 0.3.8's
 search on pieces was built; seeds 4-6 judged it, and seeds 7-9 its retake of
 a far drift, which was built looking at seed 6 (LONG_JUDGE_SEEDS); seeds
-10-12 judged a vote of frame lengths, which failed (LONG_SEEN_LATER), so the
-next change is to be judged on seeds 13 onwards.
+10-12 judged a vote of frame lengths, which failed (LONG_SEEN_LATER), and
+seeds 13-15 0.3.11's far-drift retake, so the next change is to be judged on
+seeds 16 onwards.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -60,10 +61,12 @@ frames aligned along the drift and wide drift search (JUDGE_SEEDS; seeds
 123-132 judged a first form of it, which failed, and became development
 rooms; so did seeds 201-210, rendered to look at the rooms' visibility.json
 below, and seeds 143-152 with seeds 63-72 of --reference close, which judged
-a vote of frame lengths for the direct path that was not kept). A claim
-about unseen rooms rests on the held-out seeds. All of them are published
-stream by stream (docs/performance.md), so the next change to the method is
-to be judged on seeds 153 onwards (73 onwards with --reference close).
+a vote of frame lengths for the direct path that was not kept); seeds
+153-162 with seeds 73-82 of --reference close judged 0.3.11's far-drift
+retake. A claim about unseen rooms rests on the held-out seeds. All of them
+are published stream by stream (docs/performance.md), so the next change to
+the method is to be judged on seeds 163 onwards (83 onwards with
+--reference close).
 
 Needs the Debian package pocketsphinx-testdata (the recorded speech), ffmpeg
 on PATH for audio-offset-finder (it converts every file with it) and Python
@@ -124,6 +127,7 @@ JUDGE_SEEDS = {
     "0.3.4": range(103, 113),
     "0.3.5": range(113, 123),
     "0.3.7": range(133, 143),
+    "0.3.11": range(153, 163),
 }
 
 CONDITIONS = [
@@ -154,7 +158,11 @@ LONG_CONDITIONS = [
 # --long: seeds 1-3 were looked at while 0.3.8's pieces were built; 4-6 judged
 # them, 7-9 the far drift's second retake (built looking at seed 6)
 LONG_HELD_OUT_FROM = 4
-LONG_JUDGE_SEEDS = {"0.3.8": range(4, 7), "0.3.8's retake": range(7, 10)}
+LONG_JUDGE_SEEDS = {
+    "0.3.8": range(4, 7),
+    "0.3.8's retake": range(7, 10),
+    "0.3.11": range(13, 16),
+}
 LONG_SEEN_LATER = range(10, 13)  # judged a vote of frame lengths, which failed
 
 VENVS = {

@@ -596,7 +596,12 @@ def _far_drift(
     below 207 ppm, its rival. A retake that moves the drift by more than a
     sample across a block was itself taken along a line still that far off:
     it is taken once more along what it chose (a camera at -999 ppm: -850,
-    then -1022 at 0.24, then -998 at 0.40, over the bar of 0.32).
+    then -1022 at 0.24, then -998 at 0.40, over the bar of 0.32). That last
+    grid is only as wide as the move and all of it near the peak, so whether
+    the peak stands out is the first retake's finding (a 300-s room: -1046,
+    then -997.9 at 0.672 standing out, then -1000.2 at 0.677 on a +-48.5 ppm
+    grid, which alone would not: the drift was dropped and the pair pinned
+    -109.8 ppm).
     """
     base = round(lag_mid)
     wide = _best_drift(blocks, 0.0, WIDE_DRIFT_PPM * 1e-6, base, mid_s)
@@ -623,7 +628,11 @@ def _far_drift(
             moved = abs(again.drift - at)
             at = again.drift
             along = _blocks_along(ref, oth, lag_mid, at, starts, mid_s)
+            stood_out = again.determined
             again = _best_drift(along, at, moved, base, mid_s)
+            # a grid only as wide as the move is all near the peak: whether it stands
+            # out was judged on the wider one
+            again = replace(again, determined=again.determined or stood_out)
         if again.at_limit or again.score < bar or not again.determined:
             continue
         if best is None or best.fit is None or again.score > best.fit.score:

@@ -1,6 +1,6 @@
 """Registration only: listing the plugin must not import numpy."""
 
-VERSION = "0.3.10"  # the plugin's, in its meta and in every result bundle it writes
+VERSION = "0.3.11"  # the plugin's, in its meta and in every result bundle it writes
 
 
 def get_plugin() -> dict:
