@@ -581,11 +581,8 @@ def _visibility_line(label: str, rows: list[dict]) -> str | None:
     if not known:
         return None
     parts = []
-    for name, hidden in (
-        ("below another peak (under 1)", lambda r: r["visible"]["route"] < 1),
-        ("highest", lambda r: r["visible"]["route"] >= 1),
-    ):
-        group = [r for r in known if hidden(r)]
+    for name, below in (("below another peak (under 1)", True), ("highest", False)):
+        group = [r for r in known if (r["visible"]["route"] < 1) == below]
         over = [r for r in group if r["errors"]["ours"] > 2]
         parts.append(
             f"{name} on {len(group)} streams, {len(over)} of them off by > 2 ms "

@@ -370,12 +370,7 @@ def combine(
         # every other way to reach the stream (the direct pair, or one stream
         # between) is an independent measurement: where one disagrees with the
         # chosen chain, the truth could be on its side, so the bound covers it
-        routes_to = [links[reference].get(sid)] + [
-            _chain(links[reference][middle], links[middle][sid])
-            for middle in links[reference]
-            if middle != sid and sid in links[middle]
-        ]
-        spread_ms = max([_apart_ms(r, chosen) for r in routes_to if r is not None] + [0.0])
+        spread_ms = max([_apart_ms(r, chosen) for r in _routes_to(links, reference, sid)] + [0.0])
         reason = _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
@@ -443,20 +438,24 @@ def _drift_spread_ppm(
     with the offset's bound, the drift's error covers the other: the truth
     may lie with it.
     """
-    near = measured[reference]
-    routes = [near.get(sid)] + [
-        _chain(near[middle], measured[middle][sid])
-        for middle in near
-        if middle != sid and sid in measured[middle]
-    ]
     mine = chosen.drift_error_ppm or 0.0
     apart = [
-        abs(route.drift - chosen.drift) * 1e6
-        for route in routes
-        if route is not None
-        and abs(route.drift - chosen.drift) * 1e6 > (route.drift_error_ppm or 0.0) + mine
+        (abs(route.drift - chosen.drift) * 1e6, route.drift_error_ppm or 0.0)
+        for route in _routes_to(measured, reference, sid)
     ]
-    return max(apart, default=0.0)
+    return max((ppm for ppm, theirs in apart if ppm > theirs + mine), default=0.0)
+
+
+def _routes_to(links: dict[str, dict[str, Link]], reference: str, sid: str) -> list[Link]:
+    """The direct link from the reference to `sid` and every chain with one stream
+    between: the independent measurements the chosen chain is checked against."""
+    near = links[reference]
+    direct = [near[sid]] if sid in near else []
+    return direct + [
+        _chain(near[middle], links[middle][sid])
+        for middle in near
+        if middle != sid and sid in links[middle]
+    ]
 
 
 def _reason(path: list[str], pairs: dict[tuple[str, str], Result]) -> str:
