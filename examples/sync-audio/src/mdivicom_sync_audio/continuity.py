@@ -42,7 +42,7 @@ from mdivicom_sync_audio import coarse
 from mdivicom_sync_audio.estimate import RUNNER_UP_RATIO, SIGNIFICANCE_MARGIN
 from mdivicom_sync_audio.io import Audio
 
-CHECK_RATE = 8000  # Hz, at most: the default analysis rate (see the module docstring)
+CHECK_RATE = 8000  # Hz, at most: a 16-kHz analysis is decimated to it (see the module docstring)
 STRETCH_S = 20.0  # at least; the stretches share the overlap evenly
 REACH_S = 5.0  # a jump up to this is looked for; beyond it a stretch is another recording
 ROOM_S = 0.05  # a sound's alignment moves this much with its place in a room: not a jump

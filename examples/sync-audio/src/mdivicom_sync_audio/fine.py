@@ -34,6 +34,11 @@ on one drift would favour it). The first span is also searched up to
 a far drift (the wide search's best or a rival, or the drift of the line the
 recording's pieces agree on) counts only when the span's blocks, taken again
 along it, peak CONFIRM_RATIO times higher than the best on the smeared ones.
+When the wide look peaks at its limit instead, no span's drift is taken at
+all: on blocks smeared by a clock beyond it, a drift within the usual range
+can stand out of its grid (a 1250-ppm clock analysed at 16 kHz: 216 ppm on
+the first span, 212 ppm on the whole, given as the drift with the offset
+161 ms off at time zero).
 
 Why sources: with two talkers at different places each has its own
 direct-path alignment and its own echoes; summed, the two sets of peaks
@@ -719,7 +724,9 @@ def _refine(
                 beyond = far.beyond
                 if far.fit is not None and far.blocks is not None:
                     fit, blocks, taken_at, fits = far.fit, far.blocks, far.taken_at, [far.fit]
-            determined = fit.determined
+            # when the wide look peaked at its limit, the clocks may differ by more: a
+            # drift within it that stands out on blocks smeared that much is not taken
+            determined = fit.determined and not beyond
             # once pinned, the narrowed grid is all near the peak: its refinement counts
             if determined or pinned:
                 drift = fit.drift

@@ -7,9 +7,11 @@ drift it weighs, and the other stream's stretch of a block does not move with
 the drift at all: on a 60-s pair with a conformed camera 536 block analyses
 were made, 247 of them different. The FFTs and the tail recursion were most of
 the stage's time, so each stream's analyses are kept and looked up by where the
-stretch starts. Kept within a byte budget, the oldest dropped first, so that
-hours of audio never pile up: the retakes that repeat are those of one span's
-blocks, close together in time.
+stretch starts. At most KEPT_STRETCHES are kept, the oldest dropped first, so
+that hours of audio never pile up: the retakes that repeat are those of one
+span's blocks, close together in time. (A count, not bytes: a stretch at 16 kHz
+is twice the bytes of one at 8 kHz, and a byte budget set for 8 kHz held only
+six of them, fewer than a 30-s span's eight blocks, so every retake missed.)
 
 What is kept is what every pairing needs, not the spectra themselves: the
 frames' phase (unit spectra, whose product with the other's conjugate is the
@@ -30,7 +32,7 @@ FRAME_S = 0.128
 LEAD_S = 1.0  # history before a block, so its first frames know the tail before them
 TAIL_DB_PER_S = 60 / 0.8  # decay of a 0.8 s RT60 room: slower tails are still caught
 ONSET_MARGIN = 4.0
-BUDGET_BYTES = 48 << 20  # per stream: a 30-s span's blocks at 8 kHz (4 MB each)
+KEPT_STRETCHES = 12  # per stream: a 30-s span's blocks and then some (4 MB each at 8 kHz)
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,6 @@ class Stretch:
     phase: np.ndarray  # X / |X| (0 where X is 0)
     onset: np.ndarray  # how far each frame and band rises above the tail, 0-1
     log_power: np.ndarray  # log(|X|^2 + 1e-30)
-
-    @property
-    def nbytes(self) -> int:
-        return self.phase.nbytes + self.onset.nbytes + self.log_power.nbytes
 
 
 def frame_size(rate: int) -> int:
@@ -71,16 +69,15 @@ def onset_weight(power: np.ndarray, hop_s: float) -> np.ndarray:
 class Analysed:
     """One stream and the stretches of it analysed so far (see the module docstring)."""
 
-    def __init__(self, audio: Audio, budget_bytes: int = BUDGET_BYTES) -> None:
+    def __init__(self, audio: Audio, keep: int = KEPT_STRETCHES) -> None:
         self.audio = audio
         self.rate = audio.rate
         self.frame = frame_size(audio.rate)
         self.hop = self.frame // 4
         self.block = int(BLOCK_S * audio.rate)
         self.lead = int(LEAD_S * audio.rate)
-        self.budget = budget_bytes
+        self.keep = keep
         self._kept: OrderedDict[int, Stretch] = OrderedDict()
-        self._bytes = 0
 
     def stretch(self, start: int) -> Stretch:
         """The block of samples [start, start + block), analysed."""
@@ -90,9 +87,8 @@ class Analysed:
             return found
         made = self._analyse(start)
         self._kept[start] = made
-        self._bytes += made.nbytes
-        while self._bytes > self.budget and len(self._kept) > 1:
-            self._bytes -= self._kept.popitem(last=False)[1].nbytes
+        if len(self._kept) > self.keep:
+            self._kept.popitem(last=False)
         return made
 
     def _analyse(self, start: int) -> Stretch:

@@ -1,6 +1,6 @@
 """Registration only: listing the plugin must not import numpy."""
 
-VERSION = "0.3.11"  # the plugin's, in its meta and in every result bundle it writes
+VERSION = "0.3.12"  # the plugin's, in its meta and in every result bundle it writes
 
 
 def get_plugin() -> dict:
@@ -39,7 +39,13 @@ def get_plugin() -> dict:
                         "description": "limit the search to +-this many seconds "
                         "(default: the whole overlap)",
                     },
-                    "analysis_rate_hz": {"type": "integer", "minimum": 4000, "default": 8000},
+                    "analysis_rate_hz": {
+                        "type": "integer",
+                        "minimum": 4000,
+                        "default": 8000,
+                        "description": "the rate the audio is analysed at; 16000 uses "
+                        "the 4-8 kHz band too, at 1.7x the CPU and twice the memory",
+                    },
                     "max_error_ms": {
                         "type": "number",
                         "exclusiveMinimum": 0,

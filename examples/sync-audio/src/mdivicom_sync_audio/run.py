@@ -18,6 +18,9 @@ from mdivicom_sync_audio.plugin import VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
 MAX_DRIFT_ERROR_PPM = 10.0
+# 16 kHz places the direct sound better in some rooms and worse in others, at 1.7x
+# the CPU (docs/performance.md, "What changed in 0.3.12"): an option, not the default
+DEFAULT_RATE_HZ = 8000
 MAX_GAPS_LISTED = 100  # in a map; `gap_count` has them all
 
 
@@ -80,9 +83,9 @@ def run(
     from mdivicom_sync_audio.network import solve
 
     max_lag = config.get("max_lag_s")
-    rate = int(config.get("analysis_rate_hz", 8000))
     max_error = float(config.get("max_error_ms", 1.0))
     track = config.get("audio_track")
+    rate = int(config.get("analysis_rate_hz") or DEFAULT_RATE_HZ)
     audio = {sid: read_audio(files[0], rate, track) for sid, files in streams.items()}
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
@@ -166,7 +169,7 @@ def run(
     if config.get("strict") and warnings:
         raise StrictFailure(f"strict: {len(warnings)} doubtful result(s): " + "; ".join(warnings))
     view = Path(out_dir, "dataset")
-    write_outputs(view, audio, reference, results, config, warnings)
+    write_outputs(view, audio, reference, results, config, warnings, rate)
     from mdivicom_sync_audio.plot import draw
 
     draw(view / "derived" / "sync" / "reports" / "sync_audio.png", reference, panels)
@@ -255,6 +258,7 @@ def write_outputs(
     results: dict[str, dict[str, Any]],
     config: dict[str, Any],
     warnings: list[str],
+    rate: int,
 ) -> None:
     sync = view / "derived" / "sync"
     maps = sync / "timebase_maps"
@@ -289,6 +293,7 @@ def write_outputs(
         json.dumps(
             {
                 "reference_stream": reference,
+                "analysis_rate_hz": rate,
                 "config": config,
                 "streams": results,
                 "warnings": warnings,
