@@ -163,8 +163,8 @@ class Fine:
     # where each alternative the bound covers would put the answer (ms, signed like lag)
     alternatives_ms: list[float] = field(default_factory=list)
     far_kept: list[float] = field(default_factory=list)  # candidates not ruled out (as given)
-    # not pinned, and the first span's wide search peaked at its limit
-    # (+-WIDE_DRIFT_PPM): the clocks may differ by more than that
+    # the first span's wide search peaked at its limit (+-WIDE_DRIFT_PPM): the
+    # clocks may differ by more than that, and no drift was pinned
     drift_refuted: bool = False
 
 
@@ -697,7 +697,8 @@ def _refine(
         span = blocks.times_s[-1] - blocks.times_s[0] if len(chosen) > 1 else 0.0
         # until a span's sound pins the drift down, the search stays wide open
         determined = False
-        if estimate_drift and span > 0 and blocks.weights.sum() > 0:
+        # a wide look that peaked at its limit leaves no drift to find on later spans
+        if estimate_drift and not beyond and span > 0 and blocks.weights.sum() > 0:
             # each drift in play is scored on blocks taken along its own line: frames
             # aligned along one drift would favour it over the others
             takes = [(drift, blocks)] + [
@@ -865,7 +866,7 @@ def _refine(
         drift=drift,
         drift_span_s=float(span),
         drift_pinned=pinned,
-        drift_refuted=beyond and not pinned,
+        drift_refuted=beyond,
         block_lags=own_arr + base + drift * (np.array(own_times) - mid_s) * rate,
         block_times=np.array(own_times),
         curve_lags_ms=(lags - lag) / rate * 1000,  # 0 at the chosen peak

@@ -1,6 +1,9 @@
 """Registration only: listing the plugin must not import numpy."""
 
 VERSION = "0.3.12"  # the plugin's, in its meta and in every result bundle it writes
+# 16 kHz places the direct sound better in some rooms and worse in others, at 1.7x
+# the CPU (docs/performance.md, "What changed in 0.3.12"): an option, not the default
+DEFAULT_RATE_HZ = 8000
 
 
 def get_plugin() -> dict:
@@ -42,7 +45,7 @@ def get_plugin() -> dict:
                     "analysis_rate_hz": {
                         "type": "integer",
                         "minimum": 4000,
-                        "default": 8000,
+                        "default": DEFAULT_RATE_HZ,
                         "description": "the rate the audio is analysed at; 16000 uses "
                         "the 4-8 kHz band too, at 1.7x the CPU and twice the memory",
                     },

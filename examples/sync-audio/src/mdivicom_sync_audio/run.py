@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, read_audio
-from mdivicom_sync_audio.plugin import VERSION
+from mdivicom_sync_audio.plugin import DEFAULT_RATE_HZ, VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
 MAX_DRIFT_ERROR_PPM = 10.0
-# 16 kHz places the direct sound better in some rooms and worse in others, at 1.7x
-# the CPU (docs/performance.md, "What changed in 0.3.12"): an option, not the default
-DEFAULT_RATE_HZ = 8000
 MAX_GAPS_LISTED = 100  # in a map; `gap_count` has them all
 
 
