@@ -643,32 +643,66 @@ def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(ins
 
 
 @pytest.mark.heavy
-def test_stretches_of_noise_beside_a_loud_cue_are_no_jump(installed, tmp_path):
+def test_a_quiet_session_with_cues_shows_a_real_jump_and_no_chance_one(installed, tmp_path):
     """The memory benchmark's session (a recorder's FLAC and a camera's AAC
-    hearing a short cue a minute under -55 dBFS noise) was reported with jumps:
-    a 20-s stretch of noise alone, searched against a reference window with a
-    loud cue in it, had a chance peak of 8 robust standard deviations (the cue
-    makes the correlation's spread uneven across lags), with others nearly as
-    high. A clear match must also beat the best peak elsewhere, as in the
-    whole-overlap search. Here 10 minutes and 5, written by the benchmark."""
+    hearing a short cue a minute under -55 dBFS noise) was reported with jumps
+    that were not there: 20-s stretches of noise alone, searched against a
+    reference window with a loud cue in it, had chance peaks of 8-12 robust
+    standard deviations (the cue makes the correlation's spread uneven across
+    lags). Requiring a clear match to beat the best peak elsewhere left one,
+    780-800 s of the camera (12.2 sd, 4.95 s away). And a camera that really
+    lost 100 ms was not reported: a cue's own match, a thousand robust sd,
+    has side lobes over the bar 100 ms away wherever the map held, so the
+    loss looked like the sound's own pattern. Each lag is now scored against
+    what unrelated sound gives there. Here 14 minutes and 13:40, written by
+    the benchmark (the same samples up to 800 s), and the same camera as a
+    WAV that lost 0.1 s at 610 s."""
     import importlib.util
+    import wave
+
+    import numpy as np
 
     path = Path(__file__).parents[1] / "benchmarks" / "sync_memory.py"
     spec = importlib.util.spec_from_file_location("sync_memory", path)
     assert spec is not None and spec.loader is not None
     memory = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(memory)
-    session = tmp_path / "study" / "sessions" / "ses-quiet"
-    (session / "raw/audio/str-a").mkdir(parents=True)
-    (session / "raw/video/str-b").mkdir(parents=True)
-    memory.write(session / "raw/audio/str-a/recorder.flac", "flac", 600.0, 0.0, 2)
-    memory.write(session / "raw/video/str-b/camera.mp4", "aac", 300.0, memory.CAMERA_START_S, 1)
+    sessions = tmp_path / "study" / "sessions"
+    quiet, lost = sessions / "ses-quiet", sessions / "ses-lost"
+    for session in (quiet, lost):
+        (session / "raw/audio/str-a").mkdir(parents=True)
+    (quiet / "raw/video/str-b").mkdir(parents=True)
+    (lost / "raw/audio/str-b").mkdir(parents=True)
+    recorder = quiet / "raw/audio/str-a/recorder.flac"
+    memory.write(recorder, "flac", 840.0, 0.0, 2)
+    (lost / "raw/audio/str-a/recorder.flac").write_bytes(recorder.read_bytes())
+    memory.write(quiet / "raw/video/str-b/camera.mp4", "aac", 820.0, memory.CAMERA_START_S, 1)
+    # the camera's samples as the benchmark makes them, less 0.1 s at 610 s
+    rng, rate = np.random.default_rng(8), memory.RATE
+    cut = range(610 * rate, 610 * rate + rate // 10)
+    with wave.open(str(lost / "raw/audio/str-b/camera.wav"), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        for start in range(0, 820, memory.BLOCK_S):
+            data = memory.block(memory.CAMERA_START_S + start, memory.BLOCK_S, 1, rng)[:, 0]
+            first = start * rate
+            keep = (np.arange(first, first + len(data)) < cut.start) | (
+                np.arange(first, first + len(data)) >= cut.stop
+            )
+            handle.writeframes(np.round(data[keep] * 32767).astype("<i2").tobytes())
     out = tmp_path / "out"
     result = _run(installed, tmp_path / "study", out, "--sessions", "ses-*")
     assert result.returncode == 0, result.stderr
     found = _map(out, "ses-quiet", "str-b")
     assert abs(found["offset_s"] - memory.CAMERA_START_S) * 1000 < 0.5, found
     assert found["jumps"] == [] and found["status"] == "ok", found
+    found = _map(out, "ses-lost", "str-b")
+    assert abs(found["offset_s"] - memory.CAMERA_START_S) * 1000 < 0.5, found  # before 610 s
+    assert found["status"] == "doubtful" and found["jumps"], found
+    assert {jump["by_ms"] for jump in found["jumps"]} == {100.0}, found["jumps"]
+    # the first stretch after the loss with a cue in it, and none before the loss
+    assert 590 < found["jumps"][0]["from_s"] < 660, found["jumps"]
 
 
 _TIMELINE_CASE = r"""

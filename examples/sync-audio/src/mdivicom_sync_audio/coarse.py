@@ -31,6 +31,7 @@ CANDIDATE_RATIO = 0.6
 CANDIDATE_GAP_S = 0.02
 MAX_CANDIDATES = 6
 MIDDLE_S = 30.0  # the stretch the direct-path stage starts on (see at_middle)
+CHANCE_STEP = 32  # samples: the resolution of scores_against_chance's spread
 SPLIT_MIN = 1 << 20  # below this the FFT's working memory does not matter
 
 
@@ -142,6 +143,43 @@ def scores_near(window: np.ndarray, piece: np.ndarray, offset: int, reach: int) 
     values = corr[np.arange(offset - reach, offset + reach + 1) % size]
     centre, spread = robust_level(values)
     return (values - centre) / spread
+
+
+def scores_against_chance(
+    window: np.ndarray, piece: np.ndarray, offset: int, reach: int
+) -> np.ndarray:
+    """Like scores_near, but each lag's value over what unrelated sound would give
+    there.
+
+    The robust spread of scores_near is one level for every lag. When the
+    window holds a loud sound (a cue) and the piece only noise, the lags at
+    which the piece lies over that sound spread far wider than the rest, and
+    a chance peak among them reaches 8-12 of those standard deviations. With
+    the two whitened signals w (window) and p (piece) independent, the
+    correlation at lag l has variance sum_n w[n+l]^2 p[n]^2, itself a
+    correlation of the squares: dividing by its root leaves every lag the
+    same spread, whatever the window holds. The squares are summed over
+    CHANCE_STEP samples first (a loud sound's level changes over tens of
+    milliseconds, not samples), so this costs two FFTs more than scores_near,
+    not five. The continuity check, which asks whether a stretch matches at
+    all, uses it; the searches, which ask where the best match is, do not.
+    """
+    size = fast_length(len(window) + len(piece))
+    w = whitened_spectrum(window, size)
+    p = whitened_spectrum(piece, size)
+    corr = np.fft.irfft(w * np.conj(p), size)
+    steps = -(-size // CHANCE_STEP)
+    energy = []
+    for spectrum in (w, p):
+        power = np.zeros(steps * CHANCE_STEP)
+        power[:size] = np.fft.irfft(spectrum, size) ** 2
+        energy.append(np.fft.rfft(power.reshape(steps, CHANCE_STEP).sum(axis=1)))
+    coarse_spread = np.fft.irfft(energy[0] * np.conj(energy[1]), steps)
+    lags = np.arange(offset - reach, offset + reach + 1)
+    spread = np.interp(lags % size / CHANCE_STEP, np.arange(steps), coarse_spread)
+    values = corr[lags % size] / np.sqrt(np.maximum(spread, 1e-30))
+    centre, level = robust_level(values)
+    return (values - centre) / level
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,23 @@ stretch matching 58-72 ms away; at 4 kHz (half the cost), one two-talker
 room at RT60 0.8 s of 72 seeds had one matching 95 ms away; at 8 kHz none of
 2356 streams did (seeds 1-22, 53-62, 73-82, 93-122, and 1-52 with a close
 microphone). A clear match must also beat every other peak of its stretch
-by the whole-overlap search's RUNNER_UP_RATIO: with a loud cue in the
-reference window and noise alone in the stretch, chance peaks reached 8-12
-robust sd (the memory benchmark's session), but many at a time. It costs
-about 0.14 s of CPU per stream of 30-120 s, a tenth of what syncing them
-takes.
+by the whole-overlap search's RUNNER_UP_RATIO.
+
+Why each lag is scored against chance (coarse.scores_against_chance), not
+against one robust spread for the whole stretch: with a loud cue in the
+reference window and noise alone in the stretch (the memory benchmark's
+session: a recorder and a camera hearing a short cue a minute under -55
+dBFS noise), the lags at which the stretch lies over the cue spread far
+wider than the rest. Chance peaks there reached 8-12 robust sd, and one
+that stood alone (12.2, 4.95 s away, every other peak under 0.8 of it)
+was reported as a jump; against chance it is 3.9. The other way round, the
+side lobes of a cue's own match, a thousand robust sd high, cleared the bar
+100 ms away in every stretch where the map held, so a real loss of 100 ms
+there looked like the sound's own pattern and was not reported; against
+chance the match is 25-29 and its side lobes about 1. Speech, heard
+throughout, spreads every lag alike, and there the two scales rank peaks
+the same way. The check costs about 86 ms of CPU per stream of 30-120 s
+(60 ms with one spread per stretch), an eighth of what syncing them takes.
 """
 
 from __future__ import annotations
@@ -89,9 +101,31 @@ class _Stretch:
         return float(self.pooled[low:high].max(initial=-np.inf))
 
 
+def _cut(
+    ref: Audio, oth: Audio, at_s: float, length_s: float, offset_s: float, drift_ppm: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stretch of `oth` from `at_s` (its own time) and the reference around
+    where the map puts it, +-REACH_S, both at the check's rate: (window, piece)."""
+    factor, rate = _check_rate(oth)
+    scale = 1 + (drift_ppm or 0.0) * 1e-6
+    reach = round(REACH_S * rate)
+    first = round((at_s - oth.start_s) * rate) * factor
+    piece = coarse.decimate(
+        oth.segment(first, first + round(length_s * rate) * factor), oth.rate, rate
+    )
+    # where the map puts the stretch's start in the reference
+    mapped = round((at_s * scale + offset_s - ref.start_s) * rate)
+    window = coarse.decimate(
+        ref.segment((mapped - reach) * factor, (mapped + len(piece) + reach) * factor),
+        ref.rate,
+        rate,
+    )
+    return window, piece
+
+
 def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None) -> list[_Stretch]:
     """The overlap in stretches of STRETCH_S or a little more, each searched on its own."""
-    factor, rate = _check_rate(oth)
+    rate = _check_rate(oth)[1]
     scale = 1 + (drift_ppm or 0.0) * 1e-6
     # the stream's own time (container clock) of its samples' span within the overlap
     start_s = max(oth.start_s, (ref.start_s - offset_s) / scale)
@@ -104,27 +138,13 @@ def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
     out = []
     for index in range(count):
         at_s = start_s + index * length_s
-        first = round((at_s - oth.start_s) * rate) * factor
-        piece = coarse.decimate(
-            oth.segment(first, first + round(length_s * rate) * factor), oth.rate, rate
-        )
-        # where the map puts the stretch's start in the reference
-        mapped = round((at_s * scale + offset_s - ref.start_s) * rate)
-        window = coarse.decimate(
-            ref.segment((mapped - reach) * factor, (mapped + len(piece) + reach) * factor),
-            ref.rate,
-            rate,
-        )
-        scores = coarse.scores_near(window, piece, reach, reach)
+        window, piece = _cut(ref, oth, at_s, length_s, offset_s, drift_ppm)
+        scores = coarse.scores_against_chance(window, piece, reach, reach)
         far = scores.copy()
         far[reach - room : reach + room + 1] = -np.inf
         best = int(np.argmax(far))
         # like the whole-overlap search's, a clear match also beats the best peak
-        # elsewhere (beyond +-ROOM_S of it and of the map's place) by the same
-        # ratio: where a loud sound of the reference overlaps the stretch, the
-        # correlation's spread differs across lags and the robust level
-        # understates its tail (stretches of noise alone reached 8-12 sd), but
-        # such chance peaks come many at a time
+        # elsewhere (beyond +-ROOM_S of it and of the map's place) by the same ratio
         elsewhere = far.copy()
         elsewhere[max(0, best - room) : best + room + 1] = -np.inf
         second = float(elsewhere.max())
