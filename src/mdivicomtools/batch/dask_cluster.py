@@ -69,19 +69,21 @@ class DaskExecutor:
             ) from None
         with contextlib.ExitStack() as stack:
             if self.scheduler:
+                # how long to try is the site's Dask setting (distributed.comm.timeouts.connect,
+                # 30 s unless a dask config file or DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT
+                # says otherwise), as for any Dask client: a scheduler on a busy head node
+                # may take longer than a fixed guess of ours
+                patience = dask.config.get("distributed.comm.timeouts.connect")
                 try:
-                    client = stack.enter_context(Client(self.scheduler, timeout=15))
+                    client = stack.enter_context(Client(self.scheduler))
                 except OSError as exc:
                     # distributed's connect timeout carries no text of its own
-                    reason = str(exc) or (
-                        "no answer within 15 s"
-                        if isinstance(exc, TimeoutError)
-                        else type(exc).__name__
-                    )
+                    reason = str(exc) or type(exc).__name__
                     raise UsageError(
                         f"cannot reach the Dask scheduler at {self.scheduler}: {reason}; "
                         "check that it is running at that address (--scheduler or "
-                        "MDIVICOM_DASK_SCHEDULER)"
+                        f"MDIVICOM_DASK_SCHEDULER); tried for {patience}, Dask's "
+                        "distributed.comm.timeouts.connect"
                     ) from None
                 try:
                     wait_for_a_worker(
