@@ -18,7 +18,15 @@ this was written on is noisy (wall time there mostly measures the neighbours).
 
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
         [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
-        [--reference close] [--long]
+        [--reference close] [--long] [--render-only] [--json PATH]
+
+Judging a change to sync-audio, as every release since 0.3.0 was judged:
+write the rule first, render rooms no version has run on (--render-only
+with the next seeds, below), run the release and the change on them with
+--json, and compare the two stream by stream with
+benchmarks/sync_compare.py, which prints the quantities such rules are
+written in (within 2 ms, worst error, bounds held, unwarned errors over 2
+ms, drifts within 10 ppm, CPU).
 
 --tools and --condition run a part of the evaluation (e.g. only ours, on the
 conditions being worked on): the peers take four times our CPU time and
@@ -111,7 +119,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -430,24 +438,47 @@ def main() -> None:
         help="long recordings (5-30 minutes), most with a camera conformed to 29.97 fps "
         "(-999 ppm), instead of the evaluation's rooms (LONG_CONDITIONS)",
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="render the studies of --seed into --cache and run no tool: rooms meant to "
+        "judge a change are rendered before any version runs on them",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write every stream's row and every session's CPU times to PATH, for "
+        "benchmarks/sync_compare.py (errors that no answer gave are Infinity)",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
-    if "audio-offset-finder" in tools and shutil.which("ffmpeg") is None:
+    if not args.render_only and "audio-offset-finder" in tools and shutil.which("ffmpeg") is None:
         raise SystemExit(
             "audio-offset-finder converts every file with ffmpeg, which is not on PATH: "
             "install it (Debian: apt install ffmpeg) or leave the tool out (--tools ours audalign)"
         )
-    pythons = {name: venv(args.cache, name) for name in {"ours", *tools}}
     conditions = LONG_CONDITIONS if args.long else CONDITIONS
     studies = {
         seed: study_dir(args.cache, seed, args.surfaces, args.reference, args.long)
         for seed in args.seed
     }
-    truths = {
-        seed: make_study(pythons["ours"], study, seed, args.surfaces, args.reference, conditions)
-        for seed, study in studies.items()
-    }
+    ours = venv(args.cache, "ours")
+    # each study renders in a child process of its own: --jobs of them at a time
+    with ThreadPoolExecutor(max_workers=args.jobs) as renderers:
+        made = renderers.map(
+            lambda seed: make_study(
+                ours, studies[seed], seed, args.surfaces, args.reference, conditions
+            ),
+            args.seed,
+        )
+        truths = dict(zip(args.seed, made, strict=True))
+    if args.render_only:
+        for study in studies.values():
+            print(f"{study} ({rendered(study)})")
+        return
+    pythons = {name: venv(args.cache, name) for name in {"ours", *tools}}
     jobs = [
         (seed, cond, truths[seed], studies[seed])
         for seed in args.seed
@@ -471,6 +502,22 @@ def main() -> None:
                 file=sys.stderr,
             )
     print_tables(streams, sessions, tools, args)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "seeds": args.seed,
+                    "reference": args.reference,
+                    "surfaces": args.surfaces,
+                    "long": args.long,
+                    "tools": tools,
+                    "streams": streams,
+                    "sessions": sessions,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 def _cell(value: float | None, digits: int = 2) -> str:
