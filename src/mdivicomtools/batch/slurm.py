@@ -34,6 +34,7 @@ from mdivicomtools.batch.feeder import (
     SCHEDULER_HTTP,
     feed_idle_workers,
     no_worker_left,
+    quiet_cancel_race,
     wait_for_a_worker,
 )
 from mdivicomtools.batch.session import (
@@ -325,6 +326,7 @@ class SlurmExecutor:
             submissions: weakref.WeakSet[Any] = weakref.WeakSet()
             quiet = _QuietRefusals()
             logging.getLogger("tornado.application").addFilter(quiet)
+            quiet_cancel_race()
             stack.callback(logging.getLogger("tornado.application").removeFilter, quiet)
             cluster = stack.enter_context(
                 SLURMCluster(
