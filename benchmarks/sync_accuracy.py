@@ -551,7 +551,7 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
                 row["stream"],
                 _cell(errors["ours"], 3),
                 _cell(row["bound"], 2),
-                row["status"] + (" VIOLATED" if _violated(row) else ""),
+                row["status"] + (" VIOLATED" if violated(row) else ""),
                 _cell(row["drift_off"], 1),
                 _seen(row["visible"]),
                 _cell(errors.get("audio-offset-finder")),
@@ -621,8 +621,8 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
         warned = [r for r in rows if r["status"] != "ok"]
         quiet = [r for r in rows if r["status"] == "ok"]
         print(
-            f"{label}: our error bound held on {sum(not _violated(r) for r in rows)}/{len(rows)} "
-            f"streams ({sum(_violated(r) for r in rows)} violated); "
+            f"{label}: our error bound held on {sum(not violated(r) for r in rows)}/{len(rows)} "
+            f"streams ({sum(violated(r) for r in rows)} violated); "
             f"{len(warned)} streams warned (not ok: bound over 1 ms, drift not known to "
             f"10 ppm, or a jump), of which {sum(r['errors']['ours'] > 2 for r in warned)} "
             f"were wrong by > 2 ms; {len(quiet)} not warned, of which "
@@ -662,7 +662,8 @@ def _visibility_line(label: str, rows: list[dict]) -> str | None:
     )
 
 
-def _violated(row: dict) -> bool:
+def violated(row: dict) -> bool:
+    """Whether the stream's error is beyond the bound it gave (or it gave none)."""
     return row["bound"] is None or row["errors"]["ours"] > row["bound"]
 
 

@@ -18,6 +18,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from sync_accuracy import violated
+
 SAME_ERROR_MS = 0.05  # closer than this the two answers are the same place
 SAME_BOUND = 0.05  # relative: a bound this close is the same
 SAME_DRIFT_PPM = 0.5
@@ -29,10 +31,6 @@ def load(path: Path) -> dict[tuple[int, str, str], dict]:
     rows = {(r["seed"], r["condition"], r["stream"]): r for r in run["streams"]}
     cpu = {(s["seed"], s["condition"]): s["cpu"].get("ours", 0.0) for s in run["sessions"]}
     return {"rows": rows, "cpu": cpu, "reference": run["reference"], "long": run["long"]}
-
-
-def violated(row: dict) -> bool:
-    return row["bound"] is None or row["errors"]["ours"] > row["bound"]
 
 
 def summary(rows: list[dict], cpu: float) -> list[str]:

@@ -324,9 +324,9 @@ class SlurmExecutor:
             # weak, as the cluster's own set: it asserts at close that every job still
             # alive was closed, and dask-jobqueue's jobs do not say so once scancelled
             submissions: weakref.WeakSet[Any] = weakref.WeakSet()
+            quiet_cancel_race()
             quiet = _QuietRefusals()
             logging.getLogger("tornado.application").addFilter(quiet)
-            quiet_cancel_race()
             stack.callback(logging.getLogger("tornado.application").removeFilter, quiet)
             cluster = stack.enter_context(
                 SLURMCluster(

@@ -101,31 +101,9 @@ class _Stretch:
         return float(self.pooled[low:high].max(initial=-np.inf))
 
 
-def _cut(
-    ref: Audio, oth: Audio, at_s: float, length_s: float, offset_s: float, drift_ppm: float | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The stretch of `oth` from `at_s` (its own time) and the reference around
-    where the map puts it, +-REACH_S, both at the check's rate: (window, piece)."""
-    factor, rate = _check_rate(oth)
-    scale = 1 + (drift_ppm or 0.0) * 1e-6
-    reach = round(REACH_S * rate)
-    first = round((at_s - oth.start_s) * rate) * factor
-    piece = coarse.decimate(
-        oth.segment(first, first + round(length_s * rate) * factor), oth.rate, rate
-    )
-    # where the map puts the stretch's start in the reference
-    mapped = round((at_s * scale + offset_s - ref.start_s) * rate)
-    window = coarse.decimate(
-        ref.segment((mapped - reach) * factor, (mapped + len(piece) + reach) * factor),
-        ref.rate,
-        rate,
-    )
-    return window, piece
-
-
 def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None) -> list[_Stretch]:
     """The overlap in stretches of STRETCH_S or a little more, each searched on its own."""
-    rate = _check_rate(oth)[1]
+    factor, rate = _check_rate(oth)
     scale = 1 + (drift_ppm or 0.0) * 1e-6
     # the stream's own time (container clock) of its samples' span within the overlap
     start_s = max(oth.start_s, (ref.start_s - offset_s) / scale)
@@ -138,7 +116,17 @@ def _stretches(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
     out = []
     for index in range(count):
         at_s = start_s + index * length_s
-        window, piece = _cut(ref, oth, at_s, length_s, offset_s, drift_ppm)
+        first = round((at_s - oth.start_s) * rate) * factor
+        piece = coarse.decimate(
+            oth.segment(first, first + round(length_s * rate) * factor), oth.rate, rate
+        )
+        # where the map puts the stretch's start in the reference
+        mapped = round((at_s * scale + offset_s - ref.start_s) * rate)
+        window = coarse.decimate(
+            ref.segment((mapped - reach) * factor, (mapped + len(piece) + reach) * factor),
+            ref.rate,
+            rate,
+        )
         scores = coarse.scores_against_chance(window, piece, reach, reach)
         far = scores.copy()
         far[reach - room : reach + room + 1] = -np.inf
