@@ -66,6 +66,8 @@ lint_and_docs() {
   echo "[test] ruff"
   "$venv/bin/ruff" check .
   "$venv/bin/ruff" format --check .
+  echo "[test] mypy"
+  "$venv/bin/mypy"
   echo "[test] mkdocs build --strict"
   NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet
 }

@@ -149,6 +149,18 @@ def test_interval_without_end_key_and_point_without_key(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("kind", [["point"], {"point": 1}])
+def test_an_unhashable_time_kind_is_a_problem_not_a_crash(tmp_path, kind):
+    # the kind was looked up in a dict: a list or an object raised TypeError, which
+    # the bundles hook turned into a hook error instead of an invalid bundle
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][0]["time"] = {"kind": kind, "key": "timestamp_ns"}
+    report = validate_data(data, path)
+    assert not report.valid
+    assert pointers(report) == ["/files/0/time"]  # the schema names the odd kind
+
+
 def test_gzip_tables_are_read_for_headers_only(tmp_path):
     path = sidecar(tmp_path / "b")
     with gzip.open(tmp_path / "b" / "fixations.csv.gz", "wt") as handle:

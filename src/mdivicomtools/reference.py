@@ -60,7 +60,7 @@ _BLOCK_RE = re.compile(
 )
 
 #: what each field means; the only hand-written part of the tables
-MEANINGS: dict[type, dict[str, str]] = {
+MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
     RunRecord: {
         "schema": "Always `mdivicomtools.run.v1` for this layout; a reader checks it first.",
         "run_id": "`<UTC YYYYmmddTHHMMSSZ>_<8 hex>`; also the file name of the record and "
@@ -301,7 +301,7 @@ UNFINISHED_MEANINGS: dict[str, str] = {
 }
 
 #: fields that are not part of the file format (kept in memory only)
-HIDDEN: dict[type, frozenset[str]] = {PluginMeta: frozenset({"extra"})}
+HIDDEN: dict[type[msgspec.Struct], frozenset[str]] = {PluginMeta: frozenset({"extra"})}
 
 
 def type_name(t: mi.Type) -> str:
@@ -365,7 +365,7 @@ def _caption(struct: type) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
-def field_table(struct: type) -> str:
+def field_table(struct: type[msgspec.Struct]) -> str:
     """A Markdown table of one Struct: field, type, default, meaning."""
     info = mi.type_info(struct)
     assert isinstance(info, mi.StructType)
@@ -385,7 +385,7 @@ def field_table(struct: type) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sections(parts: Sequence[tuple[str, type]], level: int = 3) -> str:
+def sections(parts: Sequence[tuple[str, type[msgspec.Struct]]], level: int = 3) -> str:
     """Several tables, each under a heading named by its path in the file."""
     out = []
     for path, struct in parts:

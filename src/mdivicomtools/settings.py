@@ -199,7 +199,7 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     given = {k: v for k, v in (command_line or {}).items() if v is not None}
     path = config_file()
     user = load_user_config()
-    file_origin = ("user config file", str(path))
+    file_origin: tuple[Origin, str] = ("user config file", str(path))
     settings: list[Setting] = []
 
     def add(name: str, default: Any, env: str | None, from_file: Any, flag: str | None) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import signal
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -51,7 +52,12 @@ class LocalExecutor:
         self.address: str | None = None
 
     def run(self, jobs: list[SessionJob], report: Report) -> list[SessionResult]:
-        context = multiprocessing.get_context(start_method())
+        # by literal name: typeshed types get_context(str) as BaseContext, which has no Process
+        context: multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
+        if start_method() == "fork":
+            context = multiprocessing.get_context("fork")
+        else:
+            context = multiprocessing.get_context("spawn")
         pending = deque(jobs)
         running: dict[Any, tuple[Any, Any, SessionJob]] = {}
         results: list[SessionResult] = []
@@ -91,7 +97,7 @@ class LocalExecutor:
         return results
 
 
-def start_method() -> str:
+def start_method() -> Literal["fork", "spawn"]:
     """How a worker is started: fork while this process runs no other thread."""
     return "fork" if threading.active_count() == 1 else "spawn"
 

@@ -115,11 +115,11 @@ def resume_decision(
         if recorded is None:
             return None, "input not recorded by the last run (an older record)"
         try:
-            current, now = scan_dataset(dataset, contents=recorded.digest is not None)
+            current, current_files = scan_dataset(dataset, contents=recorded.digest is not None)
         except OSError as exc:
             return None, f"input unreadable: {exc}"
         changes = compare_dataset(
-            recorded, read_manifest(session_out, recorded.manifest), current, now
+            recorded, read_manifest(session_out, recorded.manifest), current, current_files
         )
         if changes:
             return None, (

@@ -33,6 +33,7 @@ from mdivicomtools.model.run import (
     HostInfo,
     PluginInfo,
     RunRecord,
+    Status,
 )
 from mdivicomtools.records.store import read_record, write_record
 from mdivicomtools.runner.config import config_sha256, redact
@@ -82,7 +83,7 @@ def orphan_runs(run_out_dir: Path) -> list[str]:
     return found
 
 
-def record_lost(job: SessionJob, plugin: PluginInfo, *, status: str, reason: str) -> str | None:
+def record_lost(job: SessionJob, plugin: PluginInfo, *, status: Status, reason: str) -> str | None:
     """Write the record of `job`'s lost try and remove its staging; its run id.
 
     None when the try left nothing behind (it was lost before its run started:
@@ -109,7 +110,7 @@ def _started_at(staging: Path) -> datetime:
 
 
 def _write(
-    job: SessionJob, plugin: PluginInfo, run_id: str, status: str, reason: str, started: datetime
+    job: SessionJob, plugin: PluginInfo, run_id: str, status: Status, reason: str, started: datetime
 ) -> None:
     run_out_dir = Path(job.options.out)
     config = job.options.config if isinstance(job.options.config, dict) else {}
@@ -117,7 +118,7 @@ def _write(
     finished = utc_now()
     record = RunRecord(
         run_id=run_id,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         plugin=plugin,
         backend=BackendInfo(name=job.options.backend or "unrecorded"),
         dataset_dir=job.options.dataset,

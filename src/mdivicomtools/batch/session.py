@@ -112,8 +112,13 @@ def run_session(job: SessionJob) -> SessionResult:
         return result("failed", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug must cost one session, not the batch
         return result("failed", f"{type(exc).__name__}: {exc}")
+    status = record.status
+    if status == "running" or status == "abandoned":
+        # run_plugin returns finished records only; a backend or hook that left its
+        # status unfinished failed the session (a SessionResult cannot hold it)
+        return result("failed", f"UnfinishedRun: the run ended with status {status!r}", record)
     error = f"{record.error.type}: {record.error.message}" if record.error else None
-    return result(record.status, error, record)
+    return result(status, error, record)
 
 
 class BatchInterrupted(KeyboardInterrupt):

@@ -76,13 +76,13 @@ class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
 def slurm_settings(batch: BatchOptions) -> SlurmSettings:
     """Merge the command's options over the user config's [slurm] section."""
     section = configured_slurm()
-    configured = SlurmSettings(
-        **{
-            key: tuple(value) if key == "directives" else value
-            for key, value in msgspec.structs.asdict(section).items()
-            if value is not None
-        }
-    )
+    # the [slurm] keys that are set, as keywords (SlurmDefaults and SlurmSettings share names)
+    fields: dict[str, Any] = {
+        key: tuple(value) if key == "directives" else value
+        for key, value in msgspec.structs.asdict(section).items()
+        if value is not None
+    }
+    configured = SlurmSettings(**fields)
     given = {
         "partition": batch.slurm_partition,
         "time": batch.slurm_time,

@@ -262,7 +262,12 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
     time = entry.get("time")
     if isinstance(time, dict):
         kind = time.get("kind")
-        needed = {"point": ("key",), "interval": ("start_key", "end_key")}.get(kind, ())
+        # an odd kind (a list, say) is the schema's to report: a dict lookup would raise
+        needed = (
+            {"point": ("key",), "interval": ("start_key", "end_key")}.get(kind, ())
+            if isinstance(kind, str)
+            else ()
+        )
         for name in needed:
             key = time.get(name)
             if not isinstance(key, str) or not key:

@@ -12,14 +12,14 @@ from mdivicomtools.cli.output import echo_json, request_fast_exit
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
-    from mdivicomtools.model.options import BatchOptions, RunOptions
+    from mdivicomtools.model.options import BatchOptions, ExecutorName, RunOptions
     from mdivicomtools.model.run import RunRecord
 
 
 def _summary(record: RunRecord) -> str:
     from mdivicomtools.cli.textui import fields
 
-    pairs = [
+    pairs: list[tuple[str, str]] = [
         (record.status, f"{record.plugin.ref} {record.plugin.version} in {record.duration_s:.2f} s")
     ]
     if record.error is not None:
@@ -237,7 +237,7 @@ def run_command(
     stop_grace: float | None,
     sessions: str | None,
     jobs: int | None,
-    executor: str,
+    executor: ExecutorName,  # a click.Choice of exactly these
     scheduler: str | None,
     resume: bool,
     retries: int,

@@ -31,7 +31,10 @@ import contextlib
 import os
 import signal
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from mdivicomtools.model.run import Status
 
 #: commands that run plugins; every other command is not worth a process
 SUPERVISED = frozenset({"run", "rerun"})
@@ -171,6 +174,7 @@ def _wait(child: int, read_fd: int, wake_fd: int, waited: set[signal.Signals]) -
     forwarder = _Forwarder(child)
     received = bytearray()
     timeout: float | None = None
+    info: signal.struct_siginfo | None
     while True:
         if timeout is None:
             info = signal.sigwaitinfo(waited)
@@ -214,6 +218,7 @@ def _child_died(signum: int, received: bytes) -> int:
         name = signal.Signals(signum).name
     except ValueError:
         name = f"signal {signum}"
+    status: Status
     if signum in INTERRUPTING:
         status, code, error_type = "interrupted", EXIT_INTERRUPTED, "Interrupted"
         message = f"interrupted by {name} before the runner could record the run"
@@ -241,7 +246,7 @@ def _child_died(signum: int, received: bytes) -> int:
 
         for record_path, staging in runs:
             error = ErrorInfo(type=error_type, message=message)
-            record = finish_dead_run(Path(record_path), Path(staging), status, error)  # type: ignore[arg-type]
+            record = finish_dead_run(Path(record_path), Path(staging), status, error)
             if record is not None:
                 lines.append(f"Error: {message}; the run is recorded {status}: {record_path}")
     if not lines:

@@ -57,15 +57,15 @@ def find_unsafe_json(value: object, path: str = "$", depth: int = 0) -> str | No
         return f"{path[:60]}... is nested deeper than {MAX_DEPTH} levels"
     if value is None or kind in (bool, str, int):
         return None
-    if kind is float:
+    if type(value) is float:
         return None if math.isfinite(value) else f"{path} is {value!r}, which JSON cannot hold"
-    if kind is list:
+    if type(value) is list:
         for index, item in enumerate(value):
             problem = find_unsafe_json(item, f"{path}[{index}]", depth + 1)
             if problem:
                 return problem
         return None
-    if kind is dict:
+    if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str:
                 return f"{path} has a non-string key {key!r}"

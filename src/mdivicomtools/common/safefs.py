@@ -18,10 +18,11 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import msgspec
 
@@ -125,7 +126,7 @@ def scan(root: Path) -> list[Entry]:
     return found
 
 
-def open_regular(path: Path | bytes | str) -> BinaryIO:
+def open_regular(path: Path | bytes | str) -> io.BufferedReader:
     """Open a regular file for reading; refuse symlinks, FIFOs, devices and sockets.
 
     O_NONBLOCK makes opening a FIFO return at once instead of waiting for a

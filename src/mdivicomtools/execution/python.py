@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 import signal
 import subprocess
@@ -259,8 +260,10 @@ def _timeout_error(timeout: float | None) -> ErrorInfo:
 
 
 def _pump(proc: subprocess.Popen[bytes], log: RunLog) -> None:
-    assert proc.stdout is not None
-    for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+    # a pipe opened with the default bufsize (-1) is a BufferedReader, which has read1
+    stdout = proc.stdout
+    assert isinstance(stdout, io.BufferedReader)
+    for chunk in iter(lambda: stdout.read1(65536), b""):
         log.write(chunk)
 
 

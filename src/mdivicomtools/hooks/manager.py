@@ -23,7 +23,7 @@ import importlib.metadata
 import os
 from collections.abc import Callable, Generator, Iterable
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 import pluggy
@@ -180,9 +180,17 @@ class HookManager:
                         f"{caller.name} uses an old-style hookwrapper=True, which mdivicomtools "
                         "does not support; use @hookimpl(wrapper=True)"
                     )
-                guard = _guard_wrapper if impl.wrapper else _guard
-                # HookImpl.function is what pluggy calls; the module itself is untouched
-                impl.function = guard(caller.name, name, impl.function)  # type: ignore[misc]
+                guarded: Callable[..., object]
+                if impl.wrapper:
+                    # pluggy refused a wrapper=True implementation that is not a generator
+                    # function when it was registered (its hook has a spec: see _unknown_hooks)
+                    wrapper = cast("Callable[..., Generator[None, Any, Any]]", impl.function)
+                    guarded = _guard_wrapper(caller.name, name, wrapper)
+                else:
+                    guarded = _guard(caller.name, name, impl.function)
+                # HookImpl.function is what pluggy calls; the module itself is untouched.
+                # pluggy declares it Final, as nothing of its own replaces it
+                impl.function = guarded  # type: ignore[misc]
         return None
 
     def _unknown_hooks(self, module: object) -> str | None:

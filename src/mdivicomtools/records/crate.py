@@ -92,7 +92,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
             f"{str(out)!r} is a batch folder; export all sessions with 'latest', or one run "
             f"with `mdivicom runs export {out}/<session> {run_id} --ro-crate DIR`"
         )
-    chosen = []
+    chosen: list[tuple[str | None, Path, RunRecord]] = []
     for folder in sessions:
         records, _ = load_records(folder)
         done = [r for r in records if r.status == "succeeded"]

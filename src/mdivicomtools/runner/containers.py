@@ -54,6 +54,8 @@ def _config_gpus(value: str | int | list[str] | None) -> Gpus | None:
 def mount_fingerprint(path: Path) -> str:
     """sha256 over relative paths, sizes and modification times: cheap for a model cache
     of many gigabytes, and different as soon as a file is replaced or touched."""
+    # a folder's entries carry (kind, size, mtime, ctime, inode), a file (kind, size, mtime)
+    tree: list[tuple[str, tuple[str | int, ...]]]
     if path.is_dir():
         tree = sorted(fingerprint(path).items())
     else:

@@ -234,8 +234,10 @@ def rerun(
         timeout=timeout,
     )
     refs = image_refs(original)
+    # None: run the plugin as the record names it (no pinned image to try)
+    choices: list[str | None] = [*refs] if refs else [None]
     problems: list[str] = []
-    for ref in refs or [None]:
+    for ref in choices:
         if ref is not None:
             options = options.with_changes(image=ref)
             if "@sha256:" in ref:  # pulled here, so a digest that is not there is no run

@@ -712,7 +712,7 @@ def _refine(
             fit = fits[best]
             taken_at, blocks = takes[best]
             if half_s == FIRST_HALF_S:
-                far = _far_drift(
+                far_look = _far_drift(
                     ref,
                     oth,
                     blocks,
@@ -722,9 +722,10 @@ def _refine(
                     mid_s,
                     () if offered_drift is None else (offered_drift,),
                 )
-                beyond = far.beyond
-                if far.fit is not None and far.blocks is not None:
-                    fit, blocks, taken_at, fits = far.fit, far.blocks, far.taken_at, [far.fit]
+                beyond = far_look.beyond
+                if far_look.fit is not None and far_look.blocks is not None:
+                    fit, blocks = far_look.fit, far_look.blocks
+                    taken_at, fits = far_look.taken_at, [far_look.fit]
             # when the wide look peaked at its limit, the clocks may differ by more: a
             # drift within it that stands out on blocks smeared that much is not taken
             determined = fit.determined and not beyond

@@ -238,7 +238,9 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         if not streams:
             raise MediaError(f"{path}: has no audio track")
         if track is None:
-            stream = container.streams.best("audio") or streams[0]
+            # an audio stream whenever there is one (PyAV's stubs say only Stream)
+            best = container.streams.best("audio")
+            stream = best if isinstance(best, av.AudioStream) else streams[0]
         elif 0 <= track < len(streams):
             stream = streams[track]
         else:
@@ -356,7 +358,7 @@ def write_mp4(
                 out.mux(packet)
         for packet in audio.encode(None):
             out.mux(packet)
-        if video is not None:
+        if video is not None and video_fps:  # the one implies the other
             black = np.zeros((48, 64, 3), dtype=np.uint8)
             for index in range(int(len(data) / rate * video_fps)):
                 picture = av.VideoFrame.from_ndarray(black, format="rgb24")

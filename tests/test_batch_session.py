@@ -1,0 +1,49 @@
+"""run_session: every outcome of a session's run becomes a SessionResult a worker can send."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import msgspec
+import pytest
+
+from mdivicomtools.batch import session
+from mdivicomtools.batch.session import SessionJob, SessionResult, run_session
+from mdivicomtools.model.options import RunOptions
+
+
+def job(tmp_path: Path) -> SessionJob:
+    options = RunOptions(dataset=str(tmp_path / "ses-01"), out=str(tmp_path / "out"))
+    return SessionJob(session="ses-01", ref="any", options=options)
+
+
+def returning(status: str):
+    def run_plugin(ref, options):
+        return SimpleNamespace(run_id="20240101T000000Z_0000abcd", status=status, error=None)
+
+    return run_plugin
+
+
+def sent(result: SessionResult) -> SessionResult:
+    """What the local executor's parent reads from a worker (batch/local.py _collect)."""
+    return msgspec.msgpack.decode(msgspec.msgpack.encode(result), type=SessionResult)
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "timed_out", "dry_run"])
+def test_a_finished_run_status_is_the_session_status(tmp_path, monkeypatch, status):
+    monkeypatch.setattr(session, "run_plugin", returning(status))
+    result = sent(run_session(job(tmp_path)))
+    assert result.status == status
+    assert result.run_id == "20240101T000000Z_0000abcd"
+
+
+@pytest.mark.parametrize("status", ["running", "abandoned"])
+def test_an_unfinished_run_status_fails_the_session(tmp_path, monkeypatch, status):
+    # a run status a SessionResult cannot hold (only a third-party backend or hook
+    # could leave one) made the result undecodable, and the local batch crash
+    monkeypatch.setattr(session, "run_plugin", returning(status))
+    result = sent(run_session(job(tmp_path)))
+    assert result.status == "failed"
+    assert result.error == f"UnfinishedRun: the run ended with status {status!r}"
+    assert result.run_id == "20240101T000000Z_0000abcd"
