@@ -53,11 +53,16 @@ def _config_gpus(value: str | int | list[str] | None) -> Gpus | None:
 
 def mount_fingerprint(path: Path) -> str:
     """sha256 over relative paths, sizes and modification times: cheap for a model cache
-    of many gigabytes, and different as soon as a file is replaced or touched."""
-    # a folder's entries carry (kind, size, mtime, ctime, inode), a file (kind, size, mtime)
+    of many gigabytes, and different as soon as a file is rewritten or touched.
+
+    Not the inode or the inode's change time, which the dataset check compares
+    (runner.fingerprint): a cache copied with its times (cp -a, rsync -a,
+    restored from a backup) or made readable with chmod holds the same files
+    and must keep its fingerprint, or a rerun would call the model changed.
+    """
     tree: list[tuple[str, tuple[str | int, ...]]]
     if path.is_dir():
-        tree = sorted(fingerprint(path).items())
+        tree = [(rel, entry[:3]) for rel, entry in sorted(fingerprint(path).items())]
     else:
         stat = path.stat()
         tree = [(path.name, ("f", stat.st_size, stat.st_mtime_ns))]
