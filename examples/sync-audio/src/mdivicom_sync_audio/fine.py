@@ -417,7 +417,7 @@ def _sources(curves: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float
     shape = np.clip(curves.astype(np.float64), 0, None)
     norms = np.linalg.norm(shape, axis=1)
     usable = (weights > 0) & (norms > 0)
-    labels = np.zeros(len(curves), dtype=int)
+    labels: np.ndarray = np.zeros(len(curves), dtype=int)
     if usable.sum() < 4:
         return labels, 1.0
     unit = shape / np.maximum(norms, 1e-30)[:, None]
