@@ -446,7 +446,7 @@ def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
 
 
 _PRIMING_CASE = r"""
-import json, sys
+import fractions, json, sys
 from pathlib import Path
 import av
 import numpy as np
@@ -456,35 +456,94 @@ rate = 48000
 sound = np.random.default_rng(4).standard_normal(rate * 3).astype(np.float32) * 0.2
 folder = Path(sys.argv[1])
 write_wav(folder / "same.wav", rate, sound)
-for name, kind in (("raw.aac", "adts"), ("unmarked.mp4", "mp4"), ("camera.ts", "mpegts")):
-    with av.open(str(folder / name), "w", format=kind) as out:
-        stream = out.add_stream("aac", rate=rate)
+
+
+def write(name, kind, codec, *, timed=False, video=False, options=None):
+    # timed: frames carry their sample times, so the encoder's packets start its delay
+    # before zero and the muxer shifts the track (ahead of the video, if any) to hold them
+    with av.open(str(folder / name), "w", format=kind, options=options or {}) as out:
+        stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
-        for start in range(0, len(sound), 1024):  # no timestamps: nothing marks the priming
-            block = sound[None, start : start + 1024]
-            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
+        size = stream.codec_context.frame_size or 1024
+        fmt = stream.codec_context.format.name
+        picture = out.add_stream("mpeg4", rate=25) if video else None
+        if picture is not None:
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        for start in range(0, len(sound), size):
+            block = sound[None, start : start + size]
+            if fmt.startswith(("s16", "s32")):  # the encoder's own sample format
+                bits = 16 if fmt.startswith("s16") else 32
+                block = (block * (2 ** (bits - 1) - 1)).astype(f"int{bits}")
+            frame = av.AudioFrame.from_ndarray(block, format=fmt, layout="mono")
             frame.rate = rate
+            if timed:
+                frame.pts, frame.time_base = start, fractions.Fraction(1, rate)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+        if picture is not None:
+            for index in range(len(sound) * 25 // rate):
+                image = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+                image.pts = index
+                for packet in picture.encode(image):
+                    out.mux(packet)
+            for packet in picture.encode(None):
+                out.mux(packet)
+
+
+write("raw.aac", "adts", "aac")
+write("unmarked.mp4", "mp4", "aac")
+write("camera.ts", "mpegts", "aac")
+write("camera.mkv", "matroska", "aac", timed=True)
+write("untagged.mp3", "mp3", "libmp3lame", options={"write_xing": "0"})
+write("tagged.mp3", "mp3", "libmp3lame")
+write("layer2.ts", "mpegts", "mp2")
+write("ac3.ts", "mpegts", "ac3")
+write("camera-mp3.avi", "avi", "libmp3lame", timed=True, video=True)
+write("camera-aac.ts", "mpegts", "aac", timed=True, video=True)
+write("camera-ac3.mts", "mpegts", "ac3", timed=True, video=True)
 wav = read_audio(folder / "same.wav", rate).samples.astype(float)
 found = {}
-for name in ("raw.aac", "unmarked.mp4", "camera.ts"):
-    audio = read_audio(folder / name, rate)
+for path in sorted(folder.iterdir()):
+    if path.name == "same.wav":
+        continue
+    audio = read_audio(path, rate)
     score = np.correlate(audio.samples[: rate].astype(float), wav[2048 : rate - 2048], "valid")
-    found[name] = [int(np.argmax(score)) - 2048, audio.priming_dropped, audio.container]
+    late = int(np.argmax(score)) - 2048  # samples: where the recording's first one is
+    # where the file's first video frame is, on the audio's time (None: no video)
+    video = audio.video[0]["start_s"] if audio.video else None
+    found[path.name] = [audio.start_s + late / rate, video, audio.priming_dropped, audio.codec]
 print(json.dumps(found))
 """
 
 
-def test_aac_priming_is_dropped_wherever_nothing_marks_it(installed, tmp_path):
-    """AAC encoders put 1024 samples of priming first. An MP4 written without an edit
-    list, an MPEG-TS camera file and a raw AAC (ADTS) file cannot mark them: each
-    decodes with its sound where a WAV of the same recording has it, not 21 ms late."""
+def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):
+    """Lossy codecs put samples before the recording's first one: AAC 1024, MP3 1105,
+    MPEG layer II 481, AC-3 256. A file can account for them (an edit list, an MP3's LAME
+    tag, a muxer that starts the audio that much ahead of its video); where none does
+    they are dropped, so each file has the recording's first sound where a WAV of it
+    has it and, in a camera file, at its first video frame, not 5-23 ms late."""
     found = _run_case(_PRIMING_CASE, installed, str(tmp_path))
-    for name, (late, dropped, container) in found.items():
-        assert (late, dropped) == (0, 1024), (name, container, late)
+    dropped = {name: row[2] for name, row in found.items()}
+    assert dropped == {
+        "raw.aac": 1024,
+        "unmarked.mp4": 1024,
+        "camera.ts": 1024,
+        "camera.mkv": 0,  # the muxer put the delay before time zero
+        "untagged.mp3": 1105,
+        "tagged.mp3": 0,  # FFmpeg drops what the LAME tag says
+        "layer2.ts": 481,  # MPEG-TS says "MPEG audio": the frames' header says layer II
+        "ac3.ts": 256,
+        "camera-mp3.avi": 1105,  # AVI starts audio and video together
+        "camera-aac.ts": 0,  # the audio starts the delay ahead of the video
+        "camera-ac3.mts": 0,
+    }, found
+    for name, (sound_s, video_s, _, codec) in found.items():
+        if video_s is None:
+            assert abs(sound_s) < 0.5 / 48000, (name, codec, sound_s)
+        else:
+            assert abs(sound_s - video_s) < 0.5 / 48000, (name, codec, sound_s, video_s)
 
 
 _JOINED_CASE = r"""

@@ -8,15 +8,21 @@ at 8 kHz is then 115 MB whatever the file's own rate and channel count.
 
 Time: a stream's time is the container's presentation time in seconds,
 counted from the container's start, so a video frame's time from the same
-container maps with the same offset. One trap is handled on purpose: AAC
-encoders prepend 1024 "priming" samples (21.3 ms at 48 kHz) that MP4/MOV mark
-with an edit list and FFmpeg then drops; files written without that mark (some
-muxers, MPEG-TS, raw AAC) decode with the priming at time zero, which would
-shift the audio 21 ms late against the camera's video and against a WAV of
-the same recording. When an AAC track in an MP4, MOV, MPEG-TS or raw AAC
-(ADTS) file starts at a packet time of zero or later (nothing marks the
-priming), the first 1024 decoded samples are dropped and the next sample is
-the stream's time zero.
+container maps with the same offset. One trap is handled on purpose: lossy
+codecs put samples before the recording's first one, the encoder's priming
+and the decoder's own delay: 1024 for AAC (21.3 ms at 48 kHz), 1105 for MP3
+(LAME's 576 and the decoder's 529), 481 for MPEG layer II (its filter bank),
+256 for AC-3 and E-AC-3 (one block). A file can account for them: an MP4/MOV
+edit list (FFmpeg then starts the track before zero), an MP3's LAME tag or
+Opus's pre-skip (the decoder drops them), or a muxer that starts the audio
+that much before the video, so that the sound itself starts with the first
+frame (FFmpeg's MPEG-TS and Matroska muxers do). Where none does (AVI, raw
+AAC or MP3 files, MP4 without an edit list, a camera's MPEG-TS whose audio
+starts with its video), FFmpeg decodes them as the first sound, and the
+audio would sit that much late against the file's own video and against a
+WAV of the same recording. Then they are dropped and the next sample is
+the stream's first, at the first packet's time (`priming_samples_dropped`
+in the report).
 
 Another is a gap in the audio: a camera or capture program that drops audio
 packets (a busy card, a lost USB buffer) leaves its timestamps jumping over
@@ -42,11 +48,15 @@ from typing import Any
 
 import numpy as np
 
-AAC_PRIMING_SAMPLES = 1024
+# samples a codec's encoder and decoder put before the recording's first one (see above),
+# by the format the decoder reads: FFmpeg's encoders, and the formats' own delays
+START_DELAYS = {"aac": 1024, "mp3": 1105, "mp2": 481, "ac3": 256, "eac3": 256}
+# a muxer that moved the audio ahead of the video by the delay: within this much
+# (Matroska keeps milliseconds)
+COMPENSATED_TOLERANCE_S = 0.001
 GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding, not a gap
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
-PRIMING_FORMATS = ("mov", "mp4", "mpegts", "aac")  # aac: raw ADTS
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
 MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
@@ -221,6 +231,44 @@ def _without_start(frame: Any, count: int) -> Any:
     return _planes(frame, frame.to_ndarray()[:, count * _interleaved(frame) :])
 
 
+def _format_of(codec: Any, first_bytes: bytes) -> str:
+    """The format of a track, as START_DELAYS names it.
+
+    The decoder's name is not enough for MPEG audio: an MPEG-TS file says only
+    "MPEG audio", and FFmpeg's mp3 decoder then reads layer II as well, whose
+    delay is another; a frame's header names its layer (bits 18-17: 01 is
+    layer III, 10 layer II).
+    """
+    name = str(getattr(codec, "canonical_name", None) or codec.name)
+    name = name.removesuffix("float").removesuffix("_fixed")
+    if name in ("mp2", "mp3") and len(first_bytes) >= 2 and first_bytes[0] == 0xFF:
+        layer = (first_bytes[1] >> 1) & 0b11
+        return {0b01: "mp3", 0b10: "mp2"}.get(layer, name)
+    return name
+
+
+def _unaccounted(
+    packet_pts: int | None,
+    frame_pts: int | None,
+    time_base: Any,
+    video_starts: list[float],
+    delay_s: float,
+) -> bool:
+    """Whether nothing in the file accounts for the codec's start delay (module docstring)."""
+    if packet_pts is None:
+        return False  # no timestamps to place the sound by at all
+    if packet_pts < 0:
+        return False  # an edit list: FFmpeg starts the track before zero and drops them
+    if frame_pts is not None and frame_pts > packet_pts:
+        return False  # the decoder dropped them (a LAME tag, a skip the container gave)
+    first_s = _seconds(packet_pts, time_base)
+    if video_starts and first_s is not None:
+        ahead = min(video_starts) - first_s
+        if abs(ahead - delay_s) <= COMPENSATED_TOLERANCE_S:
+            return False  # the muxer started the audio that much before the video
+    return True
+
+
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     """Decode the chosen audio track of `path` to mono float16 at `rate` Hz.
 
@@ -261,14 +309,16 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         buffer = _Samples(int(expected * 1.01) + rate)
         first_packet_pts: int | None = None
         first_time: float | None = None
+        first_frame_pts: int | None = None
+        first_bytes = b""
         timeline = _Timeline(path, origin)
         try:
             for packet in container.demux(stream):
                 if first_packet_pts is None and packet.pts is not None:
-                    first_packet_pts = packet.pts
+                    first_packet_pts, first_bytes = packet.pts, bytes(packet)[:4]
                 for frame in packet.decode():
                     if first_time is None:
-                        first_time = frame.time
+                        first_time, first_frame_pts = frame.time, frame.pts
                     for placed in timeline.place(frame):
                         for block in mixdown(placed):
                             buffer.add(block)
@@ -278,13 +328,22 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
             raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
+        delay = START_DELAYS.get(_format_of(stream.codec_context.codec, first_bytes), 0)
+        video_starts = [
+            at
+            for at in (_seconds(v.start_time, v.time_base) for v in container.streams.video)
+            if at is not None
+        ]
+        dropped = 0
+        if delay and source_rate:
+            delay_s = delay / source_rate
+            timing = (first_packet_pts, first_frame_pts, stream.time_base)
+            if _unaccounted(*timing, video_starts, delay_s):
+                dropped = delay
     samples = buffer.samples()
     if not len(samples):
         raise MediaError(f"{path}: the audio track decodes to no samples")
-    dropped = 0
-    unmarked = first_packet_pts is not None and first_packet_pts >= 0
-    if codec == "aac" and unmarked and any(name in PRIMING_FORMATS for name in fmt.split(",")):
-        dropped = AAC_PRIMING_SAMPLES
+    if dropped:
         samples = samples[round(dropped * rate / source_rate) :]
     start = (first_time if first_time is not None else origin) - origin
     skipped_s = dropped / source_rate if dropped else 0.0  # the priming is before time zero
