@@ -14,9 +14,12 @@ and the decoder's own delay: 1024 for AAC (21.3 ms at 48 kHz), 1105 for MP3
 (LAME's 576 and the decoder's 529), 481 for MPEG layer II (its filter bank),
 256 for AC-3 and E-AC-3 (one block). A file can account for them: an MP4/MOV
 edit list (FFmpeg then starts the track before zero), an MP3's LAME tag or
-Opus's pre-skip (the decoder drops them), or a muxer that starts the audio
-that much before the video, so that the sound itself starts with the first
-frame (FFmpeg's MPEG-TS and Matroska muxers do). Where none does (AVI, raw
+Opus's pre-skip (the decoder drops them), timestamps before zero (Matroska:
+FFmpeg 8 drops what they cover, older versions decode it before zero, where
+it is dropped here: the codec's delay exactly when it is that long to the
+millisecond Matroska keeps), or a muxer that starts the audio that much
+before the video, so that the sound itself starts with the first frame
+(FFmpeg's MPEG-TS and Matroska muxers do). Where none does (AVI, raw
 AAC or MP3 files, MP4 without an edit list, a camera's MPEG-TS whose audio
 starts with its video), FFmpeg decodes them as the first sound, and the
 audio would sit that much late against the file's own video and against a
@@ -276,6 +279,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     FFmpeg ranks best (the default track of a camera file).
     """
     import av
+    from av.audio.stream import AudioStream
 
     try:
         container = av.open(str(path))
@@ -286,14 +290,19 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         if not streams:
             raise MediaError(f"{path}: has no audio track")
         if track is None:
-            # an audio stream whenever there is one (PyAV's stubs say only Stream)
+            # an audio stream whenever there is one (PyAV's stubs say only Stream; and
+            # av.AudioStream is not exported by every PyAV this plugin accepts)
             best = container.streams.best("audio")
-            stream = best if isinstance(best, av.AudioStream) else streams[0]
+            stream = best if isinstance(best, AudioStream) else streams[0]
         elif 0 <= track < len(streams):
             stream = streams[track]
         else:
             raise MediaError(f"{path}: audio_track {track} asked, file has {len(streams)}")
         origin = container.start_time / 1e6 if container.start_time is not None else 0.0
+        # a track that starts before zero holds what is not to be heard there: the
+        # codec's delay (FFmpeg drops it itself for an MP4 edit list, not for every
+        # Matroska muxer's negative timestamps), so the file starts at zero at the earliest
+        origin = max(origin, 0.0)
         video = [
             {
                 "index": v.index,
@@ -343,10 +352,22 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     samples = buffer.samples()
     if not len(samples):
         raise MediaError(f"{path}: the audio track decodes to no samples")
+    # the start delay taken off at the first packet's time: the stream's time starts
+    # after it, so the jumps met on the container's clock come that much earlier
+    skipped_s = dropped / source_rate if dropped else 0.0
     if dropped:
         samples = samples[round(dropped * rate / source_rate) :]
-    start = (first_time if first_time is not None else origin) - origin
-    skipped_s = dropped / source_rate if dropped else 0.0  # the priming is before time zero
+    first = first_time if first_time is not None else origin
+    if first < origin and source_rate:
+        # decoded before zero: dropped, as its negative timestamps say; they are the
+        # codec's delay, to a millisecond in Matroska, when they are that long
+        early = round((origin - first) * source_rate)
+        if delay and abs(early - delay) <= COMPENSATED_TOLERANCE_S * source_rate:
+            early = delay
+        samples = samples[round(early * rate / source_rate) :]
+        dropped += early
+        first = origin
+    start = first - origin
     gaps = [(round(at - skipped_s, 6), length) for at, length in timeline.gaps]
     return Audio(
         path=path,
