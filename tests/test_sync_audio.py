@@ -548,6 +548,67 @@ def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(install
             assert abs(sound_s - video_s) < 0.5 / 48000, (name, codec, sound_s, video_s)
 
 
+_DAMAGED_CASE = r"""
+import json, sys
+from pathlib import Path
+import av
+import numpy as np
+from mdivicom_sync_audio.io import read_audio, write_mp4, write_wav
+from mdivicom_sync_audio.run import run
+
+rate = 48000
+sound = np.random.default_rng(5).standard_normal(rate * 12).astype(np.float32) * 0.2
+session = Path(sys.argv[1]) / "ses-01"
+recorder = session / "raw/audio/str-a/recorder.wav"
+camera = session / "raw/video/str-b/C0042.MP4"
+recorder.parent.mkdir(parents=True)
+camera.parent.mkdir(parents=True)
+write_wav(recorder, rate, sound)
+write_mp4(camera, rate, sound[rate * 2 :], mark_priming=True)  # starts 2 s into the recording
+# a bad card sector: one AAC packet about 5 s in, overwritten with zeros
+with av.open(str(camera)) as container:
+    stream = container.streams.audio[0]
+    spot = next(
+        (packet.pos, packet.size)
+        for packet in container.demux(stream)
+        if packet.pts is not None and packet.pts * stream.time_base >= 5
+    )
+data = bytearray(camera.read_bytes())
+data[spot[0] : spot[0] + spot[1]] = bytes(spot[1])
+camera.write_bytes(bytes(data))
+audio = read_audio(camera, rate)
+wav = read_audio(recorder, rate).samples.astype(float)
+after = audio.samples[rate * 6 : rate * 7].astype(float)  # a second after the damage
+score = np.correlate(wav[rate * 8 - 100 : rate * 9 + 100], after, "valid")
+result = run(str(session), str(Path(sys.argv[1]) / "out"), {})
+print(json.dumps({
+    "undecodable": audio.undecodable,
+    "gaps": audio.gaps,
+    "duration": audio.duration_s,
+    "late_after": int(np.argmax(score)) - 100,
+    "offset": result["offsets_s"]["str-b"],
+    "warnings": result["warnings"],
+}))
+"""
+
+
+def test_a_damaged_packet_costs_its_own_time_only(installed, tmp_path):
+    """A camera file with one packet the decoder refuses (a bad card sector) is read
+    on: that packet's 21 ms become silence at its own time, everything after stays
+    where its timestamps put it, the stream is synced, and the run warns, naming
+    the file and the time (before, the whole recording failed)."""
+    found = _run_case(_DAMAGED_CASE, installed, str(tmp_path))
+    [at] = found["undecodable"]
+    assert 5.0 <= at < 5.03, found
+    assert [round(length, 4) for _, length in found["gaps"]] == [round(1024 / 48000, 4)], found
+    assert abs(found["duration"] - 10.0) < 0.05, found
+    assert found["late_after"] == 0, found
+    assert abs(found["offset"] - 2.0) < 0.0005, found
+    assert any(
+        "C0042.MP4 could not be decoded" in w and f"{at:.3f} s" in w for w in found["warnings"]
+    ), found["warnings"]
+
+
 _JOINED_CASE = r"""
 import fractions, json, sys
 from pathlib import Path

@@ -41,6 +41,13 @@ A jump beyond what a dropout can be (a file joined from two recordings, a
 clock reset) cannot be placed and is an error naming the file and the time.
 A join whose clock goes on is read on, also when the rate or the channel
 layout changes there.
+
+A damaged packet (a bad sector of a camera's card, a write cut short) makes
+FFmpeg's decoder refuse it; a 2-hour camera file must not be lost to one such
+spot, so the packet is passed over, the next frame's timestamp leaves its
+time as a gap (silence), and its time is listed (`undecodable`). When more
+than half of a track's packets are refused, it is not damage but a track
+that cannot be read, and that is an error naming the file.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ START_DELAYS = {"aac": 1024, "mp3": 1105, "mp2": 481, "ac3": 256, "eac3": 256}
 COMPENSATED_TOLERANCE_S = 0.001
 GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding, not a gap
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
+MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
@@ -86,6 +94,9 @@ class Audio:
     # (container time s, length s) of each jump in the audio's timestamps: silence
     # filled in, or (negative) overlapping audio dropped
     gaps: list[tuple[float, float]] = field(default_factory=list)
+    # times (s) of the packets that could not be decoded (damaged): silence is in
+    # their place, listed in `gaps` too where the next timestamp left one
+    undecodable: list[float] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -321,11 +332,24 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         first_frame_pts: int | None = None
         first_bytes = b""
         timeline = _Timeline(path, origin)
+        damaged: list[float] = []  # container times of the packets the decoder refused
+        packets = 0
+        refusal: Exception | None = None
         try:
             for packet in container.demux(stream):
                 if first_packet_pts is None and packet.pts is not None:
                     first_packet_pts, first_bytes = packet.pts, bytes(packet)[:4]
-                for frame in packet.decode():
+                packets += packet.size > 0
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as error:
+                    # a damaged packet (a bad sector, a broken write): the next frame's
+                    # timestamp leaves its time as a gap, filled with silence
+                    at = _seconds(packet.pts, stream.time_base)
+                    damaged.append(at if at is not None else (timeline.end or origin))
+                    refusal = refusal or error
+                    continue
+                for frame in frames:
                     if first_time is None:
                         first_time, first_frame_pts = frame.time, frame.pts
                     for placed in timeline.place(frame):
@@ -335,6 +359,11 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
                 buffer.add(block)
         except av.error.FFmpegError as error:
             raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
+        if len(damaged) > max(MAX_DAMAGED_FRACTION * packets, 1) and len(damaged) > 10:
+            raise MediaError(
+                f"{path}: {len(damaged)} of its {packets} audio packets cannot be decoded "
+                f"({refusal}): not a damaged spot or two, but a track this tool cannot read"
+            )
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
         delay = START_DELAYS.get(_format_of(stream.codec_context.codec, first_bytes), 0)
@@ -369,6 +398,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         first = origin
     start = first - origin
     gaps = [(round(at - skipped_s, 6), length) for at, length in timeline.gaps]
+    undecodable = [round(at - origin - skipped_s, 6) for at in damaged]
     return Audio(
         path=path,
         rate=rate,
@@ -381,6 +411,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         priming_dropped=dropped,
         video=video,
         gaps=gaps,
+        undecodable=undecodable,
     )
 
 

@@ -55,6 +55,17 @@ def unread_files(streams: dict[str, list[Path]]) -> list[str]:
     ]
 
 
+def damaged_files(audio: dict[str, Audio]) -> list[str]:
+    """A warning for each stream whose file had packets the decoder refused: the
+    sync goes on over silence there, but the file is damaged and a user should know."""
+    return [
+        f"{sid}: {len(a.undecodable)} damaged audio packet(s) of {a.path.name} could not "
+        f"be decoded (the first at {a.undecodable[0]:.3f} s): silence is in their place"
+        for sid, a in audio.items()
+        if a.undecodable
+    ]
+
+
 def run(
     dataset_dir: str,
     out_dir: str,
@@ -87,7 +98,7 @@ def run(
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = unread_files(streams)
+    warnings: list[str] = unread_files(streams) + damaged_files(audio)
     usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
@@ -243,6 +254,9 @@ def _entry(
                 {"at_s": at, "length_s": length} for at, length in stream.gaps[:MAX_GAPS_LISTED]
             ],
             "gap_count": len(stream.gaps),
+            # packets the decoder refused (damaged): silence in their place
+            "undecodable_at_s": stream.undecodable[:MAX_GAPS_LISTED],
+            "undecodable_count": len(stream.undecodable),
         },
         "video": video,
     }
