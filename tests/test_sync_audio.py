@@ -609,6 +609,52 @@ def test_a_damaged_packet_costs_its_own_time_only(installed, tmp_path):
     ), found["warnings"]
 
 
+_SHORT_HEADER_CASE = r"""
+import json, struct, sys
+from pathlib import Path
+import numpy as np
+from mdivicom_sync_audio.run import run
+from mdivicom_sync_audio.io import write_wav
+
+rate = 16000
+sound = np.random.default_rng(6).standard_normal(rate * 60) * 0.2
+session = Path(sys.argv[1]) / "ses-01"
+recorder = session / "raw/audio/str-a/recorder.wav"
+camera = session / "raw/audio/str-b/camera.wav"
+for path in (recorder, camera):
+    path.parent.mkdir(parents=True)
+write_wav(recorder, rate, sound)
+write_wav(camera, rate, sound[rate * 3 :])  # 57 s, starting 3 s into the recording
+# its header says 10 s, as a size field that wrapped past 4 GiB would say far too little
+data = bytearray(camera.read_bytes())
+at = data.index(b"data")
+data[at + 4 : at + 8] = struct.pack("<I", 10 * rate * 2)
+camera.write_bytes(bytes(data))
+result = run(str(session), str(Path(sys.argv[1]) / "out"), {})
+reports = Path(sys.argv[1]) / "out/dataset/derived/sync/reports"
+report = json.loads((reports / "sync_audio.json").read_text())
+print(json.dumps({
+    "duration": report["streams"]["str-b"]["audio"]["duration_s"],
+    "offset": result["offsets_s"]["str-b"],
+    "warnings": result["warnings"],
+}))
+"""
+
+
+def test_a_wav_whose_header_says_too_little_is_read_to_its_end(installed, tmp_path):
+    """FFmpeg reads a WAV as far as its header says: a size field that wrapped past
+    4 GiB (a long recording written without RF64) or that a recorder never updated
+    would leave the rest unread without a word. A PCM WAV holding more than twice
+    what its header says is read to its end, and the run says so."""
+    found = _run_case(_SHORT_HEADER_CASE, installed, str(tmp_path))
+    assert abs(found["duration"] - 57.0) < 0.01, found
+    assert abs(found["offset"] - 3.0) < 0.0005, found
+    assert any(
+        "camera.wav: its WAV header gives 10.0 s of audio but the file holds 57.0 s" in w
+        for w in found["warnings"]
+    ), found["warnings"]
+
+
 _JOINED_CASE = r"""
 import fractions, json, sys
 from pathlib import Path

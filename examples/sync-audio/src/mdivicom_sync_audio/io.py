@@ -47,7 +47,9 @@ FFmpeg's decoder refuse it; a 2-hour camera file must not be lost to one such
 spot, so the packet is passed over, the next frame's timestamp leaves its
 time as a gap (silence), and its time is listed (`undecodable`). When more
 than half of a track's packets are refused, it is not damage but a track
-that cannot be read, and that is an error naming the file.
+that cannot be read, and that is an error naming the file. A WAV is read as
+far as its header says, so one whose size field wrapped past 4 GiB or was
+never updated is read again to its end (`notes` says so).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class Audio:
     # times (s) of the packets that could not be decoded (damaged): silence is in
     # their place, listed in `gaps` too where the next timestamp left one
     undecodable: list[float] = field(default_factory=list)
+    # what a user should know about the file, in words (the run warns of each)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -289,11 +293,38 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     `track` indexes the file's audio streams (0 = first); None takes the one
     FFmpeg ranks best (the default track of a camera file).
     """
+    audio = _read(path, rate, track, {})
+    declared_s = audio.duration_s
+    if _wav_header_short(path, audio):
+        # FFmpeg reads a WAV as far as its header says; a size field that wrapped
+        # past 4 GiB (a long recording written without RF64) or that a recorder
+        # never updated would silently leave the rest of the recording unread
+        audio = _read(path, rate, track, {"ignore_length": "1"})
+        audio.notes.append(
+            f"its WAV header gives {declared_s:.1f} s of audio but the file holds "
+            f"{audio.duration_s:.1f} s (a recording over 4 GiB written without RF64, or "
+            "a header never updated): read to the end of the file"
+        )
+    return audio
+
+
+def _wav_header_short(path: Path, audio: Audio) -> bool:
+    """Whether a PCM WAV file holds more than twice the audio its header declares
+    (and over a MiB more): no trailing chunk of metadata is that large."""
+    if audio.container != "wav" or not audio.codec.startswith("pcm_"):
+        return False
+    bits = int("".join(c for c in audio.codec if c.isdigit()) or 8)
+    declared = audio.duration_s * audio.source_rate * audio.channels * bits // 8
+    extra = path.stat().st_size - declared
+    return extra > max(2**20, declared)
+
+
+def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> Audio:
     import av
     from av.audio.stream import AudioStream
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=options)
     except (av.error.FFmpegError, OSError) as error:
         raise MediaError(f"{path}: cannot open as audio or video ({error})") from error
     with container:

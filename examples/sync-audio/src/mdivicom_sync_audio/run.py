@@ -99,6 +99,7 @@ def run(
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
     warnings: list[str] = unread_files(streams) + damaged_files(audio)
+    warnings += [f"{sid}: {a.path.name}: {note}" for sid, a in audio.items() for note in a.notes]
     usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
