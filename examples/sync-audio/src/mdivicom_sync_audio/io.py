@@ -60,12 +60,8 @@ from typing import Any
 
 import numpy as np
 
-# samples a codec's encoder and decoder put before the recording's first one (see above),
-# by the format the decoder reads: FFmpeg's encoders, and the formats' own delays
-START_DELAYS = {"aac": 1024, "mp3": 1105, "mp2": 481, "ac3": 256, "eac3": 256}
-# a muxer that moved the audio ahead of the video by the delay: within this much
-# (Matroska keeps milliseconds)
-COMPENSATED_TOLERANCE_S = 0.001
+from mdivicom_sync_audio import delays
+
 GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding, not a gap
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
 MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
@@ -249,44 +245,6 @@ def _without_start(frame: Any, count: int) -> Any:
     return _planes(frame, frame.to_ndarray()[:, count * _interleaved(frame) :])
 
 
-def _format_of(codec: Any, first_bytes: bytes) -> str:
-    """The format of a track, as START_DELAYS names it.
-
-    The decoder's name is not enough for MPEG audio: an MPEG-TS file says only
-    "MPEG audio", and FFmpeg's mp3 decoder then reads layer II as well, whose
-    delay is another; a frame's header names its layer (bits 18-17: 01 is
-    layer III, 10 layer II).
-    """
-    name = str(getattr(codec, "canonical_name", None) or codec.name)
-    name = name.removesuffix("float").removesuffix("_fixed")
-    if name in ("mp2", "mp3") and len(first_bytes) >= 2 and first_bytes[0] == 0xFF:
-        layer = (first_bytes[1] >> 1) & 0b11
-        return {0b01: "mp3", 0b10: "mp2"}.get(layer, name)
-    return name
-
-
-def _unaccounted(
-    packet_pts: int | None,
-    frame_pts: int | None,
-    time_base: Any,
-    video_starts: list[float],
-    delay_s: float,
-) -> bool:
-    """Whether nothing in the file accounts for the codec's start delay (module docstring)."""
-    if packet_pts is None:
-        return False  # no timestamps to place the sound by at all
-    if packet_pts < 0:
-        return False  # an edit list: FFmpeg starts the track before zero and drops them
-    if frame_pts is not None and frame_pts > packet_pts:
-        return False  # the decoder dropped them (a LAME tag, a skip the container gave)
-    first_s = _seconds(packet_pts, time_base)
-    if video_starts and first_s is not None:
-        ahead = min(video_starts) - first_s
-        if abs(ahead - delay_s) <= COMPENSATED_TOLERANCE_S:
-            return False  # the muxer started the audio that much before the video
-    return True
-
-
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     """Decode the chosen audio track of `path` to mono float16 at `rate` Hz.
 
@@ -397,7 +355,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
             )
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
-        delay = START_DELAYS.get(_format_of(stream.codec_context.codec, first_bytes), 0)
+        delay = delays.start_delay(stream.codec_context.codec, first_bytes)
         video_starts = [
             at
             for at in (_seconds(v.start_time, v.time_base) for v in container.streams.video)
@@ -407,7 +365,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         if delay and source_rate:
             delay_s = delay / source_rate
             timing = (first_packet_pts, first_frame_pts, stream.time_base)
-            if _unaccounted(*timing, video_starts, delay_s):
+            if delays.unaccounted(*timing, video_starts, delay_s):
                 dropped = delay
     samples = buffer.samples()
     if not len(samples):
@@ -422,7 +380,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         # decoded before zero: dropped, as its negative timestamps say; they are the
         # codec's delay, to a millisecond in Matroska, when they are that long
         early = round((origin - first) * source_rate)
-        if delay and abs(early - delay) <= COMPENSATED_TOLERANCE_S * source_rate:
+        if delay and abs(early - delay) <= delays.TOLERANCE_S * source_rate:
             early = delay
         samples = samples[round(early * rate / source_rate) :]
         dropped += early
