@@ -655,6 +655,58 @@ def test_a_wav_whose_header_says_too_little_is_read_to_its_end(installed, tmp_pa
     ), found["warnings"]
 
 
+_TRACKS_CASE = r"""
+import json, sys
+from pathlib import Path
+import av
+import numpy as np
+from mdivicom_sync_audio.io import MediaError, read_audio
+
+rate = 48000
+path = Path(sys.argv[1]) / "phone.mov"
+sound = np.random.default_rng(7).standard_normal((1, rate * 3)).astype(np.float32) * 0.2
+with av.open(str(path), "w") as out:
+    tracks = [out.add_stream("aac", rate=rate) for _ in range(2)]
+    for track in tracks:
+        track.layout = "mono"
+    for start in range(0, rate * 3, 1024):
+        for track in tracks:
+            block = sound[:, start : start + 1024]
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
+            frame.rate = rate
+            for packet in track.encode(frame):
+                out.mux(packet)
+    for track in tracks:
+        for packet in track.encode(None):
+            out.mux(packet)
+# the first track unreadable: every packet of it overwritten with zeros
+with av.open(str(path)) as container:
+    spots = [(p.pos, p.size) for p in container.demux(container.streams.audio[0]) if p.size]
+data = bytearray(path.read_bytes())
+for pos, size in spots:
+    data[pos : pos + size] = bytes(size)
+path.write_bytes(bytes(data))
+found = {}
+try:
+    read_audio(path, 8000)
+except MediaError as error:
+    found["error"] = str(error)
+found["second"] = read_audio(path, 8000, track=1).duration_s
+print(json.dumps(found))
+"""
+
+
+def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
+    """A track FFmpeg cannot decode (a phone's spatial-audio track, a damaged one)
+    is an error that says how to read the file's other audio track instead."""
+    found = _run_case(_TRACKS_CASE, installed, str(tmp_path))
+    assert "phone.mov: " in found["error"] and "cannot be decoded" in found["error"], found
+    assert found["error"].endswith(
+        "it has 2 audio tracks: read another with --set audio_track=1 (0 is the first)"
+    ), found
+    assert abs(found["second"] - 3.0) < 0.05, found
+
+
 _JOINED_CASE = r"""
 import fractions, json, sys
 from pathlib import Path

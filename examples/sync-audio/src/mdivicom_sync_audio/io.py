@@ -245,6 +245,18 @@ def _without_start(frame: Any, count: int) -> Any:
     return _planes(frame, frame.to_ndarray()[:, count * _interleaved(frame) :])
 
 
+def _other_tracks(streams: list[Any], read: Any) -> str:
+    """How to read another audio track of the file, when it has one (a phone's
+    spatial-audio track beside its AAC one, a camera's second microphone)."""
+    others = [index for index, stream in enumerate(streams) if stream is not read]
+    if not others:
+        return ""
+    return (
+        f"; it has {len(streams)} audio tracks: read another with "
+        f"--set audio_track={others[0]} (0 is the first)"
+    )
+
+
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     """Decode the chosen audio track of `path` to mono float16 at `rate` Hz.
 
@@ -347,11 +359,14 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
             for block in mixdown.flush():
                 buffer.add(block)
         except av.error.FFmpegError as error:
-            raise MediaError(f"{path}: audio cannot be decoded ({error})") from error
+            raise MediaError(
+                f"{path}: audio cannot be decoded ({error})" + _other_tracks(streams, stream)
+            ) from error
         if len(damaged) > max(MAX_DAMAGED_FRACTION * packets, 1) and len(damaged) > 10:
             raise MediaError(
                 f"{path}: {len(damaged)} of its {packets} audio packets cannot be decoded "
                 f"({refusal}): not a damaged spot or two, but a track this tool cannot read"
+                + _other_tracks(streams, stream)
             )
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
@@ -369,7 +384,9 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
                 dropped = delay
     samples = buffer.samples()
     if not len(samples):
-        raise MediaError(f"{path}: the audio track decodes to no samples")
+        raise MediaError(
+            f"{path}: the audio track decodes to no samples" + _other_tracks(streams, stream)
+        )
     # the start delay taken off at the first packet's time: the stream's time starts
     # after it, so the jumps met on the container's clock come that much earlier
     skipped_s = dropped / source_rate if dropped else 0.0
