@@ -246,8 +246,8 @@ def _without_start(frame: Any, count: int) -> Any:
 
 
 def _other_tracks(streams: list[Any], read: Any) -> str:
-    """How to read another audio track of the file, when it has one (a phone's
-    spatial-audio track beside its AAC one, a camera's second microphone)."""
+    """How to read another audio track of the file, when it has one (a track in a
+    codec FFmpeg has no decoder for beside one it reads, a camera's second microphone)."""
     others = [index for index, stream in enumerate(streams) if stream is not read]
     if not others:
         return ""
