@@ -707,6 +707,79 @@ def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
     assert abs(found["second"] - 3.0) < 0.05, found
 
 
+_FUZZ_CASE = r"""
+import json, sys
+from pathlib import Path
+import av
+import numpy as np
+from mdivicom_sync_audio.io import MediaError, read_audio
+
+rate = 48000
+folder = Path(sys.argv[1])
+sound = np.random.default_rng(8).standard_normal(rate * 4).astype(np.float32) * 0.2
+files = []
+for name, kind, codec in (
+    ("camera.mp4", "mp4", "aac"),
+    ("recorder.flac", "flac", "flac"),
+    ("phone.mp3", "mp3", "libmp3lame"),
+    ("voice.ogg", "ogg", "libopus"),
+    ("camera.mts", "mpegts", "ac3"),
+):
+    path = folder / name
+    with av.open(str(path), "w", format=kind) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        size = stream.codec_context.frame_size or 1024
+        fmt = stream.codec_context.format.name
+        for start in range(0, len(sound), size):
+            block = sound[None, start : start + size]
+            if fmt.startswith(("s16", "s32")):
+                bits = 16 if fmt.startswith("s16") else 32
+                block = (block * (2 ** (bits - 1) - 1)).astype(f"int{bits}")
+            frame = av.AudioFrame.from_ndarray(block, format=fmt, layout="mono")
+            frame.rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    files.append(path)
+outcomes = []
+for path in files:
+    original = path.read_bytes()
+    for trial in range(12):
+        rng = np.random.default_rng(trial)
+        data = bytearray(original)
+        for _ in range(int(rng.integers(1, 8))):  # a few damaged spots, anywhere
+            at, size = int(rng.integers(0, len(data) - 64)), int(rng.integers(1, 64))
+            data[at : at + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        damaged = folder / f"damaged{path.suffix}"
+        damaged.write_bytes(bytes(data))
+        try:
+            read_audio(damaged, 8000)
+            outcomes.append([path.name, "read"])
+        except MediaError as error:
+            outcomes.append([path.name, "MediaError" if str(damaged) in str(error) else str(error)])
+        except Exception as error:  # what a user would see as an internal error
+            outcomes.append([path.name, f"{type(error).__name__}: {error}"])
+print(json.dumps(outcomes))
+"""
+
+
+def test_damaged_files_are_read_or_refused_naming_them(installed, tmp_path):
+    """Five common formats, each damaged at a few random spots twelve times: every
+    file is either read (damaged packets passed over) or refused with an error that
+    names it; none ends in an exception the user would see as an internal error."""
+    outcomes = _run_case(_FUZZ_CASE, installed, str(tmp_path))
+    unexpected = [(name, what) for name, what in outcomes if what not in ("read", "MediaError")]
+    assert not unexpected, unexpected
+    # damage costs its own packets only: 59 of 60 are read (0.3.13 refused 28, every
+    # damaged AAC or MP3 packet failing its whole file); the refused one is an Ogg file
+    # whose headers were hit
+    read = [name for name, what in outcomes if what == "read"]
+    assert len(read) >= 50, outcomes
+    assert set(read) == {"camera.mp4", "recorder.flac", "phone.mp3", "voice.ogg", "camera.mts"}
+
+
 _JOINED_CASE = r"""
 import fractions, json, sys
 from pathlib import Path
