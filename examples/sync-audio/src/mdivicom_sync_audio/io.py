@@ -95,7 +95,8 @@ class Audio:
     # times (s) of the packets that could not be decoded (damaged): silence is in
     # their place, listed in `gaps` too where the next timestamp left one
     undecodable: list[float] = field(default_factory=list)
-    # what a user should know about the file, in words (the run warns of each)
+    # what a user should know about the file (damage, a short header), in words naming
+    # it: the run warns of each
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -271,7 +272,7 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
         # never updated would silently leave the rest of the recording unread
         audio = _read(path, rate, track, {"ignore_length": "1"})
         audio.notes.append(
-            f"its WAV header gives {declared_s:.1f} s of audio but the file holds "
+            f"{path.name}: its WAV header gives {declared_s:.1f} s of audio but the file holds "
             f"{audio.duration_s:.1f} s (a recording over 4 GiB written without RF64, or "
             "a header never updated): read to the end of the file"
         )
@@ -405,6 +406,12 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
     start = first - origin
     gaps = [(round(at - skipped_s, 6), length) for at, length in timeline.gaps]
     undecodable = [round(at - origin - skipped_s, 6) for at in damaged]
+    notes = []
+    if undecodable:
+        notes.append(
+            f"{len(undecodable)} damaged audio packet(s) of {path.name} could not be decoded "
+            f"(the first at {undecodable[0]:.3f} s): silence is in their place"
+        )
     return Audio(
         path=path,
         rate=rate,
@@ -418,6 +425,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         video=video,
         gaps=gaps,
         undecodable=undecodable,
+        notes=notes,
     )
 
 

@@ -55,17 +55,6 @@ def unread_files(streams: dict[str, list[Path]]) -> list[str]:
     ]
 
 
-def damaged_files(audio: dict[str, Audio]) -> list[str]:
-    """A warning for each stream whose file had packets the decoder refused: the
-    sync goes on over silence there, but the file is damaged and a user should know."""
-    return [
-        f"{sid}: {len(a.undecodable)} damaged audio packet(s) of {a.path.name} could not "
-        f"be decoded (the first at {a.undecodable[0]:.3f} s): silence is in their place"
-        for sid, a in audio.items()
-        if a.undecodable
-    ]
-
-
 def run(
     dataset_dir: str,
     out_dir: str,
@@ -98,8 +87,8 @@ def run(
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = unread_files(streams) + damaged_files(audio)
-    warnings += [f"{sid}: {a.path.name}: {note}" for sid, a in audio.items() for note in a.notes]
+    warnings: list[str] = unread_files(streams)
+    warnings += [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
     usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
