@@ -445,23 +445,18 @@ def test_reverberant_room_with_an_mp4_camera(installed, tmp_path):
     assert checked_mp4
 
 
-_PRIMING_CASE = r"""
-import fractions, json, sys
-from pathlib import Path
+# a script fragment the cases below start with: one WAV-like sound encoded into any
+# container and codec PyAV writes, in the encoder's own frame size and sample format
+_ENCODER = r"""
+import fractions
 import av
 import numpy as np
-from mdivicom_sync_audio.io import read_audio, write_wav
-
-rate = 48000
-sound = np.random.default_rng(4).standard_normal(rate * 3).astype(np.float32) * 0.2
-folder = Path(sys.argv[1])
-write_wav(folder / "same.wav", rate, sound)
 
 
-def write(name, kind, codec, *, timed=False, video=False, options=None):
+def encode(path, kind, codec, sound, rate, *, timed=False, video=False, options=None):
     # timed: frames carry their sample times, so the encoder's packets start its delay
     # before zero and the muxer shifts the track (ahead of the video, if any) to hold them
-    with av.open(str(folder / name), "w", format=kind, options=options or {}) as out:
+    with av.open(str(path), "w", format=kind, options=options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
         size = stream.codec_context.frame_size or 1024
@@ -490,6 +485,23 @@ def write(name, kind, codec, *, timed=False, video=False, options=None):
                     out.mux(packet)
             for packet in picture.encode(None):
                 out.mux(packet)
+"""
+
+_PRIMING_CASE = (
+    _ENCODER
+    + r"""
+import json, sys
+from pathlib import Path
+from mdivicom_sync_audio.io import read_audio, write_wav
+
+rate = 48000
+sound = np.random.default_rng(4).standard_normal(rate * 3).astype(np.float32) * 0.2
+folder = Path(sys.argv[1])
+write_wav(folder / "same.wav", rate, sound)
+
+
+def write(name, kind, codec, **how):
+    encode(folder / name, kind, codec, sound, rate, **how)
 
 
 write("raw.aac", "adts", "aac")
@@ -516,6 +528,7 @@ for path in sorted(folder.iterdir()):
     found[path.name] = [audio.start_s + late / rate, video, audio.priming_dropped, audio.codec]
 print(json.dumps(found))
 """
+)
 
 
 def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):
@@ -707,11 +720,11 @@ def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
     assert abs(found["second"] - 3.0) < 0.05, found
 
 
-_FUZZ_CASE = r"""
+_FUZZ_CASE = (
+    _ENCODER
+    + r"""
 import json, sys
 from pathlib import Path
-import av
-import numpy as np
 from mdivicom_sync_audio.io import MediaError, read_audio
 
 rate = 48000
@@ -725,24 +738,8 @@ for name, kind, codec in (
     ("voice.ogg", "ogg", "libopus"),
     ("camera.mts", "mpegts", "ac3"),
 ):
-    path = folder / name
-    with av.open(str(path), "w", format=kind) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        size = stream.codec_context.frame_size or 1024
-        fmt = stream.codec_context.format.name
-        for start in range(0, len(sound), size):
-            block = sound[None, start : start + size]
-            if fmt.startswith(("s16", "s32")):
-                bits = 16 if fmt.startswith("s16") else 32
-                block = (block * (2 ** (bits - 1) - 1)).astype(f"int{bits}")
-            frame = av.AudioFrame.from_ndarray(block, format=fmt, layout="mono")
-            frame.rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    files.append(path)
+    encode(folder / name, kind, codec, sound, rate)
+    files.append(folder / name)
 outcomes = []
 for path in files:
     original = path.read_bytes()
@@ -763,6 +760,7 @@ for path in files:
             outcomes.append([path.name, f"{type(error).__name__}: {error}"])
 print(json.dumps(outcomes))
 """
+)
 
 
 def test_damaged_files_are_read_or_refused_naming_them(installed, tmp_path):
