@@ -316,13 +316,15 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         # codec's delay (FFmpeg drops it itself for an MP4 edit list, not for every
         # Matroska muxer's negative timestamps), so the file starts at zero at the earliest
         origin = max(origin, 0.0)
+        # each video track and its first frame's container time (None: not given)
+        tracks = [(v, _seconds(v.start_time, v.time_base)) for v in container.streams.video]
         video = [
             {
                 "index": v.index,
                 "fps": float(v.average_rate or v.guessed_rate or 0) or None,
-                "start_s": round((_seconds(v.start_time, v.time_base) or origin) - origin, 6),
+                "start_s": round((origin if at is None else at) - origin, 6),
             }
-            for v in container.streams.video
+            for v, at in tracks
         ]
         codec = stream.codec_context.name
         fmt = container.format.name
@@ -372,11 +374,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
         delay = delays.start_delay(stream.codec_context.codec, first_bytes)
-        video_starts = [
-            at
-            for at in (_seconds(v.start_time, v.time_base) for v in container.streams.video)
-            if at is not None
-        ]
+        video_starts = [at for _, at in tracks if at is not None]
         dropped = 0
         if delay and source_rate:
             delay_s = delay / source_rate
