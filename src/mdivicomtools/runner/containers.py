@@ -62,6 +62,7 @@ def mount_fingerprint(path: Path) -> str:
     """
     tree: list[tuple[str, tuple[str | int, ...]]]
     if path.is_dir():
+        # runner.fingerprint gives (kind, size, mtime, ctime, inode): the first three
         tree = [(rel, entry[:3]) for rel, entry in sorted(fingerprint(path).items())]
     else:
         stat = path.stat()
