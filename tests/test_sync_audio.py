@@ -673,7 +673,7 @@ import json, sys
 from pathlib import Path
 import av
 import numpy as np
-from mdivicom_sync_audio.io import MediaError, read_audio
+from mdivicom_sync_audio.io import MediaError, read_audio, write_wav
 
 rate = 48000
 path = Path(sys.argv[1]) / "phone.mov"
@@ -705,19 +705,30 @@ try:
 except MediaError as error:
     found["error"] = str(error)
 found["second"] = read_audio(path, 8000, track=1).duration_s
+# and as a session's camera, beside a recorder's WAV
+session = Path(sys.argv[1]) / "ses-01"
+(session / "raw/video/str-cam2").mkdir(parents=True)
+path.rename(session / "raw/video/str-cam2/phone.mov")
+(session / "raw/audio/str-cam1").mkdir(parents=True)
+write_wav(session / "raw/audio/str-cam1/recorder.wav", rate, sound[0])
 print(json.dumps(found))
 """
 
 
 def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
-    """A track FFmpeg cannot decode (a phone's spatial-audio track, a damaged one)
-    is an error that says how to read the file's other audio track instead."""
+    """A track FFmpeg cannot decode (a codec it has no decoder for, a damaged one) is
+    an error, exit 1, that says how to read the file's other audio track instead."""
     found = _run_case(_TRACKS_CASE, installed, str(tmp_path))
     assert "phone.mov: " in found["error"] and "cannot be decoded" in found["error"], found
     assert found["error"].endswith(
-        "it has 2 audio tracks: read another with --set audio_track=1 (0 is the first)"
+        "it has 2 audio tracks: --set audio_track=1 reads another "
+        "(0 is the first; it applies to every stream's file)"
     ), found
     assert abs(found["second"] - 3.0) < 0.05, found
+    result = _run(installed, tmp_path / "ses-01", tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr  # the plugin failed
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert "str-cam2/phone.mov: " in error and "--set audio_track=1 reads another" in error
 
 
 _FUZZ_CASE = (

@@ -253,8 +253,8 @@ def _other_tracks(streams: list[Any], read: Any) -> str:
     if not others:
         return ""
     return (
-        f"; it has {len(streams)} audio tracks: read another with "
-        f"--set audio_track={others[0]} (0 is the first)"
+        f"; it has {len(streams)} audio tracks: --set audio_track={others[0]} reads another "
+        "(0 is the first; it applies to every stream's file)"
     )
 
 
