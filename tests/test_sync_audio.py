@@ -720,15 +720,38 @@ def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
     an error, exit 1, that says how to read the file's other audio track instead."""
     found = _run_case(_TRACKS_CASE, installed, str(tmp_path))
     assert "phone.mov: " in found["error"] and "cannot be decoded" in found["error"], found
-    assert found["error"].endswith(
-        "it has 2 audio tracks: --set audio_track=1 reads another "
-        "(0 is the first; it applies to every stream's file)"
-    ), found
+    assert found["error"].endswith("; it has 2 audio tracks"), found
     assert abs(found["second"] - 3.0) < 0.05, found
-    result = _run(installed, tmp_path / "ses-01", tmp_path / "out")
+    session = tmp_path / "ses-01"
+    result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 1, result.stdout + result.stderr  # the plugin failed
     [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
-    assert "str-cam2/phone.mov: " in error and "--set audio_track=1 reads another" in error
+    assert "str-cam2/phone.mov: " in error, error
+    assert error.endswith(
+        "it has 2 audio tracks: --set audio_track.str-cam2=1 reads track 1 of this stream alone"
+    ), error
+    # as the hint says: track 1 of the camera, beside the recorder's one-track WAV
+    result = _run(installed, session, tmp_path / "out2", "--set", "audio_track.str-cam2=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    cam2, cam1 = _map(tmp_path / "out2", "", "str-cam2"), _map(tmp_path / "out2", "", "str-cam1")
+    assert (cam2["audio"]["track"], cam2["audio"]["tracks"]) == (1, 2), cam2["audio"]
+    assert (cam1["audio"]["track"], cam1["audio"]["tracks"]) == (0, 1), cam1["audio"]
+    assert abs(cam2["offset_s"]) < 0.0005, cam2
+    # one number is every stream's: the one-track WAV has no track 1
+    result = _run(installed, session, tmp_path / "out3", "--set", "audio_track=1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "recorder.wav: audio_track 1 asked, but the file has 1 audio track(s), numbered from 0: "
+        "audio_track=1 is every stream's; give it per stream instead, e.g. "
+        "--set audio_track.<stream>=1 for one stream's file alone" in result.stdout
+    ), result.stdout
+    # a stream the session does not have is named, with the ones it has
+    result = _run(installed, session, tmp_path / "out4", "--set", "audio_track.str-cam9=1")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert (
+        "audio_track names str-cam9, not a stream of this session "
+        "(its streams: str-cam1, str-cam2)" in result.stdout + result.stderr
+    )
 
 
 _FUZZ_CASE = (

@@ -72,7 +72,16 @@ MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
 
 
 class MediaError(ValueError):
-    """A file that cannot be read as audio; the message names the file."""
+    """A file that cannot be read as audio; the message names the file.
+
+    `other_tracks` lists the file's other audio tracks (0 = the first), when the
+    one read failed and another might not: the caller, which knows the stream the
+    file belongs to, says how to choose one.
+    """
+
+    def __init__(self, message: str, other_tracks: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.other_tracks = other_tracks
 
 
 @dataclass
@@ -88,6 +97,8 @@ class Audio:
     container: str
     start_s: float  # time of samples[0] on the container's clock (from its start)
     priming_dropped: int = 0
+    track: int = 0  # which of the file's audio tracks was read (0 = the first)
+    tracks: int = 1  # how many audio tracks the file has
     video: list[dict[str, Any]] = field(default_factory=list)
     # (container time s, length s) of each jump in the audio's timestamps: silence
     # filled in, or (negative) overlapping audio dropped
@@ -246,16 +257,14 @@ def _without_start(frame: Any, count: int) -> Any:
     return _planes(frame, frame.to_ndarray()[:, count * _interleaved(frame) :])
 
 
-def _other_tracks(streams: list[Any], read: Any) -> str:
-    """How to read another audio track of the file, when it has one (a track in a
-    codec FFmpeg has no decoder for beside one it reads, a camera's second microphone)."""
-    others = [index for index, stream in enumerate(streams) if stream is not read]
-    if not others:
-        return ""
-    return (
-        f"; it has {len(streams)} audio tracks: --set audio_track={others[0]} reads another "
-        "(0 is the first; it applies to every stream's file)"
-    )
+def _unreadable(message: str, streams: list[Any], read: Any) -> MediaError:
+    """The error for a track that cannot be read, naming how many the file has when
+    another might be (a track in a codec FFmpeg has no decoder for beside one it
+    reads, a camera's second microphone)."""
+    others = tuple(index for index, stream in enumerate(streams) if stream is not read)
+    if others:
+        message += f"; it has {len(streams)} audio tracks"
+    return MediaError(message, others)
 
 
 def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
@@ -310,7 +319,11 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         elif 0 <= track < len(streams):
             stream = streams[track]
         else:
-            raise MediaError(f"{path}: audio_track {track} asked, file has {len(streams)}")
+            raise MediaError(
+                f"{path}: audio_track {track} asked, but the file has {len(streams)} audio "
+                f"track(s), numbered from 0",
+                tuple(range(len(streams))),
+            )
         origin = container.start_time / 1e6 if container.start_time is not None else 0.0
         # a track that starts before zero holds what is not to be heard there: the
         # codec's delay (FFmpeg drops it itself for an MP4 edit list, not for every
@@ -362,14 +375,15 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
             for block in mixdown.flush():
                 buffer.add(block)
         except av.error.FFmpegError as error:
-            raise MediaError(
-                f"{path}: audio cannot be decoded ({error})" + _other_tracks(streams, stream)
+            raise _unreadable(
+                f"{path}: audio cannot be decoded ({error})", streams, stream
             ) from error
         if len(damaged) > max(MAX_DAMAGED_FRACTION * packets, 1) and len(damaged) > 10:
-            raise MediaError(
+            raise _unreadable(
                 f"{path}: {len(damaged)} of its {packets} audio packets cannot be decoded "
-                f"({refusal}): not a damaged spot or two, but a track this tool cannot read"
-                + _other_tracks(streams, stream)
+                f"({refusal}): not a damaged spot or two, but a track this tool cannot read",
+                streams,
+                stream,
             )
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
@@ -383,9 +397,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
                 dropped = delay
     samples = buffer.samples()
     if not len(samples):
-        raise MediaError(
-            f"{path}: the audio track decodes to no samples" + _other_tracks(streams, stream)
-        )
+        raise _unreadable(f"{path}: the audio track decodes to no samples", streams, stream)
     # the start delay taken off at the first packet's time: the stream's time starts
     # after it, so the jumps met on the container's clock come that much earlier
     skipped_s = dropped / source_rate if dropped else 0.0
@@ -420,6 +432,8 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         container=fmt,
         start_s=round(start, 6),
         priming_dropped=dropped,
+        track=next(index for index, candidate in enumerate(streams) if candidate is stream),
+        tracks=len(streams),
         video=video,
         gaps=gaps,
         undecodable=undecodable,

@@ -1,6 +1,6 @@
 """Registration only: listing the plugin must not import numpy."""
 
-VERSION = "0.3.14"  # the plugin's, in its meta and in every result bundle it writes
+VERSION = "0.3.15"  # the plugin's, in its meta and in every result bundle it writes
 # 16 kHz places the direct sound better in some rooms and worse in others, at 1.7x
 # the CPU (docs/performance.md, "What changed in 0.3.12"): an option, not the default
 DEFAULT_RATE_HZ = 8000
@@ -56,11 +56,14 @@ def get_plugin() -> dict:
                         "description": "results whose error bound is larger are warnings",
                     },
                     "audio_track": {
-                        "type": ["integer", "null"],
+                        "type": ["integer", "null", "object"],
                         "minimum": 0,
+                        "propertyNames": {"pattern": "^str-"},
+                        "additionalProperties": {"type": ["integer", "null"], "minimum": 0},
                         "default": None,
-                        "description": "which audio track of a file (0 = first; "
-                        "default: the file's main track)",
+                        "description": "which audio track to read (0 = the first; default: "
+                        "each file's main track): one number for every stream's file, or "
+                        'per stream, e.g. {"str-cam2": 1} (--set audio_track.str-cam2=1)',
                     },
                     "strict": {
                         "type": "boolean",

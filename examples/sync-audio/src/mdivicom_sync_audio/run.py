@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, read_audio
+from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, MediaError, read_audio
 from mdivicom_sync_audio.plugin import DEFAULT_RATE_HZ, VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
@@ -55,6 +55,41 @@ def unread_files(streams: dict[str, list[Path]]) -> list[str]:
     ]
 
 
+def chosen_tracks(setting: Any, streams: dict[str, list[Path]]) -> dict[str, int | None]:
+    """Each stream's audio track from `audio_track`: one number for every stream's
+    file, or a mapping from stream id to number (a camera whose second track is the
+    lapel microphone, beside one-track recorders); None is the file's main track."""
+    if not isinstance(setting, dict):
+        return dict.fromkeys(streams, setting)
+    unknown = sorted(set(setting) - set(streams))
+    if unknown:
+        raise ValueError(
+            f"audio_track names {', '.join(unknown)}, not a stream of this session "
+            f"(its streams: {', '.join(streams)})"
+        )
+    return {sid: setting.get(sid) for sid in streams}
+
+
+def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool) -> Audio:
+    """`path` read as stream `sid`; when its track cannot be read and the file has
+    others, the error says how to read one for this stream alone. `shared`: the
+    track was one number for every stream's file."""
+    try:
+        return read_audio(path, rate, track)
+    except MediaError as error:
+        if not error.other_tracks:
+            raise
+        if shared and track is not None:
+            hint = (
+                f"audio_track={track} is every stream's; give it per stream instead, "
+                f"e.g. --set audio_track.<stream>={track} for one stream's file alone"
+            )
+        else:
+            other = error.other_tracks[0]
+            hint = f"--set audio_track.{sid}={other} reads track {other} of this stream alone"
+        raise MediaError(f"{error}: {hint}", error.other_tracks) from error
+
+
 def run(
     dataset_dir: str,
     out_dir: str,
@@ -73,6 +108,7 @@ def run(
     reference = config.get("reference_stream") or next(iter(streams))
     if reference not in streams:
         raise ValueError(f"reference_stream {reference!r} is not one of {', '.join(streams)}")
+    tracks = chosen_tracks(config.get("audio_track"), streams)
     if dry_run:
         return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
     from mdivicom_sync_audio.continuity import describe, find_jumps
@@ -81,9 +117,11 @@ def run(
 
     max_lag = config.get("max_lag_s")
     max_error = float(config.get("max_error_ms", 1.0))
-    track = config.get("audio_track")
     rate = int(config.get("analysis_rate_hz") or DEFAULT_RATE_HZ)
-    audio = {sid: read_audio(files[0], rate, track) for sid, files in streams.items()}
+    shared = not isinstance(config.get("audio_track"), dict)
+    audio = {
+        sid: read_stream(sid, files[0], rate, tracks[sid], shared) for sid, files in streams.items()
+    }
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
@@ -238,6 +276,8 @@ def _entry(
             "channels": stream.channels,
             "start_s": stream.start_s,
             "priming_samples_dropped": stream.priming_dropped,
+            "track": stream.track,
+            "tracks": stream.tracks,
             "duration_s": round(stream.duration_s, 3),
             # where the timestamps jumped: silence put in, or (negative) overlap dropped
             "gaps": [
