@@ -900,8 +900,8 @@ def test_audio_that_drops_packets_keeps_its_timestamps(installed, tmp_path):
     """A camera file whose audio lost 0.26 s at 5 s (its timestamps jump over the
     gap) is synced on the container's time: laid end to end, everything after the
     gap was 0.26 s early and the offset came out 256 ms off, status ok. The gap is
-    filled with silence and reported; a second file beside a stream's first is
-    named in a warning, not passed over."""
+    filled with silence and reported. The same recording written a second time
+    beside it (AAC, in a file of its own) is synced on its own too."""
     import numpy as np
 
     scene = _scene(45, seed=8)
@@ -929,9 +929,111 @@ def test_audio_that_drops_packets_keeps_its_timestamps(installed, tmp_path):
     assert found["audio"]["file"] == "GX010042.mkv"
     assert found["audio"]["gaps"] == [{"at_s": 5.056, "length_s": 0.256}], found["audio"]
     assert found["audio"]["gap_count"] == 1
-    (warning,) = _record(tmp_path, "out")["warnings"]
-    assert warning.startswith("str-cam2: read GX010042.mkv only, not GX020042.mkv: "), warning
-    assert "own str-<id> folder" in warning
+    first, second = found["files"]
+    assert all(found[key] == value for key, value in first.items()), found  # the first's at top
+    assert second["audio"]["file"] == "GX020042.mkv" and second["audio"]["gap_count"] == 1
+    assert abs(second["offset_s"] - 5.0) * 1000 < 0.5, second
+    assert _record(tmp_path, "out")["warnings"] == []
+
+
+def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
+    """A camera that splits a long recording into chapter files: each file is
+    synced on its own (its own offset, drift and bound), also the reference
+    stream's second file, which has no sound in common with the first and is
+    placed through the other streams. The map of a stream of several files
+    keeps the first file's result at its top and lists every file's."""
+    scene = _scene(100, seed=12)
+    session = tmp_path / "ses-chapters"
+    _write(session / "raw/audio/str-cam1/C0001.wav", _cut(scene, 0, 50))  # the reference
+    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 50, 50))
+    _write(session / "raw/audio/str-cam2/GX010042.wav", _cut(scene, 5, 50))
+    _write(session / "raw/audio/str-cam2/GX020042.wav", _cut(scene, 55, 42))
+    _write(session / "raw/audio/str-cam3/cam3.wav", _cut(scene, 10, 80))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    truth = {
+        "str-cam1": [0.0, 50.0],
+        "str-cam2": [5.0, 55.0],
+        "str-cam3": [10.0],
+    }
+    for stream, offsets in truth.items():
+        found = _map(tmp_path, "out", stream)
+        files = found.get("files", [found])
+        assert [f["audio"]["file"] for f in files] == sorted(
+            p.name for p in (session / "raw/audio" / stream).iterdir()
+        )
+        for entry, offset in zip(files, offsets, strict=True):
+            assert abs(entry["offset_s"] - offset) * 1000 < 0.5, (stream, entry)
+        assert found["offset_s"] == files[0]["offset_s"]
+    cam1 = _map(tmp_path, "out", "str-cam1")
+    assert cam1["files"][0]["status"] == "reference"
+    assert cam1["files"][1]["status"] == "ok" and cam1["files"][1]["via"], cam1["files"][1]
+    record = _record(tmp_path, "out")
+    assert record["status"] == "succeeded", record
+    offsets = record["result"]["offsets_s"]
+    assert set(offsets) == {
+        "str-cam1/C0001.wav",
+        "str-cam1/C0002.wav",
+        "str-cam2/GX010042.wav",
+        "str-cam2/GX020042.wav",
+        "str-cam3",
+    }, offsets
+    markers = (
+        (tmp_path / "out/sync-audio/dataset/derived/sync/sync_markers.tsv").read_text().splitlines()
+    )
+    assert any(line.split("\t")[3] == "xcorr-peak:GX020042.wav" for line in markers), markers
+
+
+_CHAPTERS_CASE = r"""
+import json
+from pathlib import Path
+import numpy as np
+from mdivicom_sync_audio import network
+from mdivicom_sync_audio.estimate import Result, SyncProblem
+from mdivicom_sync_audio.io import Audio
+
+# where each recording starts on the reference's clock, and how long it is (s)
+places = {"ref": (0, 100), "A/1": (0, 40), "A/2": (40, 40), "B/1": (0, 35), "B/2": (35, 40)}
+audio = {
+    node: Audio(Path(node), 10, np.zeros(length * 10, dtype=np.float16), 10, 1, "pcm", "wav", 0.0)
+    for node, (_, length) in places.items()
+}
+aligned = []
+
+def align(first, second, stream_id, max_lag_s):
+    a, b = str(first.path), str(second.path)
+    aligned.append([a, b])
+    (a0, a_len), (b0, b_len) = places[a], places[b]
+    if min(a0 + a_len, b0 + b_len) <= max(a0, b0):
+        raise SyncProblem(f"{stream_id}: no common sound found with the reference")
+    return Result(b0 - a0, 0.0, 0.1, 1.0, 10.0, 20.0)  # t_first = t_second + offset
+
+network.align = align
+device = {"A/1": "A", "A/2": "A", "B/1": "B", "B/2": "B"}
+solved, routes = network.solve(audio, "ref", list(places), None, device)
+print(json.dumps({
+    "aligned": aligned,
+    "offsets": {node: found.offset_s for node, found in solved.items()},
+}))
+"""
+
+
+def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed):
+    """One camera's files never overlap in time, so they are not paired with each
+    other; nor are two files whose places against the reference share no time (a
+    correlation there could only find a chance peak, and a session's chapters
+    would otherwise cost one alignment per pair of files)."""
+    found = _run_case(_CHAPTERS_CASE, installed)
+    assert sorted(map(tuple, found["aligned"])) == [
+        ("A/1", "B/1"),
+        ("A/1", "B/2"),  # 35-40 s in common
+        ("A/2", "B/2"),
+        ("ref", "A/1"),
+        ("ref", "A/2"),
+        ("ref", "B/1"),
+        ("ref", "B/2"),
+    ]  # not A/1-A/2, B/1-B/2 (one camera), nor A/2-B/1 (40-80 s and 0-35 s)
+    assert found["offsets"] == {"A/1": 0.0, "A/2": 40.0, "B/1": 0.0, "B/2": 35.0}
 
 
 def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(installed, tmp_path):

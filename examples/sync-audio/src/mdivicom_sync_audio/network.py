@@ -46,6 +46,8 @@ from mdivicom_sync_audio.io import Audio
 
 CLOSURE_RATIO = 0.2  # a peak, not the floor between peaks, of a correlation
 PEAK_WIDTH_MS = 0.2
+APART_SLACK_S = 1.0  # two recordings placed this far apart are not paired
+PLACED_MS = 25.0  # a recording placed within this has not matched by chance
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ def solve(
     reference: str,
     usable: list[str],
     max_lag_s: float | None,
+    device: dict[str, str] | None = None,
 ) -> tuple[dict[str, Result | SyncProblem], dict[str, list[str]]]:
     """Per stream: its result against the reference (composed along the best chain,
     or the direct pair's problem) and the chain it took.
@@ -300,23 +303,61 @@ def solve(
     such streams were 0.6 and 2.6 ms off with bounds of 0.2 ms until the cross
     pairs were aligned; they widen the bound to cover the disagreement. The
     price is one alignment per pair of cameras instead of one per camera.
+
+    `device` names each stream's recorder when one recorder made several of
+    them (a camera's chapter files): its files never overlap in time, so
+    they are not paired with each other, and a file is paired with another
+    stream's only where their places found against the reference could
+    meet (a camera's 12-minute chapter and another's from an hour later
+    share no sound; their correlation could only find a chance peak).
     """
+    device = device or {}
     pairs: dict[tuple[str, str], Result] = {}
     problems: dict[tuple[str, str], SyncProblem] = {}
-    wanted = [(reference, sid) for sid in usable if sid != reference]
-    wanted += [
-        (first, second)
-        for index, first in enumerate(usable)
-        for second in usable[index + 1 :]
-        if reference not in (first, second)
-    ]
-    for first, second in wanted:
+
+    def pair(first: str, second: str) -> None:
         try:
             pairs[first, second] = align(audio[first], audio[second], second, max_lag_s)
         except SyncProblem as problem:
             problems[first, second] = problem
+
+    for sid in usable:
+        if sid != reference and device.get(sid, sid) != device.get(reference, reference):
+            pair(reference, sid)
+    for index, first in enumerate(usable):
+        for second in usable[index + 1 :]:
+            if reference in (first, second):
+                continue
+            if device.get(first, first) == device.get(second, second):
+                continue
+            split = first in device or second in device
+            if split and _apart(
+                pairs.get((reference, first)),
+                pairs.get((reference, second)),
+                audio[first],
+                audio[second],
+            ):
+                continue
+            pair(first, second)
     middles = {sid: audio[sid].duration_s / 2 for sid in usable}
     return combine(pairs, problems, reference, usable, middles)
+
+
+def _apart(first: Result | None, second: Result | None, a: Audio, b: Audio) -> bool:
+    """Whether two recordings placed against the reference share no time (with a
+    second to spare): then no sound of one is in the other. Not placed, or placed
+    only roughly: unknown."""
+    if first is None or second is None:
+        return False
+    if max(first.error_bound_ms, second.error_bound_ms) > PLACED_MS:
+        return False
+    spans = []
+    for result, audio in ((first, a), (second, b)):
+        drift = 1 + (result.drift_ppm or 0.0) * 1e-6
+        start = result.offset_s + audio.start_s * drift
+        spans.append((start, start + audio.duration_s * drift))
+    (a0, a1), (b0, b1) = spans
+    return min(a1, b1) - max(a0, b0) < -APART_SLACK_S
 
 
 def combine(

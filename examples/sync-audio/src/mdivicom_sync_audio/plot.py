@@ -105,6 +105,15 @@ def draw(path: Path, reference: str, panels: dict[str, dict[str, Any]]) -> None:
         if "error" in panel:
             pen.text((20, y0 + 10), f"{title}: {panel['error']}", fill=MARK)
             continue
+        if "lags_ms" not in panel:
+            # reached through other streams only: there is no curve of its own to show
+            pen.text(
+                (20, y0 + 10),
+                f"{title}: {panel['offset_s']:+.4f} s +-{panel['bound_ms']:.2f} ms, "
+                "through other streams (no match of its own with the reference)",
+                fill=MARK,
+            )
+            continue
         _panel(
             pen,
             (0, y0, half, y1),

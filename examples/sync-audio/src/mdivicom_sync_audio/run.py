@@ -26,13 +26,7 @@ class StrictFailure(RuntimeError):
 
 
 def find_streams(session: Path) -> dict[str, list[Path]]:
-    """str-<id> -> its media files by name, from raw/audio/str-<id>/ or raw/video/str-<id>/.
-
-    A stream is one recording, read from the first of them; the others are
-    named in a warning (`unread_files`), never passed over in silence: a
-    camera that splits a long recording into chapter files would otherwise be
-    synced on its first chapter alone without a word.
-    """
+    """str-<id> -> its media files by name, from raw/audio/str-<id>/ or raw/video/str-<id>/."""
     streams: dict[str, list[Path]] = {}
     for kind in ("audio", "video"):
         for folder in sorted((session / "raw" / kind).glob("str-*")):
@@ -44,15 +38,23 @@ def find_streams(session: Path) -> dict[str, list[Path]]:
     return dict(sorted(streams.items()))
 
 
-def unread_files(streams: dict[str, list[Path]]) -> list[str]:
-    """A warning for each stream folder with media files beside the one read."""
-    return [
-        f"{sid}: read {files[0].name} only, not {', '.join(f.name for f in files[1:])}: "
-        "a stream is one recording (one file); give each other recording its own "
-        "str-<id> folder to sync it"
+def recordings(streams: dict[str, list[Path]]) -> dict[str, tuple[str, Path]]:
+    """Each recording to sync -> its stream and file: a stream's one file is the
+    stream (`str-cam2`); each of several is a recording of its own
+    (`str-cam2/GX020042.MP4`), synced on its own.
+
+    A camera splits a long recording into chapter files (GoPro, AVCHD, most
+    cameras at 4 GiB), and laying them end to end is not safe: each chapter's
+    audio is encoded on its own, so a boundary can be a codec frame (21 ms) off,
+    under what the continuity check sees, and the error would add up over the
+    chapters. Synced on its own, each gets its own offset, drift and bound, and
+    a folder of several separate recordings (takes) needs no order at all.
+    """
+    return {
+        (sid if len(files) == 1 else f"{sid}/{path.name}"): (sid, path)
         for sid, files in streams.items()
-        if len(files) > 1
-    ]
+        for path in files
+    }
 
 
 def chosen_tracks(setting: Any, streams: dict[str, list[Path]]) -> dict[str, int | None]:
@@ -119,14 +121,19 @@ def run(
     max_error = float(config.get("max_error_ms", 1.0))
     rate = int(config.get("analysis_rate_hz") or DEFAULT_RATE_HZ)
     shared = not isinstance(config.get("audio_track"), dict)
+    nodes = recordings(streams)
     audio = {
-        sid: read_stream(sid, files[0], rate, tracks[sid], shared) for sid, files in streams.items()
+        node: read_stream(sid, path, rate, tracks[sid], shared)
+        for node, (sid, path) in nodes.items()
     }
+    # from here on, `reference` is the reference stream's (first) recording
+    reference_stream = reference
+    reference = next(node for node, (sid, _) in nodes.items() if sid == reference_stream)
+    device = {node: sid for node, (sid, _) in nodes.items() if node != sid}
     check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = unread_files(streams)
-    warnings += [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
+    warnings: list[str] = [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
     usable = [reference]
     for sid, stream in audio.items():
         if sid == reference:
@@ -141,7 +148,7 @@ def run(
                 "error": str(problem),
             }
             panels[sid] = {"error": str(problem)}
-    solved, routes = solve(audio, reference, usable, max_lag)
+    solved, routes = solve(audio, reference, usable, max_lag, device)
     results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
     for sid, found in solved.items():
         stream = audio[sid]
@@ -205,7 +212,7 @@ def run(
     if config.get("strict") and warnings:
         raise StrictFailure(f"strict: {len(warnings)} doubtful result(s): " + "; ".join(warnings))
     view = Path(out_dir, "dataset")
-    write_outputs(view, audio, reference, results, config, warnings, rate)
+    write_outputs(view, audio, nodes, reference_stream, results, config, warnings, rate)
     from mdivicom_sync_audio.plot import draw
 
     draw(view / "derived" / "sync" / "reports" / "sync_audio.png", reference, panels)
@@ -228,8 +235,8 @@ def run(
                 "tool": "sync-audio",
                 "version": VERSION,
                 "session": session.name,
-                "reference_stream": reference,
-                "streams": {sid: str(audio[sid].path) for sid in streams},
+                "reference_stream": reference_stream,
+                "streams": {node: str(audio[node].path) for node in nodes},
             },
             indent=2,
         )
@@ -237,8 +244,8 @@ def run(
     )
     return {
         "status": "ok",
-        "reference_stream": reference,
-        "offsets_s": {sid: r["offset_s"] for sid, r in results.items()},
+        "reference_stream": reference_stream,
+        "offsets_s": {node: r["offset_s"] for node, r in results.items()},
         "warnings": warnings,
     }
 
@@ -292,20 +299,38 @@ def _entry(
     }
 
 
+def by_stream(
+    nodes: dict[str, tuple[str, Path]], results: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each stream's result: its recording's, or for a stream of several files the
+    first file's with every file's under `files` (each in its own time)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for node, (sid, _) in nodes.items():
+        grouped.setdefault(sid, []).append(results[node])
+    return {
+        sid: entries[0] if len(entries) == 1 else {**entries[0], "files": entries}
+        for sid, entries in sorted(grouped.items())
+    }
+
+
 def write_outputs(
     view: Path,
     audio: dict[str, Audio],
+    nodes: dict[str, tuple[str, Path]],
     reference: str,
     results: dict[str, dict[str, Any]],
     config: dict[str, Any],
     warnings: list[str],
     rate: int,
 ) -> None:
+    """The timebase maps (one per stream), the markers and the report; `results`
+    has one entry per recording (`nodes`), `reference` is the reference stream."""
     sync = view / "derived" / "sync"
     maps = sync / "timebase_maps"
     maps.mkdir(parents=True)
     (sync / "reports").mkdir()
-    for sid, result in results.items():
+    streams = by_stream(nodes, results)
+    for sid, result in streams.items():
         (maps / f"{sid}_timebase_map.json").write_text(
             json.dumps(
                 {
@@ -320,14 +345,17 @@ def write_outputs(
             + "\n"
         )
     lines = ["t_reference\tstream\tt_stream\tlabel\tconfidence"]
-    for sid, result in results.items():
-        if sid == reference or result["offset_s"] is None:
+    for node, result in results.items():
+        sid, path = nodes[node]
+        if result["status"] == "reference" or result["offset_s"] is None:
             continue
-        t_stream = audio[sid].start_s + audio[sid].duration_s / 2
+        t_stream = audio[node].start_s + audio[node].duration_s / 2
         drift = (result["drift_ppm"] or 0.0) * 1e-6
+        # t_stream is in the file's own time: with several files, the label names it
+        label = "xcorr-peak" if node == sid else f"xcorr-peak:{path.name}"
         lines.append(
             f"{t_stream * (1 + drift) + result['offset_s']:.6f}\t{sid}\t{t_stream:.6f}\t"
-            f"xcorr-peak\t{result['confidence']}"
+            f"{label}\t{result['confidence']}"
         )
     (sync / "sync_markers.tsv").write_text("\n".join(lines) + "\n")
     (sync / "reports" / "sync_audio.json").write_text(
@@ -336,7 +364,7 @@ def write_outputs(
                 "reference_stream": reference,
                 "analysis_rate_hz": rate,
                 "config": config,
-                "streams": results,
+                "streams": streams,
                 "warnings": warnings,
             },
             indent=2,

@@ -1,0 +1,143 @@
+"""What chapter files cost sync-audio: one session recorded whole, then split.
+
+A camera splits a long recording into chapter files (GoPro, AVCHD, most
+cameras at 4 GiB), and sync-audio syncs each file on its own. The same
+session is laid out twice: every stream one file, and two of its four
+streams split into chapters of --chapter-minutes. A third layout is the
+chapters without the pruning of pairs (files whose places against the
+reference share no time are not paired): it shows what the pruning saves.
+
+The scene is noise bursts under a syllable-rate envelope at 16 kHz, cut
+exactly for each stream, so the truth of every file's offset is known to the
+sample. Each layout runs the plugin's run() in a child process of its own
+(the runner's overhead is in run_overhead.py); CPU is that process's user +
+system time, medians of --runs runs, and the ratio is against the one-file
+layout measured in the same run.
+
+    python benchmarks/sync_chapters.py [--minutes 20] [--chapter-minutes 4] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+RATE = 16_000
+# stream -> (start in the scene s, seconds cut from the end of the session, split)
+STREAMS = {
+    "str-a-recorder": (0.0, 0.0, False),
+    "str-b-camera": (3.25, 60.0, True),
+    "str-c-camera": (61.7, 30.0, True),
+    "str-d-camera": (10.4, 45.0, False),
+}
+CHILD = """
+import json, sys
+from mdivicom_sync_audio import network
+from mdivicom_sync_audio.run import run
+if sys.argv[3] == "unpruned":
+    network._apart = lambda *args: False
+result = run(sys.argv[1], sys.argv[2], {})
+print(json.dumps(result["offsets_s"]))
+"""
+
+
+def scene(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    count = int(seconds * RATE)
+    out = rng.standard_normal(count) * 0.002
+    for _ in range(int(seconds * 1.5)):
+        length = int(rng.uniform(0.05, 0.6) * RATE)
+        start = int(rng.integers(0, count - length))
+        out[start : start + length] += rng.standard_normal(length) * np.exp(
+            -np.arange(length) / (length / 4)
+        )
+    return out
+
+
+def write(path: Path, samples: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(RATE)
+        handle.writeframes(np.round(samples * 6000).clip(-32767, 32767).astype("<i2").tobytes())
+
+
+def lay_out(root: Path, sound: np.ndarray, minutes: float, chapter_s: float, split: bool) -> dict:
+    """The session's files; each file's node id -> its true offset (s)."""
+    truth = {}
+    for sid, (start, short, splits) in STREAMS.items():
+        length = minutes * 60 - start - short
+        pieces = np.arange(0, length, chapter_s) if split and splits else np.array([0.0])
+        for number, at in enumerate(pieces, 1):
+            seconds = min(chapter_s, length - at) if len(pieces) > 1 else length
+            name = f"GX{number:02d}0042.wav"
+            first = int((start + at) * RATE)
+            write(root / "raw/audio" / sid / name, sound[first : first + int(seconds * RATE)])
+            truth[sid if len(pieces) == 1 else f"{sid}/{name}"] = start + at
+    reference = next(node for node in truth if node.startswith("str-a"))
+    return {node: value - truth[reference] for node, value in truth.items()}
+
+
+def run_once(session: Path, out: Path, mode: str) -> tuple[float, dict]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(session), str(out), mode],
+        capture_output=True,
+        text=True,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"sync-audio failed on {session}: {result.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, json.loads(result.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--chapter-minutes", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    sound = scene(args.minutes * 60, seed=5)
+    layouts = (
+        ("one file per stream", False, "pruned"),
+        ("chapters", True, "pruned"),
+        ("chapters, every pair", True, "unpruned"),
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sync-chapters-") as tmp:
+        for name, split, mode in layouts:
+            session = Path(tmp, "split" if split else "whole", "ses-01")
+            if not session.exists():
+                truth = lay_out(session, sound, args.minutes, args.chapter_minutes * 60, split)
+                (session.parent / "truth.json").write_text(json.dumps(truth))
+            truth = json.loads((session.parent / "truth.json").read_text())
+            cpus, worst = [], 0.0
+            for run in range(args.runs):
+                cpu, offsets = run_once(session, Path(tmp, f"out-{mode}-{split}-{run}"), mode)
+                cpus.append(cpu)
+                worst = max([worst] + [abs(offsets[node] - truth[node]) * 1000 for node in truth])
+            rows.append((name, len(truth), statistics.median(cpus), worst))
+    base = rows[0][2]
+    print(
+        f"# sync chapters: {args.minutes:g}-min session, 4 streams, 2 split into "
+        f"{args.chapter_minutes:g}-min chapters; CPU medians of {args.runs}"
+    )
+    print("| layout | files | CPU | ratio | worst error |")
+    print("|---|---:|---:|---:|---:|")
+    for name, files, cpu, worst in rows:
+        print(f"| {name} | {files} | {cpu:.1f} s | {cpu / base:.2f}x | {worst:.3f} ms |")
+
+
+if __name__ == "__main__":
+    main()
