@@ -185,15 +185,54 @@ def find_jumps(ref: Audio, oth: Audio, offset_s: float, drift_ppm: float | None)
     return found
 
 
-def describe(stream_id: str, jumps: list[Jump]) -> str:
+Map = tuple[float, float | None]  # offset_s, drift_ppm: t_reference from t_stream
+
+
+def _span(audio: Audio, found: Map) -> tuple[float, float]:
+    scale = 1 + (found[1] or 0.0) * 1e-6
+    start = audio.start_s * scale + found[0]
+    return start, start + audio.duration_s * scale
+
+
+def common_s(a: Audio, a_map: Map, b: Audio, b_map: Map) -> float:
+    """How long two recordings overlap on the reference's clock (negative: apart)."""
+    (a0, a1), (b0, b1) = _span(a, a_map), _span(b, b_map)
+    return min(a1, b1) - max(a0, b0)
+
+
+def counterpart(node: str, audio: dict[str, Audio], maps: dict[str, Map], reference: str) -> str:
+    """What to check `node` against: the reference, unless they share too little
+    time for two stretches and another recording shares more (a camera's later
+    chapter files meet the reference's first chapter briefly or not at all; they
+    would go unchecked). `maps` places each recording on the reference's clock."""
+    common = {
+        other: common_s(audio[node], maps[node], audio[other], maps[other])
+        for other in maps
+        if other != node
+    }
+    if common[reference] >= 2 * STRETCH_S:
+        return reference
+    return max(common, key=lambda other: (common[other], other == reference))
+
+
+def relative(of: Map, to: Map) -> Map:
+    """`of`'s map onto the recording `to` maps: t_to from t_of."""
+    if to == (0.0, None):  # the reference itself: `of` exactly
+        return of
+    of_scale, to_scale = 1 + (of[1] or 0.0) * 1e-6, 1 + (to[1] or 0.0) * 1e-6
+    drift = None if of[1] is None and to[1] is None else (of_scale / to_scale - 1) * 1e6
+    return (of[0] - to[0]) / to_scale, drift
+
+
+def describe(stream_id: str, jumps: list[Jump], against: str = "the reference") -> str:
     """One warning for a stream's jumps: what was seen, and what it means.
 
     A clock drift beyond the search makes every stretch match elsewhere, each
     by a little more: one line says so instead of one line per stretch.
     """
     where = [
-        f"from {jump.from_s:.0f} to {jump.to_s:.0f} s of its recording the sound matches the "
-        f"reference {jump.by_s * 1000:+.0f} ms from this offset"
+        f"from {jump.from_s:.0f} to {jump.to_s:.0f} s of its recording the sound matches "
+        f"{against} {jump.by_s * 1000:+.0f} ms from this offset"
         for jump in jumps[:MAX_DESCRIBED]
     ]
     if len(jumps) > MAX_DESCRIBED:
@@ -201,6 +240,6 @@ def describe(stream_id: str, jumps: list[Jump]) -> str:
     ends = "one end of that stretch" if len(jumps) == 1 else "the ends of those stretches"
     return (
         f"{stream_id}: {'; '.join(where)}: samples were lost or added near {ends} (in this "
-        "recording or the reference), or its clock drifts more than was measured, and the "
+        f"recording or {against}), or its clock drifts more than was measured, and the "
         "offset does not hold there"
     )

@@ -41,13 +41,14 @@ from itertools import pairwise
 import numpy as np
 
 from mdivicom_sync_audio import fine
+from mdivicom_sync_audio.continuity import common_s
 from mdivicom_sync_audio.estimate import Result, SyncProblem, align
 from mdivicom_sync_audio.io import Audio
 
 CLOSURE_RATIO = 0.2  # a peak, not the floor between peaks, of a correlation
 PEAK_WIDTH_MS = 0.2
 APART_SLACK_S = 1.0  # two recordings placed this far apart are not paired
-PLACED_MS = 25.0  # a recording placed within this has not matched by chance
+PLACED_MS = 25.0  # a pair this sure of itself places a recording (to within a second)
 
 
 @dataclass(frozen=True)
@@ -307,57 +308,64 @@ def solve(
     `device` names each stream's recorder when one recorder made several of
     them (a camera's chapter files): its files never overlap in time, so
     they are not paired with each other, and a file is paired with another
-    stream's only where their places found against the reference could
-    meet (a camera's 12-minute chapter and another's from an hour later
-    share no sound; their correlation could only find a chance peak).
+    stream's only where their places on the reference's clock could meet (a
+    camera's 12-minute chapter and another's from an hour later share no
+    sound; their correlation could only find a chance peak). A place comes
+    from the first pair sure of itself to within PLACED_MS that joins the
+    file to one already placed, so pairs that place a file are aligned
+    first.
     """
     device = device or {}
+    wanted = [(reference, sid) for sid in usable if sid != reference]
+    wanted += [
+        (first, second)
+        for index, first in enumerate(usable)
+        for second in usable[index + 1 :]
+        if reference not in (first, second)
+    ]
+    wanted = [(a, b) for a, b in wanted if device.get(a, a) != device.get(b, b)]
     pairs: dict[tuple[str, str], Result] = {}
     problems: dict[tuple[str, str], SyncProblem] = {}
-
-    def pair(first: str, second: str) -> None:
+    # where each recording lies on the reference's clock, once a pair has put it there
+    placed = {reference: Link(0.0, 0.0, 0.0, None, True)}
+    waiting = list(wanted)
+    while waiting:
+        # a pair that places a recording not placed yet comes first: its place can
+        # rule out later pairs (a camera's later chapters meet the reference's
+        # first one only through the other cameras)
+        first, second = waiting.pop(
+            next((i for i, (a, b) in enumerate(waiting) if (a in placed) != (b in placed)), 0)
+        )
+        split = first in device or second in device
+        if split and _no_common_time(placed, audio, first, second):
+            continue
         try:
-            pairs[first, second] = align(audio[first], audio[second], second, max_lag_s)
+            result = align(audio[first], audio[second], second, max_lag_s)
         except SyncProblem as problem:
             problems[first, second] = problem
-
-    for sid in usable:
-        if sid != reference and device.get(sid, sid) != device.get(reference, reference):
-            pair(reference, sid)
-    for index, first in enumerate(usable):
-        for second in usable[index + 1 :]:
-            if reference in (first, second):
-                continue
-            if device.get(first, first) == device.get(second, second):
-                continue
-            split = first in device or second in device
-            if split and _apart(
-                pairs.get((reference, first)),
-                pairs.get((reference, second)),
-                audio[first],
-                audio[second],
-            ):
-                continue
-            pair(first, second)
+            continue
+        pairs[first, second] = result
+        if result.error_bound_ms <= PLACED_MS:
+            link = _link(result)  # t_first from t_second
+            if first in placed and second not in placed:
+                placed[second] = _chain(placed[first], link)
+            elif second in placed and first not in placed:
+                placed[first] = _chain(placed[second], _reverse(link))
+    # the order the pairs were wanted in, whatever order they were aligned in
+    rank = {key: index for index, key in enumerate(wanted)}
+    pairs = dict(sorted(pairs.items(), key=lambda item: rank[item[0]]))
+    problems = dict(sorted(problems.items(), key=lambda item: rank[item[0]]))
     middles = {sid: audio[sid].duration_s / 2 for sid in usable}
     return combine(pairs, problems, reference, usable, middles)
 
 
-def _apart(first: Result | None, second: Result | None, a: Audio, b: Audio) -> bool:
-    """Whether two recordings placed against the reference share no time (with a
-    second to spare): then no sound of one is in the other. Not placed, or placed
-    only roughly: unknown."""
-    if first is None or second is None:
+def _no_common_time(placed: dict[str, Link], audio: dict[str, Audio], a: str, b: str) -> bool:
+    """Whether two recordings placed on the reference's clock share no time (with
+    a second to spare): then no sound of one is in the other. Not placed: unknown."""
+    if a not in placed or b not in placed:
         return False
-    if max(first.error_bound_ms, second.error_bound_ms) > PLACED_MS:
-        return False
-    spans = []
-    for result, audio in ((first, a), (second, b)):
-        drift = 1 + (result.drift_ppm or 0.0) * 1e-6
-        start = result.offset_s + audio.start_s * drift
-        spans.append((start, start + audio.duration_s * drift))
-    (a0, a1), (b0, b1) = spans
-    return min(a1, b1) - max(a0, b0) < -APART_SLACK_S
+    maps = [(placed[n].offset_s, placed[n].drift * 1e6) for n in (a, b)]
+    return common_s(audio[a], maps[0], audio[b], maps[1]) < -APART_SLACK_S
 
 
 def combine(

@@ -113,7 +113,13 @@ def run(
     tracks = chosen_tracks(config.get("audio_track"), streams)
     if dry_run:
         return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
-    from mdivicom_sync_audio.continuity import describe, find_jumps
+    from mdivicom_sync_audio.continuity import (
+        Map,
+        counterpart,
+        describe,
+        find_jumps,
+        relative,
+    )
     from mdivicom_sync_audio.estimate import SyncProblem, check_audible
     from mdivicom_sync_audio.network import solve
 
@@ -150,6 +156,12 @@ def run(
             panels[sid] = {"error": str(problem)}
     solved, routes = solve(audio, reference, usable, max_lag, device)
     results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
+    maps: dict[str, Map] = {reference: (0.0, None)}  # each recording on the reference's clock
+    maps.update(
+        (node, (found.offset_s, found.drift_ppm))
+        for node, found in solved.items()
+        if not isinstance(found, SyncProblem)
+    )
     for sid, found in solved.items():
         stream = audio[sid]
         if isinstance(found, SyncProblem):
@@ -161,10 +173,11 @@ def run(
         status = "ok"
         # one line must hold over the whole recording: a stretch that matches elsewhere
         # (samples lost or added without a trace) makes the offset wrong there
-        jumps = find_jumps(audio[reference], stream, found.offset_s, found.drift_ppm)
+        other = counterpart(sid, audio, maps, reference)
+        jumps = find_jumps(audio[other], stream, *relative(maps[sid], maps[other]))
         if jumps:
             status = "doubtful"
-            warnings.append(describe(sid, jumps))
+            warnings.append(describe(sid, jumps, "the reference" if other == reference else other))
         if found.error_bound_ms > max_error:
             status = "doubtful"
             warnings.append(
