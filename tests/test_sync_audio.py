@@ -85,6 +85,32 @@ def test_recovered_offsets_are_within_a_millisecond(installed, study, tmp_path):
     assert max(errors_ms) < 1.0, errors_ms
 
 
+def test_the_sample_s_chapter_files_are_each_synced(installed, tmp_path):
+    """The demo's `+chapters` scene: the last camera's recording in two files, each
+    file's offset (in its own time) against the truth the generator wrote."""
+    study = tmp_path / "study"
+    subprocess.run(
+        [sys.executable, "-m", "mdivicom_sync_audio.sample", str(study), "--sessions", "2"]
+        + ["--seed", "5", "--scenes", "dry+chapters,room+chapters"],
+        env=installed,
+        check=True,
+    )
+    out = tmp_path / "out"
+    result = _run(installed, study, out, "--sessions", "ses-*")
+    assert result.returncode == 0, result.stdout + result.stderr
+    truth = json.loads((study / "sample_truth.json").read_text())
+    for session, info in truth.items():
+        [(stream, files)] = info["files"].items()  # one camera split in two
+        assert [f["file"] for f in files] == ["GX010042.wav", "GX020042.wav"]
+        found = _map(out, session, stream)
+        assert [f["audio"]["file"] for f in found["files"]] == ["GX010042.wav", "GX020042.wav"]
+        for entry, true in zip(found["files"], files, strict=True):
+            error_ms = abs(entry["offset_s"] - true["offset_s"]) * 1000
+            assert error_ms <= max(entry["error_bound_ms"], 0.5), (session, entry, true)
+        assert found["offset_s"] == found["files"][0]["offset_s"]
+        assert abs(found["offset_s"] - info["offsets_s"][stream]) * 1000 < 1.0
+
+
 def test_a_rerun_on_the_same_files_is_the_same(installed, study, tmp_path):
     """Every output is the same again; the sidecar differs only in its run stamps."""
     out = tmp_path / "out"

@@ -16,8 +16,9 @@ def get_plugin() -> dict:
             "publisher": "mdivicom",
             "description": "Sync multi-camera audio streams of a session by cross-correlation.",
             "inputs": [
-                "raw/audio/str-<id>/<file> (WAV, FLAC, MP3, M4A, ...)",
-                "raw/video/str-<id>/<file> (MP4, MOV, MTS, MKV, ... with an audio track)",
+                "raw/audio/str-<id>/<files> (WAV, FLAC, MP3, M4A, ...)",
+                "raw/video/str-<id>/<files> (MP4, MOV, MTS, MKV, ... with an audio track)",
+                "several files in a stream folder (chapter files): each synced on its own",
             ],
             "outputs": [
                 "dataset/derived/sync/timebase_maps/str-<id>_timebase_map.json",

@@ -12,8 +12,10 @@ its own, a direct path (1-6 m away), early reflections and an exponentially
 decaying tail (RT60 0.3-0.8 s). That is cheap and deterministic, and poses the
 real problem: echo peaks nearly as high as the direct one. "+mp4" makes the
 second camera an MP4 file (AAC audio, with the encoder priming left unmarked,
-plus a small video track), as cameras write them. The true offset is then the
-acoustic one: start offset minus the direct-path delay difference.
+plus a small video track), as cameras write them. "+chapters" splits the last
+camera's recording into two chapter files, as a GoPro does, each synced on
+its own (their offsets are under "files" in the truth). The true offset is
+then the acoustic one: start offset minus the direct-path delay difference.
 
     python -m mdivicom_sync_audio.sample DIR [--sessions 4] [--seed 1] [--scenes dry,room+mp4]
 """
@@ -106,6 +108,7 @@ def make_session(
     drift_ppm: float = 0.0,
     room: bool = False,
     mp4: bool = False,
+    chapters: bool = False,
 ) -> dict:
     streams = int(rng.integers(2, 5))
     margin = max_delay_s + 1.0
@@ -114,6 +117,7 @@ def make_session(
     starts[0] = rng.uniform(-max_delay_s / 2, max_delay_s / 2)
     truth = {}
     drifts = {}
+    files: dict[str, list[dict]] = {}
     delays = np.zeros(streams)
     heard = [scene] * streams
     if room:
@@ -140,22 +144,35 @@ def make_session(
         signal += rng.standard_normal(len(signal)) * np.sqrt(power / 10 ** (snr_db / 10))
         stream_dir = folder / "raw" / "audio" / sid
         stream_dir.mkdir(parents=True)
+        # t_reference = t_stream + offset, with str-cam1 as the reference
+        # acoustically, the direct sounds align: the start offset minus the path delays
+        truth[sid] = round(float(starts[index] - starts[0] - (delays[index] - delays[0])), 9)
+        drifts[sid] = drift_ppm if index else 0.0
         if mp4 and index == 1:
             write_mp4(stream_dir / f"{sid}.mp4", rate, signal, mark_priming=False)
+        elif chapters and index == streams - 1:
+            # a camera that split its recording into two chapter files, as GoPros do:
+            # the second file's time starts at its own first sample
+            split = len(signal) // 2
+            for number, (first, part) in enumerate(((0, signal[:split]), (split, signal[split:]))):
+                name = f"GX0{number + 1}0042.wav"
+                write_wav(stream_dir / name, rate, part)
+                offset = truth[sid] + first / rate * skew
+                files.setdefault(sid, []).append({"file": name, "offset_s": round(offset, 9)})
         else:
             write_wav(stream_dir / f"{sid}.wav", rate, signal)
         (stream_dir / f"{sid}_stream.yaml").write_text(
             f"timebase:\n  kind: samples\n  rate_hz: {rate}\nmodality: audio\n"
         )
-        # t_reference = t_stream + offset, with str-cam1 as the reference
-        # acoustically, the direct sounds align: the start offset minus the path delays
-        truth[sid] = round(float(starts[index] - starts[0] - (delays[index] - delays[0])), 9)
-        drifts[sid] = drift_ppm if index else 0.0
     return {
         "reference_stream": "str-cam1",
         "offsets_s": truth,
         "drift_ppm": drifts,
-        "scene": ("room" if room else "dry") + ("+mp4" if mp4 else ""),
+        # streams of several files: each file's offset (the first's is offsets_s's)
+        "files": files,
+        "scene": ("room" if room else "dry")
+        + ("+mp4" if mp4 else "")
+        + ("+chapters" if chapters else ""),
     }
 
 
@@ -184,6 +201,7 @@ def make_dataset(
             drift_ppm=drift_ppm,
             room=scene.startswith("room"),
             mp4=scene.endswith("+mp4"),
+            chapters=scene.endswith("+chapters"),
         )
     (root / "sample_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return root
@@ -201,11 +219,13 @@ def main() -> None:
     parser.add_argument(
         "--scenes",
         default="dry",
-        help="comma-separated, used in turn per session: dry, room, dry+mp4, room+mp4",
+        help="comma-separated, used in turn per session: dry, room, dry+mp4, room+mp4, "
+        "dry+chapters, room+chapters (the last camera in two chapter files)",
     )
     args = parser.parse_args()
     scenes = tuple(args.scenes.split(","))
-    unknown = set(scenes) - {"dry", "room", "dry+mp4", "room+mp4"}
+    known = {f"{room}{extra}" for room in ("dry", "room") for extra in ("", "+mp4", "+chapters")}
+    unknown = set(scenes) - known
     if unknown:
         parser.error(f"unknown scene(s): {', '.join(sorted(unknown))}")
     make_dataset(args.root, args.sessions, args.seed, args.seconds, args.drift_ppm, scenes)
