@@ -9,14 +9,16 @@ later chapters meet it only through other streams); and the two split
 layouts again without the pruning of pairs (files whose places on the
 reference's clock share no time are paired anyway): what the pruning saves.
 
-The scene is noise bursts under a syllable-rate envelope at 16 kHz, cut
-exactly for each file, so the truth of every file's offset is known to the
-sample. Each layout runs the plugin's run() in a child process of its own
+The scene is the sample generator's (claps and speech-like bursts) at 16
+kHz, cut exactly for each file, so the truth of every file's offset is
+known to the sample. Each layout runs the plugin's run() in a child process of its own
 (the runner's overhead is in run_overhead.py); CPU is that process's user +
 system time, medians of --runs runs, and the ratio is against the one-file
 layout measured in the same run.
 
     python benchmarks/sync_chapters.py [--minutes 20] [--chapter-minutes 4] [--runs 3]
+
+with mdivicomtools and examples/sync-audio installed in the Python that runs it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
+from mdivicom_sync_audio.io import write_wav
+from mdivicom_sync_audio.sample import scene
 
 RATE = 16_000
 # stream -> (start in the scene s, seconds cut from the end of the session)
@@ -64,28 +67,6 @@ print(json.dumps(result["offsets_s"]))
 """
 
 
-def scene(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    count = int(seconds * RATE)
-    out = rng.standard_normal(count) * 0.002
-    for _ in range(int(seconds * 1.5)):
-        length = int(rng.uniform(0.05, 0.6) * RATE)
-        start = int(rng.integers(0, count - length))
-        out[start : start + length] += rng.standard_normal(length) * np.exp(
-            -np.arange(length) / (length / 4)
-        )
-    return out
-
-
-def write(path: Path, samples: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(RATE)
-        handle.writeframes(np.round(samples * 6000).clip(-32767, 32767).astype("<i2").tobytes())
-
-
 def lay_out(
     root: Path, sound: np.ndarray, minutes: float, chapter_s: float, split: tuple[str, ...]
 ) -> dict:
@@ -98,7 +79,9 @@ def lay_out(
             seconds = min(chapter_s, length - at) if len(pieces) > 1 else length
             name = f"GX{number:02d}0042.wav"
             first = int((start + at) * RATE)
-            write(root / "raw/audio" / sid / name, sound[first : first + int(seconds * RATE)])
+            path = root / "raw/audio" / sid / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_wav(path, RATE, sound[first : first + int(seconds * RATE)])
             truth[sid if len(pieces) == 1 else f"{sid}/{name}"] = start + at
     reference = next(iter(truth))  # the first file of the first stream
     return {node: value - truth[reference] for node, value in truth.items()}
@@ -124,7 +107,7 @@ def main() -> None:
     parser.add_argument("--chapter-minutes", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    sound = scene(args.minutes * 60, seed=5)
+    sound = scene(np.random.default_rng(5), args.minutes * 60, RATE)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sync-chapters-") as tmp:
         for number, (name, split, mode) in enumerate(LAYOUTS):

@@ -90,8 +90,10 @@ def test_the_sample_s_chapter_files_are_each_synced(installed, tmp_path):
     file's offset (in its own time) against the truth the generator wrote."""
     study = tmp_path / "study"
     subprocess.run(
-        [sys.executable, "-m", "mdivicom_sync_audio.sample", str(study), "--sessions", "2"]
-        + ["--seed", "5", "--scenes", "dry+chapters,room+chapters"],
+        [
+            *(sys.executable, "-m", "mdivicom_sync_audio.sample", str(study)),
+            *("--sessions", "2", "--seed", "5", "--scenes", "dry+chapters,room+chapters"),
+        ],
         env=installed,
         check=True,
     )

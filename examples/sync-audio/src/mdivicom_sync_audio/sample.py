@@ -34,22 +34,24 @@ SCENE_RATE = 48_000
 RATES = (16_000, 22_050, 44_100, 48_000)
 
 
-def _scene(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    count = int(seconds * SCENE_RATE)
-    scene = np.zeros(count)
+def scene(rng: np.random.Generator, seconds: float, rate: int = SCENE_RATE) -> np.ndarray:
+    """Claps and speech-like bursts: sharp onsets and syllables to align on, and
+    nothing that repeats. Also the scene of benchmarks/sync_chapters.py."""
+    count = int(seconds * rate)
+    out = np.zeros(count)
     for _ in range(int(seconds / 2)):  # claps: sharp, decaying noise bursts
-        start = rng.integers(0, count - SCENE_RATE // 10)
-        length = SCENE_RATE // 20
-        burst = rng.standard_normal(length) * np.exp(-np.arange(length) / (SCENE_RATE * 0.008))
-        scene[start : start + length] += burst * rng.uniform(0.5, 2.0)
+        start = rng.integers(0, count - rate // 10)
+        length = rate // 20
+        burst = rng.standard_normal(length) * np.exp(-np.arange(length) / (rate * 0.008))
+        out[start : start + length] += burst * rng.uniform(0.5, 2.0)
     for _ in range(int(seconds / 1.5)):  # speech-like: noise under a syllable-rate envelope
-        length = int(rng.uniform(0.3, 1.5) * SCENE_RATE)
+        length = int(rng.uniform(0.3, 1.5) * rate)
         start = rng.integers(0, count - length)
-        t = np.arange(length) / SCENE_RATE
+        t = np.arange(length) / rate
         envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 6) * t), 0, None) ** 2
-        scene[start : start + length] += rng.standard_normal(length) * envelope * 0.5
-    spectrum = np.fft.rfft(scene)
-    spectrum[int(7000 * len(scene) / SCENE_RATE) :] = 0  # below every camera's Nyquist
+        out[start : start + length] += rng.standard_normal(length) * envelope * 0.5
+    spectrum = np.fft.rfft(out)
+    spectrum[int(7000 * len(out) / rate) :] = 0  # below every camera's Nyquist
     return np.fft.irfft(spectrum, n=count)
 
 
@@ -112,21 +114,21 @@ def make_session(
 ) -> dict:
     streams = int(rng.integers(2, 5))
     margin = max_delay_s + 1.0
-    scene = _scene(rng, seconds + 2 * margin)
+    sound = scene(rng, seconds + 2 * margin)
     starts = rng.uniform(-max_delay_s, max_delay_s, size=streams)
     starts[0] = rng.uniform(-max_delay_s / 2, max_delay_s / 2)
     truth = {}
     drifts = {}
     files: dict[str, list[dict]] = {}
     delays = np.zeros(streams)
-    heard = [scene] * streams
+    heard = [sound] * streams
     if room:
         rt60 = rng.uniform(0.3, 0.8)
         heard = []
         for index in range(streams):
             distance = rng.uniform(1.0, 6.0)
             delays[index] = round(distance / SOUND_SPEED * SCENE_RATE) / SCENE_RATE
-            wet = _convolve(scene, room_response(rng, rt60, distance))
+            wet = _convolve(sound, room_response(rng, rt60, distance))
             heard.append(wet)
     folder.mkdir(parents=True)
     (folder / f"{folder.name}_session.yaml").write_text(
@@ -138,7 +140,7 @@ def make_session(
         # a camera clock off by `drift_ppm` (the reference's is taken as exact)
         skew = 1 + (drift_ppm if index else 0.0) * 1e-6
         times = starts[index] + margin + np.arange(int(seconds * rate)) / rate * skew
-        signal = np.interp(times * SCENE_RATE, np.arange(len(scene)), heard[index])
+        signal = np.interp(times * SCENE_RATE, np.arange(len(sound)), heard[index])
         signal *= rng.uniform(0.2, 3.0)
         power = float(np.mean(signal**2))
         signal += rng.standard_normal(len(signal)) * np.sqrt(power / 10 ** (snr_db / 10))
