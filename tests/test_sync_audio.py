@@ -1042,6 +1042,36 @@ def test_a_file_apart_from_the_reference_is_checked_against_another_stream(insta
     assert "(in this recording or str-cam2)" in warning, warning
 
 
+def test_a_silent_reference_file_leaves_the_next_one_or_says_how_to_choose(installed, tmp_path):
+    """A reference camera muted for its first chapter: its next file with sound is
+    the reference and the muted one fails, named. A reference with no sound at all
+    fails the run with how to align to another stream instead."""
+    import numpy as np
+
+    scene = _scene(80, seed=14)
+    session = tmp_path / "ses-muted"
+    _write(session / "raw/audio/str-cam1/C0001.wav", np.zeros(30 * CASE_RATE))
+    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 30, 50))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 35, 40))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    muted, second = _map(tmp_path, "out", "str-cam1")["files"]
+    assert muted["status"] == "failed" and "C0001.wav is silent" in muted["error"], muted
+    assert second["status"] == "reference", second
+    assert abs(_map(tmp_path, "out", "str-cam2")["offset_s"] - 5.0) * 1000 < 0.5
+    session = tmp_path / "ses-silent-reference"
+    _write(session / "raw/audio/str-cam1/cam1.wav", np.zeros(30 * CASE_RATE))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 0, 30))
+    _write(session / "raw/audio/str-cam3/cam3.wav", _cut(scene, 5, 30))
+    result = _run(installed, session, tmp_path / "out2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert error.endswith(
+        "str-cam1: cam1.wav is silent, nothing to sync on: nothing can be synced to a silent "
+        "reference; --set reference_stream=str-cam2 aligns to another stream"
+    ), error
+
+
 _CHAPTERS_CASE = r"""
 import json
 from pathlib import Path

@@ -92,6 +92,26 @@ def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool
         raise MediaError(f"{error}: {hint}", error.other_tracks) from error
 
 
+def first_audible(stream: str, nodes: dict[str, tuple[str, Path]], audio: dict[str, Audio]) -> str:
+    """The first of `stream`'s recordings with sound; when none has, the error says
+    how to choose another stream (nothing can be synced to silence)."""
+    from mdivicom_sync_audio.estimate import SyncProblem, check_audible
+
+    problems = []
+    for node in (node for node, (sid, _) in nodes.items() if sid == stream):
+        try:
+            check_audible(audio[node], node)
+            return node
+        except SyncProblem as problem:
+            problems.append(str(problem))
+    others = sorted({sid for sid, _ in nodes.values()} - {stream})
+    raise SyncProblem(
+        "; ".join(problems)
+        + f": nothing can be synced to a silent reference; --set reference_stream={others[0]} "
+        "aligns to another stream"
+    )
+
+
 def run(
     dataset_dir: str,
     out_dir: str,
@@ -132,11 +152,11 @@ def run(
         node: read_stream(sid, path, rate, tracks[sid], shared)
         for node, (sid, path) in nodes.items()
     }
-    # from here on, `reference` is the reference stream's (first) recording
+    # from here on, `reference` is the reference stream's first recording with sound
+    # (a camera muted for its first chapter still has the others to sync on)
     reference_stream = reference
-    reference = next(node for node, (sid, _) in nodes.items() if sid == reference_stream)
+    reference = first_audible(reference_stream, nodes, audio)
     device = {node: sid for node, (sid, _) in nodes.items() if node != sid}
-    check_audible(audio[reference], reference)  # nothing can be synced to a silent reference
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
     warnings: list[str] = [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
