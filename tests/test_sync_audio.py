@@ -1100,6 +1100,11 @@ for name, places in {
         "R/1": (0, 40), "R/2": (40, 40), "A": (0, 80), "B/1": (0, 30), "B/2": (30, 30),
         "B/3": (60, 20),
     },
+    # the long recording listed last: the later chapters are paired with it first
+    "recorder last": {
+        "R/1": (0, 40), "R/2": (40, 40), "R/3": (80, 40), "B/1": (0, 30), "B/2": (30, 30),
+        "B/3": (60, 18), "A": (0, 120),
+    },
 }.items():
     audio = {
         node: Audio(Path(node), 10, np.zeros(n * 10, dtype=np.float16), 10, 1, "pcm", "wav", 0.0)
@@ -1134,7 +1139,8 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
         ["ref", "B/2"],
     ]  # not A/1-A/2, B/1-B/2 (one camera), nor A/2-B/1 (40-80 s and 0-35 s)
     assert whole["offsets"] == {"A/1": 0.0, "A/2": 40.0, "B/1": 0.0, "B/2": 35.0}
-    # R/2 and B/3 are placed through A first; then R/2-B/1 (40-80 s, 0-30 s) is left out
+    # R/2 and B/3 are placed through A first; then R/2-B/1 (40-80 s, 0-30 s) and
+    # R/1-B/3 (0-40 s, 60-80 s) are left out
     chapter = found["chapter reference"]
     assert chapter["aligned"] == [
         ["A", "B/1"],
@@ -1143,12 +1149,30 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
         ["R/1", "A"],
         ["R/1", "B/1"],
         ["R/1", "B/2"],
-        ["R/1", "B/3"],  # tried: B/3 had no place yet (it fails: no time in common)
         ["R/2", "A"],
         ["R/2", "B/2"],
         ["R/2", "B/3"],
-    ]
+    ]  # B/3 is placed through A (the longest placed recording) before R/1-B/3 comes up
     assert chapter["offsets"] == {"R/2": 40.0, "A": 0.0, "B/1": 0.0, "B/2": 30.0, "B/3": 60.0}
+    # R/2, R/3 and B/3 meet R/1 not: each is paired with the longest placed recording
+    # first (A), and its place then leaves out R/2-B/1, R/3-B/1, R/3-B/2 and R/3-B/3
+    last = found["recorder last"]
+    assert last["aligned"] == [
+        ["B/1", "A"],
+        ["B/2", "A"],
+        ["B/3", "A"],
+        ["R/1", "A"],
+        ["R/1", "B/1"],
+        ["R/1", "B/2"],
+        ["R/1", "B/3"],
+        ["R/2", "A"],
+        ["R/2", "B/2"],
+        ["R/2", "B/3"],
+        ["R/3", "A"],
+    ]
+    assert last["offsets"] == {
+        "R/2": 40.0, "R/3": 80.0, "B/1": 0.0, "B/2": 30.0, "B/3": 60.0, "A": 0.0,
+    }  # fmt: skip
 
 
 def test_a_recording_that_lost_samples_in_silence_is_doubtful_where_it_jumps(installed, tmp_path):

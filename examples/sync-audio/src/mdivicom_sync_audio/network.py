@@ -312,8 +312,7 @@ def solve(
     camera's 12-minute chapter and another's from an hour later share no
     sound; their correlation could only find a chance peak). A place comes
     from the first pair sure of itself to within PLACED_MS that joins the
-    file to one already placed, so pairs that place a file are aligned
-    first.
+    file to one already placed (_next_pair).
     """
     device = device or {}
     wanted = [(reference, sid) for sid in usable if sid != reference]
@@ -330,12 +329,7 @@ def solve(
     placed = {reference: Link(0.0, 0.0, 0.0, None, True)}
     waiting = list(wanted)
     while waiting:
-        # a pair that places a recording not placed yet comes first: its place can
-        # rule out later pairs (a camera's later chapters meet the reference's
-        # first one only through the other cameras)
-        first, second = waiting.pop(
-            next((i for i, (a, b) in enumerate(waiting) if (a in placed) != (b in placed)), 0)
-        )
+        first, second = waiting.pop(_next_pair(waiting, placed, audio))
         split = first in device or second in device
         if split and _no_common_time(placed, audio, first, second):
             continue
@@ -357,6 +351,26 @@ def solve(
     problems = dict(sorted(problems.items(), key=lambda item: rank[item[0]]))
     middles = {sid: audio[sid].duration_s / 2 for sid in usable}
     return combine(pairs, problems, reference, usable, middles)
+
+
+def _next_pair(
+    waiting: list[tuple[str, str]], placed: dict[str, Link], audio: dict[str, Audio]
+) -> int:
+    """Which pair to align next: one that could place a recording not placed yet,
+    with the longest placed recording (the likeliest to share its time), else the
+    first. A place can rule out later pairs: a camera's later chapters meet the
+    reference's first one only through the other streams, and paired first with
+    a long recorder they get places that leave out their pairs with chapters they
+    share no time with."""
+    placing = [i for i, (a, b) in enumerate(waiting) if (a in placed) != (b in placed)]
+    if not placing:
+        return 0
+
+    def reach(index: int) -> tuple[float, int]:
+        a, b = waiting[index]
+        return audio[a if a in placed else b].duration_s, -index
+
+    return max(placing, key=reach)
 
 
 def _no_common_time(placed: dict[str, Link], audio: dict[str, Audio], a: str, b: str) -> bool:
