@@ -1049,21 +1049,29 @@ def test_a_silent_reference_file_leaves_the_next_one_or_says_how_to_choose(insta
     import numpy as np
 
     scene = _scene(80, seed=14)
-    session = tmp_path / "ses-muted"
-    _write(session / "raw/audio/str-cam1/C0001.wav", np.zeros(30 * CASE_RATE))
-    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 30, 50))
-    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 35, 40))
-    result = _run(installed, session, tmp_path / "out")
+    silence = np.zeros(30 * CASE_RATE)
+    sessions = {
+        "ses-muted": {
+            "str-cam1/C0001.wav": silence,
+            "str-cam1/C0002.wav": _cut(scene, 30, 50),
+            "str-cam2/cam2.wav": _cut(scene, 35, 40),
+        },
+        "ses-silent-reference": {
+            "str-cam1/cam1.wav": silence,
+            "str-cam2/cam2.wav": _cut(scene, 0, 30),
+            "str-cam3/cam3.wav": _cut(scene, 5, 30),
+        },
+    }
+    for name, files in sessions.items():
+        for path, samples in files.items():
+            _write(tmp_path / name / "raw/audio" / path, samples)
+    result = _run(installed, tmp_path / "ses-muted", tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     muted, second = _map(tmp_path, "out", "str-cam1")["files"]
     assert muted["status"] == "failed" and "C0001.wav is silent" in muted["error"], muted
     assert second["status"] == "reference", second
     assert abs(_map(tmp_path, "out", "str-cam2")["offset_s"] - 5.0) * 1000 < 0.5
-    session = tmp_path / "ses-silent-reference"
-    _write(session / "raw/audio/str-cam1/cam1.wav", np.zeros(30 * CASE_RATE))
-    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 0, 30))
-    _write(session / "raw/audio/str-cam3/cam3.wav", _cut(scene, 5, 30))
-    result = _run(installed, session, tmp_path / "out2")
+    result = _run(installed, tmp_path / "ses-silent-reference", tmp_path / "out2")
     assert result.returncode == 1, result.stdout + result.stderr
     [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
     assert error.endswith(
