@@ -9,6 +9,7 @@ was placed.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -203,10 +204,36 @@ def test_distributed_ctrl_c_race_is_kept_off_the_terminal_and_nothing_else():
         "/site-packages/distributed/utils.py", "def cancel():\n    if future:\n        pass\n"
     )
     elsewhere = _raised_in("/site-packages/mine.py", "def cancel():\n    future\n")
-    feeder.quiet_cancel_race()
-    feeder.quiet_cancel_race()  # once, however often the executors ask
+    feeder.quiet_teardown_noise()
+    feeder.quiet_teardown_noise()  # once, however often the executors ask
     logger = logging.getLogger("tornado.application")
-    assert logger.filters.count(feeder._CANCEL_RACE) == 1
+    assert logger.filters.count(feeder._QUIETED["tornado.application"]) == 1
     assert not logger.filter(_logged(race))
     assert logger.filter(_logged(elsewhere))
     assert logger.filter(_logged(ValueError("other")))
+
+
+def test_distributed_closed_comm_notes_are_kept_off_the_terminal_and_nothing_else():
+    """A comm closing in the teardown after Ctrl-C: distributed.batched notes it at
+    INFO with a CommClosedError traceback, which printed before a Slurm batch's
+    summary once the cluster had put distributed's logging back. That note is
+    dropped; a warning or error about a closed comm, and other INFO notes, pass."""
+    from distributed.comm.core import CommClosedError
+
+    feeder.quiet_teardown_noise()
+    logger = logging.getLogger("distributed.batched")
+    assert logger.filters.count(feeder._QUIETED["distributed.batched"]) == 1
+    try:
+        raise CommClosedError("in <TCP (closed)>")
+    except CommClosedError:
+        closed = sys.exc_info()
+
+    def record(level: int, exc_info) -> logging.LogRecord:
+        return logging.LogRecord(
+            "distributed.batched", level, __file__, 1, "Batched Comm Closed %r", ("c",), exc_info
+        )
+
+    assert not logger.filter(record(logging.INFO, closed))
+    assert logger.filter(record(logging.WARNING, closed))
+    assert logger.filter(record(logging.ERROR, closed))
+    assert logger.filter(record(logging.INFO, None))

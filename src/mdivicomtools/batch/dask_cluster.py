@@ -12,7 +12,7 @@ from typing import Any
 from mdivicomtools.batch.feeder import (
     SCHEDULER_HTTP,
     in_order,
-    quiet_cancel_race,
+    quiet_teardown_noise,
     session_result,
     task_key,
     wait_for_a_worker,
@@ -68,7 +68,7 @@ class DaskExecutor:
             raise UsageError(
                 "the dask executor needs dask.distributed: pip install 'mdivicomtools[dask]'"
             ) from None
-        quiet_cancel_race()
+        quiet_teardown_noise()
         with contextlib.ExitStack() as stack:
             if self.scheduler:
                 # how long to try is the site's Dask setting (distributed.comm.timeouts.connect,

@@ -34,7 +34,7 @@ from mdivicomtools.batch.feeder import (
     SCHEDULER_HTTP,
     feed_idle_workers,
     no_worker_left,
-    quiet_cancel_race,
+    quiet_teardown_noise,
     wait_for_a_worker,
 )
 from mdivicomtools.batch.session import (
@@ -324,7 +324,7 @@ class SlurmExecutor:
             # weak, as the cluster's own set: it asserts at close that every job still
             # alive was closed, and dask-jobqueue's jobs do not say so once scancelled
             submissions: weakref.WeakSet[Any] = weakref.WeakSet()
-            quiet_cancel_race()
+            quiet_teardown_noise()
             quiet = _QuietRefusals()
             logging.getLogger("tornado.application").addFilter(quiet)
             stack.callback(logging.getLogger("tornado.application").removeFilter, quiet)
