@@ -92,21 +92,20 @@ def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool
         raise MediaError(f"{error}: {hint}", error.other_tracks) from error
 
 
-def first_audible(stream: str, nodes: dict[str, tuple[str, Path]], audio: dict[str, Audio]) -> str:
-    """The first of `stream`'s recordings with sound; when none has, the error says
+def first_audible(
+    stream: str, nodes: dict[str, tuple[str, Path]], silent: dict[str, Exception]
+) -> str:
+    """The first of `stream`'s recordings not `silent`; when all are, the error says
     how to choose another stream (nothing can be synced to silence)."""
-    from mdivicom_sync_audio.estimate import SyncProblem, check_audible
+    from mdivicom_sync_audio.estimate import SyncProblem
 
-    problems = []
-    for node in (node for node, (sid, _) in nodes.items() if sid == stream):
-        try:
-            check_audible(audio[node], node)
+    mine = [node for node, (sid, _) in nodes.items() if sid == stream]
+    for node in mine:
+        if node not in silent:
             return node
-        except SyncProblem as problem:
-            problems.append(str(problem))
     others = sorted({sid for sid, _ in nodes.values()} - {stream})
     raise SyncProblem(
-        "; ".join(problems)
+        "; ".join(str(silent[node]) for node in mine)
         + f": nothing can be synced to a silent reference; --set reference_stream={others[0]} "
         "aligns to another stream"
     )
@@ -152,28 +151,26 @@ def run(
         node: read_stream(sid, path, rate, tracks[sid], shared)
         for node, (sid, path) in nodes.items()
     }
+    # a silent track (muted camera, unplugged microphone) cannot be synced
+    silent: dict[str, Exception] = {}
+    for node, stream in audio.items():
+        try:
+            check_audible(stream, node)
+        except SyncProblem as problem:
+            silent[node] = problem
     # from here on, `reference` is the reference stream's first recording with sound
     # (a camera muted for its first chapter still has the others to sync on)
     reference_stream = reference
-    reference = first_audible(reference_stream, nodes, audio)
+    reference = first_audible(reference_stream, nodes, silent)
     device = {node: sid for node, (sid, _) in nodes.items() if node != sid}
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
     warnings: list[str] = [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
-    usable = [reference]
-    for sid, stream in audio.items():
-        if sid == reference:
-            continue
-        try:
-            check_audible(stream, sid)
-            usable.append(sid)
-        except SyncProblem as problem:
-            warnings.append(str(problem))
-            results[sid] = {
-                **_entry(stream, None, None, None, None, "failed"),
-                "error": str(problem),
-            }
-            panels[sid] = {"error": str(problem)}
+    usable = [reference] + [node for node in audio if node != reference and node not in silent]
+    for node, why in silent.items():
+        warnings.append(str(why))
+        results[node] = {**_entry(audio[node], None, None, None, None, "failed"), "error": str(why)}
+        panels[node] = {"error": str(why)}
     solved, routes = solve(audio, reference, usable, max_lag, device)
     results[reference] = _entry(audio[reference], 0.0, 0.0, None, None, "reference")
     maps: dict[str, Map] = {reference: (0.0, None)}  # each recording on the reference's clock
