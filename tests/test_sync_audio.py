@@ -775,11 +775,15 @@ def test_an_unreadable_track_names_the_file_s_other_tracks(installed, tmp_path):
     ), result.stdout
     # a stream the session does not have is named, with the ones it has
     result = _run(installed, session, tmp_path / "out4", "--set", "audio_track.str-cam9=1")
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert (
-        "audio_track names str-cam9, not a stream of this session "
-        "(its streams: str-cam1, str-cam2)" in result.stdout + result.stderr
-    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert error.endswith(
+        "audio_track names str-cam9, not a stream of this session (its streams: str-cam1, str-cam2)"
+    ), error
+    # a key that is no stream id at all is refused before the run, by the config schema
+    result = _run(installed, session, tmp_path / "out5", "--set", "audio_track.cam2=1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "config.audio_track: 'cam2' does not match '^str-'" in result.stderr, result.stderr
 
 
 _FUZZ_CASE = (
