@@ -119,6 +119,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import wave
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
@@ -328,16 +329,75 @@ def run_peer(python: Path, driver: str, files: dict[str, Path]) -> tuple[float, 
     return elapsed, {by_path[path]: {"offset_s": value} for path, value in offsets.items()}
 
 
-def error_ms(found: dict, info: dict, sid: str, duration_s: float) -> float | None:
-    """|predicted - true| reference time at the middle of the stream, in ms."""
+def error_ms(
+    found: dict, info: dict, sid: str, duration_s: float, start_s: float = 0.0
+) -> float | None:
+    """|predicted - true| reference time at the middle of the recording, in ms.
+
+    A chapter file starts `start_s` into its stream's recording (in that
+    camera's own time): its answer is in the file's time, the truth in the
+    stream's.
+    """
     if found.get("offset_s") is None:
         return None
     middle = duration_s / 2
     drift = (found.get("drift_ppm") or 0.0) * 1e-6
     predicted = middle * (1 + drift) + found["offset_s"]
     true_drift = info["drift_ppm"][sid] * 1e-6
-    truths = [middle * (1 + true_drift) + o for o in info["alternatives_s"][sid]]
+    truths = [(start_s + middle) * (1 + true_drift) + o for o in info["alternatives_s"][sid]]
     return min(abs(predicted - t) for t in truths) * 1000
+
+
+def chaptered(session: Path, into: Path, seconds: float) -> Path:
+    """The session with every stream's recording cut into chapter files of
+    `seconds` (the last one shorter), as a camera splits a long recording;
+    made once under `into`. Cut at whole samples of the stream's own rate,
+    so each file's start in its recording's time is known exactly."""
+    done = into / ".complete"
+    if done.exists():
+        return into
+    shutil.rmtree(into, ignore_errors=True)
+    for source in sorted(session.rglob("*")):
+        target = into / source.relative_to(session)
+        if source.is_dir():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.parent.name.startswith("str-") and source.suffix != ".wav":
+            raise SystemExit(f"--chapters cuts WAV recordings only, not {source}")
+        elif source.suffix != ".wav":
+            shutil.copyfile(source, target)
+        else:
+            with wave.open(str(source), "rb") as whole:
+                params = whole.getparams()
+                step = round(seconds * params.framerate)
+                for k in range(0, params.nframes, step):
+                    name = f"{source.stem}-{k // step + 1:02d}.wav"
+                    with wave.open(str(target.with_name(name)), "wb") as part:
+                        part.setparams(params)
+                        part.writeframes(whole.readframes(step))
+    done.write_text("ok\n")
+    return into
+
+
+def files_of(session: Path) -> dict[str, list[tuple[str, float, float]]]:
+    """Each stream's WAV files in name order: (name, start in the stream's
+    recording, duration), both in seconds of the stream's own clock."""
+    streams: dict[str, list[tuple[str, float, float]]] = {}
+    for path in sorted((session / "raw" / "audio").glob("str-*/*.wav")):
+        with wave.open(str(path), "rb") as handle:
+            duration = handle.getnframes() / handle.getframerate()
+        files = streams.setdefault(path.parent.name, [])
+        start = files[-1][1] + files[-1][2] if files else 0.0
+        files.append((path.name, start, duration))
+    return streams
+
+
+def file_result(found: dict, name: str) -> dict:
+    """A file's entry in its stream's result (the top for a stream of one file)."""
+    for entry in found.get("files", [found]):
+        if entry.get("audio", {}).get("file") == name:
+            return entry
+    return {}
 
 
 def evaluate(
@@ -345,15 +405,19 @@ def evaluate(
     tools: list[str],
     pythons: dict[str, Path],
     runs: int,
+    chapters: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """One session (seed, condition, the study's truth) through every tool: its CPU
-    times and one row per camera stream.
+    times and one row per camera stream (with `chapters`, per file: the reference's
+    later chapters too).
 
     Runs in a worker process of its own, so the CPU time of each tool's child
     process is counted apart from the other sessions running beside it.
     """
     seed, cond, truth, study = job
     session = study / "sessions" / cond.name
+    if chapters:
+        session = chaptered(session, study / f"chapters-{chapters:g}" / cond.name, chapters)
     files = {p.parent.name: p for p in sorted((session / "raw" / "audio").glob("str-*/*.*"))}
     info = truth[cond.name]
     try:
@@ -373,27 +437,43 @@ def evaluate(
             samples.append(seconds)
         results[tool] = found
         elapsed[tool] = statistics.median(samples)
+    if chapters:
+        streams = files_of(session)
+    else:
+        streams = {sid: [(path.name, 0.0, float(cond.seconds))] for sid, path in files.items()}
     rows = []
-    for sid in files:
-        if sid == "str-cam1":
-            continue
-        row: dict = {"seed": seed, "condition": cond.name, "stream": sid, "errors": {}}
-        for tool in tools:
-            err = error_ms(results[tool].get(sid, {}), info, sid, cond.seconds)
-            row["errors"][tool] = float("inf") if err is None else err
-        ours = results["ours"].get(sid, {})
-        row["bound"] = ours.get("error_bound_ms")
-        row["status"] = ours.get("status", "missing")
-        row["jumps"] = len(ours.get("jumps", []))  # the rooms' recordings have none
-        row["visible"] = seen.get(sid)  # {"reference": ..., "route": ...}
-        true_drift = info["drift_ppm"][sid]
-        # how far the drift claimed is off, also where the clocks agree (a drift
-        # claimed there moves the offset at the recording's ends, not its middle)
-        row["drift_off"] = (
-            abs(ours["drift_ppm"] - true_drift) if ours.get("drift_ppm") is not None else None
-        )
-        row["drift_error"] = row["drift_off"] if abs(true_drift) >= 30 else None
-        rows.append(row)
+    for sid, parts in streams.items():
+        for index, (name, start, duration) in enumerate(parts):
+            if sid == "str-cam1" and index == 0:
+                continue  # the reference
+            row: dict = {
+                "seed": seed,
+                "condition": cond.name,
+                "stream": sid if len(parts) == 1 else f"{sid}/{name}",
+                "errors": {},
+            }
+            for tool in tools:
+                found = results[tool].get(sid, {})
+                if len(parts) > 1:
+                    found = file_result(found, name)
+                err = error_ms(found, info, sid, duration, start)
+                row["errors"][tool] = float("inf") if err is None else err
+            ours = results["ours"].get(sid, {})
+            ours = file_result(ours, name) if len(parts) > 1 else ours
+            row["bound"] = ours.get("error_bound_ms")
+            row["status"] = ours.get("status", "missing")
+            row["jumps"] = len(ours.get("jumps", []))  # the rooms' recordings have none
+            # the cuts its place assumes seamless (sync-audio 0.3.16 on)
+            row["end_to_end"] = len(ours.get("end_to_end", []))
+            row["visible"] = seen.get(sid)  # {"reference": ..., "route": ...}
+            true_drift = info["drift_ppm"][sid]
+            # how far the drift claimed is off, also where the clocks agree (a drift
+            # claimed there moves the offset at the recording's ends, not its middle)
+            row["drift_off"] = (
+                abs(ours["drift_ppm"] - true_drift) if ours.get("drift_ppm") is not None else None
+            )
+            row["drift_error"] = row["drift_off"] if abs(true_drift) >= 30 else None
+            rows.append(row)
     return {"seed": seed, "condition": cond.name, "cpu": elapsed}, rows
 
 
@@ -451,9 +531,21 @@ def main() -> None:
         help="also write every stream's row and every session's CPU times to PATH, for "
         "benchmarks/sync_compare.py (errors that no answer gave are Infinity)",
     )
+    parser.add_argument(
+        "--chapters",
+        type=float,
+        metavar="SECONDS",
+        help="cut every stream's recording, the reference's too, into chapter files of "
+        "SECONDS (as cameras split long recordings; made once under the study) and judge "
+        "each file's answer on its own; sync-audio only",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
+    if args.chapters and tools != ["ours"]:
+        parser.error(
+            "--chapters runs sync-audio alone (the peers take one file a stream): add --tools ours"
+        )
     if not args.render_only and "audio-offset-finder" in tools and shutil.which("ffmpeg") is None:
         raise SystemExit(
             "audio-offset-finder converts every file with ffmpeg, which is not on PATH: "
@@ -488,7 +580,9 @@ def main() -> None:
     streams: list[dict] = []  # one row per camera stream
     sessions: list[dict] = []  # one row per session: CPU seconds per tool
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        work = partial(evaluate, tools=tools, pythons=pythons, runs=args.runs)
+        work = partial(
+            evaluate, tools=tools, pythons=pythons, runs=args.runs, chapters=args.chapters
+        )
         done = pool.map(work, jobs)
         for session, rows in done:
             sessions.append(session)
@@ -510,6 +604,7 @@ def main() -> None:
                     "reference": args.reference,
                     "surfaces": args.surfaces,
                     "long": args.long,
+                    "chapters": args.chapters,
                     "tools": tools,
                     "streams": streams,
                     "sessions": sessions,
@@ -526,8 +621,10 @@ def _cell(value: float | None, digits: int = 2) -> str:
 
 def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], args) -> None:
     seeds = ", ".join(map(str, args.seed))
+    cut = f" cut into {args.chapters:g}-s chapter files" if args.chapters else ""
+    what = "files" if args.chapters else "camera streams"
     print(
-        f"# sync accuracy: {len(sessions)} simulated rooms, {len(streams)} camera streams, "
+        f"# sync accuracy: {len(sessions)} simulated rooms, {len(streams)} {what}{cut}, "
         f"seeds {seeds}; CPU times, medians of {args.runs} runs; "
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
     )
@@ -630,6 +727,11 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
             f"{max([r['errors']['ours'] for r in quiet] + [0.0]):.3f} ms); "
             f"median bound {statistics.median([r['bound'] or 0.0 for r in rows]):.2f} ms; "
             f"{sum(r['jumps'] > 0 for r in rows)} with a jump reported (none is there)"
+            + (
+                f"; {sum(r.get('end_to_end', 0) > 0 for r in rows)} placed end to end across a cut"
+                if args.chapters
+                else ""
+            )
         )
         line = _visibility_line(label, rows)
         if line:

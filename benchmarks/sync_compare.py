@@ -30,7 +30,11 @@ def load(path: Path) -> dict[tuple[int, str, str], dict]:
     run = json.loads(path.read_text())
     rows = {(r["seed"], r["condition"], r["stream"]): r for r in run["streams"]}
     cpu = {(s["seed"], s["condition"]): s["cpu"].get("ours", 0.0) for s in run["sessions"]}
-    return {"rows": rows, "cpu": cpu, "reference": run["reference"], "long": run["long"]}
+    return {
+        "rows": rows,
+        "cpu": cpu,
+        "rooms": (run["reference"], run["long"], run.get("chapters")),
+    }
 
 
 def summary(rows: list[dict], cpu: float) -> list[str]:
@@ -79,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path)
     args = parser.parse_args(argv)
     before, after = load(args.before), load(args.after)
-    if (before["reference"], before["long"]) != (after["reference"], after["long"]):
-        print("the two runs are of different rooms (--reference or --long)", file=sys.stderr)
+    if before["rooms"] != after["rooms"]:
+        print(
+            "the two runs are of different rooms (--reference, --long or --chapters)",
+            file=sys.stderr,
+        )
         return 2
     shared = sorted(set(before["rows"]) & set(after["rows"]))
     alone = len(set(before["rows"]) ^ set(after["rows"]))

@@ -27,7 +27,13 @@ def _row(stream: str, error: float, bound: float | None, status: str, drift_off=
     }
 
 
-def _run(path: Path, rows: list[dict], cpu: float, reference: str = "anywhere") -> Path:
+def _run(
+    path: Path,
+    rows: list[dict],
+    cpu: float,
+    reference: str = "anywhere",
+    chapters: float | None = None,
+) -> Path:
     path.write_text(
         json.dumps(
             {
@@ -35,6 +41,7 @@ def _run(path: Path, rows: list[dict], cpu: float, reference: str = "anywhere") 
                 "reference": reference,
                 "surfaces": "flat",
                 "long": False,
+                "chapters": chapters,
                 "tools": ["ours"],
                 "streams": rows,
                 "sessions": [{"seed": 7, "condition": "rt0.8 0dB 2cam 60s", "cpu": {"ours": cpu}}],
@@ -82,3 +89,7 @@ def test_runs_of_different_rooms_are_refused(tmp_path, capsys):
     after = _run(tmp_path / "after.json", rows, 1.0, reference="close")
     assert sync_compare.main([str(before), str(after)]) == 2
     assert "different rooms" in capsys.readouterr().err
+    # the same rooms cut into chapter files are other recordings
+    cut = _run(tmp_path / "cut.json", rows, 1.0, chapters=120)
+    assert sync_compare.main([str(before), str(cut)]) == 2
+    assert "--chapters" in capsys.readouterr().err
