@@ -18,7 +18,7 @@ this was written on is noisy (wall time there mostly measures the neighbours).
 
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
         [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
-        [--reference close] [--long] [--render-only] [--json PATH]
+        [--reference close] [--long] [--chapters SECONDS] [--render-only] [--json PATH]
 
 Judging a change to sync-audio, as every release since 0.3.0 was judged:
 write the rule first, render rooms no version has run on (--render-only
@@ -52,6 +52,13 @@ a far drift, which was built looking at seed 6 (LONG_JUDGE_SEEDS); seeds
 seeds 19-21 its second (not made the default) and seeds 22-24 a decimation
 through a windowed sinc (dropped: LONG_SEEN_LATER), so the next change is to
 be judged on seeds 25 onwards.
+
+--chapters SECONDS cuts every stream's recording of the chosen rooms (the
+reference's too) into chapter WAVs of SECONDS, as a camera splits a long
+recording, into study-<seed>.../chapters-<SECONDS>, and judges each file's
+answer in its own time (sync-audio only). The rooms' cameras start within
++-8 s of each other, so their cuts fall at nearly the same moments: the
+layout of cameras of one make started together.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and

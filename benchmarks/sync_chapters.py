@@ -7,7 +7,7 @@ cameras split into chapters of --chapter-minutes; the reference camera
 split too (its first chapter is then the reference, and the others'
 later chapters meet it only through other streams); and the two split
 layouts again without the pruning of pairs (files whose places on the
-reference's clock share no time are paired anyway): what the pruning saves.
+reference's clock share under 10 s are paired anyway): what the pruning saves.
 
 The scene is the sample generator's (claps and speech-like bursts) at 16
 kHz, cut exactly for each file, so the truth of every file's offset is
@@ -61,7 +61,7 @@ import json, sys
 from mdivicom_sync_audio import network
 from mdivicom_sync_audio.run import run
 if sys.argv[3] == "unpruned":
-    network._no_common_time = lambda *args: False
+    network._little_common_time = lambda *args: False
 result = run(sys.argv[1], sys.argv[2], {})
 print(json.dumps(result["offsets_s"]))
 """

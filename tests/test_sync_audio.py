@@ -1016,6 +1016,76 @@ def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
     assert any(line.split("\t")[3] == "xcorr-peak:GX020042.wav" for line in markers), markers
 
 
+def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_path):
+    """Cameras started together cut their chapters at nearly the same moments: a
+    second chapter then shares at most a second with any first one, and its pairs
+    with them found chance peaks (reused speech: files placed 16-1763 s off).
+    Each camera's files are placed end to end instead, the second chapters aligned
+    among themselves, and each says its place rests on that cut."""
+    scene = _scene(100, seed=14)
+    session = tmp_path / "ses-cut-together"
+    _write(session / "raw/audio/str-cam1/C0001.wav", _cut(scene, 0, 50))  # the reference
+    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 50, 50))
+    _write(session / "raw/audio/str-cam2/GX010042.wav", _cut(scene, 1.5, 49))
+    _write(session / "raw/audio/str-cam2/GX020042.wav", _cut(scene, 50.5, 45))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    cam1, cam2 = (_map(tmp_path, "out", stream)["files"] for stream in ("str-cam1", "str-cam2"))
+    assert abs(cam2[0]["offset_s"] - 1.5) * 1000 < 0.5 and cam2[0]["status"] == "ok", cam2[0]
+    for entry, offset in ((cam1[1], 50.0), (cam2[1], 50.5)):
+        assert abs(entry["offset_s"] - offset) * 1000 < 0.5, entry
+        assert entry["status"] == "doubtful" and entry["end_to_end"], entry
+        assert entry["error_bound_ms"] < 1, entry  # WAV: no sample is lost at a cut
+    assert cam2[0]["end_to_end"] == []
+    warnings = _record(tmp_path, "out")["warnings"]
+    assert any(
+        w.startswith("str-cam1/C0002.wav: offset +50.0000 s (+-")
+        and "placed end to end with str-cam1/C0001.wav -> str-cam1/C0002.wav" in w
+        and "not separate takes" in w
+        for w in warnings
+    ), warnings
+
+
+_AAC_FILES = r"""
+import sys
+from pathlib import Path
+import numpy as np
+from mdivicom_sync_audio.io import write_mp4
+rate = int(sys.argv[1])
+for path, samples in zip(sys.argv[2::2], sys.argv[3::2]):
+    write_mp4(Path(path), rate, np.load(samples), mark_priming=True)
+"""
+
+
+def test_where_the_sound_reaches_a_chapter_a_cut_does_not_dispute_it(installed, tmp_path):
+    """A camera lost a frame (64 ms) between its two AAC chapter files, within what
+    a cut of a lossy codec can move a file by, so the cut stands as a link. The
+    recorder hears both chapters: the second is placed by its sound, `ok`, and
+    the cut's other place (64 ms early) does not widen its bound."""
+    import numpy as np
+
+    scene = _scene(100, seed=15)
+    session = tmp_path / "ses-aac-chapters"
+    _write(session / "raw/audio/str-cam1/recorder.wav", _cut(scene, 0, 100))
+    camera = session / "raw/video/str-cam2"
+    camera.mkdir(parents=True)
+    files = []
+    for name, start, seconds in (("GX010042.MP4", 5.0, 45.0), ("GX020042.MP4", 50.064, 44.0)):
+        np.save(tmp_path / f"{name}.npy", _cut(scene, start, seconds))
+        files += [str(camera / name), str(tmp_path / f"{name}.npy")]
+    subprocess.run(
+        [sys.executable, "-c", _AAC_FILES, str(CASE_RATE), *files], env=installed, check=True
+    )
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = _map(tmp_path, "out", "str-cam2")["files"]
+    for entry, offset in ((first, 5.0), (second, 50.064)):
+        assert abs(entry["offset_s"] - offset) * 1000 < 0.5, entry
+        assert entry["status"] == "ok" and entry["end_to_end"] == [], entry
+        assert entry["error_bound_ms"] < 1, entry
+    assert _record(tmp_path, "out")["warnings"] == []
+
+
 def test_a_file_apart_from_the_reference_is_checked_against_another_stream(installed, tmp_path):
     """The continuity check looks for stretches a file's offset does not hold on by
     matching them against the reference; a file with no time in common with it
@@ -1096,11 +1166,21 @@ def align(first, second, stream_id, max_lag_s):
     a, b = str(first.path), str(second.path)
     aligned.append([a, b])
     (a0, a_len), (b0, b_len) = places[a], places[b]
-    if min(a0 + a_len, b0 + b_len) <= max(a0, b0):
+    common = min(a0 + a_len, b0 + b_len) - max(a0, b0)
+    if common <= -30:
         raise SyncProblem(f"{stream_id}: no common sound found with the reference")
+    if common < 10:  # a chance peak (reused speech): 7 s off, a loose bound
+        return Result(b0 - a0 + 7.0, 0.0, 50.0, 1.0, 10.0, 8.0)
     return Result(b0 - a0, 0.0, 0.1, 1.0, 10.0, 20.0)  # t_first = t_second + offset
 
 network.align = align
+
+
+def recording(node, seconds):  # a WAV's audio at 10 Hz (the fake align never looks)
+    samples = np.zeros(int(seconds * 10), dtype=np.float16)
+    return Audio(Path(node), 10, samples, 10, 1, "pcm_s16le", "wav", 0.0)
+
+
 out = {}
 # where each recording starts on the reference's clock, and how long it is (s)
 for name, places in {
@@ -1117,11 +1197,17 @@ for name, places in {
         "R/1": (0, 40), "R/2": (40, 40), "R/3": (80, 40), "B/1": (0, 30), "B/2": (30, 30),
         "B/3": (60, 18), "A": (0, 120),
     },
+    # cameras of one make started together cut their chapters together: the second
+    # chapters share no sound with any first one
+    "cut together": {
+        "R/1": (0, 40), "R/2": (40, 40), "A/1": (0.5, 40), "A/2": (40.5, 40),
+        "B/1": (1, 40), "B/2": (41, 40),
+    },
+    # the same recording twice (a proxy, a second card): end to end it would follow
+    # the first, sharing 5 s with the reference
+    "written twice": {"ref": (0, 40), "A/1": (5, 30), "A/2": (5, 30)},
 }.items():
-    audio = {
-        node: Audio(Path(node), 10, np.zeros(n * 10, dtype=np.float16), 10, 1, "pcm", "wav", 0.0)
-        for node, (_, n) in places.items()
-    }
+    audio = {node: recording(node, n) for node, (_, n) in places.items()}
     aligned = []
     device = {node: node.split("/")[0] for node in places if "/" in node}
     reference = next(iter(places))
@@ -1129,28 +1215,60 @@ for name, places in {
     out[name] = {
         "aligned": sorted(aligned),
         "offsets": {node: getattr(found, "offset_s", None) for node, found in solved.items()},
+        "end to end": {node: found.end_to_end for node, found in solved.items()},
     }
+# the cuts the sound does not contradict: A/2 is heard where A/1's end would not
+# put it (separate takes), B/2 where B/1's would, A/3 is not heard at all
+Link = network.Link
+heard = {
+    node: Link(offset, 0.0, 0.1, 1.0, True)
+    for node, offset in (("A/1", 5.0), ("A/2", 5.0), ("B/1", 2.0), ("B/2", 32.0))
+}
+seam = lambda a, b: Link(30.0, 0.0, 0.0, 0.0, True, cuts=((a, b),))
+cuts = {(a, b): seam(a, b) for a, b in (("A/1", "A/2"), ("A/2", "A/3"), ("B/1", "B/2"))}
+out["kept"] = sorted(
+    "-".join(cut)
+    for cut in network._seams_kept(
+        {"ref": heard, **{n: {} for n in ("A/1", "A/2", "A/3", "B/1", "B/2")}},
+        "ref",
+        cuts,
+        {n: 15.0 for n in ("A/1", "A/2", "A/3", "B/1", "B/2")},
+    )
+)
+# a silent chapter between two is stepped over by its length (10 s, 5 s silent, 10 s)
+files = {f"C/{k}": recording(f"C/{k}", n) for k, n in ((1, 10), (2, 5), (3, 10))}
+over = network.seams(files, {node: "C" for node in files}, ["C/1", "C/3"])
+out["over silence"] = {"-".join(k): [v.offset_s, list(map(list, v.cuts))] for k, v in over.items()}
+# what a cut can move a file by: nothing for PCM and lossless codecs; a lossy
+# codec's start delay and a frame
+out["allowance"] = {
+    f"{codec} {rate}": round(network.seam_allowance_ms(
+        Audio(Path("x"), 10, np.zeros(1, dtype=np.float16), rate, 1, codec, "mp4", 0.0)
+    ), 2)
+    for codec, rate in (("pcm_s24le", 48000), ("flac", 48000), ("aac", 48000), ("mp3float", 44100))
+}
 print(json.dumps(out))
 """
 
 
 def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed):
     """One camera's files never overlap in time, so they are not paired with each
-    other; nor are two files whose places against the reference share no time (a
-    correlation there could only find a chance peak, and a session's chapters
-    would otherwise cost one alignment per pair of files)."""
+    other; nor are two files whose places against the reference share under 10 s
+    (a correlation there finds a chance peak as easily as the true one, and a
+    session's chapters would otherwise cost one alignment per pair of files). A
+    camera's files are placed end to end as soon as one of them is placed."""
     found = _run_case(_CHAPTERS_CASE, installed)
     whole = found["whole reference"]
     assert whole["aligned"] == [
         ["A/1", "B/1"],
-        ["A/1", "B/2"],  # 35-40 s in common
         ["A/2", "B/2"],
         ["ref", "A/1"],
         ["ref", "A/2"],
         ["ref", "B/1"],
         ["ref", "B/2"],
-    ]  # not A/1-A/2, B/1-B/2 (one camera), nor A/2-B/1 (40-80 s and 0-35 s)
+    ]  # not A/1-A/2, B/1-B/2 (one camera), A/2-B/1 (40-80 s and 0-35 s), A/1-B/2 (5 s)
     assert whole["offsets"] == {"A/1": 0.0, "A/2": 40.0, "B/1": 0.0, "B/2": 35.0}
+    assert not any(whole["end to end"].values())  # the sound reaches every file
     # R/2 and B/3 are placed through A first; then R/2-B/1 (40-80 s, 0-30 s) and
     # R/1-B/3 (0-40 s, 60-80 s) are left out
     chapter = found["chapter reference"]
@@ -1166,8 +1284,8 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
         ["R/2", "B/3"],
     ]  # B/3 is placed through A (the longest placed recording) before R/1-B/3 comes up
     assert chapter["offsets"] == {"R/2": 40.0, "A": 0.0, "B/1": 0.0, "B/2": 30.0, "B/3": 60.0}
-    # R/2, R/3 and B/3 meet R/1 not: each is paired with the longest placed recording
-    # first (A), and its place then leaves out R/2-B/1, R/3-B/1, R/3-B/2 and R/3-B/3
+    # R/2 and R/3 are placed end to end with R/1, B/2 and B/3 with B/1 once A places
+    # it; their places leave out every pair of files that share no time
     last = found["recorder last"]
     assert last["aligned"] == [
         ["B/1", "A"],
@@ -1176,7 +1294,6 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
         ["R/1", "A"],
         ["R/1", "B/1"],
         ["R/1", "B/2"],
-        ["R/1", "B/3"],
         ["R/2", "A"],
         ["R/2", "B/2"],
         ["R/2", "B/3"],
@@ -1184,6 +1301,33 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
     ]
     assert last["offsets"] == {
         "R/2": 40.0, "R/3": 80.0, "B/1": 0.0, "B/2": 30.0, "B/3": 60.0, "A": 0.0,
+    }  # fmt: skip
+    # the second chapters share no sound with the first ones: they are placed end
+    # to end (and say so), and the pairs across the cut, chance peaks 7 s off, are
+    # never aligned
+    together = found["cut together"]
+    assert together["aligned"] == [
+        ["A/1", "B/1"],
+        ["A/2", "B/2"],
+        ["R/1", "A/1"],
+        ["R/1", "B/1"],
+        ["R/2", "A/2"],
+        ["R/2", "B/2"],
+    ]
+    assert together["offsets"] == {"R/2": 40.0, "A/1": 0.5, "A/2": 40.5, "B/1": 1.0, "B/2": 41.0}
+    seams = together["end to end"]
+    assert seams["A/1"] == seams["B/1"] == [], seams
+    assert all(seams[node] for node in ("R/2", "A/2", "B/2")), seams  # through a cut
+    # the seam puts A/2 at 35-65 s, 5 s with the reference: the pair left out is
+    # tried because no other pair reaches A/2, and the sound overrules the seam
+    twice = found["written twice"]
+    assert twice["aligned"] == [["ref", "A/1"], ["ref", "A/2"]]
+    assert twice["offsets"] == {"A/1": 5.0, "A/2": 5.0}
+    assert twice["end to end"] == {"A/1": [], "A/2": []}
+    assert found["kept"] == ["A/2-A/3", "B/1-B/2"]  # the sound overrules A/1-A/2
+    assert found["over silence"] == {"C/1-C/3": [15.0, [["C/1", "C/2"], ["C/2", "C/3"]]]}
+    assert found["allowance"] == {
+        "pcm_s24le 48000": 0.0, "flac 48000": 0.0, "aac 48000": 45.33, "mp3float 44100": 51.18,
     }  # fmt: skip
 
 

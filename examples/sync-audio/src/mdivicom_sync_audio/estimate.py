@@ -64,6 +64,8 @@ class Result:
     # the other stream's time (container seconds) at the middle of the overlap,
     # around which the offset was measured (None: not known)
     measured_at_s: float | None = None
+    # the files this one's place takes to continue the file before them (seams)
+    end_to_end: list[str] = field(default_factory=list)
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:

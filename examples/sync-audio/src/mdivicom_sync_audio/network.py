@@ -40,15 +40,25 @@ from itertools import pairwise
 
 import numpy as np
 
-from mdivicom_sync_audio import fine
+from mdivicom_sync_audio import delays, fine
 from mdivicom_sync_audio.continuity import common_s
 from mdivicom_sync_audio.estimate import Result, SyncProblem, align
 from mdivicom_sync_audio.io import Audio
 
 CLOSURE_RATIO = 0.2  # a peak, not the floor between peaks, of a correlation
 PEAK_WIDTH_MS = 0.2
-APART_SLACK_S = 1.0  # two recordings placed this far apart are not paired
+# two files of split streams placed to share less time are not paired: over a few
+# seconds a chance peak of reused speech stands out as well as the true one (0.7 s
+# in common gave one of 8.1 sd, 6.4 s off, that disputed a right answer)
+MIN_SHARED_S = 10.0
 PLACED_MS = 25.0  # a pair this sure of itself places a recording (to within a second)
+# a route through a cut between a camera's files costs this much more than its bound:
+# the sound, where it reaches a file, outranks the assumption that files continue
+SEAM_COST_MS = PLACED_MS
+CUT_SLACK_MS = 1.0  # two places of a file this close agree (beyond both bounds)
+DRIFT_FLOOR_PPM = 1.0  # a measured drift, carried across a cut, is good to no better
+LOSSLESS = ("flac", "alac", "wavpack", "tta", "ape", "mlp", "truehd")
+FRAME_SAMPLES = 1152  # the longest frame of the common lossy codecs (MP3; AAC's is 1024)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Link:
     has_drift: bool
     # without a drift: t_b where the offset was measured (it holds best there)
     at_s: float | None = None
+    # the cuts between a camera's files (earlier, later) this link takes to be seamless
+    cuts: tuple[tuple[str, str], ...] = ()
 
 
 def _link(result: Result) -> Link:
@@ -95,12 +107,31 @@ def _chain(first: Link, second: Link) -> Link:
     return Link(
         offset_s=second.offset_s * (1 + first.drift) + first.offset_s,
         drift=(1 + first.drift) * (1 + second.drift) - 1,
-        bound_ms=first.bound_ms + second.bound_ms,
+        bound_ms=first.bound_ms + second.bound_ms + _across_cut_ms(first, second),
         # a chain with a pair that measured no drift has no drift, nor an error for it
         drift_error_ppm=sum(errors) if errors and has_drift else None,
         has_drift=has_drift,
         at_s=at_s,
+        cuts=first.cuts + second.cuts,
     )
+
+
+def _across_cut_ms(first: Link, second: Link) -> float:
+    """How far `first`'s drift error carries a place across a cut (`second`, a seam):
+    the file after it is a file's length away from where `first` was measured, and
+    a drift 0.5 ppm off put the 14th 2-minute chapter 0.33 ms off. Without a drift,
+    anything within the drift search; on the reference's own clock (no error), none.
+    A measured drift's error is taken as at least DRIFT_FLOOR_PPM: claims of 0.16
+    ppm were 0.6 ppm off on long rooms."""
+    if not second.cuts:
+        return 0.0
+    if not first.has_drift:
+        ppm = fine.WIDE_DRIFT_PPM
+    elif first.drift_error_ppm:
+        ppm = max(first.drift_error_ppm, DRIFT_FLOOR_PPM)
+    else:
+        ppm = 0.0
+    return abs(second.offset_s) * ppm * 1e-3
 
 
 def _at(link: Link, time_s: float) -> float:
@@ -182,9 +213,9 @@ def _direct_came_first(net: _Network, sid: str, time_s: float) -> bool:
     this stream has a peak where that earlier alignment puts it, the chain's
     answer is explained as the stream's reflection and the direct pair's is not.
     """
-    direct = net.links[net.reference].get(sid)
-    if direct is None:
-        return False
+    if (net.reference, sid) not in net.pairs:
+        return False  # no direct pair (a file of the reference's camera: a cut)
+    direct = net.links[net.reference][sid]
     ref_time = _at(direct, time_s)
     ahead_ms = (ref_time - _at(net.best[sid], time_s)) * 1000
     if not fine.ECHO_MIN_S * 1000 <= ahead_ms <= fine.ECHO_MAX_S * 1000:
@@ -312,7 +343,12 @@ def solve(
     camera's 12-minute chapter and another's from an hour later share no
     sound; their correlation could only find a chance peak). A place comes
     from the first pair sure of itself to within PLACED_MS that joins the
-    file to one already placed (_next_pair).
+    file to one already placed (_next_pair), and a file's place places the
+    rest of its camera's files end to end (seams): cameras of one make
+    started together cut their chapters at nearly the same moments, so a
+    later chapter often shares no sound with any placed file, and its
+    pairs with the first chapters found only chance peaks (on rooms of
+    reused speech, 7-10 sd, placing files 16-1763 s off).
     """
     device = device or {}
     wanted = [(reference, sid) for sid in usable if sid != reference]
@@ -325,13 +361,17 @@ def solve(
     wanted = [(a, b) for a, b in wanted if device.get(a, a) != device.get(b, b)]
     pairs: dict[tuple[str, str], Result] = {}
     problems: dict[tuple[str, str], SyncProblem] = {}
+    cuts = seams(audio, device, usable)
     # where each recording lies on the reference's clock, once a pair has put it there
-    placed = {reference: Link(0.0, 0.0, 0.0, None, True)}
+    placed: dict[str, Link] = {}
+    _place(placed, reference, Link(0.0, 0.0, 0.0, None, True), cuts)
     waiting = list(wanted)
+    skipped: list[tuple[str, str]] = []
     while waiting:
         first, second = waiting.pop(_next_pair(waiting, placed, audio))
         split = first in device or second in device
-        if split and _no_common_time(placed, audio, first, second):
+        if split and _little_common_time(placed, audio, first, second):
+            skipped.append((first, second))
             continue
         try:
             result = align(audio[first], audio[second], second, max_lag_s)
@@ -342,15 +382,111 @@ def solve(
         if result.error_bound_ms <= PLACED_MS:
             link = _link(result)  # t_first from t_second
             if first in placed and second not in placed:
-                placed[second] = _chain(placed[first], link)
+                _place(placed, second, _chain(placed[first], link), cuts)
             elif second in placed and first not in placed:
-                placed[first] = _chain(placed[second], _reverse(link))
+                _place(placed, first, _chain(placed[second], _reverse(link)), cuts)
+    _check_alone(audio, usable, pairs, skipped, max_lag_s)
     # the order the pairs were wanted in, whatever order they were aligned in
     rank = {key: index for index, key in enumerate(wanted)}
     pairs = dict(sorted(pairs.items(), key=lambda item: rank[item[0]]))
     problems = dict(sorted(problems.items(), key=lambda item: rank[item[0]]))
     middles = {sid: audio[sid].duration_s / 2 for sid in usable}
-    return combine(pairs, problems, reference, usable, middles)
+    return combine(pairs, problems, reference, usable, middles, cuts)
+
+
+def _check_alone(
+    audio: dict[str, Audio],
+    usable: list[str],
+    pairs: dict[tuple[str, str], Result],
+    skipped: list[tuple[str, str]],
+    max_lag_s: float | None,
+) -> None:
+    """Give the sound a say on files that no pair reached: their places came from
+    seams alone, which are wrong for separate takes, and most of all for the same
+    recording written twice (a proxy, a second card), which a seam puts after the
+    first, where nothing else was recorded. Each such file is aligned with the
+    recordings its seam place left out, the longest first, until one answer is
+    sure of itself (within PLACED_MS): that one is kept, to confirm or overrule
+    the seam; an answer less sure is most likely a chance peak and is left out."""
+    for node in usable:
+        if any(node in pair for pair in pairs):
+            continue
+        tries = [pair for pair in skipped if node in pair]
+        tries.sort(key=lambda pair: -audio[pair[1] if pair[0] == node else pair[0]].duration_s)
+        for first, second in tries:
+            try:
+                result = align(audio[first], audio[second], second, max_lag_s)
+            except SyncProblem:
+                continue
+            if result.error_bound_ms <= PLACED_MS:
+                pairs[first, second] = result
+                break
+
+
+def seam_allowance_ms(audio: Audio) -> float:
+    """How far a cut before this file can move its sound from the end of the file
+    before: nothing for PCM and lossless codecs (every sample is kept); for a
+    lossy one, the codec's start delay (a cut in the middle of one encoding
+    leaves no priming, yet a file without an edit list is read as if it had
+    some: io.py) and a frame (padding the encoder added to the file before)."""
+    codec = audio.codec.removesuffix("float").removesuffix("_fixed")
+    if codec.startswith("pcm_") or codec in LOSSLESS:
+        return 0.0
+    samples = delays.START_DELAYS.get(codec, 1024) + FRAME_SAMPLES
+    return samples / audio.source_rate * 1000
+
+
+def seams(
+    audio: dict[str, Audio], device: dict[str, str], usable: list[str]
+) -> dict[tuple[str, str], Link]:
+    """Each camera's consecutive usable files (name order) laid end to end: t_earlier
+    from t_later, with no drift between them (one clock) and the cuts' allowance as
+    the bound; a silent file between two is stepped over by its length."""
+    files: dict[str, list[str]] = {}
+    for node in audio:
+        if node in device:
+            files.setdefault(device[node], []).append(node)
+    out: dict[tuple[str, str], Link] = {}
+    for chapters in files.values():
+        for start, earlier in enumerate(chapters):
+            if earlier not in usable:
+                continue
+            link = Link(0.0, 0.0, 0.0, 0.0, True)
+            for before, later in pairwise(chapters[start:]):
+                ends = audio[before].start_s + audio[before].duration_s
+                link = _chain(
+                    link,
+                    Link(
+                        offset_s=ends - audio[later].start_s,
+                        drift=0.0,
+                        bound_ms=seam_allowance_ms(audio[later]),
+                        drift_error_ppm=0.0,
+                        has_drift=True,
+                        cuts=((before, later),),
+                    ),
+                )
+                if later in usable:
+                    out[earlier, later] = link
+                    break
+    return out
+
+
+def _place(
+    placed: dict[str, Link], node: str, link: Link, cuts: dict[tuple[str, str], Link]
+) -> None:
+    """Put a recording on the reference's clock, and its camera's other files end to end
+    with it (a provisional place: it decides which pairs are aligned, not the answer)."""
+    todo = [(node, link)]
+    while todo:
+        here, where = todo.pop()
+        if here in placed:
+            continue
+        placed[here] = where
+        for (earlier, later), seam in cuts.items():
+            if earlier == here:
+                todo.append((later, _chain(where, seam)))
+            elif later == here:
+                todo.append((earlier, _chain(where, _reverse(seam))))
 
 
 def _next_pair(
@@ -361,7 +497,7 @@ def _next_pair(
     first. A place can rule out later pairs: a camera's later chapters meet the
     reference's first one only through the other streams, and paired first with
     a long recorder they get places that leave out their pairs with chapters they
-    share no time with."""
+    share too little time with."""
     placing = [i for i, (a, b) in enumerate(waiting) if (a in placed) != (b in placed)]
     if not placing:
         return 0
@@ -373,13 +509,13 @@ def _next_pair(
     return max(placing, key=reach)
 
 
-def _no_common_time(placed: dict[str, Link], audio: dict[str, Audio], a: str, b: str) -> bool:
-    """Whether two recordings placed on the reference's clock share no time (with
-    a second to spare): then no sound of one is in the other. Not placed: unknown."""
+def _little_common_time(placed: dict[str, Link], audio: dict[str, Audio], a: str, b: str) -> bool:
+    """Whether two recordings placed on the reference's clock share less than
+    MIN_SHARED_S: too little sound in common to align them. Not placed: unknown."""
     if a not in placed or b not in placed:
         return False
     maps = [(placed[n].offset_s, placed[n].drift * 1e6) for n in (a, b)]
-    return common_s(audio[a], maps[0], audio[b], maps[1]) < -APART_SLACK_S
+    return common_s(audio[a], maps[0], audio[b], maps[1]) < MIN_SHARED_S
 
 
 def combine(
@@ -388,17 +524,25 @@ def combine(
     reference: str,
     usable: list[str],
     middles_s: dict[str, float],
+    cuts: dict[tuple[str, str], Link] | None = None,
 ) -> tuple[dict[str, Result | SyncProblem], dict[str, list[str]]]:
     """The pairs' results (t_first from t_second) composed into one per stream, as `solve`.
 
     `middles_s`: a time inside each stream's recording, where routes are compared
-    (at time zero, a drift's extrapolation would blur them).
+    (at time zero, a drift's extrapolation would blur them). `cuts`: a camera's
+    consecutive files end to end (`seams`), links too unless the sound puts the
+    two files elsewhere; a route through one costs SEAM_COST_MS more.
     """
     links: dict[str, dict[str, Link]] = {sid: {} for sid in usable}
     for (first, second), result in pairs.items():
         links[first][second] = _link(result)  # t_first from t_second
         links[second][first] = _reverse(_link(result))
-    best, route = _shortest(links, reference, lambda link: link.bound_ms)
+    for (earlier, later), seam in _seams_kept(links, reference, cuts or {}, middles_s).items():
+        links[earlier][later] = seam
+        links[later][earlier] = _reverse(seam)
+    best, route = _shortest(
+        links, reference, lambda link: link.bound_ms + SEAM_COST_MS * len(link.cuts)
+    )
     net = _Network(reference, pairs, links, best, route)
     for sid in usable:
         if sid in best and len(route[sid]) > 2 and _direct_came_first(net, sid, middles_s[sid]):
@@ -433,8 +577,10 @@ def combine(
         # every other way to reach the stream (the direct pair, or one stream
         # between) is an independent measurement: where one disagrees with the
         # chosen chain, the truth could be on its side, so the bound covers it
-        spread_ms = max([_apart_ms(r, chosen) for r in _routes_to(links, reference, sid)] + [0.0])
-        reason = _reason(route[sid], pairs)
+        # (a route through a cut is an assumption: it does not dispute the sound's answer)
+        others = [r for r in _routes_to(links, reference, sid) if chosen.cuts or not r.cuts]
+        spread_ms = max([_apart_ms(r, chosen) for r in others] + [0.0])
+        reason = _seam_reason(chosen) if chosen.cuts else _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
             reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
@@ -481,8 +627,43 @@ def combine(
             drift_via=drift_via,
             bound_reason=reason,
             drift_reason=drift_reason,
+            end_to_end=[later for _, later in chosen.cuts],
         )
     return out, route
+
+
+def _seams_kept(
+    links: dict[str, dict[str, Link]],
+    reference: str,
+    cuts: dict[tuple[str, str], Link],
+    middles_s: dict[str, float],
+) -> dict[tuple[str, str], Link]:
+    """The cuts the sound does not contradict: where pairs sure of themselves (within
+    PLACED_MS) place both files, and they are further apart than both bounds and the
+    cut's allowance (separate takes, with a pause between), the files do not continue
+    each other and their places come from the sound alone."""
+    heard, _ = _shortest(links, reference, lambda link: link.bound_ms)
+    kept = {}
+    for (earlier, later), seam in cuts.items():
+        before, after = heard.get(earlier), heard.get(later)
+        if before and after and max(before.bound_ms, after.bound_ms) <= PLACED_MS:
+            continued = _chain(before, seam)
+            apart_ms = abs(_at(continued, middles_s[later]) - _at(after, middles_s[later])) * 1000
+            if apart_ms > continued.bound_ms + after.bound_ms + CUT_SLACK_MS:
+                continue
+        kept[earlier, later] = seam
+    return kept
+
+
+def _seam_reason(chosen: Link) -> str:
+    """Why a file placed through a cut is doubtful: the place assumes no gap there."""
+    earlier, later = chosen.cuts[0]
+    more = f" and {len(chosen.cuts) - 1} more cut(s)" if len(chosen.cuts) > 1 else ""
+    return (
+        f"placed end to end with {earlier} -> {later}{more}: no recording that shares "
+        "its sound reaches the reference's, so it holds only if the files are one "
+        "recording cut in parts (a camera's chapters), not separate takes"
+    )
 
 
 def _drift_spread_ppm(

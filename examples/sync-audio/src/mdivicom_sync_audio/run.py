@@ -202,6 +202,13 @@ def run(
                 f"+-{found.error_bound_ms:.2f} ms (max_error_ms {max_error:g})"
                 + (f": {found.bound_reason}" if found.bound_reason else "")
             )
+        elif found.end_to_end:
+            # a tight bound that rests on an assumption the sound could not check
+            status = "doubtful"
+            warnings.append(
+                f"{sid}: offset {found.offset_s:+.4f} s (+-{found.error_bound_ms:.2f} ms) "
+                f"{found.bound_reason}"
+            )
         if found.drift_error_ppm is not None and found.drift_error_ppm > MAX_DRIFT_ERROR_PPM:
             status = "doubtful"
             warnings.append(
@@ -218,6 +225,8 @@ def run(
             status,
         )
         results[sid]["via"] = routes[sid][1:-1]
+        # the files whose place assumes they continue the file before them
+        results[sid]["end_to_end"] = found.end_to_end
         results[sid]["jumps"] = [
             {
                 "from_s": round(j.from_s, 3),
