@@ -1171,7 +1171,20 @@ def align(first, second, stream_id, max_lag_s):
         raise SyncProblem(f"{stream_id}: no common sound found with the reference")
     if common < 10:  # a chance peak (reused speech): 7 s off, a loose bound
         return Result(b0 - a0 + 7.0, 0.0, 50.0, 1.0, 10.0, 8.0)
+    if (name, a, b) in special:
+        return special[name, a, b]
     return Result(b0 - a0, 0.0, 0.1, 1.0, 10.0, 20.0)  # t_first = t_second + offset
+
+# answers that are not the plain truth: a short file's answer 6.88 ms off within
+# 3.5 ms; a camera 100 ppm fast, its drift measured on its first chapter only (the
+# second shares 13 s with the reference: its offset holds 6.5 s in, with no drift)
+special = {
+    ("short tail", "R/2", "A"): Result(-40 + 0.00688, 0.0, 3.5, 1.0, 10.0, 20.0),
+    ("borrowed drift", "R", "A/1"): Result(0.0, 100.0, 0.1, 1.0, 40.0, 20.0),
+    ("borrowed drift", "R", "A/2"): Result(
+        (40 + 6.5) * (1 + 1e-4) - 6.5, None, 0.1, None, 13.0, 20.0, measured_at_s=6.5
+    ),
+}
 
 network.align = align
 
@@ -1206,6 +1219,9 @@ for name, places in {
     # the same recording twice (a proxy, a second card): end to end it would follow
     # the first, sharing 5 s with the reference
     "written twice": {"ref": (0, 40), "A/1": (5, 30), "A/2": (5, 30)},
+    # the reference's 10-s last chapter, whose sound puts it 6.88 ms off, within 3.5
+    "short tail": {"R/1": (0, 40), "R/2": (40, 10), "A": (0, 50)},
+    "borrowed drift": {"R": (0, 100), "A/1": (0, 40), "A/2": (40, 40)},
 }.items():
     audio = {node: recording(node, n) for node, (_, n) in places.items()}
     aligned = []
@@ -1216,6 +1232,8 @@ for name, places in {
         "aligned": sorted(aligned),
         "offsets": {node: getattr(found, "offset_s", None) for node, found in solved.items()},
         "end to end": {node: found.end_to_end for node, found in solved.items()},
+        "bounds": {node: found.error_bound_ms for node, found in solved.items()},
+        "drifts": {node: found.drift_ppm for node, found in solved.items()},
     }
 # the cuts the sound does not contradict: A/2 is heard where A/1's end would not
 # put it (separate takes), B/2 where B/1's would, A/3 is not heard at all
@@ -1324,6 +1342,19 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
     assert twice["aligned"] == [["ref", "A/1"], ["ref", "A/2"]]
     assert twice["offsets"] == {"A/1": 5.0, "A/2": 5.0}
     assert twice["end to end"] == {"A/1": [], "A/2": []}
+    # the sound's answer is only good to 3.5 ms: the cut (exact for a WAV) is tighter
+    # and places the file; the sound's place, 6.88 ms away, stays in its bound. The
+    # camera the tail was paired with keeps its own answer and bound
+    tail = found["short tail"]
+    assert tail["offsets"]["R/2"] == 40.0 and tail["end to end"]["R/2"] == ["R/2"], tail
+    assert 6.88 <= tail["bounds"]["R/2"] < 7, tail
+    assert tail["bounds"]["A"] == 0.1, tail
+    # A/2's own pair measured no drift; across the cut its camera's is known, and its
+    # offset, measured 6.5 s in, is carried to its middle along it (1.35 ms without)
+    borrowed = found["borrowed drift"]
+    assert abs(borrowed["drifts"]["A/2"] - 100.0) < 1e-6, borrowed
+    assert abs(borrowed["offsets"]["A/2"] - 40 * (1 + 1e-4)) < 1e-9, borrowed
+    assert abs(borrowed["bounds"]["A/2"] - (0.1 + 13.5 * 1e-3)) < 1e-9, borrowed
     assert found["kept"] == ["A/2-A/3", "B/1-B/2"]  # the sound overrules A/1-A/2
     assert found["over silence"] == {"C/1-C/3": [15.0, [["C/1", "C/2"], ["C/2", "C/3"]]]}
     assert found["allowance"] == {

@@ -52,9 +52,10 @@ PEAK_WIDTH_MS = 0.2
 # in common gave one of 8.1 sd, 6.4 s off, that disputed a right answer)
 MIN_SHARED_S = 10.0
 PLACED_MS = 25.0  # a pair this sure of itself places a recording (to within a second)
+HEARD_MS = 1.0  # the sound places a file this well where it overrules a cut
 # a route through a cut between a camera's files costs this much more than its bound:
-# the sound, where it reaches a file, outranks the assumption that files continue
-SEAM_COST_MS = PLACED_MS
+# the sound, where it places a file well, outranks the assumption that files continue
+SEAM_COST_MS = HEARD_MS
 CUT_SLACK_MS = 1.0  # two places of a file this close agree (beyond both bounds)
 DRIFT_FLOOR_PPM = 1.0  # a measured drift, carried across a cut, is good to no better
 LOSSLESS = ("flac", "alac", "wavpack", "tta", "ape", "mlp", "truehd")
@@ -577,9 +578,13 @@ def combine(
         # every other way to reach the stream (the direct pair, or one stream
         # between) is an independent measurement: where one disagrees with the
         # chosen chain, the truth could be on its side, so the bound covers it
-        # (a route through a cut is an assumption: it does not dispute the sound's answer)
-        others = [r for r in _routes_to(links, reference, sid) if chosen.cuts or not r.cuts]
-        spread_ms = max([_apart_ms(r, chosen) for r in others] + [0.0])
+        # (a cut is an assumption with a bound of its own, the cut's allowance: only
+        # the file across it is disputed through it, and only beyond both bounds)
+        heard = [r for r in _routes_to(links, reference, sid) if not r.cuts]
+        across = [
+            r for r in _across_cuts(net, sid) if _apart_ms(r, chosen) > r.bound_ms + chosen.bound_ms
+        ]
+        spread_ms = max([_apart_ms(r, chosen) for r in heard + across] + [0.0])
         reason = _seam_reason(chosen) if chosen.cuts else _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
@@ -593,15 +598,28 @@ def combine(
             )
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         drift_reason = ""
-        if sid in drifts and chosen.has_drift:
-            # the same reference time at the middle of the stream, along the better drift
+        # a file whose chain measured no drift (too little time shared) still has its
+        # camera's, across a cut: one clock. Its offset holds where it was measured;
+        # the drift's error carries that to the middle (a 40-s chapter of a camera
+        # 100 ppm fast, measured on 13 s, was 1.3 ms off at its middle without it)
+        borrowed = not chosen.has_drift and sid in drifts and bool(drifts[sid].cuts)
+        if sid in drifts and (chosen.has_drift or borrowed):
+            # the same reference time at the middle of the stream (or where the offset
+            # was measured), along the better drift
             drift_via = drift_routes[sid][1:-1]
-            keep = _at(chosen, middles_s[sid])
+            anchor = middles_s[sid]
+            if borrowed and chosen.at_s is not None:
+                anchor = chosen.at_s
+            keep = _at(chosen, anchor)
+            carried_ppm = max(drifts[sid].drift_error_ppm or 0.0, DRIFT_FLOOR_PPM)
             chosen = replace(
                 chosen,
                 drift=drifts[sid].drift,
                 drift_error_ppm=drifts[sid].drift_error_ppm,
-                offset_s=keep - middles_s[sid] * (1 + drifts[sid].drift),
+                offset_s=keep - anchor * (1 + drifts[sid].drift),
+                has_drift=True,
+                bound_ms=chosen.bound_ms
+                + (abs(middles_s[sid] - anchor) * carried_ppm * 1e-3 if borrowed else 0.0),
             )
             spread_ppm = _drift_spread_ppm(measured, reference, sid, drifts[sid])
             if spread_ppm > 0 and chosen.drift_error_ppm is not None:
@@ -638,17 +656,22 @@ def _seams_kept(
     cuts: dict[tuple[str, str], Link],
     middles_s: dict[str, float],
 ) -> dict[tuple[str, str], Link]:
-    """The cuts the sound does not contradict: where pairs sure of themselves (within
-    PLACED_MS) place both files, and they are further apart than both bounds and the
-    cut's allowance (separate takes, with a pause between), the files do not continue
-    each other and their places come from the sound alone."""
+    """The cuts the sound does not contradict: where the sound places both files to
+    within HEARD_MS, and they are further apart than both bounds and the cut's
+    allowance (separate takes, with a pause between), the files do not continue
+    each other and their places come from the sound alone. A looser answer does
+    not overrule a cut: on 10-s chapter files, answers with bounds of 3.5 ms were
+    7 ms off, and one of 23 ms was a chance peak 88 s away."""
     heard, _ = _shortest(links, reference, lambda link: link.bound_ms)
     kept = {}
     for (earlier, later), seam in cuts.items():
         before, after = heard.get(earlier), heard.get(later)
-        if before and after and max(before.bound_ms, after.bound_ms) <= PLACED_MS:
+        if before and after and max(before.bound_ms, after.bound_ms) <= HEARD_MS:
             continued = _chain(before, seam)
-            apart_ms = abs(_at(continued, middles_s[later]) - _at(after, middles_s[later])) * 1000
+            # compared at the later file's middle, or where its offset was measured
+            # when it has no drift (it holds only there)
+            at = middles_s[later] if after.has_drift or after.at_s is None else after.at_s
+            apart_ms = abs(_at(continued, at) - _at(after, at)) * 1000
             if apart_ms > continued.bound_ms + after.bound_ms + CUT_SLACK_MS:
                 continue
         kept[earlier, later] = seam
@@ -688,6 +711,19 @@ def _drift_spread_ppm(
         for route in _routes_to(measured, reference, sid)
     ]
     return max((ppm for ppm, theirs in apart if ppm > theirs + mine), default=0.0)
+
+
+def _across_cuts(net: _Network, sid: str) -> list[Link]:
+    """The places the file's neighbours in its camera give it across their cuts (each
+    neighbour's own place, not reached through this file): a short chapter's sound
+    can find a chance peak, 88 s off with a bound of 23 ms, that only its camera's
+    other files dispute."""
+    return [
+        _chain(net.best[other], link)
+        for other, near in net.links.items()
+        if (link := near.get(sid)) is not None and link.cuts
+        if other in net.best and sid not in net.route[other]
+    ]
 
 
 def _routes_to(links: dict[str, dict[str, Link]], reference: str, sid: str) -> list[Link]:
