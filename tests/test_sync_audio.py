@@ -1234,6 +1234,7 @@ for name, places in {
         "end to end": {node: found.end_to_end for node, found in solved.items()},
         "bounds": {node: found.error_bound_ms for node, found in solved.items()},
         "drifts": {node: found.drift_ppm for node, found in solved.items()},
+        "reasons": {node: getattr(found, "bound_reason", None) for node, found in solved.items()},
     }
 # the cuts the sound does not contradict: A/2 is heard where A/1's end would not
 # put it (separate takes), B/2 where B/1's would, A/3 is not heard at all
@@ -1349,6 +1350,9 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
     assert tail["offsets"]["R/2"] == 40.0 and tail["end to end"]["R/2"] == ["R/2"], tail
     assert 6.88 <= tail["bounds"]["R/2"] < 7, tail
     assert tail["bounds"]["A"] == 0.1, tail
+    assert tail["reasons"]["R/2"].startswith(
+        "another chain of pairs puts it 6.88 ms away; placed end to end with R/1 -> R/2"
+    ), tail["reasons"]
     # A/2's own pair measured no drift; across the cut its camera's is known, and its
     # offset, measured 6.5 s in, is carried to its middle along it (1.35 ms without)
     borrowed = found["borrowed drift"]

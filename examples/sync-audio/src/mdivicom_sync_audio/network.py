@@ -596,6 +596,8 @@ def combine(
                 f"{source} has a peak {earlier_ms:.2f} ms earlier "
                 "that no other pair with this stream rules out"
             )
+        if chosen.cuts and reason != _seam_reason(chosen):
+            reason = f"{reason}; {_seam_reason(chosen)}"  # a widened bound's, and the cut's
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         drift_reason = ""
         # a file whose chain measured no drift (too little time shared) still has its
