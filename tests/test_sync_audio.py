@@ -269,6 +269,12 @@ def _cut(scene, start_s: float, seconds: float):
     return scene[int(start_s * CASE_RATE) : int((start_s + seconds) * CASE_RATE)]
 
 
+def _cuts(session: Path, scene, files: dict[str, tuple[float, float]]) -> None:
+    """Each file under raw/audio/ a cut of the scene: (start in the scene s, length s)."""
+    for name, (start_s, seconds) in files.items():
+        _write(session / "raw/audio" / name, _cut(scene, start_s, seconds))
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     """Hand-made sessions whose truth is exact: each camera is a cut of one scene."""
@@ -976,11 +982,17 @@ def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
     keeps the first file's result at its top and lists every file's."""
     scene = _scene(100, seed=12)
     session = tmp_path / "ses-chapters"
-    _write(session / "raw/audio/str-cam1/C0001.wav", _cut(scene, 0, 50))  # the reference
-    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 50, 50))
-    _write(session / "raw/audio/str-cam2/GX010042.wav", _cut(scene, 5, 50))
-    _write(session / "raw/audio/str-cam2/GX020042.wav", _cut(scene, 55, 42))
-    _write(session / "raw/audio/str-cam3/cam3.wav", _cut(scene, 10, 80))
+    _cuts(
+        session,
+        scene,
+        {
+            "str-cam1/C0001.wav": (0, 50),  # the reference
+            "str-cam1/C0002.wav": (50, 50),
+            "str-cam2/GX010042.wav": (5, 50),
+            "str-cam2/GX020042.wav": (55, 42),
+            "str-cam3/cam3.wav": (10, 80),
+        },
+    )
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     truth = {
@@ -1024,10 +1036,16 @@ def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_p
     among themselves, and each says its place rests on that cut."""
     scene = _scene(100, seed=14)
     session = tmp_path / "ses-cut-together"
-    _write(session / "raw/audio/str-cam1/C0001.wav", _cut(scene, 0, 50))  # the reference
-    _write(session / "raw/audio/str-cam1/C0002.wav", _cut(scene, 50, 50))
-    _write(session / "raw/audio/str-cam2/GX010042.wav", _cut(scene, 1.5, 49))
-    _write(session / "raw/audio/str-cam2/GX020042.wav", _cut(scene, 50.5, 45))
+    _cuts(
+        session,
+        scene,
+        {
+            "str-cam1/C0001.wav": (0, 50),  # the reference
+            "str-cam1/C0002.wav": (50, 50),
+            "str-cam2/GX010042.wav": (1.5, 49),
+            "str-cam2/GX020042.wav": (50.5, 45),
+        },
+    )
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     cam1, cam2 = (_map(tmp_path, "out", stream)["files"] for stream in ("str-cam1", "str-cam2"))
