@@ -459,14 +459,14 @@ def evaluate(
                 "stream": sid if len(parts) == 1 else f"{sid}/{name}",
                 "errors": {},
             }
+            # each tool's answer for this file (a stream of several lists each file's)
+            found = {tool: results[tool].get(sid, {}) for tool in tools}
+            if len(parts) > 1:
+                found = {tool: file_result(answer, name) for tool, answer in found.items()}
             for tool in tools:
-                found = results[tool].get(sid, {})
-                if len(parts) > 1:
-                    found = file_result(found, name)
-                err = error_ms(found, info, sid, duration, start)
+                err = error_ms(found[tool], info, sid, duration, start)
                 row["errors"][tool] = float("inf") if err is None else err
-            ours = results["ours"].get(sid, {})
-            ours = file_result(ours, name) if len(parts) > 1 else ours
+            ours = found["ours"]
             row["bound"] = ours.get("error_bound_ms")
             row["status"] = ours.get("status", "missing")
             row["jumps"] = len(ours.get("jumps", []))  # the rooms' recordings have none

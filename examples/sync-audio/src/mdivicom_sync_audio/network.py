@@ -585,7 +585,8 @@ def combine(
             r for r in _across_cuts(net, sid) if _apart_ms(r, chosen) > r.bound_ms + chosen.bound_ms
         ]
         spread_ms = max([_apart_ms(r, chosen) for r in heard + across] + [0.0])
-        reason = _seam_reason(chosen) if chosen.cuts else _reason(route[sid], pairs)
+        seam_reason = _seam_reason(chosen) if chosen.cuts else ""
+        reason = seam_reason or _reason(route[sid], pairs)
         if spread_ms > chosen.bound_ms:
             chosen = replace(chosen, bound_ms=spread_ms + chosen.bound_ms)
             reason = f"another chain of pairs puts it {spread_ms:.2f} ms away"
@@ -596,8 +597,8 @@ def combine(
                 f"{source} has a peak {earlier_ms:.2f} ms earlier "
                 "that no other pair with this stream rules out"
             )
-        if chosen.cuts and reason != _seam_reason(chosen):
-            reason = f"{reason}; {_seam_reason(chosen)}"  # a widened bound's, and the cut's
+        if seam_reason and reason != seam_reason:
+            reason = f"{reason}; {seam_reason}"  # a widened bound's, and the cut's
         drift_via = route[sid][1:-1] if chosen.has_drift else []
         drift_reason = ""
         # a file whose chain measured no drift (too little time shared) still has its
