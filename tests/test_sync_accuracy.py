@@ -88,3 +88,25 @@ def test_a_file_is_judged_in_its_own_time():
     assert sync_accuracy.file_result(found, "b.wav") == {"audio": {"file": "b.wav"}}
     assert sync_accuracy.file_result({"audio": {"file": "a.wav"}}, "a.wav")["audio"]
     assert sync_accuracy.file_result(found, "c.wav") == {}
+
+
+def test_chapters_with_the_peers_is_refused(tmp_path):
+    """The peers take one file a stream: --chapters without --tools ours is a usage
+    error (exit 2) that says what to add."""
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "sync_accuracy.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--chapters", "120", "--cache", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "error: --chapters runs sync-audio alone (the peers take one file a stream): "
+            "add --tools ours"
+        )
+    ), result.stderr
