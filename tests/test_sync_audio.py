@@ -979,7 +979,8 @@ def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
     synced on its own (its own offset, drift and bound), also the reference
     stream's second file, which has no sound in common with the first and is
     placed through the other streams. The map of a stream of several files
-    keeps the first file's result at its top and lists every file's."""
+    keeps the first file's result at its top, with the whole stream's status,
+    and lists every file's."""
     scene = _scene(100, seed=12)
     session = tmp_path / "ses-chapters"
     _cuts(
@@ -1011,6 +1012,7 @@ def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
         assert found["offset_s"] == files[0]["offset_s"]
     cam1 = _map(tmp_path, "out", "str-cam1")
     assert cam1["files"][0]["status"] == "reference"
+    assert cam1["status"] == "reference", cam1  # every file fine: the first file's
     assert cam1["files"][1]["status"] == "ok" and cam1["files"][1]["via"], cam1["files"][1]
     record = _record(tmp_path, "out")
     assert record["status"] == "succeeded", record
@@ -1048,8 +1050,12 @@ def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_p
     )
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
-    cam1, cam2 = (_map(tmp_path, "out", stream)["files"] for stream in ("str-cam1", "str-cam2"))
+    maps = {stream: _map(tmp_path, "out", stream) for stream in ("str-cam1", "str-cam2")}
+    cam1, cam2 = (maps[stream]["files"] for stream in ("str-cam1", "str-cam2"))
     assert abs(cam2[0]["offset_s"] - 1.5) * 1000 < 0.5 and cam2[0]["status"] == "ok", cam2[0]
+    # a reader of the top alone learns that a later file is doubtful
+    assert maps["str-cam2"]["status"] == "doubtful", maps["str-cam2"]
+    assert maps["str-cam2"]["offset_s"] == cam2[0]["offset_s"]
     for entry, offset in ((cam1[1], 50.0), (cam2[1], 50.5)):
         assert abs(entry["offset_s"] - offset) * 1000 < 0.5, entry
         assert entry["status"] == "doubtful" and entry["end_to_end"], entry
@@ -1124,7 +1130,10 @@ def test_a_file_apart_from_the_reference_is_checked_against_another_stream(insta
     _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 8, 92))
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
-    chapter = _map(tmp_path, "out", "str-cam1")["files"][1]
+    cam1 = _map(tmp_path, "out", "str-cam1")
+    chapter = cam1["files"][1]
+    # the top says so too, not only the first file's `reference`
+    assert cam1["status"] == "doubtful" and cam1["files"][0]["status"] == "reference", cam1
     assert abs(chapter["offset_s"] - 50.0) * 1000 < 0.5, chapter  # its larger part
     assert chapter["status"] == "doubtful" and chapter["jumps"], chapter
     assert all(abs(jump["by_ms"] - 100) < 1 for jump in chapter["jumps"]), chapter["jumps"]
@@ -1159,8 +1168,10 @@ def test_a_silent_reference_file_leaves_the_next_one_or_says_how_to_choose(insta
             _write(tmp_path / name / "raw/audio" / path, samples)
     result = _run(installed, tmp_path / "ses-muted", tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
-    muted, second = _map(tmp_path, "out", "str-cam1")["files"]
+    cam1 = _map(tmp_path, "out", "str-cam1")
+    muted, second = cam1["files"]
     assert muted["status"] == "failed" and "C0001.wav is silent" in muted["error"], muted
+    assert cam1["status"] == "doubtful", cam1  # part of the stream failed, not all of it
     assert second["status"] == "reference", second
     assert abs(_map(tmp_path, "out", "str-cam2")["offset_s"] - 5.0) * 1000 < 0.5
     result = _run(installed, tmp_path / "ses-silent-reference", tmp_path / "out2")

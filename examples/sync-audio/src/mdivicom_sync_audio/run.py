@@ -342,14 +342,30 @@ def by_stream(
     nodes: dict[str, tuple[str, Path]], results: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Each stream's result: its recording's, or for a stream of several files the
-    first file's with every file's under `files` (each in its own time)."""
+    first file's with every file's under `files` (each in its own time). The top
+    `status` of a split stream is the whole stream's, since a consumer that reads
+    only the top would otherwise take a doubtful or failed later chapter as fine."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for node, (sid, _) in nodes.items():
         grouped.setdefault(sid, []).append(results[node])
     return {
-        sid: entries[0] if len(entries) == 1 else {**entries[0], "files": entries}
+        sid: entries[0]
+        if len(entries) == 1
+        else {**entries[0], "status": stream_status(entries), "files": entries}
         for sid, entries in sorted(grouped.items())
     }
+
+
+def stream_status(entries: list[dict[str, Any]]) -> str:
+    """`failed` when no file could be synced, `doubtful` when any file is doubtful
+    or failed (part of the stream is not to be trusted), else the first file's
+    (`reference` or `ok`)."""
+    statuses = [entry["status"] for entry in entries]
+    if all(status == "failed" for status in statuses):
+        return "failed"
+    if any(status in ("doubtful", "failed") for status in statuses):
+        return "doubtful"
+    return statuses[0]
 
 
 def write_outputs(
