@@ -19,6 +19,7 @@ this was written on is noisy (wall time there mostly measures the neighbours).
     python benchmarks/sync_accuracy.py [--runs 3] [--seed 1 2 3] [--markdown]
         [--tools ours] [--condition drift] [--jobs 2] [--surfaces graded]
         [--reference close] [--long] [--chapters SECONDS] [--render-only] [--json PATH]
+        [--set KEY=VALUE ...]
 
 Judging a change to sync-audio, as every release since 0.3.0 was judged:
 write the rule first, render rooms no version has run on (--render-only
@@ -59,6 +60,10 @@ recording, into study-<seed>.../chapters-<SECONDS>, and judges each file's
 answer in its own time (sync-audio only). The rooms' cameras start within
 +-8 s of each other, so their cuts fall at nearly the same moments: the
 layout of cameras of one make started together.
+
+--set KEY=VALUE passes a setting to every sync-audio run, as `mdivicom run
+--set` does (e.g. continuous_chapters=true with --chapters); it is in the
+table's title and the --json file, and sync_compare.py shows it.
 
 Each seed is one study: ten rooms, one per condition, with new room sizes,
 positions, speech and noise. Seeds 1-22 are the development set: the method and
@@ -314,13 +319,13 @@ def timed_json(argv: list[str]) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
-def run_ours(python: Path, session: Path) -> tuple[float, dict]:
+def run_ours(python: Path, session: Path, sets: tuple[str, ...] = ()) -> tuple[float, dict]:
     out = Path(tempfile.mkdtemp(prefix="sync-ours-"))
     try:
         mdivicom = python.with_name("mdivicom")
-        elapsed, _ = timed_json(
-            [str(mdivicom), "run", "sync-audio", "--dataset", str(session), "--out", str(out)]
-        )
+        options = [arg for setting in sets for arg in ("--set", setting)]
+        argv = [str(mdivicom), "run", "sync-audio", "--dataset", str(session), "--out", str(out)]
+        elapsed, _ = timed_json([*argv, *options])
         maps = out / "sync-audio" / "dataset" / "derived" / "sync" / "timebase_maps"
         found = {p.name.split("_")[0]: json.loads(p.read_text()) for p in maps.glob("*.json")}
     finally:
@@ -413,6 +418,7 @@ def evaluate(
     pythons: dict[str, Path],
     runs: int,
     chapters: float | None = None,
+    sets: tuple[str, ...] = (),
 ) -> tuple[dict, list[dict]]:
     """One session (seed, condition, the study's truth) through every tool: its CPU
     times and one row per camera stream (with `chapters`, per file: the reference's
@@ -437,7 +443,7 @@ def evaluate(
         samples = []
         for _ in range(runs):
             if tool == "ours":
-                seconds, found = run_ours(pythons[tool], session)
+                seconds, found = run_ours(pythons[tool], session, sets)
             else:
                 driver = AOF_DRIVER if tool == "audio-offset-finder" else AUDALIGN_DRIVER
                 seconds, found = run_peer(pythons[tool], driver, files)
@@ -546,6 +552,15 @@ def main() -> None:
         "SECONDS (as cameras split long recordings; made once under the study) and judge "
         "each file's answer on its own; sync-audio only",
     )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sync-audio setting for every session (as `mdivicom run --set`), e.g. "
+        "continuous_chapters=true; repeatable",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     tools = [name for name in VENVS if name in args.tools]
@@ -588,7 +603,12 @@ def main() -> None:
     sessions: list[dict] = []  # one row per session: CPU seconds per tool
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         work = partial(
-            evaluate, tools=tools, pythons=pythons, runs=args.runs, chapters=args.chapters
+            evaluate,
+            tools=tools,
+            pythons=pythons,
+            runs=args.runs,
+            chapters=args.chapters,
+            sets=tuple(args.sets),
         )
         done = pool.map(work, jobs)
         for session, rows in done:
@@ -612,6 +632,7 @@ def main() -> None:
                     "surfaces": args.surfaces,
                     "long": args.long,
                     "chapters": args.chapters,
+                    "sets": args.sets,
                     "tools": tools,
                     "streams": streams,
                     "sessions": sessions,
@@ -630,6 +651,8 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
     seeds = ", ".join(map(str, args.seed))
     cut = f" cut into {args.chapters:g}-s chapter files" if args.chapters else ""
     what = "files" if args.chapters else "camera streams"
+    if args.sets:
+        cut += f", sync-audio with --set {' --set '.join(args.sets)}"
     print(
         f"# sync accuracy: {len(sessions)} simulated rooms, {len(streams)} {what}{cut}, "
         f"seeds {seeds}; CPU times, medians of {args.runs} runs; "

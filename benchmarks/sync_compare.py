@@ -34,6 +34,7 @@ def load(path: Path) -> dict[tuple[int, str, str], dict]:
         "rows": rows,
         "cpu": cpu,
         "rooms": (run["reference"], run["long"], run.get("chapters")),
+        "sets": run.get("sets", []),
     }
 
 
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print("the two runs have no stream in common (other seeds?)", file=sys.stderr)
         return 2
     print(f"# {args.before} -> {args.after}: {len(shared)} streams in both, {alone} in one only")
+    if before["sets"] or after["sets"]:
+        settings = [" ".join(run["sets"]) or "none" for run in (before, after)]
+        print(f"# sync-audio settings: {settings[0]} -> {settings[1]}")
     print()
     print(
         "| seed | condition | stream "

@@ -1070,6 +1070,63 @@ def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_p
     ), warnings
 
 
+def test_continuous_chapters_trusts_the_cuts_unless_the_sound_contradicts_one(installed, tmp_path):
+    """`--set continuous_chapters=true` is the user's word that each stream's files
+    are one recording cut in parts: a file placed end to end is then `ok` when its
+    bound allows, with its `end_to_end` kept. A camera's two takes with a pause
+    between, both heard well, contradict that word: the later one is placed by its
+    sound and warned; without the word they are two takes and nothing is said."""
+    scene = _scene(100, seed=14)
+    together = tmp_path / "ses-cut-together"
+    _cuts(
+        together,
+        scene,
+        {
+            "str-cam1/C0001.wav": (0, 50),  # the reference
+            "str-cam1/C0002.wav": (50, 50),
+            "str-cam2/GX010042.wav": (1.5, 49),
+            "str-cam2/GX020042.wav": (50.5, 45),
+        },
+    )
+    result = _run(installed, together, tmp_path / "out", "--set", "continuous_chapters=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for stream, offsets in (("str-cam1", [0.0, 50.0]), ("str-cam2", [1.5, 50.5])):
+        found = _map(tmp_path, "out", stream)
+        assert found["status"] == ("reference" if stream == "str-cam1" else "ok"), found
+        for entry, offset in zip(found["files"], offsets, strict=True):
+            assert abs(entry["offset_s"] - offset) * 1000 < 0.5, entry
+        assert found["files"][1]["end_to_end"], found  # still said, not warned
+        assert found["files"][1]["status"] == "ok", found
+    assert _record(tmp_path, "out")["warnings"] == []
+    takes = tmp_path / "ses-takes"
+    _cuts(
+        takes,
+        scene,
+        {
+            "str-cam1/cam1.wav": (0, 100),  # the reference
+            "str-cam2/take1.wav": (5, 30),
+            "str-cam2/take2.wav": (50, 40),  # 15 s after take 1 ended
+        },
+    )
+    for out, extra in (("plain", ()), ("declared", ("--set", "continuous_chapters=true"))):
+        result = _run(installed, takes, tmp_path / out, *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        first, second = _map(tmp_path, out, "str-cam2")["files"]
+        for entry, offset in ((first, 5.0), (second, 50.0)):
+            assert abs(entry["offset_s"] - offset) * 1000 < 0.5, entry
+            assert entry["end_to_end"] == [], entry
+        warnings = _record(tmp_path, out)["warnings"]
+        if not extra:
+            assert second["status"] == "ok" and warnings == [], warnings
+            continue
+        assert second["status"] == "doubtful", second
+        assert warnings == [
+            "str-cam2/take2.wav: continuous_chapters is set, but its sound puts it 15.000 s "
+            "from the end of str-cam2/take1.wav: not one recording with it (separate "
+            "takes?); it is placed by its sound"
+        ], warnings
+
+
 _AAC_FILES = r"""
 import sys
 from pathlib import Path
@@ -1261,6 +1318,9 @@ for name, places in {
         "aligned": sorted(aligned),
         "offsets": {node: getattr(found, "offset_s", None) for node, found in solved.items()},
         "end to end": {node: found.end_to_end for node, found in solved.items()},
+        "not continuing": {
+            node: found.not_continuing for node, found in solved.items() if found.not_continuing
+        },
         "bounds": {node: found.error_bound_ms for node, found in solved.items()},
         "drifts": {node: found.drift_ppm for node, found in solved.items()},
         "reasons": {node: getattr(found, "bound_reason", None) for node, found in solved.items()},
@@ -1274,15 +1334,14 @@ heard = {
 }
 seam = lambda a, b: Link(30.0, 0.0, 0.0, 0.0, True, cuts=((a, b),))
 cuts = {(a, b): seam(a, b) for a, b in (("A/1", "A/2"), ("A/2", "A/3"), ("B/1", "B/2"))}
-out["kept"] = sorted(
-    "-".join(cut)
-    for cut in network._seams_kept(
-        {"ref": heard, **{n: {} for n in ("A/1", "A/2", "A/3", "B/1", "B/2")}},
-        "ref",
-        cuts,
-        {n: 15.0 for n in ("A/1", "A/2", "A/3", "B/1", "B/2")},
-    )
+kept, broken = network._seams_kept(
+    {"ref": heard, **{n: {} for n in ("A/1", "A/2", "A/3", "B/1", "B/2")}},
+    "ref",
+    cuts,
+    {n: 15.0 for n in ("A/1", "A/2", "A/3", "B/1", "B/2")},
 )
+out["kept"] = sorted("-".join(cut) for cut in kept)
+out["broken"] = {"-".join(cut): round(ms, 3) for cut, ms in broken.items()}
 # a silent chapter between two is stepped over by its length (10 s, 5 s silent, 10 s)
 files = {f"C/{k}": recording(f"C/{k}", n) for k, n in ((1, 10), (2, 5), (3, 10))}
 over = network.seams(files, {node: "C" for node in files}, ["C/1", "C/3"])
@@ -1372,6 +1431,7 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
     assert twice["aligned"] == [["ref", "A/1"], ["ref", "A/2"]]
     assert twice["offsets"] == {"A/1": 5.0, "A/2": 5.0}
     assert twice["end to end"] == {"A/1": [], "A/2": []}
+    assert twice["not continuing"] == {"A/2": {"A/1": 30000.0}}, twice  # 30 s, A/1's length
     # the sound's answer is only good to 3.5 ms: the cut (exact for a WAV) is tighter
     # and places the file; the sound's place, 6.88 ms away, stays in its bound. The
     # camera the tail was paired with keeps its own answer and bound
@@ -1389,6 +1449,7 @@ def test_files_of_one_camera_are_not_paired_nor_are_files_placed_apart(installed
     assert abs(borrowed["offsets"]["A/2"] - 40 * (1 + 1e-4)) < 1e-9, borrowed
     assert abs(borrowed["bounds"]["A/2"] - (0.1 + 13.5 * 1e-3)) < 1e-9, borrowed
     assert found["kept"] == ["A/2-A/3", "B/1-B/2"]  # the sound overrules A/1-A/2
+    assert found["broken"] == {"A/1-A/2": 30000.0}  # A/2 is heard where A/1 starts
     assert found["over silence"] == {"C/1-C/3": [15.0, [["C/1", "C/2"], ["C/2", "C/3"]]]}
     assert found["allowance"] == {
         "pcm_s24le 48000": 0.0, "flac 48000": 0.0, "aac 48000": 45.33, "mp3float 44100": 51.18,

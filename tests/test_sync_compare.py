@@ -33,6 +33,7 @@ def _run(
     cpu: float,
     reference: str = "anywhere",
     chapters: float | None = None,
+    sets: list[str] | None = None,
 ) -> Path:
     path.write_text(
         json.dumps(
@@ -42,6 +43,7 @@ def _run(
                 "surfaces": "flat",
                 "long": False,
                 "chapters": chapters,
+                "sets": sets or [],
                 "tools": ["ours"],
                 "streams": rows,
                 "sessions": [{"seed": 7, "condition": "rt0.8 0dB 2cam 60s", "cpu": {"ours": cpu}}],
@@ -93,3 +95,19 @@ def test_runs_of_different_rooms_are_refused(tmp_path, capsys):
     cut = _run(tmp_path / "cut.json", rows, 1.0, chapters=120)
     assert sync_compare.main([str(before), str(cut)]) == 2
     assert "--chapters" in capsys.readouterr().err
+
+
+def test_runs_with_other_settings_are_compared_and_say_so(tmp_path, capsys):
+    """The same rooms with another sync-audio setting are the same recordings (e.g.
+    continuous_chapters, which moves statuses only): compared, the settings named."""
+    before = _run(tmp_path / "before.json", [_row("str-cam2", 0.01, 0.1, "doubtful")], 1.0)
+    after = _run(
+        tmp_path / "after.json",
+        [_row("str-cam2", 0.01, 0.1, "ok")],
+        1.0,
+        sets=["continuous_chapters=true"],
+    )
+    assert sync_compare.main([str(before), str(after)]) == 0
+    out = capsys.readouterr().out
+    assert "# sync-audio settings: none -> continuous_chapters=true" in out.splitlines()
+    assert "1 of 1 streams moved" in out

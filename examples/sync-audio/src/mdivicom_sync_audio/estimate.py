@@ -66,6 +66,9 @@ class Result:
     measured_at_s: float | None = None
     # the files this one's place takes to continue the file before them (seams)
     end_to_end: list[str] = field(default_factory=list)
+    # the camera's file before this one, where the sound puts this file further from
+    # its end than both bounds and the cut allow (separate takes): how far, in ms
+    not_continuing: dict[str, float] = field(default_factory=dict)
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:

@@ -538,7 +538,8 @@ def combine(
     for (first, second), result in pairs.items():
         links[first][second] = _link(result)  # t_first from t_second
         links[second][first] = _reverse(_link(result))
-    for (earlier, later), seam in _seams_kept(links, reference, cuts or {}, middles_s).items():
+    kept, broken = _seams_kept(links, reference, cuts or {}, middles_s)
+    for (earlier, later), seam in kept.items():
         links[earlier][later] = seam
         links[later][earlier] = _reverse(seam)
     best, route = _shortest(
@@ -649,6 +650,9 @@ def combine(
             bound_reason=reason,
             drift_reason=drift_reason,
             end_to_end=[later for _, later in chosen.cuts],
+            not_continuing={
+                earlier: apart for (earlier, later), apart in broken.items() if later == sid
+            },
         )
     return out, route
 
@@ -658,15 +662,17 @@ def _seams_kept(
     reference: str,
     cuts: dict[tuple[str, str], Link],
     middles_s: dict[str, float],
-) -> dict[tuple[str, str], Link]:
-    """The cuts the sound does not contradict: where the sound places both files to
-    within HEARD_MS, and they are further apart than both bounds and the cut's
-    allowance (separate takes, with a pause between), the files do not continue
-    each other and their places come from the sound alone. A looser answer does
-    not overrule a cut: on 10-s chapter files, answers with bounds of 3.5 ms were
-    7 ms off, and one of 23 ms was a chance peak 88 s away."""
+) -> tuple[dict[tuple[str, str], Link], dict[tuple[str, str], float]]:
+    """The cuts the sound does not contradict, and those it does with how far apart
+    (ms) it puts the files: where the sound places both files to within HEARD_MS,
+    and they are further apart than both bounds and the cut's allowance (separate
+    takes, with a pause between), the files do not continue each other and their
+    places come from the sound alone. A looser answer does not overrule a cut: on
+    10-s chapter files, answers with bounds of 3.5 ms were 7 ms off, and one of
+    23 ms was a chance peak 88 s away."""
     heard, _ = _shortest(links, reference, lambda link: link.bound_ms)
     kept = {}
+    broken = {}
     for (earlier, later), seam in cuts.items():
         before, after = heard.get(earlier), heard.get(later)
         if before and after and max(before.bound_ms, after.bound_ms) <= HEARD_MS:
@@ -676,9 +682,10 @@ def _seams_kept(
             at = middles_s[later] if after.has_drift or after.at_s is None else after.at_s
             apart_ms = abs(_at(continued, at) - _at(after, at)) * 1000
             if apart_ms > continued.bound_ms + after.bound_ms + CUT_SLACK_MS:
+                broken[earlier, later] = apart_ms
                 continue
         kept[earlier, later] = seam
-    return kept
+    return kept, broken
 
 
 def _seam_reason(chosen: Link) -> str:

@@ -66,6 +66,14 @@ def get_plugin() -> dict:
                         "each file's main track): one number for every stream's file, or "
                         'per stream, e.g. {"str-cam2": 1} (--set audio_track.str-cam2=1)',
                     },
+                    "continuous_chapters": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "a stream's files are one recording cut in parts "
+                        "(a camera's chapters, a recorder's size-limited files): a file "
+                        "placed end to end with the one before it is then no warning for "
+                        "that alone, and one whose sound says otherwise is",
+                    },
                     "strict": {
                         "type": "boolean",
                         "default": False,

@@ -144,6 +144,8 @@ def run(
 
     max_lag = config.get("max_lag_s")
     max_error = float(config.get("max_error_ms", 1.0))
+    # the user's word that split files continue each other: a cut is then no doubt
+    continuous = bool(config.get("continuous_chapters"))
     rate = int(config.get("analysis_rate_hz") or DEFAULT_RATE_HZ)
     shared = not isinstance(config.get("audio_track"), dict)
     nodes = recordings(streams)
@@ -202,13 +204,22 @@ def run(
                 f"+-{found.error_bound_ms:.2f} ms (max_error_ms {max_error:g})"
                 + (f": {found.bound_reason}" if found.bound_reason else "")
             )
-        elif found.end_to_end:
+        elif found.end_to_end and not continuous:
             # a tight bound that rests on an assumption the sound could not check
             status = "doubtful"
             warnings.append(
                 f"{sid}: offset {found.offset_s:+.4f} s (+-{found.error_bound_ms:.2f} ms) "
                 f"{found.bound_reason}"
             )
+        if continuous:
+            # the sound heard both files well and apart: they are not one recording
+            for earlier, apart_ms in found.not_continuing.items():
+                status = "doubtful"
+                warnings.append(
+                    f"{sid}: continuous_chapters is set, but its sound puts it "
+                    f"{apart_ms / 1000:.3f} s from the end of {earlier}: not one recording "
+                    "with it (separate takes?); it is placed by its sound"
+                )
         if found.drift_error_ppm is not None and found.drift_error_ppm > MAX_DRIFT_ERROR_PPM:
             status = "doubtful"
             warnings.append(
