@@ -31,7 +31,7 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
         import posix
         posix._exit(9)
     if config.get("slow_after") and session > config["slow_after"]:
-        pathlib.Path(config["started_dir"], session).write_text("started")
+        pathlib.Path(config["started_dir"], session).write_text(str(os.getpid()))
         time.sleep(60)
     wavs = sorted(p.name for p in pathlib.Path(dataset_dir).rglob("*.wav"))
     pathlib.Path(out_dir, "streams.json").write_text(json.dumps(wavs))
@@ -293,6 +293,35 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
         assert record["status"] == "interrupted"
         assert not (out / session / "per-session").exists()
     assert (out / "ses-01" / "per-session" / "streams.json").exists()
+
+
+def test_a_session_interrupted_on_its_own_fails_the_batch(session_plugin, study, tmp_path):
+    """A signal to one session's process (an operator stopping a stuck session)
+    leaves that session without output while the batch goes on: the batch did not
+    succeed, and exits 1 (it was not itself interrupted)."""
+    started = tmp_path / "started"
+    started.mkdir()
+    proc = subprocess.Popen(
+        [
+            *(MDIVICOM, "run", "per-session", "--dataset", str(study)),
+            *("--out", str(tmp_path / "out"), "--sessions", "ses-*", "--jobs", "1", "--json"),
+            *("--set", "slow_after=ses-07", "--set", f"started_dir={started}"),
+        ],
+        env=session_plugin.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (started / "ses-08").exists() or not (started / "ses-08").read_text():
+        assert time.monotonic() < deadline, "the slow session never started"
+        time.sleep(0.05)
+    os.kill(int((started / "ses-08").read_text()), signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "failed", summary
+    assert summary["totals"] == {"succeeded": 7, "interrupted": 1}, summary
 
 
 def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):

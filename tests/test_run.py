@@ -134,6 +134,33 @@ def test_plugin_exception_fails_without_touching_the_earlier_output(site, datase
     assert sorted(p.name for p in out.iterdir()) == ["_runs", "flaky"]
 
 
+@pytest.mark.parametrize(
+    ("raised", "error_type", "message"),
+    [
+        ("GeneratorExit('stop')", "GeneratorExit", "stop"),
+        ("type('Halt', (BaseException,), {})('halt')", "Halt", "halt"),
+        (
+            "KeyboardInterrupt()",
+            "KeyboardInterrupt",
+            "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
+            "a plugin must return or raise an Exception",
+        ),
+    ],
+)
+def test_whatever_an_in_process_plugin_raises_is_its_failure(
+    site, dataset, tmp_path, raised, error_type, message
+):
+    """Exceptions outside Exception escaped the runner: a traceback, the record left
+    `running`, the staging folder behind. A KeyboardInterrupt no signal raised is
+    the plugin's failure too, not a Ctrl-C (as under --isolate)."""
+    site.plugin("odd", run_source=f"def run(*a, **k):\n    raise {raised}\n")
+    out = tmp_path / "out"
+    record = run_plugin("odd", dataset=dataset, out=out)
+    assert record.status == "failed" and record.exit_code == 1, record
+    assert (record.error.type, record.error.message) == (error_type, message)
+    assert sorted(p.name for p in out.iterdir()) == ["_runs"]  # no staging left
+
+
 def test_writing_into_the_dataset_fails_the_run_and_names_the_files(site, dataset, tmp_path):
     site.plugin(
         "vandal",
@@ -258,6 +285,47 @@ def test_work_folder_is_kept_when_given_and_refused_inside_the_dataset(site, dat
     assert (tmp_path / "work" / "scratch").read_text() == "tmp"
     with pytest.raises(ValidationFailed, match=r"--work .* is inside the dataset"):
         run_plugin("writer", dataset=dataset, out=tmp_path / "out2", work=dataset / "w")
+
+
+def test_a_work_folder_that_reaches_the_dataset_or_the_outputs_is_refused(site, dataset, tmp_path):
+    """The plugin writes its work folder: one holding the dataset could delete it,
+    one holding --out or inside it could change other outputs and the records,
+    and a failed run would leave them damaged. Each way round is refused."""
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    cases = {
+        dataset.parent: r"--work .* holds the dataset",
+        dataset: r"--work .* is inside the dataset",
+        out: r"--work .* is inside --out",
+        out / "writer": r"--work .* is inside --out",
+        out / "scratch": r"--work .* is inside --out",
+    }
+    for work, message in cases.items():
+        with pytest.raises(ValidationFailed, match=message):
+            run_plugin("writer", dataset=dataset, out=out, work=work, overwrite=True)
+    # beside both is fine
+    sibling = tmp_path / "elsewhere" / "work"
+    run_plugin("writer", dataset=dataset, out=tmp_path / "out2", work=sibling)
+    assert (sibling / "scratch").read_text() == "tmp"
+
+
+def test_out_inside_another_run_s_output_is_refused(site, dataset, tmp_path):
+    """A run into a folder another run's record lists (its plugin's output, or the
+    runs' own folders) would change files that record describes; beside them, or
+    a batch's session folder under a run root, is fine."""
+    site.plugin("writer", run_source=WRITE_TWO)
+    out = tmp_path / "out"
+    first = run_plugin("writer", dataset=dataset, out=out)
+    for inner, message in (
+        (out / "writer", rf"is inside .*writer', the output of .*/writer \(run {first.run_id}\)"),
+        (out / "writer" / "deeper", r"is inside .*writer', the output of"),
+        (out / "_runs" / "x", r"is inside .*_runs', which mdivicom manages"),
+    ):
+        with pytest.raises(ValidationFailed, match=message):
+            run_plugin("writer", dataset=dataset, out=inner)
+    record = run_plugin("writer", dataset=dataset, out=out / "ses-01")
+    assert record.status == "succeeded"
 
 
 def test_config_is_redacted_in_the_record_but_hashed_unredacted(site, dataset, tmp_path):

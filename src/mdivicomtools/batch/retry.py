@@ -25,7 +25,7 @@ from mdivicomtools.batch.session import (
     SessionResult,
 )
 from mdivicomtools.common.timefmt import iso, utc_now
-from mdivicomtools.model.layout import STAGING_DIR, runs_dir
+from mdivicomtools.model.layout import STAGING_DIR, WORK_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import (
     UNFINISHED,
     BackendInfo,
@@ -124,7 +124,7 @@ def _write(
         dataset_dir=job.options.dataset,
         out_dir=str(run_out_dir / plugin.id),
         run_out_dir=str(run_out_dir),
-        work_dir=job.options.work or str(run_out_dir / STAGING_DIR / run_id / "_work"),
+        work_dir=job.options.work or str(staging_root(run_out_dir, run_id) / WORK_DIR),
         config=redact(config),
         config_sha256=config_sha256(config),
         started_at=iso(started),

@@ -79,12 +79,15 @@ def summarise(
 ) -> BatchSummary:
     """Build the summary and write it; the caller decides what to raise."""
     ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
-    bad = {"failed", "timed_out"}
+    # a session interrupted on its own (a signal to its process, a plugin raising
+    # KeyboardInterrupt) while the batch went on has no output either: the batch
+    # succeeded only if every session did, or was skipped or a dry run
+    fine = {"succeeded", "skipped", "dry_run"}
     status: BatchStatus = (
         "interrupted"
         if interrupted
         else "failed"
-        if any(r.status in bad for r in ordered)
+        if any(r.status not in fine for r in ordered)
         else "succeeded"
     )
     summary = BatchSummary(

@@ -97,6 +97,7 @@ class PythonBackend:
             log.capture_python_streams(),
             _environment(request.plugin_env()),
             _os_exit_raises(),
+            _signals_seen() as signals,
         ):
             try:
                 func = import_callable(request.spec.entry.callable)
@@ -111,7 +112,20 @@ class PythonBackend:
                 log.diagnostic(traceback.format_exc())
                 outcome.fail("PluginImportError", str(exc), exit_code=1)
                 return
-            except (Exception, SystemExit) as exc:
+            except KeyboardInterrupt as exc:
+                if signals:
+                    raise  # Ctrl-C or SIGTERM: the runner records the run interrupted
+                log.diagnostic(traceback.format_exc())
+                outcome.fail(
+                    type(exc).__name__,
+                    "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
+                    "a plugin must return or raise an Exception",
+                    exit_code=1,
+                )
+                return
+            except BaseException as exc:  # SystemExit, GeneratorExit, ...
+                # anything else a plugin raises is its failure, never the runner's:
+                # escaping here would leave the record `running` and the staging behind
                 log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, str(exc) or repr(exc), exit_code=1)
                 return
@@ -236,6 +250,41 @@ def _os_exit_raises() -> Iterator[None]:
         yield
     finally:
         os._exit = real
+
+
+@contextlib.contextmanager
+def _signals_seen() -> Iterator[list[int]]:
+    """The SIGINT/SIGTERM that arrive while an in-process plugin runs.
+
+    A KeyboardInterrupt is the runner's to record as `interrupted` only when a
+    signal raised it; a plugin that raises one itself has failed (as it does
+    under --isolate). Signals reach the main thread only, so a plugin run in
+    another thread (a Dask worker) gets no list to fill and any
+    KeyboardInterrupt there is the plugin's. The handlers in place before are
+    put back afterwards, also when the plugin replaced them.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def noting(handler: Any) -> Any:
+        def note(signum: int, frame: Any) -> Any:
+            seen.append(signum)
+            return handler(signum, frame)
+
+        return note
+
+    for sig, handler in previous.items():
+        if callable(handler):  # SIG_DFL/SIG_IGN raise nothing to tell apart
+            signal.signal(sig, noting(handler))
+    try:
+        yield seen
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
     <out>/<id>/                 a plugin's promoted output
     <out>/_runs/<run_id>.json   its run record (and .log)
     <out>/_staging/<run_id>/    a run in progress; gone when it ends
+    <out>/_staging/<run_id>/_work/   its work folder unless --work gives one
     <out>/_batches/<id>.json    a batch summary (batch roots only)
 
 Names starting with `_` cannot clash with a plugin id (ids start with a
@@ -16,6 +17,7 @@ from pathlib import Path
 RUNS_DIR = "_runs"
 STAGING_DIR = "_staging"
 BATCHES_DIR = "_batches"
+WORK_DIR = "_work"  # the default work folder, inside a run's staging folder
 
 
 def runs_dir(run_out_dir: Path) -> Path:

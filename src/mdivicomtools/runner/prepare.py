@@ -24,7 +24,7 @@ from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks.manager import HOOK_GROUP, HookManager, load_hooks
 from mdivicomtools.model.contract import PluginSpec
-from mdivicomtools.model.layout import staging_root
+from mdivicomtools.model.layout import WORK_DIR, staging_root
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRequest
 from mdivicomtools.records.store import new_run_id
@@ -162,7 +162,7 @@ class Prepared:
         work_dir = (
             Path(work).expanduser().absolute()
             if work is not None
-            else staging_root(run_out_dir, run_id) / "_work"
+            else staging_root(run_out_dir, run_id) / WORK_DIR
         )
         options = self.options
         # a timeout needs a process to stop, so it isolates a python plugin

@@ -7,9 +7,9 @@ from typing import Any
 
 from mdivicomtools.common.secrets import scrub
 from mdivicomtools.hooks.markers import hookimpl
-from mdivicomtools.model.layout import managed_folders
+from mdivicomtools.model.layout import WORK_DIR, managed_folders, runs_dir, staging_root
 from mdivicomtools.model.run import RunRequest
-from mdivicomtools.records.owner import existing_output_problems
+from mdivicomtools.records.owner import existing_output_problems, output_owner
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -43,11 +43,56 @@ def check_out_dir(request: RunRequest) -> list[str]:
             f"the run's own folders under --out, which this run would replace or write; "
             "copy it elsewhere or choose another --out"
         ]
-    if _inside(request.work_dir.resolve(), dataset):
-        return [
-            f"--work {str(request.work_dir)!r} is inside the dataset {str(dataset)!r}, which "
-            "must stay read-only; choose a work folder outside the dataset"
-        ]
+    return check_out_nesting(out) + check_work_dir(request, out, dataset)
+
+
+def check_out_nesting(out: Path) -> list[str]:
+    """--out must not lie inside what another run root's records describe (a
+    plugin's output, or its `_runs`, `_staging`, `_batches`): a run there would
+    change files another record lists, and `verify` of that run would fail. A
+    run root beside another's outputs, or a batch's session folder, is fine."""
+    for root in out.parents:
+        if not runs_dir(root).is_dir():
+            continue
+        top = root / out.relative_to(root).parts[0]
+        if top.name.startswith("_"):
+            return [
+                f"--out {str(out)!r} is inside {str(top)!r}, which mdivicom manages for the "
+                f"runs recorded in {str(root)!r}; choose an --out outside it"
+            ]
+        owner = output_owner(root, top.name)
+        if owner is not None:
+            return [
+                f"--out {str(out)!r} is inside {str(top)!r}, the output of "
+                f"{owner[0]}/{top.name} (run {owner[1]}) recorded in {str(root)!r}; a run there "
+                "would change files that record lists; choose an --out outside it"
+            ]
+    return []
+
+
+def check_work_dir(request: RunRequest, out: Path, dataset: Path) -> list[str]:
+    """A --work folder is the plugin's to write: it must not reach into the dataset
+    or into --out (either way round), or a plugin could change the dataset, other
+    plugins' outputs or the records through it, and a failed run would leave
+    earlier outputs damaged. The default one lives in the run's staging folder."""
+    if request.work_dir == staging_root(request.run_out_dir, request.run_id) / WORK_DIR:
+        return []
+    work = request.work_dir.resolve()
+    given = str(request.work_dir)
+    for folder, what, fix in (
+        (dataset, "the dataset", "must stay read-only"),
+        (out, "--out", "holds the outputs and run records"),
+    ):
+        if _inside(work, folder):
+            return [
+                f"--work {given!r} is inside {what} {str(folder)!r}, which {fix}; choose a "
+                f"work folder outside {what}"
+            ]
+        if _inside(folder, work):
+            return [
+                f"--work {given!r} holds {what} {str(folder)!r}, which {fix}; choose a work "
+                f"folder that does not contain {what}"
+            ]
     return []
 
 
