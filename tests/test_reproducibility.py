@@ -88,6 +88,23 @@ def test_hash_dataset_records_a_content_digest_and_the_file_list(site, dataset, 
     assert site.cli("runs", "list", str(out)).stderr == ""
 
 
+@pytest.mark.parametrize("hashed", [False, True])
+def test_a_dataset_file_name_that_is_not_utf8_is_listed_escaped(site, dataset, tmp_path, hashed):
+    """One such name made the file list beside the record unwritable: the run died
+    after its output was promoted, its record left `running` (then `abandoned`).
+    It is listed escaped, as the output inventory lists such names, and verifies."""
+    site.plugin("copy", run_source=COPY)
+    (dataset / os.fsdecode(b"bad\xffname")).write_bytes(b"x")
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=hashed)
+    assert record.status == "succeeded", record.error
+    assert record.warnings == []
+    manifest = read_manifest(out, record.dataset.manifest)
+    assert "bad\\xffname" in [f.path for f in manifest.files]
+    [report] = verify_out(out)
+    assert report.ok and report.dataset.matches is True, report
+
+
 def test_without_the_flag_only_a_stat_fingerprint_is_recorded(site, dataset, tmp_path):
     site.plugin("copy", run_source=COPY)
     record = run_plugin("copy", dataset=dataset, out=tmp_path / "out")

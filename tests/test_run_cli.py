@@ -36,6 +36,23 @@ def records(out):
     return sorted(found, key=lambda r: (r["started_at"], r["run_id"]))
 
 
+def test_an_out_that_cannot_be_written_is_exit_74_with_one_line(site, dataset, tmp_path):
+    """The per-plugin lock beside the records is the first thing written: where it
+    cannot be made (here a path through a file; a read-only mount alike), nothing
+    starts, and the error names the folder and the cause instead of `internal error`."""
+    site.plugin("writer", run_source=WRITE)
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "sub"
+    result = site.cli("run", "writer", "--dataset", str(dataset), "--out", str(out))
+    assert result.returncode == 74, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith(
+        f"Error: the run was not started: cannot write into --out '{out}' (Not a directory: "
+    ), error
+    assert error.endswith("choose a writable --out"), error
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_run_success_human_output_and_exit_0(site, dataset, tmp_path):
     site.plugin("writer", run_source=WRITE)
     out = tmp_path / "out"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
@@ -108,7 +109,9 @@ def _walk(root: Path) -> list[_Entry]:
         folder, prefix = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                rel = prefix + entry.name
+                # a name that is not UTF-8 is listed escaped, as in the output
+                # inventory: the manifest beside the record is JSON
+                rel = prefix + display_name(entry.name)[0]
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, rel + "/"))
                     continue

@@ -129,7 +129,7 @@ class Run:
                     type="Interrupted", message=f"interrupted by {how}{during}"
                 )
             except OSError as exc:  # disk full, permissions: name the cause, not the backend
-                log.write(traceback.format_exc())
+                log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, f"the run could not continue: {exc}")
             except Exception as exc:  # a backend bug: still record the run
                 log.diagnostic(traceback.format_exc())
@@ -218,7 +218,7 @@ class Run:
                 self.dataset.manifest = write_manifest(
                     request.run_out_dir, request.run_id, self.manifest
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # the record must be written regardless
                 outcome.warnings.append(f"could not write the dataset file list: {exc}")
         record = self._record(outcome, started, utc_now(), dict(captured.results))
         try:

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from mdivicomtools.errors import UsageError
+from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
 
 
@@ -31,9 +31,17 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
     never leaves a stale lock behind.
     """
     runs = runs_dir(run_out_dir)
-    runs.mkdir(parents=True, exist_ok=True)
     lock_path = runs / f".{plugin_id}.lock"
-    handle = lock_path.open("a+")
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+")
+    except OSError as exc:
+        # the lock lives beside the records: where it cannot be made, no record can
+        # be either, so nothing is started (a read-only mount, a path through a file)
+        raise RecordNotWritten(
+            f"the run was not started: cannot write into --out {str(run_out_dir)!r} "
+            f"({exc.strerror or exc}: {exc.filename or lock_path}); choose a writable --out"
+        ) from None
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
