@@ -7,7 +7,15 @@ from typing import Any
 
 from mdivicomtools.common.secrets import scrub
 from mdivicomtools.hooks.markers import hookimpl
-from mdivicomtools.model.layout import WORK_DIR, managed_folders, runs_dir, staging_root
+from mdivicomtools.model.layout import (
+    BATCHES_DIR,
+    RUNS_DIR,
+    STAGING_DIR,
+    WORK_DIR,
+    managed_folders,
+    runs_dir,
+    staging_root,
+)
 from mdivicomtools.model.run import RunRequest
 from mdivicomtools.records.owner import existing_output_problems, output_owner
 
@@ -55,7 +63,7 @@ def check_out_nesting(out: Path) -> list[str]:
         if not runs_dir(root).is_dir():
             continue
         top = root / out.relative_to(root).parts[0]
-        if top.name.startswith("_"):
+        if top.name in (RUNS_DIR, STAGING_DIR, BATCHES_DIR):  # _reruns/ holds run roots
             return [
                 f"--out {str(out)!r} is inside {str(top)!r}, which mdivicom manages for the "
                 f"runs recorded in {str(root)!r}; choose an --out outside it"
