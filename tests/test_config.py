@@ -80,6 +80,18 @@ def test_sets_parse_json_values_and_nest_dotted_keys():
 
 
 @pytest.mark.parametrize(
+    "raw", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "[1e999]", '{"x": NaN}', "9" * 5000]
+)
+def test_sets_keep_values_json_cannot_hold_as_the_string_written(raw):
+    """NaN, Infinity and floats that overflow are not JSON: kept as written, not refused."""
+    assert build_config({}, [f"a={raw}"]) == {"a": raw}
+
+
+def test_sets_still_parse_finite_floats():
+    assert build_config({}, ["a=1e300", "b=-2.5", "c=[0.5]"]) == {"a": 1e300, "b": -2.5, "c": [0.5]}
+
+
+@pytest.mark.parametrize(
     ("assignment", "message"),
     [
         ("novalue", "expected KEY=VALUE"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,32 @@ def parse_config_option(value: str | None) -> dict[str, Any]:
     return data
 
 
+def _not_json_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} overflows a float")
+    return number
+
+
+def _parse_set_value(raw: str) -> Any:
+    """VALUE of `--set KEY=VALUE`: strict JSON when it parses, else the string as written.
+
+    Python's json accepts NaN, Infinity and -Infinity, and turns 1e999 into inf;
+    none of them is JSON, and a config holding one is refused later as not
+    JSON-safe, so `--set a=NaN` would fail although docs/running.md promises
+    that what is not JSON is kept as a string. An integer too long for Python to
+    convert is kept as written too.
+    """
+    try:
+        return json.loads(raw, parse_constant=_not_json_constant, parse_float=_finite_float)
+    except ValueError:  # JSONDecodeError, a non-JSON constant, an overflow, a huge int
+        return raw
+
+
 def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
     """Apply `--set a.b=VALUE` assignments to a copy of `config`.
 
@@ -85,10 +112,7 @@ def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
                 f"--set {assignment!r}: expected KEY=VALUE with a dotted KEY such as "
                 "sync.max_lag_s=5"
             )
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        value = _parse_set_value(raw)
         node = merged
         for depth, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
