@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.batch import BatchSummary
@@ -35,7 +36,7 @@ def _counts(summary: BatchSummary) -> str:
 
 
 @batches_group.command("list")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the summaries.")
 def list_command(out: str, as_json: bool) -> None:
     """List the batches run into OUT, oldest first."""
@@ -63,7 +64,7 @@ def list_command(out: str, as_json: bool) -> None:
 
 
 @batches_group.command("show")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.argument("batch_id", metavar="BATCH_ID|latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch summary as JSON.")
 def show_command(out: str, batch_id: str, as_json: bool) -> None:

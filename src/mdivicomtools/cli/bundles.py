@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import PATH
 
 
 @click.group("bundles")
@@ -13,7 +14,7 @@ def bundles_group() -> None:
 
 
 @bundles_group.command("validate")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=True, type=PATH, metavar="PATH...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
 def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
     """Validate sidecar files, or every resultbundle.json under the given folders.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import PATH
 
 
 @click.group("dataset")
@@ -13,7 +14,7 @@ def dataset_group() -> None:
 
 
 @dataset_group.command("check")
-@click.argument("folder", metavar="DIR")
+@click.argument("folder", type=PATH, metavar="DIR")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def check_command(folder: str, as_json: bool) -> None:
     """Check DIR against the openSIDS v0.1 layout: errors and warnings with paths.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.runner.images import ImageRow
@@ -83,7 +84,9 @@ def pull_command(refs: tuple[str, ...], backend: str | None, timeout: float | No
 
 @images_group.command("save")
 @click.argument("refs", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("-o", "--output", required=True, metavar="FILE.tar", help="The tar file to write.")
+@click.option(
+    "-o", "--output", required=True, type=PATH, metavar="FILE.tar", help="The tar file to write."
+)
 @click.option("--backend", metavar="NAME", help=BACKEND_HELP)
 def save_command(refs: tuple[str, ...], output: str, backend: str | None) -> None:
     """Write images into one tar file, to carry onto a machine without a registry."""
@@ -96,7 +99,7 @@ def save_command(refs: tuple[str, ...], output: str, backend: str | None) -> Non
 
 
 @images_group.command("load")
-@click.argument("path", metavar="FILE.tar")
+@click.argument("path", type=PATH, metavar="FILE.tar")
 @click.option("--backend", metavar="NAME", help=BACKEND_HELP)
 def load_command(path: str, backend: str | None) -> None:
     """Load images from a tar file written by `images save` (or docker/podman save)."""

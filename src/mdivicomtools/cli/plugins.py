@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.discovery import PluginRecord
@@ -121,12 +122,14 @@ def info_command(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.option(
     "--dataset",
+    type=PATH,
     metavar="DIR",
     help="Run on this dataset instead of a generated sample openSIDS session.",
 )
 @click.option(
     "--config",
     "config_option",
+    type=PATH,
     metavar="JSON_OR_PATH",
     help="Config for the test runs (as for `mdivicom run`).",
 )
@@ -162,7 +165,9 @@ def check_command(
 @click.option(
     "--kind", type=click.Choice(["python", "container"]), default="python", show_default=True
 )
-@click.option("--dir", "folder", metavar="DIR", help="Where to write it [default: ./NAME].")
+@click.option(
+    "--dir", "folder", type=PATH, metavar="DIR", help="Where to write it [default: ./NAME]."
+)
 @click.option(
     "--publisher",
     default="local",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.runner.rerun import RerunReport
@@ -45,15 +46,18 @@ def render_rerun(report: RerunReport) -> str:
 
 
 @click.command("rerun")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.argument("run_id")
 @click.option(
     "--out",
     "new_out",
+    type=PATH,
     metavar="DIR",
     help="Where the rerun writes [default: OUT/_reruns/<id>/, never over the original].",
 )
-@click.option("--dataset", metavar="DIR", help="The dataset, if it moved [default: the record's].")
+@click.option(
+    "--dataset", type=PATH, metavar="DIR", help="The dataset, if it moved [default: the record's]."
+)
 @click.option(
     "--set",
     "sets",

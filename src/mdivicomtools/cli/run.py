@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, request_fast_exit
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -42,16 +43,20 @@ def _summary(record: RunRecord) -> str:
 
 @click.command("run")
 @click.argument("ref")
-@click.option("--dataset", required=True, metavar="DIR", help="The dataset folder (read-only).")
+@click.option(
+    "--dataset", required=True, type=PATH, metavar="DIR", help="The dataset folder (read-only)."
+)
 @click.option(
     "--out",
     required=True,
+    type=PATH,
     metavar="DIR",
     help="The run root: outputs go to DIR/<id>/, records to DIR/_runs/.",
 )
 @click.option(
     "--config",
     "config_option",
+    type=PATH,
     metavar="JSON_OR_PATH",
     help="Plugin config: a JSON object, or a .json/.toml file.",
 )
@@ -64,7 +69,10 @@ def _summary(record: RunRecord) -> str:
     "Repeatable; applied after --config.",
 )
 @click.option(
-    "--work", metavar="DIR", help="A work folder to keep (default: a temporary one inside --out)."
+    "--work",
+    type=PATH,
+    metavar="DIR",
+    help="A work folder to keep (default: a temporary one inside --out).",
 )
 @click.option(
     "--backend",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,7 +19,7 @@ def runs_group() -> None:
 
 
 @runs_group.command("list")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_command(out: str, as_json: bool) -> None:
     """List the runs recorded under OUT, oldest first."""
@@ -81,7 +82,7 @@ def _list_sessions(out: Path, as_json: bool) -> None:
 
 
 @runs_group.command("clean")
-@click.argument("out")
+@click.argument("out", type=PATH)
 def clean_command(out: str) -> None:
     """Remove what dead runs left under OUT: staging folders, `running` records.
 
@@ -109,7 +110,7 @@ def clean_command(out: str) -> None:
 
 
 @runs_group.command("show")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def show_command(out: str, run_id: str, as_json: bool) -> None:
@@ -141,12 +142,13 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
 
 
 @runs_group.command("export")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.argument("run_id", default="latest")
 @click.option(
     "--ro-crate",
     "crate_dir",
     required=True,
+    type=PATH,
     metavar="DIR",
     help="Write a Workflow Run RO-Crate (Process Run Crate profile) to DIR (new or empty).",
 )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.records.verify import VerifyReport
@@ -50,7 +51,7 @@ def render_report(report: VerifyReport) -> str:
 
 
 @click.command("verify")
-@click.argument("out")
+@click.argument("out", type=PATH)
 @click.argument("run_id", default="latest")
 @click.option(
     "--all",
