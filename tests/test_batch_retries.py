@@ -125,6 +125,50 @@ def test_no_retries_without_the_option(flaky, tmp_path):
     assert all(not r.earlier for r in summary.sessions)
 
 
+def test_progress_counts_sessions_not_tries(site, flaky, tmp_path):
+    # a retried try used to be counted as a finished session: `ses-02 failed: ... (4/3)`
+    study, tries = flaky
+    config = {"tries_dir": str(tries), "fail_first": ["ses-02"], "always_fail": ["ses-03"]}
+    events: list[tuple[str, str, int]] = []
+    run_batch(
+        "flaky",
+        dataset=study,
+        out=tmp_path / "api",
+        sessions="ses-0[1-3]",
+        jobs=1,
+        retries=1,
+        config=config,
+        on_event=lambda kind, job, result: events.append((kind, job.session, job.attempt)),
+    )
+    finished = sorted(event for event in events if event[0] != "started")
+    assert finished == [
+        ("finished", "ses-01", 1),
+        ("finished", "ses-02", 2),
+        ("finished", "ses-03", 2),
+        ("retrying", "ses-02", 1),
+        ("retrying", "ses-03", 1),
+    ]
+
+    for folder in tries.iterdir():  # the plugin counts tries here; start again
+        for done in folder.iterdir():
+            done.unlink()
+    result = site.cli(
+        "run",
+        "flaky",
+        *("--dataset", str(study), "--out", str(tmp_path / "cli"), "--sessions", "ses-0[1-3]"),
+        *("--jobs", "1", "--retries", "1", "--config", json.dumps(config)),
+    )
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[mdivicom] ses-")]
+    assert sorted(lines) == [
+        "[mdivicom] ses-01 succeeded (1/3)",
+        "[mdivicom] ses-02 succeeded on try 2 (2/3)",
+        "[mdivicom] ses-02 try 1 failed, retrying: RuntimeError: flaky recording in ses-02 (1/3)",
+        "[mdivicom] ses-03 failed on try 2: RuntimeError: broken recording in ses-03 (3/3)",
+        "[mdivicom] ses-03 try 1 failed, retrying: RuntimeError: broken recording in ses-03 (1/3)",
+    ]
+
+
 def test_retries_need_sessions_and_are_not_negative(site, flaky, tmp_path):
     study, _ = flaky
     single = site.cli(

@@ -21,7 +21,7 @@ from typing import Any
 from mdivicomtools.batch.dask_cluster import DaskExecutor
 from mdivicomtools.batch.local import LocalExecutor
 from mdivicomtools.batch.plan import BatchValidationFailed, plan_batch
-from mdivicomtools.batch.retry import run_with_retries, settle
+from mdivicomtools.batch.retry import run_with_retries, settle, will_retry
 from mdivicomtools.batch.session import BatchInterrupted, Report, SessionJob, SessionResult
 from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
@@ -66,6 +66,24 @@ def _executor(
     return DaskExecutor(batch.scheduler, jobs, say)
 
 
+def _reporting_retries(on_event: Report | None, retries: int) -> Report:
+    """`on_event` with each try that will be retried reported as "retrying", not "finished".
+
+    Executors report every try's end as "finished"; only the retry rule knows
+    which end is a session's last, and a view counting "finished" must count
+    sessions, not tries (it showed `(4/3)` with a session retried).
+    """
+
+    def report(kind: str, job: SessionJob, result: SessionResult | None) -> None:
+        if on_event is None:
+            return
+        if kind == "finished" and result is not None and will_retry(job, result, retries):
+            kind = "retrying"
+        on_event(kind, job, result)
+
+    return report
+
+
 def run_batch(
     ref: str,
     options: RunOptions | None = None,
@@ -83,7 +101,9 @@ def run_batch(
     BatchValidationFailed (exit 2) before anything runs, and
     BatchSummaryInterrupted after writing the summary of an interrupted batch.
     `on_start` gets the number of sessions about to run; `on_event` gets
-    ("started" | "finished", job, result) as sessions start and finish.
+    ("started", job, None) as each try of a session starts, ("retrying", job,
+    result) as a try ends that another try of the session follows (`retries`),
+    and ("finished", job, result) once per session, as its last try ends.
     """
     batch_fields = {k: fields.pop(k) for k in list(fields) if k in _BATCH_FIELDS}
     if options is None:
@@ -121,7 +141,7 @@ def run_batch(
     batch_id = stamp_id()
     started = utc_now()
     interrupted = False
-    report = on_event or (lambda kind, job, result: None)
+    report = _reporting_retries(on_event, batch.retries)
     try:
         results = run_with_retries(
             plan.to_run,

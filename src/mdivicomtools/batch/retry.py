@@ -191,6 +191,17 @@ def retry_job(job: SessionJob) -> SessionJob:
     )
 
 
+def will_retry(job: SessionJob, result: SessionResult, retries: int) -> bool:
+    """Whether `result`, the end of `job`'s try, is followed by another try.
+
+    The one rule for both the rounds below and the progress a batch reports as
+    its sessions end (`run_batch`'s "retrying"), so the count of finished
+    sessions shown never runs ahead of what the batch does. A try that timed out
+    or was interrupted is not retried.
+    """
+    return result.status == "failed" and job.attempt <= retries
+
+
 def run_with_retries(
     jobs: list[SessionJob],
     retries: int,
@@ -208,7 +219,7 @@ def run_with_retries(
     history: dict[str, list[EarlierAttempt]] = {}
     by_session = {job.session: job for job in jobs}
     todo = jobs
-    for round_number in range(retries + 1):
+    for _round in range(retries + 1):
         try:
             results = run_round(todo)
         except BatchInterrupted as exc:
@@ -224,7 +235,7 @@ def run_with_retries(
             result = settle_one(job, result, False)
             result.earlier = history.get(result.session, [])
             final[result.session] = result
-            if result.status == "failed" and round_number < retries:
+            if will_retry(job, result, retries):
                 history[result.session] = [*result.earlier, _earlier(result)]
                 again.append(retry_job(job))
         if not again:

@@ -25,6 +25,8 @@ class BatchProgress:
         self.total = total
         self.counts: Counter[str] = Counter()
         self.running = 0
+        #: sessions with a failed try whose next try has not ended yet
+        self.retrying = 0
         self._live: Any = None
         if sys.stderr.isatty():
             from rich.console import Console
@@ -52,32 +54,49 @@ class BatchProgress:
             self._live.start()
 
     def event(self, kind: str, job: SessionJob, result: SessionResult | None) -> None:
+        """Count sessions, not tries: a try that is retried ("retrying") is noted but
+        does not move the count, so it never passes the total."""
         if kind == "started":
             self.running += 1
         else:
             assert result is not None
             self.running -= 1 if result.status != "not_started" else 0
-            self.counts[result.status] += 1
+            if kind == "retrying":
+                self.retrying += 1
+            else:
+                self.counts[result.status] += 1
+                self.retrying -= 1 if job.attempt > 1 else 0
             if self._live is None:
-                done = sum(self.counts.values())
-                detail = (
-                    f": {result.error}" if result.error and result.status != "succeeded" else ""
-                )
                 click.echo(
-                    f"[mdivicom] {job.session} {result.status}{detail} ({done}/{self.total})",
-                    err=True,
+                    f"[mdivicom] {_line(kind, job, result)} ({self.done}/{self.total})", err=True
                 )
         if self._live is not None:
             failed = self.counts["failed"] + self.counts["timed_out"]
             detail = (
                 f"done {self.counts['succeeded']}  failed {failed}  running {max(self.running, 0)}"
             )
-            self._live.update(self._task, completed=sum(self.counts.values()), detail=detail)
+            if self.retrying:
+                detail += f"  retrying {self.retrying}"
+            self._live.update(self._task, completed=self.done, detail=detail)
             self._live.refresh()
+
+    @property
+    def done(self) -> int:
+        """Sessions finished, each once whatever its tries."""
+        return sum(self.counts.values())
 
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
+
+
+def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
+    """`ses-02 failed: ...`; with retries, which try ended and whether another follows."""
+    detail = f": {result.error}" if result.error and result.status != "succeeded" else ""
+    if kind == "retrying":
+        return f"{job.session} try {job.attempt} {result.status}, retrying{detail}"
+    tried = f" on try {job.attempt}" if job.attempt > 1 else ""
+    return f"{job.session} {result.status}{tried}{detail}"
 
 
 def render_summary(summary: BatchSummary, path: str) -> str:
