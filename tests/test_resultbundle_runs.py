@@ -114,6 +114,21 @@ def test_cli_says_clearly_that_a_bundle_is_invalid(site, dataset, tmp_path):
     assert "InvalidResultBundle: invalid result bundle(s) with --strict-bundles" in strict.stdout
 
 
+def test_cli_names_no_type_for_an_unreadable_bundle(site, dataset, tmp_path):
+    # an unreadable sidecar has no type: the summary said `resultbundle.json (None)`
+    site.plugin(
+        "garbled",
+        run_source="import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path(out_dir, 'resultbundle.json').write_text('{not json')\n",
+    )
+    result = site.cli("run", "garbled", "--dataset", str(dataset), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("bundle:")]
+    assert line.split(None, 1)[1] == "resultbundle.json: INVALID"
+    assert "None" not in result.stdout
+
+
 def test_chaining_two_plugins_through_a_result_bundle(site, dataset, tmp_path):
     site.plugin("annotate", run_source=WRITES_BUNDLE)
     site.plugin("summarise", run_source=READS_BUNDLE)

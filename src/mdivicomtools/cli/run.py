@@ -34,7 +34,8 @@ def _summary(record: RunRecord) -> str:
         pairs.append(("log", f"{record.run_out_dir}/{record.log}"))
     for bundle in record.resultbundles:
         state = "valid" if bundle.valid else "INVALID"
-        pairs.append(("bundle", f"{bundle.path} ({bundle.type}): {state}"))
+        kind = f" ({bundle.type})" if bundle.type else ""  # none from an unreadable sidecar
+        pairs.append(("bundle", f"{bundle.path}{kind}: {state}"))
         pairs.extend(("problem", problem) for problem in bundle.problems)
     pairs.extend(("warning", w) for w in record.warnings)
     pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
