@@ -45,6 +45,18 @@ def test_unknown_ref_suggests_close_matches(site):
     assert "did you mean 'lab/sync-audio'?" in str(excinfo.value)
 
 
+def test_the_same_id_under_another_publisher_is_the_suggestion(site):
+    # `mdivicom/hello` suggested `mdivicom/sync-audio`, closer as a whole string
+    site.plugin("hello", dist="hello-dist", publisher="example")
+    site.plugin("sync-audio", dist="sync-dist", publisher="mdivicom")
+    with pytest.raises(PluginNotFound) as excinfo:
+        resolve("mdivicom/hello")
+    assert excinfo.value.suggestions == ["example/hello"]
+    with pytest.raises(PluginNotFound) as excinfo:
+        resolve("mdivicom/helo")
+    assert excinfo.value.suggestions[0] == "example/hello"
+
+
 def test_unknown_ref_without_close_match_points_to_the_list(site):
     site.plugin("sync-audio")
     with pytest.raises(PluginNotFound, match="run 'mdivicom plugins list'"):

@@ -41,14 +41,28 @@ def _matching(
 
 
 def _suggest(ref: str, records: list[PluginRecord]) -> list[str]:
+    """The installed refs `ref` most likely meant, best first.
+
+    A wrong or guessed publisher is the usual slip, so the same id under another
+    publisher is the answer when there is one. Otherwise the id is compared with
+    the installed ids before the whole ref with the installed refs: compared
+    whole, `mdivicom/hello` is closer to `mdivicom/sync-audio` (the shared
+    publisher) than to `example/hello`.
+    """
     import difflib  # only on the error path
 
-    by_key: dict[str, str] = {}
+    _, plugin_id = parse_ref(ref)
+    same_id = sorted({record.ref for record in records if record.id == plugin_id})
+    if same_id:
+        return same_id
+    by_id: dict[str, str] = {}
+    by_ref: dict[str, str] = {}
     for record in records:
-        by_key.setdefault(record.ref, record.ref)
-        by_key.setdefault(record.id, record.ref)
-    close = difflib.get_close_matches(ref, list(by_key), n=3, cutoff=0.6)
-    return list(dict.fromkeys(by_key[key] for key in close))
+        by_id.setdefault(record.id, record.ref)
+        by_ref.setdefault(record.ref, record.ref)
+    close = [by_id[key] for key in difflib.get_close_matches(plugin_id, list(by_id), 3, 0.6)]
+    close += [by_ref[key] for key in difflib.get_close_matches(ref, list(by_ref), 3, 0.6)]
+    return list(dict.fromkeys(close))[:3]
 
 
 def resolve(
