@@ -157,3 +157,78 @@ def test_the_checker_catches_a_renamed_option():
             "x.md:1", 1, ["plugins", "info", "lab/sync-audio"], False
         )
     assert json.dumps(sorted(REFS))  # the refs are plain strings
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found.extend(_leaf_commands(command, (*path, name)))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def _cli_listing() -> dict[tuple[str, ...], str]:
+    """docs/cli.md's listing of every command: the command's words -> its whole entry."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = text.split("```\n", 2)[1]
+    entries: dict[tuple[str, ...], str] = {}
+    current: tuple[str, ...] = ()
+    for line in block.splitlines():
+        if line.startswith("mdivicom "):
+            current = tuple(w for w in line.split()[1:3] if re.fullmatch(r"[a-z]+", w))
+            entries[current] = line
+        elif current:
+            entries[current] += " " + line.strip()
+    return entries
+
+
+LEAVES = _leaf_commands(cli)
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=[" ".join(p) for p in LEAVES])
+def test_the_cli_listing_names_every_command_and_option(path):
+    # `batches list/show`, `--retries` and the `--slurm-*` options were missing from it
+    listing = _cli_listing()
+    entry = next((listing[key] for key in listing if path == key[: len(path)]), None)
+    assert entry is not None, f"docs/cli.md does not list `mdivicom {' '.join(path)}`"
+    command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    words = set(re.findall(r"--?[a-z][a-z-]*", entry))
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert words & set(param.opts), f"docs/cli.md: `{' '.join(path)}` lacks {param.opts}"
+            if isinstance(param.type, click.Choice):
+                choices = "|".join(str(c) for c in param.type.choices)
+                assert choices in entry, f"docs/cli.md: `{' '.join(path)}` lacks {choices}"
+
+
+def test_every_exit_code_is_documented_where_exit_codes_are_listed():
+    # 74 (a record that could not be written) was missing from these
+    from mdivicomtools.model.run import EXIT_CODES, EXIT_RECORD_NOT_WRITTEN
+
+    codes = {*EXIT_CODES.values(), 2, EXIT_RECORD_NOT_WRITTEN}
+    cli_doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (readme_line,) = re.findall(r"Exit status:.*?\(\[docs", readme.replace("\n", " "))
+    run_help = cli.commands["run"].help or ""
+    for code in sorted(codes):
+        assert f"\n| {code} |" in cli_doc, f"docs/cli.md's exit table lacks {code}"
+        assert f" {code} " in readme_line, f"README.md's exit status line lacks {code}"
+        assert f" {code} " in run_help, f"`mdivicom run --help` lacks exit status {code}"
+
+
+def test_cli_md_names_every_user_config_key_and_config_show_setting():
+    # strict_hooks, [container] and [slurm] were missing; the sample lacked rows
+    from mdivicomtools.settings import UserConfig, effective_settings
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    keys = text.split("The user config file accepts", 1)[1].split("\n\n", 1)[0]
+    for key in UserConfig.__struct_fields__:
+        assert f"`{key}`" in keys or f"`[{key}]`" in keys, f"docs/cli.md lacks the key {key}"
+    sample = text.split("$ MDIVICOM_BACKEND=podman mdivicom config show\n", 1)[1]
+    rows = [line.split()[0] for line in sample.split("```", 1)[0].splitlines()[1:]]
+    assert rows == [setting.name for setting in effective_settings()]

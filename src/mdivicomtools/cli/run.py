@@ -262,7 +262,8 @@ def run_command(
     """Run the plugin REF (<id> or <publisher>/<id>) on a dataset.
 
     Exit status: 0 succeeded (or dry run), 1 the plugin failed, 2 nothing was
-    run (bad input), 124 timed out, 130 interrupted.
+    run (bad input), 74 the run's record could not be written, 124 timed out,
+    130 interrupted.
     """
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import EXIT_CODES
