@@ -49,7 +49,15 @@ def run_on(
 
 def leftover_containers(engine: str, run_id: str | None = None) -> list[str]:
     """Containers of this run (labelled with its run id) that the engine still has."""
-    label = "mdivicomtools.run_id" + (f"={run_id}" if run_id else "")
+    return _labelled(engine, "mdivicomtools.run_id" + (f"={run_id}" if run_id else ""))
+
+
+def plugin_containers(engine: str, plugin_ref: str) -> list[str]:
+    """Containers of any run of `plugin_ref` (labelled with it) that the engine has."""
+    return _labelled(engine, f"mdivicomtools.plugin={plugin_ref}")
+
+
+def _labelled(engine: str, label: str) -> list[str]:
     result = subprocess.run(
         [*engine_cli(engine), "ps", "-a", "-q", "--filter", f"label={label}"],
         capture_output=True,

@@ -16,7 +16,12 @@ from mdivicomtools_podman.engine import create_options as podman_options
 
 from mdivicomtools.common.units import format_size, parse_size
 from mdivicomtools.execution.container.plan import ContainerPlan, Mount
-from mdivicomtools.model.container import ContainerSettings, parse_gpus_option
+from mdivicomtools.model.container import (
+    CAPABILITIES,
+    REFUSED_CAPABILITIES,
+    ContainerSettings,
+    parse_gpus_option,
+)
 from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
 
 
@@ -235,6 +240,16 @@ def manifest(**container: object) -> dict:
         ({"mounts": {"Models": {"target": "/m"}}}, "name 'Models' must be"),
         ({"mounts": {"m": {"target": "/m", "rw": True}}}, "mounts[...].rw is not a known field"),
         ({"capabilities": ["SYS_WIZARD"]}, "unknown Linux capability 'SYS_WIZARD'"),
+        (
+            {"capabilities": ["SYS_ADMIN"]},
+            "container.capabilities: 'SYS_ADMIN' is refused: it can remount the read-only",
+        ),
+        (
+            {"capabilities": ["SYS_NICE", "cap_dac_read_search"]},
+            "'cap_dac_read_search' is refused: open_by_handle_at",
+        ),
+        ({"capabilities": ["all"]}, "container.capabilities: 'all' is refused: it gives back"),
+        ({"capabilities": ["SYS_TIME"]}, "'SYS_TIME' is refused: it sets the host's clock"),
         ({"stop_grace_s": -1}, "container.stop_grace_s must be between 0 and 3600"),
         ({"read_only": True}, "container.read_only is not a known field"),
     ],
@@ -243,6 +258,17 @@ def test_manifest_container_fields_are_checked(container, message):
     with pytest.raises(InvalidPlugin, match=None) as caught:
         parse_plugin(manifest(**container))
     assert message in str(caught.value)
+
+
+def test_refused_capabilities_are_real_names_and_the_harmless_ones_pass():
+    # a typo in the refusal table would refuse nothing
+    assert set(REFUSED_CAPABILITIES) - {"ALL"} <= CAPABILITIES
+    # Docker's default set and the usual tuning ones stay allowed
+    allowed = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
+    allowed += ["SETPCAP", "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD"]
+    allowed += ["AUDIT_WRITE", "SETFCAP", "SYS_NICE", "IPC_LOCK", "SYS_RESOURCE"]
+    spec = parse_plugin(manifest(capabilities=allowed)).container
+    assert spec.capabilities == allowed
 
 
 def test_manifest_container_fields_parse():

@@ -254,7 +254,9 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "stop_grace_s": "Seconds the tool gets between SIGTERM and SIGKILL when it is stopped "
         "(timeout, Ctrl-C); null: 5, or `--stop-grace`.",
         "capabilities": 'Linux capabilities given back after all are dropped, e.g. `["SYS_NICE"]`; '
-        "shown in the plan and recorded.",
+        "shown in the plan and recorded. `ALL` and those that would undo the read-only "
+        "mounts or reach the host (`SYS_ADMIN`, `DAC_READ_SEARCH`, `SYS_MODULE`, ...; see "
+        "[Container plugins](../container-plugins.md#capabilities)) are refused.",
         "read_only_rootfs": "`true`: the image's filesystem is read-only and `/tmp` a tmpfs.",
     },
     Resources: {

@@ -70,6 +70,45 @@ CAPABILITIES = frozenset(
         "WAKE_ALARM",
     }
 )
+#: Capabilities a manifest may not give back, and why. The container runs as
+#: the invoking user (root, when mdivicom runs as root) in the engine's
+#: namespaces, and the sandbox the docs promise is: the dataset and the named
+#: mounts cannot be changed, the outputs are the runner's to promote, the host
+#: is out of reach. Each of these undoes a part of that, often only in
+#: combination with a kernel or engine detail, but a manifest is not the place
+#: to weigh such details, so they are refused outright (an operator who really
+#: needs one runs the tool outside mdivicom). Docker's default set (CHOWN,
+#: DAC_OVERRIDE, FOWNER, KILL, SETUID, NET_BIND_SERVICE, ...) and SYS_NICE,
+#: IPC_LOCK, SYS_RESOURCE and the like stay allowed: they act within the
+#: container's namespaces, and a read-only mount refuses writes whatever the
+#: permission checks say.
+REFUSED_CAPABILITIES: dict[str, str] = {
+    # Docker gives "ALL" every capability, including those below; Podman refuses
+    # it next to the cap_drop ALL every plan sends: either way not what was meant
+    "ALL": "it gives back every capability, SYS_ADMIN among them",
+    "SYS_ADMIN": "it can remount the read-only dataset and named mounts writable, and mount "
+    "other filesystems",
+    "DAC_READ_SEARCH": "open_by_handle_at then opens any file of a mounted host filesystem "
+    "by its handle, past the bind mounts (and writable through a read-write mount)",
+    "SYS_MODULE": "it loads code into the host's kernel",
+    "SYS_RAWIO": "it gives raw access to I/O ports and devices of the host",
+    "SYS_BOOT": "it can replace the running host kernel (kexec_load is not namespaced)",
+    "SYS_PTRACE": "ptrace gets around the engine's seccomp filter on kernels before 4.8",
+    "SYS_TIME": "it sets the host's clock, with which a changed dataset file keeps the "
+    "status-change time the dataset check compares",
+    "SYS_PACCT": "it switches process accounting on or off for the whole host",
+    "SYSLOG": "it reads and clears the host's kernel log, which shows kernel addresses",
+    "MAC_ADMIN": "it changes the AppArmor or SELinux policy that confines the container",
+    "MAC_OVERRIDE": "it overrides the mandatory access control that confines the container",
+    "BPF": "it loads BPF programs into the host's kernel",
+    "PERFMON": "it traces processes and the kernel outside the container (perf_event_open)",
+    "NET_ADMIN": "it reconfigures the network the manifest's `network` decides and opens "
+    "kernel interfaces (netfilter, traffic control) that host escapes have used",
+    "LINUX_IMMUTABLE": "it can make files in the output and work folders immutable, which "
+    "the runner then can neither promote nor remove",
+    "AUDIT_CONTROL": "it changes or switches off the host's audit rules",
+    "AUDIT_READ": "it reads the host's audit log",
+}
 #: container paths the runner itself mounts; a named mount may not shadow them
 RESERVED_TARGETS = ("/mdivicom", "/tmp", "/proc", "/sys", "/dev")
 
@@ -125,6 +164,27 @@ class ContainerSettings(msgspec.Struct, kw_only=True, frozen=True):
 
 def normalise_capability(name: str) -> str:
     return name.strip().upper().removeprefix("CAP_")
+
+
+def check_capabilities(names: list[str], where: str) -> None:
+    """Raise ValueError for a name that is no capability or one that defeats the sandbox.
+
+    Refused here, at manifest validation, and not at run time: a plugin that asks
+    for one is listed as broken and never starts a container.
+    """
+    for name in names:
+        capability = normalise_capability(name)
+        reason = REFUSED_CAPABILITIES.get(capability)
+        if reason is not None:
+            raise ValueError(
+                f"{where}: {name!r} is refused: {reason}; the dataset, the mounts and the "
+                "host must stay out of the tool's reach"
+            )
+        if capability not in CAPABILITIES:
+            raise ValueError(
+                f"{where}: unknown Linux capability {name!r}; use names such "
+                'as "SYS_NICE" or "NET_BIND_SERVICE" (capabilities(7))'
+            )
 
 
 def check_resources(resources: Resources, where: str) -> None:

@@ -16,12 +16,11 @@ import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.model.container import (
-    CAPABILITIES,
     MountDecl,
     Resources,
+    check_capabilities,
     check_mount_decl,
     check_resources,
-    normalise_capability,
 )
 
 API_VERSION = "mdivicomtools.plugin.v0.1"
@@ -287,16 +286,11 @@ def _check_container(container: ContainerSpec) -> None:
             check_resources(container.resources, "container.resources")
         for name, decl in container.mounts.items():
             check_mount_decl(name, decl)
+        check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None
     if container.stop_grace_s is not None and not 0 <= container.stop_grace_s <= 3600:
         raise InvalidPlugin(
             f"container.stop_grace_s must be between 0 and 3600 seconds, "
             f"got {container.stop_grace_s:g}"
-        )
-    unknown = [c for c in container.capabilities if normalise_capability(c) not in CAPABILITIES]
-    if unknown:
-        raise InvalidPlugin(
-            f"container.capabilities: unknown Linux capability {unknown[0]!r}; use names such "
-            'as "SYS_NICE" or "NET_BIND_SERVICE" (capabilities(7))'
         )
