@@ -10,6 +10,7 @@ does for a python plugin.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -40,3 +41,38 @@ def test_a_capability_that_defeats_the_sandbox_is_refused_before_anything_runs(
     listed = json.loads(site.cli("plugins", "list", "--json").stdout)
     [item] = [i for i in listed if i["ref"] == "lab/remount"]
     assert item["status"] == "broken" and "container.capabilities" in item["error"]
+
+
+def test_a_dataset_changed_through_another_path_fails_the_run(site, dataset, tmp_path, engine):
+    # the dataset mount is read-only, but the same file is reachable through a
+    # hard link in the read-write work folder: the write lands in the dataset
+    work = tmp_path / "work"
+    work.mkdir()
+    os.link(dataset / "a.txt", work / "a.txt")
+    container_plugin(site, "linked", "echo more >> /mdivicom/work/a.txt; echo ok > {out_dir}/ok")
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "linked", dataset, out, "--work", str(work))
+    assert result.returncode == 1, result.stderr
+    assert record["status"] == "failed"
+    assert record["error"] == {
+        "type": "DatasetModified",
+        "message": "the plugin modified the dataset, which is read-only: changed a.txt",
+    }
+    assert not (out / "linked").exists()
+    assert plugin_containers(engine, "lab/linked") == []
+
+
+def test_a_container_that_reads_the_whole_dataset_leaves_it_unchanged(
+    site, dataset, tmp_path, engine
+):
+    container_plugin(
+        site,
+        "reader",
+        "ls -laR /mdivicom/dataset > /dev/null && "
+        "find /mdivicom/dataset -type f -exec cat {} + > {out_dir}/all",
+    )
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "reader", dataset, out)
+    assert result.returncode == 0, result.stderr
+    assert record["status"] == "succeeded" and record.get("error") is None
+    assert sorted((out / "reader" / "all").read_text().split()) == ["one", "three", "two"]

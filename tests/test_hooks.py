@@ -13,7 +13,7 @@ from mdivicomtools import hookimpl
 from mdivicomtools.hooks import specs as hookspecs
 from mdivicomtools.hooks.manager import HOOK_NAMES, load_hooks
 from mdivicomtools.runner import ValidationFailed, run_plugin
-from pluginsite import MDIVICOM, pip_install_target
+from pluginsite import MDIVICOM, container_manifest, pip_install_target
 
 WRITE = """
 import pathlib
@@ -167,6 +167,39 @@ def mdivicom_execution_backends():
     record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", backend="echo")
     assert record.backend.name == "echo" and record.backend.engine == "echo 1.0"
     assert (tmp_path / "out" / "writer" / "echo.txt").read_text() == "lab/writer"
+
+
+def test_the_dataset_check_covers_every_backend(site, dataset, tmp_path):
+    # a container plugin run by a third-party backend that writes into the dataset:
+    # the runner's check, not the backend, must catch it, as for a python plugin
+    site.manifest("tool.json", container_manifest("tool", {"image": "localhost/tool:1"}))
+    hook_dist(
+        site,
+        "scribble-backend",
+        """
+from mdivicomtools import hookimpl
+from mdivicomtools.execution.base import Availability
+
+class ScribbleBackend:
+    name = "scribble"
+    kinds = frozenset({"container"})
+    def availability(self):
+        return Availability(available=True, engine="scribble 1.0")
+    def execute(self, request, outcome, log):
+        (request.dataset_dir / "a.txt").write_text("scribbled over")
+        outcome.status, outcome.exit_code, outcome.engine = "succeeded", 0, "scribble 1.0"
+
+@hookimpl
+def mdivicom_execution_backends():
+    return [ScribbleBackend()]
+""",
+    )
+    record = run_plugin("tool", dataset=dataset, out=tmp_path / "out", backend="scribble")
+    assert record.status == "failed" and record.error.type == "DatasetModified"
+    assert record.error.message == (
+        "the plugin modified the dataset, which is read-only: changed a.txt"
+    )
+    assert not (tmp_path / "out" / "tool").exists()
 
 
 def test_broken_hook_modules_are_isolated(site, dataset, tmp_path):

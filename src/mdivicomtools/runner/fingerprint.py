@@ -1,14 +1,18 @@
-"""A cheap fingerprint of a folder tree, to prove a python plugin left the dataset alone.
+"""A cheap fingerprint of a folder tree, to prove a plugin left the dataset alone.
 
 Python plugins run in our process, so nothing stops them from writing into the
-dataset; comparing each entry's type, size, modification time, status-change
-time (ctime) and inode before and after catches it without reading file
-contents. ctime cannot be set back from user space (`os.utime` sets only
-atime and mtime, and itself moves ctime), so a rewrite in place that keeps
-the size and restores the mtime is still caught; the inode catches a file
-replaced by a rename. What it does not catch: a change undone completely
-between the two scans by someone able to set the clock, and reads (the check
-is about writes). A change is detected, not undone.
+dataset. Container plugins get it mounted read-only, but that protects the
+mount, not the files: a hard link to a dataset file in a read-write mount (the
+work folder), or anything else on the host, can still change them. So every
+run, whatever its backend, is checked the same way. Comparing each entry's
+type, size, modification time, status-change time (ctime) and inode before
+and after catches it without reading file contents. ctime cannot be set back
+from user space (`os.utime` sets only atime and mtime, and itself moves
+ctime), so a rewrite in place that keeps the size and restores the mtime is
+still caught; the inode catches a file replaced by a rename. What it does
+not catch: a change undone completely between the two scans by someone able
+to set the clock, and reads (the check is about writes). A change is
+detected, not undone.
 """
 
 from __future__ import annotations

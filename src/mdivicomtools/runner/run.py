@@ -295,10 +295,17 @@ def execute_prepared(
     echo: TextIO | None,
     verbose: bool = False,
 ) -> RunRecord:
-    """Validate `request`, then run it under the plugin's output lock and record it."""
+    """Validate `request`, then run it under the plugin's output lock and record it.
+
+    The dataset is fingerprinted here, before the lock and the `running` record,
+    for every backend, and compared after the backend returns (Run._execute): a
+    change fails the run with DatasetModified whichever backend ran it.
+    """
     problems = prepared.problems(request)
     before = None
-    if not problems and request.plugin.kind == "python":
+    if not problems:
+        # every backend: a container's read-only mount guards the mount, not the
+        # files (a hard link in --work reaches them too), so the check is the same
         try:
             before = fingerprint(request.dataset_dir)
         except OSError as exc:
