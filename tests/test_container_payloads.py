@@ -237,6 +237,21 @@ def manifest(**container: object) -> dict:
         ({"resources": {"gpu": 1}}, "container.resources.gpu is not a known field"),
         ({"mounts": {"models": {"target": "models"}}}, "must be an absolute path"),
         ({"mounts": {"models": {"target": "/mdivicom/x"}}}, "is inside /mdivicom"),
+        # normalised before the check: a leading "//", "." and empty components
+        (
+            {"mounts": {"m": {"target": "//mdivicom/dataset/sub"}}},
+            "container.mounts.m.target '//mdivicom/dataset/sub' is inside /mdivicom",
+        ),
+        ({"mounts": {"m": {"target": "/./tmp//x/"}}}, "is inside /tmp"),
+        ({"mounts": {"m": {"target": "/dev/."}}}, "is inside /dev"),
+        ({"mounts": {"m": {"target": "/."}}}, "'/.' is the container's root"),
+        ({"mounts": {"m": {"target": "//"}}}, "'//' is the container's root"),
+        ({"mounts": {"m": {"target": "/models/../mdivicom"}}}, "without '..'"),
+        ({"mounts": {"m": {"target": "/mod\x00els"}}}, "must be an absolute path"),
+        (
+            {"mounts": {"a": {"target": "/models"}, "b": {"target": "//models/"}}},
+            "container.mounts.b.target '//models/' is also the target of container.mounts.a",
+        ),
         ({"mounts": {"Models": {"target": "/m"}}}, "name 'Models' must be"),
         ({"mounts": {"m": {"target": "/m", "rw": True}}}, "mounts[...].rw is not a known field"),
         ({"capabilities": ["SYS_WIZARD"]}, "unknown Linux capability 'SYS_WIZARD'"),

@@ -76,3 +76,36 @@ def test_a_container_that_reads_the_whole_dataset_leaves_it_unchanged(
     assert result.returncode == 0, result.stderr
     assert record["status"] == "succeeded" and record.get("error") is None
     assert sorted((out / "reader" / "all").read_text().split()) == ["one", "three", "two"]
+
+
+@pytest.mark.parametrize(
+    "target", ["//mdivicom/dataset/sessions", "//mdivicom/dataset", "/./tmp", "/.", "//"]
+)
+def test_a_named_mount_over_a_runner_path_is_refused_before_anything_runs(
+    site, dataset, tmp_path, engine, target
+):
+    models = tmp_path / "models"
+    models.mkdir()
+    container_plugin(
+        site, "shadow", "ls /mdivicom/dataset > {out_dir}/seen", mounts={"m": {"target": target}}
+    )
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "shadow", dataset, out, "--mount", f"m={models}")
+    assert result.returncode == 2, result.stderr
+    assert record["error"]["type"] == "PluginBroken"
+    assert f"container.mounts.m.target {target!r}" in record["error"]["message"]
+    assert plugin_containers(engine, "lab/shadow") == []
+
+
+def test_a_named_mount_target_is_used_and_recorded_normalised(site, dataset, tmp_path, engine):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "w").write_text("weights\n")
+    container_plugin(
+        site, "pose", "cat /models/w > {out_dir}/w", mounts={"models": {"target": "//models/./"}}
+    )
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "pose", dataset, out, "--mount", f"models={models}")
+    assert result.returncode == 0, result.stderr
+    assert (out / "pose" / "w").read_text() == "weights\n"
+    assert record["container"]["applied"]["mounts"][0]["target"] == "/models"

@@ -271,8 +271,10 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "requests, Podman CDI devices `nvidia.com/gpu=...`.",
     },
     MountDecl: {
-        "target": "Absolute path in the container, e.g. `/models`; not under `/mdivicom`, "
-        "`/tmp`, `/proc`, `/sys` or `/dev`.",
+        "target": "Absolute path in the container, e.g. `/models`, without `..`; not `/` and "
+        "not in or under `/mdivicom`, `/tmp`, `/proc`, `/sys` or `/dev`, checked after `//`, "
+        "`/./` and a trailing `/` are removed (the record keeps it so: `//models/` is "
+        "`/models`). No two mounts may share a target.",
         "required": "`true`: a run without a host path for it stops before it starts.",
         "description": "What the user should mount here; shown in the error when it is missing.",
     },

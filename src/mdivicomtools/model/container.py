@@ -131,6 +131,7 @@ class Resources(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown
 class MountDecl(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """One entry of `container.mounts`: a read-only host folder the user supplies by name."""
 
+    #: checked and used as mount_target spells it (check_mount_decl)
     target: str
     required: bool = True
     description: str | None = None
@@ -207,23 +208,63 @@ def check_gpus(gpus: Gpus | None, where: str) -> None:
         raise ValueError(f"{where} must list at least one non-empty device id")
 
 
+def mount_target(target: str) -> str:
+    """`target` spelt the one way the reserved check, the engines and the record see it.
+
+    Empty and "." components go, so "//mdivicom/dataset/", "/./mdivicom" and
+    "/mdivicom//dataset" are all "/mdivicom/..." and cannot slip past the
+    reserved prefixes (a lexical check let "//mdivicom/dataset/sub" through, and
+    Podman then hid part of the dataset behind it). posixpath.normpath is not
+    used: it keeps a leading "//" (POSIX leaves its meaning to the system) and
+    would resolve "..", which check_mount_decl refuses instead.
+    """
+    return "/" + "/".join(part for part in target.split("/") if part not in ("", "."))
+
+
 def check_mount_decl(name: str, decl: MountDecl) -> None:
+    """Raise ValueError unless `decl.target` is an absolute folder a named mount may take.
+
+    Refused: a relative path, a ".." component, a NUL byte, "/" itself (the mount
+    would hide the whole image) and anything in or under the paths the runner or
+    the engine mounts (RESERVED_TARGETS), after mount_target's normalisation.
+    """
     if not MOUNT_NAME_RE.match(name):
         raise ValueError(
             f"container.mounts: name {name!r} must be 1-64 lowercase letters, digits, '_' or '-'"
         )
     target = decl.target
-    if not target.startswith("/") or "/../" in f"{target}/" or target.rstrip("/") == "":
+    if not target.startswith("/") or ".." in target.split("/") or "\x00" in target:
         raise ValueError(
-            f"container.mounts.{name}.target {target!r} must be an absolute path such as /models"
+            f"container.mounts.{name}.target {target!r} must be an absolute path such as "
+            "/models, without '..'"
         )
-    clean = target.rstrip("/")
+    clean = mount_target(target)
+    if clean == "/":
+        raise ValueError(
+            f"container.mounts.{name}.target {target!r} is the container's root, which the "
+            "mount would hide whole; choose a folder such as /models"
+        )
     for reserved in RESERVED_TARGETS:
         if clean == reserved or clean.startswith(reserved + "/"):
             raise ValueError(
                 f"container.mounts.{name}.target {target!r} is inside {reserved}, which "
                 "mdivicomtools or the engine manages; choose another path such as /models"
             )
+
+
+def check_mount_targets(mounts: dict[str, MountDecl]) -> None:
+    """Raise ValueError when two named mounts have the same target once normalised:
+    the engines refuse that only when the container is created."""
+    seen: dict[str, str] = {}
+    for name, decl in sorted(mounts.items()):
+        check_mount_decl(name, decl)
+        clean = mount_target(decl.target)
+        if clean in seen:
+            raise ValueError(
+                f"container.mounts.{name}.target {decl.target!r} is also the target of "
+                f"container.mounts.{seen[clean]}; give each mount a folder of its own"
+            )
+        seen[clean] = name
 
 
 def parse_gpus_option(text: str) -> Gpus | None:

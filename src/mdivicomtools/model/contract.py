@@ -19,7 +19,7 @@ from mdivicomtools.model.container import (
     MountDecl,
     Resources,
     check_capabilities,
-    check_mount_decl,
+    check_mount_targets,
     check_resources,
 )
 
@@ -284,8 +284,7 @@ def _check_container(container: ContainerSpec) -> None:
     try:
         if container.resources is not None:
             check_resources(container.resources, "container.resources")
-        for name, decl in container.mounts.items():
-            check_mount_decl(name, decl)
+        check_mount_targets(container.mounts)
         check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None

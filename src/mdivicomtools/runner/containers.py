@@ -21,6 +21,7 @@ from mdivicomtools.model.container import (
     ContainerSettings,
     Gpus,
     check_gpus,
+    mount_target,
     normalise_capability,
     parse_gpus_option,
 )
@@ -116,7 +117,7 @@ def _mounts(
             AppliedMount(
                 name=name,
                 source=str(real),
-                target=decl.target.rstrip("/"),
+                target=mount_target(decl.target),
                 fingerprint=mount_fingerprint(real),
             )
         )
