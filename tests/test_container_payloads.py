@@ -266,6 +266,12 @@ def manifest(**container: object) -> dict:
         ({"capabilities": ["all"]}, "container.capabilities: 'all' is refused: it gives back"),
         ({"capabilities": ["SYS_TIME"]}, "'SYS_TIME' is refused: it sets the host's clock"),
         ({"stop_grace_s": -1}, "container.stop_grace_s must be between 0 and 3600"),
+        ({"env": {"HOME=/etc": "x"}}, "container.env: name 'HOME=/etc' is not an environment"),
+        ({"env": {"": "x"}}, "container.env: name '' is not an environment variable name"),
+        ({"env": {"1X": "x"}}, "name '1X' is not"),
+        ({"env": {"A-B": "x"}}, "name 'A-B' is not"),
+        ({"env": {"A\nB": "x"}}, "name 'A\\nB' is not"),
+        ({"env": {"LAB": "a\x00b"}}, "container.env.LAB: the value contains a NUL byte"),
         ({"read_only": True}, "container.read_only is not a known field"),
     ],
 )
@@ -299,6 +305,11 @@ def test_manifest_container_fields_parse():
     assert spec.resources.memory == "8g" and spec.resources.cpus == 4.0
     assert spec.mounts["models"].required is False
     assert spec.capabilities == ["CAP_SYS_NICE"] and spec.stop_grace_s == 10
+
+
+def test_manifest_env_names_and_values_that_pass():
+    env = {"_X": "", "lower_1": "a=b c", "HOME": "/etc", "MDIVICOM_OUT_DIR": "/x", "U": "é\n"}
+    assert parse_plugin(manifest(env=env)).container.env == env
 
 
 class _Info:

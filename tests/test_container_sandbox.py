@@ -109,3 +109,53 @@ def test_a_named_mount_target_is_used_and_recorded_normalised(site, dataset, tmp
     assert result.returncode == 0, result.stderr
     assert (out / "pose" / "w").read_text() == "weights\n"
     assert record["container"]["applied"]["mounts"][0]["target"] == "/models"
+
+
+def test_the_runner_variables_win_over_the_manifest_env(site, dataset, tmp_path, engine):
+    container_plugin(
+        site,
+        "envy",
+        "env > {out_dir}/env",
+        env={
+            "HOME": "/etc",
+            "TMPDIR": "/tmp",
+            "MDIVICOM_OUT_DIR": "/tmp/evil",
+            "MDIVICOM_RUN_ID": "fake",
+            "LAB": "x=y",
+        },
+    )
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "envy", dataset, out)
+    assert result.returncode == 0, result.stderr
+    lines = (out / "envy" / "env").read_text().splitlines()
+    seen: dict[str, list[str]] = {}
+    for line in lines:
+        name, _, value = line.partition("=")
+        seen.setdefault(name, []).append(value)
+    assert seen["HOME"] == ["/mdivicom/work"]
+    assert seen["TMPDIR"] == ["/mdivicom/work/.tmp"]
+    assert seen["MDIVICOM_OUT_DIR"] == ["/mdivicom/out"]
+    assert seen["MDIVICOM_RUN_ID"] == [record["run_id"]]
+    assert seen["LAB"] == ["x=y"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOME=/etc": "x"}, "container.env: name 'HOME=/etc' is not"),
+        ({"": "x"}, "container.env: name '' is not"),
+        ({"LAB": "a\x00b"}, "container.env.LAB: the value contains a NUL byte"),
+    ],
+)
+def test_a_bad_manifest_env_is_refused_before_anything_runs(
+    site, dataset, tmp_path, engine, env, message
+):
+    container_plugin(site, "envy", "env > {out_dir}/env", env=env)
+    out = tmp_path / "out"
+    result, record = run_on(site, engine, "envy", dataset, out)
+    assert result.returncode == 2, result.stderr
+    assert record["error"]["type"] == "PluginBroken" and message in record["error"]["message"]
+    assert plugin_containers(engine, "lab/envy") == []
+    listed = json.loads(site.cli("plugins", "list", "--json").stdout)
+    [item] = [i for i in listed if i["ref"] == "lab/envy"]
+    assert item["status"] == "broken" and message in item["error"]

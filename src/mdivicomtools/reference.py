@@ -242,7 +242,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "command": "argv list, placeholders expanded; null keeps the image's CMD.",
         "entrypoint": "argv list, placeholders expanded; null keeps the image's ENTRYPOINT.",
         "env": "Extra environment variables; the `MDIVICOM_*`, `HOME` and `TMPDIR` "
-        "variables the runner sets win over these.",
+        "variables the runner sets win over these. A name is letters, digits and `_`, "
+        "not starting with a digit; a value may not contain a NUL byte.",
         "network": "`false`: no network at all (`none`); `true`: the engine's default network.",
         "pull": "`missing`: pull only when absent; `always`; `never`: a missing image stops "
         "the run before it starts.",

@@ -24,6 +24,8 @@ Gpus = Literal["all"] | int | list[str]
 #: seconds a stopped container gets between SIGTERM and SIGKILL unless the manifest says
 DEFAULT_STOP_GRACE_S = float(STOP_GRACE_S)
 MOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: an environment variable name as POSIX shells and both engines agree on it
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Linux capability names (without CAP_), the set Docker and Podman accept
 CAPABILITIES = frozenset(
     {
@@ -185,6 +187,31 @@ def check_capabilities(names: list[str], where: str) -> None:
             raise ValueError(
                 f"{where}: unknown Linux capability {name!r}; use names such "
                 'as "SYS_NICE" or "NET_BIND_SERVICE" (capabilities(7))'
+            )
+
+
+def check_env(env: dict[str, str], where: str) -> None:
+    """Raise ValueError for a `container.env` entry the engines would not pass on as given.
+
+    Docker sends the environment as "NAME=value" strings and Podman as a map, so
+    a name holding "=" means different things to each: {"HOME=/etc": "x"} gave
+    the container an entry HOME=/etc=x on Podman, next to the runner's HOME
+    (which of the two a program reads depends on their order), and something
+    else on Docker. An empty name failed only on Docker, a NUL in a value only
+    when the container started (no environment can hold one). With names
+    checked here, each name is one entry, and the runner's variables
+    (MDIVICOM_*, HOME, TMPDIR) replace a manifest entry of the same name on both
+    engines, as the docs promise.
+    """
+    for name, value in env.items():
+        if not ENV_NAME_RE.match(name):
+            raise ValueError(
+                f"{where}: name {name!r} is not an environment variable name; use letters, "
+                "digits and '_', not starting with a digit"
+            )
+        if "\x00" in value:
+            raise ValueError(
+                f"{where}.{name}: the value contains a NUL byte, which no environment can hold"
             )
 
 

@@ -19,6 +19,7 @@ from mdivicomtools.model.container import (
     MountDecl,
     Resources,
     check_capabilities,
+    check_env,
     check_mount_targets,
     check_resources,
 )
@@ -280,11 +281,13 @@ def _check_semantics(spec: PluginSpec) -> None:
 
 
 def _check_container(container: ContainerSpec) -> None:
-    """The container fields msgspec's types cannot check: sizes, paths, capability names."""
+    """The container fields msgspec's types cannot check: sizes, paths, capability names,
+    environment names."""
     try:
         if container.resources is not None:
             check_resources(container.resources, "container.resources")
         check_mount_targets(container.mounts)
+        check_env(container.env, "container.env")
         check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None
