@@ -49,6 +49,30 @@ def test_fingerprint_detects_changes_additions_removals_and_folders(tmp_path):
     assert changes.describe() == "changed a; added new/; removed sub/b"
 
 
+def test_fingerprint_catches_a_chmod_of_a_folder_or_of_the_root(tmp_path):
+    """A folder's mode is its own (a plugin opening the dataset to everyone with
+    chmod 777 changed it unnoticed); the root's entry is the tree itself."""
+    (tmp_path / "sub").mkdir()
+    before = fingerprint(tmp_path)
+    (tmp_path / "sub").chmod(0o777)
+    tmp_path.chmod(0o777)
+    changes = compare(before, fingerprint(tmp_path))
+    assert (changes.changed, changes.added, changes.removed) == (["./", "sub/"], [], [])
+
+
+def test_a_mount_fingerprint_ignores_modes_and_the_root(tmp_path):
+    """A model cache made readable with chmod holds the same files: a rerun must not
+    call it changed (the dataset check is the one that minds modes)."""
+    from mdivicomtools.runner.containers import mount_fingerprint
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "w").write_text("1")
+    before = mount_fingerprint(tmp_path)
+    (tmp_path / "sub").chmod(0o777)
+    tmp_path.chmod(0o777)
+    assert mount_fingerprint(tmp_path) == before
+
+
 def test_fingerprint_description_is_bounded():
     before = {f"f{i:03}": ("f", 1, 1) for i in range(30)}
     changes = compare(before, {})

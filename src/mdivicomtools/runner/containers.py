@@ -27,7 +27,7 @@ from mdivicomtools.model.container import (
 )
 from mdivicomtools.model.contract import ContainerSpec
 from mdivicomtools.model.options import RunOptions
-from mdivicomtools.runner.fingerprint import fingerprint
+from mdivicomtools.runner.fingerprint import ROOT, fingerprint
 from mdivicomtools.settings import ContainerDefaults, config_file, configured_container
 
 
@@ -63,8 +63,9 @@ def mount_fingerprint(path: Path) -> str:
     """
     tree: list[tuple[str, tuple[str | int, ...]]]
     if path.is_dir():
-        # runner.fingerprint gives (kind, size, mtime, ctime, inode): the first three
-        tree = [(rel, entry[:3]) for rel, entry in sorted(fingerprint(path).items())]
+        # runner.fingerprint gives (kind, size, mtime, ctime or a folder's mode, inode):
+        # the first three, and not the root's entry (the folder's own mode and inode)
+        tree = [(rel, entry[:3]) for rel, entry in sorted(fingerprint(path).items()) if rel != ROOT]
     else:
         stat = path.stat()
         tree = [(path.name, ("f", stat.st_size, stat.st_mtime_ns))]

@@ -25,9 +25,13 @@ import msgspec
 from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import describe_changes
 
-#: relative path -> (kind, size, mtime_ns, ctime_ns, inode); kind "d" for folders,
-#: "f" files, "l" links; names that are not UTF-8 in the escaped form of display_name
+#: relative path -> (kind, size, mtime_ns, ctime_ns, inode); kind "f" for files, "l"
+#: links, "d" folders, whose entry is ("d", 0, 0, mode, inode): a folder's times move
+#: with every entry added or removed, which the path sets already report, while a
+#: chmod of it is a change of its own. The tree's root is listed as ROOT. Names
+#: that are not UTF-8 are in the escaped form of display_name
 Stat = tuple[str, int, int, int, int]
+ROOT = "./"
 Fingerprint = dict[str, Stat]
 
 
@@ -46,7 +50,8 @@ class TreeChanges(msgspec.Struct, frozen=True):
 def fingerprint(root: Path) -> Fingerprint:
     """Every entry under root with what `same_entry` compares; raises OSError
     (PermissionError for an unreadable folder) when the tree cannot be read."""
-    result: Fingerprint = {}
+    top = root.stat()
+    result: Fingerprint = {ROOT: ("d", 0, 0, top.st_mode, top.st_ino)}
     stack = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -55,7 +60,7 @@ def fingerprint(root: Path) -> Fingerprint:
                 rel = prefix + display_name(entry.name)[0]
                 stat = entry.stat(follow_symlinks=False)
                 if entry.is_dir(follow_symlinks=False):
-                    result[rel + "/"] = ("d", 0, 0, 0, stat.st_ino)
+                    result[rel + "/"] = ("d", 0, 0, stat.st_mode, stat.st_ino)
                     stack.append((Path(entry.path), rel + "/"))
                 else:
                     kind = "l" if entry.is_symlink() else "f"
@@ -72,7 +77,7 @@ def fingerprint(root: Path) -> Fingerprint:
 def same_entry(before: Stat, after: Stat) -> bool:
     """The one comparison of the dataset check: type, size, mtime, ctime and inode.
 
-    Folders compare type and inode only: their times move whenever an entry is
+    Folders compare type, mode and inode: their times move whenever an entry is
     added or removed, which the path sets already report.
     """
     return before == after
