@@ -136,3 +136,50 @@ def test_image_references_split_into_registry_name_and_tag(image, parts):
     from mdivicomtools.records.crate import _image_parts
 
     assert _image_parts(image) == parts
+
+
+def tamper(out, path):
+    """Point the first output of out's latest record at `path`, as an edit of the JSON would."""
+    (record_file,) = (out / "_runs").glob("*.json")
+    data = json.loads(record_file.read_text())
+    data["outputs"][0]["path"] = path
+    record_file.write_text(json.dumps(data))
+    return data["run_id"]
+
+
+@pytest.mark.parametrize("how", ["climbs", "absolute"])
+def test_export_and_verify_refuse_a_record_listing_an_output_outside_its_folder(
+    site, dataset, tmp_path, offline_context, how
+):
+    """A record is data: its output paths must not make export copy, or verify read,
+    a file outside the plugin's output folder (nor write outside the crate)."""
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "host.txt").write_text("not the run's")
+    # out/writer/../../private/host.txt is tmp_path/private/host.txt
+    path = "../../private/host.txt" if how == "climbs" else str(tmp_path / "private" / "host.txt")
+    run_id = tamper(out, path)
+    crate = tmp_path / "exports" / "crate"
+    exported = site.cli("runs", "export", str(out), run_id, "--ro-crate", str(crate))
+    assert exported.returncode == 2, exported.stderr
+    (line,) = exported.stderr.splitlines()
+    assert line.startswith("Error: ") and repr(path) in line and "altered" in line
+    assert not (tmp_path / "exports").exists()
+    verified = site.cli("verify", str(out), run_id)
+    assert verified.returncode == 2 and verified.stderr.splitlines() == [line]
+
+
+def test_export_refuses_an_output_that_became_a_symlink_out_of_the_folder(
+    site, dataset, tmp_path, offline_context
+):
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    (tmp_path / "host.csv").write_text("not the run's")
+    (out / "writer" / "result.csv").unlink()
+    (out / "writer" / "result.csv").symlink_to(tmp_path / "host.csv")
+    with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
+        export_crate(out, "latest", tmp_path / "crate")
+    assert not (tmp_path / "crate").exists()

@@ -664,6 +664,22 @@ def test_resume_skips_only_unchanged_sessions_and_says_why(site, three_sessions)
     assert again.totals == {"skipped": 3}
 
 
+def test_resume_never_counts_a_file_outside_the_output_folder_as_an_output(site, three_sessions):
+    """An altered record whose output path leaves the folder (to a file of the same
+    size) is not "the same output": the session runs again."""
+    data, out = three_sessions
+    (record_file,) = (out / "ses-02" / "_runs").glob("*.json")
+    record = json.loads(record_file.read_text())
+    first = record["outputs"][0]
+    elsewhere = out.parent / "elsewhere.txt"
+    elsewhere.write_bytes(b"x" * first["size"])
+    # out/ses-02/copy/../../../elsewhere.txt is elsewhere.txt
+    first["path"] = "../../../elsewhere.txt"
+    record_file.write_text(json.dumps(record))
+    summary = run_batch("copy", dataset=data, out=out, sessions="ses-02", jobs=1, resume=True)
+    assert reasons(summary)["ses-02"] == ("succeeded", "output missing: 1 file(s)")
+
+
 def test_resume_reruns_every_session_after_a_config_change(site, three_sessions):
     data, out = three_sessions
     result = site.cli(

@@ -22,7 +22,13 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import pretty
-from mdivicomtools.common.safefs import UnsafeFile, inside, open_regular, read_regular
+from mdivicomtools.common.safefs import (
+    UnsafeFile,
+    inside,
+    open_regular,
+    path_problem,
+    read_regular,
+)
 from mdivicomtools.common.schema import struct_schema
 from mdivicomtools.common.timefmt import iso, utc_now
 
@@ -332,7 +338,7 @@ def _check_file(
     if not isinstance(path_value, str) or not path_value:
         return []  # the schema reported it
     relative = Path(path_value)
-    if relative.is_absolute() or ".." in relative.parts:
+    if path_problem(path_value) is not None:
         return [
             Problem(
                 pointer=f"{base}/path",

@@ -14,6 +14,9 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 - `read_regular` adds a size cap for content that is parsed.
 - `display_name` turns a file name that is not UTF-8 into a lossless,
   documented text form, so records can always be written.
+- `path_problem` checks a relative path read from data (a run record, a
+  result bundle sidecar) before it is joined to a folder, so a tampered
+  record or sidecar cannot name a file outside that folder.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import msgspec
@@ -167,3 +170,19 @@ def inside(root: Path, path: Path) -> bool:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     return real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path`, read from a record or a sidecar, cannot name an entry below its folder.
+
+    Returns None for a path that stays below the folder whatever the folder
+    is: relative and without a `..` component. The inventory only ever lists
+    such paths, so any other one was written by someone else; joined to the
+    folder unchecked it would reach any file the runner can read. Checked by
+    text alone, so it holds before the file exists and wherever the folder is.
+    """
+    if PurePosixPath(path).is_absolute():
+        return "an absolute path"
+    if ".." in PurePosixPath(path).parts:
+        return "a path that climbs out with '..'"
+    return None

@@ -19,11 +19,18 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from mdivicomtools.common.safefs import inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import RunRecord
-from mdivicomtools.records.store import RecordNotFound, find_record, load_records, session_folders
+from mdivicomtools.records.store import (
+    RecordNotFound,
+    check_output_paths,
+    find_record,
+    load_records,
+    session_folders,
+)
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
 WFRUN = "https://w3id.org/ro/terms/workflow-run#"
@@ -118,7 +125,9 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
     empty. `license` is a URL (e.g. a Creative Commons licence) or a text;
     without it the crate says that none was stated. The output files are
     copied in; their checksums are the record's, so run `verify` first to
-    prove the files still match it.
+    prove the files still match it. A record listing an output outside its
+    output folder is refused (`UnsafeRecordPath`), as `verify` refuses it:
+    the record is data, and must not choose which host file is copied.
     """
     try:
         from rocrate.model.contextentity import ContextEntity
@@ -133,12 +142,17 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
             f"{str(dest)!r} exists and is not an empty folder; choose another --ro-crate"
         )
     for session, root, record in runs:
+        # the record's paths are data: checked before anything is copied into the crate
+        check_output_paths(record, session)
+        out_dir = root / record.plugin.id
         for output in record.outputs:
-            if not (root / record.plugin.id / output.path).is_file():
+            target = out_dir / output.path
+            # a symlink placed in the folder after the run must not copy a file from elsewhere
+            if not (target.is_file() and inside(out_dir, target)):
                 where = f"{session}: " if session else ""
                 raise UsageError(
                     f"{where}output {output.path!r} of run {record.run_id} is missing from "
-                    f"{str(root / record.plugin.id)!r}; `mdivicom verify` shows what changed"
+                    f"{str(out_dir)!r}; `mdivicom verify` shows what changed"
                 )
 
     # RO-Crate 1.1: the version the Process Run Crate 0.5 profile builds on

@@ -13,7 +13,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import pretty, write_atomic
 from mdivicomtools.common.platform import pid_alive
-from mdivicomtools.common.safefs import display_name
+from mdivicomtools.common.safefs import display_name, path_problem
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
@@ -22,6 +22,28 @@ from mdivicomtools.model.run import ErrorInfo, RunnerInfo, RunRecord
 
 class RecordNotFound(UsageError):
     """`runs show` was asked for a run that has no record."""
+
+
+class UnsafeRecordPath(UsageError):
+    """A record lists an output path outside its output folder: the record was altered."""
+
+
+def check_output_paths(record: RunRecord, session: str | None = None) -> None:
+    """Refuse a record whose `outputs` name a path outside the plugin's output folder.
+
+    The runner records only paths it found below that folder, so such a path
+    means the record was edited; `verify` and `runs export` refuse it rather
+    than hash or copy whatever file the path reaches.
+    """
+    for output in record.outputs:
+        problem = path_problem(output.path)
+        if problem is not None:
+            where = f"{session}: " if session else ""
+            raise UnsafeRecordPath(
+                f"{where}the record of run {record.run_id} lists the output {output.path!r}, "
+                f"{problem}; a run records only paths inside the plugin's output folder, "
+                "so the record was altered and is refused"
+            )
 
 
 def new_run_id(now: datetime | None = None) -> str:

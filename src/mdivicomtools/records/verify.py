@@ -17,7 +17,12 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.model.run import OutputFile, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
-from mdivicomtools.records.store import RecordNotFound, load_records, session_folders
+from mdivicomtools.records.store import (
+    RecordNotFound,
+    check_output_paths,
+    load_records,
+    session_folders,
+)
 
 DatasetCheckKind = Literal["digest", "fingerprint", "not recorded", "missing"]
 
@@ -130,12 +135,16 @@ def verify_record(
 
     The output folder is `<run_root>/<plugin id>`: results travel, so the
     folder the record was found in counts, not the path recorded at run time.
+    A record listing an output outside that folder was altered: it is refused
+    (`UnsafeRecordPath`, exit 2), as `runs export` refuses it, rather than
+    reported as a missing output.
     """
     if record.status != "succeeded":
         raise UsageError(
             f"run {record.run_id} {record.status.replace('_', ' ')}, so it kept no outputs to "
             "verify; name a succeeded run, or use 'latest'"
         )
+    check_output_paths(record, session)
     out_dir = run_root / record.plugin.id if run_root is not None else Path(record.out_dir)
     actual = inventory(out_dir) if out_dir.is_dir() else []
     changes = compare_outputs(record.outputs, actual)
