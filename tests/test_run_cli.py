@@ -316,3 +316,35 @@ def get_plugin():
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1] == "Aborted."
     assert "Traceback" not in stderr
+
+
+LEAKS = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    token = config["api_token"]
+    if config.get("fail"):
+        raise RuntimeError(f"auth failed for token {token}")
+    return {**config, "pin": 123456, "warnings": [f"token {token} expires soon"]}
+"""
+
+
+def test_secrets_are_scrubbed_from_the_records_error_warnings_and_result(site, dataset, tmp_path):
+    """The record redacts the config; a plugin quoting it must not put the value back."""
+    site.plugin("leaky", run_source=LEAKS)
+    out = tmp_path / "out"
+    common = ["--dataset", str(dataset), "--out", str(out), "--set", "api_token=S3CRET-VALUE"]
+    succeeded = site.cli("run", "leaky", *common, "--set", "keyframes=5", "--set", "pin_key=123456")
+    failed = site.cli("run", "leaky", *common, "--set", "fail=true", "--overwrite")
+    assert (succeeded.returncode, failed.returncode) == (0, 1)
+    for result in (succeeded, failed):
+        assert "S3CRET-VALUE" not in result.stdout + result.stderr
+    for path in (out / "_runs").glob("*.json"):
+        assert "S3CRET-VALUE" not in path.read_text()
+    good, bad = records(out)
+    assert good["result"]["api_token"] == good["result"]["pin_key"] == "***REDACTED***"
+    assert good["result"]["pin"] == 123456  # not under a secret-looking key: data
+    # a short value under a secret-looking name (a setting, not a secret) is kept as data
+    assert good["result"]["keyframes"] == 5 and good["config"]["keyframes"] == "***REDACTED***"
+    assert good["warnings"] == ["token ***REDACTED*** expires soon"]
+    assert "warning: token ***REDACTED*** expires soon" in succeeded.stderr
+    assert bad["error"]["message"] == "auth failed for token ***REDACTED***"
+    assert "error:    RuntimeError: auth failed for token ***REDACTED***" in failed.stdout

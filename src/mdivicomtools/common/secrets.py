@@ -2,7 +2,9 @@
 
 One rule for the record's redacted config, config validation messages and
 anything else that echoes a config: a key whose name contains `key`, `token`,
-`secret` or `password` (any case, at any depth) holds a secret.
+`secret` or `password` (any case, at any depth) holds a secret. A plugin may
+quote its config anywhere (an error message, a warning, its returned result),
+so the run record's free text is scrubbed of those values too (`scrub_all`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import re
 from typing import Any
 
 REDACTED = "***REDACTED***"
+#: secret values shorter than this are not searched for in a record's free text:
+#: a setting such as `keyframes = 5` matches the rule by its name, and blanking
+#: every "5" of a plugin's messages and result would corrupt them to hide nothing
+MIN_SCRUB_LENGTH = 4
 _SECRET_RE = re.compile(r"key|token|secret|password", re.IGNORECASE)
 
 
@@ -70,3 +76,39 @@ def scrub(message: str, config: Any) -> str:
             if text:
                 message = message.replace(text, REDACTED)
     return message
+
+
+def scrub_all(value: Any, config: Any) -> Any:
+    """A copy of `value` (a message, a list of them, a plugin's JSON result) without
+    the secret values of `config`.
+
+    Only secret values of at least MIN_SCRUB_LENGTH characters (as text)
+    count. Every string at any depth has their text replaced; a number under
+    a secret-looking key that equals one is replaced whole (a plugin
+    returning its config). Other leaves and every key are kept, so the
+    result's data stays what the plugin returned.
+    """
+    secrets = [
+        v
+        for v in secret_values(config)
+        if v is not None and not isinstance(v, bool) and len(str(v)) >= MIN_SCRUB_LENGTH
+    ]
+    if not secrets:
+        return value
+    texts = sorted({str(v) for v in secrets}, key=len, reverse=True)
+
+    def text(node: str) -> str:
+        for secret in texts:
+            node = node.replace(secret, REDACTED)
+        return node
+
+    def walk(node: Any, secret_key: bool) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, is_secret_key(str(k))) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [walk(item, secret_key) for item in node]
+        if secret_key and not isinstance(node, bool) and node in secrets:
+            return REDACTED
+        return text(node) if isinstance(node, str) else node
+
+    return walk(value, False)

@@ -22,6 +22,7 @@ from typing import TextIO
 import msgspec
 
 from mdivicomtools.common import supervision
+from mdivicomtools.common.secrets import scrub_all
 from mdivicomtools.common.signals import Terminated, deferred_interrupts, sigterm_as_interrupt
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
@@ -78,7 +79,8 @@ class Run:
         self.verbose = verbose
         self.backend = backend
         self.hooks = hooks
-        self.say = progress
+        # every line the run shows may quote the plugin (its warnings): never a secret
+        self.say: Progress = lambda message: progress(scrub_all(message, request.config))
         self.echo = echo
         self.dataset: DatasetInfo | None = None
         self.manifest: DatasetManifest | None = None
@@ -245,7 +247,7 @@ class Run:
     ) -> RunRecord:
         request = self.request
         host = _host(provenance.pop(HOST_HOOK_MODULE, None))
-        return RunRecord(
+        record = RunRecord(
             run_id=request.run_id,
             status=outcome.status,
             plugin=request.plugin,
@@ -278,6 +280,31 @@ class Run:
             timeout_s=request.timeout,
             isolate=request.isolate,
         )
+        return _without_secrets(record, request.config)
+
+
+def _without_secrets(record: RunRecord, config: object) -> RunRecord:
+    """The record with the secret values of `config` scrubbed from the text the plugin
+    controls: its error, warnings, result and the hook errors.
+
+    The config itself is already redacted; a plugin quoting a token in an
+    exception or returning its config would otherwise put the value back into
+    a record that is readable by the group and copied into crates.
+    """
+    error = record.error
+    if error is not None:
+        error = ErrorInfo(type=error.type, message=scrub_all(error.message, config))
+    hook_errors = [
+        HookError(hook=e.hook, plugin=e.plugin, error=scrub_all(e.error, config))
+        for e in record.hook_errors
+    ]
+    return msgspec.structs.replace(
+        record,
+        error=error,
+        warnings=scrub_all(record.warnings, config),
+        result=scrub_all(record.result, config),
+        hook_errors=hook_errors,
+    )
 
 
 def _host(found: object) -> HostInfo:
