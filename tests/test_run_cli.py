@@ -348,3 +348,46 @@ def test_secrets_are_scrubbed_from_the_records_error_warnings_and_result(site, d
     assert "warning: token ***REDACTED*** expires soon" in succeeded.stderr
     assert bad["error"]["message"] == "auth failed for token ***REDACTED***"
     assert "error:    RuntimeError: auth failed for token ***REDACTED***" in failed.stdout
+
+
+FORGER = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    raise RuntimeError("kaput\\n20990101T000000Z_deadbeef  succeeded  lab/x\\r\\x1b[2K\\x07done")
+"""
+SHOWN = r"RuntimeError: kaput\n20990101T000000Z_deadbeef  succeeded  lab/x\r\x1b[2K\x07done"
+
+
+def test_control_characters_in_record_text_cannot_forge_lines(site, dataset, tmp_path):
+    """A plugin's message is shown on one line, its control characters escaped:
+    a newline cannot add a row to `runs list`, nor CR or ESC rewrite the terminal."""
+    site.plugin("forger", run_source=FORGER)
+    out = tmp_path / "out"
+    ran = site.cli("run", "forger", "--dataset", str(dataset), "--out", str(out))
+    assert ran.returncode == 1
+    assert f"error:    {SHOWN}" in ran.stdout.splitlines()
+    listing = site.cli("runs", "list", str(out))
+    _header, row = listing.stdout.splitlines()
+    assert row.endswith(SHOWN) and "\x1b" not in listing.stdout
+    batch = tmp_path / "batch"
+    ran = site.cli(
+        "run", "forger", "--dataset", str(dataset), "--out", str(batch), "--sessions", "*"
+    )
+    assert ran.returncode == 1
+    rows = [line for line in ran.stdout.splitlines() if line.startswith("ses-01")]
+    assert len(rows) == 1 and rows[0].endswith(SHOWN)
+    assert any(line.endswith(f"ses-01 failed: {SHOWN} (1/1)") for line in ran.stderr.splitlines())
+    _header, row = site.cli("runs", "list", str(batch)).stdout.splitlines()
+    assert row.endswith(SHOWN)
+
+
+def test_printable_escapes_every_control_character():
+    from mdivicomtools.cli.textui import fields, table
+    from mdivicomtools.common.text import printable
+
+    assert printable("a\tb\x00\x7f\x9b\u2028 é ok") == r"a\tb\x00\x7f\x9b\u2028 é ok"
+    assert table(["A", "B"], [["x\ny", "1\r2"]]).splitlines() == ["A     B", r"x\ny  1\r2"]
+    assert fields([("k", '{\n  "a": "\x1b"\n}')]).splitlines() == [
+        "k:  {",
+        '      "a": "\\x1b"',
+        "    }",
+    ]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mdivicomtools.common.text import printable
+
 if TYPE_CHECKING:
     from mdivicomtools.batch import BatchSummary
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -92,7 +94,9 @@ class BatchProgress:
 
 def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
     """`ses-02 failed: ...`; with retries, which try ended and whether another follows."""
-    detail = f": {result.error}" if result.error and result.status != "succeeded" else ""
+    detail = (
+        f": {printable(result.error)}" if result.error and result.status != "succeeded" else ""
+    )
     if kind == "retrying":
         return f"{job.session} try {job.attempt} {result.status}, retrying{detail}"
     tried = f" on try {job.attempt}" if job.attempt > 1 else ""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def render_rerun(report: RerunReport) -> str:
     from mdivicomtools.cli.textui import fields
+    from mdivicomtools.common.text import printable
 
     record = report.record
     pairs = [
@@ -24,7 +25,7 @@ def render_rerun(report: RerunReport) -> str:
         ("outputs", f"{record.out_dir}/"),
     ]
     if record.error is not None:
-        pairs.append(("error", f"{record.error.type}: {record.error.message}"))
+        pairs.append(("error", printable(f"{record.error.type}: {record.error.message}")))
     if report.image:
         pairs.append(("image", f"pinned to {report.image}"))
     checks = (
@@ -112,7 +113,9 @@ def rerun_command(
     from mdivicomtools.runner.rerun import rerun
 
     def progress(message: str) -> None:
-        click.echo(f"[mdivicom] {message}", err=True)
+        from mdivicomtools.common.text import printable
+
+        click.echo(f"[mdivicom] {printable(message)}", err=True)
 
     report = rerun(
         out,

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 def _summary(record: RunRecord) -> str:
     from mdivicomtools.cli.textui import fields
+    from mdivicomtools.common.text import printable
 
     pairs: list[tuple[str, str]] = [
         (record.status, f"{record.plugin.ref} {record.plugin.version} in {record.duration_s:.2f} s")
     ]
     if record.error is not None:
-        pairs.append(("error", f"{record.error.type}: {record.error.message}"))
+        # one line: a plugin's message must not add lines that look like the summary's
+        pairs.append(("error", printable(f"{record.error.type}: {record.error.message}")))
     if record.status == "succeeded":
         pairs.append(("outputs", f"{record.out_dir}/ ({len(record.outputs)} file(s))"))
     else:
@@ -270,7 +272,9 @@ def run_command(
     from mdivicomtools.runner import RunInterrupted, run_plugin
 
     def progress(message: str) -> None:
-        click.echo(f"[mdivicom] {message}", err=True)
+        from mdivicomtools.common.text import printable
+
+        click.echo(f"[mdivicom] {printable(message)}", err=True)
 
     # built once, here, and passed whole to a single run or to every session
     options = RunOptions.build(

@@ -1,16 +1,25 @@
 """Plain-text rendering for the CLI's human output (tables and key/value blocks).
 
 Kept free of click and of discovery so any command can use it and tests can
-check the layout without running a command.
+check the layout without running a command. Every cell and value goes through
+`common.text.printable`: much of what is shown is record text a plugin wrote,
+and a control character in it must not add a row or move the cursor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mdivicomtools.common.text import printable
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, two spaces apart; the last column is never padded."""
+    """Left-aligned columns, two spaces apart; the last column is never padded.
+
+    A cell is one line whatever it holds: control characters show escaped.
+    """
+    headers = [printable(h) for h in headers]
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row[:-1]):
@@ -23,11 +32,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def fields(pairs: Sequence[tuple[str, str]]) -> str:
-    """`key:  value` lines with the values aligned; multi-line values are indented."""
+    """`key:  value` lines with the values aligned; multi-line values are indented.
+
+    Only a newline starts another line (a value may be indented JSON); every
+    other control character shows escaped.
+    """
+    pairs = [(printable(key), value) for key, value in pairs]
     width = max((len(key) for key, _ in pairs), default=0) + 1
     lines = []
     for key, value in pairs:
-        first, *rest = value.splitlines() or [""]
+        first, *rest = [printable(line) for line in value.removesuffix("\n").split("\n")]
         lines.append(f"{key + ':':<{width}}  {first}".rstrip())
         lines.extend(" " * (width + 2) + line for line in rest)
     return "\n".join(lines)

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
 
 def render_report(report: VerifyReport) -> str:
-    """One block per run: a verdict line, then each difference on its own line."""
+    """One block per run: a verdict line, then each difference on its own line.
+
+    The paths are file names a plugin chose: shown through `printable`, a name
+    holding a newline stays one line.
+    """
+    from mdivicomtools.common.text import printable
+
     where = f"{report.session}: " if report.session else ""
     verdict = "ok" if report.ok else "DIFFERS"
     lines = [f"{where}{report.plugin} run {report.run_id}: {verdict}"]
@@ -29,7 +35,7 @@ def render_report(report: VerifyReport) -> str:
         ("missing", report.missing),
         ("extra", report.extra),
     ):
-        lines.extend(f"  output {label}: {path}" for path in paths)
+        lines.extend(f"  output {label}: {printable(path)}" for path in paths)
     unchanged = report.outputs - len(report.modified) - len(report.missing)
     lines.append(f"  outputs: {unchanged} of {report.outputs} file(s) as recorded")
     dataset = report.dataset
@@ -44,7 +50,7 @@ def render_report(report: VerifyReport) -> str:
             ("added", dataset.added),
             ("removed", dataset.removed),
         ):
-            lines.extend(f"  dataset {label}: {path}" for path in paths)
+            lines.extend(f"  dataset {label}: {printable(path)}" for path in paths)
         if not (dataset.changed or dataset.added or dataset.removed) and dataset.note:
             lines.append(f"  dataset: {dataset.note}")
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 #: longer reasons are cut; a broken plugin's traceback text must not flood a table
 LINE_LIMIT = 400
 
@@ -10,6 +12,31 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
     """Collapse whitespace (tracebacks, engine answers) and cut at `limit` characters."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+#: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written out (`\\n`, `\\r`, `\\x1b`).
+
+    Record text (a plugin's error, a file name) is written by code we do not
+    control: a newline would forge rows of a table, a carriage return or an
+    escape sequence would rewrite what the terminal shows. Escaped, such text
+    stays on its own line and shows what it holds; text without control
+    characters is returned unchanged.
+    """
+    return _CONTROL.sub(_escape, text)
 
 
 def describe_exception(exc: BaseException) -> str:
