@@ -31,6 +31,43 @@ def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
     assert inventory(tmp_path, workers=1) == parallel
 
 
+def test_symlinks_stay_inside_by_their_place_in_the_tree_wherever_it_is(tmp_path):
+    """A relative link is resolved from its own place inside the tree: links that
+    stay inside pass, and any way out through `..` is refused, even one that comes
+    back in through the folder's own name (it would not after the folder moves)."""
+    from mdivicomtools.common.safefs import scan
+
+    root = tmp_path / "tool"
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "f").write_text("f")
+    links = {
+        "sub/up": "../f",
+        "sub/deep/up2": "../../f",
+        "sub/through": "deep/../../f",
+        "sub/deep/to_sub": "..",
+        "sub/via": "deep/to_sub/../f",  # deep/to_sub is sub: sub/.. is the root
+        "self": ".",
+        "missing": "sub/not-there/../x",
+        "loop_a": "loop_b",
+        "loop_b": "loop_a",
+        "out": "../tool/f",
+        "sub/out2": "../../tool/f",
+        "sub/through_link": "deep/to_sub/../..",  # sub/.. is root, root/.. is out
+        "self_up": "self/..",
+        "absolute": str(root / "f"),
+    }
+    for link, target in links.items():
+        (root / link).symlink_to(target)
+    problems = {e.path: e.problem for e in scan(root) if e.problem is not None}
+    assert problems == {
+        "out": "a symlink that leaves the output folder",
+        "sub/out2": "a symlink that leaves the output folder",
+        "sub/through_link": "a symlink that leaves the output folder",
+        "self_up": "a symlink that leaves the output folder",
+        "absolute": "a symlink to an absolute path",
+    }
+
+
 def test_inventory_of_an_empty_folder(tmp_path):
     assert inventory(tmp_path) == []
 

@@ -87,6 +87,27 @@ def test_device_nodes_setuid_files_and_escaping_symlinks_are_never_promoted(
     assert not any(stat.S_ISBLK(p.lstat().st_mode) for p in out.rglob("*"))
 
 
+def test_symlinks_are_checked_from_their_place_in_the_tree_not_from_staging(
+    hsite, dataset, tmp_path
+):
+    """`relink -> ../../<run_id>/<id>/r` resolves inside `_staging/<run_id>/<id>/`,
+    and outside `<out>/<id>/` once promoted: refused, as every way out."""
+    out = tmp_path / "out"
+    plugin, done = faulty_run(hsite, "symlink_out_after_promotion", dataset, out)
+    record = assert_contained(
+        out,
+        plugin,
+        done,
+        1,
+        "failed",
+        "UnsafeOutput",
+        "relink (a symlink that leaves the output folder)",
+        "chain (a symlink that leaves the output folder)",
+    )
+    assert "here (" not in record["error"]["message"]  # a link to the folder itself stays in
+    assert not (out / plugin / "relink").is_symlink()
+
+
 def test_non_utf8_output_names_are_recorded_escaped(hsite, dataset, tmp_path):
     out = tmp_path / "out"
     plugin, done = faulty_run(hsite, "non_utf8_output", dataset, out)

@@ -7,7 +7,8 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 - `scan` walks a folder with lstat only (`os.scandir`, never following a
   symlink), gives every entry a type, and names each entry that must not be
   promoted: FIFOs, sockets, device nodes, files with the setuid or setgid bit,
-  and symlinks that leave the folder (absolute, or resolving outside it).
+  and symlinks that leave the folder (absolute, or resolving outside it from
+  their place in the tree, whatever folder holds the tree).
 - `open_regular` opens a file for reading with O_NOFOLLOW | O_NONBLOCK and
   checks with fstat that it is a regular file, so a FIFO cannot block the
   runner and a symlink cannot make it read a host file as the runner's user.
@@ -89,14 +90,66 @@ def _type_of(mode: int) -> EntryType:
     return "unknown"
 
 
+#: symlinks followed while resolving one link inside a tree before giving up; above
+#: the kernel's own limit (40 on Linux), so a chain it can follow is always checked
+_MAX_LINKS = 64
+
+
+def _climbs_out(root: bytes, here: list[bytes], target: bytes) -> bool:
+    """Whether `target`, met in folder `here` (components below root), leaves root.
+
+    The walk happens inside the tree: `..` at root is leaving it, and each
+    component that is a symlink in the tree is replaced by its target, read
+    from the tree, as the kernel would. A target that is absolute leaves too.
+    Components that do not exist are taken by their text. Nothing depends on
+    where root is, so the answer holds wherever the tree is moved.
+    """
+    parts = list(here)
+    pending = target.split(b"/")[::-1]
+    followed = 0
+    while pending:
+        name = pending.pop()
+        if name in (b"", b"."):
+            continue
+        if name == b"..":
+            if not parts:
+                return True
+            parts.pop()
+            continue
+        path = os.path.join(root, *parts, name)
+        try:
+            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            is_link = False
+        if not is_link:
+            parts.append(name)
+            continue
+        followed += 1
+        if followed > _MAX_LINKS:  # a loop: the kernel cannot follow it either
+            return False
+        inner = os.readlink(path)
+        if os.path.isabs(inner):
+            return True
+        pending.extend(inner.split(b"/")[::-1])
+    return False
+
+
 def _symlink_problem(root: bytes, link: bytes) -> str | None:
-    """Why a symlink must not be promoted, or None if it stays inside root."""
+    """Why a symlink must not be promoted, or None if it stays inside root.
+
+    The check is made in staging and must hold after promotion moves the tree
+    to `<out>/<id>/`: a link resolved by real path in staging would pass with
+    `../../<run_id>/<id>/f`, which is inside only while the tree sits in
+    `_staging/<run_id>/`. So the target is resolved within the tree from the
+    link's own place in it (`_climbs_out`), never through the folders around it.
+    """
     target = os.readlink(link)
     if os.path.isabs(target):
         return "a symlink to an absolute path"
-    resolved = os.path.realpath(os.path.join(os.path.dirname(link), target))
-    real_root = os.path.realpath(root)
-    if resolved != real_root and not resolved.startswith(real_root + b"/"):
+    here = [
+        part for part in os.path.relpath(os.path.dirname(link), root).split(b"/") if part != b"."
+    ]
+    if _climbs_out(root, here, target):
         return "a symlink that leaves the output folder"
     return None
 

@@ -77,6 +77,19 @@ def special_files(dataset_dir, out_dir, config, **_):
 
 
 @fault
+def symlink_out_after_promotion(dataset_dir, out_dir, config, **_):
+    """Links that resolve inside the staging folder (`_staging/<run_id>/<id>/`) and
+    outside `<out>/<id>/` once promoted there."""
+    staging = Path(out_dir)
+    run_id, plugin_id = staging.parent.name, staging.name
+    Path(out_dir, "r").write_text("real\n")
+    os.symlink(f"../../{run_id}/{plugin_id}/r", Path(out_dir, "relink"))
+    os.symlink(".", Path(out_dir, "here"))
+    # `here/..` cancels as text, but `here` is the folder itself: `..` leaves it
+    os.symlink(f"here/../{plugin_id}/here/../../{run_id}/{plugin_id}/r", Path(out_dir, "chain"))
+
+
+@fault
 def grandchild_ignores_term(dataset_dir, out_dir, config, **_):
     subprocess.Popen(_sleeper(300, ignore_term=True))
     time.sleep(300)
