@@ -295,6 +295,12 @@ def test_verify_right_after_a_run_matches_and_exits_0(site, verified_run):
     assert "dataset: matches the record's digest" in result.stdout
 
 
+def test_verify_out_takes_a_string_as_the_readme_shows(site, verified_run):
+    out, record = verified_run
+    [report] = verify_out(str(out))  # README: verify_out("results")
+    assert report.ok and report.run_id == record.run_id
+
+
 def test_verify_follows_a_moved_output_folder(site, verified_run, dataset, tmp_path):
     out, _ = verified_run
     moved = tmp_path / "archive" / "results"

@@ -94,9 +94,7 @@ class BatchProgress:
 
 def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
     """`ses-02 failed: ...`; with retries, which try ended and whether another follows."""
-    detail = (
-        f": {printable(result.error)}" if result.error and result.status != "succeeded" else ""
-    )
+    detail = f": {printable(result.error)}" if result.error and result.status != "succeeded" else ""
     if kind == "retrying":
         return f"{job.session} try {job.attempt} {result.status}, retrying{detail}"
     tried = f" on try {job.attempt}" if job.attempt > 1 else ""

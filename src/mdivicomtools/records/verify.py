@@ -195,14 +195,16 @@ def _pick(
 
 
 def verify_out(
-    out: Path, run_id: str = "latest", *, every_plugin: bool = False
+    out: str | Path, run_id: str = "latest", *, every_plugin: bool = False
 ) -> list[VerifyReport]:
     """Verify a run root, or every session of a batch's --out.
 
     `latest` is the newest succeeded run; `every_plugin` verifies the newest
     succeeded run of each plugin (each plugin's output folder holds only its
     latest run). For a batch folder, each session is checked the same way.
+    A string is taken as a path, as `run_plugin` and `rerun` take it.
     """
+    out = Path(out)
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
     sessions = session_folders(out)
