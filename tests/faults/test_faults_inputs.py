@@ -197,7 +197,7 @@ def test_a_full_disk_frees_staging_and_still_records_the_run(hsite, dataset, tmp
         )
         assert done.returncode == 1, done.stderr
         record = last_record(out)
-        assert record["status"] == "failed"
+        assert record["status"] == "failed", done.stderr + done.stdout
         assert record["error"]["type"] == "OSError"
         assert "No space left on device" in record["error"]["message"]
         assert_earlier_intact(out, plugin)

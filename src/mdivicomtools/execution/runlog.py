@@ -37,12 +37,7 @@ class RunLog:
         with self._lock:
             if self._closed:
                 return  # a process the plugin left behind still writing after the run
-            if self.lost is None:
-                try:
-                    self._file.write(raw)
-                    self._file.flush()
-                except OSError as exc:
-                    self.lost = f"writing {self.path.name} failed: {exc.strerror or exc}"
+            self._to_file(raw)
             if self.echo is not None:
                 try:
                     self.echo.write(raw.decode("utf-8", "replace"))
@@ -58,8 +53,19 @@ class RunLog:
             return
         raw = text.encode("utf-8", "replace")
         with self._lock:
+            if not self._closed:
+                self._to_file(raw)
+
+    def _to_file(self, raw: bytes) -> None:
+        """Write to the log file unless writing it already failed: a full disk costs
+        the log its tail (`lost`, a warning in the record), never the run's record."""
+        if self.lost is not None:
+            return
+        try:
             self._file.write(raw)
             self._file.flush()
+        except OSError as exc:
+            self.lost = f"writing {self.path.name} failed: {exc.strerror or exc}"
 
     def close(self) -> None:
         with self._lock:
