@@ -1030,6 +1030,15 @@ def test_each_file_of_a_stream_is_synced_on_its_own(installed, tmp_path):
     assert any(line.split("\t")[3] == "xcorr-peak:GX020042.wav" for line in markers), markers
 
 
+# two cameras started 1.5 s apart, each cutting its chapter about 50 s in
+CUT_TOGETHER = {
+    "str-cam1/C0001.wav": (0, 50),  # the reference
+    "str-cam1/C0002.wav": (50, 50),
+    "str-cam2/GX010042.wav": (1.5, 49),
+    "str-cam2/GX020042.wav": (50.5, 45),
+}
+
+
 def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_path):
     """Cameras started together cut their chapters at nearly the same moments: a
     second chapter then shares at most a second with any first one, and its pairs
@@ -1038,16 +1047,7 @@ def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_p
     among themselves, and each says its place rests on that cut."""
     scene = _scene(100, seed=14)
     session = tmp_path / "ses-cut-together"
-    _cuts(
-        session,
-        scene,
-        {
-            "str-cam1/C0001.wav": (0, 50),  # the reference
-            "str-cam1/C0002.wav": (50, 50),
-            "str-cam2/GX010042.wav": (1.5, 49),
-            "str-cam2/GX020042.wav": (50.5, 45),
-        },
-    )
+    _cuts(session, scene, CUT_TOGETHER)
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     maps = {stream: _map(tmp_path, "out", stream) for stream in ("str-cam1", "str-cam2")}
@@ -1078,16 +1078,7 @@ def test_continuous_chapters_trusts_the_cuts_unless_the_sound_contradicts_one(in
     sound and warned; without the word they are two takes and nothing is said."""
     scene = _scene(100, seed=14)
     together = tmp_path / "ses-cut-together"
-    _cuts(
-        together,
-        scene,
-        {
-            "str-cam1/C0001.wav": (0, 50),  # the reference
-            "str-cam1/C0002.wav": (50, 50),
-            "str-cam2/GX010042.wav": (1.5, 49),
-            "str-cam2/GX020042.wav": (50.5, 45),
-        },
-    )
+    _cuts(together, scene, CUT_TOGETHER)
     result = _run(installed, together, tmp_path / "out", "--set", "continuous_chapters=true")
     assert result.returncode == 0, result.stdout + result.stderr
     for stream, offsets in (("str-cam1", [0.0, 50.0]), ("str-cam2", [1.5, 50.5])):
