@@ -137,6 +137,14 @@ def test_the_runner_variables_win_over_the_manifest_env(site, dataset, tmp_path,
     assert seen["MDIVICOM_OUT_DIR"] == ["/mdivicom/out"]
     assert seen["MDIVICOM_RUN_ID"] == [record["run_id"]]
     assert seen["LAB"] == ["x=y"]
+    # the author is told: the manifest's values of those names are never used
+    check = site.cli("plugins", "check", "envy", "--backend", engine, "--json")
+    [env_check] = [c for c in json.loads(check.stdout) if c["name"] == "env"]
+    assert env_check["status"] == "warn", env_check
+    assert env_check["detail"].startswith(
+        "container.env sets HOME, MDIVICOM_OUT_DIR, MDIVICOM_RUN_ID, TMPDIR, which the runner "
+        "sets itself"
+    ), env_check
 
 
 @pytest.mark.parametrize(

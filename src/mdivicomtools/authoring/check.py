@@ -27,6 +27,7 @@ from mdivicomtools.bundles.resultbundle import validate_file
 from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
+from mdivicomtools.model.container import runner_owned
 from mdivicomtools.model.layout import managed_folders
 from mdivicomtools.runner import ValidationFailed, run_plugin
 from mdivicomtools.runner.fingerprint import compare, fingerprint
@@ -92,6 +93,15 @@ def check_plugin(
     add("api_version", "pass", f"{meta.api_version} is supported")
     if meta.publisher is None:
         add("publisher", "warn", "meta.publisher is not set; the plugin is published as local/")
+    container = record.spec.container
+    replaced = sorted(name for name in container.env if runner_owned(name)) if container else []
+    if replaced:
+        add(
+            "env",
+            "warn",
+            f"container.env sets {', '.join(replaced)}, which the runner sets itself: "
+            "the tool sees the runner's values; drop them from the manifest",
+        )
     if record.spec.entry is not None:
         try:
             func = import_callable(record.spec.entry.callable)

@@ -215,6 +215,16 @@ def check_env(env: dict[str, str], where: str) -> None:
             )
 
 
+#: variables the runner sets in every container besides its MDIVICOM_* ones
+RUNNER_ENV = ("HOME", "TMPDIR")
+
+
+def runner_owned(name: str) -> bool:
+    """Whether the runner sets `name` itself, replacing a manifest's value: accepted
+    (a manifest written for another runner still loads) but never what the tool sees."""
+    return name.startswith("MDIVICOM_") or name in RUNNER_ENV
+
+
 def check_resources(resources: Resources, where: str) -> None:
     """Raise ValueError naming the field when a resource value cannot be applied."""
     for field in ("memory", "shm_size"):
