@@ -412,3 +412,25 @@ def test_config_show_names_each_origin(tmp_path):
         "config", "show", "--json", MDIVICOM_CONFIG_FILE=str(config), MDIVICOM_BACKEND="docker"
     )
     assert {s["name"]: s for s in json.loads(env.stdout)}["backend"]["origin"] == "environment"
+
+
+def test_config_show_takes_every_run_option_it_shows(tmp_path):
+    """Each setting a `run` option can set has the same option here (--strict-hooks
+    was shown as a row but could not be given)."""
+    (tmp_path / "empty.toml").write_text("")
+    shown = _cli(
+        *("config", "show", "--json", "--backend", "podman", "--strict-bundles"),
+        *("--hash-dataset", "--strict-hooks", "--scheduler", "tcp://127.0.0.1:8786"),
+        MDIVICOM_CONFIG_FILE=str(tmp_path / "empty.toml"),
+    )
+    assert shown.returncode == 0, shown.stderr
+    flagged = {
+        s["name"]: s["source"] for s in json.loads(shown.stdout) if s["origin"] == "command line"
+    }
+    assert flagged == {
+        "backend": "--backend",
+        "strict_bundles": "--strict-bundles",
+        "hash_dataset": "--hash-dataset",
+        "strict_hooks": "--strict-hooks",
+        "dask_scheduler": "--scheduler",
+    }

@@ -32,12 +32,19 @@ def config_group() -> None:
     default=None,
     help="Show the effect of `run --hash-dataset`.",
 )
+@click.option(
+    "--strict-hooks",
+    is_flag=True,
+    default=None,
+    help="Show the effect of `run --strict-hooks`.",
+)
 @click.option("--scheduler", metavar="ADDRESS", help="Show the effect of `run --scheduler`.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def show_command(
     backend: str | None,
     strict_bundles: bool | None,
     hash_dataset: bool | None,
+    strict_hooks: bool | None,
     scheduler: str | None,
     as_json: bool,
 ) -> None:
@@ -54,6 +61,7 @@ def show_command(
             "backend": backend,
             "strict_bundles": strict_bundles,
             "hash_dataset": hash_dataset,
+            "strict_hooks": strict_hooks,
             "dask_scheduler": scheduler,
         }
     )
@@ -63,15 +71,7 @@ def show_command(
     from mdivicomtools.cli.textui import table
 
     rows = [
-        [
-            s.name,
-            "-"
-            if s.value in (None, "")
-            else str(s.value).lower()
-            if isinstance(s.value, bool)
-            else str(s.value),
-            s.origin + (f" ({s.source})" if s.source else ""),
-        ]
+        [s.name, _shown(s.value), s.origin + (f" ({s.source})" if s.source else "")]
         for s in settings
     ]
     click.echo(table(["SETTING", "VALUE", "ORIGIN"], rows))
