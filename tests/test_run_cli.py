@@ -385,6 +385,9 @@ def test_printable_escapes_every_control_character():
     from mdivicomtools.common.text import printable
 
     assert printable("a\tb\x00\x7f\x9b\u2028 é ok") == r"a\tb\x00\x7f\x9b\u2028 é ok"
+    # a right-to-left override shows `report_txt.exe` as `report_exe.txt`
+    assert printable("report_\u202etxt.exe") == r"report_\u202etxt.exe"
+    assert printable("\u2066x\u2069\u200f") == r"\u2066x\u2069\u200f"
     assert table(["A", "B"], [["x\ny", "1\r2"]]).splitlines() == ["A     B", r"x\ny  1\r2"]
     assert fields([("k", '{\n  "a": "\x1b"\n}')]).splitlines() == [
         "k:  {",

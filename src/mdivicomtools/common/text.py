@@ -14,8 +14,12 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-#: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and
+#: the bidirectional marks, embeddings, overrides and isolates, which make a terminal
+#: show text in another order than it holds (U+202E turns `exe.txt` into `txt.exe`)
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
