@@ -75,6 +75,27 @@ def test_a_run_exports_as_a_valid_process_run_crate(site, dataset, tmp_path, off
     assert results["writer/result.csv"]["encodingFormat"] == "text/csv"
 
 
+def test_an_output_name_that_is_not_utf8_is_exported(site, dataset, tmp_path, offline_context):
+    """The record lists such a name escaped; export opened the escaped text as the
+    file's name and called the output missing."""
+    site.plugin(
+        "oddname",
+        run_source=(
+            "import os\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    open(os.path.join(os.fsencode(out_dir), b'bad\\xffname'), 'wb').write(b'x')\n"
+        ),
+    )
+    out = tmp_path / "out"
+    record = run_plugin("oddname", dataset=dataset, out=out)
+    assert [(o.path, o.escaped) for o in record.outputs] == [("bad\\xffname", True)]
+    crate = tmp_path / "crate"
+    result = site.cli("runs", "export", str(out), record.run_id, "--ro-crate", str(crate))
+    assert result.returncode == 0, result.stderr
+    assert (crate / "oddname" / "bad\\xffname").read_bytes() == b"x"
+    assert validation_problems(crate) == []
+
+
 def test_a_batch_exports_every_session_into_one_valid_crate(site, tmp_path, offline_context):
     site.plugin("writer", run_source=WRITE)
     data = tmp_path / "data"

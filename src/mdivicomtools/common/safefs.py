@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -70,6 +71,24 @@ def display_name(name: str | bytes) -> tuple[str, bool]:
             f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch for ch in text
         )
         return escaped, True
+
+
+_ESCAPE = re.compile(r"\\\\|\\x([0-9a-f]{2})")
+
+
+def disk_name(text: str, escaped: bool) -> str:
+    """The name on disk of a path `display_name` returned: the inverse, so a record's
+    escaped path can be opened (a str holding the raw bytes as surrogates)."""
+    if not escaped:
+        return text
+    raw = bytearray()
+    last = 0
+    for match in _ESCAPE.finditer(text):
+        raw += text[last : match.start()].encode("utf-8", "surrogateescape")
+        raw += b"\\" if match.group(1) is None else bytes([int(match.group(1), 16)])
+        last = match.end()
+    raw += text[last:].encode("utf-8", "surrogateescape")
+    return os.fsdecode(bytes(raw))
 
 
 def _type_of(mode: int) -> EntryType:

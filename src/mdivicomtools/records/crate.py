@@ -19,7 +19,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from mdivicomtools.common.safefs import inside
+from mdivicomtools.common.safefs import disk_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR
@@ -146,7 +146,7 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         check_output_paths(record, session)
         out_dir = root / record.plugin.id
         for output in record.outputs:
-            target = out_dir / output.path
+            target = out_dir / disk_name(output.path, output.escaped)
             # a symlink placed in the folder after the run must not copy a file from elsewhere
             if not (target.is_file() and inside(out_dir, target)):
                 where = f"{session}: " if session else ""
@@ -268,7 +268,8 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
             file_props["encodingFormat"] = media_type
         results.append(
             crate.add_file(
-                root / plugin.id / output.path,
+                root / plugin.id / disk_name(output.path, output.escaped),
+                # a name that is not UTF-8 keeps its escaped form: the crate's ids are text
                 dest_path=f"{prefix}{plugin.id}/{output.path}",
                 properties=file_props,
             )
