@@ -686,6 +686,18 @@ def test_resume_never_counts_a_file_outside_the_output_folder_as_an_output(site,
     assert reasons(summary)["ses-02"] == ("succeeded", "output missing: 1 file(s)")
 
 
+def test_resume_checks_an_output_whose_name_is_not_utf8(site, three_sessions):
+    """Such an output is in the record escaped; resume skipped it, so a session whose
+    only such output was deleted counted as up to date."""
+    data, out = three_sessions
+    odd = os.fsdecode(b"bad\xffname.txt")
+    (data / "sessions" / "ses-01" / odd).write_text("odd")
+    run_batch("copy", dataset=data, out=out, sessions="ses-01", jobs=1, resume=True)
+    (out / "ses-01" / "copy" / odd).unlink()
+    summary = run_batch("copy", dataset=data, out=out, sessions="ses-01", jobs=1, resume=True)
+    assert reasons(summary)["ses-01"] == ("succeeded", "output missing: 1 file(s)")
+
+
 def test_resume_reruns_every_session_after_a_config_change(site, three_sessions):
     data, out = three_sessions
     result = site.cli(

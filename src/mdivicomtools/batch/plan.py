@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.batch.session import SessionJob, SessionResult
-from mdivicomtools.common.safefs import path_problem
+from mdivicomtools.common.safefs import disk_name, path_problem
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
@@ -61,13 +61,12 @@ def _missing_outputs(record: RunRecord, session_out: Path) -> list[str]:
     out_dir = session_out / record.plugin.id
     missing = []
     for output in record.outputs:
-        if output.escaped:  # the record holds an escaped form of a name that is not UTF-8
-            continue
         if path_problem(output.path) is not None:  # an altered record: never a file of the run
             missing.append(output.path)
             continue
         try:
-            if (out_dir / output.path).lstat().st_size != output.size:
+            # a name that is not UTF-8 is in the record escaped: checked by its name on disk
+            if (out_dir / disk_name(output.path, output.escaped)).lstat().st_size != output.size:
                 missing.append(output.path)
         except OSError:
             missing.append(output.path)
