@@ -54,3 +54,26 @@ def deferred_interrupts() -> Iterator[list[int]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Within a `deferred_interrupts` block, let Ctrl-C and SIGTERM raise again for a
+    while: code that may hang (a site's hook) can then be stopped, and the caller
+    decides what that means for the run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
+    }
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

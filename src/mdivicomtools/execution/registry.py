@@ -14,6 +14,7 @@ import os
 
 import msgspec
 
+from mdivicomtools.common.text import describe_exception
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.execution.container.engine import GpuSupport
 from mdivicomtools.model.run import HookError
@@ -70,7 +71,22 @@ class BackendRegistry:
     def availability(self, name: str) -> Availability:
         """Asked once per backend: it may connect to an engine or start a service."""
         if name not in self._status:
-            self._status[name] = self.backends[name].availability()
+            try:
+                status = self.backends[name].availability()
+            except Exception as exc:  # a site's backend must not break every run
+                status = Availability(
+                    available=False,
+                    reason=f"its availability() raised {describe_exception(exc)}",
+                    fix="fix or disable (MDIVICOM_DISABLE_HOOKS) the hook module "
+                    + ", ".join(self.providers.get(name, ["?"])),
+                )
+            if not isinstance(status, Availability):
+                status = Availability(
+                    available=False,
+                    reason=f"its availability() returned a {type(status).__name__}, "
+                    "not an Availability",
+                )
+            self._status[name] = status
         return self._status[name]
 
     def _usable(self, name: str, kind: str | None) -> bool:

@@ -33,7 +33,7 @@ from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.text import describe_exception, one_line
 from mdivicomtools.execution.base import ExecutionBackend, missing_members
 from mdivicomtools.execution.registry import BackendRegistry
-from mdivicomtools.hooks import specs
+from mdivicomtools.hooks import contracts, specs
 from mdivicomtools.hooks.markers import PROJECT_NAME
 from mdivicomtools.model.run import HookError
 from mdivicomtools.settings import DISABLE_HOOKS_ENV as DISABLE_ENV
@@ -66,10 +66,17 @@ class HookModule(msgspec.Struct, kw_only=True):
 
 
 class HookResults(msgspec.Struct, kw_only=True):
-    """What one hook call gave: each implementation's value by module, and failures."""
+    """What one hook call gave: each implementation's value by module, and failures.
+
+    `returned` is what pluggy's call returned: the list of the implementations'
+    values as `wrapper=True` implementations left it. Hooks whose values are
+    merged (validation problems) use it, so a wrapper can add or drop some;
+    hooks whose values are kept by module (provenance, backends) use `results`.
+    """
 
     results: list[tuple[str, Any]] = []
     errors: list[HookError] = []
+    returned: list[Any] = []
 
 
 #: the call being made, so the guards know where to report
@@ -85,19 +92,40 @@ def _report_error(hook: str, module: str, exc: BaseException) -> None:
     current.errors.append(HookError(hook=hook, plugin=module, error=describe_exception(exc)))
 
 
-def _guard(hook: str, module: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def _guard(
+    hook: str, module: str, function: Callable[..., Any], argnames: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """Call one implementation: what it raises (SystemExit too; only an interrupt
+    goes on), returns against its hook's contract, or changes of the request and
+    outcome it may not change is reported as its failure and left out or undone."""
+    check = contracts.RESULT_CHECKS.get(hook)
+
     def guarded(*args: Any) -> Any:
+        before = contracts.snapshot(hook, argnames, args)
         try:
             value = function(*args)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             _report_error(hook, module, exc)
-            return None
+            value = None
+        else:
+            problem = check(value) if check is not None else None
+            if problem is not None:
+                _report_error(hook, module, ContractBroken(problem))
+                value = None
+        for problem in before.restore() if before is not None else []:
+            _report_error(hook, module, ContractBroken(problem))
         current = _CURRENT.get()
-        if current is not None:
+        if current is not None and value is not None:
             current.results.append((module, value))
         return value
 
     return guarded
+
+
+class ContractBroken(Exception):
+    """An implementation returned or changed what its hook does not allow."""
 
 
 def _guard_wrapper(
@@ -109,6 +137,8 @@ def _guard_wrapper(
     after it raises, the result of the inner implementations stands.
     """
 
+    check = contracts.WRAPPER_CHECKS.get(hook)
+
     def guarded(*args: Any) -> Generator[None, Any, Any]:
         try:
             inner = function(*args)
@@ -116,7 +146,9 @@ def _guard_wrapper(
         except StopIteration:
             _report_error(hook, module, RuntimeError("the wrapper did not yield"))
             return (yield)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             _report_error(hook, module, exc)
             return (yield)
         try:
@@ -130,8 +162,14 @@ def _guard_wrapper(
         try:
             inner.send(result)
         except StopIteration as stop:
-            return stop.value
-        except Exception as exc:
+            problem = check(stop.value) if check is not None else None
+            if problem is None:
+                return stop.value
+            _report_error(hook, module, ContractBroken(problem))
+            return result
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             _report_error(hook, module, exc)
             return result
         inner.close()
@@ -158,6 +196,17 @@ class HookManager:
 
     def add_module(self, module: object, name: str, **info: Any) -> HookModule:
         """Register one module and check its hooks; on failure leave it out, broken."""
+        taken = next((m for m in self.modules if m.name == name and m.status == "ok"), None)
+        if taken is not None:
+            # pluggy's own message dumps its whole registry
+            where = f" ({taken.origin})" if taken.origin else ""
+            return self._report(
+                name,
+                "broken",
+                error=f"another hook module is already registered as {name!r}{where}; "
+                "hook module names (entry point names) must be unique: rename one",
+                **info,
+            )
         try:
             self.pm.register(module, name=name)
         except Exception as exc:  # PluginValidationError, or a duplicate name
@@ -187,7 +236,7 @@ class HookManager:
                     wrapper = cast("Callable[..., Generator[None, Any, Any]]", impl.function)
                     guarded = _guard_wrapper(caller.name, name, wrapper)
                 else:
-                    guarded = _guard(caller.name, name, impl.function)
+                    guarded = _guard(caller.name, name, impl.function, tuple(impl.argnames))
                 # HookImpl.function is what pluggy calls; the module itself is untouched.
                 # pluggy declares it Final, as nothing of its own replaces it
                 impl.function = guarded  # type: ignore[misc]
@@ -256,7 +305,7 @@ class HookManager:
         collected = HookResults()
         token = _CURRENT.set(collected)
         try:
-            getattr(self.pm.hook, hook)(**kwargs)
+            collected.returned = list(getattr(self.pm.hook, hook)(**kwargs) or [])
         finally:
             _CURRENT.reset(token)
         return collected

@@ -72,10 +72,12 @@ def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
     """Inspect or annotate the outputs after the plugin finished, on success and failure.
 
     ``outcome.staging_dir`` holds what the plugin wrote (it becomes
-    ``request.out_dir`` only if the run succeeds). An implementation may append
-    to ``outcome.outputs`` or ``outcome.warnings``, or set ``outcome.status`` to
-    "failed" with ``outcome.error`` to stop a bad output from being promoted.
-    The built-in implementation makes the output inventory (path, size, sha256).
+    ``request.out_dir`` only if the run succeeds). An implementation may write
+    or remove files there (the runner then lists the output again, so the
+    record lists what is promoted), append strings to ``outcome.warnings``, or
+    call ``outcome.fail(type, message)`` to stop a bad output from being
+    promoted; other changes are undone and reported. The built-in
+    implementation makes the output inventory (path, size, sha256) first.
 
     Example::
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mdivicomtools.common.safefs import Entry, display_name, open_regular, scan
-from mdivicomtools.model.run import OutputFile
+from mdivicomtools.model.run import OutputFile, RunOutcome
 
 _CHUNK = 1 << 20
 
@@ -52,6 +52,23 @@ def default_workers() -> int:
 def unsafe_entries(entries: list[Entry]) -> list[str]:
     """One line per entry that must not be promoted: its path and why."""
     return [f"{e.path} ({e.problem})" for e in entries if e.problem is not None]
+
+
+def list_outputs(outcome: RunOutcome) -> None:
+    """Check and list a successful run's staged output into `outcome.outputs`, or fail
+    the run naming every entry that must never be promoted (a FIFO, a device node,
+    a setuid file, a symlink leaving the folder) before anything reads a file."""
+    entries = scan(outcome.staging_dir)
+    refused = unsafe_entries(entries)
+    if refused:
+        outcome.fail(
+            "UnsafeOutput",
+            "the output holds entries that are never promoted: "
+            + ", ".join(refused[:20])
+            + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""),
+        )
+        return
+    outcome.outputs = inventory_of(outcome.staging_dir, entries)
 
 
 def inventory(root: Path, *, workers: int | None = None) -> list[OutputFile]:

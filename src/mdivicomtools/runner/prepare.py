@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from mdivicomtools.common.text import describe_exception
 from mdivicomtools.discovery import (
     ENTRY_POINT_GROUP,
     PluginRecord,
@@ -101,6 +102,17 @@ def _check_container_options(options: RunOptions, plugin: PluginInfo) -> None:
             f"{', '.join(given)} only apply to container plugins; {plugin.ref} is a "
             f"{plugin.kind} plugin"
         )
+
+
+def _problems(value: object) -> list[str]:
+    """A backend's problem list as strings (one string is one problem, not letters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(problem) for problem in value]
+    return [f"the backend returned a {type(value).__name__}, not a list of problems"]
 
 
 class Prepared:
@@ -212,7 +224,8 @@ class Prepared:
     def hook_problems(self, request: RunRequest) -> list[str]:
         """The validation hooks' problems with `request` (the backend's checks aside)."""
         called = self.hooks.call("mdivicom_validate_run", request=request)
-        problems = [str(p) for _, found in called.results for p in (found or [])]
+        # pluggy's value, as any wrapper=True implementation left it
+        problems = [str(p) for found in called.returned for p in (found or [])]
         problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
         return problems
 
@@ -222,9 +235,11 @@ class Prepared:
         if pull is None:
             return []
         try:
-            return list(pull(request))
+            return _problems(pull(request))
         except MdivicomError as exc:
             return [f"backend {self.backend.name!r}: {exc}"]
+        except Exception as exc:  # a site's backend: its failure is a problem, not a crash
+            return [f"backend {self.backend.name!r} raised {describe_exception(exc)}"]
 
     def _preflight(self, request: RunRequest) -> list[str]:
         """The backend's own pre-run checks (a container image present, its pin matching)."""
@@ -232,6 +247,11 @@ class Prepared:
         if preflight is None:
             return []
         try:
-            return list(preflight(request))
+            return _problems(preflight(request))
         except MdivicomError as exc:
             return [f"backend {self.backend.name!r}: {exc}"]
+        except Exception as exc:  # a site's backend: its failure is a problem, not a crash
+            return [
+                f"backend {self.backend.name!r} failed its pre-run checks: "
+                f"{describe_exception(exc)}"
+            ]

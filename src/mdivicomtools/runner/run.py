@@ -23,12 +23,18 @@ import msgspec
 
 from mdivicomtools.common import supervision
 from mdivicomtools.common.secrets import scrub_all
-from mdivicomtools.common.signals import Terminated, deferred_interrupts, sigterm_as_interrupt
+from mdivicomtools.common.signals import (
+    Terminated,
+    deferred_interrupts,
+    interrupts_raise,
+    signal_of,
+    sigterm_as_interrupt,
+)
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.runlog import RunLog
-from mdivicomtools.hooks.manager import HookManager
+from mdivicomtools.hooks.manager import HookManager, HookResults
 from mdivicomtools.model.layout import staging_root
 from mdivicomtools.model.run import (
     BackendInfo,
@@ -41,6 +47,7 @@ from mdivicomtools.model.run import (
     RunRequest,
 )
 from mdivicomtools.records.digest import DatasetManifest, scan_dataset, write_manifest
+from mdivicomtools.records.inventory import list_outputs
 from mdivicomtools.records.owner import existing_output_problems
 from mdivicomtools.records.store import runner_identity, write_record
 from mdivicomtools.runner.config import config_sha256, redact
@@ -74,8 +81,12 @@ class Run:
         echo: TextIO | None,
         verbose: bool = False,
         before: Fingerprint | None = None,
+        engine: str | None = None,
+        backend_errors: list[HookError] | None = None,
     ) -> None:
         self.request = request
+        #: what the backend reported running on, when its execute does not say
+        self.engine = engine
         self.verbose = verbose
         self.backend = backend
         self.hooks = hooks
@@ -86,12 +97,13 @@ class Run:
         self.manifest: DatasetManifest | None = None
         self.before = before
         # a hook module that failed to load is left out of the run: say so, and record it
+        # (said before validation: broken_hook_warnings)
         self.hook_errors: list[HookError] = [
             HookError(hook="(load)", plugin=module.name, error=module.error or "broken")
             for module in hooks.broken
         ]
-        for error in self.hook_errors:
-            self.say(f"warning: hook module {error.plugin!r} is broken and left out: {error.error}")
+        # a backends hook that raised or returned no backend is the run's hook error too
+        self.hook_errors += backend_errors or []
 
     def execute(self) -> tuple[RunRecord, KeyboardInterrupt | None]:
         request = self.request
@@ -125,10 +137,9 @@ class Run:
                 interrupt = exc
                 outcome.status = "interrupted"
                 outcome.exit_code = None
-                how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
                 during = f" while {outcome.activity}" if outcome.activity else ""
                 outcome.error = ErrorInfo(
-                    type="Interrupted", message=f"interrupted by {how}{during}"
+                    type="Interrupted", message=f"interrupted by {_signal_name(exc)}{during}"
                 )
             except OSError as exc:  # disk full, permissions: name the cause, not the backend
                 log.diagnostic(traceback.format_exc())
@@ -138,7 +149,7 @@ class Run:
                 outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
             with deferred_interrupts() as pending:
                 try:
-                    record = self._finish(outcome, started, log)
+                    record = self._finish(outcome, started, log, pending)
                 finally:
                     supervision.run_finished(request.record_path)
             if pending and interrupt is None:
@@ -152,6 +163,14 @@ class Run:
         before = self.before
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
         self.backend.execute(request, outcome, log)
+        if outcome.status == "failed" and outcome.error is None:
+            # a site's backend that returned without saying how the run ended
+            outcome.error = ErrorInfo(
+                type="BackendError",
+                message=f"the {self.backend.name} backend ended the run without a status or "
+                "an error",
+            )
+        outcome.engine = outcome.engine or self.engine
         if before is not None:
             changes = compare(before, fingerprint(request.dataset_dir))
             if changes:
@@ -184,18 +203,35 @@ class Run:
             )
         return True
 
-    def _finish(self, outcome: RunOutcome, started: datetime, log: RunLog) -> RunRecord:
+    def _finish(
+        self, outcome: RunOutcome, started: datetime, log: RunLog, pending: list[int]
+    ) -> RunRecord:
         request = self.request
         if outcome.status == "succeeded" and request.dry_run:
             outcome.status = "dry_run"
-        finalised = self.hooks.call("mdivicom_finalize_outputs", request=request, outcome=outcome)
-        self.hook_errors.extend(finalised.errors)
+        staged = self._staged_tree(outcome)
+        finalised = self._hooks_until_interrupted(
+            pending, "mdivicom_finalize_outputs", request=request, outcome=outcome
+        )
+        if isinstance(finalised, KeyboardInterrupt):
+            # a hung finalisation hook can be stopped; nothing unchecked is promoted
+            outcome.status, outcome.exit_code = "interrupted", None
+            outcome.error = ErrorInfo(
+                type="Interrupted",
+                message=f"interrupted by {_signal_name(finalised)} while the outputs were "
+                "finalised",
+            )
+        else:
+            self.hook_errors.extend(finalised.errors)
         if outcome.status == "succeeded" and any(
-            e.plugin == "mdivicomtools.inventory" for e in finalised.errors
+            e.plugin == "mdivicomtools.inventory" for e in self.hook_errors
         ):
             # an output that cannot even be listed is never promoted unseen
             outcome.fail("InventoryFailed", "the output could not be listed; see hook_errors")
-            outcome.outputs = []
+        if outcome.status == "succeeded" and staged is not None:
+            self._list_again_if_changed(outcome, staged)
+        if outcome.status != "succeeded":
+            outcome.outputs = []  # the record lists only what was promoted
         if outcome.status == "succeeded":
             try:
                 promote(outcome.staging_dir, request.out_dir)
@@ -207,9 +243,20 @@ class Run:
             self.say(f"warning: {warning}")
         # the default work folder lives in staging and goes with it; a --work folder stays
         discard_staging(request.run_out_dir, request.run_id)
-        captured = self.hooks.json_results(
-            "mdivicom_capture_provenance", request=request, outcome=outcome
+        captured = self._hooks_until_interrupted(
+            pending, "mdivicom_capture_provenance", request=request, outcome=outcome
         )
+        if isinstance(captured, KeyboardInterrupt):
+            # the output is in place and the run is what it was: only provenance is cut
+            self.hook_errors.append(
+                HookError(
+                    hook="mdivicom_capture_provenance",
+                    plugin="(interrupted)",
+                    error=f"interrupted by {_signal_name(captured)} before every provenance "
+                    "hook had returned; extensions are left out",
+                )
+            )
+            captured = HookResults()
         self.hook_errors.extend(captured.errors)
         for error in self.hook_errors:
             log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
@@ -237,6 +284,50 @@ class Run:
                 ) from None
         self.say(f"record: {request.record_path}")
         return record
+
+    def _hooks_until_interrupted(
+        self, pending: list[int], hook: str, **kwargs: object
+    ) -> HookResults | KeyboardInterrupt:
+        """Call `hook` with Ctrl-C and SIGTERM live again: the hooks are a site's code,
+        and a hung one must not make the run impossible to stop. A signal that came
+        earlier (still pending) skips them. Provenance goes through `json_results`."""
+        if pending:
+            return Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
+        try:
+            with interrupts_raise():
+                if hook == "mdivicom_capture_provenance":
+                    return self.hooks.json_results(hook, **kwargs)
+                return self.hooks.call(hook, **kwargs)
+        except KeyboardInterrupt as exc:
+            pending.append(signal_of(exc))
+            return exc
+
+    def _staged_tree(self, outcome: RunOutcome) -> Fingerprint | None:
+        """The staged output as the plugin left it, for `_list_again_if_changed`."""
+        if outcome.status != "succeeded":
+            return None
+        try:
+            return fingerprint(outcome.staging_dir)
+        except OSError:
+            return None  # the inventory hook reports an unreadable output
+
+    def _list_again_if_changed(self, outcome: RunOutcome, staged: Fingerprint) -> None:
+        """The record lists what is promoted: a finalisation hook that wrote, changed or
+        removed files in the staging folder, or put entries into outcome.outputs for
+        files that are not there, gets the output listed (and checked) again."""
+        try:
+            now = fingerprint(outcome.staging_dir)
+        except OSError as exc:
+            outcome.fail("InventoryFailed", f"the output could not be listed again: {exc}")
+            return
+        files = sorted(path for path, entry in now.items() if entry[0] != "d")
+        if now == staged and sorted(o.path for o in outcome.outputs) == files:
+            return
+        list_outputs(outcome)
+        if outcome.status == "succeeded":
+            outcome.warnings.append(
+                "a finalisation hook changed the output (or its list); it was listed again"
+            )
 
     def _record(
         self,
@@ -307,6 +398,10 @@ def _without_secrets(record: RunRecord, config: object) -> RunRecord:
     )
 
 
+def _signal_name(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
+
+
 def _host(found: object) -> HostInfo:
     """The host hook's dict as the record's typed `host` (empty if it was disabled)."""
     try:
@@ -328,6 +423,8 @@ def execute_prepared(
     for every backend, and compared after the backend returns (Run._execute): a
     change fails the run with DatasetModified whichever backend ran it.
     """
+    for module in prepared.hooks.broken:  # before validation: a broken one may be a validator
+        say(f"warning: hook module {module.name!r} is broken and left out: {module.error}")
     problems = prepared.problems(request)
     before = None
     if not problems:
@@ -352,7 +449,17 @@ def execute_prepared(
             raise ValidationFailed(problems)
         for removed in remove_dead_runs(request.run_out_dir):
             say(f"cleaned: {removed}")
-        run = Run(request, prepared.backend, prepared.hooks, say, echo, verbose, before)
+        run = Run(
+            request,
+            prepared.backend,
+            prepared.hooks,
+            say,
+            echo,
+            verbose,
+            before,
+            engine=prepared.backends.availability(prepared.backend.name).engine,
+            backend_errors=prepared.backends.errors,
+        )
         record, interrupt = run.execute()
     if interrupt is not None:
         raise RunInterrupted(record) from interrupt

@@ -1,0 +1,345 @@
+"""What a hook implementation must return and may change: one module's mistake is that
+module's hook error, never a lost record, a crash or a record that cannot be read."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from mdivicomtools import hookimpl
+from mdivicomtools.hooks.manager import load_hooks
+from mdivicomtools.model.run import OutputFile
+from mdivicomtools.records.store import read_record
+from mdivicomtools.runner import ValidationFailed, run_plugin
+from pluginsite import MDIVICOM, interruptible, wait_for
+
+WRITE = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "out.txt").write_text("x")
+"""
+
+
+def _errors(record) -> dict[str, str]:
+    return {e.plugin: e.error for e in record.hook_errors}
+
+
+@pytest.fixture(autouse=True)
+def writer(site):
+    site.plugin("writer", run_source=WRITE)
+
+
+def _run(site, dataset, out, *modules):
+    return run_plugin("writer", dataset=dataset, out=out, hooks=load_hooks(extra=modules))
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ("problem text", "returned a str, not a list of strings (or None)"),
+        (True, "returned a bool, not a list of strings (or None)"),
+        ([1, 2], "returned a list, not a list of strings (or None)"),
+    ],
+)
+def test_a_validation_hook_returning_no_list_stops_the_run_naming_it(
+    site, dataset, tmp_path, returned, message
+):
+    """A string became one problem per character; True crashed (exit 1)."""
+
+    class Bad:
+        @hookimpl
+        def mdivicom_validate_run(self, request):
+            return returned
+
+    with pytest.raises(ValidationFailed) as raised:
+        _run(site, dataset, tmp_path / "out", ("site-rules", Bad()))
+    problem = f"validation hook 'site-rules' raised ContractBroken: {message}"
+    assert raised.value.problems == [problem]
+
+
+def test_a_wrapper_s_value_is_the_validation_hooks_result(site, dataset, tmp_path):
+    """A wrapper=True implementation adds a problem, as pluggy documents (its value
+    was ignored); one returning garbage is reported and the inner results stand."""
+
+    class Adds:
+        @hookimpl(wrapper=True)
+        def mdivicom_validate_run(self, request):
+            results = yield
+            return [*results, ["site rule X is not met"]]
+
+    with pytest.raises(ValidationFailed) as raised:
+        _run(site, dataset, tmp_path / "out", ("adds", Adds()))
+    assert raised.value.problems == ["site rule X is not met"]
+
+    class Garbage:
+        @hookimpl(wrapper=True)
+        def mdivicom_validate_run(self, request):
+            yield
+            return "nothing"
+
+    with pytest.raises(ValidationFailed) as raised:
+        _run(site, dataset, tmp_path / "out2", ("garbage", Garbage()))
+    assert raised.value.problems == [
+        "validation hook 'garbage' raised ContractBroken: returned a str, not the list of "
+        "results it was given"
+    ]
+
+
+def test_system_exit_in_a_hook_is_its_failure_and_the_record_is_kept(site, dataset, tmp_path):
+    """SystemExit went past the guards: exit 3, the record left `running`."""
+
+    class Exits:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            raise SystemExit(3)
+
+        @hookimpl
+        def mdivicom_capture_provenance(self, outcome):
+            raise SystemExit("bye")
+
+    record = _run(site, dataset, tmp_path / "out", ("exits", Exits()))
+    assert record.status == "succeeded"
+    assert sorted((e.hook, e.error) for e in record.hook_errors) == [
+        ("mdivicom_capture_provenance", "SystemExit: bye"),
+        ("mdivicom_finalize_outputs", "SystemExit: 3"),
+    ]
+
+
+def test_a_finalize_hook_s_wrong_types_are_undone_and_the_record_reads_back(
+    site, dataset, tmp_path
+):
+    """A str in outcome.outputs or an int in outcome.warnings made a record that
+    `runs list` and `verify` could not read (and the CLI crash after writing it)."""
+
+    class Sloppy:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            outcome.outputs.append("extra.txt")
+            outcome.warnings.append(42)
+
+    out = tmp_path / "out"
+    record = _run(site, dataset, out, ("sloppy", Sloppy()))
+    assert record.status == "succeeded"
+    assert [o.path for o in record.outputs] == ["out.txt"]
+    assert "42" in record.warnings
+    error = _errors(record)["sloppy"]
+    assert "put a str into outcome.outputs" in error or "put a int" in error, error
+    assert len([e for e in record.hook_errors if e.plugin == "sloppy"]) == 2
+    assert read_record(out / "_runs" / f"{record.run_id}.json").run_id == record.run_id
+
+
+def test_a_provenance_hook_cannot_change_the_status_or_the_config(site, dataset, tmp_path):
+    """The status is what happened (the output is already in place), and the config
+    the plugin got and the record keeps is the one given."""
+
+    class Meddles:
+        @hookimpl
+        def mdivicom_validate_run(self, request):
+            request.config["pattern"] = "*.nothing"
+
+        @hookimpl
+        def mdivicom_capture_provenance(self, request, outcome):
+            outcome.status = "failed"
+            return {"ok": True}
+
+    with pytest.raises(ValidationFailed) as raised:
+        _run(site, dataset, tmp_path / "out", ("meddles", Meddles()))
+    assert raised.value.problems == [
+        "validation hook 'meddles' raised ContractBroken: changed request.config, which "
+        "hooks may only read; undone"
+    ]
+
+    class StatusOnly:
+        @hookimpl
+        def mdivicom_capture_provenance(self, request, outcome):
+            outcome.status = "failed"
+            return {"ok": True}
+
+    record = _run(site, dataset, tmp_path / "out2", ("status", StatusOnly()))
+    assert record.status == "succeeded" and record.extensions["status"] == {"ok": True}
+    assert _errors(record)["status"] == (
+        "ContractBroken: set outcome.status to 'failed'; this hook may set nothing "
+        "(with outcome.fail); undone"
+    )
+
+
+def test_files_a_finalize_hook_writes_or_removes_are_what_the_record_lists(site, dataset, tmp_path):
+    """A stamp written into staging was promoted but not listed, a removed file still
+    listed: `verify` called the run DIFFERS. The output is listed again."""
+
+    class Stamps:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            if outcome.status == "succeeded":
+                (outcome.staging_dir / "SITE_STAMP").write_text("lab 7")
+                (outcome.staging_dir / "out.txt").unlink()
+                outcome.outputs.append(OutputFile(path="ghost.txt", size=1, sha256="0" * 64))
+
+    out = tmp_path / "out"
+    record = _run(site, dataset, out, ("stamps", Stamps()))
+    assert record.status == "succeeded"
+    assert [o.path for o in record.outputs] == ["SITE_STAMP"]
+    assert sorted(p.name for p in (out / "writer").iterdir()) == ["SITE_STAMP"]
+    assert "a finalisation hook changed the output (or its list); it was listed again" in (
+        record.warnings
+    )
+    from mdivicomtools import verify_out
+
+    [report] = verify_out(out)
+    assert report.ok, report
+
+
+def test_a_failed_run_lists_no_outputs(site, dataset, tmp_path):
+    """A run a finalisation hook failed kept the inventory of what it never promoted;
+    `runs export` then copied an earlier run's files as its result."""
+
+    class Fails:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            outcome.fail("SiteRule", "no")
+
+    record = _run(site, dataset, tmp_path / "out", ("fails", Fails()))
+    assert record.status == "failed" and record.outputs == []
+
+
+def test_a_misbehaving_backend_hook_costs_only_itself(site, dataset, tmp_path):
+    """One backend instead of a list broke every run, python plugins' too; a backend
+    whose availability() raised broke `backends list` and every `--backend`."""
+
+    class One:
+        name = "solo"
+        kinds = frozenset({"python"})
+
+        def availability(self):
+            raise ConnectionError("slurmctld not reachable")
+
+        def execute(self, request, outcome, log):
+            outcome.status = "succeeded"
+
+    class Single:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return One()
+
+    class Listed:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [One()]
+
+    record = _run(site, dataset, tmp_path / "out", ("single", Single()))
+    assert record.status == "succeeded"
+    assert _errors(record)["single"] == (
+        "ContractBroken: returned a One, not a list of backends (or None)"
+    )
+    registry = load_hooks(extra=[("listed", Listed())]).get_backends()
+    [solo] = [item for item in registry.items() if item.name == "solo"]
+    assert not solo.available
+    assert solo.reason == "its availability() raised ConnectionError: slurmctld not reachable"
+
+
+def test_a_backend_that_says_nothing_is_a_failure_with_a_reason(site, dataset, tmp_path):
+    """A site's execute() that set nothing gave `failed` with no error at all, and the
+    engine its availability() named was not recorded."""
+
+    class Silent:
+        name = "silent"
+        kinds = frozenset({"python"})
+
+        def availability(self):
+            from mdivicomtools.execution.base import Availability
+
+            return Availability(available=True, engine="echo 1")
+
+        def preflight(self, request):
+            return []
+
+        def execute(self, request, outcome, log):
+            return None
+
+    class Provides:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [Silent()]
+
+    record = run_plugin(
+        "writer",
+        dataset=dataset,
+        out=tmp_path / "out",
+        backend="silent",
+        hooks=load_hooks(extra=[("silent", Provides())]),
+    )
+    assert record.status == "failed"
+    assert record.error.type == "BackendError"
+    assert record.error.message == ("the silent backend ended the run without a status or an error")
+    assert record.backend.engine == "echo 1"
+
+
+def test_two_hook_modules_of_one_name_say_so_in_one_line():
+    class A:
+        @hookimpl
+        def mdivicom_capture_provenance(self):
+            return {}
+
+    hooks = load_hooks(extra=[("prov", A()), ("prov", A())])
+    [broken] = hooks.broken
+    assert broken.error == (
+        "another hook module is already registered as 'prov' (extra); hook module names "
+        "(entry point names) must be unique: rename one"
+    )
+
+
+SLOW_HOOK = """
+import pathlib, time
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_{hook}(outcome):
+    pathlib.Path({started!r}).write_text("x")
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("hook", "status", "code"),
+    [("finalize_outputs", "interrupted", 130), ("capture_provenance", "succeeded", 0)],
+)
+def test_ctrl_c_stops_a_hung_hook_and_the_record_says_what_happened(
+    site, dataset, tmp_path, hook, status, code
+):
+    """The hooks ran with Ctrl-C held back: a hung one could only be killed. A hung
+    finalisation hook is now interrupted before anything is promoted; a hung
+    provenance hook is cut short after the output is in place."""
+    started = tmp_path / "started"
+    site.module("h_slowhook", SLOW_HOOK.format(hook=hook, started=str(started)))
+    site.distribution("slow-hooks", {"slowhook": "h_slowhook"}, group="mdivicomtools.hooks")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the whole process group
+    )
+    wait_for(started)
+    begun = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - begun < 20, "the hook was not interrupted"
+    assert proc.returncode == code, stderr
+    record = json.loads(stdout)
+    assert record["status"] == status, record
+    if status == "interrupted":
+        assert record["error"]["message"] == (
+            "interrupted by Ctrl-C (SIGINT) while the outputs were finalised"
+        )
+        assert not (out / "writer").exists() and record["outputs"] == []
+    else:
+        assert (out / "writer" / "out.txt").exists()
+        [cut] = [e for e in record["hook_errors"] if e["plugin"] == "(interrupted)"]
+        assert cut["error"].startswith("interrupted by Ctrl-C (SIGINT) before every provenance")
