@@ -101,6 +101,8 @@ def test_a_broken_hook_module_is_warned_about_recorded_and_strict_refuses(hsite,
         check=False,
     )
     assert from_config.returncode == 2, from_config.stderr
+    # the message names where strictness came from (it said --strict-hooks here too)
+    assert "broken hook module(s) with strict_hooks = true: site:" in from_config.stderr
     # the good run was recorded with the hook error; the refused ones left nothing
     (record,) = records(out)
     assert [e["plugin"] for e in record["hook_errors"]] == ["site"]

@@ -146,8 +146,9 @@ class Prepared:
             options.strict_hooks if options.strict_hooks is not None else configured_strict_hooks()
         )
         if broken and strict_hooks:
+            source = "--strict-hooks" if options.strict_hooks is not None else "strict_hooks = true"
             raise UsageError(
-                "broken hook module(s) with --strict-hooks: "
+                f"broken hook module(s) with {source}: "
                 + "; ".join(f"{m.name}: {m.error}" for m in broken)
                 + " (fix or uninstall them, or set MDIVICOM_DISABLE_HOOKS)"
             )
