@@ -547,6 +547,46 @@ def test_rerun_needs_redacted_secrets_again(site, dataset, tmp_path):
     assert wrong.config_matches is False
 
 
+def test_rerun_needs_a_secret_inside_an_array_again(site, dataset, tmp_path):
+    """The record redacts `servers[0].token`; a rerun that missed it ran the plugin
+    with the placeholder as the secret, and exited 0."""
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    servers = '[{"token":"s3cr3t-abc","host":"h"}]'
+    original = run_plugin("copy", dataset=dataset, out=out, sets=[f"servers={servers}"])
+    assert original.config["servers"] == [{"token": "***REDACTED***", "host": "h"}]
+    result = site.cli("rerun", str(out), original.run_id)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == (
+        "Error: the record redacted servers[0].token; supply the value(s) again: "
+        "--set 'servers=...' with the whole array as JSON, the secret filled in "
+        "(--set cannot name servers[0].token on its own)"
+    )
+    assert not (out / "_reruns").exists()
+    report = rerun(out, original.run_id, new_out=tmp_path / "r", sets=[f"servers={servers}"])
+    assert report.same_outputs and report.config_matches
+
+
+def test_redaction_and_the_rerun_find_the_same_secrets():
+    """One walk for both: every value redaction replaced, the rerun asks for again."""
+    from mdivicomtools.runner.config import redact
+    from mdivicomtools.runner.rerun import redacted_keys
+
+    config = {
+        "api": {"token": "t"},
+        "servers": [{"token": "a", "hosts": [{"password": {"x": 1}}]}, "plain", [{"key": 2}]],
+        "a.b": {"secret": "s"},
+    }
+    assert redacted_keys(redact(config)) == [
+        "api.token",
+        "servers[0].token",
+        "servers[0].hosts[0].password",
+        "servers[2][0].key",
+        "a.b.secret",
+    ]
+    assert redacted_keys(config) == []
+
+
 def test_rerun_refuses_another_plugin_version(site, dataset, tmp_path):
     site.plugin("copy", run_source=COPY)
     out = tmp_path / "out"

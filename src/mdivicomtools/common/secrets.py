@@ -9,6 +9,7 @@ so the run record's free text is scrubbed of those values too (`scrub_all`).
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -24,13 +25,61 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_RE.search(key) is not None
 
 
-def redact(value: Any) -> Any:
-    """A copy with the value of every secret-looking key, at any depth, replaced."""
+#: where a value sits in a config: object keys and array indexes, outermost first
+ConfigPath = tuple[str | int, ...]
+
+
+def secret_paths(value: Any, path: ConfigPath = ()) -> list[ConfigPath]:
+    """Where the secret values of `value` sit: under a secret-looking key, at any depth.
+
+    The one walk both sides use: `redact` replaces what it finds, and a rerun
+    asks which of these places still hold the placeholder. Two walks could
+    disagree (one looked inside arrays, the other did not, and a rerun ran with
+    the placeholder as the secret). Objects and arrays are both entered; a
+    secret value is not (it is replaced whole, whatever its type).
+    """
     if isinstance(value, dict):
-        return {k: REDACTED if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
+        return [
+            found
+            for key, item in value.items()
+            for found in (
+                [(*path, key)] if is_secret_key(str(key)) else secret_paths(item, (*path, key))
+            )
+        ]
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [
+            found
+            for index, item in enumerate(value)
+            for found in secret_paths(item, (*path, index))
+        ]
+    return []
+
+
+def value_at(value: Any, path: ConfigPath) -> Any:
+    """The value `path` (from `secret_paths`) leads to in `value`."""
+    for step in path:
+        value = value[step]
     return value
+
+
+def format_path(path: ConfigPath) -> str:
+    """`servers[0].token`: keys dotted as `--set` spells them, array items by index."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """A copy with the value of every secret-looking key, at any depth, replaced.
+
+    Arrays are entered too (`servers[0].token`), by `secret_paths`.
+    """
+    copied = copy.deepcopy(value)
+    for path in secret_paths(copied):
+        *parents, last = path
+        value_at(copied, tuple(parents))[last] = REDACTED
+    return copied
 
 
 def secret_values(value: Any) -> list[Any]:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, value_at
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
 from mdivicomtools.errors import UsageError
@@ -66,17 +67,45 @@ class RerunReport(msgspec.Struct, kw_only=True):
         )
 
 
-def redacted_keys(config: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose value the record shows as redacted."""
-    if config == REDACTED:
-        return [prefix]
-    if isinstance(config, dict):
-        return [
-            key
-            for name, value in config.items()
-            for key in redacted_keys(value, f"{prefix}.{name}" if prefix else str(name))
-        ]
-    return []
+def redacted_places(config: Any) -> list[ConfigPath]:
+    """Where `config` still holds the placeholder for a secret the record redacted.
+
+    Found by the walk that redacted them (`secret_paths`), so a secret inside
+    an array (`servers[0].token`) is found as surely as one inside an object.
+    """
+    return [path for path in secret_paths(config) if value_at(config, path) == REDACTED]
+
+
+def redacted_keys(config: Any) -> list[str]:
+    """The key paths (`api.token`, `servers[0].token`) whose value the record redacted."""
+    return [format_path(path) for path in redacted_places(config)]
+
+
+def _supply_hint(path: ConfigPath) -> str:
+    """How to give a redacted value again: `--set` names object keys only.
+
+    `--set` cannot reach into an array, nor name a key with a dot in it, so
+    such a secret is given with the first value it can name, whole, as JSON
+    (that replaces the record's value, placeholders and all).
+    """
+    reachable: list[str] = []
+    for step in path:
+        if isinstance(step, int) or not step or "." in step or "=" in step:
+            break
+        reachable.append(step)
+    if len(reachable) == len(path):
+        return f"--set {'.'.join(reachable)}=..."
+    if not reachable:
+        return (
+            f"{format_path(path)} cannot be named with --set (its top-level key has a dot "
+            "in it); run the plugin again with the full --config instead"
+        )
+    whole = ".".join(reachable)
+    kind = "array" if isinstance(path[len(reachable)], int) else "object"
+    return (
+        f"--set '{whole}=...' with the whole {kind} as JSON, the secret filled in "
+        f"(--set cannot name {format_path(path)} on its own)"
+    )
 
 
 def image_refs(original: RunRecord) -> list[str]:
@@ -145,11 +174,12 @@ def rerun_options(
             "succeeded run, whose outputs it can compare with"
         )
     config = apply_sets(original.config, sets)
-    missing = redacted_keys(config)
+    missing = redacted_places(config)
     if missing:
-        hint = " ".join(f"--set {key}=..." for key in missing)
+        hints = "; ".join(dict.fromkeys(_supply_hint(path) for path in missing))
         raise SecretsMissing(
-            f"the record redacted {', '.join(missing)}; supply the value(s) again: {hint}"
+            f"the record redacted {', '.join(format_path(path) for path in missing)}; "
+            f"supply the value(s) again: {hints}"
         )
     found = resolve(
         original.plugin.ref, entry_points=scan_entry_points(ENTRY_POINT_GROUP)[ENTRY_POINT_GROUP]
