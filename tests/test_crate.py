@@ -159,6 +159,30 @@ def test_image_references_split_into_registry_name_and_tag(image, parts):
     assert _image_parts(image) == parts
 
 
+@pytest.mark.parametrize("digests", [["localhost/tool@sha256:" + "1" * 64], []])
+@pytest.mark.parametrize("image_id", ["sha256:" + "3" * 64, "3" * 64])
+def test_a_record_naming_its_image_by_id_is_not_split_as_a_reference(
+    site, dataset, tmp_path, offline_context, image_id, digests
+):
+    """Older rerun records name the pinned image id as `image`; the crate called that
+    registry `docker.io`, name `sha256` (or the hex id) and tag `<hex digits>`."""
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    record = run_plugin("writer", dataset=dataset, out=out)
+    path = out / "_runs" / f"{record.run_id}.json"
+    data = json.loads(path.read_text())
+    data["container"] = {"image": image_id, "image_id": image_id, "repo_digests": digests}
+    path.write_text(json.dumps(data))
+    export_crate(out, record.run_id, tmp_path / "crate")
+    assert validation_problems(tmp_path / "crate") == []
+    [image] = [e for e in graph(tmp_path / "crate").values() if e["@type"] == "ContainerImage"]
+    assert image["sha256"] == "3" * 64 and "tag" not in image
+    if digests:
+        assert (image["registry"], image["name"]) == ("localhost", "tool")
+    else:
+        assert "name" not in image and "registry" not in image
+
+
 def tamper(out, path):
     """Point the first output of out's latest record at `path`, as an edit of the JSON would."""
     (record_file,) = (out / "_runs").glob("*.json")

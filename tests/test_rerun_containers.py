@@ -91,6 +91,37 @@ def test_rerun_uses_the_pinned_image_after_the_tag_moved(site, dataset, tmp_path
     assert checked.ok
 
 
+def test_a_rerun_records_the_image_as_the_original_named_it(
+    site, dataset, tmp_path, engine, own_tag, monkeypatch
+):
+    """The rerun pins the image id, but its record and crate name the image by its
+    reference: `image` was the id, and the crate read it as name `sha256` (Docker)
+    or name `<hex>` (Podman), with the hex digits as a tag."""
+    from crates import serve_context
+    from mdivicomtools.records.crate import export_crate
+
+    serve_context(monkeypatch)
+    tag, _ = own_tag
+    container_plugin(site, "mark", MARK, image=tag)
+    out = tmp_path / "out"
+    original = run_plugin("mark", dataset=dataset, out=out, backend=engine)
+    assert original.status == "succeeded" and original.container.image == tag
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.image == original.container.image_id  # what ran: the pinned id
+    assert report.record.container.image == tag
+    assert report.record.container.image_id == original.container.image_id
+    export_crate(tmp_path / "again", "latest", tmp_path / "crate")
+    entities = {
+        e["@id"]: e
+        for e in json.loads((tmp_path / "crate" / "ro-crate-metadata.json").read_text())["@graph"]
+    }
+    [image] = [e for e in entities.values() if e.get("@type") == "ContainerImage"]
+    registry, _, rest = tag.partition("/")
+    name, _, version = rest.partition(":")
+    assert (image["registry"], image["name"], image["tag"]) == (registry, name, version)
+    assert image["sha256"] == original.container.image_id.removeprefix("sha256:")
+
+
 def test_rerun_refuses_when_the_pinned_image_is_gone(site, dataset, tmp_path, engine, own_tag):
     tag, made = own_tag
     name = f"mdivicom-repro-{uuid.uuid4().hex[:8]}"

@@ -181,7 +181,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "`--executor slurm`, or any run inside an allocation); absent otherwise.",
     },
     ContainerInfo: {
-        "image": "The image as the manifest names it.",
+        "image": "The image as the manifest names it (a rerun's: as the original's record "
+        "does; the id it pinned is `image_id`).",
         "image_id": "The id of the image the container was created from, as the engine spells it.",
         "repo_digests": "The image's repository digests, as the engine reports them.",
         "container_id": "The container's id.",

@@ -40,6 +40,9 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     hash_dataset: bool | None = None
     #: run this image (an image id) instead of the plugin's; `rerun` pins the recorded one
     image: str | None = None
+    #: the reference the record names as `container.image` when `image` pins another:
+    #: `rerun` passes the original's (an image id is no reference); None: the manifest's
+    image_name: str | None = None
     #: the run this one repeats (`mdivicom rerun`), linked from the new record
     rerun_of: str | None = None
 

@@ -8,6 +8,7 @@ attributes (``request.plugin.id``) rather than loose dicts.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +112,20 @@ class BundleSummary(msgspec.Struct, kw_only=True):
         return getattr(self, key)
 
 
+#: an image id as Docker (`sha256:<hex>`) or Podman (`<hex>`) spells it; neither
+#: engine accepts 64 hex digits as a repository name, so no reference looks like one
+_IMAGE_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{64}")
+
+
+def is_image_id(image: str) -> bool:
+    """Whether `image` is an image id rather than a reference (`registry/name:tag`).
+
+    Older records of a rerun name the pinned id as `image`; an id split as a
+    reference gave crates a name `sha256` and a tag of hex digits.
+    """
+    return _IMAGE_ID_RE.fullmatch(image) is not None
+
+
 class ContainerInfo(msgspec.Struct, kw_only=True):
     """What a container backend reports: enough to pin the exact image that ran."""
 
@@ -182,6 +197,10 @@ class RunRequest(msgspec.Struct, kw_only=True, frozen=True):
     #: a container plugin's resolved resources, named mounts and hardening
     container: ContainerSettings | None = None
     attempt: int = 1
+    #: the image as the manifest names it (`container.image` of the record), when
+    #: `spec` runs a pinned one instead (`rerun` pins the recorded image id); None:
+    #: `spec`'s own image
+    image_name: str | None = None
 
     def plugin_env(self) -> dict[str, str]:
         """Variables a running plugin sees, so helpers such as the result-bundle

@@ -23,7 +23,7 @@ from mdivicomtools.common.safefs import disk_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR
-from mdivicomtools.model.run import RunRecord
+from mdivicomtools.model.run import ContainerInfo, RunRecord, is_image_id
 from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
@@ -82,6 +82,19 @@ def _image_parts(image: str) -> tuple[str, str, str | None]:
     if has_registry:
         return first, name.split("/", 1)[1], tag
     return "docker.io", name, tag
+
+
+def _image_reference(container: ContainerInfo) -> str | None:
+    """The reference to name the image by: the record's `image`, unless that is an
+    image id (older rerun records), then a repo digest's repository; None if neither.
+
+    An id has no registry, name or tag: split as a reference it gave `docker.io`,
+    name `sha256` and a tag of hex digits, naming an image that does not exist.
+    """
+    if not is_image_id(container.image):
+        return container.image
+    digests = [d for d in container.repo_digests if "@" in d]
+    return digests[0].partition("@")[0] if digests else None
 
 
 def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunRecord]]:
@@ -210,16 +223,17 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
     image = None
     if record.container is not None and record.container.image_id:
         hex_id = record.container.image_id.removeprefix("sha256:")
-        registry, name, tag = _image_parts(record.container.image)
         image_props: dict[str, Any] = {
             "@type": "ContainerImage",
             "additionalType": {"@id": f"{WFRUN}DockerImage"},
-            "name": name,
-            "registry": registry,
             "sha256": hex_id,
         }
-        if tag:
-            image_props["tag"] = tag
+        reference = _image_reference(record.container)
+        if reference is not None:
+            registry, name, tag = _image_parts(reference)
+            image_props.update(name=name, registry=registry)
+            if tag:
+                image_props["tag"] = tag
         image = crate.get(f"#image-{hex_id}") or crate.add(
             entity(crate, f"#image-{hex_id}", properties=image_props)
         )

@@ -203,6 +203,11 @@ class Prepared:
                 else None
             ),
             attempt=options.attempt,
+            image_name=(
+                (options.image_name or self.found.spec.container.image)
+                if options.image is not None and self.found.spec.container is not None
+                else None
+            ),
         )
 
     def image_id(self) -> str | None:

@@ -21,7 +21,7 @@ from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import RunOptions
-from mdivicomtools.model.run import RunRecord
+from mdivicomtools.model.run import RunRecord, is_image_id
 from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs
 from mdivicomtools.runner import run_plugin
@@ -206,6 +206,12 @@ def rerun_options(
         isolate=original.isolate,
         hash_dataset=original.dataset is not None and original.dataset.digest is not None,
         image=refs[0] if refs else None,
+        # the record keeps naming the image as the original did; the pin is its image_id
+        image_name=(
+            original.container.image
+            if original.container is not None and not is_image_id(original.container.image)
+            else None
+        ),
         rerun_of=original.run_id,
         **_container_options(original),
     )

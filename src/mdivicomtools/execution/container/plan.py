@@ -101,7 +101,7 @@ def build_plan(
     )
     return ContainerPlan(
         engine=engine,
-        image=spec.image,
+        image=request.image_name or spec.image,
         image_id=image_id,
         command=expand(spec.command),
         entrypoint=expand(spec.entrypoint),

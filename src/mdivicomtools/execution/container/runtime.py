@@ -329,7 +329,8 @@ class ContainerBackend:
         if facts is None:
             return
         outcome.container = ContainerInfo(
-            image=spec.image,
+            # as the manifest names it: a pinned image id (rerun) is `image_id`
+            image=request.image_name or spec.image,
             image_id=facts.id,
             repo_digests=list(facts.repo_digests),
             engine=engine.name,
