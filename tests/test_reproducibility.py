@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
+import textwrap
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -53,12 +57,25 @@ def private_digest_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MDIVICOM_DIGEST_CACHE", str(tmp_path / "cache" / "sha256.sqlite"))
 
 
+DOCS = Path(__file__).parents[1] / "docs" / "reproducibility.md"
+
+
+def documented_recipe():
+    """The digest recipe docs/reproducibility.md gives ("Compute it yourself with:")."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("Compute it yourself with:")) + len("```python\n")
+    return textwrap.dedent(text[start : text.index("```", start)])
+
+
 def manual_digest(root):
-    digest = hashlib.sha256()
-    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
-    for rel in sorted(files):
-        digest.update(f"{rel}\0{hashlib.sha256(files[rel].read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()
+    """The dataset digest as a user computes it, by running the documented recipe."""
+    recipe = documented_recipe()
+    line = 'root = pathlib.Path("study/sessions/ses-01")'
+    assert line in recipe
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(recipe.replace(line, f"root = pathlib.Path({str(root)!r})"), {})
+    return printed.getvalue().strip()
 
 
 def later(path, text):
@@ -205,6 +222,26 @@ def test_symlinked_files_are_hashed_by_content_and_dangling_links_by_target(tmp_
     files = {f.path: f for f in manifest.files}
     assert files["video.mp4"].sha256 == hashlib.sha256(b"video bytes").hexdigest()
     assert files["gone.mp4"].size == -1 and len(files["gone.mp4"].sha256) == 64
+
+
+def test_the_documented_recipe_gives_the_recorded_digest_with_symlinks(site, dataset, tmp_path):
+    """The recipe skipped a symlink to a folder and a dangling link, which the
+    digest lists by their target text: it gave another digest for such a dataset."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "c.txt").write_text("four\n")
+    (dataset / "linked.txt").symlink_to("a.txt")
+    (dataset / "folder").symlink_to(tmp_path / "elsewhere")
+    (dataset / "gone.mp4").symlink_to(".git/annex/objects/SHA256E-s5--abc.mp4")
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, hash_dataset=True)
+    assert record.status == "succeeded", record.error
+    assert record.dataset.digest == manual_digest(dataset)
+    manifest = read_manifest(out, record.dataset.manifest)
+    assert [f.path for f in manifest.files] == [
+        "a.txt", "folder", "gone.mp4", "linked.txt", "sessions/ses-01/b.txt",
+    ]  # fmt: skip
+    assert record.dataset.files == 5
 
 
 def test_an_unreadable_dataset_file_fails_the_run_with_a_record(

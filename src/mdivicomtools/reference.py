@@ -116,7 +116,9 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "repeats it.",
     },
     DatasetInfo: {
-        "files": "Number of files (symlinks to files count, and are followed).",
+        "files": "Number of files (symlinks to files count, and are followed; a symlink "
+        "that leads to no file, such as one to a folder or a dangling one, counts once and is "
+        "not followed).",
         "bytes": "Their total size.",
         "fingerprint": "sha256 over each file's relative path, size and mtime_ns, in path "
         "order: a stat walk that notices changes on this machine.",

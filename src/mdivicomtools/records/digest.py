@@ -101,7 +101,10 @@ def _walk(root: Path) -> list[_Entry]:
 
     File symlinks are followed (git-annex and datalad datasets are made of
     them: the content is what matters); directory symlinks are not, so a link
-    loop cannot make the walk endless. A dangling link is listed with size -1.
+    loop cannot make the walk endless. A link that leads to no regular file (a
+    folder, nothing, a loop) is listed with size -1 and hashed by its target
+    text, as the recipe in docs/reproducibility.md does: it names the git-annex
+    key of content not fetched.
     """
     found: list[_Entry] = []
     stack = [(str(root), "")]
