@@ -315,6 +315,16 @@ def test_build_without_a_run_has_no_producer(tmp_path, monkeypatch):
     assert build_resultbundle(tmp_path, resultbundle_type="x.v1").producer is None
 
 
+def test_problem_pointers_escape_keys_as_rfc6901_says(tmp_path):
+    """A key with `/` or `~` was spelt into the pointer as it is: `/key_columns/a/b~c`
+    points at another place; RFC 6901 escapes `~` as `~0` and `/` as `~1`."""
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][0]["key_columns"]["a/b~c"] = "no such column"
+    report = validate_data(data, path)
+    assert pointers(report) == ["/files/0/key_columns/a~1b~0c"]
+
+
 def test_generated_schemas_are_up_to_date():
     folder = Path(__file__).parents[1] / "docs" / "schemas"
     for name in schemas.SCHEMAS:

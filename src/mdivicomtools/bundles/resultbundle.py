@@ -171,6 +171,11 @@ class BundleReport(msgspec.Struct, kw_only=True):
 
 
 def _pointer(parts: Iterable[Any]) -> str:
+    """A JSON pointer (RFC 6901): every reference token escaped, `~` as `~0`, `/` as `~1`.
+
+    Every pointer a problem carries is built here: a key such as `a/b~c` spelt
+    into a pointer unescaped points at another place (`/a/b~c`).
+    """
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
@@ -264,7 +269,7 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
     if isinstance(key_columns, dict):
         for key, column in key_columns.items():
             if isinstance(column, str):
-                columns.append((column, f"/key_columns/{key}"))
+                columns.append((column, _pointer(("key_columns", key))))
     time = entry.get("time")
     if isinstance(time, dict):
         kind = time.get("kind")
@@ -279,7 +284,7 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
             if not isinstance(key, str) or not key:
                 problems.append(
                     Problem(
-                        pointer=f"/time/{name}",
+                        pointer=_pointer(("time", name)),
                         message=f"{'an' if kind == 'interval' else 'a'} {kind} time needs {name}",
                         expected=f"the name of the table's {name.replace('_', ' ')} column",
                     )
@@ -333,7 +338,7 @@ def _check_file(
     skipped_formats: set[str],
     confine: Path | None = None,
 ) -> list[Problem]:
-    base = f"/files/{index}"
+    base = _pointer(("files", index))
     path_value = entry.get("path")
     if not isinstance(path_value, str) or not path_value:
         return []  # the schema reported it
