@@ -158,7 +158,7 @@ def test_an_unhashable_time_kind_is_a_problem_not_a_crash(tmp_path, kind):
     data["files"][0]["time"] = {"kind": kind, "key": "timestamp_ns"}
     report = validate_data(data, path)
     assert not report.valid
-    assert pointers(report) == ["/files/0/time"]  # the schema names the odd kind
+    assert pointers(report) == ["/files/0/time/kind"]  # the schema names the odd kind
 
 
 def test_gzip_tables_are_read_for_headers_only(tmp_path):
@@ -204,6 +204,27 @@ def test_detached_sidecar_resolves_source_root(tmp_path):
     (registry / "resultbundle.json").write_text(json.dumps(wrong))
     report = validate_file(registry / "resultbundle.json")
     assert pointers(report) == ["/files/0/path", "/files/1/path"]
+
+
+@pytest.mark.parametrize("base", ["vendor", "./vendor", "", "sidecar\n", 5])
+def test_a_root_base_that_names_no_folder_is_a_problem(tmp_path, monkeypatch, base):
+    """A relative root_base was resolved against the current directory, so the verdict
+    on one sidecar depended on where the check was started; it is refused instead."""
+    payload = tmp_path / "vendor" / "export"
+    sidecar(payload)
+    (payload / "resultbundle.json").unlink()
+    good = json.loads(sidecar(tmp_path / "template").read_text())
+    registry = tmp_path / "out" / "resultbundles" / "pupil"
+    registry.mkdir(parents=True)
+    path = registry / "resultbundle.json"
+    path.write_text(json.dumps(dict(good, source={"root": "export", "root_base": base})))
+    for cwd in (tmp_path, registry):  # from tmp_path, "vendor/export" is the payload
+        monkeypatch.chdir(cwd)
+        report = validate_file(path)
+        assert pointers(report) == ["/source/root_base"], report.problems
+        expected = '"sidecar" or an absolute folder' if isinstance(base, str) else "type string"
+        assert report.problems[0].expected == expected
+        assert report.notes == ["files not checked: source.root_base names no folder"]
 
 
 def test_malformed_json_is_a_problem_with_a_line(tmp_path):

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -119,6 +119,13 @@ class UpstreamTool(msgspec.Struct, kw_only=True, omit_defaults=True):
     version: str | None = None
 
 
+#: what `source.root_base` may be, as the published schema says it
+ROOT_BASE_EXPECTED = '"sidecar" or an absolute folder'
+#: a relative root_base would be resolved against the current directory, so that
+#: the verdict on one sidecar depended on where the validator was started
+ROOT_BASE_PATTERN = "^(sidecar|/.*)$"
+
+
 class Source(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Where a detached sidecar's payload is: `root`, relative to `root_base`.
 
@@ -127,7 +134,9 @@ class Source(msgspec.Struct, kw_only=True, omit_defaults=True):
     """
 
     root: str
-    root_base: str = "sidecar"
+    root_base: Annotated[
+        str, msgspec.Meta(pattern=ROOT_BASE_PATTERN, description=ROOT_BASE_EXPECTED)
+    ] = "sidecar"
 
 
 class ResultBundle(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -201,12 +210,31 @@ def _schema_problems(data: Any) -> list[Problem]:
         schema = resultbundle_schema()
         _SCHEMA_VALIDATOR = jsonschema.validators.validator_for(schema)(schema)
     problems = []
-    for error in sorted(_SCHEMA_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path)):
+    errors = [leaf for error in _SCHEMA_VALIDATOR.iter_errors(data) for leaf in _leaves(error)]
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         expected = _expected(error)
         problems.append(
             Problem(pointer=_pointer(error.absolute_path), message=error.message, expected=expected)
         )
     return problems
+
+
+def _leaves(error: Any) -> list[Any]:
+    """An optional object's own errors instead of "not valid under any of the given schemas".
+
+    An optional field is `anyOf [its schema, null]`; for a value that is not
+    null, the errors of the one other branch name the field that is wrong
+    (`/source/root_base`) where the anyOf error names only its parent.
+    """
+    if error.validator != "anyOf" or error.instance is None or not error.context:
+        return [error]
+    branches = {e.relative_schema_path[0] for e in error.context}
+    inner = [
+        e for e in error.context if not (e.validator == "type" and e.validator_value == "null")
+    ]
+    if len(branches) != 2 or len({e.relative_schema_path[0] for e in inner}) != 1:
+        return [error]
+    return [leaf for e in inner for leaf in _leaves(e)]
 
 
 def _expected(error: Any) -> str | None:
@@ -217,6 +245,8 @@ def _expected(error: Any) -> str | None:
         return "the required fields " + ", ".join(error.validator_value)
     if validator == "enum":
         return "one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+    if validator == "pattern" and isinstance(error.schema.get("description"), str):
+        return str(error.schema["description"])  # what the pattern means, said in words
     return None
 
 
@@ -248,17 +278,32 @@ def _table_delimiter(path: str) -> str | None:
     return None
 
 
-def payload_root(sidecar: Path, source: Any) -> Path:
-    """The folder that `files[].path` are relative to."""
+def _root_base(source: Any) -> Any:
+    """`source.root_base` as written ("sidecar" when absent)."""
+    return source.get("root_base", "sidecar") if isinstance(source, dict) else "sidecar"
+
+
+def _bad_root_base(base: Any) -> bool:
+    """Whether a root_base is neither "sidecar" nor an absolute folder."""
+    return base != "sidecar" and not (isinstance(base, str) and Path(base).is_absolute())
+
+
+def payload_root(sidecar: Path, source: Any) -> Path | None:
+    """The folder that `files[].path` are relative to; None when `source` cannot say.
+
+    A `root_base` that is neither "sidecar" nor an absolute folder names no
+    folder: resolved against the current directory, the verdict would depend on
+    where the check was started. Its files are then not looked for at all.
+    """
     if not isinstance(source, dict) or not isinstance(source.get("root"), str):
         return sidecar.parent
     root = Path(source["root"])
     if root.is_absolute():
         return root
-    base = source.get("root_base", "sidecar")
-    if isinstance(base, str) and base not in ("", "sidecar"):
-        return Path(base) / root
-    return sidecar.parent / root
+    base = _root_base(source)
+    if _bad_root_base(base):
+        return None
+    return (sidecar.parent if base == "sidecar" else Path(base)) / root
 
 
 def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], list[Problem]]:
@@ -308,8 +353,22 @@ def validate_data(
     notes: list[str] = []
     envelope = data if isinstance(data, dict) else {}
     files = envelope.get("files")
-    root = payload_root(sidecar, envelope.get("source"))
-    if check_files and isinstance(files, list):
+    source = envelope.get("source")
+    root = payload_root(sidecar, source)
+    base_pointer = _pointer(("source", "root_base"))
+    base = _root_base(source)
+    if _bad_root_base(base) and not any(p.pointer == base_pointer for p in problems):
+        # what the schema's pattern lets through ("sidecar" and a newline, say)
+        problems.append(
+            Problem(
+                pointer=base_pointer,
+                message=f"{base!r} names no folder",
+                expected=ROOT_BASE_EXPECTED,
+            )
+        )
+    if root is None:
+        notes.append("files not checked: source.root_base names no folder")
+    elif check_files and isinstance(files, list):
         skipped_formats: set[str] = set()
         for index, entry in enumerate(files):
             if isinstance(entry, dict):
