@@ -142,3 +142,113 @@ def test_chaining_two_plugins_through_a_result_bundle(site, dataset, tmp_path):
         "seconds": 1.0,
     }
     assert second.dataset_dir == str(out / "annotate" / "dataset")
+
+
+WRITES_DETACHED = """
+import json, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    # docs/resultbundles.md: a detached sidecar in the output, pointing at read-only inputs
+    folder = pathlib.Path(out_dir, "resultbundles", "up")
+    folder.mkdir(parents=True)
+    (folder / "resultbundle.json").write_text(json.dumps({
+        "resultbundle_type": "lab.upstream.v1", "schema_version": "1.0.0",
+        "time_reference": {"kind": "none", "unit": "none"},
+        "source": {"root": str(pathlib.Path(dataset_dir).absolute())},
+        "files": [{"path": config.get("path", "sessions/ses-01/b.txt"), "role": "data",
+                   "format": "txt", "required": True}]}))
+"""
+
+
+def detached_layout(tmp_path, dataset, path="sessions/ses-01/b.txt"):
+    """The sidecar WRITES_DETACHED writes, as a staging folder holds it (no run)."""
+    staging = tmp_path / "staging"
+    folder = staging / "resultbundles" / "up"
+    folder.mkdir(parents=True)
+    sidecar = folder / "resultbundle.json"
+    sidecar.write_text(json.dumps({
+        "resultbundle_type": "lab.upstream.v1", "schema_version": "1.0.0",
+        "time_reference": {"kind": "none", "unit": "none"},
+        "source": {"root": str(dataset)},
+        "files": [{"path": path, "role": "data", "format": "txt", "required": True}]}))  # fmt: skip
+    return staging, sidecar
+
+
+def run_request(dataset, tmp_path, mounts=()):
+    from mdivicomtools.model.container import AppliedMount, ContainerSettings
+    from mdivicomtools.model.contract import PluginMeta, PluginSpec
+    from mdivicomtools.model.run import PluginInfo, RunRequest
+
+    meta = PluginMeta(
+        api_version="mdivicomtools.plugin.v0.1", id="up", kind="python", version="1", description=""
+    )
+    return RunRequest(
+        run_id="r",
+        plugin=PluginInfo(
+            id="up", publisher="lab", version="1", kind="python", api_version="v", source="x"
+        ),
+        spec=PluginSpec(meta=meta),
+        dataset_dir=dataset,
+        run_out_dir=tmp_path / "out",
+        out_dir=tmp_path / "out" / "up",
+        work_dir=tmp_path / "work",
+        config={},
+        backend="python",
+        container=ContainerSettings(
+            mounts=[
+                AppliedMount(name=f"m{i}", source=str(m), target="/m") for i, m in enumerate(mounts)
+            ]
+        ),
+    )
+
+
+def test_the_run_may_read_a_detached_payload_in_its_dataset_as_validate_does(dataset, tmp_path):
+    """The recommended detached sidecar was INVALID in the run ('lies outside the output
+    folder') and valid for `bundles validate`; what the plugin could read is read."""
+    from mdivicomtools.bundles.resultbundle import Readable, validate_file
+
+    staging, sidecar = detached_layout(tmp_path, dataset)
+    assert validate_file(sidecar).valid
+    # the finalisation's check today (docs/resultbundles.md, rule 4): the output folder only
+    [problem] = validate_file(sidecar, confine=staging).problems
+    assert problem.message == (
+        "'sessions/ses-01/b.txt' lies outside the output folder; it was not read"
+    )
+    in_run = Readable.of_run(run_request(dataset, tmp_path), staging)
+    assert validate_file(sidecar, confine=in_run).valid
+    # what the plugin could not read stays unread: a host file, a dataset link out of it
+    (tmp_path / "host.txt").write_text("secret header\n")
+    (dataset / "out.txt").symlink_to(tmp_path / "host.txt")
+    for folder, root, path in (("host", tmp_path, "host.txt"), ("link", dataset, "out.txt")):
+        _, elsewhere = detached_layout(tmp_path / folder, root, path)
+        assert validate_file(elsewhere).valid  # `bundles validate` reads what you point at
+        report = validate_file(elsewhere, confine=in_run)
+        assert [p.message for p in report.problems] == [
+            f"{path!r} lies outside the run's output folder, dataset and named mounts; "
+            "it was not read"
+        ], report.problems
+    # a named mount is readable too
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "m.txt").write_text("weights\n")
+    _, mounted = detached_layout(tmp_path / "mounted", models, "m.txt")
+    assert not validate_file(mounted, confine=in_run).valid
+    with_mount = Readable.of_run(run_request(dataset, tmp_path, [models]), staging)
+    assert validate_file(mounted, confine=with_mount).valid
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs hooks/builtin/bundles.py to pass confine=Readable.of_run(request, "
+    "outcome.staging_dir) (owned by another change)",
+)
+def test_a_detached_sidecar_has_the_same_verdict_in_the_run_and_in_validate(
+    site, dataset, tmp_path
+):
+    site.plugin("up", run_source=WRITES_DETACHED)
+    out = tmp_path / "out"
+    record = run_plugin("up", dataset=dataset, out=out)
+    assert record.status == "succeeded", record.error
+    validated = site.cli("bundles", "validate", str(out / "up"))
+    assert validated.returncode == 0, validated.stdout
+    [bundle] = record.resultbundles
+    assert bundle.valid, bundle.problems

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -31,6 +31,9 @@ from mdivicomtools.common.safefs import (
 )
 from mdivicomtools.common.schema import struct_schema
 from mdivicomtools.common.timefmt import iso, utc_now
+
+if TYPE_CHECKING:
+    from mdivicomtools.model.run import RunRequest
 
 SIDECAR_NAME = "resultbundle.json"
 TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
@@ -340,14 +343,56 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
     return columns, problems
 
 
+class Readable(msgspec.Struct, kw_only=True, frozen=True):
+    """The folders a check may read payload files in, and how a problem names them.
+
+    A run's check reads only what the plugin itself could read: a container
+    plugin must not make the runner read a host file (and copy its header line
+    into the record) by pointing its payload root at it.
+    """
+
+    folders: tuple[Path, ...]
+    #: "the output folder": completes "lies outside ..." in a problem
+    named: str
+
+    @classmethod
+    def of(cls, confine: Path | Readable) -> Readable:
+        """A plain folder (the form the finalisation passes) is the output folder."""
+        return (
+            confine
+            if isinstance(confine, Readable)
+            else cls(folders=(confine,), named="the output folder")
+        )
+
+    @classmethod
+    def of_run(cls, request: RunRequest, staging_dir: Path) -> Readable:
+        """What a run's plugin could read: its output, its dataset, its named mounts.
+
+        The recommended detached sidecar (`<out_dir>/resultbundles/x/resultbundle.json`
+        pointing at the dataset) then has the verdict `bundles validate` gives it.
+        """
+        mounts = request.container.mounts if request.container is not None else []
+        return cls(
+            folders=(staging_dir, request.dataset_dir, *(Path(m.source) for m in mounts)),
+            named="the run's output folder, dataset and named mounts",
+        )
+
+    def admits(self, path: Path) -> bool:
+        return any(inside(folder, path) for folder in self.folders)
+
+
 def validate_data(
-    data: Any, sidecar: Path, *, check_files: bool = True, confine: Path | None = None
+    data: Any,
+    sidecar: Path,
+    *,
+    check_files: bool = True,
+    confine: Path | Readable | None = None,
 ) -> BundleReport:
     """Validate a sidecar's parsed JSON; never raises on odd input.
 
     With `confine`, files the sidecar names are read only if they lie inside
-    that folder (symlinks resolved): a run's check never reads a host file a
-    plugin pointed its payload root at.
+    one of its folders (symlinks resolved): a run's check never reads a host
+    file a plugin pointed its payload root at. Such a file is a problem.
     """
     problems = _schema_problems(data)
     notes: list[str] = []
@@ -372,7 +417,13 @@ def validate_data(
         skipped_formats: set[str] = set()
         for index, entry in enumerate(files):
             if isinstance(entry, dict):
-                problems += _check_file(entry, index, root, skipped_formats, confine)
+                problems += _check_file(
+                    entry,
+                    index,
+                    root,
+                    skipped_formats,
+                    Readable.of(confine) if confine is not None else None,
+                )
         if skipped_formats:
             notes.append(
                 "column checks skipped for non-tabular format(s): "
@@ -395,7 +446,7 @@ def _check_file(
     index: int,
     root: Path,
     skipped_formats: set[str],
-    confine: Path | None = None,
+    confine: Readable | None = None,
 ) -> list[Problem]:
     base = _pointer(("files", index))
     path_value = entry.get("path")
@@ -415,12 +466,12 @@ def _check_file(
         Problem(pointer=base + p.pointer, message=p.message, expected=p.expected) for p in problems
     ]
     target = root / relative
-    if confine is not None and not inside(confine, target):
+    if confine is not None and not confine.admits(target):
         problems.append(
             Problem(
                 pointer=f"{base}/path",
-                message=f"{path_value!r} lies outside the output folder; it was not read",
-                expected="a file inside the run's output",
+                message=f"{path_value!r} lies outside {confine.named}; it was not read",
+                expected=f"a file inside {confine.named}",
             )
         )
         return problems
@@ -465,7 +516,7 @@ def _check_file(
     return problems
 
 
-def validate_file(path: Path, *, confine: Path | None = None) -> BundleReport:
+def validate_file(path: Path, *, confine: Path | Readable | None = None) -> BundleReport:
     """Read and validate one sidecar file; unreadable JSON is a problem, not a crash.
 
     The sidecar is read only as a regular file (not a symlink, FIFO or device)
