@@ -75,6 +75,29 @@ def test_a_run_exports_as_a_valid_process_run_crate(site, dataset, tmp_path, off
     assert results["writer/result.csv"]["encodingFormat"] == "text/csv"
 
 
+def test_config_keys_with_dots_get_a_property_each(site, dataset, tmp_path, offline_context):
+    """`{"a.b": 1, "a": {"b": 2}}` flattened to `a.b` twice: the crate kept one value
+    (2) and listed the same PropertyValue twice in the run's object."""
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    record = run_plugin(
+        "writer", dataset=dataset, out=out, sets=['x={"a.b": 1, "a": {"b": 2}, "c\\\\d": 3}']
+    )
+    crate = tmp_path / "crate"
+    export_crate(out, record.run_id, crate)
+    assert validation_problems(crate) == []
+    entities = graph(crate)
+    object_ids = ids(entities[f"#run/{record.run_id}"]["object"])
+    assert len(object_ids) == len(set(object_ids))
+    params = {
+        entities[i]["name"]: entities[i]["value"]
+        for i in object_ids
+        if entities[i]["@type"] == "PropertyValue"
+    }
+    assert params == {"x.a\\.b": 1, "x.a.b": 2, "x.c\\\\d": 3}
+    assert f"#{record.run_id}/config/x.a%5C.b" in object_ids
+
+
 def test_an_output_name_that_is_not_utf8_is_exported(site, dataset, tmp_path, offline_context):
     """The record lists such a name escaped; export opened the escaped text as the
     file's name and called the output missing."""

@@ -18,6 +18,7 @@ import json
 import mimetypes
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mdivicomtools.common.safefs import disk_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
@@ -54,14 +55,25 @@ class CrateUnavailable(UsageError):
     """The `rocrate` library is not installed."""
 
 
-def _flatten(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+def _name_part(key: object) -> str:
+    """One key of a property name: a backslash and a dot in it escaped by a backslash."""
+    return str(key).replace("\\", "\\\\").replace(".", "\\.")
+
+
+def _flatten(config: Any, path: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """(name, value) of every leaf of the config: nested keys joined by dots.
+
+    A dot or backslash inside a key is escaped (`{"a.b": 1}` is `a\\.b`), so
+    `{"a.b": 1, "a": {"b": 2}}` gives two properties, not one name twice (the
+    crate kept one value and listed the entity twice).
+    """
     if isinstance(config, dict) and config:
         return [
             pair
             for key, value in config.items()
-            for pair in _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+            for pair in _flatten(value, (*path, _name_part(key)))
         ]
-    return [(prefix, config)] if prefix else []
+    return [(".".join(path), config)] if path else []
 
 
 def _iso8601(stamp: str) -> str:
@@ -262,7 +274,7 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
             crate.add(
                 entity(
                     crate,
-                    f"#{record.run_id}/config/{key}",
+                    f"#{record.run_id}/config/{quote(key, safe='.-_~')}",
                     properties={
                         "@type": "PropertyValue",
                         "name": key,
