@@ -69,6 +69,26 @@ def test_events_pivot_columns_and_values(tmp_path):
     assert finding.line == 1
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999", "1_0", " 1", "0x1", "+1"])
+def test_events_times_must_be_finite_decimal_numbers(tmp_path, value):
+    """float() took nan, inf, 1e999 (inf) and 1_0: the check passed times no reader of a
+    BIDS-like table reads as seconds."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text(f"onset\tduration\ttier\tlabel\n{value}\t1\tspeech\thi\n")
+    assert [(f.line, f.message) for f in check_dataset(root).findings] == [
+        (2, f"onset {value!r} is not a number of seconds")
+    ]
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.25", ".5", "2.", "2e-3", "1E+2"])
+def test_events_times_written_as_decimals_pass(tmp_path, value):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text(f"onset\tduration\ttier\tlabel\n{value}\t{value.lstrip('-')}\tsp\thi\n")
+    assert check_dataset(root).findings == []
+
+
 def test_layout_warnings(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     ses = root / "sessions" / "ses-01"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,10 @@ STREAM_RE = re.compile(r"^str-[A-Za-z0-9._-]+$")
 STREAM_TYPES = ("video", "audio", "gaze", "imu")
 EVENT_COLUMNS = ("onset", "duration", "tier", "label")
 TIMEBASE_SUFFIX = "_timebase_map.json"
+#: a decimal number as TSV tools write one (`1.5`, `-0.25`, `.5`, `2e-3`); float()
+#: also takes nan, inf, `1_0` and surrounding blanks, which no reader of BIDS-like
+#: tables reads as seconds
+DECIMAL_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class Finding(msgspec.Struct, kw_only=True, frozen=True):
@@ -267,9 +272,8 @@ class _Checker:
         onset, duration = header.index("onset"), header.index("duration")
         for number, row in rows:
             for name, index in (("onset", onset), ("duration", duration)):
-                try:
-                    value = float(row[index])
-                except ValueError:
+                value = seconds(row[index])
+                if value is None:
                     self.add(
                         "error",
                         path,
@@ -279,6 +283,17 @@ class _Checker:
                     continue
                 if name == "duration" and value < 0:
                     self.add("error", path, f"duration {value:g} is negative", line=number)
+
+
+def seconds(text: str) -> float | None:
+    """`text` as a finite number of seconds, None when it is not a decimal number.
+
+    `1e999` is written as a decimal number but is no finite one: refused too.
+    """
+    if DECIMAL_RE.fullmatch(text) is None:
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def check_dataset(root: str | Path) -> DatasetReport:
