@@ -460,6 +460,49 @@ def test_verify_a_batch_checks_every_session(site, tmp_path):
     assert "output modified: x.txt" in result.stdout
 
 
+MAKES_DATASET = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    view = pathlib.Path(out_dir, "dataset", "sessions", "ses-01")
+    view.mkdir(parents=True)
+    (view / "x.txt").write_text("made upstream")
+"""
+
+
+@pytest.mark.parametrize("how", ["copied", "moved"])
+def test_verify_rebases_a_chained_dataset_with_the_run_root(site, dataset, tmp_path, how):
+    """A dataset inside the same --out (another plugin's output) was looked for at the
+    recorded path: a copy was checked against the original's dataset, and a moved
+    run root reported `DIFFERS from the record's missing`."""
+    site.plugin("make", run_source=MAKES_DATASET)
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "results"
+    assert run_plugin("make", dataset=dataset, out=out).status == "succeeded"
+    chained = run_plugin("copy", dataset=out / "make" / "dataset", out=out, hash_dataset=True)
+    assert chained.status == "succeeded", chained.error
+    elsewhere = tmp_path / "elsewhere"
+    (shutil.copytree if how == "copied" else shutil.move)(out, elsewhere)
+    if how == "copied":  # the original's dataset changes; the copy's does not
+        (out / "make" / "dataset" / "sessions" / "ses-01" / "x.txt").write_text("changed")
+    [report] = verify_out(elsewhere)
+    assert report.ok and report.dataset.matches is True, report.dataset
+    assert report.dataset.path == str(elsewhere / "make" / "dataset")
+    result = site.cli("verify", str(elsewhere))
+    assert result.returncode == 0, result.stdout
+    assert "dataset: matches the record's digest" in result.stdout
+    # a rerun reads the dataset there too
+    again = rerun(elsewhere, "latest", new_out=tmp_path / "again")
+    assert again.record.dataset_dir == str(elsewhere / "make" / "dataset")
+    assert again.dataset_matches is True
+    shutil.rmtree(elsewhere / "make" / "dataset")
+    result = site.cli("verify", str(elsewhere))
+    assert result.returncode == 1
+    assert (
+        f"  dataset: DIFFERS: the dataset folder is gone ({elsewhere / 'make' / 'dataset'})"
+        in result.stdout.splitlines()
+    ), result.stdout
+
+
 # -- rerun -------------------------------------------------------------------
 
 

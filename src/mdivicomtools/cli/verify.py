@@ -41,6 +41,8 @@ def render_report(report: VerifyReport) -> str:
     dataset = report.dataset
     if dataset.matches is None:
         lines.append(f"  dataset: not checked ({dataset.note})")
+    elif dataset.checked == "missing":  # no "record's missing": nothing to compare with
+        lines.append(f"  dataset: DIFFERS: {dataset.note} ({dataset.path})")
     elif dataset.matches:
         lines.append(f"  dataset: matches the record's {dataset.checked}")
     else:

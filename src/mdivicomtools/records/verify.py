@@ -8,6 +8,7 @@ fingerprint (sizes and times: enough to notice a change on this machine).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -81,15 +82,36 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     superseded_by: str | None = None
 
 
+def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
+    """The record's dataset folder, re-based onto `run_root` as the outputs are.
+
+    A chained run reads another plugin's output in the same --out
+    (`results/sync-audio/dataset`). When that run root is moved or copied,
+    its outputs are looked for where the record was found; the dataset must
+    be too, or a copy is checked against the original's dataset (and a moved
+    one is reported gone). A dataset outside the recorded run root stays
+    where the record says.
+    """
+    dataset = Path(os.path.normpath(record.dataset_dir))
+    if run_root is None:
+        return dataset
+    try:
+        relative = dataset.relative_to(os.path.normpath(record.run_out_dir))
+    except ValueError:
+        return dataset
+    return run_root / relative
+
+
 def check_dataset(
     record: RunRecord, dataset_dir: Path | None = None, run_root: Path | None = None
 ) -> DatasetCheck:
     """Compare the dataset (the record's, or `dataset_dir`) with what the record saw.
 
     `run_root` is where the record was found (its manifest is beside it),
-    which may differ from the recorded `run_out_dir` after the folder moved.
+    which may differ from the recorded `run_out_dir` after the folder moved;
+    a dataset that lay inside the recorded run root is looked for under it.
     """
-    path = dataset_dir or Path(record.dataset_dir)
+    path = dataset_dir or recorded_dataset(record, run_root)
     recorded = record.dataset
     if recorded is None:
         return DatasetCheck(

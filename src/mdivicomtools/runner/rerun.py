@@ -23,7 +23,7 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord, is_image_id
 from mdivicomtools.records.store import find_record
-from mdivicomtools.records.verify import compare_outputs
+from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
 from mdivicomtools.runner.images import ensure_pinned_image
@@ -198,7 +198,10 @@ def rerun_options(
         else out.expanduser().absolute() / RERUNS_DIR / stamp_id()
     )
     return RunOptions.build(
-        dataset=str(dataset) if dataset is not None else original.dataset_dir,
+        # a dataset inside the original's run root moved with it (a chained run)
+        dataset=str(dataset)
+        if dataset is not None
+        else str(recorded_dataset(original, out.expanduser().absolute())),
         out=str(target),
         config=config,
         backend=original.backend.name,
