@@ -460,6 +460,38 @@ def test_verify_a_batch_checks_every_session(site, tmp_path):
     assert "output modified: x.txt" in result.stdout
 
 
+FAILS_ON_SES_02 = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if pathlib.Path(dataset_dir).name == "ses-02":
+        raise ValueError("no")
+    pathlib.Path(out_dir, "x.txt").write_text("ok")
+"""
+
+
+def test_verify_a_batch_names_the_sessions_it_skipped(site, tmp_path):
+    """A failed session was left out silently: the report read as a batch wholly verified."""
+    site.plugin("flaky", run_source=FAILS_ON_SES_02)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+    out = tmp_path / "batch"
+    summary = run_batch("flaky", dataset=data, out=out, sessions="*", jobs=1)
+    assert summary.totals == {"succeeded": 1, "failed": 1}
+    [failed] = [r for r in summary.sessions if r.status == "failed"]
+    line = (
+        f"ses-02: skipped: no succeeded run (its latest run {failed.run_id} failed; a run "
+        "that did not succeed keeps no outputs)"
+    )
+    result = site.cli("verify", str(out))
+    assert result.returncode == 0, result.stdout  # skipped sessions do not change it
+    assert result.stdout.splitlines()[-1] == line
+    as_json = site.cli("verify", str(out), "--json")
+    assert as_json.returncode == 0
+    assert [r["session"] for r in json.loads(as_json.stdout)] == ["ses-01"]
+    assert as_json.stderr.splitlines() == [line]
+
+
 MAKES_DATASET = """
 import pathlib
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):

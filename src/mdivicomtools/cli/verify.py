@@ -76,15 +76,24 @@ def verify_command(out: str, run_id: str, every_plugin: bool, as_json: bool) -> 
     again (modified, missing and extra files are named); the dataset is
     compared with the record's content digest, or its stat fingerprint.
 
+    A batch session without a succeeded run kept no outputs: it is skipped,
+    one line each saying why (on stderr with --json, whose output stays an
+    array of reports); skipped sessions do not change the exit status.
+
     Exit status: 0 everything matches, 1 something differs, 2 bad input.
     """
     from pathlib import Path
 
-    from mdivicomtools.records.verify import verify_out
+    from mdivicomtools.common.text import printable
+    from mdivicomtools.records.verify import verify_all
 
-    reports = verify_out(Path(out), run_id, every_plugin=every_plugin)
+    outcome = verify_all(Path(out), run_id, every_plugin=every_plugin)
+    reports = outcome.reports
+    skipped = [printable(s.describe()) for s in outcome.skipped]
     if as_json:
         echo_json(reports)
+        for line in skipped:
+            click.echo(line, err=True)
     else:
-        click.echo("\n".join(render_report(r) for r in reports))
+        click.echo("\n".join([*(render_report(r) for r in reports), *skipped]))
     raise click.exceptions.Exit(0 if all(r.ok for r in reports) else 1)

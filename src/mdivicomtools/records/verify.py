@@ -102,6 +102,34 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
     return run_root / relative
 
 
+class SkippedSession(msgspec.Struct, kw_only=True, frozen=True):
+    """A session of a batch that `verify` did not check, and why (it kept no outputs)."""
+
+    session: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.session}: skipped: {self.reason}"
+
+
+class VerifyOutcome(msgspec.Struct, kw_only=True):
+    """The reports of a run root or a batch, and the batch's sessions that had none."""
+
+    reports: list[VerifyReport]
+    skipped: list[SkippedSession] = []
+
+
+def _skip_reason(records: list[RunRecord]) -> str:
+    """Why a session has nothing to verify: its latest run did not succeed."""
+    if not records:
+        return "no run recorded"
+    latest = records[-1]
+    return (
+        f"no succeeded run (its latest run {latest.run_id} "
+        f"{latest.status.replace('_', ' ')}; a run that did not succeed keeps no outputs)"
+    )
+
+
 def check_dataset(
     record: RunRecord, dataset_dir: Path | None = None, run_root: Path | None = None
 ) -> DatasetCheck:
@@ -225,6 +253,18 @@ def verify_out(
     succeeded run of each plugin (each plugin's output folder holds only its
     latest run). For a batch folder, each session is checked the same way.
     A string is taken as a path, as `run_plugin` and `rerun` take it.
+    `verify_all` also says which sessions were skipped.
+    """
+    return verify_all(out, run_id, every_plugin=every_plugin).reports
+
+
+def verify_all(
+    out: str | Path, run_id: str = "latest", *, every_plugin: bool = False
+) -> VerifyOutcome:
+    """`verify_out`, with each batch session that had no succeeded run and why.
+
+    Such a session kept no outputs to verify; leaving it out silently made a
+    batch with failed sessions read as wholly verified.
     """
     out = Path(out)
     if not out.is_dir():
@@ -237,9 +277,11 @@ def verify_out(
                 f"`mdivicom verify {out}/<session> {run_id}`"
             )
         reports = []
+        skipped: list[SkippedSession] = []
         for folder in sessions:
             records, _ = load_records(folder)
             if not any(r.status == "succeeded" for r in records):
+                skipped.append(SkippedSession(session=folder.name, reason=_skip_reason(records)))
                 continue
             for record in _pick(records, run_id, every_plugin, folder):
                 reports.append(
@@ -252,14 +294,16 @@ def verify_out(
                 )
         if not reports:
             raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
-        return reports
+        return VerifyOutcome(reports=reports, skipped=skipped)
     records, _ = load_records(out)
     if not records:
         raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
     chosen = _pick(records, run_id, every_plugin, out)
     if not chosen:
         raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
-    return [
-        verify_record(record, run_root=out, superseded_by=_successor(records, record))
-        for record in chosen
-    ]
+    return VerifyOutcome(
+        reports=[
+            verify_record(record, run_root=out, superseded_by=_successor(records, record))
+            for record in chosen
+        ]
+    )
