@@ -236,11 +236,6 @@ def test_the_run_may_read_a_detached_payload_in_its_dataset_as_validate_does(dat
     assert validate_file(mounted, confine=with_mount).valid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs hooks/builtin/bundles.py to pass confine=Readable.of_run(request, "
-    "outcome.staging_dir) (owned by another change)",
-)
 def test_a_detached_sidecar_has_the_same_verdict_in_the_run_and_in_validate(
     site, dataset, tmp_path
 ):

@@ -8,7 +8,7 @@ before its output is promoted.
 
 from __future__ import annotations
 
-from mdivicomtools.bundles.resultbundle import find_sidecars, validate_file
+from mdivicomtools.bundles.resultbundle import Readable, find_sidecars, validate_file
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.run import BundleSummary, RunOutcome, RunRequest
 
@@ -18,8 +18,11 @@ def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
     if outcome.status != "succeeded":
         return
     invalid = []
+    # what the plugin could read itself (its output, the dataset, named mounts): a
+    # detached sidecar's payload in the dataset has the verdict `bundles validate` gives
+    readable = Readable.of_run(request, outcome.staging_dir)
     for sidecar in find_sidecars(outcome.staging_dir):
-        report = validate_file(sidecar, confine=outcome.staging_dir)
+        report = validate_file(sidecar, confine=readable)
         relative = sidecar.relative_to(outcome.staging_dir).as_posix()
         outcome.resultbundles.append(
             BundleSummary(
