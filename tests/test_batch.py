@@ -324,6 +324,39 @@ def test_a_session_interrupted_on_its_own_fails_the_batch(session_plugin, study,
     assert summary["totals"] == {"succeeded": 7, "interrupted": 1}, summary
 
 
+def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, study, tmp_path):
+    """The supervisor's message for a runner killed by SIGKILL advised --isolate, which
+    a batch (whose sessions run in worker processes already) cannot use."""
+    started = tmp_path / "started"
+    started.mkdir()
+    proc = subprocess.Popen(
+        [
+            *(MDIVICOM, "run", "per-session", "--dataset", str(study)),
+            *("--out", str(tmp_path / "out"), "--sessions", "ses-0[12]", "--jobs", "1"),
+            *("--set", "slow_after=ses-00", "--set", f"started_dir={started}"),
+        ],
+        env=session_plugin.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(started.iterdir()):
+        assert time.monotonic() < deadline, "no session started"
+        time.sleep(0.05)
+    # the supervisor's child is the batch process (its sessions run in workers below it)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    [batch] = children
+    os.kill(int(batch), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: the batch process died from SIGKILL (the kernel's OOM killer, or kill -9) and "
+        "wrote no batch summary; each session's record says where it got to (mdivicom runs "
+        "list OUT), and --resume runs the rest"
+    )
+
+
 def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):
     marker = tmp_path / "fail"
     marker.write_text("ses-02")

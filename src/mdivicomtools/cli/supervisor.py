@@ -100,7 +100,7 @@ def supervise(args: Sequence[str]) -> None:
         return
     os.close(write_fd)
     os.close(wake_write)
-    _exit(_wait(child, read_fd, wake_read, waited))
+    _exit(_wait(child, read_fd, wake_read, waited, _is_batch(args)))
 
 
 def _exit(code: int) -> NoReturn:
@@ -162,7 +162,14 @@ def _read_all(fd: int) -> bytes:
     return bytes(received)
 
 
-def _wait(child: int, read_fd: int, wake_fd: int, waited: set[signal.Signals]) -> int:
+def _is_batch(args: Sequence[str]) -> bool:
+    """`run --sessions GLOB`: a batch, whose sessions run in worker processes."""
+    return any(arg == "--sessions" or arg.startswith("--sessions=") for arg in args)
+
+
+def _wait(
+    child: int, read_fd: int, wake_fd: int, waited: set[signal.Signals], batch: bool = False
+) -> int:
     import fcntl
     import time
 
@@ -193,7 +200,7 @@ def _wait(child: int, read_fd: int, wake_fd: int, waited: set[signal.Signals]) -
     received += _read_all(read_fd)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
-    return _child_died(os.WTERMSIG(status), bytes(received))
+    return _child_died(os.WTERMSIG(status), bytes(received), batch)
 
 
 def _open_runs(received: bytes) -> list[tuple[str, str]]:
@@ -213,7 +220,7 @@ def _open_runs(received: bytes) -> list[tuple[str, str]]:
     return list(started.items())
 
 
-def _child_died(signum: int, received: bytes) -> int:
+def _child_died(signum: int, received: bytes, batch: bool = False) -> int:
     try:
         name = signal.Signals(signum).name
     except ValueError:
@@ -236,6 +243,13 @@ def _child_died(signum: int, received: bytes) -> int:
         else:
             cause = "a signal it does not handle"
         message = f"the runner died from {name} ({cause}); run with --isolate to contain it"
+        if batch:
+            # sessions run in worker processes already: --isolate would not help
+            message = (
+                f"the batch process died from {name} ({cause}) and wrote no batch summary; "
+                "each session's record says where it got to (mdivicom runs list OUT), and "
+                "--resume runs the rest"
+            )
     lines = []
     runs = _open_runs(received)
     if runs:
