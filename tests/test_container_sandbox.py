@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
 from containerkit import container_plugin, plugin_containers, run_on
+from engines import TEST_IMAGE, engine_cli
 
 pytestmark = pytest.mark.engines
 
@@ -167,3 +169,44 @@ def test_a_bad_manifest_env_is_refused_before_anything_runs(
     listed = json.loads(site.cli("plugins", "list", "--json").stdout)
     [item] = [i for i in listed if i["ref"] == "lab/envy"]
     assert item["status"] == "broken" and message in item["error"]
+
+
+@pytest.fixture
+def volume_image(engine):
+    """The test image with a VOLUME, made offline by committing a container of it."""
+    cli = engine_cli(engine)
+    name = f"localhost/mdivicom-test-volume-{os.getpid()}:1"
+    made = subprocess.run([*cli, "create", TEST_IMAGE, "true"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    container = made.stdout.strip()
+    try:
+        committed = subprocess.run(
+            [*cli, "commit", "--change", 'VOLUME ["/data"]', container, name],
+            capture_output=True,
+            text=True,
+        )
+        assert committed.returncode == 0, committed.stderr
+    finally:
+        subprocess.run([*cli, "rm", "-f", container], capture_output=True)
+    yield name
+    subprocess.run([*cli, "rmi", "-f", name], capture_output=True)
+
+
+def _volumes(engine: str) -> set[str]:
+    listed = subprocess.run(
+        [*engine_cli(engine), "volume", "ls", "-q"], capture_output=True, text=True, check=True
+    )
+    return set(listed.stdout.split())
+
+
+def test_an_image_volume_goes_with_its_container(site, dataset, tmp_path, engine, volume_image):
+    """An image's VOLUME gets an anonymous volume per container; removing the container
+    without its volumes left one per run, holding what the tool wrote there."""
+    container_plugin(
+        site, "volumed", "echo kept > /data/x; echo ran > {out_dir}/ran", image=volume_image
+    )
+    before = _volumes(engine)
+    result, _ = run_on(site, engine, "volumed", dataset, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert _volumes(engine) == before
+    assert plugin_containers(engine, "lab/volumed") == []

@@ -336,6 +336,34 @@ def test_engine_unreachable_is_exit_2_naming_the_socket(site, dataset, tmp_path)
     assert "no Podman service answers at CONTAINER_HOST=unix:///tmp/no-podman.sock" in podman.stderr
 
 
+def test_a_podman_service_that_never_answers_is_unavailable_not_a_hang(site, dataset, tmp_path):
+    """A socket that accepts and never replies hung every podman command, `backends
+    list` included, and a run's --timeout did not apply."""
+    path = tmp_path / "silent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])  # accepted, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        begun = time.monotonic()
+        listed = site.cli("backends", "list", "--json", CONTAINER_HOST=f"unix://{path}")
+        assert time.monotonic() - begun < 30, "backends list waited on the silent service"
+        [podman] = [b for b in json.loads(listed.stdout) if b["name"] == "podman"]
+        assert podman["available"] is False, podman
+        assert f"no Podman service answers at CONTAINER_HOST=unix://{path}" in podman["reason"]
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
 def test_backend_choice_env_and_user_config(site, dataset, tmp_path):
     for engine in ("docker", "podman"):
         need_engine(engine)

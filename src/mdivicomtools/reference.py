@@ -261,7 +261,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "shown in the plan and recorded. `ALL` and those that would undo the read-only "
         "mounts or reach the host (`SYS_ADMIN`, `DAC_READ_SEARCH`, `SYS_MODULE`, ...; see "
         "[Container plugins](../container-plugins.md#capabilities)) are refused.",
-        "read_only_rootfs": "`true`: the image's filesystem is read-only and `/tmp` a tmpfs.",
+        "read_only_rootfs": "`true`: the image's filesystem is read-only and `/tmp` a tmpfs "
+        "(the image's own `VOLUME`s stay writable, fresh per container).",
     },
     Resources: {
         "memory": 'Memory limit: bytes, or a size such as `"512m"` or `"8g"` (powers of 1024); '

@@ -37,6 +37,9 @@ from mdivicomtools.model.container import Gpus
 
 ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
 PRIVATE_SERVICE_WAIT_S = 20.0
+#: how long a service may take to answer /_ping (connect, read): one that accepts and
+#: never answers hung every podman command, `backends list` and `--timeout` runs too
+PING_TIMEOUT_S = (3.0, 5.0)
 #: how often libpod checks whether the container has exited (podman-py's default: 250ms)
 WAIT_INTERVAL = "10ms"
 #: CFS period for a CPU limit; quota = cpus * period (what `podman run --cpus` does)
@@ -144,7 +147,7 @@ def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
         return None
     client = PodmanClient(base_url=endpoint)
     try:
-        response = client.api.get("/_ping")
+        response = client.api.get("/_ping", timeout=PING_TIMEOUT_S)
         if response.status_code == 200:
             server = response.headers.get("Server", "")
             version = server.split("/", 1)[1].split()[0] if server.startswith("Libpod/") else None

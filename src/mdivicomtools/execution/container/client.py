@@ -124,7 +124,9 @@ class ClientEngine:
     def remove(self, container_id: str) -> None:
         try:
             with self.errors("removing the container"), contextlib.suppress(self.not_found):
-                self._get(container_id).remove(force=True)
+                # v=True: an image's VOLUME gets an anonymous volume per container, holding
+                # what the tool wrote there; without it each run left one behind
+                self._get(container_id).remove(force=True, v=True)
         finally:
             self._containers.pop(container_id, None)
 
