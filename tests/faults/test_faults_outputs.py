@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 
+import pytest
 from faultkit import (
     assert_contained,
     assert_no_processes_left,
     assert_no_staging,
     faulty_run,
+    hostile_plugin,
     last_record,
     run_cli,
 )
+
+from pluginsite import MDIVICOM
 
 
 def test_fifo_resultbundle_fails_the_run_instead_of_hanging_it(hsite, dataset, tmp_path):
@@ -151,3 +157,81 @@ def test_records_are_json_even_for_surrogates(tmp_path):
 
     assert _escaped({"a\udcff": ["x\udcfe\\"]}) == {"a\\xff": ["x\\xfe\\\\"]}
     assert json.dumps(_escaped("plain")) == '"plain"'
+
+
+def _run_without_dac(site, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mdivicom ARGS` as root without the capabilities that bypass permission bits, so
+    a read-only folder stops it as it stops an operator who is not root."""
+    return subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            MDIVICOM,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=site.env(),
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop DAC caps")
+@pytest.mark.parametrize(
+    ("config", "code", "status"),
+    [((), 0, "succeeded"), (("fail=true",), 1, "failed"), (("locked=true",), 1, "failed")],
+)
+def test_read_only_folders_left_by_the_plugin_do_not_keep_its_staging(
+    hsite, dataset, tmp_path, config, code, status
+):
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "read_only_leftovers")
+    base = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    first = _run_without_dac(hsite, *base)  # its output holds a read-only folder
+    assert first.returncode == 0, first.stderr
+    sets = [arg for pair in config for arg in ("--set", pair)]
+    # the previous output (a read-only folder in it) is set aside in staging: it goes too
+    done = _run_without_dac(hsite, *base, "--overwrite", *sets)
+    assert done.returncode == code, done.stderr
+    found = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    assert sorted(r["status"] for r in found) == sorted(["succeeded", status])
+    if "locked=true" in config:  # an output that cannot be read is not promoted
+        assert any((r.get("error") or {}).get("type") == "InventoryFailed" for r in found)
+    assert_no_staging(out)
+    assert "cleaned:" not in done.stderr  # the first run left nothing behind
+    assert (out / plugin / "ro" / "kept.txt").read_text() == "kept\n"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop DAC caps")
+def test_runs_clean_removes_read_only_debris_and_says_what_it_could_not(hsite, tmp_path):
+    out = tmp_path / "out"
+    cache = out / "_staging" / "20240101T000000Z-dead" / "p" / "cache"
+    (cache / "mod").mkdir(parents=True)
+    (cache / "mod" / "go.mod").write_text("module x\n")
+    (out / "_runs").mkdir()
+    for path in [cache / "mod" / "go.mod", cache / "mod", cache]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    cleaned = _run_without_dac(hsite, "runs", "clean", str(out))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "removed " in cleaned.stdout and "(no record)" in cleaned.stdout
+    assert_no_staging(out)
+
+    # a file nobody may remove (immutable): named as left, never reported removed
+    stuck = out / "_staging" / "20240101T000000Z-stuck" / "p" / "f"
+    stuck.parent.mkdir(parents=True)
+    stuck.write_text("x\n")
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        cleaned = run_cli(hsite, "runs", "clean", str(out))
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert cleaned.returncode == 1, cleaned.stderr
+    assert "removed" not in cleaned.stdout
+    assert "0 item(s) cleaned" in cleaned.stderr
+    assert f"Error: not all of {stuck.parent.parent} (no record): could not remove {stuck}: " in (
+        cleaned.stderr
+    )
+    assert stuck.exists()

@@ -89,24 +89,31 @@ def clean_command(out: str) -> None:
     A run whose runner was killed (kill -9, a lost machine) leaves its
     `_staging/<run_id>/` and a record that says `running`; this removes the
     staging and marks the record `abandoned`. Runs still in progress are left
-    alone. The next `mdivicom run` into OUT does the same.
+    alone. The next `mdivicom run` into OUT does the same. What cannot be
+    removed (another user's files, say) is named with why, and the exit is 1.
     """
     from pathlib import Path
 
     from mdivicomtools.records.store import session_folders
-    from mdivicomtools.runner.debris import remove_dead_runs
+    from mdivicomtools.runner.debris import Cleaned, CleanIncomplete, remove_dead_runs
 
     root = Path(out)
     if not root.is_dir():
         from mdivicomtools.errors import UsageError
 
         raise UsageError(f"{out!r} is not a folder; give the --out of earlier runs")
-    done: list[str] = []
+    done: list[Cleaned] = []
     for folder in [root, *session_folders(root)]:
         done.extend(remove_dead_runs(folder, every_record=True))
-    for line in done:
-        click.echo(line)
-    click.echo(f"{len(done)} item(s) cleaned under {out}", err=True)
+    left = [item for item in done if not item.done]
+    for item in done:
+        if item.done:
+            click.echo(item.text)
+    click.echo(f"{len(done) - len(left)} item(s) cleaned under {out}", err=True)
+    if left:
+        for item in left[:-1]:
+            click.echo(f"Error: {item.text}", err=True)
+        raise CleanIncomplete(left[-1].text)
 
 
 @runs_group.command("show")

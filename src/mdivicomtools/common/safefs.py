@@ -15,6 +15,8 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 - `read_regular` adds a size cap for content that is parsed.
 - `display_name` turns a file name that is not UTF-8 into a lossless,
   documented text form, so records can always be written.
+- `remove_tree` removes a folder the plugin may have made read-only, and
+  says what it could not remove instead of pretending it did.
 - `path_problem` checks a relative path read from data (a run record, a
   result bundle sidecar) before it is joined to a folder, so a tampered
   record or sidecar cannot name a file outside that folder.
@@ -22,6 +24,7 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -258,3 +261,124 @@ def path_problem(path: str) -> str | None:
     if ".." in PurePosixPath(path).parts:
         return "a path that climbs out with '..'"
     return None
+
+
+class Removal(msgspec.Struct, kw_only=True, frozen=True):
+    """What `remove_tree` did: `left` names each entry it could not remove, and why.
+
+    A removal that says nothing when it fails lets callers report a folder as
+    removed while it is still there (a plugin's read-only tool cache), so the
+    outcome is returned and callers only say "removed" when `removed` is true.
+    """
+
+    path: str
+    left: list[str] = []
+
+    @property
+    def removed(self) -> bool:
+        return not self.left
+
+
+def _reason(exc: OSError, path: bytes) -> str:
+    return f"{display_name(path)[0]}: {exc.strerror or exc}"
+
+
+def _grant(folder: bytes) -> bool:
+    """Give the owner read, write and search on `folder`, a real folder (lstat-checked,
+    never a symlink), so what is in it can be listed and removed; False if that failed."""
+    try:
+        mode = os.lstat(folder).st_mode
+        if not stat.S_ISDIR(mode):
+            return False
+        if mode & 0o700 != 0o700:
+            os.chmod(folder, stat.S_IMODE(mode) | 0o700)
+    except OSError:
+        return False
+    return True
+
+
+def _clear(folder: bytes, left: list[str]) -> None:
+    """Remove everything in `folder` (a real folder), depth first, without following
+    a symlink: a symlink is unlinked, never entered. A permission error makes the
+    folder writable (`_grant`) and the step is tried once more."""
+    try:
+        names = os.listdir(folder)
+    except PermissionError as exc:
+        if not _grant(folder):
+            left.append(_reason(exc, folder))
+            return
+        try:
+            names = os.listdir(folder)
+        except OSError as again:
+            left.append(_reason(again, folder))
+            return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        left.append(_reason(exc, folder))
+        return
+    for name in names:
+        child = os.path.join(folder, name)
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(child).st_mode)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            left.append(_reason(exc, child))
+            continue
+        if is_dir:
+            _clear(child, left)
+        _remove_one(child, is_dir, folder, left)
+
+
+def _remove_one(path: bytes, is_dir: bool, parent: bytes, left: list[str]) -> None:
+    remove = os.rmdir if is_dir else os.unlink
+    try:
+        remove(path)
+    except FileNotFoundError:
+        pass
+    except PermissionError as exc:
+        if not _grant(parent):
+            left.append(_reason(exc, path))
+            return
+        try:
+            remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as again:
+            left.append(_reason(again, path))
+    except OSError as exc:
+        if not (is_dir and exc.errno == errno.ENOTEMPTY):  # its own entries are named
+            left.append(_reason(exc, path))
+
+
+def remove_tree(root: Path) -> Removal:
+    """Remove `root` and everything under it, and say honestly whether it is gone.
+
+    `shutil.rmtree(ignore_errors=True)` gives up silently at the first folder a
+    plugin made read-only (Go's module cache, `chmod -R a-w`, `chmod 000`), and
+    the runner would report a staging folder removed that is still there. Here a
+    permission error makes the folder in the way writable and the step is tried
+    again. Only entries inside the tree are changed, each checked with lstat, and
+    no symlink is ever followed. A missing `root` counts as removed; the folder
+    holding `root` is never changed.
+    """
+    left: list[str] = []
+    path = os.fsencode(root)
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return Removal(path=str(root))
+    except OSError as exc:
+        return Removal(path=str(root), left=[_reason(exc, path)])
+    if is_dir:
+        _clear(path, left)
+    remove = os.rmdir if is_dir else os.unlink
+    try:
+        remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if not left:
+            left.append(_reason(exc, path))
+    return Removal(path=str(root), left=left)

@@ -13,13 +13,15 @@ and rewrite a dead run's record as `abandoned`.
 from __future__ import annotations
 
 import contextlib
-import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.timefmt import iso, utc_now
+from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
@@ -52,14 +54,41 @@ def _abandon(run_out_dir: Path, record: RunRecord) -> None:
         write_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
 
 
-def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[str]:
+class CleanIncomplete(MdivicomError):
+    """`runs clean` left something it should have removed (exit 1): the folder is
+    named with why, so the operator can fix the permissions and clean again."""
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """One thing `remove_dead_runs` did, or could not do (`done` False): its line
+    never says "removed" for a folder that is still there."""
+
+    text: str
+    done: bool = True
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
+    more = f" and {len(removal.left) - 1} more" if len(removal.left) > 1 else ""
+    return Cleaned(
+        f"not all of {folder} ({why}): could not remove {removal.left[0]}{more}; "
+        "give the user running mdivicom write access to it (or remove it as its owner)",
+        done=False,
+    )
+
+
+def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[Cleaned]:
     """Remove the staging of every dead run under run_out_dir; one line per thing done.
 
     Each run calls this with only the staging folders to look at (cheap however
     many records there are); `runs clean` also reads every record, to mark
-    `abandoned` the `running` ones whose staging is already gone.
+    `abandoned` the `running` ones whose staging is already gone. A folder that
+    cannot be removed entirely gives a line with `done` False naming what is left.
     """
-    done: list[str] = []
+    done: list[Cleaned] = []
     staging = run_out_dir / STAGING_DIR
     folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
     for folder in folders:
@@ -76,8 +105,11 @@ def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[s
             why = "its runner is gone"
         else:
             why = f"the run ended {record.status}"
-        shutil.rmtree(folder, ignore_errors=True)
-        done.append(f"removed {folder} ({why})")
+        removal = remove_tree(folder)
+        if removal.removed:
+            done.append(Cleaned(f"removed {folder} ({why})"))
+        else:
+            done.append(_left_over(folder, why, removal))
     with contextlib.suppress(OSError):
         staging.rmdir()
     if not every_record:
@@ -90,7 +122,7 @@ def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[s
             continue
         if record.status == "running" and runner_gone(record, run_out_dir):
             _abandon(run_out_dir, record)
-            done.append(f"marked run {record.run_id} abandoned (its runner is gone)")
+            done.append(Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)"))
     return done
 
 
@@ -107,7 +139,7 @@ def finish_dead_run(
         record = read_record(record_path)
     except (OSError, msgspec.DecodeError):
         record = None
-    shutil.rmtree(staging_dir, ignore_errors=True)
+    remove_tree(staging_dir)  # what is left is debris: the next run or `runs clean` says so
     with contextlib.suppress(OSError):
         staging_dir.parent.rmdir()  # `_staging/` itself, when it is now empty
     if record is None or record.status != "running":

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
 
@@ -66,14 +66,25 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     return staging
 
 
-def discard_staging(run_out_dir: Path, run_id: str) -> None:
-    shutil.rmtree(staging_root(run_out_dir, run_id), ignore_errors=True)
+def discard_staging(run_out_dir: Path, run_id: str) -> Removal:
+    """Remove `_staging/<run_id>/`, also where the plugin made folders read-only.
+
+    Returns what happened, so a caller can say what is left instead of "removed";
+    whatever is left is debris the next run or `runs clean` tries again.
+    """
+    removal = remove_tree(staging_root(run_out_dir, run_id))
     with contextlib.suppress(OSError):
         (run_out_dir / STAGING_DIR).rmdir()  # only when no other run is staging
+    return removal
 
 
 def promote(staging: Path, target: Path) -> None:
-    """Move the staged output to `target`, replacing an existing one only at the end."""
+    """Move the staged output to `target`, replacing an existing one only at the end.
+
+    The previous output is moved into the run's staging folder first, so what
+    cannot be removed of it (a folder made read-only) is left with the staging,
+    where `discard_staging` tries again and reports it.
+    """
     previous = staging.parent / f".previous-{target.name}"
     had_previous = target.exists()
     if had_previous:
@@ -85,4 +96,4 @@ def promote(staging: Path, target: Path) -> None:
             os.replace(previous, target)
         raise
     if had_previous:
-        shutil.rmtree(previous, ignore_errors=True)
+        remove_tree(previous)

@@ -192,6 +192,32 @@ def writes_outside(dataset_dir, out_dir, config, **_):
     Path(config["target"]).write_text("escaped\n")
 
 
+def _read_only(top: Path) -> None:
+    """`chmod -R a-w top`, as Go does to its module cache."""
+    for path in [*sorted(top.rglob("*"), reverse=True), top]:
+        os.chmod(path, path.stat().st_mode & ~0o222)
+
+
+@fault
+def read_only_leftovers(dataset_dir, out_dir, config, *, work_dir=None, **_):
+    """Succeeds (or fails with `fail`) leaving a read-only tool cache in its work folder
+    and a read-only folder in its output; with `locked`, an unreadable one (chmod 000)."""
+    cache = Path(work_dir, "cache", "mod", "example.org")
+    cache.mkdir(parents=True)
+    (cache / "go.mod").write_text("module example.org\n")
+    _read_only(Path(work_dir, "cache"))
+    Path(out_dir, "result.txt").write_text("new\n")
+    Path(out_dir, "ro").mkdir()
+    Path(out_dir, "ro", "kept.txt").write_text("kept\n")
+    _read_only(Path(out_dir, "ro"))
+    if config.get("locked"):
+        Path(out_dir, "locked").mkdir()
+        Path(out_dir, "locked", "secret.txt").write_text("x\n")
+        Path(out_dir, "locked").chmod(0)
+    if config.get("fail"):
+        raise RuntimeError("failed on purpose")
+
+
 #: container plugins: the good run (config `{"good": true}`) writes result.txt, any
 #: other run does the one bad thing
 _GOOD = (
