@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from containerkit import container_plugin
+from engines import ENGINES, TEST_IMAGE, need_engine
 from mdivicomtools.authoring.check import check_plugin
 
 GOOD = """
@@ -106,3 +108,27 @@ def test_cli_lines_and_exit_codes(site):
     assert {"name": "callable", "status": "fail"}.items() <= json.loads(bad.stdout)[-1].items()
     unknown = site.cli("plugins", "check", "nope")
     assert unknown.returncode == 2
+
+
+ABSENT_IMAGE = "localhost/mdivicom-never-built:1"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("pull", ["never", "missing"])
+def test_the_image_check_asks_the_engine_and_names_its_pull(site, engine, pull):
+    """A dry run that did not raise is no proof the image is there (it may have failed
+    pulling it): `image` passes only when the chosen engine has it."""
+    need_engine(engine)
+    container_plugin(site, "absent", "true", image=ABSENT_IMAGE, pull=pull)
+    done = site.cli("plugins", "check", "absent", "--backend", engine, "--json")
+    image = next(c for c in json.loads(done.stdout) if c["name"] == "image")
+    assert image["status"] == ("fail" if pull == "never" else "warn"), image
+    assert f"{ABSENT_IMAGE} is not on {engine}" in image["detail"]
+    assert f"`{engine} pull {ABSENT_IMAGE}`" in image["detail"]
+    assert done.returncode == 1  # the dry run cannot run it either
+
+    container_plugin(site, "present", "true")
+    done = site.cli("plugins", "check", "present", "--backend", engine, "--json")
+    image = next(c for c in json.loads(done.stdout) if c["name"] == "image")
+    assert image["status"] == "pass", image
+    assert image["detail"].startswith(f"{TEST_IMAGE} is present on {engine} (")

@@ -72,6 +72,16 @@ def test_1_plugins_new_container_says_the_image_must_be_present(tmp_path):
     assert (
         "note: the image docker.io/library/busybox:1.36 must be on your engine first" in made.stdout
     )
+    assert "`docker pull docker.io/library/busybox:1.36` or `podman pull" in made.stdout
+
+
+def test_1_plugins_new_container_names_the_sites_engine(tmp_path):
+    made = _cli(
+        "plugins", "new", "lister", "--kind", "container", cwd=tmp_path, MDIVICOM_BACKEND="podman"
+    )
+    assert made.returncode == 0, made.stderr
+    assert "`podman pull docker.io/library/busybox:1.36`" in made.stdout
+    assert "docker" not in made.stdout.replace("docker.io", "")
 
 
 def test_1_plugins_check_takes_a_relative_dataset_and_plugin_path(site, tmp_path):

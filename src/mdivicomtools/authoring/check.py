@@ -177,6 +177,39 @@ def _writes_seen() -> Iterator[set[str]]:
         _WATCHED.pop()
 
 
+def _check_image(container: Any, backend: str | None, add: Any) -> bool:
+    """Add the `image` line from what the engine has (as the runner asks it); True if it
+    fails. A dry run that did not fail proves nothing: it may never have needed the
+    image, and only the engine knows whether it is there."""
+    from mdivicomtools.execution.container.engine import EngineError
+    from mdivicomtools.runner.images import image_on_engine
+
+    ref = container.image
+    try:
+        engine, facts = image_on_engine(ref, backend)
+    except EngineError as exc:
+        add("image", "fail", f"could not ask the engine about {ref}: {exc}")
+        return True
+    if facts is not None:
+        add("image", "pass", f"{ref} is present on {engine} ({facts.id})")
+        return False
+    fix = f"`{engine} pull {ref}` (or `{engine} load` from a saved tar)"
+    if container.pull == "never":
+        add(
+            "image",
+            "fail",
+            f"{ref} is not on {engine} and the pull policy is 'never'; load it first: {fix}",
+        )
+        return True
+    add(
+        "image",
+        "warn",
+        f"{ref} is not on {engine}; every run pulls it first (pull policy "
+        f"'{container.pull}'), which needs its registry; to have it beforehand: {fix}",
+    )
+    return False
+
+
 def _inside(path: Path, root: Path) -> bool:
     real, real_root = os.path.realpath(path), os.path.realpath(root)
     return real == real_root or real.startswith(real_root + os.sep)
@@ -223,6 +256,13 @@ def _run_checks(
     out, work = sandbox / "out", sandbox / "work"
     # what the runner itself manages; everything else must stay as it was
     managed = (*managed_folders(out, spec.meta.id), work)
+    image_failed = False
+    if spec.container is not None:
+        try:
+            image_failed = _check_image(spec.container, backend, add)
+        except UsageError as exc:
+            add("backend", "fail", str(exc))
+            return
     before = fingerprint(data)
     outside_before = _snapshot(sandbox, managed)
     try:
@@ -230,16 +270,12 @@ def _run_checks(
             ref, dataset=data, out=out, work=work, config=config, backend=backend, dry_run=True
         )
     except ValidationFailed as exc:
-        add(
-            "image" if spec.container is not None else "validation", "fail", "; ".join(exc.problems)
-        )
+        if not image_failed:  # the image line already says what the problem is
+            add("validation", "fail", "; ".join(exc.problems))
         return
     except UsageError as exc:
         add("backend", "fail", str(exc))
         return
-    if spec.container is not None:
-        image = dry.container.image_id if dry.container else "?"
-        add("image", "pass", f"{spec.container.image} is present ({image})")
     add(
         "dry run",
         "pass" if dry.status == "dry_run" else "fail",

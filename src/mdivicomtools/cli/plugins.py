@@ -196,8 +196,28 @@ def new_command(name: str, kind: str, folder: str | None, publisher: str, image:
         )
     else:
         click.echo(f"next: export MDIVICOM_PLUGIN_PATH={where} && mdivicom plugins check {name}")
+        engines = _site_engines()
+        pulls = " or ".join(f"`{e} pull {image}`" for e in engines)
+        loads = " or ".join(f"`{e} load`" for e in engines)
+        listings = " or ".join(f"`{e} images`" for e in engines)
         click.echo(
-            f"note: the image {image} must be on your engine first (`docker pull {image}` or "
-            "`docker load`); without a registry, scaffold with --image set to an image you have "
-            "(`docker images`)"
+            f"note: the image {image} must be on your engine first ({pulls}, or {loads}); "
+            f"without a registry, scaffold with --image set to an image you have ({listings})"
         )
+
+
+def _site_engines() -> list[str]:
+    """The engine this site runs containers on, when it is set (MDIVICOM_BACKEND, the
+    user config); else both, so a Podman site is not told to use docker."""
+    import os
+
+    from mdivicomtools.errors import MdivicomError
+    from mdivicomtools.settings import BACKEND_ENV, configured_backend
+
+    chosen = os.environ.get(BACKEND_ENV)
+    if not chosen:
+        try:
+            chosen = configured_backend()
+        except MdivicomError:  # a broken user config is reported by the commands that need it
+            chosen = None
+    return [chosen] if chosen in ("docker", "podman") else ["docker", "podman"]

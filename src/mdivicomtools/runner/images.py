@@ -19,7 +19,7 @@ import msgspec
 
 from mdivicomtools.discovery import discover
 from mdivicomtools.errors import MdivicomError, UsageError
-from mdivicomtools.execution.container.engine import ContainerEngine, EngineError
+from mdivicomtools.execution.container.engine import ContainerEngine, EngineError, ImageFacts
 from mdivicomtools.execution.container.runtime import ContainerBackend, bounded_pull
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks.manager import load_hooks
@@ -102,6 +102,14 @@ def list_images(requested: str | None = None) -> list[ImageRow]:
                         row.size = facts.size
                 rows.append(row)
     return rows
+
+
+def image_on_engine(ref: str, requested: str | None = None) -> tuple[str, ImageFacts | None]:
+    """The engine `requested` chooses (default: as for `run`) and what it has of `ref`
+    (None: not there). For checks that must not call an image present because a dry
+    run happened not to need it. Raises UsageError or EngineError when no engine answers."""
+    with _engine(requested) as (name, engine):
+        return name, engine.image(ref)
 
 
 def _refs_or_plugin_images(refs: list[str]) -> list[str]:
