@@ -289,8 +289,8 @@ def test_runs_list_reports_unreadable_records(site, dataset, tmp_path):
     assert "garbage.json: not a readable run record" in result.stderr
 
 
-def test_keyboard_interrupt_before_a_run_exits_130_without_traceback(site, dataset, tmp_path):
-    # a get_plugin() that never returns: Ctrl-C lands during discovery, before any run
+def _hanging_discovery(site, tmp_path) -> None:
+    """A get_plugin() that never returns: a signal lands during discovery, before any run."""
     site.module("p_hang.__init__", "")
     site.module(
         "p_hang.plugin",
@@ -302,6 +302,10 @@ def get_plugin():
 """,
     )
     site.distribution("hang-dist", {"hang": "p_hang.plugin:get_plugin"})
+
+
+def test_keyboard_interrupt_before_a_run_exits_130_without_traceback(site, dataset, tmp_path):
+    _hanging_discovery(site, tmp_path)
     proc = subprocess.Popen(
         [MDIVICOM, "run", "hang", "--dataset", str(dataset), "--out", str(tmp_path / "out")],
         env=site.env(),
@@ -314,8 +318,30 @@ def get_plugin():
     os.kill(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert stderr.strip().splitlines()[-1] == "Aborted."
+    assert stderr.strip().splitlines()[-1] == "Error: interrupted by Ctrl-C (SIGINT)"
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C (SIGINT)")]
+)
+def test_any_command_stopped_by_a_signal_exits_130_with_one_error_line(site, tmp_path, sig, name):
+    """Not only `run`: a command that takes long (here discovery, for `plugins list`; an
+    image pull alike) exits 130 on SIGTERM too, not with the shell's 143."""
+    _hanging_discovery(site, tmp_path)
+    proc = subprocess.Popen(
+        [MDIVICOM, "plugins", "list"],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    wait_for(tmp_path / "hanging", timeout=30)
+    os.kill(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [f"Error: interrupted by {name}"]
 
 
 LEAKS = """

@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     The codes are listed in docs/reference/exit-codes.md. Click's own main loop
     is not used: it turns a closed pipe into exit status 1, indistinguishable
     from a failed plugin; here every command exits 141 when its reader went
-    away, as coreutils do.
+    away, as coreutils do, and 130 with one `Error:` line on Ctrl-C or SIGTERM
+    (a scheduler's stop), whatever the command was doing.
     """
     from mdivicomtools.errors import MdivicomError
 
@@ -133,8 +134,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv is None:  # the program itself, never a caller of main() in-process
         supervise(args)
     as_json = _wants_json(args)
+    from mdivicomtools.common.signals import Terminated, sigterm_as_interrupt
+
     try:
-        with cli.make_context("mdivicom", args) as ctx:
+        # SIGTERM stops every command as Ctrl-C does (exit 130, one line), not with the
+        # shell's 143; `run` and batches install their own handlers inside to record first
+        with sigterm_as_interrupt(), cli.make_context("mdivicom", args) as ctx:
             cli.invoke(ctx)
         sys.stdout.flush()
     except click.exceptions.Exit as exc:
@@ -148,9 +153,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             _fail(exc.format_message(), exc.exit_code, type(exc).__name__, as_json)
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("Aborted.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # click turns Ctrl-C at a prompt into Abort, keeping the KeyboardInterrupt as context
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
+        name = "SIGTERM" if isinstance(cause, Terminated) else "Ctrl-C (SIGINT)"
+        _fail(f"interrupted by {name}", EXIT_INTERRUPTED, "Interrupted", as_json)
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
