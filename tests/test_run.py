@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -159,6 +160,39 @@ def test_whatever_an_in_process_plugin_raises_is_its_failure(
     assert record.status == "failed" and record.exit_code == 1, record
     assert (record.error.type, record.error.message) == (error_type, message)
     assert sorted(p.name for p in out.iterdir()) == ["_runs"]  # no staging left
+
+
+def test_staging_the_run_could_not_remove_is_named_in_its_record(site, dataset, tmp_path):
+    """What is left of a run's staging (a file nobody may remove) was said only by the
+    next run that found it; the run's own record says so now."""
+    site.plugin(
+        "stuck",
+        run_source=(
+            "import pathlib, subprocess\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'r.txt').write_text('ok')\n"
+            "    stuck = pathlib.Path(work_dir, 'stuck')\n"
+            "    stuck.write_text('x')\n"
+            "    subprocess.run(['chattr', '+i', str(stuck)], check=True)\n"
+        ),
+    )
+    out = tmp_path / "out"
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    try:
+        record = run_plugin("stuck", dataset=dataset, out=out)
+    finally:
+        for stuck in out.glob("_staging/*/_work/stuck"):
+            subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert record.status == "succeeded", record.error
+    [warning] = record.warnings
+    assert warning.startswith("could not remove all of the staging folder "), warning
+    assert "_work/stuck" in warning and warning.endswith(
+        "`mdivicom runs clean` removes it once it is writable"
+    ), warning
 
 
 def test_writing_into_the_dataset_fails_the_run_and_names_the_files(site, dataset, tmp_path):

@@ -242,7 +242,16 @@ class Run:
         for warning in outcome.warnings:
             self.say(f"warning: {warning}")
         # the default work folder lives in staging and goes with it; a --work folder stays
-        discard_staging(request.run_out_dir, request.run_id)
+        removal = discard_staging(request.run_out_dir, request.run_id)
+        if not removal.removed:
+            # said in the record, not only by the next run that finds the debris
+            outcome.warnings.append(
+                f"could not remove all of the staging folder {removal.path}: "
+                + "; ".join(removal.left[:3])
+                + (f" and {len(removal.left) - 3} more" if len(removal.left) > 3 else "")
+                + "; `mdivicom runs clean` removes it once it is writable"
+            )
+            self.say(f"warning: {outcome.warnings[-1]}")
         captured = self._hooks_until_interrupted(
             pending, "mdivicom_capture_provenance", request=request, outcome=outcome
         )
