@@ -41,6 +41,21 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 """
 
 
+#: a session that says it started and then waits for the test to open its gate
+GATED_PLUGIN = """
+import os, pathlib, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    session = pathlib.Path(dataset_dir).name
+    pathlib.Path(config["started_dir"], session).write_text(str(os.getpid()))
+    gate = pathlib.Path(config["gate"])
+    deadline = time.monotonic() + 90
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pathlib.Path(out_dir, "done").write_text(session)
+    return {"session": session}
+"""
+
+
 @pytest.fixture
 def study(tmp_path):
     return make_dataset(tmp_path / "study", sessions=8)
@@ -424,6 +439,60 @@ def test_dask_local_cluster(session_plugin, study, tmp_path):
     assert [result["spawned"] for result in results] == [True] * 4
 
 
+def test_a_second_ctrl_c_reports_the_sessions_as_their_records_say(site, study, tmp_path):
+    """Sessions that finish while a second Ctrl-C closes the LocalCluster were
+    reported `not_started`, with no run id, beside their `succeeded` records."""
+    site.plugin("gated", run_source=GATED_PLUGIN)
+    started, gate, out = tmp_path / "started", tmp_path / "gate", tmp_path / "out"
+    started.mkdir()
+    batch = subprocess.Popen(
+        [
+            MDIVICOM,
+            "run",
+            "gated",
+            "--dataset",
+            str(study),
+            "--out",
+            str(out),
+            "--sessions",
+            "ses-0[1-4]",
+            "--executor",
+            "dask",
+            "--jobs",
+            "2",
+            "--set",
+            f"started_dir={started}",
+            "--set",
+            f"gate={gate}",
+            "--json",
+        ],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    ran = _wait_for_files(started, 2)
+    batch.send_signal(signal.SIGINT)
+    time.sleep(1.5)
+    batch.send_signal(signal.SIGINT)
+    # the sessions end while the batch closes the cluster
+    time.sleep(0.5)
+    gate.touch()
+    stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 130, stderr
+    summary = json.loads(stdout)
+    records = _records_by_session(out)
+    assert sorted(records) == ran
+    for session in summary["sessions"]:
+        record = records.get(session["session"])
+        if record is None:
+            assert (session["status"], session["run_id"]) == ("not_started", None), session
+        else:
+            assert session["run_id"] == record["run_id"], session
+            assert session["status"] == record["status"] != "running", session
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -512,6 +581,83 @@ def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_p
     pids = {json.loads(p.read_text())["result"]["pid"] for p in out.glob("*/_runs/*.json")}
     assert pids and not pids & {os.getpid()}
     assert len(pids) <= 2 + len(workers)
+
+
+def _wait_for_files(folder: Path, count: int, timeout: float = 120) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(names := sorted(p.name for p in folder.iterdir())) < count:
+        assert time.monotonic() < deadline, f"only {names} started"
+        time.sleep(0.05)
+    return names
+
+
+def _records_by_session(out: Path) -> dict[str, dict]:
+    found = {}
+    for path in out.glob("*/_runs/*.json"):
+        found[path.parent.parent.name] = json.loads(path.read_text())
+    return found
+
+
+def test_a_lost_scheduler_fails_the_batch_with_what_the_sessions_did(site, study, tmp_path):
+    """The scheduler killed while two sessions run: their workers finish them, and the
+    summary says so (it said `not_started`, "the batch was interrupted", for all);
+    the loss is one line on stderr, not distributed's tracebacks."""
+    site.plugin("gated", run_source=GATED_PLUGIN)
+    started, gate, out = tmp_path / "started", tmp_path / "gate", tmp_path / "out"
+    started.mkdir()
+    env = site.env(DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s")
+    with DaskProcesses(env, tmp_path / "dask-logs") as dask:
+        dask.worker(), dask.worker()
+        batch = subprocess.Popen(
+            [
+                MDIVICOM,
+                "run",
+                "gated",
+                "--dataset",
+                str(study),
+                "--out",
+                str(out),
+                "--sessions",
+                "ses-0[1-4]",
+                "--executor",
+                "dask",
+                "--scheduler",
+                dask.address,
+                "--set",
+                f"started_dir={started}",
+                "--set",
+                f"gate={gate}",
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ran = _wait_for_files(started, 2)
+        dask.processes[0].kill()
+        dask.processes[0].wait()
+        time.sleep(1)
+        gate.touch()
+        stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 1, stderr
+    assert "Traceback" not in stderr and "distributed.client" not in stderr, stderr
+    lost = f"the connection to the Dask scheduler at {dask.address} was lost"
+    assert [line for line in stderr.splitlines() if line.startswith(f"[mdivicom] {lost}")]
+    summary = json.loads(stdout)
+    assert summary["status"] == "failed"
+    records = _records_by_session(out)
+    assert sorted(records) == ran
+    for session in summary["sessions"]:
+        if session["session"] in ran:
+            record = records[session["session"]]
+            assert record["status"] == "succeeded"
+            assert (session["status"], session["run_id"]) == ("succeeded", record["run_id"])
+            assert session["duration_s"] == record["duration_s"]
+        else:
+            assert session["status"] == "not_started" and session["run_id"] is None
+            assert "interrupted" not in session["error"], session
+            assert session["error"] == lost, session
 
 
 def test_a_scheduler_without_workers_says_what_the_batch_waits_for(

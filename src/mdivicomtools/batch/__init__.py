@@ -21,13 +21,21 @@ from typing import Any
 from mdivicomtools.batch.dask_cluster import DaskExecutor
 from mdivicomtools.batch.local import LocalExecutor
 from mdivicomtools.batch.plan import BatchValidationFailed, plan_batch
-from mdivicomtools.batch.retry import run_with_retries, settle, will_retry
-from mdivicomtools.batch.session import BatchInterrupted, Report, SessionJob, SessionResult
+from mdivicomtools.batch.retry import Settle, run_with_retries, settle, will_retry
+from mdivicomtools.batch.session import (
+    BatchInterrupted,
+    Report,
+    SchedulerLost,
+    SessionJob,
+    SessionResult,
+    is_unseen,
+)
 from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
+from mdivicomtools.model.run import PluginInfo
 
 __all__ = [
     "BatchOptions",
@@ -77,11 +85,29 @@ def _reporting_retries(on_event: Report | None, retries: int) -> Report:
     def report(kind: str, job: SessionJob, result: SessionResult | None) -> None:
         if on_event is None:
             return
+        if result is not None and is_unseen(result):
+            return  # reported once its records tell what it was (`_settle_reporting`)
         if kind == "finished" and result is not None and will_retry(job, result, retries):
             kind = "retrying"
         on_event(kind, job, result)
 
     return report
+
+
+def _settle_reporting(plugin: PluginInfo, report: Report) -> Settle:
+    """`settle` for run_with_retries, which reports the end of a try the executor did
+    not see (`is_unseen`) once its records have told what it was."""
+
+    def settle_one(
+        job: SessionJob, result: SessionResult, stopped: bool, before: frozenset[str]
+    ) -> SessionResult:
+        was_unseen = is_unseen(result)
+        settled = settle(job, result, plugin, interrupted=stopped, before=before)
+        if was_unseen:
+            report("finished", job, settled)
+        return settled
+
+    return settle_one
 
 
 def run_batch(
@@ -147,10 +173,14 @@ def run_batch(
             plan.to_run,
             batch.retries,
             lambda jobs: executor.run(jobs, report),
-            lambda job, result, stopped: settle(job, result, plan.plugin, interrupted=stopped),
+            _settle_reporting(plan.plugin, report),
         )
     except BatchInterrupted as exc:
         interrupted, results = True, exc.results
+    except SchedulerLost as exc:
+        # a failure of the batch, said once; each session says what became of it
+        say(f"{exc}; the batch ends with the sessions as their records show")
+        results = exc.results
     summary = summarise(
         plan,
         batch,

@@ -11,7 +11,10 @@ from typing import Any
 
 from mdivicomtools.batch.feeder import (
     SCHEDULER_HTTP,
+    SCHEDULER_LOST,
+    cancel_reason,
     in_order,
+    quiet_scheduler_loss,
     quiet_teardown_noise,
     session_result,
     task_key,
@@ -20,10 +23,12 @@ from mdivicomtools.batch.feeder import (
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
+    SchedulerLost,
     SessionJob,
     SessionResult,
     not_started,
     run_session,
+    unseen,
 )
 from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.errors import UsageError
@@ -70,6 +75,7 @@ class DaskExecutor:
             ) from None
         quiet_teardown_noise()
         with contextlib.ExitStack() as stack:
+            stack.enter_context(quiet_scheduler_loss())
             if self.scheduler:
                 # how long to try is the site's Dask setting (distributed.comm.timeouts.connect,
                 # 30 s unless a dask config file or DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT
@@ -136,12 +142,13 @@ class DaskExecutor:
                 report("started", job, None)
             return self._collect(client, futures, report, as_completed)
 
-    @staticmethod
     def _collect(
-        client: Any, futures: dict[str, Any], report: Report, as_completed: Any
+        self, client: Any, futures: dict[str, Any], report: Report, as_completed: Any
     ) -> list[SessionResult]:
         results: dict[str, SessionResult] = {}
         interrupted: BaseException | None = None
+        cancelled: set[str] = set()
+        lost = False
         iterator = as_completed([future for future, _ in futures.values()])
         while True:
             try:
@@ -150,6 +157,13 @@ class DaskExecutor:
                 break
             except KeyboardInterrupt as exc:
                 if interrupted is not None:
+                    # a second Ctrl-C stops waiting: the running sessions may still end
+                    # (or be cut short) as the workers close; their records will say
+                    for _, job in futures.values():
+                        if job.session not in results:
+                            results[job.session] = unseen(
+                                job, "the batch stopped waiting for it (a second Ctrl-C)"
+                            )
                     break
                 interrupted = exc
                 # a future is "pending" while queued and while running alike: ask the
@@ -160,14 +174,26 @@ class DaskExecutor:
                     for f, _ in futures.values()
                     if f.status == "pending" and str(f.key) not in executing
                 ]
+                cancelled.update(str(f.key) for f in waiting)
                 client.cancel(waiting)
                 continue
             _, job = futures[future.key]
-            results[job.session] = session_result(future, job)
+            if str(future.key) in cancelled:
+                results[job.session] = not_started(job)
+            elif future.status == "cancelled" and cancel_reason(future) == SCHEDULER_LOST:
+                # the worker may go on with the session without its scheduler
+                lost = True
+                results[job.session] = unseen(
+                    job, f"the connection to the Dask scheduler at {self.address} was lost"
+                )
+            else:
+                results[job.session] = session_result(future, job)
             report("finished", job, results[job.session])
         ordered = in_order((job for _, job in futures.values()), results)
         if interrupted is not None:
             raise BatchInterrupted(ordered) from interrupted
+        if lost:
+            raise SchedulerLost(str(self.address), ordered)
         return ordered
 
 

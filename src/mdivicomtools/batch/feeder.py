@@ -12,11 +12,12 @@ them. Worker jobs that start late are given work as they join.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ from mdivicomtools.batch.session import (
     SessionResult,
     not_started,
     run_session,
+    unseen,
 )
 
 #: seconds between looks at the workers while every session placed is still running
@@ -43,6 +45,9 @@ FIRST_WORKER_POLL_S = 2.0
 #: no_worker_left prefixes a reason with "WorkerLost: ", which makes the batch treat
 #: the session as lost (retry.is_lost), so --retries reruns it
 JOBS_ENDED = "every worker job of this batch ended before the session could start"
+
+#: why distributed cancels every future of a client whose scheduler went away
+SCHEDULER_LOST = "scheduler-connection-lost"
 
 #: where the scheduler of a cluster a batch starts serves HTTP: Dask starts that
 #: server even with no dashboard asked for, on port 8787 when it is free and with a
@@ -112,6 +117,36 @@ def quiet_teardown_noise() -> None:
         logger = logging.getLogger(name)
         if noise not in logger.filters:
             logger.addFilter(noise)
+
+
+class _SchedulerGone(logging.Filter):
+    """Drops distributed's client log records of a lost scheduler connection.
+
+    When the scheduler goes away the client logs its reconnection attempts
+    (the comm closed, connecting cancelled as the batch closes it), with
+    tracebacks, on the terminal; the batch says in one line that the scheduler
+    was lost and what became of each session. Other records pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (OSError, asyncio.CancelledError)):
+            return False
+        if type(error).__name__ == "CommClosedError":
+            return False
+        return "reconnect" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_scheduler_loss() -> Iterator[None]:
+    """distributed's client logs off the terminal while a batch uses its scheduler."""
+    logger = logging.getLogger("distributed.client")
+    quiet = _SchedulerGone()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def feed_idle_workers(
@@ -267,9 +302,26 @@ def _never_placed(keys: list[str], dask_scheduler: Any = None) -> list[str]:
     return [key for key in keys if key in tasks and tasks[key].state == "no-worker"]
 
 
+def cancel_reason(future: Any) -> str | None:
+    """Why distributed cancelled `future` (SCHEDULER_LOST, ...); None if it was not."""
+    if future.status != "cancelled":
+        return None
+    # the FutureCancelledError the future holds: asking the future itself
+    # (`result`, `exception`) goes through the client's event loop, and times out
+    # at once when asked not to wait
+    error = getattr(getattr(future, "_state", None), "exception", None)
+    return getattr(error, "reason", None)
+
+
 def session_result(future: Any, job: SessionJob) -> SessionResult:
-    """A finished future's result; a lost worker fails only this session, not the batch."""
+    """A finished future's result; a lost worker fails only this session, not the batch.
+
+    A future cancelled because the scheduler went away says nothing of the
+    session, which its worker may have finished: its records tell (`unseen`).
+    """
     if future.status == "cancelled":
+        if cancel_reason(future) == SCHEDULER_LOST:
+            return unseen(job, "the connection to the Dask scheduler was lost")
         return not_started(job)
     try:
         return future.result()

@@ -12,17 +12,24 @@ reason, and its staging is removed, before the session is tried again
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from mdivicomtools.batch.session import (
+    UNSEEN,
     BatchInterrupted,
     EarlierAttempt,
+    SchedulerLost,
     SessionJob,
     SessionResult,
+    SessionStatus,
+    is_unseen,
+    not_started,
 )
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.model.layout import STAGING_DIR, WORK_DIR, runs_dir, staging_root
@@ -35,9 +42,15 @@ from mdivicomtools.model.run import (
     RunRecord,
     Status,
 )
-from mdivicomtools.records.store import read_record, write_record
+from mdivicomtools.records.store import read_record, record_paths, runner_gone, write_record
 from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock
+
+#: seconds to wait for a run whose end the executor did not see (its scheduler lost)
+#: and that is still running: a worker without a scheduler goes on with its session
+UNSEEN_WAIT_S = 10.0
+#: seconds between looks at such a run's record
+UNSEEN_POLL_S = 0.2
 
 #: how executors name a session whose worker went away (see local.py, dask_cluster.py)
 LOST_PREFIXES = (
@@ -145,11 +158,118 @@ def _write(
     write_record(runs_dir(run_out_dir) / f"{run_id}.json", record)
 
 
-def settle(
-    job: SessionJob, result: SessionResult, plugin: PluginInfo, *, interrupted: bool
+def run_ids(run_out_dir: Path) -> frozenset[str]:
+    """The ids of the runs recorded in `run_out_dir` now: taken before a round, so that
+    the records a try of the round writes are told from every earlier one."""
+    return frozenset(path.stem for path in record_paths(run_out_dir))
+
+
+def this_try(job: SessionJob, plugin: PluginInfo, before: frozenset[str]) -> RunRecord | None:
+    """The record of `job`'s try: of this plugin and try number, and not there before
+    the round began (the newest, if Dask ran the task twice)."""
+    found = None
+    for path in record_paths(Path(job.options.out)):
+        if path.stem in before:
+            continue
+        try:
+            record = read_record(path)
+        except (OSError, msgspec.DecodeError):
+            continue
+        if record.plugin.id == plugin.id and record.attempt == job.attempt:
+            found = record
+    return found
+
+
+_FINISHED: dict[str, SessionStatus] = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "interrupted": "interrupted",
+    "timed_out": "timed_out",
+    "dry_run": "dry_run",
+}
+
+
+def from_records(
+    job: SessionJob,
+    result: SessionResult,
+    plugin: PluginInfo,
+    before: frozenset[str],
+    *,
+    interrupted: bool,
 ) -> SessionResult:
-    """Give a lost or never-finished try its record; the result to keep for it."""
+    """The outcome of a try the executor did not see end, as its records tell it.
+
+    A Dask worker that lost its scheduler goes on with its session and records
+    it, and a session that finished while a second Ctrl-C was closing the
+    workers did so too: reporting either as `not_started` (what their futures
+    say) denied a run that happened. A run still going is waited for up to
+    UNSEEN_WAIT_S; one whose process is gone is recorded here (`record_lost`);
+    a try with no record never started.
+    """
+    why = (result.error or "").removeprefix(f"{UNSEEN}: ")
+    run_out_dir = Path(job.options.out)
+    deadline = time.monotonic() + UNSEEN_WAIT_S
+    while True:
+        record = this_try(job, plugin, before)
+        if record is None or (record.status in UNFINISHED and runner_gone(record, run_out_dir)):
+            status: Literal["interrupted", "failed"] = "interrupted" if interrupted else "failed"
+            run_id = record_lost(job, plugin, status=status, reason=why)
+            if run_id is None:
+                return not_started(job, why)
+            return SessionResult(
+                session=job.session,
+                status=status,
+                run_id=run_id,
+                error=f"WorkerLost: {why}",
+                out=job.out,
+                reason=job.reason,
+                attempt=job.attempt,
+            )
+        finished = _FINISHED.get(record.status)
+        if finished is not None:
+            error = f"{record.error.type}: {record.error.message}" if record.error else None
+            return SessionResult(
+                session=job.session,
+                status=finished,
+                run_id=record.run_id,
+                duration_s=record.duration_s,
+                error=error,
+                out=job.out,
+                reason=job.reason,
+                attempt=job.attempt,
+                slurm_job_id=record.host.slurm_job_id,
+            )
+        if time.monotonic() >= deadline:
+            return SessionResult(
+                session=job.session,
+                status="failed",
+                run_id=record.run_id,
+                error=(
+                    f"{why}; its run {record.run_id} was still running when the batch ended "
+                    "(see `mdivicom runs list`)"
+                ),
+                out=job.out,
+                reason=job.reason,
+                attempt=job.attempt,
+            )
+        time.sleep(UNSEEN_POLL_S)
+
+
+def settle(
+    job: SessionJob,
+    result: SessionResult,
+    plugin: PluginInfo,
+    *,
+    interrupted: bool,
+    before: frozenset[str] = frozenset(),
+) -> SessionResult:
+    """Give a lost or never-finished try its record; the result to keep for it.
+
+    `before`: the session's run ids before the try's round began (`run_ids`).
+    """
     result.attempt = job.attempt
+    if is_unseen(result):
+        return from_records(job, result, plugin, before, interrupted=interrupted)
     if is_lost(result):
         run_id = record_lost(
             job,
@@ -182,6 +302,11 @@ def settle(
     return result
 
 
+#: settles one try: (job, result, the batch was stopped, the session's run ids before
+#: the try's round began) -> the result to keep
+Settle = Callable[[SessionJob, SessionResult, bool, frozenset[str]], SessionResult]
+
+
 def retry_job(job: SessionJob) -> SessionJob:
     """The same session, one try later."""
     return SessionJob(
@@ -206,33 +331,40 @@ def run_with_retries(
     jobs: list[SessionJob],
     retries: int,
     run_round: Callable[[list[SessionJob]], list[SessionResult]],
-    settle_one: Callable[[SessionJob, SessionResult, bool], SessionResult],
+    settle_one: Settle,
 ) -> list[SessionResult]:
     """Run `jobs`, then rerun the failed ones up to `retries` times, in rounds.
 
     Each round is a complete executor run, so the retries of a lost worker get
     fresh workers. The result of a session is its last try's, with the tries
     before it in `earlier`. An interrupted round ends the batch: the sessions
-    it stopped are settled as interrupted and BatchInterrupted carries them all.
+    it stopped are settled as interrupted and BatchInterrupted carries them all;
+    a round that lost its Dask scheduler ends it too (SchedulerLost), as a
+    failure. `settle_one` gets each session's run ids from before its round.
     """
     final: dict[str, SessionResult] = {}
     history: dict[str, list[EarlierAttempt]] = {}
     by_session = {job.session: job for job in jobs}
     todo = jobs
     for _round in range(retries + 1):
+        before = {job.session: run_ids(Path(job.out)) for job in todo}
         try:
             results = run_round(todo)
-        except BatchInterrupted as exc:
+        except (BatchInterrupted, SchedulerLost) as exc:
+            stopped = isinstance(exc, BatchInterrupted)
             for result in exc.results:
                 job = by_session[result.session]
-                result = settle_one(job, result, True)
+                result = settle_one(job, result, stopped, before[result.session])
                 result.earlier = history.get(result.session, [])
                 final[result.session] = result
-            raise BatchInterrupted([final[j.session] for j in jobs if j.session in final]) from exc
+            settled = [final[j.session] for j in jobs if j.session in final]
+            if isinstance(exc, SchedulerLost):
+                raise SchedulerLost(exc.address, settled) from exc
+            raise BatchInterrupted(settled) from exc
         again: list[SessionJob] = []
         for result in results:
             job = by_session[result.session]
-            result = settle_one(job, result, False)
+            result = settle_one(job, result, False, before[result.session])
             result.earlier = history.get(result.session, [])
             final[result.session] = result
             if will_retry(job, result, retries):

@@ -77,10 +77,26 @@ class SessionResult(msgspec.Struct, kw_only=True):
 Report = Callable[[str, SessionJob, SessionResult | None], None]
 
 
-def not_started(job: SessionJob) -> SessionResult:
+def not_started(job: SessionJob, why: str = "the batch was interrupted") -> SessionResult:
+    return SessionResult(session=job.session, status="not_started", error=why, out=job.out)
+
+
+#: the error prefix of a try whose end the executor did not see: its Dask future was
+#: cancelled by a lost scheduler, or a second Ctrl-C stopped the wait for it. The
+#: session may have run to the end anyway (a worker goes on without its scheduler),
+#: so `retry.settle` reads the outcome from the session's own records
+UNSEEN = "OutcomeUnseen"
+
+
+def unseen(job: SessionJob, why: str) -> SessionResult:
+    """A try whose outcome only its records can tell (see UNSEEN)."""
     return SessionResult(
-        session=job.session, status="not_started", error="the batch was interrupted", out=job.out
+        session=job.session, status="failed", error=f"{UNSEEN}: {why}", out=job.out
     )
+
+
+def is_unseen(result: SessionResult) -> bool:
+    return result.run_id is None and (result.error or "").startswith(f"{UNSEEN}: ")
 
 
 def run_session(job: SessionJob) -> SessionResult:
@@ -119,6 +135,20 @@ def run_session(job: SessionJob) -> SessionResult:
         return result("failed", f"UnfinishedRun: the run ended with status {status!r}", record)
     error = f"{record.error.type}: {record.error.message}" if record.error else None
     return result(status, error, record)
+
+
+class SchedulerLost(Exception):
+    """The connection to the Dask scheduler was lost mid-batch: no further try can run.
+
+    Not an interruption (nobody stopped the batch) but a failure of the batch:
+    `results` holds every session's try as far as the executor saw it (the
+    running ones `unseen`, read from their records when settled).
+    """
+
+    def __init__(self, address: str, results: list[SessionResult]) -> None:
+        super().__init__(f"the connection to the Dask scheduler at {address} was lost")
+        self.address = address
+        self.results = results
 
 
 class BatchInterrupted(KeyboardInterrupt):
