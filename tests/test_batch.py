@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -716,8 +717,101 @@ def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
     assert result.returncode == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert ": ;" not in line and "(--scheduler or MDIVICOM_DASK_SCHEDULER)" in line
+    assert ": ;" not in line and "(--scheduler or MDIVICOM_DASK_SCHEDULER" in line
     assert line.endswith("tried for 3s, Dask's distributed.comm.timeouts.connect"), line
+
+
+class _NotDask:
+    """A loopback server that accepts connections and either says nothing (as an
+    HTTP server does until it has a request line) or sends bytes that are not Dask's."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.address = f"tcp://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.server.accept()
+                self.accepted.append(connection)
+                if self.reply:
+                    connection.sendall(self.reply)
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.0 400 Bad request\r\n\r\n" * 4])
+def test_a_port_that_does_not_speak_dask_is_exit_2(session_plugin, study, tmp_path, reply):
+    """A port that accepts but is silent (a dashboard's) hung the batch for ever; one
+    that answers other bytes was `internal error (MemoryError: ... 3.01 EiB ...)`."""
+    server = _NotDask(reply)
+    try:
+        started = time.monotonic()
+        result = session_plugin.cli(
+            "run",
+            "per-session",
+            "--dataset",
+            str(study),
+            "--out",
+            str(tmp_path / "out"),
+            "--sessions",
+            "ses-01",
+            "--executor",
+            "dask",
+            "--scheduler",
+            server.address,
+            DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s",
+        )
+    finally:
+        server.close()
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 60
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert f"cannot reach the Dask scheduler at {server.address}: " in line, line
+    assert "tcp://HOST:PORT" in line and "internal error" not in line, line
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--scheduler", "http://127.0.0.1:8787"], {}, "--scheduler 'http://127.0.0.1:8787'"),
+        (["--scheduler", "tcp://127.0.0.1"], {}, "--scheduler 'tcp://127.0.0.1'"),
+        ([], {"MDIVICOM_DASK_SCHEDULER": "localhost"}, "MDIVICOM_DASK_SCHEDULER 'localhost'"),
+    ],
+)
+def test_a_scheduler_address_of_the_wrong_form_is_exit_2(
+    session_plugin, study, tmp_path, args, env, named
+):
+    """These were `internal error (ValueError: unknown address scheme 'http')` and
+    `(ValueError: missing port number ...)`, exit 1."""
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "out"),
+        "--sessions",
+        "ses-01",
+        "--executor",
+        "dask",
+        *args,
+        **env,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {named} is not a Dask scheduler address"), line
+    assert "expected tcp://HOST:PORT" in line, line
 
 
 @pytest.mark.engines

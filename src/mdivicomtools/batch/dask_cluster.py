@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -61,6 +64,8 @@ class DaskExecutor:
         say: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+        if self.scheduler is not None:
+            check_address(self.scheduler, "--scheduler" if scheduler else SCHEDULER_ENV)
         self.jobs = jobs
         self.say = say
         self.address: str | None = self.scheduler
@@ -82,15 +87,25 @@ class DaskExecutor:
                 # says otherwise), as for any Dask client: a scheduler on a busy head node
                 # may take longer than a fixed guess of ours
                 patience = dask.config.get("distributed.comm.timeouts.connect")
+                seconds = float(dask.utils.parse_timedelta(patience, default="seconds") or 0)
                 try:
-                    client = stack.enter_context(Client(self.scheduler))
-                except OSError as exc:
-                    # distributed's connect timeout carries no text of its own
-                    reason = str(exc) or type(exc).__name__
+                    # first a handshake of our own, bounded as a whole: the client's
+                    # connect waits for ever on a port that accepts but does not answer
+                    # (a dashboard's, any HTTP server), and misreads bytes that are not
+                    # Dask's (a MemoryError asking for exabytes)
+                    probe_scheduler(self.scheduler, seconds)
+                    client = stack.enter_context(Client(self.scheduler, timeout=seconds))
+                except Exception as exc:
+                    if isinstance(exc, NotAScheduler):
+                        reason = str(exc)
+                    else:
+                        # distributed's connect timeout carries no text of its own
+                        reason = _one_line(str(exc)) or type(exc).__name__
                     raise UsageError(
                         f"cannot reach the Dask scheduler at {self.scheduler}: {reason}; "
-                        "check that it is running at that address (--scheduler or "
-                        f"MDIVICOM_DASK_SCHEDULER); tried for {patience}, Dask's "
+                        "check that a Dask scheduler runs at that address, tcp://HOST:PORT "
+                        "(--scheduler or MDIVICOM_DASK_SCHEDULER; its port, not its "
+                        f"dashboard's); tried for {patience}, Dask's "
                         "distributed.comm.timeouts.connect"
                     ) from None
                 try:
@@ -195,6 +210,90 @@ class DaskExecutor:
         if lost:
             raise SchedulerLost(str(self.address), ordered)
         return ordered
+
+
+#: what --scheduler accepts: a Dask TCP (or TLS) address; without a scheme Dask means tcp
+_ADDRESS = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def check_address(address: str, source: str) -> None:
+    """Raise UsageError (exit 2) unless `address` is tcp://HOST:PORT (or tls://, or HOST:PORT).
+
+    Checked before anything runs: Dask's own parsing of `http://...` or a bare
+    host fails deep in the client with an error that names neither the address
+    nor what it should be.
+    """
+    found = _ADDRESS.fullmatch(address)
+    problem = None
+    if found is None:
+        problem = "not an address"
+    elif (found["scheme"] or "tcp").lower() not in ("tcp", "tls"):
+        problem = f"{found['scheme']}:// is not a Dask scheduler's protocol"
+    elif found["port"] is None:
+        problem = "no port"
+    elif not 0 < int(found["port"]) < 65536:
+        problem = f"port {found['port']} is out of range"
+    if problem is not None:
+        raise UsageError(
+            f"{source} {address!r} is not a Dask scheduler address ({problem}); "
+            "expected tcp://HOST:PORT, e.g. tcp://scheduler.lab:8786"
+        )
+
+
+class NotAScheduler(Exception):
+    """What answered at the address is not a Dask scheduler."""
+
+
+async def _handshake(address: str, seconds: float) -> None:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=seconds)
+    try:
+        await comm.write({"op": "identity"})
+        reply = await comm.read()
+    finally:
+        comm.abort()
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise NotAScheduler(
+            f"a Dask {kind.lower()} answered, not a scheduler"
+            if isinstance(kind, str)
+            else "what answers there is not a Dask scheduler"
+        )
+
+
+def probe_scheduler(address: str, seconds: float) -> None:
+    """Connect to `address` and ask who it is, all within `seconds` (and a little).
+
+    In a thread of its own with its own event loop, so that it also works
+    where the calling thread runs one (a notebook); raises what the connection
+    raised, TimeoutError, or NotAScheduler.
+    """
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(_handshake(address, seconds), seconds + 1.0)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"it accepts connections but does not answer as a Dask scheduler within "
+                f"{seconds:g} s"
+            ) from None
+        except (OSError, TimeoutError, NotAScheduler):
+            raise
+        except Exception as exc:  # bytes that are not Dask's, misread
+            raise NotAScheduler(
+                f"what answers there does not speak Dask ({type(exc).__name__})"
+            ) from exc
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mdivicom-probe") as pool:
+        pool.submit(asyncio.run, bounded()).result()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _die_with_batch(batch_pid: int) -> None:
