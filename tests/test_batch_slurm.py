@@ -362,6 +362,43 @@ def test_slurm_options_override_the_config_section(tmp_path, monkeypatch):
     assert "known keys: partition, time, mem, cpus, account, directives" in str(typo.value)
 
 
+@pytest.mark.parametrize("mem", ["lots", "0GB"])
+def test_a_memory_size_slurm_cannot_be_given_is_a_usage_error(tmp_path, monkeypatch, mem):
+    """`--slurm-mem lots` was `internal error (ValueError: Could not interpret 'lots'
+    as a byte unit)`, exit 1."""
+    from mdivicomtools.batch.slurm import slurm_settings
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import BatchOptions
+
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    with pytest.raises(UsageError) as given:
+        slurm_settings(BatchOptions(sessions="*", slurm_mem=mem))
+    assert str(given.value) == f"--slurm-mem must be a size such as 4GB or 512MB, got {mem!r}"
+    config.write_text(f'[slurm]\nmem = "{mem}"\n')
+    with pytest.raises(UsageError) as configured:
+        slurm_settings(BatchOptions(sessions="*"))
+    assert str(configured.value).startswith("[slurm] mem must be a size")
+
+
+def test_slurm_mem_that_is_not_a_size_is_exit_2(slurm_site, tmp_path):
+    site, study, config = slurm_site
+    out = tmp_path / "out"
+    result = subprocess.run(
+        slurm_run(site, study, out, config, "--slurm-mem", "lots"),
+        env=site.env(MDIVICOM_CONFIG_FILE=config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "Error: --slurm-mem must be a size such as 4GB or 512MB, got 'lots'"
+    )
+    assert not out.exists()
+
+
 def test_a_failing_squeue_is_waited_out_for_a_while_then_named(monkeypatch):
     """With no worker connected, the batch asks squeue whether a worker job can still
     come; a controller restarting is waited out, a controller gone for good is not

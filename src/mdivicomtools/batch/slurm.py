@@ -99,7 +99,24 @@ def slurm_settings(batch: BatchOptions) -> SlurmSettings:
         )
     if merged.cpus < 1:
         raise UsageError(f"--slurm-cpus must be at least 1, got {merged.cpus}")
+    check_memory(merged.mem, "--slurm-mem" if batch.slurm_mem is not None else "[slurm] mem")
     return merged
+
+
+def check_memory(mem: str, source: str) -> None:
+    """Raise UsageError (exit 2) unless dask-jobqueue can read `mem` as a size.
+
+    It reads it when it writes the worker job's script, and a size it cannot
+    read ended the batch as an internal error (ValueError) before anything ran.
+    """
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(mem)
+    except (ValueError, TypeError):
+        size = None
+    if size is None or size <= 0:
+        raise UsageError(f"{source} must be a size such as 4GB or 512MB, got {mem!r}")
 
 
 def check_slurm(partition: str | None) -> None:
