@@ -256,6 +256,13 @@ def test_a_worker_that_dies_fails_its_session_only(session_plugin, study, tmp_pa
     (dead,) = [r for r in summary.sessions if r.status == "failed"]
     assert dead.session == "ses-04"
     assert dead.error == "WorkerDied: the worker process died (exit status 9)"
+    # the record the batch wrote for it: what the batch knows, not placeholders
+    (record,) = (tmp_path / "out" / "ses-04" / "_runs").glob("*.json")
+    written = json.loads(record.read_text())
+    assert written["run_id"] == dead.run_id and written["error"]["type"] == "WorkerLost"
+    assert dead.duration_s == written["duration_s"]
+    assert written["backend"]["name"] == "python"
+    assert written["dataset_dir"] == str(study / "sessions" / "ses-04")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

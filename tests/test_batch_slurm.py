@@ -213,9 +213,17 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
     }
     assert our_jobs(tmp_path) == []
     assert worker_processes(summary["scheduler"]) == []
+    by_session = {s["session"]: s for s in summary["sessions"]}
     for session in ("ses-03", "ses-04"):
         (record,) = records(out / session)
         assert record["status"] == "interrupted" and record["error"]["type"] == "WorkerLost"
+        # the job it ran in, which the plugin wrote down as it started
+        job = (started / session).read_text()
+        assert record["host"]["slurm_job_id"] == job == by_session[session]["slurm_job_id"]
+        assert job in summary["slurm_job_ids"]
+        assert by_session[session]["duration_s"] == record["duration_s"] > 0
+        assert record["backend"]["name"] == "python"
+        assert record["dataset_dir"] == str(study / "sessions" / session)
         assert not (out / session / "_staging").exists()
         assert not (out / session / "on-slurm").exists()
 
@@ -276,6 +284,10 @@ def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
         "WorkerLost",
     )
     assert first["run_id"] == earlier["run_id"]
+    # the lost try names the job it ran in, and its real duration
+    assert first["host"]["slurm_job_id"] == lost_job == earlier["slurm_job_id"]
+    assert earlier["duration_s"] == first["duration_s"] > 0
+    assert first["backend"]["name"] == "python"
     assert (second["attempt"], second["status"]) == (2, "succeeded")
     assert second["run_id"] == retried["run_id"]
     assert second["host"]["slurm_job_id"] != lost_job

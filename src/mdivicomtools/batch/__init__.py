@@ -94,7 +94,7 @@ def _reporting_retries(on_event: Report | None, retries: int) -> Report:
     return report
 
 
-def _settle_reporting(plugin: PluginInfo, report: Report) -> Settle:
+def _settle_reporting(plugin: PluginInfo, backend: str | None, report: Report) -> Settle:
     """`settle` for run_with_retries, which reports the end of a try the executor did
     not see (`is_unseen`) once its records have told what it was."""
 
@@ -102,7 +102,7 @@ def _settle_reporting(plugin: PluginInfo, report: Report) -> Settle:
         job: SessionJob, result: SessionResult, stopped: bool, before: frozenset[str]
     ) -> SessionResult:
         was_unseen = is_unseen(result)
-        settled = settle(job, result, plugin, interrupted=stopped, before=before)
+        settled = settle(job, result, plugin, interrupted=stopped, before=before, backend=backend)
         if was_unseen:
             report("finished", job, settled)
         return settled
@@ -173,7 +173,7 @@ def run_batch(
             plan.to_run,
             batch.retries,
             lambda jobs: executor.run(jobs, report),
-            _settle_reporting(plan.plugin, report),
+            _settle_reporting(plan.plugin, plan.backend, report),
         )
     except BatchInterrupted as exc:
         interrupted, results = True, exc.results

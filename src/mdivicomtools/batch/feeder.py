@@ -156,6 +156,7 @@ def feed_idle_workers(
     *,
     no_worker_can_join: Callable[[], str | None],
     task: Callable[[SessionJob], SessionResult] = run_session,
+    job_of: Callable[[str], str | None] = lambda worker: None,
 ) -> list[SessionResult]:
     """Run `jobs` with `task`, each on a worker that runs nothing else; results in job order.
 
@@ -167,6 +168,10 @@ def feed_idle_workers(
     On Ctrl-C the running sessions are not waited for: their workers are
     ended with the cluster, and the batch records them as interrupted (see
     `retry.settle`); the waiting ones are not started.
+
+    `job_of` gives the Slurm job of a worker (asked once per worker, while it is
+    connected): a try whose worker is lost or ended returns no result of its
+    own, and its record and the summary must still name the job it ran in.
     """
     from distributed import wait
 
@@ -174,6 +179,7 @@ def feed_idle_workers(
     running: dict[str, _Placed] = {}
     results: dict[str, SessionResult] = {}
     announced: set[str] = set()
+    jobs_of: dict[str, str | None] = {}
 
     def finish(job: SessionJob, result: SessionResult) -> None:
         results[job.session] = result
@@ -187,6 +193,8 @@ def feed_idle_workers(
                 if not waiting:
                     break
                 job = waiting.popleft()
+                if worker not in jobs_of:
+                    jobs_of[worker] = job_of(worker)
                 future = client.submit(
                     task,
                     job,
@@ -216,10 +224,17 @@ def feed_idle_workers(
                 continue
             for future in _first_done(wait, [placed.future for placed in running.values()]):
                 placed = running.pop(future.key)
-                finish(placed.job, session_result(future, placed.job))
+                result = session_result(future, placed.job)
+                result.slurm_job_id = result.slurm_job_id or jobs_of.get(placed.worker)
+                finish(placed.job, result)
     except KeyboardInterrupt as exc:
         pending = [placed.future for placed in running.values()]
         client.cancel([future for future in pending if future.status == "pending"])
+        for placed in running.values():
+            # ended with its worker: `retry.settle` records it, in the job it ran in
+            stopped = not_started(placed.job)
+            stopped.slurm_job_id = jobs_of.get(placed.worker)
+            results[placed.job.session] = stopped
         for job in waiting:
             finish(job, not_started(job))
         raise BatchInterrupted(in_order(jobs, results)) from exc

@@ -35,6 +35,9 @@ class BatchPlan(msgspec.Struct, kw_only=True):
 
     plugin: PluginInfo
     config_sha256: str
+    #: the backend the sessions run on, as chosen here (for the records the batch
+    #: writes itself, of tries whose worker was lost)
+    backend: str | None = None
     dataset_dir: Path
     out_dir: Path
     to_run: list[SessionJob]
@@ -181,13 +184,20 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
     # own earlier output: that is what --resume asks for; another publisher's never
     stale = {f.name for f, _, _ in pending if decisions.get(f.name, (None, None))[1] is not None}
     problem_of: dict[str, list[str]] = {}
+    backend: str | None = None
     for overwrite in (False, True):
         group = [t for t in pending if (t[0].name in stale) == overwrite]
         if not group:
             continue
         group_options = options.with_changes(overwrite=True) if overwrite else options
-        plugin, config, sha, lists = check_runs(ref, group, group_options)
-        problem_of.update({t[0].name: p for t, p in zip(group, lists, strict=True)})
+        checked = check_runs(ref, group, group_options)
+        plugin, config, sha, backend = (
+            checked.plugin,
+            checked.config,
+            checked.config_sha256,
+            checked.backend,
+        )
+        problem_of.update({t[0].name: p for t, p in zip(group, checked.problems, strict=True)})
     to_run: list[SessionJob] = []
     problems: dict[str, list[str]] = {}
     for folder, session_out, session_work in pending:
@@ -214,6 +224,7 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
     return BatchPlan(
         plugin=plugin,
         config_sha256=sha,
+        backend=backend,
         dataset_dir=dataset_dir,
         out_dir=out_dir,
         to_run=to_run,

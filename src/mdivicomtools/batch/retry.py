@@ -96,22 +96,46 @@ def orphan_runs(run_out_dir: Path) -> list[str]:
     return found
 
 
-def record_lost(job: SessionJob, plugin: PluginInfo, *, status: Status, reason: str) -> str | None:
-    """Write the record of `job`'s lost try and remove its staging; its run id.
+class LostTry(msgspec.Struct, kw_only=True, frozen=True):
+    """What the batch knows of a lost try beyond its job: written into its record."""
+
+    #: the backend chosen for the batch (the worker's own choice is lost with it)
+    backend: str | None = None
+    #: the Slurm job the try ran in, if the executor knew it
+    slurm_job_id: str | None = None
+
+
+class LostRun(msgspec.Struct, kw_only=True, frozen=True):
+    """The record `record_lost` wrote: its run id, and how long the run went on."""
+
+    run_id: str
+    duration_s: float
+
+
+def record_lost(
+    job: SessionJob,
+    plugin: PluginInfo,
+    *,
+    status: Status,
+    reason: str,
+    known: LostTry | None = None,
+) -> LostRun | None:
+    """Write the record of `job`'s lost try and remove its staging; the run written.
 
     None when the try left nothing behind (it was lost before its run started:
     there was no run to record), or when the run still holds its lock (its
     process is alive somewhere and will write its own record).
     """
     run_out_dir = Path(job.options.out)
+    written: LostRun | None = None
     try:
         with plugin_lock(run_out_dir, plugin.id):
-            orphans = orphan_runs(run_out_dir)
-            for run_id in orphans:
+            for run_id in orphan_runs(run_out_dir):
                 started = _started_at(run_out_dir / STAGING_DIR / run_id)
-                _write(job, plugin, run_id, status, reason, started)
+                record = _write(job, plugin, run_id, status, reason, started, known or LostTry())
                 discard_staging(run_out_dir, run_id)
-            return orphans[-1] if orphans else None
+                written = LostRun(run_id=run_id, duration_s=record.duration_s)
+            return written
     except OutputLocked:
         return None
 
@@ -123,8 +147,14 @@ def _started_at(staging: Path) -> datetime:
 
 
 def _write(
-    job: SessionJob, plugin: PluginInfo, run_id: str, status: Status, reason: str, started: datetime
-) -> None:
+    job: SessionJob,
+    plugin: PluginInfo,
+    run_id: str,
+    status: Status,
+    reason: str,
+    started: datetime,
+    known: LostTry,
+) -> RunRecord:
     run_out_dir = Path(job.options.out)
     config = job.options.config if isinstance(job.options.config, dict) else {}
     log = runs_dir(run_out_dir) / f"{run_id}.log"
@@ -133,7 +163,7 @@ def _write(
         run_id=run_id,
         status=status,
         plugin=plugin,
-        backend=BackendInfo(name=job.options.backend or "unrecorded"),
+        backend=BackendInfo(name=job.options.backend or known.backend or "unrecorded"),
         dataset_dir=job.options.dataset,
         out_dir=str(run_out_dir / plugin.id),
         run_out_dir=str(run_out_dir),
@@ -147,7 +177,7 @@ def _write(
         error=ErrorInfo(type="WorkerLost", message=reason),
         outputs=[],
         resultbundles=[],
-        host=HostInfo(),
+        host=HostInfo(slurm_job_id=known.slurm_job_id),
         extensions={},
         log=str(log.relative_to(run_out_dir)) if log.exists() else None,
         warnings=["recorded by the batch after the worker running this session was lost"],
@@ -156,6 +186,7 @@ def _write(
         isolate=job.options.isolate,
     )
     write_record(runs_dir(run_out_dir) / f"{run_id}.json", record)
+    return record
 
 
 def run_ids(run_out_dir: Path) -> frozenset[str]:
@@ -196,6 +227,7 @@ def from_records(
     before: frozenset[str],
     *,
     interrupted: bool,
+    backend: str | None = None,
 ) -> SessionResult:
     """The outcome of a try the executor did not see end, as its records tell it.
 
@@ -213,13 +245,21 @@ def from_records(
         record = this_try(job, plugin, before)
         if record is None or (record.status in UNFINISHED and runner_gone(record, run_out_dir)):
             status: Literal["interrupted", "failed"] = "interrupted" if interrupted else "failed"
-            run_id = record_lost(job, plugin, status=status, reason=why)
-            if run_id is None:
+            lost = record_lost(
+                job,
+                plugin,
+                status=status,
+                reason=why,
+                known=LostTry(backend=backend, slurm_job_id=result.slurm_job_id),
+            )
+            if lost is None:
                 return not_started(job, why)
             return SessionResult(
                 session=job.session,
                 status=status,
-                run_id=run_id,
+                run_id=lost.run_id,
+                duration_s=lost.duration_s,
+                slurm_job_id=result.slurm_job_id,
                 error=f"WorkerLost: {why}",
                 out=job.out,
                 reason=job.reason,
@@ -262,34 +302,41 @@ def settle(
     *,
     interrupted: bool,
     before: frozenset[str] = frozenset(),
+    backend: str | None = None,
 ) -> SessionResult:
     """Give a lost or never-finished try its record; the result to keep for it.
 
-    `before`: the session's run ids before the try's round began (`run_ids`).
+    `before`: the session's run ids before the try's round began (`run_ids`);
+    `backend`: the one chosen for the batch, for the records written here.
     """
     result.attempt = job.attempt
     if is_unseen(result):
-        return from_records(job, result, plugin, before, interrupted=interrupted)
+        return from_records(job, result, plugin, before, interrupted=interrupted, backend=backend)
+    known = LostTry(backend=backend, slurm_job_id=result.slurm_job_id)
     if is_lost(result):
-        run_id = record_lost(
+        lost = record_lost(
             job,
             plugin,
             status="interrupted" if interrupted else "failed",
             reason=result.error or "the worker was lost",
+            known=known,
         )
-        result.run_id = run_id
-        if run_id is None:
+        if lost is None:
             result.error = f"{result.error} (lost before its run started: no run record)"
+        else:
+            result.run_id, result.duration_s = lost.run_id, lost.duration_s
     elif result.status == "not_started":
         # it may have been running when the batch was stopped and its worker ended
-        run_id = record_lost(
+        lost = record_lost(
             job,
             plugin,
             status="interrupted",
             reason="the batch was stopped while this session ran, and its worker ended",
+            known=known,
         )
-        if run_id is not None:
-            result.status, result.run_id = "interrupted", run_id
+        if lost is not None:
+            result.status, result.run_id = "interrupted", lost.run_id
+            result.duration_s = lost.duration_s
     else:
         # a scheduler that reruns a lost worker's task itself (Dask's allowed-failures)
         # leaves the lost try's staging behind even when the session then succeeded
@@ -298,6 +345,7 @@ def settle(
             plugin,
             status="failed",
             reason="the worker running this try was lost; the scheduler ran the session again",
+            known=LostTry(backend=backend),
         )
     return result
 

@@ -256,6 +256,18 @@ class _QuietRefusals(logging.Filter):
         return not (record.exc_info and getattr(record.exc_info[1], _REFUSED, False))
 
 
+def _job_id_here() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def _slurm_job_of(client: Any, worker: str) -> str | None:
+    """The Slurm job a worker runs in ($SLURM_JOB_ID there), None if it cannot say."""
+    try:
+        return client.run(_job_id_here, workers=[worker]).get(worker)
+    except Exception:  # the worker left meanwhile: the try is lost without its job id
+        return None
+
+
 def import_jobqueue() -> Any:
     """dask_jobqueue, imported without letting it take over Ctrl-C.
 
@@ -377,7 +389,13 @@ class SlurmExecutor:
                 return results
             self.startup_s = round(time.monotonic() - submitted, 3)
             try:
-                results = feed_idle_workers(client, jobs, report, no_worker_can_join=watch)
+                results = feed_idle_workers(
+                    client,
+                    jobs,
+                    report,
+                    no_worker_can_join=watch,
+                    job_of=lambda worker: _slurm_job_of(client, worker),
+                )
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
                 raise

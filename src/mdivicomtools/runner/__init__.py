@@ -19,13 +19,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
+
 from mdivicomtools.hooks.manager import HookManager
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.run import RunInterrupted, execute_prepared
 
-__all__ = ["RunInterrupted", "RunOptions", "ValidationFailed", "check_runs", "run_plugin"]
+__all__ = [
+    "CheckedRuns",
+    "RunInterrupted",
+    "RunOptions",
+    "ValidationFailed",
+    "check_runs",
+    "run_plugin",
+]
 
 Progress = Callable[[str], None]
 
@@ -67,15 +76,25 @@ def run_plugin(
         return execute_prepared(prepared, request, say, echo, verbose)
 
 
+class CheckedRuns(msgspec.Struct, kw_only=True, frozen=True):
+    """What `check_runs` found: the plugin, the built config, its sha256, the backend
+    the runs would use and each target's problems (empty when it may run)."""
+
+    plugin: PluginInfo
+    config: dict[str, Any]
+    config_sha256: str
+    backend: str
+    problems: list[list[str]]
+
+
 def check_runs(
     ref: str,
     targets: Sequence[tuple[str | Path, str | Path, str | Path | None]],
     options: RunOptions,
-) -> tuple[PluginInfo, dict[str, Any], str, list[list[str]]]:
+) -> CheckedRuns:
     """Validate many runs of one plugin without running any.
 
-    `targets` are (dataset, out, work) triples. Returns the plugin, the built
-    config, its sha256 and each target's problems (empty when it may run).
+    `targets` are (dataset, out, work) triples; see CheckedRuns for what it returns.
     Errors that concern every run alike (unknown plugin, bad config, no
     backend) are raised as the usual UsageError subclasses. Batch runs use this
     to report every problem before the first session starts. The backend's own
@@ -93,4 +112,10 @@ def check_runs(
                     backend_problems = prepared.pull_ahead(request) or prepared._preflight(request)
                 found = backend_problems
             problems.append(found)
-        return prepared.plugin, prepared.config, prepared.config_sha256, problems
+        return CheckedRuns(
+            plugin=prepared.plugin,
+            config=prepared.config,
+            config_sha256=prepared.config_sha256,
+            backend=prepared.backend.name,
+            problems=problems,
+        )
