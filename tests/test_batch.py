@@ -228,7 +228,8 @@ def test_session_glob_that_matches_nothing_is_exit_2(session_plugin, study, tmp_
     )
     assert result.returncode == 2
     assert "--sessions 'sub-*' matches no folder" in result.stderr
-    assert "(there are: ses-01, ses-02" in result.stderr
+    # eight sessions: five named, and a mark that the list goes on
+    assert "(there are: ses-01, ses-02, ses-03, ses-04, ses-05, ... (8 in all))" in result.stderr
     no_sessions = session_plugin.cli(
         "run",
         "per-session",
@@ -241,6 +242,40 @@ def test_session_glob_that_matches_nothing_is_exit_2(session_plugin, study, tmp_
     )
     assert no_sessions.returncode == 2
     assert "--jobs, --executor, --scheduler and --resume need --sessions" in no_sessions.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--slurm-partition", "debug"],
+        ["--slurm-time", "00:10:00"],
+        ["--slurm-mem", "4GB"],
+        ["--slurm-cpus", "2"],
+        ["--slurm-account", "lab"],
+        ["--slurm-directive", "--qos=short"],
+    ],
+)
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_slurm_options_without_the_slurm_executor_are_refused(
+    session_plugin, study, tmp_path, option, executor
+):
+    """They were ignored in silence, while --scheduler without dask was refused."""
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "o"),
+        "--sessions",
+        "ses-01",
+        "--executor",
+        executor,
+        *option,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "the --slurm-* options set the worker jobs of --executor slurm" in result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_worker_that_dies_fails_its_session_only(session_plugin, study, tmp_path):
@@ -311,6 +346,8 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
     assert by_status["succeeded"] == ["ses-01", "ses-02", "ses-03", "ses-04"]
     assert by_status["interrupted"] == ["ses-05", "ses-06"]
     assert by_status["not_started"] == ["ses-07", "ses-08"]
+    # a session that never started took no try
+    assert summary["attempts"]["ses-07"] == summary["attempts"]["ses-08"] == 0
     for session in ("ses-05", "ses-06"):
         (record,) = [json.loads(p.read_text()) for p in (out / session / "_runs").glob("*.json")]
         assert record["status"] == "interrupted"
@@ -665,7 +702,7 @@ def test_a_lost_scheduler_fails_the_batch_with_what_the_sessions_did(site, study
         else:
             assert session["status"] == "not_started" and session["run_id"] is None
             assert "interrupted" not in session["error"], session
-            assert session["error"] == lost, session
+            assert session["error"] == lost and session["attempt"] == 0, session
 
 
 def test_a_scheduler_without_workers_says_what_the_batch_waits_for(

@@ -822,6 +822,20 @@ def test_resume_skips_only_unchanged_sessions_and_says_why(site, three_sessions)
     assert again.totals == {"skipped": 3}
 
 
+def test_resume_names_a_dead_runs_status_as_runs_list_does(site, three_sessions):
+    """A batch killed outright leaves `running` records: `runs list` shows them as
+    `abandoned` (their runner is gone), and --resume said `last run running`."""
+    data, out = three_sessions
+    (path,) = (out / "ses-02" / "_runs").glob("*.json")
+    record = json.loads(path.read_text())
+    record["status"] = "running"  # as a runner killed with SIGKILL leaves it
+    path.write_text(json.dumps(record))
+    summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    assert reasons(summary)["ses-02"] == ("succeeded", "last run abandoned")
+    listed = site.cli("runs", "list", str(out / "ses-02"))
+    assert "abandoned" in listed.stdout, listed.stdout
+
+
 def test_resume_never_counts_a_file_outside_the_output_folder_as_an_output(site, three_sessions):
     """An altered record whose output path leaves the folder (to a file of the same
     size) is not "the same output": the session runs again."""

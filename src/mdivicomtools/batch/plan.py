@@ -14,7 +14,7 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
-from mdivicomtools.records.store import load_records
+from mdivicomtools.records.store import load_records, shown_status
 from mdivicomtools.runner import check_runs
 from mdivicomtools.runner.facts import run_facts
 
@@ -52,7 +52,11 @@ def find_sessions(dataset: Path, pattern: str) -> list[Path]:
         )
     found = sorted(p for p in sessions.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, pattern))
     if not found:
-        names = ", ".join(sorted(p.name for p in sessions.iterdir() if p.is_dir())[:5]) or "none"
+        present = sorted(p.name for p in sessions.iterdir() if p.is_dir())
+        names = ", ".join(present[:5]) + (
+            f", ... ({len(present)} in all)" if len(present) > 5 else ""
+        )
+        names = names or "none"
         raise UsageError(
             f"--sessions {pattern!r} matches no folder in {str(sessions)!r} (there are: {names})"
         )
@@ -104,7 +108,9 @@ def resume_decision(
         return None, None
     latest = mine[-1]
     if latest.status != "succeeded":
-        return None, f"last run {latest.status.replace('_', ' ')}"
+        # as `runs list` shows it: a `running` record whose runner died is abandoned
+        status = shown_status(latest, session_out)
+        return None, f"last run {status.replace('_', ' ')}"
     if latest.plugin.version != version:
         return None, f"plugin version changed ({latest.plugin.version} -> {version})"
     if latest.config_sha256 != sha:

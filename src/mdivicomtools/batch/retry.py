@@ -310,6 +310,21 @@ def settle(
     `backend`: the one chosen for the batch, for the records written here.
     """
     result.attempt = job.attempt
+    settled = _settle(job, result, plugin, interrupted=interrupted, before=before, backend=backend)
+    if settled.status == "not_started":
+        settled.attempt = job.attempt - 1  # a try that never started is no try
+    return settled
+
+
+def _settle(
+    job: SessionJob,
+    result: SessionResult,
+    plugin: PluginInfo,
+    *,
+    interrupted: bool,
+    before: frozenset[str],
+    backend: str | None,
+) -> SessionResult:
     if is_unseen(result):
         return from_records(job, result, plugin, before, interrupted=interrupted, backend=backend)
     known = LostTry(backend=backend, slurm_job_id=result.slurm_job_id)

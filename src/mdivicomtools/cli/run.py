@@ -303,7 +303,13 @@ def run_command(
             "--scheduler names a Dask scheduler; add --executor dask (without it the "
             "sessions would run here, on local workers)"
         )
+    slurm_given = (slurm_partition, slurm_time, slurm_mem, slurm_cpus, slurm_account)
     if sessions is not None:
+        if executor != "slurm" and (slurm_directives or any(v is not None for v in slurm_given)):
+            raise click.UsageError(
+                "the --slurm-* options set the worker jobs of --executor slurm; add it "
+                "(without it they would be ignored)"
+            )
         batch = BatchOptions(
             sessions=sessions,
             jobs=jobs,
@@ -321,7 +327,6 @@ def run_command(
         _run_batch(ref, options, batch, as_json=as_json, progress=progress)
     if resume or jobs is not None or scheduler is not None or executor != "local":
         raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
-    slurm_given = (slurm_partition, slurm_time, slurm_mem, slurm_cpus, slurm_account)
     if retries or slurm_directives or any(v is not None for v in slurm_given):
         raise click.UsageError("--retries and the --slurm-* options need --sessions")
 
