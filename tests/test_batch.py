@@ -244,6 +244,34 @@ def test_session_glob_that_matches_nothing_is_exit_2(session_plugin, study, tmp_
     assert "--jobs, --executor, --scheduler and --resume need --sessions" in no_sessions.stderr
 
 
+def test_sessions_glob_follows_the_shell_and_spares_the_run_roots_folders(
+    session_plugin, study, tmp_path
+):
+    """`*` ran a dot-folder (a shell's `*` skips it) and a folder named `_batches`,
+    whose output went in beside the batch summaries."""
+    (study / "sessions" / ".hidden").mkdir()
+    summary = run_batch("per-session", dataset=study, out=tmp_path / "o", sessions="*")
+    assert [r.session for r in summary.sessions] == [f"ses-{i:02d}" for i in range(1, 9)]
+    dotted = run_batch("per-session", dataset=study, out=tmp_path / "d", sessions=".*")
+    assert [r.session for r in dotted.sessions] == [".hidden"]
+    (study / "sessions" / "_batches").mkdir()
+    result = session_plugin.cli(
+        "run",
+        "per-session",
+        "--dataset",
+        str(study),
+        "--out",
+        str(tmp_path / "b"),
+        "--sessions",
+        "*",
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: --sessions '*' matches _batches in "), line
+    assert "named as a folder of the run root itself (<out>/_batches/)" in line, line
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     "option",
     [

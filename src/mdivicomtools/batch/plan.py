@@ -11,12 +11,14 @@ import msgspec
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.common.safefs import disk_name, path_problem
 from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.store import load_records, shown_status
 from mdivicomtools.runner import check_runs
 from mdivicomtools.runner.facts import run_facts
+from mdivicomtools.runner.rerun import RERUNS_DIR
 
 
 class BatchValidationFailed(UsageError):
@@ -44,15 +46,36 @@ class BatchPlan(msgspec.Struct, kw_only=True):
     skipped: list[SessionResult]
 
 
+#: the run root's own folders (model.layout, `rerun`'s): a session's output goes to
+#: <out>/<session>/, so a session of one of these names would write into them
+RUN_ROOT_FOLDERS = frozenset({RUNS_DIR, STAGING_DIR, BATCHES_DIR, WORK_DIR, RERUNS_DIR})
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """fnmatch as a shell globs: a leading dot is matched only by a leading dot."""
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatch(name, pattern)
+
+
 def find_sessions(dataset: Path, pattern: str) -> list[Path]:
     sessions = dataset / "sessions"
     if not sessions.is_dir():
         raise UsageError(
             f"{str(sessions)!r} is not a folder; --sessions needs <dataset>/sessions/<session>/"
         )
-    found = sorted(p for p in sessions.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, pattern))
+    found = sorted(p for p in sessions.iterdir() if p.is_dir() and _matches(p.name, pattern))
+    clashing = [p.name for p in found if p.name in RUN_ROOT_FOLDERS]
+    if clashing:
+        raise UsageError(
+            f"--sessions {pattern!r} matches {', '.join(clashing)} in {str(sessions)!r}, "
+            f"named as a folder of the run root itself (<out>/{clashing[0]}/): rename it, or "
+            "leave it out of --sessions (e.g. '[!_]*')"
+        )
     if not found:
-        present = sorted(p.name for p in sessions.iterdir() if p.is_dir())
+        present = sorted(
+            p.name for p in sessions.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         names = ", ".join(present[:5]) + (
             f", ... ({len(present)} in all)" if len(present) > 5 else ""
         )
