@@ -383,44 +383,15 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
     assert (out / "ses-01" / "per-session" / "streams.json").exists()
 
 
-def test_a_session_interrupted_on_its_own_fails_the_batch(session_plugin, study, tmp_path):
-    """A signal to one session's process (an operator stopping a stuck session)
-    leaves that session without output while the batch goes on: the batch did not
-    succeed, and exits 1 (it was not itself interrupted)."""
+def _slow_batch(session_plugin, study, tmp_path, sessions: str, *extra: str):
+    """A batch on one worker whose sessions (all but ses-00) sleep a minute and write
+    their pid to started/<session> first: (the process, the started folder)."""
     started = tmp_path / "started"
     started.mkdir()
     proc = subprocess.Popen(
         [
             *(MDIVICOM, "run", "per-session", "--dataset", str(study)),
-            *("--out", str(tmp_path / "out"), "--sessions", "ses-*", "--jobs", "1", "--json"),
-            *("--set", "slow_after=ses-07", "--set", f"started_dir={started}"),
-        ],
-        env=session_plugin.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (started / "ses-08").exists() or not (started / "ses-08").read_text():
-        assert time.monotonic() < deadline, "the slow session never started"
-        time.sleep(0.05)
-    os.kill(int((started / "ses-08").read_text()), signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr
-    summary = json.loads(stdout)
-    assert summary["status"] == "failed", summary
-    assert summary["totals"] == {"succeeded": 7, "interrupted": 1}, summary
-
-
-def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, study, tmp_path):
-    """The supervisor's message for a runner killed by SIGKILL advised --isolate, which
-    a batch (whose sessions run in worker processes already) cannot use."""
-    started = tmp_path / "started"
-    started.mkdir()
-    proc = subprocess.Popen(
-        [
-            *(MDIVICOM, "run", "per-session", "--dataset", str(study)),
-            *("--out", str(tmp_path / "out"), "--sessions", "ses-0[12]", "--jobs", "1"),
+            *("--out", str(tmp_path / "out"), "--sessions", sessions, "--jobs", "1", *extra),
             *("--set", "slow_after=ses-00", "--set", f"started_dir={started}"),
         ],
         env=session_plugin.env(),
@@ -428,13 +399,39 @@ def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, st
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, started
+
+
+def _pid_of(started: Path, session: str) -> int:
+    """The pid the slow `session` wrote when it started (waiting for it)."""
     deadline = time.monotonic() + 60
-    while not list(started.iterdir()):
-        assert time.monotonic() < deadline, "no session started"
+    while not (started / session).exists() or not (started / session).read_text():
+        assert time.monotonic() < deadline, f"{session} never started"
         time.sleep(0.05)
+    return int((started / session).read_text())
+
+
+def test_a_session_interrupted_on_its_own_fails_the_batch(session_plugin, study, tmp_path):
+    """A signal to one session's process (an operator stopping a stuck session)
+    leaves that session without output while the batch goes on: the batch did not
+    succeed, and exits 1 (it was not itself interrupted)."""
+    proc, started = _slow_batch(session_plugin, study, tmp_path, "ses-0[12]", "--json")
+    for session in ("ses-01", "ses-02"):  # one worker: each in turn, the batch going on
+        os.kill(_pid_of(started, session), signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "failed", summary
+    assert summary["totals"] == {"interrupted": 2}, summary
+
+
+def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, study, tmp_path):
+    """The supervisor's message for a runner killed by SIGKILL advised --isolate, which
+    a batch (whose sessions run in worker processes already) cannot use."""
+    proc, started = _slow_batch(session_plugin, study, tmp_path, "ses-0[12]")
+    _pid_of(started, "ses-01")
     # the supervisor's child is the batch process (its sessions run in workers below it)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    [batch] = children
+    [batch] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     os.kill(int(batch), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
@@ -512,38 +509,31 @@ def test_dask_local_cluster(session_plugin, study, tmp_path):
     assert [result["spawned"] for result in results] == [True] * 4
 
 
+def _gated_batch(env, study, out, started, gate, *executor, **popen):
+    """`run gated` over ses-01..04 on Dask (`executor`: its options), whose sessions
+    wait for `gate` after writing started/<session>; the process, output as JSON."""
+    return subprocess.Popen(
+        [
+            *(MDIVICOM, "run", "gated", "--dataset", str(study), "--out", str(out)),
+            *("--sessions", "ses-0[1-4]", "--executor", "dask", *executor),
+            *("--set", f"started_dir={started}", "--set", f"gate={gate}", "--json"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 def test_a_second_ctrl_c_reports_the_sessions_as_their_records_say(site, study, tmp_path):
     """Sessions that finish while a second Ctrl-C closes the LocalCluster were
     reported `not_started`, with no run id, beside their `succeeded` records."""
     site.plugin("gated", run_source=GATED_PLUGIN)
     started, gate, out = tmp_path / "started", tmp_path / "gate", tmp_path / "out"
     started.mkdir()
-    batch = subprocess.Popen(
-        [
-            MDIVICOM,
-            "run",
-            "gated",
-            "--dataset",
-            str(study),
-            "--out",
-            str(out),
-            "--sessions",
-            "ses-0[1-4]",
-            "--executor",
-            "dask",
-            "--jobs",
-            "2",
-            "--set",
-            f"started_dir={started}",
-            "--set",
-            f"gate={gate}",
-            "--json",
-        ],
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
+    batch = _gated_batch(
+        site.env(), study, out, started, gate, "--jobs", "2", preexec_fn=interruptible
     )
     ran = _wait_for_files(started, 2)
     batch.send_signal(signal.SIGINT)
@@ -681,32 +671,7 @@ def test_a_lost_scheduler_fails_the_batch_with_what_the_sessions_did(site, study
     env = site.env(DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s")
     with DaskProcesses(env, tmp_path / "dask-logs") as dask:
         dask.worker(), dask.worker()
-        batch = subprocess.Popen(
-            [
-                MDIVICOM,
-                "run",
-                "gated",
-                "--dataset",
-                str(study),
-                "--out",
-                str(out),
-                "--sessions",
-                "ses-0[1-4]",
-                "--executor",
-                "dask",
-                "--scheduler",
-                dask.address,
-                "--set",
-                f"started_dir={started}",
-                "--set",
-                f"gate={gate}",
-                "--json",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        batch = _gated_batch(env, study, out, started, gate, "--scheduler", dask.address)
         ran = _wait_for_files(started, 2)
         dask.processes[0].kill()
         dask.processes[0].wait()
@@ -768,20 +733,22 @@ def test_a_scheduler_without_workers_says_what_the_batch_waits_for(
     assert said.count(note) == 1 and started == 2
 
 
+def _on_dask(session_plugin, study, tmp_path, *args: str, **env: str):
+    """`mdivicom run per-session` on ses-01 with `--executor dask` and `args`."""
+    return session_plugin.cli(
+        *("run", "per-session", "--dataset", str(study), "--out", str(tmp_path / "out")),
+        *("--sessions", "ses-01", "--executor", "dask", *args),
+        **env,
+    )
+
+
 def test_unreachable_dask_scheduler_is_exit_2(session_plugin, study, tmp_path):
     """Refused connections are tried again for as long as the site's Dask config
     says (here set to 3 s through Dask's own variable), then a one-line error."""
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(tmp_path / "out"),
-        "--sessions",
-        "ses-01",
-        "--executor",
-        "dask",
+    result = _on_dask(
+        session_plugin,
+        study,
+        tmp_path,
         "--scheduler",
         f"tcp://127.0.0.1:{_free_port()}",
         DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s",
@@ -828,17 +795,10 @@ def test_a_port_that_does_not_speak_dask_is_exit_2(session_plugin, study, tmp_pa
     server = _NotDask(reply)
     try:
         started = time.monotonic()
-        result = session_plugin.cli(
-            "run",
-            "per-session",
-            "--dataset",
-            str(study),
-            "--out",
-            str(tmp_path / "out"),
-            "--sessions",
-            "ses-01",
-            "--executor",
-            "dask",
+        result = _on_dask(
+            session_plugin,
+            study,
+            tmp_path,
             "--scheduler",
             server.address,
             DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s",
@@ -866,17 +826,10 @@ def test_a_scheduler_address_of_the_wrong_form_is_exit_2(
 ):
     """These were `internal error (ValueError: unknown address scheme 'http')` and
     `(ValueError: missing port number ...)`, exit 1."""
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(tmp_path / "out"),
-        "--sessions",
-        "ses-01",
-        "--executor",
-        "dask",
+    result = _on_dask(
+        session_plugin,
+        study,
+        tmp_path,
         *args,
         **env,
     )
