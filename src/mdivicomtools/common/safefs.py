@@ -331,25 +331,31 @@ def _clear(folder: bytes, left: list[str]) -> None:
         _remove_one(child, is_dir, folder, left)
 
 
-def _remove_one(path: bytes, is_dir: bool, parent: bytes, left: list[str]) -> None:
+def _remove_one(path: bytes, is_dir: bool, parent: bytes | None, left: list[str]) -> None:
+    """Remove one emptied entry; a permission error makes `parent` writable and the
+    removal is tried once more (no `parent`: the tree's root, whose folder is never
+    changed). A folder that is not empty is named only if none of its entries was."""
     remove = os.rmdir if is_dir else os.unlink
     try:
         remove(path)
+        return
     except FileNotFoundError:
-        pass
+        return
     except PermissionError as exc:
-        if not _grant(parent):
-            left.append(_reason(exc, path))
-            return
-        try:
-            remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as again:
-            left.append(_reason(again, path))
+        if parent is None or not _grant(parent):
+            failed: OSError = exc
+        else:
+            try:
+                remove(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as again:
+                failed = again
     except OSError as exc:
-        if not (is_dir and exc.errno == errno.ENOTEMPTY):  # its own entries are named
-            left.append(_reason(exc, path))
+        failed = exc
+    if not (is_dir and failed.errno == errno.ENOTEMPTY and left):  # its entries are named
+        left.append(_reason(failed, path))
 
 
 def remove_tree(root: Path) -> Removal:
@@ -373,12 +379,5 @@ def remove_tree(root: Path) -> Removal:
         return Removal(path=str(root), left=[_reason(exc, path)])
     if is_dir:
         _clear(path, left)
-    remove = os.rmdir if is_dir else os.unlink
-    try:
-        remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if not left:
-            left.append(_reason(exc, path))
+    _remove_one(path, is_dir, None, left)
     return Removal(path=str(root), left=left)
