@@ -211,7 +211,7 @@ class Run:
             outcome.status = "dry_run"
         staged = self._staged_tree(outcome)
         finalised = self._hooks_until_interrupted(
-            pending, "mdivicom_finalize_outputs", request=request, outcome=outcome
+            pending, self.hooks.call, "mdivicom_finalize_outputs", request=request, outcome=outcome
         )
         if isinstance(finalised, KeyboardInterrupt):
             # a hung finalisation hook can be stopped; nothing unchecked is promoted
@@ -253,7 +253,11 @@ class Run:
             )
             self.say(f"warning: {outcome.warnings[-1]}")
         captured = self._hooks_until_interrupted(
-            pending, "mdivicom_capture_provenance", request=request, outcome=outcome
+            pending,
+            self.hooks.json_results,
+            "mdivicom_capture_provenance",
+            request=request,
+            outcome=outcome,
         )
         if isinstance(captured, KeyboardInterrupt):
             # the output is in place and the run is what it was: only provenance is cut
@@ -295,18 +299,20 @@ class Run:
         return record
 
     def _hooks_until_interrupted(
-        self, pending: list[int], hook: str, **kwargs: object
+        self,
+        pending: list[int],
+        call: Callable[..., HookResults],
+        hook: str,
+        **kwargs: object,
     ) -> HookResults | KeyboardInterrupt:
-        """Call `hook` with Ctrl-C and SIGTERM live again: the hooks are a site's code,
-        and a hung one must not make the run impossible to stop. A signal that came
-        earlier (still pending) skips them. Provenance goes through `json_results`."""
+        """`call(hook, ...)` with Ctrl-C and SIGTERM live again: the hooks are a site's
+        code, and a hung one must not make the run impossible to stop. A signal that
+        came earlier (still pending) skips them."""
         if pending:
             return Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
         try:
             with interrupts_raise():
-                if hook == "mdivicom_capture_provenance":
-                    return self.hooks.json_results(hook, **kwargs)
-                return self.hooks.call(hook, **kwargs)
+                return call(hook, **kwargs)
         except KeyboardInterrupt as exc:
             pending.append(signal_of(exc))
             return exc
