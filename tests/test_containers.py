@@ -271,6 +271,50 @@ def test_dry_run_prints_the_plan_and_runs_nothing(site, dataset, tmp_path, engin
     assert not (out / "count").exists()
 
 
+@pytest.mark.parametrize("pull", ["missing", "always"])
+def test_a_dry_run_pulls_nothing_and_says_a_run_would(site, dataset, tmp_path, engine, pull):
+    # no registry is reachable here: any pull would fail the dry run (PullFailed)
+    image = "localhost/no-such-image:9" if pull == "missing" else TEST_IMAGE
+    container_plugin(site, "planned", "true", image=image, pull=pull)
+    result, record = run_on(site, engine, "planned", dataset, tmp_path / "out", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert record["status"] == "dry_run", record["error"]
+    plan = record["result"]["plan"]
+    registry = "localhost"
+    assert plan["pull"] == f"a run pulls {image} from {registry} first (pull policy '{pull}')"
+    assert f"pull:       a run pulls {image} from {registry} first" in result.stderr
+    if pull == "missing":
+        assert plan["image_id"] is None and record["container"]["image_id"] is None
+        assert f"image:      {image} (not on {engine} yet)" in result.stderr
+    else:  # the image the engine has now
+        local = image_inspect(engine)["Id"].removeprefix("sha256:")
+        assert plan["image_id"].removeprefix("sha256:") == local
+    assert "pulling" not in result.stderr
+
+
+def test_a_batch_dry_run_pulls_nothing(site, tmp_path, engine):
+    container_plugin(site, "planned", "true", image="localhost/no-such-image:9", pull="missing")
+    root = tmp_path / "study"
+    for name in ("s1", "s2"):
+        (root / "sessions" / name).mkdir(parents=True)
+        (root / "sessions" / name / "a.txt").write_text("x\n")
+    result = site.cli(
+        "run",
+        "planned",
+        "--dataset",
+        str(root),
+        "--sessions",
+        "*",
+        "--out",
+        str(tmp_path / "out"),
+        "--backend",
+        engine,
+        "--dry-run",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PullFailed" not in result.stdout + result.stderr
+
+
 # serial: any container run on this host removes a dead runner's containers, so a
 # test run at the same time could clear the planted one before this run does
 @pytest.mark.serial

@@ -48,7 +48,8 @@ class ContainerPlan(msgspec.Struct, kw_only=True):
 
     engine: str
     image: str
-    image_id: str
+    #: None only in a dry run whose image is not on the engine yet
+    image_id: str | None
     command: list[str] | None
     entrypoint: list[str] | None
     env: dict[str, str]
@@ -58,6 +59,8 @@ class ContainerPlan(msgspec.Struct, kw_only=True):
     labels: dict[str, str]
     #: resources, named mounts (also in `mounts`), capabilities, init, grace
     settings: ContainerSettings = ContainerSettings()
+    #: in a dry run that did not pull: what a run would pull first
+    pull: str | None = None
 
     @property
     def cap_drop(self) -> list[str]:
@@ -78,7 +81,7 @@ def expand(argv: list[str] | None) -> list[str] | None:
 
 
 def build_plan(
-    request: RunRequest, engine: str, image_id: str, staging_dir: Path, config_path: Path
+    request: RunRequest, engine: str, image_id: str | None, staging_dir: Path, config_path: Path
 ) -> ContainerPlan:
     spec = request.spec.container
     assert spec is not None  # kind container is validated to have one
@@ -129,7 +132,8 @@ def describe_plan(plan: ContainerPlan) -> str:
     """The plan as lines a person can check (the `--dry-run` output)."""
     lines = [
         f"engine:     {plan.engine}",
-        f"image:      {plan.image} ({plan.image_id})",
+        f"image:      {plan.image} ({plan.image_id or f'not on {plan.engine} yet'})",
+        *([f"pull:       {plan.pull}"] if plan.pull else []),
         f"entrypoint: {json.dumps(plan.entrypoint) if plan.entrypoint else '(image default)'}",
         f"command:    {json.dumps(plan.command) if plan.command else '(image default)'}",
         f"user:       {plan.user}",

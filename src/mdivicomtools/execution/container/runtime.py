@@ -284,6 +284,8 @@ class ContainerBackend:
         """
         spec = request.spec.container
         assert spec is not None
+        if request.dry_run:  # a dry run pulls nothing (see _dry_run)
+            return []
         engine = self.engine()
         ref = spec.image
         try:
@@ -324,6 +326,9 @@ class ContainerBackend:
         # the facts preflight checked (or the pull brought); the container is created
         # from exactly this image id
         facts = self._images.get(spec.image)
+        if request.dry_run and facts is None:
+            self._dry_run(engine, request, outcome, log)
+            return
         if facts is None:
             facts = self._pull(engine, request, outcome, log)
         if facts is None:
@@ -362,6 +367,42 @@ class ContainerBackend:
                 engine.remove(container_id)
             raise
         self._remove_later(engine, container_id)
+
+    def _dry_run(
+        self, engine: ContainerEngine, request: RunRequest, outcome: RunOutcome, log: RunLog
+    ) -> None:
+        """The plan of a run whose image would be pulled first, without pulling it.
+
+        A dry run changes nothing, the engine's images included, and must not
+        wait on a registry: the plan names the image the engine has now (under
+        `pull: always`) or none, and says that a run pulls first.
+        """
+        spec = request.spec.container
+        assert spec is not None
+        try:
+            local = engine.image(spec.image)
+        except EngineError as exc:
+            outcome.fail("EngineError", f"could not inspect image {spec.image!r}: {exc}")
+            return
+        local_id = local.id if local is not None else None
+        outcome.container = ContainerInfo(
+            image=request.image_name or spec.image,
+            image_id=local_id,
+            repo_digests=list(local.repo_digests) if local is not None else [],
+            engine=engine.name,
+            engine_version=self._version,
+            endpoint=engine.endpoint,
+            applied=request.container,
+        )
+        config_path = outcome.staging_dir.parent / "config.json"
+        plan = build_plan(request, engine.name, local_id, outcome.staging_dir, config_path)
+        plan.pull = (
+            f"a run pulls {spec.image} from {registry_of(spec.image)} first "
+            f"(pull policy '{spec.pull}')"
+        )
+        log.write(describe_plan(plan))
+        outcome.result = {"plan": msgspec.to_builtins(plan)}
+        outcome.status, outcome.exit_code = "succeeded", None
 
     def _pull(
         self, engine: ContainerEngine, request: RunRequest, outcome: RunOutcome, log: RunLog
