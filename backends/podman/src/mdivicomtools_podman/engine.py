@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from mdivicomtools.execution.container.client import ClientEngine
 from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
 from mdivicomtools.execution.container.plan import ContainerPlan
 from mdivicomtools.model.container import Gpus
+from mdivicomtools_podman.service_folder import ServiceFolder
 
 ROOTFUL_SOCKET = "unix:///run/podman/podman.sock"
 PRIVATE_SERVICE_WAIT_S = 20.0
@@ -163,7 +163,8 @@ def _stop_with_runner() -> None:
 
 
 def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[], None]]:
-    folder = Path(tempfile.mkdtemp(prefix="mdivicom-podman-"))
+    held = ServiceFolder()
+    folder = held.path
     endpoint = f"unix://{folder / 'podman.sock'}"
     log = (folder / "service.log").open("wb")
     process = subprocess.Popen(
@@ -187,7 +188,7 @@ def _start_private_service() -> tuple[PodmanClient, str | None, str, Callable[[]
             process.kill()
             process.wait()
         log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        held.remove()
 
     deadline = time.monotonic() + PRIVATE_SERVICE_WAIT_S
     while time.monotonic() < deadline:
