@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -137,3 +139,107 @@ def test_cli_exit_codes_and_json(tmp_path):
 def test_not_a_folder_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError):
         check_dataset(tmp_path / "missing")
+
+
+def check_without_root_powers(*args):
+    """`mdivicom dataset check` with the capabilities that let root read anything dropped,
+    so permission bits apply as they do for a curator's own account."""
+    return subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            MDIVICOM,
+            "dataset",
+            "check",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_folders_that_cannot_be_read_are_findings_not_crashes(tmp_path):
+    """An unlistable folder was an internal error (PermissionError), and a folder that
+    could be searched but not listed hid its events.tsv from the check without a word."""
+    root = make_dataset(tmp_path / "ds")
+    locked = root / "sessions" / "ses-01" / "raw" / "audio"
+    unsearchable = root / "sessions" / "ses-02" / "derived"
+    locked.chmod(0)
+    unsearchable.chmod(0o644)
+    try:
+        done = check_without_root_powers(str(root), "--json")
+    finally:
+        locked.chmod(0o755)
+        unsearchable.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert [(f["severity"], f["path"], f["message"].split(";")[0]) for f in report["findings"]] == [
+        (
+            "error",
+            "sessions/ses-01/raw/audio",
+            "cannot be listed (Permission denied), so nothing in it was checked",
+        ),
+        ("error", "sessions/ses-02/derived/sync", "cannot be looked at (Permission denied)"),
+        ("error", "sessions/ses-02/derived/annotations", "cannot be looked at (Permission denied)"),
+    ]
+
+
+def test_a_name_too_long_for_its_sidecar_is_a_finding(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    session = root / "sessions" / ("ses-" + "a" * 246)
+    session.mkdir()
+    report = check_dataset(root)
+    assert [(f.severity, f.path, f.message) for f in report.findings][:1] == [
+        (
+            "error",
+            f"sessions/{session.name}/{session.name}_session.yaml",
+            "cannot be looked at (File name too long); shorten the names on its path",
+        )
+    ]
+
+
+def test_names_that_are_not_utf8_or_hold_control_characters(tmp_path):
+    """A name that is not UTF-8 made --json an internal error; a newline in a name
+    printed a second, forged finding line."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    os.mkdir(os.fsencode(root / "sessions") + b"/ses-\xff")
+    (root / "sessions" / "ses-x\nerror: forged").mkdir()
+    as_json = subprocess.run(
+        [MDIVICOM, "dataset", "check", str(root), "--json"], capture_output=True, text=True
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    paths = [f["path"] for f in json.loads(as_json.stdout)["findings"]]
+    assert paths == ["sessions/ses-x\nerror: forged", "sessions/ses-\\xff"]
+    text = subprocess.run([MDIVICOM, "dataset", "check", str(root)], capture_output=True, text=True)
+    assert text.stdout.splitlines()[:2] == [
+        "warning: sessions/ses-x\\nerror: forged: session folders are named ses-<id> "
+        "(letters and digits)",
+        "warning: sessions/ses-\\xff: session folders are named ses-<id> (letters and digits)",
+    ]
+
+
+def test_entries_of_the_wrong_kind_are_named_as_such(tmp_path):
+    """A manifest that is a folder, or sessions/ that is a file, was reported missing; a
+    link to nothing in sessions/ was called a file."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    (root / "dataset_manifest.yaml").unlink()
+    (root / "dataset_manifest.yaml").mkdir()
+    (root / "sessions" / "ses-02").symlink_to(tmp_path / "gone")
+    report = check_dataset(root)
+    assert [(f.severity, f.path, f.message) for f in report.findings] == [
+        ("error", "dataset_manifest.yaml", "is a folder, not a YAML file"),
+        (
+            "warning",
+            "sessions/ses-02",
+            f"a symbolic link to {tmp_path / 'gone'}, which does not exist",
+        ),
+    ]
+    other = make_dataset(tmp_path / "other", sessions=1)
+    shutil.rmtree(other / "sessions")
+    (other / "sessions").write_text("ses-01\n")
+    assert [(f.path, f.message.split(";")[0]) for f in check_dataset(other).findings] == [
+        ("sessions", "is a file, not a folder"),
+    ]

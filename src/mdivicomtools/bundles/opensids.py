@@ -11,15 +11,20 @@ never a crash.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from mdivicomtools.common.safefs import display_name
+from mdivicomtools.common.text import printable
 from mdivicomtools.errors import UsageError
 
 MANIFEST = "dataset_manifest.yaml"
@@ -41,8 +46,9 @@ class Finding(msgspec.Struct, kw_only=True, frozen=True):
     line: int | None = None
 
     def describe(self) -> str:
+        """One line: names from disk may hold a newline, which would forge a finding."""
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{self.severity}: {where}: {self.message}"
+        return printable(f"{self.severity}: {where}: {self.message}")
 
 
 class DatasetReport(msgspec.Struct, kw_only=True):
@@ -66,6 +72,9 @@ class _Checker:
         self.findings: list[Finding] = []
         self.sessions = 0
         self.streams = 0
+        #: paths that could not be looked at or listed: each is reported once, however
+        #: many parts of the check reach it
+        self.unreadable: set[Path] = set()
 
     def add(
         self,
@@ -75,7 +84,75 @@ class _Checker:
         line: int | None = None,
     ) -> None:
         relative = path.relative_to(self.root).as_posix() if path != self.root else "."
-        self.findings.append(Finding(severity=severity, path=relative, message=message, line=line))
+        # names that are not UTF-8 reach paths and messages; escaped, JSON can hold them
+        self.findings.append(
+            Finding(
+                severity=severity,
+                path=display_name(relative)[0],
+                message=display_name(message)[0],
+                line=line,
+            )
+        )
+
+    # -- the file system: what cannot be read is a finding, not a crash ----------------
+
+    def kind(
+        self, path: Path
+    ) -> Literal["folder", "file", "broken link", "other", "unreadable"] | None:
+        """What `path` is (following links), None when it does not exist; "unreadable"
+        (with its finding) when it cannot be looked at: a name too long, a folder above
+        it that cannot be searched."""
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return "broken link" if path.is_symlink() else None
+        except OSError as exc:
+            self.cannot(
+                path,
+                _unreachable(exc),
+            )
+            return "unreadable"
+        if stat.S_ISDIR(mode):
+            return "folder"
+        return "file" if stat.S_ISREG(mode) else "other"
+
+    def entries(self, folder: Path) -> list[Path]:
+        """The entries of `folder`, sorted; none (and an error) when it cannot be listed:
+        what it holds is unchecked, and `mdivicom run` refuses such a dataset."""
+        try:
+            return sorted(folder.iterdir())
+        except OSError as exc:
+            self.cannot(
+                folder,
+                f"cannot be listed ({_reason(exc)}), so nothing in it was checked; "
+                "give the user running the check read access to it",
+            )
+            return []
+
+    def cannot(self, path: Path, message: str) -> None:
+        if path not in self.unreadable:
+            self.unreadable.add(path)
+            self.add("error", path, message)
+
+    def folders(self, folder: Path) -> list[Path]:
+        return [p for p in self.entries(folder) if self.kind(p) == "folder"]
+
+    def walk(self, folder: Path, name: str) -> Iterator[Path]:
+        """Every file called `name` under `folder`, links not followed (a link loop
+        must not hang the check); folders that cannot be listed become findings."""
+        for entry in self.entries(folder):
+            try:
+                mode = entry.lstat().st_mode
+            except OSError as exc:  # a folder readable but not searchable (r--)
+                self.cannot(
+                    entry,
+                    _unreachable(exc),
+                )
+                continue
+            if stat.S_ISDIR(mode):
+                yield from self.walk(entry, name)
+            elif entry.name == name:
+                yield entry
 
     # -- file readers that turn malformed content into findings -------------------
 
@@ -144,23 +221,45 @@ class _Checker:
 
     def run(self) -> None:
         manifest = self.root / MANIFEST
-        if manifest.is_file():
+        manifest_kind = self.kind(manifest)
+        if manifest_kind == "file":
             self.yaml_mapping(manifest)
-        else:
+        elif manifest_kind is None:
             self.add(
                 "error",
                 self.root,
                 f"{MANIFEST} is missing; an openSIDS dataset starts "
                 "with one (name, version, description)",
             )
+        elif manifest_kind != "unreadable":
+            self.add("error", manifest, f"is {_a(manifest_kind)}, not a YAML file")
         sessions = self.root / "sessions"
-        if not sessions.is_dir():
+        sessions_kind = self.kind(sessions)
+        if sessions_kind is None:
             self.add(
                 "error", self.root, "sessions/ is missing; recordings go in sessions/ses-<id>/"
             )
             return
-        for entry in sorted(sessions.iterdir()):
-            if not entry.is_dir():
+        if sessions_kind == "unreadable":
+            return
+        if sessions_kind != "folder":
+            self.add(
+                "error",
+                sessions,
+                f"is {_a(sessions_kind)}, not a folder; recordings go in sessions/ses-<id>/",
+            )
+            return
+        for entry in self.entries(sessions):
+            entry_kind = self.kind(entry)
+            if entry_kind == "broken link":
+                self.add(
+                    "warning",
+                    entry,
+                    f"a symbolic link to {os.readlink(entry)}, which does not exist",
+                )
+            elif entry_kind == "unreadable":
+                continue
+            elif entry_kind != "folder":
                 self.add(
                     "warning",
                     entry,
@@ -176,53 +275,63 @@ class _Checker:
     def session(self, folder: Path) -> None:
         self.sessions += 1
         sidecar = folder / f"{folder.name}_session.yaml"
-        if sidecar.is_file():
-            self.yaml_mapping(sidecar)
-        else:
-            self.add("warning", folder, f"{sidecar.name} is missing (the session's metadata)")
-        streams: set[str] = set()
+        self.sidecar(sidecar, folder, f"{sidecar.name} is missing (the session's metadata)")
+        streams: set[str] | None = set()
         raw = folder / "raw"
-        if raw.is_dir():
+        raw_kind = self.kind(raw)
+        if raw_kind == "folder":
+            unreadable = len(self.unreadable)
             streams = self.raw(raw)
-        else:
+            if len(self.unreadable) > unreadable:
+                streams = None  # not every stream is known: no map can be called stray
+        elif raw_kind != "unreadable":
             self.add("warning", folder, "no raw/ folder: the session has no recorded streams")
         self.sync(folder / "derived" / "sync", streams)
-        for events in sorted(folder.rglob("events.tsv")):
+        for events in self.walk(folder, "events.tsv"):
             self.events(events)
 
     def raw(self, raw: Path) -> set[str]:
         streams: set[str] = set()
-        for type_folder in sorted(p for p in raw.iterdir() if p.is_dir()):
+        for type_folder in self.folders(raw):
             if type_folder.name not in STREAM_TYPES:
                 self.add(
                     "warning",
                     type_folder,
                     f"unknown stream type; openSIDS names {', '.join(STREAM_TYPES)}",
                 )
-            for stream in sorted(p for p in type_folder.iterdir() if p.is_dir()):
+            for stream in self.folders(type_folder):
                 if not STREAM_RE.match(stream.name):
                     self.add("warning", stream, "stream folders are named str-<id>")
                     continue
                 self.streams += 1
                 streams.add(stream.name)
                 sidecar = stream / f"{stream.name}_stream.yaml"
-                if sidecar.is_file():
-                    self.yaml_mapping(sidecar)
-                else:
-                    self.add(
-                        "warning",
-                        stream,
-                        f"{sidecar.name} is missing; a stream declares its native timebase there",
-                    )
+                self.sidecar(
+                    sidecar,
+                    stream,
+                    f"{sidecar.name} is missing; a stream declares its native timebase there",
+                )
         return streams
 
-    def sync(self, sync: Path, streams: set[str]) -> None:
-        if not sync.is_dir():
+    def sidecar(self, sidecar: Path, folder: Path, missing: str) -> None:
+        """Check a session's or stream's YAML sidecar; without one, warn on `folder`."""
+        sidecar_kind = self.kind(sidecar)
+        if sidecar_kind == "file":
+            self.yaml_mapping(sidecar)
+        elif sidecar_kind is None:
+            self.add("warning", folder, missing)
+        elif sidecar_kind != "unreadable":
+            self.add("error", sidecar, f"is {_a(sidecar_kind)}, not a YAML file")
+
+    def sync(self, sync: Path, streams: set[str] | None) -> None:
+        """Timebase maps against the session's streams (None: the streams are not all
+        known, as raw/ could not be read completely; then maps are only parsed)."""
+        if self.kind(sync) != "folder":
             return
         mapped: set[str] = set()
         maps = sync / "timebase_maps"
-        if maps.is_dir():
-            for path in sorted(maps.iterdir()):
+        if self.kind(maps) == "folder":
+            for path in self.entries(maps):
                 if not path.name.endswith(TIMEBASE_SUFFIX):
                     self.add(
                         "warning", path, f"timebase maps are named <stream_id>{TIMEBASE_SUFFIX}"
@@ -230,12 +339,12 @@ class _Checker:
                     continue
                 stream_id = path.name[: -len(TIMEBASE_SUFFIX)]
                 mapped.add(stream_id)
-                if stream_id not in streams:
+                if streams is not None and stream_id not in streams:
                     self.add("warning", path, f"no raw stream {stream_id} in this session")
                 value = self.json_value(path)
                 if value is not None and not isinstance(value, dict):
                     self.add("error", path, "a timebase map is a JSON object", line=1)
-        for stream_id in sorted(streams - mapped):
+        for stream_id in sorted((streams or set()) - mapped):
             self.add(
                 "warning",
                 sync,
@@ -243,7 +352,7 @@ class _Checker:
                 f"timebase_maps/{stream_id}{TIMEBASE_SUFFIX}; aligned streams need one",
             )
         markers = sync / "sync_markers.tsv"
-        if markers.is_file():
+        if self.kind(markers) == "file":
             for _ in self.tsv_rows(markers):
                 pass
 
@@ -285,6 +394,25 @@ class _Checker:
                     self.add("error", path, f"duration {value:g} is negative", line=number)
 
 
+def _reason(exc: OSError) -> str:
+    """`Permission denied`: the finding already names the path that errno's text repeats."""
+    return exc.strerror or str(exc)
+
+
+def _unreachable(exc: OSError) -> str:
+    """Why a path cannot be looked at, and what to do about it."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"cannot be looked at ({_reason(exc)}); shorten the names on its path"
+    return (
+        f"cannot be looked at ({_reason(exc)}); "
+        "give the user running the check access to the folders above it"
+    )
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def seconds(text: str) -> float | None:
     """`text` as a finite number of seconds, None when it is not a decimal number.
 
@@ -304,7 +432,7 @@ def check_dataset(root: str | Path) -> DatasetReport:
     checker = _Checker(folder)
     checker.run()
     return DatasetReport(
-        root=str(folder),
+        root=display_name(str(folder))[0],
         sessions=checker.sessions,
         streams=checker.streams,
         findings=checker.findings,
