@@ -243,3 +243,60 @@ def test_entries_of_the_wrong_kind_are_named_as_such(tmp_path):
     assert [(f.path, f.message.split(";")[0]) for f in check_dataset(other).findings] == [
         ("sessions", "is a file, not a folder"),
     ]
+
+
+def test_files_are_read_as_utf8_with_or_without_a_byte_order_mark(tmp_path):
+    """A spreadsheet's byte order mark became part of the first column's name
+    (`missing pivot column(s) onset`) and failed every JSON file."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    ses = root / "sessions" / "ses-01"
+    bom = b"\xef\xbb\xbf"
+    events = ses / "derived" / "annotations" / "events.tsv"
+    events.write_bytes(bom + b"onset\tduration\ttier\tlabel\r\n0.5\t1\tspeech\thi\r\n")
+    timebase = ses / "derived" / "sync" / "timebase_maps" / "str-cam1_timebase_map.json"
+    timebase.write_bytes(bom + timebase.read_bytes())
+    manifest = root / "dataset_manifest.yaml"
+    manifest.write_bytes(bom + manifest.read_bytes())
+    assert check_dataset(root).findings == []
+
+
+def test_a_file_that_cannot_be_read_is_one_finding(tmp_path):
+    """An events.tsv that was not UTF-8 or could not be opened was reported twice, the
+    second time as `empty`, and the decoding error gave a byte offset, not a line."""
+    root = make_dataset(tmp_path / "ds", sessions=2)
+    latin1 = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    latin1.write_bytes(
+        "onset\tduration\ttier\tlabel\n0\t1\ta\tb\n1\t1\ta\tcafé\n".encode("latin-1")
+    )
+    gone = root / "sessions" / "ses-02" / "derived" / "annotations" / "events.tsv"
+    gone.unlink()
+    gone.symlink_to(tmp_path / "nowhere.tsv")
+    folder = root / "sessions" / "ses-02" / "derived" / "events.tsv"
+    folder.mkdir()
+    assert [(f.path, f.line, f.message.split(";")[0]) for f in check_dataset(root).findings] == [
+        (
+            "sessions/ses-01/derived/annotations/events.tsv",
+            3,
+            "not UTF-8 text: byte 0xe9 is not UTF-8 (a file saved as Latin-1 or Windows-1252?)",
+        ),
+        (
+            "sessions/ses-02/derived/annotations/events.tsv",
+            None,
+            "cannot be read (No such file or directory)",
+        ),
+        ("sessions/ses-02/derived/events.tsv", None, "is a folder, not a file"),
+    ]
+
+
+def test_empty_yaml_and_json_constants_that_are_not_json(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    (root / "dataset_manifest.yaml").write_text("")
+    maps = root / "sessions" / "ses-01" / "derived" / "sync" / "timebase_maps"
+    (maps / "str-cam1_timebase_map.json").write_text('{"offset_s": NaN}')
+    assert [(f.path, f.message) for f in check_dataset(root).findings] == [
+        ("dataset_manifest.yaml", "empty; expected a mapping of keys to values (key: value)"),
+        (
+            "sessions/ses-01/derived/sync/timebase_maps/str-cam1_timebase_map.json",
+            "not valid JSON: NaN is not a JSON number; use null",
+        ),
+    ]

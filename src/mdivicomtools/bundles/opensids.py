@@ -10,8 +10,10 @@ never a crash.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import errno
+import io
 import json
 import math
 import os
@@ -150,17 +152,49 @@ class _Checker:
                 )
                 continue
             if stat.S_ISDIR(mode):
+                if entry.name == name:
+                    self.add("error", entry, "is a folder, not a file")
                 yield from self.walk(entry, name)
             elif entry.name == name:
                 yield entry
 
     # -- file readers that turn malformed content into findings -------------------
 
+    def text(self, path: Path) -> str | None:
+        """The file as text, None (with one finding) when it cannot be read or is not
+        UTF-8. A UTF-8 byte order mark, which spreadsheet programs write, is dropped:
+        left in, it became part of the first column's name."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.add(
+                "error",
+                path,
+                f"cannot be read ({_reason(exc)}); "
+                "give the user running the check read access to it",
+            )
+            return None
+        data = data.removeprefix(codecs.BOM_UTF8)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.add(
+                "error",
+                path,
+                f"not UTF-8 text: byte 0x{data[exc.start]:02x} is not UTF-8 "
+                "(a file saved as Latin-1 or Windows-1252?); save it as UTF-8",
+                line=data.count(b"\n", 0, exc.start) + 1,
+            )
+            return None
+
     def yaml_mapping(self, path: Path) -> dict[str, Any] | None:
         import yaml  # 40 ms: paid only when a dataset has a manifest to read
 
+        text = self.text(path)
+        if text is None:
+            return None
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -171,8 +205,8 @@ class _Checker:
                 line=mark.line + 1 if mark is not None else None,
             )
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            self.add("error", path, f"unreadable: {exc}")
+        if data is None:
+            self.add("error", path, "empty; expected a mapping of keys to values (key: value)")
             return None
         if not isinstance(data, dict):
             self.add(
@@ -185,37 +219,47 @@ class _Checker:
         return data
 
     def json_value(self, path: Path) -> Any:
+        text = self.text(path)
+        if text is None:
+            return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(text, parse_constant=_not_json)
         except json.JSONDecodeError as exc:
             self.add(
                 "error", path, f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
             )
-        except (OSError, UnicodeDecodeError) as exc:
-            self.add("error", path, f"unreadable: {exc}")
+        except _NotJson as exc:
+            self.add("error", path, f"not valid JSON: {exc} is not a JSON number; use null")
         return None
 
-    def tsv_rows(self, path: Path) -> Iterator[tuple[int, list[str]]]:
-        """(line number, cells) of a TSV; ragged rows become findings."""
+    def tsv_rows(self, path: Path) -> list[tuple[int, list[str]]] | None:
+        """(line number, cells) of a TSV's rows, header first; ragged rows become
+        findings. None (with its finding) when the file cannot be read."""
+        text = self.text(path)
+        if text is None:
+            return None
+        rows: list[tuple[int, list[str]]] = []
+        width = None
         try:
-            with path.open(encoding="utf-8", newline="") as handle:
-                width = None
-                for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-                    if not row:
-                        continue
-                    if width is None:
-                        width = len(row)
-                    elif len(row) != width:
-                        self.add(
-                            "error",
-                            path,
-                            f"has {len(row)} column(s) where the header has {width}",
-                            line=number,
-                        )
-                        continue
-                    yield number, row
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            for number, row in enumerate(
+                csv.reader(io.StringIO(text, newline=""), delimiter="\t"), start=1
+            ):
+                if not row:
+                    continue
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    self.add(
+                        "error",
+                        path,
+                        f"has {len(row)} column(s) where the header has {width}",
+                        line=number,
+                    )
+                    continue
+                rows.append((number, row))
+        except csv.Error as exc:
             self.add("error", path, f"not a readable TSV table: {exc}")
+        return rows
 
     # -- the layout ------------------------------------------------------------------
 
@@ -353,11 +397,13 @@ class _Checker:
             )
         markers = sync / "sync_markers.tsv"
         if self.kind(markers) == "file":
-            for _ in self.tsv_rows(markers):
-                pass
+            self.tsv_rows(markers)
 
     def events(self, path: Path) -> None:
-        rows = self.tsv_rows(path)
+        table = self.tsv_rows(path)
+        if table is None:
+            return
+        rows = iter(table)
         first = next(rows, None)
         if first is None:
             self.add(
@@ -392,6 +438,14 @@ class _Checker:
                     continue
                 if name == "duration" and value < 0:
                     self.add("error", path, f"duration {value:g} is negative", line=number)
+
+
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, no other JSON reader does."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)
 
 
 def _reason(exc: OSError) -> str:
