@@ -300,3 +300,33 @@ def test_empty_yaml_and_json_constants_that_are_not_json(tmp_path):
             "not valid JSON: NaN is not a JSON number; use null",
         ),
     ]
+
+
+def test_an_unclosed_quote_does_not_hide_the_rows_after_it(tmp_path):
+    """A '"' that opened a cell and was never closed swallowed every later row into that
+    cell: their bad durations went unreported, and the check passed."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text(
+        "onset\tduration\ttier\tlabel\n"
+        '1\t1\tspeech\t"hello\n'
+        "2\tlong\tspeech\thi\n"
+        "3\tshort\tspeech\tyo\n"
+    )
+    (finding,) = check_dataset(root).findings
+    assert (finding.line, finding.message.split(":")[0]) == (
+        2,
+        "a quoted cell starting on this line runs to line 4",
+    )
+
+
+def test_rows_after_a_quoted_cell_over_two_lines_keep_their_line_numbers(tmp_path):
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text(
+        'onset\tduration\ttier\tlabel\n1\t1\tspeech\t"two\nlines"\n\n2\tlong\tspeech\t"a\tb"\n'
+    )
+    assert [(f.line, f.message.split(":")[0]) for f in check_dataset(root).findings] == [
+        (2, "a quoted cell starting on this line runs to line 3"),
+        (5, "duration 'long' is not a number of seconds"),
+    ]

@@ -240,10 +240,25 @@ class _Checker:
             return None
         rows: list[tuple[int, list[str]]] = []
         width = None
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+        number = 1  # the line a row starts on: a quoted cell may run over several
         try:
-            for number, row in enumerate(
-                csv.reader(io.StringIO(text, newline=""), delimiter="\t"), start=1
-            ):
+            for row in reader:
+                last = reader.line_num
+                if last > number and any("\n" in cell or "\r" in cell for cell in row):
+                    # a '"' opens a quoted cell (BIDS quotes cells holding tabs); one left
+                    # open swallowed every later line into a single cell, unchecked
+                    self.add(
+                        "error",
+                        path,
+                        f"a quoted cell starting on this line runs to line {last}: "
+                        "a '\"' without its closing '\"'? close it on this line, or "
+                        "write the cell without quotes",
+                        line=number,
+                    )
+                    number = last + 1
+                    continue
+                row_line, number = number, last + 1
                 if not row:
                     continue
                 if width is None:
@@ -253,10 +268,10 @@ class _Checker:
                         "error",
                         path,
                         f"has {len(row)} column(s) where the header has {width}",
-                        line=number,
+                        line=row_line,
                     )
                     continue
-                rows.append((number, row))
+                rows.append((row_line, row))
         except csv.Error as exc:
             self.add("error", path, f"not a readable TSV table: {exc}")
         return rows
