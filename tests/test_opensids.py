@@ -91,6 +91,16 @@ def test_events_times_written_as_decimals_pass(tmp_path, value):
     assert check_dataset(root).findings == []
 
 
+def test_a_duration_may_be_not_available_as_in_bids(tmp_path):
+    """BIDS writes an event without a meaningful duration as `n/a`; the check refused it."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text("onset\tduration\ttier\tlabel\n1.5\tn/a\tgesture\tpoint\nn/a\t1\ta\tb\n")
+    assert [(f.line, f.message) for f in check_dataset(root).findings] == [
+        (3, "onset 'n/a' is not a number of seconds"),
+    ]
+
+
 def test_layout_warnings(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     ses = root / "sessions" / "ses-01"

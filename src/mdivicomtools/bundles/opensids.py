@@ -35,6 +35,9 @@ STREAM_RE = re.compile(r"^str-[A-Za-z0-9._-]+$")
 STREAM_TYPES = ("video", "audio", "gaze", "imu")
 EVENT_COLUMNS = ("onset", "duration", "tier", "label")
 TIMEBASE_SUFFIX = "_timebase_map.json"
+#: BIDS writes a missing value as `n/a`, and allows it for an event's duration (an
+#: event without a meaningful one); an onset is always a number
+NOT_AVAILABLE = "n/a"
 #: a decimal number as TSV tools write one (`1.5`, `-0.25`, `.5`, `2e-3`); float()
 #: also takes nan, inf, `1_0` and surrounding blanks, which no reader of BIDS-like
 #: tables reads as seconds
@@ -442,6 +445,8 @@ class _Checker:
         onset, duration = header.index("onset"), header.index("duration")
         for number, row in rows:
             for name, index in (("onset", onset), ("duration", duration)):
+                if name == "duration" and row[index] == NOT_AVAILABLE:
+                    continue
                 value = seconds(row[index])
                 if value is None:
                     self.add(
