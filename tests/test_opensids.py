@@ -101,6 +101,38 @@ def test_a_duration_may_be_not_available_as_in_bids(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        (
+            "Onset\tduration\ttier \tlabel",
+            "the header has 'Onset', 'tier ': column names are lowercase, without blanks",
+        ),
+        (
+            "onset,duration,tier,label",
+            "the header is a single cell: separate the columns with tabs, not , or ;",
+        ),
+    ],
+)
+def test_a_header_that_nearly_has_the_pivot_columns_says_what_it_has(tmp_path, header, hint):
+    """`Onset`, `tier ` or a comma-separated header were only `missing pivot column(s)`."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text(header + "\n")
+    (finding,) = check_dataset(root).findings
+    assert finding.message.split("; ", 1)[1] == hint
+
+
+def test_a_pivot_column_twice_is_an_error(tmp_path):
+    """The first `onset` of two was checked, the other ignored: tools may read either."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text("onset\tduration\ttier\tlabel\tonset\n1\t1\ta\tb\tlate\n")
+    assert [(f.line, f.message.split(",")[0]) for f in check_dataset(root).findings] == [
+        (1, "pivot column(s) onset appear more than once in the header"),
+    ]
+
+
 def test_layout_warnings(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     ses = root / "sessions" / "ses-01"

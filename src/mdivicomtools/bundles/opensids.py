@@ -438,7 +438,18 @@ class _Checker:
                 path,
                 "missing pivot column(s) "
                 + ", ".join(missing)
-                + " (onset and duration in session seconds, tier, label)",
+                + " (onset and duration in session seconds, tier, label)"
+                + _header_hint(header, missing),
+                line=first[0],
+            )
+            return
+        repeated = [c for c in EVENT_COLUMNS if header.count(c) > 1]
+        if repeated:
+            self.add(
+                "error",
+                path,
+                f"pivot column(s) {', '.join(repeated)} appear more than once in the header, "
+                "so which one a tool reads is a guess; keep one of each",
                 line=first[0],
             )
             return
@@ -466,6 +477,20 @@ class _NotJson(ValueError):
 
 def _not_json(constant: str) -> Any:
     raise _NotJson(constant)
+
+
+def _header_hint(header: list[str], missing: list[str]) -> str:
+    """What the header has instead of the pivot columns, when that is a near miss."""
+    if len(header) == 1 and any(sep in header[0] for sep in ",;"):
+        return "; the header is a single cell: separate the columns with tabs, not , or ;"
+    near = [h for h in header if h.strip().lower() in missing]
+    if near:
+        return (
+            "; the header has "
+            + ", ".join(repr(h) for h in near)
+            + ": column names are lowercase, without blanks"
+        )
+    return ""
 
 
 def _reason(exc: OSError) -> str:
