@@ -133,6 +133,25 @@ def test_a_pivot_column_twice_is_an_error(tmp_path):
     ]
 
 
+def test_a_stream_id_twice_in_a_session_is_an_error(tmp_path):
+    """str-cam1 under audio/ and video/ passed: one timebase map then named two streams."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    raw = root / "sessions" / "ses-01" / "raw"
+    for stream in ("video/str-cam1", "gaze/str-CAM2"):
+        (raw / stream).mkdir(parents=True)
+        (raw / stream / f"{stream.split('/')[1]}_stream.yaml").write_text("rate: 30\n")
+    report = check_dataset(root)
+    assert [(f.severity, f.path, f.message.split(";")[0]) for f in report.findings] == [
+        ("error", "sessions/ses-01/raw/gaze/str-CAM2", "the same stream id as raw/audio/str-cam2"),
+        ("error", "sessions/ses-01/raw/video/str-cam1", "the same stream id as raw/audio/str-cam1"),
+        (
+            "warning",
+            "sessions/ses-01/derived/sync",
+            "stream str-CAM2 has no timebase_maps/str-CAM2_timebase_map.json",
+        ),
+    ]
+
+
 def test_layout_warnings(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     ses = root / "sessions" / "ses-01"

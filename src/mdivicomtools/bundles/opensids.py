@@ -354,6 +354,10 @@ class _Checker:
 
     def raw(self, raw: Path) -> set[str]:
         streams: set[str] = set()
+        #: stream id, case-folded -> its folder: a timebase map is named by the id
+        #: alone, and a file system that ignores case (macOS, Windows) merges ids
+        #: that differ only in case
+        seen: dict[str, Path] = {}
         for type_folder in self.folders(raw):
             if type_folder.name not in STREAM_TYPES:
                 self.add(
@@ -367,6 +371,16 @@ class _Checker:
                     continue
                 self.streams += 1
                 streams.add(stream.name)
+                other = seen.setdefault(stream.name.casefold(), stream)
+                if other is not stream:
+                    self.add(
+                        "error",
+                        stream,
+                        f"the same stream id as {other.relative_to(raw.parent).as_posix()}; "
+                        "a stream id names one stream of a session (its timebase map is "
+                        "<stream_id>_timebase_map.json, whatever the type), also when only "
+                        "its case differs: rename one",
+                    )
                 sidecar = stream / f"{stream.name}_stream.yaml"
                 self.sidecar(
                     sidecar,
