@@ -391,3 +391,25 @@ def test_rows_after_a_quoted_cell_over_two_lines_keep_their_line_numbers(tmp_pat
         (2, "a quoted cell starting on this line runs to line 3"),
         (5, "duration 'long' is not a number of seconds"),
     ]
+
+
+def test_the_text_report_shows_ten_findings_per_file_and_counts_the_rest(tmp_path):
+    """An events.tsv wrong in every row printed one line per row (10 000 rows, 10 000
+    lines), burying every other finding."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"
+    events.write_text("onset\tduration\ttier\tlabel\n" + "1\tlong\ta\tb\n" * 500)
+    (root / "sessions" / "ses-01" / "ses-01_session.yaml").unlink()
+    text = subprocess.run([MDIVICOM, "dataset", "check", str(root)], capture_output=True, text=True)
+    lines = text.stdout.splitlines()
+    assert text.returncode == 1
+    assert len(lines) == 10 + 1 + 1 + 1  # ten of the table's, the sidecar, the note, the total
+    assert lines[-2] == (
+        "note: sessions/ses-01/derived/annotations/events.tsv: 490 more finding(s) not shown; "
+        "--json lists every one"
+    )
+    assert lines[-1].endswith("500 error(s), 1 warning(s)")
+    as_json = subprocess.run(
+        [MDIVICOM, "dataset", "check", str(root), "--json"], capture_output=True, text=True
+    )
+    assert len(json.loads(as_json.stdout)["findings"]) == 501

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,21 @@ class DatasetReport(msgspec.Struct, kw_only=True):
     @property
     def warnings(self) -> int:
         return sum(f.severity == "warning" for f in self.findings)
+
+    def lines(self, per_path: int) -> Iterator[str]:
+        """The findings as lines, at most `per_path` for each path, then one that counts
+        the rest: a table wrong in every row must not bury the other files' findings."""
+        total = Counter(f.path for f in self.findings)
+        shown: Counter[str] = Counter()
+        for finding in self.findings:
+            shown[finding.path] += 1
+            if shown[finding.path] <= per_path:
+                yield finding.describe()
+            elif shown[finding.path] == per_path + 1:
+                yield printable(
+                    f"note: {finding.path}: {total[finding.path] - per_path} more finding(s) "
+                    "not shown; --json lists every one"
+                )
 
 
 class _Checker:

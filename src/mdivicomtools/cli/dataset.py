@@ -7,6 +7,10 @@ import click
 from mdivicomtools.cli.output import echo_json
 from mdivicomtools.cli.params import PATH
 
+#: findings shown per file: a table written wrong in every row would print a line per
+#: row; --json lists them all
+PER_FILE = 10
+
 
 @click.group("dataset")
 def dataset_group() -> None:
@@ -31,8 +35,8 @@ def check_command(folder: str, as_json: bool) -> None:
         data.update(errors=report.errors, warnings=report.warnings)
         echo_json(data)
     else:
-        for finding in report.findings:
-            click.echo(finding.describe())
+        for line in report.lines(PER_FILE):
+            click.echo(line)
         click.echo(
             f"{report.root}: {report.sessions} session(s), {report.streams} stream(s), "
             f"{report.errors} error(s), {report.warnings} warning(s)"
