@@ -34,6 +34,21 @@ def test_missing_manifest_and_sessions_are_errors(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("folder", "what"),
+    [("sessions/ses-01", "one session (ses-01)"), ("sessions", "the sessions/ folder itself")],
+)
+def test_a_session_or_sessions_given_as_dir_says_so(tmp_path, folder, what):
+    """`dataset check study/sessions/ses-01` only said the manifest and sessions/ were
+    missing, as if the dataset were empty."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    findings = check_dataset(root / folder).findings
+    assert findings[-1].message == (
+        f"sessions/ is missing: DIR is {what}; check the dataset's root folder, "
+        "the one that holds sessions/ and the manifest"
+    )
+
+
 def test_malformed_yaml_json_and_tsv_are_findings_with_lines(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     ses = root / "sessions" / "ses-01"

@@ -314,9 +314,23 @@ class _Checker:
         sessions = self.root / "sessions"
         sessions_kind = self.kind(sessions)
         if sessions_kind is None:
-            self.add(
-                "error", self.root, "sessions/ is missing; recordings go in sessions/ses-<id>/"
-            )
+            name = self.root.resolve().name
+            if SESSION_RE.match(name) or name == "sessions":
+                what = (
+                    "the sessions/ folder itself" if name == "sessions" else f"one session ({name})"
+                )
+                self.add(
+                    "error",
+                    self.root,
+                    f"sessions/ is missing: DIR is {what}; check the dataset's root folder, "
+                    "the one that holds sessions/ and the manifest",
+                )
+            else:
+                self.add(
+                    "error",
+                    self.root,
+                    "sessions/ is missing; recordings go in sessions/ses-<id>/",
+                )
             return
         if sessions_kind == "unreadable":
             return
