@@ -428,3 +428,33 @@ def test_the_text_report_shows_ten_findings_per_file_and_counts_the_rest(tmp_pat
         [MDIVICOM, "dataset", "check", str(root), "--json"], capture_output=True, text=True
     )
     assert len(json.loads(as_json.stdout)["findings"]) == 501
+
+
+def test_a_fifo_named_like_a_dataset_file_is_refused_unread(tmp_path):
+    """A FIFO called events.tsv hung the check until something wrote to it; a FIFO as
+    a sidecar was `an other`."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    ses = root / "sessions" / "ses-01"
+    events = ses / "derived" / "annotations" / "events.tsv"
+    events.unlink()
+    os.mkfifo(events)
+    sidecar = ses / "raw" / "audio" / "str-cam1" / "str-cam1_stream.yaml"
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    done = subprocess.run(
+        [MDIVICOM, "dataset", "check", str(root), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done.stderr
+    assert [(f["path"], f["message"]) for f in json.loads(done.stdout)["findings"]] == [
+        (
+            "sessions/ses-01/raw/audio/str-cam1/str-cam1_stream.yaml",
+            "is a special file (a FIFO, socket or device), not a YAML file",
+        ),
+        (
+            "sessions/ses-01/derived/annotations/events.tsv",
+            "is a special file (a FIFO, socket or device), not a file",
+        ),
+    ]

@@ -184,7 +184,15 @@ class _Checker:
         UTF-8. A UTF-8 byte order mark, which spreadsheet programs write, is dropped:
         left in, it became part of the first column's name."""
         try:
-            data = path.read_bytes()
+            # O_NONBLOCK: a FIFO named like a table must not hang the check until
+            # something writes to it; it is refused below, unread
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    kind = "folder" if stat.S_ISDIR(mode) else "other"
+                    self.add("error", path, f"is {_a(kind)}, not a file")
+                    return None
+                data = handle.read()
         except OSError as exc:
             self.add(
                 "error",
@@ -553,6 +561,8 @@ def _unreachable(exc: OSError) -> str:
 
 
 def _a(kind: str) -> str:
+    if kind == "other":
+        return "a special file (a FIFO, socket or device)"
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
