@@ -128,10 +128,7 @@ class _Checker:
         except (FileNotFoundError, NotADirectoryError):
             return "broken link" if path.is_symlink() else None
         except OSError as exc:
-            self.cannot(
-                path,
-                _unreachable(exc),
-            )
+            self.cannot(path, _unreachable(exc))
             return "unreadable"
         if stat.S_ISDIR(mode):
             return "folder"
@@ -165,10 +162,7 @@ class _Checker:
             try:
                 mode = entry.lstat().st_mode
             except OSError as exc:  # a folder readable but not searchable (r--)
-                self.cannot(
-                    entry,
-                    _unreachable(exc),
-                )
+                self.cannot(entry, _unreachable(exc))
                 continue
             if stat.S_ISDIR(mode):
                 if entry.name == name:
