@@ -849,3 +849,35 @@ def test_container_plugin_fanned_out_over_sessions(site, study, tmp_path, engine
     assert summary.totals == {"succeeded": 4}, summary.sessions
     for index in range(1, 5):
         assert (out / f"ses-{index:02d}" / "count-wavs" / "n").read_text().strip() == "2"
+
+
+def test_a_session_that_cannot_be_read_refuses_the_batch_before_any_runs(
+    session_plugin, study, tmp_path
+):
+    """A session with an unreadable folder passed the plan: the other sessions ran, and
+    it failed at run time (exit 1), though a single run refuses it (exit 2)."""
+    locked = study / "sessions" / "ses-03" / "raw" / "audio"
+    locked.chmod(0)
+    try:
+        # as root permission bits do not apply; drop the capabilities that bypass them
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--inh-caps=-dac_override,-dac_read_search",
+                "--bounding-set=-dac_override,-dac_read_search",
+                MDIVICOM,
+                *("run", "per-session", "--dataset", str(study), "--out", str(tmp_path / "o")),
+                *("--sessions", "ses-*", "--jobs", "1"),
+            ],
+            capture_output=True,
+            text=True,
+            env=session_plugin.env(),
+            timeout=120,
+            check=False,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the batch was not started" in done.stderr
+    assert f"the dataset cannot be read: Permission denied: {str(locked)!r}" in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -25,7 +25,7 @@ from mdivicomtools.hooks.manager import HookManager
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
-from mdivicomtools.runner.run import RunInterrupted, execute_prepared
+from mdivicomtools.runner.run import RunInterrupted, execute_prepared, fingerprint_before
 
 __all__ = [
     "CheckedRuns",
@@ -106,7 +106,7 @@ def check_runs(
         problems = []
         for dataset, out, work in targets:
             request = prepared.request(dataset, out, work)
-            found = prepared.hook_problems(request)
+            found = prepared.hook_problems(request) or fingerprint_before(request.dataset_dir)[1]
             if not found:
                 if backend_problems is None:
                     backend_problems = prepared.pull_ahead(request) or prepared._preflight(request)

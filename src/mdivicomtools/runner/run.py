@@ -17,6 +17,7 @@ import signal
 import traceback
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -425,6 +426,23 @@ def _host(found: object) -> HostInfo:
         return HostInfo()
 
 
+def fingerprint_before(dataset: Path) -> tuple[Fingerprint | None, list[str]]:
+    """The dataset's fingerprint before a run, or the problem that refuses the run.
+
+    An unreadable dataset is bad input, found before anything runs: a single run
+    is refused with it, and a batch checks every session with this before the
+    first one starts (it failed a session at run time, after others had run).
+    """
+    try:
+        return fingerprint(dataset), []
+    except OSError as exc:
+        return None, [
+            f"the dataset cannot be read: {exc.strerror or exc}: "
+            f"{str(exc.filename or dataset)!r}; "
+            "give the user running mdivicom read access to every folder in it"
+        ]
+
+
 def execute_prepared(
     prepared: Prepared,
     request: RunRequest,
@@ -445,15 +463,7 @@ def execute_prepared(
     if not problems:
         # every backend: a container's read-only mount guards the mount, not the
         # files (a hard link in --work reaches them too), so the check is the same
-        try:
-            before = fingerprint(request.dataset_dir)
-        except OSError as exc:
-            # an unreadable dataset is bad input: nothing ran yet
-            problems = [
-                f"the dataset cannot be read: {exc.strerror or exc}: "
-                f"{str(exc.filename or request.dataset_dir)!r}; "
-                "give the user running mdivicom read access to every folder in it"
-            ]
+        before, problems = fingerprint_before(request.dataset_dir)
     if problems:
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
