@@ -66,6 +66,45 @@ def test_an_unreadable_dataset_folder_is_bad_input_not_a_failed_plugin(hsite, da
     assert_no_staging(out)
 
 
+def test_an_unreadable_file_with_hash_dataset_is_bad_input_not_a_failed_run(
+    hsite, dataset, tmp_path
+):
+    """--hash-dataset reads every file: one that could not be opened failed the run
+    (DatasetUnreadable, exit 1, a record) though nothing had run; it is refused now."""
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "deep_return")
+    good_earlier_run(hsite, plugin, dataset, out)
+    locked = dataset / "locked.bin"
+    locked.write_bytes(b"x")
+    locked.chmod(0)
+    try:
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--inh-caps=-dac_override,-dac_read_search",
+                "--bounding-set=-dac_override,-dac_read_search",
+                MDIVICOM,
+                *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
+                "--hash-dataset",
+            ],
+            capture_output=True,
+            text=True,
+            env=hsite.env(MDIVICOM_DIGEST_CACHE="off"),
+            timeout=90,
+            check=False,
+        )
+    finally:
+        locked.chmod(0o644)
+    assert done.returncode == 2, done.stderr
+    assert (
+        "the dataset cannot be read for --hash-dataset: 'locked.bin' (Permission denied)"
+        in done.stderr
+    )
+    assert len(records(out)) == 1  # only the good earlier run: nothing ran
+    assert_earlier_intact(out, plugin)
+    assert_no_staging(out)
+
+
 BROKEN_HOOKS = """
 from mdivicomtools import hookimpl
 

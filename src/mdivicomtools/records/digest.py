@@ -136,6 +136,29 @@ def _walk(root: Path) -> list[_Entry]:
     return found
 
 
+def unreadable_files(root: Path, cache: Path | bool | None = True) -> list[tuple[str, str]]:
+    """(relative path, why) of each file `scan_dataset(contents=True)` would read and
+    cannot open: a run with --hash-dataset is refused with them before it starts
+    (found in the middle of the digest, they failed the run instead). Files the
+    cache knows unchanged are not read by the digest, so not opened here either: a
+    warm rerun pays a stat walk, not an open per file."""
+    regular = [e for e in _walk(root) if e.key is not None]  # links to nothing: never read
+    db = DigestCache(cache_path() if cache is True else (cache or None))
+    try:
+        cached = db.get_many([e.key for e in regular])  # type: ignore[misc]
+    finally:
+        db.close()
+    unreadable = []
+    for entry, sha in zip(regular, cached, strict=True):
+        if sha is not None:
+            continue
+        try:
+            os.close(os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            unreadable.append((entry.rel, exc.strerror or str(exc)))
+    return unreadable
+
+
 def _link_hash(path: str) -> str:
     """A stand-in content hash for a link that leads to no file: the link's target text."""
     return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()

@@ -106,7 +106,10 @@ def check_runs(
         problems = []
         for dataset, out, work in targets:
             request = prepared.request(dataset, out, work)
-            found = prepared.hook_problems(request) or fingerprint_before(request.dataset_dir)[1]
+            found = (
+                prepared.hook_problems(request)
+                or fingerprint_before(request.dataset_dir, contents=request.hash_dataset)[1]
+            )
             if not found:
                 if backend_problems is None:
                     backend_problems = prepared.pull_ahead(request) or prepared._preflight(request)

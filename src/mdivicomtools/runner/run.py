@@ -47,7 +47,12 @@ from mdivicomtools.model.run import (
     RunRecord,
     RunRequest,
 )
-from mdivicomtools.records.digest import DatasetManifest, scan_dataset, write_manifest
+from mdivicomtools.records.digest import (
+    DatasetManifest,
+    scan_dataset,
+    unreadable_files,
+    write_manifest,
+)
 from mdivicomtools.records.inventory import list_outputs
 from mdivicomtools.records.owner import existing_output_problems
 from mdivicomtools.records.store import runner_identity, write_record
@@ -426,21 +431,33 @@ def _host(found: object) -> HostInfo:
         return HostInfo()
 
 
-def fingerprint_before(dataset: Path) -> tuple[Fingerprint | None, list[str]]:
+def fingerprint_before(
+    dataset: Path, *, contents: bool = False
+) -> tuple[Fingerprint | None, list[str]]:
     """The dataset's fingerprint before a run, or the problem that refuses the run.
 
     An unreadable dataset is bad input, found before anything runs: a single run
     is refused with it, and a batch checks every session with this before the
     first one starts (it failed a session at run time, after others had run).
+    With `contents` (--hash-dataset) every file is read, so each must open.
     """
     try:
-        return fingerprint(dataset), []
+        before = fingerprint(dataset)
+        unreadable = unreadable_files(dataset) if contents else []
     except OSError as exc:
         return None, [
             f"the dataset cannot be read: {exc.strerror or exc}: "
             f"{str(exc.filename or dataset)!r}; "
             "give the user running mdivicom read access to every folder in it"
         ]
+    if unreadable:
+        named = ", ".join(f"{rel!r} ({why})" for rel, why in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        return None, [
+            f"the dataset cannot be read for --hash-dataset: {named}{more} in "
+            f"{str(dataset)!r}; make every file readable, or run without --hash-dataset"
+        ]
+    return before, []
 
 
 def execute_prepared(
@@ -463,7 +480,7 @@ def execute_prepared(
     if not problems:
         # every backend: a container's read-only mount guards the mount, not the
         # files (a hard link in --work reaches them too), so the check is the same
-        before, problems = fingerprint_before(request.dataset_dir)
+        before, problems = fingerprint_before(request.dataset_dir, contents=request.hash_dataset)
     if problems:
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
