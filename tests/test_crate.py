@@ -251,3 +251,46 @@ def test_export_refuses_an_output_that_became_a_symlink_out_of_the_folder(
     with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
         export_crate(out, "latest", tmp_path / "crate")
     assert not (tmp_path / "crate").exists()
+
+
+MAKES_SESSIONS = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    for name in ("ses-01", "ses-02"):
+        view = pathlib.Path(out_dir, "dataset", "sessions", name)
+        view.mkdir(parents=True)
+        (view / "x.txt").write_text(name)
+"""
+
+
+def test_a_batch_chained_into_its_producers_out_exports_both(
+    site, dataset, tmp_path, offline_context
+):
+    """A folder with its own _runs/ was exported as a plain run root: the crate of a
+    batch chained onto a plugin's output in the same --out held none of its sessions."""
+    site.plugin("make", run_source=MAKES_SESSIONS)
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "results"
+    assert run_plugin("make", dataset=dataset, out=out).status == "succeeded"
+    summary = run_batch("writer", dataset=out / "make" / "dataset", out=out, sessions="*", jobs=1)
+    assert summary.status == "succeeded"
+    crate = tmp_path / "crate"
+    export_crate(out, "latest", crate)
+    assert validation_problems(crate) == []
+    entities = graph(crate)
+    actions = [entities[i] for i in ids(entities["./"]["mentions"])]
+    assert sorted(a["name"] for a in actions) == [
+        "lab/make 1.0.0 on dataset",
+        "lab/writer 1.0.0 on ses-01 (session ses-01)",
+        "lab/writer 1.0.0 on ses-02 (session ses-02)",
+    ]
+    assert entities["./"]["name"] == "3 runs of lab/make, lab/writer under results"
+    assert (crate / "make" / "dataset" / "sessions" / "ses-02" / "x.txt").is_file()
+    assert (crate / "ses-02" / "writer" / "result.csv").is_file()
+    # one run of the folder itself, by its id, is still exported alone
+    make_id = next(a["identifier"] for a in actions if a["name"].startswith("lab/make"))
+    alone = tmp_path / "alone"
+    export_crate(out, make_id, alone)
+    assert [a["identifier"] for a in graph(alone).values() if a["@type"] == "CreateAction"] == [
+        make_id
+    ]

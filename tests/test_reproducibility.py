@@ -20,6 +20,7 @@ from mdivicomtools.model.run import RunRecord
 from mdivicomtools.records import digest as digest_module
 from mdivicomtools.records.digest import DigestCache, read_manifest, scan_dataset
 from mdivicomtools.records.store import read_record
+from mdivicomtools.records.verify import verify_all
 from mdivicomtools.runner.rerun import SecretsMissing, VersionChanged
 
 COPY = """
@@ -533,6 +534,82 @@ def test_verify_rebases_a_chained_dataset_with_the_run_root(site, dataset, tmp_p
         f"  dataset: DIFFERS: the dataset folder is gone ({elsewhere / 'make' / 'dataset'})"
         in result.stdout.splitlines()
     ), result.stdout
+
+
+MAKES_SESSIONS = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    for name in ("ses-01", "ses-02"):
+        view = pathlib.Path(out_dir, "dataset", "sessions", name)
+        view.mkdir(parents=True)
+        (view / "x.txt").write_text(name)
+"""
+
+
+def chained_batch(site, dataset, tmp_path):
+    """`make` over the whole dataset, then a batch of `copy` over its sessions, both
+    into one --out: the folder is a run root and a batch's --out at once."""
+    site.plugin("make", run_source=MAKES_SESSIONS)
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "results"
+    assert run_plugin("make", dataset=dataset, out=out).status == "succeeded"
+    summary = run_batch("copy", dataset=out / "make" / "dataset", out=out, sessions="*", jobs=1)
+    assert summary.status == "succeeded", summary.sessions
+    return out
+
+
+def test_verify_and_runs_list_of_a_batch_chained_into_its_producers_out(site, dataset, tmp_path):
+    """A folder with its own _runs/ was taken for a plain run root: `verify` (and
+    `--all`) passed over every session of the batch chained into it and exited 0
+    with a session's output tampered, while `runs list` showed only the sessions."""
+    out = chained_batch(site, dataset, tmp_path)
+    (out / "ses-02" / "copy" / "x.txt").write_text("tampered")
+    for options in ((), ("--all",)):
+        result = site.cli("verify", str(out), *options)
+        assert result.returncode == 1, result.stdout
+        verdicts = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+        assert [line.rsplit(" ", 1)[-1] for line in verdicts] == ["ok", "ok", "DIFFERS"]
+        assert verdicts[0].startswith("lab/make run ")
+        assert verdicts[1].startswith("ses-01: lab/copy run ")
+        assert verdicts[2].startswith("ses-02: lab/copy run ")
+        assert "  output modified: x.txt" in result.stdout
+    assert [(r.session, r.plugin) for r in verify_out(out)] == [
+        (None, "lab/make"),
+        ("ses-01", "lab/copy"),
+        ("ses-02", "lab/copy"),
+    ]
+    # one run of the folder itself is still found by its id
+    make_id = json.loads(site.cli("runs", "show", str(out), "latest", "--json").stdout)["run_id"]
+    [report] = verify_out(out, make_id)
+    assert report.plugin == "lab/make" and report.ok
+    listed = json.loads(site.cli("runs", "list", str(out), "--json").stdout)
+    assert [(row["session"], row["plugin"]) for row in listed] == [
+        (None, "lab/make"),
+        ("ses-01", "lab/copy"),
+        ("ses-02", "lab/copy"),
+    ]
+    table = site.cli("runs", "list", str(out)).stdout.splitlines()
+    assert table[1].split()[:3] == ["-", "lab/make", "succeeded"]
+
+
+def test_a_plugin_output_holding_runs_is_not_taken_for_a_session(site, dataset, tmp_path):
+    """Only folders that are not the output of the folder's own runs are sessions."""
+    site.plugin(
+        "archive",
+        run_source="""
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "_runs").mkdir()
+    pathlib.Path(out_dir, "_runs", "kept.txt").write_text("a copy of old records")
+""",
+    )
+    out = tmp_path / "results"
+    assert run_plugin("archive", dataset=dataset, out=out).status == "succeeded"
+    outcome = verify_all(out)
+    assert [(r.session, r.ok) for r in outcome.reports] == [(None, True)]
+    assert outcome.skipped == []
+    listed = json.loads(site.cli("runs", "list", str(out), "--json").stdout)
+    assert [(row["plugin"], "session" in row) for row in listed] == [("lab/archive", False)]
 
 
 # -- rerun -------------------------------------------------------------------

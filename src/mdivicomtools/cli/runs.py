@@ -29,13 +29,13 @@ def list_command(out: str, as_json: bool) -> None:
     from mdivicomtools.records.store import (
         RunListItem,
         load_records,
-        session_folders,
+        run_roots,
         shown_status,
     )
 
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; give the --out folder of earlier runs")
-    if session_folders(Path(out)):
+    if any(root.session is not None for root in run_roots(Path(out))):
         _list_sessions(Path(out), as_json)
         return
     records, problems = load_records(Path(out))
@@ -63,7 +63,8 @@ def list_command(out: str, as_json: bool) -> None:
 
 
 def _list_sessions(out: Path, as_json: bool) -> None:
-    """A batch's --out: one line per session and plugin, with the latest status."""
+    """A batch's --out: one line per session and plugin, with the latest status; the
+    folder's own runs, when it is also a run root, on lines whose session is `-`."""
     from mdivicomtools.records.store import latest_by_session
 
     rows, problems = latest_by_session(out)
@@ -76,7 +77,10 @@ def _list_sessions(out: Path, as_json: bool) -> None:
     click.echo(
         table(
             ["SESSION", "PLUGIN", "LATEST", "RUN_ID", "RUNS", "ERROR"],
-            [[r.session, r.plugin, r.status, r.run_id, str(r.runs), r.error or ""] for r in rows],
+            [
+                [r.session or "-", r.plugin, r.status, r.run_id, str(r.runs), r.error or ""]
+                for r in rows
+            ],
         )
     )
 

@@ -30,7 +30,7 @@ from mdivicomtools.records.store import (
     check_output_paths,
     find_record,
     load_records,
-    session_folders,
+    run_roots,
 )
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
@@ -111,25 +111,33 @@ def _image_reference(container: ContainerInfo) -> str | None:
 
 def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunRecord]]:
     """(session, run root, record) of each run to export; the run root is where the
-    record was found, so a moved output folder still exports."""
+    record was found, so a moved output folder still exports.
+
+    A batch's --out that is also a run root of its own (a batch chained onto a
+    plugin's output in the same --out) exports both with `latest`: the folder's
+    newest run, as for any run root, and every session's.
+    """
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
-    if (out / RUNS_DIR).is_dir():
-        return [(None, out, find_record(out, run_id))]
-    sessions = session_folders(out)
-    if not sessions:
+    roots = run_roots(out)
+    if not roots:
         raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
+    own = roots[0].session is None
+    if own and (run_id != "latest" or len(roots) == 1):
+        return [(None, out, find_record(out, run_id))]
     if run_id != "latest":
         raise UsageError(
             f"{str(out)!r} is a batch folder; export all sessions with 'latest', or one run "
             f"with `mdivicom runs export {out}/<session> {run_id} --ro-crate DIR`"
         )
     chosen: list[tuple[str | None, Path, RunRecord]] = []
-    for folder in sessions:
-        records, _ = load_records(folder)
+    if own:
+        chosen.append((None, out, find_record(out, "latest")))
+    for root in roots[1:] if own else roots:
+        records, _ = load_records(root.folder)
         done = [r for r in records if r.status == "succeeded"]
         if done:
-            chosen.append((folder.name, folder, done[-1]))
+            chosen.append((root.session, root.folder, done[-1]))
     if not chosen:
         raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
     return chosen
@@ -195,8 +203,11 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
     first = runs[0][2]
     if len(runs) == 1:
         root["name"] = f"{first.plugin.ref} {first.plugin.version}, run {first.run_id}"
-    else:
+    elif all(session is not None and r.plugin.ref == first.plugin.ref for session, _, r in runs):
         root["name"] = f"{first.plugin.ref}: {len(runs)} sessions under {out.name}"
+    else:  # sessions of a batch chained onto the folder's own run, or of several plugins
+        plugins = ", ".join(sorted({r.plugin.ref for _, _, r in runs}))
+        root["name"] = f"{len(runs)} runs of {plugins} under {out.name}"
     root["description"] = (
         "Provenance of mdivicomtools runs exported from their run records: the plugin, the "
         "dataset, the config and the output files with their sha256."

@@ -222,9 +222,13 @@ class RunListItem(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RunRow(msgspec.Struct, kw_only=True, frozen=True):
-    """One line of `runs list` over a batch: a session's latest run of one plugin."""
+    """One line of `runs list` over a batch: a session's latest run of one plugin.
 
-    session: str
+    `session` is None for the runs recorded in the folder itself, when the
+    batch's --out is also a run root of its own (see `run_roots`).
+    """
+
+    session: str | None
     plugin: str
     status: str
     run_id: str
@@ -240,12 +244,43 @@ def session_folders(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.is_dir() and (p / RUNS_DIR).is_dir())
 
 
+class RunRoot(msgspec.Struct, kw_only=True, frozen=True):
+    """A folder holding `_runs/`: `out` itself (`session` None) or one batch session."""
+
+    session: str | None
+    folder: Path
+
+
+def run_roots(out: Path) -> list[RunRoot]:
+    """Every run root `out` holds: itself when it has `_runs/`, then each batch session.
+
+    One --out is often both: a plugin run over the whole study, then a batch
+    chained onto its output (`--dataset results/make/dataset --sessions 'ses-*'
+    --out results`). Treating such a folder as only one of the two made
+    `verify` and `runs export` pass over every session while `runs list`
+    showed only the sessions. A folder that is the output of one of the
+    folder's own runs (`<out>/<id>/`) is that plugin's output, not a session,
+    even when the plugin wrote a `_runs/` into it.
+    """
+    roots: list[RunRoot] = []
+    outputs: set[str] = set()
+    if (out / RUNS_DIR).is_dir():
+        roots.append(RunRoot(session=None, folder=out))
+        outputs = {record.plugin.id for record in load_records(out)[0]}
+    roots.extend(
+        RunRoot(session=folder.name, folder=folder)
+        for folder in session_folders(out)
+        if folder.name not in outputs
+    )
+    return roots
+
+
 def latest_by_session(out: Path) -> tuple[list[RunRow], list[str]]:
-    """Per session and plugin: the latest run's status, its id and how many runs there were."""
+    """Per run root and plugin: the latest run's status, its id and how many runs there were."""
     rows: list[RunRow] = []
     problems: list[str] = []
-    for folder in session_folders(out):
-        records, found_problems = load_records(folder)
+    for root in run_roots(out):
+        records, found_problems = load_records(root.folder)
         problems.extend(found_problems)
         by_plugin: dict[str, list[RunRecord]] = {}
         for record in records:
@@ -254,9 +289,9 @@ def latest_by_session(out: Path) -> tuple[list[RunRow], list[str]]:
             latest = runs[-1]
             rows.append(
                 RunRow(
-                    session=folder.name,
+                    session=root.session,
                     plugin=plugin,
-                    status=shown_status(latest, folder),
+                    status=shown_status(latest, root.folder),
                     run_id=latest.run_id,
                     started_at=latest.started_at,
                     runs=len(runs),

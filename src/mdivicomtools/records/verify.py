@@ -22,7 +22,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
     load_records,
-    session_folders,
+    run_roots,
 )
 
 DatasetCheckKind = Literal["digest", "fingerprint", "not recorded", "missing"]
@@ -103,13 +103,17 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
 
 
 class SkippedSession(msgspec.Struct, kw_only=True, frozen=True):
-    """A session of a batch that `verify` did not check, and why (it kept no outputs)."""
+    """A session of a batch that `verify` did not check, and why (it kept no outputs).
 
-    session: str
+    `session` is None for the folder's own runs, when a batch's --out is also a
+    run root of its own.
+    """
+
+    session: str | None
     reason: str
 
     def describe(self) -> str:
-        return f"{self.session}: skipped: {self.reason}"
+        return f"{self.session or 'the folder itself'}: skipped: {self.reason}"
 
 
 class VerifyOutcome(msgspec.Struct, kw_only=True):
@@ -269,41 +273,46 @@ def verify_all(
     out = Path(out)
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
-    sessions = session_folders(out)
-    if sessions and not (out / "_runs").is_dir():
-        if run_id != "latest":
-            raise UsageError(
-                f"{str(out)!r} is a batch folder; verify a single run with "
-                f"`mdivicom verify {out}/<session> {run_id}`"
-            )
-        reports = []
-        skipped: list[SkippedSession] = []
-        for folder in sessions:
-            records, _ = load_records(folder)
-            if not any(r.status == "succeeded" for r in records):
-                skipped.append(SkippedSession(session=folder.name, reason=_skip_reason(records)))
-                continue
-            for record in _pick(records, run_id, every_plugin, folder):
-                reports.append(
-                    verify_record(
-                        record,
-                        session=folder.name,
-                        run_root=folder,
-                        superseded_by=_successor(records, record),
-                    )
+    roots = run_roots(out)
+    own = bool(roots) and roots[0].session is None
+    if run_id != "latest" and roots and not own:
+        raise UsageError(
+            f"{str(out)!r} is a batch folder; verify a single run with "
+            f"`mdivicom verify {out}/<session> {run_id}`"
+        )
+    if not roots or (own and (run_id != "latest" or len(roots) == 1)):
+        # a plain run root, or one run of a folder that is also a batch's --out
+        records, _ = load_records(out)
+        if not records:
+            raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
+        chosen = _pick(records, run_id, every_plugin, out)
+        if not chosen:
+            raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
+        return VerifyOutcome(
+            reports=[
+                verify_record(record, run_root=out, superseded_by=_successor(records, record))
+                for record in chosen
+            ]
+        )
+    # a batch's --out: every session, and the folder's own runs when it has any (a
+    # batch chained onto a plugin's output in the same --out)
+    reports = []
+    skipped: list[SkippedSession] = []
+    for root in roots:
+        records, _ = load_records(root.folder)
+        if not any(r.status == "succeeded" for r in records):
+            skipped.append(SkippedSession(session=root.session, reason=_skip_reason(records)))
+            continue
+        for record in _pick(records, run_id, every_plugin, root.folder):
+            reports.append(
+                verify_record(
+                    record,
+                    session=root.session,
+                    run_root=root.folder,
+                    superseded_by=_successor(records, record),
                 )
-        if not reports:
-            raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
-        return VerifyOutcome(reports=reports, skipped=skipped)
-    records, _ = load_records(out)
-    if not records:
-        raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
-    chosen = _pick(records, run_id, every_plugin, out)
-    if not chosen:
-        raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
-    return VerifyOutcome(
-        reports=[
-            verify_record(record, run_root=out, superseded_by=_successor(records, record))
-            for record in chosen
-        ]
-    )
+            )
+    if not reports:
+        where = "nothing" if own else "no session"
+        raise RecordNotFound(f"{where} under {str(out)!r} has a succeeded run")
+    return VerifyOutcome(reports=reports, skipped=skipped)
