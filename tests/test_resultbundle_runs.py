@@ -77,7 +77,7 @@ def test_an_invalid_bundle_is_a_warning_by_default(site, dataset, tmp_path, isol
     assert bundle["valid"] is False and bundle["type"] == "lab.broken.v1"
     assert bundle["problems"] == [
         "resultbundle.json: /files/0/path: required file 'missing.tsv' does not exist under "
-        f"'{out / '_staging' / record.run_id / 'sloppy'}' (expected the file to exist)"
+        f"'{out / 'sloppy'}' (expected the file to exist)"  # where it is, not its staging
     ]
     assert record.warnings == [
         "result bundle resultbundle.json is invalid (1 problem(s)); see the record's "
@@ -247,3 +247,58 @@ def test_a_detached_sidecar_has_the_same_verdict_in_the_run_and_in_validate(
     assert validated.returncode == 0, validated.stdout
     [bundle] = record.resultbundles
     assert bundle.valid, bundle.problems
+
+
+POINTS_BACK = """
+import json, os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "own").mkdir()
+    pathlib.Path(out_dir, "own", "n.tsv").write_text("n\\tlabel\\n1\\tx\\n")
+    root = config["root"].replace("$FINAL", os.environ["MDIVICOM_FINAL_OUT_DIR"])
+    files = [{"path": config["path"], "role": "data", "format": "tsv", "required": True,
+              "key_columns": {"label": "label"}}]
+    pathlib.Path(out_dir, "resultbundle.json").write_text(json.dumps({
+        "resultbundle_type": "lab.pointer.v1", "schema_version": "1.0.0",
+        "time_reference": {"kind": "none", "unit": "none"},
+        "source": {"root": root}, "files": files}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("root", "path"),
+    [
+        ("../annotate/dataset", "sessions/ses-01/derived/annotations/events.tsv"),
+        ("$FINAL/own", "n.tsv"),
+        ("own", "n.tsv"),
+    ],
+    ids=["the-upstream-output-by-a-relative-root", "its-own-output-by-its-final-path", "own"],
+)
+def test_a_detached_root_is_resolved_from_where_the_sidecar_will_live(
+    site, dataset, tmp_path, root, path
+):
+    """The run checked a sidecar from its staging folder: a relative `source.root` to
+    the upstream plugin's output in the same --out, or an absolute one under
+    $MDIVICOM_FINAL_OUT_DIR (as docs/reproducibility.md advises), named no file there
+    and the run said INVALID where `bundles validate` said valid."""
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("pointer", run_source=POINTS_BACK)
+    out = tmp_path / "out"
+    assert run_plugin("annotate", dataset=dataset, out=out).status == "succeeded"
+    config = {"root": root, "path": path}
+    record = run_plugin("pointer", dataset=out / "annotate" / "dataset", out=out, config=config)
+    assert record.status == "succeeded", record.error
+    [bundle] = record.resultbundles
+    assert bundle.valid, bundle.problems
+    validated = site.cli("bundles", "validate", str(out / "pointer"))
+    assert validated.returncode == 0, validated.stdout
+    # a missing file is named under the folder it will be in, not the staging folder
+    missing = run_plugin(
+        "pointer", dataset=dataset, out=tmp_path / "other", config={**config, "path": "no.tsv"}
+    )
+    [bundle] = missing.resultbundles
+    assert not bundle.valid
+    if root != "../annotate/dataset":
+        assert bundle.problems == [
+            "resultbundle.json: /files/0/path: required file 'no.tsv' does not exist under "
+            f"{str(tmp_path / 'other' / 'pointer' / 'own')!r} (expected the file to exist)"
+        ]

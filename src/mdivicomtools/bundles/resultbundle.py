@@ -381,25 +381,66 @@ class Readable(msgspec.Struct, kw_only=True, frozen=True):
         return any(inside(folder, path) for folder in self.folders)
 
 
+class Placement(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a run's output is checked (`staged`) and where it will live (`final`).
+
+    The finalisation checks sidecars in `<out>/_staging/<run_id>/<id>/`, but
+    `bundles validate` and the next plugin see them in `<out>/<id>/`. A
+    detached sidecar's relative `source.root` (`../other/dataset`) or an
+    absolute one under `$MDIVICOM_FINAL_OUT_DIR` resolves differently from the
+    two places, so the run judged a payload that is not the one its output
+    will name. The run therefore resolves every path from the final place,
+    and reads what lies under the final folder from staging, where it is now.
+    """
+
+    staged: Path
+    final: Path
+
+    def final_path(self, staged_path: Path) -> Path:
+        """Where a path under the staging folder will be after promotion."""
+        return self.final / staged_path.relative_to(self.staged)
+
+    def on_disk(self, path: Path) -> Path:
+        """A path as resolved from the final place, where its file is during the check.
+
+        A path through the final folder is resolved by text: that folder does not
+        exist yet (or holds the previous output), so the kernel cannot follow
+        `<out>/<id>/../other` through it. Any other path is left to the kernel,
+        as `bundles validate` leaves it.
+        """
+        try:
+            path.relative_to(self.final)
+        except ValueError:
+            return path
+        normal = Path(os.path.normpath(path))
+        try:
+            return self.staged / normal.relative_to(self.final)
+        except ValueError:
+            return normal  # it climbs out of the final folder: `../other/dataset`
+
+
 def validate_data(
     data: Any,
     sidecar: Path,
     *,
     check_files: bool = True,
     confine: Path | Readable | None = None,
+    placed: Placement | None = None,
 ) -> BundleReport:
     """Validate a sidecar's parsed JSON; never raises on odd input.
 
     With `confine`, files the sidecar names are read only if they lie inside
     one of its folders (symlinks resolved): a run's check never reads a host
     file a plugin pointed its payload root at. Such a file is a problem.
+    With `placed`, the sidecar is judged from where it will live (see
+    `Placement`), and problems name the payload root there.
     """
     problems = _schema_problems(data)
     notes: list[str] = []
     envelope = data if isinstance(data, dict) else {}
     files = envelope.get("files")
     source = envelope.get("source")
-    root = payload_root(sidecar, source)
+    root = payload_root(placed.final_path(sidecar) if placed else sidecar, source)
     base_pointer = _pointer(("source", "root_base"))
     base = _root_base(source)
     if _bad_root_base(base) and not any(p.pointer == base_pointer for p in problems):
@@ -423,6 +464,7 @@ def validate_data(
                     root,
                     skipped_formats,
                     Readable.of(confine) if confine is not None else None,
+                    placed,
                 )
         if skipped_formats:
             notes.append(
@@ -447,6 +489,7 @@ def _check_file(
     root: Path,
     skipped_formats: set[str],
     confine: Readable | None = None,
+    placed: Placement | None = None,
 ) -> list[Problem]:
     base = _pointer(("files", index))
     path_value = entry.get("path")
@@ -465,7 +508,7 @@ def _check_file(
     problems = [
         Problem(pointer=base + p.pointer, message=p.message, expected=p.expected) for p in problems
     ]
-    target = root / relative
+    target = root / relative if placed is None else placed.on_disk(root / relative)
     if confine is not None and not confine.admits(target):
         problems.append(
             Problem(
@@ -516,12 +559,14 @@ def _check_file(
     return problems
 
 
-def validate_file(path: Path, *, confine: Path | Readable | None = None) -> BundleReport:
+def validate_file(
+    path: Path, *, confine: Path | Readable | None = None, placed: Placement | None = None
+) -> BundleReport:
     """Read and validate one sidecar file; unreadable JSON is a problem, not a crash.
 
     The sidecar is read only as a regular file (not a symlink, FIFO or device)
     of at most `safefs.PARSE_LIMIT` bytes; anything else is reported as a
-    problem without reading it. `confine` is passed to `validate_data`.
+    problem without reading it. `confine` and `placed` are passed to `validate_data`.
     """
     try:
         data = json.loads(read_regular(path).decode("utf-8"))
@@ -547,7 +592,7 @@ def validate_file(path: Path, *, confine: Path | Readable | None = None) -> Bund
             valid=False,
             problems=[Problem(pointer="", message=f"unreadable: {exc}")],
         )
-    return validate_data(data, path, confine=confine)
+    return validate_data(data, path, confine=confine, placed=placed)
 
 
 def find_sidecars(folder: Path) -> list[Path]:

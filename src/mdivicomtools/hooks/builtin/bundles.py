@@ -8,7 +8,12 @@ before its output is promoted.
 
 from __future__ import annotations
 
-from mdivicomtools.bundles.resultbundle import Readable, find_sidecars, validate_file
+from mdivicomtools.bundles.resultbundle import (
+    Placement,
+    Readable,
+    find_sidecars,
+    validate_file,
+)
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.run import BundleSummary, RunOutcome, RunRequest
 
@@ -21,8 +26,10 @@ def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
     # what the plugin could read itself (its output, the dataset, named mounts): a
     # detached sidecar's payload in the dataset has the verdict `bundles validate` gives
     readable = Readable.of_run(request, outcome.staging_dir)
+    # judged from <out>/<id>/, where bundles validate and the next plugin will see it
+    placed = Placement(staged=outcome.staging_dir, final=request.out_dir)
     for sidecar in find_sidecars(outcome.staging_dir):
-        report = validate_file(sidecar, confine=readable)
+        report = validate_file(sidecar, confine=readable, placed=placed)
         relative = sidecar.relative_to(outcome.staging_dir).as_posix()
         outcome.resultbundles.append(
             BundleSummary(
