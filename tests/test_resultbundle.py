@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mdivicomtools import schemas
 from mdivicomtools.bundles.resultbundle import (
+    BundleFile,
     FileTime,
     build_resultbundle,
     find_sidecars,
@@ -185,6 +186,37 @@ def test_paths_may_not_leave_the_payload_root(tmp_path):
     data = json.loads(path.read_text())
     data["files"][2]["path"] = "../elsewhere.mp4"
     assert pointers(validate_data(data, path)) == ["/files/2/path"]
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_an_empty_path_names_no_file(tmp_path, required):
+    """An empty path joined to the payload root named the root itself, a folder that
+    always exists: the entry named no file and the sidecar was valid."""
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][2].update(path="", required=required)
+    report = validate_data(data, path)
+    assert [(p.pointer, p.message) for p in report.problems] == [
+        ("/files/2/path", "the path is empty; it names no file")
+    ]
+    with pytest.raises(ValueError, match="names no file"):
+        write_resultbundle(
+            tmp_path / "b",
+            resultbundle_type="x.v1",
+            files=[BundleFile(path="", role="r", format="tsv", required=required)],
+        )
+
+
+def test_a_required_path_naming_a_folder_says_so(tmp_path):
+    path = sidecar(tmp_path / "b")
+    (tmp_path / "b" / "frames").mkdir()
+    data = json.loads(path.read_text())
+    data["files"][2].update(path="frames", required=True)
+    [problem] = validate_data(data, path).problems
+    assert problem.message == (
+        f"required file 'frames' is a folder under {str(tmp_path / 'b')!r}, not a file"
+    )
+    assert problem.expected == "a file, not a folder"
 
 
 def test_detached_sidecar_resolves_source_root(tmp_path):

@@ -493,8 +493,18 @@ def _check_file(
 ) -> list[Problem]:
     base = _pointer(("files", index))
     path_value = entry.get("path")
-    if not isinstance(path_value, str) or not path_value:
+    if not isinstance(path_value, str):
         return []  # the schema reported it
+    if not path_value:
+        # joined to the payload root it names the root itself: a folder that always
+        # exists, so an entry naming no file at all was valid
+        return [
+            Problem(
+                pointer=f"{base}/path",
+                message="the path is empty; it names no file",
+                expected="a path relative to the payload root",
+            )
+        ]
     relative = Path(path_value)
     if path_problem(path_value) is not None:
         return [
@@ -520,11 +530,14 @@ def _check_file(
         return problems
     if not target.is_file():
         if entry.get("required") is True:
+            folder = target.is_dir()
+            where = f"under {str(root)!r}"
             problems.append(
                 Problem(
                     pointer=f"{base}/path",
-                    message=f"required file {path_value!r} does not exist under {str(root)!r}",
-                    expected="the file to exist",
+                    message=f"required file {path_value!r} "
+                    + (f"is a folder {where}, not a file" if folder else f"does not exist {where}"),
+                    expected="a file, not a folder" if folder else "the file to exist",
                 )
             )
         return problems
