@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -217,6 +218,35 @@ def test_a_required_path_naming_a_folder_says_so(tmp_path):
         f"required file 'frames' is a folder under {str(tmp_path / 'b')!r}, not a file"
     )
     assert problem.expected == "a file, not a folder"
+
+
+def test_a_symlinked_table_is_read_at_its_target_when_that_may_be_read(tmp_path):
+    """A table that is a symlink (a datalad or git-annex payload) was never read:
+    `... is a symlink; it was not read` made the bundle INVALID."""
+    path = sidecar(tmp_path / "b")
+    annex = tmp_path / "b" / ".git" / "annex" / "objects"
+    annex.mkdir(parents=True)
+    (tmp_path / "b" / "gaze.tsv").rename(annex / "SHA256E-s1--abc.tsv")
+    (tmp_path / "b" / "gaze.tsv").symlink_to(Path(".git/annex/objects/SHA256E-s1--abc.tsv"))
+    report = validate_file(path)
+    assert report.valid, report.messages()
+    assert validate_file(path, confine=tmp_path / "b").valid
+    # a target outside what the check may read is still not read
+    outside = tmp_path / "elsewhere.tsv"
+    outside.write_text("section id\ttimestamp [ns]\n")
+    (tmp_path / "b" / "gaze.tsv").unlink()
+    (tmp_path / "b" / "gaze.tsv").symlink_to(outside)
+    [problem] = validate_file(path, confine=tmp_path / "b").problems
+    assert problem.message == "'gaze.tsv' lies outside the output folder; it was not read"
+    # and a FIFO behind a link is refused, not waited on
+    fifo = tmp_path / "b" / "fifo.tsv"
+    os.mkfifo(fifo)
+    (tmp_path / "b" / "gaze.tsv").unlink()
+    (tmp_path / "b" / "gaze.tsv").symlink_to("fifo.tsv")
+    [problem] = validate_file(path).problems
+    assert problem.message == (
+        f"required file 'gaze.tsv' is not a regular file under {str(tmp_path / 'b')!r}"
+    )
 
 
 def test_detached_sidecar_resolves_source_root(tmp_path):

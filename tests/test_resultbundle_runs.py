@@ -302,3 +302,38 @@ def test_a_detached_root_is_resolved_from_where_the_sidecar_will_live(
             "resultbundle.json: /files/0/path: required file 'no.tsv' does not exist under "
             f"{str(tmp_path / 'other' / 'pointer' / 'own')!r} (expected the file to exist)"
         ]
+
+
+LINKS_A_TABLE = """
+import json, os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "tables").mkdir()
+    pathlib.Path(out_dir, "tables", "v1.tsv").write_text("onset\\tlabel\\n1\\tx\\n")
+    os.symlink(config["target"], pathlib.Path(out_dir, "events.tsv"))
+    pathlib.Path(out_dir, "resultbundle.json").write_text(json.dumps({
+        "resultbundle_type": "lab.linked.v1", "schema_version": "1.0.0",
+        "time_reference": {"kind": "none", "unit": "none"},
+        "files": [{"path": "events.tsv", "role": "events", "format": "tsv", "required": True,
+                   "key_columns": {"label": "label"}}]}))
+"""
+
+
+def test_a_table_that_is_a_symlink_inside_the_output_is_read_at_its_target(site, dataset, tmp_path):
+    """A table linked to another file of the same output (as a datalad or git-annex
+    payload is) made the bundle INVALID: `... is a symlink; it was not read`, naming
+    the staging path. A link out of what the plugin could read stays unread."""
+    site.plugin("linked", run_source=LINKS_A_TABLE)
+    out = tmp_path / "out"
+    record = run_plugin("linked", dataset=dataset, out=out, config={"target": "tables/v1.tsv"})
+    assert record.status == "succeeded", record.error
+    [bundle] = record.resultbundles
+    assert bundle.valid, bundle.problems
+    validated = site.cli("bundles", "validate", str(out / "linked"))
+    assert validated.returncode == 0, validated.stdout
+    host = tmp_path / "host.tsv"
+    host.write_text("onset\tlabel\n")
+    record = run_plugin(
+        "linked", dataset=dataset, out=tmp_path / "other", config={"target": str(host)}
+    )
+    # a link leaving the output is refused by the inventory, as before
+    assert record.status == "failed" and record.error.type == "UnsafeOutput"

@@ -530,16 +530,7 @@ def _check_file(
         return problems
     if not target.is_file():
         if entry.get("required") is True:
-            folder = target.is_dir()
-            where = f"under {str(root)!r}"
-            problems.append(
-                Problem(
-                    pointer=f"{base}/path",
-                    message=f"required file {path_value!r} "
-                    + (f"is a folder {where}, not a file" if folder else f"does not exist {where}"),
-                    expected="a file, not a folder" if folder else "the file to exist",
-                )
-            )
+            problems.append(_not_a_file(path_value, target, root, f"{base}/path"))
         return problems
     if not columns:
         return problems
@@ -549,7 +540,10 @@ def _check_file(
         skipped_formats.add(fmt if isinstance(fmt, str) else Path(path_value).suffix)
         return problems
     try:
-        header = read_header(target, delimiter)
+        # a table that is a symlink (a datalad or git-annex dataset, a link to another
+        # output) is read at its target: a run's check admitted that target above, by
+        # its real path; read_header still refuses a FIFO or a device there
+        header = read_header(Path(os.path.realpath(target)), delimiter)
     except (OSError, UnicodeDecodeError, EOFError, csv.Error, gzip.BadGzipFile) as exc:
         problems.append(
             Problem(
@@ -570,6 +564,20 @@ def _check_file(
                 )
             )
     return problems
+
+
+def _not_a_file(path_value: str, target: Path, root: Path, pointer: str) -> Problem:
+    """What a required entry names instead of a file: a folder, something else, nothing."""
+    where = f"under {str(root)!r}"
+    if target.is_dir():
+        message, expected = f"is a folder {where}, not a file", "a file, not a folder"
+    elif os.path.lexists(target):  # a FIFO, a device, a socket, a link to nothing
+        message, expected = f"is not a regular file {where}", "a regular file"
+    else:
+        message, expected = f"does not exist {where}", "the file to exist"
+    return Problem(
+        pointer=pointer, message=f"required file {path_value!r} {message}", expected=expected
+    )
 
 
 def validate_file(
