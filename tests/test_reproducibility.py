@@ -811,6 +811,35 @@ def test_rerun_on_a_moved_dataset(site, dataset, tmp_path):
     assert report.record.dataset_dir == str(moved)
 
 
+def test_rerun_with_its_dataset_gone_names_it_not_a_dataset_option(site, dataset, tmp_path):
+    """The rerun said `--dataset '...' does not exist` to a user who gave no --dataset;
+    for a chained run, whose dataset was the upstream plugin's output, neither said
+    what to do."""
+    site.plugin("make", run_source=MAKES_DATASET)
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "results"
+    assert run_plugin("make", dataset=dataset, out=out).status == "succeeded"
+    chained = run_plugin("copy", dataset=out / "make" / "dataset", out=out)
+    shutil.rmtree(out / "make")
+    result = site.cli("rerun", str(out), chained.run_id)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the dataset run {chained.run_id} read, "
+        f"{str(out / 'make' / 'dataset')!r}, is gone; it was another plugin's output in the "
+        "same --out: run that plugin again, or pass --dataset DIR where a copy is"
+    )
+    original = run_plugin("copy", dataset=dataset, out=tmp_path / "plain")
+    shutil.move(dataset, tmp_path / "moved")
+    result = site.cli("rerun", str(tmp_path / "plain"), original.run_id)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the dataset run {original.run_id} read, {str(dataset)!r}, is gone; "
+        "pass --dataset DIR where it is now"
+    )
+    report = rerun(tmp_path / "plain", original.run_id, dataset=tmp_path / "moved")
+    assert report.same_outputs
+
+
 def test_secret_keys_missing_are_found_at_any_depth():
     from mdivicomtools.runner.rerun import redacted_keys
 

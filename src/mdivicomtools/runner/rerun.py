@@ -42,6 +42,10 @@ class SecretsMissing(UsageError):
     """The record redacted config values that the rerun was not given again."""
 
 
+class DatasetGone(UsageError):
+    """The dataset the record names is gone, and no --dataset says where it is now."""
+
+
 class RerunReport(msgspec.Struct, kw_only=True):
     """The new run and how its outputs compare with the original's."""
 
@@ -191,6 +195,18 @@ def rerun_options(
             f"{installed} is installed; install {original.plugin.version} to repeat it exactly, "
             "or pass --allow-version-change"
         )
+    recorded = recorded_dataset(original, out.expanduser().absolute())
+    if dataset is None and not recorded.is_dir():
+        # validation would blame a `--dataset` the user never gave
+        raise DatasetGone(
+            f"the dataset run {original.run_id} read, {str(recorded)!r}, is gone; "
+            + (
+                "it was another plugin's output in the same --out: run that plugin again, "
+                "or pass --dataset DIR where a copy is"
+                if _inside(recorded, out.expanduser().absolute())
+                else "pass --dataset DIR where it is now"
+            )
+        )
     refs = image_refs(original)
     target = (
         Path(new_out).expanduser().absolute()
@@ -199,9 +215,7 @@ def rerun_options(
     )
     return RunOptions.build(
         # a dataset inside the original's run root moved with it (a chained run)
-        dataset=str(dataset)
-        if dataset is not None
-        else str(recorded_dataset(original, out.expanduser().absolute())),
+        dataset=str(dataset) if dataset is not None else str(recorded),
         out=str(target),
         config=config,
         backend=original.backend.name,
@@ -218,6 +232,14 @@ def rerun_options(
         rerun_of=original.run_id,
         **_container_options(original),
     )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
 
 
 def _container_options(original: RunRecord) -> dict[str, Any]:
