@@ -592,6 +592,32 @@ def test_verify_and_runs_list_of_a_batch_chained_into_its_producers_out(site, da
     assert table[1].split()[:3] == ["-", "lab/make", "succeeded"]
 
 
+def test_a_copied_chained_batch_checks_and_reruns_its_own_copy_of_the_dataset(
+    site, dataset, tmp_path
+):
+    """A session's dataset in the batch's --out (the upstream plugin's output) lies
+    outside the session's run root, so it was not re-based: a copy was checked
+    against the original's dataset, and with the original moved every session said
+    `the dataset folder is gone`."""
+    out = chained_batch(site, dataset, tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.move(out, tmp_path / "moved")
+    result = site.cli("verify", str(copy))
+    assert result.returncode == 0, result.stdout
+    reports = verify_out(copy)
+    assert [r.dataset.path for r in reports[1:]] == [
+        str(copy / "make" / "dataset" / "sessions" / name) for name in ("ses-01", "ses-02")
+    ]
+    again = rerun(copy / "ses-01", "latest", new_out=tmp_path / "again")
+    assert again.record.dataset_dir == str(copy / "make" / "dataset" / "sessions" / "ses-01")
+    assert again.same_outputs
+    shutil.rmtree(copy / "make")
+    result = site.cli("rerun", str(copy / "ses-02"), "latest")
+    assert result.returncode == 2
+    assert "it was another plugin's output in the same --out" in result.stderr
+
+
 def test_a_plugin_output_holding_runs_is_not_taken_for_a_session(site, dataset, tmp_path):
     """Only folders that are not the output of the folder's own runs are sessions."""
     site.plugin(

@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.run import OutputFile, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
@@ -89,17 +90,24 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
     (`results/sync-audio/dataset`). When that run root is moved or copied,
     its outputs are looked for where the record was found; the dataset must
     be too, or a copy is checked against the original's dataset (and a moved
-    one is reported gone). A dataset outside the recorded run root stays
-    where the record says.
+    one is reported gone). A batch's session is the same one level up: its run
+    root is `<out>/<session>/`, and a batch chained onto a plugin's output in
+    the same --out reads `<out>/<id>/dataset/sessions/<session>`, which moves
+    with the batch's --out. A dataset outside both stays where the record says.
     """
     dataset = Path(os.path.normpath(record.dataset_dir))
     if run_root is None:
         return dataset
-    try:
-        relative = dataset.relative_to(os.path.normpath(record.run_out_dir))
-    except ValueError:
-        return dataset
-    return run_root / relative
+    recorded_root = Path(os.path.normpath(record.run_out_dir))
+    moves = [(recorded_root, run_root)]
+    if (run_root.parent / BATCHES_DIR).is_dir():  # a session of the batch's --out above
+        moves.append((recorded_root.parent, run_root.parent))
+    for old, new in moves:
+        try:
+            return new / dataset.relative_to(old)
+        except ValueError:
+            continue
+    return dataset
 
 
 class SkippedSession(msgspec.Struct, kw_only=True, frozen=True):

@@ -20,6 +20,7 @@ from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, 
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
 from mdivicomtools.errors import UsageError
+from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord, is_image_id
 from mdivicomtools.records.store import find_record
@@ -203,7 +204,7 @@ def rerun_options(
             + (
                 "it was another plugin's output in the same --out: run that plugin again, "
                 "or pass --dataset DIR where a copy is"
-                if _inside(recorded, out.expanduser().absolute())
+                if _chained(recorded, out.expanduser().absolute())
                 else "pass --dataset DIR where it is now"
             )
         )
@@ -234,12 +235,13 @@ def rerun_options(
     )
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
+def _chained(dataset: Path, run_root: Path) -> bool:
+    """Whether a dataset lay in the run's --out: another plugin's output there, for a
+    batch's session in the batch's --out above its run root."""
+    roots = [run_root]
+    if (run_root.parent / BATCHES_DIR).is_dir():
+        roots.append(run_root.parent)
+    return any(dataset.is_relative_to(root) for root in roots)
 
 
 def _container_options(original: RunRecord) -> dict[str, Any]:
