@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from engines import need_engine
 from pluginsite import MDIVICOM, pip_install_target
 
 
@@ -97,3 +98,71 @@ def test_bad_names_and_existing_folders_are_exit_2(tmp_path):
         text=True,
     )
     assert taken.returncode == 2 and "already exists" in taken.stderr
+
+
+def test_ids_that_are_no_project_name_as_such_still_build(tmp_path):
+    # a slug may end in '-' or hold a '.', which a project name (PEP 508) and a bare
+    # TOML key do not allow: the scaffold used to write a pyproject.toml pip refused
+    made = subprocess.run(
+        [MDIVICOM, "plugins", "new", "talk.time-", "--dir", str(tmp_path / "tt")],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    target = tmp_path / "site"
+    pip_install_target(target, tmp_path / "tt")
+    assert (target / "mdivicom_talk_time-0.1.0.dist-info").is_dir()
+    env = dict(os.environ, PYTHONPATH=str(target), MDIVICOM_PLUGIN_PATH="")
+    info = subprocess.run(
+        [MDIVICOM, "plugins", "info", "local/talk.time-", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["status"] == "ok"
+
+
+def test_container_scaffold_passes_its_tests_with_another_plugin_path_set(tmp_path):
+    need_engine("docker")
+    made = subprocess.run(
+        [
+            MDIVICOM,
+            "plugins",
+            "new",
+            "lister",
+            "--kind",
+            "container",
+            "--dir",
+            str(tmp_path / "lister"),
+            "--image",
+            "localhost/mdivicom-test:1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "lab-manifests").mkdir()
+    # a lab's own MDIVICOM_PLUGIN_PATH, set in the shell profile
+    env = dict(
+        os.environ, MDIVICOM_PLUGIN_PATH=str(tmp_path / "lab-manifests"), MDIVICOM_BACKEND="docker"
+    )
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "lister",
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "1 passed" in tests.stdout
+    check = subprocess.run(
+        [MDIVICOM, "plugins", "check", "lister", "--json"],
+        env=dict(env, MDIVICOM_PLUGIN_PATH=str(tmp_path / "lister")),
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    statuses = {c["name"]: c["status"] for c in json.loads(check.stdout)}
+    assert statuses["provenance.json"] == "pass"
+    assert set(statuses.values()) == {"pass"}

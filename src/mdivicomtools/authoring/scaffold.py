@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from mdivicomtools.errors import UsageError
@@ -24,7 +25,7 @@ dependencies = ["mdivicomtools"]
 test = ["pytest"]
 
 [project.entry-points."mdivicomtools.plugins"]
-{id} = "{package}.plugin:get_plugin"
+"{id}" = "{package}.plugin:get_plugin"
 
 [tool.setuptools.packages.find]
 where = ["src"]
@@ -59,6 +60,7 @@ RUN = '''\
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,7 @@ PY_TEST = '''\
 """Tests through the real mdivicomtools pipeline (fixtures from mdivicomtools.testing)."""
 
 import json
+import re
 from pathlib import Path
 
 from mdivicomtools.testing import assert_plugin_conforms
@@ -109,15 +112,17 @@ def test_conforms_to_the_contract():
 MANIFEST_TEST = '''\
 """Checks the manifest through the real pipeline; needs Docker or Podman with the image."""
 
-import os
 from pathlib import Path
 
 from mdivicomtools.testing import assert_plugin_conforms
 
-os.environ.setdefault("MDIVICOM_PLUGIN_PATH", str(Path(__file__).parents[1]))
+# this project's folder only: a MDIVICOM_PLUGIN_PATH set in your shell may name
+# another copy of {id}.json (which would clash) or none at all
+HERE = str(Path(__file__).resolve().parents[1])
 
 
-def test_conforms_to_the_contract():
+def test_conforms_to_the_contract(monkeypatch):
+    monkeypatch.setenv("MDIVICOM_PLUGIN_PATH", HERE)
     assert_plugin_conforms("{id}")
 '''
 
@@ -130,6 +135,15 @@ An mdivicomtools plugin, scaffolded by `mdivicom plugins new`.
     mdivicom plugins check {id}
     pytest
 """
+
+
+def distribution_name(plugin_id: str) -> str:
+    """The package name for `plugin_id`, in the normalised form PEP 503/508 accept.
+
+    A slug may end in `-`, `_` or `.` and hold runs of them, which a project
+    name may not: setuptools refuses `mdivicom-counts-` at build time.
+    """
+    return "mdivicom-" + "-".join(part for part in re.split(r"[-_.]+", plugin_id) if part)
 
 
 def scaffold(
@@ -158,7 +172,7 @@ def scaffold(
         "publisher": publisher,
         "api": API_VERSION,
         "package": "mdivicom_" + name.replace("-", "_").replace(".", "_"),
-        "dist": f"mdivicom-{name}",
+        "dist": distribution_name(name),
     }
     files: dict[str, str] = {}
     if kind == "python":
@@ -185,7 +199,13 @@ def scaffold(
                 "image": image,
                 "pull": "missing",
                 "network": False,
-                "command": ["sh", "-c", "ls -R {dataset_dir} > {out_dir}/listing.txt"],
+                "command": [
+                    "sh",
+                    "-c",
+                    "ls -R {dataset_dir} > {out_dir}/listing.txt && "
+                    f'echo \'{{"tool": "{name}", "version": "0.1.0"}}\' '
+                    "> {out_dir}/provenance.json",
+                ],
             },
         }
         files = {
