@@ -34,6 +34,11 @@ BROKEN = {
         "callable",
         "run() must accept the keyword argument(s) work_dir, dry_run",
     ),
+    "async-run": (
+        "async def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n    pass\n",
+        "callable",
+        "is an async function; the runner calls run() and takes what it returns",
+    ),
     "writes-outside": (
         "import pathlib\n"
         "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"

@@ -393,7 +393,8 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     ]
 
 
-def test_unimportable_callable_fails_the_run(site, dataset, tmp_path):
+@pytest.mark.parametrize("isolate", [False, True])
+def test_unimportable_callable_fails_the_run(site, dataset, tmp_path, isolate):
     site.plugin(
         "ghost",
         data={
@@ -408,9 +409,28 @@ def test_unimportable_callable_fails_the_run(site, dataset, tmp_path):
             "entry": {"callable": "p_no_such_module.run:run"},
         },
     )
-    record = run_plugin("ghost", dataset=dataset, out=tmp_path / "out")
+    record = run_plugin("ghost", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    # the same type in both lanes (the child said CallableImportError)
     assert record.status == "failed" and record.error.type == "PluginImportError"
     assert "cannot import 'p_no_such_module.run'" in record.error.message
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_an_async_run_function_fails_the_run(site, dataset, tmp_path, isolate):
+    # it used to be called, return a coroutine nobody awaited, and end `succeeded`
+    # with nothing done
+    site.plugin(
+        "later",
+        run_source=(
+            "import pathlib\n"
+            "async def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'x.txt').write_text('x')\n"
+        ),
+    )
+    record = run_plugin("later", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "failed" and record.error.type == "PluginImportError"
+    assert "is an async function" in record.error.message
+    assert record.warnings == []
 
 
 @pytest.mark.parametrize(

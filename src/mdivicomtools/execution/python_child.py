@@ -10,6 +10,7 @@ this process or in the child) do it the same way.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from mdivicomtools.common.platform import die_with_parent
 
 
 class CallableImportError(Exception):
-    """`entry.callable` could not be imported or is not callable."""
+    """`entry.callable` could not be imported, or is no plain function to call."""
 
 
 class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
@@ -77,6 +78,13 @@ def import_callable(ref: str) -> Callable[..., Any]:
             ) from None
     if not callable(target):
         raise CallableImportError(f"entry.callable {ref!r} is a {type(target).__name__}")
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        # called, it would return a coroutine nobody awaits: the run would end
+        # `succeeded` without the plugin having done anything
+        raise CallableImportError(
+            f"entry.callable {ref!r} is an async function; the runner calls run() and "
+            "takes what it returns, so make it a plain def (call asyncio.run(...) inside it)"
+        )
     return target
 
 
@@ -95,7 +103,15 @@ def main() -> int:
     if job.runner_pid and os.getppid() != job.runner_pid:  # the runner died already
         return 1
     try:
-        func = import_callable(job.callable)
+        try:
+            func = import_callable(job.callable)
+        except CallableImportError as exc:
+            # the same error type as in-process, whichever lane ran it
+            error = ChildError(
+                type="PluginImportError", message=str(exc), traceback=traceback.format_exc()
+            )
+            _send(job, ChildReport(ok=False, error=error))
+            return 1
         value = func(
             job.dataset_dir, job.out_dir, job.config, work_dir=job.work_dir, dry_run=job.dry_run
         )
