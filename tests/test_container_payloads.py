@@ -394,3 +394,22 @@ def test_bad_overrides_are_usage_errors(tmp_path, monkeypatch, config, options, 
         container_settings(_spec(), RunOptions(dataset="d", out="o", **options), tmp_path / "o")
     assert message in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def test_a_misspelt_placeholder_is_noted_and_other_braces_are_not():
+    """`{outdir}` reaches the tool as written and it fails with no hint why; braces of
+    awk, JSON or the shell are no slip and get no note."""
+    spec = parse_plugin(
+        manifest(
+            command=["sh", "-c", "ls {dataset} > {outdir}/l.txt; echo ${out_dir} {config_path}"],
+            entrypoint=["awk", "{next} {print $1}", "{OUT_DIR}", '{"a": 1}'],
+        )
+    )
+    assert spec.notes == [
+        "container.command[2] has {dataset}, which is no placeholder and is passed on as "
+        "written; did you mean {dataset_dir}?",
+        "container.command[2] has {outdir}, which is no placeholder and is passed on as "
+        "written; did you mean {out_dir}?",
+        "container.entrypoint[2] has {OUT_DIR}, which is no placeholder and is passed on as "
+        "written; did you mean {out_dir}?",
+    ]

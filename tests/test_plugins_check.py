@@ -102,6 +102,45 @@ def test_a_broken_registration_fails_meta(site):
     assert "meta.api_version is missing" in check.detail
 
 
+def test_what_discovery_and_the_run_noticed_is_a_warning(site):
+    """A misnamed entry point, a missing publisher and the run record's warnings used to
+    pass unmentioned: the author saw every line PASS."""
+    site.plugin(
+        "chatty",
+        ep_name="chatty-tool",
+        publisher=None,
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    return {'warnings': ['2 of 3 speakers below threshold'], 'at': pathlib.Path()}\n"
+        ),
+    )
+    checks = check_plugin("chatty")
+    warned = [c.detail for c in checks if c.status == "warn"]
+    assert not [c for c in checks if c.status == "fail"], checks
+    assert any(
+        "the entry point is named 'chatty-tool', not after meta.id 'chatty'" in w for w in warned
+    ), warned
+    assert any("meta.publisher is not set" in w for w in warned), warned
+    assert (
+        "the plugin's return value was not kept: result.at is a PosixPath, not a JSON value"
+        in warned
+    )
+    site.plugin(
+        "kept",
+        run_source=(
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    return {'warnings': ['2 of 3 speakers below threshold']}\n"
+        ),
+    )
+    warned = [(c.name, c.detail) for c in check_plugin("kept") if c.status == "warn"]
+    assert ("run warning", "2 of 3 speakers below threshold") in warned
+    # an invalid sidecar is said once, on its resultbundle line
+    site.plugin("invalid-sidecar", run_source=BROKEN["invalid-sidecar"][0])
+    checks = check_plugin("invalid-sidecar")
+    assert not [c for c in checks if c.name == "run warning"], checks
+
+
 def test_cli_lines_and_exit_codes(site):
     site.plugin("good", run_source=GOOD)
     site.plugin("bad-signature", run_source=BROKEN["bad-signature"][0])

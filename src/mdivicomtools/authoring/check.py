@@ -91,8 +91,10 @@ def check_plugin(
     meta = record.spec.meta
     add("meta", "pass", f"{record.ref} {meta.version}: valid and JSON-safe ({record.origin})")
     add("api_version", "pass", f"{meta.api_version} is supported")
-    if meta.publisher is None:
-        add("publisher", "warn", "meta.publisher is not set; the plugin is published as local/")
+    # what discovery noticed but accepted: no publisher, a misnamed entry point, a
+    # placeholder slip, ignored fields
+    for note in record.notes:
+        add("note", "warn", note)
     container = record.spec.container
     replaced = sorted(name for name in container.env if runner_owned(name)) if container else []
     if replaced:
@@ -289,6 +291,12 @@ def _run_checks(
     if real.error:
         detail += f": {real.error.type}: {real.error.message}"
     add("run", "pass" if real.status == "succeeded" else "fail", detail)
+    # the record's warnings (a return value that was not kept, the plugin's own
+    # `warnings`), but not an invalid bundle's, which has its own resultbundle line
+    invalid = tuple(f"result bundle {b.path} is invalid" for b in real.resultbundles if not b.valid)
+    for warning in real.warnings:
+        if not warning.startswith(invalid):
+            add("run warning", "warn", warning)
     changes = compare(before, fingerprint(data))
     add(
         "dataset untouched",

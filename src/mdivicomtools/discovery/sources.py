@@ -79,7 +79,15 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
         return broken(
             f"get_plugin() returned a {type(data).__name__}, not a dict", raw_meta=None, **common
         )
-    return make_record(data, **common)
+    record = make_record(data, **common)
+    if record.ok and ep.name != record.id:
+        # refs.resolve loads only the entry point named like the id it is asked for
+        record.notes.append(
+            f"the entry point is named {ep.name!r}, not after meta.id {record.id!r}, so "
+            f"`mdivicom run {record.id}` loads every installed plugin to find it; name the "
+            f"entry point {record.id!r}"
+        )
+    return record
 
 
 def plugin_path_folders(value: str | None = None) -> list[Path]:

@@ -10,6 +10,7 @@ cannot disagree.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Literal
 
@@ -213,6 +214,34 @@ def check_env(env: dict[str, str], where: str) -> None:
             raise ValueError(
                 f"{where}.{name}: the value contains a NUL byte, which no environment can hold"
             )
+
+
+#: the `{name}`s expanded in `command` and `entrypoint` (execution.container.plan maps
+#: them to the container paths)
+PLACEHOLDER_NAMES = ("dataset_dir", "out_dir", "work_dir", "config_path")
+#: a braced identifier, but not a shell `${VAR}`
+_BRACED_NAME = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholder_slips(argv: list[str] | None, where: str) -> list[str]:
+    """Notes for each `{name}` in `argv` that looks like a misspelt placeholder.
+
+    Other braces are passed on as written (an awk program, JSON), so a slip such
+    as `{outdir}` is no error; the tool just gets the literal text and fails with
+    no hint of why. Only names close to a placeholder are named.
+    """
+    notes = []
+    for index, arg in enumerate(argv or []):
+        for name in _BRACED_NAME.findall(arg):
+            if name in PLACEHOLDER_NAMES:
+                continue
+            close = difflib.get_close_matches(name.lower(), PLACEHOLDER_NAMES, n=1, cutoff=0.6)
+            if close:
+                notes.append(
+                    f"{where}[{index}] has {{{name}}}, which is no placeholder and is passed "
+                    f"on as written; did you mean {{{close[0]}}}?"
+                )
+    return notes
 
 
 #: variables the runner sets in every container besides its MDIVICOM_* ones

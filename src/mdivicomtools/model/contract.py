@@ -22,6 +22,7 @@ from mdivicomtools.model.container import (
     check_env,
     check_mount_targets,
     check_resources,
+    placeholder_slips,
 )
 
 API_VERSION = "mdivicomtools.plugin.v0.1"
@@ -235,8 +236,11 @@ def parse_plugin(data: object) -> PluginSpec:
     except msgspec.ValidationError as exc:
         raise InvalidPlugin(_explain(exc)) from None
     spec.meta.extra = meta_extra
-    spec.notes = notes
     _check_semantics(spec)
+    if spec.container is not None:
+        notes += placeholder_slips(spec.container.command, "container.command")
+        notes += placeholder_slips(spec.container.entrypoint, "container.entrypoint")
+    spec.notes = notes
     return spec
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.common.units import format_size
-from mdivicomtools.model.container import ContainerSettings
+from mdivicomtools.model.container import PLACEHOLDER_NAMES, ContainerSettings
 from mdivicomtools.model.run import RunRequest
 
 MOUNT_ROOT = "/mdivicom"
@@ -26,10 +26,10 @@ OUT_MOUNT = f"{MOUNT_ROOT}/out"
 WORK_MOUNT = f"{MOUNT_ROOT}/work"
 CONFIG_MOUNT = f"{MOUNT_ROOT}/config.json"
 PLACEHOLDERS = {
-    "{dataset_dir}": DATASET_MOUNT,
-    "{out_dir}": OUT_MOUNT,
-    "{work_dir}": WORK_MOUNT,
-    "{config_path}": CONFIG_MOUNT,
+    "{" + name + "}": path
+    for name, path in zip(
+        PLACEHOLDER_NAMES, (DATASET_MOUNT, OUT_MOUNT, WORK_MOUNT, CONFIG_MOUNT), strict=True
+    )
 }
 LABEL_RUN_ID = "mdivicomtools.run_id"
 LABEL_PLUGIN = "mdivicomtools.plugin"
