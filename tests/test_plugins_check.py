@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -139,6 +140,45 @@ def test_what_discovery_and_the_run_noticed_is_a_warning(site):
     site.plugin("invalid-sidecar", run_source=BROKEN["invalid-sidecar"][0])
     checks = check_plugin("invalid-sidecar")
     assert not [c for c in checks if c.name == "run warning"], checks
+
+
+def test_a_failed_run_keeps_its_log_outside_the_sandbox(site):
+    """The traceback was only in the sandbox's run log, deleted with it: the author got
+    the exception's message and no line number."""
+    site.plugin(
+        "raiser",
+        run_source=(
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    speakers = []\n"
+            "    return {'share': 1 / len(speakers)}\n"
+        ),
+    )
+    checks = {c.name: c for c in check_plugin("raiser")}
+    for name in ("dry run", "run"):
+        assert checks[name].status == "fail"
+        detail = checks[name].detail
+        assert "ZeroDivisionError: division by zero; its log (output and traceback): " in detail
+        kept = Path(detail.rpartition(": ")[2])
+        try:
+            assert "line 3, in run" in kept.read_text()
+            assert "1 / len(speakers)" in kept.read_text()
+        finally:
+            kept.unlink()
+
+
+def test_a_failed_container_run_keeps_its_output_and_a_slip_is_named(site):
+    need_engine("docker")
+    container_plugin(site, "slip", "ls {dataset} > {outdir}/l.txt")
+    checks = check_plugin("slip", backend="docker")
+    notes = [c.detail for c in checks if c.name == "note"]
+    assert any("has {outdir}, which is no placeholder" in n for n in notes), checks
+    (run,) = [c for c in checks if c.name == "run"]
+    assert run.status == "fail" and "ContainerFailed" in run.detail
+    kept = Path(run.detail.rpartition(": ")[2])
+    try:
+        assert "{outdir}/l.txt" in kept.read_text()
+    finally:
+        kept.unlink()
 
 
 def test_cli_lines_and_exit_codes(site):

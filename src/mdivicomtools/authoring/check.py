@@ -29,6 +29,7 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
 from mdivicomtools.model.container import runner_owned
 from mdivicomtools.model.layout import managed_folders
+from mdivicomtools.model.run import RunRecord
 from mdivicomtools.runner import ValidationFailed, run_plugin
 from mdivicomtools.runner.fingerprint import compare, fingerprint
 
@@ -212,6 +213,20 @@ def _check_image(container: Any, backend: str | None, add: Any) -> bool:
     return False
 
 
+def _kept_log(record: RunRecord, out: Path) -> str:
+    """The end of a failed run's check line: where a copy of its log is kept.
+
+    The sandbox goes when the check ends, and with it the only traceback of a
+    python plugin and the only output of a container; "" when there is no log.
+    """
+    if record.log is None or not (out / record.log).is_file():
+        return ""
+    fd, kept = tempfile.mkstemp(prefix=f"mdivicom-check-{record.plugin.id}-", suffix=".log")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write((out / record.log).read_bytes())
+    return f"; its log (output and traceback): {kept}"
+
+
 def _inside(path: Path, root: Path) -> bool:
     real, real_root = os.path.realpath(path), os.path.realpath(root)
     return real == real_root or real.startswith(real_root + os.sep)
@@ -281,7 +296,9 @@ def _run_checks(
     add(
         "dry run",
         "pass" if dry.status == "dry_run" else "fail",
-        f"status {dry.status}" + (f": {dry.error.type}: {dry.error.message}" if dry.error else ""),
+        f"status {dry.status}"
+        + (f": {dry.error.type}: {dry.error.message}" if dry.error else "")
+        + (_kept_log(dry, out) if dry.status != "dry_run" else ""),
     )
     with _writes_seen() as written_anywhere:
         real = run_plugin(
@@ -290,6 +307,8 @@ def _run_checks(
     detail = f"status {real.status} on {where}, {len(real.outputs)} output file(s)"
     if real.error:
         detail += f": {real.error.type}: {real.error.message}"
+    if real.status != "succeeded":
+        detail += _kept_log(real, out)
     add("run", "pass" if real.status == "succeeded" else "fail", detail)
     # the record's warnings (a return value that was not kept, the plugin's own
     # `warnings`), but not an invalid bundle's, which has its own resultbundle line
