@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,12 @@ BROKEN = {
         "'resultbundle_type' is a required property",
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def _temporary_files_in_tmp_path(tmp_path, monkeypatch):
+    """The logs a failed check keeps (and its sandbox) go to this test's folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def statuses(checks):
@@ -199,12 +206,14 @@ ABSENT_IMAGE = "localhost/mdivicom-never-built:1"
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("pull", ["never", "missing"])
-def test_the_image_check_asks_the_engine_and_names_its_pull(site, engine, pull):
+def test_the_image_check_asks_the_engine_and_names_its_pull(site, engine, pull, tmp_path):
     """A dry run that did not raise is no proof the image is there (it may have failed
     pulling it): `image` passes only when the chosen engine has it."""
     need_engine(engine)
     container_plugin(site, "absent", "true", image=ABSENT_IMAGE, pull=pull)
-    done = site.cli("plugins", "check", "absent", "--backend", engine, "--json")
+    done = site.cli(
+        "plugins", "check", "absent", "--backend", engine, "--json", TMPDIR=str(tmp_path)
+    )
     image = next(c for c in json.loads(done.stdout) if c["name"] == "image")
     assert image["status"] == ("fail" if pull == "never" else "warn"), image
     assert f"{ABSENT_IMAGE} is not on {engine}" in image["detail"]
