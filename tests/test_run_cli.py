@@ -95,6 +95,33 @@ def test_run_json_prints_only_the_record(site, dataset, tmp_path):
     assert record["config"] == {"text": "v2", "password": "***REDACTED***"}
 
 
+@pytest.mark.parametrize("isolate", [[], ["--isolate"]])
+def test_a_subprocess_output_is_logged_not_on_stdout(site, dataset, tmp_path, isolate):
+    """A python plugin that runs a command-line tool: the tool's stdout went straight
+    to mdivicom's stdout in-process (in the middle of `--json`) and missed the log."""
+    site.plugin(
+        "shell-out",
+        run_source=(
+            "import os, subprocess, sys\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    subprocess.run(['echo', 'tool version 6.1'], check=True)\n"
+            "    os.write(1, b'raw descriptor 1\\n')\n"
+            "    print('from print')\n"
+            "    return {'ok': True}\n"
+        ),
+    )
+    out = tmp_path / "out"
+    args = ["run", "shell-out", "--dataset", str(dataset), "--out", str(out), "--json"]
+    result = site.cli(*args, *isolate)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    log = next((out / "_runs").glob("*.log")).read_text()
+    # in-process, descriptor 1 reaches the log through a pipe, print() directly: the
+    # order between the two is not kept
+    assert sorted(log.splitlines()) == ["from print", "raw descriptor 1", "tool version 6.1"]
+    assert "tool version 6.1" in result.stderr  # shown live, as the plugin's output is
+
+
 def test_plugin_failure_exit_1_and_summary(site, dataset, tmp_path):
     site.plugin("boom", run_source="def run(*a, **k):\n    raise RuntimeError('kaput')\n")
     out = tmp_path / "out"

@@ -95,6 +95,7 @@ class PythonBackend:
         assert request.spec.entry is not None  # kind python is validated to have one
         with (
             log.capture_python_streams(),
+            log.capture_stdout_fd(),
             _environment(request.plugin_env()),
             _os_exit_raises(),
             _signals_seen() as signals,

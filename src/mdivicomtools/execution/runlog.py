@@ -7,6 +7,7 @@ user watches the plugin work while stdout stays free for `--json`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -85,12 +86,59 @@ class RunLog:
     def capture_python_streams(self) -> Iterator[None]:
         """Route sys.stdout and sys.stderr of in-process plugin code into the log.
 
-        Only Python-level writes are caught; output written by C code straight
-        to file descriptor 1 or 2 bypasses this (run with --isolate to log it).
+        Only Python-level writes are caught here; what reaches file descriptor 1
+        otherwise is caught by capture_stdout_fd, and what C code or a subprocess
+        writes to descriptor 2 goes to the terminal only (--isolate logs it).
         """
         tee = _LogStream(self)
         with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
             yield
+
+    @contextlib.contextmanager
+    def capture_stdout_fd(self) -> Iterator[None]:
+        """Route what reaches file descriptor 1 during the block into the log.
+
+        A subprocess an in-process plugin starts (ffmpeg, sox) or its C code
+        writes there, past sys.stdout: that landed in the middle of `--json`
+        output and was missing from the log. Descriptor 2 stays as it is, since
+        the live echo writes there. Only on the main thread: the descriptor is
+        the process's, and plugins run side by side in threads (a Dask worker)
+        would take each other's output.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        try:
+            saved = os.dup(1)
+        except OSError:  # no stdout at all: nothing to keep clean
+            yield
+            return
+        _flush(sys.__stdout__)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 1)
+        os.close(write_fd)
+        reader = threading.Thread(target=self._pump_fd, args=(read_fd,), daemon=True)
+        reader.start()
+        try:
+            yield
+        finally:
+            _flush(sys.__stdout__)
+            os.dup2(saved, 1)  # closes this process's write end of the pipe
+            os.close(saved)
+            # the pipe ends when every writer is gone; a process the plugin left
+            # running may hold it open, and the run does not wait for it
+            reader.join(timeout=1.0)
+
+    def _pump_fd(self, fd: int) -> None:
+        with contextlib.suppress(OSError), open(fd, "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(65536), b""):
+                self.write(chunk)
+
+
+def _flush(stream: TextIO | None) -> None:
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 class _LogStream:
