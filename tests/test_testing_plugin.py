@@ -28,6 +28,17 @@ def test_conforms():
 def test_a_broken_plugin_is_reported():
     with pytest.raises(pytest.fail.Exception, match="callable: .*must accept"):
         assert_plugin_conforms("broken-sig")
+
+def test_a_plugin_that_is_not_installed_fails_with_one_line():
+    # it raised PluginNotFound from inside mdivicomtools
+    with pytest.raises(pytest.fail.Exception, match="plugin 'countr': no plugin named 'countr'"):
+        assert_plugin_conforms("countr")
+
+def test_the_options_are_the_commands():
+    assert_plugin_conforms("counter", config={"pattern": "*.wav"})
+    # a run_plugin option the check does not take is named as the helper's
+    with pytest.raises(TypeError, match="assert_plugin_conforms"):
+        assert_plugin_conforms("counter", sets=["pattern=*.wav"])
 """
 
 COUNTER = """
@@ -55,4 +66,4 @@ def test_fixtures_from_a_separate_project(site, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "4 passed" in result.stdout
+    assert "6 passed" in result.stdout

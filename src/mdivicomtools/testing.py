@@ -59,11 +59,27 @@ def mdivicom_run(tmp_path: Path, mdivicom_session: Path) -> Callable[..., RunRec
     return run
 
 
-def assert_plugin_conforms(ref: str, **options: Any) -> None:
-    """Fail the test with every failing check of `mdivicom plugins check REF`."""
-    from mdivicomtools.authoring.check import check_plugin
+def assert_plugin_conforms(
+    ref: str,
+    *,
+    dataset: str | Path | None = None,
+    config: dict[str, Any] | None = None,
+    backend: str | None = None,
+) -> None:
+    """Fail the test with every failing check of `mdivicom plugins check REF`.
 
-    checks = check_plugin(ref, **options)
+    The options are the command's (`--dataset`, `--config`, `--backend`). A
+    plugin that is not installed, or a reference that names several, fails the
+    test with the command's one line rather than an error from inside
+    mdivicomtools.
+    """
+    from mdivicomtools.authoring.check import check_plugin
+    from mdivicomtools.errors import UsageError
+
+    try:
+        checks = check_plugin(ref, dataset=dataset, config=config, backend=backend)
+    except UsageError as exc:
+        pytest.fail(f"plugin {ref!r}: {exc}", pytrace=False)
     failed = [f"{c.name}: {c.detail}" for c in checks if c.status == "fail"]
     if failed:
         pytest.fail(f"plugin {ref!r} does not conform:\n  " + "\n  ".join(failed), pytrace=False)
