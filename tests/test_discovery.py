@@ -188,6 +188,14 @@ def test_duplicate_publisher_and_id_marks_every_provider(site):
     dups = [r for r in found.plugins if r.id == "dup"]
     assert [r.status for r in dups] == ["broken", "broken"]
     assert all("duplicate plugin lab/dup: also provided by" in r.error for r in dups)
+    # and how to fix it, which it did not say
+    assert all(
+        r.error.endswith(
+            "; keep one (pip uninstall the package you do not want, "
+            "or move its manifest out of the plugin path)"
+        )
+        for r in dups
+    )
     assert "second-dist" in dups[0].error or "second-dist" in dups[1].error
     assert by_origin_id(found, "other").ok
 
@@ -314,3 +322,29 @@ def test_chatty_get_plugin_does_not_write_to_stdout(site, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert "hello from import" in err and "hello from get_plugin" in err
+
+
+@pytest.mark.parametrize(
+    ("version", "noted"),
+    [
+        ("1.2.0", False),
+        ("1.2.0-rc.1", False),
+        ("0.1.0.dev0", False),
+        ("2024.11", False),
+        ("version one!", True),
+        ("1.0 beta", True),
+    ],
+)
+def test_a_version_no_tool_can_order_is_noted(site, version, noted):
+    site.plugin("versioned", version=version)
+    record = by_origin_id(discover(), "versioned")
+    assert record.ok and record.version == version
+    said = [n for n in record.notes if n.startswith("meta.version")]
+    assert said == (
+        [
+            f"meta.version {version!r} is neither SemVer nor a PEP 440 version; use one such "
+            "as '1.2.0' or '1.2.0rc1', so that people and tools can order releases"
+        ]
+        if noted
+        else []
+    )

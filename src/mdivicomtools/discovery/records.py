@@ -18,6 +18,7 @@ from mdivicomtools.model.contract import (
     DEFAULT_PUBLISHER,
     InvalidPlugin,
     PluginSpec,
+    is_version,
     parse_plugin,
 )
 
@@ -150,6 +151,11 @@ def make_record(
             f"meta.publisher is not set; using {DEFAULT_PUBLISHER!r} (set it to your lab or "
             "user name so that <publisher>/<id> stays unique)"
         )
+    if not is_version(meta.version):
+        notes.append(
+            f"meta.version {meta.version!r} is neither SemVer nor a PEP 440 version; use "
+            "one such as '1.2.0' or '1.2.0rc1', so that people and tools can order releases"
+        )
     return PluginRecord(
         id=meta.id,
         publisher=meta.effective_publisher,
@@ -207,7 +213,10 @@ def mark_duplicates(records: list[PluginRecord]) -> None:
         for record in group:
             others = "; ".join(other.origin for other in group if other is not record)
             record.status = "broken"
-            record.error = one_line(f"duplicate plugin {ref}: also provided by {others}")
+            record.error = one_line(
+                f"duplicate plugin {ref}: also provided by {others}; keep one (pip uninstall "
+                "the package you do not want, or move its manifest out of the plugin path)"
+            )
 
 
 def sort_key(record: PluginRecord) -> tuple[str, str, str]:

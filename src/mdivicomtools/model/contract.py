@@ -120,6 +120,29 @@ def is_slug(value: object) -> bool:
     return isinstance(value, str) and SLUG_RE.match(value) is not None
 
 
+#: SemVer 2.0.0 (the regular expression semver.org gives)
+_SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"
+)
+#: a PEP 440 version (the pattern of its appendix B, as `packaging` uses it)
+_PEP440_RE = re.compile(
+    r"^v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?"
+    r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?"
+    r"(?:[-_.]?dev[-_.]?[0-9]*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\Z",
+    re.IGNORECASE,
+)
+
+
+def is_version(value: str) -> bool:
+    """Whether `value` is a SemVer or a PEP 440 version: what people and tools can
+    order. The contract takes any string; this only decides whether to say so."""
+    return bool(_SEMVER_RE.match(value) or _PEP440_RE.match(value))
+
+
 def api_major(api_version: str) -> int | None:
     match = _API_RE.match(api_version)
     return int(match.group(1)) if match else None
