@@ -333,7 +333,14 @@ def _run_checks(
     add(
         "writes only to out_dir",
         "fail" if written else "pass",
-        ("wrote " + ", ".join(written[:5])) if written else "nothing written outside out_dir",
+        ("wrote " + ", ".join(written[:5]))
+        if written
+        else (
+            "nothing written outside out_dir in the sandbox, nor elsewhere by the plugin's "
+            "Python code (a subprocess or C code writing elsewhere is not seen)"
+            if spec.container is None
+            else "nothing written outside out_dir"
+        ),
     )
     if real.status != "succeeded":
         return
