@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -447,3 +448,36 @@ def test_printable_escapes_every_control_character():
         '      "a": "\\x1b"',
         "    }",
     ]
+
+
+def test_an_echo_to_stdout_does_not_wait_on_the_captured_descriptor(site, dataset, tmp_path):
+    """run_plugin(echo=sys.stdout): the echo writes under the log's lock; through the
+    pipe that catches descriptor 1 it waited, once the pipe was full, on the reader,
+    which waited on the lock."""
+    site.plugin(
+        "chatty",
+        run_source=(
+            "import os\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    for n in range(4000):\n"
+            "        print('line', n, 'x' * 60)\n"
+            "        if n % 500 == 0:\n"
+            "            os.write(1, b'raw\\n')\n"
+            "    return {}\n"
+        ),
+    )
+    script = (
+        "import sys\n"
+        "from mdivicomtools import run_plugin\n"
+        f"record = run_plugin('chatty', dataset={str(dataset)!r}, out={str(tmp_path / 'o')!r},"
+        " echo=sys.stdout)\n"
+        "print('STATUS', record.status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=site.env()
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "STATUS succeeded"
+    assert sum(line.startswith("line ") for line in lines) == 4000
+    assert lines.count("raw") == 8

@@ -14,6 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO
 
+from mdivicomtools.execution.lines import LineJoiner
+
+#: the streams of an in-process plugin: sys.stdout/sys.stderr, and descriptor 1
+PYTHON_STREAMS, DESCRIPTOR_1 = 0, 1
+
 
 class RunLog:
     """An append-only log file with an optional live echo; safe across threads."""
@@ -30,21 +35,36 @@ class RunLog:
         #: that cannot be written never stops the run or its record
         self.lost: str | None = None
         self._closed = False
+        self._lines = LineJoiner()
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
-        if not raw:
-            return
         with self._lock:
-            if self._closed:
-                return  # a process the plugin left behind still writing after the run
-            self._to_file(raw)
-            if self.echo is not None:
-                try:
-                    self.echo.write(raw.decode("utf-8", "replace"))
-                    self.echo.flush()
-                except (OSError, ValueError):
-                    self.echo = None  # the terminal went away; keep logging to the file
+            self._write_locked(raw)
+
+    def write_lines(self, stream: int, data: str | bytes) -> None:
+        """Write what `stream` (one of several writing at once) wrote, whole lines only:
+        its partial line waits for its end, or for end_lines()."""
+        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        with self._lock:
+            self._write_locked(self._lines.feed(stream, raw))
+
+    def end_lines(self) -> None:
+        """Write the partial lines write_lines() holds, each ended."""
+        with self._lock:
+            rest = self._lines.flush()
+            self._write_locked(rest + b"\n" if rest else rest)
+
+    def _write_locked(self, raw: bytes) -> None:
+        if not raw or self._closed:
+            return  # closed: a process the plugin left behind still writing after the run
+        self._to_file(raw)
+        if self.echo is not None:
+            try:
+                self.echo.write(raw.decode("utf-8", "replace"))
+                self.echo.flush()
+            except (OSError, ValueError):
+                self.echo = None  # the terminal went away; keep logging to the file
 
     def diagnostic(self, text: str) -> None:
         """A traceback or similar detail: always in the log file, on the terminal only
@@ -91,8 +111,11 @@ class RunLog:
         writes to descriptor 2 goes to the terminal only (--isolate logs it).
         """
         tee = _LogStream(self)
-        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
-            yield
+        try:
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+                yield
+        finally:
+            self.end_lines()
 
     @contextlib.contextmanager
     def capture_stdout_fd(self) -> Iterator[None]:
@@ -114,6 +137,14 @@ class RunLog:
             yield
             return
         _flush(sys.__stdout__)
+        # an echo to descriptor 1 (run_plugin(echo=sys.stdout)) keeps writing where
+        # it did: through the pipe, a write under the lock would wait on the reader,
+        # which waits on the lock
+        moved = _on_descriptor_1(self.echo, saved)
+        echo = self.echo
+        if moved is not None:
+            with self._lock:
+                self.echo = moved
         read_fd, write_fd = os.pipe()
         os.dup2(write_fd, 1)
         os.close(write_fd)
@@ -125,14 +156,36 @@ class RunLog:
             _flush(sys.__stdout__)
             os.dup2(saved, 1)  # closes this process's write end of the pipe
             os.close(saved)
+            if moved is not None:
+                with self._lock:
+                    if self.echo is moved:  # None when the terminal went away
+                        self.echo = echo
+                with contextlib.suppress(OSError):
+                    moved.close()
             # the pipe ends when every writer is gone; a process the plugin left
             # running may hold it open, and the run does not wait for it
             reader.join(timeout=1.0)
+            self.end_lines()
 
     def _pump_fd(self, fd: int) -> None:
         with contextlib.suppress(OSError), open(fd, "rb", buffering=0) as pipe:
             for chunk in iter(lambda: pipe.read(65536), b""):
-                self.write(chunk)
+                self.write_lines(DESCRIPTOR_1, chunk)
+
+
+def _on_descriptor_1(stream: TextIO | None, saved: int) -> TextIO | None:
+    """A stream writing to a copy of `saved` (descriptor 1 as it was) if `stream`
+    writes to descriptor 1; else None."""
+    if stream is None:
+        return None
+    try:
+        if stream.fileno() != 1:
+            return None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    _flush(stream)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return open(os.dup(saved), "w", encoding=encoding, errors="replace")
 
 
 def _flush(stream: TextIO | None) -> None:
@@ -151,7 +204,8 @@ class _LogStream:
         self._log = log
 
     def write(self, text: str) -> int:
-        self._log.write(text)
+        # print() writes a line in pieces; the pipe of descriptor 1 must not land between
+        self._log.write_lines(PYTHON_STREAMS, text)
         return len(text)
 
     def writelines(self, lines: list[str]) -> None:

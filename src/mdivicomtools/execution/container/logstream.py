@@ -16,10 +16,12 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from mdivicomtools.execution.lines import MAX_PARTIAL, LineJoiner
+
+__all__ = ["MAX_PARTIAL", "STDERR", "STDOUT", "LineJoiner", "joined", "read_frames"]
+
 STDOUT = 1
 STDERR = 2
-#: a partial line longer than this is written anyway (a progress bar, binary output)
-MAX_PARTIAL = 64 * 1024
 
 _HEADER = struct.Struct(">BxxxL")
 
@@ -56,31 +58,6 @@ def _read_exactly(raw: BinaryIO, size: int) -> bytes:
         parts.append(part)
         size -= len(part)
     return b"".join(parts)
-
-
-class LineJoiner:
-    """Turns frames into whole lines, each stream's partial line held back until it ends."""
-
-    def __init__(self) -> None:
-        self._pending: dict[int, bytes] = {}
-
-    def feed(self, stream: int, data: bytes) -> bytes:
-        """The bytes that can be written now: every line of `stream` that has ended."""
-        data = self._pending.pop(stream, b"") + data
-        # a carriage return ends a line too: progress bars redraw with it and would
-        # otherwise show nothing until their last update
-        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
-        if len(data) - end > MAX_PARTIAL:
-            end = len(data)
-        if end < len(data):
-            self._pending[stream] = data[end:]
-        return data[:end]
-
-    def flush(self) -> bytes:
-        """What is left once the container has exited: the unfinished lines, one per stream."""
-        parts = [self._pending[stream] for stream in sorted(self._pending)]
-        self._pending.clear()
-        return b"\n".join(parts)
 
 
 def joined(frames: Iterable[Frame]) -> bytes:

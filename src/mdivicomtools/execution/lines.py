@@ -1,0 +1,39 @@
+"""Whole lines from streams written at the same time.
+
+Two writers into one log (a container's stdout and stderr, an in-process
+plugin's print() and the programs it starts) deliver chunks that end
+wherever a read or a write happened to stop, not at line ends. Written in
+arrival order, one stream's chunk lands inside the other's line; the log
+keeps each stream's partial line back until its end arrives instead.
+"""
+
+from __future__ import annotations
+
+#: a partial line longer than this is written anyway (a progress bar, binary output)
+MAX_PARTIAL = 64 * 1024
+
+
+class LineJoiner:
+    """Turns chunks of several streams into whole lines, each stream's partial line
+    held back until it ends."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, bytes] = {}
+
+    def feed(self, stream: int, data: bytes) -> bytes:
+        """The bytes that can be written now: every line of `stream` that has ended."""
+        data = self._pending.pop(stream, b"") + data
+        # a carriage return ends a line too: progress bars redraw with it and would
+        # otherwise show nothing until their last update
+        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if len(data) - end > MAX_PARTIAL:
+            end = len(data)
+        if end < len(data):
+            self._pending[stream] = data[end:]
+        return data[:end]
+
+    def flush(self) -> bytes:
+        """What is left once the writers are done: the unfinished lines, one per stream."""
+        parts = [self._pending[stream] for stream in sorted(self._pending)]
+        self._pending.clear()
+        return b"\n".join(parts)
