@@ -400,6 +400,45 @@ def test_a_corrupt_file_is_an_error_naming_the_file(installed, cases, tmp_path):
     assert "C0042.MP4" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_every_stream_folder_is_synced_or_named(installed, tmp_path):
+    """What a lab's folders hold beside the recordings: a phone's .3gp and an .M4V
+    are synced, a Mac's AppleDouble `._` companion is left out, a folder of files that
+    are no media by name is named in a warning (it was dropped without a word), and a
+    link to a card not mounted, or one stream id under both audio/ and video/, is an
+    error naming the paths (one of them was dropped without a word)."""
+    scene = _scene(20, seed=9)
+    session = tmp_path / "ses-lab"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(session / "raw/video/str-cam2/C0001.M4V", _cut(scene, 1, 16))
+    _write(session / "raw/audio/str-phone/rec.3gp", _cut(scene, 2, 16))
+    (session / "raw/audio/str-phone/._rec.3gp").write_bytes(b"\x00\x05\x16\x07" + bytes(4000))
+    (session / "raw/audio/str-phone/str-phone_stream.yaml").write_text("timebase: audio\n")
+    (session / "raw/video/str-drone").mkdir(parents=True)
+    (session / "raw/video/str-drone/DJI_0001.xyz").write_bytes(bytes(100))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert abs(_map(tmp_path, "out", "str-cam2")["offset_s"] - 1.0) < 0.001
+    assert abs(_map(tmp_path, "out", "str-phone")["offset_s"] - 2.0) < 0.001
+    (warning,) = _record(tmp_path, "out")["warnings"]
+    assert warning.startswith(
+        "str-drone: raw/video/str-drone holds no media file by its suffix (DJI_0001.xyz), "
+        "so it is not synced"
+    ), warning
+    # a link to a card not mounted: the stream would be synced without that file
+    (session / "raw/video/str-cam2/C0002.MP4").symlink_to(tmp_path / "card/C0002.MP4")
+    result = _run(installed, session, tmp_path / "out2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert f"str-cam2/C0002.MP4: a link to {tmp_path / 'card/C0002.MP4'}, which does not " in error
+    (session / "raw/video/str-cam2/C0002.MP4").unlink()
+    # one stream id, two folders of media: which one is the stream?
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 1, 16))
+    result = _run(installed, session, tmp_path / "out3")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert "raw/audio/str-cam2 and " in error and "raw/video/str-cam2 both hold media" in error
+
+
 def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     """A camera in a corner hears every sound twice, its walls' reflections 3 ms
     after the direct sound and twice as loud: the offset is warned, and the

@@ -66,8 +66,16 @@ GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding,
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
 MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mts", ".m2ts", ".ts", ".mkv", ".avi", ".webm", ".mxf")
+# a stream folder's media files, by suffix (case aside): what cameras, recorders and
+# phones write, all read by FFmpeg; a file with another suffix is left alone (layout.py)
+AUDIO_SUFFIXES = (
+    ".wav", ".rf64", ".w64", ".flac", ".mp3", ".mp2", ".m4a", ".aac", ".ac3", ".ogg", ".oga",
+    ".opus", ".aif", ".aiff", ".aifc", ".caf", ".mka", ".wma", ".amr",
+)  # fmt: skip
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg", ".vob",
+    ".mod", ".tod", ".dv", ".mkv", ".avi", ".webm", ".wmv", ".asf", ".flv", ".mxf",
+)  # fmt: skip
 MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
 
 

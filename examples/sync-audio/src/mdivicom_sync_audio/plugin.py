@@ -1,6 +1,6 @@
 """Registration only: listing the plugin must not import numpy."""
 
-VERSION = "0.3.17"  # the plugin's, in its meta and in every result bundle it writes
+VERSION = "0.3.18"  # the plugin's, in its meta and in every result bundle it writes
 # 16 kHz places the direct sound better in some rooms and worse in others, at 1.7x
 # the CPU (docs/performance.md, "What changed in 0.3.12"): an option, not the default
 DEFAULT_RATE_HZ = 8000

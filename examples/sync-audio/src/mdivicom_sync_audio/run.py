@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mdivicom_sync_audio.io import MEDIA_SUFFIXES, Audio, MediaError, read_audio
+from mdivicom_sync_audio.io import Audio, MediaError, read_audio
+from mdivicom_sync_audio.layout import find_streams
 from mdivicom_sync_audio.plugin import DEFAULT_RATE_HZ, VERSION
 
 RESULTBUNDLE_TYPE = "mdivicomtools.sync_audio.v1"
@@ -23,19 +24,6 @@ MAX_GAPS_LISTED = 100  # in a map; `gap_count` has them all
 
 class StrictFailure(RuntimeError):
     """strict=true and at least one stream's result is doubtful."""
-
-
-def find_streams(session: Path) -> dict[str, list[Path]]:
-    """str-<id> -> its media files by name, from raw/audio/str-<id>/ or raw/video/str-<id>/."""
-    streams: dict[str, list[Path]] = {}
-    for kind in ("audio", "video"):
-        for folder in sorted((session / "raw" / kind).glob("str-*")):
-            files = sorted(
-                p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
-            )
-            if folder.is_dir() and files and folder.name not in streams:
-                streams[folder.name] = files
-    return dict(sorted(streams.items()))
 
 
 def recordings(streams: dict[str, list[Path]]) -> dict[str, tuple[str, Path]]:
@@ -120,18 +108,25 @@ def run(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     session = Path(dataset_dir)
-    streams = find_streams(session)
+    layout = find_streams(session)
+    streams = layout.files
     if len(streams) < 2:
         raise ValueError(
             f"{session} has {len(streams)} stream(s) with a media file under "
             "raw/audio/str-<id>/ or raw/video/str-<id>/; syncing needs at least two"
+            + "".join(f"; {note}" for note in layout.notes)
         )
     reference = config.get("reference_stream") or next(iter(streams))
     if reference not in streams:
         raise ValueError(f"reference_stream {reference!r} is not one of {', '.join(streams)}")
     tracks = chosen_tracks(config.get("audio_track"), streams)
     if dry_run:
-        return {"status": "dry_run", "reference_stream": reference, "streams": list(streams)}
+        return {
+            "status": "dry_run",
+            "reference_stream": reference,
+            "streams": list(streams),
+            "warnings": layout.notes,
+        }
     from mdivicom_sync_audio.continuity import (
         Map,
         counterpart,
@@ -167,7 +162,8 @@ def run(
     device = {node: sid for node, (sid, _) in nodes.items() if node != sid}
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
+    warnings: list[str] = [*layout.notes]
+    warnings += [f"{sid}: {note}" for sid, a in audio.items() for note in a.notes]
     usable = [reference] + [node for node in audio if node != reference and node not in silent]
     for node, why in silent.items():
         warnings.append(str(why))

@@ -1,0 +1,101 @@
+"""A session's streams: the media files of its raw/audio/str-<id>/ and raw/video/str-<id>/.
+
+Nothing a user put there is passed over without a word, since a stream or a
+file left out would be missing from the results while the run succeeds:
+
+- a stream id is one stream (its timebase map is named by it), so media in
+  folders of one name under both audio/ and video/ is an error naming both;
+- a link whose target is gone (a card or drive not mounted) is an error naming
+  it: the stream would be synced without that file;
+- a stream folder whose files are none of them media by their suffix (a phone's
+  `.3gp` before this tool knew it) is named in a warning: that stream is not synced.
+
+Hidden files are left out, as a shell does: a Mac writes `._C0001.MP4` beside
+every file it copies to a card or an exFAT drive (its AppleDouble metadata, not
+media), and `.DS_Store`. Other files beside media are the usual sidecars (the
+stream's `str-<id>_stream.yaml`, a GoPro's `.LRV` proxy and `.THM` thumbnail)
+and are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdivicom_sync_audio.io import MEDIA_SUFFIXES
+
+SHOWN_NAMES = 3  # of a folder's files, in a warning
+
+
+class LayoutError(ValueError):
+    """The session's stream folders cannot be read as the user meant; the message
+    names the path and what to do."""
+
+
+@dataclass(frozen=True)
+class Streams:
+    """str-<id> -> its media files by name; `notes`: the stream folders left out,
+    in words naming them (the run warns of each)."""
+
+    files: dict[str, list[Path]]
+    notes: list[str] = field(default_factory=list)
+
+
+def find_streams(session: Path) -> Streams:
+    """The streams of `session` (see the module docstring)."""
+    files: dict[str, list[Path]] = {}
+    folders: dict[str, Path] = {}
+    left_out: dict[str, tuple[Path, list[str]]] = {}
+    for kind in ("audio", "video"):
+        for folder in sorted((session / "raw" / kind).glob("str-*")):
+            if not folder.is_dir():
+                continue
+            media, others = _entries(folder)
+            if not media:
+                if others:
+                    left_out.setdefault(folder.name, (folder, others))
+                continue
+            if folder.name in folders:
+                raise LayoutError(
+                    f"{folders[folder.name]} and {folder} both hold media of stream "
+                    f"{folder.name}; a stream id names one stream (its timebase map is named "
+                    "by it): rename one of the folders, or move its files into the other"
+                )
+            folders[folder.name] = folder
+            files[folder.name] = media
+    notes = [
+        f"{sid}: {folder.relative_to(session)} holds no media file by its suffix "
+        f"({_names(others)}), so it is not synced; a recording FFmpeg reads can be renamed "
+        "to one (.wav, .flac, .mp4, .mov, .mts, ...: sync-audio's README lists them under "
+        '"Input")'
+        for sid, (folder, others) in sorted(left_out.items())
+        if sid not in files
+    ]
+    return Streams(dict(sorted(files.items())), notes)
+
+
+def _entries(folder: Path) -> tuple[list[Path], list[str]]:
+    """The media files of a stream folder by name, and the names of the other files
+    but its sidecar and hidden ones."""
+    media: list[Path] = []
+    others: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue  # AppleDouble `._*` companions, .DS_Store: never media
+        if path.suffix.lower() in MEDIA_SUFFIXES:
+            if path.is_symlink() and not path.exists():
+                raise LayoutError(
+                    f"{path}: a link to {os.readlink(path)}, which does not exist (a card or "
+                    "drive not mounted?): mount it, or remove the link to sync without it"
+                )
+            if path.is_file():
+                media.append(path)
+        elif path.is_file() and path.name != f"{folder.name}_stream.yaml":
+            others.append(path.name)
+    return media, others
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown if len(names) <= SHOWN_NAMES else f"{shown} and {len(names) - SHOWN_NAMES} more"
