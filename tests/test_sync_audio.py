@@ -439,6 +439,24 @@ def test_every_stream_folder_is_synced_or_named(installed, tmp_path):
     assert "raw/audio/str-cam2 and " in error and "raw/video/str-cam2 both hold media" in error
 
 
+def test_a_track_number_written_as_a_float_reads_that_track(installed, tmp_path):
+    """JSON's integer takes 1.0 (the config schema passes it): `audio_track=0.0`, one
+    number or per stream, reads track 0; it failed with `TypeError: list indices must
+    be integers or slices, not float`."""
+    scene = _scene(20, seed=10)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 1, 16))
+    for n, setting in enumerate(("audio_track=0.0", "audio_track.str-cam2=0.0")):
+        result = _run(installed, session, tmp_path / f"out{n}", "--set", setting)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = _map(tmp_path / f"out{n}", "", "str-cam2")
+        assert found["audio"]["track"] == 0 and abs(found["offset_s"] - 1.0) < 0.001, found
+    result = _run(installed, session, tmp_path / "out2", "--set", "audio_track=1.0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "audio_track 1 asked, but the file has 1 audio track(s)" in result.stdout
+
+
 def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     """A camera in a corner hears every sound twice, its walls' reflections 3 ms
     after the direct sound and twice as loud: the offset is warned, and the

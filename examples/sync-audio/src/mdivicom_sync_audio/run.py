@@ -50,14 +50,21 @@ def chosen_tracks(setting: Any, streams: dict[str, list[Path]]) -> dict[str, int
     file, or a mapping from stream id to number (a camera whose second track is the
     lapel microphone, beside one-track recorders); None is the file's main track."""
     if not isinstance(setting, dict):
-        return dict.fromkeys(streams, setting)
+        return dict.fromkeys(streams, _track(setting))
     unknown = sorted(set(setting) - set(streams))
     if unknown:
         raise ValueError(
             f"audio_track names {', '.join(unknown)}, not a stream of this session "
             f"(its streams: {', '.join(streams)})"
         )
-    return {sid: setting.get(sid) for sid in streams}
+    return {sid: _track(setting.get(sid)) for sid in streams}
+
+
+def _track(value: Any) -> int | None:
+    """A track number as the config gives it: the schema's integer is JSON's, which
+    takes 1.0 too (`--set audio_track=1.0`, a config file written by a script), and a
+    float cannot index a file's tracks."""
+    return None if value is None else int(value)
 
 
 def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool) -> Audio:
