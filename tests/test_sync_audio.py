@@ -457,6 +457,71 @@ def test_a_track_number_written_as_a_float_reads_that_track(installed, tmp_path)
     assert "audio_track 1 asked, but the file has 1 audio track(s)" in result.stdout
 
 
+_TWO_TRACKS_CASE = r"""
+import json, sys, wave
+from pathlib import Path
+import av
+import numpy as np
+
+# a camera file whose first track is `first` (silence, or another microphone's noise)
+# and whose second is the recorder's sound: PCM in Matroska, two tracks
+recorder = Path(sys.argv[1])
+with wave.open(str(recorder)) as handle:
+    rate = handle.getframerate()
+    sound = np.frombuffer(handle.readframes(handle.getnframes()), "<i2")
+first = {
+    "silent": np.zeros_like(sound),
+    "noise": (np.random.default_rng(1).standard_normal(len(sound)) * 3000).astype("<i2"),
+}[sys.argv[3]]
+with av.open(sys.argv[2], "w", format="matroska") as out:
+    tracks = [out.add_stream("pcm_s16le", rate=rate, layout="mono") for _ in range(2)]
+    for track, samples in zip(tracks, (first, sound)):
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[None, start : start + 1024]), format="s16",
+                layout="mono",
+            )
+            frame.rate, frame.pts = rate, start
+            for packet in track.encode(frame):
+                out.mux(packet)
+print(json.dumps({}))
+"""
+
+
+def test_a_file_that_fails_on_its_main_track_says_how_to_read_another(installed, tmp_path):
+    """A camera whose main track is a muted or a far microphone, beside the lapel
+    microphone's track: the failure says which track was read and how to read the
+    other (it said only `silent` or `no common sound found`), and that syncs."""
+    scene = _scene(20, seed=11)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    for sid, first, start in (("str-cam2", "silent", 1), ("str-cam3", "noise", 2)):
+        _write(tmp_path / f"{sid}.wav", _cut(scene, start, 16))
+        (session / "raw/video" / sid).mkdir(parents=True)
+        camera = session / "raw/video" / sid / "C0001.MKV"
+        _run_case(_TWO_TRACKS_CASE, installed, str(tmp_path / f"{sid}.wav"), str(camera), first)
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr  # nothing synced
+    hints = [
+        f"{sid}: {said}; C0001.MKV has 2 audio tracks and track 0 was read: "
+        f"--set audio_track.{sid}=1 reads track 1"
+        for sid, said in (
+            ("str-cam2", "C0001.MKV is silent, nothing to sync on"),
+            ("str-cam3", "no common sound found with the reference"),
+        )
+    ]
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert hints[0] in error, error
+    assert hints[1].split("; ")[1] in error.split("str-cam3: no common sound found")[1], error
+    sets = ("--set", "audio_track.str-cam2=1", "--set", "audio_track.str-cam3=1")
+    result = _run(installed, session, tmp_path / "out2", *sets)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for sid, start in (("str-cam2", 1.0), ("str-cam3", 2.0)):
+        found = _map(tmp_path / "out2", "", sid)
+        assert found["audio"]["track"] == 1 and found["status"] == "ok", found
+        assert abs(found["offset_s"] - start) < 0.001, found
+
+
 def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     """A camera in a corner hears every sound twice, its walls' reflections 3 ms
     after the direct sound and twice as loud: the offset is warned, and the

@@ -87,6 +87,19 @@ def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool
         raise MediaError(f"{error}: {hint}", error.other_tracks) from error
 
 
+def other_track_hint(problem: str, stream: str, audio: Audio) -> str:
+    """`problem` (a file that is silent or shares no sound with the others), and when
+    the file has other audio tracks, how to read one: the main track of a camera
+    can be a muted or a far microphone beside the lapel microphone's."""
+    if audio.tracks < 2:
+        return problem
+    other = next(index for index in range(audio.tracks) if index != audio.track)
+    return (
+        f"{problem}; {audio.path.name} has {audio.tracks} audio tracks and track "
+        f"{audio.track} was read: --set audio_track.{stream}={other} reads track {other}"
+    )
+
+
 def first_audible(
     stream: str, nodes: dict[str, tuple[str, Path]], silent: dict[str, Exception]
 ) -> str:
@@ -161,7 +174,7 @@ def run(
         try:
             check_audible(stream, node)
         except SyncProblem as problem:
-            silent[node] = problem
+            silent[node] = SyncProblem(other_track_hint(str(problem), nodes[node][0], stream))
     # from here on, `reference` is the reference stream's first recording with sound
     # (a camera muted for its first chapter still has the others to sync on)
     reference_stream = reference
@@ -187,9 +200,10 @@ def run(
     for sid, found in solved.items():
         stream = audio[sid]
         if isinstance(found, SyncProblem):
-            warnings.append(str(found))
-            results[sid] = {**_entry(stream, None, None, None, None, "failed"), "error": str(found)}
-            panels[sid] = {"error": str(found)}
+            failure = other_track_hint(str(found), nodes[sid][0], stream)
+            warnings.append(failure)
+            results[sid] = {**_entry(stream, None, None, None, None, "failed"), "error": failure}
+            panels[sid] = {"error": failure}
             continue
         warnings.extend(found.notes)
         status = "ok"
