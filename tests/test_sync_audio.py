@@ -400,6 +400,34 @@ def test_a_corrupt_file_is_an_error_naming_the_file(installed, cases, tmp_path):
     assert "C0042.MP4" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_an_empty_or_cut_short_file_says_what_happened_and_what_to_do(installed, tmp_path):
+    """An empty file and a camera file cut short before its index (no 'moov' box) were
+    both `cannot open as audio or video ([Errno 1094995529] Invalid data found ...)`
+    with the path again; each now says what it is and what to do, and a video file
+    without sound says it cannot be synced by it."""
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(_scene(10, seed=12), 0, 8))
+    camera = session / "raw/video/str-cam2/C0001.MP4"
+    camera.parent.mkdir(parents=True)
+    said = {}
+    for kind, data in (
+        ("empty", b""),
+        # what a camera leaves when the power goes: its header and the media, no index
+        ("cut", b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41" + b"\x00\x10\x00\x00mdat"),
+    ):
+        camera.write_bytes(data + bytes(range(256)) * 16 if data else data)
+        result = _run(installed, session, tmp_path / kind)
+        assert result.returncode == 1, result.stdout + result.stderr
+        [said[kind]] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+        assert said[kind].count(str(camera)) == 1, said[kind]
+    assert said["empty"].endswith(
+        "C0001.MP4: the file is empty (0 bytes): a recording never written (the camera "
+        "stopped at once) or a copy that failed; copy it again, or remove it"
+    ), said
+    assert "C0001.MP4: an MP4/MOV file without its index (no 'moov' box): " in said["cut"], said
+    assert said["cut"].endswith("from a good file of the same camera, or remove it"), said
+
+
 def test_every_stream_folder_is_synced_or_named(installed, tmp_path):
     """What a lab's folders hold beside the recordings: a phone's .3gp and an .M4V
     are synced, a Mac's AppleDouble `._` companion is left out, a folder of files that

@@ -307,6 +307,51 @@ def _wav_header_short(path: Path, audio: Audio) -> bool:
     return extra > max(2**20, declared)
 
 
+def _unopenable(path: Path, error: Exception) -> MediaError:
+    """The error for a file FFmpeg cannot open, saying what likely happened where the
+    file shows it: FFmpeg's own words ("Invalid data found when processing input")
+    fit an empty file and a camera file cut short alike, and tell neither what to do."""
+    if path.stat().st_size == 0:
+        return MediaError(
+            f"{path}: the file is empty (0 bytes): a recording never written (the camera "
+            "stopped at once) or a copy that failed; copy it again, or remove it"
+        )
+    if _mp4_without_index(path):
+        return MediaError(
+            f"{path}: an MP4/MOV file without its index (no 'moov' box): the recording was "
+            "cut short (power lost, the card pulled) before the camera could finish it; a "
+            "repair tool such as untrunc rebuilds it from a good file of the same camera, "
+            "or remove it"
+        )
+    reason = getattr(error, "strerror", None) or str(error)
+    return MediaError(f"{path}: cannot open as audio or video ({reason})")
+
+
+MP4_TOP_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"skip", b"wide", b"uuid", b"pnot")
+
+
+def _mp4_without_index(path: Path) -> bool:
+    """Whether `path` is an MP4/MOV (top-level boxes from its start) with no `moov`
+    box, the index a camera writes last: a file whose recording was cut short."""
+    seen: list[bytes] = []
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        at = 0
+        while at + 8 <= size and len(seen) < 1000:
+            handle.seek(at)
+            header = handle.read(16)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind not in MP4_TOP_BOXES:
+                break
+            seen.append(kind)
+            if length == 1 and len(header) == 16:  # a 64-bit size follows
+                length = int.from_bytes(header[8:16], "big")
+            if length < 8:  # 0: the box runs to the end of the file
+                break
+            at += length
+    return bool(seen) and b"moov" not in seen
+
+
 def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> Audio:
     import av
     from av.audio.stream import AudioStream
@@ -314,11 +359,14 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
     try:
         container = av.open(str(path), options=options)
     except (av.error.FFmpegError, OSError) as error:
-        raise MediaError(f"{path}: cannot open as audio or video ({error})") from error
+        raise _unopenable(path, error) from error
     with container:
         streams = list(container.streams.audio)
         if not streams:
-            raise MediaError(f"{path}: has no audio track")
+            raise MediaError(
+                f"{path}: has no audio track (a camera that recorded without sound?), so "
+                "it cannot be synced by its sound: move it out of the stream folder"
+            )
         if track is None:
             # an audio stream whenever there is one (PyAV's stubs say only Stream; and
             # av.AudioStream is not exported by every PyAV this plugin accepts)
