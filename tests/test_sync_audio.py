@@ -550,6 +550,27 @@ def test_a_file_that_fails_on_its_main_track_says_how_to_read_another(installed,
         assert abs(found["offset_s"] - start) < 0.001, found
 
 
+def test_a_bound_too_few_blocks_measure_is_doubtful(installed, tmp_path):
+    """A 2-s file (one 4-s block of sound shared) has no scatter of block peaks to
+    measure, so its bound is a guess of 1 ms: it was `ok` (within max_error_ms 1)
+    beside a warning that the bound is rough; it is `doubtful` now, whatever
+    max_error_ms is."""
+    scene = _scene(20, seed=13)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(session / "raw/audio/str-cam2/clip.wav", _cut(scene, 5, 2))
+    for n, extra in enumerate(((), ("--set", "max_error_ms=5"))):
+        result = _run(installed, session, tmp_path / f"out{n}", *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = _map(tmp_path / f"out{n}", "", "str-cam2")
+        assert abs(found["offset_s"] - 5.0) < 0.001, found  # right, but not measured to be
+        assert found["status"] == "doubtful", found
+        assert _record(tmp_path, f"out{n}")["warnings"] == [
+            "str-cam2: only 1 usable block(s) of overlap, so its bound of +-1.00 ms is a "
+            "guess, not measured"
+        ]
+
+
 def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     """A camera in a corner hears every sound twice, its walls' reflections 3 ms
     after the direct sound and twice as loud: the offset is warned, and the

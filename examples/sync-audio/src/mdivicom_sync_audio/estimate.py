@@ -30,6 +30,7 @@ from mdivicom_sync_audio import coarse, fine, pieces
 from mdivicom_sync_audio.io import Audio
 
 MIN_DRIFT_SPAN_S = 20.0
+MIN_BLOCKS = 3  # usable blocks for the scatter of their peaks to be measured
 RUNNER_UP_RATIO = 0.8
 SILENCE_RMS = 1e-5
 FLOOR_MS = 0.1  # small systematic errors (resampling, codecs) seen on the evaluation
@@ -69,6 +70,10 @@ class Result:
     # the camera's file before this one, where the sound puts this file further from
     # its end than both bounds and the cut allow (separate takes): how far, in ms
     not_continuing: dict[str, float] = field(default_factory=dict)
+    # the usable blocks of a pair with too few (under MIN_BLOCKS) for their peaks'
+    # scatter to be measured: the bound's noise is then a guess, and the result doubtful
+    # (for a chain, its pair with the fewest); None: measured
+    rough_blocks: int | None = None
 
 
 def check_audible(audio: Audio, stream_id: str) -> None:
@@ -209,11 +214,9 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     notes = []
     blocks = len(result.block_lags)
     floor_ms = max(FLOOR_MS, 0.8 * 1000 / rate)
-    if blocks >= 3 and np.isfinite(result.block_spread_ms):
-        jitter = 3 * max(result.block_spread_ms, floor_ms) / np.sqrt(blocks)
-    else:
-        jitter = 1.0
-        notes.append(f"{stream_id}: only {blocks} usable block(s) of overlap, bound is rough")
+    rough = blocks < MIN_BLOCKS or not np.isfinite(result.block_spread_ms)
+    # with too few blocks, 1 ms is a guess: the run warns of it (`rough_blocks`)
+    jitter = 1.0 if rough else 3 * max(result.block_spread_ms, floor_ms) / np.sqrt(blocks)
     # the direct path could be at a peak the evidence did not rule out: the answer
     # is then that far off, give or take the noise
     noise_ms = max(jitter, floor_ms)
@@ -286,4 +289,5 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
         bound_reason=max(parts, key=lambda part: part[0])[1],
         alternatives_ms=list(result.alternatives_ms),
         measured_at_s=float(middle_s + oth.start_s),
+        rough_blocks=blocks if rough else None,
     )

@@ -653,8 +653,17 @@ def combine(
             not_continuing={
                 earlier: apart for (earlier, later), apart in broken.items() if later == sid
             },
+            rough_blocks=_rough_blocks(route[sid], pairs),
         )
     return out, route
+
+
+def _rough_blocks(path: list[str], pairs: dict[tuple[str, str], Result]) -> int | None:
+    """The fewest usable blocks of a pair along `path` whose bound is a guess (None:
+    every pair's was measured; a cut is no pair)."""
+    hops = [pairs.get((a, b)) or pairs.get((b, a)) for a, b in pairwise(path)]
+    rough = [hop.rough_blocks for hop in hops if hop is not None and hop.rough_blocks is not None]
+    return min(rough, default=None)
 
 
 def _seams_kept(

@@ -1,8 +1,8 @@
 """The plugin's run(): find the session's streams, align them, write the results.
 
 Problems never pass silently: every stream whose result is doubtful (error
-bound above `max_error_ms`, a rough drift, a silent track, a stretch of the
-recording the offset does not hold on) is named in the
+bound above `max_error_ms` or one too few blocks measure, a rough drift, a silent
+track, a stretch of the recording the offset does not hold on) is named in the
 `warnings` list that run() returns (the runner copies it into the run record
 and prints it), and `strict=true` turns any of them into a failed run.
 """
@@ -214,6 +214,14 @@ def run(
         if jumps:
             status = "doubtful"
             warnings.append(describe(sid, jumps, "the reference" if other == reference else other))
+        if found.rough_blocks is not None:
+            # too few blocks to measure their peaks' scatter: the bound is a guess
+            status = "doubtful"
+            warnings.append(
+                f"{sid}: only {found.rough_blocks} usable block(s) of overlap"
+                + (f" through {', '.join(routes[sid][1:-1])}" if len(routes[sid]) > 2 else "")
+                + f", so its bound of +-{found.error_bound_ms:.2f} ms is a guess, not measured"
+            )
         if found.error_bound_ms > max_error:
             status = "doubtful"
             warnings.append(
