@@ -571,6 +571,36 @@ def test_a_bound_too_few_blocks_measure_is_doubtful(installed, tmp_path):
         ]
 
 
+def test_channels_that_cancel_when_mixed_are_read_one_alone(installed, tmp_path):
+    """A stereo recorder whose second channel is its first inverted (a polarity-
+    reversed cable, an inverted safety channel) mixes down to nothing: it failed as
+    `silent`; its first channel alone is read now, with a warning saying why."""
+    import wave
+
+    import numpy as np
+
+    scene = _scene(20, seed=14)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    mono = np.round(_cut(scene, 1, 16) / np.max(np.abs(scene)) * 20000).astype("<i2")
+    path = session / "raw/audio/str-rec/rec.wav"
+    path.parent.mkdir(parents=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(CASE_RATE)
+        handle.writeframes(np.stack([mono, -mono], axis=1).tobytes())
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = _map(tmp_path / "out", "", "str-rec")
+    assert found["status"] == "ok" and abs(found["offset_s"] - 1.0) < 0.001, found
+    assert _record(tmp_path, "out")["warnings"] == [
+        "str-rec: rec.wav: its 2 channels cancel out when mixed down (one is another "
+        "inverted: a polarity-reversed cable or an inverted safety channel?), so its first "
+        "channel alone was read"
+    ]
+
+
 def test_a_doubtful_offset_says_what_makes_it_doubtful(installed, tmp_path):
     """A camera in a corner hears every sound twice, its walls' reflections 3 ms
     after the direct sound and twice as loud: the offset is warned, and the

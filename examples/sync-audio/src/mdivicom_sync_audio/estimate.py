@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from mdivicom_sync_audio import coarse, fine, pieces
-from mdivicom_sync_audio.io import Audio
+from mdivicom_sync_audio.io import Audio, is_silent
 
 MIN_DRIFT_SPAN_S = 20.0
 MIN_BLOCKS = 3  # usable blocks for the scatter of their peaks to be measured
 RUNNER_UP_RATIO = 0.8
-SILENCE_RMS = 1e-5
 FLOOR_MS = 0.1  # small systematic errors (resampling, codecs) seen on the evaluation
 SIGNIFICANCE_MARGIN = 2.0
 STRONG_MARGIN = 6.0  # sd over what noise reaches: pieces are then searched near the match only
@@ -78,14 +77,7 @@ class Result:
 
 def check_audible(audio: Audio, stream_id: str) -> None:
     """A silent track (muted camera, unplugged microphone) cannot be synced: say so."""
-    rms = 0.0
-    step = 1 << 20
-    total = 0
-    for start in range(0, len(audio.samples), step):
-        piece = audio.samples[start : start + step].astype(np.float64)
-        rms += float(np.sum((piece - piece.mean()) ** 2))
-        total += len(piece)
-    if not total or np.sqrt(rms / total) < SILENCE_RMS:
+    if is_silent(audio.samples):
         raise SyncProblem(f"{stream_id}: {audio.path.name} is silent, nothing to sync on")
 
 

@@ -49,7 +49,10 @@ time as a gap (silence), and its time is listed (`undecodable`). When more
 than half of a track's packets are refused, it is not damage but a track
 that cannot be read, and that is an error naming the file. A WAV is read as
 far as its header says, so one whose size field wrapped past 4 GiB or was
-never updated is read again to its end (`notes` says so).
+never updated is read again to its end (`notes` says so). Channels that cancel
+out when mixed down (one another inverted: a polarity-reversed cable, a
+recorder's inverted safety channel) are no silent recording: its first channel
+is read alone (`notes` says so).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ GAP_FRACTION = 0.5  # of a frame's length: a smaller timestamp jump is rounding,
 MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that much silence)
 MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
+SILENCE_RMS = 1e-5  # of full scale: a track quieter than this has nothing to sync on
 # a stream folder's media files, by suffix (case aside): what cameras, recorders and
 # phones write, all read by FFmpeg; a file with another suffix is left alone (layout.py)
 AUDIO_SUFFIXES = (
@@ -209,14 +213,17 @@ class _Mixdown:
     joined from two recordings, a broadcast switching to 5.1): one resampler
     takes one setup only."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, channel: int | None = None) -> None:
         self.rate = rate
+        self.channel = channel  # None: every channel mixed; else this one alone
         self.setup: tuple[str, str, int] | None = None
         self.resampler: Any = None
 
     def __call__(self, frame: Any) -> list[np.ndarray]:
         import av
 
+        if self.channel is not None:
+            frame = _one_channel(frame, self.channel)
         setup = (frame.format.name, frame.layout.name, frame.sample_rate)
         out = []
         if setup != self.setup:
@@ -229,6 +236,33 @@ class _Mixdown:
         if self.resampler is None:
             return []
         return [block.to_ndarray().reshape(-1) for block in self.resampler.resample(None)]
+
+
+def _one_channel(frame: Any, index: int) -> Any:
+    """`frame`'s channel `index` alone, as a mono frame of its format and rate."""
+    import av
+
+    array = frame.to_ndarray()
+    if frame.format.is_planar:
+        rows = array[index : index + 1]
+    else:
+        rows = array[:, index :: _interleaved(frame)]
+    made = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(rows), format=frame.format.name, layout="mono"
+    )
+    made.sample_rate = frame.sample_rate
+    return made
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """Whether `samples` hold no sound to sync on: their spread (the mean, a DC
+    offset, taken out) is under SILENCE_RMS of full scale."""
+    square_sum = 0.0
+    step = 1 << 20  # float64 a piece at a time: a 2-hour track is 57 M samples
+    for start in range(0, len(samples), step):
+        piece = samples[start : start + step].astype(np.float64)
+        square_sum += float(np.sum((piece - piece.mean()) ** 2))
+    return not len(samples) or float(np.sqrt(square_sum / len(samples))) < SILENCE_RMS
 
 
 def _interleaved(frame: Any) -> int:
@@ -281,18 +315,32 @@ def read_audio(path: Path, rate: int, track: int | None = None) -> Audio:
     `track` indexes the file's audio streams (0 = first); None takes the one
     FFmpeg ranks best (the default track of a camera file).
     """
-    audio = _read(path, rate, track, {})
+    options: dict[str, str] = {}
+    audio = _read(path, rate, track, options)
     declared_s = audio.duration_s
     if _wav_header_short(path, audio):
         # FFmpeg reads a WAV as far as its header says; a size field that wrapped
         # past 4 GiB (a long recording written without RF64) or that a recorder
         # never updated would silently leave the rest of the recording unread
-        audio = _read(path, rate, track, {"ignore_length": "1"})
+        options = {"ignore_length": "1"}
+        audio = _read(path, rate, track, options)
         audio.notes.append(
             f"{path.name}: its WAV header gives {declared_s:.1f} s of audio but the file holds "
             f"{audio.duration_s:.1f} s (a recording over 4 GiB written without RF64, or "
             "a header never updated): read to the end of the file"
         )
+    if audio.channels > 1 and is_silent(audio.samples):
+        # channels that cancel when mixed (one the other inverted: a polarity-reversed
+        # cable, a recorder's inverted safety channel) are no silent recording
+        alone = _read(path, rate, track, options, channel=0)
+        if not is_silent(alone.samples):
+            alone.notes = [
+                *audio.notes,
+                f"{path.name}: its {audio.channels} channels cancel out when mixed down (one "
+                "is another inverted: a polarity-reversed cable or an inverted safety "
+                "channel?), so its first channel alone was read",
+            ]
+            audio = alone
     return audio
 
 
@@ -352,7 +400,9 @@ def _mp4_without_index(path: Path) -> bool:
     return bool(seen) and b"moov" not in seen
 
 
-def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> Audio:
+def _read(
+    path: Path, rate: int, track: int | None, options: dict[str, str], channel: int | None = None
+) -> Audio:
     import av
     from av.audio.stream import AudioStream
 
@@ -397,7 +447,7 @@ def _read(path: Path, rate: int, track: int | None, options: dict[str, str]) -> 
         ]
         codec = stream.codec_context.name
         fmt = container.format.name
-        mixdown = _Mixdown(rate)
+        mixdown = _Mixdown(rate, channel)
         expected = (container.duration or 0) / 1e6 * rate
         buffer = _Samples(int(expected * 1.01) + rate)
         first_packet_pts: int | None = None
