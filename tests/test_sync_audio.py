@@ -426,6 +426,23 @@ def test_an_empty_or_cut_short_file_says_what_happened_and_what_to_do(installed,
     ), said
     assert "C0001.MP4: an MP4/MOV file without its index (no 'moov' box): " in said["cut"], said
     assert said["cut"].endswith("from a good file of the same camera, or remove it"), said
+    # a file this process cannot read either (here a folder) still gets FFmpeg's words
+    camera.unlink()
+    camera.mkdir()
+    said = _run_case(_READ_ERROR_CASE, installed, str(camera))
+    assert said.startswith(f"{camera}: cannot open as audio or video ("), said
+
+
+_READ_ERROR_CASE = r"""
+import json, sys
+from pathlib import Path
+from mdivicom_sync_audio.io import MediaError, read_audio
+
+try:
+    read_audio(Path(sys.argv[1]), 8000)
+except MediaError as error:
+    print(json.dumps(str(error)))
+"""
 
 
 def test_every_stream_folder_is_synced_or_named(installed, tmp_path):

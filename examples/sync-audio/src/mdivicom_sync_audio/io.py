@@ -359,12 +359,17 @@ def _unopenable(path: Path, error: Exception) -> MediaError:
     """The error for a file FFmpeg cannot open, saying what likely happened where the
     file shows it: FFmpeg's own words ("Invalid data found when processing input")
     fit an empty file and a camera file cut short alike, and tell neither what to do."""
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+        without_index = size > 0 and _mp4_without_index(path)
+    except OSError:  # not readable by us either (permissions, an I/O error)
+        size, without_index = -1, False
+    if size == 0:
         return MediaError(
             f"{path}: the file is empty (0 bytes): a recording never written (the camera "
             "stopped at once) or a copy that failed; copy it again, or remove it"
         )
-    if _mp4_without_index(path):
+    if without_index:
         return MediaError(
             f"{path}: an MP4/MOV file without its index (no 'moov' box): the recording was "
             "cut short (power lost, the card pulled) before the camera could finish it; a "
