@@ -177,6 +177,24 @@ def test_dry_run_and_config_schema(installed, study, tmp_path):
     )
     assert bad.returncode == 2
     assert "config.max_lag_s: -1 is less than or equal to the minimum of 0" in bad.stderr
+    fast = subprocess.run(
+        [
+            MDIVICOM,
+            "run",
+            "sync-audio",
+            "--dataset",
+            str(session),
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "analysis_rate_hz=192000",
+        ],
+        env=installed,
+        capture_output=True,
+        text=True,
+    )
+    assert fast.returncode == 2
+    assert "config.analysis_rate_hz: 192000 is greater than the maximum of 48000" in fast.stderr
 
 
 @pytest.mark.heavy

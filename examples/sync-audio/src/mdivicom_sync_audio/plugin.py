@@ -46,9 +46,13 @@ def get_plugin() -> dict:
                     "analysis_rate_hz": {
                         "type": "integer",
                         "minimum": 4000,
+                        # above it the decoded audio outgrows any recording's use: a
+                        # 2-hour stream at 192 kHz would hold 2.7 GB
+                        "maximum": 48000,
                         "default": DEFAULT_RATE_HZ,
-                        "description": "the rate the audio is analysed at; 16000 uses "
-                        "the 4-8 kHz band too, at 1.7x the CPU and twice the memory",
+                        "description": "the rate the audio is analysed at (4000-48000); "
+                        "16000 uses the 4-8 kHz band too, at 1.7x the CPU and twice the "
+                        "memory",
                     },
                     "max_error_ms": {
                         "type": "number",
