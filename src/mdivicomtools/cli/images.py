@@ -77,7 +77,7 @@ def pull_command(refs: tuple[str, ...], backend: str | None, timeout: float | No
     """Pull the named images, or every container plugin's image."""
     from mdivicomtools.runner.images import pull_images
 
-    engine, pulled = pull_images(list(refs), backend, timeout)
+    engine, pulled = pull_images(list(refs), backend, timeout, warn=_warn)
     for ref in pulled:
         click.echo(f"pulled {ref} into {engine}")
 
@@ -94,7 +94,7 @@ def save_command(refs: tuple[str, ...], output: str, backend: str | None) -> Non
 
     from mdivicomtools.runner.images import save_images
 
-    engine = save_images(list(refs), Path(output), backend)
+    engine = save_images(list(refs), Path(output), backend, warn=_warn)
     click.echo(f"saved {', '.join(refs)} from {engine} to {output}")
 
 
@@ -107,6 +107,10 @@ def load_command(path: str, backend: str | None) -> None:
 
     from mdivicomtools.runner.images import load_images
 
-    engine, names = load_images(Path(path), backend)
+    engine, names = load_images(Path(path), backend, warn=_warn)
     for name in names:
         click.echo(f"loaded {name} into {engine}")
+
+
+def _warn(note: str) -> None:
+    click.echo(f"warning: {note}", err=True)

@@ -10,6 +10,7 @@ missing.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 
 import msgspec
@@ -18,7 +19,7 @@ from mdivicomtools.common.text import describe_exception
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.execution.container.engine import GpuSupport
 from mdivicomtools.model.run import HookError
-from mdivicomtools.settings import BACKEND_ENV, configured_backend
+from mdivicomtools.settings import BACKEND_ENV, config_file, configured_backend
 
 #: container backends tried in this order by `--backend auto`
 CONTAINER_PREFERENCE = ("docker", "podman")
@@ -55,6 +56,8 @@ class BackendRegistry:
         self.providers: dict[str, list[str]] = {}
         self.backends: dict[str, ExecutionBackend] = {}
         self.errors: list[HookError] = list(errors or [])
+        #: what the choice of a backend should tell the user (see choose())
+        self.notes: list[str] = []
         for module, backend in provided:
             self.providers.setdefault(backend.name, []).append(module)
             self.backends.setdefault(backend.name, backend)
@@ -144,7 +147,9 @@ class BackendRegistry:
         plugins still run on python. `auto` tries MDIVICOM_BACKEND, the user
         config file's `backend`, then python for python plugins or docker, podman
         for container plugins, then any other installed backend, and takes the
-        first that runs this kind and answers.
+        first that runs this kind and answers. The user config's choice is a
+        preference, not a rule: when `auto` passes it over, `notes` says why and
+        which backend runs instead.
         """
         if requested is None:
             env_choice = os.environ.get(BACKEND_ENV)
@@ -158,8 +163,34 @@ class BackendRegistry:
         candidates = _preferences(kind) + sorted(self.backends)
         for candidate in dict.fromkeys(candidates):
             if self._usable(candidate, kind):
+                self._note_passed_over_preference(candidate, kind)
                 return self.backends[candidate]
         raise BackendUnavailable(self._none_available(kind))
+
+    def _note_passed_over_preference(self, chosen: str, kind: str) -> None:
+        """Say so when `auto` did not take the user config's `backend`: a misspelt name
+        or an engine that is down must not silently mean another engine."""
+        preferred = configured_backend()
+        if kind == "python" or not preferred or preferred in ("auto", chosen):
+            return
+        if os.environ.get(BACKEND_ENV, "auto") != "auto":
+            return  # MDIVICOM_BACKEND was tried first and ran: the file was not asked
+        where = f"backend = {preferred!r} in the user config {str(config_file())!r}"
+        backend = self.backends.get(preferred)
+        if backend is None:
+            close = difflib.get_close_matches(preferred, list(self.backends), n=1)
+            why = "is not an installed backend" + (
+                f" (did you mean {close[0]!r}?)" if close else ""
+            )
+        elif kind not in backend.kinds:
+            return
+        else:
+            status = self.availability(preferred)
+            why = f"is not available ({status.reason or 'provided by several hook modules'})"
+        self.notes.append(
+            f"{where} {why}; running on {chosen} instead (set MDIVICOM_BACKEND={preferred} "
+            "to refuse rather than fall back)"
+        )
 
     # -- listing and closing --------------------------------------------------
 

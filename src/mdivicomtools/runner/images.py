@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -52,15 +52,21 @@ def plugin_images() -> dict[str, list[str]]:
     return images
 
 
+def _chosen_backend(registry: BackendRegistry, requested: str | None) -> ContainerBackend:
+    """The engine a container run with `--backend requested` would use (None: the
+    default, MDIVICOM_BACKEND or the user config, as strict as for `run`)."""
+    backend = registry.choose(requested, "container")
+    if not isinstance(backend, ContainerBackend):
+        raise UsageError(
+            f"backend {backend.name!r} runs containers but does not manage images "
+            "through mdivicomtools; use its own tools"
+        )
+    return backend
+
+
 def _container_backends(registry: BackendRegistry, requested: str | None) -> list[ContainerBackend]:
     if requested is not None:
-        backend = registry.choose(requested, "container")
-        if not isinstance(backend, ContainerBackend):
-            raise UsageError(
-                f"backend {backend.name!r} runs containers but does not manage images "
-                "through mdivicomtools; use its own tools"
-            )
-        return [backend]
+        return [_chosen_backend(registry, requested)]
     return [
         backend
         for _, backend in sorted(registry.backends.items())
@@ -69,10 +75,16 @@ def _container_backends(registry: BackendRegistry, requested: str | None) -> lis
 
 
 @contextlib.contextmanager
-def _engine(requested: str | None) -> Iterator[tuple[str, ContainerEngine]]:
-    """The engine `--backend` names (default: as for `run`), closed afterwards."""
+def _engine(
+    requested: str | None, warn: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, ContainerEngine]]:
+    """The engine `--backend` names (default: as for `run`), closed afterwards;
+    `warn` hears why the user config's backend was passed over, as a run says."""
     with load_hooks().get_backends() as registry:
-        [backend] = _container_backends(registry, requested or "auto")
+        backend = _chosen_backend(registry, requested)
+        if warn is not None:
+            for note in registry.notes:
+                warn(note)
         yield backend.name, backend.engine()
 
 
@@ -125,7 +137,10 @@ def _refs_or_plugin_images(refs: list[str]) -> list[str]:
 
 
 def pull_images(
-    refs: list[str], requested: str | None = None, timeout: float | None = None
+    refs: list[str],
+    requested: str | None = None,
+    timeout: float | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[str, list[str]]:
     """Pull each image (every plugin image without `refs`); returns the engine and the
     pulled references. Raises ImageOperationFailed naming every image that failed.
@@ -134,7 +149,7 @@ def pull_images(
     answers would otherwise hold the command for as long as the engine waits.
     """
     wanted = _refs_or_plugin_images(refs)
-    with _engine(requested) as (name, engine):
+    with _engine(requested, warn) as (name, engine):
         failed = []
         for ref in wanted:
             try:
@@ -146,7 +161,12 @@ def pull_images(
         return name, wanted
 
 
-def save_images(refs: list[str], path: Path, requested: str | None = None) -> str:
+def save_images(
+    refs: list[str],
+    path: Path,
+    requested: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> str:
     """Write `refs` into one tar file at `path`, for `load` on another machine.
 
     The tar is written next to `path` and renamed into place only when complete,
@@ -162,7 +182,7 @@ def save_images(refs: list[str], path: Path, requested: str | None = None) -> st
         raise UsageError(f"-o {str(path)!r}: the folder {str(target.parent)!r} does not exist")
     if target.is_dir():
         raise UsageError(f"-o {str(path)!r} is a folder; name the tar file to write")
-    with _engine(requested) as (name, engine):
+    with _engine(requested, warn) as (name, engine):
         missing = [ref for ref in refs if engine.image(ref) is None]
         if missing:
             raise UsageError(
@@ -181,13 +201,15 @@ def save_images(refs: list[str], path: Path, requested: str | None = None) -> st
         return name
 
 
-def load_images(path: Path, requested: str | None = None) -> tuple[str, list[str]]:
+def load_images(
+    path: Path, requested: str | None = None, warn: Callable[[str], None] | None = None
+) -> tuple[str, list[str]]:
     """Load a tar made by `images save` (or `docker save` / `podman save`); returns the
     engine and the image names it reported."""
     source = path.expanduser()
     if not source.is_file():
         raise UsageError(f"{str(path)!r} is not a file; give the tar that `images save` wrote")
-    with _engine(requested) as (name, engine):
+    with _engine(requested, warn) as (name, engine):
         try:
             return name, engine.load(source)
         except EngineError as exc:

@@ -89,8 +89,11 @@ class Run:
         before: Fingerprint | None = None,
         engine: str | None = None,
         backend_errors: list[HookError] | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         self.request = request
+        #: warnings known before the run starts (the choice of its backend)
+        self.notes = list(notes or [])
         #: what the backend reported running on, when its execute does not say
         self.engine = engine
         self.verbose = verbose
@@ -117,6 +120,7 @@ class Run:
         outcome = RunOutcome(
             status="running",
             staging_dir=request.run_out_dir / "_staging" / request.run_id / request.plugin.id,
+            warnings=list(self.notes),
         )
         try:
             # before anything is staged: a runner killed from here on leaves this record
@@ -475,6 +479,8 @@ def execute_prepared(
     """
     for module in prepared.hooks.broken:  # before validation: a broken one may be a validator
         say(f"warning: hook module {module.name!r} is broken and left out: {module.error}")
+    for note in prepared.backends.notes:
+        say(f"warning: {note}")
     problems = prepared.problems(request)
     before = None
     if not problems:
@@ -501,6 +507,7 @@ def execute_prepared(
             before,
             engine=prepared.backends.availability(prepared.backend.name).engine,
             backend_errors=prepared.backends.errors,
+            notes=prepared.backends.notes,
         )
         record, interrupt = run.execute()
     if interrupt is not None:

@@ -1,0 +1,161 @@
+"""What a site administrator sets up for many users: the user config file, the
+MDIVICOM_* variables, shared plugin folders and hook modules, and how each
+surfaces when it is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from engines import TEST_IMAGE, need_engine
+from mdivicomtools.execution.base import Availability
+from mdivicomtools.execution.registry import BackendRegistry
+from pluginsite import MDIVICOM
+
+
+class _Backend:
+    def __init__(self, name: str, kind: str, available: bool = True) -> None:
+        self.name = name
+        self.kinds = frozenset({kind})
+        self._available = available
+
+    def availability(self) -> Availability:
+        if self._available:
+            return Availability(available=True, engine=self.name)
+        return Availability(available=False, reason=f"{self.name} is down")
+
+    def execute(self, request: object, outcome: object, log: object) -> None:
+        raise AssertionError("never run here")
+
+
+def _registry(podman_up: bool) -> BackendRegistry:
+    return BackendRegistry(
+        [
+            ("python-module", _Backend("python", "python")),
+            ("docker-module", _Backend("docker", "container")),
+            ("podman-module", _Backend("podman", "container", available=podman_up)),
+        ]
+    )
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MDIVICOM, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def user_config(tmp_path, monkeypatch):
+    """Write the user config file (MDIVICOM_CONFIG_FILE) with the given text."""
+    path = tmp_path / "config.toml"
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(path))
+    monkeypatch.delenv("MDIVICOM_BACKEND", raising=False)
+
+    def write(text: str):
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+# the user config's `backend` ---------------------------------------------------------
+
+
+def test_the_user_configs_backend_is_a_preference_that_says_when_passed_over(user_config):
+    """`backend = "podman"` is what `auto` tries first; with Podman down a run goes
+    to the next engine that answers, and says so (it was silent)."""
+    path = user_config('backend = "podman"\n')
+    registry = _registry(podman_up=False)
+    assert registry.choose(None, "container").name == "docker"
+    assert registry.notes == [
+        f"backend = 'podman' in the user config {str(path)!r} is not available (podman is "
+        "down); running on docker instead (set MDIVICOM_BACKEND=podman to refuse rather "
+        "than fall back)"
+    ]
+    up = _registry(podman_up=True)
+    assert up.choose(None, "container").name == "podman" and up.notes == []
+    # python plugins run on python without a word; --backend wins over the file
+    quiet = _registry(podman_up=False)
+    assert quiet.choose(None, "python").name == "python" and quiet.notes == []
+    assert quiet.choose("docker", "container").name == "docker" and quiet.notes == []
+
+
+def test_a_misspelt_backend_in_the_user_config_is_named(user_config, monkeypatch):
+    path = user_config('backend = "dockr"\n')
+    registry = _registry(podman_up=True)
+    assert registry.choose(None, "container").name == "docker"
+    assert registry.notes == [
+        f"backend = 'dockr' in the user config {str(path)!r} is not an installed backend "
+        "(did you mean 'docker'?); running on docker instead (set MDIVICOM_BACKEND=dockr "
+        "to refuse rather than fall back)"
+    ]
+    # MDIVICOM_BACKEND decides before the file is asked
+    monkeypatch.setenv("MDIVICOM_BACKEND", "podman")
+    strict = _registry(podman_up=True)
+    assert strict.choose(None, "container").name == "podman" and strict.notes == []
+
+
+def test_a_run_says_its_backend_preference_was_passed_over(user_config, tmp_path):
+    """Through the CLI: the warning is on the terminal and in the record."""
+    need_engine("docker")
+    user_config('backend = "podmn"\n')
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "hello.json").write_text(
+        json.dumps(
+            {
+                "meta": {
+                    "api_version": "mdivicomtools.plugin.v0.1",
+                    "id": "hello",
+                    "kind": "container",
+                    "version": "1.0.0",
+                    "description": "does nothing",
+                },
+                "container": {"image": TEST_IMAGE, "command": ["true"], "pull": "never"},
+            }
+        )
+    )
+    (tmp_path / "data").mkdir()
+    result = _cli(
+        "run",
+        "hello",
+        "--dataset",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        MDIVICOM_PLUGIN_PATH=str(manifests),
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["backend"]["name"] == "docker"
+    [warning] = [w for w in record["warnings"] if "in the user config" in w]
+    assert "backend = 'podmn'" in warning and "(did you mean 'podman'?)" in warning
+    assert f"warning: {warning}" in result.stderr
+
+
+def test_images_commands_default_to_the_engine_a_run_would_use(tmp_path):
+    """`images save` without --backend uses the engine `run` would: with
+    MDIVICOM_BACKEND=podman and Podman down, it stops instead of saving from Docker."""
+    need_engine("docker")
+    tar = tmp_path / "tools.tar"
+    result = _cli(
+        "images",
+        "save",
+        TEST_IMAGE,
+        "-o",
+        str(tar),
+        MDIVICOM_BACKEND="podman",
+        CONTAINER_HOST=f"unix://{tmp_path}/no-podman.sock",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "backend 'podman' (from MDIVICOM_BACKEND) is not available" in result.stderr
+    assert list(tmp_path.iterdir()) == []
