@@ -11,9 +11,10 @@ import subprocess
 import pytest
 
 from engines import TEST_IMAGE, need_engine
+from mdivicomtools.discovery import discover
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.registry import BackendRegistry
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, plugin_dict
 
 
 class _Backend:
@@ -159,3 +160,58 @@ def test_images_commands_default_to_the_engine_a_run_would_use(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "backend 'podman' (from MDIVICOM_BACKEND) is not available" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# MDIVICOM_PLUGIN_PATH ---------------------------------------------------------------
+
+
+def test_a_plugin_folder_named_twice_is_read_once(site, monkeypatch, tmp_path):
+    """A profile script and a user's shell both add the lab's folder: its plugins
+    stay usable (each was listed twice, broken as a duplicate of itself)."""
+    site.manifest("tool.json", plugin_dict("tool", kind="container"))
+    link = tmp_path / "link"
+    link.symlink_to(site.manifests)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "same-tool.json").symlink_to(site.manifests / "tool.json")
+    folders = [site.manifests, f"{site.manifests}/", link, other]
+    monkeypatch.setenv("MDIVICOM_PLUGIN_PATH", os.pathsep.join(map(str, folders)))
+    found = discover()
+    assert [(r.ref, r.status) for r in found.plugins] == [("lab/tool", "ok")]
+    assert found.warnings == []
+
+
+def test_a_plugin_folder_that_cannot_be_read_is_a_warning(site, monkeypatch, tmp_path):
+    """Another user's private folder on the shared path: every command failed with
+    `internal error (PermissionError ...)`. (Root reads any folder, so the refusal
+    is the one the kernel gives other users.)"""
+    site.manifest("tool.json", plugin_dict("tool", kind="container"))
+    private = tmp_path / "private"
+    private.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path) == str(private):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setenv("MDIVICOM_PLUGIN_PATH", f"{private}{os.pathsep}{site.manifests}")
+    found = discover()
+    assert found.refs() == ["lab/tool"]
+    assert found.warnings == [
+        f"MDIVICOM_PLUGIN_PATH names '{private}', which cannot be read (Permission denied); "
+        "its manifests are left out"
+    ]
+
+
+def test_a_manifest_link_whose_target_is_gone_is_listed_broken(site):
+    (site.manifests / "tool.json").symlink_to("/nonexistent/tool.json")
+    site.manifest("other.json", plugin_dict("other", kind="container"))
+    found = discover()
+    by_origin = {r.origin.rsplit("/", 1)[-1]: r for r in found.plugins}
+    assert by_origin["other.json"].status == "ok"
+    assert by_origin["tool.json"].status == "broken"
+    assert by_origin["tool.json"].error == (
+        "cannot read manifest: it links to '/nonexistent/tool.json', which does not exist"
+    )

@@ -97,14 +97,44 @@ def plugin_path_folders(value: str | None = None) -> list[Path]:
 
 
 def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:
+    """Every manifest file of the folders, each read once.
+
+    Sites set MDIVICOM_PLUGIN_PATH in several places (a profile script, a
+    module file, a user's own shell): the same folder named twice, or through
+    a symbolic link, would otherwise list each of its plugins twice, and both
+    broken as duplicates of themselves. A folder that cannot be read (another
+    user's private one) is a warning, like one that does not exist. A symbolic
+    link to a manifest that is gone is kept, to be listed broken rather than
+    left out unseen; a FIFO or a device is never taken (reading would block).
+    """
     files: list[Path] = []
+    seen: set[str] = set()
     for folder in folders:
-        if not folder.is_dir():
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
             warnings.append(f"{PLUGIN_PATH_ENV} names {str(folder)!r}, which is not a folder")
             continue
-        files.extend(
-            sorted(p for p in folder.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
-        )
+        except OSError as exc:
+            warnings.append(
+                f"{PLUGIN_PATH_ENV} names {str(folder)!r}, which cannot be read "
+                f"({exc.strerror or describe_exception(exc)}); its manifests are left out"
+            )
+            continue
+        real_folder = os.path.realpath(folder)
+        for entry in entries:
+            if os.path.splitext(entry.name)[1] not in MANIFEST_SUFFIXES:
+                continue
+            # the file itself, so a folder named twice and a link to a manifest of
+            # another named folder count once (only links cost a system call)
+            linked = entry.is_symlink()
+            real = os.path.realpath(entry.path) if linked else os.path.join(real_folder, entry.name)
+            if real in seen:
+                continue
+            if entry.is_file() or (linked and not os.path.exists(entry.path)):
+                seen.add(real)
+                files.append(Path(entry.path))
     return files
 
 
@@ -131,6 +161,11 @@ def load_manifest(path: Path) -> PluginRecord:
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         return broken(reason, raw_meta=None, **common)
+    except FileNotFoundError as exc:
+        if path.is_symlink():
+            reason = f"it links to {os.readlink(path)!r}, which does not exist"
+            return broken(f"cannot read manifest: {reason}", raw_meta=None, **common)
+        return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         # tomllib.TOMLDecodeError is a ValueError whose message carries line and column
         return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
