@@ -14,6 +14,7 @@ from engines import TEST_IMAGE, need_engine
 from mdivicomtools.discovery import discover
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.registry import BackendRegistry
+from mdivicomtools.settings import UserConfigError, load_user_config
 from pluginsite import MDIVICOM, plugin_dict
 
 
@@ -160,6 +161,36 @@ def test_images_commands_default_to_the_engine_a_run_would_use(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "backend 'podman' (from MDIVICOM_BACKEND) is not available" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# the user config file ---------------------------------------------------------------
+
+
+def test_a_user_config_that_is_not_utf8_is_a_config_error(user_config):
+    """It was `internal error (UnicodeDecodeError ...)`, exit 1, for every run."""
+    path = user_config("")
+    path.write_bytes(b'backend = "podman"\n# caf\xe9\n')
+    with pytest.raises(UserConfigError) as raised:
+        load_user_config()
+    assert str(raised.value) == (
+        f"the user config {str(path)!r} is not UTF-8 text (at byte offset 24); save it as UTF-8"
+    )
+    shown = _cli("config", "show", MDIVICOM_CONFIG_FILE=str(path))
+    assert (shown.returncode, shown.stderr) == (2, f"Error: {raised.value}\n")
+
+
+def test_a_top_level_key_after_a_section_says_where_it_belongs(user_config):
+    """`strict_hooks = true` appended at the end of a file with a [container]
+    section lands in [container]; the error says to move it, not just 'unknown'."""
+    user_config('[container]\nmemory = "16g"\n\nstrict_hooks = true\n')
+    with pytest.raises(UserConfigError) as raised:
+        load_user_config()
+    assert (
+        "unknown key 'container.strict_hooks' in the user config" in str(raised.value)
+        and "('strict_hooks' is a top-level key: move it above the first [section] line; "
+        "every key after [container] belongs to [container])"
+        in str(raised.value)
+    )
 
 
 # MDIVICOM_PLUGIN_PATH ---------------------------------------------------------------

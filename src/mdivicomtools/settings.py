@@ -108,6 +108,13 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
         known = list(struct.__struct_fields__)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if table and key in UserConfig.__struct_fields__:
+            # TOML puts every key after `[container]` into that table: the usual
+            # slip is a top-level key appended at the end of the file
+            hint = (
+                f" ({key!r} is a top-level key: move it above the first [section] line; "
+                f"every key after [{table}] belongs to [{table}])"
+            )
         name = f"{table}.{key}" if table else key
         return f"unknown key {name!r} in {where}{hint}; known keys: {', '.join(known)}"
     return f"{where}: {message}"
@@ -132,6 +139,11 @@ def load_user_config() -> UserConfig:
     except OSError as exc:
         raise UserConfigError(
             f"cannot read the user config {str(path)!r}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise UserConfigError(
+            f"the user config {str(path)!r} is not UTF-8 text (at byte offset {exc.start}); "
+            "save it as UTF-8"
         ) from None
     from mdivicomtools.common import tomlio  # 25 ms, only when the file exists
 
