@@ -380,6 +380,13 @@ def test_precedence_manifest_then_user_config_then_run_options(tmp_path, monkeyp
         ("", {"cpus": -1.0}, "--cpus must be more than 0"),
         ("", {"gpus": "0,,1"}, "--gpus '0,,1'"),
         ("", {"stop_grace": 7200.0}, "--stop-grace must be between 0 and 3600"),
+        # the site's config, not an option the user never gave, is named
+        ("[container]\ncpus = -3\n", {}, "config.toml': cpus must be more than 0, got -3"),
+        (
+            "[container]\nstop_grace_s = -1\n",
+            {},
+            "config.toml': stop_grace_s must be between 0 and 3600 seconds, got -1",
+        ),
     ],
 )
 def test_bad_overrides_are_usage_errors(tmp_path, monkeypatch, config, options, message):

@@ -136,7 +136,8 @@ def container_settings(
     shm = _size(options.shm_size, "--shm-size") or _size(defaults.shm_size, f"{where}: shm_size")
     cpus = options.cpus if options.cpus is not None else defaults.cpus
     if cpus is not None and cpus <= 0:
-        raise UsageError(f"--cpus must be more than 0, got {cpus:g}")
+        given = "--cpus" if options.cpus is not None else f"{where}: cpus"
+        raise UsageError(f"{given} must be more than 0, got {cpus:g}")
     gpus: Gpus | None
     if options.gpus is not None:
         try:
@@ -149,7 +150,8 @@ def container_settings(
         gpus = resources.gpus if resources is not None else None
     grace = options.stop_grace if options.stop_grace is not None else defaults.stop_grace_s
     if grace is not None and not 0 <= grace <= 3600:
-        raise UsageError(f"--stop-grace must be between 0 and 3600 seconds, got {grace:g}")
+        given = "--stop-grace" if options.stop_grace is not None else f"{where}: stop_grace_s"
+        raise UsageError(f"{given} must be between 0 and 3600 seconds, got {grace:g}")
     if grace is None:
         grace = spec.stop_grace_s if spec.stop_grace_s is not None else DEFAULT_STOP_GRACE_S
     if resources is not None:
