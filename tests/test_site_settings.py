@@ -246,3 +246,23 @@ def test_a_manifest_link_whose_target_is_gone_is_listed_broken(site):
     assert by_origin["tool.json"].error == (
         "cannot read manifest: it links to '/nonexistent/tool.json', which does not exist"
     )
+
+
+# engines ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["garbage", "ftp://podman.example.org"])
+def test_a_container_host_podman_cannot_use_is_named_as_the_problem(monkeypatch, value):
+    """It was `its availability() raised ValueError ...`, with the fix `fix or disable
+    the hook module mdivicomtools-podman`: the wrong thing to change."""
+    from mdivicomtools_podman.hooks import mdivicom_execution_backends
+
+    monkeypatch.setenv("CONTAINER_HOST", value)
+    [podman] = mdivicom_execution_backends()
+    status = podman.availability()
+    assert status.available is False
+    assert status.reason is not None
+    assert status.reason.startswith(
+        f"CONTAINER_HOST={value} is not an address of a Podman service: The scheme"
+    )
+    assert status.fix is not None and "set CONTAINER_HOST to unix://" in status.fix

@@ -145,7 +145,14 @@ def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
     """
     if endpoint.startswith("unix://") and not Path(endpoint[len("unix://") :]).exists():
         return None
-    client = PodmanClient(base_url=endpoint)
+    try:
+        client = PodmanClient(base_url=endpoint)
+    except ValueError as exc:  # podman-py refuses the URL itself (CONTAINER_HOST=garbage)
+        raise EngineUnreachable(
+            f"CONTAINER_HOST={endpoint} is not an address of a Podman service: {exc}",
+            fix="set CONTAINER_HOST to unix:///PATH/podman.sock, ssh://USER@HOST/PATH or "
+            "tcp://HOST:PORT, or unset it to use the default sockets",
+        ) from None
     try:
         response = client.api.get("/_ping", timeout=PING_TIMEOUT_S)
         if response.status_code == 200:
