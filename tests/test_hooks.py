@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,38 @@ def test_disable_hooks_by_name(site, dataset, tmp_path, monkeypatch):
     assert record.extensions == {}
     (module,) = [m for m in load_hooks().modules if m.name == "site-prov"]
     assert module.status == "disabled" and module.error == "disabled by MDIVICOM_DISABLE_HOOKS"
+
+
+def test_disable_hooks_names_that_disable_nothing_are_warned_about(site, dataset, monkeypatch):
+    """A misspelt MDIVICOM_DISABLE_HOOKS name, or a built-in one, left the module
+    running without a word: the operator believed it off."""
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(site, "site-prov", PROVENANCE)
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "site-prv,mdivicomtools.host")
+    typo = (
+        "MDIVICOM_DISABLE_HOOKS names 'site-prv', but no installed hook module has that name "
+        "(did you mean 'site-prov'?); installed: site-prov"
+    )
+    builtin = (
+        "MDIVICOM_DISABLE_HOOKS names 'mdivicomtools.host', a built-in hook module, which "
+        "cannot be disabled; it is still used"
+    )
+    hooks = load_hooks(
+        entry_points=[
+            ep for ep in entry_points(group="mdivicomtools.hooks") if ep.name == "site-prov"
+        ]
+    )
+    assert hooks.warnings == [builtin, typo]
+    listed = site.cli("hooks", "list", "--json")
+    assert listed.returncode == 0
+    assert (
+        f"Warning: {builtin}\n" in listed.stderr and "'site-prv', but no installed" in listed.stderr
+    )
+    ran = site.cli("run", "writer", "--dataset", str(dataset), "--out", str(dataset.parent / "o"))
+    assert ran.returncode == 0, ran.stderr
+    assert f"[mdivicom] warning: {builtin}\n" in ran.stderr
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "site-prov")
+    assert load_hooks().warnings == []
 
 
 def test_in_process_modules_can_be_registered(site, dataset, tmp_path):

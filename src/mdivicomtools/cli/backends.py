@@ -35,10 +35,12 @@ def list_command(as_json: bool) -> None:
     """
     from mdivicomtools.hooks.manager import load_hooks
 
-    with load_hooks().get_backends() as registry:
+    hooks = load_hooks()
+    with hooks.get_backends() as registry:
         items = registry.items()
         failures = list(registry.errors)
     # diagnostics go to stderr in both forms, so `--json` keeps one document on stdout
+    warn(hooks.warnings)
     warn(f"hook module {e.plugin!r} could not provide backends: {e.error}" for e in failures)
     if as_json:
         echo_json(items)

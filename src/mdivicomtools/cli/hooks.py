@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.output import echo_json, warn
 
 
 @click.group("hooks")
@@ -21,7 +21,9 @@ def list_command(as_json: bool) -> None:
     """
     from mdivicomtools.hooks.manager import load_hooks
 
-    modules = load_hooks().modules
+    hooks = load_hooks()
+    modules = hooks.modules
+    warn(hooks.warnings)  # stderr in both forms: `--json` keeps one document on stdout
     if as_json:
         echo_json(modules)
         return

@@ -191,6 +191,8 @@ class HookManager:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(specs)
         self.modules: list[HookModule] = []
+        #: what the commands show on stderr: MDIVICOM_DISABLE_HOOKS names that did nothing
+        self.warnings: list[str] = []
 
     # -- loading --------------------------------------------------------------
 
@@ -294,6 +296,28 @@ class HookManager:
                 continue
             self.add_module(module, ep.name, **info)
 
+    def check_disabled(self, disabled: Iterable[str]) -> None:
+        """Warn about MDIVICOM_DISABLE_HOOKS names that disabled nothing.
+
+        An operator who disables a misbehaving site module with a misspelt name,
+        or names a built-in one, would otherwise go on running with it and
+        believe it off.
+        """
+        installed = [m.name for m in self.modules if not m.builtin]
+        for name in sorted(set(disabled) - {m.name for m in self.modules if not m.builtin}):
+            if name in BUILTIN_MODULES:
+                self.warnings.append(
+                    f"{DISABLE_ENV} names {name!r}, a built-in hook module, which cannot be "
+                    "disabled; it is still used"
+                )
+                continue
+            close = difflib.get_close_matches(name, installed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.warnings.append(
+                f"{DISABLE_ENV} names {name!r}, but no installed hook module has that "
+                f"name{hint}; installed: {', '.join(installed) or 'none'}"
+            )
+
     @property
     def broken(self) -> list[HookModule]:
         return [module for module in self.modules if module.status == "broken"]
@@ -374,4 +398,5 @@ def load_hooks(
             manager._report(name, "disabled", error=f"disabled by {DISABLE_ENV}", origin="extra")
         else:
             manager.add_module(module, name, origin="extra")
+    manager.check_disabled(disabled)
     return manager

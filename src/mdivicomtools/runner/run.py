@@ -479,7 +479,9 @@ def execute_prepared(
     """
     for module in prepared.hooks.broken:  # before validation: a broken one may be a validator
         say(f"warning: hook module {module.name!r} is broken and left out: {module.error}")
-    for note in prepared.backends.notes:
+    # a module the operator meant to disable that runs; a backend preference passed over
+    notes = [*prepared.hooks.warnings, *prepared.backends.notes]
+    for note in notes:
         say(f"warning: {note}")
     problems = prepared.problems(request)
     before = None
@@ -507,7 +509,7 @@ def execute_prepared(
             before,
             engine=prepared.backends.availability(prepared.backend.name).engine,
             backend_errors=prepared.backends.errors,
-            notes=prepared.backends.notes,
+            notes=notes,
         )
         record, interrupt = run.execute()
     if interrupt is not None:
