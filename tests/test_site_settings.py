@@ -193,6 +193,43 @@ def test_a_top_level_key_after_a_section_says_where_it_belongs(user_config):
     )
 
 
+def test_config_show_shows_the_container_and_slurm_sections(user_config):
+    """A site's `[container]` and `[slurm]` settings were not shown at all, although
+    a refused Slurm job points to `mdivicom config show` for them."""
+    path = user_config(
+        '[container]\nmemory = "16g"\ngpus = ["0", "1"]\n'
+        '[container.mounts]\nmodels = "/srv/models"\n'
+        '[slurm]\npartition = "short"\ndirectives = ["--qos=low"]\n'
+    )
+    shown = _cli(
+        *("config", "show", "--json", "--memory", "8g", "--mount", "refs=/srv/refs"),
+        "--slurm-directive=--exclusive",
+        MDIVICOM_CONFIG_FILE=str(path),
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = {s["name"]: (s["value"], s["origin"]) for s in json.loads(shown.stdout)}
+    assert {name: row for name, row in rows.items() if "." in name} == {
+        "container.memory": ("8g", "command line"),
+        "container.cpus": (None, "default"),
+        "container.shm_size": (None, "default"),
+        "container.gpus": (["0", "1"], "user config file"),
+        "container.stop_grace_s": (None, "default"),
+        "container.mounts.models": ("/srv/models", "user config file"),
+        "container.mounts.refs": ("/srv/refs", "command line"),
+        "slurm.partition": ("short", "user config file"),
+        "slurm.time": ("01:00:00", "default"),
+        "slurm.mem": ("2GB", "default"),
+        "slurm.cpus": (1, "default"),
+        "slurm.account": (None, "default"),
+        "slurm.directives": (["--qos=low", "--exclusive"], "command line"),
+        "slurm.interface": (None, "default"),
+    }
+    table = _cli("config", "show", MDIVICOM_CONFIG_FILE=str(path)).stdout
+    assert ["container.gpus", "0,", "1", "user", "config", "file", f"({path})"] in [
+        line.split() for line in table.splitlines()
+    ]
+
+
 # MDIVICOM_PLUGIN_PATH ---------------------------------------------------------------
 
 

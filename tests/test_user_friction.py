@@ -431,6 +431,10 @@ def test_config_show_takes_every_run_option_it_shows(tmp_path):
     shown = _cli(
         *("config", "show", "--json", "--backend", "podman", "--strict-bundles"),
         *("--hash-dataset", "--strict-hooks", "--scheduler", "tcp://127.0.0.1:8786"),
+        *("--memory", "8g", "--cpus", "2", "--shm-size", "1g", "--gpus", "all"),
+        *("--mount", "models=/srv/models", "--stop-grace", "30"),
+        *("--slurm-partition", "short", "--slurm-time", "0-02:00:00", "--slurm-mem", "4GB"),
+        *("--slurm-cpus", "2", "--slurm-account", "lab", "--slurm-directive=--qos=low"),
         MDIVICOM_CONFIG_FILE=str(tmp_path / "empty.toml"),
     )
     assert shown.returncode == 0, shown.stderr
@@ -443,4 +447,16 @@ def test_config_show_takes_every_run_option_it_shows(tmp_path):
         "hash_dataset": "--hash-dataset",
         "strict_hooks": "--strict-hooks",
         "dask_scheduler": "--scheduler",
+        "container.memory": "--memory",
+        "container.cpus": "--cpus",
+        "container.shm_size": "--shm-size",
+        "container.gpus": "--gpus",
+        "container.mounts.models": "--mount",
+        "container.stop_grace_s": "--stop-grace",
+        "slurm.partition": "--slurm-partition",
+        "slurm.time": "--slurm-time",
+        "slurm.mem": "--slurm-mem",
+        "slurm.cpus": "--slurm-cpus",
+        "slurm.account": "--slurm-account",
+        "slurm.directives": "--slurm-directive",
     }

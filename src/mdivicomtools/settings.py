@@ -48,6 +48,12 @@ class ContainerDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     mounts: dict[str, str] = {}
 
 
+#: the worker jobs' resources when neither `--slurm-*` nor `[slurm]` sets them
+SLURM_DEFAULT_TIME = "01:00:00"
+SLURM_DEFAULT_MEM = "2GB"
+SLURM_DEFAULT_CPUS = 1
+
+
 class SlurmDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`[slurm]` in the user config: the worker jobs of `--executor slurm`.
 
@@ -244,4 +250,35 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     add("plugin_path", "", PLUGIN_PATH_ENV, None, None)
     add("disable_hooks", "", DISABLE_HOOKS_ENV, None, None)
     add("dask_scheduler", None, SCHEDULER_ENV, None, "--scheduler")
+    # None: the plugin's manifest decides (else the engine's default, and 5 s of grace)
+    container = user.container or ContainerDefaults()
+    add("container.memory", None, None, container.memory, "--memory")
+    add("container.cpus", None, None, container.cpus, "--cpus")
+    add("container.shm_size", None, None, container.shm_size, "--shm-size")
+    add("container.gpus", None, None, container.gpus, "--gpus")
+    add("container.stop_grace_s", None, None, container.stop_grace_s, "--stop-grace")
+    for item in given.pop("container.mounts", ()):
+        name, sep, mount = item.partition("=")
+        if not sep or not name or not mount:
+            raise UsageError(
+                f"--mount {item!r}: expected NAME=PATH, e.g. --mount models=/srv/models"
+            )
+        given[f"container.mounts.{name}"] = mount
+    mount_names = set(container.mounts) | {
+        key.removeprefix("container.mounts.")
+        for key in given
+        if key.startswith("container.mounts.")
+    }
+    for name in sorted(mount_names):
+        add(f"container.mounts.{name}", None, None, container.mounts.get(name), "--mount")
+    slurm = user.slurm or SlurmDefaults()
+    add("slurm.partition", None, None, slurm.partition, "--slurm-partition")
+    add("slurm.time", SLURM_DEFAULT_TIME, None, slurm.time, "--slurm-time")
+    add("slurm.mem", SLURM_DEFAULT_MEM, None, slurm.mem, "--slurm-mem")
+    add("slurm.cpus", SLURM_DEFAULT_CPUS, None, slurm.cpus, "--slurm-cpus")
+    add("slurm.account", None, None, slurm.account, "--slurm-account")
+    if "slurm.directives" in given:  # --slurm-directive adds to the file's lines
+        given["slurm.directives"] = [*slurm.directives, *given["slurm.directives"]]
+    add("slurm.directives", [], None, slurm.directives or None, "--slurm-directive")
+    add("slurm.interface", None, None, slurm.interface, None)
     return settings

@@ -47,7 +47,12 @@ from mdivicomtools.batch.session import (
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.options import BatchOptions
-from mdivicomtools.settings import configured_slurm
+from mdivicomtools.settings import (
+    SLURM_DEFAULT_CPUS,
+    SLURM_DEFAULT_MEM,
+    SLURM_DEFAULT_TIME,
+    configured_slurm,
+)
 
 #: seconds to wait for `squeue` to stop listing the cancelled worker jobs
 CANCEL_WAIT_S = 30.0
@@ -65,9 +70,9 @@ class SlurmSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     """
 
     partition: str | None = None
-    time: str = "01:00:00"
-    mem: str = "2GB"
-    cpus: int = 1
+    time: str = SLURM_DEFAULT_TIME
+    mem: str = SLURM_DEFAULT_MEM
+    cpus: int = SLURM_DEFAULT_CPUS
     account: str | None = None
     directives: tuple[str, ...] = ()
     interface: str | None = None

@@ -8,8 +8,10 @@ from mdivicomtools.cli.output import echo_json
 
 
 def _shown(value: object) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return "-"
+    if isinstance(value, list):  # [slurm] directives, [container] gpus ids
+        return ", ".join(map(str, value))
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -39,6 +41,34 @@ def config_group() -> None:
     help="Show the effect of `run --strict-hooks`.",
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Show the effect of `run --scheduler`.")
+@click.option("--memory", metavar="SIZE", help="Show the effect of `run --memory`.")
+@click.option("--cpus", type=float, metavar="N", help="Show the effect of `run --cpus`.")
+@click.option("--shm-size", metavar="SIZE", help="Show the effect of `run --shm-size`.")
+@click.option("--gpus", metavar="all|N|IDS|none", help="Show the effect of `run --gpus`.")
+@click.option(
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Show the effect of `run --mount` (repeatable).",
+)
+@click.option(
+    "--stop-grace", type=float, metavar="SECONDS", help="Show the effect of `run --stop-grace`."
+)
+@click.option(
+    "--slurm-partition", metavar="NAME", help="Show the effect of `run --slurm-partition`."
+)
+@click.option("--slurm-time", metavar="D-HH:MM:SS", help="Show the effect of `run --slurm-time`.")
+@click.option("--slurm-mem", metavar="SIZE", help="Show the effect of `run --slurm-mem`.")
+@click.option("--slurm-cpus", type=int, metavar="N", help="Show the effect of `run --slurm-cpus`.")
+@click.option("--slurm-account", metavar="NAME", help="Show the effect of `run --slurm-account`.")
+@click.option(
+    "--slurm-directive",
+    "slurm_directives",
+    multiple=True,
+    metavar="LINE",
+    help="Show the effect of `run --slurm-directive` (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def show_command(
     backend: str | None,
@@ -46,13 +76,26 @@ def show_command(
     hash_dataset: bool | None,
     strict_hooks: bool | None,
     scheduler: str | None,
+    memory: str | None,
+    cpus: float | None,
+    shm_size: str | None,
+    gpus: str | None,
+    mounts: tuple[str, ...],
+    stop_grace: float | None,
+    slurm_partition: str | None,
+    slurm_time: str | None,
+    slurm_mem: str | None,
+    slurm_cpus: int | None,
+    slurm_account: str | None,
+    slurm_directives: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Print every setting with its value and origin, like `git config --show-origin`.
 
     The origin is one of: default, user config file (its path), environment
     (the variable), command line (the option). Options given here show what a
-    `run` with the same options would use.
+    `run` with the same options would use. A `container.*` setting shown as `-`
+    is left to the plugin's manifest.
     """
     from mdivicomtools.settings import effective_settings
 
@@ -63,6 +106,18 @@ def show_command(
             "hash_dataset": hash_dataset,
             "strict_hooks": strict_hooks,
             "dask_scheduler": scheduler,
+            "container.memory": memory,
+            "container.cpus": cpus,
+            "container.shm_size": shm_size,
+            "container.gpus": gpus,
+            "container.mounts": mounts or None,
+            "container.stop_grace_s": stop_grace,
+            "slurm.partition": slurm_partition,
+            "slurm.time": slurm_time,
+            "slurm.mem": slurm_mem,
+            "slurm.cpus": slurm_cpus,
+            "slurm.account": slurm_account,
+            "slurm.directives": list(slurm_directives) or None,
         }
     )
     if as_json:
