@@ -116,6 +116,27 @@ def test_success_writes_outputs_and_a_complete_record(site, dataset, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["_runs", "writer"]
 
 
+def test_progress_lines_nobody_reads_do_not_stop_the_run(site, dataset, tmp_path):
+    """`mdivicom run ... 2>&1 | head -2`: the BrokenPipeError of the third progress
+    line ended the run between its `running` record and its final one (left
+    abandoned, its staging behind). The run finishes; the other lines are dropped."""
+    site.plugin("writer", run_source=WRITE_TWO)
+    shown: list[str] = []
+
+    def progress(message: str) -> None:
+        if len(shown) == 2:
+            raise BrokenPipeError(32, "Broken pipe")
+        shown.append(message)
+
+    out = tmp_path / "out"
+    record = run_plugin("writer", dataset=dataset, out=out, progress=progress)
+    assert record.status == "succeeded"
+    assert read_record(out / "_runs" / f"{record.run_id}.json").status == "succeeded"
+    assert (out / "writer" / "result.txt").read_text() == "hello"
+    assert not (out / "_staging").exists()
+    assert len(shown) == 2
+
+
 def test_plugin_exception_fails_without_touching_the_earlier_output(site, dataset, tmp_path):
     site.plugin("flaky", run_source=WRITE_TWO)
     out = tmp_path / "out"

@@ -45,6 +45,30 @@ def _options(options: RunOptions | None, fields: dict[str, Any]) -> RunOptions:
     return options.with_changes(**fields) if fields else options
 
 
+def _while_shown(progress: Progress | None) -> Progress:
+    """`progress`, until a line cannot be written.
+
+    The reader of the progress lines may go away during a run (`mdivicom run
+    ... 2>&1 | head`, a closed terminal): a BrokenPipeError from a line used to
+    end the run between its `running` record and its final one, leaving the
+    run abandoned and its staging behind. The record matters more than the
+    lines, so the rest are dropped, as the run log's live echo does.
+    """
+    if progress is None:
+        return lambda message: None
+    shown = True
+
+    def say(message: str) -> None:
+        nonlocal shown
+        if shown:
+            try:
+                progress(message)
+            except OSError:
+                shown = False
+
+    return say
+
+
 def run_plugin(
     ref: str,
     options: RunOptions | None = None,
@@ -68,7 +92,7 @@ def run_plugin(
     plugin's traceback goes only to the log file unless `verbose`.
     """
     options = _options(options, fields)
-    say = progress or (lambda message: None)
+    say = _while_shown(progress)
     with Prepared(ref, options, hooks) as prepared:
         plugin = prepared.plugin
         say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {prepared.found.origin})")
