@@ -94,6 +94,42 @@ def test_local_executor_runs_every_session(session_plugin, study, tmp_path, jobs
     assert summary_of(out)["batch_id"] == summary.batch_id
 
 
+def test_a_batch_whose_progress_reader_went_away_still_writes_its_summary(
+    session_plugin, study, tmp_path, monkeypatch
+):
+    """`mdivicom run --sessions ... 2>&1 | head -2`: the next line's BrokenPipeError
+    ended the batch process, so no summary was written (`batches list` was empty)."""
+    from mdivicomtools.cli import batch_view
+
+    lines: list[str] = []
+
+    def progress(message: str) -> None:
+        if lines:
+            raise BrokenPipeError(32, "Broken pipe")
+        lines.append(message)
+
+    def echo(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(batch_view.click, "echo", echo)
+    view = batch_view.BatchProgress(8)
+    out = tmp_path / "out"
+    summary = run_batch(
+        "per-session",
+        dataset=study,
+        out=out,
+        sessions="ses-*",
+        jobs=2,
+        progress=progress,
+        on_start=lambda total: None,
+        on_event=view.event,
+    )
+    view.close()
+    assert summary.status == "succeeded" and summary.totals == {"succeeded": 8}
+    assert summary_of(out)["batch_id"] == summary.batch_id
+    assert len(lines) == 1
+
+
 def test_a_caller_running_threads_gets_spawned_workers(
     session_plugin, study, tmp_path, monkeypatch
 ):

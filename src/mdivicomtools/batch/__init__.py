@@ -36,6 +36,7 @@ from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo
+from mdivicomtools.runner import while_shown
 
 __all__ = [
     "BatchOptions",
@@ -140,7 +141,7 @@ def run_batch(
         batch = BatchOptions(**batch_fields)
     elif batch_fields:
         batch = BatchOptions(**{**{f: getattr(batch, f) for f in _BATCH_FIELDS}, **batch_fields})
-    say = progress or (lambda message: None)
+    say = while_shown(progress)  # a reader gone must not cost the batch its summary
     jobs = batch.jobs if batch.jobs is not None else default_jobs()
     executor = _executor(batch, jobs, options.out, say)
 

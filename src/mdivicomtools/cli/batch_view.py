@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ class BatchProgress:
         #: sessions with a failed try whose next try has not ended yet
         self.retrying = 0
         self._live: Any = None
+        self._gone = False
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -57,7 +59,19 @@ class BatchProgress:
 
     def event(self, kind: str, job: SessionJob, result: SessionResult | None) -> None:
         """Count sessions, not tries: a try that is retried ("retrying") is noted but
-        does not move the count, so it never passes the total."""
+        does not move the count, so it never passes the total.
+
+        A line or bar that cannot be written (`2>&1 | head`, a closed terminal)
+        stops the display, never the batch: its summary must still be written.
+        """
+        if self._gone:
+            return
+        try:
+            self._show(kind, job, result)
+        except OSError:
+            self._gone = True
+
+    def _show(self, kind: str, job: SessionJob, result: SessionResult | None) -> None:
         if kind == "started":
             self.running += 1
         else:
@@ -89,7 +103,8 @@ class BatchProgress:
 
     def close(self) -> None:
         if self._live is not None:
-            self._live.stop()
+            with contextlib.suppress(OSError):
+                self._live.stop()
 
 
 def _line(kind: str, job: SessionJob, result: SessionResult) -> str:

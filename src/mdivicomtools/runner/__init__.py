@@ -45,7 +45,7 @@ def _options(options: RunOptions | None, fields: dict[str, Any]) -> RunOptions:
     return options.with_changes(**fields) if fields else options
 
 
-def _while_shown(progress: Progress | None) -> Progress:
+def while_shown(progress: Progress | None) -> Progress:
     """`progress`, until a line cannot be written.
 
     The reader of the progress lines may go away during a run (`mdivicom run
@@ -92,7 +92,7 @@ def run_plugin(
     plugin's traceback goes only to the log file unless `verbose`.
     """
     options = _options(options, fields)
-    say = _while_shown(progress)
+    say = while_shown(progress)
     with Prepared(ref, options, hooks) as prepared:
         plugin = prepared.plugin
         say(f"resolve: {plugin.ref} {plugin.version} ({plugin.kind}, from {prepared.found.origin})")
