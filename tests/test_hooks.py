@@ -284,6 +284,36 @@ def test_disable_hooks_names_that_disable_nothing_are_warned_about(site, dataset
     assert load_hooks().warnings == []
 
 
+def test_what_a_hook_module_prints_never_breaks_json_on_stdout(site, dataset):
+    """A site module's debugging print (on import, in a hook) went to stdout, so
+    `hooks list --json`, `backends list --json` and `run --json` were not JSON."""
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(
+        site,
+        "chatty",
+        """
+print("chatty module imported")
+from mdivicomtools import hookimpl
+
+@hookimpl
+def mdivicom_capture_provenance(request, outcome):
+    print("chatty hook called")
+    return {"chatty": True}
+""",
+    )
+    for args in (
+        ("hooks", "list", "--json"),
+        ("backends", "list", "--json"),
+        ("run", "writer", "--dataset", str(dataset), "--out", str(dataset.parent / "o"), "--json"),
+    ):
+        result = site.cli(*args)
+        assert result.returncode == 0, result.stderr
+        json.loads(result.stdout)
+        assert "chatty module imported" in result.stderr
+    assert "chatty hook called" in result.stderr
+    assert json.loads(result.stdout)["extensions"] == {"chatty": {"chatty": True}}
+
+
 def test_in_process_modules_can_be_registered(site, dataset, tmp_path):
     site.plugin("writer", run_source=WRITE)
 

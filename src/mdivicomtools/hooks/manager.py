@@ -16,11 +16,13 @@ the call go on; a wrapper's guard does the same around its own code.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import importlib
 import importlib.metadata
 import os
+import sys
 from collections.abc import Callable, Generator, Iterable
 from types import ModuleType
 from typing import Any, Literal, cast
@@ -179,6 +181,16 @@ def _guard_wrapper(
     return guarded
 
 
+def _quiet_stdout() -> contextlib.AbstractContextManager[object]:
+    """Send what a hook module prints (on import, or in a hook) to stderr.
+
+    `--json` promises one JSON document on stdout; a site module's debugging
+    print must not break every script that parses it. Discovery does the same
+    for a plugin's get_plugin().
+    """
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def disabled_names(value: str | None = None) -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "") if value is None else value
     return {name.strip() for name in raw.split(",") if name.strip()}
@@ -289,7 +301,8 @@ class HookManager:
                 self._report(ep.name, "disabled", error=f"disabled by {DISABLE_ENV}", **info)
                 continue
             try:
-                module = ep.load()
+                with _quiet_stdout():
+                    module = ep.load()
             except (Exception, SystemExit) as exc:
                 message = describe_exception(exc)
                 self._report(ep.name, "broken", error=f"import failed: {message}", **info)
@@ -329,7 +342,8 @@ class HookManager:
         collected = HookResults()
         token = _CURRENT.set(collected)
         try:
-            collected.returned = list(getattr(self.pm.hook, hook)(**kwargs) or [])
+            with _quiet_stdout():
+                collected.returned = list(getattr(self.pm.hook, hook)(**kwargs) or [])
         finally:
             _CURRENT.reset(token)
         return collected
