@@ -53,6 +53,22 @@ def test_config_file_errors_name_the_line(tmp_path):
         parse_config_option(str(tmp_path / "bad.toml"))
 
 
+def test_config_files_are_utf8_text_a_byte_order_mark_allowed(tmp_path):
+    """A Latin-1 file was `internal error (UnicodeDecodeError ...)`, exit 1; a file an
+    editor saved with a byte order mark was `not valid JSON` at line 1 column 1."""
+    (tmp_path / "latin.json").write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ConfigError) as raised:
+        parse_config_option(str(tmp_path / "latin.json"))
+    assert str(raised.value) == (
+        f"--config: {str(tmp_path / 'latin.json')!r} is not UTF-8 text (at byte offset 13); "
+        "save it as UTF-8"
+    )
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfa = 2\n")
+    assert parse_config_option(str(tmp_path / "bom.json")) == {"a": 1}
+    assert parse_config_option(str(tmp_path / "bom.toml")) == {"a": 2}
+
+
 def test_sets_parse_json_values_and_nest_dotted_keys():
     config = apply_sets(
         {"keep": 1, "sync": {"ref": "cam1"}},

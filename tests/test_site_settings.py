@@ -179,6 +179,19 @@ def test_a_user_config_that_is_not_utf8_is_a_config_error(user_config):
     assert (shown.returncode, shown.stderr) == (2, f"Error: {raised.value}\n")
 
 
+def test_a_byte_order_mark_is_no_error_in_the_user_config_or_a_manifest(user_config, site):
+    """An editor's BOM made the file `not valid TOML: Invalid statement (at line 1,
+    column 1)` and the manifest `broken`."""
+    path = user_config("")
+    path.write_bytes(b'\xef\xbb\xbfbackend = "podman"\n')
+    assert load_user_config().backend == "podman"
+    manifest = site.manifests / "tool.json"
+    manifest.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(plugin_dict("tool", kind="container")).encode()
+    )
+    assert [(r.ref, r.status) for r in discover().plugins] == [("lab/tool", "ok")]
+
+
 def test_a_top_level_key_after_a_section_says_where_it_belongs(user_config):
     """`strict_hooks = true` appended at the end of a file with a [container]
     section lands in [container]; the error says to move it, not just 'unknown'."""

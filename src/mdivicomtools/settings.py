@@ -134,7 +134,7 @@ def load_user_config() -> UserConfig:
     """
     path = config_file()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is no error
     except FileNotFoundError:
         if os.environ.get(CONFIG_FILE_ENV):
             raise UserConfigError(

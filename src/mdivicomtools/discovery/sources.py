@@ -139,7 +139,7 @@ def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:
 
 
 def _read_manifest(path: Path) -> object:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is no error
     if path.suffix == ".toml":
         # tomllib costs 25 ms; `plugins list` pays it only when a .toml manifest exists
         from mdivicomtools.common import tomlio

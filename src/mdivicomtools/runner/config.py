@@ -27,9 +27,14 @@ class ConfigError(UsageError):
 
 def _load_file(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is no error
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config: {str(path)!r} is not UTF-8 text (at byte offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     if path.suffix == ".toml":
         try:
             return tomlio.loads(text)
