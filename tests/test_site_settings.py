@@ -192,6 +192,22 @@ def test_a_byte_order_mark_is_no_error_in_the_user_config_or_a_manifest(user_con
     assert [(r.ref, r.status) for r in discover().plugins] == [("lab/tool", "ok")]
 
 
+def test_a_user_config_from_a_pipe_holds_for_the_whole_run(monkeypatch):
+    """`MDIVICOM_CONFIG_FILE=<(printf ...) mdivicom run ...`: a run asks for the
+    config several times and a pipe reads empty the second time, so the run went
+    to Docker without the [container] limits while `config show` showed both."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b'backend = "podman"\n[container]\nmemory = "1g"\n')
+    os.close(write_end)
+    try:
+        monkeypatch.setenv("MDIVICOM_CONFIG_FILE", f"/dev/fd/{read_end}")
+        first, second = load_user_config(), load_user_config()
+    finally:
+        os.close(read_end)
+    assert first.backend == second.backend == "podman"
+    assert second.container is not None and second.container.memory == "1g"
+
+
 def test_a_top_level_key_after_a_section_says_where_it_belongs(user_config):
     """`strict_hooks = true` appended at the end of a file with a [container]
     section lands in [container]; the error says to move it, not just 'unknown'."""

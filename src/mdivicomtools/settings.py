@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,14 +127,24 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
     return f"{where}: {message}"
 
 
+#: the config read from a pipe (`MDIVICOM_CONFIG_FILE=<(...)`), by path and inode
+_FROM_PIPES: dict[tuple[str, int, int], UserConfig] = {}
+
+
 def load_user_config() -> UserConfig:
     """The user config; a missing default file is an empty config.
 
     A file named by MDIVICOM_CONFIG_FILE must exist: the variable was set on
-    purpose, and ignoring it would run with settings nobody chose.
+    purpose, and ignoring it would run with settings nobody chose. A run asks
+    for the config several times; a pipe (`MDIVICOM_CONFIG_FILE=<(...)`) can
+    be read only once, so what it gave is kept, or every later question would
+    get an empty config (a run on Docker while `config show` said podman).
     """
     path = config_file()
     try:
+        pipe = _pipe_key(path)
+        if pipe in _FROM_PIPES:
+            return _FROM_PIPES[pipe]
         text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is no error
     except FileNotFoundError:
         if os.environ.get(CONFIG_FILE_ENV):
@@ -158,9 +169,21 @@ def load_user_config() -> UserConfig:
     except tomlio.TOMLDecodeError as exc:
         raise UserConfigError(f"the user config {str(path)!r} is not valid TOML: {exc}") from None
     try:
-        return msgspec.convert(data, UserConfig)
+        config = msgspec.convert(data, UserConfig)
     except msgspec.ValidationError as exc:
         raise UserConfigError(_explain(exc, path)) from None
+    if pipe is not None:
+        _FROM_PIPES[pipe] = config
+    return config
+
+
+def _pipe_key(path: Path) -> tuple[str, int, int] | None:
+    """(path, device, inode) when `path` is a pipe or another file that is not a
+    regular one, else None (a regular file is read again: it may have been edited)."""
+    status = path.stat()
+    if stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode):
+        return None
+    return str(path), status.st_dev, status.st_ino
 
 
 def configured_backend() -> str | None:
