@@ -394,6 +394,24 @@ def test_a_memory_size_slurm_cannot_be_given_is_a_usage_error(tmp_path, monkeypa
     assert str(configured.value).startswith("[slurm] mem must be a size")
 
 
+def test_slurm_cpus_below_one_names_where_it_was_set(tmp_path, monkeypatch):
+    """`[slurm] cpus = 0` in the user config was refused as `--slurm-cpus must be
+    at least 1`, an option the user never gave."""
+    from mdivicomtools.batch.slurm import slurm_settings
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import BatchOptions
+
+    config = tmp_path / "config.toml"
+    config.write_text("[slurm]\ncpus = 0\n")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    with pytest.raises(UsageError) as configured:
+        slurm_settings(BatchOptions(sessions="*"))
+    assert str(configured.value) == "[slurm] cpus must be at least 1, got 0"
+    with pytest.raises(UsageError) as given:
+        slurm_settings(BatchOptions(sessions="*", slurm_cpus=-1))
+    assert str(given.value) == "--slurm-cpus must be at least 1, got -1"
+
+
 def test_slurm_mem_that_is_not_a_size_is_exit_2(slurm_site, tmp_path):
     site, study, config = slurm_site
     out = tmp_path / "out"

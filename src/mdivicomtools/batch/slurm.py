@@ -103,7 +103,8 @@ def slurm_settings(batch: BatchOptions) -> SlurmSettings:
             merged, directives=(*merged.directives, *batch.slurm_directives)
         )
     if merged.cpus < 1:
-        raise UsageError(f"--slurm-cpus must be at least 1, got {merged.cpus}")
+        source = "--slurm-cpus" if batch.slurm_cpus is not None else "[slurm] cpus"
+        raise UsageError(f"{source} must be at least 1, got {merged.cpus}")
     check_memory(merged.mem, "--slurm-mem" if batch.slurm_mem is not None else "[slurm] mem")
     return merged
 
