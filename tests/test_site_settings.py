@@ -259,6 +259,25 @@ def test_config_show_shows_the_container_and_slurm_sections(user_config):
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('memory = "16g"\n', "unknown key 'memory' in the user config"),
+        ('[container]\npartition = "gpu"\n', "unknown key 'container.partition' in the user"),
+        ('[slurm]\nshm_size = "1g"\n', "unknown key 'slurm.shm_size' in the user config"),
+    ],
+)
+def test_a_section_key_in_the_wrong_place_names_its_section(user_config, text, message):
+    """Only `unknown key 'memory'` and the top-level keys: nothing said [container]."""
+    user_config(text)
+    with pytest.raises(UserConfigError) as raised:
+        load_user_config()
+    key = message.split("'")[1].rsplit(".", 1)[-1]
+    home = "slurm" if key == "partition" else "container"
+    assert message in str(raised.value)
+    assert f"({key!r} belongs in the [{home}] section)" in str(raised.value)
+
+
 # MDIVICOM_PLUGIN_PATH ---------------------------------------------------------------
 
 

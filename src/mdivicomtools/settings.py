@@ -122,6 +122,11 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
                 f" ({key!r} is a top-level key: move it above the first [section] line; "
                 f"every key after [{table}] belongs to [{table}])"
             )
+        elif not close:
+            # `memory = "16g"` at the top, or `partition` under [container]
+            home = [other for other, fields in tables.items() if key in fields.__struct_fields__]
+            if home and home[0] != table:
+                hint = f" ({key!r} belongs in the [{home[0]}] section)"
         name = f"{table}.{key}" if table else key
         return f"unknown key {name!r} in {where}{hint}; known keys: {', '.join(known)}"
     return f"{where}: {message}"
