@@ -250,3 +250,24 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout} s")
         time.sleep(0.05)
+
+
+def cli_without_dac(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """`mdivicom ARGS` as root without the capabilities that bypass permission bits, so
+    an unreadable or read-only folder stops it as it stops a user who is not root."""
+    return subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            MDIVICOM,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )

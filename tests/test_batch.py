@@ -18,7 +18,7 @@ import pytest
 from engines import TEST_IMAGE
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.batch import BatchValidationFailed, run_batch
-from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
+from pluginsite import MDIVICOM, cli_without_dac, count_wavs_manifest, interruptible
 
 SESSION_PLUGIN = """
 import json, os, pathlib, sys, time
@@ -896,20 +896,11 @@ def test_a_session_that_cannot_be_read_refuses_the_batch_before_any_runs(
     locked.chmod(0)
     try:
         # as root permission bits do not apply; drop the capabilities that bypass them
-        done = subprocess.run(
-            [
-                "setpriv",
-                "--inh-caps=-dac_override,-dac_read_search",
-                "--bounding-set=-dac_override,-dac_read_search",
-                MDIVICOM,
-                *("run", "per-session", "--dataset", str(study), "--out", str(tmp_path / "o")),
-                *("--sessions", "ses-*", "--jobs", "1"),
-            ],
-            capture_output=True,
-            text=True,
+        done = cli_without_dac(
+            *("run", "per-session", "--dataset", str(study), "--out", str(tmp_path / "o")),
+            *("--sessions", "ses-*", "--jobs", "1"),
             env=session_plugin.env(),
             timeout=120,
-            check=False,
         )
     finally:
         locked.chmod(0o755)

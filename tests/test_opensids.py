@@ -12,7 +12,7 @@ import pytest
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.bundles.opensids import check_dataset
 from mdivicomtools.errors import UsageError
-from pluginsite import MDIVICOM
+from pluginsite import MDIVICOM, cli_without_dac
 
 
 def findings(report):
@@ -220,21 +220,7 @@ def test_not_a_folder_is_a_usage_error(tmp_path):
 def check_without_root_powers(*args):
     """`mdivicom dataset check` with the capabilities that let root read anything dropped,
     so permission bits apply as they do for a curator's own account."""
-    return subprocess.run(
-        [
-            "setpriv",
-            "--inh-caps=-dac_override,-dac_read_search",
-            "--bounding-set=-dac_override,-dac_read_search",
-            MDIVICOM,
-            "dataset",
-            "check",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return cli_without_dac("dataset", "check", *args, timeout=60)
 
 
 def test_folders_that_cannot_be_read_are_findings_not_crashes(tmp_path):

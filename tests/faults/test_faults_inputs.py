@@ -24,7 +24,7 @@ from faultkit import (
     run_cli,
 )
 
-from pluginsite import MDIVICOM, pip_install_target, plugin_dict
+from pluginsite import MDIVICOM, cli_without_dac, pip_install_target, plugin_dict
 
 
 def test_an_in_place_rewrite_with_the_mtime_restored_is_caught(hsite, dataset, tmp_path):
@@ -42,19 +42,9 @@ def test_an_unreadable_dataset_folder_is_bad_input_not_a_failed_plugin(hsite, da
     locked.chmod(0)
     try:
         # as root permission bits do not apply; drop the capabilities that bypass them
-        done = subprocess.run(
-            [
-                "setpriv",
-                "--inh-caps=-dac_override,-dac_read_search",
-                "--bounding-set=-dac_override,-dac_read_search",
-                MDIVICOM,
-                *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
-            ],
-            capture_output=True,
-            text=True,
+        done = cli_without_dac(
+            *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
             env=hsite.env(),
-            timeout=90,
-            check=False,
         )
     finally:
         locked.chmod(0o755)
@@ -78,20 +68,10 @@ def test_an_unreadable_file_with_hash_dataset_is_bad_input_not_a_failed_run(
     locked.write_bytes(b"x")
     locked.chmod(0)
     try:
-        done = subprocess.run(
-            [
-                "setpriv",
-                "--inh-caps=-dac_override,-dac_read_search",
-                "--bounding-set=-dac_override,-dac_read_search",
-                MDIVICOM,
-                *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
-                "--hash-dataset",
-            ],
-            capture_output=True,
-            text=True,
+        done = cli_without_dac(
+            *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
+            "--hash-dataset",
             env=hsite.env(MDIVICOM_DIGEST_CACHE="off"),
-            timeout=90,
-            check=False,
         )
     finally:
         locked.chmod(0o644)

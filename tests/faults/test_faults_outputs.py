@@ -23,7 +23,7 @@ from faultkit import (
     run_cli,
 )
 
-from pluginsite import MDIVICOM
+from pluginsite import cli_without_dac
 
 
 def test_fifo_resultbundle_fails_the_run_instead_of_hanging_it(hsite, dataset, tmp_path):
@@ -160,22 +160,7 @@ def test_records_are_json_even_for_surrogates(tmp_path):
 
 
 def _run_without_dac(site, *args: str) -> subprocess.CompletedProcess[str]:
-    """`mdivicom ARGS` as root without the capabilities that bypass permission bits, so
-    a read-only folder stops it as it stops an operator who is not root."""
-    return subprocess.run(
-        [
-            "setpriv",
-            "--inh-caps=-dac_override,-dac_read_search",
-            "--bounding-set=-dac_override,-dac_read_search",
-            MDIVICOM,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=site.env(),
-        timeout=90,
-        check=False,
-    )
+    return cli_without_dac(*args, env=site.env())
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop DAC caps")
