@@ -58,24 +58,21 @@ def test_python_scaffold_installs_conforms_and_passes_its_tests(tmp_path):
     assert "2 passed" in tests.stdout
 
 
-def test_container_scaffold_is_a_valid_manifest(tmp_path):
+def _new_container_plugin(folder):
+    """`mdivicom plugins new lister --kind container` into `folder`, on the test image."""
     made = subprocess.run(
         [
-            MDIVICOM,
-            "plugins",
-            "new",
-            "lister",
-            "--kind",
-            "container",
-            "--dir",
-            str(tmp_path / "lister"),
-            "--image",
-            "localhost/mdivicom-test:1",
+            *(MDIVICOM, "plugins", "new", "lister", "--kind", "container"),
+            *("--dir", str(folder), "--image", "localhost/mdivicom-test:1"),
         ],
         capture_output=True,
         text=True,
     )
     assert made.returncode == 0, made.stderr
+
+
+def test_container_scaffold_is_a_valid_manifest(tmp_path):
+    _new_container_plugin(tmp_path / "lister")
     env = dict(os.environ, MDIVICOM_PLUGIN_PATH=str(tmp_path / "lister"))
     info = subprocess.run(
         [MDIVICOM, "plugins", "info", "lister", "--json"], env=env, capture_output=True, text=True
@@ -125,23 +122,7 @@ def test_ids_that_are_no_project_name_as_such_still_build(tmp_path):
 
 def test_container_scaffold_passes_its_tests_with_another_plugin_path_set(tmp_path):
     need_engine("docker")
-    made = subprocess.run(
-        [
-            MDIVICOM,
-            "plugins",
-            "new",
-            "lister",
-            "--kind",
-            "container",
-            "--dir",
-            str(tmp_path / "lister"),
-            "--image",
-            "localhost/mdivicom-test:1",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
+    _new_container_plugin(tmp_path / "lister")
     (tmp_path / "lab-manifests").mkdir()
     # a lab's own MDIVICOM_PLUGIN_PATH, set in the shell profile
     env = dict(
