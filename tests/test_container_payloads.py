@@ -272,6 +272,11 @@ def manifest(**container: object) -> dict:
         ({"env": {"A-B": "x"}}, "name 'A-B' is not"),
         ({"env": {"A\nB": "x"}}, "name 'A\\nB' is not"),
         ({"env": {"LAB": "a\x00b"}}, "container.env.LAB: the value contains a NUL byte"),
+        (
+            {"env": {"LANG": "C", "THREADS": 4}},
+            'container.env.THREADS: expected a string, got int 4; quote it ("THREADS": "4")',
+        ),
+        ({"env": {"DEBUG": True}}, 'got bool true; quote it ("DEBUG": "true")'),
         ({"read_only": True}, "container.read_only is not a known field"),
     ],
 )

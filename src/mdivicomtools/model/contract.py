@@ -8,6 +8,7 @@ runner all agree on what a valid plugin is.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any, Literal
@@ -254,6 +255,21 @@ def parse_plugin(data: object) -> PluginSpec:
                     f"container.{field} is a string; give an argv list such as "
                     '["sh", "-c", "..."] (a shell string is never split for you)'
                 )
+        env = container_in.get("env")
+        if isinstance(env, dict):
+            # msgspec names the place of a wrong value `container.env[...]`, not its name
+            for name, value in env.items():
+                if isinstance(name, str) and not isinstance(value, str):
+                    text = json.dumps(value)
+                    fix = (
+                        f'; quote it ("{name}": "{text}")'
+                        if isinstance(value, (int, float, bool)) or value is None
+                        else ""
+                    )
+                    raise InvalidPlugin(
+                        f"container.env.{name}: expected a string, got "
+                        f"{type(value).__name__} {text}{fix}"
+                    )
     try:
         spec = msgspec.convert(shaped, PluginSpec)
     except msgspec.ValidationError as exc:
