@@ -11,6 +11,7 @@ import pytest
 from mdivicomtools.batch import session
 from mdivicomtools.batch.session import SessionJob, SessionResult, run_session
 from mdivicomtools.model.options import RunOptions
+from mdivicomtools.runner import ValidationFailed
 
 
 def job(tmp_path: Path) -> SessionJob:
@@ -47,3 +48,17 @@ def test_an_unfinished_run_status_fails_the_session(tmp_path, monkeypatch, statu
     assert result.status == "failed"
     assert result.error == f"UnfinishedRun: the run ended with status {status!r}"
     assert result.run_id == "20240101T000000Z_0000abcd"
+
+
+def test_problems_found_at_run_time_are_one_line(tmp_path, monkeypatch):
+    # the message of ValidationFailed is a list of lines; the batch table showed it as
+    # "the run was not started:\\n  - ..." in one cell
+    def refused(ref, options):
+        raise ValidationFailed(["first problem", "second problem"])
+
+    monkeypatch.setattr(session, "run_plugin", refused)
+    result = sent(run_session(job(tmp_path)))
+    assert result.status == "failed"
+    assert result.error == (
+        "ValidationFailed: the run was not started: first problem; second problem"
+    )

@@ -17,7 +17,7 @@ import msgspec
 from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
-from mdivicomtools.runner import RunInterrupted, run_plugin
+from mdivicomtools.runner import RunInterrupted, ValidationFailed, run_plugin
 
 SessionStatus = Literal[
     "succeeded", "failed", "timed_out", "interrupted", "dry_run", "skipped", "not_started"
@@ -124,6 +124,10 @@ def run_session(job: SessionJob) -> SessionResult:
         return result("interrupted", "interrupted", exc.record)
     except KeyboardInterrupt:
         return result("interrupted", "interrupted before the run started")
+    except ValidationFailed as exc:  # its message is a list of lines; a summary cell is one
+        return result(
+            "failed", "ValidationFailed: the run was not started: " + "; ".join(exc.problems)
+        )
     except MdivicomError as exc:
         return result("failed", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug must cost one session, not the batch
