@@ -278,6 +278,13 @@ def manifest(**container: object) -> dict:
         ),
         ({"env": {"DEBUG": True}}, 'got bool true; quote it ("DEBUG": "true")'),
         ({"read_only": True}, "container.read_only is not a known field"),
+        (
+            {"image": "localhost/mdivicom test:1"},
+            "container.image 'localhost/mdivicom test:1' is not an image reference the "
+            "engines accept: it holds whitespace",
+        ),
+        ({"image": "localhost/Tools:1"}, "accept: a repository name must be lowercase"),
+        ({"image": "localhost/tools:"}, "accept: it is not of the form [registry/]name"),
     ],
 )
 def test_manifest_container_fields_are_checked(container, message):
@@ -425,3 +432,31 @@ def test_a_misspelt_placeholder_is_noted_and_other_braces_are_not():
         "container.entrypoint[2] has {OUT_DIR}, which is no placeholder and is passed on as "
         "written; did you mean {out_dir}?",
     ]
+
+
+@pytest.mark.parametrize(
+    ("image", "hub"),
+    [("tools:1.0", "docker.io/library/tools:1.0"), ("lab/tools", "docker.io/lab/tools")],
+)
+def test_an_image_without_a_registry_is_noted(image, hub):
+    """A short name means docker.io to Docker and whatever registries.conf says (or a
+    refusal without a terminal) to Podman: valid, but not the same image everywhere."""
+    assert parse_plugin(manifest(image=image)).notes == [
+        f"container.image {image!r} names no registry: Docker reads it as {hub!r}, Podman "
+        "may refuse a short name; write it fully qualified (that, or "
+        f"'localhost/{image}' for an image built or loaded here)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "localhost/t:1",
+        "localhost:5000/lab/t:1",
+        "docker.io/library/busybox:1.36",
+        "ghcr.io/lab/t@sha256:" + "a" * 64,
+        "registry.example.org/lab/t:1.0_rc-2@sha256:" + "b" * 64,
+    ],
+)
+def test_fully_qualified_references_pass_without_a_note(image):
+    assert parse_plugin(manifest(image=image)).notes == []

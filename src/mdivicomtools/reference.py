@@ -240,8 +240,10 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "authors": 'Names, or objects such as `{"name": ..., "email": ...}`.',
     },
     ContainerSpec: {
-        "image": "The image reference; `name@sha256:...` pins it, and a run refuses an "
-        "image whose repository digests do not include that digest.",
+        "image": "The image reference, fully qualified (`localhost/tools:1.0`, "
+        "`docker.io/library/busybox:1.36`); `name@sha256:...` pins it, and a run refuses an "
+        "image whose repository digests do not include that digest. A reference the engines "
+        "cannot parse makes the plugin broken; a short name (no registry) gets a note.",
         "command": "argv list, placeholders expanded; null keeps the image's CMD.",
         "entrypoint": "argv list, placeholders expanded; null keeps the image's ENTRYPOINT.",
         "env": "Extra environment variables; the `MDIVICOM_*`, `HOME` and `TMPDIR` "

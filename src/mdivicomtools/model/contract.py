@@ -25,6 +25,7 @@ from mdivicomtools.model.container import (
     check_resources,
     placeholder_slips,
 )
+from mdivicomtools.model.imageref import reference_problem, short_name_notes
 
 API_VERSION = "mdivicomtools.plugin.v0.1"
 #: api_version majors this release understands; a plugin written for another
@@ -277,6 +278,7 @@ def parse_plugin(data: object) -> PluginSpec:
     spec.meta.extra = meta_extra
     _check_semantics(spec)
     if spec.container is not None:
+        notes += short_name_notes(spec.container.image)
         notes += placeholder_slips(spec.container.command, "container.command")
         notes += placeholder_slips(spec.container.entrypoint, "container.entrypoint")
     spec.notes = notes
@@ -320,6 +322,12 @@ def _check_semantics(spec: PluginSpec) -> None:
             raise InvalidPlugin("entry is given but meta.kind is 'container'")
         if not spec.container.image.strip():
             raise InvalidPlugin("container.image is empty")
+        problem = reference_problem(spec.container.image)
+        if problem:
+            raise InvalidPlugin(
+                f"container.image {spec.container.image!r} is not an image reference the "
+                f"engines accept: {problem}"
+            )
         _check_container(spec.container)
 
 

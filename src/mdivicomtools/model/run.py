@@ -8,7 +8,6 @@ attributes (``request.plugin.id``) rather than loose dicts.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,20 +109,6 @@ class BundleSummary(msgspec.Struct, kw_only=True):
         if key not in self.__struct_fields__:
             raise KeyError(key)
         return getattr(self, key)
-
-
-#: an image id as Docker (`sha256:<hex>`) or Podman (`<hex>`) spells it; neither
-#: engine accepts 64 hex digits as a repository name, so no reference looks like one
-_IMAGE_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{64}")
-
-
-def is_image_id(image: str) -> bool:
-    """Whether `image` is an image id rather than a reference (`registry/name:tag`).
-
-    Older records of a rerun name the pinned id as `image`; an id split as a
-    reference gave crates a name `sha256` and a tag of hex digits.
-    """
-    return _IMAGE_ID_RE.fullmatch(image) is not None
 
 
 class ContainerInfo(msgspec.Struct, kw_only=True):

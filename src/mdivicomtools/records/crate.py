@@ -23,8 +23,9 @@ from urllib.parse import quote
 from mdivicomtools.common.safefs import disk_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
+from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import RUNS_DIR
-from mdivicomtools.model.run import ContainerInfo, RunRecord, is_image_id
+from mdivicomtools.model.run import ContainerInfo, RunRecord
 from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,

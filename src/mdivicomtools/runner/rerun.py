@@ -20,9 +20,10 @@ from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, 
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
 from mdivicomtools.errors import UsageError
+from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.options import RunOptions
-from mdivicomtools.model.run import RunRecord, is_image_id
+from mdivicomtools.model.run import RunRecord
 from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin

@@ -1,0 +1,71 @@
+"""Image references as the engines parse them: valid, fully qualified, or an image id.
+
+A reference the engines cannot parse (a space, capitals in the repository)
+used to pass discovery and fail only when the engine answered 400 at run
+time. A short name (`tools:1.0`) is valid but means different images to the
+two engines: Docker reads it as `docker.io/library/tools:1.0`, Podman asks
+its registries.conf and, without a terminal, may refuse it. The grammar is
+the one of distribution/reference, which both engines use.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: an image id as Docker (`sha256:<hex>`) or Podman (`<hex>`) spells it; neither
+#: engine accepts 64 hex digits as a repository name, so no reference looks like one
+_IMAGE_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{64}")
+
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?)"
+_PATH_PART = r"(?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)"
+_TAG = r"(?:[\w][\w.-]{0,127})"
+_DIGEST = r"(?:[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})"
+_REFERENCE = re.compile(
+    rf"(?:(?P<domain>{_DOMAIN})/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
+)
+
+
+def is_image_id(image: str) -> bool:
+    """Whether `image` is an image id rather than a reference (`registry/name:tag`).
+
+    Older records of a rerun name the pinned id as `image`; an id split as a
+    reference gave crates a name `sha256` and a tag of hex digits.
+    """
+    return _IMAGE_ID_RE.fullmatch(image) is not None
+
+
+def reference_problem(image: str) -> str | None:
+    """Why the engines cannot parse `image` as a reference, or None."""
+    if is_image_id(image) or _REFERENCE.fullmatch(image):
+        return None
+    if any(c.isspace() for c in image):
+        return "it holds whitespace"
+    if _REFERENCE.fullmatch(image.lower()):
+        return "a repository name must be lowercase"
+    return "it is not of the form [registry/]name[:tag][@sha256:digest]"
+
+
+def is_short_name(image: str) -> bool:
+    """Whether a valid reference names no registry (`tools:1.0`, `lab/tools`)."""
+    if is_image_id(image):
+        return False
+    match = _REFERENCE.fullmatch(image)
+    if match is None or match.group("domain") is None:
+        return match is not None
+    domain = match.group("domain")
+    # as the engines decide it: a first component is a registry when it has a dot,
+    # a port, or is localhost; else it is part of a Docker Hub name
+    return not ("." in domain or ":" in domain or domain == "localhost")
+
+
+def short_name_notes(image: str) -> list[str]:
+    """The note for a manifest whose image names no registry (see the module)."""
+    if not is_short_name(image):
+        return []
+    hub = f"docker.io/{image}" if "/" in image.split("@", 1)[0] else f"docker.io/library/{image}"
+    return [
+        f"container.image {image!r} names no registry: Docker reads it as {hub!r}, "
+        "Podman may refuse a short name; write it fully qualified (that, or "
+        f"'localhost/{image}' for an image built or loaded here)"
+    ]
