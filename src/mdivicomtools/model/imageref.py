@@ -22,7 +22,7 @@ _PATH_PART = r"(?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)"
 _TAG = r"(?:[\w][\w.-]{0,127})"
 _DIGEST = r"(?:[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})"
 _REFERENCE = re.compile(
-    rf"(?:(?P<domain>{_DOMAIN})/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
+    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
 )
 
 
@@ -46,17 +46,27 @@ def reference_problem(image: str) -> str | None:
     return "it is not of the form [registry/]name[:tag][@sha256:digest]"
 
 
+def named_registry(ref: str) -> str | None:
+    """The registry `ref` names, as the engines decide it: the first path component
+    when it names a host (a dot, a port or `localhost`); None when it names none."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def registry_of(ref: str) -> str:
+    """The registry an image reference is pulled from: the one it names, else Docker Hub."""
+    return named_registry(ref) or "docker.io"
+
+
 def is_short_name(image: str) -> bool:
     """Whether a valid reference names no registry (`tools:1.0`, `lab/tools`)."""
-    if is_image_id(image):
-        return False
-    match = _REFERENCE.fullmatch(image)
-    if match is None or match.group("domain") is None:
-        return match is not None
-    domain = match.group("domain")
-    # as the engines decide it: a first component is a registry when it has a dot,
-    # a port, or is localhost; else it is part of a Docker Hub name
-    return not ("." in domain or ":" in domain or domain == "localhost")
+    return (
+        not is_image_id(image)
+        and _REFERENCE.fullmatch(image) is not None
+        and named_registry(image) is None
+    )
 
 
 def short_name_notes(image: str) -> list[str]:

@@ -40,6 +40,7 @@ from mdivicomtools.execution.container.plan import (
     describe_plan,
 )
 from mdivicomtools.execution.runlog import RunLog
+from mdivicomtools.model.imageref import registry_of
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
 #: how long close() waits for a container's removal to finish
@@ -54,16 +55,6 @@ LOG_RESENT_MARKER = (
 
 class PullTimedOut(EngineError):
     """A pull did not finish within --timeout; the run records `timed_out`."""
-
-
-def registry_of(ref: str) -> str:
-    """The registry an image reference is pulled from, as the engines decide it: the
-    first path component when it names a host (a dot, a port or `localhost`), else
-    Docker Hub."""
-    first, slash, _ = ref.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
 
 
 def bounded_pull(
