@@ -450,3 +450,17 @@ def test_bundles_validate_cli(tmp_path):
         [MDIVICOM, "bundles", "validate", str(empty)], capture_output=True, text=True
     )
     assert none.returncode == 2 and "no resultbundle.json under" in none.stderr
+
+
+@pytest.mark.parametrize("version", ["banana", "v1.0.0", "1.0.0.0", "", "1..0"])
+def test_a_schema_version_that_is_not_semver_like_is_a_problem(tmp_path, version):
+    """A consumer compares the major number to know whether it can read a bundle."""
+    report = validate_file(sidecar(tmp_path / "b", schema_version=version))
+    assert pointers(report) == ["/schema_version"]
+    assert report.problems[0].message == f"{version!r} is not of the expected form"
+    assert report.problems[0].expected == "a SemVer-like version such as 1.0.0"
+
+
+@pytest.mark.parametrize("version", ["1", "1.2", "1.0.0", "2.0.0-rc.1", "1.0.0+build.7"])
+def test_semver_like_schema_versions_pass(tmp_path, version):
+    assert validate_file(sidecar(tmp_path / "b", schema_version=version)).valid

@@ -127,6 +127,10 @@ ROOT_BASE_EXPECTED = '"sidecar" or an absolute folder'
 #: a relative root_base would be resolved against the current directory, so that
 #: the verdict on one sidecar depended on where the validator was started
 ROOT_BASE_PATTERN = "^(sidecar|/.*)$"
+#: SemVer-like: a consumer compares the major number to know whether it can read the
+#: bundle, so the version must start with one (`1`, `1.2`, `1.0.0`, `2.0.0-rc.1`)
+SCHEMA_VERSION_EXPECTED = "a SemVer-like version such as 1.0.0"
+SCHEMA_VERSION_PATTERN = r"^[0-9]+(\.[0-9]+){0,2}([-+][0-9A-Za-z.+-]+)?$"
 
 
 class Source(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -146,7 +150,9 @@ class ResultBundle(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A `resultbundle.json` sidecar (openSIDS v0.1 result bundles)."""
 
     resultbundle_type: str
-    schema_version: str
+    schema_version: Annotated[
+        str, msgspec.Meta(pattern=SCHEMA_VERSION_PATTERN, description=SCHEMA_VERSION_EXPECTED)
+    ]
     time_reference: TimeReference
     files: list[BundleFile]
     created_at: str | None = None
@@ -216,8 +222,12 @@ def _schema_problems(data: Any) -> list[Problem]:
     errors = [leaf for error in _SCHEMA_VALIDATOR.iter_errors(data) for leaf in _leaves(error)]
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         expected = _expected(error)
+        message = error.message
+        if error.validator == "pattern" and expected:
+            # the field's description says what the regex means; the regex says it to no one
+            message = f"{error.instance!r} is not of the expected form"
         problems.append(
-            Problem(pointer=_pointer(error.absolute_path), message=error.message, expected=expected)
+            Problem(pointer=_pointer(error.absolute_path), message=message, expected=expected)
         )
     return problems
 
