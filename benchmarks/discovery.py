@@ -77,6 +77,7 @@ def main() -> None:
         site = Path(tmp) / "site"
         make_site(site, args.plugins, args.import_delay)
         env = dict(os.environ, PYTHONPATH=str(site), MDIVICOM_PLUGIN_PATH="")
+        wanted = f"bench-{args.plugins // 2:03}"  # one of the middle, whatever --plugins is
         cases = {
             "baseline (bare script)": [sys.executable, "-c", BASELINE],
             "mdivicom plugins list --json": [mdivicom, "plugins", "list", "--json"],
@@ -86,7 +87,7 @@ def main() -> None:
                 mdivicom,
                 "plugins",
                 "info",
-                "bench-100",
+                wanted,
                 "--json",
             ],
         }
