@@ -321,8 +321,8 @@ def container_part(args: argparse.Namespace, engine: str) -> None:
                     "--rm",
                     "--network",
                     "none",
-                    "--user",
-                    "0:0",
+                    "--user",  # mdivicom's plan runs the container as the caller
+                    f"{os.getuid()}:{os.getgid()}",
                     "-v",
                     f"{dataset / 'sessions' / session}:/mdivicom/dataset:ro",
                     "-v",
