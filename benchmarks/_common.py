@@ -2,26 +2,75 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type for a count: a median of 0 runs, or of -1 files, is no benchmark,
+    and would otherwise end in a traceback after minutes of work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type for a length or size (minutes, seconds, MiB) that must be above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
 
 
 def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one subprocess; a failure ends the benchmark with its stderr."""
     start = time.perf_counter()
-    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as error:  # the engine's CLI (or sha256sum) is not installed
+        raise SystemExit(f"cannot run {argv[0]}: {error.strerror}") from None
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{list(argv)} failed: {result.stderr.decode()[-2000:]}")
     return elapsed
 
 
+def measure(cases: Mapping[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+    """Each case once untimed (page cache, byte-code, the engine's first start), then
+    `runs` rounds of every case in turn, so that a change in the machine's load
+    falls on all cases alike. A case returns the seconds it measured."""
+    for case in cases.values():
+        case()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, case in cases.items():
+            samples[name].append(case())
+    return samples
+
+
 def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def signed_ms(seconds: float) -> str:
+    """A difference in milliseconds with its sign (`+12 ms`, `-3 ms`; never `+-3 ms`)."""
+    return f"{round(seconds * 1000):+d} ms"
 
 
 def print_table(title: str, rows: list[tuple[str, str, str, str]], markdown: bool) -> None:

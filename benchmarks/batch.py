@@ -6,9 +6,17 @@
    worker processes; target >= 1.7x).
 2. Scheduling overhead of the local executor: 16 no-op sessions against 1,
    with `--jobs 1`; the marginal wall time per session minus what one no-op
-   run costs in-process (measured here too). Target <= 50 ms.
+   run costs in-process (measured here too, median of 5). Target <= 50 ms.
+3. --parts slurm: the same CPU-bound sessions on `--executor slurm --jobs 2`
+   against the local `--jobs 1`, and the worker jobs' start-up. Target >= 1.5x.
+4. --parts containers: `--jobs 2` of a tiny container plugin on each engine
+   against `xargs -P 2` of the engine's own CLI with the same mounts, network
+   and user, and a sequential loop of it. Target <= 1.0x xargs' time.
 
-Usage: python benchmarks/batch.py [--runs 3] [--markdown]
+Every case runs once untimed first, then the cases take turns, --runs rounds.
+
+Usage: python benchmarks/batch.py [--runs 3] [--sessions 16] [--markdown]
+           [--parts local,slurm,containers]
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import print_table, timed
+from _common import at_least, measure, print_table, signed_ms, timed
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
@@ -75,14 +84,34 @@ def calibrate(seconds: float) -> int:
         n *= 2
 
 
+PARTS = ("local", "slurm", "containers")
+
+
+def part_list(text: str) -> list[str]:
+    """--parts: some of PARTS, comma-separated (a misspelt one would run nothing)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name one or more of {', '.join(PARTS)}, comma-separated"
+        )
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sessions", type=int, default=16)
+    parser.add_argument("--runs", type=at_least(1), default=3)
+    # the scheduling overhead is the marginal time of a session: 2 at least
+    parser.add_argument("--sessions", type=at_least(2), default=16)
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--parts", default="local,slurm,containers")
+    parser.add_argument(
+        "--parts",
+        type=part_list,
+        default="local,slurm,containers",
+        help=f"comma-separated, of: {', '.join(PARTS)}",
+    )
     args = parser.parse_args()
-    parts = set(args.parts.split(","))
+    parts = set(args.parts)
     if "local" in parts:
         local_part(args)
     if "slurm" in parts:
@@ -129,24 +158,20 @@ def local_part(args: argparse.Namespace) -> None:
             "noop x16 --jobs 1": lambda: batch("noop", "--jobs", "1"),
             "noop x1 --jobs 1": lambda: batch("noop", "--jobs", "1", "--sessions", "ses-01"),
         }
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+        samples = measure(cases, args.runs)
         sys.path.insert(0, str(root / "site"))
         from mdivicomtools.runner import run_plugin
 
-        in_process = []
-        for index in range(5):
+        def in_process() -> float:
             start = time.perf_counter()
-            run_plugin(
-                "noop", dataset=dataset / "sessions" / "ses-01", out=root / f"inproc-{index}"
-            )
-            in_process.append(time.perf_counter() - start)
+            out = root / f"inproc-{next(counter)}"
+            run_plugin("noop", dataset=dataset / "sessions" / "ses-01", out=out)
+            return time.perf_counter() - start
+
+        run_cost = statistics.median(measure({"in-process": in_process}, 5)["in-process"])
     med = {name: statistics.median(values) for name, values in samples.items()}
     one = med["--jobs 1"]
     marginal = (med["noop x16 --jobs 1"] - med["noop x1 --jobs 1"]) / (args.sessions - 1)
-    run_cost = statistics.median(in_process)
     rows = [
         (f"{args.sessions} x burn, --jobs 1", f"{one:.2f} s", "baseline", ""),
         (
@@ -165,7 +190,7 @@ def local_part(args: argparse.Namespace) -> None:
         ("one no-op run in-process", f"{run_cost * 1000:.0f} ms", "", ""),
         (
             "local scheduling overhead per session",
-            f"{(marginal - run_cost) * 1000:.0f} ms",
+            signed_ms(marginal - run_cost),
             "",
             "<= 50 ms",
         ),
@@ -211,10 +236,7 @@ def slurm_part(args: argparse.Namespace) -> None:
             "noop slurm": lambda: batch("noop", "--executor", "slurm", "--jobs", "1", *one),
             "noop local": lambda: batch("noop", "--jobs", "1", *one),
         }
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+        samples = measure(cases, args.runs)
     med = {name: statistics.median(values) for name, values in samples.items()}
     startup = med["noop slurm"] - med["noop local"]
     rows = [
@@ -253,6 +275,11 @@ def engine_cli(engine: str) -> list[str]:
 
 def container_part(args: argparse.Namespace, engine: str) -> None:
     """`--jobs 2` of mdivicom against xargs -P 2 of the raw engine CLI, same mounts."""
+    if shutil.which(engine_cli(engine)[0]) is None:
+        raise SystemExit(
+            f"{engine} is not on PATH: --parts containers compares against its CLI "
+            "(scripts/setup-engines.sh); leave the part out with --parts local,slurm"
+        )
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
@@ -354,10 +381,7 @@ def container_part(args: argparse.Namespace, engine: str) -> None:
             "xargs 2": lambda: raw(2),
             "loop": lambda: raw(1),
         }
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+        samples = measure(cases, args.runs)
     med = {name: statistics.median(values) for name, values in samples.items()}
     rows = [
         (f"{engine} run in a loop (sequential)", f"{med['loop']:.2f} s", "", ""),

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_table, timed
+from _common import at_least, measure, print_table, timed
 from mdivicomtools.bundles.resultbundle import validate_file
 
 HEADER = "timestamp [ns]\tsection id\tgaze x [px]\tgaze y [px]\n"
@@ -95,21 +95,21 @@ def one_table_sidecar(root: Path, size_bytes: int) -> Path:
     return path
 
 
-def in_process(path: Path, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        report = validate_file(path)
-        samples.append(time.perf_counter() - start)
-        assert report.valid, report.messages()[:3]
-    return statistics.median(samples)
+def in_process(path: Path) -> float:
+    """Seconds of one validate_file(); a sidecar found invalid ends the benchmark."""
+    start = time.perf_counter()
+    report = validate_file(path)
+    elapsed = time.perf_counter() - start
+    if not report.valid:
+        raise SystemExit(f"{path} is not valid: {'; '.join(report.messages()[:3])}")
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--files", type=at_least(1), default=10_000)
+    parser.add_argument("--runs", type=at_least(1), default=5)
+    parser.add_argument("--big-mib", type=at_least(1), default=1024)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
@@ -117,14 +117,20 @@ def main() -> None:
         root = Path(tmp)
         (root / "big").mkdir()
         sidecar = big_sidecar(root / "big", args.files)
-        in_process(sidecar, 1)  # warm the page cache
-        api = in_process(sidecar, args.runs)
-        cli = statistics.median(
-            timed([mdivicom, "bundles", "validate", str(sidecar)]) for _ in range(args.runs)
+        many = measure(
+            {
+                "api": lambda: in_process(sidecar),
+                "cli": lambda: timed([mdivicom, "bundles", "validate", str(sidecar)]),
+            },
+            args.runs,
         )
         small = one_table_sidecar(root / "small", 1024)
         huge = one_table_sidecar(root / "huge", args.big_mib << 20)
-        small_s, huge_s = in_process(small, args.runs), in_process(huge, args.runs)
+        one = measure(
+            {"small": lambda: in_process(small), "huge": lambda: in_process(huge)}, args.runs
+        )
+    api, cli = statistics.median(many["api"]), statistics.median(many["cli"])
+    small_s, huge_s = statistics.median(one["small"]), statistics.median(one["huge"])
     rows = [
         (f"validate_file(), {args.files} files", f"{api * 1000:.0f} ms", "", "<= 1000 ms"),
         (

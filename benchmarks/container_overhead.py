@@ -23,12 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, print_table, timed
+from _common import at_least, measure, medians, print_table, timed
 
 IMAGE = "localhost/mdivicom-test:1"
 SCRIPT = "echo ok > /mdivicom/out/ok"
@@ -68,10 +71,19 @@ print(json.dumps({"imports": t_imports - t0, "run": t_end - t_imports, "calls": 
 """
 
 
+def engine_list(text: str) -> list[str]:
+    """--engines: a comma-separated list of the engines TARGETS knows, at least one."""
+    engines = [engine.strip() for engine in text.split(",") if engine.strip()]
+    unknown = [engine for engine in engines if engine not in TARGETS]
+    if unknown or not engines:
+        raise argparse.ArgumentTypeError(f"{text!r}: name docker, podman or both (comma-separated)")
+    return engines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--engines", default="docker,podman")
+    parser.add_argument("--runs", type=at_least(1), default=15)
+    parser.add_argument("--engines", type=engine_list, default="docker,podman")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--profile", action="store_true", help="Profile one run per engine.")
     parser.add_argument(
@@ -82,7 +94,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
-    engines = [e for e in args.engines.split(",") if e]
+    engines = args.engines
+    for command in sorted({CLI[engine][0] for engine in engines}):
+        if not args.profile and shutil.which(command) is None:
+            raise SystemExit(
+                f"{command} is not on PATH: this benchmark compares against its CLI "
+                "(scripts/setup-engines.sh), or leave the engine out with --engines"
+            )
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
         manifests = root / "manifests"
@@ -161,22 +179,17 @@ def main() -> None:
                 profile(engine, dataset, root / f"profile-{engine}", env)
             return
 
-        cases = {}
+        cases: dict[str, Callable[[], float]] = {}
         for engine in engines:
-            cases[f"{engine} run --rm (raw CLI)"] = lambda e=engine: raw(e)
-            cases[f"mdivicom run --backend {engine}"] = lambda e=engine: ours(e)
+            cases[f"{engine} run --rm (raw CLI)"] = partial(raw, engine)
+            cases[f"mdivicom run --backend {engine}"] = partial(ours, engine)
             if args.compare_code:
-                cases[f"compared code: mdivicom run --backend {engine}"] = lambda e=engine: ours(
-                    e, args.compare_code
+                cases[f"compared code: mdivicom run --backend {engine}"] = partial(
+                    ours, engine, args.compare_code
                 )
             if engine == "podman":
-                cases["podman run --rm (local CLI)"] = lambda: raw("podman-local")
-        for case in cases.values():
-            case()  # warm-up, untimed
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+                cases["podman run --rm (local CLI)"] = partial(raw, "podman-local")
+        samples = measure(cases, args.runs)
     med = medians(samples)
     rows = []
     for engine in engines:

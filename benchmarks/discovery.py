@@ -22,10 +22,11 @@ import argparse
 import os
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, print_table, timed
+from _common import at_least, measure, medians, print_table, timed
 
 BASELINE = """
 import importlib.metadata, json
@@ -64,8 +65,8 @@ def make_site(root: Path, count: int, import_delay_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plugins", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--plugins", type=at_least(1), default=200)
+    parser.add_argument("--runs", type=at_least(1), default=7)
     parser.add_argument(
         "--import-delay", type=float, default=0.2, help="seconds each run module sleeps on import"
     )
@@ -91,12 +92,9 @@ def main() -> None:
                 "--json",
             ],
         }
-        for argv in cases.values():  # warm the page cache once, untimed
-            timed(argv, env)
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, argv in cases.items():
-                samples[name].append(timed(argv, env))
+        samples = measure(
+            {name: partial(timed, argv, env) for name, argv in cases.items()}, args.runs
+        )
     med = medians(samples)
     base, bare = med["baseline (bare script)"], med["python -c pass"]
     rows = [

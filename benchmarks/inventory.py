@@ -17,10 +17,11 @@ import argparse
 import os
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, print_table, timed
+from _common import at_least, measure, medians, print_table, timed
 
 INVENTORY = """
 import sys
@@ -32,9 +33,9 @@ inventory(Path(sys.argv[1]))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=64)
-    parser.add_argument("--mib", type=int, default=16)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--files", type=at_least(1), default=64)
+    parser.add_argument("--mib", type=at_least(1), default=16)
+    parser.add_argument("--runs", type=at_least(1), default=5)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     total_mib = args.files * args.mib
@@ -51,12 +52,7 @@ def main() -> None:
             "sha256sum (coreutils)": ["sha256sum", *files],
             "mdivicomtools inventory()": [sys.executable, "-c", INVENTORY, str(root)],
         }
-        for argv in cases.values():
-            timed(argv)
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, argv in cases.items():
-                samples[name].append(timed(argv))
+        samples = measure({name: partial(timed, argv) for name, argv in cases.items()}, args.runs)
     med = medians(samples)
     base = med["sha256sum (coreutils)"]
     rows = []

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, noop_plugin_site, print_table, timed
+from _common import at_least, measure, medians, noop_plugin_site, print_table, signed_ms, timed
+
+#: the in-process rows cost microseconds each: never fewer runs than this
+FORK_RUNS = 50
 
 
 def fork_costs(runs: int) -> tuple[float, float]:
@@ -44,12 +48,12 @@ def fork_costs(runs: int) -> tuple[float, float]:
             os._exit(0)
         os.waitpid(pid, 0)
         forked.append(time.perf_counter() - start)
-    return sorted(direct)[runs // 2], sorted(forked)[runs // 2]
+    return statistics.median(direct), statistics.median(forked)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=at_least(1), default=15)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
@@ -73,14 +77,10 @@ def main() -> None:
             "no supervisor": lambda: run(environ=unsupervised),
             "--isolate": lambda: run("--isolate"),
         }
-        for case in cases.values():
-            case()  # warm-up, untimed
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+        samples = measure(cases, args.runs)
     med = medians(samples)
-    direct, forked = fork_costs(max(args.runs, 50))
+    fork_runs = max(args.runs, FORK_RUNS)
+    direct, forked = fork_costs(fork_runs)
     base = med["in-process"]
     bare = med["no supervisor"]
     rows = [
@@ -88,13 +88,13 @@ def main() -> None:
         (
             "the same, MDIVICOM_SUPERVISOR=0",
             f"{bare * 1000:.0f} ms",
-            f"{base / bare:.3f}x: the supervisor costs {(base - bare) * 1000:+.0f} ms",
+            f"{base / bare:.3f}x: the supervisor costs {signed_ms(base - bare)}",
             "what the crash supervisor costs a run",
         ),
         (
             "mdivicom run noop --isolate",
             f"{med['--isolate'] * 1000:.0f} ms",
-            f"+{(med['--isolate'] - base) * 1000:.0f} ms over in-process",
+            f"{signed_ms(med['--isolate'] - base)} over in-process",
             "",
         ),
         ("direct call, after the imports", f"{direct * 1e6:.0f} us", "", ""),
@@ -106,8 +106,8 @@ def main() -> None:
         ),
     ]
     print_table(
-        f"# isolation: no-op python plugin; median of {args.runs} runs; "
-        f"Python {sys.version.split()[0]}",
+        f"# isolation: no-op python plugin; median of {args.runs} runs "
+        f"({fork_runs} for the calls after the imports); Python {sys.version.split()[0]}",
         rows,
         args.markdown,
     )

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import medians, noop_plugin_site, print_table, timed
+from _common import at_least, measure, medians, noop_plugin_site, print_table, signed_ms, timed
 
 BARE = """
 import sys
@@ -30,8 +30,8 @@ run(sys.argv[1], sys.argv[2], {}, work_dir=None, dry_run=False)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--dataset-files", type=int, default=20)
+    parser.add_argument("--runs", type=at_least(1), default=9)
+    parser.add_argument("--dataset-files", type=at_least(0), default=20)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
@@ -61,12 +61,7 @@ def main() -> None:
                 [sys.executable, "-c", "import click, importlib.metadata, msgspec, pluggy"], env
             ),
         }
-        for case in cases.values():
-            case()  # warm-up, untimed
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, case in cases.items():
-                samples[name].append(case())
+        samples = measure(cases, args.runs)
     med = medians(samples)
     bare, cli = med["bare script (import + run())"], med["mdivicom run noop"]
     floor = med["floor: import click, importlib.metadata, msgspec, pluggy"]
@@ -75,13 +70,13 @@ def main() -> None:
         (
             "mdivicom run noop",
             f"{cli * 1000:.0f} ms",
-            f"+{(cli - bare) * 1000:.0f} ms over baseline",
+            f"{signed_ms(cli - bare)} over baseline",
             "<= +80 ms",
         ),
         (
             "floor: import click, importlib.metadata, msgspec, pluggy",
             f"{floor * 1000:.0f} ms",
-            f"+{(floor - bare) * 1000:.0f} ms over baseline",
+            f"{signed_ms(floor - bare)} over baseline",
             "what the dependencies alone cost",
         ),
     ]

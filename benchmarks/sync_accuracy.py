@@ -140,6 +140,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import at_least, positive  # noqa: E402
 from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
@@ -492,14 +493,19 @@ def evaluate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="timing runs per tool and session")
+    parser.add_argument(
+        "--runs", type=at_least(1), default=3, help="timing runs per tool and session"
+    )
     parser.add_argument(
         "--seed", type=int, nargs="+", default=[1], help="one study per seed (1: development)"
     )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".work" / "sync")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="sessions evaluated at once (CPU times stay per tool)"
+        "--jobs",
+        type=at_least(1),
+        default=1,
+        help="sessions evaluated at once (CPU times stay per tool)",
     )
     parser.add_argument(
         "--tools",
@@ -546,7 +552,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--chapters",
-        type=float,
+        type=positive,
         metavar="SECONDS",
         help="cut every stream's recording, the reference's too, into chapter files of "
         "SECONDS (as cameras split long recordings; made once under the study) and judge "
@@ -574,6 +580,15 @@ def main() -> None:
             "install it (Debian: apt install ffmpeg) or leave the tool out (--tools ours audalign)"
         )
     conditions = LONG_CONDITIONS if args.long else CONDITIONS
+    if args.condition and not any(
+        part in cond.name for cond in conditions for part in args.condition
+    ):
+        # checked before the venvs and the rendering, which take minutes to hours
+        parser.error(
+            f"--condition {' '.join(args.condition)}: no condition's name contains it; "
+            f"the conditions{' of --long' if args.long else ''}: "
+            + ", ".join(cond.name for cond in conditions)
+        )
     studies = {
         seed: study_dir(args.cache, seed, args.surfaces, args.reference, args.long)
         for seed in args.seed

@@ -13,8 +13,9 @@ The scene is the sample generator's (claps and speech-like bursts) at 16
 kHz, cut exactly for each file, so the truth of every file's offset is
 known to the sample. Each layout runs the plugin's run() in a child process of its own
 (the runner's overhead is in run_overhead.py); CPU is that process's user +
-system time, medians of --runs runs, and the ratio is against the one-file
-layout measured in the same run.
+system time, medians of --runs runs (the layouts take turns, one run each
+per round, with no untimed warm-up: a run is seconds to minutes of CPU), and
+the ratio is against the one-file layout measured in the same run.
 
     python benchmarks/sync_chapters.py [--minutes 20] [--chapter-minutes 4] [--runs 3]
 
@@ -36,6 +37,9 @@ import numpy as np
 from mdivicom_sync_audio.io import write_wav
 from mdivicom_sync_audio.sample import scene
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import at_least, positive
+
 RATE = 16_000
 # stream -> (start in the scene s, seconds cut from the end of the session)
 STREAMS = {
@@ -56,6 +60,8 @@ LAYOUTS = (
         "unpruned",
     ),
 )
+#: the shortest session that leaves every stream 20 s of sound
+SHORTEST_S = max(start + short for start, short in STREAMS.values()) + 20.0
 CHILD = """
 import json, sys
 from mdivicom_sync_audio import network
@@ -103,27 +109,42 @@ def run_once(session: Path, out: Path, mode: str) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--chapter-minutes", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--minutes", type=positive, default=20.0)
+    parser.add_argument("--chapter-minutes", type=positive, default=4.0)
+    parser.add_argument("--runs", type=at_least(1), default=3)
     args = parser.parse_args()
+    if args.minutes * 60 < SHORTEST_S:
+        parser.error(
+            f"--minutes must be at least {SHORTEST_S / 60:.2f}: a stream starts "
+            f"{STREAMS['str-c-camera'][0]} s in and ends {STREAMS['str-c-camera'][1]:g} s "
+            "before the end, and needs 20 s of its own"
+        )
     sound = scene(np.random.default_rng(5), args.minutes * 60, RATE)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="sync-chapters-") as tmp:
-        for number, (name, split, mode) in enumerate(LAYOUTS):
+        sessions, truths = [], []
+        for _name, split, _mode in LAYOUTS:
             session = Path(tmp, "-".join(split) or "whole", "ses-01")
             if not session.exists():
                 truth = lay_out(session, sound, args.minutes, args.chapter_minutes * 60, split)
                 (session.parent / "truth.json").write_text(json.dumps(truth))
-            truth = json.loads((session.parent / "truth.json").read_text())
-            cpus, worst, failed = [], 0.0, 0
-            for run in range(args.runs):
-                cpu, offsets = run_once(session, Path(tmp, f"out-{number}-{run}"), mode)
-                cpus.append(cpu)
+            sessions.append(session)
+            truths.append(json.loads((session.parent / "truth.json").read_text()))
+        cpus: list[list[float]] = [[] for _ in LAYOUTS]
+        worst, failed = [0.0] * len(LAYOUTS), [0] * len(LAYOUTS)
+        for run in range(args.runs):  # the layouts take turns, so the load falls on all alike
+            for number, (_name, _split, mode) in enumerate(LAYOUTS):
+                truth = truths[number]
+                cpu, offsets = run_once(sessions[number], Path(tmp, f"out-{number}-{run}"), mode)
+                cpus[number].append(cpu)
                 found = {node: offsets[node] for node in truth if offsets[node] is not None}
-                failed = max(failed, len(truth) - len(found))
-                worst = max([worst] + [abs(found[node] - truth[node]) * 1000 for node in found])
-            rows.append((name, len(truth), failed, statistics.median(cpus), worst))
+                failed[number] = max(failed[number], len(truth) - len(found))
+                worst[number] = max(
+                    [worst[number]] + [abs(found[node] - truth[node]) * 1000 for node in found]
+                )
+    rows = [
+        (name, len(truths[number]), failed[number], statistics.median(cpus[number]), worst[number])
+        for number, (name, _split, _mode) in enumerate(LAYOUTS)
+    ]
     base = rows[0][3]
     print(
         f"# sync chapters: {args.minutes:g}-min session, 4 streams, split into "

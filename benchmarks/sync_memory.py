@@ -25,6 +25,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import positive
+
 RATE = 48_000
 CAMERA_START_S = 3.25
 BLOCK_S = 60
@@ -84,8 +87,8 @@ def write(path: Path, codec: str, seconds: float, offset_s: float, channels: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=float, default=2.0)
-    parser.add_argument("--camera-minutes", type=float, default=30.0)
+    parser.add_argument("--hours", type=positive, default=2.0)
+    parser.add_argument("--camera-minutes", type=positive, default=30.0)
     parser.add_argument("--keep", type=Path, help="write the session here and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="sync-memory-"))
@@ -104,10 +107,11 @@ def main() -> None:
         out = root / "out"
         shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
-        subprocess.run(
-            [mdivicom, "run", "sync-audio", "--dataset", str(session), "--out", str(out)],
-            check=True,
+        done = subprocess.run(
+            [mdivicom, "run", "sync-audio", "--dataset", str(session), "--out", str(out)]
         )
+        if done.returncode != 0:  # its own messages are above
+            raise SystemExit(f"mdivicom run sync-audio failed (exit status {done.returncode})")
         elapsed = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         found = json.loads(

@@ -1,0 +1,88 @@
+"""benchmarks/_common.py: what every benchmark script's arguments, timing and ratios rest on.
+
+A benchmark that takes minutes must refuse a count it cannot use before it
+starts, say in one line that a command is missing, and give every case the
+same warm-up and the same share of the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+from _common import at_least, measure, positive, signed_ms, timed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--runs", type=at_least(1), default=3)
+    parser.add_argument("--files", type=at_least(0), default=20)
+    parser.add_argument("--minutes", type=positive, default=2.0)
+    return parser
+
+
+def test_counts_and_sizes_are_parsed() -> None:
+    args = _parser().parse_args(["--runs", "5", "--files", "0", "--minutes", "0.5"])
+    assert (args.runs, args.files, args.minutes) == (5, 0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--runs", "0"], "argument --runs: must be at least 1, not 0"),
+        (["--runs", "-2"], "argument --runs: must be at least 1, not -2"),
+        (["--runs", "two"], "argument --runs: not a whole number: 'two'"),
+        (["--files", "-1"], "argument --files: must be at least 0, not -1"),
+        (["--minutes", "0"], "argument --minutes: must be above 0, not 0"),
+        (["--minutes", "nan"], "argument --minutes: must be above 0, not nan"),
+        (["--minutes", "soon"], "argument --minutes: not a number: 'soon'"),
+    ],
+)
+def test_a_count_or_size_it_cannot_use_is_one_usage_line(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"bench: error: {said}"
+
+
+def test_a_missing_command_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    missing = str(tmp_path / "docker")
+    with pytest.raises(SystemExit) as exited:
+        timed([missing, "run", "--rm", "busybox"])
+    assert exited.value.code == f"cannot run {missing}: No such file or directory"
+
+
+def test_a_failing_command_ends_the_benchmark_with_its_stderr() -> None:
+    with pytest.raises(SystemExit) as exited:
+        timed([sys.executable, "-c", "import sys; sys.exit('engine unreachable')"])
+    assert "failed: engine unreachable" in str(exited.value.code)
+
+
+def test_every_case_is_warmed_once_then_the_cases_take_turns() -> None:
+    calls: list[str] = []
+
+    def case(name: str, seconds: float):
+        def run() -> float:
+            calls.append(name)
+            return seconds
+
+        return run
+
+    samples = measure({"baseline": case("baseline", 1.0), "ours": case("ours", 2.0)}, 3)
+    assert calls == ["baseline", "ours"] * 4  # the first round is the untimed warm-up
+    assert samples == {"baseline": [1.0] * 3, "ours": [2.0] * 3}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.089, "+89 ms"), (-0.003, "-3 ms"), (0.0, "+0 ms"), (-0.0004, "+0 ms")],
+)
+def test_a_difference_shows_one_sign(seconds: float, shown: str) -> None:
+    assert signed_ms(seconds) == shown
