@@ -22,6 +22,7 @@ Used by sync_accuracy.py; needs numpy, scipy, pyroomacoustics.
 from __future__ import annotations
 
 import json
+import shutil
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +287,14 @@ def make_study(
     surfaces: str = "flat",
     reference: str = "anywhere",
 ) -> dict:
-    """sessions/<condition>/..., truth.json and visibility.json, one session per condition."""
+    """sessions/<condition>/..., truth.json and visibility.json, one session per condition.
+
+    truth.json is written last: a study without it is a render cut short (Ctrl-C in
+    hours of --render-only), whose sessions are rendered again from the start rather
+    than failing on the folders it left.
+    """
+    if not (root / "truth.json").exists():
+        shutil.rmtree(root / "sessions", ignore_errors=True)
     rng = np.random.default_rng(seed)
     clips = speech_library()
     truth, seen = {}, {}
