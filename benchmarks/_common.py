@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,16 +40,39 @@ def positive(text: str) -> float:
     return value
 
 
+def end_on_sigterm() -> None:
+    """Let SIGTERM (a CI timeout, `timeout`, a cancelled job) end the benchmark as
+    Ctrl-C does, through its `with` blocks and `finally`s: its temporary folders
+    (gigabytes for the hashing benchmarks) are removed and the command it was
+    timing is stopped, instead of both being left behind."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+#: how long a timed command that is being stopped gets to clean up (a container run
+#: removes its container, a batch its workers) before it is killed
+STOP_GRACE_S = 30
+
+
 def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one subprocess; a failure ends the benchmark with its stderr."""
     start = time.perf_counter()
     try:
-        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except OSError as error:  # the engine's CLI (or sha256sum) is not installed
         raise SystemExit(f"cannot run {argv[0]}: {error.strerror}") from None
+    try:
+        _, stderr = process.communicate()
+    except BaseException:  # the benchmark is being stopped: so is the command, politely
+        process.terminate()
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
     elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{list(argv)} failed: {result.stderr.decode()[-2000:]}")
+    if process.returncode != 0:
+        raise SystemExit(f"{list(argv)} failed: {stderr.decode()[-2000:]}")
     return elapsed
 
 

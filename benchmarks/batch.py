@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import at_least, measure, print_table, signed_ms, timed
+from _common import at_least, end_on_sigterm, measure, print_table, signed_ms, timed
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
@@ -111,6 +111,7 @@ def main() -> None:
         help=f"comma-separated, of: {', '.join(PARTS)}",
     )
     args = parser.parse_args()
+    end_on_sigterm()
     parts = set(args.parts)
     if "local" in parts:
         local_part(args)

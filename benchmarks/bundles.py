@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, print_table, timed
+from _common import at_least, end_on_sigterm, measure, print_table, timed
 from mdivicomtools.bundles.resultbundle import validate_file
 
 HEADER = "timestamp [ns]\tsection id\tgaze x [px]\tgaze y [px]\n"
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--big-mib", type=at_least(1), default=1024)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    end_on_sigterm()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)

@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
 
 IMAGE = "localhost/mdivicom-test:1"
 SCRIPT = "echo ok > /mdivicom/out/ok"
@@ -93,6 +93,7 @@ def main() -> None:
         "folders), interleaved in the same rounds.",
     )
     args = parser.parse_args()
+    end_on_sigterm()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     engines = args.engines
     for command in sorted({CLI[engine][0] for engine in engines}):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
 
 DIGEST = """
 import sys
@@ -162,12 +161,7 @@ def verify(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     config = json.dumps({"files": args.verify_files, "mib": args.verify_mib})
     argv = [mdivicom, "run", "bench-writer", "--dataset", str(dataset), "--out", str(out)]
-    subprocess.run(
-        [*argv, "--config", config],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    timed([*argv, "--config", config], env)  # the outputs to verify
     record = json.loads(max((out / "_runs").glob("*.json")).read_text())
     sums = tmp / "sums.txt"
     sums.write_text(
@@ -209,6 +203,7 @@ def main() -> None:
         "--only", choices=("cold", "warm", "verify"), action="append", help="run only these parts"
     )
     args = parser.parse_args()
+    end_on_sigterm()
     parts = set(args.only or ("cold", "warm", "verify"))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as name:

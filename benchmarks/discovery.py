@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
 
 BASELINE = """
 import importlib.metadata, json
@@ -72,6 +72,7 @@ def main() -> None:
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
+    end_on_sigterm()
 
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
 
 INVENTORY = """
 import sys
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--runs", type=at_least(1), default=5)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    end_on_sigterm()
     total_mib = args.files * args.mib
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp) / "outputs"

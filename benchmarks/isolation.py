@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, noop_plugin_site, print_table, signed_ms, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    noop_plugin_site,
+    print_table,
+    signed_ms,
+    timed,
+)
 
 #: the in-process rows cost microseconds each: never fewer runs than this
 FORK_RUNS = 50
@@ -56,6 +65,7 @@ def main() -> None:
     parser.add_argument("--runs", type=at_least(1), default=15)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    end_on_sigterm()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)

@@ -19,7 +19,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, measure, medians, noop_plugin_site, print_table, signed_ms, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    noop_plugin_site,
+    print_table,
+    signed_ms,
+    timed,
+)
 
 BARE = """
 import sys
@@ -34,6 +43,7 @@ def main() -> None:
     parser.add_argument("--dataset-files", type=at_least(0), default=20)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    end_on_sigterm()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)

@@ -38,7 +38,7 @@ from mdivicom_sync_audio.io import write_wav
 from mdivicom_sync_audio.sample import scene
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, positive
+from _common import at_least, end_on_sigterm, positive
 
 RATE = 16_000
 # stream -> (start in the scene s, seconds cut from the end of the session)
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--chapter-minutes", type=positive, default=4.0)
     parser.add_argument("--runs", type=at_least(1), default=3)
     args = parser.parse_args()
+    end_on_sigterm()
     if args.minutes * 60 < SHORTEST_S:
         parser.error(
             f"--minutes must be at least {SHORTEST_S / 60:.2f}: a stream starts "

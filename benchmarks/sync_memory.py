@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import positive
+from _common import end_on_sigterm, positive
 
 RATE = 48_000
 CAMERA_START_S = 3.25
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--camera-minutes", type=positive, default=30.0)
     parser.add_argument("--keep", type=Path, help="write the session here and keep it")
     args = parser.parse_args()
+    end_on_sigterm()
     root = args.keep or Path(tempfile.mkdtemp(prefix="sync-memory-"))
     session = root / "ses-long"
     recorder = session / "raw" / "audio" / "str-a-recorder" / "recorder.flac"

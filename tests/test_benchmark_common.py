@@ -86,3 +86,53 @@ def test_every_case_is_warmed_once_then_the_cases_take_turns() -> None:
 )
 def test_a_difference_shows_one_sign(seconds: float, shown: str) -> None:
     assert signed_ms(seconds) == shown
+
+
+STOPPED_BENCHMARK = """
+import sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from _common import end_on_sigterm, timed
+end_on_sigterm()
+with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    print(tmp, flush=True)
+    timed([sys.executable, "-c", "import time; time.sleep(60)"])
+"""
+
+
+def test_sigterm_removes_the_temporary_folder_and_stops_the_timed_command() -> None:
+    """A CI timeout or `timeout` sends SIGTERM: the benchmark's temporary data
+    (gigabytes for the hashing benchmarks) must not stay behind, nor the command
+    it was timing keep running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    benchmarks = str(Path(__file__).parents[1] / "benchmarks")
+    bench = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_BENCHMARK, benchmarks],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert bench.stdout is not None
+    folder = Path(bench.stdout.readline().strip())
+    assert folder.is_dir()
+    # the timed command's stdout goes nowhere: find it as the benchmark's child
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        listing = Path(f"/proc/{bench.pid}/task/{bench.pid}/children")
+        children = [int(pid) for pid in listing.read_text().split()]
+        time.sleep(0.05)
+    assert children, "the timed command did not start"
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not folder.exists()
+    for pid in children:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # a zombie is stopped too; anything else still runs
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "Z", f"the timed command {pid} still runs"
