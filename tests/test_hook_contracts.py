@@ -275,8 +275,185 @@ def test_a_backend_that_says_nothing_is_a_failure_with_a_reason(site, dataset, t
     )
     assert record.status == "failed"
     assert record.error.type == "BackendError"
-    assert record.error.message == ("the silent backend ended the run without a status or an error")
+    assert record.error.message == (
+        "the silent backend (hook module 'silent') ended the run without a status or an error"
+    )
     assert record.backend.engine == "echo 1"
+
+
+class _Site:
+    """A site backend for python plugins whose execute() runs `fill(outcome)`."""
+
+    name = "site"
+    kinds = frozenset({"python"})
+
+    def __init__(self, fill=None, preflight=None):
+        self.fill = fill
+        self.check = preflight
+
+    def availability(self):
+        from mdivicomtools.execution.base import Availability
+
+        return Availability(available=True, engine="site 1")
+
+    def preflight(self, request):
+        return self.check() if self.check is not None else []
+
+    def execute(self, request, outcome, log):
+        self.fill(outcome)
+
+
+def _on_site(dataset, out, backend):
+    class Provides:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [backend]
+
+    return run_plugin(
+        "writer",
+        dataset=dataset,
+        out=out,
+        backend=backend.name,
+        hooks=load_hooks(extra=[("lab-site", Provides())]),
+    )
+
+
+def _set(**values):
+    def fill(outcome):
+        for key, value in values.items():
+            setattr(outcome, key, value)
+
+    return fill
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        (
+            {"status": "failed", "error": "no such image"},
+            "set outcome.error to a str; use outcome.fail(type, message)",
+        ),
+        ({"status": "ok"}, "set outcome.status to 'ok'; execute sets one of succeeded, failed"),
+        ({"status": "running"}, "set outcome.status to 'running'"),
+        ({"status": "interrupted"}, "(on KeyboardInterrupt it cleans up and re-raises)"),
+        ({"status": "succeeded", "exit_code": "0"}, "set outcome.exit_code to a str"),
+        ({"status": "succeeded", "container": {"image": "x"}}, "set outcome.container to a dict"),
+    ],
+)
+def test_a_backend_that_breaks_the_outcome_contract_fails_the_run_naming_its_module(
+    site, dataset, tmp_path, values, problem
+):
+    """A site backend's string in outcome.error crashed the runner ("internal error")
+    and left the record `running` for ever; an unknown status or a str exit code was
+    written into a record that does not read back."""
+    record = _on_site(dataset, tmp_path / "out", _Site(_set(**values)))
+    assert record.status == "failed"
+    assert record.error.type == "BackendError"
+    assert record.error.message.startswith(
+        "the site backend (hook module 'lab-site') broke the backend contract: "
+    )
+    assert problem in record.error.message
+    assert record.exit_code is None and record.container is None and record.outputs == []
+    on_disk = read_record(tmp_path / "out" / "_runs" / f"{record.run_id}.json")
+    assert on_disk.status == "failed" and on_disk.error == record.error
+
+
+def test_a_backend_result_that_is_not_json_safe_is_dropped_with_a_warning(site, dataset, tmp_path):
+    record = _on_site(dataset, tmp_path / "out", _Site(_set(status="succeeded", result={1, 2})))
+    assert record.status == "succeeded" and record.result is None
+    assert record.warnings == [
+        "the site backend (hook module 'lab-site') set a result that was not kept: "
+        "result is a set, not a JSON value"
+    ]
+
+
+def test_a_backend_whose_execute_or_preflight_raises_is_named_with_its_module(
+    site, dataset, tmp_path
+):
+    def boom(outcome):
+        raise RuntimeError("apptainer: FATAL: image not found")
+
+    record = _on_site(dataset, tmp_path / "out", _Site(boom))
+    assert record.error.message == (
+        "the site backend (hook module 'lab-site') failed: apptainer: FATAL: image not found"
+    )
+
+    def raises():
+        raise OSError("cache unreadable")
+
+    with pytest.raises(ValidationFailed) as failed:
+        _on_site(dataset, tmp_path / "out", _Site(_set(status="succeeded"), raises))
+    assert failed.value.problems == [
+        "the site backend (hook module 'lab-site'): its preflight() raised OSError: cache "
+        "unreadable; fix or disable (MDIVICOM_DISABLE_HOOKS) that module"
+    ]
+    with pytest.raises(ValidationFailed) as failed:
+        _on_site(dataset, tmp_path / "out", _Site(_set(status="succeeded"), lambda: {"x"}))
+    assert failed.value.problems == [
+        "the site backend (hook module 'lab-site') returned a set, not a list of problems (strings)"
+    ]
+
+
+def _wrong(**attributes):
+    backend = _Site(_set(status="succeeded"))
+    for key, value in attributes.items():
+        setattr(backend, key, value)
+    return backend
+
+
+@pytest.mark.parametrize(
+    ("backends", "error"),
+    [
+        (
+            [_wrong(name=None)],
+            "returned a backend whose name is None; `name` must be a non-empty string",
+        ),
+        (
+            [_wrong(name="")],
+            "returned a backend whose name is ''; `name` must be a non-empty string",
+        ),
+        (
+            [_wrong(kinds="python")],
+            "returned backend 'site' with kinds 'python'; `kinds` must be a non-empty set",
+        ),
+        ([_wrong(execute=None)], "returned backend 'site' whose execute is not a method"),
+        ([_wrong(), _wrong()], "returned a second backend named 'site'; each name once"),
+        ([object()], "returned an object, not an ExecutionBackend (it has no name, kinds,"),
+    ],
+)
+def test_a_backend_of_the_wrong_shape_is_not_taken_and_its_module_is_named(backends, error):
+    """A name that was not a string crashed `backends list` and every run (internal
+    error); `kinds = "python"` listed the kinds p,h,o,... and ran by accident; one
+    module returning a name twice was called a conflict between modules."""
+
+    class Provides:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return backends
+
+    registry = load_hooks(extra=[("lab-site", Provides())]).get_backends()
+    assert [item.name for item in registry.items()].count("site") == (
+        1 if len(backends) == 2 else 0
+    )
+    assert "site" not in registry.conflicts
+    [reported] = [e for e in registry.errors if e.plugin == "lab-site"]
+    assert reported.hook == "mdivicom_execution_backends"
+    assert reported.error.startswith(error)
+
+
+def test_an_availability_of_the_wrong_type_names_the_module_to_fix():
+    class Provides:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [_wrong(availability=lambda: {"available": True})]
+
+    registry = load_hooks(extra=[("lab-site", Provides())]).get_backends()
+    [item] = [item for item in registry.items() if item.name == "site"]
+    assert not item.available
+    assert item.reason == (
+        "its availability() returned a dict, not an Availability (mdivicomtools.execution.base)"
+    )
+    assert item.fix == "fix or disable (MDIVICOM_DISABLE_HOOKS) the hook module lab-site"
 
 
 def test_two_hook_modules_of_one_name_say_so_in_one_line():

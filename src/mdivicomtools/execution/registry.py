@@ -71,6 +71,12 @@ class BackendRegistry:
         """Backend names that more than one module provides, with every provider."""
         return {name: mods for name, mods in self.providers.items() if len(mods) > 1}
 
+    def who(self, name: str) -> str:
+        """`the NAME backend (hook module 'M')`: what a message about a backend's own
+        mistake names, so the reader knows which installed package to fix."""
+        modules = ", ".join(repr(module) for module in self.providers.get(name, []))
+        return f"the {name} backend" + (f" (hook module {modules})" if modules else "")
+
     def availability(self, name: str) -> Availability:
         """Asked once per backend: it may connect to an engine or start a service."""
         if name not in self._status:
@@ -87,7 +93,9 @@ class BackendRegistry:
                 status = Availability(
                     available=False,
                     reason=f"its availability() returned a {type(status).__name__}, "
-                    "not an Availability",
+                    "not an Availability (mdivicomtools.execution.base)",
+                    fix="fix or disable (MDIVICOM_DISABLE_HOOKS) the hook module "
+                    + ", ".join(self.providers.get(name, ["?"])),
                 )
             self._status[name] = status
         return self._status[name]

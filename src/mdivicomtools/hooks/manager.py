@@ -33,7 +33,7 @@ import pluggy
 from mdivicomtools.common.entrypoints import Distribution, distribution_of
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.text import describe_exception, one_line
-from mdivicomtools.execution.base import ExecutionBackend, missing_members
+from mdivicomtools.execution.base import ExecutionBackend, shape_problem
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks import contracts, specs
 from mdivicomtools.hooks.markers import PROJECT_NAME
@@ -376,17 +376,21 @@ class HookManager:
         provided: list[tuple[str, ExecutionBackend]] = []
         errors = list(called.errors)
         for module, backends in called.results:
+            names: set[str] = set()
             for backend in backends or ():
-                missing = missing_members(backend)
-                if not missing:
+                problem = shape_problem(backend)
+                if problem is None and backend.name in names:
+                    # not a conflict between modules: one module's own slip
+                    problem = f"a second backend named {backend.name!r}; each name once"
+                if problem is None:
+                    names.add(backend.name)
                     provided.append((module, backend))
                     continue
                 errors.append(
                     HookError(
                         hook="mdivicom_execution_backends",
                         plugin=module,
-                        error=f"returned a {type(backend).__name__}, not an ExecutionBackend "
-                        f"(it has no {', '.join(missing)})",
+                        error=f"returned {problem}",
                     )
                 )
         return BackendRegistry(provided, errors)

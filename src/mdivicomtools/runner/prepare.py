@@ -104,7 +104,7 @@ def _check_container_options(options: RunOptions, plugin: PluginInfo) -> None:
         )
 
 
-def _problems(value: object) -> list[str]:
+def _problems(value: object, who: str) -> list[str]:
     """A backend's problem list as strings (one string is one problem, not letters)."""
     if value is None:
         return []
@@ -112,7 +112,7 @@ def _problems(value: object) -> list[str]:
         return [value]
     if isinstance(value, (list, tuple)):
         return [str(problem) for problem in value]
-    return [f"the backend returned a {type(value).__name__}, not a list of problems"]
+    return [f"{who} returned a {type(value).__name__}, not a list of problems (strings)"]
 
 
 class Prepared:
@@ -241,11 +241,14 @@ class Prepared:
         if pull is None:
             return []
         try:
-            return _problems(pull(request))
+            return _problems(pull(request), self.backends.who(self.backend.name))
         except MdivicomError as exc:
             return [f"backend {self.backend.name!r}: {exc}"]
         except Exception as exc:  # a site's backend: its failure is a problem, not a crash
-            return [f"backend {self.backend.name!r} raised {describe_exception(exc)}"]
+            return [
+                f"{self.backends.who(self.backend.name)}: its pull_ahead() raised "
+                f"{describe_exception(exc)}"
+            ]
 
     def _preflight(self, request: RunRequest) -> list[str]:
         """The backend's own pre-run checks (a container image present, its pin matching)."""
@@ -253,11 +256,11 @@ class Prepared:
         if preflight is None:
             return []
         try:
-            return _problems(preflight(request))
+            return _problems(preflight(request), self.backends.who(self.backend.name))
         except MdivicomError as exc:
             return [f"backend {self.backend.name!r}: {exc}"]
         except Exception as exc:  # a site's backend: its failure is a problem, not a crash
             return [
-                f"backend {self.backend.name!r} failed its pre-run checks: "
-                f"{describe_exception(exc)}"
+                f"{self.backends.who(self.backend.name)}: its preflight() raised "
+                f"{describe_exception(exc)}; fix or disable (MDIVICOM_DISABLE_HOOKS) that module"
             ]

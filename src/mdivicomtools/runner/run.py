@@ -23,6 +23,7 @@ from typing import TextIO
 import msgspec
 
 from mdivicomtools.common import supervision
+from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.secrets import scrub_all
 from mdivicomtools.common.signals import (
     Terminated,
@@ -33,12 +34,13 @@ from mdivicomtools.common.signals import (
 )
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
-from mdivicomtools.execution.base import ExecutionBackend
+from mdivicomtools.execution.base import ExecutionBackend, outcome_problems
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import HookManager, HookResults
 from mdivicomtools.model.layout import staging_root
 from mdivicomtools.model.run import (
     BackendInfo,
+    ContainerInfo,
     DatasetInfo,
     ErrorInfo,
     HookError,
@@ -90,6 +92,7 @@ class Run:
         engine: str | None = None,
         backend_errors: list[HookError] | None = None,
         notes: list[str] | None = None,
+        who: str | None = None,
     ) -> None:
         self.request = request
         #: warnings known before the run starts (the choice of its backend)
@@ -98,6 +101,8 @@ class Run:
         self.engine = engine
         self.verbose = verbose
         self.backend = backend
+        #: the backend and the hook module that provides it, for its own mistakes
+        self.who = who or f"the {backend.name} backend"
         self.hooks = hooks
         # every line the run shows may quote the plugin (its warnings): never a secret
         self.say: Progress = lambda message: progress(scrub_all(message, request.config))
@@ -156,7 +161,7 @@ class Run:
                 outcome.fail(type(exc).__name__, f"the run could not continue: {exc}")
             except Exception as exc:  # a backend bug: still record the run
                 log.diagnostic(traceback.format_exc())
-                outcome.fail(type(exc).__name__, f"the {self.backend.name} backend failed: {exc}")
+                outcome.fail(type(exc).__name__, f"{self.who} failed: {exc}")
             with deferred_interrupts() as pending:
                 try:
                     record = self._finish(outcome, started, log, pending)
@@ -173,12 +178,12 @@ class Run:
         before = self.before
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
         self.backend.execute(request, outcome, log)
+        self._check_outcome(outcome)
         if outcome.status == "failed" and outcome.error is None:
             # a site's backend that returned without saying how the run ended
             outcome.error = ErrorInfo(
                 type="BackendError",
-                message=f"the {self.backend.name} backend ended the run without a status or "
-                "an error",
+                message=f"{self.who} ended the run without a status or an error",
             )
         outcome.engine = outcome.engine or self.engine
         if before is not None:
@@ -188,6 +193,31 @@ class Run:
                     "DatasetModified",
                     "the plugin modified the dataset, which is read-only: " + changes.describe(),
                 )
+
+    def _check_outcome(self, outcome: RunOutcome) -> None:
+        """Fail a run whose backend left values the record cannot hold, saying which.
+
+        The record is written from the outcome: a site backend's string in
+        `outcome.error` crashed the runner and left the record `running`, an unknown
+        status was written as it was. What breaks the contract is undone.
+        """
+        problems = outcome_problems(outcome)
+        if problems:
+            if not isinstance(outcome.exit_code, int) or isinstance(outcome.exit_code, bool):
+                outcome.exit_code = None
+            if not isinstance(outcome.container, ContainerInfo):
+                outcome.container = None
+            if not isinstance(outcome.engine, str):
+                outcome.engine = None
+            outcome.fail(
+                "BackendError",
+                f"{self.who} broke the backend contract: {'; '.join(problems)} "
+                "(docs/extending.md#execution-backends)",
+            )
+        unsafe = find_unsafe_json(outcome.result, "result")
+        if unsafe is not None:
+            outcome.result = None
+            outcome.warnings.append(f"{self.who} set a result that was not kept: {unsafe}")
 
     def _scan_dataset(self, outcome: RunOutcome) -> bool:
         """Record what the dataset is before the plugin reads it; False fails the run."""
@@ -510,6 +540,7 @@ def execute_prepared(
             engine=prepared.backends.availability(prepared.backend.name).engine,
             backend_errors=prepared.backends.errors,
             notes=notes,
+            who=prepared.backends.who(prepared.backend.name),
         )
         record, interrupt = run.execute()
     if interrupt is not None:
