@@ -229,3 +229,53 @@ def test_the_image_check_asks_the_engine_and_names_its_pull(site, engine, pull, 
     image = next(c for c in json.loads(done.stdout) if c["name"] == "image")
     assert image["status"] == "pass", image
     assert image["detail"].startswith(f"{TEST_IMAGE} is present on {engine} (")
+
+
+SITE_BACKEND = """
+from mdivicomtools import hookimpl
+from mdivicomtools.execution.base import Availability
+
+
+class SiteBox:
+    name = "site-box"
+    kinds = frozenset({"container"})
+
+    def availability(self):
+        return Availability(available=True, engine="site-box 1")
+
+    def preflight(self, request):
+        image = request.spec.container.image
+        return [] if image == "localhost/on-site:1" else [f"{image} is not in the site cache"]
+
+    def execute(self, request, outcome, log):
+        if not request.dry_run:
+            (outcome.staging_dir / "ran.txt").write_text("ran")
+        outcome.status = "succeeded"
+
+
+@hookimpl
+def mdivicom_execution_backends():
+    return [SiteBox()]
+"""
+
+
+def test_a_site_container_backend_is_checked_through_its_own_preflight(site):
+    """`plugins check --backend <a site's container backend>` stopped at a FAIL line
+    ("does not manage images through mdivicomtools") before the dry run and the run,
+    so a site whose Docker is not allowed could not check any container plugin."""
+    site.module("site_box_hooks", SITE_BACKEND)
+    site.distribution("site-box", {"site-box": "site_box_hooks"}, group="mdivicomtools.hooks")
+    container_plugin(site, "cached", "true", image="localhost/on-site:1")
+    checks = {c.name: c for c in check_plugin("cached", backend="site-box")}
+    assert checks["image"].status == "warn"
+    assert checks["image"].detail == (
+        "localhost/on-site:1 not checked here: backend 'site-box' does not report images to "
+        "mdivicomtools; its own pre-run checks (preflight) ran with the dry run"
+    )
+    assert checks["dry run"].status == "pass" and checks["run"].status == "pass"
+    assert "backend" not in checks
+
+    container_plugin(site, "uncached", "true", image="localhost/elsewhere:1")
+    checks = {c.name: c for c in check_plugin("uncached", backend="site-box")}
+    assert checks["validation"].status == "fail"
+    assert checks["validation"].detail == "localhost/elsewhere:1 is not in the site cache"

@@ -39,6 +39,18 @@ class ImageRow(msgspec.Struct, kw_only=True):
     problem: str | None = None
 
 
+class ImagesNotManaged(UsageError):
+    """The chosen container backend is not a ContainerBackend (a site's own, say): it
+    runs containers but mdivicomtools cannot ask it about images."""
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(
+            f"backend {backend!r} runs containers but does not manage images "
+            "through mdivicomtools; use its own tools"
+        )
+        self.backend = backend
+
+
 class ImageOperationFailed(MdivicomError):
     """An engine refused a pull, save or load; the message names the image and why."""
 
@@ -57,10 +69,7 @@ def _chosen_backend(registry: BackendRegistry, requested: str | None) -> Contain
     default, MDIVICOM_BACKEND or the user config, as strict as for `run`)."""
     backend = registry.choose(requested, "container")
     if not isinstance(backend, ContainerBackend):
-        raise UsageError(
-            f"backend {backend.name!r} runs containers but does not manage images "
-            "through mdivicomtools; use its own tools"
-        )
+        raise ImagesNotManaged(backend.name)
     return backend
 
 
