@@ -520,3 +520,46 @@ def test_ctrl_c_stops_a_hung_hook_and_the_record_says_what_happened(
         assert (out / "writer" / "out.txt").exists()
         [cut] = [e for e in record["hook_errors"] if e["plugin"] == "(interrupted)"]
         assert cut["error"].startswith("interrupted by Ctrl-C (SIGINT) before every provenance")
+
+
+CHATTY_BACKEND = """
+import os
+from mdivicomtools import hookimpl
+from mdivicomtools.execution.base import Availability
+
+
+class Chatty:
+    name = "chatty"
+    kinds = frozenset({"python"})
+
+    def availability(self):
+        return Availability(available=True, engine="chatty 1")
+
+    def execute(self, request, outcome, log):
+        print("starting the wrapper")
+        os.system("echo the wrapper inherited stdout")
+        outcome.status = "succeeded"
+
+
+@hookimpl
+def mdivicom_execution_backends():
+    return [Chatty()]
+"""
+
+
+def test_what_a_backend_prints_goes_to_the_log_not_into_json(site, dataset, tmp_path):
+    """A backend's print() and a tool it started with inherited stdout landed on
+    stdout ahead of the record, so `mdivicom run --json` printed no JSON document."""
+    site.module("chatty_hooks", CHATTY_BACKEND)
+    site.distribution("chatty", {"chatty": "chatty_hooks"}, group="mdivicomtools.hooks")
+    out = tmp_path / "out"
+    done = site.cli(
+        "run", "writer", "--dataset", str(dataset), "--out", str(out), "--backend", "chatty",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["backend"] == {"name": "chatty", "engine": "chatty 1"}
+    log = (out / record["log"]).read_text()
+    assert "starting the wrapper\n" in log and "the wrapper inherited stdout\n" in log
+    assert "starting the wrapper" in done.stderr  # still shown live

@@ -177,7 +177,11 @@ class Run:
             return
         before = self.before
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
-        self.backend.execute(request, outcome, log)
+        # what a backend prints, or a tool it starts writes to descriptor 1 (an
+        # `apptainer exec` with inherited stdout), goes to the run log: on stdout it
+        # broke `--json`, which promises one JSON document
+        with log.capture_stdout_fd():
+            self.backend.execute(request, outcome, log)
         self._check_outcome(outcome)
         if outcome.status == "failed" and outcome.error is None:
             # a site's backend that returned without saying how the run ended
