@@ -563,3 +563,28 @@ def test_what_a_backend_prints_goes_to_the_log_not_into_json(site, dataset, tmp_
     log = (out / record["log"]).read_text()
     assert "starting the wrapper\n" in log and "the wrapper inherited stdout\n" in log
     assert "starting the wrapper" in done.stderr  # still shown live
+
+
+def test_a_backend_that_swallows_the_interrupt_still_stops_the_run(site, dataset, tmp_path):
+    """A site backend that caught the KeyboardInterrupt of Ctrl-C or SIGTERM (to kill
+    its job) and returned `failed` turned the user's stop into an ordinary failure:
+    exit 1, and a batch went on with its next sessions."""
+    from mdivicomtools.runner import RunInterrupted
+
+    def swallow(outcome):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            outcome.fail("Stopped", "the job was cancelled")
+
+    with pytest.raises(RunInterrupted) as stopped:
+        _on_site(dataset, tmp_path / "out", _Site(swallow))
+    record = stopped.value.record
+    assert record.status == "interrupted"
+    assert record.error.message == "interrupted by SIGTERM"
+    assert record.warnings == [
+        "SIGTERM arrived while the site backend (hook module 'lab-site') ran the plugin, and "
+        "its execute() returned instead of re-raising the KeyboardInterrupt; the run is "
+        "recorded interrupted (a backend cleans up and re-raises)"
+    ]

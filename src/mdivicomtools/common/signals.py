@@ -10,6 +10,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -77,3 +78,39 @@ def interrupts_raise() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_seen() -> Iterator[list[int]]:
+    """The SIGINT/SIGTERM that arrive during the block; the handlers in place still act.
+
+    A KeyboardInterrupt is the runner's to record as `interrupted` only when a
+    signal raised it: a plugin that raises one itself has failed (as it does
+    under --isolate), and a backend whose execute() caught the one a signal
+    raised and returned must not turn Ctrl-C into an ordinary failure. Signals
+    reach the main thread only, so code run in another thread (a Dask worker)
+    gets no list to fill. The handlers in place before are put back afterwards,
+    also when the code in the block replaced them.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def noting(handler: Any) -> Any:
+        def note(signum: int, frame: Any) -> Any:
+            seen.append(signum)
+            return handler(signum, frame)
+
+        return note
+
+    for sig, handler in previous.items():
+        if callable(handler):  # SIG_DFL/SIG_IGN raise nothing to tell apart
+            signal.signal(sig, noting(handler))
+    try:
+        yield seen
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)

@@ -31,6 +31,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.platform import interpreter, python_version
+from mdivicomtools.common.signals import signals_seen
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.python_child import (
@@ -98,7 +99,7 @@ class PythonBackend:
             log.capture_stdout_fd(),
             _environment(request.plugin_env()),
             _os_exit_raises(),
-            _signals_seen() as signals,
+            signals_seen() as signals,
         ):
             try:
                 func = import_callable(request.spec.entry.callable)
@@ -251,41 +252,6 @@ def _os_exit_raises() -> Iterator[None]:
         yield
     finally:
         os._exit = real
-
-
-@contextlib.contextmanager
-def _signals_seen() -> Iterator[list[int]]:
-    """The SIGINT/SIGTERM that arrive while an in-process plugin runs.
-
-    A KeyboardInterrupt is the runner's to record as `interrupted` only when a
-    signal raised it; a plugin that raises one itself has failed (as it does
-    under --isolate). Signals reach the main thread only, so a plugin run in
-    another thread (a Dask worker) gets no list to fill and any
-    KeyboardInterrupt there is the plugin's. The handlers in place before are
-    put back afterwards, also when the plugin replaced them.
-    """
-    seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def noting(handler: Any) -> Any:
-        def note(signum: int, frame: Any) -> Any:
-            seen.append(signum)
-            return handler(signum, frame)
-
-        return note
-
-    for sig, handler in previous.items():
-        if callable(handler):  # SIG_DFL/SIG_IGN raise nothing to tell apart
-            signal.signal(sig, noting(handler))
-    try:
-        yield seen
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from mdivicomtools.common.signals import (
     deferred_interrupts,
     interrupts_raise,
     signal_of,
+    signals_seen,
     sigterm_as_interrupt,
 )
 from mdivicomtools.common.timefmt import iso, utc_now
@@ -180,8 +181,18 @@ class Run:
         # what a backend prints, or a tool it starts writes to descriptor 1 (an
         # `apptainer exec` with inherited stdout), goes to the run log: on stdout it
         # broke `--json`, which promises one JSON document
-        with log.capture_stdout_fd():
+        with log.capture_stdout_fd(), signals_seen() as seen:
             self.backend.execute(request, outcome, log)
+        if seen:
+            # the KeyboardInterrupt a signal raised was caught (by the backend, or an
+            # in-process plugin) and execute() returned: the signal still stops the run
+            stop = Terminated() if signal.SIGTERM in seen else KeyboardInterrupt()
+            outcome.warnings.append(
+                f"{_signal_name(stop)} arrived while {self.who} ran the plugin, and its "
+                "execute() returned instead of re-raising the KeyboardInterrupt; the run "
+                "is recorded interrupted (a backend cleans up and re-raises)"
+            )
+            raise stop
         self._check_outcome(outcome)
         if outcome.status == "failed" and outcome.error is None:
             # a site's backend that returned without saying how the run ended
