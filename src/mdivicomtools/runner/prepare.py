@@ -212,16 +212,30 @@ class Prepared:
 
     def image_id(self) -> str | None:
         """The id of the image a container plugin would run now; None for python plugins,
-        when the image is not there, or when the backend cannot say (no `engine()`)."""
+        when the image is not there, or when the backend cannot say.
+
+        A docker/podman-style backend is asked through its engine; any other backend
+        through its optional `image_id(ref)` (docs/extending.md), so `--resume` can
+        tell that a site backend's image changed under the same tag.
+        """
         container = self.spec.container
+        if container is None:
+            return None
         engine = getattr(self.backend, "engine", None)
-        if container is None or engine is None:
+        if engine is not None:
+            try:
+                facts = engine().image(container.image)
+            except MdivicomError:
+                return None
+            return facts.id if facts is not None else None
+        ask = getattr(self.backend, "image_id", None)
+        if not callable(ask):
             return None
         try:
-            facts = engine().image(container.image)
-        except MdivicomError:
+            answer = ask(container.image)
+        except Exception:  # a site's backend: an unknown image id, not a failed batch
             return None
-        return facts.id if facts is not None else None
+        return answer if isinstance(answer, str) and answer else None
 
     def problems(self, request: RunRequest) -> list[str]:
         """Every validation hook's problems, else the backend's own pre-run checks."""

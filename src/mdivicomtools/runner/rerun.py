@@ -28,7 +28,7 @@ from mdivicomtools.records.store import find_record
 from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
-from mdivicomtools.runner.images import ensure_pinned_image
+from mdivicomtools.runner.images import ImagesNotManaged, ensure_pinned_image
 from mdivicomtools.runner.prepare import ValidationFailed
 from mdivicomtools.runner.stamps import is_sidecar, same_apart_from_run_stamps
 
@@ -305,7 +305,10 @@ def rerun(
         if ref is not None:
             options = options.with_changes(image=ref)
             if "@sha256:" in ref:  # pulled here, so a digest that is not there is no run
-                problem = ensure_pinned_image(ref, options.backend, timeout)
+                try:
+                    problem = ensure_pinned_image(ref, options.backend, timeout)
+                except ImagesNotManaged:
+                    problem = None  # a site's own backend: its preflight judges the ref
                 if problem is not None:
                     problems.append(problem)
                     continue
