@@ -90,6 +90,27 @@ def test_the_user_configs_backend_is_a_preference_that_says_when_passed_over(use
     assert quiet.choose("docker", "container").name == "docker" and quiet.notes == []
 
 
+def test_auto_says_when_it_passes_over_a_preferred_backend_in_conflict(user_config):
+    """A site module that also named its backend `python` made the built-in one
+    unusable, and every python plugin went, without a word, to whichever other
+    python backend sorted first."""
+    user_config("")
+    registry = BackendRegistry(
+        [
+            ("mdivicomtools.python", _Backend("python", "python")),
+            ("site-hpc", _Backend("python", "python")),
+            ("site-wrap", _Backend("srun-python", "python")),
+        ]
+    )
+    assert registry.choose(None, "python").name == "srun-python"
+    assert registry.notes == [
+        "backend 'python' is provided by several hook modules (mdivicomtools.python, "
+        "site-hpc) and was passed over; running on srun-python instead; disable all but one "
+        "with MDIVICOM_DISABLE_HOOKS=<module> (built-in modules cannot be disabled: rename "
+        "the other module's backend)"
+    ]
+
+
 def test_a_misspelt_backend_in_the_user_config_is_named(user_config, monkeypatch):
     path = user_config('backend = "dockr"\n')
     registry = _registry(podman_up=True)

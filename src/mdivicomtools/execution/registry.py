@@ -168,12 +168,30 @@ class BackendRegistry:
             requested = "auto"
         if requested != "auto":
             return self.get_backend(requested, kind)
-        candidates = _preferences(kind) + sorted(self.backends)
+        preferred = _preferences(kind)
+        candidates = preferred + sorted(self.backends)
         for candidate in dict.fromkeys(candidates):
             if self._usable(candidate, kind):
                 self._note_passed_over_preference(candidate, kind)
+                self._note_passed_over_conflicts(preferred, candidate, kind)
                 return self.backends[candidate]
         raise BackendUnavailable(self._none_available(kind))
+
+    def _note_passed_over_conflicts(self, preferred: list[str], chosen: str, kind: str) -> None:
+        """Say so when `auto` passed over a backend it prefers (python for python
+        plugins, say) because two modules provide that name: a site module that also
+        calls its backend `python` must not silently send every python plugin to
+        whichever other backend sorts first."""
+        for name in dict.fromkeys(preferred):
+            if name == chosen:
+                return
+            backend = self.backends.get(name)
+            if name in self.conflicts and backend is not None and kind in backend.kinds:
+                self.notes.append(
+                    f"backend {name!r} is provided by several hook modules "
+                    f"({', '.join(self.conflicts[name])}) and was passed over; running on "
+                    f"{chosen} instead; {_CONFLICT_FIX}"
+                )
 
     def _note_passed_over_preference(self, chosen: str, kind: str) -> None:
         """Say so when `auto` did not take the user config's `backend`: a misspelt name
