@@ -550,8 +550,8 @@ def mdivicom_execution_backends():
 def test_what_a_backend_prints_goes_to_the_log_not_into_json(site, dataset, tmp_path):
     """A backend's print() and a tool it started with inherited stdout landed on
     stdout ahead of the record, so `mdivicom run --json` printed no JSON document."""
-    site.module("chatty_hooks", CHATTY_BACKEND)
-    site.distribution("chatty", {"chatty": "chatty_hooks"}, group="mdivicomtools.hooks")
+    site.module("p_chatty_hooks", CHATTY_BACKEND)
+    site.distribution("chatty", {"chatty": "p_chatty_hooks"}, group="mdivicomtools.hooks")
     out = tmp_path / "out"
     done = site.cli(
         "run", "writer", "--dataset", str(dataset), "--out", str(out), "--backend", "chatty",

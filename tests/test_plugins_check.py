@@ -263,8 +263,8 @@ def test_a_site_container_backend_is_checked_through_its_own_preflight(site):
     """`plugins check --backend <a site's container backend>` stopped at a FAIL line
     ("does not manage images through mdivicomtools") before the dry run and the run,
     so a site whose Docker is not allowed could not check any container plugin."""
-    site.module("site_box_hooks", SITE_BACKEND)
-    site.distribution("site-box", {"site-box": "site_box_hooks"}, group="mdivicomtools.hooks")
+    site.module("p_check_box_hooks", SITE_BACKEND)
+    site.distribution("site-box", {"site-box": "p_check_box_hooks"}, group="mdivicomtools.hooks")
     container_plugin(site, "cached", "true", image="localhost/on-site:1")
     checks = {c.name: c for c in check_plugin("cached", backend="site-box")}
     assert checks["image"].status == "warn"

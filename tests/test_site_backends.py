@@ -46,8 +46,8 @@ def test_resume_asks_a_site_backend_for_its_image_id(site, tmp_path, monkeypatch
     ids = tmp_path / "ids"
     ids.write_text("sha256:" + "1" * 64)
     monkeypatch.setenv("SITE_BOX_IDS", str(ids))
-    site.module("site_box_hooks", SITE_BOX)
-    site.distribution("site-box", {"site-box": "site_box_hooks"}, group="mdivicomtools.hooks")
+    site.module("p_resume_box_hooks", SITE_BOX)
+    site.distribution("site-box", {"site-box": "p_resume_box_hooks"}, group="mdivicomtools.hooks")
     site.manifest(
         "boxed.json",
         container_manifest("boxed", {"image": "localhost/boxed:1", "command": ["true"]}),
@@ -120,8 +120,10 @@ def test_rerun_tries_a_site_backends_repo_digest_through_its_preflight(
     cache = tmp_path / "cache"
     cache.write_text("")
     monkeypatch.setenv("SITE_BOX_CACHE", str(cache))
-    site.module("pinned_box_hooks", PINNED_BOX)
-    site.distribution("pinned-box", {"pinned-box": "pinned_box_hooks"}, group="mdivicomtools.hooks")
+    site.module("p_pinned_box_hooks", PINNED_BOX)
+    site.distribution(
+        "pinned-box", {"pinned-box": "p_pinned_box_hooks"}, group="mdivicomtools.hooks"
+    )
     site.manifest(
         "pinned.json",
         container_manifest("pinned", {"image": "localhost/pinned:1", "command": ["true"]}),
