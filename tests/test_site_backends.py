@@ -136,3 +136,58 @@ def test_rerun_tries_a_site_backends_repo_digest_through_its_preflight(
     report = rerun(out, original.run_id, new_out=tmp_path / "again")
     assert report.record.status == "succeeded"
     assert (tmp_path / "again" / "pinned" / "ran.txt").read_text() == digest
+
+
+QUIET_BOX = """
+from mdivicomtools import hookimpl
+from mdivicomtools.execution.base import Availability
+
+
+class Quiet:
+    kinds = frozenset({"container"})
+
+    def __init__(self, name, reason):
+        self.name, self.reason = name, reason
+
+    def availability(self):
+        return Availability(available=False, reason=self.reason)
+
+    def execute(self, request, outcome, log):
+        raise AssertionError("never run")
+
+
+@hookimpl
+def mdivicom_execution_backends():
+    return [Quiet("no-reason", None), Quiet("no-fix", "apptainer is not on PATH")]
+"""
+
+
+def test_backends_list_prints_no_none_for_what_a_backend_left_out(site, tmp_path):
+    """`Availability(available=False, reason="...")` without a fix printed
+    `... (fix: None)`, and one without a reason `None (fix: None)`, also in the
+    refusal of `--backend`."""
+    site.module("p_quiet_box_hooks", QUIET_BOX)
+    site.distribution("quiet-box", {"quiet-box": "p_quiet_box_hooks"}, group="mdivicomtools.hooks")
+    listed = site.cli("backends", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert rows["no-fix"].endswith("no         apptainer is not on PATH")
+    assert rows["no-reason"].endswith(
+        "its availability() said unavailable without a reason (fix: the hook module "
+        "quiet-box should say why in Availability.reason)"
+    )
+    assert "None" not in listed.stdout
+    site.manifest(
+        "quiet.json",
+        container_manifest("quiet", {"image": "localhost/quiet:1", "command": ["true"]}),
+    )
+    (tmp_path / "data").mkdir()
+    refused = site.cli(
+        "run", "quiet", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+        "--backend", "no-reason",
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "Error: backend 'no-reason' is not available: its availability() said unavailable "
+        "without a reason; the hook module quiet-box should say why in Availability.reason;"
+    )

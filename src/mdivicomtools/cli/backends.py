@@ -52,7 +52,9 @@ def list_command(as_json: bool) -> None:
             item.name,
             ",".join(item.kinds),
             "yes" if item.available else "no",
-            _engine_text(item) if item.available else f"{item.reason} (fix: {item.fix})",
+            _engine_text(item)
+            if item.available
+            else f"{item.reason}" + (f" (fix: {item.fix})" if item.fix else ""),
         ]
         for item in items
     ]

@@ -97,6 +97,16 @@ class BackendRegistry:
                     fix="fix or disable (MDIVICOM_DISABLE_HOOKS) the hook module "
                     + ", ".join(self.providers.get(name, ["?"])),
                 )
+            if not status.available and not status.reason:
+                # printed as "None" in `backends list` and in every refusal
+                status = msgspec.structs.replace(
+                    status,
+                    reason="its availability() said unavailable without a reason",
+                    fix=status.fix
+                    or "the hook module "
+                    + ", ".join(self.providers.get(name, ["?"]))
+                    + " should say why in Availability.reason",
+                )
             self._status[name] = status
         return self._status[name]
 
