@@ -90,6 +90,30 @@ def test_the_user_configs_backend_is_a_preference_that_says_when_passed_over(use
     assert quiet.choose("docker", "container").name == "docker" and quiet.notes == []
 
 
+def test_a_user_config_backend_that_runs_python_plugins_is_said_not_to(user_config):
+    """`backend = "srun-python"` (a site wrapper) in the user config: the file chooses
+    among container backends, so python plugins still run on python; `config show`
+    showed it and the runs said nothing."""
+    path = user_config('backend = "srun-python"\n')
+    registry = BackendRegistry(
+        [
+            ("python-module", _Backend("python", "python")),
+            ("site-hpc", _Backend("srun-python", "python")),
+            ("docker-module", _Backend("docker", "container")),
+        ]
+    )
+    assert registry.choose(None, "python").name == "python"
+    assert registry.notes == [
+        f"backend = 'srun-python' in the user config {str(path)!r} chooses among container "
+        "backends only; python plugins run on python (set MDIVICOM_BACKEND=srun-python to "
+        "run them on srun-python)"
+    ]
+    # a container engine named there says nothing to python plugins
+    user_config('backend = "docker"\n')
+    quiet = _registry(podman_up=True)
+    assert quiet.choose(None, "python").name == "python" and quiet.notes == []
+
+
 def test_auto_says_when_it_passes_over_a_preferred_backend_in_conflict(user_config):
     """A site module that also named its backend `python` made the built-in one
     unusable, and every python plugin went, without a word, to whichever other

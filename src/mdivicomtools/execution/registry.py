@@ -205,14 +205,24 @@ class BackendRegistry:
 
     def _note_passed_over_preference(self, chosen: str, kind: str) -> None:
         """Say so when `auto` did not take the user config's `backend`: a misspelt name
-        or an engine that is down must not silently mean another engine."""
+        or an engine that is down must not silently mean another engine, and a site
+        backend that runs python plugins must not seem to run them."""
         preferred = configured_backend()
-        if kind == "python" or not preferred or preferred in ("auto", chosen):
+        if not preferred or preferred in ("auto", chosen):
             return
         if os.environ.get(BACKEND_ENV, "auto") != "auto":
             return  # MDIVICOM_BACKEND was tried first and ran: the file was not asked
         where = f"backend = {preferred!r} in the user config {str(config_file())!r}"
         backend = self.backends.get(preferred)
+        if kind == "python":
+            # the file's choice is for container plugins; python plugins run on python
+            if backend is not None and "python" in backend.kinds:
+                self.notes.append(
+                    f"{where} chooses among container backends only; python plugins run "
+                    f"on {chosen} (set MDIVICOM_BACKEND={preferred} to run them on "
+                    f"{preferred})"
+                )
+            return
         if backend is None:
             close = difflib.get_close_matches(preferred, list(self.backends), n=1)
             why = "is not an installed backend" + (
