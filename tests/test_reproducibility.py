@@ -822,8 +822,21 @@ def test_rerun_of_a_failed_run_is_refused(site, dataset, tmp_path):
     site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
     out = tmp_path / "out"
     record = run_plugin("bad", dataset=dataset, out=out)
-    with pytest.raises(UsageError, match="rerun repeats a succeeded run"):
+    with pytest.raises(UsageError, match=f"run {record.run_id} failed; rerun repeats a succ"):
         rerun(out, record.run_id)
+
+
+def test_rerun_of_a_dry_run_says_what_it_was(site, dataset, tmp_path):
+    # the refusal read "run X dry run; rerun repeats ..."
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    record = run_plugin("copy", dataset=dataset, out=out, dry_run=True)
+    with pytest.raises(UsageError) as refused:
+        rerun(out, record.run_id)
+    assert str(refused.value) == (
+        f"run {record.run_id} was a dry run, which keeps no outputs; rerun repeats a "
+        "succeeded run, whose outputs it can compare with"
+    )
 
 
 def test_rerun_on_a_moved_dataset(site, dataset, tmp_path):

@@ -73,6 +73,17 @@ class RerunReport(msgspec.Struct, kw_only=True):
         )
 
 
+#: why a run that did not succeed cannot be repeated, as the refusal says it
+_UNREPEATABLE = {
+    "failed": "failed",
+    "timed_out": "timed out",
+    "interrupted": "was interrupted",
+    "dry_run": "was a dry run, which keeps no outputs",
+    "running": "has not finished",
+    "abandoned": "was abandoned (its runner died)",
+}
+
+
 def redacted_places(config: Any) -> list[ConfigPath]:
     """Where `config` still holds the placeholder for a secret the record redacted.
 
@@ -176,8 +187,8 @@ def rerun_options(
     """The RunOptions that repeat `original`; raises UsageError when it cannot be repeated."""
     if original.status != "succeeded":
         raise UsageError(
-            f"run {original.run_id} {original.status.replace('_', ' ')}; rerun repeats a "
-            "succeeded run, whose outputs it can compare with"
+            f"run {original.run_id} {_UNREPEATABLE.get(original.status, original.status)}; "
+            "rerun repeats a succeeded run, whose outputs it can compare with"
         )
     config = apply_sets(original.config, sets)
     missing = redacted_places(config)
