@@ -11,7 +11,7 @@ import msgspec
 
 from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
-from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
 from mdivicomtools.common.timefmt import iso
 from mdivicomtools.model.layout import batch_summary_path
 from mdivicomtools.model.options import BatchOptions
@@ -126,7 +126,7 @@ def load_summaries(out: Path) -> tuple[list[BatchSummary], list[str]]:
     problems: list[str] = []
     for path in sorted(folder.glob("*.json")):
         try:
-            summaries.append(msgspec.json.decode(path.read_bytes(), type=BatchSummary))
+            summaries.append(decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA))
         except (OSError, msgspec.DecodeError) as exc:
             problems.append(f"skipped {str(path)!r}: {exc}")
     summaries.sort(key=lambda s: (s.started_at, s.batch_id))

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+_T = TypeVar("_T")
 
 
 def pretty(value: Any) -> bytes:
@@ -74,3 +76,50 @@ def find_unsafe_json(value: object, path: str = "$", depth: int = 0) -> str | No
                 return problem
         return None
     return f"{path} is a {kind.__name__}, not a JSON value"
+
+
+class ForeignLayout(msgspec.ValidationError):
+    """A document whose `schema` names a layout other than the one this version reads.
+
+    A subclass of msgspec's decode error, so every reader that already skips
+    or reports an undecodable file does the same with it; the message names
+    both schemas, where msgspec's own error would name the first field that
+    happened not to fit.
+    """
+
+
+class _Schema(msgspec.Struct):
+    schema: Any = None
+
+
+def decode_layout(data: bytes, type: type[_T], schema: str) -> _T:
+    """Decode a record, summary or manifest of the layout `schema`; refuse any other layout.
+
+    Fields the layout does not know are ignored (a newer release of the same
+    layout may add some) and fields it has defaults for may be absent (an
+    older release did not write them). A document of another layout, a
+    future `v2` say, is refused by its `schema` even when it would decode:
+    its fields may mean something else. The schema is looked at first only
+    when decoding fails, so reading a good file costs one decode.
+    """
+    try:
+        value = msgspec.json.decode(data, type=type)
+    except msgspec.DecodeError as exc:
+        try:
+            found = msgspec.json.decode(data, type=_Schema).schema
+        except msgspec.DecodeError:
+            raise exc from None
+        if found is None or found == schema:
+            raise
+        raise _foreign(found, schema) from exc
+    found = getattr(value, "schema", schema)
+    if found != schema:
+        raise _foreign(found, schema)
+    return value
+
+
+def _foreign(found: object, schema: str) -> ForeignLayout:
+    return ForeignLayout(
+        f"its schema is {found!r}, not {schema!r}, the layout this version of mdivicomtools "
+        "reads; a newer mdivicomtools or another tool wrote it"
+    )

@@ -30,7 +30,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
     find_record,
-    load_records,
+    records_for,
     run_roots,
 )
 
@@ -135,8 +135,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
     if own:
         chosen.append((None, out, find_record(out, "latest")))
     for root in roots[1:] if own else roots:
-        records, _ = load_records(root.folder)
-        done = [r for r in records if r.status == "succeeded"]
+        done = [r for r in records_for(root.folder, "latest") if r.status == "succeeded"]
         if done:
             chosen.append((root.session, root.folder, done[-1]))
     if not chosen:

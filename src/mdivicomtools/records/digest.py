@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from mdivicomtools.common.jsonio import write_json_atomic
+from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
 from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
@@ -407,7 +407,7 @@ def read_manifest(run_out_dir: Path, rel: str | None) -> DatasetManifest | None:
     if not rel:
         return None
     try:
-        return msgspec.json.decode((run_out_dir / rel).read_bytes(), type=DatasetManifest)
+        return decode_layout((run_out_dir / rel).read_bytes(), DatasetManifest, MANIFEST_SCHEMA)
     except (OSError, msgspec.DecodeError):
         return None
 

@@ -11,17 +11,22 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.jsonio import pretty, write_atomic
+from mdivicomtools.common.jsonio import decode_layout, pretty, write_atomic
 from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.safefs import display_name, path_problem
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
-from mdivicomtools.model.run import ErrorInfo, RunnerInfo, RunRecord
+from mdivicomtools.model.run import RUN_SCHEMA, ErrorInfo, RunnerInfo, RunRecord
 
 
 class RecordNotFound(UsageError):
     """`runs show` was asked for a run that has no record."""
+
+
+class RecordUnreadable(UsageError):
+    """The run asked for has a record this version cannot read: damaged, or of
+    another layout (a newer release's `schema`)."""
 
 
 class UnsafeRecordPath(UsageError):
@@ -137,7 +142,8 @@ def shown_status(record: RunRecord, run_out_dir: Path) -> str:
 
 
 def read_record(path: Path) -> RunRecord:
-    return msgspec.json.decode(path.read_bytes(), type=RunRecord)
+    """One record; `ForeignLayout` (a `msgspec.DecodeError`) for another layout than v1."""
+    return decode_layout(path.read_bytes(), RunRecord, RUN_SCHEMA)
 
 
 def record_paths(run_out_dir: Path) -> list[Path]:
@@ -147,26 +153,76 @@ def record_paths(run_out_dir: Path) -> list[Path]:
     return sorted(p for p in runs.glob("*.json") if not p.name.startswith("."))
 
 
-def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
-    """Every readable record, oldest first, and a warning per unreadable file."""
+def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
+    """Every readable record, oldest first, and why each other record file cannot be read."""
     records: list[RunRecord] = []
-    problems: list[str] = []
+    unreadable: dict[Path, str] = {}
     for path in record_paths(run_out_dir):
         try:
             records.append(read_record(path))
         except (OSError, msgspec.DecodeError) as exc:
-            problems.append(f"{path}: not a readable run record ({exc})")
+            unreadable[path] = str(exc)
     records.sort(key=lambda r: (r.started_at, r.run_id))
-    return records, problems
+    return records, unreadable
+
+
+def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
+    """Every readable record, oldest first, and a warning per unreadable file."""
+    records, unreadable = _read_all(run_out_dir)
+    return records, [
+        f"{path}: not a readable run record ({why})" for path, why in unreadable.items()
+    ]
+
+
+def records_for(run_out_dir: Path, run_id: str) -> list[RunRecord]:
+    """The readable records, once it is sure that `run_id` does not mean an unreadable one.
+
+    A record this version cannot read (damaged, or of another layout such as
+    a newer release's) is never passed over in silence when it is the one
+    asked for: named by its id or a start of it, the newest of the folder
+    when `latest` is asked for, or the only records there are. Then
+    `RecordUnreadable` names the file and why; `runs list` shows the others
+    with a warning for it.
+    """
+    records, unreadable = _read_all(run_out_dir)
+    if not unreadable:
+        return records
+    if run_id == "latest":
+        # run ids start with the start time to the second; within one second the
+        # order is unknown, so an unreadable record of the newest second may be newer
+        newest = records[-1].run_id.split("_")[0] if records else ""
+        meant = (
+            [path for path in unreadable if path.stem.split("_")[0] >= newest] if records else []
+        )
+        hint = "; name an older run by its id" if records else ""
+    else:
+        if any(record.run_id.startswith(run_id) for record in records):
+            return records
+        meant = [path for path in unreadable if path.stem == run_id] or [
+            path for path in unreadable if path.stem.startswith(run_id)
+        ]
+        meant = meant if len(meant) == 1 else []
+        hint = ""
+    if not meant and not records:
+        meant = sorted(unreadable, key=lambda path: path.stem)
+        more = len(meant) - 1
+        hint = f" (and {more} more record(s) that cannot be read)" if more else ""
+    if meant:
+        path = meant[-1]
+        raise RecordUnreadable(
+            f"the run record {str(path)!r} cannot be read: {unreadable[path]}{hint}"
+        )
+    return records
 
 
 def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
     """A run by id, by a unique prefix of its id, or the newest with `latest`.
 
     Unknown ids list what exists; a batch's --out, which keeps records per
-    session, says so and names a session to look in.
+    session, says so and names a session to look in. A record that cannot be
+    read is named with why, when it is the one asked for (`records_for`).
     """
-    records, _ = load_records(run_out_dir)
+    records = records_for(run_out_dir, run_id)
     if not records:
         sessions = session_folders(run_out_dir)
         if sessions:

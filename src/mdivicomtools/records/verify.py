@@ -21,8 +21,9 @@ from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_da
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.records.store import (
     RecordNotFound,
+    RecordUnreadable,
     check_output_paths,
-    load_records,
+    records_for,
     run_roots,
 )
 
@@ -290,7 +291,7 @@ def verify_all(
         )
     if not roots or (own and (run_id != "latest" or len(roots) == 1)):
         # a plain run root, or one run of a folder that is also a batch's --out
-        records, _ = load_records(out)
+        records = records_for(out, run_id)
         if not records:
             raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
         chosen = _pick(records, run_id, every_plugin, out)
@@ -307,7 +308,11 @@ def verify_all(
     reports = []
     skipped: list[SkippedSession] = []
     for root in roots:
-        records, _ = load_records(root.folder)
+        try:
+            records = records_for(root.folder, run_id)
+        except RecordUnreadable as exc:
+            skipped.append(SkippedSession(session=root.session, reason=str(exc)))
+            continue
         if not any(r.status == "succeeded" for r in records):
             skipped.append(SkippedSession(session=root.session, reason=_skip_reason(records)))
             continue

@@ -1,0 +1,170 @@
+"""Records, summaries and manifests of other releases: read, refused by their schema, kept.
+
+`tests/old_records/` holds records and a batch summary written by earlier
+commits of this repository (named by commit: 7c3f1a3 had no container,
+dataset or batch support yet; cf12f00 no dataset fingerprints; 2449d82 no
+timeout_s/isolate), with their folders replaced by `{out}` and `{dataset}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mdivicomtools import run_batch, run_plugin
+from mdivicomtools.common.jsonio import ForeignLayout
+from mdivicomtools.records.digest import read_manifest
+from mdivicomtools.records.store import read_record
+
+OLD = Path(__file__).parent / "old_records"
+
+COPY = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    for src in sorted(pathlib.Path(dataset_dir).rglob("*.txt")):
+        dst = pathlib.Path(out_dir, src.relative_to(dataset_dir))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(src.read_text().upper())
+    return {"ok": True}
+"""
+
+
+def edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+
+
+@pytest.fixture
+def two_runs(site, dataset, tmp_path):
+    """Two runs of one plugin into one --out: (out, older record path, newer record path)."""
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    older = run_plugin("copy", dataset=dataset, out=out)
+    newer = run_plugin("copy", dataset=dataset, out=out, overwrite=True)
+    runs = out / "_runs"
+    return out, runs / f"{older.run_id}.json", runs / f"{newer.run_id}.json"
+
+
+@pytest.mark.parametrize("schema", ["mdivicomtools.run.v2", "labtool.run.v1"])
+def test_a_record_of_another_layout_is_named_never_read_as_v1(site, two_runs, schema):
+    out, older, newer = two_runs
+    edit(newer, lambda data: data.update(schema=schema))
+    with pytest.raises(ForeignLayout, match=re.escape(f"its schema is '{schema}'")):
+        read_record(newer)
+
+    listed = site.cli("runs", "list", str(out))
+    assert listed.returncode == 0
+    assert older.stem in listed.stdout and newer.stem not in listed.stdout
+    assert f"{newer}: not a readable run record (its schema is '{schema}'" in listed.stderr
+
+    for command, run_id in [
+        (("runs", "show"), "latest"),
+        (("runs", "show"), newer.stem[:20]),
+        (("verify",), "latest"),
+        (("rerun",), "latest"),
+    ]:
+        result = site.cli(*command, str(out), run_id)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        [line] = errors(result)
+        assert line.startswith(f"Error: the run record '{newer}' cannot be read: its schema is"), (
+            line
+        )
+        assert "not 'mdivicomtools.run.v1'" in line
+
+    # the older run, named by its id, is still there to read
+    assert site.cli("runs", "show", str(out), older.stem).returncode == 0
+
+
+def test_the_schema_is_named_also_when_the_rest_does_not_decode(two_runs):
+    _, _, newer = two_runs
+    edit(newer, lambda data: data.update(schema="mdivicomtools.run.v2", status="cancelled"))
+    with pytest.raises(ForeignLayout, match=re.escape("'mdivicomtools.run.v2'")):
+        read_record(newer)
+
+
+def test_a_record_that_cannot_be_read_is_named_not_called_missing(site, two_runs):
+    out, older, newer = two_runs
+    edit(newer, lambda data: data.pop("host"))
+    result = site.cli("runs", "show", str(out), newer.stem)
+    assert result.returncode == 2
+    assert errors(result) == [
+        f"Error: the run record '{newer}' cannot be read: Object missing required field `host`"
+    ]
+    older.unlink()
+    for command in (("runs", "show"), ("verify",), ("runs", "export")):
+        args = ("--ro-crate", str(out.parent / "crate")) if command == ("runs", "export") else ()
+        result = site.cli(*command, str(out), "latest", *args)
+        assert result.returncode == 2
+        [line] = errors(result)
+        assert f"'{newer}' cannot be read: Object missing required field `host`" in line
+
+
+def test_a_batch_session_whose_newest_record_cannot_be_read_is_skipped_by_name(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+        (data / "sessions" / name / "x.txt").write_text(name)
+    out = tmp_path / "batch"
+    assert run_batch("copy", dataset=data, out=out, sessions="*", jobs=1).status == "succeeded"
+    [record] = (out / "ses-02" / "_runs").glob("*.json")
+    edit(record, lambda data: data.update(schema="mdivicomtools.run.v2"))
+    result = site.cli("verify", str(out))
+    assert result.returncode == 0
+    assert "ses-01: lab/copy run" in result.stdout
+    assert f"ses-02: skipped: the run record '{record}' cannot be read: its schema" in (
+        result.stdout + result.stderr
+    )
+
+
+def test_batch_summaries_and_dataset_manifests_of_another_layout_are_not_read(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    (data / "sessions" / "ses-01").mkdir(parents=True)
+    (data / "sessions" / "ses-01" / "x.txt").write_text("x")
+    out = tmp_path / "batch"
+    summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1)
+    edit(summary.path, lambda doc: doc.update(schema="mdivicomtools.batch.v2"))
+    result = site.cli("batches", "list", str(out))
+    assert result.returncode == 0 and summary.batch_id not in result.stdout
+    assert "its schema is 'mdivicomtools.batch.v2', not 'mdivicomtools.batch.v1'" in result.stderr
+
+    session = out / "ses-01"
+    [record] = (session / "_runs").glob("*.json")
+    rel = read_record(record).dataset.manifest
+    assert read_manifest(session, rel) is not None
+    edit(session / rel, lambda doc: doc.update(schema="mdivicomtools.dataset-manifest.v2"))
+    assert read_manifest(session, rel) is None
+
+
+def place_old(name: str, out: Path, dataset: Path) -> Path:
+    text = (OLD / f"{name}.json").read_text()
+    text = text.replace("{out}", str(out)).replace("{dataset}", str(dataset))
+    data = json.loads(text)
+    if "batch_id" in data:
+        path = out / "_batches" / f"{data['batch_id']}.json"
+    else:
+        path = out / "_runs" / f"{data['run_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_a_batch_summary_of_an_earlier_release_is_listed(site, dataset, tmp_path):
+    out = tmp_path / "out"
+    place_old("cf12f00-batch", out, dataset)
+    result = site.cli("batches", "show", str(out), "latest")
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeError: told to fail" in result.stdout
+    assert os.path.basename(str(out)) in result.stdout
