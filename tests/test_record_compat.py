@@ -18,8 +18,10 @@ import pytest
 
 from mdivicomtools import run_batch, run_plugin
 from mdivicomtools.common.jsonio import ForeignLayout
+from mdivicomtools.model.run import ErrorInfo
 from mdivicomtools.records.digest import read_manifest
 from mdivicomtools.records.store import read_record
+from mdivicomtools.runner.debris import finish_dead_run
 
 OLD = Path(__file__).parent / "old_records"
 
@@ -146,6 +148,61 @@ def test_batch_summaries_and_dataset_manifests_of_another_layout_are_not_read(si
     assert read_manifest(session, rel) is not None
     edit(session / rel, lambda doc: doc.update(schema="mdivicomtools.dataset-manifest.v2"))
     assert read_manifest(session, rel) is None
+
+
+NEWER = {"signature": "abc"}
+
+
+def add_newer_fields(data: dict) -> None:
+    """Fields a newer release of the same layout might add, at the top and inside."""
+    data["provenance"] = NEWER
+    data["plugin"]["signature"] = "abc"
+    data["host"]["cpu"] = "x86_64"
+
+
+def test_fields_of_a_newer_release_are_shown_and_survive_runs_clean(site, two_runs):
+    out, _, newer = two_runs
+
+    def running_of_a_dead_runner(data: dict) -> None:
+        add_newer_fields(data)
+        data.update(status="running", outputs=[], error=None)
+        data["runner"]["pid"] = 2**22 + 1  # above pid_max: no such process
+
+    edit(newer, running_of_a_dead_runner)
+    shown = json.loads(site.cli("runs", "show", str(out), newer.stem, "--json").stdout)
+    assert shown["provenance"] == NEWER and shown["plugin"]["signature"] == "abc"
+
+    cleaned = site.cli("runs", "clean", str(out))
+    assert cleaned.returncode == 0 and f"marked run {newer.stem} abandoned" in cleaned.stdout
+    data = json.loads(newer.read_text())
+    assert data["status"] == "abandoned" and data["error"]["type"] == "Abandoned"
+    assert data["provenance"] == NEWER and data["plugin"]["signature"] == "abc"
+    assert data["host"]["cpu"] == "x86_64"
+
+
+def test_a_dead_runners_record_finished_by_the_supervisor_keeps_newer_fields(two_runs):
+    out, _, newer = two_runs
+    edit(newer, lambda data: [add_newer_fields(data), data.update(status="running")])
+    staging = out / "_staging" / newer.stem
+    staging.mkdir(parents=True)
+    error = ErrorInfo(type="RunnerCrashed", message="the runner died from SIGKILL")
+    assert finish_dead_run(newer, staging, "failed", error) is not None
+    data = json.loads(newer.read_text())
+    assert data["status"] == "failed" and data["error"]["type"] == "RunnerCrashed"
+    assert data["provenance"] == NEWER and data["plugin"]["signature"] == "abc"
+    assert not staging.exists()
+
+
+def test_runs_show_marks_the_fields_an_older_record_lacks(site, two_runs):
+    out, _, newer = two_runs
+    edit(newer, lambda data: [data.pop(key) for key in ("dataset", "timeout_s", "isolate")])
+    result = site.cli("runs", "show", str(out), newer.stem)
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if ":  " in line)
+    assert lines["isolate:"] == "(not in this record)"
+    assert lines["timeout_s:"] == "(not in this record)"
+    assert lines["status:"] == "succeeded"
+    as_json = json.loads(site.cli("runs", "show", str(out), newer.stem, "--json").stdout)
+    assert as_json["isolate"] is False and as_json["timeout_s"] is None
 
 
 def place_old(name: str, out: Path, dataset: Path) -> Path:

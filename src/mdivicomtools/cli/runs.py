@@ -128,21 +128,25 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
     """Show the record of RUN_ID (or `latest`) under OUT."""
     from pathlib import Path
 
-    import msgspec
-
-    from mdivicomtools.records.store import find_record
+    from mdivicomtools.model.layout import runs_dir
+    from mdivicomtools.records.store import find_record, record_document, stored_document
 
     record = find_record(Path(out), run_id)
+    path = runs_dir(Path(out)) / f"{record.run_id}.json"
+    data = record_document(path, record)
     if as_json:
-        echo_json(record)
+        echo_json(data)
         return
     from mdivicomtools.cli.textui import fields
     from mdivicomtools.common.jsonio import pretty
 
-    data = msgspec.to_builtins(record)
+    stored = stored_document(path)
     pairs = []
     for key, value in data.items():
-        if isinstance(value, (dict, list)):
+        if isinstance(stored, dict) and key not in stored:
+            # an older release did not write it: its default is not what that run did
+            text = "(not in this record)"
+        elif isinstance(value, (dict, list)):
             if not value:
                 continue
             text = pretty(value).decode().rstrip()

@@ -85,6 +85,57 @@ def write_record(path: Path, record: RunRecord) -> None:
     write_atomic(path, data)
 
 
+def _kept(stored: Any, new: Any) -> Any:
+    """`new`, with the object members only `stored` has put back, at every depth.
+
+    Those are the fields this version does not know: a newer release of the
+    same layout wrote them. Lists of the same length are kept item by item
+    (the outputs of a record that is rewritten as `abandoned`).
+    """
+    if isinstance(stored, dict) and isinstance(new, dict):
+        merged = {
+            key: _kept(stored[key], value) if key in stored else value for key, value in new.items()
+        }
+        merged.update((key, value) for key, value in stored.items() if key not in merged)
+        return merged
+    if isinstance(stored, list) and isinstance(new, list) and len(stored) == len(new):
+        return [_kept(old, value) for old, value in zip(stored, new, strict=True)]
+    return new
+
+
+def stored_document(path: Path) -> Any:
+    """The record file as plain JSON, or None when it cannot be read."""
+    try:
+        return msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def record_document(path: Path, record: RunRecord) -> Any:
+    """`record` as JSON values, with the fields of its file at `path` that it does not know.
+
+    What `runs show --json` prints: the whole record, as this version reads it
+    (defaults for fields an older release did not write) and with the fields
+    a newer release added, which the typed record leaves out.
+    """
+    return _kept(stored_document(path), msgspec.to_builtins(record))
+
+
+def rewrite_record(path: Path, record: RunRecord) -> None:
+    """Write back a record read from `path` (`abandoned`, a dead runner's final status).
+
+    The fields this version does not know are kept: a `running` record of a
+    newer release, finished by this one, must not lose what that release
+    recorded.
+    """
+    document = record_document(path, record)
+    try:
+        data = pretty(document)
+    except UnicodeEncodeError:
+        data = pretty(_escaped(document))
+    write_atomic(path, data)
+
+
 def runner_identity() -> RunnerInfo:
     """This process, as the `runner` of the records it writes."""
     try:

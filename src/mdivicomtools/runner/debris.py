@@ -28,8 +28,8 @@ from mdivicomtools.records.store import (
     lock_free,
     read_record,
     record_paths,
+    rewrite_record,
     runner_gone,
-    write_record,
 )
 
 ABANDONED = (
@@ -51,7 +51,7 @@ def _abandon(run_out_dir: Path, record: RunRecord) -> None:
     record.error = ErrorInfo(type="Abandoned", message=ABANDONED)
     record.finished_at = iso(utc_now())
     with contextlib.suppress(OSError):
-        write_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
+        rewrite_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
 
 
 class CleanIncomplete(MdivicomError):
@@ -159,7 +159,7 @@ def finish_dead_run(
         ):
             log.write(f"[mdivicom] {error.message}\n")
     try:
-        write_record(record_path, record)
+        rewrite_record(record_path, record)
     except OSError:
         return None
     return record
