@@ -14,14 +14,16 @@ import re
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from mdivicomtools import run_batch, run_plugin
+from mdivicomtools import rerun, run_batch, run_plugin
 from mdivicomtools.common.jsonio import ForeignLayout
 from mdivicomtools.model.run import ErrorInfo
 from mdivicomtools.records.digest import read_manifest
 from mdivicomtools.records.store import read_record
 from mdivicomtools.runner.debris import finish_dead_run
+from mdivicomtools.runner.rerun import unrecorded
 
 OLD = Path(__file__).parent / "old_records"
 
@@ -205,6 +207,31 @@ def test_runs_show_marks_the_fields_an_older_record_lacks(site, two_runs):
     assert as_json["isolate"] is False and as_json["timeout_s"] is None
 
 
+def test_rerun_of_an_older_record_names_what_it_could_not_repeat(site, dataset, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out, timeout=90, isolate=True)
+    assert rerun(out, original.run_id, new_out=tmp_path / "now").unrecorded == []
+    path = out / "_runs" / f"{original.run_id}.json"
+    edit(path, lambda data: [data.pop(key) for key in ("timeout_s", "isolate", "dataset")])
+
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.same_outputs
+    assert (report.record.timeout_s, report.record.isolate) == (None, False)
+    assert report.unrecorded == [
+        "--timeout and --isolate: not in the record (an older release); the rerun ran "
+        "without a timeout and in-process",
+        "dataset: not in the record (it predates dataset fingerprints); the dataset could "
+        "not be compared",
+    ]
+    result = site.cli("rerun", str(out), original.run_id, "--timeout", "30")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "not recorded:  --timeout and --isolate: not in the record (an older release); the "
+        "rerun ran with --timeout 30 and in-process"
+    ) in result.stdout
+
+
 def place_old(name: str, out: Path, dataset: Path) -> Path:
     text = (OLD / f"{name}.json").read_text()
     text = text.replace("{out}", str(out)).replace("{dataset}", str(dataset))
@@ -216,6 +243,29 @@ def place_old(name: str, out: Path, dataset: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize(
+    ("name", "notes"),
+    [
+        ("7c3f1a3-python", ["--timeout and --isolate", "dataset"]),
+        ("cf12f00-container", ["--timeout", "container limits and mounts", "dataset"]),
+        ("2449d82-python-isolated", ["--timeout and --isolate"]),
+        ("ecbe986-python", []),
+    ],
+)
+def test_records_of_earlier_releases_are_read_and_their_gaps_named(
+    site, dataset, tmp_path, name, notes
+):
+    out = tmp_path / "out"
+    path = place_old(name, out, dataset)
+    record = read_record(path)
+    assert record.status == "succeeded"
+    said = unrecorded(record, msgspec.json.decode(path.read_bytes()), None)
+    assert [note.split(":")[0] for note in said] == notes
+    listed = site.cli("runs", "list", str(out))
+    assert listed.returncode == 0 and record.run_id in listed.stdout, listed.stderr
+    assert site.cli("runs", "show", str(out), record.run_id, "--json").returncode == 0
 
 
 def test_a_batch_summary_of_an_earlier_release_is_listed(site, dataset, tmp_path):

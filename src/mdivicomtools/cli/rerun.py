@@ -43,6 +43,7 @@ def render_rerun(report: RerunReport) -> str:
     pairs.extend(("differs", path) for path in report.differing)
     pairs.extend(("missing", path) for path in report.missing)
     pairs.extend(("extra", path) for path in report.extra)
+    pairs.extend(("not recorded", note) for note in report.unrecorded)
     return fields(pairs)
 
 

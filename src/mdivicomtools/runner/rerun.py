@@ -21,10 +21,10 @@ from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.imageref import is_image_id
-from mdivicomtools.model.layout import BATCHES_DIR
+from mdivicomtools.model.layout import BATCHES_DIR, runs_dir
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
-from mdivicomtools.records.store import find_record
+from mdivicomtools.records.store import find_record, stored_document
 from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
@@ -65,6 +65,9 @@ class RerunReport(msgspec.Struct, kw_only=True):
     image: str | None = None
     #: whether each named mount's folder has the fingerprint it had (None: no mounts)
     mounts_match: bool | None = None
+    #: what the original record does not say (a record of an older release), so the
+    #: rerun could not repeat or compare it, and what it did instead; one line each
+    unrecorded: list[str] = []
 
     @property
     def same_outputs(self) -> bool:
@@ -172,6 +175,43 @@ def _stamped_only(
         and (sha := recorded.get(path)) is not None
         and same_apart_from_run_stamps(original_dir / path, sha, Path(new.out_dir) / path)
     ]
+
+
+def unrecorded(original: RunRecord, stored: Any, timeout: float | None) -> list[str]:
+    """What `original` could not tell the rerun, because an older release did not record it.
+
+    The typed record fills such fields with their defaults, which would make a
+    rerun of an older record quietly run without the original's --timeout,
+    in-process, or under today's container limits; each gap is named instead.
+    `stored` is the record file as plain JSON, where an absent field shows.
+    """
+    notes = []
+    fields = {"timeout_s": "--timeout"}
+    if original.plugin.kind == "python":  # a container is isolated whatever --isolate says
+        fields["isolate"] = "--isolate"
+    absent = [key for key in fields if isinstance(stored, dict) and key not in stored]
+    if absent:
+        done = {
+            "timeout_s": f"with --timeout {timeout:g}"
+            if timeout is not None
+            else "without a timeout",
+            "isolate": "in-process",
+        }
+        notes.append(
+            f"{' and '.join(fields[key] for key in absent)}: not in the record (an older "
+            f"release); the rerun ran {' and '.join(done[key] for key in absent)}"
+        )
+    if original.container is not None and original.container.applied is None:
+        notes.append(
+            "container limits and mounts: not in the record (an older release); the rerun "
+            "ran under those the manifest and the user config give now"
+        )
+    if original.dataset is None:
+        notes.append(
+            "dataset: not in the record (it predates dataset fingerprints); the dataset "
+            "could not be compared"
+        )
+    return notes
 
 
 def rerun_options(
@@ -355,4 +395,9 @@ def rerun(
         dataset_matches=_dataset_matches(original, record),
         image=options.image,
         mounts_match=_mounts_match(original, record),
+        unrecorded=unrecorded(
+            original,
+            stored_document(runs_dir(Path(out)) / f"{original.run_id}.json"),
+            options.timeout,
+        ),
     )
