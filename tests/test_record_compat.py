@@ -275,3 +275,21 @@ def test_a_batch_summary_of_an_earlier_release_is_listed(site, dataset, tmp_path
     assert result.returncode == 0, result.stderr
     assert "RuntimeError: told to fail" in result.stdout
     assert os.path.basename(str(out)) in result.stdout
+
+
+def test_batches_show_of_a_moved_batch_names_where_it_is_now(site, tmp_path):
+    """Old results get archived: the summary's own out_dir is where the batch ran."""
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    (data / "sessions" / "ses-01").mkdir(parents=True)
+    (data / "sessions" / "ses-01" / "x.txt").write_text("x")
+    ran = tmp_path / "batch"
+    summary = run_batch("copy", dataset=data, out=ran, sessions="*", jobs=1)
+    archive = tmp_path / "archive" / "2026"
+    archive.parent.mkdir()
+    ran.rename(archive)
+    result = site.cli("batches", "show", str(archive), "latest")
+    assert result.returncode == 0, result.stderr
+    assert f"outputs:  {archive}/<session>/" in result.stdout
+    assert f"summary:  {archive}/_batches/{summary.batch_id}.json" in result.stdout
+    assert str(ran) not in result.stdout

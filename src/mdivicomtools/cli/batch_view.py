@@ -116,7 +116,9 @@ def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
     return f"{job.session} {result.status}{tried}{detail}"
 
 
-def render_summary(summary: BatchSummary, path: str) -> str:
+def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> str:
+    """The sessions table and the closing lines; `out` is the folder the summary was
+    read from (`batches show`), which may have been moved since the batch ran."""
     from mdivicomtools.cli.textui import table
 
     rows = [
@@ -136,7 +138,7 @@ def render_summary(summary: BatchSummary, path: str) -> str:
             table(["SESSION", "STATUS", "TRIES", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
             f"{summary.status}: {summary.plugin} {summary.plugin_version} on "
             f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s ({totals})",
-            f"outputs:  {summary.out_dir}/<session>/",
+            f"outputs:  {out or summary.out_dir}/<session>/",
             f"summary:  {path}",
         ]
     )

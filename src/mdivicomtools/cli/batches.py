@@ -107,4 +107,11 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
         pairs.append(("slurm jobs", " ".join(summary.slurm_job_ids) or "-"))
     click.echo(fields(pairs))
     click.echo()
-    click.echo(render_summary(summary, str(summary.path)))
+    # where it was read: results travel (archived, copied to another machine), and the
+    # summary's out_dir names the folder the batch ran in
+    from pathlib import Path
+
+    from mdivicomtools.model.layout import batch_summary_path
+
+    here = Path(out).absolute()
+    click.echo(render_summary(summary, str(batch_summary_path(here, summary.batch_id)), str(here)))
