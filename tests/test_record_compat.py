@@ -293,3 +293,24 @@ def test_batches_show_of_a_moved_batch_names_where_it_is_now(site, tmp_path):
     assert f"outputs:  {archive}/<session>/" in result.stdout
     assert f"summary:  {archive}/_batches/{summary.batch_id}.json" in result.stdout
     assert str(ran) not in result.stdout
+
+
+def test_resume_runs_a_session_again_whose_newest_record_cannot_be_read(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = tmp_path / "data"
+    for name in ("ses-01", "ses-02"):
+        (data / "sessions" / name).mkdir(parents=True)
+        (data / "sessions" / name / "x.txt").write_text(name)
+    out = tmp_path / "batch"
+    run_batch("copy", dataset=data, out=out, sessions="*", jobs=1)
+    [record] = (out / "ses-02" / "_runs").glob("*.json")
+    edit(record, lambda doc: doc.update(schema="mdivicomtools.run.v2"))
+    again = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
+    by_session = {result.session: result for result in again.sessions}
+    assert by_session["ses-01"].status == "skipped"
+    assert by_session["ses-02"].status == "succeeded"
+    assert by_session["ses-02"].reason == (
+        f"the run record '{record}' cannot be read: its schema is 'mdivicomtools.run.v2', "
+        "not 'mdivicomtools.run.v1', the layout this version of mdivicomtools reads; a newer "
+        "mdivicomtools or another tool wrote it"
+    )

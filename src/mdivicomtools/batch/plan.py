@@ -15,7 +15,7 @@ from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
-from mdivicomtools.records.store import load_records, shown_status
+from mdivicomtools.records.store import RecordUnreadable, records_for, shown_status
 from mdivicomtools.runner import check_runs
 from mdivicomtools.runner.facts import run_facts
 from mdivicomtools.runner.rerun import RERUNS_DIR
@@ -125,7 +125,11 @@ def resume_decision(
     stat walk for unchanged files), else by its stat fingerprint. `dataset`
     None skips the dataset check.
     """
-    records, _ = load_records(session_out)
+    try:
+        records = records_for(session_out, "latest")
+    except RecordUnreadable as exc:
+        # perhaps a newer run of this very plugin: what it did is unknown, so run again
+        return None, str(exc)
     mine = [r for r in records if r.plugin.id == plugin_id and r.status != "dry_run"]
     if not mine:
         return None, None
