@@ -834,8 +834,8 @@ def test_rerun_of_a_dry_run_says_what_it_was(site, dataset, tmp_path):
     with pytest.raises(UsageError) as refused:
         rerun(out, record.run_id)
     assert str(refused.value) == (
-        f"run {record.run_id} was a dry run, which keeps no outputs; rerun repeats a "
-        "succeeded run, whose outputs it can compare with"
+        f"run {record.run_id} was a dry run; rerun repeats a succeeded run, whose outputs "
+        "it can compare with"
     )
 
 
@@ -976,7 +976,7 @@ def test_resume_names_a_dead_runs_status_as_runs_list_does(site, three_sessions)
     record["status"] = "running"  # as a runner killed with SIGKILL leaves it
     path.write_text(json.dumps(record))
     summary = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
-    assert reasons(summary)["ses-02"] == ("succeeded", "last run abandoned")
+    assert reasons(summary)["ses-02"] == ("succeeded", "last run was abandoned (its runner died)")
     listed = site.cli("runs", "list", str(out / "ses-02"))
     assert "abandoned" in listed.stdout, listed.stdout
 

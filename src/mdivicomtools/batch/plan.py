@@ -13,7 +13,7 @@ from mdivicomtools.common.safefs import disk_name, path_problem
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
-from mdivicomtools.model.run import PluginInfo, RunRecord
+from mdivicomtools.model.run import PluginInfo, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.store import RecordUnreadable, records_for, shown_status
 from mdivicomtools.runner import check_runs
@@ -137,7 +137,7 @@ def resume_decision(
     if latest.status != "succeeded":
         # as `runs list` shows it: a `running` record whose runner died is abandoned
         status = shown_status(latest, session_out)
-        return None, f"last run {status.replace('_', ' ')}"
+        return None, f"last run {status_words(status)}"
     if latest.plugin.version != version:
         return None, f"plugin version changed ({latest.plugin.version} -> {version})"
     if latest.config_sha256 != sha:

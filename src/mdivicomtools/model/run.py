@@ -37,6 +37,20 @@ EXIT_CODES: dict[str, int] = {
     "interrupted": 130,
 }
 
+#: a status as a sentence about the run says it: "run X was a dry run, so ..."
+_STATUS_WORDS: dict[str, str] = {
+    "interrupted": "was interrupted",
+    "dry_run": "was a dry run",
+    "running": "has not finished",
+    "abandoned": "was abandoned (its runner died)",
+}
+
+
+def status_words(status: str) -> str:
+    """`status` as the verb of a sentence about a run (`failed`, `timed out`, ...)."""
+    return _STATUS_WORDS.get(status, status.replace("_", " "))
+
+
 #: the exit status when a run ended but even its record could not be written
 #: (disk full, permissions); one line on stderr says why
 EXIT_RECORD_NOT_WRITTEN = 74

@@ -16,7 +16,7 @@ import msgspec
 
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR
-from mdivicomtools.model.run import OutputFile, RunRecord
+from mdivicomtools.model.run import OutputFile, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.records.store import (
@@ -139,7 +139,7 @@ def _skip_reason(records: list[RunRecord]) -> str:
     latest = records[-1]
     return (
         f"no succeeded run (its latest run {latest.run_id} "
-        f"{latest.status.replace('_', ' ')}; a run that did not succeed keeps no outputs)"
+        f"{status_words(latest.status)}; a run that did not succeed keeps no outputs)"
     )
 
 
@@ -204,7 +204,7 @@ def verify_record(
     """
     if record.status != "succeeded":
         raise UsageError(
-            f"run {record.run_id} {record.status.replace('_', ' ')}, so it kept no outputs to "
+            f"run {record.run_id} {status_words(record.status)}, so it kept no outputs to "
             "verify; name a succeeded run, or use 'latest'"
         )
     check_output_paths(record, session)

@@ -23,7 +23,7 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import BATCHES_DIR, runs_dir
 from mdivicomtools.model.options import RunOptions
-from mdivicomtools.model.run import RunRecord
+from mdivicomtools.model.run import RunRecord, status_words
 from mdivicomtools.records.store import find_record, stored_document
 from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin
@@ -74,17 +74,6 @@ class RerunReport(msgspec.Struct, kw_only=True):
         return self.record.status == "succeeded" and not (
             self.differing or self.missing or self.extra
         )
-
-
-#: why a run that did not succeed cannot be repeated, as the refusal says it
-_UNREPEATABLE = {
-    "failed": "failed",
-    "timed_out": "timed out",
-    "interrupted": "was interrupted",
-    "dry_run": "was a dry run, which keeps no outputs",
-    "running": "has not finished",
-    "abandoned": "was abandoned (its runner died)",
-}
 
 
 def redacted_places(config: Any) -> list[ConfigPath]:
@@ -227,7 +216,7 @@ def rerun_options(
     """The RunOptions that repeat `original`; raises UsageError when it cannot be repeated."""
     if original.status != "succeeded":
         raise UsageError(
-            f"run {original.run_id} {_UNREPEATABLE.get(original.status, original.status)}; "
+            f"run {original.run_id} {status_words(original.status)}; "
             "rerun repeats a succeeded run, whose outputs it can compare with"
         )
     config = apply_sets(original.config, sets)
