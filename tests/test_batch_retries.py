@@ -242,6 +242,19 @@ def test_batches_list_and_show(site, flaky, tmp_path):
     failed = [s for s in summary["sessions"] if s["status"] == "failed"]
     assert failed[0]["error"] == "RuntimeError: flaky recording in ses-02"
 
+    # as `runs show`: a start of an id that only one batch has
+    by_prefix = subprocess.run(
+        [MDIVICOM, "batches", "show", str(out), first_id[:-1], "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(by_prefix.stdout)["batch_id"] == first_id, by_prefix.stderr
+    several = subprocess.run(
+        [MDIVICOM, "batches", "show", str(out), "2"], capture_output=True, text=True
+    )
+    assert several.returncode == 2
+    assert several.stderr.startswith("Error: '2' is the start of several batch ids (")
+
     unknown = subprocess.run(
         [MDIVICOM, "batches", "show", str(out), "20000101T000000Z_nope"],
         capture_output=True,

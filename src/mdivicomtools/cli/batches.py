@@ -68,7 +68,10 @@ def list_command(out: str, as_json: bool) -> None:
 @click.argument("batch_id", metavar="BATCH_ID|latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch summary as JSON.")
 def show_command(out: str, batch_id: str, as_json: bool) -> None:
-    """Show one batch of OUT: its executor, counts and every session's outcome."""
+    """Show one batch of OUT: its executor, counts and every session's outcome.
+
+    BATCH_ID may be the start of an id that only one batch has.
+    """
     from mdivicomtools.errors import UsageError
 
     summaries = _load(out)
@@ -77,12 +80,20 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
     if batch_id == "latest":
         summary = summaries[-1]
     else:
-        found = [s for s in summaries if s.batch_id == batch_id]
+        # as `runs show` takes a run: the whole id, or a start of it that only one has
+        found = [s for s in summaries if s.batch_id == batch_id] or [
+            s for s in summaries if s.batch_id.startswith(batch_id)
+        ]
         if not found:
             known = ", ".join(s.batch_id for s in summaries[-5:])
             raise UsageError(
                 f"no batch {batch_id!r} under {out!r} (the latest: {known}); "
                 "see `mdivicom batches list OUT`"
+            )
+        if len(found) > 1:
+            shown = ", ".join(s.batch_id for s in found[:5])
+            raise UsageError(
+                f"{batch_id!r} is the start of several batch ids ({shown}); give more of it"
             )
         summary = found[0]
     if as_json:
