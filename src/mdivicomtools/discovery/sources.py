@@ -11,12 +11,12 @@ import contextlib
 import importlib.metadata
 import json
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common.entrypoints import distribution_of
+from mdivicomtools.common.streams import stdout_to_stderr
 from mdivicomtools.common.text import describe_exception
 from mdivicomtools.discovery.records import (
     Discovery,
@@ -43,7 +43,7 @@ def _quiet_stdout() -> Iterator[None]:
     `--json` promises one JSON document on stdout; a chatty get_plugin() must not
     corrupt it.
     """
-    with contextlib.redirect_stdout(sys.stderr):
+    with stdout_to_stderr():
         yield
 
 

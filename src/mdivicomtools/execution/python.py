@@ -97,8 +97,7 @@ class PythonBackend:
         with (
             log.capture_python_streams(),
             log.capture_stdout_fd(),
-            _environment(request.plugin_env()),
-            _os_exit_raises(),
+            _in_process_call(request.plugin_env()),
             signals_seen() as signals,
         ):
             try:
@@ -234,39 +233,65 @@ class HardExit(SystemExit):
     ending the runner with an undocumented exit status."""
 
 
+#: the in-process plugin calls running now (several when run_plugin is called from
+#: several threads), each with its plugin environment, oldest first
+_calls: dict[object, dict[str, str]] = {}
+_calls_lock = threading.Lock()
+#: what the plugin variables were before the first call, put back after the last
+_env_before: dict[str, str | None] = {}
+_real_exit: list[Any] = []
+
+
 @contextlib.contextmanager
-def _os_exit_raises() -> Iterator[None]:
-    """While an in-process plugin runs, os._exit raises HardExit instead.
+def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
+    """Set what the process shares with an in-process plugin for the call: its
+    environment variables, and os._exit raising HardExit.
 
     os._exit skips every handler, so without this the runner would vanish with
     the plugin's status and no record. A crash in native code cannot be caught
-    in-process; `--isolate` covers that.
-    """
-    real = os._exit
+    in-process; `--isolate` covers that. A process the plugin forks
+    (multiprocessing's fork workers end with os._exit) exits for real: raising
+    there sent the child back into the plugin as a second runner.
 
+    Both belong to the process while calls may overlap in threads, so they are
+    set by the first call and put back by the last: saving and restoring per
+    call left os._exit replaced and MDIVICOM_RUN_ID set after calls that
+    ended out of order. While calls overlap, the variables are the newest
+    call's (`isolate=True` gives each run its own).
+    """
+    token = object()
+    with _calls_lock:
+        if not _calls:
+            _real_exit[:] = [os._exit]
+            os._exit = _refusing_exit(os._exit, os.getpid())  # type: ignore[assignment]
+        for name in variables:
+            _env_before.setdefault(name, os.environ.get(name))
+        _calls[token] = variables
+        os.environ.update(variables)
+    try:
+        yield
+    finally:
+        with _calls_lock:
+            del _calls[token]
+            if _calls:
+                os.environ.update(list(_calls.values())[-1])
+            else:
+                for name, value in _env_before.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                _env_before.clear()
+                os._exit = _real_exit.pop()
+
+
+def _refusing_exit(real: Any, pid: int) -> Any:
     def refuse(status: int) -> None:
+        if os.getpid() != pid:  # a child the plugin forked
+            real(status)
         raise HardExit(f"the plugin called os._exit({status}); a plugin must return or raise")
 
-    os._exit = refuse  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        os._exit = real
-
-
-@contextlib.contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for an in-process plugin call, then restore them."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return refuse
 
 
 def _timeout_error(timeout: float | None) -> ErrorInfo:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO
 
+from mdivicomtools.common.streams import redirected
 from mdivicomtools.execution.lines import LineJoiner
 
 #: the streams of an in-process plugin: sys.stdout/sys.stderr, and descriptor 1
@@ -112,7 +113,8 @@ class RunLog:
         """
         tee = _LogStream(self)
         try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            # per thread: runs in other threads keep their own (common/streams.py)
+            with redirected(tee, tee, adopt=True):  # type: ignore[arg-type]
                 yield
         finally:
             self.end_lines()

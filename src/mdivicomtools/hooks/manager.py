@@ -22,7 +22,6 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-import sys
 from collections.abc import Callable, Generator, Iterable
 from types import ModuleType
 from typing import Any, Literal, cast
@@ -32,6 +31,7 @@ import pluggy
 
 from mdivicomtools.common.entrypoints import Distribution, distribution_of
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.streams import stdout_to_stderr
 from mdivicomtools.common.text import describe_exception, one_line
 from mdivicomtools.execution.base import ExecutionBackend, shape_problem
 from mdivicomtools.execution.registry import BackendRegistry
@@ -188,7 +188,7 @@ def _quiet_stdout() -> contextlib.AbstractContextManager[object]:
     print must not break every script that parses it. Discovery does the same
     for a plugin's get_plugin().
     """
-    return contextlib.redirect_stdout(sys.stderr)
+    return stdout_to_stderr()
 
 
 def disabled_names(value: str | None = None) -> set[str]:
