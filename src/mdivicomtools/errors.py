@@ -7,6 +7,7 @@ Each class carries the exit code docs/reference/exit-codes.md assigns to its kin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 
@@ -59,6 +60,29 @@ class PluginBroken(UsageError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"plugin {ref!r} is broken: {reason}")
+
+
+class EmptyPath(UsageError):
+    """A path given as the empty string.
+
+    `Path("")` is the current folder, so `out=os.environ.get("OUT", "")` would
+    write into (or verify, or rerun) wherever the process happens to be. The CLI
+    refuses an empty path value (cli/params.py); the Python API refuses it here.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name} is an empty path (an unset variable?); "
+            "give the folder, or '.' for the current one"
+        )
+
+
+def given_path(value: str | os.PathLike[str], name: str) -> str | os.PathLike[str]:
+    """`value`, unless it is the empty string (EmptyPath)."""
+    if isinstance(value, str) and not value:
+        raise EmptyPath(name)
+    return value
 
 
 class RecordNotWritten(MdivicomError):

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from mdivicomtools.errors import given_path
+
 ExecutorName = Literal["local", "dask", "slurm"]
 EXECUTORS: tuple[str, ...] = ("local", "dask", "slurm")
 
@@ -69,9 +71,23 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 msgspec.structs.force_setattr(self, name, str(value))
             elif value is not None and not isinstance(value, str):
                 raise TypeError(f"RunOptions.{name} must be a path or a string, got {value!r}")
+            elif value is not None:
+                given_path(value, name)
         for name in ("sets", "mounts"):
+            if isinstance(getattr(self, name), str):  # would be taken a character at a time
+                raise TypeError(
+                    f"RunOptions.{name} must be a list of KEY=VALUE strings, got the string "
+                    f"{getattr(self, name)!r}; write {name}=[{getattr(self, name)!r}]"
+                )
             if not isinstance(getattr(self, name), tuple):
                 msgspec.structs.force_setattr(self, name, tuple(getattr(self, name) or ()))
+        if isinstance(self.config, Path):  # the --config file
+            msgspec.structs.force_setattr(self, "config", str(self.config))
+        elif self.config is not None and not isinstance(self.config, (dict, str)):
+            raise TypeError(
+                "RunOptions.config must be a dict, the --config text or a path to a "
+                f".json/.toml file, got {self.config!r}"
+            )
         if self.timeout is not None and (
             isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
         ):

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from mdivicomtools.errors import UsageError
+from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.run import OutputFile, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
@@ -279,7 +279,7 @@ def verify_all(
     Such a session kept no outputs to verify; leaving it out silently made a
     batch with failed sessions read as wholly verified.
     """
-    out = Path(out)
+    out = Path(given_path(out, "out"))
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
     roots = run_roots(out)

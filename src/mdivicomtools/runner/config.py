@@ -108,6 +108,11 @@ def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
     VALUE is parsed as JSON when it parses (`1`, `true`, `[1,2]`, `"x"`), otherwise
     kept as a plain string, so `--set name=alice` needs no extra quoting.
     """
+    if isinstance(assignments, str):  # would be taken a character at a time
+        raise TypeError(
+            f"sets must be a list of KEY=VALUE strings, got the string {assignments!r}; "
+            f"write sets=[{assignments!r}]"
+        )
     merged = copy.deepcopy(config)
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")

@@ -19,7 +19,7 @@ import msgspec
 from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, value_at
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
-from mdivicomtools.errors import UsageError
+from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import BATCHES_DIR, runs_dir
 from mdivicomtools.model.options import RunOptions
@@ -327,10 +327,13 @@ def rerun(
     nor pullable by one of its repo digests (nothing is pulled by tag: that
     might bring a different image).
     """
-    original = find_record(Path(out), run_id)
+    out = Path(given_path(out, "out"))
+    if new_out is not None:
+        given_path(new_out, "new_out")
+    original = find_record(out, run_id)
     options = rerun_options(
         original,
-        out=Path(out),
+        out=out,
         new_out=new_out,
         dataset=dataset,
         sets=sets,
