@@ -13,6 +13,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.errors import RecordNotWritten, UsageError
@@ -23,18 +24,21 @@ class OutputLocked(UsageError):
     """Another run of the same plugin is writing into the same --out."""
 
 
-@contextlib.contextmanager
-def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
-    """Hold an exclusive lock on `<out>` for `plugin_id` for the whole run.
+def _open_lock(run_out_dir: Path, plugin_id: str) -> IO[bytes]:
+    """The plugin's lock file, opened for flock (which needs no write access).
 
-    flock is released by the kernel when the process dies, so a killed runner
-    never leaves a stale lock behind.
+    Made when missing; opened read-only when it exists but another user's
+    umask left it unwritable for this one (a group-shared --out): refusing
+    the run for that would block every user but the first.
     """
     runs = runs_dir(run_out_dir)
     lock_path = runs / f".{plugin_id}.lock"
     try:
         runs.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+")
+        try:
+            return lock_path.open("a+b")
+        except PermissionError:
+            return lock_path.open("rb")
     except OSError as exc:
         # the lock lives beside the records: where it cannot be made, no record can
         # be either, so nothing is started (a read-only mount, a path through a file)
@@ -42,7 +46,16 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
             f"the run was not started: cannot write into --out {str(run_out_dir)!r} "
             f"({exc.strerror or exc}: {exc.filename or lock_path}); choose a writable --out"
         ) from None
-    try:
+
+
+@contextlib.contextmanager
+def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<out>` for `plugin_id` for the whole run.
+
+    flock is released by the kernel when the process dies, so a killed runner
+    never leaves a stale lock behind.
+    """
+    with _open_lock(run_out_dir, plugin_id) as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,8 +64,6 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
                 "wait for it to finish or choose another --out"
             ) from None
         yield
-    finally:
-        handle.close()
 
 
 def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
