@@ -7,12 +7,76 @@ of them side by side at the moment that used to go wrong.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from mdivicomtools.runner.staging import OutputLocked, plugin_lock
+from pluginsite import MDIVICOM, PluginSite
+
+#: writes result.txt (its `tag`), then waits for the `wait_for` file when given
+WAITING = """
+import pathlib, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "result.txt").write_text(config.get("tag", "x") + "\\n")
+    wait_for = config.get("wait_for")
+    if wait_for:
+        pathlib.Path(out_dir, "started").write_text("started")
+        deadline = time.monotonic() + 60
+        while not pathlib.Path(wait_for).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+"""
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "_runs").glob("*.json"))]
+
+
+def _start_waiting_run(
+    site: PluginSite, plugin: str, dataset: Path, out: Path, trigger: Path
+) -> subprocess.Popen[str]:
+    """`mdivicom run` of a WAITING plugin, returned once the plugin is running."""
+    args = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    proc = subprocess.Popen(
+        [MDIVICOM, *args, "--set", f"tag={plugin}", "--set", f"wait_for={trigger}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=site.env(),
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob(f"_staging/*/{plugin}/started")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
+        time.sleep(0.02)
+    return proc
+
+
+def test_a_batch_leaves_another_plugins_live_run_in_its_session_alone(site, dataset, tmp_path):
+    """After each session the batch looked for tries whose worker was lost: any
+    staging folder whose record said `running`, of any plugin. A run of another
+    plugin chained onto the session at the same time had its record rewritten
+    as the batch plugin's `WorkerLost` and its staging deleted mid-run."""
+    site.plugin("batched", run_source=WAITING)
+    site.plugin("single", run_source=WAITING)
+    out = tmp_path / "out"
+    trigger = tmp_path / "go"
+    session = dataset / "sessions" / "ses-01"
+    proc = _start_waiting_run(site, "single", session, out / "ses-01", trigger)
+    batch = site.cli(
+        *("run", "batched", "--dataset", str(dataset), "--out", str(out)),
+        *("--sessions", "ses-*", "--jobs", "1"),
+    )
+    trigger.write_text("go")
+    _, stderr = proc.communicate(timeout=60)
+    assert batch.returncode == 0, batch.stderr
+    assert proc.returncode == 0, stderr
+    by_plugin = {r["plugin"]["id"]: r for r in _records(out / "ses-01")}
+    assert sorted(by_plugin) == ["batched", "single"]
+    assert by_plugin["single"]["status"] == "succeeded", by_plugin["single"]["error"]
+    assert (out / "ses-01" / "single" / "result.txt").read_text() == "single\n"
 
 
 def test_a_lock_file_another_users_umask_made_read_only_still_locks():

@@ -72,10 +72,12 @@ def is_lost(result: SessionResult) -> bool:
     )
 
 
-def orphan_runs(run_out_dir: Path) -> list[str]:
-    """Run ids with a staging folder whose record never got past `running` (or was
-    never written): runs whose process went away. Called under the plugin's
-    lock, so no live run of the plugin can be among them."""
+def orphan_runs(run_out_dir: Path, plugin_id: str) -> list[str]:
+    """Run ids of `plugin_id` with a staging folder whose record never got past
+    `running` (or was never written): runs whose process went away. Called under
+    the plugin's lock, so no live run of the plugin can be among them; another
+    plugin's runs in the same session folder (a single run chained onto the
+    session) are not the batch's to judge, and are left alone."""
     staging = run_out_dir / STAGING_DIR
     if not staging.is_dir():
         return []
@@ -86,10 +88,12 @@ def orphan_runs(run_out_dir: Path) -> list[str]:
             continue
         path = records / f"{entry.name}.json"
         try:
-            if read_record(path).status not in UNFINISHED:
+            record = read_record(path)
+            if record.plugin.id != plugin_id or record.status not in UNFINISHED:
                 continue
         except FileNotFoundError:
-            pass
+            if not (entry / plugin_id).is_dir():
+                continue
         except (OSError, msgspec.DecodeError):
             continue
         found.append(entry.name)
@@ -130,7 +134,7 @@ def record_lost(
     written: LostRun | None = None
     try:
         with plugin_lock(run_out_dir, plugin.id):
-            for run_id in orphan_runs(run_out_dir):
+            for run_id in orphan_runs(run_out_dir, plugin.id):
                 started = _started_at(run_out_dir / STAGING_DIR / run_id)
                 record = _write(job, plugin, run_id, status, reason, started, known or LostTry())
                 discard_staging(run_out_dir, run_id)
