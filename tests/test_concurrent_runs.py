@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mdivicomtools.runner import debris
 from mdivicomtools.runner.staging import OutputLocked, plugin_lock
 from pluginsite import MDIVICOM, PluginSite
 
@@ -52,6 +53,34 @@ def _start_waiting_run(
         assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
         time.sleep(0.02)
     return proc
+
+
+def test_runs_clean_never_rewrites_the_record_of_a_run_that_ends_meanwhile(
+    site, dataset, tmp_path, monkeypatch
+):
+    """`runs clean` read a live run's `running` record, then found the plugin's lock
+    free because the run had just ended, and wrote the stale record back as
+    `abandoned` over the run's `succeeded` one. The run ends here exactly between
+    the two steps."""
+    site.plugin("live", run_source=WAITING)
+    out = tmp_path / "out"
+    trigger = tmp_path / "go"
+    proc = _start_waiting_run(site, "live", dataset, out, trigger)
+    real = debris._record_of
+
+    def read_then_let_the_run_end(run_out_dir, run_id):
+        record = real(run_out_dir, run_id)
+        if record is not None and record.status == "running" and not trigger.exists():
+            trigger.write_text("go")
+            proc.communicate(timeout=60)
+        return record
+
+    monkeypatch.setattr(debris, "_record_of", read_then_let_the_run_end)
+    debris.remove_dead_runs(out, every_record=True)
+    assert proc.returncode == 0
+    [record] = _records(out)
+    assert record["status"] == "succeeded", record["error"]
+    assert [o["path"] for o in record["outputs"]] == ["result.txt", "started"]
 
 
 def test_a_batch_leaves_another_plugins_live_run_in_its_session_alone(site, dataset, tmp_path):

@@ -3,16 +3,19 @@
 A runner killed with SIGKILL (or a machine that lost power) cannot clean up:
 its `_staging/<run_id>/` stays, holding partial outputs and, for container
 runs, the plugin's config; its record still says `running`. Every run writes
-its record before it stages anything, so a staging folder is debris when its
-record is final, or `running` with its runner gone (`records.store.runner_gone`),
-or when it has no record at all and no run of its plugin holds the lock.
-The next run into the same folder and `mdivicom runs clean OUT` remove it,
-and rewrite a dead run's record as `abandoned`.
+its record before it stages anything and holds its plugin's lock throughout,
+so a staging folder is debris when nobody holds the lock of its plugin (or
+the caller does, `holding`). The lock is taken before the record is read and
+kept while the record is rewritten: a record read first could belong to a run
+that ends a moment later, and its final record was then overwritten. The
+next run into the same folder and `mdivicom runs clean OUT` remove it, and
+rewrite a dead run's record as `abandoned`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +28,12 @@ from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
-    lock_free,
     read_record,
     record_paths,
     rewrite_record,
     runner_gone,
 )
+from mdivicomtools.runner.staging import lock_if_free
 
 ABANDONED = (
     "the runner stopped before the run finished (killed, or the machine went down); "
@@ -80,31 +83,60 @@ def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
     )
 
 
-def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[Cleaned]:
+def _plugins_in(folder: Path) -> list[str]:
+    """The plugins whose run left `folder` (a staging folder without a readable record):
+    its plugin output folder."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", ".")))
+
+
+def _staging_of_dead_run(
+    run_out_dir: Path, folder: Path, held: ExitStack, holding: str | None
+) -> tuple[RunRecord | None, bool]:
+    """(its record, read again) when the run that left `folder` is dead, with every lock
+    its plugin needs now held in `held`; (None, False) while it may be live.
+
+    The run is judged only once its runner cannot write any more: with its
+    plugin's lock held no run of the plugin is live. Reading the record first
+    and the lock after lost a run that ended in between (its `succeeded`
+    record rewritten `abandoned`).
+    """
+    record = _record_of(run_out_dir, folder.name)
+    plugins = [record.plugin.id] if record is not None else _plugins_in(folder)
+    for plugin in plugins:
+        if plugin != holding and not held.enter_context(lock_if_free(run_out_dir, plugin)):
+            return None, False
+    return _record_of(run_out_dir, folder.name), True
+
+
+def remove_dead_runs(
+    run_out_dir: Path, *, every_record: bool = False, holding: str | None = None
+) -> list[Cleaned]:
     """Remove the staging of every dead run under run_out_dir; one line per thing done.
 
     Each run calls this with only the staging folders to look at (cheap however
-    many records there are); `runs clean` also reads every record, to mark
-    `abandoned` the `running` ones whose staging is already gone. A folder that
-    cannot be removed entirely gives a line with `done` False naming what is left.
+    many records there are), holding its own plugin's lock (`holding`); `runs
+    clean` also reads every record, to mark `abandoned` the `running` ones whose
+    staging is already gone. A run is dead when its plugin's lock is free; it is
+    held while the run is judged and its record rewritten. A folder that cannot
+    be removed entirely gives a line with `done` False naming what is left.
     """
     done: list[Cleaned] = []
     staging = run_out_dir / STAGING_DIR
     folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
     for folder in folders:
-        record = _record_of(run_out_dir, folder.name)
-        if record is None:
-            plugins = [p.name for p in folder.iterdir() if not p.name.startswith("_")]
-            if not all(lock_free(run_out_dir, plugin) for plugin in plugins):
-                continue
-            why = "no record"
-        elif record.status == "running":
-            if not runner_gone(record, run_out_dir):
-                continue
-            _abandon(run_out_dir, record)
-            why = "its runner is gone"
-        else:
-            why = f"the run ended {record.status}"
+        with ExitStack() as held:
+            record, dead = _staging_of_dead_run(run_out_dir, folder, held, holding)
+            if not dead or not folder.is_dir():
+                continue  # live, or another cleaner was first
+            if record is None:
+                why = "no record"
+            elif record.status == "running":
+                why = "its runner is gone"
+            else:
+                why = f"the run ended {record.status}"
+            if record is not None and record.status == "running":
+                _abandon(run_out_dir, record)
+        # settled and unlocked: the folder is nobody's now, and may take long to remove
         removal = remove_tree(folder)
         if removal.removed:
             done.append(Cleaned(f"removed {folder} ({why})"))
@@ -120,9 +152,19 @@ def remove_dead_runs(run_out_dir: Path, *, every_record: bool = False) -> list[C
             record = read_record(path)
         except (OSError, msgspec.DecodeError):
             continue
-        if record.status == "running" and runner_gone(record, run_out_dir):
-            _abandon(run_out_dir, record)
-            done.append(Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)"))
+        if record.status != "running":
+            continue
+        with lock_if_free(run_out_dir, record.plugin.id) as free:
+            # a held lock may be a newer run's: then a runner known dead on this machine
+            if not free and not runner_gone(record, run_out_dir):
+                continue
+            try:
+                record = read_record(path)  # again, now that its runner cannot write it
+            except (OSError, msgspec.DecodeError):
+                continue
+            if record.status == "running":
+                _abandon(run_out_dir, record)
+                done.append(Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)"))
     return done
 
 
@@ -132,34 +174,50 @@ def finish_dead_run(
     """Finish a run whose runner died from a signal, for the supervisor that outlived it.
 
     The `running` record becomes final (`status`, `error`), its staging folder
-    is removed and the log says why. Returns the record, or None when there was
+    is removed and the log says why. Done under the plugin's lock: when another
+    run of the plugin already holds it, that run has finished this one (or
+    will), and nothing is done here. Returns the record, or None when there was
     nothing to finish (the record already final, or unreadable).
     """
-    try:
-        record = read_record(record_path)
-    except (OSError, msgspec.DecodeError):
-        record = None
-    remove_tree(staging_dir)  # what is left is debris: the next run or `runs clean` says so
+    run_out_dir = staging_dir.parent.parent
+    record = _record_of(run_out_dir, staging_dir.name)
+    plugins = [record.plugin.id] if record is not None else []
+    if record is None and staging_dir.is_dir():
+        plugins = _plugins_in(staging_dir)
+    with ExitStack() as held:
+        for plugin in plugins:
+            if not held.enter_context(lock_if_free(run_out_dir, plugin)):
+                return None
+        try:
+            record = read_record(record_path)
+        except (OSError, msgspec.DecodeError):
+            record = None
+        if record is None or record.status != "running":
+            remove_tree(staging_dir)
+            with contextlib.suppress(OSError):
+                staging_dir.parent.rmdir()
+            return None
+        finished = utc_now()
+        record.status = status
+        record.error = error
+        record.exit_code = None
+        record.finished_at = iso(finished)
+        with contextlib.suppress(ValueError):
+            started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+            record.duration_s = round((finished - started).total_seconds(), 3)
+        if record.log:
+            with (
+                contextlib.suppress(OSError),
+                open(Path(record.run_out_dir) / record.log, "a", encoding="utf-8") as log,
+            ):
+                log.write(f"[mdivicom] {error.message}\n")
+        finished_record: RunRecord | None = record
+        try:
+            rewrite_record(record_path, record)
+        except OSError:
+            finished_record = None
+    # final and unlocked: what is left is debris the next run or `runs clean` says so
+    remove_tree(staging_dir)
     with contextlib.suppress(OSError):
         staging_dir.parent.rmdir()  # `_staging/` itself, when it is now empty
-    if record is None or record.status != "running":
-        return None
-    finished = utc_now()
-    record.status = status
-    record.error = error
-    record.exit_code = None
-    record.finished_at = iso(finished)
-    with contextlib.suppress(ValueError):
-        started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
-        record.duration_s = round((finished - started).total_seconds(), 3)
-    if record.log:
-        with (
-            contextlib.suppress(OSError),
-            open(Path(record.run_out_dir) / record.log, "a", encoding="utf-8") as log,
-        ):
-            log.write(f"[mdivicom] {error.message}\n")
-    try:
-        rewrite_record(record_path, record)
-    except OSError:
-        return None
-    return record
+    return finished_record

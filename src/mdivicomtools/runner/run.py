@@ -542,7 +542,7 @@ def execute_prepared(
         problems = existing_output_problems(request)
         if problems:
             raise ValidationFailed(problems)
-        for removed in remove_dead_runs(request.run_out_dir):
+        for removed in remove_dead_runs(request.run_out_dir, holding=request.plugin.id):
             say(f"cleaned: {removed}")
         run = Run(
             request,

@@ -53,7 +53,8 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
     """Hold an exclusive lock on `<out>` for `plugin_id` for the whole run.
 
     flock is released by the kernel when the process dies, so a killed runner
-    never leaves a stale lock behind.
+    never leaves a stale lock behind. Whoever holds it is the only process that
+    may promote the plugin's output, or finish or clean up a run of it.
     """
     with _open_lock(run_out_dir, plugin_id) as handle:
         try:
@@ -64,6 +65,28 @@ def plugin_lock(run_out_dir: Path, plugin_id: str) -> Iterator[None]:
                 "wait for it to finish or choose another --out"
             ) from None
         yield
+
+
+@contextlib.contextmanager
+def lock_if_free(run_out_dir: Path, plugin_id: str) -> Iterator[bool]:
+    """The plugin's lock held for the block when nobody holds it (True), else False.
+
+    For deciding that a run is dead and acting on it: with the lock held, no
+    run of the plugin is live, so no runner can write the record being judged.
+    A lock file that cannot be opened at all gives False too: nothing is known.
+    """
+    try:
+        handle = _open_lock(run_out_dir, plugin_id)
+    except RecordNotWritten:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
