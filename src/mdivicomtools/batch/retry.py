@@ -44,7 +44,7 @@ from mdivicomtools.model.run import (
 )
 from mdivicomtools.records.store import read_record, record_paths, runner_gone, write_record
 from mdivicomtools.runner.config import config_sha256, redact
-from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock
+from mdivicomtools.runner.staging import OutputLocked, discard_staging, plugin_lock, roll_back
 
 #: seconds to wait for a run whose end the executor did not see (its scheduler lost)
 #: and that is still running: a worker without a scheduler goes on with its session
@@ -136,8 +136,14 @@ def record_lost(
         with plugin_lock(run_out_dir, plugin.id):
             for run_id in orphan_runs(run_out_dir, plugin.id):
                 started = _started_at(run_out_dir / STAGING_DIR / run_id)
+                try:  # a promotion it had not committed: the previous output goes back
+                    roll_back(run_out_dir, run_id)
+                    rolled_back = True
+                except OSError:  # the previous output is still in the staging: kept
+                    rolled_back = False
                 record = _write(job, plugin, run_id, status, reason, started, known or LostTry())
-                discard_staging(run_out_dir, run_id)
+                if rolled_back:
+                    discard_staging(run_out_dir, run_id)
                 written = LostRun(run_id=run_id, duration_s=record.duration_s)
             return written
     except OutputLocked:

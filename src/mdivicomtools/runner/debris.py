@@ -33,7 +33,7 @@ from mdivicomtools.records.store import (
     rewrite_record,
     runner_gone,
 )
-from mdivicomtools.runner.staging import lock_if_free
+from mdivicomtools.runner.staging import PROMOTING, lock_if_free, roll_back
 
 ABANDONED = (
     "the runner stopped before the run finished (killed, or the machine went down); "
@@ -85,8 +85,11 @@ def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
 
 def _plugins_in(folder: Path) -> list[str]:
     """The plugins whose run left `folder` (a staging folder without a readable record):
-    its plugin output folder."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", ".")))
+    its plugin output folder, or the one its promotion marker names."""
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
+    with contextlib.suppress(OSError):
+        names.add((folder / PROMOTING).read_text(encoding="utf-8").strip())
+    return sorted(name for name in names if name)
 
 
 def _staging_of_dead_run(
@@ -108,6 +111,18 @@ def _staging_of_dead_run(
     return _record_of(run_out_dir, folder.name), True
 
 
+def _settle_dead(run_out_dir: Path, folder: Path, record: RunRecord | None) -> str | None:
+    """Under the dead run's lock: undo what it promoted without a `succeeded` record,
+    and mark its record `abandoned`. Returns what was undone; raises OSError when
+    the previous output cannot be put back (then its staging folder must stay)."""
+    undone = None
+    if record is None or record.status != "succeeded":
+        undone = roll_back(run_out_dir, folder.name)
+    if record is not None and record.status == "running":
+        _abandon(run_out_dir, record)
+    return undone
+
+
 def remove_dead_runs(
     run_out_dir: Path, *, every_record: bool = False, holding: str | None = None
 ) -> list[Cleaned]:
@@ -117,8 +132,9 @@ def remove_dead_runs(
     many records there are), holding its own plugin's lock (`holding`); `runs
     clean` also reads every record, to mark `abandoned` the `running` ones whose
     staging is already gone. A run is dead when its plugin's lock is free; it is
-    held while the run is judged and its record rewritten. A folder that cannot
-    be removed entirely gives a line with `done` False naming what is left.
+    held while the run is judged, a promotion it left unfinished is rolled back
+    and its record rewritten. A folder that cannot be removed entirely gives a
+    line with `done` False naming what is left.
     """
     done: list[Cleaned] = []
     staging = run_out_dir / STAGING_DIR
@@ -134,14 +150,25 @@ def remove_dead_runs(
                 why = "its runner is gone"
             else:
                 why = f"the run ended {record.status}"
-            if record is not None and record.status == "running":
-                _abandon(run_out_dir, record)
+            try:
+                undone = _settle_dead(run_out_dir, folder, record)
+            except OSError as exc:
+                done.append(
+                    Cleaned(
+                        f"kept {folder} ({why}): it holds the previous output of a promotion "
+                        f"that did not finish, which could not be put back ({exc}); fix the "
+                        "permissions and clean again",
+                        done=False,
+                    )
+                )
+                continue
         # settled and unlocked: the folder is nobody's now, and may take long to remove
+        said = f"{undone}; " if undone else ""
         removal = remove_tree(folder)
         if removal.removed:
-            done.append(Cleaned(f"removed {folder} ({why})"))
+            done.append(Cleaned(f"{said}removed {folder} ({why})"))
         else:
-            done.append(_left_over(folder, why, removal))
+            done.append(Cleaned(said + _left_over(folder, why, removal).text, done=False))
     with contextlib.suppress(OSError):
         staging.rmdir()
     if not every_record:
@@ -173,11 +200,13 @@ def finish_dead_run(
 ) -> RunRecord | None:
     """Finish a run whose runner died from a signal, for the supervisor that outlived it.
 
-    The `running` record becomes final (`status`, `error`), its staging folder
-    is removed and the log says why. Done under the plugin's lock: when another
-    run of the plugin already holds it, that run has finished this one (or
-    will), and nothing is done here. Returns the record, or None when there was
-    nothing to finish (the record already final, or unreadable).
+    The `running` record becomes final (`status`, `error`), a promotion the
+    runner had started is rolled back (the record does not say `succeeded`, so
+    the previous output stays), its staging folder is removed and the log says
+    why. Done under the plugin's lock: when another run of the plugin already
+    holds it, that run has finished this one (or will), and nothing is done
+    here. Returns the record, or None when there was nothing to finish (the
+    record already final, or unreadable).
     """
     run_out_dir = staging_dir.parent.parent
     record = _record_of(run_out_dir, staging_dir.name)
@@ -192,6 +221,11 @@ def finish_dead_run(
             record = read_record(record_path)
         except (OSError, msgspec.DecodeError):
             record = None
+        if record is None or record.status != "succeeded":
+            try:
+                roll_back(run_out_dir, staging_dir.name)
+            except OSError:
+                return None  # the previous output is in the staging: `runs clean` says so
         if record is None or record.status != "running":
             remove_tree(staging_dir)
             with contextlib.suppress(OSError):

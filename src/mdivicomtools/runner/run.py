@@ -13,6 +13,7 @@ anything runs are raised as ValidationFailed (exit 2) and leave no trace.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import traceback
 from collections.abc import Callable
@@ -63,7 +64,13 @@ from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.debris import remove_dead_runs
 from mdivicomtools.runner.fingerprint import Fingerprint, compare, fingerprint
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
-from mdivicomtools.runner.staging import create_staging, discard_staging, plugin_lock, promote
+from mdivicomtools.runner.staging import (
+    create_staging,
+    discard_staging,
+    plugin_lock,
+    promote,
+    roll_back,
+)
 
 HOST_HOOK_MODULE = "mdivicomtools.host"
 
@@ -296,8 +303,10 @@ class Run:
         self.say(f"finalise: {outcome.status}, {len(outcome.outputs)} output file(s)")
         for warning in outcome.warnings:
             self.say(f"warning: {warning}")
-        # the default work folder lives in staging and goes with it; a --work folder stays
-        removal = discard_staging(request.run_out_dir, request.run_id)
+        # the default work folder lives in staging and goes with it; a --work folder stays.
+        # The previous output stays too, until the record says `succeeded`: a runner
+        # killed before that has its promotion rolled back (runner.staging.roll_back)
+        removal = discard_staging(request.run_out_dir, request.run_id, keep_promotion=True)
         if not removal.removed:
             # said in the record, not only by the next run that finds the debris
             outcome.warnings.append(
@@ -345,11 +354,19 @@ class Run:
             try:
                 write_record(request.record_path, record)
             except OSError:
+                # a success no record tells of is not kept: the previous output goes back
+                kept = ""
+                with contextlib.suppress(OSError):  # else `runs clean` tries again
+                    if roll_back(request.run_out_dir, request.run_id):
+                        kept = f"; {request.out_dir} was left as it was before the run"
+                    discard_staging(request.run_out_dir, request.run_id)
                 raise RecordNotWritten(
                     f"the run ended {record.status} but its record could not be written to "
-                    f"{str(request.record_path)!r} ({first.strerror or first}); "
+                    f"{str(request.record_path)!r} ({first.strerror or first}){kept}; "
                     "free space and see `mdivicom runs list`"
                 ) from None
+        # committed: the previous output (and the rest of the staging) can go now
+        discard_staging(request.run_out_dir, request.run_id)
         self.say(f"record: {request.record_path}")
         return record
 
@@ -538,12 +555,13 @@ def execute_prepared(
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
     with plugin_lock(request.run_out_dir, request.plugin.id):
+        # first: a dead run's unfinished promotion may put the previous output back
+        for removed in remove_dead_runs(request.run_out_dir, holding=request.plugin.id):
+            say(f"cleaned: {removed}")
         # the output may have appeared since validation; decide again under the lock
         problems = existing_output_problems(request)
         if problems:
             raise ValidationFailed(problems)
-        for removed in remove_dead_runs(request.run_out_dir, holding=request.plugin.id):
-            say(f"cleaned: {removed}")
         run = Run(
             request,
             prepared.backend,

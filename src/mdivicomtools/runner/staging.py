@@ -3,7 +3,10 @@
 A plugin writes into `<out>/_staging/<run_id>/<id>/`, never into `<out>/<id>/`.
 Only a successful run replaces `<out>/<id>/`, by renames within one file system,
 and with `--overwrite` the previous output is removed only after the new one is
-in place. So a failed, interrupted or timed-out run cannot damage what was there.
+in place and the run's final record is written. So a failed, interrupted or
+timed-out run cannot damage what was there, and neither can a runner killed
+while it promotes: until the record says `succeeded`, what promotion did can be
+undone (`roll_back`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import IO
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
+
+#: in a run's staging folder while its promotion is not committed; holds the plugin id
+PROMOTING = ".promoting"
 
 
 class OutputLocked(UsageError):
@@ -100,34 +106,87 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     return staging
 
 
-def discard_staging(run_out_dir: Path, run_id: str) -> Removal:
+def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = False) -> Removal:
     """Remove `_staging/<run_id>/`, also where the plugin made folders read-only.
 
-    Returns what happened, so a caller can say what is left instead of "removed";
-    whatever is left is debris the next run or `runs clean` tries again.
+    With `keep_promotion`, what `roll_back` needs (the marker and the previous
+    output) stays until the run's record is final. Returns what happened, so a
+    caller can say what is left instead of "removed"; whatever is left is
+    debris the next run or `runs clean` tries again.
     """
-    removal = remove_tree(staging_root(run_out_dir, run_id))
+    root = staging_root(run_out_dir, run_id)
+    if keep_promotion and (root / PROMOTING).exists():
+        left: list[str] = []
+        for entry in root.iterdir():
+            if entry.name != PROMOTING and not entry.name.startswith(".previous-"):
+                left.extend(remove_tree(entry).left)
+        return Removal(path=str(root), left=left)
+    with contextlib.suppress(OSError):
+        (root / PROMOTING).unlink()  # first: what follows can no longer be rolled back
+    removal = remove_tree(root)
     with contextlib.suppress(OSError):
         (run_out_dir / STAGING_DIR).rmdir()  # only when no other run is staging
     return removal
 
 
 def promote(staging: Path, target: Path) -> None:
-    """Move the staged output to `target`, replacing an existing one only at the end.
+    """Move the staged output to `target`, keeping the previous one to roll back to.
 
-    The previous output is moved into the run's staging folder first, so what
-    cannot be removed of it (a folder made read-only) is left with the staging,
-    where `discard_staging` tries again and reports it.
+    The previous output is moved into the run's staging folder, beside a marker
+    written first, and stays there until `discard_staging` after the run's final
+    record; what cannot be removed of it then (a folder made read-only) is left
+    with the staging, where `runs clean` tries again and reports it.
     """
-    previous = staging.parent / f".previous-{target.name}"
+    root = staging.parent
+    marker = root / PROMOTING
+    marker.write_text(target.name, encoding="utf-8")
+    previous = root / f".previous-{target.name}"
     had_previous = target.exists()
-    if had_previous:
-        os.replace(target, previous)
     try:
-        os.replace(staging, target)
-    except BaseException:
         if had_previous:
-            os.replace(previous, target)
+            os.replace(target, previous)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            if had_previous:
+                os.replace(previous, target)
+            raise
+    except BaseException:
+        marker.unlink(missing_ok=True)
         raise
-    if had_previous:
-        remove_tree(previous)
+
+
+def roll_back(run_out_dir: Path, run_id: str) -> str | None:
+    """Undo the promotion of a run that ended without a `succeeded` record.
+
+    Its runner was killed between promotion and its final record (or the record
+    could not be written): the plugin's output is put back as it was before the
+    run, and the new one goes back into the staging folder, to be removed with
+    it. Every step is a rename decided from what is on disk, so a rollback that
+    is itself cut short is finished by the next one. Returns what was done, or
+    None when the run promoted nothing; raises OSError when a rename fails (then
+    the staging folder must stay: it holds the previous output).
+    """
+    root = staging_root(run_out_dir, run_id)
+    marker = root / PROMOTING
+    try:
+        plugin_id = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    if not plugin_id or plugin_id != Path(plugin_id).name or plugin_id.startswith((".", "_")):
+        raise OSError(f"{marker} does not name a plugin output ({plugin_id!r})")
+    target = run_out_dir / plugin_id
+    staged = root / plugin_id
+    previous = root / f".previous-{plugin_id}"
+    moved_new = not os.path.lexists(staged) and os.path.lexists(target)
+    if moved_new:
+        os.replace(target, staged)
+    restored = os.path.lexists(previous)
+    if restored:
+        os.replace(previous, target)
+    marker.unlink()
+    if restored:
+        return f"put back the previous output {target}"
+    if moved_new:
+        return f"took back the output {target} it had promoted"
+    return None

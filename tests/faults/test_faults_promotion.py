@@ -1,0 +1,196 @@
+"""Runners killed while they promote.
+
+A run with --overwrite replaces `<out>/<id>/` only when its record says
+`succeeded`. A runner killed between moving the old output aside and writing
+that record (the OOM killer, `kill -9`, a node going down) used to leave the
+new output in place under a `failed` or `abandoned` record, or, killed between
+the two renames of the promotion, no output at all: the cleanup then deleted
+the old output with the staging folder. Each test kills the runner at one of
+those moments with SIGKILL, which nothing can catch.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from faultkit import records, run_cli
+
+from pluginsite import MDIVICOM, PluginSite
+
+#: writes result.txt: its `tag`
+TAGGED = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "result.txt").write_text(config.get("tag", "x") + "\\n")
+"""
+
+#: a provenance hook runs after promotion and before the final record: the OOM killer
+#: choosing the runner then is this hook killing its own process
+KILLER = """
+import os, signal
+from mdivicomtools import hookimpl
+
+@hookimpl
+def mdivicom_capture_provenance(outcome):
+    if os.environ.get("KILL_IN_PROVENANCE") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+#: `mdivicom` killed by SIGKILL right after promotion moved the old output aside,
+#: before the new one is in place
+KILLED_MID_PROMOTION = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    real(src, dst, *args, **kwargs)
+    if os.path.basename(os.fsdecode(dst)).startswith(".previous-"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+from mdivicomtools.cli import main
+sys.argv[0] = "mdivicom"
+main()
+"""
+
+
+def _tagged(site: PluginSite, plugin_id: str = "tagged") -> str:
+    site.plugin(plugin_id, run_source=TAGGED)
+    return plugin_id
+
+
+def _killer(site: PluginSite) -> None:
+    site.module("killer_hook", KILLER)
+    site.distribution("killer-hook", {"killer": "killer_hook"}, group="mdivicomtools.hooks")
+
+
+def _run(site: PluginSite, plugin: str, dataset: Path, out: Path, tag: str, *extra: str):
+    return run_cli(
+        site, "run", plugin, "--dataset", str(dataset), "--out", str(out), "--set", f"tag={tag}",
+        *extra,
+    )  # fmt: skip
+
+
+def _of_tag(out: Path, tag: str) -> dict:
+    [record] = [r for r in records(out) if r["config"].get("tag") == tag]
+    return record
+
+
+def _assert_old_output_and_verified(site: PluginSite, out: Path, plugin: str) -> None:
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", plugin]  # no _staging left
+    assert (out / plugin / "result.txt").read_text() == "old\n"
+    verified = run_cli(site, "verify", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_a_runner_killed_after_promotion_before_its_record_keeps_the_earlier_output(
+    site, dataset, tmp_path, supervised
+):
+    """The supervisor recorded the run `failed` (RunnerCrashed) and said the output was
+    unchanged, while the new output stood in place; unsupervised, `runs clean` marked
+    it `abandoned` and kept the new output. `verify` then failed the earlier run."""
+    plugin = _tagged(site)
+    _killer(site)
+    out = tmp_path / "out"
+    assert _run(site, plugin, dataset, out, "old").returncode == 0
+    env = {"KILL_IN_PROVENANCE": "1"}
+    if not supervised:
+        env["MDIVICOM_SUPERVISOR"] = "0"
+    args = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    killed = subprocess.run(
+        [MDIVICOM, *args, "--set", "tag=new", "--overwrite"],
+        capture_output=True,
+        text=True,
+        env=site.env(**env),
+        timeout=90,
+        check=False,
+    )
+    if supervised:
+        assert killed.returncode == 1, killed.stderr
+        assert _of_tag(out, "new")["error"]["type"] == "RunnerCrashed"
+    else:
+        assert killed.returncode == -signal.SIGKILL
+        cleaned = run_cli(site, "runs", "clean", str(out))
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert f"put back the previous output {out / plugin}" in cleaned.stdout
+        assert _of_tag(out, "new")["status"] == "abandoned"
+    assert _of_tag(out, "old")["status"] == "succeeded"
+    _assert_old_output_and_verified(site, out, plugin)
+
+
+def test_a_first_run_killed_after_promotion_leaves_no_output_behind(site, dataset, tmp_path):
+    """No earlier output: the promoted one belongs to a run that did not succeed."""
+    plugin = _tagged(site)
+    _killer(site)
+    out = tmp_path / "out"
+    killed = subprocess.run(
+        [MDIVICOM, "run", plugin, "--dataset", str(dataset), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=site.env(KILL_IN_PROVENANCE="1", MDIVICOM_SUPERVISOR="0"),
+        timeout=90,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert run_cli(site, "runs", "clean", str(out)).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["_runs"]
+    # and the next run works without --overwrite: nothing of the dead run's is left
+    assert _run(site, plugin, dataset, out, "next").returncode == 0
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_a_runner_killed_mid_promotion_loses_no_output(site, dataset, tmp_path, supervised):
+    """Killed between the two renames, the old output was inside the dead run's staging
+    folder and `<out>/<id>/` was gone; the supervisor, the next run and `runs clean`
+    all deleted that staging folder, and with it the only copy of the old output."""
+    plugin = _tagged(site)
+    out = tmp_path / "out"
+    assert _run(site, plugin, dataset, out, "old").returncode == 0
+    env = site.env() if supervised else site.env(MDIVICOM_SUPERVISOR="0")
+    args = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_PROMOTION, *args, "--set", "tag=new", "--overwrite"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        check=False,
+    )
+    assert killed.returncode == (1 if supervised else -signal.SIGKILL), killed.stderr
+    if not supervised:
+        assert not (out / plugin).exists()  # the moment the runner died
+        # the next run puts the old output back first, and so refuses without --overwrite
+        refused = _run(site, plugin, dataset, out, "next")
+        assert refused.returncode == 2, refused.stderr
+        assert "put back the previous output" in refused.stderr
+    _assert_old_output_and_verified(site, out, plugin)
+    assert _run(site, plugin, dataset, out, "next", "--overwrite").returncode == 0
+    assert (out / plugin / "result.txt").read_text() == "next\n"
+
+
+def test_a_batch_worker_killed_after_promotion_keeps_the_sessions_earlier_output(
+    site, dataset, tmp_path
+):
+    """The batch records a lost worker's try (`WorkerLost`) and removed its staging
+    folder, with the session's previous output in it when the worker had died
+    while it promoted."""
+    plugin = _tagged(site)
+    _killer(site)
+    out = tmp_path / "out"
+    batch = ("run", plugin, "--dataset", str(dataset), "--out", str(out), "--sessions", "ses-*")
+    assert run_cli(site, *batch, "--set", "tag=old").returncode == 0
+    killed = subprocess.run(
+        [MDIVICOM, *batch, "--set", "tag=new", "--resume"],
+        capture_output=True,
+        text=True,
+        env=site.env(KILL_IN_PROVENANCE="1"),
+        timeout=90,
+        check=False,
+    )
+    assert killed.returncode == 1, killed.stderr
+    session = out / "ses-01"
+    assert _of_tag(session, "new")["error"]["type"] == "WorkerLost"
+    _assert_old_output_and_verified(site, session, plugin)
