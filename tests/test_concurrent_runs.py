@@ -143,3 +143,24 @@ def test_a_lock_file_another_users_umask_made_read_only_still_locks():
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     finally:
         subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+def test_runs_export_refuses_a_run_still_in_progress(site, dataset, tmp_path):
+    """`runs export OUT` (latest) during a run exported its `running` record: a crate
+    saying the run had failed, with an end time and no outputs, exit 0."""
+    site.plugin("live", run_source=WAITING)
+    out = tmp_path / "out"
+    trigger = tmp_path / "go"
+    crate = tmp_path / "crate"
+    proc = _start_waiting_run(site, "live", dataset, out, trigger)
+    try:
+        refused = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+    finally:
+        trigger.write_text("go")
+        proc.communicate(timeout=60)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    [error] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert error.endswith("is still in progress; export it once it has ended, or name another run")
+    assert not crate.exists()
+    exported = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+    assert exported.returncode == 0, exported.stderr

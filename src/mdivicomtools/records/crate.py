@@ -32,6 +32,7 @@ from mdivicomtools.records.store import (
     find_record,
     records_for,
     run_roots,
+    shown_status,
 )
 
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
@@ -125,7 +126,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
         raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
     own = roots[0].session is None
     if own and (run_id != "latest" or len(roots) == 1):
-        return [(None, out, find_record(out, run_id))]
+        return [(None, out, _ended(out, find_record(out, run_id)))]
     if run_id != "latest":
         raise UsageError(
             f"{str(out)!r} is a batch folder; export all sessions with 'latest', or one run "
@@ -133,7 +134,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
         )
     chosen: list[tuple[str | None, Path, RunRecord]] = []
     if own:
-        chosen.append((None, out, find_record(out, "latest")))
+        chosen.append((None, out, _ended(out, find_record(out, "latest"))))
     for root in roots[1:] if own else roots:
         done = [r for r in records_for(root.folder, "latest") if r.status == "succeeded"]
         if done:
@@ -141,6 +142,18 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
     if not chosen:
         raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
     return chosen
+
+
+def _ended(root: Path, record: RunRecord) -> RunRecord:
+    """`record`, once its run has ended: a run still in progress has no end time,
+    status or outputs yet, and a crate made of its `running` record said it had
+    failed."""
+    if shown_status(record, root) == "running":
+        raise UsageError(
+            f"run {record.run_id} ({record.plugin.ref}) under {str(root)!r} is still in "
+            "progress; export it once it has ended, or name another run"
+        )
+    return record
 
 
 #: the crate's `license` when none is given: RO-Crate requires one, and the data's
