@@ -56,6 +56,34 @@ main()
 """
 
 
+#: `mdivicom` killed by SIGKILL while it wrote the promotion marker: the file is there,
+#: empty (however it is written: in place or aside and renamed)
+KILLED_WRITING_THE_MARKER = """
+import os, pathlib, signal, sys
+import mdivicomtools.runner.staging as staging
+
+def dies(path, *args, **kwargs):
+    pathlib.Path(path).open("w").close()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_write_text = pathlib.Path.write_text
+def write_text(self, *args, **kwargs):
+    if self.name == ".promoting":
+        dies(self)
+    return real_write_text(self, *args, **kwargs)
+pathlib.Path.write_text = write_text
+real_write_atomic = getattr(staging, "write_atomic", None)
+def write_atomic(path, data):
+    if pathlib.Path(path).name == ".promoting":
+        dies(path)
+    return real_write_atomic(path, data)
+staging.write_atomic = write_atomic
+from mdivicomtools.cli import main
+sys.argv[0] = "mdivicom"
+main()
+"""
+
+
 def _tagged(site: PluginSite, plugin_id: str = "tagged") -> str:
     site.plugin(plugin_id, run_source=TAGGED)
     return plugin_id
@@ -194,3 +222,25 @@ def test_a_batch_worker_killed_after_promotion_keeps_the_sessions_earlier_output
     session = out / "ses-01"
     assert _of_tag(session, "new")["error"]["type"] == "WorkerLost"
     _assert_old_output_and_verified(site, session, plugin)
+
+
+def test_a_runner_killed_while_it_marks_its_promotion_is_cleaned(site, dataset, tmp_path):
+    """An empty marker (the runner died writing it) stopped `runs clean` for good
+    (`does not name a plugin output ('')`, exit 1): no rename had begun, so there
+    is nothing to undo."""
+    plugin = _tagged(site)
+    out = tmp_path / "out"
+    assert _run(site, plugin, dataset, out, "old").returncode == 0
+    args = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITING_THE_MARKER, *args, "--set", "tag=new", "--overwrite"],
+        capture_output=True,
+        text=True,
+        env=site.env(MDIVICOM_SUPERVISOR="0"),
+        timeout=90,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    cleaned = run_cli(site, "runs", "clean", str(out))
+    assert cleaned.returncode == 0, cleaned.stderr
+    _assert_old_output_and_verified(site, out, plugin)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from mdivicomtools.common.jsonio import write_atomic
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
@@ -139,7 +140,7 @@ def promote(staging: Path, target: Path) -> None:
     """
     root = staging.parent
     marker = root / PROMOTING
-    marker.write_text(target.name, encoding="utf-8")
+    write_atomic(marker, target.name.encode())  # whole or absent, however the runner dies
     previous = root / f".previous-{target.name}"
     had_previous = target.exists()
     try:
@@ -172,6 +173,9 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     try:
         plugin_id = marker.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
+        return None
+    if not plugin_id:  # never written whole: no rename had begun
+        marker.unlink()
         return None
     if not plugin_id or plugin_id != Path(plugin_id).name or plugin_id.startswith((".", "_")):
         raise OSError(f"{marker} does not name a plugin output ({plugin_id!r})")
