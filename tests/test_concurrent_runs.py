@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mdivicomtools.runner import debris
-from mdivicomtools.runner.staging import OutputLocked, plugin_lock
+from mdivicomtools.runner.staging import OutputLocked, create_staging, plugin_lock
 from pluginsite import MDIVICOM, PluginSite
 
 #: writes result.txt (its `tag`), then waits for the `wait_for` file when given
@@ -164,3 +164,23 @@ def test_runs_export_refuses_a_run_still_in_progress(site, dataset, tmp_path):
     assert not crate.exists()
     exported = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
     assert exported.returncode == 0, exported.stderr
+
+
+def test_a_run_that_ends_meanwhile_does_not_fail_the_next_ones_staging(tmp_path, monkeypatch):
+    """A run made `_staging/`, then a run of another plugin ended and removed it as
+    empty, and the first run's own folder in it failed: `FileNotFoundError: the
+    run could not continue` (about one run in a hundred, five plugins at once)."""
+    real_mkdir = os.mkdir
+    raced: list[str] = []
+
+    def mkdir(path, *args, **kwargs):
+        if Path(path).parent.name == "_staging" and not raced:
+            raced.append(str(path))
+            os.rmdir(Path(path).parent)  # the other run's discard_staging, just then
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    staging = create_staging(tmp_path, "20260101T000000Z_0000abcd", "p")
+    assert raced
+    assert staging == tmp_path / "_staging" / "20260101T000000Z_0000abcd" / "p"
+    assert staging.is_dir()

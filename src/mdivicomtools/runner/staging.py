@@ -96,12 +96,27 @@ def lock_if_free(run_out_dir: Path, plugin_id: str) -> Iterator[bool]:
         yield True
 
 
+#: how often `create_staging` makes `_staging/` again when a run that ended removed it
+STAGING_TRIES = 20
+
+
 def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     """`<out>/_staging/<run_id>/<id>/`; the run folder is private to the user (0700),
-    as it may hold the plugin's unredacted config."""
+    as it may hold the plugin's unredacted config.
+
+    `_staging/` is shared: a run of another plugin that ends (or `runs clean`)
+    removes it when it is empty, which it is between this run's making it and
+    making its own folder in it; that run then failed with FileNotFoundError.
+    """
     root = staging_root(run_out_dir, run_id)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    root.mkdir(mode=0o700)
+    for attempt in range(STAGING_TRIES):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(mode=0o700)
+            break
+        except FileNotFoundError:
+            if attempt == STAGING_TRIES - 1:
+                raise
     staging = root / plugin_id
     staging.mkdir()
     return staging
