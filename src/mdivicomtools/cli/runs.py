@@ -92,9 +92,11 @@ def clean_command(out: str) -> None:
 
     A run whose runner was killed (kill -9, a lost machine) leaves its
     `_staging/<run_id>/` and a record that says `running`; this removes the
-    staging and marks the record `abandoned`. Runs still in progress are left
-    alone. The next `mdivicom run` into OUT does the same. What cannot be
-    removed (another user's files, say) is named with why, and the exit is 1.
+    staging and marks the record `abandoned`. One killed while it replaced a
+    plugin's output (before its record said `succeeded`) has the previous
+    output put back. Runs still in progress are left alone. The next `mdivicom
+    run` into OUT does the same. What cannot be removed (another user's files,
+    say) is named with why, and the exit is 1.
     """
     from pathlib import Path
 
