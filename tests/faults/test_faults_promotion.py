@@ -244,3 +244,29 @@ def test_a_runner_killed_while_it_marks_its_promotion_is_cleaned(site, dataset, 
     cleaned = run_cli(site, "runs", "clean", str(out))
     assert cleaned.returncode == 0, cleaned.stderr
     _assert_old_output_and_verified(site, out, plugin)
+
+
+def test_a_previous_output_that_cannot_be_removed_is_named_after_the_record(
+    site, dataset, tmp_path
+):
+    """The previous output is removed only after the record is written: what cannot
+    be removed of it (an immutable file) is named on stderr then, and by `runs
+    clean` until it is writable, instead of silently left in `_staging/`."""
+    plugin = _tagged(site)
+    out = tmp_path / "out"
+    assert _run(site, plugin, dataset, out, "old").returncode == 0
+    stuck = out / plugin / "result.txt"
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        done = _run(site, plugin, dataset, out, "new", "--overwrite")
+    finally:
+        for left in out.glob(f"_staging/*/.previous-{plugin}/result.txt"):
+            subprocess.run(["chattr", "-i", str(left)], check=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / plugin / "result.txt").read_text() == "new\n"
+    [warning] = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert f".previous-{plugin}/result.txt: Operation not permitted" in warning
+    assert warning.endswith("`mdivicom runs clean` removes it once it is writable")
+    assert run_cli(site, "runs", "clean", str(out)).returncode == 0
+    assert not (out / "_staging").exists()

@@ -25,6 +25,7 @@ import msgspec
 
 from mdivicomtools.common import supervision
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.safefs import Removal
 from mdivicomtools.common.secrets import scrub_all
 from mdivicomtools.common.signals import (
     Terminated,
@@ -309,12 +310,7 @@ class Run:
         removal = discard_staging(request.run_out_dir, request.run_id, keep_promotion=True)
         if not removal.removed:
             # said in the record, not only by the next run that finds the debris
-            outcome.warnings.append(
-                f"could not remove all of the staging folder {removal.path}: "
-                + "; ".join(removal.left[:3])
-                + (f" and {len(removal.left) - 3} more" if len(removal.left) > 3 else "")
-                + "; `mdivicom runs clean` removes it once it is writable"
-            )
+            outcome.warnings.append(_not_removed(removal))
             self.say(f"warning: {outcome.warnings[-1]}")
         captured = self._hooks_until_interrupted(
             pending,
@@ -366,7 +362,9 @@ class Run:
                     "free space and see `mdivicom runs list`"
                 ) from None
         # committed: the previous output (and the rest of the staging) can go now
-        discard_staging(request.run_out_dir, request.run_id)
+        removal = discard_staging(request.run_out_dir, request.run_id)
+        if not removal.removed:  # too late for the record: said here, and by `runs clean`
+            self.say(f"warning: {_not_removed(removal)}")
         self.say(f"record: {request.record_path}")
         return record
 
@@ -482,6 +480,15 @@ def _without_secrets(record: RunRecord, config: object) -> RunRecord:
         warnings=scrub_all(record.warnings, config),
         result=scrub_all(record.result, config),
         hook_errors=hook_errors,
+    )
+
+
+def _not_removed(removal: Removal) -> str:
+    return (
+        f"could not remove all of the staging folder {removal.path}: "
+        + "; ".join(removal.left[:3])
+        + (f" and {len(removal.left) - 3} more" if len(removal.left) > 3 else "")
+        + "; `mdivicom runs clean` removes it once it is writable"
     )
 
 
