@@ -14,8 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from mdivicomtools import run_plugin
+from mdivicomtools.records.store import run_roots
 from mdivicomtools.runner import debris
-from mdivicomtools.runner.staging import OutputLocked, create_staging, plugin_lock
+from mdivicomtools.runner.staging import (
+    OutputLocked,
+    create_staging,
+    discard_staging,
+    plugin_lock,
+)
 from pluginsite import MDIVICOM, PluginSite
 
 #: writes result.txt (its `tag`), then waits for the `wait_for` file when given
@@ -184,3 +191,56 @@ def test_a_run_that_ends_meanwhile_does_not_fail_the_next_ones_staging(tmp_path,
     assert raced
     assert staging == tmp_path / "_staging" / "20260101T000000Z_0000abcd" / "p"
     assert staging.is_dir()
+
+
+def _as_another_user(check) -> int:
+    """`check()`'s return value as the exit status of a forked child that runs it as
+    another user (nobody) when this is root, whose permissions root would ignore."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - reported through the exit status
+        code = 99
+        try:
+            if os.getuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            code = check()
+        except BaseException:
+            code = 98
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+
+
+def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dataset):
+    """A colleague with umask 077 leaves an output folder and a `_staging/` nobody else
+    may enter; `runs list`, `verify` and `runs clean` asked each folder whether it
+    held `_runs/` and stopped with `internal error (PermissionError ...)`, and a run
+    of another plugin stopped the same way cleaning up before it started."""
+    site.plugin("mine", run_source=WAITING)
+    site.plugin("theirs", run_source=WAITING)
+    shared = Path(tempfile.mkdtemp(prefix="mdivicom-shared-"))
+    try:
+        shared.chmod(0o777)
+        assert run_plugin("mine", dataset=dataset, out=shared).status == "succeeded"
+        assert run_plugin("theirs", dataset=dataset, out=shared).status == "succeeded"
+        (shared / "_staging" / "20260101T000000Z_0000abcd").mkdir(parents=True)
+        for private in (shared / "theirs", shared / "_staging"):
+            private.chmod(0o700 if os.getuid() == 0 else 0o000)
+
+        def check() -> int:
+            if [root.session for root in run_roots(shared)] != [None]:
+                return 2
+            [cleaned] = debris.remove_dead_runs(shared, every_record=True)
+            if cleaned.done or not str(cleaned).startswith(
+                f"could not look into {shared / '_staging'} for what dead runs left"
+            ):
+                return 3
+            # a run that could not make its own staging folder in there ends recorded
+            removal = discard_staging(shared, "20260101T000000Z_0000ffff", keep_promotion=True)
+            return 4 if removal.removed else 0
+
+        assert _as_another_user(check) == 0
+    finally:
+        for private in (shared / "theirs", shared / "_staging"):
+            private.chmod(0o700)
+        subprocess.run(["rm", "-rf", str(shared)], check=False)

@@ -344,11 +344,22 @@ class RunRow(msgspec.Struct, kw_only=True, frozen=True):
     error: str | None
 
 
+def _holds_runs(folder: Path) -> bool:
+    """Whether `folder` is a run root (has `_runs/`); False for one this user may not
+    enter, such as another user's output made private by a umask of 077 in a
+    shared --out: asking it made `runs list`, `verify` and `runs clean` stop
+    with an internal error over a folder that is none of their business."""
+    try:
+        return folder.is_dir() and (folder / RUNS_DIR).is_dir()
+    except OSError:
+        return False
+
+
 def session_folders(out: Path) -> list[Path]:
     """Sub-folders of a batch's --out that are run roots of their own (have _runs/)."""
     if not out.is_dir():
         return []
-    return sorted(p for p in out.iterdir() if p.is_dir() and (p / RUNS_DIR).is_dir())
+    return sorted(p for p in out.iterdir() if _holds_runs(p))
 
 
 class RunRoot(msgspec.Struct, kw_only=True, frozen=True):

@@ -83,6 +83,13 @@ def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
     )
 
 
+def _not_judged(what: str, exc: OSError) -> Cleaned:
+    return Cleaned(
+        f"could not {what} ({exc.strerror or exc}); run `mdivicom runs clean` as its owner",
+        done=False,
+    )
+
+
 def _plugins_in(folder: Path) -> list[str]:
     """The plugins whose run left `folder` (a staging folder without a readable record):
     its plugin output folder, or the one its promotion marker names."""
@@ -138,10 +145,18 @@ def remove_dead_runs(
     """
     done: list[Cleaned] = []
     staging = run_out_dir / STAGING_DIR
-    folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+    try:
+        folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+    except OSError as exc:  # another user's, private: what is in it cannot be judged here
+        folders = []
+        done.append(_not_judged(f"look into {staging} for what dead runs left", exc))
     for folder in folders:
         with ExitStack() as held:
-            record, dead = _staging_of_dead_run(run_out_dir, folder, held, holding)
+            try:
+                record, dead = _staging_of_dead_run(run_out_dir, folder, held, holding)
+            except OSError as exc:  # no readable record, and a folder this user cannot list
+                done.append(_not_judged(f"tell whether the run that left {folder} is dead", exc))
+                continue
             if not dead or not folder.is_dir():
                 continue  # live, or another cleaner was first
             if record is None:

@@ -564,7 +564,7 @@ def execute_prepared(
     with plugin_lock(request.run_out_dir, request.plugin.id):
         # first: a dead run's unfinished promotion may put the previous output back
         for removed in remove_dead_runs(request.run_out_dir, holding=request.plugin.id):
-            say(f"cleaned: {removed}")
+            say(f"cleaned: {removed}" if removed.done else f"warning: {removed}")
         # the output may have appeared since validation; decide again under the lock
         problems = existing_output_problems(request)
         if problems:

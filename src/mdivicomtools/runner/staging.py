@@ -122,6 +122,15 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     return staging
 
 
+def _promoting(root: Path) -> bool:
+    """Whether the run whose staging folder is `root` has a promotion to commit (False
+    when even that cannot be told: a `_staging/` another user made private)."""
+    try:
+        return (root / PROMOTING).exists()
+    except OSError:
+        return False
+
+
 def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = False) -> Removal:
     """Remove `_staging/<run_id>/`, also where the plugin made folders read-only.
 
@@ -131,7 +140,7 @@ def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = Fa
     debris the next run or `runs clean` tries again.
     """
     root = staging_root(run_out_dir, run_id)
-    if keep_promotion and (root / PROMOTING).exists():
+    if keep_promotion and _promoting(root):
         left: list[str] = []
         for entry in root.iterdir():
             if entry.name != PROMOTING and not entry.name.startswith(".previous-"):
