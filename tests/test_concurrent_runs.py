@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mdivicomtools import run_plugin
-from mdivicomtools.records.store import run_roots
+from mdivicomtools.records.store import load_records, run_roots
 from mdivicomtools.runner import debris
 from mdivicomtools.runner.staging import (
     OutputLocked,
@@ -214,8 +214,9 @@ def _as_another_user(check) -> int:
 def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dataset):
     """A colleague with umask 077 leaves an output folder and a `_staging/` nobody else
     may enter; `runs list`, `verify` and `runs clean` asked each folder whether it
-    held `_runs/` and stopped with `internal error (PermissionError ...)`, and a run
-    of another plugin stopped the same way cleaning up before it started."""
+    held `_runs/` and stopped with `internal error (PermissionError ...)`, a run
+    of another plugin stopped the same way cleaning up before it started, and
+    `--resume` over private session folders too."""
     site.plugin("mine", run_source=WAITING)
     site.plugin("theirs", run_source=WAITING)
     shared = Path(tempfile.mkdtemp(prefix="mdivicom-shared-"))
@@ -230,6 +231,12 @@ def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dat
         def check() -> int:
             if [root.session for root in run_roots(shared)] != [None]:
                 return 2
+            # `--resume` reads each session's records: a private one has none to read
+            records, problems = load_records(shared / "theirs")
+            if records or problems != [
+                f"{shared / 'theirs' / '_runs'}: cannot be read (Permission denied)"
+            ]:
+                return 5
             [cleaned] = debris.remove_dead_runs(shared, every_record=True)
             if cleaned.done or not str(cleaned).startswith(
                 f"could not look into {shared / '_staging'} for what dead runs left"

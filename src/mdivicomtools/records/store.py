@@ -197,18 +197,32 @@ def read_record(path: Path) -> RunRecord:
     return decode_layout(path.read_bytes(), RunRecord, RUN_SCHEMA)
 
 
-def record_paths(run_out_dir: Path) -> list[Path]:
+def _record_paths(run_out_dir: Path) -> list[Path]:
     runs = runs_dir(run_out_dir)
     if not runs.is_dir():
         return []
     return sorted(p for p in runs.glob("*.json") if not p.name.startswith("."))
 
 
+def record_paths(run_out_dir: Path) -> list[Path]:
+    """The record files under `run_out_dir`; none in a folder this user may not enter."""
+    try:
+        return _record_paths(run_out_dir)
+    except OSError:
+        return []
+
+
 def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
-    """Every readable record, oldest first, and why each other record file cannot be read."""
+    """Every readable record, oldest first, and why each other record file cannot be
+    read (or `_runs/` itself, when another user made it private)."""
     records: list[RunRecord] = []
     unreadable: dict[Path, str] = {}
-    for path in record_paths(run_out_dir):
+    try:
+        paths = _record_paths(run_out_dir)
+    except OSError as exc:
+        paths = []
+        unreadable[runs_dir(run_out_dir)] = f"cannot be read ({exc.strerror or exc})"
+    for path in paths:
         try:
             records.append(read_record(path))
         except (OSError, msgspec.DecodeError) as exc:
@@ -218,10 +232,14 @@ def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
 
 
 def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
-    """Every readable record, oldest first, and a warning per unreadable file."""
+    """Every readable record, oldest first, and a warning per unreadable file (or
+    for `_runs/` itself, when another user made it private)."""
     records, unreadable = _read_all(run_out_dir)
     return records, [
-        f"{path}: not a readable run record ({why})" for path, why in unreadable.items()
+        f"{path}: {why}"
+        if path == runs_dir(run_out_dir)
+        else f"{path}: not a readable run record ({why})"
+        for path, why in unreadable.items()
     ]
 
 
