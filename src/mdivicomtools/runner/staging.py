@@ -201,7 +201,7 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     if not plugin_id:  # never written whole: no rename had begun
         marker.unlink()
         return None
-    if not plugin_id or plugin_id != Path(plugin_id).name or plugin_id.startswith((".", "_")):
+    if plugin_id != Path(plugin_id).name or plugin_id.startswith((".", "_")):
         raise OSError(f"{marker} does not name a plugin output ({plugin_id!r})")
     target = run_out_dir / plugin_id
     staged = root / plugin_id
