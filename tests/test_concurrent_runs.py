@@ -177,16 +177,17 @@ def test_a_run_that_ends_meanwhile_does_not_fail_the_next_ones_staging(tmp_path,
     """A run made `_staging/`, then a run of another plugin ended and removed it as
     empty, and the first run's own folder in it failed: `FileNotFoundError: the
     run could not continue` (about one run in a hundred, five plugins at once)."""
-    real_mkdir = os.mkdir
+    real_mkdir = Path.mkdir
     raced: list[str] = []
 
-    def mkdir(path, *args, **kwargs):
-        if Path(path).parent.name == "_staging" and not raced:
-            raced.append(str(path))
-            os.rmdir(Path(path).parent)  # the other run's discard_staging, just then
-        return real_mkdir(path, *args, **kwargs)
+    # Path.mkdir, not os.mkdir: Python 3.10's pathlib holds its own reference to os.mkdir
+    def mkdir(self, *args, **kwargs):
+        if self.parent.name == "_staging" and not raced:
+            raced.append(str(self))
+            os.rmdir(self.parent)  # the other run's discard_staging, just then
+        return real_mkdir(self, *args, **kwargs)
 
-    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
     staging = create_staging(tmp_path, "20260101T000000Z_0000abcd", "p")
     assert raced
     assert staging == tmp_path / "_staging" / "20260101T000000Z_0000abcd" / "p"
