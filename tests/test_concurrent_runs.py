@@ -23,7 +23,7 @@ from mdivicomtools.runner.staging import (
     discard_staging,
     plugin_lock,
 )
-from pluginsite import MDIVICOM, PluginSite
+from pluginsite import MDIVICOM, PluginSite, cli_without_dac
 
 #: writes result.txt (its `tag`), then waits for the `wait_for` file when given
 WAITING = """
@@ -252,3 +252,34 @@ def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dat
         for private in (shared / "theirs", shared / "_staging"):
             private.chmod(0o700)
         subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+def test_a_private_staging_folder_of_another_user_refuses_the_run_before_it_starts(
+    site, dataset, tmp_path
+):
+    """A colleague's umask 077 made `_staging/` theirs alone: the run was started and
+    failed making its folder there (`PermissionError`, exit 1), leaving a failed
+    record on every try. It is an --out this user cannot write into: exit 74, and
+    nothing is recorded."""
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "shared"
+    out.mkdir()
+    out.chmod(0o777)
+    staging = out / "_staging"
+    staging.mkdir(mode=0o700)
+    (staging / "20260101T000000Z_0000abcd").mkdir()  # their run (empty, anyone may rmdir it)
+    os.chown(staging, 65534, 65534)  # nobody's
+    try:
+        done = cli_without_dac(
+            "run", "mine", "--dataset", str(dataset), "--out", str(out), env=site.env()
+        )
+    finally:
+        os.chown(staging, os.getuid(), os.getgid())
+    assert done.returncode == 74, done.stdout + done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert error == (
+        f"Error: the run was not started: cannot write into '{staging}', which another user "
+        "made private; ask its owner to make it group-writable (chmod g+rwx), or to remove "
+        "it when empty (everyone sharing --out needs umask 002)"
+    )
+    assert list((out / "_runs").glob("*.json")) == []

@@ -66,6 +66,7 @@ from mdivicomtools.runner.debris import remove_dead_runs
 from mdivicomtools.runner.fingerprint import Fingerprint, compare, fingerprint
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.staging import (
+    check_staging_writable,
     create_staging,
     discard_staging,
     plugin_lock,
@@ -569,6 +570,7 @@ def execute_prepared(
         problems = existing_output_problems(request)
         if problems:
             raise ValidationFailed(problems)
+        check_staging_writable(request.run_out_dir)
         run = Run(
             request,
             prepared.backend,

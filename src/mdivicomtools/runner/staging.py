@@ -96,6 +96,27 @@ def lock_if_free(run_out_dir: Path, plugin_id: str) -> Iterator[bool]:
         yield True
 
 
+def check_staging_writable(run_out_dir: Path) -> None:
+    """Raise RecordNotWritten (exit 74) when this user cannot make a run's folder in
+    `<out>/_staging/`, before the run's record exists.
+
+    In a shared --out, a colleague's umask 077 leaves `_staging/` private to
+    them: the run was started, then failed making its folder there, leaving a
+    failed record on every try. It is an --out this user cannot write into.
+    """
+    staging = run_out_dir / STAGING_DIR
+    try:
+        usable = not staging.exists() or os.access(staging, os.W_OK | os.X_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        raise RecordNotWritten(
+            f"the run was not started: cannot write into {str(staging)!r}, which another "
+            "user made private; ask its owner to make it group-writable (chmod g+rwx), "
+            "or to remove it when empty (everyone sharing --out needs umask 002)"
+        )
+
+
 #: how often `create_staging` makes `_staging/` again when a run that ended removed it
 STAGING_TRIES = 20
 
