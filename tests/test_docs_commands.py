@@ -234,3 +234,40 @@ def test_cli_md_names_every_user_config_key_and_config_show_setting():
     sample = text.split("$ MDIVICOM_BACKEND=podman mdivicom config show\n", 1)[1]
     rows = [line.split()[0] for line in sample.split("```", 1)[0].splitlines()[1:]]
     assert rows == [setting.name for setting in effective_settings()]
+
+
+def _console_block(page: str, command: str) -> list[str]:
+    """The output lines docs/<page> shows under `$ <command>` in a console block."""
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    after = text.split(f"$ {command}\n", 1)[1]
+    return after.split("```", 1)[0].splitlines()
+
+
+def test_the_dataset_check_example_is_what_the_check_prints(tmp_path, monkeypatch):
+    # the page showed the error before the warning, an order the check never prints
+    from click.testing import CliRunner
+
+    study = tmp_path / "study"
+    (study / "dataset_manifest.yaml").parent.mkdir()
+    (study / "dataset_manifest.yaml").write_text("name: study\nversion: 1.0.0\ndescription: x\n")
+    streams = {
+        "ses-01": ["video/str-cam1", "video/str-cam2"],
+        "ses-02": ["video/str-cam1", "audio/str-mic1", "audio/str-cam3"],
+    }
+    for session, names in streams.items():
+        folder = study / "sessions" / session
+        folder.mkdir(parents=True)
+        (folder / f"{session}_session.yaml").write_text(f"id: {session}\n")
+        for name in names:
+            (folder / "raw" / name).mkdir(parents=True)
+            if not name.endswith("str-cam3"):  # the stream the example's warning names
+                stream = name.split("/")[1]
+                (folder / "raw" / name / f"{stream}_stream.yaml").write_text("timebase: x\n")
+    events = study / "sessions" / "ses-02" / "derived" / "annotations" / "events.tsv"
+    events.parent.mkdir(parents=True)
+    rows = [f"{i}\t1.0\tspeech\thi" for i in range(12)] + ["12\tlong\tspeech\thi"]
+    events.write_text("\n".join(["onset\tduration\ttier\tlabel", *rows]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(cli, ["dataset", "check", "study"])
+    assert done.exit_code == 1, done.output
+    assert done.output.splitlines() == _console_block("datasets.md", "mdivicom dataset check study")
