@@ -85,3 +85,28 @@ def test_the_command_rewrites_a_stale_page_and_check_reports_it(tmp_path):
     assert stale.read_text(encoding="utf-8") == (FOLDER / "run-record.md").read_text(
         encoding="utf-8"
     )
+
+
+def _key_paths(value: object, at: str = "$") -> set[str]:
+    """Every object key in a JSON value, as a path (list items share their list's path)."""
+    if isinstance(value, dict):
+        paths = set()
+        for key, item in value.items():
+            paths |= {f"{at}.{key}"} | _key_paths(item, f"{at}.{key}")
+        return paths
+    if isinstance(value, list):
+        return set().union(*(_key_paths(item, f"{at}[]") for item in value))
+    return set()
+
+
+def test_the_example_record_is_a_whole_current_record():
+    """run-record.md's example must read as a RunRecord and show every field a record
+    of this release has (it had kept an older release's shape, without `runner`,
+    `dataset`, `container.applied`, ...)."""
+    text = (FOLDER / "run-record.md").read_text(encoding="utf-8")
+    example = text.split("## An example", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+    shown = msgspec.json.decode(example)
+    record = msgspec.json.decode(example, type=RunRecord)
+    written = msgspec.to_builtins(record)
+    assert sorted(_key_paths(written) - _key_paths(shown)) == []
+    assert sorted(_key_paths(shown) - _key_paths(written)) == []
