@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from mdivicomtools import reference
-from mdivicomtools.model.contract import ContainerSpec
+from mdivicomtools.model.contract import ContainerSpec, parse_plugin
 from mdivicomtools.model.run import EXIT_CODES, RunRecord
 
 FOLDER = Path(__file__).parents[1] / "docs" / "reference"
@@ -110,3 +110,30 @@ def test_the_example_record_is_a_whole_current_record():
     written = msgspec.to_builtins(record)
     assert sorted(_key_paths(written) - _key_paths(shown)) == []
     assert sorted(_key_paths(shown) - _key_paths(written)) == []
+
+
+def _manifest_blocks() -> list[tuple[str, str]]:
+    """Every ```json block of the plugin pages that is a whole plugin (has a `meta`)."""
+    docs = FOLDER.parent
+    blocks = []
+    for page in ("container-plugins.md", "plugin-authors.md", "reference/container-manifest.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        for block in text.split("```json\n")[1:]:
+            body = block.split("\n```", 1)[0]
+            if body.lstrip().startswith('{"meta"') or body.startswith('{\n  "meta"'):
+                blocks.append((page, body))
+    return blocks
+
+
+def test_the_pages_have_whole_manifests():
+    assert {page for page, _ in _manifest_blocks()} == {
+        "container-plugins.md",
+        "plugin-authors.md",
+        "reference/container-manifest.md",
+    }
+
+
+@pytest.mark.parametrize(("page", "body"), _manifest_blocks(), ids=lambda v: str(v)[:40])
+def test_a_documented_manifest_is_a_valid_plugin_without_notes(page, body):
+    spec = parse_plugin(msgspec.json.decode(body))
+    assert spec.notes == [], f"{page}: {spec.notes}"
