@@ -258,7 +258,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "(`container.mounts.<name>` below); the user gives the host path with "
         "`--mount NAME=PATH`.",
         "stop_grace_s": "Seconds the tool gets between SIGTERM and SIGKILL when it is stopped "
-        "(timeout, Ctrl-C); null: 5, or `--stop-grace`.",
+        "(timeout, Ctrl-C); null: 5. `stop_grace_s` under `[container]` in the user config, "
+        "then `--stop-grace`, override it.",
         "capabilities": 'Linux capabilities given back after all are dropped, e.g. `["SYS_NICE"]`; '
         "shown in the plan and recorded. `ALL` and those that would undo the read-only "
         "mounts or reach the host (`SYS_ADMIN`, `DAC_READ_SEARCH`, `SYS_MODULE`, ...; see "
