@@ -304,7 +304,8 @@ class Run:
                 outcome.outputs = []
         self.say(f"finalise: {outcome.status}, {len(outcome.outputs)} output file(s)")
         for warning in outcome.warnings:
-            self.say(f"warning: {warning}")
+            if warning not in self.notes:  # said before the run started
+                self.say(f"warning: {warning}")
         # the default work folder lives in staging and goes with it; a --work folder stays.
         # The previous output stays too, until the record says `succeeded`: a runner
         # killed before that has its promotion rolled back (runner.staging.roll_back)
