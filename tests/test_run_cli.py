@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -481,3 +482,34 @@ def test_an_echo_to_stdout_does_not_wait_on_the_captured_descriptor(site, datase
     assert lines[-1] == "STATUS succeeded"
     assert sum(line.startswith("line ") for line in lines) == 4000
     assert lines.count("raw") == 8
+
+
+def test_a_runner_killed_while_its_plugin_ran_isolated_is_not_told_to_isolate(
+    site, dataset, tmp_path
+):
+    """The supervisor advised `run with --isolate to contain it` for a runner killed
+    outright, also when the plugin ran isolated already: the runner itself was hit."""
+    started = tmp_path / "started"
+    site.plugin("sleepy", run_source=slow_plugin(started))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "sleepy", "--dataset", str(dataset), "--out", str(out), "--isolate"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=site.env(),
+    )
+    try:
+        wait_for(started)
+        # the supervisor's child is the runner; the isolated plugin runs below it
+        [runner] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(int(runner), signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr
+    (record,) = records(out)
+    assert record["error"]["message"] == (
+        "the runner died from SIGKILL (the kernel's OOM killer, or kill -9) while the plugin "
+        "ran isolated"
+    )
+    assert "--isolate" not in stderr.strip().splitlines()[-1]

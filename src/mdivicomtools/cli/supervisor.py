@@ -100,7 +100,7 @@ def supervise(args: Sequence[str]) -> None:
         return
     os.close(write_fd)
     os.close(wake_write)
-    _exit(_wait(child, read_fd, wake_read, waited, _is_batch(args)))
+    _exit(_wait(child, read_fd, wake_read, waited, _is_batch(args), _is_isolated(args)))
 
 
 def _exit(code: int) -> NoReturn:
@@ -167,8 +167,19 @@ def _is_batch(args: Sequence[str]) -> bool:
     return any(arg == "--sessions" or arg.startswith("--sessions=") for arg in args)
 
 
+def _is_isolated(args: Sequence[str]) -> bool:
+    """`run --isolate`: the plugin ran in a child of its own, so what killed the runner
+    was not the plugin's code (advising --isolate would be advice already taken)."""
+    return "--isolate" in args
+
+
 def _wait(
-    child: int, read_fd: int, wake_fd: int, waited: set[signal.Signals], batch: bool = False
+    child: int,
+    read_fd: int,
+    wake_fd: int,
+    waited: set[signal.Signals],
+    batch: bool = False,
+    isolated: bool = False,
 ) -> int:
     import fcntl
     import time
@@ -200,7 +211,7 @@ def _wait(
     received += _read_all(read_fd)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
-    return _child_died(os.WTERMSIG(status), bytes(received), batch)
+    return _child_died(os.WTERMSIG(status), bytes(received), batch, isolated)
 
 
 def _open_runs(received: bytes) -> list[tuple[str, str]]:
@@ -220,7 +231,7 @@ def _open_runs(received: bytes) -> list[tuple[str, str]]:
     return list(started.items())
 
 
-def _child_died(signum: int, received: bytes, batch: bool = False) -> int:
+def _child_died(signum: int, received: bytes, batch: bool = False, isolated: bool = False) -> int:
     try:
         name = signal.Signals(signum).name
     except ValueError:
@@ -243,6 +254,8 @@ def _child_died(signum: int, received: bytes, batch: bool = False) -> int:
         else:
             cause = "a signal it does not handle"
         message = f"the runner died from {name} ({cause}); run with --isolate to contain it"
+        if isolated:  # the plugin had a process of its own: the runner itself was hit
+            message = f"the runner died from {name} ({cause}) while the plugin ran isolated"
         if batch:
             # sessions run in worker processes already: --isolate would not help
             message = (
