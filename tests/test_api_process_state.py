@@ -95,3 +95,23 @@ def test_an_in_process_plugin_may_fork_workers(site, dataset, tmp_path):
     assert os.getpid() == pid
     assert record.status == "succeeded", record.error
     assert record.result == {"squares": [0, 1, 4, 9], "exitcode": 0}
+
+
+def test_a_plugin_that_changes_folder_leaves_the_caller_where_it_was(site, dataset, tmp_path):
+    """An in-process plugin's os.chdir carried over: the caller's next relative path
+    resolved in the plugin's folder."""
+    site.plugin(
+        "mover",
+        run_source=(
+            "import os\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    os.chdir(out_dir)\n"
+            "    open('made-here.txt', 'w').close()\n"
+            "    return {}\n"
+        ),
+    )
+    before = os.getcwd()
+    record = run_plugin("mover", dataset=str(dataset), out=str(tmp_path / "out"))
+    assert record.status == "succeeded", record.error
+    assert os.getcwd() == before
+    assert (tmp_path / "out" / "mover" / "made-here.txt").is_file()

@@ -240,12 +240,16 @@ _calls_lock = threading.Lock()
 #: what the plugin variables were before the first call, put back after the last
 _env_before: dict[str, str | None] = {}
 _real_exit: list[Any] = []
+#: the working folder before the first call, put back after the last
+_cwd_before: list[str] = []
 
 
 @contextlib.contextmanager
 def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
     """Set what the process shares with an in-process plugin for the call: its
-    environment variables, and os._exit raising HardExit.
+    environment variables, and os._exit raising HardExit; and put back the
+    working folder a plugin's os.chdir changed (an API caller's next relative
+    path would resolve in the plugin's folder).
 
     os._exit skips every handler, so without this the runner would vanish with
     the plugin's status and no record. A crash in native code cannot be caught
@@ -264,6 +268,8 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
         if not _calls:
             _real_exit[:] = [os._exit]
             os._exit = _refusing_exit(os._exit, os.getpid())  # type: ignore[assignment]
+            with contextlib.suppress(OSError):  # a working folder removed meanwhile
+                _cwd_before[:] = [os.getcwd()]
         for name in variables:
             _env_before.setdefault(name, os.environ.get(name))
         _calls[token] = variables
@@ -283,6 +289,9 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
                         os.environ[name] = value
                 _env_before.clear()
                 os._exit = _real_exit.pop()
+                if _cwd_before:
+                    with contextlib.suppress(OSError):
+                        os.chdir(_cwd_before.pop())
 
 
 def _refusing_exit(real: Any, pid: int) -> Any:
