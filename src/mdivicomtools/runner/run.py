@@ -40,7 +40,7 @@ from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend, outcome_problems
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import HookManager, HookResults
-from mdivicomtools.model.layout import staging_root
+from mdivicomtools.model.layout import runs_dir, staging_root
 from mdivicomtools.model.run import (
     BackendInfo,
     ContainerInfo,
@@ -83,7 +83,11 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run; its record was written first."""
 
     def __init__(self, record: RunRecord) -> None:
-        super().__init__(record.run_id)
+        # what a notebook's traceback shows: which run, and that it was recorded
+        super().__init__(
+            f"run {record.run_id} of {record.plugin.ref} was interrupted (Ctrl-C or SIGTERM); "
+            f"its record is {runs_dir(Path(record.run_out_dir)) / (record.run_id + '.json')}"
+        )
         self.record = record
 
 
