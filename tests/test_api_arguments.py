@@ -62,3 +62,18 @@ def test_config_may_be_a_path_to_a_config_file(site, dataset, tmp_path):
     assert record.status == "succeeded" and record.result == {"max_lag_s": 5}
     with pytest.raises(TypeError, match=r"RunOptions\.config must be a dict"):
         RunOptions(dataset=str(dataset), out=str(tmp_path / "out"), config=[("a", 1)])  # type: ignore[arg-type]
+
+
+def test_a_numpy_timeout_is_taken_as_seconds(site, dataset, tmp_path):
+    """A notebook's `timeout=np.float64(5)` failed with msgspec's `Encoding objects of
+    type numpy.float64 is unsupported` once the record was written."""
+    import numpy as np
+
+    site.plugin("hello")
+    for timeout in (np.float64(30), np.int64(30)):
+        options = RunOptions(dataset=str(dataset), out=str(tmp_path / "o"), timeout=timeout)
+        assert type(options.timeout) is float and options.timeout == 30.0
+    record = run_plugin(
+        "hello", dataset=str(dataset), out=str(tmp_path / "out"), timeout=np.float64(30)
+    )
+    assert record.status == "succeeded" and record.timeout_s == 30.0

@@ -8,6 +8,7 @@ spelled out in one place and cannot be forgotten on the way to a worker.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,10 +89,13 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 "RunOptions.config must be a dict, the --config text or a path to a "
                 f".json/.toml file, got {self.config!r}"
             )
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
-        ):
-            raise TypeError(f"RunOptions.timeout must be a number of seconds, got {self.timeout!r}")
+        if self.timeout is not None:
+            if isinstance(self.timeout, bool) or not isinstance(self.timeout, numbers.Real):
+                raise TypeError(
+                    f"RunOptions.timeout must be a number of seconds, got {self.timeout!r}"
+                )
+            # a plain float: numpy's float64 and int64 are numbers the records cannot encode
+            msgspec.structs.force_setattr(self, "timeout", float(self.timeout))
 
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:
