@@ -70,6 +70,23 @@ def test_malformed_yaml_json_and_tsv_are_findings_with_lines(tmp_path):
     assert report.findings[3].message == "has 3 column(s) where the header has 2"
 
 
+def test_a_key_given_twice_in_yaml_is_an_error_at_its_second_line(tmp_path):
+    """PyYAML keeps the last of two equal keys without a word: a stream sidecar saying
+    `rate_hz: 48000` and later `rate_hz: 44100` passed with the second."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    sidecar = root / "sessions" / "ses-01" / "raw" / "audio" / "str-cam1" / "str-cam1_stream.yaml"
+    sidecar.write_text("modality: audio\ntimebase:\n  rate_hz: 48000\n  rate_hz: 44100\n")
+    report = check_dataset(root)
+    assert findings(report) == [
+        (
+            "error",
+            "sessions/ses-01/raw/audio/str-cam1/str-cam1_stream.yaml",
+            4,
+            "not valid YAML: key 'rate_hz' is given twice (first at line 3)",
+        )
+    ]
+
+
 def test_events_pivot_columns_and_values(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"

@@ -215,7 +215,7 @@ class _Checker:
         if text is None:
             return None
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_unique_keys_loader())  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -523,6 +523,39 @@ class _NotJson(ValueError):
 
 def _not_json(constant: str) -> Any:
     raise _NotJson(constant)
+
+
+_UNIQUE_KEYS_LOADER: list[Any] = []
+
+
+def _unique_keys_loader() -> Any:
+    """A yaml SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so a sidecar that
+    says `rate_hz: 48000` and, further down, `rate_hz: 44100` passed the check
+    with the second. Built on first use: yaml is imported only for datasets
+    that have YAML to read.
+    """
+    if _UNIQUE_KEYS_LOADER:
+        return _UNIQUE_KEYS_LOADER[0]
+    import yaml
+
+    class UniqueKeysLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"key {key!r} is given twice (first at line {seen[key]})",
+                        problem_mark=key_node.start_mark,
+                    )
+                if isinstance(key, (str, int, float, bool)):
+                    seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    _UNIQUE_KEYS_LOADER.append(UniqueKeysLoader)
+    return UniqueKeysLoader
 
 
 def _header_hint(header: list[str], missing: list[str]) -> str:
