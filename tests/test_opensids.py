@@ -87,6 +87,21 @@ def test_a_key_given_twice_in_yaml_is_an_error_at_its_second_line(tmp_path):
     ]
 
 
+def test_a_devices_own_events_tsv_under_raw_is_not_taken_for_the_pivot(tmp_path):
+    """The annotations pivot is derived data; an eye tracker's export under raw/ may
+    hold an events.tsv of its own columns, which was reported as a pivot without
+    onset/duration/tier/label."""
+    root = make_dataset(tmp_path / "ds", sessions=1)
+    device = root / "sessions" / "ses-01" / "raw" / "audio" / "str-cam1"
+    (device / "events.tsv").write_text("timestamp [ns]\tname\n1\trecording.begin\n")
+    misplaced = root / "sessions" / "ses-01" / "notes"
+    misplaced.mkdir()
+    (misplaced / "events.tsv").write_text("onset\tduration\ttier\tlabel\nx\t1\tt\tl\n")
+    assert [(f.path, f.line) for f in check_dataset(root).findings] == [
+        ("sessions/ses-01/notes/events.tsv", 2)
+    ]
+
+
 def test_events_pivot_columns_and_values(tmp_path):
     root = make_dataset(tmp_path / "ds", sessions=1)
     events = root / "sessions" / "ses-01" / "derived" / "annotations" / "events.tsv"

@@ -155,10 +155,13 @@ class _Checker:
     def folders(self, folder: Path) -> list[Path]:
         return [p for p in self.entries(folder) if self.kind(p) == "folder"]
 
-    def walk(self, folder: Path, name: str) -> Iterator[Path]:
-        """Every file called `name` under `folder`, links not followed (a link loop
-        must not hang the check); folders that cannot be listed become findings."""
+    def walk(self, folder: Path, name: str, skip: frozenset[str] = frozenset()) -> Iterator[Path]:
+        """Every file called `name` under `folder` but in its sub-folders named in
+        `skip`, links not followed (a link loop must not hang the check); folders
+        that cannot be listed become findings."""
         for entry in self.entries(folder):
+            if entry.name in skip:
+                continue
             try:
                 mode = entry.lstat().st_mode
             except OSError as exc:  # a folder readable but not searchable (r--)
@@ -381,7 +384,8 @@ class _Checker:
         elif raw_kind != "unreadable":
             self.add("warning", folder, "no raw/ folder: the session has no recorded streams")
         self.sync(folder / "derived" / "sync", streams)
-        for events in self.walk(folder, "events.tsv"):
+        # raw/ is the devices' own: a recorder's events.tsv there is not the pivot
+        for events in self.walk(folder, "events.tsv", skip=frozenset({"raw"})):
             self.events(events)
 
     def raw(self, raw: Path) -> set[str]:
