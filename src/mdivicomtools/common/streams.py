@@ -19,6 +19,7 @@ original stream.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -94,6 +95,24 @@ def redirected(stdout: TextIO, stderr: TextIO, *, adopt: bool = False) -> Iterat
             if not _active:
                 sys.stdout, sys.stderr = _originals
                 _originals.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A process an in-process plugin forks (multiprocessing's fork workers) starts
+    with the streams of the process it was forked from, and with any lock another
+    thread held at that moment held for ever: a run log's pump thread writing
+    just then left the worker hanging at its first print or at exit. The child
+    writes to the process's own streams instead: descriptor 1 is the run's
+    capture pipe there, which the parent still logs."""
+    global _lock
+    _lock = threading.Lock()
+    if _originals:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # type: ignore[assignment]
+        _originals.clear()
+    _active.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolved(stream: TextIO) -> TextIO:

@@ -294,6 +294,16 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
                         os.chdir(_cwd_before.pop())
 
 
+def _after_fork_in_child() -> None:
+    """A lock another thread held when a plugin forked would be held for ever in the
+    child (see common/streams.py): the child gets a new one."""
+    global _calls_lock
+    _calls_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _refusing_exit(real: Any, pid: int) -> Any:
     def refuse(status: int) -> None:
         if os.getpid() != pid:  # a child the plugin forked
