@@ -114,12 +114,17 @@ def test_a_record_that_cannot_be_read_is_named_not_called_missing(site, two_runs
         assert f"'{newer}' cannot be read: Object missing required field `host`" in line
 
 
-def test_a_batch_session_whose_newest_record_cannot_be_read_is_skipped_by_name(site, tmp_path):
-    site.plugin("copy", run_source=COPY)
-    data = tmp_path / "data"
+def _two_sessions(data):
+    """A study of two sessions, ses-01 and ses-02, of one small file each."""
     for name in ("ses-01", "ses-02"):
         (data / "sessions" / name).mkdir(parents=True)
         (data / "sessions" / name / "x.txt").write_text(name)
+    return data
+
+
+def test_a_batch_session_whose_newest_record_cannot_be_read_is_skipped_by_name(site, tmp_path):
+    site.plugin("copy", run_source=COPY)
+    data = _two_sessions(tmp_path / "data")
     out = tmp_path / "batch"
     assert run_batch("copy", dataset=data, out=out, sessions="*", jobs=1).status == "succeeded"
     [record] = (out / "ses-02" / "_runs").glob("*.json")
@@ -297,10 +302,7 @@ def test_batches_show_of_a_moved_batch_names_where_it_is_now(site, tmp_path):
 
 def test_resume_runs_a_session_again_whose_newest_record_cannot_be_read(site, tmp_path):
     site.plugin("copy", run_source=COPY)
-    data = tmp_path / "data"
-    for name in ("ses-01", "ses-02"):
-        (data / "sessions" / name).mkdir(parents=True)
-        (data / "sessions" / name / "x.txt").write_text(name)
+    data = _two_sessions(tmp_path / "data")
     out = tmp_path / "batch"
     run_batch("copy", dataset=data, out=out, sessions="*", jobs=1)
     [record] = (out / "ses-02" / "_runs").glob("*.json")
