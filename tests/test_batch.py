@@ -177,11 +177,9 @@ def test_a_caller_running_threads_gets_spawned_workers(
     assert len(pids) == 3 and os.getpid() not in pids
 
 
-def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
-    marker = tmp_path / "fail"
-    marker.write_text("ses-03")
-    out = tmp_path / "out"
-    result = session_plugin.cli(
+def _batch_cli(site, study, out, sessions, *options):
+    """`mdivicom run per-session --dataset STUDY --out OUT --sessions GLOB OPTIONS`."""
+    return site.cli(
         "run",
         "per-session",
         "--dataset",
@@ -189,6 +187,19 @@ def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
         "--out",
         str(out),
         "--sessions",
+        sessions,
+        *options,
+    )
+
+
+def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
+    marker = tmp_path / "fail"
+    marker.write_text("ses-03")
+    out = tmp_path / "out"
+    result = _batch_cli(
+        session_plugin,
+        study,
+        out,
         "ses-*",
         "--jobs",
         "2",
@@ -252,16 +263,7 @@ def test_problems_are_reported_once_before_anything_runs(site, study, tmp_path):
 
 
 def test_session_glob_that_matches_nothing_is_exit_2(session_plugin, study, tmp_path):
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(tmp_path / "o"),
-        "--sessions",
-        "sub-*",
-    )
+    result = _batch_cli(session_plugin, study, tmp_path / "o", "sub-*")
     assert result.returncode == 2
     assert "--sessions 'sub-*' matches no folder" in result.stderr
     # eight sessions: five named, and a mark that the list goes on
@@ -291,16 +293,7 @@ def test_sessions_glob_follows_the_shell_and_spares_the_run_roots_folders(
     dotted = run_batch("per-session", dataset=study, out=tmp_path / "d", sessions=".*")
     assert [r.session for r in dotted.sessions] == [".hidden"]
     (study / "sessions" / "_batches").mkdir()
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(tmp_path / "b"),
-        "--sessions",
-        "*",
-    )
+    result = _batch_cli(session_plugin, study, tmp_path / "b", "*")
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: --sessions '*' matches _batches in "), line
@@ -324,18 +317,8 @@ def test_slurm_options_without_the_slurm_executor_are_refused(
     session_plugin, study, tmp_path, option, executor
 ):
     """They were ignored in silence, while --scheduler without dask was refused."""
-    result = session_plugin.cli(
-        "run",
-        "per-session",
-        "--dataset",
-        str(study),
-        "--out",
-        str(tmp_path / "o"),
-        "--sessions",
-        "ses-01",
-        "--executor",
-        executor,
-        *option,
+    result = _batch_cli(
+        session_plugin, study, tmp_path / "o", "ses-01", "--executor", executor, *option
     )
     assert result.returncode == 2, result.stderr
     assert "the --slurm-* options set the worker jobs of --executor slurm" in result.stderr
@@ -517,20 +500,8 @@ def test_dask_local_cluster(session_plugin, study, tmp_path):
         with contextlib.suppress(OSError):  # already taken: just as good
             holder.bind(("127.0.0.1", 8787))
             holder.listen()
-        result = session_plugin.cli(
-            "run",
-            "per-session",
-            "--dataset",
-            str(study),
-            "--out",
-            str(out),
-            "--sessions",
-            "ses-0[1-4]",
-            "--executor",
-            "dask",
-            "--jobs",
-            "2",
-            "--json",
+        result = _batch_cli(
+            session_plugin, study, out, "ses-0[1-4]", "--executor", "dask", "--jobs", "2", "--json"
         )
     assert result.returncode == 0, result.stderr
     assert "8787" not in result.stderr, result.stderr
@@ -659,14 +630,10 @@ def test_dask_scheduler_and_two_workers_on_loopback(session_plugin, study, tmp_p
     with DaskProcesses(session_plugin.env(), tmp_path / "dask-logs") as dask:
         workers = [dask.worker(), dask.worker()]
         out = tmp_path / "out"
-        result = session_plugin.cli(
-            "run",
-            "per-session",
-            "--dataset",
-            str(study),
-            "--out",
-            str(out),
-            "--sessions",
+        result = _batch_cli(
+            session_plugin,
+            study,
+            out,
             "ses-*",
             "--executor",
             "dask",
