@@ -119,6 +119,106 @@ def test_an_in_process_plugin_may_fork_workers(site, dataset, tmp_path):
     assert "from the forked child 3" in log.read_text()
 
 
+#: forks one process that waits, stops it with SIGTERM at once, and reports how it ended
+SIGTERM_TO_A_FORK = """
+import os, signal, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(7)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    return {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
+"""
+
+#: forks one process that returns from run() (or raises out of it) instead of exiting
+FORK_THAT_COMES_BACK = """
+import os
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pid = os.fork()
+    if pid == 0:
+        if config.get("how") == "raise":
+            raise ValueError("the child's own mistake")
+        if config.get("how") == "exit":
+            raise SystemExit(5)
+        return {"who": "child"}
+    _, status = os.waitpid(pid, 0)
+    return {"who": "parent", "child_exit": os.WEXITSTATUS(status)}
+"""
+
+
+def _in_a_process_of_its_own(site, plugin_id: str, dataset, out, *, via_cli: bool, **run_args):
+    """Run the plugin as a script or the CLI would, in a fresh process; its
+    output and the one record the run left."""
+    if via_cli:
+        args = ["run", plugin_id, "--dataset", str(dataset), "--out", str(out), "--json"]
+        for key, value in run_args.get("config", {}).items():
+            args += ["--set", f"{key}={value}"]
+        if run_args.get("isolate"):
+            args.append("--isolate")
+        done = site.cli(*args)
+    else:
+        script = (
+            "from mdivicomtools import run_plugin\n"
+            f"run_plugin({plugin_id!r}, dataset={str(dataset)!r}, out={str(out)!r}, "
+            f"**{run_args!r})\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=site.env(),
+        )
+    records = list((out / "_runs").glob("*.json"))
+    assert len(records) == 1, (records, done.stderr)
+    return done, json.loads(records[0].read_text())
+
+
+def test_a_process_the_plugin_forks_takes_sigterm_as_python_would(site, dataset, tmp_path):
+    """The runner turns SIGTERM into an interrupt; a forked process got that handler
+    too, and SIGTERM sent it back up the plugin's stack into the runner as a second
+    run (and a Pool's worker signalled before it first ran never ended)."""
+    site.plugin("stopper", run_source=SIGTERM_TO_A_FORK)
+    for via_cli in (False, True):
+        out = tmp_path / f"out-{via_cli}"
+        done, record = _in_a_process_of_its_own(site, "stopper", dataset, out, via_cli=via_cli)
+        assert record["status"] == "succeeded", done.stderr
+        assert record["result"] == {"signal": 15, "exit": None}
+
+
+def test_a_process_the_plugin_forks_never_comes_back_as_a_second_runner(site, dataset, tmp_path):
+    site.plugin("comeback", run_source=FORK_THAT_COMES_BACK)
+    cases = [
+        ("return", 0, "returned from the plugin's run()"),
+        ("raise", 1, "ValueError: the child's own mistake"),
+        ("exit", 5, None),
+    ]
+    for how, status, said in cases:
+        for isolate in (False, True):
+            out = tmp_path / f"out-{how}-{isolate}"
+            done, record = _in_a_process_of_its_own(
+                site,
+                "comeback",
+                dataset,
+                out,
+                via_cli=False,
+                config={"how": how},
+                isolate=isolate,
+            )
+            assert done.returncode == 0, done.stderr
+            assert record["status"] == "succeeded", (how, isolate, done.stderr)
+            assert record["result"] == {"who": "parent", "child_exit": status}
+            # in-process its stderr is the terminal's; isolated, the child's goes to the log
+            told = done.stderr + (out / "_runs" / f"{record['run_id']}.log").read_text()
+            if said:
+                assert said in told and "which the plugin forked" in told
+            else:
+                assert "which the plugin forked" not in told
+
+
 def test_a_plugin_that_changes_folder_leaves_the_caller_where_it_was(site, dataset, tmp_path):
     """An in-process plugin's os.chdir carried over: the caller's next relative path
     resolved in the plugin's folder."""

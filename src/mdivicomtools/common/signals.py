@@ -7,10 +7,15 @@ scheduler sent SIGTERM; the records only differ in naming the signal.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: per signal, the handlers the runner's blocks replaced, outermost first
+_replaced: dict[int, list[Any]] = {sig: [] for sig in _SIGNALS}
 
 
 class Terminated(KeyboardInterrupt):
@@ -31,11 +36,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
+    with _handling({signal.SIGTERM: handler}):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -49,12 +51,8 @@ def deferred_interrupts() -> Iterator[list[int]]:
     def handler(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling(dict.fromkeys(_SIGNALS, handler)):
         yield pending
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
@@ -69,15 +67,8 @@ def interrupts_raise() -> Iterator[None]:
     def terminate(signum: int, frame: object) -> None:
         raise Terminated()
 
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
-    }
-    try:
+    with _handling({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: terminate}):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
@@ -96,21 +87,76 @@ def signals_seen() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def noting(handler: Any) -> Any:
+        if not callable(handler):  # SIG_DFL/SIG_IGN raise nothing to tell apart
+            return handler
+
         def note(signum: int, frame: Any) -> Any:
             seen.append(signum)
             return handler(signum, frame)
 
         return note
 
-    for sig, handler in previous.items():
-        if callable(handler):  # SIG_DFL/SIG_IGN raise nothing to tell apart
-            signal.signal(sig, noting(handler))
-    try:
+    with _handling({sig: noting(signal.getsignal(sig)) for sig in _SIGNALS}):
         yield seen
+
+
+@contextlib.contextmanager
+def _handling(handlers: dict[signal.Signals, Callable[[int, Any], Any] | Any]) -> Iterator[None]:
+    """Install these handlers for the block, then put back the ones they replaced
+    (also when code in the block replaced them meanwhile)."""
+    previous = {sig: signal.getsignal(sig) for sig in handlers}
+    for sig, handler in handlers.items():
+        _replaced[sig].append(previous[sig])
+        signal.signal(sig, handler)
+    try:
+        yield
     finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
+        for sig, old in previous.items():
+            _replaced[sig].pop()
+            if old is not None:  # None: a handler not installed from Python
+                signal.signal(sig, old)
+
+
+# -- a process forked while the runner's handlers are in place --------------------
+#
+# A process an in-process plugin forks (multiprocessing's fork workers) is the
+# plugin's, and takes signals as the plugin's own code would: with the handlers
+# in place before the runner's. With the runner's, SIGTERM raised Terminated in
+# the worker wherever it was, which could send it back up the plugin's stack
+# into the runner as a second run (a `Pool` ends its workers with SIGTERM); and
+# a SIGTERM sent before the new process first ran was lost with the Python-level
+# flag that fork clears, leaving `Pool.terminate()` waiting for ever on a worker
+# that no longer got it. Both signals are blocked across the fork, so one sent
+# to the new process waits until its handlers are the plugin's.
+
+#: per forking thread, its signal mask before the fork
+_forking = threading.local()
+
+
+def _before_fork() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
+def _after_fork_in_parent() -> None:
+    mask = getattr(_forking, "mask", None)
+    if mask is not None:
+        _forking.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _after_fork_in_child() -> None:
+    for sig, replaced in _replaced.items():
+        if replaced and replaced[0] is not None:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, replaced[0])
+    _after_fork_in_parent()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

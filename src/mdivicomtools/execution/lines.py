@@ -9,6 +9,8 @@ keeps each stream's partial line back until its end arrives instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: a partial line longer than this is written anyway (a progress bar, binary output)
 MAX_PARTIAL = 64 * 1024
 
@@ -32,8 +34,8 @@ class LineJoiner:
             self._pending[stream] = data[end:]
         return data[:end]
 
-    def flush(self) -> bytes:
-        """What is left once the writers are done: the unfinished lines, one per stream."""
-        parts = [self._pending[stream] for stream in sorted(self._pending)]
-        self._pending.clear()
-        return b"\n".join(parts)
+    def flush(self, streams: Iterable[int] | None = None) -> bytes:
+        """What is left once the writers of `streams` (all if None) are done: their
+        unfinished lines, one per stream."""
+        chosen = sorted(self._pending if streams is None else set(streams) & set(self._pending))
+        return b"\n".join(self._pending.pop(stream) for stream in chosen)

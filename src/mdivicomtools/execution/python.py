@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import os
 import signal
 import subprocess
@@ -34,10 +33,12 @@ from mdivicomtools.common.platform import interpreter, python_version
 from mdivicomtools.common.signals import signals_seen
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.execution.base import Availability
+from mdivicomtools.execution.outputpipe import OutputPipe
 from mdivicomtools.execution.python_child import (
     CallableImportError,
     ChildJob,
     ChildReport,
+    call_plugin,
     import_callable,
 )
 from mdivicomtools.execution.runlog import RunLog
@@ -102,7 +103,8 @@ class PythonBackend:
         ):
             try:
                 func = import_callable(request.spec.entry.callable)
-                value = func(
+                value = call_plugin(
+                    func,
                     str(request.dataset_dir),
                     str(outcome.staging_dir),
                     copy.deepcopy(request.config),
@@ -139,6 +141,7 @@ class PythonBackend:
     def _run_isolated(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None
         report_read, report_write = os.pipe()
+        output = OutputPipe(log.write)
         job = ChildJob(
             callable=request.spec.entry.callable,
             dataset_dir=str(request.dataset_dir),
@@ -149,27 +152,36 @@ class PythonBackend:
             result_path="",
             report_fd=report_write,
             runner_pid=os.getpid(),
+            output_end=output.marker.hex(),
         )
         env = dict(os.environ)
         # the child must import what this process can, including sys.path entries
         # added at run time (embedding applications, test fixtures)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.update(request.plugin_env())
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mdivicomtools.execution.python_child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            pass_fds=(report_write,),
-        )
-        os.close(report_write)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mdivicomtools.execution.python_child"],
+                stdin=subprocess.PIPE,
+                stdout=output.write_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                pass_fds=(report_write,),
+            )
+        except BaseException:
+            os.close(report_read)
+            output.close_write_end()
+            output.start()
+            output.finish(marked=False)
+            raise
+        finally:
+            os.close(report_write)
+            output.close_write_end()
+        output.start()
         reports: list[bytes] = []
         report_reader = threading.Thread(target=_read_all, args=(report_read, reports), daemon=True)
         report_reader.start()
-        reader = threading.Thread(target=_pump, args=(proc, log), daemon=True)
-        reader.start()
         try:
             assert proc.stdin is not None
             proc.stdin.write(msgspec.json.encode(job))
@@ -181,20 +193,21 @@ class PythonBackend:
                 )
             except subprocess.TimeoutExpired:
                 _stop(proc)
-                _drain(reader, log)
+                _drain(output, log, marked=False)
                 outcome.status = "timed_out"
                 outcome.error = _timeout_error(request.timeout)
                 return
         except BaseException:
             _stop(proc)
-            _drain(reader, log)
+            _drain(output, log, marked=False)
             raise
         finally:
             # whatever the plugin left running in its session goes with it
             _kill_group(proc.pid)
             report_reader.join(timeout=STOP_GRACE_S)
-        _drain(reader, log)
         report = _decode_report(b"".join(reports))
+        # the child marks the end of its output after sending its report
+        _drain(output, log, marked=report is not None)
         if report is not None and report.error is not None and report.error.traceback:
             log.diagnostic(report.error.traceback)
         self._interpret(outcome, returncode, report)
@@ -319,14 +332,6 @@ def _timeout_error(timeout: float | None) -> ErrorInfo:
     )
 
 
-def _pump(proc: subprocess.Popen[bytes], log: RunLog) -> None:
-    # a pipe opened with the default bufsize (-1) is a BufferedReader, which has read1
-    stdout = proc.stdout
-    assert isinstance(stdout, io.BufferedReader)
-    for chunk in iter(lambda: stdout.read1(65536), b""):
-        log.write(chunk)
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -359,11 +364,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _drain(reader: threading.Thread, log: RunLog) -> None:
-    """Wait briefly for the rest of the output; a process that escaped the group
-    (setsid) may hold the pipe open for ever, and the run does not wait for it."""
-    reader.join(timeout=1.0)
-    if reader.is_alive():
+def _drain(output: OutputPipe, log: RunLog, *, marked: bool) -> None:
+    """Log the rest of the output; a process that escaped the group (setsid) may
+    hold the pipe open for ever, and the run does not wait for it."""
+    if not output.finish(marked=marked):
         log.write(
             "[mdivicom] a process the plugin started left its session and still holds "
             "the output open; its later output is not logged\n"

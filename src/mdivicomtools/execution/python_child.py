@@ -9,6 +9,7 @@ this process or in the child) do it the same way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -43,6 +44,9 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
     report_fd: int = -1
     #: the runner's pid, to notice a runner that died before the child started
     runner_pid: int = 0
+    #: written (hex-decoded) to stdout as the child's last output: the runner then
+    #: knows all the child wrote is logged (execution/outputpipe.py)
+    output_end: str = ""
 
 
 class ChildError(msgspec.Struct, kw_only=True, frozen=True):
@@ -88,6 +92,60 @@ def import_callable(ref: str) -> Callable[..., Any]:
     return target
 
 
+def call_plugin(
+    func: Callable[..., Any],
+    dataset_dir: str,
+    out_dir: str,
+    config: dict[str, Any],
+    *,
+    work_dir: str,
+    dry_run: bool,
+) -> Any:
+    """Call a plugin's run() as the contract says, in either lane.
+
+    A process the plugin forked that comes back out of the call (it returned
+    from run(), or raised out of it, instead of ending with os._exit) ends
+    here: past this point it would go on as a second runner, with the run's
+    record and report to write. `sys.exit(n)` ends it with n, as Python would.
+    """
+    pid = os.getpid()
+    try:
+        value = func(dataset_dir, out_dir, config, work_dir=work_dir, dry_run=dry_run)
+    except BaseException as exc:
+        if os.getpid() != pid:
+            _end_forked(exc)
+        raise
+    if os.getpid() != pid:
+        _end_forked(None)
+    return value
+
+
+def _end_forked(exc: BaseException | None) -> None:
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        status = code if isinstance(code, int) else (0 if code is None else 1)
+        if not isinstance(code, int) and code is not None:
+            _say(f"{code}\n")
+    else:
+        status = 0 if exc is None else 1
+        how = "returned from" if exc is None else f"raised {type(exc).__name__} out of"
+        detail = "" if exc is None else "".join(traceback.format_exception(exc))
+        _say(
+            f"{detail}[mdivicom] process {os.getpid()}, which the plugin forked, {how} the "
+            f"plugin's run() and was ended there with status {status} (a forked process "
+            "ends with os._exit or sys.exit)\n"
+        )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode("utf-8", "replace"))
+
+
 def _send(job: ChildJob, report: ChildReport) -> None:
     data = msgspec.json.encode(report)
     with open(job.report_fd, "wb") as handle:
@@ -96,6 +154,22 @@ def _send(job: ChildJob, report: ChildReport) -> None:
 
 def main() -> int:
     job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
+    try:
+        return _main(job)
+    finally:
+        _mark_output_end(job)
+
+
+def _mark_output_end(job: ChildJob) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if job.output_end:
+        with contextlib.suppress(OSError, ValueError):
+            os.write(1, bytes.fromhex(job.output_end))
+
+
+def _main(job: ChildJob) -> int:
     # an isolated plugin never outlives a runner killed with SIGKILL
     die_with_parent(signal.SIGKILL)
     # processes the plugin starts must not hold the report pipe open
@@ -112,8 +186,13 @@ def main() -> int:
             )
             _send(job, ChildReport(ok=False, error=error))
             return 1
-        value = func(
-            job.dataset_dir, job.out_dir, job.config, work_dir=job.work_dir, dry_run=job.dry_run
+        value = call_plugin(
+            func,
+            job.dataset_dir,
+            job.out_dir,
+            job.config,
+            work_dir=job.work_dir,
+            dry_run=job.dry_run,
         )
     except BaseException as exc:  # report everything, SystemExit included
         error = ChildError(

@@ -16,6 +16,7 @@ from typing import IO, TextIO
 
 from mdivicomtools.common.streams import redirected
 from mdivicomtools.execution.lines import LineJoiner
+from mdivicomtools.execution.outputpipe import OutputPipe
 
 #: the streams of an in-process plugin: sys.stdout/sys.stderr, and descriptor 1
 PYTHON_STREAMS, DESCRIPTOR_1 = 0, 1
@@ -37,6 +38,9 @@ class RunLog:
         self.lost: str | None = None
         self._closed = False
         self._lines = LineJoiner()
+        #: descriptor 1 already comes here (capture_stdout_fd nests: the runner's
+        #: block around the backend, the python backend's around the plugin)
+        self._capturing_fd = False
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
@@ -50,10 +54,11 @@ class RunLog:
         with self._lock:
             self._write_locked(self._lines.feed(stream, raw))
 
-    def end_lines(self) -> None:
-        """Write the partial lines write_lines() holds, each ended."""
+    def end_lines(self, stream: int | None = None) -> None:
+        """Write the partial line write_lines() holds of `stream` (of every stream if
+        None), ended: that stream's writers are done, the others may not be."""
         with self._lock:
-            rest = self._lines.flush()
+            rest = self._lines.flush(None if stream is None else (stream,))
             self._write_locked(rest + b"\n" if rest else rest)
 
     def _write_locked(self, raw: bytes) -> None:
@@ -117,7 +122,7 @@ class RunLog:
             with redirected(tee, tee, adopt=True):  # type: ignore[arg-type]
                 yield
         finally:
-            self.end_lines()
+            self.end_lines(PYTHON_STREAMS)
 
     @contextlib.contextmanager
     def capture_stdout_fd(self) -> Iterator[None]:
@@ -130,7 +135,7 @@ class RunLog:
         the process's, and plugins run side by side in threads (a Dask worker)
         would take each other's output.
         """
-        if threading.current_thread() is not threading.main_thread():
+        if self._capturing_fd or threading.current_thread() is not threading.main_thread():
             yield
             return
         try:
@@ -147,15 +152,20 @@ class RunLog:
         if moved is not None:
             with self._lock:
                 self.echo = moved
-        read_fd, write_fd = os.pipe()
-        os.dup2(write_fd, 1)
-        os.close(write_fd)
-        reader = threading.Thread(target=self._pump_fd, args=(read_fd,), daemon=True)
-        reader.start()
+        pipe = OutputPipe(lambda chunk: self.write_lines(DESCRIPTOR_1, chunk))
+        os.dup2(pipe.write_fd, 1)
+        pipe.close_write_end()
+        pipe.start()
+        self._capturing_fd = True
         try:
             yield
         finally:
+            self._capturing_fd = False
             _flush(sys.__stdout__)
+            try:  # after all that the processes now ended wrote
+                marked = os.write(1, pipe.marker) == len(pipe.marker)
+            except OSError:
+                marked = False
             os.dup2(saved, 1)  # closes this process's write end of the pipe
             os.close(saved)
             if moved is not None:
@@ -164,15 +174,10 @@ class RunLog:
                         self.echo = echo
                 with contextlib.suppress(OSError):
                     moved.close()
-            # the pipe ends when every writer is gone; a process the plugin left
-            # running may hold it open, and the run does not wait for it
-            reader.join(timeout=1.0)
-            self.end_lines()
-
-    def _pump_fd(self, fd: int) -> None:
-        with contextlib.suppress(OSError), open(fd, "rb", buffering=0) as pipe:
-            for chunk in iter(lambda: pipe.read(65536), b""):
-                self.write_lines(DESCRIPTOR_1, chunk)
+            # a process the plugin left running may hold the pipe open, and the run
+            # does not wait for it
+            pipe.finish(marked=marked)
+            self.end_lines(DESCRIPTOR_1)
 
 
 def _on_descriptor_1(stream: TextIO | None, saved: int) -> TextIO | None:
