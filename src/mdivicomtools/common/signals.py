@@ -109,7 +109,8 @@ def _handling(handlers: dict[signal.Signals, Callable[[int, Any], Any] | Any]) -
     previous = {sig: signal.getsignal(sig) for sig in handlers}
     for sig, handler in handlers.items():
         _replaced[sig].append(previous[sig])
-        signal.signal(sig, handler)
+        if handler is not None:  # None: a handler not installed from Python, left as is
+            signal.signal(sig, handler)
     try:
         yield
     finally:
