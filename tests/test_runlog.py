@@ -111,3 +111,16 @@ def test_a_pipe_that_never_started_finishes():
 
     threading.Thread(target=finish, daemon=True).start()
     assert done.wait(10)
+
+
+def test_a_plugin_that_put_a_file_on_descriptor_1_gets_no_marker_in_it(tmp_path):
+    path = tmp_path / "run.log"
+    kept = tmp_path / "kept.txt"
+    with RunLog(path) as log, log.capture_stdout_fd():
+        os.write(1, b"to the log\n")
+        handle = os.open(kept, os.O_WRONLY | os.O_CREAT)
+        os.dup2(handle, 1)  # as a careless plugin would, never putting it back
+        os.close(handle)
+        os.write(1, b"to the file\n")
+    assert kept.read_bytes() == b"to the file\n"
+    assert path.read_bytes() == b"to the log\n"

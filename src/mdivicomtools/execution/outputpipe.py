@@ -56,6 +56,14 @@ class OutputPipe:
             os.close(self.write_fd)
             self.write_fd = -1
 
+    def is_behind(self, fd: int) -> bool:
+        """Whether `fd` writes into this pipe (a plugin may have put another file
+        on descriptor 1, which must not receive the marker)."""
+        try:
+            return os.fstat(fd).st_ino == os.fstat(self._probe).st_ino
+        except OSError:
+            return False
+
     def finish(self, *, marked: bool) -> bool:
         """Wait until what the writers that ended wrote has reached the sink.
 

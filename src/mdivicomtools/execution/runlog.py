@@ -162,10 +162,10 @@ class RunLog:
         finally:
             self._capturing_fd = False
             _flush(sys.__stdout__)
-            try:  # after all that the processes now ended wrote
-                marked = os.write(1, pipe.marker) == len(pipe.marker)
-            except OSError:
-                marked = False
+            marked = False
+            if pipe.is_behind(1):
+                with contextlib.suppress(OSError):  # after all the ended processes wrote
+                    marked = os.write(1, pipe.marker) == len(pipe.marker)
             os.dup2(saved, 1)  # closes this process's write end of the pipe
             os.close(saved)
             if moved is not None:
