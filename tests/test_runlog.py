@@ -40,10 +40,15 @@ class SlowSink:
         self.data += chunk
 
 
-def test_what_was_written_before_the_marker_is_all_taken_however_slow_the_reader():
-    sink = SlowSink(delay=2.5)  # longer than the wait for the last writers
+def _started(delay: float) -> tuple[SlowSink, OutputPipe]:
+    sink = SlowSink(delay)
     pipe = OutputPipe(sink)
     pipe.start()
+    return sink, pipe
+
+
+def test_what_was_written_before_the_marker_is_all_taken_however_slow_the_reader():
+    sink, pipe = _started(delay=2.5)  # longer than the wait for the last writers
     os.write(pipe.write_fd, b"first line\n")
     os.write(pipe.write_fd, b"last, unfinished")
     os.write(pipe.write_fd, pipe.marker)
@@ -53,9 +58,7 @@ def test_what_was_written_before_the_marker_is_all_taken_however_slow_the_reader
 
 
 def test_a_process_left_holding_the_pipe_is_not_waited_for():
-    sink = SlowSink(delay=0)
-    pipe = OutputPipe(sink)
-    pipe.start()
+    sink, pipe = _started(delay=0)
     holder = subprocess.Popen(
         ["sh", "-c", "sleep 30"], stdout=pipe.write_fd, start_new_session=True
     )
@@ -72,9 +75,7 @@ def test_a_process_left_holding_the_pipe_is_not_waited_for():
 
 
 def test_without_a_marker_the_end_of_the_pipe_is_read_once_the_writers_are_gone():
-    sink = SlowSink(delay=2.5)
-    pipe = OutputPipe(sink)
-    pipe.start()
+    sink, pipe = _started(delay=2.5)
     writer = subprocess.Popen(["sh", "-c", "printf 'a\\nb'"], stdout=pipe.write_fd)
     pipe.close_write_end()
     writer.wait()
