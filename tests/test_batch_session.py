@@ -62,3 +62,26 @@ def test_problems_found_at_run_time_are_one_line(tmp_path, monkeypatch):
     assert result.error == (
         "ValidationFailed: the run was not started: first problem; second problem"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [("interrupted", "interrupted"), ("succeeded", "succeeded")]
+)
+def test_a_signal_after_the_run_ended_leaves_the_session_what_its_record_says(
+    tmp_path, monkeypatch, status, expected
+):
+    # Ctrl-C while a site's provenance hook hung: the output is promoted and the
+    # record says `succeeded` (a single run exits 0); the batch table said
+    # `interrupted`, and --resume ran the session again
+    from mdivicomtools.runner import RunInterrupted
+
+    def stopped(ref, options):
+        exc = RunInterrupted.__new__(RunInterrupted)
+        exc.record = SimpleNamespace(run_id="20240101T000000Z_0000abcd", status=status, error=None)
+        raise exc
+
+    monkeypatch.setattr(session, "run_plugin", stopped)
+    result = sent(run_session(job(tmp_path)))
+    assert result.status == expected
+    assert result.run_id == "20240101T000000Z_0000abcd"
+    assert result.error == ("interrupted" if expected == "interrupted" else None)

@@ -511,15 +511,66 @@ def test_ctrl_c_stops_a_hung_hook_and_the_record_says_what_happened(
     assert proc.returncode == code, stderr
     record = json.loads(stdout)
     assert record["status"] == status, record
+    # the built-in host facts are kept either way (the host hook runs first)
+    assert record["host"]["hostname"], record
     if status == "interrupted":
+        # the hung module is named, so the reader knows which package to fix
         assert record["error"]["message"] == (
-            "interrupted by Ctrl-C (SIGINT) while the outputs were finalised"
+            "interrupted by Ctrl-C (SIGINT) while the outputs were finalised "
+            "in hook module 'slowhook'"
         )
         assert not (out / "writer").exists() and record["outputs"] == []
+        [skipped] = [e for e in record["hook_errors"] if e["plugin"] == "(interrupted)"]
+        assert skipped["error"] == (
+            "interrupted by Ctrl-C (SIGINT) before the provenance hooks were called; "
+            "extensions are left out"
+        )
     else:
         assert (out / "writer" / "out.txt").exists()
-        [cut] = [e for e in record["hook_errors"] if e["plugin"] == "(interrupted)"]
-        assert cut["error"].startswith("interrupted by Ctrl-C (SIGINT) before every provenance")
+        [cut] = [e for e in record["hook_errors"] if e["plugin"] == "slowhook"]
+        assert cut == {
+            "hook": "mdivicom_capture_provenance",
+            "plugin": "slowhook",
+            "error": "interrupted by Ctrl-C (SIGINT) in hook module 'slowhook'; the "
+            "provenance of the hooks that had not returned is left out",
+        }
+
+
+def test_provenance_that_returned_before_a_hung_hook_is_kept(site, dataset, tmp_path):
+    """Ctrl-C in one site's provenance hook costs that module's extensions, not those
+    of the modules that had already returned."""
+    started = tmp_path / "started"
+    site.module("h_slowprov", SLOW_HOOK.format(hook="capture_provenance", started=str(started)))
+    site.module(
+        "h_quickprov",
+        "from mdivicomtools import hookimpl\n"
+        "@hookimpl(tryfirst=True)\n"
+        "def mdivicom_capture_provenance():\n"
+        "    return {'lab': 'interaction-lab'}\n",
+    )
+    site.distribution(
+        "prov-hooks",
+        {"slowprov": "h_slowprov", "quickprov": "h_quickprov"},
+        group="mdivicomtools.hooks",
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+        start_new_session=True,
+    )
+    wait_for(started)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    record = json.loads(stdout)
+    assert record["extensions"] == {"quickprov": {"lab": "interaction-lab"}}
+    assert [e["plugin"] for e in record["hook_errors"]] == ["slowprov"]
+    assert record["host"]["hostname"]
 
 
 CHATTY_BACKEND = """

@@ -405,6 +405,36 @@ def test_secrets_are_scrubbed_from_the_records_error_warnings_and_result(site, d
     assert "error:    RuntimeError: auth failed for token ***REDACTED***" in failed.stdout
 
 
+COPYING_PROVENANCE = """
+from mdivicomtools import hookimpl
+
+@hookimpl
+def mdivicom_capture_provenance(request):
+    return {"config": dict(request.config), "note": f"ran with {request.config['api_token']}"}
+"""
+
+
+def test_secrets_a_provenance_hook_copies_are_scrubbed_from_extensions(site, dataset, tmp_path):
+    """A site hook that keeps the config as provenance must not put a secret back
+    into the record's `extensions`, readable by the group and exported in crates."""
+    site.plugin("leaky", run_source=LEAKS)
+    site.module("h_copyprov", COPYING_PROVENANCE)
+    site.distribution("copy-prov", {"copyprov": "h_copyprov"}, group="mdivicomtools.hooks")
+    out = tmp_path / "out"
+    ran = site.cli(
+        "run", "leaky", "--dataset", str(dataset), "--out", str(out),
+        "--set", "api_token=S3CRET-VALUE", "--set", "depth=3",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    [path] = (out / "_runs").glob("*.json")
+    assert "S3CRET-VALUE" not in path.read_text()
+    [record] = records(out)
+    assert record["extensions"]["copyprov"] == {
+        "config": {"api_token": "***REDACTED***", "depth": 3},
+        "note": "ran with ***REDACTED***",
+    }
+
+
 FORGER = """
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     raise RuntimeError("kaput\\n20990101T000000Z_deadbeef  succeeded  lab/x\\r\\x1b[2K\\x07done")

@@ -121,7 +121,12 @@ def run_session(job: SessionJob) -> SessionResult:
     try:
         record = run_plugin(job.ref, job.options)
     except RunInterrupted as exc:
-        return result("interrupted", "interrupted", exc.record)
+        if exc.record.status == "interrupted":
+            return result("interrupted", "interrupted", exc.record)
+        # the signal came after the run had ended, while its provenance hooks ran: the
+        # output is in place and the session is what its record says, as a single
+        # run's exit status is
+        record = exc.record
     except KeyboardInterrupt:
         return result("interrupted", "interrupted before the run started")
     except ValidationFailed as exc:  # its message is a list of lines; a summary cell is one

@@ -79,6 +79,8 @@ class HookResults(msgspec.Struct, kw_only=True):
     results: list[tuple[str, Any]] = []
     errors: list[HookError] = []
     returned: list[Any] = []
+    #: the module whose implementation is running (the one a Ctrl-C cut short)
+    running: str | None = None
 
 
 #: the call being made, so the guards know where to report
@@ -104,6 +106,9 @@ def _guard(
 
     def guarded(*args: Any) -> Any:
         before = contracts.snapshot(hook, argnames, args)
+        current = _CURRENT.get()
+        if current is not None:
+            current.running = module
         try:
             value = function(*args)
         except KeyboardInterrupt:
@@ -118,9 +123,10 @@ def _guard(
                 value = None
         for problem in before.restore() if before is not None else []:
             _report_error(hook, module, ContractBroken(problem))
-        current = _CURRENT.get()
-        if current is not None and value is not None:
-            current.results.append((module, value))
+        if current is not None:
+            current.running = None
+            if value is not None:
+                current.results.append((module, value))
         return value
 
     return guarded
@@ -141,7 +147,13 @@ def _guard_wrapper(
 
     check = contracts.WRAPPER_CHECKS.get(hook)
 
+    def running() -> None:
+        current = _CURRENT.get()
+        if current is not None:
+            current.running = module
+
     def guarded(*args: Any) -> Generator[None, Any, Any]:
+        running()
         try:
             inner = function(*args)
             next(inner)
@@ -161,6 +173,7 @@ def _guard_wrapper(
             except StopIteration as stop:
                 return stop.value
             raise
+        running()
         try:
             inner.send(result)
         except StopIteration as stop:
@@ -205,6 +218,8 @@ class HookManager:
         self.modules: list[HookModule] = []
         #: what the commands show on stderr: MDIVICOM_DISABLE_HOOKS names that did nothing
         self.warnings: list[str] = []
+        #: the hook whose call Ctrl-C or SIGTERM cut short, with what it had gathered
+        self.interrupted: tuple[str, HookResults] | None = None
 
     # -- loading --------------------------------------------------------------
 
@@ -344,9 +359,20 @@ class HookManager:
         try:
             with _quiet_stdout():
                 collected.returned = list(getattr(self.pm.hook, hook)(**kwargs) or [])
+        except KeyboardInterrupt:
+            # what the implementations that returned gave, and which one was cut short
+            self.interrupted = (hook, collected)
+            raise
         finally:
             _CURRENT.reset(token)
         return collected
+
+    def cut_short(self, hook: str) -> HookResults | None:
+        """What the last call of `hook` had gathered when an interrupt stopped it, if
+        it was stopped (`running` names the module that was running), else None."""
+        if self.interrupted is None or self.interrupted[0] != hook:
+            return None
+        return self.interrupted[1]
 
     def count(self, hook: str) -> int:
         """How many modules implement `hook` (for progress messages)."""
@@ -354,8 +380,11 @@ class HookManager:
 
     def json_results(self, hook: str, **kwargs: Any) -> HookResults:
         """Dict results of a hook by module name; anything else is a HookError."""
-        called = self.call(hook, **kwargs)
-        kept = HookResults(errors=list(called.errors))
+        return self.keep_json(hook, self.call(hook, **kwargs))
+
+    def keep_json(self, hook: str, called: HookResults) -> HookResults:
+        """The dict results of `called`; anything else becomes a HookError."""
+        kept = HookResults(errors=list(called.errors), running=called.running)
         for name, value in called.results:
             if value is None:
                 continue
@@ -365,7 +394,9 @@ class HookManager:
                 else find_unsafe_json(value)
             )
             if problem:
-                kept.errors.append(HookError(hook=hook, plugin=name, error=f"not kept: {problem}"))
+                kept.errors.append(
+                    HookError(hook=hook, plugin=name, error=f"ContractBroken: not kept: {problem}")
+                )
             else:
                 kept.results.append((name, value))
         return kept

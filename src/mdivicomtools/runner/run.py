@@ -39,6 +39,7 @@ from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend, outcome_problems
 from mdivicomtools.execution.runlog import RunLog
+from mdivicomtools.hooks.builtin.host import mdivicom_capture_provenance as host_provenance
 from mdivicomtools.hooks.manager import HookManager, HookResults
 from mdivicomtools.model.layout import runs_dir, staging_root
 from mdivicomtools.model.run import (
@@ -283,11 +284,14 @@ class Run:
         )
         if isinstance(finalised, KeyboardInterrupt):
             # a hung finalisation hook can be stopped; nothing unchecked is promoted
+            cut = self.hooks.cut_short("mdivicom_finalize_outputs")
+            if cut is not None:
+                self.hook_errors.extend(cut.errors)
             outcome.status, outcome.exit_code = "interrupted", None
             outcome.error = ErrorInfo(
                 type="Interrupted",
                 message=f"interrupted by {_signal_name(finalised)} while the outputs were "
-                "finalised",
+                "finalised" + _in_module(cut),
             )
         else:
             self.hook_errors.extend(finalised.errors)
@@ -326,16 +330,32 @@ class Run:
             outcome=outcome,
         )
         if isinstance(captured, KeyboardInterrupt):
-            # the output is in place and the run is what it was: only provenance is cut
+            # the output is in place and the run is what it was: only provenance is cut.
+            # What the hooks that returned gave is kept; the one that was running is named
+            cut = self.hooks.cut_short("mdivicom_capture_provenance")
+            if cut is None:  # the signal came earlier: no site provenance hook is called
+                error = (
+                    f"interrupted by {_signal_name(captured)} before the provenance hooks "
+                    "were called; extensions are left out"
+                )
+                # the machine's facts are the core's own, and quick: the record keeps them
+                captured = self.hooks.keep_json(
+                    "mdivicom_capture_provenance",
+                    HookResults(results=[(HOST_HOOK_MODULE, host_provenance())]),
+                )
+            else:
+                error = (
+                    f"interrupted by {_signal_name(captured)}{_in_module(cut)}; the "
+                    "provenance of the hooks that had not returned is left out"
+                )
+                captured = self.hooks.keep_json("mdivicom_capture_provenance", cut)
             self.hook_errors.append(
                 HookError(
                     hook="mdivicom_capture_provenance",
-                    plugin="(interrupted)",
-                    error=f"interrupted by {_signal_name(captured)} before every provenance "
-                    "hook had returned; extensions are left out",
+                    plugin=(cut.running if cut is not None else None) or "(interrupted)",
+                    error=error,
                 )
             )
-            captured = HookResults()
         self.hook_errors.extend(captured.errors)
         for error in self.hook_errors:
             log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
@@ -465,13 +485,21 @@ class Run:
         return _without_secrets(record, request.config)
 
 
+def _in_module(cut: HookResults | None) -> str:
+    """`` in hook module 'NAME'`` for the module an interrupt stopped, if known."""
+    running = cut.running if cut is not None else None
+    return f" in hook module {running!r}" if running else ""
+
+
 def _without_secrets(record: RunRecord, config: object) -> RunRecord:
     """The record with the secret values of `config` scrubbed from the text the plugin
-    controls: its error, warnings, result and the hook errors.
+    controls: its error, warnings, result and the hook errors, and the
+    provenance hooks' `extensions`.
 
     The config itself is already redacted; a plugin quoting a token in an
-    exception or returning its config would otherwise put the value back into
-    a record that is readable by the group and copied into crates.
+    exception or returning its config, or a provenance hook copying
+    `request.config`, would otherwise put the value back into a record that
+    is readable by the group and copied into crates.
     """
     error = record.error
     if error is not None:
@@ -485,6 +513,7 @@ def _without_secrets(record: RunRecord, config: object) -> RunRecord:
         error=error,
         warnings=scrub_all(record.warnings, config),
         result=scrub_all(record.result, config),
+        extensions=scrub_all(record.extensions, config),
         hook_errors=hook_errors,
     )
 

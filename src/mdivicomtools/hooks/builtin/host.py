@@ -10,6 +10,7 @@ from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.records.host import host_info
 
 
-@hookimpl
+# first, so a site's provenance hook that hangs until Ctrl-C cannot cost the record its host
+@hookimpl(tryfirst=True)
 def mdivicom_capture_provenance() -> dict[str, Any]:
     return msgspec.to_builtins(host_info())
