@@ -84,7 +84,9 @@ def mdivicom_capture_provenance():
     assert errors == {
         ("raiser", "mdivicom_finalize_outputs"): "OSError: disk quota",
         ("raiser", "mdivicom_capture_provenance"): "RuntimeError: no database",
-        ("odd", "mdivicom_capture_provenance"): "ContractBroken: not kept: $.when is a object, not a JSON value",
+        ("odd", "mdivicom_capture_provenance"): (
+            "ContractBroken: not kept: $.when is a object, not a JSON value"
+        ),
     }
     assert (tmp_path / "out" / "writer" / "out.txt").exists()
     log = (tmp_path / "out" / record.log).read_text()
