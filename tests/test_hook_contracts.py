@@ -185,13 +185,28 @@ def test_files_a_finalize_hook_writes_or_removes_are_what_the_record_lists(site,
     assert record.status == "succeeded"
     assert [o.path for o in record.outputs] == ["SITE_STAMP"]
     assert sorted(p.name for p in (out / "writer").iterdir()) == ["SITE_STAMP"]
-    assert "a finalisation hook changed the output (or its list); it was listed again" in (
-        record.warnings
-    )
+    # the warning names the files, so a hook overwriting the plugin's own is seen
+    assert (
+        "a finalisation hook changed the output (added SITE_STAMP; removed out.txt); "
+        "it was listed again"
+    ) in record.warnings
     from mdivicomtools import verify_out
 
     [report] = verify_out(out)
     assert report.ok, report
+
+
+def test_a_finalize_hook_that_only_edits_the_list_is_named_so(site, dataset, tmp_path):
+    class Lists:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            outcome.outputs.append(OutputFile(path="ghost.txt", size=1, sha256="0" * 64))
+
+    record = _run(site, dataset, tmp_path / "out", ("lists", Lists()))
+    assert [o.path for o in record.outputs] == ["out.txt"]
+    assert record.warnings == [
+        "a finalisation hook changed outcome.outputs; the output was listed again"
+    ]
 
 
 def test_a_failed_run_lists_no_outputs(site, dataset, tmp_path):

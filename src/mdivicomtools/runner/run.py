@@ -436,8 +436,13 @@ class Run:
             return
         list_outputs(outcome)
         if outcome.status == "succeeded":
+            # which files, so a hook that overwrote one of the plugin's own is seen
+            changes = compare(staged, now)
             outcome.warnings.append(
-                "a finalisation hook changed the output (or its list); it was listed again"
+                f"a finalisation hook changed the output ({changes.describe(limit=5)}); "
+                "it was listed again"
+                if changes
+                else "a finalisation hook changed outcome.outputs; the output was listed again"
             )
 
     def _record(
