@@ -97,9 +97,35 @@ def mdivicom_execution_backends() -> Iterable[ExecutionBackend] | None:
     The python backend is built in; the docker and podman backends come from
     their own distributions through this hook, as a site's own backend would.
 
+    The example is a complete backend: it calls python plugins in the runner's
+    own process, and ``--backend inline`` picks it.
+
     Example::
+
+        import importlib
+
+        from mdivicomtools.execution.base import Availability
+
+        class InlineBackend:
+            name = "inline"
+            kinds = frozenset({"python"})
+
+            def availability(self):
+                return Availability(available=True, engine="inline 1")
+
+            def execute(self, request, outcome, log):
+                module, _, function = request.spec.entry.callable.partition(":")
+                run = getattr(importlib.import_module(module), function)
+                try:
+                    outcome.result = run(str(request.dataset_dir), str(outcome.staging_dir),
+                                         request.config, work_dir=str(request.work_dir),
+                                         dry_run=request.dry_run)
+                except Exception as exc:
+                    outcome.fail(type(exc).__name__, str(exc), 1)
+                else:
+                    outcome.status, outcome.exit_code = "succeeded", 0
 
         @hookimpl
         def mdivicom_execution_backends():
-            return [SlurmContainerBackend()]
+            return [InlineBackend()]
     """
