@@ -43,7 +43,8 @@ def _run(site, dataset, out, *modules):
     [
         ("problem text", "returned a str, not a list of strings (or None)"),
         (True, "returned a bool, not a list of strings (or None)"),
-        ([1, 2], "returned a list, not a list of strings (or None)"),
+        ([1, 2], "returned a list holding an int, not a list of strings (or None)"),
+        (["ok", None], "returned a list holding None, not a list of strings (or None)"),
     ],
 )
 def test_a_validation_hook_returning_no_list_stops_the_run_naming_it(
@@ -128,7 +129,7 @@ def test_a_finalize_hook_s_wrong_types_are_undone_and_the_record_reads_back(
     assert [o.path for o in record.outputs] == ["out.txt"]
     assert "42" in record.warnings
     error = _errors(record)["sloppy"]
-    assert "put a str into outcome.outputs" in error or "put a int" in error, error
+    assert "put a str into outcome.outputs" in error or "put an int" in error, error
     assert len([e for e in record.hook_errors if e.plugin == "sloppy"]) == 2
     assert read_record(out / "_runs" / f"{record.run_id}.json").run_id == record.run_id
 
@@ -163,8 +164,7 @@ def test_a_provenance_hook_cannot_change_the_status_or_the_config(site, dataset,
     record = _run(site, dataset, tmp_path / "out2", ("status", StatusOnly()))
     assert record.status == "succeeded" and record.extensions["status"] == {"ok": True}
     assert _errors(record)["status"] == (
-        "ContractBroken: set outcome.status to 'failed'; this hook may set nothing "
-        "(with outcome.fail); undone"
+        "ContractBroken: set outcome.status to 'failed'; this hook may not change it; undone"
     )
 
 

@@ -28,8 +28,11 @@ SETTABLE_STATUS: dict[str, tuple[str, ...]] = {"mdivicom_finalize_outputs": ("fa
 def _list_of_strings(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         return f"returned {_what(value)}, not a list of strings (or None)"
+    odd = [item for item in value if not isinstance(item, str)]
+    if odd:
+        return f"returned a list holding {_what(odd[0])}, not a list of strings (or None)"
     return None
 
 
@@ -78,7 +81,11 @@ WRAPPER_CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 
 def _what(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    # `an int`, `an object`; a class name keeps `a` (`a One`, `a UserList`)
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 class Snapshot:
@@ -119,10 +126,14 @@ class Snapshot:
                 "kept as its repr"
             )
         if outcome.status != self.status and outcome.status not in self.settable:
-            may = " or ".join(repr(s) for s in self.settable) or "nothing"
+            may = " or ".join(repr(s) for s in self.settable)
             problems.append(
-                f"set outcome.status to {outcome.status!r}; this hook may set {may} "
-                "(with outcome.fail); undone"
+                f"set outcome.status to {outcome.status!r}; "
+                + (
+                    f"this hook may set {may} (with outcome.fail); undone"
+                    if may
+                    else "this hook may not change it; undone"
+                )
             )
             outcome.status, outcome.error = self.status or "failed", self.error
         elif (

@@ -334,7 +334,7 @@ class Run:
             # What the hooks that returned gave is kept; the one that was running is named
             cut = self.hooks.cut_short("mdivicom_capture_provenance")
             if cut is None:  # the signal came earlier: no site provenance hook is called
-                error = (
+                why = (
                     f"interrupted by {_signal_name(captured)} before the provenance hooks "
                     "were called; extensions are left out"
                 )
@@ -344,7 +344,7 @@ class Run:
                     HookResults(results=[(HOST_HOOK_MODULE, host_provenance())]),
                 )
             else:
-                error = (
+                why = (
                     f"interrupted by {_signal_name(captured)}{_in_module(cut)}; the "
                     "provenance of the hooks that had not returned is left out"
                 )
@@ -353,7 +353,7 @@ class Run:
                 HookError(
                     hook="mdivicom_capture_provenance",
                     plugin=(cut.running if cut is not None else None) or "(interrupted)",
-                    error=error,
+                    error=why,
                 )
             )
         self.hook_errors.extend(captured.errors)
