@@ -98,6 +98,49 @@ def test_a_conforming_plugin_passes_every_check(site):
     assert writes.detail.endswith("(a subprocess or C code writing elsewhere is not seen)")
 
 
+SITE_RULES = """
+import pathlib, shutil
+from mdivicomtools import hookimpl
+
+@hookimpl
+def mdivicom_validate_run(request):
+    if not (pathlib.Path(request.dataset_dir) / "consent.json").exists():
+        return ["no consent.json: this lab refuses the dataset"]
+
+@hookimpl
+def mdivicom_finalize_outputs(request, outcome):
+    shutil.copytree(outcome.staging_dir, pathlib.Path({archive!r}) / request.run_id)
+
+@hookimpl
+def mdivicom_capture_provenance():
+    return {{"lab": "interaction-lab"}}
+"""
+
+
+def test_a_sites_hooks_do_not_decide_a_plugins_check(site, tmp_path):
+    """A lab's consent rule failed every plugin's check (the sample dataset has no
+    consent file), and its archive hook copied the sandbox's output into the lab's
+    archive and failed `writes only to out_dir`. The check leaves the site's
+    validation, provenance and finalisation hooks out, and says so."""
+    archive = tmp_path / "archive"
+    site.plugin("good", run_source=GOOD)
+    site.module("h_siterules", SITE_RULES.format(archive=str(archive)))
+    site.distribution("site-rules", {"siterules": "h_siterules"}, group="mdivicomtools.hooks")
+    checks = check_plugin("good")
+    assert {c.status for c in checks} <= {"pass", "skip"}, checks
+    [skipped] = [c for c in checks if c.status == "skip"]
+    assert (skipped.name, skipped.detail) == (
+        "site hooks",
+        "not used by the check: siterules (this site's validation, provenance and "
+        "finalisation hooks; `mdivicom run` uses them)",
+    )
+    assert not archive.exists()
+    # a real run still obeys the site
+    refused = site.cli("run", "good", "--dataset", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert refused.returncode == 2
+    assert "no consent.json: this lab refuses the dataset" in refused.stderr
+
+
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_broken_plugins_fail_the_right_check(site, case):
     source, failing, detail = BROKEN[case]

@@ -27,6 +27,7 @@ from mdivicomtools.bundles.resultbundle import validate_file
 from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
+from mdivicomtools.hooks.manager import load_hooks
 from mdivicomtools.model.container import runner_owned
 from mdivicomtools.model.layout import managed_folders
 from mdivicomtools.model.run import RunRecord
@@ -70,6 +71,10 @@ def _snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
         stat = path.lstat()
         found[path.relative_to(root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
     return found
+
+
+#: the hooks a check calls with the built-in modules only (backends come from every module)
+SITE_HOOKS = ("mdivicom_validate_run", "mdivicom_capture_provenance", "mdivicom_finalize_outputs")
 
 
 def check_plugin(
@@ -290,11 +295,29 @@ def _run_checks(
         except UsageError as exc:
             add("backend", "fail", str(exc))
             return
+    # the plugin is checked, not the site: its validation, provenance and
+    # finalisation hooks (a consent rule, an archive copy) stay out of these runs
+    hooks = load_hooks()
+    left_out = hooks.without_site_hooks(SITE_HOOKS)
+    if left_out:
+        add(
+            "site hooks",
+            "skip",
+            f"not used by the check: {', '.join(left_out)} (this site's validation, "
+            "provenance and finalisation hooks; `mdivicom run` uses them)",
+        )
     before = fingerprint(data)
     outside_before = _snapshot(sandbox, managed)
     try:
         dry = run_plugin(
-            ref, dataset=data, out=out, work=work, config=config, backend=backend, dry_run=True
+            ref,
+            dataset=data,
+            out=out,
+            work=work,
+            config=config,
+            backend=backend,
+            dry_run=True,
+            hooks=hooks,
         )
     except ValidationFailed as exc:
         if not image_failed:  # the image line already says what the problem is
@@ -312,7 +335,14 @@ def _run_checks(
     )
     with _writes_seen() as written_anywhere:
         real = run_plugin(
-            ref, dataset=data, out=out, work=work, config=config, backend=backend, overwrite=True
+            ref,
+            dataset=data,
+            out=out,
+            work=work,
+            config=config,
+            backend=backend,
+            overwrite=True,
+            hooks=hooks,
         )
     detail = f"status {real.status} on {where}, {len(real.outputs)} output file(s)"
     if real.error:

@@ -220,6 +220,8 @@ class HookManager:
         self.warnings: list[str] = []
         #: the hook whose call Ctrl-C or SIGTERM cut short, with what it had gathered
         self.interrupted: tuple[str, HookResults] | None = None
+        #: hooks called without the installed (site) modules (see without_site_hooks)
+        self.builtin_only: frozenset[str] = frozenset()
 
     # -- loading --------------------------------------------------------------
 
@@ -356,9 +358,13 @@ class HookManager:
         """Call `hook` through pluggy; every implementation's failure is reported, not raised."""
         collected = HookResults()
         token = _CURRENT.set(collected)
+        caller = getattr(self.pm.hook, hook)
+        if hook in self.builtin_only:
+            site = [self.pm.get_plugin(m.name) for m in self._site_modules(hook)]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=site)
         try:
             with _quiet_stdout():
-                collected.returned = list(getattr(self.pm.hook, hook)(**kwargs) or [])
+                collected.returned = list(caller(**kwargs) or [])
         except KeyboardInterrupt:
             # what the implementations that returned gave, and which one was cut short
             self.interrupted = (hook, collected)
@@ -376,7 +382,24 @@ class HookManager:
 
     def count(self, hook: str) -> int:
         """How many modules implement `hook` (for progress messages)."""
-        return sum(1 for module in self.modules if module.status == "ok" and hook in module.hooks)
+        left_out = len(self._site_modules(hook)) if hook in self.builtin_only else 0
+        implementing = (m for m in self.modules if m.status == "ok" and hook in m.hooks)
+        return sum(1 for _ in implementing) - left_out
+
+    def _site_modules(self, hook: str) -> list[HookModule]:
+        return [m for m in self.modules if m.status == "ok" and not m.builtin and hook in m.hooks]
+
+    def without_site_hooks(self, hooks: Iterable[str]) -> list[str]:
+        """Call `hooks` with the built-in modules only; the names of the installed
+        modules this leaves out.
+
+        `plugins check` checks a plugin, not the site: a site's consent rule
+        failed every plugin's check on a sample dataset, and its archive hook
+        copied the sandbox's output into the lab's archive (and failed `writes
+        only to out_dir`). Backends still come from every module.
+        """
+        self.builtin_only = frozenset(hooks)
+        return sorted({m.name for hook in self.builtin_only for m in self._site_modules(hook)})
 
     def json_results(self, hook: str, **kwargs: Any) -> HookResults:
         """Dict results of a hook by module name; anything else is a HookError."""
