@@ -254,6 +254,38 @@ def test_disable_hooks_by_name(site, dataset, tmp_path, monkeypatch):
     assert module.status == "disabled" and module.error == "disabled by MDIVICOM_DISABLE_HOOKS"
 
 
+def test_disable_hooks_in_the_user_config(site, dataset, tmp_path, monkeypatch):
+    """`config show` listed a `disable_hooks` setting, yet the user config refused the
+    key: a module could be switched off only per shell. The file's list is used, and
+    MDIVICOM_DISABLE_HOOKS, when set, replaces it (as the environment does for every
+    setting); each message names where the names came from."""
+    site.plugin("writer", run_source=WRITE)
+    hook_dist(site, "site-prov", PROVENANCE)
+    hook_dist(site, "lab-prov", PROVENANCE)
+    config = tmp_path / "config.toml"
+    config.write_text('disable_hooks = ["site-prov", "lab-prv"]\n', encoding="utf-8")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    monkeypatch.delenv("MDIVICOM_DISABLE_HOOKS", raising=False)
+    hooks = load_hooks()
+    status = {m.name: (m.status, m.error) for m in hooks.modules if not m.builtin}
+    assert status["site-prov"] == ("disabled", "disabled by disable_hooks in the user config")
+    assert status["lab-prov"][0] == "ok"
+    [warning] = hooks.warnings
+    assert warning.startswith(
+        "disable_hooks in the user config names 'lab-prv', but no installed hook module has "
+        "that name (did you mean 'lab-prov'?); installed: "
+    )
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    assert set(record.extensions) == {"lab-prov"}
+    shown = site.cli("config", "show", "--json", MDIVICOM_CONFIG_FILE=str(config))
+    [row] = [r for r in json.loads(shown.stdout) if r["name"] == "disable_hooks"]
+    assert (row["value"], row["origin"]) == ("site-prov,lab-prv", "user config file")
+    # the environment replaces the file's list
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "lab-prov")
+    status = {m.name: m.status for m in load_hooks().modules}
+    assert (status["site-prov"], status["lab-prov"]) == ("ok", "disabled")
+
+
 def test_disable_hooks_names_that_disable_nothing_are_warned_about(site, dataset, monkeypatch):
     """A misspelt MDIVICOM_DISABLE_HOOKS name, or a built-in one, left the module
     running without a word: the operator believed it off."""

@@ -82,6 +82,8 @@ class UserConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hash_dataset: bool | None = None
     #: refuse to run (exit 2) while an installed hook module is broken
     strict_hooks: bool | None = None
+    #: installed hook modules to skip (MDIVICOM_DISABLE_HOOKS, when set, replaces it)
+    disable_hooks: list[str] | None = None
     #: `[container]`: site defaults for container plugins (resources, named mounts)
     container: ContainerDefaults | None = None
     #: `[slurm]`: the worker jobs of `--executor slurm`
@@ -219,6 +221,20 @@ def configured_strict_hooks() -> bool:
     return bool(load_user_config().strict_hooks)
 
 
+def configured_disable_hooks() -> tuple[list[str], str]:
+    """The hook module names to skip, and where they come from (for messages).
+
+    MDIVICOM_DISABLE_HOOKS (comma-separated), when set and not empty, replaces
+    `disable_hooks = [...]` of the user config, as the environment overrides
+    the file for every other setting.
+    """
+    raw = os.environ.get(DISABLE_HOOKS_ENV)
+    if raw:
+        return [name.strip() for name in raw.split(",") if name.strip()], DISABLE_HOOKS_ENV
+    names = load_user_config().disable_hooks or []
+    return [name.strip() for name in names if name.strip()], "disable_hooks in the user config"
+
+
 def configured_hash_dataset() -> bool:
     """`hash_dataset = true` makes every run record its dataset's content digest."""
     return bool(load_user_config().hash_dataset)
@@ -276,7 +292,13 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     add("hash_dataset", False, None, user.hash_dataset, "--hash-dataset")
     add("strict_hooks", False, None, user.strict_hooks, "--strict-hooks")
     add("plugin_path", "", PLUGIN_PATH_ENV, None, None)
-    add("disable_hooks", "", DISABLE_HOOKS_ENV, None, None)
+    add(
+        "disable_hooks",
+        "",
+        DISABLE_HOOKS_ENV,
+        ",".join(user.disable_hooks) if user.disable_hooks is not None else None,
+        None,
+    )
     add("dask_scheduler", None, SCHEDULER_ENV, None, "--scheduler")
     # None: the plugin's manifest decides (else the engine's default, and 5 s of grace)
     container = user.container or ContainerDefaults()

@@ -21,7 +21,6 @@ import contextvars
 import difflib
 import importlib
 import importlib.metadata
-import os
 from collections.abc import Callable, Generator, Iterable
 from types import ModuleType
 from typing import Any, Literal, cast
@@ -38,7 +37,7 @@ from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks import contracts, specs
 from mdivicomtools.hooks.markers import PROJECT_NAME
 from mdivicomtools.model.run import HookError
-from mdivicomtools.settings import DISABLE_HOOKS_ENV as DISABLE_ENV
+from mdivicomtools.settings import configured_disable_hooks
 
 HOOK_GROUP = "mdivicomtools.hooks"
 HOOK_NAMES = tuple(sorted(name for name in vars(specs) if name.startswith("mdivicom_")))
@@ -205,8 +204,11 @@ def _quiet_stdout() -> contextlib.AbstractContextManager[object]:
 
 
 def disabled_names(value: str | None = None) -> set[str]:
-    raw = os.environ.get(DISABLE_ENV, "") if value is None else value
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    """The names of `value` (comma-separated), or those MDIVICOM_DISABLE_HOOKS or the
+    user config's `disable_hooks` give."""
+    if value is None:
+        return set(configured_disable_hooks()[0])
+    return {name.strip() for name in value.split(",") if name.strip()}
 
 
 class HookManager:
@@ -305,6 +307,7 @@ class HookManager:
         self,
         disabled: Iterable[str] = (),
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+        by: str = "MDIVICOM_DISABLE_HOOKS",
     ) -> None:
         skip = set(disabled)
         if entry_points is None:
@@ -315,7 +318,7 @@ class HookManager:
                 "distribution": distribution_of(ep),
             }
             if ep.name in skip:
-                self._report(ep.name, "disabled", error=f"disabled by {DISABLE_ENV}", **info)
+                self._report(ep.name, "disabled", error=f"disabled by {by}", **info)
                 continue
             try:
                 with _quiet_stdout():
@@ -326,7 +329,7 @@ class HookManager:
                 continue
             self.add_module(module, ep.name, **info)
 
-    def check_disabled(self, disabled: Iterable[str]) -> None:
+    def check_disabled(self, disabled: Iterable[str], by: str = "MDIVICOM_DISABLE_HOOKS") -> None:
         """Warn about MDIVICOM_DISABLE_HOOKS names that disabled nothing.
 
         An operator who disables a misbehaving site module with a misspelt name,
@@ -337,14 +340,14 @@ class HookManager:
         for name in sorted(set(disabled) - {m.name for m in self.modules if not m.builtin}):
             if name in BUILTIN_MODULES:
                 self.warnings.append(
-                    f"{DISABLE_ENV} names {name!r}, a built-in hook module, which cannot be "
+                    f"{by} names {name!r}, a built-in hook module, which cannot be "
                     "disabled; it is still used"
                 )
                 continue
             close = difflib.get_close_matches(name, installed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.warnings.append(
-                f"{DISABLE_ENV} names {name!r}, but no installed hook module has that "
+                f"{by} names {name!r}, but no installed hook module has that "
                 f"name{hint}; installed: {', '.join(installed) or 'none'}"
             )
 
@@ -463,12 +466,13 @@ def load_hooks(
     """
     manager = HookManager()
     manager.load_builtins()
-    disabled = disabled_names()
-    manager.load_entry_points(disabled, entry_points)
+    names, by = configured_disable_hooks()
+    disabled = set(names)
+    manager.load_entry_points(disabled, entry_points, by)
     for name, module in extra:
         if name in disabled:
-            manager._report(name, "disabled", error=f"disabled by {DISABLE_ENV}", origin="extra")
+            manager._report(name, "disabled", error=f"disabled by {by}", origin="extra")
         else:
             manager.add_module(module, name, origin="extra")
-    manager.check_disabled(disabled)
+    manager.check_disabled(disabled, by)
     return manager
