@@ -17,7 +17,8 @@ def hooks_group() -> None:
 def list_command(as_json: bool) -> None:
     """List every hook module: name, distribution, hooks it implements, status.
 
-    Set MDIVICOM_DISABLE_HOOKS=name,... to skip installed modules by name.
+    Set MDIVICOM_DISABLE_HOOKS=name,... (or disable_hooks = ["name", ...] in the
+    user config) to skip installed modules by name.
     """
     from mdivicomtools.hooks.manager import load_hooks
 
