@@ -65,7 +65,8 @@ def test_problems_found_at_run_time_are_one_line(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [("interrupted", "interrupted"), ("succeeded", "succeeded")]
+    ("status", "expected"),
+    [("interrupted", "interrupted"), ("failed", "interrupted"), ("succeeded", "succeeded")],
 )
 def test_a_signal_after_the_run_ended_leaves_the_session_what_its_record_says(
     tmp_path, monkeypatch, status, expected

@@ -118,11 +118,38 @@ def mdivicom_validate_run(request):
     )
     with pytest.raises(ValidationFailed) as excinfo:
         run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    # each site module's problem names it: which package's rule refused the run
     assert sorted(excinfo.value.problems) == [
-        "config.participants is required at this site",
+        "config.participants is required at this site (validation hook 'site-rules')",
         "validation hook 'broken-rule' raised ValueError: cannot reach the ethics database",
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_two_site_validators_are_each_named_and_the_core_s_problems_are_not(
+    site, dataset, tmp_path
+):
+    """Two lab packages refused one run: the problems were listed together with no
+    word of whose rule each was, nor what MDIVICOM_DISABLE_HOOKS would take."""
+    site.plugin("writer", run_source=WRITE)
+    for name, problem in (("consent", "no consent.json"), ("naming", "not a BIDS name")):
+        hook_dist(
+            site,
+            name,
+            "from mdivicomtools import hookimpl\n"
+            "@hookimpl\n"
+            f"def mdivicom_validate_run():\n    return [{problem!r}]\n",
+        )
+    ran = site.cli(
+        "run", "writer", "--dataset", str(dataset / "missing"), "--out", str(tmp_path / "o")
+    )
+    assert ran.returncode == 2
+    lines = ran.stderr.splitlines()
+    assert "  - no consent.json (validation hook 'consent')" in lines
+    assert "  - not a BIDS name (validation hook 'naming')" in lines
+    # the built-in validation's own problem is not labelled
+    [core] = [line for line in lines if "does not exist" in line]
+    assert "validation hook" not in core
 
 
 def test_finalize_hook_can_fail_a_run_before_promotion(site, dataset, tmp_path):

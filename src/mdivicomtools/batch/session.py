@@ -121,11 +121,11 @@ def run_session(job: SessionJob) -> SessionResult:
     try:
         record = run_plugin(job.ref, job.options)
     except RunInterrupted as exc:
-        if exc.record.status == "interrupted":
+        if exc.record.status != "succeeded":
             return result("interrupted", "interrupted", exc.record)
-        # the signal came after the run had ended, while its provenance hooks ran: the
-        # output is in place and the session is what its record says, as a single
-        # run's exit status is
+        # the signal came after the run had succeeded, while its provenance hooks ran:
+        # the output is in place, and the session is what its record says (as a single
+        # run's exit status is), so --resume does not run it again
         record = exc.record
     except KeyboardInterrupt:
         return result("interrupted", "interrupted before the run started")

@@ -244,8 +244,19 @@ class Prepared:
     def hook_problems(self, request: RunRequest) -> list[str]:
         """The validation hooks' problems with `request` (the backend's checks aside)."""
         called = self.hooks.call("mdivicom_validate_run", request=request)
-        # pluggy's value, as any wrapper=True implementation left it
-        problems = [str(p) for found in called.returned for p in (found or [])]
+        # a site module's problems name it, so the reader knows whose rule refused the
+        # run (a lab, a site, a personal package), and what MDIVICOM_DISABLE_HOOKS takes
+        builtin = {m.name for m in self.hooks.modules if m.builtin}
+        owner = {id(value): module for module, value in called.results}
+        problems = []
+        # pluggy's value, as any wrapper=True implementation left it (a problem a
+        # wrapper added is its own, and named by nobody)
+        for found in called.returned:
+            module = owner.get(id(found))
+            named = module is not None and module not in builtin
+            problems += [
+                f"{p} (validation hook {module!r})" if named else str(p) for p in (found or [])
+            ]
         problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
         return problems
 
