@@ -551,6 +551,43 @@ def test_ctrl_c_stops_a_hung_hook_and_the_record_says_what_happened(
         }
 
 
+HUNG_VALIDATION = """
+import pathlib, time
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_run(request):
+    pathlib.Path({started!r}).write_text("x")
+    time.sleep(60)
+"""
+
+
+def test_ctrl_c_in_a_hung_validation_hook_names_it(site, dataset, tmp_path):
+    """Nothing has run yet, so there is no record; the one line said only
+    `interrupted by Ctrl-C (SIGINT)`, and with several site validators nobody
+    knew which had hung."""
+    started = tmp_path / "started"
+    site.module("h_slowcheck", HUNG_VALIDATION.format(started=str(started)))
+    site.distribution("slow-check", {"consent": "h_slowcheck"}, group="mdivicomtools.hooks")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out)],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+        start_new_session=True,
+    )
+    wait_for(started)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == (
+        "Error: interrupted by Ctrl-C (SIGINT) while validation hook 'consent' ran"
+    )
+    assert not list(out.glob("_runs/*.json"))
+
+
 def test_provenance_that_returned_before_a_hung_hook_is_kept(site, dataset, tmp_path):
     """Ctrl-C in one site's provenance hook costs that module's extensions, not those
     of the modules that had already returned."""

@@ -157,7 +157,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         # click turns Ctrl-C at a prompt into Abort, keeping the KeyboardInterrupt as context
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
         name = "SIGTERM" if isinstance(cause, Terminated) else "Ctrl-C (SIGINT)"
-        _fail(f"interrupted by {name}", EXIT_INTERRUPTED, "Interrupted", as_json)
+        # what was running, when the code it stopped could tell (a hung validation hook)
+        during = getattr(cause, "during", "")
+        _fail(
+            f"interrupted by {name}" + (f" {during}" if during else ""),
+            EXIT_INTERRUPTED,
+            "Interrupted",
+            as_json,
+        )
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)

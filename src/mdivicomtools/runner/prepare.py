@@ -243,7 +243,14 @@ class Prepared:
 
     def hook_problems(self, request: RunRequest) -> list[str]:
         """The validation hooks' problems with `request` (the backend's checks aside)."""
-        called = self.hooks.call("mdivicom_validate_run", request=request)
+        try:
+            called = self.hooks.call("mdivicom_validate_run", request=request)
+        except KeyboardInterrupt as exc:
+            # a hung check (a consent file on a network drive): say whose it was
+            cut = self.hooks.cut_short("mdivicom_validate_run")
+            if cut is not None and cut.running:
+                exc.during = f"while validation hook {cut.running!r} ran"  # type: ignore[attr-defined]
+            raise
         # a site module's problems name it, so the reader knows whose rule refused the
         # run (a lab, a site, a personal package), and what MDIVICOM_DISABLE_HOOKS takes
         builtin = {m.name for m in self.hooks.modules if m.builtin}
