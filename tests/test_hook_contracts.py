@@ -196,6 +196,45 @@ def test_files_a_finalize_hook_writes_or_removes_are_what_the_record_lists(site,
     assert report.ok, report
 
 
+def test_a_hook_writing_into_the_final_output_folder_is_told_it_is_lost(site, dataset, tmp_path):
+    """The final folder is the previous run's output until this run's is promoted
+    over it: a stamp a finalisation hook wrote there vanished without a word. After
+    promotion (provenance), a file written there is one the record does not list."""
+
+    class Archives:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, request, outcome):
+            if request.out_dir.is_dir():
+                (request.out_dir / "ARCHIVED").write_text("copied to the archive")
+
+        @hookimpl
+        def mdivicom_capture_provenance(self, request, outcome):
+            (request.out_dir / "PROVENANCE").write_text("late")
+            return {}
+
+    out = tmp_path / "out"
+    first = _run(site, dataset, out, ("archives", Archives()))
+    assert _errors(first)["archives"] == (
+        f"ContractBroken: wrote into request.out_dir ({out / 'writer'}), the plugin's output "
+        "folder, which only the runner writes: the record's list of outputs no longer "
+        "matches it; a finalisation hook writes into outcome.staging_dir"
+    )
+    second = run_plugin(
+        "writer",
+        dataset=dataset,
+        out=out,
+        overwrite=True,
+        hooks=load_hooks(extra=[("archives", Archives())]),
+    )
+    lost = [e.error for e in second.hook_errors if e.hook == "mdivicom_finalize_outputs"]
+    assert lost == [
+        f"ContractBroken: wrote into request.out_dir ({out / 'writer'}), the plugin's output "
+        "folder, which only the runner writes: this run's output replaces it, and what is "
+        "written there is lost; a finalisation hook writes into outcome.staging_dir"
+    ]
+    assert not (out / "writer" / "ARCHIVED").exists()
+
+
 def test_a_finalize_hook_that_only_edits_the_list_is_named_so(site, dataset, tmp_path):
     class Lists:
         @hookimpl

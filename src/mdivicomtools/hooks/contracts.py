@@ -12,7 +12,9 @@ module's HookError: one module's mistake costs that module, never the run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -92,18 +94,33 @@ class Snapshot:
     """What an implementation may not change, taken before it is called."""
 
     def __init__(self, hook: str, request: RunRequest | None, outcome: RunOutcome | None) -> None:
+        self.hook = hook
         self.settable = SETTABLE_STATUS.get(hook, ())
         self.request = request
         self.config = msgspec.json.encode(request.config) if request is not None else None
         self.outcome = outcome
         self.status = outcome.status if outcome is not None else None
         self.error = outcome.error if outcome is not None else None
+        self.final = _folder_state(request.out_dir) if request is not None else None
 
     def restore(self) -> list[str]:
         """Undo what breaks the contract; one line per thing undone."""
         problems: list[str] = []
         if self.request is not None and self.config is not None:
             problems += _restore_config(self.request, self.config)
+        if self.request is not None and _folder_state(self.request.out_dir) != self.final:
+            # cannot be undone: said, so the file is not thought kept
+            after = self.hook == "mdivicom_capture_provenance"  # called once it is promoted
+            problems.append(
+                f"wrote into request.out_dir ({self.request.out_dir}), the plugin's output "
+                "folder, which only the runner writes: "
+                + (
+                    "the record's list of outputs no longer matches it"
+                    if after
+                    else "this run's output replaces it, and what is written there is lost"
+                )
+                + "; a finalisation hook writes into outcome.staging_dir"
+            )
         if self.outcome is not None:
             problems += self._restore_outcome(self.outcome)
         return problems
@@ -149,6 +166,16 @@ class Snapshot:
                 type="FinalizeHookFailed", message="a finalisation hook failed the run"
             )
         return problems
+
+
+def _folder_state(path: Path) -> tuple[int, int, int] | None:
+    """What changes when anything is written directly inside a folder (or it is
+    made or removed)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _usable_error(error: object) -> bool:
