@@ -277,3 +277,53 @@ def test_rerun_repeats_the_limits_mounts_and_timeout_of_the_original(
     assert "mounts:     DIFFERENT" in changed.stdout and "differs:    model" in changed.stdout
     [record_path] = (again / "_runs").glob("*.json")
     assert json.loads(record_path.read_text())["timeout_s"] == 60  # rerun's --timeout wins
+
+
+def test_rerun_goes_where_mdivicom_backend_says_not_to_the_original_engine(
+    site, dataset, tmp_path, monkeypatch
+):
+    """A site where Docker is not allowed sets MDIVICOM_BACKEND=podman; a rerun of a
+    record made on Docker ran on Docker all the same. It now goes to Podman, with the
+    image still pinned by id: refused while Podman lacks that image, and run once
+    `images save` and `images load` carried it over (they keep the id)."""
+    need_engine("docker")
+    need_engine("podman")
+    tag = f"localhost/mdivicom-repro-{uuid.uuid4().hex[:8]}:1"
+    name = f"mdivicom-repro-{uuid.uuid4().hex[:8]}"
+    engine_run("docker", "run", "--name", name, "--network", "none", TEST_IMAGE, "true")
+    try:
+        engine_run("docker", "commit", name, tag)  # an image only Docker has
+    finally:
+        engine_run("docker", "rm", "-f", name)
+    try:
+        container_plugin(site, "mark", MARK, image=tag)
+        out = tmp_path / "out"
+        original = run_plugin("mark", dataset=dataset, out=out, backend="docker")
+        assert original.status == "succeeded"
+        monkeypatch.setenv("MDIVICOM_BACKEND", "podman")
+        with pytest.raises(ValidationFailed) as caught:
+            rerun(out, original.run_id, new_out=tmp_path / "refused")
+        message = str(caught.value)
+        assert "is not on podman" in message
+        assert "the original ran on docker, and MDIVICOM_BACKEND=podman sends" in message
+
+        tar = tmp_path / "image.tar"
+        saved = site.cli("images", "save", tag, "-o", str(tar), "--backend", "docker")
+        assert saved.returncode == 0, saved.stderr
+        loaded = site.cli("images", "load", str(tar), "--backend", "podman")
+        assert loaded.returncode == 0, loaded.stderr
+        report = rerun(out, original.run_id, new_out=tmp_path / "again")
+        assert report.record.status == "succeeded"
+        assert report.record.backend.name == "podman"
+        assert report.moved_from_backend == "docker" and report.same_outputs
+        assert report.image == original.container.image_id
+        cli = site.cli("rerun", str(out), original.run_id, "--out", str(tmp_path / "cli"))
+        assert cli.returncode == 0, cli.stderr
+        assert "backend:    podman (the original ran on docker; MDIVICOM_BACKEND chose)" in (
+            cli.stdout
+        )
+    finally:
+        for engine in ("docker", "podman"):
+            subprocess.run(
+                [*engine_cli(engine), "rmi", tag], capture_output=True, timeout=120, check=False
+            )

@@ -26,6 +26,14 @@ def render_rerun(report: RerunReport) -> str:
     ]
     if record.error is not None:
         pairs.append(("error", printable(f"{record.error.type}: {record.error.message}")))
+    if report.moved_from_backend:
+        pairs.append(
+            (
+                "backend",
+                f"{record.backend.name} (the original ran on {report.moved_from_backend}; "
+                "MDIVICOM_BACKEND chose)",
+            )
+        )
     if report.image:
         pairs.append(("image", f"pinned to {report.image}"))
     checks = (

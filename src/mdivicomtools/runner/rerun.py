@@ -10,6 +10,7 @@ and its outputs are compared with the original inventory file by file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,6 +32,7 @@ from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
 from mdivicomtools.runner.images import ImagesNotManaged, ensure_pinned_image
 from mdivicomtools.runner.prepare import ValidationFailed
 from mdivicomtools.runner.stamps import is_sidecar, same_apart_from_run_stamps
+from mdivicomtools.settings import BACKEND_ENV
 
 #: where a rerun writes when no --out is given: beside the original, never over it
 RERUNS_DIR = "_reruns"
@@ -63,6 +65,8 @@ class RerunReport(msgspec.Struct, kw_only=True):
     config_matches: bool
     dataset_matches: bool | None
     image: str | None = None
+    #: the backend the original ran on, when the rerun ran on another (MDIVICOM_BACKEND)
+    moved_from_backend: str | None = None
     #: whether each named mount's folder has the fingerprint it had (None: no mounts)
     mounts_match: bool | None = None
     #: what the original record does not say (a record of an older release), so the
@@ -260,7 +264,7 @@ def rerun_options(
         dataset=str(dataset) if dataset is not None else str(recorded),
         out=str(target),
         config=config,
-        backend=original.backend.name,
+        backend=rerun_backend(original),
         timeout=timeout if timeout is not None else original.timeout_s,
         isolate=original.isolate,
         hash_dataset=original.dataset is not None and original.dataset.digest is not None,
@@ -273,6 +277,32 @@ def rerun_options(
         ),
         rerun_of=original.run_id,
         **_container_options(original),
+    )
+
+
+def rerun_backend(original: RunRecord) -> str | None:
+    """The backend a rerun asks for: the original's, unless MDIVICOM_BACKEND names one.
+
+    MDIVICOM_BACKEND is a site's rule (Podman where Docker is not allowed), so it
+    wins over the record as it wins over a run's default: None lets it choose, as
+    strictly as for `run`. The image stays pinned by id and repo digests on the
+    other engine (an image carried over with `images save` and `images load` keeps
+    its id), so the rerun still runs that image or is refused.
+    """
+    if os.environ.get(BACKEND_ENV, "auto") in ("", "auto"):
+        return original.backend.name
+    return None
+
+
+def _moved_hint(original: RunRecord, requested: str | None) -> str:
+    """Why the pinned image was looked for on another engine than the original's."""
+    chosen = os.environ.get(BACKEND_ENV, "")
+    if requested is not None or chosen == original.backend.name:
+        return ""
+    return (
+        f"; the original ran on {original.backend.name}, and {BACKEND_ENV}={chosen} sends "
+        f"the rerun to {chosen}: carry the image over with `mdivicom images save` and "
+        "`mdivicom images load`, which keep its id"
     )
 
 
@@ -369,7 +399,7 @@ def rerun(
             f"rerun pins the image run {original.run_id} used: {original.container.image} "
             f"as {original.container.image_id} (repo digests: {digests}); it is not on the "
             "engine and could not be pulled by digest; load or pull that exact image (by "
-            "digest, not by tag), then rerun"
+            "digest, not by tag), then rerun" + _moved_hint(original, options.backend)
         )
         raise ValidationFailed(problems)
     changes = compare_outputs(original.outputs, record.outputs)
@@ -386,6 +416,9 @@ def rerun(
         config_matches=config_sha256(options.config) == original.config_sha256,
         dataset_matches=_dataset_matches(original, record),
         image=options.image,
+        moved_from_backend=(
+            original.backend.name if record.backend.name != original.backend.name else None
+        ),
         mounts_match=_mounts_match(original, record),
         unrecorded=unrecorded(
             original,
