@@ -15,7 +15,7 @@ from mdivicomtools_podman.engine import cdi_devices, cdi_gpu_specs
 from mdivicomtools_podman.engine import create_options as podman_options
 
 from mdivicomtools.common.units import format_size, parse_size
-from mdivicomtools.execution.container.plan import ContainerPlan, Mount
+from mdivicomtools.execution.container.plan import ContainerPlan, Mount, describe_plan
 from mdivicomtools.model.container import (
     CAPABILITIES,
     REFUSED_CAPABILITIES,
@@ -279,6 +279,12 @@ def manifest(**container: object) -> dict:
         ({"env": {"DEBUG": True}}, 'got bool true; quote it ("DEBUG": "true")'),
         ({"read_only": True}, "container.read_only is not a known field"),
         (
+            {"entrypoint": []},
+            "container.entrypoint is [], which clears the image's ENTRYPOINT and its CMD; "
+            "give the argv to run as container.command",
+        ),
+        ({"entrypoint": [], "command": []}, "container.entrypoint is [], which clears"),
+        (
             {"image": "localhost/mdivicom test:1"},
             "container.image 'localhost/mdivicom test:1' is not an image reference the "
             "engines accept: it holds whitespace",
@@ -460,3 +466,43 @@ def test_an_image_without_a_registry_is_noted(image, hub):
 )
 def test_fully_qualified_references_pass_without_a_note(image):
     assert parse_plugin(manifest(image=image)).notes == []
+
+
+def test_an_empty_entrypoint_reaches_each_engine_as_none():
+    """podman-py drops an empty list from its request, so Podman kept the image's
+    ENTRYPOINT; `[""]` is libpod's (and `podman run --entrypoint ""`'s) spelling."""
+    cleared = plan()
+    cleared.entrypoint = []
+    assert docker_options(cleared)["entrypoint"] == []
+    assert podman_options(cleared, rootless=False)["entrypoint"] == [""]
+    assert "entrypoint" not in podman_options(plan(), rootless=False)
+    cleared.entrypoint = ["tool", "--flag"]
+    assert podman_options(cleared, rootless=False)["entrypoint"] == ["tool", "--flag"]
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "command", "lines"),
+    [
+        (None, None, ["entrypoint: (image default)", "command:    (image default)"]),
+        (None, ["run"], ["entrypoint: (image default)", 'command:    ["run"]']),
+        (
+            [],
+            ["run"],
+            ["entrypoint: none (the image's ENTRYPOINT is cleared)", 'command:    ["run"]'],
+        ),
+        (
+            ["tool"],
+            None,
+            [
+                'entrypoint: ["tool"]',
+                "command:    none (an entrypoint in the manifest drops the image's CMD)",
+            ],
+        ),
+        (["tool"], ["x"], ['entrypoint: ["tool"]', 'command:    ["x"]']),
+    ],
+)
+def test_the_plan_says_what_runs_of_entrypoint_and_command(entrypoint, command, lines):
+    shown = plan()
+    shown.entrypoint, shown.command = entrypoint, command
+    described = describe_plan(shown).splitlines()
+    assert described[2:4] == lines

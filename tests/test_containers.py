@@ -368,6 +368,49 @@ def test_same_plugin_gives_identical_outputs_on_both_engines(site, dataset, tmp_
     assert len(records["docker"].outputs) == 2
 
 
+def test_an_empty_entrypoint_clears_the_images_on_both_engines(site, dataset, tmp_path, engine):
+    """`"entrypoint": []` ran `command` alone on Docker, while Podman (podman-py drops
+    an empty list from its request) kept the image's ENTRYPOINT and gave it `command`
+    as arguments; and an entrypoint given in the manifest drops the image's CMD on
+    both, which the plan now says instead of `(image default)`."""
+    import uuid
+
+    tag = f"localhost/mdivicom-entrypoint-{uuid.uuid4().hex[:8]}:1"
+    name = f"mdivicom-entrypoint-{uuid.uuid4().hex[:8]}"
+    cli = engine_cli(engine)
+    subprocess.run([*cli, "create", "--name", name, TEST_IMAGE, "true"], check=True, timeout=120)
+    try:
+        subprocess.run(
+            [*cli, "commit", "--change", 'ENTRYPOINT ["echo", "image-entrypoint"]',
+             "--change", 'CMD ["image-cmd"]', name, tag],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        subprocess.run([*cli, "rm", "-f", name], capture_output=True, timeout=120, check=False)
+    try:
+        script = 'echo "argv: $0 $*" > {out_dir}/argv'
+        container_plugin(
+            site, "noep", "unused", image=tag, entrypoint=["sh", "-c", script], command=None
+        )
+        container_plugin(site, "cleared", "unused", image=tag, entrypoint=[],
+                         command=["sh", "-c", script, "tool", "x"])  # fmt: skip
+        out = tmp_path / "out"
+        record = run_plugin("cleared", dataset=dataset, out=out, backend=engine)
+        assert record.status == "succeeded", (out / record.log).read_text()
+        assert (out / "cleared" / "argv").read_text() == "argv: tool x\n"
+        record = run_plugin("noep", dataset=dataset, out=out, backend=engine)
+        assert record.status == "succeeded", (out / record.log).read_text()
+        assert (out / "noep" / "argv").read_text() == "argv: sh \n"  # no image-cmd
+        result, _ = run_on(site, engine, "cleared", dataset, tmp_path / "dry", "--dry-run")
+        assert "entrypoint: none (the image's ENTRYPOINT is cleared)" in result.stderr
+        result, _ = run_on(site, engine, "noep", dataset, tmp_path / "dry", "--dry-run")
+        assert "command:    none (an entrypoint in the manifest drops the image's CMD)" in (
+            result.stderr
+        )
+    finally:
+        subprocess.run([*cli, "rmi", tag], capture_output=True, timeout=120, check=False)
+
+
 def test_engine_unreachable_is_exit_2_naming_the_socket(site, dataset, tmp_path):
     container_plugin(site, "count", COUNT)
     args = ["run", "count", "--dataset", str(dataset), "--out", str(tmp_path / "out")]

@@ -342,6 +342,14 @@ def _check_container(container: ContainerSpec) -> None:
         check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None
+    if container.entrypoint == [] and not container.command:
+        # Docker then runs the image's CMD on its own, Podman refuses to create the
+        # container: the same manifest must not mean two things
+        raise InvalidPlugin(
+            "container.entrypoint is [], which clears the image's ENTRYPOINT and its CMD; "
+            'give the argv to run as container.command (e.g. ["sh", "-c", "..."]), or '
+            "drop entrypoint to keep the image's"
+        )
     if container.stop_grace_s is not None and not 0 <= container.stop_grace_s <= 3600:
         raise InvalidPlugin(
             f"container.stop_grace_s must be between 0 and 3600 seconds, "

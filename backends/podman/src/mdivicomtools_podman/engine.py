@@ -70,7 +70,9 @@ def create_options(plan: ContainerPlan, rootless: bool) -> dict[str, Any]:
     ]
     options: dict[str, Any] = {
         "command": plan.command,
-        "entrypoint": plan.entrypoint,
+        # podman-py drops an empty list from the request, which left the image's
+        # ENTRYPOINT in place; libpod reads [""] as none, like `podman run --entrypoint ""`
+        "entrypoint": [""] if plan.entrypoint == [] else plan.entrypoint,
         "environment": plan.env,
         "user": plan.user,
         "mounts": mounts,

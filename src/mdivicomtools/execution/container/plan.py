@@ -134,8 +134,7 @@ def describe_plan(plan: ContainerPlan) -> str:
         f"engine:     {plan.engine}",
         f"image:      {plan.image} ({plan.image_id or f'not on {plan.engine} yet'})",
         *([f"pull:       {plan.pull}"] if plan.pull else []),
-        f"entrypoint: {json.dumps(plan.entrypoint) if plan.entrypoint else '(image default)'}",
-        f"command:    {json.dumps(plan.command) if plan.command else '(image default)'}",
+        *describe_argv(plan.entrypoint, plan.command),
         f"user:       {plan.user}",
         f"network:    {'default' if plan.network else 'none'}",
     ]
@@ -146,6 +145,28 @@ def describe_plan(plan: ContainerPlan) -> str:
     lines += describe_settings(plan.settings)
     lines += [f"env:        {key}={value}" for key, value in sorted(plan.env.items())]
     return "\n".join(lines) + "\n"
+
+
+def describe_argv(entrypoint: list[str] | None, command: list[str] | None) -> list[str]:
+    """The entrypoint and command lines of the plan, as both engines run them.
+
+    An empty entrypoint clears the image's ENTRYPOINT, and any entrypoint from the
+    manifest drops the image's CMD too (Docker's and Podman's rule, as for
+    `--entrypoint`); the plan says so rather than promise the image's defaults.
+    """
+    if entrypoint is None:
+        first = "(image default)"
+    elif entrypoint:
+        first = json.dumps(entrypoint)
+    else:
+        first = "none (the image's ENTRYPOINT is cleared)"
+    if command:
+        second = json.dumps(command)
+    elif entrypoint is None:
+        second = "(image default)"
+    else:
+        second = "none (an entrypoint in the manifest drops the image's CMD)"
+    return [f"entrypoint: {first}", f"command:    {second}"]
 
 
 def describe_gpus(gpus: object) -> str:
