@@ -97,6 +97,25 @@ def test_bad_names_and_existing_folders_are_exit_2(tmp_path):
     assert taken.returncode == 2 and "already exists" in taken.stderr
 
 
+def test_an_image_the_engines_cannot_parse_is_exit_2_and_writes_nothing(tmp_path):
+    """`--image` went into the manifest unchecked, so the fresh scaffold was listed as
+    `broken` (and its own test failed) while a bad name or publisher is refused."""
+    for image, reason in (
+        ("localhost/my tool:1", "it holds whitespace"),
+        ("localhost/MyTool:1", "a repository name must be lowercase"),
+        ("", "container.image is empty"),
+    ):
+        folder = tmp_path / "tool"
+        made = subprocess.run(
+            [MDIVICOM, "plugins", "new", "tool", "--kind", "container", "--dir", str(folder),
+             "--image", image],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert made.returncode == 2, made.stdout + made.stderr
+        assert made.stderr.startswith(f"Error: --image {image!r}: ") and reason in made.stderr
+        assert not folder.exists()
+
+
 def test_ids_that_are_no_project_name_as_such_still_build(tmp_path):
     # a slug may end in '-' or hold a '.', which a project name (PEP 508) and a bare
     # TOML key do not allow: the scaffold used to write a pyproject.toml pip refused

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from mdivicomtools.errors import UsageError
-from mdivicomtools.model.contract import API_VERSION, is_slug
+from mdivicomtools.model.contract import API_VERSION, InvalidPlugin, is_slug, parse_plugin
 
 PYPROJECT = """\
 [build-system]
@@ -208,6 +208,11 @@ def scaffold(
                 ],
             },
         }
+        try:
+            # what discovery will read: a scaffold must never be listed as broken
+            parse_plugin(manifest)
+        except InvalidPlugin as exc:
+            raise UsageError(f"--image {image!r}: {exc}") from None
         files = {
             f"{name}.json": json.dumps(manifest, indent=2) + "\n",
             "tests/test_manifest.py": MANIFEST_TEST.format(**values),
