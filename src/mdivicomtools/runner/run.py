@@ -63,6 +63,7 @@ from mdivicomtools.records.inventory import list_outputs
 from mdivicomtools.records.owner import existing_output_problems
 from mdivicomtools.records.store import runner_identity, write_record
 from mdivicomtools.runner.config import config_sha256, redact
+from mdivicomtools.runner.datasetlinks import unreachable_links_note
 from mdivicomtools.runner.debris import remove_dead_runs
 from mdivicomtools.runner.fingerprint import Fingerprint, compare, fingerprint
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
@@ -601,6 +602,14 @@ def execute_prepared(
     if problems:
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
+    links = (
+        unreachable_links_note(request.dataset_dir, before)
+        if before is not None and request.spec.meta.kind == "container"
+        else None
+    )
+    if links is not None:
+        say(f"warning: {links}")
+        notes.append(links)
     with plugin_lock(request.run_out_dir, request.plugin.id):
         # first: a dead run's unfinished promotion may put the previous output back
         for removed in remove_dead_runs(request.run_out_dir, holding=request.plugin.id):
