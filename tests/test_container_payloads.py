@@ -285,6 +285,11 @@ def manifest(**container: object) -> dict:
         ),
         ({"entrypoint": [], "command": []}, "container.entrypoint is [], which clears"),
         (
+            {"command": ["ls", "a\x00b"]},
+            "container.command[1] contains a NUL byte, which no program argument can hold",
+        ),
+        ({"entrypoint": ["tool\x00"]}, "container.entrypoint[0] contains a NUL byte"),
+        (
             {"image": "localhost/mdivicom test:1"},
             "container.image 'localhost/mdivicom test:1' is not an image reference the "
             "engines accept: it holds whitespace",

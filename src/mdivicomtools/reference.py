@@ -244,10 +244,12 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "`docker.io/library/busybox:1.36`); `name@sha256:...` pins it, and a run refuses an "
         "image whose repository digests do not include that digest. A reference the engines "
         "cannot parse makes the plugin broken; a short name (no registry) gets a note.",
-        "command": "argv list, placeholders expanded; null (or `[]`) keeps the image's CMD, "
+        "command": "argv list (no element may hold a NUL byte), placeholders expanded; null "
+        "(or `[]`) keeps the image's CMD, "
         "unless `entrypoint` is given: as with `docker run --entrypoint`, that drops the "
         "image's CMD too.",
-        "entrypoint": "argv list, placeholders expanded; null keeps the image's ENTRYPOINT, "
+        "entrypoint": "argv list (no NUL bytes either), placeholders expanded; null keeps the "
+        "image's ENTRYPOINT, "
         "`[]` clears it (and the image's CMD: `command` is then required).",
         "env": "Extra environment variables; the `MDIVICOM_*`, `HOME` and `TMPDIR` "
         "variables the runner sets win over these. A name is letters, digits and `_`, "

@@ -216,6 +216,20 @@ def check_env(env: dict[str, str], where: str) -> None:
             )
 
 
+def check_argv(argv: list[str] | None, where: str) -> None:
+    """Raise ValueError for an argv element no program can be given: one holding a NUL.
+
+    Arguments reach execve as C strings, so the container's init refused to start
+    it (`exec /sbin/docker-init: invalid argument`, exit status 1), which read as
+    the tool failing, while the same byte in `env` already made the plugin broken.
+    """
+    for index, arg in enumerate(argv or []):
+        if "\x00" in arg:
+            raise ValueError(
+                f"{where}[{index}] contains a NUL byte, which no program argument can hold"
+            )
+
+
 #: the `{name}`s expanded in `command` and `entrypoint` (execution.container.plan maps
 #: them to the container paths)
 PLACEHOLDER_NAMES = ("dataset_dir", "out_dir", "work_dir", "config_path")

@@ -19,6 +19,7 @@ from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.model.container import (
     MountDecl,
     Resources,
+    check_argv,
     check_capabilities,
     check_env,
     check_mount_targets,
@@ -339,6 +340,8 @@ def _check_container(container: ContainerSpec) -> None:
             check_resources(container.resources, "container.resources")
         check_mount_targets(container.mounts)
         check_env(container.env, "container.env")
+        check_argv(container.command, "container.command")
+        check_argv(container.entrypoint, "container.entrypoint")
         check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None
