@@ -273,6 +273,38 @@ def test_overwrite_replaces_only_after_success(site, dataset, tmp_path):
     assert not (out / "writer" / "stale.txt").exists()
 
 
+#: writes result.txt, then leaves its output folder read-only, as `cp -a` of a read-only
+#: dataset folder or a tool that protects its results does
+READ_ONLY_OUT = """
+import os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "sub").mkdir()
+    pathlib.Path(out_dir, "sub", "result.txt").write_text(config.get("text", "x"))
+    os.chmod(pathlib.Path(out_dir, "sub"), 0o555)
+    os.chmod(out_dir, 0o555)
+"""
+
+
+def test_an_output_folder_left_read_only_is_promoted_and_replaced(site, dataset, tmp_path):
+    """Moving a folder into another rewrites its `..`, which needs write permission on
+    it: a user who is not root got `PromotionError: ... Permission denied` after the
+    plugin had succeeded, and nothing was kept. The mode is the plugin's again after."""
+    from pluginsite import cli_without_dac
+
+    site.plugin("protective", run_source=READ_ONLY_OUT)
+    out = tmp_path / "out"
+    for text in ("old", "new"):
+        done = cli_without_dac(
+            "run", "protective", "--dataset", str(dataset), "--out", str(out),
+            "--set", f"text={text}", "--overwrite", env=site.env(),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (out / "protective" / "sub" / "result.txt").read_text() == text
+        assert (out / "protective").stat().st_mode & 0o777 == 0o555
+        assert (out / "protective" / "sub").stat().st_mode & 0o777 == 0o555
+    assert not (out / "_staging").exists()
+
+
 def test_another_publishers_output_is_refused_even_with_overwrite(site, dataset, tmp_path):
     site.plugin("sync", dist="a-dist", publisher="lab-a", run_source=WRITE_TWO)
     site.plugin("sync", dist="b-dist", ep_name="sync-b", publisher="lab-b", run_source=WRITE_TWO)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -175,6 +176,32 @@ def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = Fa
     return removal
 
 
+def _rename(source: Path, destination: Path) -> None:
+    """`os.replace`, also for a folder its owner may not write to.
+
+    Moving a folder into another folder rewrites its `..` entry, which needs
+    write permission on the folder itself: an output the plugin left read-only
+    (`chmod 555`, a `cp -a` of a read-only dataset folder) could not be promoted
+    and the run failed after the plugin had succeeded. Such a folder is made
+    writable for the move and gets its mode back at once.
+    """
+    try:
+        os.replace(source, destination)
+        return
+    except PermissionError:
+        mode = os.lstat(source).st_mode
+        if not stat.S_ISDIR(mode) or mode & stat.S_IWUSR:
+            raise
+    os.chmod(source, stat.S_IMODE(mode) | stat.S_IWUSR)
+    try:
+        os.replace(source, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.chmod(source, stat.S_IMODE(mode))
+        raise
+    os.chmod(destination, stat.S_IMODE(mode))
+
+
 def promote(staging: Path, target: Path) -> None:
     """Move the staged output to `target`, keeping the previous one to roll back to.
 
@@ -190,12 +217,12 @@ def promote(staging: Path, target: Path) -> None:
     had_previous = target.exists()
     try:
         if had_previous:
-            os.replace(target, previous)
+            _rename(target, previous)
         try:
-            os.replace(staging, target)
+            _rename(staging, target)
         except BaseException:
             if had_previous:
-                os.replace(previous, target)
+                _rename(previous, target)
             raise
     except BaseException:
         marker.unlink(missing_ok=True)
@@ -229,10 +256,10 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     previous = root / f".previous-{plugin_id}"
     moved_new = not os.path.lexists(staged) and os.path.lexists(target)
     if moved_new:
-        os.replace(target, staged)
+        _rename(target, staged)
     restored = os.path.lexists(previous)
     if restored:
-        os.replace(previous, target)
+        _rename(previous, target)
     marker.unlink()
     if restored:
         return f"put back the previous output {target}"
