@@ -180,6 +180,30 @@ def test_missing_image_with_pull_never_is_exit_2(site, dataset, tmp_path, engine
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_image_pinned_by_digest_is_not_sent_to_load_again(
+    site, dataset, tmp_path, engine
+):
+    """A site without a registry did `images load` as told, and was told to load it
+    again: a loaded image keeps no repository digest (Docker) or gets another one
+    (Podman), so a pin by digest never finds it. Both the run and `plugins check`
+    now say so, and how to run a loaded copy."""
+    pinned = "localhost/mdivicom-absent@sha256:" + "0" * 64
+    container_plugin(site, "pinned", "true", image=pinned)
+    result, _ = run_on(site, engine, "pinned", dataset, tmp_path / "out")
+    assert result.returncode == 2
+    problem = result.stderr.splitlines()[-1]
+    assert problem.startswith(
+        f"  - image '{pinned}' is not on {engine} and the plugin's pull policy is 'never'; "
+        f"pull it from its registry (`{engine} pull {pinned}`): an image pinned by digest"
+    )
+    assert f"which `{engine} load` and `mdivicom images load` do not keep" in problem
+    assert "load it first" not in problem
+    check = site.cli("plugins", "check", "pinned", "--backend", engine)
+    [line] = [line for line in check.stdout.splitlines() if line.startswith("FAIL  image:")]
+    assert "name the image by tag in the manifest to run a loaded copy" in line
+    assert "load it first" not in line
+
+
 def test_a_pull_without_a_registry_is_a_failed_run_naming_the_pull(site, dataset, tmp_path, engine):
     container_plugin(site, "ghost", "true", image="localhost/no-such-image:9", pull="missing")
     out = tmp_path / "out"

@@ -190,6 +190,7 @@ def _check_image(container: Any, backend: str | None, add: Any) -> bool:
     fails. A dry run that did not fail proves nothing: it may never have needed the
     image, and only the engine knows whether it is there."""
     from mdivicomtools.execution.container.engine import EngineError
+    from mdivicomtools.model.imageref import is_pinned, missing_image_fix
     from mdivicomtools.runner.images import ImagesNotManaged, image_on_engine
 
     ref = container.image
@@ -211,12 +212,13 @@ def _check_image(container: Any, backend: str | None, add: Any) -> bool:
     if facts is not None:
         add("image", "pass", f"{ref} is present on {engine} ({facts.id})")
         return False
-    fix = f"`{engine} pull {ref}` (or `{engine} load` from a saved tar)"
+    fix = missing_image_fix(ref, engine)
     if container.pull == "never":
         add(
             "image",
             "fail",
-            f"{ref} is not on {engine} and the pull policy is 'never'; load it first: {fix}",
+            f"{ref} is not on {engine} and the pull policy is 'never'; "
+            + (fix if is_pinned(ref) else f"load it first: {fix}"),
         )
         return True
     add(

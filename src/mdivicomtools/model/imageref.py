@@ -60,6 +60,29 @@ def registry_of(ref: str) -> str:
     return named_registry(ref) or "docker.io"
 
 
+def is_pinned(ref: str) -> bool:
+    """Whether `ref` names its image by digest (`name@sha256:...`)."""
+    return "@sha256:" in ref
+
+
+def missing_image_fix(ref: str, engine: str) -> str:
+    """How to get `ref` onto `engine`, for the message that it is not there.
+
+    An image pinned by digest (`name@sha256:...`) is found by a repository
+    digest, which an engine records when it pulls the image from a registry: a
+    tar loaded with `docker load` keeps none, and `podman load` gives it another
+    one. Telling such a site to load the image sent it round in a circle.
+    """
+    if not is_pinned(ref):
+        return f"`{engine} pull {ref}` (or `{engine} load` from a saved tar)"
+    return (
+        f"pull it from its registry (`{engine} pull {ref}`): an image pinned by digest is found by "
+        f"the digest its registry gave it, which `{engine} load` and `mdivicom images load` "
+        "do not keep, so a loaded copy is never taken for it (name the image by tag in the "
+        "manifest to run a loaded copy)"
+    )
+
+
 def is_short_name(image: str) -> bool:
     """Whether a valid reference names no registry (`tools:1.0`, `lab/tools`)."""
     return (

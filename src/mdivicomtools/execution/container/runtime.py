@@ -40,7 +40,7 @@ from mdivicomtools.execution.container.plan import (
     describe_plan,
 )
 from mdivicomtools.execution.runlog import RunLog
-from mdivicomtools.model.imageref import registry_of
+from mdivicomtools.model.imageref import is_pinned, missing_image_fix, registry_of
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
 #: how long close() waits for a container's removal to finish
@@ -255,10 +255,14 @@ class ContainerBackend:
             self._images.pop(ref, None)
             return self._gpu_problems(engine, request)
         if facts is None:
+            fix = (
+                missing_image_fix(ref, engine.name)
+                if is_pinned(ref)
+                else f"load it first (e.g. `{engine.name} load` or `{engine.name} pull`)"
+            )
             return [
                 f"image {ref!r} is not on {engine.name} and the plugin's pull policy is "
-                f"'{spec.pull}'; load it first (e.g. `{engine.name} load` or `{engine.name} "
-                "pull`), or choose another --backend"
+                f"'{spec.pull}'; {fix}, or choose another --backend"
             ]
         problem = _pin_problem(engine, ref, facts)
         if problem:
