@@ -450,6 +450,39 @@ def test_engine_unreachable_is_exit_2_naming_the_socket(site, dataset, tmp_path)
     assert "no Podman service answers at CONTAINER_HOST=unix:///tmp/no-podman.sock" in podman.stderr
 
 
+def test_an_ssh_container_host_that_cannot_be_reached_is_unavailable_in_seconds(
+    site, dataset, tmp_path
+):
+    """podman-py waits up to 300 s for its ssh tunnel without looking whether ssh gave
+    up: a refused port or an unknown host held `run` and `backends list` for five
+    minutes. The endpoint is now probed with ssh first, and the reason named."""
+    import shutil
+
+    if shutil.which("ssh") is None:
+        pytest.fail("the ssh client is needed: apt-get install openssh-client")
+    host = "ssh://nobody@127.0.0.1:1/run/podman/podman.sock"  # port 1: refused at once
+    container_plugin(site, "count", COUNT)
+    started = time.monotonic()
+    listed = subprocess.run(
+        [MDIVICOM, "backends", "list", "--json"], env=site.env(CONTAINER_HOST=host),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30
+    [podman] = [b for b in json.loads(listed.stdout) if b["name"] == "podman"]
+    assert podman["available"] is False
+    assert podman["reason"] == (
+        f"no Podman service answers at CONTAINER_HOST={host}: ssh to nobody@127.0.0.1:1 "
+        "failed: ssh: connect to host 127.0.0.1 port 1: Connection refused"
+    )
+    assert "logs in there without a prompt" in podman["fix"]
+    run = subprocess.run(
+        [MDIVICOM, "run", "count", "--dataset", str(dataset), "--out", str(tmp_path / "out"),
+         "--backend", "podman"],
+        env=site.env(CONTAINER_HOST=host), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Connection refused" in run.stderr
+
+
 def test_a_podman_service_that_never_answers_is_unavailable_not_a_hang(site, dataset, tmp_path):
     """A socket that accepts and never replies hung every podman command, `backends
     list` included, and a run's --timeout did not apply."""

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,41 @@ def candidate_endpoints() -> list[str]:
     return list(dict.fromkeys(endpoints))
 
 
+#: how long the ssh probe of an ssh:// CONTAINER_HOST may take (connect, log in, run `true`)
+SSH_PROBE_TIMEOUT_S = 15.0
+
+
+def ssh_problem(endpoint: str) -> str | None:
+    """Why an `ssh://` endpoint cannot be reached, or None when ssh logs in there.
+
+    podman-py tunnels through `ssh -L` and waits up to 300 s for the tunnel's
+    socket, without looking whether ssh has already given up: a refused port, an
+    unknown host or a refused key held every command (`backends list` too) for
+    five minutes. One `ssh ... true` with BatchMode (no prompt) and a connect
+    timeout says the same in seconds.
+    """
+    netloc = urllib.parse.urlparse(endpoint.replace("http+ssh://", "ssh://", 1)).netloc
+    command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+               "-o", "StrictHostKeyChecking=no", f"ssh://{netloc}", "true"]  # fmt: skip
+    try:
+        probe = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=SSH_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "the ssh command is not installed"
+    except subprocess.TimeoutExpired:
+        return f"ssh to {netloc} did not log in within {SSH_PROBE_TIMEOUT_S:g} s"
+    if probe.returncode == 0:
+        return None
+    last = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+    return f"ssh to {netloc} failed: {one_line(last)}"
+
+
 def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
     """A client for `endpoint` and the Podman version, if a service answers there.
 
@@ -147,6 +183,15 @@ def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
     """
     if endpoint.startswith("unix://") and not Path(endpoint[len("unix://") :]).exists():
         return None
+    if endpoint.startswith(("ssh://", "http+ssh://")):
+        problem = ssh_problem(endpoint)
+        if problem is not None:
+            raise EngineUnreachable(
+                f"no Podman service answers at CONTAINER_HOST={endpoint}: {problem}",
+                fix="check the host, port and user in CONTAINER_HOST and that `ssh` logs in "
+                "there without a prompt (a key in ssh-agent or ~/.ssh), or unset "
+                "CONTAINER_HOST to use the default sockets",
+            )
     try:
         client = PodmanClient(base_url=endpoint)
     except ValueError as exc:  # podman-py refuses the URL itself (CONTAINER_HOST=garbage)
