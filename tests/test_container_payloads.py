@@ -511,3 +511,17 @@ def test_the_plan_says_what_runs_of_entrypoint_and_command(entrypoint, command, 
     shown.entrypoint, shown.command = entrypoint, command
     described = describe_plan(shown).splitlines()
     assert described[2:4] == lines
+
+
+def test_an_ssh_docker_host_without_paramiko_is_told_how_to_get_there():
+    """docker-py needs paramiko for ssh:// (the docker command uses the system's ssh);
+    the fix said "start Docker Engine", which was running all along."""
+    from mdivicomtools_docker.engine import ssh_fix
+
+    assert ssh_fix("ssh://me@build:2222", "Install paramiko package to enable ssh:// support") == (
+        "docker-py reaches ssh:// hosts only with the paramiko package: `pip install "
+        "paramiko` into mdivicom's environment, or forward the engine's socket (`ssh -NL "
+        "/tmp/docker.sock:/var/run/docker.sock ssh://me@build:2222`) and set "
+        "DOCKER_HOST=unix:///tmp/docker.sock"
+    )
+    assert ssh_fix("unix:///var/run/docker.sock", "Connection refused") is None

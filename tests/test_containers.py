@@ -646,3 +646,11 @@ def test_container_checksum_example_on_both_engines(dataset, tmp_path, monkeypat
     files = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*") if p.is_file())
     expected = [f"{hashlib.sha256((dataset / f).read_bytes()).hexdigest()}  ./{f}" for f in files]
     assert sums == expected
+
+
+def test_an_ssh_docker_host_names_paramiko_not_a_stopped_engine(site):
+    listed = site.cli("backends", "list", "--json", DOCKER_HOST="ssh://nobody@127.0.0.1:1")
+    [docker] = [b for b in json.loads(listed.stdout) if b["name"] == "docker"]
+    assert docker["available"] is False
+    assert "paramiko" in docker["reason"]
+    assert docker["fix"].startswith("docker-py reaches ssh:// hosts only with the paramiko")

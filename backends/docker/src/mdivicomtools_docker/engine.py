@@ -41,6 +41,25 @@ def device_requests(gpus: Gpus | None) -> list[DeviceRequest]:
     return [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
 
 
+def ssh_fix(endpoint: str, detail: str) -> str | None:
+    """The fix for a `DOCKER_HOST=ssh://` that docker-py cannot use, else None (the
+    backend's general fix: start the engine).
+
+    The docker command reaches such a host with the system's ssh; docker-py needs
+    the paramiko package for any ssh:// address, which mdivicomtools does not
+    install, and "start Docker Engine" sent the user to a running engine.
+    """
+    if not endpoint.startswith("ssh://") or "paramiko" not in detail:
+        return None
+    host = endpoint[len("ssh://") :].split("/", 1)[0]
+    return (
+        "docker-py reaches ssh:// hosts only with the paramiko package: `pip install "
+        "paramiko` into mdivicom's environment, or forward the engine's socket "
+        f"(`ssh -NL /tmp/docker.sock:/var/run/docker.sock ssh://{host}`) and set "
+        "DOCKER_HOST=unix:///tmp/docker.sock"
+    )
+
+
 def create_options(plan: ContainerPlan) -> dict[str, Any]:
     """docker-py `containers.create` keywords for `plan` (a pure function: unit-tested)."""
     settings = plan.settings
@@ -105,7 +124,8 @@ class DockerEngine(ClientEngine):
         except (docker.errors.DockerException, OSError, KeyError) as exc:
             detail = f"no ApiVersion in {answer!r}" if isinstance(exc, KeyError) else str(exc)
             raise EngineUnreachable(
-                f"cannot reach Docker Engine at {endpoint}: {one_line(detail)}"
+                f"cannot reach Docker Engine at {endpoint}: {one_line(detail)}",
+                fix=ssh_fix(endpoint, detail),
             ) from exc
         return cls(client, endpoint, version=str(answer.get("Version", "unknown")))
 
