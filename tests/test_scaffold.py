@@ -166,3 +166,16 @@ def test_container_scaffold_passes_its_tests_with_another_plugin_path_set(tmp_pa
     statuses = {c["name"]: c["status"] for c in json.loads(check.stdout)}
     assert statuses["provenance.json"] == "pass"
     assert set(statuses.values()) == {"pass"}
+
+
+def test_an_image_for_a_python_scaffold_is_refused_not_dropped(tmp_path):
+    """`plugins new tool --image ...` (the --kind forgotten) wrote a python package
+    and dropped the image without a word."""
+    made = subprocess.run(
+        [MDIVICOM, "plugins", "new", "tool", "--dir", str(tmp_path / "tool"),
+         "--image", "localhost/mdivicom-test:1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 2
+    assert made.stderr.splitlines()[-1] == "Error: --image is for --kind container"
+    assert not (tmp_path / "tool").exists()

@@ -160,6 +160,10 @@ def check_command(
         raise click.exceptions.Exit(1)
 
 
+#: the image `plugins new --kind container` scaffolds with unless --image names another
+DEFAULT_IMAGE = "docker.io/library/busybox:1.36"
+
+
 @plugins_group.command("new")
 @click.argument("name")
 @click.option(
@@ -176,16 +180,23 @@ def check_command(
 )
 @click.option(
     "--image",
-    default="docker.io/library/busybox:1.36",
+    default=DEFAULT_IMAGE,
     show_default=True,
     help="The image of a container plugin.",
 )
-def new_command(name: str, kind: str, folder: str | None, publisher: str, image: str) -> None:
+@click.pass_context
+def new_command(
+    ctx: click.Context, name: str, kind: str, folder: str | None, publisher: str, image: str
+) -> None:
     """Scaffold a plugin NAME that passes `plugins check` and its own tests at once."""
     import shlex
 
     from mdivicomtools.authoring.scaffold import scaffold
 
+    given = ctx.get_parameter_source("image") is not click.core.ParameterSource.DEFAULT
+    if given and kind != "container":
+        # a python scaffold has no image: the option was dropped without a word
+        raise click.UsageError("--image is for --kind container")
     root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image).absolute()
     click.echo(f"created {root}/")
     where = shlex.quote(str(root))
