@@ -281,15 +281,18 @@ def rerun_options(
 
 
 def rerun_backend(original: RunRecord) -> str | None:
-    """The backend a rerun asks for: the original's, unless MDIVICOM_BACKEND names one.
+    """The backend a rerun asks for: the original's, unless MDIVICOM_BACKEND names one
+    for a container plugin.
 
     MDIVICOM_BACKEND is a site's rule (Podman where Docker is not allowed), so it
     wins over the record as it wins over a run's default: None lets it choose, as
     strictly as for `run`. The image stays pinned by id and repo digests on the
     other engine (an image carried over with `images save` and `images load` keeps
-    its id), so the rerun still runs that image or is refused.
+    its id), so the rerun still runs that image or is refused. A python plugin
+    reruns where it ran, as before.
     """
-    if os.environ.get(BACKEND_ENV, "auto") in ("", "auto"):
+    chosen = os.environ.get(BACKEND_ENV, "auto")
+    if chosen in ("", "auto") or original.plugin.kind != "container":
         return original.backend.name
     return None
 
