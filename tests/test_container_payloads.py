@@ -284,6 +284,7 @@ def manifest(**container: object) -> dict:
             "give the argv to run as container.command",
         ),
         ({"entrypoint": [], "command": []}, "container.entrypoint is [], which clears"),
+        ({"entrypoint": [""]}, 'container.entrypoint is [""], which clears the image'),
         (
             {"command": ["ls", "a\x00b"]},
             "container.command[1] contains a NUL byte, which no program argument can hold",
@@ -504,6 +505,11 @@ def test_an_empty_entrypoint_reaches_each_engine_as_none():
             ],
         ),
         (["tool"], ["x"], ['entrypoint: ["tool"]', 'command:    ["x"]']),
+        (
+            [""],
+            ["run"],
+            ["entrypoint: none (the image's ENTRYPOINT is cleared)", 'command:    ["run"]'],
+        ),
     ],
 )
 def test_the_plan_says_what_runs_of_entrypoint_and_command(entrypoint, command, lines):

@@ -250,7 +250,7 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "image's CMD too.",
         "entrypoint": "argv list (no NUL bytes either), placeholders expanded; null keeps the "
         "image's ENTRYPOINT, "
-        "`[]` clears it (and the image's CMD: `command` is then required).",
+        '`[]` (or `[""]`) clears it (and the image\'s CMD: `command` is then required).',
         "env": "Extra environment variables; the `MDIVICOM_*`, `HOME` and `TMPDIR` "
         "variables the runner sets win over these. A name is letters, digits and `_`, "
         "not starting with a digit; a value may not contain a NUL byte.",

@@ -345,11 +345,12 @@ def _check_container(container: ContainerSpec) -> None:
         check_capabilities(container.capabilities, "container.capabilities")
     except ValueError as exc:
         raise InvalidPlugin(str(exc)) from None
-    if container.entrypoint == [] and not container.command:
+    if container.entrypoint in ([], [""]) and not container.command:
         # Docker then runs the image's CMD on its own, Podman refuses to create the
         # container: the same manifest must not mean two things
         raise InvalidPlugin(
-            "container.entrypoint is [], which clears the image's ENTRYPOINT and its CMD; "
+            f"container.entrypoint is {json.dumps(container.entrypoint)}, which clears the "
+            "image's ENTRYPOINT and its CMD; "
             'give the argv to run as container.command (e.g. ["sh", "-c", "..."]), or '
             "drop entrypoint to keep the image's"
         )

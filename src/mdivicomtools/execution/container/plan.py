@@ -156,10 +156,10 @@ def describe_argv(entrypoint: list[str] | None, command: list[str] | None) -> li
     """
     if entrypoint is None:
         first = "(image default)"
-    elif entrypoint:
-        first = json.dumps(entrypoint)
-    else:
+    elif entrypoint in ([], [""]):  # `[""]`: `--entrypoint ""`, the engines' own spelling
         first = "none (the image's ENTRYPOINT is cleared)"
+    else:
+        first = json.dumps(entrypoint)
     if command:
         second = json.dumps(command)
     elif entrypoint is None:
