@@ -875,3 +875,15 @@ def test_a_session_that_cannot_be_read_refuses_the_batch_before_any_runs(
     assert "the batch was not started" in done.stderr
     assert f"the dataset cannot be read: Permission denied: {str(locked)!r}" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_session_name_with_a_newline_stays_on_its_progress_line(session_plugin, tmp_path):
+    """The table escaped such a name, but the progress line printed it as it is: a
+    folder named `ses-02<newline>...` split its line in two (and could forge one)."""
+    study = make_dataset(tmp_path / "study", sessions=2)
+    (study / "sessions" / "ses-02").rename(study / "sessions" / "ses-02\nses-09 succeeded")
+    result = _batch_cli(session_plugin, study, tmp_path / "out", "ses-*")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "[mdivicom] ses-02\\nses-09 succeeded succeeded (2/2)" in lines, lines
+    assert all(line.startswith("[mdivicom] ") for line in lines), lines

@@ -110,10 +110,11 @@ class BatchProgress:
 def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
     """`ses-02 failed: ...`; with retries, which try ended and whether another follows."""
     detail = f": {printable(result.error)}" if result.error and result.status != "succeeded" else ""
+    session = printable(job.session)  # a folder name: a newline in it must not start a line
     if kind == "retrying":
-        return f"{job.session} try {job.attempt} {result.status}, retrying{detail}"
+        return f"{session} try {job.attempt} {result.status}, retrying{detail}"
     tried = f" on try {job.attempt}" if job.attempt > 1 else ""
-    return f"{job.session} {result.status}{tried}{detail}"
+    return f"{session} {result.status}{tried}{detail}"
 
 
 def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> str:
