@@ -887,3 +887,27 @@ def test_a_session_name_with_a_newline_stays_on_its_progress_line(session_plugin
     lines = result.stderr.splitlines()
     assert "[mdivicom] ses-02\\nses-09 succeeded succeeded (2/2)" in lines, lines
     assert all(line.startswith("[mdivicom] ") for line in lines), lines
+
+
+def test_a_session_folder_whose_name_is_not_utf8_runs_like_any_other(session_plugin, tmp_path):
+    """Its worker could not send back a result holding the name (msgpack refuses
+    surrogate escapes), so the session showed as `WorkerDied (exit status 0)`;
+    then the summary could not be written and the batch ended as an internal
+    error. Records, summaries and tables write such a name escaped (`\\xff`)."""
+    study = make_dataset(tmp_path / "study", sessions=2)
+    odd = os.fsdecode(os.fsencode(study / "sessions") + b"/ses-\xff02")
+    (study / "sessions" / "ses-02").rename(odd)
+    out = tmp_path / "out"
+    result = _batch_cli(session_plugin, study, out, "ses-*", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "[mdivicom] ses-\\xff02 succeeded (2/2)" in result.stderr.splitlines()
+    assert "ses-\\xff02  succeeded  1" in result.stdout
+    summary = summary_of(out)
+    assert summary["totals"] == {"succeeded": 2}
+    escaped = summary["sessions"][1]
+    assert escaped["session"] == "ses-\\xff02" and escaped["error"] is None
+    (record,) = (Path(os.fsdecode(os.fsencode(out) + b"/ses-\xff02")) / "_runs").glob("*.json")
+    assert json.loads(record.read_text())["run_id"] == escaped["run_id"]
+    again = _batch_cli(session_plugin, study, out, "ses-*", "--resume", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["totals"] == {"skipped": 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +29,7 @@ def returning(status: str):
 
 def sent(result: SessionResult) -> SessionResult:
     """What the local executor's parent reads from a worker (batch/local.py _collect)."""
-    return msgspec.msgpack.decode(msgspec.msgpack.encode(result), type=SessionResult)
+    return msgspec.convert(pickle.loads(pickle.dumps(msgspec.to_builtins(result))), SessionResult)
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "timed_out", "dry_run"])

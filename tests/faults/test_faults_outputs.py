@@ -152,11 +152,12 @@ def test_a_too_deep_return_value_is_a_warning_not_a_failed_run(hsite, dataset, t
 
 
 def test_records_are_json_even_for_surrogates(tmp_path):
-    """write_record's last resort: any string that is not UTF-8 is escaped, never a crash."""
-    from mdivicomtools.records.store import _escaped
+    """The last resort of every record, batch summary and --json document (`pretty`):
+    any string that is not UTF-8 is escaped, never a crash."""
+    from mdivicomtools.common.jsonio import pretty
 
-    assert _escaped({"a\udcff": ["x\udcfe\\"]}) == {"a\\xff": ["x\\xfe\\\\"]}
-    assert json.dumps(_escaped("plain")) == '"plain"'
+    assert json.loads(pretty({"a\udcff": ["x\udcfe\\"]})) == {"a\\xff": ["x\\xfe\\\\"]}
+    assert json.loads(pretty("plain")) == "plain"
 
 
 def _run_without_dac(site, *args: str) -> subprocess.CompletedProcess[str]:

@@ -124,7 +124,10 @@ def _worker_main(job: SessionJob, sender: Any) -> None:
         os._exit(1)  # the batch died before the request above took effect
     try:
         result = run_session(job)
-        sender.send(msgspec.msgpack.encode(result))
+        # pickled built-ins, not msgpack: a session folder whose name is not UTF-8
+        # puts surrogate escapes in the result, which msgpack refuses (the worker
+        # then died without a result, and its session was reported as WorkerDied)
+        sender.send(msgspec.to_builtins(result))
     finally:
         sender.close()
         # skip the parent's atexit handlers and buffered output inherited by fork
@@ -140,7 +143,7 @@ def _collect(process: Any, receiver: Any, job: SessionJob) -> SessionResult:
     receiver.close()
     process.join()
     if data is not None:
-        return msgspec.msgpack.decode(data, type=SessionResult)
+        return msgspec.convert(data, SessionResult)
     code = process.exitcode
     how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}"
     return SessionResult(

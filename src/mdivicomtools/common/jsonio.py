@@ -15,12 +15,40 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from mdivicomtools.common.safefs import display_name
+
 _T = TypeVar("_T")
 
 
 def pretty(value: Any) -> bytes:
-    """Indented JSON with a final newline."""
-    return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
+    """Indented JSON with a final newline.
+
+    A name from the disk that is not UTF-8 (a session folder, a file a plugin
+    wrote) reaches Python as a str with surrogate escapes, which JSON cannot
+    hold: such strings are written in the escaped form `safefs.display_name`
+    documents, so a record, a batch summary or a `--json` document is never
+    lost over a file name.
+    """
+    try:
+        encoded = msgspec.json.encode(value)
+    except UnicodeEncodeError:
+        encoded = msgspec.json.encode(_escaped(msgspec.to_builtins(value)))
+    return msgspec.json.format(encoded, indent=2) + b"\n"
+
+
+def _escaped(value: Any) -> Any:
+    """`value` (built-in types) with every string that is not UTF-8 escaped."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return display_name(value)[0]
+        return value
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -16,9 +16,11 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
 
 #: C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and
 #: the bidirectional marks, embeddings, overrides and isolates, which make a terminal
-#: show text in another order than it holds (U+202E turns `exe.txt` into `txt.exe`)
+#: show text in another order than it holds (U+202E turns `exe.txt` into `txt.exe`), and
+#: the surrogate escapes of a name from the disk that is not UTF-8 (a terminal cannot
+#: show them; writing one to a UTF-8 stream raises)
 _CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -28,6 +30,8 @@ def _escape(match: re.Match[str]) -> str:
     named = _NAMED.get(char)
     if named is not None:
         return named
+    if "\udc80" <= char <= "\udcff":  # the byte the name held: as `display_name` writes it
+        return f"\\x{ord(char) - 0xDC00:02x}"
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 

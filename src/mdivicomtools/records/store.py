@@ -13,7 +13,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import decode_layout, pretty, write_atomic
 from mdivicomtools.common.platform import pid_alive
-from mdivicomtools.common.safefs import display_name, path_problem
+from mdivicomtools.common.safefs import path_problem
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
@@ -56,33 +56,13 @@ def new_run_id(now: datetime | None = None) -> str:
     return stamp_id(now)
 
 
-def _escaped(value: Any) -> Any:
-    """Every string made UTF-8 safe by `safefs.display_name` (names from the disk
-    that are not UTF-8 reach messages as surrogate escapes)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return display_name(value)[0]
-    if isinstance(value, dict):
-        return {_escaped(k): _escaped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escaped(v) for v in value]
-    return value
-
-
 def write_record(path: Path, record: RunRecord) -> None:
     """Write a record atomically, readable by its owner and group only.
 
     A string that is not valid UTF-8 (a file name the plugin chose) never
-    stops the record: it is written in the escaped form `display_name` documents.
+    stops the record: `pretty` writes it in the escaped form `display_name` documents.
     """
-    try:
-        data = pretty(record)
-    except UnicodeEncodeError:
-        data = pretty(_escaped(msgspec.to_builtins(record)))
-    write_atomic(path, data)
+    write_atomic(path, pretty(record))
 
 
 def _kept(stored: Any, new: Any) -> Any:
@@ -129,11 +109,7 @@ def rewrite_record(path: Path, record: RunRecord) -> None:
     recorded.
     """
     document = record_document(path, record)
-    try:
-        data = pretty(document)
-    except UnicodeEncodeError:
-        data = pretty(_escaped(document))
-    write_atomic(path, data)
+    write_atomic(path, pretty(document))
 
 
 def runner_identity() -> RunnerInfo:
