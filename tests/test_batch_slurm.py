@@ -394,6 +394,29 @@ def test_a_memory_size_slurm_cannot_be_given_is_a_usage_error(tmp_path, monkeypa
     assert str(configured.value).startswith("[slurm] mem must be a size")
 
 
+@pytest.mark.parametrize("mem", ["1e3", "512B", "999KB"])
+def test_a_memory_size_under_a_megabyte_is_a_usage_error(tmp_path, monkeypatch, mem):
+    """`--slurm-mem 1e3` (under 1 KiB) was `internal error (TypeError: not all
+    arguments converted during string formatting)` from dask-jobqueue's formatter."""
+    from mdivicomtools.batch.slurm import slurm_settings
+    from mdivicomtools.errors import UsageError
+    from mdivicomtools.model.options import BatchOptions
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[slurm]\nmem = "{mem}"\n')
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    with pytest.raises(UsageError) as configured:
+        slurm_settings(BatchOptions(sessions="*"))
+    assert str(configured.value) == (
+        f"[slurm] mem must be at least 1MB (Slurm counts memory in megabytes), got {mem!r}"
+    )
+    config.write_text("")
+    with pytest.raises(UsageError) as given:
+        slurm_settings(BatchOptions(sessions="*", slurm_mem=mem))
+    assert str(given.value).startswith("--slurm-mem must be at least 1MB")
+    assert slurm_settings(BatchOptions(sessions="*", slurm_mem="1MB")).mem == "1MB"
+
+
 def test_slurm_cpus_below_one_names_where_it_was_set(tmp_path, monkeypatch):
     """`[slurm] cpus = 0` in the user config was refused as `--slurm-cpus must be
     at least 1`, an option the user never gave."""

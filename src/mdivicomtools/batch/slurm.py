@@ -57,6 +57,8 @@ from mdivicomtools.settings import (
 #: seconds to wait for `squeue` to stop listing the cancelled worker jobs
 CANCEL_WAIT_S = 30.0
 #: seconds `squeue` may keep failing (a controller restarting or failing over)
+#: the smallest --slurm-mem: Slurm's unit of memory
+SLURM_MIN_MEM = 1_000_000
 #: before a batch with no worker connected stops waiting for its worker jobs
 SQUEUE_GRACE_S = 300.0
 
@@ -113,7 +115,9 @@ def check_memory(mem: str, source: str) -> None:
     """Raise UsageError (exit 2) unless dask-jobqueue can read `mem` as a size.
 
     It reads it when it writes the worker job's script, and a size it cannot
-    read ended the batch as an internal error (ValueError) before anything ran.
+    read ended the batch as an internal error (ValueError) before anything ran;
+    so did a size under 1 KiB (`1e3`, `512B`), which its formatter cannot
+    write. Slurm counts memory in megabytes, so less than 1MB is refused.
     """
     from dask.utils import parse_bytes
 
@@ -123,6 +127,10 @@ def check_memory(mem: str, source: str) -> None:
         size = None
     if size is None or size <= 0:
         raise UsageError(f"{source} must be a size such as 4GB or 512MB, got {mem!r}")
+    if size < SLURM_MIN_MEM:
+        raise UsageError(
+            f"{source} must be at least 1MB (Slurm counts memory in megabytes), got {mem!r}"
+        )
 
 
 def check_slurm(partition: str | None) -> None:
