@@ -16,6 +16,7 @@ import pytest
 
 from engines import TEST_IMAGE, need_slurm, slurm_lock
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
+from mdivicomtools.batch.session import SessionResult
 from pluginsite import MDIVICOM, count_wavs_manifest, interruptible
 
 pytestmark = pytest.mark.slurm
@@ -230,10 +231,10 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
 
 def cancel_the_slow_sessions_job(
     slurm_site, tmp_path: Path, slow: str, jobs: int = 2
-) -> tuple[dict, str, Path]:
+) -> tuple[dict, str, Path, str]:
     """Run the four sessions with --retries 1, `slow` held back on its first try,
     and cancel the worker job running it once it started; the batch's summary,
-    the cancelled job and the output folder."""
+    the cancelled job, the output folder and what the batch wrote on stderr."""
     site, study, config = slurm_site
     started = tmp_path / "started"
     started.mkdir()
@@ -266,16 +267,25 @@ def cancel_the_slow_sessions_job(
     subprocess.run(["scancel", lost_job], check=True, timeout=20)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr
-    return json.loads(stdout), lost_job, out
+    return json.loads(stdout), lost_job, out, stderr
 
 
 def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
-    summary, lost_job, out = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-02")
+    summary, lost_job, out, stderr = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-02")
     assert summary["totals"] == {"succeeded": 4}
     assert summary["attempts"] == {"ses-01": 1, "ses-02": 2, "ses-03": 1, "ses-04": 1}
     (retried,) = [s for s in summary["sessions"] if s["session"] == "ses-02"]
     (earlier,) = retried["earlier"]
     assert earlier["attempt"] == 1 and earlier["status"] == "failed"
+    # Slurm's reason, not Dask's "KilledWorker: Attempted to run task ..." (nor the
+    # scheduler's own ERROR line about it on the terminal)
+    cancelled = (
+        f"WorkerLost: its worker job {lost_job} ended CANCELLED: it was cancelled "
+        "(scancel, or the cluster's administrators)"
+    )
+    assert earlier["error"] == cancelled
+    assert f"[mdivicom] ses-02 try 1 failed, retrying: {cancelled} (" in stderr
+    assert "workers died while trying to run it" not in stderr
     assert lost_job in summary["slurm_job_ids"]
     first, second = records(out / "ses-02")
     assert (first["attempt"], first["status"], first["error"]["type"]) == (
@@ -293,6 +303,48 @@ def test_a_cancelled_worker_job_is_retried(slurm_site, tmp_path):
     assert second["host"]["slurm_job_id"] != lost_job
     assert not (out / "ses-02" / "_staging").exists()
     assert our_jobs(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ("TIMEOUT", "ended TIMEOUT: its time limit (--slurm-time 00:05:00) ran out"),
+        ("OUT_OF_MEMORY", "ended OUT_OF_MEMORY: it used more than its memory (--slurm-mem 1GB)"),
+        ("NODE_FAIL", "ended NODE_FAIL: its node failed"),
+        ("FAILED", "ended FAILED"),
+    ],
+)
+def test_a_lost_worker_job_is_named_with_how_slurm_ended_it(monkeypatch, state, said):
+    """A worker job whose --slurm-time ran out failed its session with Dask's
+    `KilledWorker: Attempted to run task 'mdivicom-ses-1-...' on 1 different workers,
+    ...` and a link to Dask's docs: nothing said the time limit was the cause."""
+    from mdivicomtools.batch import slurm
+
+    states = iter(["JobState=COMPLETING Reason=None", f"JobState={state} Reason=TimeLimit"])
+
+    def scontrol(command):
+        assert command == ["scontrol", "show", "job", "-o", "3401"]
+        return subprocess.CompletedProcess(command, 0, f"JobId=3401 {next(states)}\n", "")
+
+    monkeypatch.setattr(slurm, "_slurm", scontrol)
+    settings = slurm.SlurmSettings(time="00:05:00", mem="1GB")
+    lost = SessionResult(
+        session="ses-1",
+        status="failed",
+        error="KilledWorker: Attempted to run task 'mdivicom-ses-1-1ad42ccf' ...",
+        slurm_job_id="3401",
+    )
+    explained = slurm.explain_lost(lost, settings, wait_s=5)
+    assert explained.error == f"WorkerLost: its worker job 3401 {said}"
+    # a session that failed on its own, or a job Slurm no longer knows: left as it was
+    failed = SessionResult(session="ses-2", status="failed", error="RuntimeError: x", run_id="r")
+    assert slurm.explain_lost(failed, settings).error == "RuntimeError: x"
+    monkeypatch.setattr(
+        slurm, "_slurm", lambda c: subprocess.CompletedProcess(c, 1, "", "Invalid job id")
+    )
+    unknown = SessionResult(session="ses-1", status="failed", error="KilledWorker: x")
+    unknown.slurm_job_id = "3401"
+    assert slurm.explain_lost(unknown, settings).error == "KilledWorker: x"
 
 
 def test_slurm_commands_missing_is_exit_2(site, tmp_path):
@@ -580,7 +632,7 @@ def test_with_every_worker_job_gone_the_waiting_sessions_are_retried(slurm_site,
     """One worker job, cancelled while it runs the first session: the sessions
     waiting for it never ran, fail as lost without waiting for ever, and the
     retry round runs all of them on a new worker job."""
-    summary, lost_job, out = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-01", jobs=1)
+    summary, lost_job, out, _ = cancel_the_slow_sessions_job(slurm_site, tmp_path, "ses-01", jobs=1)
     assert summary["totals"] == {"succeeded": 4}
     assert summary["attempts"] == {"ses-01": 2, "ses-02": 2, "ses-03": 2, "ses-04": 2}
     by_session = {s["session"]: s for s in summary["sessions"]}

@@ -106,12 +106,30 @@ class _ClosedCommNote(logging.Filter):
         return record.levelno >= logging.WARNING or not closed
 
 
-_QUIETED = {"tornado.application": _CancelRace(), "distributed.batched": _ClosedCommNote()}
+class _KilledWorkerNote(logging.Filter):
+    """Drops the scheduler's ERROR that a task failed because its worker died.
+
+    The scheduler of a cluster the batch starts runs in this process and logs
+    `Task mdivicom-ses-02-... marked as failed because 1 workers died while
+    trying to run it` on the terminal, above the batch's own line for that
+    session, which says what was lost and why. Other records pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "workers died while trying to run it" not in record.getMessage()
+
+
+_QUIETED = {
+    "tornado.application": _CancelRace(),
+    "distributed.batched": _ClosedCommNote(),
+    "distributed.scheduler": _KilledWorkerNote(),
+}
 
 
 def quiet_teardown_noise() -> None:
-    """Keep distributed's Ctrl-C NameError (_CancelRace) and its closed-comm notes
-    (_ClosedCommNote) off the terminal, for the rest of the process: the event loop
+    """Keep distributed's Ctrl-C NameError (_CancelRace), its closed-comm notes
+    (_ClosedCommNote) and its notes of tasks lost with their worker
+    (_KilledWorkerNote) off the terminal, for the rest of the process: the event loop
     may log them after the batch returns."""
     for name, noise in _QUIETED.items():
         logger = logging.getLogger(name)
@@ -157,6 +175,7 @@ def feed_idle_workers(
     no_worker_can_join: Callable[[], str | None],
     task: Callable[[SessionJob], SessionResult] = run_session,
     job_of: Callable[[str], str | None] = lambda worker: None,
+    explain: Callable[[SessionResult], SessionResult] = lambda result: result,
 ) -> list[SessionResult]:
     """Run `jobs` with `task`, each on a worker that runs nothing else; results in job order.
 
@@ -172,6 +191,8 @@ def feed_idle_workers(
     `job_of` gives the Slurm job of a worker (asked once per worker, while it is
     connected): a try whose worker is lost or ended returns no result of its
     own, and its record and the summary must still name the job it ran in.
+    `explain` may say better than Dask why a try ended (a Slurm job's time limit),
+    before the try is reported.
     """
     from distributed import wait
 
@@ -226,7 +247,7 @@ def feed_idle_workers(
                 placed = running.pop(future.key)
                 result = session_result(future, placed.job)
                 result.slurm_job_id = result.slurm_job_id or jobs_of.get(placed.worker)
-                finish(placed.job, result)
+                finish(placed.job, explain(result))
     except KeyboardInterrupt as exc:
         pending = [placed.future for placed in running.values()]
         client.cancel([future for future in pending if future.status == "pending"])

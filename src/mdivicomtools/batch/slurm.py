@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from mdivicomtools.batch.feeder import (
     quiet_teardown_noise,
     wait_for_a_worker,
 )
+from mdivicomtools.batch.retry import is_lost
 from mdivicomtools.batch.session import (
     BatchInterrupted,
     Report,
@@ -184,6 +186,59 @@ def _slurm(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
+
+
+#: Slurm's end states of a job, and what each means for a worker job
+_JOB_ENDS = {
+    "TIMEOUT": "its time limit (--slurm-time {time}) ran out",
+    "CANCELLED": "it was cancelled (scancel, or the cluster's administrators)",
+    "PREEMPTED": "a job of higher priority pre-empted it",
+    "NODE_FAIL": "its node failed",
+    "BOOT_FAIL": "its node failed to boot",
+    "OUT_OF_MEMORY": "it used more than its memory (--slurm-mem {mem})",
+    "DEADLINE": "its deadline passed",
+    "FAILED": "",
+    "COMPLETED": "",
+}
+#: seconds to wait for a lost worker's job to end in Slurm (it is COMPLETING a
+#: moment after its worker died), so that its end can be named
+JOB_END_WAIT_S = 10.0
+
+
+def ended_job_state(job_id: str, wait_s: float = JOB_END_WAIT_S) -> str | None:
+    """The state a Slurm job ended in (`TIMEOUT`, `CANCELLED`, ...); None when it has
+    not ended within `wait_s` (its worker died on its own) or Slurm no longer knows it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        shown = _slurm(["scontrol", "show", "job", "-o", job_id])
+        found = re.search(r"\bJobState=(\S+)", shown.stdout)
+        if found is not None and found.group(1) in _JOB_ENDS:
+            return found.group(1)
+        if found is None or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def explain_lost(
+    result: SessionResult, settings: SlurmSettings, wait_s: float = JOB_END_WAIT_S
+) -> SessionResult:
+    """A try lost with its worker job, with why Slurm ended that job.
+
+    Dask only says the worker died (`KilledWorker: Attempted to run task ...`,
+    with a link to its own docs); Slurm knows that the job's time limit ran
+    out, that it was cancelled or pre-empted, or that its node failed. A worker
+    that died while its job still runs keeps Dask's words.
+    """
+    if not is_lost(result) or result.slurm_job_id is None:
+        return result
+    state = ended_job_state(result.slurm_job_id, wait_s)
+    if state is None:
+        return result
+    why = _JOB_ENDS[state].format(time=settings.time, mem=settings.mem)
+    result.error = f"WorkerLost: its worker job {result.slurm_job_id} ended {state}" + (
+        f": {why}" if why else ""
+    )
+    return result
 
 
 class QueueWatch:
@@ -409,6 +464,7 @@ class SlurmExecutor:
                     report,
                     no_worker_can_join=watch,
                     job_of=lambda worker: _slurm_job_of(client, worker),
+                    explain=lambda result: explain_lost(result, self.settings),
                 )
             except BatchInterrupted as exc:
                 self._note_results(exc.results)
