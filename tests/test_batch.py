@@ -842,6 +842,25 @@ def test_a_scheduler_address_of_the_wrong_form_is_exit_2(
     assert "expected tcp://HOST:PORT" in line, line
 
 
+def test_a_dask_local_cluster_of_no_workers_is_exit_2(session_plugin, study, tmp_path):
+    """`--executor dask --jobs 0` started a LocalCluster of no workers and waited for
+    one for ever (the local and Slurm executors refuse it: exit 2)."""
+    result = subprocess.run(
+        [
+            *(MDIVICOM, "run", "per-session", "--dataset", str(study)),
+            *("--out", str(tmp_path / "o"), "--sessions", "ses-01"),
+            *("--executor", "dask", "--jobs", "0"),
+        ],
+        env=session_plugin.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "Error: --jobs must be at least 1, got 0"
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.engines
 def test_container_plugin_fanned_out_over_sessions(site, study, tmp_path, engine):
     site.manifest("count.json", count_wavs_manifest(TEST_IMAGE))

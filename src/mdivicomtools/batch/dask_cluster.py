@@ -63,6 +63,8 @@ class DaskExecutor:
         jobs: int,
         say: Callable[[str], None] = lambda message: None,
     ) -> None:
+        if jobs < 1:  # a LocalCluster of no workers left the batch waiting for ever
+            raise UsageError(f"--jobs must be at least 1, got {jobs}")
         self.scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
         if self.scheduler is not None:
             check_address(self.scheduler, "--scheduler" if scheduler else SCHEDULER_ENV)
