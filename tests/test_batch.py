@@ -385,6 +385,10 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    # the line every command ends with on a signal (docs/reference/exit-codes.md);
+    # a batch ended with its summary's path, and nothing said what stopped it
+    name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    assert stderr.strip().splitlines()[-1] == f"Error: interrupted by {name}", stderr
     summary = json.loads(stdout)
     assert summary["status"] == "interrupted"
     by_status = {}

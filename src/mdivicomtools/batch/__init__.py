@@ -32,6 +32,7 @@ from mdivicomtools.batch.session import (
 )
 from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
+from mdivicomtools.common.signals import stopped_by_sigterm
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
@@ -167,7 +168,7 @@ def run_batch(
 
     batch_id = stamp_id()
     started = utc_now()
-    interrupted = False
+    interrupted: BatchInterrupted | None = None
     report = _reporting_retries(on_event, batch.retries)
     try:
         results = run_with_retries(
@@ -177,7 +178,7 @@ def run_batch(
             _settle_reporting(plan.plugin, plan.backend, report),
         )
     except BatchInterrupted as exc:
-        interrupted, results = True, exc.results
+        interrupted, results = exc, exc.results
     except SchedulerLost as exc:
         # a failure of the batch, said once; each session says what became of it
         say(f"{exc}; the batch ends with the sessions as their records show")
@@ -190,13 +191,14 @@ def run_batch(
         address=executor.address,
         jobs=jobs,
         results=results,
-        interrupted=interrupted,
+        interrupted=interrupted is not None,
         started=started,
         finished=utc_now(),
         slurm_partition=getattr(executor, "partition", None),
         slurm_job_ids=getattr(executor, "job_ids", []),
     )
     say(f"summary: {summary.path}")
-    if interrupted:
-        raise BatchSummaryInterrupted(summary, summary.path)
+    if interrupted is not None:
+        by = "SIGTERM" if stopped_by_sigterm(interrupted) else "Ctrl-C (SIGINT)"
+        raise BatchSummaryInterrupted(summary, summary.path, by)
     return summary

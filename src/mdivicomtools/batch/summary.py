@@ -54,12 +54,14 @@ class BatchSummary(msgspec.Struct, kw_only=True):
 
 
 class BatchSummaryInterrupted(KeyboardInterrupt):
-    """An interrupted batch, after its summary was written."""
+    """An interrupted batch, after its summary was written; `by` names the signal
+    (`SIGTERM` or `Ctrl-C (SIGINT)`), as the command's last line says it."""
 
-    def __init__(self, summary: BatchSummary, path: Path) -> None:
+    def __init__(self, summary: BatchSummary, path: Path, by: str = "Ctrl-C (SIGINT)") -> None:
         super().__init__(summary.batch_id)
         self.summary = summary
         self.path = path
+        self.by = by
 
 
 def summarise(

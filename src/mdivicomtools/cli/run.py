@@ -365,14 +365,14 @@ def _run_batch(
         if view is not None:
             view.event(kind, job, result)
 
-    interrupted = False
+    interrupted_by: str | None = None
     try:
         with sigterm_as_interrupt():
             summary = run_batch(
                 ref, options, batch, progress=progress, on_start=on_start, on_event=on_event
             )
     except BatchSummaryInterrupted as exc:
-        summary, interrupted = exc.summary, True
+        summary, interrupted_by = exc.summary, exc.by
     finally:
         if view is not None:
             view.close()
@@ -380,5 +380,7 @@ def _run_batch(
         echo_json(summary)
     else:
         click.echo(render_summary(summary, str(summary.path)))
-    code = 130 if interrupted else (1 if summary.status == "failed" else 0)
+    if interrupted_by is not None:  # the one line every command ends with on a signal
+        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
+    code = 130 if interrupted_by is not None else (1 if summary.status == "failed" else 0)
     raise click.exceptions.Exit(code)

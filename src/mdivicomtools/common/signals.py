@@ -26,6 +26,17 @@ def signal_of(exc: BaseException) -> signal.Signals:
     return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
 
 
+def stopped_by_sigterm(exc: BaseException) -> bool:
+    """Whether `exc` or an exception it was raised from is Terminated: a batch's
+    interruption is re-raised by each layer it passes (`raise ... from exc`)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises Terminated in the main thread."""
