@@ -481,6 +481,20 @@ def test_printable_escapes_every_control_character():
     ]
 
 
+def test_table_columns_line_up_as_a_terminal_shows_wide_characters():
+    """A batch over `ses-日本` put that row's columns two places left of the others':
+    the table counted characters, and a terminal shows each of these in two columns."""
+    from mdivicomtools.cli.textui import table
+
+    rows = [["ses-日本", "succeeded", "1"], ["ses-ü02", "failed", "2"], ["ses-e\u0301", "ok", "3"]]
+    assert table(["SESSION", "STATUS", "TRIES"], rows).splitlines() == [
+        "SESSION   STATUS     TRIES",
+        "ses-日本  succeeded  1",
+        "ses-ü02   failed     2",
+        "ses-e\u0301     ok         3",
+    ]
+
+
 def test_an_echo_to_stdout_does_not_wait_on_the_captured_descriptor(site, dataset, tmp_path):
     """run_plugin(echo=sys.stdout): the echo writes under the log's lock; through the
     pipe that catches descriptor 1 it waited, once the pipe was full, on the reader,

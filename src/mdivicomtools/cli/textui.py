@@ -17,18 +17,33 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns, two spaces apart; the last column is never padded.
 
     A cell is one line whatever it holds: control characters show escaped.
+    Columns are measured as a terminal shows them (`shown_width`), so a session
+    named in Japanese or Chinese does not push the rest of its row out of line.
     """
     headers = [printable(h) for h in headers]
     rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [len(h) for h in headers]
+    widths = [shown_width(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row[:-1]):
-            widths[index] = max(widths[index], len(cell))
+            widths[index] = max(widths[index], shown_width(cell))
     lines = []
     for row in [list(headers), *rows]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        cells = [cell + " " * (widths[i] - shown_width(cell)) for i, cell in enumerate(row[:-1])]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def shown_width(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide and full-width characters two,
+    combining marks none, every other character one."""
+    import unicodedata
+
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
 
 
 def fields(pairs: Sequence[tuple[str, str]]) -> str:
