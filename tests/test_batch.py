@@ -934,3 +934,18 @@ def test_a_session_folder_whose_name_is_not_utf8_runs_like_any_other(session_plu
     again = _batch_cli(session_plugin, study, out, "ses-*", "--resume", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["totals"] == {"skipped": 2}
+
+
+def test_an_out_that_cannot_be_written_starts_no_session(session_plugin, tmp_path):
+    """A batch into a path through a file (or a read-only mount) started every
+    session, each failed with RecordNotWritten, and the batch ended with exit 74
+    and no summary, naming one session's folder."""
+    study = make_dataset(tmp_path / "study", sessions=2)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "out"
+    result = _batch_cli(session_plugin, study, out, "ses-*")
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Error: the batch was not started: cannot write into --out '{out}' "
+        f"(Not a directory: {out / '_batches'}); choose a writable --out"
+    ]

@@ -31,7 +31,12 @@ from mdivicomtools.batch.session import (
     is_unseen,
 )
 from mdivicomtools.batch.slurm import SlurmExecutor
-from mdivicomtools.batch.summary import BatchSummary, BatchSummaryInterrupted, summarise
+from mdivicomtools.batch.summary import (
+    BatchSummary,
+    BatchSummaryInterrupted,
+    prepare_summary_folder,
+    summarise,
+)
 from mdivicomtools.common.signals import stopped_by_sigterm
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
@@ -147,6 +152,7 @@ def run_batch(
     executor = _executor(batch, jobs, options.out, say)
 
     plan = plan_batch(ref, options, batch)
+    prepare_summary_folder(plan.out_dir)
     if plan.skipped:
         say(
             f"resume: skipping {len(plan.skipped)} session(s) whose latest run of "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
 from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
 from mdivicomtools.common.timefmt import iso
+from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.model.layout import batch_summary_path
 from mdivicomtools.model.options import BatchOptions
 
@@ -62,6 +65,26 @@ class BatchSummaryInterrupted(KeyboardInterrupt):
         self.summary = summary
         self.path = path
         self.by = by
+
+
+def prepare_summary_folder(out: Path) -> None:
+    """Make `<out>/_batches/` before any session starts; RecordNotWritten (exit 74)
+    when --out cannot be written into.
+
+    Without this a batch into a read-only mount or a path through a file
+    started every session, each failed to write its record, and the batch
+    ended without its summary, naming one session's folder.
+    """
+    folder = batch_summary_path(out, "x").parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    except OSError as exc:
+        raise RecordNotWritten(
+            f"the batch was not started: cannot write into --out {str(out)!r} "
+            f"({exc.strerror or exc}: {exc.filename or folder}); choose a writable --out"
+        ) from None
 
 
 def summarise(
