@@ -399,9 +399,13 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
     assert by_status["not_started"] == ["ses-07", "ses-08"]
     # a session that never started took no try
     assert summary["attempts"]["ses-07"] == summary["attempts"]["ses-08"] == 0
+    errors = {s["session"]: s["error"] for s in summary["sessions"]}
     for session in ("ses-05", "ses-06"):
         (record,) = [json.loads(p.read_text()) for p in (out / session / "_runs").glob("*.json")]
         assert record["status"] == "interrupted"
+        # the summary said only "interrupted", where the record names the signal
+        assert errors[session] == f"Interrupted: {record['error']['message']}"
+        assert record["error"]["message"].startswith(f"interrupted by {name}")
         assert not (out / session / "per-session").exists()
     assert (out / "ses-01" / "per-session" / "streams.json").exists()
 

@@ -121,8 +121,10 @@ def run_session(job: SessionJob) -> SessionResult:
     try:
         record = run_plugin(job.ref, job.options)
     except RunInterrupted as exc:
-        if exc.record.status != "succeeded":
-            return result("interrupted", "interrupted", exc.record)
+        if exc.record.status != "succeeded":  # its record says what stopped it, and when
+            stopped = exc.record.error
+            said = f"{stopped.type}: {stopped.message}" if stopped else "interrupted"
+            return result("interrupted", said, exc.record)
         # the signal came after the run had succeeded, while its provenance hooks ran:
         # the output is in place, and the session is what its record says (as a single
         # run's exit status is), so --resume does not run it again
