@@ -218,6 +218,8 @@ def test_ctrl_c_cancels_every_worker_job(slurm_site, tmp_path):
     for session in ("ses-03", "ses-04"):
         (record,) = records(out / session)
         assert record["status"] == "interrupted" and record["error"]["type"] == "WorkerLost"
+        # the summary said "the batch was interrupted", as for a session never started
+        assert by_session[session]["error"] == f"WorkerLost: {record['error']['message']}"
         # the job it ran in, which the plugin wrote down as it started
         job = (started / session).read_text()
         assert record["host"]["slurm_job_id"] == job == by_session[session]["slurm_job_id"]

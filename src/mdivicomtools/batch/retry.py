@@ -352,16 +352,11 @@ def _settle(
             result.run_id, result.duration_s = lost.run_id, lost.duration_s
     elif result.status == "not_started":
         # it may have been running when the batch was stopped and its worker ended
-        lost = record_lost(
-            job,
-            plugin,
-            status="interrupted",
-            reason="the batch was stopped while this session ran, and its worker ended",
-            known=known,
-        )
-        if lost is not None:
+        ended = "the batch was stopped while this session ran, and its worker ended"
+        lost = record_lost(job, plugin, status="interrupted", reason=ended, known=known)
+        if lost is not None:  # the summary says what its record says
             result.status, result.run_id = "interrupted", lost.run_id
-            result.duration_s = lost.duration_s
+            result.duration_s, result.error = lost.duration_s, f"WorkerLost: {ended}"
     else:
         # a scheduler that reruns a lost worker's task itself (Dask's allowed-failures)
         # leaves the lost try's staging behind even when the session then succeeded
