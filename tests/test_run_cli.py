@@ -222,6 +222,8 @@ def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_p
     expected = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C (SIGINT)"
     assert newest["error"] == {"type": "Interrupted", "message": f"interrupted by {expected}"}
     assert "interrupted:" in stdout
+    # the line every command ends with on a signal (docs/reference/exit-codes.md)
+    assert stderr.strip().splitlines()[-1] == f"Error: interrupted by {expected}", stderr
     assert (out / "slow" / "out.txt").read_text() == "v1"  # the earlier output, untouched
     assert not (out / "slow" / "partial.txt").exists()
     assert sorted(p.name for p in out.iterdir()) == ["_runs", "slow"]  # staging cleaned

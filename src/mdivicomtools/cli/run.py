@@ -267,6 +267,7 @@ def run_command(
     run (bad input), 74 the run's record could not be written, 124 timed out,
     130 interrupted.
     """
+    from mdivicomtools.common.signals import stopped_by_sigterm
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import EXIT_CODES
     from mdivicomtools.runner import RunInterrupted, run_plugin
@@ -330,15 +331,19 @@ def run_command(
     if retries or slurm_directives or any(v is not None for v in slurm_given):
         raise click.UsageError("--retries and the --slurm-* options need --sessions")
 
+    interrupted_by: str | None = None
     try:
         verbose = bool(click.get_current_context().find_root().params.get("verbose"))
         record = run_plugin(ref, options, progress=progress, echo=sys.stderr, verbose=verbose)
     except RunInterrupted as exc:
         record = exc.record
+        interrupted_by = "SIGTERM" if stopped_by_sigterm(exc) else "Ctrl-C (SIGINT)"
     if as_json:
         echo_json(record)
     else:
         click.echo(_summary(record))
+    if interrupted_by is not None:  # the one line every command ends with on a signal
+        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
     request_fast_exit()  # the record is written and the engine connection closed
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
