@@ -524,6 +524,26 @@ def test_two_hook_modules_of_one_name_say_so_in_one_line():
     )
 
 
+def _ctrl_c_once_started(site, started, *args: str) -> tuple[int, str, str]:
+    """`mdivicom ARGS` in a session of its own, sent Ctrl-C (to the whole group, as a
+    terminal does) once `started` exists: (exit status, stdout, stderr)."""
+    proc = subprocess.Popen(
+        [MDIVICOM, *args],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+        start_new_session=True,
+    )
+    wait_for(started)
+    begun = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - begun < 20, "the hook was not interrupted"
+    return proc.returncode, stdout, stderr
+
+
 SLOW_HOOK = """
 import pathlib, time
 from mdivicomtools import hookimpl
@@ -548,21 +568,10 @@ def test_ctrl_c_stops_a_hung_hook_and_the_record_says_what_happened(
     site.module("h_slowhook", SLOW_HOOK.format(hook=hook, started=str(started)))
     site.distribution("slow-hooks", {"slowhook": "h_slowhook"}, group="mdivicomtools.hooks")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"],
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-        start_new_session=True,  # a terminal's Ctrl-C reaches the whole process group
+    returncode, stdout, stderr = _ctrl_c_once_started(
+        site, started, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"
     )
-    wait_for(started)
-    begun = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert time.monotonic() - begun < 20, "the hook was not interrupted"
-    assert proc.returncode == code, stderr
+    assert returncode == code, stderr
     record = json.loads(stdout)
     assert record["status"] == status, record
     # the built-in host facts are kept either way (the host hook runs first)
@@ -608,19 +617,10 @@ def test_ctrl_c_in_a_hung_validation_hook_names_it(site, dataset, tmp_path):
     site.module("h_slowcheck", HUNG_VALIDATION.format(started=str(started)))
     site.distribution("slow-check", {"consent": "h_slowcheck"}, group="mdivicomtools.hooks")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out)],
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-        start_new_session=True,
+    returncode, _, stderr = _ctrl_c_once_started(
+        site, started, "run", "writer", "--dataset", str(dataset), "--out", str(out)
     )
-    wait_for(started)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert stderr.splitlines()[-1] == (
         "Error: interrupted by Ctrl-C (SIGINT) while validation hook 'consent' ran"
     )
@@ -645,19 +645,10 @@ def test_provenance_that_returned_before_a_hung_hook_is_kept(site, dataset, tmp_
         group="mdivicomtools.hooks",
     )
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [MDIVICOM, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"],
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-        start_new_session=True,
+    returncode, stdout, stderr = _ctrl_c_once_started(
+        site, started, "run", "writer", "--dataset", str(dataset), "--out", str(out), "--json"
     )
-    wait_for(started)
-    os.killpg(proc.pid, signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+    assert returncode == 0, stderr
     record = json.loads(stdout)
     assert record["extensions"] == {"quickprov": {"lab": "interaction-lab"}}
     assert [e["plugin"] for e in record["hook_errors"]] == ["slowprov"]

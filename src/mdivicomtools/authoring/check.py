@@ -11,6 +11,7 @@ provenance.json and result bundles it writes are valid. The same function backs
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -310,17 +311,18 @@ def _run_checks(
         )
     before = fingerprint(data)
     outside_before = _snapshot(sandbox, managed)
+    run_in_sandbox = functools.partial(
+        run_plugin,
+        ref,
+        dataset=data,
+        out=out,
+        work=work,
+        config=config,
+        backend=backend,
+        hooks=hooks,
+    )
     try:
-        dry = run_plugin(
-            ref,
-            dataset=data,
-            out=out,
-            work=work,
-            config=config,
-            backend=backend,
-            dry_run=True,
-            hooks=hooks,
-        )
+        dry = run_in_sandbox(dry_run=True)
     except ValidationFailed as exc:
         if not image_failed:  # the image line already says what the problem is
             add("validation", "fail", "; ".join(exc.problems))
@@ -336,16 +338,7 @@ def _run_checks(
         + (_kept_log(dry, out) if dry.status != "dry_run" else ""),
     )
     with _writes_seen() as written_anywhere:
-        real = run_plugin(
-            ref,
-            dataset=data,
-            out=out,
-            work=work,
-            config=config,
-            backend=backend,
-            overwrite=True,
-            hooks=hooks,
-        )
+        real = run_in_sandbox(overwrite=True)
     detail = f"status {real.status} on {where}, {len(real.outputs)} output file(s)"
     if real.error:
         detail += f": {real.error.type}: {real.error.message}"
