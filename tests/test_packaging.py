@@ -1,0 +1,113 @@
+"""The sdists and wheels a site builds and installs with plain pip, not the editable
+checkout the rest of the suite runs from: what is missing or stray in them only
+shows there."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+from mdivicomtools._version import __version__
+
+ROOT = Path(__file__).parents[1]
+
+#: what a clean checkout does not hold (the same as .gitignore)
+NOT_IN_A_CHECKOUT = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+    ".tox",
+    "build",
+    "dist",
+    ".demo",
+    ".work",
+)
+
+#: project folder -> its import package
+PROJECTS = {
+    ".": "mdivicomtools",
+    "backends/docker": "mdivicomtools_docker",
+    "backends/podman": "mdivicomtools_podman",
+}
+
+
+def build(project: str, out: Path) -> tuple[zipfile.ZipFile, tarfile.TarFile]:
+    """Build the project's sdist, then its wheel from that sdist, as `python -m build`
+    does. In this venv (whose dev extras bring setuptools), not an isolated one, like
+    tests/pluginsite.py, and from a copy: the build writes into the source tree."""
+    copy = out / "src"
+    shutil.copytree(ROOT, copy, ignore=NOT_IN_A_CHECKOUT)
+    backend = "import sys; from setuptools import build_meta as b; print(b.{}(sys.argv[1]))"
+    sdist = subprocess.run(
+        [sys.executable, "-c", backend.format("build_sdist"), str(out)],
+        cwd=copy / project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[-1]
+    with tarfile.open(out / sdist) as archive:
+        # the filter argument came in 3.10.12 and 3.11.4; without it 3.12+ warns
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(out / "unpacked", filter="data")
+        else:  # pragma: no cover - an older 3.10 or 3.11
+            archive.extractall(out / "unpacked")
+    unpacked = next((out / "unpacked").iterdir())
+    wheel = subprocess.run(
+        [sys.executable, "-c", backend.format("build_wheel"), str(out)],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[-1]
+    return zipfile.ZipFile(out / wheel), tarfile.open(out / sdist)
+
+
+@pytest.fixture(scope="module", params=sorted(PROJECTS))
+def built(request, tmp_path_factory):
+    wheel, sdist = build(request.param, tmp_path_factory.mktemp("dist"))
+    with wheel, sdist:
+        yield request.param, wheel, sdist.getnames()
+
+
+def metadata(wheel: zipfile.ZipFile) -> dict[str, str]:
+    name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    message = Parser().parsestr(wheel.read(name).decode())
+    return {"Version": message["Version"], "Description": message.get_payload()}
+
+
+def test_the_wheel_holds_every_module_and_nothing_stray(built):
+    project, wheel, _ = built
+    package = PROJECTS[project]
+    source = ROOT / project / "src" / package
+    modules = {
+        f"{package}/{p.relative_to(source).as_posix()}"
+        for p in source.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    names = wheel.namelist()
+    assert modules <= set(names)
+    stray = [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "tests/" in n]
+    assert stray == []
+
+
+def test_the_wheel_is_typed(built):
+    project, wheel, _ = built
+    # without the marker, mypy treats every import of the package as Any
+    # ("missing library stubs or py.typed marker")
+    assert f"{PROJECTS[project]}/py.typed" in wheel.namelist()
+
+
+def test_the_wheel_metadata_has_the_version(built):
+    _, wheel, _ = built
+    assert metadata(wheel)["Version"] == __version__ != "0.0.0"
