@@ -111,3 +111,17 @@ def test_the_wheel_is_typed(built):
 def test_the_wheel_metadata_has_the_version(built):
     _, wheel, _ = built
     assert metadata(wheel)["Version"] == __version__ != "0.0.0"
+
+
+def test_the_wheel_carries_the_licence(built):
+    _, wheel, _ = built
+    licence = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert len(licence) == 1
+    # the backends' copies say what the repository's LICENSE says
+    assert wheel.read(licence[0]) == (ROOT / "LICENSE").read_bytes()
+
+
+def test_the_wheel_metadata_has_the_readme_as_description(built):
+    project, wheel, _ = built
+    title = (ROOT / project / "README.md").read_text().splitlines()[0]
+    assert metadata(wheel)["Description"].lstrip().startswith(title)
