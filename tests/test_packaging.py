@@ -125,3 +125,11 @@ def test_the_wheel_metadata_has_the_readme_as_description(built):
     project, wheel, _ = built
     title = (ROOT / project / "README.md").read_text().splitlines()[0]
     assert metadata(wheel)["Description"].lstrip().startswith(title)
+
+
+def test_the_sdist_holds_no_partial_test_suite(built):
+    _, _, names = built
+    # setuptools picks up tests/test*.py on its own: without conftest.py and the
+    # helper modules beside them (and docs/, examples/), a suite that cannot run
+    assert [n for n in names if "/tests/" in n] == []
+    assert any(n.endswith("/LICENSE") for n in names)
