@@ -34,12 +34,19 @@ NOT_IN_A_CHECKOUT = shutil.ignore_patterns(
     ".work",
 )
 
-#: project folder -> its import package
-PROJECTS = {
+#: the packages of the project itself, typed and versioned together: folder -> import package
+PACKAGES = {
     ".": "mdivicomtools",
     "backends/docker": "mdivicomtools_docker",
     "backends/podman": "mdivicomtools_podman",
 }
+#: the examples, which labs install from the repository as their READMEs say
+EXAMPLES = {
+    "examples/minimal-plugin": "mdivicom_hello",
+    "examples/site-provenance": "mdivicom_site_provenance",
+    "examples/sync-audio": "mdivicom_sync_audio",
+}
+PROJECTS = PACKAGES | EXAMPLES
 
 
 def build(project: str, out: Path) -> tuple[zipfile.ZipFile, tarfile.TarFile]:
@@ -73,11 +80,31 @@ def build(project: str, out: Path) -> tuple[zipfile.ZipFile, tarfile.TarFile]:
     return zipfile.ZipFile(out / wheel), tarfile.open(out / sdist)
 
 
-@pytest.fixture(scope="module", params=sorted(PROJECTS))
-def built(request, tmp_path_factory):
-    wheel, sdist = build(request.param, tmp_path_factory.mktemp("dist"))
-    with wheel, sdist:
-        yield request.param, wheel, sdist.getnames()
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    """Each project built once for every test of this file that looks at it."""
+    done: dict[str, tuple[zipfile.ZipFile, tarfile.TarFile]] = {}
+
+    def get(project: str) -> tuple[str, zipfile.ZipFile, list[str]]:
+        if project not in done:
+            done[project] = build(project, tmp_path_factory.mktemp("dist"))
+        wheel, sdist = done[project]
+        return project, wheel, sdist.getnames()
+
+    yield get
+    for wheel, sdist in done.values():
+        wheel.close()
+        sdist.close()
+
+
+@pytest.fixture(params=sorted(PROJECTS))
+def built(request, dists):
+    return dists(request.param)
+
+
+@pytest.fixture(params=sorted(PACKAGES))
+def package(request, dists):
+    return dists(request.param)
 
 
 def metadata(wheel: zipfile.ZipFile) -> dict[str, str]:
@@ -101,15 +128,15 @@ def test_the_wheel_holds_every_module_and_nothing_stray(built):
     assert stray == []
 
 
-def test_the_wheel_is_typed(built):
-    project, wheel, _ = built
+def test_the_wheel_is_typed(package):
+    project, wheel, _ = package
     # without the marker, mypy treats every import of the package as Any
     # ("missing library stubs or py.typed marker")
-    assert f"{PROJECTS[project]}/py.typed" in wheel.namelist()
+    assert f"{PACKAGES[project]}/py.typed" in wheel.namelist()
 
 
-def test_the_wheel_metadata_has_the_version(built):
-    _, wheel, _ = built
+def test_the_wheel_metadata_has_the_version(package):
+    _, wheel, _ = package
     assert metadata(wheel)["Version"] == __version__ != "0.0.0"
 
 
@@ -117,7 +144,7 @@ def test_the_wheel_carries_the_licence(built):
     _, wheel, _ = built
     licence = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
     assert len(licence) == 1
-    # the backends' copies say what the repository's LICENSE says
+    # the backends' and examples' copies say what the repository's LICENSE says
     assert wheel.read(licence[0]) == (ROOT / "LICENSE").read_bytes()
 
 
