@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from engines import need_engine
+from mdivicomtools.authoring.scaffold import scaffold
+from mdivicomtools.errors import UsageError
 from pluginsite import MDIVICOM, pip_install_target
 
 
@@ -179,3 +185,40 @@ def test_an_image_for_a_python_scaffold_is_refused_not_dropped(tmp_path):
     assert made.returncode == 2
     assert made.stderr.splitlines()[-1] == "Error: --image is for --kind container"
     assert not (tmp_path / "tool").exists()
+
+
+def test_a_dir_that_cannot_be_made_is_one_line_exit_2(tmp_path):
+    """A --dir through a file (or read-only, or another user's) was `internal error
+    (NotADirectoryError: ...)`, exit 1."""
+    (tmp_path / "a-file").write_text("")
+    folder = tmp_path / "a-file" / "tool"
+    made = subprocess.run(
+        [MDIVICOM, "plugins", "new", "tool", "--dir", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 2, made.stdout + made.stderr
+    assert made.stderr == (
+        f"Error: cannot write the plugin into {str(folder)!r} (Not a directory: {folder}); "
+        "nothing was written, choose another --dir\n"
+    )
+
+
+def test_a_scaffold_that_fails_half_way_leaves_nothing(tmp_path, monkeypatch):
+    """A write that failed after the first files (a full disk) left a half project,
+    which the next try then refused as `already exists`."""
+    real_write = Path.write_text
+    written: list[str] = []
+
+    def write_until_full(self, *args, **kwargs):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        written.append(str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_until_full)
+    folder = tmp_path / "tool"
+    with pytest.raises(UsageError, match="No space left on device") as raised:
+        scaffold("tool", folder=folder)
+    assert raised.value.exit_code == 2
+    assert len(written) == 1 and not folder.exists()

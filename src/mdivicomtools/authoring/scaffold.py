@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from mdivicomtools.errors import UsageError
@@ -220,8 +221,36 @@ def scaffold(
                 id=name, install=f"    export MDIVICOM_PLUGIN_PATH=$PWD   # {name}.json is here"
             ),
         }
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    write_project(root, files)
     return root
+
+
+def write_project(root: Path, files: dict[str, str]) -> None:
+    """Write `files` into the new folder `root`, all of them or none.
+
+    A --dir that cannot be made (a path through a file, a read-only or foreign
+    folder) ended in an internal error, and one that failed half-way (a full disk)
+    left a folder the next try refused as existing.
+    """
+    try:
+        root.mkdir(parents=True)
+    except FileExistsError:
+        raise UsageError(f"{str(root)!r} already exists; choose another name or --dir") from None
+    except OSError as exc:
+        raise UsageError(_not_written(root, exc)) from None
+    try:
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise UsageError(_not_written(root, exc)) from None
+
+
+def _not_written(root: Path, exc: OSError) -> str:
+    cause = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    return (
+        f"cannot write the plugin into {str(root)!r} ({cause}); nothing was written, "
+        "choose another --dir"
+    )
