@@ -397,6 +397,21 @@ def test_a_work_folder_that_reaches_the_dataset_or_the_outputs_is_refused(site, 
     assert (sibling / "scratch").read_text() == "tmp"
 
 
+def test_a_work_folder_that_is_or_goes_through_a_file_is_refused(site, dataset, tmp_path):
+    """Validation passed it and the run then failed (NotADirectoryError, exit 1)."""
+    site.plugin("writer", run_source=WRITE_TWO)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = {
+        a_file: r"--work .*a-file' exists and is not a folder",
+        a_file / "work": r"--work .*a-file/work' is below .*a-file', which exists and is not a",
+    }
+    for work, message in cases.items():
+        with pytest.raises(ValidationFailed, match=message):
+            run_plugin("writer", dataset=dataset, out=tmp_path / "out", work=work)
+    assert not (tmp_path / "out" / "writer").exists()
+
+
 def test_out_inside_another_run_s_output_is_refused(site, dataset, tmp_path):
     """A run into a folder another run's record lists (its plugin's output, or the
     runs' own folders) would change files that record describes; beside them, or

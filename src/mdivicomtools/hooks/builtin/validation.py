@@ -87,6 +87,12 @@ def check_work_dir(request: RunRequest, out: Path, dataset: Path) -> list[str]:
         return []
     work = request.work_dir.resolve()
     given = str(request.work_dir)
+    # the plugin gets the folder made for it: a file there, or on the way to it, failed
+    # the run (NotADirectoryError, exit 1) after validation had passed it
+    existing = next(p for p in (work, *work.parents) if p.exists())
+    if not existing.is_dir():
+        where = "exists" if existing == work else f"is below {str(existing)!r}, which exists"
+        return [f"--work {given!r} {where} and is not a folder; choose a folder for the work files"]
     for folder, what, fix in (
         (dataset, "the dataset", "must stay read-only"),
         (out, "--out", "holds the outputs and run records"),
