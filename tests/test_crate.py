@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +166,50 @@ def test_export_refuses_a_non_empty_target_and_missing_outputs(site, dataset, tm
     (out / "writer" / "result.csv").unlink()
     with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
         export_crate(out, "latest", tmp_path / "crate")
+
+
+def test_a_crate_folder_that_cannot_be_made_is_one_line_exit_2(site, dataset, tmp_path):
+    """A --ro-crate through a file (or read-only) was `internal error
+    (NotADirectoryError: ...)`, exit 1."""
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    (tmp_path / "a-file").write_text("")
+    crate = tmp_path / "a-file" / "crate"
+    result = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"Error: cannot write the crate into {str(crate)!r} (Not a directory: {crate}); "
+        "nothing was written, choose another --ro-crate\n"
+    )
+
+
+@pytest.mark.parametrize("given", ["new", "empty"])
+def test_a_crate_that_fails_half_way_leaves_nothing(
+    site, dataset, tmp_path, offline_context, monkeypatch, given
+):
+    """A crate whose writing failed (a full disk) was left half written, and the
+    next export into the folder was refused as not empty."""
+    from rocrate.rocrate import ROCrate
+
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    crate = tmp_path / "crate"
+    if given == "empty":
+        crate.mkdir()
+
+    def write_until_full(self, dest):
+        (Path(dest) / "writer").mkdir()
+        (Path(dest) / "writer" / "result.csv").write_text("a,b")
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+
+    monkeypatch.setattr(ROCrate, "write", write_until_full)
+    with pytest.raises(UsageError, match="No space left on device") as raised:
+        export_crate(out, "latest", crate)
+    assert raised.value.exit_code == 2
+    # the folder given stays, empty, as it was; one the export made is gone
+    assert (list(crate.iterdir()) == []) if given == "empty" else not crate.exists()
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -234,9 +235,33 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         root["license"] = license or NO_LICENSE
     for session, root, record in runs:
         _add_run(crate, ContextEntity, session, root, record)
-    dest.mkdir(parents=True, exist_ok=True)
-    crate.write(dest)
+    made = not dest.exists()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        crate.write(dest)
+    except OSError as exc:
+        # a --ro-crate through a file or on a read-only mount was an internal error, and
+        # one that failed half-way (a full disk) left a partial crate behind
+        _remove_partial(dest, made)
+        cause = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        raise UsageError(
+            f"cannot write the crate into {str(dest)!r} ({cause}); nothing was written, "
+            "choose another --ro-crate"
+        ) from None
     return dest / "ro-crate-metadata.json"
+
+
+def _remove_partial(dest: Path, made: bool) -> None:
+    """Remove what a failed export wrote: the folder it made, or the contents of the
+    empty one it was given."""
+    if made:
+        shutil.rmtree(dest, ignore_errors=True)
+    elif dest.is_dir():
+        for entry in dest.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: RunRecord) -> None:
