@@ -121,6 +121,20 @@ def test_save_to_a_folder_is_exit_2(site, tmp_path):
     assert "is a folder; name the tar file to write" in result.stderr
 
 
+def test_save_into_a_missing_folder_or_through_a_file_says_which(site, tmp_path):
+    """A folder that is a file was reported as one that does not exist."""
+    (tmp_path / "a-file").write_text("")
+    for folder, state in (
+        (tmp_path / "none", "does not exist"),
+        (tmp_path / "a-file", "is not a folder"),
+    ):
+        result = site.cli("images", "save", TEST_IMAGE, "-o", str(folder / "x.tar"))
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: -o {str(folder / 'x.tar')!r}: the folder {str(folder)!r} {state}\n"
+        )
+
+
 def test_load_of_a_missing_file_is_exit_2(site, tmp_path):
     result = site.cli("images", "load", str(tmp_path / "none.tar"))
     assert result.returncode == 2

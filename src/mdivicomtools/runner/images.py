@@ -188,7 +188,9 @@ def save_images(
         )
     target = path.expanduser().absolute()
     if not target.parent.is_dir():
-        raise UsageError(f"-o {str(path)!r}: the folder {str(target.parent)!r} does not exist")
+        # a parent that is a file was reported as missing, which sent users looking for it
+        state = "is not a folder" if target.parent.exists() else "does not exist"
+        raise UsageError(f"-o {str(path)!r}: the folder {str(target.parent)!r} {state}")
     if target.is_dir():
         raise UsageError(f"-o {str(path)!r} is a folder; name the tar file to write")
     with _engine(requested, warn) as (name, engine):
