@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -460,3 +461,48 @@ def test_config_show_takes_every_run_option_it_shows(tmp_path):
         "slurm.account": "--slurm-account",
         "slurm.directives": "--slurm-directive",
     }
+
+
+#: runs `mdivicom ARGS...` in-process with every path under DENIED refused by stat(),
+#: as a folder inside another user's 0700 home is (the tests may run as root, which
+#: permissions do not stop)
+DENY_AND_RUN = """
+import os, sys
+denied, args = sys.argv[1], sys.argv[2:]
+real_stat = os.stat
+def stat(path, *a, **k):
+    if os.fspath(path).startswith(denied):
+        raise PermissionError(13, "Permission denied", os.fspath(path))
+    return real_stat(path, *a, **k)
+os.stat = stat
+from mdivicomtools.cli import main
+main(args)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "list"],
+        ["verify"],
+        ["batches", "list"],
+        ["runs", "clean"],
+        ["bundles", "validate"],
+        ["dataset", "check"],
+    ],
+)
+def test_a_folder_this_user_may_not_enter_is_named_not_an_internal_error(tmp_path, command):
+    """`mdivicom runs list /home/colleague/results` was `internal error
+    (PermissionError: ...)`, which reads as a bug of mdivicom."""
+    folder = tmp_path / "colleague" / "results"
+    folder.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-c", DENY_AND_RUN, str(tmp_path / "colleague"), *command, str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: cannot access {str(folder)!r}: Permission denied; check its permissions or "
+        "ask its owner (run with -v for the traceback)\n"
+    )

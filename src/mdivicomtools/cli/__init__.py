@@ -174,6 +174,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             traceback.print_exc()
         _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
+    except PermissionError as exc:
+        # a folder this user may not enter (a colleague's results, another user's home):
+        # not a fault of mdivicom, which `internal error` said it was
+        if _State.verbose:
+            raise
+        where = f" {str(exc.filename)!r}" if exc.filename else ""
+        _fail(
+            f"cannot access{where}: {exc.strerror or exc}; check its permissions or ask "
+            "its owner (run with -v for the traceback)",
+            1,
+            "PermissionDenied",
+            as_json,
+        )
     except Exception as exc:
         if _State.verbose:
             raise
