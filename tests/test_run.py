@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -410,6 +411,25 @@ def test_a_work_folder_that_is_or_goes_through_a_file_is_refused(site, dataset, 
         with pytest.raises(ValidationFailed, match=message):
             run_plugin("writer", dataset=dataset, out=tmp_path / "out", work=work)
     assert not (tmp_path / "out" / "writer").exists()
+
+
+def test_a_dataset_this_user_may_not_enter_is_a_validation_problem(
+    site, dataset, tmp_path, monkeypatch
+):
+    """It was `validation hook 'mdivicomtools.validation' raised PermissionError`.
+    stat() is refused by hand: the tests may run as root, whom permissions do not stop."""
+    site.plugin("writer", run_source=WRITE_TWO)
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).startswith(str(dataset)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    message = r"--dataset .* cannot be read \(Permission denied\); check its permissions"
+    with pytest.raises(ValidationFailed, match=message):
+        run_plugin("writer", dataset=dataset, out=tmp_path / "out")
 
 
 def test_out_inside_another_run_s_output_is_refused(site, dataset, tmp_path):

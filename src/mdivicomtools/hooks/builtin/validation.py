@@ -26,9 +26,17 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_dataset(request: RunRequest) -> list[str]:
     dataset = request.dataset_dir
-    if not dataset.exists():
+    try:
+        exists, is_dir = dataset.exists(), dataset.is_dir()
+    except OSError as exc:
+        # inside a folder this user may not enter: was reported as this hook crashing
+        return [
+            f"--dataset {str(dataset)!r} cannot be read ({exc.strerror or exc}); check its "
+            "permissions or ask its owner"
+        ]
+    if not exists:
         return [f"--dataset {str(dataset)!r} does not exist; give an existing dataset folder"]
-    if not dataset.is_dir():
+    if not is_dir:
         return [f"--dataset {str(dataset)!r} is not a folder; give the dataset's folder"]
     return []
 
