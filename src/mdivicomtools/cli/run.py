@@ -267,6 +267,7 @@ def run_command(
     run (bad input), 74 the run's record could not be written, 124 timed out,
     130 interrupted.
     """
+    from mdivicomtools.cli.supervisor import EXIT_INTERRUPTED
     from mdivicomtools.common.signals import stopped_by_sigterm
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import EXIT_CODES
@@ -342,9 +343,13 @@ def run_command(
         echo_json(record)
     else:
         click.echo(_summary(record))
-    if interrupted_by is not None:  # the one line every command ends with on a signal
-        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
     request_fast_exit()  # the record is written and the engine connection closed
+    if interrupted_by is not None:
+        # the one line, and the code, every command ends with on a signal: also when
+        # only a provenance hook was cut short and the record kept `succeeded`, so a
+        # script (or the shell waiting on it) stops as the person meant
+        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
 
