@@ -948,6 +948,39 @@ def test_a_session_folder_whose_name_is_not_utf8_runs_like_any_other(session_plu
     assert json.loads(again.stdout)["totals"] == {"skipped": 2}
 
 
+CONSENT_RULE = """
+import pathlib
+from mdivicomtools import hookimpl
+@hookimpl
+def mdivicom_validate_run(request):
+    if not (pathlib.Path(request.dataset_dir) / "consent.json").exists():
+        return ["no consent.json"]
+    return []
+"""
+
+
+def test_the_problem_list_escapes_session_names_as_the_table_does(session_plugin, tmp_path):
+    """The list of a refused batch printed each session's folder name as it is: a
+    name that is not UTF-8 came out as Python's `ses-\\udcff02` (the table says
+    `ses-\\xff02`), and one holding a newline split its problem over two lines."""
+    study = make_dataset(tmp_path / "study", sessions=3)
+    sessions = study / "sessions"
+    (sessions / "ses-01" / "consent.json").write_text("{}")
+    (sessions / "ses-02").rename(os.fsdecode(os.fsencode(sessions) + b"/ses-\xff02"))
+    (sessions / "ses-03").rename(sessions / "ses-03\n  - ses-01")
+    session_plugin.module("h_consent", CONSENT_RULE)
+    session_plugin.distribution(
+        "consent-rule", {"consent": "h_consent"}, group="mdivicomtools.hooks"
+    )
+    result = _batch_cli(session_plugin, study, tmp_path / "out", "ses-*")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "Error: the batch was not started:",
+        "  - ses-03\\n  - ses-01: no consent.json (validation hook 'consent')",
+        "  - ses-\\xff02: no consent.json (validation hook 'consent')",
+    ]
+
+
 def test_an_out_that_cannot_be_written_starts_no_session(session_plugin, tmp_path):
     """A batch into a path through a file (or a read-only mount) started every
     session, each failed with RecordNotWritten, and the batch ended with exit 74

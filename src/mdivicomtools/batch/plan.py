@@ -10,6 +10,7 @@ import msgspec
 
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.common.safefs import disk_name, path_problem
+from mdivicomtools.common.text import printable
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
@@ -28,7 +29,11 @@ class BatchValidationFailed(UsageError):
         self.common = common
         self.per_session = per_session
         lines = [f"  - {p}" for p in common]
-        lines += [f"  - {s}: {p}" for s, problems in per_session.items() for p in problems]
+        # a folder name is the disk's: escaped as the table and progress lines show it
+        # (`ses-\xff02`, `\n`), so it can neither split nor forge a line of the list
+        lines += [
+            f"  - {printable(s)}: {p}" for s, problems in per_session.items() for p in problems
+        ]
         super().__init__("the batch was not started:\n" + "\n".join(lines))
 
 
