@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -427,6 +428,8 @@ def test_a_dataset_this_user_may_not_enter_is_a_validation_problem(
         return real_stat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", stat)
+    if hasattr(pathlib, "_NormalAccessor"):  # Python 3.10's pathlib holds os.stat of its own
+        monkeypatch.setattr(pathlib._NormalAccessor, "stat", staticmethod(stat))
     message = r"--dataset .* cannot be read \(Permission denied\); check its permissions"
     with pytest.raises(ValidationFailed, match=message):
         run_plugin("writer", dataset=dataset, out=tmp_path / "out")

@@ -467,7 +467,7 @@ def test_config_show_takes_every_run_option_it_shows(tmp_path):
 #: as a folder inside another user's 0700 home is (the tests may run as root, which
 #: permissions do not stop)
 DENY_AND_RUN = """
-import os, sys
+import os, pathlib, sys
 denied, args = sys.argv[1], sys.argv[2:]
 real_stat = os.stat
 def stat(path, *a, **k):
@@ -475,6 +475,8 @@ def stat(path, *a, **k):
         raise PermissionError(13, "Permission denied", os.fspath(path))
     return real_stat(path, *a, **k)
 os.stat = stat
+if hasattr(pathlib, "_NormalAccessor"):  # Python 3.10's pathlib holds os.stat of its own
+    pathlib._NormalAccessor.stat = staticmethod(stat)
 from mdivicomtools.cli import main
 main(args)
 """
