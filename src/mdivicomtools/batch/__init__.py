@@ -37,7 +37,7 @@ from mdivicomtools.batch.summary import (
     prepare_summary_folder,
     summarise,
 )
-from mdivicomtools.common.signals import stopped_by_sigterm
+from mdivicomtools.common.signals import interrupt_name
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
@@ -205,6 +205,5 @@ def run_batch(
     )
     say(f"summary: {summary.path}")
     if interrupted is not None:
-        by = "SIGTERM" if stopped_by_sigterm(interrupted) else "Ctrl-C (SIGINT)"
-        raise BatchSummaryInterrupted(summary, summary.path, by)
+        raise BatchSummaryInterrupted(summary, summary.path, interrupt_name(interrupted))
     return summary

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv is None:  # the program itself, never a caller of main() in-process
         supervise(args)
     as_json = _wants_json(args)
-    from mdivicomtools.common.signals import Terminated, sigterm_as_interrupt
+    from mdivicomtools.common.signals import interrupt_name, sigterm_as_interrupt
 
     try:
         # SIGTERM stops every command as Ctrl-C does (exit 130, one line), not with the
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt) as exc:
         # click turns Ctrl-C at a prompt into Abort, keeping the KeyboardInterrupt as context
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
-        name = "SIGTERM" if isinstance(cause, Terminated) else "Ctrl-C (SIGINT)"
+        name = interrupt_name(cause)
         # what was running, when the code it stopped could tell (a hung validation hook)
         during = getattr(cause, "during", "")
         _fail(

@@ -268,7 +268,7 @@ def run_command(
     130 interrupted.
     """
     from mdivicomtools.cli.supervisor import EXIT_INTERRUPTED
-    from mdivicomtools.common.signals import stopped_by_sigterm
+    from mdivicomtools.common.signals import interrupt_name
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import EXIT_CODES
     from mdivicomtools.runner import RunInterrupted, run_plugin
@@ -338,7 +338,7 @@ def run_command(
         record = run_plugin(ref, options, progress=progress, echo=sys.stderr, verbose=verbose)
     except RunInterrupted as exc:
         record = exc.record
-        interrupted_by = "SIGTERM" if stopped_by_sigterm(exc) else "Ctrl-C (SIGINT)"
+        interrupted_by = interrupt_name(exc)
     if as_json:
         echo_json(record)
     else:

@@ -26,15 +26,20 @@ def signal_of(exc: BaseException) -> signal.Signals:
     return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
 
 
-def stopped_by_sigterm(exc: BaseException) -> bool:
+def stopped_by_sigterm(exc: BaseException | None) -> bool:
     """Whether `exc` or an exception it was raised from is Terminated: a batch's
     interruption is re-raised by each layer it passes (`raise ... from exc`)."""
-    seen: BaseException | None = exc
+    seen = exc
     while seen is not None:
         if isinstance(seen, Terminated):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def interrupt_name(exc: BaseException | None) -> str:
+    """What stopped the work, as records and messages name it."""
+    return "SIGTERM" if stopped_by_sigterm(exc) else "Ctrl-C (SIGINT)"
 
 
 @contextlib.contextmanager

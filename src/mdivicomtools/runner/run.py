@@ -30,6 +30,7 @@ from mdivicomtools.common.secrets import scrub_all
 from mdivicomtools.common.signals import (
     Terminated,
     deferred_interrupts,
+    interrupt_name,
     interrupts_raise,
     signal_of,
     signals_seen,
@@ -170,7 +171,7 @@ class Run:
                 outcome.exit_code = None
                 during = f" while {outcome.activity}" if outcome.activity else ""
                 outcome.error = ErrorInfo(
-                    type="Interrupted", message=f"interrupted by {_signal_name(exc)}{during}"
+                    type="Interrupted", message=f"interrupted by {interrupt_name(exc)}{during}"
                 )
             except OSError as exc:  # disk full, permissions: name the cause, not the backend
                 log.diagnostic(traceback.format_exc())
@@ -203,7 +204,7 @@ class Run:
             # in-process plugin) and execute() returned: the signal still stops the run
             stop = Terminated() if signal.SIGTERM in seen else KeyboardInterrupt()
             outcome.warnings.append(
-                f"{_signal_name(stop)} arrived while {self.who} ran the plugin, and its "
+                f"{interrupt_name(stop)} arrived while {self.who} ran the plugin, and its "
                 "execute() returned instead of re-raising the KeyboardInterrupt; the run "
                 "is recorded interrupted (a backend cleans up and re-raises)"
             )
@@ -291,7 +292,7 @@ class Run:
             outcome.status, outcome.exit_code = "interrupted", None
             outcome.error = ErrorInfo(
                 type="Interrupted",
-                message=f"interrupted by {_signal_name(finalised)} while the outputs were "
+                message=f"interrupted by {interrupt_name(finalised)} while the outputs were "
                 "finalised" + _in_module(cut),
             )
         else:
@@ -336,7 +337,7 @@ class Run:
             cut = self.hooks.cut_short("mdivicom_capture_provenance")
             if cut is None:  # the signal came earlier: no site provenance hook is called
                 why = (
-                    f"interrupted by {_signal_name(captured)} before the provenance hooks "
+                    f"interrupted by {interrupt_name(captured)} before the provenance hooks "
                     "were called; extensions are left out"
                 )
                 # the machine's facts are the core's own, and quick: the record keeps them
@@ -346,7 +347,7 @@ class Run:
                 )
             else:
                 why = (
-                    f"interrupted by {_signal_name(captured)}{_in_module(cut)}; the "
+                    f"interrupted by {interrupt_name(captured)}{_in_module(cut)}; the "
                     "provenance of the hooks that had not returned is left out"
                 )
                 captured = self.hooks.keep_json("mdivicom_capture_provenance", cut)
@@ -531,10 +532,6 @@ def _not_removed(removal: Removal) -> str:
         + (f" and {len(removal.left) - 3} more" if len(removal.left) > 3 else "")
         + "; `mdivicom runs clean` removes it once it is writable"
     )
-
-
-def _signal_name(exc: KeyboardInterrupt) -> str:
-    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
 
 
 def _host(found: object) -> HostInfo:
