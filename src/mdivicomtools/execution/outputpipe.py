@@ -47,8 +47,7 @@ class OutputPipe:
         self._thread = threading.Thread(target=self._pump, daemon=True)
 
     def start(self) -> None:
-        if not self._thread.is_alive() and self._thread.ident is None:
-            self._thread.start()
+        self._thread.start()
 
     def close_write_end(self) -> None:
         """Close the runner's own write end (the writers have theirs)."""

@@ -95,9 +95,9 @@ class PythonBackend:
 
     def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None  # kind python is validated to have one
+        # descriptor 1 is the run log's already: the runner captures it around execute()
         with (
             log.capture_python_streams(),
-            log.capture_stdout_fd(),
             _in_process_call(request.plugin_env()),
             signals_seen() as signals,
         ):

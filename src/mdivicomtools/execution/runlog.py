@@ -38,9 +38,6 @@ class RunLog:
         self.lost: str | None = None
         self._closed = False
         self._lines = LineJoiner()
-        #: descriptor 1 already comes here (capture_stdout_fd nests: the runner's
-        #: block around the backend, the python backend's around the plugin)
-        self._capturing_fd = False
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
@@ -135,7 +132,7 @@ class RunLog:
         the process's, and plugins run side by side in threads (a Dask worker)
         would take each other's output.
         """
-        if self._capturing_fd or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         try:
@@ -156,11 +153,9 @@ class RunLog:
         os.dup2(pipe.write_fd, 1)
         pipe.close_write_end()
         pipe.start()
-        self._capturing_fd = True
         try:
             yield
         finally:
-            self._capturing_fd = False
             _flush(sys.__stdout__)
             marked = False
             if pipe.is_behind(1):
