@@ -105,9 +105,7 @@ def _guard(
 
     def guarded(*args: Any) -> Any:
         before = contracts.snapshot(hook, argnames, args)
-        current = _CURRENT.get()
-        if current is not None:
-            current.running = module
+        current = _running(module)
         try:
             value = function(*args)
         except KeyboardInterrupt:
@@ -131,6 +129,15 @@ def _guard(
     return guarded
 
 
+def _running(module: str) -> HookResults | None:
+    """Note `module` as the one running in the call being made (so an interrupt can
+    name it); the call's results, if a call is being made."""
+    current = _CURRENT.get()
+    if current is not None:
+        current.running = module
+    return current
+
+
 class ContractBroken(Exception):
     """An implementation returned or changed what its hook does not allow."""
 
@@ -146,13 +153,8 @@ def _guard_wrapper(
 
     check = contracts.WRAPPER_CHECKS.get(hook)
 
-    def running() -> None:
-        current = _CURRENT.get()
-        if current is not None:
-            current.running = module
-
     def guarded(*args: Any) -> Generator[None, Any, Any]:
-        running()
+        _running(module)
         try:
             inner = function(*args)
             next(inner)
@@ -172,7 +174,7 @@ def _guard_wrapper(
             except StopIteration as stop:
                 return stop.value
             raise
-        running()
+        _running(module)
         try:
             inner.send(result)
         except StopIteration as stop:
