@@ -99,23 +99,13 @@ def test_an_in_process_plugin_may_fork_workers(site, dataset, tmp_path):
     (Python 3.12 warns of it) and hang, whatever the runner does.
     """
     site.plugin("forker", run_source=FORKING)
-    script = (
-        "import json, os\n"
-        "from mdivicomtools import run_plugin\n"
-        "pid = os.getpid()\n"
-        f"record = run_plugin('forker', dataset={str(dataset)!r}, out={str(tmp_path / 'out')!r})\n"
-        "assert os.getpid() == pid\n"
-        "print(json.dumps({'status': record.status, 'result': record.result}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=site.env()
-    )
+    out = tmp_path / "out"
+    done, record = _in_a_process_of_its_own(site, "forker", dataset, out, via_cli=False)
     assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout.splitlines()[-1])
-    assert answer["status"] == "succeeded", done.stderr
-    assert answer["result"] == {"squares": [0, 1, 4, 9], "exitcode": 0}
+    assert record["status"] == "succeeded", done.stderr
+    assert record["result"] == {"squares": [0, 1, 4, 9], "exitcode": 0}
     # what the forked child prints reaches the run's log, through descriptor 1
-    [log] = (tmp_path / "out" / "_runs").glob("*.log")
+    [log] = (out / "_runs").glob("*.log")
     assert "from the forked child 3" in log.read_text()
 
 
@@ -151,7 +141,8 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 
 def _in_a_process_of_its_own(site, plugin_id: str, dataset, out, *, via_cli: bool, **run_args):
     """Run the plugin as a script or the CLI would, in a fresh process; its
-    output and the one record the run left."""
+    output and the one record the run left. The script fails if it returns in
+    another process than it started in (a forked child come back as a runner)."""
     if via_cli:
         args = ["run", plugin_id, "--dataset", str(dataset), "--out", str(out), "--json"]
         for key, value in run_args.get("config", {}).items():
@@ -161,9 +152,12 @@ def _in_a_process_of_its_own(site, plugin_id: str, dataset, out, *, via_cli: boo
         done = site.cli(*args)
     else:
         script = (
+            "import os\n"
             "from mdivicomtools import run_plugin\n"
+            "pid = os.getpid()\n"
             f"run_plugin({plugin_id!r}, dataset={str(dataset)!r}, out={str(out)!r}, "
             f"**{run_args!r})\n"
+            "assert os.getpid() == pid\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", script],
