@@ -464,3 +464,13 @@ def test_a_schema_version_that_is_not_semver_like_is_a_problem(tmp_path, version
 @pytest.mark.parametrize("version", ["1", "1.2", "1.0.0", "2.0.0-rc.1", "1.0.0+build.7"])
 def test_semver_like_schema_versions_pass(tmp_path, version):
     assert validate_file(sidecar(tmp_path / "b", schema_version=version)).valid
+
+
+def test_the_plugin_facing_module_offers_every_function_the_docs_name(tmp_path):
+    """docs/resultbundles.md names these for plugin authors, at this import path."""
+    import mdivicomtools.resultbundle as facade
+
+    documented = ["write_resultbundle", "build_resultbundle", "load_resultbundle", "FileTime"]
+    assert [name for name in documented if name not in facade.__all__] == []
+    bundle, extras = facade.load_resultbundle(sidecar(tmp_path / "b", x_lab=1))
+    assert (bundle.resultbundle_type, extras) == ("pupilcloud.raw_export.v4", {"x_lab": 1})
