@@ -474,3 +474,40 @@ def test_the_plugin_facing_module_offers_every_function_the_docs_name(tmp_path):
     assert [name for name in documented if name not in facade.__all__] == []
     bundle, extras = facade.load_resultbundle(sidecar(tmp_path / "b", x_lab=1))
     assert (bundle.resultbundle_type, extras) == ("pupilcloud.raw_export.v4", {"x_lab": 1})
+
+
+@pytest.mark.parametrize(
+    ("spelt", "word"),
+    [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e999", "Infinity")],
+)
+def test_a_number_json_cannot_hold_is_a_problem_where_it_stands(tmp_path, spelt, word):
+    """Python's json reads these; jq, JavaScript and serde refuse the sidecar."""
+    path = sidecar(tmp_path / "b")
+    text = path.read_text()
+    path.write_text(text[:-1] + f', "x_lab": {{"scores": [1, {spelt}]}}}}')
+    report = validate_file(path)
+    assert pointers(report) == ["/x_lab/scores/1"]
+    assert report.problems[0].message.startswith(f"{word} ")
+    assert "is not a JSON number" in report.problems[0].message
+
+
+def test_a_key_given_twice_is_a_problem_naming_it(tmp_path):
+    """json keeps the last value, other readers the first: two consumers, two bundles."""
+    path = sidecar(tmp_path / "b")
+    text = path.read_text()
+    twice = '{"resultbundle_type": "lab.other.v1", "x": {"a": 1, "a": 2, "a": 3},'
+    path.write_text(twice + text[1:])
+    report = validate_file(path)
+    assert pointers(report) == ["/resultbundle_type", "/x/a"]
+    assert "given more than once" in report.problems[1].message
+
+
+def test_a_file_listed_twice_is_a_problem_at_the_second_entry(tmp_path):
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    first = data["files"][0]
+    data["files"] += [{**first, "role": "other"}, {**first, "path": "./gaze.tsv"}]
+    report = validate_data(data, path)
+    assert pointers(report) == ["/files/3/path", "/files/4/path"]
+    assert report.problems[1].message == "'./gaze.tsv' is listed already, at /files/0"
+    assert report.problems[1].expected == "each file listed once"

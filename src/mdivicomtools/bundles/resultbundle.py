@@ -14,9 +14,10 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
@@ -195,6 +196,82 @@ def _pointer(parts: Iterable[Any]) -> str:
     into a pointer unescaped points at another place (`/a/b~c`).
     """
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class _KeyedTwice(dict[str, Any]):
+    """A JSON object that gave a key more than once; `twice` names those keys.
+
+    Python's json keeps the last value of a repeated key, other readers the first
+    or an error: one sidecar would hand two consumers two different bundles.
+    """
+
+    twice: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for sidecars: a plain dict, or a `_KeyedTwice` naming repeats."""
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    keyed = _KeyedTwice(value)
+    keyed.twice = []
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen and key not in keyed.twice:
+            keyed.twice.append(key)
+        seen.add(key)
+    return keyed
+
+
+def parse_sidecar(raw: bytes) -> Any:
+    """A sidecar's JSON, with repeated keys kept visible to `json_problems`.
+
+    Python's json also reads NaN, Infinity and numbers too large for a float
+    (as inf), which are not JSON: `json_problems` reports what they became.
+    """
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
+
+
+def json_problems(data: Any) -> list[Problem]:
+    """What a strict JSON reader would refuse or read differently, with pointers.
+
+    NaN, Infinity and 1e999 (read as inf) are no JSON number: another reader of
+    the sidecar (a plugin in another language, `jq`) fails on it, while Python
+    alone would have called the bundle valid. A key given twice in one object
+    (kept visible by `parse_sidecar`) is read one way here and another elsewhere.
+    """
+    problems: list[Problem] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        parts, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            spelt = (
+                "NaN"
+                if math.isnan(value)
+                else f"{'-' if value < 0 else ''}Infinity (or a number too large for a float, "
+                "such as 1e999)"
+            )
+            problems.append(
+                Problem(
+                    pointer=_pointer(parts),
+                    message=f"{spelt} is not a JSON number; other JSON readers refuse it",
+                    expected="a finite number, or null",
+                )
+            )
+        elif isinstance(value, dict):
+            for key in getattr(value, "twice", ()):
+                problems.append(
+                    Problem(
+                        pointer=_pointer((*parts, key)),
+                        message=f"the key {key!r} is given more than once in one object; "
+                        "JSON readers differ on which value they keep",
+                        expected="each key once",
+                    )
+                )
+            stack.extend(((*parts, k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*parts, i), v) for i, v in reversed(list(enumerate(value))))
+    return problems
 
 
 _SCHEMA_VALIDATOR: Any = None
@@ -445,7 +522,7 @@ def validate_data(
     With `placed`, the sidecar is judged from where it will live (see
     `Placement`), and problems name the payload root there.
     """
-    problems = _schema_problems(data)
+    problems = json_problems(data) + _schema_problems(data)
     notes: list[str] = []
     envelope = data if isinstance(data, dict) else {}
     files = envelope.get("files")
@@ -466,8 +543,10 @@ def validate_data(
         notes.append("files not checked: source.root_base names no folder")
     elif check_files and isinstance(files, list):
         skipped_formats: set[str] = set()
+        listed: dict[PurePosixPath, int] = {}
         for index, entry in enumerate(files):
             if isinstance(entry, dict):
+                problems += _listed_once(entry, index, listed)
                 problems += _check_file(
                     entry,
                     index,
@@ -491,6 +570,31 @@ def validate_data(
         problems=problems,
         notes=notes,
     )
+
+
+def _listed_once(
+    entry: dict[str, Any], index: int, listed: dict[PurePosixPath, int]
+) -> list[Problem]:
+    """A problem when this entry's file was listed by an earlier entry already.
+
+    Two entries for one file (`a.tsv` and `./a.tsv` too) may give it two roles,
+    keys or `required`s: a consumer that finds its inputs by role or by path
+    would take whichever entry it meets first.
+    """
+    path_value = entry.get("path")
+    if not isinstance(path_value, str) or not path_value:
+        return []
+    name = PurePosixPath(path_value)
+    first = listed.setdefault(name, index)
+    if first == index:
+        return []
+    return [
+        Problem(
+            pointer=_pointer(("files", index, "path")),
+            message=f"{path_value!r} is listed already, at {_pointer(('files', first))}",
+            expected="each file listed once",
+        )
+    ]
 
 
 def _check_file(
@@ -600,7 +704,7 @@ def validate_file(
     problem without reading it. `confine` and `placed` are passed to `validate_data`.
     """
     try:
-        data = json.loads(read_regular(path).decode("utf-8"))
+        data = parse_sidecar(read_regular(path))
     except json.JSONDecodeError as exc:
         return BundleReport(
             path=str(path),
