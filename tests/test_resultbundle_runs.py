@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import msgspec
@@ -142,6 +143,60 @@ def test_chaining_two_plugins_through_a_result_bundle(site, dataset, tmp_path):
         "seconds": 1.0,
     }
     assert second.dataset_dir == str(out / "annotate" / "dataset")
+
+
+def test_the_consumers_record_keeps_naming_the_producer_run_it_read(site, dataset, tmp_path):
+    """Its dataset folder, and the sidecar there, name the producer's latest run: after
+    the producer ran again, tracing the chain through them named the wrong run."""
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("summarise", run_source=READS_BUNDLE)
+    out = tmp_path / "out"
+    first = run_plugin("annotate", dataset=dataset, out=out)
+    view = out / "annotate" / "dataset"
+    read = run_plugin("summarise", dataset=view, out=out)
+    assert read.status == "succeeded", read.error
+    sidecar = (view / "resultbundle.json").read_bytes()
+    assert msgspec.to_builtins(read.input_bundles) == [
+        {
+            "path": "resultbundle.json",
+            "type": "lab.annotations.v1",
+            "schema_version": "1.0.0",
+            "producer": "lab/annotate",
+            "producer_run_id": first.run_id,
+            "sha256": hashlib.sha256(sidecar).hexdigest(),
+        }
+    ]
+    again = run_plugin("annotate", dataset=dataset, out=out, overwrite=True)
+    assert again.status == "succeeded" and again.run_id != first.run_id
+    stored = json.loads((out / "_runs" / f"{read.run_id}.json").read_text())
+    assert stored["input_bundles"][0]["producer_run_id"] == first.run_id
+    # a run on a dataset without sidecars consumed none
+    assert run_plugin("annotate", dataset=dataset, out=tmp_path / "o2").input_bundles == []
+    # the CLI's summary says which run's output it read
+    result = site.cli("run", "summarise", "--dataset", str(view), "--out", str(tmp_path / "o3"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"input:      resultbundle.json (lab.annotations.v1) by lab/annotate in run {again.run_id}"
+        in result.stdout.splitlines()
+    )
+
+
+def test_an_unreadable_input_sidecar_is_listed_by_its_path(tmp_path):
+    """Listed, with what is known; a link out of the dataset is not followed."""
+    from mdivicomtools.bundles.inputs import input_bundles
+
+    dataset = tmp_path / "d"
+    (dataset / "a").mkdir(parents=True)
+    (dataset / "a" / "resultbundle.json").write_text("{not json")
+    (tmp_path / "host.json").write_text('{"resultbundle_type": "host.secret.v1"}')
+    (dataset / "resultbundle.json").symlink_to(tmp_path / "host.json")
+    found = input_bundles(dataset, ["a/resultbundle.json", "other.json", "resultbundle.json"])
+    assert [(b.path, b.type, b.producer_run_id) for b in found] == [
+        ("a/resultbundle.json", None, None),
+        ("resultbundle.json", None, None),
+    ]
+    assert found[0].sha256 == hashlib.sha256(b"{not json").hexdigest()
+    assert found[1].sha256 is None
 
 
 WRITES_DETACHED = """

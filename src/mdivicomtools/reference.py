@@ -45,6 +45,7 @@ from mdivicomtools.model.run import (
     ErrorInfo,
     HookError,
     HostInfo,
+    InputBundle,
     OutputFile,
     PluginInfo,
     RunnerInfo,
@@ -107,6 +108,9 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
         "null in older records.",
         "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",
+        "input_bundles": "Every `resultbundle.json` in the dataset when the run started: "
+        "which bundles, and which producer runs, a chained run consumed, see "
+        "[`input_bundles[]`](#input_bundles).",
         "attempt": "Which try of a batch session this run was (`--retries`): 1 for a first "
         "try and for single runs. A try whose worker was lost is recorded by the batch, with "
         "error type `WorkerLost`.",
@@ -173,6 +177,16 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "schema_version": "Its `schema_version`, when it could be read.",
         "valid": "Whether it passed validation.",
         "problems": "Each problem on one line, with a JSON pointer or the file it concerns.",
+    },
+    InputBundle: {
+        "path": "The sidecar, relative to `dataset_dir`.",
+        "type": "Its `resultbundle_type`, when it could be read.",
+        "schema_version": "Its `schema_version`, when it could be read.",
+        "producer": "Its `producer.tool_ref`: the plugin that wrote it.",
+        "producer_run_id": "Its `producer.pipeline_run_id`: the run whose output the "
+        "dataset was, still named after that plugin runs again and replaces the folder.",
+        "sha256": "The sha256 of the sidecar as read; null when it could not be read (a "
+        "symlink out of the dataset, a file that is not regular or too large).",
     },
     HostInfo: {
         "hostname": "The machine's network name.",
@@ -423,6 +437,7 @@ def _record_sections() -> str:
             ("error", ErrorInfo),
             ("outputs[]", OutputFile),
             ("resultbundles[]", BundleSummary),
+            ("input_bundles[]", InputBundle),
             ("host", HostInfo),
             ("container", ContainerInfo),
             ("container.applied", ContainerSettings),

@@ -34,6 +34,12 @@ def _summary(record: RunRecord) -> str:
     pairs.append(("record", f"{record.run_out_dir}/_runs/{record.run_id}.json"))
     if record.log:
         pairs.append(("log", f"{record.run_out_dir}/{record.log}"))
+    for used in record.input_bundles:
+        # which run's output this run read: the dataset folder names only the latest one
+        kind = f" ({used.type})" if used.type else ""
+        made = f" by {used.producer}" if used.producer else ""
+        made += f" in run {used.producer_run_id}" if used.producer_run_id else ""
+        pairs.append(("input", printable(f"{used.path}{kind}{made}")))
     for bundle in record.resultbundles:
         state = "valid" if bundle.valid else "INVALID"
         kind = f" ({bundle.type})" if bundle.type else ""  # none from an unreadable sidecar

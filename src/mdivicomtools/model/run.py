@@ -125,6 +125,23 @@ class BundleSummary(msgspec.Struct, kw_only=True):
         return getattr(self, key)
 
 
+class InputBundle(msgspec.Struct, kw_only=True):
+    """One result-bundle sidecar in a run's dataset, as it was when the run started.
+
+    A chained run's `dataset_dir` names another plugin's output folder, whose
+    sidecar names the run that made it; once that plugin runs again the folder
+    and its sidecar name the new run. Kept here, the run a consumer actually
+    read stays traceable.
+    """
+
+    path: str
+    type: str | None
+    schema_version: str | None
+    producer: str | None = None
+    producer_run_id: str | None = None
+    sha256: str | None = None
+
+
 class ContainerInfo(msgspec.Struct, kw_only=True):
     """What a container backend reports: enough to pin the exact image that ran."""
 
@@ -285,6 +302,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     hook_errors: list[HookError] = []
     dataset: DatasetInfo | None = None
     rerun_of: str | None = None
+    #: the result bundles in the dataset when the run started (which runs it consumed)
+    input_bundles: list[InputBundle] = []
     # which try of a batch session this run was (`--retries`); 1 for a first try
     attempt: int = 1
     runner: RunnerInfo | None = None

@@ -23,6 +23,7 @@ from typing import TextIO
 
 import msgspec
 
+from mdivicomtools.bundles.inputs import input_bundles
 from mdivicomtools.common import supervision
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.safefs import Removal
@@ -50,6 +51,7 @@ from mdivicomtools.model.run import (
     ErrorInfo,
     HookError,
     HostInfo,
+    InputBundle,
     RunOutcome,
     RunRecord,
     RunRequest,
@@ -126,6 +128,7 @@ class Run:
         self.echo = echo
         self.dataset: DatasetInfo | None = None
         self.manifest: DatasetManifest | None = None
+        self.input_bundles: list[InputBundle] = []
         self.before = before
         # a hook module that failed to load is left out of the run: say so, and record it
         # (said before validation: broken_hook_warnings)
@@ -267,6 +270,9 @@ class Run:
                 f"could not {what} the dataset {str(request.dataset_dir)!r}: {exc}; {fix}",
             )
             return False
+        self.input_bundles = input_bundles(
+            request.dataset_dir, (entry.path for entry in self.manifest.files)
+        )
         if self.dataset.digest:  # a stat fingerprint is too quick to be worth a line
             self.say(
                 f"dataset: {self.dataset.files} file(s), {self.dataset.bytes} bytes, "
@@ -484,6 +490,7 @@ class Run:
             hook_errors=self.hook_errors,
             dataset=self.dataset,
             rerun_of=request.rerun_of,
+            input_bundles=self.input_bundles,
             attempt=request.attempt,
             runner=runner_identity(),
             timeout_s=request.timeout,

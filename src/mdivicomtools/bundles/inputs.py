@@ -1,0 +1,67 @@
+"""The result bundles a run's dataset holds: what a chained run consumed, for its record.
+
+`docs/resultbundles.md` promises that a chain can be traced back through the
+records. The consumer's record names the producer's output folder as its
+dataset, but that folder and its sidecar are replaced when the producer runs
+again; only a copy of the sidecar's identity taken when the consumer started
+keeps naming the run it read. Only the envelope is read, never the payload:
+this is provenance, not validation (`bundles validate` does that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mdivicomtools.bundles.resultbundle import SIDECAR_NAME
+from mdivicomtools.common.safefs import inside, read_regular
+from mdivicomtools.model.run import InputBundle
+
+
+def input_bundles(dataset_dir: Path, paths: Iterable[str]) -> list[InputBundle]:
+    """An `InputBundle` for each sidecar among `paths` (relative to `dataset_dir`).
+
+    A sidecar that is a symlink (a datalad or git-annex dataset) is read at its
+    target when that lies inside the dataset, which the plugin reads too; one
+    that cannot be read or parsed is still listed, with what is known: its path.
+    """
+    found = []
+    for rel in paths:
+        if PurePosixPath(rel).name != SIDECAR_NAME:
+            continue
+        path = dataset_dir / rel
+        try:
+            if not inside(dataset_dir, path):
+                raise OSError(f"{rel} leads out of the dataset")
+            raw = read_regular(Path(os.path.realpath(path)))
+        except OSError:
+            found.append(InputBundle(path=rel, type=None, schema_version=None))
+            continue
+        found.append(_described(rel, raw))
+    return found
+
+
+def _described(rel: str, raw: bytes) -> InputBundle:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        data = None
+    envelope: dict[str, Any] = data if isinstance(data, dict) else {}
+    producer = envelope.get("producer")
+    producer = producer if isinstance(producer, dict) else {}
+    return InputBundle(
+        path=rel,
+        type=_text(envelope.get("resultbundle_type")),
+        schema_version=_text(envelope.get("schema_version")),
+        producer=_text(producer.get("tool_ref")),
+        producer_run_id=_text(producer.get("pipeline_run_id")),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
