@@ -199,6 +199,45 @@ def test_an_unreadable_input_sidecar_is_listed_by_its_path(tmp_path):
     assert found[1].sha256 is None
 
 
+READS_WHILE_REPLACED = """
+import pathlib, subprocess
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    before = pathlib.Path(dataset_dir, "resultbundle.json").read_text()
+    if config.get("cmd"):  # the producer runs again meanwhile, in a process of its own
+        subprocess.run(config["cmd"], env=config["env"], check=True, capture_output=True)
+    else:  # the plugin itself writes into its dataset
+        pathlib.Path(dataset_dir, "resultbundle.json").write_text(before + " ")
+"""
+
+
+def test_a_dataset_replaced_by_the_producers_next_run_is_not_blamed_on_the_plugin(
+    site, dataset, tmp_path
+):
+    """The consumer failed with 'the plugin modified the dataset', which it had not."""
+    from pluginsite import MDIVICOM
+
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("summarise", run_source=READS_WHILE_REPLACED)
+    out = tmp_path / "out"
+    assert run_plugin("annotate", dataset=dataset, out=out).status == "succeeded"
+    view = out / "annotate" / "dataset"
+    again = [MDIVICOM, "run", "annotate", "--dataset", str(dataset), "--out", str(out)]
+    config = {"cmd": [*again, "--overwrite"], "env": site.env()}
+    record = run_plugin("summarise", dataset=view, out=out, config=config)
+    assert record.status == "failed" and record.error.type == "DatasetModified"
+    assert record.error.message.startswith(
+        f"another run of 'annotate' replaced its output '{out / 'annotate'}', which holds this "
+        f"run's dataset, while the plugin ran (the newest record in '{out / '_runs'}' names "
+        "that run): changed "
+    ), record.error.message
+    assert record.error.message.endswith("; run again on the new output")
+    # a plugin that writes into the same chained dataset itself is still named as the cause
+    record = run_plugin("summarise", dataset=view, out=out, overwrite=True)
+    assert record.error.message == (
+        "the plugin modified the dataset, which is read-only: changed resultbundle.json"
+    )
+
+
 WRITES_DETACHED = """
 import json, pathlib
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):

@@ -6,10 +6,12 @@ ask this, so the rule lives in one place.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.model.layout import runs_dir
 from mdivicomtools.model.run import RunRequest
 from mdivicomtools.records.store import record_paths
 
@@ -60,3 +62,49 @@ def existing_output_problems(request: RunRequest) -> list[str]:
         f"{str(target)!r} already exists{since}; pass --overwrite to replace it once the new "
         "run succeeds, or choose another --out"
     ]
+
+
+class ChainedOutput(msgspec.Struct, kw_only=True, frozen=True):
+    """The other plugin's output folder a chained run's dataset lies in, as it was.
+
+    A successful run of that plugin replaces the folder by a rename, so a new
+    inode there means that run replaced the dataset under this one: the change
+    a chained run then sees is not its plugin's doing.
+    """
+
+    folder: Path
+    plugin_id: str
+    inode: tuple[int, int]
+
+
+def chained_output(dataset: Path) -> ChainedOutput | None:
+    """The `<root>/<id>/` of a run root the dataset lies in, if it is one."""
+    real = Path(os.path.realpath(dataset))
+    for root in real.parents:
+        if not runs_dir(root).is_dir():
+            continue
+        top = root / real.relative_to(root).parts[0]
+        if top.name.startswith("_"):  # _runs, _staging, _batches, _reruns
+            return None
+        try:
+            info = top.stat()
+        except OSError:
+            return None
+        return ChainedOutput(folder=top, plugin_id=top.name, inode=(info.st_dev, info.st_ino))
+    return None
+
+
+def replaced_meanwhile(chained: ChainedOutput) -> str | None:
+    """Who replaced the dataset's output folder since `chained` was taken, or None."""
+    try:
+        info = chained.folder.stat()
+    except OSError:  # removed, not replaced: nothing says by whom
+        return None
+    if (info.st_dev, info.st_ino) == chained.inode:
+        return None
+    # not named by run id: the replacing run's record may not say succeeded yet
+    return (
+        f"another run of {chained.plugin_id!r} replaced its output {str(chained.folder)!r}, "
+        f"which holds this run's dataset, while the plugin ran (the newest record in "
+        f"{str(runs_dir(chained.folder.parent))!r} names that run)"
+    )

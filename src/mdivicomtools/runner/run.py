@@ -63,7 +63,11 @@ from mdivicomtools.records.digest import (
     write_manifest,
 )
 from mdivicomtools.records.inventory import list_outputs
-from mdivicomtools.records.owner import existing_output_problems
+from mdivicomtools.records.owner import (
+    chained_output,
+    existing_output_problems,
+    replaced_meanwhile,
+)
 from mdivicomtools.records.store import runner_identity, write_record
 from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.datasetlinks import unreachable_links_note
@@ -130,6 +134,8 @@ class Run:
         self.manifest: DatasetManifest | None = None
         self.input_bundles: list[InputBundle] = []
         self.before = before
+        #: the other plugin's output the dataset lies in, to tell its replacement from a write
+        self.chained = chained_output(request.dataset_dir) if before is not None else None
         # a hook module that failed to load is left out of the run: say so, and record it
         # (said before validation: broken_hook_warnings)
         self.hook_errors: list[HookError] = [
@@ -223,10 +229,15 @@ class Run:
         if before is not None:
             changes = compare(before, fingerprint(request.dataset_dir))
             if changes:
-                outcome.fail(
-                    "DatasetModified",
-                    "the plugin modified the dataset, which is read-only: " + changes.describe(),
-                )
+                replaced = replaced_meanwhile(self.chained) if self.chained else None
+                if replaced is None:
+                    said = "the plugin modified the dataset, which is read-only: "
+                    outcome.fail("DatasetModified", said + changes.describe())
+                else:  # not the plugin's doing: blaming it sent people debugging the wrong code
+                    outcome.fail(
+                        "DatasetModified",
+                        f"{replaced}: {changes.describe()}; run again on the new output",
+                    )
 
     def _check_outcome(self, outcome: RunOutcome) -> None:
         """Fail a run whose backend left values the record cannot hold, saying which.
