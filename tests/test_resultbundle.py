@@ -511,3 +511,49 @@ def test_a_file_listed_twice_is_a_problem_at_the_second_entry(tmp_path):
     assert pointers(report) == ["/files/3/path", "/files/4/path"]
     assert report.problems[1].message == "'./gaze.tsv' is listed already, at /files/0"
     assert report.problems[1].expected == "each file listed once"
+
+
+def test_a_symlinked_sidecar_is_read_at_its_target_as_its_tables_are(tmp_path):
+    """In a datalad or git-annex dataset the sidecar is a symlink too: it was INVALID
+    (`... is a symlink; it was not read`) while its symlinked tables were read."""
+    path = sidecar(tmp_path / "b")
+    annex = tmp_path / "b" / ".git" / "annex" / "objects"
+    annex.mkdir(parents=True)
+    path.rename(annex / "SHA256E-s9--sidecar.json")
+    path.symlink_to(Path(".git/annex/objects/SHA256E-s9--sidecar.json"))
+    report = validate_file(path)
+    assert report.valid, report.messages()
+    assert report.path == str(path)  # named where it is linked, its payload beside it
+    assert validate_file(path, confine=tmp_path / "b").valid
+    # in a run, a link to a sidecar the plugin could not read is not read
+    outside = tmp_path / "host.json"
+    (annex / "SHA256E-s9--sidecar.json").rename(outside)
+    path.unlink()
+    path.symlink_to(outside)
+    assert validate_file(path).valid  # `bundles validate` reads what you point it at
+    [problem] = validate_file(path, confine=tmp_path / "b").problems
+    assert problem.message == (
+        f"{str(path)!r} is a symlink to a file outside the output folder; it was not read"
+    )
+    # and a FIFO behind a link is refused, not waited on
+    os.mkfifo(tmp_path / "b" / "fifo")
+    path.unlink()
+    path.symlink_to("fifo")
+    [problem] = validate_file(path).problems
+    assert "is a fifo, not a regular file; it was not read" in problem.message
+
+
+def test_validate_searches_folders_linked_into_the_given_one(tmp_path):
+    """A study that links a plugin's output in: `no resultbundle.json under 'study'`."""
+    sidecar(tmp_path / "results" / "pupil")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "pupil").symlink_to(tmp_path / "results" / "pupil")
+    (study / "loop").symlink_to(study)  # each real folder is searched once
+    assert find_sidecars(study) == []  # the run's own check follows no link
+    assert find_sidecars(study, follow_links=True) == [study / "pupil" / "resultbundle.json"]
+    result = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(study)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"valid    {study / 'pupil' / 'resultbundle.json'}")

@@ -699,12 +699,30 @@ def validate_file(
 ) -> BundleReport:
     """Read and validate one sidecar file; unreadable JSON is a problem, not a crash.
 
-    The sidecar is read only as a regular file (not a symlink, FIFO or device)
-    of at most `safefs.PARSE_LIMIT` bytes; anything else is reported as a
-    problem without reading it. `confine` and `placed` are passed to `validate_data`.
+    The sidecar is read only as a regular file (not a FIFO or device) of at
+    most `safefs.PARSE_LIMIT` bytes; anything else is reported as a problem
+    without reading it. A sidecar that is a symlink (a datalad or git-annex
+    dataset keeps every file so) is read at its target, as its tables are,
+    but with `confine` only when that target may be read (rule 4 of
+    docs/resultbundles.md). `confine` and `placed` are passed to `validate_data`.
     """
+    if confine is not None and os.path.islink(path):
+        readable = Readable.of(confine)
+        if not readable.admits(path):
+            return BundleReport(
+                path=str(path),
+                valid=False,
+                problems=[
+                    Problem(
+                        pointer="",
+                        message=f"{str(path)!r} is a symlink to a file outside "
+                        f"{readable.named}; it was not read",
+                        expected=f"a file inside {readable.named}",
+                    )
+                ],
+            )
     try:
-        data = parse_sidecar(read_regular(path))
+        data = parse_sidecar(read_regular(Path(os.path.realpath(path))))
     except json.JSONDecodeError as exc:
         return BundleReport(
             path=str(path),
@@ -730,10 +748,22 @@ def validate_file(
     return validate_data(data, path, confine=confine, placed=placed)
 
 
-def find_sidecars(folder: Path) -> list[Path]:
-    """Every resultbundle.json under folder (recursively), sorted."""
+def find_sidecars(folder: Path, *, follow_links: bool = False) -> list[Path]:
+    """Every resultbundle.json under folder (recursively), sorted.
+
+    With `follow_links`, folders reached through a symlink (a study that links
+    a plugin's output in) are searched too, each real folder once, so a link
+    loop ends; `bundles validate` passes it: the folders are the user's to name.
+    """
     found = []
-    for current, dirs, files in os.walk(folder):
+    seen: set[str] = set()
+    for current, dirs, files in os.walk(folder, followlinks=follow_links):
+        if follow_links:
+            real = os.path.realpath(current)
+            if real in seen:
+                dirs.clear()
+                continue
+            seen.add(real)
         dirs.sort()
         if SIDECAR_NAME in files:
             found.append(Path(current) / SIDECAR_NAME)

@@ -31,12 +31,12 @@ def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = find_sidecars(path)
+            found = find_sidecars(path, follow_links=True)
             if not found:
                 raise UsageError(f"no resultbundle.json under {raw!r}")
             sidecars.extend(found)
         elif path.is_file() or path.is_symlink() or path.exists():
-            # a FIFO or a symlink is reported as a problem by validate_file, never read
+            # a FIFO is reported as a problem by validate_file, never read
             sidecars.append(path)
         else:
             raise UsageError(f"{raw!r} does not exist; give a resultbundle.json or a folder")
