@@ -378,6 +378,22 @@ def test_writer_refuses_to_write_an_invalid_bundle(tmp_path):
     assert not (tmp_path / "resultbundle.json").exists()
 
 
+def test_writer_refuses_a_file_name_json_cannot_hold(tmp_path):
+    """It wrote `caf\\xe9.tsv` (JSON holds text only), an entry naming no file: the
+    sidecar it promised to validate was INVALID on disk."""
+    (tmp_path / "ok ü.tsv").write_text("a\tb\n")
+    (tmp_path / os.fsdecode(b"caf\xe9.tsv")).write_text("a\tb\n")
+    with pytest.raises(ValueError) as raised:
+        write_resultbundle(tmp_path, resultbundle_type="x.v1")
+    assert str(raised.value) == (
+        "the result bundle would be invalid: file name(s) that are not UTF-8, which a "
+        "sidecar cannot name: 'caf\\\\xe9.tsv'; rename them, or pass files= without them"
+    )
+    assert not (tmp_path / "resultbundle.json").exists()
+    (tmp_path / os.fsdecode(b"caf\xe9.tsv")).unlink()
+    assert validate_file(write_resultbundle(tmp_path, resultbundle_type="x.v1")).valid
+
+
 @pytest.mark.parametrize(
     ("name", "fmt"),
     [

@@ -25,6 +25,7 @@ import msgspec
 from mdivicomtools.common.jsonio import pretty
 from mdivicomtools.common.safefs import (
     UnsafeFile,
+    display_name,
     inside,
     open_regular,
     path_problem,
@@ -867,11 +868,22 @@ def write_resultbundle(root: str | Path, **options: Any) -> Path:
     """
     bundle = build_resultbundle(root, **options)
     path = Path(root) / SIDECAR_NAME
-    data = msgspec.to_builtins(bundle)
-    report = validate_data(data, path)
+    unnamed = [f.path for f in bundle.files if display_name(f.path)[1]]
+    if unnamed:
+        # JSON holds only text: written escaped (`caf\\xe9.tsv`), the entry would name
+        # a file that does not exist, and the sidecar would be invalid on disk
+        raise ValueError(
+            "the result bundle would be invalid: file name(s) that are not UTF-8, which a "
+            "sidecar cannot name: "
+            + ", ".join(repr(display_name(name)[0]) for name in unnamed)
+            + "; rename them, or pass files= without them"
+        )
+    encoded = pretty(bundle)
+    # what is checked is what is written: the bytes, read back as every reader will
+    report = validate_data(parse_sidecar(encoded), path)
     if not report.valid:
         raise ValueError("the result bundle would be invalid: " + "; ".join(report.messages()))
-    path.write_bytes(pretty(bundle))
+    path.write_bytes(encoded)
     return path
 
 
