@@ -573,3 +573,21 @@ def test_validate_searches_folders_linked_into_the_given_one(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"valid    {study / 'pupil' / 'resultbundle.json'}")
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[1, 2]", "it holds a JSON list, not an object"),
+        ('{"resultbundle_type": ["x"]}', "Expected `str`, got `array` - at `$.resultbundle_type`"),
+        ('{"x": NaN}', "/x: NaN is not a JSON number; other JSON readers refuse it"),
+        ("", "Expecting value: line 1 column 1 (char 0)"),
+    ],
+)
+def test_loading_what_is_no_sidecar_raises_one_value_error_naming_it(tmp_path, text, why):
+    """A consumer got AttributeError, msgspec's ValidationError or a NaN it had not expected."""
+    path = tmp_path / "resultbundle.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as raised:
+        load_resultbundle(path)
+    assert str(raised.value) == f"{str(path)!r} is not a result bundle: {why}"

@@ -888,10 +888,31 @@ def write_resultbundle(root: str | Path, **options: Any) -> Path:
 
 
 def load_resultbundle(path: str | Path) -> tuple[ResultBundle, dict[str, Any]]:
-    """The typed sidecar and its unknown top-level fields (kept, never rejected)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The typed sidecar and its unknown top-level fields (kept, never rejected).
+
+    A file that is no sidecar raises `ValueError` naming it and why (JSON that
+    does not parse or is not an object, a field of the wrong type, NaN), as
+    the writer does: a consumer gets one exception type, not an
+    AttributeError from deep inside. `OSError` when it cannot be read.
+    """
+    try:
+        data = parse_sidecar(Path(path).read_bytes())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{str(path)!r} is not a result bundle: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{str(path)!r} is not a result bundle: it holds a JSON {type(data).__name__}, "
+            "not an object"
+        )
+    problems = json_problems(data)
+    if problems:
+        first = problems[0]
+        raise ValueError(f"{str(path)!r} is not a result bundle: {first.pointer}: {first.message}")
     known = set(ResultBundle.__struct_fields__)
-    bundle = msgspec.convert({k: v for k, v in data.items() if k in known}, ResultBundle)
+    try:
+        bundle = msgspec.convert({k: v for k, v in data.items() if k in known}, ResultBundle)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{str(path)!r} is not a result bundle: {exc}") from exc
     return bundle, {k: v for k, v in data.items() if k not in known}
 
 
