@@ -115,6 +115,32 @@ def test_cli_says_clearly_that_a_bundle_is_invalid(site, dataset, tmp_path):
     assert "InvalidResultBundle: invalid result bundle(s) with --strict-bundles" in strict.stdout
 
 
+def test_cli_shows_ten_problems_of_a_bundle_and_counts_the_rest(site, dataset, tmp_path):
+    """A sidecar listing 500 missing files printed 500 problem lines in the summary."""
+    site.plugin(
+        "many",
+        run_source="import json, pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    files = [{'path': f'f{i}.tsv', 'role': 'data', 'format': 'tsv', 'required': True}\n"
+        "             for i in range(500)]\n"
+        "    pathlib.Path(out_dir, 'resultbundle.json').write_text(json.dumps({\n"
+        "        'resultbundle_type': 'lab.many.v1', 'schema_version': '1.0.0',\n"
+        "        'time_reference': {'kind': 'none', 'unit': 'none'}, 'files': files}))\n",
+    )
+    out = tmp_path / "o"
+    result = site.cli("run", "many", "--dataset", str(dataset), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 11
+    assert "required file 'f9.tsv' does not exist" in problems[9]
+    assert problems[10].split(None, 1)[1] == (
+        "490 more problem(s) not shown; the record's resultbundles and "
+        "`mdivicom bundles validate` list every one"
+    )
+    record = json.loads(next((out / "_runs").glob("*.json")).read_text())
+    assert len(record["resultbundles"][0]["problems"]) == 500
+
+
 def test_cli_names_no_type_for_an_unreadable_bundle(site, dataset, tmp_path):
     # an unreadable sidecar has no type: the summary said `resultbundle.json (None)`
     site.plugin(

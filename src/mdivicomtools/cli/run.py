@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from mdivicomtools.model.run import RunRecord
 
 
+#: problems shown per invalid sidecar in a run's summary (the record keeps every one)
+SUMMARY_PROBLEMS = 10
+
+
 def _summary(record: RunRecord) -> str:
     from mdivicomtools.cli.textui import fields
     from mdivicomtools.common.text import printable
@@ -44,7 +48,17 @@ def _summary(record: RunRecord) -> str:
         state = "valid" if bundle.valid else "INVALID"
         kind = f" ({bundle.type})" if bundle.type else ""  # none from an unreadable sidecar
         pairs.append(("bundle", f"{bundle.path}{kind}: {state}"))
-        pairs.extend(("problem", problem) for problem in bundle.problems)
+        # a sidecar listing thousands of missing files printed a line for each
+        shown = bundle.problems[:SUMMARY_PROBLEMS]
+        pairs.extend(("problem", problem) for problem in shown)
+        if len(bundle.problems) > len(shown):
+            pairs.append(
+                (
+                    "problem",
+                    f"{len(bundle.problems) - len(shown)} more problem(s) not shown; the "
+                    "record's resultbundles and `mdivicom bundles validate` list every one",
+                )
+            )
     pairs.extend(("warning", w) for w in record.warnings)
     pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
     return fields(pairs)
