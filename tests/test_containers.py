@@ -611,6 +611,44 @@ def test_a_container_plugins_result_bundle_is_validated(site, dataset, tmp_path,
     ]
 
 
+def test_a_container_consumer_reads_the_bundle_and_its_record_names_the_producer_run(
+    site, dataset, tmp_path, engine
+):
+    """A container plugin chained on another's result bundle (docs/resultbundles.md)."""
+    sidecar = (
+        '{"resultbundle_type": "lab.counts.v1", "schema_version": "1.0.0", '
+        '"time_reference": {"kind": "none", "unit": "none"}, '
+        '"producer": {"tool_ref": "%s", "tool_version": "%s", "pipeline_run_id": "%s"}, '
+        '"files": [{"path": "n.tsv", "role": "counts", "format": "tsv", "required": true}]}'
+    )
+    container_plugin(
+        site,
+        "count",
+        "printf 'n\\n2\\n' > {out_dir}/n.tsv && printf '" + sidecar + "' "
+        '"$MDIVICOM_PLUGIN" "$MDIVICOM_PLUGIN_VERSION" "$MDIVICOM_RUN_ID" '
+        "> {out_dir}/resultbundle.json",
+    )
+    container_plugin(
+        site,
+        "use",
+        "grep -o 'lab.counts.v1' {dataset_dir}/resultbundle.json > {out_dir}/type.txt && "
+        "tail -n 1 {dataset_dir}/n.tsv > {out_dir}/n.txt",
+    )
+    out = tmp_path / "out"
+    first = run_plugin("count", dataset=dataset, out=out, backend=engine)
+    assert first.status == "succeeded" and first.resultbundles[0].valid, first.resultbundles
+    used = run_plugin("use", dataset=out / "count", out=out, backend=engine)
+    assert used.status == "succeeded", used.error
+    assert (out / "use" / "n.txt").read_text() == "2\n"
+    [bundle] = used.input_bundles
+    assert (bundle.path, bundle.type, bundle.producer, bundle.producer_run_id) == (
+        "resultbundle.json",
+        "lab.counts.v1",
+        "lab/count",
+        first.run_id,
+    )
+
+
 def test_container_checksum_example_on_both_engines(dataset, tmp_path, monkeypatch):
     import hashlib
 
