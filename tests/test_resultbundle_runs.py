@@ -207,6 +207,29 @@ def test_the_consumers_record_keeps_naming_the_producer_run_it_read(site, datase
     )
 
 
+def test_a_batch_over_a_views_sessions_names_the_views_bundle(site, dataset, tmp_path):
+    """Each session folder holds no sidecar: the bundle it came from is the view's."""
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("each")  # returns {"ok": True}
+    out = tmp_path / "out"
+    first = run_plugin("annotate", dataset=dataset, out=out)
+    view = out / "annotate" / "dataset"
+    result = site.cli(
+        "run", "each", "--dataset", str(view), "--sessions", "ses-*", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    [path] = (out / "ses-01" / "_runs").glob("*.json")
+    [used] = json.loads(path.read_text())["input_bundles"]
+    assert (used["path"], used["type"], used["producer_run_id"]) == (
+        "../../resultbundle.json",
+        "lab.annotations.v1",
+        first.run_id,
+    )
+    # nothing above a dataset that is no other plugin's output is read
+    (dataset.parent / "resultbundle.json").write_text("{}")
+    assert run_plugin("each", dataset=dataset, out=tmp_path / "o2").input_bundles == []
+
+
 def test_an_unreadable_input_sidecar_is_listed_by_its_path(tmp_path):
     """Listed, with what is known; a link out of the dataset is not followed."""
     from mdivicomtools.bundles.inputs import input_bundles

@@ -108,9 +108,10 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
         "null in older records.",
         "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",
-        "input_bundles": "Every `resultbundle.json` in the dataset when the run started: "
-        "which bundles, and which producer runs, a chained run consumed, see "
-        "[`input_bundles[]`](#input_bundles).",
+        "input_bundles": "Every `resultbundle.json` in the dataset when the run started, "
+        "and, for a dataset inside another plugin's output, those in the folders above it "
+        "up to that output (a batch session's view): which bundles, and which producer "
+        "runs, a chained run consumed, see [`input_bundles[]`](#input_bundles).",
         "attempt": "Which try of a batch session this run was (`--retries`): 1 for a first "
         "try and for single runs. A try whose worker was lost is recorded by the batch, with "
         "error type `WorkerLost`.",
@@ -179,7 +180,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "problems": "Each problem on one line, with a JSON pointer or the file it concerns.",
     },
     InputBundle: {
-        "path": "The sidecar, relative to `dataset_dir`.",
+        "path": "The sidecar, relative to `dataset_dir` (`../../resultbundle.json` for "
+        "one above it).",
         "type": "Its `resultbundle_type`, when it could be read.",
         "schema_version": "Its `schema_version`, when it could be read.",
         "producer": "Its `producer.tool_ref`: the plugin that wrote it.",

@@ -22,26 +22,49 @@ from mdivicomtools.common.safefs import inside, read_regular
 from mdivicomtools.model.run import InputBundle
 
 
-def input_bundles(dataset_dir: Path, paths: Iterable[str]) -> list[InputBundle]:
+def input_bundles(
+    dataset_dir: Path, paths: Iterable[str], *, above: Path | None = None
+) -> list[InputBundle]:
     """An `InputBundle` for each sidecar among `paths` (relative to `dataset_dir`).
 
+    With `above` (the other plugin's output folder a chained dataset lies in),
+    the sidecars in the folders from the dataset's parent up to it follow, as
+    `../resultbundle.json` and so on: a batch over the sessions of a plugin's
+    openSIDS view reads `dataset/sessions/ses-01/`, and the bundle it consumed
+    is the view's, two folders up.
+
     A sidecar that is a symlink (a datalad or git-annex dataset) is read at its
-    target when that lies inside the dataset, which the plugin reads too; one
-    that cannot be read or parsed is still listed, with what is known: its path.
+    target when that lies inside the dataset (or `above`); one that cannot be
+    read or parsed is still listed, with what is known: its path.
     """
+    wanted = [(rel, dataset_dir) for rel in paths if PurePosixPath(rel).name == SIDECAR_NAME]
+    if above is not None:
+        wanted += [(rel, above) for rel in _sidecars_above(dataset_dir, above)]
     found = []
-    for rel in paths:
-        if PurePosixPath(rel).name != SIDECAR_NAME:
-            continue
+    for rel, within in wanted:
         path = dataset_dir / rel
         try:
-            if not inside(dataset_dir, path):
-                raise OSError(f"{rel} leads out of the dataset")
+            if not inside(within, path):
+                raise OSError(f"{rel} leads out of {within}")
             raw = read_regular(Path(os.path.realpath(path)))
         except OSError:
             found.append(InputBundle(path=rel, type=None, schema_version=None))
             continue
         found.append(_described(rel, raw))
+    return found
+
+
+def _sidecars_above(dataset_dir: Path, top: Path) -> list[str]:
+    """`../resultbundle.json`, ... for each folder from the dataset's parent up to `top`."""
+    real, last = Path(os.path.realpath(dataset_dir)), Path(os.path.realpath(top))
+    if real == last or last not in real.parents:
+        return []
+    found = []
+    for folder in real.parents:
+        if os.path.lexists(folder / SIDECAR_NAME):
+            found.append(os.path.relpath(folder / SIDECAR_NAME, real))
+        if folder == last:
+            break
     return found
 
 

@@ -282,7 +282,9 @@ class Run:
             )
             return False
         self.input_bundles = input_bundles(
-            request.dataset_dir, (entry.path for entry in self.manifest.files)
+            request.dataset_dir,
+            (entry.path for entry in self.manifest.files),
+            above=self.chained.folder if self.chained else None,
         )
         if self.dataset.digest:  # a stat fingerprint is too quick to be worth a line
             self.say(
