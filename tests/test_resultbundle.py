@@ -151,6 +151,19 @@ def test_interval_without_end_key_and_point_without_key(tmp_path):
     ]
 
 
+def test_a_time_key_of_the_wrong_type_is_one_problem_not_two(tmp_path):
+    """`"key": 7` was reported twice at one pointer: not a string, and `needs key`."""
+    path = sidecar(tmp_path / "b")
+    data = json.loads(path.read_text())
+    data["files"][0]["time"] = {"kind": "point", "key": 7}
+    data["files"][1]["time"] = {"kind": "interval", "start_key": "start", "end_key": ""}
+    report = validate_data(data, path)
+    assert [(p.pointer, p.message) for p in report.problems] == [
+        ("/files/0/time/key", "7 is not of type 'string'"),
+        ("/files/1/time/end_key", "an interval time needs end_key"),
+    ]
+
+
 @pytest.mark.parametrize("kind", [["point"], {"point": 1}])
 def test_an_unhashable_time_kind_is_a_problem_not_a_crash(tmp_path, kind):
     # the kind was looked up in a dict: a list or an object raised TypeError, which

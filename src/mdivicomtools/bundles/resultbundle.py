@@ -417,7 +417,9 @@ def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], lis
         )
         for name in needed:
             key = time.get(name)
-            if not isinstance(key, str) or not key:
+            if key is not None and not isinstance(key, str):
+                continue  # a key of the wrong type: the schema said so, once is enough
+            if not key:
                 problems.append(
                     Problem(
                         pointer=_pointer(("time", name)),
