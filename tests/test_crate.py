@@ -340,3 +340,38 @@ def test_a_batch_chained_into_its_producers_out_exports_both(
     assert [a["identifier"] for a in graph(alone).values() if a["@type"] == "CreateAction"] == [
         make_id
     ]
+
+
+MAKES_A_BUNDLE = """
+import pathlib
+from mdivicomtools.resultbundle import write_resultbundle
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "n.txt").write_text("2\\n")
+    write_resultbundle(out_dir, resultbundle_type="lab.counts.v1")
+"""
+
+
+def test_a_chained_runs_crate_names_the_bundle_and_the_run_it_consumed(
+    site, dataset, tmp_path, offline_context
+):
+    """The crate named only the producer's folder, which its next run replaces."""
+    site.plugin("make", run_source=MAKES_A_BUNDLE)
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "results"
+    first = run_plugin("make", dataset=dataset, out=out)
+    used = run_plugin("writer", dataset=out / "make", out=out)
+    assert used.status == "succeeded", used.error
+    crate = tmp_path / "crate"
+    export_crate(out, used.run_id, crate)
+    assert validation_problems(crate) == []
+    entities = graph(crate)
+    [action] = [e for e in entities.values() if e["@type"] == "CreateAction"]
+    sidecar = out / "make" / "resultbundle.json"
+    [bundle] = [entities[i] for i in ids(action["object"]) if entities[i]["@type"] == "File"]
+    assert bundle["@id"] == sidecar.as_uri()
+    assert bundle["sha256"] == hashlib.sha256(sidecar.read_bytes()).hexdigest()
+    assert bundle["description"] == (
+        f"The result bundle lab.counts.v1 written by run {first.run_id} of lab/make, read "
+        "from the dataset; not copied into the crate."
+    )
+    assert sidecar.as_uri() in ids(entities["./"]["hasPart"])

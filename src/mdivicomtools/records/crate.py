@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -317,7 +318,7 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
         # a data entity by absolute URI: named by the crate, not copied into it
         dataset = crate.add(entity(crate, dataset_id, properties=dataset_props))
         crate.root_dataset.append_to("hasPart", dataset)
-    objects = [dataset]
+    objects = [dataset, *_input_bundles(crate, entity, record)]
     for key, value in _flatten(record.config):
         objects.append(
             crate.add(
@@ -372,3 +373,34 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
     if image is not None:
         action["containerImage"] = image
     crate.root_dataset.append_to("mentions", action)
+
+
+def _input_bundles(crate: Any, entity: Any, record: RunRecord) -> list[Any]:
+    """A `File` for each result bundle the run's dataset held (its `input_bundles`).
+
+    A chain's crate otherwise named only the dataset folder, which the producer's
+    next run replaces: the sidecar's sha256 and the producer run it names keep
+    saying which result the run consumed. By absolute URI, not copied.
+    """
+    found = []
+    for used in record.input_bundles:
+        uri = Path(os.path.normpath(Path(record.dataset_dir) / used.path)).as_uri()
+        known = crate.get(uri)
+        if known is not None:
+            found.append(known)
+            continue
+        made = f" written by run {used.producer_run_id}" if used.producer_run_id else ""
+        made += f" of {used.producer}" if used.producer else ""
+        props: dict[str, Any] = {
+            "@type": "File",
+            "name": used.path,
+            "encodingFormat": "application/json",
+            "description": f"The result bundle {used.type or '(unreadable)'}{made}, read "
+            "from the dataset; not copied into the crate.",
+        }
+        if used.sha256:
+            props["sha256"] = used.sha256
+        added = crate.add(entity(crate, uri, properties=props))
+        crate.root_dataset.append_to("hasPart", added)
+        found.append(added)
+    return found
