@@ -207,6 +207,26 @@ def test_the_consumers_record_keeps_naming_the_producer_run_it_read(site, datase
     )
 
 
+def test_verify_names_the_producer_run_read_and_the_one_there_now(site, dataset, tmp_path):
+    """It said only `dataset changed: resultbundle.json`: not which result was consumed."""
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("summarise", run_source=READS_BUNDLE)
+    out = tmp_path / "out"
+    first = run_plugin("annotate", dataset=dataset, out=out)
+    read = run_plugin("summarise", dataset=out / "annotate" / "dataset", out=out)
+    ok = site.cli("verify", str(out), read.run_id)
+    assert ok.returncode == 0 and "input bundle" not in ok.stdout, ok.stdout
+    again = run_plugin("annotate", dataset=dataset, out=out, overwrite=True)
+    result = site.cli("verify", str(out), read.run_id)
+    assert result.returncode == 1, result.stdout
+    assert (
+        f"  input bundle: resultbundle.json: this run read it as written by run {first.run_id} "
+        f"of lab/annotate; it now names run {again.run_id}"
+    ) in result.stdout.splitlines()
+    [report] = json.loads(site.cli("verify", str(out), read.run_id, "--json").stdout)
+    assert len(report["dataset"]["bundles"]) == 1
+
+
 def test_a_batch_over_a_views_sessions_names_the_views_bundle(site, dataset, tmp_path):
     """Each session folder holds no sidecar: the bundle it came from is the view's."""
     site.plugin("annotate", run_source=WRITES_BUNDLE)

@@ -55,6 +55,7 @@ def render_report(report: VerifyReport) -> str:
             lines.extend(f"  dataset {label}: {printable(path)}" for path in paths)
         if not (dataset.changed or dataset.added or dataset.removed) and dataset.note:
             lines.append(f"  dataset: {dataset.note}")
+    lines.extend(f"  input bundle: {printable(line)}" for line in dataset.bundles)
     return "\n".join(lines)
 
 

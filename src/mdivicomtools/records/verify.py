@@ -8,12 +8,15 @@ fingerprint (sizes and times: enough to notice a change on this machine).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 
+from mdivicomtools.common.safefs import read_regular
 from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.run import OutputFile, RunRecord, status_words
@@ -64,6 +67,9 @@ class DatasetCheck(msgspec.Struct, kw_only=True):
     added: list[str] = []
     removed: list[str] = []
     note: str = ""
+    #: the record's input bundles that are no longer what the run read, one line each
+    #: naming the producer run it read and the one the file names now
+    bundles: list[str] = []
 
 
 class VerifyReport(msgspec.Struct, kw_only=True):
@@ -187,6 +193,46 @@ def check_dataset(
     )
 
 
+def changed_input_bundles(record: RunRecord, dataset: Path) -> list[str]:
+    """Each of the record's input bundles whose sidecar is no longer the one it read.
+
+    A chained run's dataset is another plugin's output, replaced by its next
+    run: the changed dataset files say that something changed, this says which
+    producer run the recorded run consumed and which one the folder holds now.
+    """
+    lines = []
+    for used in record.input_bundles:
+        if used.sha256 is None:
+            continue  # it could not be read then: nothing to compare with
+        path = dataset / used.path
+        try:
+            raw = read_regular(Path(os.path.realpath(path)))
+        except OSError:
+            raw = None
+        if raw is not None and hashlib.sha256(raw).hexdigest() == used.sha256:
+            continue
+        was = f"run {used.producer_run_id}" if used.producer_run_id else "an unnamed run"
+        by = f" of {used.producer}" if used.producer else ""
+        if raw is None:
+            now = "it is gone"
+        else:
+            named = _pipeline_run_id(raw)
+            now = f"it now names run {named}" if named else "it has changed"
+        lines.append(f"{used.path}: this run read it as written by {was}{by}; {now}")
+    return lines
+
+
+def _pipeline_run_id(raw: bytes) -> str | None:
+    """`producer.pipeline_run_id` of a sidecar's bytes, if they hold one."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    producer = data.get("producer") if isinstance(data, dict) else None
+    named = producer.get("pipeline_run_id") if isinstance(producer, dict) else None
+    return named if isinstance(named, str) else None
+
+
 def verify_record(
     record: RunRecord,
     *,
@@ -212,6 +258,7 @@ def verify_record(
     actual = inventory(out_dir) if out_dir.is_dir() else []
     changes = compare_outputs(record.outputs, actual)
     dataset = check_dataset(record, run_root=run_root)
+    dataset.bundles = changed_input_bundles(record, Path(dataset.path))
     return VerifyReport(
         run_id=record.run_id,
         plugin=record.plugin.ref,
