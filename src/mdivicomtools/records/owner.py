@@ -80,17 +80,17 @@ class ChainedOutput(msgspec.Struct, kw_only=True, frozen=True):
 def chained_output(dataset: Path) -> ChainedOutput | None:
     """The `<root>/<id>/` of a run root the dataset lies in, if it is one."""
     real = Path(os.path.realpath(dataset))
-    for root in real.parents:
-        if not runs_dir(root).is_dir():
-            continue
-        top = root / real.relative_to(root).parts[0]
-        if top.name.startswith("_"):  # _runs, _staging, _batches, _reruns
-            return None
-        try:
+    try:
+        for root in real.parents:
+            if not runs_dir(root).is_dir():
+                continue
+            top = root / real.relative_to(root).parts[0]
+            if top.name.startswith("_"):  # _runs, _staging, _batches, _reruns
+                return None
             info = top.stat()
-        except OSError:
-            return None
-        return ChainedOutput(folder=top, plugin_id=top.name, inode=(info.st_dev, info.st_ino))
+            return ChainedOutput(folder=top, plugin_id=top.name, inode=(info.st_dev, info.st_ino))
+    except OSError:  # a folder on the way this user may not look into: no chain to tell
+        return None
     return None
 
 

@@ -134,8 +134,9 @@ class Run:
         self.manifest: DatasetManifest | None = None
         self.input_bundles: list[InputBundle] = []
         self.before = before
-        #: the other plugin's output the dataset lies in, to tell its replacement from a write
-        self.chained = chained_output(request.dataset_dir) if before is not None else None
+        #: the other plugin's output the dataset lies in: its sidecars above the dataset
+        #: are inputs too, and its replacement by that plugin's next run is no write
+        self.chained = chained_output(request.dataset_dir)
         # a hook module that failed to load is left out of the run: say so, and record it
         # (said before validation: broken_hook_warnings)
         self.hook_errors: list[HookError] = [
