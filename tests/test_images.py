@@ -147,3 +147,13 @@ def test_load_of_a_file_that_is_not_an_image_is_exit_1(site, tmp_path, engine):
     result = site.cli("images", "load", str(junk), "--backend", engine)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"Error: {engine}: loading")
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf"])
+def test_pull_with_a_timeout_that_is_no_limit_is_exit_2_before_any_engine(site, timeout):
+    """click's FloatRange lets NaN through (it compares false with its bound)."""
+    result = site.cli("images", "pull", "localhost/mdivicom-absent:0", "--timeout", timeout)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: --timeout must be a positive, finite number of seconds, got {timeout}\n"
+    )

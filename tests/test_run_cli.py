@@ -166,7 +166,19 @@ def test_validation_errors_exit_2_all_at_once(site, tmp_path):
     [
         (["--config", "{oops"], "Error: --config: not valid JSON"),
         (["--set", "novalue"], "Error: --set 'novalue': expected KEY=VALUE"),
-        (["--timeout", "-1"], "Error: --timeout must be a positive number of seconds, got -1"),
+        (
+            ["--timeout", "-1"],
+            "Error: --timeout must be a positive, finite number of seconds, got -1",
+        ),
+        # click's float parses these; a NaN timeout stopped a python plugin at once
+        (
+            ["--timeout", "nan"],
+            "Error: --timeout must be a positive, finite number of seconds, got nan",
+        ),
+        (
+            ["--timeout", "inf"],
+            "Error: --timeout must be a positive, finite number of seconds, got inf",
+        ),
         (
             ["--backend", "nope"],
             "Error: backend 'nope' is not installed; installed backends: ",

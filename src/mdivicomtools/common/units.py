@@ -1,4 +1,5 @@
-"""Sizes as people write them for container limits ("512m", "2g", "64MiB") and back.
+"""Sizes as people write them for container limits ("512m", "2g", "64MiB") and back,
+and the one rule for a limit given as a plain number (seconds, CPUs).
 
 One parser for the manifest, the user config and the command line, so "2g"
 means the same bytes wherever it is written; engines receive plain bytes.
@@ -6,6 +7,7 @@ means the same bytes wherever it is written; engines receive plain bytes.
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -31,6 +33,17 @@ def parse_size(value: str | int, what: str) -> int:
     if size <= 0:
         raise ValueError(f"{what} must be more than 0 bytes, got {value!r}")
     return size
+
+
+def is_positive(value: float) -> bool:
+    """Whether `value` can be a limit: above 0 and finite.
+
+    `value <= 0` alone lets NaN through (it compares false with everything), and
+    `float` parses "nan" and "inf" from the command line and TOML: a NaN timeout
+    stopped a python plugin at once, and a NaN or infinite CPU limit crashed the
+    engine call after the run had started.
+    """
+    return math.isfinite(value) and value > 0
 
 
 def format_size(size: int) -> str:

@@ -17,7 +17,7 @@ from typing import Literal
 import msgspec
 
 from mdivicomtools.common.timing import STOP_GRACE_S
-from mdivicomtools.common.units import parse_size
+from mdivicomtools.common.units import is_positive, parse_size
 
 #: GPU request: every GPU, a number of GPUs, or device ids / UUIDs
 Gpus = Literal["all"] | int | list[str]
@@ -274,8 +274,8 @@ def check_resources(resources: Resources, where: str) -> None:
         value = getattr(resources, field)
         if value is not None:
             parse_size(value, f"{where}.{field}")
-    if resources.cpus is not None and resources.cpus <= 0:
-        raise ValueError(f"{where}.cpus must be more than 0, got {resources.cpus:g}")
+    if resources.cpus is not None and not is_positive(resources.cpus):
+        raise ValueError(f"{where}.cpus must be more than 0 and finite, got {resources.cpus:g}")
     if resources.pids is not None and resources.pids <= 0:
         raise ValueError(f"{where}.pids must be more than 0, got {resources.pids}")
     check_gpus(resources.gpus, f"{where}.gpus")

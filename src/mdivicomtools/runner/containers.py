@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from mdivicomtools.common.units import parse_size
+from mdivicomtools.common.units import is_positive, parse_size
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.container import (
     DEFAULT_STOP_GRACE_S,
@@ -135,9 +135,9 @@ def container_settings(
     memory = _size(options.memory, "--memory") or _size(defaults.memory, f"{where}: memory")
     shm = _size(options.shm_size, "--shm-size") or _size(defaults.shm_size, f"{where}: shm_size")
     cpus = options.cpus if options.cpus is not None else defaults.cpus
-    if cpus is not None and cpus <= 0:
+    if cpus is not None and not is_positive(cpus):
         given = "--cpus" if options.cpus is not None else f"{where}: cpus"
-        raise UsageError(f"{given} must be more than 0, got {cpus:g}")
+        raise UsageError(f"{given} must be more than 0 and finite, got {cpus:g}")
     gpus: Gpus | None
     if options.gpus is not None:
         try:

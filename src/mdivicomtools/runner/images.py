@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import discover
 from mdivicomtools.errors import MdivicomError, UsageError
 from mdivicomtools.execution.container.engine import ContainerEngine, EngineError, ImageFacts
@@ -157,6 +158,8 @@ def pull_images(
     `timeout` bounds each pull: a registry that accepts the connection and never
     answers would otherwise hold the command for as long as the engine waits.
     """
+    if timeout is not None and not is_positive(timeout):
+        raise UsageError(f"--timeout must be a positive, finite number of seconds, got {timeout:g}")
     wanted = _refs_or_plugin_images(refs)
     with _engine(requested, warn) as (name, engine):
         failed = []

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from mdivicomtools.common.text import describe_exception
+from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import (
     ENTRY_POINT_GROUP,
     PluginRecord,
@@ -119,9 +120,9 @@ class Prepared:
     """One plugin, its config, the hooks and the chosen backend; close() when done."""
 
     def __init__(self, ref: str, options: RunOptions, hooks: HookManager | None) -> None:
-        if options.timeout is not None and options.timeout <= 0:
+        if options.timeout is not None and not is_positive(options.timeout):
             raise UsageError(
-                f"--timeout must be a positive number of seconds, got {options.timeout:g}"
+                f"--timeout must be a positive, finite number of seconds, got {options.timeout:g}"
             )
         # one entry-point scan serves both plugin resolution and hook loading
         scan = scan_entry_points(ENTRY_POINT_GROUP, HOOK_GROUP)
