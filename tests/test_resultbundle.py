@@ -185,6 +185,31 @@ def test_gzip_tables_are_read_for_headers_only(tmp_path):
     assert "column 'end' is not in the header of 'fixations.csv.gz'" in report.messages()[0]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    """Spreadsheets save "CSV UTF-8" with a byte order mark; it was read as part of
+    the first column's name, so a present key column was reported missing."""
+    path = sidecar(tmp_path / "b")
+    (tmp_path / "b" / "gaze.tsv").write_text(
+        "timestamp [ns]\tsection id\n1\tA\n", encoding="utf-8-sig"
+    )
+    with gzip.open(tmp_path / "b" / "fixations.csv.gz", "wt", encoding="utf-8-sig") as handle:
+        handle.write("start,end\n1,2\n")
+    report = validate_file(path)
+    assert report.valid, report.messages()
+
+
+def test_a_sidecar_with_a_byte_order_mark_is_read(tmp_path):
+    """A detached sidecar is written by hand, and some editors start it with a byte
+    order mark, as they do the user config and manifests, which were read already."""
+    path = sidecar(tmp_path / "b")
+    path.write_text(path.read_text(), encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    report = validate_file(path)
+    assert report.valid, report.messages()
+    bundle, _ = load_resultbundle(path)
+    assert bundle.resultbundle_type == "pupilcloud.raw_export.v4"
+
+
 def test_non_tabular_formats_skip_the_column_check_and_say_so(tmp_path):
     path = sidecar(tmp_path / "b")
     data = json.loads(path.read_text())

@@ -70,7 +70,7 @@ def _sidecars_above(dataset_dir: Path, top: Path) -> list[str]:
 
 def _described(rel: str, raw: bytes) -> InputBundle:
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         data = None
     envelope: dict[str, Any] = data if isinstance(data, dict) else {}

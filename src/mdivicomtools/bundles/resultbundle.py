@@ -229,8 +229,10 @@ def parse_sidecar(raw: bytes) -> Any:
 
     Python's json also reads NaN, Infinity and numbers too large for a float
     (as inf), which are not JSON: `json_problems` reports what they became.
+    A byte order mark at the start is skipped: a sidecar written by hand for a
+    vendor export may carry an editor's.
     """
-    return json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
+    return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_object)
 
 
 def json_problems(data: Any) -> list[Problem]:
@@ -354,7 +356,8 @@ def read_header(path: Path, delimiter: str) -> list[str] | None:
     """
     with open_regular(path) as raw:
         binary: Any = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
-        handle = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        # utf-8-sig: a spreadsheet's byte order mark is not part of the first column
+        handle = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
         line = handle.readline(HEADER_LIMIT)
     if not line:
         return None
