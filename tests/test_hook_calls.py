@@ -153,6 +153,36 @@ def test_a_raising_backend_hook_is_named_when_its_backend_is_missing():
     assert "site-slurm: ImportError: libfoo.so: cannot open shared object file" in message
 
 
+def test_a_backend_of_a_disabled_module_names_the_module_not_pip(monkeypatch):
+    """With the docker backend's module in MDIVICOM_DISABLE_HOOKS, `--backend docker`
+    said "is not installed; install it with: pip install 'mdivicomtools[docker]'",
+    though it was installed: reinstalling changed nothing."""
+
+    class Site:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return [Named("sitebox")]
+
+    monkeypatch.setenv("MDIVICOM_DISABLE_HOOKS", "site-box")
+    registry = load_hooks(extra=[("site-box", Site())]).get_backends()
+    with registry:
+        with pytest.raises(BackendUnavailable) as excinfo:
+            registry.get_backend("sitebox", "container")
+        message = str(excinfo.value)
+        assert message.startswith("backend 'sitebox' is not installed; installed backends: ")
+        assert message.endswith(
+            "; disabled hook modules, not loaded, may provide it: "
+            "'site-box' (disabled by MDIVICOM_DISABLE_HOOKS)"
+        )
+        assert "pip install" not in message
+        with pytest.raises(BackendUnavailable) as excinfo:
+            registry.choose("auto", "other-kind")
+        assert str(excinfo.value) == (
+            "no installed backend runs other-kind plugins; disabled hook modules, not "
+            "loaded, may provide one: 'site-box' (disabled by MDIVICOM_DISABLE_HOOKS)"
+        )
+
+
 def test_get_backend_lists_the_valid_choices():
     with load_hooks().get_backends() as registry, pytest.raises(BackendUnavailable) as excinfo:
         registry.get_backend("python", "container")

@@ -52,10 +52,14 @@ class BackendRegistry:
         self,
         provided: list[tuple[str, ExecutionBackend]],
         errors: list[HookError] | None = None,
+        disabled: list[tuple[str, str]] | None = None,
     ) -> None:
         self.providers: dict[str, list[str]] = {}
         self.backends: dict[str, ExecutionBackend] = {}
         self.errors: list[HookError] = list(errors or [])
+        #: (module, "disabled by ...") of the hook modules switched off: never
+        #: imported, so which backends they would provide is unknown
+        self.disabled: list[tuple[str, str]] = list(disabled or [])
         #: what the choice of a backend should tell the user (see choose())
         self.notes: list[str] = []
         for module, backend in provided:
@@ -126,11 +130,12 @@ class BackendRegistry:
         where = "" if source == "--backend" else f" (from {source})"
         backend = self.backends.get(name)
         if backend is None:
-            hint = (
-                f"; install it with: pip install 'mdivicomtools[{name}]'"
-                if name in CONTAINER_PREFERENCE
-                else ""
-            )
+            if self.disabled:
+                hint = self._disabled_modules("it")
+            elif name in CONTAINER_PREFERENCE:
+                hint = f"; install it with: pip install 'mdivicomtools[{name}]'"
+            else:
+                hint = ""
             raise BackendUnavailable(
                 f"backend {name!r}{where} is not installed; installed backends: "
                 f"{', '.join(sorted(self.backends)) or 'none'}{hint}{self._hook_failures()}"
@@ -287,6 +292,13 @@ class BackendRegistry:
         names = [n for n in sorted(self.backends) if self._usable(n, None)]
         return ", ".join(names) or "none"
 
+    def _disabled_modules(self, what: str) -> str:
+        """Name the switched-off hook modules: the backend asked for may be one of
+        theirs, installed but not loaded, and telling the user to pip install it
+        sent them the wrong way."""
+        modules = ", ".join(f"{module!r} ({why})" for module, why in self.disabled)
+        return f"; disabled hook modules, not loaded, may provide {what}: {modules}"
+
     def _hook_failures(self) -> str:
         if not self.errors:
             return ""
@@ -296,6 +308,12 @@ class BackendRegistry:
     def _none_available(self, kind: str) -> str:
         able = self._able(kind)
         if not able:
+            if self.disabled:
+                return (
+                    f"no installed backend runs {kind} plugins"
+                    + self._disabled_modules("one")
+                    + self._hook_failures()
+                )
             return (
                 f"no installed backend runs {kind} plugins; install one with: "
                 "pip install 'mdivicomtools[docker]' (or [podman])" + self._hook_failures()

@@ -452,7 +452,8 @@ class HookManager:
                         error=f"returned {problem}",
                     )
                 )
-        return BackendRegistry(provided, errors)
+        disabled = [(m.name, m.error or "disabled") for m in self.modules if m.status == "disabled"]
+        return BackendRegistry(provided, errors, disabled)
 
 
 def load_hooks(
