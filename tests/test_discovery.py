@@ -253,6 +253,20 @@ def test_legacy_flat_shape_is_accepted_with_a_deprecation_note(site):
     assert any("deprecated flat plugin shape" in n for n in flat.notes)
     flat2 = by_origin_id(found, "flat2")
     assert flat2.ok and flat2.spec.entry.callable == "p_flat2.run:run"
+    assert flat2.notes[0].endswith("{'meta': {...}, 'entry': {'callable': 'module:run'}} instead")
+
+
+def test_the_flat_shape_note_of_a_container_plugin_points_at_container(site):
+    """It told a container plugin to add entry.callable, which a container plugin
+    cannot have: following the note made the plugin broken."""
+    flat = plugin_dict("old-tool", kind="container")
+    site.manifest("old-tool.json", {**flat["meta"], "container": flat["container"]})
+    found = by_origin_id(discover(), "old-tool")
+    assert found.ok and found.spec.container is not None
+    assert found.notes[0] == (
+        "deprecated flat plugin shape (id/kind/... at the top level); use "
+        "{'meta': {...}, 'container': {...}} instead"
+    )
 
 
 def test_manifest_json_and_toml(site):

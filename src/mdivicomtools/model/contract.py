@@ -174,9 +174,16 @@ def _from_flat(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         shaped["entry"] = {"callable": _callable_ref(run)}
     if container is not None:
         shaped["container"] = container
+    # the advice names the section this plugin needs: a container plugin told to
+    # add entry.callable would be broken by following it
+    section = (
+        "'container': {...}"
+        if "container" in shaped or flat.get("kind") == "container"
+        else "'entry': {'callable': 'module:run'}"
+    )
     note = (
-        "deprecated flat plugin shape (id/kind/... at the top level); return "
-        "{'meta': {...}, 'entry': {'callable': 'module:run'}} instead"
+        "deprecated flat plugin shape (id/kind/... at the top level); use "
+        f"{{'meta': {{...}}, {section}}} instead"
     )
     return shaped, [note]
 
