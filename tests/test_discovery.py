@@ -269,6 +269,18 @@ def test_the_flat_shape_note_of_a_container_plugin_points_at_container(site):
     )
 
 
+def test_hidden_files_in_the_plugin_path_are_not_manifests(site):
+    """An editor's lock file and macOS's AppleDouble file next to a manifest were
+    listed as two broken plugins ('.#tool', '._tool')."""
+    real = site.manifest("tool.json", plugin_dict("tool", kind="container"))
+    (site.manifests / ".#tool.json").symlink_to("ana@lab-pc.4242:1700000000")
+    (site.manifests / "._tool.json").write_bytes(b"\x00\x05\x16\x07\x00\x02Mac OS X")
+    site.manifest(".hidden.toml", "not = [toml")
+    found = discover()
+    assert found.refs() == ["lab/tool"]
+    assert by_origin_id(found, "tool").origin == f"manifest {real}"
+
+
 def test_manifest_json_and_toml(site):
     site.manifest("count.json", plugin_dict("count-lines", kind="container"))
     site.manifest(

@@ -124,7 +124,12 @@ def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:
             continue
         real_folder = os.path.realpath(folder)
         for entry in entries:
-            if os.path.splitext(entry.name)[1] not in MANIFEST_SUFFIXES:
+            # hidden names are left out, as the shell's `*.json` does: an editor's lock
+            # file (`.#x.json`, a link to nothing) and macOS's `._x.json` on a shared
+            # drive were listed as broken plugins next to the real one
+            if entry.name.startswith(".") or (
+                os.path.splitext(entry.name)[1] not in MANIFEST_SUFFIXES
+            ):
                 continue
             # the file itself, so a folder named twice and a link to a manifest of
             # another named folder count once (only links cost a system call)
