@@ -45,6 +45,20 @@ def test_unknown_ref_suggests_close_matches(site):
     assert "did you mean 'lab/sync-audio'?" in str(excinfo.value)
 
 
+def test_a_broken_plugin_with_an_unsafe_name_is_never_suggested(site):
+    """`upper` suggested 'Upper' and `lab/nopub` suggested 'Bad Lab/nopub': refs of
+    broken plugins that the command then refuses as malformed references."""
+    site.manifest("upper.json", plugin_dict("Upper", kind="container"))
+    site.manifest("badpub.json", plugin_dict("nopub", kind="container", publisher="Bad Lab"))
+    site.plugin("uppers")
+    with pytest.raises(PluginNotFound) as excinfo:
+        resolve("upper")
+    assert excinfo.value.suggestions == ["lab/uppers"]
+    with pytest.raises(PluginNotFound) as excinfo:
+        resolve("lab/nopub")
+    assert excinfo.value.suggestions == []
+
+
 def test_the_same_id_under_another_publisher_is_the_suggestion(site):
     # `mdivicom/hello` suggested `mdivicom/sync-audio`, closer as a whole string
     site.plugin("hello", dist="hello-dist", publisher="example")

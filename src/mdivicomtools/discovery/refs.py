@@ -52,6 +52,11 @@ def _suggest(ref: str, records: list[PluginRecord]) -> list[str]:
     import difflib  # only on the error path
 
     _, plugin_id = parse_ref(ref)
+    # a broken plugin with an unsafe id or publisher ('Upper', 'My Lab/x') has a
+    # ref that parse_ref refuses: suggesting it sent the user to another error
+    records = [
+        r for r in records if is_slug(r.id) and (r.publisher is None or is_slug(r.publisher))
+    ]
     same_id = sorted({record.ref for record in records if record.id == plugin_id})
     if same_id:
         return same_id
