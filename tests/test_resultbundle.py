@@ -210,6 +210,21 @@ def test_a_sidecar_with_a_byte_order_mark_is_read(tmp_path):
     assert bundle.resultbundle_type == "pupilcloud.raw_export.v4"
 
 
+def test_an_empty_table_is_one_problem_saying_so(tmp_path):
+    """It was one problem per key column, each expecting "one of the header's
+    columns: " followed by nothing."""
+    path = sidecar(tmp_path / "b")
+    (tmp_path / "b" / "gaze.tsv").write_bytes(b"")
+    report = validate_file(path)
+    assert [(p.pointer, p.message, p.expected) for p in report.problems] == [
+        (
+            "/files/0/path",
+            "'gaze.tsv' is empty: it has no header line",
+            "a header line naming the key columns",
+        )
+    ]
+
+
 def test_non_tabular_formats_skip_the_column_check_and_say_so(tmp_path):
     path = sidecar(tmp_path / "b")
     data = json.loads(path.read_text())

@@ -673,14 +673,24 @@ def _check_file(
             )
         )
         return problems
-    present = set(header or [])
+    if header is None:
+        # one problem, not each key column against an empty list of columns
+        problems.append(
+            Problem(
+                pointer=f"{base}/path",
+                message=f"{path_value!r} is empty: it has no header line",
+                expected="a header line naming the key columns",
+            )
+        )
+        return problems
+    present = set(header)
     for column, pointer in columns:
         if column not in present:
             problems.append(
                 Problem(
                     pointer=base + pointer,
                     message=f"column {column!r} is not in the header of {path_value!r}",
-                    expected="one of the header's columns: " + ", ".join(header or []),
+                    expected="one of the header's columns: " + ", ".join(header),
                 )
             )
     return problems
