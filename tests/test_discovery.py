@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mdivicomtools.discovery import discover, resolve
+from mdivicomtools.errors import PluginBroken
 from pluginsite import plugin_dict
 
 
@@ -267,6 +268,22 @@ def test_the_flat_shape_note_of_a_container_plugin_points_at_container(site):
         "deprecated flat plugin shape (id/kind/... at the top level); use "
         "{'meta': {...}, 'container': {...}} instead"
     )
+
+
+def test_a_broken_plugin_without_a_publisher_is_local_like_a_working_one(site):
+    """Its ref was the bare id, so `plugins list --publisher local` left it out and
+    `plugins info local/tool` said it was not installed ("did you mean 'tool'?")."""
+    meta = plugin_dict("tool", kind="container", publisher=None)
+    del meta["meta"]["description"]
+    site.manifest("tool.json", meta)
+    site.manifest("garbled.json", "{oops")
+    found = discover()
+    tool = by_origin_id(found, "tool")
+    assert not tool.ok and tool.publisher == "local" and tool.ref == "local/tool"
+    assert by_origin_id(found, "garbled").publisher is None  # nothing says who it is
+    assert resolve("local/tool", allow_broken=True) is not None
+    with pytest.raises(PluginBroken, match=r"meta\.description is missing"):
+        resolve("local/tool")
 
 
 def test_hidden_files_in_the_plugin_path_are_not_manifests(site):

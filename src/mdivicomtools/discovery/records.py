@@ -182,9 +182,14 @@ def broken(
     distribution: Distribution | None,
 ) -> PluginRecord:
     meta = raw_meta or {}
+    publisher = _str_or_none(meta.get("publisher"))
+    if raw_meta is not None and meta.get("publisher") is None:
+        # a readable meta without a publisher gets `local`, as the plugin does once
+        # fixed: its ref, `--publisher local` and `local/<id>` must find it now too
+        publisher = DEFAULT_PUBLISHER
     return PluginRecord(
         id=_str_or_none(meta.get("id")) or fallback_id,
-        publisher=_str_or_none(meta.get("publisher")),
+        publisher=publisher,
         kind=_str_or_none(meta.get("kind")),
         version=_str_or_none(meta.get("version")),
         description=_str_or_none(meta.get("description")),
