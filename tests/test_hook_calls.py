@@ -183,6 +183,17 @@ def test_a_backend_of_a_disabled_module_names_the_module_not_pip(monkeypatch):
         )
 
 
+def test_a_missing_engine_backend_with_nothing_disabled_says_how_to_install_it():
+    from mdivicomtools.execution.registry import BackendRegistry
+
+    with BackendRegistry([]) as registry, pytest.raises(BackendUnavailable) as excinfo:
+        registry.get_backend("docker", "container")
+    assert str(excinfo.value) == (
+        "backend 'docker' is not installed; installed backends: none; "
+        "install it with: pip install 'mdivicomtools[docker]'"
+    )
+
+
 def test_get_backend_lists_the_valid_choices():
     with load_hooks().get_backends() as registry, pytest.raises(BackendUnavailable) as excinfo:
         registry.get_backend("python", "container")
