@@ -140,7 +140,11 @@ def _meta(**changes):
             {"meta": _meta(api_version="mdivicomtools.plugin.v1.0"), "entry": {"callable": "a:b"}},
             "has unknown major v1",
         ),
-        ({"meta": _meta(api_version="v0.1"), "entry": {"callable": "a:b"}}, "is not of the form"),
+        # the minor is optional (`...v0` loads): the message said `v<major>.<minor>`
+        (
+            {"meta": _meta(api_version="v0.1"), "entry": {"callable": "a:b"}},
+            "is not of the form 'mdivicomtools.plugin.v<major>[.<minor>]'",
+        ),
         ({"meta": _meta()}, "entry.callable is missing"),
         (
             {"meta": _meta(), "entry": {"callable": "no colon here"}},

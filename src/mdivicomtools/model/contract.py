@@ -299,7 +299,7 @@ def _check_semantics(spec: PluginSpec) -> None:
     if major is None:
         raise InvalidPlugin(
             f"meta.api_version {meta.api_version!r} is not of the form "
-            f"'mdivicomtools.plugin.v<major>.<minor>' (this release speaks {API_VERSION!r})"
+            f"'mdivicomtools.plugin.v<major>[.<minor>]' (this release speaks {API_VERSION!r})"
         )
     if major not in SUPPORTED_API_MAJORS:
         raise InvalidPlugin(
