@@ -571,3 +571,17 @@ def test_a_runner_killed_while_its_plugin_ran_isolated_is_not_told_to_isolate(
         "ran isolated"
     )
     assert "--isolate" not in stderr.strip().splitlines()[-1]
+
+
+def test_a_hook_module_that_failed_to_load_is_named_once_in_the_summary(site, dataset, tmp_path):
+    """Its hook error is recorded under the hook "(load)", which the summary wrapped
+    in parentheses again: `site ((load)): ...`."""
+    site.module("site_hooks", "raise ImportError('libsite.so is missing')\n")
+    site.distribution("site-hooks", {"site": "site_hooks"}, group="mdivicomtools.hooks")
+    site.plugin("writer", run_source=WRITE)
+    result = site.cli("run", "writer", "--dataset", str(dataset), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("hook error")]
+    assert line.split(":", 1)[1].strip() == (
+        "site (load): import failed: ImportError: libsite.so is missing"
+    )

@@ -60,7 +60,10 @@ def _summary(record: RunRecord) -> str:
                 )
             )
     pairs.extend(("warning", w) for w in record.warnings)
-    pairs.extend(("hook error", f"{e.plugin} ({e.hook}): {e.error}") for e in record.hook_errors)
+    for e in record.hook_errors:
+        # a module that failed to load is recorded under the hook "(load)": not "((load))"
+        hook = e.hook if e.hook.startswith("(") else f"({e.hook})"
+        pairs.append(("hook error", f"{e.plugin} {hook}: {e.error}"))
     return fields(pairs)
 
 
