@@ -585,3 +585,29 @@ def test_a_hook_module_that_failed_to_load_is_named_once_in_the_summary(site, da
     assert line.split(":", 1)[1].strip() == (
         "site (load): import failed: ImportError: libsite.so is missing"
     )
+
+
+def test_runs_clean_json_lists_what_it_did(site, dataset, tmp_path):
+    """`runs clean` was the one report without --json: a script had to parse lines."""
+    site.plugin("sleepy", run_source=slow_plugin(tmp_path / "started"))
+    out = tmp_path / "out"
+    killed = subprocess.Popen(
+        [MDIVICOM, "run", "sleepy", "--dataset", str(dataset), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=site.env(MDIVICOM_SUPERVISOR="0"),
+    )
+    try:
+        wait_for(tmp_path / "started")
+    finally:
+        killed.kill()
+        killed.wait(timeout=60)
+    (record,) = records(out)
+    result = site.cli("runs", "clean", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"text": f"removed {out}/_staging/{record['run_id']} (its runner is gone)", "done": True}
+    ]
+    assert result.stderr == f"1 item(s) cleaned under {out}\n"
+    again = site.cli("runs", "clean", str(out), "--json")
+    assert (again.returncode, json.loads(again.stdout)) == (0, [])

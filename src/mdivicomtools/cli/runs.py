@@ -87,7 +87,13 @@ def _list_sessions(out: Path, as_json: bool) -> None:
 
 @runs_group.command("clean")
 @click.argument("out", type=PATH)
-def clean_command(out: str) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what was done as a JSON array of {text, done} (done false: left).",
+)
+def clean_command(out: str, as_json: bool) -> None:
     """Remove what dead runs left under OUT: staging folders, `running` records.
 
     A run whose runner was killed (kill -9, a lost machine) leaves its
@@ -112,13 +118,22 @@ def clean_command(out: str) -> None:
     for folder in [root, *session_folders(root)]:
         done.extend(remove_dead_runs(folder, every_record=True))
     left = [item for item in done if not item.done]
-    for item in done:
-        if item.done:
-            click.echo(item.text)
+    if as_json:
+        from mdivicomtools.cli.output import echo_json
+
+        # the report names what is left too: a second {"error": ...} document after
+        # it would break the one-document rule of --json
+        echo_json([{"text": item.text, "done": item.done} for item in done])
+    else:
+        for item in done:
+            if item.done:
+                click.echo(item.text)
     click.echo(f"{len(done) - len(left)} item(s) cleaned under {out}", err=True)
     if left:
-        for item in left[:-1]:
+        for item in left[: None if as_json else -1]:
             click.echo(f"Error: {item.text}", err=True)
+        if as_json:
+            raise click.exceptions.Exit(CleanIncomplete.exit_code)
         raise CleanIncomplete(left[-1].text)
 
 
