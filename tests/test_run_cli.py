@@ -611,3 +611,18 @@ def test_runs_clean_json_lists_what_it_did(site, dataset, tmp_path):
     assert result.stderr == f"1 item(s) cleaned under {out}\n"
     again = site.cli("runs", "clean", str(out), "--json")
     assert (again.returncode, json.loads(again.stdout)) == (0, [])
+
+
+def test_runs_clean_json_names_what_is_left_and_exits_1(tmp_path, monkeypatch, capsys):
+    """One JSON document, with the item left as done false; no {"error"} after it."""
+    from mdivicomtools.cli import main
+    from mdivicomtools.runner import debris
+
+    left = debris.Cleaned("not all of X (y): could not remove X/z; ...", done=False)
+    monkeypatch.setattr(debris, "remove_dead_runs", lambda folder, every_record: [left])
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", "clean", str(tmp_path), "--json"])
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == [{"text": left.text, "done": False}]
+    assert captured.err.splitlines()[-1] == f"Error: {left.text}"
