@@ -113,12 +113,18 @@ def test_sets_still_parse_finite_floats():
         ("novalue", "expected KEY=VALUE"),
         ("a..b=1", "expected KEY=VALUE"),
         ("=1", "KEY=VALUE"),
-        ("keep.x=1", "keep is already set to a int, not an object"),
+        # in JSON's words: it said "already set to a int"
+        ("keep.x=1", r"keep is already a number \(1\), not an object"),
+        ("text.x=1", r"text is already a string \(\"zoë\"\), not an object"),
+        ("flag.x=1", r"flag is already a boolean \(true\), not an object"),
+        ("none.x=1", "none is already null, not an object"),
+        ("list.x=1", "list is already an array, not an object"),
     ],
 )
 def test_bad_sets(assignment, message):
     with pytest.raises(ConfigError, match=message):
-        apply_sets({"keep": 1}, [assignment])
+        config = {"keep": 1, "text": "zoë", "flag": True, "none": None, "list": [1]}
+        apply_sets(config, [assignment])
 
 
 def test_sets_apply_after_config_and_do_not_mutate_it():

@@ -129,12 +129,25 @@ def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
                 raise ConfigError(
-                    f"--set {assignment!r}: {where} is already set to a {type(child).__name__}, "
-                    "not an object"
+                    f"--set {assignment!r}: {where} is already {_json_kind(child)}, not an object"
                 )
             node = child
         node[parts[-1]] = value
     return merged
+
+
+def _json_kind(value: object) -> str:
+    """`value` as the JSON the user wrote it in: "a int" or "a NoneType" told them
+    Python's names for their number or null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, (int, float)):
+        return f"a number ({json.dumps(value)})"
+    if isinstance(value, str):
+        return f"a string ({json.dumps(value, ensure_ascii=False)})"
+    return "an array" if isinstance(value, list) else f"a {type(value).__name__}"
 
 
 def build_config(config_option: str | dict[str, Any] | None, sets: Iterable[str] = ()) -> dict:
