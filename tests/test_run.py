@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -634,3 +635,41 @@ def run(*a, **k):
     assert record.warnings == [
         "the plugin's return value was not kept: result.offset is a Float, not a JSON value"
     ]
+
+
+UNENDED = """
+import sys
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    sys.stdout.write("y" * config["n"])
+    sys.stdout.flush()
+    if config["fail"]:
+        raise ValueError("after the progress")
+    return {}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+@pytest.mark.parametrize("length", [10, 70_000], ids=["short", "longer-than-a-partial-line"])
+def test_a_last_line_without_a_newline_is_ended_in_the_log_and_on_the_terminal(
+    site, dataset, tmp_path, isolate, length
+):
+    """Its end was missing when the line was longer than a partial line kept back
+    (in-process) or whatever its length (isolated): the traceback was glued to it
+    in the log, and the runner's next progress line on the terminal."""
+    site.plugin("unended", run_source=UNENDED)
+    echo = io.StringIO()
+    for fail in (False, True):
+        record = run_plugin(
+            "unended",
+            dataset=dataset,
+            out=tmp_path / f"out-{fail}",
+            config={"n": length, "fail": fail},
+            isolate=isolate,
+            echo=echo,
+        )
+        assert record.status == ("failed" if fail else "succeeded")
+        log = (tmp_path / f"out-{fail}" / "_runs" / f"{record.run_id}.log").read_text()
+        assert ("y" * length + "\n") in log
+        assert echo.getvalue().endswith("y" * length + "\n")
+        if fail:
+            assert "\nTraceback (most recent call last):\n" in log

@@ -3,11 +3,13 @@ however slowly its reader thread is scheduled."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import threading
 import time
 
+from mdivicomtools.execution.lines import MAX_PARTIAL
 from mdivicomtools.execution.outputpipe import OutputPipe
 from mdivicomtools.execution.runlog import DESCRIPTOR_1, PYTHON_STREAMS, RunLog
 
@@ -125,3 +127,30 @@ def test_a_plugin_that_put_a_file_on_descriptor_1_gets_no_marker_in_it(tmp_path)
         os.write(1, b"to the file\n")
     assert kept.read_bytes() == b"to the file\n"
     assert path.read_bytes() == b"to the log\n"
+
+
+def test_a_line_left_open_is_ended_before_a_traceback_and_at_the_end(tmp_path):
+    """A line longer than MAX_PARTIAL is written in pieces, so end_lines() had
+    nothing left of it to end: the traceback, and the runner's next line on the
+    terminal, were glued to its end."""
+    path = tmp_path / "run.log"
+    echo = io.StringIO()
+    long_line = b"y" * (MAX_PARTIAL + 10)
+    with RunLog(path, echo=echo) as log:
+        log.write_lines(PYTHON_STREAMS, long_line)
+        log.end_lines()
+        log.diagnostic("Traceback (most recent call last):\n")
+        log.end_line()
+        log.end_line()
+    assert path.read_bytes() == long_line + b"\nTraceback (most recent call last):\n"
+    assert echo.getvalue() == long_line.decode() + "\n"
+
+
+def test_a_log_that_ends_its_lines_gets_no_empty_line(tmp_path):
+    path = tmp_path / "run.log"
+    echo = io.StringIO()
+    with RunLog(path, echo=echo) as log:
+        log.write(b"done\n")
+        log.end_line()
+    assert path.read_bytes() == b"done\n"
+    assert echo.getvalue() == "done\n"

@@ -38,6 +38,11 @@ class RunLog:
         self.lost: str | None = None
         self._closed = False
         self._lines = LineJoiner()
+        #: whether the last bytes written to the file, and to the echo, left a line
+        #: open: a last write without a newline, or a line longer than MAX_PARTIAL
+        #: written in pieces, which end_lines() has nothing left of to end
+        self._open_in_file = False
+        self._open_in_echo = False
 
     def write(self, data: str | bytes) -> None:
         raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
@@ -58,26 +63,55 @@ class RunLog:
             rest = self._lines.flush(None if stream is None else (stream,))
             self._write_locked(rest + b"\n" if rest else rest)
 
+    def end_line(self) -> None:
+        """End the line the plugin's output left open, in the file and on the terminal.
+
+        Called once the plugin's output is over: what follows (a traceback, a
+        hook's failure, the runner's next progress line on the same terminal)
+        then starts a line of its own instead of being glued to the plugin's last
+        unterminated one.
+        """
+        with self._lock:
+            self._end_open_line_locked(echo=True)
+
+    def _end_open_line_locked(self, *, echo: bool) -> None:
+        if self._closed:
+            return
+        if self._open_in_file:
+            self._to_file(b"\n")
+        if echo and self._open_in_echo and self.echo is not None:
+            self._to_echo(b"\n")
+
     def _write_locked(self, raw: bytes) -> None:
         if not raw or self._closed:
             return  # closed: a process the plugin left behind still writing after the run
         self._to_file(raw)
         if self.echo is not None:
-            try:
-                self.echo.write(raw.decode("utf-8", "replace"))
-                self.echo.flush()
-            except (OSError, ValueError):
-                self.echo = None  # the terminal went away; keep logging to the file
+            self._to_echo(raw)
+
+    def _to_echo(self, raw: bytes) -> None:
+        assert self.echo is not None
+        try:
+            self.echo.write(raw.decode("utf-8", "replace"))
+            self.echo.flush()
+        except (OSError, ValueError):
+            self.echo = None  # the terminal went away; keep logging to the file
+            return
+        self._open_in_echo = not raw.endswith((b"\n", b"\r"))
 
     def diagnostic(self, text: str) -> None:
         """A traceback or similar detail: always in the log file, on the terminal only
-        when asked (`-v`); the run's summary already names the error in one line."""
-        if self.echo_diagnostics:
-            self.write(text)
-            return
+        when asked (`-v`); the run's summary already names the error in one line.
+        It starts a line of its own, after the partial lines the plugin left."""
         raw = text.encode("utf-8", "replace")
         with self._lock:
-            if not self._closed:
+            # after what the plugin wrote before it, on a line of its own
+            rest = self._lines.flush()
+            self._write_locked(rest + b"\n" if rest else rest)
+            self._end_open_line_locked(echo=self.echo_diagnostics)
+            if self.echo_diagnostics:
+                self._write_locked(raw)
+            elif not self._closed:
                 self._to_file(raw)
 
     def _to_file(self, raw: bytes) -> None:
@@ -90,6 +124,9 @@ class RunLog:
             self._file.flush()
         except OSError as exc:
             self.lost = f"writing {self.path.name} failed: {exc.strerror or exc}"
+            return
+        if raw:
+            self._open_in_file = not raw.endswith((b"\n", b"\r"))
 
     def close(self) -> None:
         with self._lock:

@@ -207,8 +207,12 @@ class Run:
         # what a backend prints, or a tool it starts writes to descriptor 1 (an
         # `apptainer exec` with inherited stdout), goes to the run log: on stdout it
         # broke `--json`, which promises one JSON document
-        with log.capture_stdout_fd(), signals_seen() as seen:
-            self.backend.execute(request, outcome, log)
+        try:
+            with log.capture_stdout_fd(), signals_seen() as seen:
+                self.backend.execute(request, outcome, log)
+        finally:
+            # a last print without a newline must not take in the next line
+            log.end_line()
         if seen:
             # the KeyboardInterrupt a signal raised was caught (by the backend, or an
             # in-process plugin) and execute() returned: the signal still stops the run
