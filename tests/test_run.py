@@ -673,3 +673,44 @@ def test_a_last_line_without_a_newline_is_ended_in_the_log_and_on_the_terminal(
         assert echo.getvalue().endswith("y" * length + "\n")
         if fail:
             assert "\nTraceback (most recent call last):\n" in log
+
+
+@pytest.mark.parametrize(
+    ("raised", "error_type", "message"),
+    [
+        ("ValueError('a\\nb\\r\\n  c')", "ValueError", "a b c"),
+        ("ValueError('z' * 100_000)", "ValueError", "z" * 397 + "..."),
+        ("ValueError()", "ValueError", "ValueError"),
+        (
+            "SystemExit(0)",
+            "SystemExit",
+            "the plugin called sys.exit(0); a plugin must return or raise an Exception",
+        ),
+        (
+            "SystemExit('bye')",
+            "SystemExit",
+            "the plugin called sys.exit('bye'); a plugin must return or raise an Exception",
+        ),
+        (
+            "KeyboardInterrupt()",
+            "KeyboardInterrupt",
+            "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
+            "a plugin must return or raise an Exception",
+        ),
+    ],
+)
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+def test_the_error_of_what_a_plugin_raises_is_one_line_and_the_same_in_either_lane(
+    site, dataset, tmp_path, isolate, raised, error_type, message
+):
+    """The record promises a one-line message; the plugin's text went in as it was
+    (a newline, 100 000 characters), an empty one said `ValueError()` in-process
+    and `ValueError` isolated, and sys.exit(0) said `SystemExit: 0`. The log keeps
+    the whole traceback."""
+    site.plugin("odd", run_source=f"def run(*a, **k):\n    raise {raised}\n")
+    out = tmp_path / "out"
+    record = run_plugin("odd", dataset=dataset, out=out, isolate=isolate)
+    assert record.status == "failed" and record.exit_code == 1, record
+    assert (record.error.type, record.error.message) == (error_type, message)
+    log = (out / "_runs" / f"{record.run_id}.log").read_text()
+    assert "Traceback (most recent call last)" in log

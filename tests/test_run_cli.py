@@ -453,7 +453,8 @@ FORGER = """
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     raise RuntimeError("kaput\\n20990101T000000Z_deadbeef  succeeded  lab/x\\r\\x1b[2K\\x07done")
 """
-SHOWN = r"RuntimeError: kaput\n20990101T000000Z_deadbeef  succeeded  lab/x\r\x1b[2K\x07done"
+# whitespace (the newline, the carriage return) collapsed into one line, the rest escaped
+SHOWN = r"RuntimeError: kaput 20990101T000000Z_deadbeef succeeded lab/x \x1b[2K\x07done"
 
 
 def test_control_characters_in_record_text_cannot_forge_lines(site, dataset, tmp_path):

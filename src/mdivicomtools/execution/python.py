@@ -39,6 +39,7 @@ from mdivicomtools.execution.python_child import (
     ChildJob,
     ChildReport,
     call_plugin,
+    failure_message,
     import_callable,
 )
 from mdivicomtools.execution.runlog import RunLog
@@ -113,24 +114,19 @@ class PythonBackend:
                 )
             except CallableImportError as exc:
                 log.diagnostic(traceback.format_exc())
-                outcome.fail("PluginImportError", str(exc), exit_code=1)
+                outcome.fail("PluginImportError", failure_message(exc), exit_code=1)
                 return
             except KeyboardInterrupt as exc:
                 if signals:
                     raise  # Ctrl-C or SIGTERM: the runner records the run interrupted
                 log.diagnostic(traceback.format_exc())
-                outcome.fail(
-                    type(exc).__name__,
-                    "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
-                    "a plugin must return or raise an Exception",
-                    exit_code=1,
-                )
+                outcome.fail(type(exc).__name__, failure_message(exc), exit_code=1)
                 return
             except BaseException as exc:  # SystemExit, GeneratorExit, ...
                 # anything else a plugin raises is its failure, never the runner's:
                 # escaping here would leave the record `running` and the staging behind
                 log.diagnostic(traceback.format_exc())
-                outcome.fail(type(exc).__name__, str(exc) or repr(exc), exit_code=1)
+                outcome.fail(type(exc).__name__, failure_message(exc), exit_code=1)
                 return
         outcome.status = "succeeded"
         outcome.exit_code = 0

@@ -23,6 +23,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.platform import die_with_parent
+from mdivicomtools.common.text import one_line
 
 
 class CallableImportError(Exception):
@@ -90,6 +91,28 @@ def import_callable(ref: str) -> Callable[..., Any]:
             "takes what it returns, so make it a plain def (call asyncio.run(...) inside it)"
         )
     return target
+
+
+def failure_message(exc: BaseException) -> str:
+    """The record's error message for what a plugin's run() let out, the same in
+    either lane: one line, as the record promises (the log keeps the traceback
+    whole).
+
+    The message of an exception is the plugin's text: a newline in it broke the
+    one-line message, a huge one flooded the terminal's summary, and an empty
+    one said `ValueError()` in-process but `ValueError` isolated. `sys.exit(n)`
+    and a KeyboardInterrupt the plugin raised itself say what the plugin did,
+    not `SystemExit: 0` or `KeyboardInterrupt: KeyboardInterrupt`.
+    """
+    if type(exc) is SystemExit:  # HardExit, a subclass, has its own message
+        called = "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+        return one_line(f"the plugin called {called}; a plugin must return or raise an Exception")
+    if isinstance(exc, KeyboardInterrupt):
+        return (
+            "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
+            "a plugin must return or raise an Exception"
+        )
+    return one_line(str(exc)) or type(exc).__name__
 
 
 def call_plugin(
@@ -182,7 +205,9 @@ def _main(job: ChildJob) -> int:
         except CallableImportError as exc:
             # the same error type as in-process, whichever lane ran it
             error = ChildError(
-                type="PluginImportError", message=str(exc), traceback=traceback.format_exc()
+                type="PluginImportError",
+                message=failure_message(exc),
+                traceback=traceback.format_exc(),
             )
             _send(job, ChildReport(ok=False, error=error))
             return 1
@@ -196,7 +221,7 @@ def _main(job: ChildJob) -> int:
         )
     except BaseException as exc:  # report everything, SystemExit included
         error = ChildError(
-            type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc()
+            type=type(exc).__name__, message=failure_message(exc), traceback=traceback.format_exc()
         )
         report = ChildReport(ok=False, error=error)
         _send(job, report)
