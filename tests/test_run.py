@@ -714,3 +714,72 @@ def test_the_error_of_what_a_plugin_raises_is_one_line_and_the_same_in_either_la
     assert (record.error.type, record.error.message) == (error_type, message)
     log = (out / "_runs" / f"{record.run_id}.log").read_text()
     assert "Traceback (most recent call last)" in log
+
+
+LEAVES_A_THREAD = """
+import pathlib, threading, time
+import p_release
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    def late():
+        p_release.go.wait(30)
+        try:
+            pathlib.Path(out_dir, "late.txt").write_text("late")
+        except FileNotFoundError:  # in-process, the staging folder is gone by now
+            pass
+    thread = threading.Thread(target=late, name="late-writer", daemon=config["daemon"])
+    thread.start()
+    if config["join"]:
+        p_release.go.set()
+        thread.join()
+    return {}
+"""
+
+
+@pytest.mark.parametrize(
+    ("daemon", "join", "warned"),
+    [(False, False, True), (False, True, False), (True, False, False)],
+    ids=["left-running", "joined", "daemon"],
+)
+def test_a_thread_an_in_process_plugin_leaves_running_is_named_in_a_warning(
+    site, dataset, tmp_path, daemon, join, warned
+):
+    """Python waits for such a thread at exit, and so does --isolate's child; an
+    in-process run finalised without it and `mdivicom` ended it at exit: what it
+    wrote was silently missing from the outputs."""
+    gate = site.module("p_release", "import threading\ngo = threading.Event()\n")
+    assert gate.exists()
+    site.plugin("leaver", run_source=LEAVES_A_THREAD)
+    import p_release
+
+    p_release.go.clear()
+    try:
+        record = run_plugin(
+            "leaver", dataset=dataset, out=tmp_path / "out", config={"daemon": daemon, "join": join}
+        )
+    finally:
+        p_release.go.set()
+    assert record.status == "succeeded", record.error
+    thread_warnings = [w for w in record.warnings if "thread(s)" in w]
+    if warned:
+        assert thread_warnings == [
+            "the plugin's run() returned while 1 thread(s) it started still ran "
+            "('late-writer'); what they do after that is not part of the run: join them "
+            "before returning (--isolate waits for them, as Python does at exit)"
+        ]
+    else:
+        assert thread_warnings == []
+
+
+def test_an_isolated_plugin_s_thread_left_running_is_waited_for(site, dataset, tmp_path):
+    site.module("p_release", "import threading\ngo = threading.Event()\ngo.set()\n")
+    site.plugin("leaver", run_source=LEAVES_A_THREAD)
+    record = run_plugin(
+        "leaver",
+        dataset=dataset,
+        out=tmp_path / "out",
+        config={"daemon": False, "join": False},
+        isolate=True,
+    )
+    assert record.status == "succeeded", record.error
+    assert [o.path for o in record.outputs] == ["late.txt"]
+    assert not [w for w in record.warnings if "thread(s)" in w]

@@ -97,9 +97,10 @@ class PythonBackend:
     def _run_in_process(self, request: RunRequest, outcome: RunOutcome, log: RunLog) -> None:
         assert request.spec.entry is not None  # kind python is validated to have one
         # descriptor 1 is the run log's already: the runner captures it around execute()
+        threads_before = set(threading.enumerate())
         with (
             log.capture_python_streams(),
-            _in_process_call(request.plugin_env()),
+            _in_process_call(request.plugin_env()) as call,
             signals_seen() as signals,
         ):
             try:
@@ -128,6 +129,9 @@ class PythonBackend:
                 log.diagnostic(traceback.format_exc())
                 outcome.fail(type(exc).__name__, failure_message(exc), exit_code=1)
                 return
+            finally:
+                if not call.overlapped:
+                    _warn_of_threads_left(outcome, threads_before)
         outcome.status = "succeeded"
         outcome.exit_code = 0
         _keep_result(outcome, value)
@@ -237,14 +241,47 @@ class PythonBackend:
             )
 
 
+def _warn_of_threads_left(outcome: RunOutcome, before: set[threading.Thread]) -> None:
+    """Name the threads the plugin started and left running when run() returned.
+
+    A script's interpreter waits for such threads at exit, and so does the
+    isolated child; in-process the run goes on to finalise without them, and
+    `mdivicom` ends them when it exits: what they still write was silently
+    missing from the outputs (or landed in a staging folder already gone).
+    Only a call that no other in-process call overlapped can tell its threads
+    from another run's.
+    """
+    left = sorted(
+        thread.name
+        for thread in threading.enumerate()
+        if thread not in before and not thread.daemon and thread.is_alive()
+    )
+    if left:
+        names = ", ".join(repr(name) for name in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        outcome.warnings.append(
+            f"the plugin's run() returned while {len(left)} thread(s) it started still ran "
+            f"({names}{more}); what they do after that is not part of the run: join them "
+            "before returning (--isolate waits for them, as Python does at exit)"
+        )
+
+
 class HardExit(SystemExit):
     """An in-process plugin called os._exit: stopped and recorded instead of
     ending the runner with an undocumented exit status."""
 
 
+class _Call:
+    """One in-process call, as _in_process_call sees it."""
+
+    def __init__(self) -> None:
+        #: another in-process call ran at the same time at some moment (threads)
+        self.overlapped = False
+
+
 #: the in-process plugin calls running now (several when run_plugin is called from
 #: several threads), each with its plugin environment, oldest first
-_calls: dict[object, dict[str, str]] = {}
+_calls: dict[_Call, dict[str, str]] = {}
 _calls_lock = threading.Lock()
 #: what the plugin variables were before the first call, put back after the last
 _env_before: dict[str, str | None] = {}
@@ -254,7 +291,7 @@ _cwd_before: list[str] = []
 
 
 @contextlib.contextmanager
-def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
+def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
     """Set what the process shares with an in-process plugin for the call: its
     environment variables, and os._exit raising HardExit; and put back the
     working folder a plugin's os.chdir changed (an API caller's next relative
@@ -272,9 +309,12 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
     ended out of order. While calls overlap, the variables are the newest
     call's (`isolate=True` gives each run its own).
     """
-    token = object()
+    token = _Call()
     with _calls_lock:
-        if not _calls:
+        if _calls:
+            for call in (*_calls, token):
+                call.overlapped = True
+        else:
             _real_exit[:] = [os._exit]
             os._exit = _refusing_exit(os._exit, os.getpid())  # type: ignore[assignment]
             with contextlib.suppress(OSError):  # a working folder removed meanwhile
@@ -284,7 +324,7 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[None]:
         _calls[token] = variables
         os.environ.update(variables)
     try:
-        yield
+        yield token
     finally:
         with _calls_lock:
             del _calls[token]
