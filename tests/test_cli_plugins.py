@@ -243,3 +243,35 @@ def test_cli_startup_imports_only_what_the_command_needs():
         "json",
     }
     assert loaded & heavy == set()
+
+
+def test_what_get_plugin_writes_past_sys_stdout_never_breaks_json(site, dataset, tmp_path):
+    """A C extension's banner on import, a subprocess that computes a version: they
+    write to descriptor 1, not sys.stdout, and came before the JSON document."""
+    site.module(
+        "p_native.__init__",
+        "import os, subprocess, sys\n"
+        "os.write(1, b'banner from import\\n')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"from a subprocess\")'])\n",
+    )
+    site.module(
+        "p_native.plugin",
+        f"""
+        import os
+        def get_plugin():
+            os.write(1, b'written from get_plugin\\n')
+            return {plugin_dict("native", run_module="p_native.run")!r}
+        """,
+    )
+    site.module("p_native.run", "def run(*a, **k):\n    return {}\n")
+    site.distribution("native-dist", {"native": "p_native.plugin:get_plugin"})
+    for args in (
+        ("plugins", "list", "--json"),
+        ("plugins", "info", "native", "--json"),
+        ("run", "native", "--dataset", str(dataset), "--out", str(tmp_path / "out"), "--json"),
+    ):
+        result = site.cli(*args)
+        assert result.returncode == 0, result.stderr
+        json.loads(result.stdout)
+        for line in ("banner from import", "from a subprocess", "written from get_plugin"):
+            assert line in result.stderr

@@ -123,8 +123,45 @@ def _resolved(stream: TextIO) -> TextIO:
     return stream
 
 
-def stdout_to_stderr() -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
     """This thread's prints go to stderr during the block (what loading a plugin or
-    a hook module prints must not land in `--json` output)."""
+    a hook module prints must not land in `--json` output).
+
+    On the main thread, so does what reaches descriptor 1 past sys.stdout: a C
+    extension's banner on import, a `subprocess.run` that computes a version,
+    an `os.write(1, ...)` in get_plugin() came before the JSON document. Other
+    threads leave the descriptor alone: it is the process's, and the main
+    thread may be writing the JSON to it.
+    """
     stderr = sys.stderr
-    return redirected(stderr, stderr)
+    with _descriptor_1_to_stderr(), redirected(stderr, stderr):
+        yield
+
+
+@contextlib.contextmanager
+def _descriptor_1_to_stderr() -> Iterator[None]:
+    saved = -1
+    if threading.current_thread() is threading.main_thread():
+        _flush(sys.stdout, sys.__stdout__)  # what was printed before goes where it was
+        with contextlib.suppress(OSError):  # no descriptor 1 or 2: nothing to move
+            saved = os.dup(1)
+            try:
+                os.dup2(2, 1)
+            except OSError:
+                os.close(saved)
+                saved = -1
+    try:
+        yield
+    finally:
+        if saved >= 0:
+            _flush(sys.__stdout__)  # what reached it in the block belongs to stderr
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush(*streams: TextIO | None) -> None:
+    for stream in streams:
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
