@@ -222,3 +222,25 @@ def test_a_scaffold_that_fails_half_way_leaves_nothing(tmp_path, monkeypatch):
         scaffold("tool", folder=folder)
     assert raised.value.exit_code == 2
     assert len(written) == 1 and not folder.exists()
+
+
+@pytest.mark.parametrize("kind", ["python", "container"])
+def test_every_import_of_a_scaffold_is_used(tmp_path, kind):
+    """The scaffold is where an author starts: its run module and its test imported
+    `re` and never used it, the first thing a linter (ruff, flake8: F401) reports."""
+    import ast
+
+    folder = scaffold("tidy", kind=kind, folder=tmp_path / "tidy", publisher="lab")
+    sources = sorted(folder.rglob("*.py"))
+    assert sources
+    for source in sources:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        imported = {
+            (alias.asname or alias.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            and getattr(node, "module", "") != "__future__"
+            for alias in node.names
+        }
+        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        assert imported <= used, f"{source.name} imports {sorted(imported - used)} unused"

@@ -61,7 +61,6 @@ RUN = '''\
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +92,6 @@ PY_TEST = '''\
 """Tests through the real mdivicomtools pipeline (fixtures from mdivicomtools.testing)."""
 
 import json
-import re
 from pathlib import Path
 
 from mdivicomtools.testing import assert_plugin_conforms
