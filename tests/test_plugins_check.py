@@ -50,6 +50,16 @@ BROKEN = {
         "writes only to out_dir",
         "wrote elsewhere.txt, out/beside.txt, stray.txt",
     ),
+    # out_dir's parent is the run's staging folder, removed after the run: the
+    # check passed a plugin whose shared file every real run lost
+    "writes-beside-out-dir": (
+        "import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path(out_dir).parent.joinpath('shared.csv').write_text('x')\n",
+        "writes only to out_dir",
+        "the plugin wrote beside its out_dir, into the run's staging folder, which is "
+        "removed after the run, so it is not kept: shared.csv",
+    ),
     "modifies-dataset": (
         "import pathlib\n"
         "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"

@@ -783,3 +783,48 @@ def test_an_isolated_plugin_s_thread_left_running_is_waited_for(site, dataset, t
     assert record.status == "succeeded", record.error
     assert [o.path for o in record.outputs] == ["late.txt"]
     assert not [w for w in record.warnings if "thread(s)" in w]
+
+
+WRITES_BESIDE = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "mine.txt").write_text("kept")
+    pathlib.Path(work_dir, "scratch").write_text("work")
+    if config["beside"]:
+        beside = pathlib.Path(out_dir).parent
+        (beside / "shared.csv").write_text("lost")
+        (beside / "cache").mkdir()
+    return {}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+@pytest.mark.parametrize("work", [False, True], ids=["default-work", "given-work"])
+def test_what_a_plugin_writes_beside_its_out_dir_is_named_in_a_warning(
+    site, dataset, tmp_path, isolate, work
+):
+    """out_dir is the run's staging folder, whose parent is removed after the run:
+    a plugin that wrote a shared file there (taking out_dir for <out>/<id>/) lost
+    it without a word."""
+    site.plugin("beside", run_source=WRITES_BESIDE)
+    for beside in (False, True):
+        record = run_plugin(
+            "beside",
+            dataset=dataset,
+            out=tmp_path / f"out-{beside}",
+            work=tmp_path / f"work-{beside}" if work else None,
+            config={"beside": beside},
+            isolate=isolate,
+        )
+        assert record.status == "succeeded", record.error
+        assert [o.path for o in record.outputs] == ["mine.txt"]
+        expected = (
+            [
+                "the plugin wrote beside its out_dir, into the run's staging folder, which is "
+                "removed after the run, so it is not kept: cache/, shared.csv "
+                "(write into out_dir itself)"
+            ]
+            if beside
+            else []
+        )
+        assert record.warnings == expected

@@ -27,6 +27,7 @@ from mdivicomtools.authoring.sampledata import make_sample_dataset
 from mdivicomtools.bundles.resultbundle import validate_file
 from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
 from mdivicomtools.errors import UsageError
+from mdivicomtools.execution.python import WROTE_BESIDE_OUT_DIR
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
 from mdivicomtools.hooks.manager import load_hooks
 from mdivicomtools.model.container import runner_owned
@@ -348,8 +349,10 @@ def _run_checks(
     # the record's warnings (a return value that was not kept, the plugin's own
     # `warnings`), but not an invalid bundle's, which has its own resultbundle line
     invalid = tuple(f"result bundle {b.path} is invalid" for b in real.resultbundles if not b.valid)
+    # what the plugin wrote beside its out_dir fails the writes line below instead
+    beside = [w for w in real.warnings if w.startswith(WROTE_BESIDE_OUT_DIR)]
     for warning in real.warnings:
-        if not warning.startswith(invalid):
+        if not warning.startswith((*invalid, WROTE_BESIDE_OUT_DIR)):
             add("run warning", "warn", warning)
     changes = compare(before, fingerprint(data))
     add(
@@ -365,11 +368,12 @@ def _run_checks(
     )
     # absolute paths outside the sandbox, as a python plugin's own code opened them
     written += sorted(p for p in written_anywhere if not _inside(Path(p), sandbox))
+    problems = ([f"wrote {', '.join(written[:5])}"] if written else []) + beside
     add(
         "writes only to out_dir",
-        "fail" if written else "pass",
-        ("wrote " + ", ".join(written[:5]))
-        if written
+        "fail" if problems else "pass",
+        "; ".join(problems)
+        if problems
         else (
             "nothing written outside out_dir in the sandbox, nor elsewhere by the plugin's "
             "Python code (a subprocess or C code writing elsewhere is not seen)"

@@ -31,6 +31,7 @@ import msgspec
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.platform import interpreter, python_version
 from mdivicomtools.common.signals import signals_seen
+from mdivicomtools.common.text import printable
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.outputpipe import OutputPipe
@@ -91,6 +92,7 @@ class PythonBackend:
             self._run_isolated(request, outcome, log)
         else:
             self._run_in_process(request, outcome, log)
+        _warn_of_writes_beside_out_dir(request, outcome)
 
     # -- in-process -------------------------------------------------------------
 
@@ -239,6 +241,41 @@ class PythonBackend:
                 "(os._exit or a crash in native code?)",
                 exit_code=returncode,
             )
+
+
+#: how the warning of _warn_of_writes_beside_out_dir starts (`plugins check` fails on it)
+WROTE_BESIDE_OUT_DIR = "the plugin wrote beside its out_dir"
+
+
+def _warn_of_writes_beside_out_dir(request: RunRequest, outcome: RunOutcome) -> None:
+    """Name what the plugin wrote into the run's staging folder beside its out_dir.
+
+    A plugin that takes `out_dir` for `<out>/<id>/` and writes a shared file
+    into its parent (`Path(out_dir).parent / "summary.csv"`) writes into
+    `_staging/<run_id>/`, which is removed after the run: the file was lost
+    without a word. Only a python plugin can reach that folder (a container
+    gets its out_dir mounted), and the runner puts nothing else there but the
+    default work folder.
+    """
+    staging = outcome.staging_dir
+    allowed = {staging.name}
+    if request.work_dir.parent == staging.parent:
+        allowed.add(request.work_dir.name)
+    try:
+        stray = sorted(
+            entry.name + ("/" if entry.is_dir() else "")
+            for entry in os.scandir(staging.parent)
+            if entry.name not in allowed
+        )
+    except OSError:
+        return
+    if stray:
+        names = ", ".join(printable(name) for name in stray[:5])
+        more = f" and {len(stray) - 5} more" if len(stray) > 5 else ""
+        outcome.warnings.append(
+            f"{WROTE_BESIDE_OUT_DIR}, into the run's staging folder, which is removed "
+            f"after the run, so it is not kept: {names}{more} (write into out_dir itself)"
+        )
 
 
 def _warn_of_threads_left(outcome: RunOutcome, before: set[threading.Thread]) -> None:
