@@ -351,6 +351,35 @@ def test_invalid_config_schema_is_blamed_on_the_plugin(site, dataset, tmp_path):
         run_plugin("badschema", dataset=dataset, out=tmp_path / "out")
 
 
+@pytest.mark.parametrize(
+    ("ref", "said"),
+    [
+        (
+            "#/$defs/missing",
+            "declares a config_schema whose $ref '/$defs/missing' cannot be resolved: "
+            "PointerToNowhere: ",
+        ),
+        (
+            "https://example.com/lag.json",
+            "declares a config_schema whose $ref 'https://example.com/lag.json' cannot be "
+            "resolved (mdivicomtools fetches no remote schema): Unresolvable: ",
+        ),
+    ],
+)
+def test_a_config_schema_ref_that_cannot_be_resolved_is_blamed_on_the_plugin(
+    site, dataset, tmp_path, ref, said
+):
+    """It read as the built-in validation hook raising `_WrappedReferencingError`."""
+    schema = {"type": "object", "properties": {"lag": {"$ref": ref}}}
+    site.plugin("refschema", config_schema=schema)
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin("refschema", dataset=dataset, out=tmp_path / "out", config={"lag": 1})
+    [problem] = excinfo.value.problems
+    assert problem.startswith(f"plugin lab/refschema {said}"), problem
+    assert problem.endswith("; report this to the plugin's authors")
+    assert "_Wrapped" not in problem and "hook" not in problem
+
+
 def test_out_inside_the_dataset_is_refused(site, dataset, tmp_path):
     site.plugin("writer", run_source=WRITE_TWO)
     for out in (dataset / "derived", dataset):

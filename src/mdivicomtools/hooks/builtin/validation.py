@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common.secrets import scrub
+from mdivicomtools.common.text import one_line
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.layout import (
     BATCHES_DIR,
@@ -140,8 +141,22 @@ def check_config(request: RunRequest) -> list[str]:
             f"plugin {request.plugin.ref} declares an invalid config_schema ({exc.message}); "
             "report this to the plugin's authors"
         ]
+    from referencing.exceptions import Unresolvable  # jsonschema's own dependency
+
     validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(request.config), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(validator.iter_errors(request.config), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:
+        # a `$ref` to a definition that is not there, or to a URL (nothing is
+        # fetched): the plugin's fault, which read as this hook raising
+        # `_WrappedReferencingError`
+        ref = getattr(exc, "ref", None)
+        what = f"$ref {ref!r}" if isinstance(ref, str) else "$ref"
+        remote = " (mdivicomtools fetches no remote schema)" if "://" in str(ref) else ""
+        return [
+            f"plugin {request.plugin.ref} declares a config_schema whose {what} cannot be "
+            f"resolved{remote}: {one_line(str(exc), 200)}; report this to the plugin's authors"
+        ]
     # a validator quotes the offending value: never a secret's
     return [
         scrub(f"{_location(error.absolute_path)}: {error.message}", request.config)
