@@ -41,6 +41,11 @@ BROKEN = {
         "callable",
         "is an async function; the runner calls run() and takes what it returns",
     ),
+    "generator-run": (
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n    yield {}\n",
+        "callable",
+        "is a generator function (it has a `yield`); the runner calls run() and takes what",
+    ),
     "writes-outside": (
         "import pathlib\n"
         "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"

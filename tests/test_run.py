@@ -554,6 +554,26 @@ def test_an_async_run_function_fails_the_run(site, dataset, tmp_path, isolate):
     assert record.warnings == []
 
 
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_generator_run_function_fails_the_run(site, dataset, tmp_path, isolate):
+    """A `yield` left in run(): called, it returned a generator and ran none of its
+    body, and the run ended `succeeded` with no output and a warning about a
+    return value that was not JSON."""
+    site.plugin(
+        "yielder",
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'x.txt').write_text('x')\n"
+            "    yield {'done': True}\n"
+        ),
+    )
+    record = run_plugin("yielder", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "failed" and record.error.type == "PluginImportError"
+    assert "is a generator function (it has a `yield`)" in record.error.message
+    assert record.warnings == []
+
+
 @pytest.mark.parametrize(
     ("source", "error_type", "exit_code", "message"),
     [

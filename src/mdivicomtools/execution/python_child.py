@@ -90,6 +90,13 @@ def import_callable(ref: str) -> Callable[..., Any]:
             f"entry.callable {ref!r} is an async function; the runner calls run() and "
             "takes what it returns, so make it a plain def (call asyncio.run(...) inside it)"
         )
+    if inspect.isgeneratorfunction(target):
+        # the same: called, it returns a generator and runs none of its body (a
+        # `yield` left in run() by mistake), and the run ended `succeeded`, empty
+        raise CallableImportError(
+            f"entry.callable {ref!r} is a generator function (it has a `yield`); the runner "
+            "calls run() and takes what it returns, so make it return its result"
+        )
     return target
 
 
