@@ -49,3 +49,25 @@ def test_warnings_that_are_not_strings_are_reported_not_used(site, dataset, tmp_
     assert record.warnings == [
         "the plugin returned `warnings` that is not a list of strings; it was not used"
     ]
+
+
+UNSAFE_BESIDE_WARNINGS = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return {"streams": {"cam1", "cam2"}, "warnings": ["str-cam2: low confidence"]}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_warnings_beside_a_value_that_is_not_kept_are_still_recorded(
+    site, dataset, tmp_path, isolate
+):
+    """A set (a numpy integer, a Path) beside them dropped the whole return value,
+    and with it the warnings the plugin asked a person to see."""
+    site.plugin("mixed", run_source=UNSAFE_BESIDE_WARNINGS)
+    record = run_plugin("mixed", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "succeeded"
+    assert record.result is None
+    assert record.warnings == [
+        "the plugin's return value was not kept: result.streams is a set, not a JSON value",
+        "str-cam2: low confidence",
+    ]

@@ -42,33 +42,26 @@ from mdivicomtools.execution.python_child import (
     call_plugin,
     failure_message,
     import_callable,
+    result_warnings,
 )
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.model.run import ErrorInfo, RunOutcome, RunRequest
 
 
-def _keep_result(outcome: RunOutcome, value: Any) -> None:
-    """Keep a JSON-safe return value; its top-level `warnings` become the run's.
+def _keep_result(outcome: RunOutcome, value: Any, problem: str | None, warnings: list[str]) -> None:
+    """Keep a JSON-safe return value; the `warnings` it carries become the run's.
 
     A plugin that wants a person to look at something (a low-confidence result,
     a skipped stream) returns `{"warnings": ["..."]}`; those reach the record's
-    `warnings` and the terminal, not just a report file nobody opens.
+    `warnings` and the terminal, not just a report file nobody opens. They do so
+    also when the rest of the value is not kept (a numpy integer beside them):
+    dropping them with it hid what the plugin asked a person to see.
     """
-    if value is None:
-        return
-    problem = find_unsafe_json(value, "result")
     if problem:
         outcome.warnings.append(f"the plugin's return value was not kept: {problem}")
-        return
-    outcome.result = value
-    if isinstance(value, dict) and "warnings" in value:
-        returned = value["warnings"]
-        if isinstance(returned, list) and all(isinstance(w, str) for w in returned):
-            outcome.warnings.extend(returned)
-        else:
-            outcome.warnings.append(
-                "the plugin returned `warnings` that is not a list of strings; it was not used"
-            )
+    else:
+        outcome.result = value
+    outcome.warnings.extend(warnings)
 
 
 class PythonBackend:
@@ -136,7 +129,8 @@ class PythonBackend:
                     _warn_of_threads_left(outcome, threads_before)
         outcome.status = "succeeded"
         outcome.exit_code = 0
-        _keep_result(outcome, value)
+        problem = find_unsafe_json(value, "result") if value is not None else None
+        _keep_result(outcome, value, problem, result_warnings(value))
 
     # -- isolated ---------------------------------------------------------------
 
@@ -219,10 +213,7 @@ class PythonBackend:
         if returncode == 0 and report is not None and report.ok:
             outcome.status = "succeeded"
             outcome.exit_code = 0
-            if report.unsafe:
-                outcome.warnings.append(f"the plugin's return value was not kept: {report.unsafe}")
-            else:
-                _keep_result(outcome, report.result)
+            _keep_result(outcome, report.result, report.unsafe, report.warnings)
             return
         if report is not None and report.error is not None:
             error = report.error

@@ -63,6 +63,8 @@ class ChildReport(msgspec.Struct, kw_only=True, frozen=True):
     ok: bool
     result: Any = None
     unsafe: str | None = None
+    #: the warnings the return value carries, also when it is not kept (`unsafe`)
+    warnings: list[str] = []
     error: ChildError | None = None
 
 
@@ -98,6 +100,17 @@ def import_callable(ref: str) -> Callable[..., Any]:
             "calls run() and takes what it returns, so make it return its result"
         )
     return target
+
+
+def result_warnings(value: Any) -> list[str]:
+    """The warnings for the record that a return value carries: its top-level
+    `warnings` when that is a list of strings, else a note that it was not."""
+    if not isinstance(value, dict) or "warnings" not in value:
+        return []
+    returned = value["warnings"]
+    if isinstance(returned, list) and all(isinstance(w, str) for w in returned):
+        return list(returned)
+    return ["the plugin returned `warnings` that is not a list of strings; it was not used"]
 
 
 def failure_message(exc: BaseException) -> str:
@@ -234,7 +247,12 @@ def _main(job: ChildJob) -> int:
         _send(job, report)
         return 1
     problem = find_unsafe_json(value, "result") if value is not None else None
-    report = ChildReport(ok=True, result=None if problem else value, unsafe=problem)
+    report = ChildReport(
+        ok=True,
+        result=None if problem else value,
+        unsafe=problem,
+        warnings=result_warnings(value),
+    )
     _send(job, report)
     return 0
 
