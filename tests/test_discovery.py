@@ -64,6 +64,15 @@ GOOD_META = plugin_dict("x")["meta"]
         ),
         ("def get_plugin():\n    raise SystemExit(3)\n", "get_plugin() raised SystemExit: 3"),
         (
+            # a __str__ that raises took discovery down with it
+            "class Odd(Exception):\n"
+            "    def __str__(self):\n"
+            "        return self.detail\n"
+            "def get_plugin():\n    raise Odd()\n",
+            "get_plugin() raised Odd: (its message could not be read: its __str__ raised "
+            "AttributeError)",
+        ),
+        (
             "def get_plugin():\n    return ['not', 'a', 'dict']\n",
             "get_plugin() returned a list, not a dict",
         ),

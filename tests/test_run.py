@@ -731,6 +731,11 @@ def test_a_last_line_without_a_newline_is_ended_in_the_log_and_on_the_terminal(
         ("ValueError('z' * 100_000)", "ValueError", "z" * 397 + "..."),
         ("ValueError()", "ValueError", "ValueError"),
         (
+            "type('Odd', (Exception,), {'__str__': lambda self: self.detail})()",
+            "Odd",
+            "(its message could not be read: its __str__ raised AttributeError)",
+        ),
+        (
             "SystemExit(0)",
             "SystemExit",
             "the plugin called sys.exit(0); a plugin must return or raise an Exception",

@@ -47,9 +47,22 @@ def printable(text: str) -> str:
     return _CONTROL.sub(_escape, text)
 
 
+def exception_text(exc: BaseException) -> str:
+    """`str(exc)`, or a note when the exception's own `__str__` raises.
+
+    The exception is a plugin's or a hook's, and its class is theirs: a
+    `__str__` that reads an attribute never set raised again while its
+    failure was being described, and took the describing code down with it.
+    """
+    try:
+        return str(exc)
+    except Exception as broken:
+        return f"(its message could not be read: its __str__ raised {type(broken).__name__})"
+
+
 def describe_exception(exc: BaseException) -> str:
     """`Type: message` on one line, or just the type when the message is empty."""
-    message = one_line(str(exc))
+    message = one_line(exception_text(exc))
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

@@ -23,7 +23,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.platform import die_with_parent
-from mdivicomtools.common.text import one_line
+from mdivicomtools.common.text import exception_text, one_line
 
 
 class CallableImportError(Exception):
@@ -132,7 +132,9 @@ def failure_message(exc: BaseException) -> str:
             "the plugin raised KeyboardInterrupt with no Ctrl-C or SIGTERM sent; "
             "a plugin must return or raise an Exception"
         )
-    return one_line(str(exc)) or type(exc).__name__
+    # exception_text: a __str__ that raises blamed the backend in-process, and the
+    # isolated child died reporting it
+    return one_line(exception_text(exc)) or type(exc).__name__
 
 
 def call_plugin(
