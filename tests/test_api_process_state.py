@@ -231,3 +231,47 @@ def test_a_plugin_that_changes_folder_leaves_the_caller_where_it_was(site, datas
     assert record.status == "succeeded", record.error
     assert os.getcwd() == before
     assert (tmp_path / "out" / "mover" / "made-here.txt").is_file()
+
+
+MESSY = """
+import logging, os, sys
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    seen = {
+        "env": os.environ.get("P_MESSY_THREADS"),
+        "path0": sys.path[0],
+        "handlers": len(logging.getLogger().handlers),
+        "level": logging.getLogger().level,
+    }
+    os.environ["P_MESSY_THREADS"] = "1"
+    os.environ.pop("P_MESSY_CALLERS", None)
+    sys.path.insert(0, "/p-messy-plugin-folder")
+    logging.basicConfig(level=logging.DEBUG, force=True)
+    return seen
+"""
+
+
+def test_what_a_plugin_changes_of_the_environment_path_and_logging_is_put_back(
+    site, dataset, tmp_path, monkeypatch
+):
+    """A Dask worker runs session after session in one process, a notebook calls
+    run_plugin again and again: the next session's plugin ran with the variables,
+    sys.path and root logger the previous one left."""
+    import logging
+
+    site.plugin("messy", run_source=MESSY)
+    monkeypatch.setenv("P_MESSY_CALLERS", "kept")
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    before = (dict(os.environ), list(sys.path), list(root.handlers), root.level)
+    try:
+        first = run_plugin("messy", dataset=str(dataset), out=str(tmp_path / "a"))
+        assert (dict(os.environ), list(sys.path), list(root.handlers), root.level) == before
+        second = run_plugin("messy", dataset=str(dataset), out=str(tmp_path / "b"))
+    finally:
+        root.removeHandler(handler)
+    assert first.status == second.status == "succeeded"
+    assert second.result == first.result
+    assert second.result["env"] is None and second.result["level"] == logging.WARNING
+    assert second.result["path0"] != "/p-messy-plugin-folder"

@@ -35,6 +35,7 @@ from mdivicomtools.common.text import printable
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.outputpipe import OutputPipe
+from mdivicomtools.execution.process_state import ProcessState
 from mdivicomtools.execution.python_child import (
     CallableImportError,
     ChildJob,
@@ -311,8 +312,8 @@ class _Call:
 #: several threads), each with its plugin environment, oldest first
 _calls: dict[_Call, dict[str, str]] = {}
 _calls_lock = threading.Lock()
-#: what the plugin variables were before the first call, put back after the last
-_env_before: dict[str, str | None] = {}
+#: the environment, sys.path and root logger before the first call, put back after the last
+_state_before: list[ProcessState] = []
 _real_exit: list[Any] = []
 #: the working folder before the first call, put back after the last
 _cwd_before: list[str] = []
@@ -323,7 +324,9 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
     """Set what the process shares with an in-process plugin for the call: its
     environment variables, and os._exit raising HardExit; and put back the
     working folder a plugin's os.chdir changed (an API caller's next relative
-    path would resolve in the plugin's folder).
+    path would resolve in the plugin's folder), and the environment, sys.path
+    and root logger it changed (the next session on a Dask worker ran with
+    them: process_state.py).
 
     os._exit skips every handler, so without this the runner would vanish with
     the plugin's status and no record. A crash in native code cannot be caught
@@ -343,12 +346,11 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
             for call in (*_calls, token):
                 call.overlapped = True
         else:
+            _state_before[:] = [ProcessState()]
             _real_exit[:] = [os._exit]
             os._exit = _refusing_exit(os._exit, os.getpid())  # type: ignore[assignment]
             with contextlib.suppress(OSError):  # a working folder removed meanwhile
                 _cwd_before[:] = [os.getcwd()]
-        for name in variables:
-            _env_before.setdefault(name, os.environ.get(name))
         _calls[token] = variables
         os.environ.update(variables)
     try:
@@ -359,12 +361,7 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
             if _calls:
                 os.environ.update(list(_calls.values())[-1])
             else:
-                for name, value in _env_before.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
-                _env_before.clear()
+                _state_before.pop().restore()
                 os._exit = _real_exit.pop()
                 if _cwd_before:
                     with contextlib.suppress(OSError):

@@ -1,0 +1,48 @@
+"""What an in-process plugin may change of the process it shares, saved and put back.
+
+A plugin that sets `os.environ["OMP_NUM_THREADS"]`, puts its own folder first
+on `sys.path` or calls `logging.basicConfig(force=True)` changes the process
+for everything that runs after it there. With `mdivicom run` that is nothing;
+but a Dask worker runs session after session in one process, and a notebook
+calls `run_plugin` again and again: the next session's plugin saw the first
+one's variables, imported from its folder and logged through its handlers,
+so a batch's results depended on its executor and on the order of its
+sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+class ProcessState:
+    """The environment variables, `sys.path` and the root logger's handlers and
+    level, as they were when saved."""
+
+    def __init__(self) -> None:
+        self._environ = dict(os.environ)
+        self._path = list(sys.path)
+        root = logging.getLogger()
+        self._handlers = list(root.handlers)
+        self._level = root.level
+
+    def restore(self) -> None:
+        for name in set(os.environ) - set(self._environ):
+            os.environ.pop(name, None)
+        for name, value in self._environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        if sys.path != self._path:
+            sys.path[:] = self._path
+        root = logging.getLogger()
+        if root.handlers != self._handlers:
+            # a handler the plugin added is closed (an open log file), the caller's
+            # are put back as they were, in their order
+            for handler in root.handlers:
+                if handler not in self._handlers:
+                    root.removeHandler(handler)
+                    handler.close()
+            root.handlers[:] = self._handlers
+        root.setLevel(self._level)
