@@ -882,3 +882,25 @@ def test_what_a_plugin_writes_beside_its_out_dir_is_named_in_a_warning(
             else []
         )
         assert record.warnings == expected
+
+
+RETURNS_A_NAME_FROM_THE_DISK = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    name = b"caf\\xe9.wav".decode("utf-8", "surrogateescape")  # as os.listdir gives it
+    return {"skipped": name, "warnings": [f"skipped {name}"]}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+def test_a_returned_name_that_is_not_utf8_is_kept_escaped_in_either_lane(
+    site, dataset, tmp_path, isolate
+):
+    """The isolated child could not encode its report with such a string in it and
+    died: `PluginExited ... (os._exit or a crash in native code?)`."""
+    site.plugin("lister", run_source=RETURNS_A_NAME_FROM_THE_DISK)
+    out = tmp_path / "out"
+    record = run_plugin("lister", dataset=dataset, out=out, isolate=isolate)
+    assert record.status == "succeeded", record.error
+    saved = read_record(out / "_runs" / f"{record.run_id}.json")
+    assert saved.result == {"skipped": "caf\\xe9.wav", "warnings": ["skipped caf\\xe9.wav"]}
+    assert saved.warnings == ["skipped caf\\xe9.wav"]

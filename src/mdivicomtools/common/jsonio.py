@@ -20,20 +20,24 @@ from mdivicomtools.common.safefs import display_name
 _T = TypeVar("_T")
 
 
-def pretty(value: Any) -> bytes:
-    """Indented JSON with a final newline.
+def encode(value: Any) -> bytes:
+    """Compact JSON, which holds any string.
 
     A name from the disk that is not UTF-8 (a session folder, a file a plugin
-    wrote) reaches Python as a str with surrogate escapes, which JSON cannot
-    hold: such strings are written in the escaped form `safefs.display_name`
-    documents, so a record, a batch summary or a `--json` document is never
-    lost over a file name.
+    wrote or returned) reaches Python as a str with surrogate escapes, which
+    JSON cannot hold: such strings are written in the escaped form
+    `safefs.display_name` documents, so a record, a batch summary, a `--json`
+    document or an isolated plugin's report is never lost over a file name.
     """
     try:
-        encoded = msgspec.json.encode(value)
+        return msgspec.json.encode(value)
     except UnicodeEncodeError:
-        encoded = msgspec.json.encode(_escaped(msgspec.to_builtins(value)))
-    return msgspec.json.format(encoded, indent=2) + b"\n"
+        return msgspec.json.encode(_escaped(msgspec.to_builtins(value)))
+
+
+def pretty(value: Any) -> bytes:
+    """Indented JSON with a final newline (strings as `encode` writes them)."""
+    return msgspec.json.format(encode(value), indent=2) + b"\n"
 
 
 def _escaped(value: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.jsonio import encode, find_unsafe_json
 from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.common.text import exception_text, one_line
 
@@ -192,7 +192,8 @@ def _say(text: str) -> None:
 
 
 def _send(job: ChildJob, report: ChildReport) -> None:
-    data = msgspec.json.encode(report)
+    # a str the plugin returned from a name that is not UTF-8 killed the child here
+    data = encode(report)
     with open(job.report_fd, "wb") as handle:
         handle.write(data)
 
