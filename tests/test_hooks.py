@@ -85,7 +85,7 @@ def mdivicom_capture_provenance():
         ("raiser", "mdivicom_finalize_outputs"): "OSError: disk quota",
         ("raiser", "mdivicom_capture_provenance"): "RuntimeError: no database",
         ("odd", "mdivicom_capture_provenance"): (
-            "ContractBroken: not kept: $.when is a object, not a JSON value"
+            "ContractBroken: not kept: $.when is an object, not a JSON value"
         ),
     }
     assert (tmp_path / "out" / "writer" / "out.txt").exists()

@@ -904,3 +904,14 @@ def test_a_returned_name_that_is_not_utf8_is_kept_escaped_in_either_lane(
     saved = read_record(out / "_runs" / f"{record.run_id}.json")
     assert saved.result == {"skipped": "caf\\xe9.wav", "warnings": ["skipped caf\\xe9.wav"]}
     assert saved.warnings == ["skipped caf\\xe9.wav"]
+
+
+def test_an_entry_callable_that_is_no_function_says_what_it_is(site, dataset, tmp_path):
+    """It said `is a int`."""
+    from pluginsite import plugin_dict
+
+    site.module("p_constant", "run = 3\n")
+    site.plugin("constant", data=plugin_dict("constant", run_module="p_constant"))
+    record = run_plugin("constant", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "failed" and record.error.type == "PluginImportError"
+    assert record.error.message == "entry.callable 'p_constant:run' is an int"

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from mdivicomtools.common.safefs import display_name
+from mdivicomtools.common.text import a_type
 
 _T = TypeVar("_T")
 
@@ -107,7 +108,7 @@ def find_unsafe_json(value: object, path: str = "$", depth: int = 0) -> str | No
             if problem:
                 return problem
         return None
-    return f"{path} is a {kind.__name__}, not a JSON value"
+    return f"{path} is {a_type(value)}, not a JSON value"
 
 
 class ForeignLayout(msgspec.ValidationError):

@@ -47,6 +47,14 @@ def printable(text: str) -> str:
     return _CONTROL.sub(_escape, text)
 
 
+def a_type(value: object) -> str:
+    """`a str`, `an int`, `an object`: the type of `value` with its article, for
+    messages that say what a plugin or a hook gave where something else belongs.
+    A class name keeps `a` (`a One`, `a UserList`): it is read as a name."""
+    name = type(value).__name__
+    return ("an " if name[:1] in ("a", "e", "i", "o", "u") else "a ") + name
+
+
 def exception_text(exc: BaseException) -> str:
     """`str(exc)`, or a note when the exception's own `__str__` raises.
 

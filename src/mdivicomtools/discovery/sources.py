@@ -17,7 +17,7 @@ from typing import Any
 
 from mdivicomtools.common.entrypoints import distribution_of
 from mdivicomtools.common.streams import stdout_to_stderr
-from mdivicomtools.common.text import describe_exception
+from mdivicomtools.common.text import a_type, describe_exception
 from mdivicomtools.discovery.records import (
     Discovery,
     PluginRecord,
@@ -66,7 +66,7 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
         return broken(f"import failed: {describe_exception(exc)}", raw_meta=None, **common)
     if not callable(factory):
         return broken(
-            f"{ep.value} is a {type(factory).__name__}, not a get_plugin() function",
+            f"{ep.value} is {a_type(factory)}, not a get_plugin() function",
             raw_meta=None,
             **common,
         )
@@ -76,9 +76,7 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
     except (Exception, SystemExit) as exc:
         return broken(f"get_plugin() raised {describe_exception(exc)}", raw_meta=None, **common)
     if not isinstance(data, dict):
-        return broken(
-            f"get_plugin() returned a {type(data).__name__}, not a dict", raw_meta=None, **common
-        )
+        return broken(f"get_plugin() returned {a_type(data)}, not a dict", raw_meta=None, **common)
     record = make_record(data, **common)
     if record.ok and ep.name != record.id:
         # refs.resolve loads only the entry point named like the id it is asked for
@@ -175,9 +173,7 @@ def load_manifest(path: Path) -> PluginRecord:
         # tomllib.TOMLDecodeError is a ValueError whose message carries line and column
         return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
     if not isinstance(data, dict):
-        return broken(
-            f"manifest holds a {type(data).__name__}, not an object", raw_meta=None, **common
-        )
+        return broken(f"manifest holds {a_type(data)}, not an object", raw_meta=None, **common)
     return make_record(data, **common)
 
 

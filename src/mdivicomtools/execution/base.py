@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
+from mdivicomtools.common.text import a_type
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.run import ContainerInfo, ErrorInfo, RunOutcome, RunRequest
 
@@ -125,19 +126,19 @@ def outcome_problems(outcome: RunOutcome) -> list[str]:
         )
     if outcome.error is not None and not isinstance(outcome.error, ErrorInfo):
         problems.append(
-            f"set outcome.error to a {type(outcome.error).__name__}; use "
+            f"set outcome.error to {a_type(outcome.error)}; use "
             "outcome.fail(type, message) (or an ErrorInfo from mdivicomtools.model.run)"
         )
     code = outcome.exit_code
     if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
-        problems.append(f"set outcome.exit_code to a {type(code).__name__}; it is an int or None")
+        problems.append(f"set outcome.exit_code to {a_type(code)}; it is an int or None")
     if outcome.container is not None and not isinstance(outcome.container, ContainerInfo):
         problems.append(
-            f"set outcome.container to a {type(outcome.container).__name__}; it is a "
+            f"set outcome.container to {a_type(outcome.container)}; it is a "
             "ContainerInfo from mdivicomtools.model.run (or None)"
         )
     if outcome.engine is not None and not isinstance(outcome.engine, str):
-        problems.append(f"set outcome.engine to a {type(outcome.engine).__name__}; it is a str")
+        problems.append(f"set outcome.engine to {a_type(outcome.engine)}; it is a str")
     return problems
 
 

@@ -23,7 +23,7 @@ import msgspec
 
 from mdivicomtools.common.jsonio import encode, find_unsafe_json
 from mdivicomtools.common.platform import die_with_parent
-from mdivicomtools.common.text import exception_text, one_line
+from mdivicomtools.common.text import a_type, exception_text, one_line
 
 
 class CallableImportError(Exception):
@@ -84,7 +84,7 @@ def import_callable(ref: str) -> Callable[..., Any]:
                 f"entry.callable {ref!r}: {module_name!r} has no attribute {attr_path!r}"
             ) from None
     if not callable(target):
-        raise CallableImportError(f"entry.callable {ref!r} is a {type(target).__name__}")
+        raise CallableImportError(f"entry.callable {ref!r} is {a_type(target)}")
     if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
         # called, it would return a coroutine nobody awaits: the run would end
         # `succeeded` without the plugin having done anything

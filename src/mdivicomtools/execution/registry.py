@@ -15,7 +15,7 @@ import os
 
 import msgspec
 
-from mdivicomtools.common.text import describe_exception
+from mdivicomtools.common.text import a_type, describe_exception
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.execution.container.engine import GpuSupport
 from mdivicomtools.model.run import HookError
@@ -96,7 +96,7 @@ class BackendRegistry:
             if not isinstance(status, Availability):
                 status = Availability(
                     available=False,
-                    reason=f"its availability() returned a {type(status).__name__}, "
+                    reason=f"its availability() returned {a_type(status)}, "
                     "not an Availability (mdivicomtools.execution.base)",
                     fix="fix or disable (MDIVICOM_DISABLE_HOOKS) the hook module "
                     + ", ".join(self.providers.get(name, ["?"])),

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from mdivicomtools.common.text import a_type
 from mdivicomtools.model.run import ErrorInfo, OutputFile, RunOutcome, RunRequest
 
 #: the statuses an implementation of each hook may set (any other change is undone):
@@ -85,9 +86,7 @@ WRAPPER_CHECKS: dict[str, Callable[[Any], str | None]] = {
 def _what(value: Any) -> str:
     if value is None:
         return "None"
-    name = type(value).__name__
-    # `an int`, `an object`; a class name keeps `a` (`a One`, `a UserList`)
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+    return a_type(value)
 
 
 class Snapshot:

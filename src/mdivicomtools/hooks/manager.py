@@ -31,7 +31,7 @@ import pluggy
 from mdivicomtools.common.entrypoints import Distribution, distribution_of
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.streams import stdout_to_stderr
-from mdivicomtools.common.text import describe_exception, one_line
+from mdivicomtools.common.text import a_type, describe_exception, one_line
 from mdivicomtools.execution.base import ExecutionBackend, shape_problem
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks import contracts, specs
@@ -417,7 +417,7 @@ class HookManager:
             if value is None:
                 continue
             problem = (
-                f"returned a {type(value).__name__}, not a dict"
+                f"returned {a_type(value)}, not a dict"
                 if not isinstance(value, dict)
                 else find_unsafe_json(value)
             )

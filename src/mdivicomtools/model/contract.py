@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
+from mdivicomtools.common.text import a_type
 from mdivicomtools.model.container import (
     MountDecl,
     Resources,
@@ -242,7 +243,7 @@ def parse_plugin(data: object) -> PluginSpec:
         raise InvalidPlugin(f"not JSON-safe: {problem}")
     meta_in = data.get("meta")
     if not isinstance(meta_in, dict):
-        got = "missing" if meta_in is None else f"a {type(meta_in).__name__}"
+        got = "missing" if meta_in is None else a_type(meta_in)
         raise InvalidPlugin(
             f"meta is {got}; expected an object with api_version, id, kind, version and description"
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.text import describe_exception
+from mdivicomtools.common.text import a_type, describe_exception
 from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import (
     ENTRY_POINT_GROUP,
@@ -113,7 +113,7 @@ def _problems(value: object, who: str) -> list[str]:
         return [value]
     if isinstance(value, (list, tuple)):
         return [str(problem) for problem in value]
-    return [f"{who} returned a {type(value).__name__}, not a list of problems (strings)"]
+    return [f"{who} returned {a_type(value)}, not a list of problems (strings)"]
 
 
 class Prepared:
