@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mdivicomtools import __version__
 from pluginsite import MDIVICOM, plugin_dict
 
@@ -275,3 +277,39 @@ def test_what_get_plugin_writes_past_sys_stdout_never_breaks_json(site, dataset,
         json.loads(result.stdout)
         for line in ("banner from import", "from a subprocess", "written from get_plugin"):
             assert line in result.stderr
+
+
+@pytest.mark.parametrize("where", ["registration", "hook module"])
+def test_code_that_changes_the_working_folder_while_it_loads_does_not_move_relative_paths(
+    site, dataset, tmp_path, where
+):
+    """A registration module or a hook module that called os.chdir at import made
+    `run x --dataset dataset --out out` look for /dataset (and write /out)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    chdir = f"import os\nos.chdir({str(elsewhere)!r})\n"
+    if where == "registration":
+        site.module("p_mover.__init__", chdir)
+    else:
+        site.module("p_mover.__init__", "")
+        site.module("h_mover", chdir)
+        site.distribution("mover-hooks", {"mover": "h_mover"}, group="mdivicomtools.hooks")
+    site.module(
+        "p_mover.plugin",
+        f"def get_plugin():\n    return {plugin_dict('mover', run_module='p_mover.run')!r}\n",
+    )
+    site.module("p_mover.run", "def run(*a, **k):\n    return {}\n")
+    site.distribution("mover-dist", {"mover": "p_mover.plugin:get_plugin"})
+    result = subprocess.run(
+        [MDIVICOM, "run", "mover", "--dataset", "dataset", "--out", "out", "--json"],
+        capture_output=True,
+        text=True,
+        env=site.env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["dataset_dir"] == str(dataset)
+    assert record["run_out_dir"] == str(tmp_path / "out")
+    assert not (elsewhere / "out").exists()

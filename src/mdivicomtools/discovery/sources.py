@@ -18,6 +18,7 @@ from typing import Any
 from mdivicomtools.common.entrypoints import distribution_of
 from mdivicomtools.common.streams import stdout_to_stderr
 from mdivicomtools.common.text import a_type, describe_exception
+from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.discovery.records import (
     Discovery,
     PluginRecord,
@@ -37,13 +38,15 @@ def plugin_entry_points() -> list[importlib.metadata.EntryPoint]:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Send anything a plugin prints while loading to stderr.
+def _foreign_code() -> Iterator[None]:
+    """While a plugin's registration module loads and its get_plugin() runs.
 
-    `--json` promises one JSON document on stdout; a chatty get_plugin() must not
-    corrupt it.
+    Anything it prints goes to stderr: `--json` promises one JSON document on
+    stdout, and a chatty get_plugin() must not corrupt it. A working folder it
+    changes is put back: the user's relative `--dataset` and `--out` are
+    resolved after the plugin is found.
     """
-    with stdout_to_stderr():
+    with stdout_to_stderr(), kept_working_folder():
         yield
 
 
@@ -60,7 +63,7 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
         "distribution": distribution,
     }
     try:
-        with _quiet_stdout():
+        with _foreign_code():
             factory = ep.load()
     except (Exception, SystemExit) as exc:
         return broken(f"import failed: {describe_exception(exc)}", raw_meta=None, **common)
@@ -71,7 +74,7 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
             **common,
         )
     try:
-        with _quiet_stdout():
+        with _foreign_code():
             data = factory()
     except (Exception, SystemExit) as exc:
         return broken(f"get_plugin() raised {describe_exception(exc)}", raw_meta=None, **common)

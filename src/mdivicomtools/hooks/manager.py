@@ -21,7 +21,7 @@ import contextvars
 import difflib
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from types import ModuleType
 from typing import Any, Literal, cast
 
@@ -32,6 +32,7 @@ from mdivicomtools.common.entrypoints import Distribution, distribution_of
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.streams import stdout_to_stderr
 from mdivicomtools.common.text import a_type, describe_exception, one_line
+from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.execution.base import ExecutionBackend, shape_problem
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks import contracts, specs
@@ -195,14 +196,18 @@ def _guard_wrapper(
     return guarded
 
 
-def _quiet_stdout() -> contextlib.AbstractContextManager[object]:
-    """Send what a hook module prints (on import, or in a hook) to stderr.
+@contextlib.contextmanager
+def _foreign_code() -> Iterator[None]:
+    """While a hook module loads or its hooks run: what it prints goes to stderr,
+    and a working folder it changes is put back.
 
     `--json` promises one JSON document on stdout; a site module's debugging
-    print must not break every script that parses it. Discovery does the same
-    for a plugin's get_plugin().
+    print must not break every script that parses it. A `os.chdir` at import
+    moved the folder the user's relative paths are resolved in. Discovery does
+    the same for a plugin's get_plugin().
     """
-    return stdout_to_stderr()
+    with stdout_to_stderr(), kept_working_folder():
+        yield
 
 
 def disabled_names(value: str | None = None) -> set[str]:
@@ -323,7 +328,7 @@ class HookManager:
                 self._report(ep.name, "disabled", error=f"disabled by {by}", **info)
                 continue
             try:
-                with _quiet_stdout():
+                with _foreign_code():
                     module = ep.load()
             except (Exception, SystemExit) as exc:
                 message = describe_exception(exc)
@@ -368,7 +373,7 @@ class HookManager:
             site = [self.pm.get_plugin(m.name) for m in self._site_modules(hook)]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=site)
         try:
-            with _quiet_stdout():
+            with _foreign_code():
                 collected.returned = list(caller(**kwargs) or [])
         except KeyboardInterrupt:
             # what the implementations that returned gave, and which one was cut short
