@@ -82,9 +82,11 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "started_at": "ISO-8601 UTC with milliseconds, e.g. `2026-11-25T15:33:22.481Z`.",
         "finished_at": "ISO-8601 UTC with milliseconds, after finalisation and provenance.",
         "duration_s": "Seconds from start to finish, rounded to milliseconds.",
-        "exit_code": "0 on success; 1 for an exception in-process; an isolated child's or "
-        "a container's exit status; null when a timeout or an interrupt stopped the "
-        "run, and for a container dry run.",
+        "exit_code": "What the plugin itself ended with: 0 when it returned; 1 for an "
+        "exception in-process; an isolated child's or a container's exit status; null "
+        "when a timeout or an interrupt stopped the run, and for a container dry run. "
+        "A run can still fail after a 0 (a changed dataset, a validation or finalise "
+        "hook): `status` and `error` say whether it succeeded.",
         "error": "null, or what went wrong, see [`error`](#error).",
         "outputs": "Every file of a successful run's output, see [`outputs[]`](#outputs); "
         "empty for any other status.",
