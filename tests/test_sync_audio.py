@@ -502,6 +502,40 @@ def test_every_stream_folder_is_synced_or_named(installed, tmp_path):
     assert "raw/audio/str-cam2 and " in error and "raw/video/str-cam2 both hold media" in error
 
 
+def test_media_in_a_stream_folder_s_subfolders_is_named(installed, tmp_path):
+    """A camera card copied whole into a stream folder (its file under
+    DCIM/100GOPRO/) left that stream out of the results, and a chapter in a
+    subfolder beside a stream's files was not read, in a run that succeeded
+    without a word; each is now named in a warning."""
+    scene = _scene(20, seed=9)
+    session = tmp_path / "ses-card"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 1, 16))
+    _write(session / "raw/audio/str-cam2/more/cam2b.wav", _cut(scene, 2, 14))
+    _write(session / "raw/video/str-gopro/DCIM/100GOPRO/GX010042.MP4", _cut(scene, 2, 16))
+    (session / "raw/video/str-gopro/DCIM/100GOPRO/._GX010042.MP4").write_bytes(bytes(100))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert abs(_map(tmp_path, "out", "str-cam2")["offset_s"] - 1.0) < 0.001
+    maps = tmp_path / "out/sync-audio/dataset/derived/sync/timebase_maps"
+    assert sorted(path.name for path in maps.iterdir()) == [
+        "str-cam1_timebase_map.json",
+        "str-cam2_timebase_map.json",
+    ]
+    warnings = _record(tmp_path, "out")["warnings"]
+    assert warnings == [
+        "str-cam2: raw/audio/str-cam2 holds media in its subfolders (more/cam2b.wav), which "
+        "are not read: only the files directly in a stream folder are its recordings (a "
+        "camera card copied whole?); move them up into it to sync them",
+        "str-gopro: raw/video/str-gopro holds media in its subfolders "
+        "(DCIM/100GOPRO/GX010042.MP4), so the stream is not synced: only the files directly "
+        "in a stream folder are its recordings (a camera card copied whole?); move them up "
+        "into it to sync them",
+    ], warnings
+    for line in warnings:
+        assert f"warning:    {line}" in result.stdout, result.stdout
+
+
 def test_a_track_number_written_as_a_float_reads_that_track(installed, tmp_path):
     """JSON's integer takes 1.0 (the config schema passes it): `audio_track=0.0`, one
     number or per stream, reads track 0; it failed with `TypeError: list indices must

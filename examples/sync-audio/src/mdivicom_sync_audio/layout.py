@@ -8,7 +8,11 @@ file left out would be missing from the results while the run succeeds:
 - a link whose target is gone (a card or drive not mounted) is an error naming
   it: the stream would be synced without that file;
 - a stream folder whose files are none of them media by their suffix (a phone's
-  `.3gp` before this tool knew it) is named in a warning: that stream is not synced.
+  `.3gp` before this tool knew it) is named in a warning: that stream is not synced;
+- media in a stream folder's subfolders (a camera card copied whole, its files
+  under `DCIM/100GOPRO/` or `PRIVATE/AVCHD/BDMV/STREAM/`) is named in a warning:
+  only the files directly in a stream folder are its recordings, and a stream of
+  such a card alone is not synced.
 
 Hidden files are left out, as a shell does: a Mac writes `._C0001.MP4` beside
 every file it copies to a card or an exFAT drive (its AppleDouble metadata, not
@@ -47,11 +51,15 @@ def find_streams(session: Path) -> Streams:
     files: dict[str, list[Path]] = {}
     folders: dict[str, Path] = {}
     left_out: dict[str, tuple[Path, list[str]]] = {}
+    nested: list[tuple[str, Path, list[Path]]] = []  # media in a stream's subfolders
     for kind in ("audio", "video"):
         for folder in sorted((session / "raw" / kind).glob("str-*")):
             if not folder.is_dir():
                 continue
             media, others = _entries(folder)
+            below = _media_below(folder)
+            if below:
+                nested.append((folder.name, folder, below))
             if not media:
                 if others:
                     left_out.setdefault(folder.name, (folder, others))
@@ -70,7 +78,15 @@ def find_streams(session: Path) -> Streams:
         "to one (.wav, .flac, .mp4, .mov, .mts, ...: sync-audio's README lists them under "
         '"Input")'
         for sid, (folder, others) in sorted(left_out.items())
-        if sid not in files
+        if sid not in files and not any(sid == name for name, _, _ in nested)
+    ]
+    notes += [
+        f"{sid}: {folder.relative_to(session)} holds media in its subfolders "
+        f"({_names([str(path.relative_to(folder)) for path in below])}), "
+        + ("which are not read" if sid in files else "so the stream is not synced")
+        + ": only the files directly in a stream folder are its recordings (a camera "
+        "card copied whole?); move them up into it to sync them"
+        for sid, folder, below in nested
     ]
     return Streams(dict(sorted(files.items())), notes)
 
@@ -94,6 +110,22 @@ def _entries(folder: Path) -> tuple[list[Path], list[str]]:
         elif path.is_file() and path.name != f"{folder.name}_stream.yaml":
             others.append(path.name)
     return media, others
+
+
+def _media_below(folder: Path) -> list[Path]:
+    """The media files by suffix in `folder`'s subfolders, at any depth, by name
+    (hidden files and folders left out, as in the folder itself)."""
+    found: list[Path] = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        if Path(top) == folder:
+            continue  # the folder's own files are its recordings
+        found += [
+            Path(top, name)
+            for name in sorted(names)
+            if not name.startswith(".") and Path(name).suffix.lower() in MEDIA_SUFFIXES
+        ]
+    return found
 
 
 def _names(names: list[str]) -> str:
