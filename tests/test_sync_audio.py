@@ -619,6 +619,26 @@ def test_a_file_that_fails_on_its_main_track_says_how_to_read_another(installed,
         assert abs(found["offset_s"] - start) < 0.001, found
 
 
+def test_a_clip_under_a_second_says_it_is_too_short(installed, tmp_path):
+    """A 0.5-s clip full of sound failed with `the overlap with the reference has no
+    sound onsets`, sending the user to look for sound that is there; the failure
+    now gives the time shared and the 1 s needed."""
+    scene = _scene(20, seed=13)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(session / "raw/audio/str-cam2/cam2.wav", _cut(scene, 1, 14))
+    _write(session / "raw/audio/str-cam3/clip.wav", _cut(scene, 5, 0.5))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = _map(tmp_path / "out", "", "str-cam3")
+    assert found["status"] == "failed", found
+    assert found["error"] == (
+        "str-cam3: where its sound matches best it shares 0.50 s with the reference "
+        "(clip.wav is 0.50 s long), under the 1 s needed to align it"
+    ), found
+    assert f"warning:    {found['error']}" in result.stdout, result.stdout
+
+
 def test_a_bound_too_few_blocks_measure_is_doubtful(installed, tmp_path):
     """A 2-s file (one 4-s block of sound shared) has no scatter of block peaks to
     measure, so its bound is a guess of 1 ms: it was `ok` (within max_error_ms 1)

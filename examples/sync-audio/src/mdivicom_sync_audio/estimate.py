@@ -202,6 +202,16 @@ def align(ref: Audio, oth: Audio, stream_id: str, max_lag_s: float | None) -> Re
     )
     result = fine.refine(ref, oth, lag0, estimate_drift, tuple(candidates), offered_drift=far)
     if result is None:
+        first_i, last_i = fine.overlap(len(ref.samples), len(oth.samples), lag0)
+        if last_i - first_i < fine.MIN_OVERLAP_S * rate:
+            # a clip too short, or one its best match puts off the reference's end:
+            # that is what to say, not the sound it might have
+            raise SyncProblem(
+                f"{stream_id}: where its sound matches best it shares "
+                f"{max(0, last_i - first_i) / rate:.2f} s with the reference "
+                f"({oth.path.name} is {oth.duration_s:.2f} s long), under the "
+                f"{fine.MIN_OVERLAP_S:g} s needed to align it"
+            )
         raise SyncProblem(f"{stream_id}: the overlap with the reference has no sound onsets")
     notes = []
     blocks = len(result.block_lags)

@@ -106,6 +106,7 @@ OVERSAMPLE = 8
 MAX_DRIFT_PPM = 250.0  # the drifts searched on every span
 WIDE_DRIFT_PPM = 1200.0  # looked at on the first span; at this limit, none is measured
 FIRST_HALF_S = 15.0  # the first span: the middle 30 s of the overlap
+MIN_OVERLAP_S = 1.0  # a shorter overlap has no block to align
 SOURCE_LIKENESS = 0.65
 SAME_SOURCE_S = 0.0003
 MERIT_MARGIN = 0.2
@@ -645,6 +646,13 @@ def _far_drift(
     return best if best is not None else FarLook(beyond=beyond)
 
 
+def overlap(ref_samples: int, oth_samples: int, lag: float) -> tuple[int, int]:
+    """The other's samples [first, last) that the reference's recording covers
+    where `lag` (samples) puts them."""
+    first = max(0, int(np.ceil(-lag)))
+    return first, min(oth_samples, int(ref_samples - lag))
+
+
 def refine(
     ref: Audio,
     oth: Audio,
@@ -674,9 +682,8 @@ def _refine(
     offered_drift: float | None,
 ) -> Fine | None:
     rate, block = ref.rate, ref.block
-    first = max(0, int(np.ceil(-coarse_lag)))
-    last = min(len(oth.audio.samples), int(len(ref.audio.samples) - coarse_lag))
-    if last - first < rate:
+    first, last = overlap(len(ref.audio.samples), len(oth.audio.samples), coarse_lag)
+    if last - first < MIN_OVERLAP_S * rate:
         return None
     every = np.arange(first, max(first + 1, last - block // 2), block)
     mid_s = (first + last) / 2 / rate
