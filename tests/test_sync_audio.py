@@ -855,6 +855,70 @@ print(json.dumps(found))
 )
 
 
+_LATE_VIDEO_CASE = (
+    _ENCODER
+    + r"""
+import io, json, sys
+from pathlib import Path
+from PIL import Image
+from mdivicom_sync_audio.io import read_audio
+from mdivicom_sync_audio.run import _entry
+
+rate = 48000
+folder = Path(sys.argv[1])
+sound = np.random.default_rng(5).standard_normal(rate * 24).astype(np.float32) * 0.2
+for name, kind, seconds in (("late.ts", "mpegts", 24), ("early.ts", "mpegts", 3)):
+    # every audio packet written before the first video one: FFmpeg's probe of the
+    # 24-s file meets no video frame
+    encode(folder / name, kind, "aac", sound[: rate * seconds], rate, timed=True, video=True)
+encode(folder / "plain.mp3", "mp3", "libmp3lame", sound[: rate * 3], rate)
+# the same MP3 with cover art, which FFmpeg lists as a video track
+with av.open(str(folder / "plain.mp3")) as source, av.open(
+    str(folder / "cover.mp3"), "w", format="mp3"
+) as out:
+    track = out.add_stream_from_template(source.streams.audio[0])
+    art = out.add_stream("png")
+    art.width, art.height, art.pix_fmt = 32, 32, "rgb24"
+    art.disposition = 1024  # an attached picture
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, "PNG")
+    picture = av.Packet(png.getvalue())
+    picture.stream, picture.pts, picture.dts = art, 0, 0
+    out.mux(picture)
+    for packet in source.demux(source.streams.audio[0]):
+        if packet.dts is not None:
+            packet.stream = track
+            out.mux(packet)
+found = {}
+for name in ("late.ts", "early.ts", "cover.mp3"):
+    audio = read_audio(folder / name, 8000)
+    found[name] = [_entry(audio, 2.0, None, 0.1, None, "ok")["video"], audio.priming_dropped]
+print(json.dumps(found))
+"""
+)
+
+
+def test_a_video_track_the_probe_missed_is_timed_by_its_first_frames(installed, tmp_path):
+    """An MPEG-TS file whose video starts late in the file (after seconds of audio,
+    so FFmpeg's probe meets no frame of it) had FFmpeg's fallbacks for its video:
+    the track's 90 kHz clock as its `fps` (the first frame at frame 180000) and 0 as
+    its start, which also made its AAC start delay look unaccounted for (dropped:
+    the audio 21.3 ms early). Its first frames now give both, as a probe that met
+    them does; and an MP3's cover art is no video track (it was one, at 90000 fps)."""
+    found = _run_case(_LATE_VIDEO_CASE, installed, str(tmp_path))
+    assert found["late.ts"] == found["early.ts"], found
+    [[video], dropped] = found["late.ts"]
+    assert video == {
+        "index": 1,
+        "fps": 25.0,
+        "start_s": 0.021333,  # the muxer started the audio its codec delay ahead
+        "offset_s": 2.021333,
+        "offset_frames": 50.533,
+    }, found
+    assert dropped == 0, found
+    assert found["cover.mp3"][0] == [], found
+
+
 def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):
     """Lossy codecs put samples before the recording's first one: AAC 1024, MP3 1105,
     MPEG layer II 481, AC-3 256. A file can account for them (an edit list, an MP3's LAME

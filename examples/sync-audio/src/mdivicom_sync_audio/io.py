@@ -58,6 +58,7 @@ is read alone (`notes` says so).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that m
 MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
 SILENCE_RMS = 1e-5  # of full scale: a track quieter than this has nothing to sync on
+FIRST_FRAMES = 16  # a video track's first packets, to time one FFmpeg's probe did not
+ATTACHED_PICTURE = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art, no video in time
 # a stream folder's media files, by suffix (case aside): what cameras, recorders and
 # phones write, all read by FFmpeg; a file with another suffix is left alone (layout.py)
 AUDIO_SUFFIXES = (
@@ -405,6 +408,42 @@ def _mp4_without_index(path: Path) -> bool:
     return bool(seen) and b"moov" not in seen
 
 
+def _first_frames(path: Path, index: int) -> tuple[float | None, float | None]:
+    """The container time of track `index`'s first frame, and its frames per second
+    from the step between its first frames' timestamps (None: not found); the file
+    is opened again, so the audio is read from its start whatever this reads."""
+    import av
+
+    stamps: list[int] = []
+    with av.open(str(path)) as again:
+        track = again.streams[index]
+        for packet in again.demux(track):
+            if packet.pts is not None:
+                stamps.append(packet.pts)
+            if len(stamps) >= FIRST_FRAMES:
+                break
+        base = track.time_base
+    if not stamps or base is None:
+        return None, None
+    stamps.sort()  # decoding order is not showing order (B-frames)
+    steps = [later - earlier for earlier, later in pairwise(stamps) if later > earlier]
+    step = float(np.median(steps) * base) if steps else 0.0
+    return float(stamps[0] * base), (round(1 / step, 3) if step > 0 else None)
+
+
+def _frame_rate(video: Any) -> float | None:
+    """A video track's frames per second, None where the file does not say: FFmpeg's
+    guess falls back to the track's clock (90000 in MPEG-TS) when its probe met no
+    frame (video that starts late in the file), and 90000 frames a second would put
+    the first frame hundreds of thousands of frames in (`offset_frames`)."""
+    if video.average_rate:
+        return float(video.average_rate)
+    guessed = video.guessed_rate
+    if not guessed or (video.time_base is not None and guessed == 1 / video.time_base):
+        return None
+    return float(guessed)
+
+
 def _read(
     path: Path, rate: int, track: int | None, options: dict[str, str], channel: int | None = None
 ) -> Audio:
@@ -441,15 +480,21 @@ def _read(
         # Matroska muxer's negative timestamps), so the file starts at zero at the earliest
         origin = max(origin, 0.0)
         # each video track and its first frame's container time (None: not given)
-        tracks = [(v, _seconds(v.start_time, v.time_base)) for v in container.streams.video]
-        video = [
-            {
-                "index": v.index,
-                "fps": float(v.average_rate or v.guessed_rate or 0) or None,
-                "start_s": round((origin if at is None else at) - origin, 6),
-            }
-            for v, at in tracks
-        ]
+        tracks: list[tuple[Any, float | None]] = []
+        video = []
+        for v in container.streams.video:
+            if v.disposition & ATTACHED_PICTURE:
+                continue  # cover art (an MP3's, an M4A's): one picture, no frames in time
+            at, fps = _seconds(v.start_time, v.time_base), _frame_rate(v)
+            if at is None or fps is None:
+                # FFmpeg's probe met no frame of it (video late in the file, after
+                # seconds of audio): its start is a guess then (0 in MPEG-TS, not
+                # where the first frame is), and so is its rate; its first packets say
+                first, measured = _first_frames(path, v.index)
+                at, fps = (at if first is None else first), fps or measured
+            tracks.append((v, at))
+            start = round((origin if at is None else at) - origin, 6)
+            video.append({"index": v.index, "fps": fps, "start_s": start})
         codec = stream.codec_context.name
         fmt = container.format.name
         mixdown = _Mixdown(rate, channel)
