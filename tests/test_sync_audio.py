@@ -919,6 +919,51 @@ def test_a_video_track_the_probe_missed_is_timed_by_its_first_frames(installed, 
     assert found["cover.mp3"][0] == [], found
 
 
+_CUT_SHORT_CASE = (
+    _ENCODER
+    + r"""
+import json, sys
+from pathlib import Path
+from mdivicom_sync_audio.io import read_audio, write_wav
+
+rate = 48000
+folder = Path(sys.argv[1])
+sound = np.random.default_rng(6).standard_normal(rate * 12).astype(np.float32) * 0.2
+write_wav(folder / "rec.wav", rate, sound)
+encode(folder / "rec.flac", "flac", "flac", sound, rate)
+encode(folder / "rec.mkv", "matroska", "flac", sound, rate, timed=True)
+# the index at the start (as cameras that stream to the card write it), then the media
+encode(folder / "C0001.MP4", "mp4", "aac", sound, rate, options={"movflags": "faststart"})
+found = {}
+for path in sorted(folder.iterdir()):
+    whole = read_audio(path, 8000)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy cut short
+    half = read_audio(path, 8000)
+    found[path.name] = [whole.notes, round(half.duration_s), half.notes[-1:]]
+print(json.dumps(found))
+"""
+)
+
+
+def test_a_file_cut_short_says_the_rest_of_the_recording_is_missing(installed, tmp_path):
+    """A copy that stopped halfway (a WAV, a FLAC, a Matroska file, an MP4 with its
+    index first) was read up to where its data stops and synced on that, the rest
+    of the recording missing without a word (or with `1 damaged audio packet`);
+    the file's header gives its whole length, and a warning now says it was cut."""
+    found = _run_case(_CUT_SHORT_CASE, installed, str(tmp_path))
+    for name, (whole_notes, seconds, notes) in found.items():
+        assert whole_notes == [], found
+        assert 5 <= seconds <= 7, found
+        [note] = notes or [""]
+        assert note.startswith(f"{name}: its audio ends at "), found
+        assert note.endswith(
+            " s, but the file's header gives 12.0 s: the file was cut short (a copy or a "
+            "transfer that did not finish?), and the rest of the recording is not synced: "
+            "copy it again if its source still has it"
+        ), found
+    assert sorted(found) == ["C0001.MP4", "rec.flac", "rec.mkv", "rec.wav"], found
+
+
 def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):
     """Lossy codecs put samples before the recording's first one: AAC 1024, MP3 1105,
     MPEG layer II 481, AC-3 256. A file can account for them (an edit list, an MP3's LAME

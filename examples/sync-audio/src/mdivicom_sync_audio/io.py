@@ -71,6 +71,7 @@ MAX_GAP_S = 600.0  # a longer jump ahead is not a dropout (and would hold that m
 MAX_DAMAGED_FRACTION = 0.5  # of a track's packets: more refused is no damage but a misread
 MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping packets
 SILENCE_RMS = 1e-5  # of full scale: a track quieter than this has nothing to sync on
+CUT_SHORT_S = 1.0  # audio this much short of where the header says it ends: a cut file
 FIRST_FRAMES = 16  # a video track's first packets, to time one FFmpeg's probe did not
 ATTACHED_PICTURE = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art, no video in time
 # a stream folder's media files, by suffix (case aside): what cameras, recorders and
@@ -431,6 +432,48 @@ def _first_frames(path: Path, index: int) -> tuple[float | None, float | None]:
     return float(stamps[0] * base), (round(1 / step, 3) if step > 0 else None)
 
 
+def _declared_end_s(path: Path, container: Any, stream: Any, origin: float) -> float | None:
+    """Where the audio ends (container time from `origin`) as the file's header or
+    index gives it, for the formats that give it exactly (None: not given): a file
+    cut short (a copy that did not finish) is read up to where its data stops, and
+    only this says that the rest of the recording is missing."""
+    fmt = container.format.name
+    if fmt == "wav":
+        # FFmpeg takes the audio's length from the file's size where that is smaller
+        return _wav_data_s(path)
+    if fmt == "flac" or fmt.startswith("mov,"):  # STREAMINFO; an MP4/MOV's index
+        if stream.duration is None or stream.time_base is None:
+            return None
+        begins = _seconds(stream.start_time, stream.time_base) or origin
+        return begins - origin + float(stream.duration * stream.time_base)
+    if fmt.startswith("matroska"):  # the segment's duration, at the file's start
+        return None if container.duration is None else container.duration / 1e6
+    return None
+
+
+def _wav_data_s(path: Path) -> float | None:
+    """The seconds of audio a RIFF WAV's header declares (its `data` size over its
+    byte rate); None where it declares none (a size left 0 or 0xFFFFFFFF by a
+    recorder that streams, an RF64 file) or the header cannot be read."""
+    byte_rate = 0
+    with path.open("rb") as handle:
+        if handle.read(12)[:4] != b"RIFF":
+            return None
+        for _ in range(64):  # chunks before `data`: fmt, LIST, bext, junk, ...
+            header = handle.read(8)
+            if len(header) < 8:
+                return None
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind == b"data":
+                if not byte_rate or size in (0, 0xFFFFFFFF):
+                    return None
+                return size / byte_rate
+            body = handle.read(size + size % 2)
+            if kind == b"fmt " and len(body) >= 12:
+                byte_rate = int.from_bytes(body[8:12], "little")
+    return None
+
+
 def _frame_rate(video: Any) -> float | None:
     """A video track's frames per second, None where the file does not say: FFmpeg's
     guess falls back to the track's clock (90000 in MPEG-TS) when its probe met no
@@ -543,6 +586,7 @@ def _read(
             )
         source_rate = int(stream.rate or 0)
         channels = int(stream.codec_context.channels or 0)
+        declared_end = _declared_end_s(path, container, stream, origin)
         delay = delays.start_delay(stream.codec_context.codec, first_bytes)
         video_starts = [at for _, at in tracks if at is not None]
         dropped = 0
@@ -577,6 +621,14 @@ def _read(
         notes.append(
             f"{len(undecodable)} damaged audio packet(s) of {path.name} could not be decoded "
             f"(the first at {undecodable[0]:.3f} s): silence is in their place"
+        )
+    end = start + len(samples) / rate
+    if declared_end is not None and declared_end - end > CUT_SHORT_S:
+        notes.append(
+            f"{path.name}: its audio ends at {end:.1f} s, but the file's header gives "
+            f"{declared_end:.1f} s: the file was cut short (a copy or a transfer that did not "
+            "finish?), and the rest of the recording is not synced: copy it again if its "
+            "source still has it"
         )
     return Audio(
         path=path,
