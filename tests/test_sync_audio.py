@@ -619,6 +619,30 @@ def test_a_file_that_fails_on_its_main_track_says_how_to_read_another(installed,
         assert abs(found["offset_s"] - start) < 0.001, found
 
 
+def test_a_reference_read_on_its_wrong_track_says_how_to_read_another(installed, tmp_path):
+    """A reference camera whose main track is a far microphone's noise: every other
+    stream failed `no common sound found with the reference`, and nothing said that
+    the reference file has another track; the run's error now says how to read it."""
+    scene = _scene(20, seed=11)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-rec2/rec2.wav", _cut(scene, 1, 16))
+    _write(session / "raw/audio/str-rec3/rec3.wav", _cut(scene, 2, 16))
+    _write(tmp_path / "cam1.wav", _cut(scene, 0, 16))
+    camera = session / "raw/video/str-cam1/C0001.MKV"
+    camera.parent.mkdir(parents=True)
+    _run_case(_TWO_TRACKS_CASE, installed, str(tmp_path / "cam1.wav"), str(camera), "noise")
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr  # nothing synced
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert error.endswith(
+        "; the reference's C0001.MKV has 2 audio tracks and track 0 was read: "
+        "--set audio_track.str-cam1=1 reads track 1"
+    ), error
+    result = _run(installed, session, tmp_path / "out2", "--set", "audio_track.str-cam1=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert abs(_map(tmp_path / "out2", "", "str-rec3")["offset_s"] - 2.0) < 0.001
+
+
 def test_a_clip_under_a_second_says_it_is_too_short(installed, tmp_path):
     """A 0.5-s clip full of sound failed with `the overlap with the reference has no
     sound onsets`, sending the user to look for sound that is there; the failure

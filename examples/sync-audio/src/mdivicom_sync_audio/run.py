@@ -87,15 +87,16 @@ def read_stream(sid: str, path: Path, rate: int, track: int | None, shared: bool
         raise MediaError(f"{error}: {hint}", error.other_tracks) from error
 
 
-def other_track_hint(problem: str, stream: str, audio: Audio) -> str:
+def other_track_hint(problem: str, stream: str, audio: Audio, whose: str = "") -> str:
     """`problem` (a file that is silent or shares no sound with the others), and when
     the file has other audio tracks, how to read one: the main track of a camera
-    can be a muted or a far microphone beside the lapel microphone's."""
+    can be a muted or a far microphone beside the lapel microphone's. `whose` comes
+    before the file's name (`the reference's `)."""
     if audio.tracks < 2:
         return problem
     other = next(index for index in range(audio.tracks) if index != audio.track)
     return (
-        f"{problem}; {audio.path.name} has {audio.tracks} audio tracks and track "
+        f"{problem}; {whose}{audio.path.name} has {audio.tracks} audio tracks and track "
         f"{audio.track} was read: --set audio_track.{stream}={other} reads track {other}"
     )
 
@@ -283,7 +284,16 @@ def run(
         }
     results = dict(sorted(results.items()))
     if not any(r["status"] in ("ok", "doubtful") for r in results.values()):
-        raise RuntimeError(f"{session.name}: no stream could be synced: " + "; ".join(warnings))
+        # nothing matched the reference: its own track may be the wrong one (a camera's
+        # muted or far microphone), which no other stream's failure says
+        raise RuntimeError(
+            other_track_hint(
+                f"{session.name}: no stream could be synced: " + "; ".join(warnings),
+                reference_stream,
+                audio[reference],
+                whose="the reference's ",
+            )
+        )
     if config.get("strict") and warnings:
         raise StrictFailure(f"strict: {len(warnings)} doubtful result(s): " + "; ".join(warnings))
     view = Path(out_dir, "dataset")
