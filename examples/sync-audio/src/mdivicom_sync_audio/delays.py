@@ -57,3 +57,23 @@ def unaccounted(
         if abs(ahead - delay_s) <= TOLERANCE_S:
             return False  # the muxer started the audio that much before the video
     return True
+
+
+def late_after_video(
+    packet_pts: int | None, time_base: Any, video_starts: list[float]
+) -> float | None:
+    """How much later (s) than the file's first video frame the audio's first packet
+    is, where it is later by more than TOLERANCE_S (None: not later, or no video).
+
+    A delay found unaccounted for is dropped as a camera leaves it, its first
+    packet at the recording's first sample. Where the audio starts with its video
+    that is what the file shows (and where it starts before, a video track's
+    B-frames can start it later); where the audio starts later, the file could as
+    well be FFmpeg's, whose first packet is the delay before the recording's first
+    sample (as its muxers' audio ahead of the video is), and nothing tells the two
+    apart.
+    """
+    if packet_pts is None or time_base is None or not video_starts:
+        return None
+    late = float(packet_pts * time_base) - min(video_starts)
+    return late if late > TOLERANCE_S else None

@@ -25,7 +25,9 @@ starts with its video), FFmpeg decodes them as the first sound, and the
 audio would sit that much late against the file's own video and against a
 WAV of the same recording. Then they are dropped and the next sample is
 the stream's first, at the first packet's time (`priming_samples_dropped`
-in the report).
+in the report). Audio that starts later than its video leaves the two ways
+apart (FFmpeg's first packet is the delay before the sound, a camera's the
+sound's start), so dropping it there is a guess `notes` says.
 
 Another is a gap in the audio: a camera or capture program that drops audio
 packets (a busy card, a lost USB buffer) leaves its timestamps jumping over
@@ -590,11 +592,13 @@ def _read(
         delay = delays.start_delay(stream.codec_context.codec, first_bytes)
         video_starts = [at for _, at in tracks if at is not None]
         dropped = 0
+        late_s = None  # how much after its video a track whose delay was dropped starts
         if delay and source_rate:
             delay_s = delay / source_rate
             timing = (first_packet_pts, first_frame_pts, stream.time_base)
             if delays.unaccounted(*timing, video_starts, delay_s):
                 dropped = delay
+                late_s = delays.late_after_video(first_packet_pts, stream.time_base, video_starts)
     samples = buffer.samples()
     if not len(samples):
         raise _unreadable(f"{path}: the audio track decodes to no samples", streams, stream)
@@ -621,6 +625,15 @@ def _read(
         notes.append(
             f"{len(undecodable)} damaged audio packet(s) of {path.name} could not be decoded "
             f"(the first at {undecodable[0]:.3f} s): silence is in their place"
+        )
+    if late_s is not None:
+        delay_ms = dropped / source_rate * 1000
+        notes.append(
+            f"{path.name}: its audio starts {late_s:.3f} s after its video, so the file does "
+            f"not say whether the {dropped} samples ({delay_ms:.1f} ms) {codec} puts first "
+            "come before that time, as FFmpeg writes them (OBS, screen recorders, "
+            "conversions), or from it, as cameras write them: they were taken as a "
+            f"camera's; if FFmpeg wrote the file, its sound is placed {delay_ms:.1f} ms early"
         )
     end = start + len(samples) / rate
     if declared_end is not None and declared_end - end > CUT_SHORT_S:
