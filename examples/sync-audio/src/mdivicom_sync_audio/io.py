@@ -470,9 +470,11 @@ def _wav_data_s(path: Path) -> float | None:
                 if not byte_rate or size in (0, 0xFFFFFFFF):
                     return None
                 return size / byte_rate
-            body = handle.read(size + size % 2)
-            if kind == b"fmt " and len(body) >= 12:
-                byte_rate = int.from_bytes(body[8:12], "little")
+            if kind == b"fmt ":
+                body = handle.read(size + size % 2)
+                byte_rate = int.from_bytes(body[8:12], "little") if len(body) >= 12 else 0
+            else:  # bext, iXML, LIST, JUNK, ...: any size
+                handle.seek(size + size % 2, 1)
     return None
 
 
