@@ -22,7 +22,9 @@ def job(tmp_path: Path) -> SessionJob:
 
 def returning(status: str):
     def run_plugin(ref, options):
-        return SimpleNamespace(run_id="20240101T000000Z_0000abcd", status=status, error=None)
+        return SimpleNamespace(
+            run_id="20240101T000000Z_0000abcd", status=status, error=None, warnings=[]
+        )
 
     return run_plugin
 
@@ -79,7 +81,9 @@ def test_a_signal_after_the_run_ended_leaves_the_session_what_its_record_says(
 
     def stopped(ref, options):
         exc = RunInterrupted.__new__(RunInterrupted)
-        exc.record = SimpleNamespace(run_id="20240101T000000Z_0000abcd", status=status, error=None)
+        exc.record = SimpleNamespace(
+            run_id="20240101T000000Z_0000abcd", status=status, error=None, warnings=[]
+        )
         raise exc
 
     monkeypatch.setattr(session, "run_plugin", stopped)

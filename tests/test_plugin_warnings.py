@@ -71,3 +71,41 @@ def test_warnings_beside_a_value_that_is_not_kept_are_still_recorded(
         "the plugin's return value was not kept: result.streams is a set, not a JSON value",
         "str-cam2: low confidence",
     ]
+
+
+WARNS_PER_SESSION = """
+from pathlib import Path
+
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if Path(dataset_dir).name == "ses-01":
+        return {}
+    return {"warnings": ["str-cam2: no common sound found", "str-cam3: only 1 block"]}
+"""
+
+
+def test_a_batch_shows_each_session_s_warnings(site, tmp_path):
+    """A batch printed no session's warnings: a session that succeeded with a stream
+    it could not sync showed `succeeded` and nothing else, on the terminal and in the
+    summary; the progress line and the table's NOTE now give their count and the
+    first, and the summary lists them."""
+    site.plugin("warner", run_source=WARNS_PER_SESSION)
+    study = tmp_path / "study"
+    for name in ("ses-01", "ses-02"):
+        (study / "sessions" / name).mkdir(parents=True)
+        (study / "sessions" / name / "a.txt").write_text("x\n")
+    out = tmp_path / "out"
+    args = ("run", "warner", "--dataset", str(study), "--out", str(out), "--sessions", "ses-*")
+    result = site.cli(*args, "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    said = "2 warning(s): str-cam2: no common sound found (and 1 more in its run record)"
+    assert f"[mdivicom] ses-02 succeeded, {said} (2/2)" in result.stderr, result.stderr
+    assert "[mdivicom] ses-01 succeeded (1/2)" in result.stderr, result.stderr
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("ses-02")]
+    assert row.split()[1] == "succeeded" and row.endswith(f"  {said}"), row
+    [summary] = (out / "_batches").glob("*.json")
+    sessions = {s["session"]: s for s in json.loads(summary.read_text())["sessions"]}
+    assert sessions["ses-01"]["warnings"] == []
+    assert sessions["ses-02"]["warnings"] == [
+        "str-cam2: no common sound found",
+        "str-cam3: only 1 block",
+    ]

@@ -288,6 +288,7 @@ def from_records(
                 reason=job.reason,
                 attempt=job.attempt,
                 slurm_job_id=record.host.slurm_job_id,
+                warnings=list(record.warnings),
             )
         if time.monotonic() >= deadline:
             return SessionResult(

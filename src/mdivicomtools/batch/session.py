@@ -72,6 +72,10 @@ class SessionResult(msgspec.Struct, kw_only=True):
     earlier: list[EarlierAttempt] = []
     # the Slurm job the session ran in ($SLURM_JOB_ID of the worker), if any
     slurm_job_id: str | None = None
+    #: the run's warnings, as its record has them: a batch shows no session's own
+    #: terminal lines, and a session that succeeded with a stream it could not
+    #: sync would otherwise say nothing of it there
+    warnings: list[str] = []
 
 
 Report = Callable[[str, SessionJob, SessionResult | None], None]
@@ -116,6 +120,7 @@ def run_session(job: SessionJob) -> SessionResult:
             reason=job.reason,
             attempt=job.attempt,
             slurm_job_id=os.environ.get("SLURM_JOB_ID") or None,
+            warnings=list(record.warnings) if record is not None else [],
         )
 
     try:

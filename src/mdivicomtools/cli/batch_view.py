@@ -114,7 +114,17 @@ def _line(kind: str, job: SessionJob, result: SessionResult) -> str:
     if kind == "retrying":
         return f"{session} try {job.attempt} {result.status}, retrying{detail}"
     tried = f" on try {job.attempt}" if job.attempt > 1 else ""
-    return f"{session} {result.status}{tried}{detail}"
+    return f"{session} {result.status}{tried}{detail}{printable(_warned(result))}"
+
+
+def _warned(result: SessionResult) -> str:
+    """`, 2 warning(s): the first (and 1 more in its run record)`; nothing without."""
+    if not result.warnings:
+        return ""
+    more = len(result.warnings) - 1
+    return f", {len(result.warnings)} warning(s): {result.warnings[0]}" + (
+        f" (and {more} more in its run record)" if more else ""
+    )
 
 
 def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> str:
@@ -146,8 +156,11 @@ def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> 
 
 
 def _note(result: SessionResult) -> str:
-    """The error, and for a retried session what its earlier tries ended with."""
+    """The error, the run's warnings, and for a retried session what its earlier
+    tries ended with."""
     note = result.error or result.reason or ""
+    if result.warnings:
+        note += f"{'; ' if note else ''}{_warned(result).removeprefix(', ')}"
     if result.slurm_job_id:
         note = f"slurm job {result.slurm_job_id}" + (f"; {note}" if note else "")
     for earlier in result.earlier:
