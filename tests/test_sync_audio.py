@@ -1050,6 +1050,56 @@ def test_a_delay_dropped_from_audio_that_starts_after_its_video_is_a_warning(ins
         ), found
 
 
+_FLOAT_WAV_CASE = r"""
+import json, sys, wave
+import av
+import numpy as np
+
+# a 32-bit float WAV of a recorder's PCM file, with values that are no sound in it
+with wave.open(sys.argv[1]) as handle:
+    rate = handle.getframerate()
+    sound = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768
+sound = sound.astype(np.float32)
+sound[2 * rate : 2 * rate + 10] = np.nan
+sound[5 * rate] = np.inf
+with av.open(sys.argv[2], "w", format="wav") as out:
+    track = out.add_stream("pcm_f32le", rate=rate, layout="mono")
+    for start in range(0, len(sound), 1024):
+        block = sound[None, start : start + 1024]
+        frame = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
+        frame.rate = rate
+        for packet in track.encode(frame):
+            out.mux(packet)
+print(json.dumps({}))
+"""
+
+
+def test_values_that_are_not_numbers_in_a_float_recording_are_silence(installed, tmp_path):
+    """A float WAV with a few NaN and infinite values (a recorder's or a converter's
+    fault) made every correlation over them NaN: a 12-s recording 1 s after the
+    reference came out -9.98 s, `doubtful`. They are
+    silence now, with a warning, and the offset is right."""
+    scene = _scene(20, seed=14)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(tmp_path / "rec.wav", _cut(scene, 1, 12))
+    (session / "raw/audio/str-rec").mkdir(parents=True)
+    floats = session / "raw/audio/str-rec/rec.wav"
+    _run_case(_FLOAT_WAV_CASE, installed, str(tmp_path / "rec.wav"), str(floats))
+    result = _run(installed, session, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = _map(tmp_path / "out", "", "str-rec")
+    assert found["status"] == "ok" and abs(found["offset_s"] - 1.0) < 0.001, found
+    [warning] = _record(tmp_path / "out", "")["warnings"]
+    assert warning.startswith(
+        "str-rec: rec.wav: its audio holds values that are not numbers (NaN or infinite: a "
+        "fault of the recorder or of a conversion), 0.00"
+    ), warning
+    first_s = float(warning.split(" the first at ")[1].split(" s")[0])
+    assert 1.95 <= first_s <= 2.0, warning  # the resampler's filter spreads them a little
+    assert warning.endswith(" s: silence is in their place"), warning
+
+
 def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):
     """Lossy codecs put samples before the recording's first one: AAC 1024, MP3 1105,
     MPEG layer II 481, AC-3 256. A file can account for them (an edit list, an MP3's LAME

@@ -260,6 +260,22 @@ def _one_channel(frame: Any, index: int) -> Any:
     return made
 
 
+def _silence_not_finite(samples: np.ndarray) -> tuple[int, int]:
+    """Set the NaN and infinite values of `samples` to 0, a piece at a time (a
+    2-hour track is 57 M samples); how many there were, and the index of the first
+    (0 when none)."""
+    count, first = 0, 0
+    step = 1 << 20
+    for start in range(0, len(samples), step):
+        piece = samples[start : start + step]
+        bad = ~np.isfinite(piece)
+        if bad.any():
+            first = first if count else start + int(np.argmax(bad))
+            count += int(bad.sum())
+            piece[bad] = 0
+    return count, first
+
+
 def is_silent(samples: np.ndarray) -> bool:
     """Whether `samples` hold no sound to sync on: their spread (the mean, a DC
     offset, taken out) is under SILENCE_RMS of full scale."""
@@ -604,6 +620,9 @@ def _read(
     samples = buffer.samples()
     if not len(samples):
         raise _unreadable(f"{path}: the audio track decodes to no samples", streams, stream)
+    # a float recording can hold values that are no sound (NaN, infinite): one such
+    # value makes every correlation over it NaN, so they are silence instead
+    not_finite, first_not_finite = _silence_not_finite(samples)
     # the start delay taken off at the first packet's time: the stream's time starts
     # after it, so the jumps met on the container's clock come that much earlier
     skipped_s = dropped / source_rate if dropped else 0.0
@@ -636,6 +655,13 @@ def _read(
             "come before that time, as FFmpeg writes them (OBS, screen recorders, "
             "conversions), or from it, as cameras write them: they were taken as a "
             f"camera's; if FFmpeg wrote the file, its sound is placed {delay_ms:.1f} ms early"
+        )
+    if not_finite:
+        notes.append(
+            f"{path.name}: its audio holds values that are not numbers (NaN or infinite: a "
+            f"fault of the recorder or of a conversion), {not_finite / rate:.3f} s of it in "
+            f"all, the first at {first_not_finite / rate - skipped_s:.3f} s: silence is in "
+            "their place"
         )
     end = start + len(samples) / rate
     if declared_end is not None and declared_end - end > CUT_SHORT_S:
