@@ -1056,12 +1056,16 @@ import av
 import numpy as np
 
 # a 32-bit float WAV of a recorder's PCM file, with values that are no sound in it
+# (argv[3] "nan") or at a gain
 with wave.open(sys.argv[1]) as handle:
     rate = handle.getframerate()
     sound = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768
 sound = sound.astype(np.float32)
-sound[2 * rate : 2 * rate + 10] = np.nan
-sound[5 * rate] = np.inf
+if sys.argv[3] == "nan":
+    sound[2 * rate : 2 * rate + 10] = np.nan
+    sound[5 * rate] = np.inf
+else:  # a gain
+    sound *= float(sys.argv[3])
 with av.open(sys.argv[2], "w", format="wav") as out:
     track = out.add_stream("pcm_f32le", rate=rate, layout="mono")
     for start in range(0, len(sound), 1024):
@@ -1085,7 +1089,7 @@ def test_values_that_are_not_numbers_in_a_float_recording_are_silence(installed,
     _write(tmp_path / "rec.wav", _cut(scene, 1, 12))
     (session / "raw/audio/str-rec").mkdir(parents=True)
     floats = session / "raw/audio/str-rec/rec.wav"
-    _run_case(_FLOAT_WAV_CASE, installed, str(tmp_path / "rec.wav"), str(floats))
+    _run_case(_FLOAT_WAV_CASE, installed, str(tmp_path / "rec.wav"), str(floats), "nan")
     result = _run(installed, session, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     found = _map(tmp_path / "out", "", "str-rec")
@@ -1098,6 +1102,32 @@ def test_values_that_are_not_numbers_in_a_float_recording_are_silence(installed,
     first_s = float(warning.split(" the first at ")[1].split(" s")[0])
     assert 1.95 <= first_s <= 2.0, warning  # the resampler's filter spreads them a little
     assert warning.endswith(" s: silence is in their place"), warning
+
+
+def test_a_quiet_recording_called_silent_gives_its_level(installed, tmp_path):
+    """A float recorder's take 110 dB down, sound in it, failed as `silent, nothing
+    to sync on`, which a user who hears it when raised cannot make sense of; the
+    failure now gives its level and the one taken as silence, and raised it syncs."""
+    scene = _scene(20, seed=14)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-cam1/cam1.wav", _cut(scene, 0, 16))
+    _write(tmp_path / "rec.wav", _cut(scene, 1, 12))
+    (session / "raw/audio/str-rec").mkdir(parents=True)
+    floats = session / "raw/audio/str-rec/rec.wav"
+    said = {}
+    for gain, out in (("1e-4", "quiet"), ("1e-2", "raised")):
+        _run_case(_FLOAT_WAV_CASE, installed, str(tmp_path / "rec.wav"), str(floats), gain)
+        result = _run(installed, session, tmp_path / out)
+        said[out] = result
+    assert said["quiet"].returncode == 1, said["quiet"].stdout
+    [error] = [line for line in said["quiet"].stdout.splitlines() if line.startswith("error:")]
+    assert error.endswith(
+        "str-rec: rec.wav is silent, nothing to sync on (its level is -112 dBFS rms, under "
+        "the -100 dBFS taken as silence: a recording that holds sound can be raised, e.g. "
+        "normalised, to sync it)"
+    ), error
+    assert said["raised"].returncode == 0, said["raised"].stdout
+    assert abs(_map(tmp_path / "raised", "", "str-rec")["offset_s"] - 1.0) < 0.001
 
 
 def test_a_codec_start_delay_is_dropped_wherever_nothing_accounts_for_it(installed, tmp_path):

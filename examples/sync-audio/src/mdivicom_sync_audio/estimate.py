@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mdivicom_sync_audio import coarse, fine, pieces
-from mdivicom_sync_audio.io import Audio, is_silent
+from mdivicom_sync_audio.io import SILENCE_RMS, Audio, is_silent, level
 
 MIN_DRIFT_SPAN_S = 20.0
 MIN_BLOCKS = 3  # usable blocks for the scatter of their peaks to be measured
@@ -78,7 +78,18 @@ class Result:
 def check_audible(audio: Audio, stream_id: str) -> None:
     """A silent track (muted camera, unplugged microphone) cannot be synced: say so."""
     if is_silent(audio.samples):
-        raise SyncProblem(f"{stream_id}: {audio.path.name} is silent, nothing to sync on")
+        rms = level(audio.samples)
+        raise SyncProblem(
+            f"{stream_id}: {audio.path.name} is silent, nothing to sync on"
+            + (
+                # a float recorder's quiet take has sound under this level: say which
+                f" (its level is {20 * np.log10(rms):.0f} dBFS rms, under the "
+                f"{20 * np.log10(SILENCE_RMS):.0f} dBFS taken as silence: a recording "
+                "that holds sound can be raised, e.g. normalised, to sync it)"
+                if rms > 0
+                else ""
+            )
+        )
 
 
 def _drift_reach_s(samples: int) -> float:

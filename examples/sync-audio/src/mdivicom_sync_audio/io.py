@@ -279,12 +279,18 @@ def _silence_not_finite(samples: np.ndarray) -> tuple[int, int]:
 def is_silent(samples: np.ndarray) -> bool:
     """Whether `samples` hold no sound to sync on: their spread (the mean, a DC
     offset, taken out) is under SILENCE_RMS of full scale."""
+    return level(samples) < SILENCE_RMS
+
+
+def level(samples: np.ndarray) -> float:
+    """The spread of `samples` around their mean (a DC offset taken out), as a
+    fraction of full scale: 0 for no samples."""
     square_sum = 0.0
     step = 1 << 20  # float64 a piece at a time: a 2-hour track is 57 M samples
     for start in range(0, len(samples), step):
         piece = samples[start : start + step].astype(np.float64)
         square_sum += float(np.sum((piece - piece.mean()) ** 2))
-    return not len(samples) or float(np.sqrt(square_sum / len(samples))) < SILENCE_RMS
+    return float(np.sqrt(square_sum / len(samples))) if len(samples) else 0.0
 
 
 def _interleaved(frame: Any) -> int:
