@@ -1635,6 +1635,26 @@ def test_chapters_cut_together_are_placed_end_to_end_and_say_so(installed, tmp_p
     ), warnings
 
 
+def test_a_gopro_s_chapters_continue_their_recording_not_the_next_name(installed, tmp_path):
+    """A GoPro names a recording's chapters GX010042, GX020042 and the next recording
+    GX010043, so name order put recording 43 between 42's chapters: its second
+    chapter, which the reference's sound does not reach, was placed end to end after
+    recording 43 (12 s off). The chapters of one recording now follow each other."""
+    scene = _scene(60, seed=15)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-rec/rec.wav", _cut(scene, 0, 24))
+    _write(session / "raw/video/str-gopro/GX010042.MP4", _cut(scene, 2, 20))
+    _write(session / "raw/video/str-gopro/GX020042.MP4", _cut(scene, 22, 15))
+    _write(session / "raw/video/str-gopro/GX010043.MP4", _cut(scene, 45, 12))
+    result = _run(installed, session, tmp_path / "out", "--set", "reference_stream=str-rec")
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = {f["audio"]["file"]: f for f in _map(tmp_path / "out", "", "str-gopro")["files"]}
+    assert list(files) == ["GX010042.MP4", "GX020042.MP4", "GX010043.MP4"], files
+    assert abs(files["GX010042.MP4"]["offset_s"] - 2.0) < 0.001, files
+    assert abs(files["GX020042.MP4"]["offset_s"] - 22.0) < 0.001, files
+    assert files["GX020042.MP4"]["end_to_end"] == ["str-gopro/GX020042.MP4"], files
+
+
 def test_continuous_chapters_trusts_the_cuts_unless_the_sound_contradicts_one(installed, tmp_path):
     """`--set continuous_chapters=true` is the user's word that each stream's files
     are one recording cut in parts: a file placed end to end is then `ok` when its

@@ -24,12 +24,16 @@ and are left alone.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdivicom_sync_audio.io import MEDIA_SUFFIXES
 
 SHOWN_NAMES = 3  # of a folder's files, in a warning
+# a GoPro's chapter files: GX|GH + chapter + recording (GX010042, GX020042), and the
+# older GOPR + recording (the first chapter) and GP + chapter + recording
+GOPRO_CHAPTER = re.compile(r"(?i)(?:(G[HX])(\d\d)|(GP)(\d\d)|(GOPR))(\d{4})")
 
 
 class LayoutError(ValueError):
@@ -96,7 +100,7 @@ def _entries(folder: Path) -> tuple[list[Path], list[str]]:
     but its sidecar and hidden ones."""
     media: list[Path] = []
     others: list[str] = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir(), key=recording_order):
         if path.name.startswith("."):
             continue  # AppleDouble `._*` companions, .DS_Store: never media
         if path.suffix.lower() in MEDIA_SUFFIXES:
@@ -110,6 +114,22 @@ def _entries(folder: Path) -> tuple[list[Path], list[str]]:
         elif path.is_file() and path.name != f"{folder.name}_stream.yaml":
             others.append(path.name)
     return media, others
+
+
+def recording_order(path: Path) -> tuple[str, str]:
+    """A stream's files in the order they were recorded: by name, but a GoPro numbers
+    a recording's chapters before the recording (GX010042.MP4, GX020042.MP4 are
+    recording 42's first two chapters; GX010043.MP4 is the next recording), so its
+    names sort as recording, then chapter. The files of a camera are taken to
+    continue each other in this order (network.seams)."""
+    name = path.name
+    gopro = GOPRO_CHAPTER.fullmatch(path.stem)
+    if gopro:
+        family, chapter, _, old_chapter, _, number = gopro.groups()
+        # GOPR0042 (the first chapter) and GP010042 (the second) are one family
+        family = family.upper() if family else "GOPR"
+        name = f"{family}{number}-{int(chapter or old_chapter or 0):02d}{path.suffix}"
+    return name, path.name
 
 
 def _media_below(folder: Path) -> list[Path]:
