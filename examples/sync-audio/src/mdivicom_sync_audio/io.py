@@ -75,6 +75,7 @@ MAX_OVERLAP_S = 1.0  # a longer jump back is a reset or a join, not overlapping 
 SILENCE_RMS = 1e-5  # of full scale: a track quieter than this has nothing to sync on
 CUT_SHORT_S = 1.0  # audio this much short of where the header says it ends: a cut file
 FIRST_FRAMES = 16  # a video track's first packets, to time one FFmpeg's probe did not
+FIRST_FRAMES_READ = 50_000  # packets of every track read for them (minutes of audio)
 ATTACHED_PICTURE = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art, no video in time
 # a stream folder's media files, by suffix (case aside): what cameras, recorders and
 # phones write, all read by FFmpeg; a file with another suffix is left alone (layout.py)
@@ -442,10 +443,12 @@ def _first_frames(path: Path, index: int) -> tuple[float | None, float | None]:
     stamps: list[int] = []
     with av.open(str(path)) as again:
         track = again.streams[index]
-        for packet in again.demux(track):
-            if packet.pts is not None:
+        # every track's packets, so that a track with none stops the search early
+        # instead of reading the whole file
+        for read, packet in enumerate(again.demux()):
+            if packet.stream.index == index and packet.pts is not None:
                 stamps.append(packet.pts)
-            if len(stamps) >= FIRST_FRAMES:
+            if len(stamps) >= FIRST_FRAMES or read >= FIRST_FRAMES_READ:
                 break
         base = track.time_base
     if not stamps or base is None:
@@ -477,8 +480,9 @@ def _declared_end_s(path: Path, container: Any, stream: Any, origin: float) -> f
 
 def _wav_data_s(path: Path) -> float | None:
     """The seconds of audio a RIFF WAV's header declares (its `data` size over its
-    byte rate); None where it declares none (a size left 0 or 0xFFFFFFFF by a
-    recorder that streams, an RF64 file) or the header cannot be read."""
+    byte rate); None where it declares none (a size left 0, 0x7FFFFFFF or
+    0xFFFFFFFF by a recorder that streams, an RF64 file) or the header cannot be
+    read."""
     byte_rate = 0
     with path.open("rb") as handle:
         if handle.read(12)[:4] != b"RIFF":
@@ -489,8 +493,8 @@ def _wav_data_s(path: Path) -> float | None:
                 return None
             kind, size = header[:4], int.from_bytes(header[4:], "little")
             if kind == b"data":
-                if not byte_rate or size in (0, 0xFFFFFFFF):
-                    return None
+                if not byte_rate or size == 0 or size >= 0x7FFFFFFF:
+                    return None  # a placeholder a recorder that streams leaves
                 return size / byte_rate
             if kind == b"fmt ":
                 body = handle.read(size + size % 2)
@@ -552,7 +556,7 @@ def _read(
         tracks: list[tuple[Any, float | None]] = []
         video = []
         for v in container.streams.video:
-            if v.disposition & ATTACHED_PICTURE:
+            if int(getattr(v, "disposition", 0)) & ATTACHED_PICTURE:
                 continue  # cover art (an MP3's, an M4A's): one picture, no frames in time
             at, fps = _seconds(v.start_time, v.time_base), _frame_rate(v)
             if at is None or fps is None:
