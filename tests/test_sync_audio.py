@@ -1655,6 +1655,30 @@ def test_a_gopro_s_chapters_continue_their_recording_not_the_next_name(installed
     assert files["GX020042.MP4"]["end_to_end"] == ["str-gopro/GX020042.MP4"], files
 
 
+def test_a_chapter_after_one_copied_short_starts_where_that_recording_ended(installed, tmp_path):
+    """A camera's first chapter copied short (its data stops halfway, its header gives
+    20 s) laid the next chapter, which the reference's sound does not reach, end to
+    end after the 10 s that were there: 10 s off, said only of the first chapter.
+    It follows where the header says the recording ended."""
+    scene = _scene(60, seed=15)
+    session = tmp_path / "ses-01"
+    _write(session / "raw/audio/str-rec/rec.wav", _cut(scene, 0, 24))
+    first = session / "raw/video/str-gopro/GX010042.MP4"
+    _write(first, _cut(scene, 2, 20))
+    first.write_bytes(first.read_bytes()[: 44 + 10 * CASE_RATE * 2])  # 10 s of 20
+    _write(session / "raw/video/str-gopro/GX020042.MP4", _cut(scene, 22, 15))
+    result = _run(installed, session, tmp_path / "out", "--set", "reference_stream=str-rec")
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = {f["audio"]["file"]: f for f in _map(tmp_path / "out", "", "str-gopro")["files"]}
+    assert abs(files["GX010042.MP4"]["offset_s"] - 2.0) < 0.001, files
+    assert files["GX010042.MP4"]["audio"]["duration_s"] == 10.0, files
+    assert abs(files["GX020042.MP4"]["offset_s"] - 22.0) < 0.001, files
+    [warning] = _record(tmp_path / "out", "")["warnings"][:1]
+    assert warning.startswith("str-gopro/GX010042.MP4: GX010042.MP4: its audio ends at 10.0 s, "), (
+        warning
+    )
+
+
 def test_continuous_chapters_trusts_the_cuts_unless_the_sound_contradicts_one(installed, tmp_path):
     """`--set continuous_chapters=true` is the user's word that each stream's files
     are one recording cut in parts: a file placed end to end is then `ok` when its

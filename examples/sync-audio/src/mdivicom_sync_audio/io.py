@@ -128,10 +128,20 @@ class Audio:
     # what a user should know about the file (damage, a short header), in words naming
     # it: the run warns of each
     notes: list[str] = field(default_factory=list)
+    # where the recording ends by the file's header, when the file was cut short
+    # before it (a copy that did not finish); None: where the audio read ends
+    recorded_end_s: float | None = None
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / self.rate
+
+    @property
+    def end_s(self) -> float:
+        """Where the recording ends (container time): a camera's next chapter starts
+        there, also when the copy of this one stops short of it."""
+        read_end = self.start_s + self.duration_s
+        return read_end if self.recorded_end_s is None else self.recorded_end_s
 
     def segment(self, start: int, stop: int) -> np.ndarray:
         """float64 samples[start:stop], zero outside the recording."""
@@ -674,7 +684,8 @@ def _read(
             "their place"
         )
     end = start + len(samples) / rate
-    if declared_end is not None and declared_end - end > CUT_SHORT_S:
+    cut_short = declared_end is not None and declared_end - end > CUT_SHORT_S
+    if cut_short:
         notes.append(
             f"{path.name}: its audio ends at {end:.1f} s, but the file's header gives "
             f"{declared_end:.1f} s: the file was cut short (a copy or a transfer that did not "
@@ -697,6 +708,7 @@ def _read(
         gaps=gaps,
         undecodable=undecodable,
         notes=notes,
+        recorded_end_s=declared_end if cut_short else None,
     )
 
 

@@ -454,7 +454,7 @@ def seams(
                 continue
             link = Link(0.0, 0.0, 0.0, 0.0, True)
             for before, later in pairwise(chapters[start:]):
-                ends = audio[before].start_s + audio[before].duration_s
+                ends = audio[before].end_s  # a chapter copied short still ended there
                 link = _chain(
                     link,
                     Link(
