@@ -465,7 +465,7 @@ def _first_frames(path: Path, index: int) -> tuple[float | None, float | None]:
         return None, None
     stamps.sort()  # decoding order is not showing order (B-frames)
     steps = [later - earlier for earlier, later in pairwise(stamps) if later > earlier]
-    step = float(np.median(steps) * base) if steps else 0.0
+    step = float(np.median(steps)) * float(base) if steps else 0.0
     return float(stamps[0] * base), (round(1 / step, 3) if step > 0 else None)
 
 
