@@ -104,6 +104,26 @@ def test_kill_9_of_a_local_batch_stops_its_workers_and_records_their_runs(hsite,
         assert_no_staging(out / session)
 
 
+def test_kill_9_of_a_local_batch_prints_no_traceback_from_its_workers(hsite, tmp_path):
+    """A worker forked from the batch inherited the supervisor's signal wakeup pipe: the
+    SIGTERM that stops it after `kill -9` of `mdivicom` was reported into that pipe,
+    whose reader was gone, and Python printed a traceback for each worker (into its
+    run's log while the plugin ran in-process, on stderr while a backend cleaned up)."""
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    plugin = hostile_plugin(hsite, "slow_to_stop")
+    proc = _start_batch(hsite, plugin, study, out, "--sessions", "ses-*", "--jobs", "2")
+    _wait_started(out, plugin, 2)
+    proc.kill()
+    _, stderr = proc.communicate(timeout=60)  # until the workers, which share it, are gone
+    assert_no_processes_left(str(out), grace=10)
+    assert sorted(_records(out).values()) == ["interrupted", "interrupted"]
+    logs = [path.read_text() for path in out.glob("*/_runs/*.log")]
+    assert len(logs) == 2
+    for text in [stderr, *logs]:
+        assert "Exception ignored" not in text and "Traceback" not in text, text
+
+
 def test_a_batch_started_with_sigint_ignored_keeps_it_ignored_in_its_workers(hsite, tmp_path):
     study = make_sample_dataset(tmp_path / "study", sessions=2)
     out = tmp_path / "out"

@@ -95,12 +95,32 @@ def supervise(args: Sequence[str]) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         os.set_blocking(wake_write, False)
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        os.register_at_fork(after_in_child=lambda: _not_the_commands(wake_write))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         supervision.attach(write_fd)
         return
     os.close(write_fd)
     os.close(wake_write)
     _exit(_wait(child, read_fd, wake_read, waited, _is_batch(args), _is_isolated(args)))
+
+
+def _not_the_commands(wake_fd: int) -> None:
+    """In a process forked from the command (a batch worker, a worker an in-process
+    plugin forks), stop reporting signals to the supervisor.
+
+    The report tells the supervisor which signals the command itself received:
+    one a worker got (a batch passing SIGTERM on, `Pool.terminate()`) is not the
+    command's, and once the supervisor is gone (`kill -9` of `mdivicom`) each
+    such report failed with `Exception ignored when trying to write to the signal
+    wakeup fd` and a traceback on the terminal. A wakeup descriptor the process
+    set itself since (asyncio's) is left in place.
+    """
+    with contextlib.suppress(ValueError, OSError):
+        previous = signal.set_wakeup_fd(-1)
+        if previous not in (-1, wake_fd):
+            signal.set_wakeup_fd(previous, warn_on_full_buffer=False)
+    with contextlib.suppress(OSError):
+        os.close(wake_fd)
 
 
 def _exit(code: int) -> NoReturn:

@@ -108,6 +108,21 @@ def sleeps(dataset_dir, out_dir, config, **_):
 
 
 @fault
+def slow_to_stop(dataset_dir, out_dir, config, **_):
+    """Takes a while to clean up when stopped, as a container run does (its container
+    is stopped and removed): long enough for Python to report what its signal
+    handling could not do."""
+    _announce_start(out_dir)
+    try:
+        time.sleep(300)
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # busy, as a backend's clean-up is
+            sum(range(1000))
+        raise
+
+
+@fault
 def naps(dataset_dir, out_dir, config, **_):
     """A session that takes a few seconds: long enough to be interrupted mid-run."""
     _announce_start(out_dir)
