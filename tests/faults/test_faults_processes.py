@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import resource
 import signal
 import subprocess
 import time
@@ -107,6 +108,49 @@ def test_kill_9_of_the_runner_leaves_an_abandoned_record_that_runs_clean_clears(
     assert record["status"] == "abandoned" and record["error"]["type"] == "Abandoned"
     assert_earlier_intact(out, plugin)
     assert_no_staging(out)
+
+
+def _with_file_size_limit(limit: int):
+    """preexec_fn: files may not grow past `limit` bytes (`ulimit -f`), so writing a
+    record fails with EFBIG (Python ignores SIGXFSZ): a full disk, without a mount."""
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limited
+
+
+def test_runs_clean_does_not_claim_a_record_it_could_not_rewrite(hsite, dataset, tmp_path):
+    """`runs clean` said `marked run ... abandoned` and exited 0 when the record could
+    not be written (a full disk): the record still said `running`."""
+    out = tmp_path / "out"
+    plugin, proc = start_faulty(hsite, "sleeps", dataset, out)
+    wait_started(out, plugin)
+    proc.kill()
+    proc.communicate(timeout=60)
+    dead = last_record(out)["run_id"]
+    for staging_left in (True, False):
+        if not staging_left:  # the record alone: staging removed by the first clean
+            assert_no_staging(out)
+        cleaned = subprocess.run(
+            [MDIVICOM, "runs", "clean", str(out)],
+            capture_output=True,
+            text=True,
+            env=hsite.env(),
+            timeout=90,
+            check=False,
+            preexec_fn=_with_file_size_limit(100),
+        )
+        assert cleaned.returncode == 1, cleaned.stderr
+        assert "marked run" not in cleaned.stdout
+        assert f"could not mark run {dead} abandoned" in cleaned.stderr
+        assert "File too large" in cleaned.stderr and "Traceback" not in cleaned.stderr
+        assert last_record(out)["status"] == "running"
+    cleaned = run_cli(hsite, "runs", "clean", str(out))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"marked run {dead} abandoned" in cleaned.stdout
+    assert last_record(out)["status"] == "abandoned"
+    assert_earlier_intact(out, plugin)
 
 
 def test_the_next_run_removes_a_dead_runs_staging(hsite, dataset, tmp_path):

@@ -102,7 +102,8 @@ def clean_command(out: str, as_json: bool) -> None:
     plugin's output (before its record said `succeeded`) has the previous
     output put back. Runs still in progress are left alone. The next `mdivicom
     run` into OUT does the same. What cannot be removed (another user's files,
-    say) is named with why, and the exit is 1.
+    say) or rewritten (a record on a full disk) is named with why, and the exit
+    is 1.
     """
     from pathlib import Path
 

@@ -49,12 +49,24 @@ def _record_of(run_out_dir: Path, run_id: str) -> RunRecord | None:
         return None
 
 
-def _abandon(run_out_dir: Path, record: RunRecord) -> None:
+def _abandon(run_out_dir: Path, record: RunRecord) -> Cleaned | None:
+    """Rewrite a dead run's record `abandoned`; what could not be written, as a line
+    that is not done (a full disk, a read-only `_runs/`): the record still says
+    `running` then, and saying it was marked would be untrue."""
+    path = runs_dir(run_out_dir) / f"{record.run_id}.json"
     record.status = "abandoned"
     record.error = ErrorInfo(type="Abandoned", message=ABANDONED)
     record.finished_at = iso(utc_now())
-    with contextlib.suppress(OSError):
-        rewrite_record(runs_dir(run_out_dir) / f"{record.run_id}.json", record)
+    try:
+        rewrite_record(path, record)
+    except OSError as exc:
+        return Cleaned(
+            f"could not mark run {record.run_id} abandoned (its runner is gone): cannot "
+            f"write {str(path)!r} ({exc.strerror or exc}); free space or make the folder "
+            "writable, and clean again",
+            done=False,
+        )
+    return None
 
 
 class CleanIncomplete(MdivicomError):
@@ -118,16 +130,20 @@ def _staging_of_dead_run(
     return _record_of(run_out_dir, folder.name), True
 
 
-def _settle_dead(run_out_dir: Path, folder: Path, record: RunRecord | None) -> str | None:
+def _settle_dead(
+    run_out_dir: Path, folder: Path, record: RunRecord | None
+) -> tuple[str | None, Cleaned | None]:
     """Under the dead run's lock: undo what it promoted without a `succeeded` record,
-    and mark its record `abandoned`. Returns what was undone; raises OSError when
-    the previous output cannot be put back (then its staging folder must stay)."""
+    and mark its record `abandoned`. Returns what was undone and what of the record
+    could not be written; raises OSError when the previous output cannot be put
+    back (then its staging folder must stay)."""
     undone = None
     if record is None or record.status != "succeeded":
         undone = roll_back(run_out_dir, folder.name)
+    unmarked = None
     if record is not None and record.status == "running":
-        _abandon(run_out_dir, record)
-    return undone
+        unmarked = _abandon(run_out_dir, record)
+    return undone, unmarked
 
 
 def remove_dead_runs(
@@ -166,7 +182,7 @@ def remove_dead_runs(
             else:
                 why = f"the run ended {record.status}"
             try:
-                undone = _settle_dead(run_out_dir, folder, record)
+                undone, unmarked = _settle_dead(run_out_dir, folder, record)
             except OSError as exc:
                 done.append(
                     Cleaned(
@@ -184,6 +200,8 @@ def remove_dead_runs(
             done.append(Cleaned(f"{said}removed {folder} ({why})"))
         else:
             done.append(Cleaned(said + _left_over(folder, why, removal).text, done=False))
+        if unmarked is not None:
+            done.append(unmarked)
     with contextlib.suppress(OSError):
         staging.rmdir()
     if not every_record:
@@ -205,8 +223,10 @@ def remove_dead_runs(
             except (OSError, msgspec.DecodeError):
                 continue
             if record.status == "running":
-                _abandon(run_out_dir, record)
-                done.append(Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)"))
+                done.append(
+                    _abandon(run_out_dir, record)
+                    or Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)")
+                )
     return done
 
 
