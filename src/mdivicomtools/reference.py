@@ -105,8 +105,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "hook_errors": "Hook implementations that raised or returned something unusable, "
         "and hook modules that failed to load (hook `(load)`), see "
         "[`hook_errors[]`](#hook_errors).",
-        "runner": "The process that ran the run, see [`runner`](#runner); `runs list` uses it "
-        "to show a `running` record whose runner died as `abandoned`.",
+        "runner": "The process that ran the run, see [`runner`](#runner); `runs list` and "
+        "`runs show` use it to show a `running` record whose runner died as `abandoned`.",
         "dataset": "What the dataset was when the run started, see [`dataset`](#dataset); "
         "null in older records.",
         "rerun_of": "The `run_id` this run repeats (`mdivicom rerun`), else null.",

@@ -98,6 +98,13 @@ def test_kill_9_of_the_runner_leaves_an_abandoned_record_that_runs_clean_clears(
     assert listed.returncode == 0
     line = next(line for line in listed.stdout.splitlines() if "abandoned" in line)
     assert last_record(out)["run_id"] in line
+    # and `runs show` agrees with `runs list` (it said `running`, as the file does)
+    shown = run_cli(hsite, "runs", "show", str(out), last_record(out)["run_id"])
+    assert shown.returncode == 0, shown.stderr
+    status = next(line for line in shown.stdout.splitlines() if line.startswith("status:"))
+    assert status.split(None, 1)[1] == (
+        "abandoned (recorded running; its runner is gone; `mdivicom runs clean` rewrites it)"
+    )
     # config-holding staging is private to the user
     staging_run = started.parent.parent
     assert staging_run.stat().st_mode & 0o077 == 0

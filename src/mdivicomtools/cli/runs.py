@@ -147,7 +147,12 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
     from pathlib import Path
 
     from mdivicomtools.model.layout import runs_dir
-    from mdivicomtools.records.store import find_record, record_document, stored_document
+    from mdivicomtools.records.store import (
+        find_record,
+        record_document,
+        shown_status,
+        stored_document,
+    )
 
     record = find_record(Path(out), run_id)
     path = runs_dir(Path(out)) / f"{record.run_id}.json"
@@ -159,9 +164,16 @@ def show_command(out: str, run_id: str, as_json: bool) -> None:
     from mdivicomtools.common.jsonio import pretty
 
     stored = stored_document(path)
+    shown = shown_status(record, Path(out))
     pairs = []
     for key, value in data.items():
-        if isinstance(stored, dict) and key not in stored:
+        if key == "status" and shown != record.status:
+            # as `runs list` shows it: a `running` record whose runner died is not running
+            text = (
+                f"{shown} (recorded {record.status}; its runner is gone; "
+                "`mdivicom runs clean` rewrites it)"
+            )
+        elif isinstance(stored, dict) and key not in stored:
             # an older release did not write it: its default is not what that run did
             text = "(not in this record)"
         elif isinstance(value, (dict, list)):
