@@ -348,7 +348,7 @@ def test_a_worker_that_dies_fails_its_session_only(session_plugin, study, tmp_pa
     assert written["dataset_dir"] == str(study / "sessions" / "ses-04")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp_path, sig):
     started = tmp_path / "started"
     started.mkdir()
@@ -388,7 +388,7 @@ def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp
     assert "Traceback" not in stderr
     # the line every command ends with on a signal (docs/reference/exit-codes.md);
     # a batch ended with its summary's path, and nothing said what stopped it
-    name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    name = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else sig.name
     assert stderr.strip().splitlines()[-1] == f"Error: interrupted by {name}", stderr
     summary = json.loads(stdout)
     assert summary["status"] == "interrupted"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -207,7 +210,7 @@ def test_timeout_exit_124(site, dataset, tmp_path):
     assert not (out / "sleepy").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 @pytest.mark.parametrize("isolate", [False, True])
 def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_path, sig, isolate):
     started = tmp_path / "started"
@@ -231,7 +234,9 @@ def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_p
     assert "Traceback" not in stderr
     newest = records(out)[-1]
     assert newest["status"] == "interrupted"
-    expected = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    # SIGHUP: the terminal was closed; it killed the runner outright, which the
+    # supervisor then recorded with no clean-up of the runner's own (a container ran on)
+    expected = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else sig.name
     assert newest["error"] == {"type": "Interrupted", "message": f"interrupted by {expected}"}
     assert "interrupted:" in stdout
     # the line every command ends with on a signal (docs/reference/exit-codes.md)
@@ -239,6 +244,65 @@ def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_p
     assert (out / "slow" / "out.txt").read_text() == "v1"  # the earlier output, untouched
     assert not (out / "slow" / "partial.txt").exists()
     assert sorted(p.name for p in out.iterdir()) == ["_runs", "slow"]  # staging cleaned
+
+
+def test_closing_the_terminal_records_the_run_interrupted(site, dataset, tmp_path):
+    """The terminal a run was started from is closed (an ssh session lost, a window
+    shut): the kernel sends SIGHUP, which killed the runner outright (its container
+    ran on; `before the runner could record the run`). It stops the run as SIGTERM
+    does now."""
+    started = tmp_path / "started"
+    site.plugin("slow", run_source=WRITE)
+    out = tmp_path / "out"
+    assert site.cli("run", "slow", "--dataset", str(dataset), "--out", str(out)).returncode == 0
+    site.module("p_slow_d.run", slow_plugin(started))
+    pid, terminal = pty.fork()
+    if pid == 0:  # pragma: no cover - the child execs at once
+        argv = [MDIVICOM, "run", "slow", "--dataset", str(dataset), "--out", str(out)]
+        os.execve(MDIVICOM, [*argv, "--overwrite"], site.env())
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            with contextlib.suppress(OSError):
+                os.read(terminal, 65536)  # keep the terminal drained
+            assert time.monotonic() < deadline, "the plugin never started"
+            time.sleep(0.05)
+    finally:
+        os.close(terminal)  # the terminal goes away: SIGHUP
+    _, status = os.waitpid(pid, 0)
+    # 130, not `internal error` (1): the lines after the record find no terminal
+    assert os.waitstatus_to_exitcode(status) == 130
+    newest = records(out)[-1]
+    assert newest["status"] == "interrupted"
+    assert newest["error"] == {"type": "Interrupted", "message": "interrupted by SIGHUP"}
+    assert (out / "slow" / "out.txt").read_text() == "v1"
+    assert sorted(p.name for p in out.iterdir()) == ["_runs", "slow"]
+
+
+def test_a_run_started_with_sighup_ignored_outlives_its_terminal(site, dataset, tmp_path):
+    """`nohup mdivicom run ...`: SIGHUP stays ignored, and the run goes on."""
+    started = tmp_path / "started"
+    site.plugin("slow", run_source=slow_plugin(started, seconds=2))
+    out = tmp_path / "out"
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "slow", "--dataset", str(dataset), "--out", str(out)],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=nohup,
+    )
+    wait_for(started, timeout=30)
+    os.killpg(proc.pid, signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert records(out)[-1]["status"] == "succeeded"
+    assert (out / "slow" / "out.txt").read_text() == "late"
 
 
 def test_same_plugin_twice_at_once_is_refused(site, dataset, tmp_path):
@@ -366,7 +430,8 @@ def test_keyboard_interrupt_before_a_run_exits_130_without_traceback(site, datas
 
 
 @pytest.mark.parametrize(
-    ("sig", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C (SIGINT)")]
+    ("sig", "name"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGHUP, "SIGHUP")],
 )
 def test_any_command_stopped_by_a_signal_exits_130_with_one_error_line(site, tmp_path, sig, name):
     """Not only `run`: a command that takes long (here discovery, for `plugins list`; an

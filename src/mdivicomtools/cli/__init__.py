@@ -91,7 +91,14 @@ def _wants_json(args: Sequence[str]) -> bool:
 
 
 def _fail(message: str, code: int, error_type: str, as_json: bool) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
+    from mdivicomtools.cli.output import silence_standard_streams
+
+    try:
+        click.echo(f"Error: {message}", err=True)
+    except OSError:
+        # no stderr to say it on (a closed terminal, whose SIGHUP stopped the
+        # command): the documented code still ends it, not a traceback
+        silence_standard_streams()
     if as_json:
         from mdivicomtools.cli.output import echo_json
 
@@ -122,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     The codes are listed in docs/reference/exit-codes.md. Click's own main loop
     is not used: it turns a closed pipe into exit status 1, indistinguishable
     from a failed plugin; here every command exits 141 when its reader went
-    away, as coreutils do, and 130 with one `Error:` line on Ctrl-C or SIGTERM
-    (a scheduler's stop), whatever the command was doing.
+    away, as coreutils do, and 130 with one `Error:` line on Ctrl-C, SIGTERM (a
+    scheduler's stop) or SIGHUP (a closed terminal), whatever the command was doing.
     """
     from mdivicomtools.errors import MdivicomError
 
@@ -137,8 +144,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mdivicomtools.common.signals import interrupt_name, sigterm_as_interrupt
 
     try:
-        # SIGTERM stops every command as Ctrl-C does (exit 130, one line), not with the
-        # shell's 143; `run` and batches install their own handlers inside to record first
+        # SIGTERM and SIGHUP stop every command as Ctrl-C does (exit 130, one line), not
+        # with the shell's 143 or 129; `run` and batches install their own handlers inside
+        # to record first
         with sigterm_as_interrupt(), cli.make_context("mdivicom", args) as ctx:
             cli.invoke(ctx)
         sys.stdout.flush()

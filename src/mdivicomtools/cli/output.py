@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
@@ -17,6 +20,38 @@ def echo_json(value: Any) -> None:
     from mdivicomtools.common.jsonio import pretty  # msgspec: not needed for --help
 
     click.echo(pretty(value).decode("utf-8"), nl=False)
+
+
+def silence_standard_streams() -> None:
+    """Point stdout and stderr at /dev/null: what is still printed, and the
+    interpreter's final flush, then go nowhere instead of failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+@contextlib.contextmanager
+def terminal_may_be_gone(interrupted: bool) -> Iterator[None]:
+    """Print the lines that end an interrupted command, or drop them when its
+    terminal is gone.
+
+    SIGHUP is how a closed terminal (a lost ssh session, a shut window) stops a
+    command, and writing to that terminal then fails (EIO): an `internal error`
+    with exit 1 replaced the documented 130, with the record already written.
+    The lines are dropped instead. A reader of stdout that went away is still
+    a BrokenPipeError (exit 141), and a command that was not interrupted still
+    fails on a stream it cannot write.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError:
+        if not interrupted:
+            raise
+        silence_standard_streams()
 
 
 def warn(messages: Iterable[str]) -> None:

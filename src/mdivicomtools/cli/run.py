@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mdivicomtools.cli.output import echo_json, request_fast_exit
+from mdivicomtools.cli.output import echo_json, request_fast_exit, terminal_may_be_gone
 from mdivicomtools.cli.params import PATH
 
 if TYPE_CHECKING:
@@ -362,16 +362,18 @@ def run_command(
     except RunInterrupted as exc:
         record = exc.record
         interrupted_by = interrupt_name(exc)
-    if as_json:
-        echo_json(record)
-    else:
-        click.echo(_summary(record))
+    with terminal_may_be_gone(interrupted_by is not None):
+        if as_json:
+            echo_json(record)
+        else:
+            click.echo(_summary(record))
+        if interrupted_by is not None:
+            # the one line, and the code, every command ends with on a signal: also when
+            # only a provenance hook was cut short and the record kept `succeeded`, so a
+            # script (or the shell waiting on it) stops as the person meant
+            click.echo(f"Error: interrupted by {interrupted_by}", err=True)
     request_fast_exit()  # the record is written and the engine connection closed
     if interrupted_by is not None:
-        # the one line, and the code, every command ends with on a signal: also when
-        # only a provenance hook was cut short and the record kept `succeeded`, so a
-        # script (or the shell waiting on it) stops as the person meant
-        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     raise click.exceptions.Exit(EXIT_CODES[record.status])
 
@@ -408,12 +410,14 @@ def _run_batch(
         summary, interrupted_by = exc.summary, exc.by
     finally:
         if view is not None:
-            view.close()
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(render_summary(summary, str(summary.path)))
-    if interrupted_by is not None:  # the one line every command ends with on a signal
-        click.echo(f"Error: interrupted by {interrupted_by}", err=True)
+            with terminal_may_be_gone(interrupted_by is not None):
+                view.close()
+    with terminal_may_be_gone(interrupted_by is not None):
+        if as_json:
+            echo_json(summary)
+        else:
+            click.echo(render_summary(summary, str(summary.path)))
+        if interrupted_by is not None:  # the one line every command ends with on a signal
+            click.echo(f"Error: interrupted by {interrupted_by}", err=True)
     code = 130 if interrupted_by is not None else (1 if summary.status == "failed" else 0)
     raise click.exceptions.Exit(code)

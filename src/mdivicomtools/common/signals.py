@@ -1,7 +1,10 @@
-"""Ctrl-C and SIGTERM as one thing: a KeyboardInterrupt that says which it was.
+"""Ctrl-C, SIGTERM and SIGHUP as one thing: a KeyboardInterrupt that says which it was.
 
-Runs and batches stop the same way whether a person pressed Ctrl-C or a
-scheduler sent SIGTERM; the records only differ in naming the signal.
+Runs and batches stop the same way whether a person pressed Ctrl-C, a
+scheduler sent SIGTERM or the terminal was closed (SIGHUP); the records only
+differ in naming the signal. SIGHUP left to its default killed the runner
+outright: its container went on running and a batch wrote no summary. A
+SIGHUP the process inherited ignored (`nohup`) stays ignored.
 """
 
 from __future__ import annotations
@@ -10,55 +13,73 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: the signals that stop work, Ctrl-C first; the others raise Terminated
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: what stops work unless the process was started with it ignored (`nohup`)
+_UNLESS_IGNORED = frozenset({signal.SIGHUP})
 #: per signal, the handlers the runner's blocks replaced, outermost first
 _replaced: dict[int, list[Any]] = {sig: [] for sig in _SIGNALS}
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be so both take the same path."""
+    """SIGTERM or SIGHUP, raised where Ctrl-C would be so all take the same path."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signal.Signals(signum)
+
+
+def interruption(signals: Iterable[int]) -> KeyboardInterrupt:
+    """The interruption for the signals that arrived: SIGTERM over SIGHUP over Ctrl-C,
+    as a scheduler's stop says the most about why the work ended."""
+    arrived = set(signals)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signum in arrived:
+            return Terminated(signum)
+    return KeyboardInterrupt()
 
 
 def signal_of(exc: BaseException) -> signal.Signals:
-    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    return exc.signum if isinstance(exc, Terminated) else signal.SIGINT
 
 
-def stopped_by_sigterm(exc: BaseException | None) -> bool:
-    """Whether `exc` or an exception it was raised from is Terminated: a batch's
+def _terminated_by(exc: BaseException | None) -> Terminated | None:
+    """`exc` or the exception it was raised from that is Terminated: a batch's
     interruption is re-raised by each layer it passes (`raise ... from exc`)."""
     seen = exc
     while seen is not None:
         if isinstance(seen, Terminated):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def interrupt_name(exc: BaseException | None) -> str:
     """What stopped the work, as records and messages name it."""
-    return "SIGTERM" if stopped_by_sigterm(exc) else "Ctrl-C (SIGINT)"
+    terminated = _terminated_by(exc)
+    return "Ctrl-C (SIGINT)" if terminated is None else terminated.signum.name
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated in the main thread."""
+    """Within the block, SIGTERM and SIGHUP raise Terminated in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    with _handling({signal.SIGTERM: handler}):
+    with _handling({signal.SIGTERM: _raise_terminated, signal.SIGHUP: _raise_terminated}):
         yield
 
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[list[int]]:
-    """Hold Ctrl-C and SIGTERM during the block; the caller re-raises afterwards."""
+    """Hold Ctrl-C, SIGTERM and SIGHUP during the block; the caller re-raises afterwards."""
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield pending
@@ -73,23 +94,24 @@ def deferred_interrupts() -> Iterator[list[int]]:
 
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
-    """Within a `deferred_interrupts` block, let Ctrl-C and SIGTERM raise again for a
-    while: code that may hang (a site's hook) can then be stopped, and the caller
-    decides what that means for the run."""
+    """Within a `deferred_interrupts` block, let Ctrl-C, SIGTERM and SIGHUP raise again
+    for a while: code that may hang (a site's hook) can then be stopped, and the
+    caller decides what that means for the run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    with _handling({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: terminate}):
+    handlers = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: _raise_terminated,
+        signal.SIGHUP: _raise_terminated,
+    }
+    with _handling(handlers):
         yield
 
 
 @contextlib.contextmanager
 def signals_seen() -> Iterator[list[int]]:
-    """The SIGINT/SIGTERM that arrive during the block; the handlers in place still act.
+    """The SIGINT/SIGTERM/SIGHUP that arrive during the block; the handlers in place act.
 
     A KeyboardInterrupt is the runner's to record as `interrupted` only when a
     signal raised it: a plugin that raises one itself has failed (as it does
@@ -121,10 +143,13 @@ def signals_seen() -> Iterator[list[int]]:
 @contextlib.contextmanager
 def _handling(handlers: dict[signal.Signals, Callable[[int, Any], Any] | Any]) -> Iterator[None]:
     """Install these handlers for the block, then put back the ones they replaced
-    (also when code in the block replaced them meanwhile)."""
+    (also when code in the block replaced them meanwhile). A SIGHUP the process
+    ignores (`nohup mdivicom ...`) is left ignored."""
     previous = {sig: signal.getsignal(sig) for sig in handlers}
     for sig, handler in handlers.items():
         _replaced[sig].append(previous[sig])
+        if sig in _UNLESS_IGNORED and previous[sig] is signal.SIG_IGN:
+            continue
         if handler is not None:  # None: a handler not installed from Python, left as is
             signal.signal(sig, handler)
     try:

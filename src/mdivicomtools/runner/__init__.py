@@ -86,8 +86,8 @@ def run_plugin(
     whatever the plugin did (check `record.status`). Raises a UsageError
     subclass when nothing could be run (unknown plugin, bad config, validation
     problems, output collision, another run holding the lock), and
-    RunInterrupted (a KeyboardInterrupt) after recording a run that Ctrl-C or
-    SIGTERM stopped. `progress` receives one line per phase; `echo` receives
+    RunInterrupted (a KeyboardInterrupt) after recording a run that Ctrl-C,
+    SIGTERM or SIGHUP stopped. `progress` receives one line per phase; `echo` receives
     the plugin's output live (it always goes to the run's log file); a failing
     plugin's traceback goes only to the log file unless `verbose`.
     """

@@ -14,7 +14,6 @@ anything runs are raised as ValidationFailed (exit 2) and leave no trace.
 from __future__ import annotations
 
 import contextlib
-import signal
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -29,9 +28,9 @@ from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.safefs import Removal
 from mdivicomtools.common.secrets import scrub_all
 from mdivicomtools.common.signals import (
-    Terminated,
     deferred_interrupts,
     interrupt_name,
+    interruption,
     interrupts_raise,
     signal_of,
     signals_seen,
@@ -89,12 +88,13 @@ Progress = Callable[[str], None]
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped a run; its record was written first."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped a run; its record was written first."""
 
     def __init__(self, record: RunRecord) -> None:
         # what a notebook's traceback shows: which run, and that it was recorded
         super().__init__(
-            f"run {record.run_id} of {record.plugin.ref} was interrupted (Ctrl-C or SIGTERM); "
+            f"run {record.run_id} of {record.plugin.ref} was interrupted (Ctrl-C, SIGTERM or "
+            "SIGHUP); "
             f"its record is {runs_dir(Path(record.run_out_dir)) / (record.run_id + '.json')}"
         )
         self.record = record
@@ -195,7 +195,7 @@ class Run:
                 finally:
                     supervision.run_finished(request.record_path)
             if pending and interrupt is None:
-                interrupt = Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
+                interrupt = interruption(pending)
         return record, interrupt
 
     def _execute(self, outcome: RunOutcome, log: RunLog) -> None:
@@ -216,7 +216,7 @@ class Run:
         if seen:
             # the KeyboardInterrupt a signal raised was caught (by the backend, or an
             # in-process plugin) and execute() returned: the signal still stops the run
-            stop = Terminated() if signal.SIGTERM in seen else KeyboardInterrupt()
+            stop = interruption(seen)
             outcome.warnings.append(
                 f"{interrupt_name(stop)} arrived while {self.who} ran the plugin, and its "
                 "execute() returned instead of re-raising the KeyboardInterrupt; the run "
@@ -431,7 +431,7 @@ class Run:
         code, and a hung one must not make the run impossible to stop. A signal that
         came earlier (still pending) skips them."""
         if pending:
-            return Terminated() if signal.SIGTERM in pending else KeyboardInterrupt()
+            return interruption(pending)
         try:
             with interrupts_raise():
                 return call(hook, **kwargs)
