@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pty
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,6 +304,68 @@ def test_a_run_started_with_sighup_ignored_outlives_its_terminal(site, dataset, 
     assert proc.returncode == 0, stderr
     assert records(out)[-1]["status"] == "succeeded"
     assert (out / "slow" / "out.txt").read_text() == "late"
+
+
+@pytest.mark.parametrize("how", ["moved", "deleted"])
+def test_an_out_moved_or_deleted_mid_run_is_not_made_again(site, dataset, tmp_path, how):
+    """The operator moves (or deletes) the run root while a run is in it: the run made
+    a new, lone `<out>/_runs/` for its final record, which blamed the inventory (`the
+    output could not be listed`) and said the output `was not changed` where there
+    was none; the first record, gone with the folder, stayed `running`."""
+    started = tmp_path / "started"
+    site.plugin("slow", run_source=WRITE)
+    out = tmp_path / "out"
+    assert site.cli("run", "slow", "--dataset", str(dataset), "--out", str(out)).returncode == 0
+    site.module("p_slow_d.run", slow_plugin(started, seconds=2))
+    proc = subprocess.Popen(
+        [MDIVICOM, "run", "slow", "--dataset", str(dataset), "--out", str(out), "--overwrite"],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(started, timeout=30)
+    moved = tmp_path / "moved"
+    if how == "moved":
+        out.rename(moved)
+    else:
+        shutil.rmtree(out)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 74, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the run ended failed but its record could not be written: ")
+    assert f"{str(out / '_runs')!r} was moved or deleted while the run ran" in last
+    assert "Traceback" not in stderr
+    assert not out.exists()  # nothing made again where the operator took the folder away
+    if how == "moved":
+        assert (moved / "slow" / "out.txt").read_text() == "v1"  # the earlier output
+        listed = site.cli("runs", "list", str(moved))
+        assert [line.split()[1] for line in listed.stdout.splitlines()[1:]] == [
+            "succeeded",
+            "abandoned",
+        ]
+
+
+def test_a_plugin_that_removes_its_output_folder_fails_naming_it(site, dataset, tmp_path):
+    site.plugin(
+        "remover",
+        run_source="""
+import shutil
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    shutil.rmtree(out_dir)
+""",
+    )
+    out = tmp_path / "out"
+    done = site.cli("run", "remover", "--dataset", str(dataset), "--out", str(out))
+    assert done.returncode == 1, done.stderr
+    (record,) = records(out)
+    assert record["error"]["type"] == "StagingLost"
+    assert record["error"]["message"].startswith(
+        f"the run's output folder {str(out / '_staging' / record['run_id'] / 'remover')!r} is "
+        "gone: the plugin removed it, or --out"
+    )
+    assert record["hook_errors"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["_runs"]
 
 
 def test_same_plugin_twice_at_once_is_refused(site, dataset, tmp_path):

@@ -137,6 +137,8 @@ class Run:
         #: the other plugin's output the dataset lies in: its sidecars above the dataset
         #: are inputs too, and its replacement by that plugin's next run is no write
         self.chained = chained_output(request.dataset_dir)
+        #: (device, inode) of `_runs/` once the first record is in it
+        self.records_at: tuple[int, int] | None = None
         # a hook module that failed to load is left out of the run: say so, and record it
         # (said before validation: broken_hook_warnings)
         self.hook_errors: list[HookError] = [
@@ -162,6 +164,9 @@ class Run:
                 f"the run was not started: cannot write its record {str(request.record_path)!r} "
                 f"({exc.strerror or exc}); free space or fix the folder's permissions"
             ) from None
+        # the folder the records go in: one moved or deleted during the run is not
+        # made again for the final record (`_same_folder`)
+        self.records_at = _folder_identity(runs_dir(request.run_out_dir))
         supervision.run_started(
             request.record_path, staging_root(request.run_out_dir, request.run_id)
         )
@@ -231,6 +236,15 @@ class Run:
                 message=f"{self.who} ended the run without a status or an error",
             )
         outcome.engine = outcome.engine or self.engine
+        if outcome.status == "succeeded" and not outcome.staging_dir.is_dir():
+            # else the inventory failed on it, and the record said `the output could
+            # not be listed`, which named neither the folder nor what became of it
+            outcome.fail(
+                "StagingLost",
+                f"the run's output folder {str(outcome.staging_dir)!r} is gone: the plugin "
+                f"removed it, or --out {str(request.run_out_dir)!r} was moved or deleted "
+                "while the run ran; nothing was promoted",
+            )
         if before is not None:
             changes = compare(before, fingerprint(request.dataset_dir))
             if changes:
@@ -387,6 +401,17 @@ class Run:
             log.write(f"[mdivicom] hook {error.plugin!r} ({error.hook}) failed: {error.error}\n")
         if log.lost is not None:
             outcome.warnings.append(f"the run log is incomplete: {log.lost}")
+        records = runs_dir(request.run_out_dir)
+        if _folder_identity(records) != self.records_at:
+            # writing there would make a new, lone `_runs/` (and the folders above it)
+            # where the operator moved or deleted the run root; the `running` record
+            # went with the folder, and shows as abandoned where it is now
+            raise RecordNotWritten(
+                f"the run ended {outcome.status} but its record could not be written: "
+                f"{str(records)!r} was moved or deleted while the run ran (with --out?), "
+                "and is not made again; its first record went with the folder and shows "
+                "as abandoned there (`mdivicom runs clean` on the folder's new place)"
+            )
         if self.dataset is not None and self.manifest is not None:
             try:
                 self.dataset.manifest = write_manifest(
@@ -515,6 +540,15 @@ class Run:
             isolate=request.isolate,
         )
         return _without_secrets(record, request.config)
+
+
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of `folder`, or None when it is not there."""
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _in_module(cut: HookResults | None) -> str:
