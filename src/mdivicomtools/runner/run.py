@@ -409,8 +409,9 @@ class Run:
             raise RecordNotWritten(
                 f"the run ended {outcome.status} but its record could not be written: "
                 f"{str(records)!r} was moved or deleted while the run ran (with --out?), "
-                "and is not made again; its first record went with the folder and shows "
-                "as abandoned there (`mdivicom runs clean` on the folder's new place)"
+                "and is not made again; if it was moved, the run's first record went with "
+                "it and shows as abandoned there (`mdivicom runs clean` on its new place "
+                "removes what the run left)"
             )
         if self.dataset is not None and self.manifest is not None:
             try:
