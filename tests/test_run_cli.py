@@ -59,6 +59,56 @@ def test_an_out_that_cannot_be_written_is_exit_74_with_one_line(site, dataset, t
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
 
 
+MANY = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    for n in range(40):
+        pathlib.Path(out_dir, f"part-{n:02d}.txt").write_text("new")
+"""
+
+
+def test_a_final_record_that_cannot_be_written_is_exit_74_and_keeps_the_output(
+    site, dataset, tmp_path
+):
+    """The first record fits, the final one (40 outputs listed) does not: `ulimit -f`
+    makes the write fail (EFBIG) as a full disk or a `_runs/` remounted read-only
+    would. The line said `free space` whatever the cause."""
+    site.plugin("many", run_source=WRITE)
+    out = tmp_path / "out"
+    assert site.cli("run", "many", "--dataset", str(dataset), "--out", str(out)).returncode == 0
+    site.module("p_many_d.run", MANY)
+
+    def small_files() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    result = subprocess.run(
+        [MDIVICOM, "run", "many", "--dataset", str(dataset), "--out", str(out), "--overwrite"],
+        env=site.env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        preexec_fn=small_files,
+    )
+    assert result.returncode == 74, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith("Error: the run ended succeeded but its record could not be written")
+    assert "(File too large)" in error and "was left as it was before the run" in error
+    assert error.endswith(
+        "free space or make the folder writable (a read-only mount, its permissions), and "
+        "see `mdivicom runs list`"
+    )
+    assert (out / "many" / "out.txt").read_text() == "v1"
+    assert not (out / "many" / "part-00.txt").exists()
+    listed = site.cli("runs", "list", str(out))
+    assert [line.split()[1] for line in listed.stdout.splitlines()[1:]] == [
+        "succeeded",
+        "abandoned",
+    ]
+
+
 def test_run_success_human_output_and_exit_0(site, dataset, tmp_path):
     site.plugin("writer", run_source=WRITE)
     out = tmp_path / "out"

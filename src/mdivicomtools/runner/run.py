@@ -437,7 +437,8 @@ class Run:
                 raise RecordNotWritten(
                     f"the run ended {record.status} but its record could not be written to "
                     f"{str(request.record_path)!r} ({first.strerror or first}){kept}; "
-                    "free space and see `mdivicom runs list`"
+                    "free space or make the folder writable (a read-only mount, its "
+                    "permissions), and see `mdivicom runs list`"
                 ) from None
         # committed: the previous output (and the rest of the staging) can go now
         removal = discard_staging(request.run_out_dir, request.run_id)
