@@ -11,6 +11,7 @@ those moments with SIGKILL, which nothing can catch.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -146,6 +147,43 @@ def test_a_runner_killed_after_promotion_before_its_record_keeps_the_earlier_out
         assert f"put back the previous output {out / plugin}" in cleaned.stdout
         assert _of_tag(out, "new")["status"] == "abandoned"
     assert _of_tag(out, "old")["status"] == "succeeded"
+    _assert_old_output_and_verified(site, out, plugin)
+
+
+def test_verify_before_the_clean_up_says_which_run_was_replacing_the_output(
+    site, dataset, tmp_path
+):
+    """Between a runner killed after promotion and `runs clean`, the new output is in
+    place: `verify` said only `DIFFERS`, `output modified`, which reads as damage,
+    while the recorded output waited in the dead run's staging folder."""
+    plugin = _tagged(site)
+    _killer(site)
+    out = tmp_path / "out"
+    assert _run(site, plugin, dataset, out, "old").returncode == 0
+    args = ("run", plugin, "--dataset", str(dataset), "--out", str(out))
+    killed = subprocess.run(
+        [MDIVICOM, *args, "--set", "tag=new", "--overwrite"],
+        capture_output=True,
+        text=True,
+        env=site.env(KILL_IN_PROVENANCE="1", MDIVICOM_SUPERVISOR="0"),
+        timeout=90,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    dead = _of_tag(out, "new")["run_id"]
+    verified = run_cli(site, "verify", str(out))
+    assert verified.returncode == 1  # the outputs are not as recorded, still
+    lines = verified.stdout.splitlines()
+    assert lines[0].endswith(": DIFFERS")
+    assert lines[1] == (
+        f"  run {dead} was replacing these outputs and has not recorded its end (its runner "
+        "was killed, or it is still running): the recorded outputs wait in "
+        f"{out / '_staging' / dead}; `mdivicom runs clean {out}` puts them back once that "
+        "run is dead"
+    )
+    as_json = json.loads(run_cli(site, "verify", str(out), "--json").stdout)
+    assert [report["replaced_by_unfinished"] for report in as_json] == [dead]
+    assert run_cli(site, "runs", "clean", str(out)).returncode == 0
     _assert_old_output_and_verified(site, out, plugin)
 
 

@@ -19,11 +19,21 @@ def render_report(report: VerifyReport) -> str:
     The paths are file names a plugin chose: shown through `printable`, a name
     holding a newline stays one line.
     """
+    from pathlib import Path
+
     from mdivicomtools.common.text import printable
 
     where = f"{report.session}: " if report.session else ""
     verdict = "ok" if report.ok else "DIFFERS"
     lines = [f"{where}{report.plugin} run {report.run_id}: {verdict}"]
+    if report.replaced_by_unfinished:
+        root = Path(report.out_dir).parent
+        lines.append(
+            f"  run {report.replaced_by_unfinished} was replacing these outputs and has not "
+            "recorded its end (its runner was killed, or it is still running): the recorded "
+            f"outputs wait in {root / '_staging' / report.replaced_by_unfinished}; "
+            f"`mdivicom runs clean {root}` puts them back once that run is dead"
+        )
     if report.superseded_by:
         lines.append(
             f"  superseded by run {report.superseded_by}, whose outputs replaced this run's: "

@@ -18,6 +18,8 @@ RUNS_DIR = "_runs"
 STAGING_DIR = "_staging"
 BATCHES_DIR = "_batches"
 WORK_DIR = "_work"  # the default work folder, inside a run's staging folder
+#: in a run's staging folder while its promotion is not committed; holds the plugin id
+PROMOTING = ".promoting"
 
 
 def runs_dir(run_out_dir: Path) -> Path:

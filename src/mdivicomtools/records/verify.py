@@ -18,7 +18,7 @@ import msgspec
 
 from mdivicomtools.common.safefs import read_regular
 from mdivicomtools.errors import UsageError, given_path
-from mdivicomtools.model.layout import BATCHES_DIR
+from mdivicomtools.model.layout import BATCHES_DIR, PROMOTING, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
@@ -26,6 +26,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     RecordUnreadable,
     check_output_paths,
+    read_record,
     records_for,
     run_roots,
 )
@@ -88,6 +89,10 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     #: a later succeeded run of the same plugin in the same folder: its outputs replaced
     #: this run's, so the differences listed are that run's
     superseded_by: str | None = None
+    #: a run of the same plugin that was replacing this output and has not recorded its
+    #: end (its runner was killed, or it is still running): the output folder holds that
+    #: run's output, and this run's waits in that run's staging folder
+    replaced_by_unfinished: str | None = None
 
 
 def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
@@ -257,6 +262,7 @@ def verify_record(
     out_dir = run_root / record.plugin.id if run_root is not None else Path(record.out_dir)
     actual = inventory(out_dir) if out_dir.is_dir() else []
     changes = compare_outputs(record.outputs, actual)
+    unfinished = _unfinished_promotion(out_dir.parent, record.plugin.id) if changes else None
     dataset = check_dataset(record, run_root=run_root)
     dataset.bundles = changed_input_bundles(record, Path(dataset.path))
     return VerifyReport(
@@ -271,7 +277,36 @@ def verify_record(
         extra=changes.extra,
         dataset=dataset,
         superseded_by=superseded_by,
+        replaced_by_unfinished=unfinished,
     )
+
+
+def _unfinished_promotion(run_root: Path, plugin_id: str) -> str | None:
+    """The run whose promotion of `plugin_id`'s output is not committed, if any.
+
+    A run killed between moving its output into place and writing its final
+    record leaves its output in `<run_root>/<id>/` and the previous one in its
+    staging folder, until `runs clean` (or the next run) puts it back: `verify`
+    then finds the recorded output changed, and said only that.
+    """
+    try:
+        folders = sorted((run_root / STAGING_DIR).iterdir())
+    except OSError:
+        return None
+    for folder in folders:
+        try:
+            named = (folder / PROMOTING).read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if named != plugin_id:
+            continue
+        try:  # a `succeeded` record committed it: a successor, not an unfinished run
+            if read_record(runs_dir(run_root) / f"{folder.name}.json").status == "succeeded":
+                continue
+        except (OSError, msgspec.DecodeError):
+            pass
+        return folder.name
+    return None
 
 
 def _successor(records: list[RunRecord], record: RunRecord) -> str | None:

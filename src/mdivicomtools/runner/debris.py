@@ -25,7 +25,7 @@ import msgspec
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
-from mdivicomtools.model.layout import STAGING_DIR, runs_dir
+from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
     read_record,
@@ -33,7 +33,7 @@ from mdivicomtools.records.store import (
     rewrite_record,
     runner_gone,
 )
-from mdivicomtools.runner.staging import PROMOTING, lock_if_free, roll_back
+from mdivicomtools.runner.staging import lock_if_free, roll_back
 
 ABANDONED = (
     "the runner stopped before the run finished (killed, or the machine went down); "

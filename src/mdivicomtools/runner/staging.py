@@ -22,10 +22,7 @@ from typing import IO
 from mdivicomtools.common.jsonio import write_atomic
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.errors import RecordNotWritten, UsageError
-from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
-
-#: in a run's staging folder while its promotion is not committed; holds the plugin id
-PROMOTING = ".promoting"
+from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
 
 
 class OutputLocked(UsageError):
