@@ -981,6 +981,53 @@ def test_the_problem_list_escapes_session_names_as_the_table_does(session_plugin
     ]
 
 
+def test_a_summary_that_cannot_be_written_is_exit_74_with_one_line(session_plugin, study, tmp_path):
+    """Every session ran and recorded itself, then the summary did not fit (a full
+    disk; here `ulimit -f` below the summary's size and above a record's): the batch
+    ended in `internal error (OSError: [Errno 27] File too large)`, exit 1."""
+    sized = tmp_path / "sized"
+    assert _batch_cli(session_plugin, study, sized, "ses-*").returncode == 0
+    record = max(p.stat().st_size for p in sized.glob("*/_runs/*.json"))
+    summary = max(p.stat().st_size for p in (sized / "_batches").glob("*.json"))
+    assert summary > record + 1024, (summary, record)  # room for longer paths below
+    limit = record + 512
+    out = tmp_path / "out"
+
+    def small_files() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [
+            MDIVICOM,
+            "run",
+            "per-session",
+            "--sessions",
+            "ses-*",
+            *("--dataset", str(study)),
+            *("--out", str(out)),
+        ],
+        env=session_plugin.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=small_files,
+    )
+    assert result.returncode == 74, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith(
+        "Error: the batch ended succeeded but its summary could not be written to "
+        f"'{out / '_batches'}/"
+    ), error
+    assert "(File too large)" in error and f"`mdivicom runs list {out}`" in error, error
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert list((out / "_batches").iterdir()) == []  # no half summary either
+    statuses = [json.loads(p.read_text())["status"] for p in out.glob("*/_runs/*.json")]
+    assert statuses == ["succeeded"] * 8
+
+
 def test_an_out_that_cannot_be_written_starts_no_session(session_plugin, tmp_path):
     """A batch into a path through a file (or a read-only mount) started every
     session, each failed with RecordNotWritten, and the batch ended with exit 74

@@ -131,8 +131,10 @@ def run_batch(
 
     Pass RunOptions and BatchOptions, or their fields as keywords
     (`dataset=..., out=..., sessions=..., jobs=...`). Raises
-    BatchValidationFailed (exit 2) before anything runs, and
-    BatchSummaryInterrupted after writing the summary of an interrupted batch.
+    BatchValidationFailed (exit 2) before anything runs,
+    BatchSummaryInterrupted after writing the summary of an interrupted batch,
+    and RecordNotWritten (exit 74) when --out, or at the end the summary, cannot
+    be written.
     `on_start` gets the number of sessions about to run; `on_event` gets
     ("started", job, None) as each try of a session starts, ("retrying", job,
     result) as a try ends that another try of the session follows (`retries`),

@@ -102,7 +102,13 @@ def summarise(
     slurm_partition: str | None = None,
     slurm_job_ids: list[str] | None = None,
 ) -> BatchSummary:
-    """Build the summary and write it; the caller decides what to raise."""
+    """Build the summary and write it; the caller decides what to raise.
+
+    RecordNotWritten (exit 74) when the summary cannot be written (a full disk,
+    a `_batches/` made read-only): one line naming it and the cause, as a run
+    says of its record, instead of `internal error`. The sessions' records are
+    written by then, and say how each ended.
+    """
     ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
     # a session interrupted on its own (a signal to its process, a plugin raising
     # KeyboardInterrupt) while the batch went on has no output either: the batch
@@ -137,7 +143,15 @@ def summarise(
         slurm_partition=slurm_partition,
         slurm_job_ids=list(slurm_job_ids or []),
     )
-    write_json_atomic(summary.path, summary)
+    try:
+        write_json_atomic(summary.path, summary)
+    except OSError as exc:
+        raise RecordNotWritten(
+            f"the batch ended {status} but its summary could not be written to "
+            f"{str(summary.path)!r} ({exc.strerror or exc}); each session's record says "
+            f"how it ended (`mdivicom runs list {plan.out_dir}`) and --resume runs what did "
+            "not succeed; free space or make the folder writable"
+        ) from None
     return summary
 
 
