@@ -133,8 +133,8 @@ class DaskExecutor:
                         }
                     )
                 )
-                # the worker processes inherit SIGINT ignored (kept across exec)
-                with _sigint_ignored():
+                # the worker processes inherit SIGINT and SIGHUP ignored (kept across exec)
+                with _terminal_signals_ignored():
                     cluster = stack.enter_context(
                         LocalCluster(
                             n_workers=self.jobs,
@@ -311,15 +311,22 @@ def _die_with_batch(batch_pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def _terminal_signals_ignored() -> Iterator[None]:
+    """What a terminal sends every process of its group, Ctrl-C (SIGINT) and, when it
+    closes, SIGHUP, ignored by the processes started in the block: the batch
+    process takes them and stops the batch, and the workers finish their sessions.
+    A worker (and multiprocessing's resource tracker) killed by the terminal's
+    SIGHUP lost its session, and the tracker's successor printed tracebacks."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals = (signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _executing(dask_worker: Any) -> list[str]:
