@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 #: longer reasons are cut; a broken plugin's traceback text must not flood a table
 LINE_LIMIT = 400
@@ -74,6 +75,16 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def some(items: Sequence[str], limit: int, sep: str = ", ") -> str:
+    """`a, b and 3 more`: at most `limit` of `items`, and how many are left out.
+
+    A message must stay one readable line however many files, threads or links
+    it is about; every such list is cut and counted the same way.
+    """
+    shown = sep.join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def describe_changes(changed: list[str], added: list[str], removed: list[str], limit: int) -> str:
     """`changed a, b and 3 more; removed c`: the paths a check found different.
 
@@ -83,7 +94,5 @@ def describe_changes(changed: list[str], added: list[str], removed: list[str], l
     parts = []
     for label, paths in (("changed", changed), ("added", added), ("removed", removed)):
         if paths:
-            shown = ", ".join(paths[:limit])
-            more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
-            parts.append(f"{label} {shown}{more}")
+            parts.append(f"{label} {some(paths, limit)}")
     return "; ".join(parts)

@@ -31,7 +31,7 @@ import msgspec
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.platform import interpreter, python_version
 from mdivicomtools.common.signals import signals_seen
-from mdivicomtools.common.text import printable
+from mdivicomtools.common.text import printable, some
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.execution.base import Availability
 from mdivicomtools.execution.outputpipe import OutputPipe
@@ -262,11 +262,10 @@ def _warn_of_writes_beside_out_dir(request: RunRequest, outcome: RunOutcome) -> 
     except OSError:
         return
     if stray:
-        names = ", ".join(printable(name) for name in stray[:5])
-        more = f" and {len(stray) - 5} more" if len(stray) > 5 else ""
+        names = some([printable(name) for name in stray], 5)
         outcome.warnings.append(
             f"{WROTE_BESIDE_OUT_DIR}, into the run's staging folder, which is removed "
-            f"after the run, so it is not kept: {names}{more} (write into out_dir itself)"
+            f"after the run, so it is not kept: {names} (write into out_dir itself)"
         )
 
 
@@ -286,11 +285,10 @@ def _warn_of_threads_left(outcome: RunOutcome, before: set[threading.Thread]) ->
         if thread not in before and not thread.daemon and thread.is_alive()
     )
     if left:
-        names = ", ".join(repr(name) for name in left[:5])
-        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        names = some([repr(name) for name in left], 5)
         outcome.warnings.append(
             f"the plugin's run() returned while {len(left)} thread(s) it started still ran "
-            f"({names}{more}); what they do after that is not part of the run: join them "
+            f"({names}); what they do after that is not part of the run: join them "
             "before returning (--isolate waits for them, as Python does at exit)"
         )
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mdivicomtools.common.safefs import Entry, display_name, open_regular, scan
+from mdivicomtools.common.text import some
 from mdivicomtools.model.run import OutputFile, RunOutcome
 
 _CHUNK = 1 << 20
@@ -63,9 +64,7 @@ def list_outputs(outcome: RunOutcome) -> None:
     if refused:
         outcome.fail(
             "UnsafeOutput",
-            "the output holds entries that are never promoted: "
-            + ", ".join(refused[:20])
-            + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""),
+            "the output holds entries that are never promoted: " + some(refused, 20),
         )
         return
     outcome.outputs = inventory_of(outcome.staging_dir, entries)

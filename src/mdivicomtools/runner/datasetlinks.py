@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mdivicomtools.common.text import some
 from mdivicomtools.runner.fingerprint import Fingerprint
 
 #: links named in the warning; the rest are counted
@@ -50,11 +51,10 @@ def unreachable_links_note(root: Path, before: Fingerprint) -> str | None:
     links = unreachable_links(root, before)
     if not links:
         return None
-    named = ", ".join(f"{rel!r} -> {target!r}" for rel, target in links[:NAMED])
-    more = f" and {len(links) - NAMED} more" if len(links) > NAMED else ""
+    named = some([f"{rel!r} -> {target!r}" for rel, target in links], NAMED)
     return (
         f"the dataset has {len(links)} symbolic link(s) the container cannot follow: "
-        f"{named}{more}; only --dataset is mounted, so a link to an absolute path or out "
+        f"{named}; only --dataset is mounted, so a link to an absolute path or out "
         "of that folder leads nowhere inside; give the folder that holds their targets "
         "as --dataset (a datalad or git-annex dataset's top folder), or a copy made with "
         "`cp -rL`"

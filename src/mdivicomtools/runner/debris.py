@@ -23,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.common.safefs import Removal, remove_tree
+from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir
@@ -87,9 +88,8 @@ class Cleaned:
 
 
 def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
-    more = f" and {len(removal.left) - 1} more" if len(removal.left) > 1 else ""
     return Cleaned(
-        f"not all of {folder} ({why}): could not remove {removal.left[0]}{more}; "
+        f"not all of {folder} ({why}): could not remove {some(removal.left, 1)}; "
         "give the user running mdivicom write access to it (or remove it as its owner)",
         done=False,
     )

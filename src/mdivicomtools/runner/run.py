@@ -36,6 +36,7 @@ from mdivicomtools.common.signals import (
     signals_seen,
     sigterm_as_interrupt,
 )
+from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend, outcome_problems
@@ -589,8 +590,7 @@ def _without_secrets(record: RunRecord, config: object) -> RunRecord:
 def _not_removed(removal: Removal) -> str:
     return (
         f"could not remove all of the staging folder {removal.path}: "
-        + "; ".join(removal.left[:3])
-        + (f" and {len(removal.left) - 3} more" if len(removal.left) > 3 else "")
+        + some(removal.left, 3, "; ")
         + "; `mdivicom runs clean` removes it once it is writable"
     )
 
@@ -623,10 +623,9 @@ def fingerprint_before(
             "give the user running mdivicom read access to every folder in it"
         ]
     if unreadable:
-        named = ", ".join(f"{rel!r} ({why})" for rel, why in unreadable[:5])
-        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        named = some([f"{rel!r} ({why})" for rel, why in unreadable], 5)
         return None, [
-            f"the dataset cannot be read for --hash-dataset: {named}{more} in "
+            f"the dataset cannot be read for --hash-dataset: {named} in "
             f"{str(dataset)!r}; make every file readable, or run without --hash-dataset"
         ]
     return before, []
