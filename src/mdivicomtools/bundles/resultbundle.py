@@ -725,43 +725,33 @@ def validate_file(
     if confine is not None and os.path.islink(path):
         readable = Readable.of(confine)
         if not readable.admits(path):
-            return BundleReport(
-                path=str(path),
-                valid=False,
-                problems=[
-                    Problem(
-                        pointer="",
-                        message=f"{str(path)!r} is a symlink to a file outside "
-                        f"{readable.named}; it was not read",
-                        expected=f"a file inside {readable.named}",
-                    )
-                ],
+            return _unread(
+                path,
+                f"{str(path)!r} is a symlink to a file outside {readable.named}; it was not read",
+                expected=f"a file inside {readable.named}",
             )
     try:
         data = parse_sidecar(read_regular(Path(os.path.realpath(path))))
     except json.JSONDecodeError as exc:
-        return BundleReport(
-            path=str(path),
-            valid=False,
-            problems=[
-                Problem(
-                    pointer="",
-                    message=f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                    expected="a JSON object",
-                )
-            ],
+        return _unread(
+            path,
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            expected="a JSON object",
         )
     except UnsafeFile as exc:
-        return BundleReport(
-            path=str(path), valid=False, problems=[Problem(pointer="", message=str(exc))]
-        )
+        return _unread(path, str(exc))
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        return BundleReport(
-            path=str(path),
-            valid=False,
-            problems=[Problem(pointer="", message=f"unreadable: {exc}")],
-        )
+        return _unread(path, f"unreadable: {exc}")
     return validate_data(data, path, confine=confine, placed=placed)
+
+
+def _unread(path: Path, message: str, expected: str | None = None) -> BundleReport:
+    """The report of a sidecar whose contents were never looked at: one problem, the file's."""
+    return BundleReport(
+        path=str(path),
+        valid=False,
+        problems=[Problem(pointer="", message=message, expected=expected)],
+    )
 
 
 def find_sidecars(folder: Path, *, follow_links: bool = False) -> list[Path]:
