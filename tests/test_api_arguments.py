@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mdivicomtools import RunOptions, rerun, run_batch, run_plugin, verify_out
+from mdivicomtools import BatchOptions, RunOptions, rerun, run_batch, run_plugin, verify_out
 from mdivicomtools.errors import EmptyPath, UsageError
 
 
@@ -77,3 +77,93 @@ def test_a_numpy_timeout_is_taken_as_seconds(site, dataset, tmp_path):
         "hello", dataset=str(dataset), out=str(tmp_path / "out"), timeout=np.float64(30)
     )
     assert record.status == "succeeded" and record.timeout_s == 30.0
+
+
+def test_numpy_numbers_in_batch_options_reach_the_summary_as_plain_numbers(site, tmp_path):
+    """`jobs=np.int64(2)` (a value from a DataFrame) ran every session and then lost the
+    batch's summary to msgspec's `Encoding objects of type numpy.int64 is unsupported`."""
+    import numpy as np
+
+    from mdivicomtools.authoring.sampledata import make_sample_dataset
+
+    site.plugin("hello")
+    study = make_sample_dataset(tmp_path / "study", sessions=2)
+    summary = run_batch(
+        "hello",
+        dataset=study,
+        out=tmp_path / "out",
+        sessions="ses-*",
+        jobs=np.int64(2),
+        retries=np.int64(0),
+    )
+    assert summary.status == "succeeded" and summary.totals == {"succeeded": 2}
+    assert type(summary.jobs) is int and summary.jobs == 2
+    assert summary.path.is_file()
+    options = BatchOptions(sessions="*", jobs=2.0, slurm_cpus=np.int32(4))  # type: ignore[arg-type]
+    assert (type(options.jobs), type(options.slurm_cpus)) == (int, int)
+
+
+def test_numpy_container_limits_are_stored_as_plain_numbers():
+    """`cpus=np.int64(2)` left the run `abandoned`: its `running` record was written and
+    the next one could not be encoded; `stop_grace=np.int64(3)` failed before that with
+    numpy's `The truth value of an empty array is ambiguous`."""
+    import numpy as np
+
+    options = RunOptions(
+        dataset="d", out="o", cpus=np.int64(2), stop_grace=np.int64(3), attempt=np.int64(1)
+    )
+    assert (type(options.cpus), type(options.stop_grace), type(options.attempt)) == (
+        float,
+        float,
+        int,
+    )
+    assert (options.cpus, options.stop_grace, options.attempt) == (2.0, 3.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: BatchOptions(sessions=["ses-01", "ses-02"]),
+            r"^BatchOptions\.sessions must be one shell-style pattern .*"
+            r"got \['ses-01', 'ses-02'\]$",
+        ),
+        (
+            lambda: BatchOptions(sessions="*", jobs="2"),
+            r"^BatchOptions\.jobs must be a whole number of sessions at a time, got '2'$",
+        ),
+        (
+            lambda: BatchOptions(sessions="*", jobs=1.5),
+            r"^BatchOptions\.jobs must be a whole number of sessions at a time, got 1\.5$",
+        ),
+        (
+            lambda: BatchOptions(sessions="*", retries=True),
+            r"^BatchOptions\.retries must be a whole number of tries, got True$",
+        ),
+        (
+            lambda: BatchOptions(sessions="*", slurm_directives="--qos=low"),
+            r"slurm_directives=\['--qos=low'\]$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", cpus="2"),
+            r"^RunOptions\.cpus must be a number of CPUs, got '2'$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", timeout="5"),
+            r"^RunOptions\.timeout must be a number of seconds, got '5'$",
+        ),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_when_built(build, message):
+    """Each failed deep inside instead: `expected str ... not list` in the planner, `'<'
+    not supported between instances of 'str' and 'int'`, `must be real number, not str`
+    in the container limits."""
+    with pytest.raises(TypeError, match=message):
+        build()
+
+
+def test_a_batch_given_a_list_of_sessions_runs_nothing(site, dataset, tmp_path):
+    site.plugin("hello")
+    with pytest.raises(TypeError, match=r"^BatchOptions\.sessions "):
+        run_batch("hello", dataset=dataset, out=tmp_path / "out", sessions=["ses-01"])
+    assert not (tmp_path / "out").exists()

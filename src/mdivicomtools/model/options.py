@@ -89,13 +89,7 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 "RunOptions.config must be a dict, the --config text or a path to a "
                 f".json/.toml file, got {self.config!r}"
             )
-        if self.timeout is not None:
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, numbers.Real):
-                raise TypeError(
-                    f"RunOptions.timeout must be a number of seconds, got {self.timeout!r}"
-                )
-            # a plain float: numpy's float64 and int64 are numbers the records cannot encode
-            msgspec.structs.force_setattr(self, "timeout", float(self.timeout))
+        _store_plain_numbers(self, _RUN_NUMBERS)
 
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:
@@ -124,3 +118,69 @@ class BatchOptions(msgspec.Struct, kw_only=True, frozen=True):
     slurm_cpus: int | None = None
     slurm_account: str | None = None
     slurm_directives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse wrong types here, as RunOptions does: a list of sessions failed deep in
+        the planner with `expected str ... not list`, and `jobs=np.int64(4)` ran every
+        session and then lost the batch's summary to msgspec's `Encoding objects of
+        type numpy.int64 is unsupported`."""
+        if not isinstance(self.sessions, str):
+            raise TypeError(
+                "BatchOptions.sessions must be one shell-style pattern of session folder "
+                f"names (such as 'ses-*' or 'ses-0[1-4]'), got {self.sessions!r}"
+            )
+        if isinstance(self.slurm_directives, str):  # would be taken a character at a time
+            raise TypeError(
+                "BatchOptions.slurm_directives must be a list of strings, got the string "
+                f"{self.slurm_directives!r}; write slurm_directives=[{self.slurm_directives!r}]"
+            )
+        if not isinstance(self.slurm_directives, tuple):
+            msgspec.structs.force_setattr(
+                self, "slurm_directives", tuple(self.slurm_directives or ())
+            )
+        _store_plain_numbers(self, _BATCH_NUMBERS)
+
+
+#: the numeric fields of each options Struct: the type stored, and what the value counts
+_RUN_NUMBERS: dict[str, tuple[type[int] | type[float], str]] = {
+    "timeout": (float, "a number of seconds"),
+    "cpus": (float, "a number of CPUs"),
+    "stop_grace": (float, "a number of seconds"),
+    "attempt": (int, "a whole number"),
+}
+_BATCH_NUMBERS: dict[str, tuple[type[int] | type[float], str]] = {
+    "jobs": (int, "a whole number of sessions at a time"),
+    "retries": (int, "a whole number of tries"),
+    "slurm_cpus": (int, "a whole number of CPUs"),
+}
+
+
+def _store_plain_numbers(
+    options: msgspec.Struct, fields: dict[str, tuple[type[int] | type[float], str]]
+) -> None:
+    """Store each numeric option as a plain int or float, and refuse what is no number.
+
+    A notebook's numbers are often numpy's (`np.int64(4)`, a value read from a
+    DataFrame): they compare and add like Python's, so a run got far (its
+    `running` record written, every session of a batch run) before msgspec
+    refused to encode one into a record or summary, leaving the run
+    `abandoned` or the batch without its summary. A string or a bool is refused
+    here, rather than failing as `'<' not supported` deep inside.
+    """
+    owner = type(options).__name__
+    for name, (kind, meaning) in fields.items():
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{owner}.{name} must be {meaning}, got {value!r}")
+        number = float(value)
+        plain: int | float = number
+        if kind is int:
+            if isinstance(value, numbers.Integral):
+                plain = int(value)
+            elif number.is_integer():  # 2.0 sessions at a time
+                plain = int(number)
+            else:
+                raise TypeError(f"{owner}.{name} must be {meaning}, got {value!r}")
+        msgspec.structs.force_setattr(options, name, plain)
