@@ -453,6 +453,43 @@ def test_a_session_interrupted_on_its_own_fails_the_batch(session_plugin, study,
     assert summary["totals"] == {"interrupted": 2}, summary
 
 
+def test_an_interrupted_batch_from_python_says_which_and_where_its_summary_is(
+    session_plugin, tmp_path
+):
+    """A notebook's interrupted `run_batch` showed `BatchSummaryInterrupted:
+    20261128T211324Z_323f67be` and nothing else: not what was interrupted, what became
+    of the sessions, nor where the summary is (`RunInterrupted` says all that)."""
+    from mdivicomtools.batch import BatchSummaryInterrupted
+
+    study = make_dataset(tmp_path / "study", sessions=3)
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def interrupt_once_both_run() -> None:
+        deadline = time.monotonic() + 60
+        while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    with pytest.raises(BatchSummaryInterrupted) as raised:
+        run_batch(
+            "per-session",
+            dataset=study,
+            out=tmp_path / "out",
+            sessions="ses-*",
+            jobs=2,
+            sets=["slow_after=ses-00", f"started_dir={started}"],
+        )
+    summary = raised.value.summary
+    assert summary.totals == {"interrupted": 2, "not_started": 1}, summary
+    assert str(raised.value) == (
+        f"batch {summary.batch_id} of {summary.plugin} was interrupted by Ctrl-C (SIGINT): "
+        f"2 interrupted, 1 not_started; its summary is {summary.path}"
+    )
+    assert summary.path.is_file()
+
+
 def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, study, tmp_path):
     """The supervisor's message for a runner killed by SIGKILL advised --isolate, which
     a batch (whose sessions run in worker processes already) cannot use."""

@@ -55,13 +55,23 @@ class BatchSummary(msgspec.Struct, kw_only=True):
     def path(self) -> Path:
         return batch_summary_path(Path(self.out_dir), self.batch_id)
 
+    def counts(self) -> str:
+        """The sessions counted by status, as every message names them ('2 interrupted,
+        1 not_started'); empty for a batch of no session."""
+        return ", ".join(f"{n} {status}" for status, n in sorted(self.totals.items()))
+
 
 class BatchSummaryInterrupted(KeyboardInterrupt):
     """An interrupted batch, after its summary was written; `by` names the signal
     (`SIGTERM` or `Ctrl-C (SIGINT)`), as the command's last line says it."""
 
     def __init__(self, summary: BatchSummary, path: Path, by: str = "Ctrl-C (SIGINT)") -> None:
-        super().__init__(summary.batch_id)
+        # what a notebook's traceback shows, as RunInterrupted does: the batch id alone
+        # said neither that the sessions were recorded nor where to look
+        super().__init__(
+            f"batch {summary.batch_id} of {summary.plugin} was interrupted by {by}: "
+            f"{summary.counts() or 'no session'}; its summary is {path}"
+        )
         self.summary = summary
         self.path = path
         self.by = by

@@ -143,12 +143,12 @@ def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> 
         ]
         for r in summary.sessions
     ]
-    totals = ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items()))
     return "\n".join(
         [
             table(["SESSION", "STATUS", "TRIES", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
             f"{summary.status}: {summary.plugin} {summary.plugin_version} on "
-            f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s ({totals})",
+            f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s "
+            f"({summary.counts()})",
             f"outputs:  {out or summary.out_dir}/<session>/",
             f"summary:  {path}",
         ]

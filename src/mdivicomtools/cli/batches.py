@@ -32,7 +32,7 @@ def _load(out: str) -> list[BatchSummary]:
 
 
 def _counts(summary: BatchSummary) -> str:
-    return ", ".join(f"{n} {status}" for status, n in sorted(summary.totals.items())) or "none"
+    return summary.counts() or "none"
 
 
 @batches_group.command("list")
