@@ -167,3 +167,25 @@ def test_a_batch_given_a_list_of_sessions_runs_nothing(site, dataset, tmp_path):
     with pytest.raises(TypeError, match=r"^BatchOptions\.sessions "):
         run_batch("hello", dataset=dataset, out=tmp_path / "out", sessions=["ses-01"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"echo": True}, r"^echo must be a text stream with write\(\) .*got True$"),
+        ({"progress": True}, r"^progress must be a function that takes one line .*got True$"),
+    ],
+)
+def test_an_echo_or_progress_that_cannot_take_lines_is_refused_before_the_run(
+    site, dataset, tmp_path, keywords, message
+):
+    """`echo=True` ran the plugin and recorded the echo's `AttributeError: 'bool' object
+    has no attribute 'write'` as the plugin's failure; `progress=True` raised `'bool'
+    object is not callable` from inside the run."""
+    site.plugin("hello")
+    with pytest.raises(TypeError, match=message):
+        run_plugin("hello", dataset=dataset, out=tmp_path / "out", **keywords)
+    assert not (tmp_path / "out").exists()
+    if "progress" in keywords:
+        with pytest.raises(TypeError, match=message):
+            run_batch("hello", dataset=dataset, out=tmp_path / "b", sessions="*", **keywords)

@@ -56,6 +56,10 @@ def while_shown(progress: Progress | None) -> Progress:
     """
     if progress is None:
         return lambda message: None
+    if not callable(progress):  # `progress=True` failed at the first line with "not callable"
+        raise TypeError(
+            f"progress must be a function that takes one line (such as print), got {progress!r}"
+        )
     shown = True
 
     def say(message: str) -> None:
@@ -92,6 +96,11 @@ def run_plugin(
     plugin's traceback goes only to the log file unless `verbose`.
     """
     options = _options(options, fields)
+    if echo is not None and not callable(getattr(echo, "write", None)):
+        # `echo=True` ran the plugin and recorded the echo's AttributeError as its failure
+        raise TypeError(
+            f"echo must be a text stream with write() (such as sys.stdout), got {echo!r}"
+        )
     say = while_shown(progress)
     with Prepared(ref, options, hooks) as prepared:
         plugin = prepared.plugin
