@@ -275,3 +275,36 @@ def test_what_a_plugin_changes_of_the_environment_path_and_logging_is_put_back(
     assert second.result == first.result
     assert second.result["env"] is None and second.result["level"] == logging.WARNING
     assert second.result["path0"] != "/p-messy-plugin-folder"
+
+
+ASYNC_PLUGIN = """
+import asyncio
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    async def fetch():
+        await asyncio.sleep(0)
+        return 42
+    return {"fetched": asyncio.run(fetch())}
+"""
+
+
+def test_a_plugin_using_asyncio_runs_from_a_caller_inside_an_event_loop(site, dataset, tmp_path):
+    """A notebook kernel runs each cell inside its asyncio loop: an in-process plugin
+    calling asyncio.run() failed there only, `asyncio.run() cannot be called from a
+    running event loop`, where `mdivicom run` and a script ran it."""
+    import asyncio
+
+    site.plugin("fetcher", run_source=ASYNC_PLUGIN)
+
+    async def cell() -> tuple[object, bool]:
+        # as a notebook cell does: synchronous code while the kernel's loop runs
+        record = run_plugin("fetcher", dataset=str(dataset), out=str(tmp_path / "out"))
+        return record, asyncio.get_running_loop() is loop
+
+    loop = asyncio.new_event_loop()
+    try:
+        record, same_loop = loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    assert record.status == "succeeded", record.error
+    assert record.result == {"fetched": 42}
+    assert same_loop  # the caller's loop is running there again afterwards

@@ -14,6 +14,7 @@ full disk is reported as the plugin's own error rather than as a crash.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -98,6 +99,7 @@ class PythonBackend:
             log.capture_python_streams(),
             _in_process_call(request.plugin_env()) as call,
             signals_seen() as signals,
+            _callers_event_loop_hidden(),
         ):
             try:
                 func = import_callable(request.spec.entry.callable)
@@ -364,6 +366,28 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
                 if _cwd_before:
                     with contextlib.suppress(OSError):
                         os.chdir(_cwd_before.pop())
+
+
+@contextlib.contextmanager
+def _callers_event_loop_hidden() -> Iterator[None]:
+    """Run the plugin on this thread as if no event loop were running here.
+
+    A notebook kernel runs each cell inside its own asyncio loop, so an
+    in-process plugin that called `asyncio.run()` (an async HTTP client, a
+    device SDK) failed with `asyncio.run() cannot be called from a running
+    event loop` in a notebook only, where `mdivicom run` and a script ran it.
+    That loop is the caller's, blocked until the plugin returns; the plugin's
+    own loop runs meanwhile and the caller's is this thread's again afterwards.
+    """
+    running = asyncio._get_running_loop()  # documented for loop implementations
+    if running is None:
+        yield
+        return
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(running)
 
 
 def _after_fork_in_child() -> None:
