@@ -722,8 +722,8 @@ def test_a_backend_that_swallows_the_interrupt_still_stops_the_run(site, dataset
     assert record.error.message == "interrupted by SIGTERM"
     # what a notebook's traceback shows (it was the bare run id)
     assert str(stopped.value) == (
-        f"run {record.run_id} of {record.plugin.ref} was interrupted (Ctrl-C, SIGTERM or "
-        f"SIGHUP); its record is {tmp_path / 'out' / '_runs' / (record.run_id + '.json')}"
+        f"run {record.run_id} of {record.plugin.ref} was interrupted by SIGTERM; its record "
+        f"is {tmp_path / 'out' / '_runs' / (record.run_id + '.json')}"
     )
     assert record.warnings == [
         "SIGTERM arrived while the site backend (hook module 'lab-site') ran the plugin, and "

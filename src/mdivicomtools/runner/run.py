@@ -89,16 +89,17 @@ Progress = Callable[[str], None]
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C, SIGTERM or SIGHUP stopped a run; its record was written first."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped a run; its record was written first. `by`
+    names the signal as the record does (`Ctrl-C (SIGINT)`, `SIGTERM`, `SIGHUP`)."""
 
-    def __init__(self, record: RunRecord) -> None:
-        # what a notebook's traceback shows: which run, and that it was recorded
+    def __init__(self, record: RunRecord, by: str = "Ctrl-C (SIGINT)") -> None:
+        # what a notebook's traceback shows: which run, what stopped it, where its record is
         super().__init__(
-            f"run {record.run_id} of {record.plugin.ref} was interrupted (Ctrl-C, SIGTERM or "
-            "SIGHUP); "
+            f"run {record.run_id} of {record.plugin.ref} was interrupted by {by}; "
             f"its record is {runs_dir(Path(record.run_out_dir)) / (record.run_id + '.json')}"
         )
         self.record = record
+        self.by = by
 
 
 class Run:
@@ -691,5 +692,5 @@ def execute_prepared(
         )
         record, interrupt = run.execute()
     if interrupt is not None:
-        raise RunInterrupted(record) from interrupt
+        raise RunInterrupted(record, interrupt_name(interrupt)) from interrupt
     return record
