@@ -189,3 +189,38 @@ def test_an_echo_or_progress_that_cannot_take_lines_is_refused_before_the_run(
     if "progress" in keywords:
         with pytest.raises(TypeError, match=message):
             run_batch("hello", dataset=dataset, out=tmp_path / "b", sessions="*", **keywords)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda ds, out: run_batch("hello", RunOptions(dataset=ds, out=out), "ses-*"),
+            r"^run_batch: expected a BatchOptions or its fields as keywords \(sessions=..., "
+            r"jobs=...\), got 'ses-\*'$",
+        ),
+        (
+            lambda ds, out: run_plugin("hello", {"dataset": ds, "out": out}),
+            r"^run_plugin: expected a RunOptions or its fields as keywords \(dataset=..., "
+            r"out=...\), got \{'dataset'",
+        ),
+        (
+            lambda ds, out: run_batch("hello", {"dataset": ds, "out": out}, sessions="*"),
+            r"^run_batch: expected a RunOptions ",
+        ),
+        (
+            lambda ds, out: run_plugin(7, dataset=ds, out=out),
+            r"^run_plugin: the plugin must be a reference such as 'sync-audio' .*got 7$",
+        ),
+    ],
+)
+def test_a_value_in_place_of_the_options_or_the_plugin_is_refused(
+    site, dataset, tmp_path, call, message
+):
+    """`run_batch(ref, options, "ses-*")`, the sessions glob where the BatchOptions go,
+    failed with `'str' object has no attribute 'jobs'`; a dict of options and a plugin
+    reference that is no string failed with AttributeErrors as well."""
+    site.plugin("hello")
+    with pytest.raises(TypeError, match=message):
+        call(str(dataset), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

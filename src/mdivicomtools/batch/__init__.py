@@ -40,7 +40,7 @@ from mdivicomtools.batch.summary import (
 from mdivicomtools.common.signals import interrupt_name
 from mdivicomtools.common.timefmt import stamp_id, utc_now
 from mdivicomtools.errors import UsageError
-from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions
+from mdivicomtools.model.options import EXECUTORS, BatchOptions, RunOptions, given_call
 from mdivicomtools.model.run import PluginInfo
 from mdivicomtools.runner import while_shown
 
@@ -140,6 +140,8 @@ def run_batch(
     result) as a try ends that another try of the session follows (`retries`),
     and ("finished", job, result) once per session, as its last try ends.
     """
+    options = given_call("run_batch", ref, options, RunOptions, "dataset=..., out=...")
+    batch = given_call("run_batch", ref, batch, BatchOptions, "sessions=..., jobs=...")
     batch_fields = {k: fields.pop(k) for k in list(fields) if k in _BATCH_FIELDS}
     if options is None:
         options = RunOptions.build(**fields)

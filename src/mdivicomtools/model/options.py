@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -184,3 +184,30 @@ def _store_plain_numbers(
             else:
                 raise TypeError(f"{owner}.{name} must be {meaning}, got {value!r}")
         msgspec.structs.force_setattr(options, name, plain)
+
+
+_Options = TypeVar("_Options", RunOptions, BatchOptions)
+
+
+def given_call(
+    call: str, ref: object, options: object, kind: type[_Options], keywords: str
+) -> _Options | None:
+    """`options` as `call` (`run_plugin`, `run_batch`) got it, when it is None or a
+    `kind`; a TypeError saying what it takes otherwise.
+
+    A plain value in its place (`run_batch(ref, options, "ses-*")`, a dict of
+    options, a plugin reference that is no string) failed deep inside with
+    `'str' object has no attribute 'jobs'` or `... has no attribute
+    'rpartition'`.
+    """
+    if not isinstance(ref, str):
+        raise TypeError(
+            f"{call}: the plugin must be a reference such as 'sync-audio' or "
+            f"'lab/sync-audio', got {ref!r}"
+        )
+    if options is None or isinstance(options, kind):
+        return options
+    raise TypeError(
+        f"{call}: expected a {kind.__name__} or its fields as keywords ({keywords}), "
+        f"got {options!r}"
+    )

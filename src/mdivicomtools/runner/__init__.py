@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import msgspec
 
 from mdivicomtools.hooks.manager import HookManager
-from mdivicomtools.model.options import RunOptions
+from mdivicomtools.model.options import RunOptions, given_call
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.run import RunInterrupted, execute_prepared, fingerprint_before
@@ -95,7 +95,9 @@ def run_plugin(
     the plugin's output live (it always goes to the run's log file); a failing
     plugin's traceback goes only to the log file unless `verbose`.
     """
-    options = _options(options, fields)
+    options = _options(
+        given_call("run_plugin", ref, options, RunOptions, "dataset=..., out=..."), fields
+    )
     if echo is not None and not callable(getattr(echo, "write", None)):
         # `echo=True` ran the plugin and recorded the echo's AttributeError as its failure
         raise TypeError(
