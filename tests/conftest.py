@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import pytest
@@ -19,12 +20,26 @@ def pytest_configure(config) -> None:
     every fork. The forked child never touches that thread's channel. Run
     without xdist (`-n 0`), the warning is shown as before.
     """
+    _hangups_as_from_a_terminal()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         config.addinivalue_line(
             "filterwarnings",
             r"ignore:This process \(pid=\d+\) is multi-threaded, use of fork"
             r"(pty)?\(\) may lead to deadlocks:DeprecationWarning",
         )
+
+
+def _hangups_as_from_a_terminal() -> None:
+    """Give the commands the tests start SIGHUP's default disposition.
+
+    A suite started under `nohup` or `setsid nohup` (a CI job detached from its
+    terminal) hands every child SIGHUP ignored, and the runner rightly keeps
+    an ignored SIGHUP ignored: every test that closes a command's terminal
+    then waited for a run that went on. The tests of nohup set the ignore
+    themselves.
+    """
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
