@@ -48,6 +48,30 @@ def end_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+#: the exit status when the reader of stdout went away (128 + SIGPIPE), as for `mdivicom`
+#: itself and the shell's own tools (docs/reference/exit-codes.md)
+EXIT_BROKEN_PIPE = 141
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a benchmark script's main() and exit with its status.
+
+    A reader that goes away (`benchmarks/NAME.py | head -3`, a closed terminal)
+    ends the benchmark quietly with 141, as it does `mdivicom`: no traceback
+    from print(), and no second one from the interpreter's final flush. The
+    benchmark stops there, through its `with` blocks and `finally`s, so its
+    temporary folders are removed; nobody reads the tables it would still print.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
+    sys.exit(status)
+
+
 #: how long a timed command that is being stopped gets to clean up (a container run
 #: removes its container, a batch its workers) before it is killed
 STOP_GRACE_S = 30

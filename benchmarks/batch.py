@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import at_least, end_on_sigterm, measure, print_table, signed_ms, timed
+from _common import at_least, end_on_sigterm, measure, print_table, run_main, signed_ms, timed
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
@@ -409,4 +409,4 @@ def container_part(args: argparse.Namespace, engine: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

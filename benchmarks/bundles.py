@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, print_table, timed
+from _common import at_least, end_on_sigterm, measure, print_table, run_main, timed
 from mdivicomtools.bundles.resultbundle import validate_file
 
 HEADER = "timestamp [ns]\tsection id\tgaze x [px]\tgaze y [px]\n"
@@ -152,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

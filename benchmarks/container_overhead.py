@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
 
 IMAGE = "localhost/mdivicom-test:1"
 SCRIPT = "echo ok > /mdivicom/out/ok"
@@ -269,4 +269,4 @@ def profile(engine: str, dataset: Path, out: Path, env: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

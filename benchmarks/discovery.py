@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, timed
+from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
 
 BASELINE = """
 import importlib.metadata, json
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,6 +26,7 @@ from _common import (
     medians,
     noop_plugin_site,
     print_table,
+    run_main,
     signed_ms,
     timed,
 )
@@ -99,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

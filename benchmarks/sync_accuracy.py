@@ -140,7 +140,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import at_least, positive  # noqa: E402
+from _common import at_least, positive, run_main  # noqa: E402
 from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
@@ -827,4 +827,4 @@ def _table(header: str, rule: str, lines: list[list[str]], markdown: bool) -> No
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

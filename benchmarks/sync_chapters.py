@@ -38,7 +38,7 @@ from mdivicom_sync_audio.io import write_wav
 from mdivicom_sync_audio.sample import scene
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, positive
+from _common import at_least, end_on_sigterm, positive, run_main
 
 RATE = 16_000
 # stream -> (start in the scene s, seconds cut from the end of the session)
@@ -158,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

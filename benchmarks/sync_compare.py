@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from _common import run_main
 from sync_accuracy import violated
 
 SAME_ERROR_MS = 0.05  # closer than this the two answers are the same place
@@ -128,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import end_on_sigterm, positive
+from _common import end_on_sigterm, positive, run_main
 
 RATE = 48_000
 CAMERA_START_S = 3.25
@@ -139,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

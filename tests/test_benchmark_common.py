@@ -136,3 +136,29 @@ def test_sigterm_removes_the_temporary_folder_and_stops_the_timed_command() -> N
         # a zombie is stopped too; anything else still runs
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state == "Z", f"the timed command {pid} still runs"
+
+
+def test_a_reader_that_went_away_ends_a_benchmark_with_141_not_a_traceback() -> None:
+    """`benchmarks/NAME.py | head -3`: the benchmark stops as `mdivicom` does when its
+    reader goes away (exit 141, nothing on stderr), and its temporary folder goes too."""
+    import os
+    import subprocess
+    import tempfile
+
+    script = Path(__file__).parents[1] / "benchmarks" / "discovery.py"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first table is printed
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            done = subprocess.run(
+                [sys.executable, str(script), "--plugins", "1", "--runs", "1"],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ, TMPDIR=tmp),
+                timeout=120,
+            )
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (141, "")
+        assert list(Path(tmp).iterdir()) == []
