@@ -72,6 +72,20 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(status)
 
 
+def require_sync_audio() -> None:
+    """sync_memory.py and sync_chapters.py run sync-audio in the Python that runs them.
+    Without it they wrote minutes of audio (679 MiB for sync_memory.py's two hours)
+    before failing, or ended in an import traceback even for --help: say so at once."""
+    import importlib.util
+
+    if importlib.util.find_spec("mdivicom_sync_audio") is None:
+        raise SystemExit(
+            f"sync-audio is not installed in {sys.executable}, and this benchmark runs it: "
+            "run it with a Python that has mdivicomtools and examples/sync-audio installed "
+            "(the development .venv has no sync-audio; docs/performance.md)"
+        )
+
+
 #: how long a timed command that is being stopped gets to clean up (a container run
 #: removes its container, a batch its workers) before it is killed
 STOP_GRACE_S = 30

@@ -34,11 +34,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from mdivicom_sync_audio.io import write_wav
-from mdivicom_sync_audio.sample import scene
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, positive, run_main
+from _common import at_least, end_on_sigterm, positive, require_sync_audio, run_main
 
 RATE = 16_000
 # stream -> (start in the scene s, seconds cut from the end of the session)
@@ -77,6 +75,8 @@ def lay_out(
     root: Path, sound: np.ndarray, minutes: float, chapter_s: float, split: tuple[str, ...]
 ) -> dict:
     """The session's files; each file's node id -> its true offset (s)."""
+    from mdivicom_sync_audio.io import write_wav
+
     truth = {}
     for sid, (start, short) in STREAMS.items():
         length = minutes * 60 - start - short
@@ -120,6 +120,22 @@ def main() -> None:
             f"{STREAMS['str-c-camera'][0]} s in and ends {STREAMS['str-c-camera'][1]:g} s "
             "before the end, and needs 20 s of its own"
         )
+    # a split stream no longer than a chapter stays one file: its "chapters" rows
+    # would time the one-file layout again under another name
+    shortest, sid = min(
+        (args.minutes * 60 - start - short, sid)
+        for sid, (start, short) in STREAMS.items()
+        if any(sid in split for _name, split, _mode in LAYOUTS)
+    )
+    if args.chapter_minutes * 60 >= shortest:
+        parser.error(
+            f"--chapter-minutes must be under {shortest / 60:.2f} with --minutes "
+            f"{args.minutes:g}: {sid} is {shortest:.1f} s long, and a stream no longer "
+            "than a chapter is not split"
+        )
+    require_sync_audio()
+    from mdivicom_sync_audio.sample import scene
+
     sound = scene(np.random.default_rng(5), args.minutes * 60, RATE)
     with tempfile.TemporaryDirectory(prefix="sync-chapters-") as tmp:
         sessions, truths = [], []

@@ -26,11 +26,14 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import end_on_sigterm, positive, run_main
+from _common import end_on_sigterm, positive, require_sync_audio, run_main
 
 RATE = 48_000
 CAMERA_START_S = 3.25
 BLOCK_S = 60
+#: beside the session in the folder: the sizes it was written with, once both files are
+#: complete (a --keep folder is reused only for the same sizes)
+SIZES = "sizes.json"
 
 
 def cue_times(seconds: float) -> list[float]:
@@ -85,35 +88,67 @@ def write(path: Path, codec: str, seconds: float, offset_s: float, channels: int
             out.mux(packet)
 
 
+def session_written(root: Path, sizes: dict[str, float]) -> bool:
+    """Whether root (a --keep folder) holds the session of these sizes, written to its end.
+
+    Reusing a session of other sizes printed the sizes asked for over the files of
+    another run (a 2-hour title over a 3-minute recorder file), and a session cut
+    short by Ctrl-C was reused as it was, or ended in FileExistsError.
+    """
+    try:
+        return bool(json.loads((root / SIZES).read_text()) == sizes)
+    except (OSError, ValueError):
+        return False
+
+
+def write_session(root: Path, sizes: dict[str, float], recorder: Path, camera: Path) -> None:
+    """Both files of the session, anew; the sizes file last, once they are complete."""
+    (root / SIZES).unlink(missing_ok=True)
+    shutil.rmtree(root / "ses-long", ignore_errors=True)
+    recorder.parent.mkdir(parents=True)
+    camera.parent.mkdir(parents=True)
+    write(recorder, "flac", sizes["hours"] * 3600, 0.0, 2)
+    write(camera, "aac", sizes["camera_minutes"] * 60, CAMERA_START_S, 1)
+    (root / SIZES).write_text(json.dumps(sizes))
+
+
+def run_sync_audio(command: list[str], session: Path, out: Path) -> float:
+    """Wall time of the run; its own lines (what it did, its warnings) go to stderr,
+    where they are seen, not into stdout, which is the Markdown table alone."""
+    started = time.perf_counter()
+    argv = [*command, "--dataset", str(session), "--out", str(out)]
+    done = subprocess.run(argv, stdout=sys.stderr)
+    if done.returncode != 0:  # its own messages are above
+        raise SystemExit(f"mdivicom run sync-audio failed (exit status {done.returncode})")
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=positive, default=2.0)
     parser.add_argument("--camera-minutes", type=positive, default=30.0)
-    parser.add_argument("--keep", type=Path, help="write the session here and keep it")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="write the session here and keep it; a later run with the same sizes reuses it",
+    )
     args = parser.parse_args()
     end_on_sigterm()
+    require_sync_audio()
     root = args.keep or Path(tempfile.mkdtemp(prefix="sync-memory-"))
     session = root / "ses-long"
     recorder = session / "raw" / "audio" / "str-a-recorder" / "recorder.flac"
     camera = session / "raw" / "video" / "str-b-camera" / "camera.mp4"
+    sizes = {"hours": args.hours, "camera_minutes": args.camera_minutes}
     try:
         started = time.perf_counter()
-        if not recorder.exists():
-            recorder.parent.mkdir(parents=True)
-            camera.parent.mkdir(parents=True)
-            write(recorder, "flac", args.hours * 3600, 0.0, 2)
-            write(camera, "aac", args.camera_minutes * 60, CAMERA_START_S, 1)
+        if not session_written(root, sizes):
+            write_session(root, sizes, recorder, camera)
         made = time.perf_counter() - started
         mdivicom = str(Path(sys.executable).with_name("mdivicom"))
         out = root / "out"
         shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
-        done = subprocess.run(
-            [mdivicom, "run", "sync-audio", "--dataset", str(session), "--out", str(out)]
-        )
-        if done.returncode != 0:  # its own messages are above
-            raise SystemExit(f"mdivicom run sync-audio failed (exit status {done.returncode})")
-        elapsed = time.perf_counter() - started
+        elapsed = run_sync_audio([mdivicom, "run", "sync-audio"], session, out)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         found = json.loads(
             (
