@@ -72,6 +72,27 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(status)
 
 
+def podman_remote_cli() -> list[str]:
+    """`podman --remote` to the API service the podman backend uses: CONTAINER_HOST
+    when set, else the first of its sockets that is there (the backend's own order).
+
+    The baselines used the rootful socket whatever CONTAINER_HOST said, so they
+    could time another service than the mdivicom run they were compared with.
+    """
+    from mdivicomtools_podman.engine import candidate_endpoints
+
+    endpoints = candidate_endpoints()
+    if os.environ.get("CONTAINER_HOST"):
+        return ["podman", "--remote", "--url", endpoints[0]]
+    for endpoint in endpoints:
+        if Path(endpoint.removeprefix("unix://")).is_socket():
+            return ["podman", "--remote", "--url", endpoint]
+    raise SystemExit(
+        f"no Podman service listens at {' or '.join(endpoints)}: the benchmark compares "
+        "against `podman --remote` to the service mdivicom uses (scripts/setup-engines.sh)"
+    )
+
+
 def require_sync_audio() -> None:
     """sync_memory.py and sync_chapters.py run sync-audio in the Python that runs them.
     Without it they wrote minutes of audio (679 MiB for sync_memory.py's two hours)

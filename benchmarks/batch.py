@@ -34,7 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import at_least, end_on_sigterm, measure, print_table, run_main, signed_ms, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    podman_remote_cli,
+    print_table,
+    run_main,
+    signed_ms,
+    timed,
+)
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
 PLUGIN = """
@@ -267,20 +276,21 @@ def slurm_part(args: argparse.Namespace) -> None:
 
 IMAGE = "localhost/mdivicom-test:1"
 COUNT = "find {d} -name '*.wav' | wc -l > {o}/n"
-PODMAN_URL = os.environ.get("MDIVICOM_PODMAN_URL", "unix:///run/podman/podman.sock")
 
 
 def engine_cli(engine: str) -> list[str]:
-    return ["docker"] if engine == "docker" else ["podman", "--remote", "--url", PODMAN_URL]
+    """The raw CLI, talking to the engine the backend of that name uses."""
+    return ["docker"] if engine == "docker" else podman_remote_cli()
 
 
 def container_part(args: argparse.Namespace, engine: str) -> None:
     """`--jobs 2` of mdivicom against xargs -P 2 of the raw engine CLI, same mounts."""
-    if shutil.which(engine_cli(engine)[0]) is None:
+    if shutil.which(engine) is None:
         raise SystemExit(
             f"{engine} is not on PATH: --parts containers compares against its CLI "
             "(scripts/setup-engines.sh); leave the part out with --parts local,slurm"
         )
+    cli = engine_cli(engine)
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
@@ -344,7 +354,7 @@ def container_part(args: argparse.Namespace, engine: str) -> None:
                     (folder / sub).mkdir(parents=True)
                 (folder / "config.json").write_text("{}")
                 command = [
-                    *engine_cli(engine),
+                    *cli,
                     "run",
                     "--rm",
                     "--network",

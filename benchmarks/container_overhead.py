@@ -31,13 +31,22 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    podman_remote_cli,
+    print_table,
+    run_main,
+    timed,
+)
 
 IMAGE = "localhost/mdivicom-test:1"
 SCRIPT = "echo ok > /mdivicom/out/ok"
+#: the raw CLIs; "podman" (`podman --remote` to the backend's own service) is added in main()
 CLI = {
     "docker": ["docker"],
-    "podman": ["podman", "--remote", "--url", "unix:///run/podman/podman.sock"],
     "podman-local": ["podman"],
 }
 #: what mdivicom gives every container: an init, no capabilities, no-new-privileges
@@ -96,12 +105,14 @@ def main() -> None:
     end_on_sigterm()
     mdivicom = str(Path(sys.executable).with_name("mdivicom"))
     engines = args.engines
-    for command in sorted({CLI[engine][0] for engine in engines}):
+    for command in sorted({"docker" if engine == "docker" else "podman" for engine in engines}):
         if not args.profile and shutil.which(command) is None:
             raise SystemExit(
                 f"{command} is not on PATH: this benchmark compares against its CLI "
                 "(scripts/setup-engines.sh), or leave the engine out with --engines"
             )
+    if "podman" in engines and not args.profile:
+        CLI["podman"] = podman_remote_cli()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         root = Path(tmp)
         manifests = root / "manifests"

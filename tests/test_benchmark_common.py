@@ -162,3 +162,33 @@ def test_a_reader_that_went_away_ends_a_benchmark_with_141_not_a_traceback() -> 
             os.close(write_end)
         assert (done.returncode, done.stderr) == (141, "")
         assert list(Path(tmp).iterdir()) == []
+
+
+def test_the_podman_baselines_talk_to_the_service_the_backend_uses(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """container_overhead.py and batch.py time `podman --remote run` against mdivicom's
+    podman backend, which honours CONTAINER_HOST; the raw CLI was pointed at the
+    rootful socket whatever CONTAINER_HOST said, so it could time another service."""
+    import batch
+    from _common import podman_remote_cli
+
+    elsewhere = f"unix://{tmp_path}/podman.sock"
+    monkeypatch.setenv("CONTAINER_HOST", elsewhere)
+    assert podman_remote_cli() == ["podman", "--remote", "--url", elsewhere]
+    assert batch.engine_cli("podman") == ["podman", "--remote", "--url", elsewhere]
+
+
+def test_no_podman_service_for_the_baseline_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mdivicomtools_podman import engine
+
+    from _common import podman_remote_cli
+
+    nowhere = [f"unix://{tmp_path}/a.sock", f"unix://{tmp_path}/b.sock"]
+    monkeypatch.delenv("CONTAINER_HOST", raising=False)
+    monkeypatch.setattr(engine, "candidate_endpoints", lambda: nowhere)
+    with pytest.raises(SystemExit) as exited:
+        podman_remote_cli()
+    assert str(exited.value.code).startswith(f"no Podman service listens at {nowhere[0]} or ")
