@@ -135,10 +135,45 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
+#: what every timed `mdivicom` process imports: their byte-code decides its start-up
+STARTUP_MODULES = ("mdivicomtools.cli", "click", "msgspec", "pluggy")
+
+
+def without_bytecode(modules: Sequence[str] | None = None) -> list[str]:
+    """Those of `modules` (STARTUP_MODULES by default) that the processes a benchmark
+    starts will compile on every start: no byte-code beside them, and
+    PYTHONDONTWRITEBYTECODE set, so the untimed first round cannot write it. An
+    editable install has none until something writes it, and uv installs without
+    it: there, discovery.py measured `plugins list --json` at 2.4x its baseline
+    against 1.6x with byte-code."""
+    import importlib.util
+
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return []
+    missing = []
+    for name in STARTUP_MODULES if modules is None else modules:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            continue
+        if spec is not None and spec.cached and not Path(spec.cached).exists():
+            missing.append(name)
+    return missing
+
+
 def measure(cases: Mapping[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
     """Each case once untimed (page cache, byte-code, the engine's first start), then
     `runs` rounds of every case in turn, so that a change in the machine's load
     falls on all cases alike. A case returns the seconds it measured."""
+    missing = without_bytecode()
+    if missing:
+        print(
+            f"note: no byte-code for {', '.join(missing)} and PYTHONDONTWRITEBYTECODE is "
+            "set: every process started here compiles them, which inflates start-up times; "
+            "compile first (`python -m compileall -q src backends/*/src`, and the venv's "
+            "site-packages; scripts/test.sh does both)",
+            file=sys.stderr,
+        )
     for case in cases.values():
         case()
     samples: dict[str, list[float]] = {name: [] for name in cases}
