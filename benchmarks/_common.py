@@ -192,6 +192,16 @@ def signed_ms(seconds: float) -> str:
     return f"{round(seconds * 1000):+d} ms"
 
 
+def speed_ratio(baseline: float, other: float) -> str:
+    """How many times faster `other` ran than the baseline, or slower: a ratio under 1
+    printed as "0.53x faster" reads as faster. A time that is not above 0 (a start-up
+    subtracted from a batch that took less) has no ratio, rather than a traceback."""
+    if not other > 0:
+        return "no ratio (not above 0 s)"
+    ratio = baseline / other
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
 def print_table(title: str, rows: list[tuple[str, str, str, str]], markdown: bool) -> None:
     """rows: (case, value, ratio, target)."""
     print(title)

@@ -42,6 +42,7 @@ from _common import (
     print_table,
     run_main,
     signed_ms,
+    speed_ratio,
     timed,
 )
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
@@ -187,13 +188,13 @@ def local_part(args: argparse.Namespace) -> None:
         (
             f"{args.sessions} x burn, --jobs 2",
             f"{med['--jobs 2']:.2f} s",
-            f"{one / med['--jobs 2']:.2f}x faster",
+            speed_ratio(one, med["--jobs 2"]),
             ">= 1.8x",
         ),
         (
             f"{args.sessions} x burn, dask 2 workers",
             f"{med['--executor dask --jobs 2']:.2f} s",
-            f"{one / med['--executor dask --jobs 2']:.2f}x faster",
+            speed_ratio(one, med["--executor dask --jobs 2"]),
             ">= 1.7x",
         ),
         ("marginal wall time per no-op session", f"{marginal * 1000:.0f} ms", "", ""),
@@ -254,14 +255,14 @@ def slurm_part(args: argparse.Namespace) -> None:
         (
             f"{args.sessions} x burn, slurm 2 worker jobs",
             f"{med['slurm 2']:.2f} s",
-            f"{med['local 1'] / med['slurm 2']:.2f}x faster",
+            speed_ratio(med["local 1"], med["slurm 2"]),
             ">= 1.5x",
         ),
         ("slurm start-up (1 no-op session, minus local)", f"{startup:.2f} s", "", ""),
         (
             f"{args.sessions} x burn, slurm 2 workers without start-up",
             f"{med['slurm 2'] - startup:.2f} s",
-            f"{med['local 1'] / (med['slurm 2'] - startup):.2f}x faster",
+            speed_ratio(med["local 1"], med["slurm 2"] - startup),
             "",
         ),
     ]

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from _common import at_least, measure, positive, signed_ms, timed
+from _common import at_least, measure, positive, signed_ms, speed_ratio, timed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,3 +225,17 @@ def test_timings_that_include_compiling_are_pointed_out(
     said = capsys.readouterr().err
     assert said.startswith("note: no byte-code for bench_fresh and PYTHONDONTWRITEBYTECODE")
     assert "compileall" in said
+
+
+@pytest.mark.parametrize(
+    ("baseline", "other", "shown"),
+    [
+        (11.08, 5.82, "1.90x faster"),
+        (6.01, 11.35, "1.89x slower"),  # printed "0.53x faster"
+        (1.0, 1.0, "1.00x faster"),
+        (6.01, 0.0, "no ratio (not above 0 s)"),  # a start-up longer than the batch
+        (6.01, -0.4, "no ratio (not above 0 s)"),
+    ],
+)
+def test_a_speed_ratio_says_slower_when_it_is(baseline: float, other: float, shown: str) -> None:
+    assert speed_ratio(baseline, other) == shown
