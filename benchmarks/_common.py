@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import statistics
@@ -161,10 +162,9 @@ def without_bytecode(modules: Sequence[str] | None = None) -> list[str]:
     return missing
 
 
-def measure(cases: Mapping[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
-    """Each case once untimed (page cache, byte-code, the engine's first start), then
-    `runs` rounds of every case in turn, so that a change in the machine's load
-    falls on all cases alike. A case returns the seconds it measured."""
+@functools.cache
+def note_missing_bytecode() -> None:
+    """Once per benchmark (batch.py measures several parts), on stderr."""
     missing = without_bytecode()
     if missing:
         print(
@@ -174,6 +174,13 @@ def measure(cases: Mapping[str, Callable[[], float]], runs: int) -> dict[str, li
             "site-packages; scripts/test.sh does both)",
             file=sys.stderr,
         )
+
+
+def measure(cases: Mapping[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+    """Each case once untimed (page cache, byte-code, the engine's first start), then
+    `runs` rounds of every case in turn, so that a change in the machine's load
+    falls on all cases alike. A case returns the seconds it measured."""
+    note_missing_bytecode()
     for case in cases.values():
         case()
     samples: dict[str, list[float]] = {name: [] for name in cases}
