@@ -41,6 +41,18 @@ def positive(text: str) -> float:
     return value
 
 
+def not_negative(text: str) -> float:
+    """An argparse type for a length that may be 0 but not below (discovery.py's
+    --import-delay: a title saying "sleep -1.0s" or "sleep nans" measured nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def end_on_sigterm() -> None:
     """Let SIGTERM (a CI timeout, `timeout`, a cancelled job) end the benchmark as
     Ctrl-C does, through its `with` blocks and `finally`s: its temporary folders

@@ -26,7 +26,16 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    not_negative,
+    print_table,
+    run_main,
+    timed,
+)
 
 BASELINE = """
 import importlib.metadata, json
@@ -68,7 +77,10 @@ def main() -> None:
     parser.add_argument("--plugins", type=at_least(1), default=200)
     parser.add_argument("--runs", type=at_least(1), default=7)
     parser.add_argument(
-        "--import-delay", type=float, default=0.2, help="seconds each run module sleeps on import"
+        "--import-delay",
+        type=not_negative,
+        default=0.2,
+        help="seconds each run module sleeps on import",
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()

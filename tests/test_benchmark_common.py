@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from _common import at_least, measure, positive, signed_ms, speed_ratio, timed
+from _common import at_least, measure, not_negative, positive, signed_ms, speed_ratio, timed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,12 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=at_least(1), default=3)
     parser.add_argument("--files", type=at_least(0), default=20)
     parser.add_argument("--minutes", type=positive, default=2.0)
+    parser.add_argument("--delay", type=not_negative, default=0.2)
     return parser
 
 
 def test_counts_and_sizes_are_parsed() -> None:
-    args = _parser().parse_args(["--runs", "5", "--files", "0", "--minutes", "0.5"])
-    assert (args.runs, args.files, args.minutes) == (5, 0, 0.5)
+    args = _parser().parse_args(["--runs", "5", "--files", "0", "--minutes", "0.5", "--delay", "0"])
+    assert (args.runs, args.files, args.minutes, args.delay) == (5, 0, 0.5, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,8 @@ def test_counts_and_sizes_are_parsed() -> None:
         (["--minutes", "0"], "argument --minutes: must be above 0, not 0"),
         (["--minutes", "nan"], "argument --minutes: must be above 0, not nan"),
         (["--minutes", "soon"], "argument --minutes: not a number: 'soon'"),
+        (["--delay", "-1"], "argument --delay: must be 0 or more, not -1"),
+        (["--delay", "nan"], "argument --delay: must be 0 or more, not nan"),
     ],
 )
 def test_a_count_or_size_it_cannot_use_is_one_usage_line(
