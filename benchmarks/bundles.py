@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import at_least, end_on_sigterm, measure, print_table, run_main, timed
 from mdivicomtools.bundles.resultbundle import validate_file
 
+#: the number of files the sidecar target (<= 1 s) is set for
+TARGET_FILES = 10_000
 HEADER = "timestamp [ns]\tsection id\tgaze x [px]\tgaze y [px]\n"
 
 
@@ -107,7 +109,7 @@ def in_process(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=at_least(1), default=10_000)
+    parser.add_argument("--files", type=at_least(1), default=TARGET_FILES)
     parser.add_argument("--runs", type=at_least(1), default=5)
     parser.add_argument("--big-mib", type=at_least(1), default=1024)
     parser.add_argument("--markdown", action="store_true")
@@ -132,13 +134,15 @@ def main() -> None:
         )
     api, cli = statistics.median(many["api"]), statistics.median(many["cli"])
     small_s, huge_s = statistics.median(one["small"]), statistics.median(one["huge"])
+    # the target is set for TARGET_FILES files; other counts only show how it scales
+    target = "<= 1000 ms" if args.files == TARGET_FILES else f"<= 1000 ms for {TARGET_FILES}"
     rows = [
-        (f"validate_file(), {args.files} files", f"{api * 1000:.0f} ms", "", "<= 1000 ms"),
+        (f"validate_file(), {args.files} files", f"{api * 1000:.0f} ms", "", target),
         (
             f"mdivicom bundles validate, {args.files} files",
             f"{cli * 1000:.0f} ms",
             "incl. start-up",
-            "<= 1000 ms",
+            target,
         ),
         ("one table, 1 KiB TSV", f"{small_s * 1000:.2f} ms", "baseline", ""),
         (
