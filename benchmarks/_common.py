@@ -53,6 +53,15 @@ def not_negative(text: str) -> float:
     return value
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (what `taskset` or a batch job's cgroup leaves
+    it), for a table's title: os.cpu_count() counts the machine's, so a benchmark
+    pinned to one core said "2 CPUs" over one core's numbers."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def end_on_sigterm() -> None:
     """Let SIGTERM (a CI timeout, `timeout`, a cancelled job) end the benchmark as
     Ctrl-C does, through its `with` blocks and `finally`s: its temporary folders

@@ -44,6 +44,7 @@ from _common import (
     signed_ms,
     speed_ratio,
     timed,
+    usable_cpus,
 )
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 
@@ -208,7 +209,7 @@ def local_part(args: argparse.Namespace) -> None:
     ]
     print_table(
         f"# batch: {args.sessions} sessions, burn ~0.5 s each (n={n}); median of "
-        f"{args.runs} runs; {os.cpu_count()} CPUs",
+        f"{args.runs} runs; {usable_cpus()} CPUs",
         rows,
         args.markdown,
     )
@@ -268,7 +269,7 @@ def slurm_part(args: argparse.Namespace) -> None:
     ]
     print_table(
         f"# batch on Slurm: {args.sessions} sessions, burn ~0.5 s each (n={n}); median of "
-        f"{args.runs} runs; {os.cpu_count()} CPUs, one Slurm node",
+        f"{args.runs} runs; {usable_cpus()} CPUs, one Slurm node",
         rows,
         args.markdown,
     )
@@ -412,7 +413,7 @@ def container_part(args: argparse.Namespace, engine: str) -> None:
     ]
     print_table(
         f"# batch of containers on {engine}: {args.sessions} sessions; median of "
-        f"{args.runs} runs; {os.cpu_count()} CPUs",
+        f"{args.runs} runs; {usable_cpus()} CPUs",
         rows,
         args.markdown,
     )

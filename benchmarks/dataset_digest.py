@@ -32,7 +32,16 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    print_table,
+    run_main,
+    timed,
+    usable_cpus,
+)
 
 DIGEST = """
 import sys
@@ -205,7 +214,7 @@ def main() -> None:
     args = parser.parse_args()
     end_on_sigterm()
     parts = set(args.only or ("cold", "warm", "verify"))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as name:
         tmp = Path(name)
         if "cold" in parts:

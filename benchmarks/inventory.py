@@ -21,7 +21,16 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
+from _common import (
+    at_least,
+    end_on_sigterm,
+    measure,
+    medians,
+    print_table,
+    run_main,
+    timed,
+    usable_cpus,
+)
 
 INVENTORY = """
 import sys
@@ -63,7 +72,7 @@ def main() -> None:
         rows.append((name, f"{rate:.0f} MiB/s", ratio, "" if name.startswith("sha") else ">= 1.0x"))
     print_table(
         f"# inventory: {args.files} files x {args.mib} MiB = {total_mib} MiB; median of "
-        f"{args.runs} runs; {os.cpu_count()} CPUs",
+        f"{args.runs} runs; {usable_cpus()} CPUs",
         rows,
         args.markdown,
     )

@@ -124,7 +124,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -140,7 +139,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import at_least, positive, run_main  # noqa: E402
+from _common import at_least, positive, run_main, usable_cpus  # noqa: E402
 from sync_rooms import Condition  # noqa: E402
 
 HELD_OUT_FROM = 23  # seeds from here on are held out (see above), except:
@@ -671,7 +670,7 @@ def print_tables(streams: list[dict], sessions: list[dict], tools: list[str], ar
     print(
         f"# sync accuracy: {len(sessions)} simulated rooms, {len(streams)} {what}{cut}, "
         f"seeds {seeds}; CPU times, medians of {args.runs} runs; "
-        f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+        f"{usable_cpus()} CPUs; Python {sys.version.split()[0]}"
     )
     renders = {
         rendered(study_dir(args.cache, seed, args.surfaces, args.reference, args.long))

@@ -263,3 +263,22 @@ def test_a_target_set_for_another_size_says_so() -> None:
     )
     rows = [line.split(" | ") for line in done.stdout.splitlines() if "10 files" in line]
     assert [row[-1] for row in rows] == ["<= 1000 ms for 10000 |"] * 2
+
+
+def test_a_title_counts_the_cpus_the_benchmark_may_use() -> None:
+    """Pinned to one core (`taskset -c 0`, a batch job's cgroup), inventory.py said
+    "2 CPUs" (the machine's) over one core's throughput."""
+    import os
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "inventory.py"
+    one_core = min(os.sched_getaffinity(0))
+    done = subprocess.run(
+        [sys.executable, str(script), "--files", "1", "--mib", "1", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_core}),
+    )
+    assert done.stdout.splitlines()[0].endswith("median of 1 runs; 1 CPUs")
