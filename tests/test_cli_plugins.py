@@ -247,6 +247,27 @@ def test_cli_startup_imports_only_what_the_command_needs():
     assert loaded & heavy == set()
 
 
+def test_did_you_mean_costs_nothing_until_a_name_is_wrong(site, dataset, tmp_path):
+    """difflib (1-2 ms of start-up) is imported for a "did you mean" only: it had crept
+    back into four modules' imports, so `plugins list` and every run paid for it
+    (docs/performance.md counts its lazy import among the cuts of run overhead)."""
+    site.plugin("hello")
+    run = ["run", "hello", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    probe = (
+        "import sys\n"
+        "from mdivicomtools.cli import main\n"
+        f"for argv in (['plugins', 'list', '--json'], ['plugins', 'info', 'hello'], {run!r}):\n"
+        "    try:\n        main(argv)\n    except SystemExit as exit:\n"
+        "        assert not exit.code, (argv, exit.code)\n"
+        "    print(argv[0], 'difflib' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=site.env(), check=True
+    )
+    said = [line for line in result.stderr.splitlines() if line.endswith(("True", "False"))]
+    assert said == ["plugins False", "plugins False", "run False"]
+
+
 def test_what_get_plugin_writes_past_sys_stdout_never_breaks_json(site, dataset, tmp_path):
     """A C extension's banner on import, a subprocess that computes a version: they
     write to descriptor 1, not sys.stdout, and came before the JSON document."""

@@ -15,7 +15,6 @@ config show`: each setting's value and its origin, as `git config
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from mdivicomtools.common.text import close_matches
 from mdivicomtools.errors import UsageError
 
 CONFIG_FILE_ENV = "MDIVICOM_CONFIG_FILE"
@@ -115,7 +115,7 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
         }
         struct = tables.get(table, UserConfig)
         known = list(struct.__struct_fields__)
-        close = difflib.get_close_matches(key, known, n=1)
+        close = close_matches(key, known)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         if table and key in UserConfig.__struct_fields__:
             # TOML puts every key after `[container]` into that table: the usual

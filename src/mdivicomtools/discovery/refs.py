@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Iterable
 
+from mdivicomtools.common.text import close_matches
 from mdivicomtools.discovery.records import PluginRecord, mark_duplicates
 from mdivicomtools.discovery.sources import (
     discover,
@@ -49,8 +50,6 @@ def _suggest(ref: str, records: list[PluginRecord]) -> list[str]:
     whole, `mdivicom/hello` is closer to `mdivicom/sync-audio` (the shared
     publisher) than to `example/hello`.
     """
-    import difflib  # only on the error path
-
     _, plugin_id = parse_ref(ref)
     # a broken plugin with an unsafe id or publisher ('Upper', 'My Lab/x') has a
     # ref that parse_ref refuses: suggesting it sent the user to another error
@@ -65,8 +64,8 @@ def _suggest(ref: str, records: list[PluginRecord]) -> list[str]:
     for record in records:
         by_id.setdefault(record.id, record.ref)
         by_ref.setdefault(record.ref, record.ref)
-    close = [by_id[key] for key in difflib.get_close_matches(plugin_id, list(by_id), 3, 0.6)]
-    close += [by_ref[key] for key in difflib.get_close_matches(ref, list(by_ref), 3, 0.6)]
+    close = [by_id[key] for key in close_matches(plugin_id, list(by_id), 3)]
+    close += [by_ref[key] for key in close_matches(ref, list(by_ref), 3)]
     return list(dict.fromkeys(close))[:3]
 
 

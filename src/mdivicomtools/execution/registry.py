@@ -10,12 +10,11 @@ missing.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 
 import msgspec
 
-from mdivicomtools.common.text import a_type, describe_exception
+from mdivicomtools.common.text import a_type, close_matches, describe_exception
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.execution.container.engine import GpuSupport
 from mdivicomtools.model.run import HookError
@@ -229,7 +228,7 @@ class BackendRegistry:
                 )
             return
         if backend is None:
-            close = difflib.get_close_matches(preferred, list(self.backends), n=1)
+            close = close_matches(preferred, list(self.backends))
             why = "is not an installed backend" + (
                 f" (did you mean {close[0]!r}?)" if close else ""
             )

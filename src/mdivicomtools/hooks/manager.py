@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import importlib
 import importlib.metadata
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -31,7 +30,7 @@ import pluggy
 from mdivicomtools.common.entrypoints import Distribution, distribution_of
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.streams import stdout_to_stderr
-from mdivicomtools.common.text import a_type, describe_exception, one_line
+from mdivicomtools.common.text import a_type, close_matches, describe_exception, one_line
 from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.execution.base import ExecutionBackend, shape_problem
 from mdivicomtools.execution.registry import BackendRegistry
@@ -296,7 +295,7 @@ class HookManager:
         )
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, HOOK_NAMES, n=1)
+            close = close_matches(name, HOOK_NAMES)
             hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
         return "unknown hook " + ", ".join(hints) + "; known hooks: " + ", ".join(HOOK_NAMES)
 
@@ -351,7 +350,7 @@ class HookManager:
                     "disabled; it is still used"
                 )
                 continue
-            close = difflib.get_close_matches(name, installed, n=1)
+            close = close_matches(name, installed)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.warnings.append(
                 f"{by} names {name!r}, but no installed hook module has that "

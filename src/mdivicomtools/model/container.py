@@ -10,12 +10,12 @@ cannot disagree.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Literal
 
 import msgspec
 
+from mdivicomtools.common.text import close_matches
 from mdivicomtools.common.timing import STOP_GRACE_S
 from mdivicomtools.common.units import is_positive, parse_size
 
@@ -249,7 +249,7 @@ def placeholder_slips(argv: list[str] | None, where: str) -> list[str]:
         for name in _BRACED_NAME.findall(arg):
             if name in PLACEHOLDER_NAMES:
                 continue
-            close = difflib.get_close_matches(name.lower(), PLACEHOLDER_NAMES, n=1, cutoff=0.6)
+            close = close_matches(name.lower(), PLACEHOLDER_NAMES)
             if close:
                 notes.append(
                     f"{where}[{index}] has {{{name}}}, which is no placeholder and is passed "

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
-from mdivicomtools.common.text import a_type
+from mdivicomtools.common.text import a_type, close_matches
 from mdivicomtools.model.container import (
     MountDecl,
     Resources,
@@ -215,13 +215,11 @@ def _explain(error: msgspec.ValidationError) -> str:
 
 def _did_you_mean(name: str, path: str) -> str:
     """`; did you mean container.network?` for a misspelt field of a strict section."""
-    import difflib  # only on the error path
-
     sections: dict[str, type[msgspec.Struct]] = {"container": ContainerSpec, "entry": PythonEntry}
     struct = sections.get(path)
     if struct is None:
         return ""
-    close = difflib.get_close_matches(name, list(struct.__struct_fields__), n=1)
+    close = close_matches(name, list(struct.__struct_fields__))
     known = ", ".join(struct.__struct_fields__)
     hint = f"; did you mean {path}.{close[0]}?" if close else ""
     return f"{hint}; known fields of {path}: {known}"
