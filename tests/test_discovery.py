@@ -404,3 +404,26 @@ def test_a_version_no_tool_can_order_is_noted(site, version, noted):
         if noted
         else []
     )
+
+
+def test_descriptor_1_is_moved_once_per_discovery_not_twice_per_plugin(site, monkeypatch):
+    """What a plugin's registration writes to descriptor 1 goes to stderr (--json stays
+    one document). Moving the descriptor there and back for each import and each
+    get_plugin() cost flushes and four system calls twice per plugin: with 200
+    plugins, `plugins list --json` missed its target (benchmarks/discovery.py)."""
+    import os
+
+    for number in range(5):
+        site.plugin(f"quiet-{number}")
+    moves = []
+    real_dup2 = os.dup2
+
+    def counting_dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        if fd2 == 1:
+            moves.append(fd)
+        return real_dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(os, "dup2", counting_dup2)
+    found = discover()
+    assert sorted(r.id for r in found.plugins if r.ok) == [f"quiet-{n}" for n in range(5)]
+    assert len(moves) == 2  # to stderr, and back

@@ -104,8 +104,9 @@ def _after_fork_in_child() -> None:
     just then left the worker hanging at its first print or at exit. The child
     writes to the process's own streams instead: descriptor 1 is the run's
     capture pipe there, which the parent still logs."""
-    global _lock
+    global _lock, _descriptor_1_depth
     _lock = threading.Lock()
+    _descriptor_1_depth = 0
     if _originals:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # type: ignore[assignment]
         _originals.clear()
@@ -139,10 +140,19 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
+#: how deep the main thread is in blocks that moved descriptor 1 to stderr: an inner
+#: block (each plugin's, within the whole discovery's) finds it moved already
+_descriptor_1_depth = 0
+
+
 @contextlib.contextmanager
 def _descriptor_1_to_stderr() -> Iterator[None]:
+    global _descriptor_1_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield  # the descriptor is the process's, and the main thread may be writing to it
+        return
     saved = -1
-    if threading.current_thread() is threading.main_thread():
+    if not _descriptor_1_depth:
         _flush(sys.stdout, sys.__stdout__)  # what was printed before goes where it was
         with contextlib.suppress(OSError):  # no descriptor 1 or 2: nothing to move
             saved = os.dup(1)
@@ -151,9 +161,11 @@ def _descriptor_1_to_stderr() -> Iterator[None]:
             except OSError:
                 os.close(saved)
                 saved = -1
+    _descriptor_1_depth += 1
     try:
         yield
     finally:
+        _descriptor_1_depth -= 1
         if saved >= 0:
             _flush(sys.__stdout__)  # what reached it in the block belongs to stderr
             os.dup2(saved, 1)
