@@ -1045,3 +1045,26 @@ def test_resume_compares_by_content_when_the_last_run_hashed(site, three_session
     later(target, "really different")
     changed = run_batch("copy", dataset=data, out=out, sessions="*", jobs=1, resume=True)
     assert reasons(changed)["ses-02"] == ("succeeded", "input changed: 1 file(s)")
+
+
+def test_rerun_latest_is_the_newest_succeeded_run(site, dataset, tmp_path):
+    """`rerun OUT latest` took the newest record of any status and refused it after
+    a failed or dry run, where `verify latest` checks the newest succeeded run."""
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    good = run_plugin("copy", dataset=dataset, out=out)
+    run_plugin("copy", dataset=dataset, out=out, dry_run=True)
+    report = rerun(out, "latest", new_out=tmp_path / "again")
+    assert report.record.rerun_of == good.run_id and report.same_outputs
+
+
+def test_rerun_latest_without_a_succeeded_run_says_so(site, dataset, tmp_path):
+    site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
+    out = tmp_path / "out"
+    record = run_plugin("bad", dataset=dataset, out=out)
+    result = site.cli("rerun", str(out), "latest")
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"no succeeded run recorded in {str(out)!r} (its latest run {record.run_id} failed); "
+        "rerun repeats a succeeded run" in result.stderr
+    ), result.stderr

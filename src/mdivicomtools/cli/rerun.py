@@ -107,9 +107,9 @@ def rerun_command(
 ) -> None:
     """Run RUN_ID (or `latest`) under OUT again, exactly, and compare the outputs.
 
-    The same plugin version, config and dataset; for a container plugin the
-    image the record pinned (by id). The new record names the original in
-    `rerun_of`.
+    `latest` is the newest succeeded run. The same plugin version, config and
+    dataset; for a container plugin the image the record pinned (by id). The
+    new record names the original in `rerun_of`.
 
     Result bundle sidecars that differ only in their run stamps (`created_at`,
     `producer.pipeline_run_id`) count as the same data.
