@@ -283,3 +283,34 @@ def test_a_private_staging_folder_of_another_user_refuses_the_run_before_it_star
         "it when empty (everyone sharing --out needs umask 002)"
     )
     assert list((out / "_runs").glob("*.json")) == []
+
+
+def test_a_private_runs_folder_of_another_user_is_never_read_as_no_runs(site, dataset, tmp_path):
+    """A colleague's umask 077 made `_runs/` theirs alone. Path.glob passes over a
+    folder it may not read, so `runs list` said `No run records` with exit 0,
+    `verify` said there were none (exit 2) and `runs clean` cleaned nothing and
+    exited 0. Each now stops on the path this user may not enter (exit 1)."""
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "shared"
+    assert run_plugin("mine", dataset=dataset, out=out).status == "succeeded"
+    runs = out / "_runs"
+    runs.chmod(0o700)
+    os.chown(runs, 65534, 65534)  # nobody's
+    try:
+        listed = cli_without_dac("runs", "list", str(out), env=site.env())
+        verified = cli_without_dac("verify", str(out), env=site.env())
+        cleaned = cli_without_dac("runs", "clean", str(out), env=site.env())
+    finally:
+        os.chown(runs, os.getuid(), os.getgid())
+    denied = (
+        f"Error: cannot access '{runs}': Permission denied; check its permissions or ask "
+        "its owner (run with -v for the traceback)"
+    )
+    for done in (listed, verified):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.strip().splitlines()[-1] == denied
+    assert cleaned.returncode == 1, cleaned.stdout + cleaned.stderr
+    assert (
+        f"Error: could not look into {runs} for runs left running (Permission denied); "
+        "run `mdivicom runs clean` as its owner"
+    ) in cleaned.stderr.splitlines()

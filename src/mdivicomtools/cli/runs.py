@@ -29,6 +29,7 @@ def list_command(out: str, as_json: bool) -> None:
     from mdivicomtools.records.store import (
         RunListItem,
         load_records,
+        record_files,
         run_roots,
         shown_status,
     )
@@ -38,6 +39,9 @@ def list_command(out: str, as_json: bool) -> None:
     if any(root.session is not None for root in run_roots(Path(out))):
         _list_sessions(Path(out), as_json)
         return
+    # a `_runs/` another user made private fails as a path this user may not enter
+    # (exit 1): listing no runs, exit 0, said there were none
+    record_files(Path(out))
     records, problems = load_records(Path(out))
     warn(problems)
     if as_json:

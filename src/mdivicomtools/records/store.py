@@ -173,17 +173,26 @@ def read_record(path: Path) -> RunRecord:
     return decode_layout(path.read_bytes(), RunRecord, RUN_SCHEMA)
 
 
-def _record_paths(run_out_dir: Path) -> list[Path]:
+def record_files(run_out_dir: Path) -> list[Path]:
+    """The record files in `_runs/`; OSError when it cannot be listed.
+
+    Listed with os.scandir, not Path.glob: glob passes over a folder it may not
+    read, so a `_runs/` another user made private (umask 077) read as a run
+    root without records (`No run records`, exit 0; `runs clean` cleaned
+    nothing and said it was done).
+    """
     runs = runs_dir(run_out_dir)
     if not runs.is_dir():
         return []
-    return sorted(p for p in runs.glob("*.json") if not p.name.startswith("."))
+    with os.scandir(runs) as entries:
+        names = [e.name for e in entries if e.name.endswith(".json")]
+    return sorted(runs / name for name in names if not name.startswith("."))
 
 
 def record_paths(run_out_dir: Path) -> list[Path]:
     """The record files under `run_out_dir`; none in a folder this user may not enter."""
     try:
-        return _record_paths(run_out_dir)
+        return record_files(run_out_dir)
     except OSError:
         return []
 
@@ -194,7 +203,7 @@ def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
     records: list[RunRecord] = []
     unreadable: dict[Path, str] = {}
     try:
-        paths = _record_paths(run_out_dir)
+        paths = record_files(run_out_dir)
     except OSError as exc:
         paths = []
         unreadable[runs_dir(run_out_dir)] = f"cannot be read ({exc.strerror or exc})"
@@ -232,6 +241,10 @@ def records_for(run_out_dir: Path, run_id: str) -> list[RunRecord]:
     records, unreadable = _read_all(run_out_dir)
     if not unreadable:
         return records
+    if runs_dir(run_out_dir) in unreadable:
+        # another user's private `_runs/`: the one line for a path this user may not
+        # enter (exit 1), not "no run records", which it is not known to lack
+        record_files(run_out_dir)
     if run_id == "latest":
         # run ids start with the start time to the second; within one second the
         # order is unknown, so an unreadable record of the newest second may be newer

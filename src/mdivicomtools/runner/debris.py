@@ -30,7 +30,7 @@ from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
     read_record,
-    record_paths,
+    record_files,
     rewrite_record,
     runner_gone,
 )
@@ -207,7 +207,12 @@ def remove_dead_runs(
     if not every_record:
         return done
     # records left `running` whose staging is already gone
-    for path in record_paths(run_out_dir):
+    try:
+        paths = record_files(run_out_dir)
+    except OSError as exc:  # another user's, private: its runs cannot be judged here
+        paths = []
+        done.append(_not_judged(f"look into {runs_dir(run_out_dir)} for runs left running", exc))
+    for path in paths:
         try:
             record = read_record(path)
         except (OSError, msgspec.DecodeError):
