@@ -314,3 +314,43 @@ def test_a_private_runs_folder_of_another_user_is_never_read_as_no_runs(site, da
         f"Error: could not look into {runs} for runs left running (Permission denied); "
         "run `mdivicom runs clean` as its owner"
     ) in cleaned.stderr.splitlines()
+
+
+def test_a_dead_run_of_another_user_is_not_judged_from_outside_its_private_folder(site, dataset):
+    """A colleague's run killed with kill -9 leaves its `_staging/<run_id>/`, private to
+    them (0700). `runs clean` by anyone else could not read the promotion marker in
+    it and said the folder `holds the previous output of a promotion that did not
+    finish, which could not be put back` (it held none), then rewrote the record
+    `abandoned`, `its staging folder was removed`, while it was still there."""
+    site.plugin("mine", run_source=WAITING)
+    shared = Path(tempfile.mkdtemp(prefix="mdivicom-shared-"))
+    try:
+        shared.chmod(0o777)
+        result = run_plugin("mine", dataset=dataset, out=shared)
+        record_path = shared / "_runs" / f"{result.run_id}.json"
+        data = json.loads(record_path.read_text())
+        data["status"] = "running"  # as a runner killed with SIGKILL leaves it
+        record_path.write_text(json.dumps(data))
+        (shared / "_runs").chmod(0o777)
+        folder = shared / "_staging" / result.run_id
+        (folder / "mine").mkdir(parents=True)
+        (shared / "_staging").chmod(0o777)
+        folder.chmod(0o700)
+        os.chown(folder, 65533, 65533)  # theirs: neither this user's nor nobody's
+
+        def check() -> int:
+            cleaned = debris.remove_dead_runs(shared, every_record=True)
+            if [(str(line), line.done) for line in cleaned] != [
+                (
+                    f"could not look into {folder}, left by a dead run (Permission denied); "
+                    "run `mdivicom runs clean` as its owner",
+                    False,
+                )
+            ]:
+                return 2
+            return 0 if json.loads(record_path.read_text())["status"] == "running" else 3
+
+        assert _as_another_user(check) == 0
+        assert folder.is_dir()
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=False)

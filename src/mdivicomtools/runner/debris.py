@@ -15,6 +15,7 @@ rewrite a dead run's record as `abandoned`.
 from __future__ import annotations
 
 import contextlib
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
-from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir
+from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.store import (
     read_record,
@@ -102,6 +103,18 @@ def _not_judged(what: str, exc: OSError) -> Cleaned:
     )
 
 
+def _staging_left(run_out_dir: Path, run_id: str) -> bool:
+    """Whether the run's staging folder is (or may be: a `_staging/` this user may not
+    enter) still there; its record is not `abandoned`, "staging folder removed", then."""
+    try:
+        os.lstat(staging_root(run_out_dir, run_id))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _plugins_in(folder: Path) -> list[str]:
     """The plugins whose run left `folder` (a staging folder without a readable record):
     its plugin output folder, or the one its promotion marker names."""
@@ -175,6 +188,14 @@ def remove_dead_runs(
                 continue
             if not dead or not folder.is_dir():
                 continue  # live, or another cleaner was first
+            try:
+                os.listdir(folder)
+            except OSError as exc:
+                # another user's run folder, private to them (0700): whether it holds
+                # a promotion to undo cannot be told here, so it is not judged at all
+                # (the marker it could not read was taken for an undo that failed)
+                done.append(_not_judged(f"look into {folder}, left by a dead run", exc))
+                continue
             if record is None:
                 why = "no record"
             elif record.status == "running":
@@ -217,8 +238,8 @@ def remove_dead_runs(
             record = read_record(path)
         except (OSError, msgspec.DecodeError):
             continue
-        if record.status != "running":
-            continue
+        if record.status != "running" or _staging_left(run_out_dir, record.run_id):
+            continue  # a staging folder still there was judged above, or could not be
         with lock_if_free(run_out_dir, record.plugin.id) as free:
             # a held lock may be a newer run's: then a runner known dead on this machine
             if not free and not runner_gone(record, run_out_dir):
