@@ -354,3 +354,40 @@ def test_a_dead_run_of_another_user_is_not_judged_from_outside_its_private_folde
         assert folder.is_dir()
     finally:
         subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+def test_another_users_runs_folder_or_lock_refuses_the_run_naming_it(site, dataset, tmp_path):
+    """In a shared --out, a `_runs/` a colleague's umask 022 left 0755 refused the run
+    with `cannot write its record ...; free space or fix the folder's permissions`,
+    and a lock their umask 077 left 0600 with `cannot write into --out ...; choose
+    a writable --out`, though the --out is writable. Each names what is closed,
+    whose it is and the fix; nothing is recorded (exit 74)."""
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "shared"
+    assert run_plugin("mine", dataset=dataset, out=out).status == "succeeded"
+    runs = out / "_runs"
+    lock = runs / ".mine.lock"
+    run = ("run", "mine", "--dataset", str(dataset), "--out", str(out), "--overwrite")
+    before = sorted(runs.glob("*.json"))
+    os.chown(runs, 65534, 65534)  # theirs, 0755
+    try:
+        closed_runs = cli_without_dac(*run, env=site.env())
+    finally:
+        os.chown(runs, os.getuid(), os.getgid())
+    lock.chmod(0o600)
+    os.chown(lock, 65534, 65534)
+    try:
+        closed_lock = cli_without_dac(*run, env=site.env())
+    finally:
+        os.chown(lock, os.getuid(), os.getgid())
+    fix = "; everyone sharing --out needs umask 002"
+    for done, what, owner_fix in (
+        (closed_runs, f"write into '{runs}'", "group-writable (chmod g+rwx)"),
+        (closed_lock, f"open the lock '{lock}'", "group-readable (chmod g+r)"),
+    ):
+        assert done.returncode == 74, done.stdout + done.stderr
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"Error: the run was not started: cannot {what}, which another user's umask "
+            f"closed to this user; ask its owner to make it {owner_fix}{fix}"
+        )
+    assert sorted(runs.glob("*.json")) == before

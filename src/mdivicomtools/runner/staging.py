@@ -45,12 +45,38 @@ def _open_lock(run_out_dir: Path, plugin_id: str) -> IO[bytes]:
         except PermissionError:
             return lock_path.open("rb")
     except OSError as exc:
-        # the lock lives beside the records: where it cannot be made, no record can
-        # be either, so nothing is started (a read-only mount, a path through a file)
-        raise RecordNotWritten(
-            f"the run was not started: cannot write into --out {str(run_out_dir)!r} "
-            f"({exc.strerror or exc}: {exc.filename or lock_path}); choose a writable --out"
-        ) from None
+        raise _not_writable(run_out_dir, lock_path, exc) from None
+
+
+def _theirs(path: Path, access: int) -> bool:
+    """Whether `path` is another user's and closed to this one for `access`."""
+    try:
+        return path.stat().st_uid != os.geteuid() and not os.access(path, access)
+    except OSError:
+        return False
+
+
+def _not_writable(run_out_dir: Path, lock_path: Path, exc: OSError) -> RecordNotWritten:
+    """Why no lock (and so no record) can be had: the lock lives beside the records, so
+    where it cannot be opened nothing is started (a read-only mount, a path through a
+    file). In a shared --out it is mostly another user's umask (077, or 022 for a
+    `_runs/` they made), which "choose a writable --out" sent the user away from."""
+    runs = lock_path.parent
+    if _theirs(runs, os.W_OK | os.X_OK):
+        return _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
+    if _theirs(lock_path, os.R_OK):
+        return _closed(f"open the lock {str(lock_path)!r}", "group-readable (chmod g+r)")
+    return RecordNotWritten(
+        f"the run was not started: cannot write into --out {str(run_out_dir)!r} "
+        f"({exc.strerror or exc}: {exc.filename or lock_path}); choose a writable --out"
+    )
+
+
+def _closed(what: str, fix: str) -> RecordNotWritten:
+    return RecordNotWritten(
+        f"the run was not started: cannot {what}, which another user's umask closed to "
+        f"this user; ask its owner to make it {fix}; everyone sharing --out needs umask 002"
+    )
 
 
 @contextlib.contextmanager
@@ -95,13 +121,16 @@ def lock_if_free(run_out_dir: Path, plugin_id: str) -> Iterator[bool]:
 
 
 def check_staging_writable(run_out_dir: Path) -> None:
-    """Raise RecordNotWritten (exit 74) when this user cannot make a run's folder in
-    `<out>/_staging/`, before the run's record exists.
+    """Raise RecordNotWritten (exit 74) when this user cannot make a run's record in
+    `<out>/_runs/` or its folder in `<out>/_staging/`, before the run's record exists.
 
     In a shared --out, a colleague's umask 077 leaves `_staging/` private to
     them: the run was started, then failed making its folder there, leaving a
     failed record on every try. It is an --out this user cannot write into.
     """
+    runs = runs_dir(run_out_dir)
+    if _theirs(runs, os.W_OK | os.X_OK):  # a lock that opens read-only: no record can be made
+        raise _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
     staging = run_out_dir / STAGING_DIR
     try:
         usable = not staging.exists() or os.access(staging, os.W_OK | os.X_OK)
