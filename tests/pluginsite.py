@@ -253,15 +253,19 @@ def wait_for(path: Path, timeout: float = 60) -> None:
 
 
 def cli_without_dac(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90, fowner: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """`mdivicom ARGS` as root without the capabilities that bypass permission bits, so
-    an unreadable or read-only folder stops it as it stops a user who is not root."""
+    an unreadable or read-only folder stops it as it stops a user who is not root.
+
+    `fowner=False` drops CAP_FOWNER too: root may then not chmod another user's
+    files either, as no other user may."""
+    caps = "-dac_override,-dac_read_search" + ("" if fowner else ",-fowner")
     return subprocess.run(
         [
             "setpriv",
-            "--inh-caps=-dac_override,-dac_read_search",
-            "--bounding-set=-dac_override,-dac_read_search",
+            f"--inh-caps={caps}",
+            f"--bounding-set={caps}",
             MDIVICOM,
             *args,
         ],

@@ -391,3 +391,33 @@ def test_another_users_runs_folder_or_lock_refuses_the_run_naming_it(site, datas
             f"closed to this user; ask its owner to make it {owner_fix}{fix}"
         )
     assert sorted(runs.glob("*.json")) == before
+
+
+def test_overwrite_of_another_users_output_folder_is_refused_before_the_run(
+    site, dataset, tmp_path
+):
+    """A folder moves into another only with write access to itself: `--overwrite` of
+    an output a colleague's umask 022 (or root) left 0755 ran the plugin to the end
+    and then failed with `PromotionError: ... Permission denied` (exit 1). It is
+    refused before anything runs (exit 2), naming the folder and the fix."""
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "shared"
+    assert run_plugin("mine", dataset=dataset, out=out).status == "succeeded"
+    output = out / "mine"
+    os.chown(output, 65534, 65534)  # theirs, 0755
+    try:
+        done = cli_without_dac(
+            *("run", "mine", "--dataset", str(dataset), "--out", str(out), "--overwrite"),
+            env=site.env(),
+            fowner=False,
+        )
+    finally:
+        os.chown(output, os.getuid(), os.getgid())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"  - '{output}' is another user's folder that this user may not write to, so "
+        "--overwrite cannot move it aside; ask its owner to make it group-writable "
+        "(chmod -R g+w) or to remove it (everyone sharing --out needs umask 002), or "
+        "choose another --out"
+    )
+    assert len(list((out / "_runs").glob("*.json"))) == 1

@@ -7,6 +7,7 @@ ask this, so the rule lives in one place.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import msgspec
@@ -55,13 +56,39 @@ def existing_output_problems(request: RunRequest) -> list[str]:
             f"{str(target)!r} holds the output of {owner[0]}/{request.plugin.id} (run {owner[1]}), "
             f"another publisher's plugin; choose another --out for {request.plugin.ref}"
         ]
-    if request.overwrite or request.dry_run:
+    if request.dry_run:
         return []
+    if request.overwrite:
+        closed = _not_movable(target)
+        return [closed] if closed else []
     since = f" (from run {owner[1]})" if owner else ""
     return [
         f"{str(target)!r} already exists{since}; pass --overwrite to replace it once the new "
         "run succeeds, or choose another --out"
     ]
+
+
+def _not_movable(target: Path) -> str | None:
+    """Why --overwrite cannot move `target` aside, when it is another user's folder.
+
+    A folder moves into another folder only with write access to itself (its `..`
+    entry changes): a colleague's output left 0755 by umask 022, or root's, let
+    the plugin run to the end and then failed the run with `PromotionError`.
+    """
+    try:
+        info = target.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid == os.geteuid():
+            return None  # the runner makes its user's own read-only folder writable to move it
+        if os.access(target, os.W_OK):
+            return None
+    except OSError:
+        return None
+    return (
+        f"{str(target)!r} is another user's folder that this user may not write to, so "
+        "--overwrite cannot move it aside; ask its owner to make it group-writable "
+        "(chmod -R g+w) or to remove it (everyone sharing --out needs umask 002), or "
+        "choose another --out"
+    )
 
 
 class ChainedOutput(msgspec.Struct, kw_only=True, frozen=True):
