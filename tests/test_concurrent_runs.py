@@ -421,3 +421,25 @@ def test_overwrite_of_another_users_output_folder_is_refused_before_the_run(
         "choose another --out"
     )
     assert len(list((out / "_runs").glob("*.json"))) == 1
+
+
+def test_a_private_batches_folder_of_another_user_is_never_read_as_no_batches(site, tmp_path):
+    """`batches list` and `batches show` read `_batches/` with Path.glob too, which
+    passes over a folder it may not read: a colleague's private `_batches/` said
+    `No batches under OUT`, exit 0."""
+    batches = tmp_path / "shared" / "_batches"
+    batches.mkdir(parents=True)
+    (batches / "20260101T000000Z_0000abcd.json").write_text("{}")
+    batches.chmod(0o700)
+    os.chown(batches, 65534, 65534)  # nobody's
+    try:
+        listed = cli_without_dac("batches", "list", str(batches.parent), env=site.env())
+        shown = cli_without_dac("batches", "show", str(batches.parent), "latest", env=site.env())
+    finally:
+        os.chown(batches, os.getuid(), os.getgid())
+    for done in (listed, shown):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"Error: cannot access '{batches}': Permission denied; check its permissions or "
+            "ask its owner (run with -v for the traceback)"
+        )

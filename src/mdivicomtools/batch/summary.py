@@ -13,7 +13,7 @@ import msgspec
 
 from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
-from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
+from mdivicomtools.common.jsonio import decode_layout, json_files, write_json_atomic
 from mdivicomtools.common.timefmt import iso
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.model.layout import batch_summary_path
@@ -169,11 +169,12 @@ def load_summaries(out: Path) -> tuple[list[BatchSummary], list[str]]:
     """Every batch summary under `<out>/_batches/`, oldest first, and the unreadable ones.
 
     Batch ids are UTC time stamps, so their order is the order the batches started.
+    OSError when `_batches/` cannot be listed (another user's, private).
     """
     folder = batch_summary_path(out, "x").parent
     summaries: list[BatchSummary] = []
     problems: list[str] = []
-    for path in sorted(folder.glob("*.json")):
+    for path in json_files(folder):
         try:
             summaries.append(decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA))
         except (OSError, msgspec.DecodeError) as exc:

@@ -21,6 +21,21 @@ from mdivicomtools.common.text import a_type
 _T = TypeVar("_T")
 
 
+def json_files(folder: Path) -> list[Path]:
+    """The `*.json` files in `folder` but hidden ones, sorted; none when it is missing,
+    OSError when it cannot be listed.
+
+    Not Path.glob, which passes over a folder it may not read: a `_runs/` or
+    `_batches/` another user made private (umask 077, a shared --out) read as
+    one holding nothing (`No run records`, exit 0).
+    """
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.endswith(".json")]
+    return sorted(folder / name for name in names if not name.startswith("."))
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON, which holds any string.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.jsonio import decode_layout, pretty, write_atomic
+from mdivicomtools.common.jsonio import decode_layout, json_files, pretty, write_atomic
 from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.safefs import path_problem
 from mdivicomtools.common.timefmt import stamp_id
@@ -174,19 +174,8 @@ def read_record(path: Path) -> RunRecord:
 
 
 def record_files(run_out_dir: Path) -> list[Path]:
-    """The record files in `_runs/`; OSError when it cannot be listed.
-
-    Listed with os.scandir, not Path.glob: glob passes over a folder it may not
-    read, so a `_runs/` another user made private (umask 077) read as a run
-    root without records (`No run records`, exit 0; `runs clean` cleaned
-    nothing and said it was done).
-    """
-    runs = runs_dir(run_out_dir)
-    if not runs.is_dir():
-        return []
-    with os.scandir(runs) as entries:
-        names = [e.name for e in entries if e.name.endswith(".json")]
-    return sorted(runs / name for name in names if not name.startswith("."))
+    """The record files in `_runs/`; OSError when it cannot be listed (`json_files`)."""
+    return json_files(runs_dir(run_out_dir))
 
 
 def record_paths(run_out_dir: Path) -> list[Path]:
