@@ -22,6 +22,7 @@ from mdivicomtools.records.digest import DigestCache, read_manifest, scan_datase
 from mdivicomtools.records.store import read_record
 from mdivicomtools.records.verify import verify_all
 from mdivicomtools.runner.rerun import SecretsMissing, VersionChanged
+from pluginsite import cli_without_dac
 
 COPY = """
 import pathlib, shutil
@@ -331,6 +332,30 @@ def test_verify_right_after_a_run_matches_and_exits_0(site, verified_run):
     assert f"lab/copy run {record.run_id}: ok" in result.stdout
     assert "outputs: 2 of 2 file(s) as recorded" in result.stdout
     assert "dataset: matches the record's digest" in result.stdout
+
+
+def test_verify_by_a_user_who_may_not_read_all_of_the_dataset_says_not_checked(
+    site, verified_run, dataset
+):
+    """A colleague verifying a run on a shared dataset with a folder only its owner may
+    enter was told `DIFFERS` and `dataset: DIFFERS from the record's digest`, though
+    nothing had changed: what cannot be read is not known to differ. It is `NOT
+    CHECKED`, still exit 1 (the run is not verified)."""
+    out, record = verified_run
+    private = dataset / "sessions"
+    private.chmod(0o700)
+    os.chown(private, 65534, 65534)  # nobody's
+    try:
+        result = cli_without_dac("verify", str(out), env=site.env())
+    finally:
+        os.chown(private, os.getuid(), os.getgid())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"lab/copy run {record.run_id}: NOT CHECKED",
+        "  outputs: 2 of 2 file(s) as recorded",
+        f"  dataset: not checked (this user may not read all of it: Permission denied: "
+        f"'{private}'; verify as a user who can)",
+    ]
 
 
 def test_verify_out_takes_a_string_as_the_readme_shows(site, verified_run):

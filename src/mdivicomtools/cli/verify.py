@@ -24,7 +24,12 @@ def render_report(report: VerifyReport) -> str:
     from mdivicomtools.common.text import printable
 
     where = f"{report.session}: " if report.session else ""
-    verdict = "ok" if report.ok else "DIFFERS"
+    if report.ok:
+        verdict = "ok"
+    elif report.modified or report.missing or report.extra or report.dataset.matches is not None:
+        verdict = "DIFFERS"
+    else:  # nothing found to differ, but the dataset could not be read to be sure
+        verdict = "NOT CHECKED"
     lines = [f"{where}{report.plugin} run {report.run_id}: {verdict}"]
     if report.replaced_by_unfinished:
         root = Path(report.out_dir).parent
@@ -91,7 +96,8 @@ def verify_command(out: str, run_id: str, every_plugin: bool, as_json: bool) -> 
     one line each saying why (on stderr with --json, whose output stays an
     array of reports); skipped sessions do not change the exit status.
 
-    Exit status: 0 everything matches, 1 something differs, 2 bad input.
+    Exit status: 0 everything matches, 1 something differs (or the dataset could not
+    be read to check it), 2 bad input.
     """
     from pathlib import Path
 

@@ -179,6 +179,16 @@ def check_dataset(
         )
     try:
         current, now = scan_dataset(path, contents=recorded.digest is not None)
+    except PermissionError as exc:
+        # a colleague's folder in a shared dataset: unknown, not changed (it said DIFFERS)
+        where = f": {str(exc.filename)!r}" if exc.filename else ""
+        return DatasetCheck(
+            checked=kind,
+            path=str(path),
+            matches=None,
+            note=f"this user may not read all of it: {exc.strerror or exc}{where}; verify as "
+            "a user who can",
+        )
     except OSError as exc:
         return DatasetCheck(checked=kind, path=str(path), matches=False, note=f"unreadable: {exc}")
     changes = compare_dataset(
@@ -270,7 +280,8 @@ def verify_record(
         plugin=record.plugin.ref,
         session=session,
         out_dir=str(out_dir),
-        ok=not changes and dataset.matches is not False,
+        # a dataset that could not be read is not verified, though not known to differ
+        ok=not changes and (dataset.matches is True or dataset.checked == "not recorded"),
         outputs=len(record.outputs),
         modified=changes.modified,
         missing=changes.missing,
