@@ -156,6 +156,23 @@ def test_a_sites_hooks_do_not_decide_a_plugins_check(site, tmp_path):
     assert "no consent.json: this lab refuses the dataset" in refused.stderr
 
 
+def test_a_user_configs_hash_dataset_is_not_a_write_of_the_plugins(site, tmp_path, monkeypatch):
+    """With `hash_dataset = true` in the user config the runner wrote its digest cache
+    (`~/.cache/mdivicomtools`) during the watched run, and every plugin failed
+    `writes only to out_dir: wrote .../.cache/mdivicomtools`. The check is about
+    the plugin: its runs do not hash the dataset."""
+    config = tmp_path / "config.toml"
+    config.write_text("hash_dataset = true\n")
+    monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MDIVICOM_DIGEST_CACHE", raising=False)
+    site.plugin("good", run_source=GOOD)
+    checks = check_plugin("good")
+    (writes,) = [c for c in checks if c.name == "writes only to out_dir"]
+    assert writes.status == "pass", writes.detail
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_broken_plugins_fail_the_right_check(site, case):
     source, failing, detail = BROKEN[case]

@@ -321,6 +321,10 @@ def _run_checks(
         config=config,
         backend=backend,
         hooks=hooks,
+        # a user config's `hash_dataset = true` made the runner write its digest cache
+        # (~/.cache/mdivicomtools) while the writes were watched: the plugin failed
+        # `writes only to out_dir` for what the runner wrote
+        hash_dataset=False,
     )
     try:
         dry = run_in_sandbox(dry_run=True)
