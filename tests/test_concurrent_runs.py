@@ -443,3 +443,28 @@ def test_a_private_batches_folder_of_another_user_is_never_read_as_no_batches(si
             f"Error: cannot access '{batches}': Permission denied; check its permissions or "
             "ask its owner (run with -v for the traceback)"
         )
+
+
+def test_another_users_batches_folder_refuses_the_batch_naming_it(site, dataset, tmp_path):
+    """A `_batches/` a colleague's umask 022 left 0755 refused a batch with `cannot
+    write into --out ...; choose a writable --out`, though the --out is writable;
+    it names the folder, whose umask closed it and the fix, as a run does."""
+    site.plugin("mine", run_source=WAITING)
+    batches = tmp_path / "shared" / "_batches"
+    batches.mkdir(parents=True)
+    os.chown(batches, 65534, 65534)  # theirs, 0755
+    try:
+        done = cli_without_dac(
+            *("run", "mine", "--dataset", str(dataset), "--out", str(batches.parent)),
+            *("--sessions", "ses-*"),
+            env=site.env(),
+        )
+    finally:
+        os.chown(batches, os.getuid(), os.getgid())
+    assert done.returncode == 74, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: the batch was not started: cannot write into '{batches}', which another "
+        "user's umask closed to this user; ask its owner to make it group-writable "
+        "(chmod g+rwx); everyone sharing --out needs umask 002"
+    )
+    assert not (batches.parent / "ses-01").exists()

@@ -14,6 +14,7 @@ import msgspec
 from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
 from mdivicomtools.common.jsonio import decode_layout, json_files, write_json_atomic
+from mdivicomtools.common.sharing import closed_by_another_user, closed_message
 from mdivicomtools.common.timefmt import iso
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.model.layout import batch_summary_path
@@ -86,6 +87,14 @@ def prepare_summary_folder(out: Path) -> None:
     ended without its summary, naming one session's folder.
     """
     folder = batch_summary_path(out, "x").parent
+    if closed_by_another_user(folder, os.W_OK | os.X_OK):
+        raise RecordNotWritten(
+            closed_message(
+                "the batch was not started",
+                f"write into {str(folder)!r}",
+                "group-writable (chmod g+rwx)",
+            )
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):

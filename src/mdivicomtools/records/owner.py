@@ -7,11 +7,11 @@ ask this, so the rule lives in one place.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.sharing import UMASK_HINT, closed_by_another_user
 from mdivicomtools.model.layout import runs_dir
 from mdivicomtools.model.run import RunRequest
 from mdivicomtools.records.store import record_paths
@@ -75,19 +75,15 @@ def _not_movable(target: Path) -> str | None:
     entry changes): a colleague's output left 0755 by umask 022, or root's, let
     the plugin run to the end and then failed the run with `PromotionError`.
     """
-    try:
-        info = target.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid == os.geteuid():
-            return None  # the runner makes its user's own read-only folder writable to move it
-        if os.access(target, os.W_OK):
-            return None
-    except OSError:
+    # the runner makes its user's own read-only folder writable to move it
+    if not target.is_dir() or target.is_symlink():
+        return None
+    if not closed_by_another_user(target, os.W_OK):
         return None
     return (
         f"{str(target)!r} is another user's folder that this user may not write to, so "
         "--overwrite cannot move it aside; ask its owner to make it group-writable "
-        "(chmod -R g+w) or to remove it (everyone sharing --out needs umask 002), or "
-        "choose another --out"
+        f"(chmod -R g+w) or to remove it ({UMASK_HINT}), or choose another --out"
     )
 
 

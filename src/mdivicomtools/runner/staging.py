@@ -21,6 +21,7 @@ from typing import IO
 
 from mdivicomtools.common.jsonio import write_atomic
 from mdivicomtools.common.safefs import Removal, remove_tree
+from mdivicomtools.common.sharing import closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
 
@@ -48,23 +49,15 @@ def _open_lock(run_out_dir: Path, plugin_id: str) -> IO[bytes]:
         raise _not_writable(run_out_dir, lock_path, exc) from None
 
 
-def _theirs(path: Path, access: int) -> bool:
-    """Whether `path` is another user's and closed to this one for `access`."""
-    try:
-        return path.stat().st_uid != os.geteuid() and not os.access(path, access)
-    except OSError:
-        return False
-
-
 def _not_writable(run_out_dir: Path, lock_path: Path, exc: OSError) -> RecordNotWritten:
     """Why no lock (and so no record) can be had: the lock lives beside the records, so
     where it cannot be opened nothing is started (a read-only mount, a path through a
     file). In a shared --out it is mostly another user's umask (077, or 022 for a
     `_runs/` they made), which "choose a writable --out" sent the user away from."""
     runs = lock_path.parent
-    if _theirs(runs, os.W_OK | os.X_OK):
+    if closed_by_another_user(runs, os.W_OK | os.X_OK):
         return _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
-    if _theirs(lock_path, os.R_OK):
+    if closed_by_another_user(lock_path, os.R_OK):
         return _closed(f"open the lock {str(lock_path)!r}", "group-readable (chmod g+r)")
     return RecordNotWritten(
         f"the run was not started: cannot write into --out {str(run_out_dir)!r} "
@@ -73,10 +66,7 @@ def _not_writable(run_out_dir: Path, lock_path: Path, exc: OSError) -> RecordNot
 
 
 def _closed(what: str, fix: str) -> RecordNotWritten:
-    return RecordNotWritten(
-        f"the run was not started: cannot {what}, which another user's umask closed to "
-        f"this user; ask its owner to make it {fix}; everyone sharing --out needs umask 002"
-    )
+    return RecordNotWritten(closed_message("the run was not started", what, fix))
 
 
 @contextlib.contextmanager
@@ -129,7 +119,8 @@ def check_staging_writable(run_out_dir: Path) -> None:
     failed record on every try. It is an --out this user cannot write into.
     """
     runs = runs_dir(run_out_dir)
-    if _theirs(runs, os.W_OK | os.X_OK):  # a lock that opens read-only: no record can be made
+    # its lock opens read-only all the same, but no record can be made in it
+    if closed_by_another_user(runs, os.W_OK | os.X_OK):
         raise _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
     staging = run_out_dir / STAGING_DIR
     try:
