@@ -22,6 +22,8 @@ from mdivicomtools.runner.staging import (
     create_staging,
     discard_staging,
     plugin_lock,
+    promote,
+    roll_back,
 )
 from pluginsite import MDIVICOM, PluginSite, cli_without_dac
 
@@ -468,3 +470,32 @@ def test_another_users_batches_folder_refuses_the_batch_naming_it(site, dataset,
         "(chmod g+rwx); everyone sharing --out needs umask 002"
     )
     assert not (batches.parent / "ses-01").exists()
+
+
+def test_undoing_a_dead_runs_promotion_never_takes_a_later_runs_output(tmp_path):
+    """A colleague's run killed while it promoted leaves its staging folder private to
+    them, so another user's run of the plugin cannot undo it and goes ahead,
+    replacing the output. Undoing the dead run's promotion later (its owner's `runs
+    clean`) moved that newer output into the dead run's staging, to be deleted with
+    it, and put the output from before both runs back: the newer run's `succeeded`
+    record then described an output that was gone."""
+    out = tmp_path / "out"
+    (out / "p").mkdir(parents=True)
+    (out / "p" / "result.txt").write_text("old\n")
+    dead = "20260101T000000Z_0000dead"
+    staging = create_staging(out, dead, "p")
+    (staging / "result.txt").write_text("dead\n")
+    promote(staging, out / "p")  # and then the runner is killed, before its record
+    # the later run replaces the output as a promotion does: its folder made first, the
+    # one in place moved aside, its own moved in, the one moved aside removed
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "result.txt").write_text("later\n")
+    os.replace(out / "p", tmp_path / "aside")
+    os.replace(later, out / "p")
+    subprocess.run(["rm", "-rf", str(tmp_path / "aside")], check=True)
+    said = roll_back(out, dead)
+    assert (out / "p" / "result.txt").read_text() == "later\n"
+    assert said == f"left {out / 'p'} as it is: a later run replaced the output this run promoted"
+    assert discard_staging(out, dead).removed
+    assert sorted(p.name for p in out.iterdir()) == ["p"]

@@ -135,6 +135,12 @@ def check_staging_writable(run_out_dir: Path) -> None:
         )
 
 
+#: beside PROMOTING: `dev:inode` of the output folder the run promoted, so that undoing
+#: the promotion never takes back or overwrites a later run's output in its place (one
+#: made while the promoted folder still existed; an inode number freed with it may be
+#: given to a folder made after, which this cannot tell from the promoted one)
+PROMOTED = ".promoted"
+
 #: how often `create_staging` makes `_staging/` again when a run that ended removed it
 STAGING_TRIES = 20
 
@@ -182,7 +188,7 @@ def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = Fa
     if keep_promotion and _promoting(root):
         left: list[str] = []
         for entry in root.iterdir():
-            if entry.name != PROMOTING and not entry.name.startswith(".previous-"):
+            if entry.name not in (PROMOTING, PROMOTED) and not entry.name.startswith(".previous-"):
                 left.extend(remove_tree(entry).left)
         return Removal(path=str(root), left=left)
     with contextlib.suppress(OSError):
@@ -229,6 +235,8 @@ def promote(staging: Path, target: Path) -> None:
     """
     root = staging.parent
     marker = root / PROMOTING
+    # which folder is this run's output, wherever it is moved (a rename keeps the inode)
+    write_atomic(root / PROMOTED, _identity(staging).encode())
     write_atomic(marker, target.name.encode())  # whole or absent, however the runner dies
     previous = root / f".previous-{target.name}"
     had_previous = target.exists()
@@ -271,15 +279,34 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     target = run_out_dir / plugin_id
     staged = root / plugin_id
     previous = root / f".previous-{plugin_id}"
-    moved_new = not os.path.lexists(staged) and os.path.lexists(target)
+    try:
+        promoted: str | None = (root / PROMOTED).read_text(encoding="utf-8")
+    except FileNotFoundError:  # a run of an older version
+        promoted = None
+    ours = promoted is None or _identity(target) == promoted
+    moved_new = not os.path.lexists(staged) and os.path.lexists(target) and ours
     if moved_new:
         _rename(target, staged)
-    restored = os.path.lexists(previous)
+    # a later run's output there (another user's run went ahead while this dead run's
+    # folder could not be judged) is not this run's to take back, nor to put back over
+    restored = os.path.lexists(previous) and not os.path.lexists(target)
     if restored:
         _rename(previous, target)
+    (root / PROMOTED).unlink(missing_ok=True)
     marker.unlink()
     if restored:
         return f"put back the previous output {target}"
     if moved_new:
         return f"took back the output {target} it had promoted"
+    if os.path.lexists(target) and not ours:
+        return f"left {target} as it is: a later run replaced the output this run promoted"
     return None
+
+
+def _identity(folder: Path) -> str:
+    """`dev:inode` of `folder` (not followed), or "" when it is gone."""
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return ""
+    return f"{info.st_dev}:{info.st_ino}"
