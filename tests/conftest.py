@@ -20,7 +20,7 @@ def pytest_configure(config) -> None:
     every fork. The forked child never touches that thread's channel. Run
     without xdist (`-n 0`), the warning is shown as before.
     """
-    _hangups_as_from_a_terminal()
+    _signals_as_from_a_terminal()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         config.addinivalue_line(
             "filterwarnings",
@@ -29,15 +29,18 @@ def pytest_configure(config) -> None:
         )
 
 
-def _hangups_as_from_a_terminal() -> None:
-    """Give the commands the tests start SIGHUP's default disposition.
+def _signals_as_from_a_terminal() -> None:
+    """Give the suite, and the commands it starts, Ctrl-C and SIGHUP as a terminal does.
 
-    A suite started under `nohup` or `setsid nohup` (a CI job detached from its
-    terminal) hands every child SIGHUP ignored, and the runner rightly keeps
-    an ignored SIGHUP ignored: every test that closes a command's terminal
-    then waited for a run that went on. The tests of nohup set the ignore
-    themselves.
+    A suite started in the background (`scripts/test.sh` runs two side by side
+    with `&`) has SIGINT ignored, and one started under `nohup` (a CI job
+    detached from its terminal) SIGHUP. The runner rightly keeps an ignored
+    signal ignored, so every test that presses Ctrl-C in-process or closes a
+    command's terminal waited for a run that went on. The tests of nohup and of
+    background jobs set the ignore themselves.
     """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
