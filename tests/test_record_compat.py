@@ -19,6 +19,7 @@ import pytest
 
 from mdivicomtools import rerun, run_batch, run_plugin
 from mdivicomtools.common.jsonio import ForeignLayout
+from mdivicomtools.errors import UsageError
 from mdivicomtools.model.run import ErrorInfo
 from mdivicomtools.records.digest import read_manifest
 from mdivicomtools.records.store import read_record
@@ -198,6 +199,39 @@ def test_a_dead_runners_record_finished_by_the_supervisor_keeps_newer_fields(two
     assert data["status"] == "failed" and data["error"]["type"] == "RunnerCrashed"
     assert data["provenance"] == NEWER and data["plugin"]["signature"] == "abc"
     assert not staging.exists()
+
+
+@pytest.mark.parametrize("then", ["runs clean", "the next run"])
+def test_an_older_releases_runner_killed_mid_promotion_loses_no_output(
+    site, dataset, two_runs, then
+):
+    """Releases before the `.promoting` marker moved the output in place aside as
+    `.previous-<id>` into the run's staging folder and then the new one in, with no
+    marker. Their runner killed between the two moves left the only copy of the
+    recorded output there (and no record), and `runs clean` or the next run removed
+    it with the folder: `verify` then said the recorded run's outputs were missing."""
+    out, _, newer = two_runs
+    recorded = (out / "copy" / "a.txt").read_text()
+    dead = "20260101T000000Z_0000dead"
+    staging = out / "_staging" / dead
+    (staging / "copy").mkdir(parents=True)  # the dead run's own, complete output
+    (staging / "copy" / "a.txt").write_text("the dead run's\n")
+    os.replace(out / "copy", staging / ".previous-copy")  # and then the runner is killed
+
+    verified = site.cli("verify", str(out))
+    assert verified.returncode == 1
+    assert f"run {dead} was replacing these outputs" in verified.stdout
+    if then == "runs clean":
+        cleaned = site.cli("runs", "clean", str(out))
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert f"put back the previous output {out / 'copy'}" in cleaned.stdout
+    else:
+        with pytest.raises(UsageError, match="already exists"):
+            run_plugin("copy", dataset=dataset, out=out)
+    assert (out / "copy" / "a.txt").read_text() == recorded
+    assert not (out / "_staging").exists()
+    verified = site.cli("verify", str(out), newer.stem)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_runs_show_marks_the_fields_an_older_record_lacks(site, two_runs):

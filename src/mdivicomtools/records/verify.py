@@ -18,10 +18,11 @@ import msgspec
 
 from mdivicomtools.common.safefs import read_regular
 from mdivicomtools.errors import UsageError, given_path
-from mdivicomtools.model.layout import BATCHES_DIR, PROMOTING, STAGING_DIR, runs_dir
+from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
+from mdivicomtools.records.promotion import promoting
 from mdivicomtools.records.store import (
     RecordNotFound,
     RecordUnreadable,
@@ -306,7 +307,7 @@ def _unfinished_promotion(run_root: Path, plugin_id: str) -> str | None:
         return None
     for folder in folders:
         try:
-            named = (folder / PROMOTING).read_text(encoding="utf-8").strip()
+            named = promoting(folder)
         except OSError:
             continue
         if named != plugin_id:

@@ -27,8 +27,9 @@ from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
-from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
+from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
+from mdivicomtools.records.promotion import promoting
 from mdivicomtools.records.store import (
     read_record,
     record_files,
@@ -117,10 +118,10 @@ def _staging_left(run_out_dir: Path, run_id: str) -> bool:
 
 def _plugins_in(folder: Path) -> list[str]:
     """The plugins whose run left `folder` (a staging folder without a readable record):
-    its plugin output folder, or the one its promotion marker names."""
+    its plugin output folder, or the one whose promotion it holds."""
     names = {p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
     with contextlib.suppress(OSError):
-        names.add((folder / PROMOTING).read_text(encoding="utf-8").strip())
+        names.add(promoting(folder) or "")
     return sorted(name for name in names if name)
 
 

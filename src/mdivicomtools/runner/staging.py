@@ -24,6 +24,7 @@ from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.sharing import closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
+from mdivicomtools.records.promotion import PREVIOUS, previous_output, promoting
 
 
 class OutputLocked(UsageError):
@@ -188,7 +189,7 @@ def discard_staging(run_out_dir: Path, run_id: str, *, keep_promotion: bool = Fa
     if keep_promotion and _promoting(root):
         left: list[str] = []
         for entry in root.iterdir():
-            if entry.name not in (PROMOTING, PROMOTED) and not entry.name.startswith(".previous-"):
+            if entry.name not in (PROMOTING, PROMOTED) and not entry.name.startswith(PREVIOUS):
                 left.extend(remove_tree(entry).left)
         return Removal(path=str(root), left=left)
     with contextlib.suppress(OSError):
@@ -238,7 +239,7 @@ def promote(staging: Path, target: Path) -> None:
     # which folder is this run's output, wherever it is moved (a rename keeps the inode)
     write_atomic(root / PROMOTED, _identity(staging).encode())
     write_atomic(marker, target.name.encode())  # whole or absent, however the runner dies
-    previous = root / f".previous-{target.name}"
+    previous = previous_output(root, target.name)
     had_previous = target.exists()
     try:
         if had_previous:
@@ -267,9 +268,8 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     """
     root = staging_root(run_out_dir, run_id)
     marker = root / PROMOTING
-    try:
-        plugin_id = marker.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    plugin_id = promoting(root)  # an older release's run has no marker, only .previous-<id>
+    if plugin_id is None:
         return None
     if not plugin_id:  # never written whole: no rename had begun
         marker.unlink()
@@ -278,7 +278,7 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
         raise OSError(f"{marker} does not name a plugin output ({plugin_id!r})")
     target = run_out_dir / plugin_id
     staged = root / plugin_id
-    previous = root / f".previous-{plugin_id}"
+    previous = previous_output(root, plugin_id)
     try:
         promoted: str | None = (root / PROMOTED).read_text(encoding="utf-8")
     except FileNotFoundError:  # a run of an older version
@@ -293,7 +293,7 @@ def roll_back(run_out_dir: Path, run_id: str) -> str | None:
     if restored:
         _rename(previous, target)
     (root / PROMOTED).unlink(missing_ok=True)
-    marker.unlink()
+    marker.unlink(missing_ok=True)
     if restored:
         return f"put back the previous output {target}"
     if moved_new:
