@@ -42,7 +42,9 @@ def promoting(staging: Path) -> str | None:
         return None
     for name in names:
         plugin_id = name[len(PREVIOUS) :]
+        if not name.startswith(PREVIOUS) or not plugin_id or plugin_id.startswith((".", "_")):
+            continue  # not what a promotion names (plugin ids start with a letter or digit)
         # an older release's rename was cut short: the previous output is all there is
-        if name.startswith(PREVIOUS) and plugin_id and not os.path.lexists(run_out_dir / plugin_id):
+        if not os.path.lexists(run_out_dir / plugin_id):
             return plugin_id
     return None
