@@ -234,6 +234,22 @@ def test_an_older_releases_runner_killed_mid_promotion_loses_no_output(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_runs_clean_removes_an_older_releases_result_file_of_a_killed_isolated_run(site, two_runs):
+    """An isolated run of an earlier release handed its plugin's return value to its
+    runner in `_runs/.<run_id>.result.json`; a runner killed before reading it left
+    that file beside the records, and `runs clean` removed only its staging folder."""
+    out, _, _ = two_runs
+    dead = "20260101T000000Z_0000dead"
+    (out / "_staging" / dead / "copy").mkdir(parents=True)
+    result = out / "_runs" / f".{dead}.result.json"
+    result.write_text('{"ok":true,"result":{"status":"ok"},"unsafe":null,"error":null}')
+    cleaned = site.cli("runs", "clean", str(out))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed {out / '_staging' / dead} (no record)" in cleaned.stdout
+    assert not result.exists()
+    assert not (out / "_staging").exists()
+
+
 def test_runs_show_marks_the_fields_an_older_record_lacks(site, two_runs):
     out, _, newer = two_runs
     edit(newer, lambda data: [data.pop(key) for key in ("dataset", "timeout_s", "isolate")])

@@ -116,6 +116,14 @@ def _staging_left(run_out_dir: Path, run_id: str) -> bool:
     return True
 
 
+def _remove_older_result(run_out_dir: Path, run_id: str) -> None:
+    """An isolated run of an earlier release passed its plugin's return value through
+    `_runs/.<run_id>.result.json`, removed by its runner once read: a runner killed
+    first left it beside the records for good, where nothing reads it."""
+    with contextlib.suppress(OSError):
+        (runs_dir(run_out_dir) / f".{run_id}.result.json").unlink()
+
+
 def _plugins_in(folder: Path) -> list[str]:
     """The plugins whose run left `folder` (a staging folder without a readable record):
     its plugin output folder, or the one whose promotion it holds."""
@@ -219,6 +227,7 @@ def remove_dead_runs(
         said = f"{undone}; " if undone else ""
         removal = remove_tree(folder)
         if removal.removed:
+            _remove_older_result(run_out_dir, folder.name)
             done.append(Cleaned(f"{said}removed {folder} ({why})"))
         else:
             done.append(Cleaned(said + _left_over(folder, why, removal).text, done=False))
