@@ -25,6 +25,7 @@ import msgspec
 from mdivicomtools.common.jsonio import pretty
 from mdivicomtools.common.safefs import (
     UnsafeFile,
+    disk_name,
     display_name,
     inside,
     open_regular,
@@ -391,13 +392,13 @@ def payload_root(sidecar: Path, source: Any) -> Path | None:
     """
     if not isinstance(source, dict) or not isinstance(source.get("root"), str):
         return sidecar.parent
-    root = Path(source["root"])
+    root = Path(disk_name(source["root"]))
     if root.is_absolute():
         return root
     base = _root_base(source)
     if _bad_root_base(base):
         return None
-    return (sidecar.parent if base == "sidecar" else Path(base)) / root
+    return (sidecar.parent if base == "sidecar" else Path(disk_name(base))) / root
 
 
 def _required_columns(entry: dict[str, Any]) -> tuple[list[tuple[str, str]], list[Problem]]:
@@ -625,7 +626,7 @@ def _check_file(
                 expected="a path relative to the payload root",
             )
         ]
-    relative = Path(path_value)
+    relative = Path(disk_name(path_value))  # the sidecar's UTF-8 text, in this locale
     if path_problem(path_value) is not None:
         return [
             Problem(

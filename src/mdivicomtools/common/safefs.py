@@ -65,7 +65,16 @@ def display_name(name: str | bytes) -> tuple[str, bool]:
     flag tells a reader which form it has, so the original bytes can always be
     rebuilt.
     """
-    raw = name if isinstance(name, bytes) else os.fsencode(name)
+    if isinstance(name, bytes):
+        raw = name
+    else:
+        try:
+            raw = os.fsencode(name)
+        except UnicodeEncodeError:
+            # text beside a name from the disk (`Fehler: ü` and a surrogate-escaped path
+            # in one message) under an ASCII or Latin-1 filesystem encoding: its
+            # characters are text already, its escapes the disk's bytes
+            raw = name.encode("utf-8", "surrogateescape")
     try:
         return raw.decode("utf-8"), False
     except UnicodeDecodeError:
@@ -79,11 +88,22 @@ def display_name(name: str | bytes) -> tuple[str, bool]:
 _ESCAPE = re.compile(r"\\\\|\\x([0-9a-f]{2})")
 
 
-def disk_name(text: str, escaped: bool) -> str:
+def disk_name(text: str, escaped: bool = False) -> str:
     """The name on disk of a path `display_name` returned: the inverse, so a record's
-    escaped path can be opened (a str holding the raw bytes as surrogates)."""
+    path, escaped or not, can be opened.
+
+    Record and sidecar text names the file's bytes in UTF-8, whatever the locale
+    of the process that wrote it; Python opens a str in the filesystem encoding of
+    this process. Under the C locale with PYTHONUTF8=0 (ASCII) or a Latin-1
+    locale, `open('Ergebnis-ü.txt')` looks for other bytes than the record names,
+    or cannot encode the name at all, so the text goes through its UTF-8 bytes
+    and back (in a UTF-8 locale that is the text itself).
+    """
     if not escaped:
-        return text
+        try:
+            return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            return text
     raw = bytearray()
     last = 0
     for match in _ESCAPE.finditer(text):

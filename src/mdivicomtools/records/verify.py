@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from mdivicomtools.common.safefs import read_regular
+from mdivicomtools.common.safefs import disk_name, read_regular
 from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunRecord, status_words
@@ -107,11 +107,13 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
     root is `<out>/<session>/`, and a batch chained onto a plugin's output in
     the same --out reads `<out>/<id>/dataset/sessions/<session>`, which moves
     with the batch's --out. A dataset outside both stays where the record says.
+    The record's text is turned into this process's name for the folder
+    (`disk_name`): a record written in a UTF-8 locale names `ses-ü` in UTF-8.
     """
-    dataset = Path(os.path.normpath(record.dataset_dir))
+    dataset = Path(os.path.normpath(disk_name(record.dataset_dir)))
     if run_root is None:
         return dataset
-    recorded_root = Path(os.path.normpath(record.run_out_dir))
+    recorded_root = Path(os.path.normpath(disk_name(record.run_out_dir)))
     moves = [(recorded_root, run_root)]
     if (run_root.parent / BATCHES_DIR).is_dir():  # a session of the batch's --out above
         moves.append((recorded_root.parent, run_root.parent))
@@ -194,7 +196,7 @@ def check_dataset(
         return DatasetCheck(checked=kind, path=str(path), matches=False, note=f"unreadable: {exc}")
     changes = compare_dataset(
         recorded,
-        read_manifest(run_root or Path(record.run_out_dir), recorded.manifest),
+        read_manifest(run_root or Path(disk_name(record.run_out_dir)), recorded.manifest),
         current,
         now,
     )
@@ -270,7 +272,9 @@ def verify_record(
             "verify; name a succeeded run, or use 'latest'"
         )
     check_output_paths(record, session)
-    out_dir = run_root / record.plugin.id if run_root is not None else Path(record.out_dir)
+    out_dir = (
+        run_root / record.plugin.id if run_root is not None else Path(disk_name(record.out_dir))
+    )
     actual = inventory(out_dir) if out_dir.is_dir() else []
     changes = compare_outputs(record.outputs, actual)
     unfinished = _unfinished_promotion(out_dir.parent, record.plugin.id) if changes else None

@@ -1,0 +1,120 @@
+"""The command under locales that are not UTF-8: the C locale with PYTHONUTF8=0
+(ASCII file names and argv), a Latin-1 stdout. Records stay the same UTF-8 text
+as in a UTF-8 locale, and nothing ends in `internal error`.
+
+Each test runs `mdivicom` in a subprocess: the filesystem encoding is fixed when
+the interpreter starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pluginsite import PluginSite
+
+#: the C locale as a researcher's old terminal gives it, without Python's coercion
+#: to UTF-8: file names, argv and stdout are ASCII (with surrogate escapes)
+ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+UTF8_LOCALE = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONUTF8": "1"}
+
+#: a plugin writing an output whose name is UTF-8 on disk, and a result bundle naming it
+UTF8_OUTPUT_RUN = """
+import os
+import subprocess
+import sys
+from mdivicomtools.resultbundle import write_resultbundle
+
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if not dry_run:
+        name = os.path.join(os.fsencode(out_dir), "Ergebnis-\u00fc-\u65e5\u672c.tsv".encode())
+        with open(name, "wb") as f:
+            f.write(b"onset\\n1\\n")
+        write_resultbundle(out_dir, resultbundle_type="lab.loc.v1")
+    return {"label": config.get("label")}
+"""
+
+
+def _dataset(tmp_path: Path) -> Path:
+    """A session folder whose name is UTF-8 on disk: `ses-ü日本`."""
+    folder = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), "ses-ü日本".encode())))
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"x")
+    return folder
+
+
+def _run(site: PluginSite, tmp_path: Path, out: str, env: dict[str, str]) -> dict:
+    done = site.cli("run", "loc", "--dataset", str(_dataset_path(tmp_path)), "--out", out, **env)
+    assert done.returncode == 0, done.stderr
+    records = sorted(Path(out, "_runs").glob("*.json"))
+    return json.loads(records[-1].read_bytes().decode("utf-8"))
+
+
+def _dataset_path(tmp_path: Path) -> Path:
+    return Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), "ses-ü日本".encode())))
+
+
+def test_a_run_under_the_ascii_c_locale_records_what_a_utf8_locale_records(site, tmp_path):
+    """write_resultbundle looked for `Ergebnis-ü...` by its text, which an ASCII
+    filesystem encoding cannot name: the run failed `required file ... does not
+    exist`, though the plugin had written it."""
+    site.plugin("loc", run_source=UTF8_OUTPUT_RUN)
+    _dataset(tmp_path)
+    in_c = _run(site, tmp_path, str(tmp_path / "out-c"), ASCII_LOCALE)
+    in_utf8 = _run(site, tmp_path, str(tmp_path / "out-u"), UTF8_LOCALE)
+    assert in_c["status"] == in_utf8["status"] == "succeeded"
+    assert in_c["dataset_dir"] == in_utf8["dataset_dir"] == str(tmp_path) + "/ses-ü日本"
+    # the sidecar holds its run's id and time: all but its sha256 is the same
+    stamped = {"resultbundle.json"}
+    assert [{**o, "sha256": None} if o["path"] in stamped else o for o in in_c["outputs"]] == [
+        {**o, "sha256": None} if o["path"] in stamped else o for o in in_utf8["outputs"]
+    ]
+    assert "Ergebnis-ü-日本.tsv" in [o["path"] for o in in_c["outputs"]]
+    assert in_c["resultbundles"] == in_utf8["resultbundles"]
+    assert in_c["resultbundles"][0]["valid"] is True
+
+
+def test_verify_bundles_validate_and_rerun_under_the_ascii_c_locale(site, tmp_path):
+    """A record written in a UTF-8 locale names `ses-ü日本` in UTF-8: under the C
+    locale verify said `the dataset folder is gone`, rerun refused the same, and
+    `bundles validate` called the sidecar INVALID."""
+    site.plugin("loc", run_source=UTF8_OUTPUT_RUN)
+    _dataset(tmp_path)
+    out = str(tmp_path / "out")
+    _run(site, tmp_path, out, UTF8_LOCALE)
+
+    verified = site.cli("verify", out, **ASCII_LOCALE)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "dataset: matches the record's fingerprint" in verified.stdout
+
+    validated = site.cli("bundles", "validate", out + "/loc", **ASCII_LOCALE)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert validated.stdout.startswith("valid")
+
+    rerun = site.cli("rerun", out, "latest", "--out", str(tmp_path / "again"), **ASCII_LOCALE)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "dataset:    same as the original" in rerun.stdout
+
+
+def test_record_text_mixing_characters_and_a_name_from_the_disk_under_ascii(tmp_path):
+    """A plugin's error holding a word with `ü` and a file name that is not UTF-8
+    (surrogate escapes) could not be written under an ASCII filesystem encoding:
+    escaping it encoded the whole text in that encoding first."""
+    code = (
+        "import os, sys\n"
+        "from mdivicomtools.common.jsonio import encode\n"
+        "text = 'Fehler \\u00fc: ' + os.fsdecode(b'caf\\xe9.tsv')\n"
+        "sys.stdout.buffer.write(encode({'message': text}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        env={**os.environ, **ASCII_LOCALE},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout) == {"message": "Fehler ü: caf\\xe9.tsv"}
