@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pluginsite import PluginSite
 
 #: the C locale as a researcher's old terminal gives it, without Python's coercion
@@ -118,3 +120,64 @@ def test_record_text_mixing_characters_and_a_name_from_the_disk_under_ascii(tmp_
     )
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout) == {"message": "Fehler ü: caf\\xe9.tsv"}
+
+
+ECHO_RUN = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return {"label": config.get("label")}
+"""
+
+
+def _set_label(site: PluginSite, tmp_path: Path, out: str, value: str, env: dict[str, str]):
+    dataset = tmp_path / "ds"
+    dataset.mkdir(exist_ok=True)
+    return site.cli(
+        "run", "echo", "--dataset", str(dataset), "--out", out, "--set", f"label={value}", **env
+    )
+
+
+def test_set_with_non_ascii_under_the_ascii_c_locale_is_the_text_typed(site, tmp_path):
+    """`--set label=Grüße` under the C locale with PYTHONUTF8=0 reached the config as
+    surrogate escapes: `internal error (UnicodeEncodeError ...)` hashing it."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    records = []
+    for name, env in (("c", ASCII_LOCALE), ("u", UTF8_LOCALE)):
+        out = tmp_path / f"out-{name}"
+        done = _set_label(site, tmp_path, str(out), "Grüße-日本", env)
+        assert done.returncode == 0, done.stderr
+        records.append(json.loads(next((out / "_runs").glob("*.json")).read_bytes()))
+    in_c, in_utf8 = records
+    assert in_c["config"] == in_utf8["config"] == {"label": "Grüße-日本"}
+    assert in_c["config_sha256"] == in_utf8["config_sha256"]
+    assert in_c["result"] == {"label": "Grüße-日本"}
+
+
+def test_set_and_config_bytes_that_are_not_utf8_are_a_usage_error(site, tmp_path):
+    """A Latin-1 terminal's `ü` (byte 0xfc) in a UTF-8 locale was `internal error`."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    latin1 = os.fsdecode(b"Gr\xfc")  # as argv gives the byte: a surrogate escape
+    done = _set_label(site, tmp_path, str(tmp_path / "out"), latin1, UTF8_LOCALE)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "Error: --set 'label=Gr\\xfc' is not UTF-8 text (byte 0xfc); set the terminal to "
+        "UTF-8, or write the value into a UTF-8 --config file\n"
+    )
+    inline = site.cli(
+        "run", "echo", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "out"),
+        "--config", '{"label": "' + latin1 + '"}', **UTF8_LOCALE,
+    )  # fmt: skip
+    assert inline.returncode == 2, inline.stderr
+    assert 'Error: --config \'{"label": "Gr\\xfc"}\' is not UTF-8 text' in inline.stderr
+    assert not (tmp_path / "out" / "_runs").exists()
+
+
+def test_a_config_string_holding_surrogate_escapes_is_refused_by_name():
+    """run_plugin(config={"name": <an os.listdir name that is not UTF-8>}) stopped
+    with UnicodeEncodeError hashing the config."""
+    from mdivicomtools.runner.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError) as caught:
+        build_config({"files": ["ok", os.fsdecode(b"caf\xe9.tsv")]})
+    assert str(caught.value) == (
+        "the config is not JSON-safe: config.files[1] is not UTF-8 text: 'caf\\xe9.tsv'"
+    )

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,58 @@ from typing import Any
 from mdivicomtools.common import tomlio
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.secrets import REDACTED, is_secret_key, redact  # noqa: F401 - re-exported
+from mdivicomtools.common.text import printable
 from mdivicomtools.errors import UsageError
 
 
 class ConfigError(UsageError):
     """A config that cannot be read or merged; nothing was run."""
+
+
+def command_line_text(value: str, what: str) -> str:
+    """`value` as the text it was typed as, when it came through argv.
+
+    Python decodes argv in the locale's encoding and keeps each byte it cannot
+    decode as a surrogate escape: under the C locale with PYTHONUTF8=0 every
+    non-ASCII byte is one, so `--set label=Grüße` from a UTF-8 terminal reached
+    the config as `Gr\udcc3\udcbc...`, which no JSON (the record, the config's
+    sha256) can hold: `internal error`. Such a value is read as UTF-8, as a
+    UTF-8 locale reads it, so the record does not depend on the locale. Bytes
+    that are not UTF-8 (a Latin-1 terminal in a UTF-8 or C locale) name no text
+    a record can hold: a ConfigError (exit 2) that says so.
+    """
+    if not any("\udc80" <= char <= "\udcff" for char in value):
+        return value
+    try:
+        raw = os.fsencode(value)
+    except UnicodeEncodeError:  # characters and escapes: the escapes are UTF-8's own
+        raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} '{printable(value)}' is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+            "set the terminal to UTF-8, or write the value into a UTF-8 --config file"
+        ) from None
+
+
+def _not_text(value: object, path: str) -> str | None:
+    """The first string of a config that is not text (surrogate escapes, as a
+    caller of run_plugin can pass a name from os.listdir), by its place."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path} is not UTF-8 text: '{printable(value)}'"
+        return None
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := _not_text(v, f"{path}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _not_text(key, f"{path} key") or _not_text(item, f"{path}.{key}")
+            if problem:
+                return problem
+    return None
 
 
 def _load_file(path: Path) -> object:
@@ -55,6 +103,7 @@ def parse_config_option(value: str | None) -> dict[str, Any]:
         return {}
     text = value.strip()
     if text.startswith("{"):
+        text = command_line_text(text, "--config")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -115,6 +164,7 @@ def apply_sets(config: dict[str, Any], assignments: Iterable[str]) -> dict[str, 
         )
     merged = copy.deepcopy(config)
     for assignment in assignments:
+        assignment = command_line_text(assignment, "--set")
         key, sep, raw = assignment.partition("=")
         parts = key.split(".")
         if not sep or not all(part.strip() for part in parts):
@@ -154,7 +204,7 @@ def build_config(config_option: str | dict[str, Any] | None, sets: Iterable[str]
     """The run's config: `--config` first, then each `--set` in order."""
     base = config_option if isinstance(config_option, dict) else parse_config_option(config_option)
     merged = apply_sets(base, sets)
-    problem = find_unsafe_json(merged, "config")
+    problem = find_unsafe_json(merged, "config") or _not_text(merged, "config")
     if problem:
         raise ConfigError(f"the config is not JSON-safe: {problem}")
     return merged
