@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pluginsite import PluginSite
+from pluginsite import MDIVICOM, PluginSite
 
 #: the C locale as a researcher's old terminal gives it, without Python's coercion
 #: to UTF-8: file names, argv and stdout are ASCII (with surrogate escapes)
@@ -181,3 +181,48 @@ def test_a_config_string_holding_surrogate_escapes_is_refused_by_name():
     assert str(caught.value) == (
         "the config is not JSON-safe: config.files[1] is not UTF-8 text: 'caf\\xe9.tsv'"
     )
+
+
+def _cli_bytes(site: PluginSite, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [MDIVICOM, *args], capture_output=True, env=site.env(**env), timeout=120, check=False
+    )
+
+
+LATIN1_STDOUT = {**UTF8_LOCALE, "PYTHONIOENCODING": "latin-1"}
+
+
+def test_a_latin1_stdout_shows_what_it_cannot_encode_escaped(site, tmp_path):
+    """Under a Latin-1 locale `plugins list` with one description holding an en dash
+    was `internal error (UnicodeEncodeError: 'latin-1' codec ...)`, exit 1; so was
+    --json, whose document must be UTF-8 whatever the locale."""
+    site.plugin("echo", run_source=ECHO_RUN, description="Zählt \u2013 日本 🎉")
+    listed = _cli_bytes(site, "plugins", "list", **LATIN1_STDOUT)
+    assert listed.returncode == 0, listed.stderr
+    assert "Z\xe4hlt \\u2013 \\u65e5\\u672c \\U0001f389".encode("latin-1") in listed.stdout
+
+    as_json = _cli_bytes(site, "plugins", "list", "--json", **LATIN1_STDOUT)
+    assert as_json.returncode == 0, as_json.stderr
+    items = json.loads(as_json.stdout.decode("utf-8"))
+    (item,) = [item for item in items if item["id"] == "echo"]
+    assert item["meta"]["description"] == "Zählt \u2013 日本 🎉"
+
+
+def test_a_latin1_stdout_keeps_a_tables_columns_in_line(site, tmp_path):
+    """The batch table measured `ses-日本` as 8 columns and printed it as
+    `ses-\\u65e5\\u672c`: its row's STATUS stood 8 columns right of the others'."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    sessions = tmp_path / "ds" / "sessions"
+    for name in ("ses-01", "ses-日本"):
+        (sessions / name).mkdir(parents=True)
+    out = str(tmp_path / "out")
+    ran = site.cli(
+        "run", "echo", "--dataset", str(tmp_path / "ds"), "--out", out, "--sessions", "ses-*"
+    )
+    assert ran.returncode == 0, ran.stderr
+    shown = _cli_bytes(site, "batches", "show", out, "latest", **LATIN1_STDOUT)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode("latin-1").splitlines()
+    table = lines[lines.index(next(line for line in lines if line.startswith("SESSION"))) :][:3]
+    assert table[2].startswith("ses-\\u65e5\\u672c  ")
+    assert len({line.index("succeeded" if i else "STATUS") for i, line in enumerate(table)}) == 1

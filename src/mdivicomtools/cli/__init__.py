@@ -139,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol, then exit
         cli.main(args=args, prog_name="mdivicom", complete_var=COMPLETE_ENV)
     if argv is None:  # the program itself, never a caller of main() in-process
+        from mdivicomtools.cli.output import tolerate_any_text
+
+        tolerate_any_text()
         supervise(args)
     as_json = _wants_json(args)
     from mdivicomtools.common.signals import interrupt_name, sigterm_as_interrupt

@@ -19,7 +19,31 @@ def echo_json(value: Any) -> None:
     """
     from mdivicomtools.common.jsonio import pretty  # msgspec: not needed for --help
 
-    click.echo(pretty(value).decode("utf-8"), nl=False)
+    # bytes go to the binary stream as they are: JSON is UTF-8 (RFC 8259) whatever
+    # the locale, and a Latin-1 stdout could not encode a description in Japanese
+    click.echo(pretty(value), nl=False)
+
+
+def tolerate_any_text() -> None:
+    """Let stdout show text its encoding cannot hold as `\\uXXXX`, not fail on it.
+
+    Under a Latin-1 locale (or PYTHONIOENCODING=latin-1) stdout is strict: one
+    plugin description with an en dash, a session named in Japanese or a plugin's
+    error with an emoji ended `plugins list`, `runs list` or a run's summary in
+    `internal error (UnicodeEncodeError ...)`, with exit 1 after the run had
+    succeeded. stderr already escapes so. (An ASCII stdout is one click already
+    writes UTF-8 to.)
+    """
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None or codecs.lookup(encoding).name == "utf-8":
+            continue
+        if getattr(stream, "errors", "strict") == "strict":
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def silence_standard_streams() -> None:

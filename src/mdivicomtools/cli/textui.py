@@ -8,6 +8,8 @@ and a control character in it must not add a row or move the cursor.
 
 from __future__ import annotations
 
+import codecs
+import sys
 from collections.abc import Sequence
 
 from mdivicomtools.common.text import printable
@@ -20,8 +22,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     Columns are measured as a terminal shows them (`shown_width`), so a session
     named in Japanese or Chinese does not push the rest of its row out of line.
     """
-    headers = [printable(h) for h in headers]
-    rows = [[printable(cell) for cell in row] for row in rows]
+    headers = [as_printed(printable(h)) for h in headers]
+    rows = [[as_printed(printable(cell)) for cell in row] for row in rows]
     widths = [shown_width(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row[:-1]):
@@ -31,6 +33,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         cells = [cell + " " * (widths[i] - shown_width(cell)) for i, cell in enumerate(row[:-1])]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def as_printed(text: str) -> str:
+    """`text` as stdout will print it: with `\\uXXXX` for each character its encoding
+    cannot hold (a Latin-1 locale; `cli.output.tolerate_any_text`).
+
+    A table measures its cells in this form: measured as `日本` (4 columns) and
+    printed as `\\u65e5\\u672c` (12), a session's name pushed the rest of its row
+    out of line. UTF-8, and ASCII (which click writes UTF-8 to), print the text.
+    """
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return text
+    if name in ("utf-8", "ascii") or text.isascii():
+        return text
+    return text.encode(name, "backslashreplace").decode(name)
 
 
 def shown_width(text: str) -> int:
