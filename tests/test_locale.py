@@ -226,3 +226,24 @@ def test_a_latin1_stdout_keeps_a_tables_columns_in_line(site, tmp_path):
     table = lines[lines.index(next(line for line in lines if line.startswith("SESSION"))) :][:3]
     assert table[2].startswith("ses-\\u65e5\\u672c  ")
     assert len({line.index("succeeded" if i else "STATUS") for i, line in enumerate(table)}) == 1
+
+
+def test_verify_finds_a_batch_session_whose_name_is_not_utf8(site, tmp_path):
+    """The record names `ses-\\xff02` in its escaped form, without a flag: verify
+    read it as written and said `dataset: DIFFERS: the dataset folder is gone`,
+    and its header printed the name's byte raw (a surrogate, `ses-\ufffd02`)."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    sessions = os.path.join(os.fsencode(tmp_path), b"ds", b"sessions")
+    for name in (b"ses-01", b"ses-\xff02"):
+        os.makedirs(os.path.join(sessions, name))
+    out = str(tmp_path / "out")
+    ran = site.cli(
+        "run", "echo", "--dataset", str(tmp_path / "ds"), "--out", out, "--sessions", "ses-*"
+    )
+    assert ran.returncode == 0, ran.stderr
+    verified = _cli_bytes(site, "verify", out, "--all", **UTF8_LOCALE)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    shown = verified.stdout.decode("utf-8")
+    assert "ses-\\xff02: lab/echo run " in shown
+    assert shown.count(": ok\n") == 2
+    assert shown.count("dataset: matches the record's fingerprint") == 2

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def render_report(report: VerifyReport) -> str:
     """One block per run: a verdict line, then each difference on its own line.
 
-    The paths are file names a plugin chose: shown through `printable`, a name
-    holding a newline stays one line.
+    The paths are file names a plugin chose, the session a folder's name: each
+    line is shown through `printable`, so a name holding a newline stays one line
+    and one that is not UTF-8 shows its bytes as `\\xNN`, as the batch table does.
     """
     from pathlib import Path
 
@@ -50,7 +51,7 @@ def render_report(report: VerifyReport) -> str:
         ("missing", report.missing),
         ("extra", report.extra),
     ):
-        lines.extend(f"  output {label}: {printable(path)}" for path in paths)
+        lines.extend(f"  output {label}: {path}" for path in paths)
     unchanged = report.outputs - len(report.modified) - len(report.missing)
     lines.append(f"  outputs: {unchanged} of {report.outputs} file(s) as recorded")
     dataset = report.dataset
@@ -67,11 +68,11 @@ def render_report(report: VerifyReport) -> str:
             ("added", dataset.added),
             ("removed", dataset.removed),
         ):
-            lines.extend(f"  dataset {label}: {printable(path)}" for path in paths)
+            lines.extend(f"  dataset {label}: {path}" for path in paths)
         if not (dataset.changed or dataset.added or dataset.removed) and dataset.note:
             lines.append(f"  dataset: {dataset.note}")
-    lines.extend(f"  input bundle: {printable(line)}" for line in dataset.bundles)
-    return "\n".join(lines)
+    lines.extend(f"  input bundle: {line}" for line in dataset.bundles)
+    return "\n".join(printable(line) for line in lines)
 
 
 @click.command("verify")

@@ -110,7 +110,7 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
     The record's text is turned into this process's name for the folder
     (`disk_name`): a record written in a UTF-8 locale names `ses-ü` in UTF-8.
     """
-    dataset = Path(os.path.normpath(disk_name(record.dataset_dir)))
+    dataset = Path(os.path.normpath(_dataset_on_disk(record.dataset_dir)))
     if run_root is None:
         return dataset
     recorded_root = Path(os.path.normpath(disk_name(record.run_out_dir)))
@@ -123,6 +123,22 @@ def recorded_dataset(record: RunRecord, run_root: Path | None = None) -> Path:
         except ValueError:
             continue
     return dataset
+
+
+def _dataset_on_disk(text: str) -> str:
+    """The folder a record's `dataset_dir` names.
+
+    A folder whose name is not UTF-8 (a batch's `ses-\\xff02`) is recorded in the
+    escaped form of `display_name`, but `dataset_dir` has no `escaped` flag as an
+    output has: read as written, it named no folder, and verify said a dataset
+    that was there `is gone`. The text is read as written first, then, when
+    that names nothing, in its escaped reading.
+    """
+    literal = disk_name(text)
+    if "\\" not in text or os.path.lexists(literal):
+        return literal
+    unescaped = disk_name(text, escaped=True)
+    return unescaped if os.path.lexists(unescaped) else literal
 
 
 class SkippedSession(msgspec.Struct, kw_only=True, frozen=True):
