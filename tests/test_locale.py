@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from containerkit import container_plugin
 from pluginsite import MDIVICOM, PluginSite
 
 #: the C locale as a researcher's old terminal gives it, without Python's coercion
@@ -247,3 +248,49 @@ def test_verify_finds_a_batch_session_whose_name_is_not_utf8(site, tmp_path):
     assert "ses-\\xff02: lab/echo run " in shown
     assert shown.count(": ok\n") == 2
     assert shown.count("dataset: matches the record's fingerprint") == 2
+
+
+#: lists the mounted dataset, and says where the host's output will be
+LISTING = (
+    "ls {dataset_dir} > {out_dir}/listing.txt && echo $MDIVICOM_FINAL_OUT_DIR > {out_dir}/final"
+)
+
+
+@pytest.mark.engines
+def test_a_container_mounts_a_utf8_dataset_under_the_ascii_c_locale(site, tmp_path, engine):
+    """The mount source went to the engine as surrogate escapes, which the API's
+    JSON made replacement characters: `bind source path does not exist:
+    .../ses-\ufffd\ufffd...` (docker) or `statfs ...: no such file` (podman)."""
+    container_plugin(site, "listing", LISTING)
+    dataset = _dataset(tmp_path)
+    out = tmp_path / "out-ü"  # the staging folder and MDIVICOM_FINAL_OUT_DIR too
+    done = site.cli(
+        "run", "listing", "--dataset", str(dataset), "--out", str(out), "--backend", engine,
+        **ASCII_LOCALE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "listing" / "listing.txt").read_bytes() == b"a.txt\n"
+    assert (out / "listing" / "final").read_bytes() == os.fsencode(out / "listing") + b"\n"
+
+
+@pytest.mark.engines
+def test_a_dataset_name_that_is_not_utf8_fails_saying_why(site, tmp_path, engine):
+    """An engine cannot be given `ses-\\xff02`: the run failed with the engine's
+    own message naming a mangled folder that `does not exist`."""
+    container_plugin(site, "listing", LISTING)
+    dataset = os.path.join(os.fsencode(tmp_path), b"ses-\xff02")
+    os.mkdir(dataset)
+    out = tmp_path / "out"
+    done = site.cli(
+        "run", "listing", "--dataset", os.fsdecode(dataset), "--out", str(out),
+        "--backend", engine, **UTF8_LOCALE,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    (record,) = (out / "_runs").glob("*.json")
+    error = json.loads(record.read_bytes())["error"]
+    assert error["type"] == "UnmountablePath"
+    assert error["message"].endswith(
+        f"cannot mount '{tmp_path}/ses-\\xff02' into the container: its name is not UTF-8, "
+        "and Docker and Podman take paths as UTF-8 text; rename it, or link it under a "
+        "UTF-8 name and give that"
+    )

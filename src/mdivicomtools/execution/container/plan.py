@@ -16,7 +16,9 @@ from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.units import format_size
+from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.container import PLACEHOLDER_NAMES, ContainerSettings
 from mdivicomtools.model.run import RunRequest
 
@@ -35,6 +37,32 @@ LABEL_RUN_ID = "mdivicomtools.run_id"
 LABEL_PLUGIN = "mdivicomtools.plugin"
 LABEL_PID = "mdivicomtools.pid"
 LABEL_HOST = "mdivicomtools.host"
+
+
+class UnmountablePath(MdivicomError):
+    """A host folder the engines cannot be told about: its name is not UTF-8."""
+
+
+def engine_text(path: str | Path) -> str:
+    """A host path as the engines' APIs take it: UTF-8 text in JSON.
+
+    Python names a file in this process's filesystem encoding: under the C
+    locale with PYTHONUTF8=0 a `ses-ü` folder is `ses-\\udcc3\\udcbc`, which
+    the JSON of the API call turned into replacement characters, and the engine
+    refused to mount a folder that `does not exist`. Its bytes are the name, so
+    they are read as UTF-8. A name that is not UTF-8 (`ses-\\xff02`) cannot be
+    given to the engine at all: the run fails with that said, not with the
+    engine's mangled name.
+    """
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnmountablePath(
+            f"cannot mount '{display_name(raw)[0]}' into the container: its name is not "
+            "UTF-8, and Docker and Podman take paths as UTF-8 text; rename it, or link "
+            "it under a UTF-8 name and give that"
+        ) from None
 
 
 class Mount(msgspec.Struct, frozen=True):
@@ -96,7 +124,8 @@ def build_plan(
             # a dry run prints this plan and starts nothing, so a container that
             # runs always runs for real
             "MDIVICOM_DRY_RUN": "0",
-            **request.plugin_env(),
+            # MDIVICOM_FINAL_OUT_DIR is a host path: text, as the record writes it
+            **{key: display_name(value)[0] for key, value in request.plugin_env().items()},
             # the container runs as the invoking user, who has no home in the image
             "HOME": WORK_MOUNT,
             "TMPDIR": f"{WORK_MOUNT}/.tmp",
@@ -110,11 +139,11 @@ def build_plan(
         entrypoint=expand(spec.entrypoint),
         env=env,
         mounts=[
-            Mount(str(request.dataset_dir), DATASET_MOUNT, read_only=True),
-            Mount(str(staging_dir), OUT_MOUNT, read_only=False),
-            Mount(str(request.work_dir), WORK_MOUNT, read_only=False),
-            Mount(str(config_path), CONFIG_MOUNT, read_only=True),
-            *(Mount(m.source, m.target, read_only=True) for m in settings.mounts),
+            Mount(engine_text(request.dataset_dir), DATASET_MOUNT, read_only=True),
+            Mount(engine_text(staging_dir), OUT_MOUNT, read_only=False),
+            Mount(engine_text(request.work_dir), WORK_MOUNT, read_only=False),
+            Mount(engine_text(config_path), CONFIG_MOUNT, read_only=True),
+            *(Mount(engine_text(m.source), m.target, read_only=True) for m in settings.mounts),
         ],
         user=f"{os.getuid()}:{os.getgid()}",
         network=spec.network,
