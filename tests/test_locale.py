@@ -294,3 +294,13 @@ def test_a_dataset_name_that_is_not_utf8_fails_saying_why(site, tmp_path, engine
         "and Docker and Podman take paths as UTF-8 text; rename it, or link it under a "
         "UTF-8 name and give that"
     )
+
+
+def test_a_slurm_message_holding_a_byte_that_is_not_utf8_is_shown_not_raised():
+    """sbatch refusing an account named in Latin-1 (or any non-ASCII under the C
+    locale with PYTHONUTF8=0): decoding its message raised UnicodeDecodeError,
+    `internal error` in place of `Slurm refuses the worker job (...)`."""
+    from mdivicomtools.batch import slurm
+
+    said = slurm._slurm(["sh", "-c", "printf 'sbatch: error: account Gr\\374\\n' >&2; exit 1"])
+    assert (said.returncode, said.stderr) == (1, "sbatch: error: account Gr\\xfc\n")

@@ -182,8 +182,17 @@ def check_worker_job(script: str) -> None:
 
 
 def _slurm(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm command; its answer as text whatever bytes it holds.
+
+    Strict decoding in the locale's encoding made a message holding a byte it
+    cannot decode (a Latin-1 account name from sacctmgr, any non-ASCII under the
+    C locale with PYTHONUTF8=0) an `internal error (UnicodeDecodeError)` in place
+    of the refusal it explained.
+    """
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=20)
+        return subprocess.run(
+            command, capture_output=True, text=True, errors="backslashreplace", timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
 
