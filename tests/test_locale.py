@@ -304,3 +304,52 @@ def test_a_slurm_message_holding_a_byte_that_is_not_utf8_is_shown_not_raised():
 
     said = slurm._slurm(["sh", "-c", "printf 'sbatch: error: account Gr\\374\\n' >&2; exit 1"])
     assert (said.returncode, said.stderr) == (1, "sbatch: error: account Gr\\xfc\n")
+
+
+PRINTING_RUN = """
+import os
+
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    print("Grüße aus", os.path.basename(dataset_dir))
+    return {"name": os.path.basename(dataset_dir)}
+"""
+
+
+def test_isolate_runs_a_dataset_whose_name_is_not_utf8(site, tmp_path):
+    """The job went to the child as JSON text, which cannot hold the surrogate
+    escapes of `ses-\\xff02`: `UnicodeEncodeError: the python backend ... failed`,
+    where the same run without --isolate succeeded. The log holds the name's
+    bytes as printed, in both lanes (in-process it held `ses-?02`)."""
+    site.plugin("printing", run_source=PRINTING_RUN)
+    dataset = os.path.join(os.fsencode(tmp_path), b"ses-\xff02")
+    os.mkdir(dataset)
+    for isolate in ((), ("--isolate",)):
+        out = tmp_path / f"out{len(isolate)}"
+        done = site.cli(
+            "run", "printing", *isolate, "--dataset", os.fsdecode(dataset), "--out", str(out),
+            **UTF8_LOCALE,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        (record,) = (out / "_runs").glob("*.json")
+        assert json.loads(record.read_bytes())["result"] == {"name": "ses-\\xff02"}
+        (log,) = (out / "_runs").glob("*.log")
+        assert "Grüße aus ses-".encode() + b"\xff02\n" in log.read_bytes()
+
+
+def test_isolate_under_the_ascii_c_locale_prints_as_an_in_process_run(site, tmp_path):
+    """An isolated plugin's stdout was ASCII and strict under the C locale with
+    PYTHONUTF8=0: `print("Grüße")` failed the run, which succeeded in-process;
+    and a `ses-ü` dataset did not reach the child at all (surrogates in JSON)."""
+    site.plugin("printing", run_source=PRINTING_RUN)
+    dataset = _dataset(tmp_path)
+    for isolate in ((), ("--isolate",)):
+        out = tmp_path / f"out{len(isolate)}"
+        done = site.cli(
+            "run", "printing", *isolate, "--dataset", str(dataset), "--out", str(out),
+            **ASCII_LOCALE,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        (log,) = (out / "_runs").glob("*.log")
+        assert "Grüße aus ses-ü日本\n" in log.read_bytes().decode("utf-8")
+        (record,) = (out / "_runs").glob("*.json")
+        assert json.loads(record.read_bytes())["result"] == {"name": "ses-ü日本"}

@@ -143,9 +143,9 @@ class PythonBackend:
         output = OutputPipe(log.write)
         job = ChildJob(
             callable=request.spec.entry.callable,
-            dataset_dir=str(request.dataset_dir),
-            out_dir=str(outcome.staging_dir),
-            work_dir=str(request.work_dir),
+            dataset_dir=os.fsencode(request.dataset_dir),
+            out_dir=os.fsencode(outcome.staging_dir),
+            work_dir=os.fsencode(request.work_dir),
             config=request.config,
             dry_run=request.dry_run,
             result_path="",

@@ -34,9 +34,13 @@ class ChildJob(msgspec.Struct, kw_only=True, frozen=True):
     """What the runner asks the child to do."""
 
     callable: str
-    dataset_dir: str
-    out_dir: str
-    work_dir: str
+    #: the folders as bytes (base64 in the JSON): a name that is not UTF-8, or any
+    #: non-ASCII name under the C locale with PYTHONUTF8=0, is a str with surrogate
+    #: escapes, which JSON text cannot hold; the child decodes them as the runner
+    #: did, so the plugin gets the same str an in-process run gives it
+    dataset_dir: bytes
+    out_dir: bytes
+    work_dir: bytes
     config: dict[str, Any]
     dry_run: bool
     #: unused since reports go through `report_fd`; kept so older jobs still decode
@@ -200,10 +204,25 @@ def _send(job: ChildJob, report: ChildReport) -> None:
 
 def main() -> int:
     job = msgspec.json.decode(sys.stdin.buffer.read(), type=ChildJob)
+    _write_the_log_as_in_process()
     try:
         return _main(job)
     finally:
         _mark_output_end(job)
+
+
+def _write_the_log_as_in_process() -> None:
+    """Give the plugin the stdout and stderr an in-process run gives it: UTF-8, a
+    name's surrogate escapes written as the bytes they stand for.
+
+    Both go to the run log. Under the C locale with PYTHONUTF8=0 they were ASCII
+    and strict here, so `print("Grüße")` failed an isolated run
+    (UnicodeEncodeError) that succeeded without --isolate. The plugin's own
+    subprocesses keep the locale they inherit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")  # type: ignore[union-attr]
 
 
 def _mark_output_end(job: ChildJob) -> None:
@@ -236,10 +255,10 @@ def _main(job: ChildJob) -> int:
             return 1
         value = call_plugin(
             func,
-            job.dataset_dir,
-            job.out_dir,
+            os.fsdecode(job.dataset_dir),
+            os.fsdecode(job.out_dir),
             job.config,
-            work_dir=job.work_dir,
+            work_dir=os.fsdecode(job.work_dir),
             dry_run=job.dry_run,
         )
     except BaseException as exc:  # report everything, SystemExit included

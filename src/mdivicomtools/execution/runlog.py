@@ -45,14 +45,14 @@ class RunLog:
         self._open_in_echo = False
 
     def write(self, data: str | bytes) -> None:
-        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        raw = _log_bytes(data)
         with self._lock:
             self._write_locked(raw)
 
     def write_lines(self, stream: int, data: str | bytes) -> None:
         """Write what `stream` (one of several writing at once) wrote, whole lines only:
         its partial line waits for its end, or for end_lines()."""
-        raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+        raw = _log_bytes(data)
         with self._lock:
             self._write_locked(self._lines.feed(stream, raw))
 
@@ -210,6 +210,23 @@ class RunLog:
             # does not wait for it
             pipe.finish(marked=marked)
             self.end_lines(DESCRIPTOR_1)
+
+
+def _log_bytes(data: str | bytes) -> bytes:
+    """What a plugin printed, as the log's bytes.
+
+    A file name from the disk is a str with surrogate escapes: under the C locale
+    with PYTHONUTF8=0 every non-ASCII name is (`ses-ü` is `ses-\\udcc3\\udcbc`),
+    and "replace" logged `ses-????`. The escapes are written as the bytes they
+    stand for, as Python's own stdout writes them in that locale and as a
+    container's output reaches the log; any other lone surrogate is replaced.
+    """
+    if isinstance(data, bytes):
+        return data
+    try:
+        return data.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return data.encode("utf-8", "replace")
 
 
 def _on_descriptor_1(stream: TextIO | None, saved: int) -> TextIO | None:
