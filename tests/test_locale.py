@@ -353,3 +353,23 @@ def test_isolate_under_the_ascii_c_locale_prints_as_an_in_process_run(site, tmp_
         assert "Grüße aus ses-ü日本\n" in log.read_bytes().decode("utf-8")
         (record,) = (out / "_runs").glob("*.json")
         assert json.loads(record.read_bytes())["result"] == {"name": "ses-ü日本"}
+
+
+def test_runs_export_under_the_ascii_c_locale_names_a_utf8_dataset(site, tmp_path):
+    """`runs export --ro-crate` of a run on `ses-ü日本` under the C locale with
+    PYTHONUTF8=0 was `internal error (UnicodeEncodeError: 'ascii' codec ...)`:
+    the dataset's URI was made from the record's text in this locale."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    dataset = _dataset(tmp_path)
+    out = tmp_path / "out"
+    ran = site.cli("run", "echo", "--dataset", str(dataset), "--out", str(out))
+    assert ran.returncode == 0, ran.stderr
+    ids = []
+    for name, env in (("c", ASCII_LOCALE), ("u", UTF8_LOCALE)):
+        crate = tmp_path / f"crate-{name}"
+        done = site.cli("runs", "export", str(out), "--ro-crate", str(crate), **env)
+        assert done.returncode == 0, done.stderr
+        graph = json.loads((crate / "ro-crate-metadata.json").read_bytes())["@graph"]
+        ids.append(sorted(e["@id"] for e in graph if e["@id"].startswith("file://")))
+    assert ids[0] == ids[1] == [(dataset.as_uri() + "/")]
+    assert "ses-%C3%BC%E6%97%A5%E6%9C%AC/" in ids[0][0]

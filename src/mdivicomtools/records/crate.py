@@ -312,7 +312,10 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
             if record.dataset.digest
             else f"sha256-stat-fingerprint:{record.dataset.fingerprint}"
         )
-    dataset_id = Path(record.dataset_dir).as_uri() + "/"
+    # as_uri encodes the path in this process's filesystem encoding, which cannot
+    # hold the record's `ses-ü` under the C locale with PYTHONUTF8=0: the record's
+    # UTF-8 text becomes this process's name of the folder first (the same bytes)
+    dataset_id = Path(disk_name(record.dataset_dir)).as_uri() + "/"
     dataset = crate.get(dataset_id)
     if dataset is None:
         # a data entity by absolute URI: named by the crate, not copied into it
@@ -384,7 +387,7 @@ def _input_bundles(crate: Any, entity: Any, record: RunRecord) -> list[Any]:
     """
     found = []
     for used in record.input_bundles:
-        uri = Path(os.path.normpath(Path(record.dataset_dir) / used.path)).as_uri()
+        uri = Path(os.path.normpath(disk_name(f"{record.dataset_dir}/{used.path}"))).as_uri()
         known = crate.get(uri)
         if known is not None:
             found.append(known)
