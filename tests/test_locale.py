@@ -373,3 +373,24 @@ def test_runs_export_under_the_ascii_c_locale_names_a_utf8_dataset(site, tmp_pat
         ids.append(sorted(e["@id"] for e in graph if e["@id"].startswith("file://")))
     assert ids[0] == ids[1] == [(dataset.as_uri() + "/")]
     assert "ses-%C3%BC%E6%97%A5%E6%9C%AC/" in ids[0][0]
+
+
+def test_a_batch_table_under_the_ascii_c_locale_names_sessions_as_a_utf8_locale(site, tmp_path):
+    """Under the C locale with PYTHONUTF8=0 the table showed `ses-ü日本` as
+    `ses-\\xc3\\xbc\\xe6\\x97\\xa5\\xe6\\x9c\\xac`, its bytes, where a UTF-8 locale
+    shows the name; a name that is not UTF-8 still shows its byte (`ses-\\xff02`)."""
+    site.plugin("echo", run_source=ECHO_RUN)
+    sessions = os.path.join(os.fsencode(tmp_path), b"ds", b"sessions")
+    for name in (b"ses-01", "ses-ü日本".encode(), b"ses-\xff02"):
+        os.makedirs(os.path.join(sessions, name))
+    tables = []
+    for name, env in (("c", ASCII_LOCALE), ("u", UTF8_LOCALE)):
+        out = str(tmp_path / f"out-{name}")
+        ran = _cli_bytes(
+            site, "run", "echo", "--dataset", str(tmp_path / "ds"), "--out", out,
+            "--sessions", "ses-*", **env,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        lines = ran.stdout.decode("utf-8").splitlines()
+        tables.append([line.split("  ")[0] for line in lines[:4]])
+    assert tables[0] == tables[1] == ["SESSION", "ses-01", "ses-ü日本", "ses-\\xff02"]

@@ -36,6 +36,15 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
+#: a run of surrogate escapes: the bytes of a name Python could not decode
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
+
+
+def _as_utf8(match: re.Match[str]) -> str:
+    raw = bytes(ord(char) - 0xDC00 for char in match.group())
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def printable(text: str) -> str:
     """`text` with every control character written out (`\\n`, `\\r`, `\\x1b`).
 
@@ -45,6 +54,11 @@ def printable(text: str) -> str:
     stays on its own line and shows what it holds; text without control
     characters is returned unchanged.
     """
+    if _ESCAPED_BYTES.search(text):
+        # under the C locale with PYTHONUTF8=0 every non-ASCII name is escaped bytes:
+        # those that are UTF-8 show as the characters they are, as in a UTF-8 locale
+        # (`ses-ü`, not `ses-\\xc3\\xbc`); the others stay bytes, written `\\xNN`
+        text = _ESCAPED_BYTES.sub(_as_utf8, text)
     return _CONTROL.sub(_escape, text)
 
 
