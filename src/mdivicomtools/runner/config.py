@@ -33,7 +33,7 @@ def command_line_text(value: str, what: str) -> str:
     Python decodes argv in the locale's encoding and keeps each byte it cannot
     decode as a surrogate escape: under the C locale with PYTHONUTF8=0 every
     non-ASCII byte is one, so `--set label=Grüße` from a UTF-8 terminal reached
-    the config as `Gr\udcc3\udcbc...`, which no JSON (the record, the config's
+    the config as `Gr\\udcc3\\udcbc...`, which no JSON (the record, the config's
     sha256) can hold: `internal error`. Such a value is read as UTF-8, as a
     UTF-8 locale reads it, so the record does not depend on the locale. Bytes
     that are not UTF-8 (a Latin-1 terminal in a UTF-8 or C locale) name no text
