@@ -57,8 +57,10 @@ prepare() {
   "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
     -e '.[dev]' -e backends/docker -e backends/podman
   # nor does an editable install compile the project's own sources: without
-  # their byte-code every `mdivicom` start compiles them again (30-55 ms)
-  "$venv/bin/python" -m compileall -q src backends/docker/src backends/podman/src >/dev/null
+  # their byte-code every `mdivicom` start compiles them again (30-55 ms). -q
+  # prints only what does not compile, which must show: a source one version
+  # cannot compile failed the set-up with no word of which file or why
+  "$venv/bin/python" -m compileall -q src backends/docker/src backends/podman/src
 }
 
 lint_and_docs() {
