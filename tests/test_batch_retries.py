@@ -303,3 +303,42 @@ def test_container_image_is_checked_once_per_batch(site, tmp_path, engine, monke
     # the plan checked (and would have pulled) the image once; the sessions ran in
     # worker processes, whose own checks of the image are not counted here
     assert checked == ["ses-01"]
+
+
+def test_a_stopped_batch_records_a_session_run_cut_short_as_interrupted(site, tmp_path):
+    """Ctrl-C on a terminal reaches a local worker twice; the second could cut the
+    session run's last write short, so its record still said `running` when the
+    worker reported the session interrupted. The batch then recorded that run
+    `failed` (WorkerLost: "the scheduler ran the session again"), contradicting its
+    own summary. It failed a CI rehearsal, and at times 1 to 3 of 20 repeats of
+    test_ctrl_c_on_a_terminal_interrupts_a_local_batch_cleanly."""
+    import msgspec
+
+    from mdivicomtools import run_plugin
+    from mdivicomtools.batch.retry import settle
+    from mdivicomtools.batch.session import SessionJob, SessionResult
+    from mdivicomtools.model.layout import STAGING_DIR, runs_dir
+    from mdivicomtools.model.options import RunOptions
+    from mdivicomtools.records.store import read_record, write_record
+
+    site.plugin("noop", run_source="def run(*a, **k):\n    return {}\n")
+    dataset = make_dataset(tmp_path / "study", sessions=1) / "sessions" / "ses-01"
+    out = tmp_path / "out" / "ses-01"
+    done = run_plugin("noop", dataset=dataset, out=out)
+    # a second try of the session whose run was cut short after it started
+    cut = msgspec.structs.replace(done, run_id="20991231T000000Z_cut", status="running")
+    write_record(runs_dir(out) / f"{cut.run_id}.json", cut)
+    (out / STAGING_DIR / cut.run_id / "noop").mkdir(parents=True)
+    job = SessionJob(
+        session="ses-01",
+        ref=done.plugin.ref,
+        options=RunOptions(dataset=str(dataset), out=str(out), attempt=2),
+    )
+    reported = SessionResult(session="ses-01", status="interrupted", out=str(out))
+    settled = settle(job, reported, done.plugin, interrupted=True)
+    assert settled.status == "interrupted"
+    record = read_record(runs_dir(out) / f"{cut.run_id}.json")
+    assert record.status == "interrupted", record.error
+    assert record.error is not None and record.error.type == "WorkerLost"
+    assert "the batch was stopped while this session ran" in record.error.message
+    assert not (out / STAGING_DIR / cut.run_id).exists()

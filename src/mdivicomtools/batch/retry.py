@@ -358,6 +358,18 @@ def _settle(
         if lost is not None:  # the summary says what its record says
             result.status, result.run_id = "interrupted", lost.run_id
             result.duration_s, result.error = lost.duration_s, f"WorkerLost: {ended}"
+    elif interrupted:
+        # a stopped batch's session whose run never recorded its end (Ctrl-C on a
+        # terminal reaches a local worker twice, and the second can cut the run's
+        # last write short): interrupted, as the session is; recorded `failed` by a
+        # scheduler's rerun below, it contradicted the summary (a rare CI failure)
+        record_lost(
+            job,
+            plugin,
+            status="interrupted",
+            reason="the batch was stopped while this session ran, before its run recorded its end",
+            known=LostTry(backend=backend),
+        )
     else:
         # a scheduler that reruns a lost worker's task itself (Dask's allowed-failures)
         # leaves the lost try's staging behind even when the session then succeeded
