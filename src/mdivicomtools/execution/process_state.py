@@ -12,14 +12,15 @@ sessions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 
 
 class ProcessState:
-    """The environment variables, `sys.path` and the root logger's handlers and
-    level, as they were when saved."""
+    """The environment variables, `sys.path`, the root logger's handlers and
+    level, and the working folder, as they were when saved."""
 
     def __init__(self) -> None:
         self._environ = dict(os.environ)
@@ -27,6 +28,9 @@ class ProcessState:
         root = logging.getLogger()
         self._handlers = list(root.handlers)
         self._level = root.level
+        self._cwd: str | None = None
+        with contextlib.suppress(OSError):  # a working folder removed meanwhile
+            self._cwd = os.getcwd()
 
     def restore(self) -> None:
         for name in set(os.environ) - set(self._environ):
@@ -46,3 +50,6 @@ class ProcessState:
                     handler.close()
             root.handlers[:] = self._handlers
         root.setLevel(self._level)
+        if self._cwd is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(self._cwd)

@@ -312,11 +312,10 @@ class _Call:
 #: several threads), each with its plugin environment, oldest first
 _calls: dict[_Call, dict[str, str]] = {}
 _calls_lock = threading.Lock()
-#: the environment, sys.path and root logger before the first call, put back after the last
+#: the environment, sys.path, root logger and working folder before the first call,
+#: put back after the last
 _state_before: list[ProcessState] = []
 _real_exit: list[Any] = []
-#: the working folder before the first call, put back after the last
-_cwd_before: list[str] = []
 
 
 @contextlib.contextmanager
@@ -349,8 +348,6 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
             _state_before[:] = [ProcessState()]
             _real_exit[:] = [os._exit]
             os._exit = _refusing_exit(os._exit, os.getpid())  # type: ignore[assignment]
-            with contextlib.suppress(OSError):  # a working folder removed meanwhile
-                _cwd_before[:] = [os.getcwd()]
         _calls[token] = variables
         os.environ.update(variables)
     try:
@@ -363,9 +360,6 @@ def _in_process_call(variables: dict[str, str]) -> Iterator[_Call]:
             else:
                 _state_before.pop().restore()
                 os._exit = _real_exit.pop()
-                if _cwd_before:
-                    with contextlib.suppress(OSError):
-                        os.chdir(_cwd_before.pop())
 
 
 @contextlib.contextmanager
