@@ -21,7 +21,7 @@ from typing import IO
 
 from mdivicomtools.common.jsonio import write_atomic
 from mdivicomtools.common.safefs import Removal, remove_tree
-from mdivicomtools.common.sharing import closed_by_another_user, closed_message
+from mdivicomtools.common.sharing import UMASK_HINT, closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.records.promotion import PREVIOUS, previous_output, promoting
@@ -132,7 +132,7 @@ def check_staging_writable(run_out_dir: Path) -> None:
         raise RecordNotWritten(
             f"the run was not started: cannot write into {str(staging)!r}, which another "
             "user made private; ask its owner to make it group-writable (chmod g+rwx), "
-            "or to remove it when empty (everyone sharing --out needs umask 002)"
+            f"or to remove it when empty ({UMASK_HINT})"
         )
 
 
