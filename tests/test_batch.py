@@ -615,15 +615,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_until_listening(port: int, scheduler: subprocess.Popen, log: Path) -> None:
+def _wait_for_address(file: Path, scheduler: subprocess.Popen, log: Path) -> str:
     """A scheduler takes seconds to import and bind (many more on a busy machine); the
-    batch's client gives up after its connect timeout, so the test waits for the port."""
+    batch's client gives up after its connect timeout, so the test waits for the
+    address it writes once it listens. It picks its own port: a port picked here
+    and freed could be taken meanwhile (a Dask nanny of the other suite running
+    beside this one answered there once), and the test then waited on it."""
     deadline = time.monotonic() + 120
     while True:
         assert scheduler.poll() is None, log.read_text()
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        with contextlib.suppress(OSError, ValueError):
+            return str(json.loads(file.read_text())["address"])
         assert time.monotonic() < deadline, "the Dask scheduler never listened: " + log.read_text()
         time.sleep(0.1)
 
@@ -636,14 +638,14 @@ class DaskProcesses:
         self.dask = str(Path(sys.executable).with_name("dask"))
         self.env = env
         self.logs = logs
-        self.port = _free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.address = ""  # the scheduler's, once it listens
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> DaskProcesses:
         self.logs.mkdir()
-        self._start(["scheduler", "--port", str(self.port)], "scheduler")
-        _wait_until_listening(self.port, self.processes[0], self.logs / "scheduler.log")
+        file = self.logs / "scheduler.json"
+        self._start(["scheduler", "--port", "0", "--scheduler-file", str(file)], "scheduler")
+        self.address = _wait_for_address(file, self.processes[0], self.logs / "scheduler.log")
         return self
 
     def worker(self) -> subprocess.Popen:
