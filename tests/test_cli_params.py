@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from clitree import command_at, subcommands
 from mdivicomtools.cli import cli
 from mdivicomtools.cli.params import PathText
 
@@ -19,7 +20,7 @@ PATHLIKE = ("DIR", "PATH", "FILE")
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(subcommands(group).items()):
         if isinstance(command, click.Group):
             found.extend(_commands(command, (*path, name)))
         else:
@@ -28,11 +29,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str,
 
 
 def _command(path: tuple[str, ...]) -> click.Command:
-    command: click.Command = cli
-    for name in path:
-        assert isinstance(command, click.Group)
-        command = command.commands[name]
-    return command
+    return command_at(path)
 
 
 def _is_path(param: click.Parameter) -> bool:

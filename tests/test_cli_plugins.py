@@ -247,6 +247,31 @@ def test_cli_startup_imports_only_what_the_command_needs():
     assert loaded & heavy == set()
 
 
+def test_a_command_loads_its_own_command_module_and_no_other(site):
+    """`plugins list --json` paid for importing all twelve command modules (run, runs,
+    batches...) and their click decorators; within its 1.5x-of-a-bare-script budget
+    (benchmarks/discovery.py) that was the margin."""
+    site.plugin("hello")
+    probe = (
+        "import sys\n"
+        "from mdivicomtools.cli import main\n"
+        "try:\n    main(['plugins', 'list', '--json'])\nexcept SystemExit:\n    pass\n"
+        "print(','.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=site.env(), check=True
+    )
+    assert json.loads(result.stdout)[0]["id"] == "hello"
+    loaded = set(result.stderr.strip().splitlines()[-1].split(","))
+    commands = {m for m in loaded if m.startswith("mdivicomtools.cli.")}
+    assert commands == {
+        "mdivicomtools.cli.output",
+        "mdivicomtools.cli.params",
+        "mdivicomtools.cli.plugins",
+        "mdivicomtools.cli.supervisor",
+    }
+
+
 def test_did_you_mean_costs_nothing_until_a_name_is_wrong(site, dataset, tmp_path):
     """difflib (1-2 ms of start-up) is imported for a "did you mean" only: it had crept
     back into four modules' imports, so `plugins list` and every run paid for it

@@ -427,3 +427,21 @@ def test_descriptor_1_is_moved_once_per_discovery_not_twice_per_plugin(site, mon
     found = discover()
     assert sorted(r.id for r in found.plugins if r.ok) == [f"quiet-{n}" for n in range(5)]
     assert len(moves) == 2  # to stderr, and back
+
+
+@pytest.mark.parametrize("version_at", [None, 4088, 4096, 9000])
+def test_a_distributions_name_and_version_are_read_whatever_its_header_holds(site, version_at):
+    """Only the start of METADATA is read (4096 bytes): a Version line cut at the end
+    of that block (`Version: 1.` of 1.10.3) must not be taken, and a header past it
+    is still found (through the full parser)."""
+    site.plugin("pupil", dist="lab-pupil")
+    (dist_info,) = site.root.glob("lab_pupil-*.dist-info")
+    head = "Metadata-Version: 2.1\nName: lab-pupil\n"
+    if version_at is not None:  # a Summary line long enough to put Version at that byte
+        head += "Summary: " + "x" * (version_at - len(head) - len("Summary: \n")) + "\n"
+        assert len(head) == version_at
+    (dist_info / "METADATA").write_text(
+        head + "Version: 1.10.3\n\n" + "long description\n" * 500, encoding="utf-8"
+    )
+    record = by_origin_id(discover(), "pupil")
+    assert (record.distribution.name, record.distribution.version) == ("lab-pupil", "1.10.3")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
+from clitree import command_at, subcommands
 from mdivicomtools.cli import cli
 
 ROOT = Path(__file__).parents[1]
@@ -105,8 +106,9 @@ def test_documented_command_matches_the_cli(where, line, tokens, failing):
     rest = list(tokens)
     while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
-        assert name in command.commands, f"{where}: no command `mdivicom {' '.join([*path, name])}`"
-        command = command.commands[name]
+        children = subcommands(command)
+        assert name in children, f"{where}: no command `mdivicom {' '.join([*path, name])}`"
+        command = children[name]
         path.append(name)
     if isinstance(command, click.Group):
         return  # `mdivicom plugins --help` and the like
@@ -161,7 +163,7 @@ def test_the_checker_catches_a_renamed_option():
 
 def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(subcommands(group).items()):
         if isinstance(command, click.Group):
             found.extend(_leaf_commands(command, (*path, name)))
         else:
@@ -193,10 +195,7 @@ def test_the_cli_listing_names_every_command_and_option(path):
     listing = _cli_listing()
     entry = next((listing[key] for key in listing if path == key[: len(path)]), None)
     assert entry is not None, f"docs/cli.md does not list `mdivicom {' '.join(path)}`"
-    command = cli
-    for name in path:
-        assert isinstance(command, click.Group)
-        command = command.commands[name]
+    command = command_at(path)
     words = set(re.findall(r"--?[a-z][a-z-]*", entry))
     for param in command.params:
         if isinstance(param, click.Option):
@@ -216,7 +215,7 @@ def test_every_exit_code_is_documented_where_exit_codes_are_listed():
     (readme_line,) = re.findall(r"Exit status:.*?\(\[docs", readme.replace("\n", " "))
     # one line of words: Python 3.13 strips a docstring's indentation, so a code
     # can start a line of it
-    run_help = " " + " ".join((cli.commands["run"].help or "").split()) + " "
+    run_help = " " + " ".join((command_at(["run"]).help or "").split()) + " "
     for code in sorted(codes):
         assert f"\n| {code} |" in cli_doc, f"docs/cli.md's exit table lacks {code}"
         assert f" {code} " in readme_line, f"README.md's exit status line lacks {code}"

@@ -9,6 +9,7 @@ turned into one-line messages here, at the edge.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -17,19 +18,7 @@ from typing import NoReturn
 import click
 
 from mdivicomtools._version import __version__
-from mdivicomtools.cli.backends import backends_group
-from mdivicomtools.cli.batches import batches_group
-from mdivicomtools.cli.bundles import bundles_group
-from mdivicomtools.cli.config import config_group
-from mdivicomtools.cli.dataset import dataset_group
-from mdivicomtools.cli.hooks import hooks_group
-from mdivicomtools.cli.images import images_group
-from mdivicomtools.cli.plugins import plugins_group
-from mdivicomtools.cli.rerun import rerun_command
-from mdivicomtools.cli.run import run_command
-from mdivicomtools.cli.runs import runs_group
 from mdivicomtools.cli.supervisor import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, supervise
-from mdivicomtools.cli.verify import verify_command
 
 #: set by the completion scripts click generates (`_MDIVICOM_COMPLETE=bash_source mdivicom`)
 COMPLETE_ENV = "_MDIVICOM_COMPLETE"
@@ -37,11 +26,44 @@ COMPLETE_ENV = "_MDIVICOM_COMPLETE"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+#: every command, and where it is defined: a command's module, and what that module
+#: imports, loads only when the command runs or a help text lists it (a script calling
+#: `mdivicom plugins list --json` in a loop pays for that command alone)
+COMMANDS = {
+    "backends": "mdivicomtools.cli.backends:backends_group",
+    "batches": "mdivicomtools.cli.batches:batches_group",
+    "bundles": "mdivicomtools.cli.bundles:bundles_group",
+    "config": "mdivicomtools.cli.config:config_group",
+    "dataset": "mdivicomtools.cli.dataset:dataset_group",
+    "hooks": "mdivicomtools.cli.hooks:hooks_group",
+    "images": "mdivicomtools.cli.images:images_group",
+    "plugins": "mdivicomtools.cli.plugins:plugins_group",
+    "rerun": "mdivicomtools.cli.rerun:rerun_command",
+    "run": "mdivicomtools.cli.run:run_command",
+    "runs": "mdivicomtools.cli.runs:runs_group",
+    "verify": "mdivicomtools.cli.verify:verify_command",
+}
+
+
+class _LazyGroup(click.Group):
+    """The top-level group, importing a command's module on first use (click's
+    documented pattern for lazily loaded subcommands)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+
 class _State:
     verbose = False
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(
     __version__, "--version", prog_name="mdivicom", message="%(prog)s %(version)s"
 )
@@ -54,23 +76,6 @@ def cli(verbose: bool) -> None:
     MDIVICOM_PLUGIN_PATH.
     """
     _State.verbose = verbose
-
-
-for command in (
-    plugins_group,
-    hooks_group,
-    backends_group,
-    run_command,
-    runs_group,
-    bundles_group,
-    dataset_group,
-    config_group,
-    verify_command,
-    rerun_command,
-    images_group,
-    batches_group,
-):
-    cli.add_command(command)
 
 
 def _silence_stdout() -> None:

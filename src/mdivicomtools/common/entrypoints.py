@@ -8,8 +8,14 @@ place that reads them.
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
+import os
+import pathlib
 
 import msgspec
+
+#: how much of a METADATA file is read for its Name and Version headers
+_HEAD_BYTES = 4096
 
 
 class Distribution(msgspec.Struct, frozen=True):
@@ -48,16 +54,43 @@ def _read_name_version(dist: importlib.metadata.Distribution) -> Distribution | 
 
     `dist.metadata` parses the whole file with the email package, twice if both
     fields are read; with hundreds of plugins that was a third of `plugins list`.
-    The two fields are single-line headers near the top, so a line scan suffices.
+    The two fields are single-line headers near the top, so the start of the file
+    suffices (the long description after the header, often a whole README, is
+    never read).
     """
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
     found: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break  # end of the header block
+    for line in itertools.takewhile(str.strip, _head(dist).splitlines()):
         key, sep, value = line.partition(":")
         if sep and key in ("Name", "Version"):
             found.setdefault(key, value.strip())
-    if "Name" in found and "Version" in found:
-        return Distribution(name=found["Name"], version=found["Version"])
+            if len(found) == 2:
+                return Distribution(name=found["Name"], version=found["Version"])
     return Distribution(name=dist.metadata["Name"], version=dist.version)
+
+
+def _head(dist: importlib.metadata.Distribution) -> str:
+    """The start of a distribution's METADATA (or PKG-INFO), where its header is.
+
+    An installed distribution is a folder (`PathDistribution`): the file's first
+    block is read with one system call, not through `read_text`'s pathlib joins,
+    text layer and whole-file read, which for 200 plugins was 3 ms of a `plugins
+    list` taking about 120. Name and Version come first in every METADATA; were
+    they beyond that block, the caller falls back to the full parser. Any other
+    kind of distribution (a zip, a custom finder's) is read through its public API.
+    """
+    folder = getattr(dist, "_path", None)
+    if not isinstance(folder, pathlib.Path):
+        return dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for name in ("METADATA", "PKG-INFO"):
+        try:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            head = os.read(fd, _HEAD_BYTES)
+        finally:
+            os.close(fd)
+        if len(head) == _HEAD_BYTES:  # its last line may be cut: `Version: 1.` of 1.10
+            head = head[: head.rfind(b"\n") + 1]
+        return head.decode("utf-8", "replace")
+    return ""
