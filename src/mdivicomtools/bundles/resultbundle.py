@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
+from mdivicomtools.common.durable import write_atomic
 from mdivicomtools.common.jsonio import pretty
 from mdivicomtools.common.safefs import (
     UnsafeFile,
@@ -889,7 +890,8 @@ def write_resultbundle(root: str | Path, **options: Any) -> Path:
     report = validate_data(parse_sidecar(encoded), path)
     if not report.valid:
         raise ValueError("the result bundle would be invalid: " + "; ".join(report.messages()))
-    path.write_bytes(encoded)
+    # whole and durable, as records are: the record of the run lists the sidecar as valid
+    write_atomic(path, encoded)
     return path
 
 

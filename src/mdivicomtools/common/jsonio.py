@@ -1,4 +1,4 @@
-"""JSON as mdivicomtools writes it: one encoder, pretty files, atomic writes, safety.
+"""JSON as mdivicomtools writes it: one encoder, pretty files, durable writes, safety.
 
 Every file a user reads (records, summaries, schemas) and every `--json`
 document goes through `pretty`, so they all look the same; msgspec encodes
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from mdivicomtools.common.durable import write_atomic
 from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import a_type
 
@@ -71,21 +72,8 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: a reader or a crash never sees
-    half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        # a full disk must not keep half a file (and its blocks) behind
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: Path, value: Any) -> None:
+    """`value` as `pretty` JSON, written whole and durably (`durable.write_atomic`)."""
     write_atomic(path, pretty(value))
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from mdivicomtools.common.jsonio import decode_layout, json_files, pretty, write_atomic
+from mdivicomtools.common.durable import write_atomic
+from mdivicomtools.common.jsonio import decode_layout, json_files, pretty
 from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.safefs import path_problem
 from mdivicomtools.common.timefmt import stamp_id

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from mdivicomtools.common.jsonio import write_atomic
+from mdivicomtools.common.durable import sync_folder, write_atomic
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.sharing import UMASK_HINT, closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
@@ -253,6 +253,10 @@ def promote(staging: Path, target: Path) -> None:
     except BaseException:
         marker.unlink(missing_ok=True)
         raise
+    # on disk before the record that says `succeeded`: after a power cut, a record
+    # naming outputs whose folder was never renamed into place
+    sync_folder(target.parent)
+    sync_folder(root)
 
 
 def roll_back(run_out_dir: Path, run_id: str) -> str | None:
