@@ -105,7 +105,9 @@ def clean_command(out: str, as_json: bool) -> None:
     staging and marks the record `abandoned`. One killed while it replaced a
     plugin's output (before its record said `succeeded`) has the previous
     output put back. Runs still in progress are left alone. The next `mdivicom
-    run` into OUT does the same. What cannot be removed (another user's files,
+    run` into OUT does the same. A record or summary write cut short leaves a
+    hidden `.<name>.<random>.tmp`; `runs clean` removes it once no live
+    process is writing it. What cannot be removed (another user's files,
     say) or rewritten (a record on a full disk) is named with why, and the exit
     is 1.
     """

@@ -8,13 +8,16 @@ record, or not put the rename there at all, losing a record the user was
 told about. So, as git, SQLite and PostgreSQL do, the data is fsynced
 before the rename and the folder after it.
 
-A writer killed half way leaves its temporary file behind, named for what it
-was: `.<name>.<random>.tmp`.
+A writer killed half way leaves its temporary file behind. Its name says
+what it was (`.<name>.<random>.tmp`) and it is locked (flock) for as long
+as it is being written, so `leftover_writes` can tell one no live process
+is writing and `runs clean` removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 from pathlib import Path
@@ -40,8 +43,8 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _new_partial(path: Path) -> tuple[int, Path]:
-    """A new temporary file beside `path`, opened for writing.
+def _locked_partial(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside `path`, opened for writing and locked.
 
     Its name is new for every write: two processes writing the same record
     at once (`runs clean` and a supervisor finishing a dead run) each write
@@ -55,16 +58,21 @@ def _new_partial(path: Path) -> tuple[int, Path]:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
             continue
-        return fd, partial
+        # a cleaner that found it unlocked in between (and so removed it) holds the lock
+        # for as long as it judges; once it is ours, a file without a name is no use
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, partial
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `path` whole or not at all, and durably: through a temporary file that
     is fsynced, renamed over `path`, and the folder fsynced after."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = _new_partial(path)
+    fd, partial = _locked_partial(path)
     try:
-        with open(fd, "wb", closefd=True) as handle:
+        with open(fd, "wb", closefd=True) as handle:  # closing releases the lock
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -74,3 +82,50 @@ def write_atomic(path: Path, data: bytes) -> None:
         partial.unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
+
+
+def is_partial(name: str) -> bool:
+    """Whether `name` is that of a temporary file `write_atomic` (or an older release's
+    version of it) makes."""
+    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX) and len(name) > 5
+
+
+def remove_if_abandoned(partial: Path) -> bool:
+    """Remove `partial` when no live process is writing it; whether it was removed.
+
+    A writer holds its lock from the moment the file has its name until it is
+    renamed; a lock that is free belongs to a writer that died (or to one that
+    has not taken it yet, which sees the file gone and makes another). Raises
+    OSError when it cannot be removed (another user's folder, say).
+    """
+    try:
+        fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False  # renamed meanwhile: a write that finished
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        found = os.fstat(fd)
+        try:
+            now = os.lstat(partial)
+        except FileNotFoundError:
+            return False
+        if (now.st_dev, now.st_ino) != (found.st_dev, found.st_ino):
+            return False  # another file by that name since: judged the next time
+        partial.unlink()
+        return True
+    finally:
+        os.close(fd)
+
+
+def leftover_writes(folder: Path) -> list[Path]:
+    """The temporary files in `folder` (not below it) that a write left, sorted;
+    none when the folder is missing or cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if is_partial(e.name) and not e.is_dir()]
+    except OSError:
+        return []
+    return sorted(folder / name for name in names)

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.durable import leftover_writes, remove_if_abandoned
 from mdivicomtools.common.safefs import Removal, remove_tree
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
-from mdivicomtools.model.layout import STAGING_DIR, runs_dir, staging_root
+from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
+from mdivicomtools.records.digest import MANIFESTS_DIR
 from mdivicomtools.records.promotion import promoting
 from mdivicomtools.records.store import (
     read_record,
@@ -168,6 +170,26 @@ def _settle_dead(
     return undone, unmarked
 
 
+def _remove_cut_writes(run_out_dir: Path) -> list[Cleaned]:
+    """Remove the temporary files of record, manifest and summary writes that were cut
+    short (a runner killed while it wrote one); those a live process is writing stay.
+
+    They are hidden and never read as records, but each stayed for good.
+    """
+    done: list[Cleaned] = []
+    runs = runs_dir(run_out_dir)
+    for folder in (runs, runs / MANIFESTS_DIR, run_out_dir / BATCHES_DIR):
+        for partial in leftover_writes(folder):
+            try:
+                removed = remove_if_abandoned(partial)
+            except OSError as exc:
+                done.append(_not_judged(f"remove {partial}, left by a write cut short", exc))
+                continue
+            if removed:
+                done.append(Cleaned(f"removed {partial} (a write cut short, by a dead process)"))
+    return done
+
+
 def remove_dead_runs(
     run_out_dir: Path, *, every_record: bool = False, holding: str | None = None
 ) -> list[Cleaned]:
@@ -237,6 +259,7 @@ def remove_dead_runs(
         staging.rmdir()
     if not every_record:
         return done
+    done.extend(_remove_cut_writes(run_out_dir))
     # records left `running` whose staging is already gone
     try:
         paths = record_files(run_out_dir)
