@@ -212,6 +212,28 @@ def test_a_crate_that_fails_half_way_leaves_nothing(
     assert (list(crate.iterdir()) == []) if given == "empty" else not crate.exists()
 
 
+def test_a_crate_cut_short_by_ctrl_c_leaves_nothing(
+    site, dataset, tmp_path, offline_context, monkeypatch
+):
+    """Only an OSError removed what was written: Ctrl-C (or an error inside rocrate)
+    left a partial crate, which the next export into the folder refused."""
+    from rocrate.rocrate import ROCrate
+
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    run_plugin("writer", dataset=dataset, out=out)
+    crate = tmp_path / "crate"
+
+    def write_until_interrupted(self, dest):
+        (Path(dest) / "writer").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ROCrate, "write", write_until_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_crate(out, "latest", crate)
+    assert not crate.exists()
+
+
 @pytest.mark.parametrize(
     ("image", "parts"),
     [

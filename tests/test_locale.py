@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -373,6 +374,59 @@ def test_runs_export_under_the_ascii_c_locale_names_a_utf8_dataset(site, tmp_pat
         ids.append(sorted(e["@id"] for e in graph if e["@id"].startswith("file://")))
     assert ids[0] == ids[1] == [(dataset.as_uri() + "/")]
     assert "ses-%C3%BC%E6%97%A5%E6%9C%AC/" in ids[0][0]
+
+
+#: outputs whose names are UTF-8 on disk, written whatever this process's locale
+NAMED_OUTPUTS_RUN = """
+import os
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    for name in ("gr\u00fc\u00dfe.txt", "\u65e5\u672c.csv"):
+        with open(os.path.join(os.fsencode(out_dir), name.encode()), "wb") as f:
+            f.write(name.encode())
+    return {}
+"""
+
+
+def test_runs_export_under_the_ascii_c_locale_copies_outputs_with_utf8_names(site, tmp_path):
+    """`runs export --ro-crate` under the C locale with PYTHONUTF8=0 of a run whose
+    outputs are `grüße.txt` and `日本.csv`, or of a batch with a session `ses-ü日本`
+    (or `ses-\\xff02`, which no locale can name), was `internal error
+    (UnicodeEncodeError ...)` from inside rocrate, and left a partial crate: it now
+    writes the crate a UTF-8 locale writes, the same ids and the same files."""
+    site.plugin("named", run_source=NAMED_OUTPUTS_RUN)
+    (tmp_path / "ds").mkdir()
+    single = tmp_path / "single"
+    ran = site.cli("run", "named", "--dataset", str(tmp_path / "ds"), "--out", str(single))
+    assert ran.returncode == 0, ran.stderr
+    sessions = os.path.join(os.fsencode(tmp_path), b"study", b"sessions")
+    for name in (b"ses-01", "ses-ü日本".encode(), b"ses-\xff02"):
+        os.makedirs(os.path.join(sessions, name))
+    batch = tmp_path / "batch"
+    ran = site.cli(
+        "run", "named", "--dataset", str(tmp_path / "study"), "--out", str(batch),
+        "--sessions", "ses-*",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    for out in (single, batch):
+        crates = []
+        for name, env in (("c", ASCII_LOCALE), ("u", UTF8_LOCALE)):
+            crate = tmp_path / f"crate-{out.name}-{name}"
+            done = site.cli("runs", "export", str(out), "--ro-crate", str(crate), **env)
+            assert done.returncode == 0, done.stderr
+            data = json.loads((crate / "ro-crate-metadata.json").read_bytes())
+            files = {
+                os.path.relpath(os.path.join(top, entry), os.fsencode(crate))
+                for top, _, entries in os.walk(os.fsencode(crate))
+                for entry in entries
+            }
+            crates.append((sorted(e["@id"] for e in data["@graph"] if e["@type"] == "File"), files))
+        assert crates[0] == crates[1]
+        ids, files = crates[0]
+        for name in ("grüße.txt", "日本.csv"):
+            assert any(i.endswith(quote(name)) for i in ids), ids
+            assert any(f.endswith(name.encode()) for f in files), files
+    assert f"ses-{quote('ü日本')}/named/{quote('日本.csv')}" in ids
+    assert "ses-\\xff02/named/grüße.txt".encode() in files
 
 
 def test_a_batch_table_under_the_ascii_c_locale_names_sessions_as_a_utf8_locale(site, tmp_path):

@@ -14,15 +14,16 @@ implements the specification.
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import os
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
-from mdivicomtools.common.safefs import disk_name, inside
+from mdivicomtools.common.safefs import disk_name, display_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.imageref import is_image_id
@@ -240,10 +241,13 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
     try:
         dest.mkdir(parents=True, exist_ok=True)
         crate.write(dest)
-    except OSError as exc:
+    except BaseException as exc:
         # a --ro-crate through a file or on a read-only mount was an internal error, and
-        # one that failed half-way (a full disk) left a partial crate behind
+        # one that failed half-way (a full disk, Ctrl-C, an error inside rocrate) left a
+        # partial crate behind
         _remove_partial(dest, made)
+        if not isinstance(exc, OSError):
+            raise
         cause = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         raise UsageError(
             f"cannot write the crate into {str(dest)!r} ({cause}); nothing was written, "
@@ -265,8 +269,33 @@ def _remove_partial(dest: Path, made: bool) -> None:
                 entry.unlink(missing_ok=True)
 
 
+@functools.cache
+def _output_file() -> Any:
+    """The rocrate `File` class, copying each output under its crate path's bytes.
+
+    rocrate copies a file to its `@id` decoded as text, which this process
+    names in its filesystem encoding: under the C locale with PYTHONUTF8=0
+    (ASCII) an output named `grüße.txt` or `日本.csv` stopped the export with
+    an internal UnicodeEncodeError. The `@id` is the UTF-8 of the record's
+    text, percent-encoded; those bytes are the name the file gets, in any
+    locale (in a UTF-8 one, the same name as before).
+    """
+    from rocrate.model.file import File
+
+    class OutputFile(File):
+        def write(self, base_path: Any) -> None:
+            destination = Path(base_path) / os.fsdecode(unquote_to_bytes(self.id))
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.source, destination)
+
+    return OutputFile
+
+
 def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: RunRecord) -> None:
     plugin = record.plugin
+    # a session is a folder name read from the disk: in the record's text form, as the
+    # crate's ids and names are text (`ses-ü` under an ASCII locale, `ses-\xff02`)
+    session = display_name(session)[0] if session else session
     prefix = f"{session}/" if session else ""
     tool_id = f"#plugin/{plugin.publisher}/{plugin.id}/{plugin.version}"
     tool = crate.get(tool_id) or crate.add(
@@ -346,11 +375,14 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
         if media_type:
             file_props["encodingFormat"] = media_type
         results.append(
-            crate.add_file(
-                root / plugin.id / disk_name(output.path, output.escaped),
-                # a name that is not UTF-8 keeps its escaped form: the crate's ids are text
-                dest_path=f"{prefix}{plugin.id}/{output.path}",
-                properties=file_props,
+            crate.add(
+                _output_file()(
+                    crate,
+                    root / plugin.id / disk_name(output.path, output.escaped),
+                    # a name that is not UTF-8 keeps its escaped form: the crate's ids are text
+                    dest_path=f"{prefix}{plugin.id}/{output.path}",
+                    properties=file_props,
+                )
             )
         )
 
