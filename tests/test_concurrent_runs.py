@@ -156,19 +156,27 @@ def test_a_lock_file_another_users_umask_made_read_only_still_locks():
 
 def test_runs_export_refuses_a_run_still_in_progress(site, dataset, tmp_path):
     """`runs export OUT` (latest) during a run exported its `running` record: a crate
-    saying the run had failed, with an end time and no outputs, exit 0."""
+    saying the run had failed, with an end time and no outputs, exit 0. `latest` is
+    the newest succeeded run; the run in progress, named, is refused as such."""
     site.plugin("live", run_source=WAITING)
     out = tmp_path / "out"
     trigger = tmp_path / "go"
     crate = tmp_path / "crate"
     proc = _start_waiting_run(site, "live", dataset, out, trigger)
     try:
-        refused = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+        [record] = (out / "_runs").glob("*.json")
+        latest = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+        named = site.cli("runs", "export", str(out), record.stem, "--ro-crate", str(crate))
     finally:
         trigger.write_text("go")
         proc.communicate(timeout=60)
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    [error] = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert latest.returncode == 2, latest.stdout + latest.stderr
+    assert latest.stderr.startswith(
+        f"Error: no succeeded run recorded in {str(out)!r} (its latest run {record.stem} "
+        "has not finished); "
+    ), latest.stderr
+    assert named.returncode == 2, named.stdout + named.stderr
+    [error] = [line for line in named.stderr.splitlines() if line.startswith("Error:")]
     assert error.endswith("is still in progress; export it once it has ended, or name another run")
     assert not crate.exists()
     exported = site.cli("runs", "export", str(out), "--ro-crate", str(crate))

@@ -23,6 +23,15 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     return {}
 """
 
+FLAKY = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if config.get("fail"):
+        raise ValueError("asked to fail")
+    pathlib.Path(out_dir, "result.csv").write_text("a,b\\n")
+    return {}
+"""
+
 
 @pytest.fixture
 def offline_context(monkeypatch):
@@ -231,6 +240,42 @@ def test_a_crate_cut_short_by_ctrl_c_leaves_nothing(
     monkeypatch.setattr(ROCrate, "write", write_until_interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_crate(out, "latest", crate)
+    assert not crate.exists()
+
+
+def test_latest_is_the_newest_succeeded_run_as_for_verify_and_rerun(
+    site, dataset, tmp_path, offline_context
+):
+    """`runs export latest` took the newest record whatever its status: after a failed
+    run it exported that run (no outputs, FailedActionStatus), where `verify latest`
+    and `rerun latest` took the run whose outputs the folder holds."""
+    site.plugin("flaky", run_source=FLAKY)
+    out = tmp_path / "out"
+    good = run_plugin("flaky", dataset=dataset, out=out)
+    failed = run_plugin("flaky", dataset=dataset, out=out, sets=["fail=true"], overwrite=True)
+    assert (good.status, failed.status) == ("succeeded", "failed")
+    crate = tmp_path / "crate"
+    done = site.cli("runs", "export", str(out), "--ro-crate", str(crate))
+    assert done.returncode == 0, done.stderr
+    assert ids(graph(crate)["./"]["mentions"]) == [f"#run/{good.run_id}"]
+    assert (crate / "flaky" / "result.csv").is_file()
+    # a failed run is still exported when named
+    export_crate(out, failed.run_id, tmp_path / "named")
+    assert ids(graph(tmp_path / "named")["./"]["mentions"]) == [f"#run/{failed.run_id}"]
+
+
+def test_latest_without_a_succeeded_run_names_the_latest_runs_status(site, dataset, tmp_path):
+    site.plugin("flaky", run_source=FLAKY)
+    out = tmp_path / "out"
+    failed = run_plugin("flaky", dataset=dataset, out=out, sets=["fail=true"])
+    crate = tmp_path / "crate"
+    done = site.cli("runs", "export", str(out), "latest", "--ro-crate", str(crate))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"Error: no succeeded run recorded in {str(out)!r} (its latest run {failed.run_id} "
+        "failed); `latest` is the newest succeeded run, whose outputs the folder holds; name "
+        "a run by its id to export one that did not succeed\n"
+    )
     assert not crate.exists()
 
 

@@ -390,6 +390,37 @@ def test_verify_of_an_older_run_says_it_was_superseded(site, verified_run, datas
     assert newest.superseded_by is None and newest.ok
 
 
+def test_verify_takes_a_run_as_rerun_and_runs_export_take_it(site, dataset, tmp_path):
+    """`verify` found a run only by its whole id, where `runs show`, `rerun` and `runs
+    export` take a unique start of one too (`mdivicom verify OUT 20261125T2247` said
+    there was no such run); and its `latest` with no succeeded run named no status."""
+    site.plugin("flaky", run_source=FLAKY)
+    out = tmp_path / "out"
+    good = run_plugin("flaky", dataset=dataset, out=out)
+    run_plugin("flaky", dataset=dataset, out=out, sets=["fail=true"], overwrite=True)
+    result = site.cli("verify", str(out), good.run_id[:-3])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"lab/flaky run {good.run_id}: ok"), result.stdout
+    only_failed = tmp_path / "failed"
+    failed = run_plugin("flaky", dataset=dataset, out=only_failed, sets=["fail=true"])
+    result = site.cli("verify", str(only_failed))
+    assert result.returncode == 2
+    assert (
+        f"no succeeded run recorded in {str(only_failed)!r} (its latest run {failed.run_id} "
+        "failed); verify checks a succeeded run" in result.stderr
+    ), result.stderr
+
+
+FLAKY = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    if config.get("fail"):
+        raise ValueError("asked to fail")
+    pathlib.Path(out_dir, "result.csv").write_text("a,b\\n")
+    return {}
+"""
+
+
 def test_verify_all_with_no_succeeded_run_is_bad_input(site, dataset, tmp_path):
     site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
     out = tmp_path / "out"

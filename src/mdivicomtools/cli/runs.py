@@ -216,8 +216,10 @@ def export_command(out: str, run_id: str, crate_dir: str, license_: str | None) 
     The crate holds a CreateAction per run (the plugin and, for containers, the
     image digest as instrument; the dataset and the config as object; the
     output files, copied in, with their sha256 as result; start and end times
-    and the status). For a batch's --out, every session's latest succeeded run.
-    Needs `pip install 'mdivicomtools[rocrate]'`.
+    and the status). `latest` is the newest succeeded run, as for `verify` and
+    `rerun`; a run that did not succeed is exported when named by its id. For a
+    batch's --out, every session's latest succeeded run. Needs
+    `pip install 'mdivicomtools[rocrate]'`.
     """
     from pathlib import Path
 

@@ -32,7 +32,7 @@ from mdivicomtools.model.run import ContainerInfo, RunRecord
 from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
-    find_record,
+    find_kept_run,
     records_for,
     run_roots,
     shown_status,
@@ -114,13 +114,22 @@ def _image_reference(container: ContainerInfo) -> str | None:
     return digests[0].partition("@")[0] if digests else None
 
 
+#: what `runs export` says when `latest` finds no succeeded run
+_NAME_IT = (
+    "`latest` is the newest succeeded run, whose outputs the folder holds; name a run by "
+    "its id to export one that did not succeed"
+)
+
+
 def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunRecord]]:
     """(session, run root, record) of each run to export; the run root is where the
     record was found, so a moved output folder still exports.
 
-    A batch's --out that is also a run root of its own (a batch chained onto a
-    plugin's output in the same --out) exports both with `latest`: the folder's
-    newest run, as for any run root, and every session's.
+    `latest` is the newest succeeded run, as for `verify` and `rerun`
+    (`find_kept_run`). A batch's --out that is also a run root of its own (a
+    batch chained onto a plugin's output in the same --out) exports both with
+    `latest`: the folder's newest succeeded run, as for any run root, and
+    every session's.
     """
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
@@ -129,7 +138,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
         raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
     own = roots[0].session is None
     if own and (run_id != "latest" or len(roots) == 1):
-        return [(None, out, _ended(out, find_record(out, run_id)))]
+        return [(None, out, _ended(out, find_kept_run(out, run_id, why=_NAME_IT)))]
     if run_id != "latest":
         raise UsageError(
             f"{str(out)!r} is a batch folder; export all sessions with 'latest', or one run "
@@ -137,7 +146,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
         )
     chosen: list[tuple[str | None, Path, RunRecord]] = []
     if own:
-        chosen.append((None, out, _ended(out, find_record(out, "latest"))))
+        chosen.append((None, out, find_kept_run(out, "latest", why=_NAME_IT)))
     for root in roots[1:] if own else roots:
         done = [r for r in records_for(root.folder, "latest") if r.status == "succeeded"]
         if done:

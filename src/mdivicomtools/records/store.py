@@ -18,7 +18,7 @@ from mdivicomtools.common.safefs import path_problem
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
-from mdivicomtools.model.run import RUN_SCHEMA, ErrorInfo, RunnerInfo, RunRecord
+from mdivicomtools.model.run import RUN_SCHEMA, ErrorInfo, RunnerInfo, RunRecord, status_words
 
 
 class RecordNotFound(UsageError):
@@ -295,6 +295,31 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
     raise RecordNotFound(
         f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
     )
+
+
+def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
+    """A run as `find_record` finds it, but `latest` is the newest *succeeded* run.
+
+    What `verify`, `rerun` and `runs export` mean by `latest`: the run whose
+    outputs the folder holds, since only a succeeded run's are kept. A failed
+    or dry run after it must not take its place (`runs export latest` made a
+    crate of a failed run, without outputs, while `rerun latest` repeated the
+    run before it). A run named by its id is that run, whatever its status.
+    With no succeeded run, RecordNotFound names the latest run's status (as
+    `runs list` shows it), followed by `why` (what the command needs a
+    succeeded run for).
+    """
+    newest = find_record(run_out_dir, run_id)  # a batch folder, unreadable records: named there
+    if run_id != "latest" or newest.status == "succeeded":
+        return newest
+    done = [r for r in records_for(run_out_dir, run_id) if r.status == "succeeded"]
+    if not done:
+        status = shown_status(newest, run_out_dir)
+        raise RecordNotFound(
+            f"no succeeded run recorded in {str(run_out_dir)!r} (its latest run "
+            f"{newest.run_id} {status_words(status)}); {why}"
+        )
+    return done[-1]
 
 
 class RunListItem(msgspec.Struct, kw_only=True, frozen=True):

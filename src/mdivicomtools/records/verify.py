@@ -27,6 +27,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     RecordUnreadable,
     check_output_paths,
+    find_kept_run,
     read_record,
     records_for,
     run_roots,
@@ -358,17 +359,11 @@ def _pick(
         for record in done:
             latest[record.plugin.ref] = record
         return list(latest.values())
-    if run_id == "latest":
-        if not done:
-            raise RecordNotFound(f"no succeeded run recorded in {str(where)!r}")
-        return [done[-1]]
-    for record in records:
-        if record.run_id == run_id:
-            return [record]
-    recent = ", ".join(r.run_id for r in records[-3:]) or "none"
-    raise RecordNotFound(
-        f"no run {run_id!r} in {str(where)!r}; the newest are: {recent} (or use 'latest')"
+    # `latest` and a run id (or a unique start of one) as `rerun` and `runs export` take them
+    chosen = find_kept_run(
+        where, run_id, why="verify checks a succeeded run, the one whose outputs the folder holds"
     )
+    return [record for record in records if record.run_id == chosen.run_id]
 
 
 def verify_out(

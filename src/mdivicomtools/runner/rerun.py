@@ -25,7 +25,7 @@ from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import BATCHES_DIR, runs_dir
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord, status_words
-from mdivicomtools.records.store import RecordNotFound, find_record, records_for, stored_document
+from mdivicomtools.records.store import find_kept_run, stored_document
 from mdivicomtools.records.verify import compare_outputs, recorded_dataset
 from mdivicomtools.runner import run_plugin
 from mdivicomtools.runner.config import REDACTED, apply_sets, config_sha256
@@ -208,24 +208,11 @@ def unrecorded(original: RunRecord, stored: Any, timeout: float | None) -> list[
 
 
 def _original(out: Path, run_id: str) -> RunRecord:
-    """The record to repeat; `latest` is the newest succeeded run, as for `verify`
-    and `runs export`.
-
-    Only a succeeded run has outputs to compare with. Taken as the newest record
-    of any status, `latest` refused a rerun after any failed or dry run in the
-    folder, while `verify latest` went on checking the run that made the outputs.
-    """
-    newest = find_record(out, run_id)  # a batch folder, unreadable records: named there
-    if run_id != "latest" or newest.status == "succeeded":
-        return newest
-    done = [record for record in records_for(out, run_id) if record.status == "succeeded"]
-    if not done:
-        raise RecordNotFound(
-            f"no succeeded run recorded in {str(out)!r} (its latest run {newest.run_id} "
-            f"{status_words(newest.status)}); rerun repeats a succeeded run, whose outputs "
-            "it can compare with"
-        )
-    return done[-1]
+    """The record to repeat; `latest` is the newest succeeded run (`find_kept_run`):
+    only a succeeded run has outputs to compare with."""
+    return find_kept_run(
+        out, run_id, why="rerun repeats a succeeded run, whose outputs it can compare with"
+    )
 
 
 def rerun_options(
