@@ -30,19 +30,21 @@ def pytest_configure(config) -> None:
 
 
 def _signals_as_from_a_terminal() -> None:
-    """Give the suite, and the commands it starts, Ctrl-C and SIGHUP as a terminal does.
+    """Give the suite, and the commands it starts, Ctrl-C, Ctrl-\\ and SIGHUP as a
+    terminal does.
 
     A suite started in the background (`scripts/test.sh` runs two side by side
-    with `&`) has SIGINT ignored, and one started under `nohup` (a CI job
-    detached from its terminal) SIGHUP. The runner rightly keeps an ignored
+    with `&`) has SIGINT and SIGQUIT ignored, and one started under `nohup` (a
+    CI job detached from its terminal) SIGHUP. The runner rightly keeps an ignored
     signal ignored, so every test that presses Ctrl-C in-process or closes a
     command's terminal waited for a run that went on. The tests of nohup and of
     background jobs set the ignore themselves.
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for signum in (signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

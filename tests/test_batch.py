@@ -348,7 +348,7 @@ def test_a_worker_that_dies_fails_its_session_only(session_plugin, study, tmp_pa
     assert written["dataset_dir"] == str(study / "sessions" / "ses-04")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
 def test_interrupting_a_batch_keeps_finished_sessions(session_plugin, study, tmp_path, sig):
     started = tmp_path / "started"
     started.mkdir()

@@ -125,7 +125,7 @@ def test_timeout_stops_and_removes_the_container(site, dataset, tmp_path, engine
     assert not (out / "sleepy").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
 def test_interrupt_stops_and_removes_the_container(site, dataset, tmp_path, engine, sig):
     container_plugin(site, "sleepy", "echo started; sleep 300")
     out = tmp_path / "out"
@@ -163,7 +163,8 @@ def test_interrupt_stops_and_removes_the_container(site, dataset, tmp_path, engi
     assert "Traceback" not in stderr
     record = json.loads(stdout)
     assert record["status"] == "interrupted"
-    # SIGHUP (the terminal closed) killed the runner outright: the container ran on
+    # SIGHUP (the terminal closed) and SIGQUIT (Ctrl-\\) killed the runner outright: the
+    # container ran on
     name = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else sig.name
     assert record["error"]["message"] == f"interrupted by {name}"
     assert record["container"]["container_id"]

@@ -261,7 +261,7 @@ def test_timeout_exit_124(site, dataset, tmp_path):
     assert not (out / "sleepy").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
 @pytest.mark.parametrize("isolate", [False, True])
 def test_interrupt_mid_run_records_and_keeps_earlier_output(site, dataset, tmp_path, sig, isolate):
     started = tmp_path / "started"
@@ -544,7 +544,12 @@ def test_keyboard_interrupt_before_a_run_exits_130_without_traceback(site, datas
 
 @pytest.mark.parametrize(
     ("sig", "name"),
-    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGHUP, "SIGHUP")],
+    [
+        (signal.SIGTERM, "SIGTERM"),
+        (signal.SIGINT, "Ctrl-C (SIGINT)"),
+        (signal.SIGHUP, "SIGHUP"),
+        (signal.SIGQUIT, "SIGQUIT"),
+    ],
 )
 def test_any_command_stopped_by_a_signal_exits_130_with_one_error_line(site, tmp_path, sig, name):
     """Not only `run`: a command that takes long (here discovery, for `plugins list`; an

@@ -322,7 +322,7 @@ STATUS_MEANINGS: dict[str, str] = {
     "(`RunnerCrashed`, written by the `mdivicom` supervisor).",
     "timed_out": "`--timeout` expired (for the plugin, or for the pull of its image) and the "
     "plugin or the pull was stopped.",
-    "interrupted": "Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stopped the run.",
+    "interrupted": "Ctrl-C, SIGTERM, SIGQUIT or SIGHUP (the terminal closed) stopped the run.",
 }
 
 #: statuses a record can have that are not the end of a run (no exit status)

@@ -63,11 +63,14 @@ def _records(out):
     }
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hang-up"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGHUP, signal.SIGQUIT], ids=["ctrl-c", "hang-up", "quit"]
+)
 def test_ctrl_c_on_a_dask_batch_lets_running_sessions_finish(hsite, tmp_path, sig):
-    """The terminal's Ctrl-C, or its SIGHUP when it closes, reaches every process of the
-    group. SIGHUP killed the LocalCluster's workers mid-session (their sessions lost)
-    and multiprocessing's resource tracker, whose successor printed tracebacks."""
+    """The terminal's Ctrl-C, its Ctrl-\\ (SIGQUIT), or its SIGHUP when it closes,
+    reaches every process of the group. SIGHUP and SIGQUIT killed the LocalCluster's
+    workers mid-session (their sessions lost) and multiprocessing's resource
+    tracker, whose successor printed tracebacks."""
     pytest.importorskip("distributed")
     study = make_sample_dataset(tmp_path / "study", sessions=4)
     out = tmp_path / "out"

@@ -133,7 +133,8 @@ class DaskExecutor:
                         }
                     )
                 )
-                # the worker processes inherit SIGINT and SIGHUP ignored (kept across exec)
+                # the worker processes inherit SIGINT, SIGHUP and SIGQUIT ignored (kept
+                # across exec)
                 with _terminal_signals_ignored():
                     cluster = stack.enter_context(
                         LocalCluster(
@@ -312,15 +313,16 @@ def _die_with_batch(batch_pid: int) -> None:
 
 @contextlib.contextmanager
 def _terminal_signals_ignored() -> Iterator[None]:
-    """What a terminal sends every process of its group, Ctrl-C (SIGINT) and, when it
-    closes, SIGHUP, ignored by the processes started in the block: the batch
+    """What a terminal sends every process of its group, Ctrl-C (SIGINT), Ctrl-\\
+    (SIGQUIT) and, when it closes, SIGHUP, ignored by the processes started in the
+    block: the batch
     process takes them and stops the batch, and the workers finish their sessions.
     A worker (and multiprocessing's resource tracker) killed by the terminal's
     SIGHUP lost its session, and the tracker's successor printed tracebacks."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = (signal.SIGINT, signal.SIGHUP)
+    signals = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signals}
     try:
         yield

@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     is not used: it turns a closed pipe into exit status 1, indistinguishable
     from a failed plugin; here every command exits 141 when its reader went
     away, as coreutils do, and 130 with one `Error:` line on Ctrl-C, SIGTERM (a
-    scheduler's stop) or SIGHUP (a closed terminal), whatever the command was doing.
+    scheduler's stop), SIGQUIT (Ctrl-\\) or SIGHUP (a closed terminal), whatever the
+    command was doing.
     """
     from mdivicomtools.errors import MdivicomError
 
@@ -152,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mdivicomtools.common.signals import interrupt_name, sigterm_as_interrupt
 
     try:
-        # SIGTERM and SIGHUP stop every command as Ctrl-C does (exit 130, one line), not
-        # with the shell's 143 or 129; `run` and batches install their own handlers inside
-        # to record first
+        # SIGTERM, SIGHUP and SIGQUIT stop every command as Ctrl-C does (exit 130, one
+        # line), not with the shell's 143, 129 or 131; `run` and batches install their
+        # own handlers inside to record first
         with sigterm_as_interrupt(), cli.make_context("mdivicom", args) as ctx:
             cli.invoke(ctx)
         sys.stdout.flush()

@@ -1,10 +1,16 @@
-"""Ctrl-C, SIGTERM and SIGHUP as one thing: a KeyboardInterrupt that says which it was.
+"""Ctrl-C, SIGTERM, SIGHUP and SIGQUIT as one thing: a KeyboardInterrupt that says
+which it was.
 
-Runs and batches stop the same way whether a person pressed Ctrl-C, a
-scheduler sent SIGTERM or the terminal was closed (SIGHUP); the records only
-differ in naming the signal. SIGHUP left to its default killed the runner
-outright: its container went on running and a batch wrote no summary. A
-SIGHUP the process inherited ignored (`nohup`) stays ignored.
+Runs and batches stop the same way whether a person pressed Ctrl-C (or
+Ctrl-\\, SIGQUIT), a scheduler sent SIGTERM or the terminal was closed
+(SIGHUP); the records only differ in naming the signal. SIGHUP and SIGQUIT
+left to their default killed the runner outright: its container went on
+running, and a batch wrote no summary. The docker and podman CLIs pass
+SIGQUIT on to the container as they pass SIGTERM, and the supervisor already
+recorded a run it killed as `interrupted`: it asks the work to stop, so the
+runner stops it as it stops on SIGTERM. A SIGHUP or SIGQUIT the process
+inherited ignored (`nohup`; a shell's background job ignores SIGQUIT) stays
+ignored.
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 #: the signals that stop work, Ctrl-C first; the others raise Terminated
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-#: what stops work unless the process was started with it ignored (`nohup`)
-_UNLESS_IGNORED = frozenset({signal.SIGHUP})
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+#: the signals that raise Terminated
+_TERMINATING = _SIGNALS[1:]
+#: what stops work unless the process was started with it ignored (`nohup`, `&`)
+_UNLESS_IGNORED = frozenset({signal.SIGHUP, signal.SIGQUIT})
 #: per signal, the handlers the runner's blocks replaced, outermost first
 _replaced: dict[int, list[Any]] = {sig: [] for sig in _SIGNALS}
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C would be so all take the same path."""
+    """SIGTERM, SIGHUP or SIGQUIT, raised where Ctrl-C would be so all take the same path."""
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__()
@@ -33,10 +41,10 @@ class Terminated(KeyboardInterrupt):
 
 
 def interruption(signals: Iterable[int]) -> KeyboardInterrupt:
-    """The interruption for the signals that arrived: SIGTERM over SIGHUP over Ctrl-C,
-    as a scheduler's stop says the most about why the work ended."""
+    """The interruption for the signals that arrived: SIGTERM over SIGHUP over SIGQUIT
+    over Ctrl-C, as a scheduler's stop says the most about why the work ended."""
     arrived = set(signals)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in _TERMINATING:
         if signum in arrived:
             return Terminated(signum)
     return KeyboardInterrupt()
@@ -69,17 +77,17 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise Terminated in the main thread."""
+    """Within the block, SIGTERM, SIGHUP and SIGQUIT raise Terminated in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    with _handling({signal.SIGTERM: _raise_terminated, signal.SIGHUP: _raise_terminated}):
+    with _handling(dict.fromkeys(_TERMINATING, _raise_terminated)):
         yield
 
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[list[int]]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP during the block; the caller re-raises afterwards."""
+    """Hold the signals that stop work during the block; the caller re-raises afterwards."""
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield pending
@@ -94,7 +102,7 @@ def deferred_interrupts() -> Iterator[list[int]]:
 
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
-    """Within a `deferred_interrupts` block, let Ctrl-C, SIGTERM and SIGHUP raise again
+    """Within a `deferred_interrupts` block, let the signals that stop work raise again
     for a while: code that may hang (a site's hook) can then be stopped, and the
     caller decides what that means for the run."""
     if threading.current_thread() is not threading.main_thread():
@@ -102,8 +110,7 @@ def interrupts_raise() -> Iterator[None]:
         return
     handlers = {
         signal.SIGINT: signal.default_int_handler,
-        signal.SIGTERM: _raise_terminated,
-        signal.SIGHUP: _raise_terminated,
+        **dict.fromkeys(_TERMINATING, _raise_terminated),
     }
     with _handling(handlers):
         yield
@@ -111,7 +118,7 @@ def interrupts_raise() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_seen() -> Iterator[list[int]]:
-    """The SIGINT/SIGTERM/SIGHUP that arrive during the block; the handlers in place act.
+    """The signals that stop work that arrive during the block; the handlers in place act.
 
     A KeyboardInterrupt is the runner's to record as `interrupted` only when a
     signal raised it: a plugin that raises one itself has failed (as it does
@@ -143,8 +150,8 @@ def signals_seen() -> Iterator[list[int]]:
 @contextlib.contextmanager
 def _handling(handlers: dict[signal.Signals, Callable[[int, Any], Any] | Any]) -> Iterator[None]:
     """Install these handlers for the block, then put back the ones they replaced
-    (also when code in the block replaced them meanwhile). A SIGHUP the process
-    ignores (`nohup mdivicom ...`) is left ignored."""
+    (also when code in the block replaced them meanwhile). A SIGHUP or SIGQUIT the
+    process ignores (`nohup mdivicom ...`, a shell's background job) is left ignored."""
     previous = {sig: signal.getsignal(sig) for sig in handlers}
     for sig, handler in handlers.items():
         _replaced[sig].append(previous[sig])
