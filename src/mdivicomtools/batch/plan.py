@@ -16,7 +16,7 @@ from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
-from mdivicomtools.records.store import RecordUnreadable, records_for, shown_status
+from mdivicomtools.records.store import RecordUnreadable, full_record, records_for, shown_status
 from mdivicomtools.runner import check_runs
 from mdivicomtools.runner.facts import run_facts
 from mdivicomtools.runner.rerun import RERUNS_DIR
@@ -138,11 +138,14 @@ def resume_decision(
     mine = [r for r in records if r.plugin.id == plugin_id and r.status != "dry_run"]
     if not mine:
         return None, None
-    latest = mine[-1]
-    if latest.status != "succeeded":
+    if mine[-1].status != "succeeded":
         # as `runs list` shows it: a `running` record whose runner died is abandoned
-        status = shown_status(latest, session_out)
+        status = shown_status(mine[-1], session_out)
         return None, f"last run {status_words(status)}"
+    try:
+        latest = full_record(mine[-1])
+    except RecordUnreadable as exc:  # changed since it was listed: run again
+        return None, str(exc)
     if latest.plugin.version != version:
         return None, f"plugin version changed ({latest.plugin.version} -> {version})"
     if latest.config_sha256 != sha:

@@ -310,3 +310,39 @@ class RunRecord(msgspec.Struct, kw_only=True):
     #: `--timeout` and `--isolate` as the run had them, so `rerun` repeats them
     timeout_s: float | None = None
     isolate: bool = False
+
+
+class RunHeader(msgspec.Struct, kw_only=True, frozen=True):
+    """What listing a record and choosing among records need of it.
+
+    A folder's records are kept in memory as headers: whole records hold every
+    output file (thousands of entries in a run of a plugin that writes tables),
+    and a run root of a few thousand such runs held gigabytes in `runs list`.
+    The one record a command then works on is read whole again, from `path`
+    (`records.store.full_record`).
+    """
+
+    run_id: str
+    status: Status
+    plugin: PluginInfo
+    started_at: str
+    duration_s: float
+    exit_code: int | None
+    error: ErrorInfo | None
+    runner: RunnerInfo | None = None
+    #: the record file it was read from
+    path: str
+
+    @classmethod
+    def of(cls, record: RunRecord, path: Path) -> RunHeader:
+        return cls(
+            path=str(path),
+            run_id=record.run_id,
+            status=record.status,
+            plugin=record.plugin,
+            started_at=record.started_at,
+            duration_s=record.duration_s,
+            exit_code=record.exit_code,
+            error=record.error,
+            runner=record.runner,
+        )

@@ -33,6 +33,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
     find_kept_run,
+    full_record,
     records_for,
     run_roots,
     shown_status,
@@ -150,7 +151,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
     for root in roots[1:] if own else roots:
         done = [r for r in records_for(root.folder, "latest") if r.status == "succeeded"]
         if done:
-            chosen.append((root.session, root.folder, done[-1]))
+            chosen.append((root.session, root.folder, full_record(done[-1])))
     if not chosen:
         raise RecordNotFound(f"no session under {str(out)!r} has a succeeded run")
     return chosen

@@ -18,7 +18,14 @@ from mdivicomtools.common.safefs import path_problem
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
-from mdivicomtools.model.run import RUN_SCHEMA, ErrorInfo, RunnerInfo, RunRecord, status_words
+from mdivicomtools.model.run import (
+    RUN_SCHEMA,
+    ErrorInfo,
+    RunHeader,
+    RunnerInfo,
+    RunRecord,
+    status_words,
+)
 
 
 class RecordNotFound(UsageError):
@@ -139,7 +146,7 @@ def lock_free(run_out_dir: Path, plugin_id: str) -> bool:
         return True
 
 
-def runner_gone(record: RunRecord, run_out_dir: Path) -> bool:
+def runner_gone(record: RunRecord | RunHeader, run_out_dir: Path) -> bool:
     """Whether the process that wrote a `running` record is gone.
 
     A live run holds its plugin's lock in `_runs/`, so a free lock proves the
@@ -162,7 +169,7 @@ def runner_gone(record: RunRecord, run_out_dir: Path) -> bool:
     return runner.pid != here.pid and not pid_alive(runner.pid)
 
 
-def shown_status(record: RunRecord, run_out_dir: Path) -> str:
+def shown_status(record: RunRecord | RunHeader, run_out_dir: Path) -> str:
     """The status to show: `abandoned` for a `running` record whose runner died."""
     if record.status == "running" and runner_gone(record, run_out_dir):
         return "abandoned"
@@ -187,10 +194,14 @@ def record_paths(run_out_dir: Path) -> list[Path]:
         return []
 
 
-def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
-    """Every readable record, oldest first, and why each other record file cannot be
-    read (or `_runs/` itself, when another user made it private)."""
-    records: list[RunRecord] = []
+def _read_all(run_out_dir: Path) -> tuple[list[RunHeader], dict[Path, str]]:
+    """The header of every readable record, oldest first, and why each other record
+    file cannot be read (or `_runs/` itself, when another user made it private).
+
+    Each record is read whole, so a damaged one is found as before, and only its
+    header is kept: the memory stays that of one record however many there are.
+    """
+    headers: list[RunHeader] = []
     unreadable: dict[Path, str] = {}
     try:
         paths = record_files(run_out_dir)
@@ -199,15 +210,26 @@ def _read_all(run_out_dir: Path) -> tuple[list[RunRecord], dict[Path, str]]:
         unreadable[runs_dir(run_out_dir)] = f"cannot be read ({exc.strerror or exc})"
     for path in paths:
         try:
-            records.append(read_record(path))
+            headers.append(RunHeader.of(read_record(path), path))
         except (OSError, msgspec.DecodeError) as exc:
             unreadable[path] = str(exc)
-    records.sort(key=lambda r: (r.started_at, r.run_id))
-    return records, unreadable
+    headers.sort(key=lambda r: (r.started_at, r.run_id))
+    return headers, unreadable
 
 
-def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
-    """Every readable record, oldest first, and a warning per unreadable file (or
+def full_record(header: RunHeader) -> RunRecord:
+    """The whole record `header` was read from: what a command works on, once it has
+    chosen its run among the headers. `RecordUnreadable` when it is no longer readable
+    (changed or removed since)."""
+    path = Path(header.path)
+    try:
+        return read_record(path)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise RecordUnreadable(f"the run record {str(path)!r} cannot be read: {exc}") from None
+
+
+def load_records(run_out_dir: Path) -> tuple[list[RunHeader], list[str]]:
+    """The header of every readable record, oldest first, and a warning per unreadable file (or
     for `_runs/` itself, when another user made it private)."""
     records, unreadable = _read_all(run_out_dir)
     return records, [
@@ -218,8 +240,9 @@ def load_records(run_out_dir: Path) -> tuple[list[RunRecord], list[str]]:
     ]
 
 
-def records_for(run_out_dir: Path, run_id: str) -> list[RunRecord]:
-    """The readable records, once it is sure that `run_id` does not mean an unreadable one.
+def records_for(run_out_dir: Path, run_id: str) -> list[RunHeader]:
+    """The headers of the readable records, once it is sure that `run_id` does not mean
+    an unreadable one.
 
     A record this version cannot read (damaged, or of another layout such as
     a newer release's) is never passed over in silence when it is the one
@@ -268,8 +291,12 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
 
     Unknown ids list what exists; a batch's --out, which keeps records per
     session, says so and names a session to look in. A record that cannot be
-    read is named with why, when it is the one asked for (`records_for`).
+    read is named with why, when it is the one asked for (`records_for`). A
+    whole id is the record's file name, so that record alone is read.
     """
+    named = _named_record(run_out_dir, run_id)
+    if named is not None:
+        return named
     records = records_for(run_out_dir, run_id)
     if not records:
         sessions = session_folders(run_out_dir)
@@ -281,11 +308,11 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
             )
         raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
     if run_id == "latest":
-        return records[-1]
+        return full_record(records[-1])
     exact = [record for record in records if record.run_id == run_id]
     matches = exact or [record for record in records if record.run_id.startswith(run_id)]
     if len(matches) == 1:
-        return matches[0]
+        return full_record(matches[0])
     if matches:
         shown = ", ".join(record.run_id for record in matches[:5])
         raise RecordNotFound(
@@ -319,7 +346,29 @@ def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
             f"no succeeded run recorded in {str(run_out_dir)!r} (its latest run "
             f"{newest.run_id} {status_words(status)}); {why}"
         )
-    return done[-1]
+    return full_record(done[-1])
+
+
+def _named_record(run_out_dir: Path, run_id: str) -> RunRecord | None:
+    """The record whose file is `_runs/<run_id>.json`, when it is that run's; None when
+    there is no such file (a start of an id, `latest`) or it holds another run.
+
+    Reading only that file keeps `runs show` and `verify` of one run as fast in a
+    folder of thousands of runs as in a new one. A file there that cannot be read
+    is the record asked for: `RecordUnreadable`, as `records_for` says.
+    """
+    if run_id in ("", "latest") or run_id.startswith(".") or os.sep in run_id or "\0" in run_id:
+        return None
+    path = runs_dir(run_out_dir) / f"{run_id}.json"
+    try:
+        record = read_record(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as exc:
+        if not path.is_file():  # a folder of that name, or one this user may not enter
+            return None
+        raise RecordUnreadable(f"the run record {str(path)!r} cannot be read: {exc}") from None
+    return record if record.run_id == run_id else None
 
 
 class RunListItem(msgspec.Struct, kw_only=True, frozen=True):
@@ -336,7 +385,7 @@ class RunListItem(msgspec.Struct, kw_only=True, frozen=True):
     record: str
 
     @classmethod
-    def of(cls, record: RunRecord, run_out_dir: Path) -> RunListItem:
+    def of(cls, record: RunHeader, run_out_dir: Path) -> RunListItem:
         return cls(
             run_id=record.run_id,
             status=shown_status(record, run_out_dir),
@@ -403,13 +452,15 @@ def run_roots(out: Path) -> list[RunRoot]:
     even when the plugin wrote a `_runs/` into it.
     """
     roots: list[RunRoot] = []
+    sessions = session_folders(out)
     outputs: set[str] = set()
     if (out / RUNS_DIR).is_dir():
         roots.append(RunRoot(session=None, folder=out))
-        outputs = {record.plugin.id for record in load_records(out)[0]}
+        if sessions:  # a plain run root's records are read once, by the command itself
+            outputs = {record.plugin.id for record in load_records(out)[0]}
     roots.extend(
         RunRoot(session=folder.name, folder=folder)
-        for folder in session_folders(out)
+        for folder in sessions
         if folder.name not in outputs
     )
     return roots
@@ -422,7 +473,7 @@ def latest_by_session(out: Path) -> tuple[list[RunRow], list[str]]:
     for root in run_roots(out):
         records, found_problems = load_records(root.folder)
         problems.extend(found_problems)
-        by_plugin: dict[str, list[RunRecord]] = {}
+        by_plugin: dict[str, list[RunHeader]] = {}
         for record in records:
             by_plugin.setdefault(record.plugin.ref, []).append(record)
         for plugin, runs in sorted(by_plugin.items()):

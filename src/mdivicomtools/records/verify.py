@@ -19,7 +19,7 @@ import msgspec
 from mdivicomtools.common.safefs import disk_name, read_regular
 from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
-from mdivicomtools.model.run import OutputFile, RunRecord, status_words
+from mdivicomtools.model.run import OutputFile, RunHeader, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.records.promotion import promoting
@@ -28,6 +28,7 @@ from mdivicomtools.records.store import (
     RecordUnreadable,
     check_output_paths,
     find_kept_run,
+    full_record,
     read_record,
     records_for,
     run_roots,
@@ -163,7 +164,7 @@ class VerifyOutcome(msgspec.Struct, kw_only=True):
     skipped: list[SkippedSession] = []
 
 
-def _skip_reason(records: list[RunRecord]) -> str:
+def _skip_reason(records: list[RunHeader]) -> str:
     """Why a session has nothing to verify: its latest run did not succeed."""
     if not records:
         return "no run recorded"
@@ -342,7 +343,7 @@ def _unfinished_promotion(run_root: Path, plugin_id: str) -> str | None:
     return None
 
 
-def _successor(records: list[RunRecord], record: RunRecord) -> str | None:
+def _successor(records: list[RunHeader], record: RunHeader) -> str | None:
     """The newest later succeeded run of the same plugin, whose outputs replaced `record`'s."""
     position = next(index for index, candidate in enumerate(records) if candidate is record)
     later = records[position + 1 :]
@@ -351,11 +352,11 @@ def _successor(records: list[RunRecord], record: RunRecord) -> str | None:
 
 
 def _pick(
-    records: list[RunRecord], run_id: str, every_plugin: bool, where: Path
-) -> list[RunRecord]:
+    records: list[RunHeader], run_id: str, every_plugin: bool, where: Path
+) -> list[RunHeader]:
     done = [r for r in records if r.status == "succeeded"]
     if every_plugin:
-        latest: dict[str, RunRecord] = {}
+        latest: dict[str, RunHeader] = {}
         for record in done:
             latest[record.plugin.ref] = record
         return list(latest.values())
@@ -408,8 +409,10 @@ def verify_all(
             raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
         return VerifyOutcome(
             reports=[
-                verify_record(record, run_root=out, superseded_by=_successor(records, record))
-                for record in chosen
+                verify_record(
+                    full_record(header), run_root=out, superseded_by=_successor(records, header)
+                )
+                for header in chosen
             ]
         )
     # a batch's --out: every session, and the folder's own runs when it has any (a
@@ -425,13 +428,13 @@ def verify_all(
         if not any(r.status == "succeeded" for r in records):
             skipped.append(SkippedSession(session=root.session, reason=_skip_reason(records)))
             continue
-        for record in _pick(records, run_id, every_plugin, root.folder):
+        for header in _pick(records, run_id, every_plugin, root.folder):
             reports.append(
                 verify_record(
-                    record,
+                    full_record(header),
                     session=root.session,
                     run_root=root.folder,
-                    superseded_by=_successor(records, record),
+                    superseded_by=_successor(records, header),
                 )
             )
     if not reports:
