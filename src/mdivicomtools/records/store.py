@@ -297,31 +297,7 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
     named = _named_record(run_out_dir, run_id)
     if named is not None:
         return named
-    records = records_for(run_out_dir, run_id)
-    if not records:
-        sessions = session_folders(run_out_dir)
-        if sessions:
-            raise RecordNotFound(
-                f"{str(run_out_dir)!r} is a batch output: its run records are per session, "
-                f"e.g. `mdivicom runs show {sessions[0]} {run_id}` (or `mdivicom runs list "
-                f"{run_out_dir}` for every session)"
-            )
-        raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
-    if run_id == "latest":
-        return full_record(records[-1])
-    exact = [record for record in records if record.run_id == run_id]
-    matches = exact or [record for record in records if record.run_id.startswith(run_id)]
-    if len(matches) == 1:
-        return full_record(matches[0])
-    if matches:
-        shown = ", ".join(record.run_id for record in matches[:5])
-        raise RecordNotFound(
-            f"{run_id!r} is the start of several run ids ({shown}); give more of it"
-        )
-    recent = ", ".join(r.run_id for r in records[-3:])
-    raise RecordNotFound(
-        f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
-    )
+    return full_record(choose_run(_some_records(run_out_dir, run_id), run_out_dir, run_id))
 
 
 def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
@@ -336,17 +312,60 @@ def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
     `runs list` shows it), followed by `why` (what the command needs a
     succeeded run for).
     """
-    newest = find_record(run_out_dir, run_id)  # a batch folder, unreadable records: named there
-    if run_id != "latest" or newest.status == "succeeded":
-        return newest
-    done = [r for r in records_for(run_out_dir, run_id) if r.status == "succeeded"]
-    if not done:
-        status = shown_status(newest, run_out_dir)
+    named = _named_record(run_out_dir, run_id)
+    if named is not None:
+        return named
+    records = _some_records(run_out_dir, run_id)
+    return full_record(choose_run(records, run_out_dir, run_id, kept_why=why))
+
+
+def _some_records(run_out_dir: Path, run_id: str) -> list[RunHeader]:
+    """`records_for`, where no record at all is an error that says where to look."""
+    records = records_for(run_out_dir, run_id)
+    if records:
+        return records
+    sessions = session_folders(run_out_dir)
+    if sessions:
+        raise RecordNotFound(
+            f"{str(run_out_dir)!r} is a batch output: its run records are per session, "
+            f"e.g. `mdivicom runs show {sessions[0]} {run_id}` (or `mdivicom runs list "
+            f"{run_out_dir}` for every session)"
+        )
+    raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
+
+
+def choose_run(
+    records: list[RunHeader], run_out_dir: Path, run_id: str, *, kept_why: str | None = None
+) -> RunHeader:
+    """The run `run_id` means among `records` (oldest first, not empty): that id, the
+    one run whose id starts so, or with `latest` the newest run; the newest
+    *succeeded* run when `kept_why` is given (see `find_kept_run`, whose `why` it is).
+    Choosing among headers already read lets a command that needs them all anyway
+    (`verify`) read the folder once."""
+    if run_id == "latest":
+        if kept_why is None:
+            return records[-1]
+        done = [record for record in records if record.status == "succeeded"]
+        if done:
+            return done[-1]
+        newest = records[-1]
         raise RecordNotFound(
             f"no succeeded run recorded in {str(run_out_dir)!r} (its latest run "
-            f"{newest.run_id} {status_words(status)}); {why}"
+            f"{newest.run_id} {status_words(shown_status(newest, run_out_dir))}); {kept_why}"
         )
-    return full_record(done[-1])
+    exact = [record for record in records if record.run_id == run_id]
+    matches = exact or [record for record in records if record.run_id.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(record.run_id for record in matches[:5])
+        raise RecordNotFound(
+            f"{run_id!r} is the start of several run ids ({shown}); give more of it"
+        )
+    recent = ", ".join(r.run_id for r in records[-3:])
+    raise RecordNotFound(
+        f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
+    )
 
 
 def _named_record(run_out_dir: Path, run_id: str) -> RunRecord | None:

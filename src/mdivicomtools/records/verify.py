@@ -27,7 +27,7 @@ from mdivicomtools.records.store import (
     RecordNotFound,
     RecordUnreadable,
     check_output_paths,
-    find_kept_run,
+    choose_run,
     full_record,
     read_record,
     records_for,
@@ -361,10 +361,8 @@ def _pick(
             latest[record.plugin.ref] = record
         return list(latest.values())
     # `latest` and a run id (or a unique start of one) as `rerun` and `runs export` take them
-    chosen = find_kept_run(
-        where, run_id, why="verify checks a succeeded run, the one whose outputs the folder holds"
-    )
-    return [record for record in records if record.run_id == chosen.run_id]
+    why = "verify checks a succeeded run, the one whose outputs the folder holds"
+    return [choose_run(records, where, run_id, kept_why=why)]
 
 
 def verify_out(
