@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mdivicomtools import run_plugin, verify_out
-from mdivicomtools.records import store
+from mdivicomtools.records import owner, store
+from mdivicomtools.records.owner import output_owner
 from mdivicomtools.records.store import find_record, load_records
 
 WRITE = """
@@ -110,3 +111,63 @@ def test_a_listed_record_that_became_unreadable_is_named(history, monkeypatch):
     monkeypatch.setattr(store, "_read_all", then_damaged)
     with pytest.raises(store.RecordUnreadable, match=f"{ids[-1]}.json' cannot be read"):
         find_record(out, "latest")
+
+
+@pytest.fixture
+def views(monkeypatch):
+    """The record files `output_owner` reads, in order."""
+    seen: list[str] = []
+    real = owner._view
+
+    def counting(path: Path):
+        seen.append(path.stem)
+        return real(path)
+
+    monkeypatch.setattr(owner, "_view", counting)
+    return seen
+
+
+def test_the_owner_of_an_output_is_found_in_the_newest_records(history, views):
+    out, ids = history
+    assert output_owner(out, "writer") == ("lab", ids[-1])
+    assert views == [ids[-1]]
+
+
+def test_the_owner_search_passes_over_newer_runs_of_other_plugins(history, views):
+    out, ids = history
+    newest = json.loads((out / "_runs" / f"{ids[-1]}.json").read_text())
+    others = []
+    for n in range(3):
+        run_id = f"20991231T00000{n}Z_0000000{n}"
+        other = dict(newest, run_id=run_id, started_at=f"2099-12-31T00:00:0{n}.000Z")
+        other["plugin"] = dict(newest["plugin"], id="other")
+        (out / "_runs" / f"{run_id}.json").write_text(json.dumps(other))
+        others.append(run_id)
+    assert output_owner(out, "writer") == ("lab", ids[-1])
+    assert views == [*reversed(others), ids[-1]]
+
+
+def test_within_one_second_the_later_start_owns_the_output(history, views):
+    out, ids = history
+    data = json.loads((out / "_runs" / f"{ids[-1]}.json").read_text())
+    # ids of one second sort by their random part, not by when the runs started
+    for run_id, started in (
+        ("20991231T000000Z_ffffffff", "2099-12-31T00:00:00.100Z"),
+        ("20991231T000000Z_00000000", "2099-12-31T00:00:00.900Z"),
+    ):
+        (out / "_runs" / f"{run_id}.json").write_text(
+            json.dumps(dict(data, run_id=run_id, started_at=started))
+        )
+    assert output_owner(out, "writer") == ("lab", "20991231T000000Z_00000000")
+    # and the older seconds are not read
+    assert views == ["20991231T000000Z_ffffffff", "20991231T000000Z_00000000"]
+
+
+def test_a_run_into_a_long_history_reads_only_the_newest_records(site, history, dataset, views):
+    out, ids = history
+    record = run_plugin("writer", dataset=dataset, out=out, overwrite=True)
+    assert record.status == "succeeded"
+    # the check before the run and again under the lock: the newest records each time,
+    # none of the history before them
+    assert views.count(ids[-1]) == 2
+    assert set(views) <= {ids[-1], record.run_id}

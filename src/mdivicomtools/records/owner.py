@@ -30,15 +30,28 @@ class _OwnerView(msgspec.Struct):
     plugin: _Plugin
 
 
+def _view(path: Path) -> _OwnerView | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=_OwnerView)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
 def output_owner(run_out_dir: Path, plugin_id: str) -> tuple[str, str] | None:
-    """(publisher, run_id) of the latest successful run that produced `<out>/<id>/`."""
+    """(publisher, run_id) of the latest successful run that produced `<out>/<id>/`.
+
+    Every run into an existing output asks this, twice, so it must not read
+    every record: in a run root of thousands of runs that was seconds per run,
+    growing with each. Records are read newest first by their names, which
+    start with the run's start to the second, and the search ends at the first
+    second older than a match's; within that second the later `started_at` wins.
+    """
     best: _OwnerView | None = None
-    for path in record_paths(run_out_dir):
-        try:
-            view = msgspec.json.decode(path.read_bytes(), type=_OwnerView)
-        except (OSError, msgspec.DecodeError):
-            continue
-        if view.plugin.id != plugin_id or view.status != "succeeded":
+    for path in reversed(record_paths(run_out_dir)):
+        if best is not None and path.stem.split("_")[0] < best.run_id.split("_")[0]:
+            break
+        view = _view(path)
+        if view is None or view.plugin.id != plugin_id or view.status != "succeeded":
             continue
         if best is None or (view.started_at, view.run_id) > (best.started_at, best.run_id):
             best = view
