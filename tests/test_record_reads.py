@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from mdivicomtools import run_plugin, verify_out
+from mdivicomtools.batch import summary as batch_summary
+from mdivicomtools.batch.summary import BatchSummary, find_summary
+from mdivicomtools.common.jsonio import write_json_atomic
 from mdivicomtools.records import owner, store
 from mdivicomtools.records.owner import output_owner
 from mdivicomtools.records.store import find_record, load_records
@@ -171,3 +174,73 @@ def test_a_run_into_a_long_history_reads_only_the_newest_records(site, history, 
     # none of the history before them
     assert views.count(ids[-1]) == 2
     assert set(views) <= {ids[-1], record.run_id}
+
+
+def _summaries(out: Path, count: int) -> list[str]:
+    """`count` batch summaries under `out`, one a minute, oldest first; their ids."""
+    ids = []
+    for n in range(count):
+        batch_id = f"20240101T{n // 60:02d}{n % 60:02d}00Z_{n:08x}"
+        started = f"2024-01-01T{n // 60:02d}:{n % 60:02d}:00.000Z"
+        summary = BatchSummary(
+            batch_id=batch_id,
+            status="succeeded",
+            plugin="lab/writer",
+            plugin_version="1.0.0",
+            config_sha256="0" * 64,
+            dataset_dir="/data",
+            out_dir=str(out),
+            sessions_glob="ses-*",
+            executor="local",
+            scheduler=None,
+            jobs=1,
+            started_at=started,
+            finished_at=started,
+            duration_s=0.0,
+            totals={},
+            sessions=[],
+        )
+        write_json_atomic(summary.path, summary)
+        ids.append(batch_id)
+    return ids
+
+
+@pytest.fixture
+def summaries_read(monkeypatch):
+    """The ids of the batch summaries read, in order."""
+    seen: list[str] = []
+    real = batch_summary.decode_layout
+
+    def counting(data: bytes, type, schema):
+        found = real(data, type, schema)
+        seen.append(found.batch_id)
+        return found
+
+    monkeypatch.setattr(batch_summary, "decode_layout", counting)
+    return seen
+
+
+def test_showing_one_batch_reads_its_summary_alone(tmp_path, summaries_read):
+    out = tmp_path / "out"
+    ids = _summaries(out, HISTORY)
+    assert find_summary(out, "latest")[0].batch_id == ids[-1]
+    assert find_summary(out, ids[7])[0].batch_id == ids[7]
+    assert find_summary(out, ids[9][:-1])[0].batch_id == ids[9]
+    assert summaries_read == [ids[-1], ids[7], ids[9]]
+
+
+def test_the_latest_batch_is_the_later_start_within_the_newest_second(tmp_path):
+    out = tmp_path / "out"
+    _summaries(out, 3)
+    for batch_id, started in (
+        ("20991231T000000Z_ffffffff", "2099-12-31T00:00:00.100Z"),
+        ("20991231T000000Z_00000000", "2099-12-31T00:00:00.900Z"),
+    ):
+        path = out / "_batches" / f"{batch_id}.json"
+        data = json.loads(next(path.parent.glob("*.json")).read_text())
+        path.write_text(json.dumps(dict(data, batch_id=batch_id, started_at=started)))
+    (out / "_batches" / "20991231T000001Z_00000000.json").write_text("{")
+    summary, problems = find_summary(out, "latest")
+    assert summary.batch_id == "20991231T000000Z_00000000"
+    [problem] = problems
+    assert problem.startswith(f"skipped '{out / '_batches' / '20991231T000001Z_00000000.json'}'")

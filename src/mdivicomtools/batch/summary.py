@@ -16,7 +16,7 @@ from mdivicomtools.batch.session import SessionResult
 from mdivicomtools.common.jsonio import decode_layout, json_files, write_json_atomic
 from mdivicomtools.common.sharing import closed_by_another_user, closed_message
 from mdivicomtools.common.timefmt import iso
-from mdivicomtools.errors import RecordNotWritten
+from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import batch_summary_path
 from mdivicomtools.model.options import BatchOptions
 
@@ -190,3 +190,57 @@ def load_summaries(out: Path) -> tuple[list[BatchSummary], list[str]]:
             problems.append(f"skipped {str(path)!r}: {exc}")
     summaries.sort(key=lambda s: (s.started_at, s.batch_id))
     return summaries, problems
+
+
+def find_summary(out: Path, batch_id: str) -> tuple[BatchSummary, list[str]]:
+    """The summary of `batch_id` (`latest`, an id or a start of one that only one batch
+    has) under `out`, and a problem for each file read that could not be.
+
+    Only the files that may be it are read. A summary lists every session, so
+    hundreds of batches of hundreds of sessions make tens of megabytes, and
+    reading them all to show one took seconds. Batch ids are the file names and
+    start with the batch's start to the second: `latest` is among the files of
+    the newest second that has a readable summary, the later start winning
+    within it. UsageError when there is no such batch or several; OSError when
+    `_batches/` cannot be listed.
+    """
+    paths = json_files(batch_summary_path(out, "x").parent)
+    problems: list[str] = []
+    none = f"no batches under {str(out)!r}; run one with `mdivicom run --sessions`"
+
+    def read(path: Path) -> BatchSummary | None:
+        try:
+            return decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA)
+        except (OSError, msgspec.DecodeError) as exc:
+            problems.append(f"skipped {str(path)!r}: {exc}")
+            return None
+
+    if batch_id == "latest":
+        newest: list[BatchSummary] = []
+        for path in reversed(paths):
+            if newest and path.stem.split("_")[0] < newest[0].batch_id.split("_")[0]:
+                break
+            summary = read(path)
+            if summary is not None:
+                newest.append(summary)
+        if not newest:
+            raise UsageError(none)
+        return max(newest, key=lambda s: (s.started_at, s.batch_id)), problems
+    named = [path for path in paths if path.stem == batch_id] or [
+        path for path in paths if path.stem.startswith(batch_id)
+    ]
+    found = [summary for summary in map(read, named) if summary is not None]
+    if len(found) == 1:
+        return found[0], problems
+    if found:
+        shown = ", ".join(s.batch_id for s in found[:5])
+        raise UsageError(
+            f"{batch_id!r} is the start of several batch ids ({shown}); give more of it"
+        )
+    if not paths:
+        raise UsageError(none)
+    known = ", ".join(path.stem for path in paths[-5:])
+    raise UsageError(
+        f"no batch {batch_id!r} under {str(out)!r} (the latest: {known}); "
+        "see `mdivicom batches list OUT`"
+    )

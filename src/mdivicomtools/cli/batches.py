@@ -72,30 +72,15 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
 
     BATCH_ID may be the start of an id that only one batch has.
     """
+    from pathlib import Path
+
+    from mdivicomtools.batch.summary import find_summary
     from mdivicomtools.errors import UsageError
 
-    summaries = _load(out)
-    if not summaries:
-        raise UsageError(f"no batches under {out!r}; run one with `mdivicom run --sessions`")
-    if batch_id == "latest":
-        summary = summaries[-1]
-    else:
-        # as `runs show` takes a run: the whole id, or a start of it that only one has
-        found = [s for s in summaries if s.batch_id == batch_id] or [
-            s for s in summaries if s.batch_id.startswith(batch_id)
-        ]
-        if not found:
-            known = ", ".join(s.batch_id for s in summaries[-5:])
-            raise UsageError(
-                f"no batch {batch_id!r} under {out!r} (the latest: {known}); "
-                "see `mdivicom batches list OUT`"
-            )
-        if len(found) > 1:
-            shown = ", ".join(s.batch_id for s in found[:5])
-            raise UsageError(
-                f"{batch_id!r} is the start of several batch ids ({shown}); give more of it"
-            )
-        summary = found[0]
+    if not Path(out).is_dir():
+        raise UsageError(f"{out!r} is not a folder; pass the --out of a `run --sessions` batch")
+    summary, problems = find_summary(Path(out), batch_id)
+    warn(problems)
     if as_json:
         echo_json(summary)
         return
@@ -120,8 +105,6 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
     click.echo()
     # where it was read: results travel (archived, copied to another machine), and the
     # summary's out_dir names the folder the batch ran in
-    from pathlib import Path
-
     from mdivicomtools.model.layout import batch_summary_path
 
     here = Path(out).absolute()
