@@ -282,3 +282,27 @@ def test_a_title_counts_the_cpus_the_benchmark_may_use() -> None:
         preexec_fn=lambda: os.sched_setaffinity(0, {one_core}),
     )
     assert done.stdout.splitlines()[0].endswith("median of 1 runs; 1 CPUs")
+
+
+def test_the_records_benchmark_times_each_command_on_both_run_roots() -> None:
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "records.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--records", "3", "--outputs", "2", "--runs", "1",
+         "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| run")]
+    assert [row[0].lstrip("| ") for row in rows] == [
+        f"{command}, {count}"
+        for command in ("runs list", "runs show latest", "runs show ID", "run --overwrite")
+        for count in ("1 record", "4 records")
+    ]
+    # the long history's rows carry the command's peak memory and a ratio
+    assert all(
+        row[1].endswith(" MiB") and row[2].endswith("the 1-record root") for row in rows[1::2]
+    )
