@@ -268,6 +268,38 @@ def test_an_unreadable_input_sidecar_is_listed_by_its_path(tmp_path):
     assert found[1].sha256 is None
 
 
+def test_finding_input_sidecars_builds_no_path_per_dataset_file(tmp_path, monkeypatch):
+    """A run hands input_bundles every file of its dataset: a path object built for each
+    (PurePosixPath(rel).name) cost most of a second on 100,000 files per run."""
+    from pathlib import PurePosixPath
+
+    from mdivicomtools.bundles import inputs
+    from mdivicomtools.bundles.inputs import input_bundles
+
+    built: list[tuple] = []
+
+    class Counting(PurePosixPath):
+        def __new__(cls, *args):
+            built.append(args)
+            return super().__new__(cls, *args)
+
+    class CountingPath(type(tmp_path)):
+        def __new__(cls, *args):
+            built.append(args)
+            return super().__new__(cls, *args)
+
+    monkeypatch.setattr(inputs, "PurePosixPath", Counting, raising=False)
+    monkeypatch.setattr(inputs, "Path", CountingPath)
+    dataset = tmp_path / "d"
+    (dataset / "ses-01").mkdir(parents=True)
+    (dataset / "ses-01" / "resultbundle.json").write_text("{}")
+    names = [f"ses-01/raw/f{n:05d}.wav" for n in range(1000)]
+    names += ["ses-01/resultbundle.json", "not-resultbundle.json", "resultbundle.json.bak"]
+    found = input_bundles(dataset, names)
+    assert [bundle.path for bundle in found] == ["ses-01/resultbundle.json"]
+    assert len(built) <= 2, built[:5]
+
+
 READS_WHILE_REPLACED = """
 import pathlib, subprocess
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
