@@ -160,6 +160,34 @@ def test_a_warm_digest_reads_no_file_and_a_changed_file_is_read_again(
     assert third.digest == manual_digest(dataset) != first.digest
 
 
+def test_a_long_digest_says_how_far_it_got(site, dataset, tmp_path, monkeypatch):
+    """A first digest of 100,000 files left a run silent for 6 s after `validate`, and
+    one of a video study for minutes: it reads as hung. Every PROGRESS_EVERY_S (here
+    0, so every file) a line says how far it got; files from the cache are not counted."""
+    cache = tmp_path / "c.sqlite"
+    monkeypatch.setattr(digest_module, "PROGRESS_EVERY_S", 0.0)
+    lines: list[str] = []
+    scan_dataset(dataset, contents=True, cache=cache, progress=lines.append)
+    assert lines == [
+        "dataset: hashed 1 of 2 file(s) not in the digest cache, 0 of 0 MiB",
+        "dataset: hashed 2 of 2 file(s) not in the digest cache, 0 of 0 MiB",
+    ]
+    lines.clear()
+    scan_dataset(dataset, contents=True, cache=cache, progress=lines.append)
+    assert lines == []  # all from the cache: nothing is read
+
+    site.plugin("copy", run_source=COPY)
+    monkeypatch.setenv("MDIVICOM_DIGEST_CACHE", str(tmp_path / "run.sqlite"))
+    said: list[str] = []
+    record = run_plugin("copy", dataset=dataset, out=tmp_path / "out", hash_dataset=True,
+                        progress=said.append)  # fmt: skip
+    assert record.status == "succeeded"
+    hashed = [line for line in said if line.startswith("dataset: hashed")]
+    assert len(hashed) == 2 and said.index(hashed[-1]) < said.index(
+        next(line for line in said if line.startswith("dataset: 2 file(s)"))
+    )
+
+
 def test_an_unusable_cache_costs_speed_never_the_digest(dataset, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")

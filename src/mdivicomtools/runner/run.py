@@ -291,7 +291,7 @@ class Run:
         what = "hash" if request.hash_dataset else "list"
         try:
             self.dataset, self.manifest = scan_dataset(
-                request.dataset_dir, contents=request.hash_dataset
+                request.dataset_dir, contents=request.hash_dataset, progress=self.say
             )
         except OSError as exc:
             fix = "make every file and folder of the dataset readable"
