@@ -14,7 +14,8 @@ import pytest
 
 from mdivicomtools import run_plugin, verify_out
 from mdivicomtools.batch import summary as batch_summary
-from mdivicomtools.batch.summary import BatchSummary, find_summary
+from mdivicomtools.batch.session import SessionResult
+from mdivicomtools.batch.summary import BatchSummary, find_summary, load_summaries
 from mdivicomtools.common.jsonio import write_json_atomic
 from mdivicomtools.records import owner, store
 from mdivicomtools.records.owner import output_owner
@@ -176,8 +177,9 @@ def test_a_run_into_a_long_history_reads_only_the_newest_records(site, history, 
     assert set(views) <= {ids[-1], record.run_id}
 
 
-def _summaries(out: Path, count: int) -> list[str]:
-    """`count` batch summaries under `out`, one a minute, oldest first; their ids."""
+def _summaries(out: Path, count: int, sessions: int = 0) -> list[str]:
+    """`count` batch summaries of `sessions` sessions each under `out`, one a minute,
+    oldest first; their ids."""
     ids = []
     for n in range(count):
         batch_id = f"20240101T{n // 60:02d}{n % 60:02d}00Z_{n:08x}"
@@ -197,8 +199,10 @@ def _summaries(out: Path, count: int) -> list[str]:
             started_at=started,
             finished_at=started,
             duration_s=0.0,
-            totals={},
-            sessions=[],
+            totals={"succeeded": sessions} if sessions else {},
+            sessions=[
+                SessionResult(session=f"ses-{n:03d}", status="succeeded") for n in range(sessions)
+            ],
         )
         write_json_atomic(summary.path, summary)
         ids.append(batch_id)
@@ -244,3 +248,15 @@ def test_the_latest_batch_is_the_later_start_within_the_newest_second(tmp_path):
     assert summary.batch_id == "20991231T000000Z_00000000"
     [problem] = problems
     assert problem.startswith(f"skipped '{out / '_batches' / '20991231T000001Z_00000000.json'}'")
+
+
+def test_the_table_of_batches_keeps_no_session(tmp_path):
+    out = tmp_path / "out"
+    ids = _summaries(out, 5, sessions=50)
+    listed, problems = load_summaries(out, sessions=False)
+    assert problems == []
+    assert [(s.batch_id, s.counts(), s.sessions) for s in listed] == [
+        (batch_id, "50 succeeded", []) for batch_id in ids
+    ]
+    # --json prints the summaries themselves, sessions and all
+    assert [len(s.sessions) for s in load_summaries(out)[0]] == [50] * 5

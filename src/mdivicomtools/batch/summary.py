@@ -174,20 +174,25 @@ def summarise(
     return summary
 
 
-def load_summaries(out: Path) -> tuple[list[BatchSummary], list[str]]:
+def load_summaries(out: Path, *, sessions: bool = True) -> tuple[list[BatchSummary], list[str]]:
     """Every batch summary under `<out>/_batches/`, oldest first, and the unreadable ones.
 
     Batch ids are UTC time stamps, so their order is the order the batches started.
-    OSError when `_batches/` cannot be listed (another user's, private).
+    OSError when `_batches/` cannot be listed (another user's, private). With
+    `sessions` False each summary is kept without its list of sessions (still
+    read, so a damaged one is named): a table of hundreds of batches of
+    hundreds of sessions held them all.
     """
     folder = batch_summary_path(out, "x").parent
     summaries: list[BatchSummary] = []
     problems: list[str] = []
     for path in json_files(folder):
         try:
-            summaries.append(decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA))
+            summary = decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA)
         except (OSError, msgspec.DecodeError) as exc:
             problems.append(f"skipped {str(path)!r}: {exc}")
+            continue
+        summaries.append(summary if sessions else msgspec.structs.replace(summary, sessions=[]))
     summaries.sort(key=lambda s: (s.started_at, s.batch_id))
     return summaries, problems
 

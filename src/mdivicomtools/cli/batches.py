@@ -18,7 +18,7 @@ def batches_group() -> None:
     """List and show past batches (OUT/_batches/*.json, written by run --sessions)."""
 
 
-def _load(out: str) -> list[BatchSummary]:
+def _load(out: str, *, sessions: bool) -> list[BatchSummary]:
     from pathlib import Path
 
     from mdivicomtools.batch.summary import load_summaries
@@ -26,7 +26,7 @@ def _load(out: str) -> list[BatchSummary]:
 
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; pass the --out of a `run --sessions` batch")
-    summaries, problems = load_summaries(Path(out))
+    summaries, problems = load_summaries(Path(out), sessions=sessions)
     warn(problems)
     return summaries
 
@@ -40,7 +40,7 @@ def _counts(summary: BatchSummary) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the summaries.")
 def list_command(out: str, as_json: bool) -> None:
     """List the batches run into OUT, oldest first."""
-    summaries = _load(out)
+    summaries = _load(out, sessions=as_json)  # the table shows no session
     if as_json:
         echo_json(summaries)
         return
