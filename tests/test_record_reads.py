@@ -20,6 +20,7 @@ from mdivicomtools.common.jsonio import write_json_atomic
 from mdivicomtools.records import owner, store
 from mdivicomtools.records.owner import output_owner
 from mdivicomtools.records.store import find_record, load_records
+from mdivicomtools.runner import debris
 
 WRITE = """
 import pathlib
@@ -260,3 +261,22 @@ def test_the_table_of_batches_keeps_no_session(tmp_path):
     ]
     # --json prints the summaries themselves, sessions and all
     assert [len(s.sessions) for s in load_summaries(out)[0]] == [50] * 5
+
+
+def test_cleaning_reads_whole_only_the_records_left_running(history, monkeypatch):
+    out, ids = history
+    whole: list[str] = []
+    real = debris.read_record
+
+    def counting(path: Path):
+        whole.append(path.stem)
+        return real(path)
+
+    monkeypatch.setattr(debris, "read_record", counting)
+    assert debris.remove_dead_runs(out, every_record=True) == []
+    assert whole == []
+    path = out / "_runs" / f"{ids[5]}.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), status="running")))
+    [cleaned] = debris.remove_dead_runs(out, every_record=True)
+    assert cleaned.text == f"marked run {ids[5]} abandoned (its runner is gone)"
+    assert whole == [ids[5], ids[5]]  # and once more under its plugin's lock
