@@ -145,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.environ.get(COMPLETE_ENV):  # shell completion: click's own protocol, then exit
         cli.main(args=args, prog_name="mdivicom", complete_var=COMPLETE_ENV)
     if argv is None:  # the program itself, never a caller of main() in-process
-        from mdivicomtools.cli.output import tolerate_any_text
+        from mdivicomtools.cli.output import open_closed_standard_streams, tolerate_any_text
 
+        open_closed_standard_streams()  # first: before any descriptor is opened
         tolerate_any_text()
         supervise(args)
     as_json = _wants_json(args)

@@ -46,6 +46,35 @@ def tolerate_any_text() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+#: the standard descriptors, with the sys attribute and the mode of each
+_STANDARD = ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w"))
+
+
+def open_closed_standard_streams() -> None:
+    """Put /dev/null on each standard descriptor the command was started without.
+
+    A cron line or a daemon's script with `>&-` or `2>&-` starts the command
+    with descriptor 1 or 2 closed. Python then leaves `sys.stdout` or
+    `sys.stderr` None, and the first descriptor the command opened took the
+    free number: a batch's `os.pipe()` became "stderr", whatever was printed
+    went into it, and the batch ran no session; a run that had succeeded
+    ended in `'NoneType' object has no attribute 'flush'` and exit 1, and a
+    plugin's child process inherited whatever file held that number as its
+    output. With /dev/null there, what would be printed is dropped, as with
+    `>/dev/null`, and the exit code is the command's.
+    """
+    for fd, name, mode in _STANDARD:
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:  # the lower ones are open, so it took this number but for a race
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace"))  # noqa: SIM115
+
+
 def silence_standard_streams() -> None:
     """Point stdout and stderr at /dev/null: what is still printed, and the
     interpreter's final flush, then go nowhere instead of failing again."""
