@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import mdivicomtools
 from pluginsite import MDIVICOM, PluginSite
 
 
@@ -88,3 +92,79 @@ def test_a_listing_with_stdout_closed_exits_0(site: PluginSite):
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+#: `mdivicom ARGS` as a uid /etc/passwd does not know, with HOME unset (a systemd
+#: DynamicUser, `docker run --user 12345`): no home folder can be found at all
+NO_HOME = (
+    "import os, pwd, sys\n"
+    "for name in ('HOME', 'XDG_CONFIG_HOME', 'XDG_CACHE_HOME', 'MDIVICOM_CONFIG_FILE',\n"
+    "             'MDIVICOM_DIGEST_CACHE'):\n"
+    "    os.environ.pop(name, None)\n"
+    "def unknown(uid):\n"
+    "    raise KeyError(f'getpwuid(): uid not found: {uid}')\n"
+    "pwd.getpwuid = unknown\n"
+    "from mdivicomtools.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+def _without_home(site: PluginSite, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", NO_HOME, *args],
+        env=site.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_run_without_a_home_folder_has_no_user_config_and_no_digest_cache(
+    site, dataset, tmp_path
+):
+    site.plugin("greet")
+    out = tmp_path / "out"
+    done = _without_home(
+        site, "run", "greet", "--dataset", str(dataset), "--out", str(out), "--hash-dataset"
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = (out / "_runs").glob("*.json")
+    assert json.loads(record.read_text())["dataset"]["digest"]
+
+
+def test_config_show_without_a_home_folder_names_no_config_file(site):
+    done = _without_home(site, "config", "show", "--json")
+    assert done.returncode == 0, done.stderr
+    settings = {s["name"]: s for s in json.loads(done.stdout)}
+    assert settings["config_file"]["value"] is None
+    assert settings["backend"] == {
+        "name": "backend",
+        "value": "auto",
+        "origin": "default",
+        "source": None,
+    }
+
+
+def test_a_tilde_in_the_plugin_path_without_a_home_folder_is_a_folder_not_found(site):
+    site.plugin("greet")
+    done = _without_home(
+        site, "plugins", "list", MDIVICOM_PLUGIN_PATH=f"~/plugins{os.pathsep}{site.manifests}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "lab/greet" in done.stdout
+    assert "Warning: MDIVICOM_PLUGIN_PATH names '~/plugins', which is not a folder" in done.stderr
+
+
+def test_only_common_home_expands_a_tilde_or_asks_platformdirs():
+    """One place decides what a process without a home folder gets."""
+    roots = [Path(mdivicomtools.__file__).parent]
+    roots += [p for p in (Path(__file__).parents[1] / "backends").glob("*/src") if p.is_dir()]
+    asking = re.compile(r"\.expanduser\(|platformdirs\.|import platformdirs")
+    offenders = [
+        str(path)
+        for root in roots
+        for path in root.rglob("*.py")
+        if path.name != "home.py" and asking.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from mdivicomtools.common.home import expand_home, user_folder
 from mdivicomtools.common.text import close_matches
 from mdivicomtools.errors import UsageError
 
@@ -94,13 +95,15 @@ class UserConfigError(UsageError):
     """The user config file cannot be used as it is; nothing was run."""
 
 
-def config_file() -> Path:
+def config_file() -> Path | None:
+    """MDIVICOM_CONFIG_FILE, else the file in the user config folder; None for a
+    process without a home folder (HOME unset, a uid /etc/passwd does not know),
+    which has no user config, as one whose default file does not exist."""
     override = os.environ.get(CONFIG_FILE_ENV)
     if override:
-        return Path(override).expanduser()
-    import platformdirs  # 25 ms of every run, unless MDIVICOM_CONFIG_FILE is set
-
-    return platformdirs.user_config_path("mdivicomtools") / "config.toml"
+        return expand_home(override)
+    folder = user_folder("config")  # platformdirs: 25 ms, unless MDIVICOM_CONFIG_FILE is set
+    return None if folder is None else folder / "config.toml"
 
 
 def _explain(error: msgspec.ValidationError, path: Path) -> str:
@@ -148,6 +151,8 @@ def load_user_config() -> UserConfig:
     get an empty config (a run on Docker while `config show` said podman).
     """
     path = config_file()
+    if path is None:
+        return UserConfig()
     try:
         pipe = _pipe_key(path)
         if pipe in _FROM_PIPES:
@@ -161,8 +166,12 @@ def load_user_config() -> UserConfig:
             ) from None
         return UserConfig()
     except OSError as exc:
+        # the default file of a HOME this user may not enter (`sudo -u` keeps the
+        # caller's HOME; a service account inherits root's): say how to go on
         raise UserConfigError(
-            f"cannot read the user config {str(path)!r}: {exc.strerror}"
+            f"cannot read the user config {str(path)!r}: {exc.strerror}; make it readable, "
+            f"or set {CONFIG_FILE_ENV} to the file to use ({CONFIG_FILE_ENV}=/dev/null for "
+            "none) or HOME to this user's home folder"
         ) from None
     except UnicodeDecodeError as exc:
         raise UserConfigError(
@@ -282,7 +291,7 @@ def effective_settings(command_line: dict[str, Any] | None = None) -> list[Setti
     settings.append(
         Setting(
             name="config_file",
-            value=str(path),
+            value=None if path is None else str(path),
             origin="environment" if os.environ.get(CONFIG_FILE_ENV) else "default",
             source=CONFIG_FILE_ENV if os.environ.get(CONFIG_FILE_ENV) else None,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.batch.session import SessionJob, SessionResult
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.safefs import disk_name, path_problem
 from mdivicomtools.common.text import printable
 from mdivicomtools.errors import UsageError
@@ -189,10 +190,10 @@ def _split_problems(problems: dict[str, list[str]], count: int) -> tuple[list[st
 def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
     """Find the sessions, validate every one, and decide which run; raise
     BatchValidationFailed (nothing runs) when any session has a problem."""
-    dataset_dir = Path(options.dataset).expanduser().absolute()
-    out_dir = Path(options.out).expanduser().absolute()
+    dataset_dir = expand_home(options.dataset).absolute()
+    out_dir = expand_home(options.out).absolute()
     folders = find_sessions(dataset_dir, batch.sessions)
-    work_root = Path(options.work).expanduser().absolute() if options.work is not None else None
+    work_root = expand_home(options.work).absolute() if options.work is not None else None
     targets = [
         (folder, out_dir / folder.name, work_root / folder.name if work_root else None)
         for folder in folders

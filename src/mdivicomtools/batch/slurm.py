@@ -25,7 +25,6 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,6 +45,7 @@ from mdivicomtools.batch.session import (
     SessionResult,
     not_started,
 )
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR
 from mdivicomtools.model.options import BatchOptions
@@ -392,7 +392,7 @@ class SlurmExecutor:
         self.jobs = jobs
         self.say = say
         self.address: str | None = None
-        self.log_directory = Path(out).expanduser().absolute() / BATCHES_DIR / "slurm"
+        self.log_directory = expand_home(out).absolute() / BATCHES_DIR / "slurm"
         self.job_name = f"mdivicom-{os.urandom(3).hex()}"
         check_worker_job(
             jobqueue.slurm.SLURMJob(

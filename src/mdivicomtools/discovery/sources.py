@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common.entrypoints import distribution_of
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.streams import stdout_to_stderr
 from mdivicomtools.common.text import a_type, describe_exception
 from mdivicomtools.common.workdir import kept_working_folder
@@ -95,7 +96,7 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> PluginRecord:
 def plugin_path_folders(value: str | None = None) -> list[Path]:
     """The folders named by MDIVICOM_PLUGIN_PATH (os.pathsep-separated)."""
     raw = os.environ.get(PLUGIN_PATH_ENV, "") if value is None else value
-    return [Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip()]
+    return [expand_home(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
 def _manifest_files(folders: Iterable[Path], warnings: list[str]) -> list[Path]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from mdivicomtools.common.home import expand_home, user_folder
 from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
 from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import describe_changes
@@ -181,13 +182,13 @@ def content_digest(files: Iterable[DatasetFile]) -> str:
 
 
 def cache_path() -> Path | None:
-    """The SQLite cache file: $MDIVICOM_DIGEST_CACHE, else the user cache folder."""
+    """The SQLite cache file: $MDIVICOM_DIGEST_CACHE, else the user cache folder
+    (None, no cache, for a process without a home folder)."""
     override = os.environ.get(CACHE_ENV)
     if override is not None:
-        return None if override.strip() in ("", "off") else Path(override).expanduser()
-    import platformdirs
-
-    return platformdirs.user_cache_path("mdivicomtools") / "sha256-cache.sqlite"
+        return None if override.strip() in ("", "off") else expand_home(override)
+    folder = user_folder("cache")
+    return None if folder is None else folder / "sha256-cache.sqlite"
 
 
 _TOP = 1 << 63

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common import tomlio
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.jsonio import find_unsafe_json
 from mdivicomtools.common.secrets import REDACTED, is_secret_key, redact  # noqa: F401 - re-exported
 from mdivicomtools.common.text import printable
@@ -112,7 +113,7 @@ def parse_config_option(value: str | None) -> dict[str, Any]:
                 """shell, e.g. --config '{"max_lag_s": 5}'"""
             ) from None
     else:
-        path = Path(text).expanduser()
+        path = expand_home(text)
         if path.suffix not in (".json", ".toml"):
             raise ConfigError(
                 f"--config: {text!r} is neither a JSON object nor a .json/.toml file path"

@@ -13,6 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.units import is_positive, parse_size
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.container import (
@@ -105,7 +106,7 @@ def _mounts(
                 )
             continue
         raw, origin = given[name]
-        source = Path(raw).expanduser().absolute()
+        source = expand_home(raw).absolute()
         if not source.exists():
             raise UsageError(f"{origin}: {str(source)!r} does not exist")
         real = source.resolve()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import discover
 from mdivicomtools.errors import MdivicomError, UsageError
@@ -189,7 +190,7 @@ def save_images(
         raise UsageError(
             "name at least one image to save, e.g. `mdivicom images save IMAGE -o FILE.tar`"
         )
-    target = path.expanduser().absolute()
+    target = expand_home(path).absolute()
     if not target.parent.is_dir():
         # a parent that is a file was reported as missing, which sent users looking for it
         state = "is not a folder" if target.parent.exists() else "does not exist"
@@ -220,7 +221,7 @@ def load_images(
 ) -> tuple[str, list[str]]:
     """Load a tar made by `images save` (or `docker save` / `podman save`); returns the
     engine and the image names it reported."""
-    source = path.expanduser()
+    source = expand_home(path)
     if not source.is_file():
         raise UsageError(f"{str(path)!r} is not a file; give the tar that `images save` wrote")
     with _engine(requested, warn) as (name, engine):

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.text import a_type, describe_exception
 from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import (
@@ -172,9 +173,9 @@ class Prepared:
     def request(self, dataset: str | Path, out: str | Path, work: str | Path | None) -> RunRequest:
         assert self.found.spec is not None
         run_id = new_run_id()
-        run_out_dir = Path(out).expanduser().absolute()
+        run_out_dir = expand_home(out).absolute()
         work_dir = (
-            Path(work).expanduser().absolute()
+            expand_home(work).absolute()
             if work is not None
             else staging_root(run_out_dir, run_id) / WORK_DIR
         )
@@ -185,7 +186,7 @@ class Prepared:
             run_id=run_id,
             plugin=self.plugin,
             spec=self.spec,
-            dataset_dir=Path(dataset).expanduser().absolute(),
+            dataset_dir=expand_home(dataset).absolute(),
             run_out_dir=run_out_dir,
             out_dir=run_out_dir / self.plugin.id,
             work_dir=work_dir,

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, value_at
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
@@ -249,7 +250,7 @@ def rerun_options(
             f"{installed} is installed; install {original.plugin.version} to repeat it exactly, "
             "or pass --allow-version-change"
         )
-    recorded = recorded_dataset(original, out.expanduser().absolute())
+    recorded = recorded_dataset(original, expand_home(out).absolute())
     if dataset is None and not recorded.is_dir():
         # validation would blame a `--dataset` the user never gave
         raise DatasetGone(
@@ -257,15 +258,15 @@ def rerun_options(
             + (
                 "it was another plugin's output in the same --out: run that plugin again, "
                 "or pass --dataset DIR where a copy is"
-                if _chained(recorded, out.expanduser().absolute())
+                if _chained(recorded, expand_home(out).absolute())
                 else "pass --dataset DIR where it is now"
             )
         )
     refs = image_refs(original)
     target = (
-        Path(new_out).expanduser().absolute()
+        expand_home(new_out).absolute()
         if new_out is not None
-        else out.expanduser().absolute() / RERUNS_DIR / stamp_id()
+        else expand_home(out).absolute() / RERUNS_DIR / stamp_id()
     )
     return RunOptions.build(
         # a dataset inside the original's run root moved with it (a chained run)
