@@ -168,3 +168,60 @@ def test_only_common_home_expands_a_tilde_or_asks_platformdirs():
         if path.name != "home.py" and asking.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def _removing_the_working_folder() -> None:
+    """A preexec_fn: the command starts in its `cwd`, which is then removed under it."""
+    os.rmdir(os.getcwd())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run", "greet", "--dataset", "../dataset", "--out", "ABSOLUTE"),
+        ("runs", "list", "results"),
+        ("verify", "results", "latest"),
+        ("dataset", "check", "../dataset"),
+    ],
+    ids=["run", "runs-list", "verify", "dataset-check"],
+)
+def test_a_relative_path_in_a_removed_working_folder_is_a_usage_error(
+    site, dataset, tmp_path, command
+):
+    site.plugin("greet")
+    args = [str(tmp_path / "out") if arg == "ABSOLUTE" else arg for arg in command]
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(
+        [MDIVICOM, *args],
+        env=site.env(),
+        cwd=gone,
+        preexec_fn=_removing_the_working_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is relative, but the folder this command was started in has been removed" in (
+        done.stderr
+    )
+    assert "internal error" not in done.stderr
+
+
+def test_plugins_check_in_a_removed_working_folder_checks_the_plugin(site, tmp_path):
+    site.plugin("greet")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(
+        [MDIVICOM, "plugins", "check", "greet"],
+        env=site.env(),
+        cwd=gone,
+        preexec_fn=_removing_the_working_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  run: status succeeded" in done.stdout

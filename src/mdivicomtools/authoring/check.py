@@ -25,6 +25,7 @@ import msgspec
 
 from mdivicomtools.authoring.sampledata import make_sample_dataset
 from mdivicomtools.bundles.resultbundle import validate_file
+from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python import WROTE_BESIDE_OUT_DIR
@@ -265,13 +266,12 @@ def _pinned_env(name: str, value: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _chdir(path: str) -> Iterator[None]:  # contextlib.chdir exists only from Python 3.11
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
+def _chdir(path: str) -> Iterator[None]:
+    """Work in `path`, then go back (`kept_working_folder`: to nowhere, when the
+    folder this began in was removed, as a CI job's checkout may be)."""
+    with kept_working_folder():
+        os.chdir(path)
         yield
-    finally:
-        os.chdir(previous)
 
 
 def _run_checks(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -14,6 +16,12 @@ class PathText(click.ParamType):
     usage error (exit 2) naming the parameter before anything runs. Existence is
     left to the commands: some paths are created, and they say better what is
     missing.
+
+    A relative path needs the working folder, which a cron job or a script
+    running in a folder that was removed meanwhile (`rm -r` of a CI job's
+    checkout) no longer has: it is refused here, naming the cause, where
+    `os.getcwd()` failed later as `internal error (FileNotFoundError ...)` or
+    said `'results' is not a folder` of a folder that exists.
     """
 
     name = "path"
@@ -24,7 +32,24 @@ class PathText(click.ParamType):
         text = str(value)
         if not text:
             self.fail("the value is empty (an unset shell variable?)", param, ctx)
+        from mdivicomtools.common.home import expand_home  # not at start-up: --help needs none
+
+        if not expand_home(text).is_absolute() and not _has_working_folder():
+            self.fail(
+                f"{text!r} is relative, but the folder this command was started in has "
+                "been removed; cd into an existing folder, or give an absolute path",
+                param,
+                ctx,
+            )
         return text
+
+
+def _has_working_folder() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 #: the one instance every path option and argument uses
