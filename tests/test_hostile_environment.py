@@ -225,3 +225,56 @@ def test_plugins_check_in_a_removed_working_folder_checks_the_plugin(site, tmp_p
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS  run: status succeeded" in done.stdout
+
+
+def _long_path(base: Path, length: int) -> Path:
+    """A path below `base` of exactly `length` bytes, in names of at most 200 bytes."""
+    text = str(base)
+    while len(text) < length:
+        text += "/" + "d" * min(200, length - len(text) - 1)
+    assert len(os.fsencode(text)) == length
+    return Path(text)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("runs", "list"),
+        ("runs", "clean"),
+        ("verify", "PATH", "latest"),
+        ("dataset", "check"),
+        ("bundles", "validate"),
+        ("run", "greet", "--dataset", "PATH", "--out", "OUT"),
+    ],
+    ids=["runs-list", "runs-clean", "verify", "dataset-check", "bundles-validate", "run"],
+)
+def test_a_name_longer_than_name_max_is_a_usage_error(site, tmp_path, command):
+    site.plugin("greet")
+    long_name = str(tmp_path / ("x" * 256))
+    args = [long_name if a == "PATH" else str(tmp_path / "o") if a == "OUT" else a for a in command]
+    if "PATH" not in command:
+        args.append(long_name)
+    done = site.cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert "is 256 bytes long, and this file system allows 255 (NAME_MAX)" in done.stderr
+    assert "internal error" not in done.stderr
+
+
+def test_a_path_longer_than_path_max_is_a_usage_error(site, dataset, tmp_path):
+    site.plugin("greet")
+    out = _long_path(tmp_path, 4200)
+    done = site.cli("run", "greet", "--dataset", str(dataset), "--out", str(out))
+    assert done.returncode == 2, done.stderr
+    assert "is 4200 bytes long, and a path may have at most 4095 here (PATH_MAX)" in done.stderr
+
+
+def test_an_out_without_room_for_the_runs_own_files_is_refused_before_the_run(
+    site, dataset, tmp_path
+):
+    """The longest path a run writes itself is `_staging/<run_id>/.previous-<id>`."""
+    site.plugin("greet")
+    out = _long_path(tmp_path, 4060)
+    done = site.cli("run", "greet", "--dataset", str(dataset), "--out", str(out))
+    assert done.returncode == 2, done.stderr
+    assert "is too long for a run: it is 4060 bytes long (4111 with what" in done.stderr
+    assert not (tmp_path / ("d" * 200)).exists()  # nothing was made on the way to it

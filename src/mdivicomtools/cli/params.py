@@ -21,7 +21,8 @@ class PathText(click.ParamType):
     running in a folder that was removed meanwhile (`rm -r` of a CI job's
     checkout) no longer has: it is refused here, naming the cause, where
     `os.getcwd()` failed later as `internal error (FileNotFoundError ...)` or
-    said `'results' is not a folder` of a folder that exists.
+    said `'results' is not a folder` of a folder that exists. So is a path
+    longer than the system allows (`common.pathlimits`).
     """
 
     name = "path"
@@ -33,13 +34,20 @@ class PathText(click.ParamType):
         if not text:
             self.fail("the value is empty (an unset shell variable?)", param, ctx)
         from mdivicomtools.common.home import expand_home  # not at start-up: --help needs none
+        from mdivicomtools.common.pathlimits import path_too_long, shortened
 
-        if not expand_home(text).is_absolute() and not _has_working_folder():
+        expanded = expand_home(text)
+        if not expanded.is_absolute() and not _has_working_folder():
             self.fail(
                 f"{text!r} is relative, but the folder this command was started in has "
                 "been removed; cd into an existing folder, or give an absolute path",
                 param,
                 ctx,
+            )
+        why = path_too_long(os.path.abspath(expanded))
+        if why is not None:
+            self.fail(
+                f"{shortened(text)!r} cannot be used: {why}; choose a shorter path", param, ctx
             )
         return text
 

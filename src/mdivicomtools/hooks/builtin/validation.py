@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from mdivicomtools.common.pathlimits import path_too_long, shortened
 from mdivicomtools.common.secrets import scrub
 from mdivicomtools.common.text import one_line
+from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.layout import (
     BATCHES_DIR,
@@ -18,7 +21,9 @@ from mdivicomtools.model.layout import (
     staging_root,
 )
 from mdivicomtools.model.run import RunRequest
+from mdivicomtools.records.digest import MANIFESTS_DIR
 from mdivicomtools.records.owner import existing_output_problems, output_owner
+from mdivicomtools.records.promotion import PREVIOUS
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -27,6 +32,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_dataset(request: RunRequest) -> list[str]:
     dataset = request.dataset_dir
+    too_long = path_too_long(str(dataset))
+    if too_long is not None:
+        return [
+            f"--dataset {shortened(str(dataset))!r} cannot be used: {too_long}; move or "
+            "rename the dataset"
+        ]
     try:
         exists, is_dir = dataset.exists(), dataset.is_dir()
     except OSError as exc:
@@ -42,7 +53,28 @@ def check_dataset(request: RunRequest) -> list[str]:
     return []
 
 
+def own_path_headroom(out: Path, plugin_id: str) -> int:
+    """Bytes the deepest path a run writes itself adds to --out: the output it
+    moves aside (`_staging/<run_id>/.previous-<id>`) or the dataset's file list
+    while it is written (`_runs/datasets/.<run_id>.json.tmp`)."""
+    run_id = stamp_id()
+    deepest = [
+        staging_root(out, run_id) / f"{PREVIOUS}{plugin_id}",
+        runs_dir(out) / MANIFESTS_DIR / f".{run_id}.json.tmp",
+    ]
+    return max(len(os.fsencode(path)) for path in deepest) - len(os.fsencode(out))
+
+
 def check_out_dir(request: RunRequest) -> list[str]:
+    given = request.run_out_dir
+    too_long = path_too_long(str(given), own_path_headroom(given, request.plugin.id))
+    if too_long is not None:
+        # refused here: past PATH_MAX the run's own first write failed, after
+        # validation said ok, with `cannot write its record ...; free space`
+        return [
+            f"--out {shortened(str(given))!r} is too long for a run: {too_long}; choose a "
+            "shorter --out"
+        ]
     out = request.run_out_dir.resolve()
     dataset = request.dataset_dir.resolve()
     if out.exists() and not out.is_dir():
