@@ -7,9 +7,11 @@ or in the command doing its work, never in `internal error`.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +280,43 @@ def test_an_out_without_room_for_the_runs_own_files_is_refused_before_the_run(
     assert done.returncode == 2, done.stderr
     assert "is too long for a run: it is 4060 bytes long (4111 with what" in done.stderr
     assert not (tmp_path / ("d" * 200)).exists()  # nothing was made on the way to it
+
+
+def test_a_docker_socket_this_user_may_not_use_is_told_apart_from_a_stopped_engine(tmp_path):
+    """A service account outside the socket's group was told to start the engine."""
+    import requests
+    import urllib3
+    from docker.errors import DockerException
+    from mdivicomtools_docker.engine import connect_fix
+
+    socket_path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(socket_path))
+        group = grp.getgrgid(socket_path.stat().st_gid).gr_name
+        # what docker-py raises when the socket refuses this user (EACCES)
+        refused = requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError(
+                "Connection aborted.", PermissionError(13, "Permission denied")
+            )
+        )
+        try:
+            raise DockerException(f"Error while fetching server API version: {refused}")
+        except DockerException as exc:
+            exc.__cause__ = refused
+            fix = connect_fix(f"unix://{socket_path}", exc, str(exc))
+    assert fix is not None
+    assert f"uid {os.getuid()} may not use its socket unix://{socket_path}" in fix
+    assert f"or as a member of its group {group!r} (`sudo usermod -aG {group} USER`" in fix
+    assert "start Docker Engine" not in fix
+
+
+def test_a_docker_host_that_is_no_address_says_so(monkeypatch):
+    from mdivicomtools_docker.engine import DockerEngine
+
+    from mdivicomtools.execution.container.engine import EngineUnreachable
+
+    monkeypatch.setenv("DOCKER_HOST", "/var/run/docker.sock")
+    with pytest.raises(EngineUnreachable) as raised:
+        DockerEngine.connect()
+    assert raised.value.fix is not None
+    assert raised.value.fix.startswith("DOCKER_HOST=/var/run/docker.sock is not an address")

@@ -60,6 +60,71 @@ def ssh_fix(endpoint: str, detail: str) -> str | None:
     )
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is anywhere in `exc`'s chain or in the arguments that carry it
+    (requests wraps the socket's PermissionError in a tuple of its ConnectionError)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return True
+        pending += [item.__cause__, item.__context__, *item.args]
+        pending += [arg for arg in item.args if isinstance(arg, tuple) for arg in arg]
+    return False
+
+
+def _socket_group(endpoint: str) -> str | None:
+    """The group of a local engine socket, by name (or id): who may use it."""
+    if not endpoint.startswith("unix://"):
+        return None
+    try:
+        gid = os.stat(endpoint[len("unix://") :]).st_gid
+    except OSError:
+        return None
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def connect_fix(endpoint: str, exc: BaseException, detail: str) -> str | None:
+    """The fix for an engine that did not answer, from the cause; None for the
+    backend's general one (start the engine).
+
+    "start Docker Engine" sent a user whom the socket refused (not root, not in
+    its group: a service account, a CI job's uid) and one whose DOCKER_HOST was
+    no address to an engine that was running all along.
+    """
+    ssh = ssh_fix(endpoint, detail)
+    if ssh is not None:
+        return ssh
+    if _caused_by(exc, PermissionError):
+        group = _socket_group(endpoint)
+        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
+        return (
+            f"the engine is there, but {who} may not use its socket {endpoint}: run as root, "
+            + (
+                f"or as a member of its group {group!r} (`sudo usermod -aG {group} USER`, then "
+                "log in again)"
+                if group
+                else "or as a user the socket allows"
+            )
+            + "; `docker version` must answer for the user running mdivicom"
+        )
+    if "Invalid bind address" in detail:
+        return (
+            f"DOCKER_HOST={endpoint} is not an address: write unix:///path/to/docker.sock, "
+            "tcp://HOST:PORT or ssh://USER@HOST, or unset DOCKER_HOST for the default socket"
+        )
+    return None
+
+
 def create_options(plan: ContainerPlan) -> dict[str, Any]:
     """docker-py `containers.create` keywords for `plan` (a pure function: unit-tested)."""
     settings = plan.settings
@@ -125,7 +190,7 @@ class DockerEngine(ClientEngine):
             detail = f"no ApiVersion in {answer!r}" if isinstance(exc, KeyError) else str(exc)
             raise EngineUnreachable(
                 f"cannot reach Docker Engine at {endpoint}: {one_line(detail)}",
-                fix=ssh_fix(endpoint, detail),
+                fix=connect_fix(endpoint, exc, detail),
             ) from exc
         return cls(client, endpoint, version=str(answer.get("Version", "unknown")))
 
