@@ -16,12 +16,16 @@ passes there proves nothing about its fault.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from pluginsite import MDIVICOM, PluginSite, interruptible, plugin_dict
 
@@ -36,6 +40,24 @@ def hostile_plugin(site: PluginSite, function: str, plugin_id: str | None = None
     data["entry"] = {"callable": f"hostile:{function}"}
     site.plugin(plugin_id, data=data)
     return plugin_id
+
+
+@contextlib.contextmanager
+def small_file_system(path: Path, size: str = "3m") -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `path` (made) for the block."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def run_cli(site: PluginSite, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

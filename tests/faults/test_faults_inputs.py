@@ -6,7 +6,6 @@ recorded), the earlier output intact and no staging left.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ from faultkit import (
     last_record,
     records,
     run_cli,
+    small_file_system,
 )
 
 from pluginsite import MDIVICOM, cli_without_dac, pip_install_target, plugin_dict
@@ -186,23 +186,6 @@ def test_a_plugin_id_with_a_trailing_newline_is_refused(hsite, dataset, tmp_path
     done = run_cli(hsite, "run", "nl\n", "--dataset", str(dataset), "--out", str(out))
     assert done.returncode == 2, done.stderr
     assert not out.exists() or not any(p.name.startswith("nl") for p in out.iterdir())
-
-
-@contextlib.contextmanager
-def small_file_system(path, size="3m"):
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])

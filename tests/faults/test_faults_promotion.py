@@ -12,13 +12,21 @@ those moments with SIGKILL, which nothing can catch.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from faultkit import records, run_cli
+from faultkit import (
+    assert_earlier_intact,
+    good_earlier_run,
+    hostile_plugin,
+    records,
+    run_cli,
+    small_file_system,
+)
 
 from pluginsite import MDIVICOM, PluginSite
 
@@ -308,3 +316,29 @@ def test_a_previous_output_that_cannot_be_removed_is_named_after_the_record(
     assert warning.endswith("`mdivicom runs clean` removes it once it is writable")
     assert run_cli(site, "runs", "clean", str(out)).returncode == 0
     assert not (out / "_staging").exists()
+
+
+@pytest.mark.parametrize("mounted", ["_staging", "naps"], ids=["staging", "output"])
+def test_a_mount_point_under_out_is_refused_before_the_run(hsite, dataset, tmp_path, mounted):
+    """Promotion is a rename, which cannot cross file systems: a tmpfs on `_staging/`
+    (or a mount point as `<out>/<id>/`) failed the run at its very end."""
+    plugin = hostile_plugin(hsite, "naps")
+    out = tmp_path / "out"
+    good_earlier_run(hsite, plugin, dataset, out)
+    if mounted == "naps":
+        (out / plugin).rename(tmp_path / "kept")
+    with small_file_system(out / mounted):
+        if mounted == "naps":
+            shutil.copy(tmp_path / "kept" / "result.txt", out / plugin / "result.txt")
+        done = run_cli(
+            hsite,
+            *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
+            *("--set", "good=true"),
+        )
+        assert done.returncode == 2, done.stderr
+        assert (
+            f"'{out / mounted}' is on another file system than --out '{out}' (a mount "
+            "point?): outputs move into place by rename" in done.stderr
+        )
+        assert_earlier_intact(out, plugin)
+        assert len(records(out)) == 1  # the earlier run's: nothing was started

@@ -92,7 +92,39 @@ def check_out_dir(request: RunRequest) -> list[str]:
             f"the run's own folders under --out, which this run would replace or write; "
             "copy it elsewhere or choose another --out"
         ]
-    return check_out_nesting(out) + check_work_dir(request, out, dataset)
+    return (
+        check_one_file_system(out, request.plugin.id)
+        + check_out_nesting(out)
+        + check_work_dir(request, out, dataset)
+    )
+
+
+def check_one_file_system(out: Path, plugin_id: str) -> list[str]:
+    """`<out>/_staging/` and `<out>/<id>/` must be on --out's own file system.
+
+    A run's output goes into place by rename, the only move that is atomic,
+    and a rename cannot cross file systems: with a tmpfs mounted on
+    `_staging/` (for speed) or a mount point as `<out>/<id>/`, the run did all
+    its work and then failed `PromotionError: ... [Errno 18] Invalid
+    cross-device link` (or `[Errno 16] Device or resource busy`).
+    """
+    try:
+        device = out.stat().st_dev
+    except OSError:  # not made yet: nothing in it is a mount
+        return []
+    problems = []
+    for folder in (out / STAGING_DIR, out / plugin_id):
+        try:
+            other = folder.lstat().st_dev  # a symlink is the cleaner's to remove, not a mount
+        except OSError:
+            continue
+        if other != device:
+            problems.append(
+                f"{str(folder)!r} is on another file system than --out {str(out)!r} (a mount "
+                "point?): outputs move into place by rename, which cannot cross file "
+                "systems; unmount it, or choose another --out"
+            )
+    return problems
 
 
 def check_out_nesting(out: Path) -> list[str]:
