@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import mdivicomtools
-from pluginsite import MDIVICOM, PluginSite
+from pluginsite import MDIVICOM, PluginSite, cli_without_dac
 
 
 def _closing(*fds: int):
@@ -282,32 +282,35 @@ def test_an_out_without_room_for_the_runs_own_files_is_refused_before_the_run(
     assert not (tmp_path / ("d" * 200)).exists()  # nothing was made on the way to it
 
 
-def test_a_docker_socket_this_user_may_not_use_is_told_apart_from_a_stopped_engine(tmp_path):
+@pytest.mark.parametrize(
+    ("backend", "variable", "check"),
+    [
+        ("docker", "DOCKER_HOST", "docker version"),
+        ("podman", "CONTAINER_HOST", "podman --remote version"),
+    ],
+)
+def test_an_engine_socket_this_user_may_not_use_is_told_apart_from_a_stopped_engine(
+    tmp_path, backend, variable, check
+):
     """A service account outside the socket's group was told to start the engine."""
-    import requests
-    import urllib3
-    from docker.errors import DockerException
-    from mdivicomtools_docker.engine import connect_fix
-
-    socket_path = tmp_path / "docker.sock"
+    path = tmp_path / "engine.sock"
     with socket.socket(socket.AF_UNIX) as listening:
-        listening.bind(str(socket_path))
-        group = grp.getgrgid(socket_path.stat().st_gid).gr_name
-        # what docker-py raises when the socket refuses this user (EACCES)
-        refused = requests.exceptions.ConnectionError(
-            urllib3.exceptions.ProtocolError(
-                "Connection aborted.", PermissionError(13, "Permission denied")
-            )
-        )
-        try:
-            raise DockerException(f"Error while fetching server API version: {refused}")
-        except DockerException as exc:
-            exc.__cause__ = refused
-            fix = connect_fix(f"unix://{socket_path}", exc, str(exc))
-    assert fix is not None
-    assert f"uid {os.getuid()} may not use its socket unix://{socket_path}" in fix
-    assert f"or as a member of its group {group!r} (`sudo usermod -aG {group} USER`" in fix
-    assert "start Docker Engine" not in fix
+        listening.bind(str(path))
+        listening.listen()
+        gid = 65534 if os.geteuid() == 0 else os.getegid()
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o060)  # its group may connect, its owner (this user) may not
+        group = grp.getgrgid(gid).gr_name
+        env = {**os.environ, variable: f"unix://{path}"}
+        done = cli_without_dac("backends", "list", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    (entry,) = [item for item in json.loads(done.stdout) if item["name"] == backend]
+    assert entry["available"] is False
+    assert entry["fix"] == (
+        f"the engine is there, but uid {os.getuid()} may not use its socket unix://{path}: "
+        f"run as root, or as a member of its group {group!r} (`sudo usermod -aG {group} "
+        f"USER`, then log in again); `{check}` must answer for the user running mdivicom"
+    )
 
 
 def test_a_docker_host_that_is_no_address_says_so(monkeypatch):

@@ -21,7 +21,12 @@ from docker.types import DeviceRequest, Mount
 
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.client import ClientEngine
-from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
+from mdivicomtools.execution.container.engine import (
+    EngineError,
+    EngineUnreachable,
+    GpuSupport,
+    socket_refusal_fix,
+)
 from mdivicomtools.execution.container.plan import ContainerPlan
 from mdivicomtools.model.container import Gpus
 
@@ -77,22 +82,6 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
-def _socket_group(endpoint: str) -> str | None:
-    """The group of a local engine socket, by name (or id): who may use it."""
-    if not endpoint.startswith("unix://"):
-        return None
-    try:
-        gid = os.stat(endpoint[len("unix://") :]).st_gid
-    except OSError:
-        return None
-    import grp
-
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
 def connect_fix(endpoint: str, exc: BaseException, detail: str) -> str | None:
     """The fix for an engine that did not answer, from the cause; None for the
     backend's general one (start the engine).
@@ -105,18 +94,7 @@ def connect_fix(endpoint: str, exc: BaseException, detail: str) -> str | None:
     if ssh is not None:
         return ssh
     if _caused_by(exc, PermissionError):
-        group = _socket_group(endpoint)
-        who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
-        return (
-            f"the engine is there, but {who} may not use its socket {endpoint}: run as root, "
-            + (
-                f"or as a member of its group {group!r} (`sudo usermod -aG {group} USER`, then "
-                "log in again)"
-                if group
-                else "or as a user the socket allows"
-            )
-            + "; `docker version` must answer for the user running mdivicom"
-        )
+        return socket_refusal_fix(endpoint, "docker version")
     if "Invalid bind address" in detail:
         return (
             f"DOCKER_HOST={endpoint} is not an address: write unix:///path/to/docker.sock, "

@@ -31,7 +31,13 @@ from podman import errors as podman_errors
 from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.common.text import one_line
 from mdivicomtools.execution.container.client import ClientEngine
-from mdivicomtools.execution.container.engine import EngineError, EngineUnreachable, GpuSupport
+from mdivicomtools.execution.container.engine import (
+    EngineError,
+    EngineUnreachable,
+    GpuSupport,
+    refuses_this_user,
+    socket_refusal_fix,
+)
 from mdivicomtools.execution.container.plan import ContainerPlan
 from mdivicomtools.model.container import Gpus
 from mdivicomtools_podman.service_folder import ServiceFolder
@@ -301,6 +307,11 @@ class PodmanEngine(ClientEngine):
             if answer is not None:
                 return cls(answer[0], endpoint, version=answer[1])
         if os.environ.get("CONTAINER_HOST"):
+            if refuses_this_user(endpoints[0]):
+                raise EngineUnreachable(
+                    f"the Podman service at CONTAINER_HOST={endpoints[0]} refuses this user",
+                    fix=socket_refusal_fix(endpoints[0], "podman --remote version"),
+                )
             raise EngineUnreachable(
                 f"no Podman service answers at CONTAINER_HOST={endpoints[0]}; start it there, "
                 "or unset CONTAINER_HOST to use the default sockets"

@@ -7,6 +7,8 @@ must be the same on every engine is in `runtime` and `plan`.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +30,56 @@ class EngineUnreachable(EngineError):
     def __init__(self, message: str, fix: str | None = None) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+def socket_refusal_fix(endpoint: str, check: str) -> str:
+    """The fix for an engine socket that refuses this user (EACCES): a service
+    account or a CI job's uid outside the socket's group, told before to start
+    an engine that was running. `check` is the command that must answer.
+
+    Its group is named only when membership would help (the socket is
+    group-writable): `usermod -aG root` for a 0600 socket would not.
+    """
+    how = "or as a user the socket allows"
+    if endpoint.startswith("unix://"):
+        try:
+            status = os.stat(endpoint[len("unix://") :])
+        except OSError:
+            status = None
+        if status is not None and status.st_mode & stat.S_IWGRP and status.st_gid != 0:
+            group = _name(status.st_gid, "grp")
+            how = (
+                f"or as a member of its group {group!r} (`sudo usermod -aG {group} USER`, "
+                "then log in again)"
+            )
+        elif status is not None and status.st_uid != 0:
+            how = f"or as its owner {_name(status.st_uid, 'pwd')!r}"
+    return (
+        f"the engine is there, but uid {os.getuid()} may not use its socket {endpoint}: run "
+        f"as root, {how}; `{check}` must answer for the user running mdivicom"
+    )
+
+
+def _name(number: int, database: str) -> str:
+    """The user (`pwd`) or group (`grp`) name of `number`, or the number."""
+    import grp
+    import pwd
+
+    try:
+        if database == "grp":
+            return grp.getgrgid(number).gr_name
+        return pwd.getpwuid(number).pw_name
+    except KeyError:
+        return str(number)
+
+
+def refuses_this_user(endpoint: str) -> bool:
+    """Whether `endpoint` is a local socket that exists but this user may not connect to
+    (connecting needs write permission on the socket file)."""
+    if not endpoint.startswith("unix://"):
+        return False
+    path = endpoint[len("unix://") :]
+    return os.path.exists(path) and not os.access(path, os.W_OK)
 
 
 class ImageFacts(msgspec.Struct, kw_only=True):
