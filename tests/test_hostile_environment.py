@@ -323,3 +323,33 @@ def test_a_docker_host_that_is_no_address_says_so(monkeypatch):
         DockerEngine.connect()
     assert raised.value.fix is not None
     assert raised.value.fix.startswith("DOCKER_HOST=/var/run/docker.sock is not an address")
+
+
+@pytest.mark.parametrize("command", ["list", "run"])
+def test_a_stdout_that_cannot_be_written_is_named_not_an_internal_error(
+    site, dataset, tmp_path, command
+):
+    """`> /dev/full`: a stdout on a full disk."""
+    site.plugin("greet")
+    out = tmp_path / "out"
+    args = ["plugins", "list"] if command == "list" else ["run", "greet"]
+    if command == "run":
+        args += ["--dataset", str(dataset), "--out", str(out)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [MDIVICOM, *args],
+            env=site.env(),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "Error: cannot write to stdout (No space left on device); what the command did is "
+        "done (a run's record is written), only what it printed there is lost"
+    )
+    if command == "run":
+        (record,) = (out / "_runs").glob("*.json")
+        assert json.loads(record.read_text())["status"] == "succeeded"

@@ -85,6 +85,37 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _stdout_refuses(exc: BaseException) -> str | None:
+    """Why stdout cannot be written, when `exc` came from writing it, else None.
+
+    A stdout on a full disk (`mdivicom runs list > /full/log`, `> /dev/full`) or
+    a terminal gone bad (EIO) failed the command as `internal error (OSError:
+    [Errno 28] No space left on device)`, as if mdivicom had a bug. Every line
+    goes out through `click.echo`, so the error is stdout's when it was raised
+    in an echo to descriptor 1. Then stdout goes to /dev/null, so the
+    interpreter's last flush does not fail again.
+    """
+    if not isinstance(exc, OSError) or exc.filename is not None:
+        return None
+    trace = exc.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code is click.utils.echo.__code__ and _is_stdout(frame.f_locals.get("file")):
+            _silence_stdout()
+            return exc.strerror or str(exc)
+        trace = trace.tb_next
+    return None
+
+
+def _is_stdout(stream: object) -> bool:
+    """Whether `stream` writes to descriptor 1 (a text or a binary stdout)."""
+    fileno = getattr(stream, "fileno", None)
+    try:
+        return callable(fileno) and fileno() == 1
+    except (OSError, ValueError):  # closed, or no descriptor (a test's StringIO)
+        return False
+
+
 def _wants_json(args: Sequence[str]) -> bool:
     """`--json` anywhere before `--`: then even an error is a JSON document on stdout."""
     for arg in args:
@@ -208,6 +239,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if _State.verbose:
             raise
+        refused = _stdout_refuses(exc)
+        if refused is not None:
+            _fail(
+                f"cannot write to stdout ({refused}); what the command did is done (a run's "
+                "record is written), only what it printed there is lost",
+                1,
+                "OutputFailed",
+                as_json,
+            )
         _fail(
             f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback",
             1,
