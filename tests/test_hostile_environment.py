@@ -353,3 +353,26 @@ def test_a_stdout_that_cannot_be_written_is_named_not_an_internal_error(
     if command == "run":
         (record,) = (out / "_runs").glob("*.json")
         assert json.loads(record.read_text())["status"] == "succeeded"
+
+
+def test_a_work_folder_that_cannot_be_written_is_refused_before_the_run(site, dataset, tmp_path):
+    """It was a `failed` run (`OSError: the run could not continue: ...`), exit 1."""
+    site.plugin("greet")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = tmp_path / "out"
+    try:
+        done = cli_without_dac(
+            *("run", "greet", "--dataset", str(dataset), "--out", str(out)),
+            *("--work", str(locked / "work")),
+            env=site.env(),
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"--work '{locked / 'work'}' cannot be written: this user may not write into "
+        f"'{locked}'; choose a writable work folder" in done.stderr
+    )
+    assert not (out / "_runs").exists() or not list((out / "_runs").glob("*.json"))

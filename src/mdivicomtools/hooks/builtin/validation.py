@@ -166,6 +166,11 @@ def check_work_dir(request: RunRequest, out: Path, dataset: Path) -> list[str]:
     if not existing.is_dir():
         where = "exists" if existing == work else f"is below {str(existing)!r}, which exists"
         return [f"--work {given!r} {where} and is not a folder; choose a folder for the work files"]
+    unwritable = _unwritable(existing)
+    if unwritable is not None:
+        # the run started and then failed (`OSError: the run could not continue:
+        # [Errno 30] Read-only file system`), recorded as if the plugin had failed
+        return [f"--work {given!r} cannot be written: {unwritable}; choose a writable work folder"]
     for folder, what, fix in (
         (dataset, "the dataset", "must stay read-only"),
         (out, "--out", "holds the outputs and run records"),
@@ -181,6 +186,19 @@ def check_work_dir(request: RunRequest, out: Path, dataset: Path) -> list[str]:
                 f"folder that does not contain {what}"
             ]
     return []
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be made in `folder` (an existing folder), else None."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"{str(folder)!r} is on a read-only file system"
+    return f"this user may not write into {str(folder)!r}"
 
 
 def _location(path: Any) -> str:
