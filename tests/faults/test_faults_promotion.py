@@ -318,17 +318,21 @@ def test_a_previous_output_that_cannot_be_removed_is_named_after_the_record(
     assert not (out / "_staging").exists()
 
 
-@pytest.mark.parametrize("mounted", ["_staging", "naps"], ids=["staging", "output"])
-def test_a_mount_point_under_out_is_refused_before_the_run(hsite, dataset, tmp_path, mounted):
+@pytest.mark.parametrize("layout", ["staging", "linked-staging", "output"])
+def test_a_mount_point_under_out_is_refused_before_the_run(hsite, dataset, tmp_path, layout):
     """Promotion is a rename, which cannot cross file systems: a tmpfs on `_staging/`
-    (or a mount point as `<out>/<id>/`) failed the run at its very end."""
+    (or linked there, or a mount point as `<out>/<id>/`) failed the run at its end."""
     plugin = hostile_plugin(hsite, "naps")
     out = tmp_path / "out"
     good_earlier_run(hsite, plugin, dataset, out)
-    if mounted == "naps":
+    named = out / (plugin if layout == "output" else "_staging")
+    if layout == "output":
         (out / plugin).rename(tmp_path / "kept")
-    with small_file_system(out / mounted):
-        if mounted == "naps":
+    mount_point = tmp_path / "elsewhere" if layout == "linked-staging" else named
+    with small_file_system(mount_point):
+        if layout == "linked-staging":
+            named.symlink_to(mount_point)
+        if layout == "output":
             shutil.copy(tmp_path / "kept" / "result.txt", out / plugin / "result.txt")
         done = run_cli(
             hsite,
@@ -337,8 +341,8 @@ def test_a_mount_point_under_out_is_refused_before_the_run(hsite, dataset, tmp_p
         )
         assert done.returncode == 2, done.stderr
         assert (
-            f"'{out / mounted}' is on another file system than --out '{out}' (a mount "
-            "point?): outputs move into place by rename" in done.stderr
+            f"'{named}' is on another file system than --out '{out}' (a mount point, or a "
+            "link to one?): outputs move into place by rename" in done.stderr
         )
         assert_earlier_intact(out, plugin)
         assert len(records(out)) == 1  # the earlier run's: nothing was started

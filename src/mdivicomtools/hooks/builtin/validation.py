@@ -104,7 +104,7 @@ def check_one_file_system(out: Path, plugin_id: str) -> list[str]:
 
     A run's output goes into place by rename, the only move that is atomic,
     and a rename cannot cross file systems: with a tmpfs mounted on
-    `_staging/` (for speed) or a mount point as `<out>/<id>/`, the run did all
+    `_staging/` (for speed, or linked there) or a mount point as `<out>/<id>/`, the run did all
     its work and then failed `PromotionError: ... [Errno 18] Invalid
     cross-device link` (or `[Errno 16] Device or resource busy`).
     """
@@ -113,15 +113,18 @@ def check_one_file_system(out: Path, plugin_id: str) -> list[str]:
     except OSError:  # not made yet: nothing in it is a mount
         return []
     problems = []
-    for folder in (out / STAGING_DIR, out / plugin_id):
+    # staging happens through a symlinked `_staging/`; the output folder itself
+    # moves by renaming what is there, a symlink as it is
+    for folder, follow in ((out / STAGING_DIR, True), (out / plugin_id, False)):
         try:
-            other = folder.lstat().st_dev  # a symlink is the cleaner's to remove, not a mount
+            other = (folder.stat() if follow else folder.lstat()).st_dev
         except OSError:
             continue
         if other != device:
             problems.append(
                 f"{str(folder)!r} is on another file system than --out {str(out)!r} (a mount "
-                "point?): outputs move into place by rename, which cannot cross file "
+                "point, or a link to one?): outputs move into place by rename, which cannot "
+                "cross file "
                 "systems; unmount it, or choose another --out"
             )
     return problems
