@@ -307,7 +307,7 @@ def test_an_engine_socket_this_user_may_not_use_is_told_apart_from_a_stopped_eng
     (entry,) = [item for item in json.loads(done.stdout) if item["name"] == backend]
     assert entry["available"] is False
     assert entry["fix"] == (
-        f"the engine is there, but uid {os.getuid()} may not use its socket unix://{path}: "
+        f"uid {os.getuid()} may not use the engine's socket unix://{path}: "
         f"run as root, or as a member of its group {group!r} (`sudo usermod -aG {group} "
         f"USER`, then log in again); `{check}` must answer for the user running mdivicom"
     )
@@ -376,3 +376,55 @@ def test_a_work_folder_that_cannot_be_written_is_refused_before_the_run(site, da
         f"'{locked}'; choose a writable work folder" in done.stderr
     )
     assert not (out / "_runs").exists() or not list((out / "_runs").glob("*.json"))
+
+
+#: run python code as root without the capabilities that bypass permission bits
+WITHOUT_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search"]
+WITHOUT_DAC += ["--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_another_users_runtime_folder_is_a_podman_socket_not_there(tmp_path):
+    """`sudo -u` leaves XDG_RUNTIME_DIR at the caller's /run/user/0: probing the rootless
+    socket in it raised PermissionError, shown as the podman hook module failing."""
+    closed = tmp_path / "runtime"
+    (closed / "podman").mkdir(parents=True)
+    closed.chmod(0)
+    probe = (
+        "import sys\n"
+        "from mdivicomtools.execution.container.engine import refuses_this_user\n"
+        "from mdivicomtools_podman.engine import _answers\n"
+        "print(_answers(sys.argv[1]), refuses_this_user(sys.argv[1]))\n"
+    )
+    try:
+        done = subprocess.run(
+            [*WITHOUT_DAC, sys.executable, "-c", probe, f"unix://{closed}/podman/podman.sock"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        closed.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "True"]
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        'level=error msg="XDG_RUNTIME_DIR directory \\"/run/user/0\\" is not owned by the '
+        'current user"',
+        'level=error msg="cannot determine user\'s homedir"',
+        "cannot resolve /nonexistent: lstat /nonexistent: no such file or directory",
+    ],
+    ids=["runtime-dir", "no-home", "missing-home"],
+)
+def test_a_private_podman_service_without_folders_of_its_own_says_which(log):
+    from mdivicomtools_podman.engine import service_failure_fix
+
+    fix = service_failure_fix(log)
+    assert fix is not None
+    assert fix.startswith(
+        "rootless Podman keeps its state in this user's own folders: run with HOME set to "
+        "a folder this user owns and XDG_RUNTIME_DIR unset"
+    )

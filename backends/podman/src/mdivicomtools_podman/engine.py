@@ -187,8 +187,14 @@ def _answers(endpoint: str) -> tuple[PodmanClient, str | None] | None:
     Podman's /version endpoint takes a third of a second, longer than a small
     container's whole run.
     """
-    if endpoint.startswith("unix://") and not Path(endpoint[len("unix://") :]).exists():
-        return None
+    if endpoint.startswith("unix://"):
+        try:
+            if not Path(endpoint[len("unix://") :]).exists():
+                return None
+        except OSError:
+            # in a folder this user may not enter: another user's XDG_RUNTIME_DIR, as
+            # `sudo -u` and `su` leave it, made the backend's availability() raise
+            return None
     if endpoint.startswith(("ssh://", "http+ssh://")):
         problem = ssh_problem(endpoint)
         if problem is not None:
@@ -272,12 +278,21 @@ def service_failure_fix(log_tail: str) -> str | None:
 
     Rootless Podman needs newuidmap/newgidmap, which Debian and Ubuntu ship in
     the `uidmap` package, not with podman: "install podman" would send the user
-    to reinstall what they have.
+    to reinstall what they have. It needs a home folder and a runtime folder of
+    the user's own too, which a service account or `sudo -u` often lacks.
     """
     if "newuidmap" in log_tail or "newgidmap" in log_tail:
         return (
             "install the uidmap package (e.g. `apt-get install uidmap`), which provides the "
             "newuidmap and newgidmap that rootless Podman needs"
+        )
+    if "XDG_RUNTIME_DIR" in log_tail or "homedir" in log_tail or "cannot resolve" in log_tail:
+        # `sudo -u`, `su` and service accounts: another user's XDG_RUNTIME_DIR, no HOME
+        return (
+            "rootless Podman keeps its state in this user's own folders: run with HOME set "
+            "to a folder this user owns and XDG_RUNTIME_DIR unset (or set to one it owns, "
+            "such as /run/user/UID from a login session), or point CONTAINER_HOST at a "
+            "running Podman service this user may use"
         )
     return None
 

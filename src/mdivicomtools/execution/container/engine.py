@@ -55,7 +55,7 @@ def socket_refusal_fix(endpoint: str, check: str) -> str:
         elif status is not None and status.st_uid != 0:
             how = f"or as its owner {_name(status.st_uid, 'pwd')!r}"
     return (
-        f"the engine is there, but uid {os.getuid()} may not use its socket {endpoint}: run "
+        f"uid {os.getuid()} may not use the engine's socket {endpoint}: run "
         f"as root, {how}; `{check}` must answer for the user running mdivicom"
     )
 
@@ -79,7 +79,13 @@ def refuses_this_user(endpoint: str) -> bool:
     if not endpoint.startswith("unix://"):
         return False
     path = endpoint[len("unix://") :]
-    return os.path.exists(path) and not os.access(path, os.W_OK)
+    try:
+        os.stat(path)
+    except PermissionError:  # in a folder this user may not enter
+        return True
+    except OSError:
+        return False
+    return not os.access(path, os.W_OK)
 
 
 class ImageFacts(msgspec.Struct, kw_only=True):
