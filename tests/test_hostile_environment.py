@@ -428,3 +428,36 @@ def test_a_private_podman_service_without_folders_of_its_own_says_which(log):
         "rootless Podman keeps its state in this user's own folders: run with HOME set to "
         "a folder this user owns and XDG_RUNTIME_DIR unset"
     )
+
+
+def test_a_long_json_config_is_no_path_to_check(site, dataset, tmp_path):
+    """`--config` takes a JSON object too: its length and a removed working folder are
+    no reason to refuse it."""
+    site.plugin("greet")
+    config = json.dumps({f"item{i}": "v" * 20 for i in range(20)})  # over NAME_MAX
+    out = tmp_path / "out"
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(
+        [
+            MDIVICOM,
+            "run",
+            "greet",
+            "--dataset",
+            str(dataset),
+            "--out",
+            str(out),
+            "--config",
+            config,
+        ],
+        env=site.env(),
+        cwd=gone,
+        preexec_fn=_removing_the_working_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = (out / "_runs").glob("*.json")
+    assert json.loads(record.read_text())["config"]["item19"] == "v" * 20

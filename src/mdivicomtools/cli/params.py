@@ -27,12 +27,18 @@ class PathText(click.ParamType):
 
     name = "path"
 
+    def __init__(self, json_text: bool = False) -> None:
+        #: `--config` takes a JSON object too, which is no path to check
+        self.json_text = json_text
+
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> str:
         text = str(value)
         if not text:
             self.fail("the value is empty (an unset shell variable?)", param, ctx)
+        if self.json_text and text.lstrip().startswith("{"):
+            return text
         from mdivicomtools.common.home import expand_home  # not at start-up: --help needs none
         from mdivicomtools.common.pathlimits import path_too_long, shortened
 
@@ -62,3 +68,5 @@ def _has_working_folder() -> bool:
 
 #: the one instance every path option and argument uses
 PATH = PathText()
+#: `--config`: a JSON object (`{...}`, as runner.config reads it) or a path
+JSON_OR_PATH = PathText(json_text=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
-from mdivicomtools.cli.params import PATH
+from mdivicomtools.cli.params import JSON_OR_PATH, PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.discovery import PluginRecord
@@ -129,7 +129,7 @@ def info_command(ref: str, as_json: bool) -> None:
 @click.option(
     "--config",
     "config_option",
-    type=PATH,
+    type=JSON_OR_PATH,
     metavar="JSON_OR_PATH",
     help="Config for the test runs (as for `mdivicom run`).",
 )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, request_fast_exit, terminal_may_be_gone
-from mdivicomtools.cli.params import PATH
+from mdivicomtools.cli.params import JSON_OR_PATH, PATH
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -82,7 +82,7 @@ def _summary(record: RunRecord) -> str:
 @click.option(
     "--config",
     "config_option",
-    type=PATH,
+    type=JSON_OR_PATH,
     metavar="JSON_OR_PATH",
     help="Plugin config: a JSON object, or a .json/.toml file.",
 )
