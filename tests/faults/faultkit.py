@@ -60,6 +60,23 @@ def small_file_system(path: Path, size: str = "3m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+@contextlib.contextmanager
+def read_only_mount(path: Path) -> Iterator[Path]:
+    """`path` (a folder) bind-mounted read-only over itself for the block."""
+    for command in (
+        ["mount", "--bind", str(path), str(path)],
+        ["mount", "-o", "remount,bind,ro", str(path)],
+    ):
+        mounted = subprocess.run(command, capture_output=True, text=True, check=False)
+        if mounted.returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+            pytest.skip(f"cannot mount {path} read-only here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 def run_cli(site: PluginSite, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """`mdivicom ARGS`; a run that hangs fails the test at `timeout` instead of blocking CI."""
     return subprocess.run(

@@ -27,6 +27,7 @@ from faultkit import (
     hostile_plugin,
     last_record,
     marked_processes,
+    read_only_mount,
     records,
     run_cli,
     start_cli,
@@ -158,6 +159,33 @@ def test_runs_clean_does_not_claim_a_record_it_could_not_rewrite(hsite, dataset,
     assert f"marked run {dead} abandoned" in cleaned.stdout
     assert last_record(out)["status"] == "abandoned"
     assert_earlier_intact(out, plugin)
+
+
+def test_runs_clean_on_a_read_only_mount_names_the_dead_run_it_cannot_clean(
+    hsite, dataset, tmp_path
+):
+    """The lock of the dead run's plugin could not be opened for writing there, so the
+    run was taken for live: `0 item(s) cleaned`, exit 0, its staging left unnamed."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    out = mount / "out"
+    plugin, proc = start_faulty(hsite, "sleeps", dataset, out)
+    wait_started(out, plugin)
+    proc.kill()
+    proc.communicate(timeout=60)
+    dead = last_record(out)["run_id"]
+    with read_only_mount(mount):
+        cleaned = run_cli(hsite, "runs", "clean", str(out))
+        assert cleaned.returncode == 1, cleaned.stderr
+        assert f"could not mark run {dead} abandoned" in cleaned.stderr
+        assert f"not all of {out / '_staging' / dead}" in cleaned.stderr
+        assert "Read-only file system" in cleaned.stderr and "Traceback" not in cleaned.stderr
+    cleaned = run_cli(hsite, "runs", "clean", str(out))  # writable again
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed {out / '_staging' / dead} (its runner is gone)" in cleaned.stdout
+    assert last_record(out)["status"] == "abandoned"
+    assert_earlier_intact(out, plugin)
+    assert_no_staging(out)
 
 
 def test_the_next_run_removes_a_dead_runs_staging(hsite, dataset, tmp_path):

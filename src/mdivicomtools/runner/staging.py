@@ -100,8 +100,14 @@ def lock_if_free(run_out_dir: Path, plugin_id: str) -> Iterator[bool]:
     try:
         handle = _open_lock(run_out_dir, plugin_id)
     except RecordNotWritten:
-        yield False
-        return
+        # a read-only mount: the lock a run left there still locks, read-only (a
+        # dead run's staging was passed over as live, and `runs clean` said
+        # `0 item(s) cleaned` with exit 0)
+        try:
+            handle = (runs_dir(run_out_dir) / f".{plugin_id}.lock").open("rb")
+        except OSError:
+            yield False
+            return
     with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
