@@ -461,3 +461,23 @@ def test_a_long_json_config_is_no_path_to_check(site, dataset, tmp_path):
     assert done.returncode == 0, done.stderr
     (record,) = (out / "_runs").glob("*.json")
     assert json.loads(record.read_text())["config"]["item19"] == "v" * 20
+
+
+@pytest.mark.parametrize("option", ["--out", "--work"])
+def test_a_path_through_a_loop_of_symbolic_links_is_a_usage_error(site, dataset, tmp_path, option):
+    """It was `validation hook 'mdivicomtools.validation' raised RuntimeError: Symlink loop`."""
+    site.plugin("greet")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    paths = {"--out": str(tmp_path / "out"), "--work": str(tmp_path / "work")}
+    paths[option] = str(tmp_path / "a" / "x")
+    done = site.cli(
+        *("run", "greet", "--dataset", str(dataset)),
+        *("--out", paths["--out"], "--work", paths["--work"]),
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"'{tmp_path / 'a' / 'x'}' cannot be used: it goes through a loop of symbolic links"
+        in done.stderr
+    )
+    assert "raised" not in done.stderr

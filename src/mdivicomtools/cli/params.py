@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import click
@@ -50,12 +51,23 @@ class PathText(click.ParamType):
                 param,
                 ctx,
             )
-        why = path_too_long(os.path.abspath(expanded))
+        absolute = os.path.abspath(expanded)
+        why = path_too_long(absolute) or _symlink_loop(absolute)
         if why is not None:
-            self.fail(
-                f"{shortened(text)!r} cannot be used: {why}; choose a shorter path", param, ctx
-            )
+            self.fail(f"{shortened(text)!r} cannot be used: {why}", param, ctx)
         return text
+
+
+def _symlink_loop(path: str) -> str | None:
+    """Why `path` cannot be resolved when it goes through a loop of symbolic links
+    (`a -> b -> a`): the run's validation failed on it as `validation hook
+    'mdivicomtools.validation' raised RuntimeError: Symlink loop`."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"it goes through a loop of symbolic links ({exc.strerror}); fix the links"
+    return None
 
 
 def _has_working_folder() -> bool:

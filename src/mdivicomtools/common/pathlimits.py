@@ -54,7 +54,7 @@ def path_too_long(path: str, headroom: int = 0) -> str | None:
             shown = os.fsdecode(name[:_SHOWN])
             return (
                 f"its name '{shown}...' is {len(name)} bytes long, and this file system "
-                f"allows {name_max} (NAME_MAX)"
+                f"allows {name_max} (NAME_MAX); choose a shorter path"
             )
     path_max = _limit(where, "PC_PATH_MAX", DEFAULT_PATH_MAX)
     # PATH_MAX counts the terminating NUL byte
@@ -62,6 +62,6 @@ def path_too_long(path: str, headroom: int = 0) -> str | None:
         extra = f" ({len(encoded) + headroom} with what is written below it)" if headroom else ""
         return (
             f"it is {len(encoded)} bytes long{extra}, and a path may have at most "
-            f"{path_max - 1} here (PATH_MAX)"
+            f"{path_max - 1} here (PATH_MAX); choose a shorter path"
         )
     return None

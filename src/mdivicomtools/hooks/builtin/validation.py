@@ -34,10 +34,7 @@ def check_dataset(request: RunRequest) -> list[str]:
     dataset = request.dataset_dir
     too_long = path_too_long(str(dataset))
     if too_long is not None:
-        return [
-            f"--dataset {shortened(str(dataset))!r} cannot be used: {too_long}; move or "
-            "rename the dataset"
-        ]
+        return [f"--dataset {shortened(str(dataset))!r} cannot be used: {too_long}"]
     try:
         exists, is_dir = dataset.exists(), dataset.is_dir()
     except OSError as exc:
@@ -71,10 +68,7 @@ def check_out_dir(request: RunRequest) -> list[str]:
     if too_long is not None:
         # refused here: past PATH_MAX the run's own first write failed, after
         # validation said ok, with `cannot write its record ...; free space`
-        return [
-            f"--out {shortened(str(given))!r} is too long for a run: {too_long}; choose a "
-            "shorter --out"
-        ]
+        return [f"--out {shortened(str(given))!r} is too long for a run: {too_long}"]
     out = request.run_out_dir.resolve()
     dataset = request.dataset_dir.resolve()
     if out.exists() and not out.is_dir():
