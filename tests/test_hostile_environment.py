@@ -481,3 +481,30 @@ def test_a_path_through_a_loop_of_symbolic_links_is_a_usage_error(site, dataset,
         in done.stderr
     )
     assert "raised" not in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--out", "--work"])
+def test_an_out_or_work_this_user_may_not_reach_is_named(site, dataset, tmp_path, option):
+    """`sudo -u svc mdivicom run ... --out results` from the caller's home: it was
+    `validation hook 'mdivicomtools.validation' raised PermissionError`."""
+    site.plugin("greet")
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    paths = {"--out": str(tmp_path / "out"), "--work": str(tmp_path / "work")}
+    paths[option] = str(closed / "x")
+    closed.chmod(0)
+    try:
+        done = cli_without_dac(
+            *("run", "greet", "--dataset", str(dataset)),
+            *("--out", paths["--out"], "--work", paths["--work"]),
+            env=site.env(),
+        )
+    finally:
+        closed.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("Permission denied") == 1, done.stderr
+    assert (
+        f"cannot use '{closed / 'x'}' (Permission denied): this user may not reach it"
+        in done.stderr
+    )
+    assert "raised" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,8 +247,32 @@ def check_config(request: RunRequest) -> list[str]:
 @hookimpl
 def mdivicom_validate_run(request: RunRequest) -> list[str]:
     problems = check_dataset(request)
+    unreachable: list[str] = []
     if not problems:
-        problems += check_out_dir(request)
+        problems += _reachable(check_out_dir, request, unreachable)
     problems += check_config(request)
-    problems += existing_output_problems(request)
+    if not unreachable:  # the output folder below it is as far out of reach
+        problems += _reachable(existing_output_problems, request, unreachable)
     return problems
+
+
+def _reachable(
+    check: Callable[[RunRequest], list[str]], request: RunRequest, unreachable: list[str]
+) -> list[str]:
+    """`check`'s problems, or the path it could not look at as one (also added to
+    `unreachable`).
+
+    An --out or --work below a folder this user may not enter (a relative
+    path run from another user's home, as `sudo -u` leaves the working
+    folder) raised PermissionError, shown as `validation hook
+    'mdivicomtools.validation' raised PermissionError`: a fault of the hook.
+    """
+    try:
+        return check(request)
+    except OSError as exc:
+        where = f"{str(exc.filename)!r}" if exc.filename else "--out or --work"
+        unreachable.append(
+            f"cannot use {where} ({exc.strerror or exc}): this user may not reach it; fix the "
+            "permissions of the folders on the way, or choose --out and --work elsewhere"
+        )
+        return unreachable[-1:]
