@@ -23,7 +23,8 @@ class PathText(click.ParamType):
     checkout) no longer has: it is refused here, naming the cause, where
     `os.getcwd()` failed later as `internal error (FileNotFoundError ...)` or
     said `'results' is not a folder` of a folder that exists. So is a path
-    longer than the system allows (`common.pathlimits`).
+    longer than the system allows (`common.pathlimits`), and one through a
+    loop of symbolic links: every command failed on those its own way.
     """
 
     name = "path"
