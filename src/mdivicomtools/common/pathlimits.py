@@ -34,8 +34,11 @@ def _nearest_existing(path: str) -> str:
 
 
 def _limit(path: str, name: str, default: int) -> int:
+    pathconf = getattr(os, "pathconf", None)  # POSIX only
+    if pathconf is None:
+        return default
     try:
-        return os.pathconf(path, name)
+        return int(pathconf(path, name))
     except (OSError, ValueError):
         return default
 

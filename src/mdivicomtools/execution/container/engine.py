@@ -54,8 +54,9 @@ def socket_refusal_fix(endpoint: str, check: str) -> str:
             )
         elif status is not None and status.st_uid != 0:
             how = f"or as its owner {_name(status.st_uid, 'pwd')!r}"
+    who = f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
     return (
-        f"uid {os.getuid()} may not use the engine's socket {endpoint}: run "
+        f"{who} may not use the engine's socket {endpoint}: run "
         f"as root, {how}; `{check}` must answer for the user running mdivicom"
     )
 

@@ -192,7 +192,7 @@ def _unwritable(folder: Path) -> str | None:
         return None
     try:
         read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
+    except (OSError, AttributeError):  # statvfs is POSIX only
         read_only = False
     if read_only:
         return f"{str(folder)!r} is on a read-only file system"
