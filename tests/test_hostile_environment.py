@@ -508,3 +508,24 @@ def test_an_out_or_work_this_user_may_not_reach_is_named(site, dataset, tmp_path
         in done.stderr
     )
     assert "raised" not in done.stderr
+
+
+def test_plugins_new_in_a_removed_working_folder_names_the_cause(tmp_path):
+    """Its default --dir is ./NAME: `cannot write the plugin into 'lister' (No such file or
+    directory: lister)` named no cause."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(
+        [MDIVICOM, "plugins", "new", "lister"],
+        cwd=gone,
+        preexec_fn=_removing_the_working_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "Error: the folder this command was started in has been removed; cd into an existing "
+        "folder, or give --dir an absolute path"
+    )

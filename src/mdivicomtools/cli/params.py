@@ -45,7 +45,7 @@ class PathText(click.ParamType):
         from mdivicomtools.common.pathlimits import path_too_long, shortened
 
         expanded = expand_home(text)
-        if not expanded.is_absolute() and not _has_working_folder():
+        if not expanded.is_absolute() and not has_working_folder():
             self.fail(
                 f"{text!r} is relative, but the folder this command was started in has "
                 "been removed; cd into an existing folder, or give an absolute path",
@@ -71,7 +71,8 @@ def _symlink_loop(path: str) -> str | None:
     return None
 
 
-def _has_working_folder() -> bool:
+def has_working_folder() -> bool:
+    """False when the folder this process works in has been removed."""
     try:
         os.getcwd()
     except FileNotFoundError:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, warn
-from mdivicomtools.cli.params import JSON_OR_PATH, PATH
+from mdivicomtools.cli.params import JSON_OR_PATH, PATH, has_working_folder
 
 if TYPE_CHECKING:
     from mdivicomtools.discovery import PluginRecord
@@ -197,6 +197,12 @@ def new_command(
     if given and kind != "container":
         # a python scaffold has no image: the option was dropped without a word
         raise click.UsageError("--image is for --kind container")
+    if folder is None and not has_working_folder():
+        # ./NAME: was `cannot write the plugin into 'NAME' (No such file or directory)`
+        raise click.UsageError(
+            "the folder this command was started in has been removed; cd into an existing "
+            "folder, or give --dir an absolute path"
+        )
     root = scaffold(name, kind=kind, folder=folder, publisher=publisher, image=image).absolute()
     click.echo(f"created {root}/")
     where = shlex.quote(str(root))
