@@ -507,3 +507,80 @@ def test_undoing_a_dead_runs_promotion_never_takes_a_later_runs_output(tmp_path)
     assert said == f"left {out / 'p'} as it is: a later run replaced the output this run promoted"
     assert discard_staging(out, dead).removed
     assert sorted(p.name for p in out.iterdir()) == ["p"]
+
+
+def test_a_staging_folder_that_is_a_link_never_makes_a_run_remove_what_it_leads_to(
+    site, dataset, tmp_path
+):
+    """`_staging/` is shared and removed when empty, so a colleague sharing --out can
+    put a symbolic link there. Every run and `runs clean` took each folder the link
+    led to for a dead run's staging (`removed .../_staging/thesis (no record)`)
+    and removed it: a user's own folders, wherever the link pointed."""
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious"
+    (precious / "thesis").mkdir(parents=True)
+    (precious / "thesis" / "ch1.tex").write_text("years of work\n")
+    (out / "_staging").symlink_to(precious)
+    ran = site.cli("run", "mine", "--dataset", str(dataset), "--out", str(out))
+    assert ran.returncode == 74, ran.stdout + ran.stderr
+    assert ran.stderr.strip().splitlines()[-1] == (
+        f"Error: the run was not started: '{out / '_staging'}' is not the folder mdivicom "
+        f"makes (it is a symbolic link to '{precious}'), and what a run stages there "
+        "would not stay in --out; remove it"
+    )
+    cleaned = site.cli("runs", "clean", str(out))
+    assert cleaned.returncode == 1, cleaned.stdout + cleaned.stderr
+    assert (
+        f"Error: left {out / '_staging'} alone: it is a symbolic link to '{precious}', not a "
+        "folder a runner of this user made; remove it as its owner"
+    ) in cleaned.stderr.splitlines()
+    assert (precious / "thesis" / "ch1.tex").read_text() == "years of work\n"
+
+
+def test_a_staging_folder_no_runner_of_this_user_made_is_never_rolled_back(site, dataset):
+    """A run folder in `_staging/` that others may write to (or a link there) is not one
+    a runner of this user made (0700). Taken for a dead run's unfinished promotion
+    (`.promoting` naming the plugin, `.previous-<id>/` beside it), `runs clean` or
+    the next run moved the user's output into it, removed it with the folder and put
+    the planted `.previous-<id>/` in its place under the output's succeeded record."""
+    site.plugin("mine", run_source=WAITING)
+    shared = Path(tempfile.mkdtemp(prefix="mdivicom-shared-"))
+    try:
+        result = run_plugin("mine", dataset=dataset, out=shared, config={"tag": "mine"})
+        planted = shared / "_staging" / "20260101T000000Z_0000dead"
+        (planted / ".previous-mine").mkdir(parents=True)
+        (planted / ".previous-mine" / "result.txt").write_text("planted\n")
+        (planted / ".promoting").write_text("mine")
+        planted.chmod(0o777)  # as a colleague sharing --out leaves it
+        elsewhere = shared.parent / (shared.name + "-elsewhere")
+        (elsewhere / ".previous-mine").mkdir(parents=True)
+        (elsewhere / ".promoting").write_text("mine")
+        linked = shared / "_staging" / "20260101T000000Z_0000link"
+        linked.symlink_to(elsewhere)
+        cleaned = debris.remove_dead_runs(shared, every_record=True)
+        assert [(str(line), line.done) for line in cleaned] == [
+            (
+                f"left {planted} alone: others may write into it (mode 777), not a folder "
+                "a runner of this user made; remove it as its owner",
+                False,
+            ),
+            (
+                f"left {linked} alone: it is a symbolic link to '{elsewhere}', not a folder "
+                "a runner of this user made; remove it as its owner",
+                False,
+            ),
+        ]
+        assert (shared / "mine" / "result.txt").read_text() == "mine\n"
+        assert (elsewhere / ".previous-mine").is_dir()
+        verified = subprocess.run(
+            [MDIVICOM, "verify", str(shared), result.run_id],
+            capture_output=True,
+            text=True,
+            env=site.env(),
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(shared), str(shared) + "-elsewhere"], check=False)

@@ -38,7 +38,7 @@ from mdivicomtools.records.store import (
     rewrite_record,
     runner_gone,
 )
-from mdivicomtools.runner.staging import lock_if_free, roll_back
+from mdivicomtools.runner.staging import foreign_staging, lock_if_free, roll_back
 
 ABANDONED = (
     "the runner stopped before the run finished (killed, or the machine went down); "
@@ -102,6 +102,14 @@ def _left_over(folder: Path, why: str, removal: Removal) -> Cleaned:
 def _not_judged(what: str, exc: OSError) -> Cleaned:
     return Cleaned(
         f"could not {what} ({exc.strerror or exc}); run `mdivicom runs clean` as its owner",
+        done=False,
+    )
+
+
+def _not_ours(folder: Path, why: str) -> Cleaned:
+    return Cleaned(
+        f"left {folder} alone: {why}, not a folder a runner of this user made; "
+        "remove it as its owner",
         done=False,
     )
 
@@ -210,7 +218,11 @@ def remove_dead_runs(
     done: list[Cleaned] = []
     staging = run_out_dir / STAGING_DIR
     try:
-        folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+        if os.path.islink(staging):
+            folders = []
+            done.append(_not_ours(staging, foreign_staging(staging) or "a symbolic link"))
+        else:
+            folders = sorted(p for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
     except OSError as exc:  # another user's, private: what is in it cannot be judged here
         folders = []
         done.append(_not_judged(f"look into {staging} for what dead runs left", exc))
@@ -230,6 +242,13 @@ def remove_dead_runs(
                 # a promotion to undo cannot be told here, so it is not judged at all
                 # (the marker it could not read was taken for an undo that failed)
                 done.append(_not_judged(f"look into {folder}, left by a dead run", exc))
+                continue
+            foreign = foreign_staging(folder)
+            if foreign is not None:
+                # no runner of this user made it: a promotion "undone" from it moved this
+                # user's output into a folder someone else chose, and removing it removed
+                # whatever it leads to
+                done.append(_not_ours(folder, foreign))
                 continue
             if record is None:
                 why = "no record"

@@ -130,6 +130,12 @@ def check_staging_writable(run_out_dir: Path) -> None:
     if closed_by_another_user(runs, os.W_OK | os.X_OK):
         raise _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
     staging = run_out_dir / STAGING_DIR
+    foreign = foreign_staging(staging)
+    if foreign is not None:
+        raise RecordNotWritten(
+            f"the run was not started: {str(staging)!r} is not the folder mdivicom makes "
+            f"({foreign}), and what a run stages there would not stay in --out; remove it"
+        )
     try:
         usable = not staging.exists() or os.access(staging, os.W_OK | os.X_OK)
     except OSError:
@@ -163,6 +169,9 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     root = staging_root(run_out_dir, run_id)
     for attempt in range(STAGING_TRIES):
         root.parent.mkdir(parents=True, exist_ok=True)
+        foreign = foreign_staging(root.parent)
+        if foreign is not None:  # made a link since check_staging_writable
+            raise OSError(f"{root.parent} is not the folder mdivicom makes ({foreign})")
         try:
             root.mkdir(mode=0o700)
             break
@@ -172,6 +181,31 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     staging = root / plugin_id
     staging.mkdir()
     return staging
+
+
+def foreign_staging(folder: Path) -> str | None:
+    """Why `folder` (`_staging/` or a run's `_staging/<run_id>/`) is not what a runner of
+    this user made, or None when it is.
+
+    A runner makes `_staging/` a real folder and each run's folder in it private to
+    its user (0700). A symbolic link there, or a run folder of another user or one
+    others may write to, was put there by someone else (a colleague sharing --out
+    can make both): a dead run's promotion "undone" from it moved this user's output
+    into a folder they chose, and removing it removed whatever it leads to.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return f"it is a symbolic link to {os.readlink(folder)!r}"
+    if folder.name == STAGING_DIR:
+        return None  # shared by the users of --out: any owner, group-writable
+    if info.st_uid != os.geteuid():
+        return f"it belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"others may write into it (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
 
 
 def _promoting(root: Path) -> bool:
