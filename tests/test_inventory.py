@@ -21,10 +21,11 @@ def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
         )
     (tmp_path / "link").symlink_to(tmp_path / "d0")
     parallel = inventory(tmp_path, workers=4)
-    # the symlink is listed with its type, not followed and not hashed
+    # the symlink is listed with its type, not followed: its digest is of its target text
     link_size = os.lstat(tmp_path / "link").st_size
+    link_sha = hashlib.sha256(b"symlink:" + os.fsencode(tmp_path / "d0")).hexdigest()
     assert [(o.path, o.size, o.sha256) for o in parallel] == sorted(
-        [*expected, ("link", link_size, "")]
+        [*expected, ("link", link_size, link_sha)]
     )
     assert {o.type for o in parallel if o.path != "link"} == {"file"}
     assert next(o for o in parallel if o.path == "link").type == "symlink"

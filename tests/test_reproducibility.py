@@ -471,6 +471,65 @@ def test_verify_names_a_modified_output_byte(site, verified_run):
     assert "output modified: a.txt" in site.cli("verify", str(out)).stdout
 
 
+LINKED = """
+import os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    out = pathlib.Path(out_dir)
+    out.joinpath("a.txt").write_text("A")
+    out.joinpath("b.txt").write_text("B")
+    os.symlink("a.txt", out / "latest")
+    return {}
+"""
+
+
+def test_verify_names_an_output_symlink_pointed_elsewhere_or_replaced(site, dataset, tmp_path):
+    """An output symlink was recorded with an empty sha256 and compared by it alone:
+    `latest -> a.txt` pointed at b.txt, at a host file, or replaced by a FIFO was
+    `ok`, exit 0, `3 of 3 file(s) as recorded`."""
+    site.plugin("linked", run_source=LINKED)
+    out = tmp_path / "out"
+    result = run_plugin("linked", dataset=dataset, out=out)
+    link = out / "linked" / "latest"
+    [recorded] = [o for o in result.outputs if o.path == "latest"]
+    assert recorded.type == "symlink"
+    assert recorded.sha256 == hashlib.sha256(b"symlink:a.txt").hexdigest()
+    assert verify_out(out)[0].ok
+    for change in (
+        lambda: link.symlink_to("b.txt"),
+        lambda: link.symlink_to("/etc/hosts"),
+        lambda: os.mkfifo(link),
+    ):
+        link.unlink()
+        change()
+        [report] = verify_out(out)
+        assert not report.ok and report.modified == ["latest"], report
+    link.unlink()
+    link.symlink_to("a.txt")
+    assert verify_out(out)[0].ok
+
+
+def test_verify_of_an_older_record_compares_a_symlink_by_its_type_and_length(
+    site, dataset, tmp_path
+):
+    """Records before symlink digests list a symlink with an empty sha256: it still
+    matches while it is a link of the same length, not when it became a file."""
+    site.plugin("linked", run_source=LINKED)
+    out = tmp_path / "out"
+    result = run_plugin("linked", dataset=dataset, out=out)
+    path = out / "_runs" / f"{result.run_id}.json"
+    data = json.loads(path.read_text())
+    for output in data["outputs"]:
+        if output["type"] == "symlink":
+            output["sha256"] = ""  # as an earlier release wrote it
+    path.write_text(json.dumps(data))
+    assert verify_out(out)[0].ok
+    link = out / "linked" / "latest"
+    link.unlink()
+    link.write_text("a.txt")
+    [report] = verify_out(out)
+    assert not report.ok and report.modified == ["latest"]
+
+
 def test_verify_names_deleted_and_added_outputs(site, verified_run):
     out, _ = verified_run
     (out / "copy" / "sessions" / "ses-01" / "b.txt").unlink()

@@ -163,7 +163,8 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "path": "Relative to `out_dir`, with `/` separators; escaped when the name is not "
         "UTF-8 (see `escaped`).",
         "size": "Bytes (of a symlink: the length of its target).",
-        "sha256": "Hex digest of the file's content; empty for a symlink.",
+        "sha256": "Hex digest of the file's content; of a symlink, of `symlink:` and its "
+        "target text, so a link pointed elsewhere differs (empty in older records).",
         "type": "`file`, or `symlink` for a symlink that stays inside the output folder "
         "(folders are implied by the paths; special files are never promoted).",
         "escaped": "`true` when the name was not UTF-8: `path` then has every backslash "

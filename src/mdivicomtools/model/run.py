@@ -86,7 +86,8 @@ class OutputFile(msgspec.Struct, kw_only=True, frozen=True):
     """One entry of a run's output folder (folders themselves are implied by the paths).
 
     `type` is "file" or "symlink" (a symlink inside the output folder; its
-    sha256 is empty). `escaped` is true when the name was not UTF-8 and `path`
+    sha256 is that of `symlink:` and its target text, empty in older records).
+    `escaped` is true when the name was not UTF-8 and `path`
     holds the escaped form that `common.safefs.display_name` documents.
     """
 

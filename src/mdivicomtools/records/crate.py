@@ -380,7 +380,9 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
 
     results = []
     for output in record.outputs:
-        file_props = {"contentSize": str(output.size), "sha256": output.sha256}
+        # the crate holds a copy of a symlink's target, not the link its digest is of
+        sha256 = output.sha256 if output.type == "file" else ""
+        file_props = {"contentSize": str(output.size), "sha256": sha256}
         media_type, _ = mimetypes.guess_type(output.path)
         if media_type:
             file_props["encodingFormat"] = media_type

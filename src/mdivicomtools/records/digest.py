@@ -35,7 +35,7 @@ from mdivicomtools.common.safefs import display_name
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
-from mdivicomtools.records.inventory import default_workers
+from mdivicomtools.records.inventory import default_workers, symlink_sha256
 
 if TYPE_CHECKING:
     import sqlite3
@@ -163,7 +163,7 @@ def unreadable_files(root: Path, cache: Path | bool | None = True) -> list[tuple
 
 def _link_hash(path: str) -> str:
     """A stand-in content hash for a link that leads to no file: the link's target text."""
-    return hashlib.sha256(b"symlink:" + os.fsencode(os.readlink(path))).hexdigest()
+    return symlink_sha256(path)
 
 
 def stat_fingerprint(files: Iterable[DatasetFile]) -> str:
