@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import tempfile
+from pathlib import Path
 
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.runner.fingerprint import compare, fingerprint
@@ -115,3 +118,99 @@ def test_fingerprint_description_is_bounded():
     before = {f"f{i:03}": ("f", 1, 1) for i in range(30)}
     changes = compare(before, {})
     assert changes.describe(limit=3) == "removed f000, f001, f002 and 27 more"
+
+
+def _deep(top, levels: int) -> None:
+    """`levels` nested folders under `top` (with a file at the bottom), made by
+    descriptors as a plugin can: deeper than a path the kernel takes."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir("dd", dir_fd=fd)
+        inner = os.open("dd", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+
+
+def test_remove_tree_removes_an_output_deeper_than_recursion_or_a_path_reaches(tmp_path):
+    """A plugin's output 1500 folders deep made remove_tree fail with RecursionError:
+    the failed run ended 'internal error', left its staging and a `running` record,
+    and every later run into that --out and `runs clean` ended the same way. 2500
+    folders (a path longer than PATH_MAX) could not even be looked at by path."""
+    from mdivicomtools.common.safefs import remove_tree
+
+    for levels in (1500, 2500):
+        top = tmp_path / f"deep{levels}"
+        top.mkdir()
+        _deep(top, levels)
+        removal = remove_tree(top)
+        assert removal.removed, removal.left[:3]
+        assert not top.exists()
+
+
+def test_remove_tree_never_follows_a_folder_swapped_for_a_symlink(tmp_path, monkeypatch):
+    """Between looking at an entry (a folder) and emptying it, someone who may write in
+    the tree (another user of a shared output) swaps it for a symlink to the user's
+    own folder: the removal went through the link and removed what it leads to."""
+    from mdivicomtools.common import safefs
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work\n")
+    top = tmp_path / "staging"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    real_lstat, real_stat = os.lstat, os.stat
+    swapped = []
+
+    def swap_after(looked, path, *args, **kwargs):
+        result = looked(path, *args, **kwargs)
+        if not isinstance(path, int) and os.fsencode(path).endswith(b"sub") and not swapped:
+            swapped.append(path)
+            os.rename(top / "sub", tmp_path / "moved")
+            os.symlink(precious, top / "sub")
+        return result
+
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **k: swap_after(real_lstat, p, *a, **k))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: swap_after(real_stat, p, *a, **k))
+    safefs.remove_tree(top)
+    monkeypatch.undo()
+    assert swapped
+    assert (precious / "thesis.tex").read_text() == "years of work\n"
+
+
+def test_remove_tree_opens_up_folders_the_plugin_closed(tmp_path):
+    """A plugin's `chmod 000` and read-only folders (Go's module cache) are made
+    usable for their owner and removed; run as another user where this is root,
+    whose permissions would pass over the modes."""
+    from mdivicomtools.common.safefs import remove_tree
+
+    shared = Path(tempfile.mkdtemp(prefix="mdivicom-closed-"))
+    shared.chmod(0o777)
+    top = shared / "staging"
+
+    def check() -> int:
+        for name, mode in (("closed", 0o000), ("readonly", 0o555), ("nosearch", 0o600)):
+            folder = top / name / "inner"
+            folder.mkdir(parents=True)
+            (folder / "f").write_text("x")
+            folder.chmod(mode)
+            (top / name).chmod(mode)
+        removal = remove_tree(top)
+        return 0 if removal.removed and not top.exists() else 1
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - reported through the exit status
+        code = 99
+        try:
+            if os.getuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            code = check()
+        except BaseException:
+            code = 98
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    subprocess.run(["rm", "-rf", str(shared)], check=False)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

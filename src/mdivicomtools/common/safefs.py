@@ -15,8 +15,9 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
 - `read_regular` adds a size cap for content that is parsed.
 - `display_name` turns a file name that is not UTF-8 into a lossless,
   documented text form, so records can always be written.
-- `remove_tree` removes a folder the plugin may have made read-only, and
-  says what it could not remove instead of pretending it did.
+- `remove_tree` removes a folder the plugin may have made read-only, by
+  folder descriptors (never through a symlink, however deep), and says what
+  it could not remove instead of pretending it did.
 - `path_problem` checks a relative path read from data (a run record, a
   result bundle sidecar) before it is joined to a folder, so a tampered
   record or sidecar cannot name a file outside that folder.
@@ -303,79 +304,119 @@ def _reason(exc: OSError, path: bytes) -> str:
     return f"{display_name(path)[0]}: {exc.strerror or exc}"
 
 
-def _grant(folder: bytes) -> bool:
-    """Give the owner read, write and search on `folder`, a real folder (lstat-checked,
-    never a symlink), so what is in it can be listed and removed; False if that failed."""
-    try:
-        mode = os.lstat(folder).st_mode
-        if not stat.S_ISDIR(mode):
-            return False
-        if mode & 0o700 != 0o700:
-            os.chmod(folder, stat.S_IMODE(mode) | 0o700)
-    except OSError:
-        return False
-    return True
+#: a folder opened for listing and removing in it: never through a symlink
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
-def _clear(folder: bytes, left: list[str]) -> None:
-    """Remove everything in `folder` (a real folder), depth first, without following
-    a symlink: a symlink is unlinked, never entered. A permission error makes the
-    folder writable (`_grant`) and the step is tried once more."""
+def _open_folder(name: bytes, parent: int | None, path: bytes, left: list[str]) -> int | None:
+    """A descriptor of folder `name` in the folder open as `parent` (None: `name` is the
+    tree's root), opened without following a symlink, or None (why is in `left`).
+
+    Its owner gets read, write and search on it (a plugin's `chmod 000`, Go's
+    read-only module cache), so what is in it can be listed and removed; a folder
+    that cannot even be opened is made readable first, after checking (lstat) that
+    it is a real folder.
+    """
     try:
-        names = os.listdir(folder)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        return None
     except PermissionError as exc:
-        if not _grant(folder):
-            left.append(_reason(exc, folder))
-            return
         try:
-            names = os.listdir(folder)
+            mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+            if not stat.S_ISDIR(mode):
+                raise exc
+            os.chmod(name, stat.S_IMODE(mode) | 0o700, dir_fd=parent)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         except OSError as again:
-            left.append(_reason(again, folder))
-            return
-    except FileNotFoundError:
-        return
+            left.append(_reason(again, path))
+            return None
     except OSError as exc:
-        left.append(_reason(exc, folder))
-        return
-    for name in names:
-        child = os.path.join(folder, name)
-        try:
-            is_dir = stat.S_ISDIR(os.lstat(child).st_mode)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            left.append(_reason(exc, child))
-            continue
-        if is_dir:
-            _clear(child, left)
-        _remove_one(child, is_dir, folder, left)
-
-
-def _remove_one(path: bytes, is_dir: bool, parent: bytes | None, left: list[str]) -> None:
-    """Remove one emptied entry; a permission error makes `parent` writable and the
-    removal is tried once more (no `parent`: the tree's root, whose folder is never
-    changed). A folder that is not empty is named only if none of its entries was."""
-    remove = os.rmdir if is_dir else os.unlink
+        left.append(_reason(exc, path))
+        return None
     try:
-        remove(path)
-        return
+        mode = os.fstat(fd).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(fd, stat.S_IMODE(mode) | 0o700)
+    except OSError:
+        pass  # another user's folder: what is in it is named as it fails
+    return fd
+
+
+def _remove_at(name: bytes, parent: int | None, is_dir: bool, path: bytes, left: list[str]) -> None:
+    """Remove one emptied entry of the folder open as `parent`. A folder that is not
+    empty is named only if none of its entries was."""
+    try:
+        if is_dir:
+            os.rmdir(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
     except FileNotFoundError:
         return
-    except PermissionError as exc:
-        if parent is None or not _grant(parent):
-            failed: OSError = exc
-        else:
-            try:
-                remove(path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError as again:
-                failed = again
     except OSError as exc:
-        failed = exc
-    if not (is_dir and failed.errno == errno.ENOTEMPTY and left):  # its entries are named
-        left.append(_reason(failed, path))
+        if not (is_dir and exc.errno == errno.ENOTEMPTY and left):  # its entries are named
+            left.append(_reason(exc, path))
+
+
+class _Folder(msgspec.Struct):
+    """A folder `_clear` is emptying: its descriptor, path (for messages), the names
+    still to remove in it and its own name in the folder above."""
+
+    fd: int
+    path: bytes
+    names: list[bytes]
+    name: bytes
+
+
+def _clear(top: bytes, left: list[str]) -> None:
+    """Remove everything in `top` (a real folder), depth first, by descriptors: each
+    folder is opened without following a symlink and its entries are looked at and
+    removed relative to it, so nothing swapped for a symlink while the tree is
+    removed (another user writing into a shared output) leads the removal out of
+    it, and neither depth nor path length can stop it (a loop, not recursion)."""
+    fd = _open_folder(top, None, top, left)
+    if fd is None:
+        return
+    stack: list[_Folder] = []
+    try:
+        stack.append(_Folder(fd=fd, path=top, names=_names(fd, top, left), name=top))
+        while stack:
+            folder = stack[-1]
+            if not folder.names:
+                stack.pop()
+                os.close(folder.fd)
+                if stack:
+                    _remove_at(folder.name, stack[-1].fd, True, folder.path, left)
+                continue
+            name = folder.names.pop()
+            path = os.path.join(folder.path, name)
+            try:
+                mode = os.stat(name, dir_fd=folder.fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                left.append(_reason(exc, path))
+                continue
+            if not stat.S_ISDIR(mode):
+                _remove_at(name, folder.fd, False, path, left)
+                continue
+            child = _open_folder(name, folder.fd, path, left)
+            if child is None:
+                _remove_at(name, folder.fd, True, path, left)
+                continue
+            stack.append(_Folder(fd=child, path=path, names=[], name=name))
+            stack[-1].names = _names(child, path, left)
+    finally:
+        for folder in stack:
+            os.close(folder.fd)
+
+
+def _names(fd: int, path: bytes, left: list[str]) -> list[bytes]:
+    try:
+        return [os.fsencode(name) for name in os.listdir(fd)]
+    except OSError as exc:
+        left.append(_reason(exc, path))
+        return []
 
 
 def remove_tree(root: Path) -> Removal:
@@ -383,10 +424,11 @@ def remove_tree(root: Path) -> Removal:
 
     `shutil.rmtree(ignore_errors=True)` gives up silently at the first folder a
     plugin made read-only (Go's module cache, `chmod -R a-w`, `chmod 000`), and
-    the runner would report a staging folder removed that is still there. Here a
-    permission error makes the folder in the way writable and the step is tried
-    again. Only entries inside the tree are changed, each checked with lstat, and
-    no symlink is ever followed. A missing `root` counts as removed; the folder
+    the runner would report a staging folder removed that is still there. Here
+    each folder is made usable for its owner as it is opened. Only entries inside
+    the tree are changed: every folder is opened without following a symlink and
+    its entries are removed relative to it, so no symlink is ever followed, not
+    even one swapped in meanwhile. A missing `root` counts as removed; the folder
     holding `root` is never changed.
     """
     left: list[str] = []
@@ -399,5 +441,5 @@ def remove_tree(root: Path) -> Removal:
         return Removal(path=str(root), left=[_reason(exc, path)])
     if is_dir:
         _clear(path, left)
-    _remove_one(path, is_dir, None, left)
+    _remove_at(path, None, is_dir, path, left)
     return Removal(path=str(root), left=left)
