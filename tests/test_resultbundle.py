@@ -628,6 +628,29 @@ def test_validate_searches_folders_linked_into_the_given_one(tmp_path):
     assert result.stdout.startswith(f"valid    {study / 'pupil' / 'resultbundle.json'}")
 
 
+def test_sidecars_are_found_under_a_folder_deeper_than_recursion_reaches(tmp_path):
+    """A plugin output (or a dataset) 1500 folders deep: the run's bundle check failed
+    as a hook error and `bundles validate` with `internal error (RecursionError ...)`;
+    os.walk is recursive before Python 3.12."""
+    top = tmp_path / "deep"
+    top.mkdir()
+    sidecar(top)
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    deepest = top.joinpath(*["d"] * 1500)
+    sidecar(deepest)
+    for follow in (False, True):
+        assert find_sidecars(top, follow_links=follow) == [
+            top / "resultbundle.json",
+            deepest / "resultbundle.json",
+        ]
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [

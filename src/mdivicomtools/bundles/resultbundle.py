@@ -757,24 +757,44 @@ def _unread(path: Path, message: str, expected: str | None = None) -> BundleRepo
 
 
 def find_sidecars(folder: Path, *, follow_links: bool = False) -> list[Path]:
-    """Every resultbundle.json under folder (recursively), sorted.
+    """Every resultbundle.json under folder (recursively), each folder's before those of
+    its sub-folders, sub-folders in name order.
 
     With `follow_links`, folders reached through a symlink (a study that links
     a plugin's output in) are searched too, each real folder once, so a link
     loop ends; `bundles validate` passes it: the folders are the user's to name.
+    The walk is a loop, not recursion (`os.walk` is recursive before Python
+    3.12): an output 1500 folders deep made the run's bundle check and
+    `bundles validate` fail with RecursionError. A folder that cannot be
+    listed is passed over, as `os.walk` does.
     """
     found = []
     seen: set[str] = set()
-    for current, dirs, files in os.walk(folder, followlinks=follow_links):
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
         if follow_links:
             real = os.path.realpath(current)
             if real in seen:
-                dirs.clear()
                 continue
             seen.add(real)
-        dirs.sort()
-        if SIDECAR_NAME in files:
-            found.append(Path(current) / SIDECAR_NAME)
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        folders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # a link to a folder is no sidecar, as for os.walk
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if entry.name == SIDECAR_NAME:
+                    found.append(Path(current) / SIDECAR_NAME)
+            elif follow_links or not entry.is_symlink():
+                folders.append(entry.path)
+        pending.extend(sorted(folders, reverse=True))
     return found
 
 
