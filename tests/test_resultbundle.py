@@ -642,13 +642,16 @@ def test_sidecars_are_found_under_a_folder_deeper_than_recursion_reaches(tmp_pat
         os.close(fd)
         fd = inner
     os.close(fd)
-    deepest = top.joinpath(*["d"] * 1500)
-    sidecar(deepest)
-    for follow in (False, True):
-        assert find_sidecars(top, follow_links=follow) == [
-            top / "resultbundle.json",
-            deepest / "resultbundle.json",
-        ]
+    try:
+        deepest = top.joinpath(*["d"] * 1500)
+        sidecar(deepest)
+        for follow in (False, True):
+            assert find_sidecars(top, follow_links=follow) == [
+                top / "resultbundle.json",
+                deepest / "resultbundle.json",
+            ]
+    finally:  # pytest's own clean-up of old tmp folders recurses (shutil.rmtree, < 3.12)
+        subprocess.run(["rm", "-rf", str(top)], check=True)
 
 
 @pytest.mark.parametrize(
