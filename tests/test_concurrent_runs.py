@@ -584,3 +584,48 @@ def test_a_staging_folder_no_runner_of_this_user_made_is_never_rolled_back(site,
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         subprocess.run(["rm", "-rf", str(shared), str(shared) + "-elsewhere"], check=False)
+
+
+def test_a_record_is_never_written_through_a_symlink_put_at_its_temporary_name(
+    site, dataset, tmp_path
+):
+    """`_runs/` of a shared --out is writable by the group. Once a run's id showed there,
+    a colleague's symlink at `_runs/.<run_id>.json.tmp` made the run's final record
+    overwrite the file it led to (a thesis, as JSON), and the record became a link to
+    it. Likewise a dead run's log the supervisor appends to, and the plugin's lock,
+    which was made wherever its link led."""
+    from mdivicomtools.common.jsonio import write_atomic
+    from mdivicomtools.model.run import ErrorInfo
+
+    precious = tmp_path / "thesis.tex"
+    precious.write_text("years of work\n")
+    record = tmp_path / "_runs" / "20260101T000000Z_0000abcd.json"
+    record.parent.mkdir()
+    record.with_name(f".{record.name}.tmp").symlink_to(precious)
+    write_atomic(record, b"{}\n")
+    assert record.read_bytes() == b"{}\n" and not record.is_symlink()
+    assert precious.read_text() == "years of work\n"
+
+    site.plugin("mine", run_source=WAITING)
+    out = tmp_path / "out"
+    result = run_plugin("mine", dataset=dataset, out=out)
+    record_path = out / "_runs" / f"{result.run_id}.json"
+    data = json.loads(record_path.read_text())
+    data["status"] = "running"
+    record_path.write_text(json.dumps(data))
+    log = out / "_runs" / f"{result.run_id}.log"
+    log.unlink()
+    log.symlink_to(precious)
+    staging = out / "_staging" / result.run_id
+    staging.mkdir(parents=True)
+    error = ErrorInfo(type="RunnerCrashed", message="the runner died from SIGKILL")
+    assert debris.finish_dead_run(record_path, staging, "failed", error) is not None
+    assert precious.read_text() == "years of work\n"
+
+    made = tmp_path / "made-by-the-lock"
+    (out / "_runs" / ".mine.lock").unlink()
+    (out / "_runs" / ".mine.lock").symlink_to(made)
+    ran = site.cli("run", "mine", "--dataset", str(dataset), "--out", str(out), "--overwrite")
+    assert ran.returncode == 74, ran.stdout + ran.stderr
+    assert "Too many levels of symbolic links" in ran.stderr
+    assert not made.exists()

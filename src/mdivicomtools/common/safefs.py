@@ -13,6 +13,9 @@ the result-bundle check, `bundles validate`, promotion) goes through here:
   checks with fstat that it is a regular file, so a FIFO cannot block the
   runner and a symlink cannot make it read a host file as the runner's user.
 - `read_regular` adds a size cap for content that is parsed.
+- `open_append` opens a file the runner writes (a run's log) never through
+  a symlink someone else put there (a record's temporary file is made new,
+  O_EXCL, by `durable.write_atomic`).
 - `display_name` turns a file name that is not UTF-8 into a lossless,
   documented text form, so records can always be written.
 - `remove_tree` removes a folder the plugin may have made read-only, by
@@ -250,6 +253,17 @@ def open_regular(path: Path | bytes | str) -> io.BufferedReader:
         os.close(fd)
         raise
     return os.fdopen(fd, "rb")
+
+
+#: a file the runner writes is never opened through a symlink, and never left to others
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_append(path: Path) -> io.BufferedWriter:
+    """A file of the runner's (a run's log) opened to append to, made when missing,
+    never through a symlink: where another user replaced it by one (a shared --out),
+    this fails instead of appending to whatever it leads to."""
+    return os.fdopen(os.open(path, _WRITE_FLAGS | os.O_APPEND, 0o666), "ab")
 
 
 def read_regular(path: Path | bytes | str, limit: int = PARSE_LIMIT) -> bytes:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO
 
+from mdivicomtools.common.safefs import open_append
 from mdivicomtools.common.streams import redirected
 from mdivicomtools.execution.lines import LineJoiner
 from mdivicomtools.execution.outputpipe import OutputPipe
@@ -32,7 +33,7 @@ class RunLog:
         self.echo = echo
         self.echo_diagnostics = echo_diagnostics
         self._lock = threading.Lock()
-        self._file: IO[bytes] = path.open("ab")
+        self._file: IO[bytes] = open_append(path)
         #: why the file stopped receiving output (a full disk), or None; a log
         #: that cannot be written never stops the run or its record
         self.lost: str | None = None

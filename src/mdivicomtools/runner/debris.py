@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.common.durable import leftover_writes, remove_if_abandoned
-from mdivicomtools.common.safefs import Removal, remove_tree
+from mdivicomtools.common.safefs import Removal, open_append, remove_tree
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
@@ -363,9 +363,9 @@ def finish_dead_run(
         if record.log:
             with (
                 contextlib.suppress(OSError),
-                open(Path(record.run_out_dir) / record.log, "a", encoding="utf-8") as log,
+                open_append(Path(record.run_out_dir) / record.log) as log,
             ):
-                log.write(f"[mdivicom] {error.message}\n")
+                log.write(f"[mdivicom] {error.message}\n".encode())
         finished_record: RunRecord | None = record
         try:
             rewrite_record(record_path, record)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from mdivicomtools.common.durable import sync_folder, write_atomic
-from mdivicomtools.common.safefs import Removal, remove_tree
+from mdivicomtools.common.safefs import Removal, open_append, open_regular, remove_tree
 from mdivicomtools.common.sharing import UMASK_HINT, closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
@@ -36,16 +36,17 @@ def _open_lock(run_out_dir: Path, plugin_id: str) -> IO[bytes]:
 
     Made when missing; opened read-only when it exists but another user's
     umask left it unwritable for this one (a group-shared --out): refusing
-    the run for that would block every user but the first.
+    the run for that would block every user but the first. Never through a
+    symlink (another user's, to a file of this one's that it would create).
     """
     runs = runs_dir(run_out_dir)
     lock_path = runs / f".{plugin_id}.lock"
     try:
         runs.mkdir(parents=True, exist_ok=True)
         try:
-            return lock_path.open("a+b")
+            return open_append(lock_path)
         except PermissionError:
-            return lock_path.open("rb")
+            return open_regular(lock_path)
     except OSError as exc:
         raise _not_writable(run_out_dir, lock_path, exc) from None
 
