@@ -1211,3 +1211,46 @@ def test_rerun_latest_without_a_succeeded_run_says_so(site, dataset, tmp_path):
         f"no succeeded run recorded in {str(out)!r} (its latest run {record.run_id} failed); "
         "rerun repeats a succeeded run" in result.stderr
     ), result.stderr
+
+
+def test_a_dataset_file_replaced_by_a_fifo_after_the_walk_fails_the_digest_not_hangs(
+    tmp_path, monkeypatch
+):
+    """The digest walks the dataset first and hashes later (seconds or hours later for
+    large videos). A file someone replaced by a FIFO in between was opened like any
+    file: the run waited in open() for a writer that never came."""
+    import threading
+
+    root = tmp_path / "dataset"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    (root / "b.txt").write_text("b")
+    walk = digest_module._walk
+
+    def walk_then_swap(folder):
+        entries = walk(folder)
+        (root / "b.txt").unlink()
+        os.mkfifo(root / "b.txt")
+        return entries
+
+    monkeypatch.setattr(digest_module, "_walk", walk_then_swap)
+    outcome: list[BaseException | None] = []
+
+    def digest() -> None:
+        try:
+            scan_dataset(root, contents=True, workers=1, cache=None)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=digest, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # let the hung open() return, then fail
+        with open(root / "b.txt", "wb"):
+            pass
+        thread.join(10)
+        pytest.fail("the digest waited on a FIFO")
+    [raised] = outcome
+    assert isinstance(raised, OSError)
+    assert "b.txt is a fifo, not a regular file" in str(raised)

@@ -228,17 +228,21 @@ def scan(root: Path) -> list[Entry]:
     return found
 
 
-def open_regular(path: Path | bytes | str) -> io.BufferedReader:
+def open_regular(path: Path | bytes | str, *, follow_links: bool = False) -> io.BufferedReader:
     """Open a regular file for reading; refuse symlinks, FIFOs, devices and sockets.
 
     O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
-    writer; the fstat check then refuses it before a single read.
+    writer; the fstat check then refuses it before a single read. With
+    `follow_links` a symlink is followed (a dataset's git-annex files), and
+    what it leads to must be a regular file.
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if os.path.islink(path):
+        if not follow_links and os.path.islink(path):
             raise UnsafeFile(f"{os.fsdecode(path)} is a symlink; it was not read") from exc
         raise
     try:

@@ -31,7 +31,7 @@ import msgspec
 
 from mdivicomtools.common.home import expand_home, user_folder
 from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
-from mdivicomtools.common.safefs import display_name
+from mdivicomtools.common.safefs import display_name, open_regular
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
@@ -301,11 +301,14 @@ def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
 
     Between blocks it gives up once `stop` is set: Ctrl-C during the digest of
     a 50 GB video must not wait for the other threads to finish their files.
+    The file is opened as a regular file only (`safefs.open_regular`, links
+    followed): one replaced by a FIFO after the walk saw a file (a dataset
+    someone else writes to) blocked the run in open() for good.
     """
     digest = hashlib.sha256()
     buffer = bytearray(_BLOCK)
     view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
+    with open_regular(path, follow_links=True) as handle:
         while n := handle.readinto(buffer):
             if stop is not None and stop.is_set():
                 raise HashingStopped(str(path))
