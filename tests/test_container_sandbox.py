@@ -210,3 +210,31 @@ def test_an_image_volume_goes_with_its_container(site, dataset, tmp_path, engine
     assert result.returncode == 0, result.stderr
     assert _volumes(engine) == before
     assert plugin_containers(engine, "lab/volumed") == []
+
+
+#: 1500 folders, one inside the other, in the output; then the plugin fails
+DEEP = (
+    "cd {out_dir} && i=0; while [ $i -lt 1500 ]; do mkdir d && cd d; i=$((i+1)); done; "
+    "echo x > bottom; exit 3"
+)
+
+
+def test_a_failed_container_run_leaving_a_very_deep_output_is_cleaned_up(
+    site, dataset, tmp_path, engine
+):
+    """A container plugin's output 1500 folders deep: removing its staging ended the
+    run in `internal error (RecursionError ...)` with its record left `running`, and
+    every later run into that --out, and `runs clean`, ended the same way."""
+    container_plugin(site, "deep", DEEP)
+    container_plugin(site, "fine", "echo ok > {out_dir}/ok")
+    out = tmp_path / "out"
+    try:
+        result, record = run_on(site, engine, "deep", dataset, out)
+        assert result.returncode == 1, result.stderr
+        assert record["status"] == "failed" and record["error"]["type"] == "ContainerFailed"
+        assert not (out / "_staging").exists()
+        result, record = run_on(site, engine, "fine", dataset, out)
+        assert result.returncode == 0, result.stderr
+        assert record["status"] == "succeeded"
+    finally:  # pytest's own clean-up of old tmp folders recurses (shutil.rmtree, < 3.12)
+        subprocess.run(["rm", "-rf", str(out)], check=False)
