@@ -308,3 +308,30 @@ def test_a_plugin_using_asyncio_runs_from_a_caller_inside_an_event_loop(site, da
     assert record.status == "succeeded", record.error
     assert record.result == {"fetched": 42}
     assert same_loop  # the caller's loop is running there again afterwards
+
+
+UMASK = """
+import os, pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    os.umask(0)
+    pathlib.Path(out_dir, "r.txt").write_text("r")
+    return {}
+"""
+
+
+def test_a_plugins_umask_is_put_back_before_its_record_is_written(site, dataset, tmp_path):
+    """A plugin's `os.umask(0)` stayed the process's: its own record and `_runs/datasets/`
+    were made world-writable (0666, 0777), so any local user could rewrite the
+    sha256s `verify` compares with, and so was everything every later run in the
+    process (a notebook, a Dask worker) made."""
+    site.plugin("open", run_source=UMASK)
+    before = os.umask(0o022)
+    try:
+        record = run_plugin("open", dataset=str(dataset), out=str(tmp_path / "out"))
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+    assert record.status == "succeeded", record.error
+    runs = tmp_path / "out" / "_runs"
+    assert (runs / f"{record.run_id}.json").stat().st_mode & 0o777 == 0o644
+    assert (runs / "datasets").stat().st_mode & 0o777 == 0o755

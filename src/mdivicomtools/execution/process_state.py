@@ -18,11 +18,34 @@ import os
 import sys
 
 
+def current_umask() -> int:
+    """This process's umask. Linux tells it in /proc/self/status; elsewhere it can only
+    be read by setting another and putting it back at once (a file another thread
+    makes in between gets the mask set, 077: closed, never opened up)."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 class ProcessState:
     """The environment variables, `sys.path`, the root logger's handlers and
-    level, and the working folder, as they were when saved."""
+    level, the working folder and the umask, as they were when saved.
+
+    The umask is a security setting: a plugin's `os.umask(0)` left every file the
+    runner made after it world-writable, its own record first (any local user could
+    rewrite the sha256s `verify` compares with), then every later run's outputs and
+    records in that process.
+    """
 
     def __init__(self) -> None:
+        self._umask = current_umask()
         self._environ = dict(os.environ)
         self._path = list(sys.path)
         root = logging.getLogger()
@@ -33,6 +56,7 @@ class ProcessState:
             self._cwd = os.getcwd()
 
     def restore(self) -> None:
+        os.umask(self._umask)
         for name in set(os.environ) - set(self._environ):
             os.environ.pop(name, None)
         for name, value in self._environ.items():
