@@ -227,6 +227,33 @@ def test_verify_names_the_producer_run_read_and_the_one_there_now(site, dataset,
     assert len(report["dataset"]["bundles"]) == 1
 
 
+def test_verify_reads_an_input_sidecar_only_where_the_run_read_it(site, dataset, tmp_path):
+    """The run reads a sidecar that is a symlink only inside its dataset; `verify` read
+    it wherever the link led once the dataset made it one: a host file was hashed and
+    its `pipeline_run_id` shown (and a regular file that blocks its reader, such as
+    `/proc/kmsg` once empty, could keep verify waiting). Now such a sidecar is not
+    read, and verify says so."""
+    site.plugin("annotate", run_source=WRITES_BUNDLE)
+    site.plugin("summarise", run_source=READS_BUNDLE)
+    out = tmp_path / "out"
+    first = run_plugin("annotate", dataset=dataset, out=out)
+    view = out / "annotate" / "dataset"
+    read = run_plugin("summarise", dataset=view, out=out)
+    assert read.status == "succeeded", read.error
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps({"producer": {"pipeline_run_id": "host-secret"}}))
+    (view / "resultbundle.json").unlink()
+    (view / "resultbundle.json").symlink_to(host)
+    result = site.cli("verify", str(out), read.run_id)
+    assert result.returncode == 1, result.stdout
+    assert (
+        f"  input bundle: resultbundle.json: this run read it as written by run {first.run_id} "
+        f"of lab/annotate; it cannot be read now ({view / 'resultbundle.json'} leads out of "
+        f"{view}; it was not read)"
+    ) in result.stdout.splitlines()
+    assert "host-secret" not in result.stdout
+
+
 def test_a_batch_over_a_views_sessions_names_the_views_bundle(site, dataset, tmp_path):
     """Each session folder holds no sidecar: the bundle it came from is the view's."""
     site.plugin("annotate", run_source=WRITES_BUNDLE)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.bundles.resultbundle import SIDECAR_NAME
-from mdivicomtools.common.safefs import inside, read_regular
+from mdivicomtools.common.safefs import read_within
 from mdivicomtools.model.run import InputBundle
 
 
@@ -44,11 +44,8 @@ def input_bundles(
         wanted += [(rel, above) for rel in _sidecars_above(dataset_dir, above)]
     found = []
     for rel, within in wanted:
-        path = dataset_dir / rel
         try:
-            if not inside(within, path):
-                raise OSError(f"{rel} leads out of {within}")
-            raw = read_regular(Path(os.path.realpath(path)))
+            raw = read_within(within, dataset_dir / rel)
         except OSError:
             found.append(InputBundle(path=rel, type=None, schema_version=None))
             continue

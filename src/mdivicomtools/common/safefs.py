@@ -279,6 +279,16 @@ def read_regular(path: Path | bytes | str, limit: int = PARSE_LIMIT) -> bytes:
     return data
 
 
+def read_within(root: Path, path: Path, limit: int = PARSE_LIMIT) -> bytes:
+    """`read_regular` of the file `path` leads to, symlinks followed (a datalad or
+    git-annex dataset's sidecar), only when that lies inside `root`: a dataset's
+    symlink must not make the runner read, or wait on, a file outside it
+    (`/proc/kmsg` blocks a reader; `/etc/shadow` ends up hashed in a report)."""
+    if not inside(root, path):
+        raise UnsafeFile(f"{os.fsdecode(path)} leads out of {os.fsdecode(root)}; it was not read")
+    return read_regular(Path(os.path.realpath(path)), limit)
+
+
 def inside(root: Path, path: Path) -> bool:
     """Whether `path`, with every symlink resolved, is root or below it."""
     real_root = os.path.realpath(root)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import msgspec
 
-from mdivicomtools.common.safefs import disk_name, read_regular
+from mdivicomtools.common.safefs import disk_name, read_within
 from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunHeader, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
+from mdivicomtools.records.owner import chained_output
 from mdivicomtools.records.promotion import promoting
 from mdivicomtools.records.store import (
     RecordNotFound,
@@ -248,20 +249,30 @@ def changed_input_bundles(record: RunRecord, dataset: Path) -> list[str]:
     producer run the recorded run consumed and which one the folder holds now.
     """
     lines = []
+    chained = chained_output(dataset)
     for used in record.input_bundles:
         if used.sha256 is None:
             continue  # it could not be read then: nothing to compare with
         path = dataset / used.path
+        # read where the run read it: inside the dataset, or the output a chained
+        # dataset lies in for one above it (a sidecar made a link out of the
+        # dataset since was read wherever it led: a host file, /proc/kmsg)
+        within = dataset
+        if PurePosixPath(used.path).parts[:1] == ("..",):
+            within = chained.folder if chained else Path(os.path.normpath(path)).parent
+        unread = ""
         try:
-            raw = read_regular(Path(os.path.realpath(path)))
-        except OSError:
-            raw = None
+            raw = read_within(within, path)
+        except FileNotFoundError:
+            raw, unread = None, "it is gone"
+        except OSError as exc:
+            raw, unread = None, f"it cannot be read now ({exc})"
         if raw is not None and hashlib.sha256(raw).hexdigest() == used.sha256:
             continue
         was = f"run {used.producer_run_id}" if used.producer_run_id else "an unnamed run"
         by = f" of {used.producer}" if used.producer else ""
         if raw is None:
-            now = "it is gone"
+            now = unread
         else:
             named = _pipeline_run_id(raw)
             now = f"it now names run {named}" if named else "it has changed"
