@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mdivicomtools import run_plugin
 from mdivicomtools.records.store import load_records, run_roots
+from mdivicomtools.records.verify import verify_out
 from mdivicomtools.runner import debris
 from mdivicomtools.runner.staging import (
     OutputLocked,
@@ -582,6 +583,10 @@ def test_a_staging_folder_no_runner_of_this_user_made_is_never_rolled_back(site,
             check=False,
         )
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        # nor does verify name the planted folder's "run" as replacing the output
+        (shared / "mine" / "result.txt").write_text("edited\n")
+        [report] = verify_out(shared)
+        assert report.modified == ["result.txt"] and report.replaced_by_unfinished is None
     finally:
         subprocess.run(["rm", "-rf", str(shared), str(shared) + "-elsewhere"], check=False)
 

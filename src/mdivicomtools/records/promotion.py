@@ -11,9 +11,10 @@ left the only copy of the previous output in its staging folder and no
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from mdivicomtools.model.layout import PROMOTING
+from mdivicomtools.model.layout import PROMOTING, STAGING_DIR
 
 #: the previous output of a promotion, inside the promoting run's staging folder
 PREVIOUS = ".previous-"
@@ -47,4 +48,29 @@ def promoting(staging: Path) -> str | None:
         # an older release's rename was cut short: the previous output is all there is
         if not os.path.lexists(run_out_dir / plugin_id):
             return plugin_id
+    return None
+
+
+def foreign_staging(folder: Path) -> str | None:
+    """Why `folder` (`_staging/` or a run's `_staging/<run_id>/`) is not what a runner of
+    this user made, or None when it is.
+
+    A runner makes `_staging/` a real folder and each run's folder in it private to
+    its user (0700). A symbolic link there, or a run folder of another user or one
+    others may write to, was put there by someone else (a colleague sharing --out
+    can make both): a dead run's promotion "undone" from it moved this user's output
+    into a folder they chose, and removing it removed whatever it leads to.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return f"it is a symbolic link to {os.readlink(folder)!r}"
+    if folder.name == STAGING_DIR:
+        return None  # shared by the users of --out: any owner, group-writable
+    if info.st_uid != os.geteuid():
+        return f"it belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"others may write into it (mode {stat.S_IMODE(info.st_mode):o})"
     return None

@@ -23,7 +23,7 @@ from mdivicomtools.model.run import OutputFile, RunHeader, RunRecord, status_wor
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.records.owner import chained_output
-from mdivicomtools.records.promotion import promoting
+from mdivicomtools.records.promotion import foreign_staging, promoting
 from mdivicomtools.records.store import (
     RecordNotFound,
     RecordUnreadable,
@@ -350,6 +350,8 @@ def _unfinished_promotion(run_root: Path, plugin_id: str) -> str | None:
     except OSError:
         return None
     for folder in folders:
+        if foreign_staging(folder) is not None:
+            continue  # no runner of this user made it: `runs clean` leaves it alone
         try:
             named = promoting(folder)
         except OSError:

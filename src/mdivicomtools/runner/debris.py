@@ -31,14 +31,14 @@ from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
 from mdivicomtools.records.digest import MANIFESTS_DIR
-from mdivicomtools.records.promotion import promoting
+from mdivicomtools.records.promotion import foreign_staging, promoting
 from mdivicomtools.records.store import (
     read_record,
     record_files,
     rewrite_record,
     runner_gone,
 )
-from mdivicomtools.runner.staging import foreign_staging, lock_if_free, roll_back
+from mdivicomtools.runner.staging import lock_if_free, roll_back
 
 ABANDONED = (
     "the runner stopped before the run finished (killed, or the machine went down); "

@@ -24,7 +24,12 @@ from mdivicomtools.common.safefs import Removal, open_append, open_regular, remo
 from mdivicomtools.common.sharing import UMASK_HINT, closed_by_another_user, closed_message
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import PROMOTING, STAGING_DIR, runs_dir, staging_root
-from mdivicomtools.records.promotion import PREVIOUS, previous_output, promoting
+from mdivicomtools.records.promotion import (
+    PREVIOUS,
+    foreign_staging,
+    previous_output,
+    promoting,
+)
 
 
 class OutputLocked(UsageError):
@@ -182,31 +187,6 @@ def create_staging(run_out_dir: Path, run_id: str, plugin_id: str) -> Path:
     staging = root / plugin_id
     staging.mkdir()
     return staging
-
-
-def foreign_staging(folder: Path) -> str | None:
-    """Why `folder` (`_staging/` or a run's `_staging/<run_id>/`) is not what a runner of
-    this user made, or None when it is.
-
-    A runner makes `_staging/` a real folder and each run's folder in it private to
-    its user (0700). A symbolic link there, or a run folder of another user or one
-    others may write to, was put there by someone else (a colleague sharing --out
-    can make both): a dead run's promotion "undone" from it moved this user's output
-    into a folder they chose, and removing it removed whatever it leads to.
-    """
-    try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(info.st_mode):
-        return f"it is a symbolic link to {os.readlink(folder)!r}"
-    if folder.name == STAGING_DIR:
-        return None  # shared by the users of --out: any owner, group-writable
-    if info.st_uid != os.geteuid():
-        return f"it belongs to another user (uid {info.st_uid})"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"others may write into it (mode {stat.S_IMODE(info.st_mode):o})"
-    return None
 
 
 def _promoting(root: Path) -> bool:
