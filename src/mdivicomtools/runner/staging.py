@@ -62,6 +62,11 @@ def _not_writable(run_out_dir: Path, lock_path: Path, exc: OSError) -> RecordNot
     file). In a shared --out it is mostly another user's umask (077, or 022 for a
     `_runs/` they made), which "choose a writable --out" sent the user away from."""
     runs = lock_path.parent
+    if os.path.islink(lock_path):  # someone else's (a shared --out): never followed
+        return RecordNotWritten(
+            f"the run was not started: the lock {str(lock_path)!r} is a symbolic link to "
+            f"{os.readlink(lock_path)!r}, not the file mdivicom makes; remove it"
+        )
     if closed_by_another_user(runs, os.W_OK | os.X_OK):
         return _closed(f"write into {str(runs)!r}", "group-writable (chmod g+rwx)")
     if closed_by_another_user(lock_path, os.R_OK):
