@@ -560,6 +560,11 @@ def test_a_staging_folder_no_runner_of_this_user_made_is_never_rolled_back(site,
         (elsewhere / ".promoting").write_text("mine")
         linked = shared / "_staging" / "20260101T000000Z_0000link"
         linked.symlink_to(elsewhere)
+        # a marker naming a path: the lock taken for that "plugin" was made where it led
+        pathy = shared / "_staging" / "20260101T000000Z_0000path"
+        pathy.mkdir()
+        (pathy / ".promoting").write_text("/../../../../../../../../" + str(elsewhere) + "/x")
+        pathy.chmod(0o777)
         cleaned = debris.remove_dead_runs(shared, every_record=True)
         assert [(str(line), line.done) for line in cleaned] == [
             (
@@ -572,7 +577,13 @@ def test_a_staging_folder_no_runner_of_this_user_made_is_never_rolled_back(site,
                 "a runner of this user made; remove it as its owner",
                 False,
             ),
+            (
+                f"left {pathy} alone: others may write into it (mode 777), not a folder "
+                "a runner of this user made; remove it as its owner",
+                False,
+            ),
         ]
+        assert not (elsewhere / "x.lock").exists()
         assert (shared / "mine" / "result.txt").read_text() == "mine\n"
         assert (elsewhere / ".previous-mine").is_dir()
         verified = subprocess.run(

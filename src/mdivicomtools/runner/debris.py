@@ -140,7 +140,9 @@ def _plugins_in(folder: Path) -> list[str]:
     names = {p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))}
     with contextlib.suppress(OSError):
         names.add(promoting(folder) or "")
-    return sorted(name for name in names if name)
+    # the marker is text anyone able to write the folder chose: a "plugin" named
+    # `/../../x` made the lock taken for it a file `x.lock` made wherever that led
+    return sorted(name for name in names if name and name == os.path.basename(name))
 
 
 def _staging_of_dead_run(

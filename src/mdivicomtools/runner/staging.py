@@ -46,6 +46,8 @@ def _open_lock(run_out_dir: Path, plugin_id: str) -> IO[bytes]:
     """
     runs = runs_dir(run_out_dir)
     lock_path = runs / f".{plugin_id}.lock"
+    if plugin_id != os.path.basename(plugin_id) or plugin_id in ("", ".", ".."):
+        raise RecordNotWritten(f"{plugin_id!r} names no plugin; no lock is taken for it")
     try:
         runs.mkdir(parents=True, exist_ok=True)
         try:
