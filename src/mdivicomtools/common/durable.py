@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from pathlib import Path
 
 #: how the temporary file of a write ends; an older release's was `.<name>.tmp`
@@ -53,7 +52,7 @@ def _locked_partial(path: Path) -> tuple[int, Path]:
     record in a group-shared --out stays readable to the group.
     """
     while True:
-        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        partial = path.with_name(f".{path.name}.{os.urandom(4).hex()}{PARTIAL_SUFFIX}")
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
