@@ -238,6 +238,59 @@ def test_the_log_ends_complete_whatever_the_live_stream_lost(tmp_path, live, sto
     assert path.read_bytes() == expected
 
 
+class _LargeStoredLog:
+    """An engine that stored `frames` lines of 1 MiB each (a tool that printed a lot),
+    handed out one frame at a time as the engines' answer streams them."""
+
+    @staticmethod
+    def line(index: int) -> bytes:
+        return b"%08d" % index + b"x" * (1024 * 1024 - 9) + b"\n"
+
+    def __init__(self, frames: int, live: int, *, lost: bool = False) -> None:
+        self.frames, self.live, self.lost = frames, live, lost
+        self.drained = threading.Event()
+
+    def logs(self, container_id):
+        for index in range(self.live):
+            if not (self.lost and index == 1):  # the stream skipped a frame
+                yield STDOUT, self.line(index)
+        self.drained.set()
+
+    def all_logs(self, container_id):
+        for index in range(self.frames):
+            yield STDOUT, self.line(index)
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["tail-appended", "resent"])
+def test_completing_the_log_holds_no_more_than_a_frame_of_it(tmp_path, lost):
+    """The stored log was read whole into memory, joined and sliced: a tool that
+    printed 1 GB took the runner to 3.3 GB. It is now compared and copied as a stream."""
+    import tracemalloc
+
+    path = tmp_path / "run.log"
+    engine = _LargeStoredLog(frames=48, live=4, lost=lost)
+    with RunLog(path) as log:
+        follower = _LogFollower(engine, "c1", log)  # type: ignore[arg-type]
+        follower.start()
+        assert engine.drained.wait(10)
+        tracemalloc.start()
+        try:
+            follower.finish()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"finish() held {peak / 2**20:.0f} MiB"
+    line = len(_LargeStoredLog.line(0))
+    if lost:  # what the stream gave, the marker, then the stored log whole
+        marker = b"\n" + LOG_RESENT_MARKER.encode() + b"\n"
+        assert path.stat().st_size == 3 * line + len(marker) + 48 * line
+    else:
+        assert path.stat().st_size == 48 * line
+    with path.open("rb") as written:
+        written.seek(-line, 2)
+        assert written.read() == _LargeStoredLog.line(47)
+
+
 def test_unfinished_lines_are_written_at_the_end_one_per_stream():
     joiner = LineJoiner()
     assert joiner.feed(STDOUT, b"50%") == b""

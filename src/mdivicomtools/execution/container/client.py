@@ -96,12 +96,13 @@ class ClientEngine:
         ):
             yield from read_frames(response.raw)
 
-    def all_logs(self, container_id: str) -> list[Frame]:
+    def all_logs(self, container_id: str) -> Iterator[Frame]:
+        # streamed, as logs() is: the stored log is as large as all the tool printed
         with (
             self.errors("reading logs"),
             contextlib.closing(self.log_response(container_id, follow=False)) as response,
         ):
-            return list(read_frames(response.raw))
+            yield from read_frames(response.raw)
 
     def wait(self, container_id: str) -> int:
         with self.errors("waiting for the container"):

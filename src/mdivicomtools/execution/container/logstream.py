@@ -60,9 +60,18 @@ def _read_exactly(raw: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def joined(frames: Iterable[Frame]) -> bytes:
-    """A complete log (the stored one) as the run log writes it."""
+def joined(frames: Iterable[Frame]) -> Iterator[bytes]:
+    """A complete log (the stored one) as the run log writes it, piece by piece.
+
+    A generator, not one bytes object: the stored log of a tool that printed a
+    gigabyte was held whole (and copied again to be compared), and the runner
+    took three times the tool's output in memory.
+    """
     joiner = LineJoiner()
-    out = [joiner.feed(stream, data) for stream, data in frames]
-    out.append(joiner.flush())
-    return b"".join(out)
+    for stream, data in frames:
+        chunk = joiner.feed(stream, data)
+        if chunk:
+            yield chunk
+    rest = joiner.flush()
+    if rest:
+        yield rest

@@ -137,8 +137,9 @@ class _LogFollower:
 
     Following the stream keeps the log live, but the stream is not the record:
     it is cut when the container exits, and may have ended early or skipped
-    data. So the engine's stored log is then fetched once and checked against
-    what was copied (same length prefix, same SHA-256): the missing tail is
+    data. So the engine's stored log is then read as a stream (never held whole:
+    it is as large as all the tool printed) and checked against what was
+    copied (same length prefix, same SHA-256): the missing tail is
     appended, or, when the stream lost or reordered data, a marker line and the
     complete stored log follow, so the log always ends complete. Both copies go
     through `logstream`, which writes whole lines only, so stdout and stderr
@@ -181,15 +182,51 @@ class _LogFollower:
             self._closed = True
             written, digest = self._written, self._digest.hexdigest()
         try:
-            stored = joined(self._engine.all_logs(self._container_id))
+            if self._append_stored_tail(written, digest):
+                return
+        except _TailWritten:
+            return  # the engine failed part-way: the log keeps what it had
         except Exception:  # the engine lost the log: the live copy is all there is
             self._log.write(self._lines.flush())
             return
-        if len(stored) >= written and hashlib.sha256(stored[:written]).hexdigest() == digest:
-            self._log.write(stored[written:])
-            return
         self._log.write(f"\n{LOG_RESENT_MARKER}\n")
-        self._log.write(stored)
+        # read once more rather than kept from the comparison: the stored log can be
+        # as large as everything the tool printed
+        with contextlib.suppress(Exception):
+            for chunk in joined(self._engine.all_logs(self._container_id)):
+                self._log.write(chunk)
+
+    def _append_stored_tail(self, written: int, digest: str) -> bool:
+        """Read the stored log as a stream: its first `written` bytes are hashed and
+        compared with what the live stream gave, the rest is appended to the log.
+        False when they differ (the live stream lost or reordered data); then
+        nothing was written."""
+        prefix = hashlib.sha256()
+        seen = 0
+        appended = False
+        try:
+            for chunk in joined(self._engine.all_logs(self._container_id)):
+                if seen < written:
+                    head = chunk[: written - seen]
+                    prefix.update(head)
+                    seen += len(head)
+                    chunk = chunk[len(head) :]
+                    if seen < written:
+                        continue
+                    if prefix.hexdigest() != digest:
+                        return False
+                if chunk:
+                    self._log.write(chunk)
+                    appended = True
+        except Exception as exc:
+            if appended:
+                raise _TailWritten from exc
+            raise
+        return seen == written  # shorter than what was copied: it differs
+
+
+class _TailWritten(Exception):
+    """The engine failed after part of the stored log's tail was appended."""
 
 
 class ContainerBackend:
