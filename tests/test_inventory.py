@@ -72,6 +72,26 @@ def test_symlinks_stay_inside_by_their_place_in_the_tree_wherever_it_is(tmp_path
     }
 
 
+def test_listing_many_small_files_holds_a_few_in_flight(tmp_path):
+    """The pool was handed every file at once: a future per file existed before the
+    first was hashed, and an output of 200,000 small files took 450 MB to list.
+    Now at most twice as many files as threads are in flight."""
+    import tracemalloc
+
+    for index in range(10000):
+        (tmp_path / f"f{index:05d}").write_bytes(b"x")
+    tracemalloc.start()
+    try:
+        listed = inventory(tmp_path, workers=4)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [entry.path for entry in listed] == [f"f{index:05d}" for index in range(10000)]
+    assert {entry.sha256 for entry in listed} == {hashlib.sha256(b"x").hexdigest()}
+    # beyond the inventory itself: the old pool.map took 18 MiB more here, now ~2 MiB
+    assert peak - kept < 6 * 1024 * 1024, f"{(peak - kept) / 2**20:.1f} MiB in flight"
+
+
 def test_inventory_of_an_empty_folder(tmp_path):
     assert inventory(tmp_path) == []
 

@@ -35,11 +35,10 @@ from mdivicomtools.common.safefs import display_name, open_regular
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import DatasetInfo
-from mdivicomtools.records.inventory import default_workers, symlink_sha256
+from mdivicomtools.records.inventory import default_workers, map_bounded, symlink_sha256
 
 if TYPE_CHECKING:
     import sqlite3
-    from concurrent.futures import Future
 
 #: the cache file; "off" (or an empty value) disables the cache
 CACHE_ENV = "MDIVICOM_DIGEST_CACHE"
@@ -319,32 +318,22 @@ def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
 def hash_bounded(paths: list[str], workers: int | None = None) -> Iterator[tuple[int, str]]:
     """(index, sha256) for each path, hashed by `workers` threads.
 
-    At most twice as many files as threads are in flight, so memory stays at a
-    few read buffers however many files there are. If the caller stops early
-    (an exception, Ctrl-C), the files in flight are abandoned within a block.
+    At most a few hundred files wait or are read at once (`map_bounded`), so
+    memory stays at a read buffer per thread however many files there are. If the
+    caller stops early (an exception, Ctrl-C), the files in flight are
+    abandoned within a block.
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
     workers = workers or default_workers()
     if workers == 1 or len(paths) <= 1:
         for index, path in enumerate(paths):
             yield index, sha256_file(Path(path))
         return
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-digest")
-    try:
-        pending: dict[Future[str], int] = {}
-        for index, path in enumerate(paths):
-            pending[pool.submit(sha256_file, Path(path), stop)] = index
-            if len(pending) >= 2 * workers:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield pending.pop(future), future.result()
-        for future in list(pending):
-            yield pending.pop(future), future.result()
-    finally:
-        stop.set()  # a no-op after a complete digest; otherwise it ends the threads' work
-        pool.shutdown(wait=True, cancel_futures=True)
+
+    def digest(path: str) -> str:
+        return sha256_file(Path(path), stop)
+
+    yield from map_bounded(digest, paths, workers, name="mdivicom-digest", stop=stop)
 
 
 #: seconds between two lines of `progress` while a dataset is hashed

@@ -17,14 +17,24 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from mdivicomtools.common.safefs import Entry, display_name, open_regular, scan
 from mdivicomtools.common.text import some
 from mdivicomtools.model.run import OutputFile, RunOutcome
 
 _CHUNK = 1 << 20
+
+#: items handed to map_bounded's threads at a time: a few hundred futures are
+#: some 100 KiB, and waiting for the first to end less often keeps small files
+#: as fast as a pool.map of them all (each thread reads one file at a time)
+IN_FLIGHT = 256
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 def sha256_file(path: Path | bytes) -> str:
@@ -59,6 +69,42 @@ def iter_files(root: Path) -> Iterator[Path]:
 
 def default_workers() -> int:
     return min(8, (os.cpu_count() or 1) + 1)
+
+
+def map_bounded(
+    func: Callable[[_Item], _Result],
+    items: Sequence[_Item],
+    workers: int,
+    *,
+    name: str,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[int, _Result]]:
+    """(index, func(item)) for each item, computed by `workers` threads, as they end.
+
+    At most IN_FLIGHT items wait or run at once: handing the pool every item at
+    once (`pool.map`) made a future per item before the first ended, and listing
+    an output of 200,000 small files took 450 MB. If the caller stops
+    early (an exception, Ctrl-C), `stop` is set before the pool is shut down, so
+    `func` can give up within a block rather than finish a 50 GB file.
+    """
+    # imported here: concurrent.futures pulls in logging, a cost every run would pay
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        pending: dict[Future[_Result], int] = {}
+        for index, item in enumerate(items):
+            pending[pool.submit(func, item)] = index
+            if len(pending) >= max(IN_FLIGHT, 2 * workers):
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        for future in list(pending):
+            yield pending.pop(future), future.result()
+    finally:
+        if stop is not None:
+            stop.set()  # a no-op after the last item; otherwise it ends the threads' work
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def unsafe_entries(entries: list[Entry]) -> list[str]:
@@ -111,8 +157,7 @@ def inventory_of(
 
     if workers == 1 or len(listed) == 1:
         return [output(entry) for entry in listed]
-    # imported here: concurrent.futures pulls in logging, a cost every run would pay
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdivicom-hash") as pool:
-        return list(pool.map(output, listed))
+    found: list[OutputFile | None] = [None] * len(listed)
+    for index, item in map_bounded(output, listed, workers, name="mdivicom-hash"):
+        found[index] = item
+    return [item for item in found if item is not None]
