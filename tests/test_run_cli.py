@@ -178,6 +178,42 @@ def test_a_subprocess_output_is_logged_not_on_stdout(site, dataset, tmp_path, is
     assert "tool version 6.1" in result.stderr  # shown live, as the plugin's output is
 
 
+@pytest.mark.parametrize("isolate", [[], ["--isolate"]])
+def test_escape_sequences_in_a_plugins_output_do_not_reach_the_terminal(
+    site, dataset, tmp_path, isolate
+):
+    """The live echo passed a plugin's output to the terminal as printed: an OSC
+    sequence set the window title or wrote the clipboard (`ESC ]52;`), `ESC [2J`
+    cleared the screen. They are written out there now; the log keeps the bytes,
+    and newlines, tabs and a progress bar's carriage returns still lay it out."""
+    site.plugin(
+        "noisy",
+        run_source=(
+            "import os, subprocess, sys\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    print('title \\x1b]0;PWNED\\x07 clear \\x1b[2J bell \\x07 \\u202etxt.exe')\n"
+            "    sys.stdout.write('\\r10%\\r100%\\tdone\\n')\n"
+            "    os.write(1, b'clipboard \\x1b]52;c;SGVsbG8=\\x07 \\xff nul \\x00\\n')\n"
+            "    return {'ok': True}\n"
+        ),
+    )
+    out = tmp_path / "out"
+    args = ["run", "noisy", "--dataset", str(dataset), "--out", str(out), *isolate]
+    result = site.cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\x00" not in result.stderr and "\u202e" not in result.stderr
+    shown = result.stderr.split("\n")  # splitlines() would split at the \r too
+    assert r"title \x1b]0;PWNED\x07 clear \x1b[2J bell \x07 \u202etxt.exe" in shown
+    assert r"clipboard \x1b]52;c;SGVsbG8=\x07 " + "\ufffd" + r" nul \x00" in shown
+    # kept as control characters (text mode reads each \r as a line end), not written out
+    assert "\n10%\n100%\tdone\n" in result.stderr and r"\r" not in result.stderr
+    log = next((out / "_runs").glob("*.log")).read_bytes()
+    assert b"title \x1b]0;PWNED\x07 clear \x1b[2J bell \x07 \xe2\x80\xaetxt.exe\n" in log
+    assert b"clipboard \x1b]52;c;SGVsbG8=\x07 \xff nul \x00\n" in log
+    assert b"\r10%\r100%\tdone\n" in log
+
+
 def test_plugin_failure_exit_1_and_summary(site, dataset, tmp_path):
     site.plugin("boom", run_source="def run(*a, **k):\n    raise RuntimeError('kaput')\n")
     out = tmp_path / "out"

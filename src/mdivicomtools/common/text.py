@@ -24,6 +24,12 @@ _CONTROL = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: the same, less the newline, carriage return and tab that lay out a program's
+#: output (its lines, a progress bar redrawn with `\r`, a table)
+_CONTROL_IN_OUTPUT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f"
+    "\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -60,6 +66,21 @@ def printable(text: str) -> str:
         # (`ses-ü`, not `ses-\\xc3\\xbc`); the others stay bytes, written `\\xNN`
         text = _ESCAPED_BYTES.sub(_as_utf8, text)
     return _CONTROL.sub(_escape, text)
+
+
+def terminal_output(text: str) -> str:
+    """A program's output as the terminal may be shown it: laid out as it was
+    printed (newlines, `\r` redraws, tabs), every other control character
+    written out as `printable` writes it (`\x1b`, `\x07`, `\u202e`).
+
+    A plugin's output is echoed live to the user's terminal, and an escape
+    sequence in it would act there: set the window title (`ESC ]0;`), clear
+    the screen (`ESC [2J`), write the clipboard (`ESC ]52;`), hide a link
+    behind text (`ESC ]8;`) or ring the bell, on behalf of code the user did
+    not write. With its ESC written out, the sequence shows as text; the run
+    log keeps the bytes as printed.
+    """
+    return _CONTROL_IN_OUTPUT.sub(_escape, text)
 
 
 def a_type(value: object) -> str:

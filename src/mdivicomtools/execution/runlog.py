@@ -16,6 +16,7 @@ from typing import IO, TextIO
 
 from mdivicomtools.common.safefs import open_append
 from mdivicomtools.common.streams import redirected
+from mdivicomtools.common.text import terminal_output
 from mdivicomtools.execution.lines import LineJoiner
 from mdivicomtools.execution.outputpipe import OutputPipe
 
@@ -93,7 +94,8 @@ class RunLog:
     def _to_echo(self, raw: bytes) -> None:
         assert self.echo is not None
         try:
-            self.echo.write(raw.decode("utf-8", "replace"))
+            # escape sequences act on the terminal: shown as text there, kept in the file
+            self.echo.write(terminal_output(raw.decode("utf-8", "replace")))
             self.echo.flush()
         except (OSError, ValueError):
             self.echo = None  # the terminal went away; keep logging to the file
