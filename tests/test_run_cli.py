@@ -214,6 +214,28 @@ def test_escape_sequences_in_a_plugins_output_do_not_reach_the_terminal(
     assert b"\r10%\r100%\tdone\n" in log
 
 
+def test_an_in_process_plugin_can_write_bytes_to_sys_stdout_buffer(site, dataset, tmp_path):
+    """`sys.stdout.buffer.write(...)` raised AttributeError in-process (the run
+    failed) while it worked with --isolate: the log's stream had no buffer."""
+    site.plugin(
+        "binary",
+        run_source=(
+            "import sys\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    sys.stdout.buffer.write(b'raw \\xff bytes\\n')\n"
+            "    sys.stdout.buffer.flush()\n"
+            "    sys.stderr.buffer.write(b'to stderr\\n')\n"
+            "    return {'ok': True}\n"
+        ),
+    )
+    out = tmp_path / "out"
+    result = site.cli("run", "binary", "--dataset", str(dataset), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    log = next((out / "_runs").glob("*.log")).read_bytes()
+    assert sorted(log.splitlines()) == [b"raw \xff bytes", b"to stderr"]
+
+
 def test_plugin_failure_exit_1_and_summary(site, dataset, tmp_path):
     site.plugin("boom", run_source="def run(*a, **k):\n    raise RuntimeError('kaput')\n")
     out = tmp_path / "out"

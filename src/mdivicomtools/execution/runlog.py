@@ -261,6 +261,10 @@ class _LogStream:
 
     def __init__(self, log: RunLog) -> None:
         self._log = log
+        #: what `sys.stdout.buffer.write(b"...")` writes to, as on a real stream: a
+        #: tool that writes bytes (binary output, text it encoded itself) raised
+        #: AttributeError in-process, and ran with --isolate
+        self.buffer = _LogBuffer(log)
 
     def write(self, text: str) -> int:
         # print() writes a line in pieces; the pipe of descriptor 1 must not land between
@@ -279,3 +283,28 @@ class _LogStream:
 
     def fileno(self) -> int:
         return sys.__stderr__.fileno() if sys.__stderr__ else 2
+
+
+class _LogBuffer:
+    """The binary stream under a `_LogStream`: bytes go into the log as written."""
+
+    def __init__(self, log: RunLog) -> None:
+        self._log = log
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        raw = bytes(data)
+        self._log.write_lines(PYTHON_STREAMS, raw)
+        return len(raw)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
