@@ -92,6 +92,23 @@ def test_listing_many_small_files_holds_a_few_in_flight(tmp_path):
     assert peak - kept < 6 * 1024 * 1024, f"{(peak - kept) / 2**20:.1f} MiB in flight"
 
 
+def test_a_file_that_grows_between_the_walk_and_its_hash_gets_the_size_hashed(tmp_path):
+    """A process the plugin left running appends to an output while it is listed: the
+    record gave the size the walk saw with the sha256 of the longer content read
+    later, a pair that described no file. Size and digest now cover the same bytes."""
+    from mdivicomtools.common.safefs import scan
+    from mdivicomtools.records.inventory import inventory_of
+
+    grown = tmp_path / "grow.bin"
+    grown.write_bytes(b"a" * 100)
+    entries = scan(tmp_path)  # the walk sees 100 bytes
+    with grown.open("ab") as more:
+        more.write(b"b" * 50)  # then the file grows before it is hashed
+    (listed,) = inventory_of(tmp_path, entries, workers=1)
+    assert listed.size == 150
+    assert listed.sha256 == hashlib.sha256(b"a" * 100 + b"b" * 50).hexdigest()
+
+
 def test_inventory_of_an_empty_folder(tmp_path):
     assert inventory(tmp_path) == []
 
