@@ -187,7 +187,8 @@ def test_files_a_finalize_hook_writes_or_removes_are_what_the_record_lists(site,
     assert sorted(p.name for p in (out / "writer").iterdir()) == ["SITE_STAMP"]
     # the warning names the files, so a hook overwriting the plugin's own is seen
     assert (
-        "a finalisation hook changed the output (added SITE_STAMP; removed out.txt); "
+        "the output changed while it was finalised (added SITE_STAMP; removed out.txt): "
+        "a finalisation hook or a process the plugin left running wrote it; "
         "it was listed again"
     ) in record.warnings
     from mdivicomtools import verify_out

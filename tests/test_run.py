@@ -915,3 +915,39 @@ def test_an_entry_callable_that_is_no_function_says_what_it_is(site, dataset, tm
     record = run_plugin("constant", dataset=dataset, out=tmp_path / "out")
     assert record.status == "failed" and record.error.type == "PluginImportError"
     assert record.error.message == "entry.callable 'p_constant:run' is an int"
+
+
+def test_an_output_still_written_while_finalised_is_not_blamed_on_a_hook(site, dataset, tmp_path):
+    """An in-process plugin left a process appending to its output (its processes
+    are not stopped when it returns). The output changed under the finalisation
+    hooks, and the warning said a finalisation hook had changed it, when none
+    but the built-in inventory ran."""
+    writer = (
+        "import sys, time\n"
+        "end = time.monotonic() + 2.5\n"
+        "with open('grow.bin', 'ab', buffering=0) as grow:\n"
+        "    while time.monotonic() < end:\n"
+        "        grow.write(bytes(4096)); time.sleep(0.0005)\n"
+        "open(sys.argv[1], 'w').close()\n"
+    )
+    site.plugin(
+        "grower",
+        run_source=(
+            "import subprocess, sys, time\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            f"    subprocess.Popen([sys.executable, '-c', {writer!r}, config['ended']],\n"
+            "                     cwd=out_dir)\n"
+            "    time.sleep(0.3)\n"
+            "    return {}\n"
+        ),
+    )
+    out, ended = tmp_path / "out", tmp_path / "ended"
+    record = run_plugin("grower", dataset=dataset, out=out, config={"ended": str(ended)})
+    deadline = time.monotonic() + 60
+    while not ended.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the writer end before the folder is removed
+    assert record.status == "succeeded"
+    assert [o.path for o in record.outputs] == ["grow.bin"]
+    (warning,) = record.warnings
+    assert warning.startswith("the output changed while it was finalised (changed grow.bin): ")
+    assert "a finalisation hook or a process the plugin left running wrote it" in warning

@@ -480,7 +480,9 @@ class Run:
     def _list_again_if_changed(self, outcome: RunOutcome, staged: Fingerprint) -> None:
         """The record lists what is promoted: a finalisation hook that wrote, changed or
         removed files in the staging folder, or put entries into outcome.outputs for
-        files that are not there, gets the output listed (and checked) again."""
+        files that are not there, gets the output listed (and checked) again. So does
+        a process the plugin left running that writes there meanwhile: the warning
+        names both, since the runner cannot tell which wrote."""
         try:
             now = fingerprint(outcome.staging_dir)
         except OSError as exc:
@@ -493,8 +495,11 @@ class Run:
         if outcome.status == "succeeded":
             # which files, so a hook that overwrote one of the plugin's own is seen
             changes = compare(staged, now)
+            # the plugin's own processes may still be writing (an in-process plugin's
+            # are not killed when it returns): the change is not a hook's for sure
             outcome.warnings.append(
-                f"a finalisation hook changed the output ({changes.describe(limit=5)}); "
+                f"the output changed while it was finalised ({changes.describe(limit=5)}): "
+                "a finalisation hook or a process the plugin left running wrote it; "
                 "it was listed again"
                 if changes
                 else "a finalisation hook changed outcome.outputs; the output was listed again"
