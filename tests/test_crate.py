@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -364,6 +365,50 @@ def test_export_refuses_an_output_that_became_a_symlink_out_of_the_folder(
     with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
         export_crate(out, "latest", tmp_path / "crate")
     assert not (tmp_path / "crate").exists()
+
+
+def test_symlinks_the_run_kept_are_exported_as_links(site, dataset, tmp_path, offline_context):
+    """Two outputs linked to each other (a loop), a link to a folder of the output:
+    the run kept and listed them, `verify` said ok, and export stopped with
+    `output 'b' of run ... is missing`, since it wanted a file to copy."""
+    site.plugin(
+        "linker",
+        run_source=(
+            "import os, pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'sub').mkdir()\n"
+            "    pathlib.Path(out_dir, 'sub', 'a.txt').write_text('a')\n"
+            "    os.symlink('c', os.path.join(out_dir, 'b'))\n"
+            "    os.symlink('b', os.path.join(out_dir, 'c'))\n"
+            "    os.symlink('sub', os.path.join(out_dir, 'folder'))\n"
+            "    os.symlink('sub/a.txt', os.path.join(out_dir, 'to-a'))\n"
+        ),
+    )
+    out = tmp_path / "out"
+    record = run_plugin("linker", dataset=dataset, out=out)
+    assert [(o.path, o.type) for o in record.outputs] == [
+        ("b", "symlink"),
+        ("c", "symlink"),
+        ("folder", "symlink"),
+        ("sub/a.txt", "file"),
+        ("to-a", "symlink"),
+    ]
+    crate = tmp_path / "crate"
+    result = site.cli("runs", "export", str(out), record.run_id, "--ro-crate", str(crate))
+    assert result.returncode == 0, result.stderr
+    exported = crate / "linker"
+    links = {name: os.readlink(exported / name) for name in ("folder", "to-a")}
+    assert links == {"folder": "sub", "to-a": "sub/a.txt"}
+    assert (exported / "to-a").read_text() == "a"
+    # the loop leads to no file, so it is no payload: described, with its target
+    entities = graph(crate)
+    assert {"linker/folder", "linker/to-a", "linker/sub/a.txt"} <= set(entities)
+    assert entities["#linker/b"]["description"] == (
+        "a symbolic link to 'c', which leads to no file"
+    )
+    (action,) = [e for e in entities.values() if e.get("@type") == "CreateAction"]
+    assert len(ids(action["result"])) == 5
+    assert validation_problems(crate) == []
 
 
 MAKES_SESSIONS = """

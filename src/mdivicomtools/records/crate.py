@@ -206,8 +206,11 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         out_dir = root / record.plugin.id
         for output in record.outputs:
             target = out_dir / disk_name(output.path, output.escaped)
-            # a symlink placed in the folder after the run must not copy a file from elsewhere
-            if not (target.is_file() and inside(out_dir, target)):
+            # a symlink placed in the folder after the run must not copy a file from
+            # elsewhere; one the run left (to a file, a folder, another link, or in a
+            # loop of links) is exported as the link it is
+            there = target.is_symlink() if output.type == "symlink" else target.is_file()
+            if not (there and inside(out_dir, target)):
                 where = f"{session}: " if session else ""
                 raise UsageError(
                     f"{where}output {output.path!r} of run {record.run_id} is missing from "
@@ -296,6 +299,12 @@ def _output_file() -> Any:
         def write(self, base_path: Any) -> None:
             destination = Path(base_path) / os.fsdecode(unquote_to_bytes(self.id))
             destination.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.islink(self.source):
+                # the same relative link at the same place: the crate mirrors the output
+                # folder, so it leads where it did (a loop or a link to a folder,
+                # which the run keeps, has nothing to copy and stopped the export)
+                os.symlink(os.readlink(self.source), destination)
+                return
             shutil.copy(self.source, destination)
 
     return OutputFile
@@ -380,7 +389,26 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
 
     results = []
     for output in record.outputs:
-        # the crate holds a copy of a symlink's target, not the link its digest is of
+        source = root / plugin.id / disk_name(output.path, output.escaped)
+        if output.type == "symlink" and not source.exists():
+            # a link that leads to no file (a loop of links, a dangling one) cannot be
+            # part of the crate's payload: it is described, with where it leads
+            results.append(
+                crate.add(
+                    entity(
+                        crate,
+                        f"#{prefix}{plugin.id}/{output.path}",
+                        properties={
+                            "@type": "CreativeWork",
+                            "name": f"{prefix}{plugin.id}/{output.path}",
+                            "description": "a symbolic link to "
+                            f"{display_name(os.readlink(source))[0]!r}, which leads to no file",
+                        },
+                    )
+                )
+            )
+            continue
+        # a symlink's recorded digest is of the text of its target, not of any content
         sha256 = output.sha256 if output.type == "file" else ""
         file_props = {"contentSize": str(output.size), "sha256": sha256}
         media_type, _ = mimetypes.guess_type(output.path)
@@ -390,7 +418,7 @@ def _add_run(crate: Any, entity: Any, session: str | None, root: Path, record: R
             crate.add(
                 _output_file()(
                     crate,
-                    root / plugin.id / disk_name(output.path, output.escaped),
+                    source,
                     # a name that is not UTF-8 keeps its escaped form: the crate's ids are text
                     dest_path=f"{prefix}{plugin.id}/{output.path}",
                     properties=file_props,
