@@ -951,3 +951,35 @@ def test_an_output_still_written_while_finalised_is_not_blamed_on_a_hook(site, d
     (warning,) = record.warnings
     assert warning.startswith("the output changed while it was finalised (changed grow.bin): ")
     assert "a finalisation hook or a process the plugin left running wrote it" in warning
+
+
+def test_a_large_output_gets_a_line_before_it_is_hashed(site, dataset, tmp_path, monkeypatch):
+    """A plugin that wrote a 5 GB file left the run silent after `run:` for 17 s
+    while the inventory hashed it, which reads as hung. A large output (by bytes or
+    by files) gets a line first; a small one does not."""
+    from mdivicomtools.runner import run as run_module
+
+    site.plugin(
+        "writer",
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    for index in range(3):\n"
+            "        pathlib.Path(out_dir, f'{index}.bin').write_bytes(bytes(4096))\n"
+        ),
+    )
+    shown: list[str] = []
+    run_plugin("writer", dataset=dataset, out=tmp_path / "small", progress=shown.append)
+    assert not any("hashing" in line for line in shown)
+    monkeypatch.setattr(run_module, "HASH_NOTICE_BYTES", 8192)
+    shown.clear()
+    run_plugin("writer", dataset=dataset, out=tmp_path / "big", progress=shown.append)
+    assert "finalise: hashing 3 output file(s), 12 KiB" in shown
+    assert shown.index("finalise: hashing 3 output file(s), 12 KiB") < next(
+        i for i, line in enumerate(shown) if line.startswith("finalise: succeeded")
+    )
+    monkeypatch.setattr(run_module, "HASH_NOTICE_BYTES", 1024**3)
+    monkeypatch.setattr(run_module, "HASH_NOTICE_FILES", 3)
+    shown.clear()
+    run_plugin("writer", dataset=dataset, out=tmp_path / "many", progress=shown.append)
+    assert "finalise: hashing 3 output file(s), 12 KiB" in shown

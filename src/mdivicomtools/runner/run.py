@@ -38,6 +38,7 @@ from mdivicomtools.common.signals import (
 )
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
+from mdivicomtools.common.units import format_size
 from mdivicomtools.errors import RecordNotWritten
 from mdivicomtools.execution.base import ExecutionBackend, outcome_problems
 from mdivicomtools.execution.runlog import RunLog
@@ -84,6 +85,10 @@ from mdivicomtools.runner.staging import (
 )
 
 HOST_HOOK_MODULE = "mdivicomtools.host"
+#: an output this large, or of this many files, gets a line before it is hashed (some
+#: seconds at the inventory's speed on a busy machine or a network file system)
+HASH_NOTICE_BYTES = 1024**3
+HASH_NOTICE_FILES = 20_000
 
 Progress = Callable[[str], None]
 
@@ -321,6 +326,8 @@ class Run:
         if outcome.status == "succeeded" and request.dry_run:
             outcome.status = "dry_run"
         staged = self._staged_tree(outcome)
+        if staged is not None:
+            self._say_if_long_to_hash(staged)
         finalised = self._hooks_until_interrupted(
             pending, self.hooks.call, "mdivicom_finalize_outputs", request=request, outcome=outcome
         )
@@ -476,6 +483,15 @@ class Run:
             return fingerprint(outcome.staging_dir)
         except OSError:
             return None  # the inventory hook reports an unreadable output
+
+    def _say_if_long_to_hash(self, staged: Fingerprint) -> None:
+        """A line before the output is hashed, when that takes a while: a plugin that
+        wrote a 5 GB video or 200,000 files left the run silent after `run:` for
+        tens of seconds while the inventory read it all, which reads as hung."""
+        files = [entry[1] for entry in staged.values() if entry[0] == "f"]
+        total = sum(files)
+        if total >= HASH_NOTICE_BYTES or len(files) >= HASH_NOTICE_FILES:
+            self.say(f"finalise: hashing {len(files)} output file(s), {format_size(total)}")
 
     def _list_again_if_changed(self, outcome: RunOutcome, staged: Fingerprint) -> None:
         """The record lists what is promoted: a finalisation hook that wrote, changed or
