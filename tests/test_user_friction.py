@@ -219,6 +219,17 @@ def test_6_runs_show_takes_a_prefix_and_bad_folders_are_errors(site, dataset, tm
     assert str(batch / "ses-01") in hint.stderr
 
 
+def test_6_rerun_of_a_batch_output_names_rerun_on_a_session(site, tmp_path):
+    # `mdivicom rerun BATCH_OUT latest` was told to try `mdivicom runs show
+    # BATCH_OUT/ses-01 latest`, which shows a record and repeats nothing
+    batch = tmp_path / "batch"
+    (batch / "ses-01" / "_runs").mkdir(parents=True)
+    hint = site.cli("rerun", str(batch), "latest")
+    assert hint.returncode == 2
+    assert f"`mdivicom rerun {batch / 'ses-01'} latest`" in hint.stderr
+    assert "runs show" not in hint.stderr
+
+
 # 7 ---------------------------------------------------------------------------------
 
 

@@ -300,7 +300,9 @@ def find_record(run_out_dir: Path, run_id: str) -> RunRecord:
     return full_record(choose_run(_some_records(run_out_dir, run_id), run_out_dir, run_id))
 
 
-def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
+def find_kept_run(
+    run_out_dir: Path, run_id: str, *, why: str, command: str = "runs show"
+) -> RunRecord:
     """A run as `find_record` finds it, but `latest` is the newest *succeeded* run.
 
     What `verify`, `rerun` and `runs export` mean by `latest`: the run whose
@@ -310,17 +312,21 @@ def find_kept_run(run_out_dir: Path, run_id: str, *, why: str) -> RunRecord:
     run before it). A run named by its id is that run, whatever its status.
     With no succeeded run, RecordNotFound names the latest run's status (as
     `runs list` shows it), followed by `why` (what the command needs a
-    succeeded run for).
+    succeeded run for). On a batch's --out, which keeps its records per session,
+    the error names `command` (the one the user typed, such as `rerun`) on a
+    session folder.
     """
     named = _named_record(run_out_dir, run_id)
     if named is not None:
         return named
-    records = _some_records(run_out_dir, run_id)
+    records = _some_records(run_out_dir, run_id, command)
     return full_record(choose_run(records, run_out_dir, run_id, kept_why=why))
 
 
-def _some_records(run_out_dir: Path, run_id: str) -> list[RunHeader]:
-    """`records_for`, where no record at all is an error that says where to look."""
+def _some_records(run_out_dir: Path, run_id: str, command: str = "runs show") -> list[RunHeader]:
+    """`records_for`, where no record at all is an error that says where to look: for
+    a batch's --out, the same `command` on one of its session folders (`rerun` was
+    told to use `runs show` there, which repeats nothing)."""
     records = records_for(run_out_dir, run_id)
     if records:
         return records
@@ -328,7 +334,7 @@ def _some_records(run_out_dir: Path, run_id: str) -> list[RunHeader]:
     if sessions:
         raise RecordNotFound(
             f"{str(run_out_dir)!r} is a batch output: its run records are per session, "
-            f"e.g. `mdivicom runs show {sessions[0]} {run_id}` (or `mdivicom runs list "
+            f"e.g. `mdivicom {command} {sessions[0]} {run_id}` (or `mdivicom runs list "
             f"{run_out_dir}` for every session)"
         )
     raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")

@@ -212,7 +212,10 @@ def _original(out: Path, run_id: str) -> RunRecord:
     """The record to repeat; `latest` is the newest succeeded run (`find_kept_run`):
     only a succeeded run has outputs to compare with."""
     return find_kept_run(
-        out, run_id, why="rerun repeats a succeeded run, whose outputs it can compare with"
+        out,
+        run_id,
+        why="rerun repeats a succeeded run, whose outputs it can compare with",
+        command="rerun",
     )
 
 
