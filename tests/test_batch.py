@@ -236,8 +236,12 @@ def test_resume_after_a_partial_failure(session_plugin, study, tmp_path):
     ran = sorted(r.session for r in second.sessions if r.status == "succeeded")
     assert ran == ["ses-02", "ses-05"]
     skipped = [r for r in second.sessions if r.status == "skipped"]
-    assert skipped[0].error.startswith("succeeded in run ")
-    assert skipped[0].error.endswith("with per-session 1.0.0 and the same config")
+    assert skipped[0].reason.startswith("succeeded in run ")
+    assert skipped[0].reason.endswith("with per-session 1.0.0 and the same config")
+    # a skipped session did not fail: its summary entry has no error (it held the reason)
+    assert [r.error for r in skipped] == [None] * 6
+    written = json.loads((out / "_batches" / f"{second.batch_id}.json").read_text())
+    assert {s["error"] for s in written["sessions"] if s["status"] == "skipped"} == {None}
     assert messages[0] == (
         "resume: skipping 6 session(s) whose latest run of lab/per-session "
         "1.0.0 succeeded with the same config"

@@ -213,13 +213,11 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
         if reason is None:
             pending.append((folder, session_out, session_work))
             continue
+        # the run it relied on is the reason, not an error: a script that counts the
+        # sessions with an `error` counted every skipped one among the failures
         skipped.append(
             SessionResult(
-                session=folder.name,
-                status="skipped",
-                error=reason,
-                out=str(session_out),
-                reason=reason,
+                session=folder.name, status="skipped", out=str(session_out), reason=reason
             )
         )
     # a stale session (input, config or version changed, output missing) replaces its
