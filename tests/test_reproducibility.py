@@ -449,6 +449,31 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
 """
 
 
+def test_verify_latest_names_the_other_plugins_it_did_not_check(site, dataset, tmp_path):
+    """`verify results` of a run root shared by two plugins checked the newest run
+    only: it said ok, exit 0, with the other plugin's output altered, and nothing
+    said that output was not looked at."""
+    site.plugin("copy", run_source=COPY)
+    site.plugin("flaky", run_source=FLAKY)
+    out = tmp_path / "out"
+    first = run_plugin("copy", dataset=dataset, out=out)
+    run_plugin("flaky", dataset=dataset, out=out)
+    (out / "copy" / "a.txt").write_text("altered")
+    result = site.cli("verify", str(out))
+    assert result.returncode == 0  # what it checked, lab/flaky, is as recorded
+    assert result.stdout.startswith("lab/flaky run ")
+    assert (
+        f"note: not checked: the outputs of lab/copy (run {first.run_id}); `latest` is the "
+        f"newest succeeded run only: `mdivicom verify {out} --all` checks every plugin's"
+    ) in result.stderr
+    assert verify_all(out).unchecked and not verify_all(out, every_plugin=True).unchecked
+    # with --all, or a run named by its id, there is nothing left unsaid
+    every = site.cli("verify", str(out), "--all")
+    assert every.returncode == 1 and "not checked" not in every.stderr
+    named = site.cli("verify", str(out), first.run_id)
+    assert named.returncode == 1 and "not checked" not in named.stderr
+
+
 def test_verify_all_with_no_succeeded_run_is_bad_input(site, dataset, tmp_path):
     site.plugin("bad", run_source="def run(*a, **k):\n    raise ValueError('no')\n")
     out = tmp_path / "out"

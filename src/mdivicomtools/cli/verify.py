@@ -89,7 +89,8 @@ def verify_command(out: str, run_id: str, every_plugin: bool, as_json: bool) -> 
     """Check that a run's outputs and dataset are still what its record says.
 
     OUT is a run's --out (or a batch's: then every session is checked); RUN_ID
-    defaults to `latest`, the newest succeeded run. The outputs are hashed
+    defaults to `latest`, the newest succeeded run (a note on stderr names the
+    other plugins with outputs in OUT, which --all checks). The outputs are hashed
     again (modified, missing and extra files are named); the dataset is
     compared with the record's content digest, or its stat fingerprint.
 
@@ -114,4 +115,6 @@ def verify_command(out: str, run_id: str, every_plugin: bool, as_json: bool) -> 
             click.echo(line, err=True)
     else:
         click.echo("\n".join([*(render_report(r) for r in reports), *skipped]))
+    for line in outcome.unchecked:  # a note, not a report: stdout stays the reports
+        click.echo(f"note: {printable(line)}", err=True)
     raise click.exceptions.Exit(0 if all(r.ok for r in reports) else 1)

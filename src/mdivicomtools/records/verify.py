@@ -170,10 +170,17 @@ class SkippedSession(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class VerifyOutcome(msgspec.Struct, kw_only=True):
-    """The reports of a run root or a batch, and the batch's sessions that had none."""
+    """The reports of a run root or a batch, and the batch's sessions that had none.
+
+    `unchecked` names the other plugins whose outputs a folder holds when only
+    the newest succeeded run was verified (`latest` without `--all`): `verify
+    results` of a run root shared by two plugins said `ok`, exit 0, with the
+    older plugin's outputs altered, and nothing told that they were not looked at.
+    """
 
     reports: list[VerifyReport]
     skipped: list[SkippedSession] = []
+    unchecked: list[str] = []
 
 
 def _skip_reason(records: list[RunHeader]) -> str:
@@ -389,6 +396,28 @@ def _pick(
     return [choose_run(records, where, run_id, kept_why=why)]
 
 
+def _not_picked(
+    records: list[RunHeader], chosen: list[RunHeader], run_id: str, every_plugin: bool
+) -> list[str]:
+    """Each other plugin with a succeeded run in this folder, as `lab/other (run <id>)`,
+    when `latest` without `--all` checked only the newest succeeded run."""
+    if every_plugin or run_id != "latest":
+        return []
+    picked = {header.plugin.ref for header in chosen}
+    latest: dict[str, str] = {}
+    for header in records:
+        if header.status == "succeeded" and header.plugin.ref not in picked:
+            latest[header.plugin.ref] = header.run_id
+    return [f"{ref} (run {run})" for ref, run in latest.items()]
+
+
+def _unchecked_note(out: Path, where: str, others: list[str]) -> str:
+    return (
+        f"not checked{where}: the outputs of {', '.join(others)}; `latest` is the newest "
+        f"succeeded run only: `mdivicom verify {out} --all` checks every plugin's"
+    )
+
+
 def verify_out(
     out: str | Path, run_id: str = "latest", *, every_plugin: bool = False
 ) -> list[VerifyReport]:
@@ -429,18 +458,21 @@ def verify_all(
         chosen = _pick(records, run_id, every_plugin, out)
         if not chosen:
             raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
+        others = _not_picked(records, chosen, run_id, every_plugin)
         return VerifyOutcome(
             reports=[
                 verify_record(
                     full_record(header), run_root=out, superseded_by=_successor(records, header)
                 )
                 for header in chosen
-            ]
+            ],
+            unchecked=[_unchecked_note(out, "", others)] if others else [],
         )
     # a batch's --out: every session, and the folder's own runs when it has any (a
     # batch chained onto a plugin's output in the same --out)
     reports = []
     skipped: list[SkippedSession] = []
+    unchecked: list[str] = []
     for root in roots:
         try:
             records = records_for(root.folder, run_id)
@@ -450,7 +482,12 @@ def verify_all(
         if not any(r.status == "succeeded" for r in records):
             skipped.append(SkippedSession(session=root.session, reason=_skip_reason(records)))
             continue
-        for header in _pick(records, run_id, every_plugin, root.folder):
+        chosen = _pick(records, run_id, every_plugin, root.folder)
+        others = _not_picked(records, chosen, run_id, every_plugin)
+        if others:
+            where = f" in {root.session}" if root.session else ""
+            unchecked.append(_unchecked_note(out, where, others))
+        for header in chosen:
             reports.append(
                 verify_record(
                     full_record(header),
@@ -462,4 +499,4 @@ def verify_all(
     if not reports:
         where = "nothing" if own else "no session"
         raise RecordNotFound(f"{where} under {str(out)!r} has a succeeded run")
-    return VerifyOutcome(reports=reports, skipped=skipped)
+    return VerifyOutcome(reports=reports, skipped=skipped, unchecked=unchecked)
