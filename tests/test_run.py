@@ -345,6 +345,48 @@ def test_all_validation_problems_are_reported_together(site, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_set_value_read_as_json_where_text_is_expected_says_how_to_quote_it(
+    site, dataset, tmp_path
+):
+    # `--set pattern=5` makes the number 5; `5 is not of type 'string'` left the user
+    # to find out that VALUE is read as JSON
+    site.plugin(
+        "texts",
+        config_schema={
+            "type": "object",
+            "properties": {
+                "pattern": {"type": "string"},
+                "label": {"type": ["string", "null"]},
+                "opts": {"type": "object", "properties": {"tag": {"type": "string"}}},
+                "n": {"type": "integer"},
+            },
+        },
+    )
+    with pytest.raises(ValidationFailed) as excinfo:
+        run_plugin(
+            "texts",
+            dataset=dataset,
+            out=tmp_path / "out",
+            sets=["pattern=5", "label=true", "opts.tag=1.5", "n=x"],
+        )
+    assert excinfo.value.problems == [
+        "config.label: True is not of type 'string', 'null'; "
+        """to give it as text, quote it: --set 'label="true"'""",
+        "config.n: 'x' is not of type 'integer'",
+        """config.opts.tag: 1.5 is not of type 'string'; to give it as text, quote it: """
+        """--set 'opts.tag="1.5"'""",
+        """config.pattern: 5 is not of type 'string'; to give it as text, quote it: """
+        """--set 'pattern="5"'""",
+    ]
+    quoted = run_plugin(
+        "texts",
+        dataset=dataset,
+        out=tmp_path / "out",
+        sets=['pattern="5"', 'label="true"', 'opts.tag="1.5"'],
+    )
+    assert quoted.status == "succeeded"
+
+
 def test_invalid_config_schema_is_blamed_on_the_plugin(site, dataset, tmp_path):
     site.plugin("badschema", config_schema={"type": "nonsense"})
     with pytest.raises(ValidationFailed, match="declares an invalid config_schema"):

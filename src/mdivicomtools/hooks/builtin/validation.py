@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -239,9 +240,34 @@ def check_config(request: RunRequest) -> list[str]:
         ]
     # a validator quotes the offending value: never a secret's
     return [
-        scrub(f"{_location(error.absolute_path)}: {error.message}", request.config)
+        scrub(
+            f"{_location(error.absolute_path)}: {error.message}{_quote_hint(error)}", request.config
+        )
         for error in errors
     ]
+
+
+def _quote_hint(error: Any) -> str:
+    """How to give as text a value that `--set` read as JSON.
+
+    `--set pattern=5` (or `=true`, `=null`) makes a number, not the text the
+    user typed, and `5 is not of type 'string'` did not say why; the same
+    holds for a `--config` file that wrote the value unquoted.
+    """
+    expected = error.validator_value
+    wanted = [expected] if isinstance(expected, str) else expected
+    path = list(error.absolute_path)
+    if (
+        error.validator != "type"
+        or not isinstance(wanted, list)
+        or "string" not in wanted
+        or isinstance(error.instance, (str, dict, list))
+        or not path
+        or not all(isinstance(part, str) for part in path)
+    ):
+        return ""
+    key, text = ".".join(path), json.dumps(error.instance)
+    return f"; to give it as text, quote it: --set '{key}=\"{text}\"'"
 
 
 @hookimpl
