@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -519,3 +521,27 @@ def test_a_folder_this_user_may_not_enter_is_named_not_an_internal_error(tmp_pat
         f"Error: cannot access {str(folder)!r}: Permission denied; check its permissions or "
         "ask its owner (run with -v for the traceback)\n"
     )
+
+
+def test_the_python_example_of_running_md_runs_as_written(site, tmp_path, monkeypatch):
+    # its second call, "the same, with the option fields as keywords", raised
+    # ValidationFailed: the first had made results/hello/, and it had no overwrite
+    text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("## From Python")) + len("```python\n")
+    code = text[start : text.index("```", start)]
+    site.plugin(
+        "hello",
+        config_schema={"type": "object", "properties": {"pattern": {"type": "string"}}},
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    pathlib.Path(out_dir, 'n.txt').write_text(config['pattern'])\n"
+        ),
+    )
+    (tmp_path / "study" / "sessions" / "ses-01").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(compile(code, "running.md", "exec"), {})
+    assert shown.getvalue().startswith("succeeded [OutputFile(path='n.txt'")
+    assert (tmp_path / "results" / "hello" / "n.txt").read_text() == "*.wav"
