@@ -597,6 +597,29 @@ def test_an_async_run_function_fails_the_run(site, dataset, tmp_path, isolate):
 
 
 @pytest.mark.parametrize("isolate", [False, True])
+def test_a_run_function_without_the_contracts_keywords_is_named_so(
+    site, dataset, tmp_path, isolate
+):
+    # `def run(dataset_dir, out_dir, config)` failed with `TypeError: run() got an
+    # unexpected keyword argument 'work_dir'`, which read as a bug inside the plugin
+    site.plugin(
+        "plain",
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config):\n"
+            "    pathlib.Path(out_dir, 'x.txt').write_text('x')\n"
+        ),
+    )
+    record = run_plugin("plain", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "failed" and record.error.type == "PluginImportError"
+    assert record.error.message == (
+        "entry.callable 'p_plain_d.run:run': run() must accept the keyword argument(s) "
+        "work_dir, dry_run; the contract's signature is "
+        "run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False)"
+    )
+
+
+@pytest.mark.parametrize("isolate", [False, True])
 def test_a_generator_run_function_fails_the_run(site, dataset, tmp_path, isolate):
     """A `yield` left in run(): called, it returned a generator and ran none of its
     body, and the run ended `succeeded` with no output and a warning about a

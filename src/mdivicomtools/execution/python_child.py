@@ -103,7 +103,35 @@ def import_callable(ref: str) -> Callable[..., Any]:
             f"entry.callable {ref!r} is a generator function (it has a `yield`); the runner "
             "calls run() and takes what it returns, so make it return its result"
         )
+    problem = signature_problem(target)
+    if problem:
+        # called, it raised `TypeError: run() got an unexpected keyword argument
+        # 'work_dir'`, which read as a fault inside the plugin's own code
+        raise CallableImportError(
+            f"entry.callable {ref!r}: {problem}; the contract's signature is "
+            "run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False)"
+        )
     return target
+
+
+def signature_problem(func: Any) -> str | None:
+    """How `func` does not take the contract's call, or None (also when it cannot be
+    inspected, as a builtin)."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # builtins and the like: nothing to inspect
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
+    var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
+    if len(positional) < 3 and not var_positional:
+        return "run() must accept (dataset_dir, out_dir, config) positionally"
+    names = {p.name for p in params}
+    missing = [n for n in ("work_dir", "dry_run") if n not in names and not var_keyword]
+    if missing:
+        return "run() must accept the keyword argument(s) " + ", ".join(missing)
+    return None
 
 
 def result_warnings(value: Any) -> list[str]:
