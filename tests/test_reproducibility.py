@@ -829,6 +829,25 @@ def test_rerun_of_a_deterministic_plugin_is_identical_and_linked(site, dataset, 
     assert read_record(out / "_runs" / f"{original.run_id}.json").run_id == original.run_id
 
 
+def test_rerun_into_an_existing_output_names_no_option_rerun_lacks(site, dataset, tmp_path):
+    # it said "pass --overwrite to replace it", and rerun has no --overwrite
+    site.plugin("copy", run_source=COPY)
+    out = tmp_path / "out"
+    original = run_plugin("copy", dataset=dataset, out=out)
+    first = site.cli("rerun", str(out), "latest", "--out", str(tmp_path / "again"))
+    assert first.returncode == 0, first.stderr
+    for target in (out, tmp_path / "again"):  # the original's own, an earlier rerun's
+        result = site.cli("rerun", str(out), "latest", "--out", str(target))
+        assert result.returncode == 2
+        assert "--overwrite" not in result.stderr
+        assert f"{str(target / 'copy')!r} already exists (from run " in result.stderr
+        assert (
+            "a rerun writes into a new folder, never over an output: choose another "
+            "--out, or leave it out (OUT/_reruns/<id>/)"
+        ) in result.stderr
+    assert read_record(out / "_runs" / f"{original.run_id}.json").status == "succeeded"
+
+
 def test_rerun_repeats_timeout_and_isolation(site, dataset, tmp_path):
     site.plugin("copy", run_source=COPY)
     out = tmp_path / "out"

@@ -75,6 +75,13 @@ def existing_output_problems(request: RunRequest) -> list[str]:
         closed = _not_movable(target)
         return [closed] if closed else []
     since = f" (from run {owner[1]})" if owner else ""
+    if request.rerun_of is not None:
+        # `rerun` has no --overwrite: it never writes over an output, the
+        # original's least of all, so the hint to pass one led nowhere
+        return [
+            f"{str(target)!r} already exists{since}; a rerun writes into a new folder, never "
+            "over an output: choose another --out, or leave it out (OUT/_reruns/<id>/)"
+        ]
     return [
         f"{str(target)!r} already exists{since}; pass --overwrite to replace it once the new "
         "run succeeds, or choose another --out"
