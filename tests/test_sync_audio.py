@@ -502,6 +502,18 @@ def test_every_stream_folder_is_synced_or_named(installed, tmp_path):
     assert "raw/audio/str-cam2 and " in error and "raw/video/str-cam2 both hold media" in error
 
 
+def test_a_study_given_as_the_dataset_says_to_give_a_session(installed, study, tmp_path):
+    # `--dataset study` without --sessions said only "has 0 stream(s)"
+    result = _run(installed, study, tmp_path / "out")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [error] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert error.endswith(
+        f"syncing needs at least two; it is a study, whose streams are in its sessions: "
+        f"give one, --dataset {study}/sessions/<session>, or run every one with "
+        "--sessions 'ses-*'"
+    ), error
+
+
 def test_media_in_a_stream_folder_s_subfolders_is_named(installed, tmp_path):
     """A camera card copied whole into a stream folder (its file under
     DCIM/100GOPRO/) left that stream out of the results, and a chapter in a

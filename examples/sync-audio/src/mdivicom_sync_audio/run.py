@@ -132,10 +132,19 @@ def run(
     layout = find_streams(session)
     streams = layout.files
     if len(streams) < 2:
+        # a study's root given as the dataset (`--dataset study`), a newcomer's first
+        # try: "0 stream(s)" alone did not say that the streams are a level down
+        study = (
+            f"; it is a study, whose streams are in its sessions: give one, --dataset "
+            f"{session}/sessions/<session>, or run every one with --sessions 'ses-*'"
+            if not streams and (session / "sessions").is_dir()
+            else ""
+        )
         raise ValueError(
             f"{session} has {len(streams)} stream(s) with a media file under "
             "raw/audio/str-<id>/ or raw/video/str-<id>/; syncing needs at least two"
             + "".join(f"; {note}" for note in layout.notes)
+            + study
         )
     reference = config.get("reference_stream") or next(iter(streams))
     if reference not in streams:
