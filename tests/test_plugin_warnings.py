@@ -51,6 +51,36 @@ def test_warnings_that_are_not_strings_are_reported_not_used(site, dataset, tmp_
     ]
 
 
+SAYS_FAILED = """
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return {"status": config.get("status", "failed"), "error": "no wav files",
+            "warnings": ["str-cam1: empty"]}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_returned_failing_status_that_fails_nothing_is_named(site, dataset, tmp_path, isolate):
+    # `return {"status": "failed", ...}`, after the examples' `{"status": "ok"}`, was
+    # recorded `succeeded` without a word: the batch said succeeded, --resume skipped it
+    site.plugin("sayer", run_source=SAYS_FAILED)
+    record = run_plugin("sayer", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "succeeded"
+    assert record.warnings == [
+        "str-cam1: empty",
+        "the plugin returned status 'failed' but did not raise, so the run counts as "
+        "succeeded; a plugin fails its run by raising an exception",
+    ]
+    for fine in ("ok", "dry_run", "succeeded", "warnings"):
+        again = run_plugin(
+            "sayer",
+            dataset=dataset,
+            out=tmp_path / fine,
+            isolate=isolate,
+            config={"status": fine},
+        )
+        assert again.warnings == ["str-cam1: empty"], fine
+
+
 UNSAFE_BESIDE_WARNINGS = """
 def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     return {"streams": {"cam1", "cam2"}, "warnings": ["str-cam2: low confidence"]}

@@ -24,6 +24,7 @@ import msgspec
 from mdivicomtools.common.jsonio import encode, find_unsafe_json
 from mdivicomtools.common.platform import die_with_parent
 from mdivicomtools.common.text import a_type, exception_text, one_line
+from mdivicomtools.model.run import EXIT_CODES
 
 
 class CallableImportError(Exception):
@@ -136,13 +137,31 @@ def signature_problem(func: Any) -> str | None:
 
 def result_warnings(value: Any) -> list[str]:
     """The warnings for the record that a return value carries: its top-level
-    `warnings` when that is a list of strings, else a note that it was not."""
-    if not isinstance(value, dict) or "warnings" not in value:
+    `warnings` when that is a list of strings, else a note that it was not; and a
+    note when its `status` names a run that did not succeed.
+
+    The examples return `{"status": "ok", ...}`, so a plugin returning `{"status":
+    "failed", ...}` for bad input reads as failing it; the run was recorded
+    `succeeded`, its batch said so and `--resume` skipped it, without a word.
+    """
+    if not isinstance(value, dict):
         return []
+    found: list[str] = []
+    status = value.get("status")
+    if isinstance(status, str) and EXIT_CODES.get(status, 0) != 0:
+        found.append(
+            f"the plugin returned status {status!r} but did not raise, so the run counts as "
+            "succeeded; a plugin fails its run by raising an exception"
+        )
+    if "warnings" not in value:
+        return found
     returned = value["warnings"]
     if isinstance(returned, list) and all(isinstance(w, str) for w in returned):
-        return list(returned)
-    return ["the plugin returned `warnings` that is not a list of strings; it was not used"]
+        return [*returned, *found]
+    return [
+        "the plugin returned `warnings` that is not a list of strings; it was not used",
+        *found,
+    ]
 
 
 def failure_message(exc: BaseException) -> str:
