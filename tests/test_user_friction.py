@@ -221,6 +221,18 @@ def test_6_runs_show_takes_a_prefix_and_bad_folders_are_errors(site, dataset, tm
     assert str(batch / "ses-01") in hint.stderr
 
 
+def test_6_a_mistyped_out_is_named_not_a_folder_by_show_and_rerun(site, tmp_path):
+    # `runs list` and `verify` said so; `runs show` and `rerun` said
+    # "no run records in '.../resutls/_runs'", as if the folder were there
+    for command in (("runs", "show"), ("rerun",)):
+        result = site.cli(*command, str(tmp_path / "resutls"), "latest")
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: {str(tmp_path / 'resutls')!r} is not a folder; give the --out of a run "
+            "or a batch\n"
+        )
+
+
 def test_6_rerun_of_a_batch_output_names_rerun_on_a_session(site, tmp_path):
     # `mdivicom rerun BATCH_OUT latest` was told to try `mdivicom runs show
     # BATCH_OUT/ses-01 latest`, which shows a record and repeats nothing

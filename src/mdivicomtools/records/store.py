@@ -330,6 +330,10 @@ def _some_records(run_out_dir: Path, run_id: str, command: str = "runs show") ->
     records = records_for(run_out_dir, run_id)
     if records:
         return records
+    if not run_out_dir.is_dir():  # a mistyped OUT: "no run records in 'x/_runs'" hid that
+        raise RecordNotFound(
+            f"{str(run_out_dir)!r} is not a folder; give the --out of a run or a batch"
+        )
     sessions = session_folders(run_out_dir)
     if sessions:
         raise RecordNotFound(
