@@ -158,6 +158,36 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
+def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall time and peak resident memory (KiB) of one subprocess, as `timed`.
+
+    The peak is that process's own (`wait4`), not the largest of every child
+    this benchmark reaped so far, which RUSAGE_CHILDREN would give."""
+    start = time.perf_counter()
+    try:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as error:
+        raise SystemExit(f"cannot run {argv[0]}: {error.strerror}") from None
+    try:
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        process.terminate()
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
+    elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        raise SystemExit(f"{list(argv)} failed: {stderr.decode()[-2000:]}")
+    return elapsed, usage.ru_maxrss
+
+
 def cpu_timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     """CPU seconds (user + system) of one subprocess and its children.
 

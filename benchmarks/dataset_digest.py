@@ -12,12 +12,27 @@
    16 MiB = 1 GiB); `mdivicom verify OUT` is timed against `sha256sum -c` over
    the same files (both fresh processes, page cache warm).
 
+4. run: what a large dataset costs a run. `mdivicom run noop` (fresh processes)
+   on a dataset of --run-files small files in folders of 200 (default 100,000
+   in 500 session folders) against the same run on a one-file dataset (the
+   baseline: everything a run costs besides its dataset); a bare os.scandir
+   stat walk of the large dataset in a fresh process says what one walk costs.
+   Reported: wall time and peak memory, the cost per dataset file, that cost
+   in bare walks, and the bytes of dataset manifests under `_runs/datasets/`
+   once every round has run into one --out (--overwrite), the growth a lab
+   running every day sees.
+
 Targets (issue 12): cold digest >= 0.9x sha256sum's throughput, warm digest of
-10,000 files <= 0.3 s, verify >= 0.9x `sha256sum -c`'s throughput.
+10,000 files <= 0.3 s, verify >= 0.9x `sha256sum -c`'s throughput. Run: at most
+2.5 bare walks' time per dataset file (one walk before the plugin, one after,
+the manifest), and one manifest however many runs see an unchanged dataset.
 
 Usage: python benchmarks/dataset_digest.py [--files 2000] [--mib 2048]
-       [--warm-files 10000] [--verify-files 64] [--verify-mib 16] [--runs 5] [--markdown]
-       [--only cold|warm|verify ...]
+       [--warm-files 10000] [--verify-files 64] [--verify-mib 16]
+       [--run-files 100000] [--runs 5] [--markdown]
+       [--only cold|warm|verify|run ...]
+
+Run it with PYTHONPATH naming another checkout's `src` to measure that one.
 """
 
 from __future__ import annotations
@@ -37,9 +52,11 @@ from _common import (
     end_on_sigterm,
     measure,
     medians,
+    noop_plugin_site,
     print_table,
     run_main,
     timed,
+    timed_peak,
     usable_cpus,
 )
 
@@ -195,6 +212,91 @@ def verify(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str
     ]
 
 
+def bare_walk(root: Path) -> float:
+    """Seconds of one bare stat walk of root: what any walk of the dataset costs."""
+    start = time.perf_counter()
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return time.perf_counter() - start
+
+
+#: files per session folder of the run's dataset
+PER_FOLDER = 200
+
+
+def run_cost(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, str, str]]:
+    env = noop_plugin_site(tmp)
+    if os.environ.get("PYTHONPATH"):  # another checkout's src, to measure that one
+        env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
+    big, small = tmp / "big", tmp / "small"
+    for index in range(args.run_files):
+        folder = big / "sessions" / f"ses-{index // PER_FOLDER:04}"
+        if index % PER_FOLDER == 0:
+            folder.mkdir(parents=True)
+        (folder / f"frame-{index % PER_FOLDER:04}.txt").write_text(str(index))
+    small.mkdir()
+    (small / "frame.txt").write_text("0")
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    peaks: dict[str, list[float]] = {}
+
+    def run(dataset: Path, name: str) -> float:
+        out = tmp / f"out-{dataset.name}"  # one --out: the manifests of every round add up
+        argv = [mdivicom, "run", "noop", "--dataset", str(dataset), "--out", str(out)]
+        seconds, peak_kib = timed_peak([*argv, "--overwrite"], env)
+        peaks.setdefault(name, []).append(peak_kib * 1024)
+        return seconds
+
+    names = ("run, 1-file dataset", f"run, {args.run_files}-file dataset", "bare stat walk")
+    samples = measure(
+        {
+            names[0]: partial(run, small, names[0]),
+            names[1]: partial(run, big, names[1]),
+            names[2]: partial(bare_walk, big),
+        },
+        args.runs,
+    )
+    med, peak = medians(samples), medians(peaks)
+    per_file_s = (med[names[1]] - med[names[0]]) / args.run_files
+    per_file_b = (peak[names[1]] - peak[names[0]]) / args.run_files
+    walk_per_file = med[names[2]] / args.run_files
+    manifests = tmp / f"out-{big.name}" / "_runs" / "datasets"
+    stored = sorted(manifests.iterdir())
+    rounds = args.runs + 1  # the untimed first round ran too
+    return [
+        (names[0], f"{med[names[0]]:.2f} s, {peak[names[0]] / 2**20:.0f} MiB", "baseline", ""),
+        (
+            names[1],
+            f"{med[names[1]]:.2f} s, {peak[names[1]] / 2**20:.0f} MiB",
+            f"{med[names[1]] / med[names[0]]:.2f}x the baseline's time, "
+            f"{peak[names[1]] / peak[names[0]]:.2f}x its memory",
+            "",
+        ),
+        (
+            names[2] + ", in-process",
+            f"{med[names[2]]:.2f} s",
+            f"{med[names[2]] / med[names[0]]:.2f}x the baseline's time",
+            "",
+        ),
+        (
+            "run, per dataset file",
+            f"{per_file_s * 1e6:.1f} us, {per_file_b:.0f} bytes",
+            f"{per_file_s / walk_per_file:.2f} bare walks' time",
+            "<= 2.5 walks",
+        ),
+        (
+            f"manifests after {rounds} runs",
+            f"{len(stored)} file(s), {sum(p.stat().st_size for p in stored) / 2**20:.1f} MiB",
+            f"{len(stored) / rounds:.2f} per run",
+            "1 file",
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=at_least(1), default=2000)
@@ -206,14 +308,18 @@ def main() -> None:
     parser.add_argument(
         "--verify-mib", type=at_least(1), default=16, help="size of each output file"
     )
+    parser.add_argument("--run-files", type=at_least(1), default=100_000)
     parser.add_argument("--runs", type=at_least(1), default=5)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument(
-        "--only", choices=("cold", "warm", "verify"), action="append", help="run only these parts"
+        "--only",
+        choices=("cold", "warm", "verify", "run"),
+        action="append",
+        help="run only these parts",
     )
     args = parser.parse_args()
     end_on_sigterm()
-    parts = set(args.only or ("cold", "warm", "verify"))
+    parts = set(args.only or ("cold", "warm", "verify", "run"))
     cpus = usable_cpus()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as name:
         tmp = Path(name)
@@ -238,6 +344,14 @@ def main() -> None:
                 f"# verify: {args.verify_files} output files x {args.verify_mib} MiB; median of "
                 f"{args.runs} runs; fresh processes",
                 verify(args, tmp),
+                args.markdown,
+            )
+            print()
+        if "run" in parts:
+            print_table(
+                f"# run: no-op python plugin, {args.run_files} dataset files in folders of "
+                f"{PER_FOLDER}; median of {args.runs} runs; fresh processes",
+                run_cost(args, tmp),
                 args.markdown,
             )
             print()

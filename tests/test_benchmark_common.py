@@ -306,3 +306,30 @@ def test_the_records_benchmark_times_each_command_on_both_run_roots() -> None:
     assert all(
         row[1].endswith(" MiB") and row[2].endswith("the 1-record root") for row in rows[1::2]
     )
+
+
+def test_the_run_part_of_the_digest_benchmark_measures_a_run_per_dataset_file() -> None:
+    """dataset_digest.py --only run: real runs on a large and a one-file dataset, their
+    time and memory per dataset file against a bare walk, and the manifests they left."""
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "dataset_digest.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--only", "run", "--run-files", "30", "--runs", "2",
+         "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row[0].lstrip("| ") for row in rows] == [
+        "run, 1-file dataset",
+        "run, 30-file dataset",
+        "bare stat walk, in-process",
+        "run, per dataset file",
+        "manifests after 3 runs",
+    ]
+    assert rows[1][1].endswith(" MiB") and rows[1][2].endswith("its memory")
+    assert rows[3][1].endswith(" bytes") and rows[3][2].endswith("bare walks' time")
+    assert rows[4][1].startswith(("1 file(s)", "3 file(s)"))
