@@ -89,7 +89,9 @@ class DatasetChanges(msgspec.Struct, kw_only=True, frozen=True):
 # -- the walk ---------------------------------------------------------------
 
 
-class _Entry(msgspec.Struct, frozen=True):
+class DatasetEntry(msgspec.Struct, frozen=True):
+    """One file of a walk: what the digest, its cache and the unreadable check need."""
+
     rel: str
     path: str
     size: int
@@ -97,17 +99,39 @@ class _Entry(msgspec.Struct, frozen=True):
     key: tuple[int, int, int, int, int] | None  # None: not a regular file (a dangling link)
 
 
-def _walk(root: Path) -> list[_Entry]:
-    """Every file under root, sorted by relative path.
+def dataset_entry(entry: os.DirEntry[str], rel: str) -> DatasetEntry | None:
+    """The digest's view of one entry that is not a folder, or None when it is left out.
 
     File symlinks are followed (git-annex and datalad datasets are made of
-    them: the content is what matters); directory symlinks are not, so a link
-    loop cannot make the walk endless. A link that leads to no regular file (a
+    them: the content is what matters). A link that leads to no regular file (a
     folder, nothing, a loop) is listed with size -1 and hashed by its target
     text, as the recipe in docs/reproducibility.md does: it names the git-annex
-    key of content not fetched.
+    key of content not fetched. Anything else that is no regular file (a FIFO)
+    is left out. Shared with the run's one walk of its dataset
+    (`runner.datasetwalk`), so both list the same files.
     """
-    found: list[_Entry] = []
+    try:
+        st = entry.stat(follow_symlinks=True)
+    except OSError:
+        if not entry.is_symlink():
+            raise
+        # a dangling link or a link loop: listed by its target text
+        return DatasetEntry(rel, entry.path, -1, 0, None)
+    if not S_ISREG(st.st_mode):
+        if entry.is_symlink():  # a link to a folder: listed, not followed
+            return DatasetEntry(rel, entry.path, -1, 0, None)
+        return None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return DatasetEntry(rel, entry.path, st.st_size, st.st_mtime_ns, key)
+
+
+def walk_files(root: Path) -> list[DatasetEntry]:
+    """Every file under root, sorted by relative path (`dataset_entry` says which).
+
+    Directory symlinks are not followed, so a link loop cannot make the walk
+    endless.
+    """
+    found: list[DatasetEntry] = []
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
@@ -119,31 +143,25 @@ def _walk(root: Path) -> list[_Entry]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, rel + "/"))
                     continue
-                try:
-                    st = entry.stat(follow_symlinks=True)
-                except OSError:
-                    if not entry.is_symlink():
-                        raise
-                    # a dangling link or a link loop: listed by its target text
-                    found.append(_Entry(rel, entry.path, -1, 0, None))
-                    continue
-                if not S_ISREG(st.st_mode):
-                    if entry.is_symlink():  # a link to a folder: listed, not followed
-                        found.append(_Entry(rel, entry.path, -1, 0, None))
-                    continue
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                found.append(_Entry(rel, entry.path, st.st_size, st.st_mtime_ns, key))
+                item = dataset_entry(entry, rel)
+                if item is not None:
+                    found.append(item)
     found.sort(key=lambda e: e.rel)
     return found
 
 
-def unreadable_files(root: Path, cache: Path | bool | None = True) -> list[tuple[str, str]]:
+def unreadable_files(
+    root: Path, cache: Path | bool | None = True, walked: list[DatasetEntry] | None = None
+) -> list[tuple[str, str]]:
     """(relative path, why) of each file `scan_dataset(contents=True)` would read and
     cannot open: a run with --hash-dataset is refused with them before it starts
     (found in the middle of the digest, they failed the run instead). Files the
     cache knows unchanged are not read by the digest, so not opened here either: a
-    warm rerun pays a stat walk, not an open per file."""
-    regular = [e for e in _walk(root) if e.key is not None]  # links to nothing: never read
+    warm rerun pays a stat walk, not an open per file. `walked` is a walk of root
+    already made (`walk_files`): root is then not walked again."""
+    if walked is None:
+        walked = walk_files(root)
+    regular = [e for e in walked if e.key is not None]  # links to nothing: never read
     db = DigestCache(cache_path() if cache is True else (cache or None))
     try:
         cached = db.get_many([e.key for e in regular])  # type: ignore[misc]
@@ -347,17 +365,20 @@ def scan_dataset(
     workers: int | None = None,
     cache: Path | bool | None = True,
     progress: Callable[[str], None] | None = None,
+    walked: list[DatasetEntry] | None = None,
 ) -> tuple[DatasetInfo, DatasetManifest]:
     """The dataset's fingerprint, and with `contents` its digest; plus the per-file list.
 
-    `cache` True uses `cache_path()`, a Path that file, None or False none.
+    `walked` is a walk of root already made (`walk_files`, or the run's one walk
+    of its dataset): the dataset is then not walked again. `cache` True uses
+    `cache_path()`, a Path that file, None or False none.
     Raises OSError when a file cannot be read. While files are hashed,
     `progress` gets a line every PROGRESS_EVERY_S seconds saying how far it
     got: a first digest of 100,000 files took a run silent for 6 s after its
     `validate` line, and one of a video study minutes, which reads as hung.
     """
     last = time.monotonic()  # the walk counts: the first line comes PROGRESS_EVERY_S in
-    entries = _walk(root)
+    entries = walk_files(root) if walked is None else walked
     hashes: list[str | None] = [None] * len(entries)
     if contents:
         db = DigestCache(cache_path() if cache is True else (cache or None))

@@ -25,7 +25,7 @@ from mdivicomtools.hooks.manager import HookManager
 from mdivicomtools.model.options import RunOptions, given_call
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
-from mdivicomtools.runner.run import RunInterrupted, execute_prepared, fingerprint_before
+from mdivicomtools.runner.run import RunInterrupted, execute_prepared, walk_before
 
 __all__ = [
     "CheckedRuns",
@@ -143,7 +143,7 @@ def check_runs(
             request = prepared.request(dataset, out, work)
             found = (
                 prepared.hook_problems(request)
-                or fingerprint_before(request.dataset_dir, contents=request.hash_dataset)[1]
+                or walk_before(request.dataset_dir, contents=request.hash_dataset)[1]
             )
             if not found:
                 if backend_problems is None:

@@ -58,6 +58,7 @@ from mdivicomtools.model.run import (
     RunRequest,
 )
 from mdivicomtools.records.digest import (
+    DatasetEntry,
     DatasetManifest,
     scan_dataset,
     unreadable_files,
@@ -72,8 +73,9 @@ from mdivicomtools.records.owner import (
 from mdivicomtools.records.store import runner_identity, write_record
 from mdivicomtools.runner.config import config_sha256, redact
 from mdivicomtools.runner.datasetlinks import unreachable_links_note
+from mdivicomtools.runner.datasetwalk import DatasetWalk, walk_dataset
 from mdivicomtools.runner.debris import remove_dead_runs
-from mdivicomtools.runner.fingerprint import Fingerprint, compare, fingerprint
+from mdivicomtools.runner.fingerprint import Fingerprint, changes_since, compare, fingerprint
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.staging import (
     check_staging_writable,
@@ -120,6 +122,7 @@ class Run:
         verbose: bool = False,
         before: Fingerprint | None = None,
         engine: str | None = None,
+        files: list[DatasetEntry] | None = None,
         backend_errors: list[HookError] | None = None,
         notes: list[str] | None = None,
         who: str | None = None,
@@ -141,6 +144,9 @@ class Run:
         self.manifest: DatasetManifest | None = None
         self.input_bundles: list[InputBundle] = []
         self.before = before
+        #: the dataset's files from the walk `before` came from, for its digest and
+        #: manifest (None: walked here); let go once they are recorded
+        self.files = files
         #: the other plugin's output the dataset lies in: its sidecars above the dataset
         #: are inputs too, and its replacement by that plugin's next run is no write
         self.chained = chained_output(request.dataset_dir)
@@ -253,7 +259,7 @@ class Run:
                 "while the run ran; nothing was promoted",
             )
         if before is not None:
-            changes = compare(before, fingerprint(request.dataset_dir))
+            changes = changes_since(before, request.dataset_dir)
             if changes:
                 replaced = replaced_meanwhile(self.chained) if self.chained else None
                 if replaced is None:
@@ -296,7 +302,10 @@ class Run:
         what = "hash" if request.hash_dataset else "list"
         try:
             self.dataset, self.manifest = scan_dataset(
-                request.dataset_dir, contents=request.hash_dataset, progress=self.say
+                request.dataset_dir,
+                contents=request.hash_dataset,
+                progress=self.say,
+                walked=self.files,
             )
         except OSError as exc:
             fix = "make every file and folder of the dataset readable"
@@ -307,6 +316,8 @@ class Run:
                 f"could not {what} the dataset {str(request.dataset_dir)!r}: {exc}; {fix}",
             )
             return False
+        finally:
+            self.files = None  # the manifest holds what is kept of them
         self.input_bundles = input_bundles(
             request.dataset_dir,
             (entry.path for entry in self.manifest.files),
@@ -625,10 +636,9 @@ def _host(found: object) -> HostInfo:
         return HostInfo()
 
 
-def fingerprint_before(
-    dataset: Path, *, contents: bool = False
-) -> tuple[Fingerprint | None, list[str]]:
-    """The dataset's fingerprint before a run, or the problem that refuses the run.
+def walk_before(dataset: Path, *, contents: bool = False) -> tuple[DatasetWalk | None, list[str]]:
+    """The dataset's one walk before a run (`walk_dataset`), or the problem that
+    refuses the run.
 
     An unreadable dataset is bad input, found before anything runs: a single run
     is refused with it, and a batch checks every session with this before the
@@ -636,8 +646,8 @@ def fingerprint_before(
     With `contents` (--hash-dataset) every file is read, so each must open.
     """
     try:
-        before = fingerprint(dataset)
-        unreadable = unreadable_files(dataset) if contents else []
+        before = walk_dataset(dataset)
+        unreadable = unreadable_files(dataset, walked=before.files) if contents else []
     except OSError as exc:
         return None, [
             f"the dataset cannot be read: {exc.strerror or exc}: "
@@ -662,9 +672,11 @@ def execute_prepared(
 ) -> RunRecord:
     """Validate `request`, then run it under the plugin's output lock and record it.
 
-    The dataset is fingerprinted here, before the lock and the `running` record,
-    for every backend, and compared after the backend returns (Run._execute): a
-    change fails the run with DatasetModified whichever backend ran it.
+    The dataset is walked here, once, before the lock and the `running` record,
+    for every backend (`walk_before`): its fingerprint is compared after the
+    backend returns (Run._execute), where a change fails the run with
+    DatasetModified whichever backend ran it, and its files give the record's
+    digest and manifest.
     """
     for module in prepared.hooks.broken:  # before validation: a broken one may be a validator
         say(f"warning: hook module {module.name!r} is broken and left out: {module.error}")
@@ -673,17 +685,17 @@ def execute_prepared(
     for note in notes:
         say(f"warning: {note}")
     problems = prepared.problems(request)
-    before = None
+    walk = None
     if not problems:
         # every backend: a container's read-only mount guards the mount, not the
         # files (a hard link in --work reaches them too), so the check is the same
-        before, problems = fingerprint_before(request.dataset_dir, contents=request.hash_dataset)
-    if problems:
+        walk, problems = walk_before(request.dataset_dir, contents=request.hash_dataset)
+    if problems or walk is None:
         raise ValidationFailed(problems)
     say(f"validate: ok ({prepared.hooks.count('mdivicom_validate_run')} validation hook(s))")
     links = (
-        unreachable_links_note(request.dataset_dir, before)
-        if before is not None and request.spec.meta.kind == "container"
+        unreachable_links_note(request.dataset_dir, walk.fingerprint)
+        if request.spec.meta.kind == "container"
         else None
     )
     if links is not None:
@@ -705,12 +717,14 @@ def execute_prepared(
             say,
             echo,
             verbose,
-            before,
+            walk.fingerprint,
             engine=prepared.backends.availability(prepared.backend.name).engine,
+            files=walk.files,
             backend_errors=prepared.backends.errors,
             notes=notes,
             who=prepared.backends.who(prepared.backend.name),
         )
+        walk = None  # the run lets go of the files once they are recorded
         record, interrupt = run.execute()
     if interrupt is not None:
         raise RunInterrupted(record, interrupt_name(interrupt)) from interrupt
