@@ -98,3 +98,99 @@ def test_the_check_after_a_run_finds_what_comparing_two_fingerprints_found(tmp_p
     assert changes.changed == ["sessions/ses-01/frame-0.txt", "sessions/ses-02/"]
     assert changes.added == ["link", "sessions/ses-01/new.txt", "sessions/ses-03/"]
     assert changes.removed == ["sessions/ses-01/frame-1.txt"]
+
+
+def manifests(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "_runs" / "datasets").iterdir())
+
+
+def test_runs_over_an_unchanged_dataset_share_one_manifest(site, tmp_path):
+    """Each run wrote `_runs/datasets/<run_id>.json`, 10 MB for 100,000 files: a lab
+    running plugins every day over the same dataset filled its disk with copies. A
+    manifest is named by its content now, so the copies are one file."""
+    import hashlib
+
+    dataset = sessions(tmp_path / "dataset")
+    out = tmp_path / "out"
+    site.plugin("writeone", run_source=WRITE_ONE)
+    first = run_plugin("writeone", dataset=dataset, out=out)
+    again = run_plugin("writeone", dataset=dataset, out=out, overwrite=True)
+    hashed = run_plugin("writeone", dataset=dataset, out=out, overwrite=True, hash_dataset=True)
+    assert first.dataset.manifest == again.dataset.manifest != hashed.dataset.manifest
+    (name,) = {Path(r.dataset.manifest).name for r in (first, again)}
+    data = (out / first.dataset.manifest).read_bytes()
+    assert name == hashlib.sha256(data).hexdigest() + ".json"
+    assert manifests(out) == sorted([name, Path(hashed.dataset.manifest).name])
+    # a change to the dataset is a new manifest; the earlier records keep naming theirs
+    (dataset / "sessions" / "ses-00" / "frame-9.txt").write_text("new")
+    changed = run_plugin("writeone", dataset=dataset, out=out, overwrite=True)
+    assert len(manifests(out)) == 3
+    assert read_manifest(out, first.dataset.manifest).files == [
+        f
+        for f in read_manifest(out, changed.dataset.manifest).files
+        if f.path != "sessions/ses-00/frame-9.txt"
+    ]
+    # and what reads them names the change since an earlier run
+    done = site.cli("verify", str(out), first.run_id)
+    assert "sessions/ses-00/frame-9.txt" in done.stdout + done.stderr, done
+
+
+def age(path: Path, seconds: float) -> None:
+    import time
+
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_runs_clean_removes_the_manifests_no_record_names(site, tmp_path):
+    """A deleted record left its manifest for good: `runs clean` never removed one.
+    It removes those no record names now, an earlier release's `<run_id>.json`
+    named by its record is kept, and so is one written in the last hour (a run in
+    progress names its manifest only in its final record)."""
+    import json
+
+    dataset = sessions(tmp_path / "dataset")
+    out = tmp_path / "out"
+    site.plugin("writeone", run_source=WRITE_ONE)
+    kept = run_plugin("writeone", dataset=dataset, out=out)
+    (dataset / "more.txt").write_text("more")
+    deleted = run_plugin("writeone", dataset=dataset, out=out, overwrite=True)
+    (dataset / "more.txt").write_text("more, again")
+    old = run_plugin("writeone", dataset=dataset, out=out, overwrite=True)
+    # the third run as an earlier release recorded it: its manifest named by its run id
+    folder = out / "_runs" / "datasets"
+    record_path = out / "_runs" / f"{old.run_id}.json"
+    (folder / Path(old.dataset.manifest).name).rename(folder / f"{old.run_id}.json")
+    data = json.loads(record_path.read_text())
+    data["dataset"]["manifest"] = f"_runs/datasets/{old.run_id}.json"
+    record_path.write_text(json.dumps(data))
+    (out / "_runs" / f"{deleted.run_id}.json").unlink()
+    (folder / "0123abcd.json").write_text("{}")  # unnamed, but just written
+    for path in folder.iterdir():
+        if path.name != "0123abcd.json":
+            age(path, 7200)  # past the hour a manifest is kept unnamed
+    before = manifests(out)
+
+    done = site.cli("runs", "clean", str(out))
+    assert done.returncode == 0, done.stderr
+    gone = Path(deleted.dataset.manifest).name
+    assert manifests(out) == sorted(set(before) - {gone})
+    assert Path(kept.dataset.manifest).name in manifests(out)
+    assert f"removed 1 dataset manifest(s) no record names from {folder}" in done.stdout
+    assert "1 item(s) cleaned" in done.stderr
+    assert site.cli("verify", str(out), old.run_id).returncode == 0
+    assert site.cli("runs", "clean", str(out)).stdout == ""  # nothing more to do
+
+
+def test_runs_clean_removes_no_manifest_while_a_record_cannot_be_read(site, tmp_path):
+    dataset = sessions(tmp_path / "dataset")
+    out = tmp_path / "out"
+    site.plugin("writeone", run_source=WRITE_ONE)
+    record = run_plugin("writeone", dataset=dataset, out=out)
+    (out / "_runs" / "20200101T000000Z_00000000.json").write_text('{"status": ')  # cut short
+    (out / "_runs" / f"{record.run_id}.json").unlink()
+    for path in (out / "_runs" / "datasets").iterdir():
+        age(path, 7200)
+    done = site.cli("runs", "clean", str(out))
+    # the unreadable record may name it: kept
+    assert manifests(out) == [Path(record.dataset.manifest).name], done.stdout

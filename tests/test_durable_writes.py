@@ -52,13 +52,14 @@ def test_a_run_fsyncs_its_records_manifest_marker_and_their_folders(
     site.plugin("writer", run_source=WRITE)
     out = tmp_path / "out"
     run_plugin("writer", dataset=dataset, out=out)  # a previous output, to be replaced
+    (dataset / "new.txt").write_text("a dataset changed since: a manifest of its own")
     synced.clear()
     record = run_plugin("writer", dataset=dataset, out=out, overwrite=True)
     assert record.status == "succeeded"
     runs = out / "_runs"
     # the `running` record and the final one: each fsynced before its rename
     assert len(_partials_of(synced, runs / f"{record.run_id}.json")) == 2
-    assert len(_partials_of(synced, runs / "datasets" / f"{record.run_id}.json")) == 1
+    assert len(_partials_of(synced, out / record.dataset.manifest)) == 1
     staging = out / "_staging" / record.run_id
     assert len(_partials_of(synced, staging / ".promoting")) == 1
     # the renames: the records' folder, the manifests' and the two the promotion renamed in

@@ -98,7 +98,9 @@ def test_hash_dataset_records_a_content_digest_and_the_file_list(site, dataset, 
     info = record.dataset
     assert info.digest == manual_digest(dataset)
     assert (info.files, info.bytes) == (2, len("one\ntwo\n") + len("three\n"))
-    assert info.manifest == f"_runs/datasets/{record.run_id}.json"
+    # named by its content: runs over an unchanged dataset share it
+    written = (out / info.manifest).read_bytes()
+    assert info.manifest == f"_runs/datasets/{hashlib.sha256(written).hexdigest()}.json"
     manifest = read_manifest(out, info.manifest)
     assert [f.path for f in manifest.files] == ["a.txt", "sessions/ses-01/b.txt"]
     assert manifest.files[0].sha256 == hashlib.sha256(b"one\ntwo\n").hexdigest()

@@ -132,7 +132,9 @@ MEANINGS: dict[type[msgspec.Struct], dict[str, str]] = {
         "digest": "With `--hash-dataset`: sha256 over each relative path and the sha256 of "
         "its content, in path order; proves the content wherever it is copied. Else null.",
         "manifest": "The per-file list beside the record, relative to `run_out_dir` "
-        "(`_runs/datasets/<run_id>.json`), so `verify` and `--resume` can name changed files.",
+        "(`_runs/datasets/<sha256>.json`, named by the sha256 of its content, so runs over an "
+        "unchanged dataset share one file; records of earlier releases name "
+        "`_runs/datasets/<run_id>.json`), so `verify` and `--resume` can name changed files.",
     },
     PluginInfo: {
         "id": "`meta.id`.",

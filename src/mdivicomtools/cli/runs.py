@@ -107,7 +107,9 @@ def clean_command(out: str, as_json: bool) -> None:
     output put back. Runs still in progress are left alone. The next `mdivicom
     run` into OUT does the same. A record or summary write cut short leaves a
     hidden `.<name>.<random>.tmp`; `runs clean` removes it once no live
-    process is writing it. What cannot be removed (another user's files,
+    process is writing it. Dataset manifests in `_runs/datasets/` that no
+    record names any more (a record was deleted) are removed once an hour
+    old. What cannot be removed (another user's files,
     say) or rewritten (a record on a full disk) is named with why, and the exit
     is 1.
     """

@@ -11,8 +11,13 @@ dataset is a stat walk and one cache lookup per file, not a read. ctime cannot
 be set by a user, so a file rewritten in place with its mtime restored still
 misses the cache.
 
-The per-file list is written beside the record (`_runs/datasets/<run_id>.json`)
-so that `verify`, `rerun` and `--resume` can name the files that changed.
+The per-file list is written beside the record so that `verify`, `rerun` and
+`--resume` can name the files that changed. It is named by the sha256 of its
+content (`_runs/datasets/<sha256>.json`): on 100,000 files it is 10 MB, and a
+lab running many plugins every day over the same dataset wrote one per run
+(1,000 runs, 10 GB). Runs over an unchanged dataset now share one file;
+records of earlier releases name theirs `<run_id>.json`, which is read as
+ever. `mdivicom runs clean` removes the manifests no record names any more.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from mdivicomtools.common.durable import write_atomic
 from mdivicomtools.common.home import expand_home, user_folder
-from mdivicomtools.common.jsonio import decode_layout, write_json_atomic
+from mdivicomtools.common.jsonio import decode_layout, pretty
 from mdivicomtools.common.safefs import display_name, open_regular
 from mdivicomtools.common.text import describe_changes
 from mdivicomtools.model.layout import RUNS_DIR
@@ -58,7 +64,7 @@ class DatasetFile(msgspec.Struct, array_like=True, frozen=True):
 
 
 class DatasetManifest(msgspec.Struct, kw_only=True):
-    """`_runs/datasets/<run_id>.json`: the files a run's dataset held, sorted by path."""
+    """`_runs/datasets/<sha256>.json`: the files a run's dataset held, sorted by path."""
 
     schema: str = MANIFEST_SCHEMA
     files: list[DatasetFile]
@@ -430,16 +436,35 @@ def _mib(size: int) -> str:
 # -- the manifest beside the record -----------------------------------------
 
 
-def manifest_relpath(run_id: str) -> str:
-    return f"{RUNS_DIR}/{MANIFESTS_DIR}/{run_id}.json"
+#: a manifest written or named this recently is kept by `runs clean` even if no
+#: record names it yet: a run writes it moments before its final record names it
+MANIFEST_GRACE_S = 3600
 
 
-def write_manifest(run_out_dir: Path, run_id: str, manifest: DatasetManifest) -> str:
-    """Write the per-file list; returns its path relative to the run root."""
-    rel = manifest_relpath(run_id)
+def manifest_relpath(name: str) -> str:
+    """The path, relative to the run root, of the manifest file `name`."""
+    return f"{RUNS_DIR}/{MANIFESTS_DIR}/{name}"
+
+
+def write_manifest(run_out_dir: Path, manifest: DatasetManifest) -> str:
+    """Write the per-file list under the sha256 of its content; returns its path
+    relative to the run root.
+
+    The same content has the same name, so a manifest already there is the
+    one this run would write: it is not written again, only its modification
+    time is set to now, which tells `runs clean` it was just named (a file
+    another user made, whose time cannot be set, is written again instead).
+    """
+    data = pretty(manifest)
+    rel = manifest_relpath(hashlib.sha256(data).hexdigest() + ".json")
     path = run_out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, manifest)
+    try:
+        if path.stat().st_size == len(data):
+            os.utime(path)
+            return rel
+    except OSError:
+        pass
+    write_atomic(path, data)
     return rel
 
 

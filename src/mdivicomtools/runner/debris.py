@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,13 +25,14 @@ from pathlib import Path
 import msgspec
 
 from mdivicomtools.common.durable import leftover_writes, remove_if_abandoned
+from mdivicomtools.common.jsonio import json_files
 from mdivicomtools.common.safefs import Removal, open_append, remove_tree
 from mdivicomtools.common.text import some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import MdivicomError
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir, staging_root
 from mdivicomtools.model.run import ErrorInfo, RunRecord, Status
-from mdivicomtools.records.digest import MANIFESTS_DIR
+from mdivicomtools.records.digest import MANIFEST_GRACE_S, MANIFESTS_DIR, manifest_relpath
 from mdivicomtools.records.promotion import foreign_staging, promoting
 from mdivicomtools.records.store import (
     read_record,
@@ -200,8 +202,65 @@ def _remove_cut_writes(run_out_dir: Path) -> list[Cleaned]:
     return done
 
 
+class _DatasetRef(msgspec.Struct):
+    manifest: str | None = None
+
+
 class _Status(msgspec.Struct):
+    """What `runs clean` reads of every record: its status, and the manifest it names."""
+
     status: str
+    dataset: _DatasetRef | None = None
+
+
+def _remove_unnamed_manifests(run_out_dir: Path, named: set[str]) -> list[Cleaned]:
+    """Remove the dataset manifests in `_runs/datasets/` that no record names.
+
+    A record names its manifest by its path from the run root (`dataset.manifest`:
+    `_runs/datasets/<sha256>.json`, an earlier release's `<run_id>.json`); one no
+    record names is left by a record someone deleted, and nothing reads it. Ones
+    written or named in the last MANIFEST_GRACE_S are kept: a run in progress
+    writes its manifest moments before its final record names it.
+    """
+    folder = runs_dir(run_out_dir) / MANIFESTS_DIR
+    try:
+        paths = json_files(folder)
+    except OSError as exc:
+        return [_not_judged(f"look into {folder} for dataset manifests no record names", exc)]
+    cutoff = time.time() - MANIFEST_GRACE_S
+    removed, freed, left = 0, 0, []
+    for path in paths:
+        if os.path.normpath(manifest_relpath(path.name)) in named:
+            continue
+        try:
+            stat = path.lstat()
+            if stat.st_mtime > cutoff:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            left.append(f"{path.name} ({exc.strerror or exc})")
+            continue
+        removed += 1
+        freed += stat.st_size
+    done = []
+    if removed:
+        done.append(
+            Cleaned(
+                f"removed {removed} dataset manifest(s) no record names from {folder} "
+                f"({freed / 2**20:.1f} MiB)"
+            )
+        )
+    if left:
+        done.append(
+            Cleaned(
+                f"could not remove {len(left)} dataset manifest(s) no record names in "
+                f"{folder}: {some(left, 3)}",
+                done=False,
+            )
+        )
+    return done
 
 
 def remove_dead_runs(
@@ -212,9 +271,10 @@ def remove_dead_runs(
     Each run calls this with only the staging folders to look at (cheap however
     many records there are), holding its own plugin's lock (`holding`); `runs
     clean` also reads every record, to mark `abandoned` the `running` ones whose
-    staging is already gone. A run is dead when its plugin's lock is free; it is
-    held while the run is judged, a promotion it left unfinished is rolled back
-    and its record rewritten. A folder that cannot be removed entirely gives a
+    staging is already gone and to remove the dataset manifests none names. A
+    run is dead when its plugin's lock is free; it is held while the run is
+    judged, a promotion it left unfinished is rolled back and its record
+    rewritten. A folder that cannot be removed entirely gives a
     line with `done` False naming what is left.
     """
     done: list[Cleaned] = []
@@ -289,14 +349,24 @@ def remove_dead_runs(
     try:
         paths = record_files(run_out_dir)
     except OSError as exc:  # another user's, private: its runs cannot be judged here
-        paths = []
+        paths = None
         done.append(_not_judged(f"look into {runs_dir(run_out_dir)} for runs left running", exc))
-    for path in paths:
+    #: the manifests the records name; None once a record could not be read, whose
+    #: manifest cannot be told, so that none is removed
+    named: set[str] | None = set()
+    for path in paths or []:
         try:
             # the status alone first: whole, a record lists every output of its run,
             # and all but a few in a folder of thousands of runs are finished
-            if msgspec.json.decode(path.read_bytes(), type=_Status).status != "running":
-                continue
+            status = msgspec.json.decode(path.read_bytes(), type=_Status)
+        except (OSError, msgspec.DecodeError):
+            named = None
+            continue
+        if named is not None and status.dataset is not None and status.dataset.manifest:
+            named.add(os.path.normpath(status.dataset.manifest))
+        if status.status != "running":
+            continue
+        try:
             record = read_record(path)
         except (OSError, msgspec.DecodeError):
             continue
@@ -315,6 +385,8 @@ def remove_dead_runs(
                     _abandon(run_out_dir, record)
                     or Cleaned(f"marked run {record.run_id} abandoned (its runner is gone)")
                 )
+    if paths is not None and named is not None:
+        done.extend(_remove_unnamed_manifests(run_out_dir, named))
     return done
 
 

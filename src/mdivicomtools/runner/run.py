@@ -435,9 +435,7 @@ class Run:
             )
         if self.dataset is not None and self.manifest is not None:
             try:
-                self.dataset.manifest = write_manifest(
-                    request.run_out_dir, request.run_id, self.manifest
-                )
+                self.dataset.manifest = write_manifest(request.run_out_dir, self.manifest)
             except (OSError, ValueError) as exc:  # the record must be written regardless
                 outcome.warnings.append(f"could not write the dataset file list: {exc}")
         record = self._record(outcome, started, utc_now(), dict(captured.results))
