@@ -99,13 +99,19 @@ class DatasetEntry(msgspec.Struct, frozen=True):
     """One file of a walk: what the digest, its cache and the unreadable check need."""
 
     rel: str
-    path: str
     size: int
     mtime_ns: int
     key: tuple[int, int, int, int, int] | None  # None: not a regular file (a dangling link)
+    #: the file's path where it is not `<root>/<rel>` (a name `rel` holds escaped); None
+    #: for every other file: a second copy of each path was a tenth of a run's memory
+    path: str | None = None
+
+    def location(self, root: str) -> str:
+        """The file's path, given the root (as text) of the walk that found it."""
+        return self.path if self.path is not None else f"{root}/{self.rel}"
 
 
-def dataset_entry(entry: os.DirEntry[str], rel: str) -> DatasetEntry | None:
+def dataset_entry(entry: os.DirEntry[str], rel: str, root: str) -> DatasetEntry | None:
     """The digest's view of one entry that is not a folder, or None when it is left out.
 
     File symlinks are followed (git-annex and datalad datasets are made of
@@ -114,21 +120,23 @@ def dataset_entry(entry: os.DirEntry[str], rel: str) -> DatasetEntry | None:
     text, as the recipe in docs/reproducibility.md does: it names the git-annex
     key of content not fetched. Anything else that is no regular file (a FIFO)
     is left out. Shared with the run's one walk of its dataset
-    (`runner.datasetwalk`), so both list the same files.
+    (`runner.datasetwalk`), so both list the same files. `root` is the walk's
+    root as the text its scandir started from.
     """
+    path = None if entry.path[len(root) + 1 :] == rel else entry.path
     try:
         st = entry.stat(follow_symlinks=True)
     except OSError:
         if not entry.is_symlink():
             raise
         # a dangling link or a link loop: listed by its target text
-        return DatasetEntry(rel, entry.path, -1, 0, None)
+        return DatasetEntry(rel, -1, 0, None, path)
     if not S_ISREG(st.st_mode):
         if entry.is_symlink():  # a link to a folder: listed, not followed
-            return DatasetEntry(rel, entry.path, -1, 0, None)
+            return DatasetEntry(rel, -1, 0, None, path)
         return None
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return DatasetEntry(rel, entry.path, st.st_size, st.st_mtime_ns, key)
+    return DatasetEntry(rel, st.st_size, st.st_mtime_ns, key, path)
 
 
 def walk_files(root: Path) -> list[DatasetEntry]:
@@ -138,7 +146,8 @@ def walk_files(root: Path) -> list[DatasetEntry]:
     endless.
     """
     found: list[DatasetEntry] = []
-    stack = [(str(root), "")]
+    top = str(root)
+    stack = [(top, "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as entries:
@@ -149,7 +158,7 @@ def walk_files(root: Path) -> list[DatasetEntry]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, rel + "/"))
                     continue
-                item = dataset_entry(entry, rel)
+                item = dataset_entry(entry, rel, top)
                 if item is not None:
                     found.append(item)
     found.sort(key=lambda e: e.rel)
@@ -167,6 +176,7 @@ def unreadable_files(
     already made (`walk_files`): root is then not walked again."""
     if walked is None:
         walked = walk_files(root)
+    top = str(root)
     regular = [e for e in walked if e.key is not None]  # links to nothing: never read
     db = DigestCache(cache_path() if cache is True else (cache or None))
     try:
@@ -178,7 +188,7 @@ def unreadable_files(
         if sha is not None:
             continue
         try:
-            os.close(os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK))
+            os.close(os.open(entry.location(top), os.O_RDONLY | os.O_NONBLOCK))
         except OSError as exc:
             unreadable.append((entry.rel, exc.strerror or str(exc)))
     return unreadable
@@ -189,16 +199,28 @@ def _link_hash(path: str) -> str:
     return symlink_sha256(path)
 
 
+def _sha256_of_lines(lines: Iterable[str]) -> str:
+    """sha256 of the lines' UTF-8 text, fed a thousand at a time: the whole text of
+    100,000 files, and its bytes, were two more copies of the list in memory."""
+    digest = hashlib.sha256()
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == 1000:
+            digest.update("".join(chunk).encode("utf-8", "surrogateescape"))
+            chunk.clear()
+    digest.update("".join(chunk).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
 def stat_fingerprint(files: Iterable[DatasetFile]) -> str:
     """sha256 over each file's relative path, size and mtime_ns, in the given (path) order."""
-    text = "".join(f"{f.path}\0{f.size}\0{f.mtime_ns}\n" for f in files)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return _sha256_of_lines(f"{f.path}\0{f.size}\0{f.mtime_ns}\n" for f in files)
 
 
 def content_digest(files: Iterable[DatasetFile]) -> str:
     """sha256 over the sorted relative paths and each file's content sha256."""
-    text = "".join(f"{f.path}\0{f.sha256}\n" for f in files)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return _sha256_of_lines(f"{f.path}\0{f.sha256}\n" for f in files)
 
 
 # -- the cache --------------------------------------------------------------
@@ -385,6 +407,7 @@ def scan_dataset(
     """
     last = time.monotonic()  # the walk counts: the first line comes PROGRESS_EVERY_S in
     entries = walk_files(root) if walked is None else walked
+    top = str(root)
     hashes: list[str | None] = [None] * len(entries)
     if contents:
         db = DigestCache(cache_path() if cache is True else (cache or None))
@@ -400,7 +423,7 @@ def scan_dataset(
             fresh: list[tuple[tuple[int, int, int, int, int], str]] = []
             total = sum(entries[i].size for i in todo)
             done_bytes = 0
-            for j, sha in hash_bounded([entries[i].path for i in todo], workers):
+            for j, sha in hash_bounded([entries[i].location(top) for i in todo], workers):
                 i = todo[j]
                 hashes[i] = sha
                 fresh.append((entries[i].key, sha))  # type: ignore[arg-type]
@@ -416,7 +439,7 @@ def scan_dataset(
             db.close()
         for i, entry in enumerate(entries):
             if entry.key is None:
-                hashes[i] = _link_hash(entry.path)
+                hashes[i] = _link_hash(entry.location(top))
     files = [
         DatasetFile(e.rel, e.size, e.mtime_ns, sha) for e, sha in zip(entries, hashes, strict=True)
     ]

@@ -33,9 +33,10 @@ def walk_dataset(root: Path) -> DatasetWalk:
     """One walk of root for everything a run needs before its plugin starts; raises
     OSError (PermissionError for an unreadable folder) when it cannot be read."""
     files: list[DatasetEntry] = []
+    top = str(root)  # the text the walk's paths start with, as in `fingerprint`
 
     def visit(entry: os.DirEntry[str], rel: str) -> None:
-        item = dataset_entry(entry, rel)
+        item = dataset_entry(entry, rel, top)
         if item is not None:
             files.append(item)
 

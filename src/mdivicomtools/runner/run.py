@@ -220,7 +220,9 @@ class Run:
         request = self.request
         if not self._scan_dataset(outcome):
             return
-        before = self.before
+        # held here alone: gone once the check after the plugin is made, before the
+        # record's manifest is encoded (one entry per dataset file, as that is)
+        before, self.before = self.before, None
         self.say(f"run: {request.plugin.ref} {request.plugin.version} on {self.backend.name}")
         # what a backend prints, or a tool it starts writes to descriptor 1 (an
         # `apptainer exec` with inherited stdout), goes to the run log: on stdout it
