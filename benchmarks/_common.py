@@ -158,11 +158,12 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall time and peak resident memory (KiB) of one subprocess, as `timed`.
+def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Wall time, CPU seconds (user + system) and peak resident memory (KiB) of one
+    subprocess, as `timed`.
 
-    The peak is that process's own (`wait4`), not the largest of every child
-    this benchmark reaped so far, which RUSAGE_CHILDREN would give."""
+    Both are that process's own (`wait4`), not the sum or the largest of every
+    child this benchmark reaped so far, which RUSAGE_CHILDREN would give."""
     start = time.perf_counter()
     try:
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -185,7 +186,7 @@ def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[
     process.stderr.close()
     if process.returncode != 0:
         raise SystemExit(f"{list(argv)} failed: {stderr.decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def cpu_timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:

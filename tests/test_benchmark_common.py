@@ -331,5 +331,5 @@ def test_the_run_part_of_the_digest_benchmark_measures_a_run_per_dataset_file() 
         "manifests after 3 runs",
     ]
     assert rows[1][1].endswith(" MiB") and rows[1][2].endswith("its memory")
-    assert rows[3][1].endswith(" bytes") and rows[3][2].endswith("bare walks' time")
+    assert rows[3][1].endswith(" bytes") and rows[3][2].endswith("bare walks' CPU time")
     assert rows[4][1].startswith(("1 file(s)", "3 file(s)"))
