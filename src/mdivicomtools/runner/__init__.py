@@ -25,7 +25,7 @@ from mdivicomtools.hooks.manager import HookManager
 from mdivicomtools.model.options import RunOptions, given_call
 from mdivicomtools.model.run import PluginInfo, RunRecord
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
-from mdivicomtools.runner.run import RunInterrupted, execute_prepared, walk_before
+from mdivicomtools.runner.run import RunInterrupted, dataset_problems, execute_prepared
 
 __all__ = [
     "CheckedRuns",
@@ -141,9 +141,8 @@ def check_runs(
         problems = []
         for dataset, out, work in targets:
             request = prepared.request(dataset, out, work)
-            found = (
-                prepared.hook_problems(request)
-                or walk_before(request.dataset_dir, contents=request.hash_dataset)[1]
+            found = prepared.hook_problems(request) or dataset_problems(
+                request.dataset_dir, contents=request.hash_dataset
             )
             if not found:
                 if backend_problems is None:

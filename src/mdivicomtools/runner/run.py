@@ -649,11 +649,7 @@ def walk_before(dataset: Path, *, contents: bool = False) -> tuple[DatasetWalk |
         before = walk_dataset(dataset)
         unreadable = unreadable_files(dataset, walked=before.files) if contents else []
     except OSError as exc:
-        return None, [
-            f"the dataset cannot be read: {exc.strerror or exc}: "
-            f"{str(exc.filename or dataset)!r}; "
-            "give the user running mdivicom read access to every folder in it"
-        ]
+        return None, [_cannot_read(dataset, exc)]
     if unreadable:
         named = some([f"{rel!r} ({why})" for rel, why in unreadable], 5)
         return None, [
@@ -661,6 +657,29 @@ def walk_before(dataset: Path, *, contents: bool = False) -> tuple[DatasetWalk |
             f"{str(dataset)!r}; make every file readable, or run without --hash-dataset"
         ]
     return before, []
+
+
+def dataset_problems(dataset: Path, *, contents: bool = False) -> list[str]:
+    """The problems `walk_before` would refuse a run with, walking no more than
+    they need: a batch checks every session with this before the first one
+    starts, and each session walks its dataset again when it runs, so the
+    digest's file list is made here only for --hash-dataset (whose files must
+    open), not for a fingerprint alone."""
+    if contents:
+        return walk_before(dataset, contents=True)[1]
+    try:
+        fingerprint(dataset)
+    except OSError as exc:
+        return [_cannot_read(dataset, exc)]
+    return []
+
+
+def _cannot_read(dataset: Path, exc: OSError) -> str:
+    return (
+        f"the dataset cannot be read: {exc.strerror or exc}: "
+        f"{str(exc.filename or dataset)!r}; "
+        "give the user running mdivicom read access to every folder in it"
+    )
 
 
 def execute_prepared(
