@@ -135,6 +135,33 @@ def test_runs_over_an_unchanged_dataset_share_one_manifest(site, tmp_path):
     assert "sessions/ses-00/frame-9.txt" in done.stdout + done.stderr, done
 
 
+@pytest.mark.parametrize("planted", ["same size", "symlink"])
+def test_a_manifest_is_reused_only_when_it_holds_exactly_its_content(site, tmp_path, planted):
+    """A manifest found under the name a run would write was kept when its size
+    matched: a file of that size put there (by a colleague in a shared --out, or
+    a symlink to one) became what verify compares the dataset with."""
+    dataset = sessions(tmp_path / "dataset")
+    out = tmp_path / "out"
+    site.plugin("writeone", run_source=WRITE_ONE)
+    first = run_plugin("writeone", dataset=dataset, out=out)
+    path = out / first.dataset.manifest
+    data = path.read_bytes()
+    forged = data.replace(b"frame-0.txt", b"frame-X.txt")
+    assert forged != data and len(forged) == len(data)
+    if planted == "symlink":
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_bytes(forged)
+        path.unlink()
+        path.symlink_to(elsewhere)
+    else:
+        path.write_bytes(forged)
+    again = run_plugin("writeone", dataset=dataset, out=out, overwrite=True)
+    assert again.dataset.manifest == first.dataset.manifest
+    assert not path.is_symlink() and path.read_bytes() == data
+    if planted == "symlink":
+        assert elsewhere.read_bytes() == forged  # what the link led to is left alone
+
+
 def age(path: Path, seconds: float) -> None:
     import time
 

@@ -477,17 +477,23 @@ def write_manifest(run_out_dir: Path, manifest: DatasetManifest) -> str:
     one this run would write: it is not written again, only its modification
     time is set to now, which tells `runs clean` it was just named (a file
     another user made, whose time cannot be set, is written again instead).
+    That is trusted only of a regular file holding exactly these bytes: a
+    name is no proof of content, and in a group-shared --out a colleague's
+    file or symlink of the right size there would have become what `verify`
+    compares the dataset with. Reading it back costs a fraction of the walk
+    that made it.
     """
     data = pretty(manifest)
     rel = manifest_relpath(hashlib.sha256(data).hexdigest() + ".json")
     path = run_out_dir / rel
     try:
-        if path.stat().st_size == len(data):
-            os.utime(path)
-            return rel
-    except OSError:
+        with open_regular(path) as handle:  # never through a symlink, never a FIFO
+            if handle.read(len(data) + 1) == data:
+                os.utime(handle.fileno())
+                return rel
+    except OSError:  # none there, or not a file this run may trust (UnsafeFile)
         pass
-    write_atomic(path, data)
+    write_atomic(path, data)  # replaces whatever had the name, a symlink itself included
     return rel
 
 
