@@ -25,6 +25,7 @@ from mdivicomtools.execution.container.engine import (
     EngineError,
     EngineUnreachable,
     GpuSupport,
+    engine_reason,
     socket_refusal_fix,
 )
 from mdivicomtools.execution.container.plan import ContainerPlan
@@ -166,8 +167,9 @@ class DockerEngine(ClientEngine):
             client.api._version = str(answer["ApiVersion"])
         except (docker.errors.DockerException, OSError, KeyError) as exc:
             detail = f"no ApiVersion in {answer!r}" if isinstance(exc, KeyError) else str(exc)
+            reason = detail if isinstance(exc, KeyError) else engine_reason(exc)
             raise EngineUnreachable(
-                f"cannot reach Docker Engine at {endpoint}: {one_line(detail)}",
+                f"cannot reach Docker Engine at {endpoint}: {one_line(reason)}",
                 fix=connect_fix(endpoint, exc, detail),
             ) from exc
         return cls(client, endpoint, version=str(answer.get("Version", "unknown")))

@@ -14,8 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from mdivicomtools.common.text import one_line
-from mdivicomtools.execution.container.engine import EngineError, ImageFacts
+from mdivicomtools.execution.container.engine import EngineError, ImageFacts, engine_reason
 from mdivicomtools.execution.container.logstream import Frame, read_frames
 
 
@@ -46,7 +45,7 @@ class ClientEngine:
         except EngineError:
             raise
         except (self.library_error, OSError) as exc:
-            raise EngineError(f"{self.name}: {action} failed: {one_line(str(exc))}") from exc
+            raise EngineError(f"{self.name}: {action} failed: {engine_reason(exc)}") from exc
 
     def keep(self, container: Any) -> str:
         self._containers[container.id] = container
@@ -63,7 +62,7 @@ class ClientEngine:
             return None
         except self.library_error as exc:
             raise EngineError(
-                f"{self.name}: inspecting image {ref!r} failed: {one_line(str(exc))}"
+                f"{self.name}: inspecting image {ref!r} failed: {engine_reason(exc)}"
             ) from exc
         return ImageFacts(
             id=image.id,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import msgspec
 
+from mdivicomtools.common.text import one_line
 from mdivicomtools.errors import MdivicomError
 from mdivicomtools.execution.container.logstream import Frame
 from mdivicomtools.execution.container.plan import ContainerPlan
@@ -30,6 +31,47 @@ class EngineUnreachable(EngineError):
     def __init__(self, message: str, fix: str | None = None) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+def engine_reason(exc: BaseException) -> str:
+    """Why an engine library's call failed, in the engine's or the system's words.
+
+    docker-py and requests wrap the cause in their own exceptions, whose text
+    is a Python repr (`('Connection aborted.', FileNotFoundError(2, ...))`) or
+    an HTTP trace (`500 Server Error for http+docker://localhost/v1.41/...`):
+    jargon in a one-line error. The engine's own explanation of an API error
+    is what it said; for a connection that failed, the system's reason
+    (`Connection refused`, `No such file or directory`) says what went wrong.
+    """
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    if isinstance(explanation, str) and explanation.strip():
+        return one_line(explanation)
+    cause = os_cause(exc)
+    if cause is not None and cause.strerror:
+        return cause.strerror
+    return one_line(str(exc))
+
+
+def os_cause(exc: BaseException) -> OSError | None:
+    """The first OSError with a reason (errno and strerror) in `exc`'s chain or in the
+    arguments that carry it (requests keeps the socket's error in a tuple of its
+    ConnectionError's arguments), nearest first; None when there is none."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, tuple):
+            pending += list(item)
+            continue
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item
+        pending += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    return None
 
 
 def socket_refusal_fix(endpoint: str, check: str) -> str:

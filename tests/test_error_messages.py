@@ -1,0 +1,72 @@
+"""The one-line errors a user reads: what is wrong, where, and how to fix it, in the
+user's words (no Python reprs, no library jargon)."""
+
+from __future__ import annotations
+
+import docker.errors
+import requests.exceptions
+import urllib3.exceptions
+
+from mdivicomtools.execution.container.engine import engine_reason
+
+
+def _raised(make_inner, make_outer):
+    """`make_outer()` raised while handling `make_inner()`, as the libraries chain them."""
+    try:
+        try:
+            raise make_inner()
+        except Exception as inner:
+            raise make_outer(inner) from inner
+    except Exception as outer:
+        return outer
+
+
+def test_an_engine_error_is_the_systems_or_the_engines_reason_not_a_repr():
+    gone = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError(
+            "Connection aborted.", FileNotFoundError(2, "No such file or directory")
+        )
+    )
+    assert engine_reason(gone) == "No such file or directory"
+    refused = _raised(
+        lambda: ConnectionRefusedError(111, "Connection refused"),
+        lambda inner: requests.exceptions.ConnectionError(
+            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded"
+        ),
+    )
+    assert engine_reason(refused) == "Connection refused"
+    answered = docker.errors.APIError(
+        "500 Server Error for http+docker://localhost/v1.41/images/create",
+        explanation='Get "https://registry.example/v2/": no such host',
+    )
+    assert engine_reason(answered) == 'Get "https://registry.example/v2/": no such host'
+    assert engine_reason(RuntimeError("plain words")) == "plain words"
+
+
+def test_an_unreachable_docker_engine_is_named_with_the_reason(site, dataset, tmp_path):
+    site.manifest(
+        "count.json",
+        {
+            "meta": {
+                "api_version": "mdivicomtools.plugin.v0.1",
+                "id": "count",
+                "kind": "container",
+                "version": "1.0.0",
+                "description": "d",
+            },
+            "container": {"image": "localhost/mdivicom-test:1", "command": ["true"]},
+        },
+    )
+    args = ["run", "count", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    gone = site.cli(*args, "--backend", "docker", DOCKER_HOST="unix:///tmp/no-docker.sock")
+    assert gone.returncode == 2
+    line = gone.stderr.splitlines()[-1]
+    assert line.startswith(
+        "Error: backend 'docker' is not available: cannot reach Docker Engine at "
+        "unix:///tmp/no-docker.sock: No such file or directory; start Docker Engine"
+    ), line
+    refused = site.cli(*args, "--backend", "docker", DOCKER_HOST="tcp://127.0.0.1:1")
+    assert refused.returncode == 2
+    line = refused.stderr.splitlines()[-1]
+    assert "cannot reach Docker Engine at tcp://127.0.0.1:1: Connection refused; start" in line
+    assert "HTTPConnectionPool" not in line, line
