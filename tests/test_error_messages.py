@@ -4,9 +4,12 @@ user's words (no Python reprs, no library jargon)."""
 from __future__ import annotations
 
 import docker.errors
+import pytest
 import requests.exceptions
 import urllib3.exceptions
 
+from mdivicomtools import run_plugin
+from mdivicomtools.errors import PluginBroken
 from mdivicomtools.execution.container.engine import engine_reason
 
 
@@ -70,3 +73,17 @@ def test_an_unreachable_docker_engine_is_named_with_the_reason(site, dataset, tm
     line = refused.stderr.splitlines()[-1]
     assert "cannot reach Docker Engine at tcp://127.0.0.1:1: Connection refused; start" in line
     assert "HTTPConnectionPool" not in line, line
+
+
+def test_a_broken_plugin_is_named_with_where_to_fix_it(site, dataset, tmp_path):
+    manifest = site.manifest("typo.json", '{"meta": {"id": "typo",}}')
+    refused = site.cli("run", "typo", "--dataset", str(dataset), "--out", str(tmp_path / "out"))
+    assert refused.returncode == 2
+    line = refused.stderr.splitlines()[-1]
+    assert line.startswith("Error: plugin 'typo' is broken: invalid JSON at line 1"), line
+    assert line.endswith(f"(from manifest {manifest})"), line
+    site.plugin("crashes", data={"meta": "not an object"})
+    with pytest.raises(PluginBroken) as raised:
+        run_plugin("crashes", dataset=dataset, out=tmp_path / "out")
+    assert raised.value.origin is not None and "entry point 'crashes = " in raised.value.origin
+    assert str(raised.value).endswith(f"(from {raised.value.origin})")

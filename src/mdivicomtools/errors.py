@@ -54,12 +54,18 @@ class AmbiguousReference(UsageError):
 
 
 class PluginBroken(UsageError):
-    """The referenced plugin exists but could not be loaded or validated."""
+    """The referenced plugin exists but could not be loaded or validated.
 
-    def __init__(self, ref: str, reason: str) -> None:
+    `origin` (`manifest PATH`, `entry point 'NAME = VALUE' of DIST VERSION`) is
+    where to fix it: a manifest's JSON error said `line 1 column 2` of no file.
+    """
+
+    def __init__(self, ref: str, reason: str, origin: str | None = None) -> None:
         self.ref = ref
         self.reason = reason
-        super().__init__(f"plugin {ref!r} is broken: {reason}")
+        self.origin = origin
+        where = f" (from {origin})" if origin else ""
+        super().__init__(f"plugin {ref!r} is broken: {reason}{where}")
 
 
 class EmptyPath(UsageError):

@@ -101,5 +101,5 @@ def resolve(
         raise AmbiguousReference(ref, [record.ref for record in matches])
     record = matches[0]
     if not record.ok and not allow_broken:
-        raise PluginBroken(record.ref, record.error or "unknown reason")
+        raise PluginBroken(record.ref, record.error or "unknown reason", record.origin)
     return record
