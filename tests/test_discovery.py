@@ -130,7 +130,7 @@ def _meta(**changes):
         ),
         (
             {"meta": _meta(version=3), "entry": {"callable": "a:b"}},
-            "meta.version: expected `str`, got `int`",
+            "meta.version: expected a string, got an integer",
         ),
         ({"meta": _meta(kind="wasm"), "entry": {"callable": "a:b"}}, "meta.kind"),
         (

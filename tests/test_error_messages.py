@@ -3,14 +3,31 @@ user's words (no Python reprs, no library jargon)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import docker.errors
 import pytest
 import requests.exceptions
 import urllib3.exceptions
 
 from mdivicomtools import run_plugin
+from mdivicomtools.common.text import schema_text
 from mdivicomtools.errors import PluginBroken
 from mdivicomtools.execution.container.engine import engine_reason
+from pluginsite import MDIVICOM
+
+
+def _cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MDIVICOM, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **extra},
+        timeout=120,
+        check=False,
+    )
 
 
 def _raised(make_inner, make_outer):
@@ -87,3 +104,40 @@ def test_a_broken_plugin_is_named_with_where_to_fix_it(site, dataset, tmp_path):
         run_plugin("crashes", dataset=dataset, out=tmp_path / "out")
     assert raised.value.origin is not None and "entry point 'crashes = " in raised.value.origin
     assert str(raised.value).endswith(f"(from {raised.value.origin})")
+
+
+def test_a_field_of_the_wrong_type_is_told_in_the_files_words():
+    """msgspec says `Expected `bool | null`, got `str` - at `$.strict_bundles``."""
+    assert schema_text("Expected `bool | null`, got `str` - at `$.strict_bundles`") == (
+        "strict_bundles: expected true or false, got a string"
+    )
+    assert schema_text("Expected `int` >= 0 - at `$.a.b`") == "a.b: expected an integer >= 0"
+    assert schema_text("Expected `object`, got `array`") == "expected an object, got an array"
+    assert schema_text("Object missing required field `run_id`") == "run_id is missing (required)"
+    assert schema_text("Object contains unknown field `x` - at `$.c`") == "c.x is not a known field"
+
+
+def test_a_user_config_of_the_wrong_type_names_the_key_and_the_type(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('strict_bundles = "yes"\n')
+    shown = _cli("config", "show", MDIVICOM_CONFIG_FILE=str(config))
+    assert shown.returncode == 2
+    assert shown.stderr.splitlines()[-1] == (
+        f"Error: strict_bundles in the user config {str(config)!r}: expected true or false, "
+        "got a string"
+    )
+
+
+def test_a_record_with_a_field_of_the_wrong_type_is_named_in_words(site, dataset, tmp_path):
+    site.plugin("writer")
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    path = tmp_path / "out" / "_runs" / f"{record.run_id}.json"
+    data = json.loads(path.read_text())
+    data["status"] = 5
+    path.write_text(json.dumps(data))
+    shown = site.cli("runs", "show", str(tmp_path / "out"), "latest")
+    assert shown.returncode == 2
+    assert shown.stderr.splitlines()[-1] == (
+        f"Error: the run record {str(path)!r} cannot be read: status: expected a string, "
+        "got an integer"
+    )

@@ -104,7 +104,7 @@ def test_a_record_that_cannot_be_read_is_named_not_called_missing(site, two_runs
     result = site.cli("runs", "show", str(out), newer.stem)
     assert result.returncode == 2
     assert errors(result) == [
-        f"Error: the run record '{newer}' cannot be read: Object missing required field `host`"
+        f"Error: the run record '{newer}' cannot be read: host is missing (required)"
     ]
     older.unlink()
     for command in (("runs", "show"), ("verify",), ("runs", "export")):
@@ -112,7 +112,7 @@ def test_a_record_that_cannot_be_read_is_named_not_called_missing(site, two_runs
         result = site.cli(*command, str(out), "latest", *args)
         assert result.returncode == 2
         [line] = errors(result)
-        assert f"'{newer}' cannot be read: Object missing required field `host`" in line
+        assert f"'{newer}' cannot be read: host is missing (required)" in line
 
 
 def _two_sessions(data):

@@ -658,7 +658,7 @@ def test_sidecars_are_found_under_a_folder_deeper_than_recursion_reaches(tmp_pat
     ("text", "why"),
     [
         ("[1, 2]", "it holds a JSON list, not an object"),
-        ('{"resultbundle_type": ["x"]}', "Expected `str`, got `array` - at `$.resultbundle_type`"),
+        ('{"resultbundle_type": ["x"]}', "resultbundle_type: expected a string, got an array"),
         ('{"x": NaN}', "/x: NaN is not a JSON number; other JSON readers refuse it"),
         ("", "Expecting value: line 1 column 1 (char 0)"),
     ],

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.home import expand_home, user_folder
-from mdivicomtools.common.text import close_matches
+from mdivicomtools.common.text import close_matches, schema_problem
 from mdivicomtools.errors import UsageError
 
 CONFIG_FILE_ENV = "MDIVICOM_CONFIG_FILE"
@@ -134,7 +134,8 @@ def _explain(error: msgspec.ValidationError, path: Path) -> str:
                 hint = f" ({key!r} belongs in the [{home[0]}] section)"
         name = f"{table}.{key}" if table else key
         return f"unknown key {name!r} in {where}{hint}; known keys: {', '.join(known)}"
-    return f"{where}: {message}"
+    field, problem = schema_problem(message)
+    return f"{field} in {where}: {problem}" if field else f"{where}: {problem}"
 
 
 #: the config read from a pipe (`MDIVICOM_CONFIG_FILE=<(...)`), by path and inode

@@ -34,6 +34,7 @@ from mdivicomtools.common.safefs import (
     read_regular,
 )
 from mdivicomtools.common.schema import struct_schema
+from mdivicomtools.common.text import schema_text
 from mdivicomtools.common.timefmt import iso, utc_now
 
 if TYPE_CHECKING:
@@ -940,7 +941,7 @@ def load_resultbundle(path: str | Path) -> tuple[ResultBundle, dict[str, Any]]:
     try:
         bundle = msgspec.convert({k: v for k, v in data.items() if k in known}, ResultBundle)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"{str(path)!r} is not a result bundle: {exc}") from exc
+        raise ValueError(f"{str(path)!r} is not a result bundle: {schema_text(str(exc))}") from exc
     return bundle, {k: v for k, v in data.items() if k not in known}
 
 

@@ -17,7 +17,7 @@ import msgspec
 
 from mdivicomtools.common.durable import write_atomic
 from mdivicomtools.common.safefs import display_name
-from mdivicomtools.common.text import a_type
+from mdivicomtools.common.text import a_type, schema_text
 
 _T = TypeVar("_T")
 
@@ -145,14 +145,23 @@ def decode_layout(data: bytes, type: type[_T], schema: str) -> _T:
         try:
             found = msgspec.json.decode(data, type=_Schema).schema
         except msgspec.DecodeError:
-            raise exc from None
+            raise _in_words(exc) from None
         if found is None or found == schema:
-            raise
+            raise _in_words(exc) from None
         raise _foreign(found, schema) from exc
     found = getattr(value, "schema", schema)
     if found != schema:
         raise _foreign(found, schema)
     return value
+
+
+def _in_words(exc: msgspec.DecodeError) -> msgspec.DecodeError:
+    """A validation error with the field and the problem in the file's words
+    (`status: expected a string, got an integer`), where msgspec names Python
+    types and a JSON path (`Expected `str`, got `int` - at `$.status``)."""
+    if isinstance(exc, msgspec.ValidationError):
+        return msgspec.ValidationError(schema_text(str(exc)))
+    return exc
 
 
 def _foreign(found: object, schema: str) -> ForeignLayout:

@@ -140,3 +140,71 @@ def close_matches(word: str, choices: Sequence[str], n: int = 1, cutoff: float =
     import difflib
 
     return difflib.get_close_matches(word, choices, n, cutoff)
+
+
+#: msgspec's validation message: `Expected `int`, got `str` - at `$.a.b``
+_SCHEMA_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_SCHEMA_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_SCHEMA_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_SCHEMA_EXPECTED = re.compile(
+    r"^Expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`)?(?P<rest>.*)$"
+)
+#: msgspec's type names as a JSON or TOML reader says them
+_SCHEMA_TYPES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+    "bytes": "a base64 string",
+    "datetime": "an RFC 3339 date and time",
+}
+
+
+def _schema_type(names: str) -> str:
+    """`bool | null` -> `true or false`: an optional field's null is no advice."""
+    parts = [part.strip() for part in names.split("|")]
+    named = [_SCHEMA_TYPES.get(part, part) for part in parts if part != "null" or len(parts) == 1]
+    return " or ".join(named)
+
+
+def schema_problem(message: str) -> tuple[str, str]:
+    """msgspec's validation message as (`field`, `problem`) in the words of the file.
+
+    msgspec says `Expected `bool | null`, got `str` - at `$.strict_bundles``:
+    Python type names in backticks and a JSON path, which a user config, a
+    manifest or a record reader showed as they were. The field is dotted
+    (`container.memory`, `c[0]`, empty for the document itself) and the
+    problem reads `expected true or false, got a string`, `is missing
+    (required)` or `is not a known field`.
+    """
+    match = _SCHEMA_AT.match(message)
+    assert match is not None  # the pattern matches any string
+    text, path = match.group("msg"), (match.group("path") or "").lstrip(".")
+    for pattern, problem in (
+        (_SCHEMA_MISSING, "is missing (required)"),
+        (_SCHEMA_UNKNOWN, "is not a known field"),
+    ):
+        found = pattern.match(text)
+        if found:
+            field = found.group("field")
+            return (f"{path}.{field}" if path else field), problem
+    expected = _SCHEMA_EXPECTED.match(text)
+    if expected:
+        got = expected.group("got")
+        text = f"expected {_schema_type(expected.group('want'))}{expected.group('rest')}"
+        if got:
+            text += f", got {_schema_type(got)}"
+    elif text:
+        text = text[0].lower() + text[1:]
+    return path, text
+
+
+def schema_text(message: str) -> str:
+    """`field: problem` (or `field is missing (required)`) from msgspec's message."""
+    field, problem = schema_problem(message)
+    if problem.startswith("is "):
+        return f"{field} {problem}"
+    return f"{field}: {problem}" if field else problem

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from mdivicomtools.common.jsonio import find_unsafe_json
-from mdivicomtools.common.text import a_type, close_matches
+from mdivicomtools.common.text import a_type, close_matches, schema_problem
 from mdivicomtools.model.container import (
     MountDecl,
     Resources,
@@ -189,28 +189,15 @@ def _from_flat(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return shaped, [note]
 
 
-_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
-
-
 def _explain(error: msgspec.ValidationError) -> str:
     """Rewrite msgspec's message as `<field>: <problem>` in contract terms."""
-    match = _MSGSPEC_AT.match(str(error))
-    assert match is not None  # the pattern matches any string
-    message = match.group("msg")
-    path = (match.group("path") or "").lstrip(".")
-    missing = _MISSING.match(message)
-    if missing:
-        field = f"{path}.{missing.group('field')}" if path else missing.group("field")
-        return f"{field} is missing (required)"
-    unknown = _UNKNOWN.match(message)
-    if unknown:
-        name = unknown.group("field")
-        field = f"{path}.{name}" if path else name
-        return f"{field} is not a known field" + _did_you_mean(name, path)
-    message = message[0].lower() + message[1:] if message else message
-    return f"{path}: {message}" if path else message
+    field, problem = schema_problem(str(error))
+    if problem == "is not a known field":
+        path, _, name = field.rpartition(".")
+        return f"{field} {problem}" + _did_you_mean(name, path)
+    if problem.startswith("is "):
+        return f"{field} {problem}"
+    return f"{field}: {problem}" if field else problem
 
 
 def _did_you_mean(name: str, path: str) -> str:
