@@ -141,3 +141,32 @@ def test_a_record_with_a_field_of_the_wrong_type_is_named_in_words(site, dataset
         f"Error: the run record {str(path)!r} cannot be read: status: expected a string, "
         "got an integer"
     )
+
+
+def test_a_misspelt_config_key_names_the_keys_the_plugin_takes(site, dataset, tmp_path):
+    site.plugin(
+        "syncer",
+        config_schema={
+            "type": "object",
+            "properties": {
+                "sync": {
+                    "type": "object",
+                    "properties": {"max_lag_s": {"type": "number"}},
+                    "additionalProperties": False,
+                },
+                "label": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+    )
+    refused = site.cli(
+        "run", "syncer", "--dataset", str(dataset), "--out", str(tmp_path / "out"),
+        "--set", "sync.max_lag=5", "--set", "lable=x",
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-2:] == [
+        "  - config: unknown key 'lable' (did you mean 'label'?); the plugin's keys here: "
+        "label, sync",
+        "  - config.sync: unknown key 'max_lag' (did you mean 'max_lag_s'?); the plugin's keys "
+        "here: max_lag_s",
+    ]

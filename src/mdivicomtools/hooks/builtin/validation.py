@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mdivicomtools.common.pathlimits import path_too_long, shortened
 from mdivicomtools.common.secrets import scrub
-from mdivicomtools.common.text import one_line
+from mdivicomtools.common.text import close_matches, one_line
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.hooks.markers import hookimpl
 from mdivicomtools.model.layout import (
@@ -241,7 +242,8 @@ def check_config(request: RunRequest) -> list[str]:
     # a validator quotes the offending value: never a secret's
     return [
         scrub(
-            f"{_location(error.absolute_path)}: {error.message}{_quote_hint(error)}", request.config
+            f"{_location(error.absolute_path)}: {_config_problem(error)}{_quote_hint(error)}",
+            request.config,
         )
         for error in errors
     ]
@@ -268,6 +270,43 @@ def _quote_hint(error: Any) -> str:
         return ""
     key, text = ".".join(path), json.dumps(error.instance)
     return f"; to give it as text, quote it: --set '{key}=\"{text}\"'"
+
+
+def _config_problem(error: Any) -> str:
+    """jsonschema's message, but an unknown key as such, with the keys there are.
+
+    `Additional properties are not allowed ('patern' was unexpected)` is the
+    schema's word for a misspelt `--set patern=...`: it names neither the keys
+    the plugin takes nor the one that was meant.
+    """
+    schema, instance = error.schema, error.instance
+    if error.validator != "additionalProperties" or not isinstance(instance, dict):
+        return str(error.message)
+    declared = schema.get("properties") if isinstance(schema, dict) else None
+    known = sorted(declared) if isinstance(declared, dict) else []
+    patterns = schema.get("patternProperties") or {}
+    unknown = [key for key in instance if key not in known and not _matches(patterns, key)]
+    if not unknown:
+        return str(error.message)
+    parts = []
+    for key in unknown:
+        close = close_matches(key, known)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    keys = ", ".join(known) if known else "none"
+    noun = "unknown key" if len(unknown) == 1 else "unknown keys"
+    return f"{noun} {', '.join(parts)}; the plugin's keys here: {keys}"
+
+
+def _matches(patterns: object, key: str) -> bool:
+    """Whether `key` matches one of a schema's `patternProperties` (an invalid
+    pattern matches nothing: the schema check has let it through)."""
+    for pattern in patterns if isinstance(patterns, dict) else ():
+        try:
+            if re.search(pattern, key):
+                return True
+        except (re.error, TypeError):
+            continue
+    return False
 
 
 @hookimpl
