@@ -175,7 +175,7 @@ def test_retries_need_sessions_and_are_not_negative(site, flaky, tmp_path):
         "run", "flaky", "--dataset", str(study), "--out", str(tmp_path / "o"), "--retries", "1"
     )
     assert single.returncode == 2
-    assert "--retries and the --slurm-* options need --sessions" in single.stderr
+    assert "Error: --retries needs --sessions GLOB" in single.stderr
     negative = site.cli(
         "run",
         "flaky",

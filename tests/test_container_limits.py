@@ -264,7 +264,9 @@ def test_container_options_are_refused_for_python_plugins(site, dataset, tmp_pat
         "run", "py", "--dataset", str(dataset), "--out", str(tmp_path / "o"), "--memory", "1g"
     )
     assert result.returncode == 2
-    assert "--memory only apply to container plugins; lab/py is a python plugin" in (result.stderr)
+    assert "--memory only applies to container plugins; lab/py is a python plugin" in (
+        result.stderr
+    )
 
 
 def test_backends_list_reports_gpu_support(site, engine):

@@ -170,3 +170,19 @@ def test_a_misspelt_config_key_names_the_keys_the_plugin_takes(site, dataset, tm
         "  - config.sync: unknown key 'max_lag' (did you mean 'max_lag_s'?); the plugin's keys "
         "here: max_lag_s",
     ]
+
+
+def test_options_out_of_place_are_named_as_given_with_their_verb(site, dataset, tmp_path):
+    site.plugin("writer")
+    args = ["run", "writer", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    several = site.cli(*args, "--resume", "--slurm-mem", "4GB", "--slurm-directive", "--qos=x")
+    assert several.returncode == 2
+    assert several.stderr.splitlines()[-1] == (
+        "Error: --resume, --slurm-mem and --slurm-directive need --sessions GLOB (a batch, one "
+        "run per session); add it, or leave them out for a single run"
+    )
+    one = site.cli(*args, "--memory", "2g")
+    assert one.returncode == 2
+    assert one.stderr.splitlines()[-1] == (
+        "Error: --memory only applies to container plugins; lab/writer is a python plugin"
+    )

@@ -350,10 +350,29 @@ def run_command(
             slurm_directives=slurm_directives,
         )
         _run_batch(ref, options, batch, as_json=as_json, progress=progress)
-    if resume or jobs is not None or scheduler is not None or executor != "local":
-        raise click.UsageError("--jobs, --executor, --scheduler and --resume need --sessions")
-    if retries or slurm_directives or any(v is not None for v in slurm_given):
-        raise click.UsageError("--retries and the --slurm-* options need --sessions")
+    batch_only = {
+        "--jobs": jobs is not None,
+        "--executor": executor != "local",
+        "--scheduler": scheduler is not None,
+        "--resume": resume,
+        "--retries": bool(retries),
+        **{
+            f"--slurm-{name}": value is not None
+            for name, value in zip(
+                ("partition", "time", "mem", "cpus", "account"), slurm_given, strict=True
+            )
+        },
+        "--slurm-directive": bool(slurm_directives),
+    }
+    given = [name for name, is_given in batch_only.items() if is_given]
+    if given:
+        from mdivicomtools.common.text import named_options
+
+        raise click.UsageError(
+            f"{named_options(given)} {'needs' if len(given) == 1 else 'need'} --sessions GLOB "
+            "(a batch, one run per session); add it, or leave "
+            f"{'it' if len(given) == 1 else 'them'} out for a single run"
+        )
 
     interrupted_by: str | None = None
     try:

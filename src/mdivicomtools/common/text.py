@@ -120,6 +120,14 @@ def some(items: Sequence[str], limit: int, sep: str = ", ") -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def named_options(names: Sequence[str]) -> str:
+    """`--a`, `--a and --b`, `--a, --b and --c`: the options a user gave, as a message's
+    subject (its verb is singular for one: `named_options(given) + needs(given)`)."""
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def describe_changes(changed: list[str], added: list[str], removed: list[str], limit: int) -> str:
     """`changed a, b and 3 more; removed c`: the paths a check found different.
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from mdivicomtools.common.home import expand_home
-from mdivicomtools.common.text import a_type, describe_exception
+from mdivicomtools.common.text import a_type, describe_exception, named_options
 from mdivicomtools.common.units import is_positive
 from mdivicomtools.discovery import (
     ENTRY_POINT_GROUP,
@@ -100,8 +100,9 @@ def _check_container_options(options: RunOptions, plugin: PluginInfo) -> None:
         f for field, f in CONTAINER_OPTIONS.items() if getattr(options, field) not in (None, ())
     ]
     if given:
+        verb = "applies" if len(given) == 1 else "apply"
         raise UsageError(
-            f"{', '.join(given)} only apply to container plugins; {plugin.ref} is a "
+            f"{named_options(given)} only {verb} to container plugins; {plugin.ref} is a "
             f"{plugin.kind} plugin"
         )
 
