@@ -186,3 +186,13 @@ def test_options_out_of_place_are_named_as_given_with_their_verb(site, dataset, 
     assert one.stderr.splitlines()[-1] == (
         "Error: --memory only applies to container plugins; lab/writer is a python plugin"
     )
+
+
+def test_a_mistyped_out_is_not_a_folder_for_every_command_that_reads_runs(tmp_path):
+    missing = tmp_path / "reslts"
+    for command in (("runs", "show"), ("rerun",), ("verify",), ("runs", "list")):
+        args = (str(missing),) if command == ("runs", "list") else (str(missing), "latest")
+        result = _cli(*command, *args)
+        assert result.returncode == 2, command
+        line = result.stderr.splitlines()[-1]
+        assert line.startswith(f"Error: {str(missing)!r} is not a folder; give the --out"), line
