@@ -46,8 +46,12 @@ def test_config_file_errors_name_the_line(tmp_path):
     with pytest.raises(ConfigError, match="at line 3 column 3"):
         parse_config_option(str(tmp_path / "bad.json"))
     (tmp_path / "list.json").write_text("[1]")
-    with pytest.raises(ConfigError, match="expected a JSON object, got list"):
+    with pytest.raises(ConfigError) as raised:
         parse_config_option(str(tmp_path / "list.json"))
+    assert str(raised.value) == (
+        f"--config: {str(tmp_path / 'list.json')!r} holds an array, not an object of config "
+        """keys; write one such as {"max_lag_s": 5}"""
+    )
     (tmp_path / "bad.toml").write_text("a = \n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         parse_config_option(str(tmp_path / "bad.toml"))

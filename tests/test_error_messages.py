@@ -196,3 +196,13 @@ def test_a_mistyped_out_is_not_a_folder_for_every_command_that_reads_runs(tmp_pa
         assert result.returncode == 2, command
         line = result.stderr.splitlines()[-1]
         assert line.startswith(f"Error: {str(missing)!r} is not a folder; give the --out"), line
+
+
+def test_a_bad_publisher_for_plugins_new_says_what_a_slug_may_hold(tmp_path):
+    result = _cli("plugins", "new", "tool", "--publisher", "My Lab", "--dir", str(tmp_path / "t"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: --publisher 'My Lab' is not a slug: use 1-64 lowercase letters, digits, '.', "
+        "'_' or '-', starting with a letter or digit"
+    )
+    assert not (tmp_path / "t").exists()

@@ -160,7 +160,10 @@ def scaffold(
             "'.', '_' or '-', starting with a letter or digit"
         )
     if not is_slug(publisher):
-        raise UsageError(f"--publisher {publisher!r} is not a lowercase slug")
+        raise UsageError(
+            f"--publisher {publisher!r} is not a slug: use 1-64 lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
     if kind not in ("python", "container"):
         raise UsageError(f"--kind must be python or container, got {kind!r}")
     root = Path(folder) if folder is not None else Path(name)

@@ -122,7 +122,11 @@ def parse_config_option(value: str | None) -> dict[str, Any]:
             raise ConfigError(f"--config: no such file {text!r}")
         data = _load_file(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"--config: expected a JSON object, got {type(data).__name__}")
+        # `got list`: Python's name for the array of a file the message did not name
+        raise ConfigError(
+            f"--config: {text!r} holds {_json_kind(data)}, not an object of config keys; "
+            """write one such as {"max_lag_s": 5}"""
+        )
     return data
 
 
