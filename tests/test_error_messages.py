@@ -13,7 +13,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from mdivicomtools import run_plugin
-from mdivicomtools.common.text import schema_text
+from mdivicomtools.common.text import os_reason, schema_text
 from mdivicomtools.errors import PluginBroken
 from mdivicomtools.execution.container.engine import engine_reason
 from pluginsite import MDIVICOM
@@ -206,3 +206,25 @@ def test_a_bad_publisher_for_plugins_new_says_what_a_slug_may_hold(tmp_path):
         "'_' or '-', starting with a letter or digit"
     )
     assert not (tmp_path / "t").exists()
+
+
+def test_a_file_that_cannot_be_read_is_named_once_with_the_systems_reason(tmp_path):
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "x.json"))
+    assert os_reason(denied, tmp_path / "x.json") == "Permission denied"
+    assert os_reason(denied) == f"Permission denied: {str(tmp_path / 'x.json')!r}"
+    assert os_reason(ValueError("not JSON")) == "not JSON"
+
+
+def test_an_unreadable_record_says_why_without_pythons_errno(site, dataset, tmp_path):
+    site.plugin("writer")
+    record = run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    path = tmp_path / "out" / "_runs" / f"{record.run_id}.json"
+    path.unlink()
+    path.mkdir()  # what `open` cannot read, even for root
+    shown = site.cli("runs", "show", str(tmp_path / "out"), "latest")
+    assert shown.returncode == 2
+    assert shown.stderr.splitlines()[-1] == (
+        f"Error: the run record {str(path)!r} cannot be read: Is a directory"
+    )
+    listed = site.cli("runs", "list", str(tmp_path / "out"))
+    assert f"Warning: {path}: not a readable run record (Is a directory)" in listed.stderr

@@ -11,7 +11,7 @@ import msgspec
 from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.safefs import disk_name, path_problem
-from mdivicomtools.common.text import printable
+from mdivicomtools.common.text import os_reason, printable
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
@@ -165,7 +165,7 @@ def resume_decision(
         try:
             current, current_files = scan_dataset(dataset, contents=recorded.digest is not None)
         except OSError as exc:
-            return None, f"input unreadable: {exc}"
+            return None, f"input unreadable: {os_reason(exc)}"
         changes = compare_dataset(
             recorded, read_manifest(session_out, recorded.manifest), current, current_files
         )

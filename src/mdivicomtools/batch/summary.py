@@ -15,6 +15,7 @@ from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
 from mdivicomtools.common.jsonio import decode_layout, json_files, write_json_atomic
 from mdivicomtools.common.sharing import closed_by_another_user, closed_message
+from mdivicomtools.common.text import os_reason
 from mdivicomtools.common.timefmt import iso
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import batch_summary_path
@@ -190,7 +191,7 @@ def load_summaries(out: Path, *, sessions: bool = True) -> tuple[list[BatchSumma
         try:
             summary = decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA)
         except (OSError, msgspec.DecodeError) as exc:
-            problems.append(f"skipped {str(path)!r}: {exc}")
+            problems.append(f"skipped {str(path)!r}: {os_reason(exc, path)}")
             continue
         summaries.append(summary if sessions else msgspec.structs.replace(summary, sessions=[]))
     summaries.sort(key=lambda s: (s.started_at, s.batch_id))
@@ -217,7 +218,7 @@ def find_summary(out: Path, batch_id: str) -> tuple[BatchSummary, list[str]]:
         try:
             return decode_layout(path.read_bytes(), BatchSummary, BATCH_SCHEMA)
         except (OSError, msgspec.DecodeError) as exc:
-            problems.append(f"skipped {str(path)!r}: {exc}")
+            problems.append(f"skipped {str(path)!r}: {os_reason(exc, path)}")
             return None
 
     if batch_id == "latest":

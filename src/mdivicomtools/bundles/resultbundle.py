@@ -34,7 +34,7 @@ from mdivicomtools.common.safefs import (
     read_regular,
 )
 from mdivicomtools.common.schema import struct_schema
-from mdivicomtools.common.text import schema_text
+from mdivicomtools.common.text import os_reason, schema_text
 from mdivicomtools.common.timefmt import iso, utc_now
 
 if TYPE_CHECKING:
@@ -671,7 +671,7 @@ def _check_file(
         problems.append(
             Problem(
                 pointer=f"{base}/path",
-                message=f"cannot read the header of {path_value!r}: {exc}",
+                message=f"cannot read the header of {path_value!r}: {os_reason(exc)}",
                 expected="a readable table",
             )
         )
@@ -744,7 +744,7 @@ def validate_file(
     except UnsafeFile as exc:
         return _unread(path, str(exc))
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        return _unread(path, f"unreadable: {exc}")
+        return _unread(path, f"unreadable: {os_reason(exc, path)}")
     return validate_data(data, path, confine=confine, placed=placed)
 
 

@@ -104,6 +104,22 @@ def exception_text(exc: BaseException) -> str:
         return f"(its message could not be read: its __str__ raised {type(broken).__name__})"
 
 
+def os_reason(exc: BaseException, named: object = None) -> str:
+    """Why a file could not be read or written, as a message says it: `Permission
+    denied`, and the file only when it is not `named` (the one the message names).
+
+    `str(OSError)` is `[Errno 13] Permission denied: 'o/_runs/x.json'`: Python's
+    errno and, in a message that named the file already, the file again. Any
+    other exception (a decode error, a refused symlink) keeps its own text.
+    """
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    filename = exc.filename
+    if filename is None or (named is not None and str(filename) == str(named)):
+        return exc.strerror
+    return f"{exc.strerror}: {str(filename)!r}"
+
+
 def describe_exception(exc: BaseException) -> str:
     """`Type: message` on one line, or just the type when the message is empty."""
     message = one_line(exception_text(exc))

@@ -15,6 +15,7 @@ from mdivicomtools.common.durable import write_atomic
 from mdivicomtools.common.jsonio import decode_layout, json_files, pretty
 from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.safefs import path_problem
+from mdivicomtools.common.text import os_reason
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import RUNS_DIR, runs_dir
@@ -212,7 +213,7 @@ def _read_all(run_out_dir: Path) -> tuple[list[RunHeader], dict[Path, str]]:
         try:
             headers.append(RunHeader.of(read_record(path), path))
         except (OSError, msgspec.DecodeError) as exc:
-            unreadable[path] = str(exc)
+            unreadable[path] = os_reason(exc, path)
     headers.sort(key=lambda r: (r.started_at, r.run_id))
     return headers, unreadable
 
@@ -225,7 +226,9 @@ def full_record(header: RunHeader) -> RunRecord:
     try:
         return read_record(path)
     except (OSError, msgspec.DecodeError) as exc:
-        raise RecordUnreadable(f"the run record {str(path)!r} cannot be read: {exc}") from None
+        raise RecordUnreadable(
+            f"the run record {str(path)!r} cannot be read: {os_reason(exc, path)}"
+        ) from None
 
 
 def load_records(run_out_dir: Path) -> tuple[list[RunHeader], list[str]]:
@@ -396,7 +399,9 @@ def _named_record(run_out_dir: Path, run_id: str) -> RunRecord | None:
     except (OSError, msgspec.DecodeError) as exc:
         if not path.is_file():  # a folder of that name, or one this user may not enter
             return None
-        raise RecordUnreadable(f"the run record {str(path)!r} cannot be read: {exc}") from None
+        raise RecordUnreadable(
+            f"the run record {str(path)!r} cannot be read: {os_reason(exc, path)}"
+        ) from None
     return record if record.run_id == run_id else None
 
 

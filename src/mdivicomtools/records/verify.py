@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 
 from mdivicomtools.common.safefs import disk_name, read_within
+from mdivicomtools.common.text import os_reason
 from mdivicomtools.errors import UsageError, given_path
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunHeader, RunRecord, status_words
@@ -230,7 +231,9 @@ def check_dataset(
             "a user who can",
         )
     except OSError as exc:
-        return DatasetCheck(checked=kind, path=str(path), matches=False, note=f"unreadable: {exc}")
+        return DatasetCheck(
+            checked=kind, path=str(path), matches=False, note=f"unreadable: {os_reason(exc, path)}"
+        )
     changes = compare_dataset(
         recorded,
         read_manifest(run_root or Path(disk_name(record.run_out_dir)), recorded.manifest),
@@ -273,7 +276,7 @@ def changed_input_bundles(record: RunRecord, dataset: Path) -> list[str]:
         except FileNotFoundError:
             raw, unread = None, "it is gone"
         except OSError as exc:
-            raw, unread = None, f"it cannot be read now ({exc})"
+            raw, unread = None, f"it cannot be read now ({os_reason(exc, path)})"
         if raw is not None and hashlib.sha256(raw).hexdigest() == used.sha256:
             continue
         was = f"run {used.producer_run_id}" if used.producer_run_id else "an unnamed run"

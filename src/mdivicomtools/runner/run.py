@@ -36,7 +36,7 @@ from mdivicomtools.common.signals import (
     signals_seen,
     sigterm_as_interrupt,
 )
-from mdivicomtools.common.text import some
+from mdivicomtools.common.text import os_reason, some
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.common.units import format_size
 from mdivicomtools.errors import RecordNotWritten
@@ -439,7 +439,7 @@ class Run:
             try:
                 self.dataset.manifest = write_manifest(request.run_out_dir, self.manifest)
             except (OSError, ValueError) as exc:  # the record must be written regardless
-                outcome.warnings.append(f"could not write the dataset file list: {exc}")
+                outcome.warnings.append(f"could not write the dataset file list: {os_reason(exc)}")
         record = self._record(outcome, started, utc_now(), dict(captured.results))
         try:
             write_record(request.record_path, record)
