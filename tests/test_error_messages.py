@@ -61,6 +61,9 @@ def test_an_engine_error_is_the_systems_or_the_engines_reason_not_a_repr():
     )
     assert engine_reason(answered) == 'Get "https://registry.example/v2/": no such host'
     assert engine_reason(RuntimeError("plain words")) == "plain words"
+    # a file the adapter wrote (`images save -o`): named, or the reason names nothing
+    full = OSError(28, "No space left on device", "/data/.x.tar.1.partial")
+    assert engine_reason(full) == "No space left on device: '/data/.x.tar.1.partial'"
 
 
 def test_an_unreachable_docker_engine_is_named_with_the_reason(site, dataset, tmp_path):

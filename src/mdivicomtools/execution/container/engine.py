@@ -15,7 +15,7 @@ from typing import Protocol
 
 import msgspec
 
-from mdivicomtools.common.text import one_line
+from mdivicomtools.common.text import one_line, os_reason
 from mdivicomtools.errors import MdivicomError
 from mdivicomtools.execution.container.logstream import Frame
 from mdivicomtools.execution.container.plan import ContainerPlan
@@ -49,8 +49,8 @@ def engine_reason(exc: BaseException) -> str:
     if isinstance(explanation, str) and explanation.strip():
         return one_line(explanation)
     cause = os_cause(exc)
-    if cause is not None and cause.strerror:
-        return cause.strerror
+    if cause is not None:
+        return os_reason(cause)  # and the file, when it was one (`images save -o`)
     return one_line(str(exc))
 
 
