@@ -231,3 +231,16 @@ def test_an_unreadable_record_says_why_without_pythons_errno(site, dataset, tmp_
     )
     listed = site.cli("runs", "list", str(tmp_path / "out"))
     assert f"Warning: {path}: not a readable run record (Is a directory)" in listed.stderr
+
+
+def test_a_manifest_that_does_not_parse_is_told_without_pythons_exception_names(site):
+    site.manifest("tool.toml", '[meta]\nid = "tool"\nthis is not toml\n')
+    (site.manifests / "latin.json").write_bytes(b'{"meta": {"description": "caf\xe9"}}')
+    listed = site.cli("plugins", "list", "--json")
+    assert listed.returncode == 0
+    errors = {p["ref"]: p["error"] for p in json.loads(listed.stdout)}
+    assert (
+        errors["tool"]
+        == "invalid TOML: Expected '=' after a key in a key/value pair (at line 3, column 6)"
+    )
+    assert errors["latin"] == "not UTF-8 text (at byte offset 29); save it as UTF-8"

@@ -18,7 +18,7 @@ from typing import Any
 from mdivicomtools.common.entrypoints import distribution_of
 from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.streams import stdout_to_stderr
-from mdivicomtools.common.text import a_type, describe_exception
+from mdivicomtools.common.text import a_type, describe_exception, one_line, os_reason
 from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.discovery.records import (
     Discovery,
@@ -173,10 +173,18 @@ def load_manifest(path: Path) -> PluginRecord:
         if path.is_symlink():
             reason = f"it links to {os.readlink(path)!r}, which does not exist"
             return broken(f"cannot read manifest: {reason}", raw_meta=None, **common)
-        return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return broken(f"cannot read manifest: {os_reason(exc, path)}", raw_meta=None, **common)
+    except UnicodeDecodeError as exc:
+        # was `cannot read manifest: UnicodeDecodeError: 'utf-8' codec can't decode ...`
+        reason = f"not UTF-8 text (at byte offset {exc.start}); save it as UTF-8"
+        return broken(reason, raw_meta=None, **common)
+    except OSError as exc:
+        return broken(f"cannot read manifest: {os_reason(exc, path)}", raw_meta=None, **common)
+    except ValueError as exc:
         # tomllib.TOMLDecodeError is a ValueError whose message carries line and column
-        return broken(f"cannot read manifest: {describe_exception(exc)}", raw_meta=None, **common)
+        toml = path.suffix == ".toml"
+        reason = f"invalid TOML: {one_line(str(exc))}" if toml else describe_exception(exc)
+        return broken(reason, raw_meta=None, **common)
     if not isinstance(data, dict):
         return broken(f"manifest holds {a_type(data)}, not an object", raw_meta=None, **common)
     return make_record(data, **common)
