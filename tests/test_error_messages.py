@@ -12,9 +12,9 @@ import pytest
 import requests.exceptions
 import urllib3.exceptions
 
-from mdivicomtools import run_plugin
+from mdivicomtools import resolve, run_plugin
 from mdivicomtools.common.text import os_reason, schema_text
-from mdivicomtools.errors import PluginBroken
+from mdivicomtools.errors import InvalidReference, PluginBroken
 from mdivicomtools.execution.container.engine import engine_reason
 from pluginsite import MDIVICOM
 
@@ -244,3 +244,19 @@ def test_a_manifest_that_does_not_parse_is_told_without_pythons_exception_names(
         == "invalid TOML: Expected '=' after a key in a key/value pair (at line 3, column 6)"
     )
     assert errors["latin"] == "not UTF-8 text (at byte offset 29); save it as UTF-8"
+
+
+def test_a_capitalised_reference_or_backend_gets_the_name_that_was_meant(site, dataset, tmp_path):
+    with pytest.raises(InvalidReference) as raised:
+        resolve("Lab/Writer")
+    assert str(raised.value).endswith("; did you mean 'lab/writer'?")
+    with pytest.raises(InvalidReference) as raised:
+        resolve("My Plug")  # no reference, whatever its case
+    assert "did you mean" not in str(raised.value)
+    site.plugin("writer")
+    args = ["run", "writer", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    refused = site.cli(*args, "--backend", "Python")
+    assert refused.returncode == 2
+    line = refused.stderr.splitlines()[-1]
+    assert line.startswith("Error: backend 'Python' is not installed; installed backends: "), line
+    assert line.endswith("; did you mean 'python'?"), line

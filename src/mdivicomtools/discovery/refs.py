@@ -26,9 +26,16 @@ def parse_ref(ref: str) -> tuple[str | None, str]:
     """Split `<id>` or `<publisher>/<id>`; raise InvalidReference otherwise."""
     publisher, slash, plugin_id = ref.rpartition("/")
     if (slash and not is_slug(publisher)) or not is_slug(plugin_id):
+        lowered = ref.lower()
+        # `MyPlug`, `Lab/sync-audio`: ids are lowercase; say which one was meant
+        meant = (
+            f"; did you mean {lowered!r}?"
+            if lowered != ref and all(is_slug(part) for part in lowered.split("/", 1))
+            else ""
+        )
         raise InvalidReference(
             f"{ref!r} is not a plugin reference; use '<id>' or '<publisher>/<id>' with lowercase "
-            "letters, digits, '.', '_' or '-'"
+            f"letters, digits, '.', '_' or '-'{meant}"
         )
     return (publisher or None), plugin_id
 

@@ -134,7 +134,8 @@ class BackendRegistry:
             elif name in CONTAINER_PREFERENCE:
                 hint = f"; install it with: pip install 'mdivicomtools[{name}]'"
             else:
-                hint = ""
+                close = close_matches(str(name).lower(), sorted(self.backends))
+                hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BackendUnavailable(
                 f"backend {name!r}{where} is not installed; installed backends: "
                 f"{', '.join(sorted(self.backends)) or 'none'}{hint}{self._hook_failures()}"
