@@ -260,3 +260,30 @@ def test_a_capitalised_reference_or_backend_gets_the_name_that_was_meant(site, d
     line = refused.stderr.splitlines()[-1]
     assert line.startswith("Error: backend 'Python' is not installed; installed backends: "), line
     assert line.endswith("; did you mean 'python'?"), line
+
+
+def test_a_number_option_says_what_it_counts_not_pythons_type(site, dataset, tmp_path):
+    """click said `'5m' is not a valid float.` of `--timeout 5m`."""
+    site.plugin("writer")
+    args = ["run", "writer", "--dataset", str(dataset), "--out", str(tmp_path / "out")]
+    for extra, message in (
+        (
+            ("--timeout", "5m"),
+            "Error: Invalid value for '--timeout': '5m' is not a number of seconds; write "
+            "seconds only, such as 300 for five minutes",
+        ),
+        (
+            ("--sessions", "*", "--jobs", "2.5"),
+            "Error: Invalid value for '--jobs': '2.5' is not a whole number; write digits "
+            "only, such as 4",
+        ),
+        (
+            ("--cpus", "two"),
+            "Error: Invalid value for '--cpus': 'two' is not a number of CPUs; write a number "
+            "such as 2 or 0.5",
+        ),
+    ):
+        refused = site.cli(*args, *extra)
+        assert refused.returncode == 2, extra
+        assert refused.stderr.splitlines()[-1] == message
+    assert not (tmp_path / "out").exists()

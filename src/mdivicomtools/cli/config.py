@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mdivicomtools.cli.output import echo_json
+from mdivicomtools.cli.params import CPUS, SECONDS, WHOLE
 
 
 def _shown(value: object) -> str:
@@ -42,7 +43,7 @@ def config_group() -> None:
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Show the effect of `run --scheduler`.")
 @click.option("--memory", metavar="SIZE", help="Show the effect of `run --memory`.")
-@click.option("--cpus", type=float, metavar="N", help="Show the effect of `run --cpus`.")
+@click.option("--cpus", type=CPUS, metavar="N", help="Show the effect of `run --cpus`.")
 @click.option("--shm-size", metavar="SIZE", help="Show the effect of `run --shm-size`.")
 @click.option("--gpus", metavar="all|N|IDS|none", help="Show the effect of `run --gpus`.")
 @click.option(
@@ -53,14 +54,16 @@ def config_group() -> None:
     help="Show the effect of `run --mount` (repeatable).",
 )
 @click.option(
-    "--stop-grace", type=float, metavar="SECONDS", help="Show the effect of `run --stop-grace`."
+    "--stop-grace", type=SECONDS, metavar="SECONDS", help="Show the effect of `run --stop-grace`."
 )
 @click.option(
     "--slurm-partition", metavar="NAME", help="Show the effect of `run --slurm-partition`."
 )
 @click.option("--slurm-time", metavar="D-HH:MM:SS", help="Show the effect of `run --slurm-time`.")
 @click.option("--slurm-mem", metavar="SIZE", help="Show the effect of `run --slurm-mem`.")
-@click.option("--slurm-cpus", type=int, metavar="N", help="Show the effect of `run --slurm-cpus`.")
+@click.option(
+    "--slurm-cpus", type=WHOLE, metavar="N", help="Show the effect of `run --slurm-cpus`."
+)
 @click.option("--slurm-account", metavar="NAME", help="Show the effect of `run --slurm-account`.")
 @click.option(
     "--slurm-directive",

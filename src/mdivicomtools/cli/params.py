@@ -84,3 +84,38 @@ def has_working_folder() -> bool:
 PATH = PathText()
 #: `--config`: a JSON object (`{...}`, as runner.config reads it) or a path
 JSON_OR_PATH = PathText(json_text=True)
+
+
+class Number(click.ParamType):
+    """A number option whose error says what the number counts and how to write it.
+
+    click's own `float` and `int` said `'5m' is not a valid float.` to a user who
+    wrote `--timeout 5m`: the type of a programming language, and no word that
+    the option takes plain seconds. Range and finiteness stay with the options'
+    own checks, which say them for the Python API too.
+    """
+
+    def __init__(self, whole: bool, what: str, example: str) -> None:
+        self.whole = whole
+        self.what = what
+        self.example = example
+        self.name = "integer" if whole else "float"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        text = str(value).strip()
+        try:
+            return int(text) if self.whole else float(text)
+        except ValueError:
+            self.fail(f"{str(value)!r} is not {self.what}; write {self.example}", param, ctx)
+
+
+#: `--timeout`, `--stop-grace`: plain seconds, as the help says
+SECONDS = Number(False, "a number of seconds", "seconds only, such as 300 for five minutes")
+#: `--cpus`: a CPU count that may be a fraction
+CPUS = Number(False, "a number of CPUs", "a number such as 2 or 0.5")
+#: `--jobs`, `--retries`, `--slurm-cpus`
+WHOLE = Number(True, "a whole number", "digits only, such as 4")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json
-from mdivicomtools.cli.params import PATH
+from mdivicomtools.cli.params import PATH, SECONDS
 
 if TYPE_CHECKING:
     from mdivicomtools.runner.rerun import RerunReport
@@ -87,7 +87,7 @@ def render_rerun(report: RerunReport) -> str:
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=SECONDS,
     metavar="SECONDS",
     help="Stop the plugin after this long [default: the original run's --timeout].",
 )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mdivicomtools.cli.output import echo_json, request_fast_exit, terminal_may_be_gone
-from mdivicomtools.cli.params import JSON_OR_PATH, PATH
+from mdivicomtools.cli.params import CPUS, JSON_OR_PATH, PATH, SECONDS, WHOLE
 
 if TYPE_CHECKING:
     from mdivicomtools.batch.session import SessionJob, SessionResult
@@ -109,7 +109,7 @@ def _summary(record: RunRecord) -> str:
 @click.option("--dry-run", is_flag=True, help="Pass dry_run to the plugin; outputs are not kept.")
 @click.option(
     "--timeout",
-    type=float,
+    type=SECONDS,
     metavar="SECONDS",
     help="Stop the plugin after this long (exit 124); implies --isolate for python.",
 )
@@ -142,7 +142,7 @@ def _summary(record: RunRecord) -> str:
     metavar="SIZE",
     help="Container memory limit, e.g. 512m or 8g (overrides the manifest and user config).",
 )
-@click.option("--cpus", type=float, metavar="N", help="Container CPU limit, e.g. 2 or 0.5.")
+@click.option("--cpus", type=CPUS, metavar="N", help="Container CPU limit, e.g. 2 or 0.5.")
 @click.option("--shm-size", metavar="SIZE", help="Size of the container's /dev/shm, e.g. 1g.")
 @click.option(
     "--gpus",
@@ -158,7 +158,7 @@ def _summary(record: RunRecord) -> str:
 )
 @click.option(
     "--stop-grace",
-    type=float,
+    type=SECONDS,
     metavar="SECONDS",
     help="Seconds a stopped container gets between SIGTERM and SIGKILL [default: the "
     "manifest's stop_grace_s, else 5].",
@@ -177,7 +177,7 @@ def _summary(record: RunRecord) -> str:
 )
 @click.option(
     "--jobs",
-    type=int,
+    type=WHOLE,
     metavar="N",
     help="Sessions at once: worker processes (local, a Dask LocalCluster) or worker "
     "jobs (slurm) [default: the CPUs available here].",
@@ -203,7 +203,7 @@ def _summary(record: RunRecord) -> str:
 )
 @click.option(
     "--retries",
-    type=int,
+    type=WHOLE,
     default=0,
     show_default=True,
     metavar="N",
@@ -227,7 +227,7 @@ def _summary(record: RunRecord) -> str:
 )
 @click.option(
     "--slurm-cpus",
-    type=int,
+    type=WHOLE,
     metavar="N",
     help="--executor slurm: CPUs of each worker job [default: 1].",
 )
