@@ -287,3 +287,14 @@ def test_a_number_option_says_what_it_counts_not_pythons_type(site, dataset, tmp
         assert refused.returncode == 2, extra
         assert refused.stderr.splitlines()[-1] == message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_command_gets_the_command_that_was_meant():
+    result = _cli("plugin", "list")
+    assert result.returncode == 2
+    assert (
+        result.stderr.splitlines()[-1] == "Error: No such command 'plugin'. Did you mean 'plugins'?"
+    )
+    unknown = _cli("xyz")
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines()[-1] == "Error: No such command 'xyz'."

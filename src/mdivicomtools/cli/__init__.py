@@ -58,6 +58,27 @@ class _LazyGroup(click.Group):
             self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
         return self.commands.get(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, but a mistyped command gets its "did you mean": click looks for one
+        among the commands loaded so far, which here are none (`mdivicom plugin list`
+        said only `No such command 'plugin'.`)."""
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+        ):
+            from mdivicomtools.common.text import close_matches
+
+            close = close_matches(name, self.list_commands(ctx))
+            ctx.fail(
+                f"No such command {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
+            )
+        return super().resolve_command(ctx, args)
+
 
 class _State:
     verbose = False
