@@ -298,3 +298,17 @@ def test_a_mistyped_command_gets_the_command_that_was_meant():
     unknown = _cli("xyz")
     assert unknown.returncode == 2
     assert unknown.stderr.splitlines()[-1] == "Error: No such command 'xyz'."
+
+
+def test_a_plugins_output_folder_given_for_its_run_root_names_the_run_root(site, dataset, tmp_path):
+    site.plugin("writer")
+    run_plugin("writer", dataset=dataset, out=tmp_path / "out")
+    output = tmp_path / "out" / "writer"
+    for command in (("verify",), ("runs", "show"), ("rerun",)):
+        result = site.cli(*command, str(output), "latest")
+        assert result.returncode == 2, command
+        assert result.stderr.splitlines()[-1] == (
+            f"Error: no run records in {str(output / '_runs')!r}: {str(output)!r} is in the run "
+            f"root {str(tmp_path / 'out')!r} (a plugin's output?); give "
+            f"{str(tmp_path / 'out')!r}, the --out of its runs"
+        ), command

@@ -27,13 +27,13 @@ from mdivicomtools.common.safefs import disk_name, display_name, inside
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.imageref import is_image_id
-from mdivicomtools.model.layout import RUNS_DIR
 from mdivicomtools.model.run import ContainerInfo, RunRecord
 from mdivicomtools.records.store import (
     RecordNotFound,
     check_output_paths,
     find_kept_run,
     full_record,
+    no_records,
     records_for,
     run_roots,
     shown_status,
@@ -136,7 +136,7 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
     roots = run_roots(out)
     if not roots:
-        raise RecordNotFound(f"no run records in {str(out / RUNS_DIR)!r}")
+        raise no_records(out)
     own = roots[0].session is None
     if own and (run_id != "latest" or len(roots) == 1):
         return [(None, out, _ended(out, find_kept_run(out, run_id, why=_NAME_IT)))]

@@ -344,7 +344,20 @@ def _some_records(run_out_dir: Path, run_id: str, command: str = "runs show") ->
             f"e.g. `mdivicom {command} {sessions[0]} {run_id}` (or `mdivicom runs list "
             f"{run_out_dir}` for every session)"
         )
-    raise RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
+    raise no_records(run_out_dir)
+
+
+def no_records(run_out_dir: Path) -> RecordNotFound:
+    """`no run records in 'OUT/_runs'`, or, for a folder in a run root (`results/writer`,
+    the plugin's output, given where its --out `results` belongs), the folder meant."""
+    parent = run_out_dir.parent
+    if run_out_dir.name and (parent / RUNS_DIR).is_dir():
+        return RecordNotFound(
+            f"no run records in {str(run_out_dir / RUNS_DIR)!r}: {str(run_out_dir)!r} is in "
+            f"the run root {str(parent)!r} (a plugin's output?); give {str(parent)!r}, the "
+            "--out of its runs"
+        )
+    return RecordNotFound(f"no run records in {str(run_out_dir / RUNS_DIR)!r}")
 
 
 def choose_run(

@@ -31,6 +31,7 @@ from mdivicomtools.records.store import (
     check_output_paths,
     choose_run,
     full_record,
+    no_records,
     read_record,
     records_for,
     run_roots,
@@ -457,7 +458,7 @@ def verify_all(
         # a plain run root, or one run of a folder that is also a batch's --out
         records = records_for(out, run_id)
         if not records:
-            raise RecordNotFound(f"no run records in {str(out / '_runs')!r}")
+            raise no_records(out)
         chosen = _pick(records, run_id, every_plugin, out)
         if not chosen:
             raise RecordNotFound(f"no succeeded run recorded in {str(out)!r}")
