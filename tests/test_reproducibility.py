@@ -1259,9 +1259,7 @@ def test_rerun_latest_without_a_succeeded_run_says_so(site, dataset, tmp_path):
     ), result.stderr
 
 
-def test_a_dataset_file_replaced_by_a_fifo_after_the_walk_fails_the_digest_not_hangs(
-    tmp_path, monkeypatch
-):
+def test_a_dataset_file_replaced_by_a_fifo_after_the_walk_fails_the_digest_not_hangs(tmp_path):
     """The digest walks the dataset first and hashes later (seconds or hours later for
     large videos). A file someone replaced by a FIFO in between was opened like any
     file: the run waited in open() for a writer that never came."""
@@ -1271,20 +1269,14 @@ def test_a_dataset_file_replaced_by_a_fifo_after_the_walk_fails_the_digest_not_h
     root.mkdir()
     (root / "a.txt").write_text("a")
     (root / "b.txt").write_text("b")
-    walk = digest_module._walk
-
-    def walk_then_swap(folder):
-        entries = walk(folder)
-        (root / "b.txt").unlink()
-        os.mkfifo(root / "b.txt")
-        return entries
-
-    monkeypatch.setattr(digest_module, "_walk", walk_then_swap)
+    walked = digest_module.walk_files(root)  # the run's one walk, before the plugin
+    (root / "b.txt").unlink()
+    os.mkfifo(root / "b.txt")
     outcome: list[BaseException | None] = []
 
     def digest() -> None:
         try:
-            scan_dataset(root, contents=True, workers=1, cache=None)
+            scan_dataset(root, contents=True, workers=1, cache=None, walked=walked)
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
