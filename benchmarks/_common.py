@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -137,43 +136,26 @@ STOP_GRACE_S = 30
 
 def timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one subprocess; a failure ends the benchmark with its stderr."""
-    start = time.perf_counter()
-    try:
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as error:  # the engine's CLI (or sha256sum) is not installed
-        raise SystemExit(f"cannot run {argv[0]}: {error.strerror}") from None
-    try:
-        _, stderr = process.communicate()
-    except BaseException:  # the benchmark is being stopped: so is the command, politely
-        process.terminate()
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        raise
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"{list(argv)} failed: {stderr.decode()[-2000:]}")
-    return elapsed
+    return timed_peak(argv, env)[0]
 
 
 def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """Wall time, CPU seconds (user + system) and peak resident memory (KiB) of one
-    subprocess, as `timed`.
+    subprocess; a failure ends the benchmark with its stderr, and a stop of the
+    benchmark stops the command too.
 
     Both are that process's own (`wait4`), not the sum or the largest of every
     child this benchmark reaped so far, which RUSAGE_CHILDREN would give."""
     start = time.perf_counter()
     try:
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as error:
+    except OSError as error:  # the engine's CLI (or sha256sum) is not installed
         raise SystemExit(f"cannot run {argv[0]}: {error.strerror}") from None
     try:
         assert process.stderr is not None
         stderr = process.stderr.read()
         _, status, usage = os.wait4(process.pid, 0)
-    except BaseException:
+    except BaseException:  # the benchmark is being stopped: so is the command, politely
         process.terminate()
         try:
             process.wait(STOP_GRACE_S)
@@ -190,16 +172,11 @@ def timed_peak(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[
 
 
 def cpu_timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
-    """CPU seconds (user + system) of one subprocess and its children.
+    """CPU seconds (user + system) of one subprocess, as `timed`.
 
     On a shared machine the wall time of a 100-ms command mostly measures the
-    neighbours; the CPU it used moves much less with their load. Cases must run
-    one at a time (as `measure` runs them): the count is that of every child
-    reaped meanwhile."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    timed(argv, env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    neighbours; the CPU it used moves much less with their load."""
+    return timed_peak(argv, env)[1]
 
 
 #: what every timed `mdivicom` process imports: their byte-code decides its start-up
