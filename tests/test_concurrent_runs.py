@@ -26,6 +26,7 @@ from mdivicomtools.runner.staging import (
     promote,
     roll_back,
 )
+from otheruser import as_another_user
 from pluginsite import MDIVICOM, PluginSite, cli_without_dac
 
 #: writes result.txt (its `tag`), then waits for the `wait_for` file when given
@@ -205,24 +206,6 @@ def test_a_run_that_ends_meanwhile_does_not_fail_the_next_ones_staging(tmp_path,
     assert staging.is_dir()
 
 
-def _as_another_user(check) -> int:
-    """`check()`'s return value as the exit status of a forked child that runs it as
-    another user (nobody) when this is root, whose permissions root would ignore."""
-    child = os.fork()
-    if child == 0:  # pragma: no cover - reported through the exit status
-        code = 99
-        try:
-            if os.getuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            code = check()
-        except BaseException:
-            code = 98
-        os._exit(code)
-    _, status = os.waitpid(child, 0)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-
-
 def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dataset):
     """A colleague with umask 077 leaves an output folder and a `_staging/` nobody else
     may enter; `runs list`, `verify` and `runs clean` asked each folder whether it
@@ -258,7 +241,7 @@ def test_another_users_private_folders_in_a_shared_out_are_passed_over(site, dat
             removal = discard_staging(shared, "20260101T000000Z_0000ffff", keep_promotion=True)
             return 4 if removal.removed else 0
 
-        assert _as_another_user(check) == 0
+        assert as_another_user(check) == 0
     finally:
         for private in (shared / "theirs", shared / "_staging"):
             private.chmod(0o700)
@@ -361,7 +344,7 @@ def test_a_dead_run_of_another_user_is_not_judged_from_outside_its_private_folde
                 return 2
             return 0 if json.loads(record_path.read_text())["status"] == "running" else 3
 
-        assert _as_another_user(check) == 0
+        assert as_another_user(check) == 0
         assert folder.is_dir()
     finally:
         subprocess.run(["rm", "-rf", str(shared)], check=False)

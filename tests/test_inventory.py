@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.runner.fingerprint import compare, fingerprint
+from otheruser import as_another_user
 
 
 def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
@@ -240,17 +241,6 @@ def test_remove_tree_opens_up_folders_the_plugin_closed(tmp_path):
         removal = remove_tree(top)
         return 0 if removal.removed and not top.exists() else 1
 
-    child = os.fork()
-    if child == 0:  # pragma: no cover - reported through the exit status
-        code = 99
-        try:
-            if os.getuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            code = check()
-        except BaseException:
-            code = 98
-        os._exit(code)
-    _, status = os.waitpid(child, 0)
+    code = as_another_user(check)
     subprocess.run(["rm", "-rf", str(shared)], check=False)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert code == 0
