@@ -177,6 +177,23 @@ def _removing_the_working_folder() -> None:
     os.rmdir(os.getcwd())
 
 
+def _in_a_removed_folder(
+    args: list[str], gone: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`mdivicom ARGS` started in `gone`, a folder removed as the command starts."""
+    gone.mkdir()
+    return subprocess.run(
+        [MDIVICOM, *args],
+        env=env,
+        cwd=gone,
+        preexec_fn=_removing_the_working_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -192,18 +209,7 @@ def test_a_relative_path_in_a_removed_working_folder_is_a_usage_error(
 ):
     site.plugin("greet")
     args = [str(tmp_path / "out") if arg == "ABSOLUTE" else arg for arg in command]
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    done = subprocess.run(
-        [MDIVICOM, *args],
-        env=site.env(),
-        cwd=gone,
-        preexec_fn=_removing_the_working_folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _in_a_removed_folder(args, tmp_path / "gone", site.env())
     assert done.returncode == 2, done.stderr
     assert "is relative, but the folder this command was started in has been removed" in (
         done.stderr
@@ -213,18 +219,7 @@ def test_a_relative_path_in_a_removed_working_folder_is_a_usage_error(
 
 def test_plugins_check_in_a_removed_working_folder_checks_the_plugin(site, tmp_path):
     site.plugin("greet")
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    done = subprocess.run(
-        [MDIVICOM, "plugins", "check", "greet"],
-        env=site.env(),
-        cwd=gone,
-        preexec_fn=_removing_the_working_folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _in_a_removed_folder(["plugins", "check", "greet"], tmp_path / "gone", site.env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS  run: status succeeded" in done.stdout
 
@@ -436,11 +431,8 @@ def test_a_long_json_config_is_no_path_to_check(site, dataset, tmp_path):
     site.plugin("greet")
     config = json.dumps({f"item{i}": "v" * 20 for i in range(20)})  # over NAME_MAX
     out = tmp_path / "out"
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    done = subprocess.run(
+    done = _in_a_removed_folder(
         [
-            MDIVICOM,
             "run",
             "greet",
             "--dataset",
@@ -450,13 +442,8 @@ def test_a_long_json_config_is_no_path_to_check(site, dataset, tmp_path):
             "--config",
             config,
         ],
-        env=site.env(),
-        cwd=gone,
-        preexec_fn=_removing_the_working_folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        tmp_path / "gone",
+        site.env(),
     )
     assert done.returncode == 0, done.stderr
     (record,) = (out / "_runs").glob("*.json")
@@ -513,17 +500,7 @@ def test_an_out_or_work_this_user_may_not_reach_is_named(site, dataset, tmp_path
 def test_plugins_new_in_a_removed_working_folder_names_the_cause(tmp_path):
     """Its default --dir is ./NAME: `cannot write the plugin into 'lister' (No such file or
     directory: lister)` named no cause."""
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    done = subprocess.run(
-        [MDIVICOM, "plugins", "new", "lister"],
-        cwd=gone,
-        preexec_fn=_removing_the_working_folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _in_a_removed_folder(["plugins", "new", "lister"], tmp_path / "gone")
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
         "Error: the folder this command was started in has been removed; cd into an existing "
