@@ -987,30 +987,41 @@ def test_an_output_still_written_while_finalised_is_not_blamed_on_a_hook(site, d
     are not stopped when it returns). The output changed under the finalisation
     hooks, and the warning said a finalisation hook had changed it, when none
     but the built-in inventory ran."""
+    # the writer stops when told (or after a minute), never on a clock of its own: on a
+    # loaded machine a 2.5-s writer had ended before the run got to its finalisation
     writer = (
-        "import sys, time\n"
-        "end = time.monotonic() + 2.5\n"
+        "import os, sys, time\n"
+        "end = time.monotonic() + 60\n"
         "with open('grow.bin', 'ab', buffering=0) as grow:\n"
-        "    while time.monotonic() < end:\n"
-        "        grow.write(bytes(4096)); time.sleep(0.0005)\n"
+        "    while time.monotonic() < end and not os.path.exists(sys.argv[2]):\n"
+        "        grow.write(bytes(64)); time.sleep(0.0005)\n"
         "open(sys.argv[1], 'w').close()\n"
     )
     site.plugin(
         "grower",
         run_source=(
-            "import subprocess, sys, time\n"
+            "import os, subprocess, sys, time\n"
             "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
-            f"    subprocess.Popen([sys.executable, '-c', {writer!r}, config['ended']],\n"
-            "                     cwd=out_dir)\n"
-            "    time.sleep(0.3)\n"
+            f"    subprocess.Popen([sys.executable, '-c', {writer!r}, config['ended'],\n"
+            "                      config['stop']], cwd=out_dir)\n"
+            "    deadline = time.monotonic() + 60\n"
+            "    grow = os.path.join(out_dir, 'grow.bin')\n"
+            "    while not (os.path.exists(grow) and os.path.getsize(grow)):\n"
+            "        if time.monotonic() > deadline:\n"
+            "            raise RuntimeError('the writer never wrote')\n"
+            "        time.sleep(0.01)\n"
             "    return {}\n"
         ),
     )
-    out, ended = tmp_path / "out", tmp_path / "ended"
-    record = run_plugin("grower", dataset=dataset, out=out, config={"ended": str(ended)})
-    deadline = time.monotonic() + 60
-    while not ended.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # let the writer end before the folder is removed
+    out, ended, stop = tmp_path / "out", tmp_path / "ended", tmp_path / "stop"
+    config = {"ended": str(ended), "stop": str(stop)}
+    try:
+        record = run_plugin("grower", dataset=dataset, out=out, config=config)
+    finally:
+        stop.touch()
+        deadline = time.monotonic() + 60
+        while not ended.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # let the writer end before the folder is removed
     assert record.status == "succeeded"
     assert [o.path for o in record.outputs] == ["grow.bin"]
     (warning,) = record.warnings
