@@ -982,48 +982,38 @@ def test_an_entry_callable_that_is_no_function_says_what_it_is(site, dataset, tm
     assert record.error.message == "entry.callable 'p_constant:run' is an int"
 
 
-def test_an_output_still_written_while_finalised_is_not_blamed_on_a_hook(site, dataset, tmp_path):
+def test_an_output_still_written_while_finalised_is_not_blamed_on_a_hook(
+    site, dataset, tmp_path, monkeypatch
+):
     """An in-process plugin left a process appending to its output (its processes
     are not stopped when it returns). The output changed under the finalisation
     hooks, and the warning said a finalisation hook had changed it, when none
-    but the built-in inventory ran."""
-    # the writer stops when told (or after a minute), never on a clock of its own: on a
-    # loaded machine a 2.5-s writer had ended before the run got to its finalisation
-    writer = (
-        "import os, sys, time\n"
-        "end = time.monotonic() + 60\n"
-        "with open('grow.bin', 'ab', buffering=0) as grow:\n"
-        "    while time.monotonic() < end and not os.path.exists(sys.argv[2]):\n"
-        "        grow.write(bytes(64)); time.sleep(0.0005)\n"
-        "open(sys.argv[1], 'w').close()\n"
-    )
+    but the built-in inventory ran. The left-running writer is played by a write
+    made just after the runner took its look at the output: a real one, timed by
+    a clock, missed that moment on a loaded machine."""
+    from mdivicomtools.runner import run as run_module
+
     site.plugin(
         "grower",
         run_source=(
-            "import os, subprocess, sys, time\n"
+            "import pathlib\n"
             "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
-            f"    subprocess.Popen([sys.executable, '-c', {writer!r}, config['ended'],\n"
-            "                      config['stop']], cwd=out_dir)\n"
-            "    deadline = time.monotonic() + 60\n"
-            "    grow = os.path.join(out_dir, 'grow.bin')\n"
-            "    while not (os.path.exists(grow) and os.path.getsize(grow)):\n"
-            "        if time.monotonic() > deadline:\n"
-            "            raise RuntimeError('the writer never wrote')\n"
-            "        time.sleep(0.01)\n"
+            "    pathlib.Path(out_dir, 'grow.bin').write_bytes(bytes(4096))\n"
             "    return {}\n"
         ),
     )
-    out, ended, stop = tmp_path / "out", tmp_path / "ended", tmp_path / "stop"
-    config = {"ended": str(ended), "stop": str(stop)}
-    try:
-        record = run_plugin("grower", dataset=dataset, out=out, config=config)
-    finally:
-        stop.touch()
-        deadline = time.monotonic() + 60
-        while not ended.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # let the writer end before the folder is removed
+    looked = run_module.Run._staged_tree
+
+    def look_then_write(self, outcome):
+        tree = looked(self, outcome)
+        with open(os.path.join(outcome.staging_dir, "grow.bin"), "ab") as grow:
+            grow.write(bytes(4096))  # what the plugin's process wrote meanwhile
+        return tree
+
+    monkeypatch.setattr(run_module.Run, "_staged_tree", look_then_write)
+    record = run_plugin("grower", dataset=dataset, out=tmp_path / "out")
     assert record.status == "succeeded"
-    assert [o.path for o in record.outputs] == ["grow.bin"]
+    assert [(o.path, o.size) for o in record.outputs] == [("grow.bin", 8192)]
     (warning,) = record.warnings
     assert warning.startswith("the output changed while it was finalised (changed grow.bin): ")
     assert "a finalisation hook or a process the plugin left running wrote it" in warning
