@@ -58,18 +58,23 @@ def history(site, dataset, tmp_path):
     return out, [*ids, record.run_id]
 
 
-@pytest.fixture
-def reads(monkeypatch):
-    """The record files read whole, in order."""
+def _calls_by_file(monkeypatch, module, name: str) -> list[str]:
+    """Replace `module.name` (a function of one path) by one that notes each file's stem."""
     seen: list[str] = []
-    real = store.read_record
+    real = getattr(module, name)
 
     def counting(path: Path):
         seen.append(path.stem)
         return real(path)
 
-    monkeypatch.setattr(store, "read_record", counting)
+    monkeypatch.setattr(module, name, counting)
     return seen
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The record files read whole, in order."""
+    return _calls_by_file(monkeypatch, store, "read_record")
 
 
 def test_listing_keeps_headers_not_whole_records(history):
@@ -121,15 +126,7 @@ def test_a_listed_record_that_became_unreadable_is_named(history, monkeypatch):
 @pytest.fixture
 def views(monkeypatch):
     """The record files `output_owner` reads, in order."""
-    seen: list[str] = []
-    real = owner._view
-
-    def counting(path: Path):
-        seen.append(path.stem)
-        return real(path)
-
-    monkeypatch.setattr(owner, "_view", counting)
-    return seen
+    return _calls_by_file(monkeypatch, owner, "_view")
 
 
 def test_the_owner_of_an_output_is_found_in_the_newest_records(history, views):
