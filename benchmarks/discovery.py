@@ -11,17 +11,23 @@ repeated, the median wall time of:
   info REF        mdivicom plugins info REF --json (fast path, one entry point)
 
 Targets (issue 2): list --json <= 1.5 x baseline; --help <= 2 x (python -c pass) + 60 ms.
+The plugin site is byte-compiled first, as pip leaves an installed package (with
+PYTHONDONTWRITEBYTECODE set, as on our machines, nothing else would compile it and
+every start would compile 400 modules, the baseline's too); `--source-only` leaves
+it uncompiled, as this script measured before 2026-11-29.
 There is no discovery cache, so there is no cold/warm distinction to report.
 `--clock cpu` times the CPU each process used (user + system) instead of the
 wall clock: on a machine shared with other work, a 100-ms command's wall time
 mostly measures the neighbours.
 
-Usage: python benchmarks/discovery.py [--plugins 200] [--runs 7] [--clock wall|cpu] [--markdown]
+Usage: python benchmarks/discovery.py [--plugins 200] [--runs 7] [--clock wall|cpu]
+       [--source-only] [--markdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import sys
 import tempfile
@@ -92,6 +98,11 @@ def main() -> None:
         default="wall",
         help="what is timed: elapsed time, or the CPU each process used (user + system)",
     )
+    parser.add_argument(
+        "--source-only",
+        action="store_true",
+        help="leave the plugin site's modules uncompiled (compiled on every start)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     clock = cpu_timed if args.clock == "cpu" else timed
@@ -101,6 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
         site = Path(tmp) / "site"
         make_site(site, args.plugins, args.import_delay)
+        if not args.source_only:
+            compileall.compile_dir(site, quiet=1)
         env = dict(os.environ, PYTHONPATH=str(site), MDIVICOM_PLUGIN_PATH="")
         wanted = f"bench-{args.plugins // 2:03}"  # one of the middle, whatever --plugins is
         cases = {
@@ -145,7 +158,8 @@ def main() -> None:
     ]
     print_table(
         f"# discovery: {args.plugins} plugins, run modules sleep {args.import_delay}s on "
-        f"import; median of {args.runs} runs; {args.clock} time; Python {sys.version.split()[0]}",
+        f"import ({'source only' if args.source_only else 'compiled'}); median of {args.runs} "
+        f"runs; {args.clock} time; Python {sys.version.split()[0]}",
         [(name, f"{value * 1000:.0f} ms", ratio, target) for name, value, ratio, target in rows],
         args.markdown,
     )

@@ -89,7 +89,7 @@ def display_name(name: str | bytes) -> tuple[str, bool]:
         return escaped, True
 
 
-_ESCAPE = re.compile(r"\\\\|\\x([0-9a-f]{2})")
+_ESCAPE = r"\\\\|\\x([0-9a-f]{2})"
 
 
 def disk_name(text: str, escaped: bool = False) -> str:
@@ -110,7 +110,7 @@ def disk_name(text: str, escaped: bool = False) -> str:
             return text
     raw = bytearray()
     last = 0
-    for match in _ESCAPE.finditer(text):
+    for match in re.finditer(_ESCAPE, text):
         raw += text[last : match.start()].encode("utf-8", "surrogateescape")
         raw += b"\\" if match.group(1) is None else bytes([int(match.group(1), 16)])
         last = match.end()

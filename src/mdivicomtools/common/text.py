@@ -19,14 +19,16 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
 #: the bidirectional marks, embeddings, overrides and isolates, which make a terminal
 #: show text in another order than it holds (U+202E turns `exe.txt` into `txt.exe`), and
 #: the surrogate escapes of a name from the disk that is not UTF-8 (a terminal cannot
-#: show them; writing one to a UTF-8 stream raises)
-_CONTROL = re.compile(
+#: show them; writing one to a UTF-8 stream raises). Every one of them is outside what
+#: `str.isprintable` accepts, so printable text never needs the pattern, which `re`
+#: compiles on first use (a millisecond: a character class this wide is slow to build)
+_CONTROL = (
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 #: the same, less the newline, carriage return and tab that lay out a program's
 #: output (its lines, a progress bar redrawn with `\r`, a table)
-_CONTROL_IN_OUTPUT = re.compile(
+_CONTROL_IN_OUTPUT = (
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f"
     "\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
 )
@@ -43,7 +45,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 #: a run of surrogate escapes: the bytes of a name Python could not decode
-_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
+_ESCAPED_BYTES = "[\udc80-\udcff]+"
 
 
 def _as_utf8(match: re.Match[str]) -> str:
@@ -60,12 +62,14 @@ def printable(text: str) -> str:
     stays on its own line and shows what it holds; text without control
     characters is returned unchanged.
     """
-    if _ESCAPED_BYTES.search(text):
+    if text.isprintable():
+        return text
+    if re.search(_ESCAPED_BYTES, text):
         # under the C locale with PYTHONUTF8=0 every non-ASCII name is escaped bytes:
         # those that are UTF-8 show as the characters they are, as in a UTF-8 locale
         # (`ses-ü`, not `ses-\\xc3\\xbc`); the others stay bytes, written `\\xNN`
-        text = _ESCAPED_BYTES.sub(_as_utf8, text)
-    return _CONTROL.sub(_escape, text)
+        text = re.sub(_ESCAPED_BYTES, _as_utf8, text)
+    return re.sub(_CONTROL, _escape, text)
 
 
 def terminal_output(text: str) -> str:
@@ -80,7 +84,7 @@ def terminal_output(text: str) -> str:
     not write. With its ESC written out, the sequence shows as text; the run
     log keeps the bytes as printed.
     """
-    return _CONTROL_IN_OUTPUT.sub(_escape, text)
+    return re.sub(_CONTROL_IN_OUTPUT, _escape, text)
 
 
 def a_type(value: object) -> str:

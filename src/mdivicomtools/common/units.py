@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_RE = r"(?i)^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$"
 _FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -23,7 +23,7 @@ def parse_size(value: str | int, what: str) -> int:
     if isinstance(value, int):
         size = value
     else:
-        match = _SIZE_RE.match(value)
+        match = re.match(_SIZE_RE, value)
         if match is None:
             raise ValueError(
                 f"{what} {value!r} is not a size; write bytes or a number with k, m, g or t "

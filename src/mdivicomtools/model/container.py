@@ -24,9 +24,11 @@ Gpus = Literal["all"] | int | list[str]
 
 #: seconds a stopped container gets between SIGTERM and SIGKILL unless the manifest says
 DEFAULT_STOP_GRACE_S = float(STOP_GRACE_S)
-MOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: (as strings: `re` compiles them on first use and keeps them; only container plugins
+#: need them, and compiling at import cost every command)
+MOUNT_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 #: an environment variable name as POSIX shells and both engines agree on it
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
 #: Linux capability names (without CAP_), the set Docker and Podman accept
 CAPABILITIES = frozenset(
     {
@@ -205,7 +207,7 @@ def check_env(env: dict[str, str], where: str) -> None:
     engines, as the docs promise.
     """
     for name, value in env.items():
-        if not ENV_NAME_RE.match(name):
+        if not re.match(ENV_NAME_RE, name):
             raise ValueError(
                 f"{where}: name {name!r} is not an environment variable name; use letters, "
                 "digits and '_', not starting with a digit"
@@ -234,7 +236,7 @@ def check_argv(argv: list[str] | None, where: str) -> None:
 #: them to the container paths)
 PLACEHOLDER_NAMES = ("dataset_dir", "out_dir", "work_dir", "config_path")
 #: a braced identifier, but not a shell `${VAR}`
-_BRACED_NAME = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BRACED_NAME = r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}"
 
 
 def placeholder_slips(argv: list[str] | None, where: str) -> list[str]:
@@ -246,7 +248,7 @@ def placeholder_slips(argv: list[str] | None, where: str) -> list[str]:
     """
     notes = []
     for index, arg in enumerate(argv or []):
-        for name in _BRACED_NAME.findall(arg):
+        for name in re.findall(_BRACED_NAME, arg):
             if name in PLACEHOLDER_NAMES:
                 continue
             close = close_matches(name.lower(), PLACEHOLDER_NAMES)
@@ -308,7 +310,7 @@ def check_mount_decl(name: str, decl: MountDecl) -> None:
     would hide the whole image) and anything in or under the paths the runner or
     the engine mounts (RESERVED_TARGETS), after mount_target's normalisation.
     """
-    if not MOUNT_NAME_RE.match(name):
+    if not re.match(MOUNT_NAME_RE, name):
         raise ValueError(
             f"container.mounts: name {name!r} must be 1-64 lowercase letters, digits, '_' or '-'"
         )

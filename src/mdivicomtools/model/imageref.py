@@ -14,16 +14,16 @@ import re
 
 #: an image id as Docker (`sha256:<hex>`) or Podman (`<hex>`) spells it; neither
 #: engine accepts 64 hex digits as a repository name, so no reference looks like one
-_IMAGE_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{64}")
+_IMAGE_ID = r"(sha256:)?[0-9a-f]{64}"
 
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?)"
 _PATH_PART = r"(?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)"
 _TAG = r"(?:[\w][\w.-]{0,127})"
 _DIGEST = r"(?:[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})"
-_REFERENCE = re.compile(
-    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
-)
+#: (patterns are strings, compiled by `re` on first use and cached there: most commands
+#: never parse a reference, and compiling this one took a millisecond of every start)
+_REFERENCE = rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
 
 
 def is_image_id(image: str) -> bool:
@@ -32,16 +32,16 @@ def is_image_id(image: str) -> bool:
     Older records of a rerun name the pinned id as `image`; an id split as a
     reference gave crates a name `sha256` and a tag of hex digits.
     """
-    return _IMAGE_ID_RE.fullmatch(image) is not None
+    return re.fullmatch(_IMAGE_ID, image) is not None
 
 
 def reference_problem(image: str) -> str | None:
     """Why the engines cannot parse `image` as a reference, or None."""
-    if is_image_id(image) or _REFERENCE.fullmatch(image):
+    if is_image_id(image) or re.fullmatch(_REFERENCE, image):
         return None
     if any(c.isspace() for c in image):
         return "it holds whitespace"
-    if _REFERENCE.fullmatch(image.lower()):
+    if re.fullmatch(_REFERENCE, image.lower()):
         return "a repository name must be lowercase"
     return "it is not of the form [registry/]name[:tag][@sha256:digest]"
 
@@ -87,7 +87,7 @@ def is_short_name(image: str) -> bool:
     """Whether a valid reference names no registry (`tools:1.0`, `lab/tools`)."""
     return (
         not is_image_id(image)
-        and _REFERENCE.fullmatch(image) is not None
+        and re.fullmatch(_REFERENCE, image) is not None
         and named_registry(image) is None
     )
 
