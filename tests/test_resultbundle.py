@@ -612,8 +612,47 @@ def test_a_symlinked_sidecar_is_read_at_its_target_as_its_tables_are(tmp_path):
     assert "is a fifo, not a regular file; it was not read" in problem.message
 
 
-def test_validate_searches_folders_linked_into_the_given_one(tmp_path):
-    """A study that links a plugin's output in: `no resultbundle.json under 'study'`."""
+def test_validate_stays_inside_the_tree_and_names_the_links_it_does_not_follow(tmp_path):
+    """A link to `/` or `/proc` in a results tree made `bundles validate results` walk
+    the whole machine (or hang in /proc); a link to another study's output made it
+    check that study's sidecars unasked. Like `find` and `du`, it now stays inside
+    the tree and names each link leading out of it; --follow-links follows them."""
+    sidecar(tmp_path / "results" / "pupil")
+    study = tmp_path / "study"
+    sidecar(study / "own")
+    (study / "pupil").symlink_to(tmp_path / "results" / "pupil")
+    (study / "root").symlink_to("/")
+    (study / "proc").symlink_to("/proc")
+    (study / "loop").symlink_to(study)  # inside the tree: no note, searched once
+    own = study / "own" / "resultbundle.json"
+    unfollowed: list[str] = []
+    assert find_sidecars(study, unfollowed=unfollowed) == [own]
+    assert sorted(unfollowed) == sorted(
+        [
+            f"{str(study / 'pupil')!r} -> {str(tmp_path / 'results' / 'pupil')!r}",
+            f"{str(study / 'proc')!r} -> '/proc'",
+            f"{str(study / 'root')!r} -> '/'",
+        ]
+    )
+    result = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(study)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"valid    {own}  (pupilcloud.raw_export.v4 1.0.0)"
+    assert len(result.stdout.splitlines()) == 1
+    assert (
+        f"note: symlink {str(study / 'root')!r} -> '/' leads out of {str(study)!r} and was "
+        "not followed; name its target, or add --follow-links"
+    ) in result.stderr.splitlines()
+
+
+def test_validate_follows_folders_linked_in_when_asked(tmp_path):
+    """A study that links a plugin's output in: `--follow-links` searches it, each real
+    folder once; without it the error names the link it did not follow."""
     sidecar(tmp_path / "results" / "pupil")
     study = tmp_path / "study"
     study.mkdir()
@@ -622,10 +661,22 @@ def test_validate_searches_folders_linked_into_the_given_one(tmp_path):
     assert find_sidecars(study) == []  # the run's own check follows no link
     assert find_sidecars(study, follow_links=True) == [study / "pupil" / "resultbundle.json"]
     result = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(study)], capture_output=True, text=True, check=False
+        [MDIVICOM, "bundles", "validate", "--follow-links", str(study)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"valid    {study / 'pupil' / 'resultbundle.json'}")
+    result = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(study)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: no resultbundle.json under {str(study)!r} (symlinks not followed: "
+        f"{str(study / 'pupil')!r} -> {str(tmp_path / 'results' / 'pupil')!r}); name a "
+        "folder that holds one, or add --follow-links"
+    )
 
 
 def test_sidecars_are_found_under_a_folder_deeper_than_recursion_reaches(tmp_path):

@@ -757,20 +757,27 @@ def _unread(path: Path, message: str, expected: str | None = None) -> BundleRepo
     )
 
 
-def find_sidecars(folder: Path, *, follow_links: bool = False) -> list[Path]:
+def find_sidecars(
+    folder: Path, *, follow_links: bool = False, unfollowed: list[str] | None = None
+) -> list[Path]:
     """Every resultbundle.json under folder (recursively), each folder's before those of
     its sub-folders, sub-folders in name order.
 
-    With `follow_links`, folders reached through a symlink (a study that links
-    a plugin's output in) are searched too, each real folder once, so a link
-    loop ends; `bundles validate` passes it: the folders are the user's to name.
-    The walk is a loop, not recursion (`os.walk` is recursive before Python
-    3.12): an output 1500 folders deep made the run's bundle check and
-    `bundles validate` fail with RecursionError. A folder that cannot be
-    listed is passed over, as `os.walk` does.
+    A symlink to a folder is not followed, as `find` and `du` do not: a link to
+    `/` or `/proc` inside a results tree made `bundles validate` walk the whole
+    machine, or hang in it. A link that leads out of the tree is added to
+    `unfollowed` (its path and target), so the caller can name it; one that
+    stays inside leads to a folder the walk reaches anyway. With
+    `follow_links` (`bundles validate --follow-links`: a study that links a
+    plugin's output in) every linked folder is searched, each real folder
+    once, so a link loop ends. The walk is a loop, not recursion (`os.walk` is
+    recursive before Python 3.12): an output 1500 folders deep made the run's
+    bundle check and `bundles validate` fail with RecursionError. A folder
+    that cannot be listed is passed over, as `os.walk` does.
     """
     found = []
     seen: set[str] = set()
+    top = os.path.realpath(folder)
     pending = [str(folder)]
     while pending:
         current = pending.pop()
@@ -795,6 +802,10 @@ def find_sidecars(folder: Path, *, follow_links: bool = False) -> list[Path]:
                     found.append(Path(current) / SIDECAR_NAME)
             elif follow_links or not entry.is_symlink():
                 folders.append(entry.path)
+            elif unfollowed is not None:
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([top, target]) != top:
+                    unfollowed.append(f"{entry.path!r} -> {target!r}")
         pending.extend(sorted(folders, reverse=True))
     return found
 

@@ -16,8 +16,17 @@ def bundles_group() -> None:
 @bundles_group.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=PATH, metavar="PATH...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
-def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--follow-links",
+    "-L",
+    is_flag=True,
+    help="Search folders that symlinks inside a PATH lead to, also outside it.",
+)
+def validate_command(paths: tuple[str, ...], as_json: bool, follow_links: bool) -> None:
     """Validate sidecar files, or every resultbundle.json under the given folders.
+
+    A symlink to a folder outside a PATH is not followed (it is named on
+    stderr) unless --follow-links is given.
 
     Exit status: 0 all valid, 1 any invalid, 2 a PATH that does not exist or
     holds no sidecar.
@@ -25,15 +34,27 @@ def validate_command(paths: tuple[str, ...], as_json: bool) -> None:
     from pathlib import Path
 
     from mdivicomtools.bundles.resultbundle import find_sidecars, validate_file
+    from mdivicomtools.common.text import some
     from mdivicomtools.errors import UsageError
 
     sidecars: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = find_sidecars(path, follow_links=True)
+            unfollowed: list[str] = []
+            found = find_sidecars(path, follow_links=follow_links, unfollowed=unfollowed)
             if not found:
-                raise UsageError(f"no resultbundle.json under {raw!r}")
+                links = f" (symlinks not followed: {some(unfollowed, 5)})" if unfollowed else ""
+                raise UsageError(
+                    f"no resultbundle.json under {raw!r}{links}; name a folder that holds "
+                    "one" + (", or add --follow-links" if unfollowed else "")
+                )
+            for link in unfollowed:
+                click.echo(
+                    f"note: symlink {link} leads out of {raw!r} and was not followed; "
+                    "name its target, or add --follow-links",
+                    err=True,
+                )
             sidecars.extend(found)
         elif path.is_file() or path.is_symlink() or path.exists():
             # a FIFO is reported as a problem by validate_file, never read
