@@ -6,6 +6,8 @@ import errno
 import hashlib
 import json
 import os
+import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -353,6 +355,35 @@ def test_export_and_verify_refuse_a_record_listing_an_output_outside_its_folder(
     assert verified.returncode == 2 and verified.stderr.splitlines() == [line]
 
 
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (os.mkfifo, "a fifo"),
+        (lambda path: socket.socket(socket.AF_UNIX).bind(str(path)), "a socket"),
+        (lambda path: os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3)), "a char device"),
+        (os.mkdir, "a dir"),
+    ],
+)
+def test_export_names_what_stands_in_place_of_an_output_file(site, dataset, tmp_path, make, said):
+    """An output replaced by a FIFO (or a socket, a device node, a folder) was
+    `missing`, though `ls` shows it there; the error says what it is and that the
+    crate copies none, and nothing is written (a FIFO is never opened)."""
+    site.plugin("writer", run_source=WRITE)
+    out = tmp_path / "out"
+    record = run_plugin("writer", dataset=dataset, out=out)
+    (out / "writer" / "result.csv").unlink()
+    make(out / "writer" / "result.csv")
+    result = site.cli("runs", "export", str(out), "--ro-crate", str(tmp_path / "crate"))
+    special = "" if said == "a dir" else "; a crate copies no special file"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"Error: output 'result.csv' of run {record.run_id} is now {said} in "
+        f"{str(out / 'writer')!r}, not the file the record lists{special}; nothing was "
+        "exported (`mdivicom verify` shows what changed)"
+    )
+    assert not (tmp_path / "crate").exists()
+
+
 def test_export_refuses_an_output_that_became_a_symlink_out_of_the_folder(
     site, dataset, tmp_path, offline_context
 ):
@@ -362,7 +393,7 @@ def test_export_refuses_an_output_that_became_a_symlink_out_of_the_folder(
     (tmp_path / "host.csv").write_text("not the run's")
     (out / "writer" / "result.csv").unlink()
     (out / "writer" / "result.csv").symlink_to(tmp_path / "host.csv")
-    with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is missing"):
+    with pytest.raises(UsageError, match=r"output 'result\.csv' of run .* is now a symlink lead"):
         export_crate(out, "latest", tmp_path / "crate")
     assert not (tmp_path / "crate").exists()
 

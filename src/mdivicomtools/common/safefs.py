@@ -136,6 +136,19 @@ def _type_of(mode: int) -> EntryType:
     return "unknown"
 
 
+def entry_type(path: Path | bytes | str) -> EntryType | None:
+    """What `path` itself is (a symlink is not followed), or None if nothing is there."""
+    try:
+        return _type_of(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def kind_name(kind: EntryType) -> str:
+    """`a fifo`, `a char device`: an entry type as a message names it."""
+    return f"a {kind.replace('_', ' ')}"
+
+
 #: symlinks followed while resolving one link inside a tree before giving up; above
 #: the kernel's own limit (40 on Linux), so a chain it can follow is always checked
 _MAX_LINKS = 64

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from mdivicomtools.common.safefs import disk_name, display_name, inside
+from mdivicomtools.common.safefs import disk_name, display_name, entry_type, inside, kind_name
 from mdivicomtools.common.timefmt import iso, utc_now
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.imageref import is_image_id
@@ -157,6 +157,26 @@ def _runs_to_export(out: Path, run_id: str) -> list[tuple[str | None, Path, RunR
     return chosen
 
 
+def _not_exportable(out_dir: Path, target: Path, recorded: str) -> str:
+    """What stands where the record lists an output the crate cannot copy.
+
+    A FIFO, a socket or a device node put in place of an output file was called
+    `missing`, which sent the user looking for a file that was there; the
+    crate copies no special file (reading a FIFO waits for a writer, a device
+    is not data), so it names what it found instead.
+    """
+    folder = repr(str(out_dir))
+    kind = entry_type(target)
+    if kind is None:
+        return f"is missing from {folder}"
+    if kind == "symlink" and not inside(out_dir, target):
+        return f"is now a symlink leading out of {folder}, which a crate does not copy"
+    said = f"is now {kind_name(kind)} in {folder}, not the {recorded} the record lists"
+    if kind in ("file", "dir", "symlink"):
+        return said
+    return f"{said}; a crate copies no special file"
+
+
 def _ended(root: Path, record: RunRecord) -> RunRecord:
     """`record`, once its run has ended: a run still in progress has no end time,
     status or outputs yet, and a crate made of its `running` record said it had
@@ -213,8 +233,9 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
             if not (there and inside(out_dir, target)):
                 where = f"{session}: " if session else ""
                 raise UsageError(
-                    f"{where}output {output.path!r} of run {record.run_id} is missing from "
-                    f"{str(out_dir)!r}; `mdivicom verify` shows what changed"
+                    f"{where}output {output.path!r} of run {record.run_id} "
+                    f"{_not_exportable(out_dir, target, output.type)}; nothing was exported "
+                    "(`mdivicom verify` shows what changed)"
                 )
 
     # RO-Crate 1.1: the version the Process Run Crate 0.5 profile builds on
