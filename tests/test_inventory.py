@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 from mdivicomtools.records.inventory import inventory
 from mdivicomtools.runner.fingerprint import compare, fingerprint
 from otheruser import as_another_user
+from pluginsite import cli_without_dac
 
 
 def test_inventory_hashes_every_file_in_parallel_like_sequentially(tmp_path):
@@ -244,3 +246,44 @@ def test_remove_tree_opens_up_folders_the_plugin_closed(tmp_path):
     code = as_another_user(check)
     subprocess.run(["rm", "-rf", str(shared)], check=False)
     assert code == 0
+
+
+LOCKS_ITS_OUTPUT = """
+import pathlib
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    pathlib.Path(out_dir, "a.txt").write_text("fine")
+    if config.get("lock"):
+        secret = pathlib.Path(out_dir, "secret.bin")
+        secret.write_bytes(b"x" * 10)
+        secret.chmod(0)
+        locked = pathlib.Path(out_dir, "locked")
+        locked.mkdir()
+        (locked / "in.txt").write_text("y")
+        locked.chmod(0)
+    return {}
+"""
+
+
+def test_outputs_left_mode_000_name_each_path_its_mode_and_the_fix(site, dataset, tmp_path):
+    """A tool that leaves a file or folder mode 000: the run failed with
+    `InventoryFailed: the output could not be listed; see hook_errors` and a
+    PermissionError on one path. It still fails (no sha256 can be taken), but says
+    which entries, their modes and what to do; the earlier output stays."""
+    site.plugin("locker", run_source=LOCKS_ITS_OUTPUT)
+    out = tmp_path / "out"
+    run = ("run", "locker", "--dataset", str(dataset), "--out", str(out), "--json")
+    first = cli_without_dac(*run, env=site.env())
+    assert first.returncode == 0, first.stderr
+    done = cli_without_dac(*run, "--overwrite", "--set", "lock=true", env=site.env())
+    assert done.returncode == 1, done.stderr
+    record = json.loads(done.stdout)
+    assert record["error"] == {
+        "type": "UnreadableOutput",
+        "message": "the plugin left outputs this user may not read, so they cannot be listed "
+        "with their sha256: 'locked' (a folder, mode 000), 'secret.bin' (a file, mode 000); "
+        "nothing was promoted. Have the plugin (or the tool it runs) leave its outputs "
+        "readable (chmod u+r on files, u+rx on folders) and run again",
+    }
+    assert record["hook_errors"] == [] and record["outputs"] == []
+    assert [p.name for p in (out / "locker").iterdir()] == ["a.txt"]  # the first run's
+    assert not list(out.glob("_staging/*/locker"))  # the refused output was removed

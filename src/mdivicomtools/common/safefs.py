@@ -213,14 +213,27 @@ def _symlink_problem(root: bytes, link: bytes) -> str | None:
     return None
 
 
-def scan(root: Path) -> list[Entry]:
-    """Every entry under root (folders included), sorted by path, never following links."""
+def scan(root: Path, *, unlistable: list[bytes] | None = None) -> list[Entry]:
+    """Every entry under root (folders included), sorted by path, never following links.
+
+    A folder below root that this user may not list (a tool left it mode 000)
+    raises PermissionError, unless `unlistable` is given: its path relative to
+    root is added there and the walk goes on, so a caller can name every such
+    folder at once.
+    """
     root_b = os.fsencode(root)
     found: list[Entry] = []
     stack = [root_b]
     while stack:
         folder = stack.pop()
-        with os.scandir(folder) as entries:
+        try:
+            listing = os.scandir(folder)
+        except PermissionError:
+            if unlistable is None or folder == root_b:
+                raise
+            unlistable.append(os.path.relpath(folder, root_b))
+            continue
+        with listing as entries:
             for item in entries:
                 st = item.stat(follow_symlinks=False)
                 kind = _type_of(st.st_mode)

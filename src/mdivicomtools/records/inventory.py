@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -127,8 +128,17 @@ def unsafe_entries(entries: list[Entry]) -> list[str]:
 def list_outputs(outcome: RunOutcome) -> None:
     """Check and list a successful run's staged output into `outcome.outputs`, or fail
     the run naming every entry that must never be promoted (a FIFO, a device node,
-    a setuid file, a symlink leaving the folder) before anything reads a file."""
-    entries = scan(outcome.staging_dir)
+    a setuid file, a symlink leaving the folder) before anything reads a file, or
+    every entry the runner may not read.
+
+    A tool that leaves a file or a folder mode 000 made the run fail with `the
+    output could not be listed; see hook_errors` and a PermissionError about one
+    path. The record promises a sha256 for every output it lists, and `verify`,
+    `rerun` and `runs export` read each one, so such an output is still not
+    promoted; the error names all of them, their modes, and the fix.
+    """
+    unlistable: list[bytes] = []
+    entries = scan(outcome.staging_dir, unlistable=unlistable)
     refused = unsafe_entries(entries)
     if refused:
         outcome.fail(
@@ -136,7 +146,29 @@ def list_outputs(outcome: RunOutcome) -> None:
             "the output holds entries that are never promoted: " + some(refused, 20),
         )
         return
-    outcome.outputs = inventory_of(outcome.staging_dir, entries)
+    unreadable = [_unreadable(outcome.staging_dir, raw, "folder") for raw in unlistable]
+    unread: list[bytes] = []
+    outputs = inventory_of(outcome.staging_dir, entries, unreadable=unread)
+    unreadable += [_unreadable(outcome.staging_dir, raw, "file") for raw in unread]
+    if unreadable:
+        outcome.fail(
+            "UnreadableOutput",
+            "the plugin left outputs this user may not read, so they cannot be listed "
+            f"with their sha256: {some(sorted(unreadable), 10)}; nothing was promoted. Have "
+            "the plugin (or the tool it runs) leave its outputs readable (chmod u+r on "
+            "files, u+rx on folders) and run again",
+        )
+        return
+    outcome.outputs = outputs
+
+
+def _unreadable(root: Path, raw: bytes, what: str) -> str:
+    """`'sub/x.bin' (a file, mode 000)`: an output the runner may not read."""
+    try:
+        mode = f", mode {stat.S_IMODE(os.lstat(os.path.join(os.fsencode(root), raw)).st_mode):03o}"
+    except OSError:
+        mode = ""
+    return f"{display_name(raw)[0]!r} (a {what}{mode})"
 
 
 def inventory(root: Path, *, workers: int | None = None) -> list[OutputFile]:
@@ -145,21 +177,35 @@ def inventory(root: Path, *, workers: int | None = None) -> list[OutputFile]:
 
 
 def inventory_of(
-    root: Path, entries: list[Entry], *, workers: int | None = None
+    root: Path,
+    entries: list[Entry],
+    *,
+    workers: int | None = None,
+    unreadable: list[bytes] | None = None,
 ) -> list[OutputFile]:
-    """The inventory of entries `scan(root)` found (scan once, check and hash)."""
+    """The inventory of entries `scan(root)` found (scan once, check and hash).
+
+    A file this user may not open raises PermissionError, unless `unreadable`
+    is given: its path relative to root is added there and it is left out.
+    """
     listed = [e for e in entries if e.type != "dir"]
     if not listed:
         return []
     workers = workers or default_workers()
     root_b = os.fsencode(root)
 
-    def output(entry: Entry) -> OutputFile:
+    def output(entry: Entry) -> OutputFile | None:
         _, escaped = display_name(entry.raw)
         path = os.path.join(root_b, entry.raw)
         digest, size = "", entry.size
         if entry.type == "file":
-            digest, size = sha256_and_size(path, entry.size)
+            try:
+                digest, size = sha256_and_size(path, entry.size)
+            except PermissionError:
+                if unreadable is None:
+                    raise
+                unreadable.append(entry.raw)  # list.append is atomic across threads
+                return None
         elif entry.type == "symlink":
             digest = symlink_sha256(path)
         return OutputFile(
@@ -167,7 +213,7 @@ def inventory_of(
         )
 
     if workers == 1 or len(listed) == 1:
-        return [output(entry) for entry in listed]
+        return [item for item in map(output, listed) if item is not None]
     found: list[OutputFile | None] = [None] * len(listed)
     for index, item in map_bounded(output, listed, workers, name="mdivicom-hash"):
         found[index] = item
