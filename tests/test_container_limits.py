@@ -41,6 +41,38 @@ def test_memory_limit_kills_with_a_clear_error(site, dataset, tmp_path, engine):
     assert leftover_containers(engine, record["run_id"]) == []
 
 
+def test_a_pids_limit_reached_is_named_with_the_fix(site, dataset, tmp_path, engine):
+    """A tool that cannot fork under its pids limit exits as it sees fit (`sh`: 2):
+    the run said `ContainerFailed: the container exited with status 2`, nothing
+    about the limit."""
+    forks = "for i in $(seq 1 100); do sleep 30 & done; wait"
+    container_plugin(site, "forker", forks, resources={"pids": 16})
+    result, record = run_on(site, engine, "forker", dataset, tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert record["error"] == {
+        "type": "TooManyProcesses",
+        "message": "the container exited with status 2 after it could not start a process "
+        "or thread (its log says 'Resource temporarily unavailable'): it hit its limit of "
+        "16 processes; raise `resources.pids` in the plugin's manifest",
+    }
+    assert record["exit_code"] == 2 and record["container"]["applied"]["pids"] == 16
+    assert leftover_containers(engine, record["run_id"]) == []
+
+
+def test_a_sigkill_that_was_no_oom_kill_says_so(site, dataset, tmp_path, engine):
+    """Status 137 with no memory limit reached: `the container exited with status
+    137` left the user to work out 128 + 9 and to wonder about memory."""
+    container_plugin(site, "killed", "kill -9 $$")
+    result, record = run_on(site, engine, "killed", dataset, tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert record["error"] == {
+        "type": "ContainerFailed",
+        "message": "the container exited with status 137 (killed by SIGKILL; the engine "
+        "reports no out-of-memory kill)",
+    }
+    assert record["exit_code"] == 137 and record["container"]["oom_killed"] is False
+
+
 def test_cpus_pids_and_memory_are_visible_inside(site, dataset, tmp_path, engine):
     container_plugin(site, "limits", "(" + LIMITS + ") > {out_dir}/limits", resources={"pids": 64})
     out = tmp_path / "out"

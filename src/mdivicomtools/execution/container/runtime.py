@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +109,49 @@ def _pin_problem(engine: ContainerEngine, ref: str, facts: ImageFacts) -> str | 
 
 #: exit status of a process killed by SIGKILL (128 + 9), as the OOM killer leaves it
 EXIT_SIGKILL = 137
+
+
+#: strerror(EAGAIN), glibc's and musl's alike: what fork() and pthread_create() fail
+#: with once a container's pids limit is reached (`sh: can't fork: ...`)
+FORK_REFUSED = "Resource temporarily unavailable"
+#: how much of the end of the run log is searched for FORK_REFUSED
+_LOG_TAIL = 256 * 1024
+
+
+def _exit_status(exit_code: int | None) -> str:
+    """`the container exited with status 137 (killed by SIGKILL; ...)`.
+
+    A bare `status 137` left the user to know that it is 128 + 9; the engine
+    said it was no out-of-memory kill, so that is said too (a `docker kill`, a
+    SIGKILL from the host, a tool's own `kill -9`).
+    """
+    said = f"the container exited with status {exit_code}"
+    if exit_code is None or not 128 < exit_code < 128 + signal.NSIG:
+        return said
+    try:
+        name = signal.Signals(exit_code - 128).name
+    except ValueError:
+        return said
+    if exit_code == EXIT_SIGKILL:
+        return f"{said} (killed by {name}; the engine reports no out-of-memory kill)"
+    return f"{said} (killed by {name})"
+
+
+def _said_no_more_processes(log: RunLog) -> bool:
+    """Whether the end of the container's log holds FORK_REFUSED.
+
+    A container that reaches its pids limit is not killed: its fork() fails
+    and it exits as it sees fit (`sh` with status 2), which the run called
+    `the container exited with status 2`. The engines report nothing about
+    the limit (Docker's and Podman's inspect have no such field, and the
+    container's cgroup is gone once it has exited), so the log is the evidence.
+    """
+    try:
+        with open(log.path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - _LOG_TAIL))
+            return FORK_REFUSED.encode() in handle.read()
+    except OSError:
+        return False
 
 
 def host_oom_kills() -> int | None:
@@ -568,12 +612,16 @@ class ContainerBackend:
                 else "out of memory (no limit set: the host ran out)",
                 exit_code=exit_code,
             )
-        else:
+        elif plan.settings.pids and _said_no_more_processes(log):
             outcome.fail(
-                "ContainerFailed",
-                f"the container exited with status {exit_code}",
+                "TooManyProcesses",
+                f"{_exit_status(exit_code)} after it could not start a process or thread "
+                f"(its log says {FORK_REFUSED!r}): it hit its limit of {plan.settings.pids} "
+                "processes; raise `resources.pids` in the plugin's manifest",
                 exit_code=exit_code,
             )
+        else:
+            outcome.fail("ContainerFailed", _exit_status(exit_code), exit_code=exit_code)
 
     @staticmethod
     def _record_state(engine: ContainerEngine, container_id: str, outcome: RunOutcome) -> None:
