@@ -1087,3 +1087,36 @@ def test_an_out_that_cannot_be_written_starts_no_session(session_plugin, tmp_pat
         f"Error: the batch was not started: cannot write into --out '{out}' "
         f"(Not a directory: {out / '_batches'}); choose a writable --out"
     ]
+
+
+PIECEMEAL = """
+import os, time
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    name = os.path.basename(dataset_dir).encode()
+    for i in range(40):
+        # a tool writing a line in three pieces, straight to descriptor 2
+        os.write(2, name + b" line ")
+        time.sleep(0.002)
+        os.write(2, str(i).encode())
+        time.sleep(0.002)
+        os.write(2, b" end\\n")
+    return {}
+"""
+
+
+def test_session_lines_written_in_pieces_by_several_workers_stay_whole(site, tmp_path):
+    """Two local workers whose tools write each line to descriptor 2 in pieces: the
+    pieces reached the batch's terminal as they came, one session's spliced into the
+    other's (`ses-01 line ses-02 line 3 end`). Each session's lines now go, whole,
+    into its own run log (as the rest of its output does), none onto the bar's
+    terminal."""
+    site.plugin("piecemeal", run_source=PIECEMEAL)
+    study = make_dataset(tmp_path / "study", sessions=2)
+    out = tmp_path / "out"
+    args = ("--dataset", str(study), "--out", str(out), "--sessions", "ses-*", "--jobs", "2")
+    result = site.cli("run", "piecemeal", *args)
+    assert result.returncode == 0, result.stderr
+    assert " line " not in result.stderr, result.stderr
+    for session in ("ses-01", "ses-02"):
+        (log,) = (out / session / "_runs").glob("*.log")
+        assert log.read_text().splitlines() == [f"{session} line {i} end" for i in range(40)]

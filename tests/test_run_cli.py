@@ -194,6 +194,8 @@ def test_escape_sequences_in_a_plugins_output_do_not_reach_the_terminal(
             "    print('title \\x1b]0;PWNED\\x07 clear \\x1b[2J bell \\x07 \\u202etxt.exe')\n"
             "    sys.stdout.write('\\r10%\\r100%\\tdone\\n')\n"
             "    os.write(1, b'clipboard \\x1b]52;c;SGVsbG8=\\x07 \\xff nul \\x00\\n')\n"
+            "    os.write(2, b'fd 2 \\x1b]0;OWNED\\x07\\n')\n"
+            "    subprocess.run(['sh', '-c', 'printf \"tool \\\\033[2J on stderr\\\\n\" >&2'])\n"
             "    return {'ok': True}\n"
         ),
     )
@@ -212,6 +214,10 @@ def test_escape_sequences_in_a_plugins_output_do_not_reach_the_terminal(
     assert b"title \x1b]0;PWNED\x07 clear \x1b[2J bell \x07 \xe2\x80\xaetxt.exe\n" in log
     assert b"clipboard \x1b]52;c;SGVsbG8=\x07 \xff nul \x00\n" in log
     assert b"\r10%\r100%\tdone\n" in log
+    # C code or a tool writing to descriptor 2 itself reached the terminal unfiltered,
+    # and not the log, when the plugin ran in-process
+    assert r"fd 2 \x1b]0;OWNED\x07" in shown and r"tool \x1b[2J on stderr" in shown
+    assert b"fd 2 \x1b]0;OWNED\x07\n" in log and b"tool \x1b[2J on stderr\n" in log
 
 
 def test_an_in_process_plugin_can_write_bytes_to_sys_stdout_buffer(site, dataset, tmp_path):

@@ -11,7 +11,7 @@ import time
 
 from mdivicomtools.execution.lines import MAX_PARTIAL
 from mdivicomtools.execution.outputpipe import OutputPipe
-from mdivicomtools.execution.runlog import DESCRIPTOR_1, PYTHON_STREAMS, RunLog
+from mdivicomtools.execution.runlog import DESCRIPTORS, PYTHON_STREAMS, RunLog
 
 
 def test_ending_one_streams_lines_leaves_the_others_partial_line_alone(tmp_path):
@@ -19,10 +19,10 @@ def test_ending_one_streams_lines_leaves_the_others_partial_line_alone(tmp_path)
     then split a line a forked process wrote in pieces."""
     path = tmp_path / "run.log"
     with RunLog(path) as log:
-        log.write_lines(DESCRIPTOR_1, b"from the forked child")
+        log.write_lines(DESCRIPTORS, b"from the forked child")
         log.write_lines(PYTHON_STREAMS, b"no newline")
         log.end_lines(PYTHON_STREAMS)
-        log.write_lines(DESCRIPTOR_1, b" 3\n")
+        log.write_lines(DESCRIPTORS, b" 3\n")
         log.end_lines()
     assert path.read_bytes() == b"no newline\nfrom the forked child 3\n"
 

@@ -20,8 +20,8 @@ from mdivicomtools.common.text import terminal_output
 from mdivicomtools.execution.lines import LineJoiner
 from mdivicomtools.execution.outputpipe import OutputPipe
 
-#: the streams of an in-process plugin: sys.stdout/sys.stderr, and descriptor 1
-PYTHON_STREAMS, DESCRIPTOR_1 = 0, 1
+#: the streams of an in-process plugin: sys.stdout/sys.stderr, and descriptors 1 and 2
+PYTHON_STREAMS, DESCRIPTORS = 0, 1
 
 
 class RunLog:
@@ -149,9 +149,8 @@ class RunLog:
     def capture_python_streams(self) -> Iterator[None]:
         """Route sys.stdout and sys.stderr of in-process plugin code into the log.
 
-        Only Python-level writes are caught here; what reaches file descriptor 1
-        otherwise is caught by capture_stdout_fd, and what C code or a subprocess
-        writes to descriptor 2 goes to the terminal only (--isolate logs it).
+        Only Python-level writes are caught here; what C code or a subprocess
+        writes to file descriptors 1 and 2 is caught by capture_stdout_fd.
         """
         tee = _LogStream(self)
         try:
@@ -163,46 +162,63 @@ class RunLog:
 
     @contextlib.contextmanager
     def capture_stdout_fd(self) -> Iterator[None]:
-        """Route what reaches file descriptor 1 during the block into the log.
+        """Route what reaches file descriptors 1 and 2 during the block into the log.
 
         A subprocess an in-process plugin starts (ffmpeg, sox) or its C code
-        writes there, past sys.stdout: that landed in the middle of `--json`
-        output and was missing from the log. Descriptor 2 stays as it is, since
-        the live echo writes there. Only on the main thread: the descriptor is
-        the process's, and plugins run side by side in threads (a Dask worker)
-        would take each other's output.
+        writes there, past sys.stdout and sys.stderr. On descriptor 1 that landed
+        in the middle of `--json` output and was missing from the log; on
+        descriptor 2 it reached the terminal unfiltered (escape sequences acting
+        on it, which the echo writes out as `\\x1b...`), was missing from the log,
+        and a batch's workers spliced their partial lines into each other on
+        the terminal. Both now go through one pipe into the log, and to the
+        echo as the plugin's other output does. An echo writing to descriptor 1
+        or 2 keeps writing where it did (a copy of the descriptor as it was).
+        Only on the main thread: the descriptors are the process's, and plugins
+        run side by side in threads (a Dask worker) would take each other's
+        output.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        try:
-            saved = os.dup(1)
-        except OSError:  # no stdout at all: nothing to keep clean
+        saved: dict[int, int] = {}
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):  # no stdout (stderr) at all: nothing to keep
+                saved[fd] = os.dup(fd)
+        if 1 not in saved:
+            for copy in saved.values():
+                os.close(copy)
             yield
             return
         _flush(sys.__stdout__)
-        # an echo to descriptor 1 (run_plugin(echo=sys.stdout)) keeps writing where
-        # it did: through the pipe, a write under the lock would wait on the reader,
-        # which waits on the lock
-        moved = _on_descriptor_1(self.echo, saved)
+        _flush(sys.__stderr__)
+        # an echo to descriptor 1 or 2 (the command line's sys.stderr) keeps writing
+        # where it did: through the pipe, a write under the lock would wait on the
+        # reader, which waits on the lock, and what it wrote would come round again
+        moved = next(
+            (m for fd, copy in saved.items() if (m := _on_descriptor(self.echo, fd, copy))),
+            None,
+        )
         echo = self.echo
         if moved is not None:
             with self._lock:
                 self.echo = moved
-        pipe = OutputPipe(lambda chunk: self.write_lines(DESCRIPTOR_1, chunk))
-        os.dup2(pipe.write_fd, 1)
+        pipe = OutputPipe(lambda chunk: self.write_lines(DESCRIPTORS, chunk))
+        for fd in saved:
+            os.dup2(pipe.write_fd, fd)
         pipe.close_write_end()
         pipe.start()
         try:
             yield
         finally:
             _flush(sys.__stdout__)
+            _flush(sys.__stderr__)
             marked = False
             if pipe.is_behind(1):
                 with contextlib.suppress(OSError):  # after all the ended processes wrote
                     marked = os.write(1, pipe.marker) == len(pipe.marker)
-            os.dup2(saved, 1)  # closes this process's write end of the pipe
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)  # closes this process's write ends of the pipe
+                os.close(copy)
             if moved is not None:
                 with self._lock:
                     if self.echo is moved:  # None when the terminal went away
@@ -212,7 +228,7 @@ class RunLog:
             # a process the plugin left running may hold the pipe open, and the run
             # does not wait for it
             pipe.finish(marked=marked)
-            self.end_lines(DESCRIPTOR_1)
+            self.end_lines(DESCRIPTORS)
 
 
 def _log_bytes(data: str | bytes) -> bytes:
@@ -232,13 +248,13 @@ def _log_bytes(data: str | bytes) -> bytes:
         return data.encode("utf-8", "replace")
 
 
-def _on_descriptor_1(stream: TextIO | None, saved: int) -> TextIO | None:
-    """A stream writing to a copy of `saved` (descriptor 1 as it was) if `stream`
-    writes to descriptor 1; else None."""
+def _on_descriptor(stream: TextIO | None, fd: int, saved: int) -> TextIO | None:
+    """A stream writing to a copy of `saved` (descriptor `fd` as it was) if `stream`
+    writes to descriptor `fd`; else None."""
     if stream is None:
         return None
     try:
-        if stream.fileno() != 1:
+        if stream.fileno() != fd:
             return None
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return None
