@@ -1,4 +1,4 @@
-"""Benchmark: batch runs over 16 sessions on the local, Dask and Slurm executors.
+"""Benchmark: batches on the local, Dask and Slurm executors, of containers, and their walks.
 
 1. 16 sessions of a CPU-bound python plugin (about 0.5 s each, calibrated in
    this run): `--jobs 1` is the baseline; `--jobs 2` (target >= 1.8x faster on
@@ -12,11 +12,20 @@
 4. --parts containers: `--jobs 2` of a tiny container plugin on each engine
    against `xargs -P 2` of the engine's own CLI with the same mounts, network
    and user, and a sequential loop of it. Target <= 1.0x xargs' time.
+5. --parts walks: what --resume costs a batch whose sessions all run again
+   (every session's input changed), in CPU time (user + system, the batch's
+   workers included), against the same batch without --resume, on sessions of
+   --files small files each; and that difference in bare stat walks of every
+   session (timed in-process), which is what one more walk of each session
+   costs. Also the resumed batch that skips every session. With
+   --compare-code, the resumed batch also with an older checkout's src first
+   on PYTHONPATH, interleaved in the same rounds.
 
 Every case runs once untimed first, then the cases take turns, --runs rounds.
 
 Usage: python benchmarks/batch.py [--runs 3] [--sessions 16] [--markdown]
-           [--parts local,slurm,containers]
+           [--parts local,slurm,containers,walks] [--files 4000]
+           [--compare-code PYTHONPATH]
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import (
     at_least,
+    cpu_timed,
     end_on_sigterm,
     measure,
     podman_remote_cli,
@@ -95,7 +105,9 @@ def calibrate(seconds: float) -> int:
         n *= 2
 
 
-PARTS = ("local", "slurm", "containers")
+PARTS = ("local", "slurm", "containers", "walks")
+#: what --parts runs unless told: walks measures one change, not the executors
+DEFAULT_PARTS = "local,slurm,containers"
 
 
 def part_list(text: str) -> list[str]:
@@ -111,15 +123,31 @@ def part_list(text: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=at_least(1), default=3)
+    parser.add_argument(
+        "--runs", type=at_least(1), default=3, help="timed rounds, for medians (default: 3)"
+    )
     # the scheduling overhead is the marginal time of a session: 2 at least
-    parser.add_argument("--sessions", type=at_least(2), default=16)
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--sessions", type=at_least(2), default=16, help="sessions per batch (default: 16)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument(
         "--parts",
         type=part_list,
-        default="local,slurm,containers",
-        help=f"comma-separated, of: {', '.join(PARTS)}",
+        default=DEFAULT_PARTS,
+        help=f"comma-separated, of: {', '.join(PARTS)} (default: {DEFAULT_PARTS})",
+    )
+    parser.add_argument(
+        "--files",
+        type=at_least(1),
+        default=4000,
+        help="--parts walks: small files in each session, in folders of 100 (default: 4000)",
+    )
+    parser.add_argument(
+        "--compare-code",
+        metavar="PYTHONPATH",
+        help="--parts walks: also time the resumed batch with this PYTHONPATH first (e.g. "
+        "an older checkout's src folders), interleaved in the same rounds",
     )
     args = parser.parse_args()
     end_on_sigterm()
@@ -131,6 +159,8 @@ def main() -> None:
     if "containers" in parts:
         for engine in ("docker", "podman"):
             container_part(args, engine)
+    if "walks" in parts:
+        walks_part(args)
 
 
 def local_part(args: argparse.Namespace) -> None:
@@ -270,6 +300,104 @@ def slurm_part(args: argparse.Namespace) -> None:
     print_table(
         f"# batch on Slurm: {args.sessions} sessions, burn ~0.5 s each (n={n}); median of "
         f"{args.runs} runs; {usable_cpus()} CPUs, one Slurm node",
+        rows,
+        args.markdown,
+    )
+    print()
+
+
+def stat_walk(folder: Path) -> None:
+    """A bare lstat walk of folder, the floor of any walk of a dataset."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            entry.stat(follow_symlinks=False)
+            if entry.is_dir(follow_symlinks=False):
+                stat_walk(Path(entry.path))
+
+
+def walks_part(args: argparse.Namespace) -> None:
+    """--resume over sessions whose input changed, against the same batch without it."""
+    mdivicom = str(Path(sys.executable).with_name("mdivicom"))
+    with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
+        root = Path(tmp)
+        make_site(root / "site")
+        dataset = make_dataset(root / "study", sessions=args.sessions)
+        folders = sorted((dataset / "sessions").iterdir())
+        for folder in folders:
+            for i in range(args.files):
+                sub = folder / "frames" / f"{i // 100:03d}"
+                sub.mkdir(parents=True, exist_ok=True)
+                (sub / f"{i:05d}.txt").write_text(str(i))
+        env = dict(os.environ, PYTHONPATH=str(root / "site"), MDIVICOM_PLUGIN_PATH="")
+        env["MDIVICOM_DIGEST_CACHE"] = str(root / "digests.sqlite")
+        touched = iter(range(1, 100_000))
+
+        def batch(out: str, *extra: str, code: str | None = None) -> float:
+            command = [mdivicom, "run", "noop", "--dataset", str(dataset), "--out"]
+            run_env = env if code is None else dict(env, PYTHONPATH=f"{code}:{env['PYTHONPATH']}")
+            command += [str(root / out), "--sessions", "ses-*", *extra]
+            return cpu_timed(command, run_env)
+
+        def changed(out: str = "resumed", code: str | None = None) -> float:
+            # a new mtime on one file of every session: each runs again
+            stamp = time.time() + next(touched)
+            for folder in folders:
+                os.utime(folder / "frames" / "000" / "00000.txt", (stamp, stamp))
+            return batch(out, "--jobs", "1", "--resume", code=code)
+
+        def walk() -> float:
+            start = time.process_time()
+            for folder in folders:
+                stat_walk(folder)
+            return time.process_time() - start
+
+        cases = {
+            "plain": lambda: batch("plain", "--jobs", "1", "--overwrite"),
+            "changed": changed,
+            "unchanged": lambda: batch("resumed", "--jobs", "1", "--resume"),
+            "walk": walk,
+        }
+        if args.compare_code:
+            cases["changed, other"] = lambda: changed("resumed-other", args.compare_code)
+        samples = measure(cases, args.runs)
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    plain = med["plain"]
+    rows = [
+        (f"{args.sessions} sessions, --overwrite", f"CPU {plain:.2f} s", "baseline", ""),
+        (
+            f"{args.sessions} sessions, --resume, every input changed",
+            f"CPU {med['changed']:.2f} s",
+            f"{med['changed'] / plain:.2f}x the baseline's CPU time",
+            "",
+        ),
+        (
+            f"{args.sessions} sessions, --resume, all skipped",
+            f"CPU {med['unchanged']:.2f} s",
+            f"{med['unchanged'] / plain:.2f}x the baseline's CPU time",
+            "",
+        ),
+        ("bare stat walk of every session, in-process", f"CPU {med['walk']:.3f} s", "", ""),
+        (
+            "--resume's extra over the baseline, in bare walks",
+            f"{(med['changed'] - plain) / med['walk']:.2f} walks",
+            "",
+            "",
+        ),
+    ]
+    if args.compare_code:
+        other = med["changed, other"]
+        rows[2:2] = [
+            (
+                "the same, with --compare-code",
+                f"CPU {other:.2f} s",
+                f"{other / plain:.2f}x the baseline's CPU time; "
+                f"{(other - plain) / med['walk']:.2f} walks over it",
+                "",
+            )
+        ]
+    print_table(
+        f"# batch walks: {args.sessions} sessions of {args.files} files, no-op plugin, "
+        f"--jobs 1; median of {args.runs} runs; {usable_cpus()} CPUs",
         rows,
         args.markdown,
     )
