@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from mdivicomtools import run_plugin
 from mdivicomtools.records.digest import read_manifest, scan_dataset
+from pluginsite import cli_without_dac
 
 WRITE_ONE = """
 import pathlib
@@ -274,3 +276,107 @@ def test_a_batch_checks_a_session_with_one_walk_and_lists_its_files_only_to_hash
     assert dataset_problems(dataset, contents=hashed) == []
     assert len(scanned) == 5
     assert len(listed) == (13 if hashed else 0)
+
+
+def count_scans_across_forks(monkeypatch, root: Path, log: Path) -> None:
+    """Every os.scandir of a folder in `root`, appended to `log` by whichever
+    process makes it: a batch's sessions run in forked workers."""
+    real = os.scandir
+    top = os.fsencode(root)
+
+    def scandir(path=".", *args, **kwargs):
+        if os.fsencode(path).startswith(top):
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                os.write(fd, os.fsencode(path) + b"\n")
+            finally:
+                os.close(fd)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def scans_of(log: Path) -> list[str]:
+    return [os.fsdecode(line) for line in log.read_bytes().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_a_resumed_batch_walks_a_session_once_to_decide_and_check_it(
+    site, tmp_path, monkeypatch, hashed
+):
+    """--resume walked a session's folder to compare it with its last run, the
+    check before the batch walked it again, and the run a third time before its
+    plugin: one walk in the plan serves the decision and the check now. Every
+    folder of a session that runs again is walked three times (the plan, the
+    run before its plugin, the run after it), one that is skipped once; and the
+    records and the summary say what they said."""
+    from mdivicomtools.batch import run_batch
+
+    dataset = sessions(tmp_path / "dataset")
+    site.plugin("writeone", run_source=WRITE_ONE)
+    out = tmp_path / "out"
+    first = run_batch("writeone", dataset=dataset, out=out, sessions="ses-*", jobs=1)
+    assert [s.status for s in first.sessions] == ["succeeded"] * 3
+    changed = dataset / "sessions" / "ses-01"
+    (changed / "frame-9.txt").write_text("new")
+    (changed / "notes").mkdir()
+    (changed / "notes" / "a.txt").write_text("note")
+    log = tmp_path / "scans.log"
+    count_scans_across_forks(monkeypatch, dataset / "sessions", log)
+    again = run_batch(
+        "writeone",
+        dataset=dataset,
+        out=out,
+        sessions="ses-*",
+        jobs=1,
+        resume=True,
+        hash_dataset=hashed,
+    )
+    monkeypatch.undo()
+    by_session = {s.session: s for s in again.sessions}
+    assert by_session["ses-01"].status == "succeeded"
+    assert by_session["ses-01"].reason == "input changed: 2 file(s)"
+    assert by_session["ses-00"].status == by_session["ses-02"].status == "skipped"
+    scanned = scans_of(log)
+    for session, result in by_session.items():
+        folder = dataset / "sessions" / session
+        folders = [str(p) for p in [folder, *folder.rglob("*")] if p.is_dir()]
+        walks = 3 if result.status == "succeeded" else 1
+        mine = [p for p in scanned if p == str(folder) or p.startswith(str(folder) + "/")]
+        assert sorted(mine) == sorted(folders * walks), (session, mine)
+
+    # and the record of a session that ran again says what a walk of its own says
+    record = json.loads(
+        next((out / "ses-01" / "_runs").glob(f"{by_session['ses-01'].run_id}.json")).read_text()
+    )
+    alone, files = scan_dataset(changed, contents=hashed, cache=False)
+    assert record["dataset"]["fingerprint"] == alone.fingerprint
+    assert record["dataset"]["digest"] == alone.digest
+    assert read_manifest(out / "ses-01", record["dataset"]["manifest"]) == files
+
+
+def test_a_resumed_session_whose_walk_finds_a_folder_it_cannot_read_is_refused(site, tmp_path):
+    """The check before a batch uses the walk --resume made of a session: a folder
+    in it that cannot be read still refuses the batch before anything runs."""
+    from mdivicomtools.batch import run_batch
+
+    dataset = sessions(tmp_path / "dataset")
+    site.plugin("writeone", run_source=WRITE_ONE)
+    out = tmp_path / "out"
+    run_batch("writeone", dataset=dataset, out=out, sessions="ses-*", jobs=1)
+    locked = dataset / "sessions" / "ses-01" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        # as root permission bits do not apply; drop the capabilities that bypass them
+        done = cli_without_dac(
+            *("run", "writeone", "--dataset", str(dataset), "--out", str(out)),
+            *("--sessions", "ses-*", "--resume"),
+            env=site.env(),
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert "ses-01: the dataset cannot be read: Permission denied" in done.stderr, done.stderr
+    assert str(locked) in done.stderr
+    assert len(list((out / "ses-01" / "_runs").glob("*.json"))) == 1  # nothing ran

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -16,11 +18,18 @@ from mdivicomtools.errors import UsageError
 from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord, status_words
-from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
+from mdivicomtools.records.digest import (
+    DatasetEntry,
+    compare_dataset,
+    read_manifest,
+    scan_dataset,
+    walk_files,
+)
 from mdivicomtools.records.store import RecordUnreadable, full_record, records_for, shown_status
 from mdivicomtools.runner import check_runs
 from mdivicomtools.runner.facts import run_facts
 from mdivicomtools.runner.rerun import RERUNS_DIR
+from mdivicomtools.runner.run import dataset_problems
 
 
 class BatchValidationFailed(UsageError):
@@ -121,6 +130,7 @@ def resume_decision(
     version: str,
     sha: str,
     image_id: str | None = None,
+    walk: Callable[[Path], list[DatasetEntry]] = walk_files,
 ) -> tuple[str | None, str | None]:
     """(why the session is skipped, None) or (None, why it runs again; None for a first run).
 
@@ -129,7 +139,8 @@ def resume_decision(
     its outputs are all still there, and the dataset is what it was then: by
     content digest when that run recorded one (the digest cache makes this a
     stat walk for unchanged files), else by its stat fingerprint. `dataset`
-    None skips the dataset check.
+    None skips the dataset check; `walk` walks it (the plan's keeps the walk
+    for its check of the session).
     """
     try:
         records = records_for(session_out, "latest")
@@ -163,7 +174,9 @@ def resume_decision(
         if recorded is None:
             return None, "input not recorded by the last run (an older record)"
         try:
-            current, current_files = scan_dataset(dataset, contents=recorded.digest is not None)
+            current, current_files = scan_dataset(
+                dataset, contents=recorded.digest is not None, walked=walk(dataset)
+            )
         except OSError as exc:
             return None, f"input unreadable: {os_reason(exc)}"
         changes = compare_dataset(
@@ -178,6 +191,17 @@ def resume_decision(
         "and the same config",
         None,
     )
+
+
+def _kept_walk(kept: list[list[DatasetEntry] | OSError], root: Path) -> list[DatasetEntry]:
+    """`walk_files(root)`, its outcome (files or OSError) also put in `kept`."""
+    try:
+        files = walk_files(root)
+    except OSError as exc:
+        kept.append(exc)
+        raise
+    kept.append(files)
+    return files
 
 
 def _split_problems(problems: dict[str, list[str]], count: int) -> tuple[list[str], dict]:
@@ -199,13 +223,28 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
         for folder in folders
     ]
     decisions: dict[str, tuple[str | None, str | None]] = {}
+    # a session --resume walked is checked with that walk: its folder was walked
+    # three times before it ran (the decision, the check, the run's own walk)
+    checked: dict[str, list[str]] = {}
     if batch.resume:
         facts = run_facts(ref, options)
         plugin, config, sha = facts.plugin, facts.config, facts.config_sha256
         for folder, session_out, _work in targets:
+            walked: list[list[DatasetEntry] | OSError] = []
             decisions[folder.name] = resume_decision(
-                session_out, folder, plugin.id, plugin.version, sha, facts.image_id
+                session_out,
+                folder,
+                plugin.id,
+                plugin.version,
+                sha,
+                facts.image_id,
+                walk=functools.partial(_kept_walk, walked),
             )
+            if walked and decisions[folder.name][0] is None:  # it runs: checked now, so
+                # that no more than one session's files are held at a time
+                checked[folder.name] = dataset_problems(
+                    folder, contents=facts.hash_dataset, walked=walked[0]
+                )
     skipped: list[SessionResult] = []
     pending = []
     for folder, session_out, session_work in targets:
@@ -230,14 +269,14 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
         if not group:
             continue
         group_options = options.with_changes(overwrite=True) if overwrite else options
-        checked = check_runs(ref, group, group_options)
+        found = check_runs(ref, group, group_options, [checked.get(t[0].name) for t in group])
         plugin, config, sha, backend = (
-            checked.plugin,
-            checked.config,
-            checked.config_sha256,
-            checked.backend,
+            found.plugin,
+            found.config,
+            found.config_sha256,
+            found.backend,
         )
-        problem_of.update({t[0].name: p for t, p in zip(group, checked.problems, strict=True)})
+        problem_of.update({t[0].name: p for t, p in zip(group, found.problems, strict=True)})
     to_run: list[SessionJob] = []
     problems: dict[str, list[str]] = {}
     for folder, session_out, session_work in pending:

@@ -126,10 +126,13 @@ def check_runs(
     ref: str,
     targets: Sequence[tuple[str | Path, str | Path, str | Path | None]],
     options: RunOptions,
+    dataset_checks: Sequence[list[str] | None] | None = None,
 ) -> CheckedRuns:
     """Validate many runs of one plugin without running any.
 
     `targets` are (dataset, out, work) triples; see CheckedRuns for what it returns.
+    `dataset_checks`, one per target, are the problems of a dataset the caller
+    has already walked and checked (`dataset_problems`); None walks that one here.
     Errors that concern every run alike (unknown plugin, bad config, no
     backend) are raised as the usual UsageError subclasses. Batch runs use this
     to report every problem before the first session starts. The backend's own
@@ -139,10 +142,13 @@ def check_runs(
     with Prepared(ref, options, None) as prepared:
         backend_problems: list[str] | None = None
         problems = []
-        for dataset, out, work in targets:
+        checks = [None] * len(targets) if dataset_checks is None else dataset_checks
+        for (dataset, out, work), checked in zip(targets, checks, strict=True):
             request = prepared.request(dataset, out, work)
-            found = prepared.hook_problems(request) or dataset_problems(
-                request.dataset_dir, contents=request.hash_dataset
+            found = prepared.hook_problems(request) or (
+                checked
+                if checked is not None
+                else dataset_problems(request.dataset_dir, contents=request.hash_dataset)
             )
             if not found:
                 if backend_problems is None:

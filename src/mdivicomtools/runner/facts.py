@@ -22,6 +22,9 @@ class RunFacts(msgspec.Struct, kw_only=True, frozen=True):
     config_sha256: str
     #: the image id a container plugin would run now (None: python, or not known)
     image_id: str | None
+    #: whether a run now would hash its dataset (--hash-dataset, or the user config):
+    #: the plan checks with it a session it walked for --resume, as the run would
+    hash_dataset: bool = False
 
 
 def run_facts(ref: str, options: RunOptions) -> RunFacts:
@@ -31,4 +34,5 @@ def run_facts(ref: str, options: RunOptions) -> RunFacts:
             config=prepared.config,
             config_sha256=prepared.config_sha256,
             image_id=prepared.image_id(),
+            hash_dataset=prepared.hash_dataset,
         )

@@ -647,24 +647,43 @@ def walk_before(dataset: Path, *, contents: bool = False) -> tuple[DatasetWalk |
     """
     try:
         before = walk_dataset(dataset)
-        unreadable = unreadable_files(dataset, walked=before.files) if contents else []
     except OSError as exc:
         return None, [_cannot_read(dataset, exc)]
-    if unreadable:
-        named = some([f"{rel!r} ({why})" for rel, why in unreadable], 5)
-        return None, [
-            f"the dataset cannot be read for --hash-dataset: {named} in "
-            f"{str(dataset)!r}; make every file readable, or run without --hash-dataset"
-        ]
-    return before, []
+    problems = _unopened(dataset, before.files) if contents else []
+    return (None if problems else before), problems
 
 
-def dataset_problems(dataset: Path, *, contents: bool = False) -> list[str]:
+def _unopened(dataset: Path, walked: list[DatasetEntry]) -> list[str]:
+    """The problem of a --hash-dataset run whose dataset has files it cannot open."""
+    try:
+        unreadable = unreadable_files(dataset, walked=walked)
+    except OSError as exc:
+        return [_cannot_read(dataset, exc)]
+    if not unreadable:
+        return []
+    named = some([f"{rel!r} ({why})" for rel, why in unreadable], 5)
+    return [
+        f"the dataset cannot be read for --hash-dataset: {named} in "
+        f"{str(dataset)!r}; make every file readable, or run without --hash-dataset"
+    ]
+
+
+def dataset_problems(
+    dataset: Path, *, contents: bool = False, walked: list[DatasetEntry] | OSError | None = None
+) -> list[str]:
     """The problems `walk_before` would refuse a run with, walking no more than
     they need: a batch checks every session with this before the first one
     starts, and each session walks its dataset again when it runs, so the
     digest's file list is made here only for --hash-dataset (whose files must
-    open), not for a fingerprint alone."""
+    open), not for a fingerprint alone.
+
+    `walked` is what a walk of the dataset already made gave (`walk_files`'
+    list, or the OSError it raised): a batch's plan walks a session once for
+    --resume and checks it with that walk instead of walking it again."""
+    if isinstance(walked, OSError):
+        return [_cannot_read(dataset, walked)]
+    if walked is not None:
+        return _unopened(dataset, walked) if contents else []
     if contents:
         return walk_before(dataset, contents=True)[1]
     try:
