@@ -13,7 +13,14 @@ the plugin's existing output with --overwrite) should not.
 Targets: `runs show ID` and `run --overwrite` within 1.5x of the one-run root;
 no command holds more than 100 MiB whatever the history.
 
+The same for batch summaries (--batches of --batch-sessions sessions each,
+copies of one summary under ids of their own, against a run root of one):
+`batches show latest` and `batches show ID` read the one summary they show,
+so they should cost what they cost on one summary (target <= 1.5x, and the
+same 100 MiB); `batches list` reads every summary.
+
 Usage: python benchmarks/records.py [--records 1000] [--outputs 2000] [--runs 5] [--markdown]
+           [--batches 300] [--batch-sessions 500]
 
 Run it with PYTHONPATH naming another checkout's `src` to measure that one.
 """
@@ -29,6 +36,8 @@ import sys
 import tempfile
 from functools import partial
 from pathlib import Path
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import at_least, end_on_sigterm, measure, medians, print_table, run_main, timed
@@ -74,6 +83,50 @@ def history(out: Path, count: int) -> None:
         (out / "_runs" / f"{run_id}.json").write_text(json.dumps(data))
 
 
+def summaries(one: Path, long: Path, args: argparse.Namespace) -> tuple[str, str]:
+    """A run root with one batch summary of --batch-sessions sessions, and one with
+    --batches copies of it under ids of their own; the first one's id, and the
+    oldest copy's (`batches show ID` reads that one summary alone)."""
+    from mdivicomtools.batch.session import SessionResult
+    from mdivicomtools.batch.summary import BatchSummary
+
+    sessions = [
+        SessionResult(
+            session=f"ses-{n:04}",
+            status="succeeded",
+            run_id=f"20240101T000000Z_{n:08x}",
+            duration_s=12.5,
+            out=str(one / f"ses-{n:04}"),
+        )
+        for n in range(args.batch_sessions)
+    ]
+    ids = [f"2024{1 + n // 1440 // 28:02}{1 + n // 1440 % 28:02}T{n % 1440 // 60:02}"
+           f"{n % 60:02}00Z_{n:08x}" for n in range(args.batches)]  # fmt: skip
+    for root, count in ((one, 1), (long, args.batches)):
+        (root / "_batches").mkdir(parents=True)
+        for batch_id in ids[-count:]:
+            summary = BatchSummary(
+                batch_id=batch_id,
+                status="succeeded",
+                plugin="bench/writer",
+                plugin_version="1.0.0",
+                config_sha256="0" * 64,
+                dataset_dir=str(root / "dataset"),
+                out_dir=str(root),
+                sessions_glob="ses-*",
+                executor="local",
+                scheduler=None,
+                jobs=2,
+                started_at="2024-01-01T00:00:00Z",
+                finished_at="2024-01-01T01:00:00Z",
+                duration_s=3600.0,
+                totals={"succeeded": args.batch_sessions},
+                sessions=sessions,
+            )
+            (root / "_batches" / f"{batch_id}.json").write_bytes(msgspec.json.encode(summary))
+    return ids[-1], ids[0]
+
+
 def peak_mib(argv: list[str], env: dict[str, str]) -> float:
     done = subprocess.run(
         [sys.executable, "-c", PEAK, *argv], env=env, capture_output=True, text=True, check=True
@@ -83,10 +136,25 @@ def peak_mib(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=at_least(1), default=1000)
-    parser.add_argument("--outputs", type=at_least(1), default=2000)
-    parser.add_argument("--runs", type=at_least(1), default=5)
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--records", type=at_least(1), default=1000, help="older runs copied in (default: 1000)"
+    )
+    parser.add_argument(
+        "--outputs", type=at_least(1), default=2000, help="output files per run (default: 2000)"
+    )
+    parser.add_argument(
+        "--batches", type=at_least(1), default=300, help="batch summaries (default: 300)"
+    )
+    parser.add_argument(
+        "--batch-sessions",
+        type=at_least(1),
+        default=500,
+        help="sessions per batch summary (default: 500)",
+    )
+    parser.add_argument(
+        "--runs", type=at_least(1), default=5, help="timed rounds, for medians (default: 5)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = parser.parse_args()
     end_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="mdivicom-bench-") as tmp:
@@ -110,6 +178,10 @@ def main() -> None:
         [record] = (one / "_runs").glob("*.json")
         shutil.copytree(one, long)
         history(long, args.records)
+        one_batch, long_batches = root / "batches-one", root / "batches-long"
+        # the only summary of the one-summary root; the oldest of the other
+        ids = summaries(one_batch, long_batches, args)
+        shown = dict(zip((one_batch, long_batches), ids, strict=True))
         commands = {
             "runs list": lambda out: ["runs", "list", str(out)],
             "runs show latest": lambda out: ["runs", "show", str(out), "latest"],
@@ -119,9 +191,17 @@ def main() -> None:
                 "--overwrite", "--set", "files=1",
             ],
         }  # fmt: skip
+        batch_commands = {
+            "batches list": lambda out: ["batches", "list", str(out)],
+            "batches show latest": lambda out: ["batches", "show", str(out), "latest"],
+            "batches show ID": lambda out: ["batches", "show", str(out), shown[out]],
+        }
         cases = {}
         for name, command in commands.items():
             for label, out in (("1 record", one), (f"{args.records + 1} records", long)):
+                cases[f"{name}, {label}"] = partial(timed, [*mdivicom, *command(out)], env)
+        for name, command in batch_commands.items():
+            for label, out in (("1 summary", one_batch), ("many", long_batches)):
                 cases[f"{name}, {label}"] = partial(timed, [*mdivicom, *command(out)], env)
         samples = measure(cases, args.runs)
         peaks = {
@@ -129,6 +209,11 @@ def main() -> None:
             for name, command in commands.items()
             for out in (long,)
         }
+        batch_peaks = {
+            name: peak_mib([*mdivicom, *command(long_batches)], env)
+            for name, command in batch_commands.items()
+        }
+        summary_mib = sum(p.stat().st_size for p in (long_batches / "_batches").iterdir()) / 2**20
     med = medians(samples)
     rows = []
     for name in commands:
@@ -147,6 +232,26 @@ def main() -> None:
     print_table(
         f"# records: {args.records + 1} records of {args.outputs} output files each; "
         f"median of {args.runs} runs; fresh processes",
+        rows,
+        args.markdown,
+    )
+    print()
+    rows = []
+    for name in batch_commands:
+        base, big = med[f"{name}, 1 summary"], med[f"{name}, many"]
+        target = "" if name == "batches list" else "<= 1.5x, "
+        rows.append((f"{name}, 1 summary", f"{base:.2f} s", "baseline", ""))
+        rows.append(
+            (
+                f"{name}, {args.batches} summaries",
+                f"{big:.2f} s, {batch_peaks[name]:.0f} MiB",
+                f"{big / base:.2f}x the 1-summary root",
+                target + "<= 100 MiB",
+            )
+        )
+    print_table(
+        f"# batch summaries: {args.batches} of {args.batch_sessions} sessions each "
+        f"({summary_mib:.0f} MiB); median of {args.runs} runs; fresh processes",
         rows,
         args.markdown,
     )
