@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -177,6 +179,25 @@ def cpu_timed(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     On a shared machine the wall time of a 100-ms command mostly measures the
     neighbours; the CPU it used moves much less with their load."""
     return timed_peak(argv, env)[1]
+
+
+def instructions(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """Instructions one subprocess executed, counted by valgrind's callgrind.
+
+    Neither the machine's load nor its clock speed changes the count, so on a
+    shared machine two versions of a command compare to a fraction of a percent
+    where their CPU times move by a tenth. The command runs about 30 times
+    slower, and the count is work done, not time: a cache miss or a system
+    call's wait counts as little as any instruction."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--clock instructions needs valgrind (Debian: apt-get install valgrind)")
+    counted = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv]
+    result = subprocess.run(counted, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = result.stderr.decode(errors="replace")
+    found = re.search(r"Collected : (\d+)", stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"{list(argv)} failed under valgrind: {stderr[-2000:]}")
+    return float(found.group(1))
 
 
 #: what every timed `mdivicom` process imports: their byte-code decides its start-up

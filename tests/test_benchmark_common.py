@@ -333,3 +333,15 @@ def test_the_run_part_of_the_digest_benchmark_measures_a_run_per_dataset_file() 
     assert rows[1][1].endswith(" MiB") and rows[1][2].endswith("its memory")
     assert rows[3][1].endswith(" bytes") and rows[3][2].endswith("bare walks' CPU time")
     assert rows[4][1].startswith(("1 file(s)", "3 file(s)"))
+
+
+def test_the_instruction_clock_counts_the_work_a_command_does() -> None:
+    """`--clock instructions` (valgrind's count) answers more for a command that does
+    more, and a command that fails ends the benchmark with its stderr."""
+    from _common import instructions
+
+    idle = instructions([sys.executable, "-c", "pass"])
+    busy = instructions([sys.executable, "-c", "for i in range(300_000): pass"])
+    assert 1e6 < idle < busy
+    with pytest.raises(SystemExit, match=r"(?s)failed under valgrind.*nope"):
+        instructions([sys.executable, "-c", "import sys; sys.exit('nope')"])
