@@ -24,6 +24,9 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     pathlib.Path(out_dir, "out.txt").write_text("x")
 """
 
+#: what a validation hook's own failure ends with: the way past it
+FIX = "; fix that module, or skip it for a run with MDIVICOM_DISABLE_HOOKS="
+
 
 def _errors(record) -> dict[str, str]:
     return {e.plugin: e.error for e in record.hook_errors}
@@ -59,7 +62,8 @@ def test_a_validation_hook_returning_no_list_stops_the_run_naming_it(
 
     with pytest.raises(ValidationFailed) as raised:
         _run(site, dataset, tmp_path / "out", ("site-rules", Bad()))
-    problem = f"validation hook 'site-rules' raised ContractBroken: {message}"
+    # said as what it returned (it raised nothing), with the way past it
+    problem = f"validation hook 'site-rules' {message}{FIX}site-rules"
     assert raised.value.problems == [problem]
 
 
@@ -86,8 +90,8 @@ def test_a_wrapper_s_value_is_the_validation_hooks_result(site, dataset, tmp_pat
     with pytest.raises(ValidationFailed) as raised:
         _run(site, dataset, tmp_path / "out2", ("garbage", Garbage()))
     assert raised.value.problems == [
-        "validation hook 'garbage' raised ContractBroken: returned a str, not the list of "
-        "results it was given"
+        "validation hook 'garbage' returned a str, not the list of results it was given"
+        f"{FIX}garbage"
     ]
 
 
@@ -151,8 +155,8 @@ def test_a_provenance_hook_cannot_change_the_status_or_the_config(site, dataset,
     with pytest.raises(ValidationFailed) as raised:
         _run(site, dataset, tmp_path / "out", ("meddles", Meddles()))
     assert raised.value.problems == [
-        "validation hook 'meddles' raised ContractBroken: changed request.config, which "
-        "hooks may only read; undone"
+        "validation hook 'meddles' changed request.config, which hooks may only read; "
+        f"undone{FIX}meddles"
     ]
 
     class StatusOnly:

@@ -142,6 +142,10 @@ class ContractBroken(Exception):
     """An implementation returned or changed what its hook does not allow."""
 
 
+#: how a ContractBroken starts in a HookError's `error` (`ContractBroken: returned ...`)
+CONTRACT_BROKEN = ContractBroken.__name__
+
+
 def _guard_wrapper(
     hook: str, module: str, function: Callable[..., Generator[None, Any, Any]]
 ) -> Callable[..., Generator[None, Any, Any]]:
@@ -427,7 +431,9 @@ class HookManager:
             )
             if problem:
                 kept.errors.append(
-                    HookError(hook=hook, plugin=name, error=f"ContractBroken: not kept: {problem}")
+                    HookError(
+                        hook=hook, plugin=name, error=f"{CONTRACT_BROKEN}: not kept: {problem}"
+                    )
                 )
             else:
                 kept.results.append((name, value))

@@ -25,7 +25,7 @@ from mdivicomtools.discovery import (
 from mdivicomtools.errors import MdivicomError, UsageError
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.registry import BackendRegistry
-from mdivicomtools.hooks.manager import HOOK_GROUP, HookManager, load_hooks
+from mdivicomtools.hooks.manager import CONTRACT_BROKEN, HOOK_GROUP, HookManager, load_hooks
 from mdivicomtools.model.contract import PluginSpec
 from mdivicomtools.model.layout import WORK_DIR, staging_root
 from mdivicomtools.model.options import RunOptions
@@ -267,7 +267,9 @@ class Prepared:
             problems += [
                 f"{p} (validation hook {module!r})" if named else str(p) for p in (found or [])
             ]
-        problems += [f"validation hook {e.plugin!r} raised {e.error}" for e in called.errors]
+        problems += [
+            _failed_validation(e.plugin, e.error, e.plugin in builtin) for e in called.errors
+        ]
         return problems
 
     def pull_ahead(self, request: RunRequest) -> list[str]:
@@ -299,3 +301,22 @@ class Prepared:
                 f"{self.backends.who(self.backend.name)}: its preflight() raised "
                 f"{describe_exception(exc)}; fix or disable (MDIVICOM_DISABLE_HOOKS) that module"
             ]
+
+
+def _failed_validation(module: str, error: str, builtin: bool) -> str:
+    """The problem a validation hook's own failure becomes.
+
+    The run is refused for a fault in the site's code, not in the run: the
+    reader needs the way past it (a module that raises on a network outage
+    refused every run, and the message named no way to go on). A return value
+    against the contract is said as what it returned, not as an exception the
+    module never raised.
+    """
+    broke = error.removeprefix(f"{CONTRACT_BROKEN}: ")
+    what = broke if broke != error else f"raised {error}"
+    if builtin:
+        return f"validation hook {module!r} {what}"
+    return (
+        f"validation hook {module!r} {what}; fix that module, or skip it for a run with "
+        f"MDIVICOM_DISABLE_HOOKS={module}"
+    )
