@@ -293,12 +293,64 @@ def test_a_misbehaving_backend_hook_costs_only_itself(site, dataset, tmp_path):
     record = _run(site, dataset, tmp_path / "out", ("single", Single()))
     assert record.status == "succeeded"
     assert _errors(record)["single"] == (
-        "ContractBroken: returned a One, not a list of backends (or None)"
+        "ContractBroken: returned a One, not a list of backends (or None); return it in a list"
     )
     registry = load_hooks(extra=[("listed", Listed())]).get_backends()
     [solo] = [item for item in registry.items() if item.name == "solo"]
     assert not solo.available
     assert solo.reason == "its availability() raised ConnectionError: slurmctld not reachable"
+
+
+def test_backends_yielded_or_returned_as_any_iterable_are_used(site, dataset, tmp_path):
+    """The hookspec says `Iterable[ExecutionBackend]`, yet a module that yielded its
+    backend (`returned a generator, not a list of backends`) or returned a set of
+    them provided none, and `--backend NAME` said it was not installed. A generator
+    that raises half-way is that module's failure; what it yielded is not used."""
+    from mdivicomtools.execution.base import Availability
+
+    class Inline:
+        kinds = frozenset({"python"})
+
+        def __init__(self, name):
+            self.name = name
+
+        def availability(self):
+            return Availability(available=True, engine=f"{self.name} 1")
+
+        def execute(self, request, outcome, log):
+            (outcome.staging_dir / "out.txt").write_text(self.name)
+            outcome.status, outcome.exit_code = "succeeded", 0
+
+    class Yields:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            yield Inline("yielded")
+
+    class Set:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            return {Inline("in-a-set")}
+
+    class HalfWay:
+        @hookimpl
+        def mdivicom_execution_backends(self):
+            yield Inline("half")
+            raise ImportError("libslurm.so.40: cannot open shared object file")
+
+    modules = (("yields", Yields()), ("set", Set()), ("halfway", HalfWay()))
+    for name in ("yielded", "in-a-set"):
+        out = tmp_path / name
+        record = run_plugin(
+            "writer", dataset=dataset, out=out, backend=name, hooks=load_hooks(extra=modules)
+        )
+        assert record.status == "succeeded", record.error
+        assert record.backend.name == name and record.backend.engine == f"{name} 1"
+        assert (out / "writer" / "out.txt").read_text() == name
+        assert _errors(record) == {
+            "halfway": "ImportError: libslurm.so.40: cannot open shared object file"
+        }
+    registry = load_hooks(extra=modules).get_backends()
+    assert "half" not in {item.name for item in registry.items()}
 
 
 def test_a_backend_that_says_nothing_is_a_failure_with_a_reason(site, dataset, tmp_path):

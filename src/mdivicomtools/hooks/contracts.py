@@ -13,7 +13,7 @@ module's HookError: one module's mistake costs that module, never the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,28 @@ def _dict_or_none(value: Any) -> str | None:
 def _sequence_or_none(value: Any) -> str | None:
     if value is None or isinstance(value, (list, tuple)):
         return None  # each item is checked against ExecutionBackend where it is used
-    return f"returned {_what(value)}, not a list of backends (or None)"
+    one = "; return it in a list" if hasattr(value, "execute") else ""
+    return f"returned {_what(value)}, not a list of backends (or None){one}"
+
+
+def _backends_as_list(value: Any) -> Any:
+    """The backends an implementation gave, as a list, when it gave an iterable of them.
+
+    The hookspec says `Iterable[ExecutionBackend]`: a module that yields its
+    backends (`def mdivicom_execution_backends(): yield SiteBackend()`) or returns
+    a set of them was refused (`returned a generator, not a list of backends`),
+    and its backends were missing. Read here, inside the implementation's guard,
+    so a generator that raises half-way is that module's failure. A string, a
+    mapping or a single backend object is left as it is, for the check to refuse.
+    """
+    if (
+        value is None
+        or isinstance(value, (list, str, bytes, Mapping))
+        or not isinstance(value, Iterable)
+        or hasattr(value, "execute")
+    ):
+        return value
+    return list(value)
 
 
 def _anything(value: Any) -> str | None:
@@ -74,6 +95,9 @@ def _each(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
 
     return check_all
 
+
+#: hook name -> what an implementation's value is read as before it is checked
+SETTLE: dict[str, Callable[[Any], Any]] = {"mdivicom_execution_backends": _backends_as_list}
 
 #: hook name -> the check of a wrapper's value (finalisation's value is not used)
 WRAPPER_CHECKS: dict[str, Callable[[Any], str | None]] = {

@@ -102,12 +102,15 @@ def _guard(
     goes on), returns against its hook's contract, or changes of the request and
     outcome it may not change is reported as its failure and left out or undone."""
     check = contracts.RESULT_CHECKS.get(hook)
+    settle = contracts.SETTLE.get(hook)
 
     def guarded(*args: Any) -> Any:
         before = contracts.snapshot(hook, argnames, args)
         current = _running(module)
         try:
             value = function(*args)
+            if settle is not None:
+                value = settle(value)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
