@@ -189,16 +189,80 @@ def test_files_a_finalize_hook_writes_or_removes_are_what_the_record_lists(site,
     assert record.status == "succeeded"
     assert [o.path for o in record.outputs] == ["SITE_STAMP"]
     assert sorted(p.name for p in (out / "writer").iterdir()) == ["SITE_STAMP"]
-    # the warning names the files, so a hook overwriting the plugin's own is seen
+    # the warning names the hook and the plugin's files it changed; the file it
+    # added is its right, and in the run log
+    assert record.warnings == [
+        "finalisation hook 'stamps' changed what the plugin wrote (removed out.txt); "
+        "the output was listed again"
+    ]
     assert (
-        "the output changed while it was finalised (added SITE_STAMP; removed out.txt): "
-        "a finalisation hook or a process the plugin left running wrote it; "
-        "it was listed again"
-    ) in record.warnings
+        "finalisation hook 'stamps' wrote into the output (added SITE_STAMP); "
+        "the output was listed again"
+    ) in (out / record.log).read_text()
     from mdivicomtools import verify_out
 
     [report] = verify_out(out)
     assert report.ok, report
+
+
+def test_a_checksum_hook_s_file_is_listed_without_a_warning_and_others_are_still_seen(
+    site, dataset, tmp_path, monkeypatch
+):
+    """A site hook writing a checksum list into the output, as the docs allow, got
+    `the output changed while it was finalised (added SHA256SUMS): a finalisation
+    hook or a process the plugin left running wrote it` on every run. Whose change
+    it was is now told by a look around each installed hook: the hook's file is in
+    the log, a hook overwriting the plugin's file is named, and a file written
+    while no hook ran (a process the plugin left running, played by a write just
+    after the runner's first look) still gets the warning."""
+    import hashlib
+
+    from mdivicomtools.runner import run as run_module
+
+    class Checksums:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            files = sorted(p for p in outcome.staging_dir.iterdir() if p.name != "SHA256SUMS")
+            (outcome.staging_dir / "SHA256SUMS").write_text(
+                "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in files)
+            )
+
+    class Wrapped:  # a wrapper's code after `yield` is watched too
+        @hookimpl(wrapper=True)
+        def mdivicom_finalize_outputs(self, outcome):
+            yield
+            (outcome.staging_dir / "out.txt").write_text("rewritten by the site")
+
+    out = tmp_path / "quiet"
+    record = _run(site, dataset, out, ("checksums", Checksums()))
+    assert record.status == "succeeded" and record.warnings == []
+    assert [o.path for o in record.outputs] == ["SHA256SUMS", "out.txt"]
+    assert (out / "writer" / "SHA256SUMS").read_text().endswith("  out.txt\n")
+    assert (
+        "finalisation hook 'checksums' wrote into the output (added SHA256SUMS)"
+        in (out / record.log).read_text()
+    )
+
+    record = _run(site, dataset, tmp_path / "wrapped", ("wrapped", Wrapped()))
+    assert record.warnings == [
+        "finalisation hook 'wrapped' changed what the plugin wrote (changed out.txt); "
+        "the output was listed again"
+    ]
+
+    looked = run_module.Run._staged_tree
+
+    def look_then_write(self, outcome):
+        tree = looked(self, outcome)
+        (outcome.staging_dir / "late.bin").write_bytes(bytes(10))  # no hook's doing
+        return tree
+
+    monkeypatch.setattr(run_module.Run, "_staged_tree", look_then_write)
+    record = _run(site, dataset, tmp_path / "late", ("checksums", Checksums()))
+    assert [o.path for o in record.outputs] == ["SHA256SUMS", "late.bin", "out.txt"]
+    assert record.warnings == [
+        "the output changed while it was finalised (added late.bin): a finalisation hook "
+        "or a process the plugin left running wrote it; it was listed again"
+    ]
 
 
 def test_a_hook_writing_into_the_final_output_folder_is_told_it_is_lost(site, dataset, tmp_path):

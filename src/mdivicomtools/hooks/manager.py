@@ -88,6 +88,17 @@ _CURRENT: contextvars.ContextVar[HookResults | None] = contextvars.ContextVar(
 )
 
 
+#: what looks on while each implementation of the call being made runs (`call`'s `watch`)
+_WATCH: contextvars.ContextVar[
+    Callable[[str], contextlib.AbstractContextManager[object]] | None
+] = contextvars.ContextVar("mdivicom_hook_watch", default=None)
+
+
+def _watched(module: str) -> contextlib.AbstractContextManager[object]:
+    watch = _WATCH.get()
+    return watch(module) if watch is not None else contextlib.nullcontext()
+
+
 def _report_error(hook: str, module: str, exc: BaseException) -> None:
     current = _CURRENT.get()
     if current is None:  # called through pm.hook directly: behave as plain pluggy
@@ -108,7 +119,8 @@ def _guard(
         before = contracts.snapshot(hook, argnames, args)
         current = _running(module)
         try:
-            value = function(*args)
+            with _watched(module):
+                value = function(*args)
             if settle is not None:
                 value = settle(value)
         except KeyboardInterrupt:
@@ -164,7 +176,8 @@ def _guard_wrapper(
         _running(module)
         try:
             inner = function(*args)
-            next(inner)
+            with _watched(module):
+                next(inner)
         except StopIteration:
             _report_error(hook, module, RuntimeError("the wrapper did not yield"))
             return (yield)
@@ -183,7 +196,8 @@ def _guard_wrapper(
             raise
         _running(module)
         try:
-            inner.send(result)
+            with _watched(module):
+                inner.send(result)
         except StopIteration as stop:
             problem = check(stop.value) if check is not None else None
             if problem is None:
@@ -370,10 +384,22 @@ class HookManager:
 
     # -- calling --------------------------------------------------------------
 
-    def call(self, hook: str, **kwargs: Any) -> HookResults:
-        """Call `hook` through pluggy; every implementation's failure is reported, not raised."""
+    def call(
+        self,
+        hook: str,
+        *,
+        watch: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
+        **kwargs: Any,
+    ) -> HookResults:
+        """Call `hook` through pluggy; every implementation's failure is reported, not raised.
+
+        `watch(module)`, if given, is entered around each implementation (and each
+        part of a wrapper around its `yield`), so the caller can tell what that
+        module did (the runner's look at the output around each finalisation hook).
+        """
         collected = HookResults()
         token = _CURRENT.set(collected)
+        watching = _WATCH.set(watch)
         caller = getattr(self.pm.hook, hook)
         if hook in self.builtin_only:
             site = [self.pm.get_plugin(m.name) for m in self._site_modules(hook)]
@@ -386,6 +412,7 @@ class HookManager:
             self.interrupted = (hook, collected)
             raise
         finally:
+            _WATCH.reset(watching)
             _CURRENT.reset(token)
         return collected
 

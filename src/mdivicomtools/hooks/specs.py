@@ -74,7 +74,9 @@ def mdivicom_finalize_outputs(request: RunRequest, outcome: RunOutcome) -> None:
     ``outcome.staging_dir`` holds what the plugin wrote (it becomes
     ``request.out_dir`` only if the run succeeds). An implementation may write
     or remove files there (the runner then lists the output again, so the
-    record lists what is promoted), append strings to ``outcome.warnings``, or
+    record lists what is promoted; a file it adds is noted in the run log, a
+    file of the plugin's it changes or removes is a warning naming its module),
+    append strings to ``outcome.warnings``, or
     call ``outcome.fail(type, message)`` to stop a bad output from being
     promoted; other changes are undone and reported. The built-in
     implementation makes the output inventory (path, size, sha256) first.

@@ -76,6 +76,7 @@ from mdivicomtools.runner.datasetlinks import unreachable_links_note
 from mdivicomtools.runner.datasetwalk import DatasetWalk, walk_dataset
 from mdivicomtools.runner.debris import remove_dead_runs
 from mdivicomtools.runner.fingerprint import Fingerprint, changes_since, compare, fingerprint
+from mdivicomtools.runner.hookwrites import HookWrites
 from mdivicomtools.runner.prepare import Prepared, ValidationFailed
 from mdivicomtools.runner.staging import (
     check_staging_writable,
@@ -339,10 +340,16 @@ class Run:
         if outcome.status == "succeeded" and request.dry_run:
             outcome.status = "dry_run"
         staged = self._staged_tree(outcome)
+        writes = HookWrites(outcome.staging_dir, {m.name for m in self.hooks.modules if m.builtin})
         if staged is not None:
             self._say_if_long_to_hash(staged)
         finalised = self._hooks_until_interrupted(
-            pending, self.hooks.call, "mdivicom_finalize_outputs", request=request, outcome=outcome
+            pending,
+            self.hooks.call,
+            "mdivicom_finalize_outputs",
+            watch=writes.watch if staged is not None else None,
+            request=request,
+            outcome=outcome,
         )
         if isinstance(finalised, KeyboardInterrupt):
             # a hung finalisation hook can be stopped; nothing unchecked is promoted
@@ -363,7 +370,7 @@ class Run:
             # an output that cannot even be listed is never promoted unseen
             outcome.fail("InventoryFailed", "the output could not be listed; see hook_errors")
         if outcome.status == "succeeded" and staged is not None:
-            self._list_again_if_changed(outcome, staged)
+            self._list_again_if_changed(outcome, staged, writes, log)
         if outcome.status != "succeeded":
             outcome.outputs = []  # the record lists only what was promoted
         if outcome.status == "succeeded":
@@ -504,12 +511,18 @@ class Run:
         if total >= HASH_NOTICE_BYTES or len(files) >= HASH_NOTICE_FILES:
             self.say(f"finalise: hashing {len(files)} output file(s), {format_size(total)}")
 
-    def _list_again_if_changed(self, outcome: RunOutcome, staged: Fingerprint) -> None:
+    def _list_again_if_changed(
+        self, outcome: RunOutcome, staged: Fingerprint, writes: HookWrites, log: RunLog
+    ) -> None:
         """The record lists what is promoted: a finalisation hook that wrote, changed or
         removed files in the staging folder, or put entries into outcome.outputs for
         files that are not there, gets the output listed (and checked) again. So does
-        a process the plugin left running that writes there meanwhile: the warning
-        names both, since the runner cannot tell which wrote."""
+        a process the plugin left running that writes there meanwhile.
+
+        Whose change it was is told by `writes` (runner.hookwrites): a file a hook
+        added is in the run log, a hook that changed or removed one of the plugin's
+        files is a warning naming it, and what no hook made is the warning about a
+        process the plugin left running (or a hook's own left-running thread)."""
         try:
             now = fingerprint(outcome.staging_dir)
         except OSError as exc:
@@ -519,17 +532,27 @@ class Run:
         if now == staged and sorted(o.path for o in outcome.outputs) == files:
             return
         list_outputs(outcome)
-        if outcome.status == "succeeded":
-            # which files, so a hook that overwrote one of the plugin's own is seen
-            changes = compare(staged, now)
-            # the plugin's own processes may still be writing (an in-process plugin's
-            # are not killed when it returns): the change is not a hook's for sure
+        if outcome.status != "succeeded":
+            return
+        changes = compare(staged, now)
+        if not changes:
             outcome.warnings.append(
-                f"the output changed while it was finalised ({changes.describe(limit=5)}): "
+                "a finalisation hook changed outcome.outputs; the output was listed again"
+            )
+            return
+        # which hook changed which files, so one that overwrote the plugin's own is seen
+        warnings, lines = writes.reports(plugin_wrote=staged.keys())
+        for line in lines:
+            log.diagnostic(f"[mdivicom] {line}\n")
+        outcome.warnings += warnings
+        unexplained = writes.unexplained(changes)
+        if unexplained:
+            # the plugin's own processes may still be writing (an in-process plugin's
+            # are not killed when it returns), or a thread a hook left running
+            outcome.warnings.append(
+                f"the output changed while it was finalised ({unexplained.describe(limit=5)}): "
                 "a finalisation hook or a process the plugin left running wrote it; "
                 "it was listed again"
-                if changes
-                else "a finalisation hook changed outcome.outputs; the output was listed again"
             )
 
     def _record(
