@@ -138,6 +138,36 @@ def test_rerun_tries_a_site_backends_repo_digest_through_its_preflight(
     assert (tmp_path / "again" / "pinned" / "ran.txt").read_text() == digest
 
 
+def test_rerun_names_a_site_backend_that_left_the_container_settings_out(
+    site, dataset, tmp_path, monkeypatch
+):
+    """A site's container backend that fills in ContainerInfo as the docs listed it
+    (image, image_id, ...) left `applied` out, and `rerun` said the limits and mounts
+    were not in the record because of `an older release`: the reader looked for an
+    old mdivicomtools, not at the backend."""
+    from mdivicomtools import rerun, run_plugin
+
+    ids = tmp_path / "ids"
+    ids.write_text("sha256:" + "1" * 64)
+    monkeypatch.setenv("SITE_BOX_IDS", str(ids))
+    site.module("p_applied_box_hooks", SITE_BOX)
+    site.distribution("site-box", {"site-box": "p_applied_box_hooks"}, group="mdivicomtools.hooks")
+    site.manifest(
+        "boxed.json",
+        container_manifest("boxed", {"image": "localhost/boxed:1", "command": ["true"]}),
+    )
+    out = tmp_path / "out"
+    original = run_plugin("boxed", dataset=dataset, out=out, backend="site-box")
+    assert original.status == "succeeded" and original.container.applied is None
+    report = rerun(out, original.run_id, new_out=tmp_path / "again")
+    assert report.record.status == "succeeded"
+    assert report.unrecorded == [
+        "container limits and mounts: not recorded by the site-box backend (it left "
+        "outcome.container.applied out); the rerun ran under those the manifest and the "
+        "user config give now"
+    ]
+
+
 QUIET_BOX = """
 from mdivicomtools import hookimpl
 from mdivicomtools.execution.base import Availability

@@ -172,7 +172,8 @@ def _stamped_only(
 
 
 def unrecorded(original: RunRecord, stored: Any, timeout: float | None) -> list[str]:
-    """What `original` could not tell the rerun, because an older release did not record it.
+    """What `original` could not tell the rerun, because an older release (or, for the
+    container settings, a site's backend) did not record it.
 
     The typed record fills such fields with their defaults, which would make a
     rerun of an older record quietly run without the original's --timeout,
@@ -196,9 +197,18 @@ def unrecorded(original: RunRecord, stored: Any, timeout: float | None) -> list[
             f"release); the rerun ran {' and '.join(done[key] for key in absent)}"
         )
     if original.container is not None and original.container.applied is None:
+        container = stored.get("container") if isinstance(stored, dict) else None
+        # this release writes `applied` (null when the backend left it out): a site's
+        # backend that did not set it was called "an older release"
+        why = (
+            f"not recorded by the {original.backend.name} backend (it left "
+            "outcome.container.applied out)"
+            if isinstance(container, dict) and "applied" in container
+            else "not in the record (an older release)"
+        )
         notes.append(
-            "container limits and mounts: not in the record (an older release); the rerun "
-            "ran under those the manifest and the user config give now"
+            f"container limits and mounts: {why}; the rerun ran under those the manifest "
+            "and the user config give now"
         )
     if original.dataset is None:
         notes.append(
