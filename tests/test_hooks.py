@@ -85,7 +85,9 @@ def mdivicom_capture_provenance():
         ("raiser", "mdivicom_finalize_outputs"): "OSError: disk quota",
         ("raiser", "mdivicom_capture_provenance"): "RuntimeError: no database",
         ("odd", "mdivicom_capture_provenance"): (
-            "ContractBroken: not kept: $.when is an object, not a JSON value"
+            "ContractBroken: not kept: $.when is an object, not a JSON value; return JSON "
+            "values only (str, int, float, bool, None, lists, and dicts with str keys): "
+            "convert the others first, e.g. str(path), when.isoformat()"
         ),
     }
     assert (tmp_path / "out" / "writer" / "out.txt").exists()

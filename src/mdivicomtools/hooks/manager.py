@@ -457,7 +457,7 @@ class HookManager:
             problem = (
                 f"returned {a_type(value)}, not a dict"
                 if not isinstance(value, dict)
-                else find_unsafe_json(value)
+                else _with_fix(find_unsafe_json(value))
             )
             if problem:
                 kept.errors.append(
@@ -494,6 +494,17 @@ class HookManager:
                 )
         disabled = [(m.name, m.error or "disabled") for m in self.modules if m.status == "disabled"]
         return BackendRegistry(provided, errors, disabled)
+
+
+def _with_fix(problem: str | None) -> str | None:
+    """`problem` with how to mend it: a site engineer returning a datetime or a Path,
+    which `json.dumps` refuses too, was told only that it is not a JSON value."""
+    if problem is None or not problem.endswith("not a JSON value"):
+        return problem
+    return (
+        f"{problem}; return JSON values only (str, int, float, bool, None, lists, and "
+        "dicts with str keys): convert the others first, e.g. str(path), when.isoformat()"
+    )
 
 
 def load_hooks(

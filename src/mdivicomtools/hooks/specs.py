@@ -53,8 +53,10 @@ def mdivicom_capture_provenance(request: RunRequest, outcome: RunOutcome) -> dic
     """Return JSON-safe facts to keep in the run record, or None.
 
     Called after every run, whatever its status. The returned dict is stored in
-    the record under ``extensions[<hook module name>]``; a value that is not
-    JSON-safe is dropped with a note in the record's ``hook_errors``.
+    the record under ``extensions[<hook module name>]``. A dict that holds
+    anything but JSON values (a datetime, a Path, a tuple) is not kept, none of
+    it, and the record's ``hook_errors`` names the first such value: convert
+    them first (``when.isoformat()``, ``str(path)``).
 
     Example::
 
