@@ -351,8 +351,14 @@ class HookManager:
                 with _foreign_code():
                     module = ep.load()
             except (Exception, SystemExit) as exc:
+                # the other reasons a module is broken carry their fix ("did you mean",
+                # "rename one"); an import failure named none, and stayed in every run
                 message = describe_exception(exc)
-                self._report(ep.name, "broken", error=f"import failed: {message}", **info)
+                fix = (
+                    "install what it imports or fix it, or leave it out with "
+                    f"MDIVICOM_DISABLE_HOOKS={ep.name}"
+                )
+                self._report(ep.name, "broken", error=f"import failed: {message}; {fix}", **info)
                 continue
             self.add_module(module, ep.name, **info)
 
