@@ -35,15 +35,18 @@ def mdivicom_validate_run(request: RunRequest) -> list[str] | None:
     Problems from every implementation are collected and shown together, and the
     run stops with exit status 2 before the plugin starts. Return an empty list
     or None when all is well. Use it for site rules that must hold before
-    compute is spent, such as required config keys or dataset naming.
+    compute is spent, such as a consent record in the dataset or dataset naming.
+    (A rule asking for a config key fits only plugins that take that key: a
+    ``config_schema`` with ``additionalProperties: false`` refuses it as unknown,
+    so the user cannot follow the rule.)
 
     Example::
 
         @hookimpl
         def mdivicom_validate_run(request):
-            if "participant_ids" not in request.config:
-                return ["config.participant_ids is required at this site; "
-                        "add --set participant_ids='[\\"p1\\",\\"p2\\"]'"]
+            if not (request.dataset_dir / "consent.json").is_file():
+                return [f"{request.dataset_dir} has no consent.json; this site runs "
+                        "plugins only on datasets with a signed consent record"]
             return []
     """
 
