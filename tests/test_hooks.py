@@ -274,6 +274,44 @@ def mdivicom_validate_run(request, colour):
     assert record.status == "succeeded" and set(record.extensions) == {"good"}
 
 
+def test_a_backend_of_a_broken_hook_module_is_said_to_be_missing_with_it(site, dataset, tmp_path):
+    """A site's backend module whose `import pyslurm` failed: `--backend slurm` said
+    only `backend 'slurm' is not installed`, and `backends list` left the backend out
+    without a word, so the user went to reinstall a package that was installed."""
+    site.plugin("writer", run_source=WRITE)
+    site.module("h_site_slurm", "import pyslurm_not_here\n")
+    site.distribution("site-slurm", {"site-slurm": "h_site_slurm"}, group="mdivicomtools.hooks")
+    out = tmp_path / "out"
+    run = site.cli("run", "writer", "--dataset", str(dataset), "--out", str(out),
+                   "--backend", "slurm")  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines()[-1].endswith(
+        "; broken hook modules, left out, may provide it: 'site-slurm' (import failed: "
+        "ModuleNotFoundError: No module named 'pyslurm_not_here'; install what it imports "
+        "or fix it, or leave it out with MDIVICOM_DISABLE_HOOKS=site-slurm)"
+    )
+    listed = site.cli("backends", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "slurm" not in {b["name"] for b in json.loads(listed.stdout)}
+    assert (
+        "hook module 'site-slurm' is broken and left out, so no backend of its is listed: "
+        "import failed: ModuleNotFoundError"
+    ) in listed.stderr
+
+
+def test_a_disabled_name_of_two_entry_points_is_named_once():
+    """Two distributions with a hook module of one name, disabled by that name: the
+    "not installed" error listed `'lab-prov' (disabled by ...)` twice."""
+    from mdivicomtools.execution.base import BackendUnavailable
+    from mdivicomtools.execution.registry import BackendRegistry
+
+    why = "disabled by MDIVICOM_DISABLE_HOOKS"
+    registry = BackendRegistry([], disabled=[("lab-prov", why), ("lab-prov", why)])
+    with pytest.raises(BackendUnavailable) as raised:
+        registry.get_backend("slurm", "python")
+    assert str(raised.value).count("'lab-prov'") == 1
+
+
 def test_disable_hooks_by_name(site, dataset, tmp_path, monkeypatch):
     site.plugin("writer", run_source=WRITE)
     hook_dist(site, "site-prov", PROVENANCE)

@@ -41,6 +41,11 @@ def list_command(as_json: bool) -> None:
         failures = list(registry.errors)
     # diagnostics go to stderr in both forms, so `--json` keeps one document on stdout
     warn(hooks.warnings)
+    warn(
+        f"hook module {module.name!r} is broken and left out, so no backend of its is "
+        f"listed: {module.error}"
+        for module in hooks.broken
+    )
     warn(f"hook module {e.plugin!r} could not provide backends: {e.error}" for e in failures)
     if as_json:
         echo_json(items)

@@ -52,13 +52,17 @@ class BackendRegistry:
         provided: list[tuple[str, ExecutionBackend]],
         errors: list[HookError] | None = None,
         disabled: list[tuple[str, str]] | None = None,
+        unloaded: list[tuple[str, str]] | None = None,
     ) -> None:
         self.providers: dict[str, list[str]] = {}
         self.backends: dict[str, ExecutionBackend] = {}
         self.errors: list[HookError] = list(errors or [])
         #: (module, "disabled by ...") of the hook modules switched off: never
         #: imported, so which backends they would provide is unknown
-        self.disabled: list[tuple[str, str]] = list(disabled or [])
+        self.disabled: list[tuple[str, str]] = list(dict.fromkeys(disabled or []))
+        #: (module, why) of the installed hook modules left out as broken (an import
+        #: that failed, a misspelt hook): which backends they would provide is unknown too
+        self.unloaded: list[tuple[str, str]] = list(unloaded or [])
         #: what the choice of a backend should tell the user (see choose())
         self.notes: list[str] = []
         for module, backend in provided:
@@ -138,7 +142,8 @@ class BackendRegistry:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BackendUnavailable(
                 f"backend {name!r}{where} is not installed; installed backends: "
-                f"{', '.join(sorted(self.backends)) or 'none'}{hint}{self._hook_failures()}"
+                f"{', '.join(sorted(self.backends)) or 'none'}{hint}"
+                f"{self._unloaded_modules('it')}{self._hook_failures()}"
             )
         if name in self.conflicts:
             raise BackendUnavailable(
@@ -299,6 +304,15 @@ class BackendRegistry:
         modules = ", ".join(f"{module!r} ({why})" for module, why in self.disabled)
         return f"; disabled hook modules, not loaded, may provide {what}: {modules}"
 
+    def _unloaded_modules(self, what: str) -> str:
+        """Name the broken hook modules: a site's backend module whose `import pyslurm`
+        failed (or that misspelt its hook) left `--backend slurm` saying only that the
+        backend is not installed (and, for docker, to pip install what is there)."""
+        if not self.unloaded:
+            return ""
+        modules = "; ".join(f"{module!r} ({why})" for module, why in self.unloaded)
+        return f"; broken hook modules, left out, may provide {what}: {modules}"
+
     def _hook_failures(self) -> str:
         if not self.errors:
             return ""
@@ -312,11 +326,14 @@ class BackendRegistry:
                 return (
                     f"no installed backend runs {kind} plugins"
                     + self._disabled_modules("one")
+                    + self._unloaded_modules("one")
                     + self._hook_failures()
                 )
             return (
                 f"no installed backend runs {kind} plugins; install one with: "
-                "pip install 'mdivicomtools[docker]' (or [podman])" + self._hook_failures()
+                "pip install 'mdivicomtools[docker]' (or [podman])"
+                + self._unloaded_modules("one")
+                + self._hook_failures()
             )
         reasons = "; ".join(
             f"{n}: provided by several hook modules"

@@ -499,7 +499,8 @@ class HookManager:
                     )
                 )
         disabled = [(m.name, m.error or "disabled") for m in self.modules if m.status == "disabled"]
-        return BackendRegistry(provided, errors, disabled)
+        unloaded = [(m.name, m.error or "broken") for m in self.broken if not m.builtin]
+        return BackendRegistry(provided, errors, disabled, unloaded)
 
 
 def _with_fix(problem: str | None) -> str | None:
