@@ -51,6 +51,44 @@ def test_outputs_are_written_promoted_and_owned_by_the_user(site, dataset, tmp_p
     assert sorted(p.name for p in out.iterdir()) == ["_runs", "count"]
 
 
+def test_a_site_checksum_hook_over_a_container_s_output_is_no_warning(
+    site, dataset, tmp_path, engine
+):
+    """A site's finalisation hook writing a checksum list beside a container's output
+    (files the engine wrote as the user) got `the output changed while it was
+    finalised ... a finalisation hook or a process the plugin left running` on every
+    run; its file is now listed, noted in the log, and no warning is given."""
+    import hashlib
+
+    from mdivicomtools import hookimpl
+    from mdivicomtools.hooks.manager import load_hooks
+
+    class Checksums:
+        @hookimpl
+        def mdivicom_finalize_outputs(self, outcome):
+            files = sorted(p for p in outcome.staging_dir.rglob("*") if p.is_file())
+            (outcome.staging_dir / "LAB-SHA256SUMS").write_text(
+                "".join(
+                    f"{hashlib.sha256(p.read_bytes()).hexdigest()}  "
+                    f"{p.relative_to(outcome.staging_dir)}\n"
+                    for p in files
+                )
+            )
+
+    container_plugin(site, "count", COUNT)
+    out = tmp_path / "out"
+    hooks = load_hooks(extra=[("lab-checksum", Checksums())])
+    record = run_plugin("count", dataset=dataset, out=out, backend=engine, hooks=hooks)
+    assert record.status == "succeeded", record.error
+    assert record.warnings == [] and record.hook_errors == []
+    assert [o.path for o in record.outputs] == ["LAB-SHA256SUMS", "deep/config.json", "lines.txt"]
+    assert "  lines.txt\n" in (out / "count" / "LAB-SHA256SUMS").read_text()
+    assert (
+        "finalisation hook 'lab-checksum' wrote into the output (added LAB-SHA256SUMS)"
+        in (out / record.log).read_text()
+    )
+
+
 def test_record_pins_the_image_the_engine_reports(site, dataset, tmp_path, engine):
     container_plugin(site, "count", COUNT)
     record = run_plugin("count", dataset=dataset, out=tmp_path / "out", backend=engine)
