@@ -312,6 +312,32 @@ def test_a_disabled_name_of_two_entry_points_is_named_once():
     assert str(raised.value).count("'lab-prov'") == 1
 
 
+def test_a_misspelt_backend_gets_its_did_you_mean_beside_disabled_modules():
+    """`--backend nicee` said `did you mean 'nice'?` until any hook module was disabled
+    (a site's `disable_hooks` in the user config, for good): then the message named
+    only the disabled modules, as if the backend might be one of theirs."""
+    from mdivicomtools.execution.base import Availability, BackendUnavailable
+    from mdivicomtools.execution.registry import BackendRegistry
+
+    class Nice:
+        name, kinds = "nice", frozenset({"python"})
+
+        def availability(self):
+            return Availability(available=True)
+
+        def execute(self, request, outcome, log):
+            raise AssertionError("never run")
+
+    why = "disabled by disable_hooks in the user config"
+    registry = BackendRegistry([("lab-nice", Nice())], disabled=[("old-site", why)])
+    with pytest.raises(BackendUnavailable) as raised:
+        registry.get_backend("nicee", "python")
+    assert str(raised.value) == (
+        "backend 'nicee' is not installed; installed backends: nice; did you mean 'nice'?"
+        f"; disabled hook modules, not loaded, may provide it: 'old-site' ({why})"
+    )
+
+
 def test_disable_hooks_by_name(site, dataset, tmp_path, monkeypatch):
     site.plugin("writer", run_source=WRITE)
     hook_dist(site, "site-prov", PROVENANCE)

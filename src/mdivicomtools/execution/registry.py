@@ -133,13 +133,18 @@ class BackendRegistry:
         where = "" if source == "--backend" else f" (from {source})"
         backend = self.backends.get(name)
         if backend is None:
+            # a typo is the likeliest cause: its "did you mean" comes first, also when
+            # disabled modules are named (a site disabling one module for good lost it)
+            close = (
+                []
+                if name in CONTAINER_PREFERENCE
+                else close_matches(str(name).lower(), sorted(self.backends))
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             if self.disabled:
-                hint = self._disabled_modules("it")
+                hint += self._disabled_modules("it")
             elif name in CONTAINER_PREFERENCE:
                 hint = f"; install it with: pip install 'mdivicomtools[{name}]'"
-            else:
-                close = close_matches(str(name).lower(), sorted(self.backends))
-                hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BackendUnavailable(
                 f"backend {name!r}{where} is not installed; installed backends: "
                 f"{', '.join(sorted(self.backends)) or 'none'}{hint}"
