@@ -7,7 +7,8 @@ python plugin writes --outputs files; its record is then copied into
 in fresh processes, on that run root and on a copy holding only the real run
 (the baseline, measured in the same rounds), and its peak memory is taken
 once. Listing has to read every record, so `runs list` and `runs show latest`
-grow with the history; what needs one run (`runs show ID`, a new run into
+grow with the history, filtered (`--plugin --status --since --last`) or not;
+what needs one run (`runs show ID`, a new run into
 the plugin's existing output with --overwrite) should not.
 
 Targets: `runs show ID` and `run --overwrite` within 1.5x of the one-run root;
@@ -184,6 +185,10 @@ def main() -> None:
         shown = dict(zip((one_batch, long_batches), ids, strict=True))
         commands = {
             "runs list": lambda out: ["runs", "list", str(out)],
+            "runs list, filtered": lambda out: [
+                "runs", "list", str(out), "--plugin", "writer", "--status", "succeeded",
+                "--since", "2024-01-01", "--last", "10",
+            ],
             "runs show latest": lambda out: ["runs", "show", str(out), "latest"],
             "runs show ID": lambda out: ["runs", "show", str(out), record.stem],
             "run --overwrite": lambda out: [

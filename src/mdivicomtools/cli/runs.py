@@ -12,20 +12,66 @@ from mdivicomtools.cli.params import PATH
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mdivicomtools.records.listfilter import RunFilter
+
 
 @click.group("runs")
 def runs_group() -> None:
     """List, show and export run records (OUT/_runs/*.json)."""
 
 
+#: the statuses `runs list --status` takes: those a record can hold, as listed
+STATUSES = (
+    "succeeded", "failed", "interrupted", "timed_out", "dry_run", "running", "abandoned",
+)  # fmt: skip
+
+
 @runs_group.command("list")
 @click.argument("out", type=PATH)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="REF",
+    help="Only runs of this plugin (<id> or <publisher>/<id>). Repeatable: any of them.",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only runs that ended so (for a batch: whose latest run did). Repeatable.",
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only runs started since WHEN: an age (30m, 12h, 7d, 2w), a date (2026-11-01) "
+    "or a date and time (2026-11-01T14:30; UTC unless an offset is given).",
+)
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Only the N newest of the runs (or batch lines) the other filters keep.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_command(out: str, as_json: bool) -> None:
-    """List the runs recorded under OUT, oldest first."""
+def list_command(
+    out: str,
+    plugins: tuple[str, ...],
+    statuses: tuple[str, ...],
+    since: str | None,
+    last: int | None,
+    as_json: bool,
+) -> None:
+    """List the runs recorded under OUT, oldest first.
+
+    For a batch's --out, one line per session and plugin with its latest run.
+    The filters narrow either list; given together, a line must match them all.
+    """
     from pathlib import Path  # pathlib costs 5 ms of start-up for every command
 
     from mdivicomtools.errors import UsageError
+    from mdivicomtools.records.listfilter import RunFilter, parse_since
     from mdivicomtools.records.store import (
         RunListItem,
         load_records,
@@ -34,21 +80,37 @@ def list_command(out: str, as_json: bool) -> None:
         shown_status,
     )
 
+    chosen = RunFilter(
+        plugins=plugins,
+        statuses=statuses,
+        since=parse_since(since) if since is not None else None,
+        last=last,
+    )
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; give the --out folder of earlier runs")
     if any(root.session is not None for root in run_roots(Path(out))):
-        _list_sessions(Path(out), as_json)
+        _list_sessions(Path(out), as_json, chosen)
         return
     # a `_runs/` another user made private fails as a path this user may not enter
     # (exit 1): listing no runs, exit 0, said there were none
     record_files(Path(out))
     records, problems = load_records(Path(out))
     warn(problems)
+    everything = len(records)
+    records = chosen.keep(
+        records,
+        plugin=lambda r: r.plugin.ref,
+        status=lambda r: shown_status(r, Path(out)),
+        started_at=lambda r: r.started_at,
+    )
     if as_json:
         echo_json([RunListItem.of(r, Path(out)) for r in records])
         return
     if not records:
-        click.echo(f"No run records under {out}.", err=True)
+        if everything and chosen.active:
+            click.echo(f"No run of the {everything} under {out} matches the filters.", err=True)
+        else:
+            click.echo(f"No run records under {out}.", err=True)
         return
     from mdivicomtools.cli.textui import table
 
@@ -66,15 +128,24 @@ def list_command(out: str, as_json: bool) -> None:
     click.echo(table(["RUN_ID", "STATUS", "PLUGIN", "VERSION", "DURATION", "ERROR"], rows))
 
 
-def _list_sessions(out: Path, as_json: bool) -> None:
+def _list_sessions(out: Path, as_json: bool, chosen: RunFilter) -> None:
     """A batch's --out: one line per session and plugin, with the latest status; the
     folder's own runs, when it is also a run root, on lines whose session is `-`."""
     from mdivicomtools.records.store import latest_by_session
 
-    rows, problems = latest_by_session(out)
+    every, problems = latest_by_session(out)
     warn(problems)
+    rows = chosen.keep(
+        every,
+        plugin=lambda r: r.plugin,
+        status=lambda r: r.status,
+        started_at=lambda r: r.started_at,
+    )
     if as_json:
         echo_json(rows)
+        return
+    if not rows and every and chosen.active:
+        click.echo(f"No line of the {len(every)} under {out} matches the filters.", err=True)
         return
     from mdivicomtools.cli.textui import table
 
