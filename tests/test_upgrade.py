@@ -135,6 +135,25 @@ def test_runs_clean_removes_the_killed_runs_debris_and_rewrites_no_other_record(
     assert {p for p in before if "/datasets/" in p} <= set(after)
 
 
+def test_runs_show_of_the_killed_run_names_what_it_left(site, old_root):
+    out = old_root / "out"
+    [killed] = [p.name for p in (out / "_staging").iterdir()]
+    for asked in (killed, killed[:18]):  # its id, or a start of it
+        shown = site.cli("runs", "show", str(out), asked)
+        clean_errors(shown)
+        if _early(old_root):  # no record, its log only: it said `no run '<id>'`
+            log = out / "_runs" / f"{killed}.log"
+            assert shown.returncode == 2
+            assert shown.stderr.startswith(
+                f"Error: run {killed} under {str(out)!r} left only its log {str(log)!r}: it "
+                "ended before its record was written (a run of a release from before "
+                "`running` records, killed; or its record was removed); read the log; "
+                f"`mdivicom runs clean {out}` removes its staging folder if one is left."
+            )
+        else:
+            assert shown.returncode == 0 and "abandoned (recorded running" in shown.stdout
+
+
 def test_resume_of_an_old_interrupted_batch(site, old_root):
     batch = old_root / "batch"
     old_summaries = digests(batch / "_batches")

@@ -389,9 +389,39 @@ def choose_run(
             f"{run_id!r} is the start of several run ids ({shown}); give more of it"
         )
     recent = ", ".join(r.run_id for r in records[-3:])
+    log = _log_only(run_out_dir, run_id)
+    if log is not None:
+        raise RecordNotFound(
+            f"run {log.stem} under {str(run_out_dir)!r} left only its log {str(log)!r}: it "
+            "ended before its record was written (a run of a release from before `running` "
+            "records, killed; or its record was removed); read the log; `mdivicom runs "
+            f"clean {run_out_dir}` removes its staging folder if one is left. The newest "
+            f"runs: {recent}"
+        )
     raise RecordNotFound(
         f"no run {run_id!r} in {str(run_out_dir)!r}; the newest are: {recent} (or use 'latest')"
     )
+
+
+def _log_only(run_out_dir: Path, run_id: str) -> Path | None:
+    """The log `_runs/<id>.log` of the one run `run_id` (an id or a start of one) names
+    that has no record: `runs show` of such a run said `no run` while its log lay
+    beside the records. Runs of releases before `running` records wrote the record
+    only at the end, so one killed left its log, its staging and nothing else."""
+    if not run_id or run_id == "latest" or run_id.startswith("."):
+        return None
+    try:
+        names = os.listdir(runs_dir(run_out_dir))
+    except OSError:
+        return None
+    logs = [
+        name
+        for name in names
+        if name.endswith(".log")
+        and name.startswith(run_id)
+        and name.removesuffix(".log") + ".json" not in names
+    ]
+    return runs_dir(run_out_dir) / logs[0] if len(logs) == 1 else None
 
 
 def _named_record(run_out_dir: Path, run_id: str) -> RunRecord | None:
