@@ -202,6 +202,31 @@ def test_a_new_run_into_an_old_output_and_a_plugin_reading_an_old_bundle(site, o
     assert re.fullmatch(r"\d{8}T\d{6}Z_[0-9a-f]{8}", bundle["producer_run_id"])
 
 
+def test_a_script_after_the_first_releases_docs_passes_its_hooks(site, dataset, tmp_path):
+    """docs/extending.md of 6bd6dc0: `from mdivicomtools.hooks import load_hooks`, which
+    stopped on an ImportError once the module moved to `mdivicomtools.hooks.manager`."""
+    from mdivicomtools import hookimpl, run_plugin
+    from mdivicomtools.hooks import manager
+
+    with pytest.warns(DeprecationWarning, match=r"is mdivicomtools\.hooks\.manager\.load_hooks"):
+        from mdivicomtools.hooks import load_hooks
+    assert load_hooks is manager.load_hooks
+
+    class Audit:
+        @hookimpl
+        def mdivicom_capture_provenance(self, outcome):
+            return {"audited": True, "status": outcome.status}
+
+    site.plugin("hello")
+    record = run_plugin(
+        "hello",
+        dataset=dataset,
+        out=tmp_path / "results",
+        hooks=load_hooks(extra=[("audit", Audit())]),
+    )
+    assert record.extensions["audit"] == {"audited": True, "status": "succeeded"}
+
+
 def test_rerun_of_an_old_run_names_what_the_old_record_does_not_say(site, old_root):
     out = old_root / "out"
     latest = site.cli("runs", "list", str(out), "--plugin", "copy", "--last", "1", "--json")
