@@ -6,10 +6,10 @@ python plugin writes --outputs files; its record is then copied into
 --records older runs of their own ids (the history). Each command is timed,
 in fresh processes, on that run root and on a copy holding only the real run
 (the baseline, measured in the same rounds), and its peak memory is taken
-once. Listing has to read every record, so `runs list` and `runs show latest`
-grow with the history, filtered (`--plugin --status --since --last`) or not;
-what needs one run (`runs show ID`, a new run into
-the plugin's existing output with --overwrite) should not.
+once. Listing has to read every record, so `runs list` (filtered with
+`--plugin --status --since --last` or not) and `runs show latest` grow with
+the history; what needs one run (`runs show ID`, a new run into the plugin's
+existing output with --overwrite) should not.
 
 Targets: `runs show ID` and `run --overwrite` within 1.5x of the one-run root;
 no command holds more than 100 MiB whatever the history.

@@ -299,7 +299,13 @@ def test_the_records_benchmark_times_each_command_on_both_run_roots() -> None:
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| run")]
     assert [row[0].lstrip("| ") for row in rows] == [
         f"{command}, {count}"
-        for command in ("runs list", "runs show latest", "runs show ID", "run --overwrite")
+        for command in (
+            "runs list",
+            "runs list, filtered",
+            "runs show latest",
+            "runs show ID",
+            "run --overwrite",
+        )
         for count in ("1 record", "4 records")
     ]
     # the long history's rows carry the command's peak memory and a ratio
