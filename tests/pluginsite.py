@@ -8,6 +8,7 @@ makes importlib.metadata see real entry points; nothing is monkeypatched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 #: the `mdivicom` under test: this interpreter's, or MDIVICOM_TEST_COMMAND (another
@@ -275,3 +277,16 @@ def cli_without_dac(
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def unreadable(*paths: Path, restore: int = 0o755) -> Iterator[None]:
+    """`paths` mode 000 for the block, then `restore`d, so that pytest can clear them
+    (with `cli_without_dac`, which makes the bits matter to root)."""
+    for path in paths:
+        path.chmod(0)
+    try:
+        yield
+    finally:
+        for path in paths:
+            path.chmod(restore)

@@ -19,7 +19,7 @@ import pytest
 from engines import TEST_IMAGE
 from mdivicomtools.authoring.sampledata import make_sample_dataset as make_dataset
 from mdivicomtools.batch import BatchValidationFailed, run_batch
-from pluginsite import MDIVICOM, cli_without_dac, count_wavs_manifest, interruptible
+from pluginsite import MDIVICOM, cli_without_dac, count_wavs_manifest, interruptible, unreadable
 
 SESSION_PLUGIN = """
 import json, os, pathlib, sys, time
@@ -934,17 +934,13 @@ def test_a_session_that_cannot_be_read_refuses_the_batch_before_any_runs(
     """A session with an unreadable folder passed the plan: the other sessions ran, and
     it failed at run time (exit 1), though a single run refuses it (exit 2)."""
     locked = study / "sessions" / "ses-03" / "raw" / "audio"
-    locked.chmod(0)
-    try:
-        # as root permission bits do not apply; drop the capabilities that bypass them
+    with unreadable(locked):
         done = cli_without_dac(
             *("run", "per-session", "--dataset", str(study), "--out", str(tmp_path / "o")),
             *("--sessions", "ses-*", "--jobs", "1"),
             env=session_plugin.env(),
             timeout=120,
         )
-    finally:
-        locked.chmod(0o755)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "the batch was not started" in done.stderr
     assert f"the dataset cannot be read: Permission denied: {str(locked)!r}" in done.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from mdivicomtools import run_plugin
 from mdivicomtools.records.digest import read_manifest, scan_dataset
-from pluginsite import cli_without_dac
+from pluginsite import cli_without_dac, unreadable
 
 WRITE_ONE = """
 import pathlib
@@ -366,16 +366,12 @@ def test_a_resumed_session_whose_walk_finds_a_folder_it_cannot_read_is_refused(s
     run_batch("writeone", dataset=dataset, out=out, sessions="ses-*", jobs=1)
     locked = dataset / "sessions" / "ses-01" / "locked"
     locked.mkdir()
-    locked.chmod(0)
-    try:
-        # as root permission bits do not apply; drop the capabilities that bypass them
+    with unreadable(locked):
         done = cli_without_dac(
             *("run", "writeone", "--dataset", str(dataset), "--out", str(out)),
             *("--sessions", "ses-*", "--resume"),
             env=site.env(),
         )
-    finally:
-        locked.chmod(0o755)
     assert done.returncode == 2, done.stderr
     assert "ses-01: the dataset cannot be read: Permission denied" in done.stderr, done.stderr
     assert str(locked) in done.stderr

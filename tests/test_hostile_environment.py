@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import mdivicomtools
-from pluginsite import MDIVICOM, PluginSite, cli_without_dac
+from pluginsite import MDIVICOM, PluginSite, cli_without_dac, unreadable
 
 
 def _closing(*fds: int):
@@ -479,15 +479,12 @@ def test_an_out_or_work_this_user_may_not_reach_is_named(site, dataset, tmp_path
     closed.mkdir()
     paths = {"--out": str(tmp_path / "out"), "--work": str(tmp_path / "work")}
     paths[option] = str(closed / "x")
-    closed.chmod(0)
-    try:
+    with unreadable(closed):
         done = cli_without_dac(
             *("run", "greet", "--dataset", str(dataset)),
             *("--out", paths["--out"], "--work", paths["--work"]),
             env=site.env(),
         )
-    finally:
-        closed.chmod(0o755)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("Permission denied") == 1, done.stderr
     assert (

@@ -24,7 +24,7 @@ from faultkit import (
     small_file_system,
 )
 
-from pluginsite import MDIVICOM, cli_without_dac, pip_install_target, plugin_dict
+from pluginsite import MDIVICOM, cli_without_dac, pip_install_target, plugin_dict, unreadable
 
 
 def test_an_in_place_rewrite_with_the_mtime_restored_is_caught(hsite, dataset, tmp_path):
@@ -39,15 +39,11 @@ def test_an_unreadable_dataset_folder_is_bad_input_not_a_failed_plugin(hsite, da
     good_earlier_run(hsite, plugin, dataset, out)
     locked = dataset / "locked"
     locked.mkdir()
-    locked.chmod(0)
-    try:
-        # as root permission bits do not apply; drop the capabilities that bypass them
+    with unreadable(locked):
         done = cli_without_dac(
             *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
             env=hsite.env(),
         )
-    finally:
-        locked.chmod(0o755)
     assert done.returncode == 2, done.stderr
     assert "the dataset cannot be read: Permission denied" in done.stderr
     assert str(locked) in done.stderr
@@ -66,15 +62,12 @@ def test_an_unreadable_file_with_hash_dataset_is_bad_input_not_a_failed_run(
     good_earlier_run(hsite, plugin, dataset, out)
     locked = dataset / "locked.bin"
     locked.write_bytes(b"x")
-    locked.chmod(0)
-    try:
+    with unreadable(locked, restore=0o644):
         done = cli_without_dac(
             *("run", plugin, "--dataset", str(dataset), "--out", str(out), "--overwrite"),
             "--hash-dataset",
             env=hsite.env(MDIVICOM_DIGEST_CACHE="off"),
         )
-    finally:
-        locked.chmod(0o644)
     assert done.returncode == 2, done.stderr
     assert (
         "the dataset cannot be read for --hash-dataset: 'locked.bin' (Permission denied)"
