@@ -152,6 +152,31 @@ def test_numpy_container_limits_are_stored_as_plain_numbers():
             lambda: RunOptions(dataset="d", out="o", timeout="5"),
             r"^RunOptions\.timeout must be a number of seconds, got '5'$",
         ),
+        (
+            lambda: RunOptions(dataset="d", out="o", isolate="no"),
+            r"^RunOptions\.isolate must be True or False, got 'no'$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", dry_run="yes"),
+            r"^RunOptions\.dry_run must be True or False, got 'yes'$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", backend=3),
+            r"^RunOptions\.backend must be a string naming a backend \('python', 'docker' "
+            r"or 'podman'\), got 3$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", memory=1000),
+            r"^RunOptions\.memory must be a string such as '2g', got 1000$",
+        ),
+        (
+            lambda: RunOptions(dataset="d", out="o", sets=["max_lag_s=5", 3]),
+            r"^RunOptions\.sets must be a list of strings, got 3 in it$",
+        ),
+        (
+            lambda: BatchOptions(sessions="*", resume="no"),
+            r"^BatchOptions\.resume must be True or False, got 'no'$",
+        ),
     ],
 )
 def test_options_of_the_wrong_type_are_refused_when_built(build, message):
@@ -224,3 +249,43 @@ def test_a_value_in_place_of_the_options_or_the_plugin_is_refused(
     with pytest.raises(TypeError, match=message):
         call(str(dataset), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_numpy_booleans_are_stored_as_python_booleans():
+    """A flag read from a DataFrame (`np.bool_`) is a flag, stored so a record can hold it."""
+    import numpy as np
+
+    options = RunOptions(dataset="d", out="o", isolate=np.bool_(True), dry_run=np.bool_(False))
+    assert options.isolate is True and options.dry_run is False
+
+
+def test_a_flag_given_as_a_word_runs_nothing(site, dataset, tmp_path):
+    """`isolate="no"` was taken as true and ran the plugin isolated; `dry_run="yes"` ran."""
+    site.plugin("hello")
+    with pytest.raises(TypeError, match=r"^RunOptions\.isolate must be True or False"):
+        run_plugin("hello", dataset=dataset, out=tmp_path / "out", isolate="no")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda out: verify_out(out, 5),
+        lambda out: verify_out(out, Path("latest")),
+        lambda out: rerun(out, 5),
+    ],
+)
+def test_a_run_id_that_is_no_string_is_named_as_the_wrong_argument(ran, tmp_path, call):
+    """`verify_out(out, 5)` failed with `startswith first arg must be str or a tuple of
+    str, not int`, and `rerun(out, 5)` with `'int' object has no attribute 'startswith'`."""
+    with pytest.raises(TypeError, match=r"^run_id must be a run id such as .*or 'latest', got "):
+        call(tmp_path / "out")
+
+
+def test_resolve_given_no_string_says_what_a_reference_is(site):
+    """`resolve(5)` failed with `'int' object has no attribute 'rpartition'`."""
+    from mdivicomtools import resolve
+
+    site.plugin("hello")
+    with pytest.raises(TypeError, match=r"^a plugin reference must be a string such as "):
+        resolve(5)  # type: ignore[arg-type]

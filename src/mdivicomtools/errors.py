@@ -91,6 +91,21 @@ def given_path(value: str | os.PathLike[str], name: str) -> str | os.PathLike[st
     return value
 
 
+def given_run_id(value: object) -> str:
+    """`value`, when it is a string (a run id, its start, or `latest`).
+
+    `verify_out(out, 5)` failed with `startswith first arg must be str ...` and
+    `rerun(out, 5)` with `'int' object has no attribute 'startswith'`, which did
+    not say which argument was wrong.
+    """
+    if not isinstance(value, str):
+        raise TypeError(
+            "run_id must be a run id such as '20261125T153322Z_2e49900b', its start, "
+            f"or 'latest', got {value!r}"
+        )
+    return value
+
+
 class RecordNotWritten(MdivicomError):
     """A run ended but its record could not be written (disk full, permissions)."""
 

@@ -23,7 +23,14 @@ from mdivicomtools.model.contract import is_slug
 
 
 def parse_ref(ref: str) -> tuple[str | None, str]:
-    """Split `<id>` or `<publisher>/<id>`; raise InvalidReference otherwise."""
+    """Split `<id>` or `<publisher>/<id>`; raise InvalidReference otherwise (a TypeError
+    for what is no string: `resolve(5)` failed with `'int' object has no attribute
+    'rpartition'`)."""
+    if not isinstance(ref, str):
+        raise TypeError(
+            f"a plugin reference must be a string such as 'sync-audio' or 'lab/sync-audio', "
+            f"got {ref!r}"
+        )
     publisher, slash, plugin_id = ref.rpartition("/")
     if (slash and not is_slug(publisher)) or not is_slug(plugin_id):
         lowered = ref.lower()

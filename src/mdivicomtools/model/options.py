@@ -8,7 +8,9 @@ spelled out in one place and cannot be forgotten on the way to a worker.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -82,6 +84,7 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 )
             if not isinstance(getattr(self, name), tuple):
                 msgspec.structs.force_setattr(self, name, tuple(getattr(self, name) or ()))
+            _check_items(self, name)
         if isinstance(self.config, Path):  # the --config file
             msgspec.structs.force_setattr(self, "config", str(self.config))
         elif self.config is not None and not isinstance(self.config, (dict, str)):
@@ -90,6 +93,7 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 f".json/.toml file, got {self.config!r}"
             )
         _store_plain_numbers(self, _RUN_NUMBERS)
+        _check_flags_and_names(self)
 
     @classmethod
     def build(cls, **fields: Any) -> RunOptions:
@@ -138,7 +142,9 @@ class BatchOptions(msgspec.Struct, kw_only=True, frozen=True):
             msgspec.structs.force_setattr(
                 self, "slurm_directives", tuple(self.slurm_directives or ())
             )
+        _check_items(self, "slurm_directives")
         _store_plain_numbers(self, _BATCH_NUMBERS)
+        _check_flags_and_names(self)
 
 
 #: the numeric fields of each options Struct: the type stored, and what the value counts
@@ -184,6 +190,70 @@ def _store_plain_numbers(
             else:
                 raise TypeError(f"{owner}.{name} must be {meaning}, got {value!r}")
         msgspec.structs.force_setattr(options, name, plain)
+
+
+@functools.cache
+def _plain_fields(kind: type[msgspec.Struct]) -> tuple[list[str], list[str]]:
+    """The fields of `kind` typed `bool` (or `bool | None`) and `str` (or `str | None`),
+    read from its annotations so that a field added later is checked too."""
+    flags: list[str] = []
+    names: list[str] = []
+    for field in msgspec.structs.fields(kind):
+        allowed = (
+            set(field.type.__args__) if isinstance(field.type, types.UnionType) else {field.type}
+        )
+        allowed.discard(type(None))
+        if allowed == {bool}:
+            flags.append(field.name)
+        elif allowed == {str}:
+            names.append(field.name)
+    return flags, names
+
+
+def _check_flags_and_names(options: msgspec.Struct) -> None:
+    """Refuse what is neither True nor False for a flag, and what is no string for a name.
+
+    msgspec checks types only when decoding, so `isolate="no"` was taken as true
+    (the run isolated), `dry_run="yes"` ran a dry run, and `backend=3` was looked
+    up as a backend named 3 (`backend 3 is not installed`). numpy's booleans (a
+    value read from a DataFrame) are stored as Python's, which a record can hold.
+    """
+    owner = type(options).__name__
+    flags, names = _plain_fields(type(options))
+    for name in flags:
+        value = getattr(options, name)
+        if value is None or isinstance(value, bool):
+            continue
+        if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+            msgspec.structs.force_setattr(options, name, bool(value))
+            continue
+        raise TypeError(f"{owner}.{name} must be True or False, got {value!r}")
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, str):
+            example = _EXAMPLES.get(name, "")
+            raise TypeError(f"{owner}.{name} must be a string{example}, got {value!r}")
+
+
+#: what a string option looks like, for the message that refuses another type
+_EXAMPLES = {
+    "backend": " naming a backend ('python', 'docker' or 'podman')",
+    "memory": " such as '2g'",
+    "shm_size": " such as '1g'",
+    "gpus": " such as 'all' or '0,1'",
+    "slurm_mem": " such as '4G'",
+    "slurm_time": " such as '01:00:00'",
+}
+
+
+def _check_items(options: msgspec.Struct, name: str) -> None:
+    """Refuse a list of strings (`sets`, `mounts`, `slurm_directives`) holding
+    something else, which failed deep inside a run or a batch instead."""
+    for item in getattr(options, name):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{type(options).__name__}.{name} must be a list of strings, got {item!r} in it"
+            )
 
 
 _Options = TypeVar("_Options", RunOptions, BatchOptions)

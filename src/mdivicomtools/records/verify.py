@@ -18,7 +18,7 @@ import msgspec
 
 from mdivicomtools.common.safefs import disk_name, read_within
 from mdivicomtools.common.text import os_reason
-from mdivicomtools.errors import UsageError, given_path
+from mdivicomtools.errors import UsageError, given_path, given_run_id
 from mdivicomtools.model.layout import BATCHES_DIR, STAGING_DIR, runs_dir
 from mdivicomtools.model.run import OutputFile, RunHeader, RunRecord, status_words
 from mdivicomtools.records.digest import compare_dataset, read_manifest, scan_dataset
@@ -445,6 +445,7 @@ def verify_all(
     batch with failed sessions read as wholly verified.
     """
     out = Path(given_path(out, "out"))
+    given_run_id(run_id)
     if not out.is_dir():
         raise UsageError(f"{str(out)!r} is not a folder; give the --out of a run or a batch")
     roots = run_roots(out)

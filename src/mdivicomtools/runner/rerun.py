@@ -21,7 +21,7 @@ from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.secrets import ConfigPath, format_path, secret_paths, value_at
 from mdivicomtools.common.timefmt import stamp_id
 from mdivicomtools.discovery import ENTRY_POINT_GROUP, resolve, scan_entry_points
-from mdivicomtools.errors import UsageError, given_path
+from mdivicomtools.errors import UsageError, given_path, given_run_id
 from mdivicomtools.model.imageref import is_image_id
 from mdivicomtools.model.layout import BATCHES_DIR, runs_dir
 from mdivicomtools.model.options import RunOptions
@@ -383,6 +383,7 @@ def rerun(
     might bring a different image).
     """
     out = Path(given_path(out, "out"))
+    given_run_id(run_id)
     if new_out is not None:
         given_path(new_out, "new_out")
     original = _original(out, run_id)
