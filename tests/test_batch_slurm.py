@@ -441,7 +441,7 @@ def test_a_memory_size_slurm_cannot_be_given_is_a_usage_error(tmp_path, monkeypa
     monkeypatch.setenv("MDIVICOM_CONFIG_FILE", str(config))
     with pytest.raises(UsageError) as given:
         slurm_settings(BatchOptions(sessions="*", slurm_mem=mem))
-    assert str(given.value) == f"--slurm-mem must be a size such as 4GB or 512MB, got {mem!r}"
+    assert str(given.value) == f"slurm_mem must be a size such as 4GB or 512MB, got {mem!r}"
     config.write_text(f'[slurm]\nmem = "{mem}"\n')
     with pytest.raises(UsageError) as configured:
         slurm_settings(BatchOptions(sessions="*"))
@@ -467,7 +467,7 @@ def test_a_memory_size_under_a_megabyte_is_a_usage_error(tmp_path, monkeypatch, 
     config.write_text("")
     with pytest.raises(UsageError) as given:
         slurm_settings(BatchOptions(sessions="*", slurm_mem=mem))
-    assert str(given.value).startswith("--slurm-mem must be at least 1MB")
+    assert str(given.value).startswith("slurm_mem must be at least 1MB")
     assert slurm_settings(BatchOptions(sessions="*", slurm_mem="1MB")).mem == "1MB"
 
 
@@ -486,7 +486,7 @@ def test_slurm_cpus_below_one_names_where_it_was_set(tmp_path, monkeypatch):
     assert str(configured.value) == "[slurm] cpus must be at least 1, got 0"
     with pytest.raises(UsageError) as given:
         slurm_settings(BatchOptions(sessions="*", slurm_cpus=-1))
-    assert str(given.value) == "--slurm-cpus must be at least 1, got -1"
+    assert str(given.value) == "slurm_cpus must be at least 1, got -1"
 
 
 def test_slurm_mem_that_is_not_a_size_is_exit_2(slurm_site, tmp_path):

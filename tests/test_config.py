@@ -30,9 +30,9 @@ def test_config_from_json_text_json_file_and_toml_file(tmp_path):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("{not json", "--config: not valid JSON"),
+        ("{not json", "^config: not valid JSON"),
         ("[1, 2]", "is neither a JSON object nor a .json/.toml file path"),
-        ("missing.json", "--config: no such file 'missing.json'"),
+        ("missing.json", "^config: no such file 'missing.json'"),
         ("settings.yaml", "is neither a JSON object nor a .json/.toml file path"),
     ],
 )
@@ -49,7 +49,7 @@ def test_config_file_errors_name_the_line(tmp_path):
     with pytest.raises(ConfigError) as raised:
         parse_config_option(str(tmp_path / "list.json"))
     assert str(raised.value) == (
-        f"--config: {str(tmp_path / 'list.json')!r} holds an array, not an object of config "
+        f"config: {str(tmp_path / 'list.json')!r} holds an array, not an object of config "
         """keys; write one such as {"max_lag_s": 5}"""
     )
     (tmp_path / "bad.toml").write_text("a = \n")
@@ -64,7 +64,7 @@ def test_config_files_are_utf8_text_a_byte_order_mark_allowed(tmp_path):
     with pytest.raises(ConfigError) as raised:
         parse_config_option(str(tmp_path / "latin.json"))
     assert str(raised.value) == (
-        f"--config: {str(tmp_path / 'latin.json')!r} is not UTF-8 text (at byte offset 13); "
+        f"config: {str(tmp_path / 'latin.json')!r} is not UTF-8 text (at byte offset 13); "
         "save it as UTF-8"
     )
     (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')

@@ -444,7 +444,7 @@ def test_work_folder_is_kept_when_given_and_refused_inside_the_dataset(site, dat
     record = run_plugin("writer", dataset=dataset, out=tmp_path / "out", work=tmp_path / "work")
     assert record.work_dir == str(tmp_path / "work")
     assert (tmp_path / "work" / "scratch").read_text() == "tmp"
-    with pytest.raises(ValidationFailed, match=r"--work .* is inside the dataset"):
+    with pytest.raises(ValidationFailed, match=r"work .* is inside the dataset"):
         run_plugin("writer", dataset=dataset, out=tmp_path / "out2", work=dataset / "w")
 
 
@@ -456,11 +456,11 @@ def test_a_work_folder_that_reaches_the_dataset_or_the_outputs_is_refused(site, 
     out = tmp_path / "out"
     run_plugin("writer", dataset=dataset, out=out)
     cases = {
-        dataset.parent: r"--work .* holds the dataset",
-        dataset: r"--work .* is inside the dataset",
-        out: r"--work .* is inside --out",
-        out / "writer": r"--work .* is inside --out",
-        out / "scratch": r"--work .* is inside --out",
+        dataset.parent: r"work .* holds the dataset",
+        dataset: r"work .* is inside the dataset",
+        out: r"work .* is inside out",
+        out / "writer": r"work .* is inside out",
+        out / "scratch": r"work .* is inside out",
     }
     for work, message in cases.items():
         with pytest.raises(ValidationFailed, match=message):
@@ -477,8 +477,8 @@ def test_a_work_folder_that_is_or_goes_through_a_file_is_refused(site, dataset, 
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     cases = {
-        a_file: r"--work .*a-file' exists and is not a folder",
-        a_file / "work": r"--work .*a-file/work' is below .*a-file', which exists and is not a",
+        a_file: r"work .*a-file' exists and is not a folder",
+        a_file / "work": r"work .*a-file/work' is below .*a-file', which exists and is not a",
     }
     for work, message in cases.items():
         with pytest.raises(ValidationFailed, match=message):
@@ -502,7 +502,7 @@ def test_a_dataset_this_user_may_not_enter_is_a_validation_problem(
     monkeypatch.setattr(os, "stat", stat)
     if hasattr(pathlib, "_NormalAccessor"):  # Python 3.10's pathlib holds os.stat of its own
         monkeypatch.setattr(pathlib._NormalAccessor, "stat", staticmethod(stat))
-    message = r"--dataset .* cannot be read \(Permission denied\); check its permissions"
+    message = r"dataset .* cannot be read \(Permission denied\); check its permissions"
     with pytest.raises(ValidationFailed, match=message):
         run_plugin("writer", dataset=dataset, out=tmp_path / "out")
 
@@ -708,7 +708,7 @@ def test_bad_timeout_unknown_plugin_and_backend_are_usage_errors(
     site, dataset, tmp_path, without_container_backends
 ):
     site.plugin("writer", run_source=WRITE_TWO)
-    with pytest.raises(UsageError, match="--timeout must be a positive, finite number"):
+    with pytest.raises(UsageError, match=r"^timeout must be a positive, finite number"):
         run_plugin("writer", dataset=dataset, out=tmp_path / "o", timeout=0)
     with pytest.raises(PluginNotFound, match="did you mean 'lab/writer'"):
         run_plugin("writr", dataset=dataset, out=tmp_path / "o")

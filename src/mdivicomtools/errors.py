@@ -3,18 +3,108 @@
 Library code raises these; only the CLI turns them into one-line messages and
 exit codes, so the Python API keeps full information and the CLI stays uniform.
 Each class carries the exit code docs/reference/exit-codes.md assigns to its kind of failure.
+
+The command and the Python API share every check, so a message is written once,
+naming an option as the command's flag; a Python caller, who has no flags, read
+`pass --overwrite` and `--set 'x': expected KEY=VALUE`. The command says where
+it is (`command_line_words()` around each command, the one edge that knows);
+everywhere else an error's message shows each flag as the keyword argument a
+Python caller passes (`overwrite=True`, `sets`). A command line quoted for the
+shell (`` `mdivicom verify OUT/<session>` ``) is one to type, so it keeps its flags.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+#: each flag of `mdivicom run`, `mdivicom rerun` and `--sessions` as the keyword of
+#: `run_plugin`/`RunOptions`, `run_batch`/`BatchOptions` or `rerun` that means it
+PYTHON_WORDS: dict[str, str] = {
+    "--dataset": "dataset",
+    "--out": "out",
+    "--config": "config",
+    "--set": "sets",
+    "--work": "work",
+    "--backend": "backend",
+    "--dry-run": "dry_run=True",
+    "--timeout": "timeout",
+    "--overwrite": "overwrite=True",
+    "--isolate": "isolate=True",
+    "--strict-bundles": "strict_bundles=True",
+    "--strict-hooks": "strict_hooks=True",
+    "--hash-dataset": "hash_dataset=True",
+    "--memory": "memory",
+    "--cpus": "cpus",
+    "--shm-size": "shm_size",
+    "--gpus": "gpus",
+    "--mount": "mounts",
+    "--stop-grace": "stop_grace",
+    "--sessions": "sessions",
+    "--jobs": "jobs",
+    "--executor": "executor",
+    "--scheduler": "scheduler",
+    "--resume": "resume=True",
+    "--retries": "retries",
+    "--slurm-partition": "slurm_partition",
+    "--slurm-time": "slurm_time",
+    "--slurm-mem": "slurm_mem",
+    "--slurm-cpus": "slurm_cpus",
+    "--slurm-account": "slurm_account",
+    "--slurm-directive": "slurm_directives",
+    "--allow-version-change": "allow_version_change=True",
+}
+
+# a flag standing on its own: not part of a path ('/data/--out') or of a longer flag
+_FLAG = re.compile(r"(?<![\w/.-])--[a-z][a-z-]*[a-z](?![\w-])")
+# a whole command quoted for the shell, which keeps its flags
+_COMMAND = re.compile(r"(`mdivicom [^`]*`|'mdivicom [^']*')")
+
+_on_command_line = False
+
+
+@contextmanager
+def command_line_words() -> Iterator[None]:
+    """Show options as the command's flags while the command runs.
+
+    Process-wide rather than per thread or context: the command's own threads
+    and forked workers say what it says. Restored afterwards, so a command
+    called in-process (a test, a notebook's `main([...])`) leaves the Python API
+    in its own words.
+    """
+    global _on_command_line
+    before = _on_command_line
+    _on_command_line = True
+    try:
+        yield
+    finally:
+        _on_command_line = before
+
+
+def in_callers_words(text: str) -> str:
+    """`text` with each flag of the command as its caller names the option."""
+    if _on_command_line or "--" not in text:
+        return text
+    parts = _COMMAND.split(text)  # odd parts are quoted command lines
+    return "".join(
+        part if index % 2 else _FLAG.sub(lambda m: PYTHON_WORDS.get(m[0], m[0]), part)
+        for index, part in enumerate(parts)
+    )
 
 
 class MdivicomError(Exception):
-    """Base of every error mdivicomtools raises on purpose."""
+    """Base of every error mdivicomtools raises on purpose.
+
+    Its message names options as the command's flags; shown (`str()`) outside
+    the command, they read as the Python API's keywords (`in_callers_words`).
+    """
 
     exit_code: int = 1
+
+    def __str__(self) -> str:
+        return in_callers_words(super().__str__())
 
 
 class UsageError(MdivicomError):

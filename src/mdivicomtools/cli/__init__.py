@@ -211,74 +211,76 @@ def main(argv: Sequence[str] | None = None) -> None:
         supervise(args)
     as_json = _wants_json(args)
     from mdivicomtools.common.signals import interrupt_name, sigterm_as_interrupt
+    from mdivicomtools.errors import command_line_words
 
-    try:
-        # SIGTERM, SIGHUP and SIGQUIT stop every command as Ctrl-C does (exit 130, one
-        # line), not with the shell's 143, 129 or 131; `run` and batches install their
-        # own handlers inside to record first
-        with sigterm_as_interrupt(), cli.make_context("mdivicom", args) as ctx:
-            cli.invoke(ctx)
-        sys.stdout.flush()
-    except click.exceptions.Exit as exc:
-        if argv is None:
-            _exit_now_if_requested(exc.exit_code)
-        with contextlib.suppress(BrokenPipeError):
+    with command_line_words():  # every message of the command names its flags
+        try:
+            # SIGTERM, SIGHUP and SIGQUIT stop every command as Ctrl-C does (exit 130, one
+            # line), not with the shell's 143, 129 or 131; `run` and batches install their
+            # own handlers inside to record first
+            with sigterm_as_interrupt(), cli.make_context("mdivicom", args) as ctx:
+                cli.invoke(ctx)
             sys.stdout.flush()
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        if as_json:
-            _fail(exc.format_message(), exc.exit_code, type(exc).__name__, as_json)
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt) as exc:
-        # click turns Ctrl-C at a prompt into Abort, keeping the KeyboardInterrupt as context
-        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
-        name = interrupt_name(cause)
-        # what was running, when the code it stopped could tell (a hung validation hook)
-        during = getattr(cause, "during", "")
-        _fail(
-            f"interrupted by {name}" + (f" {during}" if during else ""),
-            EXIT_INTERRUPTED,
-            "Interrupted",
-            as_json,
-        )
-    except BrokenPipeError:
-        _silence_stdout()
-        sys.exit(EXIT_BROKEN_PIPE)
-    except MdivicomError as exc:
-        if _State.verbose:
-            import traceback
-
-            traceback.print_exc()
-        _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
-    except PermissionError as exc:
-        # a folder this user may not enter (a colleague's results, another user's home):
-        # not a fault of mdivicom, which `internal error` said it was
-        if _State.verbose:
-            raise
-        where = f" {str(exc.filename)!r}" if exc.filename else ""
-        _fail(
-            f"cannot access{where}: {exc.strerror or exc}; check its permissions or ask "
-            "its owner (run with -v for the traceback)",
-            1,
-            "PermissionDenied",
-            as_json,
-        )
-    except Exception as exc:
-        if _State.verbose:
-            raise
-        refused = _stdout_refuses(exc)
-        if refused is not None:
+        except click.exceptions.Exit as exc:
+            if argv is None:
+                _exit_now_if_requested(exc.exit_code)
+            with contextlib.suppress(BrokenPipeError):
+                sys.stdout.flush()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if as_json:
+                _fail(exc.format_message(), exc.exit_code, type(exc).__name__, as_json)
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt) as exc:
+            # click turns Ctrl-C at a prompt into Abort, keeping the KeyboardInterrupt as context
+            cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
+            name = interrupt_name(cause)
+            # what was running, when the code it stopped could tell (a hung validation hook)
+            during = getattr(cause, "during", "")
             _fail(
-                f"cannot write to stdout ({refused}); what the command did is done (a run's "
-                "record is written), only what it printed there is lost",
-                1,
-                "OutputFailed",
+                f"interrupted by {name}" + (f" {during}" if during else ""),
+                EXIT_INTERRUPTED,
+                "Interrupted",
                 as_json,
             )
-        _fail(
-            f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback",
-            1,
-            "InternalError",
-            as_json,
-        )
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
+        except MdivicomError as exc:
+            if _State.verbose:
+                import traceback
+
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
+        except PermissionError as exc:
+            # a folder this user may not enter (a colleague's results, another user's home):
+            # not a fault of mdivicom, which `internal error` said it was
+            if _State.verbose:
+                raise
+            where = f" {str(exc.filename)!r}" if exc.filename else ""
+            _fail(
+                f"cannot access{where}: {exc.strerror or exc}; check its permissions or ask "
+                "its owner (run with -v for the traceback)",
+                1,
+                "PermissionDenied",
+                as_json,
+            )
+        except Exception as exc:
+            if _State.verbose:
+                raise
+            refused = _stdout_refuses(exc)
+            if refused is not None:
+                _fail(
+                    f"cannot write to stdout ({refused}); what the command did is done (a run's "
+                    "record is written), only what it printed there is lost",
+                    1,
+                    "OutputFailed",
+                    as_json,
+                )
+            _fail(
+                f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback",
+                1,
+                "InternalError",
+                as_json,
+            )
