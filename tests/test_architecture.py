@@ -127,6 +127,13 @@ def test_layers_import_only_downwards():
 PUBLIC = {
     "mdivicomtools": [
         "BatchOptions",
+        # the exceptions a Python caller catches (docs/python-api.md)
+        "BatchSummaryInterrupted",
+        "MdivicomError",
+        "RecordNotWritten",
+        "RunInterrupted",
+        "UsageError",
+        "ValidationFailed",
         "RunOptions",
         "RunOutcome",
         "RunRecord",

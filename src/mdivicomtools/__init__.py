@@ -2,8 +2,11 @@
 
 The public API: `run_plugin(ref, options)` with `RunOptions`, `run_batch`
 with `BatchOptions`, `verify_out` and `rerun` (docs/reproducibility.md),
-`discover` and `resolve` for plugins, `hookimpl` for extenders, and the
-typed values hooks receive (`RunRequest`, `RunOutcome`, `RunRecord`).
+`discover` and `resolve` for plugins, `hookimpl` for extenders, the
+typed values hooks receive (`RunRequest`, `RunOutcome`, `RunRecord`), and
+the exceptions a caller catches (`MdivicomError`, `UsageError`,
+`ValidationFailed`, `RecordNotWritten`, `RunInterrupted`,
+`BatchSummaryInterrupted`; docs/python-api.md lists the others).
 Plugin authors also use `mdivicomtools.resultbundle` and the pytest plugin
 `mdivicomtools.testing`.
 
@@ -20,16 +23,24 @@ from mdivicomtools._version import __version__
 
 if TYPE_CHECKING:
     from mdivicomtools.batch import run_batch
+    from mdivicomtools.batch.summary import BatchSummaryInterrupted
     from mdivicomtools.discovery import discover, resolve
+    from mdivicomtools.errors import MdivicomError, RecordNotWritten, UsageError
     from mdivicomtools.hooks.markers import hookimpl
     from mdivicomtools.model.options import BatchOptions, RunOptions
     from mdivicomtools.model.run import RunOutcome, RunRecord, RunRequest
     from mdivicomtools.records.verify import verify_out
-    from mdivicomtools.runner import run_plugin
+    from mdivicomtools.runner import RunInterrupted, ValidationFailed, run_plugin
     from mdivicomtools.runner.rerun import rerun
 
 _LAZY = {
     "BatchOptions": "mdivicomtools.model.options",
+    "BatchSummaryInterrupted": "mdivicomtools.batch.summary",
+    "MdivicomError": "mdivicomtools.errors",
+    "RecordNotWritten": "mdivicomtools.errors",
+    "RunInterrupted": "mdivicomtools.runner",
+    "UsageError": "mdivicomtools.errors",
+    "ValidationFailed": "mdivicomtools.runner",
     "RunOptions": "mdivicomtools.model.options",
     "RunOutcome": "mdivicomtools.model.run",
     "RunRecord": "mdivicomtools.model.run",
@@ -45,10 +56,16 @@ _LAZY = {
 
 __all__ = [
     "BatchOptions",
+    "BatchSummaryInterrupted",
+    "MdivicomError",
+    "RecordNotWritten",
+    "RunInterrupted",
     "RunOptions",
     "RunOutcome",
     "RunRecord",
     "RunRequest",
+    "UsageError",
+    "ValidationFailed",
     "__version__",
     "discover",
     "hookimpl",
