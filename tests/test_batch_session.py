@@ -91,3 +91,39 @@ def test_a_signal_after_the_run_ended_leaves_the_session_what_its_record_says(
     assert result.status == expected
     assert result.run_id == "20240101T000000Z_0000abcd"
     assert result.error == ("interrupted" if expected == "interrupted" else None)
+
+
+@pytest.mark.parametrize(
+    ("command_line", "said"),
+    [(False, "pass overwrite=True to replace it"), (True, "pass --overwrite to replace it")],
+)
+def test_a_sessions_problems_are_worded_for_whoever_started_the_batch(
+    tmp_path, monkeypatch, command_line, said
+):
+    """A worker that is not a fork of the command (spawned, on Dask or Slurm) worded a
+    session's errors for a Python caller, and the problems of a ValidationFailed kept
+    the command's flags whoever called: both now follow the batch's caller."""
+
+    def refused(ref, options):
+        raise ValidationFailed(["'out/x' already exists; pass --overwrite to replace it"])
+
+    monkeypatch.setattr(session, "run_plugin", refused)
+    given = msgspec.structs.replace(job(tmp_path), command_line=command_line)
+    result = sent(run_session(given))
+    assert (
+        result.error == f"ValidationFailed: the run was not started: 'out/x' already exists; {said}"
+    )
+
+
+def test_a_batch_the_command_plans_has_its_sessions_worded_for_the_command(site, dataset):
+    from mdivicomtools.batch.plan import plan_batch
+    from mdivicomtools.errors import command_line_words
+    from mdivicomtools.model.options import BatchOptions
+
+    site.plugin("hello")
+    options = RunOptions(dataset=str(dataset), out=str(dataset.parent / "out"))
+    planned = plan_batch("hello", options, BatchOptions(sessions="*"))
+    with command_line_words():
+        commanded = plan_batch("hello", options, BatchOptions(sessions="*"))
+    assert [job.command_line for job in planned.to_run] == [False]
+    assert [job.command_line for job in commanded.to_run] == [True]

@@ -83,6 +83,11 @@ def command_line_words() -> Iterator[None]:
         _on_command_line = before
 
 
+def on_command_line() -> bool:
+    """Whether the command is running here (for work handed to another process)."""
+    return _on_command_line
+
+
 def in_callers_words(text: str) -> str:
     """`text` with each flag of the command as its caller names the option."""
     if _on_command_line or "--" not in text:

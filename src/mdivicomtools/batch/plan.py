@@ -14,7 +14,7 @@ from mdivicomtools.batch.session import SessionJob, SessionResult
 from mdivicomtools.common.home import expand_home
 from mdivicomtools.common.safefs import disk_name, path_problem
 from mdivicomtools.common.text import os_reason, printable
-from mdivicomtools.errors import UsageError
+from mdivicomtools.errors import UsageError, on_command_line
 from mdivicomtools.model.layout import BATCHES_DIR, RUNS_DIR, STAGING_DIR, WORK_DIR
 from mdivicomtools.model.options import BatchOptions, RunOptions
 from mdivicomtools.model.run import PluginInfo, RunRecord, status_words
@@ -294,7 +294,13 @@ def plan_batch(ref: str, options: RunOptions, batch: BatchOptions) -> BatchPlan:
             overwrite=options.overwrite or folder.name in stale,
         )
         to_run.append(
-            SessionJob(session=folder.name, ref=plugin.ref, options=session_options, reason=why)
+            SessionJob(
+                session=folder.name,
+                ref=plugin.ref,
+                options=session_options,
+                reason=why,
+                command_line=on_command_line(),
+            )
         )
     if problems:
         # "common" means every session validated had it, not just the failing ones

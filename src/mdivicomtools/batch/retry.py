@@ -394,6 +394,7 @@ def retry_job(job: SessionJob) -> SessionJob:
         session=job.session,
         ref=job.ref,
         options=job.options.with_changes(attempt=job.attempt + 1),
+        command_line=job.command_line,
     )
 
 

@@ -7,6 +7,7 @@ only decide where and how many at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from mdivicomtools.errors import MdivicomError
+from mdivicomtools.errors import MdivicomError, command_line_words, in_callers_words
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
 from mdivicomtools.runner import RunInterrupted, ValidationFailed, run_plugin
@@ -37,6 +38,9 @@ class SessionJob(msgspec.Struct, kw_only=True, frozen=True):
     options: RunOptions
     #: with --resume: why this session runs again ("input changed: 3 file(s)")
     reason: str | None = None
+    #: whether the batch is the command's: a worker (spawned, on Dask or Slurm) words
+    #: the session's errors as its caller would, `--overwrite` or `overwrite=True`
+    command_line: bool = False
 
     @property
     def out(self) -> str:
@@ -105,6 +109,11 @@ def is_unseen(result: SessionResult) -> bool:
 
 def run_session(job: SessionJob) -> SessionResult:
     """Run one session in this process; every outcome becomes a SessionResult."""
+    with command_line_words() if job.command_line else contextlib.nullcontext():
+        return _run_session(job)
+
+
+def _run_session(job: SessionJob) -> SessionResult:
     started = time.monotonic()
 
     def result(
@@ -137,9 +146,8 @@ def run_session(job: SessionJob) -> SessionResult:
     except KeyboardInterrupt:
         return result("interrupted", "interrupted before the run started")
     except ValidationFailed as exc:  # its message is a list of lines; a summary cell is one
-        return result(
-            "failed", "ValidationFailed: the run was not started: " + "; ".join(exc.problems)
-        )
+        problems = "; ".join(in_callers_words(problem) for problem in exc.problems)
+        return result("failed", f"ValidationFailed: the run was not started: {problems}")
     except MdivicomError as exc:
         return result("failed", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug must cost one session, not the batch
