@@ -289,3 +289,23 @@ def test_resolve_given_no_string_says_what_a_reference_is(site):
     site.plugin("hello")
     with pytest.raises(TypeError, match=r"^a plugin reference must be a string such as "):
         resolve(5)  # type: ignore[arg-type]
+
+
+def test_numpy_values_in_a_config_are_taken_as_python_values(site, dataset, tmp_path):
+    """`config={"max_lag_s": np.float64(5.0)}` (a value read from a DataFrame) was refused
+    with `the config is not JSON-safe: config.max_lag_s is a float64, not a JSON value`."""
+    import numpy as np
+
+    site.plugin(
+        "echo",
+        run_source="def run(dataset_dir, out_dir, config, **kw):\n    return config\n",
+    )
+    config = {"lag": np.float64(5.0), "steps": [np.int64(3), {"on": np.bool_(True)}]}
+    record = run_plugin("echo", dataset=dataset, out=tmp_path / "out", config=config)
+    assert record.status == "succeeded", record.error
+    assert record.config == record.result == {"lag": 5.0, "steps": [3, {"on": True}]}
+    assert type(record.config["steps"][0]) is int
+    config["lag"] = np.float64(9.0)  # the caller's dict is theirs: the options kept a copy
+    options = RunOptions(dataset=str(dataset), out=str(tmp_path / "o"), config=config)
+    config["lag"] = 1.0
+    assert options.config == {"lag": 9.0, "steps": [3, {"on": True}]}

@@ -92,6 +92,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                 "RunOptions.config must be a dict, the --config text or a path to a "
                 f".json/.toml file, got {self.config!r}"
             )
+        elif isinstance(self.config, dict):
+            msgspec.structs.force_setattr(self, "config", _plain_config(self.config))
         _store_plain_numbers(self, _RUN_NUMBERS)
         _check_flags_and_names(self)
 
@@ -190,6 +192,26 @@ def _store_plain_numbers(
             else:
                 raise TypeError(f"{owner}.{name} must be {meaning}, got {value!r}")
         msgspec.structs.force_setattr(options, name, plain)
+
+
+def _plain_config(value: Any) -> Any:
+    """`value` (a config given as a dict) with numpy's numbers and booleans as Python's.
+
+    A notebook's config often comes from a DataFrame (`{"max_lag_s": df.lag[0]}`):
+    its `np.float64(5.0)` was refused as `config.max_lag_s is a float64, not a
+    JSON value`, though it is a plain number to the caller. Anything else is left
+    as it is, for the JSON-safety check to name (a tuple, a set, NaN). The dicts
+    and lists are copies, so the caller changing theirs later changes no option.
+    """
+    if isinstance(value, dict):
+        return {key: _plain_config(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_config(item) for item in value]
+    if type(value).__module__ == "numpy" and (
+        isinstance(value, numbers.Number) or type(value).__name__ in ("bool", "bool_")
+    ):
+        return value.item()
+    return value
 
 
 @functools.cache
