@@ -25,6 +25,10 @@ def test_an_existing_output_names_the_overwrite_keyword_in_python(site, dataset,
         run_plugin("hello", dataset=dataset, out=tmp_path / "out")
     message = str(raised.value)
     assert "pass overwrite=True to replace it once the new run succeeds" in message
+    [problem] = raised.value.problems  # the list says it as the message does
+    assert problem.endswith(
+        "; pass overwrite=True to replace it once the new run succeeds, or choose another out"
+    )
     assert "choose another out" in message and "--" not in message
     again = run_plugin("hello", dataset=dataset, out=tmp_path / "out", overwrite=True)
     assert again.status == "succeeded"

@@ -259,8 +259,8 @@ def test_existing_output_is_refused_without_overwrite(site, dataset, tmp_path):
     with pytest.raises(ValidationFailed) as excinfo:
         run_plugin("writer", dataset=dataset, out=out)
     assert excinfo.value.problems == [
-        f"'{out / 'writer'}' already exists (from run {first.run_id}); pass --overwrite to "
-        "replace it once the new run succeeds, or choose another --out"
+        f"'{out / 'writer'}' already exists (from run {first.run_id}); pass overwrite=True to "
+        "replace it once the new run succeeds, or choose another out"
     ]
     assert len(list((out / "_runs").glob("*.json"))) == 1
 
@@ -336,7 +336,7 @@ def test_all_validation_problems_are_reported_together(site, tmp_path):
             sets=["max_lag_s=fast", "colour=red"],
         )
     assert excinfo.value.problems == [
-        f"--dataset '{tmp_path / 'nope'}' does not exist; give an existing dataset folder",
+        f"dataset '{tmp_path / 'nope'}' does not exist; give an existing dataset folder",
         "config: 'ref' is a required property",
         "config: unknown key 'colour'; the plugin's keys here: max_lag_s, ref",
         "config.max_lag_s: 'fast' is not of type 'number'",
@@ -371,12 +371,12 @@ def test_a_set_value_read_as_json_where_text_is_expected_says_how_to_quote_it(
         )
     assert excinfo.value.problems == [
         "config.label: True is not of type 'string', 'null'; "
-        """to give it as text, quote it: --set 'label="true"'""",
+        """to give it as text, quote it: sets 'label="true"'""",
         "config.n: 'x' is not of type 'integer'",
         """config.opts.tag: 1.5 is not of type 'string'; to give it as text, quote it: """
-        """--set 'opts.tag="1.5"'""",
+        """sets 'opts.tag="1.5"'""",
         """config.pattern: 5 is not of type 'string'; to give it as text, quote it: """
-        """--set 'pattern="5"'""",
+        """sets 'pattern="5"'""",
     ]
     quoted = run_plugin(
         "texts",

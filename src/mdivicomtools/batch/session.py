@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from mdivicomtools.errors import MdivicomError, command_line_words, in_callers_words
+from mdivicomtools.errors import MdivicomError, command_line_words
 from mdivicomtools.model.options import RunOptions
 from mdivicomtools.model.run import RunRecord
 from mdivicomtools.runner import RunInterrupted, ValidationFailed, run_plugin
@@ -146,7 +146,7 @@ def _run_session(job: SessionJob) -> SessionResult:
     except KeyboardInterrupt:
         return result("interrupted", "interrupted before the run started")
     except ValidationFailed as exc:  # its message is a list of lines; a summary cell is one
-        problems = "; ".join(in_callers_words(problem) for problem in exc.problems)
+        problems = "; ".join(exc.problems)
         return result("failed", f"ValidationFailed: the run was not started: {problems}")
     except MdivicomError as exc:
         return result("failed", f"{type(exc).__name__}: {exc}")

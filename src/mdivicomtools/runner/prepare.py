@@ -22,7 +22,7 @@ from mdivicomtools.discovery import (
     resolve,
     scan_entry_points,
 )
-from mdivicomtools.errors import MdivicomError, UsageError
+from mdivicomtools.errors import MdivicomError, UsageError, in_callers_words
 from mdivicomtools.execution.base import ExecutionBackend
 from mdivicomtools.execution.registry import BackendRegistry
 from mdivicomtools.hooks.manager import CONTRACT_BROKEN, HOOK_GROUP, HookManager, load_hooks
@@ -44,10 +44,15 @@ class ValidationFailed(UsageError):
     """Pre-run checks found problems; all of them are listed, nothing was run."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+        self._problems = problems
         super().__init__(
             "the run was not started:\n" + "\n".join(f"  - {problem}" for problem in problems)
         )
+
+    @property
+    def problems(self) -> list[str]:
+        """One line each, naming options in the caller's words as the message does."""
+        return [in_callers_words(problem) for problem in self._problems]
 
 
 def plugin_info(record: PluginRecord) -> PluginInfo:
