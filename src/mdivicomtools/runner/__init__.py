@@ -91,9 +91,11 @@ def run_plugin(
     subclass when nothing could be run (unknown plugin, bad config, validation
     problems, output collision, another run holding the lock), and
     RunInterrupted (a KeyboardInterrupt) after recording a run that Ctrl-C,
-    SIGTERM or SIGHUP stopped. `progress` receives one line per phase; `echo` receives
+    SIGTERM, SIGHUP or SIGQUIT stopped; a value of the wrong type is a
+    TypeError before anything runs. `progress` receives one line per phase; `echo` receives
     the plugin's output live (it always goes to the run's log file); a failing
     plugin's traceback goes only to the log file unless `verbose`.
+    docs/python-api.md lists the exceptions and where to import them.
     """
     options = _options(
         given_call("run_plugin", ref, options, RunOptions, "dataset=..., out=..."), fields
