@@ -58,9 +58,11 @@ PYTHON_WORDS: dict[str, str] = {
 }
 
 # a flag standing on its own: not part of a path ('/data/--out') or of a longer flag
-_FLAG = re.compile(r"(?<![\w/.-])--[a-z][a-z-]*[a-z](?![\w-])")
+# (patterns as strings, compiled by `re` when first needed: every command imports
+# this module, and few raise an error for a Python caller)
+_FLAG = r"(?<![\w/.-])--[a-z][a-z-]*[a-z](?![\w-])"
 # a whole command quoted for the shell, which keeps its flags
-_COMMAND = re.compile(r"(`mdivicom [^`]*`|'mdivicom [^']*')")
+_COMMAND = r"(`mdivicom [^`]*`|'mdivicom [^']*')"
 
 _on_command_line = False
 
@@ -92,9 +94,9 @@ def in_callers_words(text: str) -> str:
     """`text` with each flag of the command as its caller names the option."""
     if _on_command_line or "--" not in text:
         return text
-    parts = _COMMAND.split(text)  # odd parts are quoted command lines
+    parts = re.split(_COMMAND, text)  # odd parts are quoted command lines
     return "".join(
-        part if index % 2 else _FLAG.sub(lambda m: PYTHON_WORDS.get(m[0], m[0]), part)
+        part if index % 2 else re.sub(_FLAG, lambda m: PYTHON_WORDS.get(m[0], m[0]), part)
         for index, part in enumerate(parts)
     )
 
