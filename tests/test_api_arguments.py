@@ -9,6 +9,7 @@ import pytest
 
 from mdivicomtools import BatchOptions, RunOptions, rerun, run_batch, run_plugin, verify_out
 from mdivicomtools.errors import EmptyPath, UsageError
+from mdivicomtools.runner.config import ConfigError
 
 
 @pytest.fixture
@@ -309,3 +310,16 @@ def test_numpy_values_in_a_config_are_taken_as_python_values(site, dataset, tmp_
     options = RunOptions(dataset=str(dataset), out=str(tmp_path / "o"), config=config)
     config["lag"] = 1.0
     assert options.config == {"lag": 9.0, "steps": [3, {"on": True}]}
+
+
+def test_a_config_that_holds_itself_is_named_as_too_deep_not_a_recursion_error(
+    site, dataset, tmp_path
+):
+    """Copying the config to turn numpy values into Python's descended into a dict that
+    holds itself until Python's recursion limit; it stops where the JSON-safety check
+    does, which names the depth."""
+    site.plugin("echo")
+    config: dict = {"a": 1}
+    config["self"] = config
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        run_plugin("echo", dataset=dataset, out=tmp_path / "out", config=config)

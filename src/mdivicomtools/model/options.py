@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from mdivicomtools.common.jsonio import MAX_DEPTH
 from mdivicomtools.errors import given_path
 
 ExecutorName = Literal["local", "dask", "slurm"]
@@ -194,7 +195,7 @@ def _store_plain_numbers(
         msgspec.structs.force_setattr(options, name, plain)
 
 
-def _plain_config(value: Any) -> Any:
+def _plain_config(value: Any, depth: int = 0) -> Any:
     """`value` (a config given as a dict) with numpy's numbers and booleans as Python's.
 
     A notebook's config often comes from a DataFrame (`{"max_lag_s": df.lag[0]}`):
@@ -202,11 +203,15 @@ def _plain_config(value: Any) -> Any:
     JSON value`, though it is a plain number to the caller. Anything else is left
     as it is, for the JSON-safety check to name (a tuple, a set, NaN). The dicts
     and lists are copies, so the caller changing theirs later changes no option.
+    Past the nesting JSON-safety allows (a dict that holds itself) it stops, and
+    that check names the depth.
     """
+    if depth > MAX_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {key: _plain_config(item) for key, item in value.items()}
+        return {key: _plain_config(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain_config(item) for item in value]
+        return [_plain_config(item, depth + 1) for item in value]
     if type(value).__module__ == "numpy" and (
         isinstance(value, numbers.Number) or type(value).__name__ in ("bool", "bool_")
     ):
