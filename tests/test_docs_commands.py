@@ -5,6 +5,8 @@ names a plugin that the docs install. A renamed option or plugin fails here.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shlex
@@ -270,3 +272,42 @@ def test_the_dataset_check_example_is_what_the_check_prints(tmp_path, monkeypatc
     done = CliRunner().invoke(cli, ["dataset", "check", "study"])
     assert done.exit_code == 1, done.output
     assert done.output.splitlines() == _console_block("datasets.md", "mdivicom dataset check study")
+
+
+def _python_block(page: Path, after: str) -> str:
+    """The first ```python block of `page` after the text `after`."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+WRITES_A_FILE = (
+    "import pathlib\n"
+    "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+    "    pathlib.Path(out_dir, 'offsets.json').write_text('{}')\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("page", "after"),
+    [(ROOT / "README.md", "From Python:"), (ROOT / "docs" / "python-api.md", "# The Python API")],
+    ids=["README.md", "python-api.md"],
+)
+def test_the_first_python_example_runs_after_the_commands_before_it(
+    page, after, site, tmp_path, monkeypatch
+):
+    # a reader who had run `mdivicom run sync-audio --dataset study/sessions/ses-01
+    # --out results` (README's list, getting started) got ValidationFailed from the
+    # example: results/sync-audio/ already exists ... pass overwrite=True
+    from mdivicomtools import run_plugin
+
+    site.plugin("sync-audio", run_source=WRITES_A_FILE)
+    (tmp_path / "study" / "sessions" / "ses-01").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    first = run_plugin("sync-audio", dataset="study/sessions/ses-01", out="results")
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(compile(_python_block(page, after), str(page), "exec"), {})
+    lines = shown.getvalue().splitlines()
+    assert lines[0].startswith("succeeded ") and first.run_id not in lines[0]
+    assert lines[1:] == ["[True]", "True"]

@@ -537,7 +537,8 @@ def test_a_folder_this_user_may_not_enter_is_named_not_an_internal_error(tmp_pat
 
 def test_the_python_example_of_running_md_runs_as_written(site, tmp_path, monkeypatch):
     # its second call, "the same, with the option fields as keywords", raised
-    # ValidationFailed: the first had made results/hello/, and it had no overwrite
+    # ValidationFailed: the first had made results/hello/, and it had no overwrite;
+    # then its first call did, after the page's `mdivicom run hello ... --out ./results`
     text = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
     start = text.index("```python\n", text.index("## From Python")) + len("```python\n")
     code = text[start : text.index("```", start)]
@@ -552,6 +553,7 @@ def test_the_python_example_of_running_md_runs_as_written(site, tmp_path, monkey
     )
     (tmp_path / "study" / "sessions" / "ses-01").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
+    run_plugin("hello", dataset="study", out="results", sets=["pattern=first"])  # the page's run
     shown = io.StringIO()
     with contextlib.redirect_stdout(shown):
         exec(compile(code, "running.md", "exec"), {})
