@@ -311,3 +311,28 @@ def test_the_first_python_example_runs_after_the_commands_before_it(
     lines = shown.getvalue().splitlines()
     assert lines[0].startswith("succeeded ") and first.run_id not in lines[0]
     assert lines[1:] == ["[True]", "True"]
+
+
+#: parameters the commands pass and a script has no use for
+INTERNAL_PARAMETERS = {"entry_points"}  # resolve(): the entry points `run` has already read
+
+
+def test_the_python_api_page_lists_every_parameter_of_each_call():
+    # run_plugin's row left out `hooks`, which docs/extending.md passes, and
+    # run_batch's left out `on_start` and `on_event`
+    import inspect
+
+    import mdivicomtools
+
+    text = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)\((.*?)\)` \|", text, flags=re.MULTILINE)
+    assert {name for name, _ in rows} >= {"run_plugin", "run_batch", "verify_out", "rerun"}
+    for name, shown in rows:
+        function = getattr(mdivicomtools, name)
+        real = [
+            ("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.name not in INTERNAL_PARAMETERS
+        ]
+        listed = [part.split("=")[0].strip() for part in shown.split(",") if part.strip()]
+        assert [word for word in listed if word != "*"] == real, name
