@@ -116,7 +116,8 @@ def rerun_command(
 
     Exit status: 0 identical outputs, 1 they differ (or the rerun failed),
     2 the run cannot be repeated (version, secret, image, bad input),
-    74 the new run's record could not be written, 124 timed out, 130 interrupted.
+    74 the new run's record could not be written, 124 timed out, 130 interrupted,
+    141 the reader of its output went away.
     """
     from mdivicomtools.model.run import EXIT_CODES
     from mdivicomtools.runner.rerun import rerun

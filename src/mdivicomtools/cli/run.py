@@ -288,7 +288,7 @@ def run_command(
 
     Exit status: 0 succeeded (or dry run), 1 the plugin failed, 2 nothing was
     run (bad input), 74 the run's record could not be written, 124 timed out,
-    130 interrupted.
+    130 interrupted, 141 the reader of its output went away.
     """
     from mdivicomtools.cli.supervisor import EXIT_INTERRUPTED
     from mdivicomtools.common.signals import interrupt_name
