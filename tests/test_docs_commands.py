@@ -338,3 +338,20 @@ def test_the_python_api_page_lists_every_parameter_of_each_call():
         ]
         listed = [part.split("=")[0].strip() for part in shown.split(",") if part.strip()]
         assert [word for word in listed if word != "*"] == real, name
+
+
+def test_the_python_api_page_says_where_each_returned_type_is_imported_from():
+    # the page named the types the calls return, but not where a type hint
+    # imports them from (`from mdivicomtools import BatchSummary` fails)
+    import importlib
+    import typing
+
+    import mdivicomtools
+
+    text = " ".join((ROOT / "docs" / "python-api.md").read_text(encoding="utf-8").split())
+    for name in ("run_plugin", "run_batch", "verify_out", "rerun", "discover", "resolve"):
+        returned = typing.get_type_hints(getattr(mdivicomtools, name))["return"]
+        returned = typing.get_args(returned)[0] if typing.get_args(returned) else returned
+        found = re.search(rf"`{returned.__name__}`( and `\w+`)? from `([\w.]+)`", text)
+        assert found, f"python-api.md does not say where {returned.__name__} comes from"
+        assert getattr(importlib.import_module(found[2]), returned.__name__) is returned
