@@ -48,7 +48,7 @@ for session, info in truth.items():
                       f"{'-':>10} {'-':>9} {'-':>9} {entry['status']}: {entry['error']}")
                 continue
             error = (entry["offset_s"] - true) * 1000
-            bound = "ref" if entry["error_bound_ms"] is None else f"{entry['error_bound_ms']:.2f}"
+            bound = "ref" if entry["error_bound_ms"] is None else f"{entry['error_bound_ms']:.3f}"
             print(f"{session:8} {info['scene']:13} {stream:9} {name:12} {true:10.4f} "
                   f"{entry['offset_s']:10.4f} {error:9.3f} {bound:>9} {entry['status']}")
     records = sorted((results / session / "_runs").glob("*.json"))
