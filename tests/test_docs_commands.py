@@ -355,3 +355,23 @@ def test_the_python_api_page_says_where_each_returned_type_is_imported_from():
         found = re.search(rf"`{returned.__name__}`( and `\w+`)? from `([\w.]+)`", text)
         assert found, f"python-api.md does not say where {returned.__name__} comes from"
         assert getattr(importlib.import_module(found[2]), returned.__name__) is returned
+
+
+def test_getting_started_says_what_the_all_extra_installs():
+    # it said "the Docker and Podman backends and Dask", but [all] brings the
+    # Slurm executor and RO-Crate export too
+    from mdivicomtools.common import tomlio
+
+    project = tomlio.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    everything = set(extras["all"])
+    for requirement in extras["all"]:  # `mdivicomtools[rocrate]` brings that extra's
+        if requirement.startswith(f"{project['name']}["):
+            everything |= set(extras[requirement.split("[")[1].rstrip("]")])
+    shown = {"docker": "Docker", "podman": "Podman", "dask": "Dask", "slurm": "Slurm"}
+    shown["rocrate"] = "RO-Crate"
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if "'mdivicomtools[all]'" in line]
+    for extra, requirements in extras.items():
+        if extra in shown and set(requirements) <= everything:
+            assert shown[extra] in line, f"getting-started.md's [all] line does not name {extra}"
