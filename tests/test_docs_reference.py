@@ -87,6 +87,17 @@ def test_the_command_rewrites_a_stale_page_and_check_reports_it(tmp_path):
     )
 
 
+def test_the_command_given_a_folder_without_the_pages_says_which_folder_it_wants(tmp_path):
+    """It crashed with FileNotFoundError on a folder that does not exist (or holds other
+    pages): the pages carry written text around their generated blocks, so none is made."""
+    command = [sys.executable, "-m", "mdivicomtools.reference", str(tmp_path / "nope")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"reference: {tmp_path / 'nope'} has no ")
+    assert "give the folder of the reference pages (docs/reference)" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "nope").exists()
+
+
 def _key_paths(value: object, at: str = "$") -> set[str]:
     """Every object key in a JSON value, as a path (list items share their list's path)."""
     if isinstance(value, dict):

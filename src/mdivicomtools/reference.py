@@ -559,6 +559,13 @@ def main(argv: Sequence[str]) -> int:
     check = "--check" in argv
     args = [arg for arg in argv if arg != "--check"]
     folder = Path(args[0] if args else "docs/reference")
+    missing = [page for page in BLOCKS if not (folder / page).is_file()]
+    if missing:  # the pages hold written text around the generated blocks: none is made
+        sys.stderr.write(
+            f"reference: {folder} has no {', '.join(missing)}: give the folder of the "
+            "reference pages (docs/reference)\n"
+        )
+        return 2
     for problem in problems():
         sys.stderr.write(f"reference: {problem}\n")
     if check:
