@@ -184,13 +184,15 @@ def test_a_backend_of_a_disabled_module_names_the_module_not_pip(monkeypatch):
 
 
 def test_a_missing_engine_backend_with_nothing_disabled_says_how_to_install_it():
+    from mdivicomtools.common.install import install_hint
     from mdivicomtools.execution.registry import BackendRegistry
 
     with BackendRegistry([]) as registry, pytest.raises(BackendUnavailable) as excinfo:
         registry.get_backend("docker", "container")
+    # from this checkout, the backend's own folder (tests/test_install_hint.py)
     assert str(excinfo.value) == (
         "backend 'docker' is not installed; installed backends: none; "
-        "install it with: pip install 'mdivicomtools[docker]'"
+        f"install it with: {install_hint('docker')}"
     )
 
 

@@ -77,8 +77,10 @@ class DaskExecutor:
             import dask
             from distributed import Client, LocalCluster, as_completed
         except ImportError:
+            from mdivicomtools.common.install import install_hint
+
             raise UsageError(
-                "the dask executor needs dask.distributed: pip install 'mdivicomtools[dask]'"
+                f"the dask executor needs dask.distributed: {install_hint('dask')}"
             ) from None
         quiet_teardown_noise()
         with contextlib.ExitStack() as stack:

@@ -357,8 +357,10 @@ def import_jobqueue() -> Any:
     try:
         import dask_jobqueue
     except ImportError:
+        from mdivicomtools.common.install import install_hint
+
         raise UsageError(
-            "the slurm executor needs dask-jobqueue: pip install 'mdivicomtools[slurm]'"
+            f"the slurm executor needs dask-jobqueue: {install_hint('slurm')}"
         ) from None
     finally:
         if handler is not None:

@@ -14,6 +14,7 @@ import os
 
 import msgspec
 
+from mdivicomtools.common.install import install_hint
 from mdivicomtools.common.text import a_type, close_matches, describe_exception
 from mdivicomtools.execution.base import Availability, BackendUnavailable, ExecutionBackend
 from mdivicomtools.execution.container.engine import GpuSupport
@@ -144,7 +145,7 @@ class BackendRegistry:
             if self.disabled:
                 hint += self._disabled_modules("it")
             elif name in CONTAINER_PREFERENCE:
-                hint = f"; install it with: pip install 'mdivicomtools[{name}]'"
+                hint = f"; install it with: {install_hint(name)}"
             raise BackendUnavailable(
                 f"backend {name!r}{where} is not installed; installed backends: "
                 f"{', '.join(sorted(self.backends)) or 'none'}{hint}"
@@ -336,7 +337,7 @@ class BackendRegistry:
                 )
             return (
                 f"no installed backend runs {kind} plugins; install one with: "
-                "pip install 'mdivicomtools[docker]' (or [podman])"
+                f"{install_hint('docker')} (or {install_hint('podman')})"
                 + self._unloaded_modules("one")
                 + self._hook_failures()
             )

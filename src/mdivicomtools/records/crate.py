@@ -212,8 +212,10 @@ def export_crate(out: Path, run_id: str, dest: Path, *, license: str | None = No
         from rocrate.model.contextentity import ContextEntity
         from rocrate.rocrate import ROCrate
     except ImportError:
+        from mdivicomtools.common.install import install_hint
+
         raise CrateUnavailable(
-            "exporting an RO-Crate needs the rocrate library: pip install 'mdivicomtools[rocrate]'"
+            f"exporting an RO-Crate needs the rocrate library: {install_hint('rocrate')}"
         ) from None
     runs = _runs_to_export(out, run_id)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
