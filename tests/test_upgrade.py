@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -42,9 +43,28 @@ def old_root(request, site, tmp_path) -> Path:
             text = path.read_bytes()
             if b"{root}" in text:
                 path.write_bytes(text.replace(b"{root}", str(root).encode()))
+    _restore_recorded_mtimes(root)
     shutil.copytree(OLD / "labkit" / "src" / "labkit", site.root / "labkit")
     site.distribution("labkit", {name: f"labkit:{name}" for name in ("copy", "failer", "slow")})
     return root
+
+
+def _restore_recorded_mtimes(root: Path) -> None:
+    """Give the study's files the modification times the old runs saw.
+
+    git keeps no mtimes: in a clone, each file has the time it was checked out, and
+    a record's dataset fingerprint (path, size, mtime) no longer matches, as if the
+    lab had changed its data. The releases that fingerprint list each file's mtime
+    in their dataset manifests; those are put back."""
+    for record_path in root.glob("**/_runs/*.json"):
+        record = json.loads(record_path.read_text())
+        manifest = (record.get("dataset") or {}).get("manifest")
+        if not manifest or not record.get("dataset_dir"):
+            continue
+        listed = json.loads((record_path.parent.parent / manifest).read_text())
+        for rel, _size, mtime_ns, *_ in listed["files"]:
+            path = Path(record["dataset_dir"]) / rel
+            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
 
 def clean_errors(result) -> None:

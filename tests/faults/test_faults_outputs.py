@@ -184,7 +184,7 @@ def test_read_only_folders_left_by_the_plugin_do_not_keep_its_staging(
     found = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
     assert sorted(r["status"] for r in found) == sorted(["succeeded", status])
     if "locked=true" in config:  # an output that cannot be read is not promoted
-        assert any((r.get("error") or {}).get("type") == "InventoryFailed" for r in found)
+        assert any((r.get("error") or {}).get("type") == "UnreadableOutput" for r in found)
     assert_no_staging(out)
     assert "cleaned:" not in done.stderr  # the first run left nothing behind
     assert (out / plugin / "ro" / "kept.txt").read_text() == "kept\n"
