@@ -790,6 +790,47 @@ def test_an_echo_to_stdout_does_not_wait_on_the_captured_descriptor(site, datase
     assert lines.count("raw") == 8
 
 
+def test_an_echo_that_hands_lines_to_logging_does_not_echo_itself_again(site, dataset, tmp_path):
+    """run_plugin(echo=an adapter that hands each line to `logging`, whose handler
+    writes to descriptor 2): while descriptor 2 led into the run log, each line the
+    echo wrote came back through the pipe to be echoed again (`LOG LOG LOG ...`),
+    in the log and on the terminal, for as long as the run lasted."""
+    site.plugin(
+        "tool",
+        run_source=(
+            "import os, time\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    print('from print')\n"
+            "    os.write(2, b'from descriptor 2\\n')\n"
+            "    time.sleep(0.5)\n"
+            "    return {}\n"
+        ),
+    )
+    script = (
+        "import logging, sys\n"
+        "from mdivicomtools import run_plugin\n"
+        "logging.basicConfig(level=logging.INFO, format='LOG %(message)s')\n"
+        "class ToLogging:\n"
+        "    def write(self, text):\n"
+        "        if text.strip():\n"
+        "            logging.info(text.rstrip())\n"
+        "        return len(text)\n"
+        "    def flush(self):\n"
+        "        pass\n"
+        f"record = run_plugin('tool', dataset={str(dataset)!r}, out={str(tmp_path / 'o')!r},"
+        " echo=ToLogging())\n"
+        "print('STATUS', record.status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=site.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "STATUS succeeded\n"
+    (log,) = (tmp_path / "o" / "_runs").glob("*.log")
+    assert log.read_text() == "from print\n"
+    assert result.stderr.splitlines() == ["LOG from print", "from descriptor 2"]
+
+
 def test_a_runner_killed_while_its_plugin_ran_isolated_is_not_told_to_isolate(
     site, dataset, tmp_path
 ):

@@ -176,12 +176,18 @@ class RunLog:
         Only on the main thread: the descriptors are the process's, and plugins
         run side by side in threads (a Dask worker) would take each other's
         output.
+
+        Descriptor 2 is left alone when the echo is an object whose descriptor
+        cannot be told (a Python caller's adapter that hands each line to
+        `logging`): such an echo commonly ends on descriptor 2 itself, and
+        what it wrote there came back through the pipe to be echoed again, a
+        line growing `LOG LOG LOG ...` for as long as the run lasted.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
         saved: dict[int, int] = {}
-        for fd in (1, 2):
+        for fd in (1, 2) if _descriptor_known(self.echo) else (1,):
             with contextlib.suppress(OSError):  # no stdout (stderr) at all: nothing to keep
                 saved[fd] = os.dup(fd)
         if 1 not in saved:
@@ -261,6 +267,17 @@ def _on_descriptor(stream: TextIO | None, fd: int, saved: int) -> TextIO | None:
     _flush(stream)
     encoding = getattr(stream, "encoding", None) or "utf-8"
     return open(os.dup(saved), "w", encoding=encoding, errors="replace")
+
+
+def _descriptor_known(stream: TextIO | None) -> bool:
+    """Whether `stream` is absent or writes to a descriptor it names (so it can be
+    told whether it writes where the plugin's output is taken from)."""
+    if stream is None:
+        return True
+    try:
+        return isinstance(stream.fileno(), int)
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
 
 
 def _flush(stream: TextIO | None) -> None:
