@@ -11,7 +11,7 @@ import pytest
 from mdivicomtools import run_batch, run_plugin
 from mdivicomtools.cli.runs import STATUSES
 from mdivicomtools.model.run import Status
-from mdivicomtools.records.listfilter import BadSince, parse_since
+from mdivicomtools.records.listfilter import BadSince, parse_since, started
 
 FAIL = "def run(*a, **k):\n    raise RuntimeError('kaput')\n"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
@@ -134,6 +134,33 @@ def test_since_takes_ages_dates_times_and_run_id_stamps():
     )
     with pytest.raises(BadSince, match="is not a time"):
         parse_since("3 days ago", NOW)
+
+
+def test_since_far_out_of_range_keeps_every_run_or_none_instead_of_crashing(site, history):
+    """`--since 99999999d` and a date whose offset carries it past year 1 or 9999 were
+    `Error: internal error (OverflowError: date value out of range)`; they stand for
+    the first or last moment there is."""
+    out, ids = history
+    first = datetime.min.replace(tzinfo=timezone.utc)
+    for far_back in ("999999999d", "99999999999w", "0001-01-01T00:00+01:00"):
+        assert parse_since(far_back, NOW) == first
+        assert [r["run_id"] for r in listed(site, str(out), "--since", far_back)] == ids
+    assert parse_since("9999-12-31T23:59-01:00", NOW) == datetime.max.replace(tzinfo=timezone.utc)
+    assert listed(site, str(out), "--since", "9999-12-31T23:59-01:00") == []
+
+
+def test_since_takes_a_run_id_as_runs_list_shows_it(site, history):
+    """The RUN_ID column copied whole (`20261101T143000Z_3f2a9b1c`) was `not a time`;
+    only its stamp was taken."""
+    out, ids = history
+    assert parse_since("20261101T143000Z_3f2a9b1c", NOW) == datetime(
+        2026, 11, 1, 14, 30, tzinfo=timezone.utc
+    )
+    # the runs from the second the id names on, the run itself among them
+    kept = listed(site, str(out), "--since", ids[2])
+    assert {ids[2], ids[3]} <= {r["run_id"] for r in kept}
+    stamp = parse_since(ids[2][:16], NOW)
+    assert all(started(r["started_at"]) >= stamp for r in kept)
 
 
 def test_the_status_choices_are_the_record_statuses():

@@ -45,8 +45,8 @@ STATUSES = (
 @click.option(
     "--since",
     metavar="WHEN",
-    help="Only runs started since WHEN: an age (30m, 12h, 7d, 2w), a date (2026-11-01) "
-    "or a date and time (2026-11-01T14:30; UTC unless an offset is given).",
+    help="Only runs started since WHEN: an age (30m, 12h, 7d, 2w), a date (2026-11-01), "
+    "a date and time (2026-11-01T14:30; UTC unless an offset is given) or a run id.",
 )
 @click.option(
     "--last",

@@ -38,14 +38,22 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     (`2026-11-01`) is the start of that day and a date and time
     (`2026-11-01T14:30`, seconds and an offset optional) is that moment. Times
     without an offset are UTC, as in every record's `started_at` and run id,
-    so a run id can be pasted as it reads (`20261101T143000Z` is accepted too).
+    so a run id can be pasted as it reads (`20261101T143000Z`, with or without
+    the `_3f2a9b1c` that ends it, is accepted too: the RUN_ID column of `runs
+    list` is copied whole). A moment before year 1 or after year 9999 (`--since
+    99999999d`, `0001-01-01T00:00+01:00`) raised OverflowError, an internal
+    error; it stands for the first or last moment a datetime holds, before or
+    after every run.
     """
     value = text.strip()
     age = _AGE.fullmatch(value)
     if age:
-        delta = timedelta(**{_UNITS[age["unit"]]: int(age["count"])})
-        return (now or datetime.now(timezone.utc)) - delta
-    compact = re.fullmatch(r"(\d{8})T(\d{6})Z?", value)
+        try:
+            delta = timedelta(**{_UNITS[age["unit"]]: int(age["count"])})
+            return (now or datetime.now(timezone.utc)) - delta
+        except OverflowError:  # further back than year 1
+            return datetime.min.replace(tzinfo=timezone.utc)
+    compact = re.fullmatch(r"(\d{8})T(\d{6})Z?(?:_[0-9a-f]+)?", value)
     if compact:  # the stamp of a run id
         value = f"{compact[1]}T{compact[2]}"
         parse = lambda v: datetime.strptime(v, "%Y%m%dT%H%M%S")  # noqa: E731
@@ -60,7 +68,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # an offset that carries it past year 1 or year 9999
+        edge = datetime.min if moment.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=timezone.utc)
 
 
 def started(started_at: str) -> datetime | None:
