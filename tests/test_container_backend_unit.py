@@ -23,6 +23,7 @@ from mdivicomtools.execution.container.runtime import (
     LOG_RESENT_MARKER,
     ContainerBackend,
     _LogFollower,
+    _said_no_more_processes,
 )
 from mdivicomtools.execution.runlog import RunLog
 from mdivicomtools.hooks.manager import load_hooks
@@ -332,3 +333,38 @@ def test_frames_are_read_across_short_socket_reads():
     assert list(read_frames(Trickle())) == [(STDOUT, b"hello\n"), (STDERR, b"oops")]
     # a stream cut inside a frame yields what arrived and stops
     assert list(read_frames(io.BytesIO(wire[:10]))) == [(STDOUT, b"he")]
+
+
+@pytest.mark.parametrize(
+    ("tail", "limit"),
+    [
+        (b"sh: can't fork: Resource temporarily unavailable\n", True),
+        (b"bash: fork: retry: Resource temporarily unavailable\n", True),
+        (
+            b"OpenBLAS: pthread_create failed for thread 3 of 8: Resource temporarily "
+            b"unavailable\n",
+            True,
+        ),
+        (
+            b'  File "/usr/lib/python3.11/subprocess.py", line 1901, in _execute_child\n'
+            b"    self.pid = _fork_exec(\n"
+            b"               ^^^^^^^^^^^\n"
+            b"BlockingIOError: [Errno 11] Resource temporarily unavailable\n",
+            True,
+        ),
+        (
+            b'  File "/app/sync.py", line 12, in <module>\n'
+            b"    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+            b"BlockingIOError: [Errno 11] Resource temporarily unavailable\n",
+            False,
+        ),
+        (b"read /dev/ttyUSB0: Resource temporarily unavailable\n", False),
+    ],
+)
+def test_only_a_refused_fork_in_the_log_is_taken_for_the_pids_limit(tmp_path, tail, limit):
+    """The same strerror is what a lock taken without waiting or a non-blocking read
+    fails with; only where a process or thread was being started is it the limit."""
+    path = tmp_path / "run.log"
+    with RunLog(path) as log:
+        log.write(b"x" * 300_000 + b"\n" + tail)
+        assert _said_no_more_processes(log) is limit

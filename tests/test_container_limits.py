@@ -59,6 +59,28 @@ def test_a_pids_limit_reached_is_named_with_the_fix(site, dataset, tmp_path, eng
     assert leftover_containers(engine, record["run_id"]) == []
 
 
+def test_an_eagain_that_was_no_fork_is_not_called_a_pids_limit(site, dataset, tmp_path, engine):
+    """A tool that failed on a lock taken without waiting (Python's `flock(LOCK_NB)`
+    says `BlockingIOError: [Errno 11] Resource temporarily unavailable`, as a
+    non-blocking read does) under a pids limit was `TooManyProcesses: ... it hit its
+    limit of 16 processes; raise resources.pids`, sending the user to a limit it
+    never reached."""
+    busy_lock = (
+        "echo 'Traceback (most recent call last):' >&2; "
+        "echo '  File \"/app/sync.py\", line 12, in <module>' >&2; "
+        "echo '    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)' >&2; "
+        "echo 'BlockingIOError: [Errno 11] Resource temporarily unavailable' >&2; "
+        "exit 1"
+    )
+    container_plugin(site, "locked", busy_lock, resources={"pids": 16})
+    result, record = run_on(site, engine, "locked", dataset, tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    assert record["error"] == {
+        "type": "ContainerFailed",
+        "message": "the container exited with status 1",
+    }
+
+
 def test_a_sigkill_that_was_no_oom_kill_says_so(site, dataset, tmp_path, engine):
     """Status 137 with no memory limit reached: `the container exited with status
     137` left the user to work out 128 + 9 and to wonder about memory."""

@@ -116,6 +116,13 @@ EXIT_SIGKILL = 137
 FORK_REFUSED = "Resource temporarily unavailable"
 #: how much of the end of the run log is searched for FORK_REFUSED
 _LOG_TAIL = 256 * 1024
+#: words of which one, on FORK_REFUSED's line or the lines just above it (a
+#: traceback's), says a process or thread was being started: the same strerror
+#: is what a lock taken without waiting (`flock(LOCK_NB)`) or a non-blocking read
+#: fails with, and such a failure said "it hit its limit of N processes"
+_STARTING = (b"fork", b"clone", b"spawn", b"thread")
+#: how many lines above FORK_REFUSED are looked at for one of _STARTING
+_LINES_ABOVE = 3
 
 
 def _exit_status(exit_code: int | None) -> str:
@@ -144,14 +151,26 @@ def _said_no_more_processes(log: RunLog) -> bool:
     and it exits as it sees fit (`sh` with status 2), which the run called
     `the container exited with status 2`. The engines report nothing about
     the limit (Docker's and Podman's inspect have no such field, and the
-    container's cgroup is gone once it has exited), so the log is the evidence.
+    container's cgroup is gone once it has exited), so the log is the evidence:
+    FORK_REFUSED where a process or thread was being started (`sh: can't fork:
+    ...`, a Python traceback through `_fork_exec`), not any EAGAIN.
     """
     try:
         with open(log.path, "rb") as handle:
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - _LOG_TAIL))
-            return FORK_REFUSED.encode() in handle.read()
+            lines = handle.read().splitlines()
     except OSError:
         return False
+    refused = FORK_REFUSED.encode()
+    return any(
+        refused in line
+        and any(
+            word in above.lower()
+            for above in lines[max(0, at - _LINES_ABOVE) : at + 1]
+            for word in _STARTING
+        )
+        for at, line in enumerate(lines)
+    )
 
 
 def host_oom_kills() -> int | None:
