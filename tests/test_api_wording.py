@@ -77,7 +77,31 @@ def test_the_command_keeps_its_flags_and_leaves_the_api_its_keywords(
         ),
         # a flag no Python keyword stands for is left as it is
         ("sbatch --test-only failed", "sbatch --test-only failed"),
+        # a value quoted as the caller gave it is theirs, flags and all; an apostrophe
+        # in a word opens no quote
+        ("--set '--overwrite': expected KEY=VALUE", "sets '--overwrite': expected KEY=VALUE"),
+        ('--set "it\'s --out": no', 'sets "it\'s --out": no'),
+        (
+            "the plugin's output exists; pass --overwrite",
+            "the plugin's output exists; pass overwrite=True",
+        ),
     ],
 )
 def test_flags_read_as_keywords_outside_the_command(text, shown):
     assert in_callers_words(text) == shown
+
+
+def test_a_value_the_caller_gave_is_quoted_as_given(site, dataset, tmp_path):
+    """A value holding a flag (`sets=["--overwrite"]`, a flag put where an assignment
+    goes) was shown rewritten: `sets 'overwrite=True': expected KEY=VALUE`, and
+    `backend="--isolate"` as `backend 'isolate=True' is not installed`, values the
+    caller never passed."""
+    from mdivicomtools.errors import UsageError
+
+    site.plugin("hello")
+    with pytest.raises(ConfigError) as raised:
+        run_plugin("hello", dataset=dataset, out=tmp_path / "out", sets=["--overwrite"])
+    assert str(raised.value).startswith("sets '--overwrite': expected KEY=VALUE")
+    with pytest.raises(UsageError) as raised:
+        run_plugin("hello", dataset=dataset, out=tmp_path / "out", backend="--isolate")
+    assert str(raised.value).startswith("backend '--isolate' is not installed")

@@ -10,7 +10,8 @@ naming an option as the command's flag; a Python caller, who has no flags, read
 it is (`command_line_words()` around each command, the one edge that knows);
 everywhere else an error's message shows each flag as the keyword argument a
 Python caller passes (`overwrite=True`, `sets`). A command line quoted for the
-shell (`` `mdivicom verify OUT/<session>` ``) is one to type, so it keeps its flags.
+shell (`` `mdivicom verify OUT/<session>` ``) is one to type, so it keeps its
+flags, and a value quoted as given (`'--overwrite'` in `sets`) is the caller's.
 """
 
 from __future__ import annotations
@@ -61,8 +62,15 @@ PYTHON_WORDS: dict[str, str] = {
 # (patterns as strings, compiled by `re` when first needed: every command imports
 # this module, and few raise an error for a Python caller)
 _FLAG = r"(?<![\w/.-])--[a-z][a-z-]*[a-z](?![\w-])"
-# a whole command quoted for the shell, which keeps its flags
-_COMMAND = r"(`mdivicom [^`]*`|'mdivicom [^']*')"
+# what keeps its flags: a whole command quoted for the shell, and a value quoted as
+# the caller gave it (`sets=["--overwrite"]` was shown as `sets 'overwrite=True'`,
+# `backend="--isolate"` as `backend 'isolate=True' is not installed`); a quote
+# opens only where no letter precedes it, so the apostrophe of `plugin's` does not
+_QUOTED = (
+    r"(`mdivicom [^`]*`"
+    r"|(?<![\w'])'[^'\n]*'(?![\w'])"
+    r'|(?<![\w"])"[^"\n]*"(?![\w"]))'
+)
 
 _on_command_line = False
 
@@ -94,7 +102,7 @@ def in_callers_words(text: str) -> str:
     """`text` with each flag of the command as its caller names the option."""
     if _on_command_line or "--" not in text:
         return text
-    parts = re.split(_COMMAND, text)  # odd parts are quoted command lines
+    parts = re.split(_QUOTED, text)  # odd parts are quoted command lines and values
     return "".join(
         part if index % 2 else re.sub(_FLAG, lambda m: PYTHON_WORDS.get(m[0], m[0]), part)
         for index, part in enumerate(parts)
