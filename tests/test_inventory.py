@@ -287,3 +287,37 @@ def test_outputs_left_mode_000_name_each_path_its_mode_and_the_fix(site, dataset
     assert record["hook_errors"] == [] and record["outputs"] == []
     assert [p.name for p in (out / "locker").iterdir()] == ["a.txt"]  # the first run's
     assert not list(out.glob("_staging/*/locker"))  # the refused output was removed
+
+
+def test_a_folder_left_listable_but_not_enterable_is_named_as_unreadable(site, dataset, tmp_path):
+    """`chmod -R 644 out/` leaves folders whose names can be read but whose entries
+    cannot be looked at: the run failed with `InventoryFailed: the output could not
+    be listed; see hook_errors` (a PermissionError on one entry), the case that
+    UnreadableOutput was made for, in another mode."""
+    site.plugin(
+        "chmodder",
+        run_source=(
+            "import pathlib\n"
+            "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+            "    tree = pathlib.Path(out_dir, 'tree')\n"
+            "    tree.mkdir()\n"
+            "    (tree / 'in.txt').write_text('y')\n"
+            "    tree.chmod(0o644)\n"
+            "    return {}\n"
+        ),
+    )
+    out = tmp_path / "out"
+    done = cli_without_dac(
+        "run", "chmodder", "--dataset", str(dataset), "--out", str(out), "--json", env=site.env()
+    )
+    assert done.returncode == 1, done.stderr
+    record = json.loads(done.stdout)
+    assert record["error"] == {
+        "type": "UnreadableOutput",
+        "message": "the plugin left outputs this user may not read, so they cannot be listed "
+        "with their sha256: 'tree' (a folder, mode 644); nothing was promoted. Have the "
+        "plugin (or the tool it runs) leave its outputs readable (chmod u+r on files, u+rx "
+        "on folders) and run again",
+    }
+    assert record["hook_errors"] == [] and record["outputs"] == []
+    assert not list(out.glob("_staging/*/chmodder"))  # the refused output was removed

@@ -217,9 +217,10 @@ def scan(root: Path, *, unlistable: list[bytes] | None = None) -> list[Entry]:
     """Every entry under root (folders included), sorted by path, never following links.
 
     A folder below root that this user may not list (a tool left it mode 000)
-    raises PermissionError, unless `unlistable` is given: its path relative to
-    root is added there and the walk goes on, so a caller can name every such
-    folder at once.
+    or may list but not enter (mode 644, what `chmod -R 644` leaves: its names
+    can be read, their types and sizes cannot) raises PermissionError, unless
+    `unlistable` is given: its path relative to root is added there and the walk
+    goes on, so a caller can name every such folder at once.
     """
     root_b = os.fsencode(root)
     found: list[Entry] = []
@@ -233,9 +234,18 @@ def scan(root: Path, *, unlistable: list[bytes] | None = None) -> list[Entry]:
                 raise
             unlistable.append(os.path.relpath(folder, root_b))
             continue
+        # what this folder added, taken back if it turns out not to be enterable
+        found_before, stack_before = len(found), len(stack)
         with listing as entries:
             for item in entries:
-                st = item.stat(follow_symlinks=False)
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except PermissionError:
+                    if unlistable is None or folder == root_b:
+                        raise
+                    del found[found_before:], stack[stack_before:]
+                    unlistable.append(os.path.relpath(folder, root_b))
+                    break
                 kind = _type_of(st.st_mode)
                 rel = os.path.relpath(item.path, root_b)
                 problem = None
