@@ -323,3 +323,27 @@ def test_a_config_that_holds_itself_is_named_as_too_deep_not_a_recursion_error(
     config["self"] = config
     with pytest.raises(ConfigError, match="nested deeper than"):
         run_plugin("echo", dataset=dataset, out=tmp_path / "out", config=config)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (
+            {"mounts": {"models": "/srv/models"}},
+            "RunOptions.mounts must be a list of NAME=PATH strings, got a dict; "
+            "write mounts=['models=/srv/models']",
+        ),
+        (
+            {"sets": {"max_lag_s": 5, "name": "x"}},
+            "RunOptions.sets must be a list of KEY=VALUE strings, got a dict; "
+            "write sets=['max_lag_s=5', 'name=x']",
+        ),
+    ],
+)
+def test_sets_or_mounts_given_as_a_dict_are_refused_naming_the_list(given, said):
+    """`mounts={"models": "/srv/models"}` was taken as its keys, `('models',)`: the
+    folder was dropped without a word and the run then refused `'models': expected
+    NAME=PATH`; `sets={"max_lag_s": 5}` lost its value the same way."""
+    with pytest.raises(TypeError) as raised:
+        RunOptions(dataset="d", out="o", **given)
+    assert str(raised.value) == said

@@ -83,6 +83,8 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
                     f"RunOptions.{name} must be a list of KEY=VALUE strings, got the string "
                     f"{getattr(self, name)!r}; write {name}=[{getattr(self, name)!r}]"
                 )
+            if isinstance(getattr(self, name), dict):  # its keys alone were taken
+                raise TypeError(_dict_for_list(name, getattr(self, name)))
             if not isinstance(getattr(self, name), tuple):
                 msgspec.structs.force_setattr(self, name, tuple(getattr(self, name) or ()))
             _check_items(self, name)
@@ -271,6 +273,23 @@ _EXAMPLES = {
     "slurm_mem": " such as '4G'",
     "slurm_time": " such as '01:00:00'",
 }
+
+
+def _dict_for_list(name: str, given: dict[Any, Any]) -> str:
+    """The TypeError's message for `sets` or `mounts` given as a dict.
+
+    `mounts={"models": "/srv/models"}` was taken as its keys, `('models',)`: the
+    folder was dropped without a word and the run refused `'models': expected
+    NAME=PATH`; `sets={"max_lag_s": 5}` likewise lost its value.
+    """
+    import json  # only for this mistake: not at every command's start
+
+    form = "KEY=VALUE" if name == "sets" else "NAME=PATH"
+    items = [
+        f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+        for key, value in given.items()
+    ]
+    return f"RunOptions.{name} must be a list of {form} strings, got a dict; write {name}={items!r}"
 
 
 def _check_items(options: msgspec.Struct, name: str) -> None:
