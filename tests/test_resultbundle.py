@@ -721,3 +721,30 @@ def test_loading_what_is_no_sidecar_raises_one_value_error_naming_it(tmp_path, t
     with pytest.raises(ValueError) as raised:
         load_resultbundle(path)
     assert str(raised.value) == f"{str(path)!r} is not a result bundle: {why}"
+
+
+def test_many_links_leading_out_are_named_a_few_and_counted(tmp_path):
+    """A tree whose every session links its raw data in (300 links) gave 300 notes on
+    stderr, one per link, burying the one report asked for."""
+    study = tmp_path / "study"
+    sidecar(study / "own")
+    for index in range(300):
+        (study / f"raw{index:03d}").symlink_to(tmp_path)
+    result = subprocess.run(
+        [MDIVICOM, "bundles", "validate", str(study)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    *notes, summary = result.stderr.splitlines()
+    assert summary == "1 sidecar(s), 0 invalid"
+    assert len(notes) == 6
+    assert [note.split("'")[1] for note in notes[:5]] == [  # in name order
+        str(study / f"raw{index:03d}") for index in range(5)
+    ]
+    assert notes[5] == (
+        f"note: 295 more symlinks lead out of {str(study)!r} and were not followed; "
+        "add --follow-links to follow them"
+    )

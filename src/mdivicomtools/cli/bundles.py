@@ -13,6 +13,10 @@ def bundles_group() -> None:
     """Validate result bundles (resultbundle.json sidecars)."""
 
 
+#: how many links leading out of a PATH `bundles validate` names one by one
+_LINKS_NAMED = 5
+
+
 @bundles_group.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=PATH, metavar="PATH...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
@@ -49,10 +53,19 @@ def validate_command(paths: tuple[str, ...], as_json: bool, follow_links: bool) 
                     f"no resultbundle.json under {raw!r}{links}; name a folder that holds "
                     "one" + (", or add --follow-links" if unfollowed else "")
                 )
-            for link in unfollowed:
+            # a tree whose every session links its raw data in has thousands: a few
+            # named, the rest counted, so the notes do not bury the reports
+            unfollowed.sort()  # met in the order the folders list them
+            for link in unfollowed[:_LINKS_NAMED]:
                 click.echo(
                     f"note: symlink {link} leads out of {raw!r} and was not followed; "
                     "name its target, or add --follow-links",
+                    err=True,
+                )
+            if len(unfollowed) > _LINKS_NAMED:
+                click.echo(
+                    f"note: {len(unfollowed) - _LINKS_NAMED} more symlinks lead out of "
+                    f"{raw!r} and were not followed; add --follow-links to follow them",
                     err=True,
                 )
             sidecars.extend(found)
