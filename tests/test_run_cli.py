@@ -829,6 +829,17 @@ def test_an_echo_that_hands_lines_to_logging_does_not_echo_itself_again(site, da
     (log,) = (tmp_path / "o" / "_runs").glob("*.log")
     assert log.read_text() == "from print\n"
     assert result.stderr.splitlines() == ["LOG from print", "from descriptor 2"]
+    # an echo held in memory reaches no descriptor: descriptor 2 is still taken in
+    script = script.replace("echo=ToLogging()", "echo=io.StringIO(), overwrite=True").replace(
+        "import logging, sys", "import io, logging, sys"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=site.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (log,) = set((tmp_path / "o" / "_runs").glob("*.log")) - {log}
+    assert log.read_text() == "from print\nfrom descriptor 2\n"
 
 
 def test_a_runner_killed_while_its_plugin_ran_isolated_is_not_told_to_isolate(

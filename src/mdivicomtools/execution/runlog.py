@@ -7,6 +7,7 @@ user watches the plugin work while stdout stays free for `--json`.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -270,9 +271,10 @@ def _on_descriptor(stream: TextIO | None, fd: int, saved: int) -> TextIO | None:
 
 
 def _descriptor_known(stream: TextIO | None) -> bool:
-    """Whether `stream` is absent or writes to a descriptor it names (so it can be
-    told whether it writes where the plugin's output is taken from)."""
-    if stream is None:
+    """Whether `stream` is absent, held in memory (`io.StringIO`, which reaches no
+    descriptor), or writes to a descriptor it names (so it can be told whether it
+    writes where the plugin's output is taken from)."""
+    if stream is None or isinstance(stream, io.StringIO):
         return True
     try:
         return isinstance(stream.fileno(), int)
