@@ -842,6 +842,65 @@ def test_an_echo_that_hands_lines_to_logging_does_not_echo_itself_again(site, da
     assert log.read_text() == "from print\nfrom descriptor 2\n"
 
 
+def test_the_fault_handler_s_traceback_of_a_crash_in_process_reaches_the_terminal(
+    site, dataset, tmp_path
+):
+    """With PYTHONFAULTHANDLER=1, a segfault in an in-process plugin's C code printed
+    `Fatal Python error: Segmentation fault` and the plugin's frames on stderr; once
+    descriptor 2 led into the run log, the fault handler wrote them into the pipe of
+    a process that was dying, and they were lost from the terminal and the log."""
+    site.plugin(
+        "crasher",
+        run_source="import ctypes\ndef run(*a, **k):\n    ctypes.string_at(0)\n",
+    )
+    result = subprocess.run(
+        [MDIVICOM, "run", "crasher", "--dataset", str(dataset), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=site.env(PYTHONFAULTHANDLER="1"),
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Fatal Python error: Segmentation fault" in result.stderr
+    assert 'p_crasher_d/run.py", line 3 in run' in result.stderr
+    assert "the runner died from SIGSEGV" in result.stderr
+
+
+def test_a_python_caller_s_fault_handler_is_left_where_it_writes(site, dataset, tmp_path):
+    """A Python caller's fault handler is not moved by a run (the command's is, to the
+    terminal while descriptor 2 leads into the log): on descriptor 2 it reports a crash
+    after the run there, and one pointed at a file of the caller's still writes there."""
+    site.plugin("hello")
+    script = (
+        "import faulthandler, sys\n"
+        "from mdivicomtools import run_plugin\n"
+        "if len(sys.argv) > 1:\n"
+        "    own = open(sys.argv[1], 'w')\n"
+        "    faulthandler.enable(file=own)\n"
+        f"record = run_plugin('hello', dataset={str(dataset)!r}, out={str(tmp_path / 'o')!r},"
+        " overwrite=True)\n"
+        "print(record.status, flush=True)\n"
+        "faulthandler._sigsegv()\n"
+    )
+    env = site.env(PYTHONFAULTHANDLER="1")
+    crashed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert crashed.stdout == "succeeded\n", crashed.stderr
+    assert "Fatal Python error: Segmentation fault" in crashed.stderr
+    own = tmp_path / "faults.txt"
+    crashed = subprocess.run(
+        [sys.executable, "-c", script, str(own)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert crashed.stdout == "succeeded\n", crashed.stderr
+    assert "Fatal Python error: Segmentation fault" in own.read_text()
+    assert "Fatal Python error" not in crashed.stderr
+
+
 def test_a_runner_killed_while_its_plugin_ran_isolated_is_not_told_to_isolate(
     site, dataset, tmp_path
 ):

@@ -7,6 +7,7 @@ user watches the plugin work while stdout stays free for `--json`.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import IO, TextIO
 from mdivicomtools.common.safefs import open_append
 from mdivicomtools.common.streams import redirected
 from mdivicomtools.common.text import terminal_output
+from mdivicomtools.errors import on_command_line
 from mdivicomtools.execution.lines import LineJoiner
 from mdivicomtools.execution.outputpipe import OutputPipe
 
@@ -210,6 +212,12 @@ class RunLog:
             with self._lock:
                 self.echo = moved
         pipe = OutputPipe(lambda chunk: self.write_lines(DESCRIPTORS, chunk))
+        # the fault handler (PYTHONFAULTHANDLER, -X faulthandler) writes a crash's
+        # traceback to descriptor 2 as the process dies, when the pipe's reader dies
+        # too: it was lost, the one account of a segfault in the plugin's C code
+        refault = 2 in saved and _fault_handler_on_descriptor_2()
+        if refault:
+            faulthandler.enable(file=saved[2], all_threads=True)
         for fd in saved:
             os.dup2(pipe.write_fd, fd)
         pipe.close_write_end()
@@ -225,6 +233,9 @@ class RunLog:
                     marked = os.write(1, pipe.marker) == len(pipe.marker)
             for fd, copy in saved.items():
                 os.dup2(copy, fd)  # closes this process's write ends of the pipe
+            if refault:
+                faulthandler.enable(file=2, all_threads=True)
+            for copy in saved.values():
                 os.close(copy)
             if moved is not None:
                 with self._lock:
@@ -268,6 +279,14 @@ def _on_descriptor(stream: TextIO | None, fd: int, saved: int) -> TextIO | None:
     _flush(stream)
     encoding = getattr(stream, "encoding", None) or "utf-8"
     return open(os.dup(saved), "w", encoding=encoding, errors="replace")
+
+
+def _fault_handler_on_descriptor_2() -> bool:
+    """Whether the fault handler is on, in the command (`mdivicom`, its batch
+    workers), which turns it on only through the interpreter (PYTHONFAULTHANDLER,
+    `-X faulthandler`), on descriptor 2: only there is it known where to put it
+    back. A Python caller's (pytest's, one writing to a file) is left alone."""
+    return on_command_line() and faulthandler.is_enabled()
 
 
 def _descriptor_known(stream: TextIO | None) -> bool:
