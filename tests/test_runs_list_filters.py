@@ -11,7 +11,7 @@ import pytest
 from mdivicomtools import run_batch, run_plugin
 from mdivicomtools.cli.runs import STATUSES
 from mdivicomtools.model.run import Status
-from mdivicomtools.records.listfilter import BadSince, parse_since, started
+from mdivicomtools.records.listfilter import BadSince, RunFilter, parse_since, started
 
 FAIL = "def run(*a, **k):\n    raise RuntimeError('kaput')\n"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
@@ -161,6 +161,22 @@ def test_since_takes_a_run_id_as_runs_list_shows_it(site, history):
     assert {ids[2], ids[3]} <= {r["run_id"] for r in kept}
     stamp = parse_since(ids[2][:16], NOW)
     assert all(started(r["started_at"]) >= stamp for r in kept)
+
+
+def test_last_goes_by_the_moment_and_counts_a_damaged_start_as_the_oldest():
+    """`--last` sorted the start times as text: a record whose `started_at` is no time
+    (`garbage` sorts after every `2026-...`) took the newest run's place, and a
+    start written with an offset sorted by its local hour."""
+    items = [
+        ("old", "2026-11-01T10:00:00.000Z"),
+        ("damaged", "garbage"),
+        ("newest", "2026-11-02T07:30:00-02:00"),  # 09:30 UTC: after the next one
+        ("earlier", "2026-11-02T09:00:00.000Z"),
+    ]
+    kept = RunFilter(last=2).keep(
+        items, plugin=lambda i: "x", status=lambda i: "ok", started_at=lambda i: i[1]
+    )
+    assert [name for name, _ in kept] == ["newest", "earlier"]  # in the list's order
 
 
 def test_the_status_choices_are_the_record_statuses():

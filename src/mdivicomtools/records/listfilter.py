@@ -129,7 +129,12 @@ class RunFilter(msgspec.Struct, kw_only=True, frozen=True):
             and (self.since is None or self._since(started_at(item)))
         ]
         if self.last is not None and len(kept) > self.last:
-            newest = sorted(range(len(kept)), key=lambda i: started_at(kept[i]))[-self.last :]
+            # by the moment, not the text: a field that is no time ("garbage" sorts after
+            # every "2026-...") counts as the oldest instead of taking the newest's place
+            oldest = datetime.min.replace(tzinfo=timezone.utc)
+            newest = sorted(
+                range(len(kept)), key=lambda i: started(started_at(kept[i])) or oldest
+            )[-self.last :]
             kept = [kept[i] for i in sorted(newest)]
         return kept
 
