@@ -132,9 +132,9 @@ class RunFilter(msgspec.Struct, kw_only=True, frozen=True):
             # by the moment, not the text: a field that is no time ("garbage" sorts after
             # every "2026-...") counts as the oldest instead of taking the newest's place
             oldest = datetime.min.replace(tzinfo=timezone.utc)
-            newest = sorted(
-                range(len(kept)), key=lambda i: started(started_at(kept[i])) or oldest
-            )[-self.last :]
+            newest = sorted(range(len(kept)), key=lambda i: started(started_at(kept[i])) or oldest)[
+                -self.last :
+            ]
             kept = [kept[i] for i in sorted(newest)]
         return kept
 
