@@ -280,7 +280,13 @@ def test_a_batch_checks_a_session_with_one_walk_and_lists_its_files_only_to_hash
 
 def count_scans_across_forks(monkeypatch, root: Path, log: Path) -> None:
     """Every os.scandir of a folder in `root`, appended to `log` by whichever
-    process makes it: a batch's sessions run in forked workers."""
+    process makes it: a batch's sessions run in forked workers. Forked, whatever
+    threads an earlier test of this process left: a worker started by spawn (the
+    batch's choice when the process has threads) would not inherit the count and
+    would scan unseen (a CI rehearsal on 3.13 counted ses-01 once)."""
+    from mdivicomtools.batch import local
+
+    monkeypatch.setattr(local, "start_method", lambda: "fork")
     real = os.scandir
     top = os.fsencode(root)
 
