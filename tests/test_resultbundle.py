@@ -485,39 +485,38 @@ def test_generated_schemas_are_up_to_date():
         )
 
 
+def validate(*args: str) -> subprocess.CompletedProcess[str]:
+    """`mdivicom bundles validate ARGS`, its output as text."""
+    return subprocess.run(
+        [MDIVICOM, "bundles", "validate", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 def test_bundles_validate_cli(tmp_path):
     good = sidecar(tmp_path / "data" / "good")
     bad = sidecar(tmp_path / "data" / "nested" / "bad")
     (bad.parent / "gaze.tsv").unlink()
     assert find_sidecars(tmp_path / "data") == [good, bad]
-    ok = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(good)], capture_output=True, text=True
-    )
+    ok = validate(str(good))
     assert ok.returncode == 0 and ok.stdout.startswith("valid")
-    both = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(tmp_path / "data")], capture_output=True, text=True
-    )
+    both = validate(str(tmp_path / "data"))
     assert both.returncode == 1
     assert f"INVALID  {bad}" in both.stdout
     assert f"  - {bad}: /files/0/path: required file 'gaze.tsv' does not exist" in both.stdout
     assert both.stderr.strip() == "2 sidecar(s), 1 invalid"
-    as_json = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(tmp_path / "data"), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    as_json = validate(str(tmp_path / "data"), "--json")
     reports = json.loads(as_json.stdout)
     assert [r["valid"] for r in reports] == [True, False]
     assert reports[1]["problems"][0]["pointer"] == "/files/0/path"
-    missing = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(tmp_path / "nope")], capture_output=True, text=True
-    )
+    missing = validate(str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    none = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(empty)], capture_output=True, text=True
-    )
+    none = validate(str(empty))
     assert none.returncode == 2 and "no resultbundle.json under" in none.stderr
 
 
@@ -634,13 +633,7 @@ def test_validate_stays_inside_the_tree_and_names_the_links_it_does_not_follow(t
             f"{str(study / 'root')!r} -> '/'",
         ]
     )
-    result = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(study)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = validate(str(study))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"valid    {own}  (pupilcloud.raw_export.v4 1.0.0)"
     assert len(result.stdout.splitlines()) == 1
@@ -660,17 +653,10 @@ def test_validate_follows_folders_linked_in_when_asked(tmp_path):
     (study / "loop").symlink_to(study)  # each real folder is searched once
     assert find_sidecars(study) == []  # the run's own check follows no link
     assert find_sidecars(study, follow_links=True) == [study / "pupil" / "resultbundle.json"]
-    result = subprocess.run(
-        [MDIVICOM, "bundles", "validate", "--follow-links", str(study)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = validate("--follow-links", str(study))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"valid    {study / 'pupil' / 'resultbundle.json'}")
-    result = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(study)], capture_output=True, text=True, check=False
-    )
+    result = validate(str(study))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: no resultbundle.json under {str(study)!r} (symlinks not followed: "
@@ -730,13 +716,7 @@ def test_many_links_leading_out_are_named_a_few_and_counted(tmp_path):
     sidecar(study / "own")
     for index in range(300):
         (study / f"raw{index:03d}").symlink_to(tmp_path)
-    result = subprocess.run(
-        [MDIVICOM, "bundles", "validate", str(study)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = validate(str(study))
     assert result.returncode == 0, result.stderr
     *notes, summary = result.stderr.splitlines()
     assert summary == "1 sidecar(s), 0 invalid"
