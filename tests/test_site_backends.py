@@ -3,6 +3,8 @@ it beyond the required members, through its optional methods."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mdivicomtools import run_batch
 from pluginsite import container_manifest
 
@@ -39,19 +41,26 @@ def mdivicom_execution_backends():
 """
 
 
-def test_resume_asks_a_site_backend_for_its_image_id(site, tmp_path, monkeypatch):
-    """`--resume` promises to run again the sessions whose image its tag now names
-    differently; with a site's backend it asked only docker/podman-style engines and
-    skipped every session after the site rebuilt the image under the same tag."""
+def _site_box_with_boxed_plugin(site, tmp_path: Path, monkeypatch, module: str) -> Path:
+    """The site backend `site-box` installed as hook module `module`, and a container
+    plugin `boxed` for it; returns the file that holds the image id the box reports."""
     ids = tmp_path / "ids"
     ids.write_text("sha256:" + "1" * 64)
     monkeypatch.setenv("SITE_BOX_IDS", str(ids))
-    site.module("p_resume_box_hooks", SITE_BOX)
-    site.distribution("site-box", {"site-box": "p_resume_box_hooks"}, group="mdivicomtools.hooks")
+    site.module(module, SITE_BOX)
+    site.distribution("site-box", {"site-box": module}, group="mdivicomtools.hooks")
     site.manifest(
         "boxed.json",
         container_manifest("boxed", {"image": "localhost/boxed:1", "command": ["true"]}),
     )
+    return ids
+
+
+def test_resume_asks_a_site_backend_for_its_image_id(site, tmp_path, monkeypatch):
+    """`--resume` promises to run again the sessions whose image its tag now names
+    differently; with a site's backend it asked only docker/podman-style engines and
+    skipped every session after the site rebuilt the image under the same tag."""
+    ids = _site_box_with_boxed_plugin(site, tmp_path, monkeypatch, "p_resume_box_hooks")
     data = tmp_path / "data"
     for name in ("ses-01", "ses-02"):
         (data / "sessions" / name).mkdir(parents=True)
@@ -147,15 +156,7 @@ def test_rerun_names_a_site_backend_that_left_the_container_settings_out(
     old mdivicomtools, not at the backend."""
     from mdivicomtools import rerun, run_plugin
 
-    ids = tmp_path / "ids"
-    ids.write_text("sha256:" + "1" * 64)
-    monkeypatch.setenv("SITE_BOX_IDS", str(ids))
-    site.module("p_applied_box_hooks", SITE_BOX)
-    site.distribution("site-box", {"site-box": "p_applied_box_hooks"}, group="mdivicomtools.hooks")
-    site.manifest(
-        "boxed.json",
-        container_manifest("boxed", {"image": "localhost/boxed:1", "command": ["true"]}),
-    )
+    _site_box_with_boxed_plugin(site, tmp_path, monkeypatch, "p_applied_box_hooks")
     out = tmp_path / "out"
     original = run_plugin("boxed", dataset=dataset, out=out, backend="site-box")
     assert original.status == "succeeded" and original.container.applied is None
