@@ -400,18 +400,18 @@ def test_precedence_manifest_then_user_config_then_run_options(tmp_path, monkeyp
     [
         ('[container]\nmemory = "lots"\n', {}, "memory 'lots' is not a size"),
         ("[container]\nbogus = 1\n", {}, "unknown key 'container.bogus'"),
-        ("", {"memory": "0"}, "--memory must be more than 0 bytes"),
-        ("", {"cpus": -1.0}, "--cpus must be more than 0"),
+        ("", {"memory": "0"}, "memory must be more than 0 bytes"),
+        ("", {"cpus": -1.0}, "cpus must be more than 0"),
         # NaN compares false with 0, and infinity is no limit: both crashed the engine call
-        ("", {"cpus": float("nan")}, "--cpus must be more than 0 and finite, got nan"),
-        ("", {"cpus": float("inf")}, "--cpus must be more than 0 and finite, got inf"),
+        ("", {"cpus": float("nan")}, "cpus must be more than 0 and finite, got nan"),
+        ("", {"cpus": float("inf")}, "cpus must be more than 0 and finite, got inf"),
         (
             "[container]\ncpus = nan\n",
             {},
             "config.toml': cpus must be more than 0 and finite, got nan",
         ),
-        ("", {"gpus": "0,,1"}, "--gpus '0,,1'"),
-        ("", {"stop_grace": 7200.0}, "--stop-grace must be between 0 and 3600"),
+        ("", {"gpus": "0,,1"}, "gpus '0,,1'"),
+        ("", {"stop_grace": 7200.0}, "stop_grace must be between 0 and 3600"),
         # the site's config, not an option the user never gave, is named
         (
             "[container]\ncpus = -3\n",
@@ -436,6 +436,7 @@ def test_bad_overrides_are_usage_errors(tmp_path, monkeypatch, config, options, 
     with pytest.raises(UsageError) as caught:
         container_settings(_spec(), RunOptions(dataset="d", out="o", **options), tmp_path / "o")
     assert message in str(caught.value)
+    assert "--" not in str(caught.value)  # a Python caller is told its keywords, not flags
     assert caught.value.exit_code == 2
 
 
