@@ -200,21 +200,103 @@ def _explain(error: msgspec.ValidationError) -> str:
     if problem == "is not a known field":
         path, _, name = field.rpartition(".")
         return f"{field} {problem}" + _did_you_mean(name, path)
+    if problem.startswith("invalid enum value "):
+        return f"{field}: {_enum_problem(field, problem.removeprefix('invalid enum value '))}"
     if problem.startswith("is "):
         return f"{field} {problem}"
     return f"{field}: {problem}" if field else problem
 
 
+def _type_at(path: str) -> Any:
+    """The contract's type of the field at a dotted path as msgspec names it
+    (`container.resources`, `container.mounts[...]`), optional unions unwrapped.
+
+    Only an invalid plugin gets here, so msgspec.inspect is imported here, not by
+    every listing."""
+    import msgspec.inspect
+
+    info: Any = msgspec.inspect.type_info(PluginSpec)
+    for part in re.findall(r"\[\.\.\.\]|[^.\[]+", path):
+        info = _unwrapped(info)
+        if part == "[...]" and isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        elif isinstance(info, msgspec.inspect.StructType):
+            fields = {f.encode_name: f.type for f in info.fields}
+            if part not in fields:
+                return None
+            info = fields[part]
+        else:
+            return None
+    return _unwrapped(info)
+
+
+def _unwrapped(info: Any) -> Any:
+    """`Resources | None` -> `Resources`: the part of a union that holds fields or values."""
+    import msgspec.inspect
+
+    if isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            if isinstance(member, (msgspec.inspect.StructType, msgspec.inspect.LiteralType)):
+                return member
+    return info
+
+
 def _did_you_mean(name: str, path: str) -> str:
-    """`; did you mean container.network?` for a misspelt field of a strict section."""
-    sections: dict[str, type[msgspec.Struct]] = {"container": ContainerSpec, "entry": PythonEntry}
-    struct = sections.get(path)
-    if struct is None:
+    """`; did you mean container.network?` and the known fields, for a misspelt field
+    of a strict section (`container`, `entry`, `container.resources`, a mount)."""
+    import msgspec.inspect
+
+    info = _type_at(path)
+    if not isinstance(info, msgspec.inspect.StructType):
         return ""
-    close = close_matches(name, list(struct.__struct_fields__))
-    known = ", ".join(struct.__struct_fields__)
+    fields = [f.encode_name for f in info.fields]
+    close = close_matches(name, fields)
     hint = f"; did you mean {path}.{close[0]}?" if close else ""
-    return f"{hint}; known fields of {path}: {known}"
+    return f"{hint}; known fields of {path}: {', '.join(fields)}"
+
+
+def _enum_problem(field: str, value: str) -> str:
+    """`'nevr' is not one of 'missing', 'always', 'never'; did you mean 'never'?`:
+    msgspec's `invalid enum value 'nevr'` named neither the choices nor the near one."""
+    import msgspec.inspect
+
+    info = _type_at(field)
+    # `gpus` takes "all" or a count or ids: naming only "all" would mislead
+    if not isinstance(info, msgspec.inspect.LiteralType) or _also_other_types(field):
+        return f"invalid enum value {value}"
+    choices = [str(v) for v in info.values]
+    close = close_matches(value.strip("'"), choices)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{value} is not one of {', '.join(repr(c) for c in choices)}{hint}"
+
+
+def _also_other_types(field: str) -> bool:
+    """Whether the field at `field` takes other values than its literals (and null)."""
+    import msgspec.inspect
+
+    path, _, name = field.rpartition(".")
+    holder = _type_at(path)
+    if not isinstance(holder, msgspec.inspect.StructType):
+        return False
+    (declared,) = (f.type for f in holder.fields if f.encode_name == name)
+    if not isinstance(declared, msgspec.inspect.UnionType):
+        return False
+    return any(
+        not isinstance(t, (msgspec.inspect.LiteralType, msgspec.inspect.NoneType))
+        for t in declared.types
+    )
+
+
+def _meta_slips(meta_extra: dict[str, Any]) -> list[tuple[str, str]]:
+    """(given, meant) for each free-form `meta` field that is a near miss of a contract
+    field: `config_shema` is kept as data and the config goes unchecked, without a word."""
+    known = [f for f in PluginMeta.__struct_fields__ if f != "extra"]
+    slips = []
+    for name in meta_extra:
+        close = close_matches(name, known, cutoff=0.8)
+        if close:
+            slips.append((name, close[0]))
+    return slips
 
 
 def parse_plugin(data: object) -> PluginSpec:
@@ -270,10 +352,20 @@ def parse_plugin(data: object) -> PluginSpec:
                         f"container.env.{name}: expected a string, got "
                         f"{type(value).__name__} {text}{fix}"
                     )
+    slips = _meta_slips(meta_extra)
     try:
         spec = msgspec.convert(shaped, PluginSpec)
     except msgspec.ValidationError as exc:
-        raise InvalidPlugin(_explain(exc)) from None
+        message = _explain(exc)
+        for given, meant in slips:
+            if message == f"meta.{meant} is missing (required)":
+                message += f"; meta has {given!r}: did you mean {meant!r}?"
+        raise InvalidPlugin(message) from None
+    notes += [
+        f"meta.{given} is no field of the contract, so it is kept as free-form data and "
+        f"means nothing to mdivicomtools; did you mean meta.{meant}?"
+        for given, meant in slips
+    ]
     spec.meta.extra = meta_extra
     _check_semantics(spec)
     if spec.container is not None:
