@@ -99,3 +99,67 @@ def test_plugins_info_and_check_show_the_meta_note(site):
     notes = [c for c in json.loads(check.stdout) if c["name"] == "note"]
     assert [n["status"] for n in notes] == ["warn"]
     assert "meta.config_shema is no field of the contract" in notes[0]["detail"]
+
+
+def _checks(site, ref: str) -> dict[str, list[dict]]:
+    result = site.cli("plugins", "check", ref, "--json")
+    lines: dict[str, list[dict]] = {}
+    for check in json.loads(result.stdout):
+        lines.setdefault(check["name"], []).append(check)
+    return lines
+
+
+def _registration(site, plugin_id: str, source: str) -> None:
+    """A plugin whose registration module is `source` plus a plain get_plugin()."""
+    pkg = f"p_{plugin_id.replace('-', '_')}"
+    data = plugin_dict(plugin_id, run_module=f"{pkg}.run")
+    site.module(f"{pkg}.__init__", "")
+    site.module(
+        f"{pkg}.plugin",
+        source + f"\n\ndef get_plugin():\n    return {data!r}\n",
+    )
+    site.module(
+        f"{pkg}.run",
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n    return {}\n",
+    )
+    site.distribution(f"{plugin_id}-dist", {plugin_id: f"{pkg}.plugin:get_plugin"})
+
+
+def test_check_warns_of_a_heavy_import_in_the_registration_module(site):
+    # `import numpy, scipy` beside get_plugin() passed every check, while each
+    # `mdivicom plugins list` and run waited 5 s for it (measured: 5.25 s cold)
+    site.module("heavylab.__init__", "import heavylab.core\n")
+    site.module("heavylab.core", "WEIGHTS = [0.0] * 1000\n")
+    _registration(site, "rms-level", "import heavylab")
+    (warning,) = _checks(site, "rms-level")["registration"]
+    assert warning["status"] == "warn"
+    assert warning["detail"].startswith("loading p_rms_level.plugin imported heavylab (")
+    assert warning["detail"].endswith(
+        "which every `mdivicom plugins list` and run waits for; import them in the module "
+        "of entry.callable, which is loaded only when the plugin runs"
+    )
+
+
+def test_check_warns_of_a_registration_that_prints(site):
+    # the docs say never print from get_plugin(); one that did passed every check
+    _registration(
+        site,
+        "rms-level",
+        "import os\nos.write(1, b'from C\\n')\nprint('loading rms-level')",
+    )
+    (warning,) = _checks(site, "rms-level")["registration"]
+    assert warning == {
+        "name": "registration",
+        "status": "warn",
+        "detail": "loading p_rms_level.plugin and calling get_plugin() printed "
+        "'from C loading rms-level', which lands on the terminal of every `mdivicom` "
+        "command that lists plugins; remove the print (report problems by raising, or "
+        "in run())",
+    }
+
+
+def test_check_passes_a_light_silent_registration(site):
+    site.plugin("rms-level")
+    (line,) = _checks(site, "rms-level")["registration"]
+    assert line["status"] == "pass"
+    assert line["detail"].endswith(".plugin:get_plugin loads light and silent")

@@ -100,6 +100,7 @@ def test_a_conforming_plugin_passes_every_check(site):
         "meta": "pass",
         "api_version": "pass",
         "callable": "pass",
+        "registration": "pass",
         "dry run": "pass",
         "run": "pass",
         "dataset untouched": "pass",

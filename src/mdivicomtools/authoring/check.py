@@ -22,10 +22,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from mdivicomtools.authoring.registration import registration_problems
 from mdivicomtools.authoring.sampledata import make_sample_dataset
 from mdivicomtools.bundles.resultbundle import validate_file
 from mdivicomtools.common.workdir import kept_working_folder
 from mdivicomtools.discovery import PLUGIN_PATH_ENV, plugin_path_folders, resolve
+from mdivicomtools.discovery.sources import plugin_entry_points
 from mdivicomtools.errors import UsageError
 from mdivicomtools.execution.python import WROTE_BESIDE_OUT_DIR
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
@@ -105,6 +107,15 @@ def check_plugin(
             "pass",
             f"{record.spec.entry.callable} imports with the contract's signature",
         )
+    value = _entry_point_value(record.origin) if record.source == "entry_point" else None
+    if value is not None:
+        # the registration is loaded by every listing: heavy imports and prints there
+        # cost every command, not the plugin's runs, so nothing else shows them
+        problems = registration_problems(value)
+        for problem in problems:
+            add("registration", "warn", problem)
+        if not problems:
+            add("registration", "pass", f"{value} loads light and silent")
     # relative paths a plugin writes to land in the sandbox, where they are seen; what
     # the user gave relative to their own folder is made absolute before moving there
     data = Path(dataset).absolute() if dataset is not None else None
@@ -116,6 +127,14 @@ def check_plugin(
     ):
         _run_checks(ref, Path(tmp), data, config or {}, backend, record.spec, add)
     return checks
+
+
+def _entry_point_value(origin: str) -> str | None:
+    """`package.module:get_plugin` of the installed entry point discovery named `origin`."""
+    for ep in plugin_entry_points():
+        if origin.startswith(f"entry point '{ep.name} = {ep.value}'"):
+            return ep.value
+    return None
 
 
 #: paths opened for writing (or removed, renamed, created) while `_writes_seen` is active
