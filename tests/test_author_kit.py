@@ -163,3 +163,19 @@ def test_check_passes_a_light_silent_registration(site):
     (line,) = _checks(site, "rms-level")["registration"]
     assert line["status"] == "pass"
     assert line["detail"].endswith(".plugin:get_plugin loads light and silent")
+
+
+def test_check_warns_when_meta_version_is_not_the_package_version(site):
+    # bumping pyproject.toml alone left meta.version behind without a word
+    site.plugin("rms-level", dist="rms-level-dist")
+    dist_info = next(site.root.glob("rms_level_dist-*.dist-info"))
+    metadata = dist_info / "METADATA"
+    metadata.write_text(metadata.read_text().replace("Version: 1.0.0", "Version: 1.1.0"))
+    (line,) = _checks(site, "rms-level")["version"]
+    assert line == {
+        "name": "version",
+        "status": "warn",
+        "detail": "meta.version 1.0.0 is not the version of its package rms-level-dist "
+        "1.1.0, so result bundles and listings name 1.0.0 for the code of 1.1.0; read "
+        "both from one place (a scaffold's __version__)",
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engines import need_engine
+from mdivicomtools.authoring.sampledata import make_sample_dataset
 from mdivicomtools.authoring.scaffold import scaffold
 from mdivicomtools.errors import UsageError
 from pluginsite import MDIVICOM, pip_install_target
@@ -244,3 +245,45 @@ def test_every_import_of_a_scaffold_is_used(tmp_path, kind):
         }
         used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
         assert imported <= used, f"{source.name} imports {sorted(imported - used)} unused"
+
+
+def _run_json(env: dict[str, str], *args: str) -> dict:
+    done = subprocess.run([MDIVICOM, *args, "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def test_bumping_a_python_scaffold_is_one_line(tmp_path):
+    """The version was written in pyproject.toml, meta.version and provenance.json:
+    an author who bumped pyproject.toml to 0.2.0 got records and bundles naming
+    0.1.0 for the code of 0.2.0. `__version__` is now the one place."""
+    scaffold("tidy", folder=tmp_path / "tidy", publisher="lab")
+    init = tmp_path / "tidy" / "src" / "mdivicom_tidy" / "__init__.py"
+    init.write_text(init.read_text().replace('"0.1.0"', '"0.2.0"'))
+    target = tmp_path / "site"
+    pip_install_target(target, tmp_path / "tidy")
+    env = dict(os.environ, PYTHONPATH=str(target), MDIVICOM_PLUGIN_PATH="")
+    info = _run_json(env, "plugins", "info", "lab/tidy")
+    assert (info["version"], info["distribution"]) == (
+        "0.2.0",
+        {"name": "mdivicom-tidy", "version": "0.2.0"},
+    )
+    dataset = make_sample_dataset(tmp_path / "study", sessions=1) / "sessions" / "ses-01"
+    record = _run_json(
+        env, "run", "lab/tidy", "--dataset", str(dataset), "--out", str(tmp_path / "o")
+    )
+    provenance = json.loads((tmp_path / "o" / "tidy" / "provenance.json").read_text())
+    assert (record["plugin"]["version"], provenance["version"]) == ("0.2.0", "0.2.0")
+
+
+def test_bumping_a_container_scaffold_is_one_line(tmp_path):
+    # its provenance.json said "0.1.0" whatever meta.version said
+    need_engine("docker")
+    _new_container_plugin(tmp_path / "lister")
+    manifest = tmp_path / "lister" / "lister.json"
+    manifest.write_text(manifest.read_text().replace('"version": "0.1.0"', '"version": "0.2.0"'))
+    env = dict(os.environ, MDIVICOM_PLUGIN_PATH=str(tmp_path / "lister"), MDIVICOM_BACKEND="docker")
+    dataset = make_sample_dataset(tmp_path / "study", sessions=1) / "sessions" / "ses-01"
+    _run_json(env, "run", "lister", "--dataset", str(dataset), "--out", str(tmp_path / "o"))
+    provenance = json.loads((tmp_path / "o" / "lister" / "provenance.json").read_text())
+    assert provenance == {"tool": "lister", "version": "0.2.0"}

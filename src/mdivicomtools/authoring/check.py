@@ -87,6 +87,18 @@ def check_plugin(
     # placeholder slip, ignored fields
     for note in record.notes:
         add("note", "warn", note)
+    dist = record.distribution
+    if dist is not None and meta.version.removeprefix("v") != dist.version:
+        # the record keeps both, but the run's MDIVICOM_PLUGIN_VERSION, the bundles'
+        # producer.tool_version and `plugins list` say meta.version
+        add(
+            "version",
+            "warn",
+            f"meta.version {meta.version} is not the version of its package "
+            f"{dist.name} {dist.version}, so result bundles and listings name "
+            f"{meta.version} for the code of {dist.version}; read both from one place "
+            "(a scaffold's __version__)",
+        )
     container = record.spec.container
     replaced = sorted(name for name in container.env if runner_owned(name)) if container else []
     if replaced:

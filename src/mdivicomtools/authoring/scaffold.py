@@ -17,9 +17,13 @@ build-backend = "setuptools.build_meta"
 
 [project]
 name = "{dist}"
-version = "0.1.0"
+# the version is {package}.__version__, the one place to bump it: meta.version
+# and provenance.json read it too, so records and bundles name the code they ran
+dynamic = ["version"]
 description = "An mdivicomtools plugin: {id}."
 requires-python = ">=3.10"
+# add what run.py imports (numpy, scipy, ...): `pip install` of your package
+# must bring it, or each run fails with ModuleNotFoundError
 dependencies = ["mdivicomtools"]
 
 [project.optional-dependencies]
@@ -30,10 +34,22 @@ test = ["pytest"]
 
 [tool.setuptools.packages.find]
 where = ["src"]
+
+[tool.setuptools.dynamic]
+version = {{attr = "{package}.__version__"}}
 """
+
+INIT = '''\
+"""{id}: an mdivicomtools plugin."""
+
+#: the package's version, and the plugin's meta.version and provenance.json's
+__version__ = "0.1.0"
+'''
 
 PLUGIN = '''\
 """Registration: imported to list the plugin, so keep heavy imports out of here."""
+
+from {package} import __version__
 
 
 def get_plugin() -> dict:
@@ -42,7 +58,7 @@ def get_plugin() -> dict:
             "api_version": "{api}",
             "id": "{id}",
             "kind": "python",
-            "version": "0.1.0",
+            "version": __version__,
             "publisher": "{publisher}",
             "description": "TODO: say in one line what {id} does.",
             "config_schema": {{
@@ -65,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from mdivicomtools.resultbundle import write_resultbundle
+from {package} import __version__
 
 
 def run(
@@ -82,7 +99,7 @@ def run(
     Path(out_dir, "summary.json").write_text(json.dumps(summary, indent=2) + "\\n")
     # never the raw config: it may hold passwords or tokens (the run record keeps
     # a redacted copy and the config's sha256)
-    provenance = {{"tool": "{id}", "version": "0.1.0", "config_keys": sorted(config)}}
+    provenance = {{"tool": "{id}", "version": __version__, "config_keys": sorted(config)}}
     Path(out_dir, "provenance.json").write_text(json.dumps(provenance, indent=2) + "\\n")
     write_resultbundle(out_dir, resultbundle_type="{publisher}.{id}.v1")
     return {{"status": "ok", **summary}}
@@ -181,7 +198,7 @@ def scaffold(
         package = f"src/{values['package']}"
         files = {
             "pyproject.toml": PYPROJECT.format(**values),
-            f"{package}/__init__.py": f'"""{name}: an mdivicomtools plugin."""\n',
+            f"{package}/__init__.py": INIT.format(**values),
             f"{package}/plugin.py": PLUGIN.format(**values),
             f"{package}/run.py": RUN.format(**values),
             f"tests/test_{values['package']}.py": PY_TEST.format(**values),
@@ -205,8 +222,9 @@ def scaffold(
                     "sh",
                     "-c",
                     "ls -R {dataset_dir} > {out_dir}/listing.txt && "
-                    f'echo \'{{"tool": "{name}", "version": "0.1.0"}}\' '
-                    "> {out_dir}/provenance.json",
+                    # the runner gives meta.version as $MDIVICOM_PLUGIN_VERSION: one place
+                    f'printf \'{{"tool": "{name}", "version": "%s"}}\\n\' '
+                    '"$MDIVICOM_PLUGIN_VERSION" > {out_dir}/provenance.json',
                 ],
             },
         }
