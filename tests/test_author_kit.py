@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from mdivicomtools import run_plugin
 from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
 from pluginsite import plugin_dict
 
@@ -179,3 +180,27 @@ def test_check_warns_when_meta_version_is_not_the_package_version(site):
         "1.1.0, so result bundles and listings name 1.0.0 for the code of 1.1.0; read "
         "both from one place (a scaffold's __version__)",
     }
+
+
+NUMPY_RESULT = """
+import numpy as np
+
+
+def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
+    return {"mean_db": np.float64(-32.5), "streams": 3}
+"""
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_numpy_value_in_the_result_is_named_with_how_to_convert_it(
+    site, dataset, tmp_path, isolate
+):
+    # was `... result.mean_db is a float64, not a JSON value`: the type, not the fix
+    site.plugin("rms-level", run_source=NUMPY_RESULT)
+    record = run_plugin("rms-level", dataset=dataset, out=tmp_path / "out", isolate=isolate)
+    assert record.status == "succeeded" and record.result is None
+    assert record.warnings == [
+        "the plugin's return value was not kept: result.mean_db is a float64, not a JSON "
+        "value; convert it before returning: float(x), int(x) or x.tolist() for numpy "
+        "values, str(path), a list for a tuple or set"
+    ]

@@ -98,7 +98,9 @@ def test_warnings_beside_a_value_that_is_not_kept_are_still_recorded(
     assert record.status == "succeeded"
     assert record.result is None
     assert record.warnings == [
-        "the plugin's return value was not kept: result.streams is a set, not a JSON value",
+        "the plugin's return value was not kept: result.streams is a set, not a JSON value; "
+        "convert it before returning: float(x), int(x) or x.tolist() for "
+        "numpy values, str(path), a list for a tuple or set",
         "str-cam2: low confidence",
     ]
 

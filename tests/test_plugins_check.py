@@ -211,9 +211,10 @@ def test_what_discovery_and_the_run_noticed_is_a_warning(site):
     ), warned
     assert any("meta.publisher is not set" in w for w in warned), warned
     assert (
-        "the plugin's return value was not kept: result.at is a PosixPath, not a JSON value"
-        in warned
-    )
+        "the plugin's return value was not kept: result.at is a PosixPath, not a JSON value; "
+        "convert it before returning: float(x), int(x) or x.tolist() for "
+        "numpy values, str(path), a list for a tuple or set"
+    ) in warned
     site.plugin(
         "kept",
         run_source=(

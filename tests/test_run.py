@@ -552,7 +552,9 @@ def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):
     record = run_plugin("odd", dataset=dataset, out=tmp_path / "out")
     assert record.status == "succeeded" and record.result is None
     assert record.warnings == [
-        "the plugin's return value was not kept: result.when is a date, not a JSON value"
+        "the plugin's return value was not kept: result.when is a date, not a JSON value; "
+        "convert it before returning: float(x), int(x) or x.tolist() for "
+        "numpy values, str(path), a list for a tuple or set"
     ]
 
 
@@ -747,7 +749,9 @@ def run(*a, **k):
     record = run_plugin("subclassy", dataset=dataset, out=tmp_path / "out")
     assert record.status == "succeeded" and record.result is None
     assert record.warnings == [
-        "the plugin's return value was not kept: result.offset is a Float, not a JSON value"
+        "the plugin's return value was not kept: result.offset is a Float, not a JSON value; "
+        "convert it before returning: float(x), int(x) or x.tolist() for "
+        "numpy values, str(path), a list for a tuple or set"
     ]
 
 

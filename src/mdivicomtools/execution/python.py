@@ -60,6 +60,13 @@ def _keep_result(outcome: RunOutcome, value: Any, problem: str | None, warnings:
     dropping them with it hid what the plugin asked a person to see.
     """
     if problem:
+        if problem.endswith("not a JSON value"):
+            # a numerical plugin's `rms.mean()` is a numpy float64: the whole value
+            # was dropped, naming the type but not the one call that keeps it
+            problem += (
+                "; convert it before returning: float(x), int(x) or x.tolist() for "
+                "numpy values, str(path), a list for a tuple or set"
+            )
         outcome.warnings.append(f"the plugin's return value was not kept: {problem}")
     else:
         outcome.result = value
