@@ -4,10 +4,12 @@ in a manifest or registration, and what `plugins check` says about it."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from mdivicomtools import run_plugin
+from mdivicomtools.authoring.check import check_plugin
 from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
 from pluginsite import plugin_dict
 
@@ -204,3 +206,44 @@ def test_a_numpy_value_in_the_result_is_named_with_how_to_convert_it(
         "value; convert it before returning: float(x), int(x) or x.tolist() for numpy "
         "values, str(path), a list for a tuple or set"
     ]
+
+
+def test_a_dependency_missing_from_the_package_is_named_with_the_fix(site, dataset, tmp_path):
+    # was `... ModuleNotFoundError: No module named 'scipy'` in a fresh venv where the
+    # plugin's wheel did not list scipy: neither where it is missing nor what to mend
+    site.plugin("rms-level", run_source="import scipy_not_here_xyz\n")
+    record = run_plugin("rms-level", dataset=dataset, out=tmp_path / "out")
+    assert record.status == "failed" and record.error is not None
+    assert record.error.message == (
+        "cannot import 'p_rms_level_d.run' for entry.callable 'p_rms_level_d.run:run': "
+        "ModuleNotFoundError: No module named 'scipy_not_here_xyz'; the plugin imports "
+        f"'scipy_not_here_xyz', not installed in {sys.executable}: install it there; the "
+        "plugin's package should list it in its dependencies"
+    )
+
+
+def test_a_misspelt_callable_module_is_named_with_the_fix(site):
+    site.plugin("rms-level", data=plugin_dict("rms-level", run_module="p_rms_level_d.rnu"))
+    (line,) = [c for c in check_plugin("rms-level") if c.name == "callable"]
+    assert line.status == "fail"
+    assert line.detail.endswith(
+        "ModuleNotFoundError: No module named 'p_rms_level_d.rnu'; 'p_rms_level_d.rnu' is not "
+        f"installed in {sys.executable}: install the plugin's package there, or mend "
+        "entry.callable if it is misspelt"
+    )
+
+
+def test_a_wrong_signature_names_the_function_entry_callable_names(site):
+    # was `run() must accept ...` for a function called compute
+    site.plugin(
+        "rms-level",
+        data=plugin_dict("rms-level", run_module="p_rms_level_d.run")
+        | {"entry": {"callable": "p_rms_level_d.run:compute"}},
+        run_source="def compute(dataset_dir, out_dir):\n    return {}\n",
+    )
+    (line,) = [c for c in check_plugin("rms-level") if c.name == "callable"]
+    assert line.detail == (
+        "entry.callable 'p_rms_level_d.run:compute': compute() must accept (dataset_dir, "
+        "out_dir, config) positionally; the contract's signature is run(dataset_dir, "
+        "out_dir, config, *, work_dir=None, dry_run=False)"
+    )

@@ -79,7 +79,8 @@ def import_callable(ref: str) -> Callable[..., Any]:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
         raise CallableImportError(
-            f"cannot import {module_name!r} for entry.callable {ref!r}: {type(exc).__name__}: {exc}"
+            f"cannot import {module_name!r} for entry.callable {ref!r}: "
+            f"{type(exc).__name__}: {exc}{_missing_module_fix(exc, module_name)}"
         ) from exc
     for attr in attr_path.split("."):
         try:
@@ -115,6 +116,26 @@ def import_callable(ref: str) -> Callable[..., Any]:
     return target
 
 
+def _missing_module_fix(exc: Exception, module_name: str) -> str:
+    """How to mend a ModuleNotFoundError: a package the plugin's code imports that
+    its own package did not bring (the author's `dependencies` lack it), or a
+    module of entry.callable that is not there. The bare `No module named
+    'scipy'` named neither which it was nor where to install it."""
+    missing = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not missing:
+        return ""
+    wanted = module_name.split(".")
+    if missing.split(".") == wanted[: missing.count(".") + 1]:
+        return (
+            f"; {missing!r} is not installed in {sys.executable}: install the plugin's "
+            "package there, or mend entry.callable if it is misspelt"
+        )
+    return (
+        f"; the plugin imports {missing!r}, not installed in {sys.executable}: install it "
+        "there; the plugin's package should list it in its dependencies"
+    )
+
+
 def signature_problem(func: Any) -> str | None:
     """How `func` does not take the contract's call, or None (also when it cannot be
     inspected, as a builtin)."""
@@ -123,15 +144,17 @@ def signature_problem(func: Any) -> str | None:
     except (TypeError, ValueError):
         return None  # builtins and the like: nothing to inspect
     params = list(signature.parameters.values())
+    # entry.callable may name any function: `run2() must ...`, not `run()`
+    name = getattr(func, "__name__", "run")
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
     var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
     if len(positional) < 3 and not var_positional:
-        return "run() must accept (dataset_dir, out_dir, config) positionally"
+        return f"{name}() must accept (dataset_dir, out_dir, config) positionally"
     names = {p.name for p in params}
     missing = [n for n in ("work_dir", "dry_run") if n not in names and not var_keyword]
     if missing:
-        return "run() must accept the keyword argument(s) " + ", ".join(missing)
+        return f"{name}() must accept the keyword argument(s) " + ", ".join(missing)
     return None
 
 
