@@ -247,3 +247,30 @@ def test_a_wrong_signature_names_the_function_entry_callable_names(site):
         "out_dir, config) positionally; the contract's signature is run(dataset_dir, "
         "out_dir, config, *, work_dir=None, dry_run=False)"
     )
+
+
+NEEDS_A_KEY = plugin_dict(
+    "rms-level",
+    run_module="p_rms_level_d.run",
+    config_schema={
+        "type": "object",
+        "properties": {"sync_bundle": {"type": "string"}},
+        "required": ["sync_bundle"],
+    },
+)
+
+
+def test_a_plugin_with_a_required_key_is_checked_with_set(site):
+    # `plugins check REF --set sync_bundle=...` was `No such option '--set'`, and the
+    # failing line did not say how to give the check's runs a config
+    site.plugin("rms-level", data=NEEDS_A_KEY)
+    bare = site.cli("plugins", "check", "rms-level")
+    assert bare.returncode == 1
+    assert (
+        "FAIL  validation: config: 'sync_bundle' is a required property; give the check's "
+        "runs the config they need (plugins check --set KEY=VALUE or --config; config= of "
+        "assert_plugin_conforms)\n"
+    ) in bare.stdout
+    given = site.cli("plugins", "check", "rms-level", "--set", "sync_bundle=/x/resultbundle.json")
+    assert given.returncode == 0, given.stdout + given.stderr
+    assert "PASS  run: status succeeded" in given.stdout

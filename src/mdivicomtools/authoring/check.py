@@ -338,7 +338,14 @@ def _run_checks(
         dry = run_in_sandbox(dry_run=True)
     except ValidationFailed as exc:
         if not image_failed:  # the image line already says what the problem is
-            add("validation", "fail", "; ".join(exc.problems))
+            detail = "; ".join(exc.problems)
+            if any(problem.startswith("config") for problem in exc.problems):
+                # a plugin with a required key cannot be checked on an empty config
+                detail += (
+                    "; give the check's runs the config they need (plugins check --set "
+                    "KEY=VALUE or --config; config= of assert_plugin_conforms)"
+                )
+            add("validation", "fail", detail)
         return
     except UsageError as exc:
         add("backend", "fail", str(exc))

@@ -133,10 +133,23 @@ def info_command(ref: str, as_json: bool) -> None:
     metavar="JSON_OR_PATH",
     help="Config for the test runs (as for `mdivicom run`).",
 )
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set one config key of the test runs (as for `mdivicom run`). Repeatable; "
+    "applied after --config.",
+)
 @click.option("--backend", metavar="NAME", help="Backend for container plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of checks.")
 def check_command(
-    ref: str, dataset: str | None, config_option: str | None, backend: str | None, as_json: bool
+    ref: str,
+    dataset: str | None,
+    config_option: str | None,
+    sets: tuple[str, ...],
+    backend: str | None,
+    as_json: bool,
 ) -> None:
     """Check that the plugin REF keeps the contract: one line per check.
 
@@ -148,7 +161,8 @@ def check_command(
     from mdivicomtools.authoring.check import check_plugin
     from mdivicomtools.runner.config import build_config
 
-    checks = check_plugin(ref, dataset=dataset, config=build_config(config_option), backend=backend)
+    config = build_config(config_option, sets)
+    checks = check_plugin(ref, dataset=dataset, config=config, backend=backend)
     if as_json:
         import msgspec
 
