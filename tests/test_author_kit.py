@@ -274,3 +274,19 @@ def test_a_plugin_with_a_required_key_is_checked_with_set(site):
     given = site.cli("plugins", "check", "rms-level", "--set", "sync_bundle=/x/resultbundle.json")
     assert given.returncode == 0, given.stdout + given.stderr
     assert "PASS  run: status succeeded" in given.stdout
+
+
+def test_a_write_outside_out_dir_is_named_with_where_to_write(site):
+    # was `writes only to out_dir: wrote rel.txt`: what, but not where it belongs
+    site.plugin(
+        "rms-level",
+        run_source="import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path('rel.txt').write_text('x')\n",
+    )
+    (line,) = [c for c in check_plugin("rms-level") if c.name == "writes only to out_dir"]
+    assert (line.status, line.detail) == (
+        "fail",
+        "wrote rel.txt (write only under out_dir, which is kept, or work_dir, for scratch; "
+        "a relative path lands in the folder the user started mdivicom in)",
+    )

@@ -387,7 +387,12 @@ def _run_checks(
     )
     # absolute paths outside the sandbox, as a python plugin's own code opened them
     written += sorted(p for p in written_anywhere if not _inside(Path(p), sandbox))
-    problems = ([f"wrote {', '.join(written[:5])}"] if written else []) + beside
+    wrote = (
+        f"wrote {', '.join(written[:5])} (write only under out_dir, which is kept, or "
+        "work_dir, for scratch; a relative path lands in the folder the user started "
+        "mdivicom in)"
+    )
+    problems = ([wrote] if written else []) + beside
     add(
         "writes only to out_dir",
         "fail" if problems else "pass",
