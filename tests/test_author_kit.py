@@ -290,3 +290,22 @@ def test_a_write_outside_out_dir_is_named_with_where_to_write(site):
         "wrote rel.txt (write only under out_dir, which is kept, or work_dir, for scratch; "
         "a relative path lands in the folder the user started mdivicom in)",
     )
+
+
+def test_a_renamed_manifest_plugin_is_suggested_by_its_file_name(site):
+    # renaming meta.id to wav-level in wav-stats.json: `plugins check wav-stats` said
+    # only `run 'mdivicom plugins list'` (the ids are too far apart for a close match)
+    site.manifest("wav-stats.json", plugin_dict("wav-level", kind="container"))
+    result = site.cli("plugins", "check", "wav-stats")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: no plugin named 'wav-stats' is installed; did you mean 'lab/wav-level'?\n"
+    )
+
+
+def test_a_renamed_entry_point_plugin_is_suggested_by_its_entry_point_name(site):
+    site.plugin("wav-level", ep_name="wav-stats")
+    result = site.cli("plugins", "info", "wav-stats")
+    assert result.stderr == (
+        "Error: no plugin named 'wav-stats' is installed; did you mean 'lab/wav-level'?\n"
+    )

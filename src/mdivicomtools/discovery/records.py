@@ -45,6 +45,9 @@ class PluginRecord(msgspec.Struct, kw_only=True):
     notes: list[str] = []
     spec: PluginSpec | None = None
     raw_meta: dict[str, Any] | None = None
+    #: the entry point's name or the manifest file's stem: what a plugin was called
+    #: before its author changed meta.id, and what its users still type
+    registered_as: str = ""
 
     @property
     def ref(self) -> str:
@@ -169,6 +172,7 @@ def make_record(
         distribution=distribution,
         notes=notes,
         spec=spec,
+        registered_as=fallback_id,
     )
 
 
@@ -199,6 +203,7 @@ def broken(
         origin=origin,
         distribution=distribution,
         raw_meta=raw_meta,
+        registered_as=fallback_id,
     )
 
 

@@ -73,6 +73,11 @@ def _suggest(ref: str, records: list[PluginRecord]) -> list[str]:
     same_id = sorted({record.ref for record in records if record.id == plugin_id})
     if same_id:
         return same_id
+    # an author who renamed meta.id kept the entry point or manifest file name
+    # (`wav-stats.json` with id `wav-level`): too far apart for a close match
+    renamed = sorted({record.ref for record in records if record.registered_as == plugin_id})
+    if renamed:
+        return renamed
     by_id: dict[str, str] = {}
     by_ref: dict[str, str] = {}
     for record in records:
