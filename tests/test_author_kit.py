@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from engines import need_engine
 from mdivicomtools import run_plugin
 from mdivicomtools.authoring.check import check_plugin
 from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
@@ -309,3 +310,35 @@ def test_a_renamed_entry_point_plugin_is_suggested_by_its_entry_point_name(site)
     assert result.stderr == (
         "Error: no plugin named 'wav-stats' is installed; did you mean 'lab/wav-level'?\n"
     )
+
+
+def test_a_memory_limit_below_the_engines_minimum_is_refused_in_the_manifest():
+    # `"memory": "4m"` was accepted, then failed each run: on Docker `Minimum memory
+    # limit allowed is 6MB`, on Podman only `runc start ... failed: exit status 1`
+    with pytest.raises(InvalidPlugin) as caught:
+        parse_plugin(_container(resources={"memory": "4m"}))
+    assert str(caught.value) == (
+        "container.resources.memory '4m' is below 6 MiB, the least memory Docker and Podman "
+        'start a container with; give at least "6m"'
+    )
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_the_memory_floor_is_what_the_engines_start_with(site, dataset, tmp_path, engine):
+    need_engine(engine)
+    site.manifest("wav-stats.json", _container())
+    low = site.cli(
+        *("run", "wav-stats", "--backend", engine, "--memory", "5m"),
+        *("--dataset", str(dataset), "--out", str(tmp_path / "low")),
+    )
+    assert low.returncode == 2
+    assert low.stderr.endswith(
+        "Error: --memory '5m' is below 6 MiB, the least memory Docker and Podman start a "
+        'container with; give at least "6m"\n'
+    )
+    assert not (tmp_path / "low").exists()
+    floor = site.cli(
+        *("run", "wav-stats", "--backend", engine, "--memory", "6m"),
+        *("--dataset", str(dataset), "--out", str(tmp_path / "floor")),
+    )
+    assert floor.returncode == 0, floor.stderr

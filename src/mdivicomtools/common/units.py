@@ -35,6 +35,23 @@ def parse_size(value: str | int, what: str) -> int:
     return size
 
 
+#: the least memory limit Docker starts a container with ("Minimum memory limit
+#: allowed is 6MB"); Podman's runc fails below it with only `runc start ... failed:
+#: exit status 1`, so a lower limit is refused before any engine is asked
+MIN_MEMORY = 6 * 1024**2
+
+
+def parse_memory(value: str | int, what: str) -> int:
+    """Bytes of a memory limit (`parse_size`), refused below the engines' minimum."""
+    size = parse_size(value, what)
+    if size < MIN_MEMORY:
+        raise ValueError(
+            f"{what} {value!r} is below 6 MiB, the least memory Docker and Podman start a "
+            'container with; give at least "6m"'
+        )
+    return size
+
+
 def is_positive(value: float) -> bool:
     """Whether `value` can be a limit: above 0 and finite.
 

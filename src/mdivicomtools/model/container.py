@@ -17,7 +17,7 @@ import msgspec
 
 from mdivicomtools.common.text import close_matches
 from mdivicomtools.common.timing import STOP_GRACE_S
-from mdivicomtools.common.units import is_positive, parse_size
+from mdivicomtools.common.units import is_positive, parse_memory, parse_size
 
 #: GPU request: every GPU, a number of GPUs, or device ids / UUIDs
 Gpus = Literal["all"] | int | list[str]
@@ -272,10 +272,10 @@ def runner_owned(name: str) -> bool:
 
 def check_resources(resources: Resources, where: str) -> None:
     """Raise ValueError naming the field when a resource value cannot be applied."""
-    for field in ("memory", "shm_size"):
-        value = getattr(resources, field)
-        if value is not None:
-            parse_size(value, f"{where}.{field}")
+    if resources.memory is not None:
+        parse_memory(resources.memory, f"{where}.memory")
+    if resources.shm_size is not None:
+        parse_size(resources.shm_size, f"{where}.shm_size")
     if resources.cpus is not None and not is_positive(resources.cpus):
         raise ValueError(f"{where}.cpus must be more than 0 and finite, got {resources.cpus:g}")
     if resources.pids is not None and resources.pids <= 0:

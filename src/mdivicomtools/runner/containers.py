@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from mdivicomtools.common.home import expand_home
-from mdivicomtools.common.units import is_positive, parse_size
+from mdivicomtools.common.units import is_positive, parse_memory, parse_size
 from mdivicomtools.errors import UsageError
 from mdivicomtools.model.container import (
     DEFAULT_STOP_GRACE_S,
@@ -32,11 +32,11 @@ from mdivicomtools.runner.fingerprint import ROOT, fingerprint
 from mdivicomtools.settings import ContainerDefaults, config_file, configured_container
 
 
-def _size(value: str | int | None, what: str) -> int | None:
+def _size(value: str | int | None, what: str, *, memory: bool = False) -> int | None:
     if value is None:
         return None
     try:
-        return parse_size(value, what)
+        return parse_memory(value, what) if memory else parse_size(value, what)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -133,7 +133,9 @@ def container_settings(
     defaults = configured_container()
     resources = spec.resources
     where = f"[container] in {str(config_file())!r}"
-    memory = _size(options.memory, "--memory") or _size(defaults.memory, f"{where}: memory")
+    memory = _size(options.memory, "--memory", memory=True) or _size(
+        defaults.memory, f"{where}: memory", memory=True
+    )
     shm = _size(options.shm_size, "--shm-size") or _size(defaults.shm_size, f"{where}: shm_size")
     cpus = options.cpus if options.cpus is not None else defaults.cpus
     if cpus is not None and not is_positive(cpus):
@@ -156,7 +158,7 @@ def container_settings(
     if grace is None:
         grace = spec.stop_grace_s if spec.stop_grace_s is not None else DEFAULT_STOP_GRACE_S
     if resources is not None:
-        memory = memory or _size(resources.memory, "container.resources.memory")
+        memory = memory or _size(resources.memory, "container.resources.memory", memory=True)
         shm = shm or _size(resources.shm_size, "container.resources.shm_size")
         cpus = cpus if cpus is not None else resources.cpus
     return ContainerSettings(
