@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 
 import pytest
 
@@ -342,3 +343,25 @@ def test_the_memory_floor_is_what_the_engines_start_with(site, dataset, tmp_path
         *("--dataset", str(dataset), "--out", str(tmp_path / "floor")),
     )
     assert floor.returncode == 0, floor.stderr
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_a_failed_container_check_quotes_what_the_tool_said_last(
+    site, engine, tmp_path, monkeypatch
+):
+    # was `ContainerFailed: the container exited with status 1; its log ...`: the why
+    # (a write to the read-only dataset) was only in a temporary file
+    need_engine(engine)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept log goes here
+    site.manifest(
+        "wav-stats.json",
+        _container(command=["sh", "-c", "echo hi > /mdivicom/dataset/x.txt"]),
+    )
+    checks = {c.name: c for c in check_plugin("wav-stats", backend=engine)}
+    run = checks["run"]
+    assert run.status == "fail"
+    assert (
+        "ContainerFailed: the container exited with status 1; it last printed \"sh: can't "
+        'create /mdivicom/dataset/x.txt: Read-only file system"; its log (output and '
+        "traceback): "
+    ) in run.detail

@@ -250,9 +250,24 @@ def _kept_log(record: RunRecord, out: Path) -> str:
     if record.log is None or not (out / record.log).is_file():
         return ""
     fd, kept = tempfile.mkstemp(prefix=f"mdivicom-check-{record.plugin.id}-", suffix=".log")
+    log = (out / record.log).read_bytes()
     with os.fdopen(fd, "wb") as handle:
-        handle.write((out / record.log).read_bytes())
-    return f"; its log (output and traceback): {kept}"
+        handle.write(log)
+    # a container's error is its exit status only; what it said last is the why
+    # (`sh: can't create /mdivicom/dataset/x.txt: Read-only file system`), which
+    # a python plugin's error already holds as the exception's message
+    last = _last_line(log) if record.plugin.kind == "container" else ""
+    said = f"; it last printed {last!r}" if last else ""
+    return f"{said}; its log (output and traceback): {kept}"
+
+
+def _last_line(log: bytes, limit: int = 200) -> str:
+    """The last non-blank line of a log, on one line and cut at `limit` characters."""
+    for line in reversed(log[-8192:].decode("utf-8", "replace").splitlines()):
+        text = " ".join(line.split())
+        if text:
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    return ""
 
 
 def _inside(path: Path, root: Path) -> bool:
