@@ -365,3 +365,23 @@ def test_a_failed_container_check_quotes_what_the_tool_said_last(
         'create /mdivicom/dataset/x.txt: Read-only file system"; its log (output and '
         "traceback): "
     ) in run.detail
+
+
+def test_a_missing_heavy_import_in_the_registration_is_named_as_such(site):
+    # `import torch` beside get_plugin() failed `meta: import failed: ModuleNotFoundError:
+    # No module named 'torch'`, not saying it was the module every listing loads
+    _registration(site, "rms-level", "import torch_not_here_xyz")
+    (line,) = _checks(site, "rms-level")["meta"]
+    assert line == {
+        "name": "meta",
+        "status": "fail",
+        "detail": "import failed: ModuleNotFoundError: No module named 'torch_not_here_xyz' "
+        "(importing p_rms_level.plugin, the registration module, which every listing "
+        "loads: import what run() needs in the module of entry.callable, and install it)",
+    }
+
+
+def test_a_missing_registration_module_gets_no_advice_about_imports(site):
+    site.distribution("gone-dist", {"rms-level": "p_gone.plugin:get_plugin"})
+    (line,) = _checks(site, "rms-level")["meta"]
+    assert line["detail"] == "import failed: ModuleNotFoundError: No module named 'p_gone'"

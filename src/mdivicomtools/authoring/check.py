@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -78,7 +79,19 @@ def check_plugin(
 
     record = resolve(ref, allow_broken=True)
     if not record.ok or record.spec is None:
-        add("meta", "fail", record.error or "the plugin is broken")
+        reason = record.error or "the plugin is broken"
+        value = _entry_point_value(record.origin) if record.source == "entry_point" else None
+        missing = re.match(r"import failed: ModuleNotFoundError: No module named '([^']+)'", reason)
+        module = value.partition(":")[0] if value else ""
+        if missing and value and not f"{module}.".startswith(f"{missing.group(1)}."):
+            # `import torch` beside get_plugin(): every listing would need torch (the
+            # registration module itself missing is a broken install, said as it is)
+            reason += (
+                f" (importing {value.partition(':')[0]}, the registration module, which "
+                "every listing loads: import what run() needs in the module of "
+                "entry.callable, and install it)"
+            )
+        add("meta", "fail", reason)
         return checks
     meta = record.spec.meta
     add("meta", "pass", f"{record.ref} {meta.version}: valid and JSON-safe ({record.origin})")
