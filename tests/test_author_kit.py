@@ -4,16 +4,18 @@ in a manifest or registration, and what `plugins check` says about it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 
 import pytest
 
-from engines import need_engine
+from engines import TEST_IMAGE, need_engine
 from mdivicomtools import run_plugin
 from mdivicomtools.authoring.check import check_plugin
 from mdivicomtools.model.contract import InvalidPlugin, parse_plugin
-from pluginsite import plugin_dict
+from pluginsite import MDIVICOM, plugin_dict
 
 
 def _container(**fields: object) -> dict:
@@ -385,3 +387,43 @@ def test_a_missing_registration_module_gets_no_advice_about_imports(site):
     site.distribution("gone-dist", {"rms-level": "p_gone.plugin:get_plugin"})
     (line,) = _checks(site, "rms-level")["meta"]
     assert line["detail"] == "import failed: ModuleNotFoundError: No module named 'p_gone'"
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_scaffolding_on_an_image_the_engine_has_gives_no_note_to_get_it(tmp_path, engine):
+    # `plugins new x --kind container --image localhost/mdivicom-test:1` said the image
+    # "must be on your engine first", with pull and load commands, when it was there
+    need_engine(engine)
+    env = {**os.environ, "MDIVICOM_BACKEND": engine}
+    have = subprocess.run(
+        [MDIVICOM, "plugins", "new", "lister", "--kind", "container", "--image", TEST_IMAGE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert have.returncode == 0, have.stderr
+    assert have.stdout == (
+        f"created {tmp_path / 'lister'}/\n"
+        f"next: export MDIVICOM_PLUGIN_PATH={tmp_path / 'lister'} && mdivicom plugins "
+        "check lister\n"
+    )
+    lack = subprocess.run(
+        [
+            MDIVICOM,
+            "plugins",
+            "new",
+            "other",
+            "--kind",
+            "container",
+            "--image",
+            "localhost/not-here:1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert "note: the image localhost/not-here:1 must be on your engine first" in lack.stdout

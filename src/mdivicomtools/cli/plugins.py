@@ -227,6 +227,8 @@ def new_command(
         )
     else:
         click.echo(f"next: export MDIVICOM_PLUGIN_PATH={where} && mdivicom plugins check {name}")
+        if _image_present(image):
+            return  # the note told an author who had just named their own image to get it
         engines = _site_engines()
         pulls = " or ".join(f"`{e} pull {image}`" for e in engines)
         loads = " or ".join(f"`{e} load`" for e in engines)
@@ -235,6 +237,17 @@ def new_command(
             f"note: the image {image} must be on your engine first ({pulls}, or {loads}); "
             f"without a registry, scaffold with --image set to an image you have ({listings})"
         )
+
+
+def _image_present(image: str) -> bool:
+    """Whether the engine `run` would use has `image`; False when none answers."""
+    from mdivicomtools.errors import MdivicomError
+    from mdivicomtools.runner.images import image_on_engine
+
+    try:
+        return image_on_engine(image)[1] is not None
+    except (MdivicomError, OSError):  # no engine, a site's own backend, no binary
+        return False
 
 
 def _site_engines() -> list[str]:
