@@ -427,3 +427,18 @@ def test_scaffolding_on_an_image_the_engine_has_gives_no_note_to_get_it(tmp_path
         check=False,
     )
     assert "note: the image localhost/not-here:1 must be on your engine first" in lack.stdout
+
+
+def test_a_write_into_the_staging_root_fails_the_check(site):
+    # `Path(out_dir).parent.parent / "cache.npy"` lands in <out>/_staging/, which no run
+    # removes (a real run left `_staging/cache.npy` behind); the check passed it,
+    # leaving the whole folder out of its snapshots
+    site.plugin(
+        "rms-level",
+        run_source="import pathlib\n"
+        "def run(dataset_dir, out_dir, config, *, work_dir=None, dry_run=False):\n"
+        "    pathlib.Path(out_dir).parent.parent.joinpath('cache.npy').write_text('x')\n",
+    )
+    (line,) = [c for c in check_plugin("rms-level") if c.name == "writes only to out_dir"]
+    assert line.status == "fail"
+    assert line.detail.startswith("wrote _staging/cache.npy (write only under out_dir")

@@ -34,7 +34,7 @@ from mdivicomtools.execution.python import WROTE_BESIDE_OUT_DIR
 from mdivicomtools.execution.python_child import CallableImportError, import_callable
 from mdivicomtools.hooks.manager import load_hooks
 from mdivicomtools.model.container import runner_owned
-from mdivicomtools.model.layout import managed_folders
+from mdivicomtools.model.layout import STAGING_DIR, managed_folders
 from mdivicomtools.model.run import RunRecord
 from mdivicomtools.runner import ValidationFailed, run_plugin
 from mdivicomtools.runner.fingerprint import compare, fingerprint
@@ -413,6 +413,12 @@ def _run_checks(
         for p in set(outside_before) & set(outside_after)
         if outside_before[p] != outside_after[p] and not p.startswith("dataset")
     )
+    # the runner's staging root holds only its runs' folders, each gone when its run
+    # ends: anything else there is the plugin's (`Path(out_dir).parent.parent`), which
+    # no run removes, though the whole folder is left out of the snapshots
+    staging = out / STAGING_DIR
+    if staging.is_dir():
+        written += sorted(f"{STAGING_DIR}/{entry.name}" for entry in staging.iterdir())
     # absolute paths outside the sandbox, as a python plugin's own code opened them
     written += sorted(p for p in written_anywhere if not _inside(Path(p), sandbox))
     wrote = (
