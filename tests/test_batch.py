@@ -219,6 +219,34 @@ def test_a_failing_session_fails_only_itself(session_plugin, study, tmp_path):
     assert "[mdivicom] ses-03 failed: RuntimeError: bad recording in ses-03" in result.stderr
 
 
+def test_batch_json_matches_its_published_schema(session_plugin, study, tmp_path):
+    """A script checks what it parses against docs/schemas/, as for a run record; the
+    batch summary (printed by `run --sessions --json` and `batches show --json`) had
+    no schema there."""
+    import jsonschema
+
+    schema_file = Path(__file__).parents[1] / "docs" / "schemas" / "batch-summary.schema.json"
+    validator = jsonschema.Draft202012Validator(json.loads(schema_file.read_text()))
+    marker = tmp_path / "fail"
+    marker.write_text("ses-02")
+    out = tmp_path / "out"
+    result = _batch_cli(
+        session_plugin, study, out, "ses-0[1-3]", "--retries", "1",
+        "--set", f"fail_marker={marker}", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["totals"] == {"succeeded": 2, "failed": 1}
+    assert printed["sessions"][1]["earlier"], "the retried session's first try"
+    shown = session_plugin.cli("batches", "show", str(out), "latest", "--json")
+    listed = session_plugin.cli("batches", "list", str(out), "--json")
+    for document in (printed, summary_of(out), json.loads(shown.stdout)):
+        assert list(validator.iter_errors(document)) == []
+    assert [list(validator.iter_errors(item)) for item in json.loads(listed.stdout)] == [[]]
+    printed["status"] = "running"  # the schema holds the batch to its statuses
+    assert list(validator.iter_errors(printed))
+
+
 def test_resume_after_a_partial_failure(session_plugin, study, tmp_path):
     marker = tmp_path / "fail"
     marker.write_text("ses-02 ses-05")

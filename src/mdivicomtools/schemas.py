@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mdivicomtools.batch.summary import BATCH_SCHEMA, BatchSummary
 from mdivicomtools.bundles.resultbundle import resultbundle_schema
 from mdivicomtools.common.jsonio import pretty
 from mdivicomtools.common.schema import struct_schema, without
@@ -38,10 +39,21 @@ def run_record_schema() -> dict[str, Any]:
     )
 
 
+def batch_summary_schema() -> dict[str, Any]:
+    # what `run --sessions --json` and `batches show --json` print too: scripts
+    # parse it, and until now it was the one public format without a schema
+    return struct_schema(
+        BatchSummary,
+        "mdivicomtools batch summary (<out>/_batches/<batch_id>.json)",
+        f"Batch summary, schema {BATCH_SCHEMA}.",
+    )
+
+
 SCHEMAS = {
     "resultbundle.schema.json": resultbundle_schema,
     "plugin.schema.json": plugin_schema,
     "run-record.schema.json": run_record_schema,
+    "batch-summary.schema.json": batch_summary_schema,
 }
 
 
