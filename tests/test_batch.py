@@ -243,7 +243,7 @@ def test_batch_json_matches_its_published_schema(session_plugin, study, tmp_path
     for document in (printed, summary_of(out), json.loads(shown.stdout)):
         assert list(validator.iter_errors(document)) == []
     assert [list(validator.iter_errors(item)) for item in json.loads(listed.stdout)] == [[]]
-    printed["status"] = "running"  # the schema holds the batch to its statuses
+    printed["status"] = "halfway"  # the schema holds the batch to its statuses
     assert list(validator.iter_errors(printed))
 
 
@@ -537,9 +537,53 @@ def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, st
     assert proc.returncode == 1, stderr
     assert stderr.strip().splitlines()[-1] == (
         "Error: the batch process died from SIGKILL (the kernel's OOM killer, or kill -9) and "
-        "wrote no batch summary; each session's record says where it got to (mdivicom runs "
-        "list OUT), and --resume runs the rest"
+        "did not finish its batch summary (`mdivicom batches list OUT` shows it abandoned); "
+        "each session's record says where it got to (mdivicom runs list OUT), and --resume "
+        "runs the rest"
     )
+    # a script polling the summary is not left waiting on `running` for ever
+    [listed] = json.loads(
+        session_plugin.cli("batches", "list", str(tmp_path / "out"), "--json").stdout
+    )
+    assert (listed["status"], listed["totals"]) == ("abandoned", {"pending": 2})
+    assert summary_of(tmp_path / "out")["status"] == "running"  # as written
+
+
+def test_a_running_batch_can_be_polled_from_its_summary_file(session_plugin, study, tmp_path):
+    """A script that did not start the batch (cron did) found nothing under
+    `_batches/` until the batch had ended, and `batches list` said there was none;
+    the summary is now written `running` at the start and as each session ends."""
+    started = tmp_path / "started"
+    started.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            *(MDIVICOM, "run", "per-session", "--dataset", str(study), "--out", str(out)),
+            *("--sessions", "ses-0[1-3]", "--jobs", "1", "--json"),
+            *("--set", "slow_after=ses-01", "--set", f"started_dir={started}"),
+        ],
+        env=session_plugin.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _pid_of(started, "ses-02")  # ses-01 has ended, ses-02 sleeps
+    deadline = time.monotonic() + 30
+    while summary_of(out)["totals"] != {"succeeded": 1, "pending": 2}:
+        assert time.monotonic() < deadline, (summary_of(out)["totals"], summary_of(out)["sessions"])
+        time.sleep(0.05)
+    shown = json.loads(session_plugin.cli("batches", "show", str(out), "latest", "--json").stdout)
+    assert shown["status"] == "running", shown
+    assert (shown["finished_at"], shown["duration_s"]) == (None, None)
+    assert [s["session"] for s in shown["sessions"]] == ["ses-01"]
+    table = session_plugin.cli("batches", "list", str(out)).stdout
+    assert " running " in table and "2 pending, 1 succeeded" in table, table
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    final = json.loads(stdout)
+    assert summary_of(out) == final  # the same file, now the final summary
+    assert final["totals"] == {"succeeded": 1, "interrupted": 1, "not_started": 1}
 
 
 def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):
@@ -1093,7 +1137,11 @@ def test_a_summary_that_cannot_be_written_is_exit_74_with_one_line(session_plugi
     ), error
     assert "(File too large)" in error and f"`mdivicom runs list {out}`" in error, error
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
-    assert list((out / "_batches").iterdir()) == []  # no half summary either
+    # no half summary either: the last whole one written while the batch ran is left
+    [left] = (out / "_batches").iterdir()
+    assert json.loads(left.read_text())["status"] == "running"
+    [listed] = json.loads(session_plugin.cli("batches", "list", str(out), "--json").stdout)
+    assert listed["status"] == "abandoned"
     statuses = [json.loads(p.read_text())["status"] for p in out.glob("*/_runs/*.json")]
     assert statuses == ["succeeded"] * 8
 

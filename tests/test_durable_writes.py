@@ -76,7 +76,9 @@ def test_a_batch_summary_is_fsynced_with_its_folder(site, tmp_path, synced):
     out = tmp_path / "batch"
     summary = run_batch("writer", dataset=data, out=out, sessions="*", jobs=1)
     assert summary.status == "succeeded"
-    assert len(_partials_of(synced, summary.path)) == 1
+    # `running` as it starts and the final one are fsynced; the rewrite as its one
+    # session ended is not (it cost a batch of short sessions 18% of its time)
+    assert len(_partials_of(synced, summary.path)) == 2
     assert str(summary.path.parent) in synced
 
 

@@ -34,7 +34,9 @@ from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import (
     BatchSummary,
     BatchSummaryInterrupted,
+    ProgressFile,
     prepare_summary_folder,
+    running_summary,
     summarise,
 )
 from mdivicomtools.common.signals import interrupt_name
@@ -81,22 +83,26 @@ def _executor(
     return DaskExecutor(batch.scheduler, jobs, say)
 
 
-def _reporting_retries(on_event: Report | None, retries: int) -> Report:
+def _reporting_retries(
+    on_event: Report | None, retries: int, ended: Callable[[SessionResult], None]
+) -> Report:
     """`on_event` with each try that will be retried reported as "retrying", not "finished".
 
     Executors report every try's end as "finished"; only the retry rule knows
     which end is a session's last, and a view counting "finished" must count
-    sessions, not tries (it showed `(4/3)` with a session retried).
+    sessions, not tries (it showed `(4/3)` with a session retried). `ended`
+    gets each session's last result (the progress file).
     """
 
     def report(kind: str, job: SessionJob, result: SessionResult | None) -> None:
-        if on_event is None:
-            return
         if result is not None and is_unseen(result):
             return  # reported once its records tell what it was (`_settle_reporting`)
         if kind == "finished" and result is not None and will_retry(job, result, retries):
             kind = "retrying"
-        on_event(kind, job, result)
+        if kind == "finished" and result is not None:
+            ended(result)
+        if on_event is not None:
+            on_event(kind, job, result)
 
     return report
 
@@ -179,7 +185,20 @@ def run_batch(
     batch_id = stamp_id()
     started = utc_now()
     interrupted: BatchInterrupted | None = None
-    report = _reporting_retries(on_event, batch.retries)
+    progress_file = ProgressFile(
+        lambda ended: running_summary(
+            plan,
+            batch,
+            batch_id=batch_id,
+            executor=executor.name,
+            address=executor.address,
+            jobs=jobs,
+            results=ended,
+            started=started,
+        )
+    )
+    progress_file.write()
+    report = _reporting_retries(on_event, batch.retries, progress_file.ended)
     try:
         results = run_with_retries(
             plan.to_run,
@@ -193,6 +212,7 @@ def run_batch(
         # a failure of the batch, said once; each session says what became of it
         say(f"{exc}; the batch ends with the sessions as their records show")
         results = exc.results
+    progress_file.close()
     summary = summarise(
         plan,
         batch,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -13,17 +16,27 @@ import msgspec
 
 from mdivicomtools.batch.plan import BatchPlan
 from mdivicomtools.batch.session import SessionResult
-from mdivicomtools.common.jsonio import decode_layout, json_files, write_json_atomic
+from mdivicomtools.common.durable import write_atomic
+from mdivicomtools.common.jsonio import decode_layout, json_files, pretty, write_json_atomic
+from mdivicomtools.common.platform import pid_alive
 from mdivicomtools.common.sharing import closed_by_another_user, closed_message
 from mdivicomtools.common.text import os_reason
 from mdivicomtools.common.timefmt import iso
 from mdivicomtools.errors import RecordNotWritten, UsageError
 from mdivicomtools.model.layout import batch_summary_path
 from mdivicomtools.model.options import BatchOptions
+from mdivicomtools.model.run import RunnerInfo
+from mdivicomtools.records.store import runner_identity
 
 BATCH_SCHEMA = "mdivicomtools.batch.v1"
 
-BatchStatus = Literal["succeeded", "failed", "interrupted"]
+#: `running` is written while the batch runs, and rewritten as each session ends;
+#: `abandoned` is never written: readers show a `running` summary so when the
+#: batch process that wrote it is gone
+BatchStatus = Literal["running", "succeeded", "failed", "interrupted", "abandoned"]
+
+#: the key of `totals` that counts, in a `running` summary, the sessions not yet ended
+PENDING = "pending"
 
 
 class BatchSummary(msgspec.Struct, kw_only=True):
@@ -42,8 +55,9 @@ class BatchSummary(msgspec.Struct, kw_only=True):
     scheduler: str | None
     jobs: int
     started_at: str
-    finished_at: str
-    duration_s: float
+    # null while `running`
+    finished_at: str | None
+    duration_s: float | None
     totals: dict[str, int]
     sessions: list[SessionResult]
     # --retries, and the tries each session took in all
@@ -52,6 +66,8 @@ class BatchSummary(msgspec.Struct, kw_only=True):
     # --executor slurm: the partition and every worker job's id
     slurm_partition: str | None = None
     slurm_job_ids: list[str] = []
+    #: the batch process, so a summary left `running` by a dead one is told apart
+    runner: RunnerInfo | None = None
 
     @property
     def path(self) -> Path:
@@ -107,6 +123,144 @@ def prepare_summary_folder(out: Path) -> None:
         ) from None
 
 
+def running_summary(
+    plan: BatchPlan,
+    batch: BatchOptions,
+    *,
+    batch_id: str,
+    executor: str,
+    address: str | None,
+    jobs: int,
+    results: list[SessionResult],
+    started: datetime,
+) -> BatchSummary:
+    """The summary of a batch still running: the sessions ended so far, and in
+    `totals` how many are still `pending`."""
+    return _summary(
+        plan,
+        batch,
+        batch_id=batch_id,
+        executor=executor,
+        address=address,
+        jobs=jobs,
+        results=results,
+        status="running",
+        started=started,
+        finished=None,
+    )
+
+
+def _summary(
+    plan: BatchPlan,
+    batch: BatchOptions,
+    *,
+    batch_id: str,
+    executor: str,
+    address: str | None,
+    jobs: int,
+    results: list[SessionResult],
+    status: BatchStatus,
+    started: datetime,
+    finished: datetime | None,
+    slurm_partition: str | None = None,
+    slurm_job_ids: list[str] | None = None,
+) -> BatchSummary:
+    ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
+    totals: dict[str, int] = dict(Counter(r.status for r in ordered))
+    if status == "running":
+        totals[PENDING] = len(plan.to_run) - len(results)
+    return BatchSummary(
+        batch_id=batch_id,
+        status=status,
+        plugin=plan.plugin.ref,
+        plugin_version=plan.plugin.version,
+        config_sha256=plan.config_sha256,
+        dataset_dir=str(plan.dataset_dir),
+        out_dir=str(plan.out_dir),
+        sessions_glob=batch.sessions,
+        executor=executor,
+        scheduler=address,
+        jobs=jobs,
+        started_at=iso(started),
+        finished_at=None if finished is None else iso(finished),
+        duration_s=None if finished is None else round((finished - started).total_seconds(), 3),
+        totals=totals,
+        sessions=ordered,
+        retries=batch.retries,
+        attempts={r.session: r.attempt for r in ordered if r.status != "skipped"},
+        slurm_partition=slurm_partition,
+        slurm_job_ids=list(slurm_job_ids or []),
+        runner=runner_identity(),
+    )
+
+
+class ProgressFile:
+    """The batch's summary, written `running` as the batch starts and rewritten as
+    each session ends, so a script that did not start the batch (cron started it,
+    a CI job waits for it) can poll `<out>/_batches/<batch_id>.json` for its status
+    and counts; until then the file appeared only once the batch had ended.
+
+    Best effort: a write that fails (a full disk) is left for the next, and the
+    final summary, which `summarise` writes, carries the guarantees. Only the
+    first write is fsynced (a batch's file exists durably from its start); a
+    machine that loses power mid-batch may keep an older state of the file, or
+    on some file systems an empty one, which `batches list` names unreadable. The
+    executors report ends from the batch's own thread; the lock keeps a report
+    from another thread from writing over a newer state with an older one.
+    """
+
+    def __init__(self, build: Callable[[list[SessionResult]], BatchSummary]) -> None:
+        """`build` makes the `running` summary of the sessions ended so far
+        (`running_summary` with the batch's fields)."""
+        self._build = build
+        self._ended: dict[str, SessionResult] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._durable = True
+
+    def write(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            summary = self._build(list(self._ended.values()))
+            with contextlib.suppress(OSError):
+                # whole for a reader, not fsynced: fsyncs after every session cost a
+                # batch of 200 short sessions 18% of its time, and the final summary
+                # (durable) replaces this one
+                write_atomic(summary.path, pretty(summary), durable=self._durable)
+                self._durable = False  # only the first: the batch's file exists durably
+
+    def ended(self, result: SessionResult) -> None:
+        """A session's last try ended (a try that will be retried is not its end)."""
+        self._ended[result.session] = result
+        self.write()
+
+    def close(self) -> None:
+        """No more writes: the final summary replaces the file."""
+        with self._lock:
+            self._closed = True
+
+
+def shown_status(summary: BatchSummary) -> BatchStatus:
+    """`abandoned` for a `running` summary whose batch process is gone (it was killed
+    outright, its machine rebooted), as `runs list` shows a dead runner's record."""
+    runner = summary.runner
+    if summary.status != "running" or runner is None:
+        return summary.status
+    here = runner_identity()
+    if runner.hostname != here.hostname:
+        return "running"  # another machine's process cannot be checked from here
+    if runner.boot_id and here.boot_id and runner.boot_id != here.boot_id:
+        return "abandoned"
+    return "running" if runner.pid == here.pid or pid_alive(runner.pid) else "abandoned"
+
+
+def as_shown(summary: BatchSummary) -> BatchSummary:
+    """The summary with the status `shown_status` gives it."""
+    status = shown_status(summary)
+    return summary if status == summary.status else msgspec.structs.replace(summary, status=status)
+
+
 def summarise(
     plan: BatchPlan,
     batch: BatchOptions,
@@ -129,7 +283,6 @@ def summarise(
     says of its record, instead of `internal error`. The sessions' records are
     written by then, and say how each ended.
     """
-    ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
     # a session interrupted on its own (a signal to its process, a plugin raising
     # KeyboardInterrupt) while the batch went on has no output either: the batch
     # succeeded only if every session did, or was skipped or a dry run
@@ -138,30 +291,22 @@ def summarise(
         "interrupted"
         if interrupted
         else "failed"
-        if any(r.status not in fine for r in ordered)
+        if any(r.status not in fine for r in [*plan.skipped, *results])
         else "succeeded"
     )
-    summary = BatchSummary(
+    summary = _summary(
+        plan,
+        batch,
         batch_id=batch_id,
-        status=status,
-        plugin=plan.plugin.ref,
-        plugin_version=plan.plugin.version,
-        config_sha256=plan.config_sha256,
-        dataset_dir=str(plan.dataset_dir),
-        out_dir=str(plan.out_dir),
-        sessions_glob=batch.sessions,
         executor=executor,
-        scheduler=address,
+        address=address,
         jobs=jobs,
-        started_at=iso(started),
-        finished_at=iso(finished),
-        duration_s=round((finished - started).total_seconds(), 3),
-        totals=dict(Counter(r.status for r in ordered)),
-        sessions=ordered,
-        retries=batch.retries,
-        attempts={r.session: r.attempt for r in ordered if r.status != "skipped"},
+        results=results,
+        status=status,
+        started=started,
+        finished=finished,
         slurm_partition=slurm_partition,
-        slurm_job_ids=list(slurm_job_ids or []),
+        slurm_job_ids=slurm_job_ids,
     )
     try:
         write_json_atomic(summary.path, summary)

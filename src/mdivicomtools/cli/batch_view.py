@@ -147,8 +147,9 @@ def render_summary(summary: BatchSummary, path: str, out: str | None = None) -> 
         [
             table(["SESSION", "STATUS", "TRIES", "RUN_ID", "DURATION", "ERROR / NOTE"], rows),
             f"{summary.status}: {summary.plugin} {summary.plugin_version} on "
-            f"{len(summary.sessions)} session(s) in {summary.duration_s:.2f} s "
-            f"({summary.counts()})",
+            f"{len(summary.sessions)} session(s)"
+            + (" so far" if summary.duration_s is None else f" in {summary.duration_s:.2f} s")
+            + f" ({summary.counts()})",
             f"outputs:  {out or summary.out_dir}/<session>/",
             f"summary:  {path}",
         ]

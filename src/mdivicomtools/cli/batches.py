@@ -15,20 +15,20 @@ if TYPE_CHECKING:
 
 @click.group("batches")
 def batches_group() -> None:
-    """List and show past batches (OUT/_batches/*.json, written by run --sessions)."""
+    """List and show batches, running and past (OUT/_batches/*.json, written by run --sessions)."""
 
 
 def _load(out: str, *, sessions: bool) -> list[BatchSummary]:
     from pathlib import Path
 
-    from mdivicomtools.batch.summary import load_summaries
+    from mdivicomtools.batch.summary import as_shown, load_summaries
     from mdivicomtools.errors import UsageError
 
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; pass the --out of a `run --sessions` batch")
     summaries, problems = load_summaries(Path(out), sessions=sessions)
     warn(problems)
-    return summaries
+    return [as_shown(summary) for summary in summaries]
 
 
 def _counts(summary: BatchSummary) -> str:
@@ -55,7 +55,7 @@ def list_command(out: str, as_json: bool) -> None:
             s.status,
             s.executor,
             f"{s.plugin} {s.plugin_version}",
-            f"{s.duration_s:.2f}s",
+            "-" if s.duration_s is None else f"{s.duration_s:.2f}s",
             _counts(s),
         ]
         for s in summaries
@@ -74,12 +74,13 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from mdivicomtools.batch.summary import find_summary
+    from mdivicomtools.batch.summary import as_shown, find_summary
     from mdivicomtools.errors import UsageError
 
     if not Path(out).is_dir():
         raise UsageError(f"{out!r} is not a folder; pass the --out of a `run --sessions` batch")
     summary, problems = find_summary(Path(out), batch_id)
+    summary = as_shown(summary)  # a `running` one whose batch process is gone: abandoned
     warn(problems)
     if as_json:
         echo_json(summary)
@@ -95,7 +96,7 @@ def show_command(out: str, batch_id: str, as_json: bool) -> None:
         ("jobs", str(summary.jobs)),
         ("retries", str(summary.retries)),
         ("started", summary.started_at),
-        ("duration", f"{summary.duration_s:.2f}s"),
+        ("duration", "-" if summary.duration_s is None else f"{summary.duration_s:.2f}s"),
         ("sessions", _counts(summary)),
     ]
     if summary.slurm_job_ids or summary.slurm_partition:

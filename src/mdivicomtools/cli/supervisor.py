@@ -279,9 +279,10 @@ def _child_died(signum: int, received: bytes, batch: bool = False, isolated: boo
         if batch:
             # sessions run in worker processes already: --isolate would not help
             message = (
-                f"the batch process died from {name} ({cause}) and wrote no batch summary; "
-                "each session's record says where it got to (mdivicom runs list OUT), and "
-                "--resume runs the rest"
+                f"the batch process died from {name} ({cause}) and did not finish its batch "
+                "summary (`mdivicom batches list OUT` shows it abandoned); each session's "
+                "record says where it got to (mdivicom runs list OUT), and --resume runs the "
+                "rest"
             )
     lines = []
     runs = _open_runs(received)
