@@ -528,13 +528,17 @@ def test_an_interrupted_batch_from_python_says_which_and_where_its_summary_is(
 def test_a_batch_process_killed_outright_says_what_to_do_next(session_plugin, study, tmp_path):
     """The supervisor's message for a runner killed by SIGKILL advised --isolate, which
     a batch (whose sessions run in worker processes already) cannot use."""
-    proc, started = _slow_batch(session_plugin, study, tmp_path, "ses-0[12]")
+    proc, started = _slow_batch(session_plugin, study, tmp_path, "ses-0[12]", "--json")
     _pid_of(started, "ses-01")
     # the supervisor's child is the batch process (its sessions run in workers below it)
     [batch] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     os.kill(int(batch), signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
+    # --json: one document on stdout, as for every error (it printed nothing)
+    error = json.loads(stdout)["error"]
+    assert (error["type"], error["exit_code"]) == ("RunnerCrashed", 1)
+    assert stderr.strip().splitlines()[-1] == f"Error: {error['message']}"
     assert stderr.strip().splitlines()[-1] == (
         "Error: the batch process died from SIGKILL (the kernel's OOM killer, or kill -9) and "
         "did not finish its batch summary (`mdivicom batches list OUT` shows it abandoned); "

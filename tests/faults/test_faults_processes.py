@@ -255,6 +255,18 @@ def test_a_native_crash_in_an_in_process_plugin_is_a_recorded_failure(hsite, dat
     assert record["finished_at"] >= record["started_at"]
 
 
+def test_a_native_crash_with_json_still_prints_the_record_on_stdout(hsite, dataset, tmp_path):
+    """`run --json` prints the run's record whatever the run's status; a runner that
+    died from a signal printed nothing on stdout, and a script's `jq` failed on an
+    empty document though the supervisor had recorded the run `failed`."""
+    out = tmp_path / "out"
+    plugin, done = faulty_run(hsite, "segfaults", dataset, out, "--json")
+    record = _assert_runner_crash_recorded(out, plugin, done, "SIGSEGV")
+    import json
+
+    assert json.loads(done.stdout) == record  # one document: the record as written
+
+
 def test_a_runner_killed_by_sigkill_mid_run_is_a_recorded_failure(hsite, dataset, tmp_path):
     """What the OOM killer does to a runner whose in-process plugin ate the memory."""
     out = tmp_path / "out"

@@ -22,6 +22,9 @@ def echo_json(value: Any) -> None:
     # bytes go to the binary stream as they are: JSON is UTF-8 (RFC 8259) whatever
     # the locale, and a Latin-1 stdout could not encode a description in Japanese
     click.echo(pretty(value), nl=False)
+    from mdivicomtools.common import supervision
+
+    supervision.printed()
 
 
 def tolerate_any_text() -> None:

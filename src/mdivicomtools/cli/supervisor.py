@@ -20,7 +20,9 @@ twice, as a double Ctrl-C would.)
 When the child died from a signal, the parent finishes the runs the child had
 started and not finished (learnt through an inherited pipe, see
 common.supervision): record `failed` (`interrupted` for SIGINT, SIGTERM, SIGHUP,
-SIGQUIT), staging removed, one line on stderr, and a documented exit code. The
+SIGQUIT), staging removed, one line on stderr, with `--json` the record (or
+the error document) on stdout unless the child had printed its own, and a
+documented exit code. The
 child dies with the parent (PR_SET_PDEATHSIG), so `kill -9` of `mdivicom`
 still ends the run as before.
 """
@@ -101,7 +103,17 @@ def supervise(args: Sequence[str]) -> None:
         return
     os.close(write_fd)
     os.close(wake_write)
-    _exit(_wait(child, read_fd, wake_read, waited, _is_batch(args), _is_isolated(args)))
+    _exit(
+        _wait(
+            child,
+            read_fd,
+            wake_read,
+            waited,
+            _is_batch(args),
+            _is_isolated(args),
+            _json_of(args),
+        )
+    )
 
 
 def _not_the_commands(wake_fd: int) -> None:
@@ -193,6 +205,17 @@ def _is_isolated(args: Sequence[str]) -> bool:
     return "--isolate" in args
 
 
+def _json_of(args: Sequence[str]) -> str | None:
+    """With `--json`: what the command prints, `record` (`run`, the run's record) or
+    `error` (a batch, `rerun`: the error document); None without it."""
+    words = list(args)
+    if "--" in words:
+        words = words[: words.index("--")]
+    if "--json" not in words:
+        return None
+    return "record" if _command(args) == "run" and not _is_batch(args) else "error"
+
+
 def _wait(
     child: int,
     read_fd: int,
@@ -200,6 +223,7 @@ def _wait(
     waited: set[signal.Signals],
     batch: bool = False,
     isolated: bool = False,
+    as_json: str | None = None,
 ) -> int:
     import fcntl
     import time
@@ -231,7 +255,7 @@ def _wait(
     received += _read_all(read_fd)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
-    return _child_died(os.WTERMSIG(status), bytes(received), batch, isolated)
+    return _child_died(os.WTERMSIG(status), bytes(received), batch, isolated, as_json)
 
 
 def _open_runs(received: bytes) -> list[tuple[str, str]]:
@@ -251,7 +275,24 @@ def _open_runs(received: bytes) -> list[tuple[str, str]]:
     return list(started.items())
 
 
-def _child_died(signum: int, received: bytes, batch: bool = False, isolated: bool = False) -> int:
+def _printed(received: bytes) -> bool:
+    """Whether the child wrote its `--json` document (`supervision.printed`)."""
+    import json
+
+    for line in received.decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            if json.loads(line).get("event") == "printed":
+                return True
+    return False
+
+
+def _child_died(
+    signum: int,
+    received: bytes,
+    batch: bool = False,
+    isolated: bool = False,
+    as_json: str | None = None,
+) -> int:
     try:
         name = signal.Signals(signum).name
     except ValueError:
@@ -285,6 +326,7 @@ def _child_died(signum: int, received: bytes, batch: bool = False, isolated: boo
                 "rest"
             )
     lines = []
+    records = []
     runs = _open_runs(received)
     if runs:
         from pathlib import Path
@@ -296,9 +338,29 @@ def _child_died(signum: int, received: bytes, batch: bool = False, isolated: boo
             error = ErrorInfo(type=error_type, message=message)
             record = finish_dead_run(Path(record_path), Path(staging), status, error)
             if record is not None:
+                records.append(record)
                 lines.append(f"Error: {message}; the run is recorded {status}: {record_path}")
     if not lines:
         lines.append(f"Error: {message}")
     with contextlib.suppress(OSError):
         os.write(2, ("\n".join(lines) + "\n").encode(errors="replace"))
+    if as_json is not None and not _printed(received):
+        # `--json` promises one document on stdout whatever happens: the child died
+        # before printing its own, and a script's `jq` got nothing to parse
+        from mdivicomtools.common.jsonio import pretty
+
+        document = (
+            records[0]
+            if as_json == "record" and len(records) == 1
+            else {"error": {"type": error_type, "message": message, "exit_code": code}}
+        )
+        with contextlib.suppress(OSError):
+            _write_all(1, pretty(document))
     return code
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (a pipe takes at most 64 KiB a write)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

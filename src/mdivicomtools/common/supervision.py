@@ -49,3 +49,9 @@ def run_started(record_path: Path, staging_dir: Path) -> None:
 def run_finished(record_path: Path) -> None:
     """The run's final record is written (or could not be): nothing left to finish."""
     _send({"event": "finished", "record": str(record_path)})
+
+
+def printed() -> None:
+    """The command wrote its `--json` document: the supervisor must not write
+    another should the process die afterwards (a native library's crash at exit)."""
+    _send({"event": "printed"})
