@@ -590,6 +590,35 @@ def test_a_running_batch_can_be_polled_from_its_summary_file(session_plugin, stu
     assert final["totals"] == {"succeeded": 1, "interrupted": 1, "not_started": 1}
 
 
+def test_a_terminal_that_cannot_redraw_gets_a_line_per_session(session_plugin, study, tmp_path):
+    """stderr a terminal with TERM=dumb (Emacs' shell, a CI runner's pty): rich draws
+    its bar there only when it stops, so the batch showed nothing per session, and
+    its bar came after the summary's line; it now gets the lines a pipe gets."""
+    import pty
+
+    main, other = pty.openpty()
+    out = tmp_path / "out"
+    with subprocess.Popen(
+        [*(MDIVICOM, "run", "per-session", "--dataset", str(study), "--out", str(out)),
+         *("--sessions", "ses-0[12]", "--jobs", "1")],
+        env={**session_plugin.env(), "TERM": "dumb"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=other,
+    ) as proc:  # fmt: skip
+        os.close(other)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the command has closed it
+            while chunk := os.read(main, 65536):
+                shown += chunk
+        os.close(main)
+    assert proc.returncode == 0, shown
+    lines = shown.decode().replace("\r", "").splitlines()
+    done = [line for line in lines if " succeeded (" in line]
+    assert done == ["[mdivicom] ses-01 succeeded (1/2)", "[mdivicom] ses-02 succeeded (2/2)"]
+    assert lines[-1].startswith("[mdivicom] summary: "), lines
+
+
 def test_runs_list_understands_batch_outputs(session_plugin, study, tmp_path):
     marker = tmp_path / "fail"
     marker.write_text("ses-02")

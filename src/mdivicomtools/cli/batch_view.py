@@ -32,8 +32,15 @@ class BatchProgress:
         self.retrying = 0
         self._live: Any = None
         self._gone = False
+        console = None
         if sys.stderr.isatty():
             from rich.console import Console
+
+            console = Console(stderr=True)
+        # a terminal that cannot redraw (TERM=dumb or unknown: Emacs' shell, a CI
+        # runner's pty) got no line at all: rich draws the bar there only when it
+        # stops, so a batch of an hour showed nothing until its end
+        if console is not None and console.is_interactive:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -51,7 +58,7 @@ class BatchProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=console,
                 auto_refresh=False,
             )
             self._task = self._live.add_task("batch", total=total, detail="")
