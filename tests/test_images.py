@@ -63,6 +63,25 @@ def test_save_and_load_round_trip(site, tmp_path, engine, own_tag):
     assert image_id(engine, own_tag) == original
 
 
+def test_save_and_load_json_for_a_ci_script(site, tmp_path, engine, own_tag):
+    """`images save/load/pull` had no --json (every listing and report has one): a CI
+    job that carries images to an offline site parsed `loaded X into Y` lines."""
+    tar = tmp_path / "images.tar"
+    saved = site.cli("images", "save", own_tag, "-o", str(tar), "--backend", engine, "--json")
+    assert saved.returncode == 0, saved.stderr
+    assert json.loads(saved.stdout) == {"engine": engine, "images": [own_tag], "file": str(tar)}
+    cli_engine(engine, "rmi", own_tag)
+    loaded = site.cli("images", "load", str(tar), "--backend", engine, "--json")
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == {"engine": engine, "images": [own_tag]}
+    # a pull that fails is the error document, as for every --json command
+    absent = "localhost/mdivicom-absent:0"
+    pulled = site.cli("images", "pull", absent, "--backend", engine, "--json")
+    assert pulled.returncode == 1
+    error = json.loads(pulled.stdout)["error"]
+    assert error["exit_code"] == 1 and absent in error["message"], error
+
+
 def test_list_shows_present_and_missing_plugin_images(site, engine):
     container_plugin(site, "here", "true")
     container_plugin(site, "gone", "true", image="localhost/mdivicom-absent:0")

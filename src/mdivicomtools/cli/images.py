@@ -73,11 +73,22 @@ def list_command(backend: str | None, as_json: bool) -> None:
     metavar="SECONDS",
     help="Give up on an image whose pull takes longer than this (exit 1).",
 )
-def pull_command(refs: tuple[str, ...], backend: str | None, timeout: float | None) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"engine": NAME, "images": [...]} instead of a line per image.',
+)
+def pull_command(
+    refs: tuple[str, ...], backend: str | None, timeout: float | None, as_json: bool
+) -> None:
     """Pull the named images, or every container plugin's image."""
     from mdivicomtools.runner.images import pull_images
 
     engine, pulled = pull_images(list(refs), backend, timeout, warn=_warn)
+    if as_json:
+        echo_json({"engine": engine, "images": pulled})
+        return
     for ref in pulled:
         click.echo(f"pulled {ref} into {engine}")
 
@@ -88,26 +99,44 @@ def pull_command(refs: tuple[str, ...], backend: str | None, timeout: float | No
     "-o", "--output", required=True, type=PATH, metavar="FILE.tar", help="The tar file to write."
 )
 @click.option("--backend", metavar="NAME", help=BACKEND_HELP)
-def save_command(refs: tuple[str, ...], output: str, backend: str | None) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"engine": NAME, "images": [...], "file": FILE.tar} instead of a line.',
+)
+def save_command(refs: tuple[str, ...], output: str, backend: str | None, as_json: bool) -> None:
     """Write images into one tar file, to carry onto a machine without a registry."""
     from pathlib import Path  # pathlib costs ~8 ms of every command's start-up at top level
 
     from mdivicomtools.runner.images import save_images
 
     engine = save_images(list(refs), Path(output), backend, warn=_warn)
+    if as_json:
+        echo_json({"engine": engine, "images": list(refs), "file": output})
+        return
     click.echo(f"saved {', '.join(refs)} from {engine} to {output}")
 
 
 @images_group.command("load")
 @click.argument("path", type=PATH, metavar="FILE.tar")
 @click.option("--backend", metavar="NAME", help=BACKEND_HELP)
-def load_command(path: str, backend: str | None) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"engine": NAME, "images": [...]} instead of a line per image.',
+)
+def load_command(path: str, backend: str | None, as_json: bool) -> None:
     """Load images from a tar file written by `images save` (or docker/podman save)."""
     from pathlib import Path
 
     from mdivicomtools.runner.images import load_images
 
     engine, names = load_images(Path(path), backend, warn=_warn)
+    if as_json:
+        echo_json({"engine": engine, "images": names})
+        return
     for name in names:
         click.echo(f"loaded {name} into {engine}")
 
