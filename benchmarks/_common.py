@@ -201,16 +201,18 @@ def instructions(argv: Sequence[str], env: dict[str, str] | None = None) -> floa
 
 
 #: what every timed `mdivicom` process imports: their byte-code decides its start-up
-STARTUP_MODULES = ("mdivicomtools.cli", "click", "msgspec", "pluggy")
+STARTUP_MODULES = ("mdivicomtools", "click", "msgspec", "pluggy")
 
 
 def without_bytecode(modules: Sequence[str] | None = None) -> list[str]:
     """Those of `modules` (STARTUP_MODULES by default) that the processes a benchmark
-    starts will compile on every start: no byte-code beside them, and
-    PYTHONDONTWRITEBYTECODE set, so the untimed first round cannot write it. An
+    starts will compile on every start: a module of theirs (a package's, any of its
+    files) with no byte-code beside it, or byte-code older than its source, while
+    PYTHONDONTWRITEBYTECODE is set, so the untimed first round cannot write it. An
     editable install has none until something writes it, and uv installs without
     it: there, discovery.py measured `plugins list --json` at 2.4x its baseline
-    against 1.6x with byte-code."""
+    against 1.6x with byte-code. A checkout's files changed since it was compiled
+    (a `git pull`) are as slow, and counted 60 M more instructions for `--help`."""
     import importlib.util
 
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
@@ -221,9 +223,27 @@ def without_bytecode(modules: Sequence[str] | None = None) -> list[str]:
             spec = importlib.util.find_spec(name)
         except ImportError:
             continue
-        if spec is not None and spec.cached and not Path(spec.cached).exists():
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        folders = spec.submodule_search_locations
+        sources = (
+            [path for folder in folders for path in Path(folder).rglob("*.py")]
+            if folders
+            else [Path(spec.origin)]
+        )
+        if any(_compiles_on_start(source) for source in sources):
             missing.append(name)
     return missing
+
+
+def _compiles_on_start(source: Path) -> bool:
+    import importlib.util
+
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    try:
+        return cached.stat().st_mtime < source.stat().st_mtime
+    except FileNotFoundError:
+        return True
 
 
 @functools.cache
@@ -232,7 +252,8 @@ def note_missing_bytecode() -> None:
     missing = without_bytecode()
     if missing:
         print(
-            f"note: no byte-code for {', '.join(missing)} and PYTHONDONTWRITEBYTECODE is "
+            f"note: no byte-code (or older than its source) for {', '.join(missing)} and "
+            "PYTHONDONTWRITEBYTECODE is "
             "set: every process started here compiles them, which inflates start-up times; "
             "compile first (`python -m compileall -q src backends/*/src`, and the venv's "
             "site-packages; scripts/test.sh does both)",
