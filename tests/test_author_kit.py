@@ -24,60 +24,56 @@ def _container(**fields: object) -> dict:
     return plugin
 
 
-def test_a_misspelt_resources_field_names_the_field_meant_and_the_known_ones():
-    # was `container.resources.memroy is not a known field`, where a misspelt
-    # container field already got its "did you mean" and the known fields
-    with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(_container(resources={"memroy": "256m"}))
-    assert str(caught.value) == (
-        "container.resources.memroy is not a known field; did you mean "
-        "container.resources.memory?; known fields of container.resources: "
-        "memory, cpus, shm_size, pids, gpus"
-    )
-
-
-def test_a_misspelt_mount_field_names_the_field_meant():
-    with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(_container(mounts={"models": {"targt": "/models"}}))
-    assert str(caught.value) == (
-        "container.mounts[...].targt is not a known field; did you mean "
-        "container.mounts[...].target?; known fields of container.mounts[...]: "
-        "target, required, description"
-    )
-
-
-def test_a_misspelt_pull_policy_names_the_choices():
-    # was `container.pull: invalid enum value 'nevr'`: neither the choices nor the near one
-    with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(_container(pull="nevr"))
-    assert str(caught.value) == (
-        "container.pull: 'nevr' is not one of 'always', 'missing', 'never'; did you mean 'never'?"
-    )
-
-
-def test_a_misspelt_kind_names_the_choices():
-    with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(plugin_dict("audio-rms", kind="pyhton"))
-    assert str(caught.value) == (
-        "meta.kind: 'pyhton' is not one of 'container', 'python'; did you mean 'python'?"
-    )
-
-
-def test_a_wrong_gpus_word_does_not_claim_all_is_the_only_choice():
-    # gpus takes "all", a count or device ids: "is not one of 'all'" would mislead
-    with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(_container(resources={"gpus": "al"}))
-    assert str(caught.value) == "container.resources.gpus: invalid enum value 'al'"
-
-
-def test_a_misspelt_required_meta_field_points_at_the_misspelling():
+def _without_api_version() -> dict:
     plugin = plugin_dict("audio-rms")
     plugin["meta"]["apiversion"] = plugin["meta"].pop("api_version")
+    return plugin
+
+
+@pytest.mark.parametrize(
+    ("plugin", "said"),
+    [
+        # was `container.resources.memroy is not a known field`, where a misspelt
+        # container field already got its "did you mean" and the known fields
+        (
+            lambda: _container(resources={"memroy": "256m"}),
+            "container.resources.memroy is not a known field; did you mean "
+            "container.resources.memory?; known fields of container.resources: "
+            "memory, cpus, shm_size, pids, gpus",
+        ),
+        (
+            lambda: _container(mounts={"models": {"targt": "/models"}}),
+            "container.mounts[...].targt is not a known field; did you mean "
+            "container.mounts[...].target?; known fields of container.mounts[...]: "
+            "target, required, description",
+        ),
+        # was `container.pull: invalid enum value 'nevr'`: neither the choices nor the near one
+        (
+            lambda: _container(pull="nevr"),
+            "container.pull: 'nevr' is not one of 'always', 'missing', 'never'; "
+            "did you mean 'never'?",
+        ),
+        (
+            lambda: plugin_dict("audio-rms", kind="pyhton"),
+            "meta.kind: 'pyhton' is not one of 'container', 'python'; did you mean 'python'?",
+        ),
+        # gpus takes "all", a count or device ids: "is not one of 'all'" would mislead
+        (
+            lambda: _container(resources={"gpus": "al"}),
+            "container.resources.gpus: invalid enum value 'al'",
+        ),
+        (
+            _without_api_version,
+            "meta.api_version is missing (required); meta has 'apiversion': "
+            "did you mean 'api_version'?",
+        ),
+    ],
+    ids=["resources-field", "mount-field", "pull", "kind", "gpus-word", "required-meta"],
+)
+def test_a_misspelling_in_a_plugin_names_what_was_meant(plugin, said):
     with pytest.raises(InvalidPlugin) as caught:
-        parse_plugin(plugin)
-    assert str(caught.value) == (
-        "meta.api_version is missing (required); meta has 'apiversion': did you mean 'api_version'?"
-    )
+        parse_plugin(plugin())
+    assert str(caught.value) == said
 
 
 def test_a_misspelt_optional_meta_field_gets_a_note():
