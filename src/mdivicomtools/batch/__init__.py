@@ -32,6 +32,7 @@ from mdivicomtools.batch.session import (
 )
 from mdivicomtools.batch.slurm import SlurmExecutor
 from mdivicomtools.batch.summary import (
+    BatchRun,
     BatchSummary,
     BatchSummaryInterrupted,
     ProgressFile,
@@ -185,18 +186,15 @@ def run_batch(
     batch_id = stamp_id()
     started = utc_now()
     interrupted: BatchInterrupted | None = None
-    progress_file = ProgressFile(
-        lambda ended: running_summary(
-            plan,
-            batch,
-            batch_id=batch_id,
-            executor=executor.name,
-            address=executor.address,
-            jobs=jobs,
-            results=ended,
-            started=started,
-        )
+    facts = BatchRun(
+        plan=plan,
+        batch=batch,
+        batch_id=batch_id,
+        executor=executor,
+        jobs=jobs,
+        started=started,
     )
+    progress_file = ProgressFile(lambda ended: running_summary(facts, ended))
     progress_file.write()
     report = _reporting_retries(on_event, batch.retries, progress_file.ended)
     try:
@@ -214,15 +212,9 @@ def run_batch(
         results = exc.results
     progress_file.close()
     summary = summarise(
-        plan,
-        batch,
-        batch_id=batch_id,
-        executor=executor.name,
-        address=executor.address,
-        jobs=jobs,
-        results=results,
+        facts,
+        results,
         interrupted=interrupted is not None,
-        started=started,
         finished=utc_now(),
         slurm_partition=getattr(executor, "partition", None),
         slurm_job_ids=getattr(executor, "job_ids", []),

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -123,54 +123,49 @@ def prepare_summary_folder(out: Path) -> None:
         ) from None
 
 
-def running_summary(
-    plan: BatchPlan,
-    batch: BatchOptions,
-    *,
-    batch_id: str,
-    executor: str,
-    address: str | None,
-    jobs: int,
-    results: list[SessionResult],
-    started: datetime,
-) -> BatchSummary:
+class RunsSessions(Protocol):
+    """What a summary reads of the executor: its name, and the scheduler it
+    reached, known only once it has started one (a Dask LocalCluster's port)."""
+
+    name: str
+    address: str | None
+
+
+class BatchRun(msgspec.Struct, frozen=True, kw_only=True):
+    """What a batch's summaries say of the batch itself, fixed as it starts (but
+    the executor's address, read as each summary is built): the running summary
+    and the final one are built from the same, once."""
+
+    plan: BatchPlan
+    batch: BatchOptions
+    batch_id: str
+    executor: RunsSessions
+    jobs: int
+    started: datetime
+
+
+def running_summary(run: BatchRun, results: list[SessionResult]) -> BatchSummary:
     """The summary of a batch still running: the sessions ended so far, and in
     `totals` how many are still `pending`."""
-    return _summary(
-        plan,
-        batch,
-        batch_id=batch_id,
-        executor=executor,
-        address=address,
-        jobs=jobs,
-        results=results,
-        status="running",
-        started=started,
-        finished=None,
-    )
+    return _summary(run, results, status="running", finished=None)
 
 
 def _summary(
-    plan: BatchPlan,
-    batch: BatchOptions,
-    *,
-    batch_id: str,
-    executor: str,
-    address: str | None,
-    jobs: int,
+    run: BatchRun,
     results: list[SessionResult],
+    *,
     status: BatchStatus,
-    started: datetime,
     finished: datetime | None,
     slurm_partition: str | None = None,
     slurm_job_ids: list[str] | None = None,
 ) -> BatchSummary:
+    plan, batch, started = run.plan, run.batch, run.started
     ordered = sorted([*plan.skipped, *results], key=lambda r: r.session)
     totals: dict[str, int] = dict(Counter(r.status for r in ordered))
     if status == "running":
         totals[PENDING] = len(plan.to_run) - len(results)
     return BatchSummary(
-        batch_id=batch_id,
+        batch_id=run.batch_id,
         status=status,
         plugin=plan.plugin.ref,
         plugin_version=plan.plugin.version,
@@ -178,9 +173,9 @@ def _summary(
         dataset_dir=str(plan.dataset_dir),
         out_dir=str(plan.out_dir),
         sessions_glob=batch.sessions,
-        executor=executor,
-        scheduler=address,
-        jobs=jobs,
+        executor=run.executor.name,
+        scheduler=run.executor.address,
+        jobs=run.jobs,
         started_at=iso(started),
         finished_at=None if finished is None else iso(finished),
         duration_s=None if finished is None else round((finished - started).total_seconds(), 3),
@@ -262,16 +257,10 @@ def as_shown(summary: BatchSummary) -> BatchSummary:
 
 
 def summarise(
-    plan: BatchPlan,
-    batch: BatchOptions,
-    *,
-    batch_id: str,
-    executor: str,
-    address: str | None,
-    jobs: int,
+    run: BatchRun,
     results: list[SessionResult],
+    *,
     interrupted: bool,
-    started: datetime,
     finished: datetime,
     slurm_partition: str | None = None,
     slurm_job_ids: list[str] | None = None,
@@ -291,19 +280,13 @@ def summarise(
         "interrupted"
         if interrupted
         else "failed"
-        if any(r.status not in fine for r in [*plan.skipped, *results])
+        if any(r.status not in fine for r in [*run.plan.skipped, *results])
         else "succeeded"
     )
     summary = _summary(
-        plan,
-        batch,
-        batch_id=batch_id,
-        executor=executor,
-        address=address,
-        jobs=jobs,
-        results=results,
+        run,
+        results,
         status=status,
-        started=started,
         finished=finished,
         slurm_partition=slurm_partition,
         slurm_job_ids=slurm_job_ids,
@@ -314,7 +297,7 @@ def summarise(
         raise RecordNotWritten(
             f"the batch ended {status} but its summary could not be written to "
             f"{str(summary.path)!r} ({exc.strerror or exc}); each session's record says "
-            f"how it ended (`mdivicom runs list {plan.out_dir}`) and --resume runs what did "
+            f"how it ended (`mdivicom runs list {run.plan.out_dir}`) and --resume runs what did "
             "not succeed; free space or make the folder writable"
         ) from None
     return summary
